@@ -1,0 +1,83 @@
+"""Plain domain objects: what a host, flavor, group and workload are, independent of storage and API."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from poolvisor.domain.errors import InvalidInputError
+
+MAX_NAME_LEN = 63
+
+
+class HostState(enum.IntEnum):
+    """Host lifecycle; only UP hosts accept new workloads. Codes are stored in an int8 state array."""
+
+    UP = 0
+    MAINTENANCE = 1
+    FENCED = 2
+    DOWN = 3
+    REMOVED = 4
+
+    @classmethod
+    def parse(cls, value: str | HostState) -> HostState:
+        if isinstance(value, HostState):
+            return value
+        try:
+            return cls[value.upper()]
+        except KeyError:
+            allowed = ", ".join(s.name.lower() for s in cls if s is not cls.REMOVED)
+            raise InvalidInputError(f"unknown host state {value!r}; allowed: {allowed}") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class WorkloadKind(enum.StrEnum):
+    VM = "vm"
+    CONTAINER = "container"
+
+
+class GroupPolicy(enum.StrEnum):
+    """Nova-style server-group policies; `soft-*` only weigh, the others filter."""
+
+    AFFINITY = "affinity"
+    ANTI_AFFINITY = "anti-affinity"
+    SOFT_AFFINITY = "soft-affinity"
+    SOFT_ANTI_AFFINITY = "soft-anti-affinity"
+    DOMAIN_SPREAD = "domain-spread"  # hard anti-affinity between failure domains
+
+
+def check_name(kind: str, name: str) -> str:
+    """Names are 1..63 characters of letters, digits, '-', '_' and '.'; returns the name."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LEN:
+        raise InvalidInputError(f"{kind} name must be 1..{MAX_NAME_LEN} characters")
+    if not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
+        raise InvalidInputError(f"{kind} name {name!r} may only contain letters, digits, '-', '_', '.'")
+    return name
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    capacity: Mapping[str, float]
+    overcommit: Mapping[str, float] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    domain: str = "default"
+    state: HostState = HostState.UP
+    max_workloads: int = 0  # 0 = unlimited
+    pool: str | None = None
+
+
+@dataclass(frozen=True)
+class Flavor:
+    name: str
+    demand: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    policy: GroupPolicy

@@ -1,0 +1,66 @@
+"""Explanations: per-filter rejection counts with reasons, top candidates with per-scorer scores."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FilterReport:
+    """How many of the hosts still in the running a filter removed, and why (reason -> count)."""
+
+    filter: str
+    rejected: int
+    reasons: dict[str, int]
+    remaining: int
+
+    @property
+    def dominant_reason(self) -> str | None:
+        return max(self.reasons, key=lambda k: self.reasons[k]) if self.reasons else None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    host: str
+    score: float
+    scores: dict[str, float]  # per scorer, normalized to [0, 1] before its weight
+
+
+@dataclass(frozen=True)
+class Explanation:
+    hosts_considered: int
+    filters: list[FilterReport]
+    candidates: int
+    top: list[Candidate] = field(default_factory=list)
+    rule: str = ""
+
+    def summary(self) -> str:
+        """One line naming the filters that eliminated hosts (used in 'no valid host' errors)."""
+        parts = []
+        for f in self.filters:
+            if f.rejected:
+                reasons = ", ".join(f"{r} {c}" for r, c in sorted(f.reasons.items(), key=lambda x: -x[1]))
+                parts.append(f"{f.filter} rejected {f.rejected} ({reasons})")
+        body = "; ".join(parts) if parts else "no filter rejected any host"
+        return f"{self.hosts_considered} hosts considered: {body}; {self.candidates} candidates left"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["summary"] = self.summary()
+        for f, rep in zip(d["filters"], self.filters, strict=True):
+            f["dominant_reason"] = rep.dominant_reason
+        return d
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What every placement returns: the chosen host (or None) and why."""
+
+    request: str
+    host: str | None
+    host_index: int | None
+    explanation: Explanation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request": self.request, "host": self.host, "explanation": self.explanation.to_dict()}
