@@ -1,0 +1,32 @@
+"""The `poolvisor` command: sub-commands are registered explicitly, one module per topic."""
+
+from __future__ import annotations
+
+import typer
+
+from poolvisor import __version__
+from poolvisor.cli import bench
+from poolvisor.cli.errors import run_guarded
+
+app = typer.Typer(
+    name="poolvisor",
+    help="Pool virtualization hosts: place, balance, heal and simulate workloads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(bench.app, name="bench")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    run_guarded(lambda: app(standalone_mode=True))
+
+
+if __name__ == "__main__":
+    main()
