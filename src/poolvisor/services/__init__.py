@@ -1,0 +1,34 @@
+"""Use cases over the store and the drivers: one use case = one transaction (plus its events).
+
+    from poolvisor.services import Services, open_services
+    svc = open_services()          # POOLVISOR_DATABASE_URL or $POOLVISOR_HOME/poolvisor.db, sim driver
+    svc.create_pool("p"); ...; svc.close()
+
+Every method is synchronous and thread-safe, raises only poolvisor.domain.errors classes and returns
+frozen records from poolvisor.services.records.
+"""
+
+from poolvisor.services.facade import Services, open_services
+from poolvisor.services.records import (
+    CheckReport,
+    EventRecord,
+    FlavorRecord,
+    HostRecord,
+    PoolRecord,
+    Principal,
+    ProjectRecord,
+    WorkloadRecord,
+)
+
+__all__ = [
+    "CheckReport",
+    "EventRecord",
+    "FlavorRecord",
+    "HostRecord",
+    "PoolRecord",
+    "Principal",
+    "ProjectRecord",
+    "Services",
+    "WorkloadRecord",
+    "open_services",
+]

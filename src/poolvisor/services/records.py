@@ -1,0 +1,111 @@
+"""Plain frozen records returned by the services layer (the API turns them into pydantic models).
+
+They are deliberately independent of the ORM rows (store/rows.py) and of the API schemas, so each
+layer can change its representation without rippling through the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Role = Literal["admin", "member"]
+
+# Workload states. Allocations are held in PLACING, RUNNING, STOPPED and SUSPENDED.
+PLACING = "placing"
+RUNNING = "running"
+STOPPED = "stopped"
+SUSPENDED = "suspended"
+LOST = "lost"
+DRY_RUN = "dry-run"
+HOLDING_STATES: tuple[str, ...] = (PLACING, RUNNING, STOPPED, SUSPENDED)
+WORKLOAD_STATES: tuple[str, ...] = (PLACING, RUNNING, STOPPED, SUSPENDED, LOST)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an admin (project None) or a member of one project."""
+
+    token_id: int
+    project: str | None
+    role: Role
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """capacity/allocated/free are sums over the pool's hosts of allocatable amounts
+    (physical capacity times overcommit), per resource."""
+
+    name: str
+    description: str
+    hosts: int
+    capacity: dict[str, float]
+    allocated: dict[str, float]
+    free: dict[str, float]
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    """capacity is the physical capacity as declared; free = capacity * overcommit - allocated."""
+
+    name: str
+    pool: str | None
+    state: str
+    capacity: dict[str, float]
+    overcommit: dict[str, float]
+    allocated: dict[str, float]
+    free: dict[str, float]
+    labels: dict[str, str]
+    domain: str
+    max_workloads: int
+    workloads: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class FlavorRecord:
+    name: str
+    demand: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    name: str
+    workloads: int
+
+
+@dataclass(frozen=True)
+class WorkloadRecord:
+    """explanation is the placement Decision's explanation (Explanation.to_dict()) when known."""
+
+    name: str
+    project: str
+    kind: str
+    state: str
+    host: str | None
+    demand: dict[str, float]
+    priority: int
+    group: str | None
+    created_at: datetime
+    explanation: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    time: datetime
+    kind: str
+    subject: str
+    message: str
+    project: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of the invariant check; ok is False as soon as one violation is listed."""
+
+    ok: bool
+    violations: list[str]
+    counts: dict[str, int]
