@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poolvisor import __version__
-from poolvisor.cli import bench
+from poolvisor.cli import bench, sweep
 from poolvisor.cli.errors import run_guarded
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(bench.app, name="bench")
+app.command(name="sweep")(sweep.sweep)
 
 
 @app.command()

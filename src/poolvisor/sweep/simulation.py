@@ -1,0 +1,67 @@
+"""Sweep task for trace-driven simulation: one grid point -> one simulator run -> its metrics.
+
+Module-level so it pickles by reference for process pools and Dask workers. The simulator is
+imported inside the task so that merely building a grid does not load the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from poolvisor.domain.errors import InvalidInputError
+from poolvisor.sweep.grid import Point, expand_grid
+
+# policies whose behaviour has no tunable parameter (a --params value would only duplicate runs)
+NO_PARAM_POLICIES = frozenset({"npa", "dvfs"})
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, int | float | str | bool) or v is None
+
+
+def planetlab_task(point: Point) -> dict[str, Any]:
+    """Simulate one PlanetLab day directory with one policy/parameter/seed; returns the scalar metrics."""
+    from poolvisor.sim.planetlab import simulate_planetlab
+
+    compat = point.get("compat")
+    res = simulate_planetlab(
+        point["trace_dir"],
+        point["policy"],
+        point.get("param"),
+        None if compat in (None, "", "default") else compat,
+        seed=int(point["seed"]),
+    )
+    out = {k: (v.item() if hasattr(v, "item") else v) for k, v in res.metrics.items()}
+    return {k: v for k, v in out.items() if _scalar(v)}
+
+
+def simulation_points(
+    traces: Sequence[str | Path],
+    policy_params: dict[str, list[float | None]],
+    seeds: Sequence[int],
+    compat: str | None = None,
+) -> list[Point]:
+    """Grid over policies × their parameters × traces × seeds, in that order of nesting."""
+    dirs = [Path(t) for t in traces]
+    for d in dirs:
+        if not d.is_dir():
+            raise InvalidInputError(f"trace directory not found: {d}")
+    names = [d.name for d in dirs]
+    if len(set(names)) != len(names):  # two dirs with the same basename: label them by full path
+        names = [str(d) for d in dirs]
+    points: list[Point] = []
+    for policy, params in policy_params.items():
+        for p in expand_grid({"param": params, "trace": list(range(len(dirs))), "seed": seeds}):
+            points.append(
+                {
+                    "policy": policy,
+                    "param": p["param"],
+                    "trace": names[p["trace"]],
+                    "seed": p["seed"],
+                    "compat": compat or "default",
+                    "trace_dir": str(dirs[p["trace"]]),
+                }
+            )
+    return points
