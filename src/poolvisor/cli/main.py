@@ -6,6 +6,7 @@ import typer
 
 from poolvisor import __version__
 from poolvisor.cli import bench, sweep
+from poolvisor.cli import pack as pack_cli
 from poolvisor.cli.errors import run_guarded
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(bench.app, name="bench")
+app.command(name="pack")(pack_cli.pack)
 app.command(name="sweep")(sweep.sweep)
 
 
