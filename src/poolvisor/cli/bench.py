@@ -8,3 +8,61 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(help="Benchmarks: print measured figures and ratios.", no_args_is_help=True)
+
+
+@app.command("packing")
+def packing(
+    source: str = typer.Argument(..., help="directory of .vbp files or a .tar.gz of them (Panigrahy)"),
+    time_limit: float = typer.Option(1.0, "--time-limit", help="seconds per instance (all stages)"),
+    algo: str = typer.Option("best", "--algo", help="algorithm (see `poolvisor pack --help`)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON (summary per class and dimension)"),
+    per_instance: bool = typer.Option(False, "--per-instance", help="with --json: add every instance"),
+    limit: int = typer.Option(0, "--limit", help="run N instances spread over all classes and sizes"),
+    classes: str = typer.Option("", "--classes", help="comma-separated class numbers, e.g. 1,6,7"),
+    known: str = typer.Option("", "--known", help="Panigrahy_summary_known.csv (default: next to SOURCE)"),
+    workers: int = typer.Option(0, "--workers", help="processes (default: all local cores)"),
+) -> None:
+    """Vector bin packing quality vs the best published results (Panigrahy instances)."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from poolvisor.bench import packing as bp
+    from poolvisor.cli.errors import fail
+    from poolvisor.policies.packing.registry import algorithms
+
+    if algo not in algorithms():
+        raise fail(f"unknown algorithm {algo!r}; known: {', '.join(algorithms())}")
+    try:
+        cls = {int(c) for c in classes.split(",") if c.strip()} if classes else None
+    except ValueError:
+        raise fail(f"--classes must be comma-separated integers, got {classes!r}") from None
+    src = Path(source)
+    known_path = Path(known) if known else bp.default_known(src)
+    ref = bp.read_known(known_path) if known_path else None
+    console = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=as_json) as prog:
+        task = prog.add_task("packing", total=None)
+        results = bp.run(src, algo=algo, time_limit=time_limit, classes=cls, limit=limit or None,
+                         workers=workers or None,
+                         progress=lambda d, t: prog.update(task, completed=d, total=t))
+    by_class = bp.summarize(results, ref, "class")
+    by_dim = bp.summarize(results, ref, "dimensions")
+    total = bp.summarize([{**r, "all": 0} for r in results], ref, "all")[0]
+    if as_json:
+        out: dict[str, object] = {"algo": algo, "time_limit": time_limit, "instances": len(results),
+                                  "known": str(known_path) if known_path else None, "by_class": by_class,
+                                  "by_dimensions": by_dim, "total": total}
+        if per_instance:
+            out["results"] = results
+        typer.echo(json.dumps(out))
+        return
+    out_console = Console()
+    if ref is None:
+        out_console.print("no Panigrahy_summary_known.csv found: published comparison omitted (use --known)")
+    out_console.print(bp.render(by_class, "class", f"{algo}, {time_limit:g} s/instance, by class"))
+    out_console.print(bp.render(by_dim, "dimensions", "by dimensions"))
+    out_console.print(bp.render([total], "all", "all instances"))

@@ -67,6 +67,7 @@ def try_bins(
     """("feasible", assignment) | ("infeasible", None) | ("unknown", None) for packing into k bins."""
     from ortools.sat.python import cp_model
 
+    t0 = time.perf_counter()
     n, d = items.shape
     si, ci = _integral(items, capacity)
     clique, rank = _symmetry(items, capacity)
@@ -96,7 +97,8 @@ def try_bins(
             if (int(i), int(b)) in x and i not in fixed:
                 model.add_hint(x[int(i), int(b)], 1)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.01, time_limit)
+    # building the model counts against the limit too
+    solver.parameters.max_time_in_seconds = max(0.01, time_limit - (time.perf_counter() - t0))
     solver.parameters.num_workers = max(1, workers)
     status = solver.solve(model)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):

@@ -58,7 +58,7 @@ class _Search:
         for it in range(1, max_iters + 1):
             if unassigned.size == 0:
                 return bin_of
-            if it % 32 == 0 and time.perf_counter() > deadline:
+            if time.perf_counter() > deadline:
                 return None
             # direct insertions first (best fit by weighted residual)
             inserted = False

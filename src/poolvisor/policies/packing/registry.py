@@ -33,7 +33,7 @@ for _s in ("dot", "l2"):
     HEURISTICS[f"bc-{_s}"] = partial(bin_centric, score=_s, dynamic=False)
     HEURISTICS[f"bc-{_s}-dyn"] = partial(bin_centric, score=_s, dynamic=True)
 
-CPSAT_MAX_VARS = 40_000
+CPSAT_MAX_VARS = 15_000
 IMPROVERS = ("local-search", "cpsat", "best", "heuristics")
 DESCRIPTIONS = {
     "ff": "first fit, input order",
@@ -48,16 +48,19 @@ def algorithms() -> list[str]:
     return [*HEURISTICS, *IMPROVERS]
 
 
-def portfolio(items: np.ndarray, capacity: np.ndarray, lb: int) -> tuple[str, np.ndarray]:
-    """Run the heuristics (cheapest first), stop early at the lower bound; (name, assignment) of the best."""
+def portfolio(items: np.ndarray, capacity: np.ndarray, lb: int, deadline: float = np.inf,
+              ) -> tuple[str, np.ndarray]:
+    """Run the heuristics (strongest first), stop early at the lower bound or, after the first four,
+    at the deadline; (name, assignment) of the best."""
     best_name, best, best_k = "", np.zeros(0, dtype=np.int64), np.inf
+    k_run = 0
     for name in ("bfd-dyn", "bc-dot-dyn", "bc-l2-dyn", "ffd-l1", "bfd-l2", "bfd-avg", "bc-dot", "bc-l2",
                  "ffd-linf", "ffd-l2", "ffd-avg", "ffd-dyn", "bfd-l1", "bfd-linf", "ff"):
         a = HEURISTICS[name](items, capacity)
         k = bin_count(a)
         if k < best_k:
             best_name, best, best_k = name, a, k
-        if best_k <= lb:
+        if best_k <= lb or (k_run := k_run + 1) >= 4 and time.perf_counter() > deadline:
             break
     return best_name, best
 
@@ -86,7 +89,7 @@ def solve(
     if algo in HEURISTICS:
         a = relabel(HEURISTICS[algo](s, c))
     else:
-        name, a = portfolio(s, c, lb)
+        name, a = portfolio(s, c, lb, t0 + 0.25 * time_limit)
         a = relabel(a)
         trace.append(f"{name}: {bin_count(a)} bins")
         left = time_limit - (time.perf_counter() - t0)
