@@ -1,0 +1,281 @@
+"""The packing engine applied to the live pool: batch placement and consolidation planning.
+
+Both are pure functions of a ClusterState (never mutated) that return plans with explanations.
+Hosts are bins of different sizes, partially filled: a host's bin is its current free capacity
+(capacity x overcommit - allocated), and only UP hosts (optionally a subset) take workloads.
+
+* plan_batch_placement: place many workloads at once, preferring hosts that are already active,
+  then opening as few empty hosts as possible (largest first); then tries to empty each newly
+  opened host again by re-packing its workloads into the other chosen hosts.
+* plan_consolidation: fewest active hosts with a migration cost: hosts are emptied one at a time,
+  cheapest to empty first (fewest / smallest workloads), only when their workloads all fit on the
+  hosts that stay active and the migration cost is below the value of freeing a host. Workloads on
+  hosts that stay active never move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.packing.bincentric import bin_centric
+from poolvisor.policies.packing.feasibility import check_assignment
+from poolvisor.policies.packing.greedy import item_centric
+from poolvisor.state.cluster import ClusterState
+
+
+def _reference(state: ClusterState) -> np.ndarray:
+    """Per-resource normalization scale: the largest host capacity (1 where no host has any)."""
+    cap = state.capacity.max(axis=1) if state.n else np.ones(len(state.resources))
+    return np.where(cap > 0, cap, 1.0)
+
+
+def fit_into(demands: np.ndarray, residual: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Pack demands (n, R) into fixed bins with residual capacities (k, R); -1 = did not fit.
+
+    Runs the engine's heuristics with fixed bins (no new bins) and keeps the assignment with the
+    fewest unplaced items, then the fewest bins touched, then the lowest bin indices (callers order
+    bins by preference).
+    """
+    n = demands.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if residual.shape[0] == 0:
+        return np.full(n, -1, dtype=np.int64)
+    res = np.maximum(residual, 0.0)
+    candidates = [
+        item_centric(demands, scale, order="decreasing", rule="first", measure="l2", bins_residual=res,
+                     allow_new=False),
+        item_centric(demands, scale, order="dynamic", rule="best", bins_residual=res, allow_new=False),
+        item_centric(demands, scale, order="decreasing", rule="best", measure="linf", bins_residual=res,
+                     allow_new=False),
+        bin_centric(demands, scale, score="dot", dynamic=True, bins_residual=res, allow_new=False),
+        bin_centric(demands, scale, score="l2", dynamic=True, bins_residual=res, allow_new=False),
+    ]
+
+    def key(a: np.ndarray) -> tuple[int, int, int]:
+        used = np.unique(a[a >= 0])
+        return int(np.sum(a < 0)), int(used.size), int(used.sum())
+
+    return min(candidates, key=key)
+
+
+@dataclass
+class Move:
+    workload: str
+    source: str | None  # None for a new placement
+    target: str | None  # None when it could not be placed
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workload": self.workload, "from": self.source, "to": self.target, "reason": self.reason}
+
+
+@dataclass
+class Plan:
+    """What to do and why. `assignment[i]` is the host index for workload i (-1 = not placed)."""
+
+    kind: str
+    assignment: np.ndarray
+    moves: list[Move]
+    hosts_before: int
+    hosts_after: int
+    lower_bound: int
+    summary: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unplaced(self) -> list[str]:
+        return [m.workload for m in self.moves if m.target is None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "summary": self.summary, "hosts_before": self.hosts_before,
+                "hosts_after": self.hosts_after, "lower_bound": self.lower_bound,
+                "moves": [m.to_dict() for m in self.moves], "notes": list(self.notes)}
+
+
+def _eligible(state: ClusterState, allowed: np.ndarray | None) -> np.ndarray:
+    ok = state.up & np.all(state.capacity >= 0, axis=0)
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != (state.n,):
+            raise InvalidInputError(f"allowed must be a bool mask over the {state.n} hosts")
+        ok &= allowed
+    return ok
+
+
+def _check_demands(state: ClusterState, names: Sequence[str], demands: Any) -> np.ndarray:
+    d = np.asarray(demands, dtype=np.float64).reshape(len(names), len(state.resources))
+    if not np.all(np.isfinite(d)) or np.any(d < 0):
+        raise InvalidInputError("demands must be finite and >= 0")
+    if len(set(names)) != len(names):
+        raise InvalidInputError("workload names must be unique")
+    return d
+
+
+def _lower_bound(demands: np.ndarray, state: ClusterState, hosts: np.ndarray) -> int:
+    """Hosts needed at least: total demand over the largest eligible host capacity, per resource."""
+    if demands.shape[0] == 0 or hosts.size == 0:
+        return 0
+    big = state.capacity[:, hosts].max(axis=1)
+    tot = demands.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.ceil(tot / np.where(big > 0, big, 1.0) - 1e-9)
+        need = np.where(big > 0, ratio, np.where(tot > 0, np.inf, 0))
+    lb = float(np.max(need)) if need.size else 0.0
+    return int(min(lb, hosts.size)) if np.isfinite(lb) else hosts.size
+
+
+def plan_batch_placement(
+    state: ClusterState,
+    names: Sequence[str],
+    demands: Any,
+    *,
+    allowed: np.ndarray | None = None,
+) -> Plan:
+    """Place workloads (names, demands (n, R)) at once onto the hosts' free capacity."""
+    d = _check_demands(state, names, demands)
+    hosts = np.flatnonzero(_eligible(state, allowed))
+    free = state.free[:, hosts].T  # (k, R)
+    active = state.workload_count[hosts] > 0
+    scale = _reference(state)
+    # preference: active hosts (tightest first), then empty hosts, largest first
+    fill = (free / scale).sum(axis=1)
+    size = (state.capacity[:, hosts].T / scale).sum(axis=1)
+    order = np.lexsort((np.arange(hosts.size), np.where(active, fill, -size), ~active))
+    a = fit_into(d, free[order], scale)
+    notes: list[str] = []
+    # try to close each newly opened host again (latest first): its workloads onto the other used hosts
+    bins_free = free[order].copy()
+    np.subtract.at(bins_free, a[a >= 0], d[a >= 0])
+    for b in sorted((int(x) for x in np.unique(a[a >= 0]) if not active[order[x]]), reverse=True):
+        movers = np.flatnonzero(a == b)
+        others = np.array([x for x in np.unique(a[a >= 0]) if x != b] +
+                          [x for x in np.flatnonzero(active) if x not in a], dtype=np.int64)
+        if others.size == 0:
+            continue
+        sub = fit_into(d[movers], bins_free[others], scale)
+        if np.all(sub >= 0):
+            a[movers] = others[sub]
+            np.subtract.at(bins_free, others[sub], d[movers])
+            bins_free[b] += d[movers].sum(axis=0)
+            notes.append(f"re-packed {movers.size} workload(s) so {state.names[hosts[order[b]]]} stays empty")
+    host_idx = np.where(a >= 0, hosts[order][np.maximum(a, 0)], -1)
+    _verify(state, d, host_idx, base_allocated=state.allocated)
+    moves = []
+    for i, name in enumerate(names):
+        h = int(host_idx[i])
+        if h < 0:
+            moves.append(Move(name, None, None, "no eligible host has enough free capacity left"))
+        else:
+            why = "already active host" if state.workload_count[h] > 0 else "opened: active hosts were full"
+            moves.append(Move(name, None, state.names[h], why))
+    before = int(np.count_nonzero(state.workload_count[hosts] > 0))
+    used = set(host_idx[host_idx >= 0].tolist()) | set(hosts[active].tolist())
+    opened = len(used) - before
+    placed = int(np.sum(host_idx >= 0))
+    on = len(set(host_idx[host_idx >= 0].tolist()))
+    summary = (f"placed {placed}/{len(names)} workloads on {on} hosts; "
+               f"opened {opened} empty host(s); active hosts {before} -> {len(used)}")
+    return Plan("batch-placement", host_idx, moves, before, len(used),
+                _lower_bound(d, state, hosts), summary, notes)
+
+
+def _verify(state: ClusterState, demands: np.ndarray, host_idx: np.ndarray, base_allocated: np.ndarray,
+            ) -> None:
+    """Every planned host must hold its planned load within capacity (checked before returning)."""
+    caps = (state.capacity - base_allocated).T  # (H, R) free capacity before the plan
+    check_assignment(demands, _reference(state), host_idx, allow_unplaced=True,
+                     bin_capacities=np.maximum(caps, 0.0) if state.n else np.zeros((0, demands.shape[1])))
+
+
+def plan_consolidation(
+    state: ClusterState,
+    names: Sequence[str],
+    demands: Any,
+    current: Sequence[int],
+    *,
+    migration_cost: float | Sequence[float] = 0.1,
+    host_value: float = 1.0,
+    max_migrations: int | None = None,
+    allowed: np.ndarray | None = None,
+) -> Plan:
+    """Empty as many active hosts as possible by moving their workloads onto hosts that stay active.
+
+    `state` already holds these workloads (allocated on `current` hosts). A host is emptied only if
+    all its workloads fit elsewhere and their summed migration cost is below `host_value`; hosts with
+    the cheapest workloads go first. Within `max_migrations` in total.
+    """
+    d = _check_demands(state, names, demands)
+    cur = np.asarray(current, dtype=np.int64)
+    if cur.shape != (len(names),) or np.any(cur < 0) or np.any(cur >= state.n):
+        raise InvalidInputError("current must give a valid host index for every workload")
+    cost = np.broadcast_to(np.asarray(migration_cost, dtype=np.float64), (len(names),)).copy()
+    if np.any(cost < 0) or not np.all(np.isfinite(cost)):
+        raise InvalidInputError("migration costs must be finite and >= 0")
+    eligible = _eligible(state, allowed)
+    scale = _reference(state)
+    free = (state.capacity - state.allocated).T.copy()  # (H, R), updated as moves are planned
+    active = np.zeros(state.n, dtype=bool)
+    active[cur] = True
+    active |= state.workload_count > 0
+    before = int(active.sum())
+    target = cur.copy()
+    notes: list[str] = []
+    budget = np.inf if max_migrations is None else max_migrations
+    # candidates: hosts holding only known workloads (others cannot be emptied by this plan)
+    known_count = np.bincount(cur, minlength=state.n)
+    cands = [h for h in np.flatnonzero(active) if known_count[h] == state.workload_count[h] or
+             state.workload_count[h] == 0]
+    load = np.zeros(state.n)
+    np.add.at(load, cur, (d / scale).sum(axis=1))
+    cands.sort(key=lambda h: (float(cost[cur == h].sum()), load[h], h))
+    reason: dict[int, str] = {}
+    for h in cands:
+        mine = np.flatnonzero(target == h)
+        if mine.size == 0:
+            continue
+        fresh = mine[cur[mine] == h]  # workloads already planned to move are re-targeted for free
+        c = float(cost[fresh].sum())
+        if c >= host_value:
+            notes.append(f"kept {state.names[h]}: moving {fresh.size} workload(s) costs {c:g}"
+                         f" >= host value {host_value:g}")
+            continue
+        if fresh.size > budget:
+            notes.append(f"kept {state.names[h]}: {fresh.size} migrations exceed the remaining budget")
+            continue
+        dest = np.flatnonzero(active & eligible)
+        dest = dest[dest != h]
+        if dest.size == 0:
+            continue
+        # tightest destinations first: fill hosts that are already full-ish
+        dest = dest[np.argsort((free[dest] / scale).sum(axis=1), kind="stable")]
+        sub = fit_into(d[mine], free[dest], scale)
+        if np.any(sub < 0):
+            notes.append(f"kept {state.names[h]}: its {mine.size} workload(s) do not fit elsewhere")
+            continue
+        for i, b in zip(mine, sub, strict=True):
+            t = int(dest[b])
+            free[t] -= d[i]
+            free[h] += d[i]
+            target[i] = t
+            # a workload moved twice keeps the reason of its first move (it frees its original host)
+            reason.setdefault(int(i), f"empties {state.names[h]} (cost {c:g} < host value {host_value:g})")
+        active[h] = False
+        budget -= fresh.size
+    moves = [Move(names[i], state.names[cur[i]], state.names[target[i]], reason[i])
+             for i in range(len(names)) if target[i] != cur[i]]
+    # the plan must be feasible from scratch: base = allocations of workloads not in this plan
+    base = state.allocated.copy()
+    np.subtract.at(base.T, cur, d)
+    _verify(state, d, target, base_allocated=np.maximum(base, 0.0))
+    hosts = np.flatnonzero(eligible)
+    after = int(active.sum())
+    lb = _lower_bound(d, state, hosts)
+    summary = (f"active hosts {before} -> {after} with {len(moves)} migration(s); "
+               f"lower bound {lb} host(s) for these workloads")
+    return Plan("consolidation", target, moves, before, after, lb, summary, notes)
