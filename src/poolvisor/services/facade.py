@@ -1,80 +1,93 @@
-"""The Services facade: public signatures of every use case (bodies land in the next commits)."""
+"""The Services facade: every use case, assembled from one mixin per topic, and open_services()."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from poolvisor.services.records import (
-    CheckReport,
-    EventRecord,
-    FlavorRecord,
-    HostRecord,
-    PoolRecord,
-    Principal,
-    ProjectRecord,
-    Role,
-    WorkloadRecord,
-)
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.errors import InvalidInputError
+from poolvisor.drivers.base import Driver
+from poolvisor.drivers.registry import make_driver
+from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.auth import AuthServices
+from poolvisor.services.base import as_utc
+from poolvisor.services.catalog import CatalogServices
+from poolvisor.services.demo import DemoServices
+from poolvisor.services.invariants import check_invariants
+from poolvisor.services.records import CheckReport, EventRecord
+from poolvisor.services.repair import RepairServices
+from poolvisor.services.snapshot import PlacementCache
+from poolvisor.services.workloads import WorkloadServices
+from poolvisor.store import Store, open_store
+from poolvisor.store.rows import EventRow, HostRow
+
+MAX_EVENTS = 1000
 
 
-class Services:
+class Services(AuthServices, CatalogServices, WorkloadServices, RepairServices, DemoServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
-    def close(self) -> None: raise NotImplementedError
+    def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None):
+        self.store = store
+        self.driver = driver
+        self.policy = policy or PlacementPolicy()
+        self.cache = PlacementCache()
 
-    # auth
-    def bootstrap_admin_token(self) -> str | None: raise NotImplementedError
-    def create_token(self, role: Role, project: str | None = None) -> str: raise NotImplementedError
-    def authenticate(self, token: str) -> Principal | None: raise NotImplementedError
+    def close(self) -> None:
+        self.store.close()
 
-    # pools
-    def create_pool(self, name: str, description: str = "") -> PoolRecord: raise NotImplementedError
-    def list_pools(self) -> list[PoolRecord]: raise NotImplementedError
-    def get_pool(self, name: str) -> PoolRecord: raise NotImplementedError
-    def delete_pool(self, name: str) -> None: raise NotImplementedError
+    def __enter__(self) -> Services:
+        return self
 
-    # hosts
-    def create_host(self, name: str, capacity: dict[str, float], pool: str | None = None,
-                    overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
-                    domain: str = "default", max_workloads: int = 0) -> HostRecord: raise NotImplementedError
-    def list_hosts(self, pool: str | None = None) -> list[HostRecord]: raise NotImplementedError
-    def get_host(self, name: str) -> HostRecord: raise NotImplementedError
-    def set_host_state(self, name: str, state: str) -> HostRecord: raise NotImplementedError
-    def delete_host(self, name: str) -> None: raise NotImplementedError
-    def fail_host(self, name: str) -> HostRecord: raise NotImplementedError
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    # flavors
-    def create_flavor(self, name: str, demand: dict[str, float]) -> FlavorRecord: raise NotImplementedError
-    def list_flavors(self) -> list[FlavorRecord]: raise NotImplementedError
-    def get_flavor(self, name: str) -> FlavorRecord: raise NotImplementedError
-    def delete_flavor(self, name: str) -> None: raise NotImplementedError
-
-    # projects
-    def create_project(self, name: str) -> ProjectRecord: raise NotImplementedError
-    def list_projects(self) -> list[ProjectRecord]: raise NotImplementedError
-    def get_project(self, name: str) -> ProjectRecord: raise NotImplementedError
-
-    # workloads
-    def create_workload(self, project: str, name: str, *, flavor: str | None = None,
-                        demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
-                        group: str | None = None, group_policy: str | None = None,
-                        required_labels: dict[str, str] | None = None,
-                        forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
-                        dry_run: bool = False) -> WorkloadRecord: raise NotImplementedError
-    def list_workloads(self, project: str | None = None) -> list[WorkloadRecord]: raise NotImplementedError
-    def get_workload(self, project: str, name: str) -> WorkloadRecord: raise NotImplementedError
-    def delete_workload(self, project: str, name: str) -> None: raise NotImplementedError
-    def workload_action(self, project: str, name: str, action: str) -> WorkloadRecord: raise NotImplementedError
-    def migrate_workload(self, project: str, name: str, host: str | None = None) -> WorkloadRecord:
-        raise NotImplementedError
-
-    # events, invariants, demo
     def list_events(self, project: str | None = None, limit: int = 100) -> list[EventRecord]:
-        raise NotImplementedError
-    def check(self) -> CheckReport: raise NotImplementedError
-    def seed_demo(self, n_hosts: int) -> None: raise NotImplementedError
+        """Newest first; project None = every event (admins), else that project's events."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
+            raise InvalidInputError(f"limit must be 1..{MAX_EVENTS}")
+
+        def tx(s: Session) -> list[EventRecord]:
+            q = select(EventRow).order_by(EventRow.id.desc()).limit(limit)
+            if project is not None:
+                self._project(s, project)
+                q = q.where(EventRow.project == project)
+            return [EventRecord(e.id, as_utc(e.time), e.kind, e.subject, e.message, e.project, dict(e.data))
+                    for e in s.scalars(q)]
+
+        return self._read(tx)
+
+    def check(self) -> CheckReport:
+        return self._read(check_invariants)
+
+    def _sync_driver(self) -> None:
+        """Tell the driver which hosts exist and which are dead (the database is the authority)."""
+        rows = self._read(lambda s: s.execute(select(HostRow.name, HostRow.state)).tuples().all())
+        fail = getattr(self.driver, "fail", None)
+        for name, state in rows:
+            self.driver.add_host(name, {})
+            if state == "down" and fail is not None:
+                fail(name)
 
 
-def open_services(db_url: str | None = None, driver: str = "sim", **options: Any) -> Services:
-    """Open the store (migrating it to head, repairing interrupted use cases) and a driver."""
-    raise NotImplementedError
+def open_services(db_url: str | None = None, driver: str = "sim", *, repair: bool = True,
+                  repair_after: float = 30.0, policy: PlacementPolicy | None = None,
+                  driver_options: dict[str, Any] | None = None) -> Services:
+    """Open the store (migrated to head), the driver, and repair use cases a crash interrupted.
+
+    db_url None -> POOLVISOR_DATABASE_URL or $POOLVISOR_HOME/poolvisor.db. Creations left in
+    'placing' for more than `repair_after` seconds are confirmed or rolled back (repair.py).
+    """
+    drv = make_driver(driver, **(driver_options or {}))
+    store = open_store(db_url)
+    svc = Services(store, drv, policy)
+    try:
+        svc._sync_driver()
+        if repair:
+            svc.repair(repair_after)
+    except BaseException:
+        svc.close()
+        raise
+    return svc

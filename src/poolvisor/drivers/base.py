@@ -1,0 +1,68 @@
+"""The driver protocol: how services carry lifecycle actions out on hosts (sim, libvirt, lxc...).
+
+Drivers know nothing of the database. Services call them around their transactions and record
+what happened; a driver failure is a DriverError (an UnavailableError, HTTP 503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from poolvisor.domain.errors import UnavailableError
+
+
+class DriverError(UnavailableError):
+    """The driver could not carry the action out (host dead, injected fault, hypervisor error)."""
+
+    code = "driver_error"
+
+
+@dataclass(frozen=True)
+class DriverWorkload:
+    """What a driver needs to run a workload; `key` is unique across projects ("project/name")."""
+
+    key: str
+    kind: str
+    demand: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class HostStats:
+    host: str
+    alive: bool
+    workloads: int
+    used: dict[str, float] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)  # workload key -> driver-side state
+
+
+@runtime_checkable
+class Driver(Protocol):
+    name: str
+
+    def add_host(self, host: str, capacity: Mapping[str, float]) -> None: ...
+
+    def remove_host(self, host: str) -> None: ...
+
+    def create(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def start(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def stop(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def suspend(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def resume(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def delete(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def migrate(self, workload: DriverWorkload, src: str, dst: str, live: bool = True) -> None: ...
+
+    def exists(self, host: str, workload: DriverWorkload) -> bool: ...
+
+    def stats(self, host: str) -> HostStats: ...
+
+    def heartbeat(self, host: str) -> bool: ...
+
+    def fence(self, host: str) -> None: ...

@@ -1,0 +1,137 @@
+"""Shared plumbing of the services: lookups that raise NotFoundError, events, record builders."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.errors import NotFoundError
+from poolvisor.drivers.base import Driver, DriverWorkload
+from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.records import HostRecord, WorkloadRecord
+from poolvisor.services.snapshot import PlacementCache
+from poolvisor.store.engine import Store
+from poolvisor.store.rows import (
+    EventRow,
+    FlavorRow,
+    GroupRow,
+    HostResourceRow,
+    HostRow,
+    PoolRow,
+    ProjectRow,
+    WorkloadRow,
+)
+
+T = TypeVar("T")
+
+
+class Stale(Exception):  # noqa: N818 - control flow: an optimistic commit lost a race
+    """A generation guard failed: re-read the state and decide again."""
+
+
+def as_utc(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+class ServiceBase:
+    store: Store
+    driver: Driver
+    cache: PlacementCache
+    policy: PlacementPolicy
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        return self.store.run(fn, write=False)
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        return self.store.run(fn, write=True)
+
+    # ---- lookups -----------------------------------------------------------------------------
+    @staticmethod
+    def _one(s: Session, row: type[T], what: str, name: str, **extra: Any) -> T:
+        q = select(row).filter_by(name=name, **extra)
+        found = s.scalars(q).first()
+        if found is None:
+            raise NotFoundError(f"{what} {name!r} not found")
+        return found
+
+    def _pool(self, s: Session, name: str) -> PoolRow:
+        return self._one(s, PoolRow, "pool", name)
+
+    def _host(self, s: Session, name: str) -> HostRow:
+        return self._one(s, HostRow, "host", name)
+
+    def _project(self, s: Session, name: str) -> ProjectRow:
+        return self._one(s, ProjectRow, "project", name)
+
+    def _flavor(self, s: Session, name: str) -> FlavorRow:
+        return self._one(s, FlavorRow, "flavor", name)
+
+    def _workload(self, s: Session, project: str, name: str) -> tuple[WorkloadRow, ProjectRow]:
+        p = self._project(s, project)
+        w = s.scalars(select(WorkloadRow).filter_by(project_id=p.id, name=name)).first()
+        if w is None:
+            raise NotFoundError(f"workload {name!r} not found in project {project!r}")
+        return w, p
+
+    # ---- events ------------------------------------------------------------------------------
+    @staticmethod
+    def _event(s: Session, kind: str, subject: str, message: str, project: str | None = None,
+               data: dict[str, Any] | None = None) -> None:
+        s.add(EventRow(kind=kind, subject=subject, message=message, project=project, data=data or {}))
+
+    # ---- records -----------------------------------------------------------------------------
+    @staticmethod
+    def _host_records(s: Session, hosts: Iterable[HostRow]) -> list[HostRecord]:
+        hosts = list(hosts)
+        if not hosts:
+            return []
+        pools = dict(s.execute(select(PoolRow.id, PoolRow.name)).tuples().all())
+        res: dict[int, list[HostResourceRow]] = defaultdict(list)
+        q = select(HostResourceRow).where(HostResourceRow.host_id.in_([h.id for h in hosts]))
+        for r in s.scalars(q.order_by(HostResourceRow.resource)):
+            res[r.host_id].append(r)
+        out = []
+        for h in hosts:
+            rows = res[h.id]
+            out.append(HostRecord(
+                name=h.name, pool=pools.get(h.pool_id) if h.pool_id is not None else None, state=h.state,
+                capacity={r.resource: r.capacity for r in rows},
+                overcommit={r.resource: r.overcommit for r in rows},
+                allocated={r.resource: r.allocated for r in rows},
+                free={r.resource: r.capacity * r.overcommit - r.allocated for r in rows},
+                labels={str(k): str(v) for k, v in h.labels.items()}, domain=h.domain,
+                max_workloads=h.max_workloads, workloads=h.workloads, generation=h.generation,
+            ))
+        return out
+
+    @staticmethod
+    def _workload_records(s: Session, rows: Iterable[WorkloadRow]) -> list[WorkloadRecord]:
+        rows = list(rows)
+        if not rows:
+            return []
+        projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).tuples().all())
+        host_ids = {w.host_id for w in rows if w.host_id is not None}
+        hosts = dict(s.execute(select(HostRow.id, HostRow.name).where(HostRow.id.in_(host_ids)))
+                     .tuples().all())
+        group_ids = {w.group_id for w in rows if w.group_id is not None}
+        groups = dict(s.execute(select(GroupRow.id, GroupRow.name).where(GroupRow.id.in_(group_ids)))
+                      .tuples().all())
+        return [
+            WorkloadRecord(
+                name=w.name, project=projects[w.project_id], kind=w.kind, state=w.state,
+                host=hosts.get(w.host_id) if w.host_id is not None else None,
+                demand={str(k): float(v) for k, v in w.demand.items()}, priority=w.priority,
+                group=groups.get(w.group_id) if w.group_id is not None else None,
+                created_at=as_utc(w.created_at), explanation=w.explanation,
+            )
+            for w in rows
+        ]
+
+    @staticmethod
+    def _driver_workload(project: str, w: WorkloadRow) -> DriverWorkload:
+        return DriverWorkload(f"{project}/{w.name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})

@@ -1,0 +1,321 @@
+"""Pools, hosts, flavors and projects: validation, uniqueness and referential checks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.errors import ConflictError, InvalidInputError
+from poolvisor.domain.models import MAX_NAME_LEN, HostState, check_name
+from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
+from poolvisor.services import ledger
+from poolvisor.services.base import ServiceBase
+from poolvisor.services.records import (
+    HOLDING_STATES,
+    LOST,
+    FlavorRecord,
+    HostRecord,
+    PoolRecord,
+    ProjectRecord,
+)
+from poolvisor.services.snapshot import resource_names
+from poolvisor.store.rows import (
+    FlavorRow,
+    HostResourceRow,
+    HostRow,
+    PoolRow,
+    ProjectRow,
+    WorkloadRow,
+)
+
+MAX_LABELS = 64
+MAX_DESCRIPTION = 1000
+MAX_WORKLOADS_LIMIT = 1_000_000
+
+
+def check_labels(what: str, labels: dict[str, str] | None) -> dict[str, str]:
+    """Labels are at most 64 pairs of 1..63-character strings."""
+    labels = labels or {}
+    if not isinstance(labels, dict):
+        raise InvalidInputError(f"{what} must be a mapping of strings")
+    if len(labels) > MAX_LABELS:
+        raise InvalidInputError(f"{what}: at most {MAX_LABELS} labels")
+    for k, v in labels.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not 1 <= len(k) <= MAX_NAME_LEN \
+                or len(v) > MAX_NAME_LEN:
+            raise InvalidInputError(
+                f"{what}: keys and values must be strings of at most {MAX_NAME_LEN} characters")
+    return dict(labels)
+
+
+def check_demand(res: ResourceSet, demand: dict[str, float] | None, what: str = "demand") -> dict[str, float]:
+    """A validated demand with zero entries dropped; at least one resource must be requested."""
+    if not isinstance(demand, dict):
+        raise InvalidInputError(f"{what} must be a mapping of resource -> amount")
+    vec = res.vector(demand)
+    if not np.any(vec > 0):
+        raise InvalidInputError(f"{what} must request a positive amount of at least one resource")
+    return {n: float(v) for n, v in zip(res.names, vec, strict=True) if v > 0}
+
+
+def _flush_unique(s: Session, message: str) -> None:
+    try:
+        s.flush()
+    except IntegrityError:
+        raise ConflictError(message) from None
+
+
+class CatalogServices(ServiceBase):
+    # ---- pools -------------------------------------------------------------------------------
+    def create_pool(self, name: str, description: str = "") -> PoolRecord:
+        check_name("pool", name)
+        if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+            raise InvalidInputError(
+                f"pool description must be a string of at most {MAX_DESCRIPTION} characters")
+
+        def tx(s: Session) -> PoolRecord:
+            if s.scalars(select(PoolRow.id).filter_by(name=name)).first() is not None:
+                raise ConflictError(f"pool {name!r} already exists")
+            s.add(PoolRow(name=name, description=description))
+            _flush_unique(s, f"pool {name!r} already exists")
+            self._event(s, "pool.created", f"pool/{name}", f"pool {name} created")
+            return self._pool_records(s, [name])[0]
+
+        return self._write(tx)
+
+    def list_pools(self) -> list[PoolRecord]:
+        return self._read(lambda s: self._pool_records(s, None))
+
+    def get_pool(self, name: str) -> PoolRecord:
+        def tx(s: Session) -> PoolRecord:
+            self._pool(s, name)
+            return self._pool_records(s, [name])[0]
+
+        return self._read(tx)
+
+    def delete_pool(self, name: str) -> None:
+        def tx(s: Session) -> None:
+            p = self._pool(s, name)
+            n = s.scalar(select(func.count()).select_from(HostRow).where(HostRow.pool_id == p.id))
+            if n:
+                raise ConflictError(f"pool {name!r} still has {n} hosts")
+            s.delete(p)
+            self._event(s, "pool.deleted", f"pool/{name}", f"pool {name} deleted")
+
+        self._write(tx)
+
+    def _pool_records(self, s: Session, names: list[str] | None) -> list[PoolRecord]:
+        q = select(PoolRow).order_by(PoolRow.name)
+        if names is not None:
+            q = q.where(PoolRow.name.in_(names))
+        pools = list(s.scalars(q))
+        counts = dict(s.execute(select(HostRow.pool_id, func.count()).group_by(HostRow.pool_id))
+                      .tuples().all())
+        cap: dict[int, dict[str, float]] = defaultdict(dict)
+        alloc: dict[int, dict[str, float]] = defaultdict(dict)
+        agg = (select(HostRow.pool_id, HostResourceRow.resource,
+                      func.sum(HostResourceRow.capacity * HostResourceRow.overcommit),
+                      func.sum(HostResourceRow.allocated))
+               .join(HostRow, HostRow.id == HostResourceRow.host_id)
+               .where(HostRow.pool_id.in_([p.id for p in pools]))
+               .group_by(HostRow.pool_id, HostResourceRow.resource))
+        for pid, res, c, a in s.execute(agg).tuples():
+            if pid is None:
+                continue
+            cap[pid][res], alloc[pid][res] = float(c or 0), float(a or 0)
+        return [
+            PoolRecord(p.name, p.description, int(counts.get(p.id, 0)), dict(cap[p.id]), dict(alloc[p.id]),
+                       {r: cap[p.id][r] - alloc[p.id].get(r, 0.0) for r in cap[p.id]})
+            for p in pools
+        ]
+
+    # ---- hosts -------------------------------------------------------------------------------
+    def create_host(self, name: str, capacity: dict[str, float], pool: str | None = None,
+                    overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
+                    domain: str = "default", max_workloads: int = 0) -> HostRecord:
+        check_name("host", name)
+        check_name("failure domain", domain)
+        labels = check_labels("host labels", labels)
+        if isinstance(max_workloads, bool) or not isinstance(max_workloads, int) \
+                or not 0 <= max_workloads <= MAX_WORKLOADS_LIMIT:
+            raise InvalidInputError(f"max_workloads must be an integer in 0..{MAX_WORKLOADS_LIMIT}")
+        if not isinstance(capacity, dict) or not capacity:
+            raise InvalidInputError("host capacity must be a non-empty mapping of resource -> amount")
+        if overcommit is not None and not isinstance(overcommit, dict):
+            raise InvalidInputError("overcommit must be a mapping of resource -> ratio")
+        # a host may declare custom resources: its own names extend the known set
+        res = ResourceSet(DEFAULT_RESOURCES).with_extra(sorted(set(capacity) - set(DEFAULT_RESOURCES)))
+        cap = res.vector(capacity)
+        if not np.any(cap > 0):
+            raise InvalidInputError("host capacity must be positive for at least one resource")
+        for r in overcommit or {}:
+            if r not in capacity and r not in DEFAULT_RESOURCES:
+                raise InvalidInputError(f"overcommit names resource {r!r} that the host does not declare")
+        oc = res.vector(overcommit, default=1.0)
+        if np.any(oc <= 0) or np.any(oc > 1000):
+            raise InvalidInputError("overcommit ratios must be > 0 and <= 1000")
+
+        def tx(s: Session) -> HostRecord:
+            pool_id = self._pool(s, pool).id if pool is not None else None
+            if s.scalars(select(HostRow.id).filter_by(name=name)).first() is not None:
+                raise ConflictError(f"host {name!r} already exists")
+            h = HostRow(name=name, pool_id=pool_id, state="up", labels=labels, domain=domain,
+                        max_workloads=max_workloads, workloads=0, generation=0)
+            s.add(h)
+            _flush_unique(s, f"host {name!r} already exists")
+            for i, r in enumerate(res.names):
+                s.add(HostResourceRow(host_id=h.id, resource=r, capacity=float(cap[i]),
+                                      overcommit=float(oc[i]), allocated=0.0))
+            self._event(s, "host.created", f"host/{name}", f"host {name} created",
+                        data={"pool": pool, "capacity": res.mapping(cap)})
+            s.flush()
+            return self._host_records(s, [h])[0]
+
+        rec = self._write(tx)
+        self.driver.add_host(name, rec.capacity)
+        return rec
+
+    def list_hosts(self, pool: str | None = None) -> list[HostRecord]:
+        def tx(s: Session) -> list[HostRecord]:
+            q = select(HostRow).order_by(HostRow.name)
+            if pool is not None:
+                q = q.where(HostRow.pool_id == self._pool(s, pool).id)
+            return self._host_records(s, s.scalars(q))
+
+        return self._read(tx)
+
+    def get_host(self, name: str) -> HostRecord:
+        return self._read(lambda s: self._host_records(s, [self._host(s, name)])[0])
+
+    def delete_host(self, name: str) -> None:
+        def tx(s: Session) -> None:
+            h = self._host(s, name)
+            n = s.scalar(select(func.count()).select_from(WorkloadRow).where(WorkloadRow.host_id == h.id))
+            if n or h.workloads:
+                raise ConflictError(f"host {name!r} still holds {max(n or 0, h.workloads)} workloads")
+            s.delete(h)
+            self._event(s, "host.deleted", f"host/{name}", f"host {name} deleted")
+
+        self._write(tx)
+        self.driver.remove_host(name)
+
+    def set_host_state(self, name: str, state: str) -> HostRecord:
+        """up/maintenance keep workloads; fenced/down mean they are gone: they become lost and
+        their allocations are released (a fenced host is powered off through the driver first)."""
+        new = HostState.parse(state)
+        if new is HostState.REMOVED:
+            raise InvalidInputError("state 'removed' cannot be set; delete the host instead")
+        self.get_host(name)  # NotFoundError before touching the driver
+        if new is HostState.FENCED:
+            self.driver.fence(name)
+        elif new is HostState.UP and hasattr(self.driver, "revive"):
+            self.driver.revive(name)
+        return self._write(lambda s: self._set_state(s, name, new, "host.state", f"set to {new.label}"))
+
+    def fail_host(self, name: str) -> HostRecord:
+        """Sim fault injection: the host dies (no heartbeat, its workloads gone); they become lost."""
+        fail = getattr(self.driver, "fail", None)
+        if fail is None:
+            raise InvalidInputError(f"driver {self.driver.name!r} does not support fault injection")
+        self.get_host(name)
+        fail(name)
+        return self._write(lambda s: self._set_state(s, name, HostState.DOWN, "host.failed",
+                                                     "failed (fault injection)"))
+
+    def _set_state(self, s: Session, name: str, new: HostState, kind: str, how: str) -> HostRecord:
+        h = self._host(s, name)
+        old = h.state
+        s.execute(update(HostRow).where(HostRow.id == h.id).values(state=new.label))
+        ledger.bump(s, h.id)
+        lost: list[str] = []
+        if new in (HostState.FENCED, HostState.DOWN):
+            projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).tuples().all())
+            for w in s.scalars(select(WorkloadRow).where(WorkloadRow.host_id == h.id,
+                                                          WorkloadRow.state.in_(HOLDING_STATES))):
+                ledger.release(s, w)
+                w.state = LOST
+                pname = projects[w.project_id]
+                lost.append(f"{pname}/{w.name}")
+                self._event(s, "workload.lost", f"workload/{pname}/{w.name}",
+                            f"workload {w.name} lost with host {name}", project=pname, data={"host": name})
+        self._event(s, kind, f"host/{name}", f"host {name} {how} (was {old})",
+                    data={"from": old, "to": new.label, "lost": lost})
+        s.flush()
+        s.expire(h)
+        return self._host_records(s, [self._host(s, name)])[0]
+
+    # ---- flavors -----------------------------------------------------------------------------
+    def create_flavor(self, name: str, demand: dict[str, float]) -> FlavorRecord:
+        check_name("flavor", name)
+
+        def tx(s: Session) -> FlavorRecord:
+            d = check_demand(resource_names(s), demand, f"flavor {name} demand")
+            if s.scalars(select(FlavorRow.id).filter_by(name=name)).first() is not None:
+                raise ConflictError(f"flavor {name!r} already exists")
+            s.add(FlavorRow(name=name, demand=d))
+            _flush_unique(s, f"flavor {name!r} already exists")
+            self._event(s, "flavor.created", f"flavor/{name}", f"flavor {name} created", data={"demand": d})
+            return FlavorRecord(name, d)
+
+        return self._write(tx)
+
+    def list_flavors(self) -> list[FlavorRecord]:
+        return self._read(lambda s: [FlavorRecord(f.name, _floats(f.demand))
+                                     for f in s.scalars(select(FlavorRow).order_by(FlavorRow.name))])
+
+    def get_flavor(self, name: str) -> FlavorRecord:
+        def tx(s: Session) -> FlavorRecord:
+            f = self._flavor(s, name)
+            return FlavorRecord(f.name, _floats(f.demand))
+
+        return self._read(tx)
+
+    def delete_flavor(self, name: str) -> None:
+        def tx(s: Session) -> None:
+            s.delete(self._flavor(s, name))  # workloads keep their own copy of the demand
+            self._event(s, "flavor.deleted", f"flavor/{name}", f"flavor {name} deleted")
+
+        self._write(tx)
+
+    # ---- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectRecord:
+        check_name("project", name)
+
+        def tx(s: Session) -> ProjectRecord:
+            if s.scalars(select(ProjectRow.id).filter_by(name=name)).first() is not None:
+                raise ConflictError(f"project {name!r} already exists")
+            s.add(ProjectRow(name=name))
+            _flush_unique(s, f"project {name!r} already exists")
+            self._event(s, "project.created", f"project/{name}", f"project {name} created", project=name)
+            return ProjectRecord(name, 0)
+
+        return self._write(tx)
+
+    def list_projects(self) -> list[ProjectRecord]:
+        return self._read(lambda s: self._project_records(s, None))
+
+    def get_project(self, name: str) -> ProjectRecord:
+        def tx(s: Session) -> ProjectRecord:
+            self._project(s, name)
+            return self._project_records(s, name)[0]
+
+        return self._read(tx)
+
+    @staticmethod
+    def _project_records(s: Session, name: str | None) -> list[ProjectRecord]:
+        q = (select(ProjectRow.name, func.count(WorkloadRow.id))
+             .outerjoin(WorkloadRow, WorkloadRow.project_id == ProjectRow.id)
+             .group_by(ProjectRow.id, ProjectRow.name).order_by(ProjectRow.name))
+        if name is not None:
+            q = q.where(ProjectRow.name == name)
+        return [ProjectRecord(n, int(c)) for n, c in s.execute(q).tuples()]
+
+
+def _floats(d: dict[str, Any]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in d.items()}
+

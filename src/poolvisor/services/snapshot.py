@@ -1,0 +1,164 @@
+"""A ClusterState mirrored from the store, refreshed incrementally before each placement.
+
+Each host row carries a generation bumped by every change to its allocations or state. A refresh
+reads (id, generation) for all hosts first, then reloads only the hosts whose generation moved;
+new hosts are appended, and a deleted host or a new resource name triggers a full rebuild.
+Reading generations before the data makes any race conservative: the data can only be newer
+than the generation the commit will compare against, so a stale decision fails its commit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.models import HostSpec, HostState
+from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
+from poolvisor.services.records import HOLDING_STATES
+from poolvisor.state.cluster import ClusterState
+from poolvisor.store.rows import GroupRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
+
+FULL_REBUILD_ABOVE = 2000  # changed hosts beyond which one full load is cheaper than IN (...) lists
+
+
+def group_key(project: str, group: str) -> str:
+    """How an affinity group is named in the ClusterState (and so in explanations)."""
+    return f"{project}/{group}"
+
+
+def resource_names(s: Session) -> ResourceSet:
+    """Default resources plus every custom resource declared on some host."""
+    extra = s.scalars(select(HostResourceRow.resource).distinct()).all()
+    return ResourceSet(DEFAULT_RESOURCES).with_extra(sorted(r for r in extra if r not in DEFAULT_RESOURCES))
+
+
+@dataclass
+class Snapshot:
+    state: ClusterState
+    ids: list[int] = field(default_factory=list)  # host db id per state index
+    index_of: dict[int, int] = field(default_factory=dict)
+    gens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pool_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1 = no pool
+
+
+class PlacementCache:
+    """Holds the snapshot; callers hold `lock` across refresh + place (both are fast)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.snap: Snapshot | None = None
+        self.full_loads = 0  # observable in tests: incremental refresh must not rebuild every time
+
+    def invalidate(self) -> None:
+        with self.lock:
+            self.snap = None
+
+    def refresh(self, s: Session) -> Snapshot:
+        gens = dict(s.execute(select(HostRow.id, HostRow.generation)).tuples().all())
+        snap = self.snap
+        if snap is None or any(i not in gens for i in snap.ids):
+            return self._full(s, gens)
+        new = [i for i in gens if i not in snap.index_of]
+        changed = [i for i in snap.ids if gens[i] != snap.gens[snap.index_of[i]]]
+        if len(new) + len(changed) > FULL_REBUILD_ABOVE:
+            return self._full(s, gens)
+        if new:
+            rows = self._host_rows(s, new)
+            names = set(s.scalars(select(HostResourceRow.resource).where(HostResourceRow.host_id.in_(new))))
+            if any(n not in snap.state.resources for n in names):
+                return self._full(s, gens)
+            self._append(snap, rows, self._resources(s, new, snap.state.resources))
+        if new or changed:
+            self._reload(s, snap, new + changed)
+            for i in new + changed:
+                snap.gens[snap.index_of[i]] = gens[i]
+        return snap
+
+    # ---- loading -----------------------------------------------------------------------------
+    def _full(self, s: Session, gens: dict[int, int]) -> Snapshot:
+        self.full_loads += 1
+        res = resource_names(s)
+        ids = sorted(gens)
+        snap = Snapshot(ClusterState(res, capacity_hint=max(64, len(ids))))
+        rows = self._host_rows(s, ids)
+        self._append(snap, rows, self._resources(s, ids, res))
+        self._reload(s, snap, ids, all_hosts=True)
+        for i in ids:
+            snap.gens[snap.index_of[i]] = gens[i]
+        self.snap = snap
+        return snap
+
+    @staticmethod
+    def _host_rows(s: Session, ids: list[int]) -> list[HostRow]:
+        return list(s.scalars(select(HostRow).where(HostRow.id.in_(ids)).order_by(HostRow.id)))
+
+    @staticmethod
+    def _resources(s: Session, ids: Iterable[int], res: ResourceSet
+                   ) -> dict[int, tuple[dict[str, float], dict[str, float]]]:
+        out: dict[int, tuple[dict[str, float], dict[str, float]]] = {}
+        q = select(HostResourceRow).where(HostResourceRow.host_id.in_(list(ids)))
+        for r in s.scalars(q):
+            cap, oc = out.setdefault(r.host_id, ({}, {}))
+            cap[r.resource], oc[r.resource] = r.capacity, r.overcommit
+        return out
+
+    @staticmethod
+    def _append(snap: Snapshot, rows: list[HostRow],
+                res: dict[int, tuple[dict[str, float], dict[str, float]]]) -> None:
+        st = snap.state
+        for row in rows:
+            cap, oc = res.get(row.id, ({}, {}))
+            spec = HostSpec(row.name, cap, oc, dict(row.labels), row.domain, HostState.parse(row.state),
+                            row.max_workloads)
+            h = st.add_host(spec)
+            snap.ids.append(row.id)
+            snap.index_of[row.id] = h
+        n = st.n
+        gens = np.zeros(n, dtype=np.int64)
+        gens[: snap.gens.size] = snap.gens
+        pools = np.full(n, -1, dtype=np.int64)
+        pools[: snap.pool_of.size] = snap.pool_of
+        for row in rows:
+            pools[snap.index_of[row.id]] = row.pool_id if row.pool_id is not None else -1
+        snap.gens, snap.pool_of = gens, pools
+
+    @staticmethod
+    def _reload(s: Session, snap: Snapshot, ids: list[int], *, all_hosts: bool = False) -> None:
+        """Reload state, allocated amounts, workload counts and group members of hosts `ids`."""
+        st = snap.state
+        idx = np.array([snap.index_of[i] for i in ids], dtype=np.int64)
+        where_ids = (lambda col: col.in_(ids)) if not all_hosts else (lambda col: col.isnot(None))
+        for hid, state, count in s.execute(
+            select(HostRow.id, HostRow.state, HostRow.workloads).where(where_ids(HostRow.id))
+        ).tuples():
+            h = snap.index_of[hid]
+            st.state[h] = int(HostState.parse(state))
+            st.workload_count[h] = count
+        st.allocated[:, idx] = 0.0
+        for hid, resource, amount in s.execute(
+            select(HostResourceRow.host_id, HostResourceRow.resource, HostResourceRow.allocated)
+            .where(where_ids(HostResourceRow.host_id))
+        ).tuples():
+            st.allocated[st.resources.index(resource), snap.index_of[hid]] = amount
+        for counts in st.group_counts.values():
+            counts[idx] = 0
+        q = (select(WorkloadRow.host_id, ProjectRow.name, GroupRow.name, func.count())
+             .join(GroupRow, GroupRow.id == WorkloadRow.group_id)
+             .join(ProjectRow, ProjectRow.id == GroupRow.project_id)
+             .where(where_ids(WorkloadRow.host_id), WorkloadRow.state.in_(HOLDING_STATES))
+             .group_by(WorkloadRow.host_id, ProjectRow.name, GroupRow.name))
+        for host_id, project, group, c in s.execute(q).tuples():
+            if host_id is None or host_id not in snap.index_of:
+                continue
+            key = group_key(project, group)
+            arr = st.group_counts.get(key)
+            if arr is None:
+                arr = st.group_counts[key] = np.zeros(st._cap, dtype=np.int32)
+            arr[snap.index_of[host_id]] = c
+        for key in [k for k, a in st.group_counts.items() if not a.any()]:
+            del st.group_counts[key]

@@ -1,0 +1,433 @@
+"""Workloads: placement + optimistic commit, lifecycle actions, migration, deletion.
+
+create_workload is two transactions around the driver call: (1) claim capacity and insert the
+workload in state "placing"; (2) after the driver confirms, mark it "running". A crash between
+them leaves a "placing" row that the next start repairs (repair.py). Step (1) is optimistic: the
+decision is taken on a cached ClusterState and committed only if the chosen host's generation
+(and the affinity group's, for hard policies) is unchanged; otherwise decide again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
+from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.policies.placement import Decision, Request, place
+from poolvisor.policies.placement.pipeline import require_host
+from poolvisor.services import ledger
+from poolvisor.services.base import ServiceBase, Stale
+from poolvisor.services.catalog import check_demand, check_labels
+from poolvisor.services.records import (
+    DRY_RUN,
+    HOLDING_STATES,
+    LOST,
+    PLACING,
+    RUNNING,
+    STOPPED,
+    SUSPENDED,
+    WorkloadRecord,
+)
+from poolvisor.services.snapshot import group_key, resource_names
+from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
+
+MAX_PRIORITY = 1_000_000
+PLACE_ATTEMPTS = 200
+HARD_POLICIES = (GroupPolicy.AFFINITY, GroupPolicy.ANTI_AFFINITY, GroupPolicy.DOMAIN_SPREAD)
+ACTIONS = {  # action -> (states it applies to, resulting state)
+    "start": ((STOPPED,), RUNNING),
+    "stop": ((RUNNING,), STOPPED),
+    "suspend": ((RUNNING,), SUSPENDED),
+    "resume": ((SUSPENDED,), RUNNING),
+}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A validated creation request."""
+
+    project: str
+    project_id: int
+    name: str
+    kind: str
+    flavor: str | None
+    demand: dict[str, float]
+    priority: int
+    group_id: int | None
+    group: str | None
+    group_policy: GroupPolicy | None
+    required: dict[str, str]
+    forbidden: dict[str, str]
+    pool_id: int | None
+    pool: str | None
+
+
+class WorkloadServices(ServiceBase):
+    def create_workload(self, project: str, name: str, *, flavor: str | None = None,
+                        demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
+                        group: str | None = None, group_policy: str | None = None,
+                        required_labels: dict[str, str] | None = None,
+                        forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
+                        dry_run: bool = False) -> WorkloadRecord:
+        check_name("workload", name)
+        check_name("project", project)
+        try:
+            kind = WorkloadKind(kind).value
+        except ValueError:
+            raise InvalidInputError(f"unknown workload kind {kind!r}; allowed: vm, container") from None
+        if (flavor is None) == (demand is None):
+            raise InvalidInputError("give exactly one of flavor or demand")
+        if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
+            raise InvalidInputError(f"priority must be an integer in -{MAX_PRIORITY}..{MAX_PRIORITY}")
+        policy = None
+        if group_policy is not None:
+            try:
+                policy = GroupPolicy(group_policy)
+            except ValueError:
+                allowed = ", ".join(p.value for p in GroupPolicy)
+                raise InvalidInputError(
+                    f"unknown group policy {group_policy!r}; allowed: {allowed}") from None
+            if group is None:
+                raise InvalidInputError("group_policy needs a group")
+        if group is not None:
+            check_name("group", group)
+        required = check_labels("required_labels", required_labels)
+        forbidden = check_labels("forbidden_labels", forbidden_labels)
+        if pool is not None:
+            check_name("pool", pool)
+
+        spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
+                             forbidden, pool, dry_run)
+        if dry_run:
+            decision, _target = self._decide(spec)
+            return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority, group,
+                                  datetime.now(UTC), decision.explanation.to_dict())
+        wid, host = self._place_and_claim(spec)
+        return self._confirm_create(spec, wid, host)
+
+    # ---- create: resolve, decide, claim, confirm -------------------------------------------------
+    def _resolve(self, project: str, name: str, kind: str, flavor: str | None,
+                 demand: dict[str, float] | None, priority: int, group: str | None,
+                 policy: GroupPolicy | None, required: dict[str, str], forbidden: dict[str, str],
+                 pool: str | None, dry_run: bool) -> _Spec:
+        """Check references and the demand; create the group (policy fixed by its first member)."""
+
+        def tx(s: Session) -> _Spec:
+            p = self._project(s, project)
+            if s.scalars(select(WorkloadRow.id).filter_by(project_id=p.id, name=name)).first() is not None:
+                raise ConflictError(f"workload {name!r} already exists in project {project!r}")
+            if flavor is not None:
+                d = {str(k): float(v) for k, v in self._flavor(s, flavor).demand.items()}
+            else:
+                d = check_demand(resource_names(s), demand)
+            pool_id = self._pool(s, pool).id if pool is not None else None
+            gid, gpol = None, policy
+            if group is not None:
+                g = s.scalars(select(GroupRow).filter_by(project_id=p.id, name=group)).first()
+                if g is not None:
+                    if policy is not None and policy.value != g.policy:
+                        raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
+                    gid, gpol = g.id, GroupPolicy(g.policy)
+                elif not dry_run:
+                    gpol = policy or GroupPolicy.SOFT_ANTI_AFFINITY
+                    g = GroupRow(project_id=p.id, name=group, policy=gpol.value, generation=0)
+                    s.add(g)
+                    try:
+                        s.flush()
+                    except IntegrityError:
+                        raise Stale() from None  # created concurrently: read it again
+                    gid = g.id
+            return _Spec(project, p.id, name, kind, flavor, d, priority, gid, group, gpol, required,
+                         forbidden, pool_id, pool)
+
+        for _ in range(5):
+            try:
+                return self._write(tx) if group is not None and not dry_run else self._read(tx)
+            except Stale:
+                continue
+        raise ConflictError(f"group {group!r} is being changed concurrently; retry")
+
+    def _decide(self, spec: _Spec) -> tuple[Decision, tuple[int, int] | None]:
+        """Refresh the snapshot and run the placement pipeline (under the cache lock). Returns the
+        decision and, when a host was chosen, the (host id, generation) the commit must find."""
+        with self.cache.lock:
+            snap = self._read(self.cache.refresh)
+            st = snap.state
+            for r in spec.demand:
+                if r not in st.resources:
+                    raise InvalidInputError(f"no host declares resource {r!r}")
+            allowed = np.flatnonzero(snap.pool_of == spec.pool_id) if spec.pool_id is not None else None
+            req = Request(
+                name=f"{spec.project}/{spec.name}", demand=st.resources.vector(spec.demand),
+                required_labels=spec.required, forbidden_labels=spec.forbidden,
+                group=group_key(spec.project, spec.group) if spec.group is not None else None,
+                group_policy=spec.group_policy, priority=spec.priority, allowed_hosts=allowed,
+            )
+            decision = place(st, req, self.policy)
+            h = decision.host_index
+            return decision, (snap.ids[h], int(snap.gens[h])) if h is not None else None
+
+    def _place_and_claim(self, spec: _Spec) -> tuple[int, str]:
+        delay = 0.001
+        for _ in range(PLACE_ATTEMPTS):
+            decision, target = self._decide(spec)
+            require_host(decision)
+            assert target is not None and decision.host is not None
+            try:
+                wid = self._write(partial(self._claim, spec=spec, target=target, decision=decision))
+                return wid, decision.host
+            except Stale:
+                time.sleep(delay * random.random())
+                delay = min(delay * 1.5, 0.05)
+        raise ConflictError("too many concurrent placements; the workload was not created, retry")
+
+    def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int], decision: Decision) -> int:
+        host_id, gen = target
+        if spec.group_id is not None and spec.group_policy in HARD_POLICIES:
+            # Members of a hard group must see each other: bumping the group's row locks it until
+            # commit (PostgreSQL row lock; SQLite's writer lock), then the policy is re-verified
+            # against the members as committed.
+            r = s.execute(update(GroupRow).where(GroupRow.id == spec.group_id)
+                          .values(generation=GroupRow.generation + 1))
+            if r.rowcount != 1:  # type: ignore[attr-defined]
+                raise NotFoundError(f"group of workload {spec.name!r} vanished")
+            self._check_group_unchanged(s, spec, host_id)
+        w = WorkloadRow(project_id=spec.project_id, name=spec.name, kind=spec.kind, state=PLACING,
+                        host_id=host_id, group_id=spec.group_id, flavor=spec.flavor, demand=spec.demand,
+                        priority=spec.priority, explanation=decision.explanation.to_dict(),
+                        constraints={"pool": spec.pool, "required_labels": spec.required,
+                                     "forbidden_labels": spec.forbidden})
+        s.add(w)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise ConflictError(
+                f"workload {spec.name!r} already exists in project {spec.project!r}") from None
+        ledger.claim(s, host_id, gen, spec.demand, w.id)
+        self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
+                    f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
+                    project=spec.project, data={"host": decision.host, "demand": spec.demand})
+        return w.id
+
+    def _check_group_unchanged(self, s: Session, spec: _Spec, host_id: int) -> None:
+        """Under the group lock, re-verify the hard policy against the members as committed."""
+        rows = s.execute(select(HostRow.id, HostRow.name, HostRow.domain)
+                         .join(WorkloadRow, WorkloadRow.host_id == HostRow.id)
+                         .where(WorkloadRow.group_id == spec.group_id,
+                                WorkloadRow.state.in_(HOLDING_STATES))).tuples().all()
+        if not rows:
+            return
+        target = s.get(HostRow, host_id)
+        assert target is not None
+        names = {n for _i, n, _d in rows}
+        domains = {d for _i, _n, d in rows}
+        ok = {
+            GroupPolicy.AFFINITY: names == {target.name},
+            GroupPolicy.ANTI_AFFINITY: target.name not in names,
+            GroupPolicy.DOMAIN_SPREAD: target.domain not in domains,
+        }[spec.group_policy]  # type: ignore[index]
+        if not ok:
+            raise Stale()
+
+    def _confirm_create(self, spec: _Spec, wid: int, host: str) -> WorkloadRecord:
+        dw = _driver_workload(spec)
+        try:
+            self.driver.create(host, dw)
+        except DriverError as e:
+            why = e.message
+            self._write(lambda s: self._undo_create(s, spec, wid, host, why))
+            raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
+
+        def tx(s: Session) -> WorkloadRecord:
+            w = s.get(WorkloadRow, wid)
+            if w is None:
+                raise NotFoundError(f"workload {spec.name!r} vanished while being created")
+            if w.state == PLACING:
+                w.state, w.updated_at = RUNNING, datetime.now(UTC)
+                self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
+                            f"workload {spec.name} running on {host}", project=spec.project,
+                            data={"host": host})
+            s.flush()
+            return self._workload_records(s, [w])[0]
+
+        return self._write(tx)
+
+    def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str) -> None:
+        w = s.get(WorkloadRow, wid)
+        if w is not None:
+            ledger.release(s, w)
+            s.delete(w)
+        self._event(s, "workload.create_failed", f"workload/{spec.project}/{spec.name}",
+                    f"workload {spec.name} could not be created on {host}: {why}", project=spec.project)
+
+    # ---- queries -----------------------------------------------------------------------------
+    def list_workloads(self, project: str | None = None) -> list[WorkloadRecord]:
+        def tx(s: Session) -> list[WorkloadRecord]:
+            q = select(WorkloadRow).order_by(WorkloadRow.project_id, WorkloadRow.name)
+            if project is not None:
+                q = q.where(WorkloadRow.project_id == self._project(s, project).id)
+            return self._workload_records(s, s.scalars(q))
+
+        return self._read(tx)
+
+    def get_workload(self, project: str, name: str) -> WorkloadRecord:
+        return self._read(lambda s: self._workload_records(s, [self._workload(s, project, name)[0]])[0])
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def delete_workload(self, project: str, name: str) -> None:
+        def look(s: Session) -> tuple[str | None, Any, str]:
+            w, _p = self._workload(s, project, name)
+            if w.state == PLACING:
+                raise ConflictError(f"workload {name!r} is being created; retry")
+            host = s.get(HostRow, w.host_id) if w.host_id is not None else None
+            return (host.name if host else None), self._driver_workload(project, w), w.state
+
+        host, dw, _state = self._read(look)
+        if host is not None:
+            self.driver.delete(host, dw)
+
+        def tx(s: Session) -> None:
+            w, _p = self._workload(s, project, name)
+            ledger.release(s, w)
+            s.delete(w)
+            self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
+                        project=project, data={"host": host})
+
+        self._write(tx)
+
+    def workload_action(self, project: str, name: str, action: str) -> WorkloadRecord:
+        if action not in ACTIONS:
+            raise InvalidInputError(f"unknown action {action!r}; allowed: {', '.join(ACTIONS)}")
+        sources, target = ACTIONS[action]
+
+        def look(s: Session) -> tuple[str, Any, str]:
+            w, _p = self._workload(s, project, name)
+            if w.state not in sources:
+                raise ConflictError(f"cannot {action} workload {name!r} in state {w.state}")
+            host = s.get(HostRow, w.host_id) if w.host_id is not None else None
+            if host is None:
+                raise ConflictError(f"workload {name!r} has no host")
+            return host.name, self._driver_workload(project, w), w.state
+
+        host, dw, before = self._read(look)
+        getattr(self.driver, action)(host, dw)
+
+        def tx(s: Session) -> WorkloadRecord:
+            w, _p = self._workload(s, project, name)
+            r = s.execute(update(WorkloadRow).where(WorkloadRow.id == w.id, WorkloadRow.state == before)
+                          .values(state=target, updated_at=datetime.now(UTC)))
+            if r.rowcount != 1:  # type: ignore[attr-defined]
+                raise ConflictError(f"workload {name!r} changed state concurrently")
+            self._event(s, f"workload.{action}", f"workload/{project}/{name}",
+                        f"workload {name}: {action} ({before} -> {target})", project=project)
+            s.flush()
+            s.expire(w)
+            return self._workload_records(s, [w])[0]
+
+        return self._write(tx)
+
+    def migrate_workload(self, project: str, name: str, host: str | None = None) -> WorkloadRecord:
+        """Move a workload to `host` (checked by the full filter pipeline) or to the best other host."""
+        if host is not None:
+            check_name("host", host)
+        for _ in range(PLACE_ATTEMPTS):
+            try:
+                return self._migrate_once(project, name, host)
+            except Stale:
+                time.sleep(0.002 * random.random())
+        raise ConflictError("too many concurrent changes; the workload was not migrated, retry")
+
+    def _migrate_once(self, project: str, name: str, target: str | None) -> WorkloadRecord:
+        def look(s: Session) -> tuple[WorkloadRow, str, int | None, str | None]:
+            w, _p = self._workload(s, project, name)
+            if w.state not in (RUNNING, STOPPED, SUSPENDED) or w.host_id is None:
+                raise ConflictError(f"cannot migrate workload {name!r} in state {w.state}")
+            src = s.get(HostRow, w.host_id)
+            assert src is not None
+            if target is not None:
+                self._host(s, target)
+                if target == src.name:
+                    raise ConflictError(f"workload {name!r} is already on host {target!r}")
+            pool = w.constraints.get("pool")
+            pool_id = s.scalar(select(PoolRow.id).filter_by(name=pool)) if pool else None
+            return w, src.name, pool_id, pool
+
+        w, src, pool_id, pool = self._read(look)
+        c = w.constraints
+        spec = _Spec(project, w.project_id, name, w.kind, w.flavor,
+                     {str(k): float(v) for k, v in w.demand.items()}, w.priority, w.group_id, None, None,
+                     dict(c.get("required_labels") or {}), dict(c.get("forbidden_labels") or {}),
+                     pool_id, pool)
+        if w.group_id is not None:
+            g = self._read(lambda s: s.get(GroupRow, w.group_id))
+            if g is not None:
+                spec = replace(spec, group=g.name, group_policy=GroupPolicy(g.policy))
+        with self.cache.lock:
+            snap = self._read(self.cache.refresh)
+            st = snap.state
+            mask = np.ones(st.n, dtype=bool) if spec.pool_id is None else snap.pool_of == spec.pool_id
+            mask[st.index[src]] = False
+            if target is not None:
+                only = np.zeros(st.n, dtype=bool)
+                only[st.index[target]] = True
+                mask &= only
+            req = Request(name=f"{project}/{name}", demand=st.resources.vector(spec.demand),
+                          required_labels=spec.required, forbidden_labels=spec.forbidden,
+                          group=group_key(project, spec.group) if spec.group is not None else None,
+                          group_policy=spec.group_policy, allowed_hosts=np.flatnonzero(mask))
+            decision = place(st, req, self.policy)
+            h = require_host(decision)
+            dst_id, dst_gen = snap.ids[h], int(snap.gens[h])
+        dst = decision.host
+        assert dst is not None
+
+        def tx(s: Session) -> None:
+            cur, _p = self._workload(s, project, name)
+            if cur.id != w.id or cur.state != w.state or cur.host_id != w.host_id:
+                raise Stale()
+            ledger.release(s, cur)
+            ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id)
+            cur.host_id, cur.updated_at = dst_id, datetime.now(UTC)
+            cur.explanation = decision.explanation.to_dict()
+            self._event(s, "workload.migrated", f"workload/{project}/{name}",
+                        f"workload {name} migrated {src} -> {dst}", project=project,
+                        data={"from": src, "to": dst})
+
+        self._write(tx)
+        try:
+            self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
+        except DriverError as e:
+            why = e.message
+            self._write(lambda s: self._undo_migrate(s, project, name, src, dst, why))
+            raise DriverError(f"migration of {name!r} failed: {e.message}") from None
+        return self.get_workload(project, name)
+
+    def _undo_migrate(self, s: Session, project: str, name: str, src: str, dst: str, why: str) -> None:
+        """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
+        w, _p = self._workload(s, project, name)
+        src_row = self._host(s, src)
+        ledger.release(s, w)
+        try:
+            with s.begin_nested():
+                ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id)
+            w.host_id = src_row.id
+            msg = f"migration {src} -> {dst} failed, back on {src}: {why}"
+        except Stale:
+            w.state = LOST
+            msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
+        self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
+
+
+def _driver_workload(spec: _Spec) -> DriverWorkload:
+    return DriverWorkload(f"{spec.project}/{spec.name}", spec.kind, spec.demand)

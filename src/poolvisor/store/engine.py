@@ -1,0 +1,160 @@
+"""Engines and transactions: SQLite (WAL, busy timeout, BEGIN IMMEDIATE writers) or PostgreSQL.
+
+`Store.run(fn, write=...)` is the only way services touch the database: one session, one
+transaction, retried when the database reports a transient conflict (SQLite busy, PostgreSQL
+serialization failure or deadlock) or when `fn` raises `Retry` (an optimistic check lost a race).
+Connection failures become UnavailableError; integrity violations become ConflictError.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from poolvisor.domain.errors import ConflictError, PoolvisorError, UnavailableError
+
+T = TypeVar("T")
+ENV_URL = "POOLVISOR_DATABASE_URL"
+ENV_HOME = "POOLVISOR_HOME"
+SQLITE_BUSY_MS = 30_000
+
+
+class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a transaction function: roll back and run the whole function again."""
+
+
+def default_url() -> str:
+    """POOLVISOR_DATABASE_URL, else an SQLite file under $POOLVISOR_HOME (~/.local/share/poolvisor)."""
+    env = os.environ.get(ENV_URL)
+    if env:
+        return env
+    home = Path(os.environ.get(ENV_HOME) or Path.home() / ".local" / "share" / "poolvisor")
+    return f"sqlite:///{home / 'poolvisor.db'}"
+
+
+def normalize_url(url: str | None) -> str:
+    """Accept a full SQLAlchemy URL, a bare `postgresql://` URL (psycopg 3) or a plain file path."""
+    url = url or default_url()
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_engine(url: str) -> Engine:
+    u = make_url(url)
+    memory = u.database in (None, "", ":memory:")
+    if not memory:
+        assert u.database is not None
+        parent = Path(u.database).expanduser().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UnavailableError(f"database directory {parent} cannot be created: {e.strerror}") from None
+    kw: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}}
+    if memory:
+        kw["poolclass"] = StaticPool
+    engine = create_engine(url, **kw)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives process crashes
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Writers take the write lock up front, so two writers queue on busy_timeout instead of
+        # failing when a deferred transaction tries to upgrade; readers use a WAL snapshot.
+        write = conn.get_execution_options().get("poolvisor_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            return _sqlite_engine(url)
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                             connect_args={"connect_timeout": 5} if "psycopg" in url else {})
+    except (ArgumentError, ImportError) as e:  # bad URL or missing driver package
+        raise UnavailableError(f"cannot use database URL {redact(url)}: {e}") from None
+
+
+def redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid URL>"
+
+
+def is_transient(e: DBAPIError) -> bool:
+    """SQLite busy/locked, PostgreSQL serialization failure or deadlock: worth retrying."""
+    state = getattr(e.orig, "sqlstate", None)
+    if state in ("40001", "40P01", "55P03"):
+        return True
+    msg = str(e.orig).lower()
+    return "database is locked" in msg or "database is busy" in msg or "database table is locked" in msg
+
+
+class Store:
+    """An engine plus the transaction runner; thread-safe (a session per call)."""
+
+    def __init__(self, url: str | None = None):
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self._write_engine = self.engine.execution_options(poolvisor_write=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def run(self, fn: Callable[[Session], T], *, write: bool = True, attempts: int = 60) -> T:
+        """Run fn(session) in one transaction; commit on success, retry on Retry/transient errors."""
+        delay = 0.002
+        for attempt in range(attempts):
+            try:
+                bind = self._write_engine if write else self.engine
+                with Session(bind, expire_on_commit=False) as s, s.begin():
+                    return fn(s)
+            except Retry:
+                pass
+            except IntegrityError as e:
+                raise ConflictError(f"conflicting change: {_first_line(e.orig)}") from None
+            except DBAPIError as e:
+                if not is_transient(e) and not isinstance(e, OperationalError):
+                    raise UnavailableError(f"database error: {_first_line(e.orig)}") from None
+                if not is_transient(e):
+                    raise UnavailableError(f"database unavailable ({redact(self.url)}): "
+                                           f"{_first_line(e.orig)}") from None
+            except PoolvisorError:
+                raise
+            if attempt + 1 < attempts:
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.2)
+        raise ConflictError("too many concurrent changes; the request was not applied, retry it")
+
+
+def _first_line(e: BaseException | None) -> str:
+    return str(e).strip().splitlines()[0] if e is not None and str(e).strip() else type(e).__name__

@@ -1,0 +1,144 @@
+"""ORM rows (SQLAlchemy 2 typed mappings): the persistent shape, separate from domain and API types.
+
+Resources are dynamic: a host's capacity, overcommit and allocated amounts live in one
+`host_resources` row per (host, resource), and each workload's share of a host in one
+`allocations` row per (workload, host, resource). `hosts.generation` is bumped by every change
+to a host's allocations or state, which is what optimistic placement commits compare against.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class MetaRow(Base):
+    """Small key/value facts (e.g. 'admin-bootstrapped'); a unique key doubles as a once-only latch."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+
+
+class TokenRow(Base):
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the bearer token
+    role: Mapped[str] = mapped_column(String(16))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PoolRow(Base):
+    __tablename__ = "pools"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="up")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    domain: Mapped[str] = mapped_column(String(63), default="default")
+    max_workloads: Mapped[int] = mapped_column(Integer, default=0)
+    workloads: Mapped[int] = mapped_column(Integer, default=0)  # workloads holding an allocation here
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HostResourceRow(Base):
+    __tablename__ = "host_resources"
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(63), primary_key=True)
+    capacity: Mapped[float] = mapped_column(Float)  # physical
+    overcommit: Mapped[float] = mapped_column(Float, default=1.0)
+    allocated: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class FlavorRow(Base):
+    __tablename__ = "flavors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    demand: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectRow(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GroupRow(Base):
+    """An affinity group of one project; its generation guards concurrent hard-policy placements."""
+
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    policy: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WorkloadRow(Base):
+    __tablename__ = "workloads"
+    __table_args__ = (UniqueConstraint("project_id", "name"),
+                      Index("ix_workloads_host_state", "host_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(16), default="vm")
+    state: Mapped[str] = mapped_column(String(16))
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"), index=True)
+    flavor: Mapped[str | None] = mapped_column(String(63))
+    demand: Mapped[dict[str, Any]] = mapped_column()
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # the placement constraints (pool, labels), kept so migrations re-apply them
+    constraints: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AllocationRow(Base):
+    """One workload's share of one resource on one host (the ledger hosts' `allocated` must sum to)."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (UniqueConstraint("workload_id", "host_id", "resource"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), index=True)
+    resource: Mapped[str] = mapped_column(String(63))
+    amount: Mapped[float] = mapped_column(Float)
+
+
+class EventRow(Base):
+    """Audit log: written in the same transaction as the use case it records."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(63))
+    subject: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text, default="")
+    project: Mapped[str | None] = mapped_column(String(63), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
