@@ -6,6 +6,7 @@ import typer
 
 from poolvisor import __version__
 from poolvisor.cli import bench, sweep
+from poolvisor.cli import check as check_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli.errors import run_guarded
 
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(bench.app, name="bench")
 app.command(name="pack")(pack_cli.pack)
 app.command(name="sweep")(sweep.sweep)
+app.command(name="check")(check_cli.check)
 
 
 @app.command()
