@@ -1,0 +1,116 @@
+"""One error body for every failure, and the handlers that produce it.
+
+Every error the API returns is `{"error": code, "message": str, "detail": ...}` with the status of
+the PoolvisorError class raised (services), of the request validation (422), or of the auth and
+limit checks below. Routes declare their possible statuses with `errors(...)` so the OpenAPI
+document lists every response a client can receive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from poolvisor.domain.errors import PoolvisorError
+
+log = logging.getLogger("poolvisor.api")
+
+
+class UnauthorizedError(PoolvisorError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(PoolvisorError):
+    status_code = 403
+    code = "forbidden"
+
+
+class PayloadTooLargeError(PoolvisorError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="machine-readable code, e.g. not_found, conflict, no_valid_host")
+    message: str = Field(description="one human-readable line")
+    detail: Any = Field(default=None, description="structured detail (placement explanation, field errors)")
+
+
+DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing or invalid bearer token",
+    403: "The token's role does not allow this",
+    404: "Not found (or not visible to this project)",
+    405: "Method not allowed",
+    409: "Conflict: duplicate name, object in use, or no valid host",
+    413: "Request body too large",
+    422: "Invalid input: malformed JSON, schema violation, unknown resource, bad amount",
+    503: "A backing component (database, driver) is unavailable",
+}
+
+_CODES_BY_STATUS = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
+    503: "unavailable",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` entry declaring these error statuses with the common body."""
+    return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in statuses}
+
+
+def error_response(status: int, code: str, message: str, detail: Any = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": code, "message": message, "detail": jsonable_encoder(detail)}
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_message(errs: list[dict[str, Any]]) -> str:
+    if not errs:
+        return "invalid request"
+    first = errs[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{loc}: {first.get('msg', 'invalid')}{more}"
+
+
+def _clean(errs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Field errors without the echoed input (it can be large) and without exception objects."""
+    return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in errs]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PoolvisorError)
+    async def _poolvisor(_: Request, exc: PoolvisorError) -> JSONResponse:
+        if exc.status_code >= 500 and exc.status_code != 503:
+            log.error("internal error: %s", exc.message)
+        return error_response(exc.status_code, exc.code, exc.message, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = list(exc.errors())
+        return error_response(422, "invalid_input", _validation_message(errs), _clean(errs))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODES_BY_STATUS.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, "internal", "internal error; see the server log")

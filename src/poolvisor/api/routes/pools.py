@@ -1,0 +1,34 @@
+"""Pools: named groups of hosts with their summed capacity (reads: any token; writes: admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from poolvisor.api.auth import Admin, SvcDep, Who
+from poolvisor.api.errors import errors
+from poolvisor.api.schemas import Name, PoolCreate, PoolOut
+
+router = APIRouter(prefix="/v1/pools", tags=["pools"])
+PoolName = Annotated[Name, Path(description="pool name")]
+
+
+@router.get("", response_model=list[PoolOut], responses=errors(401, 503))
+def list_pools(svc: SvcDep, _: Who) -> list[PoolOut]:
+    return [PoolOut.model_validate(p) for p in svc.list_pools()]
+
+
+@router.post("", status_code=201, response_model=PoolOut, responses=errors(401, 403, 409, 413, 422, 503))
+def create_pool(body: PoolCreate, svc: SvcDep, _: Admin) -> PoolOut:
+    return PoolOut.model_validate(svc.create_pool(body.name, body.description))
+
+
+@router.get("/{name}", response_model=PoolOut, responses=errors(401, 404, 422, 503))
+def get_pool(name: PoolName, svc: SvcDep, _: Who) -> PoolOut:
+    return PoolOut.model_validate(svc.get_pool(name))
+
+
+@router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
+def delete_pool(name: PoolName, svc: SvcDep, _: Admin) -> None:
+    svc.delete_pool(name)

@@ -1,0 +1,113 @@
+"""Workloads: create (placement → driver, or a dry run that only explains), list, act, migrate, delete.
+
+Members act inside their own project; another project's workloads do not exist for them (404).
+Admins see every project; without `?project=` they address a workload by its name alone when that
+name is unique across projects, and create into the project 'default' (created on first use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from poolvisor.api.auth import SvcDep, Who, scope_project
+from poolvisor.api.errors import errors
+from poolvisor.api.schemas import Action, MigrateRequest, Name, WorkloadCreate, WorkloadOut
+from poolvisor.domain.errors import ConflictError, NotFoundError
+from poolvisor.services import Principal, Services
+
+router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
+DEFAULT_PROJECT = "default"
+WorkloadName = Annotated[Name, Path(description="workload name (unique within its project)")]
+ProjectQ = Annotated[Name | None, Query(description="project (admins; members always use their own)")]
+ACTIONS: tuple[Action, ...] = ("start", "stop", "suspend", "resume")
+
+
+def _locate(svc: Services, who: Principal, name: str, project: str | None) -> str:
+    """The project holding workload `name` as this caller may see it."""
+    scoped = scope_project(who, project)
+    if scoped is not None:
+        return scoped
+    owners = sorted({w.project for w in svc.list_workloads() if w.name == name})
+    if not owners:
+        raise NotFoundError(f"workload {name!r} not found")
+    if len(owners) > 1:
+        raise ConflictError(f"workload {name!r} exists in projects {', '.join(owners)}; pass ?project=")
+    return owners[0]
+
+
+def _ensure_project(svc: Services, name: str) -> None:
+    try:
+        svc.get_project(name)
+    except NotFoundError:
+        with contextlib.suppress(ConflictError):  # created concurrently
+            svc.create_project(name)
+
+
+@router.get("", response_model=list[WorkloadOut], responses=errors(401, 404, 422, 503))
+def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[WorkloadOut]:
+    scoped = scope_project(who, project)
+    if scoped is not None:
+        svc.get_project(scoped)  # 404 for an unknown project rather than an empty list
+    return [WorkloadOut.model_validate(w) for w in svc.list_workloads(scoped)]
+
+
+@router.post(
+    "", status_code=201, response_model=WorkloadOut,
+    responses={200: {"model": WorkloadOut, "description": "dry run: the decision and explanation, nothing "
+                     "allocated"}, **errors(401, 404, 409, 413, 422, 503)},
+)
+def create_workload(
+    body: WorkloadCreate, response: Response, svc: SvcDep, who: Who,
+    dry_run: Annotated[bool, Query(description="only place and explain; allocate nothing")] = False,
+) -> WorkloadOut:
+    """Place the workload (filters, then scorers) and create it on the chosen host's driver.
+
+    A 409 `no_valid_host` error carries the explanation in `detail`: which filters eliminated
+    how many hosts, and why."""
+    project = scope_project(who, body.project, default=DEFAULT_PROJECT)
+    assert project is not None
+    if who.role == "admin" and body.project is None:
+        _ensure_project(svc, project)
+    rec = svc.create_workload(
+        project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
+        group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
+        forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run,
+    )
+    if dry_run:
+        response.status_code = 200
+    return WorkloadOut.model_validate(rec)
+
+
+@router.get("/{name}", response_model=WorkloadOut, responses=errors(401, 404, 409, 422, 503))
+def get_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
+    return WorkloadOut.model_validate(svc.get_workload(_locate(svc, who, name, project), name))
+
+
+@router.delete("/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))
+def delete_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
+    svc.delete_workload(_locate(svc, who, name, project), name)
+
+
+def _action_route(action: Action) -> None:
+    def act(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
+        return WorkloadOut.model_validate(svc.workload_action(_locate(svc, who, name, project), name, action))
+
+    act.__name__ = f"{action}_workload"
+    act.__doc__ = f"{action.capitalize()} the workload (409 when its state does not allow it)."
+    router.post(f"/{{name}}/{action}", response_model=WorkloadOut,
+                responses=errors(401, 404, 409, 422, 503))(act)
+
+
+for _action in ACTIONS:
+    _action_route(_action)
+
+
+@router.post("/{name}/migrate", response_model=WorkloadOut, responses=errors(401, 404, 409, 413, 422, 503))
+def migrate_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None,
+                     body: MigrateRequest | None = None) -> WorkloadOut:
+    """Move the workload to `host`, or to the host placement chooses when none is given."""
+    target = body.host if body is not None else None
+    return WorkloadOut.model_validate(svc.migrate_workload(_locate(svc, who, name, project), name, target))

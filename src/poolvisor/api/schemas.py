@@ -1,0 +1,200 @@
+"""Request and response bodies of the REST API (pydantic), separate from the services' records.
+
+Limits live here so they appear in the OpenAPI document: names are 1..63 characters starting with a
+letter or digit, resource names are lowercase identifiers, amounts are finite, >= 0 and <= 1e15,
+maps are bounded. The services re-check everything (unknown resources, duplicates, references).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from poolvisor.domain.resources import MAX_QUANTITY
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+RESOURCE_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+MAX_MAP_ENTRIES = 32
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
+ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=RESOURCE_PATTERN)]
+Amount = Annotated[float, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False)]
+Ratio = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(max_length=255)]
+Demand = Annotated[dict[ResourceName, Amount], Field(max_length=MAX_MAP_ENTRIES)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_MAP_ENTRIES)]
+
+HostStateName = Literal["up", "maintenance", "fenced", "down"]
+GroupPolicyName = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity", "domain-spread"]
+Action = Literal["start", "stop", "suspend", "resume"]
+
+
+class _In(BaseModel):
+    """Request bodies reject unknown fields: a typo must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---- pools -------------------------------------------------------------------------------------
+class PoolCreate(_In):
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+class PoolOut(_Out):
+    name: str
+    description: str
+    hosts: int
+    capacity: dict[str, float]
+    allocated: dict[str, float]
+    free: dict[str, float]
+
+
+# ---- hosts -------------------------------------------------------------------------------------
+class HostCreate(_In):
+    name: Name
+    capacity: Annotated[Demand, Field(min_length=1)]
+    pool: Name | None = None
+    overcommit: Annotated[dict[ResourceName, Ratio], Field(max_length=MAX_MAP_ENTRIES)] | None = None
+    labels: Labels | None = None
+    domain: Name = "default"
+    max_workloads: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+
+class HostStateChange(_In):
+    state: HostStateName
+
+
+class HostOut(_Out):
+    name: str
+    pool: str | None
+    state: str
+    capacity: dict[str, float]
+    overcommit: dict[str, float]
+    allocated: dict[str, float]
+    free: dict[str, float]
+    labels: dict[str, str]
+    domain: str
+    max_workloads: int
+    workloads: int
+    generation: int
+
+
+# ---- flavors, projects, tokens -----------------------------------------------------------------
+class FlavorCreate(_In):
+    name: Name
+    demand: Annotated[Demand, Field(min_length=1)]
+
+
+class FlavorOut(_Out):
+    name: str
+    demand: dict[str, float]
+
+
+class ProjectCreate(_In):
+    name: Name
+
+
+class ProjectOut(_Out):
+    name: str
+    workloads: int
+
+
+class TokenCreate(_In):
+    role: Literal["admin", "member"]
+    project: Name | None = Field(default=None, description="required for members, forbidden for admins")
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="the bearer token; shown once, stored only as a hash")
+    role: str
+    project: str | None
+
+
+class WhoAmI(BaseModel):
+    role: str
+    project: str | None
+
+
+# ---- workloads ---------------------------------------------------------------------------------
+class FilterReportOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    filter: str
+    rejected: int
+    reasons: dict[str, int]
+    remaining: int
+    dominant_reason: str | None = None
+
+
+class CandidateOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    host: str
+    score: float
+    scores: dict[str, float]
+
+
+class ExplanationOut(BaseModel):
+    """Why a host was chosen (or none): per-filter rejections, then the best candidates' scores."""
+
+    model_config = ConfigDict(extra="allow")
+    hosts_considered: int
+    filters: list[FilterReportOut]
+    candidates: int
+    top: list[CandidateOut] = []
+    rule: str = ""
+    summary: str = ""
+
+
+class WorkloadCreate(_In):
+    name: Name
+    project: Name | None = Field(
+        default=None, description="members: their project (implicit); admins: defaults to 'default'")
+    flavor: Name | None = None
+    demand: Demand | None = None
+    kind: Literal["vm", "container"] = "vm"
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    group: Name | None = None
+    group_policy: GroupPolicyName | None = None
+    required_labels: Labels | None = None
+    forbidden_labels: Labels | None = None
+    pool: Name | None = None
+
+
+class WorkloadOut(_Out):
+    name: str
+    project: str
+    kind: str
+    state: str
+    host: str | None
+    demand: dict[str, float]
+    priority: int
+    group: str | None
+    created_at: datetime
+    explanation: ExplanationOut | None = None
+
+
+class MigrateRequest(_In):
+    host: Name | None = Field(default=None, description="target host; omitted = let placement choose")
+
+
+# ---- events, health ----------------------------------------------------------------------------
+class EventOut(_Out):
+    id: int
+    time: datetime
+    kind: str
+    subject: str
+    message: str
+    project: str | None
+    data: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
