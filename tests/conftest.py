@@ -30,3 +30,7 @@ def require_shared_data(*parts: str) -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     return require_shared_data()
+
+
+# PostgreSQL fixtures (pg_server, pg_url) shared by every area's tests.
+from pg import pg_server, pg_url  # noqa: E402, F401
