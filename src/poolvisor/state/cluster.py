@@ -7,7 +7,7 @@ so indexes stay stable for the lifetime of the object; `copy()` gives a cheap wh
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +63,9 @@ class ClusterState:
         # group name -> per-host member counts; only groups with members are present
         self.group_counts: dict[str, np.ndarray] = {}
         self.generation = 0  # bumped on every mutation; lets caches detect staleness
+        # called with the changed host indices after each mutation (placement indexes stay in sync);
+        # a tuple so that watch/unwatch during a notification is safe
+        self._watchers: tuple[Callable[[Sequence[int]], None], ...] = ()
 
     # ---- array views -------------------------------------------------------------------------
     @property
@@ -176,6 +179,7 @@ class ClusterState:
                 m = self.labels.masks[(k, v)] = np.zeros(self._cap, dtype=bool)
             m[h] = True
         self.generation += 1
+        self._notify((h,))
         return h
 
     def add_hosts(self, specs: Iterable[HostSpec]) -> None:
@@ -189,13 +193,16 @@ class ClusterState:
             raise NotFoundError(f"host {name!r} not found") from None
 
     def set_state(self, name: str, state: HostState) -> None:
-        self._state[self.host_index(name)] = int(state)
+        h = self.host_index(name)
+        self._state[h] = int(state)
         self.generation += 1
+        self._notify((h,))
 
     def set_used(self, used: np.ndarray) -> None:
         """Record measured usage for all hosts at once (shape (R, n))."""
         self._used[:, : self.n] = used
         self.generation += 1
+        self._notify(())  # placement does not read measured usage
 
     # ---- allocations (O(R) each) -------------------------------------------------------------
     def allocate(self, h: int, demand: np.ndarray, group: str | None = None, *, force: bool = False) -> None:
@@ -210,6 +217,8 @@ class ClusterState:
                 c = self.group_counts[group] = np.zeros(self._cap, dtype=np.int32)
             c[h] += 1
         self.generation += 1
+        if self._watchers:
+            self._notify((h,))
 
     def release(self, h: int, demand: np.ndarray, group: str | None = None) -> None:
         col = self._allocated[:, h]
@@ -222,6 +231,25 @@ class ClusterState:
             if not c.any():
                 del self.group_counts[group]
         self.generation += 1
+        if self._watchers:
+            self._notify((h,))
+
+    # ---- change notification -------------------------------------------------------------------
+    def watch(self, fn: Callable[[Sequence[int]], None]) -> None:
+        """Call `fn(hosts)` after every mutation made through this object's methods."""
+        self._watchers = (*self._watchers, fn)
+
+    def unwatch(self, fn: Callable[[Sequence[int]], None]) -> None:
+        self._watchers = tuple(w for w in self._watchers if w is not fn)
+
+    def touch(self, hosts: Iterable[int] = ()) -> None:
+        """Declare that hosts' arrays were written directly (e.g. reloaded from the store)."""
+        self.generation += 1
+        self._notify(tuple(int(h) for h in hosts))
+
+    def _notify(self, hosts: Sequence[int]) -> None:
+        for w in self._watchers:
+            w(hosts)
 
     def group_mask(self, group: str) -> np.ndarray:
         """Hosts holding at least one member of `group`."""
@@ -241,6 +269,7 @@ class ClusterState:
         c.labels = LabelIndex({k: m.copy() for k, m in self.labels.masks.items()})
         c.host_labels = [dict(d) for d in self.host_labels]
         c.group_counts = {g: a.copy() for g, a in self.group_counts.items()}
+        c._watchers = ()  # a what-if copy does not drive the original's indexes
         return c
 
     def demand_vector(self, demand: Mapping[str, float]) -> np.ndarray:
