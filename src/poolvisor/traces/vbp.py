@@ -96,10 +96,12 @@ def iter_vbp_texts(path: str | Path) -> Iterator[tuple[str, str, str]]:
         raise FileNotFoundError(2, "No such file or directory", str(p))
     if not tarfile.is_tarfile(p):
         raise InvalidInputError(f"{p}: neither a directory nor a tar archive of .vbp files")
-    with tarfile.open(p) as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.endswith(".vbp")),
-                         key=lambda m: m.name)
-        for m in members:
-            fh = tar.extractfile(m)
-            if fh is not None:
-                yield Path(m.name).stem, f"{p}:{m.name}", fh.read().decode()
+    found = []
+    with tarfile.open(p) as tar:  # one sequential pass: seeking back in a .gz re-reads it from the start
+        for m in tar:
+            if m.isfile() and m.name.endswith(".vbp"):
+                fh = tar.extractfile(m)
+                if fh is not None:
+                    found.append((Path(m.name).stem, f"{p}:{m.name}", fh.read().decode()))
+    found.sort(key=lambda x: x[1])
+    yield from found
