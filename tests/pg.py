@@ -68,12 +68,17 @@ def pg_available() -> tuple[bool, str]:
     return True, ""
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    from conftest import require_real
+def _require_real(config: pytest.Config, ok: bool, reason: str) -> None:
+    """tests/conftest.py's require_real (found through the plugin manager: several directories
+    have a module named `conftest`, so importing it by name is ambiguous)."""
+    root = config.pluginmanager.get_plugin(str(Path(__file__).with_name("conftest.py")))
+    root.require_real(ok, reason)
 
+
+@pytest.fixture(scope="session")
+def pg_server(request: pytest.FixtureRequest) -> Iterator[PgServer]:
     ok, reason = pg_available()
-    require_real(ok, reason)
+    _require_real(request.config, ok, reason)
     pw = pwd.getpwnam("postgres")
     root = Path(tempfile.mkdtemp(prefix="poolvisor-pg-"))
     os.chown(root, pw.pw_uid, pw.pw_gid)

@@ -34,9 +34,9 @@ class AuthServices(ServiceBase):
         def tx(s: Session) -> str | None:
             if s.get(MetaRow, BOOTSTRAP_KEY) is not None:
                 return None
-            s.add(MetaRow(key=BOOTSTRAP_KEY, value="1"))
             try:
-                s.flush()
+                with s.begin_nested():  # a savepoint: losing the race must not abort the transaction
+                    s.add(MetaRow(key=BOOTSTRAP_KEY, value="1"))
             except IntegrityError:
                 return None
             s.add(TokenRow(digest=digest(token), role="admin", project_id=None))

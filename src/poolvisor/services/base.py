@@ -90,7 +90,7 @@ class ServiceBase:
         hosts = list(hosts)
         if not hosts:
             return []
-        pools = dict(s.execute(select(PoolRow.id, PoolRow.name)).tuples().all())
+        pools = dict(s.execute(select(PoolRow.id, PoolRow.name)).all())
         res: dict[int, list[HostResourceRow]] = defaultdict(list)
         q = select(HostResourceRow).where(HostResourceRow.host_id.in_([h.id for h in hosts]))
         for r in s.scalars(q.order_by(HostResourceRow.resource)):
@@ -114,13 +114,13 @@ class ServiceBase:
         rows = list(rows)
         if not rows:
             return []
-        projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).tuples().all())
+        projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
         host_ids = {w.host_id for w in rows if w.host_id is not None}
         hosts = dict(s.execute(select(HostRow.id, HostRow.name).where(HostRow.id.in_(host_ids)))
-                     .tuples().all())
+                     .all())
         group_ids = {w.group_id for w in rows if w.group_id is not None}
         groups = dict(s.execute(select(GroupRow.id, GroupRow.name).where(GroupRow.id.in_(group_ids)))
-                      .tuples().all())
+                      .all())
         return [
             WorkloadRecord(
                 name=w.name, project=projects[w.project_id], kind=w.kind, state=w.state,

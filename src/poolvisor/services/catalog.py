@@ -115,7 +115,7 @@ class CatalogServices(ServiceBase):
             q = q.where(PoolRow.name.in_(names))
         pools = list(s.scalars(q))
         counts = dict(s.execute(select(HostRow.pool_id, func.count()).group_by(HostRow.pool_id))
-                      .tuples().all())
+                      .all())
         cap: dict[int, dict[str, float]] = defaultdict(dict)
         alloc: dict[int, dict[str, float]] = defaultdict(dict)
         agg = (select(HostRow.pool_id, HostResourceRow.resource,
@@ -124,7 +124,7 @@ class CatalogServices(ServiceBase):
                .join(HostRow, HostRow.id == HostResourceRow.host_id)
                .where(HostRow.pool_id.in_([p.id for p in pools]))
                .group_by(HostRow.pool_id, HostResourceRow.resource))
-        for pid, res, c, a in s.execute(agg).tuples():
+        for pid, res, c, a in s.execute(agg):
             if pid is None:
                 continue
             cap[pid][res], alloc[pid][res] = float(c or 0), float(a or 0)
@@ -234,7 +234,7 @@ class CatalogServices(ServiceBase):
         ledger.bump(s, h.id)
         lost: list[str] = []
         if new in (HostState.FENCED, HostState.DOWN):
-            projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).tuples().all())
+            projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
             for w in s.scalars(select(WorkloadRow).where(WorkloadRow.host_id == h.id,
                                                           WorkloadRow.state.in_(HOLDING_STATES))):
                 ledger.release(s, w)
@@ -313,7 +313,7 @@ class CatalogServices(ServiceBase):
              .group_by(ProjectRow.id, ProjectRow.name).order_by(ProjectRow.name))
         if name is not None:
             q = q.where(ProjectRow.name == name)
-        return [ProjectRecord(n, int(c)) for n, c in s.execute(q).tuples()]
+        return [ProjectRecord(n, int(c)) for n, c in s.execute(q)]
 
 
 def _floats(d: dict[str, Any]) -> dict[str, float]:

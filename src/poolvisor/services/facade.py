@@ -64,7 +64,7 @@ class Services(AuthServices, CatalogServices, WorkloadServices, RepairServices, 
 
     def _sync_driver(self) -> None:
         """Tell the driver which hosts exist and which are dead (the database is the authority)."""
-        rows = self._read(lambda s: s.execute(select(HostRow.name, HostRow.state)).tuples().all())
+        rows = self._read(lambda s: s.execute(select(HostRow.name, HostRow.state)).all())
         fail = getattr(self.driver, "fail", None)
         for name, state in rows:
             self.driver.add_host(name, {})

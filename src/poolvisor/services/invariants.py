@@ -28,7 +28,7 @@ def _close(a: float, b: float) -> bool:
 def check_invariants(s: Session) -> CheckReport:
     v: list[str] = []
     hosts = {h.id: h for h in s.scalars(select(HostRow))}
-    projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).tuples().all())
+    projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
     workloads = {w.id: w for w in s.scalars(select(WorkloadRow))}
     wname = {i: f"{projects.get(w.project_id, '?')}/{w.name}" for i, w in workloads.items()}
     hname = {i: h.name for i, h in hosts.items()}
@@ -91,7 +91,7 @@ def check_invariants(s: Session) -> CheckReport:
     # 4. per-host workload counts
     counts = dict(s.execute(select(WorkloadRow.host_id, func.count())
                             .where(WorkloadRow.state.in_(HOLDING_STATES), WorkloadRow.host_id.isnot(None))
-                            .group_by(WorkloadRow.host_id)).tuples().all())
+                            .group_by(WorkloadRow.host_id)).all())
     for hid, hr in hosts.items():
         if hr.workloads != counts.get(hid, 0):
             v.append(f"host {hr.name} records {hr.workloads} workloads but "

@@ -31,7 +31,7 @@ class RepairServices(ServiceBase):
                  .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
                  .outerjoin(HostRow, HostRow.id == WorkloadRow.host_id)
                  .where(WorkloadRow.state == PLACING, WorkloadRow.updated_at <= cutoff))
-            return list(s.execute(q).tuples())
+            return list(s.execute(q))
 
         done = []
         for wid, project, host, name, kind, demand in self._read(find):

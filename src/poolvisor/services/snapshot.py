@@ -59,7 +59,7 @@ class PlacementCache:
             self.snap = None
 
     def refresh(self, s: Session) -> Snapshot:
-        gens = dict(s.execute(select(HostRow.id, HostRow.generation)).tuples().all())
+        gens = dict(s.execute(select(HostRow.id, HostRow.generation)).all())
         snap = self.snap
         if snap is None or any(i not in gens for i in snap.ids):
             return self._full(s, gens)
@@ -135,7 +135,7 @@ class PlacementCache:
         where_ids = (lambda col: col.in_(ids)) if not all_hosts else (lambda col: col.isnot(None))
         for hid, state, count in s.execute(
             select(HostRow.id, HostRow.state, HostRow.workloads).where(where_ids(HostRow.id))
-        ).tuples():
+        ):
             h = snap.index_of[hid]
             st.state[h] = int(HostState.parse(state))
             st.workload_count[h] = count
@@ -143,7 +143,7 @@ class PlacementCache:
         for hid, resource, amount in s.execute(
             select(HostResourceRow.host_id, HostResourceRow.resource, HostResourceRow.allocated)
             .where(where_ids(HostResourceRow.host_id))
-        ).tuples():
+        ):
             st.allocated[st.resources.index(resource), snap.index_of[hid]] = amount
         for counts in st.group_counts.values():
             counts[idx] = 0
@@ -152,7 +152,7 @@ class PlacementCache:
              .join(ProjectRow, ProjectRow.id == GroupRow.project_id)
              .where(where_ids(WorkloadRow.host_id), WorkloadRow.state.in_(HOLDING_STATES))
              .group_by(WorkloadRow.host_id, ProjectRow.name, GroupRow.name))
-        for host_id, project, group, c in s.execute(q).tuples():
+        for host_id, project, group, c in s.execute(q):
             if host_id is None or host_id not in snap.index_of:
                 continue
             key = group_key(project, group)

@@ -225,7 +225,7 @@ class WorkloadServices(ServiceBase):
         rows = s.execute(select(HostRow.id, HostRow.name, HostRow.domain)
                          .join(WorkloadRow, WorkloadRow.host_id == HostRow.id)
                          .where(WorkloadRow.group_id == spec.group_id,
-                                WorkloadRow.state.in_(HOLDING_STATES))).tuples().all()
+                                WorkloadRow.state.in_(HOLDING_STATES))).all()
         if not rows:
             return
         target = s.get(HostRow, host_id)

@@ -1,0 +1,104 @@
+"""Concurrent create load against one database, from threads and processes (tests, `bench store`).
+
+`run_load` creates workloads from several threads through one Services; `worker_main` does the
+same in a child process (multiprocessing target). With `ack_file`, each acknowledged creation is
+appended and fsync'ed *after* create_workload returned, so a crash test can check that nothing
+acknowledged was lost. `python -m poolvisor.services.loadgen URL PROJECT PREFIX N FLAVOR` runs it
+from a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poolvisor.domain.errors import NoValidHostError, PoolvisorError
+
+
+@dataclass
+class LoadResult:
+    acked: list[str] = field(default_factory=list)
+    no_host: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: LoadResult) -> None:
+        self.acked += other.acked
+        self.no_host += other.no_host
+        self.errors += other.errors
+
+
+def run_load(svc: Any, project: str, prefix: str, n: int, flavor: str, threads: int = 1,
+             ack_file: str | None = None) -> LoadResult:
+    """Create `n` workloads named PREFIX-i from `threads` threads; collect what was acknowledged."""
+    out = LoadResult()
+    lock = threading.Lock()
+    ack = open(ack_file, "a") if ack_file else None  # noqa: SIM115 - shared by the threads below
+
+    def work(t: int) -> None:
+        for i in range(t, n, threads):
+            name = f"{prefix}-{i}"
+            try:
+                svc.create_workload(project, name, flavor=flavor)
+            except NoValidHostError:
+                with lock:
+                    out.no_host += 1
+                continue
+            except PoolvisorError as e:
+                with lock:
+                    out.errors.append(f"{name}: {type(e).__name__}: {e.message}")
+                continue
+            with lock:
+                out.acked.append(name)
+                if ack is not None:
+                    ack.write(name + "\n")
+                    ack.flush()
+                    os.fsync(ack.fileno())
+
+    try:
+        ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        if ack is not None:
+            ack.close()
+    return out
+
+
+def worker_main(db_url: str, project: str, prefix: str, n: int, flavor: str, threads: int,
+                queue: Any = None, ack_file: str | None = None) -> LoadResult:
+    """Process entry point: open its own Services (no repair: other processes are live) and load."""
+    from poolvisor.services import open_services
+
+    svc = open_services(db_url, repair=False)
+    try:
+        res = run_load(svc, project, prefix, n, flavor, threads, ack_file)
+    finally:
+        svc.close()
+    if queue is not None:
+        queue.put((res.acked, res.no_host, res.errors))
+    return res
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 5:
+        print("usage: python -m poolvisor.services.loadgen URL PROJECT PREFIX N FLAVOR [THREADS] [ACK_FILE]",
+              file=sys.stderr)
+        return 2
+    url, project, prefix, n, flavor = argv[:5]
+    threads = int(argv[5]) if len(argv) > 5 else 1
+    ack = argv[6] if len(argv) > 6 else None
+    if ack:
+        Path(ack).touch()
+    res = worker_main(url, project, prefix, int(n), flavor, threads, None, ack)
+    print(f"acked={len(res.acked)} no_host={res.no_host} errors={len(res.errors)}")
+    return 0 if not res.errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
