@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poolvisor import __version__
-from poolvisor.cli import bench, sweep
+from poolvisor.cli import bench, simulate, sweep
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli.errors import run_guarded
@@ -18,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(bench.app, name="bench")
+app.add_typer(simulate.app, name="simulate")
 app.command(name="pack")(pack_cli.pack)
 app.command(name="sweep")(sweep.sweep)
 app.command(name="check")(check_cli.check)
