@@ -114,7 +114,9 @@ class Fleet:
         if job.count > 0:
             devs = self.pick_devices(h, job.count, job.milli) if devs is None else np.asarray(devs)
             if devs.size != job.count or np.any(self.dev_free[h, devs] < job.milli):
-                raise ConflictError(f"devices {devs.tolist()} of {self.names[h]!r} cannot take {job.milli} milli")
+                raise ConflictError(
+                    f"devices {devs.tolist()} of {self.names[h]!r} cannot take {job.milli} milli"
+                )
         else:
             devs = np.zeros(0, dtype=np.int64)
         self.state.allocate(h, job.demand)
@@ -159,7 +161,9 @@ class Fleet:
         st = self.state
         if np.any(st.allocated > st.capacity + 1e-6):
             h = int(np.argmax(np.any(st.allocated > st.capacity + 1e-6, axis=0)))
-            raise AssertionError(f"host {self.names[h]} over capacity: {st.allocated[:, h]} > {st.capacity[:, h]}")
+            raise AssertionError(
+                f"host {self.names[h]} over capacity: {st.allocated[:, h]} > {st.capacity[:, h]}"
+            )
         if np.any(st.allocated < -1e-6):
             raise AssertionError("negative allocation")
         if np.any(self.dev_free < 0) or np.any(self.dev_free > self.dev_cap):

@@ -102,11 +102,16 @@ def inflate(wl: Workload, primary: np.ndarray, capacity: float, load: float, see
     stop = int(np.searchsorted(cum, target, side="left")) + 1
     order = order[:stop]
     arrived = np.concatenate([[0.0], cum[: stop - 1]]) / capacity
-    return replace(
-        wl.take(order),
+    return Workload(
         name=f"{wl.name} fill to {load:g}",
+        resources=wl.resources,
         arrival=arrived,
         departure=np.full(order.size, np.inf),
+        demand=wl.demand[order],
+        gpu_count=wl.gpu_count[order],
+        gpu_milli=wl.gpu_milli[order],
+        kind=wl.kind[order],
+        kind_names=wl.kind_names,
     )
 
 
@@ -205,8 +210,9 @@ def azure(
     types = TaskTypes.from_demands(wl.demand[:, [1]], one, wl.demand[:, 0], coverage=1.0)
     model = FragModel(types, gate_rows=(1,), primary_row=0)
     total = sum(g.count for g in groups)
-    desc = (f"{total:,} hosts (" + ", ".join(f"{g.count} x {g.vcpu:g} vCPU/{g.memory_gb:g} GB" for g in groups)
-            + f"); {len(wl):,} VMs, durations = {duration} of their bin, censored VMs never leave")
+    sizes = ", ".join(f"{g.count} x {g.vcpu:g} vCPU/{g.memory_gb:g} GB" for g in groups)
+    desc = (f"{total:,} hosts ({sizes}); {len(wl):,} VMs, durations = {duration} of their bin, "
+            "censored VMs never leave")
     return Scenario("azure", vm_fleet(groups, az.RESOURCES), wl, model,
                     horizon=float(wl.arrival[-1]), description=desc)
 

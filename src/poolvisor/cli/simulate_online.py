@@ -1,0 +1,160 @@
+"""`poolvisor simulate alibaba|azure|google`: online packing of real traces, one row per policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from poolvisor.sim.online import scenarios as sc
+from poolvisor.sim.online.engine import OnlineResult
+from poolvisor.sim.online.policies import policy_names
+from poolvisor.sim.online.report import COLUMNS, online_report, rows
+
+_HERE_SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
+SHARED = Path(os.environ.get("POOLVISOR_SHARED_DATA", _HERE_SHARED))
+
+PolicyOpt = typer.Option("all", "--policy", "-p", help="first-fit, best-fit, worst-fit, dot-product, fgd, "
+                         "a comma-separated list, or all")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object instead of a table")
+ReportOpt = typer.Option(None, "--report", help="Write a self-contained HTML report (table and plots)")
+SamplesOpt = typer.Option(300, "--samples", min=2, help="Metric samples over the run (time series points)")
+CheckOpt = typer.Option(False, "--check", help="Verify capacity invariants after every event (slow)")
+
+
+def _default(name: str) -> Path:
+    return SHARED / name
+
+
+def _run(
+    scn: sc.Scenario, policy: str, as_json: bool, report: Path | None, samples: int, check: bool
+) -> None:
+    names = policy_names(policy)
+    results: list[OnlineResult] = []
+    total = len(scn.workload) * len(names)
+    if as_json:
+        results = sc.run(scn, names, samples=samples, check=check)
+    else:
+        err = Console(stderr=True)
+        cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*cols, console=err, transient=True) as bar:
+            task = bar.add_task(f"{scn.name}: replaying", total=total)
+
+            def tick(k: int) -> None:
+                bar.advance(task, k)
+
+            for name in names:
+                bar.update(task, description=f"{scn.name}: {name}")
+                results.extend(sc.run(scn, [name], samples=samples, check=check, progress=tick))
+    command = "poolvisor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if report is not None:
+        title = f"Online packing: {scn.name}"
+        online_report(title, scn.description, results, command).write(report)
+    if as_json:
+        out: dict[str, Any] = {"trace": scn.name, "scenario": scn.description, "jobs": len(scn.workload),
+                               "results": [r.to_dict() for r in results]}
+        if report is not None:
+            out["report"] = str(report)
+        typer.echo(json.dumps(out, default=_json_default))
+        return
+    con = Console()
+    table = Table(title=f"{scn.name}: {scn.description}", title_justify="left")
+    for c in COLUMNS:
+        table.add_column(c, justify="left" if c in ("policy", "rejected (main reason)") else "right")
+    for row in rows(results):
+        table.add_row(*[_cell(v) for v in row])
+    con.print(table)
+    if report is not None:
+        con.print(f"report written to {report}")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "–" if v != v else f"{v:g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def alibaba(
+    directory: Path = typer.Argument(_default("alibaba-gpu-2023"), help="Folder with the openb CSVs"),
+    policy: str = PolicyOpt,
+    mode: str = typer.Option(
+        "replay", "--mode", help="replay: creation/deletion times; fill: the FGD paper's saturation run "
+        "(no departures, arrivals until --load x GPU capacity)"
+    ),
+    speedup: float = typer.Option(1.0, "--speedup", help="replay: divide arrival times by this (more load)"),
+    load: float = typer.Option(1.3, "--load", help="fill: stop when requested GPU reaches this x capacity"),
+    seed: int = typer.Option(0, "--seed", help="fill: seed for resampling pods"),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N pods of the trace"),
+    as_json: bool = JsonOpt,
+    report: Path | None = ReportOpt,
+    samples: int = SamplesOpt,
+    check: bool = CheckOpt,
+) -> None:
+    """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its 1,523 real nodes."""
+    if mode not in ("replay", "fill"):
+        raise typer.BadParameter("use replay or fill", param_hint="--mode")
+    scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup, load=load,
+                     seed=seed, limit=limit)
+    _run(scn, policy, as_json, report, samples, check)
+
+
+def azure(
+    directory: Path = typer.Argument(_default("azure-v1-flavour-arrivals"), help="Folder with v1.test*.txt"),
+    policy: str = PolicyOpt,
+    hosts: int = typer.Option(1000, "--hosts", min=1, help="Homogeneous fleet size"),
+    host_vcpu: float = typer.Option(64.0, "--host-vcpu", help="vCPU per host"),
+    host_mem_gb: float = typer.Option(512.0, "--host-mem-gb", help="Memory (GB) per host"),
+    fleet: str | None = typer.Option(None, "--fleet", help="Mixed fleet, e.g. 64x512:600,32x256:400 "
+                                     "(overrides --hosts)"),
+    limit_bins: int | None = typer.Option(None, "--limit-bins", min=1, help="Only the first N 300 s bins"),
+    duration: str = typer.Option("mid", "--duration", help="VM duration within its bin: mid, low or high"),
+    as_json: bool = JsonOpt,
+    report: Path | None = ReportOpt,
+    samples: int = SamplesOpt,
+    check: bool = CheckOpt,
+) -> None:
+    """Azure V1 VM flavour arrivals (with durations) on a fixed fleet."""
+    if duration not in ("mid", "low", "high"):
+        raise typer.BadParameter("use mid, low or high", param_hint="--duration")
+    how: Literal["mid", "low", "high"] = "low" if duration == "low" else "mid"
+    if duration == "high":
+        how = "high"
+    scn = sc.azure(directory, hosts=hosts, vcpu=host_vcpu, memory_gb=host_mem_gb, fleet=fleet,
+                   limit_bins=limit_bins, duration=how)
+    _run(scn, policy, as_json, report, samples, check)
+
+
+def google(
+    directory: Path = typer.Argument(_default("google-2011-samples"), help="Folder with machine/task events"),
+    policy: str = PolicyOpt,
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N task instances"),
+    as_json: bool = JsonOpt,
+    report: Path | None = ReportOpt,
+    samples: int = SamplesOpt,
+    check: bool = CheckOpt,
+) -> None:
+    """Google 2011 task instances on the machines of its machine events (with removals)."""
+    _run(sc.google(directory, limit=limit), policy, as_json, report, samples, check)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the three trace commands to the `simulate` sub-app."""
+    app.command("alibaba")(alibaba)
+    app.command("azure")(azure)
+    app.command("google")(google)
