@@ -107,6 +107,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. invalid UTF-8): bad input
+            return error_response(422, "invalid_input", f"malformed request body: {exc.detail}")
         code = _CODES_BY_STATUS.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))
 
