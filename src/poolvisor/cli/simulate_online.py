@@ -17,7 +17,7 @@ from rich.table import Table
 from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
-from poolvisor.sim.online.report import COLUMNS, online_report, rows
+from poolvisor.sim.online.report import SHORT, online_report, rows
 
 _HERE_SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 SHARED = Path(os.environ.get("POOLVISOR_SHARED_DATA", _HERE_SHARED))
@@ -66,12 +66,23 @@ def _run(
         typer.echo(json.dumps(out, default=_json_default))
         return
     con = Console()
-    table = Table(title=f"{scn.name}: {scn.description}", title_justify="left")
-    for c in COLUMNS:
-        table.add_column(c, justify="left" if c in ("policy", "rejected (main reason)") else "right")
+    if not con.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        con = Console(width=160)
+    con.print(f"[bold]{scn.name}[/bold]: {scn.description}; {len(scn.workload):,} arrivals")
+    table = Table()
+    for c in SHORT:
+        table.add_column(c, justify="left" if c == "policy" else "right")
     for row in rows(results):
         table.add_row(*[_cell(v) for v in row])
     con.print(table)
+    primary = results[0].primary if results else ""
+    label = "GPU" if primary == "devices" else primary
+    con.print(f"alloc = allocated fraction of {label}; frag = its expected fragmentation (ATC'23 measure) "
+              "as a fraction of capacity; hosts = hosts running a job")
+    for r in results:
+        if r.reasons:
+            why = ", ".join(f"{k} {v:,}" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1]))
+            con.print(f"  {r.policy} rejected: {why}")
     if report is not None:
         con.print(f"report written to {report}")
 

@@ -10,8 +10,10 @@ import numpy as np
 from poolvisor.reporting import Report, new_figure
 from poolvisor.sim.online.engine import OnlineResult
 
-COLUMNS = ("policy", "jobs", "accepted", "acceptance", "rejected (main reason)", "hosts active mean",
-           "hosts active peak", "primary allocated mean", "fragmentation mean", "fragmentation end", "wall s")
+COLUMNS = ("policy", "accepted", "acceptance", "rejected", "evicted", "hosts active mean",
+           "hosts active peak", "allocated mean", "allocated end", "frag mean", "frag end", "wall s")
+SHORT = ("policy", "accepted", "ratio", "rejected", "evicted", "hosts mean", "hosts peak", "alloc",
+         "alloc end", "frag mean", "frag end", "wall s")
 
 
 def _primary_alloc(r: OnlineResult) -> np.ndarray:
@@ -28,12 +30,12 @@ def rows(results: Sequence[OnlineResult]) -> list[list[Any]]:
     out = []
     for r in results:
         m = r.metrics()
-        top = next(iter(m["rejected_by_reason"].items()), None)
-        rej = f"{r.rejected:,}" + (f" ({top[0]})" if top else "")
         alloc = _primary_alloc(r)
         out.append([
-            r.policy, r.jobs, r.accepted, round(r.acceptance, 4), rej, round(m["hosts_active_mean"], 1),
-            m["hosts_active_peak"], round(float(alloc.mean()), 4) if alloc.size else float("nan"),
+            r.policy, r.accepted, round(r.acceptance, 4), r.rejected, r.evicted,
+            round(m["hosts_active_mean"], 1), m["hosts_active_peak"],
+            round(float(alloc.mean()), 4) if alloc.size else float("nan"),
+            round(float(alloc[-1]), 4) if alloc.size else float("nan"),
             round(m["frag_mean"], 4), round(m["frag_end"], 4), round(r.wall_s, 2),
         ])
     return out
