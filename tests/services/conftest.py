@@ -34,12 +34,3 @@ def lite(sqlite_url: str) -> Iterator[Services]:
     s = open_services(sqlite_url)
     yield s
     s.close()
-
-
-def small_cluster(s: Services, hosts: int = 3, vcpu: float = 4, memory: float = 4096) -> None:
-    s.create_pool("p")
-    for i in range(hosts):
-        s.create_host(f"h{i}", {"vcpu": vcpu, "memory_mib": memory}, pool="p",
-                      labels={"rack": f"r{i % 2}"}, domain=f"r{i % 2}")
-    s.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
-    s.create_project("demo")
