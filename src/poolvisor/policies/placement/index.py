@@ -1,0 +1,412 @@
+"""A placement index: the pipeline's best-fit (or worst-fit) choice in O(log H)-ish per request.
+
+Why it works: for a fixed demand vector, a host's best-fit score and its pass/fail on the
+host-local filters (state, capacity, labels, pool, max workloads) depend only on that host's own
+columns. So each *placement class* (demand vector + label constraints + pool) gets one row of a
+max-forest (`forest.MaxForest`) whose leaf h is h's raw score, or -inf when a host-local filter
+rejects h. An allocation or release on host h changes leaf h in every row: O(rows + log H)
+numpy work, done lazily before the next query (ClusterState notifies the index of changed hosts).
+
+Exactness: the pipeline normalizes scores min-max over the candidates, which can fold values a
+few ulps below the maximum onto it, and maps a near-constant score vector to zeros (then the
+lowest candidate wins). The index therefore looks for the first leaf within `delta` of the root
+maximum, with `delta` far above any such rounding (1e-9 relative to the largest score magnitude
+ever stored in the row), and accepts it only if its value *is* the maximum; a near-tie falls back
+to an exact scan of the row. Request-level filters (anti-affinity, domain spread) are applied to
+the pick: a rejected host is excluded from the row temporarily and the row re-queried, a few times
+at most before the exact row scan. Whatever the index cannot express (other scorers, plug-in
+filters, soft groups with members, hard affinity with members, odd demands, classes seen once)
+goes to `scan.choose`, which runs the pipeline's own filters and scorers.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from poolvisor.domain.models import GroupPolicy, HostState
+from poolvisor.policies.placement.forest import NEG, MaxForest
+from poolvisor.policies.placement.pipeline import PlacementPolicy
+from poolvisor.policies.placement.request import Request
+from poolvisor.policies.placement.scan import choose, first_best, weighted_total
+from poolvisor.state.cluster import ClusterState
+
+LEAF_FILTERS = frozenset({"host-state", "capacity", "labels", "pool", "max-workloads"})
+REQUEST_FILTERS = frozenset({"affinity", "domain-spread"})
+PRIMARY_SCORERS = {"best-fit": 1.0, "worst-fit": -1.0}  # leaf = sign * mean post-placement fraction
+NEUTRAL_SCORERS = frozenset({"soft-affinity"})  # zero unless the request names a soft group
+NEAR_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """What of a policy the index can serve; `reason` says why not when `supported` is False."""
+
+    supported: bool
+    reason: str = ""
+    sign: float = 1.0
+    primary: str = ""
+    filters: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def of(cls, policy: PlacementPolicy) -> IndexPlan:
+        names = [f.name for f in policy._filters]
+        unknown = [n for n in names if n not in LEAF_FILTERS | REQUEST_FILTERS]
+        if unknown:
+            return cls(False, f"filter(s) the index cannot express: {', '.join(unknown)}")
+        primaries = [(s.name, w) for s, w in policy._scorers if s.name in PRIMARY_SCORERS]
+        others = [s.name for s, _w in policy._scorers
+                  if s.name not in PRIMARY_SCORERS and s.name not in NEUTRAL_SCORERS]
+        if others or len(primaries) != 1:
+            return cls(False, "needs exactly one of best-fit/worst-fit plus optional soft-affinity")
+        if not all(np.isfinite(w) for _s, w in policy._scorers) or primaries[0][1] <= 0:
+            return cls(False, "scorer weights must be finite and the primary one positive")
+        name = primaries[0][0]
+        return cls(True, "", PRIMARY_SCORERS[name], name, frozenset(names))
+
+
+class PlacementIndex:
+    """Per-class max-forest rows over the hosts of one ClusterState, kept in sync by notification."""
+
+    def __init__(self, state: ClusterState, policy: PlacementPolicy, *, fanout: int | None = None,
+                 max_classes: int = 64, admit_after: int = 2, max_requeries: int = 4):
+        self.state, self.policy = state, policy
+        self.plan = IndexPlan.of(policy)
+        self.fanout, self.max_classes = fanout, max(1, max_classes)
+        self.admit_after, self.max_requeries = max(1, admit_after), max(0, max_requeries)
+        self.stats = {"tree": 0, "requeries": 0, "row_scan": 0, "full_scan": 0, "rebuilds": 0, "classes": 0}
+        self._request_filters = [f for f in policy._filters if f.name in REQUEST_FILTERS]
+        used = self.plan.filters
+        self._check_state, self._check_count = "host-state" in used, "max-workloads" in used
+        self._check_capacity = "capacity" in used
+        self._has_soft = any(s.name == "soft-affinity" for s, _w in policy._scorers)
+        self._slot: dict[Hashable, int] = {}
+        self._seen: dict[Hashable, int] = {}
+        self._keys: list[Hashable] = []
+        self._class_request: dict[Hashable, Request] = {}
+        self._last_use: list[int] = []
+        self._tick = 0
+        self._dirty: list[int] = []
+        self._reset(state.n)
+        ref = weakref.ref(self)
+
+        def on_change(hosts: Sequence[int], _ref: weakref.ref[PlacementIndex] = ref) -> None:
+            idx = _ref()
+            if idx is None:
+                state.unwatch(on_change)
+            else:
+                idx._changed(hosts)
+
+        self._watcher = on_change
+        state.watch(on_change)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.state.unwatch(self._watcher)
+
+    def invalidate(self, hosts: Sequence[int] | None = None) -> None:
+        """Hosts (or, with None, everything) changed behind ClusterState's back."""
+        if hosts is None:
+            self._gen = -1
+        else:
+            self._dirty.extend(int(h) for h in hosts)
+
+    def _changed(self, hosts: Sequence[int]) -> None:
+        self._dirty.extend(hosts)
+        self._gen = self.state.generation
+        if len(self._dirty) > 4096:  # a bulk change: one rebuild beats many point updates
+            self._gen, self._dirty = -1, []
+
+    def _reset(self, n: int) -> None:
+        st, r = self.state, len(self.state.resources)
+        cap = min(self.max_classes, 8)
+        self.forest = MaxForest(n, cap, self.fanout)
+        self._demand = np.zeros((cap, r))
+        self._tol = np.full((cap, r), NEG)  # demand - 1e-9 where demanded (the capacity test), else -inf
+        self._demanded = np.zeros((cap, r), dtype=bool)
+        self._count = np.ones(cap)  # demanded resources per class
+        self._mask_t = np.ones((n, cap), dtype=bool)  # labels & pool, host-major: one row per host
+        self._absmax = np.zeros(cap)  # largest |score| ever stored in a row (bounds the rounding)
+        self._negs = np.full(cap, NEG)
+        self._allpos: np.ndarray = np.asarray((st.capacity > 0).all(axis=0), dtype=bool)
+        self._n = n
+        self._gen = st.generation
+        self._dirty = []
+        self._rows = 0  # slots in use are [0, _rows)
+
+    def _grow_slots(self, need: int) -> None:
+        cap = self.forest.rows
+        if need <= cap:
+            return
+        new = min(self.max_classes, max(need, 2 * cap))
+
+        def grow(a: np.ndarray, fill: float | bool) -> np.ndarray:
+            out = np.full((new, *a.shape[1:]), fill, dtype=a.dtype)
+            out[:cap] = a
+            return out
+
+        self.forest.grow_rows(new)
+        self._demand, self._tol = grow(self._demand, 0.0), grow(self._tol, NEG)
+        self._demanded, self._count = grow(self._demanded, False), grow(self._count, 1.0)
+        self._absmax, self._negs = grow(self._absmax, 0.0), grow(self._negs, NEG)
+        self._mask_t = grow(self._mask_t.T, True).T.copy()
+
+    # ---- leaves ----------------------------------------------------------------------------------
+    def _leaves(self, rows: slice | np.ndarray, hosts: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, k) leaf values for the given hosts, and each row's largest |score| among them.
+
+        Mirrors the best-fit scorer operation by operation (same float results) and the host-local
+        filters (same comparisons), for any capacities."""
+        st = self.state
+        dem, tol, demanded = self._demand[rows], self._tol[rows], self._demanded[rows]
+        cap = st.capacity[:, hosts]
+        alloc = st.allocated[:, hosts]
+        pos = cap > 0
+        frac = (alloc[None] + dem[:, :, None]) / np.where(pos, cap, 1.0)[None]
+        valid = pos[None] & demanded[:, :, None]
+        total = np.cumsum(np.where(valid, frac, 0.0), axis=1)[:, -1]  # sequential, like sum(axis=0)
+        score = self.plan.sign * (total / np.maximum(valid.sum(axis=1), 1))
+        ok: np.ndarray = np.asarray(self._mask_t[hosts]).T[rows]
+        if self._check_capacity:
+            ok = ok & ((cap - alloc)[None] >= tol[:, :, None]).all(axis=1)
+        if self._check_state:
+            ok = ok & (st.state[hosts] == HostState.UP)[None]
+        if self._check_count:
+            lim = st.max_workloads[hosts]
+            ok = ok & ~((lim > 0) & (st.workload_count[hosts] >= lim))[None]
+        absmax = np.abs(score).max(axis=1) if score.shape[1] else np.zeros(score.shape[0])
+        return np.where(ok, score, NEG), absmax
+
+    def _update_host(self, h: int) -> None:
+        """Refresh leaf h in every row: the hot path after each allocation (a dozen numpy calls)."""
+        st, rows = self.state, self._rows
+        if (self._check_state and st.state[h] != HostState.UP) or (
+            self._check_count and 0 < st.max_workloads[h] <= st.workload_count[h]
+        ):
+            self.forest.set_host(h, self._negs[:rows], rows)
+            return
+        if not self._allpos[h]:
+            vals, absmax = self._leaves(slice(0, rows), np.array([h]))
+            np.maximum(self._absmax[:rows], absmax, out=self._absmax[:rows])
+            self.forest.set_host(h, vals[:, 0], rows)
+            return
+        c, a = st.capacity[:, h], st.allocated[:, h]
+        frac = (a + self._demand[:rows]) / c
+        total = np.cumsum(np.where(self._demanded[:rows], frac, 0.0), axis=1)[:, -1]
+        score = self.plan.sign * (total / self._count[:rows])
+        ok = self._mask_t[h, :rows]
+        if self._check_capacity:
+            ok = ok & ((c - a) >= self._tol[:rows]).all(axis=1)
+        np.maximum(self._absmax[:rows], np.abs(score), out=self._absmax[:rows])
+        self.forest.set_host(h, np.where(ok, score, NEG), rows)
+
+    def _build_row(self, t: int) -> None:
+        vals, absmax = self._leaves(np.array([t]), slice(0, self._n))
+        self.forest.set_row(t, vals[0])
+        self._absmax[t] = absmax[0]
+
+    def sync(self) -> None:
+        """Bring every row up to date with the state (point updates, or a rebuild when needed)."""
+        st = self.state
+        if st.n != self._n or st.generation != self._gen:
+            self.stats["rebuilds"] += 1
+            keys = list(self._keys)
+            reqs = self._class_request
+            self._reset(st.n)
+            self._slot, self._keys, self._last_use, self._class_request = {}, [], [], {}
+            for k in keys:  # re-admit the same classes
+                self._admit(k, reqs[k])
+            return
+        dirty = self._dirty
+        if not dirty:
+            return
+        rows = self._rows
+        if rows:
+            if len(dirty) == 1:
+                self._update_host(dirty[0])
+            else:
+                hs = np.unique(np.asarray(dirty, dtype=np.int64))
+                vals, absmax = self._leaves(slice(0, rows), hs)
+                np.maximum(self._absmax[:rows], absmax, out=self._absmax[:rows])
+                self.forest.set_hosts(hs, vals, rows)
+        dirty.clear()
+
+    # ---- classes -------------------------------------------------------------------------------
+    def _key(self, req: Request) -> Hashable:
+        used = self.plan.filters
+        labels = None
+        if (req.required_labels or req.forbidden_labels) and "labels" in used:
+            labels = (tuple(sorted(req.required_labels.items())), tuple(sorted(req.forbidden_labels.items())))
+        pool = None
+        if req.allowed_hosts is not None and "pool" in used:
+            a = np.asarray(req.allowed_hosts)
+            pool = (a.dtype.str, a.shape, a.tobytes())
+        d = req.demand
+        return (d.dtype.str, d.tobytes(), labels, pool)
+
+    def _indexable(self, req: Request) -> bool:
+        d = req.demand
+        r = len(self.state.resources)
+        return (d.shape == (r,) and d.dtype.kind in "fiu" and bool(np.all(np.isfinite(d)))
+                and bool(np.all(d >= 0)) and bool(np.any(d > 0)))
+
+    def _slot_for(self, req: Request) -> int:
+        """The class row for this request, admitting it on its `admit_after`-th sighting; -1 = scan."""
+        key = self._key(req)
+        t = self._slot.get(key)
+        if t is not None:
+            self._tick += 1
+            self._last_use[t] = self._tick
+            return t
+        seen = self._seen.get(key, 0) + 1
+        if seen < self.admit_after or not self._indexable(req):
+            if len(self._seen) > 65536:
+                self._seen.clear()
+            self._seen[key] = seen
+            return -1
+        self._seen.pop(key, None)
+        return self._admit(key, req)
+
+    def _admit(self, key: Hashable, req: Request) -> int:
+        if self._rows < self.max_classes:
+            t = self._rows
+            self._grow_slots(t + 1)
+            self._rows += 1
+            self._keys.append(key)
+            self._last_use.append(0)
+        else:  # evict the least recently used class
+            t = int(np.argmin(self._last_use))
+            old = self._keys[t]
+            del self._slot[old]
+            self._class_request.pop(old, None)
+            self._keys[t] = key
+        self._slot[key] = t
+        self._class_request[key] = req
+        self._tick += 1
+        self._last_use[t] = self._tick
+        d = np.asarray(req.demand, dtype=np.float64)
+        self._demand[t] = d
+        self._demanded[t] = d > 0
+        self._tol[t] = np.where(d > 0, d - 1e-9, NEG)
+        self._count[t] = max(1, int(np.count_nonzero(d > 0)))
+        self._mask_t[:, t] = self._host_mask(req)
+        self._build_row(t)
+        self.stats["classes"] += 1
+        return t
+
+    def _host_mask(self, req: Request) -> np.ndarray:
+        """Labels and pool: the per-class part of the leaf filters (same masks as the filters build)."""
+        st, used, n = self.state, self.plan.filters, self._n
+        mask = np.ones(n, dtype=bool)
+        if "labels" in used:
+            for k, v in req.required_labels.items():
+                mask &= st.labels.mask(k, v, n)
+            for k, v in req.forbidden_labels.items():
+                mask &= ~st.labels.mask(k, v, n)
+        if "pool" in used and req.allowed_hosts is not None:
+            allowed = np.zeros(n, dtype=bool)
+            allowed[req.allowed_hosts] = True
+            mask &= allowed
+        return mask
+
+    # ---- queries -------------------------------------------------------------------------------
+    def choose(self, req: Request) -> int:
+        """The host `pipeline.place(state, req, policy)` would choose, or -1 when none passes."""
+        if not self.plan.supported:
+            self.stats["full_scan"] += 1
+            return choose(self.state, req, self.policy)
+        self.sync()
+        group, gpol = req.group, req.group_policy
+        counts = self.state.group_counts.get(group) if group else None
+        if counts is not None and gpol is not None and gpol is not GroupPolicy.ANTI_AFFINITY:
+            if gpol is GroupPolicy.DOMAIN_SPREAD:
+                if "domain-spread" in self.plan.filters:
+                    return self._choose_indexed(req, None, counts)
+            elif gpol is GroupPolicy.AFFINITY:
+                if "affinity" in self.plan.filters:  # candidates are the group's hosts only
+                    self.stats["full_scan"] += 1
+                    return choose(self.state, req, self.policy)
+            elif self._has_soft:  # soft groups with members: the soft scorer is not constant
+                self.stats["full_scan"] += 1
+                return choose(self.state, req, self.policy)
+            return self._choose_indexed(req, None, None)
+        anti = counts if gpol is GroupPolicy.ANTI_AFFINITY and "affinity" in self.plan.filters else None
+        return self._choose_indexed(req, anti, None)
+
+    def _choose_indexed(self, req: Request, anti: np.ndarray | None, spread: np.ndarray | None) -> int:
+        t = self._slot_for(req)
+        if t < 0:
+            self.stats["full_scan"] += 1
+            return choose(self.state, req, self.policy)
+        taken = None
+        if spread is not None:
+            taken = np.zeros(len(self.state.domain_names), dtype=bool)
+            taken[self.state.domains[spread[: self.state.n] > 0]] = True
+        h = self._tree_pick(t, anti, taken)
+        if h == -2:
+            self.stats["row_scan"] += 1
+            return self._row_scan(t, req)
+        self.stats["tree"] += 1
+        return h
+
+    def _tree_pick(self, t: int, anti: np.ndarray | None, taken: np.ndarray | None) -> int:
+        """Host from row t, excluding hosts the request-level filters reject; -1 none, -2 undecided.
+
+        Rejected picks are excluded one at a time (a few numpy calls each); past `max_requeries`
+        every host the request-level filters reject is excluded at once (O(H) to find them)."""
+        forest = self.forest
+        hi = forest.top(t)
+        if hi == NEG:
+            return -1
+        if hi != hi:  # NaN score somewhere: let the exact scan decide
+            return -2
+        delta = NEAR_TIE * max(1.0, float(self._absmax[t]))
+        h = forest.first_at_least(t, hi - delta)
+        if forest.l0[t, h] != hi:
+            return -2  # a near-tie below the maximum: normalization decides
+        domains = self.state.domains
+        if (anti is None or anti[h] == 0) and (taken is None or not taken[domains[h]]):
+            return h
+        saved: list[tuple[int, int, float, float]] = []
+        bulk = None
+        try:
+            for attempt in range(self.max_requeries + 1):
+                if attempt < self.max_requeries:
+                    saved.append(forest.exclude(t, h))
+                else:
+                    bad = np.zeros(self._n, dtype=bool)
+                    if anti is not None:
+                        bad |= anti[: self._n] > 0
+                    if taken is not None:
+                        bad |= taken[domains]
+                    bulk = forest.exclude_many(t, np.flatnonzero(bad))
+                self.stats["requeries"] += 1
+                hi = forest.top(t)
+                if hi == NEG:
+                    return -1
+                h = forest.first_at_least(t, hi - delta)
+                if forest.l0[t, h] != hi:
+                    return -2
+                if (anti is None or anti[h] == 0) and (taken is None or not taken[domains[h]]):
+                    return h
+            raise AssertionError("a bulk exclusion leaves only acceptable hosts")  # pragma: no cover
+        finally:
+            if bulk is not None:
+                forest.restore_many(bulk)
+            for s in reversed(saved):
+                forest.restore(s)
+
+    def _row_scan(self, t: int, req: Request) -> int:
+        """Exact choice from row t's leaves (the host-local filters and raw scores, already computed)."""
+        row = self.forest.l0[t, : self._n]
+        alive = row != NEG
+        for flt in self._request_filters:
+            alive &= flt(self.state, req).mask
+        cand = np.flatnonzero(alive)
+        if cand.size == 0:
+            return -1
+        raw = row[cand]  # sign * mean fraction == the primary scorer's raw score
+        return first_best(cand, weighted_total(self.state, req, self.policy, cand, (self.plan.primary, raw)))
