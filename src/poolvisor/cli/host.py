@@ -1,0 +1,115 @@
+"""`poolvisor host ...`: list, show, create, change state, inject a failure, delete (API client)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.parse import parse_map
+from poolvisor.cli.render import amounts, console, emit_json, table, usage
+
+app = typer.Typer(help="Hosts: capacity, labels, state (client of the REST API).", no_args_is_help=True)
+HostArg = Annotated[str, typer.Argument(help="Host name.")]
+
+
+def _rows(hosts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(h["name"], h.get("pool") or "–", h["state"], h.get("domain", ""),
+             usage(h["allocated"], h["free"], "vcpu"), usage(h["allocated"], h["free"], "memory_mib"),
+             h.get("workloads", 0)) for h in hosts]
+
+
+COLUMNS = ("name", "pool", "state", "domain", "vcpu used/alloc.", "memory_mib used/alloc.", "workloads")
+
+
+@app.command("list")
+def list_(pool: Annotated[str | None, typer.Option(help="Only this pool's hosts.")] = None,
+          url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """List hosts."""
+    with Api(url, token) as api:
+        hosts = api.get("/v1/hosts", pool=pool)
+    if as_json:
+        emit_json(hosts)
+    else:
+        table("Hosts", COLUMNS, _rows(hosts))
+
+
+def show_host(h: dict[str, Any]) -> None:
+    table(f"Host {h['name']}", ("field", "value"), [
+        ("pool", h.get("pool") or "–"), ("state", h["state"]), ("domain", h["domain"]),
+        ("capacity", amounts(h["capacity"])), ("overcommit", amounts(h["overcommit"])),
+        ("allocated", amounts(h["allocated"])), ("free", amounts(h["free"])),
+        ("labels", ", ".join(f"{k}={v}" for k, v in h["labels"].items()) or "–"),
+        ("workloads", str(h["workloads"])),
+        ("max workloads", str(h["max_workloads"]) if h["max_workloads"] else "unlimited"),
+    ])
+
+
+@app.command()
+def show(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one host."""
+    with Api(url, token) as api:
+        h = api.get(f"/v1/hosts/{name}")
+    if as_json:
+        emit_json(h)
+    else:
+        show_host(h)
+
+
+@app.command()
+def create(
+    name: HostArg,
+    capacity: Annotated[str, typer.Option(help="Resources, e.g. 'vcpu=32,memory_mib=131072'.")],
+    pool: Annotated[str | None, typer.Option(help="Pool to join.")] = None,
+    overcommit: Annotated[str | None, typer.Option(help="Ratios, e.g. 'vcpu=4'.")] = None,
+    labels: Annotated[str | None, typer.Option(help="Labels, e.g. 'ssd=true,rack=r1'.")] = None,
+    domain: Annotated[str, typer.Option(help="Failure domain (rack, zone).")] = "default",
+    max_workloads: Annotated[int, typer.Option(help="0 = unlimited.")] = 0,
+    url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Register a host (admin)."""
+    body = {"name": name, "capacity": parse_map(capacity, "--capacity", float), "pool": pool,
+            "overcommit": parse_map(overcommit, "--overcommit", float) if overcommit else None,
+            "labels": parse_map(labels, "--labels", str) if labels else None,
+            "domain": domain, "max_workloads": max_workloads}
+    with Api(url, token) as api:
+        h = api.post("/v1/hosts", body)
+    if as_json:
+        emit_json(h)
+    else:
+        show_host(h)
+
+
+@app.command()
+def state(
+    name: HostArg,
+    new_state: Annotated[str, typer.Argument(metavar="STATE", help="up, maintenance, fenced or down.")],
+    url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Change a host's state (admin)."""
+    with Api(url, token) as api:
+        h = api.put(f"/v1/hosts/{name}/state", {"state": new_state})
+    if as_json:
+        emit_json(h)
+    else:
+        console.print(f"host {h['name']}: {h['state']}")
+
+
+@app.command()
+def fail(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Inject a failure into a sim host: no heartbeat, its workloads are lost (admin)."""
+    with Api(url, token) as api:
+        h = api.post(f"/v1/hosts/{name}/fail")
+    if as_json:
+        emit_json(h)
+    else:
+        console.print(f"host {h['name']}: {h['state']} (failure injected)")
+
+
+@app.command()
+def delete(name: HostArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Remove a host that holds no workloads (admin)."""
+    with Api(url, token) as api:
+        api.delete(f"/v1/hosts/{name}")
+    console.print(f"host {name} deleted")

@@ -1,0 +1,64 @@
+"""`poolvisor pool ...`: list, show, create, delete (API client)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.render import amounts, console, emit_json, table, usage
+
+app = typer.Typer(help="Pools of hosts (client of the REST API).", no_args_is_help=True)
+PoolArg = Annotated[str, typer.Argument(help="Pool name.")]
+
+
+def _show(p: dict[str, Any]) -> None:
+    table(f"Pool {p['name']}", ("field", "value"), [
+        ("description", p.get("description") or "–"), ("hosts", str(p["hosts"])),
+        ("capacity", amounts(p["capacity"])), ("allocated", amounts(p["allocated"])),
+        ("free", amounts(p["free"]))])
+
+
+@app.command("list")
+def list_(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """List pools with their used/allocatable vCPU and memory."""
+    with Api(url, token) as api:
+        pools = api.get("/v1/pools")
+    if as_json:
+        emit_json(pools)
+        return
+    table("Pools", ("name", "hosts", "vcpu used/alloc.", "memory_mib used/alloc.", "description"),
+          [(p["name"], p["hosts"], usage(p["allocated"], p["free"], "vcpu"),
+            usage(p["allocated"], p["free"], "memory_mib"), p.get("description") or "") for p in pools])
+
+
+@app.command()
+def show(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one pool."""
+    with Api(url, token) as api:
+        p = api.get(f"/v1/pools/{name}")
+    if as_json:
+        emit_json(p)
+    else:
+        _show(p)
+
+
+@app.command()
+def create(name: PoolArg, description: Annotated[str, typer.Option(help="Free text.")] = "",
+           url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Create an empty pool (admin)."""
+    with Api(url, token) as api:
+        p = api.post("/v1/pools", {"name": name, "description": description})
+    if as_json:
+        emit_json(p)
+    else:
+        console.print(f"pool {p['name']} created")
+
+
+@app.command()
+def delete(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Delete a pool that has no hosts (admin)."""
+    with Api(url, token) as api:
+        api.delete(f"/v1/pools/{name}")
+    console.print(f"pool {name} deleted")

@@ -1,0 +1,78 @@
+"""Output of the API-client commands: Rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+
+SHORT = {"memory_mib": "mem_mib", "disk_gib": "disk_gib", "net_mbps": "net_mbps"}
+
+
+def emit_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.0f}" if v.is_integer() else f"{v:.3g}"
+    return "–" if v is None or v == "" else str(v)
+
+
+def amounts(d: dict[str, float] | None) -> str:
+    """{"vcpu": 2, "memory_mib": 4096} -> "vcpu 2, mem_mib 4096" (zeros left out)."""
+    if not d:
+        return "–"
+    return ", ".join(f"{SHORT.get(k, k)} {num(v)}" for k, v in d.items() if v) or "0"
+
+
+def usage(allocated: dict[str, float], free: dict[str, float], resource: str) -> str:
+    """"used/allocatable" for one resource of a host or pool."""
+    if resource not in allocated:
+        return "–"
+    used = allocated[resource]
+    total = used + free.get(resource, 0.0)
+    return f"{num(used)}/{num(total)}"
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    n = 0
+    for row in rows:
+        t.add_row(*(num(v) if not isinstance(v, str) else v for v in row))
+        n += 1
+    if n == 0:
+        console.print(f"[dim]no {title.lower() if title else 'rows'}[/dim]")
+        return
+    console.print(t)
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{r} {c}" for r, c in sorted(reasons.items(), key=lambda x: -x[1])) or "–"
+
+
+def explanation(expl: dict[str, Any] | None) -> None:
+    """Why this host: each filter's rejections (count, dominant reason), then the top candidates."""
+    if not expl:
+        return
+    filters = expl.get("filters", [])
+    table(f"Filters ({expl.get('hosts_considered', '?')} hosts considered)",
+          ("filter", "rejected", "reasons", "remaining"),
+          [(f["filter"], f["rejected"], _reasons(f.get("reasons", {})), f["remaining"]) for f in filters])
+    top = expl.get("top") or []
+    if top:
+        scorers = list(top[0].get("scores", {}))
+        table(f"Top candidates ({expl.get('candidates', len(top))} passed the filters)",
+              ("host", "score", *scorers),
+              [(c["host"], f"{c['score']:.4f}", *(f"{c['scores'].get(s, 0.0):.4f}" for s in scorers))
+               for c in top])
+    if expl.get("rule"):
+        console.print(f"[dim]rule: {expl['rule']}[/dim]")

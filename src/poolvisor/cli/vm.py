@@ -1,0 +1,159 @@
+"""`poolvisor vm ...`: create (with the placement explanation), list, show, act, migrate, delete.
+
+Workloads belong to projects. A member token acts in its own project; with an admin token,
+`--project` selects one (create defaults to the project 'default'; other commands find a
+workload by name when it is unique across projects).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.errors import fail
+from poolvisor.cli.parse import parse_map
+from poolvisor.cli.render import amounts, console, emit_json, explanation, table
+
+app = typer.Typer(help="Workloads (VMs and containers): placement and lifecycle (client of the REST API).",
+                  no_args_is_help=True)
+NameArg = Annotated[str, typer.Argument(help="Workload name.")]
+ProjectOpt = Annotated[str | None, typer.Option(
+    "--project", "-p", envvar="POOLVISOR_PROJECT", help="Project (admins; members use their own).")]
+
+
+def _show(w: dict[str, Any]) -> None:
+    table(f"Workload {w['project']}/{w['name']}", ("field", "value"), [
+        ("state", w["state"]), ("host", w.get("host") or "–"), ("kind", w["kind"]),
+        ("demand", amounts(w["demand"])), ("priority", str(w["priority"])), ("group", w.get("group") or "–"),
+        ("created", w["created_at"])])
+
+
+@app.command("list")
+def list_(project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """List workloads (admins: all projects unless --project)."""
+    with Api(url, token) as api:
+        wls = api.get("/v1/workloads", project=project)
+    if as_json:
+        emit_json(wls)
+        return
+    table("Workloads", ("name", "project", "state", "host", "kind", "demand"),
+          [(w["name"], w["project"], w["state"], w.get("host") or "–", w["kind"], amounts(w["demand"]))
+           for w in wls])
+
+
+@app.command()
+def show(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+         as_json: JsonOpt = False, explain: Annotated[bool, typer.Option(
+             help="Also print the placement explanation.")] = False) -> None:
+    """Show one workload."""
+    with Api(url, token) as api:
+        w = api.get(f"/v1/workloads/{name}", project=project)
+    if as_json:
+        emit_json(w)
+        return
+    _show(w)
+    if explain:
+        explanation(w.get("explanation"))
+
+
+@app.command()
+def create(
+    name: NameArg,
+    flavor: Annotated[str | None, typer.Option("--flavor", "-f", help="Flavor name.")] = None,
+    demand: Annotated[str | None, typer.Option(help="Explicit demand, e.g. 'vcpu=2,memory_mib=4096'.")]
+    = None,
+    project: ProjectOpt = None,
+    kind: Annotated[str, typer.Option(help="vm or container.")] = "vm",
+    priority: Annotated[int, typer.Option(help="-1000..1000.")] = 0,
+    group: Annotated[str | None, typer.Option(help="Affinity group name.")] = None,
+    group_policy: Annotated[str | None, typer.Option(
+        help="affinity, anti-affinity, soft-affinity, soft-anti-affinity, domain-spread.")] = None,
+    require: Annotated[str | None, typer.Option(help="Required host labels, e.g. 'gpu=true'.")] = None,
+    forbid: Annotated[str | None, typer.Option(help="Forbidden host labels.")] = None,
+    pool: Annotated[str | None, typer.Option(help="Only hosts of this pool.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only place and explain; allocate nothing.")]
+    = False,
+    url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Place and create a workload; prints where it went and why."""
+    if (flavor is None) == (demand is None):
+        raise fail("give exactly one of --flavor or --demand")
+    body: dict[str, Any] = {
+        "name": name, "project": project, "flavor": flavor,
+        "demand": parse_map(demand, "--demand", float) if demand else None,
+        "kind": kind, "priority": priority, "group": group, "group_policy": group_policy,
+        "required_labels": parse_map(require, "--require", str) if require else None,
+        "forbidden_labels": parse_map(forbid, "--forbid", str) if forbid else None, "pool": pool,
+    }
+    with Api(url, token) as api:
+        w = api.post("/v1/workloads", {k: v for k, v in body.items() if v is not None},
+                     dry_run="true" if dry_run else None)
+    if as_json:
+        emit_json(w)
+        return
+    if dry_run:
+        console.print(f"dry run: {w['project']}/{w['name']} would go to [bold]{w['host']}[/bold]; "
+                      "nothing allocated")
+    else:
+        console.print(f"{w['kind']} {w['project']}/{w['name']} placed on [bold]{w['host']}[/bold] "
+                      f"({w['state']})")
+    explanation(w.get("explanation"))
+
+
+def _act(action: str, name: str, project: str | None, url: str | None, token: str | None, as_json: bool,
+         body: dict[str, Any] | None = None) -> None:
+    with Api(url, token) as api:
+        w = api.post(f"/v1/workloads/{name}/{action}", body, project=project)
+    if as_json:
+        emit_json(w)
+    else:
+        console.print(f"{w['project']}/{w['name']}: {w['state']} on {w.get('host') or '–'}")
+
+
+@app.command()
+def start(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """Start a stopped workload."""
+    _act("start", name, project, url, token, as_json)
+
+
+@app.command()
+def stop(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+         as_json: JsonOpt = False) -> None:
+    """Stop a workload (it keeps its allocation)."""
+    _act("stop", name, project, url, token, as_json)
+
+
+@app.command()
+def suspend(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Suspend a running workload."""
+    _act("suspend", name, project, url, token, as_json)
+
+
+@app.command()
+def resume(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Resume a suspended workload."""
+    _act("resume", name, project, url, token, as_json)
+
+
+@app.command()
+def migrate(name: NameArg,
+            to: Annotated[str | None, typer.Option("--to", help="Target host (default: placement chooses).")]
+            = None,
+            project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Move a workload to another host."""
+    _act("migrate", name, project, url, token, as_json, {"host": to} if to else None)
+
+
+@app.command()
+def delete(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Delete a workload and release its allocation."""
+    with Api(url, token) as api:
+        api.delete(f"/v1/workloads/{name}", project=project)
+    console.print(f"workload {name} deleted")
