@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from poolvisor import __version__
-from poolvisor.cli import bench, simulate, sweep
+from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import pack as pack_cli
+from poolvisor.cli import serve as serve_cli
 from poolvisor.cli.errors import run_guarded
 
 app = typer.Typer(
@@ -22,6 +23,12 @@ app.add_typer(simulate.app, name="simulate")
 app.command(name="pack")(pack_cli.pack)
 app.command(name="sweep")(sweep.sweep)
 app.command(name="check")(check_cli.check)
+app.command(name="serve")(serve_cli.serve)
+app.add_typer(host.app, name="host")
+app.add_typer(pool.app, name="pool")
+app.add_typer(flavor.app, name="flavor")
+app.add_typer(project.app, name="project")
+app.add_typer(vm.app, name="vm")
 
 
 @app.command()
