@@ -75,6 +75,7 @@ class OnlineResult:
     frag: np.ndarray = field(default_factory=lambda: np.zeros(0))  # fraction of primary capacity
     frag_of_free: np.ndarray = field(default_factory=lambda: np.zeros(0))  # fraction of free primary
     primary: str = ""
+    first_rejection: float = float("nan")  # time (or arrived load) of the first rejected arrival
 
     @property
     def acceptance(self) -> float:
@@ -94,6 +95,7 @@ class OnlineResult:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "acceptance": self.acceptance,
+            "first_rejection": self.first_rejection,
             "evicted": self.evicted,
             "rejected_by_reason": dict(sorted(self.reasons.items(), key=lambda kv: -kv[1])),
             "hosts_active_mean": mean(self.active_hosts),
@@ -154,6 +156,7 @@ def replay(
     running = np.zeros(n, dtype=bool)
     reasons: dict[str, int] = {}
     accepted = evicted = 0
+    first_rejection = float("nan")
     start = float(arr[0]) if n else 0.0
     end = float(horizon) if horizon is not None else (float(arr[-1]) if n else 0.0)
     sample_t = np.linspace(start, end, max(samples, 2)) if end > start else np.array([start])
@@ -194,6 +197,8 @@ def replay(
             j = job(i)
             cand = fleet.feasible(j)
             if cand.size == 0:
+                if not reasons:
+                    first_rejection = t
                 r = fleet.rejection_reason(j)
                 reasons[r] = reasons.get(r, 0) + 1
             else:
@@ -267,6 +272,7 @@ def replay(
         frag=np.array(s_frag),
         frag_of_free=np.array(s_free),
         primary=_primary_name(fleet, model),
+        first_rejection=first_rejection,
     )
 
 

@@ -10,10 +10,10 @@ import numpy as np
 from poolvisor.reporting import Report, new_figure
 from poolvisor.sim.online.engine import OnlineResult
 
-COLUMNS = ("policy", "accepted", "acceptance", "rejected", "evicted", "hosts active mean",
+COLUMNS = ("policy", "accepted", "acceptance", "first rejection", "rejected", "evicted", "hosts active mean",
            "hosts active peak", "allocated mean", "allocated end", "frag mean", "frag end", "wall s")
-SHORT = ("policy", "accepted", "ratio", "rejected", "evicted", "hosts mean", "hosts peak", "alloc",
-         "alloc end", "frag mean", "frag end", "wall s")
+SHORT = ("policy", "accepted", "ratio", "1st reject", "rejected", "evicted", "hosts mean", "hosts peak",
+         "alloc", "alloc end", "frag mean", "frag end", "wall s")
 
 
 def _primary_alloc(r: OnlineResult) -> np.ndarray:
@@ -26,13 +26,22 @@ def _primary_alloc(r: OnlineResult) -> np.ndarray:
     return r.alloc_frac[:, col]
 
 
+def _first(r: OnlineResult) -> float:
+    """When the first arrival was turned away: arrived load in fill mode, else time since the start."""
+    if r.first_rejection != r.first_rejection:  # nan: never
+        return float("nan")
+    if r.time_unit == "s" and r.time.size:
+        return round(float(r.first_rejection - r.time[0]), 1)
+    return round(float(r.first_rejection), 4)
+
+
 def rows(results: Sequence[OnlineResult]) -> list[list[Any]]:
     out = []
     for r in results:
         m = r.metrics()
         alloc = _primary_alloc(r)
         out.append([
-            r.policy, r.accepted, round(r.acceptance, 4), r.rejected, r.evicted,
+            r.policy, r.accepted, round(r.acceptance, 4), _first(r), r.rejected, r.evicted,
             round(m["hosts_active_mean"], 1), m["hosts_active_peak"],
             round(float(alloc.mean()), 4) if alloc.size else float("nan"),
             round(float(alloc[-1]), 4) if alloc.size else float("nan"),
