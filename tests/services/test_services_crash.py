@@ -71,8 +71,9 @@ def test_kill_9_during_load_loses_nothing_acknowledged(db_url, tmp_path):
     ack = tmp_path / "acked.txt"
     ack.touch()
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    # each sim create takes 20 ms, so the kill most likely lands between create's two commits
     cmd = [sys.executable, "-m", "poolvisor.services.loadgen", db_url, "demo", "k", "400", "unit", "4",
-           str(ack)]
+           str(ack), "0.02"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -87,6 +88,9 @@ def test_kill_9_during_load_loses_nothing_acknowledged(db_url, tmp_path):
             proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     acked = ack.read_text().split()
+    s = open_services(db_url, repair=False)
+    interrupted = sum(1 for w in s.list_workloads("demo") if w.state == "placing")
+    s.close()
     s = open_services(db_url, repair_after=0)
     try:
         existing = {w.name: w.state for w in s.list_workloads("demo")}
@@ -95,5 +99,8 @@ def test_kill_9_during_load_loses_nothing_acknowledged(db_url, tmp_path):
         report = s.check()
         assert report.ok, report.violations
         assert sum(h.workloads for h in s.list_hosts()) == len(existing) >= len(acked)
+        repaired = [e for e in s.list_events("demo", limit=1000) if e.kind == "workload.repaired"]
+        assert len(repaired) == interrupted
+        print(f"kill -9 interrupted {interrupted} creations; {len(acked)} acknowledged, all present")
     finally:
         s.close()

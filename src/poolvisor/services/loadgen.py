@@ -71,11 +71,12 @@ def run_load(svc: Any, project: str, prefix: str, n: int, flavor: str, threads: 
 
 
 def worker_main(db_url: str, project: str, prefix: str, n: int, flavor: str, threads: int,
-                queue: Any = None, ack_file: str | None = None) -> LoadResult:
-    """Process entry point: open its own Services (no repair: other processes are live) and load."""
+                queue: Any = None, ack_file: str | None = None, create_seconds: float = 0.0) -> LoadResult:
+    """Process entry point: open its own Services (no repair: other processes are live) and load.
+    `create_seconds` makes each sim create take that long (widens the window between commits)."""
     from poolvisor.services import open_services
 
-    svc = open_services(db_url, repair=False)
+    svc = open_services(db_url, repair=False, driver_options={"durations": {"create": create_seconds}})
     try:
         res = run_load(svc, project, prefix, n, flavor, threads, ack_file)
     finally:
@@ -87,15 +88,16 @@ def worker_main(db_url: str, project: str, prefix: str, n: int, flavor: str, thr
 
 def main(argv: list[str]) -> int:
     if len(argv) < 5:
-        print("usage: python -m poolvisor.services.loadgen URL PROJECT PREFIX N FLAVOR [THREADS] [ACK_FILE]",
-              file=sys.stderr)
+        print("usage: python -m poolvisor.services.loadgen URL PROJECT PREFIX N FLAVOR [THREADS] [ACK_FILE] "
+              "[CREATE_SECONDS]", file=sys.stderr)
         return 2
     url, project, prefix, n, flavor = argv[:5]
     threads = int(argv[5]) if len(argv) > 5 else 1
-    ack = argv[6] if len(argv) > 6 else None
+    ack = argv[6] if len(argv) > 6 and argv[6] != "-" else None
+    create_seconds = float(argv[7]) if len(argv) > 7 else 0.0
     if ack:
         Path(ack).touch()
-    res = worker_main(url, project, prefix, int(n), flavor, threads, None, ack)
+    res = worker_main(url, project, prefix, int(n), flavor, threads, None, ack, create_seconds)
     print(f"acked={len(res.acked)} no_host={res.no_host} errors={len(res.errors)}")
     return 0 if not res.errors else 1
 
