@@ -48,6 +48,14 @@ def _symmetry(items: np.ndarray, capacity: np.ndarray) -> tuple[list[int], np.nd
     return clique, rank
 
 
+def model_size(items: np.ndarray, capacity: np.ndarray, k: int) -> int:
+    """Number of booleans the k-bin model would have after symmetry breaking (clique items are fixed)."""
+    clique, rank = _symmetry(items, capacity)
+    free = np.ones(items.shape[0], dtype=bool)
+    free[clique] = False
+    return int(np.minimum(k, len(clique) + rank[free] + 1).sum())
+
+
 def _integral(items: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CP-SAT needs integers: exact when the data is integral, otherwise scaled up conservatively."""
     if np.all(items == np.round(items)) and np.all(capacity == np.round(capacity)):

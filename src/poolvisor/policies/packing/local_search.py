@@ -20,18 +20,45 @@ from poolvisor.policies.packing.feasibility import bin_loads
 from poolvisor.policies.packing.problem import relabel, tolerance
 
 
-def _padded(bin_of: np.ndarray, k: int) -> np.ndarray:
-    """(k, max items per bin) matrix of item indices per bin, padded with -1."""
-    placed = np.flatnonzero(bin_of >= 0)
-    b = bin_of[placed]
-    order = np.argsort(b, kind="stable")
-    items, b = placed[order], b[order]
-    counts = np.bincount(b, minlength=k)
-    maxc = max(int(counts.max()) if counts.size else 0, 1)
-    starts = np.cumsum(counts) - counts
-    m = np.full((k, maxc), -1, dtype=np.int64)
-    m[b, np.arange(b.size) - starts[b]] = items
-    return m
+class _Slots:
+    """Items per bin in a (k, width) matrix of item indices (-1 = empty slot), updated in O(1) per move,
+    so same-bin pairs are two fancy-indexing operations instead of a regrouping per iteration."""
+
+    def __init__(self, bin_of: np.ndarray, k: int):
+        placed = np.flatnonzero(bin_of >= 0)
+        counts = np.bincount(bin_of[placed], minlength=k)
+        width = max(int(counts.max()) if counts.size else 1, 1) + 2
+        self.m = np.full((k, width), -1, dtype=np.int64)
+        self.pos = np.full(bin_of.size, -1, dtype=np.int64)
+        fill = np.zeros(k, dtype=np.int64)
+        for i in placed:
+            b = int(bin_of[i])
+            self.m[b, fill[b]] = i
+            self.pos[i] = fill[b]
+            fill[b] += 1
+        self._pairs()
+
+    def _pairs(self) -> None:
+        self.ia, self.ib = np.triu_indices(self.m.shape[1], 1)
+
+    def remove(self, i: int, b: int) -> None:
+        self.m[b, self.pos[i]] = -1
+        self.pos[i] = -1
+
+    def add(self, i: int, b: int) -> None:
+        free = np.flatnonzero(self.m[b] < 0)
+        if free.size == 0:
+            self.m = np.concatenate([self.m, np.full((self.m.shape[0], 2), -1, dtype=np.int64)], axis=1)
+            self._pairs()
+            free = np.flatnonzero(self.m[b] < 0)
+        self.m[b, free[0]] = i
+        self.pos[i] = free[0]
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p1, p2 = self.m[:, self.ia], self.m[:, self.ib]
+        ok = (p1 >= 0) & (p2 >= 0)
+        rows = np.broadcast_to(np.arange(self.m.shape[0])[:, None], p1.shape)
+        return p1[ok], p2[ok], rows[ok]
 
 
 class _Search:
@@ -45,77 +72,104 @@ class _Search:
         self.rng = rng
         self.n = items.shape[0]
 
+    def _multi_ejection(self, unassigned: np.ndarray, load: np.ndarray, slots: _Slots, tabu: np.ndarray,
+                        it: int) -> tuple[int, list[int], int] | None:
+        """(u, ejected items, bin) with the lightest greedy set of items whose removal lets u fit."""
+        s, w, cap = self.s, self.w, self.cap
+        best: tuple[float, int, list[int], int] | None = None
+        for uu in unassigned:
+            allowed = np.flatnonzero(tabu[uu] < it)
+            for b in allowed if allowed.size else range(load.shape[0]):  # all tabu: aspiration
+                excess = load[b] + s[uu] - cap
+                members = slots.m[b][slots.m[b] >= 0]
+                chosen: list[int] = []
+                weight = 0.0
+                while np.any(excess > 0) and members.size:
+                    cover = (np.minimum(s[members], np.maximum(excess, 0)) / cap).sum(axis=1) / w[members]
+                    j = int(np.argmax(cover))
+                    if cover[j] <= 0:
+                        break
+                    e = int(members[j])
+                    chosen.append(e)
+                    weight += float(w[e])
+                    excess = excess - s[e]
+                    members = np.delete(members, j)
+                    if best is not None and weight >= best[0]:
+                        break
+                if np.all(excess <= 0) and (best is None or weight < best[0]):
+                    best = (weight, int(uu), chosen, int(b))
+        return None if best is None else (best[1], best[2], best[3])
+
     def pack_set(self, bin_of: np.ndarray, k: int, deadline: float, max_iters: int) -> np.ndarray | None:
         """Try to place the items with bin_of == -1 into bins 0..k-1; the result or None."""
         s, w, cap, rng = self.s, self.w, self.cap, self.rng
         bin_of = bin_of.copy()
         load = bin_loads(s, bin_of, k)
+        slots = _Slots(bin_of, k)
         tabu = np.zeros((self.n, k), dtype=np.int64)  # iteration until which item may not enter bin
-        tenure = 7
+        tenure = min(7, k // 2)  # few bins: short memory, or every bin becomes tabu
+        spread = min(4, k // 2 + 1)
         unassigned = np.flatnonzero(bin_of < 0)
-        obj = float(w[unassigned].sum())
-        best_obj = obj
+
+        def put(i: int, b: int) -> None:
+            bin_of[i] = b
+            load[b] += s[i]
+            slots.add(i, b)
+
         for it in range(1, max_iters + 1):
             if unassigned.size == 0:
                 return bin_of
             if time.perf_counter() > deadline:
                 return None
-            # direct insertions first (best fit by weighted residual)
-            inserted = False
-            for uu in unassigned[np.argsort(-w[unassigned])]:
-                fit = np.all(load + s[uu] <= cap, axis=1)
-                if fit.any():
-                    idx = np.flatnonzero(fit)
-                    b = int(idx[np.argmin(((cap - load[idx] - s[uu]) / cap).sum(axis=1))])
-                    bin_of[uu] = b
-                    load[b] += s[uu]
-                    obj -= w[uu]
-                    inserted = True
-            if inserted:
+            room = cap - s[unassigned]  # (U, d): what a bin may hold besides u
+            # direct insertions first (tightest fit by normalized residual), largest u first
+            fit = np.all(load[None, :, :] <= room[:, None, :], axis=2)  # (U, k)
+            if fit.any():
+                for j in np.argsort(-w[unassigned], kind="stable"):
+                    uu = int(unassigned[j])
+                    ok = np.flatnonzero(np.all(load + s[uu] <= cap, axis=1))
+                    if ok.size:
+                        b = int(ok[np.argmin(((cap - load[ok] - s[uu]) / cap).sum(axis=1))])
+                        put(uu, b)
                 unassigned = np.flatnonzero(bin_of < 0)
-                best_obj = min(best_obj, obj)
                 continue
-            m = _padded(bin_of, k)
-            ia, ib = np.triu_indices(m.shape[1], 1)
-            p1, p2 = m[:, ia].ravel(), m[:, ib].ravel()
-            ok = (p1 >= 0) & (p2 >= 0)
-            p1, p2 = p1[ok], p2[ok]
-            pb = bin_of[p1]
             placed = np.flatnonzero(bin_of >= 0)
             sb = bin_of[placed]
-            # (gain, u, ejected items, bin) of the best move
-            best: tuple[float, int, tuple[int, ...] | None, int] = (-np.inf, -1, None, -1)
-            for uu in unassigned:
-                # single ejection: placed item e leaves its bin, u enters it
-                feas = np.all(load[sb] - s[placed] + s[uu] <= cap, axis=1)
-                feas &= tabu[uu, sb] < it
-                if feas.any():
-                    gains = w[uu] - w[placed] + rng.random(placed.size) * 1e-9
-                    gains = np.where(feas, gains, -np.inf)
-                    j = int(np.argmax(gains))
-                    if gains[j] > best[0]:
-                        best = (float(gains[j]), int(uu), (int(placed[j]),), int(sb[j]))
-                if p1.size:
-                    feas2 = np.all(load[pb] - s[p1] - s[p2] + s[uu] <= cap, axis=1)
-                    feas2 &= tabu[uu, pb] < it
-                    if feas2.any():
-                        g2 = w[uu] - w[p1] - w[p2] + rng.random(p1.size) * 1e-9
-                        g2 = np.where(feas2, g2, -np.inf)
-                        j = int(np.argmax(g2))
-                        if g2[j] > best[0]:
-                            best = (float(g2[j]), int(uu), (int(p1[j]), int(p2[j])), int(pb[j]))
-            gain, uu, ejected, b = best
-            if ejected is None:
-                # no move at all: every u conflicts with every bin even after ejections -> give up
-                return None
+            base1 = load[sb] - s[placed]  # (n', d) bin load without item e
+            feas1 = np.all(base1[None, :, :] <= room[:, None, :], axis=2)  # (U, n')
+            feas1 &= tabu[unassigned][:, sb] < it
+            g1 = np.where(feas1, w[unassigned][:, None] - w[placed][None, :], -np.inf)
+            g1 += rng.random(g1.shape) * 1e-9
+            j1 = int(np.argmax(g1))
+            best1 = g1.flat[j1]
+            p1, p2, pb = slots.pairs()
+            best2 = -np.inf
+            if p1.size:
+                base2 = load[pb] - s[p1] - s[p2]
+                feas2 = np.all(base2[None, :, :] <= room[:, None, :], axis=2)
+                feas2 &= tabu[unassigned][:, pb] < it
+                g2 = np.where(feas2, w[unassigned][:, None] - (w[p1] + w[p2])[None, :], -np.inf)
+                g2 += rng.random(g2.shape) * 1e-9
+                j2 = int(np.argmax(g2))
+                best2 = g2.flat[j2]
+            if not np.isfinite(max(best1, best2)):
+                # no single or pair ejection lets any u in: eject a greedy cover of the excess instead
+                multi = self._multi_ejection(unassigned, load, slots, tabu, it)
+                if multi is None:
+                    return None  # every u conflicts with every bin even after emptying it
+                uu, ejected, b = multi
+            elif best1 >= best2:
+                ui, ei = divmod(j1, placed.size)
+                uu, ejected, b = int(unassigned[ui]), [int(placed[ei])], int(sb[ei])
+            else:
+                ui, ei = divmod(j2, p1.size)
+                uu, ejected, b = int(unassigned[ui]), [int(p1[ei]), int(p2[ei])], int(pb[ei])
             for e in ejected:
                 bin_of[e] = -1
                 load[b] -= s[e]
-                tabu[e, b] = it + tenure + int(rng.integers(0, 4))
-            bin_of[uu] = b
-            load[b] += s[uu]
-            obj -= gain
-            best_obj = min(best_obj, obj)
+                slots.remove(e, b)
+                tabu[e, b] = it + tenure + int(rng.integers(0, spread))
+            put(uu, b)
             unassigned = np.flatnonzero(bin_of < 0)
         return None
 
@@ -128,7 +182,7 @@ def improve(
     time_limit: float,
     *,
     seed: int = 0,
-    iters_per_try: int = 4000,
+    iters_per_try: int = 1000,
 ) -> np.ndarray:
     """Return an assignment with at most as many bins as `assignment` (fewer if found in time)."""
     deadline = time.perf_counter() + time_limit

@@ -33,7 +33,7 @@ for _s in ("dot", "l2"):
     HEURISTICS[f"bc-{_s}"] = partial(bin_centric, score=_s, dynamic=False)
     HEURISTICS[f"bc-{_s}-dyn"] = partial(bin_centric, score=_s, dynamic=True)
 
-CPSAT_MAX_VARS = 15_000
+CPSAT_MAX_VARS = 20_000
 IMPROVERS = ("local-search", "cpsat", "best", "heuristics")
 DESCRIPTIONS = {
     "ff": "first fit, input order",
@@ -94,9 +94,11 @@ def solve(
         trace.append(f"{name}: {bin_count(a)} bins")
         left = time_limit - (time.perf_counter() - t0)
         run_ls = algo in ("local-search", "best")
-        # CP-SAT's model has n*k booleans: in "best" it only runs where it can finish in time
-        small = s.shape[0] * bin_count(a) <= CPSAT_MAX_VARS
-        run_cp = algo == "cpsat" or (algo == "best" and small and cpsat.available())
+        # CP-SAT's model has up to n*k booleans: in "best" it only runs where it can finish in time
+        run_cp = algo == "cpsat" or (
+            algo == "best" and cpsat.available()
+            and cpsat.model_size(s, c, bin_count(a) - 1) <= CPSAT_MAX_VARS
+        )
         if algo == "best" and not cpsat.available():
             trace.append("cpsat skipped: OR-Tools not installed (pip install 'poolvisor[solver]')")
         if run_ls and bin_count(a) > lb and left > 0:
