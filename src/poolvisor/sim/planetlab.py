@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
+from poolvisor.domain.errors import InvalidInputError
+from poolvisor.sim.engine import PolicySpec, Simulator
 from poolvisor.sim.result import SimResult
+from poolvisor.sim.scenario import cloudsim_planetlab
+from poolvisor.traces.planetlab import read_planetlab
 
 Progress = Callable[[int, int], None]
+COMPAT_MODES = ("cloudsim",)
 
 
 def simulate_planetlab(
@@ -17,6 +23,24 @@ def simulate_planetlab(
     compat: str | None,
     seed: int = 0,
     progress: Progress | None = None,
+    hosts: int = 800,
+    record: bool = False,
 ) -> SimResult:
-    """Run the 800-host PlanetLab scenario; ``progress(step, total)`` is called once per epoch."""
-    raise NotImplementedError("engine lands in the next commit")
+    """Run the 800-host PlanetLab scenario; ``progress(step, total)`` is called once per epoch.
+
+    ``compat="cloudsim"`` reproduces CloudSim 3.0.3 rule for rule; ``None`` uses the corrected
+    definitions (docs/simulator.md lists the differences). ``record=True`` keeps the migration and
+    energy-frame traces on the returned result (``result.trace_*`` attributes) for debugging.
+    """
+    if compat not in (None, *COMPAT_MODES):
+        raise InvalidInputError(f"unknown compat mode {compat!r} (use {', '.join(COMPAT_MODES)})")
+    spec = PolicySpec.parse(policy, param)
+    trace = read_planetlab(trace_dir)
+    sc = cloudsim_planetlab(trace.util, hosts=hosts, name=Path(trace_dir).name)
+    sim = Simulator(sc, spec, compat=compat == "cloudsim", seed=seed, record=record)
+    res = sim.run(progress)
+    if record:
+        res.trace_migrations = sim.trace_migrations  # type: ignore[attr-defined]
+        res.trace_frames = sim.trace_frames  # type: ignore[attr-defined]
+        res.initial_hosts = sim.initial_hosts  # type: ignore[attr-defined]
+    return res

@@ -57,7 +57,8 @@ def _parse_file_slow(path: Path, samples: int) -> np.ndarray:
         try:
             v = int(s)
         except ValueError:
-            raise InvalidInputError(f"{path}:{lineno}: expected an integer CPU percentage, got {s!r}") from None
+            msg = f"{path}:{lineno}: expected an integer CPU percentage, got {s!r}"
+            raise InvalidInputError(msg) from None
         if v < 0 or v > 100:
             raise InvalidInputError(f"{path}:{lineno}: CPU percentage {v} outside 0..100")
         if n >= samples:

@@ -1,0 +1,189 @@
+"""Host overload detection: static threshold (THR), IQR, MAD, local regression (LR, LRR).
+
+Every function is vectorized over hosts. Histories are (H, L) arrays with the newest value in
+column 0 and a per-host length (the number of values after trailing zeros are trimmed), as in
+CloudSim's PowerHostUtilizationHistory. The statistics reproduce CloudSim's MathUtil and
+commons-math3 arithmetic (``compat=True``) or use the textbook definitions (``compat=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from poolvisor.domain.errors import InvalidInputError
+
+# rule codes recorded with each decision (index into RULES)
+RULE_NONE, RULE_THR, RULE_IQR, RULE_MAD, RULE_LR, RULE_LRR, RULE_FALLBACK, RULE_UNDERLOAD = range(8)
+RULES = ("none", "thr", "iqr", "mad", "lr", "lrr", "fallback-thr", "underload")
+
+
+def _sorted_prefix(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
+    """Rows sorted ascending over their first hlen values; the rest pushed to +inf."""
+    cols = np.arange(hist.shape[1])
+    return np.sort(np.where(cols[None, :] < hlen[:, None], hist, np.inf), axis=1)
+
+
+def _take(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(s, np.clip(idx, 0, s.shape[1] - 1)[:, None], axis=1)[:, 0]
+
+
+def median_sorted(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """commons-math3 Percentile(50) (legacy estimator) of sorted rows with n valid values."""
+    pos = 50.0 * (n + 1) / 100
+    fpos = np.floor(pos)
+    ipos = fpos.astype(np.intp)
+    dif = pos - fpos
+    lower = _take(s, ipos - 1)
+    upper = _take(s, ipos)
+    with np.errstate(invalid="ignore"):
+        mid = lower + dif * (upper - lower)
+    mid = np.where(dif == 0, lower, mid)
+    return np.where(n == 1, s[:, 0], mid)
+
+
+def iqr(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
+    """CloudSim MathUtil.iqr: data[round(0.75(n+1))-1] - data[round(0.25(n+1))-1] of the sorted data."""
+    s = _sorted_prefix(hist, hlen)
+    q1 = np.floor(0.25 * (hlen + 1) + 0.5).astype(np.intp) - 1
+    q3 = np.floor(0.75 * (hlen + 1) + 0.5).astype(np.intp) - 1
+    return _take(s, q3) - _take(s, q1)
+
+
+def mad(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
+    """Median absolute deviation from the median (CloudSim MathUtil.mad)."""
+    s = _sorted_prefix(hist, hlen)
+    med = median_sorted(s, hlen)
+    cols = np.arange(hist.shape[1])
+    dev = np.where(cols[None, :] < hlen[:, None], np.abs(med[:, None] - hist), np.inf)
+    return median_sorted(np.sort(dev, axis=1), hlen)
+
+
+def ols_cloudsim(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intercept and slope of y (H, n) against x = 1..n, as commons-math3 SimpleRegression computes them."""
+    n = y.shape[1]
+    xbar = np.full(y.shape[0], 1.0)
+    ybar = y[:, 0].copy()
+    sxx = np.zeros(y.shape[0])
+    sxy = np.zeros(y.shape[0])
+    sx = np.full(y.shape[0], 1.0)
+    sy = y[:, 0].copy()
+    for k in range(1, n):
+        x = float(k + 1)
+        fact1 = 1.0 + k
+        fact2 = k / (1.0 + k)
+        dx = x - xbar
+        dy = y[:, k] - ybar
+        sxx = sxx + dx * dx * fact2
+        sxy = sxy + dx * dy * fact2
+        xbar = xbar + dx / fact1
+        ybar = ybar + dy / fact1
+        sx = sx + x
+        sy = sy + y[:, k]
+    slope = sxy / sxx
+    intercept = (sy - slope * sx) / n
+    return intercept, slope
+
+
+def tricube_weights(n: int) -> np.ndarray:
+    """Tricube weights for x = 1..n, largest for the newest point (x = n); all strictly positive."""
+    d = (n - np.arange(1, n + 1)) / n
+    return (1 - d**3) ** 3
+
+
+def wls(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares of y (H, n) against x = 1..n with weights w (n,) or (H, n)."""
+    x = np.arange(1, y.shape[1] + 1, dtype=np.float64)
+    w = np.broadcast_to(w, y.shape)
+    sw = w.sum(axis=1)
+    xm = (w * x).sum(axis=1) / sw
+    ym = (w * y).sum(axis=1) / sw
+    dx = x[None, :] - xm[:, None]
+    slope = (w * dx * (y - ym[:, None])).sum(axis=1) / (w * dx * dx).sum(axis=1)
+    return ym - slope * xm, slope
+
+
+def robust_wls(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tricube fit, then one bisquare re-weighting on the residuals (Cleveland's robust loess step)."""
+    n = y.shape[1]
+    w = tricube_weights(n)
+    b0, b1 = wls(y, w)
+    x = np.arange(1, n + 1, dtype=np.float64)
+    r = y - (b0[:, None] + b1[:, None] * x[None, :])
+    s6 = 6 * np.median(np.abs(r), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(s6[:, None] > 0, r / s6[:, None], 0.0)
+    bis = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
+    w2 = w[None, :] * bis
+    ok = w2.sum(axis=1) > 0
+    b0r, b1r = wls(np.where(ok[:, None], y, 0.0), np.where(ok[:, None], w2, 1.0))
+    return np.where(ok, b0r, b0), np.where(ok, b1r, b1)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """Overload detector: ``kind`` in thr/iqr/mad/lr/lrr, ``param`` the threshold or safety parameter.
+
+    Histories shorter than ``min_history`` (12 for IQR/MAD, 10 for LR/LRR) fall back to a static
+    threshold ``fallback`` on the requested utilization, as CloudSim does.
+    """
+
+    kind: str
+    param: float
+    compat: bool = True
+    fallback: float = 0.7
+    interval_s: float = 300.0
+    regression_window: int = 10
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("thr", "iqr", "mad", "lr", "lrr"):
+            raise InvalidInputError(f"unknown overload detector {self.kind!r}")
+
+    @property
+    def uses_history(self) -> bool:
+        return self.kind != "thr"
+
+    def overloaded(
+        self,
+        req_util: np.ndarray,
+        hist: np.ndarray | None = None,
+        hlen: np.ndarray | None = None,
+        mig_time_s: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mask of overloaded hosts and the rule that decided each host.
+
+        ``req_util``: requested MIPS / capacity per host; ``hist``/``hlen``: utilization history;
+        ``mig_time_s``: longest migration time of the host's VMs (LR/LRR look that far ahead).
+        """
+        req_util = np.asarray(req_util, dtype=np.float64)
+        if self.kind == "thr":
+            over = req_util > self.param
+            return over, np.where(over, RULE_THR, RULE_NONE)
+        assert hist is not None and hlen is not None
+        fb = req_util > self.fallback
+        if self.kind in ("iqr", "mad"):
+            ok = hlen >= 12
+            spread = np.zeros_like(req_util)
+            if ok.any():
+                spread[ok] = (iqr if self.kind == "iqr" else mad)(hist[ok], hlen[ok])
+            over = np.where(ok, req_util > 1 - self.param * spread, fb)
+            rule = RULE_IQR if self.kind == "iqr" else RULE_MAD
+            return over, np.where(over, np.where(ok, rule, RULE_FALLBACK), RULE_NONE)
+        w = self.regression_window
+        ok = hlen >= w
+        pred = np.zeros_like(req_util)
+        if ok.any():
+            y = hist[ok, :w][:, ::-1]
+            if self.compat:  # CloudSim never applies its weights: plain OLS for both LR and LRR
+                b0, b1 = ols_cloudsim(y)
+            elif self.kind == "lr":
+                b0, b1 = wls(y, tricube_weights(w))
+            else:
+                b0, b1 = robust_wls(y)
+            assert mig_time_s is not None
+            steps = np.ceil(mig_time_s[ok] / self.interval_s)
+            pred[ok] = (b0 + b1 * (w + steps)) * self.param
+        over = np.where(ok, pred >= 1, fb)
+        rule = RULE_LR if self.kind == "lr" else RULE_LRR
+        return over, np.where(over, np.where(ok, rule, RULE_FALLBACK), RULE_NONE)

@@ -1,0 +1,566 @@
+"""Time-stepped consolidation simulator with an event heap for migration completions.
+
+State is columnar: per-VM arrays (host, list key, migration flag, utilization history) and a
+small list of in-flight migrations. At every update instant (decision epochs and migration
+completions) the CPU allocation of all hosts is recomputed in one vectorized pass
+(:func:`allocate`), energy is integrated over the elapsed frame, and the SLA integrals are
+advanced. Decisions come from the pure policies in :mod:`poolvisor.policies.balancing`.
+
+In ``compat`` mode every rule follows CloudSim 3.0.3 (see docs/simulator.md); the default mode
+fixes CloudSim's quirks (RAM is checked when placing, weighted regressions, per-host/per-VM SLA
+means, up-to-date host power in PABFD, overload targets excluded from the underload search).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.balancing.consolidation import (
+    Migration,
+    PlanConfig,
+    PoolView,
+    _Planner,
+    plan_migrations,
+)
+from poolvisor.policies.balancing.detection import Detector
+from poolvisor.policies.balancing.power import clip_utilization
+from poolvisor.policies.balancing.selection import SELECTORS, Selector
+from poolvisor.sim.result import SimResult
+from poolvisor.sim.scenario import Scenario
+
+HISTORY = 30  # CloudSim PowerVm.HISTORY_LENGTH
+PRIO_MIGRATION = 0
+
+DEFAULT_PARAMS = {"thr": 0.8, "iqr": 1.5, "mad": 2.5, "lr": 1.2, "lrr": 1.2}
+FALLBACK_THRESHOLD = 0.7
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """``npa`` | ``dvfs`` | ``<detector>-<selector>`` (e.g. ``lr-mmt``) with its parameter."""
+
+    name: str
+    param: float | None
+    detector: str | None = None
+    selector: str | None = None
+
+    @classmethod
+    def parse(cls, policy: str, param: float | None) -> PolicySpec:
+        p = policy.strip().lower()
+        if p in ("npa", "dvfs"):
+            return cls(p, None)
+        parts = p.split("-")
+        if len(parts) == 3:  # e.g. "thr-mmt-0.8"
+            try:
+                param = float(parts[2]) if param is None else param
+            except ValueError:
+                raise InvalidInputError(f"bad policy parameter in {policy!r}") from None
+            parts = parts[:2]
+        if len(parts) != 2 or parts[0] not in DEFAULT_PARAMS or parts[1] not in SELECTORS:
+            raise InvalidInputError(
+                f"unknown policy {policy!r}: use npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
+            )
+        if param is None:
+            param = DEFAULT_PARAMS[parts[0]]
+        return cls(f"{parts[0]}-{parts[1]}", float(param), parts[0], parts[1])
+
+
+def utilization_at(util: np.ndarray, t: float, interval: float) -> np.ndarray:
+    """CloudSim UtilizationModelPlanetLabInMemory.getUtilization(t), vectorized over VMs."""
+    if t % interval == 0:
+        return util[:, int(t) // int(interval)]
+    t1 = math.floor(t / interval)
+    t2 = math.ceil(t / interval)
+    u1 = util[:, t1]
+    u2 = util[:, t2]
+    delta = (u2 - u1) / ((t2 - t1) * interval)
+    return u1 + delta * (t - t1 * interval)
+
+
+@dataclass
+class Allocation:
+    """Result of one allocation pass: per host and per VM (resident copy)."""
+
+    util_mips: np.ndarray
+    req_mips: np.ndarray
+    alloc_sum: np.ndarray
+    avail: np.ndarray
+    vm_alloc: np.ndarray
+    vm_req: np.ndarray
+    vm_in_mig: np.ndarray
+    order: np.ndarray  # resident VMs sorted by (list key)
+
+
+def allocate(
+    req: np.ndarray,
+    host_of: np.ndarray,
+    key: np.ndarray,
+    in_mig: np.ndarray,
+    f_vm: np.ndarray,
+    f_dst: np.ndarray,
+    f_key: np.ndarray,
+    pe: np.ndarray,
+    total: np.ndarray,
+) -> Allocation:
+    """CPU sharing of VmSchedulerTimeSharedOverSubscription on every host at once.
+
+    Requests are capped at one PE; if a host's (capped) requests fit, each VM gets its request,
+    otherwise all are scaled by capacity/requested and floored. A VM migrating out gets 90 %
+    (10 % degradation) and its host still counts its full demand; a VM migrating in gets 10 %
+    on its target and counts that much there. Sums run in host-list order, like CloudSim's.
+    """
+    H = total.size
+    V = req.size
+    alive = np.flatnonzero(host_of >= 0)
+    s_host = np.concatenate([host_of[alive], f_dst])
+    s_vm = np.concatenate([alive, f_vm])
+    s_key = np.concatenate([key[alive], f_key])
+    kind = np.concatenate([in_mig[alive].astype(np.int8), np.full(f_vm.size, 2, dtype=np.int8)])
+    order = np.argsort(s_key, kind="stable")
+    s_host, s_vm, kind = s_host[order], s_vm[order], kind[order]
+    r = req[s_vm]
+    cap = np.minimum(r, pe[s_host])
+    is_in = kind == 2
+    is_out = kind == 1
+    need = np.where(is_in, cap * 0.1, cap)
+    need_sum = np.bincount(s_host, need, H)
+    fits = need_sum <= total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sf = (total / need_sum)[s_host]
+    fit_alloc = np.where(is_out, cap * 0.9, np.where(is_in, cap * 0.1, cap))
+    if fits.all():
+        alloc = fit_alloc
+    else:
+        with np.errstate(invalid="ignore"):
+            scaled = np.floor(np.where(is_out, cap * sf * 0.9, np.where(is_in, cap * 0.1 * sf, cap * sf)))
+        alloc = np.where(fits[s_host], fit_alloc, scaled)
+    contrib = np.where(is_out, alloc / 0.9, alloc)
+    util_mips = np.bincount(s_host, contrib, H)
+    req_mips = np.bincount(s_host, r, H)
+    alloc_sum = np.bincount(s_host, alloc, H)
+    avail = np.where(fits, total - need_sum, 0.0)
+    res = ~is_in
+    vm_alloc = np.zeros(V)
+    vm_alloc[s_vm[res]] = alloc[res]
+    vm_req = np.zeros(V)
+    vm_req[alive] = req[alive]
+    return Allocation(
+        util_mips=util_mips,
+        req_mips=req_mips,
+        alloc_sum=alloc_sum,
+        avail=avail,
+        vm_alloc=vm_alloc,
+        vm_req=vm_req,
+        vm_in_mig=in_mig.copy(),
+        order=s_vm[res],
+    )
+
+
+@dataclass
+class _Acc:
+    """Running integrals for the metrics."""
+
+    energy_ws: float = 0.0
+    host_active_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    host_viol_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vm_req: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vm_alloc: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vm_mig_under: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    viol_sum: float = 0.0
+    viol_n: int = 0
+    shutdowns: int = 0
+
+
+class Simulator:
+    """One run of one policy over one scenario."""
+
+    def __init__(
+        self,
+        sc: Scenario,
+        spec: PolicySpec,
+        compat: bool = True,
+        seed: int = 0,
+        record: bool = False,
+    ) -> None:
+        self.sc = sc
+        self.spec = spec
+        self.compat = compat
+        self.seed = seed
+        self.record = record
+        self.total = sc.host_total
+        self.pe = sc.host_pe_mips
+        self.H, self.V = sc.hosts, sc.vms
+        # history type of a host = index of its distinct total MIPS
+        self.type_mips, self.htype = np.unique(self.total, return_inverse=True)
+        self.mig_bw = sc.host_bw / (2 * 8000)  # MB/s available for migration (half the link)
+        self.host_of = np.full(self.V, -1, dtype=np.intp)
+        self.key = np.zeros(self.V, dtype=np.int64)
+        self.in_mig = np.zeros(self.V, dtype=bool)
+        self.next_key = 0
+        self.flights: list[tuple[int, int, int]] = []  # (vm, dst, key)
+        self.heap: list[tuple[float, int, int, int, int]] = []
+        self.seq = 0
+        self.vm_hist = np.zeros((self.V, HISTORY))
+        self.migrations = 0
+        self.removed = 0
+        self.rules: dict[str, int] = {}
+        self.trace_migrations: list[tuple[float, int, int, int]] = []
+        self.trace_frames: list[tuple[float, float]] = []
+        self.plan_cfg: PlanConfig | None = None
+        if spec.detector is not None:
+            assert spec.param is not None and spec.selector is not None
+            self.plan_cfg = PlanConfig(
+                power=sc.power,
+                detector=Detector(
+                    spec.detector,
+                    spec.param,
+                    compat=compat,
+                    fallback=FALLBACK_THRESHOLD,
+                    interval_s=sc.interval_s,
+                ),
+                selector=Selector(spec.selector, seed=seed),
+                stale_power=compat,
+                exclude_overload_targets=not compat,
+            )
+
+    # --- placement at t = 0 ------------------------------------------------------------
+    def _append(self, vm: int, h: int) -> None:
+        self.host_of[vm] = h
+        self.key[vm] = self.next_key
+        self.next_key += 1
+
+    def initial_placement(self) -> None:
+        sc = self.sc
+        req = sc.vm_mips.copy()  # a VM being instantiated requests its full MIPS
+        H = self.H
+        if self.plan_cfg is None:  # first fit in host order (PowerVmAllocationPolicySimple)
+            avail = self.total.copy()
+            ram = sc.host_ram.copy()
+            bw = sc.host_bw.copy()
+            for v in range(self.V):
+                ok = (self.pe >= req[v]) & (avail >= req[v]) & (ram >= sc.vm_ram[v]) & (bw >= sc.vm_bw[v])
+                hs = np.flatnonzero(ok)
+                if not hs.size:
+                    raise InvalidInputError(f"VM {v} fits on no host at t=0")
+                h = int(hs[0])
+                avail[h] -= req[v]
+                ram[h] -= sc.vm_ram[v]
+                bw[h] -= sc.vm_bw[v]
+                self._append(v, h)
+            return
+        view = self._view(
+            req=req,
+            measured_u=np.zeros(H),
+            alloc_sum=np.zeros(H),
+            avail=self.total.copy(),
+            lists=[[] for _ in range(H)],
+            with_history=False,
+            check_ram=True,
+        )
+        p = _Planner(view, self.plan_cfg)
+        all_hosts = np.arange(H)
+        bw_slots = np.floor(sc.host_bw / sc.vm_bw.max()).astype(int)
+        count = np.zeros(H, dtype=int)
+        for v in range(self.V):
+            h = p.find_host(v, all_hosts[count < bw_slots])
+            if h < 0:
+                raise InvalidInputError(f"VM {v} fits on no host at t=0")
+            p.place(v, h)
+            # once created, a VM without a cloudlet yet requests 0 MIPS: later overload checks at
+            # t=0 only see the VM being instantiated (CloudSim Vm.getCurrentRequestedMips)
+            p.req_sum[h] = 0.0
+            count[h] += 1
+            self._append(v, h)
+
+    def _view(
+        self,
+        req: np.ndarray,
+        measured_u: np.ndarray,
+        alloc_sum: np.ndarray,
+        avail: np.ndarray,
+        lists: list[list[int]],
+        with_history: bool,
+        check_ram: bool,
+        order: np.ndarray | None = None,
+    ) -> PoolView:
+        sc = self.sc
+        H = self.H
+        contrib = self.vm_hist[None, :, :] * sc.vm_mips[None, :, None] / self.type_mips[:, None, None]
+        L = HISTORY if with_history else 0
+        hist = np.zeros((H, L))
+        hlen = np.zeros(H, dtype=np.int64)
+        if with_history and order is not None:
+            hs = self.host_of[order]
+            w = contrib[self.htype[hs], order]  # (V, L) in list order
+            flat = (hs[:, None] * L + np.arange(L)[None, :]).ravel()
+            hist = np.bincount(flat, w.ravel(), H * L).astype(np.float64, copy=False).reshape(H, L)
+            nz = hist != 0
+            hlen = np.where(nz.any(axis=1), L - np.argmax(nz[:, ::-1], axis=1), 0)
+        nzv = self.vm_hist != 0
+        vm_hlen = np.where(nzv.any(axis=1), HISTORY - np.argmax(nzv[:, ::-1], axis=1), 0)
+        max_ram = np.full(H, -np.inf)
+        placed = self.host_of >= 0
+        np.maximum.at(max_ram, self.host_of[placed], sc.vm_ram[placed])
+        req_sum = np.zeros(H)
+        if order is not None:
+            req_sum = np.bincount(self.host_of[order], req[order], H).astype(np.float64, copy=False)
+        ram_free = sc.host_ram.copy()
+        if check_ram:
+            used = np.bincount(self.host_of[placed], sc.vm_ram[placed], H)
+            ram_free = ram_free - used
+        return PoolView(
+            total=self.total,
+            pe=self.pe,
+            model=sc.host_model,
+            htype=self.htype,
+            measured_u=measured_u,
+            alloc_sum=alloc_sum,
+            avail=avail,
+            req_sum=req_sum,
+            ram_free=ram_free,
+            hist=hist,
+            hlen=hlen,
+            max_ram=max_ram,
+            lists=lists,
+            req=req,
+            mips=sc.vm_mips,
+            ram=sc.vm_ram,
+            vm_hist=self.vm_hist[:, :L],
+            vm_hlen=vm_hlen if with_history else np.zeros(self.V, dtype=np.int64),
+            contrib=contrib[:, :, :L],
+            check_ram=check_ram,
+            mig_bw_mb_s=float(self.mig_bw.min()),
+        )
+
+    # --- one allocation pass -----------------------------------------------------------
+    def _allocate(self, req: np.ndarray) -> Allocation:
+        if self.flights:
+            f = np.asarray(self.flights, dtype=np.int64)
+            f_vm, f_dst, f_key = f[:, 0], f[:, 1], f[:, 2]
+        else:
+            f_vm = f_dst = f_key = np.zeros(0, dtype=np.int64)
+        return allocate(req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total)
+
+    def run(self, progress: Progress | None = None) -> SimResult:
+        t0 = _time.perf_counter()
+        sc = self.sc
+        H, V = self.H, self.V
+        self.initial_placement()
+        self.initial_hosts = self.host_of.copy()
+        npa = self.spec.name == "npa"
+        acc = _Acc(
+            host_active_s=np.zeros(H),
+            host_viol_s=np.zeros(H),
+            vm_req=np.zeros(V),
+            vm_alloc=np.zeros(V),
+            vm_mig_under=np.zeros(V),
+        )
+        max_power = sc.power.max_power(sc.host_model).sum()
+        prev: Allocation | None = None
+        prev_u = np.zeros(H)
+        prev_t = 0.0
+        prev_active = np.ones(H, dtype=bool)
+        steps = int(math.floor((sc.end_s - sc.start_s) / sc.interval_s))
+        ts: list[float] = []
+        act: list[int] = []
+        pw: list[float] = []
+        slav: list[float] = []
+        migs: list[int] = []
+
+        def advance(t: float, pre: Allocation) -> None:
+            """Close the frame [prev_t, t]: energy from prev_u to pre's utilization, SLA from prev."""
+            nonlocal prev_t
+            dt = t - prev_t
+            if dt > 0:
+                if npa:
+                    e = max_power * dt
+                else:
+                    now_u = np.minimum(clip_utilization(pre.util_mips / self.total), 1.0)
+                    pu = np.minimum(prev_u, 1.0)
+                    p0 = sc.power.power(sc.host_model, pu)
+                    p1 = sc.power.power(sc.host_model, now_u)
+                    e = float(np.where(prev_u == 0, 0.0, (p0 + (p1 - p0) / 2) * dt).sum())
+                acc.energy_ws += e
+                if self.record:
+                    self.trace_frames.append((t, e))
+                if prev is not None:
+                    active = prev.util_mips > 0
+                    acc.host_active_s += np.where(active, dt, 0.0)
+                    acc.host_viol_s += np.where(active & (prev.util_mips < prev.req_mips), dt, 0.0)
+                    acc.vm_req += prev.vm_req * dt
+                    acc.vm_alloc += prev.vm_alloc * dt
+                    under = prev.vm_alloc < prev.vm_req
+                    if under.any():
+                        rq = prev.vm_req[under]
+                        acc.viol_sum += float(((rq - prev.vm_alloc[under]) / rq).sum())
+                        acc.viol_n += int(under.sum())
+                        mig = under & prev.vm_in_mig
+                        acc.vm_mig_under += np.where(mig, (prev.vm_req - prev.vm_alloc) * dt, 0.0)
+            elif self.record and prev is not None:
+                pass
+            prev_t = t
+
+        def settle(post: Allocation) -> None:
+            nonlocal prev, prev_u, prev_active
+            prev = post
+            prev_u = clip_utilization(post.util_mips / self.total)
+            active = post.util_mips > 0
+            acc.shutdowns += int((prev_active & ~active).sum())
+            prev_active = active
+
+        t = sc.start_s
+        for k in range(steps):
+            t = t + sc.interval_s
+            if t > sc.end_s:
+                break
+            u_t = utilization_at(sc.util, t, sc.interval_s)
+            req = u_t * sc.vm_mips
+            pre = self._allocate(req)
+            advance(t, pre)
+            self._remove_finished(req)
+            if (t - sc.start_s) % sc.interval_s == 0:  # PowerVm history sample
+                self.vm_hist[:, 1:] = self.vm_hist[:, :-1]
+                self.vm_hist[:, 0] = u_t
+            started = 0
+            if self.plan_cfg is not None:
+                plan = self._plan(req, pre)
+                started = self._start(plan, t)
+            post = self._allocate(req) if started else pre
+            settle(post)
+            ts.append(t)
+            a = post.util_mips > 0
+            act.append(int(a.sum()))
+            u = np.minimum(prev_u, 1.0)
+            pw.append(float(np.where(a, sc.power.power(sc.host_model, u), 0.0).sum()))
+            slav.append(float((a & (post.util_mips < post.req_mips)).sum() / max(int(a.sum()), 1)))
+            migs.append(started)
+            # migration completions before the next epoch
+            while self.heap and self.heap[0][0] < t + sc.interval_s and self.heap[0][0] <= sc.end_s:
+                tc = self.heap[0][0]
+                reqc = utilization_at(sc.util, tc, sc.interval_s) * sc.vm_mips
+                advance(tc, self._allocate(reqc))
+                self._remove_finished(reqc)
+                while self.heap and self.heap[0][0] == tc:
+                    _, _, _, vm, dst = heapq.heappop(self.heap)
+                    self._complete(vm, dst)
+                self._remove_finished(reqc)
+                settle(self._allocate(reqc))
+            if progress is not None:
+                progress(k + 1, steps)
+        return self._result(acc, t0, ts, act, pw, slav, migs)
+
+    def _remove_finished(self, req: np.ndarray) -> None:
+        """CloudSim treats a VM requesting 0 MIPS as completed and removes it for good
+        (PowerDatacenter: host.getCompletedVms()); VMs in migration are spared."""
+        if not self.compat:
+            return
+        gone = (req == 0) & (self.host_of >= 0) & ~self.in_mig
+        if gone.any():
+            self.host_of[gone] = -1
+            self.removed += int(gone.sum())
+
+    # --- decisions and migrations --------------------------------------------------------
+    def _plan(self, req: np.ndarray, pre: Allocation) -> list[Migration]:
+        assert self.plan_cfg is not None
+        lists: list[list[int]] = [[] for _ in range(self.H)]
+        order = pre.order[self.host_of[pre.order] >= 0]
+        for v in order.tolist():
+            lists[self.host_of[v]].append(v)
+        view = self._view(
+            req=req,
+            measured_u=clip_utilization(pre.util_mips / self.total),
+            alloc_sum=pre.alloc_sum,
+            avail=pre.avail,
+            lists=lists,
+            with_history=self.plan_cfg.detector.uses_history,
+            check_ram=not self.compat,
+            order=order,
+        )
+        return plan_migrations(view, self.plan_cfg)
+
+    def _start(self, plan: list[Migration], t: float) -> int:
+        for m in plan:
+            self.in_mig[m.vm] = True
+            self.flights.append((m.vm, m.dst, self.next_key))
+            self.next_key += 1
+            delay = self.sc.vm_ram[m.vm] / self.mig_bw[m.dst]
+            heapq.heappush(self.heap, (t + delay, PRIO_MIGRATION, self.seq, m.vm, m.dst))
+            self.seq += 1
+            self.rules[m.rule] = self.rules.get(m.rule, 0) + 1
+            if self.record:
+                self.trace_migrations.append((t, m.vm, int(self.host_of[m.vm]), m.dst))
+        self.migrations += len(plan)
+        return len(plan)
+
+    def _complete(self, vm: int, dst: int) -> None:
+        for i, (fv, fd, _) in enumerate(self.flights):
+            if fv == vm and fd == dst:
+                del self.flights[i]
+                break
+        self._append(vm, dst)
+        self.in_mig[vm] = any(fv == vm for fv, _, _ in self.flights)
+        if not self.compat:
+            return
+        # CloudSim clears the flag at the first completion even if another copy is in flight
+        self.in_mig[vm] = False
+
+    # --- metrics -------------------------------------------------------------------------
+    def _result(
+        self,
+        acc: _Acc,
+        t0: float,
+        ts: list[float],
+        act: list[int],
+        pw: list[float],
+        slav: list[float],
+        migs: list[int],
+    ) -> SimResult:
+        energy_kwh = acc.energy_ws / 3.6e6
+        tot_req = float(acc.vm_req.sum())
+        if self.compat:
+            act_s = float(acc.host_active_s.sum())
+            slatah = float(acc.host_viol_s.sum()) / act_s if act_s > 0 else 0.0
+            pdm = float(acc.vm_mig_under.sum()) / tot_req if tot_req > 0 else 0.0
+        else:
+            used = acc.host_active_s > 0
+            slatah = float((acc.host_viol_s[used] / acc.host_active_s[used]).mean()) if used.any() else 0.0
+            has = acc.vm_req > 0
+            pdm = float((acc.vm_mig_under[has] / acc.vm_req[has]).mean()) if has.any() else 0.0
+        slav_v = slatah * pdm
+        metrics: dict[str, float | int] = {
+            "energy_kwh": energy_kwh,
+            "migrations": self.migrations,
+            "slatah": slatah,
+            "pdm": pdm,
+            "slav": slav_v,
+            "esv": energy_kwh * slav_v,
+            "sla_overall": (tot_req - float(acc.vm_alloc.sum())) / tot_req if tot_req > 0 else 0.0,
+            "sla_average": acc.viol_sum / acc.viol_n if acc.viol_n else 0.0,
+            "host_shutdowns": acc.shutdowns,
+            "hosts": self.H,
+            "vms": self.V,
+            "wall_s": _time.perf_counter() - t0,
+        }
+        return SimResult(
+            policy=self.spec.name,
+            param=self.spec.param,
+            compat="cloudsim" if self.compat else None,
+            trace=self.sc.name,
+            seed=self.seed,
+            metrics=metrics,
+            time_s=np.asarray(ts),
+            active_hosts=np.asarray(act, dtype=np.int64),
+            power_w=np.asarray(pw),
+            sla_violation=np.asarray(slav),
+            migrations=np.asarray(migs, dtype=np.int64),
+            rules=dict(self.rules),
+        )
