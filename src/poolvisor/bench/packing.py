@@ -123,6 +123,7 @@ def run(
     workers = workers or os.cpu_count() or 1
     out: list[dict[str, Any]] = []
     if workers == 1:
+        _warm_up()
         for j in jobs:
             out.append(_solve_one(j))
             if progress:
@@ -202,3 +203,23 @@ def render(rows: list[dict[str, Any]], key: str, title: str) -> Any:
                                                         "more_bins")),
                   f"{r['mean_wall_s']:.3f}")
     return t
+
+
+def markdown(rows: list[dict[str, Any]], key: str) -> str:
+    """The same comparison as `render`, as a Markdown table (for docs)."""
+
+    def f(v: Any) -> str:
+        return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
+
+    head = (f"| {key} | n | ours %>LB | best family | family %>LB | best overall %>LB | ours %>OPT "
+            "| family %>OPT | overall %>OPT | fewer/equal/more vs overall | s/instance |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        lines.append(
+            f"| {r[key]} | {r['instances']} | {f(r.get('ours_over_lb_pct'))} | {r.get('best_family', '–')} "
+            f"| {f(r.get('best_family_over_lb_pct'))} | {f(r.get('best_overall_over_lb_pct'))} "
+            f"| {f(r.get('ours_over_opt_pct'))} | {f(r.get('best_family_over_opt_pct'))} "
+            f"| {f(r.get('best_overall_over_opt_pct'))} | {r.get('fewer_bins_than_best_overall', '–')}/"
+            f"{r.get('equal', '–')}/{r.get('more_bins', '–')} | {r['mean_wall_s']:.2f} |"
+        )
+    return "\n".join(lines)

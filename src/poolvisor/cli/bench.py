@@ -21,9 +21,12 @@ def packing(
     classes: str = typer.Option("", "--classes", help="comma-separated class numbers, e.g. 1,6,7"),
     known: str = typer.Option("", "--known", help="Panigrahy_summary_known.csv (default: next to SOURCE)"),
     workers: int = typer.Option(0, "--workers", help="processes (default: all local cores)"),
+    markdown: bool = typer.Option(False, "--markdown", help="print Markdown tables (for docs)"),
+    save: str = typer.Option("", "--save", help="also write the JSON (with every instance) to this file"),
 ) -> None:
     """Vector bin packing quality vs the best published results (Panigrahy instances)."""
     import json
+    import os
     from pathlib import Path
 
     from rich.console import Console
@@ -52,13 +55,20 @@ def packing(
     by_class = bp.summarize(results, ref, "class")
     by_dim = bp.summarize(results, ref, "dimensions")
     total = bp.summarize([{**r, "all": 0} for r in results], ref, "all")[0]
+    out: dict[str, object] = {"algo": algo, "time_limit": time_limit, "instances": len(results),
+                              "workers": workers or os.cpu_count(),
+                              "known": str(known_path) if known_path else None, "by_class": by_class,
+                              "by_dimensions": by_dim, "total": total}
+    if save:
+        Path(save).write_text(json.dumps({**out, "results": results}))
     if as_json:
-        out: dict[str, object] = {"algo": algo, "time_limit": time_limit, "instances": len(results),
-                                  "known": str(known_path) if known_path else None, "by_class": by_class,
-                                  "by_dimensions": by_dim, "total": total}
         if per_instance:
             out["results"] = results
         typer.echo(json.dumps(out))
+        return
+    if markdown:
+        typer.echo(bp.markdown(by_class, "class") + "\n\n" + bp.markdown(by_dim, "dimensions") + "\n\n"
+                   + bp.markdown([total], "all"))
         return
     out_console = Console()
     if ref is None:

@@ -85,6 +85,8 @@ def try_bins(
     model = cp_model.CpModel()
     x: dict[tuple[int, int], Any] = {}
     for i in range(n):
+        if i % 16 == 0 and time.perf_counter() - t0 > time_limit:
+            return "unknown", None  # building the model alone used up the time
         if i in fixed:
             x[i, fixed[i]] = model.new_constant(1)
             continue
@@ -96,6 +98,8 @@ def try_bins(
     for i, b in x:
         per_bin[b].append(i)
     for b in range(k):
+        if time.perf_counter() - t0 > time_limit:
+            return "unknown", None
         for j in range(d):
             terms = [(x[i, b], int(si[i, j])) for i in per_bin[b] if si[i, j]]
             if terms and sum(c for _, c in terms) > ci[j]:
