@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,11 @@ def main(argv: list[str]) -> int:
     create_seconds = float(argv[7]) if len(argv) > 7 else 0.0
     if ack:
         Path(ack).touch()
+    t0 = time.perf_counter()
     res = worker_main(url, project, prefix, int(n), flavor, threads, None, ack, create_seconds)
-    print(f"acked={len(res.acked)} no_host={res.no_host} errors={len(res.errors)}")
+    dt = time.perf_counter() - t0
+    print(f"acked={len(res.acked)} no_host={res.no_host} errors={len(res.errors)} seconds={dt:.2f} "
+          f"creates_per_s={len(res.acked) / dt:.1f}")
     return 0 if not res.errors else 1
 
 
