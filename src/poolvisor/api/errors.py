@@ -83,6 +83,9 @@ def _validation_message(errs: list[dict[str, Any]]) -> str:
         return "invalid request"
     first = errs[0]
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+    if first.get("type") == "string_pattern_mismatch" and "[A-Za-z0-9._-]" in str(first.get("msg")):
+        first = {**first, "msg": "names are 1..63 letters, digits, '-', '_' or '.', starting with a letter "
+                 "or digit"}
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
     return f"{loc}: {first.get('msg', 'invalid')}{more}"
 
