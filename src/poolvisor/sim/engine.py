@@ -206,7 +206,7 @@ class Simulator:
         self.key = np.zeros(self.V, dtype=np.int64)
         self.in_mig = np.zeros(self.V, dtype=bool)
         self.next_key = 0
-        self.flights: list[tuple[int, int, int]] = []  # (vm, dst, key)
+        self.flights: dict[int, tuple[int, int, int]] = {}  # seq -> (vm, dst, key)
         self.heap: list[tuple[float, int, int, int, int]] = []
         self.seq = 0
         self.vm_hist = np.zeros((self.V, HISTORY))
@@ -344,7 +344,7 @@ class Simulator:
     # --- one allocation pass -----------------------------------------------------------
     def _allocate(self, req: np.ndarray) -> Allocation:
         if self.flights:
-            f = np.asarray(self.flights, dtype=np.int64)
+            f = np.asarray(list(self.flights.values()), dtype=np.int64)
             f_vm, f_dst, f_key = f[:, 0], f[:, 1], f[:, 2]
         else:
             f_vm = f_dst = f_key = np.zeros(0, dtype=np.int64)
@@ -450,8 +450,8 @@ class Simulator:
                 advance(tc, self._allocate(reqc))
                 self._remove_finished(reqc)
                 while self.heap and self.heap[0][0] == tc:
-                    _, _, _, vm, dst = heapq.heappop(self.heap)
-                    self._complete(vm, dst)
+                    _, _, seq, _, _ = heapq.heappop(self.heap)
+                    self._complete(seq)
                 self._remove_finished(reqc)
                 settle(self._allocate(reqc))
             if progress is not None:
@@ -490,7 +490,7 @@ class Simulator:
     def _start(self, plan: list[Migration], t: float) -> int:
         for m in plan:
             self.in_mig[m.vm] = True
-            self.flights.append((m.vm, m.dst, self.next_key))
+            self.flights[self.seq] = (m.vm, m.dst, self.next_key)
             self.next_key += 1
             delay = self.sc.vm_ram[m.vm] / self.mig_bw[m.dst]
             heapq.heappush(self.heap, (t + delay, PRIO_MIGRATION, self.seq, m.vm, m.dst))
@@ -501,17 +501,11 @@ class Simulator:
         self.migrations += len(plan)
         return len(plan)
 
-    def _complete(self, vm: int, dst: int) -> None:
-        for i, (fv, fd, _) in enumerate(self.flights):
-            if fv == vm and fd == dst:
-                del self.flights[i]
-                break
+    def _complete(self, seq: int) -> None:
+        vm, dst, _ = self.flights.pop(seq)
         self._append(vm, dst)
-        self.in_mig[vm] = any(fv == vm for fv, _, _ in self.flights)
-        if not self.compat:
-            return
         # CloudSim clears the flag at the first completion even if another copy is in flight
-        self.in_mig[vm] = False
+        self.in_mig[vm] = False if self.compat else any(f[0] == vm for f in self.flights.values())
 
     # --- metrics -------------------------------------------------------------------------
     def _result(

@@ -97,6 +97,15 @@ class _Planner:
         self.lists = [list(lst) for lst in view.lists]
         self.p_now = cfg.power.power(view.model, np.minimum(view.measured_u, 1.0))
         self.undo: list[tuple] = []
+        d = cfg.detector
+        self.linear = d.linear and view.hist.shape[1] >= d.regression_window
+        self.cheap_check = self.linear or not d.uses_history
+        if self.linear:
+            self.lr_m, self.lr_g = d.lr_parts(view.hist)
+            self.vm_m, self.vm_g = d.lr_parts(view.contrib)  # (T, V)
+        else:
+            self.lr_m = self.lr_g = np.zeros(0)
+            self.vm_m = self.vm_g = np.zeros((0, 0))
 
     # --- host statistics -------------------------------------------------------------
     def stats_of(self, h: int, lst: list[int]) -> None:
@@ -112,12 +121,20 @@ class _Planner:
             self.hist[h] = 0.0
             self.hlen[h] = 0
         self.max_ram[h] = max((v.ram[i] for i in lst), default=-np.inf)
+        if self.linear:
+            m, g = self.cfg.detector.lr_parts(self.hist[h])
+            self.lr_m[h], self.lr_g[h] = float(m), float(g)
 
     def overloaded(self, hs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = self.cfg.detector
         ru = self.req_sum[hs] / self.v.total[hs]
         if not d.uses_history:
             return d.overloaded(ru)
+        if self.linear and hs.size == 1:  # re-check of one host while VMs are being taken off it
+            over = d.lr_overloaded_from_parts(
+                self.lr_m[hs], self.lr_g[hs], self.hlen[hs], self.max_ram[hs] / self.v.mig_bw_mb_s, ru
+            )
+            return over, over.astype(np.intp)
         return d.overloaded(ru, self.hist[hs], self.hlen[hs], self.max_ram[hs] / self.v.mig_bw_mb_s)
 
     def over_after(self, vm: int, hs: np.ndarray) -> np.ndarray:
@@ -126,6 +143,17 @@ class _Planner:
         ru = (self.req_sum[hs] + v.req[vm]) / v.total[hs]
         if not d.uses_history:
             over = d.overloaded(ru)[0]
+        elif self.linear:
+            t = v.htype[hs]
+            hlen = np.maximum(self.hlen[hs], v.vm_hlen[vm])
+            mr = np.maximum(self.max_ram[hs], v.ram[vm])
+            over = d.lr_overloaded_from_parts(
+                self.lr_m[hs] + self.vm_m[t, vm],
+                self.lr_g[hs] + self.vm_g[t, vm],
+                hlen,
+                mr / v.mig_bw_mb_s,
+                ru,
+            )
         else:
             hist = self.hist[hs] + v.contrib[v.htype[hs], vm]
             hlen = np.maximum(self.hlen[hs], v.vm_hlen[vm])
@@ -147,14 +175,18 @@ class _Planner:
         if not c.size:
             return -1
         asum = self.alloc_sum[c]
-        ne = asum != 0
-        if ne.any():
+        if self.cheap_check:  # evaluate everywhere, keep where the host is non-empty
+            keep = ~(self.over_after(vm, c) & (asum != 0))
+        else:
+            ne = asum != 0
             keep = np.ones(c.size, dtype=bool)
-            keep[ne] = ~self.over_after(vm, c[ne])
+            if ne.any():
+                keep[ne] = ~self.over_after(vm, c[ne])
+        if not keep.all():
             c = c[keep]
-            asum = asum[keep]
             if not c.size:
                 return -1
+            asum = asum[keep]
         u = np.minimum((asum + r) / v.total[c], 1.0)
         after = self.cfg.power.power(v.model[c], u)
         if self.cfg.stale_power:
@@ -169,6 +201,8 @@ class _Planner:
         self.undo.append(
             (
                 h,
+                self.lr_m[h] if self.linear else 0.0,
+                self.lr_g[h] if self.linear else 0.0,
                 self.alloc_sum[h],
                 self.avail[h],
                 self.req_sum[h],
@@ -187,11 +221,16 @@ class _Planner:
         if v.hist.shape[1]:
             self.hist[h] += v.contrib[v.htype[h], vm]
             self.hlen[h] = max(self.hlen[h], v.vm_hlen[vm])
+            if self.linear:
+                self.lr_m[h] += self.vm_m[v.htype[h], vm]
+                self.lr_g[h] += self.vm_g[v.htype[h], vm]
         self.max_ram[h] = max(self.max_ram[h], v.ram[vm])
 
     def rollback(self, n: int) -> None:
         for _ in range(n):
-            h, a, av, rs, rf, hi, hl, mr = self.undo.pop()
+            h, lm, lg, a, av, rs, rf, hi, hl, mr = self.undo.pop()
+            if self.linear:
+                self.lr_m[h], self.lr_g[h] = lm, lg
             self.lists[h].pop()
             self.alloc_sum[h], self.avail[h], self.req_sum[h], self.ram_free[h] = a, av, rs, rf
             self.hist[h], self.hlen[h], self.max_ram[h] = hi, hl, mr

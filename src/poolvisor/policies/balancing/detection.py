@@ -9,6 +9,7 @@ commons-math3 arithmetic (``compat=True``) or use the textbook definitions (``co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -143,6 +144,38 @@ class Detector:
     @property
     def uses_history(self) -> bool:
         return self.kind != "thr"
+
+    @property
+    def linear(self) -> bool:
+        """True when the prediction is a linear functional of the history (OLS or fixed-weight WLS),
+        so that a host's prediction with one more VM is the sum of two precomputed parts."""
+        return self.kind == "lr" or (self.kind == "lrr" and self.compat)
+
+    @cached_property
+    def lr_basis(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(a, b, xbar, sxx) with history column j <-> x = w - j: mean = hist.a, slope = hist.b / sxx."""
+        w = self.regression_window
+        x = np.arange(w, 0, -1, dtype=np.float64)  # column 0 (newest) is x = w
+        wt = np.ones(w) if self.compat else tricube_weights(w)[::-1]
+        xbar = float((wt * x).sum() / wt.sum())
+        return wt / wt.sum(), wt * (x - xbar), xbar, float((wt * (x - xbar) ** 2).sum())
+
+    def lr_parts(self, hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two linear functionals (weighted mean, slope numerator) of the newest w values."""
+        a, b, _, _ = self.lr_basis
+        w = self.regression_window
+        h = hist[..., :w]
+        return h @ a, h @ b
+
+    def lr_overloaded_from_parts(
+        self, m: np.ndarray, g: np.ndarray, hlen: np.ndarray, mig_time_s: np.ndarray, req_util: np.ndarray
+    ) -> np.ndarray:
+        """Same decision as :meth:`overloaded` for LR from precomputed :meth:`lr_parts`."""
+        _, _, xbar, sxx = self.lr_basis
+        w = self.regression_window
+        steps = np.ceil(mig_time_s / self.interval_s)
+        pred = (m + g / sxx * (w + steps - xbar)) * self.param
+        return np.where(hlen >= w, pred >= 1, req_util > self.fallback)
 
     def overloaded(
         self,

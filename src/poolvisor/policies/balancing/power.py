@@ -39,21 +39,33 @@ class PowerTable:
         return tuple(idle_w + (max_w - idle_w) * i / 10 for i in range(11))
 
     def power(self, model: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Watts of hosts with model index ``model`` at utilization ``u`` (both arrays, same shape)."""
-        u = np.asarray(u, dtype=np.float64)
-        if u.size and (u.min() < 0 or u.max() > 1):
-            raise InvalidInputError("utilization outside [0, 1] for a power model")
+        """Watts of hosts with model index ``model`` at utilization ``u`` in [0, 1] (same shapes).
+
+        Hot path of the best-fit search: callers guarantee the range (see :meth:`checked_power`).
+        """
         u10 = u * 10
-        i1 = np.floor(u10).astype(np.intp)
+        i1 = u10.astype(np.intp)  # floor for u >= 0
         i2 = np.ceil(u10).astype(np.intp)
-        p1 = self.table[model, i1]
-        p2 = self.table[model, i2]
-        delta = (p2 - p1) / 10
+        base = model * 11
+        flat = self.flat
+        p1 = flat[base + i1]
+        delta = (flat[base + i2] - p1) / 10
         out = p1 + delta * (u - i1 / 10) * 100
         exact = np.fmod(u, 0.1) == 0
         if exact.any():
-            out = np.where(exact, self.table[model, (u10).astype(np.intp)], out)
+            out = np.where(exact, flat[base + i1], out)
         return out
+
+    @property
+    def flat(self) -> np.ndarray:
+        return self.table.ravel()
+
+    def checked_power(self, model: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """:meth:`power` with CloudSim's range check (a utilization outside [0, 1] is an error)."""
+        u = np.asarray(u, dtype=np.float64)
+        if u.size and (u.min() < 0 or u.max() > 1):
+            raise InvalidInputError("utilization outside [0, 1] for a power model")
+        return self.power(np.asarray(model), u)
 
     def max_power(self, model: np.ndarray) -> np.ndarray:
         return self.table[model, 10]
