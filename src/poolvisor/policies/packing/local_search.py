@@ -1,5 +1,7 @@
-"""Built-in improvement without a solver: bin-emptying tabu search (after the consistent neighborhood
-search of Buljubasic & Vasquez, C&OR 2016, simplified).
+"""Built-in improvement without a solver: to go from k to k-1 bins, empty one bin and re-pack its
+items with two tabu searches in turn: the penalty search of `overflow` (through overfull bins), and
+the bin-emptying search below (after the consistent neighborhood search of Buljubasic & Vasquez,
+C&OR 2016, simplified).
 
 To go from k to k-1 bins, empty one bin: its items become the unassigned set U. Then, repeatedly,
 insert an item u of U into a bin, ejecting at most two items of that bin so that u fits; the move
@@ -16,6 +18,7 @@ import time
 
 import numpy as np
 
+from poolvisor.policies.packing import overflow
 from poolvisor.policies.packing.feasibility import bin_loads
 from poolvisor.policies.packing.problem import relabel, tolerance
 
@@ -202,7 +205,13 @@ def improve(
         start = best.copy()
         start[start == victim] = -1
         start[start > victim] -= 1
-        found = search.pack_set(start, k - 1, deadline, iters_per_try)
+        # the penalty search (through overfull bins) first; then the bin-emptying search, which keeps
+        # every bin feasible and is stronger when items are large
+        now = time.perf_counter()
+        half = min(deadline, now + 0.5 * (deadline - now))
+        found = overflow.pack_k(items, capacity, start, k - 1, half, rng, 2 * iters_per_try)
+        if found is None:
+            found = search.pack_set(start, k - 1, deadline, iters_per_try)
         if found is not None:
             best, k, attempt = relabel(found), k - 1, 0
         else:
