@@ -207,7 +207,7 @@ class ClusterState:
     # ---- allocations (O(R) each) -------------------------------------------------------------
     def allocate(self, h: int, demand: np.ndarray, group: str | None = None, *, force: bool = False) -> None:
         """Add `demand` to host h; refuses to exceed capacity unless `force` (used to replay history)."""
-        if not force and np.any(self._allocated[:, h] + demand > self._capacity[:, h] + 1e-9):
+        if not force and (self._allocated[:, h] + demand > self._capacity[:, h] + 1e-9).any():
             raise ConflictError(f"host {self.names[h]!r} lacks capacity")
         self._allocated[:, h] += demand
         self._count[h] += 1
