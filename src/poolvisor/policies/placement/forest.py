@@ -76,8 +76,8 @@ class MaxForest:
     def first_at_least(self, t: int, thr: float) -> int:
         """Lowest leaf index in row t with value >= thr (the caller knows one exists)."""
         b = self.fanout
-        lo = int(np.argmax(self.l1[t] >= thr)) * b
-        return lo + int(np.argmax(self.l0[t, lo : lo + b] >= thr))
+        lo = int((self.l1[t] >= thr).argmax()) * b
+        return lo + int((self.l0[t, lo : lo + b] >= thr).argmax())
 
     def exclude(self, t: int, h: int) -> tuple[int, int, float, float]:
         """Set leaf h of row t to -inf; returns what `restore` needs to undo it exactly."""

@@ -1,22 +1,23 @@
-"""A placement index: the pipeline's best-fit (or worst-fit) choice in O(log H)-ish per request.
+"""A placement index: the pipeline's best-fit (or worst-fit) choice without scanning all hosts.
 
 Why it works: for a fixed demand vector, a host's best-fit score and its pass/fail on the
 host-local filters (state, capacity, labels, pool, max workloads) depend only on that host's own
 columns. So each *placement class* (demand vector + label constraints + pool) gets one row of a
-max-forest (`forest.MaxForest`) whose leaf h is h's raw score, or -inf when a host-local filter
-rejects h. An allocation or release on host h changes leaf h in every row: O(rows + log H)
-numpy work, done lazily before the next query (ClusterState notifies the index of changed hosts).
+max-forest (`forest.MaxForest`, two levels of ~sqrt(H)) whose leaf h is h's raw score, or -inf
+when a host-local filter rejects h. An allocation or release on host h changes leaf h in every
+row; ClusterState notifies the index, which refreshes that leaf in all rows at once (about 15
+numpy calls, independent of H and of the number of classes) before the next query.
 
 Exactness: the pipeline normalizes scores min-max over the candidates, which can fold values a
 few ulps below the maximum onto it, and maps a near-constant score vector to zeros (then the
 lowest candidate wins). The index therefore looks for the first leaf within `delta` of the root
-maximum, with `delta` far above any such rounding (1e-9 relative to the largest score magnitude
-ever stored in the row), and accepts it only if its value *is* the maximum; a near-tie falls back
-to an exact scan of the row. Request-level filters (anti-affinity, domain spread) are applied to
-the pick: a rejected host is excluded from the row temporarily and the row re-queried, a few times
-at most before the exact row scan. Whatever the index cannot express (other scorers, plug-in
-filters, soft groups with members, hard affinity with members, odd demands, classes seen once)
-goes to `scan.choose`, which runs the pipeline's own filters and scorers.
+maximum, with `delta` = 1e-9 * max(1, |max|, |lowest score seen in the row|), far above any such
+rounding, and accepts it only if its value *is* the maximum; a near-tie goes to an exact scan of
+the row. Request-level filters (anti-affinity, domain spread) are applied to the pick: a rejected
+host is excluded from the row temporarily and the row re-queried (past a few, all rejected hosts
+are excluded at once). Whatever the index cannot express (other scorers, plug-in filters, soft
+groups with members, hard affinity with members, odd demands, classes seen once) goes to
+`scan.choose`, which runs the pipeline's own filters and scorers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ REQUEST_FILTERS = frozenset({"affinity", "domain-spread"})
 PRIMARY_SCORERS = {"best-fit": 1.0, "worst-fit": -1.0}  # leaf = sign * mean post-placement fraction
 NEUTRAL_SCORERS = frozenset({"soft-affinity"})  # zero unless the request names a soft group
 NEAR_TIE = 1e-9
+_UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,16 @@ class PlacementIndex:
         self._demanded = np.zeros((cap, r), dtype=bool)
         self._count = np.ones(cap)  # demanded resources per class
         self._mask_t = np.ones((n, cap), dtype=bool)  # labels & pool, host-major: one row per host
-        self._absmax = np.zeros(cap)  # largest |score| ever stored in a row (bounds the rounding)
+        self._low = np.zeros(cap)  # lowest score ever computed for a row: with the root, bounds hi - lo
         self._negs = np.full(cap, NEG)
-        self._allpos: np.ndarray = np.asarray((st.capacity > 0).all(axis=0), dtype=bool)
+        # hosts grouped by which resources they have (capacity > 0): the scorer's valid rows
+        patterns, pid = np.unique(st.capacity.T > 0, axis=0, return_inverse=True)
+        self._patterns: np.ndarray = patterns.reshape(-1, r)
+        self._pattern_of: np.ndarray = pid.reshape(-1)
+        self._pattern_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # host-major copies of the (static) capacities: one contiguous row per host
+        self._cap_t = np.ascontiguousarray(st.capacity.T)
+        self._safe_t = np.where(self._cap_t > 0, self._cap_t, 1.0)
         self._n = n
         self._gen = st.generation
         self._dirty = []
@@ -151,12 +160,12 @@ class PlacementIndex:
         self.forest.grow_rows(new)
         self._demand, self._tol = grow(self._demand, 0.0), grow(self._tol, NEG)
         self._demanded, self._count = grow(self._demanded, False), grow(self._count, 1.0)
-        self._absmax, self._negs = grow(self._absmax, 0.0), grow(self._negs, NEG)
+        self._low, self._negs = grow(self._low, 0.0), grow(self._negs, NEG)
         self._mask_t = grow(self._mask_t.T, True).T.copy()
 
     # ---- leaves ----------------------------------------------------------------------------------
     def _leaves(self, rows: slice | np.ndarray, hosts: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, k) leaf values for the given hosts, and each row's largest |score| among them.
+        """(rows, k) leaf values for the given hosts, and each row's lowest score among them.
 
         Mirrors the best-fit scorer operation by operation (same float results) and the host-local
         filters (same comparisons), for any capacities."""
@@ -173,40 +182,46 @@ class PlacementIndex:
         if self._check_capacity:
             ok = ok & ((cap - alloc)[None] >= tol[:, :, None]).all(axis=1)
         if self._check_state:
-            ok = ok & (st.state[hosts] == HostState.UP)[None]
+            ok = ok & (st.state[hosts] == _UP)[None]
         if self._check_count:
             lim = st.max_workloads[hosts]
             ok = ok & ~((lim > 0) & (st.workload_count[hosts] >= lim))[None]
-        absmax = np.abs(score).max(axis=1) if score.shape[1] else np.zeros(score.shape[0])
-        return np.where(ok, score, NEG), absmax
+        low = np.fmin.reduce(score, axis=1) if score.shape[1] else np.zeros(score.shape[0])
+        return np.where(ok, score, NEG), low
+
+    def _pattern_rows(self, p: int) -> tuple[np.ndarray, np.ndarray]:
+        """For hosts of capacity pattern p: each class's scored resources and their count."""
+        got = self._pattern_cache.get(p)
+        if got is None:
+            valid = self._demanded & self._patterns[p][None, :]
+            got = self._pattern_cache[p] = (valid, np.maximum(valid.sum(axis=1), 1).astype(np.float64))
+        return got
 
     def _update_host(self, h: int) -> None:
-        """Refresh leaf h in every row: the hot path after each allocation (a dozen numpy calls)."""
+        """Refresh leaf h in every row: the hot path after each allocation (about 15 numpy calls)."""
         st, rows = self.state, self._rows
-        if (self._check_state and st.state[h] != HostState.UP) or (
-            self._check_count and 0 < st.max_workloads[h] <= st.workload_count[h]
+        # the private arrays: one indexing step instead of a property view plus one
+        if (self._check_state and st._state[h] != _UP) or (
+            self._check_count and 0 < st._max_count[h] <= st._count[h]
         ):
             self.forest.set_host(h, self._negs[:rows], rows)
             return
-        if not self._allpos[h]:
-            vals, absmax = self._leaves(slice(0, rows), np.array([h]))
-            np.maximum(self._absmax[:rows], absmax, out=self._absmax[:rows])
-            self.forest.set_host(h, vals[:, 0], rows)
-            return
-        c, a = st.capacity[:, h], st.allocated[:, h]
-        frac = (a + self._demand[:rows]) / c
-        total = np.cumsum(np.where(self._demanded[:rows], frac, 0.0), axis=1)[:, -1]
-        score = self.plan.sign * (total / self._count[:rows])
+        valid, count = self._pattern_rows(int(self._pattern_of[h]))
+        a = st._allocated[:, h]
+        frac = (a + self._demand[:rows]) / self._safe_t[h]
+        score = np.where(valid[:rows], frac, 0.0).cumsum(axis=1)[:, -1] / count[:rows]  # sequential sum
+        if self.plan.sign < 0:
+            score = -score
         ok = self._mask_t[h, :rows]
         if self._check_capacity:
-            ok = ok & ((c - a) >= self._tol[:rows]).all(axis=1)
-        np.maximum(self._absmax[:rows], np.abs(score), out=self._absmax[:rows])
+            ok = ok & ((self._cap_t[h] - a) >= self._tol[:rows]).all(axis=1)
+        np.fmin(self._low[:rows], score, out=self._low[:rows])
         self.forest.set_host(h, np.where(ok, score, NEG), rows)
 
     def _build_row(self, t: int) -> None:
-        vals, absmax = self._leaves(np.array([t]), slice(0, self._n))
+        vals, low = self._leaves(np.array([t]), slice(0, self._n))
         self.forest.set_row(t, vals[0])
-        self._absmax[t] = absmax[0]
+        self._low[t] = low[0]
 
     def sync(self) -> None:
         """Bring every row up to date with the state (point updates, or a rebuild when needed)."""
@@ -229,8 +244,8 @@ class PlacementIndex:
                 self._update_host(dirty[0])
             else:
                 hs = np.unique(np.asarray(dirty, dtype=np.int64))
-                vals, absmax = self._leaves(slice(0, rows), hs)
-                np.maximum(self._absmax[:rows], absmax, out=self._absmax[:rows])
+                vals, low = self._leaves(slice(0, rows), hs)
+                np.fmin(self._low[:rows], low, out=self._low[:rows])
                 self.forest.set_hosts(hs, vals, rows)
         dirty.clear()
 
@@ -293,6 +308,7 @@ class PlacementIndex:
         self._tol[t] = np.where(d > 0, d - 1e-9, NEG)
         self._count[t] = max(1, int(np.count_nonzero(d > 0)))
         self._mask_t[:, t] = self._host_mask(req)
+        self._pattern_cache.clear()
         self._build_row(t)
         self.stats["classes"] += 1
         return t
@@ -363,7 +379,8 @@ class PlacementIndex:
             return -1
         if hi != hi:  # NaN score somewhere: let the exact scan decide
             return -2
-        delta = NEAR_TIE * max(1.0, float(self._absmax[t]))
+        # the normalization can round values within ~4 ulp * (hi - lo) of hi onto hi; lo >= low
+        delta = NEAR_TIE * max(1.0, abs(hi), abs(float(self._low[t])))
         h = forest.first_at_least(t, hi - delta)
         if forest.l0[t, h] != hi:
             return -2  # a near-tie below the maximum: normalization decides
