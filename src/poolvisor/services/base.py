@@ -114,7 +114,9 @@ class ServiceBase:
         rows = list(rows)
         if not rows:
             return []
-        projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
+        project_ids = {w.project_id for w in rows}
+        projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)
+                                  .where(ProjectRow.id.in_(project_ids))).all())
         host_ids = {w.host_id for w in rows if w.host_id is not None}
         hosts = dict(s.execute(select(HostRow.id, HostRow.name).where(HostRow.id.in_(host_ids)))
                      .all())

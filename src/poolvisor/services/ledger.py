@@ -7,14 +7,17 @@ Every change to a host's allocations goes through here so that `host_resources.a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Float, case, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.services.base import Stale
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, WorkloadRow
 
 EPS = 1e-9
+# the session holds no ORM copies of these rows worth synchronizing: skip that per-statement work
+_NO_SYNC: dict[str, Any] = {"execution_options": {"synchronize_session": False}}
 
 
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
@@ -29,40 +32,50 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
                               (HostRow.max_workloads == 0) | (HostRow.workloads < HostRow.max_workloads))
     if generation is not None:
         q = q.where(HostRow.generation == generation)
-    r = s.execute(q.values(generation=HostRow.generation + 1, workloads=HostRow.workloads + 1))
+    r = s.execute(q.values(generation=HostRow.generation + 1, workloads=HostRow.workloads + 1), **_NO_SYNC)
     if r.rowcount != 1:  # type: ignore[attr-defined]
         raise Stale()
-    for resource, amount in demand.items():
-        if amount <= 0:
-            continue
-        r = s.execute(
-            update(HostResourceRow)
-            .where(HostResourceRow.host_id == host_id, HostResourceRow.resource == resource,
-                   HostResourceRow.allocated + amount
-                   <= HostResourceRow.capacity * HostResourceRow.overcommit + EPS)
-            .values(allocated=HostResourceRow.allocated + amount)
-        )
-        if r.rowcount != 1:  # type: ignore[attr-defined]
-            raise Stale()
-        s.add(AllocationRow(workload_id=workload_id, host_id=host_id, resource=resource, amount=amount))
+    amounts = {res: float(a) for res, a in demand.items() if a > 0}
+    if not amounts:
+        return
+    delta = _per_resource(amounts)
+    r = s.execute(
+        update(HostResourceRow)
+        .where(HostResourceRow.host_id == host_id, HostResourceRow.resource.in_(list(amounts)),
+               HostResourceRow.allocated + delta
+               <= HostResourceRow.capacity * HostResourceRow.overcommit + EPS)
+        .values(allocated=HostResourceRow.allocated + delta), **_NO_SYNC,
+    )
+    if r.rowcount != len(amounts):  # type: ignore[attr-defined]
+        raise Stale()  # a resource the host lacks, or not enough of it
+    s.execute(insert(AllocationRow), [{"workload_id": workload_id, "host_id": host_id, "resource": res,
+                                       "amount": a} for res, a in amounts.items()])
 
 
 def release(s: Session, w: WorkloadRow) -> None:
     """Give back everything the workload holds (on whatever hosts the ledger says) and detach it."""
-    rows = s.scalars(select(AllocationRow).where(AllocationRow.workload_id == w.id)).all()
-    hosts = {a.host_id for a in rows} | ({w.host_id} if w.host_id is not None else set())
-    for a in rows:
-        s.execute(
-            update(HostResourceRow)
-            .where(HostResourceRow.host_id == a.host_id, HostResourceRow.resource == a.resource)
-            .values(allocated=HostResourceRow.allocated - a.amount)
-        )
-    s.execute(delete(AllocationRow).where(AllocationRow.workload_id == w.id))
+    rows = s.execute(select(AllocationRow.host_id, AllocationRow.resource, AllocationRow.amount)
+                     .where(AllocationRow.workload_id == w.id)).all()
+    by_host: dict[int, dict[str, float]] = {}
+    for host_id, resource, amount in rows:
+        by_host.setdefault(host_id, {})[resource] = amount
+    for host_id, amounts in by_host.items():
+        s.execute(update(HostResourceRow)
+                  .where(HostResourceRow.host_id == host_id, HostResourceRow.resource.in_(list(amounts)))
+                  .values(allocated=HostResourceRow.allocated - _per_resource(amounts)), **_NO_SYNC)
+    s.execute(delete(AllocationRow).where(AllocationRow.workload_id == w.id), **_NO_SYNC)
+    hosts = set(by_host) | ({w.host_id} if w.host_id is not None else set())
     for h in hosts:
         s.execute(update(HostRow).where(HostRow.id == h).values(
-            generation=HostRow.generation + 1, workloads=HostRow.workloads - 1))
+            generation=HostRow.generation + 1, workloads=HostRow.workloads - 1), **_NO_SYNC)
     w.host_id = None
 
 
 def bump(s: Session, host_id: int) -> None:
-    s.execute(update(HostRow).where(HostRow.id == host_id).values(generation=HostRow.generation + 1))
+    s.execute(update(HostRow).where(HostRow.id == host_id).values(generation=HostRow.generation + 1),
+              **_NO_SYNC)
+
+
+def _per_resource(amounts: Mapping[str, float]) -> Any:
+    """CASE resource WHEN 'vcpu' THEN 2 ... END: one UPDATE covers every resource of a host."""
+    return case(*((HostResourceRow.resource == r, literal(a, Float)) for r, a in amounts.items()), else_=0.0)
