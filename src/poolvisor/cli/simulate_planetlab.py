@@ -1,0 +1,98 @@
+"""`poolvisor simulate planetlab DIR`: dynamic consolidation on a PlanetLab day (CloudSim scenario)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from poolvisor.sim.result import SimResult
+
+_ROWS = (
+    ("energy_kwh", "energy (kWh)", "{:.2f}"),
+    ("migrations", "migrations", "{:,}"),
+    ("slatah", "SLATAH", "{:.4%}"),
+    ("pdm", "PDM", "{:.4%}"),
+    ("slav", "SLAV", "{:.6%}"),
+    ("esv", "ESV", "{:.6f}"),
+    ("sla_overall", "overall SLA violation", "{:.4%}"),
+    ("host_shutdowns", "host shutdowns", "{:,}"),
+    ("hosts", "hosts", "{:,}"),
+    ("vms", "VMs", "{:,}"),
+    ("wall_s", "wall time (s)", "{:.2f}"),
+)
+
+
+def _table(res: SimResult) -> Table:
+    mode = res.compat or "default"
+    table = Table(title=f"{res.trace}: {res.label} ({mode} mode)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label, fmt in _ROWS:
+        if key in res.metrics:
+            table.add_row(label, fmt.format(res.metrics[key]))
+    if res.rules:
+        table.add_row("migrations by rule", ", ".join(f"{k}: {v:,}" for k, v in sorted(res.rules.items())))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("planetlab")
+    def planetlab(
+        directory: Path = typer.Argument(..., help="A PlanetLab day: one file of 288 CPU percentages per VM"),
+        policy: str = typer.Option(
+            "lr-mmt",
+            "--policy",
+            "-p",
+            help="npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs> (e.g. thr-mmt, lr-mmt)",
+        ),
+        param: float | None = typer.Option(
+            None,
+            "--param",
+            help="Threshold (thr) or safety parameter (iqr, mad, lr, lrr); default per policy",
+        ),
+        compat: str | None = typer.Option(
+            None,
+            "--compat",
+            help="'cloudsim': reproduce CloudSim 3.0.3 bug for bug (default: corrected model)",
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed for random VM selection (rs)"),
+        hosts: int = typer.Option(800, "--hosts", min=1, help="Number of hosts (CloudSim scenario: 800)"),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
+        report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report"),
+    ) -> None:
+        """Replay a PlanetLab day under a consolidation policy and print energy, SLA and migrations."""
+        from poolvisor.sim.planetlab import simulate_planetlab
+
+        if as_json:
+            res = simulate_planetlab(directory, policy, param, compat, seed=seed, hosts=hosts)
+        else:
+            cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*cols, console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task(f"{directory.name}: {policy}", total=None)
+
+                def tick(step: int, total: int) -> None:
+                    bar.update(task, completed=step, total=total)
+
+                res = simulate_planetlab(
+                    directory, policy, param, compat, seed=seed, progress=tick, hosts=hosts
+                )
+        written: Path | None = None
+        if report is not None:
+            from poolvisor.sim.report import write_simulation_report
+
+            written = write_simulation_report(res, report)
+        if as_json:
+            out = res.to_dict(series=False)
+            if written is not None:
+                out["report"] = str(written)
+            typer.echo(json.dumps(out))
+            return
+        con = Console()
+        con.print(_table(res))
+        if written is not None:
+            con.print(f"report written to {written}")
