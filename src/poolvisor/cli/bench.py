@@ -76,3 +76,45 @@ def packing(
     out_console.print(bp.render(by_class, "class", f"{algo}, {time_limit:g} s/instance, by class"))
     out_console.print(bp.render(by_dim, "dimensions", "by dimensions"))
     out_console.print(bp.render([total], "all", "all instances"))
+
+
+@app.command("simulate")
+def simulate(
+    trace_dir: str = typer.Argument(
+        "", help="PlanetLab day directory (default: the shared data's 20110303, or $POOLVISOR_SHARED_DATA)"
+    ),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="runs; the best wall time is reported"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """One PlanetLab day, LR-MMT-1.2, CloudSim-compatible mode: wall time and speed-up over CloudSim."""
+    import json
+    import os
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from poolvisor.bench import simulate as bs
+
+    if not trace_dir:
+        here = Path(__file__).resolve().parents[4] / "shared" / "data"
+        shared = Path(os.environ.get("POOLVISOR_SHARED_DATA", here))
+        trace_dir = str(shared / "planetlab" / "20110303")
+    out = bs.run(trace_dir, repeat=repeat)
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    table = Table(title=f"simulate: {out['policy']} on {Path(out['trace']).name} (compat cloudsim)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("hosts / VMs", f"{out['hosts']} / {out['vms']}")
+    table.add_row("migrations", f"{out['migrations']:,}")
+    table.add_row("energy (kWh)", f"{out['energy_kwh']:.2f}")
+    table.add_row(f"wall time, best of {out['runs']} (s)", f"{out['wall_s']:.2f}")
+    table.add_row("CPU time (s)", f"{out['cpu_s']:.2f}")
+    table.add_row("CloudSim, idle machine (s)", f"{out['cloudsim_idle_wall_s']:.1f}")
+    table.add_row("speed-up vs idle CloudSim", f"{out['speedup_vs_idle']:.1f}x")
+    if out["cloudsim_wall_s"]:
+        table.add_row("CloudSim, reference CSV run (s)", f"{out['cloudsim_wall_s']:.1f}")
+        table.add_row("speed-up vs that run", f"{out['speedup_vs_reference_csv']:.1f}x")
+    Console().print(table)
