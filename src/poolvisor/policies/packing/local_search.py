@@ -80,9 +80,14 @@ class _Search:
         """(u, ejected items, bin) with the lightest greedy set of items whose removal lets u fit."""
         s, w, cap = self.s, self.w, self.cap
         best: tuple[float, int, list[int], int] | None = None
-        for uu in unassigned:
+        rng = self.rng
+        for uu in unassigned[np.argsort(-w[unassigned], kind="stable")][:4]:  # bounded: largest few u
             allowed = np.flatnonzero(tabu[uu] < it)
-            for b in allowed if allowed.size else range(load.shape[0]):  # all tabu: aspiration
+            if allowed.size == 0:  # all tabu: aspiration
+                allowed = np.arange(load.shape[0])
+            if allowed.size > 32:
+                allowed = rng.choice(allowed, 32, replace=False)
+            for b in allowed:
                 excess = load[b] + s[uu] - cap
                 members = slots.m[b][slots.m[b] >= 0]
                 chosen: list[int] = []

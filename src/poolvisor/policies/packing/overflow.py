@@ -65,14 +65,15 @@ def pack_k(
         d_rel = (new_src - old_src)[:, None] + new_dst - base[None, :]
         d_rel[np.arange(movers.size), src] = np.inf
         d_rel = np.where(tabu[movers] >= it, np.inf, d_rel)
-        # swaps with any item j in another bin: (m, n)
-        bj = a
-        diff = s[None, :, :] - s[movers][:, None, :]  # s_j - s_i
+        # swaps with an item j in another bin: (m, n'), a random subset of j when n is large
+        js = idx if n <= 2000 else rng.choice(n, 2000, replace=False)
+        bj = a[js]
+        diff = s[js][None, :, :] - s[movers][:, None, :]  # s_j - s_i
         new_a = _excess(load[src][:, None, :] + diff, cap)
         new_b = _excess(load[bj][None, :, :] - diff, cap)
         d_swp = new_a - old_src[:, None] + new_b - base[bj][None, :]
         same = bj[None, :] == src[:, None]
-        t_block = (tabu[movers][:, bj] >= it) | (tabu[idx[None, :], src[:, None]] >= it)
+        t_block = (tabu[movers][:, bj] >= it) | (tabu[js[None, :], src[:, None]] >= it)
         d_swp = np.where(same | t_block, np.inf, d_swp)
         noise = 1e-9
         d_rel = d_rel + rng.random(d_rel.shape) * noise
@@ -92,8 +93,8 @@ def pack_k(
             a[i] = b
             tabu[i, src_b] = it + tenure + int(rng.integers(0, 3))
         else:
-            mi, j = divmod(r2, n)
-            i = int(movers[mi])
+            mi, jj = divmod(r2, js.size)
+            i, j = int(movers[mi]), int(js[jj])
             ba, bb = int(a[i]), int(a[j])
             load[ba] += s[j] - s[i]
             load[bb] += s[i] - s[j]

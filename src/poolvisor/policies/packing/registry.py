@@ -34,6 +34,7 @@ for _s in ("dot", "l2"):
     HEURISTICS[f"bc-{_s}-dyn"] = partial(bin_centric, score=_s, dynamic=True)
 
 CPSAT_MAX_VARS = 20_000
+LS_MAX_CELLS = 4_000_000
 IMPROVERS = ("local-search", "cpsat", "best", "heuristics")
 DESCRIPTIONS = {
     "ff": "first fit, input order",
@@ -50,17 +51,16 @@ def algorithms() -> list[str]:
 
 def portfolio(items: np.ndarray, capacity: np.ndarray, lb: int, deadline: float = np.inf,
               ) -> tuple[str, np.ndarray]:
-    """Run the heuristics (strongest first), stop early at the lower bound or, after the first four,
-    at the deadline; (name, assignment) of the best."""
+    """Run the heuristics (a cheap one, then the strongest), stop early at the lower bound or at the
+    deadline (after at least one); (name, assignment) of the best."""
     best_name, best, best_k = "", np.zeros(0, dtype=np.int64), np.inf
-    k_run = 0
-    for name in ("bfd-dyn", "bc-dot-dyn", "bc-l2-dyn", "ffd-l1", "bfd-l2", "bfd-avg", "bc-dot", "bc-l2",
-                 "ffd-linf", "ffd-l2", "ffd-avg", "ffd-dyn", "bfd-l1", "bfd-linf", "ff"):
+    for name in ("ffd-l2", "bfd-dyn", "bc-dot-dyn", "bc-l2-dyn", "ffd-l1", "bfd-l2", "bfd-avg", "bc-dot",
+                 "bc-l2", "ffd-linf", "ffd-avg", "ffd-dyn", "bfd-l1", "bfd-linf", "ff"):
         a = HEURISTICS[name](items, capacity)
         k = bin_count(a)
         if k < best_k:
             best_name, best, best_k = name, a, k
-        if best_k <= lb or (k_run := k_run + 1) >= 4 and time.perf_counter() > deadline:
+        if best_k <= lb or time.perf_counter() > deadline:
             break
     return best_name, best
 
@@ -101,6 +101,9 @@ def solve(
         )
         if algo == "best" and not cpsat.available():
             trace.append("cpsat skipped: OR-Tools not installed (pip install 'poolvisor[solver]')")
+        if run_ls and s.shape[0] * bin_count(a) > LS_MAX_CELLS:
+            run_ls = False  # its tabu memory is (items x bins)
+            trace.append(f"local-search skipped: more than {LS_MAX_CELLS} item-bin pairs")
         if run_ls and bin_count(a) > lb and left > 0:
             k0 = bin_count(a)
             a = local_search.improve(s, c, a, lb, left * (0.5 if run_cp else 1.0), seed=seed)
