@@ -167,3 +167,27 @@ def test_openapi_declares_every_error(client: Any) -> None:
             if method in ("post", "put", "delete") and path.startswith("/v1") and "workloads" not in path \
                     and path != "/v1/tokens":
                 assert "403" in codes, (method, path)
+
+
+def test_unavailable_backend_is_503(client: Any, admin: dict[str, str], svc: Services,
+                                    monkeypatch: Any) -> None:
+    from poolvisor.domain.errors import UnavailableError
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise UnavailableError("database unreachable: connection refused")
+
+    monkeypatch.setattr(svc, "list_hosts", down)
+    r = client.get("/v1/hosts", headers=admin)
+    assert r.status_code == 503
+    assert r.json() == {"error": "unavailable", "message": "database unreachable: connection refused",
+                        "detail": None}
+
+
+def test_unexpected_exception_is_a_500_error_body_not_a_crash(client: Any, admin: dict[str, str],
+                                                              svc: Services, monkeypatch: Any) -> None:
+    def bug(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(svc, "list_pools", bug)
+    r = client.get("/v1/pools", headers=admin)
+    assert r.status_code == 500 and r.json()["error"] == "internal" and "boom" not in r.text

@@ -92,7 +92,11 @@ def serve(
         raise fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
                    f"got {log_level!r}")
     sock = _listen(host, port)
-    svc = open_services(db)
+    try:
+        svc = open_services(db)
+    except BaseException:
+        sock.close()
+        raise
     try:
         if demo is not None:
             svc.seed_demo(demo)
