@@ -126,3 +126,23 @@ def test_solve_without_solver_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(UnavailableError, match="solver"):
         solve(items, cap, "cpsat")
+
+
+def test_overflow_search_packs_a_perfect_instance() -> None:
+    from poolvisor.policies.packing import overflow
+
+    rng = np.random.default_rng(5)
+    cap = np.array([100.0, 100.0, 100.0])
+    parts = []
+    for _ in range(10):  # 10 bins, each filled exactly by 4 items
+        cuts = np.sort(rng.integers(1, 100, size=(3, 3)), axis=1)
+        pieces = np.diff(np.concatenate([np.zeros((3, 1)), cuts, np.full((3, 1), 100.0)], axis=1), axis=1)
+        parts += list(pieces.T)
+    items = np.floor(np.array(parts) * 0.96)[rng.permutation(40)]  # 10 bins, each 96% full at most
+    ffd = HEURISTICS["ffd-l1"](items, cap)
+    assert bin_count(ffd) > 10
+    start = np.where(ffd < 10, ffd, -1)  # keep 10 bins, the other items are to be placed
+    found = overflow.pack_k(items, cap, start, 10, deadline=float("inf"), rng=np.random.default_rng(0),
+                            max_iters=5000)
+    assert found is not None
+    assert check_assignment(items, cap, found) == 10
