@@ -29,8 +29,9 @@ def simulate_planetlab(
     """Run the 800-host PlanetLab scenario; ``progress(step, total)`` is called once per epoch.
 
     ``compat="cloudsim"`` reproduces CloudSim 3.0.3 rule for rule; ``None`` uses the corrected
-    definitions (docs/simulator.md lists the differences). ``record=True`` keeps the migration and
-    energy-frame traces on the returned result (``result.trace_*`` attributes) for debugging.
+    definitions (docs/simulator.md lists the differences). ``record=True`` keeps the step-level
+    record in ``result.debug``: ``initial_hosts``, ``migrations`` as (t, vm, src, dst) and
+    ``energy_frames`` as (t, Ws).
     """
     if compat not in (None, *COMPAT_MODES):
         raise InvalidInputError(f"unknown compat mode {compat!r} (use {', '.join(COMPAT_MODES)})")
@@ -40,7 +41,7 @@ def simulate_planetlab(
     sim = Simulator(sc, spec, compat=compat == "cloudsim", seed=seed, record=record)
     res = sim.run(progress)
     if record:
-        res.trace_migrations = sim.trace_migrations  # type: ignore[attr-defined]
-        res.trace_frames = sim.trace_frames  # type: ignore[attr-defined]
-        res.initial_hosts = sim.initial_hosts  # type: ignore[attr-defined]
+        res.debug.update(
+            initial_hosts=sim.initial_hosts, migrations=sim.trace_migrations, energy_frames=sim.trace_frames
+        )
     return res

@@ -50,6 +50,8 @@ class SimResult:
     sla_violation: np.ndarray = field(default_factory=lambda: np.zeros(0))
     migrations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     rules: dict[str, int] = field(default_factory=dict)
+    #: optional step-level record (initial placement, migrations, energy frames); not serialized
+    debug: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:

@@ -105,21 +105,22 @@ def wls(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ym - slope * xm, slope
 
 
-def robust_wls(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tricube fit, then one bisquare re-weighting on the residuals (Cleveland's robust loess step)."""
+def robust_wls(y: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Tricube fit re-weighted by bisquare weights of the residuals (Cleveland's robust loess)."""
     n = y.shape[1]
     w = tricube_weights(n)
     b0, b1 = wls(y, w)
     x = np.arange(1, n + 1, dtype=np.float64)
-    r = y - (b0[:, None] + b1[:, None] * x[None, :])
-    s6 = 6 * np.median(np.abs(r), axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.where(s6[:, None] > 0, r / s6[:, None], 0.0)
-    bis = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
-    w2 = w[None, :] * bis
-    ok = w2.sum(axis=1) > 0
-    b0r, b1r = wls(np.where(ok[:, None], y, 0.0), np.where(ok[:, None], w2, 1.0))
-    return np.where(ok, b0r, b0), np.where(ok, b1r, b1)
+    for _ in range(iterations):
+        r = y - (b0[:, None] + b1[:, None] * x[None, :])
+        s6 = 6 * np.median(np.abs(r), axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = np.where(s6[:, None] > 0, r / s6[:, None], 0.0)
+        w2 = w[None, :] * np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
+        ok = (w2 > 0).sum(axis=1) >= 2
+        b0r, b1r = wls(np.where(ok[:, None], y, 0.0), np.where(ok[:, None], w2, 1.0))
+        b0, b1 = np.where(ok, b0r, b0), np.where(ok, b1r, b1)
+    return b0, b1
 
 
 @dataclass(frozen=True)
