@@ -214,4 +214,4 @@ def test_forest_first_at_least_and_exclusions_match_brute_force() -> None:
         f.restore_many(many)
         f.restore(saved)
         assert f.top(0) == vals[0].max() and f.top(1) == vals[1].max()
-        assert np.array_equal(f.l0[:, :n], vals)
+        assert np.array_equal(np.stack([f.row(0), f.row(1)]), vals)

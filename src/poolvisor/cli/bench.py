@@ -118,3 +118,38 @@ def simulate(
         table.add_row("CloudSim, reference CSV run (s)", f"{out['cloudsim_wall_s']:.1f}")
         table.add_row("speed-up vs that run", f"{out['speedup_vs_reference_csv']:.1f}x")
     Console().print(table)
+
+
+@app.command("placement")
+def placement(
+    hosts: int = typer.Option(100_000, "--hosts", help="hosts in the synthetic cluster"),
+    requests: int = typer.Option(100_000, "--requests", help="requests placed one after another"),
+    seed: int = typer.Option(1, "--seed", help="random seed (cluster, requests)"),
+    churn: float = typer.Option(0.0, "--churn", help="probability of releasing an earlier placement first"),
+    verify: int = typer.Option(200, "--verify", help="extra requests checked against pipeline.place"),
+    floor_requests: int = typer.Option(2000, "--floor-requests", help="requests timed for the scan floor"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Sequential placements through the full filter+scorer policy (indexed), vs a bare scan floor."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from poolvisor.bench import placement as bp
+    from poolvisor.cli.errors import fail
+
+    if not 1 <= hosts <= 10_000_000 or not 1 <= requests <= 100_000_000:
+        raise fail("--hosts must be in 1..10,000,000 and --requests in 1..100,000,000")
+    if not 0.0 <= churn < 1.0 or verify < 0 or floor_requests < 1:
+        raise fail("--churn must be in [0, 1), --verify >= 0, --floor-requests >= 1")
+    cfg = bp.BenchConfig(hosts, requests, seed, churn, verify, floor_requests)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), disable=as_json) as prog:
+        task = prog.add_task("building cluster", total=requests)
+        res = bp.run(cfg, progress=lambda stage, done, total: prog.update(task, description=stage,
+                                                                          completed=done, total=total))
+    if as_json:
+        typer.echo(json.dumps(res))
+        return
+    Console().print(bp.render(res))

@@ -1,12 +1,13 @@
 """Stacked two-level max trees over hosts, one row per placement class, array-backed.
 
-Level 0 holds one value per host (-inf = not a candidate); level 1 holds the max of each block of
-`fanout` leaves, and the root is the max of level 1. This is a B-tree of height 2 with B ~ sqrt(H):
-at 100k hosts each operation touches two runs of ~320 contiguous floats, which numpy does in a
-few calls. With per-call overhead (~1-2 us) dominating the arithmetic, depth 2 is cheaper than a
-binary tree's 17 levels. All rows share the layout, so refreshing host h in every row is two numpy
-calls whatever the number of rows. "First leaf >= thr" gives the lowest-index argmax that the
-placement pipeline's tie-break asks for.
+Level 0 holds one value per host and row (-inf = not a candidate); level 1 holds the max of each
+block of `fanout` leaves, and the root is the max of level 1. This is a B-tree of height 2 with
+B ~ sqrt(H): at 100k hosts each operation touches two runs of ~320 contiguous floats, which numpy
+does in a few calls. With per-call overhead (~1 us) dominating the arithmetic, depth 2 is cheaper
+than a binary tree's 17 levels. Leaves are stored block-major, (block, row, offset), so refreshing
+host h in every row writes and re-reduces one contiguous (rows, B) tile: two numpy calls and
+few cache misses whatever the number of rows. "First leaf >= thr" gives the lowest-index argmax
+that the placement pipeline's tie-break asks for.
 """
 
 from __future__ import annotations
@@ -30,44 +31,48 @@ class MaxForest:
         self.fanout = b
         self.n = n_hosts
         self.n1 = max(1, -(-n_hosts // b))
-        self.n0 = self.n1 * b
         self.rows = rows
-        self.l0 = np.full((rows, self.n0), NEG)
+        self.l0 = np.full((self.n1, rows, b), NEG)
         self.l1 = np.full((rows, self.n1), NEG)
 
     def grow_rows(self, rows: int) -> None:
         """More rows (classes); existing rows keep their values."""
         if rows <= self.rows:
             return
+        l0 = np.full((self.n1, rows, self.fanout), NEG)
+        l0[:, : self.rows] = self.l0
+        l1 = np.full((rows, self.n1), NEG)
+        l1[: self.rows] = self.l1
+        self.l0, self.l1, self.rows = l0, l1, rows
 
-        def grow(a: np.ndarray) -> np.ndarray:
-            out = np.full((rows, a.shape[1]), NEG)
-            out[: a.shape[0]] = a
-            return out
+    def row(self, t: int) -> np.ndarray:
+        """Row t's leaves for hosts 0..n-1 (a copy)."""
+        return self.l0[:, t, :].reshape(-1)[: self.n]
 
-        self.l0, self.l1 = grow(self.l0), grow(self.l1)
-        self.rows = rows
+    def leaf(self, t: int, h: int) -> float:
+        return float(self.l0[h // self.fanout, t, h % self.fanout])
 
     # ---- updates -------------------------------------------------------------------------------
     def set_row(self, t: int, values: np.ndarray) -> None:
         """Replace all leaves of row t (values has one entry per host)."""
-        self.l0[t, : self.n] = values
-        self.l0[t, self.n :] = NEG
-        self.l1[t] = self.l0[t].reshape(self.n1, self.fanout).max(axis=1)
+        full = np.full(self.n1 * self.fanout, NEG)
+        full[: self.n] = values
+        self.l0[:, t, :] = full.reshape(self.n1, self.fanout)
+        self.l1[t] = self.l0[:, t, :].max(axis=1)
 
     def set_host(self, h: int, values: np.ndarray, rows: int) -> None:
         """Leaf h of rows [0, rows) := values (shape (rows,)); refreshes its block maximum."""
-        b = self.fanout
-        self.l0[:rows, h] = values
-        lo = h - h % b
-        self.l1[:rows, h // b] = self.l0[:rows, lo : lo + b].max(axis=1)
+        blk, off = divmod(h, self.fanout)
+        tile = self.l0[blk, :rows]
+        tile[:, off] = values
+        self.l1[:rows, blk] = tile.max(axis=1)
 
     def set_hosts(self, hosts: np.ndarray, values: np.ndarray, rows: int) -> None:
         """Leaves `hosts` (distinct) of rows [0, rows) := values (shape (rows, k))."""
-        b = self.fanout
-        self.l0[:rows, hosts] = values
-        blocks = np.unique(hosts // b)
-        self.l1[:rows, blocks] = self.l0[:rows].reshape(rows, self.n1, b)[:, blocks].max(axis=2)
+        blk, off = np.divmod(hosts, self.fanout)
+        self.l0[blk, :rows, off] = values.T
+        blocks = np.unique(blk)
+        self.l1[:rows, blocks] = self.l0[blocks, :rows, :].max(axis=2).T
 
     # ---- one-row queries and temporary exclusions --------------------------------------------
     def top(self, t: int) -> float:
@@ -75,36 +80,37 @@ class MaxForest:
 
     def first_at_least(self, t: int, thr: float) -> int:
         """Lowest leaf index in row t with value >= thr (the caller knows one exists)."""
-        b = self.fanout
-        lo = int((self.l1[t] >= thr).argmax()) * b
-        return lo + int((self.l0[t, lo : lo + b] >= thr).argmax())
+        s = int((self.l1[t] >= thr).argmax())
+        return s * self.fanout + int((self.l0[s, t] >= thr).argmax())
 
     def exclude(self, t: int, h: int) -> tuple[int, int, float, float]:
         """Set leaf h of row t to -inf; returns what `restore` needs to undo it exactly."""
-        b = self.fanout
-        saved = (t, h, float(self.l0[t, h]), float(self.l1[t, h // b]))
-        self.l0[t, h] = NEG
-        lo = h - h % b
-        self.l1[t, h // b] = self.l0[t, lo : lo + b].max()
+        blk, off = divmod(h, self.fanout)
+        run = self.l0[blk, t]
+        saved = (t, h, float(run[off]), float(self.l1[t, blk]))
+        run[off] = NEG
+        self.l1[t, blk] = run.max()
         return saved
 
     def restore(self, saved: tuple[int, int, float, float]) -> None:
         """Undo one `exclude`; undo several in reverse order of exclusion."""
         t, h, v0, v1 = saved
-        self.l0[t, h] = v0
-        self.l1[t, h // self.fanout] = v1
+        blk, off = divmod(h, self.fanout)
+        self.l0[blk, t, off] = v0
+        self.l1[t, blk] = v1
 
     def exclude_many(self, t: int, hosts: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray,
                                                                 np.ndarray]:
         """`exclude` for many hosts at once (a few numpy calls whatever their number)."""
-        b = self.fanout
-        blocks = np.unique(hosts // b)
-        saved = (t, hosts, self.l0[t, hosts].copy(), blocks, self.l1[t, blocks].copy())
-        self.l0[t, hosts] = NEG
-        self.l1[t, blocks] = self.l0[t].reshape(self.n1, b)[blocks].max(axis=1)
+        blk, off = np.divmod(hosts, self.fanout)
+        blocks = np.unique(blk)
+        saved = (t, hosts, self.l0[blk, t, off].copy(), blocks, self.l1[t, blocks].copy())
+        self.l0[blk, t, off] = NEG
+        self.l1[t, blocks] = self.l0[blocks, t, :].max(axis=1)
         return saved
 
     def restore_many(self, saved: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
         t, hosts, v0, blocks, v1 = saved
-        self.l0[t, hosts] = v0
+        blk, off = np.divmod(hosts, self.fanout)
+        self.l0[blk, t, off] = v0
         self.l1[t, blocks] = v1
