@@ -53,22 +53,18 @@ def test_policy_params_shared_and_specific() -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_local_run_has_one_row_per_point_in_order(workers: int) -> None:
     seen: list[int] = []
-    res = run_grid(quadratic_task, GRID, workers=workers, progress=lambda d, t: seen.append(d))
-    assert len(res.rows) == len(GRID) and not res.errors
-    for p, r in zip(GRID, res.rows, strict=True):
+    bad = {"a": -1.0, "b": 0.0, "seed": 0}  # a failing point is recorded, not fatal
+    points = [*GRID[:6], bad, *GRID[6:]]
+    res = run_grid(quadratic_task, points, workers=workers, progress=lambda d, t: seen.append(d))
+    assert len(res.rows) == len(points)
+    assert res.errors == [res.rows[6]]
+    assert res.rows[6]["error"] == "InvalidInputError: a must be >= 0, got -1.0"
+    assert "energy_kwh" not in res.rows[6]
+    for p, r in zip(GRID, res.rows[:6] + res.rows[7:], strict=True):
         assert {k: r[k] for k in p} == p
         assert r["energy_kwh"] == pytest.approx(_expected(p))
         assert r["error"] == ""
-    assert sorted(seen) == list(range(1, len(GRID) + 1))
-
-
-def test_failing_point_is_recorded_not_fatal() -> None:
-    pts = [{"a": 1.0, "b": 0.0, "seed": 0}, {"a": -1.0, "b": 0.0, "seed": 0}]
-    res = run_grid(quadratic_task, pts, workers=2)
-    assert res.rows[0]["error"] == "" and res.rows[0]["energy_kwh"] == 1.0
-    assert res.rows[1]["error"] == "InvalidInputError: a must be >= 0, got -1.0"
-    assert "energy_kwh" not in res.rows[1]
-    assert len(res.errors) == 1
+    assert sorted(seen) == list(range(1, len(points) + 1))
 
 
 def test_dask_local_cluster_matches_local(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 from poolvisor.cli.errors import fail
 from poolvisor.sweep.grid import parse_csv_list, parse_ints, policy_params
 from poolvisor.sweep.runner import run_grid
-from poolvisor.sweep.simulation import NO_PARAM_POLICIES, planetlab_task, simulation_points
+from poolvisor.sweep.simulation import NO_PARAM_POLICIES, TASK_ONLY_KEYS, planetlab_task, simulation_points
 
 SUMMARY_COLUMNS = ("policy", "param", "trace", "seed", "energy_kwh", "migrations", "slav", "esv", "wall_s")
 
@@ -41,6 +41,7 @@ def sweep(
     ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     compat: Annotated[str | None, typer.Option(help="'cloudsim' for the CloudSim-compatible mode.")] = None,
+    hosts: Annotated[int | None, typer.Option(help="Hosts in the scenario (default 800).")] = None,
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: all cores).")] = None,
     dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address (host:8786).")] = None,
     plots: Annotated[Path | None, typer.Option(help="Directory for comparison plots (PNG).")] = None,
@@ -58,7 +59,7 @@ def sweep(
     dirs = [t for spec in traces for t in parse_csv_list(spec, "--traces")]
     pols = parse_csv_list(policies, "--policies")
     grid = policy_params(pols, params or [], NO_PARAM_POLICIES)
-    points = simulation_points(dirs, grid, parse_ints(seeds, "--seeds"), compat)
+    points = simulation_points(dirs, grid, parse_ints(seeds, "--seeds"), compat, hosts)
 
     console = Console(stderr=True)
     with Progress(
@@ -70,7 +71,7 @@ def sweep(
             planetlab_task, points, workers=workers, dask=dask,
             progress=lambda done, _total: bar.update(tid, completed=done),
         )
-    rows = [{k: v for k, v in r.items() if k != "trace_dir"} for r in result.rows]
+    rows = [{k: v for k, v in r.items() if k not in TASK_ONLY_KEYS} for r in result.rows]
     write_csv(rows, out)
     any_ok = len(result.errors) < len(rows)
     written = write_plots(rows, plots) if plots is not None and any_ok else []

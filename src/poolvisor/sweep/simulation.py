@@ -26,13 +26,12 @@ def planetlab_task(point: Point) -> dict[str, Any]:
     from poolvisor.sim.planetlab import simulate_planetlab
 
     compat = point.get("compat")
-    res = simulate_planetlab(
-        point["trace_dir"],
-        point["policy"],
-        point.get("param"),
-        None if compat in (None, "", "default") else compat,
-        seed=int(point["seed"]),
-    )
+    args = (point["trace_dir"], point["policy"], point.get("param"), None if compat == "default" else compat)
+    hosts = point.get("sim_hosts")
+    if hosts:
+        res = simulate_planetlab(*args, seed=int(point["seed"]), hosts=int(hosts))
+    else:
+        res = simulate_planetlab(*args, seed=int(point["seed"]))
     out = {k: (v.item() if hasattr(v, "item") else v) for k, v in res.metrics.items()}
     return {k: v for k, v in out.items() if _scalar(v)}
 
@@ -42,8 +41,14 @@ def simulation_points(
     policy_params: dict[str, list[float | None]],
     seeds: Sequence[int],
     compat: str | None = None,
+    hosts: int | None = None,
 ) -> list[Point]:
-    """Grid over policies × their parameters × traces × seeds, in that order of nesting."""
+    """Grid over policies × their parameters × traces × seeds, in that order of nesting.
+
+    `hosts` overrides the scenario's host count (800 in CloudSim's PlanetLab scenario).
+    """
+    if hosts is not None and hosts < 1:
+        raise InvalidInputError("--hosts must be at least 1")
     dirs = [Path(t) for t in traces]
     for d in dirs:
         if not d.is_dir():
@@ -62,6 +67,11 @@ def simulation_points(
                     "seed": p["seed"],
                     "compat": compat or "default",
                     "trace_dir": str(dirs[p["trace"]]),
+                    **({"sim_hosts": hosts} if hosts else {}),
                 }
             )
     return points
+
+
+#: point keys that only steer the task (the metrics report them: `hosts`) and stay out of the CSV
+TASK_ONLY_KEYS = ("trace_dir", "sim_hosts")
