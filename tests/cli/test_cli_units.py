@@ -78,3 +78,22 @@ def test_token_resolution(home: Path) -> None:
     assert resolve_token(None) == "from-file"
     with pytest.raises(PoolvisorError, match="http://"):
         Api("ftp://example", "t")
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["vm", "create"], "Missing argument 'name'"),
+    (["serve", "--port", "abc"], "--port"),
+    (["host", "list", "--bogus"], "No such option: --bogus"),
+    (["nosuchcommand"], "No such command"),
+])
+def test_bad_arguments_are_one_line(argv: list[str], fragment: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from poolvisor.cli.entry import run_app
+    from poolvisor.cli.errors import run_guarded
+    from poolvisor.cli.main import app
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_guarded(lambda: run_app(app, argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("poolvisor: error: ") and err.count("\n") == 1 and fragment in err, err
