@@ -9,6 +9,7 @@ from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, v
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import serve as serve_cli
+from poolvisor.cli.entry import run_app
 from poolvisor.cli.errors import run_guarded
 
 app = typer.Typer(
@@ -38,7 +39,7 @@ def version() -> None:
 
 
 def main() -> None:
-    run_guarded(lambda: app(standalone_mode=True))
+    run_guarded(lambda: run_app(app))  # usage errors: one line too (cli/entry.py)
 
 
 if __name__ == "__main__":
