@@ -12,6 +12,7 @@ import multiprocessing
 import pytest
 from sqlalchemy import func, select
 
+from poolvisor.domain.models import GroupPolicy
 from poolvisor.services import open_services
 from poolvisor.services.loadgen import LoadResult, run_load, worker_main
 from poolvisor.store.rows import AllocationRow, HostResourceRow, WorkloadRow
@@ -127,3 +128,63 @@ def test_threads_only_with_anti_affinity_never_share_a_host(db_url):
         assert s.check().ok
     finally:
         s.close()
+
+
+def test_concurrent_first_members_of_an_affinity_group_share_one_host(db_url):
+    """The group row serializes hard-policy claims: racing first members end up together even while
+    unrelated creations keep changing which host the spread policy prefers."""
+    import threading
+
+    from poolvisor.policies.placement import PlacementPolicy
+
+    s = open_services(db_url, policy=PlacementPolicy.named("spread"))
+    try:
+        s.create_pool("p")
+        for i in range(6):
+            s.create_host(f"h{i}", {"vcpu": 64, "memory_mib": 65536}, pool="p")
+        s.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
+        s.create_project("demo")
+        groups = 4
+        hosts: dict[str, set[str]] = {f"g{k}": set() for k in range(groups)}
+
+        def member(k: int, i: int) -> None:
+            w = s.create_workload("demo", f"g{k}-{i}", flavor="unit", group=f"g{k}", group_policy="affinity")
+            hosts[f"g{k}"].add(w.host or "")
+
+        def other(i: int) -> None:
+            s.create_workload("demo", f"o{i}", flavor="unit")
+
+        ts = [threading.Thread(target=member, args=(k, i)) for k in range(groups) for i in range(3)]
+        ts += [threading.Thread(target=other, args=(i,)) for i in range(12)]
+        for t in ts[::2] + ts[1::2]:
+            t.start()
+        for t in ts:
+            t.join()
+        assert all(len(h) == 1 for h in hosts.values()), hosts
+        assert len(s.list_workloads("demo")) == groups * 3 + 12
+        assert s.check().ok
+    finally:
+        s.close()
+
+
+def test_stale_group_decision_is_rejected_at_commit(lite):
+    """Deterministic interleaving: a member decided before another member committed elsewhere must
+    not be committed (the host's generation is unchanged, only the group re-check catches it)."""
+    from functools import partial
+
+    from poolvisor.services.base import Stale
+
+    lite.create_pool("p")
+    for i in range(2):
+        lite.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 8192}, pool="p", labels={"n": str(i)})
+    lite.create_project("demo")
+    spec = lite._resolve("demo", "a", "vm", None, {"vcpu": 1}, 0, "grp", GroupPolicy.AFFINITY, {}, {}, None,
+                         False)
+    decision, target = lite._decide(spec)
+    assert decision.host == "h0"  # no member yet: anywhere, ties to h0
+    assert lite.create_workload("demo", "b", demand={"vcpu": 1}, group="grp",
+                                required_labels={"n": "1"}).host == "h1"
+    with pytest.raises(Stale):
+        lite._write(partial(lite._claim, spec=spec, target=target, decision=decision))
+    assert lite.create_workload("demo", "a", demand={"vcpu": 1}, group="grp").host == "h1"
+    assert lite.check().ok
