@@ -29,7 +29,7 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         typer.echo(f"poolvisor: error: {e.format_message()}{hint}", err=True)
         sys.exit(e.exit_code)
-    except click_exceptions.Abort:
+    except typer.Abort:
         typer.echo("poolvisor: aborted", err=True)
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
