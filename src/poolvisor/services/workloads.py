@@ -377,10 +377,10 @@ class WorkloadServices(ServiceBase):
             snap = self._read(self.cache.refresh)
             st = snap.state
             mask = np.ones(st.n, dtype=bool) if spec.pool_id is None else snap.pool_of == spec.pool_id
-            mask[st.index[src]] = False
+            mask[st.host_index(src)] = False
             if target is not None:
                 only = np.zeros(st.n, dtype=bool)
-                only[st.index[target]] = True
+                only[st.host_index(target)] = True
                 mask &= only
             req = Request(name=f"{project}/{name}", demand=st.resources.vector(spec.demand),
                           required_labels=spec.required, forbidden_labels=spec.forbidden,
