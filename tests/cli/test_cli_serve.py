@@ -166,3 +166,28 @@ def test_busy_port_is_one_line(server: Server, tmp_path: Path, run: Callable[...
     port = server.url.rsplit(":", 1)[1]
     r = run("serve", "--db", str(tmp_path / "x.db"), "--port", port)
     one_error_line(r, "cannot listen")
+
+
+def test_parallel_creates_never_overallocate(server: Server) -> None:
+    """Many concurrent POSTs through uvicorn's thread pool: each big workload takes a whole host."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = (server.home / ".config" / "poolvisor" / "token").read_text().strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    hosts = httpx.get(f"{server.url}/v1/hosts", headers=headers).json()
+    fits = sum(1 for h in hosts if h["state"] == "up" and h["free"]["vcpu"] >= 64)
+    assert fits >= 2
+
+    def create(i: int) -> int:
+        body = {"name": f"big-{i}", "demand": {"vcpu": 64}, "project": "demo"}
+        return httpx.post(f"{server.url}/v1/workloads", json=body, headers=headers, timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(create, range(3 * len(hosts))))
+    assert codes.count(201) == fits and set(codes) <= {201, 409}, codes
+    after = httpx.get(f"{server.url}/v1/hosts", headers=headers).json()
+    for h in after:
+        assert all(v >= -1e-9 for v in h["free"].values()), h
+    placed = [w["host"] for w in httpx.get(f"{server.url}/v1/workloads", headers=headers).json()
+              if w["name"].startswith("big-")]
+    assert len(placed) == len(set(placed)) == fits
