@@ -26,13 +26,18 @@ def _primary_alloc(r: OnlineResult) -> np.ndarray:
     return r.alloc_frac[:, col]
 
 
-def _first(r: OnlineResult) -> float:
+def _first(r: OnlineResult) -> str:
     """When the first arrival was turned away: arrived load in fill mode, else time since the start."""
     if r.first_rejection != r.first_rejection:  # nan: never
-        return float("nan")
-    if r.time_unit == "s" and r.time.size:
-        return round(float(r.first_rejection - r.time[0]), 1)
-    return round(float(r.first_rejection), 4)
+        return "never"
+    if r.time_unit != "s":
+        return f"{r.first_rejection:.4f}"
+    dt = float(r.first_rejection - (r.time[0] if r.time.size else 0.0))
+    if dt >= 2 * 86400:
+        return f"{dt / 86400:.2f} d"
+    if dt >= 2 * 3600:
+        return f"{dt / 3600:.1f} h"
+    return f"{dt:.0f} s"
 
 
 def rows(results: Sequence[OnlineResult]) -> list[list[Any]]:
