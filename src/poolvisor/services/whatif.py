@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.balancing.power import PowerTable
+from poolvisor.sim.engine import PolicySpec, Simulator
+from poolvisor.sim.result import SimResult
+from poolvisor.sim.scenario import Scenario
 
 Progress = Callable[[int, int], None]
 
@@ -122,3 +126,99 @@ def pool_from_services(svc: Any, pool: str | None = None) -> PoolSnapshot:
         vm_memory_mib=np.array([float(w.demand.get("memory_mib", 0.0)) for w in wls]),
         vm_host=np.array([index[w.host] for w in wls], dtype=np.int64),
     )
+
+
+
+#: MIPS per vCPU: the simulator counts CPU in MIPS; any constant works as long as hosts and VMs share it
+MIPS_PER_CORE = 1000.0
+#: default host power when the pool declares none: linear from idle to full load (typical 2-socket server)
+DEFAULT_IDLE_W = 100.0
+DEFAULT_MAX_W = 250.0
+
+
+def whatif_scenario(
+    pool: PoolSnapshot,
+    history: UtilizationHistory,
+    power: tuple[float, ...] | None = None,
+    link_gbit: float = 10.0,
+    name: str = "live-pool",
+) -> Scenario:
+    """The simulator Scenario for this pool and history.
+
+    Each host is one CPU of `vcpu x MIPS_PER_CORE` (so a multi-vCPU VM is not capped at one
+    core, as CloudSim's 1-PE model would do), memory is in MiB, migrations use half of a
+    `link_gbit` link, and the history's steps become the scheduling epochs (t = 0 is now).
+    """
+    util = np.asarray(history.util, dtype=np.float64)
+    if util.shape[0] != len(pool.vms):
+        raise InvalidInputError(f"history has {util.shape[0]} VMs, the pool {len(pool.vms)}")
+    if util.shape[1] < 2:
+        raise InvalidInputError("utilization history needs at least 2 steps")
+    if not link_gbit > 0:
+        raise InvalidInputError("link_gbit must be > 0")
+    h, v = len(pool.hosts), len(pool.vms)
+    table = PowerTable.of(power if power is not None else PowerTable.linear(DEFAULT_IDLE_W, DEFAULT_MAX_W))
+    padded = np.empty((v, util.shape[1] + 1))  # the engine reads one value past the last step
+    padded[:, :-1] = util
+    padded[:, -1] = util[:, -1]
+    return Scenario(
+        host_pes=np.ones(h),
+        host_pe_mips=np.asarray(pool.host_cpu, dtype=np.float64) * MIPS_PER_CORE,
+        host_ram=np.asarray(pool.host_memory_mib, dtype=np.float64),
+        host_bw=np.full(h, link_gbit * 1e6),  # CloudSim units: 1e6 = 1 Gbit/s
+        host_model=np.zeros(h, dtype=np.intp),
+        power=table,
+        vm_mips=np.asarray(pool.vm_cpu, dtype=np.float64) * MIPS_PER_CORE,
+        vm_ram=np.asarray(pool.vm_memory_mib, dtype=np.float64),
+        vm_bw=np.ones(v),  # bandwidth does not limit VMs per host in a live pool
+        util=padded,
+        interval_s=float(history.interval_s),
+        start_s=0.0,
+        end_s=float(history.interval_s) * (util.shape[1] - 1),
+        name=name,
+    )
+
+
+class _FromCurrentPlacement(Simulator):
+    """The engine, starting from the pool's actual placement instead of making its own at t=0."""
+
+    def __init__(self, sc: Scenario, spec: PolicySpec, *, seed: int, hosts_of: np.ndarray) -> None:
+        super().__init__(sc, spec, compat=False, seed=seed)
+        self._start_hosts = hosts_of
+
+    def initial_placement(self) -> None:
+        for vm in range(self.V):  # VM order = list order on each host, as at creation
+            self._append(vm, int(self._start_hosts[vm]))
+
+
+def simulate_whatif(
+    pool: PoolSnapshot,
+    history: UtilizationHistory,
+    policy: str,
+    param: float | None = None,
+    *,
+    seed: int = 0,
+    keep_placement: bool = True,
+    power: tuple[float, ...] | None = None,
+    link_gbit: float = 10.0,
+    progress: Progress | None = None,
+) -> SimResult:
+    """Replay `history` on `pool` under `policy` ('lr-mmt', 'thr-mmt' with `param`, 'dvfs', ...).
+
+    With `keep_placement` the run starts from the VMs' current hosts (what would the policy do
+    from here); without it the policy also makes the initial placement (a freshly filled pool).
+    Default simulator mode (the paper's definitions, not CloudSim's quirks).
+    """
+    spec = PolicySpec.parse(policy, param)
+    sc = whatif_scenario(pool, history, power, link_gbit)
+    sim: Simulator
+    if keep_placement:
+        vh = np.asarray(pool.vm_host, dtype=np.int64)
+        if vh.size and vh.min() < 0:
+            raise InvalidInputError(
+                f"{int((vh < 0).sum())} VM(s) have no host; use keep_placement=False to place them"
+            )
+        sim = _FromCurrentPlacement(sc, spec, seed=seed, hosts_of=vh)
+    else:
+        sim = Simulator(sc, spec, compat=False, seed=seed)
+    return sim.run(progress)
