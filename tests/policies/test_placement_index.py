@@ -163,7 +163,7 @@ def test_index_serves_repeated_classes_from_the_tree() -> None:
     s = ClusterState()
     for i in range(200):
         s.add_host(HostSpec(f"h{i}", {"vcpu": 16 + 16 * (i % 3), "memory_mib": 65536}))
-    placer = IndexedPlacer(s)
+    placer = IndexedPlacer(s, admit_after=2)
     flavors = [s.resources.vector({"vcpu": v, "memory_mib": m}) for v, m in ((2, 4096), (4, 8192), (1, 2048))]
     for i in range(300):
         req = Request(f"w{i}", flavors[i % 3], group=f"g{i % 7}", group_policy=GroupPolicy.ANTI_AFFINITY)

@@ -74,7 +74,7 @@ class PlacementIndex:
     """Per-class max-forest rows over the hosts of one ClusterState, kept in sync by notification."""
 
     def __init__(self, state: ClusterState, policy: PlacementPolicy, *, fanout: int | None = None,
-                 max_classes: int = 64, admit_after: int = 2, max_requeries: int = 4):
+                 max_classes: int = 64, admit_after: int = 1, max_requeries: int = 4):
         self.state, self.policy = state, policy
         self.plan = IndexPlan.of(policy)
         self.fanout, self.max_classes = fanout, max(1, max_classes)
