@@ -153,3 +153,51 @@ def placement(
         typer.echo(json.dumps(res))
         return
     Console().print(bp.render(res))
+
+
+@app.command("simulate-scale")
+def simulate_scale(
+    days: list[str] | None = typer.Argument(
+        None, help="PlanetLab day directories to resample (default: the shared data's three days)"
+    ),
+    vms: int = typer.Option(100_000, "--vms", help="synthetic VMs"),
+    hosts: int = typer.Option(10_000, "--hosts", help="hosts (16 PEs, 32 GiB each)"),
+    policy: str = typer.Option("thr-mmt", "--policy", help="consolidation policy"),
+    param: float | None = typer.Option(None, "--param", help="policy parameter (default: the policy's)"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """N synthetic VMs (resampled PlanetLab shapes) on H hosts for one day: wall time and peak RSS."""
+    import json
+    import os
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from poolvisor.bench import sim_scale
+    from poolvisor.cli.errors import fail
+
+    if not days:
+        here = Path(__file__).resolve().parents[4] / "shared" / "data"
+        root = Path(os.environ.get("POOLVISOR_SHARED_DATA", here)) / "planetlab"
+        if not root.is_dir():
+            raise fail(f"no PlanetLab data at {root}: pass day directories")
+        days = sorted(str(p) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    with Progress("simulate", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), disable=as_json, transient=True) as prog:
+        task = prog.add_task("epochs", total=None)
+        out = sim_scale.run_scale(
+            days, vms=vms, hosts=hosts, policy=policy, param=param, seed=seed,
+            progress=lambda k, n: prog.update(task, completed=k, total=n),
+        )
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    table = Table(title=f"simulate-scale: {out['vms']:,} VMs on {out['hosts']:,} hosts, {out['policy']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in out.items():
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(table)
