@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from svc_helpers import small_cluster
 
+from poolvisor.domain.errors import ConflictError
+from poolvisor.drivers.base import DriverError
 from poolvisor.services import open_services
 
 
@@ -104,3 +106,72 @@ def test_kill_9_during_load_loses_nothing_acknowledged(db_url, tmp_path):
         print(f"kill -9 interrupted {interrupted} creations; {len(acked)} acknowledged, all present")
     finally:
         s.close()
+
+
+class Crash(BaseException):
+    """Stands for the process dying in the middle of a use case (nothing catches it)."""
+
+
+def crash_during(driver, op: str, *, after: bool) -> None:
+    """Make the driver's `op` die, before or after doing its work."""
+    real = getattr(driver, op)
+
+    def dying(*args, **kwargs):
+        if after:
+            real(*args, **kwargs)
+        raise Crash()
+
+    setattr(driver, op, dying)
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_interrupted_delete_is_finished_on_start(lite, after):
+    small_cluster(lite)
+    w = lite.create_workload("demo", "vm1", flavor="unit")
+    crash_during(lite.driver, "delete", after=after)
+    with pytest.raises(Crash):
+        lite.delete_workload("demo", "vm1")
+    assert lite.get_workload("demo", "vm1").state == "deleting" and lite.check().ok
+    with pytest.raises(ConflictError):
+        lite.workload_action("demo", "vm1", "stop")
+    del lite.driver.delete  # the "restarted" process has a working driver again
+    assert lite.repair(stale_after=0) == ["workload vm1: interrupted delete finished"]
+    assert lite.list_workloads("demo") == [] and lite.get_host(w.host).allocated["vcpu"] == 0
+    assert lite.check().ok
+
+
+@pytest.mark.parametrize("after,expected", [(False, "undone"), (True, "confirmed")])
+def test_interrupted_migration_is_resolved_on_start(lite, after, expected):
+    small_cluster(lite)
+    w = lite.create_workload("demo", "vm1", flavor="unit")
+    crash_during(lite.driver, "migrate", after=after)
+    with pytest.raises(Crash):
+        lite.migrate_workload("demo", "vm1")
+    mid = lite.get_workload("demo", "vm1")
+    assert mid.state == "migrating" and mid.host != w.host and lite.check().ok
+    del lite.driver.migrate
+    [msg] = lite.repair(stale_after=0)
+    assert expected in msg
+    done = lite.get_workload("demo", "vm1")
+    assert done.state == "running" and (done.host == w.host) == (expected == "undone")
+    assert lite.check().ok and lite.list_events("demo")[0].kind == "workload.repaired"
+
+
+def test_interrupted_create_is_rolled_back_on_start(lite):
+    small_cluster(lite)
+    crash_during(lite.driver, "create", after=False)
+    with pytest.raises(Crash):
+        lite.create_workload("demo", "vm1", flavor="unit")
+    assert lite.get_workload("demo", "vm1").state == "placing"
+    del lite.driver.create
+    lite.repair(stale_after=0)
+    assert lite.list_workloads("demo") == [] and lite.check().ok
+
+
+def test_driver_failure_on_delete_keeps_the_workload(lite):
+    small_cluster(lite)
+    lite.create_workload("demo", "vm1", flavor="unit")
+    lite.driver.inject("delete")
+    with pytest.raises(DriverError):
+        lite.delete_workload("demo", "vm1")
+    assert lite.get_workload("demo", "vm1").state == "running" and lite.check().ok

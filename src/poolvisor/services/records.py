@@ -12,15 +12,18 @@ from typing import Any, Literal
 
 Role = Literal["admin", "member"]
 
-# Workload states. Allocations are held in PLACING, RUNNING, STOPPED and SUSPENDED.
+# Workload states. Allocations are held in every state but LOST. PLACING, MIGRATING and DELETING
+# are transient: a use case is between its transactions (a crash there is repaired on start).
 PLACING = "placing"
 RUNNING = "running"
 STOPPED = "stopped"
 SUSPENDED = "suspended"
+MIGRATING = "migrating"
+DELETING = "deleting"
 LOST = "lost"
 DRY_RUN = "dry-run"
-HOLDING_STATES: tuple[str, ...] = (PLACING, RUNNING, STOPPED, SUSPENDED)
-WORKLOAD_STATES: tuple[str, ...] = (PLACING, RUNNING, STOPPED, SUSPENDED, LOST)
+HOLDING_STATES: tuple[str, ...] = (PLACING, RUNNING, STOPPED, SUSPENDED, MIGRATING, DELETING)
+WORKLOAD_STATES: tuple[str, ...] = (*HOLDING_STATES, LOST)
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,11 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.records import (
+    DELETING,
     DRY_RUN,
     HOLDING_STATES,
     LOST,
+    MIGRATING,
     PLACING,
     RUNNING,
     STOPPED,
@@ -44,6 +46,7 @@ from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
 
 MAX_PRIORITY = 1_000_000
 PLACE_ATTEMPTS = 200
+TRANSIENT = (PLACING, MIGRATING, DELETING)
 HARD_POLICIES = (GroupPolicy.AFFINITY, GroupPolicy.ANTI_AFFINITY, GroupPolicy.DOMAIN_SPREAD)
 ACTIONS = {  # action -> (states it applies to, resulting state)
     "start": ((STOPPED,), RUNNING),
@@ -286,25 +289,38 @@ class WorkloadServices(ServiceBase):
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def delete_workload(self, project: str, name: str) -> None:
-        def look(s: Session) -> tuple[str | None, Any, str]:
+        """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
+        A crash in between leaves a 'deleting' row that the next start finishes (repair.py)."""
+
+        def mark(s: Session) -> tuple[str | None, DriverWorkload, str]:
             w, _p = self._workload(s, project, name)
-            if w.state == PLACING:
-                raise ConflictError(f"workload {name!r} is being created; retry")
+            if w.state in TRANSIENT:
+                raise ConflictError(f"workload {name!r} is {w.state}; retry")
             host = s.get(HostRow, w.host_id) if w.host_id is not None else None
-            return (host.name if host else None), self._driver_workload(project, w), w.state
+            before = w.state
+            w.state, w.updated_at = DELETING, datetime.now(UTC)
+            return (host.name if host else None), self._driver_workload(project, w), before
 
-        host, dw, _state = self._read(look)
+        host, dw, before = self._write(mark)
         if host is not None:
-            self.driver.delete(host, dw)
+            try:
+                self.driver.delete(host, dw)
+            except DriverError:
+                self._write(lambda s: self._set_state_if(s, project, name, DELETING, before))
+                raise
+        self._write(partial(self._finish_delete, project=project, name=name, host=host))
 
-        def tx(s: Session) -> None:
-            w, _p = self._workload(s, project, name)
-            ledger.release(s, w)
-            s.delete(w)
-            self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
-                        project=project, data={"host": host})
+    def _finish_delete(self, s: Session, *, project: str, name: str, host: str | None) -> None:
+        w, _p = self._workload(s, project, name)
+        ledger.release(s, w)
+        s.delete(w)
+        self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
+                    project=project, data={"host": host})
 
-        self._write(tx)
+    def _set_state_if(self, s: Session, project: str, name: str, expected: str, new: str) -> None:
+        w, _p = self._workload(s, project, name)
+        if w.state == expected:
+            w.state, w.updated_at = new, datetime.now(UTC)
 
     def workload_action(self, project: str, name: str, action: str) -> WorkloadRecord:
         if action not in ACTIONS:
@@ -392,36 +408,55 @@ class WorkloadServices(ServiceBase):
         dst = decision.host
         assert dst is not None
 
-        def tx(s: Session) -> None:
+        def claim(s: Session) -> None:
+            # the allocation moves now (state 'migrating', the way back recorded); the driver follows
             cur, _p = self._workload(s, project, name)
             if cur.id != w.id or cur.state != w.state or cur.host_id != w.host_id:
                 raise Stale()
             ledger.release(s, cur)
             ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id)
-            cur.host_id, cur.updated_at = dst_id, datetime.now(UTC)
+            cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
+            cur.constraints = {**cur.constraints, "migration": {"from": src, "to": dst, "state": w.state}}
             cur.explanation = decision.explanation.to_dict()
-            self._event(s, "workload.migrated", f"workload/{project}/{name}",
-                        f"workload {name} migrated {src} -> {dst}", project=project,
-                        data={"from": src, "to": dst})
 
-        self._write(tx)
+        self._write(claim)
         try:
             self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
         except DriverError as e:
             why = e.message
-            self._write(lambda s: self._undo_migrate(s, project, name, src, dst, why))
+            self._write(lambda s: self._undo_migrate(s, project, name, why))
             raise DriverError(f"migration of {name!r} failed: {e.message}") from None
+        self._write(lambda s: self._finish_migrate(s, project, name))
         return self.get_workload(project, name)
 
-    def _undo_migrate(self, s: Session, project: str, name: str, src: str, dst: str, why: str) -> None:
+    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> None:
+        w, _p = self._workload(s, project, name)
+        info = dict(w.constraints.get("migration") or {})
+        if w.state != MIGRATING or not info:
+            return
+        w.state, w.updated_at = info["state"], datetime.now(UTC)
+        w.constraints = {k: v for k, v in w.constraints.items() if k != "migration"}
+        self._event(s, "workload.migrated", f"workload/{project}/{name}",
+                    f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
+                    data={"from": info["from"], "to": info["to"]})
+
+    def _undo_migrate(self, s: Session, project: str, name: str, why: str) -> None:
         """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
         w, _p = self._workload(s, project, name)
-        src_row = self._host(s, src)
+        info = dict(w.constraints.get("migration") or {})
+        if w.state != MIGRATING or not info:
+            return
+        src, dst = info["from"], info["to"]
+        src_row = s.scalars(select(HostRow).filter_by(name=src)).first()
         ledger.release(s, w)
+        w.constraints = {k: v for k, v in w.constraints.items() if k != "migration"}
+        w.updated_at = datetime.now(UTC)
         try:
+            if src_row is None:
+                raise Stale()
             with s.begin_nested():
                 ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id)
-            w.host_id = src_row.id
+            w.host_id, w.state = src_row.id, info["state"]
             msg = f"migration {src} -> {dst} failed, back on {src}: {why}"
         except Stale:
             w.state = LOST
