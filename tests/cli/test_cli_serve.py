@@ -145,6 +145,8 @@ def test_vm_create_json_and_list(server: Server, run: Callable[..., Any]) -> Non
     assert r.returncode == 0, r.stderr
     assert "would go to" in r.stdout and "Filters" in r.stdout and "Top candidates" in r.stdout
     assert "web2" not in run("vm", "list", "--json").stdout
+    events = json.loads(run("events", "--project", "demo", "--json").stdout)
+    assert any(e["subject"].endswith("web1") for e in events), events
 
 
 def test_bad_input_is_one_line(server: Server, run: Callable[..., Any]) -> None:
