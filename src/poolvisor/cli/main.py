@@ -7,6 +7,7 @@ import typer
 from poolvisor import __version__
 from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm
 from poolvisor.cli import check as check_cli
+from poolvisor.cli import events as events_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import serve as serve_cli
 from poolvisor.cli.entry import run_app
@@ -25,6 +26,7 @@ app.command(name="pack")(pack_cli.pack)
 app.command(name="sweep")(sweep.sweep)
 app.command(name="check")(check_cli.check)
 app.command(name="serve")(serve_cli.serve)
+app.command(name="events")(events_cli.events)
 app.add_typer(host.app, name="host")
 app.add_typer(pool.app, name="pool")
 app.add_typer(flavor.app, name="flavor")
