@@ -2,11 +2,11 @@
 
 Level 0 holds one value per host and row (-inf = not a candidate); level 1 holds the max of each
 block of `fanout` leaves, and the root is the max of level 1. This is a B-tree of height 2 with
-B ~ sqrt(H/16): at 100k hosts an update re-reduces one (rows, 80) tile and a query scans 1,250 +
-80 values, each in a couple of numpy calls. With per-call overhead (~1 us) dominating the arithmetic, depth 2 is cheaper
-than a binary tree's 17 levels. Leaves are stored block-major, (block, row, offset), so refreshing
-host h in every row writes and re-reduces one contiguous (rows, B) tile: two numpy calls and
-few cache misses whatever the number of rows. "First leaf >= thr" gives the lowest-index argmax
+B ~ sqrt(H/16): at 100k hosts an update re-reduces one (rows, 80) tile and a query scans
+1,250 + 80 values, each in a couple of numpy calls. With per-call overhead (~1 us) dominating the
+arithmetic, depth 2 is cheaper than a binary tree's 17 levels. Leaves are stored block-major,
+(block, row, offset), so refreshing host h in every row writes and re-reduces one contiguous
+(rows, B) tile whatever the number of rows. "First leaf >= thr" gives the lowest-index argmax
 that the placement pipeline's tie-break asks for.
 """
 
