@@ -195,7 +195,8 @@ def render(rows: list[dict[str, Any]], key: str, title: str) -> Any:
                 "</=/>", "s/inst"):
         t.add_column(col, justify="left" if col == "family" else "right")
     for r in rows:
-        t.add_row(str(r[key]), str(r["instances"]), f(r.get("ours_over_lb_pct")), r.get("best_family", "-"),
+        t.add_row("all" if key == "all" else str(r[key]), str(r["instances"]), f(r.get("ours_over_lb_pct")),
+                  r.get("best_family", "-"),
                   f(r.get("best_family_over_lb_pct")), f(r.get("best_overall_over_lb_pct")),
                   f(r.get("ours_over_opt_pct")), f(r.get("best_family_over_opt_pct")),
                   f(r.get("best_overall_over_opt_pct")),
@@ -216,7 +217,8 @@ def markdown(rows: list[dict[str, Any]], key: str) -> str:
     lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
-            f"| {r[key]} | {r['instances']} | {f(r.get('ours_over_lb_pct'))} | {r.get('best_family', '–')} "
+            f"| {'all' if key == 'all' else r[key]} | {r['instances']} | {f(r.get('ours_over_lb_pct'))} "
+            f"| {r.get('best_family', '–')} "
             f"| {f(r.get('best_family_over_lb_pct'))} | {f(r.get('best_overall_over_lb_pct'))} "
             f"| {f(r.get('ours_over_opt_pct'))} | {f(r.get('best_family_over_opt_pct'))} "
             f"| {f(r.get('best_overall_over_opt_pct'))} | {r.get('fewer_bins_than_best_overall', '–')}/"
