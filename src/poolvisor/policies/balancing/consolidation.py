@@ -15,6 +15,7 @@ places where the running plan feeds back into later choices:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,25 +88,26 @@ class _Planner:
     def __init__(self, view: PoolView, cfg: PlanConfig) -> None:
         self.v = view
         self.cfg = cfg
-        self.alloc_sum = view.alloc_sum.copy()
-        self.avail = view.avail.copy()
-        self.req_sum = view.req_sum.copy()
-        self.ram_free = view.ram_free.copy()
-        self.hist = view.hist.copy()
-        self.hlen = view.hlen.copy()
-        self.max_ram = view.max_ram.copy()
-        self.lists = [list(lst) for lst in view.lists]
-        self.p_now = cfg.power.power(view.model, np.minimum(view.measured_u, 1.0))
-        self.undo: list[tuple] = []
         d = cfg.detector
         self.linear = d.linear and view.hist.shape[1] >= d.regression_window
         self.cheap_check = self.linear or not d.uses_history
+        # per-host state stacked in one (11, H) array so a batch gathers its candidates at once;
+        # the named attributes are row views of it
+        F = np.zeros((11, view.total.size))
+        F[0], F[1], F[2], F[3], F[4] = view.total, view.pe, view.avail, view.alloc_sum, view.req_sum
+        F[5], F[6], F[7] = view.ram_free, view.hlen, view.max_ram
+        F[8] = cfg.power.power(view.model, np.minimum(view.measured_u, 1.0))
         if self.linear:
-            self.lr_m, self.lr_g = d.lr_parts(view.hist)
+            F[9], F[10] = d.lr_parts(view.hist)
             self.vm_m, self.vm_g = d.lr_parts(view.contrib)  # (T, V)
         else:
-            self.lr_m = self.lr_g = np.zeros(0)
             self.vm_m = self.vm_g = np.zeros((0, 0))
+        self.F = F
+        self.avail, self.alloc_sum, self.req_sum, self.ram_free = F[2], F[3], F[4], F[5]
+        self.hlen, self.max_ram, self.p_now, self.lr_m, self.lr_g = F[6], F[7], F[8], F[9], F[10]
+        self.hist = view.hist.copy()
+        self.lists = [list(lst) for lst in view.lists]
+        self.undo: list[tuple] = []
 
     # --- host statistics -------------------------------------------------------------
     def stats_of(self, h: int, lst: list[int]) -> None:
@@ -235,6 +237,263 @@ class _Planner:
             self.alloc_sum[h], self.avail[h], self.req_sum[h], self.ram_free[h] = a, av, rs, rf
             self.hist[h], self.hlen[h], self.max_ram[h] = hi, hl, mr
 
+    def place_batch(self, vms: list[int], cand: np.ndarray, all_or_nothing: bool) -> list[int] | None:
+        """PABFD for ``vms`` in order over hosts ``cand``; returns each VM's host (-1: none).
+
+        THR and linear-regression detectors use the matrix form (:meth:`_place_matrix`); the
+        sorting-based detectors (IQR, MAD, robust LR) go VM by VM.
+        """
+        d = self.cfg.detector
+        if cand.size and (not d.uses_history or self.linear):
+            return self._place_matrix(vms, cand, all_or_nothing)
+        return self._place_loop(vms, cand, all_or_nothing)
+
+    def _place_matrix(self, vms: list[int], cand: np.ndarray, all_or_nothing: bool) -> list[int] | None:
+        """Score every (VM, host) pair of a chunk at once, then walk the VMs in order, re-scoring
+        only the hosts that earlier VMs of the chunk were placed on (scalar arithmetic, same
+        operations), so each choice sees the state CloudSim's sequential loop would see."""
+        v, d, cfg = self.v, self.cfg.detector, self.cfg
+        model, ht = v.model[cand], v.htype[cand]
+        G = self.F[:, cand]
+        tot, pe, av, asum, rs, rf, hl, mr, pnow, lm, lg = G
+        lin = self.linear
+        bw, check_ram, stale = v.mig_bw_mb_s, v.check_ram, cfg.stale_power
+        power, power1 = cfg.power.power, cfg.power.power1
+        w = d.regression_window
+        _, _, xbar, sxx = d.lr_basis
+        inf = np.inf
+        n = cand.size
+        chunk = max(1, 2_000_000 // n)
+        vm_arr = np.asarray(vms, dtype=np.intp)
+
+        # hosts placed on during the current chunk, as Python floats (fast scalar re-scoring):
+        # [pe, avail, alloc_sum, req_sum, ram_free, total, hlen, max_ram, lr_m, lr_g, model, htype, p_now]
+        state: dict[int, list] = {}
+        param, fallback, interval = d.param, d.fallback, d.interval_s
+
+        def score(st: list, r: float, ram: float, vhl: int, vm_m: list, vm_g: list) -> float:
+            pe_j, av_j, a, rs_j, rf_j, tot_j, hl_j, mr_j, lm_j, lg_j, mod, t, pn = st
+            if not (pe_j >= r and av_j >= r) or (check_ram and rf_j < ram):
+                return inf
+            if a != 0:
+                ru = (rs_j + r) / tot_j
+                if not lin:
+                    over = ru > param
+                elif max(hl_j, vhl) >= w:
+                    steps = math.ceil(max(mr_j, ram) / bw / interval)
+                    over = (lm_j + vm_m[t] + (lg_j + vm_g[t]) / sxx * (w + steps - xbar)) * param >= 1
+                else:
+                    over = ru > fallback
+                if over:
+                    return inf
+            u = min((a + r) / tot_j, 1.0)
+            if stale:
+                return power1(mod, u) - pn
+            return power1(mod, u) - (power1(mod, min(a / tot_j, 1.0)) if a != 0 else pn)
+
+        out: list[int] = []
+        placed: set[int] = set()
+        for c0 in range(0, len(vms), chunk):
+            ids = vm_arr[c0 : c0 + chunk]
+            R = v.req[ids][:, None]
+            RAM = v.ram[ids][:, None]
+            ok = (pe >= R) & (av >= R)
+            if check_ram:
+                ok &= rf >= RAM
+            ru = (rs + R) / tot
+            if not lin:
+                over = ru > d.param
+            else:
+                t = ht[None, :]
+                col = ids[:, None]
+                hsteps = np.ceil(mr / bw / d.interval_s)  # ceil is monotone: max of the steps
+                vsteps = np.ceil(v.ram[ids] / bw / d.interval_s)[:, None]
+                over = d.lr_overloaded_from_steps(
+                    lm + self.vm_m[t, col],
+                    lg + self.vm_g[t, col],
+                    np.maximum(hl, v.vm_hlen[col]),
+                    np.maximum(hsteps, vsteps),
+                    ru,
+                )
+            ok &= ~(over & (asum != 0))
+            u = np.minimum((asum + R) / tot, 1.0)
+            D = power(model, u)
+            if stale:
+                D -= pnow
+            else:
+                D -= np.where(asum != 0, power(model, np.minimum(asum / tot, 1.0)), pnow)
+            D[~ok] = inf
+            state.clear()
+            t_idx = np.zeros(0, dtype=np.intp)
+            reqs, rams = v.req[ids].tolist(), v.ram[ids].tolist()
+            vhls = v.vm_hlen[ids].tolist()
+            vms_m = self.vm_m[:, ids].T.tolist() if lin else [[]] * len(ids)
+            vms_g = self.vm_g[:, ids].T.tolist() if lin else [[]] * len(ids)
+            for i in range(len(reqs)):
+                r, ram, vhl, vm_m, vm_g = reqs[i], rams[i], vhls[i], vms_m[i], vms_g[i]
+                row = D[i]
+                if state:  # untouched hosts from the matrix, touched ones re-scored (first index wins ties)
+                    row = row.copy()
+                    row[t_idx] = inf
+                    j = int(np.argmin(row))
+                    best = float(row[j])
+                    for hj, hst in state.items():
+                        sc = score(hst, r, ram, vhl, vm_m, vm_g)
+                        if sc < best or (sc == best and hj < j):
+                            best, j = sc, hj
+                else:
+                    j = int(np.argmin(row))
+                    best = float(row[j])
+                if best == inf:
+                    if all_or_nothing:
+                        return None
+                    out.append(-1)
+                    continue
+                st: list | None = state.get(j)
+                if st is None:
+                    st = [
+                        float(pe[j]),
+                        float(av[j]),
+                        float(asum[j]),
+                        float(rs[j]),
+                        float(rf[j]),
+                        float(tot[j]),
+                        int(hl[j]),
+                        float(mr[j]),
+                        float(lm[j]) if lin else 0.0,
+                        float(lg[j]) if lin else 0.0,
+                        int(model[j]),
+                        int(ht[j]),
+                        float(pnow[j]),
+                    ]
+                    state[j] = st
+                    t_idx = np.fromiter(state, dtype=np.intp)
+                # a suitable VM fits: it gets its (uncapped = capped) request
+                st[1] -= r
+                st[2] += r
+                st[3] += r
+                st[4] -= ram
+                st[6] = max(st[6], vhl)
+                st[7] = max(st[7], ram)
+                if lin:
+                    st[8] += vm_m[st[11]]
+                    st[9] += vm_g[st[11]]
+                out.append(int(cand[j]))
+            for hj, hst in state.items():  # write the chunk's changes back before the next matrix
+                av[hj], asum[hj], rs[hj], rf[hj], hl[hj], mr[hj] = (
+                    hst[1],
+                    hst[2],
+                    hst[3],
+                    hst[4],
+                    hst[6],
+                    hst[7],
+                )
+                if lin:
+                    lm[hj], lg[hj] = hst[8], hst[9]
+                placed.add(hj)
+        if placed:
+            tj = np.fromiter(placed, dtype=np.intp)
+            self.F[:, cand[tj]] = G[:, tj]
+            for vm, h in zip(vms, out, strict=True):
+                if h >= 0:
+                    self.lists[h].append(vm)
+        return out
+
+    def _place_loop(self, vms: list[int], cand: np.ndarray, all_or_nothing: bool) -> list[int] | None:
+        """PABFD VM by VM (any detector).
+
+        Works on arrays gathered once for the batch and commits them back at the end, so an
+        all-or-nothing batch that fails (returns None) leaves the planner untouched.
+        """
+        v, d = self.v, self.cfg.detector
+        if not cand.size:
+            return None if all_or_nothing else [-1] * len(vms)
+        tot, pe, model, ht = v.total[cand], v.pe[cand], v.model[cand], v.htype[cand]
+        av, asum, rs = self.avail[cand], self.alloc_sum[cand], self.req_sum[cand]
+        hl, mr, pnow = self.hlen[cand], self.max_ram[cand], self.p_now[cand]
+        rf = self.ram_free[cand]
+        hist_mode = 0 if not d.uses_history else (1 if self.linear else 2)
+        if hist_mode == 1:
+            lm, lg = self.lr_m[cand], self.lr_g[cand]
+        elif hist_mode == 2:
+            hist = self.hist[cand]
+        power = self.cfg.power.power
+        bw = v.mig_bw_mb_s
+        out: list[int] = []
+        touched: list[int] = []
+        for vm in vms:
+            r = v.req[vm]
+            ram = v.ram[vm]
+            ok = (pe >= r) & (av >= r)
+            if v.check_ram:
+                ok &= rf >= ram
+            idx = np.flatnonzero(ok)
+            if idx.size:
+                a = asum[idx]
+                ru = (rs[idx] + r) / tot[idx]
+                if hist_mode == 0:
+                    over = ru > d.param
+                elif hist_mode == 1:
+                    t = ht[idx]
+                    over = d.lr_overloaded_from_parts(
+                        lm[idx] + self.vm_m[t, vm],
+                        lg[idx] + self.vm_g[t, vm],
+                        np.maximum(hl[idx], v.vm_hlen[vm]),
+                        np.maximum(mr[idx], ram) / bw,
+                        ru,
+                    )
+                else:
+                    over = d.overloaded(
+                        ru,
+                        hist[idx] + v.contrib[ht[idx], vm],
+                        np.maximum(hl[idx], v.vm_hlen[vm]),
+                        np.maximum(mr[idx], ram) / bw,
+                    )[0]
+                keep = ~(over & (a != 0))
+                if not keep.all():
+                    idx = idx[keep]
+                    a = a[keep]
+            if not idx.size:
+                if all_or_nothing:
+                    return None
+                out.append(-1)
+                continue
+            u = np.minimum((a + r) / tot[idx], 1.0)
+            diff = power(model[idx], u)
+            if self.cfg.stale_power:
+                diff -= pnow[idx]
+            else:
+                cur = power(model[idx], np.minimum(a / tot[idx], 1.0))
+                diff -= np.where(a != 0, cur, pnow[idx])
+            j = int(idx[int(np.argmin(diff))])
+            asum[j] += r  # a suitable VM fits: it gets its (uncapped = capped) request
+            av[j] -= r
+            rs[j] += r
+            rf[j] -= ram
+            if hist_mode:
+                hl[j] = max(hl[j], v.vm_hlen[vm])
+                if hist_mode == 1:
+                    lm[j] += self.vm_m[ht[j], vm]
+                    lg[j] += self.vm_g[ht[j], vm]
+                else:
+                    hist[j] += v.contrib[ht[j], vm]
+            mr[j] = max(mr[j], ram)
+            out.append(int(cand[j]))
+            touched.append(j)
+        if touched:
+            tj = np.unique(np.asarray(touched))
+            hs = cand[tj]
+            self.avail[hs], self.alloc_sum[hs], self.req_sum[hs] = av[tj], asum[tj], rs[tj]
+            self.ram_free[hs], self.hlen[hs], self.max_ram[hs] = rf[tj], hl[tj], mr[tj]
+            if hist_mode == 1:
+                self.lr_m[hs], self.lr_g[hs] = lm[tj], lg[tj]
+            elif hist_mode == 2:
+                self.hist[hs] = hist[tj]
+            for vm, h in zip(vms, out, strict=True):
+                if h >= 0:
+                    self.lists[h].append(vm)
+        return out
+
     def by_demand(self, vms: list[int]) -> list[int]:
         """Decreasing requested MIPS, stable (CloudSim PowerVmList.sortByCpuUtilization)."""
         req = self.v.req[vms]
@@ -267,11 +526,10 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
     # 3. placement of the selected VMs (PABFD), overloaded hosts excluded
     out: list[Migration] = []
     src_rule = {vm: (s, r) for vm, s, r in picked}
-    cand = all_hosts[~over]
-    for vm in p.by_demand([vm for vm, _, _ in picked]):
-        dst = p.find_host(vm, cand)
+    order = p.by_demand([vm for vm, _, _ in picked])
+    dsts = p.place_batch(order, all_hosts[~over], all_or_nothing=False) if order else []
+    for vm, dst in zip(order, dsts or [], strict=True):
         if dst >= 0:
-            p.place(vm, dst)
             s, r = src_rule[vm]
             out.append(Migration(vm, s, dst, r))
     if not cfg.underload:
@@ -296,17 +554,11 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
         vms = p.lists[h]
         if not vms:
             continue
-        cand = np.flatnonzero(place_ok)
-        batch: list[Migration] = []
-        for vm in p.by_demand(list(vms)):
-            dst = p.find_host(vm, cand)
-            if dst < 0:
-                p.rollback(len(batch))
-                batch = []
-                break
-            p.place(vm, dst)
-            batch.append(Migration(vm, int(h), dst, RULES[RULE_UNDERLOAD]))
-        for m in batch:
-            excl_src[m.dst] = True
-        out.extend(batch)
+        order = p.by_demand(list(vms))
+        dsts = p.place_batch(order, np.flatnonzero(place_ok), all_or_nothing=True)
+        if dsts is None:
+            continue
+        for vm, dst in zip(order, dsts, strict=True):
+            excl_src[dst] = True
+            out.append(Migration(vm, int(h), dst, RULES[RULE_UNDERLOAD]))
     return out

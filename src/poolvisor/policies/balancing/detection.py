@@ -172,9 +172,14 @@ class Detector:
         self, m: np.ndarray, g: np.ndarray, hlen: np.ndarray, mig_time_s: np.ndarray, req_util: np.ndarray
     ) -> np.ndarray:
         """Same decision as :meth:`overloaded` for LR from precomputed :meth:`lr_parts`."""
+        return self.lr_overloaded_from_steps(m, g, hlen, np.ceil(mig_time_s / self.interval_s), req_util)
+
+    def lr_overloaded_from_steps(
+        self, m: np.ndarray, g: np.ndarray, hlen: np.ndarray, steps: np.ndarray, req_util: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`lr_overloaded_from_parts` with the look-ahead already in scheduling intervals."""
         _, _, xbar, sxx = self.lr_basis
         w = self.regression_window
-        steps = np.ceil(mig_time_s / self.interval_s)
         pred = (m + g / sxx * (w + steps - xbar)) * self.param
         return np.where(hlen >= w, pred >= 1, req_util > self.fallback)
 

@@ -6,6 +6,7 @@ ties between hosts in the power-aware best fit are broken exactly as CloudSim br
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,23 +39,34 @@ class PowerTable:
     def linear(idle_w: float, max_w: float) -> tuple[float, ...]:
         return tuple(idle_w + (max_w - idle_w) * i / 10 for i in range(11))
 
+    def __post_init__(self) -> None:
+        t = self.table
+        flat = t.ravel().copy()
+        nxt = np.concatenate([t[:, 1:], t[:, -1:]], axis=1).ravel()
+        object.__setattr__(self, "_flat", flat)
+        object.__setattr__(self, "_delta", (nxt - flat) / 10)  # CloudSim's (power2 - power1) / 10
+        object.__setattr__(self, "_flat_l", flat.tolist())
+        object.__setattr__(self, "_delta_l", self._delta.tolist())  # type: ignore[attr-defined]
+
     def power(self, model: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Watts of hosts with model index ``model`` at utilization ``u`` in [0, 1] (same shapes).
 
+        Same operations as CloudSim's PowerModelSpecPower.getPower: ``p1 + delta * (u - i1/10) * 100``
+        with i1 = floor(10u), delta = 0 when 10u is an integer (then also ``u % 0.1 == 0`` cases).
         Hot path of the best-fit search: callers guarantee the range (see :meth:`checked_power`).
         """
         u10 = u * 10
         i1 = u10.astype(np.intp)  # floor for u >= 0
-        i2 = np.ceil(u10).astype(np.intp)
-        base = model * 11
-        flat = self.flat
-        p1 = flat[base + i1]
-        delta = (flat[base + i2] - p1) / 10
-        out = p1 + delta * (u - i1 / 10) * 100
-        exact = np.fmod(u, 0.1) == 0
-        if exact.any():
-            out = np.where(exact, flat[base + i1], out)
-        return out
+        step = np.ceil(u10) - i1  # 0.0 or 1.0: exact multiplier of delta
+        idx = model * 11 + i1
+        return self._flat[idx] + self._delta[idx] * step * (u - i1 / 10) * 100  # type: ignore[attr-defined]
+
+    def power1(self, model: int, u: float) -> float:
+        """Scalar :meth:`power` (identical IEEE operations on Python floats)."""
+        u10 = u * 10
+        i1 = int(u10)
+        idx = model * 11 + i1
+        return self._flat_l[idx] + self._delta_l[idx] * (math.ceil(u10) - i1) * (u - i1 / 10) * 100  # type: ignore[attr-defined]
 
     @property
     def flat(self) -> np.ndarray:
