@@ -395,6 +395,8 @@ class PlacementIndex:
         h = forest.first_at_least(t, hi - delta)
         if forest.leaf(t, h) != hi:
             return -2  # a near-tie below the maximum: normalization decides
+        if anti is None and taken is None:
+            return h
         domains = self.state.domains
         if (anti is None or anti[h] == 0) and (taken is None or not taken[domains[h]]):
             return h
