@@ -24,12 +24,12 @@ from sqlalchemy.orm import Session
 
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.services import ledger
+from poolvisor.services.lifecycle import LifecycleServices
 from poolvisor.services.records import DELETING, MIGRATING, PLACING, RUNNING
-from poolvisor.services.workloads import WorkloadServices
 from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
 
 
-class RepairServices(WorkloadServices):
+class RepairServices(LifecycleServices):
     def repair(self, stale_after: float = 30.0) -> list[str]:
         """Resolve stale transient workloads; returns what was done, one line each."""
         cutoff = datetime.now(UTC) - timedelta(seconds=stale_after)

@@ -1,0 +1,217 @@
+"""Lifecycle of placed workloads: actions (start/stop/suspend/resume), delete, migrate.
+
+Delete and migrate span a driver call, so each is two transactions around it with a transient
+state in between ('deleting', 'migrating') that start-up repair resolves after a crash.
+Migration re-runs the full placement pipeline (the workload's pool and label constraints kept,
+the current host excluded) and commits with the same generation guard as creation.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.errors import ConflictError, InvalidInputError
+from poolvisor.domain.models import GroupPolicy, check_name
+from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.policies.placement import Request, place
+from poolvisor.policies.placement.pipeline import require_host
+from poolvisor.services import ledger
+from poolvisor.services.base import Stale
+from poolvisor.services.records import (
+    DELETING,
+    LOST,
+    MIGRATING,
+    RUNNING,
+    STOPPED,
+    SUSPENDED,
+    WorkloadRecord,
+)
+from poolvisor.services.snapshot import group_key
+from poolvisor.services.workloads import ACTIONS, PLACE_ATTEMPTS, TRANSIENT, WorkloadServices, _Spec
+from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
+
+
+class LifecycleServices(WorkloadServices):
+    def delete_workload(self, project: str, name: str) -> None:
+        """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
+        A crash in between leaves a 'deleting' row that the next start finishes (repair.py)."""
+
+        def mark(s: Session) -> tuple[str | None, DriverWorkload, str]:
+            w, _p = self._workload(s, project, name)
+            if w.state in TRANSIENT:
+                raise ConflictError(f"workload {name!r} is {w.state}; retry")
+            host = s.get(HostRow, w.host_id) if w.host_id is not None else None
+            before = w.state
+            w.state, w.updated_at = DELETING, datetime.now(UTC)
+            return (host.name if host else None), self._driver_workload(project, w), before
+
+        host, dw, before = self._write(mark)
+        if host is not None:
+            try:
+                self.driver.delete(host, dw)
+            except DriverError:
+                self._write(lambda s: self._set_state_if(s, project, name, DELETING, before))
+                raise
+        self._write(partial(self._finish_delete, project=project, name=name, host=host))
+
+    def _finish_delete(self, s: Session, *, project: str, name: str, host: str | None) -> None:
+        w, _p = self._workload(s, project, name)
+        ledger.release(s, w)
+        s.delete(w)
+        self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
+                    project=project, data={"host": host})
+
+    def _set_state_if(self, s: Session, project: str, name: str, expected: str, new: str) -> None:
+        w, _p = self._workload(s, project, name)
+        if w.state == expected:
+            w.state, w.updated_at = new, datetime.now(UTC)
+
+    def workload_action(self, project: str, name: str, action: str) -> WorkloadRecord:
+        if action not in ACTIONS:
+            raise InvalidInputError(f"unknown action {action!r}; allowed: {', '.join(ACTIONS)}")
+        sources, target = ACTIONS[action]
+
+        def look(s: Session) -> tuple[str, Any, str]:
+            w, _p = self._workload(s, project, name)
+            if w.state not in sources:
+                raise ConflictError(f"cannot {action} workload {name!r} in state {w.state}")
+            host = s.get(HostRow, w.host_id) if w.host_id is not None else None
+            if host is None:
+                raise ConflictError(f"workload {name!r} has no host")
+            return host.name, self._driver_workload(project, w), w.state
+
+        host, dw, before = self._read(look)
+        getattr(self.driver, action)(host, dw)
+
+        def tx(s: Session) -> WorkloadRecord:
+            w, _p = self._workload(s, project, name)
+            r = s.execute(update(WorkloadRow).where(WorkloadRow.id == w.id, WorkloadRow.state == before)
+                          .values(state=target, updated_at=datetime.now(UTC)))
+            if r.rowcount != 1:  # type: ignore[attr-defined]
+                raise ConflictError(f"workload {name!r} changed state concurrently")
+            self._event(s, f"workload.{action}", f"workload/{project}/{name}",
+                        f"workload {name}: {action} ({before} -> {target})", project=project)
+            s.flush()
+            s.expire(w)
+            return self._workload_records(s, [w])[0]
+
+        return self._write(tx)
+
+    def migrate_workload(self, project: str, name: str, host: str | None = None) -> WorkloadRecord:
+        """Move a workload to `host` (checked by the full filter pipeline) or to the best other host."""
+        if host is not None:
+            check_name("host", host)
+        for _ in range(PLACE_ATTEMPTS):
+            try:
+                return self._migrate_once(project, name, host)
+            except Stale:
+                time.sleep(0.002 * random.random())
+        raise ConflictError("too many concurrent changes; the workload was not migrated, retry")
+
+    def _migrate_once(self, project: str, name: str, target: str | None) -> WorkloadRecord:
+        def look(s: Session) -> tuple[WorkloadRow, str, int | None, str | None]:
+            w, _p = self._workload(s, project, name)
+            if w.state not in (RUNNING, STOPPED, SUSPENDED) or w.host_id is None:
+                raise ConflictError(f"cannot migrate workload {name!r} in state {w.state}")
+            src = s.get(HostRow, w.host_id)
+            assert src is not None
+            if target is not None:
+                self._host(s, target)
+                if target == src.name:
+                    raise ConflictError(f"workload {name!r} is already on host {target!r}")
+            pool = w.constraints.get("pool")
+            pool_id = s.scalar(select(PoolRow.id).filter_by(name=pool)) if pool else None
+            return w, src.name, pool_id, pool
+
+        w, src, pool_id, pool = self._read(look)
+        c = w.constraints
+        spec = _Spec(project, w.project_id, name, w.kind, w.flavor,
+                     {str(k): float(v) for k, v in w.demand.items()}, w.priority, w.group_id, None, None,
+                     dict(c.get("required_labels") or {}), dict(c.get("forbidden_labels") or {}),
+                     pool_id, pool)
+        if w.group_id is not None:
+            g = self._read(lambda s: s.get(GroupRow, w.group_id))
+            if g is not None:
+                spec = replace(spec, group=g.name, group_policy=GroupPolicy(g.policy))
+        with self.cache.lock:
+            snap = self._read(self.cache.refresh)
+            st = snap.state
+            mask = np.ones(st.n, dtype=bool) if spec.pool_id is None else snap.pool_of == spec.pool_id
+            mask[st.host_index(src)] = False
+            if target is not None:
+                only = np.zeros(st.n, dtype=bool)
+                only[st.host_index(target)] = True
+                mask &= only
+            req = Request(name=f"{project}/{name}", demand=st.resources.vector(spec.demand),
+                          required_labels=spec.required, forbidden_labels=spec.forbidden,
+                          group=group_key(project, spec.group) if spec.group is not None else None,
+                          group_policy=spec.group_policy, allowed_hosts=np.flatnonzero(mask))
+            decision = place(st, req, self.policy)
+            h = require_host(decision)
+            dst_id, dst_gen = snap.ids[h], int(snap.gens[h])
+        dst = decision.host
+        assert dst is not None
+
+        def claim(s: Session) -> None:
+            # the allocation moves now (state 'migrating', the way back recorded); the driver follows
+            cur, _p = self._workload(s, project, name)
+            if cur.id != w.id or cur.state != w.state or cur.host_id != w.host_id:
+                raise Stale()
+            ledger.release(s, cur)
+            ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id)
+            cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
+            cur.constraints = {**cur.constraints, "migration": {"from": src, "to": dst, "state": w.state}}
+            cur.explanation = decision.explanation.to_dict()
+
+        self._write(claim)
+        try:
+            self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
+        except DriverError as e:
+            why = e.message
+            self._write(lambda s: self._undo_migrate(s, project, name, why))
+            raise DriverError(f"migration of {name!r} failed: {e.message}") from None
+        self._write(lambda s: self._finish_migrate(s, project, name))
+        return self.get_workload(project, name)
+
+    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> None:
+        w, _p = self._workload(s, project, name)
+        info = dict(w.constraints.get("migration") or {})
+        if w.state != MIGRATING or not info:
+            return
+        w.state, w.updated_at = info["state"], datetime.now(UTC)
+        w.constraints = {k: v for k, v in w.constraints.items() if k != "migration"}
+        self._event(s, "workload.migrated", f"workload/{project}/{name}",
+                    f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
+                    data={"from": info["from"], "to": info["to"]})
+
+    def _undo_migrate(self, s: Session, project: str, name: str, why: str) -> None:
+        """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
+        w, _p = self._workload(s, project, name)
+        info = dict(w.constraints.get("migration") or {})
+        if w.state != MIGRATING or not info:
+            return
+        src, dst = info["from"], info["to"]
+        src_row = s.scalars(select(HostRow).filter_by(name=src)).first()
+        ledger.release(s, w)
+        w.constraints = {k: v for k, v in w.constraints.items() if k != "migration"}
+        w.updated_at = datetime.now(UTC)
+        try:
+            if src_row is None:
+                raise Stale()
+            with s.begin_nested():
+                ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id)
+            w.host_id, w.state = src_row.id, info["state"]
+            msg = f"migration {src} -> {dst} failed, back on {src}: {why}"
+        except Stale:
+            w.state = LOST
+            msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
+        self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
