@@ -1,4 +1,4 @@
-"""Scalar item sizes for ordering items: L1, L-infinity, L2 and weighted sums (static or dynamic).
+"""Scalar item sizes for ordering items: L1, L-infinity, L2, volume and weighted sums (static or dynamic).
 
 All measures work on sizes normalized by capacity (u = s / C), so dimensions are comparable.
 Dynamic weights follow Panigrahy et al. (2011): a dimension weighs as much as the demand still left
@@ -15,6 +15,8 @@ MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "l1": lambda u: u.sum(axis=1),
     "linf": lambda u: u.max(axis=1),
     "l2": lambda u: np.sqrt(np.einsum("ij,ij->i", u, u)),
+    # volume (Panigrahy's "FFDProd"); zero sizes do not zero the whole product
+    "prod": lambda u: np.exp(np.log(u + 1e-3).sum(axis=1)),
     # static weights: mean normalized demand per dimension (Panigrahy's "FFDAvgSum")
     "avg": lambda u: u @ (u.mean(axis=0) if u.shape[0] else np.zeros(u.shape[1])),
 }
