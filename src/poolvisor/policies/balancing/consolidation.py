@@ -428,44 +428,50 @@ class _Planner:
             if v.check_ram:
                 ok &= rf >= ram
             idx = np.flatnonzero(ok)
+            j = -1
             if idx.size:
+                # rank the suitable hosts by power increase (stable: ties keep host order), then
+                # run the (costly) overload-after check lazily, best first, in growing chunks
                 a = asum[idx]
-                ru = (rs[idx] + r) / tot[idx]
-                if hist_mode == 0:
-                    over = ru > d.param
-                elif hist_mode == 1:
-                    t = ht[idx]
-                    over = d.lr_overloaded_from_parts(
-                        lm[idx] + self.vm_m[t, vm],
-                        lg[idx] + self.vm_g[t, vm],
-                        np.maximum(hl[idx], v.vm_hlen[vm]),
-                        np.maximum(mr[idx], ram) / bw,
-                        ru,
-                    )
+                u = np.minimum((a + r) / tot[idx], 1.0)
+                diff = power(model[idx], u)
+                if self.cfg.stale_power:
+                    diff -= pnow[idx]
                 else:
-                    over = d.overloaded(
-                        ru,
-                        hist[idx] + v.contrib[ht[idx], vm],
-                        np.maximum(hl[idx], v.vm_hlen[vm]),
-                        np.maximum(mr[idx], ram) / bw,
-                    )[0]
-                keep = ~(over & (a != 0))
-                if not keep.all():
-                    idx = idx[keep]
-                    a = a[keep]
-            if not idx.size:
+                    diff -= np.where(a != 0, power(model[idx], np.minimum(a / tot[idx], 1.0)), pnow[idx])
+                rank = idx[np.argsort(diff, kind="stable")]
+                lo, size = 0, 4
+                while lo < rank.size and j < 0:
+                    c = rank[lo : lo + size]
+                    lo, size = lo + size, size * 4
+                    ac = asum[c]
+                    ru = (rs[c] + r) / tot[c]
+                    if hist_mode == 0:
+                        over = ru > d.param
+                    elif hist_mode == 1:
+                        t = ht[c]
+                        over = d.lr_overloaded_from_parts(
+                            lm[c] + self.vm_m[t, vm],
+                            lg[c] + self.vm_g[t, vm],
+                            np.maximum(hl[c], v.vm_hlen[vm]),
+                            np.maximum(mr[c], ram) / bw,
+                            ru,
+                        )
+                    else:
+                        over = d.overloaded(
+                            ru,
+                            hist[c] + v.contrib[ht[c], vm],
+                            np.maximum(hl[c], v.vm_hlen[vm]),
+                            np.maximum(mr[c], ram) / bw,
+                        )[0]
+                    fine = np.flatnonzero(~(over & (ac != 0)))
+                    if fine.size:
+                        j = int(c[fine[0]])
+            if j < 0:
                 if all_or_nothing:
                     return None
                 out.append(-1)
                 continue
-            u = np.minimum((a + r) / tot[idx], 1.0)
-            diff = power(model[idx], u)
-            if self.cfg.stale_power:
-                diff -= pnow[idx]
-            else:
-                cur = power(model[idx], np.minimum(a / tot[idx], 1.0))
-                diff -= np.where(a != 0, cur, pnow[idx])
-            j = int(idx[int(np.argmin(diff))])
             asum[j] += r  # a suitable VM fits: it gets its (uncapped = capped) request
             av[j] -= r
             rs[j] += r

@@ -20,45 +20,43 @@ RULE_NONE, RULE_THR, RULE_IQR, RULE_MAD, RULE_LR, RULE_LRR, RULE_FALLBACK, RULE_
 RULES = ("none", "thr", "iqr", "mad", "lr", "lrr", "fallback-thr", "underload")
 
 
+_COLS = np.arange(64)
+
+
 def _sorted_prefix(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
     """Rows sorted ascending over their first hlen values; the rest pushed to +inf."""
-    cols = np.arange(hist.shape[1])
-    return np.sort(np.where(cols[None, :] < hlen[:, None], hist, np.inf), axis=1)
-
-
-def _take(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(s, np.clip(idx, 0, s.shape[1] - 1)[:, None], axis=1)[:, 0]
+    return np.sort(np.where(_COLS[None, : hist.shape[1]] < hlen[:, None], hist, np.inf), axis=1)
 
 
 def median_sorted(s: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """commons-math3 Percentile(50) (legacy estimator) of sorted rows with n valid values."""
+    """commons-math3 Percentile(50) (legacy estimator) of sorted rows with n >= 1 valid values."""
+    rows = np.arange(s.shape[0])
     pos = 50.0 * (n + 1) / 100
     fpos = np.floor(pos)
     ipos = fpos.astype(np.intp)
     dif = pos - fpos
-    lower = _take(s, ipos - 1)
-    upper = _take(s, ipos)
+    lower = s[rows, ipos - 1]
+    upper = s[rows, np.minimum(ipos, s.shape[1] - 1)]
     with np.errstate(invalid="ignore"):
-        mid = lower + dif * (upper - lower)
-    mid = np.where(dif == 0, lower, mid)
-    return np.where(n == 1, s[:, 0], mid)
+        return np.where(dif == 0, lower, lower + dif * (upper - lower))
 
 
 def iqr(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
     """CloudSim MathUtil.iqr: data[round(0.75(n+1))-1] - data[round(0.25(n+1))-1] of the sorted data."""
     s = _sorted_prefix(hist, hlen)
+    rows = np.arange(s.shape[0])
     q1 = np.floor(0.25 * (hlen + 1) + 0.5).astype(np.intp) - 1
     q3 = np.floor(0.75 * (hlen + 1) + 0.5).astype(np.intp) - 1
-    return _take(s, q3) - _take(s, q1)
+    return s[rows, q3] - s[rows, q1]
 
 
 def mad(hist: np.ndarray, hlen: np.ndarray) -> np.ndarray:
     """Median absolute deviation from the median (CloudSim MathUtil.mad)."""
     s = _sorted_prefix(hist, hlen)
     med = median_sorted(s, hlen)
-    cols = np.arange(hist.shape[1])
-    dev = np.where(cols[None, :] < hlen[:, None], np.abs(med[:, None] - hist), np.inf)
-    return median_sorted(np.sort(dev, axis=1), hlen)
+    with np.errstate(invalid="ignore"):
+        dev = np.sort(np.abs(med[:, None] - s), axis=1)  # the +inf padding stays at the end
+    return median_sorted(dev, hlen)
 
 
 def ols_cloudsim(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
