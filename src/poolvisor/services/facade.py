@@ -15,6 +15,7 @@ from poolvisor.services.auth import AuthServices
 from poolvisor.services.base import as_utc
 from poolvisor.services.catalog import CatalogServices
 from poolvisor.services.demo import DemoServices
+from poolvisor.services.hosts import HostServices
 from poolvisor.services.invariants import check_invariants
 from poolvisor.services.records import CheckReport, EventRecord
 from poolvisor.services.repair import RepairServices
@@ -25,7 +26,7 @@ from poolvisor.store.rows import EventRow, HostRow
 MAX_EVENTS = 1000
 
 
-class Services(AuthServices, CatalogServices, RepairServices, DemoServices):
+class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
     def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None):
