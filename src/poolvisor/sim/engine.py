@@ -275,9 +275,10 @@ class Simulator:
             if h < 0:
                 raise InvalidInputError(f"VM {v} fits on no host at t=0")
             p.place(v, h)
-            # once created, a VM without a cloudlet yet requests 0 MIPS: later overload checks at
-            # t=0 only see the VM being instantiated (CloudSim Vm.getCurrentRequestedMips)
-            p.req_sum[h] = 0.0
+            if self.compat:
+                # once created, a VM without a cloudlet yet requests 0 MIPS: later overload checks
+                # at t=0 only see the VM being instantiated (CloudSim Vm.getCurrentRequestedMips)
+                p.req_sum[h] = 0.0
             count[h] += 1
             self._append(v, h)
 

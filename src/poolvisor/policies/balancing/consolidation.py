@@ -253,6 +253,11 @@ class _Planner:
         only the hosts that earlier VMs of the chunk were placed on (scalar arithmetic, same
         operations), so each choice sees the state CloudSim's sequential loop would see."""
         v, d, cfg = self.v, self.cfg.detector, self.cfg
+        # hosts that cannot take even the smallest VM of the batch never will (capacity only shrinks)
+        rmin = float(v.req[vms].min())
+        cand = cand[(self.F[1, cand] >= rmin) & (self.F[2, cand] >= rmin)]
+        if not cand.size:
+            return None if all_or_nothing else [-1] * len(vms)
         model, ht = v.model[cand], v.htype[cand]
         G = self.F[:, cand]
         tot, pe, av, asum, rs, rf, hl, mr, pnow, lm, lg = G
@@ -263,7 +268,7 @@ class _Planner:
         _, _, xbar, sxx = d.lr_basis
         inf = np.inf
         n = cand.size
-        chunk = max(1, 2_000_000 // n)
+        chunk = max(1, min(16, 2_000_000 // n))  # bounds the re-scoring of touched hosts per VM
         vm_arr = np.asarray(vms, dtype=np.intp)
 
         # hosts placed on during the current chunk, as Python floats (fast scalar re-scoring):
