@@ -53,7 +53,8 @@ def scenarios(draw: st.DrawFn) -> dict:
         "r": r, "hosts": hosts, "flavors": flavors, "ops": ops,
         "policy": draw(st.sampled_from(sorted(POLICIES))),
         "options": {"fanout": draw(st.sampled_from([2, 3, 4, None])), "admit_after": draw(st.integers(1, 2)),
-                    "max_requeries": draw(st.integers(0, 3)), "max_classes": draw(st.integers(1, 5))},
+                    "max_requeries": draw(st.integers(0, 3)), "max_classes": draw(st.integers(1, 5)),
+                    "point_updates": draw(st.sampled_from([0, 1, 8]))},
     }
 
 

@@ -74,11 +74,13 @@ class PlacementIndex:
     """Per-class max-forest rows over the hosts of one ClusterState, kept in sync by notification."""
 
     def __init__(self, state: ClusterState, policy: PlacementPolicy, *, fanout: int | None = None,
-                 max_classes: int = 64, admit_after: int = 1, max_requeries: int = 4):
+                 max_classes: int = 64, admit_after: int = 1, max_requeries: int = 4,
+                 point_updates: int = 8):
         self.state, self.policy = state, policy
         self.plan = IndexPlan.of(policy)
         self.fanout, self.max_classes = fanout, max(1, max_classes)
         self.admit_after, self.max_requeries = max(1, admit_after), max(0, max_requeries)
+        self.point_updates = point_updates  # up to this many changed hosts: one at a time
         self.stats = {"tree": 0, "requeries": 0, "row_scan": 0, "full_scan": 0, "rebuilds": 0, "classes": 0}
         self._request_filters = [f for f in policy._filters if f.name in REQUEST_FILTERS]
         used = self.plan.filters
@@ -253,6 +255,9 @@ class PlacementIndex:
         if rows:
             if len(dirty) == 1:
                 self._update_host(dirty[0])
+            elif len(dirty) <= self.point_updates:  # a release and an allocation, say
+                for h in set(dirty):
+                    self._update_host(h)
             else:
                 hs = np.unique(np.asarray(dirty, dtype=np.int64))
                 vals, low = self._leaves(slice(0, rows), hs)

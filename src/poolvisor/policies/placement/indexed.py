@@ -57,10 +57,14 @@ class IndexedPlacer:
     Mutate the state through ClusterState's methods (or call `state.touch(hosts)` /
     `invalidate()` after writing its arrays directly) so the index sees every change."""
 
-    def __init__(self, state: ClusterState, policy: PlacementPolicy | None = None, **index_options: int):
+    def __init__(self, state: ClusterState, policy: PlacementPolicy | None = None, *,
+                 fanout: int | None = None, max_classes: int = 64, admit_after: int = 1,
+                 max_requeries: int = 4, point_updates: int = 8):
         self.state = state
         self.policy = policy or PlacementPolicy()
-        self.index = PlacementIndex(state, self.policy, **index_options)
+        self.index = PlacementIndex(state, self.policy, fanout=fanout, max_classes=max_classes,
+                                    admit_after=admit_after, max_requeries=max_requeries,
+                                    point_updates=point_updates)
 
     @property
     def stats(self) -> dict[str, int]:
