@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from poolvisor.policies.packing.measures import dynamic_weights
 from poolvisor.policies.packing.problem import tolerance
 
 
@@ -27,11 +26,16 @@ def bin_centric(
     u = items / capacity
     tol = tolerance(capacity)
     out = np.full(n, -1, dtype=np.int64)
-    remaining = np.ones(n, dtype=bool)
-    fixed = [] if bins_residual is None else list(np.asarray(bins_residual, dtype=np.float64))
+    # unplaced items kept compact in the first m rows (removal swaps in the last row), so every step
+    # costs O(unplaced), and ties still go to the lowest original index
+    idx = np.arange(n)
+    sz, un = items.copy(), u.copy()
+    m = n
+    left = u.sum(axis=0)  # unplaced normalized demand per dimension (dynamic weights)
     uniform = np.full(d, 1.0 / d)
+    fixed = [] if bins_residual is None else list(np.asarray(bins_residual, dtype=np.float64))
     b = 0
-    while remaining.any():
+    while m > 0:
         if b < len(fixed):
             res = fixed[b].copy()
         elif allow_new:
@@ -39,22 +43,31 @@ def bin_centric(
         else:
             break
         placed_any = False
-        while True:
-            fit = remaining & np.all(items <= res + tol, axis=1)
+        while m > 0:
+            fit = np.all(sz[:m] <= res + tol, axis=1)
             if not fit.any():
                 break
-            w = dynamic_weights(u, remaining) if dynamic else uniform
+            if dynamic:
+                tot = left.sum()
+                w = left / tot if tot > 0 else uniform
+            else:
+                w = uniform
             r = res / capacity
             if score == "dot":
-                val = np.where(fit, (u * w) @ r, -np.inf)
-                i = int(np.argmax(val))
+                val = np.where(fit, un[:m] @ (w * r), -np.inf)
+                best = val.max()
             else:
-                diff = r - u
-                val = np.where(fit, (diff * diff) @ w, np.inf)
-                i = int(np.argmin(val))
+                diff = r - un[:m]
+                val = np.where(fit, -((diff * diff) @ w), -np.inf)
+                best = val.max()
+            cand = np.flatnonzero(val == best)
+            p = int(cand[np.argmin(idx[cand])])
+            i = int(idx[p])
             out[i] = b
-            remaining[i] = False
             res -= items[i]
+            left -= u[i]
+            m -= 1
+            idx[p], sz[p], un[p] = idx[m], sz[m], un[m]
             placed_any = True
         if not placed_any and b >= len(fixed):
             break  # a fresh bin took nothing: only possible when no item fits an empty bin

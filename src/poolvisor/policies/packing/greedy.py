@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from poolvisor.policies.packing.measures import dynamic_weights, item_size, residual_measure
+from poolvisor.policies.packing.measures import item_size, residual_measure
 from poolvisor.policies.packing.problem import tolerance
 
 
@@ -74,11 +74,15 @@ def item_centric(
     out = np.full(n, -1, dtype=np.int64)
     if order == "dynamic":
         remaining = np.ones(n, dtype=bool)
+        left = u.sum(axis=0)  # unplaced demand per dimension, updated incrementally
+        uniform = np.full(u.shape[1], 1.0 / max(u.shape[1], 1))
         for _ in range(n):
-            w = dynamic_weights(u, remaining)
+            tot = left.sum()
+            w = left / tot if tot > 0 else uniform
             score = np.where(remaining, u @ w, -np.inf)
             i = int(np.argmax(score))
             remaining[i] = False
+            left -= u[i]
             b = _choose(bins, items[i], rule, "weighted", w)
             out[i] = b
             if b >= 0:

@@ -27,6 +27,8 @@ from poolvisor.policies.packing.feasibility import check_assignment
 from poolvisor.policies.packing.greedy import item_centric
 from poolvisor.state.cluster import ClusterState
 
+REPACK_ATTEMPTS = 8
+
 
 def _reference(state: ClusterState) -> np.ndarray:
     """Per-resource normalization scale: the largest host capacity (1 where no host has any)."""
@@ -39,7 +41,8 @@ def fit_into(demands: np.ndarray, residual: np.ndarray, scale: np.ndarray) -> np
 
     Runs the engine's heuristics with fixed bins (no new bins) and keeps the assignment with the
     fewest unplaced items, then the fewest bins touched, then the lowest bin indices (callers order
-    bins by preference).
+    bins by preference). The bin-centric ones walk the bins one by one, so they only run when
+    there are enough items to fill bins (not for re-homing a handful of workloads).
     """
     n = demands.shape[0]
     if n == 0:
@@ -47,15 +50,17 @@ def fit_into(demands: np.ndarray, residual: np.ndarray, scale: np.ndarray) -> np
     if residual.shape[0] == 0:
         return np.full(n, -1, dtype=np.int64)
     res = np.maximum(residual, 0.0)
+    fixed = {"bins_residual": res, "allow_new": False}
     candidates = [
-        item_centric(demands, scale, order="decreasing", rule="first", measure="l2", bins_residual=res,
-                     allow_new=False),
-        item_centric(demands, scale, order="dynamic", rule="best", bins_residual=res, allow_new=False),
-        item_centric(demands, scale, order="decreasing", rule="best", measure="linf", bins_residual=res,
-                     allow_new=False),
-        bin_centric(demands, scale, score="dot", dynamic=True, bins_residual=res, allow_new=False),
-        bin_centric(demands, scale, score="l2", dynamic=True, bins_residual=res, allow_new=False),
+        item_centric(demands, scale, order="decreasing", rule="first", measure="l2", **fixed),
+        item_centric(demands, scale, order="decreasing", rule="best", measure="linf", **fixed),
     ]
+    if n >= 8:
+        candidates += [
+            item_centric(demands, scale, order="dynamic", rule="best", **fixed),
+            bin_centric(demands, scale, score="dot", dynamic=True, **fixed),
+            bin_centric(demands, scale, score="l2", dynamic=True, **fixed),
+        ]
 
     def key(a: np.ndarray) -> tuple[int, int, int]:
         used = np.unique(a[a >= 0])
@@ -149,13 +154,17 @@ def plan_batch_placement(
     order = np.lexsort((np.arange(hosts.size), np.where(active, fill, -size), ~active))
     a = fit_into(d, free[order], scale)
     notes: list[str] = []
-    # try to close each newly opened host again (latest first): its workloads onto the other used hosts
+    # try to close newly opened hosts again, the least loaded first (a bounded number of attempts):
+    # their workloads onto the other used hosts
     bins_free = free[order].copy()
     np.subtract.at(bins_free, a[a >= 0], d[a >= 0])
-    for b in sorted((int(x) for x in np.unique(a[a >= 0]) if not active[order[x]]), reverse=True):
+    opened_bins = [int(x) for x in np.unique(a[a >= 0]) if not active[order[x]]]
+    load_of = {b: float((d[a == b] / scale).sum()) for b in opened_bins}
+    for b in sorted(opened_bins, key=lambda x: load_of[x])[:REPACK_ATTEMPTS]:
         movers = np.flatnonzero(a == b)
+        # bins are in preference order: bin x is host hosts[order[x]]
         others = np.array([x for x in np.unique(a[a >= 0]) if x != b] +
-                          [x for x in np.flatnonzero(active) if x not in a], dtype=np.int64)
+                          [x for x in np.flatnonzero(active[order]) if x not in a], dtype=np.int64)
         if others.size == 0:
             continue
         sub = fit_into(d[movers], bins_free[others], scale)
