@@ -201,3 +201,37 @@ def simulate_scale(
     for k, v in out.items():
         table.add_row(k, f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(table)
+
+
+@app.command("store")
+def store(
+    db: str = typer.Option("", "--db", help="an EMPTY database URL (default: a temporary SQLite file)"),
+    hosts: int = typer.Option(20, "--hosts", help="demo hosts to seed"),
+    requests: int = typer.Option(300, "--requests", help="workloads to create in total"),
+    threads: int = typer.Option(4, "--threads", help="threads per process"),
+    processes: int = typer.Option(0, "--processes", help="extra client processes"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Concurrent workload creation through the services layer: rate and invariant check."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from poolvisor.cli.errors import fail
+    from poolvisor.services.loadgen import bench_store
+
+    if hosts < 1 or requests < 1 or threads < 1 or processes < 0:
+        raise fail("--hosts, --requests and --threads must be >= 1, --processes >= 0")
+    res = bench_store(db or None, hosts, requests, threads, processes)
+    if as_json:
+        typer.echo(json.dumps(res))
+    else:
+        table = Table(title="poolvisor bench store")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for k, v in res.items():
+            table.add_row(k, str(v))
+        Console().print(table)
+    if not res["invariants_ok"]:
+        raise typer.Exit(1)

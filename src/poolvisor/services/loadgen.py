@@ -87,6 +87,52 @@ def worker_main(db_url: str, project: str, prefix: str, n: int, flavor: str, thr
     return res
 
 
+def bench_store(db_url: str | None, hosts: int, requests: int, threads: int, processes: int,
+                flavor: str = "small") -> dict[str, Any]:
+    """Seed a demo pool in an empty database (a temporary SQLite file by default), then create
+    `requests` workloads from `threads` threads in this process and `processes` child processes
+    (each with `threads` threads); report the rate and whether every invariant still holds."""
+    import multiprocessing
+    import tempfile
+
+    from poolvisor.domain.errors import ConflictError
+    from poolvisor.services import open_services
+
+    with tempfile.TemporaryDirectory(prefix="poolvisor-bench-") as tmp:
+        url = db_url or f"sqlite:///{tmp}/bench.db"
+        svc = open_services(url)
+        try:
+            if svc.list_hosts() or svc.list_projects():
+                raise ConflictError("bench store needs an empty database")
+            svc.seed_demo(hosts)
+            workers = processes + 1
+            share = [requests // workers + (1 if k < requests % workers else 0) for k in range(workers)]
+            ctx = multiprocessing.get_context("spawn")
+            queue = ctx.Queue()
+            t0 = time.perf_counter()
+            children = [ctx.Process(target=worker_main, args=(url, "demo", f"b{k}", share[k + 1], flavor,
+                                                               threads, queue)) for k in range(processes)]
+            for c in children:
+                c.start()
+            total = run_load(svc, "demo", "b-main", share[0], flavor, threads)
+            for _ in children:
+                acked, no_host, errors = queue.get(timeout=3600)
+                total.merge(LoadResult(acked, no_host, errors))
+            for c in children:
+                c.join()
+            seconds = time.perf_counter() - t0
+            report = svc.check()
+        finally:
+            svc.close()
+    return {
+        "database": url.split("://")[0], "hosts": hosts, "requests": requests, "threads": threads,
+        "processes": processes, "acked": len(total.acked), "no_valid_host": total.no_host,
+        "errors": len(total.errors), "seconds": round(seconds, 3),
+        "creates_per_s": round(len(total.acked) / seconds, 1) if seconds > 0 else None,
+        "invariants_ok": report.ok, "violations": report.violations[:10],
+    }
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 5:
         print("usage: python -m poolvisor.services.loadgen URL PROJECT PREFIX N FLAVOR [THREADS] [ACK_FILE] "
