@@ -108,3 +108,31 @@ def test_consolidation_never_moves_workloads_of_hosts_that_stay() -> None:
     for i, h in enumerate(cur):
         if h in stay:
             assert plan.assignment[i] == h
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_pools_give_feasible_plans(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    st = ClusterState(["vcpu", "memory_mib"])
+    for i in range(12):
+        big = rng.random() < 0.5
+        st.add_host(HostSpec(f"h{i}", {"vcpu": 32 if big else 16, "memory_mib": 128 if big else 64}))
+    cur = rng.integers(0, 12, 20)
+    dem = np.column_stack([rng.integers(1, 6, 20), rng.integers(1, 20, 20)]).astype(float)
+    keep = []
+    for i, (h, d) in enumerate(zip(cur, dem, strict=True)):
+        if np.all(st.free[:, h] >= d):
+            st.allocate(int(h), d)
+            keep.append(i)
+    names = [f"w{i}" for i in keep]
+    plan = plan_consolidation(st, names, dem[keep], cur[keep])
+    fresh = ClusterState(["vcpu", "memory_mib"])
+    for i in range(12):
+        cap = {"vcpu": float(st.capacity[0, i]), "memory_mib": float(st.capacity[1, i])}
+        fresh.add_host(HostSpec(f"h{i}", cap))
+    apply(fresh, plan.assignment, dem[keep])
+    assert int(np.count_nonzero(fresh.workload_count)) == plan.hosts_after <= plan.hosts_before
+    batch = np.column_stack([rng.integers(1, 8, 15), rng.integers(1, 30, 15)]).astype(float)
+    bp = plan_batch_placement(st, [f"b{i}" for i in range(15)], batch)
+    apply(st, bp.assignment, batch)  # raises if any host would overflow
+    assert bp.hosts_after >= bp.hosts_before
