@@ -176,8 +176,16 @@ def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     for k in ("energy_kwh", "migrations", "slatah", "pdm", "slav", "esv", "hosts", "vms", "wall_s"):
         assert k in doc
     assert doc["hosts"] == 20 and doc["vms"] == 24 and doc["compat"] == "cloudsim"
-    assert _cli(["simulate", "planetlab", str(d), "--policy", "lr-mmt", "--hosts", "20"]) == 0
+    report = tmp_path / "r.html"
+    assert (
+        _cli(
+            ["simulate", "planetlab", str(d), "--policy", "lr-mmt", "--hosts", "20", "--report", str(report)]
+        )
+        == 0
+    )
     assert "SLATAH" in capsys.readouterr().out
+    html = report.read_text()
+    assert html.count("data:image/png;base64") >= 3  # active hosts, power, SLA over time
     assert _cli(["simulate", "planetlab", str(d), "--policy", "nope"]) == 1
     assert "unknown policy" in capsys.readouterr().err
     (d / "vm 003").write_text("1\n2\nthree\n")

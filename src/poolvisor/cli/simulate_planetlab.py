@@ -62,6 +62,11 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed", help="Seed for random VM selection (rs)"),
         hosts: int = typer.Option(800, "--hosts", min=1, help="Number of hosts (CloudSim scenario: 800)"),
+        check_ram: bool = typer.Option(
+            False,
+            "--check-ram",
+            help="Default mode: also require the VM's RAM to fit (CloudSim never checks it)",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
         report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report"),
     ) -> None:
@@ -69,7 +74,9 @@ def register(app: typer.Typer) -> None:
         from poolvisor.sim.planetlab import simulate_planetlab
 
         if as_json:
-            res = simulate_planetlab(directory, policy, param, compat, seed=seed, hosts=hosts)
+            res = simulate_planetlab(
+                directory, policy, param, compat, seed=seed, hosts=hosts, check_ram=check_ram
+            )
         else:
             cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*cols, console=Console(stderr=True), transient=True) as bar:

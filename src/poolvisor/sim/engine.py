@@ -190,10 +190,14 @@ class Simulator:
         compat: bool = True,
         seed: int = 0,
         record: bool = False,
+        check_ram: bool = False,
     ) -> None:
         self.sc = sc
         self.spec = spec
         self.compat = compat
+        # RAM is never a constraint after t=0 in CloudSim (running VMs request 0 MB); enforcing it
+        # is optional because 4 GB hosts then hold only 2-4 VMs and consolidation all but stops
+        self.check_ram = check_ram and not compat
         self.seed = seed
         self.record = record
         self.total = sc.host_total
@@ -275,10 +279,10 @@ class Simulator:
             if h < 0:
                 raise InvalidInputError(f"VM {v} fits on no host at t=0")
             p.place(v, h)
-            if self.compat:
-                # once created, a VM without a cloudlet yet requests 0 MIPS: later overload checks
-                # at t=0 only see the VM being instantiated (CloudSim Vm.getCurrentRequestedMips)
-                p.req_sum[h] = 0.0
+            # once created, a VM without a cloudlet yet requests 0 MIPS: later overload checks at
+            # t=0 only see the VM being instantiated (CloudSim Vm.getCurrentRequestedMips); kept in
+            # both modes, since counting every VM at its full MIPS would refuse most placements
+            p.req_sum[h] = 0.0
             count[h] += 1
             self._append(v, h)
 
@@ -483,7 +487,7 @@ class Simulator:
             avail=pre.avail,
             lists=lists,
             with_history=self.plan_cfg.detector.uses_history,
-            check_ram=not self.compat,
+            check_ram=self.check_ram,
             order=order,
         )
         return plan_migrations(view, self.plan_cfg)
