@@ -26,7 +26,7 @@ from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Decision, Request, place
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase, Stale
+from poolvisor.services.base import ServiceBase, Stale, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.records import (
     DELETING,
@@ -254,13 +254,13 @@ class WorkloadServices(ServiceBase):
             w = s.get(WorkloadRow, wid)
             if w is None:
                 raise NotFoundError(f"workload {spec.name!r} vanished while being created")
-            if w.state == PLACING:
-                w.state, w.updated_at = RUNNING, datetime.now(UTC)
-                self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
-                            f"workload {spec.name} running on {host}", project=spec.project,
-                            data={"host": host})
-            s.flush()
-            return self._workload_records(s, [w])[0]
+            if w.state != PLACING:  # e.g. its host failed meanwhile: report what it is now
+                return self._workload_records(s, [w])[0]
+            w.state, w.updated_at = RUNNING, datetime.now(UTC)
+            self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
+                        f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
+            return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
+                                  spec.priority, spec.group, as_utc(w.created_at), w.explanation)
 
         return self._write(tx)
 
