@@ -56,12 +56,14 @@ def model_size(items: np.ndarray, capacity: np.ndarray, k: int) -> int:
     return int(np.minimum(k, len(clique) + rank[free] + 1).sum())
 
 
-def _integral(items: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CP-SAT needs integers: exact when the data is integral, otherwise scaled up conservatively."""
+def _integral(items: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """CP-SAT needs integers: exact when the data is integral, otherwise scaled up conservatively
+    (sizes rounded up, capacities down: solutions stay feasible, but infeasibility proves nothing)."""
     if np.all(items == np.round(items)) and np.all(capacity == np.round(capacity)):
-        return items.astype(np.int64), capacity.astype(np.int64)
+        return items.astype(np.int64), capacity.astype(np.int64), True
     scale = 1e6 / capacity
-    return np.ceil(items * scale - 1e-9).astype(np.int64), np.floor(capacity * scale + 1e-9).astype(np.int64)
+    up = np.ceil(items * scale - 1e-9).astype(np.int64)
+    return up, np.floor(capacity * scale + 1e-9).astype(np.int64), False
 
 
 def try_bins(
@@ -77,7 +79,7 @@ def try_bins(
 
     t0 = time.perf_counter()
     n, d = items.shape
-    si, ci = _integral(items, capacity)
+    si, ci, exact = _integral(items, capacity)
     clique, rank = _symmetry(items, capacity)
     if len(clique) > k:
         return "infeasible", None
@@ -119,7 +121,7 @@ def try_bins(
             if solver.boolean_value(v):
                 out[i] = b
         return "feasible", out
-    if status == cp_model.INFEASIBLE:
+    if status == cp_model.INFEASIBLE and exact:
         return "infeasible", None
     return "unknown", None
 
