@@ -62,8 +62,8 @@ def _integral(items: np.ndarray, capacity: np.ndarray) -> tuple[np.ndarray, np.n
     if np.all(items == np.round(items)) and np.all(capacity == np.round(capacity)):
         return items.astype(np.int64), capacity.astype(np.int64), True
     scale = 1e6 / capacity
-    up = np.ceil(items * scale - 1e-9).astype(np.int64)
-    return up, np.floor(capacity * scale + 1e-9).astype(np.int64), False
+    up = np.ceil(items * scale - 1e-6).astype(np.int64)  # forgives float noise (< 1e-12 of capacity)
+    return up, np.floor(capacity * scale + 1e-6).astype(np.int64), False
 
 
 def try_bins(
