@@ -320,6 +320,7 @@ class _Planner:
                     np.maximum(hsteps, vsteps),
                     ru,
                 )
+            cap_ok = ok.copy()  # capacity only shrinks: a host failing this now fails for good
             ok &= ~(over & (asum != 0))
             u = np.minimum((asum + R) / tot, 1.0)
             D = power(model, u)
@@ -338,11 +339,20 @@ class _Planner:
                 r, ram, vhl, vm_m, vm_g = reqs[i], rams[i], vhls[i], vms_m[i], vms_g[i]
                 row = D[i]
                 if state:  # untouched hosts from the matrix, touched ones re-scored (first index wins ties)
+                    orig = row
                     row = row.copy()
                     row[t_idx] = inf
                     j = int(np.argmin(row))
                     best = float(row[j])
+                    cap_row = cap_ok[i]
                     for hj, hst in state.items():
+                        if not cap_row[hj]:
+                            continue
+                        lb = orig[hj]
+                        # with the stale power reference a host's score only grows as VMs are
+                        # added, so its chunk-start score bounds it from below
+                        if stale and lb != inf and (lb > best or (lb == best and hj > j)):
+                            continue
                         sc = score(hst, r, ram, vhl, vm_m, vm_g)
                         if sc < best or (sc == best and hj < j):
                             best, j = sc, hj
