@@ -476,10 +476,13 @@ class Simulator:
     # --- decisions and migrations --------------------------------------------------------
     def _plan(self, req: np.ndarray, pre: Allocation) -> list[Migration]:
         assert self.plan_cfg is not None
-        lists: list[list[int]] = [[] for _ in range(self.H)]
         order = pre.order[self.host_of[pre.order] >= 0]
-        for v in order.tolist():
-            lists[self.host_of[v]].append(v)
+        hs = self.host_of[order]
+        by_host = order[np.argsort(hs, kind="stable")]  # list order kept within each host
+        bounds = np.cumsum(np.bincount(hs, minlength=self.H))
+        flat = by_host.tolist()
+        starts = [0, *bounds[:-1].tolist()]
+        lists = [flat[a:b] for a, b in zip(starts, bounds.tolist(), strict=True)]
         view = self._view(
             req=req,
             measured_u=clip_utilization(pre.util_mips / self.total),

@@ -107,13 +107,24 @@ class _Planner:
         self.hlen, self.max_ram, self.p_now, self.lr_m, self.lr_g = F[6], F[7], F[8], F[9], F[10]
         self.hist = view.hist.copy()
         self.lists = [list(lst) for lst in view.lists]
+        self.req_l, self.ram_l, self.vm_hlen_l = view.req.tolist(), view.ram.tolist(), view.vm_hlen.tolist()
+        self.vm_m_l, self.vm_g_l = self.vm_m.tolist(), self.vm_g.tolist()
         self.undo: list[tuple] = []
 
     # --- host statistics -------------------------------------------------------------
     def stats_of(self, h: int, lst: list[int]) -> None:
         """Recompute host h's sums from its list (sequential sums, in list order, like CloudSim)."""
         v = self.v
-        self.req_sum[h] = float(sum(v.req[i] for i in lst)) if lst else 0.0
+        req = self.req_l
+        self.req_sum[h] = float(sum(req[i] for i in lst)) if lst else 0.0
+        self.max_ram[h] = max((self.ram_l[i] for i in lst), default=-np.inf)
+        if self.linear:  # the regression is linear in the history: sum the VMs' parts
+            t = int(v.htype[h])
+            vm_m, vm_g, vhl = self.vm_m_l[t], self.vm_g_l[t], self.vm_hlen_l
+            self.lr_m[h] = float(sum(vm_m[i] for i in lst)) if lst else 0.0
+            self.lr_g[h] = float(sum(vm_g[i] for i in lst)) if lst else 0.0
+            self.hlen[h] = max((vhl[i] for i in lst), default=0)
+            return
         if v.hist.shape[1] and lst:
             acc = np.cumsum(v.contrib[v.htype[h], lst], axis=0)[-1]
             self.hist[h] = acc
@@ -122,21 +133,27 @@ class _Planner:
         else:
             self.hist[h] = 0.0
             self.hlen[h] = 0
-        self.max_ram[h] = max((v.ram[i] for i in lst), default=-np.inf)
+
+    def overloaded_one(self, h: int) -> bool:
+        """:meth:`overloaded` for one host, in scalar arithmetic where the detector allows it."""
+        d = self.cfg.detector
+        ru = self.req_sum[h] / self.v.total[h]
+        if not d.uses_history:
+            return bool(ru > d.param)
         if self.linear:
-            m, g = self.cfg.detector.lr_parts(self.hist[h])
-            self.lr_m[h], self.lr_g[h] = float(m), float(g)
+            w = d.regression_window
+            if self.hlen[h] < w:
+                return bool(ru > d.fallback)
+            _, _, xbar, sxx = d.lr_basis
+            steps = math.ceil(self.max_ram[h] / self.v.mig_bw_mb_s / d.interval_s)
+            return bool((self.lr_m[h] + self.lr_g[h] / sxx * (w + steps - xbar)) * d.param >= 1)
+        return bool(self.overloaded(np.array([h]))[0][0])
 
     def overloaded(self, hs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = self.cfg.detector
         ru = self.req_sum[hs] / self.v.total[hs]
         if not d.uses_history:
             return d.overloaded(ru)
-        if self.linear and hs.size == 1:  # re-check of one host while VMs are being taken off it
-            over = d.lr_overloaded_from_parts(
-                self.lr_m[hs], self.lr_g[hs], self.hlen[hs], self.max_ram[hs] / self.v.mig_bw_mb_s, ru
-            )
-            return over, over.astype(np.intp)
         return d.overloaded(ru, self.hist[hs], self.hlen[hs], self.max_ram[hs] / self.v.mig_bw_mb_s)
 
     def over_after(self, vm: int, hs: np.ndarray) -> np.ndarray:
@@ -541,7 +558,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
             vm = lst.pop(k)
             picked.append((vm, int(h), RULES[rule[h]]))
             p.stats_of(int(h), lst)
-            if not p.overloaded(np.array([h]))[0][0]:
+            if not p.overloaded_one(int(h)):
                 break
 
     # 3. placement of the selected VMs (PABFD), overloaded hosts excluded
@@ -564,7 +581,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
         for m in out:
             excl_src[m.dst] = True
     mu = view.measured_u
-    nonempty = np.fromiter((len(lst) > 0 for lst in p.lists), dtype=bool, count=H)
+    nonempty = np.fromiter(map(len, p.lists), dtype=np.intp, count=H) > 0
     sources = np.flatnonzero(~excl_src & (mu > 0) & (mu < 1) & nonempty)
     sources = sources[np.lexsort((sources, mu[sources]))]
     for h in sources:
