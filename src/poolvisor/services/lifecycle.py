@@ -8,8 +8,6 @@ the current host excluded) and commits with the same generation guard as creatio
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -36,7 +34,7 @@ from poolvisor.services.records import (
     WorkloadRecord,
 )
 from poolvisor.services.snapshot import group_key
-from poolvisor.services.workloads import ACTIONS, PLACE_ATTEMPTS, TRANSIENT, WorkloadServices, _Spec
+from poolvisor.services.workloads import ACTIONS, TRANSIENT, WorkloadServices, _Spec, retry_schedule
 from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
 
 
@@ -110,11 +108,11 @@ class LifecycleServices(WorkloadServices):
         """Move a workload to `host` (checked by the full filter pipeline) or to the best other host."""
         if host is not None:
             check_name("host", host)
-        for _ in range(PLACE_ATTEMPTS):
+        for _ in retry_schedule():
             try:
                 return self._migrate_once(project, name, host)
             except Stale:
-                time.sleep(0.002 * random.random())
+                continue
         raise ConflictError("too many concurrent changes; the workload was not migrated, retry")
 
     def _migrate_once(self, project: str, name: str, target: str | None) -> WorkloadRecord:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -43,7 +44,18 @@ from poolvisor.services.snapshot import group_key, resource_names
 from poolvisor.store.rows import GroupRow, HostRow, WorkloadRow
 
 MAX_PRIORITY = 1_000_000
-PLACE_ATTEMPTS = 200
+PLACE_DEADLINE_S = 60.0  # keep deciding again while optimistic commits lose races, up to this long
+
+
+def retry_schedule(deadline_s: float = PLACE_DEADLINE_S) -> Iterator[None]:
+    """Yield until the deadline, sleeping a jittered, growing delay between attempts."""
+    end = time.monotonic() + deadline_s
+    delay = 0.001
+    yield
+    while time.monotonic() < end:
+        time.sleep(delay * random.random())
+        delay = min(delay * 1.5, 0.05)
+        yield
 TRANSIENT = (PLACING, MIGRATING, DELETING)
 HARD_POLICIES = (GroupPolicy.AFFINITY, GroupPolicy.ANTI_AFFINITY, GroupPolicy.DOMAIN_SPREAD)
 ACTIONS = {  # action -> (states it applies to, resulting state)
@@ -180,8 +192,7 @@ class WorkloadServices(ServiceBase):
             return decision, (snap.ids[h], int(snap.gens[h])) if h is not None else None
 
     def _place_and_claim(self, spec: _Spec) -> tuple[int, str]:
-        delay = 0.001
-        for _ in range(PLACE_ATTEMPTS):
+        for _ in retry_schedule():
             decision, target = self._decide(spec)
             require_host(decision)
             assert target is not None and decision.host is not None
@@ -189,8 +200,7 @@ class WorkloadServices(ServiceBase):
                 wid = self._write(partial(self._claim, spec=spec, target=target, decision=decision))
                 return wid, decision.host
             except Stale:
-                time.sleep(delay * random.random())
-                delay = min(delay * 1.5, 0.05)
+                continue
         raise ConflictError("too many concurrent placements; the workload was not created, retry")
 
     def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int], decision: Decision) -> int:
