@@ -54,7 +54,7 @@ def scenarios(draw: st.DrawFn) -> dict:
         "policy": draw(st.sampled_from(sorted(POLICIES))),
         "options": {"fanout": draw(st.sampled_from([2, 3, 4, None])), "admit_after": draw(st.integers(1, 2)),
                     "max_requeries": draw(st.integers(0, 3)), "max_classes": draw(st.integers(1, 5)),
-                    "point_updates": draw(st.sampled_from([0, 1, 8]))},
+                    "point_updates": draw(st.sampled_from([0, 1, 8])), "jit": draw(st.booleans())},
     }
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from poolvisor.domain.models import GroupPolicy, HostState
+from poolvisor.policies.placement import kernels
 from poolvisor.policies.placement.forest import NEG, MaxForest
 from poolvisor.policies.placement.pipeline import PlacementPolicy
 from poolvisor.policies.placement.request import Request
@@ -40,6 +41,7 @@ REQUEST_FILTERS = frozenset({"affinity", "domain-spread"})
 PRIMARY_SCORERS = {"best-fit": 1.0, "worst-fit": -1.0}  # leaf = sign * mean post-placement fraction
 NEUTRAL_SCORERS = frozenset({"soft-affinity"})  # zero unless the request names a soft group
 NEAR_TIE = 1e-9
+JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
 
@@ -75,12 +77,18 @@ class PlacementIndex:
 
     def __init__(self, state: ClusterState, policy: PlacementPolicy, *, fanout: int | None = None,
                  max_classes: int = 64, admit_after: int = 1, max_requeries: int = 4,
-                 point_updates: int = 8):
+                 point_updates: int = 8, jit: bool = True):
         self.state, self.policy = state, policy
         self.plan = IndexPlan.of(policy)
         self.fanout, self.max_classes = fanout, max(1, max_classes)
         self.admit_after, self.max_requeries = max(1, admit_after), max(0, max_requeries)
         self.point_updates = point_updates  # up to this many changed hosts: one at a time
+        self.jit = jit and kernels.available()
+        if self.jit:
+            self._k_update, self._k_pick = kernels.update(), kernels.pick()
+        self._requeries = np.zeros(1, dtype=np.int64)
+        self._no_groups = np.zeros(1, dtype=np.int32)
+        self._no_domains = np.zeros(1, dtype=bool)
         self.stats = {"tree": 0, "requeries": 0, "row_scan": 0, "full_scan": 0, "rebuilds": 0, "classes": 0}
         self._request_filters = [f for f in policy._filters if f.name in REQUEST_FILTERS]
         used = self.plan.filters
@@ -218,6 +226,12 @@ class PlacementIndex:
             self.forest.set_host(h, self._negs[:rows], rows)
             return
         valid, count = self._pattern_rows(int(self._pattern_of[h]))
+        if self.jit:
+            f = self.forest
+            self._k_update(h, rows, True, st._allocated[:, h], self._cap_t[h], self._safe_t[h], self._demand,
+                           self._tol, valid, count, self._mask_t[h], self._low, self.plan.sign < 0,
+                           self._check_capacity, f.l0, f.l1, f.fanout)
+            return
         demand, tol, low = self._hot
         a = st._allocated[:, h]
         # (a + d) / cap per resource, zero where not scored (x * 0.0 == 0.0, x * 1.0 == x exactly),
@@ -387,9 +401,20 @@ class PlacementIndex:
     def _tree_pick(self, t: int, anti: np.ndarray | None, taken: np.ndarray | None) -> int:
         """Host from row t, excluding hosts the request-level filters reject; -1 none, -2 undecided.
 
-        Rejected picks are excluded one at a time (a few numpy calls each); past `max_requeries`
-        every host the request-level filters reject is excluded at once (O(H) to find them)."""
+        Rejected picks are excluded one at a time (a few numpy calls each, or the compiled kernel);
+        past that every host the request-level filters reject is excluded at once (O(H))."""
         forest = self.forest
+        singles = self.max_requeries
+        if self.jit:
+            before = int(self._requeries[0])
+            h = self._k_pick(t, forest.l0, forest.l1, forest.fanout, float(self._low[t]), NEAR_TIE,
+                             self._no_groups if anti is None else anti, anti is not None,
+                             self._no_domains if taken is None else taken, self.state._domain,
+                             taken is not None, JIT_REQUERIES, self._requeries)
+            self.stats["requeries"] += int(self._requeries[0]) - before
+            if h != -3:
+                return h
+            singles = 0
         hi = forest.top(t)
         if hi == NEG:
             return -1
@@ -408,8 +433,8 @@ class PlacementIndex:
         saved: list[tuple[int, int, float, float]] = []
         bulk = None
         try:
-            for attempt in range(self.max_requeries + 1):
-                if attempt < self.max_requeries:
+            for attempt in range(singles + 1):
+                if attempt < singles:
                     saved.append(forest.exclude(t, h))
                 else:
                     bad = np.zeros(self._n, dtype=bool)

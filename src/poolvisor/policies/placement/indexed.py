@@ -59,12 +59,12 @@ class IndexedPlacer:
 
     def __init__(self, state: ClusterState, policy: PlacementPolicy | None = None, *,
                  fanout: int | None = None, max_classes: int = 64, admit_after: int = 1,
-                 max_requeries: int = 4, point_updates: int = 8):
+                 max_requeries: int = 4, point_updates: int = 8, jit: bool = True):
         self.state = state
         self.policy = policy or PlacementPolicy()
         self.index = PlacementIndex(state, self.policy, fanout=fanout, max_classes=max_classes,
                                     admit_after=admit_after, max_requeries=max_requeries,
-                                    point_updates=point_updates)
+                                    point_updates=point_updates, jit=jit)
 
     @property
     def stats(self) -> dict[str, int]:

@@ -1,0 +1,164 @@
+"""Compiled hot paths of the placement index (numba), with the numpy code as the fallback.
+
+A host update and a tree query are a dozen numpy calls each on arrays of a few dozen values, so
+numpy's per-call overhead, not arithmetic, sets the placement rate. These kernels do the same work
+in one call each, with the same IEEE operations in the same order as the numpy path (and hence as
+the best-fit scorer): (alloc + demand) / capacity per scored resource, summed left to right,
+divided by the count; the capacity test `capacity - alloc >= demand - 1e-9`. No fastmath.
+
+`available()` is False when numba is not installed (the optional `fast` extra) or when
+POOLVISOR_NO_JIT=1; the index then uses numpy for everything.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+_update: Callable[..., None] | None = None
+_pick: Callable[..., int] | None = None
+_state = {"tried": False}
+
+
+def _compile() -> None:
+    global _update, _pick
+    from numba import njit
+
+    @njit(cache=True, nogil=True)
+    def block_max(l0: Any, blk: int, t: int) -> float:
+        m = -np.inf
+        for v in l0[blk, t]:
+            if v != v:  # NaN propagates, like ndarray.max
+                return v
+            if v > m:
+                m = v
+        return m
+
+    @njit(cache=True, nogil=True)
+    def update(h: int, rows: int, ok_host: bool, a: Any, cap: Any, safe: Any, demand: Any, tol: Any,
+               valid: Any, count: Any, mask: Any, low: Any, neg_sign: bool, check_cap: bool,
+               l0: Any, l1: Any, fanout: int) -> None:
+        blk, off = h // fanout, h % fanout
+        r_n = a.shape[0]
+        for t in range(rows):
+            leaf = -np.inf
+            if ok_host:
+                total = 0.0
+                for r in range(r_n):
+                    if valid[t, r] != 0.0:
+                        total += (a[r] + demand[t, r]) / safe[r]
+                score = total / count[t]
+                if neg_sign:
+                    score = -score
+                if score < low[t]:
+                    low[t] = score
+                ok = mask[t]
+                if ok and check_cap:
+                    for r in range(r_n):
+                        if not (cap[r] - a[r] >= tol[t, r]):
+                            ok = False
+                            break
+                if ok:
+                    leaf = score
+            l0[blk, t, off] = leaf
+            l1[t, blk] = block_max(l0, blk, t)
+
+    @njit(cache=True, nogil=True)
+    def pick(t: int, l0: Any, l1: Any, fanout: int, low_t: float, near: float, anti: Any, use_anti: bool,
+             taken: Any, domains: Any, use_taken: bool, max_requeries: int, requeries: Any) -> int:
+        """-1: no host; -2: near-tie (exact scan); -3: too many rejected picks; else the host."""
+        n1 = l1.shape[1]
+        hi = -np.inf
+        for v in l1[t]:
+            if v != v:
+                return -2
+            if v > hi:
+                hi = v
+        if hi == -np.inf:
+            return -1
+        delta = near * max(1.0, abs(hi), abs(low_t))
+        saved_h = np.empty(max_requeries, dtype=np.int64)
+        saved_0 = np.empty(max_requeries)
+        saved_1 = np.empty(max_requeries)
+        nsaved = 0
+        result = -3
+        for attempt in range(max_requeries + 1):
+            thr = hi - delta
+            s = 0
+            while s < n1 and not (l1[t, s] >= thr):
+                s += 1
+            off = 0
+            while not (l0[s, t, off] >= thr):
+                off += 1
+            if l0[s, t, off] != hi:
+                result = -2
+                break
+            h = s * fanout + off
+            if not ((use_anti and anti[h] > 0) or (use_taken and taken[domains[h]])):
+                result = h
+                break
+            if attempt == max_requeries:
+                break
+            saved_h[nsaved], saved_0[nsaved], saved_1[nsaved] = h, l0[s, t, off], l1[t, s]
+            nsaved += 1
+            requeries[0] += 1
+            l0[s, t, off] = -np.inf
+            l1[t, s] = block_max(l0, s, t)
+            hi = -np.inf
+            for v in l1[t]:
+                if v > hi:
+                    hi = v
+            if hi == -np.inf:
+                result = -1
+                break
+        for i in range(nsaved - 1, -1, -1):
+            h = saved_h[i]
+            l0[h // fanout, t, h % fanout] = saved_0[i]
+            l1[t, h // fanout] = saved_1[i]
+        return result
+
+    _update, _pick = update, pick
+
+
+def available() -> bool:
+    """Compile (or load from cache) the kernels once; False when numba is missing or disabled."""
+    if not _state["tried"]:
+        _state["tried"] = True
+        if os.environ.get("POOLVISOR_NO_JIT") == "1":
+            return False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _compile()
+                _warm()
+        except ImportError:
+            return False
+    return _update is not None
+
+
+def _warm() -> None:
+    """Trigger compilation with the argument types the index uses."""
+    assert _update is not None and _pick is not None
+    l0, l1 = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf)
+    f, b = np.zeros(1), np.zeros((1, 1))
+    column = np.zeros((1, 2))[:, 0]  # the allocation column is a strided view
+    _update(0, 1, True, column, f, np.ones(1), b, b, np.ones((1, 1)), np.ones(1), np.ones(1, dtype=bool),
+            np.zeros(1), False, True, l0, l1, 2)
+    _pick(0, l0, l1, 2, 0.0, 1e-9, np.zeros(1, dtype=np.int32), False, np.zeros(1, dtype=bool),
+          np.zeros(1, dtype=np.int32), False, 4, np.zeros(1, dtype=np.int64))
+
+
+def update() -> Callable[..., None]:
+    """The compiled host update (call `available()` first)."""
+    assert _update is not None
+    return _update
+
+
+def pick() -> Callable[..., int]:
+    """The compiled query (call `available()` first)."""
+    assert _pick is not None
+    return _pick
