@@ -55,8 +55,11 @@ def test_azure_mixed_fleet_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_google_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     require_shared_data("google-2011-samples")
     assert _cli(["simulate", "google", "--json", "-p", "all"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert "NaN" not in out  # strict JSON: "never rejected" is null
+    doc = json.loads(out)
     assert len(doc["results"]) == 5 and all(r["accepted"] == 11 for r in doc["results"])
+    assert all(r["first_rejection"] is None for r in doc["results"])
 
 
 def test_bad_input_is_one_line_with_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,7 +114,8 @@ class OnlineResult:
         return out
 
     def to_dict(self, series: bool = False) -> dict[str, Any]:
-        d = self.metrics()
+        """JSON-safe: NaN (e.g. no rejection yet) becomes None."""
+        d = {k: (None if isinstance(v, float) and v != v else v) for k, v in self.metrics().items()}
         if series:
             d["series"] = {
                 "time": self.time.tolist(),
