@@ -17,7 +17,7 @@ from poolvisor.services import open_services
 from poolvisor.services.loadgen import LoadResult, run_load, worker_main
 from poolvisor.store.rows import AllocationRow, HostResourceRow, WorkloadRow
 
-HOSTS, SLOTS_PER_HOST, PREFILLED = 6, 6, 20  # 36 slots, 16 free
+HOSTS, SLOTS_PER_HOST, PREFILLED = 10, 8, 20  # 80 slots, 60 free
 FREE = HOSTS * SLOTS_PER_HOST - PREFILLED
 
 
@@ -73,7 +73,7 @@ def hammer(url: str, threads: int, procs: int, per_worker: int) -> LoadResult:
     total = LoadResult()
     s = open_services(url, repair=False)
     try:
-        total.merge(run_load(s, "demo", "t", threads * 4, "unit", threads=threads))
+        total.merge(run_load(s, "demo", "t", threads * 8, "unit", threads=threads))
     finally:
         s.close()
     for _ in children:
@@ -85,11 +85,11 @@ def hammer(url: str, threads: int, procs: int, per_worker: int) -> LoadResult:
     return total
 
 
-@pytest.mark.parametrize("threads,procs,per_worker", [(8, 3, 10)])
+@pytest.mark.parametrize("threads,procs,per_worker", [(16, 3, 40)])  # 248 requests for 60 slots
 def test_hammer_nearly_full_pool(db_url, threads, procs, per_worker):
     nearly_full_pool(db_url)
     res = hammer(db_url, threads, procs, per_worker)
-    requested = threads * 4 + procs * per_worker
+    requested = threads * 8 + procs * per_worker
     assert not res.errors
     assert len(res.acked) == FREE
     assert res.no_host == requested - FREE
