@@ -347,7 +347,7 @@ class _Planner:
                 D -= np.where(asum != 0, power(model, np.minimum(asum / tot, 1.0)), pnow)
             D[~ok] = inf
             state.clear()
-            t_idx = np.zeros(0, dtype=np.intp)
+            D0 = D.copy() if len(ids) > 1 else D  # chunk-start scores (lower bounds once touched)
             reqs, rams = v.req[ids].tolist(), v.ram[ids].tolist()
             vhls = v.vm_hlen[ids].tolist()
             vms_m = self.vm_m[:, ids].T.tolist() if lin else [[]] * len(ids)
@@ -356,10 +356,8 @@ class _Planner:
                 r, ram, vhl, vm_m, vm_g = reqs[i], rams[i], vhls[i], vms_m[i], vms_g[i]
                 row = D[i]
                 if state:  # untouched hosts from the matrix, touched ones re-scored (first index wins ties)
-                    orig = row
-                    row = row.copy()
-                    row[t_idx] = inf
-                    j = int(np.argmin(row))
+                    orig = D0[i]
+                    j = int(np.argmin(row))  # touched hosts' columns are set to inf in D
                     best = float(row[j])
                     cap_row = cap_ok[i]
                     for hj, hst in state.items():
@@ -399,7 +397,7 @@ class _Planner:
                         float(pnow[j]),
                     ]
                     state[j] = st
-                    t_idx = np.fromiter(state, dtype=np.intp)
+                    D[:, j] = inf
                 # a suitable VM fits: it gets its (uncapped = capped) request
                 st[1] -= r
                 st[2] += r
