@@ -200,7 +200,6 @@ def improve(
     if k <= lower_bound:
         return best
     search = _Search(items, capacity, rng)
-    large_items = items.shape[0] <= 2.5 * k
     attempt = 0
     while k > lower_bound and time.perf_counter() < deadline:
         loads = bin_loads(items, best, k)
@@ -215,14 +214,9 @@ def improve(
         # every bin feasible and is stronger when items are large
         now = time.perf_counter()
         half = min(deadline, now + 0.5 * (deadline - now))
-        if large_items:  # one or two items per bin: ejection chains work, overflow moves rarely do
-            found = search.pack_set(start, k - 1, half, iters_per_try)
-            if found is None:
-                found = overflow.pack_k(items, capacity, start, k - 1, deadline, rng, 2 * iters_per_try)
-        else:
-            found = overflow.pack_k(items, capacity, start, k - 1, half, rng, 2 * iters_per_try)
-            if found is None:
-                found = search.pack_set(start, k - 1, deadline, iters_per_try)
+        found = overflow.pack_k(items, capacity, start, k - 1, half, rng, 2 * iters_per_try)
+        if found is None:
+            found = search.pack_set(start, k - 1, deadline, iters_per_try)
         if found is not None:
             best, k, attempt = relabel(found), k - 1, 0
         else:
