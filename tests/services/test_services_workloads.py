@@ -234,3 +234,21 @@ def test_incremental_refresh_does_not_rebuild(lite):
     lite.delete_host("late")
     assert lite.create_workload("demo", "after", flavor="unit").host != "late"
     assert lite.cache.full_loads == loads + 1
+
+
+def test_failed_create_leaves_no_new_group(lite):
+    from poolvisor.store.rows import GroupRow
+
+    small_cluster(lite)
+    with pytest.raises(NoValidHostError):
+        lite.create_workload("demo", "big", demand={"vcpu": 99}, group="g", group_policy="affinity")
+    lite.driver.inject("create")  # type: ignore[attr-defined]
+    with pytest.raises(DriverError):
+        lite.create_workload("demo", "vm", flavor="unit", group="g2", group_policy="affinity")
+    assert count(lite, GroupRow) == 0 and count(lite, WorkloadRow) == 0
+    # an empty group takes the policy of its next member; one with members keeps its own
+    lite.create_workload("demo", "a", flavor="unit", group="g", group_policy="anti-affinity")
+    lite.delete_workload("demo", "a")
+    assert lite.create_workload("demo", "b", flavor="unit", group="g", group_policy="affinity").group == "g"
+    with pytest.raises(ConflictError, match="policy"):
+        lite.create_workload("demo", "c", flavor="unit", group="g", group_policy="anti-affinity")

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from functools import partial
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Decision, Request, place
@@ -84,6 +84,7 @@ class _Spec:
     forbidden: dict[str, str]
     pool_id: int | None
     pool: str | None
+    created_group: bool = False  # this request created the group row (removed again if it fails)
 
 
 class WorkloadServices(ServiceBase):
@@ -126,8 +127,13 @@ class WorkloadServices(ServiceBase):
             decision, _target = self._decide(spec)
             return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority, group,
                                   datetime.now(UTC), decision.explanation.to_dict())
-        wid, host = self._place_and_claim(spec)
-        return self._confirm_create(spec, wid, host)
+        try:
+            wid, host = self._place_and_claim(spec)
+            return self._confirm_create(spec, wid, host)
+        except PoolvisorError:
+            if spec.created_group:  # nothing half-written: drop the group this request created
+                self._write(partial(_drop_empty_group, group_id=spec.group_id))
+            raise
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
     def _resolve(self, project: str, name: str, kind: str, flavor: str | None,
@@ -145,12 +151,14 @@ class WorkloadServices(ServiceBase):
             else:
                 d = check_demand(resource_names(s), demand)
             pool_id = self._pool(s, pool).id if pool is not None else None
-            gid, gpol = None, policy
+            gid, gpol, created = None, policy, False
             if group is not None:
                 g = s.scalars(select(GroupRow).filter_by(project_id=p.id, name=group)).first()
                 if g is not None:
                     if policy is not None and policy.value != g.policy:
-                        raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
+                        if dry_run or _has_members(s, g.id):
+                            raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
+                        g.policy = policy.value  # an empty group takes the policy of its next member
                     gid, gpol = g.id, GroupPolicy(g.policy)
                 elif not dry_run:
                     gpol = policy or GroupPolicy.SOFT_ANTI_AFFINITY
@@ -160,9 +168,9 @@ class WorkloadServices(ServiceBase):
                         s.flush()
                     except IntegrityError:
                         raise Stale() from None  # created concurrently: read it again
-                    gid = g.id
+                    gid, created = g.id, True
             return _Spec(project, p.id, name, kind, flavor, d, priority, gid, group, gpol, required,
-                         forbidden, pool_id, pool)
+                         forbidden, pool_id, pool, created)
 
         for _ in range(5):
             try:
@@ -212,7 +220,7 @@ class WorkloadServices(ServiceBase):
             r = s.execute(update(GroupRow).where(GroupRow.id == spec.group_id)
                           .values(generation=GroupRow.generation + 1))
             if r.rowcount != 1:  # type: ignore[attr-defined]
-                raise NotFoundError(f"group of workload {spec.name!r} vanished")
+                raise ConflictError(f"group {spec.group!r} was removed concurrently; retry")
             self._check_group_unchanged(s, spec, host_id)
         w = WorkloadRow(project_id=spec.project_id, name=spec.name, kind=spec.kind, state=PLACING,
                         host_id=host_id, group_id=spec.group_id, flavor=spec.flavor, demand=spec.demand,
@@ -294,6 +302,16 @@ class WorkloadServices(ServiceBase):
 
     def get_workload(self, project: str, name: str) -> WorkloadRecord:
         return self._read(lambda s: self._workload_records(s, [self._workload(s, project, name)[0]])[0])
+
+def _has_members(s: Session, group_id: int) -> bool:
+    q = select(WorkloadRow.id).where(WorkloadRow.group_id == group_id).limit(1)
+    return s.scalars(q).first() is not None
+
+
+def _drop_empty_group(s: Session, *, group_id: int | None) -> None:
+    if group_id is not None and not _has_members(s, group_id):
+        s.execute(delete(GroupRow).where(GroupRow.id == group_id))
+
 
 def _driver_workload(spec: _Spec) -> DriverWorkload:
     return DriverWorkload(f"{spec.project}/{spec.name}", spec.kind, spec.demand)
