@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,17 @@ def require_shared_data(*parts: str) -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     return require_shared_data()
+
+
+# Several test directories have their own conftest.py, each imported under the module name
+# `conftest`, the last one replacing the others in sys.modules. Point the name back at this file
+# before each test module is imported, so `from conftest import require_real` always means here.
+_ROOT_CONFTEST = sys.modules[__name__]
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    if isinstance(collector, pytest.Module):
+        sys.modules["conftest"] = _ROOT_CONFTEST
 
 
 # PostgreSQL fixtures (pg_server, pg_url) shared by every area's tests.
