@@ -89,7 +89,7 @@ class PlacementIndex:
         self._requeries = np.zeros(1, dtype=np.int64)
         self._no_groups = np.zeros(1, dtype=np.int32)
         self._no_domains = np.zeros(1, dtype=bool)
-        self.stats = {"tree": 0, "requeries": 0, "row_scan": 0, "full_scan": 0, "rebuilds": 0, "classes": 0}
+        self._stats = {"tree": 0, "row_scan": 0, "full_scan": 0, "rebuilds": 0, "classes": 0}
         self._request_filters = [f for f in policy._filters if f.name in REQUEST_FILTERS]
         used = self.plan.filters
         self._check_state, self._check_count = "host-state" in used, "max-workloads" in used
@@ -114,6 +114,11 @@ class PlacementIndex:
 
         self._watcher = on_change
         state.watch(on_change)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """How requests were decided: tree, row_scan, full_scan; requeries, rebuilds, classes."""
+        return {**self._stats, "requeries": int(self._requeries[0])}
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -147,7 +152,6 @@ class PlacementIndex:
         patterns, pid = np.unique(st.capacity.T > 0, axis=0, return_inverse=True)
         self._patterns: np.ndarray = patterns.reshape(-1, r)
         self._pattern_of: np.ndarray = pid.reshape(-1)
-        self._pattern_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # host-major copies of the (static) capacities: one contiguous row per host
         self._cap_t = np.ascontiguousarray(st.capacity.T)
         self._safe_t = np.where(self._cap_t > 0, self._cap_t, 1.0)
@@ -161,7 +165,11 @@ class PlacementIndex:
         """Row-sliced views used by the hot path (renewed when rows are added or arrays grow)."""
         rows = self._rows
         self._hot = (self._demand[:rows], self._tol[:rows], self._low[:rows])
-        self._pattern_cache.clear()
+        # per capacity pattern p and row t: 1.0 where a demanded resource is scored (capacity > 0),
+        # and how many are (at least 1), as the scorer counts them
+        valid = self._demanded[None, : self.forest.rows] & self._patterns[:, None, :]
+        self._valid = valid.astype(np.float64)
+        self._scored = np.maximum(valid.sum(axis=2), 1).astype(np.float64)
 
     def _grow_slots(self, need: int) -> None:
         cap = self.forest.rows
@@ -206,44 +214,35 @@ class PlacementIndex:
         low = np.fmin.reduce(score, axis=1) if score.shape[1] else np.zeros(score.shape[0])
         return np.where(ok, score, NEG), low
 
-    def _pattern_rows(self, p: int) -> tuple[np.ndarray, np.ndarray]:
-        """For hosts of capacity pattern p and the rows in use: 1.0 where a class's demanded resource
-        is scored (capacity > 0), else 0.0; and how many are scored (at least 1), like the scorer."""
-        got = self._pattern_cache.get(p)
-        if got is None:
-            valid = self._demanded[: self._rows] & self._patterns[p][None, :]
-            count = np.maximum(valid.sum(axis=1), 1).astype(np.float64)
-            got = self._pattern_cache[p] = (valid.astype(np.float64), count)
-        return got
-
     def _update_host(self, h: int) -> None:
-        """Refresh leaf h in every row: the hot path after each allocation (about 13 numpy calls)."""
-        st, rows = self.state, self._rows
-        # the private arrays: one indexing step instead of a property view plus one
+        """Refresh leaf h in every row: the hot path after each allocation."""
+        st, rows, f = self.state, self._rows, self.forest
+        if self.jit:  # one compiled call; the state's private arrays avoid view creation
+            self._k_update(h, rows, st._allocated, st._state, st._max_count, st._count, self._check_state,
+                           self._check_count, self._pattern_of, self._valid, self._scored, self._cap_t,
+                           self._safe_t, self._demand, self._tol, self._mask_t, self._low,
+                           self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.fanout)
+            return
+        # numpy: about 13 calls on (rows, R) arrays
         if (self._check_state and st._state[h] != _UP) or (
             self._check_count and 0 < st._max_count[h] <= st._count[h]
         ):
-            self.forest.set_host(h, self._negs[:rows], rows)
+            f.set_host(h, self._negs[:rows], rows)
             return
-        valid, count = self._pattern_rows(int(self._pattern_of[h]))
-        if self.jit:
-            f = self.forest
-            self._k_update(h, rows, True, st._allocated[:, h], self._cap_t[h], self._safe_t[h], self._demand,
-                           self._tol, valid, count, self._mask_t[h], self._low, self.plan.sign < 0,
-                           self._check_capacity, f.l0, f.l1, f.fanout)
-            return
+        p = int(self._pattern_of[h])
         demand, tol, low = self._hot
         a = st._allocated[:, h]
         # (a + d) / cap per resource, zero where not scored (x * 0.0 == 0.0, x * 1.0 == x exactly),
         # summed left to right like the scorer's sum(axis=0), divided by the scored count
-        score = (((a + demand) / self._safe_t[h]) * valid).cumsum(axis=1)[:, -1] / count
+        score = (((a + demand) / self._safe_t[h]) * self._valid[p, :rows]).cumsum(axis=1)[:, -1]
+        score = score / self._scored[p, :rows]
         if self.plan.sign < 0:
             score = -score
         ok = self._mask_t[h, :rows]
         if self._check_capacity:
             ok = ok & ((self._cap_t[h] - a) >= tol).all(axis=1)
         np.fmin(low, score, out=low)
-        self.forest.set_host(h, np.where(ok, score, NEG), rows)
+        f.set_host(h, np.where(ok, score, NEG), rows)
 
     def _build_row(self, t: int) -> None:
         vals, low = self._leaves(np.array([t]), slice(0, self._n))
@@ -254,7 +253,7 @@ class PlacementIndex:
         """Bring every row up to date with the state (point updates, or a rebuild when needed)."""
         st = self.state
         if st.n != self._n or st.generation != self._gen:
-            self.stats["rebuilds"] += 1
+            self._stats["rebuilds"] += 1
             keys = list(self._keys)
             reqs = self._class_request
             self._reset(st.n)
@@ -340,7 +339,7 @@ class PlacementIndex:
         self._mask_t[:, t] = self._host_mask(req)
         self._views()
         self._build_row(t)
-        self.stats["classes"] += 1
+        self._stats["classes"] += 1
         return t
 
     def _host_mask(self, req: Request) -> np.ndarray:
@@ -362,7 +361,7 @@ class PlacementIndex:
     def choose(self, req: Request) -> int:
         """The host `pipeline.place(state, req, policy)` would choose, or -1 when none passes."""
         if not self.plan.supported:
-            self.stats["full_scan"] += 1
+            self._stats["full_scan"] += 1
             return choose(self.state, req, self.policy)
         self.sync()
         group, gpol = req.group, req.group_policy
@@ -373,10 +372,10 @@ class PlacementIndex:
                     return self._choose_indexed(req, None, counts)
             elif gpol is GroupPolicy.AFFINITY:
                 if "affinity" in self.plan.filters:  # candidates are the group's hosts only
-                    self.stats["full_scan"] += 1
+                    self._stats["full_scan"] += 1
                     return choose(self.state, req, self.policy)
             elif self._has_soft:  # soft groups with members: the soft scorer is not constant
-                self.stats["full_scan"] += 1
+                self._stats["full_scan"] += 1
                 return choose(self.state, req, self.policy)
             return self._choose_indexed(req, None, None)
         anti = counts if gpol is GroupPolicy.ANTI_AFFINITY and "affinity" in self.plan.filters else None
@@ -385,7 +384,7 @@ class PlacementIndex:
     def _choose_indexed(self, req: Request, anti: np.ndarray | None, spread: np.ndarray | None) -> int:
         t = self._slot_for(req)
         if t < 0:
-            self.stats["full_scan"] += 1
+            self._stats["full_scan"] += 1
             return choose(self.state, req, self.policy)
         taken = None
         if spread is not None:
@@ -393,9 +392,9 @@ class PlacementIndex:
             taken[self.state.domains[spread[: self.state.n] > 0]] = True
         h = self._tree_pick(t, anti, taken)
         if h == -2:
-            self.stats["row_scan"] += 1
+            self._stats["row_scan"] += 1
             return self._row_scan(t, req)
-        self.stats["tree"] += 1
+        self._stats["tree"] += 1
         return h
 
     def _tree_pick(self, t: int, anti: np.ndarray | None, taken: np.ndarray | None) -> int:
@@ -405,13 +404,11 @@ class PlacementIndex:
         past that every host the request-level filters reject is excluded at once (O(H))."""
         forest = self.forest
         singles = self.max_requeries
-        if self.jit:
-            before = int(self._requeries[0])
-            h = self._k_pick(t, forest.l0, forest.l1, forest.fanout, float(self._low[t]), NEAR_TIE,
+        if self.jit:  # re-queries are counted in self._requeries
+            h = self._k_pick(t, forest.l0, forest.l1, forest.fanout, self._low, NEAR_TIE,
                              self._no_groups if anti is None else anti, anti is not None,
                              self._no_domains if taken is None else taken, self.state._domain,
                              taken is not None, JIT_REQUERIES, self._requeries)
-            self.stats["requeries"] += int(self._requeries[0]) - before
             if h != -3:
                 return h
             singles = 0
@@ -443,7 +440,7 @@ class PlacementIndex:
                     if taken is not None:
                         bad |= taken[domains]
                     bulk = forest.exclude_many(t, np.flatnonzero(bad))
-                self.stats["requeries"] += 1
+                self._requeries[0] += 1
                 hi = forest.top(t)
                 if hi == NEG:
                     return -1

@@ -39,27 +39,32 @@ def _compile() -> None:
         return m
 
     @njit(cache=True, nogil=True)
-    def update(h: int, rows: int, ok_host: bool, a: Any, cap: Any, safe: Any, demand: Any, tol: Any,
-               valid: Any, count: Any, mask: Any, low: Any, neg_sign: bool, check_cap: bool,
+    def update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
+               check_count: bool, pattern_of: Any, valid: Any, scored: Any, cap_t: Any, safe_t: Any,
+               demand: Any, tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool,
                l0: Any, l1: Any, fanout: int) -> None:
+        """Leaf h of rows [0, rows): host-local filters and the best-fit score, then block maxima."""
         blk, off = h // fanout, h % fanout
-        r_n = a.shape[0]
+        r_n = alloc.shape[0]
+        ok_host = not (check_state and state[h] != 0) and not (
+            check_count and max_count[h] > 0 and max_count[h] <= count[h])
+        p = pattern_of[h]
         for t in range(rows):
             leaf = -np.inf
             if ok_host:
                 total = 0.0
                 for r in range(r_n):
-                    if valid[t, r] != 0.0:
-                        total += (a[r] + demand[t, r]) / safe[r]
-                score = total / count[t]
+                    if valid[p, t, r] != 0.0:
+                        total += (alloc[r, h] + demand[t, r]) / safe_t[h, r]
+                score = total / scored[p, t]
                 if neg_sign:
                     score = -score
                 if score < low[t]:
                     low[t] = score
-                ok = mask[t]
+                ok = mask_t[h, t]
                 if ok and check_cap:
                     for r in range(r_n):
-                        if not (cap[r] - a[r] >= tol[t, r]):
+                        if not (cap_t[h, r] - alloc[r, h] >= tol[t, r]):
                             ok = False
                             break
                 if ok:
@@ -68,7 +73,7 @@ def _compile() -> None:
             l1[t, blk] = block_max(l0, blk, t)
 
     @njit(cache=True, nogil=True)
-    def pick(t: int, l0: Any, l1: Any, fanout: int, low_t: float, near: float, anti: Any, use_anti: bool,
+    def pick(t: int, l0: Any, l1: Any, fanout: int, low: Any, near: float, anti: Any, use_anti: bool,
              taken: Any, domains: Any, use_taken: bool, max_requeries: int, requeries: Any) -> int:
         """-1: no host; -2: near-tie (exact scan); -3: too many rejected picks; else the host."""
         n1 = l1.shape[1]
@@ -80,7 +85,7 @@ def _compile() -> None:
                 hi = v
         if hi == -np.inf:
             return -1
-        delta = near * max(1.0, abs(hi), abs(low_t))
+        delta = near * max(1.0, abs(hi), abs(low[t]))
         saved_h = np.empty(max_requeries, dtype=np.int64)
         saved_0 = np.empty(max_requeries)
         saved_1 = np.empty(max_requeries)
@@ -144,12 +149,11 @@ def _warm() -> None:
     """Trigger compilation with the argument types the index uses."""
     assert _update is not None and _pick is not None
     l0, l1 = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf)
-    f, b = np.zeros(1), np.zeros((1, 1))
-    column = np.zeros((1, 2))[:, 0]  # the allocation column is a strided view
-    _update(0, 1, True, column, f, np.ones(1), b, b, np.ones((1, 1)), np.ones(1), np.ones(1, dtype=bool),
-            np.zeros(1), False, True, l0, l1, 2)
-    _pick(0, l0, l1, 2, 0.0, 1e-9, np.zeros(1, dtype=np.int32), False, np.zeros(1, dtype=bool),
-          np.zeros(1, dtype=np.int32), False, 4, np.zeros(1, dtype=np.int64))
+    i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
+    f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
+    _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
+            f1, False, True, l0, l1, 2)
+    _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
 
 
 def update() -> Callable[..., None]:
