@@ -191,3 +191,19 @@ def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     (d / "vm 003").write_text("1\n2\nthree\n")
     assert _cli(["simulate", "planetlab", str(d), "--policy", "dvfs"]) == 1
     assert "vm 003:3:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("policy", ["thr-mmt-0.8", "lr-mmt-1.2"])
+@pytest.mark.parametrize("compat", ["cloudsim", None])
+def test_compiled_and_numpy_batches_agree(
+    day: Path, policy: str, compat: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poolvisor.policies.balancing import kernels
+
+    if not kernels.available():
+        pytest.skip("numba not installed (optional 'fast' extra): only the numpy path exists")
+    jit = simulate_planetlab(day, policy, None, compat, hosts=20, record=True)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    plain = simulate_planetlab(day, policy, None, compat, hosts=20, record=True)
+    assert jit.debug["migrations"] == plain.debug["migrations"]
+    assert jit.metrics["energy_kwh"] == pytest.approx(plain.metrics["energy_kwh"], rel=1e-12)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from poolvisor.policies.balancing import kernels
 from poolvisor.policies.balancing.detection import RULE_UNDERLOAD, RULES, Detector
 from poolvisor.policies.balancing.power import PowerTable
 from poolvisor.policies.balancing.selection import Selector
@@ -109,6 +110,8 @@ class _Planner:
         self.lists = [list(lst) for lst in view.lists]
         self.req_l, self.ram_l, self.vm_hlen_l = view.req.tolist(), view.ram.tolist(), view.vm_hlen.tolist()
         self.vm_m_l, self.vm_g_l = self.vm_m.tolist(), self.vm_g.tolist()
+        self.vm_hlen_f = view.vm_hlen.astype(np.float64)
+        self.jit = (not d.uses_history or self.linear) and kernels.available()
         self.undo: list[tuple] = []
 
     # --- host statistics -------------------------------------------------------------
@@ -276,7 +279,9 @@ class _Planner:
         if not cand.size:
             return None if all_or_nothing else [-1] * len(vms)
         model, ht = v.model[cand], v.htype[cand]
-        G = self.F[:, cand]
+        G = np.ascontiguousarray(self.F[:, cand])  # rows contiguous (one compiled signature)
+        if self.jit:
+            return self._place_jit(vms, cand, G, model, ht, all_or_nothing)
         tot, pe, av, asum, rs, rf, hl, mr, pnow, lm, lg = G
         lin = self.linear
         bw, check_ram, stale = v.mig_bw_mb_s, v.check_ram, cfg.stale_power
@@ -427,6 +432,47 @@ class _Planner:
             for vm, h in zip(vms, out, strict=True):
                 if h >= 0:
                     self.lists[h].append(vm)
+        return out
+
+    def _place_jit(
+        self, vms: list[int], cand: np.ndarray, G: np.ndarray, model: np.ndarray, ht: np.ndarray, aon: bool
+    ) -> list[int] | None:
+        """The same batch in one compiled call (policies.balancing.kernels)."""
+        v, d, cfg = self.v, self.cfg.detector, self.cfg
+        _, _, xbar, sxx = d.lr_basis
+        local = np.empty(len(vms), dtype=np.intp)
+        done = kernels.run(
+            np.asarray(vms, dtype=np.intp),
+            v.req,
+            v.ram,
+            self.vm_hlen_f,
+            self.vm_m,
+            self.vm_g,
+            G,
+            np.ascontiguousarray(model, dtype=np.intp),
+            np.ascontiguousarray(ht, dtype=np.intp),
+            cfg.power._flat,
+            cfg.power._delta,
+            self.linear,
+            float(d.param),
+            float(d.fallback),
+            int(d.regression_window),
+            float(xbar),
+            float(sxx),
+            float(v.mig_bw_mb_s),
+            float(d.interval_s),
+            bool(v.check_ram),
+            bool(cfg.stale_power),
+            aon,
+            local,
+        )
+        if not done:
+            return None
+        self.F[:, cand] = G
+        out = [int(cand[j]) if j >= 0 else -1 for j in local.tolist()]
+        for vm, h in zip(vms, out, strict=True):
+            if h >= 0:
+                self.lists[h].append(vm)
         return out
 
     def _place_loop(self, vms: list[int], cand: np.ndarray, all_or_nothing: bool) -> list[int] | None:

@@ -7,7 +7,7 @@ ties between hosts in the power-aware best fit are broken exactly as CloudSim br
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,10 @@ class PowerTable:
     """
 
     table: np.ndarray  # (M, 11)
+    _flat: np.ndarray = field(init=False, repr=False, compare=False)
+    _delta: np.ndarray = field(init=False, repr=False, compare=False)
+    _flat_l: list[float] = field(init=False, repr=False, compare=False)
+    _delta_l: list[float] = field(init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, *models: tuple[float, ...]) -> PowerTable:
@@ -46,7 +50,7 @@ class PowerTable:
         object.__setattr__(self, "_flat", flat)
         object.__setattr__(self, "_delta", (nxt - flat) / 10)  # CloudSim's (power2 - power1) / 10
         object.__setattr__(self, "_flat_l", flat.tolist())
-        object.__setattr__(self, "_delta_l", self._delta.tolist())  # type: ignore[attr-defined]
+        object.__setattr__(self, "_delta_l", self._delta.tolist())
 
     def power(self, model: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Watts of hosts with model index ``model`` at utilization ``u`` in [0, 1] (same shapes).
@@ -59,14 +63,14 @@ class PowerTable:
         i1 = u10.astype(np.intp)  # floor for u >= 0
         step = np.ceil(u10) - i1  # 0.0 or 1.0: exact multiplier of delta
         idx = model * 11 + i1
-        return self._flat[idx] + self._delta[idx] * step * (u - i1 / 10) * 100  # type: ignore[attr-defined]
+        return self._flat[idx] + self._delta[idx] * step * (u - i1 / 10) * 100
 
     def power1(self, model: int, u: float) -> float:
         """Scalar :meth:`power` (identical IEEE operations on Python floats)."""
         u10 = u * 10
         i1 = int(u10)
         idx = model * 11 + i1
-        return self._flat_l[idx] + self._delta_l[idx] * (math.ceil(u10) - i1) * (u - i1 / 10) * 100  # type: ignore[attr-defined]
+        return self._flat_l[idx] + self._delta_l[idx] * (math.ceil(u10) - i1) * (u - i1 / 10) * 100
 
     @property
     def flat(self) -> np.ndarray:
