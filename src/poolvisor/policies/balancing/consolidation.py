@@ -111,7 +111,9 @@ class _Planner:
         self.req_l, self.ram_l, self.vm_hlen_l = view.req.tolist(), view.ram.tolist(), view.vm_hlen.tolist()
         self.vm_m_l, self.vm_g_l = self.vm_m.tolist(), self.vm_g.tolist()
         self.vm_hlen_f = view.vm_hlen.astype(np.float64)
-        self.jit = (not d.uses_history or self.linear) and kernels.available()
+        sortable = d.kind in ("iqr", "mad") and view.hist.shape[1] > 0 and view.contrib.flags.c_contiguous
+        self.jit = (not d.uses_history or self.linear or sortable) and kernels.available()
+        self._no_hist, self._no_contrib = np.zeros((1, 1)), np.zeros((1, 1, 1))
         self.undo: list[tuple] = []
 
     # --- host statistics -------------------------------------------------------------
@@ -264,7 +266,7 @@ class _Planner:
         sorting-based detectors (IQR, MAD, robust LR) go VM by VM.
         """
         d = self.cfg.detector
-        if cand.size and (not d.uses_history or self.linear):
+        if cand.size and (not d.uses_history or self.linear or self.jit):
             return self._place_matrix(vms, cand, all_or_nothing)
         return self._place_loop(vms, cand, all_or_nothing)
 
@@ -440,35 +442,25 @@ class _Planner:
         """The same batch in one compiled call (policies.balancing.kernels)."""
         v, d, cfg = self.v, self.cfg.detector, self.cfg
         _, _, xbar, sxx = d.lr_basis
+        mode = {"thr": 0, "lr": 1, "lrr": 1, "iqr": 2, "mad": 3}[d.kind]
+        if mode >= 2:
+            hist = np.ascontiguousarray(self.hist[cand])
+            contrib = v.contrib
+        else:
+            hist, contrib = self._no_hist, self._no_contrib
         local = np.empty(len(vms), dtype=np.intp)
         done = kernels.run(
-            np.asarray(vms, dtype=np.intp),
-            v.req,
-            v.ram,
-            self.vm_hlen_f,
-            self.vm_m,
-            self.vm_g,
-            G,
-            np.ascontiguousarray(model, dtype=np.intp),
-            np.ascontiguousarray(ht, dtype=np.intp),
-            cfg.power._flat,
-            cfg.power._delta,
-            self.linear,
-            float(d.param),
-            float(d.fallback),
-            int(d.regression_window),
-            float(xbar),
-            float(sxx),
-            float(v.mig_bw_mb_s),
-            float(d.interval_s),
-            bool(v.check_ram),
-            bool(cfg.stale_power),
-            aon,
-            local,
+            np.asarray(vms, dtype=np.intp), v.req, v.ram, self.vm_hlen_f, self.vm_m, self.vm_g, G,
+            np.ascontiguousarray(model, dtype=np.intp), np.ascontiguousarray(ht, dtype=np.intp),
+            cfg.power._flat, cfg.power._delta, hist, contrib, mode,
+            float(d.param), float(d.fallback), int(d.regression_window), float(xbar), float(sxx),
+            float(v.mig_bw_mb_s), float(d.interval_s), bool(v.check_ram), bool(cfg.stale_power), aon, local,
         )
         if not done:
             return None
         self.F[:, cand] = G
+        if mode >= 2:
+            self.hist[cand] = hist
         out = [int(cand[j]) if j >= 0 else -1 for j in local.tolist()]
         for vm, h in zip(vms, out, strict=True):
             if h >= 0:
