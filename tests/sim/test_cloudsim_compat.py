@@ -60,23 +60,25 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_step_level_trace_thr_mmt() -> None:
+@pytest.mark.parametrize("label", ["dvfs", "thr-mmt-0.8", "iqr-mmt-1.5", "mad-mmt-2.5", "lr-mmt-1.2"])
+def test_step_level_trace(label: str) -> None:
     base = require_shared_data("planetlab", "cloudsim-trace-20110303")
+    name, param, _ = _split(label)
     res = simulate_planetlab(
-        require_shared_data("planetlab", "20110303"), "thr-mmt", 0.8, "cloudsim", record=True
+        require_shared_data("planetlab", "20110303"), name, param, "cloudsim", record=True
     )
-    placement = [int(r["host"]) for r in _rows(base / "thr-mmt-0.8.initial-placement.csv.gz")]
+    placement = [int(r["host"]) for r in _rows(base / f"{label}.initial-placement.csv.gz")]
     assert np.array_equal(res.debug["initial_hosts"], placement)
     want = [
         (round(float(r["time_s"]), 2), int(r["vm"]), int(r["from_host"]), int(r["to_host"]))
-        for r in _rows(base / "thr-mmt-0.8.migrations.csv.gz")
+        for r in _rows(base / f"{label}.migrations.csv.gz")
     ]
     got = [(round(t, 2), vm, s, d) for t, vm, s, d in res.debug["migrations"]]
     first = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
     assert first is None and len(got) == len(want), f"first divergence at migration {first}"
     frames = [
         (float(r["time_s"]), float(r["frame_energy_ws"]))
-        for r in _rows(base / "thr-mmt-0.8.energy-frames.csv.gz")
+        for r in _rows(base / f"{label}.energy-frames.csv.gz")
     ]
     ours = res.debug["energy_frames"]
     assert len(ours) == len(frames)
