@@ -410,8 +410,6 @@ class Simulator:
                         acc.viol_n += int(under.sum())
                         mig = under & prev.vm_in_mig
                         acc.vm_mig_under += np.where(mig, (prev.vm_req - prev.vm_alloc) * dt, 0.0)
-            elif self.record and prev is not None:
-                pass
             prev_t = t
 
         def settle(post: Allocation) -> None:

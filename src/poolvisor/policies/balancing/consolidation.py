@@ -114,7 +114,6 @@ class _Planner:
         sortable = d.kind in ("iqr", "mad") and view.hist.shape[1] > 0 and view.contrib.flags.c_contiguous
         self.jit = (not d.uses_history or self.linear or sortable) and kernels.available()
         self._no_hist, self._no_contrib = np.zeros((1, 1)), np.zeros((1, 1, 1))
-        self.undo: list[tuple] = []
 
     # --- host statistics -------------------------------------------------------------
     def stats_of(self, h: int, lst: list[int]) -> None:
@@ -221,21 +220,8 @@ class _Planner:
         return int(c[int(np.argmin(diff))])
 
     def place(self, vm: int, h: int) -> None:
+        """Put vm on host h (single-VM form of a batch; used by the placement at t=0)."""
         v = self.v
-        self.undo.append(
-            (
-                h,
-                self.lr_m[h] if self.linear else 0.0,
-                self.lr_g[h] if self.linear else 0.0,
-                self.alloc_sum[h],
-                self.avail[h],
-                self.req_sum[h],
-                self.ram_free[h],
-                self.hist[h].copy(),
-                self.hlen[h],
-                self.max_ram[h],
-            )
-        )
         r = v.req[vm]
         self.lists[h].append(vm)
         self.alloc_sum[h] += min(r, v.pe[h]) if self.avail[h] > 0 else 0.0
@@ -249,15 +235,6 @@ class _Planner:
                 self.lr_m[h] += self.vm_m[v.htype[h], vm]
                 self.lr_g[h] += self.vm_g[v.htype[h], vm]
         self.max_ram[h] = max(self.max_ram[h], v.ram[vm])
-
-    def rollback(self, n: int) -> None:
-        for _ in range(n):
-            h, lm, lg, a, av, rs, rf, hi, hl, mr = self.undo.pop()
-            if self.linear:
-                self.lr_m[h], self.lr_g[h] = lm, lg
-            self.lists[h].pop()
-            self.alloc_sum[h], self.avail[h], self.req_sum[h], self.ram_free[h] = a, av, rs, rf
-            self.hist[h], self.hlen[h], self.max_ram[h] = hi, hl, mr
 
     def place_batch(self, vms: list[int], cand: np.ndarray, all_or_nothing: bool) -> list[int] | None:
         """PABFD for ``vms`` in order over hosts ``cand``; returns each VM's host (-1: none).
