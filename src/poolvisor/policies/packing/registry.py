@@ -111,7 +111,7 @@ def solve(
             trace.append(f"local-search skipped: more than {LS_MAX_CELLS} item-bin pairs")
         if run_ls and bin_count(a) > lb and left > 0:
             k0 = bin_count(a)
-            a = local_search.improve(s, c, a, lb, left * (0.5 if run_cp else 1.0), seed=seed)
+            a = local_search.improve(s, c, a, lb, left * (0.75 if run_cp else 1.0), seed=seed)
             trace.append(f"local-search: {k0} -> {bin_count(a)} bins")
         left = time_limit - (time.perf_counter() - t0)
         if run_cp and bin_count(a) > lb and left > 0.02:
