@@ -211,6 +211,7 @@ class Simulator:
         self.in_mig = np.zeros(self.V, dtype=bool)
         self.next_key = 0
         self.flights: dict[int, tuple[int, int, int]] = {}  # seq -> (vm, dst, key)
+        self.in_flight = np.zeros(self.V, dtype=np.int64)  # copies of each VM in flight
         self.heap: list[tuple[float, int, int, int, int]] = []
         self.seq = 0
         self.vm_hist = np.zeros((self.V, HISTORY))
@@ -497,6 +498,7 @@ class Simulator:
         for m in plan:
             self.in_mig[m.vm] = True
             self.flights[self.seq] = (m.vm, m.dst, self.next_key)
+            self.in_flight[m.vm] += 1
             self.next_key += 1
             delay = self.sc.vm_ram[m.vm] / self.mig_bw[m.dst]
             heapq.heappush(self.heap, (t + delay, PRIO_MIGRATION, self.seq, m.vm, m.dst))
@@ -509,9 +511,10 @@ class Simulator:
 
     def _complete(self, seq: int) -> None:
         vm, dst, _ = self.flights.pop(seq)
+        self.in_flight[vm] -= 1
         self._append(vm, dst)
         # CloudSim clears the flag at the first completion even if another copy is in flight
-        self.in_mig[vm] = False if self.compat else any(f[0] == vm for f in self.flights.values())
+        self.in_mig[vm] = False if self.compat else self.in_flight[vm] > 0
 
     # --- metrics -------------------------------------------------------------------------
     def _result(
