@@ -119,16 +119,27 @@ class _Planner:
     def stats_of(self, h: int, lst: list[int]) -> None:
         """Recompute host h's sums from its list (sequential sums, in list order, like CloudSim)."""
         v = self.v
-        req = self.req_l
-        self.req_sum[h] = float(sum(req[i] for i in lst)) if lst else 0.0
-        self.max_ram[h] = max((self.ram_l[i] for i in lst), default=-np.inf)
-        if self.linear:  # the regression is linear in the history: sum the VMs' parts
-            t = int(v.htype[h])
-            vm_m, vm_g, vhl = self.vm_m_l[t], self.vm_g_l[t], self.vm_hlen_l
-            self.lr_m[h] = float(sum(vm_m[i] for i in lst)) if lst else 0.0
-            self.lr_g[h] = float(sum(vm_g[i] for i in lst)) if lst else 0.0
-            self.hlen[h] = max((vhl[i] for i in lst), default=0)
-            return
+        if len(lst) > 32:  # long lists (scale runs): the same sequential sums, in C
+            idx = np.asarray(lst)
+            self.req_sum[h] = float(np.cumsum(v.req[idx])[-1])
+            self.max_ram[h] = float(v.ram[idx].max())
+            if self.linear:
+                t = int(v.htype[h])
+                self.lr_m[h] = float(np.cumsum(self.vm_m[t, idx])[-1])
+                self.lr_g[h] = float(np.cumsum(self.vm_g[t, idx])[-1])
+                self.hlen[h] = float(v.vm_hlen[idx].max())
+                return
+        else:
+            req = self.req_l
+            self.req_sum[h] = float(sum(req[i] for i in lst)) if lst else 0.0
+            self.max_ram[h] = max((self.ram_l[i] for i in lst), default=-np.inf)
+            if self.linear:  # the regression is linear in the history: sum the VMs' parts
+                t = int(v.htype[h])
+                vm_m, vm_g, vhl = self.vm_m_l[t], self.vm_g_l[t], self.vm_hlen_l
+                self.lr_m[h] = float(sum(vm_m[i] for i in lst)) if lst else 0.0
+                self.lr_g[h] = float(sum(vm_g[i] for i in lst)) if lst else 0.0
+                self.hlen[h] = max((vhl[i] for i in lst), default=0)
+                return
         if v.hist.shape[1] and lst:
             acc = np.cumsum(v.contrib[v.htype[h], lst], axis=0)[-1]
             self.hist[h] = acc
