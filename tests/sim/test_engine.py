@@ -207,3 +207,16 @@ def test_compiled_and_numpy_batches_agree(
     plain = simulate_planetlab(day, policy, None, compat, hosts=20, record=True)
     assert jit.debug["migrations"] == plain.debug["migrations"]
     assert jit.metrics["energy_kwh"] == pytest.approx(plain.metrics["energy_kwh"], rel=1e-12)
+
+
+def test_cloudsim_removes_vms_that_request_nothing() -> None:
+    """CloudSim treats a VM whose request is 0 at an update as finished and drops it for good."""
+    util = np.full((2, 288), 50.0)
+    util[0, 3:5] = 0.0  # VM 0 requests exactly 0 at t = 900.1 (both surrounding samples are 0)
+    sc = cloudsim_planetlab(util, hosts=4)
+    compat = Simulator(sc, PolicySpec.parse("dvfs", None), compat=True).run()
+    fixed = Simulator(sc, PolicySpec.parse("dvfs", None), compat=False).run()
+    # both VMs share one G5 host (first fit); same power until VM 0 is dropped at 900.1 s
+    assert np.array_equal(compat.power_w[:2], fixed.power_w[:2])
+    assert np.all(compat.power_w[3:] < fixed.power_w[3:])  # in the corrected mode VM 0 comes back at 50 %
+    assert compat.metrics["energy_kwh"] < fixed.metrics["energy_kwh"]
