@@ -572,14 +572,23 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
 
     # 2. VM selection from overloaded hosts
     picked: list[tuple[int, int, str]] = []
+    static = cfg.selector.kind in ("mmt", "mu")  # the key does not change while VMs leave
     for h in over_ids:
         lst = p.lists[h]
-        while lst:
+        if static and lst:
             idx = np.asarray(lst)
-            k = cfg.selector.pick(
-                view.ram[idx], view.req[idx] / view.mips[idx], view.vm_hist[idx], view.vm_hlen[idx]
-            )
-            vm = lst.pop(k)
+            key = view.ram[idx] if cfg.selector.kind == "mmt" else view.req[idx] / view.mips[idx]
+            queue = [lst[k] for k in np.argsort(key, kind="stable")]  # = repeated first-minimum picks
+        while lst:
+            if static:
+                vm = queue.pop(0)
+                lst.remove(vm)
+            else:
+                idx = np.asarray(lst)
+                k = cfg.selector.pick(
+                    view.ram[idx], view.req[idx] / view.mips[idx], view.vm_hist[idx], view.vm_hlen[idx]
+                )
+                vm = lst.pop(k)
             picked.append((vm, int(h), RULES[rule[h]]))
             p.stats_of(int(h), lst)
             if not p.overloaded_one(int(h)):
