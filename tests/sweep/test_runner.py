@@ -77,8 +77,11 @@ def test_dask_local_cluster_matches_local(tmp_path: Path) -> None:
         distributed.Client(cluster) as client,
     ):
         res = run_grid(quadratic_task, GRID, dask=client)
+        # by address (what --dask passes): the runner opens and closes its own client
+        by_address = run_grid(quadratic_task, GRID[:3], dask=cluster.scheduler_address)
     local = run_grid(quadratic_task, GRID, workers=1)
     assert res.rows == local.rows
+    assert by_address.rows == local.rows[:3]
     # CSV: header + one line per grid point, values round-trip
     out = write_csv(res.rows, tmp_path / "r.csv")
     back = read_csv(out)
