@@ -495,17 +495,26 @@ class Simulator:
         return plan_migrations(view, self.plan_cfg)
 
     def _start(self, plan: list[Migration], t: float) -> int:
+        """Start the planned migrations at t, in plan order (their completion order on ties)."""
+        if not plan:
+            return 0
+        vms = np.fromiter((m.vm for m in plan), dtype=np.intp, count=len(plan))
+        dsts = np.fromiter((m.dst for m in plan), dtype=np.intp, count=len(plan))
+        if self.record:
+            self.trace_migrations.extend(
+                zip([t] * len(plan), vms.tolist(), self.host_of[vms].tolist(), dsts.tolist(), strict=True)
+            )
+        self.in_mig[vms] = True
+        np.add.at(self.in_flight, vms, 1)
+        done = (t + self.sc.vm_ram[vms] / self.mig_bw[dsts]).tolist()  # t + RAM / (BW / 2)
+        seq0, key0 = self.seq, self.next_key
+        for i, (vm, dst, tc) in enumerate(zip(vms.tolist(), dsts.tolist(), done, strict=True)):
+            self.flights[seq0 + i] = (vm, dst, key0 + i)
+            heapq.heappush(self.heap, (tc, PRIO_MIGRATION, seq0 + i, vm, dst))
+        self.seq += len(plan)
+        self.next_key += len(plan)
         for m in plan:
-            self.in_mig[m.vm] = True
-            self.flights[self.seq] = (m.vm, m.dst, self.next_key)
-            self.in_flight[m.vm] += 1
-            self.next_key += 1
-            delay = self.sc.vm_ram[m.vm] / self.mig_bw[m.dst]
-            heapq.heappush(self.heap, (t + delay, PRIO_MIGRATION, self.seq, m.vm, m.dst))
-            self.seq += 1
             self.rules[m.rule] = self.rules.get(m.rule, 0) + 1
-            if self.record:
-                self.trace_migrations.append((t, m.vm, int(self.host_of[m.vm]), m.dst))
         self.migrations += len(plan)
         return len(plan)
 
