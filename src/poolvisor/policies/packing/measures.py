@@ -35,10 +35,3 @@ def residual_measure(r: np.ndarray, measure: str, weights: np.ndarray | None = N
     if weights is not None:
         return r @ weights
     return r.sum(axis=1)
-
-
-def dynamic_weights(u: np.ndarray, remaining: np.ndarray) -> np.ndarray:
-    """Weights (d,) = remaining normalized demand per dimension, scaled to sum 1 (uniform if none left)."""
-    w = u[remaining].sum(axis=0)
-    tot = w.sum()
-    return w / tot if tot > 0 else np.full(u.shape[1], 1.0 / u.shape[1])
