@@ -20,6 +20,7 @@ from poolvisor.cli.main import app
         (["--policies", "thr-mmt", "--seeds", "a"], "not an integer"),
         (["--policies", "npa", "--params", "npa=1"], "takes no parameter"),
         (["--policies", "thr-mmt", "--compat", "ns3"], "--compat"),
+        (["--policies", "thr-mmt,best-guess"], "unknown policy 'best-guess'"),
         (["--policies", "thr-mmt", "--workers", "2", "--dask", "tcp://127.0.0.1:1"], "exclusive"),
     ],
 )

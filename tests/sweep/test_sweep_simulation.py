@@ -82,9 +82,9 @@ def test_cli_writes_csv_plots_and_report(
     assert e.value.code == 0, capsys.readouterr().err
     with out.open() as f:
         rows = list(csv.DictReader(f))
-    # thr-mmt x {0.7, 0.9} + iqr-mmt x {default}: one row per grid point
+    # thr-mmt x {0.7, 0.9} + iqr-mmt x {its default, recorded}: one row per grid point
     got = [(r["policy"], r["param"]) for r in rows]
-    assert got == [("thr-mmt", "0.7"), ("thr-mmt", "0.9"), ("iqr-mmt", "")]
+    assert got == [("thr-mmt", "0.7"), ("thr-mmt", "0.9"), ("iqr-mmt", "1.5")]
     assert all(r["error"] == "" and float(r["energy_kwh"]) > 0 for r in rows)
     assert "trace_dir" not in rows[0] and rows[0]["trace"] == "day1"
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +15,7 @@ from rich.table import Table
 from poolvisor.cli.errors import fail
 from poolvisor.sweep.grid import parse_csv_list, parse_ints, policy_params
 from poolvisor.sweep.runner import run_grid
-from poolvisor.sweep.simulation import NO_PARAM_POLICIES, TASK_ONLY_KEYS, planetlab_task, simulation_points
+from poolvisor.sweep.simulation import TASK_ONLY_KEYS, planetlab_task, resolve_policies, simulation_points
 
 SUMMARY_COLUMNS = ("policy", "param", "trace", "seed", "energy_kwh", "migrations", "slav", "esv", "wall_s")
 
@@ -57,8 +58,8 @@ def sweep(
     if workers is not None and dask is not None:
         raise fail("--workers and --dask are exclusive")
     dirs = [t for spec in traces for t in parse_csv_list(spec, "--traces")]
-    pols = parse_csv_list(policies, "--policies")
-    grid = policy_params(pols, params or [], NO_PARAM_POLICIES)
+    pols, no_param = resolve_policies(parse_csv_list(policies, "--policies"))
+    grid = policy_params(pols, params or [], no_param)
     points = simulation_points(dirs, grid, parse_ints(seeds, "--seeds"), compat, hosts)
 
     console = Console(stderr=True)
@@ -86,7 +87,8 @@ def sweep(
             t.add_column(c, justify="left" if c in ("policy", "trace") else "right")
         for r in rows:
             t.add_row(*(_cell(r.get(c)) for c in SUMMARY_COLUMNS))
-        Console().print(t)
+        # not a terminal (pipe, CI log): a fixed wide console instead of Rich's 80 columns
+        Console(width=None if sys.stdout.isatty() else 160).print(t)
         for p in written:
             typer.echo(f"plot: {p}")
         if report is not None and any_ok:

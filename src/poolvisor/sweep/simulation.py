@@ -13,8 +13,22 @@ from typing import Any
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.sweep.grid import Point, expand_grid
 
-# policies whose behaviour has no tunable parameter (a --params value would only duplicate runs)
-NO_PARAM_POLICIES = frozenset({"npa", "dvfs"})
+
+def resolve_policies(policies: Sequence[str]) -> tuple[list[str], frozenset[str]]:
+    """Canonical policy names (the simulator's parser; unknown names fail here, before any run)
+    and the subset that takes no parameter (npa, dvfs)."""
+    from poolvisor.sim.engine import PolicySpec
+
+    specs = [PolicySpec.parse(p, None) for p in policies]
+    names = [s.name for s in specs]
+    return names, frozenset(s.name for s in specs if s.param is None)
+
+
+def default_param(policy: str) -> float | None:
+    """The parameter the simulator uses when none is given (e.g. 0.8 for thr-mmt)."""
+    from poolvisor.sim.engine import PolicySpec
+
+    return PolicySpec.parse(policy, None).param
 
 
 def _scalar(v: Any) -> bool:
@@ -57,7 +71,9 @@ def simulation_points(
     if len(set(names)) != len(names):  # two dirs with the same basename: label them by full path
         names = [str(d) for d in dirs]
     points: list[Point] = []
-    for policy, params in policy_params.items():
+    for policy, given in policy_params.items():
+        # record the parameter actually used, so default runs are labelled like explicit ones
+        params = list(dict.fromkeys(default_param(policy) if v is None else v for v in given))
         for p in expand_grid({"param": params, "trace": list(range(len(dirs))), "seed": seeds}):
             points.append(
                 {
