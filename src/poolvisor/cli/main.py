@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poolvisor import __version__
-from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm
+from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import pack as pack_cli
@@ -24,6 +24,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(simulate.app, name="simulate")
 app.command(name="pack")(pack_cli.pack)
 app.command(name="sweep")(sweep.sweep)
+app.command(name="whatif")(whatif.whatif)
 app.command(name="check")(check_cli.check)
 app.command(name="serve")(serve_cli.serve)
 app.command(name="events")(events_cli.events)
