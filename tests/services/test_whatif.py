@@ -112,3 +112,42 @@ def test_pool_from_the_store_and_history_file(tmp_path: Path) -> None:
     assert res.metrics["vms"] == 5 and len(res.time_s) == 11
     with pytest.raises(InvalidInputError, match="no history"):
         load_history(tmp_path / "h.npz", (*pool.vms, "demo/ghost"))
+
+
+def test_cli_compares_as_is_with_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from poolvisor.cli.errors import run_guarded
+    from poolvisor.cli.main import app
+
+    db = tmp_path / "p.db"
+    svc = open_services(f"sqlite:///{db}")
+    try:
+        svc.create_pool("p")
+        for i in range(4):
+            svc.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
+        svc.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
+        svc.create_project("demo")
+        for i in range(8):
+            svc.create_workload("demo", f"w{i}", flavor="small", pool="p")
+        vms = pool_from_services(svc, "p").vms
+    finally:
+        svc.close()
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "h.npz", vms=np.array(vms), util=rng.uniform(0.05, 0.3, (len(vms), 24)))
+    argv = ["whatif", "--db", f"sqlite:///{db}", "--pool", "p", "--history", str(tmp_path / "h.npz"),
+            "--policies", "thr-mmt,lr-mmt", "--json", "--report", str(tmp_path / "w.html")]
+    with pytest.raises(SystemExit) as e:
+        run_guarded(lambda: app(argv, standalone_mode=True))
+    out = capsys.readouterr()
+    assert e.value.code == 0, out.err
+    runs = json.loads(out.out)
+    assert [r["policy"] for r in runs] == ["as-is", "thr-mmt", "lr-mmt"]
+    assert runs[0]["migrations"] == 0 and all(r["vms"] == 8 for r in runs)
+    assert runs[1]["energy_kwh"] < runs[0]["energy_kwh"]  # light load: consolidation switches hosts off
+    assert (tmp_path / "w.html").read_text().count("data:image/png;base64,") >= 3
+    # a missing history is one line, exit 1
+    argv = ["whatif", "--db", f"sqlite:///{db}", "--history", str(tmp_path / "none.npz")]
+    with pytest.raises(SystemExit) as e:
+        run_guarded(lambda: app(argv, standalone_mode=True))
+    assert e.value.code == 1 and "history file not found" in capsys.readouterr().err
