@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.balancing import kernels
 from poolvisor.policies.balancing.consolidation import (
     Migration,
     PlanConfig,
@@ -274,6 +275,19 @@ class Simulator:
         p = _Planner(view, self.plan_cfg)
         all_hosts = np.arange(H)
         bw_slots = np.floor(sc.host_bw / sc.vm_bw.max()).astype(int)
+        if kernels.available():  # same decisions, compiled, scanning only hosts that can still win
+            d = self.plan_cfg.detector
+            hosts = kernels.run_initial(
+                req, sc.vm_ram, p.F, sc.host_model, bw_slots, d.param if d.kind == "thr" else d.fallback,
+                self.plan_cfg.power._flat, self.plan_cfg.power._delta, self.plan_cfg.stale_power,
+            )  # fmt: skip
+            bad = np.flatnonzero(hosts < 0)
+            if bad.size:
+                raise InvalidInputError(f"VM {int(bad[0])} fits on no host at t=0")
+            self.host_of[:] = hosts
+            self.key[:] = np.arange(self.V)
+            self.next_key = self.V
+            return
         count = np.zeros(H, dtype=int)
         for v in range(self.V):
             h = p.find_host(v, all_hosts[count < bw_slots])

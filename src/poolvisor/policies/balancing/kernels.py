@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 _batch: Callable[..., bool] | None = None
+_initial: Callable[..., bool] | None = None
 _state = {"tried": False}
 
 
@@ -161,10 +162,130 @@ def batch(
     return True
 
 
+def initial(
+    req: Any,
+    ram: Any,
+    tot: Any,
+    pe: Any,
+    av: Any,
+    asum: Any,
+    rf: Any,
+    pnow: Any,
+    model: Any,
+    slots: Any,
+    cls_start: Any,
+    cls_members: Any,
+    limit: float,
+    flat: Any,
+    delta: Any,
+    stale: bool,
+    out: Any,
+) -> bool:
+    """PABFD placement at t=0 of VMs 0..V-1 in order (Simulator.initial_placement).
+
+    At t=0 a placed VM requests 0 MIPS, so a non-empty host is overloaded after adding VM v iff
+    req[v] / total > ``limit``; RAM is checked and each host takes at most ``slots`` VMs. Same
+    decisions as scanning every host (least power increase, first host on ties), but only over
+    *open* hosts: the non-empty ones that can still take a VM, plus, per class of identical empty
+    hosts (``cls_members[cls_start[k]:cls_start[k+1]]``, ascending ids), the first still empty
+    one, which beats its identical successors on the tie. Full hosts are dropped for good
+    (capacity only shrinks). Returns False (out[v] = -1 for the first failing VM) if a VM fits
+    nowhere."""
+    H = tot.shape[0]
+    V = req.shape[0]
+    rmin = req.min()
+    rammin = ram.min()
+    count = np.zeros(H, dtype=np.int64)
+    open_ = np.empty(H, dtype=np.int64)
+    n_open = 0
+    K = cls_start.shape[0] - 1
+    ptr = cls_start[:-1].copy()
+    is_open = np.zeros(H, dtype=np.bool_)
+    for v in range(V):
+        r = req[v]
+        ram_v = ram[v]
+        best = np.inf
+        bj = -1
+        for q in range(n_open + K):
+            if q < n_open:
+                j = open_[q]
+            else:
+                k = q - n_open
+                if ptr[k] >= cls_start[k + 1]:
+                    continue
+                j = cls_members[ptr[k]]
+            if count[j] >= slots[j] or not (pe[j] >= r and av[j] >= r) or rf[j] < ram_v:
+                continue
+            a = asum[j]
+            u = min((a + r) / tot[j], 1.0)
+            d = power(flat, delta, model[j], u)
+            d = d - pnow[j] if stale or a == 0 else d - power(flat, delta, model[j], min(a / tot[j], 1.0))
+            if not (d < best or (d == best and j < bj)):
+                continue
+            if a != 0 and r / tot[j] > limit:
+                continue
+            best = d
+            bj = j
+        if bj < 0:
+            out[v] = -1
+            return False
+        out[v] = bj
+        if not is_open[bj]:  # leaves its class of empty hosts, joins the open list
+            is_open[bj] = True
+            for k in range(K):
+                if ptr[k] < cls_start[k + 1] and cls_members[ptr[k]] == bj:
+                    ptr[k] += 1
+                    break
+            open_[n_open] = bj
+            n_open += 1
+        asum[bj] += r
+        av[bj] -= r
+        rf[bj] -= ram_v
+        count[bj] += 1
+        if count[bj] >= slots[bj] or av[bj] < rmin or rf[bj] < rammin:  # full for good
+            for q in range(n_open):
+                if open_[q] == bj:
+                    open_[q] = open_[n_open - 1]
+                    n_open -= 1
+                    break
+    return True
+
+
+def run_initial(
+    req: np.ndarray,
+    ram: np.ndarray,
+    G: np.ndarray,
+    model: np.ndarray,
+    slots: np.ndarray,
+    limit: float,
+    flat: np.ndarray,
+    delta: np.ndarray,
+    stale: bool,
+) -> np.ndarray:
+    """Compiled :func:`initial` over host rows G (11, H) (same layout as :func:`run`; avail,
+    alloc_sum and ram_free are updated in place). Returns each VM's host; from the first VM that fits
+    nowhere on, -1. All hosts must be empty (t=0). Empty hosts are grouped by every column the
+    decision reads."""
+    assert _initial is not None
+    tot, pe, av, asum, rs, rf, _, _, pnow, _, _ = G
+    cols = [tot, pe, av, rf, pnow, model.astype(np.float64), slots.astype(np.float64), asum, rs]
+    key = np.stack(cols, axis=1)
+    _, inv = np.unique(key, axis=0, return_inverse=True)
+    members = np.argsort(inv.ravel(), kind="stable")  # ascending host ids within each class
+    start = np.concatenate([[0], np.cumsum(np.bincount(inv.ravel()))]).astype(np.int64)
+    out = np.full(req.size, -1, dtype=np.int64)
+    _initial(
+        req, ram, tot, pe, av, asum, rf, pnow, np.ascontiguousarray(model, dtype=np.intp),
+        np.ascontiguousarray(slots, dtype=np.int64), start, members.astype(np.int64), float(limit),
+        flat, delta, bool(stale), out,
+    )  # fmt: skip
+    return out
+
+
 def _compile() -> None:
     """Replace the plain functions above by their compiled versions (module globals, so that
     numba resolves the calls between them at compile time and can cache them on disk)."""
-    global _batch
+    global _batch, _initial
     from numba import njit
 
     jit = njit(cache=True, nogil=True)
@@ -172,6 +293,7 @@ def _compile() -> None:
     for name in ("power", "median_sorted", "spread"):
         g[name] = jit(g[name])
     _batch = jit(batch)
+    _initial = jit(initial)
 
 
 def available() -> bool:
