@@ -13,6 +13,7 @@ from poolvisor.drivers.registry import make_driver
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.auth import AuthServices
 from poolvisor.services.base import as_utc
+from poolvisor.services.batch import BatchServices
 from poolvisor.services.catalog import CatalogServices
 from poolvisor.services.demo import DemoServices
 from poolvisor.services.hosts import HostServices
@@ -26,7 +27,7 @@ from poolvisor.store.rows import EventRow, HostRow
 MAX_EVENTS = 1000
 
 
-class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices):
+class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices, BatchServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
     def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None):

@@ -1,0 +1,293 @@
+"""The packing engine in the live pool: batch placement and consolidation planning.
+
+Batch placement plans every workload at once with plan_batch_placement on the cached ClusterState
+(so it opens as few hosts as possible, unlike one-by-one placement), then claims all allocations
+in ONE transaction with the same generation guards as create_workload (the first claim on a host
+checks the generation the plan saw; the UPDATEs re-check capacity, state and workload limits), and
+re-plans when that commit loses a race. Labels and affinity groups are not handled by the packer,
+so batch specs carrying them are rejected (422); hosts with a workload limit are only offered when
+the whole batch fits under it. Consolidation plans migrations onto hosts that stay active and can
+execute them through migrate_workload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NoValidHostError,
+    PoolvisorError,
+)
+from poolvisor.domain.models import WorkloadKind, check_name
+from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.policies.packing.pool import Plan, plan_batch_placement
+from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
+from poolvisor.services import ledger
+from poolvisor.services.base import ServiceBase, Stale
+from poolvisor.services.catalog import check_demand
+from poolvisor.services.records import DRY_RUN, PLACING, RUNNING, STOPPED, SUSPENDED, WorkloadRecord
+from poolvisor.services.snapshot import Snapshot, resource_names
+from poolvisor.services.workloads import MAX_PRIORITY, retry_schedule
+from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
+
+MAX_BATCH = 1000
+SPEC_KEYS = {"name", "flavor", "demand", "kind", "priority"}
+MOVABLE = (RUNNING, STOPPED, SUSPENDED)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """The created (or, dry run, planned) workloads, each with the plan's reason, and the plan."""
+
+    workloads: list[WorkloadRecord]
+    unplaced: list[str]
+    plan: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ConsolidationResult:
+    pool: str
+    plan: dict[str, Any]
+    hosts_emptied: list[str]
+    applied: bool = False
+    executed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Item:
+    name: str
+    kind: str
+    flavor: str | None
+    demand: dict[str, float]
+    priority: int
+
+
+class BatchServices(ServiceBase):
+    def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
+                               all_or_nothing: bool = True, pool: str | None = None,
+                               dry_run: bool = False) -> BatchResult:
+        """Place all `specs` at once (fewest hosts) and create them; all-or-nothing by default."""
+        check_name("project", project)
+        if pool is not None:
+            check_name("pool", pool)
+        if not 1 <= len(specs) <= MAX_BATCH:
+            raise InvalidInputError(f"a batch holds 1..{MAX_BATCH} workloads")
+        items, project_id, pool_id = self._read(partial(self._resolve_batch, project=project,
+                                                        specs=specs, pool=pool))
+        for _ in retry_schedule():
+            snap, plan = self._plan_batch(items, pool_id)
+            placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
+            if plan.unplaced and (all_or_nothing or not placed):
+                raise NoValidHostError(
+                    f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
+                    " nothing was created", detail=plan.to_dict())
+            reasons = {m.workload: m.reason for m in plan.moves}
+            if dry_run:
+                now = datetime.now(UTC)
+                recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
+                                       snap.state.names[int(plan.assignment[i])], items[i].demand,
+                                       items[i].priority, None, now,
+                                       _explain(reasons[items[i].name], plan)) for i in placed]
+                return BatchResult(recs, plan.unplaced, plan.to_dict())
+            try:
+                ids = self._write(partial(self._claim_batch, project=project, project_id=project_id,
+                                          items=items, placed=placed, snap=snap, plan=plan))
+            except Stale:
+                continue
+            return self._confirm_batch(project, items, placed, ids, snap, plan)
+        raise ConflictError("too many concurrent placements; the batch was not created, retry")
+
+    # ---- batch: resolve, plan, claim, confirm ----------------------------------------------------
+    def _resolve_batch(self, s: Session, *, project: str, specs: Sequence[Mapping[str, Any]],
+                       pool: str | None) -> tuple[list[_Item], int, int | None]:
+        p = self._project(s, project)
+        pool_id = self._pool(s, pool).id if pool is not None else None
+        res = resource_names(s)
+        items: list[_Item] = []
+        for k, sp in enumerate(specs):
+            if not isinstance(sp, Mapping):
+                raise InvalidInputError(f"batch item {k}: expected an object")
+            extra = set(sp) - SPEC_KEYS
+            if extra:
+                raise InvalidInputError(
+                    f"batch item {k}: {', '.join(sorted(extra))} not supported in batch mode (labels, "
+                    "groups and affinity need the one-by-one placement: POST /v1/workloads)")
+            name = sp.get("name")
+            if not isinstance(name, str):
+                raise InvalidInputError(f"batch item {k}: name is required")
+            check_name("workload", name)
+            try:
+                kind = WorkloadKind(sp.get("kind", "vm")).value
+            except ValueError:
+                raise InvalidInputError(
+                    f"batch item {k}: unknown workload kind; allowed: vm, container") from None
+            prio = sp.get("priority", 0)
+            if isinstance(prio, bool) or not isinstance(prio, int) or abs(prio) > MAX_PRIORITY:
+                raise InvalidInputError(f"batch item {k}: priority must be an integer in "
+                                        f"-{MAX_PRIORITY}..{MAX_PRIORITY}")
+            flavor, demand = sp.get("flavor"), sp.get("demand")
+            if (flavor is None) == (demand is None):
+                raise InvalidInputError(f"batch item {k}: give exactly one of flavor or demand")
+            if flavor is not None:
+                d = {str(r): float(v) for r, v in self._flavor(s, str(flavor)).demand.items()}
+            else:
+                d = check_demand(res, demand)
+            items.append(_Item(name, kind, None if flavor is None else str(flavor), d, prio))
+        names = [it.name for it in items]
+        if len(set(names)) != len(names):
+            raise InvalidInputError("batch: workload names must be unique")
+        taken = s.scalars(select(WorkloadRow.name).where(WorkloadRow.project_id == p.id,
+                                                         WorkloadRow.name.in_(names))).all()
+        if taken:
+            raise ConflictError(
+                f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
+        return items, p.id, pool_id
+
+    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan]:
+        with self.cache.lock:
+            snap = self._read(self.cache.refresh)
+            st = snap.state
+            for it in items:
+                for r in it.demand:
+                    if r not in st.resources:
+                        raise InvalidInputError(f"no host declares resource {r!r}")
+            demands = np.array([st.resources.vector(it.demand) for it in items]).reshape(
+                len(items), len(st.resources))
+            allowed = np.ones(st.n, dtype=bool)
+            if pool_id is not None:
+                allowed &= snap.pool_of[: st.n] == pool_id
+            limit = st.max_workloads
+            allowed &= (limit == 0) | (st.workload_count + len(items) <= limit)
+            plan = plan_batch_placement(st, [it.name for it in items], demands, allowed=allowed)
+            # the plan refers to this snapshot's arrays: keep what the commit needs
+            snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
+                                 snap.pool_of.copy())
+            return snap_copy, plan
+
+    def _claim_batch(self, s: Session, *, project: str, project_id: int, items: list[_Item],
+                     placed: list[int], snap: Snapshot, plan: Plan) -> list[int]:
+        seen: set[int] = set()
+        reasons = {m.workload: m.reason for m in plan.moves}
+        ids = []
+        for i in placed:
+            it, h = items[i], int(plan.assignment[i])
+            host_id, host = snap.ids[h], snap.state.names[h]
+            w = WorkloadRow(project_id=project_id, name=it.name, kind=it.kind, state=PLACING, host_id=host_id,
+                            group_id=None, flavor=it.flavor, demand=it.demand, priority=it.priority,
+                            explanation=_explain(reasons[it.name], plan),
+                            constraints={"pool": None, "required_labels": {}, "forbidden_labels": {},
+                                         "batch": True})
+            s.add(w)
+            s.flush()
+            # the first claim on a host checks the generation the plan saw; later ones in this
+            # transaction find it bumped by us (capacity and limits are re-checked by each UPDATE)
+            ledger.claim(s, host_id, int(snap.gens[h]) if host_id not in seen else None, it.demand, w.id)
+            seen.add(host_id)
+            self._event(s, "workload.placed", f"workload/{project}/{it.name}",
+                        f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
+                        project=project, data={"host": host, "demand": it.demand, "batch": True})
+            ids.append(w.id)
+        self._event(s, "workload.batch_placed", f"project/{project}", f"batch: {plan.summary}",
+                    project=project, data={"summary": plan.summary, "lower_bound": plan.lower_bound})
+        return ids
+
+    def _confirm_batch(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
+                       snap: Snapshot, plan: Plan) -> BatchResult:
+        done: list[tuple[str, DriverWorkload]] = []
+        for i in placed:
+            host = snap.state.names[int(plan.assignment[i])]
+            dw = DriverWorkload(f"{project}/{items[i].name}", items[i].kind, items[i].demand)
+            try:
+                self.driver.create(host, dw)
+                done.append((host, dw))
+            except DriverError as e:
+                for h2, dw2 in done:  # all or nothing: take back what the driver already created
+                    with contextlib.suppress(PoolvisorError):
+                        self.driver.delete(h2, dw2)
+                self._write(partial(_undo_batch, ids=ids, project=project, why=e.message))
+                raise DriverError(f"batch not created: {e.message}") from None
+
+        def tx(s: Session) -> list[WorkloadRecord]:
+            rows = list(s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))))
+            now = datetime.now(UTC)
+            for w in rows:
+                if w.state == PLACING:
+                    w.state, w.updated_at = RUNNING, now
+                    self._event(s, "workload.created", f"workload/{project}/{w.name}",
+                                f"workload {w.name} running (batch)", project=project)
+            s.flush()
+            order = {wid: k for k, wid in enumerate(ids)}
+            return self._workload_records(s, sorted(rows, key=lambda w: order[w.id]))
+
+        return BatchResult(self._write(tx), plan.unplaced, plan.to_dict())
+
+    # ---- consolidation -------------------------------------------------------------------------
+    def plan_consolidation(self, pool: str, *, max_migrations: int | None = None,
+                           apply: bool = False) -> ConsolidationResult:
+        """Plan (and with apply=True execute, via migrate_workload) the fewest active hosts of `pool`."""
+        check_name("pool", pool)
+        if max_migrations is not None and (isinstance(max_migrations, bool) or
+                                           not isinstance(max_migrations, int) or max_migrations < 0):
+            raise InvalidInputError("max_migrations must be an integer >= 0")
+
+        def load(s: Session) -> tuple[int, list[tuple[str, str, int, dict[str, float]]]]:
+            pid = self._pool(s, pool).id
+            cols = (ProjectRow.name, WorkloadRow.name, WorkloadRow.host_id, WorkloadRow.demand)
+            rows = s.execute(select(*cols)
+                             .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
+                             .join(HostRow, HostRow.id == WorkloadRow.host_id)
+                             .where(HostRow.pool_id == pid, WorkloadRow.state.in_(MOVABLE))
+                             .order_by(ProjectRow.name, WorkloadRow.name)).all()
+            return pid, [(p, n, h, {str(k): float(v) for k, v in d.items()}) for p, n, h, d in rows]
+
+        pid, rows = self._read(load)
+        with self.cache.lock:
+            snap = self._read(self.cache.refresh)
+            st = snap.state.copy()
+            pool_of = snap.pool_of[: st.n].copy()
+            index_of = dict(snap.index_of)
+        keep = [r for r in rows if r[2] in index_of]
+        names = [f"{p}/{n}" for p, n, _h, _d in keep]
+        demands = np.array([st.resources.vector(d) for *_x, d in keep]).reshape(len(keep), len(st.resources))
+        current = [index_of[h] for _p, _n, h, _d in keep]
+        plan = _plan_consolidation(st, names, demands, current, max_migrations=max_migrations,
+                                   allowed=pool_of == pid)
+        pool_hosts = np.flatnonzero(pool_of == pid)
+        emptied = sorted({st.names[c] for c, t in zip(current, plan.assignment, strict=True) if c != t} -
+                         {st.names[int(t)] for t in plan.assignment})
+        emptied = [h for h in emptied if st.host_index(h) in set(pool_hosts.tolist())]
+        if not apply:
+            return ConsolidationResult(pool, plan.to_dict(), emptied)
+        executed, failed = [], []
+        for m in plan.moves:
+            project, name = m.workload.split("/", 1)
+            try:
+                self.migrate_workload(project, name, m.target)  # type: ignore[attr-defined]
+                executed.append(m.workload)
+            except PoolvisorError as e:
+                failed.append(f"{m.workload}: {e.message}")
+        return ConsolidationResult(pool, plan.to_dict(), emptied, True, executed, failed)
+
+
+def _explain(reason: str, plan: Plan) -> dict[str, Any]:
+    return {"rule": f"batch placement: {reason}", "batch": plan.summary, "lower_bound": plan.lower_bound}
+
+
+def _undo_batch(s: Session, *, ids: list[int], project: str, why: str) -> None:
+    for w in s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))):
+        ledger.release(s, w)
+        s.delete(w)
+    ServiceBase._event(s, "workload.batch_failed", f"project/{project}",
+                       f"batch rolled back: {why}", project=project)
