@@ -184,6 +184,64 @@ class MigrateRequest(_In):
     host: Name | None = Field(default=None, description="target host; omitted = let placement choose")
 
 
+class BatchItem(_In):
+    """One workload of a batch. Labels, groups and affinity are not supported in batch mode."""
+
+    name: Name
+    flavor: Name | None = None
+    demand: Demand | None = None
+    kind: Literal["vm", "container"] = "vm"
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+
+
+class WorkloadBatchCreate(_In):
+    project: Name | None = Field(
+        default=None, description="members: their project (implicit); admins: defaults to 'default'")
+    pool: Name | None = None
+    all_or_nothing: bool = Field(default=True, description="create nothing unless every workload fits")
+    workloads: Annotated[list[BatchItem], Field(min_length=1, max_length=1000)]
+
+
+class MoveOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    workload: str
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None
+    reason: str
+
+
+class PlanOut(BaseModel):
+    """A packing plan: one move per workload (from None = new placement; to None = not placed)."""
+
+    kind: str
+    summary: str
+    hosts_before: int
+    hosts_after: int
+    lower_bound: int
+    moves: list[MoveOut]
+    notes: list[str]
+
+
+class WorkloadBatchOut(_Out):
+    workloads: list[WorkloadOut]
+    unplaced: list[str]
+    plan: PlanOut
+
+
+class ConsolidationRequest(_In):
+    max_migrations: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
+
+
+class ConsolidationOut(_Out):
+    pool: str
+    plan: PlanOut
+    hosts_emptied: list[str]
+    applied: bool
+    executed: list[str]
+    failed: list[str]
+
+
 # ---- events, health ----------------------------------------------------------------------------
 class EventOut(_Out):
     id: int

@@ -87,7 +87,7 @@ class BatchServices(ServiceBase):
         items, project_id, pool_id = self._read(partial(self._resolve_batch, project=project,
                                                         specs=specs, pool=pool))
         for _ in retry_schedule():
-            snap, plan = self._plan_batch(items, pool_id)
+            snap, plan, considered = self._plan_batch(items, pool_id)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
             if plan.unplaced and (all_or_nothing or not placed):
                 raise NoValidHostError(
@@ -99,11 +99,12 @@ class BatchServices(ServiceBase):
                 recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
                                        snap.state.names[int(plan.assignment[i])], items[i].demand,
                                        items[i].priority, None, now,
-                                       _explain(reasons[items[i].name], plan)) for i in placed]
+                                       _explain(reasons[items[i].name], plan, considered)) for i in placed]
                 return BatchResult(recs, plan.unplaced, plan.to_dict())
             try:
                 ids = self._write(partial(self._claim_batch, project=project, project_id=project_id,
-                                          items=items, placed=placed, snap=snap, plan=plan))
+                                          items=items, placed=placed, snap=snap, plan=plan,
+                                          considered=considered))
             except Stale:
                 continue
             return self._confirm_batch(project, items, placed, ids, snap, plan)
@@ -155,7 +156,7 @@ class BatchServices(ServiceBase):
                 f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
         return items, p.id, pool_id
 
-    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan]:
+    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan, int]:
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
@@ -174,10 +175,10 @@ class BatchServices(ServiceBase):
             # the plan refers to this snapshot's arrays: keep what the commit needs
             snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
-            return snap_copy, plan
+            return snap_copy, plan, int(np.count_nonzero(allowed & st.up))
 
     def _claim_batch(self, s: Session, *, project: str, project_id: int, items: list[_Item],
-                     placed: list[int], snap: Snapshot, plan: Plan) -> list[int]:
+                     placed: list[int], snap: Snapshot, plan: Plan, considered: int) -> list[int]:
         seen: set[int] = set()
         reasons = {m.workload: m.reason for m in plan.moves}
         ids = []
@@ -186,7 +187,7 @@ class BatchServices(ServiceBase):
             host_id, host = snap.ids[h], snap.state.names[h]
             w = WorkloadRow(project_id=project_id, name=it.name, kind=it.kind, state=PLACING, host_id=host_id,
                             group_id=None, flavor=it.flavor, demand=it.demand, priority=it.priority,
-                            explanation=_explain(reasons[it.name], plan),
+                            explanation=_explain(reasons[it.name], plan, considered),
                             constraints={"pool": None, "required_labels": {}, "forbidden_labels": {},
                                          "batch": True})
             s.add(w)
@@ -281,8 +282,11 @@ class BatchServices(ServiceBase):
         return ConsolidationResult(pool, plan.to_dict(), emptied, True, executed, failed)
 
 
-def _explain(reason: str, plan: Plan) -> dict[str, Any]:
-    return {"rule": f"batch placement: {reason}", "batch": plan.summary, "lower_bound": plan.lower_bound}
+def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:
+    """Shaped like a placement Explanation (so records and API bodies stay uniform)."""
+    return {"hosts_considered": considered, "filters": [], "candidates": considered,
+            "top": [], "rule": f"batch placement: {reason}", "summary": plan.summary,
+            "lower_bound": plan.lower_bound}
 
 
 def _undo_batch(s: Session, *, ids: list[int], project: str, why: str) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import Name, PoolCreate, PoolOut
+from poolvisor.api.schemas import ConsolidationOut, ConsolidationRequest, Name, PoolCreate, PoolOut
 
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
 PoolName = Annotated[Name, Path(description="pool name")]
@@ -32,3 +32,16 @@ def get_pool(name: PoolName, svc: SvcDep, _: Who) -> PoolOut:
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
 def delete_pool(name: PoolName, svc: SvcDep, _: Admin) -> None:
     svc.delete_pool(name)
+
+
+@router.post("/{name}/consolidation-plan", response_model=ConsolidationOut,
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
+def consolidation_plan(name: PoolName, svc: SvcDep, _: Admin,
+                       body: ConsolidationRequest | None = None) -> ConsolidationOut:
+    """Fewest active hosts with a migration cost: which workloads to move where, and why.
+
+    Nothing moves unless `apply` is true; then the moves run as live migrations, one by one
+    (`executed` / `failed` list the outcome of each)."""
+    req = body or ConsolidationRequest()
+    return ConsolidationOut.model_validate(
+        svc.plan_consolidation(name, max_migrations=req.max_migrations, apply=req.apply))

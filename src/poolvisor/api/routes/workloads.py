@@ -14,7 +14,15 @@ from fastapi import APIRouter, Path, Query, Response
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import Action, MigrateRequest, Name, WorkloadCreate, WorkloadOut
+from poolvisor.api.schemas import (
+    Action,
+    MigrateRequest,
+    Name,
+    WorkloadBatchCreate,
+    WorkloadBatchOut,
+    WorkloadCreate,
+    WorkloadOut,
+)
 from poolvisor.domain.errors import ConflictError, NotFoundError
 from poolvisor.services import Principal, Services
 
@@ -79,6 +87,30 @@ def create_workload(
     if dry_run:
         response.status_code = 200
     return WorkloadOut.model_validate(rec)
+
+
+@router.post(
+    "/batch", status_code=201, response_model=WorkloadBatchOut,
+    responses={200: {"model": WorkloadBatchOut, "description": "dry run: the plan, nothing allocated"},
+               **errors(401, 404, 409, 413, 422, 503)},
+)
+def create_workloads_batch(
+    body: WorkloadBatchCreate, response: Response, svc: SvcDep, who: Who,
+    dry_run: Annotated[bool, Query(description="only plan and explain; allocate nothing")] = False,
+) -> WorkloadBatchOut:
+    """Place many workloads at once with the packing engine (fewest hosts), in one transaction.
+
+    All-or-nothing by default: a 409 `no_valid_host` error carries the plan in `detail`."""
+    project = scope_project(who, body.project, default=DEFAULT_PROJECT)
+    assert project is not None
+    if who.role == "admin" and body.project is None:
+        _ensure_project(svc, project)
+    res = svc.create_workloads_batch(
+        project, [w.model_dump(exclude_none=True) for w in body.workloads],
+        all_or_nothing=body.all_or_nothing, pool=body.pool, dry_run=dry_run)
+    if dry_run:
+        response.status_code = 200
+    return WorkloadBatchOut.model_validate(res)
 
 
 @router.get("/{name}", response_model=WorkloadOut, responses=errors(401, 404, 409, 422, 503))
