@@ -1,4 +1,7 @@
-"""Where the scale run spends its time: `python benchmarks/sim_scale_phases.py [VMS HOSTS STEPS [POLICY]]`.
+"""Where the scale run spends its time.
+
+`python benchmarks/sim_scale_phases.py [VMS HOSTS STEPS [POLICY [LIMIT]]]`; LIMIT: the underload
+limit (max underloaded hosts tried per epoch; default: none).
 
 Wraps the engine's phase methods (initial placement, planning, CPU sharing, migration start and
 completion) with CPU-time counters and prints the running totals after every epoch. Diagnostic only:
@@ -27,11 +30,12 @@ PHASES = ("initial_placement", "_plan", "_allocate", "_start", "_complete", "_re
 def main(argv: list[str]) -> None:
     vms, hosts, steps = (int(a) for a in (argv + ["100000", "10000", "4"][len(argv):])[:3])
     policy = argv[3] if len(argv) > 3 else "thr-mmt"
+    limit = int(argv[4]) if len(argv) > 4 else None
     here = Path(__file__).resolve().parents[2] / "shared" / "data"
     data = Path(os.environ.get("POOLVISOR_SHARED_DATA", here))
     util = synthesize_planetlab([data / "planetlab" / "20110303"], vms, 0)
     sc = dataclasses.replace(scale_scenario(util, hosts), end_s=300.0 * steps + 0.1)
-    sim = Simulator(sc, PolicySpec.parse(policy, None), compat=False)
+    sim = Simulator(sc, PolicySpec.parse(policy, None), compat=False, underload_limit=limit)
     cpu: collections.Counter[str] = collections.Counter()
     calls: collections.Counter[str] = collections.Counter()
 

@@ -51,6 +51,7 @@ def run_scale(
     param: float | None = None,
     seed: int = 0,
     compat: bool = False,
+    underload_limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Generate, build and simulate; returns the figures (wall times in s, peak RSS in MiB)."""
@@ -63,7 +64,9 @@ def run_scale(
     sc = scale_scenario(util, hosts)
     del util
     t2, c2 = time.perf_counter(), time.process_time()
-    res = Simulator(sc, PolicySpec.parse(policy, param), compat=compat, seed=seed).run(progress)
+    spec = PolicySpec.parse(policy, param)
+    sim = Simulator(sc, spec, compat=compat, seed=seed, underload_limit=underload_limit)
+    res = sim.run(progress)
     t3, c3 = time.perf_counter(), time.process_time()
     m = res.metrics
     return {
@@ -71,6 +74,7 @@ def run_scale(
         "hosts": hosts,
         "policy": res.label,
         "mode": "cloudsim" if compat else "default",
+        "underload_limit": underload_limit,
         "source_vms": int(shapes.shape[0]),
         "generate_s": round(t1 - t0, 3),
         "build_s": round(t2 - t1, 3),

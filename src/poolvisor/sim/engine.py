@@ -192,7 +192,10 @@ class Simulator:
         seed: int = 0,
         record: bool = False,
         check_ram: bool = False,
+        underload_limit: int | None = None,
     ) -> None:
+        if underload_limit is not None and (compat or underload_limit < 0):
+            raise InvalidInputError("the underload limit needs the default mode and a count >= 0")
         self.sc = sc
         self.spec = spec
         self.compat = compat
@@ -236,6 +239,7 @@ class Simulator:
                 selector=Selector(spec.selector, seed=seed),
                 stale_power=compat,
                 exclude_overload_targets=not compat,
+                underload_limit=underload_limit,
             )
 
     # --- placement at t = 0 ------------------------------------------------------------

@@ -10,7 +10,8 @@ places where the running plan feeds back into later choices:
 3. those VMs, by decreasing CPU demand, go to the host with the least power increase (PABFD),
    excluding overloaded hosts (switched-off hosts may be woken up);
 4. underload: hosts by increasing measured utilization try to move *all* their VMs elsewhere
-   (all or nothing), excluding overloaded, switched-off and already tried hosts.
+   (all or nothing), excluding overloaded, switched-off and already tried hosts (optionally at
+   most ``PlanConfig.underload_limit`` tries per epoch; not a CloudSim feature).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class PlanConfig:
     exclude_overload_targets: bool = False
     #: CloudSim does not cap the underload search; the paper's algorithm is the same loop.
     underload: bool = True
+    #: at most this many underloaded hosts are tried per epoch (least utilized first); None: all
+    #: of them, as CloudSim and the paper. Each try scans every candidate host for each of its VMs,
+    #: so the uncapped search costs O(VMs x hosts) per epoch; a cap bounds it (scale runs).
+    underload_limit: int | None = None
 
 
 class _Planner:
@@ -617,9 +622,13 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
     nonempty = np.fromiter(map(len, p.lists), dtype=np.intp, count=H) > 0
     sources = np.flatnonzero(~excl_src & (mu > 0) & (mu < 1) & nonempty)
     sources = sources[np.lexsort((sources, mu[sources]))]
+    tries = 0
     for h in sources:
         if excl_src[h]:
             continue
+        if cfg.underload_limit is not None and tries >= cfg.underload_limit:
+            break
+        tries += 1
         excl_src[h] = True
         place_ok[h] = False
         vms = p.lists[h]

@@ -94,6 +94,13 @@ def batch(
 ) -> bool:
     n = tot.shape[0]
     buf = np.empty(hist.shape[1])
+    # power reference of each host (its power now; the measured one if empty or stale), updated
+    # when the host gets a VM: saves one power evaluation per (VM, host) pair
+    pref = pnow.copy()
+    if not stale:
+        for j in range(n):
+            if asum[j] != 0:
+                pref[j] = power(flat, delta, model[j], min(asum[j] / tot[j], 1.0))
     for i in range(vms.shape[0]):
         vm = vms[i]
         r = req[vm]
@@ -107,13 +114,7 @@ def batch(
                 continue
             a = asum[j]
             u = min((a + r) / tot[j], 1.0)
-            d = power(flat, delta, model[j], u)
-            if stale:
-                d = d - pnow[j]
-            elif a != 0:
-                d = d - power(flat, delta, model[j], min(a / tot[j], 1.0))
-            else:
-                d = d - pnow[j]
+            d = power(flat, delta, model[j], u) - pref[j]
             if not d < best:  # cannot win (ties go to the first host): skip the overload check
                 continue
             if a != 0:
@@ -148,6 +149,8 @@ def batch(
             continue
         out[i] = bj
         asum[bj] += r  # a suitable VM fits: it gets its (uncapped = capped) request
+        if not stale and asum[bj] != 0:
+            pref[bj] = power(flat, delta, model[bj], min(asum[bj] / tot[bj], 1.0))
         av[bj] -= r
         rs[bj] += r
         rf[bj] -= ram_v
