@@ -165,6 +165,9 @@ def simulate_scale(
     policy: str = typer.Option("thr-mmt", "--policy", help="consolidation policy"),
     param: float | None = typer.Option(None, "--param", help="policy parameter (default: the policy's)"),
     seed: int = typer.Option(0, "--seed"),
+    underload_limit: int | None = typer.Option(
+        None, "--underload-limit", help="max underloaded hosts tried per epoch (default: all, as CloudSim)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """N synthetic VMs (resampled PlanetLab shapes) on H hosts for one day: wall time and peak RSS."""
@@ -190,6 +193,7 @@ def simulate_scale(
         task = prog.add_task("epochs", total=None)
         out = sim_scale.run_scale(
             days, vms=vms, hosts=hosts, policy=policy, param=param, seed=seed,
+            underload_limit=underload_limit,
             progress=lambda k, n: prog.update(task, completed=k, total=n),
         )
     if as_json:
