@@ -62,3 +62,33 @@ def delete(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
     with Api(url, token) as api:
         api.delete(f"/v1/pools/{name}")
     console.print(f"pool {name} deleted")
+
+
+@app.command()
+def consolidate(
+    name: PoolArg,
+    apply: Annotated[bool, typer.Option("--apply", help="Execute the moves (live migrations).")] = False,
+    max_migrations: Annotated[int | None, typer.Option("--max-migrations", min=0,
+                                                       help="At most this many migrations.")] = None,
+    url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Plan the fewest active hosts for a pool (migrations with a cost); --apply executes the plan."""
+    body: dict[str, Any] = {"apply": apply}
+    if max_migrations is not None:
+        body["max_migrations"] = max_migrations
+    with Api(url, token) as api:
+        out = api.post(f"/v1/pools/{name}/consolidation-plan", body)
+    if as_json:
+        emit_json(out)
+        return
+    plan = out["plan"]
+    table(f"Consolidation of pool {name}" + ("" if apply else " (plan only)"),
+          ("workload", "from", "to", "reason"),
+          [(m["workload"], m["from"] or "–", m["to"] or "–", m["reason"]) for m in plan["moves"]])
+    console.print(f"{plan['summary']}; hosts emptied: {', '.join(out['hosts_emptied']) or 'none'}")
+    for n in plan["notes"]:
+        console.print(f"[dim]{n}[/dim]")
+    if apply:
+        console.print(f"executed {len(out['executed'])} migration(s)")
+        for f in out["failed"]:
+            console.print(f"[red]failed:[/red] {f}")

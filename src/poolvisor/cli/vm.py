@@ -103,6 +103,39 @@ def create(
     explanation(w.get("explanation"))
 
 
+@app.command("create-batch")
+def create_batch(
+    flavor: Annotated[str, typer.Option("--flavor", "-f", help="Flavor of every workload.")],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, max=1000, help="How many workloads.")],
+    prefix: Annotated[str, typer.Option(help="Names are PREFIX-1 .. PREFIX-N.")] = "vm",
+    project: ProjectOpt = None,
+    pool: Annotated[str | None, typer.Option(help="Only hosts of this pool.")] = None,
+    partial: Annotated[bool, typer.Option("--partial", help="Create what fits instead of all-or-nothing.")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only plan and explain; allocate nothing.")]
+    = False,
+    url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Place N workloads at once with the packing engine (fewest hosts), all-or-nothing."""
+    body: dict[str, Any] = {"workloads": [{"name": f"{prefix}-{i}", "flavor": flavor}
+                                          for i in range(1, count + 1)], "all_or_nothing": not partial}
+    body.update({k: v for k, v in (("project", project), ("pool", pool)) if v is not None})
+    with Api(url, token) as api:
+        out = api.post("/v1/workloads/batch", body, dry_run="true" if dry_run else None)
+    if as_json:
+        emit_json(out)
+        return
+    table("Batch placement" + (" (dry run: nothing allocated)" if dry_run else ""),
+          ("workload", "host", "state", "reason"),
+          [(w["name"], w.get("host") or "–", w["state"],
+            (w.get("explanation") or {}).get("rule", "").removeprefix("batch placement: "))
+           for w in out["workloads"]])
+    plan = out["plan"]
+    console.print(f"{plan['summary']}; lower bound {plan['lower_bound']} host(s)")
+    if out["unplaced"]:
+        console.print(f"[yellow]not placed:[/yellow] {', '.join(out['unplaced'])}")
+
+
 def _act(action: str, name: str, project: str | None, url: str | None, token: str | None, as_json: bool,
          body: dict[str, Any] | None = None) -> None:
     with Api(url, token) as api:
