@@ -73,13 +73,17 @@ def test_batch_dry_run_and_rejections(lite: Services) -> None:
 
 def test_consolidation_plan_and_apply(lite: Services) -> None:
     fragmented(lite, hosts=6)  # 3 hosts each holding one 1-vCPU workload
+    lite.create_pool("q")  # another pool's active host is neither counted nor used
+    lite.create_host("q0", {"vcpu": 64, "memory_mib": 65536}, pool="q")
+    lite.create_workload("demo", "elsewhere", flavor="one", pool="q")
     res = lite.plan_consolidation("p")
+    assert all(m["to"] != "q0" for m in res.plan["moves"])
     assert res.plan["hosts_before"] == 3 and res.plan["hosts_after"] == 1
     assert len(res.hosts_emptied) == 2 and len(res.plan["moves"]) == 2
-    assert active_hosts(lite) == 3  # only planned
+    assert active_hosts(lite) == 4  # only planned
     done = lite.plan_consolidation("p", apply=True)
     assert done.applied and len(done.executed) == 2 and done.failed == []
-    assert active_hosts(lite) == 1
+    assert active_hosts(lite) == 2
     report = lite.check()
     assert report.ok, report.violations
     capped = lite.plan_consolidation("p", max_migrations=0)

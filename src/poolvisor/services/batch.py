@@ -269,8 +269,15 @@ class BatchServices(ServiceBase):
         emptied = sorted({st.names[c] for c, t in zip(current, plan.assignment, strict=True) if c != t} -
                          {st.names[int(t)] for t in plan.assignment})
         emptied = [h for h in emptied if st.host_index(h) in set(pool_hosts.tolist())]
+        # the planner counts every active host; report this pool's only
+        outside = int(np.count_nonzero((st.workload_count[: st.n] > 0) & (pool_of != pid)))
+        pd = plan.to_dict()
+        pd["hosts_before"] -= outside
+        pd["hosts_after"] -= outside
+        pd["summary"] = (f"pool {pool}: active hosts {pd['hosts_before']} -> {pd['hosts_after']} with "
+                         f"{len(plan.moves)} migration(s); lower bound {plan.lower_bound} host(s)")
         if not apply:
-            return ConsolidationResult(pool, plan.to_dict(), emptied)
+            return ConsolidationResult(pool, pd, emptied)
         executed, failed = [], []
         for m in plan.moves:
             project, name = m.workload.split("/", 1)
@@ -279,7 +286,7 @@ class BatchServices(ServiceBase):
                 executed.append(m.workload)
             except PoolvisorError as e:
                 failed.append(f"{m.workload}: {e.message}")
-        return ConsolidationResult(pool, plan.to_dict(), emptied, True, executed, failed)
+        return ConsolidationResult(pool, pd, emptied, True, executed, failed)
 
 
 def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:
