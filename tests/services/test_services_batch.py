@@ -88,3 +88,33 @@ def test_consolidation_plan_and_apply(lite: Services) -> None:
     assert report.ok, report.violations
     capped = lite.plan_consolidation("p", max_migrations=0)
     assert capped.plan["moves"] == []
+
+
+def test_batch_mixed_sizes_never_worse_than_sequential(tmp_path) -> None:
+    """Mixed sizes on a fragmented pool, where the packer alone opens one host too many: the
+    service keeps whichever of packer and pipeline replay uses fewer hosts."""
+    def setup(s: Services) -> list[dict[str, str]]:
+        s.create_pool("p")
+        for i in range(12):
+            s.create_host(f"h{i:02d}", {"vcpu": 16, "memory_mib": 65536}, pool="p")
+        s.create_flavor("one", {"vcpu": 1, "memory_mib": 2048})
+        for v in (9, 7, 5, 3):
+            s.create_flavor(f"f{v}", {"vcpu": v, "memory_mib": 1024 * v})
+        s.create_project("demo")
+        for i in range(6):
+            w = s.create_workload("demo", f"old{i}", flavor="one")
+            if w.host != f"h{i:02d}":
+                s.migrate_workload("demo", f"old{i}", f"h{i:02d}")
+        return [{"name": f"web{i}", "flavor": f"f{(9, 7, 5, 3)[i % 4]}"} for i in range(16)]
+
+    with open_services(f"sqlite:///{tmp_path / 'seq.db'}") as seq, \
+            open_services(f"sqlite:///{tmp_path / 'bat.db'}") as bat:
+        specs = setup(seq)
+        setup(bat)
+        for sp in specs:
+            seq.create_workload("demo", sp["name"], flavor=sp["flavor"])
+        res = bat.create_workloads_batch("demo", specs)
+        assert len(res.workloads) == 16
+        assert active_hosts(bat) <= active_hosts(seq)
+        assert res.plan["hosts_after"] == active_hosts(bat) >= res.plan["lower_bound"]
+        assert bat.check().ok

@@ -31,14 +31,16 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
-from poolvisor.policies.packing.pool import Plan, plan_batch_placement
+from poolvisor.policies.packing.pool import Move, Plan, plan_batch_placement
 from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
+from poolvisor.policies.placement import Request, place
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand
 from poolvisor.services.records import DRY_RUN, PLACING, RUNNING, STOPPED, SUSPENDED, WorkloadRecord
 from poolvisor.services.snapshot import Snapshot, resource_names
 from poolvisor.services.workloads import MAX_PRIORITY, retry_schedule
+from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
 
 MAX_BATCH = 1000
@@ -172,10 +174,39 @@ class BatchServices(ServiceBase):
             limit = st.max_workloads
             allowed &= (limit == 0) | (st.workload_count + len(items) <= limit)
             plan = plan_batch_placement(st, [it.name for it in items], demands, allowed=allowed)
+            plan = self._no_worse_than_pipeline(st, items, demands, allowed, plan)
             # the plan refers to this snapshot's arrays: keep what the commit needs
             snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
             return snap_copy, plan, int(np.count_nonzero(allowed & st.up))
+
+    def _no_worse_than_pipeline(self, st: ClusterState, items: list[_Item], demands: np.ndarray,
+                                allowed: np.ndarray, plan: Plan) -> Plan:
+        """Replay the one-by-one placement pipeline on a copy; keep it if it beats the packer (it
+        can on some fragmented pools), so a batch never uses more hosts than sequential creation."""
+        sim = st.copy()
+        hosts = np.flatnonzero(allowed)
+        assignment = np.full(len(items), -1, dtype=np.int64)
+        for i, it in enumerate(items):
+            d = place(sim, Request(name=it.name, demand=demands[i], priority=it.priority,
+                                   allowed_hosts=hosts), self.policy)
+            if d.host_index is not None:
+                sim.allocate(d.host_index, demands[i])
+                assignment[i] = d.host_index
+        mine = np.zeros(st.n, dtype=bool)
+        mine[hosts] = True
+        after = int(np.count_nonzero((sim.workload_count[: st.n] > 0) & mine))
+        unplaced = int(np.sum(assignment < 0))
+        if (unplaced, after) >= (len(plan.unplaced), plan.hosts_after):
+            return plan
+        moves = [Move(it.name, None, st.names[int(h)] if h >= 0 else None,
+                      "placement pipeline (fewer hosts than the packer here)" if h >= 0
+                      else "no eligible host has enough free capacity left")
+                 for it, h in zip(items, assignment, strict=True)]
+        summary = (f"placed {len(items) - unplaced}/{len(items)} workloads one by one (fewer hosts than "
+                   f"the packer's {plan.hosts_after}); active hosts {plan.hosts_before} -> {after}")
+        return Plan(plan.kind, assignment, moves, plan.hosts_before, after, plan.lower_bound, summary,
+                    [*plan.notes, f"packer plan: {plan.summary}"])
 
     def _claim_batch(self, s: Session, *, project: str, project_id: int, items: list[_Item],
                      placed: list[int], snap: Snapshot, plan: Plan, considered: int) -> list[int]:
