@@ -85,7 +85,8 @@ def consolidate(
     table(f"Consolidation of pool {name}" + ("" if apply else " (plan only)"),
           ("workload", "from", "to", "reason"),
           [(m["workload"], m["from"] or "–", m["to"] or "–", m["reason"]) for m in plan["moves"]])
-    console.print(f"{plan['summary']}; hosts emptied: {', '.join(out['hosts_emptied']) or 'none'}")
+    console.print(plan["summary"])
+    console.print(f"hosts emptied: {', '.join(out['hosts_emptied']) or 'none'}")
     for n in plan["notes"]:
         console.print(f"[dim]{n}[/dim]")
     if apply:
