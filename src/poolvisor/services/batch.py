@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import (
@@ -133,7 +134,7 @@ class BatchServices(ServiceBase):
             check_name("workload", name)
             try:
                 kind = WorkloadKind(sp.get("kind", "vm")).value
-            except ValueError:
+            except (ValueError, TypeError):
                 raise InvalidInputError(
                     f"batch item {k}: unknown workload kind; allowed: vm, container") from None
             prio = sp.get("priority", 0)
@@ -222,7 +223,10 @@ class BatchServices(ServiceBase):
                             constraints={"pool": None, "required_labels": {}, "forbidden_labels": {},
                                          "batch": True})
             s.add(w)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError:  # created concurrently under the same name: nothing is written
+                raise ConflictError(f"workload {it.name!r} already exists in project {project!r}") from None
             # the first claim on a host checks the generation the plan saw; later ones in this
             # transaction find it bumped by us (capacity and limits are re-checked by each UPDATE)
             ledger.claim(s, host_id, int(snap.gens[h]) if host_id not in seen else None, it.demand, w.id)
