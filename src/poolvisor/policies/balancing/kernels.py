@@ -13,16 +13,15 @@ POOLVISOR_NO_JIT=1.
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from poolvisor.jit import CompileOnce
+
 _batch: Callable[..., bool] | None = None
 _initial: Callable[..., bool] | None = None
-_state = {"tried": False}
 
 
 def power(flat: Any, delta: Any, model: int, u: float) -> float:
@@ -299,20 +298,17 @@ def _compile() -> None:
     _initial = jit(initial)
 
 
+def _build() -> None:
+    _compile()
+    _warm()
+
+
+_compiler = CompileOnce(_build)
+
+
 def available() -> bool:
     """Compile (or load from cache) the kernel once; False when numba is missing or disabled."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        if os.environ.get("POOLVISOR_NO_JIT") == "1":
-            return False
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _compile()
-                _warm()
-        except ImportError:
-            return False
-    return _batch is not None
+    return _compiler.ready() and _batch is not None
 
 
 def _warm() -> None:

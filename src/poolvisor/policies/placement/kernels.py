@@ -12,16 +12,15 @@ POOLVISOR_NO_JIT=1; the index then uses numpy for everything.
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from poolvisor.jit import CompileOnce
+
 _update: Callable[..., None] | None = None
 _pick: Callable[..., int] | None = None
-_state = {"tried": False}
 
 
 def _compile() -> None:
@@ -129,20 +128,17 @@ def _compile() -> None:
     _update, _pick = update, pick
 
 
+def _build() -> None:
+    _compile()
+    _warm()
+
+
+_compiler = CompileOnce(_build)
+
+
 def available() -> bool:
     """Compile (or load from cache) the kernels once; False when numba is missing or disabled."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        if os.environ.get("POOLVISOR_NO_JIT") == "1":
-            return False
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _compile()
-                _warm()
-        except ImportError:
-            return False
-    return _update is not None
+    return _compiler.ready() and _update is not None
 
 
 def _warm() -> None:
