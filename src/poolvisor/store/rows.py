@@ -4,6 +4,7 @@ Resources are dynamic: a host's capacity, overcommit and allocated amounts live 
 `host_resources` row per (host, resource), and each workload's share of a host in one
 `allocations` row per (workload, host, resource). `hosts.generation` is bumped by every change
 to a host's allocations or state, which is what optimistic placement commits compare against.
+`utilization_samples` holds each workload's recorded CPU use (what-if replays it).
 """
 
 from __future__ import annotations
@@ -142,3 +143,18 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     project: Mapped[str | None] = mapped_column(String(63), index=True)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class UtilizationSampleRow(Base):
+    """One CPU sample of one workload: the fraction (0..1) of its vCPU demand in use at `time`.
+
+    Time is epoch seconds (UTC) as a float, so a history is read straight into numpy arrays; the
+    samples go with their workload (cascade) and are read per workload and time range (index).
+    """
+
+    __tablename__ = "utilization_samples"
+    __table_args__ = (Index("ix_utilization_samples_workload_time", "workload_id", "time"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    time: Mapped[float] = mapped_column(Float)
+    cpu: Mapped[float] = mapped_column(Float)
