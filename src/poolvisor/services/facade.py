@@ -21,13 +21,15 @@ from poolvisor.services.invariants import check_invariants
 from poolvisor.services.records import CheckReport, EventRecord
 from poolvisor.services.repair import RepairServices
 from poolvisor.services.snapshot import PlacementCache
+from poolvisor.services.utilization import UtilizationServices
 from poolvisor.store import Store, open_store
 from poolvisor.store.rows import EventRow, HostRow
 
 MAX_EVENTS = 1000
 
 
-class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices, BatchServices):
+class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices, BatchServices,
+               UtilizationServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
     def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None):

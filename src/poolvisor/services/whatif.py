@@ -2,8 +2,9 @@
 
 Pure-ish: the inputs are plain arrays (a PoolSnapshot and a UtilizationHistory), the output is the
 simulator's SimResult; nothing is written anywhere. `pool_from_services` builds the snapshot from
-the Services facade (hosts, workloads and where they run); the store keeps no utilization history
-yet, so the history is passed in by the caller (e.g. loaded with `load_history`).
+the Services facade (hosts, workloads and where they run); the history comes from the store's
+recorded samples (`Services.utilization_history(pool.vms, ...)`, services/utilization.py) or from
+an .npz file (`load_history`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class UtilizationHistory:
 
     util: np.ndarray  # (V, T)
     interval_s: float = 300.0
+    start_s: float | None = None  # epoch seconds of step 0 when known (read from the store)
 
     def __post_init__(self) -> None:
         a = np.asarray(self.util)
