@@ -7,7 +7,17 @@ from fastapi import FastAPI
 from poolvisor import __version__
 from poolvisor.api.errors import install_error_handlers
 from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
-from poolvisor.api.routes import events, flavors, hosts, pools, projects, system, tokens, workloads
+from poolvisor.api.routes import (
+    events,
+    flavors,
+    hosts,
+    pools,
+    projects,
+    system,
+    tokens,
+    utilization,
+    workloads,
+)
 from poolvisor.services import Services
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
@@ -23,7 +33,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY) -> FastA
                   openapi_url="/openapi.json", redirect_slashes=False)
     app.state.services = services
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, events, system):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     return app

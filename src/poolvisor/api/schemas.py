@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from poolvisor.domain.resources import MAX_QUANTITY
 
@@ -240,6 +240,54 @@ class ConsolidationOut(_Out):
     applied: bool
     executed: list[str]
     failed: list[str]
+
+
+# ---- utilization -------------------------------------------------------------------------------
+MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01
+EpochSeconds = Annotated[float, Field(ge=0, le=MAX_EPOCH_S, allow_inf_nan=False,
+                                      description="seconds since 1970-01-01 UTC")]
+
+
+class UtilizationSampleIn(_In):
+    workload: Name
+    project: Name | None = Field(
+        default=None, description="members: their project (implicit); admins: defaults to 'default'")
+    time: EpochSeconds | datetime = Field(description="epoch seconds or ISO 8601 (no offset = UTC)")
+    cpu: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False,
+                                description="fraction of the workload's vCPU demand in use")]
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _seconds_not_millis(cls, v: Any) -> Any:
+        """A number must be epoch seconds (pydantic would read a big one as milliseconds)."""
+        num = v
+        if isinstance(v, str):
+            try:
+                num = float(v)
+            except ValueError:
+                return v  # an ISO 8601 date
+        if isinstance(num, (int, float)) and not isinstance(num, bool) and not 0 <= num <= MAX_EPOCH_S:
+            raise ValueError(f"epoch seconds must be within 0..{MAX_EPOCH_S:.0f} (1970..2100)")
+        return v
+
+
+class UtilizationIn(_In):
+    samples: Annotated[list[UtilizationSampleIn], Field(min_length=1, max_length=10_000)]
+
+
+class UtilizationRecorded(BaseModel):
+    recorded: int
+
+
+class UtilizationOut(BaseModel):
+    """The samples resampled: cpu[k] is the mean over [start + k*interval_s, start + (k+1)*interval_s),
+    the last value carried over buckets without samples."""
+
+    project: str
+    workload: str
+    interval_s: float
+    start: datetime
+    cpu: list[float]
 
 
 # ---- events, health ----------------------------------------------------------------------------
