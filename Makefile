@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= 20
+DEMO_VMS ?= 40
 
 .PHONY: install run test lint typecheck unit bench clean
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/poolvisor serve --demo $(DEMO)
+	$(BIN)/poolvisor serve --demo $(DEMO) --demo-vms $(DEMO_VMS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

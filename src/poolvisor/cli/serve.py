@@ -80,6 +80,9 @@ def serve(
     demo: Annotated[int | None, typer.Option(
         help="Seed a demo pool of N sim hosts, flavors and project 'demo' when the database is empty.")]
     = None,
+    demo_vms: Annotated[int, typer.Option(
+        help="With --demo: also create M VMs in project 'demo' with a day of recorded CPU use "
+        "(for `poolvisor whatif`), when that project has none.")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
@@ -100,6 +103,15 @@ def serve(
     try:
         if demo is not None:
             svc.seed_demo(demo)
+            if demo_vms:
+                from poolvisor.services.demo_usage import seed_demo_usage
+
+                made = seed_demo_usage(svc, demo_vms)
+                if made:
+                    typer.echo(f"poolvisor: demo: {made} VMs with a day of utilization in project 'demo'",
+                               err=True)
+        elif demo_vms:
+            raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
         app = create_app(svc)
         shown = f"[{host}]" if ":" in host else host

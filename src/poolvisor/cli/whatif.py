@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 from poolvisor.cli.errors import fail
 from poolvisor.sim.result import SimResult
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 SHOWN = ("energy_kwh", "migrations", "slatah", "pdm", "slav", "esv", "host_shutdowns")
 
 
@@ -23,14 +25,32 @@ def _cell(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`--since`: an ISO 8601 instant (no offset = UTC) or a span back from now: 90m, 24h, 7d."""
+    now = now or datetime.now(UTC)
+    t = text.strip()
+    if len(t) > 1 and t[-1] in _UNITS and t[:-1].replace(".", "", 1).isdigit():
+        return now - timedelta(seconds=float(t[:-1]) * _UNITS[t[-1]])
+    try:
+        when = datetime.fromisoformat(t)
+    except ValueError:
+        raise fail(f"--since: expected an ISO date/time or a span like 24h, 90m, 7d; got {text!r}") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 def whatif(
-    history: Path = typer.Option(
-        ..., "--history", help=".npz: 'vms' (names), 'util' (VMs x steps, 0..1), optional 'interval_s'"
+    history: Path | None = typer.Option(
+        None, "--history", help=".npz: 'vms' (names), 'util' (VMs x steps, 0..1), optional 'interval_s' "
+        "[default: the utilization recorded in the store]", show_default=False,
     ),
     policies: str = typer.Option("lr-mmt", "--policies", help="Comma-separated, e.g. thr-mmt,lr-mmt"),
     param: float | None = typer.Option(None, "--param", help="Parameter for every policy (default: its own)"),
     pool: str | None = typer.Option(None, "--pool", help="Pool to replay (default: every host)"),
     db: str | None = typer.Option(None, "--db", help="Database URL or SQLite file (default: as `serve`)"),
+    interval: float = typer.Option(300.0, "--interval", help="Step length in seconds (store history)"),
+    steps: int | None = typer.Option(None, "--steps", help="Replay the last N steps (store history)"),
+    since: str | None = typer.Option(
+        None, "--since", help="Replay from this ISO date/time or span back (24h, 7d) (store history)"),
     fresh: bool = typer.Option(
         False, "--fresh", help="Let each policy place the VMs too (default: start from the current placement)"
     ),
@@ -43,14 +63,22 @@ def whatif(
     from poolvisor.services.whatif import load_history, pool_from_services, simulate_whatif
     from poolvisor.sweep.grid import parse_csv_list
 
-    if not history.is_file():
+    if history is not None and (steps is not None or since is not None):
+        raise fail("--steps and --since select from the store's history; not with --history")
+    if steps is not None and since is not None:
+        raise fail("give --steps or --since, not both")
+    if history is not None and not history.is_file():
         raise fail(f"history file not found: {history}")
+    start = parse_since(since) if since is not None else None
     svc = open_services(db)
     try:
         snap = pool_from_services(svc, pool)
+        if not snap.vms:
+            raise fail(f"no running VM on {'pool ' + repr(pool) if pool else 'any host'}: nothing to replay")
+        hist = (load_history(history, snap.vms) if history is not None
+                else svc.utilization_history(snap.vms, interval, steps=steps, since=start))
     finally:
         svc.close()
-    hist = load_history(history, snap.vms)
     runs: list[SimResult] = [simulate_whatif(snap, hist, "dvfs", seed=seed, keep_placement=not fresh)]
     runs[0].policy = "as-is" if not fresh else "first-fit"
     for p in parse_csv_list(policies, "--policies"):
@@ -63,8 +91,10 @@ def whatif(
     if json_out:
         typer.echo(json.dumps([r.to_dict(series=False) for r in runs]))
         return
+    since_note = "" if hist.start_s is None else \
+        f" from {datetime.fromtimestamp(hist.start_s, UTC):%Y-%m-%d %H:%M} UTC"
     t = Table(title=f"what-if: {len(snap.vms)} VMs on {len(snap.hosts)} hosts, "
-              f"{hist.util.shape[1]} steps of {hist.interval_s:g} s")
+              f"{hist.util.shape[1]} steps of {hist.interval_s:g} s{since_note}")
     t.add_column("policy")
     for k in SHOWN:
         t.add_column(k, justify="right")
