@@ -239,6 +239,7 @@ class Simulator:
                 selector=Selector(spec.selector, seed=seed),
                 stale_power=compat,
                 exclude_overload_targets=not compat,
+                off_hosts_draw_nothing=not compat,
                 underload_limit=underload_limit,
             )
 

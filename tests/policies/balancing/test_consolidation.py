@@ -77,3 +77,13 @@ def test_overload_targets_excluded_from_underload_when_fixed() -> None:
     fixed = [(m.vm, m.src, m.dst) for m in plan_migrations(v, cfg(exclude_overload_targets=True))]
     assert cloudsim == [(1, 0, 2), (1, 2, 1), (3, 2, 1)]
     assert fixed == [(1, 0, 2), (2, 1, 2)]
+
+
+def test_waking_a_switched_off_host_costs_its_idle_power_when_fixed() -> None:
+    # the first test's pool: CloudSim charges the empty host 2 only P(0.45) - P(0) and wakes it;
+    # counted as off (0 W, as the energy accounting has it), it costs P(0.45), so VM 1 joins the
+    # active host 1 (P(0.6) - P(0.15)) instead
+    v = view([[0, 1], [2], []], req=[900, 900, 300], ram=[1000, 500, 800])
+    for stale in (True, False):
+        plan = plan_migrations(v, cfg(off_hosts_draw_nothing=True, stale_power=stale))
+        assert [(m.vm, m.src, m.dst, m.rule) for m in plan] == [(1, 0, 1, "thr")]

@@ -88,6 +88,16 @@ class PlanConfig:
     #: of them, as CloudSim and the paper. Each try scans every candidate host for each of its VMs,
     #: so the uncapped search costs O(VMs x hosts) per epoch; a cap bounds it (scale runs).
     underload_limit: int | None = None
+    #: A host with nothing allocated is switched off (the energy accounting charges it 0 W), so
+    #: using it costs its whole power, idle included. CloudSim's PABFD measures the increase from
+    #: the idle power P(0), so waking a sleeping host looks as cheap as loading an active one.
+    off_hosts_draw_nothing: bool = False
+
+
+#: hosts with more VMs than this shed them in one vectorized evaluation (:meth:`_Planner.shed_count`)
+SHED_AT_ONCE_MIN_VMS = 8
+#: batches over at least this many candidates (with 64 empty ones) scan one empty host per class
+CLASSES_MIN_CANDIDATES = 256
 
 
 class _Planner:
@@ -103,6 +113,8 @@ class _Planner:
         F[0], F[1], F[2], F[3], F[4] = view.total, view.pe, view.avail, view.alloc_sum, view.req_sum
         F[5], F[6], F[7] = view.ram_free, view.hlen, view.max_ram
         F[8] = cfg.power.power(view.model, np.minimum(view.measured_u, 1.0))
+        if cfg.off_hosts_draw_nothing:  # p_now is only read for empty hosts unless it is stale
+            F[8] = np.where(view.measured_u == 0, 0.0, F[8]) if cfg.stale_power else 0.0
         if self.linear:
             F[9], F[10] = d.lr_parts(view.hist)
             self.vm_m, self.vm_g = d.lr_parts(view.contrib)  # (T, V)
@@ -153,6 +165,39 @@ class _Planner:
         else:
             self.hist[h] = 0.0
             self.hlen[h] = 0
+
+    def shed_count(self, h: int, queue: list[int]) -> int:
+        """How many VMs leave host h when they leave in ``queue`` order, each time until the host
+        is no longer overloaded: the fewest after which :meth:`overloaded_one` is False (all of
+        them if it never is). Every prefix is evaluated at once, with the same sequential sums in
+        list order as :meth:`stats_of` (removed VMs add 0.0, which changes no sum). Only for the
+        detectors :meth:`overloaded_one` evaluates in scalar arithmetic (THR, linear LR)."""
+        v, d = self.v, self.cfg.detector
+        lst = self.lists[h]
+        n = len(lst)
+        idx = np.asarray(lst)
+        pos = {vm: i for i, vm in enumerate(lst)}
+        rank = np.empty(n, dtype=np.intp)
+        rank[[pos[vm] for vm in queue]] = np.arange(n)
+        kept = rank[None, :] > np.arange(n)[:, None]  # row k: what is left after k + 1 left
+        req_sum = np.cumsum(np.where(kept, v.req[idx], 0.0), axis=1)[:, -1]
+        ru = req_sum / v.total[h]
+        if not d.uses_history:
+            over = ru > d.param
+        else:
+            t = int(v.htype[h])
+            w = d.regression_window
+            _, _, xbar, sxx = d.lr_basis
+            lr_m = np.cumsum(np.where(kept, self.vm_m[t, idx], 0.0), axis=1)[:, -1]
+            lr_g = np.cumsum(np.where(kept, self.vm_g[t, idx], 0.0), axis=1)[:, -1]
+            hlen = np.where(kept, v.vm_hlen[idx], 0).max(axis=1)
+            max_ram = np.where(kept, v.ram[idx], -np.inf).max(axis=1)
+            steps = np.ceil(max_ram / v.mig_bw_mb_s / d.interval_s)
+            with np.errstate(invalid="ignore"):  # -inf RAM of an empty host: its row is never read
+                lr_over = (lr_m + lr_g / sxx * (w + steps - xbar)) * d.param >= 1
+            over = np.where(hlen < w, ru > d.fallback, lr_over)
+        fine = np.flatnonzero(~over[:-1])
+        return int(fine[0]) + 1 if fine.size else n
 
     def overloaded_one(self, h: int) -> bool:
         """:meth:`overloaded` for one host, in scalar arithmetic where the detector allows it."""
@@ -442,12 +487,20 @@ class _Planner:
         else:
             hist, contrib = self._no_hist, self._no_contrib
         local = np.empty(len(vms), dtype=np.intp)
+        classes = None
+        if cand.size >= CLASSES_MIN_CANDIDATES:  # e.g. thousands of switched-off hosts: one scanned per identical class
+            empty = G[3] == 0
+            if mode >= 2:
+                empty &= ~hist.any(axis=1)
+            if np.count_nonzero(empty) >= 64:
+                classes = kernels.empty_host_classes(G, model, ht, empty)
         done = kernels.run(
             np.asarray(vms, dtype=np.intp), v.req, v.ram, self.vm_hlen_f, self.vm_m, self.vm_g, G,
             np.ascontiguousarray(model, dtype=np.intp), np.ascontiguousarray(ht, dtype=np.intp),
             cfg.power._flat, cfg.power._delta, hist, contrib, mode,
             float(d.param), float(d.fallback), int(d.regression_window), float(xbar), float(sxx),
             float(v.mig_bw_mb_s), float(d.interval_s), bool(v.check_ram), bool(cfg.stale_power), aon, local,
+            classes,
         )
         if not done:
             return None
@@ -584,6 +637,13 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
             idx = np.asarray(lst)
             key = view.ram[idx] if cfg.selector.kind == "mmt" else view.req[idx] / view.mips[idx]
             queue = [lst[k] for k in np.argsort(key, kind="stable")]  # = repeated first-minimum picks
+            if p.cheap_check and len(lst) > SHED_AT_ONCE_MIN_VMS:  # every prefix of the queue at once
+                gone = queue[: p.shed_count(int(h), queue)]
+                left = set(gone)
+                lst[:] = [vm for vm in lst if vm not in left]
+                picked.extend((vm, int(h), RULES[rule[h]]) for vm in gone)
+                p.stats_of(int(h), lst)
+                continue
         while lst:
             if static:
                 vm = queue.pop(0)

@@ -90,9 +90,21 @@ def batch(
     stale: bool,
     all_or_nothing: bool,
     out: Any,
+    open_: Any,
+    cls_start: Any,
+    cls_members: Any,
 ) -> bool:
+    """Scans ``open_`` (local indices of hosts to evaluate one by one) and, per class of identical
+    empty hosts (``cls_members[cls_start[k]:cls_start[k+1]]``, ascending), only its first still
+    empty member, which beats its identical successors on the tie; a class member that gets a VM
+    joins the open hosts. Ties go to the lowest index, as in a scan of every host in order."""
     n = tot.shape[0]
     buf = np.empty(hist.shape[1])
+    scan = np.empty(n, dtype=np.int64)
+    n_open = open_.shape[0]
+    scan[:n_open] = open_
+    K = cls_start.shape[0] - 1
+    ptr = cls_start[:-1].copy()
     # power reference of each host (its power now; the measured one if empty or stale), updated
     # when the host gets a VM: saves one power evaluation per (VM, host) pair
     pref = pnow.copy()
@@ -106,7 +118,14 @@ def batch(
         ram_v = ram[vm]
         best = np.inf
         bj = -1
-        for j in range(n):
+        for q in range(n_open + K):
+            if q < n_open:
+                j = scan[q]
+            else:
+                k = q - n_open
+                if ptr[k] >= cls_start[k + 1]:
+                    continue
+                j = cls_members[ptr[k]]
             if not (pe[j] >= r and av[j] >= r):
                 continue
             if check_ram and rf[j] < ram_v:
@@ -114,7 +133,7 @@ def batch(
             a = asum[j]
             u = min((a + r) / tot[j], 1.0)
             d = power(flat, delta, model[j], u) - pref[j]
-            if not d < best:  # cannot win (ties go to the first host): skip the overload check
+            if not (d < best or (d == best and j < bj)):  # cannot win: skip the overload check
                 continue
             if a != 0:
                 ru = (rs[j] + r) / tot[j]
@@ -147,6 +166,12 @@ def batch(
             out[i] = -1
             continue
         out[i] = bj
+        for k in range(K):  # a class representative leaves its class and joins the open hosts
+            if ptr[k] < cls_start[k + 1] and cls_members[ptr[k]] == bj:
+                ptr[k] += 1
+                scan[n_open] = bj
+                n_open += 1
+                break
         asum[bj] += r  # a suitable VM fits: it gets its (uncapped = capped) request
         if not stale and asum[bj] != 0:
             pref[bj] = power(flat, delta, model[bj], min(asum[bj] / tot[bj], 1.0))
@@ -271,14 +296,11 @@ def run_initial(
     assert _initial is not None
     tot, pe, av, asum, rs, rf, _, _, pnow, _, _ = G
     cols = [tot, pe, av, rf, pnow, model.astype(np.float64), slots.astype(np.float64), asum, rs]
-    key = np.stack(cols, axis=1)
-    _, inv = np.unique(key, axis=0, return_inverse=True)
-    members = np.argsort(inv.ravel(), kind="stable")  # ascending host ids within each class
-    start = np.concatenate([[0], np.cumsum(np.bincount(inv.ravel()))]).astype(np.int64)
+    start, members = identical_classes(np.stack(cols, axis=1))
     out = np.full(req.size, -1, dtype=np.int64)
     _initial(
         req, ram, tot, pe, av, asum, rf, pnow, np.ascontiguousarray(model, dtype=np.intp),
-        np.ascontiguousarray(slots, dtype=np.int64), start, members.astype(np.int64), float(limit),
+        np.ascontiguousarray(slots, dtype=np.int64), start, members, float(limit),
         flat, delta, bool(stale), out,
     )  # fmt: skip
     return out
@@ -349,13 +371,18 @@ def run(
     stale: bool,
     all_or_nothing: bool,
     out: np.ndarray,
+    classes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> bool:
     """One batch over the gathered host rows G (11, n) = total, pe, avail, alloc_sum, req_sum,
     ram_free, hlen, max_ram, p_now, lr_m, lr_g and histories ``hist`` (n, L) (IQR/MAD only);
     ``mode``: 0 THR, 1 linear LR, 2 IQR, 3 MAD. G and hist are updated in place; out[i] is the
-    local host index or -1."""
+    local host index or -1. ``classes``: (open, cls_start, cls_members) from
+    :func:`empty_host_classes`; None scans every host."""
     assert _batch is not None
     tot, pe, av, asum, rs, rf, hl, mr, pnow, lm, lg = G
+    if classes is None:
+        none = np.zeros(0, dtype=np.int64)
+        classes = (np.arange(tot.shape[0], dtype=np.int64), np.zeros(1, dtype=np.int64), none)
     return _batch(
         vms,
         req,
@@ -392,4 +419,30 @@ def run(
         stale,
         all_or_nothing,
         out,
+        *classes,
     )
+
+
+def empty_host_classes(
+    G: np.ndarray, model: np.ndarray, ht: np.ndarray, empty: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group the ``empty`` hosts of rows G (11, n) by every column the batch reads (G, power model,
+    history type); the others are scanned one by one. Returns (open, cls_start, cls_members) for
+    :func:`run`: scanning one empty host per class instead of thousands of identical switched-off
+    hosts gives the same choices."""
+    e = np.flatnonzero(empty)
+    key = np.concatenate([G[:, e], model[e][None, :].astype(np.float64), ht[e][None, :].astype(np.float64)])
+    start, members = identical_classes(key.T)
+    return np.flatnonzero(~empty).astype(np.int64), start, e[members].astype(np.int64)
+
+
+def identical_classes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``key`` (n, c) grouped by equal value: (start, members), members ascending within
+    a class, class k = members[start[k]:start[k+1]]."""
+    if not key.shape[0]:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    _, inv = np.unique(key, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    members = np.argsort(inv, kind="stable").astype(np.int64)
+    start = np.concatenate([[0], np.cumsum(np.bincount(inv))]).astype(np.int64)
+    return start, members
