@@ -34,7 +34,8 @@ def main(argv: list[str]) -> None:
     here = Path(__file__).resolve().parents[2] / "shared" / "data"
     data = Path(os.environ.get("POOLVISOR_SHARED_DATA", here))
     util = synthesize_planetlab([data / "planetlab" / "20110303"], vms, 0)
-    sc = dataclasses.replace(scale_scenario(util, hosts), end_s=300.0 * steps + 0.1)
+    sc = scale_scenario(util, hosts)
+    sc = dataclasses.replace(sc, end_s=min(sc.end_s, 300.0 * steps + 0.1))  # at most the trace's day
     sim = Simulator(sc, PolicySpec.parse(policy, None), compat=False, underload_limit=limit)
     cpu: collections.Counter[str] = collections.Counter()
     calls: collections.Counter[str] = collections.Counter()

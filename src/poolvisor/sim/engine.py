@@ -126,7 +126,7 @@ def allocate(
     s_vm = np.concatenate([alive, f_vm])
     s_key = np.concatenate([key[alive], f_key])
     kind = np.concatenate([in_mig[alive].astype(np.int8), np.full(f_vm.size, 2, dtype=np.int8)])
-    order = np.argsort(s_key, kind="stable")
+    order = np.argsort(s_key)  # list keys are unique (one counter): no need for a stable sort
     s_host, s_vm, kind = s_host[order], s_vm[order], kind[order]
     r = req[s_vm]
     cap = np.minimum(r, pe[s_host])
@@ -319,8 +319,8 @@ class Simulator:
     ) -> PoolView:
         sc = self.sc
         H = self.H
-        contrib = self.vm_hist[None, :, :] * sc.vm_mips[None, :, None] / self.type_mips[:, None, None]
         L = HISTORY if with_history else 0
+        contrib = self.vm_hist[None, :, :L] * sc.vm_mips[None, :, None] / self.type_mips[:, None, None]
         hist = np.zeros((H, L))
         hlen = np.zeros(H, dtype=np.int64)
         if with_history and order is not None:
@@ -361,7 +361,7 @@ class Simulator:
             ram=sc.vm_ram,
             vm_hist=self.vm_hist[:, :L],
             vm_hlen=vm_hlen if with_history else np.zeros(self.V, dtype=np.int64),
-            contrib=contrib[:, :, :L],
+            contrib=contrib,
             check_ram=check_ram,
             mig_bw_mb_s=float(self.mig_bw.min()),
         )

@@ -169,35 +169,43 @@ class _Planner:
     def shed_count(self, h: int, queue: list[int]) -> int:
         """How many VMs leave host h when they leave in ``queue`` order, each time until the host
         is no longer overloaded: the fewest after which :meth:`overloaded_one` is False (all of
-        them if it never is). Every prefix is evaluated at once, with the same sequential sums in
+        them if it never is). Prefixes are evaluated in vectorized blocks, with the same sequential sums in
         list order as :meth:`stats_of` (removed VMs add 0.0, which changes no sum). Only for the
         detectors :meth:`overloaded_one` evaluates in scalar arithmetic (THR, linear LR)."""
-        v, d = self.v, self.cfg.detector
         lst = self.lists[h]
         n = len(lst)
         idx = np.asarray(lst)
         pos = {vm: i for i, vm in enumerate(lst)}
         rank = np.empty(n, dtype=np.intp)
         rank[[pos[vm] for vm in queue]] = np.arange(n)
-        kept = rank[None, :] > np.arange(n)[:, None]  # row k: what is left after k + 1 left
+        lo, size = 0, 8
+        while lo < n - 1:  # a few VMs usually relieve the host: try short prefixes first
+            hi = min(lo + size, n - 1)
+            over = self._over_after_shedding(h, idx, rank, lo, hi)
+            fine = np.flatnonzero(~over)
+            if fine.size:
+                return lo + int(fine[0]) + 1
+            lo, size = hi, size * 8
+        return n
+
+    def _over_after_shedding(self, h: int, idx: np.ndarray, rank: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """:meth:`overloaded_one` of host h after the first k + 1 VMs of the queue left, k in [lo, hi)."""
+        v, d = self.v, self.cfg.detector
+        kept = rank[None, :] > np.arange(lo, hi)[:, None]  # row k: what is left after k + 1 left
         req_sum = np.cumsum(np.where(kept, v.req[idx], 0.0), axis=1)[:, -1]
         ru = req_sum / v.total[h]
         if not d.uses_history:
-            over = ru > d.param
-        else:
-            t = int(v.htype[h])
-            w = d.regression_window
-            _, _, xbar, sxx = d.lr_basis
-            lr_m = np.cumsum(np.where(kept, self.vm_m[t, idx], 0.0), axis=1)[:, -1]
-            lr_g = np.cumsum(np.where(kept, self.vm_g[t, idx], 0.0), axis=1)[:, -1]
-            hlen = np.where(kept, v.vm_hlen[idx], 0).max(axis=1)
-            max_ram = np.where(kept, v.ram[idx], -np.inf).max(axis=1)
-            steps = np.ceil(max_ram / v.mig_bw_mb_s / d.interval_s)
-            with np.errstate(invalid="ignore"):  # -inf RAM of an empty host: its row is never read
-                lr_over = (lr_m + lr_g / sxx * (w + steps - xbar)) * d.param >= 1
-            over = np.where(hlen < w, ru > d.fallback, lr_over)
-        fine = np.flatnonzero(~over[:-1])
-        return int(fine[0]) + 1 if fine.size else n
+            return ru > d.param
+        t = int(v.htype[h])
+        w = d.regression_window
+        _, _, xbar, sxx = d.lr_basis
+        lr_m = np.cumsum(np.where(kept, self.vm_m[t, idx], 0.0), axis=1)[:, -1]
+        lr_g = np.cumsum(np.where(kept, self.vm_g[t, idx], 0.0), axis=1)[:, -1]
+        hlen = np.where(kept, v.vm_hlen[idx], 0).max(axis=1)
+        max_ram = np.where(kept, v.ram[idx], -np.inf).max(axis=1)
+        steps = np.ceil(max_ram / v.mig_bw_mb_s / d.interval_s)
+        lr_over = (lr_m + lr_g / sxx * (w + steps - xbar)) * d.param >= 1
+        return np.where(hlen < w, ru > d.fallback, lr_over)
 
     def overloaded_one(self, h: int) -> bool:
         """:meth:`overloaded` for one host, in scalar arithmetic where the detector allows it."""
@@ -488,7 +496,7 @@ class _Planner:
             hist, contrib = self._no_hist, self._no_contrib
         local = np.empty(len(vms), dtype=np.intp)
         classes = None
-        if cand.size >= CLASSES_MIN_CANDIDATES:  # e.g. thousands of switched-off hosts: one scanned per identical class
+        if cand.size >= CLASSES_MIN_CANDIDATES:  # e.g. thousands of switched-off hosts: one per class
             empty = G[3] == 0
             if mode >= 2:
                 empty &= ~hist.any(axis=1)

@@ -439,10 +439,10 @@ def empty_host_classes(
 def identical_classes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``key`` (n, c) grouped by equal value: (start, members), members ascending within
     a class, class k = members[start[k]:start[k+1]]."""
-    if not key.shape[0]:
+    n = key.shape[0]
+    if not n:
         return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    _, inv = np.unique(key, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    members = np.argsort(inv, kind="stable").astype(np.int64)
-    start = np.concatenate([[0], np.cumsum(np.bincount(inv))]).astype(np.int64)
-    return start, members
+    members = np.lexsort(key.T[::-1]).astype(np.int64)  # stable: equal rows keep ascending order
+    s = key[members]
+    new = np.flatnonzero((s[1:] != s[:-1]).any(axis=1)) + 1
+    return np.concatenate([[0], new, [n]]).astype(np.int64), members
