@@ -166,18 +166,25 @@ class _Planner:
             self.hist[h] = 0.0
             self.hlen[h] = 0
 
-    def shed_count(self, h: int, queue: list[int]) -> int:
-        """How many VMs leave host h when they leave in ``queue`` order, each time until the host
-        is no longer overloaded: the fewest after which :meth:`overloaded_one` is False (all of
-        them if it never is). Prefixes are evaluated in vectorized blocks, with the same sequential sums in
-        list order as :meth:`stats_of` (removed VMs add 0.0, which changes no sum). Only for the
-        detectors :meth:`overloaded_one` evaluates in scalar arithmetic (THR, linear LR)."""
-        lst = self.lists[h]
-        n = len(lst)
-        idx = np.asarray(lst)
-        pos = {vm: i for i, vm in enumerate(lst)}
+    def shed_count(self, h: int, idx: np.ndarray, order: np.ndarray) -> int:
+        """How many VMs leave host h (list ``idx``) when they leave in ``order`` (list positions),
+        each time until the host is no longer overloaded: the fewest after which
+        :meth:`overloaded_one` is False (all of them if it never is). Same sequential sums in list
+        order as :meth:`stats_of`; compiled, or in numpy over blocks of prefixes (removed VMs add
+        0.0, which changes no sum). Only for the detectors :meth:`overloaded_one` evaluates in
+        scalar arithmetic (THR, linear LR)."""
+        n = idx.size
         rank = np.empty(n, dtype=np.intp)
-        rank[[pos[vm] for vm in queue]] = np.arange(n)
+        rank[order] = np.arange(n)
+        if self.jit:
+            v, d = self.v, self.cfg.detector
+            _, _, xbar, sxx = d.lr_basis
+            vm_m, vm_g = (self.vm_m, self.vm_g) if self.linear else (self._no_hist, self._no_hist)
+            return kernels.run_shed(
+                idx, rank, v.req, v.ram, v.vm_hlen, vm_m, vm_g, int(v.htype[h]), float(v.total[h]),
+                1 if self.linear else 0, float(d.param), float(d.fallback), int(d.regression_window),
+                float(xbar), float(sxx), float(v.mig_bw_mb_s), float(d.interval_s),
+            )  # fmt: skip
         lo, size = 0, 8
         while lo < n - 1:  # a few VMs usually relieve the host: try short prefixes first
             hi = min(lo + size, n - 1)
@@ -644,14 +651,17 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
         if static and lst:
             idx = np.asarray(lst)
             key = view.ram[idx] if cfg.selector.kind == "mmt" else view.req[idx] / view.mips[idx]
-            queue = [lst[k] for k in np.argsort(key, kind="stable")]  # = repeated first-minimum picks
-            if p.cheap_check and len(lst) > SHED_AT_ONCE_MIN_VMS:  # every prefix of the queue at once
-                gone = queue[: p.shed_count(int(h), queue)]
-                left = set(gone)
-                lst[:] = [vm for vm in lst if vm not in left]
-                picked.extend((vm, int(h), RULES[rule[h]]) for vm in gone)
+            order = np.argsort(key, kind="stable")  # = repeated first-minimum picks
+            if p.cheap_check and len(lst) > SHED_AT_ONCE_MIN_VMS:  # all the picks at once
+                gone = order[: p.shed_count(int(h), idx, order)]
+                keep = np.ones(idx.size, dtype=bool)
+                keep[gone] = False
+                lst[:] = idx[keep].tolist()
+                r = RULES[rule[h]]
+                picked.extend([(vm, int(h), r) for vm in idx[gone].tolist()])
                 p.stats_of(int(h), lst)
                 continue
+            queue = idx[order].tolist()
         while lst:
             if static:
                 vm = queue.pop(0)

@@ -22,6 +22,7 @@ from poolvisor.jit import CompileOnce
 
 _batch: Callable[..., bool] | None = None
 _initial: Callable[..., bool] | None = None
+_shed: Callable[..., int] | None = None
 
 
 def power(flat: Any, delta: Any, model: int, u: float) -> float:
@@ -278,6 +279,57 @@ def initial(
     return True
 
 
+def shed(
+    idx: Any,
+    rank: Any,
+    req: Any,
+    ram: Any,
+    vm_hlen: Any,
+    vm_m: Any,
+    vm_g: Any,
+    t: int,
+    total: float,
+    mode: int,
+    param: float,
+    fallback: float,
+    w: int,
+    xbar: float,
+    sxx: float,
+    bw: float,
+    interval: float,
+) -> int:
+    """How many VMs leave a host whose list is ``idx`` when the VM at list position i leaves as the
+    rank[i]-th, each time until the host is no longer overloaded (mode 0 THR, 1 linear LR); all of
+    them if it never is. Sums run over what is left in list order, as the planner's stats."""
+    n = idx.shape[0]
+    for k in range(n - 1):
+        rs = 0.0
+        m = 0.0
+        g = 0.0
+        hl = 0
+        mr = -np.inf
+        for i in range(n):
+            if rank[i] > k:
+                vm = idx[i]
+                rs += req[vm]
+                if mode == 1:
+                    m += vm_m[t, vm]
+                    g += vm_g[t, vm]
+                    hl = max(hl, vm_hlen[vm])
+                    mr = max(mr, ram[vm])
+        ru = rs / total
+        if mode == 0:
+            over = ru > param
+        elif hl < w:
+            over = ru > fallback
+        else:
+            steps = math.ceil(mr / bw / interval)
+            over = (m + g / sxx * (w + steps - xbar)) * param >= 1
+        if not over:
+            return k + 1
+    return n
+
+
 def run_initial(
     req: np.ndarray,
     ram: np.ndarray,
@@ -306,10 +358,16 @@ def run_initial(
     return out
 
 
+def run_shed(*args: Any) -> int:
+    """Compiled :func:`shed`, same arguments (the numpy form is _Planner.shed_count's fallback)."""
+    assert _shed is not None
+    return int(_shed(*args))
+
+
 def _compile() -> None:
     """Replace the plain functions above by their compiled versions (module globals, so that
     numba resolves the calls between them at compile time and can cache them on disk)."""
-    global _batch, _initial
+    global _batch, _initial, _shed
     from numba import njit
 
     jit = njit(cache=True, nogil=True)
@@ -318,6 +376,7 @@ def _compile() -> None:
         g[name] = jit(g[name])
     _batch = jit(batch)
     _initial = jit(initial)
+    _shed = jit(shed)
 
 
 def _build() -> None:
