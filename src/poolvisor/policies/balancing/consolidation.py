@@ -651,9 +651,9 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
         if static and lst:
             idx = np.asarray(lst)
             key = view.ram[idx] if cfg.selector.kind == "mmt" else view.req[idx] / view.mips[idx]
-            order = np.argsort(key, kind="stable")  # = repeated first-minimum picks
+            picks = np.argsort(key, kind="stable")  # = repeated first-minimum picks
             if p.cheap_check and len(lst) > SHED_AT_ONCE_MIN_VMS:  # all the picks at once
-                gone = order[: p.shed_count(int(h), idx, order)]
+                gone = picks[: p.shed_count(int(h), idx, picks)]
                 keep = np.ones(idx.size, dtype=bool)
                 keep[gone] = False
                 lst[:] = idx[keep].tolist()
@@ -661,7 +661,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
                 picked.extend([(vm, int(h), r) for vm in idx[gone].tolist()])
                 p.stats_of(int(h), lst)
                 continue
-            queue = idx[order].tolist()
+            queue = idx[picks].tolist()
         while lst:
             if static:
                 vm = queue.pop(0)
