@@ -188,6 +188,17 @@ def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert html.count("data:image/png;base64") >= 3  # active hosts, power, SLA over time
     assert _cli(["simulate", "planetlab", str(d), "--policy", "nope"]) == 1
     assert "unknown policy" in capsys.readouterr().err
+    # the table and the JSON paths take the same options: an underload limit of 0 tries no host
+    base = ["simulate", "planetlab", str(d), "--policy", "thr-mmt", "--hosts", "20"]
+    assert _cli([*base, "--json"]) == 0
+    free = json.loads(capsys.readouterr().out)
+    assert _cli([*base, "--underload-limit", "0", "--json"]) == 0
+    capped = json.loads(capsys.readouterr().out)
+    assert free["rules"].get("underload", 0) > 0 and "underload" not in capped["rules"]
+    assert _cli([*base, "--underload-limit", "0", "--check-ram"]) == 0
+    assert "underload" not in capsys.readouterr().out.split("migrations by rule")[-1]
+    assert _cli([*base, "--underload-limit", "0", "--compat", "cloudsim"]) == 1
+    assert "underload limit" in capsys.readouterr().err
     (d / "vm 003").write_text("1\n2\nthree\n")
     assert _cli(["simulate", "planetlab", str(d), "--policy", "dvfs"]) == 1
     assert "vm 003:3:" in capsys.readouterr().err

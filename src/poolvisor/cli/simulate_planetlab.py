@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -67,16 +68,24 @@ def register(app: typer.Typer) -> None:
             "--check-ram",
             help="Default mode: also require the VM's RAM to fit (CloudSim never checks it)",
         ),
+        underload_limit: int | None = typer.Option(
+            None,
+            "--underload-limit",
+            min=0,
+            help="Default mode: try at most this many underloaded hosts per step (default: all of them)",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
         report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report"),
     ) -> None:
         """Replay a PlanetLab day under a consolidation policy and print energy, SLA and migrations."""
         from poolvisor.sim.planetlab import simulate_planetlab
 
+        simulate = partial(
+            simulate_planetlab, directory, policy, param, compat, seed=seed, hosts=hosts, check_ram=check_ram,
+            underload_limit=underload_limit,
+        )  # fmt: skip
         if as_json:
-            res = simulate_planetlab(
-                directory, policy, param, compat, seed=seed, hosts=hosts, check_ram=check_ram
-            )
+            res = simulate()
         else:
             cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*cols, console=Console(stderr=True), transient=True) as bar:
@@ -85,9 +94,7 @@ def register(app: typer.Typer) -> None:
                 def tick(step: int, total: int) -> None:
                     bar.update(task, completed=step, total=total)
 
-                res = simulate_planetlab(
-                    directory, policy, param, compat, seed=seed, progress=tick, hosts=hosts
-                )
+                res = simulate(progress=tick)
         written: Path | None = None
         if report is not None:
             from poolvisor.sim.report import write_simulation_report

@@ -26,6 +26,7 @@ def simulate_planetlab(
     hosts: int = 800,
     record: bool = False,
     check_ram: bool = False,
+    underload_limit: int | None = None,
 ) -> SimResult:
     """Run the 800-host PlanetLab scenario; ``progress(step, total)`` is called once per epoch.
 
@@ -33,14 +34,18 @@ def simulate_planetlab(
     definitions (docs/simulator.md lists the differences). ``record=True`` keeps the step-level
     record in ``result.debug``: ``initial_hosts``, ``migrations`` as (t, vm, src, dst) and
     ``energy_frames`` as (t, Ws). ``check_ram=True`` (default mode only) also refuses placements
-    whose RAM does not fit, which CloudSim never checks after t=0.
+    whose RAM does not fit, which CloudSim never checks after t=0. ``underload_limit`` (default
+    mode only) tries at most that many underloaded hosts per step.
     """
     if compat not in (None, *COMPAT_MODES):
         raise InvalidInputError(f"unknown compat mode {compat!r} (use {', '.join(COMPAT_MODES)})")
     spec = PolicySpec.parse(policy, param)
     trace = read_planetlab(trace_dir)
     sc = cloudsim_planetlab(trace.util, hosts=hosts, name=Path(trace_dir).name)
-    sim = Simulator(sc, spec, compat=compat == "cloudsim", seed=seed, record=record, check_ram=check_ram)
+    sim = Simulator(
+        sc, spec, compat=compat == "cloudsim", seed=seed, record=record, check_ram=check_ram,
+        underload_limit=underload_limit,
+    )  # fmt: skip
     res = sim.run(progress)
     if record:
         res.debug.update(
