@@ -1,9 +1,10 @@
-"""Time-stepped consolidation simulator with an event heap for migration completions.
+"""Time-stepped consolidation simulator with an event queue for migration completions.
 
-State is columnar: per-VM arrays (host, list key, migration flag, utilization history) and a
-small list of in-flight migrations. At every update instant (decision epochs and migration
-completions) the CPU allocation of all hosts is recomputed in one vectorized pass
-(:func:`allocate`), energy is integrated over the elapsed frame, and the SLA integrals are
+State is columnar: per-VM arrays (host, list key, migration flag, utilization history) and the
+in-flight migrations as arrays sorted by completion (time, start sequence), the order of CloudSim's
+event queue; the completions of one instant are applied in one vectorized step. At every update
+instant (decision epochs and migration completions) the CPU allocation of all hosts is recomputed
+in one pass (:func:`allocate`), energy is integrated over the elapsed frame, and the SLA integrals are
 advanced. Decisions come from the pure policies in :mod:`poolvisor.policies.balancing`.
 
 In ``compat`` mode every rule follows CloudSim 3.0.3 (see docs/simulator.md); the default mode
@@ -13,7 +14,6 @@ means, up-to-date host power in PABFD, overload targets excluded from the underl
 
 from __future__ import annotations
 
-import heapq
 import math
 import time as _time
 from collections.abc import Callable
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.jit import CompileOnce
 from poolvisor.policies.balancing import kernels
 from poolvisor.policies.balancing.consolidation import (
     Migration,
@@ -37,7 +38,6 @@ from poolvisor.sim.result import SimResult
 from poolvisor.sim.scenario import Scenario
 
 HISTORY = 30  # CloudSim PowerVm.HISTORY_LENGTH
-PRIO_MIGRATION = 0
 
 DEFAULT_PARAMS = {"thr": 0.8, "iqr": 1.5, "mad": 2.5, "lr": 1.2, "lrr": 1.2}
 FALLBACK_THRESHOLD = 0.7
@@ -101,6 +101,111 @@ class Allocation:
     order: np.ndarray  # resident VMs sorted by (list key)
 
 
+def key_order(keys: np.ndarray) -> np.ndarray:
+    """Indices that sort ``keys`` (unique, >= 0) ascending: the same permutation as any argsort.
+
+    Sorting the keys packed with their positions (one int64 each) is a plain value sort, several
+    times cheaper than an argsort; keys too large to pack fall back to argsort.
+    """
+    n = keys.size
+    if n < 2:
+        return np.arange(n)
+    keys = keys.astype(np.int64, copy=False)
+    b = (n - 1).bit_length()
+    if int(keys.min()) < 0 or int(keys.max()) >= 1 << (62 - b):
+        return np.argsort(keys)
+    packed = (keys << b) | np.arange(n)
+    packed.sort()
+    return packed & ((1 << b) - 1)
+
+
+def _share(
+    idx: np.ndarray,
+    alive: np.ndarray,
+    f_vm: np.ndarray,
+    f_dst: np.ndarray,
+    req: np.ndarray,
+    host_of: np.ndarray,
+    in_mig: np.ndarray,
+    pe: np.ndarray,
+    total: np.ndarray,
+    util_mips: np.ndarray,
+    req_mips: np.ndarray,
+    alloc_sum: np.ndarray,
+    avail: np.ndarray,
+    vm_alloc: np.ndarray,
+    order: np.ndarray,
+) -> int:
+    """Compiled body of :func:`allocate` over the entries in list order ``idx`` (alive VMs, then
+    flights): the same IEEE operations, each host sum added in list order like np.bincount."""
+    H = total.shape[0]
+    n = idx.shape[0]
+    n_alive = alive.shape[0]
+    s_h = np.empty(n, dtype=np.int64)
+    s_v = np.empty(n, dtype=np.int64)
+    s_k = np.empty(n, dtype=np.int8)  # 0 resident, 1 migrating out, 2 migrating in
+    cap = np.empty(n)
+    need_sum = np.zeros(H)
+    for j in range(n):
+        i = idx[j]
+        if i < n_alive:
+            v = alive[i]
+            h = host_of[v]
+            k = 1 if in_mig[v] else 0
+        else:
+            v = f_vm[i - n_alive]
+            h = f_dst[i - n_alive]
+            k = 2
+        c = min(req[v], pe[h])
+        s_h[j] = h
+        s_v[j] = v
+        s_k[j] = k
+        cap[j] = c
+        need_sum[h] += c * 0.1 if k == 2 else c
+    m = 0
+    for j in range(n):
+        h = s_h[j]
+        c = cap[j]
+        k = s_k[j]
+        if need_sum[h] <= total[h]:
+            a = c * 0.9 if k == 1 else (c * 0.1 if k == 2 else c)
+        else:
+            sf = total[h] / need_sum[h]
+            if k == 1:
+                a = np.floor(c * sf * 0.9)
+            elif k == 2:
+                a = np.floor(c * 0.1 * sf)
+            else:
+                a = np.floor(c * sf)
+        util_mips[h] += a / 0.9 if k == 1 else a
+        req_mips[h] += req[s_v[j]]
+        alloc_sum[h] += a
+        if k != 2:
+            vm_alloc[s_v[j]] = a
+            order[m] = s_v[j]
+            m += 1
+    for h in range(H):
+        avail[h] = total[h] - need_sum[h] if need_sum[h] <= total[h] else 0.0
+    return m
+
+
+_share_jit: Callable[..., int] | None = None
+
+
+def _compile_share() -> None:
+    global _share_jit
+    from numba import njit
+
+    f: Callable[..., int] = njit(cache=True, nogil=True)(_share)
+    i, none, one = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.ones(1)
+    out = [np.zeros(1) for _ in range(5)]
+    f(i, i, none, none, one, i, np.zeros(1, dtype=bool), one, one, *out, np.zeros(1, dtype=np.int64))
+    _share_jit = f
+
+
+_share_compiler = CompileOnce(_compile_share)
+
+
 def allocate(
     req: np.ndarray,
     host_of: np.ndarray,
@@ -118,16 +223,44 @@ def allocate(
     otherwise all are scaled by capacity/requested and floored. A VM migrating out gets 90 %
     (10 % degradation) and its host still counts its full demand; a VM migrating in gets 10 %
     on its target and counts that much there. Sums run in host-list order, like CloudSim's.
+    One compiled pass when numba is available (:func:`_share`), else numpy; same results.
     """
-    H = total.size
-    V = req.size
     alive = np.flatnonzero(host_of >= 0)
-    s_host = np.concatenate([host_of[alive], f_dst])
-    s_vm = np.concatenate([alive, f_vm])
-    s_key = np.concatenate([key[alive], f_key])
-    kind = np.concatenate([in_mig[alive].astype(np.int8), np.full(f_vm.size, 2, dtype=np.int8)])
-    order = np.argsort(s_key)  # list keys are unique (one counter): no need for a stable sort
-    s_host, s_vm, kind = s_host[order], s_vm[order], kind[order]
+    idx = key_order(np.concatenate([key[alive], f_key]))  # list keys are unique (one counter)
+    vm_req = np.where(host_of >= 0, req, 0.0)
+    if not (_share_compiler.ready() and _share_jit is not None):
+        return _allocate_numpy(req, host_of, in_mig, alive, f_vm, f_dst, idx, pe, total, vm_req)
+    H = total.size
+    util_mips, req_mips, alloc_sum, avail = np.zeros(H), np.zeros(H), np.zeros(H), np.zeros(H)
+    vm_alloc = np.zeros(req.size)
+    order = np.empty(idx.size, dtype=np.int64)
+    i64, f64 = np.int64, np.float64
+    m = _share_jit(
+        idx, alive.astype(i64, copy=False), f_vm.astype(i64, copy=False), f_dst.astype(i64, copy=False),
+        req.astype(f64, copy=False), host_of.astype(i64, copy=False), in_mig.astype(bool, copy=False),
+        pe.astype(f64, copy=False), total.astype(f64, copy=False),
+        util_mips, req_mips, alloc_sum, avail, vm_alloc, order,
+    )  # fmt: skip
+    return Allocation(util_mips, req_mips, alloc_sum, avail, vm_alloc, vm_req, in_mig.copy(), order[:m])
+
+
+def _allocate_numpy(
+    req: np.ndarray,
+    host_of: np.ndarray,
+    in_mig: np.ndarray,
+    alive: np.ndarray,
+    f_vm: np.ndarray,
+    f_dst: np.ndarray,
+    idx: np.ndarray,
+    pe: np.ndarray,
+    total: np.ndarray,
+    vm_req: np.ndarray,
+) -> Allocation:
+    """:func:`allocate` without numba: the entries (alive VMs, then flights) in list order ``idx``."""
+    H = total.size
+    s_host = np.concatenate([host_of[alive], f_dst])[idx]
+    s_vm = np.concatenate([alive, f_vm])[idx]
+    kind = np.concatenate([in_mig[alive].astype(np.int8), np.full(f_vm.size, 2, dtype=np.int8)])[idx]
     r = req[s_vm]
     cap = np.minimum(r, pe[s_host])
     is_in = kind == 2
@@ -145,20 +278,14 @@ def allocate(
             scaled = np.floor(np.where(is_out, cap * sf * 0.9, np.where(is_in, cap * 0.1 * sf, cap * sf)))
         alloc = np.where(fits[s_host], fit_alloc, scaled)
     contrib = np.where(is_out, alloc / 0.9, alloc)
-    util_mips = np.bincount(s_host, contrib, H)
-    req_mips = np.bincount(s_host, r, H)
-    alloc_sum = np.bincount(s_host, alloc, H)
-    avail = np.where(fits, total - need_sum, 0.0)
     res = ~is_in
-    vm_alloc = np.zeros(V)
+    vm_alloc = np.zeros(req.size)
     vm_alloc[s_vm[res]] = alloc[res]
-    vm_req = np.zeros(V)
-    vm_req[alive] = req[alive]
     return Allocation(
-        util_mips=util_mips,
-        req_mips=req_mips,
-        alloc_sum=alloc_sum,
-        avail=avail,
+        util_mips=np.bincount(s_host, contrib, H),
+        req_mips=np.bincount(s_host, r, H),
+        alloc_sum=np.bincount(s_host, alloc, H),
+        avail=np.where(fits, total - need_sum, 0.0),
         vm_alloc=vm_alloc,
         vm_req=vm_req,
         vm_in_mig=in_mig.copy(),
@@ -214,10 +341,17 @@ class Simulator:
         self.key = np.zeros(self.V, dtype=np.int64)
         self.in_mig = np.zeros(self.V, dtype=bool)
         self.next_key = 0
-        self.flights: dict[int, tuple[int, int, int]] = {}  # seq -> (vm, dst, key)
         self.in_flight = np.zeros(self.V, dtype=np.int64)  # copies of each VM in flight
-        self.heap: list[tuple[float, int, int, int, int]] = []
+        # migrations in flight from q_head on, sorted by (completion time, start sequence)
+        self.q_tc = np.zeros(0)
+        self.q_seq = np.zeros(0, dtype=np.int64)
+        self.q_vm = np.zeros(0, dtype=np.int64)
+        self.q_dst = np.zeros(0, dtype=np.int64)
+        self.q_key = np.zeros(0, dtype=np.int64)
+        self.q_head = 0
         self.seq = 0
+        self._cols: dict[int, np.ndarray] = {}  # contiguous copies of recently read trace columns
+        self._slopes: dict[int, np.ndarray] = {}
         self.vm_hist = np.zeros((self.V, HISTORY))
         self.migrations = 0
         self.removed = 0
@@ -368,12 +502,34 @@ class Simulator:
 
     # --- one allocation pass -----------------------------------------------------------
     def _allocate(self, req: np.ndarray) -> Allocation:
-        if self.flights:
-            f = np.asarray(list(self.flights.values()), dtype=np.int64)
-            f_vm, f_dst, f_key = f[:, 0], f[:, 1], f[:, 2]
-        else:
-            f_vm = f_dst = f_key = np.zeros(0, dtype=np.int64)
+        h = self.q_head
+        f_vm, f_dst, f_key = self.q_vm[h:], self.q_dst[h:], self.q_key[h:]
         return allocate(req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total)
+
+    def _col(self, i: int) -> np.ndarray:
+        c = self._cols.get(i)
+        if c is None:
+            if len(self._cols) >= 4:
+                del self._cols[next(iter(self._cols))]
+            c = self._cols[i] = np.ascontiguousarray(self.sc.util[:, i])
+        return c
+
+    def _util(self, t: float) -> np.ndarray:
+        """:func:`utilization_at` with the same operations, reading contiguous cached columns (a
+        trace column is a strided gather) and reusing the slope between two samples."""
+        interval = self.sc.interval_s
+        if t % interval == 0:
+            return self._col(int(t) // int(interval))
+        t1 = math.floor(t / interval)
+        t2 = math.ceil(t / interval)
+        if t2 - t1 != 1:  # not reached for t % interval != 0; kept for the exact formula
+            return utilization_at(self.sc.util, t, interval)
+        delta = self._slopes.get(t1)
+        if delta is None:
+            if len(self._slopes) >= 2:
+                del self._slopes[next(iter(self._slopes))]
+            delta = self._slopes[t1] = (self._col(t2) - self._col(t1)) / ((t2 - t1) * interval)
+        return self._col(t1) + delta * (t - t1 * interval)
 
     def run(self, progress: Progress | None = None) -> SimResult:
         t0 = _time.perf_counter()
@@ -445,7 +601,7 @@ class Simulator:
             t = t + sc.interval_s
             if t > sc.end_s:
                 break
-            u_t = utilization_at(sc.util, t, sc.interval_s)
+            u_t = self._util(t)
             req = u_t * sc.vm_mips
             pre = self._allocate(req)
             advance(t, pre)
@@ -467,14 +623,14 @@ class Simulator:
             slav.append(float((a & (post.util_mips < post.req_mips)).sum() / max(int(a.sum()), 1)))
             migs.append(started)
             # migration completions before the next epoch
-            while self.heap and self.heap[0][0] < t + sc.interval_s and self.heap[0][0] <= sc.end_s:
-                tc = self.heap[0][0]
-                reqc = utilization_at(sc.util, tc, sc.interval_s) * sc.vm_mips
+            while self.q_head < self.q_tc.size:
+                tc = float(self.q_tc[self.q_head])
+                if not (tc < t + sc.interval_s and tc <= sc.end_s):
+                    break
+                reqc = self._util(tc) * sc.vm_mips
                 advance(tc, self._allocate(reqc))
                 self._remove_finished(reqc)
-                while self.heap and self.heap[0][0] == tc:
-                    _, _, seq, _, _ = heapq.heappop(self.heap)
-                    self._complete(seq)
+                self._complete(int(np.searchsorted(self.q_tc, tc, side="right")))
                 self._remove_finished(reqc)
                 settle(self._allocate(reqc))
             if progress is not None:
@@ -496,7 +652,7 @@ class Simulator:
         assert self.plan_cfg is not None
         order = pre.order[self.host_of[pre.order] >= 0]
         hs = self.host_of[order]
-        by_host = order[np.argsort(hs, kind="stable")]  # list order kept within each host
+        by_host = order[key_order(hs)]  # list order kept within each host (ties by position)
         bounds = np.cumsum(np.bincount(hs, minlength=self.H))
         flat = by_host.tolist()
         starts = [0, *bounds[:-1].tolist()]
@@ -523,24 +679,43 @@ class Simulator:
             self.trace_migrations.extend(
                 zip([t] * len(plan), vms.tolist(), self.host_of[vms].tolist(), dsts.tolist(), strict=True)
             )
+        n = len(plan)
         self.in_mig[vms] = True
         np.add.at(self.in_flight, vms, 1)
-        done = (t + self.sc.vm_ram[vms] / self.mig_bw[dsts]).tolist()  # t + RAM / (BW / 2)
-        seq0, key0 = self.seq, self.next_key
-        for i, (vm, dst, tc) in enumerate(zip(vms.tolist(), dsts.tolist(), done, strict=True)):
-            self.flights[seq0 + i] = (vm, dst, key0 + i)
-            heapq.heappush(self.heap, (tc, PRIO_MIGRATION, seq0 + i, vm, dst))
-        self.seq += len(plan)
-        self.next_key += len(plan)
+        done = t + self.sc.vm_ram[vms] / self.mig_bw[dsts]  # t + RAM / (BW / 2)
+        h = self.q_head
+        tc = np.concatenate([self.q_tc[h:], done])
+        seq = np.concatenate([self.q_seq[h:], self.seq + np.arange(n, dtype=np.int64)])
+        q = np.lexsort((seq, tc))  # (time, seq): the heap order of CloudSim's event queue
+        self.q_tc, self.q_seq = tc[q], seq[q]
+        self.q_vm = np.concatenate([self.q_vm[h:], vms.astype(np.int64)])[q]
+        self.q_dst = np.concatenate([self.q_dst[h:], dsts.astype(np.int64)])[q]
+        self.q_key = np.concatenate([self.q_key[h:], self.next_key + np.arange(n, dtype=np.int64)])[q]
+        self.q_head = 0
+        self.seq += n
+        self.next_key += n
         for m in plan:
             self.rules[m.rule] = self.rules.get(m.rule, 0) + 1
-        self.migrations += len(plan)
-        return len(plan)
+        self.migrations += n
+        return n
 
-    def _complete(self, seq: int) -> None:
-        vm, dst, _ = self.flights.pop(seq)
+    def _complete(self, stop: int) -> None:
+        """Complete the queued migrations q_head..stop (one instant) in queue order: each VM joins
+        its target's list with the next key."""
+        lo = self.q_head
+        vm, dst = self.q_vm[lo:stop], self.q_dst[lo:stop]
+        n = stop - lo
+        self.q_head = stop
+        if np.unique(vm).size < n:  # a VM twice in one instant: one by one, as the queue would
+            for v, d in zip(vm.tolist(), dst.tolist(), strict=True):
+                self.in_flight[v] -= 1
+                self._append(v, d)
+                self.in_mig[v] = False if self.compat else self.in_flight[v] > 0
+            return
         self.in_flight[vm] -= 1
-        self._append(vm, dst)
+        self.host_of[vm] = dst
+        self.key[vm] = self.next_key + np.arange(n, dtype=np.int64)
+        self.next_key += n
         # CloudSim clears the flag at the first completion even if another copy is in flight
         self.in_mig[vm] = False if self.compat else self.in_flight[vm] > 0
 
