@@ -14,6 +14,7 @@ means, up-to-date host power in PABFD, overload targets excluded from the underl
 
 from __future__ import annotations
 
+import gc
 import math
 import time as _time
 from collections.abc import Callable
@@ -352,7 +353,11 @@ class Simulator:
         self.seq = 0
         self._cols: dict[int, np.ndarray] = {}  # contiguous copies of recently read trace columns
         self._slopes: dict[int, np.ndarray] = {}
-        self.vm_hist = np.zeros((self.V, HISTORY))
+        # newest sample first; a window sliding left over a buffer twice as wide, so that adding a
+        # sample writes one column instead of shifting all of them
+        self._hist_buf = np.zeros((self.V, 2 * HISTORY))
+        self._hist_off = HISTORY
+        self.vm_hist = self._hist_buf[:, HISTORY:]
         self.migrations = 0
         self.removed = 0
         self.rules: dict[str, int] = {}
@@ -464,8 +469,10 @@ class Simulator:
             hist = np.bincount(flat, w.ravel(), H * L).astype(np.float64, copy=False).reshape(H, L)
             nz = hist != 0
             hlen = np.where(nz.any(axis=1), L - np.argmax(nz[:, ::-1], axis=1), 0)
-        nzv = self.vm_hist != 0
-        vm_hlen = np.where(nzv.any(axis=1), HISTORY - np.argmax(nzv[:, ::-1], axis=1), 0)
+        vm_hlen = np.zeros(self.V, dtype=np.int64)
+        if with_history:
+            nzv = self.vm_hist != 0
+            vm_hlen = np.where(nzv.any(axis=1), HISTORY - np.argmax(nzv[:, ::-1], axis=1), 0)
         max_ram = np.full(H, -np.inf)
         placed = self.host_of >= 0
         np.maximum.at(max_ram, self.host_of[placed], sc.vm_ram[placed])
@@ -494,7 +501,7 @@ class Simulator:
             mips=sc.vm_mips,
             ram=sc.vm_ram,
             vm_hist=self.vm_hist[:, :L],
-            vm_hlen=vm_hlen if with_history else np.zeros(self.V, dtype=np.int64),
+            vm_hlen=vm_hlen,
             contrib=contrib,
             check_ram=check_ram,
             mig_bw_mb_s=float(self.mig_bw.min()),
@@ -607,8 +614,7 @@ class Simulator:
             advance(t, pre)
             self._remove_finished(req)
             if (t - sc.start_s) % sc.interval_s == 0:  # PowerVm history sample
-                self.vm_hist[:, 1:] = self.vm_hist[:, :-1]
-                self.vm_hist[:, 0] = u_t
+                self._push_history(u_t)
             started = 0
             if self.plan_cfg is not None:
                 plan = self._plan(req, pre)
@@ -637,6 +643,15 @@ class Simulator:
                 progress(k + 1, steps)
         return self._result(acc, t0, ts, act, pw, slav, migs)
 
+    def _push_history(self, u: np.ndarray) -> None:
+        """vm_hist[:, 1:] = vm_hist[:, :-1]; vm_hist[:, 0] = u, by moving the window one column left."""
+        if self._hist_off == 0:
+            self._hist_buf[:, HISTORY:] = self._hist_buf[:, :HISTORY]
+            self._hist_off = HISTORY
+        self._hist_off -= 1
+        self._hist_buf[:, self._hist_off] = u
+        self.vm_hist = self._hist_buf[:, self._hist_off : self._hist_off + HISTORY]
+
     def _remove_finished(self, req: np.ndarray) -> None:
         """CloudSim treats a VM requesting 0 MIPS as completed and removes it for good
         (PowerDatacenter: host.getCompletedVms()); VMs in migration are spared."""
@@ -656,7 +671,13 @@ class Simulator:
         bounds = np.cumsum(np.bincount(hs, minlength=self.H))
         flat = by_host.tolist()
         starts = [0, *bounds[:-1].tolist()]
-        lists = [flat[a:b] for a, b in zip(starts, bounds.tolist(), strict=True)]
+        collect = gc.isenabled()
+        gc.disable()  # one list per host: allocation-triggered collections cost more than the lists
+        try:
+            lists = [flat[a:b] for a, b in zip(starts, bounds.tolist(), strict=True)]
+        finally:
+            if collect:
+                gc.enable()
         view = self._view(
             req=req,
             measured_u=clip_utilization(pre.util_mips / self.total),
