@@ -57,6 +57,25 @@ def test_compiled_sharing_matches_numpy_bit_for_bit(seed: int, monkeypatch: pyte
     assert np.array_equal(ref.util_mips, fast.util_mips) and np.array_equal(ref.order, fast.order)
 
 
+def test_wide_keys_and_a_shared_workspace_give_the_same_sharing() -> None:
+    req, host_of, key, in_mig, f_vm, f_dst, f_key, pe, total = _inputs(5)
+    base = allocate(req, host_of, key, in_mig, f_vm, f_dst, f_key, pe, total)
+    wide = key + (1 << 50)  # too wide to pack with the entry ids: the numpy path, same order
+    a = allocate(req, host_of, wide, in_mig, f_vm, f_dst, f_key + (1 << 50), pe, total)
+    work = engine.Workspace()
+    small = allocate(
+        req[:100], host_of[:100], key[:100], in_mig[:100], f_vm[:0], f_dst[:0], f_key[:0], pe, total, work
+    )
+    b = allocate(req, host_of, key, in_mig, f_vm, f_dst, f_key, pe, total, work)  # grows the scratch
+    c = allocate(
+        req[:100], host_of[:100], key[:100], in_mig[:100], f_vm[:0], f_dst[:0], f_key[:0], pe, total, work
+    )
+    for name in ("util_mips", "alloc_sum", "avail", "vm_alloc", "order"):
+        assert np.array_equal(getattr(a, name), getattr(base, name)), name
+        assert np.array_equal(getattr(b, name), getattr(base, name)), name
+        assert np.array_equal(getattr(c, name), getattr(small, name)), name
+
+
 def test_key_order_is_the_argsort_of_unique_keys() -> None:
     rng = np.random.default_rng(0)
     for n in (0, 1, 2, 1000):

@@ -120,9 +120,42 @@ def key_order(keys: np.ndarray) -> np.ndarray:
     return packed & ((1 << b) - 1)
 
 
+def _pack(
+    host_of: np.ndarray,
+    key: np.ndarray,
+    req: np.ndarray,
+    f_key: np.ndarray,
+    b: int,
+    packed: np.ndarray,
+    vm_req: np.ndarray,
+) -> int:
+    """Compiled: the list entries as ``key << b | id`` (id: the VM for a resident copy, V + i for
+    flight i) into ``packed``, and each VM's request if placed; -1 when a key is too wide."""
+    V = host_of.shape[0]
+    limit = np.int64(1) << (62 - b)
+    m = 0
+    for v in range(V):
+        if host_of[v] >= 0:
+            k = key[v]
+            if k < 0 or k >= limit:
+                return -1
+            packed[m] = (k << b) | v
+            m += 1
+            vm_req[v] = req[v]
+        else:
+            vm_req[v] = 0.0
+    for f in range(f_key.shape[0]):
+        k = f_key[f]
+        if k < 0 or k >= limit:
+            return -1
+        packed[m] = (k << b) | (V + f)
+        m += 1
+    return m
+
+
 def _share(
-    idx: np.ndarray,
-    alive: np.ndarray,
+    packed: np.ndarray,
+    b: int,
     f_vm: np.ndarray,
     f_dst: np.ndarray,
     req: np.ndarray,
@@ -136,38 +169,42 @@ def _share(
     avail: np.ndarray,
     vm_alloc: np.ndarray,
     order: np.ndarray,
+    s_h: np.ndarray,
+    s_v: np.ndarray,
+    cap: np.ndarray,
 ) -> int:
-    """Compiled body of :func:`allocate` over the entries in list order ``idx`` (alive VMs, then
-    flights): the same IEEE operations, each host sum added in list order like np.bincount."""
+    """Compiled body of :func:`allocate` over the entries sorted by key (``packed``, see
+    :func:`_pack`): the same IEEE operations, each host sum added in list order like np.bincount.
+    s_h, s_v, cap: scratch of the entries' size; a flight's VM is stored as -1 - vm."""
     H = total.shape[0]
-    n = idx.shape[0]
-    n_alive = alive.shape[0]
-    s_h = np.empty(n, dtype=np.int64)
-    s_v = np.empty(n, dtype=np.int64)
-    s_k = np.empty(n, dtype=np.int8)  # 0 resident, 1 migrating out, 2 migrating in
-    cap = np.empty(n)
+    n = packed.shape[0]
+    V = host_of.shape[0]
+    mask = (np.int64(1) << b) - 1
     need_sum = np.zeros(H)
     for j in range(n):
-        i = idx[j]
-        if i < n_alive:
-            v = alive[i]
-            h = host_of[v]
-            k = 1 if in_mig[v] else 0
+        i = packed[j] & mask
+        if i < V:
+            h = host_of[i]
+            r = req[i]
+            c = min(r, pe[h])
+            need_sum[h] += c
+            s_v[j] = i
         else:
-            v = f_vm[i - n_alive]
-            h = f_dst[i - n_alive]
-            k = 2
-        c = min(req[v], pe[h])
+            v = f_vm[i - V]
+            h = f_dst[i - V]
+            r = req[v]
+            c = min(r, pe[h])
+            need_sum[h] += c * 0.1
+            s_v[j] = -1 - v
+        req_mips[h] += r
         s_h[j] = h
-        s_v[j] = v
-        s_k[j] = k
         cap[j] = c
-        need_sum[h] += c * 0.1 if k == 2 else c
     m = 0
     for j in range(n):
         h = s_h[j]
         c = cap[j]
-        k = s_k[j]
+        v = s_v[j]
+        k = 2 if v < 0 else (1 if in_mig[v] else 0)  # resident, migrating out, migrating in
         if need_sum[h] <= total[h]:
             a = c * 0.9 if k == 1 else (c * 0.1 if k == 2 else c)
         else:
@@ -179,32 +216,53 @@ def _share(
             else:
                 a = np.floor(c * sf)
         util_mips[h] += a / 0.9 if k == 1 else a
-        req_mips[h] += req[s_v[j]]
         alloc_sum[h] += a
         if k != 2:
-            vm_alloc[s_v[j]] = a
-            order[m] = s_v[j]
+            vm_alloc[v] = a
+            order[m] = v
             m += 1
     for h in range(H):
         avail[h] = total[h] - need_sum[h] if need_sum[h] <= total[h] else 0.0
     return m
 
 
+_pack_jit: Callable[..., int] | None = None
 _share_jit: Callable[..., int] | None = None
 
 
 def _compile_share() -> None:
-    global _share_jit
+    global _pack_jit, _share_jit
     from numba import njit
 
-    f: Callable[..., int] = njit(cache=True, nogil=True)(_share)
+    pack: Callable[..., int] = njit(cache=True, nogil=True)(_pack)
+    share: Callable[..., int] = njit(cache=True, nogil=True)(_share)
     i, none, one = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.ones(1)
+    pack(i, i, one, none, 1, np.zeros(1, dtype=np.int64), np.zeros(1))
     out = [np.zeros(1) for _ in range(5)]
-    f(i, i, none, none, one, i, np.zeros(1, dtype=bool), one, one, *out, np.zeros(1, dtype=np.int64))
-    _share_jit = f
+    work = [i.copy(), i.copy(), i.copy(), one.copy()]
+    share(i, 1, none, none, one, i, np.zeros(1, dtype=bool), one, one, *out, *work)
+    _pack_jit, _share_jit = pack, share
 
 
 _share_compiler = CompileOnce(_compile_share)
+
+
+class Workspace:
+    """Scratch buffers of the compiled allocation, kept between passes: fresh ones of this size
+    come from the OS as untouched pages, and faulting them in costs about as much as the pass."""
+
+    def __init__(self) -> None:
+        self.size = -1
+        self.i64 = np.zeros((3, 0), dtype=np.int64)
+        self.f64 = np.zeros(0)
+
+    def get(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """packed, s_h, s_v (int64) and cap (float64), each with room for n entries."""
+        if n > self.size:
+            self.size = max(n, self.size + self.size // 4)
+            self.i64 = np.zeros((3, self.size), dtype=np.int64)
+            self.f64 = np.zeros(self.size)
+        return self.i64[0], self.i64[1], self.i64[2], self.f64
 
 
 def allocate(
@@ -217,6 +275,7 @@ def allocate(
     f_key: np.ndarray,
     pe: np.ndarray,
     total: np.ndarray,
+    work: Workspace | None = None,
 ) -> Allocation:
     """CPU sharing of VmSchedulerTimeSharedOverSubscription on every host at once.
 
@@ -224,25 +283,40 @@ def allocate(
     otherwise all are scaled by capacity/requested and floored. A VM migrating out gets 90 %
     (10 % degradation) and its host still counts its full demand; a VM migrating in gets 10 %
     on its target and counts that much there. Sums run in host-list order, like CloudSim's.
-    One compiled pass when numba is available (:func:`_share`), else numpy; same results.
+    Two compiled passes when numba is available (:func:`_pack`, :func:`_share`), else numpy;
+    same results. ``work``: scratch reused between calls (one per thread).
     """
+    if _share_compiler.ready() and _pack_jit is not None and _share_jit is not None:
+        i64, f64 = np.int64, np.float64
+        host_of = host_of.astype(i64, copy=False)
+        req = req.astype(f64, copy=False)
+        f_vm, f_dst = f_vm.astype(i64, copy=False), f_dst.astype(i64, copy=False)
+        V = req.size
+        b = max(V + f_key.size - 1, 1).bit_length()
+        packed, s_h, s_v, cap = (work or Workspace()).get(V + f_key.size)
+        vm_req = np.empty(V)
+        n = _pack_jit(
+            host_of, key.astype(i64, copy=False), req, f_key.astype(i64, copy=False), b, packed, vm_req
+        )
+        if n >= 0:
+            packed = packed[:n]
+            packed.sort()  # unique keys: the list order
+            H = total.size
+            util_mips, req_mips, alloc_sum, avail = np.zeros(H), np.zeros(H), np.zeros(H), np.zeros(H)
+            vm_alloc = np.zeros(V)
+            order = np.empty(n, dtype=np.int64)
+            m = _share_jit(
+                packed, b, f_vm, f_dst, req, host_of, in_mig.astype(bool, copy=False),
+                pe.astype(f64, copy=False), total.astype(f64, copy=False),
+                util_mips, req_mips, alloc_sum, avail, vm_alloc, order, s_h, s_v, cap,
+            )  # fmt: skip
+            return Allocation(
+                util_mips, req_mips, alloc_sum, avail, vm_alloc, vm_req, in_mig.copy(), order[:m]
+            )
     alive = np.flatnonzero(host_of >= 0)
     idx = key_order(np.concatenate([key[alive], f_key]))  # list keys are unique (one counter)
     vm_req = np.where(host_of >= 0, req, 0.0)
-    if not (_share_compiler.ready() and _share_jit is not None):
-        return _allocate_numpy(req, host_of, in_mig, alive, f_vm, f_dst, idx, pe, total, vm_req)
-    H = total.size
-    util_mips, req_mips, alloc_sum, avail = np.zeros(H), np.zeros(H), np.zeros(H), np.zeros(H)
-    vm_alloc = np.zeros(req.size)
-    order = np.empty(idx.size, dtype=np.int64)
-    i64, f64 = np.int64, np.float64
-    m = _share_jit(
-        idx, alive.astype(i64, copy=False), f_vm.astype(i64, copy=False), f_dst.astype(i64, copy=False),
-        req.astype(f64, copy=False), host_of.astype(i64, copy=False), in_mig.astype(bool, copy=False),
-        pe.astype(f64, copy=False), total.astype(f64, copy=False),
-        util_mips, req_mips, alloc_sum, avail, vm_alloc, order,
-    )  # fmt: skip
-    return Allocation(util_mips, req_mips, alloc_sum, avail, vm_alloc, vm_req, in_mig.copy(), order[:m])
+    return _allocate_numpy(req, host_of, in_mig, alive, f_vm, f_dst, idx, pe, total, vm_req)
 
 
 def _allocate_numpy(
@@ -353,6 +427,7 @@ class Simulator:
         self.seq = 0
         self._cols: dict[int, np.ndarray] = {}  # contiguous copies of recently read trace columns
         self._slopes: dict[int, np.ndarray] = {}
+        self._work = Workspace()
         # newest sample first; a window sliding left over a buffer twice as wide, so that adding a
         # sample writes one column instead of shifting all of them
         self._hist_buf = np.zeros((self.V, 2 * HISTORY))
@@ -511,7 +586,9 @@ class Simulator:
     def _allocate(self, req: np.ndarray) -> Allocation:
         h = self.q_head
         f_vm, f_dst, f_key = self.q_vm[h:], self.q_dst[h:], self.q_key[h:]
-        return allocate(req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total)
+        return allocate(
+            req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total, self._work
+        )
 
     def _col(self, i: int) -> np.ndarray:
         c = self._cols.get(i)
