@@ -15,6 +15,7 @@ from poolvisor.cli.whatif import parse_since
 from poolvisor.services import open_services
 from poolvisor.services.demo_usage import demo_utilization, seed_demo_usage
 from poolvisor.services.whatif import pool_from_services
+from small_pool import fill_small_pool
 
 T0 = 1_800_000_000.0
 
@@ -30,13 +31,7 @@ def _pool(url: str, record: int) -> tuple[tuple[str, ...], np.ndarray]:
     """Pool p of 4 hosts and 8 VMs; the first `record` VMs get 24 samples of 300 s."""
     svc = open_services(url)
     try:
-        svc.create_pool("p")
-        for i in range(4):
-            svc.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
-        svc.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
-        svc.create_project("demo")
-        for i in range(8):
-            svc.create_workload("demo", f"w{i}", flavor="small", pool="p")
+        fill_small_pool(svc)
         vms = pool_from_services(svc, "p").vms
         util = np.random.default_rng(3).uniform(0.05, 0.3, (len(vms), 24))
         svc.record_utilization([(vm, T0 + 300 * k, float(util[i, k]))

@@ -13,6 +13,7 @@ from poolvisor.services import Services
 from poolvisor.services.utilization import resample
 from poolvisor.services.whatif import UtilizationHistory, pool_from_services, simulate_whatif
 from poolvisor.store.rows import UtilizationSampleRow
+from small_pool import fill_small_pool
 
 
 def _samples(s: Services) -> int:
@@ -133,13 +134,7 @@ def test_resample_matches_a_plain_loop() -> None:
 
 
 def test_whatif_from_the_store(svc: Services) -> None:
-    svc.create_pool("p")
-    for i in range(4):
-        svc.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
-    svc.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
-    svc.create_project("demo")
-    for i in range(8):
-        svc.create_workload("demo", f"w{i}", flavor="small", pool="p")
+    fill_small_pool(svc)
     pool = pool_from_services(svc, "p")
     rng = np.random.default_rng(3)
     util = rng.uniform(0.05, 0.3, (len(pool.vms), 24))

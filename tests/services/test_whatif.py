@@ -16,6 +16,7 @@ from poolvisor.services.whatif import (
     pool_from_services,
     simulate_whatif,
 )
+from small_pool import fill_small_pool
 
 H, V, T = 6, 16, 48
 
@@ -123,13 +124,7 @@ def test_cli_compares_as_is_with_policies(tmp_path: Path, capsys: pytest.Capture
     db = tmp_path / "p.db"
     svc = open_services(f"sqlite:///{db}")
     try:
-        svc.create_pool("p")
-        for i in range(4):
-            svc.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
-        svc.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
-        svc.create_project("demo")
-        for i in range(8):
-            svc.create_workload("demo", f"w{i}", flavor="small", pool="p")
+        fill_small_pool(svc)
         vms = pool_from_services(svc, "p").vms
     finally:
         svc.close()
