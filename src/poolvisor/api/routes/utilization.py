@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.routes.workloads import DEFAULT_PROJECT, ProjectQ, WorkloadName, _locate
+from poolvisor.api.routes.workloads import DEFAULT_PROJECT, ProjectQ, WorkloadName, locate_workload
 from poolvisor.api.schemas import UtilizationIn, UtilizationOut, UtilizationRecorded
 
 router = APIRouter(tags=["utilization"])
@@ -42,7 +42,7 @@ def workload_utilization(
     = None,
 ) -> UtilizationOut:
     """The workload's recorded CPU use on a regular grid (422 when nothing was recorded)."""
-    where = _locate(svc, who, name, project)
+    where = locate_workload(svc, who, name, project)
     if steps is None and since is None:
         steps = 288
     h = svc.utilization_history([(where, name)], interval, steps=steps, since=since, until=until)

@@ -33,7 +33,7 @@ ProjectQ = Annotated[Name | None, Query(description="project (admins; members al
 ACTIONS: tuple[Action, ...] = ("start", "stop", "suspend", "resume")
 
 
-def _locate(svc: Services, who: Principal, name: str, project: str | None) -> str:
+def locate_workload(svc: Services, who: Principal, name: str, project: str | None) -> str:
     """The project holding workload `name` as this caller may see it."""
     scoped = scope_project(who, project)
     if scoped is not None:
@@ -115,17 +115,18 @@ def create_workloads_batch(
 
 @router.get("/{name}", response_model=WorkloadOut, responses=errors(401, 404, 409, 422, 503))
 def get_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
-    return WorkloadOut.model_validate(svc.get_workload(_locate(svc, who, name, project), name))
+    return WorkloadOut.model_validate(svc.get_workload(locate_workload(svc, who, name, project), name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))
 def delete_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
-    svc.delete_workload(_locate(svc, who, name, project), name)
+    svc.delete_workload(locate_workload(svc, who, name, project), name)
 
 
 def _action_route(action: Action) -> None:
     def act(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
-        return WorkloadOut.model_validate(svc.workload_action(_locate(svc, who, name, project), name, action))
+        where = locate_workload(svc, who, name, project)
+        return WorkloadOut.model_validate(svc.workload_action(where, name, action))
 
     act.__name__ = f"{action}_workload"
     act.__doc__ = f"{action.capitalize()} the workload (409 when its state does not allow it)."
@@ -142,4 +143,5 @@ def migrate_workload(name: WorkloadName, svc: SvcDep, who: Who, project: Project
                      body: MigrateRequest | None = None) -> WorkloadOut:
     """Move the workload to `host`, or to the host placement chooses when none is given."""
     target = body.host if body is not None else None
-    return WorkloadOut.model_validate(svc.migrate_workload(_locate(svc, who, name, project), name, target))
+    where = locate_workload(svc, who, name, project)
+    return WorkloadOut.model_validate(svc.migrate_workload(where, name, target))
