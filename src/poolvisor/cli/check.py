@@ -8,11 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 from poolvisor.cli.errors import fail
-from poolvisor.services.invariants import check_invariants
-from poolvisor.store import normalize_url, open_store
 
 EXIT_VIOLATIONS = 1
 
@@ -24,6 +21,11 @@ def check(
 ) -> None:
     """Verify allocations sum to what hosts record, no workload is on two hosts, nothing is
     allocated on a down or fenced host. Exits 1 and lists the violations when one is found."""
+    from sqlalchemy.engine import make_url  # the store stack loads on use, not with every command
+
+    from poolvisor.services.invariants import check_invariants
+    from poolvisor.store import normalize_url, open_store
+
     url = normalize_url(db)
     if url.startswith("sqlite"):
         path = make_url(url).database
