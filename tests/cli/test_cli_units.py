@@ -97,3 +97,18 @@ def test_bad_arguments_are_one_line(argv: list[str], fragment: str,
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("poolvisor: error: ") and err.count("\n") == 1 and fragment in err, err
+
+
+def test_cli_loads_heavy_libraries_only_when_a_command_needs_them() -> None:
+    """Every `poolvisor` call imports the command tree: keep plotting, the store, the web stack
+    and the compilers out of it (they cost ~0.7 s of start-up)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, poolvisor.cli.main\n"
+        "heavy = ('matplotlib', 'sqlalchemy', 'fastapi', 'uvicorn', 'numba', 'scipy', 'pandas')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
