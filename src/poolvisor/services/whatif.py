@@ -189,8 +189,7 @@ class _FromCurrentPlacement(Simulator):
         self._start_hosts = hosts_of
 
     def initial_placement(self) -> None:
-        for vm in range(self.V):  # VM order = list order on each host, as at creation
-            self._append(vm, int(self._start_hosts[vm]))
+        self._append(np.arange(self.V), self._start_hosts)  # VM order = list order on each host
 
 
 def simulate_whatif(

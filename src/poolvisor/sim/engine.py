@@ -458,10 +458,12 @@ class Simulator:
             )
 
     # --- placement at t = 0 ------------------------------------------------------------
-    def _append(self, vm: int, h: int) -> None:
+    def _append(self, vm: int | np.ndarray, h: int | np.ndarray) -> None:
+        """Put a VM (or distinct VMs, in order) at the end of its host's list: the next list key."""
+        n = int(np.size(vm))
         self.host_of[vm] = h
-        self.key[vm] = self.next_key
-        self.next_key += 1
+        self.key[vm] = np.arange(self.next_key, self.next_key + n).reshape(np.shape(vm))
+        self.next_key += n
 
     def initial_placement(self) -> None:
         sc = self.sc
@@ -503,9 +505,7 @@ class Simulator:
             bad = np.flatnonzero(hosts < 0)
             if bad.size:
                 raise InvalidInputError(f"VM {int(bad[0])} fits on no host at t=0")
-            self.host_of[:] = hosts
-            self.key[:] = np.arange(self.V)
-            self.next_key = self.V
+            self._append(np.arange(self.V), hosts)
             return
         count = np.zeros(H, dtype=int)
         for v in range(self.V):
@@ -811,9 +811,7 @@ class Simulator:
                 self.in_mig[v] = False if self.compat else self.in_flight[v] > 0
             return
         self.in_flight[vm] -= 1
-        self.host_of[vm] = dst
-        self.key[vm] = self.next_key + np.arange(n, dtype=np.int64)
-        self.next_key += n
+        self._append(vm, dst)
         # CloudSim clears the flag at the first completion even if another copy is in flight
         self.in_mig[vm] = False if self.compat else self.in_flight[vm] > 0
 
