@@ -94,7 +94,7 @@ class PlanConfig:
     off_hosts_draw_nothing: bool = False
 
 
-#: hosts with more VMs than this shed them in one vectorized evaluation (:meth:`_Planner.shed_count`)
+#: hosts with more VMs than this shed them in one pass (:meth:`_Planner.shed_count`)
 SHED_AT_ONCE_MIN_VMS = 8
 #: batches over at least this many candidates (with 64 empty ones) scan one empty host per class
 CLASSES_MIN_CANDIDATES = 256
