@@ -32,26 +32,6 @@ def power(flat: Any, delta: Any, model: int, u: float) -> float:
     return flat[idx] + delta[idx] * (math.ceil(u10) - i1) * (u - i1 / 10) * 100
 
 
-def candidate(q: int, n_open: int, open_: Any, ptr: Any, cls_start: Any, cls_members: Any) -> int:
-    """The q-th host of a scan: the open hosts first, then per class of identical empty hosts its
-    first still-empty member (-1 when the class is used up)."""
-    if q < n_open:
-        return open_[q]
-    k = q - n_open
-    if ptr[k] >= cls_start[k + 1]:
-        return -1
-    return cls_members[ptr[k]]
-
-
-def leave_class(j: int, ptr: Any, cls_start: Any, cls_members: Any) -> bool:
-    """Host j, if it is its class's current representative, leaves the class (True)."""
-    for k in range(cls_start.shape[0] - 1):
-        if ptr[k] < cls_start[k + 1] and cls_members[ptr[k]] == j:
-            ptr[k] += 1
-            return True
-    return False
-
-
 def median_sorted(x: Any, n: int) -> float:
     pos = 50.0 * (n + 1) / 100
     fpos = math.floor(pos)
@@ -139,10 +119,16 @@ def batch(
         ram_v = ram[vm]
         best = np.inf
         bj = -1
+        # the open-host / class-representative scan is written out here and in initial(): as a
+        # shared numba helper (even inlined) it made both scans ~3x slower
         for q in range(n_open + K):
-            j = candidate(q, n_open, scan, ptr, cls_start, cls_members)
-            if j < 0:
-                continue
+            if q < n_open:
+                j = scan[q]
+            else:
+                k = q - n_open
+                if ptr[k] >= cls_start[k + 1]:
+                    continue
+                j = cls_members[ptr[k]]
             if not (pe[j] >= r and av[j] >= r):
                 continue
             if check_ram and rf[j] < ram_v:
@@ -183,9 +169,12 @@ def batch(
             out[i] = -1
             continue
         out[i] = bj
-        if leave_class(bj, ptr, cls_start, cls_members):  # a representative joins the open hosts
-            scan[n_open] = bj
-            n_open += 1
+        for k in range(K):  # a class representative leaves its class and joins the open hosts
+            if ptr[k] < cls_start[k + 1] and cls_members[ptr[k]] == bj:
+                ptr[k] += 1
+                scan[n_open] = bj
+                n_open += 1
+                break
         asum[bj] += r  # a suitable VM fits: it gets its (uncapped = capped) request
         if not stale and asum[bj] != 0:
             pref[bj] = power(flat, delta, model[bj], min(asum[bj] / tot[bj], 1.0))
@@ -248,9 +237,13 @@ def initial(
         best = np.inf
         bj = -1
         for q in range(n_open + K):
-            j = candidate(q, n_open, open_, ptr, cls_start, cls_members)
-            if j < 0:
-                continue
+            if q < n_open:
+                j = open_[q]
+            else:
+                k = q - n_open
+                if ptr[k] >= cls_start[k + 1]:
+                    continue
+                j = cls_members[ptr[k]]
             if count[j] >= slots[j] or not (pe[j] >= r and av[j] >= r) or rf[j] < ram_v:
                 continue
             a = asum[j]
@@ -269,7 +262,10 @@ def initial(
         out[v] = bj
         if not is_open[bj]:  # leaves its class of empty hosts, joins the open list
             is_open[bj] = True
-            leave_class(bj, ptr, cls_start, cls_members)
+            for k in range(K):
+                if ptr[k] < cls_start[k + 1] and cls_members[ptr[k]] == bj:
+                    ptr[k] += 1
+                    break
             open_[n_open] = bj
             n_open += 1
         asum[bj] += r
@@ -378,7 +374,7 @@ def _compile() -> None:
 
     jit = njit(cache=True, nogil=True)
     g = globals()
-    for name in ("power", "median_sorted", "spread", "candidate", "leave_class"):
+    for name in ("power", "median_sorted", "spread"):
         g[name] = jit(g[name])
     _batch = jit(batch)
     _initial = jit(initial)
