@@ -14,6 +14,11 @@ allocated before the next one is decided. Three reference figures come with it:
 * `pipeline_per_s`: `pipeline.place` itself (filters, scorers, explanation), on a sample.
 * `verified` / `mismatches`: extra requests decided by both the index and the pipeline on the final
   state (the pipeline's choice is allocated); any mismatch is a bug.
+* `served_per_s`: the same requests, from the same starting cluster, through `served.decide`, the
+  very function `create_workload` calls for its decision (index choice plus a summary explanation:
+  top candidates with per-scorer scores, candidate counts; the full explanation when nothing
+  fits), each decision applied to the state as the service's cache applies it.
+  `served_mismatches` counts hosts that differ from the index loop's (a bug if not 0).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 from poolvisor.domain.models import GroupPolicy, HostSpec, HostState
 from poolvisor.policies.placement import PlacementPolicy, Request, place
 from poolvisor.policies.placement.indexed import IndexedPlacer
+from poolvisor.policies.placement.served import decide
 from poolvisor.state.cluster import ClusterState
 
 # name, weight, vcpu, memory_mib, disk_gib, net_mbps, gpu, overcommit (vcpu, memory), labels
@@ -136,6 +142,43 @@ def scan_floor(st: ClusterState, reqs: list[Request], dtype: type = np.float64) 
     return (time.perf_counter() - t0) / max(1, len(reqs))
 
 
+@dataclass(frozen=True)
+class _Loop:
+    hosts: np.ndarray  # host chosen per request, -1 = none
+    seconds: float
+    cpu: float
+    releases: int
+
+
+def _drive(st: ClusterState, reqs: list[Request], choose: Callable[[Request], int], churn: np.ndarray,
+           pick: np.ndarray, tick: Callable[[int], None]) -> _Loop:
+    """Decide each request with `choose` and allocate it (releasing an earlier one first where
+    `churn` says so), timing the loop in wall-clock and process CPU seconds."""
+    live: list[tuple[int, Request]] = []
+    keep = bool(churn.any())
+    hosts = np.full(len(reqs), -1, dtype=np.int64)
+    releases = 0
+    step = max(1, len(reqs) // 50)
+    t1, c1 = time.perf_counter(), time.process_time()
+    for i, req in enumerate(reqs):
+        if churn[i] and live:
+            j = int(pick[i] * len(live))
+            h, old = live[j]
+            live[j] = live[-1]
+            live.pop()
+            st.release(h, old.demand, old.group)
+            releases += 1
+        h = choose(req)
+        if h >= 0:
+            st.allocate(h, req.demand, req.group)
+            hosts[i] = h
+            if keep:
+                live.append((h, req))
+        if i % step == 0:
+            tick(i)
+    return _Loop(hosts, time.perf_counter() - t1, time.process_time() - c1, releases)
+
+
 def run(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
     def tick(stage: str, done: int, total: int) -> None:
         if progress:
@@ -150,34 +193,29 @@ def run(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None = Non
     floor32_s = scan_floor(st, reqs[: cfg.floor_requests], np.float32)
 
     policy = PlacementPolicy()
+    served_state = st.copy()  # the served loop starts from the same cluster
     placer = IndexedPlacer(st, policy)
     rng = np.random.default_rng(cfg.seed + 2)
     churn = rng.random(cfg.requests) < cfg.churn
     pick = rng.random(cfg.requests)
-    live: list[tuple[int, Request]] = []
-    placed = releases = 0
-    step = max(1, cfg.requests // 50)
     load = os.getloadavg()[0]
-    t1, c1 = time.perf_counter(), time.process_time()
-    for i, req in enumerate(reqs):
-        if churn[i] and live:
-            j = int(pick[i] * len(live))
-            h, old = live[j]
-            live[j] = live[-1]
-            live.pop()
-            st.release(h, old.demand, old.group)
-            releases += 1
-        h = placer.place_fast(req)
-        if h >= 0:
-            st.allocate(h, req.demand, req.group)
-            placed += 1
-            if cfg.churn:
-                live.append((h, req))
-        if progress and i % step == 0:
-            tick("placing", i, cfg.requests)
-    seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
+    main = _drive(st, reqs, placer.place_fast, churn, pick, lambda i: tick("placing", i, cfg.requests))
+    seconds, cpu, releases = main.seconds, main.cpu, main.releases
+    placed = int(np.count_nonzero(main.hosts >= 0))
     tick("placing", cfg.requests, cfg.requests)
     stats = dict(placer.stats)
+
+    served_placer = IndexedPlacer(served_state, policy)
+    full = [0]
+
+    def served(req: Request) -> int:
+        d = decide(served_placer, req)
+        full[0] += d.explanation.detail == "full"
+        return -1 if d.host_index is None else d.host_index
+
+    srv = _drive(served_state, reqs, served, churn, pick, lambda i: tick("served", i, cfg.requests))
+    served_stats = dict(served_placer.stats)
+    served_placer.close()
 
     mismatches, pipe_s = 0, 0.0
     extra = make_requests(st, cfg.verify, cfg.seed + 3, prefix="check")
@@ -193,6 +231,7 @@ def run(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None = Non
     placer.close()
 
     per_s = cfg.requests / seconds if seconds > 0 else float("inf")
+    served_per_s = cfg.requests / srv.seconds if srv.seconds > 0 else float("inf")
     floor_per_s = 1.0 / floor_s if floor_s > 0 else float("inf")
     return {
         "hosts": cfg.hosts,
@@ -216,6 +255,14 @@ def run(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None = Non
         "verified": cfg.verify,
         "mismatches": int(mismatches),
         "index": stats,
+        "served_per_s": round(served_per_s, 1),
+        "us_per_served": round(1e6 / served_per_s, 2),
+        "served_cpu_seconds": round(srv.cpu, 3),
+        "served_per_cpu_s": round(cfg.requests / srv.cpu, 1) if srv.cpu > 0 else None,
+        "served_mismatches": int(np.count_nonzero(srv.hosts != main.hosts)),
+        "served_full_explanations": full[0],
+        "served_index": served_stats,
+        "load_average_end": round(os.getloadavg()[0], 2),
         "flavors": len(FLAVORS),
         "resources": len(RESOURCES),
         "build_s": round(build_s, 2),
@@ -245,6 +292,10 @@ def render(res: dict[str, Any]) -> Any:
         ("scan floor/s (float32)", f"{res['scan_floor_f32_per_s']:,.0f}", "same scan on float32 copies"),
         ("ratio to floor", f"{res['ratio_to_floor']:.3f}", "floor/s / placements/s (< 1: faster)"),
         ("pipeline.place/s", f"{res['pipeline_per_s'] or 0:,.0f}", "unindexed, with explanation"),
+        ("served/s", f"{res['served_per_s']:,.0f}",
+         f"{res['us_per_served']:.1f} us each: served.decide, create_workload's decision (summary "
+         f"explanation); {res['served_per_cpu_s'] or 0:,.0f} per CPU-s; {res['served_mismatches']} "
+         f"mismatches, {res['served_full_explanations']} full explanations (no host)"),
         ("placed", f"{res['placed']:,}", f"{res['unplaced']:,} found no host, {res['releases']:,} released"),
         ("verified vs pipeline", f"{res['verified']:,}", f"{res['mismatches']} mismatches"),
         ("index paths", f"{idx['tree']:,} tree", f"{idx['requeries']:,} re-queries, {idx['row_scan']:,} row "

@@ -76,3 +76,8 @@ def explanation(expl: dict[str, Any] | None) -> None:
                for c in top])
     if expl.get("rule"):
         console.print(f"[dim]rule: {expl['rule']}[/dim]")
+    if expl.get("path"):
+        console.print(f"[dim]decided by: {expl['path']}[/dim]")
+    if expl.get("detail") == "summary":
+        console.print("[dim]summary: host-local filters counted together; --explain for each filter's "
+                      "rejections and reasons[/dim]")

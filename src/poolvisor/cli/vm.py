@@ -76,6 +76,9 @@ def create(
     pool: Annotated[str | None, typer.Option(help="Only hosts of this pool.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only place and explain; allocate nothing.")]
     = False,
+    explain: Annotated[bool, typer.Option("--explain", help=(
+        "Full explanation: every filter's rejection counts and reasons (one pass over all hosts); "
+        "without it, the chosen host, top candidates and candidate counts."))] = False,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Place and create a workload; prints where it went and why."""
@@ -90,7 +93,7 @@ def create(
     }
     with Api(url, token) as api:
         w = api.post("/v1/workloads", {k: v for k, v in body.items() if v is not None},
-                     dry_run="true" if dry_run else None)
+                     dry_run="true" if dry_run else None, explain="full" if explain else None)
     if as_json:
         emit_json(w)
         return

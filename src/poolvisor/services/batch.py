@@ -34,7 +34,7 @@ from poolvisor.domain.models import WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.packing.pool import Move, Plan, plan_batch_placement
 from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
-from poolvisor.policies.placement import Request, place
+from poolvisor.policies.placement import IndexedPlacer, Request
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand
@@ -183,17 +183,20 @@ class BatchServices(ServiceBase):
 
     def _no_worse_than_pipeline(self, st: ClusterState, items: list[_Item], demands: np.ndarray,
                                 allowed: np.ndarray, plan: Plan) -> Plan:
-        """Replay the one-by-one placement pipeline on a copy; keep it if it beats the packer (it
-        can on some fragmented pools), so a batch never uses more hosts than sequential creation."""
+        """Replay one-by-one placement (the pipeline's choices, through a placement index) on a
+        copy; keep it if it beats the packer (it can on some fragmented pools), so a batch never
+        uses more hosts than sequential creation."""
         sim = st.copy()
+        placer = IndexedPlacer(sim, self.policy)
         hosts = np.flatnonzero(allowed)
+        hosts.flags.writeable = False  # one pool key for the whole batch (see PlacementIndex._key)
         assignment = np.full(len(items), -1, dtype=np.int64)
         for i, it in enumerate(items):
-            d = place(sim, Request(name=it.name, demand=demands[i], priority=it.priority,
-                                   allowed_hosts=hosts), self.policy)
-            if d.host_index is not None:
-                sim.allocate(d.host_index, demands[i])
-                assignment[i] = d.host_index
+            h = placer.place_fast(Request(name=it.name, demand=demands[i], priority=it.priority,
+                                          allowed_hosts=hosts))
+            if h >= 0:
+                sim.allocate(h, demands[i])
+                assignment[i] = h
         mine = np.zeros(st.n, dtype=bool)
         mine[hosts] = True
         after = int(np.count_nonzero((sim.workload_count[: st.n] > 0) & mine))

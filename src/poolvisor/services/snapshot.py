@@ -5,6 +5,11 @@ reads (id, generation) for all hosts first, then reloads only the hosts whose ge
 new hosts are appended, and a deleted host or a new resource name triggers a full rebuild.
 Reading generations before the data makes any race conservative: the data can only be newer
 than the generation the commit will compare against, so a stale decision fails its commit.
+
+Placement decides through a placement index kept on the snapshot's state (`Snapshot.placer`):
+`refresh` declares the hosts it reloads (`ClusterState.touch`) and the index refreshes exactly
+those leaves before its next query; a new host or a full load rebuilds it. The index is only a
+cache of the cache: the ledger's guarded UPDATEs stay the authority (services/ledger.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.models import HostSpec, HostState
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
+from poolvisor.policies.placement import IndexedPlacer, PlacementPolicy
 from poolvisor.services.records import HOLDING_STATES
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import GroupRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
@@ -44,6 +50,26 @@ class Snapshot:
     index_of: dict[int, int] = field(default_factory=dict)
     gens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pool_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1 = no pool
+    _placers: dict[int, IndexedPlacer] = field(default_factory=dict, repr=False)
+    _pools: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def placer(self, policy: PlacementPolicy) -> IndexedPlacer:
+        """The placement index for `policy` on this snapshot's state, built on first use and kept
+        current by the state's change notifications (refresh touches what it reloads)."""
+        p = self._placers.get(id(policy))
+        if p is None or p.policy is not policy:
+            p = self._placers[id(policy)] = IndexedPlacer(self.state, policy)
+        return p
+
+    def pool_hosts(self, pool_id: int) -> np.ndarray:
+        """Host indices of a pool, read-only and reused while the host set is unchanged (the index
+        then keys the pool by identity instead of hashing the array for every request)."""
+        hosts = self._pools.get(pool_id)
+        if hosts is None:
+            hosts = np.flatnonzero(self.pool_of[: self.state.n] == pool_id)
+            hosts.flags.writeable = False
+            self._pools[pool_id] = hosts
+        return hosts
 
 
 class PlacementCache:
@@ -118,6 +144,7 @@ class PlacementCache:
             h = st.add_host(spec)
             snap.ids.append(row.id)
             snap.index_of[row.id] = h
+        snap._pools.clear()
         n = st.n
         gens = np.zeros(n, dtype=np.int64)
         gens[: snap.gens.size] = snap.gens
@@ -162,3 +189,4 @@ class PlacementCache:
             arr[snap.index_of[host_id]] = c
         for key in [k for k, a in st.group_counts.items() if not a.any()]:
             del st.group_counts[key]
+        st.touch(idx.tolist())  # the placement index refreshes these hosts' leaves (only these)

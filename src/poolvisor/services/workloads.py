@@ -4,7 +4,9 @@ create_workload is two transactions around the driver call: (1) claim capacity a
 workload in state "placing"; (2) after the driver confirms, mark it "running". A crash between
 them leaves a "placing" row that the next start repairs (repair.py). Step (1) is optimistic: the
 decision is taken on a cached ClusterState and committed only if the chosen host's generation
-(and the affinity group's, for hard policies) is unchanged; otherwise decide again.
+(and the affinity group's, for hard policies) is unchanged; otherwise decide again. The decision
+itself is `served.decide` on the cache's placement index (no I/O, O(sqrt H)): a summary
+explanation unless `explain=True` asks for the full per-filter counts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
-import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,8 +25,9 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
-from poolvisor.policies.placement import Decision, Request, place
+from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
+from poolvisor.policies.placement.served import decide
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
@@ -93,7 +95,7 @@ class WorkloadServices(ServiceBase):
                         group: str | None = None, group_policy: str | None = None,
                         required_labels: dict[str, str] | None = None,
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
-                        dry_run: bool = False) -> WorkloadRecord:
+                        dry_run: bool = False, explain: bool = False) -> WorkloadRecord:
         check_name("workload", name)
         check_name("project", project)
         try:
@@ -124,11 +126,11 @@ class WorkloadServices(ServiceBase):
         spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                              forbidden, pool, dry_run)
         if dry_run:
-            decision, _target = self._decide(spec)
+            decision, _target = self._decide(spec, explain)
             return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority, group,
                                   datetime.now(UTC), decision.explanation.to_dict())
         try:
-            wid, host = self._place_and_claim(spec)
+            wid, host = self._place_and_claim(spec, explain)
             return self._confirm_create(spec, wid, host)
         except PoolvisorError:
             if spec.created_group:  # nothing half-written: drop the group this request created
@@ -179,29 +181,30 @@ class WorkloadServices(ServiceBase):
                 continue
         raise ConflictError(f"group {group!r} is being changed concurrently; retry")
 
-    def _decide(self, spec: _Spec) -> tuple[Decision, tuple[int, int] | None]:
-        """Refresh the snapshot and run the placement pipeline (under the cache lock). Returns the
-        decision and, when a host was chosen, the (host id, generation) the commit must find."""
+    def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, tuple[int, int] | None]:
+        """Refresh the snapshot and decide through its placement index (under the cache lock).
+        Returns the decision and, when a host was chosen, the (host id, generation) the commit
+        must find."""
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
             for r in spec.demand:
                 if r not in st.resources:
                     raise InvalidInputError(f"no host declares resource {r!r}")
-            allowed = np.flatnonzero(snap.pool_of == spec.pool_id) if spec.pool_id is not None else None
+            allowed = snap.pool_hosts(spec.pool_id) if spec.pool_id is not None else None
             req = Request(
                 name=f"{spec.project}/{spec.name}", demand=st.resources.vector(spec.demand),
                 required_labels=spec.required, forbidden_labels=spec.forbidden,
                 group=group_key(spec.project, spec.group) if spec.group is not None else None,
                 group_policy=spec.group_policy, priority=spec.priority, allowed_hosts=allowed,
             )
-            decision = place(st, req, self.policy)
+            decision = decide(snap.placer(self.policy), req, full=explain)
             h = decision.host_index
             return decision, (snap.ids[h], int(snap.gens[h])) if h is not None else None
 
-    def _place_and_claim(self, spec: _Spec) -> tuple[int, str]:
+    def _place_and_claim(self, spec: _Spec, explain: bool = False) -> tuple[int, str]:
         for _ in retry_schedule():
-            decision, target = self._decide(spec)
+            decision, target = self._decide(spec, explain)
             require_host(decision)
             assert target is not None and decision.host is not None
             try:

@@ -8,7 +8,7 @@ name is unique across projects, and create into the project 'default' (created o
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -70,11 +70,15 @@ def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Work
 def create_workload(
     body: WorkloadCreate, response: Response, svc: SvcDep, who: Who,
     dry_run: Annotated[bool, Query(description="only place and explain; allocate nothing")] = False,
+    explain: Annotated[Literal["summary", "full"], Query(
+        description="summary: the chosen host, top candidates with per-scorer scores, the rule and "
+                    "candidate counts (the fast path); full: also every filter's rejection counts "
+                    "and reasons (one pass over all hosts)")] = "summary",
 ) -> WorkloadOut:
     """Place the workload (filters, then scorers) and create it on the chosen host's driver.
 
-    A 409 `no_valid_host` error carries the explanation in `detail`: which filters eliminated
-    how many hosts, and why."""
+    A 409 `no_valid_host` error carries the full explanation in `detail`: which filters
+    eliminated how many hosts, and why."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
     if who.role == "admin" and body.project is None:
@@ -82,7 +86,7 @@ def create_workload(
     rec = svc.create_workload(
         project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
         group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
-        forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run,
+        forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run, explain=explain == "full",
     )
     if dry_run:
         response.status_code = 200

@@ -29,11 +29,17 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Explanation:
+    """`detail` "full": one report per filter with its rejection reasons (`pipeline.place`);
+    "summary": the host-local filters in one report, then the request-level ones (the served path,
+    see served.py). `path` says what decided: the placement index or the exact pipeline, and why."""
+
     hosts_considered: int
     filters: list[FilterReport]
     candidates: int
     top: list[Candidate] = field(default_factory=list)
     rule: str = ""
+    detail: str = "full"
+    path: str = ""
 
     def summary(self) -> str:
         """One line naming the filters that eliminated hosts (used in 'no valid host' errors)."""
@@ -41,7 +47,7 @@ class Explanation:
         for f in self.filters:
             if f.rejected:
                 reasons = ", ".join(f"{r} {c}" for r, c in sorted(f.reasons.items(), key=lambda x: -x[1]))
-                parts.append(f"{f.filter} rejected {f.rejected} ({reasons})")
+                parts.append(f"{f.filter} rejected {f.rejected}" + (f" ({reasons})" if reasons else ""))
         body = "; ".join(parts) if parts else "no filter rejected any host"
         return f"{self.hosts_considered} hosts considered: {body}; {self.candidates} candidates left"
 

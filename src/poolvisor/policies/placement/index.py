@@ -22,6 +22,7 @@ groups with members, hard affinity with members, odd demands, classes seen once)
 
 from __future__ import annotations
 
+import bisect
 import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import numpy as np
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.policies.placement import kernels
 from poolvisor.policies.placement.forest import NEG, MaxForest
-from poolvisor.policies.placement.pipeline import PlacementPolicy
+from poolvisor.policies.placement.pipeline import PlacementPolicy, normalize, top_order
 from poolvisor.policies.placement.request import Request
 from poolvisor.policies.placement.scan import choose, first_best, weighted_total
 from poolvisor.state.cluster import ClusterState
@@ -40,7 +41,13 @@ LEAF_FILTERS = frozenset({"host-state", "capacity", "labels", "pool", "max-workl
 REQUEST_FILTERS = frozenset({"affinity", "domain-spread"})
 PRIMARY_SCORERS = {"best-fit": 1.0, "worst-fit": -1.0}  # leaf = sign * mean post-placement fraction
 NEUTRAL_SCORERS = frozenset({"soft-affinity"})  # zero unless the request names a soft group
+# A scorer the index does not key on may still join a policy the index serves: give it a method
+# `constant_for(view, req) -> bool`, True when its scores are the same on every host for this
+# request (normalization then maps them to zeros); requests where it is False go to the exact
+# pipeline, and their explanation says so.
+CONSTANT_HOOK = "constant_for"
 NEAR_TIE = 1e-9
+TOP_SLACK = 61  # hosts ranked beyond k before a ranking goes to the exact row scan (ties)
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
@@ -63,13 +70,34 @@ class IndexPlan:
             return cls(False, f"filter(s) the index cannot express: {', '.join(unknown)}")
         primaries = [(s.name, w) for s, w in policy._scorers if s.name in PRIMARY_SCORERS]
         others = [s.name for s, _w in policy._scorers
-                  if s.name not in PRIMARY_SCORERS and s.name not in NEUTRAL_SCORERS]
-        if others or len(primaries) != 1:
-            return cls(False, "needs exactly one of best-fit/worst-fit plus optional soft-affinity")
+                  if s.name not in PRIMARY_SCORERS and s.name not in NEUTRAL_SCORERS
+                  and not callable(getattr(s, CONSTANT_HOOK, None))]
+        if others:
+            return cls(False, f"scorer(s) the index cannot key on: {', '.join(others)}")
+        if len(primaries) != 1:
+            return cls(False, "needs exactly one of best-fit/worst-fit (plus scorers constant per request)")
         if not all(np.isfinite(w) for _s, w in policy._scorers) or primaries[0][1] <= 0:
             return cls(False, "scorer weights must be finite and the primary one positive")
         name = primaries[0][0]
         return cls(True, "", PRIMARY_SCORERS[name], name, frozenset(names))
+
+
+@dataclass(slots=True)
+class Ranking:
+    """The index's answer with what a summary explanation needs, equal to the pipeline's figures.
+
+    `hosts` are the top candidates in the pipeline's order (the first is the choice; empty when no
+    host passes), `totals`/`scores` their weighted and per-scorer normalized scores; `passed` is how
+    many hosts pass the host-local filters and `rejected` what each request-level filter then
+    removes (reason -> count)."""
+
+    hosts: list[int]
+    totals: list[float]
+    scores: list[dict[str, float]]
+    passed: int
+    rejected: dict[str, dict[str, int]]
+    candidates: int
+    path: str  # "tree" or "row scan"
 
 
 class PlacementIndex:
@@ -85,16 +113,28 @@ class PlacementIndex:
         self.point_updates = point_updates  # up to this many changed hosts: one at a time
         self.jit = jit and kernels.available()
         if self.jit:
-            self._k_update, self._k_pick = kernels.update(), kernels.pick()
+            self._k_update, self._k_pick, self._k_top = kernels.update(), kernels.pick(), kernels.top()
+        self._top_hosts, self._top_values = np.zeros(0, dtype=np.int64), np.zeros(0)
+        self._bounds = np.zeros(2)
+        self._no_hosts, self._rejected = np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
         self._requeries = np.zeros(1, dtype=np.int64)
         self._no_groups = np.zeros(1, dtype=np.int32)
         self._no_domains = np.zeros(1, dtype=bool)
         self._stats = {"tree": 0, "row_scan": 0, "full_scan": 0, "rebuilds": 0, "classes": 0}
         self._request_filters = [f for f in policy._filters if f.name in REQUEST_FILTERS]
+        # how summary explanations name the filters: the host-local ones together, then the others
+        self.local_filters = "+".join(f.name for f in policy._filters if f.name in LEAF_FILTERS)
+        self.request_filters = [f.name for f in policy._filters if f.name not in LEAF_FILTERS]
         used = self.plan.filters
         self._check_state, self._check_count = "host-state" in used, "max-workloads" in used
         self._check_capacity = "capacity" in used
         self._has_soft = any(s.name == "soft-affinity" for s, _w in policy._scorers)
+        self._conditional = [s for s, _w in policy._scorers if s.name not in PRIMARY_SCORERS
+                             and s.name not in NEUTRAL_SCORERS]
+        self._pool_keys: dict[int, tuple[np.ndarray, Hashable]] = {}
+        # the primary scorer's weight: a ranking's total is weight * normalized primary score
+        self._weight = next((w for s, w in policy._scorers if s.name == self.plan.primary), 1.0)
+        self._layout = [(s.name, w, s.name == self.plan.primary) for s, w in policy._scorers]
         self._slot: dict[Hashable, int] = {}
         self._seen: dict[Hashable, int] = {}
         self._keys: list[Hashable] = []
@@ -221,7 +261,8 @@ class PlacementIndex:
             self._k_update(h, rows, st._allocated, st._state, st._max_count, st._count, self._check_state,
                            self._check_count, self._pattern_of, self._valid, self._scored, self._cap_t,
                            self._safe_t, self._demand, self._tol, self._mask_t, self._low,
-                           self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.fanout)
+                           self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.l1min, f.count,
+                           f.fanout)
             return
         # numpy: about 13 calls on (rows, R) arrays
         if (self._check_state and st._state[h] != _UP) or (
@@ -286,10 +327,23 @@ class PlacementIndex:
             labels = (tuple(sorted(req.required_labels.items())), tuple(sorted(req.forbidden_labels.items())))
         pool = None
         if req.allowed_hosts is not None and "pool" in used:
-            a = np.asarray(req.allowed_hosts)
-            pool = (a.dtype.str, a.shape, a.tobytes())
+            pool = self._pool_key(np.asarray(req.allowed_hosts))
         d = req.demand
         return (d.dtype.str, d.tobytes(), labels, pool)
+
+    def _pool_key(self, a: np.ndarray) -> Hashable:
+        """The bytes of an allowed-hosts array; remembered for read-only arrays (a cache's pool list,
+        reused by every request for that pool), which cannot change behind the key."""
+        if a.flags.writeable:
+            return (a.dtype.str, a.shape, a.tobytes())
+        hit = self._pool_keys.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        if len(self._pool_keys) >= 256:
+            self._pool_keys.clear()
+        key = (a.dtype.str, a.shape, a.tobytes())
+        self._pool_keys[id(a)] = (a, key)  # holding `a` keeps its id from being reused
+        return key
 
     def _indexable(self, req: Request) -> bool:
         d = req.demand
@@ -358,28 +412,44 @@ class PlacementIndex:
         return mask
 
     # ---- queries -------------------------------------------------------------------------------
-    def choose(self, req: Request) -> int:
-        """The host `pipeline.place(state, req, policy)` would choose, or -1 when none passes."""
+    def _route(self, req: Request) -> str | tuple[np.ndarray | None, np.ndarray | None]:
+        """The request-level filters the index applies to this request, as (anti-affinity member
+        counts, domain-spread member counts), or why the exact pipeline must decide it."""
         if not self.plan.supported:
-            self._stats["full_scan"] += 1
-            return choose(self.state, req, self.policy)
-        self.sync()
+            return self.plan.reason
+        for scorer in self._conditional:
+            if not getattr(scorer, CONSTANT_HOOK)(self.state, req):
+                return f"scorer {scorer.name} varies across hosts for this request"
         group, gpol = req.group, req.group_policy
         counts = self.state.group_counts.get(group) if group else None
         if counts is not None and gpol is not None and gpol is not GroupPolicy.ANTI_AFFINITY:
             if gpol is GroupPolicy.DOMAIN_SPREAD:
                 if "domain-spread" in self.plan.filters:
-                    return self._choose_indexed(req, None, counts)
+                    return None, counts
             elif gpol is GroupPolicy.AFFINITY:
-                if "affinity" in self.plan.filters:  # candidates are the group's hosts only
-                    self._stats["full_scan"] += 1
-                    return choose(self.state, req, self.policy)
-            elif self._has_soft:  # soft groups with members: the soft scorer is not constant
-                self._stats["full_scan"] += 1
-                return choose(self.state, req, self.policy)
-            return self._choose_indexed(req, None, None)
+                if "affinity" in self.plan.filters:
+                    return "hard affinity group with members (the candidates are the group's hosts)"
+            elif self._has_soft:
+                return "soft affinity group with members (the soft-affinity scorer varies across hosts)"
+            return None, None
         anti = counts if gpol is GroupPolicy.ANTI_AFFINITY and "affinity" in self.plan.filters else None
-        return self._choose_indexed(req, anti, None)
+        return anti, None
+
+    def why_not(self, req: Request) -> str:
+        """Why `rank`/`choose` would hand this request (of a class not admitted) to the exact pipeline."""
+        if not self._indexable(req):
+            return "demand the index cannot key on (zero, negative or not finite)"
+        return f"placement class seen fewer than {self.admit_after} times (not indexed yet)"
+
+    def choose(self, req: Request) -> int:
+        """The host `pipeline.place(state, req, policy)` would choose, or -1 when none passes."""
+        if self.plan.supported:
+            self.sync()
+        route = self._route(req)
+        if isinstance(route, str):
+            self._stats["full_scan"] += 1
+            return choose(self.state, req, self.policy)
+        return self._choose_indexed(req, *route)
 
     def _choose_indexed(self, req: Request, anti: np.ndarray | None, spread: np.ndarray | None) -> int:
         t = self._slot_for(req)
@@ -427,7 +497,7 @@ class PlacementIndex:
         domains = self.state.domains
         if (anti is None or anti[h] == 0) and (taken is None or not taken[domains[h]]):
             return h
-        saved: list[tuple[int, int, float, float]] = []
+        saved: list[tuple[int, int, float, float, float]] = []
         bulk = None
         try:
             for attempt in range(singles + 1):
@@ -467,3 +537,154 @@ class PlacementIndex:
             return -1
         raw = row[cand]  # sign * mean fraction == the primary scorer's raw score
         return first_best(cand, weighted_total(self.state, req, self.policy, cand, (self.plan.primary, raw)))
+
+    # ---- ranked answers (for explanations) -------------------------------------------------------
+    def rank(self, req: Request, k: int) -> Ranking | str:
+        """The pipeline's top `k` for `req` with its candidate counts, or why the exact pipeline
+        must decide. Hosts a request-level filter rejects are excluded from the row for the query
+        (finding them is one pass over the group's member counts, only for groups with members)."""
+        if self.plan.supported:
+            self.sync()
+        route = self._route(req)
+        if isinstance(route, str):
+            self._stats["full_scan"] += 1
+            return route
+        t = self._slot_for(req)
+        if t < 0:
+            self._stats["full_scan"] += 1
+            return self.why_not(req)
+        anti, spread = route
+        forest, n = self.forest, self._n
+        bad, name, reason = None, "", ""
+        if anti is not None:
+            bad = np.flatnonzero(anti[:n] > 0)
+            name, reason = "affinity", f"anti-affinity group {req.group} already here"
+        elif spread is not None:
+            taken = np.zeros(len(self.state.domain_names), dtype=bool)
+            taken[self.state.domains[spread[:n] > 0]] = True
+            bad = np.flatnonzero(taken[self.state.domains])
+            name, reason = "domain-spread", f"failure domain already holds group {req.group}"
+        top, removed = self._top_tree(t, k, bad)
+        if top is None:  # NaN or a wide tie: the pipeline's own normalization on the row
+            self._stats["row_scan"] += 1
+            excluded = forest.exclude_many(t, bad) if bad is not None and bad.size else None
+            try:
+                hosts, totals, scores = self._top_row(t, req, k)
+            finally:
+                if excluded is not None:
+                    forest.restore_many(excluded)
+            path = "row scan"
+        else:
+            self._stats["tree"] += 1
+            hosts, values, lo, hi = top
+            totals, scores = self._normalized(values, lo, hi)
+            path = "tree"
+        rejected = {name: {reason: removed}} if removed else {}
+        passed = int(forest.count[t])
+        return Ranking(hosts, totals, scores, passed, rejected, passed - removed, path)
+
+    def _top_tree(self, t: int, k: int, excl: np.ndarray | None
+                  ) -> tuple[tuple[list[int], list[float], float, float] | None, int]:
+        """Row t's k best candidates in the pipeline's order, their raw scores, and the lowest and
+        highest candidate score, leaving out the hosts `excl`; None when the exact row scan must
+        answer (see kernels.top). Also returns how many of `excl` were candidates."""
+        f = self.forest
+        if self.jit:
+            limit = k + TOP_SLACK
+            if self._top_hosts.size < limit:
+                self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
+            m = self._k_top(t, k, f.l0, f.l1, f.l1min, f.fanout, self._weight, limit,
+                            self._no_hosts if excl is None else excl, self._top_hosts, self._top_values,
+                            self._bounds, self._rejected)
+            removed = int(self._rejected[0])
+            if m < 0:
+                return None, removed
+            if m == 0:
+                return ([], [], NEG, NEG), removed
+            return (self._top_hosts[:m].tolist(), self._top_values[:m].tolist(), float(self._bounds[0]),
+                    float(self._bounds[1])), removed
+        removed = 0
+        excluded = None
+        if excl is not None and excl.size:
+            blk, off = np.divmod(excl, f.fanout)
+            excl = excl[f.l0[blk, t, off] != NEG]  # only candidates count as rejected
+            removed = int(excl.size)
+            if removed:
+                excluded = f.exclude_many(t, excl)
+        try:
+            return self._top_numpy(t, k), removed
+        finally:
+            if excluded is not None:
+                f.restore_many(excluded)
+
+    def _top_numpy(self, t: int, k: int) -> tuple[list[int], list[float], float, float] | None:
+        """kernels.top with the forest's numpy operations (same walk, same stopping rule)."""
+        f, w = self.forest, self._weight
+        hi, lo = f.top(t), f.bottom(t)
+        if hi != hi or lo != lo:
+            return None
+        if hi == NEG:
+            return [], [], NEG, NEG
+        span = hi - lo
+        flat = span <= 1e-12
+        kept: list[tuple[float, int, float]] = []  # (-total, host, raw), sorted
+        saved = []
+        try:
+            while True:
+                best = f.top(t)
+                if best == NEG or (flat and len(kept) == k):
+                    break
+                h = f.first_at_least(t, lo if flat else best)
+                v = f.leaf(t, h)
+                tot = 0.0 if flat else w * ((v - lo) / span)
+                if len(kept) >= k and not flat:
+                    tk, hk = -kept[k - 1][0], kept[k - 1][1]
+                    if (tot < tk or (tot == tk and h > hk)) and \
+                            w * ((float(np.nextafter(v, NEG)) - lo) / span) < tk:
+                        break
+                if len(kept) == k + TOP_SLACK:
+                    return None
+                bisect.insort(kept, (-tot, h, v))
+                saved.append(f.exclude(t, h))
+        finally:
+            for sv in reversed(saved):
+                f.restore(sv)
+        return [h for _t, h, _v in kept[:k]], [v for _t, _h, v in kept[:k]], lo, hi
+
+    def _normalized(self, values: list[float], lo: float, hi: float
+                    ) -> tuple[list[float], list[dict[str, float]]]:
+        """Weighted totals and per-scorer scores exactly as `pipeline.place` computes them: min-max
+        over the candidates (lo..hi) for the primary scorer; every other scorer is constant here."""
+        flat = hi - lo <= 1e-12
+        totals, scores = [], []
+        for v in values:
+            x = 0.0 if flat else (v - lo) / (hi - lo)
+            total = 0.0
+            sc: dict[str, float] = {}
+            for name, w, primary in self._layout:
+                y = x if primary else 0.0
+                total += w * y
+                sc[name] = y
+            totals.append(total)
+            scores.append(sc)
+        return totals, scores
+
+    def _top_row(self, t: int, req: Request, k: int) -> tuple[list[int], list[float], list[dict[str, float]]]:
+        """Exact top-k from row t's leaves (request-level rejections already excluded)."""
+        row = self.forest.row(t)
+        cand = np.flatnonzero(row != NEG)
+        if cand.size == 0:
+            return [], [], []
+        total = np.zeros(cand.size)
+        per: list[tuple[str, np.ndarray]] = []
+        for scorer, w in self.policy._scorers:
+            if scorer.name == self.plan.primary:
+                raw = row[cand]
+            else:
+                raw = np.asarray(scorer(self.state, req, cand), dtype=np.float64)
+            sc = normalize(raw)
+            per.append((scorer.name, sc))
+            total += w * sc
+        order = top_order(cand, total, k)
+        return ([int(cand[i]) for i in order], [float(total[i]) for i in order],
+                [{name: float(sc[i]) for name, sc in per} for i in order])

@@ -21,10 +21,11 @@ from poolvisor.jit import CompileOnce
 
 _update: Callable[..., None] | None = None
 _pick: Callable[..., int] | None = None
+_top: Callable[..., int] | None = None
 
 
 def _compile() -> None:
-    global _update, _pick
+    global _update, _pick, _top
     from numba import njit
 
     @njit(cache=True, nogil=True)
@@ -38,11 +39,23 @@ def _compile() -> None:
         return m
 
     @njit(cache=True, nogil=True)
+    def block_min(l0: Any, blk: int, t: int) -> float:
+        """Min over the block's candidate leaves (+inf when none; NaN propagates)."""
+        m = np.inf
+        for v in l0[blk, t]:
+            if v != v:
+                return v
+            if v != -np.inf and v < m:
+                m = v
+        return m
+
+    @njit(cache=True, nogil=True)
     def update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
                check_count: bool, pattern_of: Any, valid: Any, scored: Any, cap_t: Any, safe_t: Any,
                demand: Any, tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool,
-               l0: Any, l1: Any, fanout: int) -> None:
-        """Leaf h of rows [0, rows): host-local filters and the best-fit score, then block maxima."""
+               l0: Any, l1: Any, l1min: Any, leaves: Any, fanout: int) -> None:
+        """Leaf h of rows [0, rows): host-local filters and the best-fit score, then the block's
+        maximum and candidate minimum and the row's candidate count."""
         blk, off = h // fanout, h % fanout
         r_n = alloc.shape[0]
         ok_host = not (check_state and state[h] != 0) and not (
@@ -68,8 +81,13 @@ def _compile() -> None:
                             break
                 if ok:
                     leaf = score
+            if l0[blk, t, off] != -np.inf:
+                leaves[t] -= 1
+            if leaf != -np.inf:
+                leaves[t] += 1
             l0[blk, t, off] = leaf
             l1[t, blk] = block_max(l0, blk, t)
+            l1min[t, blk] = block_min(l0, blk, t)
 
     @njit(cache=True, nogil=True)
     def pick(t: int, l0: Any, l1: Any, fanout: int, low: Any, near: float, anti: Any, use_anti: bool,
@@ -125,7 +143,153 @@ def _compile() -> None:
             l1[t, h // fanout] = saved_1[i]
         return result
 
-    _update, _pick = update, pick
+    @njit(cache=True, nogil=True)
+    def record(l1: Any, t: int, rec_v: Any, rec_i: Any) -> float:
+        """The len(rec_v) largest block maxima of row t, by (value desc, block asc), into rec_v/rec_i;
+        returns a bound on every block not recorded (-inf when all fit)."""
+        m = rec_v.size
+        n = 0
+        for i in range(l1.shape[1]):
+            v = l1[t, i]
+            if n < m or v > rec_v[m - 1]:
+                j = n if n < m else m - 1
+                while j > 0 and rec_v[j - 1] < v:  # equal values keep block order
+                    rec_v[j], rec_i[j] = rec_v[j - 1], rec_i[j - 1]
+                    j -= 1
+                rec_v[j], rec_i[j] = v, i
+                if n < m:
+                    n += 1
+        if n < m:
+            for j in range(n, m):
+                rec_v[j], rec_i[j] = -np.inf, -1
+            return -np.inf
+        return rec_v[m - 1]
+
+    @njit(cache=True, nogil=True)
+    def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
+               hosts: Any, values: Any, bounds: Any) -> int:
+        """`top` on the row as it is (exclusions applied).
+
+        The next maximum after each exclusion comes from a record of the k + 2 largest block
+        maxima (one full pass), valid while its head stays above every block it does not hold."""
+        n1 = l1.shape[1]
+        lo = np.inf
+        for v in l1min[t]:  # a NaN leaf makes both its block's max and min NaN
+            if v != v:
+                return -2
+            if v < lo:
+                lo = v
+        if lo == np.inf:
+            return 0
+        rec_v = np.empty(k + 2)
+        rec_i = np.empty(k + 2, dtype=np.int64)
+        floor = record(l1, t, rec_v, rec_i)
+        hi = rec_v[0]
+        bounds[0], bounds[1] = lo, hi
+        span = hi - lo
+        flat = span <= 1e-12
+        saved = np.empty((limit, 3))
+        kept_h = np.empty(limit, dtype=np.int64)
+        kept_v = np.empty(limit)
+        kept_t = np.empty(limit)
+        kept = 0
+        result = 0
+        while True:
+            if flat:  # every score normalizes to 0: the lowest-indexed candidates
+                if kept == k:
+                    break
+                s = 0
+                while s < n1 and not (l1[t, s] >= lo):
+                    s += 1
+                if s == n1:
+                    break
+                thr = lo
+            else:  # the first block holding the maximum, and its first leaf at the maximum
+                if rec_v[0] <= floor:
+                    floor = record(l1, t, rec_v, rec_i)
+                if rec_v[0] == -np.inf:
+                    break
+                s, thr = rec_i[0], rec_v[0]
+            off = 0
+            while not (l0[s, t, off] >= thr):
+                off += 1
+            h = s * fanout + off
+            v = l0[s, t, off]
+            tot = 0.0 if flat else weight * ((v - lo) / span)
+            if kept >= k and not flat:
+                tk, hk = kept_t[k - 1], kept_h[k - 1]
+                if (tot < tk or (tot == tk and h > hk)) and \
+                        weight * ((np.nextafter(v, -np.inf) - lo) / span) < tk:
+                    break
+            if kept == limit:
+                result = -2
+                break
+            i = kept  # insert, keeping (total descending, host ascending)
+            while i > 0 and (kept_t[i - 1] < tot or (kept_t[i - 1] == tot and kept_h[i - 1] > h)):
+                kept_h[i], kept_v[i], kept_t[i] = kept_h[i - 1], kept_v[i - 1], kept_t[i - 1]
+                i -= 1
+            kept_h[i], kept_v[i], kept_t[i] = h, v, tot
+            saved[kept, 0], saved[kept, 1], saved[kept, 2] = v, l1[t, s], l1min[t, s]
+            hosts[kept] = h  # exclusion order, for the restore below
+            l0[s, t, off] = -np.inf
+            l1[t, s] = block_max(l0, s, t)
+            l1min[t, s] = block_min(l0, s, t)
+            kept += 1
+            if not flat:  # block s is the record's head: update it and let it sink into place
+                rec_v[0] = l1[t, s]
+                j = 0
+                while j + 1 < rec_v.size and (rec_v[j + 1] > rec_v[j] or (
+                        rec_v[j + 1] == rec_v[j] and rec_i[j + 1] < rec_i[j])):
+                    rec_v[j], rec_v[j + 1] = rec_v[j + 1], rec_v[j]
+                    rec_i[j], rec_i[j + 1] = rec_i[j + 1], rec_i[j]
+                    j += 1
+        for i in range(kept - 1, -1, -1):
+            h = hosts[i]
+            s = h // fanout
+            l0[s, t, h % fanout], l1[t, s], l1min[t, s] = saved[i, 0], saved[i, 1], saved[i, 2]
+        if result < 0:
+            return result
+        found = min(k, kept)
+        for i in range(found):
+            hosts[i], values[i] = kept_h[i], kept_v[i]
+        return found
+
+    @njit(cache=True, nogil=True)
+    def top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
+            excl: Any, hosts: Any, values: Any, bounds: Any, rejected: Any) -> int:
+        """Row t's k best candidates in the pipeline's order into hosts/values (raw scores), and the
+        candidates' lowest and highest raw score into bounds, with the hosts `excl` (those a
+        request-level filter rejects) left out; how many of them were candidates goes to
+        rejected[0]. Returns how many were found, or -2 when the answer needs the exact row scan (a
+        NaN, or more than `limit` hosts tied after normalization). The row is left as it was.
+
+        The pipeline ranks by total = weight * (raw - lo) / (hi - lo) (every other scorer is constant,
+        hence 0), then host index. Leaves are taken in tree order (raw descending, index ascending)
+        and kept sorted by that key; the walk stops at the first leaf x that ranks after the k-th
+        kept one when nothing below it can catch up: every later leaf has raw == raw(x) and a higher
+        index, or raw <= nextafter(raw(x), -inf), whose total bounds theirs (rounding is monotone).
+        When hi - lo <= 1e-12 the pipeline's scores are all 0: the k lowest-indexed candidates."""
+        gone = np.empty((excl.size, 3))
+        ngone = 0
+        for i in range(excl.size):
+            h = excl[i]
+            s, off = h // fanout, h % fanout
+            if l0[s, t, off] != -np.inf:
+                gone[ngone, 0], gone[ngone, 1], gone[ngone, 2] = l0[s, t, off], l1[t, s], l1min[t, s]
+                excl[ngone] = h  # the candidates among them, in exclusion order
+                ngone += 1
+                l0[s, t, off] = -np.inf
+                l1[t, s] = block_max(l0, s, t)
+                l1min[t, s] = block_min(l0, s, t)
+        rejected[0] = ngone
+        result = ranked(t, k, l0, l1, l1min, fanout, weight, limit, hosts, values, bounds)
+        for i in range(ngone - 1, -1, -1):
+            h = excl[i]
+            s = h // fanout
+            l0[s, t, h % fanout], l1[t, s], l1min[t, s] = gone[i, 0], gone[i, 1], gone[i, 2]
+        return result
+
+    _update, _pick, _top = update, pick, top
 
 
 def _build() -> None:
@@ -143,13 +307,15 @@ def available() -> bool:
 
 def _warm() -> None:
     """Trigger compilation with the argument types the index uses."""
-    assert _update is not None and _pick is not None
-    l0, l1 = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf)
+    assert _update is not None and _pick is not None and _top is not None
+    l0, l1, l1min = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf), np.full((1, 1), np.inf)
     i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
     f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
     _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
-            f1, False, True, l0, l1, 2)
+            f1, False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), 2)
     _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
+    _top(0, 3, l0, l1, l1min, 2, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64),
+         np.zeros(8), np.zeros(2), np.zeros(1, dtype=np.int64))
 
 
 def update() -> Callable[..., None]:
@@ -162,3 +328,9 @@ def pick() -> Callable[..., int]:
     """The compiled query (call `available()` first)."""
     assert _pick is not None
     return _pick
+
+
+def top() -> Callable[..., int]:
+    """The compiled top-k query for explanations (call `available()` first)."""
+    assert _top is not None
+    return _top

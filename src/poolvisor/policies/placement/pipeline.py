@@ -68,6 +68,24 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return (x - lo) / (hi - lo)
 
 
+def policy_rule(policy: PlacementPolicy) -> str:
+    """How the best candidate is chosen, as every explanation words it."""
+    return "highest weighted score: " + " + ".join(f"{w:g}*{s.name}" for s, w in policy._scorers)
+
+
+def top_order(cand: np.ndarray, total: np.ndarray, k: int) -> np.ndarray:
+    """np.lexsort((cand, -total))[:k] (score descending, then host index) without sorting everything:
+    only the scores >= the k-th largest (ties included) are sorted."""
+    n = total.size
+    if k <= 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if 4 * k >= n or np.isnan(total).any():
+        return np.lexsort((cand, -total))[:k]
+    kth = np.partition(total, n - k)[n - k]
+    sel = np.flatnonzero(total >= kth)
+    return sel[np.lexsort((cand[sel], -total[sel]))][:k]
+
+
 def run_filters(
     view: ClusterState, req: Request, policy: PlacementPolicy
 ) -> tuple[np.ndarray, list[FilterReport]]:
@@ -102,12 +120,11 @@ def place(view: ClusterState, req: Request, policy: PlacementPolicy | None = Non
         sc = normalize(np.asarray(scorer(view, req, cand), dtype=np.float64))
         per.append((scorer.name, sc))
         total += weight * sc
-    k = min(policy.top_k, cand.size)
-    order = np.lexsort((cand, -total))[:k]  # by score desc, then host index asc
+    order = top_order(cand, total, min(policy.top_k, cand.size))  # by score desc, then host index asc
     top = [Candidate(view.names[cand[i]], float(total[i]), {n: float(sc[i]) for n, sc in per}) for i in order]
     best = int(cand[order[0]])
-    rule = "highest weighted score: " + " + ".join(f"{w:g}*{s.name}" for s, w in policy._scorers)
-    return Decision(req.name, view.names[best], best, Explanation(view.n, reports, int(cand.size), top, rule))
+    return Decision(req.name, view.names[best], best, Explanation(view.n, reports, int(cand.size), top,
+                                                                   policy_rule(policy)))
 
 
 def require_host(decision: Decision) -> int:
