@@ -145,3 +145,18 @@ def test_failed_host_loses_its_workloads(client: Any, admin: dict[str, str], svc
     assert svc.get_workload("demo", "doomed").state == "lost"
     assert client.post("/v1/hosts/nope/fail", headers=admin).status_code == 404
     assert svc.check().ok
+
+
+def test_explain_full_on_request_summary_by_default(client: Any, admin: dict[str, str],
+                                                    svc: Services) -> None:
+    body = {"name": "ex1", "flavor": "small", "project": "demo"}
+    r = client.post("/v1/workloads", params={"dry_run": "true", "explain": "full"}, json=body, headers=admin)
+    assert r.status_code == 200, r.text
+    full = r.json()["explanation"]
+    assert full["detail"] == "full" and "capacity" in [f["filter"] for f in full["filters"]]
+    r = client.post("/v1/workloads", params={"dry_run": "true"}, json=body, headers=admin)
+    summary = r.json()["explanation"]
+    assert summary["detail"] == "summary" and summary["path"] == "index"
+    assert summary["top"] == full["top"] and summary["candidates"] == full["candidates"]
+    r = client.post("/v1/workloads", params={"explain": "everything"}, json=body, headers=admin)
+    assert r.status_code == 422 and svc.list_workloads() == []

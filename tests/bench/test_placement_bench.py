@@ -46,6 +46,11 @@ def test_cli_json_run_is_consistent_and_exact(capsys: pytest.CaptureFixture[str]
     idx = res["index"]
     assert idx["tree"] + idx["row_scan"] + idx["full_scan"] == 1500
     assert idx["tree"] > 1400  # the index, not a scan, decided nearly everything
+    # the served path (create_workload's decision function) chose the same hosts, from the index
+    assert res["served_mismatches"] == 0 and res["served_per_s"] > 0 and res["served_per_cpu_s"] > 0
+    served = res["served_index"]
+    assert served["tree"] + served["row_scan"] + served["full_scan"] == 1500 and served["tree"] > 1400
+    assert res["served_full_explanations"] == res["unplaced"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -193,3 +193,12 @@ def test_parallel_creates_never_overallocate(server: Server) -> None:
     placed = [w["host"] for w in httpx.get(f"{server.url}/v1/workloads", headers=headers).json()
               if w["name"].startswith("big-")]
     assert len(placed) == len(set(placed)) == fits
+
+
+def test_vm_create_explain_asks_for_the_full_explanation(server: Server, run: Callable[..., Any]) -> None:
+    r = run("vm", "create", "ex1", "--flavor", "small", "--project", "demo", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["explanation"]["detail"] == "summary"
+    r = run("vm", "create", "ex1", "--flavor", "small", "--project", "demo", "--dry-run", "--explain")
+    assert r.returncode == 0, r.stderr
+    assert "capacity" in r.stdout and "max-workloads" in r.stdout and "decided by: index" in r.stdout

@@ -105,8 +105,9 @@ class PlacementIndex:
 
     def __init__(self, state: ClusterState, policy: PlacementPolicy, *, fanout: int | None = None,
                  max_classes: int = 64, admit_after: int = 1, max_requeries: int = 4,
-                 point_updates: int = 8, jit: bool = True):
+                 point_updates: int = 8, jit: bool = True, top_slack: int = TOP_SLACK):
         self.state, self.policy = state, policy
+        self.top_slack = max(0, top_slack)
         self.plan = IndexPlan.of(policy)
         self.fanout, self.max_classes = fanout, max(1, max_classes)
         self.admit_after, self.max_requeries = max(1, admit_after), max(0, max_requeries)
@@ -240,12 +241,12 @@ class PlacementIndex:
         alloc = st.allocated[:, hosts]
         pos = cap > 0
         frac = (alloc[None] + dem[:, :, None]) / np.where(pos, cap, 1.0)[None]
-        valid = pos[None] & demanded[:, :, None]
+        valid = pos[None] & demanded[:, :, None] & ~np.isnan(frac)  # the scorer skips NaN fractions
         total = np.cumsum(np.where(valid, frac, 0.0), axis=1)[:, -1]  # sequential, like sum(axis=0)
         score = self.plan.sign * (total / np.maximum(valid.sum(axis=1), 1))
         ok: np.ndarray = np.asarray(self._mask_t[hosts]).T[rows]
         if self._check_capacity:
-            ok = ok & ((cap - alloc)[None] >= tol[:, :, None]).all(axis=1)
+            ok = ok & ~((cap - alloc)[None] < tol[:, :, None]).any(axis=1)  # as the filter: NaN passes
         if self._check_state:
             ok = ok & (st.state[hosts] == _UP)[None]
         if self._check_count:
@@ -275,13 +276,18 @@ class PlacementIndex:
         a = st._allocated[:, h]
         # (a + d) / cap per resource, zero where not scored (x * 0.0 == 0.0, x * 1.0 == x exactly),
         # summed left to right like the scorer's sum(axis=0), divided by the scored count
-        score = (((a + demand) / self._safe_t[h]) * self._valid[p, :rows]).cumsum(axis=1)[:, -1]
-        score = score / self._scored[p, :rows]
+        frac = (a + demand) / self._safe_t[h]
+        nan = np.isnan(frac)
+        if nan.any():  # the scorer skips NaN fractions (x * 0.0 would stay NaN)
+            valid = (self._valid[p, :rows] > 0) & ~nan
+            score = np.where(valid, frac, 0.0).cumsum(axis=1)[:, -1] / np.maximum(valid.sum(axis=1), 1)
+        else:
+            score = (frac * self._valid[p, :rows]).cumsum(axis=1)[:, -1] / self._scored[p, :rows]
         if self.plan.sign < 0:
             score = -score
         ok = self._mask_t[h, :rows]
         if self._check_capacity:
-            ok = ok & ((self._cap_t[h] - a) >= tol).all(axis=1)
+            ok = ok & ~((self._cap_t[h] - a) < tol).any(axis=1)
         np.fmin(low, score, out=low)
         f.set_host(h, np.where(ok, score, NEG), rows)
 
@@ -590,7 +596,7 @@ class PlacementIndex:
         answer (see kernels.top). Also returns how many of `excl` were candidates."""
         f = self.forest
         if self.jit:
-            limit = k + TOP_SLACK
+            limit = k + self.top_slack
             if self._top_hosts.size < limit:
                 self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
             m = self._k_top(t, k, f.l0, f.l1, f.l1min, f.fanout, self._weight, limit,
@@ -642,7 +648,7 @@ class PlacementIndex:
                     if (tot < tk or (tot == tk and h > hk)) and \
                             w * ((float(np.nextafter(v, NEG)) - lo) / span) < tk:
                         break
-                if len(kept) == k + TOP_SLACK:
+                if len(kept) == k + self.top_slack:
                     return None
                 bisect.insort(kept, (-tot, h, v))
                 saved.append(f.exclude(t, h))

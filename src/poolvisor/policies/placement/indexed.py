@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from poolvisor.domain.errors import ConflictError
 from poolvisor.policies.placement.explain import Decision, Explanation
-from poolvisor.policies.placement.index import PlacementIndex
+from poolvisor.policies.placement.index import TOP_SLACK, PlacementIndex
 from poolvisor.policies.placement.pipeline import PlacementPolicy, place, policy_rule, require_host
 from poolvisor.policies.placement.request import Request
 from poolvisor.state.cluster import ClusterState
@@ -59,13 +59,14 @@ class IndexedPlacer:
 
     def __init__(self, state: ClusterState, policy: PlacementPolicy | None = None, *,
                  fanout: int | None = None, max_classes: int = 64, admit_after: int = 1,
-                 max_requeries: int = 4, point_updates: int = 8, jit: bool = True):
+                 max_requeries: int = 4, point_updates: int = 8, jit: bool = True,
+                 top_slack: int = TOP_SLACK):
         self.state = state
         self.policy = policy or PlacementPolicy()
         self.rule = policy_rule(self.policy)  # the same for every decision: worded once
         self.index = PlacementIndex(state, self.policy, fanout=fanout, max_classes=max_classes,
                                     admit_after=admit_after, max_requeries=max_requeries,
-                                    point_updates=point_updates, jit=jit)
+                                    point_updates=point_updates, jit=jit, top_slack=top_slack)
 
     @property
     def stats(self) -> dict[str, int]:

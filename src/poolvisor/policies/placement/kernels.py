@@ -4,7 +4,8 @@ A host update and a tree query are a dozen numpy calls each on arrays of a few d
 numpy's per-call overhead, not arithmetic, sets the placement rate. These kernels do the same work
 in one call each, with the same IEEE operations in the same order as the numpy path (and hence as
 the best-fit scorer): (alloc + demand) / capacity per scored resource, summed left to right,
-divided by the count; the capacity test `capacity - alloc >= demand - 1e-9`. No fastmath.
+divided by the count; the capacity filter's test `capacity - alloc < demand - 1e-9` rejects
+(so a NaN passes, as in the filter). No fastmath.
 
 `available()` is False when numba is not installed (the optional `fast` extra) or when
 POOLVISOR_NO_JIT=1; the index then uses numpy for everything.
@@ -65,10 +66,14 @@ def _compile() -> None:
             leaf = -np.inf
             if ok_host:
                 total = 0.0
+                n_scored = 0
                 for r in range(r_n):
                     if valid[p, t, r] != 0.0:
-                        total += (alloc[r, h] + demand[t, r]) / safe_t[h, r]
-                score = total / scored[p, t]
+                        x = (alloc[r, h] + demand[t, r]) / safe_t[h, r]
+                        if x == x:  # a NaN fraction is not scored, as in the scorer
+                            total += x
+                            n_scored += 1
+                score = total / max(n_scored, 1)
                 if neg_sign:
                     score = -score
                 if score < low[t]:
@@ -76,7 +81,7 @@ def _compile() -> None:
                 ok = mask_t[h, t]
                 if ok and check_cap:
                     for r in range(r_n):
-                        if not (cap_t[h, r] - alloc[r, h] >= tol[t, r]):
+                        if cap_t[h, r] - alloc[r, h] < tol[t, r]:  # the filter's test: NaN passes
                             ok = False
                             break
                 if ok:

@@ -1,0 +1,216 @@
+"""served.decide (what create_workload runs) must decide and explain exactly as pipeline.place does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_placement_index import POLICIES, add, build, make_request, scenarios
+
+from poolvisor.domain.models import GroupPolicy, HostSpec, HostState
+from poolvisor.policies.placement import Decision, PlacementPolicy, Request, place
+from poolvisor.policies.placement.index import LEAF_FILTERS
+from poolvisor.policies.placement.indexed import IndexedPlacer
+from poolvisor.policies.placement.registry import register_scorer
+from poolvisor.policies.placement.served import decide
+from poolvisor.state.cluster import ClusterState
+
+
+class ZonePreference:
+    """A plug-in scorer the index does not key on but that is constant unless a zone is required:
+    such scorers may join an indexed policy through `constant_for`."""
+
+    name = "test-zone-preference"
+
+    def constant_for(self, view: ClusterState, req: Request) -> bool:
+        return "zone" not in req.required_labels
+
+    def __call__(self, view: ClusterState, req: Request, candidates: np.ndarray) -> np.ndarray:
+        if self.constant_for(view, req):
+            return np.full(candidates.size, 2.0)
+        return -view.workload_count[candidates].astype(np.float64)
+
+
+register_scorer(ZonePreference.name, ZonePreference)
+SERVED_POLICIES = {
+    **POLICIES,
+    "hooked": PlacementPolicy(scorers=(("best-fit", 1.0), ("soft-affinity", 1.0),
+                                       (ZonePreference.name, 0.5))),
+    "top1": PlacementPolicy(top_k=1),
+    "top5-spread": PlacementPolicy(scorers=(("worst-fit", 0.7), ("soft-affinity", 2.0)), top_k=5),
+}
+
+
+def expected_counts(s: ClusterState, req: Request, policy: PlacementPolicy) -> list[tuple[str, int, int]]:
+    """(filter, rejected, remaining) as the summary reports them, from the filters' own masks."""
+    local = np.ones(s.n, dtype=bool)
+    names = []
+    for f in policy._filters:
+        if f.name in LEAF_FILTERS:
+            local &= f(s, req).mask
+            names.append(f.name)
+    out = [("+".join(names), int(s.n - local.sum()), int(local.sum()))] if names else []
+    alive = local
+    for f in policy._filters:
+        if f.name not in LEAF_FILTERS:
+            removed = int((alive & ~f(s, req).mask).sum())
+            alive = alive & f(s, req).mask
+            out.append((f.name, removed, int(alive.sum())))
+    return out
+
+
+def check(got: Decision, want: Decision, s: ClusterState, req: Request, policy: PlacementPolicy,
+          full: bool) -> None:
+    assert (got.host_index, got.host, got.request) == (want.host_index, want.host, want.request)
+    e, w = got.explanation, want.explanation
+    if want.host_index is None or full or e.path.startswith("exact pipeline"):
+        assert e.detail == "full" and replace(e, detail="full", path="") == w
+        assert e.path.startswith("exact pipeline") or e.path.startswith("index")
+        return
+    assert e.detail == "summary" and e.path.startswith("index")
+    assert e.top == w.top  # hosts, weighted totals and per-scorer scores, bit for bit
+    assert (e.hosts_considered, e.candidates, e.rule) == (w.hosts_considered, w.candidates, w.rule)
+    assert [(f.filter, f.rejected, f.remaining) for f in e.filters] == expected_counts(s, req, policy)
+    assert e.filters[-1].remaining == e.candidates
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.sampled_from(sorted(SERVED_POLICIES)), st.sampled_from([0, 1, 61]))
+def test_served_decisions_and_explanations_equal_the_pipeline(sc: dict, name: str, top_slack: int) -> None:
+    s = build(sc)
+    policy = SERVED_POLICIES[name]
+    placer = IndexedPlacer(s, policy, top_slack=top_slack, **sc["options"])
+    placed: list[tuple[int, Request]] = []
+    extra = 0
+    for i, (op, seed) in enumerate(sc["ops"]):
+        rng = np.random.default_rng(seed)
+        if op == "place":
+            req = make_request(s, sc, seed, i)
+            if rng.random() < 0.2:  # a zone requirement: the plug-in scorer then varies
+                req = replace(req, required_labels={"zone": "a"})
+            full = rng.random() < 0.2
+            want = place(s, req, policy)
+            got = decide(placer, req, full=full)
+            check(got, want, s, req, policy, full)
+            if got.host_index is not None:
+                s.allocate(got.host_index, req.demand, req.group)
+                placed.append((got.host_index, req))
+        elif op == "release" and placed:
+            h, req = placed.pop(int(rng.integers(len(placed))))
+            s.release(h, req.demand, req.group)
+        elif op == "state":
+            s.set_state(s.names[int(rng.integers(s.n))],
+                        HostState.UP if rng.random() < 0.6 else HostState.MAINTENANCE)
+        elif op == "add":
+            extra += 1
+            add(s, {**sc["hosts"][int(rng.integers(len(sc["hosts"])))], "name": f"x{extra}"})
+        elif op == "touch":
+            h = int(rng.integers(s.n))
+            s.allocated[:, h] = 0.0
+            s.touch([h])
+    placer.close()
+
+
+def grid(n: int, types: int = 2) -> ClusterState:
+    s = ClusterState()
+    for i in range(n):
+        s.add_host(HostSpec(f"h{i}", {"vcpu": 8 * (1 + i % types), "memory_mib": 16384}, domain=f"r{i // 4}"))
+    return s
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_wide_exact_ties_stay_in_the_tree(jit: bool) -> None:
+    """Hundreds of identical hosts: ties are broken by index inside the tree walk, no O(H) scan."""
+    s = grid(600)
+    placer = IndexedPlacer(s, jit=jit)
+    req = Request("a", s.resources.vector({"vcpu": 1, "memory_mib": 512}))
+    for k in range(40):
+        want = place(s, replace(req, name=f"a{k}"))
+        got = decide(placer, replace(req, name=f"a{k}"))
+        assert got.explanation.top == want.explanation.top and got.host_index == want.host_index
+        s.allocate(got.host_index or 0, req.demand)
+    assert placer.stats["row_scan"] == 0 and placer.stats["tree"] == 40
+    flat = grid(50, types=1)  # every score equal: the pipeline's normalization makes them all 0
+    d, want = decide(IndexedPlacer(flat, jit=jit), req), place(flat, req)
+    assert d.explanation.top == want.explanation.top
+    assert [(c.host, c.score) for c in d.explanation.top] == [("h0", 0.0), ("h1", 0.0), ("h2", 0.0)]
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_nan_allocations_are_treated_as_the_filters_and_scorers_treat_them(jit: bool) -> None:
+    """A NaN written into the arrays passes the capacity filter (NaN < x is False) and its fraction
+    is left out of the best-fit mean, in the index as in the pipeline."""
+    s = grid(12)
+    placer = IndexedPlacer(s, jit=jit)
+    req = Request("a", s.resources.vector({"vcpu": 1, "memory_mib": 1024}))
+    decide(placer, req)
+    s.allocated[1, 5] = np.nan
+    s.allocated[0, 3] = np.nan
+    s.touch([3, 5])
+    got, want = decide(placer, req), place(s, req)
+    assert got.explanation.path == "index" and got.explanation.candidates == want.explanation.candidates == 12
+    assert got.explanation.top == want.explanation.top and placer.place_fast(req) == want.host_index
+
+
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("slack", [0, 61])
+def test_raw_scores_that_normalize_equal_are_ordered_by_host_index(jit: bool, slack: int) -> None:
+    """Worst fit: h1's raw score is 1 ulp above h0's, but after min-max normalization both are 1.0,
+    so the pipeline ranks h0 (lower index) first. The tree walk must see past the raw order (or,
+    with no slack, hand the ranking to the exact row scan)."""
+    s = ClusterState(("r0",))
+    for i in range(3):
+        s.add_host(HostSpec(f"h{i}", {"r0": 1.0}))
+    s.allocated[0, :] = [np.nextafter(0.001, 1.0), 0.001, 0.9]
+    s.touch([0, 1, 2])
+    req = Request("a", np.array([1e-30]))
+    two = place(s, req, PlacementPolicy(scorers=(("worst-fit", 1.0),), top_k=2))
+    scores = -(s.allocated[0] + req.demand[0])
+    assert scores[1] > scores[0] and two.host == "h0"  # the premise: normalization tied them
+    assert two.explanation.top[0].score == two.explanation.top[1].score == 1.0
+    policy = PlacementPolicy(scorers=(("worst-fit", 1.0),), top_k=1)  # slack 0: one host kept at most
+    want = place(s, req, policy)
+    placer = IndexedPlacer(s, policy, jit=jit, top_slack=slack)
+    got = decide(placer, req)
+    assert got.host == "h0" and got.explanation.top == want.explanation.top
+    assert got.explanation.path == ("index" if slack else "index (row scan after a near-tie)")
+    assert placer.place_fast(req) == 0
+
+
+def test_anti_affinity_and_spread_counts_in_the_summary() -> None:
+    s = grid(16)
+    placer = IndexedPlacer(s)
+    anti = Request("a", s.resources.vector({"vcpu": 1}), group="g", group_policy=GroupPolicy.ANTI_AFFINITY)
+    for k in range(3):
+        d = decide(placer, replace(anti, name=f"a{k}"))
+        s.allocate(d.host_index or 0, anti.demand, "g")
+    d = decide(placer, anti)
+    aff = next(f for f in d.explanation.filters if f.filter == "affinity")
+    assert aff.rejected == 3 and aff.reasons == {"anti-affinity group g already here": 3}
+    assert d.explanation.candidates == 13 and d.host_index == place(s, anti).host_index
+    spread = Request("b", s.resources.vector({"vcpu": 1}), group="s", group_policy=GroupPolicy.DOMAIN_SPREAD)
+    s.allocate(0, spread.demand, "s")
+    d = decide(placer, spread)
+    dom = next(f for f in d.explanation.filters if f.filter == "domain-spread")
+    assert dom.rejected == 4 and d.explanation.candidates == 12
+    assert d.host_index == place(s, spread).host_index
+    hard = Request("c", s.resources.vector({"vcpu": 1}), group="g", group_policy=GroupPolicy.AFFINITY)
+    d = decide(placer, hard)  # hard affinity with members: the exact pipeline, and it says so
+    assert d.explanation.detail == "full" and "hard affinity group with members" in d.explanation.path
+    assert d == replace(place(s, hard), explanation=d.explanation)
+
+
+def test_no_host_gives_the_full_explanation_and_unsupported_policies_say_why() -> None:
+    s = grid(4)
+    placer = IndexedPlacer(s)
+    big = Request("big", s.resources.vector({"vcpu": 100}))
+    d = decide(placer, big)
+    assert d.host is None and d.explanation.detail == "full" and d.explanation.path == "index"
+    assert replace(d.explanation, detail="full", path="") == place(s, big).explanation
+    assert "capacity rejected 4" in d.explanation.summary()
+    bal = IndexedPlacer(s, PlacementPolicy.named("balanced"))
+    d = decide(bal, Request("x", s.resources.vector({"vcpu": 1})))
+    assert d.explanation.path.startswith("exact pipeline: scorer(s) the index cannot key on: balanced")
