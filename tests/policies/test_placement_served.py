@@ -214,3 +214,30 @@ def test_no_host_gives_the_full_explanation_and_unsupported_policies_say_why() -
     bal = IndexedPlacer(s, PlacementPolicy.named("balanced"))
     d = decide(bal, Request("x", s.resources.vector({"vcpu": 1})))
     assert d.explanation.path.startswith("exact pipeline: scorer(s) the index cannot key on: balanced")
+
+
+def test_member_hosts_follow_the_change_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-group host lists equal a pass over the counts after any mix of changes, including a
+    log that overflowed, a group not looked at for long, and a replaced count array."""
+    from poolvisor.policies.placement import members as m
+
+    monkeypatch.setattr(m, "LOG_LIMIT", 16)
+    monkeypatch.setattr(m, "RESCAN_AFTER", 6)
+    rng = np.random.default_rng(5)
+    n = 40
+    counts = {g: np.zeros(n, dtype=np.int32) for g in "abc"}
+    mh = m.MemberHosts()
+    for step in range(600):
+        g = "abc"[int(rng.integers(3))]
+        if rng.random() < 0.02:
+            counts[g] = counts[g].copy()  # a replaced array (a group emptied and started again)
+        h = int(rng.integers(n))
+        counts[g][h] = max(0, counts[g][h] + int(rng.choice([-1, 1, 1])))
+        mh.changed([h])
+        if rng.random() < 0.3:
+            q = "abc"[int(rng.integers(3))]
+            got = np.sort(mh.hosts(q, counts[q], n))
+            assert got.tolist() == np.flatnonzero(counts[q] > 0).tolist(), step
+    domains = rng.integers(0, 7, size=n).astype(np.int32)
+    taken = np.array([1, 4])
+    assert np.sort(mh.in_domains(domains, taken)).tolist() == np.flatnonzero(np.isin(domains, taken)).tolist()

@@ -32,6 +32,7 @@ import numpy as np
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.policies.placement import kernels
 from poolvisor.policies.placement.forest import NEG, MaxForest
+from poolvisor.policies.placement.members import MemberHosts
 from poolvisor.policies.placement.pipeline import PlacementPolicy, normalize, top_order
 from poolvisor.policies.placement.request import Request
 from poolvisor.policies.placement.scan import choose, first_best, weighted_total
@@ -133,6 +134,7 @@ class PlacementIndex:
         self._conditional = [s for s, _w in policy._scorers if s.name not in PRIMARY_SCORERS
                              and s.name not in NEUTRAL_SCORERS]
         self._pool_keys: dict[int, tuple[np.ndarray, Hashable]] = {}
+        self._members = MemberHosts()  # per group, the hosts holding members (for rank)
         # the primary scorer's weight: a ranking's total is weight * normalized primary score
         self._weight = next((w for s, w in policy._scorers if s.name == self.plan.primary), 1.0)
         self._layout = [(s.name, w, s.name == self.plan.primary) for s, w in policy._scorers]
@@ -171,9 +173,11 @@ class PlacementIndex:
             self._gen = -1
         else:
             self._dirty.extend(int(h) for h in hosts)
+            self._members.changed([int(h) for h in hosts])
 
     def _changed(self, hosts: Sequence[int]) -> None:
         self._dirty.extend(hosts)
+        self._members.changed(hosts)
         self._gen = self.state.generation
         if len(self._dirty) > 4096:  # a bulk change: one rebuild beats many point updates
             self._gen, self._dirty = -1, []
@@ -199,6 +203,7 @@ class PlacementIndex:
         self._n = n
         self._gen = st.generation
         self._dirty = []
+        self._members.reset()
         self._rows = 0  # slots in use are [0, _rows)
         self._views()
 
@@ -562,13 +567,13 @@ class PlacementIndex:
         anti, spread = route
         forest, n = self.forest, self._n
         bad, name, reason = None, "", ""
-        if anti is not None:
-            bad = np.flatnonzero(anti[:n] > 0)
+        if anti is not None and req.group:
+            bad = self._members.hosts(req.group, anti, n)
             name, reason = "affinity", f"anti-affinity group {req.group} already here"
-        elif spread is not None:
-            taken = np.zeros(len(self.state.domain_names), dtype=bool)
-            taken[self.state.domains[spread[:n] > 0]] = True
-            bad = np.flatnonzero(taken[self.state.domains])
+        elif spread is not None and req.group:
+            domains = self.state.domains
+            taken = np.unique(domains[self._members.hosts(req.group, spread, n)])
+            bad = self._members.in_domains(domains, taken)
             name, reason = "domain-spread", f"failure domain already holds group {req.group}"
         top, removed = self._top_tree(t, k, bad)
         if top is None:  # NaN or a wide tie: the pipeline's own normalization on the row
