@@ -265,7 +265,7 @@ class PlacementIndex:
         st, rows, f = self.state, self._rows, self.forest
         if self.jit:  # one compiled call; the state's private arrays avoid view creation
             self._k_update(h, rows, st._allocated, st._state, st._max_count, st._count, self._check_state,
-                           self._check_count, self._pattern_of, self._valid, self._scored, self._cap_t,
+                           self._check_count, self._pattern_of, self._valid, self._cap_t,
                            self._safe_t, self._demand, self._tol, self._mask_t, self._low,
                            self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.l1min, f.count,
                            f.fanout)

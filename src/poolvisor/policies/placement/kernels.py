@@ -25,276 +25,282 @@ _pick: Callable[..., int] | None = None
 _top: Callable[..., int] | None = None
 
 
-def _compile() -> None:
-    global _update, _pick, _top
-    from numba import njit
+def block_max(l0: Any, blk: int, t: int) -> float:
+    m = -np.inf
+    for v in l0[blk, t]:
+        if v != v:  # NaN propagates, like ndarray.max
+            return v
+        if v > m:
+            m = v
+    return m
 
-    @njit(cache=True, nogil=True)
-    def block_max(l0: Any, blk: int, t: int) -> float:
-        m = -np.inf
-        for v in l0[blk, t]:
-            if v != v:  # NaN propagates, like ndarray.max
-                return v
-            if v > m:
-                m = v
-        return m
 
-    @njit(cache=True, nogil=True)
-    def block_min(l0: Any, blk: int, t: int) -> float:
-        """Min over the block's candidate leaves (+inf when none; NaN propagates)."""
-        m = np.inf
-        for v in l0[blk, t]:
-            if v != v:
-                return v
-            if v != -np.inf and v < m:
-                m = v
-        return m
+def block_min(l0: Any, blk: int, t: int) -> float:
+    """Min over the block's candidate leaves (+inf when none; NaN propagates)."""
+    m = np.inf
+    for v in l0[blk, t]:
+        if v != v:
+            return v
+        if v != -np.inf and v < m:
+            m = v
+    return m
 
-    @njit(cache=True, nogil=True)
-    def update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
-               check_count: bool, pattern_of: Any, valid: Any, scored: Any, cap_t: Any, safe_t: Any,
-               demand: Any, tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool,
-               l0: Any, l1: Any, l1min: Any, leaves: Any, fanout: int) -> None:
-        """Leaf h of rows [0, rows): host-local filters and the best-fit score, then the block's
-        maximum and candidate minimum and the row's candidate count."""
-        blk, off = h // fanout, h % fanout
-        r_n = alloc.shape[0]
-        ok_host = not (check_state and state[h] != 0) and not (
-            check_count and max_count[h] > 0 and max_count[h] <= count[h])
-        p = pattern_of[h]
-        for t in range(rows):
-            leaf = -np.inf
-            if ok_host:
-                total = 0.0
-                n_scored = 0
+
+def leaf_update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
+                check_count: bool, pattern_of: Any, valid: Any, cap_t: Any, safe_t: Any, demand: Any,
+                tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool, l0: Any, l1: Any,
+                l1min: Any, leaves: Any, fanout: int) -> None:
+    """Leaf h of rows [0, rows): host-local filters and the best-fit score, then the block's
+    maximum and candidate minimum and the row's candidate count."""
+    blk, off = h // fanout, h % fanout
+    r_n = alloc.shape[0]
+    ok_host = not (check_state and state[h] != 0) and not (
+        check_count and max_count[h] > 0 and max_count[h] <= count[h])
+    p = pattern_of[h]
+    for t in range(rows):
+        leaf = -np.inf
+        if ok_host:
+            total = 0.0
+            n_scored = 0
+            for r in range(r_n):
+                if valid[p, t, r] != 0.0:
+                    x = (alloc[r, h] + demand[t, r]) / safe_t[h, r]
+                    if x == x:  # a NaN fraction is not scored, as in the scorer
+                        total += x
+                        n_scored += 1
+            score = total / max(n_scored, 1)
+            if neg_sign:
+                score = -score
+            if score < low[t]:
+                low[t] = score
+            ok = mask_t[h, t]
+            if ok and check_cap:
                 for r in range(r_n):
-                    if valid[p, t, r] != 0.0:
-                        x = (alloc[r, h] + demand[t, r]) / safe_t[h, r]
-                        if x == x:  # a NaN fraction is not scored, as in the scorer
-                            total += x
-                            n_scored += 1
-                score = total / max(n_scored, 1)
-                if neg_sign:
-                    score = -score
-                if score < low[t]:
-                    low[t] = score
-                ok = mask_t[h, t]
-                if ok and check_cap:
-                    for r in range(r_n):
-                        if cap_t[h, r] - alloc[r, h] < tol[t, r]:  # the filter's test: NaN passes
-                            ok = False
-                            break
-                if ok:
-                    leaf = score
-            if l0[blk, t, off] != -np.inf:
-                leaves[t] -= 1
-            if leaf != -np.inf:
-                leaves[t] += 1
-            l0[blk, t, off] = leaf
-            l1[t, blk] = block_max(l0, blk, t)
-            l1min[t, blk] = block_min(l0, blk, t)
+                    if cap_t[h, r] - alloc[r, h] < tol[t, r]:  # the filter's test: NaN passes
+                        ok = False
+                        break
+            if ok:
+                leaf = score
+        if l0[blk, t, off] != -np.inf:
+            leaves[t] -= 1
+        if leaf != -np.inf:
+            leaves[t] += 1
+        l0[blk, t, off] = leaf
+        l1[t, blk] = block_max(l0, blk, t)
+        l1min[t, blk] = block_min(l0, blk, t)
 
-    @njit(cache=True, nogil=True)
-    def pick(t: int, l0: Any, l1: Any, fanout: int, low: Any, near: float, anti: Any, use_anti: bool,
-             taken: Any, domains: Any, use_taken: bool, max_requeries: int, requeries: Any) -> int:
-        """-1: no host; -2: near-tie (exact scan); -3: too many rejected picks; else the host."""
-        n1 = l1.shape[1]
+
+def tree_pick(t: int, l0: Any, l1: Any, fanout: int, low: Any, near: float, anti: Any, use_anti: bool,
+         taken: Any, domains: Any, use_taken: bool, max_requeries: int, requeries: Any) -> int:
+    """-1: no host; -2: near-tie (exact scan); -3: too many rejected picks; else the host."""
+    n1 = l1.shape[1]
+    hi = -np.inf
+    for v in l1[t]:
+        if v != v:
+            return -2
+        if v > hi:
+            hi = v
+    if hi == -np.inf:
+        return -1
+    delta = near * max(1.0, abs(hi), abs(low[t]))
+    saved_h = np.empty(max_requeries, dtype=np.int64)
+    saved_0 = np.empty(max_requeries)
+    saved_1 = np.empty(max_requeries)
+    nsaved = 0
+    result = -3
+    for attempt in range(max_requeries + 1):
+        thr = hi - delta
+        s = 0
+        while s < n1 and not (l1[t, s] >= thr):
+            s += 1
+        off = 0
+        while not (l0[s, t, off] >= thr):
+            off += 1
+        if l0[s, t, off] != hi:
+            result = -2
+            break
+        h = s * fanout + off
+        if not ((use_anti and anti[h] > 0) or (use_taken and taken[domains[h]])):
+            result = h
+            break
+        if attempt == max_requeries:
+            break
+        saved_h[nsaved], saved_0[nsaved], saved_1[nsaved] = h, l0[s, t, off], l1[t, s]
+        nsaved += 1
+        requeries[0] += 1
+        l0[s, t, off] = -np.inf
+        l1[t, s] = block_max(l0, s, t)
         hi = -np.inf
         for v in l1[t]:
-            if v != v:
-                return -2
             if v > hi:
                 hi = v
         if hi == -np.inf:
-            return -1
-        delta = near * max(1.0, abs(hi), abs(low[t]))
-        saved_h = np.empty(max_requeries, dtype=np.int64)
-        saved_0 = np.empty(max_requeries)
-        saved_1 = np.empty(max_requeries)
-        nsaved = 0
-        result = -3
-        for attempt in range(max_requeries + 1):
-            thr = hi - delta
+            result = -1
+            break
+    for i in range(nsaved - 1, -1, -1):
+        h = saved_h[i]
+        l0[h // fanout, t, h % fanout] = saved_0[i]
+        l1[t, h // fanout] = saved_1[i]
+    return result
+
+
+def record(l1: Any, t: int, rec_v: Any, rec_i: Any) -> float:
+    """The len(rec_v) largest block maxima of row t, by (value desc, block asc), into rec_v/rec_i;
+    returns a bound on every block not recorded (-inf when all fit)."""
+    m = rec_v.size
+    n = 0
+    for i in range(l1.shape[1]):
+        v = l1[t, i]
+        if n < m or v > rec_v[m - 1]:
+            j = n if n < m else m - 1
+            while j > 0 and rec_v[j - 1] < v:  # equal values keep block order
+                rec_v[j], rec_i[j] = rec_v[j - 1], rec_i[j - 1]
+                j -= 1
+            rec_v[j], rec_i[j] = v, i
+            if n < m:
+                n += 1
+    if n < m:
+        for j in range(n, m):
+            rec_v[j], rec_i[j] = -np.inf, -1
+        return -np.inf
+    return rec_v[m - 1]
+
+
+def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
+           hosts: Any, values: Any, bounds: Any) -> int:
+    """`top` on the row as it is (exclusions applied).
+
+    The next maximum after each exclusion comes from a record of the k + 2 largest block
+    maxima (one full pass), valid while its head stays above every block it does not hold."""
+    n1 = l1.shape[1]
+    lo = np.inf
+    for v in l1min[t]:  # a NaN leaf makes both its block's max and min NaN
+        if v != v:
+            return -2
+        if v < lo:
+            lo = v
+    if lo == np.inf:
+        return 0
+    rec_v = np.empty(k + 2)
+    rec_i = np.empty(k + 2, dtype=np.int64)
+    floor = record(l1, t, rec_v, rec_i)
+    hi = rec_v[0]
+    bounds[0], bounds[1] = lo, hi
+    span = hi - lo
+    flat = span <= 1e-12
+    saved = np.empty((limit, 3))
+    kept_h = np.empty(limit, dtype=np.int64)
+    kept_v = np.empty(limit)
+    kept_t = np.empty(limit)
+    kept = 0
+    result = 0
+    while True:
+        if flat:  # every score normalizes to 0: the lowest-indexed candidates
+            if kept == k:
+                break
             s = 0
-            while s < n1 and not (l1[t, s] >= thr):
+            while s < n1 and not (l1[t, s] >= lo):
                 s += 1
-            off = 0
-            while not (l0[s, t, off] >= thr):
-                off += 1
-            if l0[s, t, off] != hi:
-                result = -2
+            if s == n1:
                 break
-            h = s * fanout + off
-            if not ((use_anti and anti[h] > 0) or (use_taken and taken[domains[h]])):
-                result = h
+            thr = lo
+        else:  # the first block holding the maximum, and its first leaf at the maximum
+            if rec_v[0] <= floor:
+                floor = record(l1, t, rec_v, rec_i)
+            if rec_v[0] == -np.inf:
                 break
-            if attempt == max_requeries:
+            s, thr = rec_i[0], rec_v[0]
+        off = 0
+        while not (l0[s, t, off] >= thr):
+            off += 1
+        h = s * fanout + off
+        v = l0[s, t, off]
+        tot = 0.0 if flat else weight * ((v - lo) / span)
+        if kept >= k and not flat:
+            tk, hk = kept_t[k - 1], kept_h[k - 1]
+            if (tot < tk or (tot == tk and h > hk)) and \
+                    weight * ((np.nextafter(v, -np.inf) - lo) / span) < tk:
                 break
-            saved_h[nsaved], saved_0[nsaved], saved_1[nsaved] = h, l0[s, t, off], l1[t, s]
-            nsaved += 1
-            requeries[0] += 1
-            l0[s, t, off] = -np.inf
-            l1[t, s] = block_max(l0, s, t)
-            hi = -np.inf
-            for v in l1[t]:
-                if v > hi:
-                    hi = v
-            if hi == -np.inf:
-                result = -1
-                break
-        for i in range(nsaved - 1, -1, -1):
-            h = saved_h[i]
-            l0[h // fanout, t, h % fanout] = saved_0[i]
-            l1[t, h // fanout] = saved_1[i]
+        if kept == limit:
+            result = -2
+            break
+        i = kept  # insert, keeping (total descending, host ascending)
+        while i > 0 and (kept_t[i - 1] < tot or (kept_t[i - 1] == tot and kept_h[i - 1] > h)):
+            kept_h[i], kept_v[i], kept_t[i] = kept_h[i - 1], kept_v[i - 1], kept_t[i - 1]
+            i -= 1
+        kept_h[i], kept_v[i], kept_t[i] = h, v, tot
+        saved[kept, 0], saved[kept, 1], saved[kept, 2] = v, l1[t, s], l1min[t, s]
+        hosts[kept] = h  # exclusion order, for the restore below
+        l0[s, t, off] = -np.inf
+        l1[t, s] = block_max(l0, s, t)
+        l1min[t, s] = block_min(l0, s, t)
+        kept += 1
+        if not flat:  # block s is the record's head: update it and let it sink into place
+            rec_v[0] = l1[t, s]
+            j = 0
+            while j + 1 < rec_v.size and (rec_v[j + 1] > rec_v[j] or (
+                    rec_v[j + 1] == rec_v[j] and rec_i[j + 1] < rec_i[j])):
+                rec_v[j], rec_v[j + 1] = rec_v[j + 1], rec_v[j]
+                rec_i[j], rec_i[j + 1] = rec_i[j + 1], rec_i[j]
+                j += 1
+    for i in range(kept - 1, -1, -1):
+        h = hosts[i]
+        s = h // fanout
+        l0[s, t, h % fanout], l1[t, s], l1min[t, s] = saved[i, 0], saved[i, 1], saved[i, 2]
+    if result < 0:
         return result
+    found = min(k, kept)
+    for i in range(found):
+        hosts[i], values[i] = kept_h[i], kept_v[i]
+    return found
 
-    @njit(cache=True, nogil=True)
-    def record(l1: Any, t: int, rec_v: Any, rec_i: Any) -> float:
-        """The len(rec_v) largest block maxima of row t, by (value desc, block asc), into rec_v/rec_i;
-        returns a bound on every block not recorded (-inf when all fit)."""
-        m = rec_v.size
-        n = 0
-        for i in range(l1.shape[1]):
-            v = l1[t, i]
-            if n < m or v > rec_v[m - 1]:
-                j = n if n < m else m - 1
-                while j > 0 and rec_v[j - 1] < v:  # equal values keep block order
-                    rec_v[j], rec_i[j] = rec_v[j - 1], rec_i[j - 1]
-                    j -= 1
-                rec_v[j], rec_i[j] = v, i
-                if n < m:
-                    n += 1
-        if n < m:
-            for j in range(n, m):
-                rec_v[j], rec_i[j] = -np.inf, -1
-            return -np.inf
-        return rec_v[m - 1]
 
-    @njit(cache=True, nogil=True)
-    def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
-               hosts: Any, values: Any, bounds: Any) -> int:
-        """`top` on the row as it is (exclusions applied).
+def tree_top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
+        excl: Any, hosts: Any, values: Any, bounds: Any, rejected: Any) -> int:
+    """Row t's k best candidates in the pipeline's order into hosts/values (raw scores), and the
+    candidates' lowest and highest raw score into bounds, with the hosts `excl` (those a
+    request-level filter rejects) left out; how many of them were candidates goes to
+    rejected[0]. Returns how many were found, or -2 when the answer needs the exact row scan (a
+    NaN, or more than `limit` hosts tied after normalization). The row is left as it was.
 
-        The next maximum after each exclusion comes from a record of the k + 2 largest block
-        maxima (one full pass), valid while its head stays above every block it does not hold."""
-        n1 = l1.shape[1]
-        lo = np.inf
-        for v in l1min[t]:  # a NaN leaf makes both its block's max and min NaN
-            if v != v:
-                return -2
-            if v < lo:
-                lo = v
-        if lo == np.inf:
-            return 0
-        rec_v = np.empty(k + 2)
-        rec_i = np.empty(k + 2, dtype=np.int64)
-        floor = record(l1, t, rec_v, rec_i)
-        hi = rec_v[0]
-        bounds[0], bounds[1] = lo, hi
-        span = hi - lo
-        flat = span <= 1e-12
-        saved = np.empty((limit, 3))
-        kept_h = np.empty(limit, dtype=np.int64)
-        kept_v = np.empty(limit)
-        kept_t = np.empty(limit)
-        kept = 0
-        result = 0
-        while True:
-            if flat:  # every score normalizes to 0: the lowest-indexed candidates
-                if kept == k:
-                    break
-                s = 0
-                while s < n1 and not (l1[t, s] >= lo):
-                    s += 1
-                if s == n1:
-                    break
-                thr = lo
-            else:  # the first block holding the maximum, and its first leaf at the maximum
-                if rec_v[0] <= floor:
-                    floor = record(l1, t, rec_v, rec_i)
-                if rec_v[0] == -np.inf:
-                    break
-                s, thr = rec_i[0], rec_v[0]
-            off = 0
-            while not (l0[s, t, off] >= thr):
-                off += 1
-            h = s * fanout + off
-            v = l0[s, t, off]
-            tot = 0.0 if flat else weight * ((v - lo) / span)
-            if kept >= k and not flat:
-                tk, hk = kept_t[k - 1], kept_h[k - 1]
-                if (tot < tk or (tot == tk and h > hk)) and \
-                        weight * ((np.nextafter(v, -np.inf) - lo) / span) < tk:
-                    break
-            if kept == limit:
-                result = -2
-                break
-            i = kept  # insert, keeping (total descending, host ascending)
-            while i > 0 and (kept_t[i - 1] < tot or (kept_t[i - 1] == tot and kept_h[i - 1] > h)):
-                kept_h[i], kept_v[i], kept_t[i] = kept_h[i - 1], kept_v[i - 1], kept_t[i - 1]
-                i -= 1
-            kept_h[i], kept_v[i], kept_t[i] = h, v, tot
-            saved[kept, 0], saved[kept, 1], saved[kept, 2] = v, l1[t, s], l1min[t, s]
-            hosts[kept] = h  # exclusion order, for the restore below
+    The pipeline ranks by total = weight * (raw - lo) / (hi - lo) (every other scorer is constant,
+    hence 0), then host index. Leaves are taken in tree order (raw descending, index ascending)
+    and kept sorted by that key; the walk stops at the first leaf x that ranks after the k-th
+    kept one when nothing below it can catch up: every later leaf has raw == raw(x) and a higher
+    index, or raw <= nextafter(raw(x), -inf), whose total bounds theirs (rounding is monotone).
+    When hi - lo <= 1e-12 the pipeline's scores are all 0: the k lowest-indexed candidates."""
+    gone = np.empty((excl.size, 3))
+    ngone = 0
+    for i in range(excl.size):
+        h = excl[i]
+        s, off = h // fanout, h % fanout
+        if l0[s, t, off] != -np.inf:
+            gone[ngone, 0], gone[ngone, 1], gone[ngone, 2] = l0[s, t, off], l1[t, s], l1min[t, s]
+            excl[ngone] = h  # the candidates among them, in exclusion order
+            ngone += 1
             l0[s, t, off] = -np.inf
             l1[t, s] = block_max(l0, s, t)
             l1min[t, s] = block_min(l0, s, t)
-            kept += 1
-            if not flat:  # block s is the record's head: update it and let it sink into place
-                rec_v[0] = l1[t, s]
-                j = 0
-                while j + 1 < rec_v.size and (rec_v[j + 1] > rec_v[j] or (
-                        rec_v[j + 1] == rec_v[j] and rec_i[j + 1] < rec_i[j])):
-                    rec_v[j], rec_v[j + 1] = rec_v[j + 1], rec_v[j]
-                    rec_i[j], rec_i[j + 1] = rec_i[j + 1], rec_i[j]
-                    j += 1
-        for i in range(kept - 1, -1, -1):
-            h = hosts[i]
-            s = h // fanout
-            l0[s, t, h % fanout], l1[t, s], l1min[t, s] = saved[i, 0], saved[i, 1], saved[i, 2]
-        if result < 0:
-            return result
-        found = min(k, kept)
-        for i in range(found):
-            hosts[i], values[i] = kept_h[i], kept_v[i]
-        return found
+    rejected[0] = ngone
+    result = ranked(t, k, l0, l1, l1min, fanout, weight, limit, hosts, values, bounds)
+    for i in range(ngone - 1, -1, -1):
+        h = excl[i]
+        s = h // fanout
+        l0[s, t, h % fanout], l1[t, s], l1min[t, s] = gone[i, 0], gone[i, 1], gone[i, 2]
+    return result
 
-    @njit(cache=True, nogil=True)
-    def top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
-            excl: Any, hosts: Any, values: Any, bounds: Any, rejected: Any) -> int:
-        """Row t's k best candidates in the pipeline's order into hosts/values (raw scores), and the
-        candidates' lowest and highest raw score into bounds, with the hosts `excl` (those a
-        request-level filter rejects) left out; how many of them were candidates goes to
-        rejected[0]. Returns how many were found, or -2 when the answer needs the exact row scan (a
-        NaN, or more than `limit` hosts tied after normalization). The row is left as it was.
 
-        The pipeline ranks by total = weight * (raw - lo) / (hi - lo) (every other scorer is constant,
-        hence 0), then host index. Leaves are taken in tree order (raw descending, index ascending)
-        and kept sorted by that key; the walk stops at the first leaf x that ranks after the k-th
-        kept one when nothing below it can catch up: every later leaf has raw == raw(x) and a higher
-        index, or raw <= nextafter(raw(x), -inf), whose total bounds theirs (rounding is monotone).
-        When hi - lo <= 1e-12 the pipeline's scores are all 0: the k lowest-indexed candidates."""
-        gone = np.empty((excl.size, 3))
-        ngone = 0
-        for i in range(excl.size):
-            h = excl[i]
-            s, off = h // fanout, h % fanout
-            if l0[s, t, off] != -np.inf:
-                gone[ngone, 0], gone[ngone, 1], gone[ngone, 2] = l0[s, t, off], l1[t, s], l1min[t, s]
-                excl[ngone] = h  # the candidates among them, in exclusion order
-                ngone += 1
-                l0[s, t, off] = -np.inf
-                l1[t, s] = block_max(l0, s, t)
-                l1min[t, s] = block_min(l0, s, t)
-        rejected[0] = ngone
-        result = ranked(t, k, l0, l1, l1min, fanout, weight, limit, hosts, values, bounds)
-        for i in range(ngone - 1, -1, -1):
-            h = excl[i]
-            s = h // fanout
-            l0[s, t, h % fanout], l1[t, s], l1min[t, s] = gone[i, 0], gone[i, 1], gone[i, 2]
-        return result
+def _compile() -> None:
+    """Replace the plain functions above by their compiled versions (module globals, so that
+    numba resolves the calls between them at compile time and can cache them all on disk)."""
+    global _update, _pick, _top
+    from numba import njit
 
-    _update, _pick, _top = update, pick, top
+    jit = njit(cache=True, nogil=True)
+    g = globals()
+    for name in ("block_max", "block_min", "record", "ranked"):
+        g[name] = jit(g[name])
+    _update, _pick, _top = jit(leaf_update), jit(tree_pick), jit(tree_top)
 
 
 def _build() -> None:
@@ -316,7 +322,7 @@ def _warm() -> None:
     l0, l1, l1min = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf), np.full((1, 1), np.inf)
     i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
     f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
-    _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
+    _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
             f1, False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), 2)
     _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
     _top(0, 3, l0, l1, l1min, 2, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64),
