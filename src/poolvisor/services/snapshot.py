@@ -37,6 +37,20 @@ def group_key(project: str, group: str) -> str:
     return f"{project}/{group}"
 
 
+def host_generations(s: Session) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, generations) of every host, read through the DBAPI cursor of the session's connection
+    (same transaction): a plain tuple per host instead of a Row object, ~5x faster at thousands of
+    hosts, and this runs before every placement."""
+    cur = s.connection().connection.cursor()
+    try:
+        cur.execute(f"SELECT id, generation FROM {HostRow.__tablename__}")
+        rows = cur.fetchall()
+    finally:
+        cur.close()
+    a = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return a[:, 0], a[:, 1]
+
+
 def resource_names(s: Session) -> ResourceSet:
     """Default resources plus every custom resource declared on some host."""
     extra = s.scalars(select(HostResourceRow.resource).distinct()).all()
@@ -52,6 +66,19 @@ class Snapshot:
     pool_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1 = no pool
     _placers: dict[int, IndexedPlacer] = field(default_factory=dict, repr=False)
     _pools: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _sorted_ids: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def positions(self, host_ids: np.ndarray) -> np.ndarray:
+        """State index of each host id, -1 for ids the snapshot does not hold (index_of, vectorized)."""
+        if self._sorted_ids is None or self._sorted_ids[0].size != len(self.ids):
+            arr = np.asarray(self.ids, dtype=np.int64)
+            order = np.argsort(arr, kind="stable")
+            self._sorted_ids = (arr[order], order)
+        keys, order = self._sorted_ids
+        if keys.size == 0:
+            return np.full(host_ids.size, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(keys, host_ids), keys.size - 1)
+        return np.where(keys[pos] == host_ids, order[pos], -1)
 
     def placer(self, policy: PlacementPolicy) -> IndexedPlacer:
         """The placement index for `policy` on this snapshot's state, built on first use and kept
@@ -85,37 +112,41 @@ class PlacementCache:
             self.snap = None
 
     def refresh(self, s: Session) -> Snapshot:
-        gens = dict(s.execute(select(HostRow.id, HostRow.generation)).all())
+        ids, gens = host_generations(s)
         snap = self.snap
-        if snap is None or any(i not in gens for i in snap.ids):
-            return self._full(s, gens)
-        new = [i for i in gens if i not in snap.index_of]
-        changed = [i for i in snap.ids if gens[i] != snap.gens[snap.index_of[i]]]
+        if snap is None:
+            return self._full(s, ids, gens)
+        at = snap.positions(ids)  # state index per host id, -1 = new
+        known = at >= 0
+        if int(np.count_nonzero(known)) != len(snap.ids):  # a host was deleted
+            return self._full(s, ids, gens)
+        moved = np.zeros(ids.size, dtype=bool)
+        moved[known] = snap.gens[at[known]] != gens[known]
+        new, changed = ids[~known].tolist(), ids[moved].tolist()
         if len(new) + len(changed) > FULL_REBUILD_ABOVE:
-            return self._full(s, gens)
+            return self._full(s, ids, gens)
         if new:
             rows = self._host_rows(s, new)
             names = set(s.scalars(select(HostResourceRow.resource).where(HostResourceRow.host_id.in_(new))))
             if any(n not in snap.state.resources for n in names):
-                return self._full(s, gens)
+                return self._full(s, ids, gens)
             self._append(snap, rows, self._resources(s, new, snap.state.resources))
         if new or changed:
             self._reload(s, snap, new + changed)
-            for i in new + changed:
-                snap.gens[snap.index_of[i]] = gens[i]
+            seen = ~known | moved
+            snap.gens[snap.positions(ids[seen])] = gens[seen]
         return snap
 
     # ---- loading -----------------------------------------------------------------------------
-    def _full(self, s: Session, gens: dict[int, int]) -> Snapshot:
+    def _full(self, s: Session, host_ids: np.ndarray, gens: np.ndarray) -> Snapshot:
         self.full_loads += 1
         res = resource_names(s)
-        ids = sorted(gens)
+        ids = sorted(host_ids.tolist())
         snap = Snapshot(ClusterState(res, capacity_hint=max(64, len(ids))))
         rows = self._host_rows(s, ids)
         self._append(snap, rows, self._resources(s, ids, res))
         self._reload(s, snap, ids, all_hosts=True)
-        for i in ids:
-            snap.gens[snap.index_of[i]] = gens[i]
+        snap.gens[snap.positions(host_ids)] = gens
         self.snap = snap
         return snap
 
