@@ -162,3 +162,19 @@ def test_batch_replay_goes_through_the_index(lite: Services, monkeypatch: pytest
     res = lite.create_workloads_batch("demo", [{"name": f"b{i}", "flavor": "unit"} for i in range(10)],
                                       dry_run=True)
     assert len(res.workloads) == 10 and not res.unplaced
+
+
+def test_small_pools_skip_the_compiled_kernels_and_growing_ones_get_them(
+        lite: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolvisor.policies.placement import kernels
+    from poolvisor.services import snapshot
+
+    monkeypatch.setattr(snapshot, "JIT_MIN_HOSTS", 5)
+    small_cluster(lite, hosts=4)
+    lite.create_workload("demo", "a", flavor="unit")
+    assert lite.cache.snap is not None and not lite.cache.snap.placer(lite.policy).index.jit
+    lite.create_host("h4", {"vcpu": 4, "memory_mib": 4096})
+    w = lite.create_workload("demo", "b", flavor="unit")
+    placer = lite.cache.snap.placer(lite.policy)
+    assert placer.index.jit == kernels.available() and w.explanation["path"] == "index"
+    assert lite.check().ok

@@ -30,6 +30,9 @@ from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import GroupRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
 FULL_REBUILD_ABOVE = 2000  # changed hosts beyond which one full load is cheaper than IN (...) lists
+# Below this many hosts the index's numpy path decides in well under a millisecond, far below the
+# store's own cost per create, and the process need not import numba and load the kernels (~1 s).
+JIT_MIN_HOSTS = 10_000
 
 
 def group_key(project: str, group: str) -> str:
@@ -82,10 +85,14 @@ class Snapshot:
 
     def placer(self, policy: PlacementPolicy) -> IndexedPlacer:
         """The placement index for `policy` on this snapshot's state, built on first use and kept
-        current by the state's change notifications (refresh touches what it reloads)."""
+        current by the state's change notifications (refresh touches what it reloads). Compiled
+        kernels from JIT_MIN_HOSTS hosts on (a pool growing past it gets a compiled index)."""
+        jit = self.state.n >= JIT_MIN_HOSTS
         p = self._placers.get(id(policy))
-        if p is None or p.policy is not policy:
-            p = self._placers[id(policy)] = IndexedPlacer(self.state, policy)
+        if p is None or p.policy is not policy or (jit and not p.index.jit):
+            if p is not None:
+                p.close()
+            p = self._placers[id(policy)] = IndexedPlacer(self.state, policy, jit=jit)
         return p
 
     def pool_hosts(self, pool_id: int) -> np.ndarray:
