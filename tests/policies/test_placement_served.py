@@ -233,7 +233,8 @@ def test_member_hosts_follow_the_change_log(monkeypatch: pytest.MonkeyPatch) -> 
             counts[g] = counts[g].copy()  # a replaced array (a group emptied and started again)
         h = int(rng.integers(n))
         counts[g][h] = max(0, counts[g][h] + int(rng.choice([-1, 1, 1])))
-        mh.changed([h])
+        mh.changed([h] if rng.random() < 0.95 else [h, *range(n)])  # now and then a bulk touch
+        assert len(mh._log) <= m.LOG_LIMIT
         if rng.random() < 0.3:
             q = "abc"[int(rng.integers(3))]
             got = np.sort(mh.hosts(q, counts[q], n))

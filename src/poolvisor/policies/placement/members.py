@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 RESCAN_AFTER = 256  # changes since a group's last look beyond which one pass is cheaper
-LOG_LIMIT = 8192  # changed hosts remembered (the oldest half is dropped beyond this)
+LOG_LIMIT = 8192  # changed hosts remembered (beyond it, only the newest LOG_LIMIT / 2 are kept)
 MAX_GROUPS = 4096  # groups remembered (all forgotten beyond this)
 
 
@@ -32,8 +32,8 @@ class MemberHosts:
 
     def changed(self, hosts: Sequence[int]) -> None:
         self._log.extend(hosts)
-        if len(self._log) > LOG_LIMIT:
-            drop = len(self._log) // 2
+        if len(self._log) > LOG_LIMIT:  # keep the newest half (a bulk change may add many at once)
+            drop = len(self._log) - LOG_LIMIT // 2
             del self._log[:drop]
             self._base += drop
 
