@@ -176,7 +176,7 @@ def test_raw_scores_that_normalize_equal_are_ordered_by_host_index(jit: bool, sl
     placer = IndexedPlacer(s, policy, jit=jit, top_slack=slack)
     got = decide(placer, req)
     assert got.host == "h0" and got.explanation.top == want.explanation.top
-    assert got.explanation.path == ("index" if slack else "index (row scan after a near-tie)")
+    assert got.explanation.path == ("index" if slack else "index (exact row scan)")
     assert placer.place_fast(req) == 0
 
 
@@ -187,7 +187,10 @@ def test_anti_affinity_and_spread_counts_in_the_summary() -> None:
     for k in range(3):
         d = decide(placer, replace(anti, name=f"a{k}"))
         s.allocate(d.host_index or 0, anti.demand, "g")
+    f = placer.index.forest
+    before = [a.copy() for a in (f.l0, f.l1, f.l1min, f.count)]
     d = decide(placer, anti)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (f.l0, f.l1, f.l1min, f.count), strict=True))
     aff = next(f for f in d.explanation.filters if f.filter == "affinity")
     assert aff.rejected == 3 and aff.reasons == {"anti-affinity group g already here": 3}
     assert d.explanation.candidates == 13 and d.host_index == place(s, anti).host_index

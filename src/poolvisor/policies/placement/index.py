@@ -553,7 +553,7 @@ class PlacementIndex:
     def rank(self, req: Request, k: int) -> Ranking | str:
         """The pipeline's top `k` for `req` with its candidate counts, or why the exact pipeline
         must decide. Hosts a request-level filter rejects are excluded from the row for the query
-        (finding them is one pass over the group's member counts, only for groups with members)."""
+        (the group's member hosts come from `members.MemberHosts`)."""
         if self.plan.supported:
             self.sync()
         route = self._route(req)
@@ -576,7 +576,7 @@ class PlacementIndex:
             bad = self._members.in_domains(domains, taken)
             name, reason = "domain-spread", f"failure domain already holds group {req.group}"
         top, removed = self._top_tree(t, k, bad)
-        if top is None:  # NaN or a wide tie: the pipeline's own normalization on the row
+        if top is None:  # a NaN score or a wide tie: the pipeline's own normalization on the row
             self._stats["row_scan"] += 1
             excluded = forest.exclude_many(t, bad) if bad is not None and bad.size else None
             try:

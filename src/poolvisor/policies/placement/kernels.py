@@ -270,13 +270,14 @@ def tree_top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: 
     index, or raw <= nextafter(raw(x), -inf), whose total bounds theirs (rounding is monotone).
     When hi - lo <= 1e-12 the pipeline's scores are all 0: the k lowest-indexed candidates."""
     gone = np.empty((excl.size, 3))
+    gone_h = np.empty(excl.size, dtype=np.int64)  # the candidates among them, in exclusion order
     ngone = 0
     for i in range(excl.size):
         h = excl[i]
         s, off = h // fanout, h % fanout
         if l0[s, t, off] != -np.inf:
             gone[ngone, 0], gone[ngone, 1], gone[ngone, 2] = l0[s, t, off], l1[t, s], l1min[t, s]
-            excl[ngone] = h  # the candidates among them, in exclusion order
+            gone_h[ngone] = h
             ngone += 1
             l0[s, t, off] = -np.inf
             l1[t, s] = block_max(l0, s, t)
@@ -284,7 +285,7 @@ def tree_top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: 
     rejected[0] = ngone
     result = ranked(t, k, l0, l1, l1min, fanout, weight, limit, hosts, values, bounds)
     for i in range(ngone - 1, -1, -1):
-        h = excl[i]
+        h = gone_h[i]
         s = h // fanout
         l0[s, t, h % fanout], l1[t, s], l1min[t, s] = gone[i, 0], gone[i, 1], gone[i, 2]
     return result

@@ -31,7 +31,7 @@ def decide(placer: IndexedPlacer, req: Request, *, full: bool = False) -> Decisi
     ranking = placer.index.rank(req, max(1, policy.top_k))
     if isinstance(ranking, str):  # the index cannot serve this request
         return _exact(place(state, req, policy), f"{EXACT_PATH}: {ranking}")
-    path = INDEX_PATH if ranking.path == "tree" else f"{INDEX_PATH} ({ranking.path} after a near-tie)"
+    path = INDEX_PATH if ranking.path == "tree" else f"{INDEX_PATH} (exact {ranking.path})"
     if full or not ranking.hosts:
         d = place(state, req, policy)
         chosen = ranking.hosts[0] if ranking.hosts else None
