@@ -187,6 +187,7 @@ def test_anti_affinity_and_spread_counts_in_the_summary() -> None:
     for k in range(3):
         d = decide(placer, replace(anti, name=f"a{k}"))
         s.allocate(d.host_index or 0, anti.demand, "g")
+    placer.index.sync()  # apply the last allocation's leaf update first
     f = placer.index.forest
     before = [a.copy() for a in (f.l0, f.l1, f.l1min, f.count)]
     d = decide(placer, anti)
