@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path
 from poolvisor.cli.render import emit_json, table
 
 
@@ -18,7 +18,7 @@ def events(
 ) -> None:
     """Show recent events (placements, state changes, failures)."""
     with Api(url, token) as api:
-        evs = api.get("/v1/events", project=project, limit=limit)
+        evs = api.get(api_path("events"), project=project, limit=limit)
     if as_json:
         emit_json(evs)
         return

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.parse import parse_map
-from poolvisor.cli.render import amounts, console, emit_json, table, usage
+from poolvisor.cli.render import amounts, emit_json, say, table, usage
 
 app = typer.Typer(help="Hosts: capacity, labels, state (client of the REST API).", no_args_is_help=True)
-HostArg = Annotated[str, typer.Argument(help="Host name.")]
+HostArg = Annotated[str, typer.Argument(help="Host name.", callback=name_argument)]
 
 
 def _rows(hosts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -28,7 +28,7 @@ def list_(pool: Annotated[str | None, typer.Option(help="Only this pool's hosts.
           url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List hosts."""
     with Api(url, token) as api:
-        hosts = api.get("/v1/hosts", pool=pool)
+        hosts = api.get(api_path("hosts"), pool=pool)
     if as_json:
         emit_json(hosts)
     else:
@@ -50,7 +50,7 @@ def show_host(h: dict[str, Any]) -> None:
 def show(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Show one host."""
     with Api(url, token) as api:
-        h = api.get(f"/v1/hosts/{name}")
+        h = api.get(api_path("hosts", name))
     if as_json:
         emit_json(h)
     else:
@@ -74,7 +74,7 @@ def create(
             "labels": parse_map(labels, "--labels", str) if labels else None,
             "domain": domain, "max_workloads": max_workloads}
     with Api(url, token) as api:
-        h = api.post("/v1/hosts", body)
+        h = api.post(api_path("hosts"), body)
     if as_json:
         emit_json(h)
     else:
@@ -89,27 +89,27 @@ def state(
 ) -> None:
     """Change a host's state (admin)."""
     with Api(url, token) as api:
-        h = api.put(f"/v1/hosts/{name}/state", {"state": new_state})
+        h = api.put(api_path("hosts", name, "state"), {"state": new_state})
     if as_json:
         emit_json(h)
     else:
-        console.print(f"host {h['name']}: {h['state']}")
+        say("host {}: {}", h["name"], h["state"])
 
 
 @app.command()
 def fail(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Inject a failure into a sim host: no heartbeat, its workloads are lost (admin)."""
     with Api(url, token) as api:
-        h = api.post(f"/v1/hosts/{name}/fail")
+        h = api.post(api_path("hosts", name, "fail"))
     if as_json:
         emit_json(h)
     else:
-        console.print(f"host {h['name']}: {h['state']} (failure injected)")
+        say("host {}: {} (failure injected)", h["name"], h["state"])
 
 
 @app.command()
 def delete(name: HostArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Remove a host that holds no workloads (admin)."""
     with Api(url, token) as api:
-        api.delete(f"/v1/hosts/{name}")
-    console.print(f"host {name} deleted")
+        api.delete(api_path("hosts", name))
+    say("host {} deleted", name)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from poolvisor.cli.errors import fail
+from poolvisor.cli.parse import number
 from poolvisor.sim.result import SimResult
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -30,7 +31,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     now = now or datetime.now(UTC)
     t = text.strip()
     if len(t) > 1 and t[-1] in _UNITS and t[:-1].replace(".", "", 1).isdigit():
-        return now - timedelta(seconds=float(t[:-1]) * _UNITS[t[-1]])
+        try:
+            return now - timedelta(seconds=number(t[:-1]) * _UNITS[t[-1]])
+        except (OverflowError, ValueError):
+            raise fail(f"--since: {text!r} reaches back beyond the calendar") from None
     try:
         when = datetime.fromisoformat(t)
     except ValueError:
@@ -44,10 +48,12 @@ def whatif(
         "[default: the utilization recorded in the store]", show_default=False,
     ),
     policies: str = typer.Option("lr-mmt", "--policies", help="Comma-separated, e.g. thr-mmt,lr-mmt"),
-    param: float | None = typer.Option(None, "--param", help="Parameter for every policy (default: its own)"),
+    param: float | None = typer.Option(None, "--param", help="Parameter for every policy (default: its own)",
+        parser=number),
     pool: str | None = typer.Option(None, "--pool", help="Pool to replay (default: every host)"),
     db: str | None = typer.Option(None, "--db", help="Database URL or SQLite file (default: as `serve`)"),
-    interval: float = typer.Option(300.0, "--interval", help="Step length in seconds (store history)"),
+    interval: float = typer.Option(300.0, "--interval", help="Step length in seconds (store history)",
+        parser=number),
     steps: int | None = typer.Option(None, "--steps", help="Replay the last N steps (store history)"),
     since: str | None = typer.Option(
         None, "--since", help="Replay from this ISO date/time or span back (24h, 7d) (store history)"),
