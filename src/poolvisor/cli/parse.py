@@ -40,11 +40,11 @@ def parse_map(text: str, option: str, convert: Callable[[str], T]) -> dict[str, 
             raise InvalidInputError(f"{option}: {key!r} given twice")
         try:
             converted = convert(value)
-            if isinstance(converted, float) and not math.isfinite(converted):  # nan, inf, 1e400
-                raise ValueError(value)
-            out[key] = converted
         except ValueError:
-            raise InvalidInputError(f"{option}: {key}={value!r} is not a finite number") from None
+            raise InvalidInputError(f"{option}: {key}={value!r} is not a number") from None
+        if isinstance(converted, float) and not math.isfinite(converted):  # nan, inf, 1e400
+            raise InvalidInputError(f"{option}: {key}={value!r} is not a finite number")
+        out[key] = converted
     if not out:
         raise InvalidInputError(f"{option}: expected key=value pairs, got {text!r}")
     return out
