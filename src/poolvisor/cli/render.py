@@ -70,10 +70,11 @@ def usage(allocated: dict[str, float], free: dict[str, float], resource: str) ->
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A Rich table; the title and every cell are plain text (`printable`), never markup."""
+    """A Rich table; the title, headers (scorer names come from the server) and every cell are
+    plain text (`printable`), never markup."""
     t = Table(title=Text(printable(title)) if title else None, title_justify="left", header_style="bold")
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(Text(printable(c)), overflow="fold")
     n = 0
     for row in rows:
         t.add_row(*(Text(printable(v if isinstance(v, str) else num(v))) for v in row))
