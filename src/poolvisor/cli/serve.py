@@ -18,6 +18,12 @@ import typer
 from poolvisor.cli.client import ENV_TOKEN, token_file
 from poolvisor.cli.errors import fail
 
+# the services' defaults (services/sweeper.py, services/leases.py), repeated so that importing the
+# command tree does not load the store stack (a test keeps them equal)
+DEFAULT_REPAIR_INTERVAL_S = 2.0
+DEFAULT_LEASE_S = 5.0
+MAX_SIM_DURATION_S = 600.0
+
 if TYPE_CHECKING:
     from poolvisor.services import Services
 
@@ -53,6 +59,19 @@ def ensure_admin_token(svc: Services) -> str:
     return f"admin token: {path} (new)"
 
 
+def _sim_durations(text: str) -> dict[str, float]:
+    from poolvisor.cli.parse import parse_map
+    from poolvisor.drivers.sim import OPERATIONS
+
+    out = parse_map(text, "--sim-durations", float)
+    for op, d in out.items():
+        if op not in OPERATIONS:
+            raise fail(f"--sim-durations: unknown operation {op!r}; known: {', '.join(OPERATIONS)}")
+        if not 0 <= d <= MAX_SIM_DURATION_S:  # also rejects nan
+            raise fail(f"--sim-durations: {op} must be 0..{MAX_SIM_DURATION_S:g} seconds")
+    return out
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """Bind first, so a busy port is one clear error line rather than a server log."""
     try:
@@ -84,19 +103,35 @@ def serve(
         help="With --demo: also create M VMs in project 'demo' with a day of recorded CPU use "
         "(for `poolvisor whatif`), when that project has none.")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    repair_interval: Annotated[float, typer.Option(
+        help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
+        "a process that died (its lease expired); 0 turns the sweep off.")] = DEFAULT_REPAIR_INTERVAL_S,
+    lease: Annotated[float, typer.Option(
+        help="Lease of this server's in-flight operations in seconds (renewed while they run); after a "
+        "crash its stuck workloads are repaired within lease + repair interval.")] = DEFAULT_LEASE_S,
+    sim_durations: Annotated[str | None, typer.Option(
+        help="Make the sim driver's operations take this long, e.g. create=2,delete=1,migrate=3 "
+        "(seconds; demos and crash drills).", show_default=False)] = None,
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
     import uvicorn
 
     from poolvisor.api.app import create_app
     from poolvisor.services import open_services
+    from poolvisor.services.leases import MAX_LEASE_S, MIN_LEASE_S
+    from poolvisor.services.sweeper import MAX_INTERVAL_S, MIN_INTERVAL_S
 
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
                    f"got {log_level!r}")
+    if repair_interval != 0 and not MIN_INTERVAL_S <= repair_interval <= MAX_INTERVAL_S:
+        raise fail(f"--repair-interval must be 0 (off) or {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} seconds")
+    if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
+        raise fail(f"--lease must be {MIN_LEASE_S:g}..{MAX_LEASE_S:g} seconds")
+    durations = _sim_durations(sim_durations) if sim_durations is not None else {}
     sock = _listen(host, port)
     try:
-        svc = open_services(db)
+        svc = open_services(db, lease_s=lease, driver_options={"durations": durations})
     except BaseException:
         sock.close()
         raise
@@ -113,11 +148,12 @@ def serve(
         elif demo_vms:
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
-        app = create_app(svc)
+        app = create_app(svc, repair_interval=repair_interval or None,
+                         report=lambda line: typer.echo(f"poolvisor: {line}", err=True))
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
         server.run(sockets=[sock])
     finally:
         sock.close()

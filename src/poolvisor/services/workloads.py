@@ -2,7 +2,8 @@
 
 create_workload is two transactions around the driver call: (1) claim capacity and insert the
 workload in state "placing"; (2) after the driver confirms, mark it "running". A crash between
-them leaves a "placing" row that the next start repairs (repair.py). Step (1) is optimistic: the
+them leaves a "placing" row, leased to this process until it confirms (leases.py), that the repair
+sweep resolves once the lease has expired (repair.py). Step (1) is optimistic: the
 decision is taken on a cached ClusterState and committed only if the chosen host's generation
 (and the affinity group's, for hard policies) is unchanged; otherwise decide again.
 """
@@ -226,7 +227,7 @@ class WorkloadServices(ServiceBase):
                         host_id=host_id, group_id=spec.group_id, flavor=spec.flavor, demand=spec.demand,
                         priority=spec.priority, explanation=decision.explanation.to_dict(),
                         constraints={"pool": spec.pool, "required_labels": spec.required,
-                                     "forbidden_labels": spec.forbidden})
+                                     "forbidden_labels": spec.forbidden}, **self.leases.stamp_values())
         s.add(w)
         try:
             s.flush()
@@ -260,6 +261,10 @@ class WorkloadServices(ServiceBase):
             raise Stale()
 
     def _confirm_create(self, spec: _Spec, wid: int, host: str) -> WorkloadRecord:
+        with self.leases.hold([wid]):  # the lease is renewed while the driver works
+            return self._confirm_create_held(spec, wid, host)
+
+    def _confirm_create_held(self, spec: _Spec, wid: int, host: str) -> WorkloadRecord:
         dw = _driver_workload(spec)
         try:
             self.driver.create(host, dw)
@@ -274,7 +279,11 @@ class WorkloadServices(ServiceBase):
                 raise NotFoundError(f"workload {spec.name!r} vanished while being created")
             if w.state != PLACING:  # e.g. its host failed meanwhile: report what it is now
                 return self._workload_records(s, [w])[0]
+            if not self.leases.owns(w):  # stalled past the lease: repair took it over and decides
+                raise ConflictError(f"workload {spec.name!r}: its creation outlived its lease and is "
+                                    "being repaired; check its state and retry if it is gone")
             w.state, w.updated_at = RUNNING, datetime.now(UTC)
+            self.leases.clear(w)
             self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
                         f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
@@ -284,7 +293,7 @@ class WorkloadServices(ServiceBase):
 
     def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str) -> None:
         w = s.get(WorkloadRow, wid)
-        if w is not None:
+        if w is not None and (w.state != PLACING or self.leases.owns(w)):  # else repair owns it
             ledger.release(s, w)
             s.delete(w)
         self._event(s, "workload.create_failed", f"workload/{spec.project}/{spec.name}",
