@@ -131,11 +131,13 @@ def serve(
     durations = _sim_durations(sim_durations) if sim_durations is not None else {}
     sock = _listen(host, port)
     try:
-        svc = open_services(db, lease_s=lease, driver_options={"durations": durations})
+        svc = open_services(db, lease_s=lease, driver_options={"durations": durations}, repair=False)
     except BaseException:
         sock.close()
         raise
     try:
+        for line in svc.repair():  # what died with an earlier process; the sweep does the rest
+            typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:
             svc.seed_demo(demo)
             if demo_vms:

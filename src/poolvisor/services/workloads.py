@@ -10,6 +10,7 @@ decision is taken on a cached ClusterState and committed only if the chosen host
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Decision, Request, place
@@ -273,10 +274,10 @@ class WorkloadServices(ServiceBase):
             self._write(lambda s: self._undo_create(s, spec, wid, host, why))
             raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
 
-        def tx(s: Session) -> WorkloadRecord:
+        def tx(s: Session) -> WorkloadRecord | None:
             w = s.get(WorkloadRow, wid)
-            if w is None:
-                raise NotFoundError(f"workload {spec.name!r} vanished while being created")
+            if w is None:  # only a repair removes a placing row: this use case outlived its lease
+                return None
             if w.state != PLACING:  # e.g. its host failed meanwhile: report what it is now
                 return self._workload_records(s, [w])[0]
             if not self.leases.owns(w):  # stalled past the lease: repair took it over and decides
@@ -289,7 +290,13 @@ class WorkloadServices(ServiceBase):
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                   spec.priority, spec.group, as_utc(w.created_at), w.explanation)
 
-        return self._write(tx)
+        rec = self._write(tx)
+        if rec is None:
+            with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
+                self.driver.delete(host, dw)
+            raise ConflictError(f"workload {spec.name!r} was not created: its creation outlived its lease "
+                                "and repair rolled it back; retry")
+        return rec
 
     def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str) -> None:
         w = s.get(WorkloadRow, wid)
