@@ -1,9 +1,11 @@
 """`poolvisor serve`: open the services, seed a demo pool, make sure an admin token exists, run the API.
 
 Token policy: with POOLVISOR_TOKEN set, that token is (made) an admin token and no file is
-written. Otherwise the token in ~/.config/poolvisor/token is kept when this database knows it;
-if not (first start, or a different database), a new admin token is minted and written there
-with mode 0600, so the CLI finds it without flags.
+written (a revoked or expired POOLVISOR_TOKEN is refused). Otherwise the token in
+~/.config/poolvisor/token is kept when this database knows it as a valid admin token; if not (first
+start, a different database, or the token was revoked or expired), a new admin token is minted and
+written there with mode 0600, so the CLI finds it without flags. `poolvisor token rotate-admin`
+replaces it while the server runs.
 """
 
 from __future__ import annotations
@@ -29,11 +31,22 @@ if TYPE_CHECKING:
 
 
 def write_token(path: Path, token: str) -> None:
+    """Write the token file with mode 0600, atomically: a new file renamed over the old one, so a
+    reader (or a crash) never sees it empty or half written."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.chmod(path, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def ensure_admin_token(svc: Services) -> str:
@@ -54,7 +67,7 @@ def ensure_admin_token(svc: Services) -> str:
         who = svc.authenticate(saved) if saved else None
         if who is not None and who.role == "admin":
             return f"admin token: {path}"
-        first = svc.create_token("admin")
+        first = svc.create_token("admin", label="serve")
     write_token(path, first)
     return f"admin token: {path} (new)"
 
