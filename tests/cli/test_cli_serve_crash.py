@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from test_cli_serve import CLI, clean_env, free_port
 
 from poolvisor.services import open_services
@@ -117,3 +118,33 @@ def test_kill_9_of_serve_mid_operations_is_repaired_after_an_immediate_restart(t
     finally:
         proc2.send_signal(signal.SIGTERM)
         proc2.wait(timeout=30)
+
+
+def test_serve_defaults_match_the_services() -> None:
+    from poolvisor.cli import serve
+    from poolvisor.services import leases, sweeper
+
+    assert serve.DEFAULT_LEASE_S == leases.DEFAULT_LEASE_S == LEASE_S
+    assert serve.DEFAULT_REPAIR_INTERVAL_S == sweeper.DEFAULT_INTERVAL_S == INTERVAL_S
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("--lease", "0"), "--lease"), (("--lease", "nan"), "--lease"),
+    (("--repair-interval", "-1"), "--repair-interval"),
+    (("--repair-interval", "0.001"), "--repair-interval"),
+    (("--sim-durations", "create=nan"), "--sim-durations"),
+    (("--sim-durations", "boot=1"), "unknown operation"),
+    (("--sim-durations", "create=-1"), "--sim-durations"),
+])
+def test_bad_repair_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         args: tuple[str, ...], fragment: str) -> None:
+    from poolvisor.cli.errors import run_guarded
+    from poolvisor.cli.main import app
+
+    with pytest.raises(SystemExit) as e:
+        run_guarded(lambda: app(["serve", "--db", str(tmp_path / "x.db"), "--port", str(free_port()), *args],
+                                standalone_mode=True))
+    err = capsys.readouterr().err
+    assert e.value.code not in (0, None), err
+    assert err.startswith("poolvisor: error: ") and err.count("\n") == 1, err
+    assert fragment in err and not (tmp_path / "x.db").exists()

@@ -97,3 +97,11 @@ def test_helpers() -> None:
     assert api_path("v1", "tokens", "../pools/x?y=1") == "/v1/tokens/..%2Fpools%2Fx%3Fy%3D1"
     assert [parse_duration(t) for t in ("45", "45s", "90m", "12h", "30d", "2w")] == \
         [45, 45, 5400, 43200, 2592000, 1209600]
+
+
+def test_expiry_limits_agree() -> None:
+    from poolvisor.api.schemas import MAX_TOKEN_EXPIRES_IN_S
+    from poolvisor.cli import token
+    from poolvisor.services import auth
+
+    assert token.MAX_EXPIRES_IN_S == auth.MAX_EXPIRES_IN_S == MAX_TOKEN_EXPIRES_IN_S
