@@ -46,7 +46,8 @@ def check(
         if report.ok:
             console.print(f"[green]ok[/green]: every invariant holds ({counts})")
         else:
-            table = Table(title=f"{len(report.violations)} invariant violations ({counts})")
+            n = len(report.violations)
+            table = Table(title=f"{n} invariant violation{'' if n == 1 else 's'} ({counts})")
             table.add_column("#", justify="right")
             table.add_column("violation")
             for i, v in enumerate(report.violations, 1):
