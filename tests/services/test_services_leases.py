@@ -184,3 +184,32 @@ def test_rows_without_a_lease_are_judged_by_age(sqlite_url):
 def test_bad_lease_durations_are_refused(sqlite_url, lease):
     with pytest.raises(InvalidInputError):
         open_services(sqlite_url, lease_s=lease)
+
+
+def test_a_claim_that_queued_longer_than_its_lease_still_owns_it(sqlite_url, monkeypatch):
+    """The lease starts when the claiming transaction ends, not when it began (it may queue behind
+    other writers): a concurrent sweep must not take over a create whose claim was slow."""
+    import poolvisor.services.workloads as workloads
+
+    a = open_services(sqlite_url, lease_s=1.0, driver_options={"durations": {"create": 1.0}})
+    b = open_services(sqlite_url, lease_s=1.0)
+    try:
+        small_cluster(a)
+        real_claim = workloads.ledger.claim
+
+        def slow_claim(*args, **kwargs):
+            time.sleep(1.5)  # longer than the lease, inside the claiming transaction
+            return real_claim(*args, **kwargs)
+
+        monkeypatch.setattr(workloads.ledger, "claim", slow_claim)
+        t, box = in_thread(lambda: a.create_workload("demo", "queued", flavor="unit"))
+        repaired = []
+        while t.is_alive():
+            repaired += b.repair()
+            time.sleep(0.01)
+        t.join()
+        assert "error" not in box, box["error"]
+        assert repaired == [] and box["result"].state == "running"
+    finally:
+        a.close()
+        b.close()

@@ -235,6 +235,7 @@ class BatchServices(ServiceBase):
                         f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
                         project=project, data={"host": host, "demand": it.demand, "batch": True})
             ids.append(w.id)
+        self.leases.restamp(s, ids)
         self._event(s, "workload.batch_placed", f"project/{project}", f"batch: {plan.summary}",
                     project=project, data={"summary": plan.summary, "lower_bound": plan.lower_bound})
         return ids

@@ -86,6 +86,12 @@ class Leases:
     def stamp_values(self) -> dict[str, Any]:
         return {"lease_owner": self.owner, "lease_expires": self.expiry()}
 
+    def restamp(self, s: Session, ids: list[int]) -> None:
+        """At the end of a claiming transaction: start the lease now, not when the transaction
+        began (it may have queued behind other writers for longer than the lease)."""
+        s.execute(update(WorkloadRow).where(WorkloadRow.id.in_(ids), WorkloadRow.lease_owner == self.owner)
+                  .values(lease_expires=self.expiry()).execution_options(synchronize_session=False))
+
     @staticmethod
     def clear(w: WorkloadRow) -> None:
         w.lease_owner, w.lease_expires = None, None

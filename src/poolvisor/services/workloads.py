@@ -236,6 +236,7 @@ class WorkloadServices(ServiceBase):
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
         ledger.claim(s, host_id, gen, spec.demand, w.id)
+        self.leases.restamp(s, [w.id])
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
                     project=spec.project, data={"host": decision.host, "demand": spec.demand})
