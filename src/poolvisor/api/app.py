@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from poolvisor import __version__
@@ -19,6 +22,7 @@ from poolvisor.api.routes import (
     workloads,
 )
 from poolvisor.services import Services
+from poolvisor.services.sweeper import RepairSweeper
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
 
@@ -27,10 +31,25 @@ Authenticate with `Authorization: Bearer TOKEN` (`poolvisor serve` writes an adm
 """
 
 
-def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """Build the app around an open Services instance (the caller owns and closes it)."""
+def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
+               repair_interval: float | None = None,
+               report: Callable[[str], None] | None = None) -> FastAPI:
+    """Build the app around an open Services instance (the caller owns and closes it). With
+    `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper = RepairSweeper(services, repair_interval, report) if repair_interval else None
+        if sweeper is not None:
+            sweeper.start()
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.stop()
+
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
-                  openapi_url="/openapi.json", redirect_slashes=False)
+                  openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system):

@@ -107,20 +107,51 @@ class ProjectOut(_Out):
     workloads: int
 
 
+MAX_TOKEN_EXPIRES_IN_S = 10 * 366 * 86400  # = services.auth.MAX_EXPIRES_IN_S
+TOKEN_LABEL_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$"
+
+
 class TokenCreate(_In):
-    role: Literal["admin", "member"]
-    project: Name | None = Field(default=None, description="required for members, forbidden for admins")
+    role: Literal["admin", "member"] = Field(
+        default="member", description="admin (admins only) or member of `project`")
+    project: Name | None = Field(default=None, description="for members: required from admins, the "
+                                 "caller's own project by default from members; forbidden for admins")
+    expires_in: Annotated[int, Field(strict=True, ge=1, le=MAX_TOKEN_EXPIRES_IN_S)] | None = Field(
+        default=None, description="seconds until the token expires; default: never (or when the "
+        "calling token expires: a token never outlives the token that created it)")
+    label: Annotated[str, StringConstraints(max_length=63, pattern=TOKEN_LABEL_PATTERN)] = Field(
+        default="", description="a name to recognize the token by in lists")
 
 
 class TokenOut(BaseModel):
     token: str = Field(description="the bearer token; shown once, stored only as a hash")
+    id: int
     role: str
     project: str | None
+    label: str = ""
+    expires_at: datetime | None = None
+
+
+class TokenInfo(_Out):
+    """A token as listed; never the secret, only its first characters (`hint`)."""
+
+    id: int
+    role: str
+    project: str | None
+    label: str
+    hint: str
+    state: Literal["active", "expired", "revoked"]
+    created_at: datetime
+    created_by: int | None = Field(description="id of the token that created it")
+    expires_at: datetime | None
+    revoked_at: datetime | None
 
 
 class WhoAmI(BaseModel):
     role: str
     project: str | None
+    token_id: int | None = None
+    expires_at: datetime | None = None
 
 
 # ---- workloads ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import serve as serve_cli
+from poolvisor.cli import token as token_cli
 from poolvisor.cli.entry import run_app
 from poolvisor.cli.errors import run_guarded
 
@@ -33,6 +34,7 @@ app.add_typer(pool.app, name="pool")
 app.add_typer(flavor.app, name="flavor")
 app.add_typer(project.app, name="project")
 app.add_typer(vm.app, name="vm")
+app.add_typer(token_cli.app, name="token")
 
 
 @app.command()

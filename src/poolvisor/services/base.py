@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import NotFoundError
 from poolvisor.drivers.base import Driver, DriverWorkload
 from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.leases import Leases
 from poolvisor.services.records import HostRecord, WorkloadRecord
 from poolvisor.services.snapshot import PlacementCache
 from poolvisor.store.engine import Store
@@ -43,6 +44,7 @@ class ServiceBase:
     driver: Driver
     cache: PlacementCache
     policy: PlacementPolicy
+    leases: Leases
 
     def _read(self, fn: Callable[[Session], T]) -> T:
         return self.store.run(fn, write=False)

@@ -221,7 +221,7 @@ class BatchServices(ServiceBase):
                             group_id=None, flavor=it.flavor, demand=it.demand, priority=it.priority,
                             explanation=_explain(reasons[it.name], plan, considered),
                             constraints={"pool": None, "required_labels": {}, "forbidden_labels": {},
-                                         "batch": True})
+                                         "batch": True}, **self.leases.stamp_values())
             s.add(w)
             try:
                 s.flush()
@@ -235,12 +235,18 @@ class BatchServices(ServiceBase):
                         f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
                         project=project, data={"host": host, "demand": it.demand, "batch": True})
             ids.append(w.id)
+        self.leases.restamp(s, ids)
         self._event(s, "workload.batch_placed", f"project/{project}", f"batch: {plan.summary}",
                     project=project, data={"summary": plan.summary, "lower_bound": plan.lower_bound})
         return ids
 
     def _confirm_batch(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
                        snap: Snapshot, plan: Plan) -> BatchResult:
+        with self.leases.hold(ids):  # renewed while the driver creates them (leases.py)
+            return self._confirm_batch_held(project, items, placed, ids, snap, plan)
+
+    def _confirm_batch_held(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
+                            snap: Snapshot, plan: Plan) -> BatchResult:
         done: list[tuple[str, DriverWorkload]] = []
         for i in placed:
             host = snap.state.names[int(plan.assignment[i])]
@@ -252,15 +258,17 @@ class BatchServices(ServiceBase):
                 for h2, dw2 in done:  # all or nothing: take back what the driver already created
                     with contextlib.suppress(PoolvisorError):
                         self.driver.delete(h2, dw2)
-                self._write(partial(_undo_batch, ids=ids, project=project, why=e.message))
+                self._write(partial(_undo_batch, ids=ids, project=project, why=e.message,
+                                    owner=self.leases.owner))
                 raise DriverError(f"batch not created: {e.message}") from None
 
         def tx(s: Session) -> list[WorkloadRecord]:
             rows = list(s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))))
             now = datetime.now(UTC)
             for w in rows:
-                if w.state == PLACING:
+                if w.state == PLACING and self.leases.owns(w):  # else a repair took it over
                     w.state, w.updated_at = RUNNING, now
+                    self.leases.clear(w)
                     self._event(s, "workload.created", f"workload/{project}/{w.name}",
                                 f"workload {w.name} running (batch)", project=project)
             s.flush()
@@ -331,8 +339,8 @@ def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:
             "lower_bound": plan.lower_bound}
 
 
-def _undo_batch(s: Session, *, ids: list[int], project: str, why: str) -> None:
-    for w in s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))):
+def _undo_batch(s: Session, *, ids: list[int], project: str, why: str, owner: str) -> None:
+    for w in s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids), WorkloadRow.lease_owner == owner)):
         ledger.release(s, w)
         s.delete(w)
     ServiceBase._event(s, "workload.batch_failed", f"project/{project}",

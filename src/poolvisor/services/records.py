@@ -28,11 +28,29 @@ WORKLOAD_STATES: tuple[str, ...] = (*HOLDING_STATES, LOST)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an admin (project None) or a member of one project."""
+    """Who is calling: an admin (project None) or a member of one project; the token's expiry."""
 
     token_id: int
     project: str | None
     role: Role
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token as listed (never the secret): state is active, expired or revoked; `hint` is the
+    token's first characters, to tell tokens apart."""
+
+    id: int
+    role: str
+    project: str | None
+    label: str
+    hint: str
+    created_at: datetime
+    created_by: int | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    state: str
 
 
 @dataclass(frozen=True)

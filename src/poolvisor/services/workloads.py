@@ -2,13 +2,15 @@
 
 create_workload is two transactions around the driver call: (1) claim capacity and insert the
 workload in state "placing"; (2) after the driver confirms, mark it "running". A crash between
-them leaves a "placing" row that the next start repairs (repair.py). Step (1) is optimistic: the
+them leaves a "placing" row, leased to this process until it confirms (leases.py), that the repair
+sweep resolves once the lease has expired (repair.py). Step (1) is optimistic: the
 decision is taken on a cached ClusterState and committed only if the chosen host's generation
 (and the affinity group's, for hard policies) is unchanged; otherwise decide again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Decision, Request, place
@@ -226,7 +228,7 @@ class WorkloadServices(ServiceBase):
                         host_id=host_id, group_id=spec.group_id, flavor=spec.flavor, demand=spec.demand,
                         priority=spec.priority, explanation=decision.explanation.to_dict(),
                         constraints={"pool": spec.pool, "required_labels": spec.required,
-                                     "forbidden_labels": spec.forbidden})
+                                     "forbidden_labels": spec.forbidden}, **self.leases.stamp_values())
         s.add(w)
         try:
             s.flush()
@@ -234,6 +236,7 @@ class WorkloadServices(ServiceBase):
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
         ledger.claim(s, host_id, gen, spec.demand, w.id)
+        self.leases.restamp(s, [w.id])
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
                     project=spec.project, data={"host": decision.host, "demand": spec.demand})
@@ -260,6 +263,10 @@ class WorkloadServices(ServiceBase):
             raise Stale()
 
     def _confirm_create(self, spec: _Spec, wid: int, host: str) -> WorkloadRecord:
+        with self.leases.hold([wid]):  # the lease is renewed while the driver works
+            return self._confirm_create_held(spec, wid, host)
+
+    def _confirm_create_held(self, spec: _Spec, wid: int, host: str) -> WorkloadRecord:
         dw = _driver_workload(spec)
         try:
             self.driver.create(host, dw)
@@ -268,23 +275,33 @@ class WorkloadServices(ServiceBase):
             self._write(lambda s: self._undo_create(s, spec, wid, host, why))
             raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
 
-        def tx(s: Session) -> WorkloadRecord:
+        def tx(s: Session) -> WorkloadRecord | None:
             w = s.get(WorkloadRow, wid)
-            if w is None:
-                raise NotFoundError(f"workload {spec.name!r} vanished while being created")
+            if w is None:  # only a repair removes a placing row: this use case outlived its lease
+                return None
             if w.state != PLACING:  # e.g. its host failed meanwhile: report what it is now
                 return self._workload_records(s, [w])[0]
+            if not self.leases.owns(w):  # stalled past the lease: repair took it over and decides
+                raise ConflictError(f"workload {spec.name!r}: its creation outlived its lease and is "
+                                    "being repaired; check its state and retry if it is gone")
             w.state, w.updated_at = RUNNING, datetime.now(UTC)
+            self.leases.clear(w)
             self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
                         f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                   spec.priority, spec.group, as_utc(w.created_at), w.explanation)
 
-        return self._write(tx)
+        rec = self._write(tx)
+        if rec is None:
+            with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
+                self.driver.delete(host, dw)
+            raise ConflictError(f"workload {spec.name!r} was not created: its creation outlived its lease "
+                                "and repair rolled it back; retry")
+        return rec
 
     def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str) -> None:
         w = s.get(WorkloadRow, wid)
-        if w is not None:
+        if w is not None and (w.state != PLACING or self.leases.owns(w)):  # else repair owns it
             ledger.release(s, w)
             s.delete(w)
         self._event(s, "workload.create_failed", f"workload/{spec.project}/{spec.name}",
