@@ -11,7 +11,9 @@ import pytest
 import test_cli_serve
 from test_cli_serve import Server, one_error_line
 
-from poolvisor.cli.token import api_path, parse_duration
+from poolvisor.cli.client import api_path
+from poolvisor.cli.errors import CliUsageError
+from poolvisor.cli.token import parse_duration
 
 # this module's own `poolvisor serve` (module scope) and in-process CLI runner
 server = test_cli_serve.server
@@ -93,8 +95,9 @@ def test_revoking_the_last_admin_token_is_refused(server: Server, run: Callable[
 
 
 def test_helpers() -> None:
-    assert api_path("v1", "tokens", 7) == "/v1/tokens/7"
-    assert api_path("v1", "tokens", "../pools/x?y=1") == "/v1/tokens/..%2Fpools%2Fx%3Fy%3D1"
+    assert api_path("tokens", "7").text == "/v1/tokens/7"
+    with pytest.raises(CliUsageError):  # the shared builder refuses a segment that is not a name
+        api_path("tokens", "../pools/x?y=1")
     assert [parse_duration(t) for t in ("45", "45s", "90m", "12h", "30d", "2w")] == \
         [45, 45, 5400, 43200, 2592000, 1209600]
 

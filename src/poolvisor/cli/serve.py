@@ -19,6 +19,7 @@ import typer
 
 from poolvisor.cli.client import ENV_TOKEN, token_file
 from poolvisor.cli.errors import fail
+from poolvisor.cli.parse import number
 
 # the services' defaults (services/sweeper.py, services/leases.py), repeated so that importing the
 # command tree does not load the store stack (a test keeps them equal)
@@ -116,10 +117,10 @@ def serve(
         help="With --demo: also create M VMs in project 'demo' with a day of recorded CPU use "
         "(for `poolvisor whatif`), when that project has none.")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
-    repair_interval: Annotated[float, typer.Option(
+    repair_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
         "a process that died (its lease expired); 0 turns the sweep off.")] = DEFAULT_REPAIR_INTERVAL_S,
-    lease: Annotated[float, typer.Option(
+    lease: Annotated[float, typer.Option(parser=number,
         help="Lease of this server's in-flight operations in seconds (renewed while they run); after a "
         "crash its stuck workloads are repaired within lease + repair interval.")] = DEFAULT_LEASE_S,
     sim_durations: Annotated[str | None, typer.Option(

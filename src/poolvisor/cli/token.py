@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, token_file
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, token_file
 from poolvisor.cli.errors import fail
-from poolvisor.cli.render import console, emit_json, table
+from poolvisor.cli.render import emit_json, printable, say, table
 from poolvisor.domain.errors import PoolvisorError
 
 app = typer.Typer(help="Bearer tokens: create, list, revoke, rotate the admin token (API client).",
@@ -26,10 +25,6 @@ app = typer.Typer(help="Bearer tokens: create, list, revoke, rotate the admin to
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_EXPIRES_IN_S = 10 * 366 * 86400  # = services.auth.MAX_EXPIRES_IN_S (not imported: no store stack)
 
-
-def api_path(*segments: str | int) -> str:
-    """'/v1/tokens/7': every segment percent-encoded (one place to switch to a shared builder)."""
-    return "/" + "/".join(quote(str(s), safe="") for s in segments)
 
 
 def parse_duration(text: str) -> int:
@@ -66,14 +61,15 @@ def create(
     if expires_in is not None:
         body["expires_in"] = parse_duration(expires_in)
     with Api(url, token) as api:
-        t = api.post(api_path("v1", "tokens"), body)
+        t = api.post(api_path("tokens"), body)
     if as_json:
         emit_json(t)
     else:
-        typer.echo(t["token"])
+        typer.echo(printable(t["token"]))
         until = f", expires {t['expires_at']}" if t.get("expires_at") else ", never expires"
-        typer.echo(f"poolvisor: token {t['id']} ({t['role']}{' of ' + t['project'] if t['project'] else ''}"
-                   f"{until}); shown only now", err=True)
+        typer.echo(printable(f"poolvisor: token {t['id']} ({t['role']}"
+                             f"{' of ' + t['project'] if t['project'] else ''}{until}); shown only now"),
+                   err=True)
 
 
 @app.command("list")
@@ -84,8 +80,8 @@ def list_(
 ) -> None:
     """List tokens (admins: all; members: their project's). Secrets are never shown, only a hint."""
     with Api(url, token) as api:
-        tokens = api.get(api_path("v1", "tokens"), project=project)
-        me = api.get(api_path("v1", "whoami")).get("token_id")
+        tokens = api.get(api_path("tokens"), project=project)
+        me = api.get(api_path("whoami")).get("token_id")
     if as_json:
         emit_json(tokens)
         return
@@ -103,8 +99,8 @@ def revoke(
 ) -> None:
     """Revoke a token: refused (401) at once by every server sharing the database."""
     with Api(url, token) as api:
-        api.delete(api_path("v1", "tokens", token_id))
-    console.print(f"token {token_id} revoked")
+        api.delete(api_path("tokens", str(token_id)))
+    say("token {} revoked", token_id)
 
 
 @app.command("rotate-admin")
@@ -119,18 +115,18 @@ def rotate_admin(
 
     path = file or token_file()
     with Api(url, token) as old_api:
-        me = old_api.get(api_path("v1", "whoami"))
+        me = old_api.get(api_path("whoami"))
         if me.get("role") != "admin" or me.get("token_id") is None:
             raise fail("rotate-admin needs an admin token (--token, POOLVISOR_TOKEN or the token file)")
-        new = old_api.post(api_path("v1", "tokens"), {"role": "admin", "label": "rotated"})
+        new = old_api.post(api_path("tokens"), {"role": "admin", "label": "rotated"})
         try:
             write_token(path, new["token"])
         except OSError as e:
-            old_api.delete(api_path("v1", "tokens", new["id"]))  # nothing changed after all
+            old_api.delete(api_path("tokens", str(new["id"])))  # nothing changed after all
             raise fail(f"cannot write {path}: {e.strerror}; the admin token was not rotated") from None
     with Api(url, new["token"]) as new_api:
         try:
-            new_api.delete(api_path("v1", "tokens", me["token_id"]))
+            new_api.delete(api_path("tokens", str(me["token_id"])))
         except PoolvisorError as e:
             raise fail(f"the new admin token {new['id']} is in {path}, but revoking the old token "
                        f"{me['token_id']} failed: {e.message}") from None
@@ -138,8 +134,8 @@ def rotate_admin(
         emit_json({"revoked": me["token_id"], "id": new["id"], "file": str(path),
                    "expires_at": new["expires_at"]})
     else:
-        console.print(f"admin token rotated: token {me['token_id']} revoked, new token {new['id']} written "
-                      f"to {path}")
+        say("admin token rotated: token {} revoked, new token {} written to {}",
+            me["token_id"], new["id"], path)
     if token:  # the old one came from --token or POOLVISOR_TOKEN, not from the file
         typer.echo(f"poolvisor: note: the token you passed is revoked now; use the new one in {path} "
                    "(and update POOLVISOR_TOKEN where it is set)", err=True)
