@@ -82,15 +82,16 @@ class _Item:
 class BatchServices(ServiceBase):
     def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
                                all_or_nothing: bool = True, pool: str | None = None,
-                               dry_run: bool = False) -> BatchResult:
-        """Place all `specs` at once (fewest hosts) and create them; all-or-nothing by default."""
+                               dry_run: bool = False, create_project: bool = False) -> BatchResult:
+        """Place all `specs` at once (fewest hosts) and create them; all-or-nothing by default.
+        `create_project`: a missing project is created by the transaction that claims the batch."""
         check_name("project", project)
         if pool is not None:
             check_name("pool", pool)
         if not 1 <= len(specs) <= MAX_BATCH:
             raise InvalidInputError(f"a batch holds 1..{MAX_BATCH} workloads")
-        items, project_id, pool_id = self._read(partial(self._resolve_batch, project=project,
-                                                        specs=specs, pool=pool))
+        items, project_id, pool_id = self._read(partial(
+            self._resolve_batch, project=project, specs=specs, pool=pool, create_project=create_project))
         for _ in retry_schedule():
             snap, plan, considered = self._plan_batch(items, pool_id)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
@@ -117,8 +118,8 @@ class BatchServices(ServiceBase):
 
     # ---- batch: resolve, plan, claim, confirm ----------------------------------------------------
     def _resolve_batch(self, s: Session, *, project: str, specs: Sequence[Mapping[str, Any]],
-                       pool: str | None) -> tuple[list[_Item], int, int | None]:
-        p = self._project(s, project)
+                       pool: str | None, create_project: bool) -> tuple[list[_Item], int | None, int | None]:
+        pid = self._project_id(s, project, may_create=create_project)  # None: the claim creates it
         pool_id = self._pool(s, pool).id if pool is not None else None
         res = resource_names(s)
         items: list[_Item] = []
@@ -154,12 +155,12 @@ class BatchServices(ServiceBase):
         names = [it.name for it in items]
         if len(set(names)) != len(names):
             raise InvalidInputError("batch: workload names must be unique")
-        taken = s.scalars(select(WorkloadRow.name).where(WorkloadRow.project_id == p.id,
+        taken = s.scalars(select(WorkloadRow.name).where(WorkloadRow.project_id == pid,
                                                          WorkloadRow.name.in_(names))).all()
         if taken:
             raise ConflictError(
                 f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
-        return items, p.id, pool_id
+        return items, pid, pool_id
 
     def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan, int]:
         with self.cache.lock:
@@ -241,8 +242,10 @@ class BatchServices(ServiceBase):
                    f"active hosts {before} -> {after}")
         return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes)
 
-    def _claim_batch(self, s: Session, *, project: str, project_id: int, items: list[_Item],
+    def _claim_batch(self, s: Session, *, project: str, project_id: int | None, items: list[_Item],
                      placed: list[int], snap: Snapshot, plan: Plan, considered: int) -> list[int]:
+        if project_id is None:
+            project_id = self._create_project_in(s, project)
         seen: set[int] = set()
         reasons = {m.workload: m.reason for m in plan.moves}
         ids = []
