@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import NotFoundError
@@ -69,6 +70,29 @@ class ServiceBase:
 
     def _project(self, s: Session, name: str) -> ProjectRow:
         return self._one(s, ProjectRow, "project", name)
+
+    def _project_id(self, s: Session, name: str, *, may_create: bool) -> int | None:
+        """The project's id; None when it does not exist yet but may be created (by the write
+        that succeeds: see _create_project_in), NotFoundError otherwise."""
+        pid = s.scalars(select(ProjectRow.id).filter_by(name=name)).first()
+        if pid is None and not may_create:
+            raise NotFoundError(f"project {name!r} not found")
+        return pid
+
+    def _create_project_in(self, s: Session, name: str) -> int:
+        """The project's id, creating it (with its event) inside the caller's transaction, so a
+        request that fails or is a dry run leaves no project behind. Stale if created meanwhile."""
+        pid = s.scalars(select(ProjectRow.id).filter_by(name=name)).first()
+        if pid is not None:
+            return pid
+        row = ProjectRow(name=name)
+        s.add(row)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise Stale() from None  # created concurrently: the retry finds it
+        self._event(s, "project.created", f"project/{name}", f"project {name} created", project=name)
+        return row.id
 
     def _flavor(self, s: Session, name: str) -> FlavorRow:
         return self._one(s, FlavorRow, "flavor", name)

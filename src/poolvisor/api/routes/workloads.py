@@ -2,12 +2,12 @@
 
 Members act inside their own project; another project's workloads do not exist for them (404).
 Admins see every project; without `?project=` they address a workload by its name alone when that
-name is unique across projects, and create into the project 'default' (created on first use).
+name is unique across projects, and create into the project 'default' (created on first use, by
+the transaction that creates the workload: a dry run or a failed request leaves no project behind).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -46,14 +46,6 @@ def locate_workload(svc: Services, who: Principal, name: str, project: str | Non
     return owners[0]
 
 
-def _ensure_project(svc: Services, name: str) -> None:
-    try:
-        svc.get_project(name)
-    except NotFoundError:
-        with contextlib.suppress(ConflictError):  # created concurrently
-            svc.create_project(name)
-
-
 @router.get("", response_model=list[WorkloadOut], responses=errors(401, 404, 422, 503))
 def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[WorkloadOut]:
     scoped = scope_project(who, project)
@@ -77,12 +69,11 @@ def create_workload(
     how many hosts, and why."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
-    if who.role == "admin" and body.project is None:
-        _ensure_project(svc, project)
     rec = svc.create_workload(
         project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
         group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
         forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run,
+        create_project=who.role == "admin" and body.project is None,
     )
     if dry_run:
         response.status_code = 200
@@ -103,11 +94,10 @@ def create_workloads_batch(
     All-or-nothing by default: a 409 `no_valid_host` error carries the plan in `detail`."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
-    if who.role == "admin" and body.project is None:
-        _ensure_project(svc, project)
     res = svc.create_workloads_batch(
         project, [w.model_dump(exclude_none=True) for w in body.workloads],
-        all_or_nothing=body.all_or_nothing, pool=body.pool, dry_run=dry_run)
+        all_or_nothing=body.all_or_nothing, pool=body.pool, dry_run=dry_run,
+        create_project=who.role == "admin" and body.project is None)
     if dry_run:
         response.status_code = 200
     return WorkloadBatchOut.model_validate(res)
