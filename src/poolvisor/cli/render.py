@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -41,10 +42,17 @@ def usage(allocated: dict[str, float], free: dict[str, float], resource: str) ->
     return f"{num(used)}/{num(total)}"
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    t = Table(title=title, title_justify="left", header_style="bold")
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+          nowrap: Collection[str] = (), compact: bool = False) -> None:
+    """A Rich table; cells fold to fit the terminal, except in the `nowrap` columns (names, kinds:
+    never broken mid-word; the others give way). `compact` draws no vertical rules, for wide rows."""
+    style: dict[str, Any] = {"box": box.SIMPLE_HEAD, "pad_edge": False} if compact else {}
+    t = Table(title=title, title_justify="left", header_style="bold", **style)
     for c in columns:
-        t.add_column(c, overflow="fold")
+        if c in nowrap:
+            t.add_column(c, no_wrap=True)
+        else:
+            t.add_column(c, overflow="fold")
     n = 0
     for row in rows:
         t.add_row(*(num(v) if not isinstance(v, str) else v for v in row))

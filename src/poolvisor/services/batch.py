@@ -1,7 +1,8 @@
 """The packing engine in the live pool: batch placement and consolidation planning.
 
 Batch placement plans every workload at once with plan_batch_placement on the cached ClusterState
-(so it opens as few hosts as possible, unlike one-by-one placement), then claims all allocations
+(so it opens as few hosts as possible, unlike one-by-one placement; in tiers that keep hosts with
+free GPUs for the workloads using them, placement/scarce_batch.py), then claims all allocations
 in ONE transaction with the same generation guards as create_workload (the first claim on a host
 checks the generation the plan saw; the UPDATEs re-check capacity, state and workload limits), and
 re-plans when that commit loses a race. Labels and affinity groups are not handled by the packer,
@@ -32,9 +33,10 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
-from poolvisor.policies.packing.pool import Move, Plan, plan_batch_placement
+from poolvisor.policies.packing.pool import Move, Plan
 from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
 from poolvisor.policies.placement import Request, place
+from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand
@@ -174,7 +176,8 @@ class BatchServices(ServiceBase):
                 allowed &= snap.pool_of[: st.n] == pool_id
             limit = st.max_workloads
             allowed &= (limit == 0) | (st.workload_count + len(items) <= limit)
-            plan = plan_batch_placement(st, [it.name for it in items], demands, allowed=allowed)
+            plan = plan_batch_keeping_scarce(st, [it.name for it in items], demands, allowed=allowed,
+                                             scarce=self.policy.protected_scarce)
             plan = self._no_worse_than_pipeline(st, items, demands, allowed, plan)
             # the plan refers to this snapshot's arrays: keep what the commit needs
             snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
