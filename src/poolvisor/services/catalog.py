@@ -127,7 +127,8 @@ class CatalogServices(ServiceBase):
         members: dict[int, list[int]] = defaultdict(list)
         for hid, pid in s.execute(select(HostRow.id, HostRow.pool_id)
                                   .where(HostRow.pool_id.in_([p.id for p in pools]))):
-            members[pid].append(hid)
+            if pid is not None:
+                members[pid].append(hid)
         use = measured_use(s, [h for hs in members.values() for h in hs])
         with self.cache.lock:  # the placement snapshot: capacities and states as placement sees them
             snap = self.cache.refresh(s)

@@ -56,7 +56,8 @@ def measured_use(s: Session, host_ids: list[int]) -> dict[int, Use]:
     W, S, A = WorkloadRow, UtilizationSampleRow, AllocationRow
     run = (select(W.id.label("wid"), W.host_id.label("hid"))
            .where(W.host_id.in_(host_ids), W.state.in_(MEASURED_STATES)).subquery())
-    running = dict(s.execute(select(run.c.hid, func.count()).group_by(run.c.hid)).tuples().all())
+    running: dict[int, int] = {int(h): int(n) for h, n in
+                               s.execute(select(run.c.hid, func.count()).group_by(run.c.hid))}
     last = (select(S.workload_id.label("wid"), func.max(S.time).label("t"))
             .join(run, run.c.wid == S.workload_id).group_by(S.workload_id).subquery())
     latest = (select(last.c.wid, func.avg(S.cpu).label("cpu"), last.c.t)  # several at that instant: mean
