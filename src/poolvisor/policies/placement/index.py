@@ -426,7 +426,9 @@ class PlacementIndex:
             taken = np.zeros(len(self.state.domain_names), dtype=bool)
             taken[self.state.domains[spread[: self.state.n] > 0]] = True
         h = self._tree_pick(t, anti, taken)
-        if h < 0 and self._guarded[t]:  # no host that strands nothing (or a near-tie): all hosts
+        if h < 0 and self._guarded[t] and self._strands(t):
+            # no acceptable host that strands nothing (or a near-tie), but hosts left out of the
+            # row exist: the pipeline decides among all hosts
             self._stats["full_scan"] += 1
             return choose(self.state, req, self.policy)
         if h == -2:
@@ -434,6 +436,11 @@ class PlacementIndex:
             return self._row_scan(t, req)
         self._stats["tree"] += 1
         return h
+
+    def _strands(self, t: int) -> bool:
+        """Whether some host has free scarce resources class t leaves unused (is left out of row t)."""
+        st, rows = self.state, np.flatnonzero(np.isfinite(self._ptol[t]))
+        return bool((st.capacity[rows] - st.allocated[rows] > FREE_EPS).any())
 
     def _tree_pick(self, t: int, anti: np.ndarray | None, taken: np.ndarray | None) -> int:
         """Host from row t, excluding hosts the request-level filters reject; -1 none, -2 undecided.
