@@ -83,20 +83,27 @@ def serve(
     demo_vms: Annotated[int, typer.Option(
         help="With --demo: also create M VMs in project 'demo' with a day of recorded CPU use "
         "(for `poolvisor whatif`), when that project has none.")] = 0,
+    scarce: Annotated[str, typer.Option(
+        "--scarce-resources", envvar="POOLVISOR_SCARCE_RESOURCES",
+        help="Resources placement keeps for the workloads that ask for them (comma-separated; "
+        "'none' for none).")] = "gpu",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
     import uvicorn
 
     from poolvisor.api.app import create_app
+    from poolvisor.policies.placement import PlacementPolicy
     from poolvisor.services import open_services
 
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
                    f"got {log_level!r}")
+    names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
+    policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
     sock = _listen(host, port)
     try:
-        svc = open_services(db)
+        svc = open_services(db, policy=policy)
     except BaseException:
         sock.close()
         raise
