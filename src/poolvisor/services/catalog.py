@@ -130,9 +130,11 @@ class CatalogServices(ServiceBase):
             if pid is not None:
                 members[pid].append(hid)
         use = measured_use(s, [h for hs in members.values() for h in hs])
-        with self.cache.lock:  # the placement snapshot: capacities and states as placement sees them
-            snap = self.cache.refresh(s)
-            strand = stranded_by_pool(s, snap, [p.id for p in pools], tuple(self.policy.scarce))
+        strand: dict[int, tuple[dict[str, float], list[str]]] = {}
+        if members:  # the placement snapshot: capacities and states as placement sees them
+            with self.cache.lock:
+                snap = self.cache.refresh(s)
+                strand = stranded_by_pool(s, snap, list(members), tuple(self.policy.scarce))
         out = []
         for p in pools:
             u = Use.total([use[h] for h in members[p.id]])
