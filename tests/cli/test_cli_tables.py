@@ -141,6 +141,20 @@ def test_pool_list_and_show(run: Run) -> None:
         assert f"│ {field} " in out, field
 
 
+def test_pool_shows_gpus_stranded_behind_full_memory(run: Run, demo: tuple[Services, str]) -> None:
+    svc, _ = demo
+    hog = svc.create_workload("demo", "hog", demand={"vcpu": 1, "memory_mib": 131072 - 256},
+                              required_labels={"gpu": "true"}, pool="demo")
+    try:
+        code, out, err = run("pool", "list")
+        assert code == 0, err
+        assert _row(out, "demo")[7] == "gpu 4"
+        code, out, err = run("pool", "show", "demo")
+        assert f"gpu 4 on {hog.host}" in out
+    finally:
+        svc.delete_workload("demo", "hog")
+
+
 def _events_whole(out: str, events: list[dict[str, str]], *, one_line: bool = True) -> None:
     """Time, kind and subject of each event unbroken (on one line unless `one_line` is False), its
     message all there (wrapped)."""
