@@ -43,18 +43,34 @@ class _Out(BaseModel):
 
 
 # ---- pools -------------------------------------------------------------------------------------
+USED_DOC = ("measured use: vcpu = sum over running workloads of their latest CPU sample x their vCPU "
+            "allocation; null when no running workload has a sample (a lower bound while "
+            "measured_workloads < running_workloads)")
+
+
 class PoolCreate(_In):
     name: Name
     description: Annotated[str, StringConstraints(max_length=1000)] = ""
 
 
 class PoolOut(_Out):
+    """Amounts are sums over the pool's hosts; capacity (= allocatable) is after overcommit."""
+
     name: str
     description: str
     hosts: int
     capacity: dict[str, float]
     allocated: dict[str, float]
     free: dict[str, float]
+    allocatable: dict[str, float] = Field(default_factory=dict, description="= capacity: after overcommit")
+    used: dict[str, float] | None = Field(default=None, description=USED_DOC)
+    used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
+    measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
+    running_workloads: int = 0
+    stranded: dict[str, float] = Field(default_factory=dict, description=(
+        "free scarce resources (e.g. gpu) on up hosts that cannot take even the smallest request "
+        "needing them"))
+    stranded_hosts: list[str] = Field(default_factory=list, description="the hosts holding `stranded`")
 
 
 # ---- hosts -------------------------------------------------------------------------------------
@@ -85,6 +101,11 @@ class HostOut(_Out):
     max_workloads: int
     workloads: int
     generation: int
+    allocatable: dict[str, float] = Field(default_factory=dict, description="capacity x overcommit")
+    used: dict[str, float] | None = Field(default=None, description=USED_DOC)
+    used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
+    measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
+    running_workloads: int = 0
 
 
 # ---- flavors, projects, tokens -----------------------------------------------------------------

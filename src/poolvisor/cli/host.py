@@ -8,7 +8,17 @@ import typer
 
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.parse import parse_map
-from poolvisor.cli.render import amounts, emit_json, say, table, usage
+from poolvisor.cli.render import (
+    CAPACITY_CAPTION,
+    allocated_of,
+    amounts,
+    emit_json,
+    free_of,
+    measured,
+    measured_note,
+    say,
+    table,
+)
 
 app = typer.Typer(help="Hosts: capacity, labels, state (client of the REST API).", no_args_is_help=True)
 HostArg = Annotated[str, typer.Argument(help="Host name.", callback=name_argument)]
@@ -16,11 +26,13 @@ HostArg = Annotated[str, typer.Argument(help="Host name.", callback=name_argumen
 
 def _rows(hosts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(h["name"], h.get("pool") or "–", h["state"], h.get("domain", ""),
-             usage(h["allocated"], h["free"], "vcpu"), usage(h["allocated"], h["free"], "memory_mib"),
+             allocated_of(h["allocated"], h["free"], "vcpu"), free_of(h["free"], "vcpu"), measured(h),
+             allocated_of(h["allocated"], h["free"], "memory_mib"), free_of(h["free"], "memory_mib"),
              h.get("workloads", 0)) for h in hosts]
 
 
-COLUMNS = ("name", "pool", "state", "domain", "vcpu used/alloc.", "memory_mib used/alloc.", "workloads")
+COLUMNS = ("name", "pool", "state", "domain", "vcpu\nalloc", "vcpu\nfree", "vcpu\nused",
+           "mem GiB\nalloc", "mem GiB\nfree", "work-\nloads")
 
 
 @app.command("list")
@@ -32,14 +44,15 @@ def list_(pool: Annotated[str | None, typer.Option(help="Only this pool's hosts.
     if as_json:
         emit_json(hosts)
     else:
-        table("Hosts", COLUMNS, _rows(hosts))
+        table("Hosts", COLUMNS, _rows(hosts), nowrap=COLUMNS, compact=True, caption=CAPACITY_CAPTION)
 
 
 def show_host(h: dict[str, Any]) -> None:
     table(f"Host {h['name']}", ("field", "value"), [
         ("pool", h.get("pool") or "–"), ("state", h["state"]), ("domain", h["domain"]),
         ("capacity", amounts(h["capacity"])), ("overcommit", amounts(h["overcommit"])),
-        ("allocated", amounts(h["allocated"])), ("free", amounts(h["free"])),
+        ("allocatable", amounts(h.get("allocatable"))), ("allocated", amounts(h["allocated"])),
+        ("free", amounts(h["free"])), ("used (measured)", measured_note(h)),
         ("labels", ", ".join(f"{k}={v}" for k, v in h["labels"].items()) or "–"),
         ("workloads", str(h["workloads"])),
         ("max workloads", str(h["max_workloads"]) if h["max_workloads"] else "unlimited"),

@@ -8,10 +8,11 @@ it as markup, and `emit_json` keeps JSON output ASCII. Commands print only throu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -60,21 +61,68 @@ def amounts(d: dict[str, float] | None) -> str:
     return ", ".join(f"{SHORT.get(k, k)} {num(v)}" for k, v in d.items() if v) or "0"
 
 
-def usage(allocated: dict[str, float], free: dict[str, float], resource: str) -> str:
-    """"used/allocatable" for one resource of a host or pool."""
+MIB_PER_GIB = 1024.0
+
+
+def _scaled(d: dict[str, float], resource: str) -> float:
+    v = float(d.get(resource, 0.0))
+    return v / MIB_PER_GIB if resource == "memory_mib" else v
+
+
+def allocated_of(allocated: dict[str, float], free: dict[str, float], resource: str) -> str:
+    """"allocated of allocatable" for one resource of a host or pool, e.g. "12 of 64" (memory in GiB)."""
     if resource not in allocated:
         return "–"
-    used = allocated[resource]
-    total = used + free.get(resource, 0.0)
-    return f"{num(used)}/{num(total)}"
+    used = _scaled(allocated, resource)
+    return f"{num(used)} of {num(used + _scaled(free, resource))}"
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A Rich table; the title, headers (scorer names come from the server) and every cell are
-    plain text (`printable`), never markup."""
-    t = Table(title=Text(printable(title)) if title else None, title_justify="left", header_style="bold")
+def free_of(free: dict[str, float], resource: str) -> str:
+    return num(_scaled(free, resource)) if resource in free else "–"
+
+
+def measured(obj: dict[str, Any], resource: str = "vcpu") -> str:
+    """Measured use: "–" unknown, "≥x" when some running workloads have no sample yet."""
+    used = obj.get("used")
+    if not used or resource not in used:
+        return "–"
+    v = num(float(used[resource]))
+    return f"≥{v}" if obj.get("measured_workloads", 0) < obj.get("running_workloads", 0) else v
+
+
+def measured_note(obj: dict[str, Any]) -> str:
+    """The measured use of a host or pool in words, for `show`."""
+    n, k = obj.get("running_workloads", 0), obj.get("measured_workloads", 0)
+    if not obj.get("used"):
+        return f"unknown: none of {n} running workload(s) has a recorded sample"
+    if n == 0:
+        return "vcpu 0 (no running workload)"
+    at = str(obj.get("used_at") or "")[:16].replace("T", " ")
+    return f"vcpu {measured(obj)} ({k} of {n} running workload(s) measured; latest sample {at} UTC)"
+
+
+CAPACITY_CAPTION = ("alloc: allocated of allocatable (capacity × overcommit); free: allocatable − "
+                    "allocated; used: measured CPU (latest sample × vCPUs of each running workload; "
+                    "– not measured, ≥ some workloads not measured); memory in GiB")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+          nowrap: Collection[str] = (), compact: bool = False, caption: str | None = None) -> None:
+    """A Rich table; cells fold to fit the terminal, except in the `nowrap` columns (names, kinds:
+    never broken mid-word; the others give way). `compact` draws no vertical rules, for wide rows.
+    A header may hold a line break ("vcpu\nalloc") to keep its column narrow. The title, headers
+    (scorer names come from the server) and every cell are plain text (`printable`), never markup."""
+    style: dict[str, Any] = {}
+    if compact:  # columns two spaces apart, a rule under the header
+        style = {"box": box.SIMPLE_HEAD, "pad_edge": False, "padding": (0, 0, 0, 1), "show_edge": False}
+    t = Table(title=Text(printable(title)) if title else None, title_justify="left", header_style="bold",
+              caption=Text(printable(caption)) if caption else None, caption_justify="left", **style)
     for c in columns:
-        t.add_column(Text(printable(c)), overflow="fold")
+        header = Text("\n".join(printable(line) for line in c.split("\n")))  # its own breaks stay
+        if c in nowrap:
+            t.add_column(header, no_wrap=True)
+        else:  # never narrower than its header's longest word
+            t.add_column(header, overflow="fold", min_width=max(map(len, c.split())) if c.strip() else None)
     n = 0
     for row in rows:
         t.add_row(*(Text(printable(v if isinstance(v, str) else num(v))) for v in row))

@@ -116,6 +116,10 @@ def serve(
     demo_vms: Annotated[int, typer.Option(
         help="With --demo: also create M VMs in project 'demo' with a day of recorded CPU use "
         "(for `poolvisor whatif`), when that project has none.")] = 0,
+    scarce: Annotated[str, typer.Option(
+        "--scarce-resources", envvar="POOLVISOR_SCARCE_RESOURCES",
+        help="Resources placement keeps for the workloads that ask for them (comma-separated; "
+        "'none' for none).")] = "gpu",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     repair_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
@@ -131,6 +135,7 @@ def serve(
     import uvicorn
 
     from poolvisor.api.app import create_app
+    from poolvisor.policies.placement import PlacementPolicy
     from poolvisor.services import open_services
     from poolvisor.services.leases import MAX_LEASE_S, MIN_LEASE_S
     from poolvisor.services.sweeper import MAX_INTERVAL_S, MIN_INTERVAL_S
@@ -143,9 +148,12 @@ def serve(
     if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
         raise fail(f"--lease must be {MIN_LEASE_S:g}..{MAX_LEASE_S:g} seconds")
     durations = _sim_durations(sim_durations) if sim_durations is not None else {}
+    names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
+    policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
     sock = _listen(host, port)
     try:
-        svc = open_services(db, lease_s=lease, driver_options={"durations": durations}, repair=False)
+        svc = open_services(db, lease_s=lease, driver_options={"durations": durations}, repair=False,
+                            policy=policy)
     except BaseException:
         sock.close()
         raise

@@ -17,6 +17,7 @@ from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.leases import Leases
 from poolvisor.services.records import HostRecord, WorkloadRecord
 from poolvisor.services.snapshot import PlacementCache
+from poolvisor.services.usage import measured_use
 from poolvisor.store.engine import Store
 from poolvisor.store.rows import (
     EventRow,
@@ -121,9 +122,11 @@ class ServiceBase:
         q = select(HostResourceRow).where(HostResourceRow.host_id.in_([h.id for h in hosts]))
         for r in s.scalars(q.order_by(HostResourceRow.resource)):
             res[r.host_id].append(r)
+        use = measured_use(s, [h.id for h in hosts])
         out = []
         for h in hosts:
             rows = res[h.id]
+            u = use[h.id]
             out.append(HostRecord(
                 name=h.name, pool=pools.get(h.pool_id) if h.pool_id is not None else None, state=h.state,
                 capacity={r.resource: r.capacity for r in rows},
@@ -132,6 +135,8 @@ class ServiceBase:
                 free={r.resource: r.capacity * r.overcommit - r.allocated for r in rows},
                 labels={str(k): str(v) for k, v in h.labels.items()}, domain=h.domain,
                 max_workloads=h.max_workloads, workloads=h.workloads, generation=h.generation,
+                allocatable={r.resource: r.capacity * r.overcommit for r in rows},
+                used=u.used, used_at=u.at, measured_workloads=u.measured, running_workloads=u.running,
             ))
         return out
 

@@ -1,7 +1,8 @@
 """The packing engine in the live pool: batch placement and consolidation planning.
 
 Batch placement plans every workload at once with plan_batch_placement on the cached ClusterState
-(so it opens as few hosts as possible, unlike one-by-one placement), then claims all allocations
+(so it opens as few hosts as possible, unlike one-by-one placement; in tiers that keep hosts with
+free GPUs for the workloads using them, placement/scarce_batch.py), then claims all allocations
 in ONE transaction with the same generation guards as create_workload (the first claim on a host
 checks the generation the plan saw; the UPDATEs re-check capacity, state and workload limits), and
 re-plans when that commit loses a race. Labels and affinity groups are not handled by the packer,
@@ -33,9 +34,10 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
-from poolvisor.policies.packing.pool import Move, Plan, host_lower_bound, plan_batch_placement
+from poolvisor.policies.packing.pool import Move, Plan, host_lower_bound
 from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
 from poolvisor.policies.placement import Request, place
+from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand
@@ -178,7 +180,8 @@ class BatchServices(ServiceBase):
             limit = st.max_workloads
             allowed &= (limit == 0) | (st.workload_count + len(items) <= limit)
             plan = self._no_worse_than_pipeline(st, items, demands, allowed,
-                                                self._packed(st, items, demands, allowed))
+                                                self._packed(st, items, demands, allowed,
+                                                             self.policy.protected_scarce))
             # the plan refers to this snapshot's arrays: keep what the commit needs
             snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
@@ -186,11 +189,12 @@ class BatchServices(ServiceBase):
 
     @staticmethod
     def _packed(st: ClusterState, items: list[_Item], demands: np.ndarray,
-                allowed: np.ndarray) -> Plan | None:
+                allowed: np.ndarray, scarce: Sequence[str]) -> Plan | None:
         """The packer's plan, or None when it failed on this (valid) input: an internal failure is
         logged with what it was given and the batch is planned one by one instead, never a 500."""
         try:
-            return plan_batch_placement(st, [it.name for it in items], demands, allowed=allowed)
+            return plan_batch_keeping_scarce(st, [it.name for it in items], demands, allowed=allowed,
+                                             scarce=scarce)
         except PoolvisorError as e:
             if e.status_code < 500:
                 raise

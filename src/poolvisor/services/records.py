@@ -56,7 +56,10 @@ class TokenRecord:
 @dataclass(frozen=True)
 class PoolRecord:
     """capacity/allocated/free are sums over the pool's hosts of allocatable amounts
-    (physical capacity times overcommit), per resource."""
+    (physical capacity times overcommit), per resource; `allocatable` repeats capacity under the
+    name the hosts use. used/used_at/measured_workloads/running_workloads: measured use
+    (services/usage.py; used None = unknown). stranded: free scarce resources no request needing
+    them can use any more, per resource, and the hosts where they are."""
 
     name: str
     description: str
@@ -64,11 +67,20 @@ class PoolRecord:
     capacity: dict[str, float]
     allocated: dict[str, float]
     free: dict[str, float]
+    allocatable: dict[str, float] = field(default_factory=dict)
+    used: dict[str, float] | None = None
+    used_at: datetime | None = None
+    measured_workloads: int = 0
+    running_workloads: int = 0
+    stranded: dict[str, float] = field(default_factory=dict)
+    stranded_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class HostRecord:
-    """capacity is the physical capacity as declared; free = capacity * overcommit - allocated."""
+    """capacity is the physical capacity as declared; allocatable = capacity * overcommit;
+    free = allocatable - allocated. used/used_at/measured_workloads/running_workloads: measured
+    use from the recorded samples (services/usage.py; used None = unknown)."""
 
     name: str
     pool: str | None
@@ -82,6 +94,11 @@ class HostRecord:
     max_workloads: int
     workloads: int
     generation: int
+    allocatable: dict[str, float] = field(default_factory=dict)
+    used: dict[str, float] | None = None
+    used_at: datetime | None = None
+    measured_workloads: int = 0
+    running_workloads: int = 0
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,27 @@ class UtilizationServices(ServiceBase):
         return self._read(partial(self._history, refs=refs, interval=interval, steps=steps,
                                   since_s=since_s, until_s=until_s))
 
+    def recorded(self, vms: Sequence[WorkloadRef], until: datetime | float | None = None) -> list[bool]:
+        """For each of `vms` (in order): whether it has a sample (up to `until`), i.e. whether
+        `utilization_history` can give it a row."""
+        if isinstance(vms, str) or not isinstance(vms, Sequence):
+            raise InvalidInputError("give a list of workloads")
+        refs = [parse_ref(v) for v in vms]
+        until_s = None if until is None else epoch_seconds(until, "until")
+
+        def tx(s: Session) -> list[bool]:
+            if not refs:
+                return []
+            ids = _workload_ids(s, refs)
+            S = UtilizationSampleRow
+            q = select(S.workload_id).where(S.workload_id.in_(set(ids.values())))
+            if until_s is not None:
+                q = q.where(S.time <= until_s)
+            have = set(s.scalars(q.distinct()))
+            return [ids[r] in have for r in refs]
+
+        return self._read(tx)
+
     def _history(self, s: Session, *, refs: list[tuple[str, str]], interval: float, steps: int | None,
                  since_s: float | None, until_s: float | None) -> UtilizationHistory:
         from poolvisor.services.whatif import UtilizationHistory

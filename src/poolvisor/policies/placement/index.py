@@ -18,6 +18,12 @@ host is excluded from the row temporarily and the row re-queried (past a few, al
 are excluded at once). Whatever the index cannot express (other scorers, plug-in filters, soft
 groups with members, hard affinity with members, odd demands, classes seen once) goes to
 `scan.choose`, which runs the pipeline's own filters and scorers.
+
+Keep-scarce-free (scarce.py): with a weight above the primary scorer's, the pipeline's choice is
+the best host among those that strand no scarce resource, if any passes the filters, else the
+best of all. A class whose demand leaves some scarce resource unused therefore keeps only hosts
+without such free resources in its row (one more leaf test, `capacity - allocated > eps` on those
+resources); when that row has no acceptable host, or a near-tie, the exact scan decides.
 """
 
 from __future__ import annotations
@@ -34,12 +40,15 @@ from poolvisor.policies.placement.forest import NEG, MaxForest
 from poolvisor.policies.placement.pipeline import PlacementPolicy
 from poolvisor.policies.placement.request import Request
 from poolvisor.policies.placement.scan import choose, first_best, weighted_total
+from poolvisor.policies.placement.scarce import FREE_EPS, KeepScarceFreeScorer, scarce_rows
 from poolvisor.state.cluster import ClusterState
 
 LEAF_FILTERS = frozenset({"host-state", "capacity", "labels", "pool", "max-workloads"})
 REQUEST_FILTERS = frozenset({"affinity", "domain-spread"})
 PRIMARY_SCORERS = {"best-fit": 1.0, "worst-fit": -1.0}  # leaf = sign * mean post-placement fraction
 NEUTRAL_SCORERS = frozenset({"soft-affinity"})  # zero unless the request names a soft group
+SCARCE_SCORER = KeepScarceFreeScorer.name  # served as a leaf filter when it outweighs the primary
+MAX_SCARCE_RATIO = 1e4  # its weight / the primary's: more would let rounding blur near-ties
 NEAR_TIE = 1e-9
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
@@ -54,6 +63,7 @@ class IndexPlan:
     sign: float = 1.0
     primary: str = ""
     filters: frozenset[str] = field(default_factory=frozenset)
+    scarce: tuple[str, ...] = ()  # resources the keep-scarce-free scorer protects (empty: no scorer)
 
     @classmethod
     def of(cls, policy: PlacementPolicy) -> IndexPlan:
@@ -62,14 +72,22 @@ class IndexPlan:
         if unknown:
             return cls(False, f"filter(s) the index cannot express: {', '.join(unknown)}")
         primaries = [(s.name, w) for s, w in policy._scorers if s.name in PRIMARY_SCORERS]
-        others = [s.name for s, _w in policy._scorers
-                  if s.name not in PRIMARY_SCORERS and s.name not in NEUTRAL_SCORERS]
-        if others or len(primaries) != 1:
-            return cls(False, "needs exactly one of best-fit/worst-fit plus optional soft-affinity")
+        scarce = [(s, w) for s, w in policy._scorers if s.name == SCARCE_SCORER and w != 0]
+        known = PRIMARY_SCORERS.keys() | NEUTRAL_SCORERS | {SCARCE_SCORER}
+        others = [s.name for s, _w in policy._scorers if s.name not in known]
+        if others or len(primaries) != 1 or len(scarce) > 1:
+            return cls(False, "needs exactly one of best-fit/worst-fit plus optional soft-affinity "
+                       "and keep-scarce-free")
         if not all(np.isfinite(w) for _s, w in policy._scorers) or primaries[0][1] <= 0:
             return cls(False, "scorer weights must be finite and the primary one positive")
-        name = primaries[0][0]
-        return cls(True, "", PRIMARY_SCORERS[name], name, frozenset(names))
+        name, weight = primaries[0]
+        protected: tuple[str, ...] = ()
+        if scarce:
+            if not weight < scarce[0][1] <= MAX_SCARCE_RATIO * weight or "capacity" not in names:
+                return cls(False, "keep-scarce-free must outweigh the primary scorer (at most "
+                           f"{MAX_SCARCE_RATIO:g}x) and the capacity filter must be on")
+            protected = tuple(getattr(scarce[0][0], "scarce", ()))
+        return cls(True, "", PRIMARY_SCORERS[name], name, frozenset(names), protected)
 
 
 class PlacementIndex:
@@ -95,6 +113,9 @@ class PlacementIndex:
         self._check_state, self._check_count = "host-state" in used, "max-workloads" in used
         self._check_capacity = "capacity" in used
         self._has_soft = any(s.name == "soft-affinity" for s, _w in policy._scorers)
+        # scarce resources of this state the policy protects: a leaf test per class (see above)
+        self._scarce_rows = scarce_rows(state.resources, self.plan.scarce)
+        self._check_scarce = bool(self._scarce_rows.size)
         self._slot: dict[Hashable, int] = {}
         self._seen: dict[Hashable, int] = {}
         self._keys: list[Hashable] = []
@@ -143,6 +164,10 @@ class PlacementIndex:
         self.forest = MaxForest(n, cap, self.fanout)
         self._demand = np.zeros((cap, r))
         self._tol = np.full((cap, r), NEG)  # demand - 1e-9 where demanded (the capacity test), else -inf
+        # FREE_EPS on the scarce resources a class leaves unused (a host with more free is not in
+        # its row), else +inf; _guarded: the class has such resources (its row may be a subset)
+        self._ptol = np.full((cap, r), np.inf)
+        self._guarded = np.zeros(cap, dtype=bool)
         self._demanded = np.zeros((cap, r), dtype=bool)
         self._count = np.ones(cap)  # demanded resources per class
         self._mask_t = np.ones((n, cap), dtype=bool)  # labels & pool, host-major: one row per host
@@ -185,6 +210,7 @@ class PlacementIndex:
         self.forest.grow_rows(new)
         self._demand, self._tol = grow(self._demand, 0.0), grow(self._tol, NEG)
         self._demanded, self._count = grow(self._demanded, False), grow(self._count, 1.0)
+        self._ptol, self._guarded = grow(self._ptol, np.inf), grow(self._guarded, False)
         self._low, self._negs = grow(self._low, 0.0), grow(self._negs, NEG)
         self._mask_t = grow(self._mask_t.T, True).T.copy()
 
@@ -206,6 +232,8 @@ class PlacementIndex:
         ok: np.ndarray = np.asarray(self._mask_t[hosts]).T[rows]
         if self._check_capacity:
             ok = ok & ((cap - alloc)[None] >= tol[:, :, None]).all(axis=1)
+        if self._check_scarce:  # same subtraction and comparison as KeepScarceFreeScorer
+            ok = ok & ~((cap - alloc)[None] > self._ptol[rows][:, :, None]).any(axis=1)
         if self._check_state:
             ok = ok & (st.state[hosts] == _UP)[None]
         if self._check_count:
@@ -221,7 +249,8 @@ class PlacementIndex:
             self._k_update(h, rows, st._allocated, st._state, st._max_count, st._count, self._check_state,
                            self._check_count, self._pattern_of, self._valid, self._scored, self._cap_t,
                            self._safe_t, self._demand, self._tol, self._mask_t, self._low,
-                           self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.fanout)
+                           self.plan.sign < 0, self._check_capacity, self._ptol, self._check_scarce,
+                           f.l0, f.l1, f.fanout)
             return
         # numpy: about 13 calls on (rows, R) arrays
         if (self._check_state and st._state[h] != _UP) or (
@@ -241,6 +270,8 @@ class PlacementIndex:
         ok = self._mask_t[h, :rows]
         if self._check_capacity:
             ok = ok & ((self._cap_t[h] - a) >= tol).all(axis=1)
+        if self._check_scarce:
+            ok = ok & ~((self._cap_t[h] - a) > self._ptol[:rows]).any(axis=1)
         np.fmin(low, score, out=low)
         f.set_host(h, np.where(ok, score, NEG), rows)
 
@@ -336,6 +367,10 @@ class PlacementIndex:
         self._demanded[t] = d > 0
         self._tol[t] = np.where(d > 0, d - 1e-9, NEG)
         self._count[t] = max(1, int(np.count_nonzero(d > 0)))
+        unused = self._scarce_rows[d[self._scarce_rows] <= 0] if self._check_scarce else self._scarce_rows
+        self._ptol[t] = np.inf
+        self._ptol[t, unused] = FREE_EPS
+        self._guarded[t] = unused.size > 0
         self._mask_t[:, t] = self._host_mask(req)
         self._views()
         self._build_row(t)
@@ -391,11 +426,21 @@ class PlacementIndex:
             taken = np.zeros(len(self.state.domain_names), dtype=bool)
             taken[self.state.domains[spread[: self.state.n] > 0]] = True
         h = self._tree_pick(t, anti, taken)
+        if h < 0 and self._guarded[t] and self._strands(t):
+            # no acceptable host that strands nothing (or a near-tie), but hosts left out of the
+            # row exist: the pipeline decides among all hosts
+            self._stats["full_scan"] += 1
+            return choose(self.state, req, self.policy)
         if h == -2:
             self._stats["row_scan"] += 1
             return self._row_scan(t, req)
         self._stats["tree"] += 1
         return h
+
+    def _strands(self, t: int) -> bool:
+        """Whether some host has free scarce resources class t leaves unused (is left out of row t)."""
+        st, rows = self.state, np.flatnonzero(np.isfinite(self._ptol[t]))
+        return bool((st.capacity[rows] - st.allocated[rows] > FREE_EPS).any())
 
     def _tree_pick(self, t: int, anti: np.ndarray | None, taken: np.ndarray | None) -> int:
         """Host from row t, excluding hosts the request-level filters reject; -1 none, -2 undecided.

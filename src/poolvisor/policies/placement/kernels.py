@@ -41,8 +41,9 @@ def _compile() -> None:
     def update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
                check_count: bool, pattern_of: Any, valid: Any, scored: Any, cap_t: Any, safe_t: Any,
                demand: Any, tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool,
-               l0: Any, l1: Any, fanout: int) -> None:
-        """Leaf h of rows [0, rows): host-local filters and the best-fit score, then block maxima."""
+               ptol: Any, check_scarce: bool, l0: Any, l1: Any, fanout: int) -> None:
+        """Leaf h of rows [0, rows): host-local filters (capacity, scarce resources left free) and
+        the best-fit score, then block maxima."""
         blk, off = h // fanout, h % fanout
         r_n = alloc.shape[0]
         ok_host = not (check_state and state[h] != 0) and not (
@@ -64,6 +65,11 @@ def _compile() -> None:
                 if ok and check_cap:
                     for r in range(r_n):
                         if not (cap_t[h, r] - alloc[r, h] >= tol[t, r]):
+                            ok = False
+                            break
+                if ok and check_scarce:
+                    for r in range(r_n):
+                        if cap_t[h, r] - alloc[r, h] > ptol[t, r]:
                             ok = False
                             break
                 if ok:
@@ -148,7 +154,7 @@ def _warm() -> None:
     i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
     f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
     _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
-            f1, False, True, l0, l1, 2)
+            f1, False, True, f2, True, l0, l1, 2)
     _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
 
 
