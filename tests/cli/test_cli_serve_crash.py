@@ -138,12 +138,13 @@ def test_serve_defaults_match_the_services() -> None:
 ])
 def test_bad_repair_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          args: tuple[str, ...], fragment: str) -> None:
+    from poolvisor.cli.entry import run_app
     from poolvisor.cli.errors import run_guarded
     from poolvisor.cli.main import app
 
-    with pytest.raises(SystemExit) as e:
-        run_guarded(lambda: app(["serve", "--db", str(tmp_path / "x.db"), "--port", str(free_port()), *args],
-                                standalone_mode=True))
+    with pytest.raises(SystemExit) as e:  # the way `poolvisor` runs (cli.main.main): usage errors too
+        run_guarded(lambda: run_app(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", str(free_port()),
+                                          *args]))
     err = capsys.readouterr().err
     assert e.value.code not in (0, None), err
     assert err.startswith("poolvisor: error: ") and err.count("\n") == 1, err
