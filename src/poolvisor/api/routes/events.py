@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import EventOut, Name
+from poolvisor.api.fields import Name
+from poolvisor.api.schemas import EventOut
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Query
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.routes.workloads import DEFAULT_PROJECT, ProjectQ, WorkloadName, locate_workload
+from poolvisor.api.fields import IsoDateTime, NamePath
+from poolvisor.api.routes.workloads import DEFAULT_PROJECT, ProjectQ, locate_workload
 from poolvisor.api.schemas import UtilizationIn, UtilizationOut, UtilizationRecorded
 
 router = APIRouter(tags=["utilization"])
@@ -33,12 +34,13 @@ def record_utilization(body: UtilizationIn, svc: SvcDep, who: Who) -> Utilizatio
 @router.get("/v1/workloads/{name}/utilization", response_model=UtilizationOut,
             responses=errors(401, 404, 409, 422, 503))
 def workload_utilization(
-    name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None,
+    name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None,
     interval: Annotated[float, Query(ge=1, le=604800, allow_inf_nan=False,
                                      description="bucket length in seconds")] = 300.0,
     steps: Annotated[int | None, Query(ge=1, le=10_000, description="the last N buckets")] = None,
-    since: Annotated[datetime | None, Query(description="first instant (ISO 8601; no offset = UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="last instant (default: the latest sample)")]
+    since: Annotated[IsoDateTime | None, Query(description="first instant (ISO 8601; no offset = UTC)")]
+    = None,
+    until: Annotated[IsoDateTime | None, Query(description="last instant (default: the latest sample)")]
     = None,
 ) -> UtilizationOut:
     """The workload's recorded CPU use on a regular grid (422 when nothing was recorded)."""
