@@ -3,7 +3,8 @@
 One type per rule, so a rule holds on every route by construction and the OpenAPI document states
 it: `Name` (path, query and body names), `Text` (free text: no control or bidirectional
 formatting characters), `Demand`/`Capacity` maps (typed keys and values, at least one positive
-amount), `IsoDateTime` (ISO 8601 strings only, 1970..2099), `QueryBool` (only `true`/`false`), and
+amount), `IsoDateTime` (ISO 8601 strings only, 1970..2099), `QueryBool` (only `true`/`false`), JSON
+number syntax for query numbers, integral JSON numbers for integers, and
 `StrictModel`, the base of every request body: a JSON boolean is a boolean and a JSON number a
 number (pydantic strict mode; an integer is still accepted where a float is expected).
 """
@@ -49,6 +50,15 @@ NamePath = Annotated[Name, Path(description=NAME_RULE)]
 Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
 """Free text: any Unicode except control and bidirectional formatting characters."""
 Description = Annotated[Text, StringConstraints(max_length=1000)]
+def _integral(v: object) -> object:
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+INTEGRAL = BeforeValidator(_integral)
+"""Metadata for an `int` field, after its constraints (`Annotated[int, Field(ge=0), INTEGRAL]`;
+before them pydantic cannot put the bounds in the schema): a JSON number with an integral value
+(7 or 7.0, as JSON Schema's `integer` reads it), never a boolean or a string."""
+
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=RESOURCE_PATTERN)]
 Amount = Annotated[float, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False)]
 Ratio = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
@@ -140,3 +150,34 @@ def _true_false(v: object) -> object:
 
 QueryBool = Annotated[bool, BeforeValidator(_true_false)]
 """A query flag: exactly `true` or `false` (pydantic alone would also read yes, on, 1, t...)."""
+
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+def _query_float(v: object) -> object:
+    if isinstance(v, str):
+        if _JSON_NUMBER.fullmatch(v) is None:
+            raise ValueError("must be a number (JSON syntax: no spaces, '_', inf or nan)")
+        return float(v)
+    return v
+
+
+def _query_int(v: object) -> object:
+    if isinstance(v, str):
+        if _JSON_NUMBER.fullmatch(v) is None:
+            raise ValueError("must be an integer")
+        if v.lstrip("-").isdigit():
+            return int(v)
+        f = float(v)
+        if not f.is_integer():
+            raise ValueError("must be an integer")
+        return int(f)
+    return v
+
+
+QUERY_FLOAT = BeforeValidator(_query_float)
+"""Metadata for a query `float`, after its constraints: JSON number syntax (pydantic alone would
+also read ' 2 ', '1_000', 'inf')."""
+QUERY_INT = BeforeValidator(_query_int)
+"""Metadata for a query `int`, after its constraints: JSON number syntax with an integral value
+('5' or '5.0', not '5_0' or ' 5')."""

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from poolvisor.api.fields import (
+    INTEGRAL,
     MAX_MAP_ENTRIES,
     RESOURCE_PATTERN,
     Amount,
@@ -80,7 +81,7 @@ class HostCreate(_In):
     overcommit: Overcommit | None = None
     labels: Labels | None = None
     domain: Name = "default"
-    max_workloads: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    max_workloads: Annotated[int, Field(ge=0, le=1_000_000), INTEGRAL] = 0
 
 
 class HostStateChange(_In):
@@ -194,7 +195,7 @@ class WorkloadCreate(_In):
     flavor: Name | None = None
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
-    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
     group: Name | None = None
     group_policy: GroupPolicyName | None = None
     required_labels: Labels | None = None
@@ -235,7 +236,7 @@ class BatchItem(_In):
     flavor: Name | None = None
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
-    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
 
     @model_validator(mode="after")
     def _rules(self) -> BatchItem:
@@ -278,7 +279,7 @@ class WorkloadBatchOut(_Out):
 
 
 class ConsolidationRequest(_In):
-    max_migrations: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    max_migrations: Annotated[int, Field(ge=0, le=100_000), INTEGRAL] | None = None
     apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
 
 

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.fields import IsoDateTime, NamePath
+from poolvisor.api.fields import QUERY_FLOAT, QUERY_INT, IsoDateTime, NamePath
 from poolvisor.api.routes.workloads import DEFAULT_PROJECT, ProjectQ, locate_workload
 from poolvisor.api.schemas import UtilizationIn, UtilizationOut, UtilizationRecorded
 
@@ -36,14 +37,19 @@ def record_utilization(body: UtilizationIn, svc: SvcDep, who: Who) -> Utilizatio
 def workload_utilization(
     name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None,
     interval: Annotated[float, Query(ge=1, le=604800, allow_inf_nan=False,
-                                     description="bucket length in seconds")] = 300.0,
-    steps: Annotated[int | None, Query(ge=1, le=10_000, description="the last N buckets")] = None,
-    since: Annotated[IsoDateTime | None, Query(description="first instant (ISO 8601; no offset = UTC)")]
-    = None,
-    until: Annotated[IsoDateTime | None, Query(description="last instant (default: the latest sample)")]
-    = None,
+                                     description="bucket length in seconds"), QUERY_FLOAT] = 300.0,
+    steps: Annotated[Annotated[int, Field(ge=1, le=10_000), QUERY_INT] | None,
+                     Query(description="the last N buckets (not with `since`)")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="first instant (ISO 8601; no offset = UTC; "
+                                                           "not with `steps`)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="last instant (default: the latest sample; "
+                                                           "not before `since`)")] = None,
 ) -> UtilizationOut:
-    """The workload's recorded CPU use on a regular grid (422 when nothing was recorded)."""
+    """The workload's recorded CPU use on a regular grid.
+
+    Rules OpenAPI cannot state, answered with 422: `steps` and `since` exclude each other; `since`
+    must not be after `until`; the workload needs recorded samples up to the end; the window spans
+    at most 10,000 buckets."""
     where = locate_workload(svc, who, name, project)
     if steps is None and since is None:
         steps = 288

@@ -173,7 +173,8 @@ def plan_batch_placement(
             np.subtract.at(bins_free, others[sub], d[movers])
             bins_free[b] += d[movers].sum(axis=0)
             notes.append(f"re-packed {movers.size} workload(s) so {state.names[hosts[order[b]]]} stays empty")
-    host_idx = np.where(a >= 0, hosts[order][np.maximum(a, 0)], -1)
+    host_idx = np.full(a.shape, -1, dtype=np.int64)  # no eligible host at all: every workload unplaced
+    host_idx[a >= 0] = hosts[order][a[a >= 0]]
     _verify(state, d, host_idx, base_allocated=state.allocated)
     moves = []
     for i, name in enumerate(names):
