@@ -14,10 +14,28 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.services import HostRecord, PoolRecord, WorkloadRecord
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MIN_SCRAPE_TOKEN_LEN, MAX_SCRAPE_TOKEN_LEN = 16, 256
+
+
+def load_scrape_token(path: Path) -> str:
+    """The scrape token in `path` (one line, 16..256 printable ASCII characters without spaces)."""
+    try:
+        token = path.read_bytes().decode("ascii").strip()
+    except OSError as e:
+        raise InvalidInputError(f"cannot read the metrics token file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"metrics token file {path}: not ASCII text") from None
+    if not MIN_SCRAPE_TOKEN_LEN <= len(token) <= MAX_SCRAPE_TOKEN_LEN \
+            or not all(33 <= ord(c) <= 126 for c in token):
+        raise InvalidInputError(f"metrics token file {path}: the token must be {MIN_SCRAPE_TOKEN_LEN}.."
+                                f"{MAX_SCRAPE_TOKEN_LEN} printable ASCII characters without spaces")
+    return token
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 ASGI servers decode the path before routing, so `/v1/workloads/a%2Fstart` would reach the route
 `/v1/workloads/{name}/start` with the name `a`, and `..%2Fpools%2Fx` would be split into segments
 the client never sent. Rebuilding the routing path from `raw_path` with `%2F` kept encoded makes
-such a segment one (invalid) name: a 422 like any other bad name, on every route.
+such a segment one (invalid) name: a 422 like any other bad name, on every route. The path is
+always rebuilt from `raw_path` (when the server gives one), so every server decodes it the same
+way, exactly once.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class EncodedSlashMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") if scope["type"] == "http" else None
-        if raw and b"%2f" in raw.lower():
+        if raw:
             root = scope.get("root_path", "")
             path = routing_path(raw)
             if root and not path.startswith(root):

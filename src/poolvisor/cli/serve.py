@@ -84,16 +84,22 @@ def serve(
         help="With --demo: also create M VMs in project 'demo' with a day of recorded CPU use "
         "(for `poolvisor whatif`), when that project has none.")] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    metrics_token_file: Annotated[Path | None, typer.Option(
+        "--metrics-token-file", envvar="POOLVISOR_METRICS_TOKEN_FILE",
+        help="File holding a bearer token that may read every /metrics series and nothing else "
+        "(for a Prometheus scraper). Without a token /metrics shows fleet totals only.")] = None,
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
     import uvicorn
 
     from poolvisor.api.app import create_app
+    from poolvisor.api.metrics import load_scrape_token
     from poolvisor.services import open_services
 
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
                    f"got {log_level!r}")
+    scrape_token = load_scrape_token(metrics_token_file) if metrics_token_file is not None else None
     sock = _listen(host, port)
     try:
         svc = open_services(db)
@@ -113,7 +119,7 @@ def serve(
         elif demo_vms:
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
-        app = create_app(svc)
+        app = create_app(svc, metrics_token=scrape_token)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)
