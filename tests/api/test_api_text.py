@@ -119,6 +119,16 @@ def test_reported_description_is_rejected_and_nothing_stored(client: Any, admin:
     assert "x1" not in {p.name for p in svc.list_pools()}
 
 
+def test_services_keep_the_rule_too(svc: Services) -> None:
+    """Callers of the Python API (not only HTTP clients) cannot store control characters."""
+    with pytest.raises(InvalidInputError, match="U\\+001B"):
+        svc.create_pool("p2", "\x1b[2J")
+    with pytest.raises(InvalidInputError, match="U\\+202E"):
+        svc.create_host("h2", {"vcpu": 1}, labels={"k": "\u202e"})
+    with pytest.raises(InvalidInputError, match="U\\+0000"):
+        svc.create_host("h2", {"vcpu": 1}, labels={"k\x00": "v"})
+
+
 def test_domain_text_rule() -> None:
     for ch in FORBIDDEN:
         assert forbidden_char(f"ab{ch}") == 2
