@@ -49,6 +49,14 @@ def test_anonymous_scrape_carries_no_names(scraped: TestClient) -> None:
     assert 'poolvisor_fleet_workloads{state="running"} 2' in r.text
     assert 'poolvisor_fleet_hosts{state="up"} 6' in r.text
     assert 'poolvisor_fleet_allocated{resource="vcpu"} 2' in r.text  # two 'small' (1 vCPU each)
+    assert 'poolvisor_fleet_capacity{resource="memory_mib"} 786432\n' in r.text  # exact, no 7.86432e+05
+
+
+def test_values_are_exact() -> None:
+    from poolvisor.api.metrics import _number
+
+    assert [_number(v) for v in (0, 2621440.0, 1234567.0, 0.1, 1e15, 2.5e-7)] == \
+        ["0", "2621440", "1234567", "0.1", "1000000000000000", "2.5e-07"]
 
 
 def test_member_sees_its_own_project_only(scraped: TestClient, member: Callable[[str], dict[str, str]]

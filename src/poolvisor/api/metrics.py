@@ -62,10 +62,16 @@ def _labels(**kv: str) -> str:
     return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in kv.items()) + "}"
 
 
+def _number(v: float) -> str:
+    """Exact: integral values without an exponent, others as the shortest round-trip repr."""
+    f = float(v)
+    return str(int(f)) if f.is_integer() and abs(f) < 2**53 else repr(f)
+
+
 def _family(out: list[str], name: str, help_: str, samples: Iterable[tuple[dict[str, str], float]]) -> None:
     out.append(f"# HELP {name} {help_}")
     out.append(f"# TYPE {name} gauge")
-    out.extend(f"{name}{_labels(**labels)} {value:g}" for labels, value in samples)
+    out.extend(f"{name}{_labels(**labels)} {_number(value)}" for labels, value in samples)
 
 
 _AMOUNTS = (("capacity", "Allocatable capacity (physical x overcommit)"),
