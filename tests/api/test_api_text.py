@@ -182,3 +182,25 @@ def test_body_limits(client: Any, admin: dict[str, str]) -> None:
     r = client.post("/v1/utilization", content=b" " * (BULK_MAX_BODY + 1),
                     headers={**admin, "Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+def test_schema_keywords_fit_their_types() -> None:
+    """Constraints pydantic could not place (a validator before them) leak as `ge`/`le` or as
+    `minLength` on an object, which JSON Schema ignores: the bound would be enforced but unstated."""
+    def walk(node: Any, where: str, parent_key: str = "") -> Iterator[str]:
+        if isinstance(node, dict):
+            if parent_key != "properties":
+                leaked = {"ge", "le", "gt", "lt", "min_length", "max_length"} & set(node)
+                assert not leaked, (where, leaked)
+                if {"minLength", "maxLength", "pattern"} & set(node) and parent_key != "propertyNames":
+                    assert node.get("type") == "string", where
+                if {"minimum", "maximum"} & set(node):
+                    assert node.get("type") in ("number", "integer"), where
+            for k, v in node.items():
+                yield from walk(v, f"{where}/{k}", k)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from walk(v, f"{where}/{i}", parent_key)
+        yield where
+
+    assert sum(1 for _ in walk(DOC, "")) > 500

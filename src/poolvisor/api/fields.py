@@ -86,7 +86,7 @@ class SomePositive:
 
     def __get_pydantic_json_schema__(self, cs: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         js = handler(cs)
-        js["not"] = {"additionalProperties": {"maximum": 0}}
+        js["not"] = {"additionalProperties": {"type": "number", "maximum": 0}}
         return js
 
 

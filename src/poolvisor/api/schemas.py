@@ -76,7 +76,7 @@ class PoolOut(_Out):
 # ---- hosts -------------------------------------------------------------------------------------
 class HostCreate(_In):
     name: Name
-    capacity: Annotated[Demand, Field(min_length=1)]
+    capacity: Demand  # at least one positive amount, so never empty
     pool: Name | None = None
     overcommit: Overcommit | None = None
     labels: Labels | None = None
@@ -106,7 +106,7 @@ class HostOut(_Out):
 # ---- flavors, projects, tokens -----------------------------------------------------------------
 class FlavorCreate(_In):
     name: Name
-    demand: Annotated[Demand, Field(min_length=1)]
+    demand: Demand  # at least one positive amount, so never empty
 
 
 class FlavorOut(_Out):
