@@ -68,7 +68,7 @@ def positive_data_acceptance_but_unstatable_rules(ctx: CheckContext, response: R
 
 CONFIG = SchemathesisConfig.from_dict({
     "seed": SEED,
-    "generation": {"deterministic": True, "max-examples": 6},
+    "generation": {"deterministic": True, "max-examples": 6, "database": "none"},
     "headers": {"Authorization": f"Bearer {TOKEN}"},
     "checks": {"positive_data_acceptance": {"enabled": False}},  # replaced by the refinement above
     "phases": {"stateful": {"max-steps": 8}},
@@ -106,7 +106,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 
 
 @schema.parametrize()
-@settings(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms(case: Any, live: Services) -> None:
     case.call_and_validate()
 
@@ -117,4 +117,4 @@ StatefulBase = schema.as_state_machine()
 @pytest.mark.usefixtures("live")
 class TestStateful(StatefulBase.TestCase):  # type: ignore[name-defined,misc]
     settings = settings(max_examples=8, stateful_step_count=8, deadline=None, derandomize=True,
-                        suppress_health_check=list(HealthCheck))
+                        database=None, suppress_health_check=list(HealthCheck))
