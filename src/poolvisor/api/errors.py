@@ -56,7 +56,8 @@ DESCRIPTIONS = {
     405: "Method not allowed",
     409: "Conflict: duplicate name, object in use, or no valid host",
     413: "Request body over the size limit (64 KiB; 4 MiB for /v1/utilization and /v1/workloads/batch)",
-    422: "Invalid input: malformed JSON, schema violation, unknown resource, bad amount",
+    422: "Invalid input: malformed JSON, schema violation (bad name, wrong JSON type, control character),"
+         " unknown resource, bad amount",
     503: "A backing component (database, driver) is unavailable",
 }
 

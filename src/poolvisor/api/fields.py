@@ -2,11 +2,12 @@
 
 One type per rule, so a rule holds on every route by construction and the OpenAPI document states
 it: `Name` (path, query and body names), `Text` (free text: no control or bidirectional
-formatting characters), `Demand`/`Capacity` maps (typed keys and values, at least one positive
-amount), `IsoDateTime` (ISO 8601 strings only, 1970..2099), `QueryBool` (only `true`/`false`), JSON
-number syntax for query numbers, integral JSON numbers for integers, and
-`StrictModel`, the base of every request body: a JSON boolean is a boolean and a JSON number a
-number (pydantic strict mode; an integer is still accepted where a float is expected).
+formatting characters), `Demand` (demands and capacities: typed keys and values, at least one
+positive amount), `IsoDateTime` (ISO 8601 strings only, 1970..2099), `QueryBool` (only
+`true`/`false`), `QUERY_INT`/`QUERY_FLOAT` (JSON number syntax in queries), `INTEGRAL` (an integer
+is a JSON number with an integral value), and `StrictModel`, the base of every request body: a
+JSON boolean is a boolean and a JSON number a number (pydantic strict mode; an integer is still
+accepted where a float is expected).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ NamePath = Annotated[Name, Path(description=NAME_RULE)]
 Text = Annotated[str, StringConstraints(pattern=TEXT_PATTERN)]
 """Free text: any Unicode except control and bidirectional formatting characters."""
 Description = Annotated[Text, StringConstraints(max_length=1000)]
+
+
 def _integral(v: object) -> object:
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
@@ -131,6 +134,8 @@ def _iso_datetime(v: object) -> datetime:
 
 
 class _DateTimeSchema:
+    """The exact rule as the schema: a date-time string whose pattern admits only storable instants."""
+
     def __get_pydantic_json_schema__(self, cs: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         return {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}
 
