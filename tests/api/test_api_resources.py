@@ -147,7 +147,7 @@ def test_events_and_metrics(client: Any, admin: dict[str, str], member: Any) -> 
     assert all(e["project"] == "team-c" for e in client.get("/v1/events", headers=other).json())
     assert client.get("/v1/events", params={"project": "demo"}, headers=other).status_code == 404
 
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers=admin)  # per-project series need a token (test_api_metrics.py)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert 'poolvisor_hosts{pool="demo",state="up"} 6' in r.text
     assert 'poolvisor_workloads{project="demo",state="running"} 1' in r.text

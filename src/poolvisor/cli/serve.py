@@ -130,11 +130,16 @@ def serve(
     sim_durations: Annotated[str | None, typer.Option(
         help="Make the sim driver's operations take this long, e.g. create=2,delete=1,migrate=3 "
         "(seconds; demos and crash drills).", show_default=False)] = None,
+    metrics_token_file: Annotated[Path | None, typer.Option(
+        "--metrics-token-file", envvar="POOLVISOR_METRICS_TOKEN_FILE",
+        help="File holding a bearer token that may read every /metrics series and nothing else "
+        "(for a Prometheus scraper). Without a token /metrics shows fleet totals only.")] = None,
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
     import uvicorn
 
     from poolvisor.api.app import create_app
+    from poolvisor.api.metrics import load_scrape_token
     from poolvisor.policies.placement import PlacementPolicy
     from poolvisor.services import open_services
     from poolvisor.services.leases import MAX_LEASE_S, MIN_LEASE_S
@@ -150,6 +155,7 @@ def serve(
     durations = _sim_durations(sim_durations) if sim_durations is not None else {}
     names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
     policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
+    scrape_token = load_scrape_token(metrics_token_file) if metrics_token_file is not None else None
     sock = _listen(host, port)
     try:
         svc = open_services(db, lease_s=lease, driver_options={"durations": durations}, repair=False,
@@ -173,7 +179,8 @@ def serve(
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
         app = create_app(svc, repair_interval=repair_interval or None,
-                         report=lambda line: typer.echo(f"poolvisor: {line}", err=True))
+                         report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
+                         metrics_token=scrape_token)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)

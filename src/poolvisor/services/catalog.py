@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import ConflictError, InvalidInputError
 from poolvisor.domain.models import MAX_NAME_LEN, check_name
 from poolvisor.domain.resources import ResourceSet
+from poolvisor.domain.text import check_text
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.records import (
     FlavorRecord,
@@ -46,6 +47,8 @@ def check_labels(what: str, labels: dict[str, str] | None) -> dict[str, str]:
                 or len(v) > MAX_NAME_LEN:
             raise InvalidInputError(
                 f"{what}: keys and values must be strings of at most {MAX_NAME_LEN} characters")
+        check_text(f"{what} key {k!r}", k)
+        check_text(f"{what} {k!r}", v)
     return dict(labels)
 
 
@@ -73,6 +76,7 @@ class CatalogServices(ServiceBase):
         if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
             raise InvalidInputError(
                 f"pool description must be a string of at most {MAX_DESCRIPTION} characters")
+        check_text("pool description", description)
 
         def tx(s: Session) -> PoolRecord:
             if s.scalars(select(PoolRow.id).filter_by(name=name)).first() is not None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
+from poolvisor.api.fields import Name, NamePath, QueryBool
 from poolvisor.api.schemas import (
     Action,
     MigrateRequest,
-    Name,
     WorkloadBatchCreate,
     WorkloadBatchOut,
     WorkloadCreate,
@@ -28,7 +28,6 @@ from poolvisor.services import Principal, Services
 
 router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
 DEFAULT_PROJECT = "default"
-WorkloadName = Annotated[Name, Path(description="workload name (unique within its project)")]
 ProjectQ = Annotated[Name | None, Query(description="project (admins; members always use their own)")]
 ACTIONS: tuple[Action, ...] = ("start", "stop", "suspend", "resume")
 
@@ -61,7 +60,7 @@ def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Work
 )
 def create_workload(
     body: WorkloadCreate, response: Response, svc: SvcDep, who: Who,
-    dry_run: Annotated[bool, Query(description="only place and explain; allocate nothing")] = False,
+    dry_run: Annotated[QueryBool, Query(description="only place and explain; allocate nothing")] = False,
 ) -> WorkloadOut:
     """Place the workload (filters, then scorers) and create it on the chosen host's driver.
 
@@ -87,7 +86,7 @@ def create_workload(
 )
 def create_workloads_batch(
     body: WorkloadBatchCreate, response: Response, svc: SvcDep, who: Who,
-    dry_run: Annotated[bool, Query(description="only plan and explain; allocate nothing")] = False,
+    dry_run: Annotated[QueryBool, Query(description="only plan and explain; allocate nothing")] = False,
 ) -> WorkloadBatchOut:
     """Place many workloads at once with the packing engine (fewest hosts), in one transaction.
 
@@ -104,24 +103,24 @@ def create_workloads_batch(
 
 
 @router.get("/{name}", response_model=WorkloadOut, responses=errors(401, 404, 409, 422, 503))
-def get_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
+def get_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
     return WorkloadOut.model_validate(svc.get_workload(locate_workload(svc, who, name, project), name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))
-def delete_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
+def delete_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
     svc.delete_workload(locate_workload(svc, who, name, project), name)
 
 
 def _action_route(action: Action) -> None:
-    def act(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
+    def act(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
         where = locate_workload(svc, who, name, project)
         return WorkloadOut.model_validate(svc.workload_action(where, name, action))
 
     act.__name__ = f"{action}_workload"
     act.__doc__ = f"{action.capitalize()} the workload (409 when its state does not allow it)."
     router.post(f"/{{name}}/{action}", response_model=WorkloadOut,
-                responses=errors(401, 404, 409, 422, 503))(act)
+                responses=errors(401, 404, 409, 413, 422, 503))(act)
 
 
 for _action in ACTIONS:
@@ -129,7 +128,7 @@ for _action in ACTIONS:
 
 
 @router.post("/{name}/migrate", response_model=WorkloadOut, responses=errors(401, 404, 409, 413, 422, 503))
-def migrate_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None,
+def migrate_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None,
                      body: MigrateRequest | None = None) -> WorkloadOut:
     """Move the workload to `host`, or to the host placement chooses when none is given."""
     target = body.host if body is not None else None
