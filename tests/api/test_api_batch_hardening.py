@@ -73,7 +73,7 @@ def test_a_packer_failure_falls_back_to_one_by_one(client: Any, admin: dict[str,
     def broken(*_a: Any, **_k: Any) -> Any:
         raise failure
 
-    monkeypatch.setattr(batch_mod, "plan_batch_placement", broken)
+    monkeypatch.setattr(batch_mod, "plan_batch_keeping_scarce", broken)
     with caplog.at_level(logging.ERROR, logger="poolvisor.services"):
         r = client.post("/v1/workloads/batch", json=_tiny_batch(5), headers=admin)
     assert r.status_code == 201, r.text
