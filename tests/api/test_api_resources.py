@@ -120,7 +120,9 @@ def test_member_cannot_administer(client: Any, member: Any) -> None:
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
     assert [p["name"] for p in client.get("/v1/projects", headers=h).json()] == ["team-a"]
     assert client.get("/v1/projects/demo", headers=h).status_code == 404
-    assert client.get("/v1/whoami", headers=h).json() == {"role": "member", "project": "team-a"}
+    who = client.get("/v1/whoami", headers=h).json()
+    assert isinstance(who.pop("token_id"), int)
+    assert who == {"role": "member", "project": "team-a", "expires_at": None}
 
 
 def test_tokens(client: Any, admin: dict[str, str]) -> None:
@@ -129,7 +131,7 @@ def test_tokens(client: Any, admin: dict[str, str]) -> None:
     assert r.status_code == 201
     tok = r.json()["token"]
     who = client.get("/v1/whoami", headers={"Authorization": f"Bearer {tok}"}).json()
-    assert who == {"role": "member", "project": "team-b"}
+    assert who == {"role": "member", "project": "team-b", "token_id": r.json()["id"], "expires_at": None}
     for body, status in (({"role": "member"}, 422), ({"role": "admin", "project": "team-b"}, 422),
                          ({"role": "member", "project": "nope"}, 404), ({"role": "root"}, 422)):
         assert client.post("/v1/tokens", json=body, headers=admin).status_code == status, body
@@ -145,7 +147,7 @@ def test_events_and_metrics(client: Any, admin: dict[str, str], member: Any) -> 
     assert all(e["project"] == "team-c" for e in client.get("/v1/events", headers=other).json())
     assert client.get("/v1/events", params={"project": "demo"}, headers=other).status_code == 404
 
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers=admin)  # per-project series need a token (test_api_metrics.py)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert 'poolvisor_hosts{pool="demo",state="up"} 6' in r.text
     assert 'poolvisor_workloads{project="demo",state="running"} 1' in r.text
@@ -164,7 +166,7 @@ def test_openapi_declares_every_error(client: Any) -> None:
                 assert {"413", "422"} <= codes, (method, path)
             if "{name}" in path:
                 assert {"404", "422"} <= codes, (method, path)
-            member_writable = "workloads" in path or path in ("/v1/tokens", "/v1/utilization")
+            member_writable = "workloads" in path or path.startswith(("/v1/tokens", "/v1/utilization"))
             if method in ("post", "put", "delete") and path.startswith("/v1") and not member_writable:
                 assert "403" in codes, (method, path)
 

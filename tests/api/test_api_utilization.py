@@ -70,8 +70,10 @@ def test_bad_input_is_4xx_and_writes_nothing(client: Any, admin: dict[str, str],
     r = client.post("/v1/utilization", content=nan, headers={**admin, "Content-Type": "application/json"})
     assert r.status_code == 422
     assert client.post("/v1/utilization", json={"samples": [ok]}).status_code == 401
-    big = {"samples": [ok] * 2000}  # > 64 KiB
+    big = {"samples": [ok] * 100_000}  # > 4 MiB, the bulk endpoints' body limit
     assert client.post("/v1/utilization", json=big, headers=admin).status_code == 413
+    over = {"samples": [ok] * 10_001}  # over the schema's maxItems but within the body limit: 422
+    assert client.post("/v1/utilization", json=over, headers=admin).status_code == 422
     assert _count(svc) == 0
     # reading: nothing recorded, unknown workload, bad parameters
     r = client.get("/v1/workloads/web1/utilization", params={"project": "demo"}, headers=admin)

@@ -34,8 +34,9 @@ def _pool(url: str, record: int) -> tuple[tuple[str, ...], np.ndarray]:
         fill_small_pool(svc)
         vms = pool_from_services(svc, "p").vms
         util = np.random.default_rng(3).uniform(0.05, 0.3, (len(vms), 24))
-        svc.record_utilization([(vm, T0 + 300 * k, float(util[i, k]))
-                                for i, vm in enumerate(vms[:record]) for k in range(24)])
+        if record:
+            svc.record_utilization([(vm, T0 + 300 * k, float(util[i, k]))
+                                    for i, vm in enumerate(vms[:record]) for k in range(24)])
     finally:
         svc.close()
     return vms, util
@@ -77,9 +78,8 @@ def test_whatif_reads_the_history_from_the_store(url: str, tmp_path: Path,
 
 def test_whatif_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    _pool(url, record=5)  # w5..w7 have no samples
+    _pool(url, record=5)  # w5..w7 have no samples (replayed at their reservation: next test)
     for argv, msg in [
-        ([], "no utilization recorded for VM demo/w5 (and 2 more)"),
         (["--steps", "3", "--since", "2h"], "not both"),
         (["--steps", "3", "--history", str(tmp_path / "h.npz")], "not with --history"),
         (["--since", "last tuesday"], "--since"),
@@ -95,6 +95,51 @@ def test_whatif_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     svc.close()
     code, _, err = _cli(["whatif", "--db", empty], capsys)
     assert code == 1 and "nothing to replay" in err
+    none = f"sqlite:///{tmp_path / 'n.db'}"
+    _pool(none, record=0)  # VMs, but no history at all
+    code, out, err = _cli(["whatif", "--db", none, "--pool", "p"], capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "no utilization recorded for any of the 8 VM(s) (e.g. demo/w0): nothing to replay" in err
+
+
+def test_whatif_replays_vms_without_history_at_their_reservation(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One VM without samples must not sink the comparison: it replays at 100% of its vCPUs, and
+    the output names it (table and --json), from the store and from a --history file alike."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    vms, util = _pool(url, record=5)
+    missing = list(vms[5:])
+    base = ["whatif", "--db", url, "--pool", "p", "--policies", "thr-mmt,lr-mmt"]
+    code, out, err = _cli(base, capsys)
+    assert code == 0, err
+    assert "thr-mmt" in out and "lr-mmt" in out
+    assert (f"note: 3 of 8 VM(s) have no recorded utilization and replay at a constant 100% of the VM's "
+            f"vCPU reservation: {', '.join(missing)}") in " ".join(out.split())
+    code, out, err = _cli([*base, "--json"], capsys)
+    assert code == 0, err
+    runs = json.loads(out)
+    assert [r["policy"] for r in runs] == ["as-is", "thr-mmt", "lr-mmt"]
+    for r in runs:
+        assert r["vms"] == 8
+        assert r["without_history"] == {"count": 3, "vms": missing,
+                                        "replayed_as": "a constant 100% of the VM's vCPU reservation"}
+    # exactly the replay of a history where those VMs use their whole reservation all day
+    full = util.copy()
+    full[5:] = 1.0
+    np.savez(tmp_path / "full.npz", vms=np.array(vms), util=full, interval_s=300.0)
+    code, out, err = _cli(["whatif", "--db", url, "--pool", "p", "--policies", "thr-mmt,lr-mmt", "--json",
+                           "--history", str(tmp_path / "full.npz")], capsys)
+    assert code == 0, err
+    explicit = json.loads(out)
+    assert all(_same({k: v for k, v in a.items() if k != "without_history"},
+                     {k: v for k, v in b.items() if k != "without_history"})
+               for a, b in zip(explicit, runs, strict=True))
+    assert explicit[0]["without_history"]["count"] == 0
+    # a --history file that lacks them: the same replay and the same note
+    np.savez(tmp_path / "part.npz", vms=np.array(vms[:5]), util=util[:5], interval_s=300.0)
+    code, out, err = _cli([*base, "--json", "--history", str(tmp_path / "part.npz")], capsys)
+    assert code == 0, err
+    assert all(_same(a, b) for a, b in zip(json.loads(out), runs, strict=True))
 
 
 def test_parse_since() -> None:

@@ -27,6 +27,12 @@ POLICIES = {
     "best-fit-only": PlacementPolicy(scorers=(("best-fit", 2.5),)),
     "few-filters": PlacementPolicy(filters=("capacity", "affinity"), scorers=(("best-fit", 1.0),)),
     "balanced": PlacementPolicy.named("balanced"),  # not indexable: must go to the exact scan
+    # keep-scarce-free on resources the scenarios have (r1, r2): a leaf test and an exact fallback
+    "scarce": PlacementPolicy(scarce=("r1", "r2")),
+    "scarce-spread": PlacementPolicy.named("spread", scarce=("r0",)),
+    "scarce-few-filters": PlacementPolicy(filters=("capacity", "affinity"), scarce=("r1",),
+                                          scorers=(("best-fit", 2.0), ("keep-scarce-free", 3.0))),
+    "scarce-weak": PlacementPolicy(scarce=("r1",), scorers=(("best-fit", 1.0), ("keep-scarce-free", 0.5))),
 }
 
 

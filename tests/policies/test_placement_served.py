@@ -246,3 +246,47 @@ def test_member_hosts_follow_the_change_log(monkeypatch: pytest.MonkeyPatch) -> 
     domains = rng.integers(0, 7, size=n).astype(np.int32)
     taken = np.array([1, 4])
     assert np.sort(mh.in_domains(domains, taken)).tolist() == np.flatnonzero(np.isin(domains, taken)).tolist()
+
+
+def gpu_grid(plain: int, gpu: int) -> ClusterState:
+    s = ClusterState(("vcpu", "memory_mib", "gpu"))
+    for i in range(plain):
+        s.add_host(HostSpec(f"p{i}", {"vcpu": 8 * (1 + i % 2), "memory_mib": 16384, "gpu": 0}, domain=f"r{i % 5}"))
+    for i in range(gpu):
+        s.add_host(HostSpec(f"g{i}", {"vcpu": 16, "memory_mib": 32768, "gpu": 4}, domain=f"r{i % 5}"))
+    return s
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_ordinary_requests_stay_on_the_tree_while_gpus_are_free(jit: bool) -> None:
+    """Default policy (keep-scarce-free, weight 10): hosts with free GPUs sit in the class's spare
+    row, not its row, yet the ranking equals the pipeline's (keep-scarce-free 1.0 on the top hosts,
+    normalization over all candidates, counts including the GPU hosts) without the exact pipeline;
+    once fewer than top_k other hosts fit, the exact pipeline ranks, and says so."""
+    s = gpu_grid(12, 4)
+    placer = IndexedPlacer(s, jit=jit)
+    vm = Request("vm", s.resources.vector({"vcpu": 2, "memory_mib": 2048}))
+    anti = replace(vm, group="g", group_policy=GroupPolicy.ANTI_AFFINITY)
+    exact = kept = 0
+    for k in range(40):
+        req = replace(anti if k % 3 == 0 else vm, name=f"vm{k}")
+        got, want = decide(placer, req), place(s, req)
+        assert got.host_index == want.host_index is not None
+        if got.explanation.path.startswith("exact pipeline"):
+            exact += 1
+            assert got.explanation == replace(want.explanation, detail="full", path=got.explanation.path)
+            # fewer than top_k hosts without free GPUs fit: the ranking reaches the GPU hosts
+            assert any(c.host.startswith("g") and c.scores["keep-scarce-free"] == 0.0
+                       for c in want.explanation.top)
+        else:
+            assert got.explanation.path == "index" and got.explanation.top == want.explanation.top
+            assert got.explanation.candidates == want.explanation.candidates
+            assert [(f.filter, f.rejected, f.remaining) for f in got.explanation.filters] == \
+                expected_counts(s, req, placer.policy)
+            # the premise: GPU hosts with free GPUs were candidates (else the scorer is 0)
+            kept += want.explanation.top[-1].scores["keep-scarce-free"] == 1.0
+        s.allocate(got.host_index, req.demand, req.group)
+    assert 0 < exact < 40 and placer.stats["full_scan"] == exact and kept == 40 - exact
+    gpu = Request("gpu", s.resources.vector({"vcpu": 1, "memory_mib": 1024, "gpu": 1}))
+    got, want = decide(placer, gpu), place(s, gpu)  # uses the GPU: no spare row, the tree answers
+    assert got.explanation.path == "index" and got.explanation.top == want.explanation.top

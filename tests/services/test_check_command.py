@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from sqlalchemy import text
@@ -69,3 +70,35 @@ def test_corruption_is_reported(populated, statements, expected):
 def test_missing_database_is_one_clear_error(tmp_path):
     r = run_check("--db", str(tmp_path / "nope.db"))
     assert r.exit_code == 1 and "no database at" in r.output
+
+
+@pytest.mark.parametrize("op", ["create", "delete", "migrate"])
+def test_workloads_stuck_past_their_lease_are_reported(sqlite_url, op):
+    """A use case whose process died: in flight (ok) while its lease runs, a violation after."""
+    s = open_services(sqlite_url, lease_s=0.5)
+    small_cluster(s)
+    s.create_workload("demo", "vm0", flavor="unit")
+
+    def die(*_a, **_k):
+        raise KeyboardInterrupt  # the thread dies; nothing in the use case catches it
+
+    setattr(s.driver, op, die)
+    with pytest.raises(KeyboardInterrupt):
+        {"create": lambda: s.create_workload("demo", "vm1", flavor="unit"),
+         "delete": lambda: s.delete_workload("demo", "vm0"),
+         "migrate": lambda: s.migrate_workload("demo", "vm0")}[op]()
+    s.close()
+    state = {"create": "placing", "delete": "deleting", "migrate": "migrating"}[op]
+    r = run_check("--db", sqlite_url, "--json")
+    data = json.loads(r.output)
+    assert r.exit_code == 0 and data["counts"]["in_flight"] == 1, r.output
+    time.sleep(0.6)
+    r = run_check("--db", sqlite_url)
+    assert r.exit_code == 1 and f"stuck {state}" in " ".join(r.output.split()), r.output
+    data = json.loads(run_check("--db", sqlite_url, "--json").output)
+    [v] = data["violations"]
+    name = "vm1" if op == "create" else "vm0"
+    assert v.startswith(f"workload demo/{name} is stuck {state}: its lease") and "expired" in v
+    s = open_services(sqlite_url)  # a start repairs it; then check is clean
+    s.close()
+    assert run_check("--db", sqlite_url).exit_code == 0

@@ -182,7 +182,8 @@ def test_stale_group_decision_is_rejected_at_commit(lite):
                          False)
     decision, target = lite._decide(spec)
     assert decision.host == "h0"  # no member yet: anywhere, ties to h0
-    assert lite.create_workload("demo", "b", demand={"vcpu": 1}, group="grp",
+    # (the group is created by the first claim that commits: b's, with the same policy)
+    assert lite.create_workload("demo", "b", demand={"vcpu": 1}, group="grp", group_policy="affinity",
                                 required_labels={"n": "1"}).host == "h1"
     with pytest.raises(Stale):
         lite._write(partial(lite._claim, spec=spec, target=target, decision=decision))

@@ -1,4 +1,4 @@
-"""Crash safety: interrupted creations are repaired on the next start; kill -9 loses nothing acked."""
+"""Crash safety: interrupted use cases are repaired once their lease expires; kill -9 loses nothing acked."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,17 @@ from svc_helpers import small_cluster
 from poolvisor.domain.errors import ConflictError
 from poolvisor.drivers.base import DriverError
 from poolvisor.services import open_services
+from poolvisor.services.leases import utcnow
 
 
-def crash_after_claim(url: str, name: str, *, driver_created: bool) -> None:
+def later(seconds: float = 3600.0):
+    """A time when every lease taken now has long expired (repair(now=...) acts as if then)."""
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def crash_after_claim(url: str, name: str, *, driver_created: bool, lease_s: float = 5.0) -> None:
     """Do create's first transaction (and optionally the driver call), then 'crash' (close)."""
-    s = open_services(url)
+    s = open_services(url, lease_s=lease_s)
     try:
         spec = s._resolve("demo", name, "vm", "unit", None, 0, None, None, {}, {}, None, False)
         wid, host = s._place_and_claim(spec)
@@ -35,12 +42,13 @@ def test_placing_rows_are_rolled_back_on_start(db_url):
     s = open_services(db_url)
     small_cluster(s)
     s.close()
-    crash_after_claim(db_url, "orphan", driver_created=False)
-    s = open_services(db_url)  # a fresh claim is younger than repair_after: left alone (may be in flight)
+    crash_after_claim(db_url, "orphan", driver_created=False, lease_s=60)
+    s = open_services(db_url)  # its lease is still running: left alone (it may be in flight)
     assert s.get_workload("demo", "orphan").state == "placing" and s.check().ok
-    s.close()
-    s = open_services(db_url, repair_after=0)
+    assert s.repair() == [] and s.check().counts["in_flight"] == 1
+    assert not s.check(now=later(61)).ok  # past the lease, `check` reports it stuck
     try:
+        assert len(s.repair(now=later(61))) == 1
         assert [w.name for w in s.list_workloads("demo")] == []
         assert all(h.allocated["vcpu"] == 0 and h.workloads == 0 for h in s.list_hosts())
         assert s.list_events("demo")[0].kind == "workload.repaired"
@@ -56,7 +64,7 @@ def test_placing_rows_the_driver_knows_are_confirmed(lite):
     from poolvisor.services.workloads import _driver_workload
 
     lite.driver.create(host, _driver_workload(spec))
-    done = lite.repair(stale_after=0)
+    done = lite.repair(now=later())
     assert done == [f"workload half confirmed running on {host} after an interrupted create"]
     assert lite.get_workload("demo", "half").state == "running" and lite.check().ok
 
@@ -93,7 +101,8 @@ def test_kill_9_during_load_loses_nothing_acknowledged(db_url, tmp_path):
     s = open_services(db_url, repair=False)
     interrupted = sum(1 for w in s.list_workloads("demo") if w.state == "placing")
     s.close()
-    s = open_services(db_url, repair_after=0)
+    s = open_services(db_url, repair=False)
+    s.repair(now=later())
     try:
         existing = {w.name: w.state for w in s.list_workloads("demo")}
         assert all(existing.get(n) == "running" for n in acked), [n for n in acked if n not in existing]
@@ -135,7 +144,7 @@ def test_interrupted_delete_is_finished_on_start(lite, after):
     with pytest.raises(ConflictError):
         lite.workload_action("demo", "vm1", "stop")
     del lite.driver.delete  # the "restarted" process has a working driver again
-    assert lite.repair(stale_after=0) == ["workload vm1: interrupted delete finished"]
+    assert lite.repair(now=later()) == ["workload vm1: interrupted delete finished"]
     assert lite.list_workloads("demo") == [] and lite.get_host(w.host).allocated["vcpu"] == 0
     assert lite.check().ok
 
@@ -150,7 +159,7 @@ def test_interrupted_migration_is_resolved_on_start(lite, after, expected):
     mid = lite.get_workload("demo", "vm1")
     assert mid.state == "migrating" and mid.host != w.host and lite.check().ok
     del lite.driver.migrate
-    [msg] = lite.repair(stale_after=0)
+    [msg] = lite.repair(now=later())
     assert expected in msg
     done = lite.get_workload("demo", "vm1")
     assert done.state == "running" and (done.host == w.host) == (expected == "undone")
@@ -164,7 +173,7 @@ def test_interrupted_create_is_rolled_back_on_start(lite):
         lite.create_workload("demo", "vm1", flavor="unit")
     assert lite.get_workload("demo", "vm1").state == "placing"
     del lite.driver.create
-    lite.repair(stale_after=0)
+    lite.repair(now=later())
     assert lite.list_workloads("demo") == [] and lite.check().ok
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from poolvisor import __version__
 from poolvisor.api.errors import install_error_handlers
 from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
+from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
     events,
     flavors,
@@ -19,21 +23,48 @@ from poolvisor.api.routes import (
     workloads,
 )
 from poolvisor.services import Services
+from poolvisor.services.sweeper import RepairSweeper
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
 
 Authenticate with `Authorization: Bearer TOKEN` (`poolvisor serve` writes an admin token to
 `~/.config/poolvisor/token`). Every error has the body `{"error": code, "message": str, "detail": ...}`.
+
+Input rules hold on every operation: names (paths, queries, bodies) are 1..63 letters, digits,
+'-', '_' or '.', starting with a letter or digit (else 422); free text has no control or
+bidirectional formatting characters; JSON types are strict (a boolean is `true`/`false`, a number
+is a JSON number); query flags are exactly `true` or `false`.
 """
 
 
-def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """Build the app around an open Services instance (the caller owns and closes it)."""
+def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
+               repair_interval: float | None = None,
+               report: Callable[[str], None] | None = None,
+               metrics_token: str | None = None) -> FastAPI:
+    """Build the app around an open Services instance (the caller owns and closes it). With
+    `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
+
+    `metrics_token`: an extra bearer token that may read every /metrics series and nothing else
+    (for a Prometheus scraper), or None."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sweeper = RepairSweeper(services, repair_interval, report) if repair_interval else None
+        if sweeper is not None:
+            sweeper.start()
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.stop()
+
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
-                  openapi_url="/openapi.json", redirect_slashes=False)
+                  openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
+    app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+    app.add_middleware(EncodedSlashMiddleware)
     return app

@@ -1,6 +1,7 @@
 """Bearer-token authentication and role checks, as FastAPI dependencies.
 
-Tokens are verified by the services (stored as sha256 digests). Admins see everything; a member
+Tokens are verified by the services (stored as sha256 digests) on every request, so a revoked or
+expired token is refused at once, by every replica sharing the database. Admins see everything; a member
 acts inside its own project only, and another project's objects are reported as not found (404),
 so a member cannot even learn that they exist.
 """
@@ -33,9 +34,10 @@ def principal(
         raise UnauthorizedError("missing bearer token (Authorization: Bearer TOKEN)")
     if len(creds.credentials) > MAX_TOKEN_LEN:
         raise UnauthorizedError("invalid bearer token")
-    who = svc.authenticate(creds.credentials)
+    who, invalid = svc.token_status(creds.credentials)  # one indexed read per request, no cache
     if who is None:
-        raise UnauthorizedError("invalid bearer token")
+        raise UnauthorizedError("bearer token revoked" if invalid == "revoked" else
+                                "bearer token expired" if invalid == "expired" else "invalid bearer token")
     return who
 
 

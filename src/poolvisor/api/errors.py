@@ -9,6 +9,7 @@ document lists every response a client can receive.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from poolvisor.domain.errors import PoolvisorError
+from poolvisor.domain.text import NAME_PATTERN, NAME_RULE, TEXT_PATTERN, TEXT_RULE
 
 log = logging.getLogger("poolvisor.api")
 
@@ -53,8 +55,9 @@ DESCRIPTIONS = {
     404: "Not found (or not visible to this project)",
     405: "Method not allowed",
     409: "Conflict: duplicate name, object in use, or no valid host",
-    413: "Request body too large",
-    422: "Invalid input: malformed JSON, schema violation, unknown resource, bad amount",
+    413: "Request body over the size limit (64 KiB; 4 MiB for /v1/utilization and /v1/workloads/batch)",
+    422: "Invalid input: malformed JSON, schema violation (bad name, wrong JSON type, control character),"
+         " unknown resource, bad amount",
     503: "A backing component (database, driver) is unavailable",
 }
 
@@ -78,14 +81,23 @@ def error_response(status: int, code: str, message: str, detail: Any = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# a pattern mismatch is reported as the rule it states, not as the regular expression
+_PATTERN_RULES = {NAME_PATTERN: NAME_RULE, TEXT_PATTERN: TEXT_RULE}
+
+
+def _readable(err: dict[str, Any]) -> dict[str, Any]:
+    if err.get("type") == "string_pattern_mismatch":
+        rule = _PATTERN_RULES.get(str((err.get("ctx") or {}).get("pattern")))
+        if rule is not None:
+            return {**err, "msg": rule}
+    return err
+
+
 def _validation_message(errs: list[dict[str, Any]]) -> str:
     if not errs:
         return "invalid request"
     first = errs[0]
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
-    if first.get("type") == "string_pattern_mismatch" and "[A-Za-z0-9._-]" in str(first.get("msg")):
-        first = {**first, "msg": "names are 1..63 letters, digits, '-', '_' or '.', starting with a letter "
-                 "or digit"}
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
     return f"{loc}: {first.get('msg', 'invalid')}{more}"
 
@@ -94,6 +106,36 @@ def _clean(errs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Field errors without the echoed input (it can be large) and without exception objects."""
     return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in errs]
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def _allow_table(app: Any) -> list[tuple[re.Pattern[str], int, list[str]]]:
+    """(path regex, number of literal segments, methods) of every path in the OpenAPI document."""
+    table: list[tuple[re.Pattern[str], int, list[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, item in app.openapi()["paths"].items():
+            parts = [p for p in template.split("/") if p]
+            regex = "".join("/" + ("[^/]+" if p.startswith("{") else re.escape(p)) for p in parts)
+            methods = sorted(m.upper() for m in item if m in _HTTP_METHODS)
+            table.append((re.compile(regex), sum(not p.startswith("{") for p in parts), methods))
+        app.state.allow_table = table
+    return table
+
+
+def allowed_methods(request: Request) -> list[str] | None:
+    """The methods of the resource this path names (Starlette's 405 lists only the first route's).
+
+    When several path templates match (`/v1/workloads/batch` also fits `/v1/workloads/{name}`),
+    the most specific one, with the most literal segments, is the resource the URL names."""
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    found = [(literal, methods) for regex, literal, methods in _allow_table(request.app)
+             if regex.fullmatch(path)]
+    return max(found)[1] if found else None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -105,15 +147,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errs = list(exc.errors())
+        errs = [_readable(e) for e in exc.errors()]
         return error_response(422, "invalid_input", _validation_message(errs), _clean(errs))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. invalid UTF-8): bad input
             return error_response(422, "invalid_input", f"malformed request body: {exc.detail}")
         code = _CODES_BY_STATUS.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        allowed = allowed_methods(request) if exc.status_code == 405 else None
+        if allowed is not None:
+            headers["Allow"] = ", ".join(allowed)
+        return error_response(exc.status_code, code, str(exc.detail), None, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -1,8 +1,10 @@
 """Request and response bodies of the REST API (pydantic), separate from the services' records.
 
-Limits live here so they appear in the OpenAPI document: names are 1..63 characters starting with a
-letter or digit, resource names are lowercase identifiers, amounts are finite, >= 0 and <= 1e15,
-maps are bounded. The services re-check everything (unknown resources, duplicates, references).
+Limits live here so they appear in the OpenAPI document, built from the annotated types of
+api/fields.py: names are 1..63 characters starting with a letter or digit, free text has no control
+characters, resource names are lowercase identifiers, amounts are finite, >= 0 and <= 1e15, maps
+are bounded, types are strict. The services re-check everything (unknown resources, duplicates,
+references).
 """
 
 from __future__ import annotations
@@ -10,62 +12,100 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from poolvisor.domain.resources import MAX_QUANTITY
+from poolvisor.api.fields import (
+    INTEGRAL,
+    MAX_MAP_ENTRIES,
+    RESOURCE_PATTERN,
+    Amount,
+    Demand,
+    Description,
+    IsoDateTime,
+    Labels,
+    Name,
+    Overcommit,
+    Ratio,
+    ResourceName,
+    StrictModel,
+)
+from poolvisor.domain.text import NAME_PATTERN
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-RESOURCE_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
-MAX_MAP_ENTRIES = 32
-
-Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
-ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=RESOURCE_PATTERN)]
-Amount = Annotated[float, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False)]
-Ratio = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
-LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
-LabelValue = Annotated[str, StringConstraints(max_length=255)]
-Demand = Annotated[dict[ResourceName, Amount], Field(max_length=MAX_MAP_ENTRIES)]
-Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_MAP_ENTRIES)]
+__all__ = ["MAX_MAP_ENTRIES", "NAME_PATTERN", "RESOURCE_PATTERN", "Amount", "Name", "Ratio", "ResourceName"]
 
 HostStateName = Literal["up", "maintenance", "fenced", "down"]
 GroupPolicyName = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity", "domain-spread"]
 Action = Literal["start", "stop", "suspend", "resume"]
 
 
-class _In(BaseModel):
-    """Request bodies reject unknown fields: a typo must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
+class _In(StrictModel):
+    """Request bodies: strict types, unknown fields rejected (see fields.StrictModel)."""
 
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+# "exactly one of flavor or demand", as the schema states it (a null counts as absent)
+_FLAVOR_XOR_DEMAND: list[JsonValue] = [
+    {"required": ["flavor"], "properties": {"flavor": {"type": "string"}}},
+    {"required": ["demand"], "properties": {"demand": {"type": "object"}}},
+]
+
+
+def _one_of_flavor_demand(flavor: str | None, demand: dict[str, float] | None) -> None:
+    if (flavor is None) == (demand is None):
+        raise ValueError("give exactly one of flavor or demand")
+
+
 # ---- pools -------------------------------------------------------------------------------------
+USED_DOC = ("measured use: vcpu = sum over running workloads of their latest CPU sample x their vCPU "
+            "allocation; null when no running workload has a sample (a lower bound while "
+            "measured_workloads < running_workloads)")
+
+
 class PoolCreate(_In):
     name: Name
-    description: Annotated[str, StringConstraints(max_length=1000)] = ""
+    description: Description = ""
 
 
 class PoolOut(_Out):
+    """Amounts are sums over the pool's hosts; capacity (= allocatable) is after overcommit."""
+
     name: str
     description: str
     hosts: int
     capacity: dict[str, float]
     allocated: dict[str, float]
     free: dict[str, float]
+    allocatable: dict[str, float] = Field(default_factory=dict, description="= capacity: after overcommit")
+    used: dict[str, float] | None = Field(default=None, description=USED_DOC)
+    used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
+    measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
+    running_workloads: int = 0
+    stranded: dict[str, float] = Field(default_factory=dict, description=(
+        "free scarce resources (e.g. gpu) on up hosts that cannot take even the smallest request "
+        "needing them"))
+    stranded_hosts: list[str] = Field(default_factory=list, description="the hosts holding `stranded`")
 
 
 # ---- hosts -------------------------------------------------------------------------------------
 class HostCreate(_In):
     name: Name
-    capacity: Annotated[Demand, Field(min_length=1)]
+    capacity: Demand  # at least one positive amount, so never empty
     pool: Name | None = None
-    overcommit: Annotated[dict[ResourceName, Ratio], Field(max_length=MAX_MAP_ENTRIES)] | None = None
+    overcommit: Overcommit | None = None
     labels: Labels | None = None
     domain: Name = "default"
-    max_workloads: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    max_workloads: Annotated[int, Field(ge=0, le=1_000_000), INTEGRAL] = 0
 
 
 class HostStateChange(_In):
@@ -85,12 +125,17 @@ class HostOut(_Out):
     max_workloads: int
     workloads: int
     generation: int
+    allocatable: dict[str, float] = Field(default_factory=dict, description="capacity x overcommit")
+    used: dict[str, float] | None = Field(default=None, description=USED_DOC)
+    used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
+    measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
+    running_workloads: int = 0
 
 
 # ---- flavors, projects, tokens -----------------------------------------------------------------
 class FlavorCreate(_In):
     name: Name
-    demand: Annotated[Demand, Field(min_length=1)]
+    demand: Demand  # at least one positive amount, so never empty
 
 
 class FlavorOut(_Out):
@@ -107,20 +152,63 @@ class ProjectOut(_Out):
     workloads: int
 
 
+MAX_TOKEN_EXPIRES_IN_S = 10 * 366 * 86400  # = services.auth.MAX_EXPIRES_IN_S
+TOKEN_LABEL_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]{0,62})?$"
+
+
 class TokenCreate(_In):
-    role: Literal["admin", "member"]
-    project: Name | None = Field(default=None, description="required for members, forbidden for admins")
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["role"], "properties": {"role": {"const": "admin"}, "project": {"type": "null"}}},
+        {"properties": {"role": {"const": "member"}}},
+    ]})
+    role: Literal["admin", "member"] = Field(
+        default="member", description="admin (admins only) or member of `project`")
+    project: Name | None = Field(default=None, description="for members: required from admins, the "
+                                 "caller's own project by default from members; forbidden for admins")
+    expires_in: Annotated[int, Field(strict=True, ge=1, le=MAX_TOKEN_EXPIRES_IN_S)] | None = Field(
+        default=None, description="seconds until the token expires; default: never (or when the "
+        "calling token expires: a token never outlives the token that created it)")
+    label: Annotated[str, StringConstraints(max_length=63, pattern=TOKEN_LABEL_PATTERN)] = Field(
+        default="", description="a name to recognize the token by in lists")
+
+    @model_validator(mode="after")
+    def _project_for_members_only(self) -> TokenCreate:
+        # a member token without `project` is the calling member's own project (the route decides;
+        # from an admin it is a 422 there)
+        if self.role == "admin" and self.project is not None:
+            raise ValueError("an admin token belongs to no project")
+        return self
 
 
 class TokenOut(BaseModel):
     token: str = Field(description="the bearer token; shown once, stored only as a hash")
+    id: int
     role: str
     project: str | None
+    label: str = ""
+    expires_at: datetime | None = None
+
+
+class TokenInfo(_Out):
+    """A token as listed; never the secret, only its first characters (`hint`)."""
+
+    id: int
+    role: str
+    project: str | None
+    label: str
+    hint: str
+    state: Literal["active", "expired", "revoked"]
+    created_at: datetime
+    created_by: int | None = Field(description="id of the token that created it")
+    expires_at: datetime | None
+    revoked_at: datetime | None
 
 
 class WhoAmI(BaseModel):
     role: str
     project: str | None
+    token_id: int | None = None
+    expires_at: datetime | None = None
 
 
 # ---- workloads ---------------------------------------------------------------------------------
@@ -153,18 +241,33 @@ class ExplanationOut(BaseModel):
 
 
 class WorkloadCreate(_In):
+    """Exactly one of `flavor` and `demand`; `group_policy` needs a `group`."""
+
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": _FLAVOR_XOR_DEMAND,
+        "anyOf": [{"not": {"required": ["group_policy"]}},
+                  {"properties": {"group_policy": {"type": "null"}}},
+                  {"required": ["group"], "properties": {"group": {"type": "string"}}}],
+    })
     name: Name
     project: Name | None = Field(
         default=None, description="members: their project (implicit); admins: defaults to 'default'")
     flavor: Name | None = None
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
-    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
     group: Name | None = None
     group_policy: GroupPolicyName | None = None
     required_labels: Labels | None = None
     forbidden_labels: Labels | None = None
     pool: Name | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> WorkloadCreate:
+        _one_of_flavor_demand(self.flavor, self.demand)
+        if self.group_policy is not None and self.group is None:
+            raise ValueError("group_policy needs a group")
+        return self
 
 
 class WorkloadOut(_Out):
@@ -185,13 +288,20 @@ class MigrateRequest(_In):
 
 
 class BatchItem(_In):
-    """One workload of a batch. Labels, groups and affinity are not supported in batch mode."""
+    """One workload of a batch (exactly one of `flavor` and `demand`). Labels, groups and affinity
+    are not supported in batch mode."""
 
+    model_config = ConfigDict(json_schema_extra={"oneOf": _FLAVOR_XOR_DEMAND})
     name: Name
     flavor: Name | None = None
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
-    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
+
+    @model_validator(mode="after")
+    def _rules(self) -> BatchItem:
+        _one_of_flavor_demand(self.flavor, self.demand)
+        return self
 
 
 class WorkloadBatchCreate(_In):
@@ -229,7 +339,7 @@ class WorkloadBatchOut(_Out):
 
 
 class ConsolidationRequest(_In):
-    max_migrations: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    max_migrations: Annotated[int, Field(ge=0, le=100_000), INTEGRAL] | None = None
     apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
 
 
@@ -252,21 +362,15 @@ class UtilizationSampleIn(_In):
     workload: Name
     project: Name | None = Field(
         default=None, description="members: their project (implicit); admins: defaults to 'default'")
-    time: EpochSeconds | datetime = Field(description="epoch seconds or ISO 8601 (no offset = UTC)")
+    time: EpochSeconds | IsoDateTime = Field(description="epoch seconds or ISO 8601 (no offset = UTC)")
     cpu: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False,
                                 description="fraction of the workload's vCPU demand in use")]
 
     @field_validator("time", mode="before")
     @classmethod
     def _seconds_not_millis(cls, v: Any) -> Any:
-        """A number must be epoch seconds (pydantic would read a big one as milliseconds)."""
-        num = v
-        if isinstance(v, str):
-            try:
-                num = float(v)
-            except ValueError:
-                return v  # an ISO 8601 date
-        if isinstance(num, (int, float)) and not isinstance(num, bool) and not 0 <= num <= MAX_EPOCH_S:
+        """A number must be epoch seconds (a big one is likely milliseconds: say so)."""
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= MAX_EPOCH_S:
             raise ValueError(f"epoch seconds must be within 0..{MAX_EPOCH_S:.0f} (1970..2100)")
         return v
 

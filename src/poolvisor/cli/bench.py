@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import typer
 
+from poolvisor.cli.parse import number
+
 app = typer.Typer(help="Benchmarks: print measured figures and ratios.", no_args_is_help=True)
 
 
 @app.command("packing")
 def packing(
     source: str = typer.Argument(..., help="directory of .vbp files or a .tar.gz of them (Panigrahy)"),
-    time_limit: float = typer.Option(1.0, "--time-limit", help="seconds per instance (all stages)"),
+    time_limit: float = typer.Option(1.0, "--time-limit", help="seconds per instance (all stages)",
+        parser=number),
     algo: str = typer.Option("best", "--algo", help="algorithm (see `poolvisor pack --help`)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON (summary per class and dimension)"),
     per_instance: bool = typer.Option(False, "--per-instance", help="with --json: add every instance"),
@@ -125,7 +128,8 @@ def placement(
     hosts: int = typer.Option(100_000, "--hosts", help="hosts in the synthetic cluster"),
     requests: int = typer.Option(100_000, "--requests", help="requests placed one after another"),
     seed: int = typer.Option(1, "--seed", help="random seed (cluster, requests)"),
-    churn: float = typer.Option(0.0, "--churn", help="probability of releasing an earlier placement first"),
+    churn: float = typer.Option(0.0, "--churn", help="probability of releasing an earlier placement first",
+        parser=number),
     verify: int = typer.Option(200, "--verify", help="extra requests checked against pipeline.place"),
     floor_requests: int = typer.Option(2000, "--floor-requests", help="requests timed for the scan floor"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -163,7 +167,8 @@ def simulate_scale(
     vms: int = typer.Option(100_000, "--vms", help="synthetic VMs"),
     hosts: int = typer.Option(10_000, "--hosts", help="hosts (16 PEs, 32 GiB each)"),
     policy: str = typer.Option("thr-mmt", "--policy", help="consolidation policy"),
-    param: float | None = typer.Option(None, "--param", help="policy parameter (default: the policy's)"),
+    param: float | None = typer.Option(None, "--param", help="policy parameter (default: the policy's)",
+        parser=number),
     seed: int = typer.Option(0, "--seed"),
     underload_limit: int | None = typer.Option(
         None, "--underload-limit", help="max underloaded hosts tried per epoch (default: all, as CloudSim)"

@@ -20,7 +20,8 @@ def check(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Verify allocations sum to what hosts record, no workload is on two hosts, nothing is
-    allocated on a down or fenced host. Exits 1 and lists the violations when one is found."""
+    allocated on a down or fenced host, no workload is stuck placing/migrating/deleting past its
+    lease (its process died). Exits 1 and lists the violations when one is found."""
     from sqlalchemy.engine import make_url  # the store stack loads on use, not with every command
 
     from poolvisor.services.invariants import check_invariants
@@ -40,11 +41,13 @@ def check(
         typer.echo(json.dumps({"ok": report.ok, "violations": report.violations, "counts": report.counts}))
     else:
         console = Console()
-        counts = ", ".join(f"{v} {k}" for k, v in report.counts.items() if k != "violations")
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.counts.items()
+                           if k != "violations")
         if report.ok:
             console.print(f"[green]ok[/green]: every invariant holds ({counts})")
         else:
-            table = Table(title=f"{len(report.violations)} invariant violations ({counts})")
+            n = len(report.violations)
+            table = Table(title=f"{n} invariant violation{'' if n == 1 else 's'} ({counts})")
             table.add_column("#", justify="right")
             table.add_column("violation")
             for i, v in enumerate(report.violations, 1):

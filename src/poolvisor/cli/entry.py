@@ -3,7 +3,8 @@
 In standalone mode Typer prints usage errors as a framed Rich panel over several lines; here the
 app runs non-standalone and click's usage errors (missing argument, bad value, unknown option or
 command) become the same single line as every other CLI error. `--help` and `no_args_is_help`
-behave as before.
+behave as before. The message goes through `error_line` (printable: an argument may hold control
+characters).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from typing import Any
 
 import typer
+
+from poolvisor.cli.errors import error_line
 
 try:  # recent Typer vendors click as typer._click
     from typer._click import exceptions as click_exceptions
@@ -27,7 +30,7 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> None:
     except click_exceptions.ClickException as e:
         ctx = getattr(e, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        typer.echo(f"poolvisor: error: {e.format_message()}{hint}", err=True)
+        error_line(f"{e.format_message()}{hint}")
         sys.exit(e.exit_code)
     except typer.Abort:
         typer.echo("poolvisor: aborted", err=True)

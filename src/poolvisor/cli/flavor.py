@@ -6,19 +6,19 @@ from typing import Annotated
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.parse import parse_map
-from poolvisor.cli.render import amounts, console, emit_json, table
+from poolvisor.cli.render import amounts, emit_json, say, table
 
 app = typer.Typer(help="Flavors: named demands for workloads (client of the REST API).", no_args_is_help=True)
-FlavorArg = Annotated[str, typer.Argument(help="Flavor name.")]
+FlavorArg = Annotated[str, typer.Argument(help="Flavor name.", callback=name_argument)]
 
 
 @app.command("list")
 def list_(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List flavors."""
     with Api(url, token) as api:
-        flavors = api.get("/v1/flavors")
+        flavors = api.get(api_path("flavors"))
     if as_json:
         emit_json(flavors)
     else:
@@ -31,16 +31,16 @@ def create(name: FlavorArg,
            url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Create a flavor (admin)."""
     with Api(url, token) as api:
-        f = api.post("/v1/flavors", {"name": name, "demand": parse_map(demand, "--demand", float)})
+        f = api.post(api_path("flavors"), {"name": name, "demand": parse_map(demand, "--demand", float)})
     if as_json:
         emit_json(f)
     else:
-        console.print(f"flavor {f['name']}: {amounts(f['demand'])}")
+        say("flavor {}: {}", f["name"], amounts(f["demand"]))
 
 
 @app.command()
 def delete(name: FlavorArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Delete a flavor (admin)."""
     with Api(url, token) as api:
-        api.delete(f"/v1/flavors/{name}")
-    console.print(f"flavor {name} deleted")
+        api.delete(api_path("flavors", name))
+    say("flavor {} deleted", name)

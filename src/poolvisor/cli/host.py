@@ -6,21 +6,33 @@ from typing import Annotated, Any
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.parse import parse_map
-from poolvisor.cli.render import amounts, console, emit_json, table, usage
+from poolvisor.cli.render import (
+    CAPACITY_CAPTION,
+    allocated_of,
+    amounts,
+    emit_json,
+    free_of,
+    measured,
+    measured_note,
+    say,
+    table,
+)
 
 app = typer.Typer(help="Hosts: capacity, labels, state (client of the REST API).", no_args_is_help=True)
-HostArg = Annotated[str, typer.Argument(help="Host name.")]
+HostArg = Annotated[str, typer.Argument(help="Host name.", callback=name_argument)]
 
 
 def _rows(hosts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [(h["name"], h.get("pool") or "–", h["state"], h.get("domain", ""),
-             usage(h["allocated"], h["free"], "vcpu"), usage(h["allocated"], h["free"], "memory_mib"),
+             allocated_of(h["allocated"], h["free"], "vcpu"), free_of(h["free"], "vcpu"), measured(h),
+             allocated_of(h["allocated"], h["free"], "memory_mib"), free_of(h["free"], "memory_mib"),
              h.get("workloads", 0)) for h in hosts]
 
 
-COLUMNS = ("name", "pool", "state", "domain", "vcpu used/alloc.", "memory_mib used/alloc.", "workloads")
+COLUMNS = ("name", "pool", "state", "domain", "vcpu\nalloc", "vcpu\nfree", "vcpu\nused",
+           "mem GiB\nalloc", "mem GiB\nfree", "work-\nloads")
 
 
 @app.command("list")
@@ -28,18 +40,19 @@ def list_(pool: Annotated[str | None, typer.Option(help="Only this pool's hosts.
           url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List hosts."""
     with Api(url, token) as api:
-        hosts = api.get("/v1/hosts", pool=pool)
+        hosts = api.get(api_path("hosts"), pool=pool)
     if as_json:
         emit_json(hosts)
     else:
-        table("Hosts", COLUMNS, _rows(hosts))
+        table("Hosts", COLUMNS, _rows(hosts), nowrap=COLUMNS, compact=True, caption=CAPACITY_CAPTION)
 
 
 def show_host(h: dict[str, Any]) -> None:
     table(f"Host {h['name']}", ("field", "value"), [
         ("pool", h.get("pool") or "–"), ("state", h["state"]), ("domain", h["domain"]),
         ("capacity", amounts(h["capacity"])), ("overcommit", amounts(h["overcommit"])),
-        ("allocated", amounts(h["allocated"])), ("free", amounts(h["free"])),
+        ("allocatable", amounts(h.get("allocatable"))), ("allocated", amounts(h["allocated"])),
+        ("free", amounts(h["free"])), ("used (measured)", measured_note(h)),
         ("labels", ", ".join(f"{k}={v}" for k, v in h["labels"].items()) or "–"),
         ("workloads", str(h["workloads"])),
         ("max workloads", str(h["max_workloads"]) if h["max_workloads"] else "unlimited"),
@@ -50,7 +63,7 @@ def show_host(h: dict[str, Any]) -> None:
 def show(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Show one host."""
     with Api(url, token) as api:
-        h = api.get(f"/v1/hosts/{name}")
+        h = api.get(api_path("hosts", name))
     if as_json:
         emit_json(h)
     else:
@@ -74,7 +87,7 @@ def create(
             "labels": parse_map(labels, "--labels", str) if labels else None,
             "domain": domain, "max_workloads": max_workloads}
     with Api(url, token) as api:
-        h = api.post("/v1/hosts", body)
+        h = api.post(api_path("hosts"), body)
     if as_json:
         emit_json(h)
     else:
@@ -89,27 +102,27 @@ def state(
 ) -> None:
     """Change a host's state (admin)."""
     with Api(url, token) as api:
-        h = api.put(f"/v1/hosts/{name}/state", {"state": new_state})
+        h = api.put(api_path("hosts", name, "state"), {"state": new_state})
     if as_json:
         emit_json(h)
     else:
-        console.print(f"host {h['name']}: {h['state']}")
+        say("host {}: {}", h["name"], h["state"])
 
 
 @app.command()
 def fail(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Inject a failure into a sim host: no heartbeat, its workloads are lost (admin)."""
     with Api(url, token) as api:
-        h = api.post(f"/v1/hosts/{name}/fail")
+        h = api.post(api_path("hosts", name, "fail"))
     if as_json:
         emit_json(h)
     else:
-        console.print(f"host {h['name']}: {h['state']} (failure injected)")
+        say("host {}: {} (failure injected)", h["name"], h["state"])
 
 
 @app.command()
 def delete(name: HostArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Remove a host that holds no workloads (admin)."""
     with Api(url, token) as api:
-        api.delete(f"/v1/hosts/{name}")
-    console.print(f"host {name} deleted")
+        api.delete(api_path("hosts", name))
+    say("host {} deleted", name)

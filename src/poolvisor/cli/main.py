@@ -1,8 +1,18 @@
-"""The `poolvisor` command: sub-commands are registered explicitly, one module per topic."""
+"""The `poolvisor` command: sub-commands are registered explicitly, one module per topic.
+
+`poolvisor --help` groups them in panels the way a user meets them (the README's order): run the
+server, manage the pool through it, offline tools, maintenance. ORDER fixes the order within and
+across panels (Typer would list plain commands before groups); a command missing from ORDER goes
+after the listed ones, in its own panel. A new group registers with one of the PANEL_* names (a
+`token` group belongs to PANEL_POOL; its place in ORDER is reserved).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from poolvisor import __version__
 from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm, whatif
@@ -10,32 +20,58 @@ from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import serve as serve_cli
+from poolvisor.cli import token as token_cli
 from poolvisor.cli.entry import run_app
 from poolvisor.cli.errors import run_guarded
+
+PANEL_SERVER = "Run the server"
+PANEL_POOL = "Manage the pool (client of the REST API)"
+PANEL_OFFLINE = "Offline tools (no server needed)"
+PANEL_MAINTENANCE = "Maintenance"
+ORDER = (
+    "serve",
+    "host", "vm", "pool", "flavor", "project", "token", "events",
+    "simulate", "sweep", "whatif", "pack", "bench",
+    "check", "version",
+)
+
+
+class OrderedGroup(TyperGroup):
+    """Lists sub-commands in ORDER (unknown ones last, in registration order)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda n: rank.get(n, len(rank)))
+
 
 app = typer.Typer(
     name="poolvisor",
     help="Pool virtualization hosts: place, balance, heal and simulate workloads.",
+    cls=OrderedGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(bench.app, name="bench")
-app.add_typer(simulate.app, name="simulate")
-app.command(name="pack")(pack_cli.pack)
-app.command(name="sweep")(sweep.sweep)
-app.command(name="whatif")(whatif.whatif)
-app.command(name="check")(check_cli.check)
-app.command(name="serve")(serve_cli.serve)
-app.command(name="events")(events_cli.events)
-app.add_typer(host.app, name="host")
-app.add_typer(pool.app, name="pool")
-app.add_typer(flavor.app, name="flavor")
-app.add_typer(project.app, name="project")
-app.add_typer(vm.app, name="vm")
+app.command(name="serve", rich_help_panel=PANEL_SERVER)(serve_cli.serve)
+
+app.add_typer(host.app, name="host", rich_help_panel=PANEL_POOL)
+app.add_typer(vm.app, name="vm", rich_help_panel=PANEL_POOL)
+app.add_typer(pool.app, name="pool", rich_help_panel=PANEL_POOL)
+app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
+app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
+app.command(name="events", rich_help_panel=PANEL_POOL)(events_cli.events)
+app.add_typer(token_cli.app, name="token", rich_help_panel=PANEL_POOL)
+
+app.add_typer(simulate.app, name="simulate", rich_help_panel=PANEL_OFFLINE)
+app.command(name="sweep", rich_help_panel=PANEL_OFFLINE)(sweep.sweep)
+app.command(name="whatif", rich_help_panel=PANEL_OFFLINE)(whatif.whatif)
+app.command(name="pack", rich_help_panel=PANEL_OFFLINE)(pack_cli.pack)
+app.add_typer(bench.app, name="bench", rich_help_panel=PANEL_OFFLINE)
+
+app.command(name="check", rich_help_panel=PANEL_MAINTENANCE)(check_cli.check)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_MAINTENANCE)
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)

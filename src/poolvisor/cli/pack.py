@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from poolvisor.cli.errors import fail
+from poolvisor.cli.parse import number
 from poolvisor.policies.packing.bounds import lower_bound
 from poolvisor.policies.packing.feasibility import check_assignment
 from poolvisor.policies.packing.problem import as_problem
@@ -20,7 +21,8 @@ from poolvisor.traces.vbp import read_vbp
 def pack(
     file: Path = typer.Argument(..., help="instance in VPSolver .vbp format"),
     algo: str = typer.Option("best", "--algo", help="algorithm name, 'best', or 'all' (compare every one)"),
-    time_limit: float = typer.Option(1.0, "--time-limit", help="seconds for improvement stages"),
+    time_limit: float = typer.Option(1.0, "--time-limit", help="seconds for improvement stages",
+        parser=number),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     assignment: bool = typer.Option(False, "--assignment", help="include the item -> bin assignment"),
     seed: int = typer.Option(0, "--seed", help="random seed of the local search"),

@@ -6,38 +6,69 @@ from typing import Annotated, Any
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
-from poolvisor.cli.render import amounts, console, emit_json, table, usage
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.render import (
+    CAPACITY_CAPTION,
+    allocated_of,
+    amounts,
+    emit_json,
+    free_of,
+    measured,
+    measured_note,
+    say,
+    table,
+)
 
 app = typer.Typer(help="Pools of hosts (client of the REST API).", no_args_is_help=True)
-PoolArg = Annotated[str, typer.Argument(help="Pool name.")]
+PoolArg = Annotated[str, typer.Argument(help="Pool name.", callback=name_argument)]
+
+
+def stranded_text(stranded: dict[str, float] | None) -> str:
+    """"gpu 4", "none" (scarce resources, none stranded) or "–" (the pool has no scarce resource)."""
+    if not stranded:
+        return "–"
+    return amounts(stranded) if any(stranded.values()) else "none"
 
 
 def _show(p: dict[str, Any]) -> None:
+    stranded = stranded_text(p.get("stranded"))
+    where = p.get("stranded_hosts") or []
     table(f"Pool {p['name']}", ("field", "value"), [
         ("description", p.get("description") or "–"), ("hosts", str(p["hosts"])),
-        ("capacity", amounts(p["capacity"])), ("allocated", amounts(p["allocated"])),
-        ("free", amounts(p["free"]))])
+        ("allocatable", amounts(p.get("allocatable") or p["capacity"])),
+        ("allocated", amounts(p["allocated"])),
+        ("free", amounts(p["free"])), ("used (measured)", measured_note(p)),
+        ("stranded", f"{stranded} on {', '.join(where)}" if where else stranded),
+    ], caption=STRANDED_CAPTION)
+
+
+STRANDED_CAPTION = ("stranded: free scarce resources (gpu, ...) on up hosts that cannot take even the "
+                    "smallest request needing them")
 
 
 @app.command("list")
 def list_(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List pools with their used/allocatable vCPU and memory."""
+    """List pools: allocated of allocatable, free and measured vCPU and memory, stranded resources."""
     with Api(url, token) as api:
-        pools = api.get("/v1/pools")
+        pools = api.get(api_path("pools"))
     if as_json:
         emit_json(pools)
         return
-    table("Pools", ("name", "hosts", "vcpu used/alloc.", "memory_mib used/alloc.", "description"),
-          [(p["name"], p["hosts"], usage(p["allocated"], p["free"], "vcpu"),
-            usage(p["allocated"], p["free"], "memory_mib"), p.get("description") or "") for p in pools])
+    columns = ("name", "hosts", "vcpu\nalloc", "vcpu\nfree", "vcpu\nused", "mem GiB\nalloc", "mem GiB\nfree",
+               "stranded", "description")
+    table("Pools", columns,
+          [(p["name"], p["hosts"], allocated_of(p["allocated"], p["free"], "vcpu"),
+            free_of(p["free"], "vcpu"), measured(p), allocated_of(p["allocated"], p["free"], "memory_mib"),
+            free_of(p["free"], "memory_mib"), stranded_text(p.get("stranded")), p.get("description") or "")
+           for p in pools],
+          nowrap=columns[:-1], compact=True, caption=f"{CAPACITY_CAPTION}; {STRANDED_CAPTION}")
 
 
 @app.command()
 def show(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Show one pool."""
     with Api(url, token) as api:
-        p = api.get(f"/v1/pools/{name}")
+        p = api.get(api_path("pools", name))
     if as_json:
         emit_json(p)
     else:
@@ -49,19 +80,19 @@ def create(name: PoolArg, description: Annotated[str, typer.Option(help="Free te
            url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Create an empty pool (admin)."""
     with Api(url, token) as api:
-        p = api.post("/v1/pools", {"name": name, "description": description})
+        p = api.post(api_path("pools"), {"name": name, "description": description})
     if as_json:
         emit_json(p)
     else:
-        console.print(f"pool {p['name']} created")
+        say("pool {} created", p["name"])
 
 
 @app.command()
 def delete(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Delete a pool that has no hosts (admin)."""
     with Api(url, token) as api:
-        api.delete(f"/v1/pools/{name}")
-    console.print(f"pool {name} deleted")
+        api.delete(api_path("pools", name))
+    say("pool {} deleted", name)
 
 
 @app.command()
@@ -77,7 +108,7 @@ def consolidate(
     if max_migrations is not None:
         body["max_migrations"] = max_migrations
     with Api(url, token) as api:
-        out = api.post(f"/v1/pools/{name}/consolidation-plan", body)
+        out = api.post(api_path("pools", name, "consolidation-plan"), body)
     if as_json:
         emit_json(out)
         return
@@ -85,11 +116,11 @@ def consolidate(
     table(f"Consolidation of pool {name}" + ("" if apply else " (plan only)"),
           ("workload", "from", "to", "reason"),
           [(m["workload"], m["from"] or "–", m["to"] or "–", m["reason"]) for m in plan["moves"]])
-    console.print(plan["summary"])
-    console.print(f"hosts emptied: {', '.join(out['hosts_emptied']) or 'none'}")
+    say("{}", plan["summary"])
+    say("hosts emptied: {}", ", ".join(out["hosts_emptied"]) or "none")
     for n in plan["notes"]:
-        console.print(f"[dim]{n}[/dim]")
+        say("[dim]{}[/dim]", n)
     if apply:
-        console.print(f"executed {len(out['executed'])} migration(s)")
+        say("executed {} migration(s)", len(out["executed"]))
         for f in out["failed"]:
-            console.print(f"[red]failed:[/red] {f}")
+            say("[red]failed:[/red] {}", f)

@@ -6,18 +6,18 @@ from typing import Annotated
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
-from poolvisor.cli.render import console, emit_json, table
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.render import emit_json, printable, say, table
 
 app = typer.Typer(help="Projects own workloads (client of the REST API).", no_args_is_help=True)
-ProjectArg = Annotated[str, typer.Argument(help="Project name.")]
+ProjectArg = Annotated[str, typer.Argument(help="Project name.", callback=name_argument)]
 
 
 @app.command("list")
 def list_(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """List projects (members see their own)."""
     with Api(url, token) as api:
-        projects = api.get("/v1/projects")
+        projects = api.get(api_path("projects"))
     if as_json:
         emit_json(projects)
     else:
@@ -28,11 +28,11 @@ def list_(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) 
 def create(name: ProjectArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Create a project (admin)."""
     with Api(url, token) as api:
-        p = api.post("/v1/projects", {"name": name})
+        p = api.post(api_path("projects"), {"name": name})
     if as_json:
         emit_json(p)
     else:
-        console.print(f"project {p['name']} created")
+        say("project {} created", p["name"])
 
 
 @app.command()
@@ -43,8 +43,8 @@ def token(name: ProjectArg, url: UrlOpt = None,
           as_json: JsonOpt = False) -> None:
     """Mint a member token for the project (admin); printed once, stored only as a hash."""
     with Api(url, admin_token) as api:
-        t = api.post("/v1/tokens", {"role": "member", "project": name})
+        t = api.post(api_path("tokens"), {"role": "member", "project": name})
     if as_json:
         emit_json(t)
     else:
-        typer.echo(t["token"])
+        typer.echo(printable(t["token"]))

@@ -1,9 +1,11 @@
 """`poolvisor serve`: open the services, seed a demo pool, make sure an admin token exists, run the API.
 
 Token policy: with POOLVISOR_TOKEN set, that token is (made) an admin token and no file is
-written. Otherwise the token in ~/.config/poolvisor/token is kept when this database knows it;
-if not (first start, or a different database), a new admin token is minted and written there
-with mode 0600, so the CLI finds it without flags.
+written (a revoked or expired POOLVISOR_TOKEN is refused). Otherwise the token in
+~/.config/poolvisor/token is kept when this database knows it as a valid admin token; if not (first
+start, a different database, or the token was revoked or expired), a new admin token is minted and
+written there with mode 0600, so the CLI finds it without flags. `poolvisor token rotate-admin`
+replaces it while the server runs.
 """
 
 from __future__ import annotations
@@ -17,17 +19,35 @@ import typer
 
 from poolvisor.cli.client import ENV_TOKEN, token_file
 from poolvisor.cli.errors import fail
+from poolvisor.cli.parse import number
+
+# the services' defaults (services/sweeper.py, services/leases.py), repeated so that importing the
+# command tree does not load the store stack (a test keeps them equal)
+DEFAULT_REPAIR_INTERVAL_S = 2.0
+DEFAULT_LEASE_S = 5.0
+MAX_SIM_DURATION_S = 600.0
 
 if TYPE_CHECKING:
     from poolvisor.services import Services
 
 
 def write_token(path: Path, token: str) -> None:
+    """Write the token file with mode 0600, atomically: a new file renamed over the old one, so a
+    reader (or a crash) never sees it empty or half written."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.chmod(path, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def ensure_admin_token(svc: Services) -> str:
@@ -48,9 +68,22 @@ def ensure_admin_token(svc: Services) -> str:
         who = svc.authenticate(saved) if saved else None
         if who is not None and who.role == "admin":
             return f"admin token: {path}"
-        first = svc.create_token("admin")
+        first = svc.create_token("admin", label="serve")
     write_token(path, first)
     return f"admin token: {path} (new)"
+
+
+def _sim_durations(text: str) -> dict[str, float]:
+    from poolvisor.cli.parse import parse_map
+    from poolvisor.drivers.sim import OPERATIONS
+
+    out = parse_map(text, "--sim-durations", float)
+    for op, d in out.items():
+        if op not in OPERATIONS:
+            raise fail(f"--sim-durations: unknown operation {op!r}; known: {', '.join(OPERATIONS)}")
+        if not 0 <= d <= MAX_SIM_DURATION_S:  # also rejects nan
+            raise fail(f"--sim-durations: {op} must be 0..{MAX_SIM_DURATION_S:g} seconds")
+    return out
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -83,24 +116,56 @@ def serve(
     demo_vms: Annotated[int, typer.Option(
         help="With --demo: also create M VMs in project 'demo' with a day of recorded CPU use "
         "(for `poolvisor whatif`), when that project has none.")] = 0,
+    scarce: Annotated[str, typer.Option(
+        "--scarce-resources", envvar="POOLVISOR_SCARCE_RESOURCES",
+        help="Resources placement keeps for the workloads that ask for them (comma-separated; "
+        "'none' for none).")] = "gpu",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    repair_interval: Annotated[float, typer.Option(parser=number,
+        help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
+        "a process that died (its lease expired); 0 turns the sweep off.")] = DEFAULT_REPAIR_INTERVAL_S,
+    lease: Annotated[float, typer.Option(parser=number,
+        help="Lease of this server's in-flight operations in seconds (renewed while they run); after a "
+        "crash its stuck workloads are repaired within lease + repair interval.")] = DEFAULT_LEASE_S,
+    sim_durations: Annotated[str | None, typer.Option(
+        help="Make the sim driver's operations take this long, e.g. create=2,delete=1,migrate=3 "
+        "(seconds; demos and crash drills).", show_default=False)] = None,
+    metrics_token_file: Annotated[Path | None, typer.Option(
+        "--metrics-token-file", envvar="POOLVISOR_METRICS_TOKEN_FILE",
+        help="File holding a bearer token that may read every /metrics series and nothing else "
+        "(for a Prometheus scraper). Without a token /metrics shows fleet totals only.")] = None,
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
     import uvicorn
 
     from poolvisor.api.app import create_app
+    from poolvisor.api.metrics import load_scrape_token
+    from poolvisor.policies.placement import PlacementPolicy
     from poolvisor.services import open_services
+    from poolvisor.services.leases import MAX_LEASE_S, MIN_LEASE_S
+    from poolvisor.services.sweeper import MAX_INTERVAL_S, MIN_INTERVAL_S
 
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
                    f"got {log_level!r}")
+    if repair_interval != 0 and not MIN_INTERVAL_S <= repair_interval <= MAX_INTERVAL_S:
+        raise fail(f"--repair-interval must be 0 (off) or {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} seconds")
+    if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
+        raise fail(f"--lease must be {MIN_LEASE_S:g}..{MAX_LEASE_S:g} seconds")
+    durations = _sim_durations(sim_durations) if sim_durations is not None else {}
+    names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
+    policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
+    scrape_token = load_scrape_token(metrics_token_file) if metrics_token_file is not None else None
     sock = _listen(host, port)
     try:
-        svc = open_services(db)
+        svc = open_services(db, lease_s=lease, driver_options={"durations": durations}, repair=False,
+                            policy=policy)
     except BaseException:
         sock.close()
         raise
     try:
+        for line in svc.repair():  # what died with an earlier process; the sweep does the rest
+            typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:
             svc.seed_demo(demo)
             if demo_vms:
@@ -113,11 +178,13 @@ def serve(
         elif demo_vms:
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
-        app = create_app(svc)
+        app = create_app(svc, repair_interval=repair_interval or None,
+                         report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
+                         metrics_token=scrape_token)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
         server.run(sockets=[sock])
     finally:
         sock.close()

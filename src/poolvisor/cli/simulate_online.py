@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from poolvisor.cli.parse import number
 from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
@@ -108,8 +109,10 @@ def alibaba(
         "replay", "--mode", help="replay: creation/deletion times; fill: the FGD paper's saturation run "
         "(no departures, arrivals until --load x GPU capacity)"
     ),
-    speedup: float = typer.Option(1.0, "--speedup", help="replay: divide arrival times by this (more load)"),
-    load: float = typer.Option(1.3, "--load", help="fill: stop when requested GPU reaches this x capacity"),
+    speedup: float = typer.Option(1.0, "--speedup", help="replay: divide arrival times by this (more load)",
+        parser=number),
+    load: float = typer.Option(1.3, "--load", help="fill: stop when requested GPU reaches this x capacity",
+        parser=number),
     seed: int = typer.Option(0, "--seed", help="fill: seed for resampling pods"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N pods of the trace"),
     as_json: bool = JsonOpt,
@@ -129,8 +132,8 @@ def azure(
     directory: Path = typer.Argument(_default("azure-v1-flavour-arrivals"), help="Folder with v1.test*.txt"),
     policy: str = PolicyOpt,
     hosts: int = typer.Option(1000, "--hosts", min=1, help="Homogeneous fleet size"),
-    host_vcpu: float = typer.Option(64.0, "--host-vcpu", help="vCPU per host"),
-    host_mem_gb: float = typer.Option(512.0, "--host-mem-gb", help="Memory (GB) per host"),
+    host_vcpu: float = typer.Option(64.0, "--host-vcpu", parser=number, help="vCPU per host"),
+    host_mem_gb: float = typer.Option(512.0, "--host-mem-gb", parser=number, help="Memory (GB) per host"),
     fleet: str | None = typer.Option(None, "--fleet", help="Mixed fleet, e.g. 64x512:600,32x256:400 "
                                      "(overrides --hosts)"),
     limit_bins: int | None = typer.Option(None, "--limit-bins", min=1, help="Only the first N 300 s bins"),

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from poolvisor.cli.parse import number
 from poolvisor.sim.result import SimResult
 
 _ROWS = (
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
         param: float | None = typer.Option(
             None,
             "--param",
+            parser=number,
             help="Threshold (thr) or safety parameter (iqr, mad, lr, lrr); default per policy",
         ),
         compat: str | None = typer.Option(

@@ -11,14 +11,14 @@ from typing import Annotated, Any
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt
+from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.errors import fail
 from poolvisor.cli.parse import parse_map
-from poolvisor.cli.render import amounts, console, emit_json, explanation, table
+from poolvisor.cli.render import amounts, emit_json, explanation, say, table
 
 app = typer.Typer(help="Workloads (VMs and containers): placement and lifecycle (client of the REST API).",
                   no_args_is_help=True)
-NameArg = Annotated[str, typer.Argument(help="Workload name.")]
+NameArg = Annotated[str, typer.Argument(help="Workload name.", callback=name_argument)]
 ProjectOpt = Annotated[str | None, typer.Option(
     "--project", "-p", envvar="POOLVISOR_PROJECT", help="Project (admins; members use their own).")]
 
@@ -35,7 +35,7 @@ def list_(project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None
           as_json: JsonOpt = False) -> None:
     """List workloads (admins: all projects unless --project)."""
     with Api(url, token) as api:
-        wls = api.get("/v1/workloads", project=project)
+        wls = api.get(api_path("workloads"), project=project)
     if as_json:
         emit_json(wls)
         return
@@ -50,7 +50,7 @@ def show(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: T
              help="Also print the placement explanation.")] = False) -> None:
     """Show one workload."""
     with Api(url, token) as api:
-        w = api.get(f"/v1/workloads/{name}", project=project)
+        w = api.get(api_path("workloads", name), project=project)
     if as_json:
         emit_json(w)
         return
@@ -92,17 +92,17 @@ def create(
         "forbidden_labels": parse_map(forbid, "--forbid", str) if forbid else None, "pool": pool,
     }
     with Api(url, token) as api:
-        w = api.post("/v1/workloads", {k: v for k, v in body.items() if v is not None},
+        w = api.post(api_path("workloads"), {k: v for k, v in body.items() if v is not None},
                      dry_run="true" if dry_run else None, explain="full" if explain else None)
     if as_json:
         emit_json(w)
         return
     if dry_run:
-        console.print(f"dry run: {w['project']}/{w['name']} would go to [bold]{w['host']}[/bold]; "
-                      "nothing allocated")
+        say("dry run: {}/{} would go to [bold]{}[/bold]; nothing allocated",
+            w["project"], w["name"], w["host"])
     else:
-        console.print(f"{w['kind']} {w['project']}/{w['name']} placed on [bold]{w['host']}[/bold] "
-                      f"({w['state']})")
+        say("{} {}/{} placed on [bold]{}[/bold] ({})",
+            w["kind"], w["project"], w["name"], w["host"], w["state"])
     explanation(w.get("explanation"))
 
 
@@ -124,7 +124,7 @@ def create_batch(
                                           for i in range(1, count + 1)], "all_or_nothing": not partial}
     body.update({k: v for k, v in (("project", project), ("pool", pool)) if v is not None})
     with Api(url, token) as api:
-        out = api.post("/v1/workloads/batch", body, dry_run="true" if dry_run else None)
+        out = api.post(api_path("workloads", "batch"), body, dry_run="true" if dry_run else None)
     if as_json:
         emit_json(out)
         return
@@ -134,19 +134,19 @@ def create_batch(
             (w.get("explanation") or {}).get("rule", "").removeprefix("batch placement: "))
            for w in out["workloads"]])
     plan = out["plan"]
-    console.print(f"{plan['summary']}; lower bound {plan['lower_bound']} host(s)")
+    say("{}; lower bound {} host(s)", plan["summary"], plan["lower_bound"])
     if out["unplaced"]:
-        console.print(f"[yellow]not placed:[/yellow] {', '.join(out['unplaced'])}")
+        say("[yellow]not placed:[/yellow] {}", ", ".join(out["unplaced"]))
 
 
 def _act(action: str, name: str, project: str | None, url: str | None, token: str | None, as_json: bool,
          body: dict[str, Any] | None = None) -> None:
     with Api(url, token) as api:
-        w = api.post(f"/v1/workloads/{name}/{action}", body, project=project)
+        w = api.post(api_path("workloads", name, action), body, project=project)
     if as_json:
         emit_json(w)
     else:
-        console.print(f"{w['project']}/{w['name']}: {w['state']} on {w.get('host') or '–'}")
+        say("{}/{}: {} on {}", w["project"], w["name"], w["state"], w.get("host") or "–")
 
 
 @app.command()
@@ -191,5 +191,5 @@ def migrate(name: NameArg,
 def delete(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Delete a workload and release its allocation."""
     with Api(url, token) as api:
-        api.delete(f"/v1/workloads/{name}", project=project)
-    console.print(f"workload {name} deleted")
+        api.delete(api_path("workloads", name), project=project)
+    say("workload {} deleted", name)

@@ -13,9 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from poolvisor.cli.errors import fail
+from poolvisor.cli.parse import number
 from poolvisor.sim.result import SimResult
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+MAX_NAMED = 10  # VMs without history named in the table output (--json lists them all)
 SHOWN = ("energy_kwh", "migrations", "slatah", "pdm", "slav", "esv", "host_shutdowns")
 
 
@@ -30,7 +32,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     now = now or datetime.now(UTC)
     t = text.strip()
     if len(t) > 1 and t[-1] in _UNITS and t[:-1].replace(".", "", 1).isdigit():
-        return now - timedelta(seconds=float(t[:-1]) * _UNITS[t[-1]])
+        try:
+            return now - timedelta(seconds=number(t[:-1]) * _UNITS[t[-1]])
+        except (OverflowError, ValueError):
+            raise fail(f"--since: {text!r} reaches back beyond the calendar") from None
     try:
         when = datetime.fromisoformat(t)
     except ValueError:
@@ -44,10 +49,12 @@ def whatif(
         "[default: the utilization recorded in the store]", show_default=False,
     ),
     policies: str = typer.Option("lr-mmt", "--policies", help="Comma-separated, e.g. thr-mmt,lr-mmt"),
-    param: float | None = typer.Option(None, "--param", help="Parameter for every policy (default: its own)"),
+    param: float | None = typer.Option(None, "--param", help="Parameter for every policy (default: its own)",
+        parser=number),
     pool: str | None = typer.Option(None, "--pool", help="Pool to replay (default: every host)"),
     db: str | None = typer.Option(None, "--db", help="Database URL or SQLite file (default: as `serve`)"),
-    interval: float = typer.Option(300.0, "--interval", help="Step length in seconds (store history)"),
+    interval: float = typer.Option(300.0, "--interval", help="Step length in seconds (store history)",
+        parser=number),
     steps: int | None = typer.Option(None, "--steps", help="Replay the last N steps (store history)"),
     since: str | None = typer.Option(
         None, "--since", help="Replay from this ISO date/time or span back (24h, 7d) (store history)"),
@@ -58,9 +65,18 @@ def whatif(
     report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML comparison"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (baseline first)."),
 ) -> None:
-    """Compare the pool as it runs (no migrations) with consolidation policies on its own history."""
+    """Compare the pool as it runs (no migrations) with consolidation policies on its own history.
+
+    VMs without any recorded utilization replay at their full vCPU reservation (listed after the table).
+    """
     from poolvisor.services import open_services
-    from poolvisor.services.whatif import load_history, pool_from_services, simulate_whatif
+    from poolvisor.services.whatif import (
+        NO_HISTORY_RULE,
+        history_from_file,
+        history_from_store,
+        pool_from_services,
+        simulate_whatif,
+    )
     from poolvisor.sweep.grid import parse_csv_list
 
     if history is not None and (steps is not None or since is not None):
@@ -75,8 +91,8 @@ def whatif(
         snap = pool_from_services(svc, pool)
         if not snap.vms:
             raise fail(f"no running VM on {'pool ' + repr(pool) if pool else 'any host'}: nothing to replay")
-        hist = (load_history(history, snap.vms) if history is not None
-                else svc.utilization_history(snap.vms, interval, steps=steps, since=start))
+        hist, missing = (history_from_file(history, snap.vms) if history is not None
+                         else history_from_store(svc, snap.vms, interval, steps=steps, since=start))
     finally:
         svc.close()
     runs: list[SimResult] = [simulate_whatif(snap, hist, "dvfs", seed=seed, keep_placement=not fresh)]
@@ -87,9 +103,12 @@ def whatif(
     if report is not None:
         from poolvisor.sim.report import write_simulation_report
 
-        written = write_simulation_report(runs, report, title=f"What-if on pool {pool or '(all hosts)'}")
-    if json_out:
-        typer.echo(json.dumps([r.to_dict(series=False) for r in runs]))
+        note = f" ({len(missing)} VM(s) without history at their reservation)" if missing else ""
+        title = f"What-if on pool {pool or '(all hosts)'}{note}"
+        written = write_simulation_report(runs, report, title=title)
+    without = {"count": len(missing), "vms": missing, "replayed_as": NO_HISTORY_RULE}
+    if json_out:  # the note goes with every run: the array stays what scripts already read
+        typer.echo(json.dumps([{**r.to_dict(series=False), "without_history": without} for r in runs]))
         return
     since_note = "" if hist.start_s is None else \
         f" from {datetime.fromtimestamp(hist.start_s, UTC):%Y-%m-%d %H:%M} UTC"
@@ -101,5 +120,10 @@ def whatif(
     for r in runs:
         t.add_row(r.label, *(_cell(r.metrics.get(k, "")) for k in SHOWN))
     Console(width=None if sys.stdout.isatty() else 160).print(t)
+    if missing:
+        shown = ", ".join(missing[:MAX_NAMED]) + (f" and {len(missing) - MAX_NAMED} more"
+                                                  if len(missing) > MAX_NAMED else "")
+        typer.echo(f"note: {len(missing)} of {len(snap.vms)} VM(s) have no recorded utilization and "
+                   f"replay at {NO_HISTORY_RULE}: {shown}")
     if written is not None:
         typer.echo(f"report: {written}")

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from poolvisor.domain.errors import InvalidInputError
-
-MAX_NAME_LEN = 63
+from poolvisor.domain.text import MAX_NAME_LEN as MAX_NAME_LEN  # the name rule: domain.text
+from poolvisor.domain.text import check_name as check_name
 
 
 class HostState(enum.IntEnum):
@@ -48,15 +48,6 @@ class GroupPolicy(enum.StrEnum):
     SOFT_AFFINITY = "soft-affinity"
     SOFT_ANTI_AFFINITY = "soft-anti-affinity"
     DOMAIN_SPREAD = "domain-spread"  # hard anti-affinity between failure domains
-
-
-def check_name(kind: str, name: str) -> str:
-    """Names are 1..63 characters of letters, digits, '-', '_' and '.'; returns the name."""
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LEN:
-        raise InvalidInputError(f"{kind} name must be 1..{MAX_NAME_LEN} characters")
-    if not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
-        raise InvalidInputError(f"{kind} name {name!r} may only contain letters, digits, '-', '_', '.'")
-    return name
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from poolvisor.services.records import (
     PoolRecord,
     Principal,
     ProjectRecord,
+    TokenRecord,
     WorkloadRecord,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "Principal",
     "ProjectRecord",
     "Services",
+    "TokenRecord",
     "WorkloadRecord",
     "open_services",
 ]

@@ -1,21 +1,34 @@
-"""Bearer tokens: random secrets shown once, stored as sha256 digests; admin or project member."""
+"""Bearer tokens: random secrets shown once, stored as sha256 digests; admin or project member.
+
+A token may expire (`expires_at`) and can be revoked (`revoked_at`). Validity is decided by one
+indexed lookup per request, never cached in the process, so a revocation or an expiry holds at
+once on every process sharing the database. A token never outlives the token that minted it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import InvalidInputError
-from poolvisor.services.base import ServiceBase
-from poolvisor.services.records import Principal, Role
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from poolvisor.services.base import ServiceBase, as_utc
+from poolvisor.services.records import Principal, Role, TokenRecord
 from poolvisor.store.rows import MetaRow, ProjectRow, TokenRow
 
 BOOTSTRAP_KEY = "admin-bootstrapped"
 MAX_TOKEN_LEN = 256
+MAX_EXPIRES_IN_S = 10 * 366 * 86400  # ten years
+MAX_LABEL_LEN = 63
+HINT_LEN = 7  # "pv_" and 4 random characters: enough to tell tokens apart, useless to an attacker
+Invalid = Literal["unknown", "revoked", "expired"]
 
 
 def digest(token: str) -> str:
@@ -24,6 +37,18 @@ def digest(token: str) -> str:
 
 def new_token() -> str:
     return "pv_" + secrets.token_urlsafe(32)
+
+
+def hint(token: str) -> str:
+    return token[:HINT_LEN]
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new token: the secret (shown once) and its record."""
+
+    token: str
+    record: TokenRecord
 
 
 class AuthServices(ServiceBase):
@@ -39,40 +64,138 @@ class AuthServices(ServiceBase):
                     s.add(MetaRow(key=BOOTSTRAP_KEY, value="1"))
             except IntegrityError:
                 return None
-            s.add(TokenRow(digest=digest(token), role="admin", project_id=None))
+            s.add(TokenRow(digest=digest(token), role="admin", project_id=None, label="bootstrap",
+                           hint=hint(token)))
             self._event(s, "token.created", "token/admin", "bootstrap admin token created")
             return token
 
         return self._write(tx)
 
-    def create_token(self, role: Role, project: str | None = None) -> str:
+    def create_token(self, role: Role, project: str | None = None, *, expires_in: float | None = None,
+                     label: str = "", creator: Principal | None = None) -> str:
+        """A new token (the secret, shown once); see issue_token."""
+        return self.issue_token(role, project, expires_in=expires_in, label=label, creator=creator).token
+
+    def issue_token(self, role: Role, project: str | None = None, *, expires_in: float | None = None,
+                    label: str = "", creator: Principal | None = None) -> IssuedToken:
+        """Mint a token. `expires_in` seconds (None: never, or when `creator` expires, whichever
+        is first); a token cannot outlive its creator's, so an expiring token cannot mint a
+        lasting one. Authorization (who may mint what) is the caller's business (api/routes)."""
         if role not in ("admin", "member"):
             raise InvalidInputError(f"unknown role {role!r}; allowed: admin, member")
         if role == "member" and project is None:
             raise InvalidInputError("a member token needs a project")
         if role == "admin" and project is not None:
             raise InvalidInputError("an admin token is not bound to a project")
+        if not isinstance(label, str) or len(label) > MAX_LABEL_LEN or not label.isprintable():
+            raise InvalidInputError(f"a token label is at most {MAX_LABEL_LEN} printable characters")
+        now = datetime.now(UTC)
+        expires_at = None
+        if expires_in is not None:
+            if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) \
+                    or not math.isfinite(expires_in) or not 1 <= expires_in <= MAX_EXPIRES_IN_S:
+                raise InvalidInputError(f"expires_in must be 1..{MAX_EXPIRES_IN_S} seconds")
+            expires_at = now + timedelta(seconds=float(expires_in))
+        if creator is not None and creator.expires_at is not None:
+            if expires_at is None:
+                expires_at = creator.expires_at
+            elif expires_at > creator.expires_at:
+                raise InvalidInputError(
+                    f"a token cannot outlive the token creating it (that one expires "
+                    f"{creator.expires_at.isoformat(timespec='seconds')})")
         token = new_token()
 
-        def tx(s: Session) -> str:
+        def tx(s: Session) -> IssuedToken:
             pid = self._project(s, project).id if project is not None else None
-            s.add(TokenRow(digest=digest(token), role=role, project_id=pid))
-            self._event(s, "token.created", f"token/{role}", f"{role} token created", project=project)
-            return token
+            row = TokenRow(digest=digest(token), role=role, project_id=pid, label=label, hint=hint(token),
+                           created_by=creator.token_id if creator is not None else None,
+                           expires_at=expires_at, created_at=now)
+            s.add(row)
+            s.flush()
+            until = f", expires {expires_at.isoformat(timespec='seconds')}" if expires_at else ""
+            self._event(s, "token.created", f"token/{row.id}", f"{role} token {row.id} created{until}",
+                        project=project, data={"id": row.id, "role": role, "label": label})
+            return IssuedToken(token, _record(row, project, now))
 
         return self._write(tx)
 
-    def authenticate(self, token: str) -> Principal | None:
+    def token_status(self, token: str) -> tuple[Principal | None, Invalid | None]:
+        """Who this token is, or why it is not valid (unknown, revoked, expired): one indexed read."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LEN:
-            return None
+            return None, "unknown"
         d = digest(token)
 
-        def tx(s: Session) -> Principal | None:
+        def tx(s: Session) -> tuple[Principal | None, Invalid | None]:
             row = s.scalars(select(TokenRow).filter_by(digest=d)).first()
             if row is None or row.role not in ("admin", "member"):
-                return None
+                return None, "unknown"
+            if row.revoked_at is not None:
+                return None, "revoked"
+            expires = as_utc(row.expires_at) if row.expires_at is not None else None
+            if expires is not None and expires <= datetime.now(UTC):
+                return None, "expired"
             project = s.get(ProjectRow, row.project_id) if row.project_id is not None else None
             role: Role = "admin" if row.role == "admin" else "member"
-            return Principal(row.id, project.name if project is not None else None, role)
+            return Principal(row.id, project.name if project is not None else None, role, expires), None
 
         return self._read(tx)
+
+    def authenticate(self, token: str) -> Principal | None:
+        return self.token_status(token)[0]
+
+    def list_tokens(self, project: str | None = None) -> list[TokenRecord]:
+        """Every token (project None, for admins) or the tokens of one project, oldest first."""
+
+        def tx(s: Session) -> list[TokenRecord]:
+            q = select(TokenRow, ProjectRow.name).outerjoin(ProjectRow, ProjectRow.id == TokenRow.project_id)
+            if project is not None:
+                q = q.where(TokenRow.project_id == self._project(s, project).id)
+            now = datetime.now(UTC)
+            return [_record(row, pname, now) for row, pname in s.execute(q.order_by(TokenRow.id))]
+
+        return self._read(tx)
+
+    def revoke_token(self, token_id: int, project: str | None = None) -> TokenRecord:
+        """Revoke a token (idempotent). With `project`, only that project's tokens are visible
+        (members); the last valid admin token cannot be revoked (mint another first)."""
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or token_id < 1:
+            raise InvalidInputError("a token id is a positive integer")
+
+        def tx(s: Session) -> TokenRecord:
+            row = s.get(TokenRow, token_id)
+            p = s.get(ProjectRow, row.project_id) if row is not None and row.project_id is not None else None
+            pname = p.name if p is not None else None
+            if row is None or (project is not None and pname != project):
+                raise NotFoundError(f"token {token_id} not found")
+            now = datetime.now(UTC)
+            if row.revoked_at is None:
+                if row.role == "admin" and _valid(row, now):
+                    # lock the admin rows (PostgreSQL; SQLite writers are serialized anyway) so two
+                    # concurrent revocations cannot each leave the other as the "last" one
+                    s.execute(select(TokenRow.id).where(TokenRow.role == "admin").with_for_update())
+                    others = s.scalar(select(func.count()).select_from(TokenRow).where(
+                        TokenRow.role == "admin", TokenRow.id != row.id, TokenRow.revoked_at.is_(None),
+                        TokenRow.expires_at.is_(None) | (TokenRow.expires_at > now)))
+                    if not others:
+                        raise ConflictError(f"token {token_id} is the last valid admin token; create "
+                                            "another admin token first (or use `poolvisor token "
+                                            "rotate-admin`)")
+                row.revoked_at = now
+                self._event(s, "token.revoked", f"token/{row.id}", f"{row.role} token {row.id} revoked",
+                            project=pname, data={"id": row.id})
+            return _record(row, pname, now)
+
+        return self._write(tx)
+
+
+def _valid(row: TokenRow, now: datetime) -> bool:
+    return row.revoked_at is None and (row.expires_at is None or as_utc(row.expires_at) > now)
+
+
+def _record(row: TokenRow, project: str | None, now: datetime) -> TokenRecord:
+    state = "revoked" if row.revoked_at is not None else "active" if _valid(row, now) else "expired"
+    return TokenRecord(
+        id=row.id, role=row.role, project=project, label=row.label, hint=row.hint,
+        created_at=as_utc(row.created_at), created_by=row.created_by,
+        expires_at=as_utc(row.expires_at) if row.expires_at is not None else None,
+        revoked_at=as_utc(row.revoked_at) if row.revoked_at is not None else None, state=state)

@@ -8,13 +8,16 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import NotFoundError
 from poolvisor.drivers.base import Driver, DriverWorkload
 from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.leases import Leases
 from poolvisor.services.records import HostRecord, WorkloadRecord
 from poolvisor.services.snapshot import PlacementCache
+from poolvisor.services.usage import measured_use
 from poolvisor.store.engine import Store
 from poolvisor.store.rows import (
     EventRow,
@@ -43,6 +46,7 @@ class ServiceBase:
     driver: Driver
     cache: PlacementCache
     policy: PlacementPolicy
+    leases: Leases
 
     def _read(self, fn: Callable[[Session], T]) -> T:
         return self.store.run(fn, write=False)
@@ -67,6 +71,29 @@ class ServiceBase:
 
     def _project(self, s: Session, name: str) -> ProjectRow:
         return self._one(s, ProjectRow, "project", name)
+
+    def _project_id(self, s: Session, name: str, *, may_create: bool) -> int | None:
+        """The project's id; None when it does not exist yet but may be created (by the write
+        that succeeds: see _create_project_in), NotFoundError otherwise."""
+        pid = s.scalars(select(ProjectRow.id).filter_by(name=name)).first()
+        if pid is None and not may_create:
+            raise NotFoundError(f"project {name!r} not found")
+        return pid
+
+    def _create_project_in(self, s: Session, name: str) -> int:
+        """The project's id, creating it (with its event) inside the caller's transaction, so a
+        request that fails or is a dry run leaves no project behind. Stale if created meanwhile."""
+        pid = s.scalars(select(ProjectRow.id).filter_by(name=name)).first()
+        if pid is not None:
+            return pid
+        row = ProjectRow(name=name)
+        s.add(row)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise Stale() from None  # created concurrently: the retry finds it
+        self._event(s, "project.created", f"project/{name}", f"project {name} created", project=name)
+        return row.id
 
     def _flavor(self, s: Session, name: str) -> FlavorRow:
         return self._one(s, FlavorRow, "flavor", name)
@@ -95,9 +122,11 @@ class ServiceBase:
         q = select(HostResourceRow).where(HostResourceRow.host_id.in_([h.id for h in hosts]))
         for r in s.scalars(q.order_by(HostResourceRow.resource)):
             res[r.host_id].append(r)
+        use = measured_use(s, [h.id for h in hosts])
         out = []
         for h in hosts:
             rows = res[h.id]
+            u = use[h.id]
             out.append(HostRecord(
                 name=h.name, pool=pools.get(h.pool_id) if h.pool_id is not None else None, state=h.state,
                 capacity={r.resource: r.capacity for r in rows},
@@ -106,6 +135,8 @@ class ServiceBase:
                 free={r.resource: r.capacity * r.overcommit - r.allocated for r in rows},
                 labels={str(k): str(v) for k, v in h.labels.items()}, domain=h.domain,
                 max_workloads=h.max_workloads, workloads=h.workloads, generation=h.generation,
+                allocatable={r.resource: r.capacity * r.overcommit for r in rows},
+                used=u.used, used_at=u.at, measured_workloads=u.measured, running_workloads=u.running,
             ))
         return out
 

@@ -1,7 +1,8 @@
 """The packing engine in the live pool: batch placement and consolidation planning.
 
 Batch placement plans every workload at once with plan_batch_placement on the cached ClusterState
-(so it opens as few hosts as possible, unlike one-by-one placement), then claims all allocations
+(so it opens as few hosts as possible, unlike one-by-one placement; in tiers that keep hosts with
+free GPUs for the workloads using them, placement/scarce_batch.py), then claims all allocations
 in ONE transaction with the same generation guards as create_workload (the first claim on a host
 checks the generation the plan saw; the UPDATEs re-check capacity, state and workload limits), and
 re-plans when that commit loses a race. Labels and affinity groups are not handled by the packer,
@@ -13,6 +14,7 @@ execute them through migrate_workload.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,9 +34,10 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
-from poolvisor.policies.packing.pool import Move, Plan, plan_batch_placement
+from poolvisor.policies.packing.pool import Move, Plan, host_lower_bound
 from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
 from poolvisor.policies.placement import IndexedPlacer, Request
+from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand
@@ -44,6 +47,7 @@ from poolvisor.services.workloads import MAX_PRIORITY, retry_schedule
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
 
+log = logging.getLogger("poolvisor.services")
 MAX_BATCH = 1000
 SPEC_KEYS = {"name", "flavor", "demand", "kind", "priority"}
 MOVABLE = (RUNNING, STOPPED, SUSPENDED)
@@ -80,15 +84,16 @@ class _Item:
 class BatchServices(ServiceBase):
     def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
                                all_or_nothing: bool = True, pool: str | None = None,
-                               dry_run: bool = False) -> BatchResult:
-        """Place all `specs` at once (fewest hosts) and create them; all-or-nothing by default."""
+                               dry_run: bool = False, create_project: bool = False) -> BatchResult:
+        """Place all `specs` at once (fewest hosts) and create them; all-or-nothing by default.
+        `create_project`: a missing project is created by the transaction that claims the batch."""
         check_name("project", project)
         if pool is not None:
             check_name("pool", pool)
         if not 1 <= len(specs) <= MAX_BATCH:
             raise InvalidInputError(f"a batch holds 1..{MAX_BATCH} workloads")
-        items, project_id, pool_id = self._read(partial(self._resolve_batch, project=project,
-                                                        specs=specs, pool=pool))
+        items, project_id, pool_id = self._read(partial(
+            self._resolve_batch, project=project, specs=specs, pool=pool, create_project=create_project))
         for _ in retry_schedule():
             snap, plan, considered = self._plan_batch(items, pool_id)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
@@ -115,8 +120,8 @@ class BatchServices(ServiceBase):
 
     # ---- batch: resolve, plan, claim, confirm ----------------------------------------------------
     def _resolve_batch(self, s: Session, *, project: str, specs: Sequence[Mapping[str, Any]],
-                       pool: str | None) -> tuple[list[_Item], int, int | None]:
-        p = self._project(s, project)
+                       pool: str | None, create_project: bool) -> tuple[list[_Item], int | None, int | None]:
+        pid = self._project_id(s, project, may_create=create_project)  # None: the claim creates it
         pool_id = self._pool(s, pool).id if pool is not None else None
         res = resource_names(s)
         items: list[_Item] = []
@@ -152,12 +157,12 @@ class BatchServices(ServiceBase):
         names = [it.name for it in items]
         if len(set(names)) != len(names):
             raise InvalidInputError("batch: workload names must be unique")
-        taken = s.scalars(select(WorkloadRow.name).where(WorkloadRow.project_id == p.id,
+        taken = s.scalars(select(WorkloadRow.name).where(WorkloadRow.project_id == pid,
                                                          WorkloadRow.name.in_(names))).all()
         if taken:
             raise ConflictError(
                 f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
-        return items, p.id, pool_id
+        return items, pid, pool_id
 
     def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan, int]:
         with self.cache.lock:
@@ -174,18 +179,40 @@ class BatchServices(ServiceBase):
                 allowed &= snap.pool_of[: st.n] == pool_id
             limit = st.max_workloads
             allowed &= (limit == 0) | (st.workload_count + len(items) <= limit)
-            plan = plan_batch_placement(st, [it.name for it in items], demands, allowed=allowed)
-            plan = self._no_worse_than_pipeline(st, items, demands, allowed, plan)
+            plan = self._no_worse_than_pipeline(st, items, demands, allowed,
+                                                self._packed(st, items, demands, allowed,
+                                                             self.policy.protected_scarce))
             # the plan refers to this snapshot's arrays: keep what the commit needs
             snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
             return snap_copy, plan, int(np.count_nonzero(allowed & st.up))
 
+    @staticmethod
+    def _packed(st: ClusterState, items: list[_Item], demands: np.ndarray,
+                allowed: np.ndarray, scarce: Sequence[str]) -> Plan | None:
+        """The packer's plan, or None when it failed on this (valid) input: an internal failure is
+        logged with what it was given and the batch is planned one by one instead, never a 500."""
+        try:
+            return plan_batch_keeping_scarce(st, [it.name for it in items], demands, allowed=allowed,
+                                             scarce=scarce)
+        except PoolvisorError as e:
+            if e.status_code < 500:
+                raise
+            log.error("batch packer failed (%s: %s; detail %s) on %d workloads, %d allowed hosts; "
+                      "planning them one by one with the placement pipeline instead",
+                      type(e).__name__, e.message, e.detail, len(items), int(np.count_nonzero(allowed)))
+        except Exception:
+            log.exception("batch packer crashed on %d workloads, %d allowed hosts; planning them one "
+                          "by one with the placement pipeline instead", len(items),
+                          int(np.count_nonzero(allowed)))
+        return None
+
     def _no_worse_than_pipeline(self, st: ClusterState, items: list[_Item], demands: np.ndarray,
-                                allowed: np.ndarray, plan: Plan) -> Plan:
+                                allowed: np.ndarray, plan: Plan | None) -> Plan:
         """Replay one-by-one placement (the pipeline's choices, through a placement index) on a
         copy; keep it if it beats the packer (it can on some fragmented pools), so a batch never
-        uses more hosts than sequential creation."""
+        uses more hosts than sequential creation. Without a packer plan (it failed), the
+        pipeline's is the plan."""
         sim = st.copy()
         placer = IndexedPlacer(sim, self.policy)
         hosts = np.flatnonzero(allowed)
@@ -201,19 +228,31 @@ class BatchServices(ServiceBase):
         mine[hosts] = True
         after = int(np.count_nonzero((sim.workload_count[: st.n] > 0) & mine))
         unplaced = int(np.sum(assignment < 0))
-        if (unplaced, after) >= (len(plan.unplaced), plan.hosts_after):
+        if plan is None:  # the packer failed: the pipeline's plan is the plan
+            eligible = mine & st.up
+            before = int(np.count_nonzero((st.workload_count[: st.n] > 0) & eligible))
+            lb = host_lower_bound(demands, st, np.flatnonzero(eligible))
+            why, notes = "placement pipeline (the packer failed here)", [
+                "the packer failed on this input (logged for the operators); planned one by one instead"]
+            tail = ""
+        elif (unplaced, after) >= (len(plan.unplaced), plan.hosts_after):
             return plan
+        else:
+            before, lb = plan.hosts_before, plan.lower_bound
+            why, notes = "placement pipeline (fewer hosts than the packer here)", [
+                *plan.notes, f"packer plan: {plan.summary}"]
+            tail = f" (fewer hosts than the packer's {plan.hosts_after})"
         moves = [Move(it.name, None, st.names[int(h)] if h >= 0 else None,
-                      "placement pipeline (fewer hosts than the packer here)" if h >= 0
-                      else "no eligible host has enough free capacity left")
+                      why if h >= 0 else "no eligible host has enough free capacity left")
                  for it, h in zip(items, assignment, strict=True)]
-        summary = (f"placed {len(items) - unplaced}/{len(items)} workloads one by one (fewer hosts than "
-                   f"the packer's {plan.hosts_after}); active hosts {plan.hosts_before} -> {after}")
-        return Plan(plan.kind, assignment, moves, plan.hosts_before, after, plan.lower_bound, summary,
-                    [*plan.notes, f"packer plan: {plan.summary}"])
+        summary = (f"placed {len(items) - unplaced}/{len(items)} workloads one by one{tail}; "
+                   f"active hosts {before} -> {after}")
+        return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes)
 
-    def _claim_batch(self, s: Session, *, project: str, project_id: int, items: list[_Item],
+    def _claim_batch(self, s: Session, *, project: str, project_id: int | None, items: list[_Item],
                      placed: list[int], snap: Snapshot, plan: Plan, considered: int) -> list[int]:
+        if project_id is None:
+            project_id = self._create_project_in(s, project)
         seen: set[int] = set()
         reasons = {m.workload: m.reason for m in plan.moves}
         ids = []
@@ -224,7 +263,7 @@ class BatchServices(ServiceBase):
                             group_id=None, flavor=it.flavor, demand=it.demand, priority=it.priority,
                             explanation=_explain(reasons[it.name], plan, considered),
                             constraints={"pool": None, "required_labels": {}, "forbidden_labels": {},
-                                         "batch": True})
+                                         "batch": True}, **self.leases.stamp_values())
             s.add(w)
             try:
                 s.flush()
@@ -238,12 +277,18 @@ class BatchServices(ServiceBase):
                         f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
                         project=project, data={"host": host, "demand": it.demand, "batch": True})
             ids.append(w.id)
+        self.leases.restamp(s, ids)
         self._event(s, "workload.batch_placed", f"project/{project}", f"batch: {plan.summary}",
                     project=project, data={"summary": plan.summary, "lower_bound": plan.lower_bound})
         return ids
 
     def _confirm_batch(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
                        snap: Snapshot, plan: Plan) -> BatchResult:
+        with self.leases.hold(ids):  # renewed while the driver creates them (leases.py)
+            return self._confirm_batch_held(project, items, placed, ids, snap, plan)
+
+    def _confirm_batch_held(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
+                            snap: Snapshot, plan: Plan) -> BatchResult:
         done: list[tuple[str, DriverWorkload]] = []
         for i in placed:
             host = snap.state.names[int(plan.assignment[i])]
@@ -255,15 +300,17 @@ class BatchServices(ServiceBase):
                 for h2, dw2 in done:  # all or nothing: take back what the driver already created
                     with contextlib.suppress(PoolvisorError):
                         self.driver.delete(h2, dw2)
-                self._write(partial(_undo_batch, ids=ids, project=project, why=e.message))
+                self._write(partial(_undo_batch, ids=ids, project=project, why=e.message,
+                                    owner=self.leases.owner))
                 raise DriverError(f"batch not created: {e.message}") from None
 
         def tx(s: Session) -> list[WorkloadRecord]:
             rows = list(s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))))
             now = datetime.now(UTC)
             for w in rows:
-                if w.state == PLACING:
+                if w.state == PLACING and self.leases.owns(w):  # else a repair took it over
                     w.state, w.updated_at = RUNNING, now
+                    self.leases.clear(w)
                     self._event(s, "workload.created", f"workload/{project}/{w.name}",
                                 f"workload {w.name} running (batch)", project=project)
             s.flush()
@@ -301,8 +348,7 @@ class BatchServices(ServiceBase):
         names = [f"{p}/{n}" for p, n, _h, _d in keep]
         demands = np.array([st.resources.vector(d) for *_x, d in keep]).reshape(len(keep), len(st.resources))
         current = [index_of[h] for _p, _n, h, _d in keep]
-        plan = _plan_consolidation(st, names, demands, current, max_migrations=max_migrations,
-                                   allowed=pool_of == pid)
+        plan = _consolidate(st, names, demands, current, max_migrations, pool_of == pid)
         pool_hosts = np.flatnonzero(pool_of == pid)
         emptied = sorted({st.names[c] for c, t in zip(current, plan.assignment, strict=True) if c != t} -
                          {st.names[int(t)] for t in plan.assignment})
@@ -327,6 +373,32 @@ class BatchServices(ServiceBase):
         return ConsolidationResult(pool, pd, emptied, True, executed, failed)
 
 
+def _consolidate(st: ClusterState, names: list[str], demands: np.ndarray, current: list[int],
+                 max_migrations: int | None, allowed: np.ndarray) -> Plan:
+    """The planner's consolidation plan; when it fails internally (a bug, not the caller's input) the
+    failure is logged with what it was given and the safe plan is returned: nothing moves."""
+    try:
+        return _plan_consolidation(st, names, demands, current, max_migrations=max_migrations,
+                                   allowed=allowed)
+    except PoolvisorError as e:
+        if e.status_code < 500:
+            raise
+        log.error("consolidation planner failed (%s: %s; detail %s) on %d workloads, %d hosts; "
+                  "proposing no migrations", type(e).__name__, e.message, e.detail, len(names),
+                  int(np.count_nonzero(allowed)))
+    except Exception:
+        log.exception("consolidation planner crashed on %d workloads, %d hosts; proposing no migrations",
+                      len(names), int(np.count_nonzero(allowed)))
+    active = st.workload_count[: st.n] > 0
+    active[np.asarray(current, dtype=np.int64)] = True
+    before = int(np.count_nonzero(active))
+    lb = host_lower_bound(demands, st, np.flatnonzero(allowed & st.up))
+    return Plan("consolidation", np.asarray(current, dtype=np.int64), [], before, before, lb,
+                f"active hosts {before} -> {before} with 0 migration(s)",
+                ["the consolidation planner failed on this pool (logged for the operators); "
+                 "nothing is proposed to move"])
+
+
 def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:
     """Shaped like a placement Explanation (so records and API bodies stay uniform)."""
     return {"hosts_considered": considered, "filters": [], "candidates": considered,
@@ -334,8 +406,8 @@ def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:
             "lower_bound": plan.lower_bound}
 
 
-def _undo_batch(s: Session, *, ids: list[int], project: str, why: str) -> None:
-    for w in s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))):
+def _undo_batch(s: Session, *, ids: list[int], project: str, why: str, owner: str) -> None:
+    for w in s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids), WorkloadRow.lease_owner == owner)):
         ledger.release(s, w)
         s.delete(w)
     ServiceBase._event(s, "workload.batch_failed", f"project/{project}",

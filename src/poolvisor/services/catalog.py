@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import ConflictError, InvalidInputError
 from poolvisor.domain.models import MAX_NAME_LEN, check_name
 from poolvisor.domain.resources import ResourceSet
+from poolvisor.domain.text import check_text
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.records import (
     FlavorRecord,
@@ -20,6 +21,7 @@ from poolvisor.services.records import (
     ProjectRecord,
 )
 from poolvisor.services.snapshot import resource_names
+from poolvisor.services.usage import Use, measured_use, stranded_by_pool
 from poolvisor.store.rows import (
     FlavorRow,
     HostResourceRow,
@@ -45,6 +47,8 @@ def check_labels(what: str, labels: dict[str, str] | None) -> dict[str, str]:
                 or len(v) > MAX_NAME_LEN:
             raise InvalidInputError(
                 f"{what}: keys and values must be strings of at most {MAX_NAME_LEN} characters")
+        check_text(f"{what} key {k!r}", k)
+        check_text(f"{what} {k!r}", v)
     return dict(labels)
 
 
@@ -72,6 +76,7 @@ class CatalogServices(ServiceBase):
         if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
             raise InvalidInputError(
                 f"pool description must be a string of at most {MAX_DESCRIPTION} characters")
+        check_text("pool description", description)
 
         def tx(s: Session) -> PoolRecord:
             if s.scalars(select(PoolRow.id).filter_by(name=name)).first() is not None:
@@ -123,11 +128,27 @@ class CatalogServices(ServiceBase):
             if pid is None:
                 continue
             cap[pid][res], alloc[pid][res] = float(c or 0), float(a or 0)
-        return [
-            PoolRecord(p.name, p.description, int(counts.get(p.id, 0)), dict(cap[p.id]), dict(alloc[p.id]),
-                       {r: cap[p.id][r] - alloc[p.id].get(r, 0.0) for r in cap[p.id]})
-            for p in pools
-        ]
+        members: dict[int, list[int]] = defaultdict(list)
+        for hid, pid in s.execute(select(HostRow.id, HostRow.pool_id)
+                                  .where(HostRow.pool_id.in_([p.id for p in pools]))):
+            if pid is not None:
+                members[pid].append(hid)
+        use = measured_use(s, [h for hs in members.values() for h in hs])
+        strand: dict[int, tuple[dict[str, float], list[str]]] = {}
+        if members:  # the placement snapshot: capacities and states as placement sees them
+            with self.cache.lock:
+                snap = self.cache.refresh(s)
+                strand = stranded_by_pool(s, snap, list(members), tuple(self.policy.scarce))
+        out = []
+        for p in pools:
+            u = Use.total([use[h] for h in members[p.id]])
+            amounts, where = strand.get(p.id, ({}, []))
+            out.append(PoolRecord(
+                p.name, p.description, int(counts.get(p.id, 0)), dict(cap[p.id]), dict(alloc[p.id]),
+                {r: cap[p.id][r] - alloc[p.id].get(r, 0.0) for r in cap[p.id]},
+                allocatable=dict(cap[p.id]), used=u.used, used_at=u.at, measured_workloads=u.measured,
+                running_workloads=u.running, stranded=amounts, stranded_hosts=where))
+        return out
 
     # ---- flavors -----------------------------------------------------------------------------
     def create_flavor(self, name: str, demand: dict[str, float]) -> FlavorRecord:

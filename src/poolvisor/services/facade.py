@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -18,6 +20,7 @@ from poolvisor.services.catalog import CatalogServices
 from poolvisor.services.demo import DemoServices
 from poolvisor.services.hosts import HostServices
 from poolvisor.services.invariants import check_invariants
+from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
 from poolvisor.services.records import CheckReport, EventRecord
 from poolvisor.services.repair import RepairServices
 from poolvisor.services.snapshot import PlacementCache
@@ -32,13 +35,16 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
                UtilizationServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
-    def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None):
+    def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None,
+                 lease_s: float = DEFAULT_LEASE_S):
         self.store = store
         self.driver = driver
         self.policy = policy or PlacementPolicy()
         self.cache = PlacementCache()
+        self.leases = Leases(store, lease_s)
 
     def close(self) -> None:
+        self.leases.close()
         self.store.close()
 
     def __enter__(self) -> Services:
@@ -62,8 +68,9 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
 
         return self._read(tx)
 
-    def check(self) -> CheckReport:
-        return self._read(check_invariants)
+    def check(self, now: datetime | None = None) -> CheckReport:
+        """The invariants (invariants.py); `now` is the time leases are judged against."""
+        return self._read(partial(check_invariants, now=now))
 
     def _sync_driver(self) -> None:
         """Tell the driver which hosts exist and which are dead (the database is the authority)."""
@@ -76,20 +83,26 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
 
 
 def open_services(db_url: str | None = None, driver: str = "sim", *, repair: bool = True,
-                  repair_after: float = 30.0, policy: PlacementPolicy | None = None,
+                  lease_s: float = DEFAULT_LEASE_S, policy: PlacementPolicy | None = None,
                   driver_options: dict[str, Any] | None = None) -> Services:
     """Open the store (migrated to head), the driver, and repair use cases a crash interrupted.
 
-    db_url None -> POOLVISOR_DATABASE_URL or $POOLVISOR_HOME/poolvisor.db. Creations left in
-    'placing' for more than `repair_after` seconds are confirmed or rolled back (repair.py).
+    db_url None -> POOLVISOR_DATABASE_URL or $POOLVISOR_HOME/poolvisor.db. Use cases this
+    instance runs hold `lease_s`-second leases (renewed while they run); transient rows whose
+    lease has expired (their process died) are resolved now (repair.py) and, in `poolvisor
+    serve`, by a periodic sweep (sweeper.py).
     """
     drv = make_driver(driver, **(driver_options or {}))
     store = open_store(db_url)
-    svc = Services(store, drv, policy)
+    try:
+        svc = Services(store, drv, policy, lease_s)
+    except BaseException:
+        store.close()
+        raise
     try:
         svc._sync_driver()
         if repair:
-            svc.repair(repair_after)
+            svc.repair()
     except BaseException:
         svc.close()
         raise

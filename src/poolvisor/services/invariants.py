@@ -6,15 +6,20 @@
    a workload holding capacity has a host, one that lost it holds nothing.
 3. No allocation sits on a host that is down or fenced.
 4. `hosts.workloads` counts the workloads holding capacity there.
+5. No workload is stuck in a transient state (placing, migrating, deleting) past its lease: its
+   process died and no repair has resolved it yet (a live process renews its leases).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from poolvisor.services.base import as_utc
+from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
 from poolvisor.services.records import HOLDING_STATES, CheckReport
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
@@ -25,7 +30,7 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= TOL * max(1.0, abs(a), abs(b))
 
 
-def check_invariants(s: Session) -> CheckReport:
+def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
     v: list[str] = []
     hosts = {h.id: h for h in s.scalars(select(HostRow))}
     projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
@@ -97,8 +102,26 @@ def check_invariants(s: Session) -> CheckReport:
             v.append(f"host {hr.name} records {hr.workloads} workloads but "
                      f"{counts.get(hid, 0)} are placed there")
 
+    # 5. use cases stuck past their lease
+    in_flight = 0
+    now = now or utcnow()
+    for wid, wl in workloads.items():
+        if wl.state not in TRANSIENT:
+            continue
+        if wl.lease_expires is not None:
+            late = (now - as_utc(wl.lease_expires)).total_seconds()
+            why = f"its lease (owner {wl.lease_owner}) expired {late:.1f} s ago"
+        else:  # left by a version without leases
+            late = (now - as_utc(wl.updated_at) - timedelta(seconds=LEGACY_STALE_S)).total_seconds()
+            why = f"it has no lease and was last updated {late + LEGACY_STALE_S:.0f} s ago"
+        if late < 0:
+            in_flight += 1
+        else:
+            v.append(f"workload {wname[wid]} is stuck {wl.state}: {why}; no repair has resolved it "
+                     "(a running `poolvisor serve` sweeps such workloads)")
+
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),
-                "violations": len(v)},
+                "in_flight": in_flight, "violations": len(v)},
     )

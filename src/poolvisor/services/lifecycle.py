@@ -1,7 +1,9 @@
 """Lifecycle of placed workloads: actions (start/stop/suspend/resume), delete, migrate.
 
 Delete and migrate span a driver call, so each is two transactions around it with a transient
-state in between ('deleting', 'migrating') that start-up repair resolves after a crash.
+state in between ('deleting', 'migrating'), leased to this process while the driver works
+(leases.py); the repair sweep resolves it once the lease has expired (the process died). Every
+finishing transaction acts only while it still owns the lease.
 Migration re-runs the full placement pipeline (the workload's pool and label constraints kept,
 the current host excluded) and commits with the same generation guard as creation.
 """
@@ -41,37 +43,54 @@ from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
 class LifecycleServices(WorkloadServices):
     def delete_workload(self, project: str, name: str) -> None:
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
-        A crash in between leaves a 'deleting' row that the next start finishes (repair.py)."""
+        A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py)."""
 
-        def mark(s: Session) -> tuple[str | None, DriverWorkload, str]:
+        def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str]:
             w, _p = self._workload(s, project, name)
             if w.state in TRANSIENT:
                 raise ConflictError(f"workload {name!r} is {w.state}; retry")
             host = s.get(HostRow, w.host_id) if w.host_id is not None else None
             before = w.state
             w.state, w.updated_at = DELETING, datetime.now(UTC)
-            return (host.name if host else None), self._driver_workload(project, w), before
+            self.leases.stamp(w)
+            return w.id, (host.name if host else None), self._driver_workload(project, w), before
 
-        host, dw, before = self._write(mark)
-        if host is not None:
-            try:
-                self.driver.delete(host, dw)
-            except DriverError:
-                self._write(lambda s: self._set_state_if(s, project, name, DELETING, before))
-                raise
-        self._write(partial(self._finish_delete, project=project, name=name, host=host))
+        wid, host, dw, before = self._write(mark)
+        with self.leases.hold([wid]):
+            if host is not None:
+                try:
+                    self.driver.delete(host, dw)
+                except DriverError:
+                    self._write(lambda s: self._restore_state(s, wid, DELETING, before))
+                    raise
+            self._write(partial(self._finish_delete, wid=wid, project=project, host=host))
 
-    def _finish_delete(self, s: Session, *, project: str, name: str, host: str | None) -> None:
-        w, _p = self._workload(s, project, name)
+    def _finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
+        w = s.get(WorkloadRow, wid)
+        if w is None or not self._mine(w, DELETING):
+            return False  # already removed (by a repair that took over): the delete is done
+        name = w.name
         ledger.release(s, w)
         s.delete(w)
         self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
                     project=project, data={"host": host})
+        return True
 
-    def _set_state_if(self, s: Session, project: str, name: str, expected: str, new: str) -> None:
-        w, _p = self._workload(s, project, name)
-        if w.state == expected:
+    def _restore_state(self, s: Session, wid: int, expected: str, new: str) -> None:
+        w = s.get(WorkloadRow, wid)
+        if w is not None and self._mine(w, expected):
             w.state, w.updated_at = new, datetime.now(UTC)
+            self.leases.clear(w)
+
+    def _mine(self, w: WorkloadRow, state: str) -> bool:
+        """Is `w` still in the transient `state` under this process's lease? False when it has left
+        that state; ConflictError when another process took the lease over (it resolves the row)."""
+        if w.state != state:
+            return False
+        if not self.leases.owns(w):
+            raise ConflictError(f"workload {w.name!r}: the {state} use case outlived its lease and is "
+                                "being repaired; check its state")
+        return True
 
     def workload_action(self, project: str, name: str, action: str) -> WorkloadRecord:
         if action not in ACTIONS:
@@ -169,34 +188,39 @@ class LifecycleServices(WorkloadServices):
             cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
             cur.constraints = {**cur.constraints, "migration": {"from": src, "to": dst, "state": w.state}}
             cur.explanation = decision.explanation.to_dict()
+            self.leases.stamp(cur)
 
         self._write(claim)
-        try:
-            self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
-        except DriverError as e:
-            why = e.message
-            self._write(lambda s: self._undo_migrate(s, project, name, why))
-            raise DriverError(f"migration of {name!r} failed: {e.message}") from None
-        self._write(lambda s: self._finish_migrate(s, project, name))
+        with self.leases.hold([w.id]):
+            try:
+                self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
+            except DriverError as e:
+                why = e.message
+                self._write(lambda s: self._undo_migrate(s, project, name, why))
+                raise DriverError(f"migration of {name!r} failed: {e.message}") from None
+            self._write(lambda s: self._finish_migrate(s, project, name))
         return self.get_workload(project, name)
 
-    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> None:
+    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> bool:
         w, _p = self._workload(s, project, name)
         info = dict(w.constraints.get("migration") or {})
-        if w.state != MIGRATING or not info:
-            return
+        if not info or not self._mine(w, MIGRATING):
+            return False
+        self.leases.clear(w)
         w.state, w.updated_at = info["state"], datetime.now(UTC)
         w.constraints = {k: v for k, v in w.constraints.items() if k != "migration"}
         self._event(s, "workload.migrated", f"workload/{project}/{name}",
                     f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
                     data={"from": info["from"], "to": info["to"]})
+        return True
 
-    def _undo_migrate(self, s: Session, project: str, name: str, why: str) -> None:
+    def _undo_migrate(self, s: Session, project: str, name: str, why: str) -> bool:
         """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
         w, _p = self._workload(s, project, name)
         info = dict(w.constraints.get("migration") or {})
-        if w.state != MIGRATING or not info:
-            return
+        if not info or not self._mine(w, MIGRATING):
+            return False
+        self.leases.clear(w)
         src, dst = info["from"], info["to"]
         src_row = s.scalars(select(HostRow).filter_by(name=src)).first()
         ledger.release(s, w)
@@ -213,3 +237,4 @@ class LifecycleServices(WorkloadServices):
             w.state = LOST
             msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
         self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
+        return True

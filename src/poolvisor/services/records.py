@@ -28,17 +28,38 @@ WORKLOAD_STATES: tuple[str, ...] = (*HOLDING_STATES, LOST)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an admin (project None) or a member of one project."""
+    """Who is calling: an admin (project None) or a member of one project; the token's expiry."""
 
     token_id: int
     project: str | None
     role: Role
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token as listed (never the secret): state is active, expired or revoked; `hint` is the
+    token's first characters, to tell tokens apart."""
+
+    id: int
+    role: str
+    project: str | None
+    label: str
+    hint: str
+    created_at: datetime
+    created_by: int | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    state: str
 
 
 @dataclass(frozen=True)
 class PoolRecord:
     """capacity/allocated/free are sums over the pool's hosts of allocatable amounts
-    (physical capacity times overcommit), per resource."""
+    (physical capacity times overcommit), per resource; `allocatable` repeats capacity under the
+    name the hosts use. used/used_at/measured_workloads/running_workloads: measured use
+    (services/usage.py; used None = unknown). stranded: free scarce resources no request needing
+    them can use any more, per resource, and the hosts where they are."""
 
     name: str
     description: str
@@ -46,11 +67,20 @@ class PoolRecord:
     capacity: dict[str, float]
     allocated: dict[str, float]
     free: dict[str, float]
+    allocatable: dict[str, float] = field(default_factory=dict)
+    used: dict[str, float] | None = None
+    used_at: datetime | None = None
+    measured_workloads: int = 0
+    running_workloads: int = 0
+    stranded: dict[str, float] = field(default_factory=dict)
+    stranded_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class HostRecord:
-    """capacity is the physical capacity as declared; free = capacity * overcommit - allocated."""
+    """capacity is the physical capacity as declared; allocatable = capacity * overcommit;
+    free = allocatable - allocated. used/used_at/measured_workloads/running_workloads: measured
+    use from the recorded samples (services/usage.py; used None = unknown)."""
 
     name: str
     pool: str | None
@@ -64,6 +94,11 @@ class HostRecord:
     max_workloads: int
     workloads: int
     generation: int
+    allocatable: dict[str, float] = field(default_factory=dict)
+    used: dict[str, float] | None = None
+    used_at: datetime | None = None
+    measured_workloads: int = 0
+    running_workloads: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""Start-up repair of use cases interrupted by a crash.
+"""Repair of use cases whose process died between two of their transactions.
 
 Single transactions are atomic, so a crash can only leave a use case open between two of its
-transactions, visible as a transient workload state:
+transactions, visible as a transient workload state carrying the dead process's lease:
 
 - "placing" (create): confirmed "running" if the driver reports the workload on its host, otherwise
   rolled back (allocation released, row removed). It was never acknowledged.
@@ -10,67 +10,90 @@ transactions, visible as a transient workload state:
   on the source and not on the target, the allocation moves back; otherwise the move is confirmed
   (the database is the authority when the driver knows nothing, e.g. a restarted sim).
 
-Only rows older than `stale_after` seconds are touched, so a start never undoes a use case another
-live process (sharing the database) has in flight.
+Only rows whose lease has expired are touched (leases.py), never one this process holds: a live
+process renews the leases of its use cases in flight, so neither a start nor the periodic sweep of
+`poolvisor serve` (sweeper.py) undoes work another live process sharing the database is doing.
+Each row is taken over with a compare-and-set on its lease first, so two sweepers never repair the
+same row, and the repair itself runs under this process's (renewed) lease.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from poolvisor.domain.errors import PoolvisorError
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.services import ledger
+from poolvisor.services.leases import expired, utcnow
 from poolvisor.services.lifecycle import LifecycleServices
 from poolvisor.services.records import DELETING, MIGRATING, PLACING, RUNNING
 from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
 
+MAX_PER_SWEEP = 500  # rows repaired per call; the next sweep continues
+log = logging.getLogger("poolvisor.repair")
+
 
 class RepairServices(LifecycleServices):
-    def repair(self, stale_after: float = 30.0) -> list[str]:
-        """Resolve stale transient workloads; returns what was done, one line each."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=stale_after)
+    def repair(self, now: datetime | None = None) -> list[str]:
+        """Resolve transient workloads whose lease expired by `now` (default: the current time; a
+        later time lets tests and tools act as if time had passed). Returns what was done."""
+        now = now or utcnow()
+        held = self.leases.held()
 
-        def find(s: Session) -> list[tuple[int, str, str | None, WorkloadRow]]:
-            q = (select(WorkloadRow.id, ProjectRow.name, HostRow.name, WorkloadRow)
+        def find(s: Session) -> list[tuple[str, str | None, WorkloadRow]]:
+            q = (select(ProjectRow.name, HostRow.name, WorkloadRow)
                  .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
                  .outerjoin(HostRow, HostRow.id == WorkloadRow.host_id)
-                 .where(WorkloadRow.state.in_((PLACING, DELETING, MIGRATING)),
-                        WorkloadRow.updated_at <= cutoff)
-                 .order_by(WorkloadRow.id))
-            return [(i, p, h, w) for i, p, h, w in s.execute(q).all()]
+                 .where(WorkloadRow.state.in_((PLACING, DELETING, MIGRATING)), expired(now))
+                 .order_by(WorkloadRow.id).limit(MAX_PER_SWEEP))
+            return [(p, h, w) for p, h, w in s.execute(q).all() if w.id not in held]
 
         done = []
-        for _wid, project, host, w in self._read(find):
-            dw = self._driver_workload(project, w)
-            msg: str | None = None
-            if w.state == PLACING:
-                msg = self._write(partial(self._repair_placing, project=project, w0=w, host=host, dw=dw))
-            elif w.state == DELETING:
-                try:
-                    if host is not None:
-                        self.driver.delete(host, dw)
-                except DriverError:
-                    continue  # the host does not answer: try again at the next start
-                self._write(partial(self._finish_delete, project=project, name=w.name, host=host))
-                msg = f"workload {w.name}: interrupted delete finished"
-            elif w.state == MIGRATING:
-                msg = self._repair_migrating(project, w, dw)
+        for project, host, w in self._read(find):
+            if not self._write(partial(self.leases.take, wid=w.id, state=w.state, now=now)):
+                continue  # renewed by its owner, or taken by another sweeper, since we looked
+            try:
+                with self.leases.hold([w.id]):
+                    msg = self._repair_one(project, host, w)
+            except PoolvisorError as e:  # e.g. taken over again after a stall: the next sweep sees it
+                log.warning("repair of workload %s/%s failed: %s", project, w.name, e.message)
+                continue
             if msg:
                 done.append(msg)
         return done
+
+    def _repair_one(self, project: str, host: str | None, w: WorkloadRow) -> str | None:
+        dw = self._driver_workload(project, w)
+        if w.state == PLACING:
+            return self._write(partial(self._repair_placing, project=project, w0=w, host=host, dw=dw))
+        if w.state == DELETING:
+            try:
+                if host is not None:
+                    self.driver.delete(host, dw)
+            except DriverError:
+                return None  # the host does not answer: our lease lapses and a later sweep retries
+            msg = f"workload {w.name}: interrupted delete finished"
+            act = partial(self._finish_delete, wid=w.id, project=project, host=host)
+            return self._write(partial(self._then_event, act=act, project=project, name=w.name, msg=msg))
+        if w.state == MIGRATING:
+            return self._repair_migrating(project, w, dw)
+        return None
 
     def _repair_placing(self, s: Session, *, project: str, w0: WorkloadRow, host: str | None,
                         dw: DriverWorkload) -> str | None:
         alive = host is not None and self.driver.exists(host, dw)
         w = s.get(WorkloadRow, w0.id)
-        if w is None or w.state != PLACING:
+        if w is None or not self._mine(w, PLACING):
             return None
         if alive:
             w.state, w.updated_at = RUNNING, datetime.now(UTC)
+            self.leases.clear(w)
             msg = f"workload {w.name} confirmed running on {host} after an interrupted create"
         else:
             ledger.release(s, w)
@@ -79,16 +102,22 @@ class RepairServices(LifecycleServices):
         self._event(s, "workload.repaired", f"workload/{project}/{w.name}", msg, project=project)
         return msg
 
-    def _repair_migrating(self, project: str, w: WorkloadRow, dw: DriverWorkload) -> str:
+    def _repair_migrating(self, project: str, w: WorkloadRow, dw: DriverWorkload) -> str | None:
         info = dict(w.constraints.get("migration") or {})
         src, dst = str(info.get("from")), str(info.get("to"))
         back = self.driver.exists(src, dw) and not self.driver.exists(dst, dw)
         if back:
-            self._write(lambda s: self._undo_migrate(s, project, w.name, "interrupted, repaired on start"))
+            act = partial(self._undo_migrate, project=project, name=w.name, why="interrupted, repaired")
             msg = f"workload {w.name}: interrupted migration {src} -> {dst} undone"
         else:
-            self._write(lambda s: self._finish_migrate(s, project, w.name, " (repaired on start)"))
+            act = partial(self._finish_migrate, project=project, name=w.name, note=" (repaired)")
             msg = f"workload {w.name}: interrupted migration {src} -> {dst} confirmed"
-        self._write(lambda s: self._event(s, "workload.repaired", f"workload/{project}/{w.name}", msg,
-                                          project=project))
+        return self._write(partial(self._then_event, act=act, project=project, name=w.name, msg=msg))
+
+    def _then_event(self, s: Session, act: Callable[[Session], bool], *, project: str, name: str,
+                    msg: str) -> str | None:
+        """Run one repair step and, when it acted, record it, in the same transaction."""
+        if not act(s):
+            return None
+        self._event(s, "workload.repaired", f"workload/{project}/{name}", msg, project=project)
         return msg

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
-from numbers import Real
+from numbers import Integral, Real
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,7 +34,8 @@ WorkloadRef = str | tuple[str, str]
 Sample = tuple[WorkloadRef, datetime | float, float]
 
 MAX_SAMPLES = 100_000  # per record_utilization call
-MAX_STEPS = 100_000  # per history read: V x MAX_STEPS floats
+MAX_STEPS = 100_000  # per history read
+MAX_CELLS = 5_000_000  # VMs x steps per history read (resampling holds ~6 arrays of this size)
 MAX_EPOCH = 4_102_444_800.0  # 2100-01-01: a bound that catches milliseconds passed as seconds
 MIN_INTERVAL, MAX_INTERVAL = 1.0, 7 * 86400.0
 
@@ -90,15 +91,31 @@ def _workload_ids(s: Session, refs: Sequence[tuple[str, str]]) -> dict[tuple[str
 
 
 def resample(wl: np.ndarray, t: np.ndarray, cpu: np.ndarray, n_vms: int, start_s: float,
-             interval_s: float, steps: int, prior: np.ndarray) -> np.ndarray:
+             interval_s: float, steps: int, prior: np.ndarray, *, clip: bool = False) -> np.ndarray:
     """(n_vms, steps) bucket means of samples (row `wl`, time `t`, value `cpu`), gaps filled.
 
     `prior[i]` is VM i's last value before `start_s` (NaN when none); a row with neither samples
-    in the window nor a prior value stays NaN (the caller reports it).
+    in the window nor a prior value stays NaN (the caller reports it). Samples outside the window
+    are ignored, or with `clip` (the caller already selected the window) put in the nearest edge
+    bucket, so float rounding at a boundary never drops one. Zero steps or VMs give an empty grid.
     """
-    b = np.floor((t - start_s) / interval_s).astype(np.int64)
-    keep = (b >= 0) & (b < steps)
-    flat = wl[keep] * steps + b[keep]
+    if isinstance(steps, bool) or not isinstance(steps, Integral) or steps < 0:
+        raise InvalidInputError(f"resample: steps must be an integer >= 0, got {steps!r}")
+    if not math.isfinite(interval_s) or interval_s <= 0:
+        raise InvalidInputError(f"resample: interval must be > 0 s, got {interval_s!r}")
+    steps = int(steps)
+    wl, t, cpu, prior = (np.asarray(x) for x in (wl, t, cpu, prior))
+    if not wl.shape == t.shape == cpu.shape or wl.ndim != 1 or prior.shape != (n_vms,) or \
+            (wl.size and (wl.min() < 0 or wl.max() >= n_vms)):
+        raise InvalidInputError("resample: wl, t, cpu must be equal-length rows of VMs 0..n_vms-1, "
+                                "prior one value per VM")
+    if n_vms == 0 or steps == 0:
+        return np.empty((n_vms, steps))
+    b = np.floor((t - start_s) / interval_s)
+    if clip:
+        b = np.clip(b, 0, steps - 1)
+    keep = (b >= 0) & (b < steps)  # also drops NaN times
+    flat = wl[keep] * steps + b[keep].astype(np.int64)
     sums = np.bincount(flat, weights=cpu[keep], minlength=n_vms * steps).reshape(n_vms, steps)
     counts = np.bincount(flat, minlength=n_vms * steps).reshape(n_vms, steps)
     grid = np.full((n_vms, steps + 1), np.nan)
@@ -114,6 +131,15 @@ def resample(wl: np.ndarray, t: np.ndarray, cpu: np.ndarray, n_vms: int, start_s
     lead = np.isnan(filled)
     filled[lead] = np.broadcast_to(grid[np.arange(n_vms), first][:, None], filled.shape)[lead]
     return filled[:, 1:]
+
+
+def _iso(t: float | None) -> str:
+    return "?" if t is None else datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _which(refs: Sequence[tuple[str, str]]) -> str:
+    first = f"VM {refs[0][0]}/{refs[0][1]}"
+    return first if len(refs) == 1 else f"these {len(refs)} VMs"
 
 
 class UtilizationServices(ServiceBase):
@@ -164,15 +190,37 @@ class UtilizationServices(ServiceBase):
         interval = float(interval_s)
         if steps is not None and since is not None:
             raise InvalidInputError("give steps or since, not both")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)
-                                  or not 1 <= steps <= MAX_STEPS):
-            raise InvalidInputError(f"steps must be an integer in 1..{MAX_STEPS}")
+        if steps is not None:
+            if isinstance(steps, bool) or not isinstance(steps, Integral) or not 1 <= steps <= MAX_STEPS:
+                raise InvalidInputError(f"steps must be an integer in 1..{MAX_STEPS}")
+            steps = int(steps)
         since_s = None if since is None else epoch_seconds(since, "since")
         until_s = None if until is None else epoch_seconds(until, "until")
         if since_s is not None and until_s is not None and since_s > until_s:
             raise InvalidInputError("since is after until")
         return self._read(partial(self._history, refs=refs, interval=interval, steps=steps,
                                   since_s=since_s, until_s=until_s))
+
+    def recorded(self, vms: Sequence[WorkloadRef], until: datetime | float | None = None) -> list[bool]:
+        """For each of `vms` (in order): whether it has a sample (up to `until`), i.e. whether
+        `utilization_history` can give it a row."""
+        if isinstance(vms, str) or not isinstance(vms, Sequence):
+            raise InvalidInputError("give a list of workloads")
+        refs = [parse_ref(v) for v in vms]
+        until_s = None if until is None else epoch_seconds(until, "until")
+
+        def tx(s: Session) -> list[bool]:
+            if not refs:
+                return []
+            ids = _workload_ids(s, refs)
+            S = UtilizationSampleRow
+            q = select(S.workload_id).where(S.workload_id.in_(set(ids.values())))
+            if until_s is not None:
+                q = q.where(S.time <= until_s)
+            have = set(s.scalars(q.distinct()))
+            return [ids[r] in have for r in refs]
+
+        return self._read(tx)
 
     def _history(self, s: Session, *, refs: list[tuple[str, str]], interval: float, steps: int | None,
                  since_s: float | None, until_s: float | None) -> UtilizationHistory:
@@ -192,11 +240,17 @@ class UtilizationServices(ServiceBase):
         else:
             start_b = math.floor((since_s if since_s is not None else lo) / interval)
         n = end_b - start_b + 1
+        if n < 1:  # only `since` after the grid's end (the latest sample) gets here
+            raise InvalidInputError(f"nothing recorded since {_iso(since_s)}: the latest sample of "
+                                    f"{_which(refs)} is at {_iso(hi)}")
         if n > MAX_STEPS:
             raise InvalidInputError(f"the history spans {n} steps of {interval:g} s (at most {MAX_STEPS});"
                                     " give steps or since, or a longer interval")
-        start_s, end_s = start_b * interval, (end_b + 1) * interval
-        window = upto & (S.time >= start_s) & (S.time < end_s)
+        if n * len(wids) > MAX_CELLS:
+            raise InvalidInputError(f"the history would hold {len(wids)} VMs x {n} steps (at most "
+                                    f"{MAX_CELLS} values); ask for fewer steps or a longer interval")
+        start_s = start_b * interval
+        window = upto & (S.time >= start_s)  # the end is `until` or the latest sample: no upper bound
         rows = s.execute(select(S.workload_id, S.time, S.cpu).where(window)).all()
         data = np.array(rows, dtype=np.float64).reshape(-1, 3)
         row_of = np.full(max(wids) + 1, -1, dtype=np.int64)
@@ -210,7 +264,7 @@ class UtilizationServices(ServiceBase):
             p = np.array(prior_rows, dtype=np.float64)
             prior[row_of[p[:, 0].astype(np.int64)]] = p[:, 1]
         util = resample(row_of[data[:, 0].astype(np.int64)], data[:, 1], data[:, 2], len(wids),
-                        start_s, interval, n, prior)
+                        start_s, interval, n, prior, clip=True)
         empty = np.flatnonzero(np.isnan(util[:, 0]))
         if empty.size:
             raise InvalidInputError(self._none_message(refs[int(empty[0])], until_s, int(empty.size)))

@@ -108,6 +108,67 @@ def load_history(path: str | os.PathLike[str], vms: Sequence[str]) -> Utilizatio
     return UtilizationHistory(util[[row[n] for n in vms]], interval)
 
 
+#: what a workload without recorded utilization replays at: its whole vCPU reservation, all the time
+NO_HISTORY_UTIL = 1.0
+NO_HISTORY_RULE = "a constant 100% of the VM's vCPU reservation"
+
+
+def fill_without_history(vms: Sequence[str], known: Sequence[str], hist: UtilizationHistory
+                         ) -> UtilizationHistory:
+    """The history of `vms` from `hist`, whose rows are `known` (a subset, in `hist` order); the
+    other VMs replay at NO_HISTORY_UTIL.
+
+    Why the reservation rather than leaving them out: a VM without history (typically one just
+    created) still holds its memory and vCPUs on its host. Left out, its host would look emptier
+    than it is and a policy could consolidate into room that is taken. At its reservation it
+    occupies what placement already counts; its CPU is if anything overestimated, by the same
+    amount under every policy compared, so the comparison stays fair."""
+    row = {v: i for i, v in enumerate(vms)}
+    util = np.full((len(vms), hist.util.shape[1]), NO_HISTORY_UTIL)
+    if known:
+        util[[row[v] for v in known]] = hist.util
+    return UtilizationHistory(util, hist.interval_s, hist.start_s)
+
+
+def history_for(vms: Sequence[str], recorded: Sequence[bool],
+                read: Callable[[list[str]], UtilizationHistory]) -> tuple[UtilizationHistory, list[str]]:
+    """`read(known)` for the VMs that have a history; the others at their reservation.
+    Returns the history of all `vms` and the names of those without one."""
+    known = [v for v, ok in zip(vms, recorded, strict=True) if ok]
+    missing = [v for v, ok in zip(vms, recorded, strict=True) if not ok]
+    if not known:
+        raise InvalidInputError(
+            f"no utilization recorded for any of the {len(vms)} VM(s) (e.g. {vms[0]}): nothing to replay")
+    return fill_without_history(vms, known, read(known)), missing
+
+
+def history_from_store(svc: Any, vms: Sequence[str], interval_s: float = 300.0, *, steps: int | None = None,
+                       since: Any = None) -> tuple[UtilizationHistory, list[str]]:
+    """The store's recorded history of `vms` (Services.utilization_history); VMs with no sample
+    replay at their reservation. Returns the history and the VMs without one."""
+    return history_for(vms, svc.recorded(vms),
+                       lambda known: svc.utilization_history(known, interval_s, steps=steps, since=since))
+
+
+def history_from_file(path: str | os.PathLike[str], vms: Sequence[str]
+                      ) -> tuple[UtilizationHistory, list[str]]:
+    """`load_history`, with VMs missing from the file replayed at their reservation."""
+    names = set(_npz_names(Path(path)))
+    return history_for(vms, [v in names for v in vms], lambda known: load_history(path, known))
+
+
+def _npz_names(p: Path) -> list[str]:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return [str(n) for n in z["vms"]]
+    except KeyError:
+        raise InvalidInputError(f"{p}: missing array 'vms' (need 'vms' and 'util')") from None
+    except (ValueError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise InvalidInputError(f"{p}: not a utilization history .npz ({e})") from None
+
+
 def pool_from_services(svc: Any, pool: str | None = None) -> PoolSnapshot:
     """Snapshot of a pool (or of every host) through the Services facade.
 

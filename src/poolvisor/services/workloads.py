@@ -2,15 +2,21 @@
 
 create_workload is two transactions around the driver call: (1) claim capacity and insert the
 workload in state "placing"; (2) after the driver confirms, mark it "running". A crash between
-them leaves a "placing" row that the next start repairs (repair.py). Step (1) is optimistic: the
+them leaves a "placing" row, leased to this process until it confirms (leases.py), that the repair
+sweep resolves once the lease has expired (repair.py). Step (1) is optimistic: the
 decision is taken on a cached ClusterState and committed only if the chosen host's generation
 (and the affinity group's, for hard policies) is unchanged; otherwise decide again. The decision
 itself is `served.decide` on the cache's placement index (no I/O, O(sqrt H)): a summary
 explanation unless `explain=True` asks for the full per-filter counts.
+
+Nothing is written before the claim: resolving a request only reads, and what a request creates
+besides its workload (the admins' default project, a new group, an empty group's new policy) is
+written by the claim's transaction, so a dry run or a request that fails leaves no trace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Iterator
@@ -22,7 +28,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Decision, Request
@@ -68,12 +74,16 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
 }
 
 
+class _GroupChanged(Exception):  # noqa: N818 - control flow, like Stale
+    """The group got a policy (by its first member) between resolve and claim: resolve again."""
+
+
 @dataclass(frozen=True)
 class _Spec:
-    """A validated creation request."""
+    """A validated creation request (ids None: created by the claim)."""
 
     project: str
-    project_id: int
+    project_id: int | None
     name: str
     kind: str
     flavor: str | None
@@ -86,7 +96,6 @@ class _Spec:
     forbidden: dict[str, str]
     pool_id: int | None
     pool: str | None
-    created_group: bool = False  # this request created the group row (removed again if it fails)
 
 
 class WorkloadServices(ServiceBase):
@@ -95,7 +104,11 @@ class WorkloadServices(ServiceBase):
                         group: str | None = None, group_policy: str | None = None,
                         required_labels: dict[str, str] | None = None,
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
-                        dry_run: bool = False, explain: bool = False) -> WorkloadRecord:
+                        dry_run: bool = False, create_project: bool = False,
+                        explain: bool = False) -> WorkloadRecord:
+        """Place and create a workload. `create_project`: a missing project is created by the same
+        transaction that claims the workload (never by a dry run or a failed request). `explain`:
+        the full per-filter counts in the explanation (else a summary; see served.py)."""
         check_name("workload", name)
         check_name("project", project)
         try:
@@ -123,63 +136,55 @@ class WorkloadServices(ServiceBase):
         if pool is not None:
             check_name("pool", pool)
 
-        spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
-                             forbidden, pool, dry_run)
-        if dry_run:
-            decision, _target = self._decide(spec, explain)
-            return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority, group,
-                                  datetime.now(UTC), decision.explanation.to_dict())
-        try:
-            wid, host = self._place_and_claim(spec, explain)
-            return self._confirm_create(spec, wid, host)
-        except PoolvisorError:
-            if spec.created_group:  # nothing half-written: drop the group this request created
-                self._write(partial(_drop_empty_group, group_id=spec.group_id))
-            raise
+        for _ in range(5):
+            spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
+                                 forbidden, pool, create_project)
+            if dry_run:
+                decision, _target = self._decide(spec, explain)
+                return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
+                                      group, datetime.now(UTC), decision.explanation.to_dict())
+            new_group: list[int] = []
+            try:
+                wid, host = self._place_and_claim(spec, new_group, explain)
+            except _GroupChanged:
+                continue
+            return self._confirm_create(spec, wid, host, new_group[0] if new_group else None)
+        raise ConflictError(f"group {group!r} is being changed concurrently; retry")
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
     def _resolve(self, project: str, name: str, kind: str, flavor: str | None,
                  demand: dict[str, float] | None, priority: int, group: str | None,
                  policy: GroupPolicy | None, required: dict[str, str], forbidden: dict[str, str],
-                 pool: str | None, dry_run: bool) -> _Spec:
-        """Check references and the demand; create the group (policy fixed by its first member)."""
+                 pool: str | None, create_project: bool) -> _Spec:
+        """Check references and the demand, and settle the group's policy (fixed by its first
+        member; an empty group takes the next member's); read-only: the claim writes."""
 
         def tx(s: Session) -> _Spec:
-            p = self._project(s, project)
-            if s.scalars(select(WorkloadRow.id).filter_by(project_id=p.id, name=name)).first() is not None:
+            pid = self._project_id(s, project, may_create=create_project)
+            taken = select(WorkloadRow.id).filter_by(project_id=pid, name=name)
+            if pid is not None and s.scalars(taken).first() is not None:
                 raise ConflictError(f"workload {name!r} already exists in project {project!r}")
             if flavor is not None:
                 d = {str(k): float(v) for k, v in self._flavor(s, flavor).demand.items()}
             else:
                 d = check_demand(resource_names(s), demand)
             pool_id = self._pool(s, pool).id if pool is not None else None
-            gid, gpol, created = None, policy, False
+            gid, gpol = None, policy
             if group is not None:
-                g = s.scalars(select(GroupRow).filter_by(project_id=p.id, name=group)).first()
-                if g is not None:
-                    if policy is not None and policy.value != g.policy:
-                        if dry_run or _has_members(s, g.id):
-                            raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
-                        g.policy = policy.value  # an empty group takes the policy of its next member
-                    gid, gpol = g.id, GroupPolicy(g.policy)
-                elif not dry_run:
+                g = None if pid is None else \
+                    s.scalars(select(GroupRow).filter_by(project_id=pid, name=group)).first()
+                if g is None:  # the claim creates it
                     gpol = policy or GroupPolicy.SOFT_ANTI_AFFINITY
-                    g = GroupRow(project_id=p.id, name=group, policy=gpol.value, generation=0)
-                    s.add(g)
-                    try:
-                        s.flush()
-                    except IntegrityError:
-                        raise Stale() from None  # created concurrently: read it again
-                    gid, created = g.id, True
-            return _Spec(project, p.id, name, kind, flavor, d, priority, gid, group, gpol, required,
-                         forbidden, pool_id, pool, created)
+                else:
+                    gid, gpol = g.id, GroupPolicy(g.policy)
+                    if policy is not None and policy.value != g.policy:
+                        if _has_members(s, g.id):
+                            raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
+                        gpol = policy  # an empty group takes the policy of its next member (claim)
+            return _Spec(project, pid, name, kind, flavor, d, priority, gid, group, gpol, required,
+                         forbidden, pool_id, pool)
 
-        for _ in range(5):
-            try:
-                return self._write(tx) if group is not None and not dry_run else self._read(tx)
-            except Stale:
-                continue
-        raise ConflictError(f"group {group!r} is being changed concurrently; retry")
+        return self._read(tx)
 
     def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, tuple[int, int] | None]:
         """Refresh the snapshot and decide through its placement index (under the cache lock).
@@ -202,34 +207,42 @@ class WorkloadServices(ServiceBase):
             h = decision.host_index
             return decision, (snap.ids[h], int(snap.gens[h])) if h is not None else None
 
-    def _place_and_claim(self, spec: _Spec, explain: bool = False) -> tuple[int, str]:
+    def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
+                         explain: bool = False) -> tuple[int, str]:
+        """(workload id, host); the id of a group the claim created is appended to `new_group`."""
         for _ in retry_schedule():
             decision, target = self._decide(spec, explain)
             require_host(decision)
             assert target is not None and decision.host is not None
             try:
-                wid = self._write(partial(self._claim, spec=spec, target=target, decision=decision))
+                wid, created = self._write(partial(self._claim, spec=spec, target=target, decision=decision))
+                if created is not None and new_group is not None:
+                    new_group.append(created)
                 return wid, decision.host
             except Stale:
                 continue
         raise ConflictError("too many concurrent placements; the workload was not created, retry")
 
-    def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int], decision: Decision) -> int:
+    def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int],
+               decision: Decision) -> tuple[int, int | None]:
         host_id, gen = target
-        if spec.group_id is not None and spec.group_policy in HARD_POLICIES:
+        project_id = spec.project_id if spec.project_id is not None else \
+            self._create_project_in(s, spec.project)
+        gid, created = self._claim_group(s, spec, project_id)
+        if gid is not None and spec.group_policy in HARD_POLICIES:
             # Members of a hard group must see each other: bumping the group's row locks it until
             # commit (PostgreSQL row lock; SQLite's writer lock), then the policy is re-verified
             # against the members as committed.
-            r = s.execute(update(GroupRow).where(GroupRow.id == spec.group_id)
+            r = s.execute(update(GroupRow).where(GroupRow.id == gid)
                           .values(generation=GroupRow.generation + 1))
             if r.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(f"group {spec.group!r} was removed concurrently; retry")
-            self._check_group_unchanged(s, spec, host_id)
-        w = WorkloadRow(project_id=spec.project_id, name=spec.name, kind=spec.kind, state=PLACING,
-                        host_id=host_id, group_id=spec.group_id, flavor=spec.flavor, demand=spec.demand,
+            self._check_group_unchanged(s, spec, host_id, gid)
+        w = WorkloadRow(project_id=project_id, name=spec.name, kind=spec.kind, state=PLACING,
+                        host_id=host_id, group_id=gid, flavor=spec.flavor, demand=spec.demand,
                         priority=spec.priority, explanation=decision.explanation.to_dict(),
                         constraints={"pool": spec.pool, "required_labels": spec.required,
-                                     "forbidden_labels": spec.forbidden})
+                                     "forbidden_labels": spec.forbidden}, **self.leases.stamp_values())
         s.add(w)
         try:
             s.flush()
@@ -237,16 +250,41 @@ class WorkloadServices(ServiceBase):
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
         ledger.claim(s, host_id, gen, spec.demand, w.id)
+        self.leases.restamp(s, [w.id])
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
                     project=spec.project, data={"host": decision.host, "demand": spec.demand})
-        return w.id
+        return w.id, gid if created else None
 
-    def _check_group_unchanged(self, s: Session, spec: _Spec, host_id: int) -> None:
+    def _claim_group(self, s: Session, spec: _Spec, project_id: int) -> tuple[int | None, bool]:
+        """(group id, created) for the claim: a new group is created, or an empty group given the
+        requested policy, here, in the claim's transaction. _GroupChanged when members fixed
+        another policy since resolve (decisions use the group's name and policy, not its id)."""
+        if spec.group is None or spec.group_policy is None:
+            return None, False
+        want = spec.group_policy.value
+        g = s.scalars(select(GroupRow).filter_by(project_id=project_id, name=spec.group)).first()
+        if g is None:
+            g = GroupRow(project_id=project_id, name=spec.group, policy=want, generation=0)
+            s.add(g)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise _GroupChanged() from None  # created concurrently (perhaps with another policy)
+            return g.id, True
+        if g.policy != want:  # an empty group takes the policy of its next member
+            # lock the row first (PostgreSQL), then look at its members as committed
+            s.execute(update(GroupRow).where(GroupRow.id == g.id).values(generation=GroupRow.generation + 1))
+            if _has_members(s, g.id):
+                raise _GroupChanged()
+            s.execute(update(GroupRow).where(GroupRow.id == g.id).values(policy=want))
+        return g.id, False
+
+    def _check_group_unchanged(self, s: Session, spec: _Spec, host_id: int, group_id: int) -> None:
         """Under the group lock, re-verify the hard policy against the members as committed."""
         rows = s.execute(select(HostRow.id, HostRow.name, HostRow.domain)
                          .join(WorkloadRow, WorkloadRow.host_id == HostRow.id)
-                         .where(WorkloadRow.group_id == spec.group_id,
+                         .where(WorkloadRow.group_id == group_id,
                                 WorkloadRow.state.in_(HOLDING_STATES))).all()
         if not rows:
             return
@@ -262,34 +300,53 @@ class WorkloadServices(ServiceBase):
         if not ok:
             raise Stale()
 
-    def _confirm_create(self, spec: _Spec, wid: int, host: str) -> WorkloadRecord:
+    def _confirm_create(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> WorkloadRecord:
+        with self.leases.hold([wid]):  # the lease is renewed while the driver works
+            return self._confirm_create_held(spec, wid, host, new_group)
+
+    def _confirm_create_held(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> WorkloadRecord:
         dw = _driver_workload(spec)
         try:
             self.driver.create(host, dw)
         except DriverError as e:
             why = e.message
-            self._write(lambda s: self._undo_create(s, spec, wid, host, why))
+            self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
             raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
 
-        def tx(s: Session) -> WorkloadRecord:
+        def tx(s: Session) -> WorkloadRecord | None:
             w = s.get(WorkloadRow, wid)
-            if w is None:
-                raise NotFoundError(f"workload {spec.name!r} vanished while being created")
+            if w is None:  # only a repair removes a placing row: this use case outlived its lease
+                return None
             if w.state != PLACING:  # e.g. its host failed meanwhile: report what it is now
                 return self._workload_records(s, [w])[0]
+            if not self.leases.owns(w):  # stalled past the lease: repair took it over and decides
+                raise ConflictError(f"workload {spec.name!r}: its creation outlived its lease and is "
+                                    "being repaired; check its state and retry if it is gone")
             w.state, w.updated_at = RUNNING, datetime.now(UTC)
+            self.leases.clear(w)
             self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
                         f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                   spec.priority, spec.group, as_utc(w.created_at), w.explanation)
 
-        return self._write(tx)
+        rec = self._write(tx)
+        if rec is None:
+            with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
+                self.driver.delete(host, dw)
+            raise ConflictError(f"workload {spec.name!r} was not created: its creation outlived its lease "
+                                "and repair rolled it back; retry")
+        return rec
 
-    def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str) -> None:
+    def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str,
+                     new_group: int | None = None) -> None:
+        """The driver refused: remove the workload and the group the claim created (the audit
+        events of the attempt stay)."""
         w = s.get(WorkloadRow, wid)
-        if w is not None:
+        if w is not None and (w.state != PLACING or self.leases.owns(w)):  # else repair owns it
             ledger.release(s, w)
             s.delete(w)
+            s.flush()
+        _drop_empty_group(s, group_id=new_group)
         self._event(s, "workload.create_failed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} could not be created on {host}: {why}", project=spec.project)
 

@@ -4,7 +4,9 @@ Resources are dynamic: a host's capacity, overcommit and allocated amounts live 
 `host_resources` row per (host, resource), and each workload's share of a host in one
 `allocations` row per (workload, host, resource). `hosts.generation` is bumped by every change
 to a host's allocations or state, which is what optimistic placement commits compare against.
-`utilization_samples` holds each workload's recorded CPU use (what-if replays it).
+`utilization_samples` holds each workload's recorded CPU use (what-if replays it). A workload in a
+transient state carries the lease of the process running its use case (`lease_owner`,
+`lease_expires`); tokens carry an optional expiry and a revocation time.
 """
 
 from __future__ import annotations
@@ -33,12 +35,22 @@ class MetaRow(Base):
 
 
 class TokenRow(Base):
+    """A bearer token, stored as its sha256 digest; valid while not revoked and not expired
+    (checked on every request, so a revocation holds at once on every process sharing the database)."""
+
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the bearer token
     role: Mapped[str] = mapped_column(String(16))
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0003: a label and the token's first characters (to recognize it in lists), who minted it,
+    # an optional expiry and the revocation time
+    label: Mapped[str] = mapped_column(String(63), default="", server_default="")
+    hint: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("tokens.id", ondelete="SET NULL"))
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class PoolRow(Base):
@@ -102,7 +114,8 @@ class GroupRow(Base):
 class WorkloadRow(Base):
     __tablename__ = "workloads"
     __table_args__ = (UniqueConstraint("project_id", "name"),
-                      Index("ix_workloads_host_state", "host_id", "state"))
+                      Index("ix_workloads_host_state", "host_id", "state"),
+                      Index("ix_workloads_state_lease", "state", "lease_expires"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(63))
@@ -118,6 +131,11 @@ class WorkloadRow(Base):
     constraints: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0003: the lease of the use case in flight on a transient row (placing, migrating, deleting):
+    # which process owns it and until when (renewed while it runs); an expired lease means the
+    # owner died and the repair sweep may take the row over (services/leases.py)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class AllocationRow(Base):

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import EventOut, Name
+from poolvisor.api.fields import QUERY_INT, Name
+from poolvisor.api.schemas import EventOut
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -17,6 +18,6 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 def list_events(
     svc: SvcDep, who: Who,
     project: Annotated[Name | None, Query(description="admins: only this project's events")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000), QUERY_INT] = 100,
 ) -> list[EventOut]:
     return [EventOut.model_validate(e) for e in svc.list_events(scope_project(who, project), limit)]

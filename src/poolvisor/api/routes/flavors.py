@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import FlavorCreate, FlavorOut, Name
+from poolvisor.api.fields import NamePath
+from poolvisor.api.schemas import FlavorCreate, FlavorOut
 
 router = APIRouter(prefix="/v1/flavors", tags=["flavors"])
-FlavorName = Annotated[Name, Path(description="flavor name")]
 
 
 @router.get("", response_model=list[FlavorOut], responses=errors(401, 503))
@@ -25,10 +23,10 @@ def create_flavor(body: FlavorCreate, svc: SvcDep, _: Admin) -> FlavorOut:
 
 
 @router.get("/{name}", response_model=FlavorOut, responses=errors(401, 404, 422, 503))
-def get_flavor(name: FlavorName, svc: SvcDep, _: Who) -> FlavorOut:
+def get_flavor(name: NamePath, svc: SvcDep, _: Who) -> FlavorOut:
     return FlavorOut.model_validate(svc.get_flavor(name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
-def delete_flavor(name: FlavorName, svc: SvcDep, _: Admin) -> None:
+def delete_flavor(name: NamePath, svc: SvcDep, _: Admin) -> None:
     svc.delete_flavor(name)

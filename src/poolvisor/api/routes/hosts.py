@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import HostCreate, HostOut, HostStateChange, Name
+from poolvisor.api.fields import Name, NamePath
+from poolvisor.api.schemas import HostCreate, HostOut, HostStateChange
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
-HostName = Annotated[Name, Path(description="host name")]
 
 
 @router.get("", response_model=list[HostOut], responses=errors(401, 404, 422, 503))
@@ -30,22 +30,22 @@ def create_host(body: HostCreate, svc: SvcDep, _: Admin) -> HostOut:
 
 
 @router.get("/{name}", response_model=HostOut, responses=errors(401, 404, 422, 503))
-def get_host(name: HostName, svc: SvcDep, _: Who) -> HostOut:
+def get_host(name: NamePath, svc: SvcDep, _: Who) -> HostOut:
     return HostOut.model_validate(svc.get_host(name))
 
 
 @router.put("/{name}/state", response_model=HostOut, responses=errors(401, 403, 404, 409, 413, 422, 503))
-def set_host_state(name: HostName, body: HostStateChange, svc: SvcDep, _: Admin) -> HostOut:
+def set_host_state(name: NamePath, body: HostStateChange, svc: SvcDep, _: Admin) -> HostOut:
     """up, maintenance (no new workloads), fenced or down (their workloads must move)."""
     return HostOut.model_validate(svc.set_host_state(name, body.state))
 
 
-@router.post("/{name}/fail", response_model=HostOut, responses=errors(401, 403, 404, 409, 422, 503))
-def fail_host(name: HostName, svc: SvcDep, _: Admin) -> HostOut:
+@router.post("/{name}/fail", response_model=HostOut, responses=errors(401, 403, 404, 409, 413, 422, 503))
+def fail_host(name: NamePath, svc: SvcDep, _: Admin) -> HostOut:
     """Fault injection on a sim host: it stops answering heartbeats and its workloads are lost."""
     return HostOut.model_validate(svc.fail_host(name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
-def delete_host(name: HostName, svc: SvcDep, _: Admin) -> None:
+def delete_host(name: NamePath, svc: SvcDep, _: Admin) -> None:
     svc.delete_host(name)

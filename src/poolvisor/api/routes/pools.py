@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import ConsolidationOut, ConsolidationRequest, Name, PoolCreate, PoolOut
+from poolvisor.api.fields import NamePath
+from poolvisor.api.schemas import ConsolidationOut, ConsolidationRequest, PoolCreate, PoolOut
 
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
-PoolName = Annotated[Name, Path(description="pool name")]
 
 
 @router.get("", response_model=list[PoolOut], responses=errors(401, 503))
@@ -25,18 +23,18 @@ def create_pool(body: PoolCreate, svc: SvcDep, _: Admin) -> PoolOut:
 
 
 @router.get("/{name}", response_model=PoolOut, responses=errors(401, 404, 422, 503))
-def get_pool(name: PoolName, svc: SvcDep, _: Who) -> PoolOut:
+def get_pool(name: NamePath, svc: SvcDep, _: Who) -> PoolOut:
     return PoolOut.model_validate(svc.get_pool(name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
-def delete_pool(name: PoolName, svc: SvcDep, _: Admin) -> None:
+def delete_pool(name: NamePath, svc: SvcDep, _: Admin) -> None:
     svc.delete_pool(name)
 
 
 @router.post("/{name}/consolidation-plan", response_model=ConsolidationOut,
              responses=errors(401, 403, 404, 409, 413, 422, 503))
-def consolidation_plan(name: PoolName, svc: SvcDep, _: Admin,
+def consolidation_plan(name: NamePath, svc: SvcDep, _: Admin,
                        body: ConsolidationRequest | None = None) -> ConsolidationOut:
     """Fewest active hosts with a migration cost: which workloads to move where, and why.
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from poolvisor.api.auth import Admin, SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.schemas import Name, ProjectCreate, ProjectOut
+from poolvisor.api.fields import NamePath
+from poolvisor.api.schemas import ProjectCreate, ProjectOut
 
 router = APIRouter(prefix="/v1/projects", tags=["projects"])
 
@@ -25,5 +24,5 @@ def create_project(body: ProjectCreate, svc: SvcDep, _: Admin) -> ProjectOut:
 
 
 @router.get("/{name}", response_model=ProjectOut, responses=errors(401, 404, 422, 503))
-def get_project(name: Annotated[Name, Path(description="project name")], svc: SvcDep, who: Who) -> ProjectOut:
+def get_project(name: NamePath, svc: SvcDep, who: Who) -> ProjectOut:
     return ProjectOut.model_validate(svc.get_project(scope_project(who, name) or name))

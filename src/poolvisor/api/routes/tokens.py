@@ -1,29 +1,52 @@
-"""Tokens: admins mint admin or project-member tokens; anyone can ask who they are."""
+"""Tokens: mint, list and revoke; admins any token, members the tokens of their own project.
+
+A member may mint member tokens for its project only; no token outlives the token that minted it.
+The last valid admin token cannot be revoked (409): mint another first (`token rotate-admin`).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from poolvisor.api.auth import Admin, SvcDep, Who
-from poolvisor.api.errors import errors
-from poolvisor.api.schemas import TokenCreate, TokenOut, WhoAmI
-from poolvisor.domain.errors import InvalidInputError
+from fastapi import APIRouter, Path, Query
+
+from poolvisor.api.auth import SvcDep, Who, scope_project
+from poolvisor.api.errors import ForbiddenError, errors
+from poolvisor.api.schemas import Name, TokenCreate, TokenInfo, TokenOut, WhoAmI
 
 router = APIRouter(prefix="/v1", tags=["tokens"])
+TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="token id (see GET /v1/tokens)")]
 
 
 @router.post("/tokens", status_code=201, response_model=TokenOut,
              responses=errors(401, 403, 404, 413, 422, 503))
-def create_token(body: TokenCreate, svc: SvcDep, _: Admin) -> TokenOut:
-    if body.role == "member" and body.project is None:
-        raise InvalidInputError("a member token needs a project")
-    if body.role == "admin" and body.project is not None:
-        raise InvalidInputError("an admin token belongs to no project")
-    if body.project is not None:
-        svc.get_project(body.project)  # 404 before minting anything
-    return TokenOut(token=svc.create_token(body.role, body.project), role=body.role, project=body.project)
+def create_token(body: TokenCreate, svc: SvcDep, who: Who) -> TokenOut:
+    """Mint a token, returned once. Members: member tokens of their own project only."""
+    if who.role != "admin" and body.role == "admin":
+        raise ForbiddenError("only an admin token can mint admin tokens")
+    project = body.project if body.role == "admin" else scope_project(who, body.project)
+    if project is not None:
+        svc.get_project(project)  # 404 before minting anything
+    new = svc.issue_token(body.role, project, expires_in=body.expires_in, label=body.label, creator=who)
+    r = new.record
+    return TokenOut(token=new.token, id=r.id, role=r.role, project=r.project, label=r.label,
+                    expires_at=r.expires_at)
+
+
+@router.get("/tokens", response_model=list[TokenInfo], responses=errors(401, 404, 422, 503))
+def list_tokens(svc: SvcDep, who: Who,
+                project: Annotated[Name | None, Query(description="only this project's tokens")] = None
+                ) -> list[TokenInfo]:
+    """Every token (admins; `project` narrows) or the caller's project's tokens (members)."""
+    return [TokenInfo.model_validate(t) for t in svc.list_tokens(scope_project(who, project))]
+
+
+@router.delete("/tokens/{token_id}", status_code=204, responses=errors(401, 404, 409, 422, 503))
+def revoke_token(token_id: TokenId, svc: SvcDep, who: Who) -> None:
+    """Revoke a token at once, everywhere (idempotent). Members: their project's tokens only."""
+    svc.revoke_token(token_id, scope_project(who, None))
 
 
 @router.get("/whoami", response_model=WhoAmI, responses=errors(401, 503))
 def whoami(who: Who) -> WhoAmI:
-    return WhoAmI(role=who.role, project=who.project)
+    return WhoAmI(role=who.role, project=who.project, token_id=who.token_id, expires_at=who.expires_at)

@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.routes.workloads import DEFAULT_PROJECT, ProjectQ, WorkloadName, locate_workload
+from poolvisor.api.fields import QUERY_FLOAT, QUERY_INT, IsoDateTime, NamePath
+from poolvisor.api.routes.workloads import DEFAULT_PROJECT, ProjectQ, locate_workload
 from poolvisor.api.schemas import UtilizationIn, UtilizationOut, UtilizationRecorded
 
 router = APIRouter(tags=["utilization"])
@@ -33,15 +35,21 @@ def record_utilization(body: UtilizationIn, svc: SvcDep, who: Who) -> Utilizatio
 @router.get("/v1/workloads/{name}/utilization", response_model=UtilizationOut,
             responses=errors(401, 404, 409, 422, 503))
 def workload_utilization(
-    name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None,
+    name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None,
     interval: Annotated[float, Query(ge=1, le=604800, allow_inf_nan=False,
-                                     description="bucket length in seconds")] = 300.0,
-    steps: Annotated[int | None, Query(ge=1, le=10_000, description="the last N buckets")] = None,
-    since: Annotated[datetime | None, Query(description="first instant (ISO 8601; no offset = UTC)")] = None,
-    until: Annotated[datetime | None, Query(description="last instant (default: the latest sample)")]
-    = None,
+                                     description="bucket length in seconds"), QUERY_FLOAT] = 300.0,
+    steps: Annotated[Annotated[int, Field(ge=1, le=10_000), QUERY_INT] | None,
+                     Query(description="the last N buckets (not with `since`)")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="first instant (ISO 8601; no offset = UTC; "
+                                                           "not with `steps`)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="last instant (default: the latest sample; "
+                                                           "not before `since`)")] = None,
 ) -> UtilizationOut:
-    """The workload's recorded CPU use on a regular grid (422 when nothing was recorded)."""
+    """The workload's recorded CPU use on a regular grid.
+
+    Rules OpenAPI cannot state, answered with 422: `steps` and `since` exclude each other; `since`
+    must not be after `until`; the workload needs recorded samples up to the end; the window spans
+    at most 10,000 buckets."""
     where = locate_workload(svc, who, name, project)
     if steps is None and since is None:
         steps = 288

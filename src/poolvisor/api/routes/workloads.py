@@ -2,22 +2,22 @@
 
 Members act inside their own project; another project's workloads do not exist for them (404).
 Admins see every project; without `?project=` they address a workload by its name alone when that
-name is unique across projects, and create into the project 'default' (created on first use).
+name is unique across projects, and create into the project 'default' (created on first use, by
+the transaction that creates the workload: a dry run or a failed request leaves no project behind).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
+from poolvisor.api.fields import Name, NamePath, QueryBool
 from poolvisor.api.schemas import (
     Action,
     MigrateRequest,
-    Name,
     WorkloadBatchCreate,
     WorkloadBatchOut,
     WorkloadCreate,
@@ -28,7 +28,6 @@ from poolvisor.services import Principal, Services
 
 router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
 DEFAULT_PROJECT = "default"
-WorkloadName = Annotated[Name, Path(description="workload name (unique within its project)")]
 ProjectQ = Annotated[Name | None, Query(description="project (admins; members always use their own)")]
 ACTIONS: tuple[Action, ...] = ("start", "stop", "suspend", "resume")
 
@@ -46,14 +45,6 @@ def locate_workload(svc: Services, who: Principal, name: str, project: str | Non
     return owners[0]
 
 
-def _ensure_project(svc: Services, name: str) -> None:
-    try:
-        svc.get_project(name)
-    except NotFoundError:
-        with contextlib.suppress(ConflictError):  # created concurrently
-            svc.create_project(name)
-
-
 @router.get("", response_model=list[WorkloadOut], responses=errors(401, 404, 422, 503))
 def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[WorkloadOut]:
     scoped = scope_project(who, project)
@@ -69,7 +60,7 @@ def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Work
 )
 def create_workload(
     body: WorkloadCreate, response: Response, svc: SvcDep, who: Who,
-    dry_run: Annotated[bool, Query(description="only place and explain; allocate nothing")] = False,
+    dry_run: Annotated[QueryBool, Query(description="only place and explain; allocate nothing")] = False,
     explain: Annotated[Literal["summary", "full"], Query(
         description="summary: the chosen host, top candidates with per-scorer scores, the rule and "
                     "candidate counts (the fast path); full: also every filter's rejection counts "
@@ -81,12 +72,11 @@ def create_workload(
     eliminated how many hosts, and why."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
-    if who.role == "admin" and body.project is None:
-        _ensure_project(svc, project)
     rec = svc.create_workload(
         project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
         group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
         forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run, explain=explain == "full",
+        create_project=who.role == "admin" and body.project is None,
     )
     if dry_run:
         response.status_code = 200
@@ -100,42 +90,41 @@ def create_workload(
 )
 def create_workloads_batch(
     body: WorkloadBatchCreate, response: Response, svc: SvcDep, who: Who,
-    dry_run: Annotated[bool, Query(description="only plan and explain; allocate nothing")] = False,
+    dry_run: Annotated[QueryBool, Query(description="only plan and explain; allocate nothing")] = False,
 ) -> WorkloadBatchOut:
     """Place many workloads at once with the packing engine (fewest hosts), in one transaction.
 
     All-or-nothing by default: a 409 `no_valid_host` error carries the plan in `detail`."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
-    if who.role == "admin" and body.project is None:
-        _ensure_project(svc, project)
     res = svc.create_workloads_batch(
         project, [w.model_dump(exclude_none=True) for w in body.workloads],
-        all_or_nothing=body.all_or_nothing, pool=body.pool, dry_run=dry_run)
+        all_or_nothing=body.all_or_nothing, pool=body.pool, dry_run=dry_run,
+        create_project=who.role == "admin" and body.project is None)
     if dry_run:
         response.status_code = 200
     return WorkloadBatchOut.model_validate(res)
 
 
 @router.get("/{name}", response_model=WorkloadOut, responses=errors(401, 404, 409, 422, 503))
-def get_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
+def get_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
     return WorkloadOut.model_validate(svc.get_workload(locate_workload(svc, who, name, project), name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))
-def delete_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
+def delete_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
     svc.delete_workload(locate_workload(svc, who, name, project), name)
 
 
 def _action_route(action: Action) -> None:
-    def act(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
+    def act(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
         where = locate_workload(svc, who, name, project)
         return WorkloadOut.model_validate(svc.workload_action(where, name, action))
 
     act.__name__ = f"{action}_workload"
     act.__doc__ = f"{action.capitalize()} the workload (409 when its state does not allow it)."
     router.post(f"/{{name}}/{action}", response_model=WorkloadOut,
-                responses=errors(401, 404, 409, 422, 503))(act)
+                responses=errors(401, 404, 409, 413, 422, 503))(act)
 
 
 for _action in ACTIONS:
@@ -143,7 +132,7 @@ for _action in ACTIONS:
 
 
 @router.post("/{name}/migrate", response_model=WorkloadOut, responses=errors(401, 404, 409, 413, 422, 503))
-def migrate_workload(name: WorkloadName, svc: SvcDep, who: Who, project: ProjectQ = None,
+def migrate_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None,
                      body: MigrateRequest | None = None) -> WorkloadOut:
     """Move the workload to `host`, or to the host placement chooses when none is given."""
     target = body.host if body is not None else None

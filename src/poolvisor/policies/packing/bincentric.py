@@ -21,10 +21,12 @@ def bin_centric(
     dynamic: bool = False,
     bins_residual: np.ndarray | None = None,
     allow_new: bool = True,
+    tol: float | None = None,
 ) -> np.ndarray:
+    """Assignment (n,); `tol` (absolute) as in greedy.item_centric."""
     n, d = items.shape
     u = items / capacity
-    tol = tolerance(capacity)
+    slack = tolerance(capacity) if tol is None else np.full(d, float(tol))
     out = np.full(n, -1, dtype=np.int64)
     # unplaced items kept compact in the first m rows (removal swaps in the last row), so every step
     # costs O(unplaced), and ties still go to the lowest original index
@@ -44,7 +46,7 @@ def bin_centric(
             break
         placed_any = False
         while m > 0:
-            fit = np.all(sz[:m] <= res + tol, axis=1)
+            fit = np.all(sz[:m] <= res + slack, axis=1)
             if not fit.any():
                 break
             if dynamic:

@@ -17,7 +17,7 @@ class _Bins:
     """Residual capacities of open bins, grown on demand; fixed bins come first."""
 
     def __init__(self, items: np.ndarray, capacity: np.ndarray, bins_residual: np.ndarray | None,
-                 allow_new: bool):
+                 allow_new: bool, tol: float | None = None):
         n, d = items.shape
         fixed = np.zeros((0, d)) if bins_residual is None else np.asarray(bins_residual, dtype=np.float64)
         self.capacity = capacity
@@ -25,7 +25,7 @@ class _Bins:
         self.res = np.empty((fixed.shape[0] + (n if allow_new else 0), d))
         self.res[: fixed.shape[0]] = fixed
         self.k = fixed.shape[0]
-        self.tol = tolerance(capacity)
+        self.tol = tolerance(capacity) if tol is None else np.full(d, float(tol))
 
     def fitting(self, s: np.ndarray) -> np.ndarray:
         return np.all(self.res[: self.k] >= s - self.tol, axis=1)
@@ -62,15 +62,18 @@ def item_centric(
     measure: str = "l1",
     bins_residual: np.ndarray | None = None,
     allow_new: bool = True,
+    tol: float | None = None,
 ) -> np.ndarray:
     """Assignment (n,) for: order in {none, decreasing, dynamic}; rule in {first, best}.
 
     `measure` orders the items (decreasing) and scores best fit; with order="dynamic" the next item
-    is the largest under weights recomputed from the demand still unplaced.
+    is the largest under weights recomputed from the demand still unplaced. `tol` (absolute) replaces
+    the default slack of REL_TOL x capacity: fixed bins of different sizes (hosts) need a slack that
+    does not grow with the largest bin.
     """
     n = items.shape[0]
     u = items / capacity
-    bins = _Bins(items, capacity, bins_residual, allow_new)
+    bins = _Bins(items, capacity, bins_residual, allow_new, tol)
     out = np.full(n, -1, dtype=np.int64)
     if order == "dynamic":
         remaining = np.ones(n, dtype=bool)

@@ -11,27 +11,39 @@ Hosts are bins of different sizes, partially filled: a host's bin is its current
   cheapest to empty first (fewest / smallest workloads), only when their workloads all fit on the
   hosts that stay active and the migration cost is below the value of freeing a host. Workloads on
   hosts that stay active never move.
+
+Hosts differ in size by up to 15 orders of magnitude, so feasibility is always per host, in the
+units the ledger claims in: a workload fits a host when its demand is at most that host's free
+capacity plus half the ledger's absolute slack (CLAIM_EPS), never a slack relative to some common
+bin. One common scale (the largest host) only orders and scores items. Before a plan is returned
+it is replayed the way the ledger will claim it (in workload order, the same float sums): a claim
+that would still fail (rounding on huge hosts) is re-homed or left where it is (_settle), and the
+result is checked (_verify); a failure there is an InfeasiblePackingError (a bug, never the
+caller's fault: the services log it and fall back to a safe plan).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.packing.bincentric import bin_centric
-from poolvisor.policies.packing.feasibility import check_assignment
+from poolvisor.policies.packing.feasibility import InfeasiblePackingError
 from poolvisor.policies.packing.greedy import item_centric
 from poolvisor.state.cluster import ClusterState
 
 REPACK_ATTEMPTS = 8
+CLAIM_EPS = 1e-9  # absolute slack of ClusterState.allocate and of the ledger's capacity UPDATE
 
 
 def _reference(state: ClusterState) -> np.ndarray:
-    """Per-resource normalization scale: the largest host capacity (1 where no host has any)."""
+    """Per-resource unit for ordering and scoring items: the largest host capacity (1 where none has
+    any). Never used for feasibility: hosts are checked against their own capacity."""
     cap = state.capacity.max(axis=1) if state.n else np.ones(len(state.resources))
     return np.where(cap > 0, cap, 1.0)
 
@@ -39,10 +51,12 @@ def _reference(state: ClusterState) -> np.ndarray:
 def fit_into(demands: np.ndarray, residual: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Pack demands (n, R) into fixed bins with residual capacities (k, R); -1 = did not fit.
 
-    Runs the engine's heuristics with fixed bins (no new bins) and keeps the assignment with the
-    fewest unplaced items, then the fewest bins touched, then the lowest bin indices (callers order
-    bins by preference). The bin-centric ones walk the bins one by one, so they only run when
-    there are enough items to fill bins (not for re-homing a handful of workloads).
+    Feasibility is per bin: an item fits while its demand is at most the bin's residual plus
+    CLAIM_EPS/2 (absolute: `scale` only orders and scores). Runs the engine's heuristics with
+    fixed bins (no new bins) and keeps the assignment with the fewest unplaced items, then the
+    fewest bins touched, then the lowest bin indices (callers order bins by preference). The
+    bin-centric ones walk the bins one by one, so they only run when there are enough items to
+    fill bins (not for re-homing a handful of workloads).
     """
     n = demands.shape[0]
     if n == 0:
@@ -50,16 +64,17 @@ def fit_into(demands: np.ndarray, residual: np.ndarray, scale: np.ndarray) -> np
     if residual.shape[0] == 0:
         return np.full(n, -1, dtype=np.int64)
     res = np.maximum(residual, 0.0)
-    fixed = {"bins_residual": res, "allow_new": False}
+    items = partial(item_centric, demands, scale, bins_residual=res, allow_new=False, tol=CLAIM_EPS / 2)
+    bins = partial(bin_centric, demands, scale, bins_residual=res, allow_new=False, tol=CLAIM_EPS / 2)
     candidates = [
-        item_centric(demands, scale, order="decreasing", rule="first", measure="l2", **fixed),
-        item_centric(demands, scale, order="decreasing", rule="best", measure="linf", **fixed),
+        items(order="decreasing", rule="first", measure="l2"),
+        items(order="decreasing", rule="best", measure="linf"),
     ]
     if n >= 8:
         candidates += [
-            item_centric(demands, scale, order="dynamic", rule="best", **fixed),
-            bin_centric(demands, scale, score="dot", dynamic=True, **fixed),
-            bin_centric(demands, scale, score="l2", dynamic=True, **fixed),
+            items(order="dynamic", rule="best"),
+            bins(score="dot", dynamic=True),
+            bins(score="l2", dynamic=True),
         ]
 
     def key(a: np.ndarray) -> tuple[int, int, int]:
@@ -122,7 +137,7 @@ def _check_demands(state: ClusterState, names: Sequence[str], demands: Any) -> n
     return d
 
 
-def _lower_bound(demands: np.ndarray, state: ClusterState, hosts: np.ndarray) -> int:
+def host_lower_bound(demands: np.ndarray, state: ClusterState, hosts: np.ndarray) -> int:
     """Hosts needed at least: total demand over the largest eligible host capacity, per resource."""
     if demands.shape[0] == 0 or hosts.size == 0:
         return 0
@@ -173,8 +188,10 @@ def plan_batch_placement(
             np.subtract.at(bins_free, others[sub], d[movers])
             bins_free[b] += d[movers].sum(axis=0)
             notes.append(f"re-packed {movers.size} workload(s) so {state.names[hosts[order[b]]]} stays empty")
-    host_idx = np.where(a >= 0, hosts[order][np.maximum(a, 0)], -1)
-    _verify(state, d, host_idx, base_allocated=state.allocated)
+    host_idx = np.full(a.shape, -1, dtype=np.int64)
+    host_idx[a >= 0] = hosts[order][a[a >= 0]]  # (no eligible host at all: nothing placed)
+    host_idx = _settle(state, d, host_idx, prefer=hosts[order])
+    _verify(state, d, host_idx)
     moves = []
     for i, name in enumerate(names):
         h = int(host_idx[i])
@@ -191,15 +208,68 @@ def plan_batch_placement(
     summary = (f"placed {placed}/{len(names)} workloads on {on} hosts; "
                f"opened {opened} empty host(s); active hosts {before} -> {len(used)}")
     return Plan("batch-placement", host_idx, moves, before, len(used),
-                _lower_bound(d, state, hosts), summary, notes)
+                host_lower_bound(d, state, hosts), summary, notes)
 
 
-def _verify(state: ClusterState, demands: np.ndarray, host_idx: np.ndarray, base_allocated: np.ndarray,
-            ) -> None:
-    """Every planned host must hold its planned load within capacity (checked before returning)."""
-    caps = (state.capacity - base_allocated).T  # (H, R) free capacity before the plan
-    check_assignment(demands, _reference(state), host_idx, allow_unplaced=True,
-                     bin_capacities=np.maximum(caps, 0.0) if state.n else np.zeros((0, demands.shape[1])))
+def _overfull(state: ClusterState, demands: np.ndarray, target: np.ndarray,
+              source: np.ndarray | None = None) -> list[tuple[int, int, float, float]]:
+    """(host, resource, load, capacity) of each host the plan overfills, replayed as the ledger will
+    claim it: the moved workloads leave their sources, then are added to their targets in workload
+    order, each host held to capacity x overcommit + CLAIM_EPS (the same float sums as the claims)."""
+    moved = (target >= 0) if source is None else (target >= 0) & (target != source)
+    if not moved.any():
+        return []
+    load = state.allocated.copy()
+    if source is not None:
+        np.subtract.at(load.T, source[moved], demands[moved])
+        np.maximum(load, 0.0, out=load)
+    np.add.at(load.T, target[moved], demands[moved])
+    hosts = np.unique(target[moved])
+    over = load[:, hosts] > state.capacity[:, hosts] + CLAIM_EPS
+    return [(int(hosts[j]), int(r), float(load[r, hosts[j]]), float(state.capacity[r, hosts[j]]))
+            for r, j in np.argwhere(over)]
+
+
+def _settle(state: ClusterState, demands: np.ndarray, target: np.ndarray, *,
+            source: np.ndarray | None = None, prefer: np.ndarray | None = None) -> np.ndarray:
+    """`target` with every claim guaranteed to pass, replayed as _overfull does. A workload whose
+    claim would overfill its host (float sums on huge hosts, beyond the packer's slack) stays on
+    its `source` host (consolidation), or goes to the first host of `prefer` it fits (batch), or
+    stays unplaced. Normally a no-op: one vectorized check."""
+    if not _overfull(state, demands, target, source):
+        return target
+    out = target.copy()
+    moved = (out >= 0) if source is None else (out >= 0) & (out != source)
+    load = state.allocated.copy()
+    if source is not None:
+        np.subtract.at(load.T, source[moved], demands[moved])
+        np.maximum(load, 0.0, out=load)
+    cap = state.capacity + CLAIM_EPS
+    for i in np.flatnonzero(moved):
+        h = int(out[i])
+        if not np.all(load[:, h] + demands[i] <= cap[:, h]):
+            if source is not None:
+                h = int(source[i])  # it never leaves: its source keeps room for it
+            else:
+                pool = np.zeros(0, dtype=np.int64) if prefer is None else prefer
+                fits = np.flatnonzero(np.all(load[:, pool] + demands[i][:, None] <= cap[:, pool], axis=0))
+                h = int(pool[fits[0]]) if fits.size else -1
+            out[i] = h
+        if h >= 0:
+            load[:, h] += demands[i]
+    return out
+
+
+def _verify(state: ClusterState, demands: np.ndarray, target: np.ndarray,
+            source: np.ndarray | None = None) -> None:
+    """Every host the plan touches must hold its planned load within its own capacity (checked
+    before returning): InfeasiblePackingError, naming the host and resource, otherwise."""
+    over = _overfull(state, demands, target, source)
+    if over:
+        h, r, load, cap = over[0]
+        raise InfeasiblePackingError(
+            f"plan overfills host {state.names[h]!r} in {state.resources.names[r]}: {load!r} > {cap!r}"
+            f" (+{CLAIM_EPS:g}); {len(over)} host/resource pair(s) over", detail={"over": over[:20]})
 
 
 def plan_consolidation(
@@ -276,15 +346,18 @@ def plan_consolidation(
             reason.setdefault(int(i), f"empties {state.names[h]} (cost {c:g} < host value {host_value:g})")
         active[h] = False
         budget -= fresh.size
+    settled = _settle(state, d, target, source=cur)
+    for i in np.flatnonzero(settled != target):  # rounding left no room: it stays, so does its host
+        active[cur[i]] = True
+        notes.append(f"kept {names[int(i)]} on {state.names[cur[i]]}: no room left on "
+                     f"{state.names[target[i]]} once summed as the ledger will")
+    target = settled
     moves = [Move(names[i], state.names[cur[i]], state.names[target[i]], reason[i])
              for i in range(len(names)) if target[i] != cur[i]]
-    # the plan must be feasible from scratch: base = allocations of workloads not in this plan
-    base = state.allocated.copy()
-    np.subtract.at(base.T, cur, d)
-    _verify(state, d, target, base_allocated=np.maximum(base, 0.0))
+    _verify(state, d, target, source=cur)
     hosts = np.flatnonzero(eligible)
     after = int(active.sum())
-    lb = _lower_bound(d, state, hosts)
+    lb = host_lower_bound(d, state, hosts)
     summary = (f"active hosts {before} -> {after} with {len(moves)} migration(s); "
                f"lower bound {lb} host(s) for these workloads")
     return Plan("consolidation", target, moves, before, after, lb, summary, notes)

@@ -18,6 +18,12 @@ host is excluded from the row temporarily and the row re-queried (past a few, al
 are excluded at once). Whatever the index cannot express (other scorers, plug-in filters, soft
 groups with members, hard affinity with members, odd demands, classes seen once) goes to
 `scan.choose`, which runs the pipeline's own filters and scorers.
+
+Keep-scarce-free (scarce.py): with a weight above the primary scorer's, the pipeline's choice is
+the best host among those that strand no scarce resource, if any passes the filters, else the
+best of all. A class whose demand leaves some scarce resource unused therefore keeps only hosts
+without such free resources in its row (one more leaf test, `capacity - allocated > eps` on those
+resources); when that row has no acceptable host, or a near-tie, the exact scan decides.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ import numpy as np
 
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.policies.placement import kernels
-from poolvisor.policies.placement.forest import NEG, MaxForest
+from poolvisor.policies.placement.forest import NEG, POS, MaxForest
 from poolvisor.policies.placement.members import MemberHosts
 from poolvisor.policies.placement.pipeline import PlacementPolicy, normalize, top_order
 from poolvisor.policies.placement.request import Request
 from poolvisor.policies.placement.scan import choose, first_best, weighted_total
+from poolvisor.policies.placement.scarce import FREE_EPS, KeepScarceFreeScorer, scarce_rows
 from poolvisor.state.cluster import ClusterState
 
 LEAF_FILTERS = frozenset({"host-state", "capacity", "labels", "pool", "max-workloads"})
@@ -47,6 +54,8 @@ NEUTRAL_SCORERS = frozenset({"soft-affinity"})  # zero unless the request names 
 # request (normalization then maps them to zeros); requests where it is False go to the exact
 # pipeline, and their explanation says so.
 CONSTANT_HOOK = "constant_for"
+SCARCE_SCORER = KeepScarceFreeScorer.name  # served as a leaf filter when it outweighs the primary
+MAX_SCARCE_RATIO = 1e4  # its weight / the primary's: more would let rounding blur near-ties
 NEAR_TIE = 1e-9
 TOP_SLACK = 61  # hosts ranked beyond k before a ranking goes to the exact row scan (ties)
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
@@ -62,6 +71,7 @@ class IndexPlan:
     sign: float = 1.0
     primary: str = ""
     filters: frozenset[str] = field(default_factory=frozenset)
+    scarce: tuple[str, ...] = ()  # resources the keep-scarce-free scorer protects (empty: no scorer)
 
     @classmethod
     def of(cls, policy: PlacementPolicy) -> IndexPlan:
@@ -70,17 +80,25 @@ class IndexPlan:
         if unknown:
             return cls(False, f"filter(s) the index cannot express: {', '.join(unknown)}")
         primaries = [(s.name, w) for s, w in policy._scorers if s.name in PRIMARY_SCORERS]
+        scarce = [(s, w) for s, w in policy._scorers if s.name == SCARCE_SCORER]
+        known = PRIMARY_SCORERS.keys() | NEUTRAL_SCORERS | {SCARCE_SCORER}
         others = [s.name for s, _w in policy._scorers
-                  if s.name not in PRIMARY_SCORERS and s.name not in NEUTRAL_SCORERS
-                  and not callable(getattr(s, CONSTANT_HOOK, None))]
+                  if s.name not in known and not callable(getattr(s, CONSTANT_HOOK, None))]
         if others:
             return cls(False, f"scorer(s) the index cannot key on: {', '.join(others)}")
-        if len(primaries) != 1:
-            return cls(False, "needs exactly one of best-fit/worst-fit (plus scorers constant per request)")
+        if len(primaries) != 1 or len(scarce) > 1:
+            return cls(False, "needs exactly one of best-fit/worst-fit (plus soft-affinity, "
+                       "keep-scarce-free and scorers constant per request)")
         if not all(np.isfinite(w) for _s, w in policy._scorers) or primaries[0][1] <= 0:
             return cls(False, "scorer weights must be finite and the primary one positive")
-        name = primaries[0][0]
-        return cls(True, "", PRIMARY_SCORERS[name], name, frozenset(names))
+        name, weight = primaries[0]
+        protected: tuple[str, ...] = ()
+        if scarce:
+            if not weight < scarce[0][1] <= MAX_SCARCE_RATIO * weight or "capacity" not in names:
+                return cls(False, "keep-scarce-free must outweigh the primary scorer (at most "
+                           f"{MAX_SCARCE_RATIO:g}x) and the capacity filter must be on")
+            protected = tuple(getattr(scarce[0][0], "scarce", ()))
+        return cls(True, "", PRIMARY_SCORERS[name], name, frozenset(names), protected)
 
 
 @dataclass(slots=True)
@@ -132,12 +150,18 @@ class PlacementIndex:
         self._check_capacity = "capacity" in used
         self._has_soft = any(s.name == "soft-affinity" for s, _w in policy._scorers)
         self._conditional = [s for s, _w in policy._scorers if s.name not in PRIMARY_SCORERS
-                             and s.name not in NEUTRAL_SCORERS]
+                             and s.name not in NEUTRAL_SCORERS and s.name != SCARCE_SCORER]
         self._pool_keys: dict[int, tuple[np.ndarray, Hashable]] = {}
         self._members = MemberHosts()  # per group, the hosts holding members (for rank)
         # the primary scorer's weight: a ranking's total is weight * normalized primary score
         self._weight = next((w for s, w in policy._scorers if s.name == self.plan.primary), 1.0)
         self._layout = [(s.name, w, s.name == self.plan.primary) for s, w in policy._scorers]
+        # scarce resources of this state the policy protects: a leaf test per class (see above)
+        self._scarce_rows = scarce_rows(state.resources, self.plan.scarce)
+        self._check_scarce = bool(self._scarce_rows.size)
+        # what a ranking adds to a kept host's total when some candidate strands scarce resources
+        # (the scorer's normalized 1.0 times its weight; 0.0 without the scorer)
+        self._scarce_weight = next((w for s, w in policy._scorers if s.name == SCARCE_SCORER), 0.0)
         self._slot: dict[Hashable, int] = {}
         self._seen: dict[Hashable, int] = {}
         self._keys: list[Hashable] = []
@@ -186,8 +210,14 @@ class PlacementIndex:
         st, r = self.state, len(self.state.resources)
         cap = min(self.max_classes, 8)
         self.forest = MaxForest(n, cap, self.fanout)
+        # with keep-scarce-free: per class, the hosts left out of its row because they strand a
+        # scarce resource (their scores bound the pipeline's normalization; see rank)
+        self.spare = MaxForest(n, cap if self._check_scarce else 1, self.fanout)
         self._demand = np.zeros((cap, r))
         self._tol = np.full((cap, r), NEG)  # demand - 1e-9 where demanded (the capacity test), else -inf
+        # FREE_EPS on the scarce resources a class leaves unused (a host with more free is not in
+        # its row but in its spare row), else +inf
+        self._ptol = np.full((cap, r), np.inf)
         self._demanded = np.zeros((cap, r), dtype=bool)
         self._count = np.ones(cap)  # demanded resources per class
         self._mask_t = np.ones((n, cap), dtype=bool)  # labels & pool, host-major: one row per host
@@ -229,14 +259,20 @@ class PlacementIndex:
             return out
 
         self.forest.grow_rows(new)
+        if self._check_scarce:
+            self.spare.grow_rows(new)
         self._demand, self._tol = grow(self._demand, 0.0), grow(self._tol, NEG)
         self._demanded, self._count = grow(self._demanded, False), grow(self._count, 1.0)
+        self._ptol = grow(self._ptol, np.inf)
         self._low, self._negs = grow(self._low, 0.0), grow(self._negs, NEG)
         self._mask_t = grow(self._mask_t.T, True).T.copy()
 
     # ---- leaves ----------------------------------------------------------------------------------
-    def _leaves(self, rows: slice | np.ndarray, hosts: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, k) leaf values for the given hosts, and each row's lowest score among them.
+    def _leaves(self, rows: slice | np.ndarray, hosts: np.ndarray | slice
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """(rows, k) leaf values for the given hosts, the same for the spare rows (hosts that pass
+        the host-local filters but strand a scarce resource; None without keep-scarce-free), and
+        each row's lowest score among them.
 
         Mirrors the best-fit scorer operation by operation (same float results) and the host-local
         filters (same comparisons), for any capacities."""
@@ -258,23 +294,29 @@ class PlacementIndex:
             lim = st.max_workloads[hosts]
             ok = ok & ~((lim > 0) & (st.workload_count[hosts] >= lim))[None]
         low = np.fmin.reduce(score, axis=1) if score.shape[1] else np.zeros(score.shape[0])
-        return np.where(ok, score, NEG), low
+        if not self._check_scarce:
+            return np.where(ok, score, NEG), None, low
+        # same subtraction and comparison as KeepScarceFreeScorer: such hosts go to the spare row
+        strands = ((cap - alloc)[None] > self._ptol[rows][:, :, None]).any(axis=1)
+        return np.where(ok & ~strands, score, NEG), np.where(ok & strands, score, NEG), low
 
     def _update_host(self, h: int) -> None:
         """Refresh leaf h in every row: the hot path after each allocation."""
-        st, rows, f = self.state, self._rows, self.forest
+        st, rows, f, sp = self.state, self._rows, self.forest, self.spare
         if self.jit:  # one compiled call; the state's private arrays avoid view creation
             self._k_update(h, rows, st._allocated, st._state, st._max_count, st._count, self._check_state,
                            self._check_count, self._pattern_of, self._valid, self._cap_t,
                            self._safe_t, self._demand, self._tol, self._mask_t, self._low,
                            self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.l1min, f.count,
-                           f.fanout)
+                           self._ptol, self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
             return
         # numpy: about 13 calls on (rows, R) arrays
         if (self._check_state and st._state[h] != _UP) or (
             self._check_count and 0 < st._max_count[h] <= st._count[h]
         ):
             f.set_host(h, self._negs[:rows], rows)
+            if self._check_scarce:
+                sp.set_host(h, self._negs[:rows], rows)
             return
         p = int(self._pattern_of[h])
         demand, tol, low = self._hot
@@ -294,11 +336,17 @@ class PlacementIndex:
         if self._check_capacity:
             ok = ok & ~((self._cap_t[h] - a) < tol).any(axis=1)
         np.fmin(low, score, out=low)
+        if self._check_scarce:
+            strands = ((self._cap_t[h] - a) > self._ptol[:rows]).any(axis=1)
+            sp.set_host(h, np.where(ok & strands, score, NEG), rows)
+            ok = ok & ~strands
         f.set_host(h, np.where(ok, score, NEG), rows)
 
     def _build_row(self, t: int) -> None:
-        vals, low = self._leaves(np.array([t]), slice(0, self._n))
+        vals, spare, low = self._leaves(np.array([t]), slice(0, self._n))
         self.forest.set_row(t, vals[0])
+        if spare is not None:
+            self.spare.set_row(t, spare[0])
         self._low[t] = low[0]
 
     def sync(self) -> None:
@@ -325,9 +373,11 @@ class PlacementIndex:
                     self._update_host(h)
             else:
                 hs = np.unique(np.asarray(dirty, dtype=np.int64))
-                vals, low = self._leaves(slice(0, rows), hs)
+                vals, spare, low = self._leaves(slice(0, rows), hs)
                 np.fmin(self._low[:rows], low, out=self._low[:rows])
                 self.forest.set_hosts(hs, vals, rows)
+                if spare is not None:
+                    self.spare.set_hosts(hs, spare, rows)
         dirty.clear()
 
     # ---- classes -------------------------------------------------------------------------------
@@ -401,6 +451,9 @@ class PlacementIndex:
         self._demanded[t] = d > 0
         self._tol[t] = np.where(d > 0, d - 1e-9, NEG)
         self._count[t] = max(1, int(np.count_nonzero(d > 0)))
+        unused = self._scarce_rows[d[self._scarce_rows] <= 0] if self._check_scarce else self._scarce_rows
+        self._ptol[t] = np.inf
+        self._ptol[t, unused] = FREE_EPS
         self._mask_t[:, t] = self._host_mask(req)
         self._views()
         self._build_row(t)
@@ -472,6 +525,11 @@ class PlacementIndex:
             taken = np.zeros(len(self.state.domain_names), dtype=bool)
             taken[self.state.domains[spread[: self.state.n] > 0]] = True
         h = self._tree_pick(t, anti, taken)
+        if h < 0 and self._check_scarce and self.spare.count[t] > 0:
+            # no acceptable host that strands nothing (or a near-tie), but hosts passing the
+            # host-local filters were left out of the row: the pipeline decides among all hosts
+            self._stats["full_scan"] += 1
+            return choose(self.state, req, self.policy)
         if h == -2:
             self._stats["row_scan"] += 1
             return self._row_scan(t, req)
@@ -575,7 +633,19 @@ class PlacementIndex:
             taken = np.unique(domains[self._members.hosts(req.group, spread, n)])
             bad = self._members.in_domains(domains, taken)
             name, reason = "domain-spread", f"failure domain already holds group {req.group}"
-        top, removed = self._top_tree(t, k, bad)
+        s_lo, s_hi, s_passed, s_removed = self._spare_bounds(t, bad)
+        stranding = s_passed - s_removed  # candidates that strand a scarce resource (not in row t)
+        if stranding and not (s_lo == s_lo and s_hi == s_hi):
+            self._stats["full_scan"] += 1
+            return "a NaN score among the hosts with free scarce resources"
+        # with such candidates the keep-scarce-free scorer normalizes to 1 on every host of row t
+        post = self._scarce_weight * 1.0 if stranding else 0.0
+        top, removed = self._top_tree(t, k, bad, s_lo, s_hi, post)
+        if stranding and (top is None or len(top[0]) < k):
+            # the ranking reaches hosts with free scarce resources, or needs the normalization
+            # over all candidates: the pipeline ranks
+            self._stats["full_scan"] += 1
+            return "fewer than top_k candidates keep scarce resources free, or a wide tie"
         if top is None:  # a NaN score or a wide tie: the pipeline's own normalization on the row
             self._stats["row_scan"] += 1
             excluded = forest.exclude_many(t, bad) if bad is not None and bad.size else None
@@ -588,17 +658,40 @@ class PlacementIndex:
         else:
             self._stats["tree"] += 1
             hosts, values, lo, hi = top
-            totals, scores = self._normalized(values, lo, hi)
+            totals, scores = self._normalized(values, lo, hi, stranding > 0)
             path = "tree"
+        removed += s_removed
         rejected = {name: {reason: removed}} if removed else {}
-        passed = int(forest.count[t])
+        passed = int(forest.count[t]) + s_passed
         return Ranking(hosts, totals, scores, passed, rejected, passed - removed, path)
 
-    def _top_tree(self, t: int, k: int, excl: np.ndarray | None
-                  ) -> tuple[tuple[list[int], list[float], float, float] | None, int]:
+    def _spare_bounds(self, t: int, bad: np.ndarray | None) -> tuple[float, float, int, int]:
+        """Lowest and highest score of class t's spare row (hosts passing the host-local filters
+        that strand a scarce resource) without the hosts `bad`, how many hosts it holds and how
+        many of them are in `bad`; (+inf, -inf, 0, 0) when it is empty."""
+        if not self._check_scarce or self.spare.count[t] == 0:
+            return POS, NEG, 0, 0
+        sp = self.spare
+        gone, removed = None, 0
+        if bad is not None and bad.size:
+            blk, off = np.divmod(bad, sp.fanout)
+            hit = bad[sp.l0[blk, t, off] != NEG]
+            removed = int(hit.size)
+            if removed:
+                gone = sp.exclude_many(t, hit)
+        try:
+            return sp.bottom(t), sp.top(t), int(sp.count[t]), removed
+        finally:
+            if gone is not None:
+                sp.restore_many(gone)
+
+    def _top_tree(self, t: int, k: int, excl: np.ndarray | None, lo_ext: float = POS, hi_ext: float = NEG,
+                  post: float = 0.0) -> tuple[tuple[list[int], list[float], float, float] | None, int]:
         """Row t's k best candidates in the pipeline's order, their raw scores, and the lowest and
         highest candidate score, leaving out the hosts `excl`; None when the exact row scan must
-        answer (see kernels.top). Also returns how many of `excl` were candidates."""
+        answer (see kernels.top). Also returns how many of `excl` were candidates. `lo_ext`/
+        `hi_ext` widen the normalization range (candidates outside the row), `post` is added to
+        every total (a scorer constant over the row but not over all candidates)."""
         f = self.forest
         if self.jit:
             limit = k + self.top_slack
@@ -606,7 +699,7 @@ class PlacementIndex:
                 self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
             m = self._k_top(t, k, f.l0, f.l1, f.l1min, f.fanout, self._weight, limit,
                             self._no_hosts if excl is None else excl, self._top_hosts, self._top_values,
-                            self._bounds, self._rejected)
+                            self._bounds, self._rejected, lo_ext, hi_ext, post)
             removed = int(self._rejected[0])
             if m < 0:
                 return None, removed
@@ -623,12 +716,13 @@ class PlacementIndex:
             if removed:
                 excluded = f.exclude_many(t, excl)
         try:
-            return self._top_numpy(t, k), removed
+            return self._top_numpy(t, k, lo_ext, hi_ext, post), removed
         finally:
             if excluded is not None:
                 f.restore_many(excluded)
 
-    def _top_numpy(self, t: int, k: int) -> tuple[list[int], list[float], float, float] | None:
+    def _top_numpy(self, t: int, k: int, lo_ext: float, hi_ext: float, post: float
+                   ) -> tuple[list[int], list[float], float, float] | None:
         """kernels.top with the forest's numpy operations (same walk, same stopping rule)."""
         f, w = self.forest, self._weight
         hi, lo = f.top(t), f.bottom(t)
@@ -636,6 +730,7 @@ class PlacementIndex:
             return None
         if hi == NEG:
             return [], [], NEG, NEG
+        lo, hi = min(lo, lo_ext), max(hi, hi_ext)
         span = hi - lo
         flat = span <= 1e-12
         kept: list[tuple[float, int, float]] = []  # (-total, host, raw), sorted
@@ -647,11 +742,11 @@ class PlacementIndex:
                     break
                 h = f.first_at_least(t, lo if flat else best)
                 v = f.leaf(t, h)
-                tot = 0.0 if flat else w * ((v - lo) / span)
+                tot = post if flat else w * ((v - lo) / span) + post
                 if len(kept) >= k and not flat:
                     tk, hk = -kept[k - 1][0], kept[k - 1][1]
                     if (tot < tk or (tot == tk and h > hk)) and \
-                            w * ((float(np.nextafter(v, NEG)) - lo) / span) < tk:
+                            w * ((float(np.nextafter(v, NEG)) - lo) / span) + post < tk:
                         break
                 if len(kept) == k + self.top_slack:
                     return None
@@ -662,10 +757,12 @@ class PlacementIndex:
                 f.restore(sv)
         return [h for _t, h, _v in kept[:k]], [v for _t, _h, v in kept[:k]], lo, hi
 
-    def _normalized(self, values: list[float], lo: float, hi: float
+    def _normalized(self, values: list[float], lo: float, hi: float, scarce: bool = False
                     ) -> tuple[list[float], list[dict[str, float]]]:
         """Weighted totals and per-scorer scores exactly as `pipeline.place` computes them: min-max
-        over the candidates (lo..hi) for the primary scorer; every other scorer is constant here."""
+        over the candidates (lo..hi) for the primary scorer; keep-scarce-free is 1 on these hosts
+        when some candidate strands a scarce resource (`scarce`), else 0; every other scorer is
+        constant here (0)."""
         flat = hi - lo <= 1e-12
         totals, scores = [], []
         for v in values:
@@ -673,7 +770,7 @@ class PlacementIndex:
             total = 0.0
             sc: dict[str, float] = {}
             for name, w, primary in self._layout:
-                y = x if primary else 0.0
+                y = x if primary else 1.0 if scarce and name == SCARCE_SCORER else 0.0
                 total += w * y
                 sc[name] = y
             totals.append(total)

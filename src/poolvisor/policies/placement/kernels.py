@@ -49,9 +49,12 @@ def block_min(l0: Any, blk: int, t: int) -> float:
 def leaf_update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
                 check_count: bool, pattern_of: Any, valid: Any, cap_t: Any, safe_t: Any, demand: Any,
                 tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool, l0: Any, l1: Any,
-                l1min: Any, leaves: Any, fanout: int) -> None:
+                l1min: Any, leaves: Any, ptol: Any, check_scarce: bool, s_l0: Any, s_l1: Any,
+                s_l1min: Any, s_leaves: Any, fanout: int) -> None:
     """Leaf h of rows [0, rows): host-local filters and the best-fit score, then the block's
-    maximum and candidate minimum and the row's candidate count."""
+    maximum and candidate minimum and the row's candidate count. With `check_scarce`, a host
+    passing the filters that has more than ptol[t, r] free of some resource r (a scarce resource
+    class t leaves unused; the keep-scarce-free scorer's test) goes to the spare row s_* instead."""
     blk, off = h // fanout, h % fanout
     r_n = alloc.shape[0]
     ok_host = not (check_state and state[h] != 0) and not (
@@ -59,6 +62,7 @@ def leaf_update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count
     p = pattern_of[h]
     for t in range(rows):
         leaf = -np.inf
+        sleaf = -np.inf
         if ok_host:
             total = 0.0
             n_scored = 0
@@ -79,8 +83,22 @@ def leaf_update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count
                     if cap_t[h, r] - alloc[r, h] < tol[t, r]:  # the filter's test: NaN passes
                         ok = False
                         break
+            if ok and check_scarce:
+                for r in range(r_n):
+                    if cap_t[h, r] - alloc[r, h] > ptol[t, r]:  # the scorer's test: NaN is not free
+                        ok = False
+                        sleaf = score
+                        break
             if ok:
                 leaf = score
+        if check_scarce and (sleaf != -np.inf or s_l0[blk, t, off] != -np.inf):
+            if s_l0[blk, t, off] != -np.inf:
+                s_leaves[t] -= 1
+            if sleaf != -np.inf:
+                s_leaves[t] += 1
+            s_l0[blk, t, off] = sleaf
+            s_l1[t, blk] = block_max(s_l0, blk, t)
+            s_l1min[t, blk] = block_min(s_l0, blk, t)
         if l0[blk, t, off] != -np.inf:
             leaves[t] -= 1
         if leaf != -np.inf:
@@ -167,7 +185,7 @@ def record(l1: Any, t: int, rec_v: Any, rec_i: Any) -> float:
 
 
 def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
-           hosts: Any, values: Any, bounds: Any) -> int:
+           hosts: Any, values: Any, bounds: Any, lo_ext: float, hi_ext: float, post: float) -> int:
     """`top` on the row as it is (exclusions applied).
 
     The next maximum after each exclusion comes from a record of the k + 2 largest block
@@ -181,10 +199,11 @@ def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: fl
             lo = v
     if lo == np.inf:
         return 0
+    lo = min(lo, lo_ext)
     rec_v = np.empty(k + 2)
     rec_i = np.empty(k + 2, dtype=np.int64)
     floor = record(l1, t, rec_v, rec_i)
-    hi = rec_v[0]
+    hi = max(rec_v[0], hi_ext)
     bounds[0], bounds[1] = lo, hi
     span = hi - lo
     flat = span <= 1e-12
@@ -215,11 +234,11 @@ def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: fl
             off += 1
         h = s * fanout + off
         v = l0[s, t, off]
-        tot = 0.0 if flat else weight * ((v - lo) / span)
+        tot = post if flat else weight * ((v - lo) / span) + post
         if kept >= k and not flat:
             tk, hk = kept_t[k - 1], kept_h[k - 1]
             if (tot < tk or (tot == tk and h > hk)) and \
-                    weight * ((np.nextafter(v, -np.inf) - lo) / span) < tk:
+                    weight * ((np.nextafter(v, -np.inf) - lo) / span) + post < tk:
                 break
         if kept == limit:
             result = -2
@@ -256,18 +275,22 @@ def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: fl
 
 
 def tree_top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: float, limit: int,
-        excl: Any, hosts: Any, values: Any, bounds: Any, rejected: Any) -> int:
+             excl: Any, hosts: Any, values: Any, bounds: Any, rejected: Any, lo_ext: float, hi_ext: float,
+             post: float) -> int:
     """Row t's k best candidates in the pipeline's order into hosts/values (raw scores), and the
     candidates' lowest and highest raw score into bounds, with the hosts `excl` (those a
     request-level filter rejects) left out; how many of them were candidates goes to
     rejected[0]. Returns how many were found, or -2 when the answer needs the exact row scan (a
     NaN, or more than `limit` hosts tied after normalization). The row is left as it was.
 
-    The pipeline ranks by total = weight * (raw - lo) / (hi - lo) (every other scorer is constant,
-    hence 0), then host index. Leaves are taken in tree order (raw descending, index ascending)
-    and kept sorted by that key; the walk stops at the first leaf x that ranks after the k-th
-    kept one when nothing below it can catch up: every later leaf has raw == raw(x) and a higher
-    index, or raw <= nextafter(raw(x), -inf), whose total bounds theirs (rounding is monotone).
+    The pipeline ranks by total = weight * (raw - lo) / (hi - lo) + post (every other scorer is
+    constant over the row: 0, or keep-scarce-free's weight when candidates outside the row strand
+    a scarce resource; `lo_ext`/`hi_ext` are those candidates' lowest and highest raw score, +inf
+    and -inf when there are none), then host index. Leaves are taken in tree order (raw
+    descending, index ascending) and kept sorted by that key; the walk stops at the first leaf x
+    that ranks after the k-th kept one when nothing below it can catch up: every later leaf has
+    raw == raw(x) and a higher index, or raw <= nextafter(raw(x), -inf), whose total bounds
+    theirs (rounding is monotone).
     When hi - lo <= 1e-12 the pipeline's scores are all 0: the k lowest-indexed candidates."""
     gone = np.empty((excl.size, 3))
     gone_h = np.empty(excl.size, dtype=np.int64)  # the candidates among them, in exclusion order
@@ -283,7 +306,7 @@ def tree_top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: 
             l1[t, s] = block_max(l0, s, t)
             l1min[t, s] = block_min(l0, s, t)
     rejected[0] = ngone
-    result = ranked(t, k, l0, l1, l1min, fanout, weight, limit, hosts, values, bounds)
+    result = ranked(t, k, l0, l1, l1min, fanout, weight, limit, hosts, values, bounds, lo_ext, hi_ext, post)
     for i in range(ngone - 1, -1, -1):
         h = gone_h[i]
         s = h // fanout
@@ -324,10 +347,11 @@ def _warm() -> None:
     i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
     f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
     _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
-            f1, False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), 2)
+            f1, False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), f2, True, l0.copy(), l1.copy(),
+            l1min.copy(), np.zeros(1, dtype=np.int64), 2)
     _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
     _top(0, 3, l0, l1, l1min, 2, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64),
-         np.zeros(8), np.zeros(2), np.zeros(1, dtype=np.int64))
+         np.zeros(8), np.zeros(2), np.zeros(1, dtype=np.int64), np.inf, -np.inf, 0.0)
 
 
 def update() -> Callable[..., None]:

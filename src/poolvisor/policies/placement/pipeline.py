@@ -3,6 +3,10 @@
 Scores are normalized per scorer to [0, 1] over the candidates (min-max, Nova's weigher
 normalization), multiplied by the scorer's weight and summed. Ties go to the lowest host index,
 so a decision is deterministic for a given state.
+
+The default scorers are best fit, soft affinity and keep-scarce-free (scarce.py) at weight 10, so
+hosts with free GPUs (or other scarce resources) a request does not use come last. A scorer with a
+`scarce` attribute receives the policy's scarce resource names.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from poolvisor.policies.placement.explain import Candidate, Decision, Explanatio
 from poolvisor.policies.placement.filters import Filter
 from poolvisor.policies.placement.registry import make_filter, make_scorer
 from poolvisor.policies.placement.request import Request
+from poolvisor.policies.placement.scarce import DEFAULT_SCARCE, DEFAULT_WEIGHT, check_scarce
 from poolvisor.policies.placement.scorers import Scorer
 from poolvisor.state.cluster import ClusterState
 
 DEFAULT_FILTERS = ("host-state", "pool", "capacity", "labels", "affinity", "domain-spread", "max-workloads")
-DEFAULT_SCORERS = (("best-fit", 1.0), ("soft-affinity", 1.0))
+DEFAULT_SCORERS = (("best-fit", 1.0), ("soft-affinity", 1.0), ("keep-scarce-free", DEFAULT_WEIGHT))
 
 
 @dataclass
@@ -31,16 +36,31 @@ class PlacementPolicy:
     filters: Sequence[str] = DEFAULT_FILTERS
     scorers: Sequence[tuple[str, float]] = DEFAULT_SCORERS
     top_k: int = 3
+    scarce: Sequence[str] = DEFAULT_SCARCE  # resources kept for the requests that ask for them
     _filters: list[Filter] = field(init=False, repr=False)
     _scorers: list[tuple[Scorer, float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.scarce = check_scarce(self.scarce)
         self._filters = [make_filter(n) for n in self.filters]
-        self._scorers = [(make_scorer(n), float(w)) for n, w in self.scorers]
+        self._scorers = [(self._configured(make_scorer(n)), float(w)) for n, w in self.scorers]
+
+    @property
+    def protected_scarce(self) -> tuple[str, ...]:
+        """The scarce resources placement keeps free: `scarce` when keep-scarce-free has a positive
+        weight (batch placement and reports follow it), else none."""
+        on = any(s.name == "keep-scarce-free" and w > 0 for s, w in self._scorers)
+        return tuple(self.scarce) if on else ()
+
+    def _configured(self, scorer: Scorer) -> Scorer:
+        if hasattr(scorer, "scarce"):
+            setattr(scorer, "scarce", self.scarce)  # noqa: B010 - not every Scorer has it
+        return scorer
 
     @classmethod
-    def named(cls, name: str) -> PlacementPolicy:
-        """Built-in policies: best-fit (pack), spread (worst fit), balanced, dot-product."""
+    def named(cls, name: str, scarce: Sequence[str] = DEFAULT_SCARCE) -> PlacementPolicy:
+        """Built-in policies: best-fit (pack), spread (worst fit), balanced, dot-product; each with
+        soft affinity and keep-scarce-free (as the default)."""
         scorer = {
             "best-fit": "best-fit",
             "pack": "best-fit",
@@ -55,7 +75,7 @@ class PlacementPolicy:
             raise InvalidInputError(
                 f"unknown placement policy {name!r}; known: best-fit, spread, balanced, dot-product"
             )
-        return cls(scorers=((scorer, 1.0), ("soft-affinity", 1.0)))
+        return cls(scorers=((scorer, 1.0), *DEFAULT_SCORERS[1:]), scarce=scarce)
 
 
 def normalize(x: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.placement import filters as f
 from poolvisor.policies.placement import scorers as s
+from poolvisor.policies.placement.scarce import KeepScarceFreeScorer
 
 FILTERS: dict[str, Callable[[], f.Filter]] = {}
 SCORERS: dict[str, Callable[[], s.Scorer]] = {}
@@ -29,7 +30,8 @@ def register_scorer(name: str, factory: Callable[[], s.Scorer]) -> None:
 for _cls in (f.HostStateFilter, f.AllowedHostsFilter, f.CapacityFilter, f.LabelFilter, f.AffinityFilter,
              f.DomainSpreadFilter, f.MaxWorkloadsFilter):
     register_filter(_cls.name, _cls)
-for _scls in (s.BestFitScorer, s.WorstFitScorer, s.BalancedScorer, s.DotProductScorer, s.GroupSoftScorer):
+for _scls in (s.BestFitScorer, s.WorstFitScorer, s.BalancedScorer, s.DotProductScorer, s.GroupSoftScorer,
+              KeepScarceFreeScorer):
     register_scorer(_scls.name, _scls)
 
 

@@ -1,0 +1,106 @@
+"""Token expiry and revocation in the services, and how `serve` start-up treats revoked tokens."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from poolvisor.api.bootstrap import register_admin_token
+from poolvisor.cli.client import token_file
+from poolvisor.cli.serve import ensure_admin_token, write_token
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from poolvisor.services import open_services
+
+
+def test_expiry_revocation_and_status(svc):
+    admin = svc.bootstrap_admin_token()
+    svc.create_project("demo")
+    issued = svc.issue_token("member", "demo", expires_in=3600, label="ci")
+    who, why = svc.token_status(issued.token)
+    assert who is not None and why is None and who.expires_at == issued.record.expires_at
+    assert svc.token_status("pv_nope") == (None, "unknown")
+    rec = svc.revoke_token(issued.record.id, project="demo")
+    assert rec.state == "revoked" and svc.token_status(issued.token) == (None, "revoked")
+    assert svc.revoke_token(issued.record.id).revoked_at == rec.revoked_at  # idempotent
+    with pytest.raises(NotFoundError):
+        svc.revoke_token(svc.authenticate(admin).token_id, project="demo")  # not that project's
+    with pytest.raises(NotFoundError):
+        svc.revoke_token(10_000)
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(InvalidInputError):
+            svc.revoke_token(bad)
+    for bad in (0, -1, float("nan"), float("inf"), 1e12, True):
+        with pytest.raises(InvalidInputError):
+            svc.issue_token("member", "demo", expires_in=bad)
+    with pytest.raises(InvalidInputError):
+        svc.issue_token("member", "demo", label="a\x1bb")
+    assert [t.state for t in svc.list_tokens("demo")] == ["revoked"]
+
+
+def test_concurrent_revocations_keep_one_admin(db_url):
+    """Two admins each revoking the other at once: one must fail, one admin stays valid."""
+    svcs = [open_services(db_url) for _ in range(2)]
+    try:
+        a = svcs[0].bootstrap_admin_token()
+        b = svcs[0].create_token("admin")
+        ids = [svcs[0].authenticate(t).token_id for t in (a, b)]
+        barrier, results = threading.Barrier(2), []
+
+        def revoke(k):
+            barrier.wait()
+            try:
+                svcs[k].revoke_token(ids[1 - k])
+                results.append("revoked")
+            except ConflictError:
+                results.append("conflict")
+
+        ts = [threading.Thread(target=revoke, args=(k,)) for k in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert sorted(results) == ["conflict", "revoked"]
+        assert [t.state for t in svcs[0].list_tokens()].count("active") == 1
+    finally:
+        for s in svcs:
+            s.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("POOLVISOR_TOKEN", raising=False)
+    return tmp_path / "home"
+
+
+def test_a_revoked_file_token_is_replaced_at_start(home, lite):
+    ensure_admin_token(lite)
+    first = token_file().read_text().strip()
+    spare = lite.create_token("admin")
+    lite.revoke_token(lite.authenticate(first).token_id)
+    note = ensure_admin_token(lite)  # the file's token is no longer valid: a new one is written
+    second = token_file().read_text().strip()
+    assert "(new)" in note and second != first and lite.authenticate(second).role == "admin"
+    assert token_file().stat().st_mode & 0o777 == 0o600 and lite.authenticate(spare) is not None
+
+
+def test_a_revoked_env_token_is_not_brought_back(home, lite, monkeypatch):
+    lite.bootstrap_admin_token()
+    chosen = "operator-chosen-token-123"
+    register_admin_token(lite, chosen)
+    lite.revoke_token(lite.authenticate(chosen).token_id)
+    monkeypatch.setenv("POOLVISOR_TOKEN", chosen)
+    with pytest.raises(InvalidInputError, match="revoked"):
+        ensure_admin_token(lite)
+    assert lite.authenticate(chosen) is None
+
+
+def test_write_token_is_atomic_and_private(tmp_path):
+    path = tmp_path / "cfg" / "token"
+    write_token(path, "pv_one")
+    path.chmod(0o644)  # even a file someone loosened comes back private
+    write_token(path, "pv_two")
+    assert path.read_text() == "pv_two\n" and path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["token"]
