@@ -86,11 +86,11 @@ def test_a_group_created_between_resolve_and_claim_is_resolved_again(lite: Servi
     decide = lite._decide
     rival: list[tuple[str, str]] = []  # (name, group) of the request that gets in between
 
-    def racing(spec: Any) -> Any:
+    def racing(spec: Any, *args: Any) -> Any:  # args: _decide's explain flag
         if rival:
             name, group = rival.pop()
             lite.create_workload("demo", name, flavor="unit", group=group, group_policy="affinity")
-        return decide(spec)
+        return decide(spec, *args)
 
     monkeypatch.setattr(lite, "_decide", racing)
     rival.append(("first", "g"))
