@@ -251,7 +251,8 @@ def test_member_hosts_follow_the_change_log(monkeypatch: pytest.MonkeyPatch) -> 
 def gpu_grid(plain: int, gpu: int) -> ClusterState:
     s = ClusterState(("vcpu", "memory_mib", "gpu"))
     for i in range(plain):
-        s.add_host(HostSpec(f"p{i}", {"vcpu": 8 * (1 + i % 2), "memory_mib": 16384, "gpu": 0}, domain=f"r{i % 5}"))
+        s.add_host(HostSpec(f"p{i}", {"vcpu": 8 * (1 + i % 2), "memory_mib": 16384, "gpu": 0},
+                            domain=f"r{i % 5}"))
     for i in range(gpu):
         s.add_host(HostSpec(f"g{i}", {"vcpu": 16, "memory_mib": 32768, "gpu": 4}, domain=f"r{i % 5}"))
     return s

@@ -134,8 +134,9 @@ class PlacementIndex:
         self.jit = jit and kernels.available()
         if self.jit:
             self._k_update, self._k_pick, self._k_top = kernels.update(), kernels.pick(), kernels.top()
+            self._k_spare = kernels.spare()
         self._top_hosts, self._top_values = np.zeros(0, dtype=np.int64), np.zeros(0)
-        self._bounds = np.zeros(2)
+        self._bounds, self._spare_out = np.zeros(2), np.zeros(2)
         self._no_hosts, self._rejected = np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
         self._requeries = np.zeros(1, dtype=np.int64)
         self._no_groups = np.zeros(1, dtype=np.int32)
@@ -672,6 +673,10 @@ class PlacementIndex:
         if not self._check_scarce or self.spare.count[t] == 0:
             return POS, NEG, 0, 0
         sp = self.spare
+        if self.jit:
+            removed = self._k_spare(t, sp.fanout, self._no_hosts if bad is None else bad, sp.l0, sp.l1,
+                                    sp.l1min, self._spare_out)
+            return float(self._spare_out[0]), float(self._spare_out[1]), int(sp.count[t]), int(removed)
         gone, removed = None, 0
         if bad is not None and bad.size:
             blk, off = np.divmod(bad, sp.fanout)

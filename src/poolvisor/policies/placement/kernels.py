@@ -23,6 +23,7 @@ from poolvisor.jit import CompileOnce
 _update: Callable[..., None] | None = None
 _pick: Callable[..., int] | None = None
 _top: Callable[..., int] | None = None
+_spare: Callable[..., int] | None = None
 
 
 def block_max(l0: Any, blk: int, t: int) -> float:
@@ -314,17 +315,55 @@ def tree_top(t: int, k: int, l0: Any, l1: Any, l1min: Any, fanout: int, weight: 
     return result
 
 
+def spare_bounds(t: int, fanout: int, excl: Any, l0: Any, l1: Any, l1min: Any, bounds: Any) -> int:
+    """Lowest and highest candidate leaf of row t without the hosts `excl` into bounds (+inf and
+    -inf when none; NaN propagates); returns how many of `excl` were candidates. The row is left
+    as it was. (The spare rows of keep-scarce-free, see PlacementIndex.rank.)"""
+    gone = np.empty((excl.size, 3))
+    gone_h = np.empty(excl.size, dtype=np.int64)
+    ngone = 0
+    for i in range(excl.size):
+        h = excl[i]
+        s, off = h // fanout, h % fanout
+        if l0[s, t, off] != -np.inf:
+            gone[ngone, 0], gone[ngone, 1], gone[ngone, 2] = l0[s, t, off], l1[t, s], l1min[t, s]
+            gone_h[ngone] = h
+            ngone += 1
+            l0[s, t, off] = -np.inf
+            l1[t, s] = block_max(l0, s, t)
+            l1min[t, s] = block_min(l0, s, t)
+    lo, hi = np.inf, -np.inf
+    for v in l1min[t]:
+        if v != v:
+            lo = v
+            break
+        if v < lo:
+            lo = v
+    for v in l1[t]:
+        if v != v:
+            hi = v
+            break
+        if v > hi:
+            hi = v
+    bounds[0], bounds[1] = lo, hi
+    for i in range(ngone - 1, -1, -1):
+        h = gone_h[i]
+        s = h // fanout
+        l0[s, t, h % fanout], l1[t, s], l1min[t, s] = gone[i, 0], gone[i, 1], gone[i, 2]
+    return ngone
+
+
 def _compile() -> None:
     """Replace the plain functions above by their compiled versions (module globals, so that
     numba resolves the calls between them at compile time and can cache them all on disk)."""
-    global _update, _pick, _top
+    global _update, _pick, _top, _spare
     from numba import njit
 
     jit = njit(cache=True, nogil=True)
     g = globals()
     for name in ("block_max", "block_min", "record", "ranked"):
         g[name] = jit(g[name])
-    _update, _pick, _top = jit(leaf_update), jit(tree_pick), jit(tree_top)
+    _update, _pick, _top, _spare = jit(leaf_update), jit(tree_pick), jit(tree_top), jit(spare_bounds)
 
 
 def _build() -> None:
@@ -342,7 +381,7 @@ def available() -> bool:
 
 def _warm() -> None:
     """Trigger compilation with the argument types the index uses."""
-    assert _update is not None and _pick is not None and _top is not None
+    assert _update is not None and _pick is not None and _top is not None and _spare is not None
     l0, l1, l1min = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf), np.full((1, 1), np.inf)
     i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
     f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
@@ -352,6 +391,7 @@ def _warm() -> None:
     _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
     _top(0, 3, l0, l1, l1min, 2, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64),
          np.zeros(8), np.zeros(2), np.zeros(1, dtype=np.int64), np.inf, -np.inf, 0.0)
+    _spare(0, 2, np.zeros(1, dtype=np.int64), l0, l1, l1min, np.zeros(2))
 
 
 def update() -> Callable[..., None]:
@@ -370,3 +410,9 @@ def top() -> Callable[..., int]:
     """The compiled top-k query for explanations (call `available()` first)."""
     assert _top is not None
     return _top
+
+
+def spare() -> Callable[..., int]:
+    """The compiled spare-row bounds (call `available()` first)."""
+    assert _spare is not None
+    return _spare
