@@ -18,6 +18,7 @@ from poolvisor.services.catalog import CatalogServices
 from poolvisor.services.demo import DemoServices
 from poolvisor.services.hosts import HostServices
 from poolvisor.services.invariants import check_invariants
+from poolvisor.services.networks import NetworkServices
 from poolvisor.services.records import CheckReport, EventRecord
 from poolvisor.services.repair import RepairServices
 from poolvisor.services.snapshot import PlacementCache
@@ -29,7 +30,7 @@ MAX_EVENTS = 1000
 
 
 class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices, BatchServices,
-               UtilizationServices):
+               UtilizationServices, NetworkServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
     def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None):

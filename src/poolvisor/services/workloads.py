@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
@@ -29,6 +29,7 @@ from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
+from poolvisor.services.networks import attach_nics, validate_networks
 from poolvisor.services.records import (
     DELETING,
     DRY_RUN,
@@ -85,6 +86,7 @@ class _Spec:
     pool_id: int | None
     pool: str | None
     created_group: bool = False  # this request created the group row (removed again if it fails)
+    networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
 
 
 class WorkloadServices(ServiceBase):
@@ -93,7 +95,7 @@ class WorkloadServices(ServiceBase):
                         group: str | None = None, group_policy: str | None = None,
                         required_labels: dict[str, str] | None = None,
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
-                        dry_run: bool = False) -> WorkloadRecord:
+                        dry_run: bool = False, networks: list[str] | None = None) -> WorkloadRecord:
         check_name("workload", name)
         check_name("project", project)
         try:
@@ -121,8 +123,10 @@ class WorkloadServices(ServiceBase):
         if pool is not None:
             check_name("pool", pool)
 
+        nets = validate_networks(self, project, networks)
         spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                              forbidden, pool, dry_run)
+        spec = replace(spec, networks=nets)
         if dry_run:
             decision, _target = self._decide(spec)
             return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority, group,
@@ -234,6 +238,7 @@ class WorkloadServices(ServiceBase):
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
         ledger.claim(s, host_id, gen, spec.demand, w.id)
+        attach_nics(s, spec.project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
                     project=spec.project, data={"host": decision.host, "demand": spec.demand})
