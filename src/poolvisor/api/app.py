@@ -11,6 +11,7 @@ from poolvisor.api.routes import (
     events,
     flavors,
     hosts,
+    networks,
     pools,
     projects,
     system,
@@ -33,7 +34,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY) -> FastA
                   openapi_url="/openapi.json", redirect_slashes=False)
     app.state.services = services
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system, networks):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from poolvisor import __version__
-from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm, whatif
+from poolvisor.cli import bench, flavor, host, ip, network, pool, project, simulate, sweep, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import pack as pack_cli
@@ -33,6 +33,8 @@ app.add_typer(pool.app, name="pool")
 app.add_typer(flavor.app, name="flavor")
 app.add_typer(project.app, name="project")
 app.add_typer(vm.app, name="vm")
+app.add_typer(network.app, name="network")
+app.add_typer(ip.app, name="ip")
 
 
 @app.command()
