@@ -92,3 +92,46 @@ def test_workload_networks_field_is_validated(client: Any, admin: dict[str, str]
     r = client.post("/v1/workloads", json={"name": "w", "flavor": "small", "networks": ["nope"]},
                     headers=admin)
     assert r.status_code == 404 and "nope" in r.json()["message"]
+
+
+def test_routers_routes_and_lookup(client: Any, member: Any) -> None:
+    a, b = member("proj-a"), member("proj-b")
+    for name, cidr in (("lan1", "10.1.0.0/24"), ("lan2", "10.2.0.0/24"), ("ta", "10.9.1.0/24"),
+                       ("tb", "10.9.2.0/24")):
+        assert client.post("/v1/networks", json={"name": name, "cidr": cidr}, headers=a).status_code == 201
+    for r, lan in (("r1", "lan1"), ("r2", "lan2")):
+        assert client.post("/v1/routers", json={"name": r}, headers=a).status_code == 201
+        for net, cost in ((lan, 1), ("ta", 1), ("tb", 10)):
+            got = client.post(f"/v1/routers/{r}/interfaces", json={"network": net, "cost": cost}, headers=a)
+            assert got.status_code == 201, got.text
+    t = client.get("/v1/routers/r1/routes", headers=a).json()
+    assert t["protocol"] == "link-state" and t["compute_s"] >= 0
+    lan2 = next(r for r in t["routes"] if r["prefix"] == "10.2.0.0/24")
+    assert lan2 == {"prefix": "10.2.0.0/24", "source": "link-state", "metric": 2.0, "nexthops": ["10.9.1.2"],
+                    "interfaces": ["ta"]}
+    r = client.post("/v1/routers/r1/interfaces/ta/link", json={"state": "down"}, headers=a)
+    assert r.status_code == 200 and r.json()["state"] == "down"
+    hit = client.get("/v1/routers/r1/lookup", params={"address": "10.2.0.9"}, headers=a).json()
+    assert hit["route"]["nexthops"] == ["10.9.2.2"] and hit["route"]["metric"] == 11.0
+    r = client.post("/v1/routers/r1/routes", json={"prefix": "0.0.0.0/0", "nexthop": "10.9.2.2"}, headers=a)
+    assert r.status_code == 201
+    hit = client.get("/v1/routers/r1/lookup", params={"address": "1.1.1.1"}, headers=a).json()
+    assert hit["route"]["source"] == "static"
+    r = client.delete("/v1/routers/r1/routes", params={"prefix": "0.0.0.0/0"}, headers=a)
+    assert r.status_code == 204
+    hit = client.get("/v1/routers/r1/lookup", params={"address": "1.1.1.1"}, headers=a).json()
+    assert hit["route"] is None
+    # declared errors
+    assert client.get("/v1/routers/r1", headers=b).status_code == 404
+    assert client.post("/v1/routers/r1/interfaces", json={"network": "lan2"}, headers=b).status_code == 404
+    assert client.post("/v1/routers", json={"name": "x", "protocol": "ospf"}, headers=a).status_code == 422
+    assert client.post("/v1/routers/r1/interfaces", json={"network": "ta"}, headers=a).status_code == 409
+    assert client.post("/v1/routers/r1/interfaces/ta/link", json={"state": "sideways"},
+                       headers=a).status_code == 422
+    assert client.get("/v1/routers/r1/lookup", params={"address": "x"}, headers=a).status_code == 422
+    r = client.post("/v1/routers/r1/routes", json={"prefix": "10.7.0.0/16", "nexthop": "10.66.0.1"},
+                    headers=a)
+    assert r.status_code == 422 and "not on a network" in r.json()["message"]
+    assert client.delete("/v1/networks/ta", headers=a).status_code == 409
+    assert client.delete("/v1/routers/r1", headers=a).status_code == 204
+    assert client.get("/v1/networks/ta", headers=a).json()["routers"] == ["r2"]

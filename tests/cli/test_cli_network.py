@@ -50,3 +50,37 @@ def test_network_and_vm_nics(run: Callable[..., Any]) -> None:  # noqa: F811
                    "network 'nope' not found")
     assert run("vm", "delete", "v1", "--project", "cli-net").returncode == 0
     assert run("network", "delete", "lan", "--project", "cli-net").returncode == 0
+
+
+def test_router_and_route_commands(run: Callable[..., Any]) -> None:  # noqa: F811
+    assert run("project", "create", "cli-rt").returncode == 0
+    for name, cidr in (("lan1", "10.1.0.0/24"), ("lan2", "10.2.0.0/24"), ("ta", "10.9.1.0/24"),
+                       ("tb", "10.9.2.0/24")):
+        assert run("network", "create", name, cidr, "-p", "cli-rt").returncode == 0
+    for r, lan in (("r1", "lan1"), ("r2", "lan2")):
+        assert run("router", "create", r, "--protocol", "distance-vector", "-p", "cli-rt").returncode == 0
+        assert run("router", "attach", r, lan, "-p", "cli-rt").returncode == 0
+        assert run("router", "attach", r, "ta", "-p", "cli-rt").returncode == 0
+        r = run("router", "attach", r, "tb", "--cost", "10", "-p", "cli-rt")
+        assert r.returncode == 0 and "(cost 10)" in r.stdout, r.stderr
+    r = run("route", "lookup", "r1", "10.2.0.5", "-p", "cli-rt")
+    assert r.returncode == 0, r.stderr
+    assert "10.2.0.0/24 via 10.9.1.2 (ta) (distance-vector, metric 2)" in r.stdout, r.stdout
+    r = run("router", "link", "r1", "ta", "down", "-p", "cli-rt")
+    assert r.returncode == 0 and "down" in r.stdout
+    r = run("route", "list", "r1", "-p", "cli-rt")
+    assert r.returncode == 0 and "10.9.2.2 (tb)" in r.stdout and "distance-vector rounds" in r.stdout
+    t = json.loads(run("route", "list", "r1", "-p", "cli-rt", "--json").stdout)
+    assert t["rounds"] >= 1 and next(x for x in t["routes"] if x["prefix"] == "10.2.0.0/24")["metric"] == 11
+    assert run("route", "add", "r1", "0.0.0.0/0", "--via", "10.9.2.2", "-p", "cli-rt").returncode == 0
+    assert "0.0.0.0/0" in run("route", "lookup", "r1", "8.8.8.8", "-p", "cli-rt").stdout
+    assert run("route", "delete", "r1", "0.0.0.0/0", "-p", "cli-rt").returncode == 0
+    assert "no route" in run("route", "lookup", "r1", "8.8.8.8", "-p", "cli-rt").stdout
+    one_error_line(run("route", "add", "r1", "10.0.0.0/8", "--via", "192.0.2.1", "-p", "cli-rt"),
+                   "not on a network")
+    one_error_line(run("router", "link", "r1", "ta", "sideways", "-p", "cli-rt"), "state")
+    r = run("router", "show", "r1", "-p", "cli-rt")
+    assert r.returncode == 0 and "10.9.1.1/24" in r.stdout
+    assert run("router", "detach", "r1", "tb", "-p", "cli-rt").returncode == 0
+    assert run("router", "delete", "r1", "-p", "cli-rt").returncode == 0
+    assert "r2" in run("router", "list", "-p", "cli-rt").stdout

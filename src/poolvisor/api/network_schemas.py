@@ -130,8 +130,9 @@ class InterfaceCreate(_In):
     cost: Annotated[int, Field(ge=1, le=65535)] = 1
 
 
-class InterfaceState(_In):
-    state: Literal["up", "down"]
+class InterfaceUpdate(_In):
+    state: Literal["up", "down"] | None = Field(default=None, description="take the link down or up")
+    cost: Annotated[int, Field(ge=1, le=65535)] | None = None
 
 
 class StaticRouteCreate(_In):
@@ -181,5 +182,6 @@ class RoutesOut(BaseModel):
     router: str
     protocol: str
     routes: list[RouteOut]
-    rounds: int | None = Field(default=None, description="distance-vector: rounds to converge")
-    compute_s: float
+    rounds: int | None = Field(default=None, description="distance-vector: rounds the project's domain "
+                               "needed to (re-)converge")
+    compute_s: float = Field(description="seconds to compute every table of the project")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import typer
 
 from poolvisor import __version__
-from poolvisor.cli import bench, flavor, host, ip, network, pool, project, simulate, sweep, vm, whatif
+from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
+from poolvisor.cli import ip as ip_cli
+from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
+from poolvisor.cli import routing as routing_cli
 from poolvisor.cli import serve as serve_cli
 from poolvisor.cli.entry import run_app
 from poolvisor.cli.errors import run_guarded
@@ -33,8 +36,10 @@ app.add_typer(pool.app, name="pool")
 app.add_typer(flavor.app, name="flavor")
 app.add_typer(project.app, name="project")
 app.add_typer(vm.app, name="vm")
-app.add_typer(network.app, name="network")
-app.add_typer(ip.app, name="ip")
+app.add_typer(network_cli.app, name="network")
+app.add_typer(ip_cli.app, name="ip")
+app.add_typer(routing_cli.router_app, name="router")
+app.add_typer(routing_cli.route_app, name="route")
 
 
 @app.command()

@@ -235,3 +235,18 @@ def test_bad_gadget_never_converges():
     prefs = {(1, 2): 200, (2, 3): 200, (3, 1): 200}
     res = path_vector([0, 1, 2, 3], sessions, {0: ["p"]}, local_pref=prefs, max_rounds=50)
     assert not res.converged and res.rounds == 50 and min(res.history) > 0
+
+
+def test_graphs_without_links():
+    g = Graph.from_edges(3, [], [], [])
+    ls = shortest_paths(g)
+    assert np.isinf(ls.dist[0, 1]) and ls.dist[1, 1] == 0 and ls.next_hop_matrix().tolist() == [[-1] * 3] * 3
+    r = distance_vector(g, infinity=16)
+    assert r.converged and r.rounds == 0 and r.state.next_hop(g).tolist() == [[-1] * 3] * 3
+    assert r.state.dist.tolist() == [[0, 16, 16], [16, 0, 16], [16, 16, 0]]
+    pr = prefix_routes(ls, [0], [2], [1.0], 2)
+    assert pr.cost(2, 0) == 1 and pr.nexthops(0, 0) == [] and not np.isfinite(pr.cost(0, 1))
+    with pytest.raises(ValueError, match="positive"):
+        Graph.from_links(2, [(0, 1, 0.0)])
+    with pytest.raises(ValueError, match="out of range"):
+        Graph.from_links(2, [(0, 2, 1.0)])

@@ -17,16 +17,28 @@ from fastapi import APIRouter, Path, Query
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
 from poolvisor.api.network_schemas import (
+    CidrText,
+    InterfaceCreate,
+    InterfaceOut,
+    InterfaceUpdate,
     IpAllocate,
     IpPoolCreate,
     IpPoolOut,
     IpRangeOut,
     IpRelease,
     IpReserve,
+    IpText,
+    LookupOut,
     MacOrIpText,
     NetworkCreate,
     NetworkOut,
     NicOut,
+    RouteOut,
+    RouterCreate,
+    RouterOut,
+    RoutesOut,
+    StaticRouteCreate,
+    StaticRouteOut,
 )
 from poolvisor.api.schemas import Name
 from poolvisor.domain.errors import ConflictError, NotFoundError
@@ -37,6 +49,8 @@ DEFAULT_PROJECT = "default"
 ProjectQ = Annotated[Name | None, Query(description="project (admins; members always use their own)")]
 PoolName = Annotated[Name, Path(description="address pool name (unique within its project)")]
 NetName = Annotated[Name, Path(description="network name (unique within its project)")]
+RouterName = Annotated[Name, Path(description="router name (unique within its project)")]
+LinkNet = Annotated[Name, Path(description="the network of the router's interface")]
 
 
 def creating_in(svc: Services, who: Principal, project: str | None) -> str:
@@ -76,6 +90,11 @@ def _listing(svc: Services, who: Principal, project: str | None) -> str | None:
 def _pool_project(svc: Services, who: Principal, name: str, project: str | None) -> str:
     return locate(who, project, "address pool", name,
                   lambda: (p.project for p in svc.list_ip_pools() if p.name == name and p.project))
+
+
+def _router_project(svc: Services, who: Principal, name: str, project: str | None) -> str:
+    return locate(who, project, "router", name,
+                  lambda: (r.project for r in svc.list_routers() if r.name == name))
 
 
 def _net_project(svc: Services, who: Principal, name: str, project: str | None) -> str:
@@ -196,3 +215,92 @@ def list_nics(svc: SvcDep, who: Who, project: ProjectQ = None,
     assert where is not None
     return [NicOut.model_validate(n) for n in svc.list_nics(where, workload=workload)]
 
+
+
+# ---- routers and routes ------------------------------------------------------------------------
+@router.get("/v1/routers", response_model=list[RouterOut], responses=errors(401, 404, 422, 503))
+def list_routers(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[RouterOut]:
+    return [RouterOut.model_validate(r) for r in svc.list_routers(_listing(svc, who, project))]
+
+
+@router.post("/v1/routers", status_code=201, response_model=RouterOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def create_router(body: RouterCreate, svc: SvcDep, who: Who) -> RouterOut:
+    """A router; `protocol` (link-state, distance-vector or static) computes its dynamic routes."""
+    where = creating_in(svc, who, body.project)
+    return RouterOut.model_validate(svc.create_router(where, body.name, body.protocol))
+
+
+@router.get("/v1/routers/{name}", response_model=RouterOut, responses=errors(401, 404, 409, 422, 503))
+def get_router(name: RouterName, svc: SvcDep, who: Who, project: ProjectQ = None) -> RouterOut:
+    return RouterOut.model_validate(svc.get_router(_router_project(svc, who, name, project), name))
+
+
+@router.delete("/v1/routers/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))
+def delete_router(name: RouterName, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
+    """The router with its interfaces (their addresses go back) and static routes."""
+    svc.delete_router(_router_project(svc, who, name, project), name)
+
+
+@router.post("/v1/routers/{name}/interfaces", status_code=201, response_model=InterfaceOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def attach_router(name: RouterName, body: InterfaceCreate, svc: SvcDep, who: Who,
+                  project: ProjectQ = None) -> InterfaceOut:
+    """An interface on a network of the same project (its address comes from the network's pool)."""
+    where = _router_project(svc, who, name, project)
+    return InterfaceOut.model_validate(svc.attach_router(where, name, body.network, address=body.address,
+                                                         cost=body.cost))
+
+
+@router.delete("/v1/routers/{name}/interfaces/{network}", status_code=204,
+               responses=errors(401, 404, 409, 422, 503))
+def detach_router(name: RouterName, network: LinkNet, svc: SvcDep, who: Who,
+                  project: ProjectQ = None) -> None:
+    svc.detach_router(_router_project(svc, who, name, project), name, network)
+
+
+@router.post("/v1/routers/{name}/interfaces/{network}/link", response_model=InterfaceOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def set_link(name: RouterName, network: LinkNet, body: InterfaceUpdate, svc: SvcDep, who: Who,
+             project: ProjectQ = None) -> InterfaceOut:
+    """Take the link down or up (the routes re-converge around it) or change its cost."""
+    where = _router_project(svc, who, name, project)
+    rec = svc.set_interface(where, name, network, state=body.state, cost=body.cost)
+    return InterfaceOut.model_validate(rec)
+
+
+@router.get("/v1/routers/{name}/routes", response_model=RoutesOut, responses=errors(401, 404, 409, 422, 503))
+def router_routes(name: RouterName, svc: SvcDep, who: Who, project: ProjectQ = None) -> RoutesOut:
+    """The router's table: connected, static and dynamic routes (computed now, with ECMP)."""
+    where = _router_project(svc, who, name, project)
+    routes, tables = svc.router_routes(where, name)
+    protocol = svc.get_router(where, name).protocol
+    return RoutesOut(router=name, protocol=protocol, routes=[RouteOut.model_validate(r) for r in routes],
+                     rounds=tables.rounds.get(protocol), compute_s=tables.compute_s)
+
+
+@router.post("/v1/routers/{name}/routes", status_code=201, response_model=StaticRouteOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def add_static_route(name: RouterName, body: StaticRouteCreate, svc: SvcDep, who: Who,
+                     project: ProjectQ = None) -> StaticRouteOut:
+    """A static route; its next hop must be on a network the router is attached to."""
+    where = _router_project(svc, who, name, project)
+    rec = svc.add_static_route(where, name, body.prefix, body.nexthop, body.metric)
+    return StaticRouteOut.model_validate(rec)
+
+
+@router.delete("/v1/routers/{name}/routes", status_code=204, responses=errors(401, 404, 409, 422, 503))
+def delete_static_route(
+    name: RouterName, svc: SvcDep, who: Who, prefix: Annotated[CidrText, Query(description="the prefix")],
+    nexthop: Annotated[IpText | None, Query(description="only the route via this next hop")] = None,
+    project: ProjectQ = None,
+) -> None:
+    svc.delete_static_route(_router_project(svc, who, name, project), name, prefix, nexthop)
+
+
+@router.get("/v1/routers/{name}/lookup", response_model=LookupOut, responses=errors(401, 404, 409, 422, 503))
+def lookup_route(name: RouterName, svc: SvcDep, who: Who,
+                 address: Annotated[IpText, Query(description="destination address")],
+                 project: ProjectQ = None) -> LookupOut:
+    """Longest-prefix match in the router's table (route null: no route)."""
+    return LookupOut.model_validate(svc.lookup_route(_router_project(svc, who, name, project), name, address))

@@ -37,6 +37,8 @@ class DvState:
 
     def next_hop(self, graph: Graph) -> np.ndarray:
         """(n, n) next-hop routers (-1: none)."""
+        if not graph.edges:
+            return np.full(self.via.shape, -1, dtype=np.int64)
         return np.where(self.via >= 0, graph.dst[np.maximum(self.via, 0)], -1)
 
 
@@ -74,14 +76,14 @@ def distance_vector(graph: Graph, *, infinity: float = 16.0, mode: Mode = "poiso
     down = np.zeros(n, dtype=bool) if dead is None else np.asarray(dead, dtype=bool)
     alive = graph.alive & ~down[graph.src] & ~down[graph.dst]
     # A link that went down: its router drops the routes through it now (link-down detection).
-    lost = (via >= 0) & ~alive[np.maximum(via, 0)]
+    lost = (via >= 0) & ~alive[np.maximum(via, 0)] if graph.edges else via >= 0
     dist[lost], via[lost], age[lost] = inf, -1, 0
     dist[down], via[down], age[down] = inf, -1, 0
     dist[:, down], via[:, down], age[:, down] = inf, -1, 0
     up = np.flatnonzero(~down)
     dist[up, up] = 0.0
     rounds, messages, converged = 0, 0, True
-    for lo in range(0, n, max(1, block)):
+    for lo in range(0, n if graph.edges else 0, max(1, block)):  # no link: nothing to learn
         cols = np.arange(lo, min(n, lo + block))
         r, msg, ok = _run(graph, alive, down, cols, dist, via, age, inf, mode, timeout, max_rounds)
         rounds, messages, converged = max(rounds, r), messages + msg, converged and ok
