@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from test_cli_serve import Server, one_error_line, run, server  # noqa: F401 - fixtures
+
+from conftest import require_real
+from poolvisor.drivers import netns
 
 
 def test_ip_pool_commands(run: Callable[..., Any]) -> None:  # noqa: F811
@@ -84,3 +89,30 @@ def test_router_and_route_commands(run: Callable[..., Any]) -> None:  # noqa: F8
     assert run("router", "detach", "r1", "tb", "-p", "cli-rt").returncode == 0
     assert run("router", "delete", "r1", "-p", "cli-rt").returncode == 0
     assert "r2" in run("router", "list", "-p", "cli-rt").stdout
+
+
+@pytest.mark.real
+def test_network_apply_and_teardown_through_the_server(run: Callable[..., Any]) -> None:  # noqa: F811
+    ok, why = netns.available()
+    require_real(ok, why)
+    prefix = "c" + secrets.token_hex(3)
+    try:
+        assert run("project", "create", "cli-dp").returncode == 0
+        assert run("network", "create", "lan", "10.8.0.0/24", "-p", "cli-dp").returncode == 0
+        assert run("router", "create", "gw", "-p", "cli-dp").returncode == 0
+        assert run("router", "attach", "gw", "lan", "-p", "cli-dp").returncode == 0
+        r = run("vm", "create", "v", "--flavor", "small", "-p", "cli-dp", "--network", "lan")
+        assert r.returncode == 0, r.stderr
+        r = run("network", "apply", "-p", "cli-dp", "--prefix", prefix)
+        assert r.returncode == 0, r.stderr
+        assert "router/gw" in r.stdout and "workload/v" in r.stdout and "routes programmed" in r.stdout
+        made = netns.namespaces_with_prefix(prefix)
+        assert len(made) == 3  # the network, the router, the workload
+        out = json.loads(run("network", "apply", "-p", "cli-dp", "--prefix", prefix, "--json").stdout)
+        assert out["created"] == [] and out["down_links"] == []
+        one_error_line(run("network", "apply", "-p", "cli-dp", "--prefix", "Bad-Prefix"), "prefix")
+        r = run("network", "teardown", "-p", "cli-dp", "--prefix", prefix)
+        assert r.returncode == 0 and "3 namespace(s) deleted" in r.stdout
+        assert netns.namespaces_with_prefix(prefix) == []
+    finally:
+        netns.destroy(netns.namespaces_with_prefix(prefix), prefix)

@@ -131,3 +131,19 @@ def test_router_errors_and_isolation(lite):
         lite.set_interface("demo", "r1", "ta", state="sideways")
     assert {r.name for r in lite.list_routers()} == {"r1", "r2"}
     assert lite.list_routers("other") == []
+
+
+def test_dataplane_unavailable_is_a_clear_503(lite, monkeypatch):
+    from poolvisor.drivers import netns
+
+    lite.create_project("demo")
+    monkeypatch.setattr(netns, "available", lambda: (False, "network namespaces need root"))
+    with pytest.raises(netns.DataplaneError, match="unavailable: network namespaces need root") as e:
+        lite.apply_network("demo", "pv")
+    assert e.value.status_code == 503
+    with pytest.raises(netns.DataplaneError):
+        lite.teardown_network("demo", "pv")
+    from poolvisor.domain.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="prefix"):
+        lite.apply_network("demo", "Bad-Prefix")

@@ -109,11 +109,17 @@ class ApplyRequest(_In):
 class ApplyOut(_Out):
     project: str
     prefix: str
-    created: list[str]
-    routes: int
-    down_links: list[str]
-    recompute_s: float
-    rounds: int | None
+    created: list[str] = Field(description="namespaces and links this apply made")
+    routes: int = Field(description="kernel routes written")
+    down_links: list[str] = Field(description="router links (ROUTER/NETWORK) the kernel reports down")
+    recompute_s: float = Field(description="seconds to recompute every routing table")
+    rounds: int | None = Field(description="distance-vector rounds to (re-)converge, if any")
+    namespaces: dict[str, str] = Field(description="KIND/NAME -> namespace")
+    ports: dict[str, str] = Field(description="ROUTER/NETWORK -> the bridge-side port, NAMESPACE/PORT")
+
+
+class TeardownOut(BaseModel):
+    deleted: list[str]
 
 
 # ---- routers and routes ------------------------------------------------------------------------

@@ -99,3 +99,40 @@ def show_workload_nics(url: str | None, token: str | None, project: str, workloa
         got = api.get(api_path("nics"), project=project, workload=workload)
     for n in got:
         say("  eth{} on {}: {}/{} mac {}", n["index"], n["network"], n["address"], n["prefixlen"], n["mac"])
+
+
+PrefixOpt = Annotated[str, typer.Option(help="Namespace name prefix (1..8 lowercase letters/digits).")]
+
+
+@app.command()
+def apply(project: ProjectOpt = None, prefix: PrefixOpt = "pv", url: UrlOpt = None, token: TokenOpt = None,
+          as_json: JsonOpt = False) -> None:
+    """Realize a project's networks and routers as Linux namespaces on the server's machine and
+    program the routes (admin; needs root there). Run again after a link fails: routes re-converge."""
+    body: dict[str, Any] = {"prefix": prefix}
+    if project is not None:
+        body["project"] = project
+    with Api(url, token) as api:
+        r = api.post(api_path("dataplane", "apply"), body)
+    if as_json:
+        emit_json(r)
+        return
+    table(f"Dataplane of {r['project']} ({r['prefix']})", ("object", "namespace"),
+          sorted(r["namespaces"].items()))
+    rounds = f", {r['rounds']} distance-vector rounds" if r.get("rounds") is not None else ""
+    say("{} created, {} routes programmed; routes computed in {} ms{}", len(r["created"]), r["routes"],
+        f"{r['recompute_s'] * 1000:.1f}", rounds)
+    if r["down_links"]:
+        say("[yellow]links down:[/yellow] {}", ", ".join(r["down_links"]))
+
+
+@app.command()
+def teardown(project: ProjectOpt = None, prefix: PrefixOpt = "pv", url: UrlOpt = None,
+             token: TokenOpt = None) -> None:
+    """Delete a project's namespaces (admin)."""
+    body: dict[str, Any] = {"prefix": prefix}
+    if project is not None:
+        body["project"] = project
+    with Api(url, token) as api:
+        r = api.post(api_path("dataplane", "teardown"), body)
+    say("{} namespace(s) deleted", len(r["deleted"]))

@@ -15,12 +15,12 @@ from poolvisor.services.auth import AuthServices
 from poolvisor.services.base import as_utc
 from poolvisor.services.batch import BatchServices
 from poolvisor.services.catalog import CatalogServices
+from poolvisor.services.dataplane import DataplaneServices
 from poolvisor.services.demo import DemoServices
 from poolvisor.services.hosts import HostServices
 from poolvisor.services.invariants import check_invariants
 from poolvisor.services.records import CheckReport, EventRecord
 from poolvisor.services.repair import RepairServices
-from poolvisor.services.routers import RouterServices
 from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.utilization import UtilizationServices
 from poolvisor.store import Store, open_store
@@ -30,7 +30,7 @@ MAX_EVENTS = 1000
 
 
 class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices, BatchServices,
-               UtilizationServices, RouterServices):
+               UtilizationServices, DataplaneServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
     def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None):

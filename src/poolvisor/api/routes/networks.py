@@ -14,9 +14,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from poolvisor.api.auth import SvcDep, Who, scope_project
+from poolvisor.api.auth import Admin, SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
 from poolvisor.api.network_schemas import (
+    ApplyOut,
+    ApplyRequest,
     CidrText,
     InterfaceCreate,
     InterfaceOut,
@@ -39,6 +41,7 @@ from poolvisor.api.network_schemas import (
     RoutesOut,
     StaticRouteCreate,
     StaticRouteOut,
+    TeardownOut,
 )
 from poolvisor.api.schemas import Name
 from poolvisor.domain.errors import ConflictError, NotFoundError
@@ -304,3 +307,23 @@ def lookup_route(name: RouterName, svc: SvcDep, who: Who,
                  project: ProjectQ = None) -> LookupOut:
     """Longest-prefix match in the router's table (route null: no route)."""
     return LookupOut.model_validate(svc.lookup_route(_router_project(svc, who, name, project), name, address))
+
+
+# ---- the namespace dataplane (admin: it changes this machine) ----------------------------------
+@router.post("/v1/dataplane/apply", response_model=ApplyOut, responses=errors(401, 403, 404, 413, 422, 503))
+def apply_dataplane(svc: SvcDep, _: Admin, body: ApplyRequest | None = None) -> ApplyOut:
+    """Realize the project's networks, routers and NICs as Linux namespaces on the API server's
+    machine, observe which router links are up, re-converge and program the routes (idempotent)."""
+    req = body or ApplyRequest()
+    rec = svc.apply_network(req.project or DEFAULT_PROJECT, req.prefix)
+    return ApplyOut(project=rec.project, prefix=rec.prefix, created=rec.created, routes=rec.routes,
+                    down_links=rec.down_links, recompute_s=rec.recompute_s, rounds=rec.rounds,
+                    namespaces=rec.detail.get("namespaces", {}), ports=rec.detail.get("ports", {}))
+
+
+@router.post("/v1/dataplane/teardown", response_model=TeardownOut,
+             responses=errors(401, 403, 404, 413, 422, 503))
+def teardown_dataplane(svc: SvcDep, _: Admin, body: ApplyRequest | None = None) -> TeardownOut:
+    """Delete the project's namespaces."""
+    req = body or ApplyRequest()
+    return TeardownOut(deleted=svc.teardown_network(req.project or DEFAULT_PROJECT, req.prefix))
