@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
-from test_cli_serve import Server, one_error_line, run, server  # noqa: F401 - fixtures
+from test_cli_serve import CLI, Server, clean_env, free_port, one_error_line, run, server  # noqa: F401
 
 from conftest import require_real
 from poolvisor.drivers import netns
@@ -91,27 +94,68 @@ def test_router_and_route_commands(run: Callable[..., Any]) -> None:  # noqa: F8
     assert "r2" in run("router", "list", "-p", "cli-rt").stdout
 
 
+@pytest.fixture(scope="module")
+def dataplane_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # noqa: F811
+    """A `poolvisor serve` of its own, started with POOLVISOR_DATAPLANE=1."""
+    tmp = tmp_path_factory.mktemp("dpserve")
+    home = tmp / "home"
+    home.mkdir()
+    port = free_port()
+    env = {**clean_env(home), "POOLVISOR_DATAPLANE": "1"}
+    with (tmp / "serve.log").open("wb") as log:
+        argv = [*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "2", "--log-level",
+                "warning"]
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"serve did not start: {(tmp / 'serve.log').read_text()}")
+            time.sleep(0.2)
+        yield Server(url, {**env, "POOLVISOR_URL": url}, home, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_network_apply_is_disabled_without_the_opt_in(run: Callable[..., Any]) -> None:  # noqa: F811
+    one_error_line(run("network", "apply", "-p", "demo", "--prefix", "nope"), "POOLVISOR_DATAPLANE=1")
+
+
 @pytest.mark.real
-def test_network_apply_and_teardown_through_the_server(run: Callable[..., Any]) -> None:  # noqa: F811
+def test_network_apply_and_teardown_through_the_server(dataplane_server: Server) -> None:
     ok, why = netns.available()
     require_real(ok, why)
     prefix = "c" + secrets.token_hex(3)
+    cli = dataplane_server.cli
     try:
-        assert run("project", "create", "cli-dp").returncode == 0
-        assert run("network", "create", "lan", "10.8.0.0/24", "-p", "cli-dp").returncode == 0
-        assert run("router", "create", "gw", "-p", "cli-dp").returncode == 0
-        assert run("router", "attach", "gw", "lan", "-p", "cli-dp").returncode == 0
-        r = run("vm", "create", "v", "--flavor", "small", "-p", "cli-dp", "--network", "lan")
+        assert cli("project", "create", "cli-dp").returncode == 0
+        assert cli("network", "create", "lan", "10.8.0.0/24", "-p", "cli-dp").returncode == 0
+        assert cli("router", "create", "gw", "-p", "cli-dp").returncode == 0
+        assert cli("router", "attach", "gw", "lan", "-p", "cli-dp").returncode == 0
+        r = cli("vm", "create", "v", "--flavor", "small", "-p", "cli-dp", "--network", "lan")
         assert r.returncode == 0, r.stderr
-        r = run("network", "apply", "-p", "cli-dp", "--prefix", prefix)
+        r = cli("network", "apply", "-p", "cli-dp", "--prefix", prefix)
         assert r.returncode == 0, r.stderr
         assert "router/gw" in r.stdout and "workload/v" in r.stdout and "routes programmed" in r.stdout
         made = netns.namespaces_with_prefix(prefix)
         assert len(made) == 3  # the network, the router, the workload
-        out = json.loads(run("network", "apply", "-p", "cli-dp", "--prefix", prefix, "--json").stdout)
+        out = json.loads(cli("network", "apply", "-p", "cli-dp", "--prefix", prefix, "--json").stdout)
         assert out["created"] == [] and out["down_links"] == []
-        one_error_line(run("network", "apply", "-p", "cli-dp", "--prefix", "Bad-Prefix"), "prefix")
-        r = run("network", "teardown", "-p", "cli-dp", "--prefix", prefix)
+        one_error_line(cli("network", "apply", "-p", "cli-dp", "--prefix", "Bad-Prefix"), "prefix")
+        r = cli("network", "teardown", "-p", "cli-dp", "--prefix", prefix)
         assert r.returncode == 0 and "3 namespace(s) deleted" in r.stdout
         assert netns.namespaces_with_prefix(prefix) == []
     finally:

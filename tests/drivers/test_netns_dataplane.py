@@ -71,9 +71,10 @@ def route_dev(ns: str, address: str) -> str:
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
+def prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     ok, why = netns.available()
     require_real(ok, why)
+    monkeypatch.setenv("POOLVISOR_DATAPLANE", "1")
     p = "t" + secrets.token_hex(3)
     yield p
     left = netns.namespaces_with_prefix(p)

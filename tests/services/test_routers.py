@@ -133,10 +133,14 @@ def test_router_errors_and_isolation(lite):
     assert lite.list_routers("other") == []
 
 
-def test_dataplane_unavailable_is_a_clear_503(lite, monkeypatch):
+def test_dataplane_disabled_or_unavailable_is_a_clear_503(lite, monkeypatch):
     from poolvisor.drivers import netns
 
     lite.create_project("demo")
+    monkeypatch.delenv("POOLVISOR_DATAPLANE", raising=False)
+    with pytest.raises(netns.DataplaneError, match="disabled here: start the server with POOLVISOR_DATAPL"):
+        lite.apply_network("demo", "pv")
+    monkeypatch.setenv("POOLVISOR_DATAPLANE", "1")
     monkeypatch.setattr(netns, "available", lambda: (False, "network namespaces need root"))
     with pytest.raises(netns.DataplaneError, match="unavailable: network namespaces need root") as e:
         lite.apply_network("demo", "pv")

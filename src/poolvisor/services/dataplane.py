@@ -6,11 +6,12 @@ Each apply: (1) create whatever is missing; (2) read which router links the kern
 recomputes, distance-vector re-runs its rounds from the converged state); (4) replace the kernel
 routes. Another project's namespaces are never linked to these: projects cannot reach each other,
 even with overlapping subnets. Namespace names are PREFIX-PROJECT_ID-{n,r,w}ID (network, router,
-workload).
+workload). Disabled unless the process runs with POOLVISOR_DATAPLANE=1.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +25,19 @@ from poolvisor.policies.network.tables import RouterSpec, compute_tables
 from poolvisor.services.network_records import ApplyRecord
 from poolvisor.services.routers import RouterServices
 from poolvisor.store.rows import NetworkRow, NicRow, RouterInterfaceRow, RouterRow, WorkloadRow
+
+ENV_ENABLE = "POOLVISOR_DATAPLANE"
+
+
+def _enabled() -> None:
+    """The dataplane changes this machine's networking: only when the server was started with
+    POOLVISOR_DATAPLANE=1 (and can: root, iproute2, procps)."""
+    if os.environ.get(ENV_ENABLE) != "1":
+        raise netns.DataplaneError(f"the namespace dataplane is disabled here: start the server with "
+                                   f"{ENV_ENABLE}=1 (it changes this machine's networking; needs root)")
+    ok, why = netns.available()
+    if not ok:
+        raise netns.DataplaneError(f"network dataplane unavailable: {why}")
 
 
 @dataclass(frozen=True)
@@ -42,9 +56,7 @@ class DataplaneServices(RouterServices):
     def apply_network(self, project: str, prefix: str = "pv") -> ApplyRecord:
         """Build/repair the project's namespaces and program the routes (see the module docstring)."""
         netns.check_prefix(prefix)
-        ok, why = netns.available()
-        if not ok:
-            raise netns.DataplaneError(f"network dataplane unavailable: {why}")
+        _enabled()
         plan = self._read(lambda s: self._plan(s, project, prefix))
         applied = netns.apply(plan.topology)
         states = netns.link_states(plan.topology)
@@ -74,9 +86,7 @@ class DataplaneServices(RouterServices):
     def teardown_network(self, project: str, prefix: str = "pv") -> list[str]:
         """Delete the project's namespaces under `prefix` (whatever their objects are now)."""
         netns.check_prefix(prefix)
-        ok, why = netns.available()
-        if not ok:
-            raise netns.DataplaneError(f"network dataplane unavailable: {why}")
+        _enabled()
         pid = self._read(lambda s: self._project(s, project).id)
         mine = [n for n in netns.namespaces_with_prefix(prefix) if n.startswith(f"{prefix}-{pid}-")]
         return netns.destroy(mine, prefix)
