@@ -138,7 +138,7 @@ def test_dataplane_disabled_or_unavailable_is_a_clear_503(lite, monkeypatch):
 
     lite.create_project("demo")
     monkeypatch.delenv("POOLVISOR_DATAPLANE", raising=False)
-    with pytest.raises(netns.DataplaneError, match="disabled here: start the server with POOLVISOR_DATAPL"):
+    with pytest.raises(ConflictError, match="disabled here: start the server with POOLVISOR_DATAPLANE"):
         lite.apply_network("demo", "pv")
     monkeypatch.setenv("POOLVISOR_DATAPLANE", "1")
     monkeypatch.setattr(netns, "available", lambda: (False, "network namespaces need root"))

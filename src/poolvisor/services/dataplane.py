@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.addresses import fmt, parse_subnet, unkey
+from poolvisor.domain.errors import ConflictError
 from poolvisor.drivers import netns
 from poolvisor.policies.network.tables import RouterSpec, compute_tables
 from poolvisor.services.network_records import ApplyRecord
@@ -32,9 +33,9 @@ ENV_ENABLE = "POOLVISOR_DATAPLANE"
 def _enabled() -> None:
     """The dataplane changes this machine's networking: only when the server was started with
     POOLVISOR_DATAPLANE=1 (and can: root, iproute2, procps)."""
-    if os.environ.get(ENV_ENABLE) != "1":
-        raise netns.DataplaneError(f"the namespace dataplane is disabled here: start the server with "
-                                   f"{ENV_ENABLE}=1 (it changes this machine's networking; needs root)")
+    if os.environ.get(ENV_ENABLE) != "1":  # a setting of this server, not an outage: 409
+        raise ConflictError(f"the namespace dataplane is disabled here: start the server with "
+                            f"{ENV_ENABLE}=1 (it changes this machine's networking; needs root)")
     ok, why = netns.available()
     if not ok:
         raise netns.DataplaneError(f"network dataplane unavailable: {why}")

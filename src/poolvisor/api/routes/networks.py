@@ -310,10 +310,12 @@ def lookup_route(name: RouterName, svc: SvcDep, who: Who,
 
 
 # ---- the namespace dataplane (admin: it changes this machine) ----------------------------------
-@router.post("/v1/dataplane/apply", response_model=ApplyOut, responses=errors(401, 403, 404, 413, 422, 503))
+@router.post("/v1/dataplane/apply", response_model=ApplyOut,
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
 def apply_dataplane(svc: SvcDep, _: Admin, body: ApplyRequest | None = None) -> ApplyOut:
     """Realize the project's networks, routers and NICs as Linux namespaces on the API server's
-    machine, observe which router links are up, re-converge and program the routes (idempotent)."""
+    machine, observe which router links are up, re-converge and program the routes (idempotent).
+    409 unless the server runs with POOLVISOR_DATAPLANE=1; 503 without root, iproute2 or procps."""
     req = body or ApplyRequest()
     rec = svc.apply_network(req.project or DEFAULT_PROJECT, req.prefix)
     return ApplyOut(project=rec.project, prefix=rec.prefix, created=rec.created, routes=rec.routes,
@@ -322,7 +324,7 @@ def apply_dataplane(svc: SvcDep, _: Admin, body: ApplyRequest | None = None) -> 
 
 
 @router.post("/v1/dataplane/teardown", response_model=TeardownOut,
-             responses=errors(401, 403, 404, 413, 422, 503))
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
 def teardown_dataplane(svc: SvcDep, _: Admin, body: ApplyRequest | None = None) -> TeardownOut:
     """Delete the project's namespaces."""
     req = body or ApplyRequest()
