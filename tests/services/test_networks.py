@@ -131,3 +131,45 @@ def test_network_arguments(lite):
         lite.delete_ip_pool("demo", "n")
     with pytest.raises(ConflictError, match="held by gateway"):
         lite.release_ip("demo", "n", "10.0.0.254")
+
+
+def test_check_finds_leaked_and_missing_addresses(lite):
+    """`poolvisor check` covers the networks: a leaked NIC address, a NIC whose address is not held,
+    a gateway not reserved, and intervals that no longer partition a pool are all reported."""
+    from sqlalchemy import delete, insert, update
+
+    from poolvisor.domain.addresses import key
+    from poolvisor.store.rows import IpAllocationRow, IpFreeRow
+
+    small_cluster(lite)
+    lite.create_network("demo", "lan", "10.0.0.0/24")
+    lite.create_workload("demo", "a", flavor="unit", networks=["lan"])
+    assert lite.check().ok
+    pool_id = lite._read(lambda s: s.scalar(select_pool_id()))
+
+    def tamper(stmt):
+        lite._write(lambda s: s.execute(stmt))
+
+    tamper(insert(IpAllocationRow).values(pool_id=pool_id, first=key(0x0A0000C8), last=key(0x0A0000C8),
+                                          kind="nic", owner="ghost"))
+    report = lite.check()
+    assert not report.ok
+    assert any("2 nic address(es) held but 1 nic object(s)" in x for x in report.violations)
+    assert any("10.0.0.200 (nic) overlaps" in x for x in report.violations), report.violations
+    tamper(delete(IpAllocationRow).where(IpAllocationRow.owner == "ghost"))
+    assert lite.check().ok
+    tamper(update(IpAllocationRow).where(IpAllocationRow.kind == "gateway").values(kind="address"))
+    assert any("gateway 10.0.0.1 is not reserved" in x for x in lite.check().violations)
+    tamper(update(IpAllocationRow).values(kind="router")
+           .where(IpAllocationRow.pool_id == pool_id, IpAllocationRow.first == key(0x0A000002)))
+    assert any("NIC" in x and "10.0.0.2 is not held as nic" in x for x in lite.check().violations)
+    tamper(delete(IpFreeRow).where(IpFreeRow.pool_id == pool_id))
+    assert any("intervals end at 10.0.0.2, not at 10.0.0.254" in x for x in lite.check().violations)
+
+
+def select_pool_id():
+    from sqlalchemy import select
+
+    from poolvisor.store.rows import NetworkRow
+
+    return select(NetworkRow.pool_id).where(NetworkRow.name == "lan")

@@ -15,6 +15,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
@@ -97,6 +98,7 @@ def check_invariants(s: Session) -> CheckReport:
             v.append(f"host {hr.name} records {hr.workloads} workloads but "
                      f"{counts.get(hid, 0)} are placed there")
 
+    v += network_violations(s)  # 5. address pools, NICs and router interfaces (services/networks.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

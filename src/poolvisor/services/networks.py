@@ -40,6 +40,7 @@ from poolvisor.services.network_records import (
     NicRecord,
 )
 from poolvisor.store.rows import (
+    IpAllocationRow,
     IpPoolRow,
     NetworkRow,
     NicRow,
@@ -410,6 +411,53 @@ def _release_nics_of_deleted_workloads(session: Session, _ctx: Any, _instances: 
     ids = [o.id for o in session.deleted if isinstance(o, WorkloadRow) and o.id is not None]
     if ids:
         release_nics(session, ids)
+
+
+# ---- invariants (part of `poolvisor check`) ------------------------------------------------------
+def network_violations(s: Session) -> list[str]:
+    """Every pool's intervals partition it (ipam.check_pool), and the addresses held by objects match
+    the objects: each NIC / router interface holds its address (in its network's pool) and its MAC
+    (in the MAC pool) with the right kind, and no pool holds more such addresses than there are
+    objects (a leak)."""
+    v: list[str] = []
+    pools = {p.id: p for p in s.scalars(select(IpPoolRow))}
+    for p in pools.values():
+        v += ipam.check_pool(s, ipam.info(p), p.name)
+    held: dict[tuple[int, int], str] = {}
+    per_kind: dict[tuple[int, str], int] = defaultdict(int)
+    for pid, first, last, kind in s.execute(select(IpAllocationRow.pool_id, IpAllocationRow.first,
+                                                   IpAllocationRow.last, IpAllocationRow.kind)):
+        if kind in ("nic", "router", "gateway"):
+            held[(pid, unkey(first))] = kind if first == last else f"{kind} range"
+            per_kind[(pid, kind)] += 1
+    macs = [p.id for p in pools.values() if p.family == "mac"]
+    mac_id = macs[0] if macs else -1
+    expect: dict[tuple[int, str], int] = defaultdict(int)
+    nets = {n.id: n for n in s.scalars(select(NetworkRow))}
+    objects = [("nic", f"NIC {n.id}", n.network_id, n.address, n.mac) for n in s.scalars(select(NicRow))]
+    objects += [("router", f"router interface {i.id}", i.network_id, i.address, i.mac)
+                for i in s.scalars(select(RouterInterfaceRow))]
+    for kind, what, net_id, address, mac in objects:
+        net = nets[net_id]
+        for pid, value, where in ((net.pool_id, unkey(address), f"network {net.name}"),
+                                  (mac_id, unkey(mac), "the MAC pool")):
+            expect[(pid, kind)] += 1
+            got = held.get((pid, value))
+            if got != kind:
+                text = fmt(pools[pid].family, value) if pid in pools else str(value)
+                v.append(f"{what}: {text} is not held as {kind} in {where} (found: {got or 'nothing'})")
+    for (pid, kind), n in per_kind.items():
+        if kind != "gateway" and n > expect.get((pid, kind), 0):
+            v.append(f"pool {pools[pid].name}: {n} {kind} address(es) held but "
+                     f"{expect.get((pid, kind), 0)} {kind} object(s) use it (leaked)")
+    for net in nets.values():
+        if net.gateway:
+            pool = pools[net.pool_id]
+            got = held.get((pool.id, parse_address(pool.family, net.gateway)))  # type: ignore[arg-type]
+            if got not in ("gateway", "router"):
+                v.append(f"network {net.name}: gateway {net.gateway} is not reserved "
+                         f"(found: {got or 'nothing'})")
+    return v
 
 
 # ---- helpers -----------------------------------------------------------------------------------
