@@ -24,7 +24,7 @@ pytestmark = pytest.mark.real
 PORT = 7070
 SERVER = r"""
 import socket, sys
-s = socket.socket(socket.AF_INET)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
 s.listen(16)
@@ -99,8 +99,9 @@ def serve(servers: list[subprocess.Popen[str]], ns: str, address: str, ident: st
 
 def build(svc: Services) -> None:
     """Project a: lan1 - r1 = (ta cost 1 | tb cost 10) = r2 - lan2, distance-vector, workloads w1 on
-    lan1 and w2 on lan2. Project b: the same subnets lan1 10.1.0.0/24 and lanb 10.2.0.0/24 joined by
-    its own router rb, workloads b1 and b2 (the same addresses as w1 and w2)."""
+    lan1 and w2 on lan2, each with a second NIC on an IPv6 network (v6a, v6b joined by transit t6).
+    Project b: the same subnets lan1 10.1.0.0/24 and lanb 10.2.0.0/24 joined by its own router rb,
+    workloads b1 and b2 (the same addresses as w1 and w2)."""
     svc.create_pool("p")
     svc.create_host("h0", {"vcpu": 64, "memory_mib": 65536}, pool="p")
     svc.create_flavor("unit", {"vcpu": 1, "memory_mib": 256})
@@ -114,8 +115,13 @@ def build(svc: Services) -> None:
         svc.attach_router("a", r, lan)
         svc.attach_router("a", r, "ta", cost=1)
         svc.attach_router("a", r, "tb", cost=10)
-    svc.create_workload("a", "w1", flavor="unit", networks=["lan1"])
-    svc.create_workload("a", "w2", flavor="unit", networks=["lan2"])
+    for name, cidr, router in (("v6a", "fd00:1::/64", "r1"), ("v6b", "fd00:2::/64", "r2"),
+                               ("t6", "fd00:9::/64", "r1"), ("t6", "fd00:9::/64", "r2")):
+        if name not in {n.name for n in svc.list_networks("a")}:
+            svc.create_network("a", name, cidr)
+        svc.attach_router("a", router, name)
+    svc.create_workload("a", "w1", flavor="unit", networks=["lan1", "v6a"])
+    svc.create_workload("a", "w2", flavor="unit", networks=["lan2", "v6b"])
     svc.create_network("b", "lan1", "10.1.0.0/24")
     svc.create_network("b", "lanb", "10.2.0.0/24")
     svc.create_router("b", "rb", "link-state")
@@ -134,15 +140,19 @@ def test_namespaces_route_isolate_and_reconverge(tmp_path, prefix, servers):
         b = svc.apply_network("b", prefix)
         ns = {**{f"a:{k}": v for k, v in a.detail["namespaces"].items()},
               **{f"b:{k}": v for k, v in b.detail["namespaces"].items()}}
-        assert len(a.created) >= 4 + 2 + 2 and a.down_links == [] and a.routes >= 4
+        assert len(a.created) >= 7 + 2 + 2 and a.down_links == [] and a.routes >= 4
         assert set(netns.namespaces_with_prefix(prefix)) == set(ns.values())
         w1, w2, b1, b2 = (ns["a:workload/w1"], ns["a:workload/w2"], ns["b:workload/b1"], ns["b:workload/b2"])
         r1, r2 = ns["a:router/r1"], ns["a:router/r2"]
         assert svc.list_nics("a", workload="w2")[0].address == svc.list_nics("b", workload="b2")[0].address
         serve(servers, w2, "10.2.0.2", "w2")
         serve(servers, b2, "10.2.0.2", "b2")
-        # across three networks and two routers, on the cheap transit network
+        # across three networks and two routers, on the cheap transit network; and over IPv6
         assert tcp(w1, "10.2.0.2") == "w2"
+        w2_v6 = svc.list_nics("a", workload="w2")[1].address
+        assert w2_v6 == "fd00:2::2"
+        serve(servers, w2, w2_v6, "w2-v6")
+        assert tcp(w1, w2_v6) == "w2-v6"
         ta_dev = route_dev(r1, "10.9.1.2")
         tb_dev = route_dev(r1, "10.9.2.2")
         assert route_dev(r1, "10.2.0.2") == ta_dev != tb_dev

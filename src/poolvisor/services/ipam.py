@@ -5,7 +5,7 @@ coalesced) and allocated rows (`ip_allocations`, a single address being first ==
 operation is a few indexed lookups on (pool_id, first) or (pool_id, last), so its cost is
 O(log n) of the pool's intervals whatever the pool's size: a /8 or a /64 is never enumerated.
 
-Concurrency: every change first bumps the pool's generation (`_lock`), which serializes changes to
+Concurrency: every change first bumps the pool's generation (`lock_pool`), which serializes changes to
 one pool (a row lock on PostgreSQL until commit; SQLite has one writer at a time). The interval
 UPDATEs re-check what was read (first/last unchanged) and raise Retry otherwise, and
 (pool_id, first) is unique in both tables, so two transactions can never hand out one address.
@@ -70,7 +70,7 @@ def info(p: IpPoolRow) -> PoolInfo:
     return PoolInfo(p.id, p.family, unkey(p.first), unkey(p.last))  # type: ignore[arg-type]
 
 
-def _lock(s: Session, pool_id: int) -> None:
+def lock_pool(s: Session, pool_id: int) -> None:
     r = s.execute(update(IpPoolRow).where(IpPoolRow.id == pool_id)
                   .values(generation=IpPoolRow.generation + 1), **_NO_SYNC)
     if r.rowcount != 1:  # type: ignore[attr-defined]
@@ -122,7 +122,7 @@ def allocate_next(s: Session, pool: PoolInfo, count: int = 1, *, kind: str = "ad
     when the pool has fewer free addresses; nothing is taken then."""
     if count < 1:
         raise InvalidInputError("count must be at least 1")
-    _lock(s, pool.id)
+    lock_pool(s, pool.id)
     rows = s.execute(select(IpFreeRow.id, IpFreeRow.first, IpFreeRow.last)
                      .where(IpFreeRow.pool_id == pool.id).order_by(IpFreeRow.first)
                      .limit(min(count, MAX_BLOCK_RANGES))).all()
@@ -151,7 +151,7 @@ def allocate(s: Session, pool: PoolInfo, first: int, last: int | None = None, *,
     if not pool.first <= first <= last <= pool.last:
         raise InvalidInputError(f"{_span(pool.family, first, last)} is not inside the pool "
                                 f"({_span(pool.family, pool.first, pool.last)})")
-    _lock(s, pool.id)
+    lock_pool(s, pool.id)
     row = _free_containing(s, pool.id, first)
     if row is None or row[2] < last:
         holder = _allocation_containing(s, pool.id, first if row is None else row[2] + 1)
@@ -169,7 +169,7 @@ def release(s: Session, pool: PoolInfo, first: int, last: int | None = None, *,
     last = first if last is None else last
     if first > last:
         raise InvalidInputError("the first address is after the last")
-    _lock(s, pool.id)
+    lock_pool(s, pool.id)
     a = _allocation_containing(s, pool.id, first)
     span = _span(pool.family, first, last)
     if a is None or unkey(a.last) < last:
@@ -210,7 +210,7 @@ def _give_back(s: Session, pool_id: int, first: int, last: int) -> None:
 def retag(s: Session, pool: PoolInfo, value: int, *, from_kind: str, kind: str, owner: str) -> bool:
     """Hand the single address `value` held as `from_kind` to a new holder (e.g. a network's reserved
     gateway to the router interface that takes it); False when it is not held that way."""
-    _lock(s, pool.id)
+    lock_pool(s, pool.id)
     r = s.execute(update(IpAllocationRow).where(
         IpAllocationRow.pool_id == pool.id, IpAllocationRow.first == key(value),
         IpAllocationRow.last == key(value), IpAllocationRow.kind == from_kind)

@@ -376,7 +376,7 @@ def attach_nics(s: Session, project_id: int, workload_id: int, owner: str, netwo
     pools = {p.id: p for p in s.scalars(select(IpPoolRow).where(
         IpPoolRow.id.in_([r.pool_id for r in rows.values()])).order_by(IpPoolRow.id))}
     for pid in sorted(pools):
-        ipam._lock(s, pid)
+        ipam.lock_pool(s, pid)
     macs = mac_pool(s)
     for name in networks:
         net = rows[name]

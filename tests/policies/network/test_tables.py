@@ -85,3 +85,23 @@ def test_link_state_and_distance_vector_agree_and_forward(topo):
                 if r is not None:
                     assert r.metric == pytest.approx(want[(name, net)])
                     assert walk(t, specs, name, sub)
+
+
+@pytest.mark.parametrize("proto", ["link-state", "distance-vector"])
+def test_each_family_is_routed_over_its_own_networks(proto):
+    """An IPv6 prefix is never routed through an IPv4-only transit (its next hop must be IPv6)."""
+    from poolvisor.domain.addresses import parse_ip
+
+    def iface(net, cidr, addr):
+        return Iface(net, parse_subnet(cidr), parse_ip(addr)[1])
+
+    r1 = [iface("t4", "10.9.0.0/24", "10.9.0.1"), iface("l6a", "fd00:1::/64", "fd00:1::1")]
+    r2 = [iface("t4", "10.9.0.0/24", "10.9.0.2"), iface("l6b", "fd00:2::/64", "fd00:2::1")]
+    t = compute_tables([RouterSpec("r1", proto, tuple(r1)), RouterSpec("r2", proto, tuple(r2))])
+    assert t.lookup("r1", "ipv6", parse_ip("fd00:2::5")[1]) is None  # no IPv6 path
+    r1.append(iface("t6", "fd00:9::/64", "fd00:9::1"))
+    r2.append(iface("t6", "fd00:9::/64", "fd00:9::2"))
+    t = compute_tables([RouterSpec("r1", proto, tuple(r1)), RouterSpec("r2", proto, tuple(r2))])
+    hit = t.lookup("r1", "ipv6", parse_ip("fd00:2::5")[1])
+    assert hit is not None
+    assert [(h.network, h.nexthop) for h in hit.hops] == [("t6", parse_ip("fd00:9::2")[1])]

@@ -10,7 +10,8 @@ dynamic protocol: pure, no I/O. The services and the namespace dataplane both us
   interface cost. Link-state (distance 110) uses shortest paths with ECMP; distance-vector
   (distance 120) runs Bellman-Ford rounds with poison reverse. When links are down, the
   distance-vector domain first converges with them up, then re-converges after they fail, and the
-  rounds of that re-convergence are reported (what a real failure would cost).
+  rounds of that re-convergence are reported (what a real failure would cost). IPv4 and IPv6 are
+  routed separately, each over the networks of its family.
 """
 
 from __future__ import annotations
@@ -114,11 +115,14 @@ def compute_tables(routers: Iterable[RouterSpec], *, down: Iterable[tuple[str, s
                 offer(r.name, Route(st.prefix, "static", st.metric, (Hop(on[0].network, st.nexthop),)))
     rounds: dict[str, int] = {}
     for proto in ("link-state", "distance-vector"):
-        domain = [r for r in specs if r.protocol == proto]
-        if domain:
-            n_rounds = _dynamic(proto, domain, failed, offer)
-            if proto == "distance-vector":
-                rounds[proto] = n_rounds
+        for family in ("ipv4", "ipv6"):  # each family is routed over its own networks only
+            domain = [RouterSpec(r.name, r.protocol,
+                                 tuple(i for i in r.interfaces if i.subnet.family == family))
+                      for r in specs if r.protocol == proto]
+            if any(r.interfaces for r in domain):
+                n_rounds = _dynamic(proto, domain, failed, offer)
+                if proto == "distance-vector":
+                    rounds[proto] = max(rounds.get(proto, 0), n_rounds)
     tables = {name: _select(per) for name, per in best.items()}
     return Tables(tables, rounds, time.perf_counter() - t0)
 
