@@ -135,3 +135,31 @@ def test_routers_routes_and_lookup(client: Any, member: Any) -> None:
     assert client.delete("/v1/networks/ta", headers=a).status_code == 409
     assert client.delete("/v1/routers/r1", headers=a).status_code == 204
     assert client.get("/v1/networks/ta", headers=a).json()["routers"] == ["r2"]
+
+
+def test_address_grammar_in_the_schema_matches_the_parser() -> None:
+    """The OpenAPI patterns accept exactly what the services parse (no schema-valid request is
+    refused for its syntax): checked on random IPv4/IPv6 addresses and prefixes and on near misses."""
+    import ipaddress
+    import random
+    import re
+
+    from poolvisor.api.network_schemas import CIDR_PATTERN, IP_PATTERN, NETWORK_CIDR_PATTERN
+
+    ip, cidr, net = re.compile(IP_PATTERN), re.compile(CIDR_PATTERN), re.compile(NETWORK_CIDR_PATTERN)
+    rnd = random.Random(7)
+    for _ in range(3000):
+        bits = rnd.choice([32, 128])
+        value = rnd.getrandbits(bits) & ~((1 << rnd.randrange(bits)) - 1)  # runs of zeros: compression
+        a = ipaddress.ip_address(value) if bits == 32 else ipaddress.IPv6Address(value)
+        if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+            continue  # Python prints these with an embedded IPv4 part, which the schema leaves out
+        for text in {str(a), a.exploded}:
+            assert ip.match(text), text
+        plen = rnd.randrange(bits + 1)
+        n = ipaddress.ip_network(f"{a}/{plen}", strict=False)
+        assert cidr.match(str(n)), n
+        assert bool(net.match(str(n))) == (plen <= bits - 2), n
+    for text in ("01.2.3.4", "1.2.3", "1.2.3.256", "1::2::3", ":::", "12345::", "g::1", "1.2.3.4.5",
+                 "::1/129", "10.0.0.0/33", "10.0.0.0/08", "0/0", "1.2.3.4/"):
+        assert not ip.match(text) and not cidr.match(text), text

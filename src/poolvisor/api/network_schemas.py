@@ -11,13 +11,29 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from poolvisor.api.schemas import Name, _In, _Out
+from poolvisor.services.networks import NOTE_PATTERN
 
 MAX_COUNT = 1 << 64
-IpText = Annotated[str, StringConstraints(min_length=2, max_length=45, pattern=r"^[0-9A-Fa-f.:]+$")]
-MacOrIpText = Annotated[str, StringConstraints(min_length=2, max_length=45, pattern=r"^[0-9A-Fa-f.:-]+$")]
-CidrText = Annotated[str, StringConstraints(min_length=4, max_length=49,
-                                            pattern=r"^[0-9A-Fa-f.:]+/[0-9]{1,3}$")]
-Note = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+# Exact grammars, so the schema accepts what the services parse: IPv4 dotted quads without leading
+# zeros, IPv6 in full or compressed form (no embedded IPv4, no zone), MACs as six hex pairs.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_V4 = rf"({_OCTET}\.){{3}}{_OCTET}"
+_H = r"[0-9A-Fa-f]{1,4}"
+_V6 = "(" + "|".join((
+    rf"({_H}:){{7}}{_H}", rf"({_H}:){{1,7}}:", rf"({_H}:){{1,6}}:{_H}", rf"({_H}:){{1,5}}(:{_H}){{1,2}}",
+    rf"({_H}:){{1,4}}(:{_H}){{1,3}}", rf"({_H}:){{1,3}}(:{_H}){{1,4}}", rf"({_H}:){{1,2}}(:{_H}){{1,5}}",
+    rf"{_H}:(:{_H}){{1,6}}", rf":((:{_H}){{1,7}}|:)")) + ")"
+_MAC = r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}"
+IP_PATTERN = rf"^({_V4}|{_V6})$"
+ADDRESS_PATTERN = rf"^({_V4}|{_V6}|{_MAC})$"
+CIDR_PATTERN = rf"^({_V4}/(3[0-2]|[12]?[0-9])|{_V6}/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$"
+IpText = Annotated[str, StringConstraints(max_length=45, pattern=IP_PATTERN)]
+MacOrIpText = Annotated[str, StringConstraints(max_length=45, pattern=ADDRESS_PATTERN)]
+CidrText = Annotated[str, StringConstraints(max_length=49, pattern=CIDR_PATTERN)]
+# a network needs room for hosts: IPv4 up to /30, IPv6 up to /126
+NETWORK_CIDR_PATTERN = rf"^({_V4}/(30|[12]?[0-9])|{_V6}/(12[0-6]|1[01][0-9]|[1-9]?[0-9]))$"
+NetworkCidr = Annotated[str, StringConstraints(max_length=49, pattern=NETWORK_CIDR_PATTERN)]
+Note = Annotated[str, StringConstraints(max_length=200, pattern=NOTE_PATTERN)]
 ProjectField = Field(default=None, description="members: their project (implicit); admins: defaults to "
                      "'default'")
 Protocol = Literal["link-state", "distance-vector", "static"]
@@ -71,7 +87,7 @@ class IpRangeOut(_Out):
 # ---- networks and NICs -------------------------------------------------------------------------
 class NetworkCreate(_In):
     name: Name
-    cidr: CidrText
+    cidr: NetworkCidr
     project: Name | None = ProjectField
     gateway: IpText | None = Field(default=None, description="default: the first usable address")
     no_gateway: bool = False

@@ -12,6 +12,7 @@ hook releases the NICs of every WorkloadRow the session deletes, whichever use c
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +51,12 @@ from poolvisor.store.rows import (
     WorkloadRow,
 )
 
+# Free text (owners, notes) may not hold C0/DEL/C1 controls nor bidirectional formatting characters
+# (they act on terminals or reorder what is displayed); \uXXXX escapes only, so the same pattern
+# works in Python, pydantic and the OpenAPI document.
+FORBIDDEN_TEXT = r"\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069"
+NOTE_PATTERN = rf"^[^{FORBIDDEN_TEXT}]*$"
+_FORBIDDEN = re.compile(f"[{FORBIDDEN_TEXT}]")
 MAX_NICS = 8
 MAX_LIST = 1000
 MAX_OWNER = 200
@@ -515,8 +522,9 @@ def _check_count(count: int) -> None:
 
 
 def _check_owner(owner: str) -> None:
-    if not isinstance(owner, str) or len(owner) > MAX_OWNER or not owner.isprintable():
-        raise InvalidInputError(f"owner/note must be printable text of at most {MAX_OWNER} characters")
+    if not isinstance(owner, str) or len(owner) > MAX_OWNER or _FORBIDDEN.search(owner):
+        raise InvalidInputError(f"owner/note must be text of at most {MAX_OWNER} characters without control "
+                                "or bidirectional formatting characters")
 
 
 __all__ = ["NetworkServices", "Subnet", "attach_nics", "check_networks", "release_nics", "validate_networks"]
