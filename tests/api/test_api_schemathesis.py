@@ -48,6 +48,16 @@ UNSTATABLE_RULES = re.compile("|".join((
     r"no utilization recorded for VM",  # a history needs recorded samples (data-dependent)
     r"the history spans \d+ steps",  # since..until over at most 10,000 buckets (data-dependent)
     r"a member token needs a project",  # optional for a member caller (its own), required from an admin
+    # IP pools, networks and routes (services/networks.py, services/ipam.py): address arithmetic
+    r"has host bits set",  # a subnet given as an address inside it
+    r"address; this needs",  # an address of the other family than the pool's
+    r"invalid MAC address",
+    r"is not inside the pool",
+    r"give either an address or a count",
+    r"is after",  # a range whose first address is after its last
+    r"is not a host address of",  # a gateway outside its subnet
+    r"give a gateway or no_gateway",
+    r"is not on a network router",  # a static route's next hop
 )))
 
 load_all_checks()

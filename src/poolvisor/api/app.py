@@ -15,6 +15,7 @@ from poolvisor.api.routes import (
     events,
     flavors,
     hosts,
+    networks,
     pools,
     projects,
     system,
@@ -63,7 +64,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.services = services
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system, networks):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)

@@ -261,6 +261,7 @@ class WorkloadCreate(_In):
     required_labels: Labels | None = None
     forbidden_labels: Labels | None = None
     pool: Name | None = None
+    networks: Annotated[list[Name], Field(max_length=8, description="one NIC per network")] | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> WorkloadCreate:

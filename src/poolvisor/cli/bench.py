@@ -244,3 +244,30 @@ def store(
         Console().print(table)
     if not res["invariants_ok"]:
         raise typer.Exit(1)
+
+
+@app.command("network")
+def network(
+    routers: int = typer.Option(1000, "--routers", min=2, help="routers of the link-state graph"),
+    prefixes: int = typer.Option(10_000, "--prefixes", min=1, help="prefixes (routes and LPM table)"),
+    lookups: int = typer.Option(1_000_000, "--lookups", min=1, help="batched longest-prefix lookups"),
+    dv_routers: int = typer.Option(200, "--dv-routers", min=2, help="routers of the distance-vector run"),
+    allocations: int = typer.Option(1000, "--allocations", min=1,
+                                    help="IPAM allocations, one per transaction"),
+    block: int = typer.Option(100_000, "--block", min=1, help="addresses in one block allocation"),
+    in_tx: int = typer.Option(5000, "--in-tx", min=1, help="single allocations inside one transaction"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Routing (link-state, re-convergence, distance-vector rounds), LPM lookups and IPAM figures."""
+    import json
+
+    from poolvisor.bench import network as bn
+    from poolvisor.cli.render import say, table
+
+    out = bn.run(routers, prefixes, lookups, dv_routers, allocations, block, in_tx)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table("Network benchmark", ("figure", "value"),
+          [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in out.items()])
+    say("[dim]goals: route_compute_s < 1, lookups_per_s >= 1e6 (1e7 batched)[/dim]")

@@ -18,7 +18,10 @@ from poolvisor import __version__
 from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
+from poolvisor.cli import ip as ip_cli
+from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
+from poolvisor.cli import routing as routing_cli
 from poolvisor.cli import serve as serve_cli
 from poolvisor.cli import token as token_cli
 from poolvisor.cli.entry import run_app
@@ -61,6 +64,10 @@ app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
 app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
 app.command(name="events", rich_help_panel=PANEL_POOL)(events_cli.events)
 app.add_typer(token_cli.app, name="token", rich_help_panel=PANEL_POOL)
+app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
+app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)
+app.add_typer(routing_cli.router_app, name="router", rich_help_panel=PANEL_POOL)
+app.add_typer(routing_cli.route_app, name="route", rich_help_panel=PANEL_POOL)
 
 app.add_typer(simulate.app, name="simulate", rich_help_panel=PANEL_OFFLINE)
 app.command(name="sweep", rich_help_panel=PANEL_OFFLINE)(sweep.sweep)

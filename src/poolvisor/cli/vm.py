@@ -13,6 +13,7 @@ import typer
 
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.errors import fail
+from poolvisor.cli.network import show_workload_nics
 from poolvisor.cli.parse import parse_map
 from poolvisor.cli.render import amounts, emit_json, explanation, say, table
 
@@ -79,6 +80,7 @@ def create(
     explain: Annotated[bool, typer.Option("--explain", help=(
         "Full explanation: every filter's rejection counts and reasons (one pass over all hosts); "
         "without it, the chosen host, top candidates and candidate counts."))] = False,
+    network: Annotated[list[str] | None, typer.Option(help="A NIC on this network (repeatable).")] = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Place and create a workload; prints where it went and why."""
@@ -90,6 +92,7 @@ def create(
         "kind": kind, "priority": priority, "group": group, "group_policy": group_policy,
         "required_labels": parse_map(require, "--require", str) if require else None,
         "forbidden_labels": parse_map(forbid, "--forbid", str) if forbid else None, "pool": pool,
+        "networks": network or None,
     }
     with Api(url, token) as api:
         w = api.post(api_path("workloads"), {k: v for k, v in body.items() if v is not None},
@@ -103,6 +106,8 @@ def create(
     else:
         say("{} {}/{} placed on [bold]{}[/bold] ({})",
             w["kind"], w["project"], w["name"], w["host"], w["state"])
+        if network:
+            show_workload_nics(url, token, w["project"], w["name"])
     explanation(w.get("explanation"))
 
 

@@ -17,6 +17,7 @@ from poolvisor.services.auth import AuthServices
 from poolvisor.services.base import as_utc
 from poolvisor.services.batch import BatchServices
 from poolvisor.services.catalog import CatalogServices
+from poolvisor.services.dataplane import DataplaneServices
 from poolvisor.services.demo import DemoServices
 from poolvisor.services.hosts import HostServices
 from poolvisor.services.invariants import check_invariants
@@ -32,7 +33,7 @@ MAX_EVENTS = 1000
 
 
 class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices, BatchServices,
-               UtilizationServices):
+               UtilizationServices, DataplaneServices):
     """All use cases; thread-safe, one session and one transaction per call."""
 
     def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None,

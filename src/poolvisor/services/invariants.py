@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.services.base import as_utc
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
+from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
@@ -120,6 +121,7 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
             v.append(f"workload {wname[wid]} is stuck {wl.state}: {why}; no repair has resolved it "
                      "(a running `poolvisor serve` sweeps such workloads)")
 
+    v += network_violations(s)  # 6. address pools, NICs and router interfaces (services/networks.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

@@ -20,7 +20,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
@@ -37,6 +37,7 @@ from poolvisor.policies.placement.served import decide
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
+from poolvisor.services.networks import attach_nics, validate_networks
 from poolvisor.services.records import (
     DELETING,
     DRY_RUN,
@@ -96,6 +97,7 @@ class _Spec:
     forbidden: dict[str, str]
     pool_id: int | None
     pool: str | None
+    networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
 
 
 class WorkloadServices(ServiceBase):
@@ -105,7 +107,7 @@ class WorkloadServices(ServiceBase):
                         required_labels: dict[str, str] | None = None,
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
                         dry_run: bool = False, create_project: bool = False,
-                        explain: bool = False) -> WorkloadRecord:
+                        explain: bool = False, networks: list[str] | None = None) -> WorkloadRecord:
         """Place and create a workload. `create_project`: a missing project is created by the same
         transaction that claims the workload (never by a dry run or a failed request). `explain`:
         the full per-filter counts in the explanation (else a summary; see served.py)."""
@@ -136,9 +138,11 @@ class WorkloadServices(ServiceBase):
         if pool is not None:
             check_name("pool", pool)
 
+        nets = validate_networks(self, project, networks)
         for _ in range(5):
             spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                                  forbidden, pool, create_project)
+            spec = replace(spec, networks=nets)
             if dry_run:
                 decision, _target = self._decide(spec, explain)
                 return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
@@ -251,6 +255,7 @@ class WorkloadServices(ServiceBase):
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
         ledger.claim(s, host_id, gen, spec.demand, w.id)
         self.leases.restamp(s, [w.id])
+        attach_nics(s, project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
                     project=spec.project, data={"host": decision.host, "demand": spec.demand})

@@ -14,7 +14,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -176,3 +187,121 @@ class UtilizationSampleRow(Base):
     workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
     time: Mapped[float] = mapped_column(Float)
     cpu: Mapped[float] = mapped_column(Float)
+
+
+# ---- networks (docs/network.md) ------------------------------------------------------------------
+# Addresses are 16-byte big-endian keys (domain/addresses.py): SQLite and PostgreSQL both sort them
+# numerically, for IPv4, IPv6 and MAC alike.
+Key = LargeBinary(16)
+
+
+class IpPoolRow(Base):
+    """An address pool (IPv4, IPv6 or MAC) of one project (the global MAC pool has none).
+
+    Every change to the pool's intervals first bumps `generation`: that UPDATE row-locks the pool on
+    PostgreSQL (SQLite's writer lock already serializes), so allocations in one pool are serialized.
+    """
+
+    __tablename__ = "ip_pools"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    family: Mapped[str] = mapped_column(String(8))
+    cidr: Mapped[str] = mapped_column(String(64))
+    first: Mapped[bytes] = mapped_column(Key)  # the allocatable interval
+    last: Mapped[bytes] = mapped_column(Key)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IpFreeRow(Base):
+    """One free interval of a pool. A pool's free rows are disjoint and never adjacent (merged on
+    release), so the next free address is the smallest `first`: one indexed lookup, whatever the size."""
+
+    __tablename__ = "ip_free"
+    __table_args__ = (UniqueConstraint("pool_id", "first"), Index("ix_ip_free_pool_last", "pool_id", "last"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("ip_pools.id", ondelete="CASCADE"))
+    first: Mapped[bytes] = mapped_column(Key)
+    last: Mapped[bytes] = mapped_column(Key)
+
+
+class IpAllocationRow(Base):
+    """One allocated interval (a single address: first == last). kind: address (allocated through
+    the IP API), reserved (a reserved range), gateway, nic, router (held by that object)."""
+
+    __tablename__ = "ip_allocations"
+    __table_args__ = (UniqueConstraint("pool_id", "first"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("ip_pools.id", ondelete="CASCADE"))
+    first: Mapped[bytes] = mapped_column(Key)
+    last: Mapped[bytes] = mapped_column(Key)
+    kind: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NetworkRow(Base):
+    """A virtual network of one project: one subnet, its address pool, and its gateway address."""
+
+    __tablename__ = "networks"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("ip_pools.id"), unique=True)
+    cidr: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(64), default="")  # "" = no gateway
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NicRow(Base):
+    """A workload's NIC: an address of the network's pool and a MAC of the global MAC pool.
+    No cascade from workloads: deleting a workload releases its NICs first (services/networks.py)."""
+
+    __tablename__ = "nics"
+    __table_args__ = (UniqueConstraint("network_id", "address"),
+                      UniqueConstraint("workload_id", "network_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id"), index=True)
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), index=True)
+    address: Mapped[bytes] = mapped_column(Key)
+    mac: Mapped[bytes] = mapped_column(Key, unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RouterRow(Base):
+    """A virtual router of one project; `protocol` computes its dynamic routes."""
+
+    __tablename__ = "routers"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    protocol: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RouterInterfaceRow(Base):
+    """A router's leg on a network: an address of the network's pool, a link cost, up or down."""
+
+    __tablename__ = "router_interfaces"
+    __table_args__ = (UniqueConstraint("router_id", "network_id"), UniqueConstraint("network_id", "address"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    router_id: Mapped[int] = mapped_column(ForeignKey("routers.id"))
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id"), index=True)
+    address: Mapped[bytes] = mapped_column(Key)
+    mac: Mapped[bytes] = mapped_column(Key, unique=True)
+    cost: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(8), default="up")
+
+
+class StaticRouteRow(Base):
+    __tablename__ = "static_routes"
+    __table_args__ = (UniqueConstraint("router_id", "prefix", "nexthop"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    router_id: Mapped[int] = mapped_column(ForeignKey("routers.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(String(64))
+    nexthop: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[int] = mapped_column(Integer, default=1)

@@ -76,6 +76,7 @@ def create_workload(
         project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
         group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
         forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run, explain=explain == "full",
+        networks=body.networks,
         create_project=who.role == "admin" and body.project is None,
     )
     if dry_run:

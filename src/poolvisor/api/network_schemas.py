@@ -1,0 +1,209 @@
+"""Request and response bodies of the network API (address pools, networks, NICs, routers, routes).
+
+Addresses travel as text in bodies and query strings (never in paths: an IPv6 address or a prefix
+is not a name). The patterns below only bound the text; the services parse it exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from poolvisor.api.schemas import Name, _In, _Out
+from poolvisor.services.networks import NOTE_PATTERN
+
+MAX_COUNT = 1 << 64
+# Exact grammars, so the schema accepts what the services parse: IPv4 dotted quads without leading
+# zeros, IPv6 in full or compressed form (no embedded IPv4, no zone), MACs as six hex pairs.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_V4 = rf"({_OCTET}\.){{3}}{_OCTET}"
+_H = r"[0-9A-Fa-f]{1,4}"
+_V6 = "(" + "|".join((
+    rf"({_H}:){{7}}{_H}", rf"({_H}:){{1,7}}:", rf"({_H}:){{1,6}}:{_H}", rf"({_H}:){{1,5}}(:{_H}){{1,2}}",
+    rf"({_H}:){{1,4}}(:{_H}){{1,3}}", rf"({_H}:){{1,3}}(:{_H}){{1,4}}", rf"({_H}:){{1,2}}(:{_H}){{1,5}}",
+    rf"{_H}:(:{_H}){{1,6}}", rf":((:{_H}){{1,7}}|:)")) + ")"
+_MAC = r"([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}"
+IP_PATTERN = rf"^({_V4}|{_V6})$"
+ADDRESS_PATTERN = rf"^({_V4}|{_V6}|{_MAC})$"
+CIDR_PATTERN = rf"^({_V4}/(3[0-2]|[12]?[0-9])|{_V6}/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$"
+IpText = Annotated[str, StringConstraints(max_length=45, pattern=IP_PATTERN)]
+MacOrIpText = Annotated[str, StringConstraints(max_length=45, pattern=ADDRESS_PATTERN)]
+CidrText = Annotated[str, StringConstraints(max_length=49, pattern=CIDR_PATTERN)]
+# a network needs room for hosts: IPv4 up to /30, IPv6 up to /126
+NETWORK_CIDR_PATTERN = rf"^({_V4}/(30|[12]?[0-9])|{_V6}/(12[0-6]|1[01][0-9]|[1-9]?[0-9]))$"
+NetworkCidr = Annotated[str, StringConstraints(max_length=49, pattern=NETWORK_CIDR_PATTERN)]
+Note = Annotated[str, StringConstraints(max_length=200, pattern=NOTE_PATTERN)]
+ProjectField = Field(default=None, description="members: their project (implicit); admins: defaults to "
+                     "'default'")
+Protocol = Literal["link-state", "distance-vector", "static"]
+
+
+# ---- address pools -----------------------------------------------------------------------------
+class IpPoolCreate(_In):
+    name: Name
+    cidr: CidrText = Field(description="e.g. 10.0.0.0/16 or 2001:db8::/64 (host bits zero)")
+    project: Name | None = ProjectField
+
+
+class IpPoolOut(_Out):
+    name: str
+    project: str | None
+    family: str
+    cidr: str
+    first: str
+    last: str
+    size: int
+    free: int
+    used: dict[str, int] = Field(description="addresses per kind: address, reserved, gateway, nic, router")
+    network: str | None = Field(description="the network owning this pool, if any")
+
+
+class IpAllocate(_In):
+    address: MacOrIpText | None = Field(default=None, description="exactly this address; else the next free")
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+    owner: Note = ""
+
+
+class IpReserve(_In):
+    first: MacOrIpText
+    last: MacOrIpText
+    note: Note = ""
+
+
+class IpRelease(_In):
+    first: MacOrIpText
+    last: MacOrIpText | None = Field(default=None, description="the end of a range (default: first)")
+
+
+class IpRangeOut(_Out):
+    first: str
+    last: str
+    size: int
+    kind: str
+    owner: str
+
+
+# ---- networks and NICs -------------------------------------------------------------------------
+class NetworkCreate(_In):
+    name: Name
+    cidr: NetworkCidr
+    project: Name | None = ProjectField
+    gateway: IpText | None = Field(default=None, description="default: the first usable address")
+    no_gateway: bool = False
+
+
+class NetworkOut(_Out):
+    name: str
+    project: str
+    cidr: str
+    family: str
+    gateway: str | None
+    size: int
+    free: int
+    nics: int
+    routers: list[str]
+
+
+class NicOut(_Out):
+    workload: str
+    project: str
+    network: str
+    index: int
+    address: str
+    prefixlen: int
+    mac: str
+    gateway: str | None
+
+
+class ApplyRequest(_In):
+    project: Name | None = ProjectField
+    prefix: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,7}$")] = Field(
+        default="pv", description="namespace name prefix (namespaces are PREFIX-PROJECT-...)")
+
+
+class ApplyOut(_Out):
+    project: str
+    prefix: str
+    created: list[str] = Field(description="namespaces and links this apply made")
+    routes: int = Field(description="kernel routes written")
+    down_links: list[str] = Field(description="router links (ROUTER/NETWORK) the kernel reports down")
+    recompute_s: float = Field(description="seconds to recompute every routing table")
+    rounds: int | None = Field(description="distance-vector rounds to (re-)converge, if any")
+    namespaces: dict[str, str] = Field(description="KIND/NAME -> namespace")
+    ports: dict[str, str] = Field(description="ROUTER/NETWORK -> the bridge-side port, NAMESPACE/PORT")
+
+
+class TeardownOut(BaseModel):
+    deleted: list[str]
+
+
+# ---- routers and routes ------------------------------------------------------------------------
+class RouterCreate(_In):
+    name: Name
+    project: Name | None = ProjectField
+    protocol: Protocol = "link-state"
+
+
+class InterfaceCreate(_In):
+    network: Name
+    address: IpText | None = Field(default=None, description="default: the network's gateway if free, "
+                                   "else the next free address")
+    cost: Annotated[int, Field(ge=1, le=65535)] = 1
+
+
+class InterfaceUpdate(_In):
+    state: Literal["up", "down"] | None = Field(default=None, description="take the link down or up")
+    cost: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class StaticRouteCreate(_In):
+    prefix: CidrText
+    nexthop: IpText
+    metric: Annotated[int, Field(ge=1, le=65535)] = 1
+
+
+class InterfaceOut(_Out):
+    network: str
+    address: str
+    prefixlen: int
+    mac: str
+    cost: int
+    state: str
+
+
+class StaticRouteOut(_Out):
+    prefix: str
+    nexthop: str
+    metric: int
+
+
+class RouterOut(_Out):
+    name: str
+    project: str
+    protocol: str
+    interfaces: list[InterfaceOut]
+    static_routes: list[StaticRouteOut]
+
+
+class RouteOut(_Out):
+    prefix: str
+    source: str
+    metric: float
+    nexthops: list[str]
+    interfaces: list[str]
+
+
+class LookupOut(_Out):
+    address: str
+    router: str
+    route: RouteOut | None
+
+
+class RoutesOut(BaseModel):
+    router: str
+    protocol: str
+    routes: list[RouteOut]
+    rounds: int | None = Field(default=None, description="distance-vector: rounds the project's domain "
+                               "needed to (re-)converge")
+    compute_s: float = Field(description="seconds to compute every table of the project")
