@@ -1,0 +1,160 @@
+"""The `dir` backend with real files: replication, checksums, failures, rebalance, scrub."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from poolvisor.storage import objects as ob
+from poolvisor.storage.dirstore import DirStore, StorageError, WriteFailed
+
+CS = 4096
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DirStore]:
+    s = DirStore(tmp_path / "meta", replicas=3, chunk_size=CS, workers=4, batch_chunks=4)
+    for i in range(8):
+        s.add_device(f"d{i}", tmp_path / f"dev{i}", weight=1.0 + i % 3, domain=f"h{i % 4}")
+    yield s
+    s.close()
+
+
+def holders(s: DirStore, volume: str, c: int) -> set[str]:
+    return {d.name for d in s.devices.values()
+            if not d.failed and ob.object_path(d.path, volume, c).exists()}
+
+
+def test_roundtrip_three_replicas_on_distinct_domains(store: DirStore) -> None:
+    store.create_volume("v", 10 * CS + 100)
+    data = os.urandom(10 * CS + 100)
+    assert store.write("v", 0, data) == len(data)
+    assert store.read("v") == data
+    assert store.read("v", CS - 5, 10) == data[CS - 5:CS + 5]
+    for c in range(11):
+        names = holders(store, "v", c)
+        assert len(names) == 3
+        assert len({store.devices[n].domain for n in names}) == 3
+    store.write("v", 7, b"xyz")  # partial chunk: read-modify-write
+    assert store.read("v", 0, 12) == data[:7] + b"xyz" + data[10:12]
+
+
+def test_thin_unwritten_reads_zero_and_bounds(store: DirStore) -> None:
+    store.create_volume("t", 3 * CS)
+    assert store.read("t") == bytes(3 * CS)
+    assert not any(holders(store, "t", c) for c in range(3))  # nothing allocated
+    with pytest.raises(StorageError):
+        store.write("t", 3 * CS - 1, b"ab")
+    with pytest.raises(StorageError):
+        store.read("nope")
+
+
+def test_corrupt_replica_falls_back_and_scrub_repairs(store: DirStore) -> None:
+    store.create_volume("v", 4 * CS)
+    data = os.urandom(4 * CS)
+    store.write("v", 0, data)
+    victim = store.devices[sorted(holders(store, "v", 1))[0]]
+    p = ob.object_path(victim.path, "v", 1)
+    raw = bytearray(p.read_bytes())
+    raw[-1] ^= 0xFF
+    p.write_bytes(raw)
+    ob.object_path(store.devices[sorted(holders(store, "v", 2))[0]].path, "v", 2).unlink()
+    assert store.read("v") == data
+    rep = store.scrub()
+    assert rep.copies == 2 and rep.lost == 0
+    assert ob.read(victim.path, "v", 1) is not None
+    assert all(store.replica_count("v", c) == 3 for c in range(4))
+
+
+def test_device_killed_by_rename_then_rereplication(store: DirStore, tmp_path: Path) -> None:
+    store.create_volume("v", 16 * CS)
+    data = os.urandom(16 * CS)
+    store.write("v", 0, data)
+    os.rename(tmp_path / "dev3", tmp_path / "dev3.dead")
+    assert store.read("v") == data  # reads fall back (and mark the device failed)
+    store.check_devices()
+    assert [d.name for d in store.devices.values() if d.failed] == ["d3"]
+    rep = store.rebalance()
+    assert rep.lost == 0
+    assert all(store.replica_count("v", c) == 3 for c in range(16))
+    assert not (tmp_path / "dev3").exists()  # never recreated
+    assert store.read("v") == data
+
+
+def test_kill_during_write_stream_loses_no_acked_byte(tmp_path: Path) -> None:
+    s = DirStore(None, replicas=3, chunk_size=CS, workers=4, batch_chunks=2)
+    for i in range(6):
+        s.add_device(f"d{i}", tmp_path / f"dev{i}", domain=f"h{i}")
+    s.create_volume("v", 64 * CS)
+    rnd = random.Random(7)
+    acked: dict[int, bytes] = {}
+    kill = threading.Event()
+
+    def killer() -> None:
+        kill.wait()
+        os.rename(tmp_path / "dev2", tmp_path / "dev2.gone")
+
+    t = threading.Thread(target=killer)
+    t.start()
+    for k in range(200):
+        if k == 60:
+            kill.set()
+        c = rnd.randrange(64)
+        buf = os.urandom(CS)
+        try:
+            s.write("v", c * CS, buf)
+        except WriteFailed:
+            continue
+        acked[c] = buf
+    t.join()
+    assert s.devices["d2"].failed
+    s.rebalance()
+    for c, buf in acked.items():
+        assert s.read("v", c * CS, CS) == buf
+        assert s.replica_count("v", c) == 3
+    s.close()
+
+
+def test_join_and_leave_move_only_changed_objects(store: DirStore, tmp_path: Path) -> None:
+    store.create_volume("v", 200 * CS)
+    data = os.urandom(200 * CS)
+    store.write("v", 0, data)
+    before = {c: holders(store, "v", c) for c in range(200)}
+    store.add_device("new", tmp_path / "devnew", weight=2.0, domain="h1")
+    plan = store.rebalance(dry_run=True)
+    rep = store.rebalance()
+    assert rep.copies == plan.copies == rep.removed and rep.bytes == plan.bytes > 0
+    after = {c: holders(store, "v", c) for c in range(200)}
+    changed = [c for c in range(200) if after[c] != before[c]]
+    assert len(changed) == rep.objects
+    assert all(after[c] - before[c] == {"new"} and len(before[c] - after[c]) == 1 for c in changed)
+    store.remove_device("d0")
+    rep = store.rebalance()
+    final = {c: holders(store, "v", c) for c in range(200)}
+    assert all("d0" not in final[c] for c in range(200))
+    on_d0 = sum("d0" in after[c] for c in range(200))
+    assert sum(final[c] != after[c] for c in range(200)) == rep.objects == on_d0
+    assert store.read("v") == data
+
+
+def test_metadata_survives_reopen(store: DirStore, tmp_path: Path) -> None:
+    store.create_volume("v", 3 * CS)
+    data = os.urandom(3 * CS)
+    store.write("v", 0, data)
+    store.fail_device("d5")
+    with DirStore(tmp_path / "meta") as again:
+        assert again.read("v") == data and again.devices["d5"].failed
+
+
+def test_health_check_marks_removed_device_failed(store: DirStore, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(tmp_path / "dev6")
+    assert store.check_devices() == ["d6"]
+    assert store.check_devices() == []
+    assert "d6" not in {s[0] for s in store._live_spec()}
