@@ -83,7 +83,7 @@ class DirStore:
     """A replicated object store over directories; one instance per process owns the metadata."""
 
     def __init__(self, meta: Path | None = None, replicas: int = 3, chunk_size: int = 4 * MiB,
-                 workers: int = 8, batch_chunks: int = 8) -> None:
+                 workers: int = 12, batch_chunks: int = 8) -> None:
         if replicas < 1 or chunk_size < 1 or batch_chunks < 1:
             raise ValueError("replicas, chunk_size and batch_chunks must be >= 1")
         self.meta = meta
