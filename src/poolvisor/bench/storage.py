@@ -100,7 +100,12 @@ def device_kill(root: Path, chunks: int = 256, writes: int = 600, chunk: int = 6
     failed = 0
     go = threading.Event()
     victim = root / "kill" / "dev2"
-    killer = threading.Thread(target=lambda: (go.wait(), os.rename(victim, victim.with_suffix(".dead"))))
+
+    def kill() -> None:
+        go.wait()
+        os.rename(victim, victim.with_suffix(".dead"))
+
+    killer = threading.Thread(target=kill)
     with _store(root / "kill", devices, replicas, chunk) as s:
         s.create_volume("k", chunks * chunk)
         killer.start()
