@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,7 +244,7 @@ class DirStore:
 
     def _write_chunks(self, v: Volume, chunks: dict[int, bytes | memoryview]) -> None:
         idx = sorted(chunks)
-        shas = dict(zip(idx, self._pool.map(lambda c: ob.digest(chunks[c]), idx), strict=True))
+        shas: dict[int, bytes] = {}
         gen = self._next_gen()
         for _ in range(len(self.devices) + 1):  # each retry follows at least one newly failed device
             spec = self._live_spec()
@@ -253,7 +253,10 @@ class DirStore:
             targets = [(c, by_key[int(k)]) for c, row in zip(idx, rows, strict=True) for k in row if k]
             if any(not any(row) for row in rows):
                 raise WriteFailed(f"volume {v.name!r}: no live device to write to")
-            dead = self._phase(targets, lambda c, d: self._prepare(d, v.name, c, gen, chunks[c], shas[c]))
+            if shas:  # a retry: checksums known
+                dead = self._phase(targets, lambda c, d: self._prepare(d, v.name, c, gen, chunks[c], shas[c]))
+            else:
+                dead = self._hash_and_prepare(v.name, gen, chunks, targets, shas)
             if dead:
                 self._abort(targets, v.name, gen, dead)
                 self._mark_failed(dead)
@@ -275,6 +278,27 @@ class DirStore:
                     self._save()
             return
         raise WriteFailed(f"volume {v.name!r}: devices kept failing")
+
+    def _hash_and_prepare(self, volume: str, gen: int, chunks: dict[int, bytes | memoryview],
+                          targets: list[tuple[int, Device]], shas: dict[int, bytes]) -> set[Device]:
+        """Prepare phase pipelined with hashing: a chunk's replicas start as soon as its sha is known."""
+        devs: dict[int, list[Device]] = {}
+        for c, d in targets:
+            devs.setdefault(c, []).append(d)
+
+        def hash_then_submit(c: int) -> list[tuple[Device, Future[None]]]:
+            shas[c] = ob.digest(chunks[c])
+            return [(d, self._pool.submit(self._prepare, d, volume, c, gen, chunks[c], shas[c]))
+                    for d in devs[c]]
+
+        dead: set[Device] = set()
+        for hf in [self._pool.submit(hash_then_submit, c) for c in devs]:
+            for d, f in hf.result():
+                try:
+                    f.result()
+                except OSError:
+                    dead.add(d)
+        return dead
 
     @staticmethod
     def _tmp(d: Device, volume: str, c: int, gen: int) -> Path:
