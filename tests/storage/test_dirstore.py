@@ -158,3 +158,45 @@ def test_health_check_marks_removed_device_failed(store: DirStore, tmp_path: Pat
     assert store.check_devices() == ["d6"]
     assert store.check_devices() == []
     assert "d6" not in {s[0] for s in store._live_spec()}
+
+
+def test_device_failing_in_prepare_is_replaced_before_ack(store: DirStore, monkeypatch) -> None:
+    real = ob.prepare
+
+    def flaky(device: Path, *a, **k):  # type: ignore[no-untyped-def]
+        if device == store.devices["d1"].path:
+            raise OSError("disk gone")
+        return real(device, *a, **k)
+
+    monkeypatch.setattr(ob, "prepare", flaky)
+    store.create_volume("v", 40 * CS)
+    data = os.urandom(40 * CS)
+    store.write("v", 0, data)
+    assert store.devices["d1"].failed
+    monkeypatch.setattr(ob, "prepare", real)
+    assert all(store.replica_count("v", c) == 3 for c in range(40))
+    assert not any(p.suffix == ".tmp" for d in store.devices.values() for p in d.path.rglob("*"))
+    assert store.read("v") == data
+
+
+def test_commit_failure_acks_survivors_or_fails(store: DirStore, monkeypatch) -> None:
+    store.create_volume("v", 8 * CS)
+    data = os.urandom(8 * CS)
+    real = ob.commit
+    victim = store.devices["d0"]  # holds replicas of some of the 8 chunks (placement is deterministic)
+
+    def broken(device: Path, *a, **k):  # type: ignore[no-untyped-def]
+        if device == victim.path:
+            raise OSError("disk gone")
+        return real(device, *a, **k)
+
+    monkeypatch.setattr(ob, "commit", broken)
+    store.write("v", 0, data)  # acknowledged: the surviving replicas committed
+    assert victim.failed
+    monkeypatch.setattr(ob, "commit", real)
+    assert store.read("v") == data
+    store.rebalance()
+    assert all(store.replica_count("v", c) == 3 for c in range(8))
+    monkeypatch.setattr(ob, "commit", lambda *a, **k: (_ for _ in ()).throw(OSError("all gone")))
+    with pytest.raises(WriteFailed):
+        store.write("v", 0, os.urandom(CS))
