@@ -200,3 +200,25 @@ def test_commit_failure_acks_survivors_or_fails(store: DirStore, monkeypatch) ->
     monkeypatch.setattr(ob, "commit", lambda *a, **k: (_ for _ in ()).throw(OSError("all gone")))
     with pytest.raises(WriteFailed):
         store.write("v", 0, os.urandom(CS))
+
+
+def test_thin_provisioning_against_declared_capacity(tmp_path: Path) -> None:
+    with DirStore(tmp_path / "meta", replicas=2, chunk_size=CS, oversubscription=2.0) as s:
+        for i in range(4):
+            s.add_device(f"d{i}", tmp_path / f"dev{i}", domain=f"h{i}", capacity=10 * CS)
+        assert s.space() is not None and s.space().capacity == 20 * CS  # type: ignore[union-attr]
+        s.create_volume("a", 30 * CS)  # thin: 30 <= 2.0 x 20
+        with pytest.raises(StorageError, match="over-subscription"):
+            s.create_volume("b", 11 * CS)
+        with pytest.raises(StorageError, match="over-subscription"):
+            s.extend_volume("a", 41 * CS)
+        s.create_volume("c", 10 * CS)
+        s.write("a", 0, os.urandom(15 * CS))
+        s.write("c", 0, os.urandom(5 * CS))  # 20 chunks written: physically full
+        with pytest.raises(WriteFailed, match="pool full"):
+            s.write("c", 5 * CS, b"x" * CS)
+        s.write("a", 0, os.urandom(CS))  # overwriting takes no new space
+        sp = s.space()
+        assert sp is not None and (sp.provisioned, sp.used, sp.free) == (40 * CS, 20 * CS, 0)
+    with DirStore(tmp_path / "meta") as again:
+        assert again.oversubscription == 2.0 and again.devices["d0"].capacity == 10 * CS

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from poolvisor.policies.storage.placement import Devices, key64, object_keys, place
+from poolvisor.policies.storage.provisioning import PoolSpace
 from poolvisor.policies.storage.rebalance import diff
 from poolvisor.storage import objects as ob
 
@@ -53,6 +54,7 @@ class Device:
     domain: str
     failed: bool = False
     leaving: bool = False
+    capacity: int = 0  # bytes; 0 = not declared (no space accounting for the store)
 
     @property
     def key(self) -> int:
@@ -83,10 +85,13 @@ class DirStore:
     """A replicated object store over directories; one instance per process owns the metadata."""
 
     def __init__(self, meta: Path | None = None, replicas: int = 3, chunk_size: int = 4 * MiB,
-                 workers: int = 12, batch_chunks: int = 8) -> None:
+                 workers: int = 12, batch_chunks: int = 8, oversubscription: float = 1.0) -> None:
         if replicas < 1 or chunk_size < 1 or batch_chunks < 1:
             raise ValueError("replicas, chunk_size and batch_chunks must be >= 1")
+        if oversubscription < 1.0:
+            raise ValueError("oversubscription must be >= 1")
         self.meta = meta
+        self.oversubscription = oversubscription
         self.replicas = replicas
         self.chunk_size = chunk_size
         self.batch_chunks = batch_chunks
@@ -102,8 +107,12 @@ class DirStore:
             self._load()
 
     # ---- devices ------------------------------------------------------------------------
-    def add_device(self, name: str, path: Path | str, weight: float = 1.0, domain: str | None = None) -> None:
-        """Register a directory as a device (created if missing); data moves to it on rebalance."""
+    def add_device(self, name: str, path: Path | str, weight: float = 1.0, domain: str | None = None,
+                   capacity: int = 0) -> None:
+        """Register a directory as a device (created if missing); data moves to it on rebalance.
+
+        With a `capacity` (bytes) on every live device, volumes are thin-provisioned against it.
+        """
         with self._lock:
             if name in self.devices:
                 raise StorageError(f"device {name!r} already exists")
@@ -113,7 +122,9 @@ class DirStore:
             (p / "objects").mkdir(parents=True, exist_ok=True)
             (p / MARKER).write_text(name)
             ob.fsync_dir(p)
-            self.devices[name] = Device(name, p, float(weight), domain or name)
+            if capacity < 0:
+                raise StorageError("device capacity must be >= 0")
+            self.devices[name] = Device(name, p, float(weight), domain or name, capacity=int(capacity))
             self._settle_if_empty()
             self._save()
 
@@ -177,6 +188,7 @@ class DirStore:
                 raise StorageError(f"volume {name!r} already exists")
             if size <= 0 or not name or "/" in name or name.startswith("."):
                 raise StorageError("volume needs a size > 0 and a plain name")
+            self._check_space(lambda sp: sp.check(size, thin=True))
             v = self.volumes[name] = Volume(name, size)
             self._save()
             return v
@@ -187,6 +199,8 @@ class DirStore:
             v = self._volume(name)
             if size < v.size:
                 raise StorageError("a volume cannot shrink")
+            if size > v.size:
+                self._check_space(lambda sp: sp.check(size - v.size, thin=True))
             v.size = size
             self._save()
 
@@ -201,6 +215,22 @@ class DirStore:
                         ob.remove(d.path, name, c)
             del self.volumes[name]
             self._save()
+
+    def space(self) -> PoolSpace | None:
+        """Usable space (capacity / replicas), provisioned and written bytes; None if undeclared."""
+        live = [d for d in self.devices.values() if not d.failed and not d.leaving]
+        if not live or any(d.capacity <= 0 for d in live):
+            return None
+        used = sum(self._chunk_len(v, c) for v in self.volumes.values() for c in v.written)
+        return PoolSpace(sum(d.capacity for d in live) // self.replicas,
+                         provisioned=sum(v.size for v in self.volumes.values()), thin_used=used,
+                         oversubscription=self.oversubscription)
+
+    def _check_space(self, why: Callable[[PoolSpace], str | None]) -> None:
+        sp = self.space()
+        reason = why(sp) if sp is not None else None
+        if reason:
+            raise StorageError(reason)
 
     def _volume(self, name: str) -> Volume:
         if name not in self.volumes:
@@ -244,6 +274,12 @@ class DirStore:
 
     def _write_chunks(self, v: Volume, chunks: dict[int, bytes | memoryview]) -> None:
         idx = sorted(chunks)
+        fresh_bytes = sum(self._chunk_len(v, c) for c in idx if c not in v.written)
+        if fresh_bytes:
+            try:
+                self._check_space(lambda sp: sp.check_write(fresh_bytes))
+            except StorageError as e:
+                raise WriteFailed(f"volume {v.name!r}: {e}") from None
         shas: dict[int, bytes] = {}
         gen = self._next_gen()
         for _ in range(len(self.devices) + 1):  # each retry follows at least one newly failed device
@@ -513,9 +549,11 @@ class DirStore:
         meta.mkdir(parents=True, exist_ok=True)
         doc = {
             "replicas": self.replicas, "chunk_size": self.chunk_size, "last_gen": self._last_gen,
+            "oversubscription": self.oversubscription,
             "settled": self._settled,
             "devices": [{"name": d.name, "path": str(d.path), "weight": d.weight, "domain": d.domain,
-                         "failed": d.failed, "leaving": d.leaving} for d in self.devices.values()],
+                         "failed": d.failed, "leaving": d.leaving, "capacity": d.capacity}
+                        for d in self.devices.values()],
             "volumes": [{"name": v.name, "size": v.size, "written": sorted(v.written)}
                         for v in self.volumes.values()],
         }
@@ -534,7 +572,9 @@ class DirStore:
         self._last_gen = int(doc["last_gen"])
         self._settled = [(str(s[0]), float(s[1]), str(s[2])) for s in doc["settled"]]
         self.devices = {d["name"]: Device(d["name"], Path(d["path"]), d["weight"], d["domain"],
-                                          d["failed"], d["leaving"]) for d in doc["devices"]}
+                                          d["failed"], d["leaving"], d.get("capacity", 0))
+                        for d in doc["devices"]}
+        self.oversubscription = float(doc.get("oversubscription", 1.0))
         self.volumes = {v["name"]: Volume(v["name"], v["size"], set(v["written"])) for v in doc["volumes"]}
 
     def close(self) -> None:
