@@ -222,3 +222,25 @@ def test_thin_provisioning_against_declared_capacity(tmp_path: Path) -> None:
         assert sp is not None and (sp.provisioned, sp.used, sp.free) == (40 * CS, 20 * CS, 0)
     with DirStore(tmp_path / "meta") as again:
         assert again.oversubscription == 2.0 and again.devices["d0"].capacity == 10 * CS
+
+
+def test_tiering_moves_cold_volume_to_slower_class_and_stays_readable(tmp_path: Path) -> None:
+    with DirStore(tmp_path / "meta", replicas=2, chunk_size=CS) as s:
+        for i in range(3):
+            s.add_device(f"s{i}", tmp_path / f"ssd{i}", domain=f"h{i}", klass="ssd")
+            s.add_device(f"h{i}", tmp_path / f"hdd{i}", domain=f"h{i}", klass="hdd")
+        for name in ("hot", "cold"):
+            s.create_volume(name, 6 * CS)
+            s.set_volume_class(name, "ssd")
+        hot, cold = os.urandom(6 * CS), os.urandom(6 * CS)
+        s.write("hot", 0, hot)
+        s.write("cold", 0, cold)
+        s.volumes["cold"].last_access -= 3600
+        assert s.tier(["ssd", "hdd"], cold_after=600) == [("cold", "hdd")]
+        for c in range(6):
+            assert {n[0] for n in holders(s, "cold", c)} == {"h"}
+            assert {n[0] for n in holders(s, "hot", c)} == {"s"}
+        assert s.read("cold") == cold and s.read("hot") == hot
+        assert s.rebalance(dry_run=True).objects == 0  # settled
+        with pytest.raises(StorageError):
+            s.set_volume_class("hot", "nvme")

@@ -30,9 +30,11 @@ import numpy as np
 from poolvisor.policies.storage.placement import Devices, key64, object_keys, place
 from poolvisor.policies.storage.provisioning import PoolSpace
 from poolvisor.policies.storage.rebalance import diff
+from poolvisor.policies.storage.tiering import demotions
 from poolvisor.storage import objects as ob
 
 MARKER = ".poolvisor-device"
+Spec = tuple[str, float, str, str]  # a live device as placement sees it: name, weight, domain, class
 MiB = 1 << 20
 
 
@@ -55,6 +57,7 @@ class Device:
     failed: bool = False
     leaving: bool = False
     capacity: int = 0  # bytes; 0 = not declared (no space accounting for the store)
+    klass: str = "ssd"  # device class, for tiering
 
     @property
     def key(self) -> int:
@@ -68,6 +71,9 @@ class Volume:
     name: str
     size: int
     written: set[int] = field(default_factory=set)
+    klass: str | None = None  # device class the volume lives on (None: any)
+    settled_klass: str | None = None  # the class its data was last rebalanced onto
+    last_access: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class DirStore:
         self.batch_chunks = batch_chunks
         self.devices: dict[str, Device] = {}
         self.volumes: dict[str, Volume] = {}
-        self._settled: list[tuple[str, float, str]] = []  # the device set the data is placed on
+        self._settled: list[Spec] = []  # the device set the data is placed on
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dirstore")
         self._lock = threading.RLock()  # whole management operations (never taken by I/O threads)
         self._state = threading.Lock()  # metadata file and generation counter (short, I/O threads too)
@@ -108,7 +114,7 @@ class DirStore:
 
     # ---- devices ------------------------------------------------------------------------
     def add_device(self, name: str, path: Path | str, weight: float = 1.0, domain: str | None = None,
-                   capacity: int = 0) -> None:
+                   capacity: int = 0, klass: str = "ssd") -> None:
         """Register a directory as a device (created if missing); data moves to it on rebalance.
 
         With a `capacity` (bytes) on every live device, volumes are thin-provisioned against it.
@@ -124,7 +130,8 @@ class DirStore:
             ob.fsync_dir(p)
             if capacity < 0:
                 raise StorageError("device capacity must be >= 0")
-            self.devices[name] = Device(name, p, float(weight), domain or name, capacity=int(capacity))
+            self.devices[name] = Device(name, p, float(weight), domain or name, capacity=int(capacity),
+                                        klass=klass)
             self._settle_if_empty()
             self._save()
 
@@ -164,12 +171,16 @@ class DirStore:
             raise StorageError(f"unknown device {name!r}")
         return self.devices[name]
 
-    def _live_spec(self) -> list[tuple[str, float, str]]:
-        return sorted((d.name, d.weight, d.domain) for d in self.devices.values()
-                      if not d.failed and not d.leaving)
+    def _live_spec(self, klass: str | None = None) -> list[Spec]:
+        return sorted((d.name, d.weight, d.domain, d.klass) for d in self.devices.values()
+                      if not d.failed and not d.leaving and klass in (None, d.klass))
 
     @staticmethod
-    def _devices_of(spec: list[tuple[str, float, str]]) -> Devices:
+    def _of_class(spec: list[Spec], klass: str | None) -> list[Spec]:
+        return [x for x in spec if klass in (None, x[3])]
+
+    @staticmethod
+    def _devices_of(spec: list[Spec]) -> Devices:
         return Devices.of([s[0] for s in spec], [s[1] for s in spec], [s[2] for s in spec])
 
     def _by_key(self) -> dict[int, Device]:
@@ -241,6 +252,7 @@ class DirStore:
     def write(self, volume: str, offset: int, data: bytes | memoryview) -> int:
         """Write `data` at `offset`; returns the bytes acknowledged (all of them) or raises WriteFailed."""
         v = self._volume(volume)
+        v.last_access = time.time()
         view = memoryview(data).cast("B")
         if offset < 0 or offset + len(view) > v.size:
             raise StorageError(f"write {offset}+{len(view)} outside volume of {v.size} bytes")
@@ -283,7 +295,7 @@ class DirStore:
         shas: dict[int, bytes] = {}
         gen = self._next_gen()
         for _ in range(len(self.devices) + 1):  # each retry follows at least one newly failed device
-            spec = self._live_spec()
+            spec = self._live_spec(v.klass)
             rows = place(object_keys(v.name, idx), self._devices_of(spec), self.replicas)
             by_key = self._by_key()
             targets = [(c, by_key[int(k)]) for c, row in zip(idx, rows, strict=True) for k in row if k]
@@ -364,6 +376,7 @@ class DirStore:
     def read(self, volume: str, offset: int = 0, length: int | None = None) -> bytes:
         """Read bytes; every chunk is verified, falling back to another replica when one is bad."""
         v = self._volume(volume)
+        v.last_access = time.time()
         length = v.size - offset if length is None else length
         if offset < 0 or length < 0 or offset + length > v.size:
             raise StorageError(f"read {offset}+{length} outside volume of {v.size} bytes")
@@ -386,7 +399,7 @@ class DirStore:
 
     def _candidates(self, volume: str, c: int) -> list[Device]:
         """Devices to try for a chunk: its current placement first, then every other live device."""
-        spec = self._live_spec()
+        spec = self._live_spec(self.volumes[volume].klass)
         by_key = self._by_key()
         row = place(object_keys(volume, [c]), self._devices_of(spec), self.replicas)[0] if spec else []
         first = [by_key[int(k)] for k in row if k]
@@ -416,35 +429,81 @@ class DirStore:
 
     # ---- rebalance, re-replication, scrub ----------------------------------------------
     def rebalance(self, dry_run: bool = False) -> MoveReport:
-        """Move only the objects whose replica set changed since the data settled; re-replicates too."""
+        """Move only the objects whose replica set changed since the data settled; re-replicates too.
+
+        Per volume, "before" is the settled device set restricted to the class the volume's data
+        settled on and "after" the live devices of its current class, so a class change (tiering)
+        migrates the volume while it stays readable.
+        """
         with self._lock:
             self.check_devices()
-            before, after = self._settled, self._live_spec()
-            objs = [(v.name, c) for v in self.volumes.values() for c in sorted(v.written)]
-            if not objs or not after:
-                if not dry_run:
-                    self._settled = after
-                    self._save()
-                return MoveReport()
-            keys = np.concatenate([object_keys(n, [c]) for n, c in objs])
-            old = place(keys, self._devices_of(before), self.replicas) if before else np.zeros_like(
-                place(keys, self._devices_of(after), self.replicas))
-            plan = diff(keys, old, place(keys, self._devices_of(after), self.replicas))
+            after_all = self._live_spec()
+            objs: list[tuple[str, int]] = []
+            olds, news = [], []
+            for v in self.volumes.values():
+                idx = sorted(v.written)
+                after = self._of_class(after_all, v.klass)
+                if not idx or not after:
+                    continue
+                keys = object_keys(v.name, idx)
+                before = self._of_class(self._settled, v.settled_klass)
+                new = place(keys, self._devices_of(after), self.replicas)
+                olds.append(place(keys, self._devices_of(before), self.replicas) if before
+                            else np.zeros_like(new))
+                news.append(new)
+                objs += [(v.name, c) for c in idx]
+            if not objs:
+                plan = diff(np.zeros(0, np.uint64), np.zeros((0, self.replicas), np.uint64),
+                            np.zeros((0, self.replicas), np.uint64))
+            else:
+                plan = diff(np.zeros(len(objs), np.uint64), np.concatenate(olds), np.concatenate(news))
             by_key = self._by_key()
-            sizes = [self._chunk_len(self.volumes[objs[i][0]], objs[i][1]) for i in plan.index]
-            copies = plan.replica_moves
             if dry_run:
-                return MoveReport(len(plan.index), copies,
-                                  int(sum(s * int(np.count_nonzero(t)) for s, t in zip(
+                sizes = [self._chunk_len(self.volumes[objs[i][0]], objs[i][1]) for i in plan.index]
+                return MoveReport(len(plan.index), plan.replica_moves,
+                                  int(sum(n * int(np.count_nonzero(t)) for n, t in zip(
                                       sizes, plan.targets, strict=True))))
             results = list(self._pool.map(
                 lambda j: self._move(objs[plan.index[j]], [by_key[int(k)] for k in plan.targets[j] if k],
                                      [by_key[int(k)] for k in plan.sources[j] if k]),
                 range(len(plan.index))))
-            self._settled = after
+            self._settled = after_all
+            for v in self.volumes.values():
+                v.settled_klass = v.klass
             self._save()
             return MoveReport(len(plan.index), sum(r[0] for r in results), sum(r[1] for r in results),
                               sum(r[2] for r in results), sum(r[3] for r in results))
+
+    def set_volume_class(self, name: str, klass: str | None) -> MoveReport:
+        """Move a volume to another device class (tiering): its data migrates, readable throughout."""
+        with self._lock:
+            v = self._volume(name)
+            if klass is not None and not self._live_spec(klass):
+                raise StorageError(f"no live device of class {klass!r}")
+            v.klass = klass
+            self._save()
+            return self.rebalance()
+
+    def tier(self, classes: list[str], cold_after: float, now: float | None = None) -> list[tuple[str, str]]:
+        """Demote volumes idle for `cold_after` seconds one class slower (classes fastest first)."""
+        with self._lock:
+            now = time.time() if now is None else now
+            vols = [v for v in self.volumes.values() if v.klass in classes]
+            free = []
+            for k in classes:
+                cap = sum(d.capacity for d in self.devices.values()
+                          if d.klass == k and not d.failed and not d.leaving)
+                held = sum(self._chunk_len(v, c) * self.replicas for v in self.volumes.values()
+                           if v.klass == k for c in v.written)
+                free.append((cap - held) // self.replicas if cap else 1 << 62)
+            moves = demotions([len(v.written) * self.chunk_size for v in vols],
+                              [now - v.last_access for v in vols],
+                              [classes.index(v.klass) for v in vols if v.klass is not None], free, cold_after)
+            done = []
+            for i, target in moves:
+                self.set_volume_class(vols[i].name, classes[target])
+                done.append((vols[i].name, classes[target]))
+            return done
 
     def _move(self, obj: tuple[str, int], targets: list[Device],
               sources: list[Device]) -> tuple[int, int, int, int]:
@@ -492,13 +551,14 @@ class DirStore:
         """Verify every replica in the current placement; repair bad, stale or missing ones."""
         with self._lock:
             self.check_devices()
-            spec = self._live_spec()
-            if not spec:
-                return MoveReport()
             by_key = self._by_key()
             checked = repaired = nbytes = lost = 0
             for v in self.volumes.values():
                 idx = sorted(v.written)
+                spec = self._live_spec(v.klass)
+                if not idx or not spec:
+                    lost += 0 if spec else len(idx)
+                    continue
                 rows = place(object_keys(v.name, idx), self._devices_of(spec), self.replicas)
                 for c, row in zip(idx, rows, strict=True):
                     checked += 1
@@ -554,7 +614,8 @@ class DirStore:
             "devices": [{"name": d.name, "path": str(d.path), "weight": d.weight, "domain": d.domain,
                          "failed": d.failed, "leaving": d.leaving, "capacity": d.capacity}
                         for d in self.devices.values()],
-            "volumes": [{"name": v.name, "size": v.size, "written": sorted(v.written)}
+            "volumes": [{"name": v.name, "size": v.size, "written": sorted(v.written), "klass": v.klass,
+                         "settled_klass": v.settled_klass}
                         for v in self.volumes.values()],
         }
         tmp = meta / "store.json.tmp"
@@ -570,12 +631,14 @@ class DirStore:
         doc = json.loads((self.meta / "store.json").read_text())
         self.replicas, self.chunk_size = int(doc["replicas"]), int(doc["chunk_size"])
         self._last_gen = int(doc["last_gen"])
-        self._settled = [(str(s[0]), float(s[1]), str(s[2])) for s in doc["settled"]]
+        self._settled = [(str(s[0]), float(s[1]), str(s[2]), str(s[3])) for s in doc["settled"]]
         self.devices = {d["name"]: Device(d["name"], Path(d["path"]), d["weight"], d["domain"],
-                                          d["failed"], d["leaving"], d.get("capacity", 0))
+                                          d["failed"], d["leaving"], d.get("capacity", 0),
+                                          d.get("klass", "ssd"))
                         for d in doc["devices"]}
         self.oversubscription = float(doc.get("oversubscription", 1.0))
-        self.volumes = {v["name"]: Volume(v["name"], v["size"], set(v["written"])) for v in doc["volumes"]}
+        self.volumes = {v["name"]: Volume(v["name"], v["size"], set(v["written"]), v.get("klass"),
+                                          v.get("settled_klass")) for v in doc["volumes"]}
 
     def close(self) -> None:
         """Stop the I/O threads."""
