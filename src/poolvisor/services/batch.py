@@ -383,8 +383,9 @@ class BatchServices(TaskServices):
 
     def apply_consolidation(self, task_id: int) -> None:
         """Run a consolidate task: plan once (the plan goes into the journal), then each move as a
-        child migrate task. Resumed after a crash, it skips the moves its children already ran
-        (succeeded, failed or rolled back) and continues with the rest."""
+        child migrate task, journaling each move it saw end (`done`). Resumed after a crash, it
+        skips those and the moves the crash repair confirmed, and tries the rest again (the move
+        the crash interrupted, undone by the repair, and the ones never started)."""
         params = self.get_task(task_id).params
         journal = self._read(lambda s: dict(s.get(TaskRow, task_id).journal))  # type: ignore[union-attr]
         if "moves" not in journal:
@@ -397,10 +398,10 @@ class BatchServices(TaskServices):
             journal = {"plan": plan, "hosts_emptied": emptied,
                        "moves": [{"workload": m["workload"], "to": m["to"]} for m in plan["moves"]]}
             self.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
-        moves = journal["moves"]
+        moves, done = journal["moves"], list(journal.get("done", []))
         for k, m in enumerate(moves):
-            if self._move_outcome(task_id, k) is not None:
-                continue  # ran before the restart
+            if k in done or self._move_outcome(task_id, k) == TASK_SUCCEEDED:
+                continue  # ran before the restart (or was confirmed by the repair of its move)
             project, name = str(m["workload"]).split("/", 1)
             cid = self._write(lambda s, k=k, m=m, project=project, name=name: self._new_task(  # type: ignore[misc]
                 s, "migrate", project, f"workload/{project}/{name}",
@@ -412,8 +413,9 @@ class BatchServices(TaskServices):
                 except PoolvisorError as e:
                     self.end_task(cid, TASK_FAILED, error=e.message)
             ended = self._move_outcome(task_id, k) or "interrupted"
+            done.append(k)
             self.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
-                           progress=(k + 1) / len(moves))
+                           progress=(k + 1) / len(moves), journal={"done": done})
         executed, failed = [], []
         for k, m in enumerate(moves):
             outcome = self._move_outcome(task_id, k, error=True)

@@ -62,9 +62,11 @@ def _move_migration_journals() -> None:
                  sa.column("constraints", sa.JSON), sa.column("lease_owner", sa.String),
                  sa.column("lease_expires", TS))
     p = sa.table("projects", sa.column("id", sa.Integer), sa.column("name", sa.String))
-    t = sa.table("tasks", *(sa.column(c) for c in (
-        "kind", "state", "project", "subject", "params", "journal", "entries", "progress",
-        "workload_id", "lease_owner", "lease_expires", "created_at", "updated_at")))
+    t = sa.table("tasks", *(sa.column(c, sa.String) for c in ("kind", "state", "project", "subject",
+                                                              "lease_owner")),
+                 *(sa.column(c, sa.JSON) for c in ("params", "journal", "entries")),
+                 sa.column("progress", sa.Float), sa.column("workload_id", sa.Integer),
+                 *(sa.column(c, TS) for c in ("lease_expires", "created_at", "updated_at")))
     now = datetime.now(UTC)
     rows = bind.execute(sa.select(w.c.id, w.c.name, w.c.constraints, w.c.lease_owner, w.c.lease_expires,
                                   p.c.name).join(p, p.c.id == w.c.project_id)
