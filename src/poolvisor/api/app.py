@@ -53,8 +53,10 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = RepairSweeper(services, repair_interval, report) if repair_interval else None
-        executor = TaskExecutor(services, task_workers)
-        executor.start()
+        # (no services: an app built only for its OpenAPI document runs no tasks)
+        executor = TaskExecutor(services, task_workers) if services is not None else None
+        if executor is not None:
+            executor.start()
         if sweeper is not None:
             sweeper.start()
         try:
@@ -62,7 +64,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         finally:
             if sweeper is not None:
                 sweeper.stop()
-            executor.stop()
+            if executor is not None:
+                executor.stop()
 
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
