@@ -9,7 +9,8 @@
 5. No workload is stuck in a transient state (placing, migrating, deleting) past its lease: its
    process died and no repair has resolved it yet (a live process renews its leases).
 6. No task is orphaned: running with an expired lease (its process died and no recovery resumed
-   or rolled it back yet). A queued task past its lease only waits for an executor (counted).
+   or rolled it back yet); a migration whose move committed is reported once, by 5. A queued task
+   past its lease only waits for an executor (counted).
 7. Every task journal agrees with the workloads: a migrating workload has exactly one running
    migrate task whose journal moves it onto the host it now holds; a running migrate task whose
    move committed names a workload that is migrating to that host.
@@ -128,6 +129,8 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
 
     # 6. orphaned tasks; 7. task journals vs workloads
     for t in orphaned(s, now):
+        if t.kind == MIGRATE and t.workload_id in workloads and workloads[t.workload_id].state == "migrating":
+            continue  # its move committed: reported once, as the workload stuck migrating (5.)
         late = (now - as_utc(t.lease_expires)).total_seconds() if t.lease_expires is not None else 0.0
         v.append(f"task {t.id} ({t.kind} {t.subject}) is orphaned: running, its lease (owner "
                  f"{t.lease_owner}) expired {late:.1f} s ago; no recovery has resumed or rolled it back")
