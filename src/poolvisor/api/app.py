@@ -36,6 +36,9 @@ Input rules hold on every operation: names (paths, queries, bodies) are 1..63 le
 '-', '_' or '.', starting with a letter or digit (else 422); free text has no control or
 bidirectional formatting characters; JSON types are strict (a boolean is `true`/`false`, a number
 is a JSON number); query flags are exactly `true` or `false`.
+
+Long operations (migrate, consolidation apply) answer 202 with a task (also in `Location`); poll
+`GET /v1/tasks/{id}` for its state, progress, result or error, and log.
 """
 
 
