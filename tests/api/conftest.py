@@ -53,3 +53,4 @@ def member(svc: Services) -> Callable[[str], dict[str, str]]:
         return {"Authorization": f"Bearer {svc.create_token('member', project)}"}
 
     return make
+

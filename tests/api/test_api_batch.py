@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from taskwait import wait_task
+
 from poolvisor.services import Services
 
 
@@ -46,7 +48,9 @@ def test_consolidation_plan_admin_only_and_apply(client: Any, admin: dict[str, s
     plan = r.json()
     assert plan["plan"]["hosts_before"] == 4 and plan["plan"]["hosts_after"] < 4 and plan["hosts_emptied"]
     assert not plan["applied"] and sum(1 for h in svc.list_hosts() if h.workloads) == 4
-    r = client.post(url, json={"apply": True}, headers=admin)
-    assert r.status_code == 200 and r.json()["failed"] == [], r.text
+    task = wait_task(client, admin, client.post(url, json={"apply": True}, headers=admin))
+    assert task["kind"] == "consolidate" and task["state"] == "succeeded", task
+    assert task["result"]["failed"] == [] and task["result"]["applied"], task
+    assert len(task["result"]["executed"]) == len(task["result"]["plan"]["moves"]) > 0
     assert sum(1 for h in svc.list_hosts() if h.workloads) == plan["plan"]["hosts_after"]
     assert svc.check().ok

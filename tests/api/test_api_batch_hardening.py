@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import pytest
+from taskwait import wait_task
 
 import poolvisor.services.batch as batch_mod
 from poolvisor.policies.packing.feasibility import InfeasiblePackingError
@@ -96,8 +97,9 @@ def test_a_consolidation_failure_proposes_nothing(client: Any, admin: dict[str, 
     monkeypatch.setattr(batch_mod, "_plan_consolidation", broken)
     with caplog.at_level(logging.ERROR, logger="poolvisor.services"):
         r = client.post("/v1/pools/demo/consolidation-plan", json={"apply": True}, headers=admin)
-    assert r.status_code == 200, r.text
-    out = r.json()
+        task = wait_task(client, admin, r)
+    assert task["state"] == "succeeded", task
+    out = task["result"]
     assert out["plan"]["moves"] == [] and out["executed"] == [] and out["hosts_emptied"] == []
     assert out["plan"]["hosts_before"] == out["plan"]["hosts_after"] >= 1
     assert any("planner failed" in n for n in out["plan"]["notes"])
@@ -112,6 +114,7 @@ def test_consolidation_with_one_large_host(client: Any, admin: dict[str, str], s
         svc.create_workload("demo", f"w{i}", flavor="small")
         if svc.get_workload("demo", f"w{i}").host != h.name:
             svc.migrate_workload("demo", f"w{i}", h.name)
-    r = client.post("/v1/pools/demo/consolidation-plan", json={"apply": True}, headers=admin)
-    assert r.status_code == 200 and r.json()["failed"] == [], r.text
+    task = wait_task(client, admin,
+                     client.post("/v1/pools/demo/consolidation-plan", json={"apply": True}, headers=admin))
+    assert task["state"] == "succeeded" and task["result"]["failed"] == [], task
     assert svc.check().ok

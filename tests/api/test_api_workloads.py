@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from taskwait import wait_task
+
 from poolvisor.services import Services
 
 
@@ -123,11 +125,14 @@ def test_actions_migrate_delete(client: Any, admin: dict[str, str], svc: Service
     assert r.status_code == 409, r.text
     target = next(h.name for h in svc.list_hosts() if h.name != w["host"])
     r = client.post("/v1/workloads/vm1/migrate", params=q, json={"host": target}, headers=admin)
-    assert r.status_code == 200 and r.json()["host"] == target, r.text
+    task = wait_task(client, admin, r)
+    assert task["state"] == "succeeded" and task["result"]["to"] == target, task
+    assert client.get("/v1/workloads/vm1", params=q, headers=admin).json()["host"] == target
     assert svc.get_host(w["host"]).allocated["vcpu"] == 0
     r = client.post("/v1/workloads/vm1/migrate", params=q, json={"host": "nope"}, headers=admin)
     assert r.status_code == 404
-    assert client.post("/v1/workloads/vm1/migrate", params=q, headers=admin).status_code == 200
+    task = wait_task(client, admin, client.post("/v1/workloads/vm1/migrate", params=q, headers=admin))
+    assert task["state"] == "succeeded" and task["progress"] == 1 and task["result"]["from"] == target, task
     # a host holding a workload cannot be deleted
     host = svc.get_workload("demo", "vm1").host
     assert client.delete(f"/v1/hosts/{host}", headers=admin).status_code == 409

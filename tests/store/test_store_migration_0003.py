@@ -69,7 +69,7 @@ def test_a_0002_database_upgrades(url: str) -> None:
     make_0002_database(url)
     svc = open_services(url)  # migrates to head, then repairs what is stale
     try:
-        assert current_revision(svc.store) == head_revision() == "0003"
+        assert current_revision(svc.store) == head_revision()
         with svc.store.engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
             c.rollback()
@@ -101,7 +101,7 @@ def test_0003_downgrades_and_upgrades_again(url: str) -> None:
             with store.engine.execution_options(poolvisor_write=True).begin() as conn:
                 cfg.attributes["connection"] = conn
                 step(cfg, target)
-        assert current_revision(store) == "0003"
+        assert current_revision(store) == head_revision()
         with store.engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
             c.rollback()

@@ -19,11 +19,13 @@ from poolvisor.api.routes import (
     pools,
     projects,
     system,
+    tasks,
     tokens,
     utilization,
     workloads,
 )
 from poolvisor.services import Services
+from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.sweeper import RepairSweeper
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
@@ -35,22 +37,30 @@ Input rules hold on every operation: names (paths, queries, bodies) are 1..63 le
 '-', '_' or '.', starting with a letter or digit (else 422); free text has no control or
 bidirectional formatting characters; JSON types are strict (a boolean is `true`/`false`, a number
 is a JSON number); query flags are exactly `true` or `false`.
+
+Long operations (migrate, consolidation apply) answer 202 with a task (also in `Location`); poll
+`GET /v1/tasks/{id}` for its state, progress, result or error, and log.
 """
 
 
 def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                repair_interval: float | None = None,
                report: Callable[[str], None] | None = None,
-               metrics_token: str | None = None) -> FastAPI:
+               metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
     `metrics_token`: an extra bearer token that may read every /metrics series and nothing else
-    (for a Prometheus scraper), or None."""
+    (for a Prometheus scraper), or None. `task_workers`: threads of the task executor that runs
+    long operations (migrations, consolidations) for the app's lifespan (services/executor.py)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         sweeper = RepairSweeper(services, repair_interval, report) if repair_interval else None
+        # (no services: an app built only for its OpenAPI document runs no tasks)
+        executor = TaskExecutor(services, task_workers) if services is not None else None
+        if executor is not None:
+            executor.start()
         if sweeper is not None:
             sweeper.start()
         try:
@@ -58,13 +68,16 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         finally:
             if sweeper is not None:
                 sweeper.stop()
+            if executor is not None:
+                executor.stop()
 
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, utilization, events, system, networks):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
+                   networks):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)

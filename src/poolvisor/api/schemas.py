@@ -353,6 +353,36 @@ class ConsolidationOut(_Out):
     failed: list[str]
 
 
+# ---- tasks -------------------------------------------------------------------------------------
+TaskState = Literal["queued", "running", "succeeded", "failed", "cancelled", "rolled_back"]
+
+
+class TaskEntryOut(BaseModel):
+    time: str = Field(description="ISO 8601, UTC")
+    message: str
+
+
+class TaskOut(_Out):
+    """A long operation (202 answers point here: GET /v1/tasks/{id}). `result` once it succeeded
+    (a migration: from, to; a consolidation: plan, executed, failed), `error` once it failed or
+    was rolled back; `entries` is its log; `parent` the task that spawned it."""
+
+    id: int
+    kind: str
+    state: TaskState
+    project: str | None
+    subject: str
+    progress: Annotated[float, Field(ge=0, le=1)]
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    entries: list[TaskEntryOut]
+    parent: int | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
 # ---- utilization -------------------------------------------------------------------------------
 MAX_EPOCH_S = 4_102_444_800.0  # 2100-01-01
 EpochSeconds = Annotated[float, Field(ge=0, le=MAX_EPOCH_S, allow_inf_nan=False,

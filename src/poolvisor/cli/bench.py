@@ -271,3 +271,32 @@ def network(
     table("Network benchmark", ("figure", "value"),
           [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in out.items()])
     say("[dim]goals: route_compute_s < 1, lookups_per_s >= 1e6 (1e7 batched)[/dim]")
+
+
+@app.command("storage")
+def storage(
+    size_mib: int = typer.Option(32, "--size-mib", help="MiB written per throughput round (x3 replicas)"),
+    rounds: int = typer.Option(3, "--rounds", help="raw/replicated write rounds; the best of each is kept"),
+    tmp: str = typer.Option("", "--tmp", help="directory for the temporary devices (default: system temp)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Rebalance movement vs the ideal; `dir` backend write/read MB/s (replication 3) vs raw; device kill."""
+    import json
+
+    from poolvisor.bench import storage as bst
+    from poolvisor.cli.errors import fail
+    from poolvisor.cli.render import table
+
+    if not 1 <= size_mib <= 4096 or not 1 <= rounds <= 20:
+        raise fail("--size-mib must be in 1..4096 and --rounds in 1..20")
+    try:
+        res = bst.run(size_mib=size_mib, rounds=rounds, tmp=tmp or None)
+    except OSError as e:
+        raise fail(f"storage bench: {e}") from None
+    if as_json:
+        typer.echo(json.dumps(res))
+    else:
+        table("Storage benchmark", ("figure", "value"),
+              [(k, f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in res.items()])
+    if res["acked_lost"]:
+        raise typer.Exit(1)

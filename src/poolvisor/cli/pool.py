@@ -18,6 +18,7 @@ from poolvisor.cli.render import (
     say,
     table,
 )
+from poolvisor.cli.task import finish, queued, wait_for
 
 app = typer.Typer(help="Pools of hosts (client of the REST API).", no_args_is_help=True)
 PoolArg = Annotated[str, typer.Argument(help="Pool name.", callback=name_argument)]
@@ -102,15 +103,30 @@ def consolidate(
     max_migrations: Annotated[int | None, typer.Option("--max-migrations", min=0,
                                                        help="At most this many migrations.")] = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="With --apply: print the task id instead of "
+                                                           "waiting.")] = False,
 ) -> None:
-    """Plan the fewest active hosts for a pool (migrations with a cost); --apply executes the plan."""
+    """Plan the fewest active hosts for a pool (migrations with a cost); --apply executes the plan
+    as a task (waits with a progress bar unless --no-wait)."""
     body: dict[str, Any] = {"apply": apply}
     if max_migrations is not None:
         body["max_migrations"] = max_migrations
+    task = None
     with Api(url, token) as api:
         out = api.post(api_path("pools", name, "consolidation-plan"), body)
+        if apply:
+            if no_wait:
+                queued(out, as_json)
+                return
+            task = wait_for(api, out, show_progress=not as_json)
+    if task is not None:
+        if as_json:  # the consolidation's outcome (as before tasks), and which task ran it
+            emit_json({**task["result"], "task": task["id"]} if task["result"] else task)
+        finish(task)
+        out = task["result"]
     if as_json:
-        emit_json(out)
+        if task is None:
+            emit_json(out)
         return
     plan = out["plan"]
     table(f"Consolidation of pool {name}" + ("" if apply else " (plan only)"),
@@ -121,6 +137,7 @@ def consolidate(
     for n in plan["notes"]:
         say("[dim]{}[/dim]", n)
     if apply:
-        say("executed {} migration(s)", len(out["executed"]))
+        assert task is not None
+        say("executed {} migration(s) (task {})", len(out["executed"]), task["id"])
         for f in out["failed"]:
             say("[red]failed:[/red] {}", f)

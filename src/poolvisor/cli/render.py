@@ -159,3 +159,17 @@ def explanation(expl: dict[str, Any] | None) -> None:
     if expl.get("detail") == "summary":
         say("[dim]summary: host-local filters counted together; --explain for each filter's "
             "rejections and reasons[/dim]")
+
+
+def progress_bar(*, enabled: bool = True) -> Any:
+    """A Rich progress bar (label, bar, percent, elapsed) on this module's console, removed when
+    done; drawn only on a terminal and when `enabled` (not for JSON output)."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not (enabled and console.is_terminal))
+
+
+def bar_label(text: str) -> str:
+    """Data shown as a progress bar's label: printable, markup escaped."""
+    return escape(printable(text))

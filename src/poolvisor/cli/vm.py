@@ -16,10 +16,12 @@ from poolvisor.cli.errors import fail
 from poolvisor.cli.network import show_workload_nics
 from poolvisor.cli.parse import parse_map
 from poolvisor.cli.render import amounts, emit_json, explanation, say, table
+from poolvisor.cli.task import finish, queued, wait_for
 
 app = typer.Typer(help="Workloads (VMs and containers): placement and lifecycle (client of the REST API).",
                   no_args_is_help=True)
 NameArg = Annotated[str, typer.Argument(help="Workload name.", callback=name_argument)]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Print the task id instead of waiting.")]
 ProjectOpt = Annotated[str | None, typer.Option(
     "--project", "-p", envvar="POOLVISOR_PROJECT", help="Project (admins; members use their own).")]
 
@@ -187,9 +189,21 @@ def migrate(name: NameArg,
             to: Annotated[str | None, typer.Option("--to", help="Target host (default: placement chooses).")]
             = None,
             project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
-            as_json: JsonOpt = False) -> None:
-    """Move a workload to another host."""
-    _act("migrate", name, project, url, token, as_json, {"host": to} if to else None)
+            as_json: JsonOpt = False, no_wait: NoWaitOpt = False) -> None:
+    """Move a workload to another host (a task: waits with a progress bar unless --no-wait)."""
+    with Api(url, token) as api:
+        t = api.post(api_path("workloads", name, "migrate"), {"host": to} if to else None, project=project)
+        if no_wait:
+            queued(t, as_json)
+            return
+        t = wait_for(api, t, show_progress=not as_json)
+    if as_json:
+        emit_json(t)
+    elif t["state"] == "succeeded":
+        r = t["result"] or {}
+        say("{}: migrated {} -> {} (task {})", t["subject"].removeprefix("workload/"), r.get("from"),
+            r.get("to"), t["id"])
+    finish(t)
 
 
 @app.command()

@@ -41,11 +41,24 @@ from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand
-from poolvisor.services.records import DRY_RUN, PLACING, RUNNING, STOPPED, SUSPENDED, WorkloadRecord
+from poolvisor.services.records import (
+    DRY_RUN,
+    PLACING,
+    RUNNING,
+    STOPPED,
+    SUSPENDED,
+    TASK_CANCELLED,
+    TASK_FAILED,
+    TASK_QUEUED,
+    TASK_RUNNING,
+    TASK_SUCCEEDED,
+    WorkloadRecord,
+)
 from poolvisor.services.snapshot import Snapshot, resource_names
+from poolvisor.services.tasks import CONSOLIDATE, TaskServices
 from poolvisor.services.workloads import MAX_PRIORITY, retry_schedule
 from poolvisor.state.cluster import ClusterState
-from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
+from poolvisor.store.rows import HostRow, ProjectRow, TaskRow, WorkloadRow
 
 log = logging.getLogger("poolvisor.services")
 MAX_BATCH = 1000
@@ -81,7 +94,7 @@ class _Item:
     priority: int
 
 
-class BatchServices(ServiceBase):
+class BatchServices(TaskServices):
     def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
                                all_or_nothing: bool = True, pool: str | None = None,
                                dry_run: bool = False, create_project: bool = False) -> BatchResult:
@@ -362,15 +375,75 @@ class BatchServices(ServiceBase):
                          f"{len(plan.moves)} migration(s); lower bound {plan.lower_bound} host(s)")
         if not apply:
             return ConsolidationResult(pool, pd, emptied)
+        # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
+        t = self.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
+                                 {"pool": pool, "max_migrations": max_migrations, "plan": pd,
+                                  "hosts_emptied": emptied})
+        if t.result is None:
+            raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
+        return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
+                                   t.result["executed"], t.result["failed"])
+
+    def apply_consolidation(self, task_id: int) -> None:
+        """Run a consolidate task: plan once (the plan goes into the journal), then each move as a
+        child migrate task, journaling each move it saw end (`done`). Resumed after a crash, it
+        skips those and the moves the crash repair confirmed, and tries the rest again (the move
+        the crash interrupted, undone by the repair, and the ones never started)."""
+        params = self.get_task(task_id).params
+        journal = self._read(lambda s: dict(s.get(TaskRow, task_id).journal))  # type: ignore[union-attr]
+        if "moves" not in journal:
+            if "plan" in params:  # planned by the synchronous call that created the task
+                plan, emptied = params["plan"], params["hosts_emptied"]
+            else:
+                res = self.plan_consolidation(str(params["pool"]),
+                                              max_migrations=params.get("max_migrations"))
+                plan, emptied = res.plan, res.hosts_emptied
+            journal = {"plan": plan, "hosts_emptied": emptied,
+                       "moves": [{"workload": m["workload"], "to": m["to"]} for m in plan["moves"]]}
+            self.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
+        moves, done = journal["moves"], list(journal.get("done", []))
+        for k, m in enumerate(moves):
+            if k in done or self._move_outcome(task_id, k) == TASK_SUCCEEDED:
+                continue  # ran before the restart (or was confirmed by the repair of its move)
+            project, name = str(m["workload"]).split("/", 1)
+            cid = self._write(lambda s, k=k, m=m, project=project, name=name: self._new_task(  # type: ignore[misc]
+                s, "migrate", project, f"workload/{project}/{name}",
+                {"project": project, "name": name, "host": m["to"], "index": k}, parent_id=task_id,
+                state=TASK_RUNNING).id)
+            with self.leases.hold_tasks([cid]):
+                try:
+                    self.migrate_workload(project, name, m["to"], task_id=cid)  # type: ignore[attr-defined]
+                except PoolvisorError as e:
+                    self.end_task(cid, TASK_FAILED, error=e.message)
+            ended = self._move_outcome(task_id, k) or "interrupted"
+            done.append(k)
+            self.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
+                           progress=(k + 1) / len(moves), journal={"done": done})
         executed, failed = [], []
-        for m in plan.moves:
-            project, name = m.workload.split("/", 1)
-            try:
-                self.migrate_workload(project, name, m.target)  # type: ignore[attr-defined]
-                executed.append(m.workload)
-            except PoolvisorError as e:
-                failed.append(f"{m.workload}: {e.message}")
-        return ConsolidationResult(pool, pd, emptied, True, executed, failed)
+        for k, m in enumerate(moves):
+            outcome = self._move_outcome(task_id, k, error=True)
+            if outcome == TASK_SUCCEEDED:
+                executed.append(m["workload"])
+            else:
+                failed.append(f"{m['workload']}: {outcome or 'not run'}")
+        self.end_task(task_id, TASK_SUCCEEDED, result={
+            "pool": params["pool"], "plan": journal["plan"], "hosts_emptied": journal["hosts_emptied"],
+            "applied": True, "executed": executed, "failed": failed})
+
+    def _move_outcome(self, task_id: int, index: int, error: bool = False) -> str | None:
+        """How the consolidation's move `index` ended (its latest child's final state, with the
+        error when asked), None when it has not run (no child, or one cancelled by a recovery)."""
+        def tx(s: Session) -> str | None:
+            for c in s.scalars(select(TaskRow).where(TaskRow.parent_id == task_id)
+                               .order_by(TaskRow.id.desc())):
+                if c.params.get("index") != index:
+                    continue
+                if c.state in (TASK_CANCELLED, TASK_QUEUED, TASK_RUNNING):
+                    return None
+                return c.error if error and c.state != TASK_SUCCEEDED and c.error else c.state
+            return None
+
+        return self._read(tx)
 
 
 def _consolidate(st: ClusterState, names: list[str], demands: np.ndarray, current: list[int],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -43,6 +44,7 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
         self.policy = policy or PlacementPolicy()
         self.cache = PlacementCache()
         self.leases = Leases(store, lease_s)
+        self.task_wakeup = threading.Event()  # set by task submissions (executor.py waits on it)
 
     def close(self) -> None:
         self.leases.close()

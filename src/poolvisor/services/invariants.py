@@ -8,6 +8,12 @@
 4. `hosts.workloads` counts the workloads holding capacity there.
 5. No workload is stuck in a transient state (placing, migrating, deleting) past its lease: its
    process died and no repair has resolved it yet (a live process renews its leases).
+6. No task is orphaned: running with an expired lease (its process died and no recovery resumed
+   or rolled it back yet); a migration whose move committed is reported once, by 5. A queued task
+   past its lease only waits for an executor (counted).
+7. Every task journal agrees with the workloads: a migrating workload has exactly one running
+   migrate task whose journal moves it onto the host it now holds; a running migrate task whose
+   move committed names a workload that is migrating to that host.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from poolvisor.services.base import as_utc
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
 from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
-from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
+from poolvisor.services.tasks import MIGRATE, orphaned
+from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, TaskRow, WorkloadRow
 
 TOL = 1e-6
 
@@ -121,9 +128,41 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
             v.append(f"workload {wname[wid]} is stuck {wl.state}: {why}; no repair has resolved it "
                      "(a running `poolvisor serve` sweeps such workloads)")
 
-    v += network_violations(s)  # 6. address pools, NICs and router interfaces (services/networks.py)
+    # 6. orphaned tasks; 7. task journals vs workloads
+    for t in orphaned(s, now):
+        if t.kind == MIGRATE and t.workload_id in workloads and workloads[t.workload_id].state == "migrating":
+            continue  # its move committed: reported once, as the workload stuck migrating (5.)
+        late = (now - as_utc(t.lease_expires)).total_seconds() if t.lease_expires is not None else 0.0
+        v.append(f"task {t.id} ({t.kind} {t.subject}) is orphaned: running, its lease (owner "
+                 f"{t.lease_owner}) expired {late:.1f} s ago; no recovery has resumed or rolled it back")
+    waiting = len(orphaned(s, now, "queued"))
+    active = list(s.scalars(select(TaskRow).where(TaskRow.state.in_(("queued", "running")))))
+    moving: dict[int, list[TaskRow]] = defaultdict(list)
+    for t in active:
+        committed = t.kind == MIGRATE and t.state == "running" and (t.journal or {}).get("to")
+        if committed and t.workload_id is not None:
+            moving[t.workload_id].append(t)
+    for wid, wl in workloads.items():
+        if wl.state != "migrating":
+            continue
+        ts = moving.get(wid, [])
+        if len(ts) != 1:
+            v.append(f"workload {wname[wid]} is migrating but {len(ts)} running migrate tasks "
+                     "journal its move")
+        elif ts[0].journal.get("to") != hname.get(wl.host_id or -1):
+            v.append(f"workload {wname[wid]} is migrating on {hname.get(wl.host_id or -1)} but task "
+                     f"{ts[0].id}'s journal moves it to {ts[0].journal.get('to')}")
+    for wid, ts in moving.items():
+        wl2 = workloads.get(wid)
+        if wl2 is None or wl2.state != "migrating":
+            for t in ts:
+                v.append(f"task {t.id} journals a committed move of workload {wname.get(wid, wid)}, "
+                         f"which is {wl2.state if wl2 is not None else 'gone'}")
+
+    v += network_violations(s)  # 8. address pools, NICs and router interfaces (services/networks.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),
-                "in_flight": in_flight, "violations": len(v)},
+                "in_flight": in_flight, "tasks_active": len(active), "tasks_waiting": waiting,
+                "violations": len(v)},
     )

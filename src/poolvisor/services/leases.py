@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import InvalidInputError, PoolvisorError
 from poolvisor.services.records import DELETING, MIGRATING, PLACING
 from poolvisor.store.engine import Store
-from poolvisor.store.rows import WorkloadRow
+from poolvisor.store.rows import TaskRow, WorkloadRow
 
 DEFAULT_LEASE_S = 5.0
 MIN_LEASE_S, MAX_LEASE_S = 0.05, 3600.0
@@ -72,6 +72,7 @@ class Leases:
         self.duration = float(duration)
         self.owner = owner or new_owner_id()
         self._held: Counter[int] = Counter()
+        self._held_tasks: Counter[int] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -127,19 +128,47 @@ class Leases:
         with self._lock:
             return set(self._held)
 
+    @contextmanager
+    def hold_tasks(self, ids: Iterable[int]) -> Iterator[None]:
+        """Renew these tasks' leases (tasks.py) until the block ends, like hold() for workloads."""
+        ids = list(ids)
+        with self._lock:
+            self._held_tasks.update(ids)
+            self._ensure_thread()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held_tasks.subtract(ids)
+                self._held_tasks = +self._held_tasks
+
+    def held_tasks(self) -> set[int]:
+        with self._lock:
+            return set(self._held_tasks)
+
     def renew(self) -> int:
         """Push the expiry of every held row this process still owns; returns how many."""
-        ids = sorted(self.held())
-        if not ids:
+        ids, tasks = sorted(self.held()), sorted(self.held_tasks())
+        if not ids and not tasks:
             return 0
 
         def tx(s: Session) -> int:
-            r = s.execute(update(WorkloadRow)
-                          .where(WorkloadRow.id.in_(ids), WorkloadRow.lease_owner == self.owner,
-                                 WorkloadRow.state.in_(TRANSIENT))
-                          .values(lease_expires=self.expiry())
-                          .execution_options(synchronize_session=False))
-            return int(r.rowcount)  # type: ignore[attr-defined]
+            n = 0
+            if ids:
+                r = s.execute(update(WorkloadRow)
+                              .where(WorkloadRow.id.in_(ids), WorkloadRow.lease_owner == self.owner,
+                                     WorkloadRow.state.in_(TRANSIENT))
+                              .values(lease_expires=self.expiry())
+                              .execution_options(synchronize_session=False))
+                n += int(r.rowcount)  # type: ignore[attr-defined]
+            if tasks:
+                r = s.execute(update(TaskRow)
+                              .where(TaskRow.id.in_(tasks), TaskRow.lease_owner == self.owner,
+                                     TaskRow.state.in_(("queued", "running")))
+                              .values(lease_expires=self.expiry())
+                              .execution_options(synchronize_session=False))
+                n += int(r.rowcount)  # type: ignore[attr-defined]
+            return n
 
         return self.store.run(tx, write=True)
 

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Request, place
@@ -33,14 +33,19 @@ from poolvisor.services.records import (
     RUNNING,
     STOPPED,
     SUSPENDED,
+    TASK_FAILED,
+    TASK_ROLLED_BACK,
+    TASK_RUNNING,
+    TASK_SUCCEEDED,
     WorkloadRecord,
 )
 from poolvisor.services.snapshot import group_key
+from poolvisor.services.tasks import MIGRATE, TaskServices, migration_task
 from poolvisor.services.workloads import ACTIONS, TRANSIENT, WorkloadServices, _Spec, retry_schedule
 from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
 
 
-class LifecycleServices(WorkloadServices):
+class LifecycleServices(WorkloadServices, TaskServices):
     def delete_workload(self, project: str, name: str) -> None:
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
         A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py)."""
@@ -123,31 +128,51 @@ class LifecycleServices(WorkloadServices):
 
         return self._write(tx)
 
-    def migrate_workload(self, project: str, name: str, host: str | None = None) -> WorkloadRecord:
-        """Move a workload to `host` (checked by the full filter pipeline) or to the best other host."""
+    def migrate_workload(self, project: str, name: str, host: str | None = None, *,
+                         task_id: int | None = None) -> WorkloadRecord:
+        """Move a workload to `host` (checked by the full filter pipeline) or to the best other host.
+
+        The move is journaled in a `migrate` task (tasks.py): `task_id`, the running task an
+        executor (or a consolidation) runs it for; None, a task created and run here, at once."""
         if host is not None:
             check_name("host", host)
+        if task_id is None:
+            wid = self._read(lambda s: self._migration_source(s, project, name, host)[0].id)
+            task_id = self._write(lambda s: self._new_task(
+                s, MIGRATE, project, f"workload/{project}/{name}",
+                {"project": project, "name": name, "host": host}, workload_id=wid, state=TASK_RUNNING).id)
+            with self.leases.hold_tasks([task_id]):
+                try:
+                    return self.migrate_workload(project, name, host, task_id=task_id)
+                except PoolvisorError as e:
+                    self.end_task(task_id, TASK_FAILED, error=e.message)  # no-op once rolled back
+                    raise
         for _ in retry_schedule():
             try:
-                return self._migrate_once(project, name, host)
+                return self._migrate_once(project, name, host, task_id)
             except Stale:
                 continue
         raise ConflictError("too many concurrent changes; the workload was not migrated, retry")
 
-    def _migrate_once(self, project: str, name: str, target: str | None) -> WorkloadRecord:
+    def _migration_source(self, s: Session, project: str, name: str,
+                          target: str | None) -> tuple[WorkloadRow, str, int | None, str | None]:
+        """(workload, source host, pool id, pool) of a movable workload; 404/409 otherwise."""
+        w, _p = self._workload(s, project, name)
+        if w.state not in (RUNNING, STOPPED, SUSPENDED) or w.host_id is None:
+            raise ConflictError(f"cannot migrate workload {name!r} in state {w.state}")
+        src = s.get(HostRow, w.host_id)
+        assert src is not None
+        if target is not None:
+            self._host(s, target)
+            if target == src.name:
+                raise ConflictError(f"workload {name!r} is already on host {target!r}")
+        pool = w.constraints.get("pool")
+        pool_id = s.scalar(select(PoolRow.id).filter_by(name=pool)) if pool else None
+        return w, src.name, pool_id, pool
+
+    def _migrate_once(self, project: str, name: str, target: str | None, task_id: int) -> WorkloadRecord:
         def look(s: Session) -> tuple[WorkloadRow, str, int | None, str | None]:
-            w, _p = self._workload(s, project, name)
-            if w.state not in (RUNNING, STOPPED, SUSPENDED) or w.host_id is None:
-                raise ConflictError(f"cannot migrate workload {name!r} in state {w.state}")
-            src = s.get(HostRow, w.host_id)
-            assert src is not None
-            if target is not None:
-                self._host(s, target)
-                if target == src.name:
-                    raise ConflictError(f"workload {name!r} is already on host {target!r}")
-            pool = w.constraints.get("pool")
-            pool_id = s.scalar(select(PoolRow.id).filter_by(name=pool)) if pool else None
-            return w, src.name, pool_id, pool
+            return self._migration_source(s, project, name, target)
 
         w, src, pool_id, pool = self._read(look)
         c = w.constraints
@@ -185,8 +210,14 @@ class LifecycleServices(WorkloadServices):
                 raise Stale()
             ledger.release(s, cur)
             ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id)
+            t = self._mine_task(s, task_id)
+            if t is None:
+                raise ConflictError(f"task {task_id} is no longer run by this process")
             cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
-            cur.constraints = {**cur.constraints, "migration": {"from": src, "to": dst, "state": w.state}}
+            # the journal (the way back) goes into the task, in the transaction that moves the allocation
+            t.workload_id = cur.id
+            self._note_in(t, f"moving {name}: {src} -> {dst}", progress=0.5,
+                          journal={"from": src, "to": dst, "state": w.state})
             cur.explanation = decision.explanation.to_dict()
             self.leases.stamp(cur)
 
@@ -203,28 +234,31 @@ class LifecycleServices(WorkloadServices):
 
     def _finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> bool:
         w, _p = self._workload(s, project, name)
-        info = dict(w.constraints.get("migration") or {})
-        if not info or not self._mine(w, MIGRATING):
+        t = migration_task(s, w.id)
+        if t is None or not self._mine(w, MIGRATING):
             return False
+        info = dict(t.journal)
         self.leases.clear(w)
         w.state, w.updated_at = info["state"], datetime.now(UTC)
-        w.constraints = {k: v for k, v in w.constraints.items() if k != "migration"}
+        # the task closes in this transaction (its event first: the workload's is the latest)
+        self._end_in(s, t, TASK_SUCCEEDED, result={"workload": f"{project}/{name}", "from": info["from"],
+                                                   "to": info["to"], "state": info["state"]})
         self._event(s, "workload.migrated", f"workload/{project}/{name}",
                     f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
-                    data={"from": info["from"], "to": info["to"]})
+                    data={"from": info["from"], "to": info["to"], "task": t.id})
         return True
 
     def _undo_migrate(self, s: Session, project: str, name: str, why: str) -> bool:
         """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
         w, _p = self._workload(s, project, name)
-        info = dict(w.constraints.get("migration") or {})
-        if not info or not self._mine(w, MIGRATING):
+        t = migration_task(s, w.id)
+        if t is None or not self._mine(w, MIGRATING):
             return False
+        info = dict(t.journal)
         self.leases.clear(w)
         src, dst = info["from"], info["to"]
         src_row = s.scalars(select(HostRow).filter_by(name=src)).first()
         ledger.release(s, w)
-        w.constraints = {k: v for k, v in w.constraints.items() if k != "migration"}
         w.updated_at = datetime.now(UTC)
         try:
             if src_row is None:
@@ -236,5 +270,7 @@ class LifecycleServices(WorkloadServices):
         except Stale:
             w.state = LOST
             msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
+        self._end_in(s, t, TASK_ROLLED_BACK if w.state != LOST else TASK_FAILED, error=msg,
+                     result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
         self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
         return True

@@ -147,3 +147,32 @@ class CheckReport:
     ok: bool
     violations: list[str]
     counts: dict[str, int]
+
+
+# Task states (services/tasks.py): queued and running are active (leased); the rest are final.
+TASK_QUEUED, TASK_RUNNING = "queued", "running"
+TASK_SUCCEEDED, TASK_FAILED = "succeeded", "failed"
+TASK_CANCELLED, TASK_ROLLED_BACK = "cancelled", "rolled_back"
+TASK_ACTIVE: tuple[str, ...] = (TASK_QUEUED, TASK_RUNNING)
+TASK_STATES: tuple[str, ...] = (*TASK_ACTIVE, TASK_SUCCEEDED, TASK_FAILED, TASK_CANCELLED, TASK_ROLLED_BACK)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A long operation as the API shows it: progress 0..1, the result or error once final, and
+    its log entries ({time, message}); parent: the task that spawned it (a consolidation's moves)."""
+
+    id: int
+    kind: str
+    state: str
+    project: str | None
+    subject: str
+    progress: float
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    entries: list[dict[str, Any]]
+    parent: int | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None

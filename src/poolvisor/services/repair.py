@@ -8,7 +8,11 @@ transactions, visible as a transient workload state carrying the dead process's 
 - "deleting" (delete): the driver delete is repeated (it is idempotent) and the row removed.
 - "migrating" (migrate; the allocation already moved): if the driver positively shows the workload
   on the source and not on the target, the allocation moves back; otherwise the move is confirmed
-  (the database is the authority when the driver knows nothing, e.g. a restarted sim).
+  (the database is the authority when the driver knows nothing, e.g. a restarted sim). The way
+  back is read from the migration's task journal, and the task is closed (succeeded or
+  rolled_back) in the same transaction.
+
+Then the tasks whose owner died are resumed or rolled back (tasks.py, recover_tasks).
 
 Only rows whose lease has expired are touched (leases.py), never one this process holds: a live
 process renews the leases of its use cases in flight, so neither a start nor the periodic sweep of
@@ -33,6 +37,7 @@ from poolvisor.services import ledger
 from poolvisor.services.leases import expired, utcnow
 from poolvisor.services.lifecycle import LifecycleServices
 from poolvisor.services.records import DELETING, MIGRATING, PLACING, RUNNING
+from poolvisor.services.tasks import migration_task
 from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
 
 MAX_PER_SWEEP = 500  # rows repaired per call; the next sweep continues
@@ -66,7 +71,7 @@ class RepairServices(LifecycleServices):
                 continue
             if msg:
                 done.append(msg)
-        return done
+        return done + self.recover_tasks(now)
 
     def _repair_one(self, project: str, host: str | None, w: WorkloadRow) -> str | None:
         dw = self._driver_workload(project, w)
@@ -103,7 +108,8 @@ class RepairServices(LifecycleServices):
         return msg
 
     def _repair_migrating(self, project: str, w: WorkloadRow, dw: DriverWorkload) -> str | None:
-        info = dict(w.constraints.get("migration") or {})
+        t = self._read(lambda s: migration_task(s, w.id))  # the journal: where from, where to
+        info = dict(t.journal) if t is not None else {}
         src, dst = str(info.get("from")), str(info.get("to"))
         back = self.driver.exists(src, dw) and not self.driver.exists(dst, dw)
         if back:

@@ -189,6 +189,38 @@ class UtilizationSampleRow(Base):
     cpu: Mapped[float] = mapped_column(Float)
 
 
+class TaskRow(Base):
+    """0004: a long operation (migrate, consolidation apply; later drain, snapshot, restore,
+    backup) and its journal. `state` is queued, running, succeeded, failed, cancelled or
+    rolled_back; a queued or running task carries the lease of the process that owns it (as
+    transient workloads do), so crash recovery can tell a dead owner's task from a live one's.
+    `journal` is the task's ledger (for a migration: from, to, the workload's state before; for
+    a consolidation: the planned moves), `entries` its progress log; a migration's child tasks
+    name their parent."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_state_lease", "state", "lease_expires"),
+                      Index("ix_tasks_workload_state", "workload_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    project: Mapped[str | None] = mapped_column(String(63), index=True)  # None: admins only
+    subject: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    journal: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    entries: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{time, message}, ...]
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    workload_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 # ---- networks (docs/network.md) ------------------------------------------------------------------
 # Addresses are 16-byte big-endian keys (domain/addresses.py): SQLite and PostgreSQL both sort them
 # numerically, for IPv4, IPv6 and MAC alike.

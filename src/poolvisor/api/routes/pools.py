@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.errors import errors
 from poolvisor.api.fields import NamePath
-from poolvisor.api.schemas import ConsolidationOut, ConsolidationRequest, PoolCreate, PoolOut
+from poolvisor.api.schemas import ConsolidationOut, ConsolidationRequest, PoolCreate, PoolOut, TaskOut
 
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
@@ -33,13 +35,18 @@ def delete_pool(name: NamePath, svc: SvcDep, _: Admin) -> None:
 
 
 @router.post("/{name}/consolidation-plan", response_model=ConsolidationOut,
-             responses=errors(401, 403, 404, 409, 413, 422, 503))
+             responses={202: {"model": TaskOut, "description": "apply: the queued consolidate task"},
+                        **errors(401, 403, 404, 409, 413, 422, 503)})
 def consolidation_plan(name: NamePath, svc: SvcDep, _: Admin,
-                       body: ConsolidationRequest | None = None) -> ConsolidationOut:
+                       body: ConsolidationRequest | None = None) -> ConsolidationOut | JSONResponse:
     """Fewest active hosts with a migration cost: which workloads to move where, and why.
 
-    Nothing moves unless `apply` is true; then the moves run as live migrations, one by one
-    (`executed` / `failed` list the outcome of each)."""
+    Nothing moves unless `apply` is true; then the answer is 202 with a `consolidate` task (also
+    in `Location`) that plans and runs the moves as live migrations, one by one; its result has
+    the plan and `executed` / `failed`, the outcome of each move."""
     req = body or ConsolidationRequest()
-    return ConsolidationOut.model_validate(
-        svc.plan_consolidation(name, max_migrations=req.max_migrations, apply=req.apply))
+    if req.apply:
+        task = svc.submit_consolidation(name, req.max_migrations)
+        return JSONResponse(jsonable_encoder(TaskOut.model_validate(task)), status_code=202,
+                            headers={"Location": f"/v1/tasks/{task.id}"})
+    return ConsolidationOut.model_validate(svc.plan_consolidation(name, max_migrations=req.max_migrations))

@@ -18,6 +18,7 @@ from poolvisor.api.fields import Name, NamePath, QueryBool
 from poolvisor.api.schemas import (
     Action,
     MigrateRequest,
+    TaskOut,
     WorkloadBatchCreate,
     WorkloadBatchOut,
     WorkloadCreate,
@@ -132,10 +133,17 @@ for _action in ACTIONS:
     _action_route(_action)
 
 
-@router.post("/{name}/migrate", response_model=WorkloadOut, responses=errors(401, 404, 409, 413, 422, 503))
-def migrate_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None,
-                     body: MigrateRequest | None = None) -> WorkloadOut:
-    """Move the workload to `host`, or to the host placement chooses when none is given."""
+@router.post("/{name}/migrate", status_code=202, response_model=TaskOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def migrate_workload(name: NamePath, response: Response, svc: SvcDep, who: Who, project: ProjectQ = None,
+                     body: MigrateRequest | None = None) -> TaskOut:
+    """Move the workload to `host`, or to the host placement chooses when none is given.
+
+    Answers 202 with the queued `migrate` task (also in `Location`); poll `GET /v1/tasks/{id}`.
+    An unknown host, a workload that cannot move now or one already on `host` is refused at once;
+    placement (409 no_valid_host) and the driver's failures end the task `failed`/`rolled_back`."""
     target = body.host if body is not None else None
     where = locate_workload(svc, who, name, project)
-    return WorkloadOut.model_validate(svc.migrate_workload(where, name, target))
+    task = svc.submit_migrate(where, name, target)
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    return TaskOut.model_validate(task)

@@ -1,0 +1,117 @@
+"""One replica of one object on one device: a file with a header (generation, length, sha256).
+
+Writes are two-phase: `prepare` writes and fsyncs `<name>.<gen>.tmp`, `commit` renames it over
+the object and fsyncs the directory. Any OSError means the device is gone (its directory was
+removed or renamed, the disk failed): callers mark the device failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"PVOB"
+HEADER = struct.Struct("<4sHxxQQ32s")
+HEADER_SIZE = 64
+
+
+class Corrupt(Exception):
+    """A replica that exists but does not verify (bad header, short, wrong checksum)."""
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A verified replica's payload and generation."""
+
+    gen: int
+    data: bytes
+
+
+def digest(data: bytes | memoryview) -> bytes:
+    """sha256 of a payload (hashlib releases the GIL for large buffers, so threads overlap)."""
+    return hashlib.sha256(data).digest()
+
+
+def object_path(device: Path, volume: str, chunk: int) -> Path:
+    """Where a chunk's replica lives on a device."""
+    return device / "objects" / volume / f"{chunk:010d}"
+
+
+def ensure_volume_dir(device: Path, volume: str) -> None:
+    """Create the volume's directory on a device (never the device itself: a missing one is dead)."""
+    d = device / "objects" / volume
+    if not d.is_dir():
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            return
+        fsync_dir(d.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that renames and creations in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
+    """Phase 1: write and fsync the replica under a temporary name; returns that name."""
+    tmp = object_path(device, volume, chunk).with_suffix(f".{gen}.tmp")
+    header = HEADER.pack(MAGIC, 1, gen, len(data), sha).ljust(HEADER_SIZE, b"\0")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        total = HEADER_SIZE + len(view)
+        n = os.writev(fd, [header, view])
+        while n < total:  # short write: finish it
+            n += os.write(fd, header[n:]) if n < HEADER_SIZE else os.write(fd, view[n - HEADER_SIZE:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tmp
+
+
+def commit(device: Path, volume: str, chunk: int, tmp: Path) -> None:
+    """Phase 2: atomically replace the replica with the prepared file."""
+    os.rename(tmp, object_path(device, volume, chunk))
+
+
+def abort(tmp: Path) -> None:
+    """Drop a prepared file (best effort: the device may be gone)."""
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def read(device: Path, volume: str, chunk: int) -> Replica | None:
+    """The verified replica, None if absent; raises Corrupt if it does not verify, OSError if dead."""
+    try:
+        raw = object_path(device, volume, chunk).read_bytes()
+    except FileNotFoundError:
+        if not (device / "objects").is_dir():
+            raise  # the device itself is gone
+        return None
+    if len(raw) < HEADER_SIZE:
+        raise Corrupt("short header")
+    magic, version, gen, length, sha = HEADER.unpack_from(raw)
+    payload = memoryview(raw)[HEADER_SIZE:]
+    if magic != MAGIC or version != 1 or len(payload) != length:
+        raise Corrupt("bad header or length")
+    if digest(payload) != sha:
+        raise Corrupt("checksum mismatch")
+    return Replica(gen, bytes(payload))
+
+
+def remove(device: Path, volume: str, chunk: int) -> None:
+    """Delete a replica (absent is fine)."""
+    try:
+        os.unlink(object_path(device, volume, chunk))
+    except FileNotFoundError:
+        if not (device / "objects").is_dir():
+            raise  # the device itself is gone

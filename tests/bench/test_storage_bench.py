@@ -1,0 +1,37 @@
+"""`poolvisor bench storage --json`: the figures exist and the data-path invariants hold (small run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from poolvisor.bench.storage import device_kill, movement
+from poolvisor.cli.bench import app
+
+
+def test_movement_near_ideal_small() -> None:
+    m = movement(objects=20_000, devices=24, domains=8)
+    assert 0.8 < m["join_moved_over_ideal"] < 1.2 and 0.8 < m["leave_moved_over_ideal"] < 1.2
+
+
+def test_device_kill_small(tmp_path: Path) -> None:
+    r = device_kill(tmp_path, chunks=32, writes=90, chunk=4096)
+    assert r["acked_lost"] == 0 and r["under_replicated_after"] == 0 and r["acked_bytes"] > 0
+
+
+def test_cli_json(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["storage", "--json", "--size-mib", "1", "--rounds", "1",
+                                   "--tmp", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    for k in ("moved_over_ideal", "write_mb_s", "read_mb_s", "raw_write_mb_s", "acked_lost"):
+        assert k in out
+    assert out["acked_lost"] == 0
+    assert list(tmp_path.iterdir()) == []  # temporary devices removed
+
+
+def test_cli_rejects_bad_size() -> None:
+    res = CliRunner().invoke(app, ["storage", "--size-mib", "0"])
+    assert res.exit_code != 0
