@@ -16,12 +16,17 @@ scored from those statistics without rebuilding the host's GPUs.
 Scores (higher is better), per candidate host:
 
 * ``fgd``: the paper's FGD, ``int(100 * sigmoid((F_before - F_after) / 1000))`` (truncated, so
-  many hosts tie); a pod on a fraction of one GPU tries every GPU with room and keeps the best,
-  first GPU of equals; whole-GPU pods take the first fully free GPUs.
+  most hosts tie and the tie order decides); a pod on a fraction of one GPU tries every GPU with
+  room and keeps the best, first GPU of equals; whole-GPU pods take the first fully free GPUs.
 * ``fgd-exact``: the same measure as an exact float (no truncation, no sigmoid).
-* ``fgd-pack`` (ours): FGD's integer score, then among hosts with the best score the one that
-  keeps the most whole GPUs and CPU usable: the truncation ties are broken by packing (least free
-  GPU milli left after the placement, then least CPU left), see ``packing_key``.
+* ``fgd-ri`` (ours): FGD's integer score minus a *residue* penalty for fractional pods, with ties
+  broken by an *interleaved fill order* (``fill_positions``). The residue R(L) of a GPU with L milli
+  free is the least milli that must stay unused however the workload's per-GPU sizes fill it (an
+  unbounded knapsack over the target workload's levels); a fractional pod of m milli on that GPU
+  costs ``round((R(L - m) - R(L)) / 40)`` points (40 milli is one FGD point near the sigmoid's
+  centre), so a 230 put into a 350 hole (R 30 -> 120) loses 2 points against a fresh GPU. The fill
+  order spreads every host shape evenly over the order instead of a random permutation.
+* ``fgd-residue`` / ``fgd-interleave``: one of the two changes alone (ablations).
 """
 
 from __future__ import annotations
@@ -70,6 +75,13 @@ class TargetWorkload:
     levels: np.ndarray
     level_of: np.ndarray
     gpu: np.ndarray
+    # GPU types grouped by (level, count): group level/count, CPU thresholds and the cumulative
+    # frequency of a group's types whose CPU fits under each threshold (see frag_from_stats)
+    group_level: np.ndarray
+    group_count: np.ndarray
+    cpu_steps: np.ndarray
+    group_cum: np.ndarray
+    residue: np.ndarray  # (1001,) R(L): least milli left unused when L milli are filled with the levels
 
     def __len__(self) -> int:
         return int(self.p.size)
@@ -86,7 +98,19 @@ class TargetWorkload:
             raise InvalidInputError("target workload frequencies must be >= 0 and sum to 1")
         gpu = np.flatnonzero((milli > 0) & (count > 0))
         levels, level_of = np.unique(milli[gpu], return_inverse=True)
-        return cls(cpu, count, milli, p, levels.astype(np.int64), level_of.reshape(-1), gpu)
+        level_of = level_of.reshape(-1)
+        if gpu.size == 0:
+            e = np.zeros(0, dtype=np.int64)
+            return cls(cpu, count, milli, p, e, e, gpu, e, e, np.zeros(0), np.zeros((1, 0)),
+                       np.arange(MILLI + 1, dtype=np.float64))
+        pairs, group = np.unique(np.column_stack([level_of, count[gpu]]), axis=0, return_inverse=True)
+        group = group.reshape(-1)
+        steps = np.unique(cpu[gpu])
+        cum = np.zeros((steps.size + 1, pairs.shape[0]))
+        np.add.at(cum, (np.searchsorted(steps, cpu[gpu], side="left") + 1, group), p[gpu])
+        return cls(cpu, count, milli, p, levels.astype(np.int64), level_of, gpu,
+                   pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64), steps, np.cumsum(cum, axis=0),
+                   residue_table(levels))
 
     @classmethod
     def typical(
@@ -128,6 +152,18 @@ class TargetWorkload:
         return cls.of(uniq[:, 0], uniq[:, 2], uniq[:, 1], freq / freq.sum())
 
 
+def residue_table(levels: np.ndarray) -> np.ndarray:
+    """R(L) for L = 0..1000: the least free milli a GPU with L free keeps when filled with any
+    number of pods of the given per-GPU sizes (unbounded knapsack, exact)."""
+    sizes = [int(x) for x in np.unique(levels) if 0 < x <= MILLI]
+    best = np.arange(MILLI + 1, dtype=np.float64)
+    for free in range(1, MILLI + 1):
+        for m in sizes:
+            if m <= free and best[free - m] < best[free]:
+                best[free] = best[free - m]
+    return best
+
+
 # ---- the measure -----------------------------------------------------------------------------
 def level_stats(dev_left: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per state and level: GPUs with at least the level free (S, J), free milli on the others."""
@@ -145,11 +181,11 @@ def frag_from_stats(
     total = np.asarray(total, dtype=np.float64)
     if wl.gpu.size == 0:
         return total * float(wl.p.sum())
-    g = wl.gpu
-    j = wl.level_of
-    ok = (np.asarray(cpu_left)[:, None] >= wl.cpu[g][None, :]) & (cnt[:, j] >= wl.count[g][None, :])
-    usable = np.where(ok, total[:, None] - small[:, j], 0.0)
-    return total * float(wl.p.sum()) - usable @ wl.p[g]
+    # frequency of each (level, count) group's types whose CPU demand fits the CPU left
+    fits_cpu = wl.group_cum[np.searchsorted(wl.cpu_steps, cpu_left, side="right")]
+    j = wl.group_level
+    usable = np.where(cnt[:, j] >= wl.group_count, total[:, None] - small[:, j], 0.0)
+    return total * float(wl.p.sum()) - np.einsum("sg,sg->s", usable, fits_cpu)
 
 
 def fragmentation(cpu_left: np.ndarray, dev_left: np.ndarray, wl: TargetWorkload) -> np.ndarray:
@@ -180,9 +216,11 @@ class HostStats:
         total = d.sum(axis=1).astype(np.float64)
         return cls(cpu, total, cnt, small, frag_from_stats(cpu, total, cnt, small, wl), first_of_value(d))
 
-    def take(self, idx: np.ndarray) -> HostStats:
-        return HostStats(self.cpu[idx], self.total[idx], self.cnt[idx], self.small[idx], self.frag[idx],
-                         self.first[idx])
+    def update(self, h: int, cpu_left: float, dev_row: np.ndarray, wl: TargetWorkload) -> None:
+        """Recompute host h after its CPU or GPUs changed."""
+        one = HostStats.build(np.array([cpu_left]), dev_row[None, :], wl)
+        self.cpu[h], self.total[h], self.frag[h] = one.cpu[0], one.total[0], one.frag[0]
+        self.cnt[h], self.small[h], self.first[h] = one.cnt[0], one.small[0], one.first[0]
 
 
 def first_of_value(dev_left: np.ndarray) -> np.ndarray:
@@ -197,43 +235,45 @@ def first_of_value(dev_left: np.ndarray) -> np.ndarray:
 # ---- candidate placements ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Options:
-    """Where a pod may go on each candidate host: ``host`` (K,) row into the candidates, ``gpu``
-    (K,) the GPU for a fractional pod (-1: the default whole-GPU choice), and the state after."""
+    """Where a pod may go: ``row`` (K,) index into the candidate list, ``gpu`` (K,) the GPU a
+    fractional pod takes (-1: the default whole-GPU choice), and the host's state after it."""
 
-    host: np.ndarray
+    row: np.ndarray
     gpu: np.ndarray
+    before: np.ndarray  # F of the host before
     after: np.ndarray  # F after the placement
     free_after: np.ndarray  # free GPU milli of the host after
     cpu_after: np.ndarray
 
 
-def options(st: HostStats, dev_left: np.ndarray, pod: Pod, wl: TargetWorkload) -> Options:
-    """Every placement option of ``pod`` on the given hosts (``st`` and ``dev_left`` restricted to
-    the candidates, where the pod fits) with F after it. A fractional pod has one option per
-    distinct free amount among the GPUs with room (first GPU of each); any other pod has one per host
-    (its GPUs taken as the paper's simulator does: the first fully free ones for whole GPUs)."""
-    d = np.asarray(dev_left)
+def options(st: HostStats, dev_left: np.ndarray, cand: np.ndarray, pod: Pod, wl: TargetWorkload) -> Options:
+    """Every placement option of ``pod`` on the candidate hosts ``cand`` (indices into ``st`` and
+    ``dev_left``; the pod fits on each) with F before and after. A fractional pod has one option per
+    distinct free amount among the GPUs with room (the first GPU of each); any other pod has one per
+    host, its GPUs taken as the paper's simulator does (the first fully free ones for whole GPUs)."""
     lv = wl.levels
     if pod.shares_gpu:
-        rows, gpus = np.nonzero(st.first & (d >= pod.milli))
+        d = dev_left[cand]
+        rows, gpus = np.nonzero(st.first[cand] & (d >= pod.milli))
+        h = cand[rows]
         left = d[rows, gpus].astype(np.int64)
         new = left - pod.milli
-        cnt = st.cnt[rows] - (left[:, None] >= lv) + (new[:, None] >= lv)
-        small = (st.small[rows] - np.where(left[:, None] < lv, left[:, None], 0)
+        cnt = st.cnt[h] - (left[:, None] >= lv) + (new[:, None] >= lv)
+        small = (st.small[h] - np.where(left[:, None] < lv, left[:, None], 0)
                  + np.where(new[:, None] < lv, new[:, None], 0))
-        cpu = st.cpu[rows] - pod.cpu
-        total = st.total[rows] - pod.milli
-        return Options(rows, gpus, frag_from_stats(cpu, total, cnt, small, wl), total, cpu)
-    rows = np.arange(d.shape[0])
-    cpu = st.cpu - pod.cpu
-    total = st.total - pod.gpu_milli
+        cpu = st.cpu[h] - pod.cpu
+        total = st.total[h] - pod.milli
+        return Options(rows, gpus, st.frag[h], frag_from_stats(cpu, total, cnt, small, wl), total, cpu)
+    rows = np.arange(cand.size)
+    cpu = st.cpu[cand] - pod.cpu
+    total = st.total[cand] - pod.gpu_milli
     if pod.count == 0:
-        after = frag_from_stats(cpu, total, st.cnt, st.small, wl)
+        after = frag_from_stats(cpu, total, st.cnt[cand], st.small[cand], wl)
     elif pod.milli == MILLI:  # whole GPUs: fully free ones, counted at every level, leave none behind
-        after = frag_from_stats(cpu, total, st.cnt - pod.count, st.small, wl)
+        after = frag_from_stats(cpu, total, st.cnt[cand] - pod.count, st.small[cand], wl)
     else:  # several GPUs, each shared: tightest fitting GPUs first (the simulator's Sub)
-        after = fragmentation(cpu, take_devices(d, pod)[1], wl)
-    return Options(rows, np.full(rows.size, -1, dtype=np.int64), after, total, cpu)
+        after = fragmentation(cpu, take_devices(dev_left[cand], pod)[1], wl)
+    return Options(rows, np.full(rows.size, -1, dtype=np.int64), st.frag[cand], after, total, cpu)
 
 
 def take_devices(dev_left: np.ndarray, pod: Pod) -> tuple[np.ndarray, np.ndarray]:
@@ -254,51 +294,77 @@ def sigmoid_score(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x)) * float(SCORE_MAX)).astype(np.int64)
 
 
-def best_per_host(n: int, host: np.ndarray, gpu: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per host (0..n-1, each with at least one option, options sorted by host then GPU): the
-    highest key and the GPU of its first option reaching it."""
-    starts = np.flatnonzero(np.r_[True, host[1:] != host[:-1]])
+def best_per_row(n: int, row: np.ndarray, gpu: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate (0..n-1, each with at least one option; options sorted by row then GPU): the
+    highest key and the GPU of the first option reaching it."""
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     if starts.size != n:
         raise InvalidInputError("every candidate host needs a placement option")
     best = np.maximum.reduceat(key, starts)
-    seg = np.repeat(np.arange(n), np.diff(np.r_[starts, host.size]))
-    hit = key == best[seg]
-    first_hit = np.full(n, host.size, dtype=np.int64)
-    np.minimum.at(first_hit, seg[hit], np.flatnonzero(hit))
+    seg = np.repeat(np.arange(n), np.diff(np.r_[starts, row.size]))
+    hit = np.flatnonzero(key == best[seg])
+    first_hit = np.full(n, row.size, dtype=np.int64)
+    np.minimum.at(first_hit, seg[hit], hit)
     return best, gpu[first_hit]
 
 
 # ---- node scores -----------------------------------------------------------------------------
-GPU_POLICIES = ("fgd", "fgd-exact", "fgd-pack")
+GPU_POLICIES = ("fgd", "fgd-exact", "fgd-residue", "fgd-interleave", "fgd-ri")
+FILL_POLICIES = ("fgd-interleave", "fgd-ri")  # break ties by an interleaved fill order
+RESIDUE_POINT = 40.0  # milli of residue per FGD point: 100 * sigmoid'(0) / 1000 = one point per 40 milli
+FILL_WEIGHT = 0.9  # the fill term stays below one FGD point: it only orders hosts of equal score
+
+
+def residue_penalty(left: np.ndarray, pod: Pod, wl: TargetWorkload) -> np.ndarray:
+    """FGD points a fractional pod loses for the residue it leaves on GPUs with ``left`` milli free."""
+    left = np.asarray(left, dtype=np.int64)
+    return np.round((wl.residue[left - pod.milli] - wl.residue[left]) / RESIDUE_POINT)
 
 
 def score_hosts(
-    policy: str, st: HostStats, dev_left: np.ndarray, pod: Pod, wl: TargetWorkload
+    policy: str,
+    st: HostStats,
+    dev_left: np.ndarray,
+    cand: np.ndarray,
+    pod: Pod,
+    wl: TargetWorkload,
+    fill: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (C,) of the candidate hosts (higher is better; float) and the GPU a fractional pod
-    takes on each (-1: the default choice). ``st`` and ``dev_left`` are restricted to candidates."""
-    opt = options(st, dev_left, pod, wl)
-    n = st.cpu.size
-    before = st.frag[opt.host]
-    if policy == "fgd":
-        key = sigmoid_score(before, opt.after).astype(np.float64)
-    elif policy == "fgd-exact":
-        key = before - opt.after
-    elif policy == "fgd-pack":
-        key = sigmoid_score(before, opt.after) * PACK_SPAN + packing_key(opt, st, pod)
-    else:
+    """Scores (C,) of the candidate hosts ``cand`` (higher is better, float) and the GPU a fractional
+    pod takes on each (-1: the default choice). ``fill`` (N,) in [0, 1): the hosts' fill order
+    positions (lower first), needed by the interleaving policies."""
+    if policy not in GPU_POLICIES:
         raise InvalidInputError(f"unknown GPU-sharing policy {policy!r}; known: {', '.join(GPU_POLICIES)}")
-    if opt.host.size == n and (opt.gpu < 0).all():
-        return key, opt.gpu
-    return best_per_host(n, opt.host, opt.gpu, key)
+    opt = options(st, dev_left, cand, pod, wl)
+    if policy == "fgd-exact":
+        key = opt.before - opt.after
+    else:
+        key = sigmoid_score(opt.before, opt.after).astype(np.float64)
+        if policy in ("fgd-residue", "fgd-ri") and pod.shares_gpu:
+            key = key - residue_penalty(dev_left[cand[opt.row], opt.gpu], pod, wl)
+    if pod.shares_gpu:
+        key, gpus = best_per_row(cand.size, opt.row, opt.gpu, key)
+    else:
+        gpus = opt.gpu
+    if policy in FILL_POLICIES:
+        if fill is None:
+            raise InvalidInputError(f"{policy} needs the hosts' fill order")
+        key = key + FILL_WEIGHT * (1.0 - np.asarray(fill, dtype=np.float64)[cand])
+    return key, gpus
 
 
-PACK_SPAN = 2.0  # packing_key lies in [0, 1]: it only orders hosts whose FGD scores are equal
+def fill_positions(shape: np.ndarray, within: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Interleaved fill order: (N,) positions in [0, 1), lower filled first.
 
-
-def packing_key(opt: Options, st: HostStats, pod: Pod) -> np.ndarray:
-    """In [0, 1]: higher for less free GPU milli left on the host after the placement, then less CPU
-    left (a host's whole GPUs and CPU stay together on the hosts that remain empty)."""
-    gpu_full = 1.0 - opt.free_after / MAX_SPEC_GPU
-    cpu_full = 1.0 - np.clip(opt.cpu_after, 0.0, None) / (MAX_SPEC_CPU * 1.001)
-    return 0.5 * np.clip(gpu_full, 0.0, 1.0) + 0.5 * 1e-3 * np.clip(cpu_full, 0.0, 1.0)
+    ``shape`` (N,) int class of each host (hosts of one class are interchangeable: same GPUs, CPU,
+    memory), ``within`` (N,) the order of the hosts inside their class (lower first), ``phase``
+    (classes,) in [0, 1). The k-th of the n hosts of a class sits at (k + phase) / n, so every prefix
+    of the order holds each class in proportion to its size (a low-discrepancy interleaving, where a
+    random permutation lets runs of one shape fill up together)."""
+    shape = np.asarray(shape)
+    pos = np.zeros(shape.size)
+    for c in np.unique(shape):
+        members = np.flatnonzero(shape == c)
+        members = members[np.argsort(np.asarray(within)[members], kind="stable")]
+        pos[members] = (np.arange(members.size) + float(phase[c])) / members.size
+    return np.minimum(pos, np.nextafter(1.0, 0.0))

@@ -33,8 +33,10 @@ from poolvisor.policies.placement import gpufrag as gf
 from poolvisor.traces import alibaba as ali
 
 PAPER_POLICIES = ("random", "dotprod", "gpu-clustering", "gpu-packing", "best-fit", "fgd")
-OUR_POLICIES = ("fgd-exact", "fgd-pack")
+OUR_POLICIES = ("fgd-ri",)
 ALL_POLICIES = PAPER_POLICIES + OUR_POLICIES
+ABLATIONS = ("fgd-exact", "fgd-residue", "fgd-interleave")  # by name only (not in "all")
+FILL_STREAM = 99  # the fill order's random stream: default_rng([seed, FILL_STREAM])
 #: Figure 9a of the paper: median unallocated GPU % (10 seeds) at 100 % and 130 % arrived.
 PUBLISHED: dict[str, tuple[float, float]] = {
     "random": (13.75, 12.62),
@@ -44,7 +46,6 @@ PUBLISHED: dict[str, tuple[float, float]] = {
     "best-fit": (7.09, 6.89),
     "fgd": (4.77, 4.60),
 }
-TIE_BASE = 1 << 20  # > number of nodes: score * TIE_BASE - rank orders by score, then rank
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,8 @@ class GpuShareCluster:
     """Node arrays (CPU, memory, per-GPU milli left) plus the measure's per-node statistics,
     updated for the one node a placement touches."""
 
-    def __init__(self, data: PaperData, wl: gf.TargetWorkload) -> None:
+    def __init__(self, data: PaperData, wl: gf.TargetWorkload, fill: np.ndarray | None = None) -> None:
+        self.fill = fill  # fill order positions for the interleaving policies
         self.cpu_left = data.node_cpu.astype(np.float64)
         self.mem_left = data.node_mem.astype(np.float64)
         self.ngpu = data.node_gpus.astype(np.int64)
@@ -159,10 +161,7 @@ class GpuShareCluster:
                 self.dev[h] = new[0]
             self.tags[h, 0 if pod.shares_gpu else pod.count] += 1
             self.used_milli += pod.gpu_milli
-        one = gf.HostStats.build(self.cpu_left[h : h + 1], self.dev[h : h + 1], self.wl)
-        st = self.st
-        st.cpu[h], st.total[h], st.frag[h] = one.cpu[0], one.total[0], one.frag[0]
-        st.cnt[h], st.small[h], st.first[h] = one.cnt[0], one.small[0], one.first[0]
+        self.st.update(h, float(self.cpu_left[h]), self.dev[h], self.wl)
 
 
 # ---- the paper's policies: scores over candidate nodes (higher is better) and the GPU -------------
@@ -231,7 +230,7 @@ def _gpu_packing(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.ran
 
 def _gpufrag(name: str) -> Scorer:
     def score(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
-        s, gpus = gf.score_hosts(name, cl.st.take(cand), cl.dev[cand], pod, cl.wl)
+        s, gpus = gf.score_hosts(name, cl.st, cl.dev, cand, pod, cl.wl, cl.fill)
         return s, (gpus if pod.shares_gpu else None)
 
     return score
@@ -247,8 +246,28 @@ SCORERS: dict[str, Scorer] = {
 }
 
 
+def shape_classes(data: PaperData) -> np.ndarray:
+    """(N,) class id of each node: nodes with the same GPUs, CPU and memory share one."""
+    keys = np.array([f"{g}/{c}/{m}" for g, c, m in zip(data.node_gpus, data.node_cpu, data.node_mem, strict=True)])
+    return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
+
+def interleaved_fill(data: PaperData, seed: int) -> np.ndarray:
+    """The seed's fill order for the interleaving policies: a random order inside each node class,
+    a random phase per class (``gf.fill_positions``)."""
+    shape = shape_classes(data)
+    rng = np.random.default_rng([seed, FILL_STREAM])
+    within = np.zeros(shape.size, dtype=np.int64)
+    phase = np.zeros(int(shape.max()) + 1)
+    for c in range(phase.size):
+        perm = rng.permutation(np.flatnonzero(shape == c))
+        within[perm] = np.arange(perm.size)
+        phase[c] = rng.random()
+    return gf.fill_positions(shape, within, phase)
+
+
 def policy_names(spec: str) -> list[str]:
-    """'all', 'paper' (the six of Figure 9a) or a comma-separated list, validated."""
+    """'all' (the paper's six and ours), 'paper' (the six of Figure 9a) or a comma-separated list."""
     s = spec.strip()
     if s == "all":
         return list(ALL_POLICIES)
@@ -259,8 +278,8 @@ def policy_names(spec: str) -> list[str]:
         raise InvalidInputError("no policy given")
     for n in names:
         if n not in SCORERS:
-            raise InvalidInputError(f"unknown policy {n!r} for --setup paper; known: {', '.join(ALL_POLICIES)}, "
-                                    "paper, all")
+            raise InvalidInputError(f"unknown policy {n!r} for --setup paper; known: "
+                                    f"{', '.join(ALL_POLICIES + ABLATIONS)}, paper, all")
     return names
 
 
@@ -285,7 +304,8 @@ def simulate(data: PaperData, arrivals: Arrivals, policy: str, wl: gf.TargetWork
     scorer = SCORERS.get(policy)
     if scorer is None:
         raise InvalidInputError(f"unknown policy {policy!r}; known: {', '.join(ALL_POLICIES)}")
-    cl = GpuShareCluster(data, wl or data.workload)
+    fill = interleaved_fill(data, arrivals.seed) if policy in gf.FILL_POLICIES else None
+    cl = GpuShareCluster(data, wl or data.workload, fill)
     rng = np.random.default_rng([arrivals.seed, 7])
     order = arrivals.order
     cpu = data.pod_cpu[order].astype(np.float64).tolist()
@@ -301,7 +321,10 @@ def simulate(data: PaperData, arrivals: Arrivals, policy: str, wl: gf.TargetWork
         cand = cl.feasible(pod, mem[i])
         if cand.size:
             score, gpus = scorer(cl, cand, pod, rng)
-            k = int(np.argmax(score * TIE_BASE - rank[cand])) if cand.size > 1 else 0
+            k = 0
+            if cand.size > 1:  # the best score, then the lowest tie rank
+                ties = np.flatnonzero(score == score.max())
+                k = int(ties[np.argmin(rank[cand[ties]])]) if ties.size > 1 else int(ties[0])
             cl.place(int(cand[k]), pod, mem[i], int(gpus[k]) if gpus is not None else -1)
             placed[i] = True
         used[i] = cl.used_milli
