@@ -217,10 +217,18 @@ class HostStats:
         return cls(cpu, total, cnt, small, frag_from_stats(cpu, total, cnt, small, wl), first_of_value(d))
 
     def update(self, h: int, cpu_left: float, dev_row: np.ndarray, wl: TargetWorkload) -> None:
-        """Recompute host h after its CPU or GPUs changed."""
-        one = HostStats.build(np.array([cpu_left]), dev_row[None, :], wl)
-        self.cpu[h], self.total[h], self.frag[h] = one.cpu[0], one.total[0], one.frag[0]
-        self.cnt[h], self.small[h], self.first[h] = one.cnt[0], one.small[0], one.first[0]
+        """Recompute host h after its CPU or GPUs changed (the same statistics as ``build``)."""
+        row = np.asarray(dev_row)
+        ge = row[:, None] >= wl.levels[None, :]
+        self.cnt[h] = ge.sum(axis=0)
+        self.small[h] = (row[:, None] * ~ge).sum(axis=0)
+        self.cpu[h] = cpu_left
+        self.total[h] = float(row.sum())
+        self.frag[h] = frag_from_stats(self.cpu[h : h + 1], self.total[h : h + 1], self.cnt[h : h + 1],
+                                       self.small[h : h + 1], wl)[0]
+        first = np.zeros(row.size, dtype=bool)
+        first[np.unique(row, return_index=True)[1]] = True
+        self.first[h] = first
 
 
 def first_of_value(dev_left: np.ndarray) -> np.ndarray:

@@ -138,12 +138,27 @@ class GpuShareCluster:
         self.dev = np.where(np.arange(g)[None, :] < self.ngpu[:, None], gf.MILLI, 0).astype(np.int64)
         self.wl = wl
         self.st = gf.HostStats.build(self.cpu_left, self.dev, wl)
+        self.max_free = self.dev.max(axis=1)  # the most free milli on one GPU
+        self.n_free = np.count_nonzero(self.dev == gf.MILLI, axis=1)  # fully free GPUs
         self.tags = np.zeros((self.ngpu.size, g + 1), dtype=np.int64)  # pods per GPU tag (0 = shared)
         self.used_milli = 0
+        # scores of the FGD family per (node, pod kind): a node's score for a kind of pod changes only
+        # when the node does, so only the rows of nodes touched since are recomputed (NaN = stale)
+        self.kind = -1
+        self.cache_key = np.zeros((self.ngpu.size, 0))
+        self.cache_gpu = np.zeros((self.ngpu.size, 0), dtype=np.int64)
+
+    def use_cache(self, kinds: int) -> None:
+        self.cache_key = np.full((self.ngpu.size, kinds), np.nan)
+        self.cache_gpu = np.full((self.ngpu.size, kinds), -1, dtype=np.int64)
 
     def feasible(self, pod: gf.Pod, mem: float) -> np.ndarray:
         ok = (self.cpu_left >= pod.cpu) & (self.mem_left >= mem)
-        if pod.count:
+        if pod.count == 1:
+            ok &= self.max_free >= pod.milli
+        elif pod.count and pod.milli == gf.MILLI:
+            ok &= self.n_free >= pod.count
+        elif pod.count:
             ok &= np.count_nonzero(self.dev >= pod.milli, axis=1) >= pod.count
         return np.flatnonzero(ok)
 
@@ -156,12 +171,17 @@ class GpuShareCluster:
                 if gpu < 0 or row[gpu] < pod.milli:
                     raise AssertionError(f"GPU {gpu} of node {h} cannot take {pod.milli} milli")
                 row[gpu] -= pod.milli
+            elif pod.milli == gf.MILLI:  # the first fully free GPUs
+                row[np.flatnonzero(row == gf.MILLI)[: pod.count]] = 0
             else:
-                chosen, new = gf.take_devices(row[None, :], pod)
-                self.dev[h] = new[0]
+                self.dev[h] = gf.take_devices(row[None, :], pod)[1][0]
+            self.max_free[h] = self.dev[h].max()
+            self.n_free[h] = np.count_nonzero(self.dev[h] == gf.MILLI)
             self.tags[h, 0 if pod.shares_gpu else pod.count] += 1
             self.used_milli += pod.gpu_milli
         self.st.update(h, float(self.cpu_left[h]), self.dev[h], self.wl)
+        if self.cache_key.shape[1]:
+            self.cache_key[h] = np.nan
 
 
 # ---- the paper's policies: scores over candidate nodes (higher is better) and the GPU -------------
@@ -230,8 +250,16 @@ def _gpu_packing(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.ran
 
 def _gpufrag(name: str) -> Scorer:
     def score(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
-        s, gpus = gf.score_hosts(name, cl.st, cl.dev, cand, pod, cl.wl, cl.fill)
-        return s, (gpus if pod.shares_gpu else None)
+        if cl.kind < 0 or not cl.cache_key.shape[1]:
+            s, gpus = gf.score_hosts(name, cl.st, cl.dev, cand, pod, cl.wl, cl.fill)
+            return s, (gpus if pod.shares_gpu else None)
+        col = cl.cache_key[:, cl.kind]
+        stale = cand[np.isnan(col[cand])]
+        if stale.size:
+            s, gpus = gf.score_hosts(name, cl.st, cl.dev, stale, pod, cl.wl, cl.fill)
+            col[stale] = s
+            cl.cache_gpu[stale, cl.kind] = gpus
+        return col[cand], (cl.cache_gpu[cand, cl.kind] if pod.shares_gpu else None)
 
     return score
 
@@ -313,11 +341,17 @@ def simulate(data: PaperData, arrivals: Arrivals, policy: str, wl: gf.TargetWork
     count = data.pod_count[order].tolist()
     milli = data.pod_milli[order].tolist()
     n = order.size
+    kinds = np.unique(np.column_stack([data.pod_cpu, data.pod_count, data.pod_milli]), axis=0,
+                      return_inverse=True)[1].reshape(-1)
+    kind = kinds[order].tolist()
+    if policy in gf.GPU_POLICIES:
+        cl.use_cache(int(kinds.max()) + 1)
     used = np.zeros(n, dtype=np.int64)
     placed = np.zeros(n, dtype=bool)
     rank = arrivals.rank
     for i in range(n):
         pod = gf.Pod(cpu[i], count[i], milli[i])
+        cl.kind = kind[i]
         cand = cl.feasible(pod, mem[i])
         if cand.size:
             score, gpus = scorer(cl, cand, pod, rng)
