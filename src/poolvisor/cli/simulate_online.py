@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from poolvisor.cli.simulate_paper import run_paper
 from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
@@ -103,24 +104,44 @@ def _json_default(o: Any) -> Any:
 
 def alibaba(
     directory: Path = typer.Argument(_default("alibaba-gpu-2023"), help="Folder with the openb CSVs"),
-    policy: str = PolicyOpt,
-    mode: str = typer.Option(
-        "replay", "--mode", help="replay: creation/deletion times; fill: the FGD paper's saturation run "
+    policy: str = typer.Option("all", "--policy", "-p", help="first-fit, best-fit, worst-fit, dot-product, fgd, "
+                               "a comma-separated list, or all; with --setup paper: random, dotprod, "
+                               "gpu-clustering, gpu-packing, best-fit, fgd, fgd-ri, paper or all"),
+    setup: str = typer.Option("default", "--setup", help="default: this project's fleet and runs; paper: the "
+                              "FGD paper's experiment (GPU nodes, shuffled arrivals per seed, its baselines)"),
+    mode: str | None = typer.Option(
+        None, "--mode", help="replay (default): creation/deletion times; fill: the FGD paper's saturation run "
         "(no departures, arrivals until --load x GPU capacity)"
     ),
-    speedup: float = typer.Option(1.0, "--speedup", help="replay: divide arrival times by this (more load)"),
-    load: float = typer.Option(1.3, "--load", help="fill: stop when requested GPU reaches this x capacity"),
+    speedup: float | None = typer.Option(None, "--speedup", help="replay: divide arrival times by this"),
+    load: float = typer.Option(1.3, "--load", help="fill / paper: stop when requested GPU reaches this x capacity"),
     seed: int = typer.Option(0, "--seed", help="fill: seed for resampling pods"),
+    seeds: str | None = typer.Option(None, "--seeds", help="paper: seeds, e.g. 42-51 (default) or 0,3,7"),
+    at: str | None = typer.Option(None, "--at", help="paper: arrived % of GPU capacity to report, e.g. "
+                                  "100,130 (default)"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N pods of the trace"),
     as_json: bool = JsonOpt,
     report: Path | None = ReportOpt,
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
 ) -> None:
-    """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its 1,523 real nodes."""
+    """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its real nodes."""
+    if setup == "paper":
+        given = [n for n, v in (("--mode", mode), ("--speedup", speedup), ("--limit", limit)) if v is not None]
+        if check:
+            given.append("--check")
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} do not apply to --setup paper", param_hint="--setup")
+        run_paper(directory, policy, seeds or "42-51", at or "100,130", load, as_json, report)
+        return
+    if setup != "default":
+        raise typer.BadParameter("use default or paper", param_hint="--setup")
+    if seeds is not None or at is not None:
+        raise typer.BadParameter("--seeds and --at need --setup paper", param_hint="--setup")
+    mode = mode or "replay"
     if mode not in ("replay", "fill"):
         raise typer.BadParameter("use replay or fill", param_hint="--mode")
-    scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup, load=load,
+    scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup or 1.0, load=load,
                      seed=seed, limit=limit)
     _run(scn, policy, as_json, report, samples, check)
 
