@@ -302,9 +302,9 @@ def sigmoid_score(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x)) * float(SCORE_MAX)).astype(np.int64)
 
 
-def best_per_row(n: int, row: np.ndarray, gpu: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def best_per_row(n: int, row: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per candidate (0..n-1, each with at least one option; options sorted by row then GPU): the
-    highest key and the GPU of the first option reaching it."""
+    highest key and the index of the first option reaching it."""
     starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
     if starts.size != n:
         raise InvalidInputError("every candidate host needs a placement option")
@@ -313,7 +313,7 @@ def best_per_row(n: int, row: np.ndarray, gpu: np.ndarray, key: np.ndarray) -> t
     hit = np.flatnonzero(key == best[seg])
     first_hit = np.full(n, row.size, dtype=np.int64)
     np.minimum.at(first_hit, seg[hit], hit)
-    return best, gpu[first_hit]
+    return best, first_hit
 
 
 # ---- node scores -----------------------------------------------------------------------------
@@ -329,6 +329,51 @@ def residue_penalty(left: np.ndarray, pod: Pod, wl: TargetWorkload) -> np.ndarra
     return np.round((wl.residue[left - pod.milli] - wl.residue[left]) / RESIDUE_POINT)
 
 
+@dataclass(frozen=True)
+class HostScores:
+    """Per candidate host: the score (higher is better) and what it is made of."""
+
+    key: np.ndarray  # the policy's score
+    gpu: np.ndarray  # GPU a fractional pod takes (-1: whole GPUs, the first fully free ones)
+    before: np.ndarray  # fragmentation before (milli GPU)
+    after: np.ndarray  # fragmentation after the placement on that GPU
+    points: np.ndarray  # the paper's FGD score (0..100)
+    penalty: np.ndarray  # residue penalty in FGD points (fgd-residue, fgd-ri)
+    fill: np.ndarray  # fill-order term added (fgd-interleave, fgd-ri)
+
+
+def score_details(
+    policy: str,
+    st: HostStats,
+    dev_left: np.ndarray,
+    cand: np.ndarray,
+    pod: Pod,
+    wl: TargetWorkload,
+    fill: np.ndarray | None = None,
+) -> HostScores:
+    """Scores of the candidate hosts ``cand`` (indices into ``st`` and ``dev_left``; the pod fits on
+    each) under one GPU-sharing policy, with their parts. ``fill`` (N,) in [0, 1): the hosts' fill
+    order positions (lower first), needed by the interleaving policies."""
+    if policy not in GPU_POLICIES:
+        raise InvalidInputError(f"unknown GPU-sharing policy {policy!r}; known: {', '.join(GPU_POLICIES)}")
+    if policy in FILL_POLICIES and fill is None:
+        raise InvalidInputError(f"{policy} needs the hosts' fill order")
+    opt = options(st, dev_left, cand, pod, wl)
+    points = sigmoid_score(opt.before, opt.after).astype(np.float64)
+    penalty = np.zeros(points.size)
+    if policy in ("fgd-residue", "fgd-ri") and pod.shares_gpu:
+        penalty = residue_penalty(dev_left[cand[opt.row], opt.gpu], pod, wl)
+    key = opt.before - opt.after if policy == "fgd-exact" else points - penalty
+    pick = np.arange(cand.size)
+    if pod.shares_gpu:  # the best option of each host (its first GPU among equals)
+        key, pick = best_per_row(cand.size, opt.row, key)
+    term = np.zeros(cand.size)
+    if policy in FILL_POLICIES and fill is not None:
+        term = FILL_WEIGHT * (1.0 - np.asarray(fill, dtype=np.float64)[cand])
+    return HostScores(key + term, opt.gpu[pick], opt.before[pick], opt.after[pick], points[pick], penalty[pick],
+                      term)
+
+
 def score_hosts(
     policy: str,
     st: HostStats,
@@ -338,27 +383,9 @@ def score_hosts(
     wl: TargetWorkload,
     fill: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (C,) of the candidate hosts ``cand`` (higher is better, float) and the GPU a fractional
-    pod takes on each (-1: the default choice). ``fill`` (N,) in [0, 1): the hosts' fill order
-    positions (lower first), needed by the interleaving policies."""
-    if policy not in GPU_POLICIES:
-        raise InvalidInputError(f"unknown GPU-sharing policy {policy!r}; known: {', '.join(GPU_POLICIES)}")
-    opt = options(st, dev_left, cand, pod, wl)
-    if policy == "fgd-exact":
-        key = opt.before - opt.after
-    else:
-        key = sigmoid_score(opt.before, opt.after).astype(np.float64)
-        if policy in ("fgd-residue", "fgd-ri") and pod.shares_gpu:
-            key = key - residue_penalty(dev_left[cand[opt.row], opt.gpu], pod, wl)
-    if pod.shares_gpu:
-        key, gpus = best_per_row(cand.size, opt.row, opt.gpu, key)
-    else:
-        gpus = opt.gpu
-    if policy in FILL_POLICIES:
-        if fill is None:
-            raise InvalidInputError(f"{policy} needs the hosts' fill order")
-        key = key + FILL_WEIGHT * (1.0 - np.asarray(fill, dtype=np.float64)[cand])
-    return key, gpus
+    """``score_details`` reduced to the scores (C,) and the GPU of a fractional pod on each host."""
+    d = score_details(policy, st, dev_left, cand, pod, wl, fill)
+    return d.key, d.gpu
 
 
 def fill_positions(shape: np.ndarray, within: np.ndarray, phase: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.placement import filters as f
+from poolvisor.policies.placement import gpushare
 from poolvisor.policies.placement import scorers as s
 
 FILTERS: dict[str, Callable[[], f.Filter]] = {}
@@ -31,6 +32,8 @@ for _cls in (f.HostStateFilter, f.AllowedHostsFilter, f.CapacityFilter, f.LabelF
     register_filter(_cls.name, _cls)
 for _scls in (s.BestFitScorer, s.WorstFitScorer, s.BalancedScorer, s.DotProductScorer, s.GroupSoftScorer):
     register_scorer(_scls.name, _scls)
+register_filter(gpushare.GpuDeviceFilter.name, gpushare.GpuDeviceFilter)  # shared GPUs (per-device fit)
+register_scorer(gpushare.FgdRiScorer.name, gpushare.FgdRiScorer)
 
 
 def _load_plugins() -> None:

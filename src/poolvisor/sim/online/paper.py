@@ -184,6 +184,26 @@ class GpuShareCluster:
             self.cache_key[h] = np.nan
 
 
+    def check(self, data: PaperData) -> None:
+        """Raise AssertionError if a node is over capacity or the GPU books disagree."""
+        if np.any(self.cpu_left < -1e-9) or np.any(self.mem_left < -1e-9):
+            raise AssertionError("a node is over its CPU or memory")
+        if np.any(self.dev < 0) or np.any(self.dev > gf.MILLI):
+            raise AssertionError("a GPU is over-allocated")
+        real = np.arange(self.dev.shape[1])[None, :] < self.ngpu[:, None]
+        if np.any(self.dev[~real] != 0):
+            raise AssertionError("a node uses a GPU it does not have")
+        if self.used_milli != int(data.node_gpus.sum()) * gf.MILLI - int(self.dev.sum()):
+            raise AssertionError("allocated GPU disagrees with the GPUs' free milli")
+        fresh = gf.HostStats.build(self.cpu_left, self.dev, self.wl)
+        if not (np.allclose(fresh.frag, self.st.frag) and np.array_equal(fresh.cnt, self.st.cnt)
+                and np.array_equal(fresh.first, self.st.first)):
+            raise AssertionError("the incremental fragmentation statistics drifted")
+        if not (np.array_equal(self.max_free, self.dev.max(axis=1))
+                and np.array_equal(self.n_free, np.count_nonzero(self.dev == gf.MILLI, axis=1))):
+            raise AssertionError("the fit indexes drifted")
+
+
 # ---- the paper's policies: scores over candidate nodes (higher is better) and the GPU -------------
 Scorer = Callable[[GpuShareCluster, np.ndarray, gf.Pod, np.random.Generator], tuple[np.ndarray, np.ndarray | None]]
 
@@ -326,8 +346,18 @@ class PaperRun:
         return unallocated_at(self.arrived_milli, self.used_milli, self.capacity_milli, x)
 
 
-def simulate(data: PaperData, arrivals: Arrivals, policy: str, wl: gf.TargetWorkload | None = None) -> PaperRun:
-    """Place the arrivals in order with one policy on a fresh cluster."""
+def simulate(
+    data: PaperData,
+    arrivals: Arrivals,
+    policy: str,
+    wl: gf.TargetWorkload | None = None,
+    *,
+    cache: bool = True,
+    check: bool = False,
+) -> PaperRun:
+    """Place the arrivals in order with one policy on a fresh cluster. ``cache`` keeps the FGD
+    family's scores per (node, pod kind) between pods (same results, faster); ``check`` verifies the
+    cluster's books after every pod (tests)."""
     t0 = time.perf_counter()
     scorer = SCORERS.get(policy)
     if scorer is None:
@@ -344,7 +374,7 @@ def simulate(data: PaperData, arrivals: Arrivals, policy: str, wl: gf.TargetWork
     kinds = np.unique(np.column_stack([data.pod_cpu, data.pod_count, data.pod_milli]), axis=0,
                       return_inverse=True)[1].reshape(-1)
     kind = kinds[order].tolist()
-    if policy in gf.GPU_POLICIES:
+    if cache and policy in gf.GPU_POLICIES:
         cl.use_cache(int(kinds.max()) + 1)
     used = np.zeros(n, dtype=np.int64)
     placed = np.zeros(n, dtype=bool)
@@ -362,6 +392,8 @@ def simulate(data: PaperData, arrivals: Arrivals, policy: str, wl: gf.TargetWork
             cl.place(int(cand[k]), pod, mem[i], int(gpus[k]) if gpus is not None else -1)
             placed[i] = True
         used[i] = cl.used_milli
+        if check:
+            cl.check(data)
     arrived = np.cumsum(data.pod_count[order] * data.pod_milli[order])
     return PaperRun(policy, arrivals.seed, arrived, used, placed, data.capacity_milli, time.perf_counter() - t0)
 
