@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from poolvisor.cli.simulate_paper import run_paper
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
@@ -131,16 +132,16 @@ def alibaba(
         if check:
             given.append("--check")
         if given:
-            raise typer.BadParameter(f"{', '.join(given)} do not apply to --setup paper", param_hint="--setup")
+            raise InvalidInputError(f"{', '.join(given)} do not apply to --setup paper")
         run_paper(directory, policy, seeds or "42-51", at or "100,130", load, as_json, report)
         return
     if setup != "default":
-        raise typer.BadParameter("use default or paper", param_hint="--setup")
+        raise InvalidInputError(f"--setup {setup!r}: use default or paper")
     if seeds is not None or at is not None:
-        raise typer.BadParameter("--seeds and --at need --setup paper", param_hint="--setup")
+        raise InvalidInputError("--seeds and --at need --setup paper")
     mode = mode or "replay"
     if mode not in ("replay", "fill"):
-        raise typer.BadParameter("use replay or fill", param_hint="--mode")
+        raise InvalidInputError(f"--mode {mode!r}: use replay or fill")
     scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup or 1.0, load=load,
                      seed=seed, limit=limit)
     _run(scn, policy, as_json, report, samples, check)

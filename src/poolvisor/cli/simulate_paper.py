@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.sim.online import paper as pp
 from poolvisor.sim.online.paper_report import paper_report, rows, summary
 
@@ -23,7 +24,7 @@ def run_paper(directory: Path, policy: str, seeds: str, at: str, load: float, as
     seed_list = pp.parse_seeds(seeds)
     points = pp.parse_at(at)
     if load <= 0:
-        raise typer.BadParameter("must be > 0", param_hint="--load")
+        raise InvalidInputError(f"--load {load:g}: must be > 0")
     data = pp.load_paper_data(directory)
     desc = (f"{data.node_names.size:,} GPU nodes, {data.capacity_milli // 1000:,} GPUs; {data.pods:,} pods "
             f"shuffled per seed, then resampled clones until requested GPU = {load:g} x capacity; no "
