@@ -89,7 +89,8 @@ def test_typical_pods_cover_95_percent_most_frequent_first() -> None:
     wl = gf.TargetWorkload.typical(rows[:, 0], rows[:, 1].astype(int), rows[:, 2].astype(int))
     assert len(wl) == 3 and wl.cpu.tolist() == [4000, 8000, 12000]
     np.testing.assert_allclose(wl.p, [60 / 95, 25 / 95, 10 / 95])
-    no_cpu = gf.TargetWorkload.typical(rows[:, 0], rows[:, 1].astype(int), rows[:, 2].astype(int), cpu_only=False)
+    no_cpu = gf.TargetWorkload.typical(rows[:, 0], rows[:, 1].astype(int), rows[:, 2].astype(int),
+                                       cpu_only=False)
     assert 0 not in no_cpu.milli.tolist()
     # equal counts: the larger CPU comes first (the simulator's order), so it is the one kept
     eq = np.array([[1000, 1, 500]] * 5 + [[2000, 1, 500]] * 5, dtype=float)
@@ -108,7 +109,8 @@ def test_residue_is_the_least_unfillable_remainder() -> None:
 
 
 def test_scores_fgd_points_residue_and_fill() -> None:
-    assert gf.sigmoid_score(np.array([500.0, 0.0, 0.0]), np.array([500.0, 1000.0, -1000.0])).tolist() == [50, 26, 73]
+    points = gf.sigmoid_score(np.array([500.0, 0.0, 0.0]), np.array([500.0, 1000.0, -1000.0]))
+    assert points.tolist() == [50, 26, 73]
     cpu, dev = random_states(np.random.default_rng(3), 60)
     st = gf.HostStats.build(cpu, dev, WL)
     pod = gf.Pod(2000, 1, 320)
@@ -145,7 +147,7 @@ def test_fill_positions_interleave_every_shape_in_proportion() -> None:
         assert np.all(np.abs(counts - k * np.array([0.6, 0.3, 0.1])) <= 1.0 + 1e-9)
     members = np.flatnonzero(shape == 2)
     assert np.argsort(pos[members]).tolist() == np.argsort(within[members]).tolist()
-    assert 0 <= pos.min() and pos.max() < 1
+    assert pos.min() >= 0 and pos.max() < 1
 
 
 def test_target_workload_is_validated() -> None:

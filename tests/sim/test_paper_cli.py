@@ -41,7 +41,8 @@ def test_paper_setup_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_paper_setup_table(capsys: pytest.CaptureFixture[str]) -> None:
     require_shared_data("alibaba-gpu-2023")
-    assert _cli(["simulate", "alibaba", "--setup", "paper", "--seeds", "43", "--at", "100", "-p", "dotprod"]) == 0
+    argv = ["simulate", "alibaba", "--setup", "paper", "--seeds", "43", "--at", "100", "-p", "dotprod"]
+    assert _cli(argv) == 0
     out = capsys.readouterr().out
     assert "dotprod" in out and "100% paper" in out and "9.44" in out and "1,213 GPU nodes" in out
 

@@ -105,17 +105,18 @@ def _json_default(o: Any) -> Any:
 
 def alibaba(
     directory: Path = typer.Argument(_default("alibaba-gpu-2023"), help="Folder with the openb CSVs"),
-    policy: str = typer.Option("all", "--policy", "-p", help="first-fit, best-fit, worst-fit, dot-product, fgd, "
-                               "a comma-separated list, or all; with --setup paper: random, dotprod, "
-                               "gpu-clustering, gpu-packing, best-fit, fgd, fgd-ri, paper or all"),
-    setup: str = typer.Option("default", "--setup", help="default: this project's fleet and runs; paper: the "
-                              "FGD paper's experiment (GPU nodes, shuffled arrivals per seed, its baselines)"),
+    policy: str = typer.Option(
+        "all", "--policy", "-p", help="first-fit, best-fit, worst-fit, dot-product, fgd, a comma-separated "
+        "list, or all; with --setup paper: random, dotprod, gpu-clustering, gpu-packing, best-fit, fgd, "
+        "fgd-ri (or the ablations fgd-exact, fgd-residue, fgd-interleave), paper or all"),
+    setup: str = typer.Option(
+        "default", "--setup", help="default: this project's fleet and runs; paper: the FGD paper's "
+        "experiment (its GPU nodes, shuffled arrivals per seed, its baselines and metric)"),
     mode: str | None = typer.Option(
-        None, "--mode", help="replay (default): creation/deletion times; fill: the FGD paper's saturation run "
-        "(no departures, arrivals until --load x GPU capacity)"
-    ),
+        None, "--mode", help="replay (default): creation/deletion times; fill: the FGD paper's saturation "
+        "run (no departures, arrivals until --load x GPU capacity)"),
     speedup: float | None = typer.Option(None, "--speedup", help="replay: divide arrival times by this"),
-    load: float = typer.Option(1.3, "--load", help="fill / paper: stop when requested GPU reaches this x capacity"),
+    load: float = typer.Option(1.3, "--load", help="fill, paper: stop when requested GPU is this x capacity"),
     seed: int = typer.Option(0, "--seed", help="fill: seed for resampling pods"),
     seeds: str | None = typer.Option(None, "--seeds", help="paper: seeds, e.g. 42-51 (default) or 0,3,7"),
     at: str | None = typer.Option(None, "--at", help="paper: arrived % of GPU capacity to report, e.g. "
@@ -128,7 +129,8 @@ def alibaba(
 ) -> None:
     """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its real nodes."""
     if setup == "paper":
-        given = [n for n, v in (("--mode", mode), ("--speedup", speedup), ("--limit", limit)) if v is not None]
+        opts = (("--mode", mode), ("--speedup", speedup), ("--limit", limit))
+        given = [n for n, v in opts if v is not None]
         if check:
             given.append("--check")
         if given:
@@ -142,8 +144,8 @@ def alibaba(
     mode = mode or "replay"
     if mode not in ("replay", "fill"):
         raise InvalidInputError(f"--mode {mode!r}: use replay or fill")
-    scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup or 1.0, load=load,
-                     seed=seed, limit=limit)
+    scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup or 1.0,
+                     load=load, seed=seed, limit=limit)
     _run(scn, policy, as_json, report, samples, check)
 
 

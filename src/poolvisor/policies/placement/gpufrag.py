@@ -370,8 +370,8 @@ def score_details(
     term = np.zeros(cand.size)
     if policy in FILL_POLICIES and fill is not None:
         term = FILL_WEIGHT * (1.0 - np.asarray(fill, dtype=np.float64)[cand])
-    return HostScores(key + term, opt.gpu[pick], opt.before[pick], opt.after[pick], points[pick], penalty[pick],
-                      term)
+    return HostScores(key + term, opt.gpu[pick], opt.before[pick], opt.after[pick], points[pick],
+                      penalty[pick], term)
 
 
 def score_hosts(

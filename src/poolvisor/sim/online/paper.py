@@ -205,7 +205,8 @@ class GpuShareCluster:
 
 
 # ---- the paper's policies: scores over candidate nodes (higher is better) and the GPU -------------
-Scorer = Callable[[GpuShareCluster, np.ndarray, gf.Pod, np.random.Generator], tuple[np.ndarray, np.ndarray | None]]
+Scored = tuple[np.ndarray, np.ndarray | None]  # scores over the candidates, GPU of a fractional pod
+Scorer = Callable[[GpuShareCluster, np.ndarray, gf.Pod, np.random.Generator], Scored]
 
 
 def _tightest(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod) -> np.ndarray | None:
@@ -216,7 +217,7 @@ def _tightest(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod) -> np.ndarray 
     return np.argmin(np.where(d >= pod.milli, d, np.iinfo(np.int64).max), axis=1)
 
 
-def _random(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _random(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator) -> Scored:
     score = np.zeros(cand.size)
     score[rng.integers(cand.size)] = 1.0
     gpus = None
@@ -227,19 +228,19 @@ def _random(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.G
     return score, gpus
 
 
-def _dotprod(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _dotprod(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator) -> Scored:
     dot = ((cl.cpu_left[cand] / gf.MAX_SPEC_CPU) * (pod.cpu / gf.MAX_SPEC_CPU)
            + (cl.st.total[cand] / gf.MAX_SPEC_GPU) * (pod.gpu_milli / gf.MAX_SPEC_GPU))
     return np.trunc(float(gf.SCORE_MAX) * (1.0 - dot / 2.0)), _tightest(cl, cand, pod)
 
 
-def _best_fit(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _best_fit(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator) -> Scored:
     s = ((cl.cpu_left[cand] - pod.cpu) / gf.MAX_SPEC_CPU * 0.5
          + (cl.st.total[cand] - pod.gpu_milli) / gf.MAX_SPEC_GPU * 0.5)
     return np.trunc((1.0 - s) * float(gf.SCORE_MAX)), _tightest(cl, cand, pod)
 
 
-def _gpu_clustering(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _gpu_clustering(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator) -> Scored:
     if pod.count == 0:
         return np.zeros(cand.size), None
     tags = cl.tags[cand]
@@ -250,7 +251,7 @@ def _gpu_clustering(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.
     return (base + offset).astype(np.float64), _tightest(cl, cand, pod)
 
 
-def _gpu_packing(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def _gpu_packing(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator) -> Scored:
     if pod.count == 0:
         return np.zeros(cand.size), None
     d = cl.dev[cand]
@@ -269,7 +270,7 @@ def _gpu_packing(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.ran
 
 
 def _gpufrag(name: str) -> Scorer:
-    def score(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+    def score(cl: GpuShareCluster, cand: np.ndarray, pod: gf.Pod, rng: np.random.Generator) -> Scored:
         if cl.kind < 0 or not cl.cache_key.shape[1]:
             s, gpus = gf.score_hosts(name, cl.st, cl.dev, cand, pod, cl.wl, cl.fill)
             return s, (gpus if pod.shares_gpu else None)
@@ -296,7 +297,8 @@ SCORERS: dict[str, Scorer] = {
 
 def shape_classes(data: PaperData) -> np.ndarray:
     """(N,) class id of each node: nodes with the same GPUs, CPU and memory share one."""
-    keys = np.array([f"{g}/{c}/{m}" for g, c, m in zip(data.node_gpus, data.node_cpu, data.node_mem, strict=True)])
+    cols = zip(data.node_gpus, data.node_cpu, data.node_mem, strict=True)
+    keys = np.array([f"{g}/{c}/{m}" for g, c, m in cols])
     return np.unique(keys, return_inverse=True)[1].reshape(-1)
 
 
@@ -395,7 +397,8 @@ def simulate(
         if check:
             cl.check(data)
     arrived = np.cumsum(data.pod_count[order] * data.pod_milli[order])
-    return PaperRun(policy, arrivals.seed, arrived, used, placed, data.capacity_milli, time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    return PaperRun(policy, arrivals.seed, arrived, used, placed, data.capacity_milli, wall)
 
 
 def unallocated_at(arrived_milli: np.ndarray, used_milli: np.ndarray, capacity_milli: int, x: float) -> float:
@@ -428,7 +431,7 @@ class PaperResult:
         v = v[np.isfinite(v)]
         return round(float(np.median(v)), 2) if v.size else float("nan")
 
-    def curve(self, policy: str, xs: Sequence[float]) -> np.ndarray:
+    def curve(self, policy: str, xs: Sequence[float] | np.ndarray) -> np.ndarray:
         return np.array([self.median(policy, x) for x in xs])
 
     def wall_s(self, policy: str) -> float:

@@ -31,7 +31,8 @@ def summary(res: PaperResult) -> dict[str, Any]:
         "load": res.load,
         "unallocated_pct": med,
         "paper_unallocated_pct": paper,
-        "per_seed": {p: {at_key(x): [_num(v) for v in res.per_seed(p, x)] for x in res.at} for p in res.policies},
+        "per_seed": {p: {at_key(x): [_num(v) for v in res.per_seed(p, x)] for x in res.at}
+                     for p in res.policies},
         "placed": {p: [int(r.placed.sum()) for r in res.runs[p]] for p in res.policies},
         "arrivals": [int(r.placed.size) for r in res.runs[res.policies[0]]] if res.policies else [],
         "wall_s": {p: round(res.wall_s(p), 2) for p in res.policies},
