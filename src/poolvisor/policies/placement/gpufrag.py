@@ -18,7 +18,8 @@ Scores (higher is better), per candidate host:
 * ``fgd``: the paper's FGD, ``int(100 * sigmoid((F_before - F_after) / 1000))`` (truncated, so
   most hosts tie and the tie order decides); a pod on a fraction of one GPU tries every GPU with
   room and keeps the best, first GPU of equals; whole-GPU pods take the first fully free GPUs.
-* ``fgd-exact``: the same measure as an exact float (no truncation, no sigmoid).
+* ``fgd-exact``: the same measure as an exact float (no truncation, no sigmoid; rounded to 1e-6
+  milli so that identical hosts still tie).
 * ``fgd-ri`` (ours): FGD's integer score minus a *residue* penalty for fractional pods, with ties
   broken by an *interleaved fill order* (``fill_positions``). The residue R(L) of a GPU with L milli
   free is the least milli that must stay unused however the workload's per-GPU sizes fill it (an
@@ -363,7 +364,9 @@ def score_details(
     penalty = np.zeros(points.size)
     if policy in ("fgd-residue", "fgd-ri") and pod.shares_gpu:
         penalty = residue_penalty(dev_left[cand[opt.row], opt.gpu], pod, wl)
-    key = opt.before - opt.after if policy == "fgd-exact" else points - penalty
+    # exact: rounded to 1e-6 milli, so that equal hosts tie exactly (float sums of identical states
+    # can differ in the last bits with their position in the batch) and the tie rule decides
+    key = np.round(opt.before - opt.after, 6) if policy == "fgd-exact" else points - penalty
     pick = np.arange(cand.size)
     if pod.shares_gpu:  # the best option of each host (its first GPU among equals)
         key, pick = best_per_row(cand.size, opt.row, key)
