@@ -186,7 +186,7 @@ def frag_from_stats(
     fits_cpu = wl.group_cum[np.searchsorted(wl.cpu_steps, cpu_left, side="right")]
     j = wl.group_level
     usable = np.where(cnt[:, j] >= wl.group_count, total[:, None] - small[:, j], 0.0)
-    return total * float(wl.p.sum()) - np.einsum("sg,sg->s", usable, fits_cpu)
+    return total * float(wl.p.sum()) - (usable * fits_cpu).sum(axis=1)
 
 
 def fragmentation(cpu_left: np.ndarray, dev_left: np.ndarray, wl: TargetWorkload) -> np.ndarray:
@@ -298,8 +298,12 @@ def take_devices(dev_left: np.ndarray, pod: Pod) -> tuple[np.ndarray, np.ndarray
 
 
 def sigmoid_score(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """The paper's FGD score: int(100 * sigmoid(fragmentation decrease / 1000)), truncated."""
-    x = (np.asarray(before, dtype=np.float64) - after) / 1000.0
+    """The paper's FGD score: int(100 * sigmoid(fragmentation decrease / 1000)), truncated.
+
+    The decrease is rounded to 1e-6 milli first: a placement that changes nothing (a CPU-only pod
+    that leaves every type fitting) must score exactly 50, as in the simulator, not 49 when the
+    float sums of "before" and "after" differ in their last bits."""
+    x = np.round(np.asarray(before, dtype=np.float64) - after, 6) / 1000.0
     return (1.0 / (1.0 + np.exp(-x)) * float(SCORE_MAX)).astype(np.int64)
 
 
