@@ -52,7 +52,8 @@ def rows(res: PaperResult) -> tuple[list[str], list[list[Any]]]:
         for x in res.at:
             v = res.median(p, x)
             ref = pub.get(x)
-            row += [v, ref if ref is not None else "–", round(v - ref, 2) if ref is not None else "–"]
+            diff: Any = round(v - ref, 2) if ref is not None and v == v else "–"  # NaN: nothing near x
+            row += [v if v == v else "–", ref if ref is not None else "–", diff]
         row.append(round(res.wall_s(p), 1))
         out.append(row)
     return cols, out
