@@ -139,3 +139,16 @@ def test_scorer_learns_the_workload_and_explains() -> None:
     assert len(dev.history) == 4 and set(dev.workload().milli.tolist()) <= {300, 500, 1000}
     fill = dev.fill(st)
     assert np.array_equal(fill, dev.fill(st)) and fill.shape == (3,)  # deterministic
+
+
+def test_learned_workload_follows_the_latest_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the history is full, new requests still change the target workload (the window slides)."""
+    monkeypatch.setattr(gs, "HISTORY", 4)
+    dev = gs.GpuDevices(np.full((1, 8), 1000))
+    for _ in range(4):
+        dev.allocate(0, gf.Pod(1, 1, 100))
+        dev.release(0, gf.Pod(1, 1, 100), np.array([int(np.argmin(dev.free[0]))]))
+    assert dev.workload().milli.tolist() == [100]
+    for _ in range(4):
+        dev.allocate(0, gf.Pod(1, 1, 200))
+    assert dev.workload().milli.tolist() == [200] and len(dev.history) == 4 and dev.allocations == 8

@@ -65,6 +65,7 @@ class GpuDevices:
         self.fixed_fill = None if fill is None else np.asarray(fill, dtype=np.float64)
         self.cpu, self.gpu = cpu, gpu
         self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY)
+        self.allocations = 0  # requests allocated so far (the history keeps the last HISTORY)
         self._learned: tuple[int, gf.TargetWorkload] | None = None
 
     @classmethod
@@ -88,12 +89,12 @@ class GpuDevices:
         hist = list(self.history) or ([(extra.cpu, extra.count, extra.milli)] if extra else [])
         if not hist:
             return gf.TargetWorkload.of(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
-        if self._learned is not None and self._learned[0] == len(self.history) and self.history:
+        if self._learned is not None and self._learned[0] == self.allocations and self.history:
             return self._learned[1]
         a = np.array(hist, dtype=np.float64)
         wl = gf.TargetWorkload.typical(a[:, 0], a[:, 1].astype(np.int64), a[:, 2].astype(np.int64))
         if self.history:
-            self._learned = (len(self.history), wl)
+            self._learned = (self.allocations, wl)
         return wl
 
     def stats(self, view: ClusterState, wl: gf.TargetWorkload) -> gf.HostStats:
@@ -136,6 +137,7 @@ class GpuDevices:
             raise ConflictError(f"host {h} has no {pod.count} GPU(s) with {pod.milli} milli free")
         row[chosen] -= pod.milli
         self.history.append((pod.cpu, pod.count, pod.milli))
+        self.allocations += 1
         return chosen
 
     def release(self, h: int, pod: gf.Pod, gpus: np.ndarray) -> None:
