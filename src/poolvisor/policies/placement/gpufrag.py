@@ -245,14 +245,12 @@ def first_of_value(dev_left: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Options:
     """Where a pod may go: ``row`` (K,) index into the candidate list, ``gpu`` (K,) the GPU a
-    fractional pod takes (-1: the default whole-GPU choice), and the host's state after it."""
+    fractional pod takes (-1: the default whole-GPU choice), the host's F before and after."""
 
     row: np.ndarray
     gpu: np.ndarray
     before: np.ndarray  # F of the host before
     after: np.ndarray  # F after the placement
-    free_after: np.ndarray  # free GPU milli of the host after
-    cpu_after: np.ndarray
 
 
 def options(st: HostStats, dev_left: np.ndarray, cand: np.ndarray, pod: Pod, wl: TargetWorkload) -> Options:
@@ -272,7 +270,7 @@ def options(st: HostStats, dev_left: np.ndarray, cand: np.ndarray, pod: Pod, wl:
                  + np.where(new[:, None] < lv, new[:, None], 0))
         cpu = st.cpu[h] - pod.cpu
         total = st.total[h] - pod.milli
-        return Options(rows, gpus, st.frag[h], frag_from_stats(cpu, total, cnt, small, wl), total, cpu)
+        return Options(rows, gpus, st.frag[h], frag_from_stats(cpu, total, cnt, small, wl))
     rows = np.arange(cand.size)
     cpu = st.cpu[cand] - pod.cpu
     total = st.total[cand] - pod.gpu_milli
@@ -282,7 +280,7 @@ def options(st: HostStats, dev_left: np.ndarray, cand: np.ndarray, pod: Pod, wl:
         after = frag_from_stats(cpu, total, st.cnt[cand] - pod.count, st.small[cand], wl)
     else:  # several GPUs, each shared: tightest fitting GPUs first (the simulator's Sub)
         after = fragmentation(cpu, take_devices(dev_left[cand], pod)[1], wl)
-    return Options(rows, np.full(rows.size, -1, dtype=np.int64), st.frag[cand], after, total, cpu)
+    return Options(rows, np.full(rows.size, -1, dtype=np.int64), st.frag[cand], after)
 
 
 def take_devices(dev_left: np.ndarray, pod: Pod) -> tuple[np.ndarray, np.ndarray]:
