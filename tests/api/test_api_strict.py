@@ -45,6 +45,26 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
                                                       {"max_migrations": 5, "apply": False}),
     ("POST", "/v1/utilization"): ("/v1/utilization", {"samples": [
         {"workload": "ghost", "project": "demo", "time": 6000, "cpu": 0.5}]}),
+    # networks (docs/network.md): unknown pools and routers are a 404 once the body is valid
+    ("POST", "/v1/ip-pools"): ("/v1/ip-pools", {"name": "ipp-strict", "cidr": "10.77.0.0/24", "project": "demo"}),
+    ("POST", "/v1/ip-pools/{name}/allocations"): ("/v1/ip-pools/ghost/allocations", {
+        "address": "10.77.0.5", "count": 1, "owner": "db"}),
+    ("POST", "/v1/ip-pools/{name}/reservations"): ("/v1/ip-pools/ghost/reservations", {
+        "first": "10.77.0.10", "last": "10.77.0.19", "note": "static"}),
+    ("POST", "/v1/ip-pools/{name}/release"): ("/v1/ip-pools/ghost/release", {
+        "first": "10.77.0.10", "last": "10.77.0.11"}),
+    ("POST", "/v1/networks"): ("/v1/networks", {"name": "n-strict", "cidr": "10.78.0.0/24", "project": "demo",
+                                                "gateway": "10.78.0.1", "no_gateway": False}),
+    ("POST", "/v1/routers"): ("/v1/routers", {"name": "r-strict", "project": "demo", "protocol": "static"}),
+    ("POST", "/v1/routers/{name}/interfaces"): ("/v1/routers/ghost/interfaces", {
+        "network": "n-strict", "address": "10.78.0.2", "cost": 5}),
+    ("POST", "/v1/routers/{name}/interfaces/{network}/link"): ("/v1/routers/ghost/interfaces/n-strict/link",
+                                                               {"state": "down", "cost": 3}),
+    ("POST", "/v1/routers/{name}/routes"): ("/v1/routers/ghost/routes", {
+        "prefix": "10.9.0.0/16", "nexthop": "10.78.0.1", "metric": 2}),
+    # an unknown project: 409 (dataplane off) or 404, never a namespace touched
+    ("POST", "/v1/dataplane/apply"): ("/v1/dataplane/apply", {"project": "nope-strict", "prefix": "pv"}),
+    ("POST", "/v1/dataplane/teardown"): ("/v1/dataplane/teardown", {"project": "nope-strict", "prefix": "pv"}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [
