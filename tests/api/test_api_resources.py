@@ -8,8 +8,8 @@ from typing import Any, cast
 
 from fastapi.routing import APIRoute
 
-from poolvisor.api.app import create_app
 from poolvisor.api import routes as api_routes
+from poolvisor.api.app import create_app
 from poolvisor.api.auth import admin as admin_dependency
 from poolvisor.services import Services
 

@@ -165,7 +165,7 @@ class TokenCreate(_In):
         default="member", description="admin (admins only) or member of `project`")
     project: Name | None = Field(default=None, description="for members: required from admins, the "
                                  "caller's own project by default from members; forbidden for admins")
-    expires_in: Annotated[int, Field(strict=True, ge=1, le=MAX_TOKEN_EXPIRES_IN_S)] | None = Field(
+    expires_in: Annotated[int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN_S), INTEGRAL] | None = Field(
         default=None, description="seconds until the token expires; default: never (or when the "
         "calling token expires: a token never outlives the token that created it)")
     label: Annotated[str, StringConstraints(max_length=63, pattern=TOKEN_LABEL_PATTERN)] = Field(
