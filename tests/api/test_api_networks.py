@@ -48,6 +48,9 @@ def test_bad_bodies_are_422(client: Any, admin: dict[str, str]) -> None:
     r = client.post("/v1/ip-pools/lan/reservations", json={"first": "10.0.0.9", "last": "10.0.0.3"},
                     headers=admin)
     assert r.status_code == 422
+    r = client.post("/v1/networks", json={"name": "x", "cidr": "10.5.0.0/24", "gateway": "10.5.0.1",
+                                          "no_gateway": True}, headers=admin)
+    assert r.status_code == 422 and "not both" in r.json()["message"]
 
 
 def test_projects_see_only_their_own(client: Any, admin: dict[str, str], member: Any) -> None:
@@ -85,12 +88,12 @@ def test_projects_see_only_their_own(client: Any, admin: dict[str, str], member:
 
 
 def test_workload_networks_field_is_validated(client: Any, admin: dict[str, str]) -> None:
-    for nets in (["a/b"], "lan", [f"n{i}" for i in range(9)], [1]):
+    for nets in (["a/b"], "lan", [f"n{i}" for i in range(9)], [1], ["lan", "lan"]):
         r = client.post("/v1/workloads", json={"name": "w", "flavor": "small", "networks": nets},
                         headers=admin)
         assert r.status_code == 422, (nets, r.text)
-    r = client.post("/v1/workloads", json={"name": "w", "flavor": "small", "networks": ["nope"]},
-                    headers=admin)
+    r = client.post("/v1/workloads", json={"name": "w", "flavor": "small", "networks": ["nope"],
+                                           "project": "demo"}, headers=admin)  # the project exists
     assert r.status_code == 404 and "nope" in r.json()["message"]
 
 

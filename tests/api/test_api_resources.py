@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import pkgutil
+from typing import Any, cast
 
+from fastapi.routing import APIRoute
+
+from poolvisor.api import routes as api_routes
+from poolvisor.api.app import create_app
+from poolvisor.api.auth import admin as admin_dependency
 from poolvisor.services import Services
 
 
@@ -166,9 +173,42 @@ def test_openapi_declares_every_error(client: Any) -> None:
                 assert {"413", "422"} <= codes, (method, path)
             if "{name}" in path:
                 assert {"404", "422"} <= codes, (method, path)
-            member_writable = "workloads" in path or path.startswith(("/v1/tokens", "/v1/utilization"))
-            if method in ("post", "put", "delete") and path.startswith("/v1") and not member_writable:
+            if method in ("post", "put", "delete") and path.startswith("/v1") and not _member_writable(path):
                 assert "403" in codes, (method, path)
+
+
+# Paths a member may write (inside its own project), by design; every other write is admin-only.
+# Networks, address pools and routers belong to a project like workloads (docs/network.md); the
+# dataplane changes the server's machine and stays admin-only.
+MEMBER_WRITABLE = ("/v1/workloads", "/v1/tokens", "/v1/utilization", "/v1/ip-pools", "/v1/networks",
+                   "/v1/routers")
+
+
+def _member_writable(path: str) -> bool:
+    return path.startswith(MEMBER_WRITABLE)
+
+
+def _needs_admin(dependant: Any) -> bool:
+    return any(d.call is admin_dependency or _needs_admin(d) for d in dependant.dependencies)
+
+
+def test_admin_routes_declare_403_and_member_routes_are_open_to_members() -> None:
+    """The registry above against the code: a route behind the admin dependency declares 403 and
+    is not listed as member-writable; a member-writable write is not behind it."""
+    doc = create_app(cast(Services, None)).openapi()
+    routes = [r for m in pkgutil.iter_modules(api_routes.__path__)
+              for r in importlib.import_module(f"{api_routes.__name__}.{m.name}").router.routes
+              if isinstance(r, APIRoute)]
+    assert {(m.lower(), r.path_format) for r in routes for m in r.methods} == {
+        (m, p) for p, item in doc["paths"].items() for m in item}  # every operation, no other
+    assert sum(_needs_admin(r.dependant) for r in routes) >= 10
+    for r in routes:
+        for method in r.methods:
+            declared = set(doc["paths"][r.path_format][method.lower()]["responses"])
+            if _needs_admin(r.dependant):
+                assert "403" in declared and not _member_writable(r.path_format), (method, r.path_format)
+            elif method in ("POST", "PUT", "DELETE") and r.path_format.startswith("/v1"):
+                assert _member_writable(r.path_format) or "403" in declared, (method, r.path_format)
 
 
 def test_unavailable_backend_is_503(client: Any, admin: dict[str, str], svc: Services,

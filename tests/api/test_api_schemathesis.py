@@ -49,15 +49,13 @@ UNSTATABLE_RULES = re.compile("|".join((
     r"the history spans \d+ steps",  # since..until over at most 10,000 buckets (data-dependent)
     r"a member token needs a project",  # optional for a member caller (its own), required from an admin
     # IP pools, networks and routes (services/networks.py, services/ipam.py): address arithmetic
-    r"has host bits set",  # a subnet given as an address inside it
-    r"address; this needs",  # an address of the other family than the pool's
-    r"invalid MAC address",
-    r"is not inside the pool",
-    r"give either an address or a count",
-    r"is after",  # a range whose first address is after its last
-    r"is not a host address of",  # a gateway outside its subnet
-    r"give a gateway or no_gateway",
-    r"is not on a network router",  # a static route's next hop
+    # and the stored pool's family ("address or count" and "gateway or no_gateway" are in the schema)
+    r"has host bits set",  # a subnet given as an address inside it (prefix length vs address bits)
+    r"address; this needs",  # an address of another family than the stored pool's (IP vs MAC too)
+    r"is not inside the pool",  # an address outside the stored pool's subnet
+    r"the first address .*is after the last",  # two fields ordered as addresses
+    r"is not a host address of",  # a gateway outside its subnet (two fields, address arithmetic)
+    r"is not on a network router",  # a static route's next hop (data-dependent)
 )))
 
 load_all_checks()

@@ -32,7 +32,7 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("PUT", "/v1/hosts/{name}/state"): ("/v1/hosts/demo-000/state", {"state": "up"}),
     ("POST", "/v1/flavors"): ("/v1/flavors", {"name": "f-strict", "demand": {"vcpu": 1, "memory_mib": 512}}),
     ("POST", "/v1/projects"): ("/v1/projects", {"name": "p-strict"}),
-    ("POST", "/v1/tokens"): ("/v1/tokens", {"role": "member", "project": "demo"}),
+    ("POST", "/v1/tokens"): ("/v1/tokens", {"role": "member", "project": "demo", "expires_in": 3600}),
     ("POST", "/v1/workloads"): ("/v1/workloads?dry_run=true", {
         "name": "w-strict", "project": "demo", "demand": {"vcpu": 1}, "kind": "vm", "priority": 3,
         "group": "g", "group_policy": "anti-affinity", "required_labels": {"gpu": "true"},
@@ -45,6 +45,28 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
                                                       {"max_migrations": 5, "apply": False}),
     ("POST", "/v1/utilization"): ("/v1/utilization", {"samples": [
         {"workload": "ghost", "project": "demo", "time": 6000, "cpu": 0.5}]}),
+    # networks (docs/network.md): unknown pools and routers are a 404 once the body is valid
+    ("POST", "/v1/ip-pools"): ("/v1/ip-pools", {"name": "ipp-strict", "cidr": "10.77.0.0/24",
+                                                "project": "demo"}),
+    ("POST", "/v1/ip-pools/{name}/allocations"): ("/v1/ip-pools/ghost/allocations", {
+        "address": "10.77.0.5", "count": 1, "owner": "db"}),
+    ("POST", "/v1/ip-pools/{name}/reservations"): ("/v1/ip-pools/ghost/reservations", {
+        "first": "10.77.0.10", "last": "10.77.0.19", "note": "static"}),
+    ("POST", "/v1/ip-pools/{name}/release"): ("/v1/ip-pools/ghost/release", {
+        "first": "10.77.0.10", "last": "10.77.0.11"}),
+    ("POST", "/v1/networks"): ("/v1/networks", {"name": "n-strict", "cidr": "10.78.0.0/24", "project": "demo",
+                                                "gateway": "10.78.0.1", "no_gateway": False}),
+    ("POST", "/v1/routers"): ("/v1/routers", {"name": "r-strict", "project": "demo", "protocol": "static"}),
+    ("POST", "/v1/routers/{name}/interfaces"): ("/v1/routers/ghost/interfaces", {
+        "network": "n-strict", "address": "10.78.0.2", "cost": 5}),
+    ("POST", "/v1/routers/{name}/interfaces/{network}/link"): ("/v1/routers/ghost/interfaces/n-strict/link",
+                                                               {"state": "down", "cost": 3}),
+    ("POST", "/v1/routers/{name}/routes"): ("/v1/routers/ghost/routes", {
+        "prefix": "10.9.0.0/16", "nexthop": "10.78.0.1", "metric": 2}),
+    # an unknown project: 409 (dataplane off) or 404, never a namespace touched
+    ("POST", "/v1/dataplane/apply"): ("/v1/dataplane/apply", {"project": "nope-strict", "prefix": "pv"}),
+    ("POST", "/v1/dataplane/teardown"): ("/v1/dataplane/teardown", {"project": "nope-strict",
+                                                                    "prefix": "pv"}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [
@@ -221,6 +243,8 @@ def test_query_flag_true_and_false(client: Any, admin: dict[str, str]) -> None:
     ("/v1/workloads/x/utilization", {"since": "1700000000"}),
     ("/v1/workloads/x/utilization", {"since": "2024-01-01"}),
     ("/v1/workloads/x/utilization", {"until": "1969-12-31T00:00:00Z"}),
+    ("/v1/ip-pools/x/ranges", {"limit": " 5"}), ("/v1/ip-pools/x/ranges", {"limit": "5_0"}),
+    ("/v1/ip-pools/x/ranges", {"limit": "0x10"}),
 ])
 def test_query_numbers_and_dates_are_strict(shared: tuple[TestClient, dict[str, str]], path: str,
                                             params: dict[str, str]) -> None:
@@ -230,5 +254,27 @@ def test_query_numbers_and_dates_are_strict(shared: tuple[TestClient, dict[str, 
 
 
 def test_query_numbers_in_json_syntax_are_fine(client: Any, admin: dict[str, str]) -> None:
+    pool = {"name": "lan", "cidr": "10.0.0.0/24"}
+    assert client.post("/v1/ip-pools", json=pool, headers=admin).status_code == 201
     for limit in ("5", "5.0", "1e1"):
         assert client.get("/v1/events", params={"limit": limit}, headers=admin).status_code == 200, limit
+        r = client.get("/v1/ip-pools/lan/ranges", params={"limit": limit}, headers=admin)
+        assert r.status_code == 200, (limit, r.text)
+
+
+def test_integral_numbers_are_integers(shared: tuple[TestClient, dict[str, str]]) -> None:
+    """JSON Schema's `integer` is any number with an integral value: 7.0 is accepted wherever 7 is
+    (the schema says so; a strict-mode int would refuse it)."""
+    client, admin = shared
+    tried = 0
+    for (method, tpl), (url, body) in VALID_BODIES.items():
+        for path, schema in _leaves(body, _body_schema(method, tpl)):
+            value = body
+            for key in path:
+                value = value[key]
+            if _types(schema) & {"integer", "number"} and isinstance(value, int) \
+                    and not isinstance(value, bool) and "number" not in _types(schema):
+                r = client.request(method, url, json=_replace(body, path, float(value)), headers=admin)
+                assert r.status_code != 422, (tpl, path, r.text)
+                tried += 1
+    assert tried >= 8

@@ -73,7 +73,9 @@ def test_free_text_fields_carry_the_text_rule() -> None:
     free = {where for where, s in _request_strings() if s.get("pattern") == TEXT_PATTERN}
     assert free == {"POST /v1/pools body.description", "POST /v1/hosts body.labels.<value>",
                     "POST /v1/workloads body.required_labels.<value>",
-                    "POST /v1/workloads body.forbidden_labels.<value>"}
+                    "POST /v1/workloads body.forbidden_labels.<value>",
+                    "POST /v1/ip-pools/{name}/allocations body.owner",
+                    "POST /v1/ip-pools/{name}/reservations body.note"}
 
 
 # (method, url, valid body, where the text goes) for every free-text field
@@ -84,7 +86,15 @@ TEXT_FIELDS = [
      ("required_labels", "k")),
     ("POST", "/v1/workloads?dry_run=true", {"name": "tw", "flavor": "tiny", "forbidden_labels": {"k": ""}},
      ("forbidden_labels", "k")),
+    ("POST", "/v1/ip-pools/tlan/allocations", {}, ("owner",)),
+    ("POST", "/v1/ip-pools/tlan/reservations", {"first": "10.66.0.10", "last": "10.66.0.19"}, ("note",)),
 ]
+# what a field's requests need first, and how an accepted request is undone (so the next one fits)
+SETUP = {"/v1/ip-pools/tlan": {"name": "tlan", "cidr": "10.66.0.0/24"}}
+UNDO = {"/v1/pools": lambda body: ("DELETE", f"/v1/pools/{body['name']}", None),
+        "/v1/hosts": lambda body: ("DELETE", f"/v1/hosts/{body['name']}", None),
+        "/v1/ip-pools/tlan/reservations": lambda body: ("POST", "/v1/ip-pools/tlan/release",
+                                                        {"first": body["first"], "last": body["last"]})}
 
 
 def _with(body: dict[str, Any], where: tuple[str, ...], text: str) -> dict[str, Any]:
@@ -101,6 +111,9 @@ def test_every_free_text_field_is_tested() -> None:
                          ids=[f"{u.split('?')[0]}:{'.'.join(w)}" for _, u, _, w in TEXT_FIELDS])
 def test_control_and_bidi_characters_are_422(client: Any, admin: dict[str, str], method: str, url: str,
                                              body: dict[str, Any], where: tuple[str, ...]) -> None:
+    for prefix, needed in SETUP.items():
+        if url.startswith(prefix):
+            assert client.post(prefix.rsplit("/", 1)[0], json=needed, headers=admin).status_code == 201
     for ch in FORBIDDEN:
         r = client.request(method, url, json=_with(body, where, f"ok{ch}ok"), headers=admin)
         assert r.status_code == 422, (repr(ch), r.text)
@@ -108,8 +121,10 @@ def test_control_and_bidi_characters_are_422(client: Any, admin: dict[str, str],
     for text in ALLOWED:
         r = client.request(method, url, json=_with(body, where, text[:63]), headers=admin)
         assert r.status_code in (200, 201), (text, r.text)
-        if method == "POST" and url in ("/v1/pools", "/v1/hosts"):  # created: free the name again
-            assert client.delete(f"{url}/{body['name']}", headers=admin).status_code == 204
+        if url in UNDO:  # created or reserved: free the name or the range again
+            undo_method, undo_url, undo_body = UNDO[url](body)
+            r = client.request(undo_method, undo_url, json=undo_body, headers=admin)
+            assert r.status_code in (200, 204), r.text
 
 
 def test_reported_description_is_rejected_and_nothing_stored(client: Any, admin: dict[str, str],

@@ -80,6 +80,11 @@ def test_pool_errors(svc):
             svc.create_ip_pool("demo", "bad", bad)
     with pytest.raises(InvalidInputError, match="ipv6 address"):
         svc.allocate_ip("demo", "lan", address="::1")
+    # every family mismatch says so in one wording (the API lists it as a data-dependent rule)
+    with pytest.raises(InvalidInputError, match="is a MAC address; this needs ipv4"):
+        svc.allocate_ip("demo", "lan", address="02:00:00:00:00:01")
+    with pytest.raises(InvalidInputError, match="the first address 192.168.1.9 is after the last"):
+        svc.reserve_ip_range("demo", "lan", "192.168.1.9", "192.168.1.3")
     with pytest.raises(InvalidInputError, match="count"):
         svc.allocate_ip("demo", "lan", count=0)
     with pytest.raises(NotFoundError):

@@ -68,7 +68,7 @@ def test_a_0003_migration_journal_moves_into_a_task(url: str) -> None:
     store = Store(url)
     try:
         migrate(store, "head")
-        assert current_revision(store) == head_revision() == "0004"
+        assert current_revision(store) == head_revision()
         with store.engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
             md = MetaData()
@@ -107,7 +107,7 @@ def test_0004_downgrades_with_the_journal_and_upgrades_again(url: str) -> None:
             c.rollback()
         assert constraints["migration"] == {"from": "h0", "to": "h1", "state": "stopped"}
         migrate(store, "head")
-        assert current_revision(store) == "0004"
+        assert current_revision(store) == head_revision()
         with store.engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
             c.rollback()

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
+from poolvisor.api.fields import INTEGRAL
 from poolvisor.api.schemas import Name, _In, _Out
 from poolvisor.services.networks import NOTE_PATTERN
 
-MAX_COUNT = 1 << 64
+# the largest integer every JSON parser reads exactly (I-JSON, RFC 7493): above it a client reading
+# numbers as doubles cannot tell a count from its neighbours, nor compare it with the bound
+MAX_COUNT = (1 << 53) - 1
 # Exact grammars, so the schema accepts what the services parse: IPv4 dotted quads without leading
 # zeros, IPv6 in full or compressed form (no embedded IPv4, no zone), MACs as six hex pairs.
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -59,10 +63,25 @@ class IpPoolOut(_Out):
     network: str | None = Field(description="the network owning this pool, if any")
 
 
+def _not_both(field: str, other: str, neutral: JsonValue) -> JsonDict:
+    """JSON Schema for "`field` (non-null) only with `other` absent or equal to `neutral`"."""
+    return {"anyOf": [{"not": {"required": [field]}}, {"properties": {field: {"type": "null"}}},
+                      {"not": {"required": [other]}}, {"properties": {other: {"const": neutral}}}]}
+
+
 class IpAllocate(_In):
+    """`address` or `count`, not both."""
+
+    model_config = ConfigDict(json_schema_extra=_not_both("address", "count", 1))
     address: MacOrIpText | None = Field(default=None, description="exactly this address; else the next free")
-    count: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT), INTEGRAL] = 1
     owner: Note = ""
+
+    @model_validator(mode="after")
+    def _rules(self) -> IpAllocate:
+        if self.address is not None and self.count != 1:
+            raise ValueError("give either an address or a count, not both")
+        return self
 
 
 class IpReserve(_In):
@@ -91,6 +110,14 @@ class NetworkCreate(_In):
     project: Name | None = ProjectField
     gateway: IpText | None = Field(default=None, description="default: the first usable address")
     no_gateway: bool = False
+
+    model_config = ConfigDict(json_schema_extra=_not_both("gateway", "no_gateway", False))
+
+    @model_validator(mode="after")
+    def _rules(self) -> NetworkCreate:
+        if self.gateway is not None and self.no_gateway:
+            raise ValueError("give a gateway or no_gateway, not both")
+        return self
 
 
 class NetworkOut(_Out):
@@ -149,18 +176,18 @@ class InterfaceCreate(_In):
     network: Name
     address: IpText | None = Field(default=None, description="default: the network's gateway if free, "
                                    "else the next free address")
-    cost: Annotated[int, Field(ge=1, le=65535)] = 1
+    cost: Annotated[int, Field(ge=1, le=65535), INTEGRAL] = 1
 
 
 class InterfaceUpdate(_In):
     state: Literal["up", "down"] | None = Field(default=None, description="take the link down or up")
-    cost: Annotated[int, Field(ge=1, le=65535)] | None = None
+    cost: Annotated[int, Field(ge=1, le=65535), INTEGRAL] | None = None
 
 
 class StaticRouteCreate(_In):
     prefix: CidrText
     nexthop: IpText
-    metric: Annotated[int, Field(ge=1, le=65535)] = 1
+    metric: Annotated[int, Field(ge=1, le=65535), INTEGRAL] = 1
 
 
 class InterfaceOut(_Out):

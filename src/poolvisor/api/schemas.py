@@ -165,7 +165,7 @@ class TokenCreate(_In):
         default="member", description="admin (admins only) or member of `project`")
     project: Name | None = Field(default=None, description="for members: required from admins, the "
                                  "caller's own project by default from members; forbidden for admins")
-    expires_in: Annotated[int, Field(strict=True, ge=1, le=MAX_TOKEN_EXPIRES_IN_S)] | None = Field(
+    expires_in: Annotated[int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN_S), INTEGRAL] | None = Field(
         default=None, description="seconds until the token expires; default: never (or when the "
         "calling token expires: a token never outlives the token that created it)")
     label: Annotated[str, StringConstraints(max_length=63, pattern=TOKEN_LABEL_PATTERN)] = Field(
@@ -261,11 +261,14 @@ class WorkloadCreate(_In):
     required_labels: Labels | None = None
     forbidden_labels: Labels | None = None
     pool: Name | None = None
-    networks: Annotated[list[Name], Field(max_length=8, description="one NIC per network")] | None = None
+    networks: Annotated[list[Name], Field(max_length=8, description="one NIC per network (no repeats)",
+                                          json_schema_extra={"uniqueItems": True})] | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> WorkloadCreate:
         _one_of_flavor_demand(self.flavor, self.demand)
+        if self.networks is not None and len(set(self.networks)) != len(self.networks):
+            raise ValueError("a network is listed twice; a workload has one NIC per network")
         if self.group_policy is not None and self.group is None:
             raise ValueError("group_policy needs a group")
         return self

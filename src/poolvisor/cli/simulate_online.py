@@ -15,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from poolvisor.cli.parse import number
+from poolvisor.cli.simulate_paper import run_paper
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
@@ -104,27 +106,49 @@ def _json_default(o: Any) -> Any:
 
 def alibaba(
     directory: Path = typer.Argument(_default("alibaba-gpu-2023"), help="Folder with the openb CSVs"),
-    policy: str = PolicyOpt,
-    mode: str = typer.Option(
-        "replay", "--mode", help="replay: creation/deletion times; fill: the FGD paper's saturation run "
-        "(no departures, arrivals until --load x GPU capacity)"
-    ),
-    speedup: float = typer.Option(1.0, "--speedup", help="replay: divide arrival times by this (more load)",
-        parser=number),
-    load: float = typer.Option(1.3, "--load", help="fill: stop when requested GPU reaches this x capacity",
-        parser=number),
+    policy: str = typer.Option(
+        "all", "--policy", "-p", help="first-fit, best-fit, worst-fit, dot-product, fgd, a comma-separated "
+        "list, or all; with --setup paper: random, dotprod, gpu-clustering, gpu-packing, best-fit, fgd, "
+        "fgd-ri (or the ablations fgd-exact, fgd-residue, fgd-interleave), paper or all"),
+    setup: str = typer.Option(
+        "default", "--setup", help="default: this project's fleet and runs; paper: the FGD paper's "
+        "experiment (its GPU nodes, shuffled arrivals per seed, its baselines and metric)"),
+    mode: str | None = typer.Option(
+        None, "--mode", help="replay (default): creation/deletion times; fill: the FGD paper's saturation "
+        "run (no departures, arrivals until --load x GPU capacity)"),
+    speedup: float | None = typer.Option(None, "--speedup", help="replay: divide arrival times by this",
+                                          parser=number),
+    load: float = typer.Option(1.3, "--load", help="fill, paper: stop when requested GPU is this x capacity",
+                             parser=number),
     seed: int = typer.Option(0, "--seed", help="fill: seed for resampling pods"),
+    seeds: str | None = typer.Option(None, "--seeds", help="paper: seeds, e.g. 42-51 (default) or 0,3,7"),
+    at: str | None = typer.Option(None, "--at", help="paper: arrived % of GPU capacity to report, e.g. "
+                                  "100,130 (default)"),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N pods of the trace"),
     as_json: bool = JsonOpt,
     report: Path | None = ReportOpt,
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
 ) -> None:
-    """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its 1,523 real nodes."""
+    """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its real nodes."""
+    if setup == "paper":
+        opts = (("--mode", mode), ("--speedup", speedup), ("--limit", limit))
+        given = [n for n, v in opts if v is not None]
+        if check:
+            given.append("--check")
+        if given:
+            raise InvalidInputError(f"{', '.join(given)} do not apply to --setup paper")
+        run_paper(directory, policy, seeds or "42-51", at or "100,130", load, as_json, report)
+        return
+    if setup != "default":
+        raise InvalidInputError(f"--setup {setup!r}: use default or paper")
+    if seeds is not None or at is not None:
+        raise InvalidInputError("--seeds and --at need --setup paper")
+    mode = mode or "replay"
     if mode not in ("replay", "fill"):
-        raise typer.BadParameter("use replay or fill", param_hint="--mode")
-    scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup, load=load,
-                     seed=seed, limit=limit)
+        raise InvalidInputError(f"--mode {mode!r}: use replay or fill")
+    scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup or 1.0,
+                     load=load, seed=seed, limit=limit)
     _run(scn, policy, as_json, report, samples, check)
 
 

@@ -113,8 +113,28 @@ def parse_mac(text: str) -> int:
 def parse_address(family: Family, text: str) -> int:
     """An address of the given family (MACs included)."""
     if family == "mac":
+        if isinstance(text, str) and _looks_ip(text):  # the other family: say so, as parse_ip does
+            raise InvalidInputError(f"{text} is an IP address; this needs mac")
         return parse_mac(text)
+    if isinstance(text, str) and _looks_mac(text):
+        raise InvalidInputError(f"{text} is a MAC address; this needs {family}")
     return parse_ip(text, family)[1]
+
+
+def _looks_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _looks_mac(text: str) -> bool:
+    try:
+        parse_mac(text)
+    except InvalidInputError:
+        return False
+    return True
 
 
 def fmt(family: str, value: int) -> str:

@@ -140,7 +140,7 @@ class NetworkServices(ServiceBase):
             info = ipam.info(self._ip_pool(s, project, pool))
             lo, hi = parse_address(info.family, first), parse_address(info.family, last)
             if lo > hi:
-                raise InvalidInputError(f"{first} is after {last}")
+                raise InvalidInputError(f"the first address {first} is after the last {last}")
             iv = ipam.allocate(s, info, lo, hi, kind="reserved", owner=note)
             self._event(s, "ip.reserved", f"ip_pool/{project}/{pool}", f"{first}-{last} reserved in {pool}",
                         project=project)

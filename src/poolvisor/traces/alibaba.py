@@ -18,6 +18,7 @@ from poolvisor.traces.csvcols import read_columns
 from poolvisor.traces.workload import Workload
 
 NODE_FILE = "openb_node_list_all_node.csv"
+GPU_NODE_FILE = "openb_node_list_gpu_node.csv"  # the 1,213 GPU nodes the FGD paper simulates
 POD_FILE = "openb_pod_list_default.csv"
 RESOURCES = ("cpu_milli", "memory_mib", "gpu_milli")
 MILLI = 1000

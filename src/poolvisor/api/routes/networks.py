@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Query
 
 from poolvisor.api.auth import Admin, SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
+from poolvisor.api.fields import QUERY_INT
 from poolvisor.api.network_schemas import (
     ApplyOut,
     ApplyRequest,
@@ -136,7 +137,7 @@ def delete_ip_pool(name: PoolName, svc: SvcDep, who: Who, project: ProjectQ = No
 def list_ip_ranges(
     name: PoolName, svc: SvcDep, who: Who, project: ProjectQ = None,
     free: Annotated[bool, Query(description="list the free intervals instead")] = False,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000), QUERY_INT] = 100,
     after: Annotated[MacOrIpText | None, Query(description="start after this address (paging)")] = None,
 ) -> list[IpRangeOut]:
     """Allocated (or free) intervals in address order."""

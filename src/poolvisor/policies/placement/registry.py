@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.placement import filters as f
+from poolvisor.policies.placement import gpushare
 from poolvisor.policies.placement import scorers as s
 from poolvisor.policies.placement.scarce import KeepScarceFreeScorer
 
@@ -33,6 +34,8 @@ for _cls in (f.HostStateFilter, f.AllowedHostsFilter, f.CapacityFilter, f.LabelF
 for _scls in (s.BestFitScorer, s.WorstFitScorer, s.BalancedScorer, s.DotProductScorer, s.GroupSoftScorer,
               KeepScarceFreeScorer):
     register_scorer(_scls.name, _scls)
+register_filter(gpushare.GpuDeviceFilter.name, gpushare.GpuDeviceFilter)  # shared GPUs (per-device fit)
+register_scorer(gpushare.FgdRiScorer.name, gpushare.FgdRiScorer)
 
 
 def _load_plugins() -> None:
