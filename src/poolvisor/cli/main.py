@@ -33,7 +33,7 @@ PANEL_OFFLINE = "Offline tools (no server needed)"
 PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
-    "host", "vm", "pool", "task", "flavor", "project", "token", "events",
+    "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route", "events",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
