@@ -31,7 +31,6 @@ from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from poolvisor.api.app import create_app
-from poolvisor.api.bootstrap import register_admin_token
 from poolvisor.services import Services, open_services
 
 TOKEN = "fuzz-admin-token-0123456789"
@@ -107,7 +106,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     db: Path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
     svc = open_services(f"sqlite:///{db}")
     svc.seed_demo(4)
-    register_admin_token(svc, TOKEN)
+    svc.adopt_admin_token(TOKEN)
     APP.state.services = svc
     yield svc
     APP.state.services = None

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from poolvisor.api.bootstrap import register_admin_token
 from poolvisor.cli.client import token_file
 from poolvisor.cli.serve import ensure_admin_token, write_token
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -89,7 +88,7 @@ def test_a_revoked_file_token_is_replaced_at_start(home, lite):
 def test_a_revoked_env_token_is_not_brought_back(home, lite, monkeypatch):
     lite.bootstrap_admin_token()
     chosen = "operator-chosen-token-123"
-    register_admin_token(lite, chosen)
+    lite.adopt_admin_token(chosen)
     lite.revoke_token(lite.authenticate(chosen).token_id)
     monkeypatch.setenv("POOLVISOR_TOKEN", chosen)
     with pytest.raises(InvalidInputError, match="revoked"):

@@ -52,12 +52,10 @@ def write_token(path: Path, token: str) -> None:
 
 def ensure_admin_token(svc: Services) -> str:
     """Returns a one-line note on where the admin token is."""
-    from poolvisor.api.bootstrap import register_admin_token
-
     first = svc.bootstrap_admin_token()
     env = os.environ.get(ENV_TOKEN, "").strip()
     if env:
-        register_admin_token(svc, env)
+        svc.adopt_admin_token(env)
         return f"admin token: ${ENV_TOKEN}"
     path = token_file()
     if first is None:

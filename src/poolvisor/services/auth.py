@@ -25,6 +25,7 @@ from poolvisor.store.rows import MetaRow, ProjectRow, TokenRow
 
 BOOTSTRAP_KEY = "admin-bootstrapped"
 MAX_TOKEN_LEN = 256
+MIN_CHOSEN_TOKEN_LEN = 16  # an operator-chosen admin token (POOLVISOR_TOKEN)
 MAX_EXPIRES_IN_S = 10 * 366 * 86400  # ten years
 MAX_LABEL_LEN = 63
 HINT_LEN = 7  # "pv_" and 4 random characters: enough to tell tokens apart, useless to an attacker
@@ -70,6 +71,28 @@ class AuthServices(ServiceBase):
             return token
 
         return self._write(tx)
+
+    def adopt_admin_token(self, token: str) -> None:
+        """Make an operator-chosen plaintext `token` (POOLVISOR_TOKEN) an admin token, hashed like
+        minted ones (idempotent); too short or odd tokens, member tokens and revoked or expired ones
+        are refused (a restart never brings a revoked token back to life)."""
+        if not MIN_CHOSEN_TOKEN_LEN <= len(token) <= MAX_TOKEN_LEN or not token.isprintable() or " " in token:
+            raise InvalidInputError(
+                f"POOLVISOR_TOKEN must be {MIN_CHOSEN_TOKEN_LEN}..{MAX_TOKEN_LEN} printable characters "
+                "without spaces")
+        d = digest(token)
+
+        def tx(s: Session) -> None:
+            row = s.scalars(select(TokenRow).filter_by(digest=d)).first()
+            if row is None:
+                s.add(TokenRow(digest=d, role="admin", project_id=None, label="POOLVISOR_TOKEN",
+                               hint=hint(token)))
+            elif row.role != "admin":
+                raise InvalidInputError("POOLVISOR_TOKEN is already a member token; choose another")
+            elif not _valid(row, datetime.now(UTC)):
+                raise InvalidInputError("POOLVISOR_TOKEN was revoked or has expired; choose another")
+
+        self._write(tx)
 
     def create_token(self, role: Role, project: str | None = None, *, expires_in: float | None = None,
                      label: str = "", creator: Principal | None = None) -> str:
