@@ -94,8 +94,10 @@ def overloaded(
         return np.asarray(req_util > rule.param)
     if rule.mode == LINEAR:
         assert lr_m is not None and lr_g is not None
-        steps = np.ceil(max_ram / rule.mig_bw / rule.interval)
+        long = hlen >= rule.min_history
+        # a host too short for LR may have no VM at all (largest RAM -inf): its RAM is not used
+        steps = np.ceil(np.where(long, max_ram, 0.0) / rule.mig_bw / rule.interval)
         pred = (lr_m + lr_g / rule.sxx * (rule.window + steps - rule.xbar)) * rule.param
-        return np.where(hlen >= rule.min_history, pred >= 1, req_util > rule.fallback)
+        return np.where(long, pred >= 1, req_util > rule.fallback)
     assert hist is not None
     return d.overloaded(req_util, hist, hlen, max_ram / rule.mig_bw)[0]
