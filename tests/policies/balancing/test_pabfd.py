@@ -195,7 +195,8 @@ def test_compiled_overload_check_is_the_numpy_one(
     hist = _history(np.random.default_rng(seed), 1, np.array([hlen]), 1.0)
     m, g = d.lr_parts(hist)
     want = overloaded(rule, d, np.array([ru]), np.array([float(hlen)]), np.array([max_ram]), m, g, hist)[0]
-    got = kernels.overloaded(rule, ru, float(hlen), max_ram, float(m[0]), float(g[0]), hist[0])
+    spread = kernels.spread(hist[0], hlen, rule.mode) if rule.mode in (IQR, MAD) and hlen >= 12 else 0.0
+    got = kernels.overloaded(rule, ru, float(hlen), max_ram, float(m[0]), float(g[0]), spread)
     assert bool(got) == bool(want)
 
 

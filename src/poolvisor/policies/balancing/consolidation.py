@@ -271,7 +271,7 @@ class _Planner:
         cand = cand[keep]
         if not cand.size:
             return None if all_or_nothing else [-1] * len(vms)
-        rows = F[:, cand]  # a contiguous copy
+        rows = F.take(cand, axis=1)  # a C-contiguous copy (F[:, cand] is Fortran-ordered): one signature
         model, ht = self.model[cand], self.htype[cand]
         with_hist = self.rule.mode in (IQR, MAD, GENERAL)
         hist = np.ascontiguousarray(self.hist[cand]) if with_hist else self._no_hist

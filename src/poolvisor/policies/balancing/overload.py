@@ -5,7 +5,8 @@ overloaded, from their measured histories. While the planner plans, it asks the 
 hosts whose VM lists it has changed: after a VM left (selection), after a VM is added (PABFD's
 "not overloaded after allocation"). That question is :func:`overloaded` here, on a host's planned
 sums, and nowhere else; :func:`poolvisor.policies.balancing.kernels.overloaded` is its compiled
-twin (same IEEE operations in the same order; tests check they agree bit for bit).
+twin (same IEEE operations in the same order, given the host's LR parts or history spread as
+scalars; tests check they agree).
 
 The LR check is the regression written as a linear functional of the history (the sums ``lr_m``,
 ``lr_g`` of the VMs' parts), which equals CloudSim's incremental SimpleRegression up to rounding.
