@@ -7,9 +7,10 @@ instant (decision epochs and migration completions) the CPU allocation of all ho
 in one pass (:func:`allocate`), energy is integrated over the elapsed frame, and the SLA integrals are
 advanced. Decisions come from the pure policies in :mod:`poolvisor.policies.balancing`.
 
-In ``compat`` mode every rule follows CloudSim 3.0.3 (see docs/simulator.md); the default mode
-fixes CloudSim's quirks (RAM is checked when placing, weighted regressions, per-host/per-VM SLA
-means, up-to-date host power in PABFD, overload targets excluded from the underload search).
+Which CloudSim 3.0.3 behaviours it reproduces is the simulator's compat configuration
+(:mod:`poolvisor.sim.compat`): ``--compat cloudsim`` turns them all on (docs/simulator.md); the
+default mode uses the paper's definitions. The engine applies the flags that are its own and
+translates the others into the policy's knobs.
 """
 
 from __future__ import annotations
@@ -24,17 +25,16 @@ import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.jit import CompileOnce
-from poolvisor.policies.balancing import kernels
 from poolvisor.policies.balancing.consolidation import (
     Migration,
     PlanConfig,
     PoolView,
-    _Planner,
+    place_new,
     plan_migrations,
 )
-from poolvisor.policies.balancing.detection import Detector
 from poolvisor.policies.balancing.power import clip_utilization
 from poolvisor.policies.balancing.selection import SELECTORS, Selector
+from poolvisor.sim.compat import CLOUDSIM, PAPER, Compat
 from poolvisor.sim.result import SimResult
 from poolvisor.sim.scenario import Scenario
 
@@ -384,26 +384,31 @@ class _Acc:
 
 
 class Simulator:
-    """One run of one policy over one scenario."""
+    """One run of one policy over one scenario.
+
+    ``compat``: the CloudSim behaviours to reproduce (:class:`Compat`; True is all of them, as
+    ``--compat cloudsim``, False none).
+    """
 
     def __init__(
         self,
         sc: Scenario,
         spec: PolicySpec,
-        compat: bool = True,
+        compat: bool | Compat = True,
         seed: int = 0,
         record: bool = False,
         check_ram: bool = False,
         underload_limit: int | None = None,
     ) -> None:
-        if underload_limit is not None and (compat or underload_limit < 0):
+        quirks = compat if isinstance(compat, Compat) else (CLOUDSIM if compat else PAPER)
+        if underload_limit is not None and (quirks != PAPER or underload_limit < 0):
             raise InvalidInputError("the underload limit needs the default mode and a count >= 0")
         self.sc = sc
         self.spec = spec
-        self.compat = compat
-        # RAM is never a constraint after t=0 in CloudSim (running VMs request 0 MB); enforcing it
-        # is optional because 4 GB hosts then hold only 2-4 VMs and consolidation all but stops
-        self.check_ram = check_ram and not compat
+        self.quirks = quirks
+        # RAM is optional in the default mode because 4 GB hosts then hold only 2-4 VMs and
+        # consolidation all but stops
+        self.check_ram = check_ram and not quirks.ram_ignored
         self.seed = seed
         self.record = record
         self.total = sc.host_total
@@ -441,20 +446,11 @@ class Simulator:
         self.plan_cfg: PlanConfig | None = None
         if spec.detector is not None:
             assert spec.param is not None and spec.selector is not None
-            self.plan_cfg = PlanConfig(
-                power=sc.power,
-                detector=Detector(
-                    spec.detector,
-                    spec.param,
-                    compat=compat,
-                    fallback=FALLBACK_THRESHOLD,
-                    interval_s=sc.interval_s,
-                ),
-                selector=Selector(spec.selector, seed=seed),
-                stale_power=compat,
-                exclude_overload_targets=not compat,
-                off_hosts_draw_nothing=not compat,
-                underload_limit=underload_limit,
+            self.plan_cfg = quirks.plan_config(
+                sc.power,
+                quirks.detector(spec.detector, spec.param, FALLBACK_THRESHOLD, sc.interval_s),
+                Selector(spec.selector, seed=seed),
+                underload_limit,
             )
 
     # --- placement at t = 0 ------------------------------------------------------------
@@ -484,6 +480,11 @@ class Simulator:
                 bw[h] -= sc.vm_bw[v]
                 self._append(v, h)
             return
+        # at t = 0 a VM requests its full MIPS, RAM and bandwidth while it is created; the link
+        # bounds how many VMs a host takes, and once created a VM requests 0 MIPS until its cloudlet
+        # starts (CloudSim Vm.getCurrentRequestedMips), so the overload checks of the placement only
+        # see the VM being placed (kept in both modes: counting every VM at its full MIPS would
+        # refuse most placements)
         view = self._view(
             req=req,
             measured_u=np.zeros(H),
@@ -492,33 +493,13 @@ class Simulator:
             lists=[[] for _ in range(H)],
             with_history=False,
             check_ram=True,
+            slots=np.floor(sc.host_bw / sc.vm_bw.max()),
         )
-        p = _Planner(view, self.plan_cfg)
-        all_hosts = np.arange(H)
-        bw_slots = np.floor(sc.host_bw / sc.vm_bw.max()).astype(int)
-        if kernels.available():  # same decisions, compiled, scanning only hosts that can still win
-            d = self.plan_cfg.detector
-            hosts = kernels.run_initial(
-                req, sc.vm_ram, p.F, sc.host_model, bw_slots, d.param if d.kind == "thr" else d.fallback,
-                self.plan_cfg.power._flat, self.plan_cfg.power._delta, self.plan_cfg.stale_power,
-            )  # fmt: skip
-            bad = np.flatnonzero(hosts < 0)
-            if bad.size:
-                raise InvalidInputError(f"VM {int(bad[0])} fits on no host at t=0")
-            self._append(np.arange(self.V), hosts)
-            return
-        count = np.zeros(H, dtype=int)
-        for v in range(self.V):
-            h = p.find_host(v, all_hosts[count < bw_slots])
-            if h < 0:
-                raise InvalidInputError(f"VM {v} fits on no host at t=0")
-            p.place(v, h)
-            # once created, a VM without a cloudlet yet requests 0 MIPS: later overload checks at
-            # t=0 only see the VM being instantiated (CloudSim Vm.getCurrentRequestedMips); kept in
-            # both modes, since counting every VM at its full MIPS would refuse most placements
-            p.req_sum[h] = 0.0
-            count[h] += 1
-            self._append(v, h)
+        hosts = place_new(view, self.plan_cfg, settled_req=np.zeros(self.V))
+        bad = np.flatnonzero(hosts < 0)
+        if bad.size:
+            raise InvalidInputError(f"VM {int(bad[0])} fits on no host at t=0")
+        self._append(np.arange(self.V), hosts)
 
     def _view(
         self,
@@ -530,6 +511,7 @@ class Simulator:
         with_history: bool,
         check_ram: bool,
         order: np.ndarray | None = None,
+        slots: np.ndarray | None = None,
     ) -> PoolView:
         sc = self.sc
         H = self.H
@@ -580,6 +562,7 @@ class Simulator:
             contrib=contrib,
             check_ram=check_ram,
             mig_bw_mb_s=float(self.mig_bw.min()),
+            slots=slots,
         )
 
     # --- one allocation pass -----------------------------------------------------------
@@ -732,7 +715,7 @@ class Simulator:
     def _remove_finished(self, req: np.ndarray) -> None:
         """CloudSim treats a VM requesting 0 MIPS as completed and removes it for good
         (PowerDatacenter: host.getCompletedVms()); VMs in migration are spared."""
-        if not self.compat:
+        if not self.quirks.idle_vms_finish:
             return
         gone = (req == 0) & (self.host_of >= 0) & ~self.in_mig
         if gone.any():
@@ -808,12 +791,12 @@ class Simulator:
             for v, d in zip(vm.tolist(), dst.tolist(), strict=True):
                 self.in_flight[v] -= 1
                 self._append(v, d)
-                self.in_mig[v] = False if self.compat else self.in_flight[v] > 0
+                self.in_mig[v] = False if self.quirks.migration_flag_cleared_early else self.in_flight[v] > 0
             return
         self.in_flight[vm] -= 1
         self._append(vm, dst)
         # CloudSim clears the flag at the first completion even if another copy is in flight
-        self.in_mig[vm] = False if self.compat else self.in_flight[vm] > 0
+        self.in_mig[vm] = False if self.quirks.migration_flag_cleared_early else self.in_flight[vm] > 0
 
     # --- metrics -------------------------------------------------------------------------
     def _result(
@@ -828,7 +811,7 @@ class Simulator:
     ) -> SimResult:
         energy_kwh = acc.energy_ws / 3.6e6
         tot_req = float(acc.vm_req.sum())
-        if self.compat:
+        if self.quirks.pooled_sla:
             act_s = float(acc.host_active_s.sum())
             slatah = float(acc.host_viol_s.sum()) / act_s if act_s > 0 else 0.0
             pdm = float(acc.vm_mig_under.sum()) / tot_req if tot_req > 0 else 0.0
@@ -855,7 +838,7 @@ class Simulator:
         return SimResult(
             policy=self.spec.name,
             param=self.spec.param,
-            compat="cloudsim" if self.compat else None,
+            compat=self.quirks.label,
             trace=self.sc.name,
             seed=self.seed,
             metrics=metrics,

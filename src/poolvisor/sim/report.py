@@ -17,8 +17,8 @@ from matplotlib.figure import Figure as MplFigure
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.reporting import Report, new_figure
+from poolvisor.sim.charts import comparison_figure
 from poolvisor.sim.result import METRIC_KEYS, SimResult
-from poolvisor.sweep.output import comparison_figure
 
 COMPARED_METRICS = ("energy_kwh", "migrations", "slatah", "pdm", "slav", "esv", "sla_overall")
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from poolvisor.reporting import Report
-from poolvisor.sweep.output import DEFAULT_METRICS, aggregate, columns_of, comparison_figure, tradeoff_figure
+from poolvisor.sim.charts import aggregate, comparison_figure, tradeoff_figure
+from poolvisor.sweep.output import DEFAULT_METRICS, columns_of
 
 
 def sweep_report(

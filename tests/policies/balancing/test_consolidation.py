@@ -41,8 +41,17 @@ def view(lists: list[list[int]], req: list[float], ram: list[float], total: floa
     )
 
 
+#: CloudSim 3.0.3's PABFD and underload search, as the policy's knobs (sim.compat.CLOUDSIM maps onto these)
+CLOUDSIM_KNOBS: dict[str, object] = {
+    "power_reference": "measured",
+    "empty_host_power": "idle",
+    "spare_relief_targets": False,
+}
+
+
 def cfg(kind: str = "thr", param: float = 0.8, **kw: object) -> PlanConfig:
-    return PlanConfig(power=POWER, detector=Detector(kind, param), selector=Selector("mmt"), **kw)  # type: ignore[arg-type]
+    knobs = {**CLOUDSIM_KNOBS, **kw}
+    return PlanConfig(power=POWER, detector=Detector(kind, param), selector=Selector("mmt"), **knobs)  # type: ignore[arg-type]
 
 
 def test_overloaded_host_sheds_smallest_ram_vm_to_least_power_increase() -> None:
@@ -74,7 +83,7 @@ def test_overload_targets_excluded_from_underload_when_fixed() -> None:
     # loaded source and moves VM 1 a second time (its quirk); the corrected mode does not.
     v = view([[0, 1], [2], [3]], req=[900, 900, 300, 100], ram=[1000, 500, 800, 800])
     cloudsim = [(m.vm, m.src, m.dst) for m in plan_migrations(v, cfg())]
-    fixed = [(m.vm, m.src, m.dst) for m in plan_migrations(v, cfg(exclude_overload_targets=True))]
+    fixed = [(m.vm, m.src, m.dst) for m in plan_migrations(v, cfg(spare_relief_targets=True))]
     assert cloudsim == [(1, 0, 2), (1, 2, 1), (3, 2, 1)]
     assert fixed == [(1, 0, 2), (2, 1, 2)]
 
@@ -85,5 +94,6 @@ def test_waking_a_switched_off_host_costs_its_idle_power_when_fixed() -> None:
     # active host 1 (P(0.6) - P(0.15)) instead
     v = view([[0, 1], [2], []], req=[900, 900, 300], ram=[1000, 500, 800])
     for stale in (True, False):
-        plan = plan_migrations(v, cfg(off_hosts_draw_nothing=True, stale_power=stale))
+        reference = "measured" if stale else "planned"
+        plan = plan_migrations(v, cfg(empty_host_power="off", power_reference=reference))
         assert [(m.vm, m.src, m.dst, m.rule) for m in plan] == [(1, 0, 1, "thr")]

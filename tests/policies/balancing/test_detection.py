@@ -95,7 +95,7 @@ def test_lr_prediction_and_linear_parts_agree(compat: bool) -> None:
     hlen = np.full(50, 12)
     mig = np.full(50, 27.84)
     ru = rng.random(50)
-    d = Detector("lr", 1.2, compat=compat)
+    d = Detector("lr", 1.2, weighted=not compat)
     over, rule = d.overloaded(ru, hist, hlen, mig)
     m, g = d.lr_parts(hist)
     assert np.array_equal(d.lr_overloaded_from_parts(m, g, hlen, mig, ru), over)

@@ -3,7 +3,8 @@
 Every function is vectorized over hosts. Histories are (H, L) arrays with the newest value in
 column 0 and a per-host length (the number of values after trailing zeros are trimmed), as in
 CloudSim's PowerHostUtilizationHistory. The statistics reproduce CloudSim's MathUtil and
-commons-math3 arithmetic (``compat=True``) or use the textbook definitions (``compat=False``).
+commons-math3 arithmetic; LR and LRR fit with the paper's weights (``weighted=True``: tricube
+weights, and for LRR robust re-weighting) or by ordinary least squares (``weighted=False``).
 """
 
 from __future__ import annotations
@@ -126,12 +127,15 @@ class Detector:
     """Overload detector: ``kind`` in thr/iqr/mad/lr/lrr, ``param`` the threshold or safety parameter.
 
     Histories shorter than ``min_history`` (12 for IQR/MAD, 10 for LR/LRR) fall back to a static
-    threshold ``fallback`` on the requested utilization, as CloudSim does.
+    threshold ``fallback`` on the requested utilization, as CloudSim does. ``weighted``: LR is a
+    tricube-weighted least-squares fit and LRR its robust (bisquare re-weighted) form, as in the
+    paper; False fits both by ordinary least squares, as CloudSim 3.0.3 does (it computes the
+    weights but never applies them).
     """
 
     kind: str
     param: float
-    compat: bool = True
+    weighted: bool = True
     fallback: float = 0.7
     interval_s: float = 300.0
     regression_window: int = 10
@@ -148,14 +152,14 @@ class Detector:
     def linear(self) -> bool:
         """True when the prediction is a linear functional of the history (OLS or fixed-weight WLS),
         so that a host's prediction with one more VM is the sum of two precomputed parts."""
-        return self.kind == "lr" or (self.kind == "lrr" and self.compat)
+        return self.kind == "lr" or (self.kind == "lrr" and not self.weighted)
 
     @cached_property
     def lr_basis(self) -> tuple[np.ndarray, np.ndarray, float, float]:
         """(a, b, xbar, sxx) with history column j <-> x = w - j: mean = hist.a, slope = hist.b / sxx."""
         w = self.regression_window
         x = np.arange(w, 0, -1, dtype=np.float64)  # column 0 (newest) is x = w
-        wt = np.ones(w) if self.compat else tricube_weights(w)[::-1]
+        wt = tricube_weights(w)[::-1] if self.weighted else np.ones(w)
         xbar = float((wt * x).sum() / wt.sum())
         return wt / wt.sum(), wt * (x - xbar), xbar, float((wt * (x - xbar) ** 2).sum())
 
@@ -212,7 +216,7 @@ class Detector:
         pred = np.zeros_like(req_util)
         if ok.any():
             y = hist[ok, :w][:, ::-1]
-            if self.compat:  # CloudSim never applies its weights: plain OLS for both LR and LRR
+            if not self.weighted:  # OLS for both LR and LRR, in CloudSim's arithmetic
                 b0, b1 = ols_cloudsim(y)
             elif self.kind == "lr":
                 b0, b1 = wls(y, tricube_weights(w))

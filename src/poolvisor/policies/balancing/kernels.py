@@ -1,10 +1,10 @@
-"""Compiled PABFD batch (numba), used when available; the numpy batch in consolidation.py is the fallback.
+"""Compiled PABFD (numba), used when available; ``pabfd.place`` is the numpy definition.
 
-A PABFD batch walks its VMs in order and, for each, scans the candidate hosts: suitable (PE and
-available MIPS), not overloaded after the VM is added (THR or the LR linear functional), least
-power increase, first host on ties. In numpy that is ~40 calls per batch plus per-VM Python work;
-here it is one call. The arithmetic is the same IEEE operations in the same order as the numpy
-path and as CloudSim (no fastmath), so results are identical.
+:func:`pabfd` is ``pabfd.place`` in one call: the same decisions, the same IEEE operations in the
+same order (no fastmath), so results are identical; it only skips work that cannot change a
+decision (the overload check of a host that would not beat the current best; identical empty
+hosts; hosts that can no longer take any VM of the batch). :func:`overloaded` is the compiled twin
+of ``overload.overloaded``, :func:`shed` the selection phase's "how many VMs must leave".
 
 `available()` is False when numba is not installed (the optional `fast` extra) or when
 POOLVISOR_NO_JIT=1.
@@ -19,9 +19,25 @@ from typing import Any
 import numpy as np
 
 from poolvisor.jit import CompileOnce
+from poolvisor.policies.balancing.overload import GENERAL, IQR, LINEAR, MAD, THR, Rule
+from poolvisor.policies.balancing.pabfd import (
+    ALLOC,
+    AVAIL,
+    HLEN,
+    LR_G,
+    LR_M,
+    MAX_RAM,
+    N_ROWS,
+    P_NOW,
+    PE,
+    RAM_FREE,
+    REQ,
+    SLOTS,
+    TOTAL,
+    VmColumns,
+)
 
-_batch: Callable[..., bool] | None = None
-_initial: Callable[..., bool] | None = None
+_pabfd: Callable[..., bool] | None = None
 _shed: Callable[..., int] | None = None
 
 
@@ -44,9 +60,9 @@ def median_sorted(x: Any, n: int) -> float:
 
 
 def spread(row: Any, n: int, mode: int) -> float:
-    """IQR (mode 2) or MAD (mode 3) of the first n values, as detection.iqr / detection.mad."""
+    """IQR or MAD (``mode``) of the first n values, as detection.iqr / detection.mad."""
     x = np.sort(row[:n])
-    if mode == 2:
+    if mode == IQR:
         q1 = int(math.floor(0.25 * (n + 1) + 0.5)) - 1
         q3 = int(math.floor(0.75 * (n + 1) + 0.5)) - 1
         return x[q3] - x[q1]
@@ -55,72 +71,85 @@ def spread(row: Any, n: int, mode: int) -> float:
     return median_sorted(dev, n)
 
 
-def batch(
+
+def overloaded(
+    rule: Any, req_util: float, hlen: float, max_ram: float, lr_m: float, lr_g: float, spread_: float
+) -> bool:
+    """overload.overloaded for one host (THR, LINEAR, IQR, MAD), given the host's statistics: LR
+    parts ``lr_m``/``lr_g`` (LINEAR) or the :func:`spread` of its history (IQR, MAD; read only
+    when ``hlen`` reaches the rule's minimum). Scalars only: an array argument costs reference
+    counting on every call, which made PABFD's scan ~1.5x slower."""
+    if rule.mode == THR:
+        return req_util > rule.param
+    if hlen < rule.min_history:
+        return req_util > rule.fallback
+    if rule.mode == LINEAR:
+        steps = math.ceil(max_ram / rule.mig_bw / rule.interval)
+        return (lr_m + lr_g / rule.sxx * (rule.window + steps - rule.xbar)) * rule.param >= 1
+    return req_util > 1 - rule.param * spread_
+
+
+def pabfd(
     vms: Any,
     req: Any,
+    settled: Any,
     ram: Any,
     vm_hlen: Any,
     vm_m: Any,
     vm_g: Any,
-    tot: Any,
-    pe: Any,
-    av: Any,
-    asum: Any,
-    rs: Any,
-    rf: Any,
-    hl: Any,
-    mr: Any,
-    pnow: Any,
-    lm: Any,
-    lg: Any,
+    contrib: Any,
+    rows: Any,
     model: Any,
-    ht: Any,
+    htype: Any,
+    hist: Any,
+    rule: Any,
     flat: Any,
     delta: Any,
-    hist: Any,
-    contrib: Any,
-    mode: int,
-    param: float,
-    fallback: float,
-    w: int,
-    xbar: float,
-    sxx: float,
-    bw: float,
-    interval: float,
     check_ram: bool,
-    stale: bool,
+    measured_reference: bool,
     all_or_nothing: bool,
     out: Any,
     open_: Any,
     cls_start: Any,
     cls_members: Any,
 ) -> bool:
-    """Scans ``open_`` (local indices of hosts to evaluate one by one) and, per class of identical
-    empty hosts (``cls_members[cls_start[k]:cls_start[k+1]]``, ascending), only its first still
-    empty member, which beats its identical successors on the tie; a class member that gets a VM
-    joins the open hosts. Ties go to the lowest index, as in a scan of every host in order."""
-    n = tot.shape[0]
+    """pabfd.place over ``rows`` (N_ROWS, n) and ``hist``, updated in place; out[i] = local host
+    or -1; False when a VM of an ``all_or_nothing`` batch fits nowhere.
+
+    Scans ``open_`` (hosts to evaluate one by one) and, per class of identical empty hosts
+    (``cls_members[cls_start[k]:cls_start[k+1]]``, ascending), only its first still empty member,
+    which beats its identical successors on the tie; a member that gets a VM joins the open hosts,
+    and a host that can no longer take any VM of the batch leaves them. Ties go to the lowest
+    index, as in a scan of every host in order. Every host passed must have a free slot."""
+    total, pe, avail, alloc, req_sum = rows[TOTAL], rows[PE], rows[AVAIL], rows[ALLOC], rows[REQ]
+    ram_free, hlen, max_ram, slots = rows[RAM_FREE], rows[HLEN], rows[MAX_RAM], rows[SLOTS]
+    lr_m, lr_g = rows[LR_M], rows[LR_G]
+    n = total.shape[0]
     buf = np.empty(hist.shape[1])
     scan = np.empty(n, dtype=np.int64)
     n_open = open_.shape[0]
     scan[:n_open] = open_
     K = cls_start.shape[0] - 1
     ptr = cls_start[:-1].copy()
-    # power reference of each host (its power now; the measured one if empty or stale), updated
-    # when the host gets a VM: saves one power evaluation per (VM, host) pair
-    pref = pnow.copy()
-    if not stale:
+    # each host's power reference (pabfd.power_reference), updated when the host takes a VM
+    ref = rows[P_NOW].copy()
+    if not measured_reference:
         for j in range(n):
-            if asum[j] != 0:
-                pref[j] = power(flat, delta, model[j], min(asum[j] / tot[j], 1.0))
+            if alloc[j] != 0:
+                ref[j] = power(flat, delta, model[j], min(alloc[j] / total[j], 1.0))
+    rmin = np.inf
+    rammin = np.inf
     for i in range(vms.shape[0]):
-        vm = vms[i]
-        r = req[vm]
-        ram_v = ram[vm]
+        rmin = min(rmin, req[vms[i]])
+        rammin = min(rammin, ram[vms[i]])
+    for i in range(vms.shape[0]):
+        v = vms[i]
+        r = req[v]
+        ram_v = ram[v]
         best = np.inf
         bj = -1
-        # the open-host / class-representative scan is written out here and in initial(): as a
-        # shared numba helper (even inlined) it made both scans ~3x slower
+        # the open-host / class-representative scan stays written out here: as a shared numba
+        # helper (even inlined) it made the scan ~3x slower (git log 11a9b9e)
         for q in range(n_open + K):
             if q < n_open:
                 j = scan[q]
@@ -129,37 +158,29 @@ def batch(
                 if ptr[k] >= cls_start[k + 1]:
                     continue
                 j = cls_members[ptr[k]]
-            if not (pe[j] >= r and av[j] >= r):
+            if not (pe[j] >= r and avail[j] >= r):
                 continue
-            if check_ram and rf[j] < ram_v:
+            if check_ram and ram_free[j] < ram_v:
                 continue
-            a = asum[j]
-            u = min((a + r) / tot[j], 1.0)
-            d = power(flat, delta, model[j], u) - pref[j]
+            a = alloc[j]
+            d = power(flat, delta, model[j], min((a + r) / total[j], 1.0)) - ref[j]
             if not (d < best or (d == best and j < bj)):  # cannot win: skip the overload check
                 continue
-            if a != 0:
-                ru = (rs[j] + r) / tot[j]
-                hla = max(hl[j], vm_hlen[vm])
-                if mode == 0:
-                    over = ru > param
-                elif mode == 1:
-                    if hla >= w:
-                        steps = math.ceil(max(mr[j], ram_v) / bw / interval)
-                        t = ht[j]
-                        m = lm[j] + vm_m[t, vm]
-                        g = lg[j] + vm_g[t, vm]
-                        over = (m + g / sxx * (w + steps - xbar)) * param >= 1
-                    else:
-                        over = ru > fallback
-                elif hla >= 12:
-                    t = ht[j]
+            if a != 0:  # an empty host is never overloaded
+                t = htype[j]
+                hla = max(hlen[j], vm_hlen[v])
+                m = 0.0
+                g = 0.0
+                sp = 0.0
+                if rule.mode == LINEAR:
+                    m = lr_m[j] + vm_m[t, v]
+                    g = lr_g[j] + vm_g[t, v]
+                elif rule.mode >= IQR and hla >= rule.min_history:
                     for c in range(buf.shape[0]):
-                        buf[c] = hist[j, c] + contrib[t, vm, c]
-                    over = ru > 1 - param * spread(buf, int(hla), mode)
-                else:
-                    over = ru > fallback
-                if over:
+                        buf[c] = hist[j, c] + contrib[t, v, c]
+                    sp = spread(buf, int(hla), rule.mode)
+                ru = (req_sum[j] + r) / total[j]
+                if overloaded(rule, ru, hla, max(max_ram[j], ram_v), m, g, sp):
                     continue
             best = d
             bj = j
@@ -175,193 +196,88 @@ def batch(
                 scan[n_open] = bj
                 n_open += 1
                 break
-        asum[bj] += r  # a suitable VM fits: it gets its (uncapped = capped) request
-        if not stale and asum[bj] != 0:
-            pref[bj] = power(flat, delta, model[bj], min(asum[bj] / tot[bj], 1.0))
-        av[bj] -= r
-        rs[bj] += r
-        rf[bj] -= ram_v
-        hl[bj] = max(hl[bj], vm_hlen[vm])
-        mr[bj] = max(mr[bj], ram_v)
-        if mode == 1:
-            lm[bj] += vm_m[ht[bj], vm]
-            lg[bj] += vm_g[ht[bj], vm]
-        elif mode >= 2:
+        alloc[bj] += r  # a VM that fits gets its request
+        if not measured_reference and alloc[bj] != 0:
+            ref[bj] = power(flat, delta, model[bj], min(alloc[bj] / total[bj], 1.0))
+        avail[bj] -= r
+        req_sum[bj] += settled[v]
+        ram_free[bj] -= ram_v
+        hlen[bj] = max(hlen[bj], vm_hlen[v])
+        max_ram[bj] = max(max_ram[bj], ram_v)
+        slots[bj] -= 1
+        if rule.mode == LINEAR:
+            lr_m[bj] += vm_m[htype[bj], v]
+            lr_g[bj] += vm_g[htype[bj], v]
+        elif rule.mode >= IQR:
             for c in range(hist.shape[1]):
-                hist[bj, c] += contrib[ht[bj], vm, c]
-    return True
-
-
-def initial(
-    req: Any,
-    ram: Any,
-    tot: Any,
-    pe: Any,
-    av: Any,
-    asum: Any,
-    rf: Any,
-    pnow: Any,
-    model: Any,
-    slots: Any,
-    cls_start: Any,
-    cls_members: Any,
-    limit: float,
-    flat: Any,
-    delta: Any,
-    stale: bool,
-    out: Any,
-) -> bool:
-    """PABFD placement at t=0 of VMs 0..V-1 in order (Simulator.initial_placement).
-
-    At t=0 a placed VM requests 0 MIPS, so a non-empty host is overloaded after adding VM v iff
-    req[v] / total > ``limit``; RAM is checked and each host takes at most ``slots`` VMs. Same
-    decisions as scanning every host (least power increase, first host on ties), but only over
-    *open* hosts: the non-empty ones that can still take a VM, plus, per class of identical empty
-    hosts (``cls_members[cls_start[k]:cls_start[k+1]]``, ascending ids), the first still empty
-    one, which beats its identical successors on the tie. Full hosts are dropped for good
-    (capacity only shrinks). Returns False (out[v] = -1 for the first failing VM) if a VM fits
-    nowhere."""
-    H = tot.shape[0]
-    V = req.shape[0]
-    rmin = req.min()
-    rammin = ram.min()
-    count = np.zeros(H, dtype=np.int64)
-    open_ = np.empty(H, dtype=np.int64)
-    n_open = 0
-    K = cls_start.shape[0] - 1
-    ptr = cls_start[:-1].copy()
-    is_open = np.zeros(H, dtype=np.bool_)
-    for v in range(V):
-        r = req[v]
-        ram_v = ram[v]
-        best = np.inf
-        bj = -1
-        for q in range(n_open + K):
-            if q < n_open:
-                j = open_[q]
-            else:
-                k = q - n_open
-                if ptr[k] >= cls_start[k + 1]:
-                    continue
-                j = cls_members[ptr[k]]
-            if count[j] >= slots[j] or not (pe[j] >= r and av[j] >= r) or rf[j] < ram_v:
-                continue
-            a = asum[j]
-            u = min((a + r) / tot[j], 1.0)
-            d = power(flat, delta, model[j], u)
-            d = d - pnow[j] if stale or a == 0 else d - power(flat, delta, model[j], min(a / tot[j], 1.0))
-            if not (d < best or (d == best and j < bj)):
-                continue
-            if a != 0 and r / tot[j] > limit:
-                continue
-            best = d
-            bj = j
-        if bj < 0:
-            out[v] = -1
-            return False
-        out[v] = bj
-        if not is_open[bj]:  # leaves its class of empty hosts, joins the open list
-            is_open[bj] = True
-            for k in range(K):
-                if ptr[k] < cls_start[k + 1] and cls_members[ptr[k]] == bj:
-                    ptr[k] += 1
-                    break
-            open_[n_open] = bj
-            n_open += 1
-        asum[bj] += r
-        av[bj] -= r
-        rf[bj] -= ram_v
-        count[bj] += 1
-        if count[bj] >= slots[bj] or av[bj] < rmin or rf[bj] < rammin:  # full for good
-            for q in range(n_open):
-                if open_[q] == bj:
-                    open_[q] = open_[n_open - 1]
+                hist[bj, c] += contrib[htype[bj], v, c]
+        if slots[bj] < 1 or avail[bj] < rmin or (check_ram and ram_free[bj] < rammin):
+            for q in range(n_open):  # full for this batch: capacity only shrinks
+                if scan[q] == bj:
+                    scan[q] = scan[n_open - 1]
                     n_open -= 1
                     break
     return True
 
 
-def shed(
-    idx: Any,
-    rank: Any,
-    req: Any,
-    ram: Any,
-    vm_hlen: Any,
-    vm_m: Any,
-    vm_g: Any,
-    t: int,
-    total: float,
-    mode: int,
-    param: float,
-    fallback: float,
-    w: int,
-    xbar: float,
-    sxx: float,
-    bw: float,
-    interval: float,
-) -> int:
+def shed(idx: Any, rank: Any, req: Any, ram: Any, vm_hlen: Any, vm_m: Any, vm_g: Any, t: int, total: float,
+         rule: Any) -> int:  # fmt: skip
     """How many VMs leave a host whose list is ``idx`` when the VM at list position i leaves as the
-    rank[i]-th, each time until the host is no longer overloaded (mode 0 THR, 1 linear LR); all of
-    them if it never is. Sums run over what is left in list order, as the planner's stats."""
+    rank[i]-th, each time until the host is no longer overloaded (THR, LINEAR); all of them if it
+    never is. Sums run over what is left in list order, as the planner's stats."""
     n = idx.shape[0]
     for k in range(n - 1):
         rs = 0.0
         m = 0.0
         g = 0.0
-        hl = 0
+        hl = 0.0
         mr = -np.inf
         for i in range(n):
             if rank[i] > k:
                 vm = idx[i]
                 rs += req[vm]
-                if mode == 1:
+                if rule.mode == LINEAR:
                     m += vm_m[t, vm]
                     g += vm_g[t, vm]
                     hl = max(hl, vm_hlen[vm])
                     mr = max(mr, ram[vm])
-        ru = rs / total
-        if mode == 0:
-            over = ru > param
-        elif hl < w:
-            over = ru > fallback
-        else:
-            steps = math.ceil(mr / bw / interval)
-            over = (m + g / sxx * (w + steps - xbar)) * param >= 1
-        if not over:
+        if not overloaded(rule, rs / total, hl, mr, m, g, 0.0):
             return k + 1
     return n
 
 
-def run_initial(
-    req: np.ndarray,
-    ram: np.ndarray,
-    G: np.ndarray,
+def place(
+    vms: np.ndarray,
+    vm: VmColumns,
+    rows: np.ndarray,
     model: np.ndarray,
-    slots: np.ndarray,
-    limit: float,
+    htype: np.ndarray,
+    hist: np.ndarray,
+    rule: Rule,
     flat: np.ndarray,
     delta: np.ndarray,
-    stale: bool,
-) -> np.ndarray:
-    """Compiled :func:`initial` over host rows G (11, H) (same layout as :func:`run`; avail,
-    alloc_sum and ram_free are updated in place). Returns each VM's host; from the first VM that fits
-    nowhere on, -1. All hosts must be empty (t=0). Empty hosts are grouped by every column the
-    decision reads."""
-    assert _initial is not None
-    tot, pe, av, asum, rs, rf, _, _, pnow, _, _ = G
-    cols = [tot, pe, av, rf, pnow, model.astype(np.float64), slots.astype(np.float64), asum, rs]
-    start, members = identical_classes(np.stack(cols, axis=1))
-    out = np.full(req.size, -1, dtype=np.int64)
-    _initial(
-        req, ram, tot, pe, av, asum, rf, pnow, np.ascontiguousarray(model, dtype=np.intp),
-        np.ascontiguousarray(slots, dtype=np.int64), start, members, float(limit),
-        flat, delta, bool(stale), out,
+    check_ram: bool,
+    measured_reference: bool,
+    all_or_nothing: bool,
+    classes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray | None:
+    """pabfd.place, compiled (same arguments, but the power table as its ``flat``/``delta``
+    arrays). ``rows`` (contiguous) and ``hist`` are updated in place. ``classes``: (open,
+    cls_start, cls_members) from :func:`empty_host_classes`; None scans every host."""
+    assert _pabfd is not None and rule.mode != GENERAL
+    if classes is None:
+        none = np.zeros(0, dtype=np.int64)
+        classes = (np.arange(rows.shape[1], dtype=np.int64), np.zeros(1, dtype=np.int64), none)
+    out = np.empty(len(vms), dtype=np.intp)
+    done = _pabfd(
+        vms, vm.req, vm.settled, vm.ram, vm.hlen, vm.lr_m, vm.lr_g, vm.contrib, rows, model, htype, hist,
+        rule, flat, delta, check_ram, measured_reference, all_or_nothing, out, *classes,
     )  # fmt: skip
-    return out
+    return out if done else None
 
 
 def run_shed(*args: Any) -> int:
-    """Compiled :func:`shed`, same arguments (the numpy form is _Planner.shed_count's fallback)."""
+    """Compiled :func:`shed`, same arguments."""
     assert _shed is not None
     return int(_shed(*args))
 
@@ -369,15 +285,14 @@ def run_shed(*args: Any) -> int:
 def _compile() -> None:
     """Replace the plain functions above by their compiled versions (module globals, so that
     numba resolves the calls between them at compile time and can cache them on disk)."""
-    global _batch, _initial, _shed
+    global _pabfd, _shed
     from numba import njit
 
     jit = njit(cache=True, nogil=True)
     g = globals()
-    for name in ("power", "median_sorted", "spread"):
+    for name in ("power", "median_sorted", "spread", "overloaded"):
         g[name] = jit(g[name])
-    _batch = jit(batch)
-    _initial = jit(initial)
+    _pabfd = jit(pabfd)
     _shed = jit(shed)
 
 
@@ -390,109 +305,33 @@ _compiler = CompileOnce(_build)
 
 
 def available() -> bool:
-    """Compile (or load from cache) the kernel once; False when numba is missing or disabled."""
-    return _compiler.ready() and _batch is not None
+    """Compile (or load from cache) the kernels once; False when numba is missing or disabled."""
+    return _compiler.ready() and _pabfd is not None
 
 
 def _warm() -> None:
     """Trigger compilation with the argument types the planner uses."""
     i = np.zeros(1, dtype=np.intp)
+    one = np.ones(1)
     vm2 = np.zeros((2, 1))
+    vm = VmColumns(one, one, one, np.zeros(1), vm2, vm2, np.zeros((2, 1, 30)))
     flat = np.linspace(80.0, 120.0, 22)
-    hist, contrib = np.zeros((1, 30)), np.zeros((2, 1, 30))
-    for mode in (1, 3):
-        run(i, np.ones(1), np.ones(1), np.zeros(1), vm2, vm2, np.ones((11, 1)), i, i, flat, np.zeros(22),
-            hist, contrib, mode, 0.8, 0.7, 10, 5.5, 82.5, 62.5, 300.0, False, True, True,
-            np.zeros(1, dtype=np.intp))  # fmt: skip
-
-
-def run(
-    vms: np.ndarray,
-    req: np.ndarray,
-    ram: np.ndarray,
-    vm_hlen: np.ndarray,
-    vm_m: np.ndarray,
-    vm_g: np.ndarray,
-    G: np.ndarray,
-    model: np.ndarray,
-    ht: np.ndarray,
-    flat: np.ndarray,
-    delta: np.ndarray,
-    hist: np.ndarray,
-    contrib: np.ndarray,
-    mode: int,
-    param: float,
-    fallback: float,
-    w: int,
-    xbar: float,
-    sxx: float,
-    bw: float,
-    interval: float,
-    check_ram: bool,
-    stale: bool,
-    all_or_nothing: bool,
-    out: np.ndarray,
-    classes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> bool:
-    """One batch over the gathered host rows G (11, n) = total, pe, avail, alloc_sum, req_sum,
-    ram_free, hlen, max_ram, p_now, lr_m, lr_g and histories ``hist`` (n, L) (IQR/MAD only);
-    ``mode``: 0 THR, 1 linear LR, 2 IQR, 3 MAD. G and hist are updated in place; out[i] is the
-    local host index or -1. ``classes``: (open, cls_start, cls_members) from
-    :func:`empty_host_classes`; None scans every host."""
-    assert _batch is not None
-    tot, pe, av, asum, rs, rf, hl, mr, pnow, lm, lg = G
-    if classes is None:
-        none = np.zeros(0, dtype=np.int64)
-        classes = (np.arange(tot.shape[0], dtype=np.int64), np.zeros(1, dtype=np.int64), none)
-    return _batch(
-        vms,
-        req,
-        ram,
-        vm_hlen,
-        vm_m,
-        vm_g,
-        tot,
-        pe,
-        av,
-        asum,
-        rs,
-        rf,
-        hl,
-        mr,
-        pnow,
-        lm,
-        lg,
-        model,
-        ht,
-        flat,
-        delta,
-        hist,
-        contrib,
-        mode,
-        param,
-        fallback,
-        w,
-        xbar,
-        sxx,
-        bw,
-        interval,
-        check_ram,
-        stale,
-        all_or_nothing,
-        out,
-        *classes,
-    )
+    for mode in (LINEAR, MAD):
+        rule = Rule(mode, 0.8, 0.7, 10, 10, 5.5, 82.5, 62.5, 300.0)
+        rows, hist = np.ones((N_ROWS, 1)), np.zeros((1, 30))
+        place(i, vm, rows, i, i, hist, rule, flat, np.zeros(22), False, True, True)
+    run_shed(i, i, one, one, one, vm2, vm2, 0, 1.0, Rule(THR, 0.8, 0.7, 0, 10, 5.5, 82.5, 62.5, 300.0))
 
 
 def empty_host_classes(
-    G: np.ndarray, model: np.ndarray, ht: np.ndarray, empty: np.ndarray
+    rows: np.ndarray, model: np.ndarray, htype: np.ndarray, empty: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group the ``empty`` hosts of rows G (11, n) by every column the batch reads (G, power model,
-    history type); the others are scanned one by one. Returns (open, cls_start, cls_members) for
-    :func:`run`: scanning one empty host per class instead of thousands of identical switched-off
-    hosts gives the same choices."""
+    """Group the ``empty`` hosts of ``rows`` (N_ROWS, n) by every value a batch reads (rows,
+    power model, history type); the others are scanned one by one. Returns (open, cls_start,
+    cls_members) for :func:`place`: scanning one empty host per class instead of thousands of
+    identical switched-off hosts gives the same choices."""
     e = np.flatnonzero(empty)
-    key = np.concatenate([G[:, e], model[e][None, :].astype(np.float64), ht[e][None, :].astype(np.float64)])
+    key = np.concatenate([rows[:, e], model[e][None, :], htype[e][None, :]]).astype(np.float64)
     start, members = identical_classes(key.T)
     return np.flatnonzero(~empty).astype(np.int64), start, e[members].astype(np.int64)
 

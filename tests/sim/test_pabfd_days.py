@@ -1,0 +1,35 @@
+"""The numpy PABFD definition and the compiled kernel give the same shipped PlanetLab days, bit for
+bit: same initial placement, same migrations (time, VM, source, target), same energy frames and
+metrics: every shipped day in the CloudSim-compatible mode, and the first day in the default mode
+(whose numpy IQR/MAD runs take ~15 s each). Marked slow (the numpy path replays whole days)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import require_shared_data
+from poolvisor.policies.balancing import kernels
+from poolvisor.sim.planetlab import simulate_planetlab
+
+DAYS = ("20110303", "20110306", "20110309")
+POLICIES = ("thr-mmt-0.8", "iqr-mmt-1.5", "mad-mmt-2.5", "lr-mmt-1.2")
+CASES = [(day, p, "cloudsim") for day in DAYS for p in POLICIES] + [(DAYS[0], p, None) for p in POLICIES]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("day", "policy", "compat"), CASES)
+def test_numpy_definition_and_compiled_kernel_replay_the_same_day(
+    day: str, policy: str, compat: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not kernels.available():
+        pytest.skip("numba not installed (optional 'fast' extra): only the numpy definition exists")
+    path = require_shared_data("planetlab", day)
+    compiled = simulate_planetlab(path, policy, None, compat, record=True)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    numpy = simulate_planetlab(path, policy, None, compat, record=True)
+    assert compiled.metrics["migrations"] > 1000
+    assert (compiled.debug["initial_hosts"] == numpy.debug["initial_hosts"]).all()
+    assert compiled.debug["migrations"] == numpy.debug["migrations"]
+    assert compiled.debug["energy_frames"] == numpy.debug["energy_frames"]
+    compiled.metrics.pop("wall_s"), numpy.metrics.pop("wall_s")
+    assert compiled.metrics == numpy.metrics
