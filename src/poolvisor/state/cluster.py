@@ -1,7 +1,9 @@
-"""Columnar cluster state: one float64 array per resource over hosts, plus masks and small indexes.
+"""Columnar cluster state: one float64 array per resource over hosts, plus masks and small indexes,
+and the workloads as a table next to them (``workloads``, :mod:`poolvisor.state.workloads`).
 
-Policies read it (as a ClusterView); services and the simulator mutate it through allocate/release,
-which cost O(resources) each. Hosts are never removed from the arrays (their state becomes REMOVED),
+Policies read it; services and the simulators mutate it through allocate/release (or the workload
+table's add/move/remove, which call them), which cost O(resources) each.
+Hosts are never removed from the arrays (their state becomes REMOVED),
 so indexes stay stable for the lifetime of the object; `copy()` gives a cheap what-if snapshot.
 """
 
@@ -15,6 +17,7 @@ import numpy as np
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.domain.models import HostSpec, HostState, check_name
 from poolvisor.domain.resources import ResourceSet, check_quantity
+from poolvisor.state.workloads import DEFAULT_WINDOW, WorkloadTable
 
 
 @dataclass
@@ -38,7 +41,8 @@ class LabelIndex:
 class ClusterState:
     """Hosts as columns. Attributes are views sized to the number of hosts (`n`)."""
 
-    def __init__(self, resources: ResourceSet | Iterable[str] | None = None, capacity_hint: int = 64):
+    def __init__(self, resources: ResourceSet | Iterable[str] | None = None, capacity_hint: int = 64, *,
+                 window: int = DEFAULT_WINDOW, workload_hint: int = 64):
         self.resources = resources if isinstance(resources, ResourceSet) else ResourceSet(
             tuple(resources) if resources is not None else ResourceSet().names
         )
@@ -66,6 +70,8 @@ class ClusterState:
         # called with the changed host indices after each mutation (placement indexes stay in sync);
         # a tuple so that watch/unwatch during a notification is safe
         self._watchers: tuple[Callable[[Sequence[int]], None], ...] = ()
+        # the workloads: host index, demand, priority, group, kind, utilization window
+        self.workloads = WorkloadTable(self.resources, self, window=window, capacity_hint=workload_hint)
 
     # ---- array views -------------------------------------------------------------------------
     @property
@@ -234,6 +240,21 @@ class ClusterState:
         if self._watchers:
             self._notify((h,))
 
+    def shift(self, hosts: np.ndarray, demands: np.ndarray, sign: int) -> None:
+        """Add (sign +1) or remove (-1) ungrouped demands (R, k) on hosts (k,) in one pass; hosts
+        < 0 are skipped. Not capacity-checked: the bulk path of the workload table (simulators)."""
+        keep = hosts >= 0
+        hs = hosts[keep]
+        if not hs.size:
+            return
+        np.add.at(self._allocated.T, hs, demands[:, keep].T if sign > 0 else -demands[:, keep].T)
+        np.add.at(self._count, hs, 1 if sign > 0 else -1)
+        if sign < 0:
+            np.maximum(self._allocated[:, : self.n], 0.0, out=self._allocated[:, : self.n])
+        self.generation += 1
+        if self._watchers:
+            self._notify(np.unique(hs).tolist())
+
     # ---- change notification -------------------------------------------------------------------
     def watch(self, fn: Callable[[Sequence[int]], None]) -> None:
         """Call `fn(hosts)` after every mutation made through this object's methods."""
@@ -270,6 +291,7 @@ class ClusterState:
         c.host_labels = [dict(d) for d in self.host_labels]
         c.group_counts = {g: a.copy() for g, a in self.group_counts.items()}
         c._watchers = ()  # a what-if copy does not drive the original's indexes
+        c.workloads = self.workloads.copy(c)
         return c
 
     def demand_vector(self, demand: Mapping[str, float]) -> np.ndarray:
