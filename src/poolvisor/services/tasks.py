@@ -82,15 +82,21 @@ class TaskServices(ServiceBase):
         self.task_wakeup.set()
         return rec
 
-    def submit_consolidation(self, pool: str, max_migrations: int | None = None) -> TaskRecord:
-        """Queue a consolidation apply of `pool` (404 at once for an unknown pool)."""
+    def submit_consolidation(self, pool: str, max_migrations: int | None = None,
+                             policy: str = "pack") -> TaskRecord:
+        """Queue a consolidation apply of `pool` under balancing `policy` (404 at once for an
+        unknown pool, 422 for an unknown policy)."""
         check_name("pool", pool)
         _check_max(max_migrations)
+        from poolvisor.services.batch import balancing_policy  # batch builds on this module
+
+        balancing_policy(policy, max_migrations)
 
         def tx(s: Session) -> TaskRecord:
             self._pool(s, pool)
             return _record(self._new_task(s, CONSOLIDATE, None, f"pool/{pool}",
-                                          {"pool": pool, "max_migrations": max_migrations}))
+                                          {"pool": pool, "max_migrations": max_migrations,
+                                           "policy": policy}))
 
         rec = self._write(tx)
         self.task_wakeup.set()

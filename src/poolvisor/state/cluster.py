@@ -294,6 +294,26 @@ class ClusterState:
         c.workloads = self.workloads.copy(c)
         return c
 
+    def subset(self, hosts: Sequence[int]) -> ClusterState:
+        """A new state holding only `hosts` (in that order) with their allocations, counts and
+        group members, and no workloads (e.g. one pool, for planning); nothing is shared."""
+        res = self.resources
+        sub = ClusterState(res, capacity_hint=max(1, len(hosts)), window=self.workloads.window)
+        for h in hosts:
+            sub.add_host(HostSpec(self.names[h], res.mapping(self._raw[:, h]), res.mapping(self._ratio[:, h]),
+                                  self.host_labels[h], self.domain_names[self._domain[h]],
+                                  HostState(int(self._state[h])), int(self._max_count[h])))
+        idx = np.asarray(hosts, dtype=np.int64)
+        sub._allocated[:, : sub.n] = self._allocated[:, idx]
+        sub._used[:, : sub.n] = self._used[:, idx]
+        sub._count[: sub.n] = self._count[idx]
+        for g, c in self.group_counts.items():
+            if c[idx].any():
+                sub.group_counts[g] = np.zeros(sub._cap, dtype=np.int32)
+                sub.group_counts[g][: sub.n] = c[idx]
+        sub.touch(range(sub.n))
+        return sub
+
     def demand_vector(self, demand: Mapping[str, float]) -> np.ndarray:
         for k, v in demand.items():
             check_quantity(k, v)

@@ -46,7 +46,8 @@ def consolidation_plan(name: NamePath, svc: SvcDep, _: Admin,
     the plan and `executed` / `failed`, the outcome of each move."""
     req = body or ConsolidationRequest()
     if req.apply:
-        task = svc.submit_consolidation(name, req.max_migrations)
+        task = svc.submit_consolidation(name, req.max_migrations, req.policy)
         return JSONResponse(jsonable_encoder(TaskOut.model_validate(task)), status_code=202,
                             headers={"Location": f"/v1/tasks/{task.id}"})
-    return ConsolidationOut.model_validate(svc.plan_consolidation(name, max_migrations=req.max_migrations))
+    return ConsolidationOut.model_validate(svc.plan_consolidation(name, max_migrations=req.max_migrations,
+                                                                  policy=req.policy))
