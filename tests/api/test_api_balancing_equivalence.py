@@ -66,8 +66,9 @@ def _simulated(policy: str) -> tuple[list[tuple[str, str, str]], Simulator]:
         host_pes=np.ones(h), host_pe_mips=np.array([c for _n, c, _m in HOSTS]) * LIVE_CPU_SCALE,
         host_ram=np.array([m for _n, _c, m in HOSTS]), host_bw=np.full(h, 10e6),
         host_model=np.zeros(h, dtype=np.intp), power=LIVE_POWER,
-        vm_mips=np.array([w[2] for w in WORKLOADS]) * LIVE_CPU_SCALE, vm_ram=np.array([w[3] for w in WORKLOADS]),
-        vm_bw=np.ones(v), util=util, interval_s=LIVE_INTERVAL_S, start_s=0.0, end_s=LIVE_INTERVAL_S, name="eq")
+        vm_mips=np.array([w[2] for w in WORKLOADS]) * LIVE_CPU_SCALE,
+        vm_ram=np.array([w[3] for w in WORKLOADS]), vm_bw=np.ones(v), util=util,
+        interval_s=LIVE_INTERVAL_S, start_s=0.0, end_s=LIVE_INTERVAL_S, name="eq")
     start = np.array([w[1] for w in WORKLOADS])
 
     class FromPlacement(Simulator):
@@ -77,7 +78,8 @@ def _simulated(policy: str) -> tuple[list[tuple[str, str, str]], Simulator]:
     sim = FromPlacement(sc, PolicySpec.parse(policy, None), compat=False, record=True)
     sim.run()
     names = [w[0] for w in WORKLOADS]
-    return [(f"eq/{names[vm]}", HOSTS[src][0], HOSTS[dst][0]) for _t, vm, src, dst in sim.trace_migrations], sim
+    moves = [(f"eq/{names[vm]}", HOSTS[src][0], HOSTS[dst][0]) for _t, vm, src, dst in sim.trace_migrations]
+    return moves, sim
 
 
 @pytest.mark.parametrize("policy", ["thr-mmt", "thr-mu", "thr-mmt-0.9"])
@@ -93,7 +95,8 @@ def test_live_plan_and_simulator_take_the_same_actions(client: Any, admin: dict[
     assert live, "the pool is built so that the policy moves something"
     assert [(m["workload"], m["from"], m["to"]) for m in plan["moves"]] == live
     for a in plan["actions"]:  # every action explains itself
-        assert a["rule"] and (a["kind"] != "migrate" or {"src_util", "dst_util", "requested"} <= set(a["figures"]))
+        assert a["rule"]
+        assert a["kind"] != "migrate" or {"src_util", "dst_util", "requested"} <= set(a["figures"])
     assert plan["policy"] == policy
     # eq-h0 runs at 0.9125 of its CPU: over both thresholds, relieved; idle hosts are emptied
     assert any(a["rule"] == "thr" and a["from"] == "eq-h0" for a in plan["actions"])
