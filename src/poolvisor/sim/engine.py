@@ -479,7 +479,8 @@ class Simulator:
     def _append(self, vm: int | np.ndarray, h: int | np.ndarray) -> None:
         """Put a VM (or distinct VMs, in order) at the end of its host's list: the next list key."""
         n = int(np.size(vm))
-        self.state.workloads.move_rows(np.atleast_1d(vm), np.atleast_1d(h))
+        # rows only: the hosts' totals are re-counted once per epoch, before planning (_plan)
+        self.state.workloads.move_rows(vm, h, account=False)  # type: ignore[arg-type]
         self.key[vm] = np.arange(self.next_key, self.next_key + n).reshape(np.shape(vm))
         self.next_key += n
 
@@ -701,13 +702,14 @@ class Simulator:
         gone = (req == 0) & (self.host_of >= 0) & ~self.in_mig
         if gone.any():
             rows = np.flatnonzero(gone)
-            self.state.workloads.move_rows(rows, np.full(rows.size, -1))
+            self.state.workloads.move_rows(rows, np.full(rows.size, -1), account=False)
             self.removed += int(rows.size)
 
     # --- decisions and migrations --------------------------------------------------------
     def _plan(self, req: np.ndarray, pre: Allocation) -> list[Action]:
         """The planner's migrations at this epoch (plan_balancing on the model's current view)."""
         assert self.policy is not None
+        self.state.recount()  # the model's host totals, as the planner may read them
         order = pre.order[self.host_of[pre.order] >= 0]
         hs = self.host_of[order]
         by_host = order[key_order(hs)]  # list order kept within each host (ties by position)

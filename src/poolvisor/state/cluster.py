@@ -19,6 +19,9 @@ from poolvisor.domain.models import HostSpec, HostState, check_name
 from poolvisor.domain.resources import ResourceSet, check_quantity
 from poolvisor.state.workloads import DEFAULT_WINDOW, WorkloadTable
 
+#: ClusterState.shift updates this many hosts or fewer column by column (else one scatter)
+SHIFT_ONE_BY_ONE = 8
+
 
 @dataclass
 class LabelIndex:
@@ -240,20 +243,67 @@ class ClusterState:
         if self._watchers:
             self._notify((h,))
 
+    def recount(self) -> None:
+        """Host totals (allocated, workload counts, group members) from the workload table alone,
+        in one vectorized pass: for a state whose only allocations are its table's rows (the
+        simulators), after moving rows with ``account=False``."""
+        t = self.workloads
+        placed = np.flatnonzero(t.host >= 0)
+        hs = t.host[placed]
+        n = self.n
+        for r in range(len(self.resources)):
+            self._allocated[r, :n] = np.bincount(hs, t.demand[r, placed], n)
+        self._count[:n] = np.bincount(hs, minlength=n)
+        self.group_counts = {}
+        grouped = t.group[placed] >= 0
+        for code in np.unique(t.group[placed][grouped]).tolist():
+            c = self.group_counts[t.group_names[code]] = np.zeros(self._cap, dtype=np.int32)
+            c[:n] = np.bincount(hs[t.group[placed] == code], minlength=n)
+        self.generation += 1
+        if self._watchers:
+            self._notify(tuple(range(n)))
+
+    def transfer(self, src: int, dst: int, demand: np.ndarray) -> None:
+        """Move one ungrouped demand from host src to dst (either -1: none); not capacity-checked."""
+        if src >= 0:
+            col = self._allocated[:, src]
+            col -= demand
+            np.maximum(col, 0.0, out=col)
+            self._count[src] -= 1
+        if dst >= 0:
+            self._allocated[:, dst] += demand
+            self._count[dst] += 1
+        self.generation += 1
+        if self._watchers:
+            self._notify([h for h in (src, dst) if h >= 0])
+
     def shift(self, hosts: np.ndarray, demands: np.ndarray, sign: int) -> None:
         """Add (sign +1) or remove (-1) ungrouped demands (R, k) on hosts (k,) in one pass; hosts
         < 0 are skipped. Not capacity-checked: the bulk path of the workload table (simulators)."""
-        keep = hosts >= 0
-        hs = hosts[keep]
-        if not hs.size:
-            return
-        np.add.at(self._allocated.T, hs, demands[:, keep].T if sign > 0 else -demands[:, keep].T)
-        np.add.at(self._count, hs, 1 if sign > 0 else -1)
-        if sign < 0:
-            np.maximum(self._allocated[:, : self.n], 0.0, out=self._allocated[:, : self.n])
+        if hosts.size <= SHIFT_ONE_BY_ONE:  # a few: column updates beat the scatter's setup
+            touched = []
+            for j, h in enumerate(hosts.tolist()):
+                if h < 0:
+                    continue
+                col = self._allocated[:, h]
+                if sign > 0:
+                    col += demands[:, j]
+                else:
+                    col -= demands[:, j]
+                    np.maximum(col, 0.0, out=col)
+                self._count[h] += sign
+                touched.append(h)
+        else:
+            keep = hosts >= 0
+            hs = hosts[keep]
+            np.add.at(self._allocated.T, hs, demands[:, keep].T if sign > 0 else -demands[:, keep].T)
+            np.add.at(self._count, hs, 1 if sign > 0 else -1)
+            if sign < 0:
+                np.maximum(self._allocated[:, : self.n], 0.0, out=self._allocated[:, : self.n])
+            touched = np.unique(hs).tolist() if self._watchers else []
         self.generation += 1
-        if self._watchers:
-            self._notify(np.unique(hs).tolist())
+        if self._watchers and touched:
+            self._notify(touched)
 
     # ---- change notification -------------------------------------------------------------------
     def watch(self, fn: Callable[[Sequence[int]], None]) -> None:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 #: samples a window holds by default (CloudSim's PowerVm.HISTORY_LENGTH)
 DEFAULT_WINDOW = 30
 KINDS: tuple[str, ...] = ("vm", "container")
+#: move_rows moves this many rows or fewer one by one (else with one scatter per direction)
+MOVE_ONE_BY_ONE = 8
 
 
 class WorkloadTable:
@@ -227,15 +229,25 @@ class WorkloadTable:
 
     def move_rows(self, rows: np.ndarray, dsts: np.ndarray, *, account: bool = True) -> None:
         """Put distinct ungrouped rows on hosts ``dsts`` (-1: unplace), totals updated in one pass
-        (not capacity-checked). Rows already on their destination are left alone."""
-        rows = np.asarray(rows, dtype=np.int64)
-        dsts = np.asarray(dsts, dtype=np.int64)
+        (not capacity-checked). Rows already on their destination are left alone. One row may
+        be given as an int. ``account=False`` only moves the rows: the caller re-totals the hosts
+        later (ClusterState.recount, what the PlanetLab simulator does once per epoch)."""
+        if not account or self.owner is None:
+            self._host[rows] = dsts
+            return
+        if np.size(rows) <= MOVE_ONE_BY_ONE:  # a few (the simulators' completions): row by row
+            host, demand, owner = self._host, self._demand, self.owner
+            for r, dst in zip(np.atleast_1d(rows).tolist(), np.atleast_1d(dsts).tolist(), strict=True):
+                src = int(host[r])
+                if src != dst:
+                    owner.transfer(src, dst, demand[:, r])
+                host[r] = dst
+            return
         src = self._host[rows]
-        if account and self.owner is not None:
-            go = src != dsts
-            d = self._demand[:, rows[go]]
-            self.owner.shift(src[go], d, -1)
-            self.owner.shift(dsts[go], d, +1)
+        go = src != dsts
+        d = self._demand[:, rows[go]]
+        self.owner.shift(src[go], d, -1)
+        self.owner.shift(np.asarray(dsts, dtype=np.int64)[go], d, +1)
         self._host[rows] = dsts
 
     # ---- utilization window --------------------------------------------------------------------

@@ -10,27 +10,28 @@ hot loops never touch strings; :meth:`Action.to_dict` renders names for people.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 MIGRATE, RESTART, POWER_ON, POWER_OFF, PLACE = "migrate", "restart", "power_on", "power_off", "place"
 KINDS = (MIGRATE, RESTART, POWER_ON, POWER_OFF, PLACE)
 
 
-@dataclass(frozen=True)
-class Explanation:
-    """Why: the rule that fired, the figures it fired on, the alternatives it weighed."""
+_NO_FIGURES: Mapping[str, float] = {}
+
+
+class Explanation(NamedTuple):
+    """Why: the rule that fired, the figures it fired on, the alternatives it weighed.
+    (NamedTuples: a simulator plans tens of thousands of these a day; they must be cheap.)"""
 
     rule: str
-    figures: Mapping[str, float] = field(default_factory=dict)
+    figures: Mapping[str, float] = _NO_FIGURES
     alternatives: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "figures": dict(self.figures), "alternatives": list(self.alternatives)}
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     """``kind`` of ``workload`` (row; -1 for a host action) from host ``src`` to ``dst`` (-1: none:
     a new placement has no source, a workload that fits nowhere no destination, power_on/off name
     their host as ``dst``/``src``)."""

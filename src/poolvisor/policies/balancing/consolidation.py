@@ -303,10 +303,12 @@ class _Planner:
         return [vms[i] for i in np.argsort(-req, kind="stable")]
 
 
-def _migration(view: PoolView, vm: int, src: int, dst: int, rule: str, candidates: int) -> Action:
-    """A planned migration with what it was decided on (utilizations measured at the epoch)."""
-    figures = {"src_util": float(view.measured_u[src]), "dst_util": float(view.measured_u[dst]),
-               "requested": float(view.req[vm]), "candidates": float(candidates)}
+def _migration(mu: list[float], req: list[float], vm: int, src: int, dst: int, rule: str,
+               candidates: int) -> Action:
+    """A planned migration with what it was decided on (``mu``: utilizations measured at the
+    epoch, ``req``: the workloads' requests, as lists: this runs once per migration)."""
+    figures = {"src_util": mu[src], "dst_util": mu[dst], "requested": req[vm],
+               "candidates": float(candidates)}
     return Action(MIGRATE, vm, src, dst, Explanation(rule, figures))
 
 
@@ -356,6 +358,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Action]:
 
     # 3. placement of the selected VMs (PABFD), overloaded hosts excluded
     out: list[Action] = []
+    mu_l = view.measured_u.tolist()
     src_rule = {vm: (s, r) for vm, s, r in picked}
     order = p.by_demand([vm for vm, _, _ in picked])
     targets = all_hosts[~over]
@@ -363,7 +366,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Action]:
     for vm, dst in zip(order, dsts or [], strict=True):
         if dst >= 0:
             s, r = src_rule[vm]
-            out.append(_migration(view, vm, s, dst, r, targets.size))
+            out.append(_migration(mu_l, p.req_l, vm, s, dst, r, targets.size))
     if not cfg.underload:
         return out
 
@@ -397,7 +400,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Action]:
             continue
         for vm, dst in zip(order, dsts, strict=True):
             excl_src[dst] = True
-            out.append(_migration(view, vm, int(h), dst, RULES[RULE_UNDERLOAD], targets.size))
+            out.append(_migration(mu_l, p.req_l, vm, int(h), dst, RULES[RULE_UNDERLOAD], targets.size))
     return out
 
 

@@ -136,18 +136,15 @@ def _with_power(view: BalancingView, acts: Actions) -> Actions:
         return acts
     host = view.state.workloads.host
     count = np.bincount(host[host >= 0], minlength=view.state.n)
-    after = count.copy()
-    for a in moves:
-        if a.src >= 0:
-            after[a.src] -= 1
-        after[a.dst] += 1
-    for h in sorted({a.dst for a in moves}):
-        if count[h] == 0:
-            acts.append(Action(POWER_ON, -1, -1, h, Explanation("host receives workloads while empty")))
-    for h in sorted({a.src for a in moves if a.src >= 0}):
-        if after[h] == 0 and count[h] > 0:
-            acts.append(Action(POWER_OFF, -1, h, -1, Explanation("host left without workloads",
-                                                                 {"workloads_before": float(count[h])})))
+    src = np.fromiter((a.src for a in moves), dtype=np.int64, count=len(moves))
+    dst = np.fromiter((a.dst for a in moves), dtype=np.int64, count=len(moves))
+    after = count - np.bincount(src[src >= 0], minlength=count.size) + np.bincount(dst, minlength=count.size)
+    for h in np.unique(dst[count[dst] == 0]).tolist():
+        acts.append(Action(POWER_ON, -1, -1, h, Explanation("host receives workloads while empty")))
+    src = src[src >= 0]
+    for h in np.unique(src[(after[src] == 0) & (count[src] > 0)]).tolist():
+        acts.append(Action(POWER_OFF, -1, h, -1, Explanation("host left without workloads",
+                                                             {"workloads_before": float(count[h])})))
     return acts
 
 
