@@ -26,7 +26,7 @@ import numpy as np
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.domain.models import HostSpec
 from poolvisor.jit import CompileOnce
-from poolvisor.policies.balancing.actions import MIGRATE, Action
+from poolvisor.policies.balancing.actions import Action
 from poolvisor.policies.balancing.consolidation import PlanConfig
 from poolvisor.policies.balancing.planner import (
     DEFAULT_PARAMS,
@@ -717,20 +717,22 @@ class Simulator:
         flat = by_host.tolist()
         starts = [0, *bounds[:-1].tolist()]
         collect = gc.isenabled()
-        gc.disable()  # one list per host: allocation-triggered collections cost more than the lists
+        # one list per host, the planner's copies, one action per migration: all acyclic and
+        # short-lived; allocation-triggered collections would cost more than the objects
+        gc.disable()
         try:
             lists = [flat[a:b] for a, b in zip(starts, bounds.tolist(), strict=True)]
+            view = self._balancing_view(
+                req,
+                Share(util=pre.util_mips, alloc_sum=pre.alloc_sum, avail=pre.avail),
+                lists=lists,
+                order=order,
+                check_ram=self.check_ram,
+            )
+            return plan_balancing(view, self.policy, power=False)
         finally:
             if collect:
                 gc.enable()
-        view = self._balancing_view(
-            req,
-            Share(util=pre.util_mips, alloc_sum=pre.alloc_sum, avail=pre.avail),
-            lists=lists,
-            order=order,
-            check_ram=self.check_ram,
-        )
-        return [a for a in plan_balancing(view, self.policy) if a.kind == MIGRATE]
 
     def _start(self, plan: list[Action], t: float) -> int:
         """Start the planned migrations at t, in plan order (their completion order on ties)."""

@@ -108,18 +108,20 @@ def policy_named(name: str, *, power: PowerTable, interval_s: float = 300.0, see
 
 
 # ---- balancing -----------------------------------------------------------------------------------
-def plan_balancing(view: BalancingView, policy: Policy) -> Actions:
+def plan_balancing(view: BalancingView, policy: Policy, *, power: bool = True) -> Actions:
     """The actions ``policy`` takes at this instant (module doc): migrations in the order they
-    start, then the hosts switched on (empty hosts that receive a workload) and off (hosts left
-    empty)."""
+    start, then (``power``) the hosts switched on (empty hosts that receive a workload) and off
+    (hosts left empty). The PlanetLab simulator asks for no power actions: in its model a host
+    is off exactly while it runs nothing."""
     if isinstance(policy, PabfdPolicy):
-        migrations = plan_migrations(pool_view(view, policy.config.detector.uses_history), policy.config)
-        return _with_power(view, Actions(migrations))
-    if isinstance(policy, PackPolicy):
-        return _with_power(view, _pack(view, policy))
-    if isinstance(policy, SpreadPolicy):
-        return _with_power(view, _spread(view, policy))
-    raise InvalidInputError(f"unknown balancing policy {policy!r}")
+        acts = Actions(plan_migrations(pool_view(view, policy.config.detector.uses_history), policy.config))
+    elif isinstance(policy, PackPolicy):
+        acts = _pack(view, policy)
+    elif isinstance(policy, SpreadPolicy):
+        acts = _spread(view, policy)
+    else:
+        raise InvalidInputError(f"unknown balancing policy {policy!r}")
+    return _with_power(view, acts) if power else acts
 
 
 def plan_initial(view: BalancingView, policy: PabfdPolicy, settled_req: np.ndarray | None = None
