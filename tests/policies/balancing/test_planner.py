@@ -57,6 +57,14 @@ def test_pabfd_relieves_an_overloaded_host_with_an_explanation():
     assert f["requested"] in (1.8, 1.9) and f["candidates"] >= 1
 
 
+def test_pabfd_honours_the_migration_cap():
+    st = pool([4, 4, 4, 4], [(0, 2, 0.9), (0, 2, 0.95), (1, 1, 0.2), (2, 1, 0.2), (3, 1, 0.2)])
+    full = plan_balancing(view(st), policy_named("thr-mmt", power=LIVE_POWER)).of_kind(MIGRATE)
+    assert len(full) >= 2
+    capped = plan_balancing(view(st), policy_named("thr-mmt", power=LIVE_POWER, max_migrations=1))
+    assert capped.of_kind(MIGRATE) == full[:1] and "beyond the cap of 1" in capped.notes[0]
+
+
 def test_spread_narrows_the_gap_and_stops():
     st = pool([8, 8, 8], [(0, 2, 1.0), (0, 2, 1.0), (0, 2, 0.9), (1, 1, 0.1)])
     acts = plan_balancing(view(st), SpreadPolicy(max_gap=0.15))

@@ -51,10 +51,12 @@ FALLBACK_THRESHOLD = 0.7
 
 @dataclass(frozen=True)
 class PabfdPolicy:
-    """Detector + selector + PABFD with the knobs of ``config`` (:class:`PlanConfig`)."""
+    """Detector + selector + PABFD with the knobs of ``config`` (:class:`PlanConfig`); at most
+    ``max_migrations`` (the first ones planned: each is feasible after those before it)."""
 
     config: PlanConfig
     name: str = "pabfd"
+    max_migrations: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ def policy_named(name: str, *, power: PowerTable, interval_s: float = 300.0, see
         raise InvalidInputError(f"unknown balancing policy {name!r}: use {', '.join(POLICY_NAMES)}")
     detector = Detector(parts[0], DEFAULT_PARAMS[parts[0]] if param is None else param,
                         weighted=weighted_regression, fallback=FALLBACK_THRESHOLD, interval_s=interval_s)
-    return PabfdPolicy(PlanConfig(power=power, detector=detector, selector=Selector(parts[1], seed=seed)), p)
+    cfg = PlanConfig(power=power, detector=detector, selector=Selector(parts[1], seed=seed))
+    return PabfdPolicy(cfg, p, max_migrations)
 
 
 # ---- balancing -----------------------------------------------------------------------------------
@@ -115,6 +118,10 @@ def plan_balancing(view: BalancingView, policy: Policy, *, power: bool = True) -
     is off exactly while it runs nothing."""
     if isinstance(policy, PabfdPolicy):
         acts = Actions(plan_migrations(pool_view(view, policy.config.detector.uses_history), policy.config))
+        cap = policy.max_migrations
+        if cap is not None and len(acts) > cap:
+            why = f"{len(acts) - cap} more migration(s) planned, beyond the cap of {cap}"
+            acts = Actions(acts[:cap], [why])
     elif isinstance(policy, PackPolicy):
         acts = _pack(view, policy)
     elif isinstance(policy, SpreadPolicy):
