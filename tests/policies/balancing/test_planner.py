@@ -118,3 +118,16 @@ def test_default_share_scales_down_an_oversubscribed_host():
 def test_unknown_policy_names_are_refused(name: str):
     with pytest.raises(InvalidInputError):
         policy_named(name, power=LIVE_POWER)
+
+
+def test_every_name_the_api_accepts_is_a_policy():
+    """The API's pattern and policy_named agree (a schema-valid name is never refused)."""
+    import re
+
+    from poolvisor.api.schemas import BALANCING_POLICY_PATTERN
+
+    for name in ("pack", "spread", "thr-mmt", "lrr-rs", "mad-mc-2.5", "iqr-mu-000001.123456", "lr-mmt-1"):
+        assert re.match(BALANCING_POLICY_PATTERN, name)
+        policy_named(name, power=LIVE_POWER)
+    for name in ("thr", "thr-mmt-", "thr-mmt-1e3", "THR-MMT", "pack ", "thr-mmt--1"):
+        assert not re.match(BALANCING_POLICY_PATTERN, name)
