@@ -370,6 +370,7 @@ class BatchServices(TaskServices):
             self._load_windows(st)
         acts = _balance(BalancingView(st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE), chosen)
         pd = _plan_dict(st, acts, chosen.name)
+        pd["summary"] = f"pool {pool}: {pd['summary']}"
         emptied = sorted(st.names[a.src] for a in acts.of_kind(POWER_OFF))
         if not apply:
             return ConsolidationResult(pool, pd, emptied)
