@@ -19,14 +19,14 @@ with warnings.catch_warnings():  # starlette prefers httpx2; plain httpx works t
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Services]:
     s = open_services(f"sqlite:///{tmp_path / 'api.db'}")
-    s.seed_demo(6)
+    s.demo.seed_demo(6)
     yield s
     s.close()
 
 
 @pytest.fixture
 def admin_token(svc: Services) -> str:
-    tok = svc.bootstrap_admin_token()
+    tok = svc.auth.bootstrap_admin_token()
     assert tok is not None
     return tok
 
@@ -48,9 +48,9 @@ def member(svc: Services) -> Callable[[str], dict[str, str]]:
     """member(project) -> headers of a member of that project (created if missing)."""
 
     def make(project: str) -> dict[str, str]:
-        if project not in {p.name for p in svc.list_projects()}:
-            svc.create_project(project)
-        return {"Authorization": f"Bearer {svc.create_token('member', project)}"}
+        if project not in {p.name for p in svc.catalog.list_projects()}:
+            svc.catalog.create_project(project)
+        return {"Authorization": f"Bearer {svc.auth.create_token('member', project)}"}
 
     return make
 

@@ -27,18 +27,18 @@ def seed(db: str, names: tuple[str, ...]) -> None:
     """The demo pool (3 hosts) with one small workload per host."""
     s = open_services(db)
     try:
-        s.seed_demo(3)
+        s.demo.seed_demo(3)
         spread(s, names)
     finally:
         s.close()
 
 
 def spread(s: Services, names: tuple[str, ...]) -> None:
-    hosts = sorted(h.name for h in s.list_hosts())
+    hosts = sorted(h.name for h in s.hosts.list_hosts())
     for name, host in zip(names, hosts, strict=False):
-        w = s.create_workload("demo", name, flavor="small")
+        w = s.workloads.create_workload("demo", name, flavor="small")
         if w.host != host:
-            s.migrate_workload("demo", name, host)
+            s.workloads.migrate_workload("demo", name, host)
 
 
 class Served:

@@ -137,13 +137,13 @@ def test_database_lost_after_open_is_unavailable(pg_server):
 
     url = pg_server.create_database()
     svc = open_services(url)
-    svc.create_pool("p")
+    svc.catalog.create_pool("p")
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres",
                          autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     with pytest.raises(UnavailableError):
-        svc.list_pools()
+        svc.catalog.list_pools()
     svc.close()
 
 

@@ -1,4 +1,8 @@
-"""Shared plumbing of the services: lookups that raise NotFoundError, events, record builders."""
+"""Shared plumbing of the domain services: lookups that raise NotFoundError, events, record builders.
+
+ServiceBase is plumbing only (no use case): each domain service extends it once and is built on
+the shared ServiceContext (context.py), whose parts it reads through the properties below.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import NotFoundError
 from poolvisor.drivers.base import Driver, DriverWorkload
 from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.leases import Leases
 from poolvisor.services.records import HostRecord, WorkloadRecord
 from poolvisor.services.snapshot import PlacementCache
@@ -42,17 +47,34 @@ def as_utc(t: datetime) -> datetime:
 
 
 class ServiceBase:
-    store: Store
-    driver: Driver
-    cache: PlacementCache
-    policy: PlacementPolicy
-    leases: Leases
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def driver(self) -> Driver:
+        return self.ctx.driver
+
+    @property
+    def cache(self) -> PlacementCache:
+        return self.ctx.cache
+
+    @property
+    def policy(self) -> PlacementPolicy:
+        return self.ctx.policy
+
+    @property
+    def leases(self) -> Leases:
+        return self.ctx.leases
 
     def _read(self, fn: Callable[[Session], T]) -> T:
-        return self.store.run(fn, write=False)
+        return self.ctx.read(fn)
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        return self.store.run(fn, write=True)
+        return self.ctx.write(fn)
 
     # ---- lookups -----------------------------------------------------------------------------
     @staticmethod

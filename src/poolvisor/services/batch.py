@@ -41,6 +41,7 @@ from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale
 from poolvisor.services.catalog import check_demand
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import (
     DRY_RUN,
     PLACING,
@@ -52,11 +53,12 @@ from poolvisor.services.records import (
     TASK_QUEUED,
     TASK_RUNNING,
     TASK_SUCCEEDED,
+    TaskRecord,
     WorkloadRecord,
 )
 from poolvisor.services.snapshot import Snapshot, resource_names
-from poolvisor.services.tasks import CONSOLIDATE, TaskServices
-from poolvisor.services.workloads import MAX_PRIORITY, retry_schedule
+from poolvisor.services.tasks import CONSOLIDATE, TaskService
+from poolvisor.services.workloads import MAX_PRIORITY, WorkloadService, retry_schedule
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import HostRow, ProjectRow, TaskRow, WorkloadRow
 
@@ -94,7 +96,14 @@ class _Item:
     priority: int
 
 
-class BatchServices(TaskServices):
+class BatchService(ServiceBase):
+    """The packer in the live pool: batch placement, consolidation plans and their apply task."""
+
+    def __init__(self, ctx: ServiceContext, tasks: TaskService, workloads: WorkloadService) -> None:
+        super().__init__(ctx)
+        self.tasks = tasks  # a consolidation apply is a task...
+        self.workloads = workloads  # ...whose moves are workload migrations
+
     def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
                                all_or_nothing: bool = True, pool: str | None = None,
                                dry_run: bool = False, create_project: bool = False) -> BatchResult:
@@ -337,9 +346,7 @@ class BatchServices(TaskServices):
                            apply: bool = False) -> ConsolidationResult:
         """Plan (and with apply=True execute, via migrate_workload) the fewest active hosts of `pool`."""
         check_name("pool", pool)
-        if max_migrations is not None and (isinstance(max_migrations, bool) or
-                                           not isinstance(max_migrations, int) or max_migrations < 0):
-            raise InvalidInputError("max_migrations must be an integer >= 0")
+        _check_max(max_migrations)
 
         def load(s: Session) -> tuple[int, list[tuple[str, str, int, dict[str, float]]]]:
             pid = self._pool(s, pool).id
@@ -376,7 +383,7 @@ class BatchServices(TaskServices):
         if not apply:
             return ConsolidationResult(pool, pd, emptied)
         # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
-        t = self.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
+        t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
                                  {"pool": pool, "max_migrations": max_migrations, "plan": pd,
                                   "hosts_emptied": emptied})
         if t.result is None:
@@ -384,12 +391,20 @@ class BatchServices(TaskServices):
         return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
                                    t.result["executed"], t.result["failed"])
 
+    def submit_consolidation(self, pool: str, max_migrations: int | None = None) -> TaskRecord:
+        """Queue a consolidation apply of `pool` (404 at once for an unknown pool)."""
+        check_name("pool", pool)
+        _check_max(max_migrations)
+        return self.tasks.submit(CONSOLIDATE, None, f"pool/{pool}",
+                                 {"pool": pool, "max_migrations": max_migrations},
+                                 lambda s: (self._pool(s, pool), None)[1])
+
     def apply_consolidation(self, task_id: int) -> None:
         """Run a consolidate task: plan once (the plan goes into the journal), then each move as a
         child migrate task, journaling each move it saw end (`done`). Resumed after a crash, it
         skips those and the moves the crash repair confirmed, and tries the rest again (the move
         the crash interrupted, undone by the repair, and the ones never started)."""
-        params = self.get_task(task_id).params
+        params = self.tasks.get_task(task_id).params
         journal = self._read(lambda s: dict(s.get(TaskRow, task_id).journal))  # type: ignore[union-attr]
         if "moves" not in journal:
             if "plan" in params:  # planned by the synchronous call that created the task
@@ -400,24 +415,24 @@ class BatchServices(TaskServices):
                 plan, emptied = res.plan, res.hosts_emptied
             journal = {"plan": plan, "hosts_emptied": emptied,
                        "moves": [{"workload": m["workload"], "to": m["to"]} for m in plan["moves"]]}
-            self.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
+            self.tasks.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
         moves, done = journal["moves"], list(journal.get("done", []))
         for k, m in enumerate(moves):
             if k in done or self._move_outcome(task_id, k) == TASK_SUCCEEDED:
                 continue  # ran before the restart (or was confirmed by the repair of its move)
             project, name = str(m["workload"]).split("/", 1)
-            cid = self._write(lambda s, k=k, m=m, project=project, name=name: self._new_task(  # type: ignore[misc]
+            cid = self._write(lambda s, k=k, m=m, project=project, name=name: self.tasks.new_task(  # type: ignore[misc]
                 s, "migrate", project, f"workload/{project}/{name}",
                 {"project": project, "name": name, "host": m["to"], "index": k}, parent_id=task_id,
                 state=TASK_RUNNING).id)
             with self.leases.hold_tasks([cid]):
                 try:
-                    self.migrate_workload(project, name, m["to"], task_id=cid)  # type: ignore[attr-defined]
+                    self.workloads.migrate_workload(project, name, m["to"], task_id=cid)
                 except PoolvisorError as e:
-                    self.end_task(cid, TASK_FAILED, error=e.message)
+                    self.tasks.end_task(cid, TASK_FAILED, error=e.message)
             ended = self._move_outcome(task_id, k) or "interrupted"
             done.append(k)
-            self.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
+            self.tasks.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
                            progress=(k + 1) / len(moves), journal={"done": done})
         executed, failed = [], []
         for k, m in enumerate(moves):
@@ -426,7 +441,7 @@ class BatchServices(TaskServices):
                 executed.append(m["workload"])
             else:
                 failed.append(f"{m['workload']}: {outcome or 'not run'}")
-        self.end_task(task_id, TASK_SUCCEEDED, result={
+        self.tasks.end_task(task_id, TASK_SUCCEEDED, result={
             "pool": params["pool"], "plan": journal["plan"], "hosts_emptied": journal["hosts_emptied"],
             "applied": True, "executed": executed, "failed": failed})
 
@@ -444,6 +459,12 @@ class BatchServices(TaskServices):
             return None
 
         return self._read(tx)
+
+
+def _check_max(max_migrations: int | None) -> None:
+    if max_migrations is not None and (isinstance(max_migrations, bool) or
+                                       not isinstance(max_migrations, int) or max_migrations < 0):
+        raise InvalidInputError("max_migrations must be an integer >= 0")
 
 
 def _consolidate(st: ClusterState, names: list[str], demands: np.ndarray, current: list[int],

@@ -69,7 +69,9 @@ def flush_unique(s: Session, message: str) -> None:
         raise ConflictError(message) from None
 
 
-class CatalogServices(ServiceBase):
+class CatalogService(ServiceBase):
+    """Pools, flavors and projects."""
+
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, description: str = "") -> PoolRecord:
         check_name("pool", name)

@@ -24,7 +24,7 @@ GPU_HOST_EVERY = 5  # every 5th host carries 4 GPUs and the label gpu=true
 VCPU_OVERCOMMIT = 2.0
 
 
-class DemoServices(ServiceBase):
+class DemoService(ServiceBase):
     def seed_demo(self, n_hosts: int) -> None:
         """Only when the database has no pools, hosts, flavors or projects; otherwise a no-op."""
         if isinstance(n_hosts, bool) or not isinstance(n_hosts, int) or not 1 <= n_hosts <= MAX_DEMO_HOSTS:

@@ -43,7 +43,7 @@ def run_load(svc: Any, project: str, prefix: str, n: int, flavor: str, threads: 
         for i in range(t, n, threads):
             name = f"{prefix}-{i}"
             try:
-                svc.create_workload(project, name, flavor=flavor)
+                svc.workloads.create_workload(project, name, flavor=flavor)
             except NoValidHostError:
                 with lock:
                     out.no_host += 1
@@ -102,9 +102,9 @@ def bench_store(db_url: str | None, hosts: int, requests: int, threads: int, pro
         url = db_url or f"sqlite:///{tmp}/bench.db"
         svc = open_services(url)
         try:
-            if svc.list_hosts() or svc.list_projects():
+            if svc.hosts.list_hosts() or svc.catalog.list_projects():
                 raise ConflictError("bench store needs an empty database")
-            svc.seed_demo(hosts)
+            svc.demo.seed_demo(hosts)
             workers = processes + 1
             share = [requests // workers + (1 if k < requests % workers else 0) for k in range(workers)]
             ctx = multiprocessing.get_context("spawn")
@@ -121,7 +121,7 @@ def bench_store(db_url: str | None, hosts: int, requests: int, threads: int, pro
             for c in children:
                 c.join()
             seconds = time.perf_counter() - t0
-            report = svc.check()
+            report = svc.repair.check()
         finally:
             svc.close()
     return {

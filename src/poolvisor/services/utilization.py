@@ -142,7 +142,9 @@ def _which(refs: Sequence[tuple[str, str]]) -> str:
     return first if len(refs) == 1 else f"these {len(refs)} VMs"
 
 
-class UtilizationServices(ServiceBase):
+class UtilizationService(ServiceBase):
+    """Recorded utilization samples: bulk writes, resampled reads."""
+
     def record_utilization(self, samples: Sequence[Sample]) -> int:
         """Store `(workload, time, cpu fraction)` samples; all or none. Returns how many were stored."""
         if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence):

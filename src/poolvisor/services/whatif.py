@@ -146,8 +146,9 @@ def history_from_store(svc: Any, vms: Sequence[str], interval_s: float = 300.0, 
                        since: Any = None) -> tuple[UtilizationHistory, list[str]]:
     """The store's recorded history of `vms` (Services.utilization_history); VMs with no sample
     replay at their reservation. Returns the history and the VMs without one."""
-    return history_for(vms, svc.recorded(vms),
-                       lambda known: svc.utilization_history(known, interval_s, steps=steps, since=since))
+    return history_for(vms, svc.utilization.recorded(vms),
+                       lambda known: svc.utilization.utilization_history(known, interval_s, steps=steps,
+                                                                         since=since))
 
 
 def history_from_file(path: str | os.PathLike[str], vms: Sequence[str]
@@ -175,11 +176,11 @@ def pool_from_services(svc: Any, pool: str | None = None) -> PoolSnapshot:
     Uses only `list_hosts(pool)` and `list_workloads()`: host capacity (`vcpu`, `memory_mib`),
     each running workload's demand and its host. Workloads not on one of these hosts are left out.
     """
-    hosts = [h for h in svc.list_hosts(pool) if h.state in ("up", "maintenance")]
+    hosts = [h for h in svc.hosts.list_hosts(pool) if h.state in ("up", "maintenance")]
     if not hosts:
         raise InvalidInputError(f"pool {pool!r} has no usable host" if pool else "no usable host")
     index = {h.name: i for i, h in enumerate(hosts)}
-    wls = [w for w in svc.list_workloads() if w.host in index and w.state == "running"]
+    wls = [w for w in svc.workloads.list_workloads() if w.host in index and w.state == "running"]
     return PoolSnapshot(
         hosts=tuple(h.name for h in hosts),
         host_cpu=np.array([float(h.capacity.get("vcpu", 0.0)) for h in hosts]),

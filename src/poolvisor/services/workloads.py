@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +38,7 @@ from poolvisor.policies.placement.served import decide
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, Stale, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.networks import attach_nics, validate_networks
 from poolvisor.services.records import (
     DELETING,
@@ -47,10 +49,15 @@ from poolvisor.services.records import (
     RUNNING,
     STOPPED,
     SUSPENDED,
+    TaskRecord,
     WorkloadRecord,
 )
 from poolvisor.services.snapshot import group_key, resource_names
+from poolvisor.services.tasks import TaskService
 from poolvisor.store.rows import GroupRow, HostRow, WorkloadRow
+
+if TYPE_CHECKING:
+    from poolvisor.services.lifecycle import WorkloadLifecycle
 
 MAX_PRIORITY = 1_000_000
 PLACE_DEADLINE_S = 60.0  # keep deciding again while optimistic commits lose races, up to this long
@@ -100,7 +107,16 @@ class _Spec:
     networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
 
 
-class WorkloadServices(ServiceBase):
+class WorkloadService(ServiceBase):
+    """Workloads: create (below), queries, and delete, actions and migration (lifecycle.py)."""
+
+    def __init__(self, ctx: ServiceContext, tasks: TaskService) -> None:
+        super().__init__(ctx)
+        self.tasks = tasks  # a migration is journaled as a task
+        from poolvisor.services.lifecycle import WorkloadLifecycle  # it imports this module
+
+        self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
+
     def create_workload(self, project: str, name: str, *, flavor: str | None = None,
                         demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
                         group: str | None = None, group_policy: str | None = None,
@@ -367,6 +383,21 @@ class WorkloadServices(ServiceBase):
 
     def get_workload(self, project: str, name: str) -> WorkloadRecord:
         return self._read(lambda s: self._workload_records(s, [self._workload(s, project, name)[0]])[0])
+
+    # ---- lifecycle (lifecycle.py) --------------------------------------------------------------
+    def delete_workload(self, project: str, name: str) -> None:
+        self.lifecycle.delete_workload(project, name)
+
+    def workload_action(self, project: str, name: str, action: str) -> WorkloadRecord:
+        return self.lifecycle.workload_action(project, name, action)
+
+    def migrate_workload(self, project: str, name: str, host: str | None = None, *,
+                         task_id: int | None = None) -> WorkloadRecord:
+        return self.lifecycle.migrate_workload(project, name, host, task_id=task_id)
+
+    def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
+        return self.lifecycle.submit_migrate(project, name, host)
+
 
 def _has_members(s: Session, group_id: int) -> bool:
     q = select(WorkloadRow.id).where(WorkloadRow.group_id == group_id).limit(1)
