@@ -174,7 +174,7 @@ def test_stale_group_decision_is_rejected_at_commit(lite):
     not be committed (the host's generation is unchanged, only the group re-check catches it)."""
     from functools import partial
 
-    from poolvisor.services.base import Stale
+    from poolvisor.store.retry import Stale
 
     lite.catalog.create_pool("p")
     for i in range(2):
@@ -190,6 +190,6 @@ def test_stale_group_decision_is_rejected_at_commit(lite):
                                           group_policy="affinity",
                                           required_labels={"n": "1"}).host == "h1"
     with pytest.raises(Stale):
-        lite.ctx.write(partial(lite.workloads._claim, spec=spec, target=target, decision=decision))
+        lite.ctx.write_once(partial(lite.workloads._claim, spec=spec, target=target, decision=decision))
     assert lite.workloads.create_workload("demo", "a", demand={"vcpu": 1}, group="grp").host == "h1"
     assert lite.repair.check().ok

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from poolvisor.domain.errors import ConflictError, UnavailableError
-from poolvisor.store import Retry, Store, default_url, normalize_url, open_store
+from poolvisor.store import Stale, Store, default_url, normalize_url, open_store
 from poolvisor.store.migrate import head_revision
 from poolvisor.store.rows import Base, PoolRow
 
@@ -101,17 +101,17 @@ def test_run_retries_and_maps_errors(tmp_path):
         calls.append(1)
         s.add(PoolRow(name=f"p{len(calls)}", description=""))
         if len(calls) < 3:
-            raise Retry()
+            raise Stale()
         return len(calls)
 
     assert store.run(flaky) == 3
     assert store.run(lambda s: s.scalars(select(PoolRow.name)).all(), write=False) == ["p3"]  # rolled back
 
     def always(s):
-        raise Retry()
+        raise Stale()
 
     with pytest.raises(ConflictError, match="concurrent"):
-        store.run(always, attempts=3)
+        store.run(always, deadline_s=0.05)
     with pytest.raises(ConflictError):
         store.run(lambda s: s.add_all([PoolRow(name="dup", description=""),
                                        PoolRow(name="dup", description="")]))

@@ -24,6 +24,7 @@ from poolvisor.services.records import HostRecord, WorkloadRecord
 from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.usage import measured_use
 from poolvisor.store.engine import Store
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import (
     EventRow,
     FlavorRow,
@@ -36,10 +37,6 @@ from poolvisor.store.rows import (
 )
 
 T = TypeVar("T")
-
-
-class Stale(Exception):  # noqa: N818 - control flow: an optimistic commit lost a race
-    """A generation guard failed: re-read the state and decide again."""
 
 
 def as_utc(t: datetime) -> datetime:

@@ -39,7 +39,7 @@ from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolid
 from poolvisor.policies.placement import IndexedPlacer, Request
 from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase, Stale
+from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_demand
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import (
@@ -58,8 +58,9 @@ from poolvisor.services.records import (
 )
 from poolvisor.services.snapshot import Snapshot, resource_names
 from poolvisor.services.tasks import CONSOLIDATE, TaskService
-from poolvisor.services.workloads import MAX_PRIORITY, WorkloadService, retry_schedule
+from poolvisor.services.workloads import MAX_PRIORITY, PLACE_DEADLINE_S, WorkloadService
 from poolvisor.state.cluster import ClusterState
+from poolvisor.store.retry import with_retry
 from poolvisor.store.rows import HostRow, ProjectRow, TaskRow, WorkloadRow
 
 log = logging.getLogger("poolvisor.services")
@@ -116,29 +117,34 @@ class BatchService(ServiceBase):
             raise InvalidInputError(f"a batch holds 1..{MAX_BATCH} workloads")
         items, project_id, pool_id = self._read(partial(
             self._resolve_batch, project=project, specs=specs, pool=pool, create_project=create_project))
-        for _ in retry_schedule():
+
+        def step() -> tuple[Snapshot, Plan, int, list[int], list[int] | None]:
+            """Plan and (unless a dry run) claim; Stale (a host changed since the plan) plans again."""
             snap, plan, considered = self._plan_batch(items, pool_id)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
             if plan.unplaced and (all_or_nothing or not placed):
                 raise NoValidHostError(
                     f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
                     " nothing was created", detail=plan.to_dict())
-            reasons = {m.workload: m.reason for m in plan.moves}
             if dry_run:
-                now = datetime.now(UTC)
-                recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
-                                       snap.state.names[int(plan.assignment[i])], items[i].demand,
-                                       items[i].priority, None, now,
-                                       _explain(reasons[items[i].name], plan, considered)) for i in placed]
-                return BatchResult(recs, plan.unplaced, plan.to_dict())
-            try:
-                ids = self._write(partial(self._claim_batch, project=project, project_id=project_id,
-                                          items=items, placed=placed, snap=snap, plan=plan,
-                                          considered=considered))
-            except Stale:
-                continue
-            return self._confirm_batch(project, items, placed, ids, snap, plan)
-        raise ConflictError("too many concurrent placements; the batch was not created, retry")
+                return snap, plan, considered, placed, None
+            ids = self.ctx.write_once(partial(self._claim_batch, project=project, project_id=project_id,
+                                              items=items, placed=placed, snap=snap, plan=plan,
+                                              considered=considered))
+            return snap, plan, considered, placed, ids
+
+        snap, plan, considered, placed, ids = with_retry(
+            step, deadline_s=PLACE_DEADLINE_S,
+            conflict="too many concurrent placements; the batch was not created, retry")
+        if ids is None:  # a dry run: the plan, nothing claimed
+            reasons = {m.workload: m.reason for m in plan.moves}
+            now = datetime.now(UTC)
+            recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
+                                   snap.state.names[int(plan.assignment[i])], items[i].demand,
+                                   items[i].priority, None, now,
+                                   _explain(reasons[items[i].name], plan, considered)) for i in placed]
+            return BatchResult(recs, plan.unplaced, plan.to_dict())
+        return self._confirm_batch(project, items, placed, ids, snap, plan)
 
     # ---- batch: resolve, plan, claim, confirm ----------------------------------------------------
     def _resolve_batch(self, s: Session, *, project: str, specs: Sequence[Mapping[str, Any]],
@@ -384,8 +390,8 @@ class BatchService(ServiceBase):
             return ConsolidationResult(pool, pd, emptied)
         # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
         t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
-                                 {"pool": pool, "max_migrations": max_migrations, "plan": pd,
-                                  "hosts_emptied": emptied})
+                                       {"pool": pool, "max_migrations": max_migrations, "plan": pd,
+                                        "hosts_emptied": emptied})
         if t.result is None:
             raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
         return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
@@ -433,7 +439,7 @@ class BatchService(ServiceBase):
             ended = self._move_outcome(task_id, k) or "interrupted"
             done.append(k)
             self.tasks.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
-                           progress=(k + 1) / len(moves), journal={"done": done})
+                                 progress=(k + 1) / len(moves), journal={"done": done})
         executed, failed = [], []
         for k, m in enumerate(moves):
             outcome = self._move_outcome(task_id, k, error=True)

@@ -35,9 +35,13 @@ class ServiceContext:
     task_wakeup: threading.Event = field(default_factory=threading.Event)  # set by task submissions
 
     def read(self, fn: Callable[[Session], T]) -> T:
-        """Run `fn` in one read-only transaction."""
+        """Run `fn` in one read-only transaction (run again on a transient conflict)."""
         return self.store.run(fn, write=False)
 
     def write(self, fn: Callable[[Session], T]) -> T:
-        """Run `fn` in one write transaction (retried by the store on transient failures)."""
+        """Run `fn` in one write transaction, run again while it raises Stale (store/retry.py)."""
         return self.store.run(fn, write=True)
+
+    def write_once(self, fn: Callable[[Session], T]) -> T:
+        """One attempt: Stale reaches the caller (its decision, taken before, must be retaken)."""
+        return self.store.run_once(fn, write=True)

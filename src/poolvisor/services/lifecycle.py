@@ -25,7 +25,7 @@ from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Request, place
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase, Stale
+from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import (
     DELETING,
@@ -43,7 +43,8 @@ from poolvisor.services.records import (
 )
 from poolvisor.services.snapshot import group_key
 from poolvisor.services.tasks import MIGRATE, TaskService, migration_task
-from poolvisor.services.workloads import ACTIONS, TRANSIENT, WorkloadService, _Spec, retry_schedule
+from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
+from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
 
 
@@ -156,12 +157,9 @@ class WorkloadLifecycle(ServiceBase):
                 except PoolvisorError as e:
                     self.tasks.end_task(task_id, TASK_FAILED, error=e.message)  # no-op once rolled back
                     raise
-        for _ in retry_schedule():
-            try:
-                return self._migrate_once(project, name, host, task_id)
-            except Stale:
-                continue
-        raise ConflictError("too many concurrent changes; the workload was not migrated, retry")
+        return with_retry(lambda: self._migrate_once(project, name, host, task_id),
+                          deadline_s=PLACE_DEADLINE_S,
+                          conflict="too many concurrent changes; the workload was not migrated, retry")
 
     def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
         """Validate the move (404/409 at once, as the synchronous call would) and queue it."""
@@ -241,11 +239,11 @@ class WorkloadLifecycle(ServiceBase):
             # the journal (the way back) goes into the task, in the transaction that moves the allocation
             t.workload_id = cur.id
             self.tasks.note_in(t, f"moving {name}: {src} -> {dst}", progress=0.5,
-                          journal={"from": src, "to": dst, "state": w.state})
+                               journal={"from": src, "to": dst, "state": w.state})
             cur.explanation = decision.explanation.to_dict()
             self.leases.stamp(cur)
 
-        self._write(claim)
+        self.ctx.write_once(claim)  # Stale: migrate_workload decides again
         with self.leases.hold([w.id]):
             try:
                 self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
@@ -266,7 +264,7 @@ class WorkloadLifecycle(ServiceBase):
         w.state, w.updated_at = info["state"], datetime.now(UTC)
         # the task closes in this transaction (its event first: the workload's is the latest)
         self.tasks.end_in(s, t, TASK_SUCCEEDED, result={"workload": f"{project}/{name}", "from": info["from"],
-                                                   "to": info["to"], "state": info["state"]})
+                                                        "to": info["to"], "state": info["state"]})
         self._event(s, "workload.migrated", f"workload/{project}/{name}",
                     f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
                     data={"from": info["from"], "to": info["to"], "task": t.id})
@@ -295,6 +293,6 @@ class WorkloadLifecycle(ServiceBase):
             w.state = LOST
             msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
         self.tasks.end_in(s, t, TASK_ROLLED_BACK if w.state != LOST else TASK_FAILED, error=msg,
-                     result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
+                          result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
         self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
         return True

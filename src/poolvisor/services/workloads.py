@@ -17,9 +17,6 @@ written by the claim's transaction, so a dry run or a request that fails leaves 
 from __future__ import annotations
 
 import contextlib
-import random
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -36,7 +33,7 @@ from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.policies.placement.served import decide
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase, Stale, as_utc
+from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.networks import attach_nics, validate_networks
@@ -54,6 +51,7 @@ from poolvisor.services.records import (
 )
 from poolvisor.services.snapshot import group_key, resource_names
 from poolvisor.services.tasks import TaskService
+from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import GroupRow, HostRow, WorkloadRow
 
 if TYPE_CHECKING:
@@ -61,17 +59,6 @@ if TYPE_CHECKING:
 
 MAX_PRIORITY = 1_000_000
 PLACE_DEADLINE_S = 60.0  # keep deciding again while optimistic commits lose races, up to this long
-
-
-def retry_schedule(deadline_s: float = PLACE_DEADLINE_S) -> Iterator[None]:
-    """Yield until the deadline, sleeping a jittered, growing delay between attempts."""
-    end = time.monotonic() + deadline_s
-    delay = 0.001
-    yield
-    while time.monotonic() < end:
-        time.sleep(delay * random.random())
-        delay = min(delay * 1.5, 0.05)
-        yield
 TRANSIENT = (PLACING, MIGRATING, DELETING)
 HARD_POLICIES = (GroupPolicy.AFFINITY, GroupPolicy.ANTI_AFFINITY, GroupPolicy.DOMAIN_SPREAD)
 ACTIONS = {  # action -> (states it applies to, resulting state)
@@ -82,7 +69,7 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
 }
 
 
-class _GroupChanged(Exception):  # noqa: N818 - control flow, like Stale
+class _GroupChanged(Stale):
     """The group got a policy (by its first member) between resolve and claim: resolve again."""
 
 
@@ -155,21 +142,29 @@ class WorkloadService(ServiceBase):
             check_name("pool", pool)
 
         nets = validate_networks(self, project, networks)
-        for _ in range(5):
+
+        def resolve() -> _Spec:
             spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                                  forbidden, pool, create_project)
-            spec = replace(spec, networks=nets)
-            if dry_run:
-                decision, _target = self._decide(spec, explain)
-                return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
-                                      group, datetime.now(UTC), decision.explanation.to_dict())
+            return replace(spec, networks=nets)
+
+        if dry_run:
+            spec = resolve()
+            decision, _target = self._decide(spec, explain)
+            return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
+                                  group, datetime.now(UTC), decision.explanation.to_dict())
+
+        def step() -> tuple[_Spec, int, str, int | None]:
+            """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
+            spec = resolve()
             new_group: list[int] = []
-            try:
-                wid, host = self._place_and_claim(spec, new_group, explain)
-            except _GroupChanged:
-                continue
-            return self._confirm_create(spec, wid, host, new_group[0] if new_group else None)
-        raise ConflictError(f"group {group!r} is being changed concurrently; retry")
+            wid, host = self._place_and_claim(spec, new_group, explain)
+            return spec, wid, host, new_group[0] if new_group else None
+
+        spec, wid, host, created = with_retry(
+            step, deadline_s=PLACE_DEADLINE_S,
+            conflict="too many concurrent placements; the workload was not created, retry")
+        return self._confirm_create(spec, wid, host, created)
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
     def _resolve(self, project: str, name: str, kind: str, flavor: str | None,
@@ -229,19 +224,15 @@ class WorkloadService(ServiceBase):
 
     def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
                          explain: bool = False) -> tuple[int, str]:
-        """(workload id, host); the id of a group the claim created is appended to `new_group`."""
-        for _ in retry_schedule():
-            decision, target = self._decide(spec, explain)
-            require_host(decision)
-            assert target is not None and decision.host is not None
-            try:
-                wid, created = self._write(partial(self._claim, spec=spec, target=target, decision=decision))
-                if created is not None and new_group is not None:
-                    new_group.append(created)
-                return wid, decision.host
-            except Stale:
-                continue
-        raise ConflictError("too many concurrent placements; the workload was not created, retry")
+        """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
+        id of a group the claim created is appended to `new_group`."""
+        decision, target = self._decide(spec, explain)
+        require_host(decision)
+        assert target is not None and decision.host is not None
+        wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target, decision=decision))
+        if created is not None and new_group is not None:
+            new_group.append(created)
+        return wid, decision.host
 
     def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int],
                decision: Decision) -> tuple[int, int | None]:
