@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():  # starlette prefers httpx2; plain httpx works the same for these tests
@@ -19,7 +20,7 @@ with warnings.catch_warnings():  # starlette prefers httpx2; plain httpx works t
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Services]:
     s = open_services(f"sqlite:///{tmp_path / 'api.db'}")
-    s.demo.seed_demo(6)
+    seed_demo(s, 6)
     yield s
     s.close()
 

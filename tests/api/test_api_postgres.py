@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():
@@ -19,7 +20,7 @@ with warnings.catch_warnings():
 @pytest.fixture
 def pg_services(pg_url: str) -> Iterator[Services]:
     s = open_services(pg_url)
-    s.demo.seed_demo(4)
+    seed_demo(s, 4)
     yield s
     s.close()
 

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import open_services
 
 with warnings.catch_warnings():
@@ -22,7 +23,7 @@ class Crash(BaseException):
 def test_the_sweep_starts_and_stops_with_the_app(tmp_path: Path) -> None:
     svc = open_services(f"sqlite:///{tmp_path / 'sweep.db'}", lease_s=0.3)
     try:
-        svc.demo.seed_demo(3)
+        seed_demo(svc, 3)
 
         def die(*_a: object, **_k: object) -> None:
             raise Crash()

@@ -31,6 +31,7 @@ from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 TOKEN = "fuzz-admin-token-0123456789"
@@ -105,7 +106,7 @@ def test_every_builtin_check_is_on() -> None:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     db: Path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
     svc = open_services(f"sqlite:///{db}")
-    svc.demo.seed_demo(4)
+    seed_demo(svc, 4)
     svc.auth.adopt_admin_token(TOKEN)
     APP.state.services = svc
     yield svc

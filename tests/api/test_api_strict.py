@@ -17,6 +17,7 @@ from typing import Any, cast
 import pytest
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():
@@ -161,7 +162,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     """One app for the many rejected requests (a 422 writes nothing, so they can share it)."""
     db: Path = tmp_path_factory.mktemp("strict") / "strict.db"
     svc = open_services(f"sqlite:///{db}")
-    svc.demo.seed_demo(2)
+    seed_demo(svc, 2)
     token = svc.auth.bootstrap_admin_token()
     assert token is not None
     with TestClient(create_app(svc), raise_server_exceptions=False) as c:

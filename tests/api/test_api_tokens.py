@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 from poolvisor.store.rows import TokenRow
 
@@ -30,7 +31,7 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[An
     url = (f"sqlite:///{tmp_path / 'shared.db'}" if request.param == "sqlite"
            else request.getfixturevalue("pg_url"))
     a, b = open_services(url), open_services(url)
-    a.demo.seed_demo(3)
+    seed_demo(a, 3)
     token = a.auth.bootstrap_admin_token()
     assert token is not None
     try:

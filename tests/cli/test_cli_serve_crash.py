@@ -16,6 +16,7 @@ import httpx
 import pytest
 from test_cli_serve import CLI, clean_env, free_port
 
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import open_services
 
 LEASE_S, INTERVAL_S = 5.0, 2.0  # the serve defaults
@@ -64,7 +65,7 @@ def test_kill_9_of_serve_mid_operations_is_repaired_after_an_immediate_restart(t
     env = clean_env(home)
     log = tmp_path / "serve.log"
     seed = open_services(db)
-    seed.demo.seed_demo(3)
+    seed_demo(seed, 3)
     seed.workloads.create_workload("demo", "doomed", flavor="small")
     seed.workloads.create_workload("demo", "mover", flavor="small")
     seed.close()

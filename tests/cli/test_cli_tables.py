@@ -21,8 +21,9 @@ from poolvisor.api.app import create_app
 from poolvisor.cli import render
 from poolvisor.cli.errors import run_guarded
 from poolvisor.cli.main import ORDER, PANEL_POOL, OrderedGroup, app
+from poolvisor.demo.cluster import seed_demo
+from poolvisor.demo.usage import seed_demo_usage
 from poolvisor.services import Services, open_services
-from poolvisor.services.demo_usage import seed_demo_usage
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -34,7 +35,7 @@ Run = Callable[..., tuple[int, str, str]]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
     svc = open_services(f"sqlite:///{tmp_path_factory.mktemp('tables') / 'd.db'}")
-    svc.demo.seed_demo(20)
+    seed_demo(svc, 20)
     seed_demo_usage(svc, 40)
     token = svc.auth.bootstrap_admin_token()
     assert token is not None

@@ -12,9 +12,10 @@ import pytest
 from poolvisor.cli.errors import run_guarded
 from poolvisor.cli.main import app
 from poolvisor.cli.whatif import parse_since
+from poolvisor.demo.cluster import seed_demo
+from poolvisor.demo.usage import demo_utilization, seed_demo_usage
 from poolvisor.services import open_services
-from poolvisor.services.demo_usage import demo_utilization, seed_demo_usage
-from poolvisor.services.whatif import pool_from_services
+from poolvisor.sim.whatif import pool_from_services
 from small_pool import fill_small_pool
 
 T0 = 1_800_000_000.0
@@ -154,7 +155,7 @@ def test_demo_records_a_day_that_whatif_replays(tmp_path: Path, capsys: pytest.C
     url = f"sqlite:///{tmp_path / 'd.db'}"
     svc = open_services(url)
     try:
-        svc.demo.seed_demo(6)
+        seed_demo(svc, 6)
         assert seed_demo_usage(svc, 12, now=T0 + 100) == 12
         assert seed_demo_usage(svc, 12) == 0  # once only
         names = tuple(f"demo/{w.name}" for w in svc.workloads.list_workloads("demo"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.store.rows import EventRow, HostResourceRow, HostRow
 
@@ -136,14 +137,14 @@ def test_tokens(svc):
 
 
 def test_seed_demo_only_on_empty_database(svc):
-    svc.demo.seed_demo(12)
+    seed_demo(svc, 12)
     hosts = svc.hosts.list_hosts(pool="demo")
     assert len(hosts) == 12 and len({h.domain for h in hosts}) >= 2
     assert {f.name for f in svc.catalog.list_flavors()} == {"tiny", "small", "medium", "large", "xlarge"}
     assert svc.catalog.get_project("demo").name == "demo"
-    svc.demo.seed_demo(3)  # not empty any more: no-op
+    seed_demo(svc, 3)  # not empty any more: no-op
     assert len(svc.hosts.list_hosts()) == 12
     w = svc.workloads.create_workload("demo", "vm1", flavor="medium")
     assert w.state == "running" and w.host is not None
     with pytest.raises(InvalidInputError):
-        svc.demo.seed_demo(0)
+        seed_demo(svc, 0)

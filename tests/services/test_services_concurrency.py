@@ -12,9 +12,9 @@ import multiprocessing
 import pytest
 from sqlalchemy import func, select
 
+from poolvisor.bench.loadgen import LoadResult, run_load, worker_main
 from poolvisor.domain.models import GroupPolicy
 from poolvisor.services import open_services
-from poolvisor.services.loadgen import LoadResult, run_load, worker_main
 from poolvisor.store.rows import AllocationRow, HostResourceRow, WorkloadRow
 
 HOSTS, SLOTS_PER_HOST, PREFILLED = 10, 8, 20  # 80 slots, 60 free

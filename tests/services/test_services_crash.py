@@ -82,7 +82,7 @@ def test_kill_9_during_load_loses_nothing_acknowledged(db_url, tmp_path):
     ack.touch()
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
     # each sim create takes 20 ms, so the kill most likely lands between create's two commits
-    cmd = [sys.executable, "-m", "poolvisor.services.loadgen", db_url, "demo", "k", "400", "unit", "4",
+    cmd = [sys.executable, "-m", "poolvisor.bench.loadgen", db_url, "demo", "k", "400", "unit", "4",
            str(ack), "0.02"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -15,7 +15,7 @@ from poolvisor.domain.errors import PoolvisorError
 from poolvisor.policies.placement import Decision, Request, place, served
 from poolvisor.services import Services
 from poolvisor.services import workloads as service_workloads
-from poolvisor.services.snapshot import PlacementCache, group_key
+from poolvisor.services.placement_cache import PlacementCache, group_key
 
 
 def count_decide(monkeypatch: pytest.MonkeyPatch) -> list[Decision]:
@@ -128,7 +128,7 @@ def test_the_index_follows_the_store_incrementally_and_stays_exact(lite: Service
                 assert dry.host == fresh_choice(lite, req_of)
                 compared += 1
     assert compared >= 5
-    snap = lite.cache.snap
+    snap = lite.cache.view
     assert snap is not None and lite.cache.full_loads == 1
     placer = snap.placer(lite.policy)
     assert placer.stats["rebuilds"] == 0 and placer.stats["tree"] > 0  # point updates, never a rebuild
@@ -144,7 +144,7 @@ def test_pool_requests_reuse_one_read_only_pool_array(lite: Services) -> None:
     lite.hosts.create_host("other", {"vcpu": 64, "memory_mib": 65536})  # outside the pool, emptier
     for k in range(3):
         assert lite.workloads.create_workload("demo", f"p{k}", flavor="unit", pool="p").host.startswith("h")
-    snap = lite.cache.snap
+    snap = lite.cache.view
     assert snap is not None
     hosts = next(iter(snap._pools.values()))
     assert not hosts.flags.writeable and np.array_equal(
@@ -170,14 +170,14 @@ def test_batch_replay_goes_through_the_index(lite: Services, monkeypatch: pytest
 def test_small_pools_skip_the_compiled_kernels_and_growing_ones_get_them(
         lite: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     from poolvisor.policies.placement import kernels
-    from poolvisor.services import snapshot
+    from poolvisor.services import placement_cache
 
-    monkeypatch.setattr(snapshot, "JIT_MIN_HOSTS", 5)
+    monkeypatch.setattr(placement_cache, "JIT_MIN_HOSTS", 5)
     small_cluster(lite, hosts=4)
     lite.workloads.create_workload("demo", "a", flavor="unit")
-    assert lite.cache.snap is not None and not lite.cache.snap.placer(lite.policy).index.jit
+    assert lite.cache.view is not None and not lite.cache.view.placer(lite.policy).index.jit
     lite.hosts.create_host("h4", {"vcpu": 4, "memory_mib": 4096})
     w = lite.workloads.create_workload("demo", "b", flavor="unit")
-    placer = lite.cache.snap.placer(lite.policy)
+    placer = lite.cache.view.placer(lite.policy)
     assert placer.index.jit == kernels.available() and w.explanation["path"] == "index"
     assert lite.repair.check().ok

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from poolvisor.demo.cluster import seed_demo
+from poolvisor.demo.usage import seed_demo_usage
 from poolvisor.domain.errors import NotFoundError
 from poolvisor.services import Services
-from poolvisor.services.demo_usage import seed_demo_usage
 
 
 def _host(svc: Services, name: str):  # type: ignore[no-untyped-def]
@@ -89,7 +90,7 @@ def test_pool_reports_gpus_stranded_behind_full_memory(svc: Services) -> None:
 def test_demo_pool_leaves_every_gpu_usable(lite: Services) -> None:
     """`make run`: 20 hosts (4 with GPUs), 40 VMs placed as one batch; a gpu=1 request must still
     fit on each GPU host, and the pool reports nothing stranded."""
-    lite.demo.seed_demo(20)
+    seed_demo(lite, 20)
     assert seed_demo_usage(lite, 40) == 40
     gpu_hosts = [h for h in lite.hosts.list_hosts("demo") if h.capacity.get("gpu", 0) > 0]
     assert len(gpu_hosts) == 4

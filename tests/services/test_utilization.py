@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from poolvisor.domain.errors import InvalidInputError, NotFoundError
 from poolvisor.services import Services
 from poolvisor.services.utilization import resample
-from poolvisor.services.whatif import UtilizationHistory, pool_from_services, simulate_whatif
+from poolvisor.sim.whatif import UtilizationHistory, pool_from_services, simulate_whatif
 from poolvisor.store.rows import UtilizationSampleRow
 from small_pool import fill_small_pool
 

@@ -9,7 +9,7 @@ import pytest
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.services import open_services
-from poolvisor.services.whatif import (
+from poolvisor.sim.whatif import (
     PoolSnapshot,
     UtilizationHistory,
     load_history,

@@ -165,9 +165,11 @@ def serve(
         for line in svc.repair.run():  # what died with an earlier process; the sweep does the rest
             typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:
-            svc.demo.seed_demo(demo)
+            from poolvisor.demo.cluster import seed_demo
+
+            seed_demo(svc, demo)
             if demo_vms:
-                from poolvisor.services.demo_usage import seed_demo_usage
+                from poolvisor.demo.usage import seed_demo_usage
 
                 made = seed_demo_usage(svc, demo_vms)
                 if made:

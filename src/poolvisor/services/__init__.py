@@ -6,7 +6,7 @@
 
 Domains: auth, catalog (pools, flavors, projects), hosts, workloads (create, delete, actions,
 migrate), batch (batch placement, consolidation), tasks, utilization, networks, routers,
-dataplane, events, repair (crash repair and the invariant check), demo. Every method is
+dataplane, events, repair (crash repair and the invariant check). Every method is
 synchronous and thread-safe, raises only poolvisor.domain.errors classes and returns frozen
 records from poolvisor.services.records.
 """

@@ -20,8 +20,8 @@ from poolvisor.drivers.base import Driver, DriverWorkload
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.leases import Leases
+from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.services.records import HostRecord, WorkloadRecord
-from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.usage import measured_use
 from poolvisor.store.engine import Store
 from poolvisor.store.retry import Stale

@@ -42,6 +42,7 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_demand
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.placement_cache import PlacementView, resource_names
 from poolvisor.services.records import (
     DRY_RUN,
     PLACING,
@@ -56,7 +57,6 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import Snapshot, resource_names
 from poolvisor.services.tasks import CONSOLIDATE, TaskService
 from poolvisor.services.workloads import MAX_PRIORITY, PLACE_DEADLINE_S, WorkloadService
 from poolvisor.state.cluster import ClusterState
@@ -118,7 +118,7 @@ class BatchService(ServiceBase):
         items, project_id, pool_id = self._read(partial(
             self._resolve_batch, project=project, specs=specs, pool=pool, create_project=create_project))
 
-        def step() -> tuple[Snapshot, Plan, int, list[int], list[int] | None]:
+        def step() -> tuple[PlacementView, Plan, int, list[int], list[int] | None]:
             """Plan and (unless a dry run) claim; Stale (a host changed since the plan) plans again."""
             snap, plan, considered = self._plan_batch(items, pool_id)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
@@ -192,7 +192,7 @@ class BatchService(ServiceBase):
                 f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
         return items, pid, pool_id
 
-    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan, int]:
+    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[PlacementView, Plan, int]:
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
@@ -210,8 +210,8 @@ class BatchService(ServiceBase):
             plan = self._no_worse_than_pipeline(st, items, demands, allowed,
                                                 self._packed(st, items, demands, allowed,
                                                              self.policy.protected_scarce))
-            # the plan refers to this snapshot's arrays: keep what the commit needs
-            snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
+            # the plan refers to this view's arrays: keep what the commit needs
+            snap_copy = PlacementView(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
             return snap_copy, plan, int(np.count_nonzero(allowed & st.up))
 
@@ -278,7 +278,7 @@ class BatchService(ServiceBase):
         return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes)
 
     def _claim_batch(self, s: Session, *, project: str, project_id: int | None, items: list[_Item],
-                     placed: list[int], snap: Snapshot, plan: Plan, considered: int) -> list[int]:
+                     placed: list[int], snap: PlacementView, plan: Plan, considered: int) -> list[int]:
         if project_id is None:
             project_id = self._create_project_in(s, project)
         seen: set[int] = set()
@@ -311,12 +311,12 @@ class BatchService(ServiceBase):
         return ids
 
     def _confirm_batch(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
-                       snap: Snapshot, plan: Plan) -> BatchResult:
+                       snap: PlacementView, plan: Plan) -> BatchResult:
         with self.leases.hold(ids):  # renewed while the driver creates them (leases.py)
             return self._confirm_batch_held(project, items, placed, ids, snap, plan)
 
     def _confirm_batch_held(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
-                            snap: Snapshot, plan: Plan) -> BatchResult:
+                            snap: PlacementView, plan: Plan) -> BatchResult:
         done: list[tuple[str, DriverWorkload]] = []
         for i in placed:
             host = snap.state.names[int(plan.assignment[i])]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from poolvisor.drivers.base import Driver
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.leases import Leases
-from poolvisor.services.snapshot import PlacementCache
+from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.store.engine import Store
 
 T = TypeVar("T")

@@ -21,14 +21,13 @@ from poolvisor.services.batch import BatchService
 from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.dataplane import DataplaneService
-from poolvisor.services.demo import DemoService
 from poolvisor.services.events import EventService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
 from poolvisor.services.networks import NetworkService
+from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
-from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
 from poolvisor.services.utilization import UtilizationService
 from poolvisor.services.workloads import WorkloadService
@@ -54,7 +53,6 @@ class Services:
         self.dataplane = DataplaneService(ctx, self.routers)
         self.events = EventService(ctx)
         self.repair = RepairService(ctx, self.workloads, self.tasks)
-        self.demo = DemoService(ctx)
         self.tasks.handlers[MIGRATE] = self.workloads.lifecycle.run_migrate_task
         self.tasks.handlers[CONSOLIDATE] = self.batch.apply_consolidation
 

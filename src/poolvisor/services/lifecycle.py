@@ -27,6 +27,7 @@ from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.placement_cache import group_key
 from poolvisor.services.records import (
     DELETING,
     LOST,
@@ -41,7 +42,6 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import group_key
 from poolvisor.services.tasks import MIGRATE, TaskService, migration_task
 from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
 from poolvisor.store.retry import Stale, with_retry

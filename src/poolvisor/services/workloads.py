@@ -37,6 +37,7 @@ from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.networks import attach_nics, validate_networks
+from poolvisor.services.placement_cache import group_key, resource_names
 from poolvisor.services.records import (
     DELETING,
     DRY_RUN,
@@ -49,7 +50,6 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import group_key, resource_names
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import GroupRow, HostRow, WorkloadRow
@@ -202,7 +202,7 @@ class WorkloadService(ServiceBase):
         return self._read(tx)
 
     def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, tuple[int, int] | None]:
-        """Refresh the snapshot and decide through its placement index (under the cache lock).
+        """Refresh the placement view and decide through its placement index (under the cache lock).
         Returns the decision and, when a host was chosen, the (host id, generation) the commit
         must find."""
         with self.cache.lock:

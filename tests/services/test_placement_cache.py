@@ -8,7 +8,7 @@ import numpy as np
 from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import PoolvisorError
-from poolvisor.services.snapshot import PlacementCache
+from poolvisor.services.placement_cache import PlacementCache
 
 
 def same_as_fresh(svc) -> None:
