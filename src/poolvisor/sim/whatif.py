@@ -154,7 +154,7 @@ def _npz_names(p: Path) -> list[str]:
 
 
 def pool_from_services(svc: Any, pool: str | None = None) -> PoolSnapshot:
-    """Snapshot of a pool (or of every host) through the Services facade.
+    """Snapshot of a pool (or of every host) through the public services (hosts, workloads).
 
     Uses only `list_hosts(pool)` and `list_workloads()`: host capacity (`vcpu`, `memory_mib`),
     each running workload's demand and its host. Workloads not on one of these hosts are left out.
