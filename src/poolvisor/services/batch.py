@@ -411,7 +411,7 @@ class BatchService(ServiceBase):
         skips those and the moves the crash repair confirmed, and tries the rest again (the move
         the crash interrupted, undone by the repair, and the ones never started)."""
         params = self.tasks.get_task(task_id).params
-        journal = self._read(lambda s: dict(s.get(TaskRow, task_id).journal))  # type: ignore[union-attr]
+        journal = self.tasks.journal(task_id)
         if "moves" not in journal:
             if "plan" in params:  # planned by the synchronous call that created the task
                 plan, emptied = params["plan"], params["hosts_emptied"]
@@ -427,10 +427,9 @@ class BatchService(ServiceBase):
             if k in done or self._move_outcome(task_id, k) == TASK_SUCCEEDED:
                 continue  # ran before the restart (or was confirmed by the repair of its move)
             project, name = str(m["workload"]).split("/", 1)
-            cid = self._write(lambda s, k=k, m=m, project=project, name=name: self.tasks.new_task(  # type: ignore[misc]
-                s, "migrate", project, f"workload/{project}/{name}",
-                {"project": project, "name": name, "host": m["to"], "index": k}, parent_id=task_id,
-                state=TASK_RUNNING).id)
+            cid = self.tasks.start_task("migrate", project, f"workload/{project}/{name}",
+                                        {"project": project, "name": name, "host": m["to"], "index": k},
+                                        parent_id=task_id)
             with self.leases.hold_tasks([cid]):
                 try:
                     self.workloads.migrate_workload(project, name, m["to"], task_id=cid)

@@ -37,7 +37,6 @@ from poolvisor.services.records import (
     SUSPENDED,
     TASK_FAILED,
     TASK_ROLLED_BACK,
-    TASK_RUNNING,
     TASK_SUCCEEDED,
     TaskRecord,
     WorkloadRecord,
@@ -148,9 +147,8 @@ class WorkloadLifecycle(ServiceBase):
             check_name("host", host)
         if task_id is None:
             wid = self._read(lambda s: self.migration_source(s, project, name, host)[0].id)
-            task_id = self._write(lambda s: self.tasks.new_task(
-                s, MIGRATE, project, f"workload/{project}/{name}",
-                {"project": project, "name": name, "host": host}, workload_id=wid, state=TASK_RUNNING).id)
+            task_id = self.tasks.start_task(MIGRATE, project, f"workload/{project}/{name}",
+                                            {"project": project, "name": name, "host": host}, workload_id=wid)
             with self.leases.hold_tasks([task_id]):
                 try:
                     return self.migrate_workload(project, name, host, task_id=task_id)

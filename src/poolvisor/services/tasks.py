@@ -174,11 +174,26 @@ class TaskService(ServiceBase):
             self._drive(task_id, kind)
         return self.get_task(task_id)
 
+    def start_task(self, kind: str, project: str | None, subject: str, params: dict[str, Any], *,
+                   workload_id: int | None = None, parent_id: int | None = None) -> int:
+        """Journal a task already `running` in the calling thread (its caller holds its lease)."""
+        return self._write(lambda s: self.new_task(s, kind, project, subject, params, workload_id=workload_id,
+                                                    parent_id=parent_id, state=TASK_RUNNING).id)
+
+    def journal(self, task_id: int) -> dict[str, Any]:
+        """The task's journal (what a handler resumed after a crash reads back)."""
+        def tx(s: Session) -> dict[str, Any]:
+            t = s.get(TaskRow, task_id)
+            if t is None:
+                raise NotFoundError(f"task {task_id} not found")
+            return dict(t.journal or {})
+
+        return self._read(tx)
+
     def run_task_inline(self, kind: str, project: str | None, subject: str, params: dict[str, Any], *,
                         workload_id: int | None = None) -> TaskRecord:
         """Journal and run a task in the calling thread (the services' synchronous use cases)."""
-        tid = self._write(lambda s: self.new_task(s, kind, project, subject, params, workload_id=workload_id,
-                                                   state=TASK_RUNNING).id)
+        tid = self.start_task(kind, project, subject, params, workload_id=workload_id)
         with self.leases.hold_tasks([tid]):
             self._drive(tid, kind)
         return self.get_task(tid)
