@@ -119,19 +119,26 @@ class Timer:
         self._event, self.next_at = None, None
 
 
+Entry = tuple[float, int, int, Callback, Any, "Event | None"]
+
+
 class Clock:
     """The event queue and scheduling rules shared by :class:`SimClock` and ``WallClock``.
 
     ``now`` is the clock's current time in seconds. ``trace=True`` appends
     ``(time, priority, name)`` of every event run to :attr:`log` (the callback's ``__name__``),
     which is how tests check what order a simulator's events ran in.
+
+    A heap entry is ``(time, priority, seq, fn, arg, handle)``; ``handle`` is the :class:`Event`
+    for :meth:`schedule` (cancellable) and None for :meth:`post` (fire and forget, no object per
+    event: what a replay of hundreds of thousands of arrivals uses).
     """
 
     #: refuse instants in the past (simulated time); a wall clock runs them as soon as it can
     strict = True
 
     def __init__(self, *, trace: bool = False) -> None:
-        self._heap: list[tuple[float, int, int, Event]] = []
+        self._heap: list[Entry] = []
         self._seq = 0
         self._dead = 0  # cancelled events still in the heap
         self._stopped = False
@@ -158,7 +165,8 @@ class Clock:
         delay: float | None = None,
         priority: int = NORMAL,
     ) -> Event:
-        """Call ``fn(arg)`` at ``at`` (absolute) or after ``delay`` (relative to ``now``).
+        """Call ``fn(arg)`` at ``at`` (absolute) or after ``delay`` (relative to ``now``); returns
+        the handle that cancels it.
 
         At most one of ``at`` and ``delay`` (neither: now, after the events already due now). On
         a simulated clock an instant in the past is refused (it would silently run out of order);
@@ -168,14 +176,24 @@ class Clock:
             at = self._here() if delay is None else self.now + delay
         elif delay is not None:
             raise ValueError("give at or delay, not both")
-        if at != at or (self.strict and at < self.now):
-            raise ValueError(f"cannot schedule at {at!r}: the clock is at {self.now!r}")
+        self._check(at)
         ev = Event(self, at, priority, fn, arg)
-        self._push(ev)
+        self._push((at, priority, self._seq, fn, arg, ev))
         return ev
 
-    def _push(self, ev: Event) -> None:
-        heapq.heappush(self._heap, (ev.time, ev.priority, self._seq, ev))
+    def post(self, at: float, priority: int, fn: Callback, arg: Any = None) -> None:
+        """:meth:`schedule` at ``at`` without a handle (cannot be cancelled): the cheap form for
+        hot loops, same order."""
+        if at < self.now or at != at:
+            self._check(at)
+        self._push((at, priority, self._seq, fn, arg, None))
+
+    def _check(self, at: float) -> None:
+        if at != at or (self.strict and at < self.now):
+            raise ValueError(f"cannot schedule at {at!r}: the clock is at {self.now!r}")
+
+    def _push(self, entry: Entry) -> None:
+        heapq.heappush(self._heap, entry)
         self._seq += 1
 
     def every(
@@ -199,9 +217,10 @@ class Clock:
             return False
         ev.cancelled = True
         self._dead += 1
-        if self._dead > 64 and self._dead * 2 > len(self._heap):
-            self._heap[:] = [e for e in self._heap if not e[3].cancelled]  # in place: run() holds it
-            heapq.heapify(self._heap)
+        heap = self._heap
+        if self._dead > 64 and self._dead * 2 > len(heap):
+            heap[:] = [e for e in heap if e[5] is None or not e[5].cancelled]  # in place: run() holds it
+            heapq.heapify(heap)
             self._dead = 0
         return True
 
@@ -211,26 +230,35 @@ class Clock:
         self._stopped = True
 
     # --- inspection -------------------------------------------------------------------------------
-    def peek(self) -> float:
-        """Time of the next live event, inf when there is none."""
+    def _drop_dead(self) -> None:
+        """Pop cancelled events off the top of the heap."""
         heap = self._heap
-        while heap and heap[0][3].cancelled:
+        while heap:
+            ev = heap[0][5]
+            if ev is None or not ev.cancelled:
+                return
             heapq.heappop(heap)
             self._dead -= 1
-        return heap[0][0] if heap else math.inf
+
+    def peek(self) -> float:
+        """Time of the next live event, inf when there is none."""
+        self._drop_dead()
+        return self._heap[0][0] if self._heap else math.inf
 
     def __len__(self) -> int:
         """Live events pending."""
         return len(self._heap) - self._dead
 
     # --- running ------------------------------------------------------------------------------------
-    def _dispatch(self, t: float, p: int, ev: Event) -> None:
-        fn = ev.fn
-        ev.fn = _done  # a handle of an event that ran can no longer be cancelled
+    def _dispatch(self, entry: Entry) -> None:
+        """Run a popped live entry."""
+        t, p, _, fn, arg, ev = entry
+        if ev is not None:
+            ev.fn = _done  # a handle of an event that ran can no longer be cancelled
         self.processed += 1
         if self.trace:
             self.log.append((t, p, label(fn)))
-        fn(ev.arg)
+        fn(arg)
 
 
 def label(fn: Callable[..., object]) -> str:
@@ -259,18 +287,21 @@ class SimClock(Clock):
     def now(self) -> float:
         return self._now
 
+    def post(self, at: float, priority: int, fn: Callback, arg: Any = None) -> None:
+        if not at >= self._now:  # the past, or NaN
+            self._check(at)
+        heapq.heappush(self._heap, (at, priority, self._seq, fn, arg, None))
+        self._seq += 1
+
     def step(self) -> bool:
         """Run the next live event (time jumps to it); False when none is left."""
-        heap = self._heap
-        while heap:
-            t, p, _, ev = heapq.heappop(heap)
-            if ev.cancelled:
-                self._dead -= 1
-                continue
-            self._now = t
-            self._dispatch(t, p, ev)
-            return True
-        return False
+        self._drop_dead()
+        if not self._heap:
+            return False
+        entry = heapq.heappop(self._heap)
+        self._now = entry[0]
+        self._dispatch(entry)
+        return True
 
     def run(self, until: float | None = None) -> int:
         """Run events in order until none is left, :meth:`stop` is called or the next event is
@@ -282,29 +313,29 @@ class SimClock(Clock):
         """
         heap = self._heap
         pop = heapq.heappop
-        n0 = self.processed
+        lim = math.inf if until is None else until
         trace = self.trace
-        while heap:
-            if self._stopped:
-                self._stopped = False
-                return self.processed - n0
-            t, p, _, ev = heap[0]
-            if until is not None and t > until:
-                break
-            pop(heap)
-            if ev.cancelled:
-                self._dead -= 1
-                continue
-            self._now = t
-            fn = ev.fn
-            ev.fn = _done
-            self.processed += 1
-            if trace:
-                self.log.append((t, p, label(fn)))
-            fn(ev.arg)
-        if self._stopped:  # stopped by the last event
+        n = 0
+        try:
+            while heap and not self._stopped:
+                t, p, _, fn, arg, ev = heap[0]
+                if t > lim:
+                    break
+                pop(heap)
+                if ev is not None:
+                    if ev.cancelled:
+                        self._dead -= 1
+                        continue
+                    ev.fn = _done
+                self._now = t
+                n += 1
+                if trace:
+                    self.log.append((t, p, label(fn)))
+                fn(arg)
+        finally:
+            self.processed += n
+        if self._stopped:
             self._stopped = False
-            return self.processed - n0
-        if until is not None and until > self._now:
+        elif until is not None and until > self._now:
             self._now = float(until)
-        return self.processed - n0
+        return n

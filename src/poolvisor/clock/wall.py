@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from poolvisor.clock.core import NORMAL, Callback, Clock, Event
+from poolvisor.clock.core import NORMAL, Callback, Clock, Entry, Event
 
 
 class WallClock(Clock):
@@ -47,10 +47,10 @@ class WallClock(Clock):
         t = self._instant
         return self.now if t is None else t
 
-    def _dispatch(self, t: float, p: int, ev: Event) -> None:
-        self._instant = t
+    def _dispatch(self, entry: Entry) -> None:
+        self._instant = entry[0]
         try:
-            super()._dispatch(t, p, ev)
+            super()._dispatch(entry)
         finally:
             self._instant = None
 
@@ -67,6 +67,11 @@ class WallClock(Clock):
             ev = super().schedule(fn, arg, at=at, delay=delay, priority=priority)
             self._cond.notify_all()  # the run loop may be sleeping past this event's time
         return ev
+
+    def post(self, at: float, priority: int, fn: Callback, arg: Any = None) -> None:
+        with self._cond:
+            super().post(at, priority, fn, arg)
+            self._cond.notify_all()
 
     def cancel(self, ev: Event) -> bool:
         with self._cond:
@@ -86,7 +91,7 @@ class WallClock(Clock):
         with self._cond:
             self._cond.notify_all()
 
-    def _next(self, until: float | None, wait_when_empty: bool) -> tuple[float, int, Event] | None:
+    def _next(self, until: float | None, wait_when_empty: bool) -> Entry | None:
         """Block until an event is due and pop it; None when stopped, past ``until``, or (with
         ``wait_when_empty`` off) when the queue is empty."""
         heap = self._heap
@@ -95,15 +100,12 @@ class WallClock(Clock):
                 if self._stopped:
                     self._stopped = False
                     return None
-                while heap and heap[0][3].cancelled:
-                    heapq.heappop(heap)
-                    self._dead -= 1
+                self._drop_dead()
                 now = self.now
                 if heap:
                     t = heap[0][0]
                     if t <= now and (until is None or t <= until):
-                        _, p, _, ev = heapq.heappop(heap)
-                        return t, p, ev
+                        return heapq.heappop(heap)
                 elif not wait_when_empty:
                     return None
                 if until is not None and now >= until:
@@ -118,7 +120,7 @@ class WallClock(Clock):
         item = self._next(None, wait_when_empty=False)
         if item is None:
             return False
-        self._dispatch(*item)
+        self._dispatch(item)
         return True
 
     def run(self, until: float | None = None) -> int:
@@ -132,4 +134,4 @@ class WallClock(Clock):
             item = self._next(until, wait_when_empty=True)
             if item is None:
                 return self.processed - n0
-            self._dispatch(*item)
+            self._dispatch(item)
