@@ -187,14 +187,13 @@ def replay(
 
     def arrive(i: int) -> None:
         nonlocal accepted, first_rejection, pending_progress
-        t = clock.now
         if i + 1 < n:
             post(float(arr[i + 1]), ARRIVE, arrive, i + 1)
         j = job(i)
         cand = fleet.feasible(j)
         if cand.size == 0:
             if not reasons:
-                first_rejection = t
+                first_rejection = clock.now
             r = fleet.rejection_reason(j)
             reasons[r] = reasons.get(r, 0) + 1
         else:
