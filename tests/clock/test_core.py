@@ -137,6 +137,23 @@ def test_timer_cancel_from_inside_and_outside() -> None:
     assert other == [4.0, 5.0]
 
 
+def test_a_tick_that_raises_keeps_the_timer() -> None:
+    c = SimClock()
+    ticks: list[float] = []
+
+    def tick(t: float) -> None:
+        ticks.append(t)
+        if t == 2.0:
+            raise RuntimeError("tick failed")
+
+    c.every(1.0, tick, count=4)
+    with pytest.raises(RuntimeError):
+        c.run()
+    assert c.now == 2.0 and len(c) == 1
+    c.run()
+    assert ticks == [1.0, 2.0, 3.0, 4.0]
+
+
 def test_timer_rejects_bad_intervals() -> None:
     c = SimClock()
     for bad in (0.0, -1.0, math.inf, math.nan):

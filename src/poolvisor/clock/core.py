@@ -99,14 +99,15 @@ class Timer:
 
     def _fire(self, at: float) -> None:
         self.ticks += 1
-        self.fn(at)
-        if self._event is None:  # cancelled from inside fn
-            return
-        nxt = at + self.interval
-        now = self.clock.now
-        if nxt < now:  # late (only a wall clock can be): the first instant of the grid not past
-            nxt = at + math.ceil((now - at) / self.interval) * self.interval
-        self._arm(nxt)
+        try:
+            self.fn(at)
+        finally:  # a tick that raised does not end the timer (the error still propagates)
+            if self._event is not None:  # else cancelled from inside fn
+                nxt = at + self.interval
+                now = self.clock.now
+                if nxt < now:  # late (only a wall clock can be): the first grid instant not past
+                    nxt = at + math.ceil((now - at) / self.interval) * self.interval
+                self._arm(nxt)
 
     @property
     def active(self) -> bool:
