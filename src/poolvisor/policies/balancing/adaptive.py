@@ -137,10 +137,10 @@ def plan_adaptive(view: PoolView, cfg: PlanConfig, acfg: AdaptiveConfig | None =
             break
         tries += 1
         excl_src[h] = True
-        place_ok[h] = False
         vms = p.lists[h]
         if float(view.ram[vms].sum()) / view.mig_bw_mb_s > horizon:
-            continue
+            continue  # stays on: still a destination
+        place_ok[h] = False
         batch = p.by_demand(list(vms))
         dsts = p.place_batch(batch, np.flatnonzero(place_ok), all_or_nothing=True)
         if dsts is None:
