@@ -94,22 +94,25 @@ def test_cheapest_evacuation_first() -> None:
 
 
 def test_evacuation_whose_migrations_outlast_the_horizon_is_not_made() -> None:
-    # host 0's two VMs need 2 x 10,000 MB / 62.5 MB/s = 320 s to leave: more than one decision
-    # interval (300 s), so the host could not be off before the next decision
-    # (and host 1's VM 400 s)
-    big = view([[0, 1], [2]], req=[100, 100, 1000], ram=[10_000, 10_000, 25_000])
+    # the horizon: the LR window (10 samples) x 300 s = 3,000 s. Host 0's two VMs need
+    # 2 x 100,000 MB / 62.5 MB/s = 3,200 s to leave, host 1's one VM 4,000 s: neither is emptied
+    big = view([[0, 1], [2]], req=[100, 100, 1000], ram=[100_000, 100_000, 250_000])
     assert plan_adaptive(big, cfg()) == []
-    longer = plan_adaptive(big, cfg(), AdaptiveConfig(payback_horizon_s=330.0))
+    longer = plan_adaptive(big, cfg(), AdaptiveConfig(payback_horizon_s=3300.0))
     assert moves(longer) == [(0, 0, 1, "underload"), (1, 0, 1, "underload")]
+    # a horizon of one decision interval forbids both evacuations (320 s and 400 s)
+    short = view([[0, 1], [2]], req=[100, 100, 1000], ram=[10_000, 10_000, 25_000])
+    assert len(plan_adaptive(short, cfg())) == 1
+    assert plan_adaptive(short, cfg(), AdaptiveConfig(payback_horizon_s=300.0)) == []
     # the same pool with light VMs: host 1 (one VM) is the cheaper evacuation and pays back
     light = view([[0, 1], [2]], req=[100, 100, 1000], ram=[100, 100, 200])
     assert moves(plan_adaptive(light, cfg())) == [(2, 1, 0, "underload")]
 
 
 def test_skipped_evacuation_keeps_the_host_as_a_destination() -> None:
-    # host 1 (one VM, 20,000 MB: 320 s) is skipped for payback; host 0's two light VMs may still
-    # go onto it
-    v = view([[0, 1], [2]], req=[100, 100, 1000], ram=[100, 100, 20_000])
+    # host 1 (one VM, 250,000 MB: 4,000 s) is skipped for payback; host 0's two light VMs may
+    # still go onto it
+    v = view([[0, 1], [2]], req=[100, 100, 1000], ram=[100, 100, 250_000])
     assert [(m.src, m.dst) for m in plan_adaptive(v, cfg())] == [(0, 1), (0, 1)]
 
 

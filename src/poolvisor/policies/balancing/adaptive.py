@@ -19,8 +19,11 @@ selection, PABFD) and changes what they are asked:
    evacuation saves about one host's idle power, whatever it costs in migrations), then by
    utilization; all or nothing, every destination under the acceptance check.
 4. **Payback.** An evacuation whose migrations (total RAM over the migration bandwidth) cannot
-   finish within the planning horizon (one decision interval by default) is not made: the host
-   could not be switched off before the next decision re-plans on fresher data.
+   finish within the forecast's horizon is not made: the host would not be off before the load
+   the decision was based on has changed. The horizon is as far ahead as the regression window
+   reaches back (10 samples x 300 s = 50 min); PlanetLab hosts empty in at most a few minutes,
+   so here it binds only for hosts with tens of VMs (a controller with 64 GB guests on 1 Gbit/s
+   links needs it).
 
 Pure: :func:`plan_adaptive` is a function of the view and the configuration, like
 :func:`~poolvisor.policies.balancing.consolidation.plan_migrations`, whose planning state
@@ -51,8 +54,8 @@ class AdaptiveConfig:
     #: relieve a host when its forecast x this >= 1 (1.0: the forecast reaches the capacity);
     #: must not exceed the detector's safety parameter, or the band would be inverted
     trigger_safety: float = 1.0
-    #: evacuations whose total migration time exceeds this are not made (None: the detector's
-    #: decision interval; inf: no limit)
+    #: evacuations whose total migration time exceeds this are not made (None: the forecast's
+    #: horizon, regression window x decision interval; inf: no limit)
     payback_horizon_s: float | None = None
     #: try underloaded hosts fewest VMs first (False: by utilization only, as CloudSim)
     cheapest_first: bool = True
@@ -118,7 +121,7 @@ def plan_adaptive(view: PoolView, cfg: PlanConfig, acfg: AdaptiveConfig | None =
         return out
 
     # 3-4. evacuations: cheapest first, all or nothing, only if they pay back within the horizon
-    horizon = cfg.detector.interval_s if acfg.payback_horizon_s is None else acfg.payback_horizon_s
+    horizon = acfg.payback_horizon_s or cfg.detector.regression_window * cfg.detector.interval_s
     mu = view.measured_u
     off = mu == 0
     excl_src = over | off
