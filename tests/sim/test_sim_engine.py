@@ -204,7 +204,7 @@ def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "vm 003:3:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("policy", ["thr-mmt-0.8", "lr-mmt-1.2", "iqr-mmt-1.5", "mad-mmt-2.5"])
+@pytest.mark.parametrize("policy", ["thr-mmt-0.8", "lr-mmt-1.2", "iqr-mmt-1.5", "mad-mmt-2.5", "adaptive"])
 @pytest.mark.parametrize("compat", ["cloudsim", None])
 def test_compiled_and_numpy_batches_agree(
     day: Path, policy: str, compat: str | None, monkeypatch: pytest.MonkeyPatch

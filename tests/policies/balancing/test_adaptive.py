@@ -78,6 +78,9 @@ def test_relief_sheds_to_the_trigger_and_places_under_the_acceptance_check() -> 
     paper = moves(plan_migrations(v, cfg(underload=False)))
     assert sorted(m[0] for m in paper) == [1, 2]
     assert moves(plan_adaptive(v, cfg(underload=False))) == [(1, 0, 2, "lr")]
+    # the robust forecast (LRR, numpy only) asks the same questions: same plan on constant loads
+    lrr = PlanConfig(power=POWER, detector=Detector("lrr", 1.2), underload=False)
+    assert moves(plan_adaptive(v, lrr)) == [(1, 0, 2, "lrr")]
     # with the acceptance check only as strict as the trigger (no band) host 1 would take it
     no_band = plan_adaptive(v, cfg(safety=1.0, underload=False))
     assert moves(no_band) == [(1, 0, 1, "lr")]
