@@ -26,6 +26,7 @@ import numpy as np
 from poolvisor.clock import SimClock
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.jit import CompileOnce
+from poolvisor.policies.balancing.adaptive import ADAPTIVE, AdaptiveConfig, plan_adaptive
 from poolvisor.policies.balancing.consolidation import (
     Migration,
     PlanConfig,
@@ -53,7 +54,8 @@ END_BEFORE, TICK, COMPLETE, END_AFTER = range(-1, 3)
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """``npa`` | ``dvfs`` | ``<detector>-<selector>`` (e.g. ``lr-mmt``) with its parameter."""
+    """``npa`` | ``dvfs`` | ``adaptive`` | ``<detector>-<selector>`` (e.g. ``lr-mmt``) with its
+    parameter (adaptive: the safety of its LR acceptance check, as lr-mmt's)."""
 
     name: str
     param: float | None
@@ -66,15 +68,24 @@ class PolicySpec:
         if p in ("npa", "dvfs"):
             return cls(p, None)
         parts = p.split("-")
+        if parts[0] == ADAPTIVE:  # "adaptive" or "adaptive-1.2": LR forecast, MMT selection
+            if len(parts) > 2:
+                raise InvalidInputError(f"unknown policy {policy!r}: adaptive takes one parameter")
+            parts = [ADAPTIVE, "lr", *parts[1:]]
         if len(parts) == 3:  # e.g. "thr-mmt-0.8"
             try:
                 param = float(parts[2]) if param is None else param
             except ValueError:
                 raise InvalidInputError(f"bad policy parameter in {policy!r}") from None
             parts = parts[:2]
+        if parts[0] == ADAPTIVE:
+            safety = float(DEFAULT_PARAMS["lr"] if param is None else param)
+            if not safety >= AdaptiveConfig().trigger_safety:
+                raise InvalidInputError(f"adaptive: the safety parameter must be >= 1 (not {safety:g})")
+            return cls(ADAPTIVE, safety, "lr", "mmt")
         if len(parts) != 2 or parts[0] not in DEFAULT_PARAMS or parts[1] not in SELECTORS:
             raise InvalidInputError(
-                f"unknown policy {policy!r}: use npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
+                f"unknown policy {policy!r}: use adaptive, npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
             )
         if param is None:
             param = DEFAULT_PARAMS[parts[0]]
@@ -449,6 +460,10 @@ class Simulator:
         self.trace_migrations: list[tuple[float, int, int, int]] = []
         self.trace_frames: list[tuple[float, float]] = []
         self.plan_cfg: PlanConfig | None = None
+        # the balancing planner: the paper's (CloudSim's) or a named policy's
+        self.planner: Callable[[PoolView, PlanConfig], list[Migration]] = (
+            plan_adaptive if spec.name == ADAPTIVE else plan_migrations
+        )
         if spec.detector is not None:
             assert spec.param is not None and spec.selector is not None
             self.plan_cfg = quirks.plan_config(
@@ -783,7 +798,7 @@ class Simulator:
             check_ram=self.check_ram,
             order=order,
         )
-        return plan_migrations(view, self.plan_cfg)
+        return self.planner(view, self.plan_cfg)
 
     def _start(self, plan: list[Migration], t: float) -> int:
         """Start the planned migrations at t, in plan order (their completion order on ties)."""
