@@ -359,14 +359,16 @@ class WorkloadBatchOut(_Out):
 
 
 #: the balancing policies plan_balancing knows by name (policies/balancing/planner.policy_named)
-BALANCING_POLICY_PATTERN = r"^(pack|spread|(thr|iqr|mad|lr|lrr)-(mmt|mu|mc|rs)(-[0-9]{1,6}(\.[0-9]{1,6})?)?)$"
+BALANCING_POLICY_PATTERN = (r"^(pack|spread|adaptive(-0*[1-9][0-9]{0,5}(\.[0-9]{1,6})?)?|"
+                            r"(thr|iqr|mad|lr|lrr)-(mmt|mu|mc|rs)(-[0-9]{1,6}(\.[0-9]{1,6})?)?)$")
 
 
 class ConsolidationRequest(_In):
     max_migrations: Annotated[int, Field(ge=0, le=100_000), INTEGRAL] | None = None
     policy: str = Field(default="pack", max_length=64, pattern=BALANCING_POLICY_PATTERN, description=(
-        "balancing policy: pack (fewest active hosts by reservations), spread (imbalance reduction) "
-        "or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param] on the workloads' recorded utilization"))
+        "balancing policy: pack (fewest active hosts by reservations), spread (imbalance reduction), "
+        "adaptive[-safety] (the simulator's default, safety >= 1) or "
+        "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param] on the workloads' recorded utilization"))
     apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
 
 

@@ -8,7 +8,9 @@ import pytest
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.domain.models import HostSpec
 from poolvisor.policies.balancing.actions import MIGRATE, POWER_OFF, POWER_ON, RESTART
+from poolvisor.policies.balancing.adaptive import AdaptiveConfig, plan_adaptive
 from poolvisor.policies.balancing.planner import (
+    AdaptivePolicy,
     PabfdPolicy,
     PackPolicy,
     SpreadPolicy,
@@ -126,8 +128,31 @@ def test_every_name_the_api_accepts_is_a_policy():
 
     from poolvisor.api.schemas import BALANCING_POLICY_PATTERN
 
-    for name in ("pack", "spread", "thr-mmt", "lrr-rs", "mad-mc-2.5", "iqr-mu-000001.123456", "lr-mmt-1"):
+    for name in ("pack", "spread", "thr-mmt", "lrr-rs", "mad-mc-2.5", "iqr-mu-000001.123456", "lr-mmt-1",
+                 "adaptive", "adaptive-1.2", "adaptive-1", "adaptive-001.5"):
         assert re.match(BALANCING_POLICY_PATTERN, name)
         policy_named(name, power=LIVE_POWER)
-    for name in ("thr", "thr-mmt-", "thr-mmt-1e3", "THR-MMT", "pack ", "thr-mmt--1"):
+    for name in ("thr", "thr-mmt-", "thr-mmt-1e3", "THR-MMT", "pack ", "thr-mmt--1", "adaptive-0.5",
+                 "adaptive-", "adaptive-lr", "adaptive-mmt-1.2", "adaptive-0"):
         assert not re.match(BALANCING_POLICY_PATTERN, name)
+
+
+def test_adaptive_is_a_named_policy_of_the_planner():
+    """plan_balancing with the adaptive policy is plan_adaptive on the view's columns (what the
+    simulator's default runs), and its band keeps a host the LR-1.2 check would relieve."""
+    st = pool([8, 8, 8], [(0, 4, 1.0), (0, 2.4, 1.0), (1, 1, 0.5)])  # host 0 at 0.8, one sample
+    lr = plan_balancing(view(st), policy_named("lr-mmt-1.2", power=LIVE_POWER), power=False)
+    assert [(a.src, a.rule) for a in lr][:1] == [(0, "fallback-thr")]  # 0.8 > the 0.7 fallback
+    adaptive = policy_named("adaptive", power=LIVE_POWER)
+    assert isinstance(adaptive, AdaptivePolicy) and adaptive.config.detector.param == 1.2
+    acts = plan_balancing(view(st), adaptive, power=False)
+    expect = plan_adaptive(pool_view(view(st), True), adaptive.config, AdaptiveConfig())
+    assert list(acts) == expect
+    assert all(a.src != 0 for a in acts)  # 0.8 is inside the band (the trigger's fallback is 0.84)
+    assert policy_named("adaptive-1.5", power=LIVE_POWER).config.detector.param == 1.5  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["adaptive-0.5", "adaptive-x", "adaptive-mmt-1.2", "adaptive-1.2-3"])
+def test_bad_adaptive_names_are_refused(name: str):
+    with pytest.raises(InvalidInputError):
+        policy_named(name, power=LIVE_POWER)

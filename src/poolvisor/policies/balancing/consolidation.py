@@ -303,7 +303,7 @@ class _Planner:
         return [vms[i] for i in np.argsort(-req, kind="stable")]
 
 
-def _migration(mu: list[float], req: list[float], vm: int, src: int, dst: int, rule: str,
+def migration_action(mu: list[float], req: list[float], vm: int, src: int, dst: int, rule: str,
                candidates: int) -> Action:
     """A planned migration with what it was decided on (``mu``: utilizations measured at the
     epoch, ``req``: the workloads' requests, as lists: this runs once per migration)."""
@@ -366,7 +366,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Action]:
     for vm, dst in zip(order, dsts or [], strict=True):
         if dst >= 0:
             s, r = src_rule[vm]
-            out.append(_migration(mu_l, p.req_l, vm, s, dst, r, targets.size))
+            out.append(migration_action(mu_l, p.req_l, vm, s, dst, r, targets.size))
     if not cfg.underload:
         return out
 
@@ -400,7 +400,7 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Action]:
             continue
         for vm, dst in zip(order, dsts, strict=True):
             excl_src[dst] = True
-            out.append(_migration(mu_l, p.req_l, vm, int(h), dst, RULES[RULE_UNDERLOAD], targets.size))
+            out.append(migration_action(mu_l, p.req_l, vm, int(h), dst, RULES[RULE_UNDERLOAD], targets.size))
     return out
 
 

@@ -7,6 +7,9 @@ on or off, each action with its explanation (:mod:`.actions`). The policy is one
 * :class:`PabfdPolicy` (``thr-mmt``, ``lr-mmt``, ...: Beloglazov & Buyya): overload relief (a
   detector on the hosts' measured CPU, a selector for the workloads that leave, PABFD for where
   they go), then underload consolidation (the least utilized hosts are emptied, all or nothing);
+* :class:`AdaptivePolicy` (``adaptive``, the default of ``simulate planetlab``: :mod:`.adaptive`):
+  the same pieces with a hysteresis band between relieving a host and accepting a workload,
+  shedding only to the trigger, cheapest evacuations first, a payback horizon;
 * :class:`PackPolicy` (``pack``): underload consolidation by bin packing of the workloads'
   reserved demands (every resource), hosts cheapest to empty first, with a migration cost;
 * :class:`SpreadPolicy` (``spread``): imbalance reduction: the workloads of hosts whose CPU
@@ -22,7 +25,7 @@ CloudSim's quirks are not policy knobs here: the simulator's compat configuratio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +39,7 @@ from poolvisor.policies.balancing.actions import (
     Actions,
     Explanation,
 )
+from poolvisor.policies.balancing.adaptive import ADAPTIVE, AdaptiveConfig, plan_adaptive
 from poolvisor.policies.balancing.consolidation import PlanConfig, _Planner, place_new, plan_migrations
 from poolvisor.policies.balancing.detection import Detector
 from poolvisor.policies.balancing.power import PowerTable
@@ -57,6 +61,15 @@ class PabfdPolicy:
     config: PlanConfig
     name: str = "pabfd"
     max_migrations: int | None = None
+
+
+@dataclass(frozen=True)
+class AdaptivePolicy(PabfdPolicy):
+    """The adaptive policy (:func:`~poolvisor.policies.balancing.adaptive.plan_adaptive`):
+    ``config.detector`` is its acceptance check (LR with a safety margin), ``adaptive`` its knobs.
+    A PABFD policy otherwise: initial placement and recovery are PABFD's."""
+
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
 
 
 @dataclass(frozen=True)
@@ -82,12 +95,13 @@ class SpreadPolicy:
 
 
 Policy = PabfdPolicy | PackPolicy | SpreadPolicy
-POLICY_NAMES = ("pack", "spread", "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param]")
+POLICY_NAMES = ("pack", "spread", "adaptive[-param]", "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param]")
 
 
 def policy_named(name: str, *, power: PowerTable, interval_s: float = 300.0, seed: int = 0,
                  max_migrations: int | None = None, weighted_regression: bool = True) -> Policy:
-    """A policy by name: ``pack``, ``spread`` or ``<detector>-<selector>[-param]`` (the paper's
+    """A policy by name: ``pack``, ``spread``, ``adaptive[-param]`` (LR forecast with safety
+    ``param``, 1.2 by default, MMT selection) or ``<detector>-<selector>[-param]`` (the paper's
     knobs: what the simulator's default mode runs)."""
     p = name.strip().lower()
     if p == "pack":
@@ -96,6 +110,8 @@ def policy_named(name: str, *, power: PowerTable, interval_s: float = 300.0, see
         return SpreadPolicy(max_migrations=max_migrations)
     parts = p.split("-")
     param: float | None = None
+    if parts[0] == ADAPTIVE and len(parts) <= 2:  # "adaptive" or "adaptive-1.2"
+        return _adaptive(name, parts[1:], power, interval_s, seed, max_migrations, weighted_regression)
     if len(parts) == 3:
         try:
             param = float(parts[2])
@@ -110,6 +126,22 @@ def policy_named(name: str, *, power: PowerTable, interval_s: float = 300.0, see
     return PabfdPolicy(cfg, p, max_migrations)
 
 
+def _adaptive(name: str, param: list[str], power: PowerTable, interval_s: float, seed: int,
+              max_migrations: int | None, weighted_regression: bool) -> AdaptivePolicy:
+    """``adaptive[-safety]``: the LR forecast (safety 1.2 by default, at least the trigger's 1)
+    as the acceptance check, MMT selection, the adaptive knobs' defaults."""
+    try:
+        safety = float(param[0]) if param else DEFAULT_PARAMS["lr"]
+    except ValueError:
+        raise InvalidInputError(f"bad policy parameter in {name!r}") from None
+    if not safety >= AdaptiveConfig().trigger_safety:
+        raise InvalidInputError(f"adaptive: the safety parameter must be >= 1 (not {safety:g})")
+    detector = Detector("lr", safety, weighted=weighted_regression, fallback=FALLBACK_THRESHOLD,
+                        interval_s=interval_s)
+    cfg = PlanConfig(power=power, detector=detector, selector=Selector("mmt", seed=seed))
+    return AdaptivePolicy(cfg, name.strip().lower(), max_migrations)
+
+
 # ---- balancing -----------------------------------------------------------------------------------
 def plan_balancing(view: BalancingView, policy: Policy, *, power: bool = True) -> Actions:
     """The actions ``policy`` takes at this instant (module doc): migrations in the order they
@@ -117,7 +149,11 @@ def plan_balancing(view: BalancingView, policy: Policy, *, power: bool = True) -
     (hosts left empty). The PlanetLab simulator asks for no power actions: in its model a host
     is off exactly while it runs nothing."""
     if isinstance(policy, PabfdPolicy):
-        acts = Actions(plan_migrations(pool_view(view, policy.config.detector.uses_history), policy.config))
+        pv = pool_view(view, policy.config.detector.uses_history)
+        if isinstance(policy, AdaptivePolicy):
+            acts = Actions(plan_adaptive(pv, policy.config, policy.adaptive))
+        else:
+            acts = Actions(plan_migrations(pv, policy.config))
         cap = policy.max_migrations
         if cap is not None and len(acts) > cap:
             why = f"{len(acts) - cap} more migration(s) planned, beyond the cap of {cap}"
