@@ -102,8 +102,8 @@ def consolidate(
     apply: Annotated[bool, typer.Option("--apply", help="Execute the moves (live migrations).")] = False,
     max_migrations: Annotated[int | None, typer.Option("--max-migrations", min=0,
                                                        help="At most this many migrations.")] = None,
-    policy: Annotated[str, typer.Option("--policy", help="pack (fewest hosts by reservations), spread, or "
-                                                          "a utilization policy such as thr-mmt")] = "pack",
+    policy: Annotated[str, typer.Option("--policy", help="pack (fewest hosts by reservations), spread, "
+                                                          "adaptive, or e.g. thr-mmt")] = "pack",
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="With --apply: print the task id instead of "
                                                            "waiting.")] = False,

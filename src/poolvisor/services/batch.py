@@ -356,7 +356,7 @@ class BatchService(ServiceBase):
                            apply: bool = False, policy: str = "pack") -> ConsolidationResult:
         """Plan (and with apply=True execute, via migrate_workload) the balancing of `pool` under
         `policy` (plan_balancing: "pack" = fewest active hosts by reservations, "spread", or a
-        utilization policy such as "thr-mmt" on the workloads' recorded utilization)."""
+        utilization policy such as "adaptive" or "thr-mmt" on the workloads' recorded utilization)."""
         check_name("pool", pool)
         _check_max(max_migrations)
         chosen = balancing_policy(policy, max_migrations)
