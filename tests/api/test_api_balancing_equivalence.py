@@ -127,5 +127,7 @@ def test_the_default_policy_is_pack_and_unknown_ones_are_refused(client: Any, ad
     for bad in ("best", "thr-xx", "thr-mmt-abc", "adaptive-0.5", "adaptive-mmt"):
         r = client.post("/v1/pools/eq/consolidation-plan", json={"policy": bad}, headers=admin)
         assert r.status_code == 422, r.text
+        # the rule the pattern states, not the regular expression
+        assert "unknown balancing policy" in r.json()["message"] and "^(" not in r.json()["message"], r.text
     r = client.post("/v1/pools/eq/consolidation-plan", json={"policy": "best", "apply": True}, headers=admin)
     assert r.status_code == 422, r.text

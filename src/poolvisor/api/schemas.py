@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from poolvisor.api.fields import (
+    BALANCING_POLICY_PATTERN,
     INTEGRAL,
     MAX_MAP_ENTRIES,
     RESOURCE_PATTERN,
@@ -356,11 +357,6 @@ class WorkloadBatchOut(_Out):
     workloads: list[WorkloadOut]
     unplaced: list[str]
     plan: PlanOut
-
-
-#: the balancing policies plan_balancing knows by name (policies/balancing/planner.policy_named)
-BALANCING_POLICY_PATTERN = (r"^(pack|spread|adaptive(-0*[1-9][0-9]{0,5}(\.[0-9]{1,6})?)?|"
-                            r"(thr|iqr|mad|lr|lrr)-(mmt|mu|mc|rs)(-[0-9]{1,6}(\.[0-9]{1,6})?)?)$")
 
 
 class ConsolidationRequest(_In):
