@@ -24,7 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from poolvisor.policies.balancing.adaptive import DEFAULT_BALANCING_POLICY, AdaptiveConfig, plan_adaptive
+from poolvisor.policies.balancing.adaptive import DEFAULT_BALANCING_POLICY, AdaptiveConfig
+from poolvisor.policies.balancing.planner import AdaptivePolicy
 from poolvisor.sim.compat import PAPER, Compat
 from poolvisor.sim.engine import PolicySpec, Simulator
 from poolvisor.sim.planetlab import simulate_planetlab
@@ -65,7 +66,8 @@ VARIANTS: tuple[tuple[str, float, AdaptiveConfig], ...] = (
 
 def run(sc: Scenario, safety: float, acfg: AdaptiveConfig) -> dict[str, float]:
     sim = Simulator(sc, PolicySpec.parse(DEFAULT_BALANCING_POLICY, safety), compat=PAPER)
-    sim.planner = lambda view, cfg: plan_adaptive(view, cfg, acfg)
+    assert sim.plan_cfg is not None
+    sim.policy = AdaptivePolicy(sim.plan_cfg, DEFAULT_BALANCING_POLICY, adaptive=acfg)
     return dict(sim.run().metrics)
 
 

@@ -94,7 +94,7 @@ def test_a_consolidation_failure_proposes_nothing(client: Any, admin: dict[str, 
     def broken(*_a: Any, **_k: Any) -> Any:
         raise InfeasiblePackingError("plan overfills host 'demo-001'")
 
-    monkeypatch.setattr(batch_mod, "_plan_consolidation", broken)
+    monkeypatch.setattr(batch_mod, "plan_balancing", broken)
     with caplog.at_level(logging.ERROR, logger="poolvisor.services"):
         r = client.post("/v1/pools/demo/consolidation-plan", json={"apply": True}, headers=admin)
         task = wait_task(client, admin, r)

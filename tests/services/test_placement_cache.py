@@ -25,6 +25,22 @@ def same_as_fresh(svc) -> None:
     assert {g: c[: a.n][order].tolist() for g, c in a.group_counts.items()} == \
         {g: c[: b.n].tolist() for g, c in b.group_counts.items()}
     assert inc.gens[order].tolist() == fresh.gens.tolist()
+    same_workloads(inc, fresh)
+
+
+def same_workloads(inc, fresh) -> None:
+    """The workload tables hold the same workloads, on the same hosts, with the same columns."""
+    ta, tb = inc.state.workloads, fresh.state.workloads
+    assert sorted(ta.keys) == sorted(tb.keys)
+    for key in tb.keys:
+        ra, rb = ta.row(key), tb.row(key)
+        assert inc.ids[ta.host[ra]] == fresh.ids[tb.host[rb]]
+        assert ta.demand[:, ra].tolist() == tb.demand[:, rb].tolist()
+        a = (ta.priority[ra], ta.kind[ra], ta.group_name(ra))
+        assert a == (tb.priority[rb], tb.kind[rb], tb.group_name(rb))
+    # the table agrees with the store's ledger (loaded without re-accounting, so this is a real check)
+    fresh.state.workloads.check()
+    inc.state.workloads.check()
 
 
 def test_random_operations_keep_the_snapshot_exact(lite):

@@ -31,6 +31,7 @@ def test_every_domain_is_one_object_on_the_shared_context(svc: Services) -> None
         assert domain.ctx is svc.ctx, name
     assert svc.workloads.lifecycle.ctx is svc.ctx and svc.batch.workloads is svc.workloads
     assert svc.workloads.tasks is svc.tasks is svc.batch.tasks and svc.dataplane.routers is svc.routers
+    assert svc.batch.utilization is svc.utilization  # utilization policies plan on recorded samples
 
 
 def test_no_domain_service_inherits_another() -> None:

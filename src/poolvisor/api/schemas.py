@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from poolvisor.api.fields import (
+    BALANCING_POLICY_PATTERN,
     INTEGRAL,
     MAX_MAP_ENTRIES,
     RESOURCE_PATTERN,
@@ -324,8 +325,22 @@ class MoveOut(BaseModel):
     reason: str
 
 
+class ActionOut(BaseModel):
+    """One action of a balancing plan, with its explanation."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    kind: Literal["migrate", "restart", "power_on", "power_off", "place"]
+    workload: str | None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None
+    rule: str
+    figures: dict[str, float]
+    alternatives: list[str]
+
+
 class PlanOut(BaseModel):
-    """A packing plan: one move per workload (from None = new placement; to None = not placed)."""
+    """A packing plan: one move per workload (from None = new placement; to None = not placed).
+    A consolidation plan also names its balancing policy and lists every action it takes."""
 
     kind: str
     summary: str
@@ -334,6 +349,8 @@ class PlanOut(BaseModel):
     lower_bound: int
     moves: list[MoveOut]
     notes: list[str]
+    policy: str | None = None
+    actions: list[ActionOut] = Field(default_factory=list)
 
 
 class WorkloadBatchOut(_Out):
@@ -344,6 +361,10 @@ class WorkloadBatchOut(_Out):
 
 class ConsolidationRequest(_In):
     max_migrations: Annotated[int, Field(ge=0, le=100_000), INTEGRAL] | None = None
+    policy: str = Field(default="pack", max_length=64, pattern=BALANCING_POLICY_PATTERN, description=(
+        "balancing policy: pack (fewest active hosts by reservations), spread (imbalance reduction), "
+        "adaptive[-safety] (the simulator's default, safety >= 1) or "
+        "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param] on the workloads' recorded utilization"))
     apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
 
 

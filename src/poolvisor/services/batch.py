@@ -34,8 +34,10 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
-from poolvisor.policies.packing.pool import Move, Plan, host_lower_bound
-from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
+from poolvisor.policies.balancing.actions import MIGRATE, PLACE, POWER_OFF, POWER_ON, Actions
+from poolvisor.policies.balancing.planner import PabfdPolicy, Policy, plan_balancing, policy_named
+from poolvisor.policies.balancing.view import LIVE_CPU_SCALE, LIVE_INTERVAL_S, LIVE_POWER, BalancingView
+from poolvisor.policies.packing.consolidate import NO_ROOM, Plan, host_lower_bound, move
 from poolvisor.policies.placement import IndexedPlacer, Request
 from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
@@ -58,6 +60,7 @@ from poolvisor.services.records import (
     WorkloadRecord,
 )
 from poolvisor.services.tasks import CONSOLIDATE, TaskService
+from poolvisor.services.utilization import UtilizationService
 from poolvisor.services.workloads import MAX_PRIORITY, PLACE_DEADLINE_S, WorkloadService
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.retry import with_retry
@@ -100,10 +103,12 @@ class _Item:
 class BatchService(ServiceBase):
     """The packer in the live pool: batch placement, consolidation plans and their apply task."""
 
-    def __init__(self, ctx: ServiceContext, tasks: TaskService, workloads: WorkloadService) -> None:
+    def __init__(self, ctx: ServiceContext, tasks: TaskService, workloads: WorkloadService,
+                 utilization: UtilizationService) -> None:
         super().__init__(ctx)
         self.tasks = tasks  # a consolidation apply is a task...
         self.workloads = workloads  # ...whose moves are workload migrations
+        self.utilization = utilization  # utilization policies plan on the recorded samples
 
     def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
                                all_or_nothing: bool = True, pool: str | None = None,
@@ -137,7 +142,7 @@ class BatchService(ServiceBase):
             step, deadline_s=PLACE_DEADLINE_S,
             conflict="too many concurrent placements; the batch was not created, retry")
         if ids is None:  # a dry run: the plan, nothing claimed
-            reasons = {m.workload: m.reason for m in plan.moves}
+            reasons = plan.reasons()
             now = datetime.now(UTC)
             recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
                                    snap.state.names[int(plan.assignment[i])], items[i].demand,
@@ -270,19 +275,18 @@ class BatchService(ServiceBase):
             why, notes = "placement pipeline (fewer hosts than the packer here)", [
                 *plan.notes, f"packer plan: {plan.summary}"]
             tail = f" (fewer hosts than the packer's {plan.hosts_after})"
-        moves = [Move(it.name, None, st.names[int(h)] if h >= 0 else None,
-                      why if h >= 0 else "no eligible host has enough free capacity left")
-                 for it, h in zip(items, assignment, strict=True)]
+        moves = [move(PLACE, i, -1, int(h), why if h >= 0 else NO_ROOM) for i, h in enumerate(assignment)]
         summary = (f"placed {len(items) - unplaced}/{len(items)} workloads one by one{tail}; "
                    f"active hosts {before} -> {after}")
-        return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes)
+        return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes,
+                    [it.name for it in items], list(st.names))
 
     def _claim_batch(self, s: Session, *, project: str, project_id: int | None, items: list[_Item],
                      placed: list[int], snap: PlacementView, plan: Plan, considered: int) -> list[int]:
         if project_id is None:
             project_id = self._create_project_in(s, project)
         seen: set[int] = set()
-        reasons = {m.workload: m.reason for m in plan.moves}
+        reasons = plan.reasons()
         ids = []
         for i in placed:
             it, h = items[i], int(plan.assignment[i])
@@ -347,12 +351,15 @@ class BatchService(ServiceBase):
 
         return BatchResult(self._write(tx), plan.unplaced, plan.to_dict())
 
-    # ---- consolidation -------------------------------------------------------------------------
+    # ---- consolidation ---------------------------------------------------------------------
     def plan_consolidation(self, pool: str, *, max_migrations: int | None = None,
-                           apply: bool = False) -> ConsolidationResult:
-        """Plan (and with apply=True execute, via migrate_workload) the fewest active hosts of `pool`."""
+                           apply: bool = False, policy: str = "pack") -> ConsolidationResult:
+        """Plan (and with apply=True execute, via migrate_workload) the balancing of `pool` under
+        `policy` (plan_balancing: "pack" = fewest active hosts by reservations, "spread", or a
+        utilization policy such as "adaptive" or "thr-mmt" on the workloads' recorded utilization)."""
         check_name("pool", pool)
         _check_max(max_migrations)
+        chosen = balancing_policy(policy, max_migrations)
 
         def load(s: Session) -> tuple[int, list[tuple[str, str, int, dict[str, float]]]]:
             pid = self._pool(s, pool).id
@@ -367,42 +374,53 @@ class BatchService(ServiceBase):
         pid, rows = self._read(load)
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
-            st = snap.state.copy()
-            pool_of = snap.pool_of[: st.n].copy()
-            index_of = dict(snap.index_of)
-        keep = [r for r in rows if r[2] in index_of]
-        names = [f"{p}/{n}" for p, n, _h, _d in keep]
-        demands = np.array([st.resources.vector(d) for *_x, d in keep]).reshape(len(keep), len(st.resources))
-        current = [index_of[h] for _p, _n, h, _d in keep]
-        plan = _consolidate(st, names, demands, current, max_migrations, pool_of == pid)
-        pool_hosts = np.flatnonzero(pool_of == pid)
-        emptied = sorted({st.names[c] for c, t in zip(current, plan.assignment, strict=True) if c != t} -
-                         {st.names[int(t)] for t in plan.assignment})
-        emptied = [h for h in emptied if st.host_index(h) in set(pool_hosts.tolist())]
-        # the planner counts every active host; report this pool's only
-        outside = int(np.count_nonzero((st.workload_count[: st.n] > 0) & (pool_of != pid)))
-        pd = plan.to_dict()
-        pd["hosts_before"] -= outside
-        pd["hosts_after"] -= outside
-        pd["summary"] = (f"pool {pool}: active hosts {pd['hosts_before']} -> {pd['hosts_after']} with "
-                         f"{len(plan.moves)} migration(s); lower bound {plan.lower_bound} host(s)")
+            hosts = np.flatnonzero(snap.pool_of[: snap.state.n] == pid)
+            st = snap.state.subset(hosts.tolist())  # the pool alone, in the cache's host order
+            at = {snap.ids[int(h)]: i for i, h in enumerate(hosts.tolist())}
+        keep = [r for r in rows if r[2] in at]
+        table = st.workloads
+        for p, n, h, d in keep:  # the store's ledger already counts them on their hosts
+            table.add(f"{p}/{n}", at[h], st.resources.vector({k: v for k, v in d.items()
+                                                               if k in st.resources}), account=False)
+        if isinstance(chosen, PabfdPolicy) and table.n:
+            self._load_windows(st)
+        acts = _balance(BalancingView(st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE), chosen)
+        pd = _plan_dict(st, acts, chosen.name)
+        pd["summary"] = f"pool {pool}: {pd['summary']}"
+        emptied = sorted(st.names[a.src] for a in acts.of_kind(POWER_OFF))
         if not apply:
             return ConsolidationResult(pool, pd, emptied)
         # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
         t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
-                                       {"pool": pool, "max_migrations": max_migrations, "plan": pd,
-                                        "hosts_emptied": emptied})
+                                       {"pool": pool, "max_migrations": max_migrations, "policy": chosen.name,
+                                        "plan": pd, "hosts_emptied": emptied})
         if t.result is None:
             raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
         return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
                                    t.result["executed"], t.result["failed"])
 
-    def submit_consolidation(self, pool: str, max_migrations: int | None = None) -> TaskRecord:
-        """Queue a consolidation apply of `pool` (404 at once for an unknown pool)."""
+    def _load_windows(self, st: ClusterState) -> None:
+        """The workloads' utilization windows from their recorded samples (the last `window`
+        buckets of LIVE_INTERVAL_S, newest first); workloads never sampled keep an empty window
+        (they then request their whole CPU, as in the what-if replay)."""
+        table = st.workloads
+        names = [str(k) for k in table.keys]
+        known = [i for i, ok in enumerate(self.utilization.recorded(names)) if ok]
+        if not known:
+            return
+        hist = self.utilization.utilization_history([names[i] for i in known], LIVE_INTERVAL_S,
+                                                    steps=table.window)
+        table.set_window(np.asarray(known), np.asarray(hist.util)[:, ::-1])
+
+    def submit_consolidation(self, pool: str, max_migrations: int | None = None,
+                             policy: str = "pack") -> TaskRecord:
+        """Queue a consolidation apply of `pool` under balancing `policy` (404 at once for an
+        unknown pool, 422 for an unknown policy)."""
         check_name("pool", pool)
         _check_max(max_migrations)
+        balancing_policy(policy, max_migrations)
         return self.tasks.submit(CONSOLIDATE, None, f"pool/{pool}",
-                                 {"pool": pool, "max_migrations": max_migrations},
+                                 {"pool": pool, "max_migrations": max_migrations, "policy": policy},
                                  lambda s: (self._pool(s, pool), None)[1])
 
     def apply_consolidation(self, task_id: int) -> None:
@@ -417,7 +435,8 @@ class BatchService(ServiceBase):
                 plan, emptied = params["plan"], params["hosts_emptied"]
             else:
                 res = self.plan_consolidation(str(params["pool"]),
-                                              max_migrations=params.get("max_migrations"))
+                                              max_migrations=params.get("max_migrations"),
+                                              policy=str(params.get("policy", "pack")))
                 plan, emptied = res.plan, res.hosts_emptied
             journal = {"plan": plan, "hosts_emptied": emptied,
                        "moves": [{"workload": m["workload"], "to": m["to"]} for m in plan["moves"]]}
@@ -472,30 +491,49 @@ def _check_max(max_migrations: int | None) -> None:
         raise InvalidInputError("max_migrations must be an integer >= 0")
 
 
-def _consolidate(st: ClusterState, names: list[str], demands: np.ndarray, current: list[int],
-                 max_migrations: int | None, allowed: np.ndarray) -> Plan:
-    """The planner's consolidation plan; when it fails internally (a bug, not the caller's input) the
-    failure is logged with what it was given and the safe plan is returned: nothing moves."""
+def balancing_policy(name: str, max_migrations: int | None) -> Policy:
+    """The named balancing policy with the live pool's settings (422 for an unknown name)."""
+    if not isinstance(name, str):
+        raise InvalidInputError("policy must be a string")
+    return policy_named(name, power=LIVE_POWER, interval_s=LIVE_INTERVAL_S, max_migrations=max_migrations)
+
+
+def _balance(view: BalancingView, policy: Policy) -> Actions:
+    """plan_balancing; when it fails internally (a bug, not the caller's input) the failure is
+    logged with what it was given and the safe plan is returned: nothing moves."""
+    st = view.state
     try:
-        return _plan_consolidation(st, names, demands, current, max_migrations=max_migrations,
-                                   allowed=allowed)
+        return plan_balancing(view, policy)
     except PoolvisorError as e:
         if e.status_code < 500:
             raise
-        log.error("consolidation planner failed (%s: %s; detail %s) on %d workloads, %d hosts; "
-                  "proposing no migrations", type(e).__name__, e.message, e.detail, len(names),
-                  int(np.count_nonzero(allowed)))
+        log.error("consolidation planner failed (policy %s, %s: %s; detail %s) on %d workloads, %d hosts; "
+                  "proposing no migrations", policy.name, type(e).__name__, e.message, e.detail,
+                  st.workloads.n, st.n)
     except Exception:
-        log.exception("consolidation planner crashed on %d workloads, %d hosts; proposing no migrations",
-                      len(names), int(np.count_nonzero(allowed)))
-    active = st.workload_count[: st.n] > 0
-    active[np.asarray(current, dtype=np.int64)] = True
-    before = int(np.count_nonzero(active))
-    lb = host_lower_bound(demands, st, np.flatnonzero(allowed & st.up))
-    return Plan("consolidation", np.asarray(current, dtype=np.int64), [], before, before, lb,
-                f"active hosts {before} -> {before} with 0 migration(s)",
-                ["the consolidation planner failed on this pool (logged for the operators); "
-                 "nothing is proposed to move"])
+        log.exception("consolidation planner (policy %s) crashed on %d workloads, %d hosts; "
+                      "proposing no migrations", policy.name, st.workloads.n, st.n)
+    return Actions((), ["the consolidation planner failed on this pool (logged for the operators); "
+                        "nothing is proposed to move"])
+
+
+def _plan_dict(st: ClusterState, acts: Actions, policy: str) -> dict[str, Any]:
+    """The plan as the API shows it: the migrations (`moves`), every action with its explanation,
+    active hosts before and after, the packing lower bound of the workloads' reservations."""
+    t = st.workloads
+    keys, names = t.keys, st.names
+    before = int(np.count_nonzero(st.workload_count > 0))
+    after = before - len(acts.of_kind(POWER_OFF)) + len(acts.of_kind(POWER_ON))
+    lb = host_lower_bound(t.demand.T, st, np.flatnonzero(st.up & np.all(st.capacity >= 0, axis=0)))
+    moves = []
+    for a in acts.of_kind(MIGRATE):
+        d = a.to_dict(keys, names)
+        moves.append({"workload": d["workload"], "from": d["from"], "to": d["to"], "reason": d["rule"]})
+    summary = (f"active hosts {before} -> {after} with {len(moves)} migration(s); "
+               f"lower bound {lb} host(s) for these workloads")
+    return {"kind": "consolidation", "policy": policy, "summary": summary, "hosts_before": before,
+            "hosts_after": after, "lower_bound": lb, "moves": moves,
+            "actions": [a.to_dict(keys, names) for a in acts], "notes": list(acts.notes)}
 
 
 def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:

@@ -7,6 +7,10 @@ new hosts are appended, and a deleted host or a new resource name triggers a ful
 Reading generations before the data makes any race conservative: the data can only be newer
 than the generation the commit will compare against, so a stale decision fails its commit.
 
+The state's workload table (`state.workloads`) mirrors the holding workloads of the reloaded
+hosts (key "project/name", demand, priority, group, kind); it is loaded without re-accounting,
+since the store's ledger already keeps host totals equal to the workloads' claims.
+
 Placement decides through a placement index kept on the view's state (`PlacementView.placer`):
 `refresh` declares the hosts it reloads (`ClusterState.touch`) and the index refreshes exactly
 those leaves before its next query; a new host or a full load rebuilds it. The index is only a
@@ -18,9 +22,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.models import HostSpec, HostState
@@ -73,6 +78,8 @@ class PlacementView:
     _placers: dict[int, IndexedPlacer] = field(default_factory=dict, repr=False)
     _pools: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _sorted_ids: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # keys ("project/name") of the workloads loaded on each host index (what a reload replaces)
+    on_host: dict[int, set[str]] = field(default_factory=dict, repr=False)
 
     def positions(self, host_ids: np.ndarray) -> np.ndarray:
         """State index of each host id, -1 for ids the view does not hold (index_of, vectorized)."""
@@ -197,7 +204,7 @@ class PlacementCache:
 
     @staticmethod
     def _reload(s: Session, snap: PlacementView, ids: list[int], *, all_hosts: bool = False) -> None:
-        """Reload state, allocated amounts, workload counts and group members of hosts `ids`."""
+        """Reload state, allocated amounts, workload counts, group members and workloads of hosts `ids`."""
         st = snap.state
         idx = np.array([snap.index_of[i] for i in ids], dtype=np.int64)
         where_ids = (lambda col: col.in_(ids)) if not all_hosts else (lambda col: col.isnot(None))
@@ -215,19 +222,46 @@ class PlacementCache:
             st.allocated[st.resources.index(resource), snap.index_of[hid]] = amount
         for counts in st.group_counts.values():
             counts[idx] = 0
-        q = (select(WorkloadRow.host_id, ProjectRow.name, GroupRow.name, func.count())
-             .join(GroupRow, GroupRow.id == WorkloadRow.group_id)
-             .join(ProjectRow, ProjectRow.id == GroupRow.project_id)
-             .where(where_ids(WorkloadRow.host_id), WorkloadRow.state.in_(HOLDING_STATES))
-             .group_by(WorkloadRow.host_id, ProjectRow.name, GroupRow.name))
-        for host_id, project, group, c in s.execute(q):
-            if host_id is None or host_id not in snap.index_of:
-                continue
-            key = group_key(project, group)
-            arr = st.group_counts.get(key)
-            if arr is None:
-                arr = st.group_counts[key] = np.zeros(st._cap, dtype=np.int32)
-            arr[snap.index_of[host_id]] = c
+        _reload_workloads(s, snap, idx.tolist(), where_ids)
         for key in [k for k, a in st.group_counts.items() if not a.any()]:
             del st.group_counts[key]
         st.touch(idx.tolist())  # the placement index refreshes these hosts' leaves (only these)
+
+
+def _reload_workloads(s: Session, snap: PlacementView, hosts: list[int], where_ids: Any) -> None:
+    """Replace the workload rows (and group member counts) of host indices `hosts` by the store's
+    holding workloads on them (one query)."""
+    st = snap.state
+    table = st.workloads
+    for h in hosts:
+        for key in snap.on_host.pop(h, ()):
+            if key in table and int(table.host[table.row(key)]) == h:
+                table.remove(key, account=False)
+    res = st.resources
+    q = (select(WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name, GroupRow.name, WorkloadRow.demand,
+                WorkloadRow.priority, WorkloadRow.kind)
+         .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
+         .outerjoin(GroupRow, GroupRow.id == WorkloadRow.group_id)
+         .where(where_ids(WorkloadRow.host_id), WorkloadRow.state.in_(HOLDING_STATES))
+         .order_by(WorkloadRow.id))
+    for host_id, project, name, group, demand, priority, kind in s.execute(q):
+        at = snap.index_of.get(host_id) if host_id is not None else None
+        if at is None:
+            continue
+        h = at
+        key = f"{project}/{name}"
+        if key in table:  # it moved here from a host this refresh did not reload (a race): follow it
+            snap.on_host.get(int(table.host[table.row(key)]), set()).discard(key)
+            table.remove(key, account=False)
+        vec = np.zeros(len(res))
+        for r, v in demand.items():
+            if r in res:
+                vec[res.index(r)] = float(v)
+        gkey = group_key(project, group) if group is not None else None
+        table.add(key, h, vec, priority=int(priority), group=gkey, kind=str(kind), account=False)
+        snap.on_host.setdefault(h, set()).add(key)
+        if gkey is not None:
+            arr = st.group_counts.get(gkey)
+            if arr is None:
+                arr = st.group_counts[gkey] = np.zeros(st._cap, dtype=np.int32)
+            arr[h] += 1

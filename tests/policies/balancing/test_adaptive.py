@@ -55,7 +55,7 @@ def cfg(safety: float = 1.2, **kw: object) -> PlanConfig:
 
 
 def moves(plan: list) -> list[tuple[int, int, int, str]]:  # type: ignore[type-arg]
-    return [(m.vm, m.src, m.dst, m.rule) for m in plan]
+    return [(m.workload, m.src, m.dst, m.rule) for m in plan]
 
 
 def test_host_inside_the_band_is_not_relieved() -> None:

@@ -46,8 +46,8 @@ def consolidation_plan(name: NamePath, svc: SvcDep, _: Admin,
     the plan and `executed` / `failed`, the outcome of each move."""
     req = body or ConsolidationRequest()
     if req.apply:
-        task = svc.batch.submit_consolidation(name, req.max_migrations)
+        task = svc.batch.submit_consolidation(name, req.max_migrations, req.policy)
         return JSONResponse(jsonable_encoder(TaskOut.model_validate(task)), status_code=202,
                             headers={"Location": f"/v1/tasks/{task.id}"})
-    return ConsolidationOut.model_validate(svc.batch.plan_consolidation(name,
-                                                                        max_migrations=req.max_migrations))
+    plan = svc.batch.plan_consolidation(name, max_migrations=req.max_migrations, policy=req.policy)
+    return ConsolidationOut.model_validate(plan)

@@ -37,7 +37,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.policies.balancing.consolidation import Migration, PlanConfig, PoolView, _Planner
+from poolvisor.policies.balancing.actions import Action
+from poolvisor.policies.balancing.consolidation import PlanConfig, PoolView, _Planner, migration_action
 from poolvisor.policies.balancing.detection import RULE_UNDERLOAD, RULES
 from poolvisor.policies.balancing.overload import rule_for
 
@@ -81,9 +82,11 @@ def trigger_config(cfg: PlanConfig, acfg: AdaptiveConfig) -> PlanConfig:
     return replace(cfg, detector=replace(d, param=acfg.trigger_safety, fallback=fallback))
 
 
-def plan_adaptive(view: PoolView, cfg: PlanConfig, acfg: AdaptiveConfig | None = None) -> list[Migration]:
+def plan_adaptive(view: PoolView, cfg: PlanConfig, acfg: AdaptiveConfig | None = None) -> list[Action]:
     """The migrations of one decision epoch (module doc); ``cfg.detector`` is the acceptance check
-    (e.g. LR-1.2), ``cfg.power`` PABFD's power model. The view is not modified."""
+    (e.g. LR-1.2), ``cfg.power`` PABFD's power model. The view is not modified. Each is a migrate
+    :class:`~poolvisor.policies.balancing.actions.Action` explained as plan_migrations' are
+    (rule, source and destination utilization, request, hosts weighed)."""
     acfg = acfg or AdaptiveConfig()
     trig = trigger_config(cfg, acfg)
     p = _Planner(view, trig)  # detection and shedding ask the trigger
@@ -109,14 +112,16 @@ def plan_adaptive(view: PoolView, cfg: PlanConfig, acfg: AdaptiveConfig | None =
     # placement asks the acceptance check (the detector with its safety margin)
     p.cfg = cfg
     p.rule = rule_for(cfg.detector, view.hist.shape[1], view.mig_bw_mb_s)
-    out: list[Migration] = []
+    out: list[Action] = []
+    mu_l = view.measured_u.tolist()
     src_rule = {vm: (s, r) for vm, s, r in picked}
     batch = p.by_demand(list(src_rule))
-    dsts = p.place_batch(batch, all_hosts[~over], all_or_nothing=False) if batch else []
+    targets = all_hosts[~over]
+    dsts = p.place_batch(batch, targets, all_or_nothing=False) if batch else []
     for vm, dst in zip(batch, dsts or [], strict=True):
         if dst >= 0:
             s, r = src_rule[vm]
-            out.append(Migration(vm, s, dst, r))
+            out.append(migration_action(mu_l, p.req_l, vm, s, dst, r, targets.size))
     if not cfg.underload:
         return out
 
@@ -145,10 +150,11 @@ def plan_adaptive(view: PoolView, cfg: PlanConfig, acfg: AdaptiveConfig | None =
             continue  # stays on: still a destination
         place_ok[h] = False
         batch = p.by_demand(list(vms))
-        dsts = p.place_batch(batch, np.flatnonzero(place_ok), all_or_nothing=True)
+        targets = np.flatnonzero(place_ok)
+        dsts = p.place_batch(batch, targets, all_or_nothing=True)
         if dsts is None:
             continue
         for vm, dst in zip(batch, dsts, strict=True):
             excl_src[dst] = True
-            out.append(Migration(vm, h, dst, RULES[RULE_UNDERLOAD]))
+            out.append(migration_action(mu_l, p.req_l, vm, h, dst, RULES[RULE_UNDERLOAD], targets.size))
     return out
