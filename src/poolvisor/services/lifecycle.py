@@ -172,9 +172,12 @@ class LifecycleServices(WorkloadServices, TaskServices):
         src = s.get(HostRow, w.host_id)
         assert src is not None
         if target is not None:
-            self._host(s, target)
+            tgt = self._host(s, target)
             if target == src.name:
                 raise ConflictError(f"workload {name!r} is already on host {target!r}")
+            if tgt.driver != src.driver:
+                raise ConflictError(f"host {target} is not run by driver {src.driver!r} like {src.name}: a "
+                                    "workload migrates only between hosts of one driver")
         pool = w.constraints.get("pool")
         pool_id = s.scalar(select(PoolRow.id).filter_by(name=pool)) if pool else None
         return w, src.name, pool_id, pool

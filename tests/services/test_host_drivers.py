@@ -1,0 +1,101 @@
+"""Hosts bound to drivers: capacity from the node, two sim URIs in one pool, rebinding after a
+restart, and a mixed pool where a host's driver cannot migrate (409 before anything moves)."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolvisor.domain.errors import ConflictError, InvalidInputError
+from poolvisor.drivers import register_driver
+from poolvisor.drivers.protocols import UnsupportedByDriver
+from poolvisor.drivers.registry import DRIVERS
+from poolvisor.drivers.sim import SimDriver
+from poolvisor.services import Services, open_services
+
+A = "sim://rack-a?vcpu=8&memory_mib=8192"
+B = "sim://rack-b?vcpu=16&memory_mib=16384"
+
+
+def two_uri_pool(s: Services) -> None:
+    s.create_project("demo")
+    s.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
+    s.create_host("a1", driver="sim", uri=A, labels={"rack": "a"})
+    s.create_host("b1", driver="sim", uri=B, labels={"rack": "b"})
+
+
+def test_capacity_comes_from_the_node_and_each_uri_is_its_own_driver(sqlite_url: str) -> None:
+    s = open_services(sqlite_url)
+    try:
+        two_uri_pool(s)
+        a1, b1 = s.get_host("a1"), s.get_host("b1")
+        assert a1.capacity["vcpu"] == 8 and b1.capacity["memory_mib"] == 16384
+        assert (a1.driver, a1.uri, a1.fence) == ("sim", A, "driver")
+        da, db = s.drivers.driver_of("a1"), s.drivers.driver_of("b1")
+        assert da is not db and isinstance(da, SimDriver) and isinstance(db, SimDriver)
+        w = s.create_workload("demo", "vm1", flavor="unit")
+        src, dst = (da, db) if w.host == "a1" else (db, da)
+        assert set(da.hosts) == {"a1"} and set(db.hosts) == {"b1"}
+        assert src.stats(w.host).states == {"demo/vm1": "running"}
+        m = s.migrate_workload("demo", "vm1")  # across URIs: the sim instances share a fabric
+        assert m.host != w.host and src.stats(w.host).workloads == 0 and dst.stats(m.host).workloads == 1
+        assert s.check().ok
+    finally:
+        s.close()
+    s = open_services(sqlite_url)  # a restart binds every host again from its row
+    try:
+        assert s.drivers.binding("a1").uri == A and s.drivers.driver_of("b1") is s.drivers.instance("sim", B)
+        assert s.drivers.driver_of("a1") is not s.drivers.driver_of("b1")
+        s.delete_workload("demo", "vm1")
+        s.delete_host("a1")
+        assert "a1" not in {b.name for b in s.drivers.bindings()}
+    finally:
+        s.close()
+
+
+def test_bad_host_drivers_are_refused_without_touching_existing_hosts(lite: Services) -> None:
+    two_uri_pool(lite)
+    with pytest.raises(InvalidInputError, match="unknown driver 'vmware'"):
+        lite.create_host("x", {"vcpu": 1}, driver="vmware")
+    with pytest.raises(InvalidInputError, match="printable ASCII"):
+        lite.create_host("x", {"vcpu": 1}, uri="sim://a b")
+    with pytest.raises(ConflictError, match="already exists"):
+        lite.create_host("a1", driver="sim", uri=B)  # asks no node: the name is taken
+    assert lite.drivers.binding("a1").uri == A
+    with pytest.raises(Exception, match="no capacity"):
+        lite.create_host("bare", driver="sim", uri="sim://nothing")
+    assert "bare" not in {h.name for h in lite.list_hosts()}
+
+
+class BoxDriver(SimDriver):
+    """A container-like driver: the sim's lifecycle, but it declares no migration."""
+
+    name = "box"
+    capabilities = frozenset(SimDriver.capabilities - {"migration"})  # type: ignore[operator]
+
+
+@pytest.fixture
+def box():
+    register_driver("box", BoxDriver)
+    yield
+    DRIVERS.pop("box")
+
+
+def test_a_mixed_pool_moves_workloads_only_between_hosts_of_one_driver(lite: Services, box: None) -> None:
+    lite.create_project("demo")
+    lite.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
+    for name, driver in (("s1", "sim"), ("s2", "sim"), ("c1", "box"), ("c2", "box")):
+        lite.create_host(name, {"vcpu": 8, "memory_mib": 8192}, driver=driver, labels={"k": driver})
+    w = lite.create_workload("demo", "ct", flavor="unit", required_labels={"k": "box"})
+    assert w.host in ("c1", "c2")
+    with pytest.raises(UnsupportedByDriver, match=f"driver 'box' of host {w.host} cannot live-migrate"):
+        lite.migrate_workload("demo", "ct")
+    ct = lite.get_workload("demo", "ct")
+    assert (ct.state, ct.host) == ("running", w.host)
+    v = lite.create_workload("demo", "vm", flavor="unit", required_labels={"k": "sim"})
+    for _ in range(3):  # back and forth: never onto a box host, though those have room
+        v2 = lite.migrate_workload("demo", "vm")
+        assert v2.host in ("s1", "s2") and v2.host != v.host
+        v = v2
+    with pytest.raises(ConflictError, match="host c1 is not run by driver 'sim'"):
+        lite.migrate_workload("demo", "vm", host="c1")
+    assert lite.check().ok
