@@ -44,3 +44,22 @@ def test_the_extension_fails_revives_and_injects(sim_client: Any, admin: dict[st
     assert r.status_code == 422 and "unknown sim operation" in r.json()["message"]
     assert c.post("/v1/sim/hosts/nope/revive", headers=admin).status_code == 404
     assert svc.check().ok
+
+
+def test_hosts_carry_their_driver_uri_and_fence(client: Any, admin: dict[str, str]) -> None:
+    body = {"name": "n1", "driver": "sim", "uri": "sim://r?vcpu=6&memory_mib=2048",
+            "fence": "command:/bin/true"}
+    r = client.post("/v1/hosts", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    h = r.json()
+    assert (h["driver"], h["uri"], h["fence"]) == ("sim", body["uri"], "command:/bin/true")
+    assert h["capacity"]["vcpu"] == 6 and h["capacity"]["memory_mib"] == 2048
+    assert client.get("/v1/hosts/demo-000", headers=admin).json()["driver"] == "sim"
+    for bad in ({"uri": "sim://a b"}, {"fence": "ipmi"}, {"fence": "command:"}, {"driver": "vmware"}):
+        r = client.post("/v1/hosts", json={"name": "n2", "capacity": {"vcpu": 1}, **bad}, headers=admin)
+        assert r.status_code == 422, (bad, r.text)
+    r = client.post("/v1/hosts", json={"name": "n2", "uri": "sim://nothing"}, headers=admin)
+    assert r.status_code == 503 and "no capacity" in r.json()["message"]
+    assert "n2" not in {x["name"] for x in client.get("/v1/hosts", headers=admin).json()}
+    pools = client.get("/v1/pools", headers=admin).json()
+    assert "driver" not in pools[0]

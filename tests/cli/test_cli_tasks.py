@@ -197,3 +197,18 @@ def test_the_progress_bar_follows_the_task_on_a_terminal(monkeypatch: pytest.Mon
     assert final["state"] == "succeeded"
     drawn = out.getvalue()
     assert "task 7 consolidate pool/demo" in drawn and "%" in drawn and "\x1b[2J" not in drawn, drawn
+
+
+def test_task_cancel_aborts_a_migration_and_sim_commands_need_the_extension(served: Served) -> None:
+    before = json.loads(served.cli("vm", "show", "a", "--project", "demo", "--json").stdout)["host"]
+    tid = queued_id(served.cli("vm", "migrate", "a", "--project", "demo", "--no-wait"))
+    r = served.cli("task", "cancel", str(tid))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == f"task {tid} (migrate workload/demo/a) cancelled\n", r.stdout
+    t = json.loads(served.cli("task", "show", str(tid), "--json").stdout)
+    assert t["state"] == "cancelled" and t["progress"] < 1
+    after = json.loads(served.cli("vm", "show", "a", "--project", "demo", "--json").stdout)
+    assert (after["host"], after["state"]) == (before, "running")
+    one_error_line(served.cli("task", "cancel", str(tid)), "already cancelled")
+    # this server runs without --demo / --sim-admin: no fault injection API
+    one_error_line(served.cli("sim", "fail", "demo-000"), "no sim admin API", "--sim-admin")

@@ -91,9 +91,6 @@ class PoolOut(_Out):
     used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
     measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
     running_workloads: int = 0
-    driver: str = "sim"
-    uri: str = ""
-    fence: str = "driver"
     stranded: dict[str, float] = Field(default_factory=dict, description=(
         "free scarce resources (e.g. gpu) on up hosts that cannot take even the smallest request "
         "needing them"))
@@ -142,6 +139,9 @@ class HostOut(_Out):
     used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
     measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
     running_workloads: int = 0
+    driver: str = Field(default="sim", description="the driver that runs the host")
+    uri: str = Field(default="", description="where the driver reaches the node")
+    fence: str = Field(default="driver", description="the host's fence method")
 
 
 # ---- flavors, projects, tokens -----------------------------------------------------------------
