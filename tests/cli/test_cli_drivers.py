@@ -37,3 +37,20 @@ def test_sim_fail_revive_inject(server: Server, run: Callable[..., Any]) -> None
     one_error_line(run("sim", "fail", "nope"), "not found")
     r = run("host", "fail", "demo-004")  # gone from `host`: a usage error
     assert r.returncode == 2 and "No such command" in r.stderr
+
+
+def test_vm_snapshot_commands(server: Server, run: Callable[..., Any]) -> None:  # noqa: F811
+    assert run("vm", "create", "snappy", "--flavor", "tiny", "--project", "demo").returncode == 0
+    r = run("vm", "snapshot", "create", "snappy", "before", "--project", "demo")
+    assert r.returncode == 0 and "snappy: snapshot before taken on demo-" in r.stdout, r.stdout + r.stderr
+    listed = json.loads(run("vm", "snapshot", "list", "snappy", "--project", "demo", "--json").stdout)
+    assert [(s["name"], s["state"]) for s in listed] == [("before", "ready")]
+    assert "before" in run("vm", "snapshot", "list", "snappy", "--project", "demo").stdout
+    assert run("vm", "stop", "snappy", "--project", "demo").returncode == 0
+    r = run("vm", "snapshot", "restore", "snappy", "before", "--project", "demo")
+    assert r.returncode == 0 and "restored to snapshot before (running)" in r.stdout, r.stdout + r.stderr
+    one_error_line(run("vm", "snapshot", "create", "snappy", "before", "--project", "demo"), "already has")
+    r = run("vm", "snapshot", "delete", "snappy", "before", "--project", "demo")
+    assert r.returncode == 0 and "snapshot before deleted" in r.stdout
+    one_error_line(run("vm", "snapshot", "restore", "snappy", "before", "--project", "demo"), "no snapshot")
+    assert run("vm", "delete", "snappy", "--project", "demo").returncode == 0

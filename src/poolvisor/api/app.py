@@ -18,6 +18,7 @@ from poolvisor.api.routes import (
     networks,
     pools,
     projects,
+    snapshots,
     system,
     tasks,
     tokens,
@@ -79,8 +80,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.services = services
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
-                   networks):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
+                   system, networks):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

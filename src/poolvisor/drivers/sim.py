@@ -254,8 +254,7 @@ class SimDriver:
             self.fabric.snapshots.get(workload.key, {}).pop(name, None)  # idempotent
 
     def snapshot_restore(self, host: str, workload: DriverWorkload, name: str) -> None:
-        """Return the workload to the snapshot's state. A snapshot this process never saw (taken
-        before a restart: the database is the authority) restores to the state it recorded."""
+        """Return the workload to the snapshot's state (sim snapshots live in this process only)."""
         self._sleep("restore")
         with self._lock:
             self._check_fault("restore", host)
@@ -264,11 +263,6 @@ class SimDriver:
             if known is None:
                 raise DriverError(f"sim: workload {workload.key!r} has no snapshot {name!r}")
             g.state = known[1]
-
-    def adopt_snapshot(self, workload: DriverWorkload, info: SnapshotInfo) -> None:
-        """Re-learn a snapshot recorded in the database (after a restart of this process)."""
-        with self._lock:
-            self.fabric.snapshots.setdefault(workload.key, {}).setdefault(info.name, (info, info.state))
 
     # ---- WorkloadStats, Balloon, VolumeAttach, NicAttach ---------------------------------------
     def workload_stats(self, host: str) -> dict[str, WorkloadSample]:

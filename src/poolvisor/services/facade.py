@@ -32,6 +32,7 @@ from poolvisor.services.repair import RepairServices
 from poolvisor.services.sim_admin import SimAdminService
 from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.utilization import UtilizationServices
+from poolvisor.services.vm_snapshots import SnapshotService
 from poolvisor.store import Store, open_store
 from poolvisor.store.rows import EventRow, HostResourceRow, HostRow
 
@@ -50,6 +51,7 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
         drivers.resolver = self.host_binding
         self.fencing = FencingService(self)
         self.sim = SimAdminService(self)  # fault injection: the sim admin API extension only
+        self.snapshots = SnapshotService(self)
         self.policy = policy or PlacementPolicy()
         self.cache = PlacementCache()
         self.leases = Leases(store, lease_s)

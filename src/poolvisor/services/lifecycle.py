@@ -37,6 +37,7 @@ from poolvisor.services.records import (
     RUNNING,
     STOPPED,
     SUSPENDED,
+    TASK_ACTIVE,
     TASK_CANCELLED,
     TASK_FAILED,
     TASK_ROLLED_BACK,
@@ -47,7 +48,7 @@ from poolvisor.services.records import (
 from poolvisor.services.snapshot import group_key
 from poolvisor.services.tasks import MIGRATE, TaskServices, migration_task
 from poolvisor.services.workloads import ACTIONS, TRANSIENT, WorkloadServices, _Spec, retry_schedule
-from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
+from poolvisor.store.rows import GroupRow, HostRow, PoolRow, TaskRow, WorkloadRow
 
 POLL_S = 0.2  # how often a running migration's progress is written into its task
 
@@ -171,6 +172,11 @@ class LifecycleServices(WorkloadServices, TaskServices):
             raise ConflictError(f"cannot migrate workload {name!r} in state {w.state}")
         src = s.get(HostRow, w.host_id)
         assert src is not None
+        busy = s.scalars(select(TaskRow.kind).where(
+            TaskRow.workload_id == w.id, TaskRow.state.in_(TASK_ACTIVE),
+            TaskRow.kind.in_(("snapshot", "restore")))).first()
+        if busy is not None:
+            raise ConflictError(f"workload {name!r} has a {busy} task in progress; retry when it ends")
         if target is not None:
             tgt = self._host(s, target)
             if target == src.name:

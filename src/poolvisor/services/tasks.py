@@ -59,6 +59,8 @@ MAX_ENTRIES = 200  # log entries kept per task (the oldest go first; the journal
 MIGRATE, CONSOLIDATE = "migrate", "consolidate"
 CANCELLABLE = (MIGRATE, CONSOLIDATE)  # kinds whose running handler honours a cancel request
 Handler = Callable[[Any, int], None]
+# kind -> what a cancel of a queued task of that kind undoes, in the cancel's transaction
+ON_CANCEL: dict[str, Callable[[Session, TaskRow], None]] = {}
 
 
 def task_expired(now: datetime) -> Any:
@@ -290,6 +292,8 @@ class TaskServices(ServiceBase):
                 raise ConflictError(f"task {task_id} is a step of task {t.parent_id}; cancel that one")
             if t.state == TASK_QUEUED:
                 self._end_in(s, t, TASK_CANCELLED, error="cancelled before it ran")
+                if t.kind in ON_CANCEL:
+                    ON_CANCEL[t.kind](s, t)
             elif t.kind not in CANCELLABLE:
                 raise ConflictError(f"a running {t.kind} task cannot be cancelled")
             elif not (t.journal or {}).get("cancel"):
