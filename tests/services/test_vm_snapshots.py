@@ -126,3 +126,13 @@ def test_a_lost_workloads_snapshot_rows_can_be_deleted(lite: Services) -> None:
     assert lite.check().ok
     with pytest.raises(DriverError):
         lite.driver.snapshot_list(w.host, _dw())  # the host is down
+
+
+def test_check_reports_a_snapshot_left_without_its_task(lite: Services) -> None:
+    small_cluster(lite)
+    lite.create_workload("demo", "vm1", flavor="unit")
+    t = lite.snapshots.submit_create("demo", "vm1", "s")
+    assert lite.check().ok  # creating, its task queued
+    lite._write(lambda s: setattr(s.get(TaskRow, t.id), "state", "failed"))  # a task ended behind its back
+    report = lite.check()
+    assert report.violations == ["snapshot s of workload vm1 is creating but no snapshot task runs"]

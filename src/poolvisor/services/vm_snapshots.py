@@ -285,6 +285,20 @@ def _record(project: str, workload: str, r: SnapshotRow) -> SnapshotRecord:
                           r.host, t)
 
 
+def snapshot_violations(s: Session) -> list[str]:
+    """Snapshots left creating or restoring with no active task of that kind naming them."""
+    out = []
+    q = select(SnapshotRow, WorkloadRow.name).join(WorkloadRow, WorkloadRow.id == SnapshotRow.workload_id) \
+        .where(SnapshotRow.state.in_((CREATING, RESTORING)))
+    for snap, wname in s.execute(q).all():
+        kind = SNAPSHOT if snap.state == CREATING else RESTORE
+        tasks = s.scalars(select(TaskRow).where(TaskRow.workload_id == snap.workload_id, TaskRow.kind == kind,
+                                                TaskRow.state.in_(TASK_ACTIVE))).all()
+        if not any((t.params or {}).get("snapshot") == snap.name for t in tasks):
+            out.append(f"snapshot {snap.name} of workload {wname} is {snap.state} but no {kind} task runs")
+    return out
+
+
 def _run_snapshot(svc: Any, task_id: int) -> None:
     svc.snapshots.run_create(task_id)
 
