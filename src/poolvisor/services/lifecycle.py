@@ -272,7 +272,8 @@ class LifecycleServices(WorkloadServices, TaskServices):
             if p.done:
                 return p
             step = int(p.fraction * 4)  # a log entry per quarter, the progress at every poll
-            msg = f"moving {dw.key}: {src} -> {dst} {100 * p.fraction:.0f} %" if step != shown else None
+            name = dw.key.split("/", 1)[-1]
+            msg = f"moving {name}: {src} -> {dst} {100 * p.fraction:.0f} %" if step != shown else None
             shown = step
             if self.task_progress(task_id, 0.05 + 0.9 * p.fraction, msg):
                 handle.abort()
