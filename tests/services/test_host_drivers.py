@@ -7,6 +7,7 @@ import pytest
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError
 from poolvisor.drivers import register_driver
+from poolvisor.drivers.base import DriverError
 from poolvisor.drivers.protocols import UnsupportedByDriver
 from poolvisor.drivers.registry import DRIVERS
 from poolvisor.drivers.sim import SimDriver
@@ -99,3 +100,28 @@ def test_a_mixed_pool_moves_workloads_only_between_hosts_of_one_driver(lite: Ser
     with pytest.raises(ConflictError, match="host c1 is not run by driver 'sim'"):
         lite.migrate_workload("demo", "vm", host="c1")
     assert lite.check().ok
+
+
+def test_a_host_of_a_driver_this_server_lacks_is_503_not_a_crash(sqlite_url: str, box: None) -> None:
+    s = open_services(sqlite_url)
+    try:
+        s.create_project("demo")
+        s.create_host("c1", {"vcpu": 4}, driver="box")
+        s.create_host("s1", {"vcpu": 4})
+    finally:
+        s.close()
+    DRIVERS.pop("box")  # a server without that driver opens the same database
+    try:
+        s = open_services(sqlite_url)
+        try:
+            assert s.get_host("c1").driver == "box"
+            with pytest.raises(DriverError, match="driver 'box' is not available") as e:
+                s.drivers.lifecycle("c1")
+            assert e.value.status_code == 503
+            s.drivers.lifecycle("s1")  # the other hosts work
+            with pytest.raises(InvalidInputError, match="not a number"):
+                s.create_host("bad", driver="sim", uri="sim://?vcpu=lots")
+        finally:
+            s.close()
+    finally:
+        register_driver("box", BoxDriver)

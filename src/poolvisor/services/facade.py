@@ -115,7 +115,7 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
         for b, state in self._read(tx):
             try:
                 d = self.drivers.bind(b)
-            except DriverError as e:
+            except DriverError as e:  # unreachable node, or a driver not installed here
                 log.warning("host %s: driver %s at %r not reachable: %s", b.name, b.driver, b.uri, e.message)
                 continue
             if state == "down" and isinstance(d, SimDriver):
