@@ -211,3 +211,26 @@ def test_registry():
         assert make_driver("custom").name == "custom"
     finally:
         DRIVERS.pop("custom")
+
+
+def test_the_sim_passes_the_conformance_kit_and_the_kit_catches_faults():
+    from poolvisor.drivers.conformance import check_conformance
+
+    fabric = SimFabric()
+    a = SimDriver(uri="sim://a?vcpu=8", fabric=fabric, migration_bandwidth_mibps=8192.0)
+    b = SimDriver(uri="sim://b?vcpu=8", fabric=fabric)
+    ha, hb = HostBinding("ka", "sim", a.uri), HostBinding("kb", "sim", b.uri)
+    assert check_conformance(a, ha, WL, dst=hb, dst_driver=b) == []
+    assert not a.exists("ka", WL) and not b.exists("kb", WL)  # nothing left behind
+
+    class Forgetful(SimDriver):  # a broken driver: stop does nothing
+        def stop(self, host, workload):
+            pass
+
+    problems = check_conformance(Forgetful(), HostBinding("f1", capacity={"vcpu": 1}), WL)
+    assert problems == ["after stop stats report 'running', expected 'stopped'"]
+    broken = SimDriver()
+    broken.inject("snapshot")
+    problems = check_conformance(broken, HostBinding("f2", capacity={"vcpu": 1}), WL)
+    assert problems[0].startswith("snapshot_create: DriverError: sim: injected failure")
+    assert "snapshot_list misses the snapshot" in problems
