@@ -125,3 +125,14 @@ def test_a_host_of_a_driver_this_server_lacks_is_503_not_a_crash(sqlite_url: str
             s.close()
     finally:
         register_driver("box", BoxDriver)
+
+
+def test_a_migration_the_hosts_driver_cannot_do_is_refused_at_submit(lite: Services, box: None) -> None:
+    lite.create_project("demo")
+    lite.create_flavor("unit", {"vcpu": 1})
+    for name in ("c1", "c2"):
+        lite.create_host(name, {"vcpu": 4}, driver="box")
+    lite.create_workload("demo", "ct", flavor="unit")
+    with pytest.raises(UnsupportedByDriver, match="cannot live-migrate"):
+        lite.submit_migrate("demo", "ct")
+    assert lite.list_tasks() == []  # nothing queued

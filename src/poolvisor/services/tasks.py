@@ -78,6 +78,8 @@ class TaskServices(ServiceBase):
         check_name("workload", name)
         if host is not None:
             check_name("host", host)
+        src = self._read(lambda s: self._migration_source(s, project, name, host)[1])  # type: ignore[attr-defined]
+        self.drivers.migration(src)  # 409 at once when the host's driver cannot migrate
 
         def tx(s: Session) -> TaskRecord:
             w, _src, _pid, _pool = self._migration_source(s, project, name, host)  # type: ignore[attr-defined]
