@@ -55,11 +55,14 @@ def test_hosts_carry_their_driver_uri_and_fence(client: Any, admin: dict[str, st
     assert (h["driver"], h["uri"], h["fence"]) == ("sim", body["uri"], "command:/bin/true")
     assert h["capacity"]["vcpu"] == 6 and h["capacity"]["memory_mib"] == 2048
     assert client.get("/v1/hosts/demo-000", headers=admin).json()["driver"] == "sim"
-    for bad in ({"uri": "sim://a b"}, {"fence": "ipmi"}, {"fence": "command:"}, {"driver": "vmware"}):
+    for bad in ({"uri": "sim://a b"}, {"fence": "ipmi"}, {"fence": "command:"}, {"uri": "sim://["}):
         r = client.post("/v1/hosts", json={"name": "n2", "capacity": {"vcpu": 1}, **bad}, headers=admin)
         assert r.status_code == 422, (bad, r.text)
+    vmware = {"name": "n2", "capacity": {"vcpu": 1}, "driver": "vmware"}
+    r = client.post("/v1/hosts", json=vmware, headers=admin)
+    assert r.status_code == 404 and "unknown driver 'vmware'" in r.json()["message"]
     r = client.post("/v1/hosts", json={"name": "n2", "uri": "sim://nothing"}, headers=admin)
-    assert r.status_code == 503 and "no capacity" in r.json()["message"]
+    assert r.status_code == 422 and "no capacity" in r.json()["message"]
     assert "n2" not in {x["name"] for x in client.get("/v1/hosts", headers=admin).json()}
     pools = client.get("/v1/pools", headers=admin).json()
     assert "driver" not in pools[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.drivers import register_driver
 from poolvisor.drivers.base import DriverError
 from poolvisor.drivers.protocols import UnsupportedByDriver
@@ -55,14 +55,14 @@ def test_capacity_comes_from_the_node_and_each_uri_is_its_own_driver(sqlite_url:
 
 def test_bad_host_drivers_are_refused_without_touching_existing_hosts(lite: Services) -> None:
     two_uri_pool(lite)
-    with pytest.raises(InvalidInputError, match="unknown driver 'vmware'"):
+    with pytest.raises(NotFoundError, match="unknown driver 'vmware'"):
         lite.create_host("x", {"vcpu": 1}, driver="vmware")
     with pytest.raises(InvalidInputError, match="printable ASCII"):
         lite.create_host("x", {"vcpu": 1}, uri="sim://a b")
     with pytest.raises(ConflictError, match="already exists"):
         lite.create_host("a1", driver="sim", uri=B)  # asks no node: the name is taken
     assert lite.drivers.binding("a1").uri == A
-    with pytest.raises(Exception, match="no capacity"):
+    with pytest.raises(InvalidInputError, match="no capacity"):
         lite.create_host("bare", driver="sim", uri="sim://nothing")
     assert "bare" not in {h.name for h in lite.list_hosts()}
 
@@ -136,3 +136,22 @@ def test_a_migration_the_hosts_driver_cannot_do_is_refused_at_submit(lite: Servi
     with pytest.raises(UnsupportedByDriver, match="cannot live-migrate"):
         lite.submit_migrate("demo", "ct")
     assert lite.list_tasks() == []  # nothing queued
+
+
+def test_a_host_whose_node_cannot_be_reached_is_not_recorded(lite: Services) -> None:
+    class Unreachable(SimDriver):
+        name = "far"
+
+        def connect(self, host):
+            raise DriverError(f"cannot reach {self.uri}")
+
+    register_driver("far", Unreachable)
+    try:
+        with pytest.raises(DriverError, match="cannot reach qemu"):
+            lite.create_host("f1", {"vcpu": 4}, driver="far", uri="qemu+ssh://far/system")
+        with pytest.raises(InvalidInputError, match="Invalid IPv6"):
+            lite.create_host("f1", {"vcpu": 4}, uri="sim://[")
+        assert lite.list_hosts() == [] and lite.check().ok
+        lite.create_host("f1", {"vcpu": 4})  # the name is free: nothing half-made was left
+    finally:
+        DRIVERS.pop("far")

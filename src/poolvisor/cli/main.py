@@ -34,6 +34,7 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route", "events",
+    "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )

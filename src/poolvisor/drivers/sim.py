@@ -87,7 +87,11 @@ class SimFabric:
 def capacity_from_uri(uri: str) -> dict[str, float]:
     """`sim://?vcpu=32&memory_mib=131072` -> the node's capacity (what host_info reports)."""
     out: dict[str, float] = {}
-    for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(uri).query):
+    try:
+        query = urllib.parse.urlsplit(uri).query
+    except ValueError as e:
+        raise InvalidInputError(f"sim URI {uri!r}: {e}") from None
+    for k, v in urllib.parse.parse_qsl(query):
         try:
             out[k] = float(v)
         except ValueError:
@@ -157,12 +161,11 @@ class SimDriver:
                 del self.fabric.owners[host]
 
     def host_info(self, host: str) -> HostInfo:
+        """The capacity it was bound with, else its URI's; empty when neither says (the caller
+        then needs one given)."""
         with self._lock:
             h = self._live(host)
             cap = dict(h.capacity or self.node_capacity)
-        if not cap:
-            raise DriverError(f"sim host {host!r} has no capacity: give one, or put it in the sim URI "
-                              "(sim://?vcpu=32&memory_mib=131072)")
         return HostInfo(host, cap, hypervisor="sim", version="1")
 
     def heartbeat(self, host: str) -> bool:

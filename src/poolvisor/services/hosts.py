@@ -11,10 +11,10 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.domain.models import HostState, check_name
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
-from poolvisor.drivers.protocols import HostBinding
+from poolvisor.drivers.protocols import HostBinding, HostDriver
 from poolvisor.drivers.registry import known_drivers
 from poolvisor.fencing import check_method
 from poolvisor.services import ledger
@@ -39,29 +39,30 @@ class HostServices(ServiceBase):
         if isinstance(max_workloads, bool) or not isinstance(max_workloads, int) \
                 or not 0 <= max_workloads <= MAX_WORKLOADS_LIMIT:
             raise InvalidInputError(f"max_workloads must be an integer in 0..{MAX_WORKLOADS_LIMIT}")
-        if driver not in known_drivers():
-            raise InvalidInputError(f"unknown driver {driver!r}; known: {', '.join(known_drivers())}")
+        if driver not in known_drivers():  # like an unknown pool: the name refers to nothing here
+            raise NotFoundError(f"unknown driver {driver!r}; known: {', '.join(known_drivers())}")
         if not isinstance(uri, str) or len(uri) > MAX_URI or not all("!" <= c <= "~" for c in uri):
             raise InvalidInputError(f"driver URI must be at most {MAX_URI} printable ASCII characters "
                                     "without spaces (percent-encode the rest)")
         check_method(fence)
-        if capacity is None:
-            capacity = self._node_capacity(name, driver, uri)
-        if not isinstance(capacity, dict) or not capacity:
-            raise InvalidInputError("host capacity must be a non-empty mapping of resource -> amount")
         if overcommit is not None and not isinstance(overcommit, dict):
             raise InvalidInputError("overcommit must be a mapping of resource -> ratio")
-        # a host may declare custom resources: its own names extend the known set
-        res = ResourceSet(DEFAULT_RESOURCES).with_extra(sorted(set(capacity) - set(DEFAULT_RESOURCES)))
-        cap = res.vector(capacity)
-        if not np.any(cap > 0):
-            raise InvalidInputError("host capacity must be positive for at least one resource")
-        for r in overcommit or {}:
-            if r not in capacity and r not in DEFAULT_RESOURCES:
-                raise InvalidInputError(f"overcommit names resource {r!r} that the host does not declare")
-        oc = res.vector(overcommit, default=1.0)
-        if np.any(oc <= 0) or np.any(oc > 1000):
-            raise InvalidInputError("overcommit ratios must be > 0 and <= 1000")
+        if capacity is not None:
+            _vectors(capacity, overcommit)  # a bad capacity is a 422 before the node is asked
+        d = self._reach_node(name, driver, uri)  # connected: 409 taken name, 422 bad URI, 503 unreachable
+        try:
+            return self._create_host(d, name, capacity, pool, overcommit, labels, domain, max_workloads,
+                                     driver, uri, fence)
+        except BaseException:
+            d.disconnect(name)
+            raise
+
+    def _create_host(self, d: HostDriver, name: str, capacity: dict[str, float] | None, pool: str | None,
+                     overcommit: dict[str, float] | None, labels: dict[str, str], domain: str,
+                     max_workloads: int, driver: str, uri: str, fence: str) -> HostRecord:
+        if capacity is None:
+            capacity = _node_capacity(d, name, driver)
+        res, cap, oc = _vectors(capacity, overcommit)
 
         def tx(s: Session) -> HostRecord:
             pool_id = self._pool(s, pool).id if pool is not None else None
@@ -85,21 +86,14 @@ class HostServices(ServiceBase):
         self.drivers.bind(HostBinding(name, driver, uri, rec.capacity))
         return rec
 
-    def _node_capacity(self, name: str, driver: str, uri: str) -> dict[str, float]:
-        """Ask the node (host_info) before the host exists: 409 for a taken name first, so an
-        existing host's binding is never touched."""
+    def _reach_node(self, name: str, driver: str, uri: str) -> HostDriver:
+        """Connect the node before the host is recorded (a host that cannot be reached is not
+        added); 409 for a taken name first, so an existing host's binding is never touched."""
         if self._read(lambda s: s.scalars(select(HostRow.id).filter_by(name=name)).first()) is not None:
             raise ConflictError(f"host {name!r} already exists")
         d = self.drivers.instance(driver, uri)
-        try:
-            d.connect(HostBinding(name, driver, uri))
-            cap = d.host_info(name).capacity
-        except PoolvisorError:
-            d.disconnect(name)
-            raise
-        if not cap:
-            raise InvalidInputError(f"driver {driver!r} reports no capacity for {name}; give one")
-        return {str(k): float(v) for k, v in cap.items()}
+        d.connect(HostBinding(name, driver, uri))
+        return d
 
     def list_hosts(self, pool: str | None = None) -> list[HostRecord]:
         def tx(s: Session) -> list[HostRecord]:
@@ -162,3 +156,32 @@ class HostServices(ServiceBase):
         s.flush()
         s.expire(h)
         return self._host_records(s, [self._host(s, name)])[0]
+
+
+def _vectors(capacity: dict[str, float],
+             overcommit: dict[str, float] | None) -> tuple[ResourceSet, np.ndarray, np.ndarray]:
+    """(resource set, capacity vector, overcommit vector) of a host declaration; 422 if invalid."""
+    if not isinstance(capacity, dict) or not capacity:
+        raise InvalidInputError("host capacity must be a non-empty mapping of resource -> amount")
+    # a host may declare custom resources: its own names extend the known set
+    res = ResourceSet(DEFAULT_RESOURCES).with_extra(sorted(set(capacity) - set(DEFAULT_RESOURCES)))
+    cap = res.vector(capacity)
+    if not np.any(cap > 0):
+        raise InvalidInputError("host capacity must be positive for at least one resource")
+    for r in overcommit or {}:
+        if r not in capacity and r not in DEFAULT_RESOURCES:
+            raise InvalidInputError(f"overcommit names resource {r!r} that the host does not declare")
+    oc = res.vector(overcommit, default=1.0)
+    if np.any(oc <= 0) or np.any(oc > 1000):
+        raise InvalidInputError("overcommit ratios must be > 0 and <= 1000")
+    return res, cap, oc
+
+
+def _node_capacity(d: HostDriver, name: str, driver: str) -> dict[str, float]:
+    """What the node reports (host_info); 422 when it reports nothing."""
+    cap = d.host_info(name).capacity
+    if not cap:
+        raise InvalidInputError(f"driver {driver!r} reports no capacity for {name}; give one"
+                                + (" (or put it in the sim URI: sim://?vcpu=32&memory_mib=131072)"
+                                   if driver == "sim" else ""))
+    return {str(k): float(v) for k, v in cap.items()}
