@@ -30,7 +30,7 @@ def test_the_extension_fails_revives_and_injects(sim_client: Any, admin: dict[st
     w = c.post("/v1/workloads", json=body, headers=admin).json()
     r = c.post(f"/v1/sim/hosts/{w['host']}/fail", headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "down"
-    assert svc.get_workload("demo", "v1").state == "lost" and not svc.driver.heartbeat(w["host"])
+    assert svc.workloads.get_workload("demo", "v1").state == "lost" and not svc.driver.heartbeat(w["host"])
     r = c.post(f"/v1/sim/hosts/{w['host']}/revive", headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "up" and svc.driver.heartbeat(w["host"])
 
@@ -43,7 +43,7 @@ def test_the_extension_fails_revives_and_injects(sim_client: Any, admin: dict[st
     r = c.post("/v1/sim/faults", json={"operation": "teleport"}, headers=admin)
     assert r.status_code == 422 and "unknown sim operation" in r.json()["message"]
     assert c.post("/v1/sim/hosts/nope/revive", headers=admin).status_code == 404
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
 
 def test_hosts_carry_their_driver_uri_and_fence(client: Any, admin: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ from poolvisor.services import Services
 
 
 def test_snapshot_lifecycle_over_http(client: Any, admin: dict[str, str], svc: Services, member: Any) -> None:
-    svc.create_workload("demo", "vm1", flavor="small")
+    svc.workloads.create_workload("demo", "vm1", flavor="small")
     q = {"project": "demo"}
     r = client.post("/v1/workloads/vm1/snapshots", params=q, json={"name": "s1"}, headers=admin)
     assert r.status_code == 202 and r.json()["kind"] == "snapshot", r.text
@@ -38,4 +38,4 @@ def test_snapshot_lifecycle_over_http(client: Any, admin: dict[str, str], svc: S
     assert client.delete("/v1/workloads/vm1/snapshots/s1", params=q, headers=admin).status_code == 204
     assert client.get("/v1/workloads/vm1/snapshots", params=q, headers=admin).json() == []
     assert client.delete("/v1/workloads/vm1/snapshots/s1", params=q, headers=admin).status_code == 404
-    assert svc.check().ok
+    assert svc.repair.check().ok

@@ -12,9 +12,16 @@ from poolvisor.domain.errors import ConflictError, InvalidInputError
 from poolvisor.drivers import DriverWorkload
 from poolvisor.drivers.pool import DriverPool
 from poolvisor.drivers.protocols import HostBinding
-from poolvisor.fencing import CommandAgent, DriverAgent, NoneAgent, SimAgent, check_method, make_agent
+from poolvisor.fencing import (
+    CommandAgent,
+    DriverAgent,
+    FenceFailed,
+    NoneAgent,
+    SimAgent,
+    check_method,
+    make_agent,
+)
 from poolvisor.services import open_services
-from poolvisor.services.fencing import FenceFailed
 
 
 def script(tmp_path: Path, body: str) -> str:
@@ -74,35 +81,35 @@ def test_driver_and_sim_agents() -> None:
 def test_set_host_state_fenced_goes_through_the_hosts_agent(tmp_path: Path) -> None:
     svc = open_services(f"sqlite:///{tmp_path / 'f.db'}")
     try:
-        svc.create_project("demo")
-        svc.create_flavor("unit", {"vcpu": 1})
+        svc.catalog.create_project("demo")
+        svc.catalog.create_flavor("unit", {"vcpu": 1})
         marker = tmp_path / "off"
         good = script(tmp_path, f"touch {marker}\n")
-        svc.create_host("cmd", {"vcpu": 4}, labels={"role": "cmd"}, fence=f"command:{good}")
-        svc.create_host("nofence", {"vcpu": 4}, fence="none")
+        svc.hosts.create_host("cmd", {"vcpu": 4}, labels={"role": "cmd"}, fence=f"command:{good}")
+        svc.hosts.create_host("nofence", {"vcpu": 4}, fence="none")
         failing = tmp_path / "fail.sh"
         failing.write_text("#!/bin/sh\necho 'PDU says no' >&2\nexit 1\n")
         os.chmod(failing, 0o755)
-        svc.create_host("broken", {"vcpu": 4}, fence=f"command:{failing}")
-        w = svc.create_workload("demo", "vm1", flavor="unit", required_labels={"role": "cmd"})
+        svc.hosts.create_host("broken", {"vcpu": 4}, fence=f"command:{failing}")
+        w = svc.workloads.create_workload("demo", "vm1", flavor="unit", required_labels={"role": "cmd"})
         assert w.host == "cmd"
         with pytest.raises(InvalidInputError, match="unknown fence method"):
-            svc.create_host("x", {"vcpu": 1}, fence="ipmi")
+            svc.hosts.create_host("x", {"vcpu": 1}, fence="ipmi")
 
         # a failing agent changes nothing (503); 'none' is refused (409)
         with pytest.raises(FenceFailed, match="PDU says no") as e:
-            svc.set_host_state("broken", "fenced")
-        assert e.value.status_code == 503 and svc.get_host("broken").state == "up"
+            svc.hosts.set_host_state("broken", "fenced")
+        assert e.value.status_code == 503 and svc.hosts.get_host("broken").state == "up"
         with pytest.raises(ConflictError, match="fence method 'none'"):
-            svc.set_host_state("nofence", "fenced")
-        assert svc.get_host("nofence").state == "up"
+            svc.hosts.set_host_state("nofence", "fenced")
+        assert svc.hosts.get_host("nofence").state == "up"
 
         assert not marker.exists()
-        svc.set_host_state("cmd", "fenced")
-        assert marker.exists() and svc.get_host("cmd").state == "fenced"
-        assert svc.get_workload("demo", "vm1").state == "lost"  # gone only once fencing succeeded
-        ev = [e for e in svc.list_events() if e.kind == "host.state"][0]
+        svc.hosts.set_host_state("cmd", "fenced")
+        assert marker.exists() and svc.hosts.get_host("cmd").state == "fenced"
+        assert svc.workloads.get_workload("demo", "vm1").state == "lost"  # gone only once fencing succeeded
+        ev = [e for e in svc.events.list_events() if e.kind == "host.state"][0]
         assert "(command: fence command succeeded)" in ev.message
-        assert svc.get_host("cmd").fence == f"command:{good}" and svc.check().ok
+        assert svc.hosts.get_host("cmd").fence == f"command:{good}" and svc.repair.check().ok
     finally:
         svc.close()

@@ -24,8 +24,8 @@ def slow(sqlite_url: str) -> Iterator[Services]:
 
 
 def run_in_thread(s: Services, tid: int) -> threading.Thread:
-    assert tid in s.claim_tasks(5)
-    t = threading.Thread(target=s.run_task, args=(tid,))
+    assert tid in s.tasks.claim_tasks(5)
+    t = threading.Thread(target=s.tasks.run_task, args=(tid,))
     t.start()
     return t
 
@@ -39,38 +39,38 @@ def wait_for(pred, timeout: float = 10.0) -> None:
 
 def test_cancel_aborts_a_running_migration(slow: Services) -> None:
     small_cluster(slow)
-    w = slow.create_workload("demo", "vm1", flavor="unit")
-    t = slow.submit_migrate("demo", "vm1")
+    w = slow.workloads.create_workload("demo", "vm1", flavor="unit")
+    t = slow.workloads.submit_migrate("demo", "vm1")
     th = run_in_thread(slow, t.id)
-    wait_for(lambda: slow.get_task(t.id).progress > 0.2)
-    assert slow.get_workload("demo", "vm1").state == "migrating"
-    assert slow.cancel_task(t.id).state == "running"  # requested; the running task aborts
+    wait_for(lambda: slow.tasks.get_task(t.id).progress > 0.2)
+    assert slow.workloads.get_workload("demo", "vm1").state == "migrating"
+    assert slow.tasks.cancel_task(t.id).state == "running"  # requested; the running task aborts
     th.join(10)
-    done = slow.get_task(t.id)
+    done = slow.tasks.get_task(t.id)
     assert done.state == "cancelled" and "cancelled, back on" in (done.error or "") and done.progress < 1
-    back = slow.get_workload("demo", "vm1")
+    back = slow.workloads.get_workload("demo", "vm1")
     assert (back.state, back.host) == ("running", w.host)
     assert slow.driver.stats(w.host).states == {"demo/vm1": "running"}
     with pytest.raises(ConflictError, match="already cancelled"):
-        slow.cancel_task(t.id)
-    assert slow.check().ok
+        slow.tasks.cancel_task(t.id)
+    assert slow.repair.check().ok
 
 
 def test_cancel_stops_a_consolidation_before_its_next_move(slow: Services) -> None:
     small_cluster(slow, hosts=3)
     for i in range(3):  # one workload per host, so the consolidation has moves to make
-        if slow.create_workload("demo", f"w{i}", flavor="unit").host != f"h{i}":
-            slow.migrate_workload("demo", f"w{i}", f"h{i}")
-    before = {w.name: w.host for w in slow.list_workloads("demo")}
+        if slow.workloads.create_workload("demo", f"w{i}", flavor="unit").host != f"h{i}":
+            slow.workloads.migrate_workload("demo", f"w{i}", f"h{i}")
+    before = {w.name: w.host for w in slow.workloads.list_workloads("demo")}
     assert sorted(before.values()) == ["h0", "h1", "h2"]
-    t = slow.submit_consolidation("p")
+    t = slow.batch.submit_consolidation("p")
     th = run_in_thread(slow, t.id)
-    wait_for(lambda: any(c.parent == t.id and c.progress > 0.2 for c in slow.list_tasks()))
-    slow.cancel_task(t.id)
+    wait_for(lambda: any(c.parent == t.id and c.progress > 0.2 for c in slow.tasks.list_tasks()))
+    slow.tasks.cancel_task(t.id)
     th.join(15)
-    done = slow.get_task(t.id)
+    done = slow.tasks.get_task(t.id)
     assert done.state == "cancelled" and (done.error or "").startswith("cancelled after"), done
-    children = [c for c in slow.list_tasks() if c.parent == t.id]
+    children = [c for c in slow.tasks.list_tasks() if c.parent == t.id]
     assert [c.state for c in children] == ["cancelled"]  # the move in flight aborted, no other ran
-    assert {w.name: w.host for w in slow.list_workloads("demo")} == before
-    assert slow.check().ok
+    assert {w.name: w.host for w in slow.workloads.list_workloads("demo")} == before
+    assert slow.repair.check().ok

@@ -67,9 +67,9 @@ def test_0005_hosts_become_sim_hosts_and_the_schema_matches(url: str) -> None:
         store.close()
     svc = open_services(url)
     try:
-        h = svc.get_host("old")
+        h = svc.hosts.get_host("old")
         assert (h.driver, h.uri, h.fence) == ("sim", "", "driver")
         assert svc.drivers.binding("old").driver == "sim"
-        assert svc.drivers.default.heartbeat("old") and svc.check().ok
+        assert svc.drivers.default.heartbeat("old") and svc.repair.check().ok
     finally:
         svc.close()

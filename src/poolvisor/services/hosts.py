@@ -7,6 +7,8 @@ Setting a host fenced (through its fence agent) or down means its workloads are 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -14,20 +16,25 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.domain.models import HostState, check_name
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
+from poolvisor.drivers.base import DriverError
 from poolvisor.drivers.protocols import HostBinding, HostDriver
 from poolvisor.drivers.registry import known_drivers
-from poolvisor.fencing import check_method
+from poolvisor.drivers.sim import SimDriver
+from poolvisor.fencing import FenceAgent, FenceFailed, FenceResult, check_method, make_agent
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_labels, flush_unique
 from poolvisor.services.records import HOLDING_STATES, LOST, HostRecord
 from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
+log = logging.getLogger("poolvisor.services")
 MAX_WORKLOADS_LIMIT = 1_000_000
 MAX_URI = 1024
 
 
-class HostServices(ServiceBase):
+class HostService(ServiceBase):
+    """Hosts: declaration, listing, states, their driver binding and fence agent."""
+
     def create_host(self, name: str, capacity: dict[str, float] | None = None, pool: str | None = None,
                     overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
                     domain: str = "default", max_workloads: int = 0, *, driver: str = "sim", uri: str = "",
@@ -129,11 +136,71 @@ class HostServices(ServiceBase):
         old = self.get_host(name).state  # NotFoundError before touching the driver
         how = f"set to {new.label}"
         if new is HostState.FENCED:
-            r = self.fencing.fence(name)
+            r = self.fence(name)
             how += f" ({r.agent}: {r.reason})"
         elif new is HostState.UP and old == HostState.FENCED.label:
-            self.fencing.unfence(name)
-        return self._write(lambda s: self._set_state(s, name, new, "host.state", how))
+            self.unfence(name)
+        return self.mark_state(name, new, "host.state", how)
+
+    def mark_state(self, name: str, new: HostState, kind: str, how: str) -> HostRecord:
+        """Record the host's new state (its workloads lost when fenced/down) in one transaction,
+        with no driver call: for callers that already did what the state means (sim_admin.py)."""
+        return self._write(lambda s: self._set_state(s, name, new, kind, how))
+
+    # ---- fencing (fencing/: the host's own agent, never a hypervisor call) ----------------------
+    def fence_agent(self, name: str) -> tuple[HostBinding, FenceAgent]:
+        """The host's binding and fence agent (404 for an unknown host)."""
+        def tx(s: Session) -> tuple[HostBinding, str]:
+            h = self._host(s, name)
+            return _binding(s, h), h.fence
+
+        binding, spec = self._read(tx)
+        return binding, make_agent(spec, self.drivers)
+
+    def fence(self, name: str) -> FenceResult:
+        """Fence the host or raise: 409 when its method cannot fence, 503 (FenceFailed) when the
+        agent failed; nothing may treat its workloads as gone unless fencing succeeded."""
+        binding, agent = self.fence_agent(name)
+        r = agent.fence(binding)
+        if not r.ok:
+            err = ConflictError if not agent.ha_capable else FenceFailed
+            raise err(f"fencing host {name} ({agent.method}) failed: {r.reason}",
+                      detail={"host": name, "agent": r.agent, "reason": r.reason})
+        return r
+
+    def unfence(self, name: str) -> None:
+        binding, agent = self.fence_agent(name)
+        agent.unfence(binding)
+
+    # ---- driver binding (drivers/pool.py) -----------------------------------------------------
+    def binding(self, name: str) -> HostBinding | None:
+        """The host row's driver, URI and capacity (the DriverPool's resolver); None if unknown."""
+        def tx(s: Session) -> HostBinding | None:
+            h = s.scalars(select(HostRow).filter_by(name=name)).first()
+            return None if h is None else _binding(s, h)
+
+        return self._read(tx)
+
+    def sync_driver(self) -> None:
+        """Bind every host to its driver (the database is the authority). A node that cannot be
+        reached now is bound on its first use; a sim host recorded down stays dead in the sim."""
+        def tx(s: Session) -> list[tuple[HostBinding, str]]:
+            caps: dict[int, dict[str, float]] = {}
+            for hid, r, c in s.execute(select(HostResourceRow.host_id, HostResourceRow.resource,
+                                              HostResourceRow.capacity)):
+                caps.setdefault(hid, {})[r] = c
+            rows = s.execute(select(HostRow.id, HostRow.name, HostRow.driver, HostRow.uri, HostRow.state)
+                             .order_by(HostRow.name)).all()
+            return [(HostBinding(n, d, u, caps.get(i, {})), st) for i, n, d, u, st in rows]
+
+        for b, state in self._read(tx):
+            try:
+                d = self.drivers.bind(b)
+            except DriverError as e:  # unreachable node, or a driver not installed here
+                log.warning("host %s: driver %s at %r not reachable: %s", b.name, b.driver, b.uri, e.message)
+                continue
+            if state == "down" and isinstance(d, SimDriver):
+                d.fail(b.name)
 
     def _set_state(self, s: Session, name: str, new: HostState, kind: str, how: str) -> HostRecord:
         h = self._host(s, name)
@@ -156,6 +223,12 @@ class HostServices(ServiceBase):
         s.flush()
         s.expire(h)
         return self._host_records(s, [self._host(s, name)])[0]
+
+
+def _binding(s: Session, h: HostRow) -> HostBinding:
+    cap = dict(s.execute(select(HostResourceRow.resource, HostResourceRow.capacity)
+                         .where(HostResourceRow.host_id == h.id)).all())
+    return HostBinding(h.name, h.driver, h.uri, cap)
 
 
 def _vectors(capacity: dict[str, float],
