@@ -13,6 +13,7 @@ import pytest
 from taskwait import wait_task
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():
@@ -25,7 +26,7 @@ MIBPS = 2048.0  # the "medium" flavor's 4096 MiB take 2 s
 @pytest.fixture
 def slow(tmp_path: Path) -> Iterator[tuple[Any, dict[str, str], Services]]:
     svc = open_services(f"sqlite:///{tmp_path / 'm.db'}", driver_options={"migration_bandwidth_mibps": MIBPS})
-    svc.seed_demo(4)
+    seed_demo(svc, 4)
     headers = {"Authorization": f"Bearer {svc.auth.bootstrap_admin_token()}"}
     with TestClient(create_app(svc), raise_server_exceptions=False) as c:
         yield c, headers, svc
@@ -81,6 +82,8 @@ def test_cancel_aborts_a_running_migration(slow: Any) -> None:
 def test_cancel_of_a_queued_task_and_of_a_members_task(slow: Any, tmp_path: Path) -> None:
     client, admin, svc = slow
     svc.workloads.create_workload("demo", "m1", flavor="medium")
+    # the app's first request builds FastAPI's routes (up to 1.5 s on a busy machine): not in the 2 s
+    assert client.get("/v1/tasks", headers=admin).status_code == 200
     t = svc.workloads.submit_migrate("demo", "m1")  # queued, not yet taken (or just taken): cancel either way
     c = client.post(f"/v1/tasks/{t.id}/cancel", headers=admin)
     assert c.status_code == 202
