@@ -29,7 +29,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/pools"): ("/v1/pools", {"name": "p-strict", "description": "a pool"}),
     ("POST", "/v1/hosts"): ("/v1/hosts", {
         "name": "h-strict", "capacity": {"vcpu": 8, "memory_mib": 1024.5}, "pool": "demo",
-        "overcommit": {"vcpu": 2}, "labels": {"ssd": "yes"}, "domain": "rack-9", "max_workloads": 5}),
+        "overcommit": {"vcpu": 2}, "labels": {"ssd": "yes"}, "domain": "rack-9", "max_workloads": 5,
+        "driver": "sim", "uri": "sim://strict", "fence": "driver"}),
     ("PUT", "/v1/hosts/{name}/state"): ("/v1/hosts/demo-000/state", {"state": "up"}),
     ("POST", "/v1/flavors"): ("/v1/flavors", {"name": "f-strict", "demand": {"vcpu": 1, "memory_mib": 512}}),
     ("POST", "/v1/projects"): ("/v1/projects", {"name": "p-strict"}),
@@ -42,6 +43,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         "project": "demo", "pool": "demo", "all_or_nothing": False,
         "workloads": [{"name": "b1", "demand": {"vcpu": 1}, "kind": "container", "priority": -2}]}),
     ("POST", "/v1/workloads/{name}/migrate"): ("/v1/workloads/ghost/migrate", {"host": "demo-001"}),
+    ("POST", "/v1/workloads/{name}/snapshots"): ("/v1/workloads/ghost/snapshots?project=demo",
+                                                 {"name": "s-strict"}),
     ("POST", "/v1/pools/{name}/consolidation-plan"): ("/v1/pools/demo/consolidation-plan",
                                                       {"max_migrations": 5, "apply": False}),
     ("POST", "/v1/utilization"): ("/v1/utilization", {"samples": [

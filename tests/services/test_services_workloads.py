@@ -191,7 +191,7 @@ def test_fail_host_loses_its_workloads(svc):
     other = svc.workloads.create_workload("demo", "vm2", flavor="unit",
                                           forbidden_labels={"rack": svc.hosts.get_host(w.host)
                                                                                    .labels["rack"]})
-    h = svc.hosts.fail_host(w.host)
+    h = svc.sim.fail_host(w.host)
     assert h.state == "down" and h.allocated["vcpu"] == 0 and h.workloads == 0
     lost = svc.workloads.get_workload("demo", "vm1")
     assert (lost.state, lost.host) == ("lost", None)
@@ -206,7 +206,7 @@ def test_fail_host_loses_its_workloads(svc):
     with pytest.raises(ConflictError):
         svc.workloads.workload_action("demo", "vm1", "start")
     svc.workloads.delete_workload("demo", "vm1")
-    svc.hosts.set_host_state(w.host, "up")
+    svc.sim.revive_host(w.host)  # the sim host comes back (sim fault injection), empty and up
     assert svc.driver.heartbeat(w.host) and svc.hosts.get_host(w.host).state == "up"
     with pytest.raises(ConflictError, match="holds"):
         svc.hosts.delete_host(other.host)

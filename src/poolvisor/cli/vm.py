@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from poolvisor.cli import vm_snapshot
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.errors import fail
 from poolvisor.cli.network import show_workload_nics
@@ -212,3 +213,6 @@ def delete(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token:
     with Api(url, token) as api:
         api.delete(api_path("workloads", name), project=project)
     say("workload {} deleted", name)
+
+
+app.add_typer(vm_snapshot.app, name="snapshot")

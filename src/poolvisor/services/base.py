@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import NotFoundError
-from poolvisor.drivers.base import Driver, DriverWorkload
+from poolvisor.drivers.base import DriverWorkload
+from poolvisor.drivers.pool import DriverPool
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.leases import Leases
@@ -52,8 +53,9 @@ class ServiceBase:
         return self.ctx.store
 
     @property
-    def driver(self) -> Driver:
-        return self.ctx.driver
+    def drivers(self) -> DriverPool:
+        """The driver of each host: `drivers.lifecycle(host)` etc. (409 if it lacks the capability)."""
+        return self.ctx.drivers
 
     @property
     def cache(self) -> PlacementCache:
@@ -154,6 +156,7 @@ class ServiceBase:
                 free={r.resource: r.capacity * r.overcommit - r.allocated for r in rows},
                 labels={str(k): str(v) for k, v in h.labels.items()}, domain=h.domain,
                 max_workloads=h.max_workloads, workloads=h.workloads, generation=h.generation,
+                driver=h.driver, uri=h.uri, fence=h.fence,
                 allocatable={r.resource: r.capacity * r.overcommit for r in rows},
                 used=u.used, used_at=u.at, measured_workloads=u.measured, running_workloads=u.running,
             ))

@@ -1,6 +1,7 @@
 """The shared context every domain service is built on: one per Services instance.
 
-It holds what use cases share and nothing else: the store (transactions), the driver, the
+It holds what use cases share and nothing else: the store (transactions), the driver pool (each
+host's own driver: `drivers.lifecycle(host)`, `drivers.driver_of(host)`, drivers/pool.py), the
 placement policy, the generation-guarded placement cache, this process's leases and the event
 that wakes the task executor. Domain services (catalog, hosts, workloads, ...) each take the
 context and, when they need another domain, that domain's service explicitly (facade.py wires
@@ -16,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from poolvisor.drivers.base import Driver
+from poolvisor.drivers.pool import DriverPool
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.leases import Leases
 from poolvisor.services.placement_cache import PlacementCache
@@ -28,7 +29,7 @@ T = TypeVar("T")
 @dataclass
 class ServiceContext:
     store: Store
-    driver: Driver
+    drivers: DriverPool  # the driver instance of each host; a capability per host, or 409
     policy: PlacementPolicy
     cache: PlacementCache
     leases: Leases

@@ -13,8 +13,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from poolvisor.drivers.base import Driver
-from poolvisor.drivers.registry import make_driver
+from poolvisor.drivers.pool import DriverPool
+from poolvisor.drivers.protocols import HostDriver
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.auth import AuthService
 from poolvisor.services.batch import BatchService
@@ -28,8 +28,10 @@ from poolvisor.services.networks import NetworkService
 from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
+from poolvisor.services.sim_admin import SimAdminService
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
 from poolvisor.services.utilization import UtilizationService
+from poolvisor.services.vm_snapshots import RESTORE, SNAPSHOT, SnapshotService
 from poolvisor.services.workloads import WorkloadService
 from poolvisor.store import Store, open_store
 
@@ -37,13 +39,14 @@ from poolvisor.store import Store, open_store
 class Services:
     """The domain services of one process; thread-safe, one session and transaction per step."""
 
-    def __init__(self, store: Store, driver: Driver, policy: PlacementPolicy | None = None,
+    def __init__(self, store: Store, drivers: DriverPool, policy: PlacementPolicy | None = None,
                  lease_s: float = DEFAULT_LEASE_S):
-        self.ctx = ctx = ServiceContext(store, driver, policy or PlacementPolicy(), PlacementCache(),
+        self.ctx = ctx = ServiceContext(store, drivers, policy or PlacementPolicy(), PlacementCache(),
                                         Leases(store, lease_s))
         self.auth = AuthService(ctx)
         self.catalog = CatalogService(ctx)
         self.hosts = HostService(ctx)
+        drivers.resolver = self.hosts.binding  # a host this pool has not bound yet: its row says how
         self.tasks = TaskService(ctx)
         self.workloads = WorkloadService(ctx, self.tasks)
         self.utilization = UtilizationService(ctx)
@@ -55,6 +58,12 @@ class Services:
         self.repair = RepairService(ctx, self.workloads, self.tasks)
         self.tasks.handlers[MIGRATE] = self.workloads.lifecycle.run_migrate_task
         self.tasks.handlers[CONSOLIDATE] = self.batch.apply_consolidation
+        self.snapshots = SnapshotService(ctx, self.tasks)
+        self.tasks.handlers[SNAPSHOT] = self.snapshots.run_create
+        self.tasks.handlers[RESTORE] = self.snapshots.run_restore
+        self.tasks.on_cancel[SNAPSHOT] = self.snapshots.cancelled_create
+        self.tasks.on_cancel[RESTORE] = self.snapshots.cancelled_restore
+        self.sim = SimAdminService(ctx, self.hosts)  # fault injection: the sim admin API extension only
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property
@@ -62,8 +71,15 @@ class Services:
         return self.ctx.store
 
     @property
-    def driver(self) -> Driver:
-        return self.ctx.driver
+    def drivers(self) -> DriverPool:
+        """The driver instance of each host (drivers/pool.py): `drivers.driver_of(host)`."""
+        return self.ctx.drivers
+
+    @property
+    def driver(self) -> HostDriver:
+        """The default sim driver (URI ""), where hosts without a binding run; tests inject faults
+        there. Use cases go through `drivers` (the host's own driver)."""
+        return self.ctx.drivers.default
 
     @property
     def policy(self) -> PlacementPolicy:
@@ -102,10 +118,11 @@ def open_services(db_url: str | None = None, driver: str = "sim", *, repair: boo
     lease has expired (their process died) are resolved now (repair.py) and, in `poolvisor
     serve`, by a periodic sweep (sweeper.py).
     """
-    drv = make_driver(driver, **(driver_options or {}))
+    drivers = DriverPool({driver: driver_options or {}})
+    drivers.instance(driver, "")  # an unknown driver name or bad options fail here, before the store opens
     store = open_store(db_url)
     try:
-        svc = Services(store, drv, policy, lease_s)
+        svc = Services(store, drivers, policy, lease_s)
     except BaseException:
         store.close()
         raise

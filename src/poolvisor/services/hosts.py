@@ -1,74 +1,106 @@
 """Hosts: declaration (capacity per resource, overcommit, labels, failure domain), states, failure.
 
-Setting a host fenced or down, or failing a sim host, means its workloads are gone: they become
+A host is bound to a driver (name and URI; sim by default) and has a fence method (fencing/).
+Setting a host fenced (through its fence agent) or down means its workloads are gone: they become
 'lost' and their allocations are released in the same transaction, with events.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.domain.models import HostState, check_name
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
+from poolvisor.drivers.base import DriverError
+from poolvisor.drivers.protocols import HostBinding, HostDriver
+from poolvisor.drivers.registry import known_drivers
+from poolvisor.drivers.sim import SimDriver
+from poolvisor.fencing import FenceAgent, FenceFailed, FenceResult, check_method, make_agent
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_labels, flush_unique
 from poolvisor.services.records import HOLDING_STATES, LOST, HostRecord
 from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
+log = logging.getLogger("poolvisor.services")
 MAX_WORKLOADS_LIMIT = 1_000_000
+MAX_URI = 1024
 
 
 class HostService(ServiceBase):
-    """Hosts: declaration, listing, states, sim fault injection."""
+    """Hosts: declaration, listing, states, their driver binding and fence agent."""
 
-    def create_host(self, name: str, capacity: dict[str, float], pool: str | None = None,
+    def create_host(self, name: str, capacity: dict[str, float] | None = None, pool: str | None = None,
                     overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
-                    domain: str = "default", max_workloads: int = 0) -> HostRecord:
+                    domain: str = "default", max_workloads: int = 0, *, driver: str = "sim", uri: str = "",
+                    fence: str = "driver") -> HostRecord:
+        """Declare a host run by `driver` at `uri`; without `capacity`, the node's own (host_info)."""
         check_name("host", name)
         check_name("failure domain", domain)
         labels = check_labels("host labels", labels)
         if isinstance(max_workloads, bool) or not isinstance(max_workloads, int) \
                 or not 0 <= max_workloads <= MAX_WORKLOADS_LIMIT:
             raise InvalidInputError(f"max_workloads must be an integer in 0..{MAX_WORKLOADS_LIMIT}")
-        if not isinstance(capacity, dict) or not capacity:
-            raise InvalidInputError("host capacity must be a non-empty mapping of resource -> amount")
+        if driver not in known_drivers():  # like an unknown pool: the name refers to nothing here
+            raise NotFoundError(f"unknown driver {driver!r}; known: {', '.join(known_drivers())}")
+        if not isinstance(uri, str) or len(uri) > MAX_URI or not all("!" <= c <= "~" for c in uri):
+            raise InvalidInputError(f"driver URI must be at most {MAX_URI} printable ASCII characters "
+                                    "without spaces (percent-encode the rest)")
+        check_method(fence)
         if overcommit is not None and not isinstance(overcommit, dict):
             raise InvalidInputError("overcommit must be a mapping of resource -> ratio")
-        # a host may declare custom resources: its own names extend the known set
-        res = ResourceSet(DEFAULT_RESOURCES).with_extra(sorted(set(capacity) - set(DEFAULT_RESOURCES)))
-        cap = res.vector(capacity)
-        if not np.any(cap > 0):
-            raise InvalidInputError("host capacity must be positive for at least one resource")
-        for r in overcommit or {}:
-            if r not in capacity and r not in DEFAULT_RESOURCES:
-                raise InvalidInputError(f"overcommit names resource {r!r} that the host does not declare")
-        oc = res.vector(overcommit, default=1.0)
-        if np.any(oc <= 0) or np.any(oc > 1000):
-            raise InvalidInputError("overcommit ratios must be > 0 and <= 1000")
+        if capacity is not None:
+            _vectors(capacity, overcommit)  # a bad capacity is a 422 before the node is asked
+        d = self._reach_node(name, driver, uri)  # connected: 409 taken name, 422 bad URI, 503 unreachable
+        try:
+            return self._create_host(d, name, capacity, pool, overcommit, labels, domain, max_workloads,
+                                     driver, uri, fence)
+        except BaseException:
+            d.disconnect(name)
+            raise
+
+    def _create_host(self, d: HostDriver, name: str, capacity: dict[str, float] | None, pool: str | None,
+                     overcommit: dict[str, float] | None, labels: dict[str, str], domain: str,
+                     max_workloads: int, driver: str, uri: str, fence: str) -> HostRecord:
+        if capacity is None:
+            capacity = _node_capacity(d, name, driver)
+        res, cap, oc = _vectors(capacity, overcommit)
 
         def tx(s: Session) -> HostRecord:
             pool_id = self._pool(s, pool).id if pool is not None else None
             if s.scalars(select(HostRow.id).filter_by(name=name)).first() is not None:
                 raise ConflictError(f"host {name!r} already exists")
             h = HostRow(name=name, pool_id=pool_id, state="up", labels=labels, domain=domain,
-                        max_workloads=max_workloads, workloads=0, generation=0)
+                        max_workloads=max_workloads, workloads=0, generation=0, driver=driver, uri=uri,
+                        fence=fence)
             s.add(h)
             flush_unique(s, f"host {name!r} already exists")
             for i, r in enumerate(res.names):
                 s.add(HostResourceRow(host_id=h.id, resource=r, capacity=float(cap[i]),
                                       overcommit=float(oc[i]), allocated=0.0))
-            self._event(s, "host.created", f"host/{name}", f"host {name} created",
-                        data={"pool": pool, "capacity": res.mapping(cap)})
+            self._event(s, "host.created", f"host/{name}", f"host {name} created ({driver})",
+                        data={"pool": pool, "capacity": res.mapping(cap), "driver": driver, "uri": uri,
+                              "fence": fence})
             s.flush()
             return self._host_records(s, [h])[0]
 
         rec = self._write(tx)
-        self.driver.add_host(name, rec.capacity)
+        self.drivers.bind(HostBinding(name, driver, uri, rec.capacity))
         return rec
+
+    def _reach_node(self, name: str, driver: str, uri: str) -> HostDriver:
+        """Connect the node before the host is recorded (a host that cannot be reached is not
+        added); 409 for a taken name first, so an existing host's binding is never touched."""
+        if self._read(lambda s: s.scalars(select(HostRow.id).filter_by(name=name)).first()) is not None:
+            raise ConflictError(f"host {name!r} already exists")
+        d = self.drivers.instance(driver, uri)
+        d.connect(HostBinding(name, driver, uri))
+        return d
 
     def list_hosts(self, pool: str | None = None) -> list[HostRecord]:
         def tx(s: Session) -> list[HostRecord]:
@@ -92,39 +124,83 @@ class HostService(ServiceBase):
             self._event(s, "host.deleted", f"host/{name}", f"host {name} deleted")
 
         self._write(tx)
-        self.driver.remove_host(name)
+        self.drivers.unbind(name)
 
     def set_host_state(self, name: str, state: str) -> HostRecord:
         """up/maintenance keep workloads; fenced/down mean they are gone: they become lost and
-        their allocations are released (a fenced host is powered off through the driver first)."""
+        their allocations are released. Fenced runs the host's fence agent first (its failure is
+        an error and changes nothing); up after fenced lets the host run guests again, empty."""
         new = HostState.parse(state)
         if new is HostState.REMOVED:
             raise InvalidInputError("state 'removed' cannot be set; delete the host instead")
-        self.get_host(name)  # NotFoundError before touching the driver
+        old = self.get_host(name).state  # NotFoundError before touching the driver
+        how = f"set to {new.label}"
         if new is HostState.FENCED:
-            self.driver.fence(name)
-        elif new is HostState.UP and hasattr(self.driver, "revive"):
-            self.driver.revive(name)
-        return self._write(lambda s: self._set_state(s, name, new, "host.state", f"set to {new.label}"))
+            r = self.fence(name)
+            how += f" ({r.agent}: {r.reason})"
+        elif new is HostState.UP and old == HostState.FENCED.label:
+            self.unfence(name)
+        return self.mark_state(name, new, "host.state", how)
 
-    def fail_host(self, name: str) -> HostRecord:
-        """Sim fault injection: the host dies (no heartbeat, its workloads gone); they become lost."""
-        fail = getattr(self.driver, "fail", None)
-        if fail is None:
-            raise InvalidInputError(f"driver {self.driver.name!r} does not support fault injection")
-        self.get_host(name)
-        fail(name)
-        return self._write(lambda s: self._set_state(s, name, HostState.DOWN, "host.failed",
-                                                     "failed (fault injection)"))
+    def mark_state(self, name: str, new: HostState, kind: str, how: str) -> HostRecord:
+        """Record the host's new state (its workloads lost when fenced/down) in one transaction,
+        with no driver call: for callers that already did what the state means (sim_admin.py)."""
+        return self._write(lambda s: self._set_state(s, name, new, kind, how))
+
+    # ---- fencing (fencing/: the host's own agent, never a hypervisor call) ----------------------
+    def fence_agent(self, name: str) -> tuple[HostBinding, FenceAgent]:
+        """The host's binding and fence agent (404 for an unknown host)."""
+        def tx(s: Session) -> tuple[HostBinding, str]:
+            h = self._host(s, name)
+            return _binding(s, h), h.fence
+
+        binding, spec = self._read(tx)
+        return binding, make_agent(spec, self.drivers)
+
+    def fence(self, name: str) -> FenceResult:
+        """Fence the host or raise: 409 when its method cannot fence, 503 (FenceFailed) when the
+        agent failed; nothing may treat its workloads as gone unless fencing succeeded."""
+        binding, agent = self.fence_agent(name)
+        r = agent.fence(binding)
+        if not r.ok:
+            err = ConflictError if not agent.ha_capable else FenceFailed
+            raise err(f"fencing host {name} ({agent.method}) failed: {r.reason}",
+                      detail={"host": name, "agent": r.agent, "reason": r.reason})
+        return r
+
+    def unfence(self, name: str) -> None:
+        binding, agent = self.fence_agent(name)
+        agent.unfence(binding)
+
+    # ---- driver binding (drivers/pool.py) -----------------------------------------------------
+    def binding(self, name: str) -> HostBinding | None:
+        """The host row's driver, URI and capacity (the DriverPool's resolver); None if unknown."""
+        def tx(s: Session) -> HostBinding | None:
+            h = s.scalars(select(HostRow).filter_by(name=name)).first()
+            return None if h is None else _binding(s, h)
+
+        return self._read(tx)
 
     def sync_driver(self) -> None:
-        """Tell the driver which hosts exist and which are dead (the database is the authority)."""
-        rows = self._read(lambda s: s.execute(select(HostRow.name, HostRow.state)).all())
-        fail = getattr(self.driver, "fail", None)
-        for name, state in rows:
-            self.driver.add_host(name, {})
-            if state == "down" and fail is not None:
-                fail(name)
+        """Bind every host to its driver (the database is the authority). A node that cannot be
+        reached now is bound on its first use; a sim host recorded down stays dead in the sim."""
+        def tx(s: Session) -> list[tuple[HostBinding, str]]:
+            caps: dict[int, dict[str, float]] = {}
+            for hid, r, c in s.execute(select(HostResourceRow.host_id, HostResourceRow.resource,
+                                              HostResourceRow.capacity)):
+                caps.setdefault(hid, {})[r] = c
+            rows = s.execute(select(HostRow.id, HostRow.name, HostRow.driver, HostRow.uri, HostRow.state)
+                             .order_by(HostRow.name)).all()
+            return [(HostBinding(n, d, u, caps.get(i, {})), st) for i, n, d, u, st in rows]
+
+        for b, state in self._read(tx):
+            try:
+                d = self.drivers.bind(b)
+            except DriverError as e:  # unreachable node, or a driver not installed here
+                log.warning("host %s: driver %s at %r not reachable: %s", b.name, b.driver, b.uri, e.message)
+                continue
+            if state == "down" and isinstance(d, SimDriver):
+                d.fail(b.name)
 
     def _set_state(self, s: Session, name: str, new: HostState, kind: str, how: str) -> HostRecord:
         h = self._host(s, name)
@@ -147,3 +223,38 @@ class HostService(ServiceBase):
         s.flush()
         s.expire(h)
         return self._host_records(s, [self._host(s, name)])[0]
+
+
+def _binding(s: Session, h: HostRow) -> HostBinding:
+    cap = dict(s.execute(select(HostResourceRow.resource, HostResourceRow.capacity)
+                         .where(HostResourceRow.host_id == h.id)).all())
+    return HostBinding(h.name, h.driver, h.uri, cap)
+
+
+def _vectors(capacity: dict[str, float],
+             overcommit: dict[str, float] | None) -> tuple[ResourceSet, np.ndarray, np.ndarray]:
+    """(resource set, capacity vector, overcommit vector) of a host declaration; 422 if invalid."""
+    if not isinstance(capacity, dict) or not capacity:
+        raise InvalidInputError("host capacity must be a non-empty mapping of resource -> amount")
+    # a host may declare custom resources: its own names extend the known set
+    res = ResourceSet(DEFAULT_RESOURCES).with_extra(sorted(set(capacity) - set(DEFAULT_RESOURCES)))
+    cap = res.vector(capacity)
+    if not np.any(cap > 0):
+        raise InvalidInputError("host capacity must be positive for at least one resource")
+    for r in overcommit or {}:
+        if r not in capacity and r not in DEFAULT_RESOURCES:
+            raise InvalidInputError(f"overcommit names resource {r!r} that the host does not declare")
+    oc = res.vector(overcommit, default=1.0)
+    if np.any(oc <= 0) or np.any(oc > 1000):
+        raise InvalidInputError("overcommit ratios must be > 0 and <= 1000")
+    return res, cap, oc
+
+
+def _node_capacity(d: HostDriver, name: str, driver: str) -> dict[str, float]:
+    """What the node reports (host_info); 422 when it reports nothing."""
+    cap = d.host_info(name).capacity
+    if not cap:
+        raise InvalidInputError(f"driver {driver!r} reports no capacity for {name}; give one"
+                                + (" (or put it in the sim URI: sim://?vcpu=32&memory_mib=131072)"
+                                   if driver == "sim" else ""))
+    return {str(k): float(v) for k, v in cap.items()}

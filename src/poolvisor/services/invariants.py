@@ -14,6 +14,8 @@
 7. Every task journal agrees with the workloads: a migrating workload has exactly one running
    migrate task whose journal moves it onto the host it now holds; a running migrate task whose
    move committed names a workload that is migrating to that host.
+8. Address pools, NICs and router interfaces agree (services/networks.py).
+9. A snapshot being created or restored has its active task (services/vm_snapshots.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
 from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
 from poolvisor.services.tasks import MIGRATE, orphaned
+from poolvisor.services.vm_snapshots import snapshot_violations
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, TaskRow, WorkloadRow
 
 TOL = 1e-6
@@ -160,6 +163,7 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
                          f"which is {wl2.state if wl2 is not None else 'gone'}")
 
     v += network_violations(s)  # 8. address pools, NICs and router interfaces (services/networks.py)
+    v += snapshot_violations(s)  # 9.
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),
