@@ -27,6 +27,7 @@ from poolvisor.services.records import CheckReport, EventRecord
 from poolvisor.services.repair import RepairServices
 from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.utilization import UtilizationServices
+from poolvisor.services.volumes import VolumeService
 from poolvisor.store import Store, open_store
 from poolvisor.store.rows import EventRow, HostRow
 
@@ -45,6 +46,7 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
         self.cache = PlacementCache()
         self.leases = Leases(store, lease_s)
         self.task_wakeup = threading.Event()  # set by task submissions (executor.py waits on it)
+        self.volumes = VolumeService(self)
 
     def close(self) -> None:
         self.leases.close()

@@ -1,0 +1,828 @@
+"""Storage pools, devices and volumes: the control plane of issue 11's storage half.
+
+A volume is cut into segments of its pool's `segment_mib`; each segment has `replicas` replicas on
+devices of distinct failure domains, chosen by straw2 (policies/storage/placement.py) over the
+pool's live devices weighted by capacity, so a device joining or leaving moves only the replicas
+it wins or held. On its device a replica is an extent (contiguous when a free run fits, a chain
+otherwise: policies/storage/extents.py); the rows record device and extents per replica.
+
+Placement is a pure function of (segment, live device set), so a rebalance needs no history: it
+recomputes the placement and moves only the replicas whose device changed (policies/storage/
+rebalance.py). Device add, remove (drain) and fail only change the device's state; the moves run
+as a `storage-rebalance` task (services/tasks.py), in batches, each its own transaction, so a
+crash leaves a consistent placement and the resumed task continues with what is left. A segment
+whose every replica was on failed devices is lost: its volume goes to state `failed`.
+
+Thin volumes take a segment's space when it is first written (`write`); thick ones at creation.
+Pools refuse volumes beyond capacity x over-subscription (policies/storage/provisioning.py).
+Attach checks that the workload's host reaches the pool (`access`: network, optionally limited to
+one compute pool, or local to the hosts holding its devices).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from poolvisor.domain.text import check_name
+from poolvisor.policies.storage.extents import ExtentMap, NoSpace
+from poolvisor.policies.storage.placement import Devices, key64, object_keys, place
+from poolvisor.policies.storage.provisioning import PoolSpace
+from poolvisor.policies.storage.rebalance import diff
+from poolvisor.policies.storage.tiering import demotions
+from poolvisor.services.base import ServiceBase, as_utc
+from poolvisor.services.records import HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
+from poolvisor.services.tasks import HANDLERS, _record
+from poolvisor.services.volume_records import (
+    DeviceRecord,
+    RebalanceRecord,
+    SpaceRecord,
+    StoragePoolRecord,
+    VolumeRecord,
+)
+from poolvisor.store.rows import (
+    HostRow,
+    PoolRow,
+    ProjectRow,
+    StorageDeviceRow,
+    StoragePoolRow,
+    VolumeAttachmentRow,
+    VolumeRow,
+    VolumeSegmentRow,
+    WorkloadRow,
+)
+
+T = TypeVar("T")
+ACCESS = ("network", "local")
+DEVICE_STATES = ("up", "leaving", "failed")
+MAX_REPLICAS = 8
+MAX_MIB = 1 << 40  # 1 EiB in MiB: far above any device, far below JSON's exact integers
+REBALANCE = "storage-rebalance"
+BATCH = 64  # segments moved per transaction
+SHOWN_MOVES = 20
+
+
+def _check_int(what: str, v: object, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise InvalidInputError(f"{what} must be an integer {lo}..{hi}")
+    return v
+
+
+def _check_class(klass: str) -> str:
+    check_name("device class", klass)
+    if len(klass) > 16:
+        raise InvalidInputError("device class must be at most 16 characters")
+    return klass
+
+
+def extent_map(capacity: int, used: Iterable[list[int]]) -> ExtentMap:
+    """A device's free space: its capacity minus the extents its replicas hold."""
+    starts, lengths, pos = [], [], 0
+    for a, n in sorted((int(x[0]), int(x[1])) for x in used):
+        if a > pos:
+            starts.append(pos)
+            lengths.append(a - pos)
+        pos = max(pos, a + n)
+    if capacity > pos:
+        starts.append(pos)
+        lengths.append(capacity - pos)
+    m = ExtentMap(capacity)
+    m.starts, m.lengths = starts, lengths
+    return m
+
+
+class _PoolState:
+    """One pool's devices and their free space, loaded inside a transaction and updated in place."""
+
+    def __init__(self, s: Session, pool: StoragePoolRow):
+        self.pool = pool
+        self.devices = {d.id: d for d in s.scalars(select(StorageDeviceRow).where(
+            StorageDeviceRow.pool_id == pool.id).order_by(StorageDeviceRow.id))}
+        held: dict[int, list[list[int]]] = defaultdict(list)
+        if self.devices:
+            q = select(VolumeSegmentRow.device_id, VolumeSegmentRow.extents).where(
+                VolumeSegmentRow.device_id.in_(list(self.devices)))
+            for dev, ext in s.execute(q).all():
+                held[dev] += ext
+        self.maps = {i: extent_map(d.capacity_mib, held[i]) for i, d in self.devices.items()}
+        self.by_key = {key64(d.name): d for d in self.devices.values()}
+
+    def live(self, klass: str | None) -> list[StorageDeviceRow]:
+        return [d for d in self.devices.values() if d.state == "up" and klass in (None, d.klass)]
+
+    def placement(self, volume: VolumeRow, segments: list[int], sizes: list[int],
+                  holders: dict[int, set[int]] | None = None) -> np.ndarray[Any, np.dtype[np.uint64]]:
+        """Device keys (segments x replicas) over the live devices of the volume's class.
+
+        Straw2 over capacity weights; a device without room for a segment it does not already
+        hold is left out for that segment only (its other replicas keep their devices), so a
+        full device never fails a placement the rest of the pool has room for."""
+        live = self.live(volume.klass)
+        domains = {d.domain for d in live}
+        if len(domains) < volume.replicas:
+            raise ConflictError(
+                f"storage pool {self.pool.name!r} has {len(domains)} failure domain(s) with a live "
+                f"{volume.klass + ' ' if volume.klass else ''}device; {volume.replicas} replicas need "
+                f"{volume.replicas}")
+        devs = Devices.of([d.name for d in live], [float(d.capacity_mib) for d in live],
+                          [d.domain for d in live])
+        keys = object_keys(f"{self.pool.id}/{volume.id}", segments)
+        out = place(keys, devs, volume.replicas)
+        free = {d.id: self.maps[d.id].free for d in live}
+        for j, (need, seg) in enumerate(zip(sizes, segments, strict=True)):
+            held = (holders or {}).get(seg, set())
+            excluded: set[int] = set()
+            while True:
+                full = {int(k) for k in out[j] if k and self.by_key[int(k)].id not in held
+                        and free[self.by_key[int(k)].id] < need}
+                if not full:
+                    break
+                excluded |= full
+                w = np.where(np.isin(devs.keys, np.fromiter(excluded, np.uint64)), 0.0, devs.weights)
+                out[j] = place(keys[j:j + 1], Devices(devs.keys, w, devs.domains), volume.replicas)[0]
+            if not out[j].all():
+                raise ConflictError(f"storage pool {self.pool.name!r}: no {volume.replicas} failure domains "
+                                    f"with {need} MiB free on a device")
+            for k in out[j]:
+                d = self.by_key[int(k)]
+                if d.id not in held:
+                    free[d.id] -= need
+        return out
+
+    def allocate(self, dev: StorageDeviceRow, mib: int) -> list[list[int]]:
+        try:
+            return [[a, n] for a, n in self.maps[dev.id].allocate(mib)]
+        except NoSpace:
+            raise ConflictError(f"device {dev.name!r} of storage pool {self.pool.name!r} is full "
+                                f"({self.maps[dev.id].free} MiB free, {mib} MiB needed)") from None
+
+    def release(self, dev_id: int, extents: list[list[int]]) -> None:
+        self.maps[dev_id].release([(int(a), int(n)) for a, n in extents])
+
+    def space(self, s: Session) -> PoolSpace:
+        cap = sum(d.capacity_mib for d in self.devices.values() if d.state == "up")
+        prov = reserved = thin_used = 0
+        for v, allocated in _volume_allocations(s, self.pool.id):
+            prov += v.size_mib * v.replicas
+            if v.thin:
+                thin_used += allocated * v.replicas
+            else:
+                reserved += v.size_mib * v.replicas
+        return PoolSpace(cap, prov, reserved, thin_used, self.pool.oversubscription)
+
+
+def _segment_mib(pool: StoragePoolRow, size: int, seg: int) -> int:
+    return min(pool.segment_mib, size - seg * pool.segment_mib)
+
+
+def _volume_allocations(s: Session, pool_id: int) -> list[tuple[VolumeRow, int]]:
+    """Each volume of the pool with its logical MiB that have placed segments."""
+    vols = list(s.scalars(select(VolumeRow).where(VolumeRow.pool_id == pool_id)))
+    segs: dict[int, set[int]] = defaultdict(set)
+    if vols:
+        q = select(VolumeSegmentRow.volume_id, VolumeSegmentRow.segment).where(
+            VolumeSegmentRow.volume_id.in_([v.id for v in vols]))
+        for vid, seg in s.execute(q).all():
+            segs[vid].add(seg)
+    pool = s.get(StoragePoolRow, pool_id)
+    assert pool is not None
+    return [(v, sum(_segment_mib(pool, v.size_mib, i) for i in segs[v.id])) for v in vols]
+
+
+class VolumeService:
+    """Storage pools, devices, volumes and their placement (see the module docstring)."""
+
+    def __init__(self, ctx: Any):
+        self.ctx = ctx
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        return self.ctx.store.run(fn, write=False)
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        return self.ctx.store.run(fn, write=True)
+
+    # ---- pools -------------------------------------------------------------------------------
+    def create_pool(self, name: str, *, replicas: int = 3, oversubscription: float = 1.0,
+                    segment_mib: int = 1024, access: str = "network",
+                    compute_pool: str | None = None) -> StoragePoolRecord:
+        check_name("storage pool", name)
+        _check_int("replicas", replicas, 1, MAX_REPLICAS)
+        _check_int("segment_mib", segment_mib, 1, 1 << 20)
+        if isinstance(oversubscription, bool) or not isinstance(oversubscription, int | float) or \
+                not 1.0 <= float(oversubscription) <= 100.0:
+            raise InvalidInputError("oversubscription must be a number 1..100")
+        if access not in ACCESS:
+            raise InvalidInputError(f"access must be one of: {', '.join(ACCESS)}")
+        if compute_pool is not None:
+            check_name("pool", compute_pool)
+            if access != "network":
+                raise InvalidInputError("compute_pool limits a network pool's reach; a local pool "
+                                        "reaches the hosts holding its devices")
+
+        def tx(s: Session) -> StoragePoolRecord:
+            if s.scalars(select(StoragePoolRow.id).filter_by(name=name)).first() is not None:
+                raise ConflictError(f"storage pool {name!r} already exists")
+            cp = ServiceBase._one(s, PoolRow, "pool", compute_pool).id if compute_pool else None
+            p = StoragePoolRow(name=name, replicas=replicas, oversubscription=float(oversubscription),
+                               segment_mib=segment_mib, access=access, compute_pool_id=cp, generation=0)
+            s.add(p)
+            s.flush()
+            ServiceBase._event(s, "storage-pool.created", f"storage-pool/{name}",
+                               f"storage pool {name} created ({replicas} replicas, {access})")
+            return self._pool_record(s, p)
+
+        return self._write(tx)
+
+    def list_pools(self) -> list[StoragePoolRecord]:
+        return self._read(lambda s: [self._pool_record(s, p) for p in
+                                     s.scalars(select(StoragePoolRow).order_by(StoragePoolRow.name))])
+
+    def get_pool(self, name: str) -> StoragePoolRecord:
+        check_name("storage pool", name)
+        return self._read(lambda s: self._pool_record(s, self._pool(s, name)))
+
+    def delete_pool(self, name: str) -> None:
+        check_name("storage pool", name)
+
+        def tx(s: Session) -> None:
+            p = self._lock(s, name)
+            n = s.scalar(select(func.count()).select_from(VolumeRow).where(VolumeRow.pool_id == p.id))
+            if n:
+                raise ConflictError(f"storage pool {name!r} still holds {n} volume(s)")
+            s.execute(delete(StorageDeviceRow).where(StorageDeviceRow.pool_id == p.id))
+            s.delete(p)
+            ServiceBase._event(s, "storage-pool.deleted", f"storage-pool/{name}",
+                               f"storage pool {name} deleted")
+
+        self._write(tx)
+
+    # ---- devices -----------------------------------------------------------------------------
+    def add_device(self, pool: str, name: str, capacity_mib: int, *, host: str | None = None,
+                   klass: str = "ssd", domain: str | None = None) -> DeviceRecord:
+        """A new device (domain: the given one, else its host, else its own name). Data moves
+        onto it with the next rebalance (`submit_rebalance`)."""
+        check_name("storage pool", pool)
+        check_name("device", name)
+        _check_int("capacity_mib", capacity_mib, 1, MAX_MIB)
+        _check_class(klass)
+        if host is not None:
+            check_name("host", host)
+        if domain is not None:
+            check_name("failure domain", domain)
+
+        def tx(s: Session) -> DeviceRecord:
+            p = self._lock(s, pool)
+            if s.scalars(select(StorageDeviceRow.id).filter_by(pool_id=p.id, name=name)).first() is not None:
+                raise ConflictError(f"device {name!r} already exists in storage pool {pool!r}")
+            h = ServiceBase._one(s, HostRow, "host", host) if host is not None else None
+            d = StorageDeviceRow(pool_id=p.id, name=name, host_id=h.id if h else None,
+                                 capacity_mib=capacity_mib,
+                                 klass=klass, domain=domain or host or name, state="up")
+            s.add(d)
+            s.flush()
+            ServiceBase._event(s, "storage-device.added", f"storage-pool/{pool}/{name}",
+                               f"device {name} ({capacity_mib} MiB {klass}) added to storage pool {pool}")
+            return self._device_records(s, p, [d])[0]
+
+        return self._write(tx)
+
+    def set_device_state(self, pool: str, name: str, state: str) -> DeviceRecord:
+        """up; leaving (the next rebalance drains it, then removes it); failed (its replicas are
+        lost: the next rebalance re-replicates from the survivors). A failed device stays failed."""
+        check_name("storage pool", pool)
+        check_name("device", name)
+        if state not in DEVICE_STATES:
+            raise InvalidInputError(f"device state must be one of: {', '.join(DEVICE_STATES)}")
+
+        def tx(s: Session) -> DeviceRecord:
+            p = self._lock(s, pool)
+            d = self._device(s, p, name)
+            if d.state == "failed" and state != "failed":
+                raise ConflictError(f"device {name!r} failed; remove it and add a new one")
+            if d.state != state:
+                ServiceBase._event(s, f"storage-device.{state}", f"storage-pool/{pool}/{name}",
+                                   f"device {name} of storage pool {pool}: {d.state} -> {state}")
+                d.state = state
+            return self._device_records(s, p, [d])[0]
+
+        return self._write(tx)
+
+    def delete_device(self, pool: str, name: str) -> None:
+        """Drop a device that holds no replica (drain it first: state leaving, then rebalance)."""
+        check_name("storage pool", pool)
+        check_name("device", name)
+
+        def tx(s: Session) -> None:
+            p = self._lock(s, pool)
+            d = self._device(s, p, name)
+            n = s.scalar(select(func.count()).select_from(VolumeSegmentRow)
+                         .where(VolumeSegmentRow.device_id == d.id))
+            if n and d.state != "failed":
+                raise ConflictError(f"device {name!r} still holds {n} replica(s): "
+                                    "set it leaving and rebalance")
+            s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.device_id == d.id))
+            s.delete(d)
+            ServiceBase._event(s, "storage-device.removed", f"storage-pool/{pool}/{name}",
+                               f"device {name} removed from storage pool {pool}")
+
+        self._write(tx)
+
+    # ---- volumes -----------------------------------------------------------------------------
+    def create_volume(self, project: str, name: str, pool: str, size_mib: int, *, thin: bool = True,
+                      klass: str | None = None, replicas: int | None = None) -> VolumeRecord:
+        check_name("project", project)
+        check_name("volume", name)
+        check_name("storage pool", pool)
+        _check_int("size_mib", size_mib, 1, MAX_MIB)
+        if not isinstance(thin, bool):
+            raise InvalidInputError("thin must be true or false")
+        if klass is not None:
+            _check_class(klass)
+        if replicas is not None:
+            _check_int("replicas", replicas, 1, MAX_REPLICAS)
+
+        def tx(s: Session) -> VolumeRecord:
+            p = self._lock(s, pool)
+            pr = ServiceBase._one(s, ProjectRow, "project", project)
+            if s.scalars(select(VolumeRow.id).filter_by(project_id=pr.id, name=name)).first() is not None:
+                raise ConflictError(f"volume {name!r} already exists in project {project!r}")
+            st = _PoolState(s, p)
+            reps = replicas or p.replicas
+            why = st.space(s).check(size_mib * reps, thin)
+            if why:
+                raise ConflictError(f"storage pool {pool!r}: {why} (MiB, every replica counted)")
+            v = VolumeRow(project_id=pr.id, name=name, pool_id=p.id, size_mib=size_mib, thin=thin,
+                          klass=klass,
+                          replicas=reps, state="available", last_access=datetime.now(UTC))
+            s.add(v)
+            s.flush()
+            if not thin:
+                self._place(s, st, v, list(range(self._segments(p, size_mib))))
+            ServiceBase._event(s, "volume.created", f"volume/{project}/{name}",
+                               f"volume {name} ({size_mib} MiB {'thin' if thin else 'thick'}, "
+                               f"{reps} replicas) "
+                               f"created in storage pool {pool}", project=project)
+            return self._volume_records(s, [v])[0]
+
+        return self._write(tx)
+
+    def list_volumes(self, project: str | None = None) -> list[VolumeRecord]:
+        def tx(s: Session) -> list[VolumeRecord]:
+            q = select(VolumeRow).order_by(VolumeRow.name)
+            if project is not None:
+                q = q.where(VolumeRow.project_id == ServiceBase._one(s, ProjectRow, "project", project).id)
+            return self._volume_records(s, list(s.scalars(q)))
+
+        return self._read(tx)
+
+    def get_volume(self, project: str, name: str) -> VolumeRecord:
+        return self._read(lambda s: self._volume_records(s, [self._volume(s, project, name)])[0])
+
+    def delete_volume(self, project: str, name: str) -> None:
+        def tx(s: Session) -> None:
+            v = self._volume(s, project, name)
+            self._lock_id(s, v.pool_id)
+            if s.get(VolumeAttachmentRow, v.id) is not None:
+                raise ConflictError(f"volume {name!r} is attached; detach it first")
+            s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == v.id))
+            s.delete(v)
+            ServiceBase._event(s, "volume.deleted", f"volume/{project}/{name}", f"volume {name} deleted",
+                               project=project)
+
+        self._write(tx)
+
+    def resize_volume(self, project: str, name: str, size_mib: int) -> VolumeRecord:
+        """Online extension: a larger size, existing data untouched; a thick volume's last segment
+        grows in place when the space after it is free (else it gets another extent)."""
+        _check_int("size_mib", size_mib, 1, MAX_MIB)
+
+        def tx(s: Session) -> VolumeRecord:
+            v = self._volume(s, project, name)
+            p = self._lock_id(s, v.pool_id)
+            if size_mib < v.size_mib:
+                raise ConflictError(f"volume {name!r} is {v.size_mib} MiB; a volume cannot shrink")
+            if size_mib == v.size_mib:
+                return self._volume_records(s, [v])[0]
+            st = _PoolState(s, p)
+            why = st.space(s).check((size_mib - v.size_mib) * v.replicas, v.thin)
+            if why:
+                raise ConflictError(f"storage pool {p.name!r}: {why} (MiB, every replica counted)")
+            old_n = self._segments(p, v.size_mib)
+            last = old_n - 1
+            grow = _segment_mib(p, size_mib, last) - _segment_mib(p, v.size_mib, last)
+            if grow > 0:
+                for r in s.scalars(select(VolumeSegmentRow).filter_by(volume_id=v.id, segment=last)):
+                    dev = st.devices[r.device_id]
+                    if dev.state == "failed":
+                        continue
+                    try:
+                        r.extents = [[a, n] for a, n in st.maps[dev.id].extend(
+                            [(int(a), int(n)) for a, n in r.extents], grow)]
+                    except NoSpace:
+                        raise ConflictError(f"device {dev.name!r} is full") from None
+            old_size, v.size_mib = v.size_mib, size_mib
+            if not v.thin:
+                self._place(s, st, v, list(range(old_n, self._segments(p, size_mib))))
+            ServiceBase._event(s, "volume.resized", f"volume/{project}/{name}",
+                               f"volume {name} resized {old_size} -> {size_mib} MiB", project=project)
+            return self._volume_records(s, [v])[0]
+
+        return self._write(tx)
+
+    def write(self, project: str, name: str, offset_mib: int, length_mib: int) -> VolumeRecord:
+        """Record a write (the data path's report): a thin volume's untouched segments in the
+        range get their replicas now, refused when the pool is physically full."""
+        _check_int("offset_mib", offset_mib, 0, MAX_MIB)
+        _check_int("length_mib", length_mib, 1, MAX_MIB)
+
+        def tx(s: Session) -> VolumeRecord:
+            v = self._volume(s, project, name)
+            p = self._lock_id(s, v.pool_id)
+            if offset_mib + length_mib > v.size_mib:
+                raise InvalidInputError(f"write {offset_mib}+{length_mib} MiB outside volume of "
+                                        f"{v.size_mib} MiB")
+            v.last_access = datetime.now(UTC)
+            first, last = offset_mib // p.segment_mib, (offset_mib + length_mib - 1) // p.segment_mib
+            have = set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id)))
+            new = [i for i in range(first, last + 1) if i not in have]
+            if new:
+                st = _PoolState(s, p)
+                why = st.space(s).check_write(sum(_segment_mib(p, v.size_mib, i) for i in new) * v.replicas)
+                if why:
+                    raise ConflictError(f"storage pool {p.name!r}: {why} (MiB, every replica counted)")
+                self._place(s, st, v, new)
+            return self._volume_records(s, [v])[0]
+
+        return self._write(tx)
+
+    # ---- attachments -------------------------------------------------------------------------
+    def attach(self, project: str, name: str, workload: str) -> VolumeRecord:
+        """Attach to a workload of the same project whose host reaches the volume's pool."""
+        check_name("workload", workload)
+
+        def tx(s: Session) -> VolumeRecord:
+            v = self._volume(s, project, name)
+            p = self._lock_id(s, v.pool_id)
+            w = s.scalars(select(WorkloadRow).filter_by(project_id=v.project_id, name=workload)).first()
+            if w is None:
+                raise NotFoundError(f"workload {workload!r} not found in project {project!r}")
+            att = s.get(VolumeAttachmentRow, v.id)
+            if att is not None:
+                other = s.get(WorkloadRow, att.workload_id)
+                raise ConflictError(f"volume {name!r} is already attached to {other.name if other else '?'}")
+            if v.state == "failed":
+                raise ConflictError(f"volume {name!r} lost data (state failed)")
+            if w.host_id is None or w.state not in HOLDING_STATES:
+                raise ConflictError(f"workload {workload!r} is not on a host (state {w.state})")
+            host = s.get(HostRow, w.host_id)
+            assert host is not None
+            why = self._unreachable(s, p, host)
+            if why:
+                raise ConflictError(f"host {host.name!r} of workload {workload!r} cannot reach storage pool "
+                                    f"{p.name!r}: {why}")
+            s.add(VolumeAttachmentRow(volume_id=v.id, workload_id=w.id))
+            v.state = "attached"
+            ServiceBase._event(s, "volume.attached", f"volume/{project}/{name}",
+                               f"volume {name} attached to {workload} on {host.name}", project=project)
+            s.flush()
+            return self._volume_records(s, [v])[0]
+
+        return self._write(tx)
+
+    def detach(self, project: str, name: str) -> VolumeRecord:
+        def tx(s: Session) -> VolumeRecord:
+            v = self._volume(s, project, name)
+            att = s.get(VolumeAttachmentRow, v.id)
+            if att is None:
+                raise ConflictError(f"volume {name!r} is not attached")
+            s.delete(att)
+            if v.state == "attached":
+                v.state = "available"
+            ServiceBase._event(s, "volume.detached", f"volume/{project}/{name}", f"volume {name} detached",
+                               project=project)
+            s.flush()
+            return self._volume_records(s, [v])[0]
+
+        return self._write(tx)
+
+    @staticmethod
+    def _unreachable(s: Session, p: StoragePoolRow, host: HostRow) -> str | None:
+        if p.access == "network":
+            if p.compute_pool_id is not None and host.pool_id != p.compute_pool_id:
+                cp = s.get(PoolRow, p.compute_pool_id)
+                return f"the pool is reachable from the hosts of pool {cp.name if cp else '?'!r} only"
+            return None
+        has = s.scalars(select(StorageDeviceRow.id)
+                        .filter_by(pool_id=p.id, host_id=host.id, state="up")).first()
+        return None if has is not None else "it is local to the hosts holding its devices"
+
+    # ---- rebalance ---------------------------------------------------------------------------
+    def plan_rebalance(self, pool: str) -> RebalanceRecord:
+        """What a rebalance would move now (a dry run)."""
+        check_name("storage pool", pool)
+        return self._read(lambda s: self._rebalance_in(s, self._pool(s, pool), apply=False, limit=None))
+
+    def rebalance(self, pool: str, progress: Callable[[RebalanceRecord, int], None] | None = None
+                  ) -> RebalanceRecord:
+        """Apply the moves, BATCH segments per transaction, until none is left; then drop drained
+        devices. `progress(done_so_far, remaining_segments)` after each batch."""
+        check_name("storage pool", pool)
+        total = RebalanceRecord(pool, 0, 0, 0, 0, 0)
+        while True:
+            step = self._write(lambda s: self._rebalance_in(s, self._lock(s, pool), apply=True, limit=BATCH))
+            total = RebalanceRecord(pool, total.segments + step.segments, total.copies + step.copies,
+                                    total.copy_mib + step.copy_mib, total.removed + step.removed,
+                                    total.lost + step.lost, (total.moves + step.moves)[:SHOWN_MOVES])
+            left = self.plan_rebalance(pool).segments
+            if progress is not None:
+                progress(total, left)
+            if step.segments == 0 or left == 0:
+                break
+        self._write(lambda s: self._finish_rebalance(s, self._lock(s, pool), total))
+        return total
+
+    def submit_rebalance(self, pool: str) -> TaskRecord:
+        """Queue a rebalance task (404 at once for an unknown pool)."""
+        check_name("storage pool", pool)
+        self._read(lambda s: self._pool(s, pool))
+        svc = self.ctx
+        rec: TaskRecord = svc._write(lambda s: _record(svc._new_task(
+            s, REBALANCE, None, f"storage-pool/{pool}", {"pool": pool})))
+        svc.task_wakeup.set()
+        return rec
+
+    def _finish_rebalance(self, s: Session, p: StoragePoolRow, total: RebalanceRecord) -> None:
+        for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id, state="leaving")):
+            held = s.scalars(select(VolumeSegmentRow.id).filter_by(device_id=d.id)).first()
+            if held is None:
+                s.delete(d)
+                ServiceBase._event(s, "storage-device.removed", f"storage-pool/{p.name}/{d.name}",
+                                   f"device {d.name} drained and removed from storage pool {p.name}")
+        ServiceBase._event(s, "storage-pool.rebalanced", f"storage-pool/{p.name}",
+                           f"storage pool {p.name} rebalanced: {total.segments} segments, {total.copies} "
+                           f"copies, {total.copy_mib} MiB, {total.lost} lost",
+                           data={"segments": total.segments, "copies": total.copies,
+                                 "copy_mib": total.copy_mib,
+                                 "removed": total.removed, "lost": total.lost})
+
+    def _rebalance_in(self, s: Session, p: StoragePoolRow, *, apply: bool,
+                      limit: int | None) -> RebalanceRecord:
+        st = _PoolState(s, p)
+        vols = {v.id: v for v in s.scalars(select(VolumeRow).where(VolumeRow.pool_id == p.id))}
+        rows: dict[tuple[int, int], list[VolumeSegmentRow]] = defaultdict(list)
+        if vols:
+            for r in s.scalars(select(VolumeSegmentRow).where(VolumeSegmentRow.volume_id.in_(list(vols)))
+                               .order_by(VolumeSegmentRow.volume_id, VolumeSegmentRow.segment,
+                                         VolumeSegmentRow.replica)):
+                rows[(r.volume_id, r.segment)].append(r)
+        segments = copies = copy_mib = removed = lost = 0
+        moves: list[dict[str, object]] = []
+        by_vol: dict[int, list[int]] = defaultdict(list)
+        for vid, seg in rows:
+            by_vol[vid].append(seg)
+        for vid, segs in sorted(by_vol.items()):
+            v = vols[vid]
+            width = max(v.replicas, max(len(rows[(vid, i)]) for i in segs))
+            old = np.zeros((len(segs), width), dtype=np.uint64)
+            for j, i in enumerate(segs):
+                for k, r in enumerate(rows[(vid, i)]):
+                    d = st.devices[r.device_id]
+                    old[j, k] = key64(d.name) if d.state != "failed" else 0
+            new = np.zeros_like(old)
+            holders = {i: {r.device_id for r in rows[(vid, i)] if st.devices[r.device_id].state != "failed"}
+                       for i in segs}
+            sizes = [_segment_mib(p, v.size_mib, i) for i in segs]
+            new[:, :v.replicas] = st.placement(v, segs, sizes, holders)
+            plan = diff(np.zeros(len(segs), np.uint64), old, new)
+            for j, src_row, tgt_row in zip(plan.index, plan.sources, plan.targets, strict=True):
+                seg = segs[int(j)]
+                have = rows[(vid, seg)]
+                alive = [r for r in have if st.devices[r.device_id].state != "failed"]
+                mib = _segment_mib(p, v.size_mib, seg)
+                targets = [st.by_key[int(k)] for k in tgt_row if k]
+                sources = {int(k) for k in src_row if k}
+                if limit is not None and segments >= limit:
+                    return RebalanceRecord(p.name, segments, copies, copy_mib, removed, lost, moves)
+                segments += 1
+                if not alive:
+                    lost += 1
+                copies += len(targets)
+                copy_mib += mib * len(targets)
+                gone = [r for r in have if st.devices[r.device_id].state == "failed"
+                        or key64(st.devices[r.device_id].name) in sources]
+                removed += sum(st.devices[r.device_id].state != "failed" for r in gone)
+                if len(moves) < SHOWN_MOVES:
+                    moves.append({"volume": v.name, "segment": seg, "mib": mib,
+                                  "from": sorted(st.devices[r.device_id].name for r in gone),
+                                  "to": sorted(d.name for d in targets)})
+                if apply:
+                    self._move(s, st, v, seg, mib, have, gone, targets, lost_all=not alive)
+        return RebalanceRecord(p.name, segments, copies, copy_mib, removed, lost, moves)
+
+    def _move(self, s: Session, st: _PoolState, v: VolumeRow, seg: int, mib: int,
+              have: list[VolumeSegmentRow],
+              gone: list[VolumeSegmentRow], targets: list[StorageDeviceRow], *, lost_all: bool) -> None:
+        """Re-point the replicas leaving (or lost) to the new devices; new slots for the rest."""
+        free_slots = iter(sorted(set(range(v.replicas + len(have))) - {r.replica for r in have}))
+        for d in targets:
+            ext = st.allocate(d, mib)
+            if gone:
+                r = gone.pop()
+                st.release(r.device_id, r.extents)
+                r.device_id, r.extents = d.id, ext
+            else:
+                s.add(VolumeSegmentRow(volume_id=v.id, segment=seg, replica=next(free_slots), device_id=d.id,
+                                       extents=ext))
+        for r in gone:
+            st.release(r.device_id, r.extents)
+            s.delete(r)
+        if lost_all and v.state != "failed":
+            v.state = "failed"
+            ServiceBase._event(s, "volume.failed", f"volume/{v.id}",
+                               f"volume {v.name}: segment {seg} lost every replica", data={"segment": seg})
+        s.flush()
+
+    # ---- tiering -----------------------------------------------------------------------------
+    def tier(self, pool: str, classes: list[str], cold_after_s: float,
+             now: datetime | None = None) -> list[tuple[str, str, str]]:
+        """Demote volumes idle for `cold_after_s` one class slower (classes fastest first), while
+        the slower class has room; their data moves on the next rebalance. (project, volume, class)."""
+        check_name("storage pool", pool)
+        for k in classes:
+            _check_class(k)
+        now = now or datetime.now(UTC)
+
+        def tx(s: Session) -> list[tuple[str, str, str]]:
+            p = self._lock(s, pool)
+            st = _PoolState(s, p)
+            allocs = [(v, a) for v, a in _volume_allocations(s, p.id) if v.klass in classes]
+            free = [sum(st.maps[d.id].free for d in st.live(k)) for k in classes]
+            moves = demotions([a * v.replicas for v, a in allocs],
+                              [(now - as_utc(v.last_access)).total_seconds() for v, _ in allocs],
+                              [classes.index(str(v.klass)) for v, _ in allocs], free, cold_after_s)
+            projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
+            out = []
+            for i, target in moves:
+                v = allocs[i][0]
+                v.klass = classes[target]
+                out.append((projects[v.project_id], v.name, v.klass))
+                ServiceBase._event(s, "volume.tiered", f"volume/{projects[v.project_id]}/{v.name}",
+                                   f"volume {v.name} demoted to {v.klass}", project=projects[v.project_id])
+            return out
+
+        return self._write(tx)
+
+    # ---- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _segments(p: StoragePoolRow, size_mib: int) -> int:
+        return -(-size_mib // p.segment_mib)
+
+    def _place(self, s: Session, st: _PoolState, v: VolumeRow, segs: list[int]) -> None:
+        if not segs:
+            return
+        rows = st.placement(v, segs, [_segment_mib(st.pool, v.size_mib, i) for i in segs])
+        for seg, row in zip(segs, rows, strict=True):
+            mib = _segment_mib(st.pool, v.size_mib, seg)
+            for k, key in enumerate(row):
+                d = st.by_key[int(key)]
+                s.add(VolumeSegmentRow(volume_id=v.id, segment=seg, replica=k, device_id=d.id,
+                                       extents=st.allocate(d, mib)))
+        s.flush()
+
+    @staticmethod
+    def _pool(s: Session, name: str) -> StoragePoolRow:
+        return ServiceBase._one(s, StoragePoolRow, "storage pool", name)
+
+    def _lock(self, s: Session, name: str) -> StoragePoolRow:
+        """The pool, row-locked by bumping its generation (placement changes are serialized)."""
+        p = self._pool(s, name)
+        p.generation += 1
+        s.flush()
+        return p
+
+    def _lock_id(self, s: Session, pool_id: int) -> StoragePoolRow:
+        p = s.get(StoragePoolRow, pool_id)
+        assert p is not None
+        p.generation += 1
+        s.flush()
+        return p
+
+    @staticmethod
+    def _device(s: Session, p: StoragePoolRow, name: str) -> StorageDeviceRow:
+        d = s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id, name=name)).first()
+        if d is None:
+            raise NotFoundError(f"device {name!r} not found in storage pool {p.name!r}")
+        return d
+
+    @staticmethod
+    def _volume(s: Session, project: str, name: str) -> VolumeRow:
+        check_name("project", project)
+        check_name("volume", name)
+        pr = ServiceBase._one(s, ProjectRow, "project", project)
+        v = s.scalars(select(VolumeRow).filter_by(project_id=pr.id, name=name)).first()
+        if v is None:
+            raise NotFoundError(f"volume {name!r} not found in project {project!r}")
+        return v
+
+    def _pool_record(self, s: Session, p: StoragePoolRow) -> StoragePoolRecord:
+        st = _PoolState(s, p)
+        sp = st.space(s)
+        devs = self._device_records(s, p, list(st.devices.values()), st)
+        live = [d for d in st.devices.values() if d.state == "up"]
+        cap = sum(d.capacity_mib for d in live)
+        frag = sum(st.maps[d.id].fragmentation() * d.capacity_mib for d in live) / cap if cap else 0.0
+        nvol = s.scalar(select(func.count()).select_from(VolumeRow).where(VolumeRow.pool_id == p.id)) or 0
+        under = 0
+        if nvol:
+            q = (select(VolumeSegmentRow.volume_id, VolumeSegmentRow.segment, func.count())
+                 .join(StorageDeviceRow, StorageDeviceRow.id == VolumeSegmentRow.device_id)
+                 .join(VolumeRow, VolumeRow.id == VolumeSegmentRow.volume_id)
+                 .where(VolumeRow.pool_id == p.id, StorageDeviceRow.state != "failed")
+                 .group_by(VolumeSegmentRow.volume_id, VolumeSegmentRow.segment))
+            want = dict(s.execute(select(VolumeRow.id, VolumeRow.replicas)
+                                  .where(VolumeRow.pool_id == p.id)).all())
+            placed = {(vid, seg): n for vid, seg, n in s.execute(q).all()}
+            allseg = set(s.execute(select(VolumeSegmentRow.volume_id, VolumeSegmentRow.segment)
+                                   .join(VolumeRow, VolumeRow.id == VolumeSegmentRow.volume_id)
+                                   .where(VolumeRow.pool_id == p.id)).all())
+            under = sum(placed.get((vid, seg), 0) < want[vid] for vid, seg in allseg)
+        cp = s.get(PoolRow, p.compute_pool_id) if p.compute_pool_id is not None else None
+        space = SpaceRecord(
+            capacity_mib=sp.capacity, provisioned_mib=sp.provisioned, used_mib=sp.used, free_mib=sp.free,
+            usable_capacity_mib=sp.capacity // p.replicas, usable_free_mib=sp.free // p.replicas,
+            oversubscription=p.oversubscription,
+            provisioned_ratio=sp.provisioned / sp.capacity if sp.capacity else 0.0, fragmentation=frag)
+        return StoragePoolRecord(p.name, p.replicas, p.oversubscription, p.segment_mib, p.access,
+                                 cp.name if cp else None, int(nvol), devs, space, under, as_utc(p.created_at))
+
+    @staticmethod
+    def _device_records(s: Session, p: StoragePoolRow, devs: list[StorageDeviceRow],
+                        st: _PoolState | None = None) -> list[DeviceRecord]:
+        st = st or _PoolState(s, p)
+        hosts = dict(s.execute(select(HostRow.id, HostRow.name)).all())
+        out = []
+        for d in devs:
+            m = st.maps[d.id]
+            out.append(DeviceRecord(d.name, p.name, hosts.get(d.host_id) if d.host_id else None,
+                                    d.capacity_mib,
+                                    d.capacity_mib - m.free, d.klass, d.domain, d.state, m.fragmentation()))
+        return out
+
+    @staticmethod
+    def _volume_records(s: Session, vols: list[VolumeRow]) -> list[VolumeRecord]:
+        if not vols:
+            return []
+        ids = [v.id for v in vols]
+        pools = {p.id: p for p in s.scalars(select(StoragePoolRow).where(
+            StoragePoolRow.id.in_({v.pool_id for v in vols})))}
+        projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
+        atts = dict(s.execute(select(VolumeAttachmentRow.volume_id, WorkloadRow.name)
+                              .join(WorkloadRow, WorkloadRow.id == VolumeAttachmentRow.workload_id)
+                              .where(VolumeAttachmentRow.volume_id.in_(ids))).all())
+        segs: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        extents: dict[int, int] = defaultdict(int)
+        held: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        q = (select(VolumeSegmentRow.volume_id, VolumeSegmentRow.segment, VolumeSegmentRow.extents,
+                    StorageDeviceRow.name, StorageDeviceRow.state)
+             .join(StorageDeviceRow, StorageDeviceRow.id == VolumeSegmentRow.device_id)
+             .where(VolumeSegmentRow.volume_id.in_(ids)))
+        for vid, seg, ext, dname, dstate in s.execute(q).all():
+            segs[vid][seg] += dstate != "failed"
+            extents[vid] += len(ext)
+            held[vid][dname] += sum(int(n) for _, n in ext)
+        out = []
+        for v in vols:
+            p = pools[v.pool_id]
+            mine = segs[v.id]
+            out.append(VolumeRecord(
+                name=v.name, project=projects[v.project_id], pool=p.name, size_mib=v.size_mib, thin=v.thin,
+                klass=v.klass, replicas=v.replicas, state=v.state, attached_to=atts.get(v.id),
+                allocated_mib=sum(_segment_mib(p, v.size_mib, i) for i in mine), segments=len(mine),
+                live_replicas=min(mine.values()) if mine else 0, extents=extents[v.id],
+                devices=dict(sorted(held[v.id].items())), created_at=as_utc(v.created_at)))
+        return out
+
+
+def _run_rebalance(svc: Any, task_id: int) -> None:
+    t = svc.get_task(task_id)
+    pool = str(t.params["pool"])
+
+    def progress(done: RebalanceRecord, left: int) -> None:
+        frac = done.segments / (done.segments + left) if done.segments + left else 1.0
+        svc.task_note(task_id, f"{done.segments} segments moved ({done.copy_mib} MiB), {left} left",
+                      progress=frac, journal={"segments": done.segments, "copy_mib": done.copy_mib})
+
+    r = svc.volumes.rebalance(pool, progress)
+    svc.end_task(task_id, TASK_SUCCEEDED, result={
+        "segments": r.segments, "copies": r.copies, "copy_mib": r.copy_mib, "removed": r.removed,
+        "lost": r.lost})
+
+
+HANDLERS.setdefault(REBALANCE, _run_rebalance)  # the task executor runs rebalances too
