@@ -23,6 +23,7 @@ from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import routing as routing_cli
 from poolvisor.cli import serve as serve_cli
+from poolvisor.cli import storage as storage_cli
 from poolvisor.cli import token as token_cli
 from poolvisor.cli.entry import run_app
 from poolvisor.cli.errors import run_guarded
@@ -33,7 +34,8 @@ PANEL_OFFLINE = "Offline tools (no server needed)"
 PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
-    "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route", "events",
+    "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
+    "storage-pool", "volume", "events",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -69,6 +71,8 @@ app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)
 app.add_typer(routing_cli.router_app, name="router", rich_help_panel=PANEL_POOL)
 app.add_typer(routing_cli.route_app, name="route", rich_help_panel=PANEL_POOL)
+app.add_typer(storage_cli.pool_app, name="storage-pool", rich_help_panel=PANEL_POOL)
+app.add_typer(storage_cli.volume_app, name="volume", rich_help_panel=PANEL_POOL)
 
 app.add_typer(simulate.app, name="simulate", rich_help_panel=PANEL_OFFLINE)
 app.command(name="sweep", rich_help_panel=PANEL_OFFLINE)(sweep.sweep)

@@ -124,13 +124,7 @@ class _PoolState:
         Straw2 over capacity weights; a device without room for a segment it does not already
         hold is left out for that segment only (its other replicas keep their devices), so a
         full device never fails a placement the rest of the pool has room for."""
-        live = self.live(volume.klass)
-        domains = {d.domain for d in live}
-        if len(domains) < volume.replicas:
-            raise ConflictError(
-                f"storage pool {self.pool.name!r} has {len(domains)} failure domain(s) with a live "
-                f"{volume.klass + ' ' if volume.klass else ''}device; {volume.replicas} replicas need "
-                f"{volume.replicas}")
+        live = self.check_domains(volume.klass, volume.replicas)
         devs = Devices.of([d.name for d in live], [float(d.capacity_mib) for d in live],
                           [d.domain for d in live])
         keys = object_keys(f"{self.pool.id}/{volume.id}", segments)
@@ -156,6 +150,16 @@ class _PoolState:
                     free[d.id] -= need
         return out
 
+    def check_domains(self, klass: str | None, replicas: int) -> list[StorageDeviceRow]:
+        """The live devices of the class; ConflictError when they span fewer than `replicas` domains."""
+        live = self.live(klass)
+        domains = {d.domain for d in live}
+        if len(domains) < replicas:
+            raise ConflictError(
+                f"storage pool {self.pool.name!r} has {len(domains)} failure domain(s) with a live "
+                f"{klass + ' ' if klass else ''}device; {replicas} replicas need {replicas}")
+        return live
+
     def allocate(self, dev: StorageDeviceRow, mib: int) -> list[list[int]]:
         try:
             return [[a, n] for a, n in self.maps[dev.id].allocate(mib)]
@@ -175,7 +179,7 @@ class _PoolState:
                 thin_used += allocated * v.replicas
             else:
                 reserved += v.size_mib * v.replicas
-        return PoolSpace(cap, prov, reserved, thin_used, self.pool.oversubscription)
+        return PoolSpace(cap, prov, reserved, thin_used, self.pool.oversubscription, "MiB")
 
 
 def _segment_mib(pool: StoragePoolRow, size: int, seg: int) -> int:
@@ -222,9 +226,6 @@ class VolumeService:
             raise InvalidInputError(f"access must be one of: {', '.join(ACCESS)}")
         if compute_pool is not None:
             check_name("pool", compute_pool)
-            if access != "network":
-                raise InvalidInputError("compute_pool limits a network pool's reach; a local pool "
-                                        "reaches the hosts holding its devices")
 
         def tx(s: Session) -> StoragePoolRecord:
             if s.scalars(select(StoragePoolRow.id).filter_by(name=name)).first() is not None:
@@ -355,9 +356,10 @@ class VolumeService:
                 raise ConflictError(f"volume {name!r} already exists in project {project!r}")
             st = _PoolState(s, p)
             reps = replicas or p.replicas
+            st.check_domains(klass, reps)  # thin volumes too: one that can never be written is refused
             why = st.space(s).check(size_mib * reps, thin)
             if why:
-                raise ConflictError(f"storage pool {pool!r}: {why} (MiB, every replica counted)")
+                raise ConflictError(f"storage pool {pool!r}: {why} (every replica counted)")
             v = VolumeRow(project_id=pr.id, name=name, pool_id=p.id, size_mib=size_mib, thin=thin,
                           klass=klass,
                           replicas=reps, state="available", last_access=datetime.now(UTC))
@@ -413,7 +415,7 @@ class VolumeService:
             st = _PoolState(s, p)
             why = st.space(s).check((size_mib - v.size_mib) * v.replicas, v.thin)
             if why:
-                raise ConflictError(f"storage pool {p.name!r}: {why} (MiB, every replica counted)")
+                raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
             old_n = self._segments(p, v.size_mib)
             last = old_n - 1
             grow = _segment_mib(p, size_mib, last) - _segment_mib(p, v.size_mib, last)
@@ -456,7 +458,7 @@ class VolumeService:
                 st = _PoolState(s, p)
                 why = st.space(s).check_write(sum(_segment_mib(p, v.size_mib, i) for i in new) * v.replicas)
                 if why:
-                    raise ConflictError(f"storage pool {p.name!r}: {why} (MiB, every replica counted)")
+                    raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
                 self._place(s, st, v, new)
             return self._volume_records(s, [v])[0]
 
@@ -514,10 +516,12 @@ class VolumeService:
 
     @staticmethod
     def _unreachable(s: Session, p: StoragePoolRow, host: HostRow) -> str | None:
+        """Why `host` cannot reach pool `p`: outside its compute pool, or (local access) holding
+        no live device of it; None when it can."""
+        if p.compute_pool_id is not None and host.pool_id != p.compute_pool_id:
+            cp = s.get(PoolRow, p.compute_pool_id)
+            return f"the pool is reachable from the hosts of pool {cp.name if cp else '?'!r} only"
         if p.access == "network":
-            if p.compute_pool_id is not None and host.pool_id != p.compute_pool_id:
-                cp = s.get(PoolRow, p.compute_pool_id)
-                return f"the pool is reachable from the hosts of pool {cp.name if cp else '?'!r} only"
             return None
         has = s.scalars(select(StorageDeviceRow.id)
                         .filter_by(pool_id=p.id, host_id=host.id, state="up")).first()

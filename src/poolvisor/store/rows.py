@@ -343,8 +343,8 @@ class StaticRouteRow(Base):
 class StoragePoolRow(Base):
     """A storage pool: devices grouped under one replication factor and over-subscription ratio.
 
-    `access` says which hosts reach it: "network" (every host, or only the hosts of compute pool
-    `compute_pool_id` when set) or "local" (only hosts holding a device of the pool). Space is
+    `access` says which hosts reach it: "network" (every host) or "local" (only hosts holding a
+    device of the pool), in both cases only hosts of compute pool `compute_pool_id` when set. Space is
     handed out in MiB units; a volume is cut into `segment_mib` segments, each placed on `replicas`
     devices of distinct failure domains (straw2). `generation` is bumped by every placement change."""
 
