@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from poolvisor.drivers.balloon import SimBalloon
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
 
 OPERATIONS = ("create", "start", "stop", "suspend", "resume", "delete", "migrate", "fence")
@@ -50,6 +51,7 @@ class SimDriver:
         self.hosts: dict[str, SimHost] = {}
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
+        self.balloon = SimBalloon()  # memory balloons (drivers/balloon.py)
 
     # ---- fault injection ---------------------------------------------------------------------
     def fail(self, host: str) -> None:

@@ -23,6 +23,7 @@ from poolvisor.services.demo import DemoServices
 from poolvisor.services.hosts import HostServices
 from poolvisor.services.invariants import check_invariants
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
+from poolvisor.services.memory import MemoryService
 from poolvisor.services.records import CheckReport, EventRecord
 from poolvisor.services.repair import RepairServices
 from poolvisor.services.snapshot import PlacementCache
@@ -47,6 +48,7 @@ class Services(AuthServices, CatalogServices, HostServices, RepairServices, Demo
         self.leases = Leases(store, lease_s)
         self.task_wakeup = threading.Event()  # set by task submissions (executor.py waits on it)
         self.volumes = VolumeService(self)
+        self.memory = MemoryService(self)
 
     def close(self) -> None:
         self.leases.close()

@@ -1,0 +1,94 @@
+"""Memory pools on the sim driver: overcommit per pool, reservations never overcommitted, balloon
+reclaim under pressure (least recently active first, never below reservation or working set) and
+give-back when calm, with events; the fragmentation report."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NoValidHostError
+from poolvisor.drivers.sim import SimDriver
+from poolvisor.services import Services
+
+
+def _host(s: Services) -> None:
+    s.create_pool("p")
+    s.create_host("h", {"vcpu": 32, "memory_mib": 10_000}, pool="p")
+    s.create_flavor("m4", {"vcpu": 1, "memory_mib": 4000})
+    s.create_project("demo")
+
+
+def test_overcommit_lets_more_memory_be_allocated_and_cannot_go_below_allocated(lite: Services) -> None:
+    _host(lite)
+    lite.create_workload("demo", "a", flavor="m4")
+    lite.create_workload("demo", "b", flavor="m4")
+    with pytest.raises(NoValidHostError, match="insufficient memory_mib"):
+        lite.create_workload("demo", "c", flavor="m4")
+    assert lite.memory.set_overcommit("p", 1.5) == ["h"]
+    lite.create_workload("demo", "c", flavor="m4")  # 12000 of 15000 allocatable
+    with pytest.raises(ConflictError, match="12000 MiB allocated"):
+        lite.memory.set_overcommit("p", 1.0)
+    with pytest.raises(InvalidInputError):
+        lite.memory.set_overcommit("p", 0)
+
+
+def test_reservations_are_never_overcommitted(lite: Services) -> None:
+    _host(lite)
+    lite.memory.set_overcommit("p", 2.0)
+    for n in ("a", "b", "c"):
+        lite.create_workload("demo", n, flavor="m4")
+    lite.memory.set_reservation("demo", "a", 4000)
+    lite.memory.set_reservation("demo", "b", 4000)
+    with pytest.raises(ConflictError, match="never overcommitted"):
+        lite.memory.set_reservation("demo", "c", 2001)
+    lite.memory.set_reservation("demo", "c", 2000)
+    with pytest.raises(ConflictError, match="cannot reserve"):
+        lite.memory.set_reservation("demo", "c", 4001)
+
+
+def test_reclaim_under_pressure_and_give_back(lite: Services) -> None:
+    _host(lite)
+    lite.memory.set_overcommit("p", 1.5)
+    drv = lite.driver
+    assert isinstance(drv, SimDriver)
+    for i, n in enumerate(("a", "b", "c")):
+        lite.create_workload("demo", n, flavor="m4")
+        drv.balloon.set_working_set(f"demo/{n}", 1000, at=100.0 + i)  # a: least recently active
+    lite.memory.set_reservation("demo", "a", 3000)
+    # 12000 granted on 10000 physical: over 90 %, reclaim down to 80 % = 8000
+    [r] = lite.memory.reclaim("p")
+    assert r.pressure_before == pytest.approx(1.2) and r.pressure_after == pytest.approx(0.8)
+    got = {c.workload: c.after_mib for c in r.changes}
+    assert got == {"demo/a": 3000, "demo/b": 1000}  # a to its reservation, then b to its working set
+    assert r.reclaimed_mib == 4000
+    ev = lite.list_events(limit=5)
+    assert ev[0].kind == "memory.reclaimed" and ev[0].data["guests"]["demo/b"] == [4000, 1000]
+    # b becomes busy again: it gets its working set back first, even under pressure
+    drv.balloon.set_working_set("demo/b", 3500, at=200.0)
+    [r] = lite.memory.reclaim("p")
+    assert {c.workload: c.after_mib for c in r.changes}["demo/b"] == 3500
+    rep = lite.memory.report("p")
+    assert rep.memory["reserved"] == 3000 and rep.memory["ballooned_away"] > 0
+    # pressure drops (c is deleted): memory goes back, most recently active first, up to 80 %
+    lite.delete_workload("demo", "c")
+    [r] = lite.memory.reclaim("p")
+    assert r.returned_mib == 1500 and r.pressure_after == pytest.approx(0.8)
+    assert {c.workload: c.after_mib for c in r.changes} == {"demo/a": 4000, "demo/b": 4000}
+    assert lite.list_events(limit=1)[0].kind == "memory.returned"
+    assert lite.memory.report("p").memory["ballooned_away"] == 0
+
+
+def test_memory_report_stranded_capacity_and_largest_flavor(lite: Services) -> None:
+    lite.create_pool("p")
+    lite.create_host("h1", {"vcpu": 4, "memory_mib": 8192}, pool="p")
+    lite.create_host("h2", {"vcpu": 4, "memory_mib": 8192}, pool="p")
+    lite.create_flavor("small", {"vcpu": 1, "memory_mib": 2048})
+    lite.create_flavor("big", {"vcpu": 4, "memory_mib": 8192})
+    lite.create_flavor("gpu", {"vcpu": 1, "gpu": 1})
+    lite.create_project("demo")
+    lite.create_workload("demo", "x", demand={"vcpu": 4, "memory_mib": 2048}, pool="p")  # strands 6 GiB
+    rep = lite.memory.report("p")
+    assert rep.hosts == 2 and rep.stranded_hosts == 1
+    assert rep.stranded["memory_mib"] == 6144.0 and rep.stranded["vcpu"] == 0.0
+    assert {f.flavor: f.fits for f in rep.flavors} == {"big": 1, "gpu": 0, "small": 4}
+    assert rep.largest_flavor == "big" and rep.memory_overcommit == {"1": 2}
