@@ -15,6 +15,7 @@ from poolvisor.api.routes import (
     events,
     flavors,
     hosts,
+    memory,
     networks,
     pools,
     projects,
@@ -78,7 +79,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
-                   networks, storage):
+                   networks, storage, memory):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)

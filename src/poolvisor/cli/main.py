@@ -19,6 +19,7 @@ from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, t
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import ip as ip_cli
+from poolvisor.cli import memory as memory_cli
 from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import routing as routing_cli
@@ -62,6 +63,10 @@ app.command(name="serve", rich_help_panel=PANEL_SERVER)(serve_cli.serve)
 app.add_typer(host.app, name="host", rich_help_panel=PANEL_POOL)
 app.add_typer(vm.app, name="vm", rich_help_panel=PANEL_POOL)
 app.add_typer(pool.app, name="pool", rich_help_panel=PANEL_POOL)
+pool.app.command("memory-report")(memory_cli.memory_report)
+pool.app.command("memory-overcommit")(memory_cli.memory_overcommit)
+pool.app.command("memory-reclaim")(memory_cli.memory_reclaim)
+vm.app.command("reserve-memory")(memory_cli.reserve_memory)
 app.add_typer(task.app, name="task", rich_help_panel=PANEL_POOL)
 app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
 app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
