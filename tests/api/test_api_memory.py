@@ -22,7 +22,8 @@ def test_memory_overcommit_reservation_reclaim_and_report(client: Any, admin: di
     r = client.put("/v1/workloads/w/memory-reservation", json={"mib": demand + 1}, headers=a)
     assert r.status_code == 409
     r = client.put("/v1/workloads/w/memory-reservation", json={"mib": demand / 2}, headers=a)
-    assert r.status_code == 200 and r.json() == {"project": "demo", "workload": "w", "reserved_mib": demand / 2}
+    assert r.status_code == 200
+    assert r.json() == {"project": "demo", "workload": "w", "reserved_mib": demand / 2}
     assert isinstance(svc.driver, SimDriver)
     r = client.post("/v1/pools/demo/memory-reclaim", headers=admin)
     assert r.status_code == 200, r.text
