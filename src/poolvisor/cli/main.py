@@ -24,6 +24,7 @@ from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import routing as routing_cli
 from poolvisor.cli import serve as serve_cli
+from poolvisor.cli import simulate_memory as simulate_memory_cli
 from poolvisor.cli import storage as storage_cli
 from poolvisor.cli import token as token_cli
 from poolvisor.cli.entry import run_app
@@ -80,6 +81,7 @@ app.add_typer(storage_cli.pool_app, name="storage-pool", rich_help_panel=PANEL_P
 app.add_typer(storage_cli.volume_app, name="volume", rich_help_panel=PANEL_POOL)
 
 app.add_typer(simulate.app, name="simulate", rich_help_panel=PANEL_OFFLINE)
+simulate.app.command("memory")(simulate_memory_cli.simulate_memory_cmd)
 app.command(name="sweep", rich_help_panel=PANEL_OFFLINE)(sweep.sweep)
 app.command(name="whatif", rich_help_panel=PANEL_OFFLINE)(whatif.whatif)
 app.command(name="pack", rich_help_panel=PANEL_OFFLINE)(pack_cli.pack)
