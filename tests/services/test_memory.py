@@ -4,11 +4,14 @@ give-back when calm, with events; the fragmentation report."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NoValidHostError
 from poolvisor.drivers.sim import SimDriver
 from poolvisor.services import Services
+from poolvisor.services.balloon_loop import BalloonLoop
 
 
 def _host(s: Services) -> None:
@@ -92,3 +95,22 @@ def test_memory_report_stranded_capacity_and_largest_flavor(lite: Services) -> N
     assert rep.stranded["memory_mib"] == 6144.0 and rep.stranded["vcpu"] == 0.0
     assert {f.flavor: f.fits for f in rep.flavors} == {"big": 1, "gpu": 0, "small": 4}
     assert rep.largest_flavor == "big" and rep.memory_overcommit == {"1": 2}
+
+
+def test_balloon_loop_runs_rounds(lite: Services) -> None:
+    _host(lite)
+    lite.memory.set_overcommit("p", 1.5)
+    drv = lite.driver
+    assert isinstance(drv, SimDriver) and BalloonLoop.wanted(lite)
+    for n in ("a", "b", "c"):
+        lite.create_workload("demo", n, flavor="m4")
+        drv.balloon.set_working_set(f"demo/{n}", 500)
+    loop = BalloonLoop(lite, interval=0.01)
+    assert loop.round() == 1  # 12000 of 10000: reclaimed
+    loop.start()
+    deadline = time.monotonic() + 10
+    while loop.rounds < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loop.stop()
+    assert loop.rounds >= 3
+    assert lite.memory.report("p").memory["ballooned_away"] > 0

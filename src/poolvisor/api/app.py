@@ -27,6 +27,7 @@ from poolvisor.api.routes import (
     workloads,
 )
 from poolvisor.services import Services
+from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.sweeper import RepairSweeper
 
@@ -63,6 +64,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         executor = TaskExecutor(services, task_workers) if services is not None else None
         if executor is not None:
             executor.start()
+        balloons = BalloonLoop(services) if BalloonLoop.wanted(services) else None  # memory reclaim
+        if balloons is not None:
+            balloons.start()
         if sweeper is not None:
             sweeper.start()
         try:
@@ -72,6 +76,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                 sweeper.stop()
             if executor is not None:
                 executor.stop()
+            if balloons is not None:
+                balloons.stop()
 
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
