@@ -12,7 +12,7 @@ from sqlalchemy import select
 from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
-from poolvisor.services import Services
+from poolvisor.services import Services, volumes
 from poolvisor.store.rows import StorageDeviceRow, VolumeRow, VolumeSegmentRow
 
 
@@ -162,10 +162,11 @@ def test_too_few_domains_is_a_conflict(svc: Services) -> None:
     svc.volumes.create_volume("demo", "v2", "sp", 10, thin=False, replicas=2)
 
 
-def test_rebalance_runs_as_a_task(svc: Services) -> None:
+def test_rebalance_runs_as_a_task(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(volumes, "BATCH", 8)  # several batches, each its own transaction
     svc.create_project("demo")
     _pool(svc, devices=6, domains=6)
-    svc.volumes.create_volume("demo", "v", "sp", 150 * 1024, thin=False)  # 150 segments: 3 batches
+    svc.volumes.create_volume("demo", "v", "sp", 150 * 1024, thin=False)
     svc.volumes.add_device("sp", "d6", 100_000)
     expected = svc.volumes.plan_rebalance("sp")
     t = svc.volumes.submit_rebalance("sp")

@@ -65,7 +65,7 @@ DEVICE_STATES = ("up", "leaving", "failed")
 MAX_REPLICAS = 8
 MAX_MIB = 1 << 40  # 1 EiB in MiB: far above any device, far below JSON's exact integers
 REBALANCE = "storage-rebalance"
-BATCH = 64  # segments moved per transaction
+BATCH = 512  # segments moved per transaction (each batch re-plans from the rows: a full scan)
 SHOWN_MOVES = 20
 
 
@@ -539,15 +539,15 @@ class VolumeService:
         devices. `progress(done_so_far, remaining_segments)` after each batch."""
         check_name("storage pool", pool)
         total = RebalanceRecord(pool, 0, 0, 0, 0, 0)
+        planned = self.plan_rebalance(pool).segments
         while True:
             step = self._write(lambda s: self._rebalance_in(s, self._lock(s, pool), apply=True, limit=BATCH))
             total = RebalanceRecord(pool, total.segments + step.segments, total.copies + step.copies,
                                     total.copy_mib + step.copy_mib, total.removed + step.removed,
                                     total.lost + step.lost, (total.moves + step.moves)[:SHOWN_MOVES])
-            left = self.plan_rebalance(pool).segments
             if progress is not None:
-                progress(total, left)
-            if step.segments == 0 or left == 0:
+                progress(total, max(0, planned - total.segments))
+            if step.segments < BATCH:  # the batch found fewer moves than it may do: none is left
                 break
         self._write(lambda s: self._finish_rebalance(s, self._lock(s, pool), total))
         return total
