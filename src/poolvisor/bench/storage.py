@@ -129,7 +129,42 @@ def device_kill(root: Path, chunks: int = 256, writes: int = 600, chunk: int = 6
             "rereplicated_copies": rep.copies, "under_replicated_after": short}
 
 
-def run(size_mib: int = 32, chunk_mib: int = 4, rounds: int = 3, tmp: str | None = None) -> dict[str, Any]:
+def service_rebalance(root: Path, devices: int = 16, domains: int = 8, volumes: int = 8,
+                      volume_gib: int = 100, segment_mib: int = 256) -> dict[str, Any]:
+    """The same join and leave through the store (VolumeService on a temporary SQLite): replicas
+    the rebalance plans and moves over the ideal (the device's capacity share), then a failure's
+    re-replication; every figure read from the service's own plan and result."""
+    import time
+
+    from poolvisor.services import open_services
+
+    with open_services(f"sqlite:///{root / 'service.db'}") as svc:
+        svc.create_project("bench")
+        v = svc.volumes
+        v.create_pool("bench", segment_mib=segment_mib)
+        for i in range(devices):
+            v.add_device("bench", f"d{i}", 1 << 20, domain=f"rack{i % domains}")
+        for i in range(volumes):
+            v.create_volume("bench", f"v{i}", "bench", volume_gib * 1024, thin=False)
+        total = sum(x.segments * x.replicas for x in v.list_volumes())
+        v.add_device("bench", "new", 1 << 20, domain=f"rack{domains}")
+        ideal = total / (devices + 1)
+        t0 = time.perf_counter()
+        join = v.rebalance("bench")
+        join_s = time.perf_counter() - t0
+        v.set_device_state("bench", "d0", "leaving")
+        leave = v.rebalance("bench")
+        v.set_device_state("bench", "d1", "failed")
+        fail = v.rebalance("bench")
+        under = v.get_pool("bench").under_replicated
+    return {"service_replicas_total": total, "service_join_moved_over_ideal": join.copies / ideal,
+            "service_leave_moved_over_ideal": leave.copies / ideal, "service_join_rebalance_s": join_s,
+            "service_rereplicated": fail.copies, "service_lost": fail.lost,
+            "service_under_replicated_after": under}
+
+
+def run(size_mib: int = 32, chunk_mib: int = 4, rounds: int = 3, tmp: str | None = None,
+        volume_gib: int = 100) -> dict[str, Any]:
     """All figures in one dict (the temporary directory is removed)."""
     root = Path(tempfile.mkdtemp(prefix="poolvisor-bench-storage-", dir=tmp))
     try:
@@ -138,6 +173,7 @@ def run(size_mib: int = 32, chunk_mib: int = 4, rounds: int = 3, tmp: str | None
         out.update(movement())
         out.update(throughput(root, size_mib * MiB, chunk_mib * MiB, rounds=rounds))
         out.update(device_kill(root))
+        out.update(service_rebalance(root, volume_gib=volume_gib))
         return out
     finally:
         shutil.rmtree(root, ignore_errors=True)
