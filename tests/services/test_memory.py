@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import update
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NoValidHostError
 from poolvisor.drivers.sim import SimDriver
 from poolvisor.services import Services
 from poolvisor.services.balloon_loop import BalloonLoop
+from poolvisor.store.rows import MemoryStateRow
 
 
 def _host(s: Services) -> None:
@@ -47,6 +49,10 @@ def test_reservations_are_never_overcommitted(lite: Services) -> None:
     lite.memory.set_reservation("demo", "c", 2000)
     with pytest.raises(ConflictError, match="cannot reserve"):
         lite.memory.set_reservation("demo", "c", 4001)
+    assert lite.check().ok, lite.check().violations
+    lite.store.run(lambda s: s.execute(update(MemoryStateRow).values(reserved_mib=5000.0)))
+    report = " | ".join(lite.check().violations)
+    assert "more than its memory" in report and "reserved on 10000 MiB of memory" in report
 
 
 def test_reclaim_under_pressure_and_give_back(lite: Services) -> None:

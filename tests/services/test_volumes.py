@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -108,6 +108,7 @@ def test_device_join_moves_only_onto_it_near_its_share(svc: Services) -> None:
     ideal = replicas / 9
     assert 0.6 * ideal <= moved["d8"] <= 1.4 * ideal
     assert svc.volumes.plan_rebalance("sp").segments == 0  # converged
+    assert svc.check().ok, svc.check().violations
     used = sum(d.used_mib for d in svc.volumes.get_pool("sp").devices)
     assert used == 3 * 6 * 13 * 1024  # extents freed on the sources, taken on the target
 
@@ -124,6 +125,7 @@ def test_leaving_device_is_drained_then_removed(svc: Services) -> None:
     assert r.segments == held and r.copies == held and r.removed == held and r.lost == 0
     assert all(len(after[k] - before[k]) == ("d2" in before[k]) for k in after)  # only d2's replicas moved
     assert "d2" not in {d.name for d in svc.volumes.get_pool("sp").devices}
+    assert svc.check().ok, svc.check().violations
 
 
 def test_failed_device_is_rereplicated_and_total_loss_fails_the_volume(svc: Services) -> None:
@@ -142,6 +144,7 @@ def test_failed_device_is_rereplicated_and_total_loss_fails_the_volume(svc: Serv
     with pytest.raises(ConflictError, match="failed"):
         svc.volumes.set_device_state("sp", "d0", "up")
     svc.volumes.delete_device("sp", "d0")
+    assert svc.check().ok, svc.check().violations
     # every replica of some segment lost: that volume failed
     svc.volumes.create_pool("one", replicas=1)
     svc.volumes.add_device("one", "x", 10_000)
@@ -231,3 +234,24 @@ def test_tiering_demotes_cold_volumes_and_rebalance_moves_them(svc: Services) ->
     svc.volumes.rebalance("sp")
     assert set(svc.volumes.get_volume("demo", "cold").devices) == {"h0", "h1"}
     assert set(svc.volumes.get_volume("demo", "hot").devices) == {"s0", "s1"}
+
+
+def test_check_reports_broken_storage_rows(svc: Services) -> None:
+    svc.create_project("demo")
+    _pool(svc, devices=3, domains=3)
+    svc.volumes.create_volume("demo", "v", "sp", 2048, thin=False)
+    assert svc.check().ok
+
+    def overlap(s):  # type: ignore[no-untyped-def]
+        rows = list(s.scalars(select(VolumeSegmentRow).order_by(VolumeSegmentRow.id)))
+        a = next(r for r in rows if r.segment == 1)
+        b = next(r for r in rows if r.segment == 0 and r.device_id == a.device_id)
+        a.extents = [list(b.extents[0])]  # two replicas on one extent
+        c = next(r for r in rows if r.segment == 0 and r.device_id != a.device_id)
+        c.extents = [[0, 10]]  # short
+        s.execute(update(VolumeRow).values(state="attached"))  # no attachment behind it
+
+    svc.store.run(overlap)
+    report = " | ".join(svc.check().violations)
+    assert "overlaps" in report and "holds 10 MiB, its segment is 1024 MiB" in report
+    assert "is attached but has no attachment" in report

@@ -14,6 +14,8 @@
 7. Every task journal agrees with the workloads: a migrating workload has exactly one running
    migrate task whose journal moves it onto the host it now holds; a running migrate task whose
    move committed names a workload that is migrating to that host.
+8.-10. Networks (services/networks.py), storage replicas and attachments (services/volumes.py),
+   memory reservations (services/memory.py): each module states its own.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from sqlalchemy.orm import Session
 
 from poolvisor.services.base import as_utc
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
+from poolvisor.services.memory import memory_violations
 from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
 from poolvisor.services.tasks import MIGRATE, orphaned
+from poolvisor.services.volumes import storage_violations
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, TaskRow, WorkloadRow
 
 TOL = 1e-6
@@ -160,6 +164,8 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
                          f"which is {wl2.state if wl2 is not None else 'gone'}")
 
     v += network_violations(s)  # 8. address pools, NICs and router interfaces (services/networks.py)
+    v += storage_violations(s)  # 9. storage replicas, extents and attachments (services/volumes.py)
+    v += memory_violations(s)  # 10. memory reservations never overcommitted (services/memory.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

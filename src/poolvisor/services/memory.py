@@ -385,3 +385,30 @@ class MemoryService:
             )
 
         return self._read(tx)
+
+
+def memory_violations(s: Session) -> list[str]:
+    """Reservations never overcommitted: on each host they sum to at most its physical memory,
+    and each is at most its workload's memory demand."""
+    v: list[str] = []
+    cap = dict(
+        s.execute(
+            select(HostResourceRow.host_id, HostResourceRow.capacity).where(
+                HostResourceRow.resource == MEMORY
+            )
+        ).all()
+    )
+    per_host: dict[int, float] = defaultdict(float)
+    q = select(MemoryStateRow.reserved_mib, WorkloadRow).join(
+        WorkloadRow, WorkloadRow.id == MemoryStateRow.workload_id
+    )
+    for reserved, w in s.execute(q).all():
+        if reserved > float(w.demand.get(MEMORY, 0.0)) + 1e-6:
+            v.append(f"workload {w.name}: {reserved:g} MiB reserved, more than its memory")
+        if w.host_id is not None:
+            per_host[w.host_id] += float(reserved)
+    names = dict(s.execute(select(HostRow.id, HostRow.name)).all())
+    for h, total in per_host.items():
+        if total > float(cap.get(h, 0.0)) + 1e-6:
+            v.append(f"host {names.get(h, h)}: {total:g} MiB reserved on {cap.get(h, 0.0):g} MiB of memory")
+    return v

@@ -830,3 +830,52 @@ def _run_rebalance(svc: Any, task_id: int) -> None:
 
 
 HANDLERS.setdefault(REBALANCE, _run_rebalance)  # the task executor runs rebalances too
+
+
+def storage_violations(s: Session) -> list[str]:
+    """Invariants of the storage rows (for `poolvisor check`): a replica's extents add up to its
+    segment and lie on its device; no two extents on a device overlap; a segment's replicas are
+    on distinct devices and failure domains; a volume is `attached` exactly when it has an
+    attachment, to a workload of its own project."""
+    v: list[str] = []
+    pools = {p.id: p for p in s.scalars(select(StoragePoolRow))}
+    devs = {d.id: d for d in s.scalars(select(StorageDeviceRow))}
+    vols = {x.id: x for x in s.scalars(select(VolumeRow))}
+    on_dev: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+    seg_devs: dict[tuple[int, int], list[StorageDeviceRow]] = defaultdict(list)
+    for r in s.scalars(select(VolumeSegmentRow)):
+        vol, d = vols.get(r.volume_id), devs.get(r.device_id)
+        if vol is None or d is None:
+            v.append(f"segment row {r.id} names a missing volume or device")
+            continue
+        where = f"volume {vol.name} segment {r.segment} replica {r.replica}"
+        if d.pool_id != vol.pool_id:
+            v.append(f"{where} is on device {d.name} of another storage pool")
+        want = _segment_mib(pools[vol.pool_id], vol.size_mib, r.segment)
+        got = sum(int(n) for _, n in r.extents)
+        if got != want:
+            v.append(f"{where} holds {got} MiB, its segment is {want} MiB")
+        for a, n in r.extents:
+            if int(a) < 0 or int(n) <= 0 or int(a) + int(n) > d.capacity_mib:
+                v.append(f"{where}: extent {a}+{n} outside device {d.name} ({d.capacity_mib} MiB)")
+            on_dev[d.id].append((int(a), int(n), where))
+        seg_devs[(vol.id, r.segment)].append(d)
+    for dev_id, exts in on_dev.items():
+        exts.sort()
+        for (a0, n0, w0), (a1, _n1, w1) in zip(exts, exts[1:], strict=False):
+            if a0 + n0 > a1:
+                v.append(f"device {devs[dev_id].name}: {w0} overlaps {w1}")
+    for (vid, seg), ds in seg_devs.items():
+        live = [d for d in ds if d.state != "failed"]
+        if len({d.id for d in ds}) != len(ds) or len({d.domain for d in live}) != len(live):
+            v.append(f"volume {vols[vid].name} segment {seg}: replicas share a device or failure domain")
+    atts = {a.volume_id: a for a in s.scalars(select(VolumeAttachmentRow))}
+    for vid, vol in vols.items():
+        att = atts.get(vid)
+        if (att is not None) != (vol.state == "attached") and vol.state != "failed":
+            v.append(f"volume {vol.name} is {vol.state} but {'has' if att else 'has no'} attachment")
+        if att is not None:
+            w = s.get(WorkloadRow, att.workload_id)
+            if w is None or w.project_id != vol.project_id:
+                v.append(f"volume {vol.name} is attached to a workload of another project")
+    return v
