@@ -14,7 +14,8 @@ from poolvisor.store.engine import Store
 from poolvisor.store.migrate import alembic_config, current_revision, head_revision
 from poolvisor.store.rows import Base
 
-TABLES = {"storage_pools", "storage_devices", "volumes", "volume_segments", "volume_attachments", "memory_state"}
+TABLES = {"storage_pools", "storage_devices", "volumes", "volume_segments", "volume_attachments",
+          "memory_state"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.real)])
