@@ -31,6 +31,10 @@ def test_pool_volume_lifecycle(client: Any, admin: dict[str, str]) -> None:
     r = client.post("/v1/volumes/v/resize", json={"size_mib": 4000}, headers=admin)
     assert r.status_code == 200 and r.json()["size_mib"] == 4000
     assert client.post("/v1/volumes/v/resize", json={"size_mib": 10}, headers=admin).status_code == 409
+    r = client.post("/v1/volumes/v/snapshot", json={"name": "s"}, headers=admin)
+    assert r.status_code == 201 and r.json()["snapshot_of"] == "v" and r.json()["state"] == "snapshot", r.text
+    assert client.post("/v1/volumes/s/resize", json={"size_mib": 5000}, headers=admin).status_code == 409
+    assert client.delete("/v1/volumes/s", headers=admin).status_code == 204
     r = client.post("/v1/workloads", json={"name": "vm", "flavor": "small", "project": "demo"}, headers=admin)
     assert r.status_code == 201, r.text
     r = client.post("/v1/volumes/v/attach", json={"workload": "vm"}, headers=admin)

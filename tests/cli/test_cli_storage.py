@@ -28,6 +28,11 @@ def test_storage_pool_devices_volumes_and_rebalance(run: Callable[..., Any]) -> 
     one_error_line(run("volume", "delete", "data", "--project", "demo"), "detach it first")
     r = run("volume", "resize", "data", "25G", "--project", "demo")
     assert r.returncode == 0 and "25.0 GiB" in r.stdout, r.stderr
+    r = run("volume", "snapshot", "data", "data-snap", "--project", "demo")
+    assert r.returncode == 0, r.stderr
+    assert "snapshot demo/data-snap of data taken (25.0 GiB allocated)" in r.stdout
+    one_error_line(run("volume", "resize", "data-snap", "30G", "--project", "demo"), "read-only")
+    assert run("volume", "delete", "data-snap", "--project", "demo").returncode == 0
     assert run("storage-pool", "device", "fail", "fast", "d0").returncode == 0
     r = run("storage-pool", "rebalance", "fast", "--dry-run", "--json")
     plan = json.loads(r.stdout)

@@ -255,3 +255,29 @@ def test_check_reports_broken_storage_rows(svc: Services) -> None:
     report = " | ".join(svc.check().violations)
     assert "overlaps" in report and "holds 10 MiB, its segment is 1024 MiB" in report
     assert "is attached but has no attachment" in report
+
+
+def test_snapshot_is_a_read_only_copy_of_the_written_segments(svc: Services) -> None:
+    small_cluster(svc)
+    _pool(svc, cap=20_000, oversubscription=2.0)
+    svc.volumes.create_volume("demo", "v", "sp", 8192)  # thin: 8 segments, none written
+    svc.volumes.write("demo", "v", 1024, 2048)  # segments 1 and 2
+    snap = svc.volumes.snapshot("demo", "v", "v-snap")
+    assert (snap.state, snap.snapshot_of, snap.segments, snap.allocated_mib) == ("snapshot", "v", 2, 2048)
+    assert svc.volumes.get_pool("sp").space.used_mib == 2 * 2 * 1024 * 3
+    for act in (lambda: svc.volumes.write("demo", "v-snap", 0, 1),
+                lambda: svc.volumes.resize_volume("demo", "v-snap", 9000)):
+        with pytest.raises(ConflictError, match="snapshot"):
+            act()
+    svc.create_workload("demo", "vm", flavor="unit")
+    with pytest.raises(ConflictError, match="read-only"):
+        svc.volumes.attach("demo", "v-snap", "vm")
+    with pytest.raises(ConflictError, match="already exists"):
+        svc.volumes.snapshot("demo", "v", "v-snap")
+    svc.volumes.delete_volume("demo", "v")  # the snapshot outlives its volume
+    assert svc.volumes.get_volume("demo", "v-snap").snapshot_of is None
+    assert svc.check().ok, svc.check().violations
+    # a thick snapshot needs the space of a whole copy
+    svc.volumes.create_volume("demo", "big", "sp", 25_000, thin=False)
+    with pytest.raises(ConflictError, match="thick volume needs"):
+        svc.volumes.snapshot("demo", "big", "big-snap")

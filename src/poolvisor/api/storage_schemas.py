@@ -116,6 +116,10 @@ class VolumeResize(_In):
     size_mib: Mib = Field(description="the new size (a volume only grows)")
 
 
+class VolumeSnapshot(_In):
+    name: Name = Field(description="the snapshot's name (a volume of the same project)")
+
+
 class VolumeAttach(_In):
     workload: Name = Field(description="a workload of the volume's project, on a host reaching the pool")
 
@@ -128,7 +132,8 @@ class VolumeOut(_Out):
     thin: bool
     device_class: str | None = Field(validation_alias=_CLASS)
     replicas: int
-    state: str = Field(description="available, attached or failed (a segment lost every replica)")
+    state: str = Field(description="available, attached, failed (a segment lost every replica) or "
+                       "snapshot (read-only)")
     attached_to: str | None
     allocated_mib: int
     segments: int
@@ -136,3 +141,4 @@ class VolumeOut(_Out):
     extents: int
     devices: dict[str, int] = Field(description="device -> MiB of this volume it holds")
     created_at: datetime | None
+    snapshot_of: str | None = Field(description="a snapshot: the volume it was taken of")

@@ -18,8 +18,8 @@ pool_app = typer.Typer(help="Storage pools, their devices and rebalancing (clien
 device_app = typer.Typer(help="Devices of a storage pool: add, remove (drain), fail, delete.",
                          no_args_is_help=True)
 pool_app.add_typer(device_app, name="device")
-volume_app = typer.Typer(help="Volumes: create, list, show, resize, attach, detach, delete (client of the "
-                         "REST API).", no_args_is_help=True)
+volume_app = typer.Typer(help="Volumes: create, list, show, resize, snapshot, attach, detach, delete (client "
+                         "of the REST API).", no_args_is_help=True)
 
 PoolArg = Annotated[str, typer.Argument(help="Storage pool name.", callback=name_argument)]
 DeviceArg = Annotated[str, typer.Argument(help="Device name.", callback=name_argument)]
@@ -292,6 +292,21 @@ def volume_resize(name: VolumeArg, size: SizeArg, project: ProjectOpt = None, ur
         emit_json(v)
     else:
         say("volume {}/{} is now {}", v["project"], v["name"], _gib(v["size_mib"]))
+
+
+@volume_app.command("snapshot")
+def volume_snapshot(name: VolumeArg,
+                    snapshot: Annotated[str, typer.Argument(help="Snapshot name.", callback=name_argument)],
+                    project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+                    as_json: JsonOpt = False) -> None:
+    """Take a read-only snapshot (a full copy of the written segments) of a volume."""
+    with Api(url, token) as api:
+        v = api.post(api_path("volumes", name, "snapshot"), {"name": snapshot}, project=project)
+    if as_json:
+        emit_json(v)
+    else:
+        say("snapshot {}/{} of {} taken ({} allocated)", v["project"], v["name"], v["snapshot_of"],
+            _gib(v["allocated_mib"]))
 
 
 @volume_app.command("attach")

@@ -58,7 +58,7 @@ class VolumeRecord:
     thin: bool
     klass: str | None
     replicas: int
-    state: str  # available, attached, failed (a segment lost every replica)
+    state: str  # available, attached, failed (a segment lost every replica), snapshot (read-only)
     attached_to: str | None
     allocated_mib: int  # logical MiB with placed segments (thick: all of it)
     segments: int
@@ -66,6 +66,7 @@ class VolumeRecord:
     extents: int  # extents over every replica (1 per replica when each is contiguous)
     devices: dict[str, int] = field(default_factory=dict)  # device -> MiB held
     created_at: datetime | None = None
+    snapshot_of: str | None = None  # the volume a snapshot was taken of (None once it is deleted)
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,14 @@ def _segment_mib(pool: StoragePoolRow, size: int, seg: int) -> int:
     return min(pool.segment_mib, size - seg * pool.segment_mib)
 
 
+def _writable(v: VolumeRow) -> None:
+    """Snapshots are read-only; a failed volume lost data."""
+    if v.state == "snapshot":
+        raise ConflictError(f"volume {v.name!r} is a snapshot (read-only)")
+    if v.state == "failed":
+        raise ConflictError(f"volume {v.name!r} lost data (state failed)")
+
+
 def _volume_allocations(s: Session, pool_id: int) -> list[tuple[VolumeRow, int]]:
     """Each volume of the pool with its logical MiB that have placed segments."""
     vols = list(s.scalars(select(VolumeRow).where(VolumeRow.pool_id == pool_id)))
@@ -408,6 +416,7 @@ class VolumeService:
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
             p = self._lock_id(s, v.pool_id)
+            _writable(v)
             if size_mib < v.size_mib:
                 raise ConflictError(f"volume {name!r} is {v.size_mib} MiB; a volume cannot shrink")
             if size_mib == v.size_mib:
@@ -447,6 +456,7 @@ class VolumeService:
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
             p = self._lock_id(s, v.pool_id)
+            _writable(v)
             if offset_mib + length_mib > v.size_mib:
                 raise InvalidInputError(f"write {offset_mib}+{length_mib} MiB outside volume of "
                                         f"{v.size_mib} MiB")
@@ -461,6 +471,40 @@ class VolumeService:
                     raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
                 self._place(s, st, v, new)
             return self._volume_records(s, [v])[0]
+
+        return self._write(tx)
+
+    def snapshot(self, project: str, name: str, snapshot: str) -> VolumeRecord:
+        """A read-only full copy of the volume's written segments, as a volume of its own (state
+        `snapshot`) placed by straw2 like any volume, its space checked like a new volume's; the
+        data path copies the bytes (not copy-on-write: the copy takes its own space)."""
+        check_name("snapshot", snapshot)
+
+        def tx(s: Session) -> VolumeRecord:
+            v = self._volume(s, project, name)
+            p = self._lock_id(s, v.pool_id)
+            if s.scalars(select(VolumeRow.id).filter_by(project_id=v.project_id, name=snapshot)).first():
+                raise ConflictError(f"volume {snapshot!r} already exists in project {project!r}")
+            if v.state == "failed":
+                raise ConflictError(f"volume {name!r} lost data (state failed)")
+            segs = sorted(set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id))))
+            st = _PoolState(s, p)
+            st.check_domains(v.klass, v.replicas)
+            sp = st.space(s)
+            written = sum(_segment_mib(p, v.size_mib, i) for i in segs) * v.replicas
+            why = sp.check(v.size_mib * v.replicas, v.thin) or sp.check_write(written if v.thin else 0)
+            if why:
+                raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
+            snap = VolumeRow(project_id=v.project_id, name=snapshot, pool_id=p.id, size_mib=v.size_mib,
+                             thin=v.thin, klass=v.klass, replicas=v.replicas, state="snapshot",
+                             last_access=datetime.now(UTC), snapshot_of=v.id)
+            s.add(snap)
+            s.flush()
+            self._place(s, st, snap, segs)
+            ServiceBase._event(s, "volume.snapshot", f"volume/{project}/{snapshot}",
+                               f"snapshot {snapshot} of volume {name} ({len(segs)} segments)",
+                               project=project)
+            return self._volume_records(s, [snap])[0]
 
         return self._write(tx)
 
@@ -479,8 +523,7 @@ class VolumeService:
             if att is not None:
                 other = s.get(WorkloadRow, att.workload_id)
                 raise ConflictError(f"volume {name!r} is already attached to {other.name if other else '?'}")
-            if v.state == "failed":
-                raise ConflictError(f"volume {name!r} lost data (state failed)")
+            _writable(v)
             if w.host_id is None or w.state not in HOLDING_STATES:
                 raise ConflictError(f"workload {workload!r} is not on a host (state {w.state})")
             host = s.get(HostRow, w.host_id)
@@ -790,6 +833,9 @@ class VolumeService:
         atts = dict(s.execute(select(VolumeAttachmentRow.volume_id, WorkloadRow.name)
                               .join(WorkloadRow, WorkloadRow.id == VolumeAttachmentRow.workload_id)
                               .where(VolumeAttachmentRow.volume_id.in_(ids))).all())
+        parent_ids = {v.snapshot_of for v in vols if v.snapshot_of is not None}
+        parents = dict(s.execute(select(VolumeRow.id, VolumeRow.name)
+                                 .where(VolumeRow.id.in_(parent_ids))).all()) if parent_ids else {}
         segs: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         extents: dict[int, int] = defaultdict(int)
         held: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -810,7 +856,8 @@ class VolumeService:
                 klass=v.klass, replicas=v.replicas, state=v.state, attached_to=atts.get(v.id),
                 allocated_mib=sum(_segment_mib(p, v.size_mib, i) for i in mine), segments=len(mine),
                 live_replicas=min(mine.values()) if mine else 0, extents=extents[v.id],
-                devices=dict(sorted(held[v.id].items())), created_at=as_utc(v.created_at)))
+                devices=dict(sorted(held[v.id].items())), created_at=as_utc(v.created_at),
+                snapshot_of=parents.get(v.snapshot_of) if v.snapshot_of is not None else None))
         return out
 
 
@@ -872,7 +919,7 @@ def storage_violations(s: Session) -> list[str]:
     atts = {a.volume_id: a for a in s.scalars(select(VolumeAttachmentRow))}
     for vid, vol in vols.items():
         att = atts.get(vid)
-        if (att is not None) != (vol.state == "attached") and vol.state != "failed":
+        if (att is not None) != (vol.state == "attached") and vol.state not in ("failed", "snapshot"):
             v.append(f"volume {vol.name} is {vol.state} but {'has' if att else 'has no'} attachment")
         if att is not None:
             w = s.get(WorkloadRow, att.workload_id)

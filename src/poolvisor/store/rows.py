@@ -380,7 +380,8 @@ class StorageDeviceRow(Base):
 class VolumeRow(Base):
     """A volume of one project in one storage pool. Thick volumes hold all their segments from
     creation; thin ones get a segment when it is first written. `klass` pins it to a device class
-    (tiering); `replicas` overrides the pool's; `last_access` feeds tiering."""
+    (tiering); `replicas` overrides the pool's; `last_access` feeds tiering. State: available,
+    attached, failed (a segment lost every replica) or snapshot (read-only)."""
 
     __tablename__ = "volumes"
     __table_args__ = (UniqueConstraint("project_id", "name"),)
@@ -395,6 +396,9 @@ class VolumeRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="available")
     last_access: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a snapshot: a read-only full copy of this volume's written segments when it was taken
+    snapshot_of: Mapped[int | None] = mapped_column(ForeignKey("volumes.id", ondelete="SET NULL"),
+                                                    nullable=True)
 
 
 class VolumeSegmentRow(Base):

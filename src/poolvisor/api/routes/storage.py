@@ -29,6 +29,7 @@ from poolvisor.api.storage_schemas import (
     VolumeCreate,
     VolumeOut,
     VolumeResize,
+    VolumeSnapshot,
 )
 from poolvisor.services import Principal, Services
 
@@ -148,6 +149,15 @@ def resize_volume(name: NamePath, body: VolumeResize, svc: SvcDep, who: Who,
     """Online extension (attached or not); a volume never shrinks (409)."""
     where = _volume_project(svc, who, name, project)
     return VolumeOut.model_validate(svc.volumes.resize_volume(where, name, body.size_mib))
+
+
+@router.post("/v1/volumes/{name}/snapshot", status_code=201, response_model=VolumeOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def snapshot_volume(name: NamePath, body: VolumeSnapshot, svc: SvcDep, who: Who,
+                    project: ProjectQ = None) -> VolumeOut:
+    """A read-only full copy of the volume's written segments (its own space and placement)."""
+    where = _volume_project(svc, who, name, project)
+    return VolumeOut.model_validate(svc.volumes.snapshot(where, name, body.name))
 
 
 @router.post("/v1/volumes/{name}/attach", response_model=VolumeOut,

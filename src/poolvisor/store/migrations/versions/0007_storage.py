@@ -60,6 +60,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("last_access", TS, nullable=False),
         sa.Column("created_at", TS, nullable=False),
+        sa.Column("snapshot_of", sa.Integer, sa.ForeignKey("volumes.id", ondelete="SET NULL"), nullable=True),
         sa.UniqueConstraint("project_id", "name"),
     )
     op.create_index("ix_volumes_pool_id", "volumes", ["pool_id"])
