@@ -212,6 +212,12 @@ def test_attach_checks_project_host_and_reach(svc: Services) -> None:
     with pytest.raises(NotFoundError, match="workload 'vm' not found in project 'elsewhere'"):
         svc.volumes.attach("elsewhere", "ev", "vm")
     assert svc.volumes.detach("demo", "lv").state == "available"
+    svc.volumes.attach("demo", "lv", "vm")
+    svc.memory.set_reservation("demo", "vm", 512)
+    svc.delete_workload("demo", "vm")  # its volumes are detached with it, its reservation goes
+    v = svc.volumes.get_volume("demo", "lv")
+    assert (v.state, v.attached_to) == ("available", None)
+    assert svc.check().ok, svc.check().violations
     svc.volumes.delete_volume("demo", "lv")
     with pytest.raises(ConflictError, match="still holds"):
         svc.volumes.delete_pool("net")
@@ -249,12 +255,12 @@ def test_check_reports_broken_storage_rows(svc: Services) -> None:
         a.extents = [list(b.extents[0])]  # two replicas on one extent
         c = next(r for r in rows if r.segment == 0 and r.device_id != a.device_id)
         c.extents = [[0, 10]]  # short
-        s.execute(update(VolumeRow).values(state="attached"))  # no attachment behind it
+        s.execute(update(VolumeRow).values(state="bogus"))
 
     svc.store.run(overlap)
     report = " | ".join(svc.check().violations)
     assert "overlaps" in report and "holds 10 MiB, its segment is 1024 MiB" in report
-    assert "is attached but has no attachment" in report
+    assert "unknown state 'bogus'" in report
 
 
 def test_snapshot_is_a_read_only_copy_of_the_written_segments(svc: Services) -> None:

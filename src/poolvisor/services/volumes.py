@@ -62,6 +62,9 @@ from poolvisor.store.rows import (
 T = TypeVar("T")
 ACCESS = ("network", "local")
 DEVICE_STATES = ("up", "leaving", "failed")
+# stored volume states; "attached" is reported for an available volume with an attachment (the
+# attachment row goes with its workload, so a deleted workload leaves its volumes available)
+VOLUME_STATES = ("available", "failed", "snapshot")
 MAX_REPLICAS = 8
 MAX_MIB = 1 << 40  # 1 EiB in MiB: far above any device, far below JSON's exact integers
 REBALANCE = "storage-rebalance"
@@ -533,7 +536,6 @@ class VolumeService:
                 raise ConflictError(f"host {host.name!r} of workload {workload!r} cannot reach storage pool "
                                     f"{p.name!r}: {why}")
             s.add(VolumeAttachmentRow(volume_id=v.id, workload_id=w.id))
-            v.state = "attached"
             ServiceBase._event(s, "volume.attached", f"volume/{project}/{name}",
                                f"volume {name} attached to {workload} on {host.name}", project=project)
             s.flush()
@@ -548,8 +550,6 @@ class VolumeService:
             if att is None:
                 raise ConflictError(f"volume {name!r} is not attached")
             s.delete(att)
-            if v.state == "attached":
-                v.state = "available"
             ServiceBase._event(s, "volume.detached", f"volume/{project}/{name}", f"volume {name} detached",
                                project=project)
             s.flush()
@@ -851,9 +851,12 @@ class VolumeService:
         for v in vols:
             p = pools[v.pool_id]
             mine = segs[v.id]
+            attached = atts.get(v.id)
             out.append(VolumeRecord(
                 name=v.name, project=projects[v.project_id], pool=p.name, size_mib=v.size_mib, thin=v.thin,
-                klass=v.klass, replicas=v.replicas, state=v.state, attached_to=atts.get(v.id),
+                klass=v.klass, replicas=v.replicas,
+                state="attached" if attached is not None and v.state == "available" else v.state,
+                attached_to=attached,
                 allocated_mib=sum(_segment_mib(p, v.size_mib, i) for i in mine), segments=len(mine),
                 live_replicas=min(mine.values()) if mine else 0, extents=extents[v.id],
                 devices=dict(sorted(held[v.id].items())), created_at=as_utc(v.created_at),
@@ -882,8 +885,8 @@ HANDLERS.setdefault(REBALANCE, _run_rebalance)  # the task executor runs rebalan
 def storage_violations(s: Session) -> list[str]:
     """Invariants of the storage rows (for `poolvisor check`): a replica's extents add up to its
     segment and lie on its device; no two extents on a device overlap; a segment's replicas are
-    on distinct devices and failure domains; a volume is `attached` exactly when it has an
-    attachment, to a workload of its own project."""
+    on distinct devices and failure domains; a volume's stored state is known, a snapshot is never
+    attached, an attachment names a workload of the volume's project."""
     v: list[str] = []
     pools = {p.id: p for p in s.scalars(select(StoragePoolRow))}
     devs = {d.id: d for d in s.scalars(select(StorageDeviceRow))}
@@ -919,8 +922,10 @@ def storage_violations(s: Session) -> list[str]:
     atts = {a.volume_id: a for a in s.scalars(select(VolumeAttachmentRow))}
     for vid, vol in vols.items():
         att = atts.get(vid)
-        if (att is not None) != (vol.state == "attached") and vol.state not in ("failed", "snapshot"):
-            v.append(f"volume {vol.name} is {vol.state} but {'has' if att else 'has no'} attachment")
+        if vol.state not in VOLUME_STATES:
+            v.append(f"volume {vol.name} has unknown state {vol.state!r}")
+        if att is not None and vol.state == "snapshot":
+            v.append(f"snapshot {vol.name} is attached")
         if att is not None:
             w = s.get(WorkloadRow, att.workload_id)
             if w is None or w.project_id != vol.project_id:
