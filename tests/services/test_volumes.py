@@ -38,7 +38,7 @@ def _domains(s: Services) -> dict[str, str]:
 
 
 def test_thick_volume_replicas_on_distinct_domains_with_contiguous_extents(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc)
     v = svc.volumes.create_volume("demo", "v1", "sp", 10 * 1024 + 512, thin=False)
     assert (v.segments, v.allocated_mib, v.live_replicas, v.replicas) == (11, 10 * 1024 + 512, 3, 3)
@@ -53,7 +53,7 @@ def test_thick_volume_replicas_on_distinct_domains_with_contiguous_extents(svc: 
 
 
 def test_thin_oversubscription_and_physical_limits(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc, cap=10 * 1024, oversubscription=2.0)  # 60 GiB raw, 20 GiB usable, 40 GiB provisionable
     with pytest.raises(ConflictError, match="thick volume needs"):
         svc.volumes.create_volume("demo", "big", "sp", 21 * 1024, thin=False)
@@ -72,7 +72,7 @@ def test_thin_oversubscription_and_physical_limits(svc: Services) -> None:
 
 
 def test_online_extension_grows_the_last_extent_in_place(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc)
     svc.volumes.create_volume("demo", "v", "sp", 1536, thin=False)  # 1 GiB + 512 MiB segments
     v = svc.volumes.resize_volume("demo", "v", 2048 + 100)
@@ -91,7 +91,7 @@ def _moved(before: dict[tuple[int, int], set[str]], after: dict[tuple[int, int],
 
 
 def test_device_join_moves_only_onto_it_near_its_share(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc, devices=8, domains=8)
     for i in range(6):  # 30 % full: no device is ever too full for its straw2 choice
         svc.volumes.create_volume("demo", f"v{i}", "sp", 13 * 1024, thin=False)
@@ -108,13 +108,13 @@ def test_device_join_moves_only_onto_it_near_its_share(svc: Services) -> None:
     ideal = replicas / 9
     assert 0.6 * ideal <= moved["d8"] <= 1.4 * ideal
     assert svc.volumes.plan_rebalance("sp").segments == 0  # converged
-    assert svc.check().ok, svc.check().violations
+    assert svc.repair.check().ok, svc.repair.check().violations
     used = sum(d.used_mib for d in svc.volumes.get_pool("sp").devices)
     assert used == 3 * 6 * 13 * 1024  # extents freed on the sources, taken on the target
 
 
 def test_leaving_device_is_drained_then_removed(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc, devices=6, domains=6)
     svc.volumes.create_volume("demo", "v", "sp", 30 * 1024, thin=False)
     before = _placement(svc)
@@ -125,11 +125,11 @@ def test_leaving_device_is_drained_then_removed(svc: Services) -> None:
     assert r.segments == held and r.copies == held and r.removed == held and r.lost == 0
     assert all(len(after[k] - before[k]) == ("d2" in before[k]) for k in after)  # only d2's replicas moved
     assert "d2" not in {d.name for d in svc.volumes.get_pool("sp").devices}
-    assert svc.check().ok, svc.check().violations
+    assert svc.repair.check().ok, svc.repair.check().violations
 
 
 def test_failed_device_is_rereplicated_and_total_loss_fails_the_volume(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc, devices=6, domains=6)
     svc.volumes.create_volume("demo", "v", "sp", 20 * 1024, thin=False)
     svc.volumes.set_device_state("sp", "d0", "failed")
@@ -144,7 +144,7 @@ def test_failed_device_is_rereplicated_and_total_loss_fails_the_volume(svc: Serv
     with pytest.raises(ConflictError, match="failed"):
         svc.volumes.set_device_state("sp", "d0", "up")
     svc.volumes.delete_device("sp", "d0")
-    assert svc.check().ok, svc.check().violations
+    assert svc.repair.check().ok, svc.repair.check().violations
     # every replica of some segment lost: that volume failed
     svc.volumes.create_pool("one", replicas=1)
     svc.volumes.add_device("one", "x", 10_000)
@@ -158,7 +158,7 @@ def test_failed_device_is_rereplicated_and_total_loss_fails_the_volume(svc: Serv
 
 
 def test_too_few_domains_is_a_conflict(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc, devices=4, domains=2)
     with pytest.raises(ConflictError, match="2 failure domain"):
         svc.volumes.create_volume("demo", "v", "sp", 10, thin=False)
@@ -167,15 +167,15 @@ def test_too_few_domains_is_a_conflict(svc: Services) -> None:
 
 def test_rebalance_runs_as_a_task(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(volumes, "BATCH", 8)  # several batches, each its own transaction
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc, devices=6, domains=6)
     svc.volumes.create_volume("demo", "v", "sp", 150 * 1024, thin=False)
     svc.volumes.add_device("sp", "d6", 100_000)
     expected = svc.volumes.plan_rebalance("sp")
     t = svc.volumes.submit_rebalance("sp")
     assert t.kind == "storage-rebalance" and t.state == "queued"
-    assert svc.claim_tasks(5) == [t.id]
-    done = svc.run_task(t.id)
+    assert svc.tasks.claim_tasks(5) == [t.id]
+    done = svc.tasks.run_task(t.id)
     assert done is not None and done.state == "succeeded", done
     assert done.result is not None and done.result["copies"] == expected.copies
     assert len([e for e in done.entries if "segments moved" in e["message"]]) >= 2
@@ -186,8 +186,8 @@ def test_rebalance_runs_as_a_task(svc: Services, monkeypatch: pytest.MonkeyPatch
 
 def test_attach_checks_project_host_and_reach(svc: Services) -> None:
     small_cluster(svc)
-    svc.create_workload("demo", "vm", flavor="unit")
-    host = svc.get_workload("demo", "vm").host
+    svc.workloads.create_workload("demo", "vm", flavor="unit")
+    host = svc.workloads.get_workload("demo", "vm").host
     assert host is not None
     other = next(h for h in ("h0", "h1", "h2") if h != host)
     svc.volumes.create_pool("local", replicas=1, access="local")
@@ -201,30 +201,30 @@ def test_attach_checks_project_host_and_reach(svc: Services) -> None:
         svc.volumes.attach("demo", "lv", "vm")
     with pytest.raises(ConflictError, match="attached"):
         svc.volumes.delete_volume("demo", "lv")
-    svc.create_pool("other")
+    svc.catalog.create_pool("other")
     svc.volumes.create_pool("net", replicas=1, compute_pool="other")
     svc.volumes.add_device("net", "nd", 10_000)
     svc.volumes.create_volume("demo", "nv", "net", 100)
     with pytest.raises(ConflictError, match="pool 'other' only"):
         svc.volumes.attach("demo", "nv", "vm")
-    svc.create_project("elsewhere")
+    svc.catalog.create_project("elsewhere")
     svc.volumes.create_volume("elsewhere", "ev", "local", 100)
     with pytest.raises(NotFoundError, match="workload 'vm' not found in project 'elsewhere'"):
         svc.volumes.attach("elsewhere", "ev", "vm")
     assert svc.volumes.detach("demo", "lv").state == "available"
     svc.volumes.attach("demo", "lv", "vm")
     svc.memory.set_reservation("demo", "vm", 512)
-    svc.delete_workload("demo", "vm")  # its volumes are detached with it, its reservation goes
+    svc.workloads.delete_workload("demo", "vm")  # its volumes are detached with it, its reservation goes
     v = svc.volumes.get_volume("demo", "lv")
     assert (v.state, v.attached_to) == ("available", None)
-    assert svc.check().ok, svc.check().violations
+    assert svc.repair.check().ok, svc.repair.check().violations
     svc.volumes.delete_volume("demo", "lv")
     with pytest.raises(ConflictError, match="still holds"):
         svc.volumes.delete_pool("net")
 
 
 def test_tiering_demotes_cold_volumes_and_rebalance_moves_them(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     svc.volumes.create_pool("sp", replicas=2)
     for i in range(2):
         svc.volumes.add_device("sp", f"s{i}", 50_000, klass="ssd")
@@ -243,10 +243,10 @@ def test_tiering_demotes_cold_volumes_and_rebalance_moves_them(svc: Services) ->
 
 
 def test_check_reports_broken_storage_rows(svc: Services) -> None:
-    svc.create_project("demo")
+    svc.catalog.create_project("demo")
     _pool(svc, devices=3, domains=3)
     svc.volumes.create_volume("demo", "v", "sp", 2048, thin=False)
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
     def overlap(s):  # type: ignore[no-untyped-def]
         rows = list(s.scalars(select(VolumeSegmentRow).order_by(VolumeSegmentRow.id)))
@@ -258,7 +258,7 @@ def test_check_reports_broken_storage_rows(svc: Services) -> None:
         s.execute(update(VolumeRow).values(state="bogus"))
 
     svc.store.run(overlap)
-    report = " | ".join(svc.check().violations)
+    report = " | ".join(svc.repair.check().violations)
     assert "overlaps" in report and "holds 10 MiB, its segment is 1024 MiB" in report
     assert "unknown state 'bogus'" in report
 
@@ -275,14 +275,14 @@ def test_snapshot_is_a_read_only_copy_of_the_written_segments(svc: Services) -> 
                 lambda: svc.volumes.resize_volume("demo", "v-snap", 9000)):
         with pytest.raises(ConflictError, match="snapshot"):
             act()
-    svc.create_workload("demo", "vm", flavor="unit")
+    svc.workloads.create_workload("demo", "vm", flavor="unit")
     with pytest.raises(ConflictError, match="read-only"):
         svc.volumes.attach("demo", "v-snap", "vm")
     with pytest.raises(ConflictError, match="already exists"):
         svc.volumes.snapshot("demo", "v", "v-snap")
     svc.volumes.delete_volume("demo", "v")  # the snapshot outlives its volume
     assert svc.volumes.get_volume("demo", "v-snap").snapshot_of is None
-    assert svc.check().ok, svc.check().violations
+    assert svc.repair.check().ok, svc.repair.check().violations
     # a thick snapshot needs the space of a whole copy
     svc.volumes.create_volume("demo", "big", "sp", 25_000, thin=False)
     with pytest.raises(ConflictError, match="thick volume needs"):

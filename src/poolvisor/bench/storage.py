@@ -139,7 +139,7 @@ def service_rebalance(root: Path, devices: int = 16, domains: int = 8, volumes: 
     from poolvisor.services import open_services
 
     with open_services(f"sqlite:///{root / 'service.db'}") as svc:
-        svc.create_project("bench")
+        svc.catalog.create_project("bench")
         v = svc.volumes
         v.create_pool("bench", segment_mib=segment_mib)
         for i in range(devices):

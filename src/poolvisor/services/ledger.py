@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Float, case, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.services.base import Stale
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, WorkloadRow
 
 EPS = 1e-9

@@ -17,10 +17,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import select
@@ -94,21 +93,11 @@ def _ratio(v: object, what: str) -> float:
     return float(v)
 
 
-class MemoryService:
+class MemoryService(ServiceBase):
     """Memory pooling use cases (see the module docstring)."""
 
-    def __init__(self, ctx: Any):
-        self.ctx = ctx
-
-    def _read(self, fn: Callable[[Session], T]) -> T:
-        return self.ctx.store.run(fn, write=False)
-
-    def _write(self, fn: Callable[[Session], T]) -> T:
-        return self.ctx.store.run(fn, write=True)
-
     def _balloon(self, host: str) -> Balloon:
-        driver_for = getattr(self.ctx, "driver_for", None)
-        drv = driver_for(host) if callable(driver_for) else self.ctx.driver
+        drv = self.ctx.driver
         balloon = getattr(drv, "balloon", None)
         if balloon is None:
             raise ConflictError(f"the {drv.name} driver of host {host!r} has no memory balloon")

@@ -28,6 +28,7 @@ from poolvisor.policies.network.tables import (
     compute_tables,
 )
 from poolvisor.services import ipam
+from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import flush_unique
 from poolvisor.services.network_records import (
     InterfaceRecord,
@@ -36,7 +37,7 @@ from poolvisor.services.network_records import (
     RouterRecord,
     StaticRouteRecord,
 )
-from poolvisor.services.networks import NetworkServices, mac_pool
+from poolvisor.services.networks import find_network, mac_pool
 from poolvisor.store.rows import (
     IpPoolRow,
     NetworkRow,
@@ -50,7 +51,9 @@ MAX_STATIC = 1000
 MAX_COST = 65535
 
 
-class RouterServices(NetworkServices):
+class RouterService(ServiceBase):
+    """Routers of a project's networks, their interfaces, static routes and routing tables."""
+
     def create_router(self, project: str, name: str, protocol: str = "link-state") -> RouterRecord:
         check_name("router", name)
         if protocol not in PROTOCOLS:
@@ -267,6 +270,9 @@ class RouterServices(NetworkServices):
         return [RouterSpec(r.name, r.protocol, tuple(ifaces[r.id]), tuple(statics[r.id])) for r in routers]
 
     # ---- lookups and records -----------------------------------------------------------------
+    def _network(self, s: Session, project: str, name: str) -> NetworkRow:
+        return find_network(s, self._project(s, project).id, project, name)
+
     def _router(self, s: Session, project: str, name: str) -> RouterRow:
         p = self._project(s, project)
         r = s.scalars(select(RouterRow).filter_by(project_id=p.id, name=name)).first()

@@ -38,8 +38,9 @@ from poolvisor.policies.storage.provisioning import PoolSpace
 from poolvisor.policies.storage.rebalance import diff
 from poolvisor.policies.storage.tiering import demotions
 from poolvisor.services.base import ServiceBase, as_utc
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
-from poolvisor.services.tasks import HANDLERS, _record
+from poolvisor.services.tasks import TaskService
 from poolvisor.services.volume_records import (
     DeviceRecord,
     RebalanceRecord,
@@ -211,17 +212,12 @@ def _volume_allocations(s: Session, pool_id: int) -> list[tuple[VolumeRow, int]]
     return [(v, sum(_segment_mib(pool, v.size_mib, i) for i in segs[v.id])) for v in vols]
 
 
-class VolumeService:
+class VolumeService(ServiceBase):
     """Storage pools, devices, volumes and their placement (see the module docstring)."""
 
-    def __init__(self, ctx: Any):
-        self.ctx = ctx
-
-    def _read(self, fn: Callable[[Session], T]) -> T:
-        return self.ctx.store.run(fn, write=False)
-
-    def _write(self, fn: Callable[[Session], T]) -> T:
-        return self.ctx.store.run(fn, write=True)
+    def __init__(self, ctx: ServiceContext, tasks: TaskService) -> None:
+        super().__init__(ctx)
+        self.tasks = tasks  # rebalances run as tasks (facade.py registers run_rebalance_task)
 
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, *, replicas: int = 3, oversubscription: float = 1.0,
@@ -258,7 +254,7 @@ class VolumeService:
 
     def get_pool(self, name: str) -> StoragePoolRecord:
         check_name("storage pool", name)
-        return self._read(lambda s: self._pool_record(s, self._pool(s, name)))
+        return self._read(lambda s: self._pool_record(s, self._spool(s, name)))
 
     def delete_pool(self, name: str) -> None:
         check_name("storage pool", name)
@@ -574,7 +570,7 @@ class VolumeService:
     def plan_rebalance(self, pool: str) -> RebalanceRecord:
         """What a rebalance would move now (a dry run)."""
         check_name("storage pool", pool)
-        return self._read(lambda s: self._rebalance_in(s, self._pool(s, pool), apply=False, limit=None))
+        return self._read(lambda s: self._rebalance_in(s, self._spool(s, pool), apply=False, limit=None))
 
     def rebalance(self, pool: str, progress: Callable[[RebalanceRecord, int], None] | None = None
                   ) -> RebalanceRecord:
@@ -598,12 +594,11 @@ class VolumeService:
     def submit_rebalance(self, pool: str) -> TaskRecord:
         """Queue a rebalance task (404 at once for an unknown pool)."""
         check_name("storage pool", pool)
-        self._read(lambda s: self._pool(s, pool))
-        svc = self.ctx
-        rec: TaskRecord = svc._write(lambda s: _record(svc._new_task(
-            s, REBALANCE, None, f"storage-pool/{pool}", {"pool": pool})))
-        svc.task_wakeup.set()
-        return rec
+
+        def check(s: Session) -> None:
+            self._spool(s, pool)  # 404 at once
+
+        return self.tasks.submit(REBALANCE, None, f"storage-pool/{pool}", {"pool": pool}, check)
 
     def _finish_rebalance(self, s: Session, p: StoragePoolRow, total: RebalanceRecord) -> None:
         for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id, state="leaving")):
@@ -696,6 +691,21 @@ class VolumeService:
                                f"volume {v.name}: segment {seg} lost every replica", data={"segment": seg})
         s.flush()
 
+    def run_rebalance_task(self, task_id: int) -> None:
+        """The `storage-rebalance` task handler: rebalance, noting progress, then end the task."""
+        pool = str(self.tasks.get_task(task_id).params["pool"])
+
+        def progress(done: RebalanceRecord, left: int) -> None:
+            frac = done.segments / (done.segments + left) if done.segments + left else 1.0
+            self.tasks.task_note(task_id, f"{done.segments} segments moved ({done.copy_mib} MiB), "
+                                 f"{left} left", progress=frac,
+                                 journal={"segments": done.segments, "copy_mib": done.copy_mib})
+
+        r = self.rebalance(pool, progress)
+        self.tasks.end_task(task_id, TASK_SUCCEEDED, result={
+            "segments": r.segments, "copies": r.copies, "copy_mib": r.copy_mib, "removed": r.removed,
+            "lost": r.lost})
+
     # ---- tiering -----------------------------------------------------------------------------
     def tier(self, pool: str, classes: list[str], cold_after_s: float,
              now: datetime | None = None) -> list[tuple[str, str, str]]:
@@ -744,12 +754,12 @@ class VolumeService:
         s.flush()
 
     @staticmethod
-    def _pool(s: Session, name: str) -> StoragePoolRow:
+    def _spool(s: Session, name: str) -> StoragePoolRow:
         return ServiceBase._one(s, StoragePoolRow, "storage pool", name)
 
     def _lock(self, s: Session, name: str) -> StoragePoolRow:
         """The pool, row-locked by bumping its generation (placement changes are serialized)."""
-        p = self._pool(s, name)
+        p = self._spool(s, name)
         p.generation += 1
         s.flush()
         return p
@@ -864,22 +874,6 @@ class VolumeService:
         return out
 
 
-def _run_rebalance(svc: Any, task_id: int) -> None:
-    t = svc.get_task(task_id)
-    pool = str(t.params["pool"])
-
-    def progress(done: RebalanceRecord, left: int) -> None:
-        frac = done.segments / (done.segments + left) if done.segments + left else 1.0
-        svc.task_note(task_id, f"{done.segments} segments moved ({done.copy_mib} MiB), {left} left",
-                      progress=frac, journal={"segments": done.segments, "copy_mib": done.copy_mib})
-
-    r = svc.volumes.rebalance(pool, progress)
-    svc.end_task(task_id, TASK_SUCCEEDED, result={
-        "segments": r.segments, "copies": r.copies, "copy_mib": r.copy_mib, "removed": r.removed,
-        "lost": r.lost})
-
-
-HANDLERS.setdefault(REBALANCE, _run_rebalance)  # the task executor runs rebalances too
 
 
 def storage_violations(s: Session) -> list[str]:
