@@ -14,12 +14,13 @@ from pydantic import AliasChoices, Field, StringConstraints
 from poolvisor.api.fields import INTEGRAL, Name
 from poolvisor.api.schemas import _In, _Out
 from poolvisor.domain.text import NAME_PATTERN
-from poolvisor.services.volumes import MAX_MIB, MAX_REPLICAS
+from poolvisor.services.volumes import MAX_MIB, MAX_PATH, MAX_REPLICAS
 
 Mib = Annotated[int, Field(ge=1, le=MAX_MIB), INTEGRAL]
 Replicas = Annotated[int, Field(ge=1, le=MAX_REPLICAS), INTEGRAL]
 DeviceClass = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=NAME_PATTERN)]
 DeviceState = Literal["up", "leaving", "failed"]
+DevicePath = Annotated[str, StringConstraints(min_length=2, max_length=MAX_PATH, pattern=r"^/[^\x00]*$")]
 _CLASS = AliasChoices("klass", "device_class")
 
 
@@ -43,6 +44,8 @@ class DeviceCreate(_In):
     device_class: DeviceClass = Field(default="ssd", description="e.g. ssd, hdd (tiering)")
     domain: Name | None = Field(default=None, description="failure domain; default: its host, else "
                                 "its own name")
+    path: DevicePath | None = Field(default=None, description="an absolute directory on the server that "
+                                    "holds the device's bytes (the `dir` backend); none: metadata only")
 
 
 class DeviceStateChange(_In):
@@ -60,6 +63,7 @@ class DeviceOut(_Out):
     domain: str
     state: str
     fragmentation: float = Field(description="1 - largest free run / free space")
+    path: str | None = Field(description="directory holding its bytes; null: metadata only")
 
 
 class SpaceOut(_Out):

@@ -173,10 +173,12 @@ def device_add(pool: PoolArg, name: DeviceArg,
                = "ssd",
                domain: Annotated[str | None, typer.Option(help="Failure domain (default: its host, else its "
                                                                "name).")] = None,
+               path: Annotated[str | None, typer.Option(help="Absolute directory on the server holding its "
+                                                             "bytes (dir backend).")] = None,
                url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Add a device (admin); data moves onto it with the next rebalance."""
     body = {"name": name, "capacity_mib": capacity, "host": host, "device_class": device_class,
-            "domain": domain}
+            "domain": domain, "path": path}
     with Api(url, token) as api:
         d = api.post(api_path("storage-pools", pool, "devices"), body)
     if as_json:

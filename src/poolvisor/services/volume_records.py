@@ -17,6 +17,7 @@ class DeviceRecord:
     domain: str
     state: str  # up, leaving, failed
     fragmentation: float  # 1 - largest free run / free
+    path: str | None = None  # the directory holding its bytes (`dir` device); None: metadata only
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -48,6 +50,8 @@ from poolvisor.services.volume_records import (
     StoragePoolRecord,
     VolumeRecord,
 )
+from poolvisor.storage import segment_io as sio
+from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import (
     HostRow,
     PoolRow,
@@ -71,6 +75,9 @@ MAX_MIB = 1 << 40  # 1 EiB in MiB: far above any device, far below JSON's exact 
 REBALANCE = "storage-rebalance"
 BATCH = 512  # segments moved per transaction (each batch re-plans from the rows: a full scan)
 SHOWN_MOVES = 20
+MAX_PATH = 1024
+MAX_IO = 64 << 20  # bytes per read_data / write_data call (both are held in memory)
+WRITE_DEADLINE_S = 10.0  # a write re-planned (device died, placement moved) this long, then 409
 
 
 def _check_int(what: str, v: object, lo: int, hi: int) -> int:
@@ -190,6 +197,39 @@ def _segment_mib(pool: StoragePoolRow, size: int, seg: int) -> int:
     return min(pool.segment_mib, size - seg * pool.segment_mib)
 
 
+def _check_path(path: object) -> str:
+    if not isinstance(path, str) or not path.startswith("/") or "\x00" in path \
+            or not 2 <= len(path) <= MAX_PATH:
+        raise InvalidInputError(f"device path must be an absolute directory of at most {MAX_PATH} characters")
+    return str(Path(path))
+
+
+@dataclass(frozen=True)
+class _DataPlan:
+    """Where a byte range of a volume lives, read in one transaction: its replicas per segment."""
+
+    key: str  # the volume's directory on a device (segment_io.volume_key)
+    generation: int  # the pool's placement generation the plan was read at
+    size: int  # the volume's size in bytes
+    segment_mib: int
+    replicas: dict[int, list[sio.Replica]]  # allocated segment -> its live replicas
+
+
+def _chunks(pool: StoragePoolRow, size_mib: int, seg: int) -> range:
+    """The segment's chunks (segment_io.CHUNK = 1 MiB: a chunk per MiB of the segment)."""
+    start = seg * pool.segment_mib
+    return range(start, start + _segment_mib(pool, size_mib, seg))
+
+
+def _copy_or_409(key: str, chunks: range, sources: list[sio.Replica], target: sio.Replica,
+                 to_key: str | None = None) -> None:
+    try:
+        sio.copy(key, chunks, sources, target, to_key)
+    except OSError as e:
+        raise ConflictError(f"device {target.device!r}: its directory cannot be written ({e.strerror or e}); "
+                            "set it failed and rebalance") from None
+
+
 def _writable(v: VolumeRow) -> None:
     """Snapshots are read-only; a failed volume lost data."""
     if v.state == "snapshot":
@@ -273,9 +313,11 @@ class VolumeService(ServiceBase):
 
     # ---- devices -----------------------------------------------------------------------------
     def add_device(self, pool: str, name: str, capacity_mib: int, *, host: str | None = None,
-                   klass: str = "ssd", domain: str | None = None) -> DeviceRecord:
+                   klass: str = "ssd", domain: str | None = None, path: str | None = None) -> DeviceRecord:
         """A new device (domain: the given one, else its host, else its own name). Data moves
-        onto it with the next rebalance (`submit_rebalance`)."""
+        onto it with the next rebalance (`submit_rebalance`). With `path` (an absolute directory,
+        created if missing) the device holds the volumes' bytes (the `dir` backend); a pool's
+        devices either all have one or none does."""
         check_name("storage pool", pool)
         check_name("device", name)
         _check_int("capacity_mib", capacity_mib, 1, MAX_MIB)
@@ -284,14 +326,17 @@ class VolumeService(ServiceBase):
             check_name("host", host)
         if domain is not None:
             check_name("failure domain", domain)
+        if path is not None:
+            path = _check_path(path)
 
         def tx(s: Session) -> DeviceRecord:
             p = self._lock(s, pool)
             if s.scalars(select(StorageDeviceRow.id).filter_by(pool_id=p.id, name=name)).first() is not None:
                 raise ConflictError(f"device {name!r} already exists in storage pool {pool!r}")
             h = ServiceBase._one(s, HostRow, "host", host) if host is not None else None
+            self._check_device_path(s, p, path)
             d = StorageDeviceRow(pool_id=p.id, name=name, host_id=h.id if h else None,
-                                 capacity_mib=capacity_mib,
+                                 capacity_mib=capacity_mib, path=path,
                                  klass=klass, domain=domain or host or name, state="up")
             s.add(d)
             s.flush()
@@ -395,7 +440,8 @@ class VolumeService(ServiceBase):
         return self._read(lambda s: self._volume_records(s, [self._volume(s, project, name)])[0])
 
     def delete_volume(self, project: str, name: str) -> None:
-        def tx(s: Session) -> None:
+        """Delete an unattached volume; its bytes leave the devices' directories after the commit."""
+        def tx(s: Session) -> tuple[str, list[str]]:
             v = self._volume(s, project, name)
             self._lock_id(s, v.pool_id)
             if s.get(VolumeAttachmentRow, v.id) is not None:
@@ -404,8 +450,12 @@ class VolumeService(ServiceBase):
             s.delete(v)
             ServiceBase._event(s, "volume.deleted", f"volume/{project}/{name}", f"volume {name} deleted",
                                project=project)
+            paths = s.scalars(select(StorageDeviceRow.path).filter_by(pool_id=v.pool_id)
+                              .where(StorageDeviceRow.path.is_not(None)))
+            return sio.volume_key(v.id), [x for x in paths if x is not None]
 
-        self._write(tx)
+        key, paths = self._write(tx)
+        sio.drop_volume(key, [Path(x) for x in paths])
 
     def resize_volume(self, project: str, name: str, size_mib: int) -> VolumeRecord:
         """Online extension: a larger size, existing data untouched; a thick volume's last segment
@@ -454,24 +504,167 @@ class VolumeService(ServiceBase):
 
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
-            p = self._lock_id(s, v.pool_id)
             _writable(v)
-            if offset_mib + length_mib > v.size_mib:
-                raise InvalidInputError(f"write {offset_mib}+{length_mib} MiB outside volume of "
-                                        f"{v.size_mib} MiB")
+            self._allocate_in(s, v, offset_mib, length_mib)
             v.last_access = datetime.now(UTC)
-            first, last = offset_mib // p.segment_mib, (offset_mib + length_mib - 1) // p.segment_mib
-            have = set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id)))
-            new = [i for i in range(first, last + 1) if i not in have]
-            if new:
-                st = _PoolState(s, p)
-                why = st.space(s).check_write(sum(_segment_mib(p, v.size_mib, i) for i in new) * v.replicas)
-                if why:
-                    raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
-                self._place(s, st, v, new)
             return self._volume_records(s, [v])[0]
 
         return self._write(tx)
+
+    def _allocate_in(self, s: Session, v: VolumeRow, offset_mib: int, length_mib: int) -> None:
+        """Place the range's segments a thin volume has not written yet (the pool locked)."""
+        p = self._lock_id(s, v.pool_id)
+        if offset_mib + length_mib > v.size_mib:
+            raise InvalidInputError(f"write {offset_mib}+{length_mib} MiB outside volume of "
+                                    f"{v.size_mib} MiB")
+        first, last = offset_mib // p.segment_mib, (offset_mib + length_mib - 1) // p.segment_mib
+        have = set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id)))
+        new = [i for i in range(first, last + 1) if i not in have]
+        if new:
+            st = _PoolState(s, p)
+            why = st.space(s).check_write(sum(_segment_mib(p, v.size_mib, i) for i in new) * v.replicas)
+            if why:
+                raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
+            self._place(s, st, v, new)
+
+    @staticmethod
+    def _copy_bytes(s: Session, p: StoragePoolRow, src: VolumeRow, dst: VolumeRow, segs: list[int]) -> None:
+        """A snapshot's bytes: each segment copied from the source's newest valid replicas to
+        every replica of the copy (pools whose devices hold bytes; inside the transaction)."""
+        live = {d.id: d for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id))
+                if d.state != "failed" and d.path is not None}
+        if not live:
+            return
+        where: dict[tuple[int, int], list[sio.Replica]] = defaultdict(list)
+        for r in s.scalars(select(VolumeSegmentRow).where(VolumeSegmentRow.volume_id.in_([src.id, dst.id]))):
+            d = live.get(r.device_id)
+            if d is not None and d.path is not None:
+                where[(r.volume_id, r.segment)].append(sio.Replica(d.id, d.name, Path(d.path)))
+        for seg in segs:
+            chunks = _chunks(p, src.size_mib, seg)
+            for t in where[(dst.id, seg)]:
+                _copy_or_409(sio.volume_key(src.id), chunks, where[(src.id, seg)], t, sio.volume_key(dst.id))
+
+    # ---- data path (devices with a directory) ------------------------------------------------
+    def write_data(self, project: str, name: str, offset: int, data: bytes) -> VolumeRecord:
+        """Write bytes at byte `offset` to every live replica of the segments they fall in, as
+        checksummed 1 MiB objects on the devices' directories (storage/segment_io.py), two-phase.
+        Acknowledged (returns) only when every live replica committed and the placement did not
+        change meanwhile; a device that fails is marked failed and the write is redone on the
+        survivors (the next rebalance re-replicates); 409 if it cannot be acknowledged."""
+        size = self._check_range(offset, len(data) if isinstance(data, bytes | bytearray) else -1)
+        if not isinstance(data, bytes | bytearray):
+            raise InvalidInputError("data must be bytes")
+
+        def step() -> VolumeRecord:
+            plan = self._write(lambda s: self._data_plan(s, project, name, offset, size, write=True))
+            chunks: dict[int, tuple[bytes, list[sio.Replica]]] = {}
+            end = offset + size
+            for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK)):
+                reps = plan.replicas[c * sio.CHUNK // (plan.segment_mib * sio.MiB)]
+                start = c * sio.CHUNK
+                stop = min(start + sio.CHUNK, plan.size)
+                a, b = max(offset, start), min(end, stop)
+                if a == start and b == stop:
+                    chunks[c] = (bytes(data[a - offset:b - offset]), reps)
+                    continue
+                old, bad = sio.read(plan.key, c, reps)  # partial chunk: read-modify-write
+                if old is None and len(bad) == len(reps):
+                    raise ConflictError(f"volume {name!r}: chunk {c} has no valid replica left")
+                buf = bytearray(old.data if old is not None else bytes(stop - start))
+                buf[a - start:b - start] = data[a - offset:b - offset]
+                chunks[c] = (bytes(buf), reps)
+            dead = sio.write(plan.key, chunks, sio.next_gen())
+            if dead:
+                self._write(lambda s: self._fail_devices(s, dead))
+                raise Stale()  # re-plan over the survivors and write again
+            return self.ctx.write_once(lambda s: self._acknowledge(s, project, name, plan))
+
+        return with_retry(step, deadline_s=WRITE_DEADLINE_S,
+                          conflict=f"volume {name!r}: write not acknowledged (devices kept failing or the "
+                          "placement kept moving); retry it")
+
+    def read_data(self, project: str, name: str, offset: int, length: int) -> bytes:
+        """Read bytes: each chunk from the newest replica whose checksum verifies (corrupt or
+        unreadable replicas are skipped); never-written ranges read as zeros; 409 when every
+        replica of a chunk is corrupt or unreadable."""
+        size = self._check_range(offset, length)
+        plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=False))
+        out = bytearray()
+        end = offset + size
+        for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK)):
+            start = c * sio.CHUNK
+            stop = min(start + sio.CHUNK, plan.size)
+            reps = plan.replicas.get(c * sio.CHUNK // (plan.segment_mib * sio.MiB), [])
+            rep, bad = sio.read(plan.key, c, reps)
+            if rep is None and bad and len(bad) == len(reps):
+                raise ConflictError(f"volume {name!r}: chunk {c} has no valid replica left "
+                                    f"({', '.join(r.device for r in bad)} corrupt or unreadable)")
+            chunk = rep.data if rep is not None else bytes(stop - start)
+            out += chunk[max(offset, start) - start:min(end, stop) - start]
+        return bytes(out)
+
+    @staticmethod
+    def _check_range(offset: object, length: object) -> int:
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInputError("offset must be an integer >= 0 (bytes)")
+        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= MAX_IO:
+            raise InvalidInputError(f"length must be 1 to {MAX_IO} bytes")
+        return length
+
+    def _data_plan(self, s: Session, project: str, name: str, offset: int, length: int, *,
+                   write: bool) -> _DataPlan:
+        v = self._volume(s, project, name)
+        p = s.get(StoragePoolRow, v.pool_id)
+        assert p is not None
+        if offset + length > v.size_mib * sio.MiB:
+            raise InvalidInputError(f"{'write' if write else 'read'} {offset}+{length} bytes outside volume "
+                                    f"{name!r} of {v.size_mib * sio.MiB} bytes")
+        first, last = offset // sio.MiB // p.segment_mib, (offset + length - 1) // sio.MiB // p.segment_mib
+        if write:
+            _writable(v)
+            have = set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id)))
+            if any(i not in have for i in range(first, last + 1)):  # thin: place the new segments
+                first_mib = first * p.segment_mib
+                self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
+            v.last_access = datetime.now(UTC)
+        q = (select(VolumeSegmentRow.segment, StorageDeviceRow)
+             .join(StorageDeviceRow, StorageDeviceRow.id == VolumeSegmentRow.device_id)
+             .where(VolumeSegmentRow.volume_id == v.id, VolumeSegmentRow.segment.between(first, last),
+                    StorageDeviceRow.state != "failed")
+             .order_by(VolumeSegmentRow.segment, VolumeSegmentRow.replica))
+        reps: dict[int, list[sio.Replica]] = defaultdict(list)
+        for seg, d in s.execute(q).all():
+            if d.path is None:
+                raise ConflictError(f"device {d.name!r} of storage pool {p.name!r} has no directory: "
+                                    "the pool keeps placement only, not bytes")
+            reps[seg].append(sio.Replica(d.id, d.name, Path(d.path)))
+        if write:
+            lost = [i for i in range(first, last + 1) if not reps.get(i)]
+            if lost:
+                raise ConflictError(f"volume {name!r}: segment {lost[0]} has no live replica (lost)")
+        return _DataPlan(sio.volume_key(v.id), p.generation, v.size_mib * sio.MiB, p.segment_mib, dict(reps))
+
+    def _fail_devices(self, s: Session, dead: set[int]) -> None:
+        """Devices whose directory failed an I/O: failed (the next rebalance re-replicates)."""
+        for d in s.scalars(select(StorageDeviceRow).where(StorageDeviceRow.id.in_(dead))):
+            if d.state != "failed":
+                p = self._lock_id(s, d.pool_id)
+                d.state = "failed"
+                ServiceBase._event(s, "storage-device.failed", f"storage-pool/{p.name}/{d.name}",
+                                   f"device {d.name} of storage pool {p.name} failed an I/O: marked failed")
+
+    def _acknowledge(self, s: Session, project: str, name: str, plan: _DataPlan) -> VolumeRecord:
+        """The write's commit point: the placement it wrote to is still the pool's (a guarded
+        update, which waits for a rebalance in progress and then sees its new generation), else
+        Stale: the write is redone on the new placement."""
+        v = self._volume(s, project, name)
+        done = s.execute(update(StoragePoolRow)
+                         .where(StoragePoolRow.id == v.pool_id, StoragePoolRow.generation == plan.generation)
+                         .values(generation=StoragePoolRow.generation))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise Stale()
+        return self._volume_records(s, [v])[0]
 
     def snapshot(self, project: str, name: str, snapshot: str) -> VolumeRecord:
         """A read-only full copy of the volume's written segments, as a volume of its own (state
@@ -500,6 +693,7 @@ class VolumeService(ServiceBase):
             s.add(snap)
             s.flush()
             self._place(s, st, snap, segs)
+            self._copy_bytes(s, p, v, snap, segs)
             ServiceBase._event(s, "volume.snapshot", f"volume/{project}/{snapshot}",
                                f"snapshot {snapshot} of volume {name} ({len(segs)} segments)",
                                project=project)
@@ -579,8 +773,16 @@ class VolumeService(ServiceBase):
         check_name("storage pool", pool)
         total = RebalanceRecord(pool, 0, 0, 0, 0, 0)
         planned = self.plan_rebalance(pool).segments
+        garbage: list[tuple[str, range, Path]] = []  # replicas moved off live devices: dropped after commit
+
+        def batch(s: Session) -> RebalanceRecord:
+            garbage.clear()  # a retried transaction starts over
+            return self._rebalance_in(s, self._lock(s, pool), apply=True, limit=BATCH, garbage=garbage)
+
         while True:
-            step = self._write(lambda s: self._rebalance_in(s, self._lock(s, pool), apply=True, limit=BATCH))
+            step = self._write(batch)
+            for key, chunks, path in garbage:
+                sio.drop(key, chunks, path)
             total = RebalanceRecord(pool, total.segments + step.segments, total.copies + step.copies,
                                     total.copy_mib + step.copy_mib, total.removed + step.removed,
                                     total.lost + step.lost, (total.moves + step.moves)[:SHOWN_MOVES])
@@ -614,8 +816,8 @@ class VolumeService(ServiceBase):
                                  "copy_mib": total.copy_mib,
                                  "removed": total.removed, "lost": total.lost})
 
-    def _rebalance_in(self, s: Session, p: StoragePoolRow, *, apply: bool,
-                      limit: int | None) -> RebalanceRecord:
+    def _rebalance_in(self, s: Session, p: StoragePoolRow, *, apply: bool, limit: int | None,
+                      garbage: list[tuple[str, range, Path]] | None = None) -> RebalanceRecord:
         st = _PoolState(s, p)
         vols = {v.id: v for v in s.scalars(select(VolumeRow).where(VolumeRow.pool_id == p.id))}
         rows: dict[tuple[int, int], list[VolumeSegmentRow]] = defaultdict(list)
@@ -665,13 +867,28 @@ class VolumeService(ServiceBase):
                                   "from": sorted(st.devices[r.device_id].name for r in gone),
                                   "to": sorted(d.name for d in targets)})
                 if apply:
-                    self._move(s, st, v, seg, mib, have, gone, targets, lost_all=not alive)
+                    self._move(s, st, v, seg, mib, have, gone, targets, lost_all=not alive,
+                               garbage=garbage if garbage is not None else [])
         return RebalanceRecord(p.name, segments, copies, copy_mib, removed, lost, moves)
 
     def _move(self, s: Session, st: _PoolState, v: VolumeRow, seg: int, mib: int,
               have: list[VolumeSegmentRow],
-              gone: list[VolumeSegmentRow], targets: list[StorageDeviceRow], *, lost_all: bool) -> None:
-        """Re-point the replicas leaving (or lost) to the new devices; new slots for the rest."""
+              gone: list[VolumeSegmentRow], targets: list[StorageDeviceRow], *, lost_all: bool,
+              garbage: list[tuple[str, range, Path]]) -> None:
+        """Re-point the replicas leaving (or lost) to the new devices; new slots for the rest.
+        With byte-holding devices, the segment's bytes are copied to the new devices first (from
+        the newest valid live replica) and the old live copies are dropped after the commit."""
+        key, chunks = sio.volume_key(v.id), _chunks(st.pool, v.size_mib, seg)
+        sources = [sio.Replica(d.id, d.name, Path(d.path)) for d in (st.devices[r.device_id] for r in have)
+                   if d.state != "failed" and d.path is not None]
+        if sources:
+            for d in targets:
+                if d.path is not None:
+                    _copy_or_409(key, chunks, sources, sio.Replica(d.id, d.name, Path(d.path)))
+            for r in gone:
+                old = st.devices[r.device_id]
+                if old.state != "failed" and old.path is not None:
+                    garbage.append((key, chunks, Path(old.path)))
         free_slots = iter(sorted(set(range(v.replicas + len(have))) - {r.replica for r in have}))
         for d in targets:
             ext = st.allocate(d, mib)
@@ -779,6 +996,24 @@ class VolumeService(ServiceBase):
         return d
 
     @staticmethod
+    def _check_device_path(s: Session, p: StoragePoolRow, path: str | None) -> None:
+        """A pool's devices all hold bytes (a directory each, never shared) or none does."""
+        paths = list(s.scalars(select(StorageDeviceRow.path).filter_by(pool_id=p.id)))
+        if paths and (paths[0] is None) != (path is None):
+            raise ConflictError(f"the devices of storage pool {p.name!r} "
+                                + ("keep placement only: add this one without a path" if path
+                                   else "hold bytes in directories: give this one a path"))
+        if path is None:
+            return
+        other = s.scalars(select(StorageDeviceRow.name).filter_by(path=path)).first()
+        if other is not None:
+            raise ConflictError(f"directory {path!r} is already the device {other!r}")
+        try:
+            sio.init_device(Path(path))
+        except OSError as e:
+            raise ConflictError(f"directory {path!r} cannot hold a device: {e.strerror or e}") from None
+
+    @staticmethod
     def _volume(s: Session, project: str, name: str) -> VolumeRow:
         check_name("project", project)
         check_name("volume", name)
@@ -829,7 +1064,8 @@ class VolumeService(ServiceBase):
             m = st.maps[d.id]
             out.append(DeviceRecord(d.name, p.name, hosts.get(d.host_id) if d.host_id else None,
                                     d.capacity_mib,
-                                    d.capacity_mib - m.free, d.klass, d.domain, d.state, m.fragmentation()))
+                                    d.capacity_mib - m.free, d.klass, d.domain, d.state, m.fragmentation(),
+                                    d.path))
         return out
 
     @staticmethod

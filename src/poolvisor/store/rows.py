@@ -374,6 +374,7 @@ class StorageDeviceRow(Base):
     klass: Mapped[str] = mapped_column(String(16), default="ssd")
     domain: Mapped[str] = mapped_column(String(63))
     state: Mapped[str] = mapped_column(String(16), default="up")
+    path: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # `dir` device: holds the bytes
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

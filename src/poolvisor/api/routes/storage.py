@@ -74,7 +74,8 @@ def delete_storage_pool(name: NamePath, svc: SvcDep, _: Admin) -> None:
 def add_device(name: NamePath, body: DeviceCreate, svc: SvcDep, _: Admin) -> DeviceOut:
     """Data moves onto the new device with the next rebalance (POST .../rebalance)."""
     return DeviceOut.model_validate(svc.volumes.add_device(
-        name, body.name, body.capacity_mib, host=body.host, klass=body.device_class, domain=body.domain))
+        name, body.name, body.capacity_mib, host=body.host, klass=body.device_class, domain=body.domain,
+        path=body.path))
 
 
 @router.put("/v1/storage-pools/{name}/devices/{device}/state", response_model=DeviceOut,

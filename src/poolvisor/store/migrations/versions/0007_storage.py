@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("klass", sa.String(16), nullable=False),
         sa.Column("domain", sa.String(63), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("path", sa.String(1024), nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.UniqueConstraint("pool_id", "name"),
     )
