@@ -33,6 +33,7 @@ from poolvisor.policies.memory.balloon import balloon_targets
 from poolvisor.policies.memory.fragmentation import fragmentation
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.records import RUNNING
+from poolvisor.services.references import flush_referring
 from poolvisor.store.rows import (
     FlavorRow,
     HostResourceRow,
@@ -187,6 +188,7 @@ class MemoryService(ServiceBase):
                 st = MemoryStateRow(workload_id=w.id, reserved_mib=0.0)
                 s.add(st)
             st.reserved_mib = float(mib)
+            flush_referring(s, f"workload {workload!r} was deleted meanwhile")
             ServiceBase._event(
                 s,
                 "workload.memory-reserved",

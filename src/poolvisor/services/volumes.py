@@ -42,6 +42,7 @@ from poolvisor.policies.storage.tiering import demotions
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
+from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
 from poolvisor.services.volume_records import (
     DeviceRecord,
@@ -281,7 +282,7 @@ class VolumeService(ServiceBase):
             p = StoragePoolRow(name=name, replicas=replicas, oversubscription=float(oversubscription),
                                segment_mib=segment_mib, access=access, compute_pool_id=cp, generation=0)
             s.add(p)
-            s.flush()
+            flush_referring(s, f"pool {compute_pool!r} was deleted meanwhile")
             ServiceBase._event(s, "storage-pool.created", f"storage-pool/{name}",
                                f"storage pool {name} created ({replicas} replicas, {access})")
             return self._pool_record(s, p)
@@ -305,7 +306,7 @@ class VolumeService(ServiceBase):
             if n:
                 raise ConflictError(f"storage pool {name!r} still holds {n} volume(s)")
             s.execute(delete(StorageDeviceRow).where(StorageDeviceRow.pool_id == p.id))
-            s.delete(p)
+            delete_unused(s, p, "storage pool", name)
             ServiceBase._event(s, "storage-pool.deleted", f"storage-pool/{name}",
                                f"storage pool {name} deleted")
 
@@ -339,7 +340,7 @@ class VolumeService(ServiceBase):
                                  capacity_mib=capacity_mib, path=path,
                                  klass=klass, domain=domain or host or name, state="up")
             s.add(d)
-            s.flush()
+            flush_referring(s, f"host {host!r} was deleted meanwhile")
             ServiceBase._event(s, "storage-device.added", f"storage-pool/{pool}/{name}",
                                f"device {name} ({capacity_mib} MiB {klass}) added to storage pool {pool}")
             return self._device_records(s, p, [d])[0]
@@ -381,7 +382,7 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"device {name!r} still holds {n} replica(s): "
                                     "set it leaving and rebalance")
             s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.device_id == d.id))
-            s.delete(d)
+            delete_unused(s, d, "device", name)
             ServiceBase._event(s, "storage-device.removed", f"storage-pool/{pool}/{name}",
                                f"device {name} removed from storage pool {pool}")
 
@@ -447,7 +448,7 @@ class VolumeService(ServiceBase):
             if s.get(VolumeAttachmentRow, v.id) is not None:
                 raise ConflictError(f"volume {name!r} is attached; detach it first")
             s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == v.id))
-            s.delete(v)
+            delete_unused(s, v, "volume", name)
             ServiceBase._event(s, "volume.deleted", f"volume/{project}/{name}", f"volume {name} deleted",
                                project=project)
             paths = s.scalars(select(StorageDeviceRow.path).filter_by(pool_id=v.pool_id)
@@ -726,9 +727,9 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"host {host.name!r} of workload {workload!r} cannot reach storage pool "
                                     f"{p.name!r}: {why}")
             s.add(VolumeAttachmentRow(volume_id=v.id, workload_id=w.id))
+            flush_referring(s, f"workload {workload!r} was deleted while volume {name!r} was being attached")
             ServiceBase._event(s, "volume.attached", f"volume/{project}/{name}",
                                f"volume {name} attached to {workload} on {host.name}", project=project)
-            s.flush()
             return self._volume_records(s, [v])[0]
 
         return self._write(tx)
