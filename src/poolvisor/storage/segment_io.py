@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,24 +59,31 @@ def next_gen() -> int:
         return _last_gen
 
 
+_io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsyncs overlap across replicas
+
+
+def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes, sha: bytes) -> Path:
+    ob.ensure_volume_dir(r.path, volume)
+    return ob.prepare(r.path, volume, c, gen, data, sha)
+
+
 def write(volume: str, chunks: dict[int, tuple[bytes, list[Replica]]], gen: int) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
     Prepare everywhere first; if any device failed, abort every prepared file (nothing changed)
     and return the dead. Else commit everywhere; a device dying during commit is returned too (the
     replicas that did commit hold the new generation, the rest the old one)."""
-    dead: set[int] = set()
-    prepared: list[tuple[Replica, int, Path]] = []
+    jobs = []
     for c, (data, reps) in chunks.items():
         sha = ob.digest(data)
-        for r in reps:
-            if r.device_id in dead:
-                continue
-            try:
-                ob.ensure_volume_dir(r.path, volume)
-                prepared.append((r, c, ob.prepare(r.path, volume, c, gen, data, sha)))
-            except OSError:
-                dead.add(r.device_id)
+        jobs += [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
+    dead: set[int] = set()
+    prepared: list[tuple[Replica, int, Path]] = []
+    for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
+        try:
+            prepared.append((r, c, f.result()))
+        except OSError:
+            dead.add(r.device_id)
     if dead:
         for _, _, tmp in prepared:
             ob.abort(tmp)
@@ -89,9 +97,10 @@ def write(volume: str, chunks: dict[int, tuple[bytes, list[Replica]]], gen: int)
             dirs[r.device_id] = r
         except OSError:
             dead.add(r.device_id)
-    for r in dirs.values():
+    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume)) for r in dirs.values()]
+    for r, sync in syncs:
         try:
-            ob.fsync_dir(r.path / "objects" / volume)
+            sync.result()
         except OSError:
             dead.add(r.device_id)
     return dead
