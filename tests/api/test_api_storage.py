@@ -102,3 +102,26 @@ def test_members_see_only_their_volumes_and_cannot_touch_pools(client: Any, admi
     assert client.post("/v1/storage-pools", json={"name": "mine"}, headers=a).status_code == 403
     assert client.post("/v1/storage-pools/sp/rebalance", headers=a).status_code == 403
     assert client.get("/v1/storage-pools/sp", headers=a).status_code == 200
+
+
+def test_dir_devices_hold_bytes_and_scrub_repairs_them(client: Any, admin: dict[str, str], svc: Any,
+                                                       tmp_path: Any) -> None:
+    from poolvisor.storage import objects as ob
+
+    assert client.post("/v1/storage-pools", json={"name": "sp", "replicas": 2, "segment_mib": 4},
+                       headers=admin).status_code == 201
+    for i in range(2):
+        r = client.post("/v1/storage-pools/sp/devices", json={"name": f"d{i}", "capacity_mib": 100,
+                                                             "path": str(tmp_path / f"d{i}")}, headers=admin)
+        assert r.status_code == 201 and r.json()["path"] == str(tmp_path / f"d{i}"), r.text
+    r = client.post("/v1/storage-pools/sp/devices", json={"name": "rel", "capacity_mib": 100, "path": "rel"},
+                    headers=admin)
+    assert r.status_code == 422
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    svc.volumes.write_data("demo", "v", 0, b"x" * 1000)
+    victim = next(tmp_path.glob("d0/objects/*/0000000000"))
+    victim.write_bytes(b"garbage")
+    r = client.post("/v1/storage-pools/sp/scrub", headers=admin)
+    assert r.status_code == 200 and r.json()["repaired"] == 1 and r.json()["lost"] == 0, r.text
+    assert ob.read(tmp_path / "d0", victim.parent.name, 0) is not None
+    assert client.post("/v1/storage-pools/ghost/scrub", headers=admin).status_code == 404

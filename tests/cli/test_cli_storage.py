@@ -69,3 +69,19 @@ def test_size_parser() -> None:
 def test_bad_size_is_one_line(run: Callable[..., Any]) -> None:  # noqa: F811
     r = run("volume", "create", "x", "fast", "10Q")
     assert r.returncode != 0 and "Traceback" not in r.stderr and "10Q" in r.stderr
+
+
+def test_dir_devices_and_scrub(run: Callable[..., Any], tmp_path: Any) -> None:  # noqa: F811
+    assert run("storage-pool", "create", "bytes", "--replicas", "2", "--segment", "4M").returncode == 0
+    for i in range(2):
+        r = run("storage-pool", "device", "add", "bytes", f"b{i}", "1G", "--domain", f"r{i}",
+                "--path", str(tmp_path / f"b{i}"))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / f"b{i}" / "objects").is_dir()
+    one_error_line(run("storage-pool", "device", "add", "bytes", "nodir", "1G"), "give this one a path")
+    r = run("storage-pool", "scrub", "bytes", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"pool": "bytes", "chunks": 0, "repaired": 0,
+                                                          "repaired_bytes": 0, "lost": 0}, r.stderr
+    r = run("storage-pool", "scrub", "bytes")
+    assert r.returncode == 0 and "0 chunks verified" in r.stdout, r.stderr
+    one_error_line(run("storage-pool", "scrub", "ghost"), "not found")

@@ -172,3 +172,31 @@ def test_device_paths_are_checked(svc: Services, tmp_path: Path) -> None:
     with pytest.raises(ConflictError, match="no directory"):
         svc.volumes.write_data("demo", "plain", 0, b"abc")
     assert svc.volumes.get_pool("sp").devices[0].path == str(tmp_path / "d0")
+
+
+def test_scrub_repairs_corrupt_missing_and_stale_replicas_and_counts_lost_chunks(
+        svc: Services, tmp_path: Path) -> None:
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    data = os.urandom(2 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    key = _key(svc, "v")
+    a, b, c = sorted(_placed(svc, "v", 0))
+    f = ob.object_path(tmp_path / a, key, 0)
+    raw = bytearray(f.read_bytes())
+    raw[100] ^= 1
+    f.write_bytes(bytes(raw))  # corrupt
+    stale = ob.object_path(tmp_path / c, key, 1).read_bytes()
+    svc.volumes.write_data("demo", "v", MiB, data[MiB:])  # same bytes, newer generation
+    ob.object_path(tmp_path / c, key, 1).write_bytes(stale)  # an older generation
+    ob.object_path(tmp_path / b, key, 1).unlink()  # missing
+    r = svc.volumes.scrub("sp")
+    assert (r.chunks, r.repaired, r.repaired_bytes, r.lost) == (2, 3, 3 * MiB, 0)
+    for chunk in (0, 1):
+        reps = [ob.read(tmp_path / d, key, chunk) for d in (a, b, c)]
+        assert all(x is not None and x.data == data[chunk * MiB:(chunk + 1) * MiB] for x in reps)
+        assert len({x.gen for x in reps if x is not None}) == 1
+    assert svc.volumes.scrub("sp").repaired == 0  # nothing left to repair
+    for d in (a, b, c):
+        ob.object_path(tmp_path / d, key, 0).write_bytes(b"junk")
+    assert svc.volumes.scrub("sp").lost == 1

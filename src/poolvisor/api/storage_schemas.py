@@ -92,6 +92,17 @@ class StoragePoolOut(_Out):
     created_at: datetime
 
 
+class ScrubOut(_Out):
+    """A scrub of the pool's bytes: chunks verified, replicas rewritten from the newest valid one
+    (corrupt, missing or stale) and their bytes, chunks with no valid replica left."""
+
+    pool: str
+    chunks: int
+    repaired: int
+    repaired_bytes: int
+    lost: int
+
+
 class RebalanceOut(_Out):
     """What the rebalance would move: segments, replica copies and MiB to copy, replicas to drop,
     segments without a surviving replica; `moves` lists the first few."""

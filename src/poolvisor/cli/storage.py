@@ -163,6 +163,18 @@ def pool_rebalance(name: PoolArg,
     finish(t)
 
 
+@pool_app.command("scrub")
+def pool_scrub(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Verify every replica of the pool's bytes and repair the bad ones (admin)."""
+    with Api(url, token) as api:
+        r = api.post(api_path("storage-pools", name, "scrub"))
+    if as_json:
+        emit_json(r)
+    else:
+        say("{} scrubbed: {} chunks verified, {} replicas repaired ({} MiB), {} chunks lost", r["pool"],
+            r["chunks"], r["repaired"], r["repaired_bytes"] >> 20, r["lost"])
+
+
 # ---- devices -------------------------------------------------------------------------------------
 @device_app.command("add")
 def device_add(pool: PoolArg, name: DeviceArg,

@@ -82,3 +82,15 @@ class RebalanceRecord:
     removed: int
     lost: int
     moves: list[dict[str, object]] = field(default_factory=list)  # the first few, for display
+
+
+@dataclass(frozen=True)
+class ScrubRecord:
+    """What a scrub of a pool's bytes found: chunks verified, replicas repaired (corrupt, missing
+    or stale, rewritten from the newest valid one) and their bytes, chunks with no valid replica."""
+
+    pool: str
+    chunks: int
+    repaired: int
+    repaired_bytes: int
+    lost: int

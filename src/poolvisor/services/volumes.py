@@ -47,6 +47,7 @@ from poolvisor.services.tasks import TaskService
 from poolvisor.services.volume_records import (
     DeviceRecord,
     RebalanceRecord,
+    ScrubRecord,
     SpaceRecord,
     StoragePoolRecord,
     VolumeRecord,
@@ -604,6 +605,61 @@ class VolumeService(ServiceBase):
             chunk = rep.data if rep is not None else bytes(stop - start)
             out += chunk[max(offset, start) - start:min(end, stop) - start]
         return bytes(out)
+
+    def scrub(self, pool: str) -> ScrubRecord:
+        """Verify every replica of every written chunk of the pool's volumes (checksum and
+        generation) and rewrite the corrupt, missing or stale ones from the newest valid replica.
+        One transaction per volume, holding the pool's placement lock: a write racing a repair
+        sees the generation move and redoes itself, so a repair never lands over newer data."""
+        check_name("storage pool", pool)
+        vids = self._read(lambda s: list(s.scalars(select(VolumeRow.id).where(
+            VolumeRow.pool_id == self._spool(s, pool).id).order_by(VolumeRow.id))))
+        total = [0, 0, 0, 0]
+        for vid in vids:
+            got = self._write(lambda s, vid=vid: self._scrub_volume(s, pool, vid))  # type: ignore[misc]
+            total = [a + b for a, b in zip(total, got, strict=True)]
+        return ScrubRecord(pool, *total)
+
+    def _scrub_volume(self, s: Session, pool: str, vid: int) -> list[int]:
+        p = self._lock(s, pool)
+        v = s.get(VolumeRow, vid)
+        if v is None:
+            return [0, 0, 0, 0]  # deleted meanwhile
+        reps: dict[int, list[sio.Replica]] = defaultdict(list)
+        for seg, d in s.execute(select(VolumeSegmentRow.segment, StorageDeviceRow)
+                                .join(StorageDeviceRow, StorageDeviceRow.id == VolumeSegmentRow.device_id)
+                                .where(VolumeSegmentRow.volume_id == vid, StorageDeviceRow.state != "failed")
+                                .order_by(VolumeSegmentRow.segment, VolumeSegmentRow.replica)).all():
+            if d.path is not None:
+                reps[seg].append(sio.Replica(d.id, d.name, Path(d.path)))
+        checked = repaired = nbytes = lost = 0
+        dead: set[int] = set()
+        key = sio.volume_key(vid)
+        for seg, where in sorted(reps.items()):
+            for c in _chunks(p, v.size_mib, seg):
+                found = sio.verify(key, c, where)
+                if not found.present:
+                    continue  # never written
+                checked += 1
+                if found.best is None:
+                    lost += 1
+                    continue
+                for r in found.repair:
+                    if r.device_id in dead:
+                        continue
+                    try:
+                        sio.copy(key, range(c, c + 1), [found.holder], r)
+                    except OSError:  # the device is gone: failed, the next rebalance re-replicates
+                        dead.add(r.device_id)
+                        self._fail_devices(s, {r.device_id})
+                        continue
+                    repaired += 1
+                    nbytes += len(found.best.data)
+        if repaired or lost:
+            ServiceBase._event(s, "storage-pool.scrubbed", f"storage-pool/{pool}",
+                               f"volume {v.name}: {repaired} replica(s) repaired, {lost} chunk(s) lost",
+                               data={"volume": v.name, "repaired": repaired, "lost": lost})
+        return [checked, repaired, nbytes, lost]
 
     @staticmethod
     def _check_range(offset: object, length: object) -> int:

@@ -122,6 +122,35 @@ def read(volume: str, chunk: int, reps: list[Replica]) -> tuple[ob.Replica | Non
     return best, bad
 
 
+@dataclass(frozen=True)
+class Verified:
+    """One chunk checked on every replica: whether any replica has a file for it, the newest
+    valid one and a replica holding it, and the replicas to rewrite (corrupt, missing, older)."""
+
+    present: bool
+    best: ob.Replica | None
+    holder: Replica
+    repair: list[Replica]
+
+
+def verify(volume: str, chunk: int, reps: list[Replica]) -> Verified:
+    """Read the chunk on every replica (a scrub); an unreadable device counts as needing repair."""
+    seen: list[tuple[Replica, ob.Replica | None]] = []
+    present = False
+    for r in reps:
+        try:
+            rep = ob.read(r.path, volume, chunk)
+            present |= rep is not None
+        except (ob.Corrupt, OSError):
+            rep, present = None, True
+        seen.append((r, rep))
+    valid = [(r, x) for r, x in seen if x is not None]
+    if not valid:
+        return Verified(present, None, reps[0], [])
+    holder, best = max(valid, key=lambda rx: rx[1].gen)
+    return Verified(True, best, holder, [r for r, x in seen if x is None or x.gen < best.gen])
+
+
 def copy(volume: str, chunks: range, sources: list[Replica], target: Replica,
          to_volume: str | None = None) -> int:
     """Copy the newest valid replica of each chunk in `chunks` that exists to `target` (same

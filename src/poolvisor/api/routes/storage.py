@@ -23,6 +23,7 @@ from poolvisor.api.storage_schemas import (
     DeviceOut,
     DeviceStateChange,
     RebalanceOut,
+    ScrubOut,
     StoragePoolCreate,
     StoragePoolOut,
     VolumeAttach,
@@ -108,6 +109,14 @@ def rebalance(name: NamePath, svc: SvcDep, _: Admin,
     if dry_run:
         return RebalanceOut.model_validate(svc.volumes.plan_rebalance(name))
     return _task(svc.volumes.submit_rebalance(name))
+
+
+@router.post("/v1/storage-pools/{name}/scrub", response_model=ScrubOut,
+             responses=errors(401, 403, 404, 409, 422, 503))
+def scrub(name: NamePath, svc: SvcDep, _: Admin) -> ScrubOut:
+    """Verify every replica of the pool's bytes (devices with a directory) and rewrite the
+    corrupt, missing or stale ones from the newest valid replica."""
+    return ScrubOut.model_validate(svc.volumes.scrub(name))
 
 
 # ---- volumes -------------------------------------------------------------------------------------
