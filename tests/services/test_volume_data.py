@@ -200,3 +200,41 @@ def test_scrub_repairs_corrupt_missing_and_stale_replicas_and_counts_lost_chunks
     for d in (a, b, c):
         ob.object_path(tmp_path / d, key, 0).write_bytes(b"junk")
     assert svc.volumes.scrub("sp").lost == 1
+
+
+
+def test_a_write_whose_segment_a_rebalance_moved_meanwhile_is_redone_on_the_new_replicas(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between a write's placement read and its commit point a rebalance moves the segment (it
+    copies the bytes as they were); the write's acknowledgement sees the placement generation
+    moved and redoes the write, so every replica the segment ends on holds the acknowledged bytes."""
+    _pool(svc, tmp_path, devices=3)
+    svc.volumes.create_volume("demo", "v", "sp", 64, thin=False)
+    old = {b: os.urandom(MiB) for b in range(0, 64, 4)}
+    for b, data in old.items():
+        svc.volumes.write_data("demo", "v", b * MiB, data)
+    real = sio.write
+    calls = []
+
+    def write_after_a_rebalance(*a: object, **k: object) -> set[int]:
+        if not calls:  # the first attempt: the segment moves before the bytes land
+            for i in range(3):
+                svc.volumes.add_device("sp", f"n{i}", 1024, domain=f"rack{i}", path=str(tmp_path / f"n{i}"))
+            for i in range(3):
+                svc.volumes.set_device_state("sp", f"d{i}", "leaving")
+            assert svc.volumes.rebalance("sp").segments == 16
+        calls.append(1)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sio, "write", write_after_a_rebalance)
+    new = {b: os.urandom(MiB) for b in old}
+    for b, data in new.items():
+        svc.volumes.write_data("demo", "v", b * MiB, data)
+    assert len(calls) == len(new) + 1  # the first write was redone once
+    key = _key(svc, "v")
+    for b, data in new.items():
+        assert svc.volumes.read_data("demo", "v", b * MiB, MiB) == data
+        assert _placed(svc, "v", b // 4) == {"n0", "n1", "n2"}
+        for d in ("n0", "n1", "n2"):
+            rep = ob.read(tmp_path / d, key, b)
+            assert rep is not None and rep.data == data, (b, d)
