@@ -27,7 +27,7 @@ def test_cli_json(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     for k in ("moved_over_ideal", "write_mb_s", "read_mb_s", "raw_write_mb_s", "acked_lost",
-              "service_join_moved_over_ideal", "service_lost"):
+              "service_join_moved_over_ideal", "service_lost", "service_write_mb_s", "service_read_mb_s"):
         assert k in out
     assert out["acked_lost"] == 0
     assert list(tmp_path.iterdir()) == []  # temporary devices removed
