@@ -594,11 +594,12 @@ class VolumeService(ServiceBase):
         plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=False))
         out = bytearray()
         end = offset + size
-        for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK)):
+        seg_bytes = plan.segment_mib * sio.MiB
+        wanted = [(c, plan.replicas.get(c * sio.CHUNK // seg_bytes, []))
+                  for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK))]
+        for (c, reps), (rep, bad) in zip(wanted, sio.read_many(plan.key, wanted), strict=True):
             start = c * sio.CHUNK
             stop = min(start + sio.CHUNK, plan.size)
-            reps = plan.replicas.get(c * sio.CHUNK // (plan.segment_mib * sio.MiB), [])
-            rep, bad = sio.read(plan.key, c, reps)
             if rep is None and bad and len(bad) == len(reps):
                 raise ConflictError(f"volume {name!r}: chunk {c} has no valid replica left "
                                     f"({', '.join(r.device for r in bad)} corrupt or unreadable)")

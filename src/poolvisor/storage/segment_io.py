@@ -151,6 +151,12 @@ def verify(volume: str, chunk: int, reps: list[Replica]) -> Verified:
     return Verified(True, best, holder, [r for r, x in seen if x is None or x.gen < best.gen])
 
 
+def read_many(volume: str, chunks: list[tuple[int, list[Replica]]]
+              ) -> list[tuple[ob.Replica | None, list[Replica]]]:
+    """`read` of many chunks, in parallel (file reads and checksums overlap)."""
+    return list(_io.map(lambda cr: read(volume, cr[0], cr[1]), chunks))
+
+
 def copy(volume: str, chunks: range, sources: list[Replica], target: Replica,
          to_volume: str | None = None) -> int:
     """Copy the newest valid replica of each chunk in `chunks` that exists to `target` (same
