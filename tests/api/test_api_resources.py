@@ -179,9 +179,10 @@ def test_openapi_declares_every_error(client: Any) -> None:
 
 # Paths a member may write (inside its own project), by design; every other write is admin-only.
 # Networks, address pools and routers belong to a project like workloads (docs/network.md); the
-# dataplane changes the server's machine and stays admin-only.
+# dataplane changes the server's machine and stays admin-only. Volumes belong to a project as well
+# (docs/storage.md); storage pools and their devices are infrastructure, admin-only like hosts.
 MEMBER_WRITABLE = ("/v1/workloads", "/v1/tokens", "/v1/utilization", "/v1/ip-pools", "/v1/networks",
-                   "/v1/routers", "/v1/tasks")  # tasks: a member cancels its project's tasks
+                   "/v1/routers", "/v1/tasks", "/v1/volumes")  # tasks: a member cancels its project's tasks
 
 
 def _member_writable(path: str) -> bool:

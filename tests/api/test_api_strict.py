@@ -71,6 +71,25 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/dataplane/apply"): ("/v1/dataplane/apply", {"project": "nope-strict", "prefix": "pv"}),
     ("POST", "/v1/dataplane/teardown"): ("/v1/dataplane/teardown", {"project": "nope-strict",
                                                                     "prefix": "pv"}),
+    # storage and memory pools (docs/storage.md): unknown pools, devices, volumes are a 404
+    ("POST", "/v1/storage-pools"): ("/v1/storage-pools", {
+        "name": "sp-strict", "replicas": 2, "oversubscription": 1.5, "segment_mib": 512, "access": "network",
+        "compute_pool": "demo"}),
+    ("POST", "/v1/storage-pools/{name}/devices"): ("/v1/storage-pools/ghost/devices", {
+        "name": "d", "capacity_mib": 1000, "host": "demo-000", "device_class": "ssd", "domain": "r1"}),
+    ("PUT", "/v1/storage-pools/{name}/devices/{device}/state"): ("/v1/storage-pools/ghost/devices/d/state",
+                                                                 {"state": "leaving"}),
+    ("POST", "/v1/volumes"): ("/v1/volumes", {"name": "v-strict", "pool": "ghost", "size_mib": 10,
+                                              "thin": True, "device_class": "ssd", "replicas": 2,
+                                              "project": "demo"}),
+    ("POST", "/v1/volumes/{name}/resize"): ("/v1/volumes/ghost/resize", {"size_mib": 20}),
+    ("POST", "/v1/volumes/{name}/snapshot"): ("/v1/volumes/ghost/snapshot", {"name": "s"}),
+    ("POST", "/v1/volumes/{name}/attach"): ("/v1/volumes/ghost/attach", {"workload": "w"}),
+    ("PUT", "/v1/pools/{name}/memory-overcommit"): ("/v1/pools/ghost/memory-overcommit", {"ratio": 1.5}),
+    ("POST", "/v1/pools/{name}/memory-reclaim"): ("/v1/pools/ghost/memory-reclaim",
+                                                  {"threshold": 0.9, "target_ratio": 0.8}),
+    ("PUT", "/v1/workloads/{name}/memory-reservation"): ("/v1/workloads/ghost/memory-reservation",
+                                                         {"mib": 512}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [

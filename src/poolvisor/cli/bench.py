@@ -278,19 +278,22 @@ def storage(
     size_mib: int = typer.Option(32, "--size-mib", help="MiB written per throughput round (x3 replicas)"),
     rounds: int = typer.Option(3, "--rounds", help="raw/replicated write rounds; the best of each is kept"),
     tmp: str = typer.Option("", "--tmp", help="directory for the temporary devices (default: system temp)"),
+    volume_gib: int = typer.Option(100, "--volume-gib", help="size of each of the 8 volumes of the service "
+                                   "rebalance run (256 MiB segments)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Rebalance movement vs the ideal; `dir` backend write/read MB/s (replication 3) vs raw; device kill."""
+    """Rebalance movement vs the ideal (policy, and through the store's VolumeService); `dir`
+    backend write/read MB/s (replication 3) vs raw; device kill."""
     import json
 
     from poolvisor.bench import storage as bst
     from poolvisor.cli.errors import fail
     from poolvisor.cli.render import table
 
-    if not 1 <= size_mib <= 4096 or not 1 <= rounds <= 20:
-        raise fail("--size-mib must be in 1..4096 and --rounds in 1..20")
+    if not 1 <= size_mib <= 4096 or not 1 <= rounds <= 20 or not 1 <= volume_gib <= 1000:
+        raise fail("--size-mib must be in 1..4096, --rounds in 1..20 and --volume-gib in 1..1000")
     try:
-        res = bst.run(size_mib=size_mib, rounds=rounds, tmp=tmp or None)
+        res = bst.run(size_mib=size_mib, rounds=rounds, tmp=tmp or None, volume_gib=volume_gib)
     except OSError as e:
         raise fail(f"storage bench: {e}") from None
     if as_json:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.drivers.balloon import SimBalloon
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
 from poolvisor.drivers.protocols import (
     Capability,
@@ -119,6 +120,7 @@ class SimDriver:
         self.hosts: dict[str, SimHost] = {}
         self._faults: list[_Fault] = []
         self._lock = self.fabric.lock
+        self.balloon = SimBalloon()  # memory balloons (drivers/balloon.py)
 
     # ---- fault injection (tests, sim admin extension) ----------------------------------------
     def fail(self, host: str) -> None:

@@ -21,6 +21,7 @@ from poolvisor.services.records import (
     PoolRecord,
     ProjectRecord,
 )
+from poolvisor.services.references import delete_unused
 from poolvisor.services.usage import Use, measured_use, stranded_by_pool
 from poolvisor.store.rows import (
     FlavorRow,
@@ -106,7 +107,7 @@ class CatalogService(ServiceBase):
             n = s.scalar(select(func.count()).select_from(HostRow).where(HostRow.pool_id == p.id))
             if n:
                 raise ConflictError(f"pool {name!r} still has {n} hosts")
-            s.delete(p)
+            delete_unused(s, p, "pool", name)
             self._event(s, "pool.deleted", f"pool/{name}", f"pool {name} deleted")
 
         self._write(tx)
@@ -180,7 +181,7 @@ class CatalogService(ServiceBase):
 
     def delete_flavor(self, name: str) -> None:
         def tx(s: Session) -> None:
-            s.delete(self._flavor(s, name))  # workloads keep their own copy of the demand
+            delete_unused(s, self._flavor(s, name), "flavor", name)  # workloads keep their own demand
             self._event(s, "flavor.deleted", f"flavor/{name}", f"flavor {name} deleted")
 
         self._write(tx)

@@ -24,6 +24,7 @@ from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
+from poolvisor.services.memory import MemoryService
 from poolvisor.services.networks import NetworkService
 from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.services.repair import RepairService
@@ -32,6 +33,7 @@ from poolvisor.services.sim_admin import SimAdminService
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
 from poolvisor.services.utilization import UtilizationService
 from poolvisor.services.vm_snapshots import RESTORE, SNAPSHOT, SnapshotService
+from poolvisor.services.volumes import REBALANCE, VolumeService
 from poolvisor.services.workloads import WorkloadService
 from poolvisor.store import Store, open_store
 
@@ -64,6 +66,9 @@ class Services:
         self.tasks.on_cancel[SNAPSHOT] = self.snapshots.cancelled_create
         self.tasks.on_cancel[RESTORE] = self.snapshots.cancelled_restore
         self.sim = SimAdminService(ctx, self.hosts)  # fault injection: the sim admin API extension only
+        self.volumes = VolumeService(ctx, self.tasks)
+        self.memory = MemoryService(ctx)
+        self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property

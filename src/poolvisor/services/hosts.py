@@ -25,6 +25,7 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_labels, flush_unique
 from poolvisor.services.records import HOLDING_STATES, LOST, HostRecord
+from poolvisor.services.references import delete_unused
 from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
 log = logging.getLogger("poolvisor.services")
@@ -120,7 +121,7 @@ class HostService(ServiceBase):
             n = s.scalar(select(func.count()).select_from(WorkloadRow).where(WorkloadRow.host_id == h.id))
             if n or h.workloads:
                 raise ConflictError(f"host {name!r} still holds {max(n or 0, h.workloads)} workloads")
-            s.delete(h)
+            delete_unused(s, h, "host", name)
             self._event(s, "host.deleted", f"host/{name}", f"host {name} deleted")
 
         self._write(tx)

@@ -16,6 +16,8 @@
    move committed names a workload that is migrating to that host.
 8. Address pools, NICs and router interfaces agree (services/networks.py).
 9. A snapshot being created or restored has its active task (services/vm_snapshots.py).
+10.-11. Storage replicas and attachments (services/volumes.py), memory reservations
+    (services/memory.py): each module states its own.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from sqlalchemy.orm import Session
 
 from poolvisor.services.base import as_utc
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
+from poolvisor.services.memory import memory_violations
 from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
 from poolvisor.services.tasks import MIGRATE, orphaned
 from poolvisor.services.vm_snapshots import snapshot_violations
+from poolvisor.services.volumes import storage_violations
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, TaskRow, WorkloadRow
 
 TOL = 1e-6
@@ -164,6 +168,8 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
 
     v += network_violations(s)  # 8. address pools, NICs and router interfaces (services/networks.py)
     v += snapshot_violations(s)  # 9.
+    v += storage_violations(s)  # 10. storage replicas, extents and attachments (services/volumes.py)
+    v += memory_violations(s)  # 11. memory reservations never overcommitted (services/memory.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

@@ -112,6 +112,11 @@ def is_transient(e: DBAPIError) -> bool:
     return "database is locked" in msg or "database is busy" in msg or "database table is locked" in msg
 
 
+def is_foreign_key(e: IntegrityError) -> bool:
+    """A foreign-key violation (PostgreSQL 23503, SQLite's message), not a unique one."""
+    return getattr(e.orig, "sqlstate", None) == "23503" or "foreign key" in str(e.orig).lower()
+
+
 class Store:
     """An engine plus the transaction runner; thread-safe (a session per call)."""
 
@@ -141,6 +146,9 @@ class Store:
             with Session(bind, expire_on_commit=False) as s, s.begin():
                 return fn(s)
         except IntegrityError as e:
+            if is_foreign_key(e):  # services name the object where they can (services/references.py)
+                raise ConflictError("the request refers to an object deleted meanwhile, or deletes one "
+                                    f"still in use: {_first_line(e.orig)}") from None
             raise ConflictError(f"conflicting change: {_first_line(e.orig)}") from None
         except DBAPIError as e:
             if is_transient(e):
