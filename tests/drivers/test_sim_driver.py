@@ -182,7 +182,10 @@ def test_snapshots_stats_balloon_and_devices():
     s = d.workload_stats("h1")["demo/vm1"]
     assert (s.cpu_util, s.memory_used_mb) == (1.0, 1024.0)
     d.set_utilization("h1", WL, 0.25)
-    d.set_memory("h1", WL, 512)
+    assert d.set_memory("h1", WL, 512) == 1024.0  # never below the working set (all of it, by default)
+    d.balloon.set_working_set("demo/vm1", 256)
+    assert d.set_memory("h1", WL, 512) == 512.0
+    assert d.guest_memory("h1", WL).balloon_mib == 512.0
     s = d.workload_stats("h1")["demo/vm1"]
     assert (s.cpu_util, s.memory_used_mb, s.memory_mb) == (0.25, 512.0, 512.0)
     with pytest.raises(InvalidInputError, match="balloon"):

@@ -30,7 +30,8 @@ def test_every_domain_is_one_object_on_the_shared_context(svc: Services) -> None
         assert isinstance(domain, ServiceBase), name
         assert domain.ctx is svc.ctx, name
     assert svc.workloads.lifecycle.ctx is svc.ctx and svc.batch.workloads is svc.workloads
-    assert svc.workloads.tasks is svc.tasks is svc.batch.tasks is svc.volumes.tasks and svc.dataplane.routers is svc.routers
+    assert svc.workloads.tasks is svc.tasks is svc.batch.tasks is svc.volumes.tasks
+    assert svc.dataplane.routers is svc.routers
     assert svc.batch.utilization is svc.utilization  # utilization policies plan on recorded samples
     assert svc.snapshots.tasks is svc.tasks and svc.sim.hosts is svc.hosts
     # every task kind's handler is a domain service's method, registered on the one TaskService

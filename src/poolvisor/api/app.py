@@ -89,9 +89,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks):
-    for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
-                   networks, storage, memory):
+                   system, networks, storage, memory):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

@@ -1,37 +1,24 @@
-"""The memory balloon capability of a driver, and the sim driver's model of it.
+"""The sim driver's model of the memory balloon capability (`Balloon` in drivers/protocols.py).
 
-A driver that can balloon exposes `balloon` with `guest(host, workload)` (the guest's memory as
-the hypervisor sees it: balloon size, working set, last activity) and `set(host, workload, mib)`
-(resize the balloon: the memory the guest keeps). libvirt does this with virDomainSetMemory and
-the balloon's memory statistics; the sim driver models it here: a guest's working set is what the
-test or demo says it is (`set_working_set`), its balloon starts at its memory demand, and it is
-active when its working set last changed. A guest cannot be squeezed below its working set: the
-model clamps the balloon there, as a guest OS would refuse to free pages it uses.
+A driver that can balloon declares `Capability.BALLOON`: `guest_memory(host, workload)` (the
+guest's memory as the hypervisor sees it: balloon size, working set, last activity) and
+`set_memory(host, workload, mib)` (resize the balloon: the memory the guest keeps). libvirt does
+this with virDomainSetMemory and the balloon's memory statistics; the sim driver models it here:
+a guest's working set is what the test or demo says it is (`set_working_set`), its balloon starts
+at its memory demand, and it is active when its working set last changed. A guest cannot be
+squeezed below its working set: the model clamps the balloon there, as a guest OS would refuse
+to free pages it uses.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 from poolvisor.drivers.base import DriverWorkload
+from poolvisor.drivers.protocols import GuestMemory
 
 MEMORY = "memory_mib"
-
-
-@dataclass(frozen=True)
-class GuestMemory:
-    balloon_mib: float  # memory the guest has now
-    working_set_mib: float  # memory it actively uses
-    last_active: float  # epoch seconds of its last activity
-
-
-class Balloon(Protocol):
-    def guest(self, host: str, workload: DriverWorkload) -> GuestMemory: ...
-
-    def set(self, host: str, workload: DriverWorkload, mib: float) -> float: ...
 
 
 class SimBalloon:

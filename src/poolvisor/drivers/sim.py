@@ -31,6 +31,7 @@ from poolvisor.drivers.balloon import SimBalloon
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
 from poolvisor.drivers.protocols import (
     Capability,
+    GuestMemory,
     HostBinding,
     HostInfo,
     MigrationProgress,
@@ -282,12 +283,19 @@ class SimDriver:
                 out[k] = WorkloadSample(k, g.state, util, cur if g.state != "stopped" else 0.0, cur)
             return out
 
-    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> None:
-        mem = float(workload.demand.get("memory_mib", 0.0))
-        if not 0 < mb <= mem:
-            raise InvalidInputError(f"balloon target must be in (0, {mem:g}] MiB (the workload's memory)")
+    def guest_memory(self, host: str, workload: DriverWorkload) -> GuestMemory:
         with self._lock:
-            self._guest(self._live(host), workload).memory_mb = float(mb)
+            self._guest(self._live(host), workload)
+        return self.balloon.guest(host, workload)
+
+    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> float:
+        mem = float(workload.demand.get("memory_mib", 0.0))
+        if not 0 <= mb <= mem:
+            raise InvalidInputError(f"balloon target must be in [0, {mem:g}] MiB (the workload's memory)")
+        with self._lock:
+            g = self._guest(self._live(host), workload)
+            g.memory_mb = got = self.balloon.set(host, workload, mb)
+        return got
 
     def attach_volume(self, host: str, workload: DriverWorkload, volume: VolumeSpec) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any
 
 from poolvisor.clock import Clock, Loop, LoopStatus, Phase, WallClock
 from poolvisor.domain.errors import PoolvisorError
+from poolvisor.drivers.protocols import Capability, supports
 
 DEFAULT_INTERVAL_S = 10.0
 log = logging.getLogger("poolvisor.memory")
@@ -39,7 +40,7 @@ class BalloonLoop:
     @staticmethod
     def wanted(services: Any) -> bool:
         """Only with a driver that can balloon."""
-        return services is not None and getattr(services.driver, "balloon", None) is not None
+        return services is not None and supports(services.driver, Capability.BALLOON)
 
     def start(self) -> None:
         """The first round one interval from now (the API has just started), then every interval."""

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.domain.text import check_name
-from poolvisor.drivers.balloon import MEMORY, Balloon
+from poolvisor.drivers.balloon import MEMORY
 from poolvisor.drivers.base import DriverWorkload
+from poolvisor.drivers.protocols import Balloon
 from poolvisor.policies.memory.balloon import balloon_targets
 from poolvisor.policies.memory.fragmentation import fragmentation
 from poolvisor.services.base import ServiceBase
@@ -98,11 +99,8 @@ class MemoryService(ServiceBase):
     """Memory pooling use cases (see the module docstring)."""
 
     def _balloon(self, host: str) -> Balloon:
-        drv = self.ctx.driver
-        balloon = getattr(drv, "balloon", None)
-        if balloon is None:
-            raise ConflictError(f"the {drv.name} driver of host {host!r} has no memory balloon")
-        return balloon
+        """The host's driver as a balloon (409 unsupported_by_driver when it cannot balloon)."""
+        return self.ctx.drivers.balloon(host)
 
     # ---- overcommit and reservations ---------------------------------------------------------
     def set_overcommit(self, pool: str, ratio: float) -> list[str]:
@@ -213,7 +211,7 @@ class MemoryService(ServiceBase):
             if not guests:
                 continue
             balloon = self._balloon(host)
-            mem = [balloon.guest(host, g[1]) for g in guests]
+            mem = [balloon.guest_memory(host, g[1]) for g in guests]
             demand = np.array([float(g[1].demand.get(MEMORY, 0.0)) for g in guests])
             reserved = np.array([g[2] for g in guests])
             t = balloon_targets(
@@ -232,7 +230,7 @@ class MemoryService(ServiceBase):
             )
             for (wid, wl, _r), m, new, fl in zip(guests, mem, t.granted, floor, strict=True):
                 if abs(new - m.balloon_mib) >= MIN_CHANGE_MIB:
-                    got = balloon.set(host, wl, float(new))
+                    got = balloon.set_memory(host, wl, float(new))
                     changes.append((wid, GuestChange(wl.key, m.balloon_mib, got, float(fl)), m.last_active))
             rec = HostReclaim(
                 host,
