@@ -98,6 +98,29 @@ class PoolOut(_Out):
 
 
 # ---- hosts -------------------------------------------------------------------------------------
+class GpuGroup(_In):
+    """Identical GPU devices of a host (a host may list several groups, e.g. mixed models)."""
+
+    count: Annotated[int, Field(ge=1, le=64), INTEGRAL] = 1
+    model: Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9][A-Za-z0-9._+-]{0,62})?$")] = ""
+    memory_mib: Amount = 0.0
+
+
+class GpuDeviceOut(_Out):
+    device: int
+    model: str
+    memory_mib: float
+    allocated_milli: int = Field(description="milli-GPU allocated on this device (1000 = all of it)")
+    free_milli: int
+
+
+class GpuShareOut(_Out):
+    host: str
+    device: int
+    model: str
+    milli: int = Field(description="milli-GPU of this device the workload holds")
+
+
 class HostCreate(_In):
     name: Name
     capacity: Demand  # at least one positive amount, so never empty
@@ -106,6 +129,8 @@ class HostCreate(_In):
     labels: Labels | None = None
     domain: Name = "default"
     max_workloads: Annotated[int, Field(ge=0, le=1_000_000), INTEGRAL] = 0
+    gpus: Annotated[list[GpuGroup], Field(max_length=16)] | None = Field(default=None, description=(
+        "the host's GPU devices in groups; without it, capacity.gpu anonymous devices (a whole number)"))
 
 
 class HostStateChange(_In):
@@ -130,6 +155,7 @@ class HostOut(_Out):
     used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
     measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
     running_workloads: int = 0
+    gpus: list[GpuDeviceOut] = Field(default_factory=list, description="GPU devices and their allocation")
 
 
 # ---- flavors, projects, tokens -----------------------------------------------------------------
@@ -285,6 +311,7 @@ class WorkloadOut(_Out):
     group: str | None
     created_at: datetime
     explanation: ExplanationOut | None = None
+    gpus: list[GpuShareOut] = Field(default_factory=list, description="the GPU devices it holds")
 
 
 class MigrateRequest(_In):

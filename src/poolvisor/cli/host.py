@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.gpus import devices_text, parse_gpus
 from poolvisor.cli.parse import parse_map
 from poolvisor.cli.render import (
     CAPACITY_CAPTION,
@@ -56,6 +57,7 @@ def show_host(h: dict[str, Any]) -> None:
         ("labels", ", ".join(f"{k}={v}" for k, v in h["labels"].items()) or "–"),
         ("workloads", str(h["workloads"])),
         ("max workloads", str(h["max_workloads"]) if h["max_workloads"] else "unlimited"),
+        *([("GPUs", devices_text(h["gpus"]))] if h.get("gpus") else []),
     ])
 
 
@@ -79,10 +81,14 @@ def create(
     labels: Annotated[str | None, typer.Option(help="Labels, e.g. 'ssd=true,rack=r1'.")] = None,
     domain: Annotated[str, typer.Option(help="Failure domain (rack, zone).")] = "default",
     max_workloads: Annotated[int, typer.Option(help="0 = unlimited.")] = 0,
+    gpus: Annotated[str | None, typer.Option(help=(
+        "GPU devices as COUNTxMODEL:MEMORY_MIB groups, e.g. '4xA100:40960' (sets capacity gpu); "
+        "without it, capacity gpu=N gives N anonymous devices."))] = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Register a host (admin)."""
     body = {"name": name, "capacity": parse_map(capacity, "--capacity", float), "pool": pool,
+            **({"gpus": parse_gpus(gpus)} if gpus is not None else {}),
             "overcommit": parse_map(overcommit, "--overcommit", float) if overcommit else None,
             "labels": parse_map(labels, "--labels", str) if labels else None,
             "domain": domain, "max_workloads": max_workloads}

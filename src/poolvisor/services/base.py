@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import NotFoundError
 from poolvisor.drivers.base import Driver, DriverWorkload
 from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.gpus import host_devices, workload_shares
 from poolvisor.services.leases import Leases
 from poolvisor.services.records import HostRecord, WorkloadRecord
 from poolvisor.services.snapshot import PlacementCache
@@ -123,6 +124,7 @@ class ServiceBase:
         for r in s.scalars(q.order_by(HostResourceRow.resource)):
             res[r.host_id].append(r)
         use = measured_use(s, [h.id for h in hosts])
+        gpus = host_devices(s, [h.id for h in hosts])
         out = []
         for h in hosts:
             rows = res[h.id]
@@ -137,6 +139,7 @@ class ServiceBase:
                 max_workloads=h.max_workloads, workloads=h.workloads, generation=h.generation,
                 allocatable={r.resource: r.capacity * r.overcommit for r in rows},
                 used=u.used, used_at=u.at, measured_workloads=u.measured, running_workloads=u.running,
+                gpus=gpus.get(h.id, []),
             ))
         return out
 
@@ -154,13 +157,14 @@ class ServiceBase:
         group_ids = {w.group_id for w in rows if w.group_id is not None}
         groups = dict(s.execute(select(GroupRow.id, GroupRow.name).where(GroupRow.id.in_(group_ids)))
                       .all())
+        gpus = workload_shares(s, [w.id for w in rows if "gpu" in w.demand])
         return [
             WorkloadRecord(
                 name=w.name, project=projects[w.project_id], kind=w.kind, state=w.state,
                 host=hosts.get(w.host_id) if w.host_id is not None else None,
                 demand={str(k): float(v) for k, v in w.demand.items()}, priority=w.priority,
                 group=groups.get(w.group_id) if w.group_id is not None else None,
-                created_at=as_utc(w.created_at), explanation=w.explanation,
+                created_at=as_utc(w.created_at), explanation=w.explanation, gpus=gpus.get(w.id, []),
             )
             for w in rows
         ]

@@ -6,6 +6,8 @@ Setting a host fenced or down, or failing a sim host, means its workloads are go
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -16,6 +18,7 @@ from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_labels, flush_unique
+from poolvisor.services.gpus import add_devices, check_host_gpus
 from poolvisor.services.records import HOLDING_STATES, LOST, HostRecord
 from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
@@ -25,7 +28,10 @@ MAX_WORKLOADS_LIMIT = 1_000_000
 class HostServices(ServiceBase):
     def create_host(self, name: str, capacity: dict[str, float], pool: str | None = None,
                     overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
-                    domain: str = "default", max_workloads: int = 0) -> HostRecord:
+                    domain: str = "default", max_workloads: int = 0,
+                    gpus: list[dict[str, Any]] | None = None) -> HostRecord:
+        """`gpus`: the host's GPU devices in groups, e.g. [{"count": 4, "model": "A100",
+        "memory_mib": 40960}] (services/gpus.py); else capacity["gpu"] anonymous devices."""
         check_name("host", name)
         check_name("failure domain", domain)
         labels = check_labels("host labels", labels)
@@ -36,6 +42,9 @@ class HostServices(ServiceBase):
             raise InvalidInputError("host capacity must be a non-empty mapping of resource -> amount")
         if overcommit is not None and not isinstance(overcommit, dict):
             raise InvalidInputError("overcommit must be a mapping of resource -> ratio")
+        devices = check_host_gpus(capacity, overcommit, gpus)
+        if devices:
+            capacity = {**capacity, "gpu": float(len(devices))}
         # a host may declare custom resources: its own names extend the known set
         res = ResourceSet(DEFAULT_RESOURCES).with_extra(sorted(set(capacity) - set(DEFAULT_RESOURCES)))
         cap = res.vector(capacity)
@@ -59,6 +68,7 @@ class HostServices(ServiceBase):
             for i, r in enumerate(res.names):
                 s.add(HostResourceRow(host_id=h.id, resource=r, capacity=float(cap[i]),
                                       overcommit=float(oc[i]), allocated=0.0))
+            add_devices(s, h.id, devices)
             self._event(s, "host.created", f"host/{name}", f"host {name} created",
                         data={"pool": pool, "capacity": res.mapping(cap)})
             s.flush()

@@ -14,6 +14,10 @@
 7. Every task journal agrees with the workloads: a migrating workload has exactly one running
    migrate task whose journal moves it onto the host it now holds; a running migrate task whose
    move committed names a workload that is migrating to that host.
+8. Address pools, NICs and router interfaces agree (services/networks.py).
+9. GPU devices: each device's allocation is the sum of the shares workloads hold, within one GPU;
+   a host's devices match its `gpu` capacity and scalar allocation; a workload holding GPUs holds
+   devices of its own host that match its demand (services/gpus.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from poolvisor.services.base import as_utc
+from poolvisor.services.gpus import gpu_violations
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
 from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
@@ -160,6 +165,7 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
                          f"which is {wl2.state if wl2 is not None else 'gone'}")
 
     v += network_violations(s)  # 8. address pools, NICs and router interfaces (services/networks.py)
+    v += gpu_violations(s)  # 9. GPU devices and the shares workloads hold (services/gpus.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

@@ -25,7 +25,8 @@ def list_hosts(
              responses=errors(401, 403, 404, 409, 413, 422, 503))
 def create_host(body: HostCreate, svc: SvcDep, _: Admin) -> HostOut:
     rec = svc.create_host(body.name, dict(body.capacity), pool=body.pool, overcommit=body.overcommit,
-                          labels=body.labels, domain=body.domain, max_workloads=body.max_workloads)
+                          labels=body.labels, domain=body.domain, max_workloads=body.max_workloads,
+                          gpus=[g.model_dump() for g in body.gpus] if body.gpus is not None else None)
     return HostOut.model_validate(rec)
 
 
