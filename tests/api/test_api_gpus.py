@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from taskwait import wait_task
 
 from poolvisor.api.app import create_app
