@@ -40,7 +40,7 @@ NetworkCidr = Annotated[str, StringConstraints(max_length=49, pattern=NETWORK_CI
 Note = Annotated[str, StringConstraints(max_length=200, pattern=NOTE_PATTERN)]
 ProjectField = Field(default=None, description="members: their project (implicit); admins: defaults to "
                      "'default'")
-Protocol = Literal["link-state", "distance-vector", "static"]
+Protocol = Literal["link-state", "distance-vector", "path-vector", "static"]
 
 
 # ---- address pools -----------------------------------------------------------------------------
@@ -170,6 +170,14 @@ class RouterCreate(_In):
     name: Name
     project: Name | None = ProjectField
     protocol: Protocol = "link-state"
+    asn: Annotated[int, Field(ge=1, le=4_294_967_294), INTEGRAL] | None = Field(default=None, description=(
+        "path-vector: the router's AS number, unique in the project (default: the first free from 64512)"))
+
+
+class LocalPrefSet(_In):
+    pref: Annotated[int, Field(ge=0, le=2**31 - 1), INTEGRAL] = Field(description=(
+        "local preference of the routes learned from that neighbour (default 100; higher wins "
+        "over a shorter AS path)"))
 
 
 class InterfaceCreate(_In):
@@ -211,14 +219,18 @@ class RouterOut(_Out):
     protocol: str
     interfaces: list[InterfaceOut]
     static_routes: list[StaticRouteOut]
+    asn: int | None = Field(default=None, description="path-vector: the router's AS number")
+    local_pref: dict[str, int] = Field(default_factory=dict, description=(
+        "path-vector import policy: local preference per neighbour router"))
 
 
 class RouteOut(_Out):
     prefix: str
     source: str
-    metric: float
+    metric: float = Field(description="link-state/distance-vector: path cost; path-vector: AS-path length")
     nexthops: list[str]
     interfaces: list[str]
+    as_path: list[int] = Field(default_factory=list, description="path-vector: AS numbers, nearest first")
 
 
 class LookupOut(_Out):
@@ -231,6 +243,6 @@ class RoutesOut(BaseModel):
     router: str
     protocol: str
     routes: list[RouteOut]
-    rounds: int | None = Field(default=None, description="distance-vector: rounds the project's domain "
-                               "needed to (re-)converge")
+    rounds: int | None = Field(default=None, description="distance-vector or path-vector: rounds the "
+                               "project's domain of the router's protocol needed to (re-)converge")
     compute_s: float = Field(description="seconds to compute every table of the project")

@@ -335,7 +335,8 @@ class RouterRow(Base):
     """A virtual router of one project; `protocol` computes its dynamic routes."""
 
     __tablename__ = "routers"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (UniqueConstraint("project_id", "name"),
+                      UniqueConstraint("project_id", "asn", name="uq_routers_project_asn"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(63))

@@ -56,6 +56,7 @@ def upgrade() -> None:
     with op.batch_alter_table("routers") as b:
         b.add_column(sa.Column("asn", sa.BigInteger, nullable=True))
         b.add_column(sa.Column("local_pref", sa.JSON, nullable=False, server_default=sa.text("'{}'")))
+        b.create_unique_constraint("uq_routers_project_asn", ["project_id", "asn"])
     _backfill(op.get_bind())
 
 
@@ -110,6 +111,7 @@ def _take(row: list[int], amount: float) -> list[tuple[int, int]]:
 
 def downgrade() -> None:
     with op.batch_alter_table("routers") as b:
+        b.drop_constraint("uq_routers_project_asn", type_="unique")
         b.drop_column("local_pref")
         b.drop_column("asn")
     op.drop_index("ix_gpu_allocations_host_device", table_name="gpu_allocations")
