@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from sqlalchemy import MetaData, text, update
 
-from poolvisor.domain.errors import ConflictError, NoValidHostError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NoValidHostError
 from poolvisor.policies.placement import PlacementPolicy, gpushare
 from poolvisor.services import Services, ledger, open_services
 from poolvisor.services.base import Stale
@@ -196,3 +196,24 @@ def test_migration_0008_assigns_the_gpus_workloads_hold(tmp_path) -> None:
             assert "host_gpus" not in md.tables and "asn" not in md.tables["routers"].c
     finally:
         store.close()
+
+
+def test_batches_place_whole_gpus_on_fully_free_devices(lite: Services) -> None:
+    """A batch plans whole GPUs against fully free devices (h0's 0.9 GPU free is spread over two
+    shared GPUs: no whole GPU there), and refuses fractions (they need the one-by-one placement)."""
+    lite.create_pool("g")
+    lite.create_host("h0", {"vcpu": 8, "memory_mib": 8192, "gpu": 2}, pool="g")
+    lite.create_project("p")
+    lite.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.3}, pool="g")
+    lite.create_workload("p", "b", demand={"vcpu": 1, "gpu": 0.8}, pool="g")
+    assert lite.get_host("h0").free["gpu"] == pytest.approx(0.9)
+    item = [{"name": "whole", "demand": {"vcpu": 1, "gpu": 1}}]
+    with pytest.raises(NoValidHostError):
+        lite.create_workloads_batch("p", item, pool="g")
+    lite.create_host("h1", {"vcpu": 64, "memory_mib": 65536, "gpu": 1}, pool="g")
+    got = lite.create_workloads_batch("p", item, pool="g").workloads
+    assert [(w.host, [(g.device, g.milli) for g in lite.get_workload("p", w.name).gpus]) for w in got] == [
+        ("h1", [(0, 1000)])]
+    with pytest.raises(InvalidInputError, match="one-by-one placement"):
+        lite.create_workloads_batch("p", [{"name": "part", "demand": {"vcpu": 1, "gpu": 0.5}}], pool="g")
+    assert lite.check().ok

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.domain.resources import DEFAULT_RESOURCES
 from poolvisor.services.base import ServiceBase
+from poolvisor.services.gpus import add_devices, check_host_gpus
 from poolvisor.store.rows import FlavorRow, HostResourceRow, HostRow, PoolRow, ProjectRow
 
 MAX_DEMO_HOSTS = 100_000
@@ -51,6 +52,7 @@ class DemoServices(ServiceBase):
                 for r in DEFAULT_RESOURCES:
                     s.add(HostResourceRow(host_id=h.id, resource=r, capacity=float(cap[r]),
                                           overcommit=VCPU_OVERCOMMIT if r == "vcpu" else 1.0, allocated=0.0))
+                add_devices(s, h.id, check_host_gpus(cap, None, None))  # its GPUs as devices
                 made.append((h.name, {k: float(v) for k, v in cap.items()}))
             for name, demand in FLAVORS.items():
                 s.add(FlavorRow(name=name, demand={k: float(v) for k, v in demand.items()}))

@@ -101,3 +101,18 @@ def chosen_devices(policy: PlacementPolicy, st: ClusterState, req: Request, h: i
         return None
     why = gpushare.FgdRiScorer().explain(st, req, [h])
     return [int(why[0]["gpu"])] if why and int(why[0]["gpu"]) >= 0 else None
+
+
+def whole_gpu_view(snap: Any) -> ClusterState:
+    """The snapshot's state as batch planning must see it: batches place whole GPUs only, and a
+    whole GPU needs a fully free device, so a host's free `gpu` is its count of fully free devices
+    (a copy when they differ; the state itself when the store has no devices)."""
+    dev: gpushare.GpuDevices | None = snap.gpus
+    st: ClusterState = snap.state
+    if dev is None or gpushare.GPU not in st.resources:
+        return st
+    view = st.copy()
+    row = view.resources.index(gpushare.GPU)
+    whole = np.count_nonzero(dev.free[: view.n] >= gpufrag.MILLI, axis=1)
+    view.allocated[row] = np.maximum(view.allocated[row], view.capacity[row] - whole)
+    return view
