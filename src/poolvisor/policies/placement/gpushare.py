@@ -72,6 +72,8 @@ class GpuDevices:
         self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY)
         self.allocations = 0  # requests allocated so far (the history keeps the last HISTORY)
         self._learned: tuple[int, gf.TargetWorkload] | None = None
+        self._within: list[int] = []  # stable hash of each host name, by state index
+        self._fill: tuple[bytes, np.ndarray] | None = None  # (capacity digest, fill positions)
 
     @classmethod
     def packed(cls, view: ClusterState, gpu: str = GPU, cpu: str = CPU) -> GpuDevices:
@@ -115,10 +117,16 @@ class GpuDevices:
             if self.fixed_fill.shape != (view.n,):
                 raise InvalidInputError(f"fill order has {self.fixed_fill.size} positions for {view.n} hosts")
             return self.fixed_fill
-        caps, shape = np.unique(view.capacity.T, axis=0, return_inverse=True)
-        within = np.array([_stable_hash(n) for n in view.names], dtype=np.uint64)
-        phase = np.array([_stable_hash(c.tobytes()) / 2.0**64 for c in caps])
-        return gf.fill_positions(shape.reshape(-1), within, phase)
+        names = view.names
+        if len(self._within) < view.n:  # hosts are only appended to a state: hash the new names
+            self._within += [_stable_hash(n) for n in names[len(self._within): view.n]]
+        key = hashlib.blake2b(np.ascontiguousarray(view.capacity).tobytes(), digest_size=16).digest()
+        if self._fill is None or self._fill[0] != key or self._fill[1].size != view.n:
+            caps, shape = np.unique(view.capacity.T, axis=0, return_inverse=True)
+            within = np.array(self._within[: view.n], dtype=np.uint64)
+            phase = np.array([_stable_hash(c.tobytes()) / 2.0**64 for c in caps])
+            self._fill = (key, gf.fill_positions(shape.reshape(-1), within, phase))
+        return self._fill[1]
 
     # ---- bookkeeping ------------------------------------------------------------------------------------
     def fits(self, pod: gf.Pod) -> np.ndarray:
