@@ -55,6 +55,15 @@ UNSTATABLE_RULES = re.compile("|".join((
     r"the first address .*is after the last",  # two fields ordered as addresses
     r"is not a host address of",  # a gateway outside its subnet (two fields, address arithmetic)
     r"is not on a network router",  # a static route's next hop (data-dependent)
+    r"local preference applies between path-vector routers",  # the stored routers' protocols
+    r"a router is not its own neighbour",  # two path parameters equal
+    # GPU devices (services/gpus.py): rules on the open-ended capacity and demand maps' `gpu` entry
+    r"a host has at most 64 GPUs",  # the sum of the device groups' counts
+    r"a whole number of GPUs",  # capacity.gpu counts devices (a key of an open map)
+    r"GPU devices are declared",  # capacity.gpu and the device groups disagree
+    r"not overcommitted",  # overcommit.gpu on a host with GPU devices
+    r"GPU demand .*: ask for a fraction of one GPU|fractions of a GPU go in steps",  # demand.gpu
+    r"a fraction of a GPU needs the one-by-one placement",  # demand.gpu < 1 in a batch
 )))
 
 load_all_checks()

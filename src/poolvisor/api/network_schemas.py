@@ -156,7 +156,8 @@ class ApplyOut(_Out):
     routes: int = Field(description="kernel routes written")
     down_links: list[str] = Field(description="router links (ROUTER/NETWORK) the kernel reports down")
     recompute_s: float = Field(description="seconds to recompute every routing table")
-    rounds: int | None = Field(description="distance-vector rounds to (re-)converge, if any")
+    rounds: int | None = Field(description="distance-vector or path-vector rounds to (re-)converge, "
+                               "if any (the larger of the two)")
     namespaces: dict[str, str] = Field(description="KIND/NAME -> namespace")
     ports: dict[str, str] = Field(description="ROUTER/NETWORK -> the bridge-side port, NAMESPACE/PORT")
 
@@ -167,11 +168,22 @@ class TeardownOut(BaseModel):
 
 # ---- routers and routes ------------------------------------------------------------------------
 class RouterCreate(_In):
+    """`asn` only for a path-vector router."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"not": {"required": ["asn"]}}, {"properties": {"asn": {"type": "null"}}},
+        {"required": ["protocol"], "properties": {"protocol": {"const": "path-vector"}}}]})
     name: Name
     project: Name | None = ProjectField
     protocol: Protocol = "link-state"
     asn: Annotated[int, Field(ge=1, le=4_294_967_294), INTEGRAL] | None = Field(default=None, description=(
         "path-vector: the router's AS number, unique in the project (default: the first free from 64512)"))
+
+    @model_validator(mode="after")
+    def _asn_for_path_vector(self) -> RouterCreate:
+        if self.asn is not None and self.protocol != "path-vector":
+            raise ValueError("an AS number is for path-vector routers")
+        return self
 
 
 class LocalPrefSet(_In):
