@@ -217,3 +217,12 @@ def test_batches_place_whole_gpus_on_fully_free_devices(lite: Services) -> None:
     with pytest.raises(InvalidInputError, match="one-by-one placement"):
         lite.create_workloads_batch("p", [{"name": "part", "demand": {"vcpu": 1, "gpu": 0.5}}], pool="g")
     assert lite.check().ok
+
+
+def test_flavors_follow_the_gpu_rule(lite: Services) -> None:
+    lite.create_flavor("half", {"vcpu": 1, "gpu": 0.5})
+    with pytest.raises(InvalidInputError, match="fraction of one GPU"):
+        lite.create_flavor("odd", {"vcpu": 1, "gpu": 1.5})
+    gpu_pool(lite)
+    w = lite.create_workload("p", "a", flavor="half", pool="g")
+    assert [g.milli for g in w.gpus] == [500]
