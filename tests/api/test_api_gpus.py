@@ -44,7 +44,7 @@ def gsvc(tmp_path: Path) -> Iterator[Services]:
 
 @pytest.fixture
 def api(gsvc: Services) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    tok = gsvc.bootstrap_admin_token()
+    tok = gsvc.auth.bootstrap_admin_token()
     assert tok is not None
     with TestClient(create_app(gsvc), raise_server_exceptions=False) as c:
         yield c, {"Authorization": f"Bearer {tok}"}
@@ -100,7 +100,7 @@ def test_fgd_ri_places_fractions_on_the_devices_the_reference_picks(api: tuple[T
         assert got == dev.free[k, : len(got)].tolist(), body["name"]
     shared = [w for w in c.get("/v1/workloads", headers=h).json() if 0 < w["demand"]["gpu"] < 1]
     assert len({(w["host"], w["gpus"][0]["device"]) for w in shared}) < len(shared)  # GPUs really shared
-    assert gsvc.check().ok, gsvc.check().violations
+    assert gsvc.repair.check().ok, gsvc.repair.check().violations
 
 
 def test_delete_and_migrate_free_devices(api: tuple[TestClient, dict[str, str]], gsvc: Services) -> None:
@@ -128,11 +128,11 @@ def test_delete_and_migrate_free_devices(api: tuple[TestClient, dict[str, str]],
     assert w1["host"] == target and [(g["host"], g["milli"]) for g in w1["gpus"]] == [(target, 250)]
     after = held()
     assert after[target] >= 250 and sum(after.values()) == 2250
-    assert gsvc.check().ok, gsvc.check().violations
+    assert gsvc.repair.check().ok, gsvc.repair.check().violations
     assert c.delete("/v1/workloads/w2", headers=h).status_code == 204
     assert c.delete("/v1/workloads/w1", headers=h).status_code == 204
     assert sum(held().values()) == 0
-    assert gsvc.check().ok
+    assert gsvc.repair.check().ok
 
 
 @pytest.mark.parametrize(("body", "fragment"), [

@@ -31,6 +31,7 @@ from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 TOKEN = "fuzz-admin-token-0123456789"
@@ -114,8 +115,8 @@ def test_every_builtin_check_is_on() -> None:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     db: Path = tmp_path_factory.mktemp("fuzz") / "fuzz.db"
     svc = open_services(f"sqlite:///{db}")
-    svc.seed_demo(4)
-    svc.adopt_admin_token(TOKEN)
+    seed_demo(svc, 4)
+    svc.auth.adopt_admin_token(TOKEN)
     APP.state.services = svc
     yield svc
     APP.state.services = None
@@ -127,13 +128,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 def test_every_operation_conforms(case: Any, live: Services) -> None:
     _spare_the_fuzz_token(case, live)
     case.call_and_validate()
-    assert live.authenticate(TOKEN) is not None  # the rest of the run is not a stream of 401s
+    assert live.auth.authenticate(TOKEN) is not None  # the rest of the run is not a stream of 401s
 
 
 def _spare_the_fuzz_token(case: Any, svc: Services) -> None:
     """DELETE /v1/tokens/{id} may revoke any other token, never the one the fuzzer calls with
     (whoami links its id there): that would turn every later case into a 401 and test nothing."""
-    own = svc.authenticate(TOKEN)
+    own = svc.auth.authenticate(TOKEN)
     if case.method.upper() != "DELETE" or case.path != "/v1/tokens/{token_id}" or own is None:
         return
     try:  # generated as an int, or as text ('1', '01') in the coverage phase
@@ -152,7 +153,7 @@ class SparingStateMachine(StatefulBase):  # type: ignore[valid-type,misc]
         _spare_the_fuzz_token(case, APP.state.services)
 
     def after_call(self, response: Any, case: Any) -> None:
-        assert APP.state.services.authenticate(TOKEN) is not None
+        assert APP.state.services.auth.authenticate(TOKEN) is not None
 
 
 @pytest.mark.usefixtures("live")

@@ -17,6 +17,7 @@ from typing import Any, cast
 import pytest
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():
@@ -163,8 +164,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     """One app for the many rejected requests (a 422 writes nothing, so they can share it)."""
     db: Path = tmp_path_factory.mktemp("strict") / "strict.db"
     svc = open_services(f"sqlite:///{db}")
-    svc.seed_demo(2)
-    token = svc.bootstrap_admin_token()
+    seed_demo(svc, 2)
+    token = svc.auth.bootstrap_admin_token()
     assert token is not None
     with TestClient(create_app(svc), raise_server_exceptions=False) as c:
         yield c, {"Authorization": f"Bearer {token}"}
@@ -200,9 +201,9 @@ def test_wrong_json_type_is_422(shared: tuple[TestClient, dict[str, str]], metho
 def test_the_reported_coercions_are_rejected(client: Any, admin: dict[str, str], svc: Services) -> None:
     assert client.post("/v1/workloads", json={"name": "m1", "flavor": "small", "project": "demo"},
                        headers=admin).status_code == 201
-    events = len(svc.list_events(None, 1000))
+    events = len(svc.events.list_events(None, 1000))
     r = client.post("/v1/pools/demo/consolidation-plan", json={"apply": "yes"}, headers=admin)
-    assert r.status_code == 422 and len(svc.list_events(None, 1000)) == events  # nothing executed
+    assert r.status_code == 422 and len(svc.events.list_events(None, 1000)) == events  # nothing executed
     sample = {"workload": "m1", "project": "demo", "time": True, "cpu": 0.5}
     assert client.post("/v1/utilization", json={"samples": [sample]}, headers=admin).status_code == 422
     for time in ("1700000000", "2024-01-01", 1.7e12, "2024-01-01T00:00:00+99:00"):

@@ -18,6 +18,7 @@ import pytest
 from test_cli_serve import CLI, clean_env
 from test_cli_serve_crash import start_serve
 
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 MIGRATE_S = 8.0  # longer than a CLI process takes to start on a loaded machine
@@ -27,18 +28,18 @@ def seed(db: str, names: tuple[str, ...]) -> None:
     """The demo pool (3 hosts) with one small workload per host."""
     s = open_services(db)
     try:
-        s.seed_demo(3)
+        seed_demo(s, 3)
         spread(s, names)
     finally:
         s.close()
 
 
 def spread(s: Services, names: tuple[str, ...]) -> None:
-    hosts = sorted(h.name for h in s.list_hosts())
+    hosts = sorted(h.name for h in s.hosts.list_hosts())
     for name, host in zip(names, hosts, strict=False):
-        w = s.create_workload("demo", name, flavor="small")
+        w = s.workloads.create_workload("demo", name, flavor="small")
         if w.host != host:
-            s.migrate_workload("demo", name, host)
+            s.workloads.migrate_workload("demo", name, host)
 
 
 class Served:

@@ -16,24 +16,24 @@ from sqlalchemy import MetaData, text, update
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NoValidHostError
 from poolvisor.policies.placement import PlacementPolicy, gpushare
 from poolvisor.services import Services, ledger, open_services
-from poolvisor.services.base import Stale
 from poolvisor.store.engine import Store
 from poolvisor.store.migrate import alembic_config
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import GpuAllocationRow, HostGpuRow, HostRow
 
 HOSTS, GPUS, ASK = 3, 2, 0.4  # 6 GPUs; 0.4 twice per GPU: 12 workloads fit, not 13
 
 
 def gpu_pool(svc: Services) -> None:
-    svc.create_pool("g")
+    svc.catalog.create_pool("g")
     for i in range(HOSTS):
-        svc.create_host(f"h{i}", {"vcpu": 64, "memory_mib": 65536}, pool="g",
+        svc.hosts.create_host(f"h{i}", {"vcpu": 64, "memory_mib": 65536}, pool="g",
                         gpus=[{"count": GPUS, "model": "L4", "memory_mib": 24576}])
-    svc.create_project("p")
+    svc.catalog.create_project("p")
 
 
 def device_milli(svc: Services) -> list[int]:
-    return [g.allocated_milli for h in svc.list_hosts() for g in h.gpus]
+    return [g.allocated_milli for h in svc.hosts.list_hosts() for g in h.gpus]
 
 
 @pytest.mark.parametrize("placement", ["fgd-ri", "best-fit"])
@@ -50,7 +50,7 @@ def test_concurrent_creates_never_overfill_a_device(db_url: str, placement: str)
             for j in range(4):
                 name = f"w{k}-{j}"
                 try:
-                    svc.create_workload("p", name, demand={"vcpu": 1, "gpu": ASK}, pool="g")
+                    svc.workloads.create_workload("p", name, demand={"vcpu": 1, "gpu": ASK}, pool="g")
                     with lock:
                         ok.append(name)
                 except (NoValidHostError, ConflictError):
@@ -64,9 +64,9 @@ def test_concurrent_creates_never_overfill_a_device(db_url: str, placement: str)
             t.join()
         assert len(ok) == fits and len(refused) == 24 - fits  # the pool ends exactly full, never over
         assert device_milli(svc) == [800] * (HOSTS * GPUS)
-        shares = [g for w in svc.list_workloads("p") for g in w.gpus]
+        shares = [g for w in svc.workloads.list_workloads("p") for g in w.gpus]
         assert len(shares) == fits and all(g.milli == 400 for g in shares)
-        report = svc.check()
+        report = svc.repair.check()
         assert report.ok, report.violations
     finally:
         svc.close()
@@ -75,8 +75,8 @@ def test_concurrent_creates_never_overfill_a_device(db_url: str, placement: str)
 def test_ledger_update_rechecks_the_device(lite: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     """A device chosen on stale data is refused by the guarded UPDATE itself (Stale, nothing written)."""
     gpu_pool(lite)
-    lite.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.8}, pool="g")
-    host = lite.get_workload("p", "a").gpus[0]
+    lite.workloads.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.8}, pool="g")
+    host = lite.workloads.get_workload("p", "a").gpus[0]
     monkeypatch.setattr(gpushare, "choose_devices", lambda row, pod, gpu=-1: [host.device])
 
     def claim(s):  # the ledger as a stale decision would call it: the full device, 0.5 more
@@ -84,34 +84,35 @@ def test_ledger_update_rechecks_the_device(lite: Services, monkeypatch: pytest.M
         return ledger.claim_gpus(s, hid, 10**6, 0.5, prefer=[host.device])
 
     with pytest.raises(Stale):
-        lite.store.run(claim, write=True)
+        lite.store.run_once(claim, write=True)  # one attempt: Stale itself, no retry
     assert sorted(device_milli(lite), reverse=True)[:2] == [800, 0]
-    assert lite.check().ok
+    assert lite.repair.check().ok
 
 
 def test_policies_without_the_device_filter_respect_devices(lite: Services) -> None:
     """best-fit sees 0.8 GPU free on h0 (two GPUs at 0.6), which cannot hold 0.5 on one GPU: the
     request goes to the host whose device can, instead of failing its commit over and over."""
-    lite.create_pool("g")
-    lite.create_host("h0", {"vcpu": 8, "memory_mib": 8192, "gpu": 2}, pool="g")
-    lite.create_project("p")
+    lite.catalog.create_pool("g")
+    lite.hosts.create_host("h0", {"vcpu": 8, "memory_mib": 8192, "gpu": 2}, pool="g")
+    lite.catalog.create_project("p")
     for n in ("a", "b"):
-        assert lite.create_workload("p", n, demand={"vcpu": 1, "gpu": 0.6}, pool="g").host == "h0"
-    lite.create_host("h1", {"vcpu": 64, "memory_mib": 65536, "gpu": 1}, pool="g")  # looser: best-fit's last
-    w = lite.create_workload("p", "c", demand={"vcpu": 1, "gpu": 0.5}, pool="g")
+        assert lite.workloads.create_workload("p", n, demand={"vcpu": 1, "gpu": 0.6}, pool="g").host == "h0"
+    # looser: best-fit's last
+    lite.hosts.create_host("h1", {"vcpu": 64, "memory_mib": 65536, "gpu": 1}, pool="g")
+    w = lite.workloads.create_workload("p", "c", demand={"vcpu": 1, "gpu": 0.5}, pool="g")
     assert w.host == "h1" and [(g.device, g.milli) for g in w.gpus] == [(0, 500)]
     with pytest.raises(NoValidHostError):
-        lite.create_workload("p", "d", demand={"vcpu": 1, "gpu": 0.7}, pool="g")
-    assert lite.check().ok
+        lite.workloads.create_workload("p", "d", demand={"vcpu": 1, "gpu": 0.7}, pool="g")
+    assert lite.repair.check().ok
 
 
 def test_failed_host_frees_its_devices(lite: Services) -> None:
     gpu_pool(lite)
-    w = lite.create_workload("p", "a", demand={"vcpu": 1, "gpu": 2}, pool="g")
+    w = lite.workloads.create_workload("p", "a", demand={"vcpu": 1, "gpu": 2}, pool="g")
     assert sorted(g.milli for g in w.gpus) == [1000, 1000]
-    lite.fail_host(w.host or "")
-    assert lite.get_workload("p", "a").gpus == [] and sum(device_milli(lite)) == 0
-    assert lite.check().ok
+    lite.hosts.fail_host(w.host or "")
+    assert lite.workloads.get_workload("p", "a").gpus == [] and sum(device_milli(lite)) == 0
+    assert lite.repair.check().ok
 
 
 @pytest.mark.parametrize(("sql", "fragment"), [
@@ -125,21 +126,21 @@ def test_failed_host_frees_its_devices(lite: Services) -> None:
 ])
 def test_check_reports_device_inconsistencies(lite: Services, sql: str, fragment: str) -> None:
     gpu_pool(lite)
-    lite.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.5}, pool="g")
-    assert lite.check().ok
+    lite.workloads.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.5}, pool="g")
+    assert lite.repair.check().ok
     with lite.store.engine.begin() as c:
         c.execute(text("PRAGMA foreign_keys=OFF"))
         c.execute(text(sql))
-    report = lite.check()
+    report = lite.repair.check()
     assert not report.ok and any(fragment in v for v in report.violations), report.violations
 
 
 def test_device_over_one_gpu_is_reported(lite: Services) -> None:
     gpu_pool(lite)
-    lite.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.5}, pool="g")
+    lite.workloads.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.5}, pool="g")
     lite.store.run(lambda s: s.execute(update(HostGpuRow).values(allocated=1500)), write=True)
     lite.store.run(lambda s: s.execute(update(GpuAllocationRow).values(milli=1500)), write=True)
-    v = lite.check().violations
+    v = lite.repair.check().violations
     assert any("outside 0..1000" in x for x in v) and any("1500 milli of a GPU" in x for x in v), v
 
 
@@ -175,14 +176,14 @@ def test_migration_0008_assigns_the_gpus_workloads_hold(tmp_path) -> None:
         store.close()
     svc = open_services(url)
     try:
-        report = svc.check()
+        report = svc.repair.check()
         assert report.ok, report.violations
-        shares = {w.name: [(g.device, g.milli) for g in w.gpus] for w in svc.list_workloads("p")}
+        shares = {w.name: [(g.device, g.milli) for g in w.gpus] for w in svc.workloads.list_workloads("p")}
         assert shares == {"w2": [(0, 1000)], "w1": [(1, 500)], "w3": [(1, 300)]}  # whole first, tightest
-        assert [g.allocated_milli for g in svc.get_host("h").gpus] == [1000, 800, 0]
-        w = svc.create_workload("p", "w4", demand={"vcpu": 1, "gpu": 0.2})
+        assert [g.allocated_milli for g in svc.hosts.get_host("h").gpus] == [1000, 800, 0]
+        w = svc.workloads.create_workload("p", "w4", demand={"vcpu": 1, "gpu": 0.2})
         assert [(g.device, g.milli) for g in w.gpus] == [(1, 200)]
-        assert svc.check().ok
+        assert svc.repair.check().ok
     finally:
         svc.close()
     store = Store(url)
@@ -201,28 +202,29 @@ def test_migration_0008_assigns_the_gpus_workloads_hold(tmp_path) -> None:
 def test_batches_place_whole_gpus_on_fully_free_devices(lite: Services) -> None:
     """A batch plans whole GPUs against fully free devices (h0's 0.9 GPU free is spread over two
     shared GPUs: no whole GPU there), and refuses fractions (they need the one-by-one placement)."""
-    lite.create_pool("g")
-    lite.create_host("h0", {"vcpu": 8, "memory_mib": 8192, "gpu": 2}, pool="g")
-    lite.create_project("p")
-    lite.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.3}, pool="g")
-    lite.create_workload("p", "b", demand={"vcpu": 1, "gpu": 0.8}, pool="g")
-    assert lite.get_host("h0").free["gpu"] == pytest.approx(0.9)
+    lite.catalog.create_pool("g")
+    lite.hosts.create_host("h0", {"vcpu": 8, "memory_mib": 8192, "gpu": 2}, pool="g")
+    lite.catalog.create_project("p")
+    lite.workloads.create_workload("p", "a", demand={"vcpu": 1, "gpu": 0.3}, pool="g")
+    lite.workloads.create_workload("p", "b", demand={"vcpu": 1, "gpu": 0.8}, pool="g")
+    assert lite.hosts.get_host("h0").free["gpu"] == pytest.approx(0.9)
     item = [{"name": "whole", "demand": {"vcpu": 1, "gpu": 1}}]
     with pytest.raises(NoValidHostError):
-        lite.create_workloads_batch("p", item, pool="g")
-    lite.create_host("h1", {"vcpu": 64, "memory_mib": 65536, "gpu": 1}, pool="g")
-    got = lite.create_workloads_batch("p", item, pool="g").workloads
-    assert [(w.host, [(g.device, g.milli) for g in lite.get_workload("p", w.name).gpus]) for w in got] == [
-        ("h1", [(0, 1000)])]
+        lite.batch.create_workloads_batch("p", item, pool="g")
+    lite.hosts.create_host("h1", {"vcpu": 64, "memory_mib": 65536, "gpu": 1}, pool="g")
+    got = lite.batch.create_workloads_batch("p", item, pool="g").workloads
+    assert [(w.host, [(g.device, g.milli) for g in lite.workloads.get_workload("p", w.name).gpus])
+            for w in got] == [("h1", [(0, 1000)])]
     with pytest.raises(InvalidInputError, match="one-by-one placement"):
-        lite.create_workloads_batch("p", [{"name": "part", "demand": {"vcpu": 1, "gpu": 0.5}}], pool="g")
-    assert lite.check().ok
+        lite.batch.create_workloads_batch("p", [{"name": "part", "demand": {"vcpu": 1, "gpu": 0.5}}],
+                                          pool="g")
+    assert lite.repair.check().ok
 
 
 def test_flavors_follow_the_gpu_rule(lite: Services) -> None:
-    lite.create_flavor("half", {"vcpu": 1, "gpu": 0.5})
+    lite.catalog.create_flavor("half", {"vcpu": 1, "gpu": 0.5})
     with pytest.raises(InvalidInputError, match="fraction of one GPU"):
-        lite.create_flavor("odd", {"vcpu": 1, "gpu": 1.5})
+        lite.catalog.create_flavor("odd", {"vcpu": 1, "gpu": 1.5})
     gpu_pool(lite)
-    w = lite.create_workload("p", "a", flavor="half", pool="g")
+    w = lite.workloads.create_workload("p", "a", flavor="half", pool="g")
     assert [g.milli for g in w.gpus] == [500]

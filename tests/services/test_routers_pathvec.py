@@ -17,21 +17,21 @@ LANS = {"a": "10.1.0.0/24", "b": "10.2.0.0/24", "c": "10.3.0.0/24", "d": "10.4.0
 
 
 def square(s: Services, project: str = "pv") -> dict[str, int]:
-    s.create_project(project)
+    s.catalog.create_project(project)
     asn = {}
     for site, cidr in LANS.items():
-        s.create_network(project, f"lan-{site}", cidr)
-        asn[site] = s.create_router(project, site, "path-vector").asn
-        s.attach_router(project, site, f"lan-{site}")
+        s.networks.create_network(project, f"lan-{site}", cidr)
+        asn[site] = s.routers.create_router(project, site, "path-vector").asn
+        s.routers.attach_router(project, site, f"lan-{site}")
     for link, (x, y, cidr) in LINKS.items():
-        s.create_network(project, link, cidr)
-        s.attach_router(project, x, link)
-        s.attach_router(project, y, link)
+        s.networks.create_network(project, link, cidr)
+        s.routers.attach_router(project, x, link)
+        s.routers.attach_router(project, y, link)
     return asn
 
 
 def route(s: Services, router: str, prefix: str, project: str = "pv"):
-    routes, _ = s.router_routes(project, router)
+    routes, _ = s.routers.router_routes(project, router)
     return next((r for r in routes if r.prefix == prefix), None)
 
 
@@ -46,63 +46,63 @@ def test_as_paths_local_preference_and_reconvergence(svc: Services) -> None:
     assert (to_b.metric, to_b.as_path) == (1.0, [asn["b"]])
     # every AS path is loop-free and never contains the router's own AS
     for site in LANS:
-        for r in svc.router_routes("pv", site)[0]:
+        for r in svc.routers.router_routes("pv", site)[0]:
             if r.source == "path-vector":
                 assert len(set(r.as_path)) == len(r.as_path) and asn[site] not in r.as_path
     # import policy: a prefers what it learns from c, even over a shorter path through b
-    rec = svc.set_local_pref("pv", "a", "c", 200)
+    rec = svc.routers.set_local_pref("pv", "a", "c", 200)
     assert rec.local_pref == {"c": 200}
     assert route(svc, "a", LANS["d"]).as_path == [asn["c"], asn["d"]]
     # c's own best path to b's LAN is through a (a < d breaks its tie): a drops it (its AS is on
     # the path) and keeps the one from b
     assert route(svc, "c", LANS["b"]).as_path == [asn["a"], asn["b"]]
     assert route(svc, "a", LANS["b"]).as_path == [asn["b"]]
-    svc.set_local_pref("pv", "c", "d", 150)  # now c prefers d's path, which a may take
+    svc.routers.set_local_pref("pv", "c", "d", 150)  # now c prefers d's path, which a may take
     assert route(svc, "c", LANS["b"]).as_path == [asn["d"], asn["b"]]
     assert route(svc, "a", LANS["b"]).as_path == [asn["c"], asn["d"], asn["b"]]
-    svc.set_local_pref("pv", "c", "d", None)
-    svc.set_local_pref("pv", "a", "c", None)
+    svc.routers.set_local_pref("pv", "c", "d", None)
+    svc.routers.set_local_pref("pv", "a", "c", None)
     assert route(svc, "a", LANS["b"]).as_path == [asn["b"]]
     # the a-b link fails: a reaches b's LAN around the square, and the rounds are reported
-    svc.set_interface("pv", "a", "ab", state="down")
+    svc.routers.set_interface("pv", "a", "ab", state="down")
     to_b = route(svc, "a", LANS["b"])
     assert (to_b.metric, to_b.as_path, to_b.interfaces) == (3.0, [asn["c"], asn["d"], asn["b"]], ["ca"])
-    _routes, tables = svc.router_routes("pv", "a")
+    _routes, tables = svc.routers.router_routes("pv", "a")
     assert 1 <= tables.rounds["path-vector"] <= 6
     assert route(svc, "b", LANS["a"]).as_path == [asn["d"], asn["c"], asn["a"]]
-    hit = svc.lookup_route("pv", "a", "10.2.0.9")
+    hit = svc.routers.lookup_route("pv", "a", "10.2.0.9")
     assert hit.route is not None and hit.route.prefix == LANS["b"] and hit.route.as_path[-1] == asn["b"]
-    svc.set_interface("pv", "a", "ab", state="up")
+    svc.routers.set_interface("pv", "a", "ab", state="up")
     assert route(svc, "a", LANS["b"]).as_path == [asn["b"]]
 
 
 def test_path_vector_is_its_own_domain(lite: Services) -> None:
     """A link-state router on the same networks exchanges no routes with path-vector ones."""
     square(lite)
-    lite.create_network("pv", "lan-e", "10.5.0.0/24")
-    lite.create_router("pv", "e", "link-state")
-    lite.attach_router("pv", "e", "lan-e")
-    lite.attach_router("pv", "e", "ab")
+    lite.networks.create_network("pv", "lan-e", "10.5.0.0/24")
+    lite.routers.create_router("pv", "e", "link-state")
+    lite.routers.attach_router("pv", "e", "lan-e")
+    lite.routers.attach_router("pv", "e", "ab")
     assert route(lite, "a", "10.5.0.0/24") is None and route(lite, "e", LANS["d"]) is None
 
 
 def test_asn_and_preference_validation(lite: Services) -> None:
     square(lite)
-    assert lite.create_router("pv", "x", "path-vector", asn=65001).asn == 65001
+    assert lite.routers.create_router("pv", "x", "path-vector", asn=65001).asn == 65001
     with pytest.raises(ConflictError, match="AS number 65001 is taken"):
-        lite.create_router("pv", "y", "path-vector", asn=65001)
+        lite.routers.create_router("pv", "y", "path-vector", asn=65001)
     with pytest.raises(InvalidInputError, match="path-vector routers"):
-        lite.create_router("pv", "y", "link-state", asn=65002)
+        lite.routers.create_router("pv", "y", "link-state", asn=65002)
     with pytest.raises(InvalidInputError, match="asn must be"):
-        lite.create_router("pv", "y", "path-vector", asn=0)
-    assert lite.create_router("pv", "ls", "link-state").asn is None
+        lite.routers.create_router("pv", "y", "path-vector", asn=0)
+    assert lite.routers.create_router("pv", "ls", "link-state").asn is None
     with pytest.raises(InvalidInputError, match="between path-vector routers"):
-        lite.set_local_pref("pv", "a", "ls", 150)
+        lite.routers.set_local_pref("pv", "a", "ls", 150)
     with pytest.raises(InvalidInputError, match="not its own neighbour"):
-        lite.set_local_pref("pv", "a", "a", 150)
+        lite.routers.set_local_pref("pv", "a", "a", 150)
     with pytest.raises(InvalidInputError, match="local preference must be"):
-        lite.set_local_pref("pv", "a", "b", -1)
+        lite.routers.set_local_pref("pv", "a", "b", -1)
     with pytest.raises(NotFoundError):
-        lite.set_local_pref("pv", "a", "nope", 150)
-    lite.create_project("other")
-    assert lite.create_router("other", "a", "path-vector").asn == 64512  # ASNs are per project
+        lite.routers.set_local_pref("pv", "a", "nope", 150)
+    lite.catalog.create_project("other")
+    assert lite.routers.create_router("other", "a", "path-vector").asn == 64512  # ASNs are per project

@@ -56,9 +56,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sweeper = RepairSweeper(services, repair_interval, report) if repair_interval else None
+        sweeper = RepairSweeper(services.repair, repair_interval, report) if repair_interval else None
         # (no services: an app built only for its OpenAPI document runs no tasks)
-        executor = TaskExecutor(services, task_workers) if services is not None else None
+        executor = TaskExecutor(services.tasks, task_workers) if services is not None else None
         if executor is not None:
             executor.start()
         if sweeper is not None:

@@ -88,21 +88,21 @@ def store_rate(hosts: int, creates: int, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         svc = open_services(f"sqlite:///{Path(tmp) / 'bench.db'}", policy=PlacementPolicy.named("fgd-ri"))
         try:
-            svc.create_pool("gpu")
+            svc.catalog.create_pool("gpu")
             for name, cpu, mem, gpus in _hosts(hosts, rng):
-                svc.create_host(name, {"vcpu": cpu, "memory_mib": mem}, pool="gpu",
-                                gpus=[{"count": gpus, "model": "A100", "memory_mib": 40960}])
-            svc.create_project("bench")
+                svc.hosts.create_host(name, {"vcpu": cpu, "memory_mib": mem}, pool="gpu",
+                                      gpus=[{"count": gpus, "model": "A100", "memory_mib": 40960}])
+            svc.catalog.create_project("bench")
             made = 0
             t0 = time.perf_counter()
             for i, ask in enumerate(_asks(creates, rng)):
                 try:
-                    svc.create_workload("bench", f"w{i}", demand=ask, pool="gpu")
+                    svc.workloads.create_workload("bench", f"w{i}", demand=ask, pool="gpu")
                     made += 1
                 except NoValidHostError:  # no host can take it (now): counted, not fatal
                     continue
             wall = time.perf_counter() - t0
-            ok = svc.check().ok
+            ok = svc.repair.check().ok
         finally:
             svc.close()
     return {"store_hosts": hosts, "store_creates": creates, "store_created": made,

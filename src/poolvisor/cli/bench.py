@@ -251,8 +251,8 @@ def store(
     from rich.console import Console
     from rich.table import Table
 
+    from poolvisor.bench.loadgen import bench_store
     from poolvisor.cli.errors import fail
-    from poolvisor.services.loadgen import bench_store
 
     if hosts < 1 or requests < 1 or threads < 1 or processes < 0:
         raise fail("--hosts, --requests and --threads must be >= 1, --processes >= 0")

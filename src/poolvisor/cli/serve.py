@@ -52,10 +52,10 @@ def write_token(path: Path, token: str) -> None:
 
 def ensure_admin_token(svc: Services) -> str:
     """Returns a one-line note on where the admin token is."""
-    first = svc.bootstrap_admin_token()
+    first = svc.auth.bootstrap_admin_token()
     env = os.environ.get(ENV_TOKEN, "").strip()
     if env:
-        svc.adopt_admin_token(env)
+        svc.auth.adopt_admin_token(env)
         return f"admin token: ${ENV_TOKEN}"
     path = token_file()
     if first is None:
@@ -63,10 +63,10 @@ def ensure_admin_token(svc: Services) -> str:
             saved = path.read_text().strip()
         except OSError:
             saved = ""
-        who = svc.authenticate(saved) if saved else None
+        who = svc.auth.authenticate(saved) if saved else None
         if who is not None and who.role == "admin":
             return f"admin token: {path}"
-        first = svc.create_token("admin", label="serve")
+        first = svc.auth.create_token("admin", label="serve")
     write_token(path, first)
     return f"admin token: {path} (new)"
 
@@ -167,12 +167,14 @@ def serve(
         sock.close()
         raise
     try:
-        for line in svc.repair():  # what died with an earlier process; the sweep does the rest
+        for line in svc.repair.run():  # what died with an earlier process; the sweep does the rest
             typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:
-            svc.seed_demo(demo)
+            from poolvisor.demo.cluster import seed_demo
+
+            seed_demo(svc, demo)
             if demo_vms:
-                from poolvisor.services.demo_usage import seed_demo_usage
+                from poolvisor.demo.usage import seed_demo_usage
 
                 made = seed_demo_usage(svc, demo_vms)
                 if made:

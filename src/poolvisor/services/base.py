@@ -1,4 +1,8 @@
-"""Shared plumbing of the services: lookups that raise NotFoundError, events, record builders."""
+"""Shared plumbing of the domain services: lookups that raise NotFoundError, events, record builders.
+
+ServiceBase is plumbing only (no use case): each domain service extends it once and is built on
+the shared ServiceContext (context.py), whose parts it reads through the properties below.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,14 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import NotFoundError
 from poolvisor.drivers.base import Driver, DriverWorkload
 from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpus import host_devices, workload_shares
 from poolvisor.services.leases import Leases
+from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.services.records import HostRecord, WorkloadRecord
-from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.usage import measured_use
 from poolvisor.store.engine import Store
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import (
     EventRow,
     FlavorRow,
@@ -34,26 +40,39 @@ from poolvisor.store.rows import (
 T = TypeVar("T")
 
 
-class Stale(Exception):  # noqa: N818 - control flow: an optimistic commit lost a race
-    """A generation guard failed: re-read the state and decide again."""
-
-
 def as_utc(t: datetime) -> datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 class ServiceBase:
-    store: Store
-    driver: Driver
-    cache: PlacementCache
-    policy: PlacementPolicy
-    leases: Leases
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def driver(self) -> Driver:
+        return self.ctx.driver
+
+    @property
+    def cache(self) -> PlacementCache:
+        return self.ctx.cache
+
+    @property
+    def policy(self) -> PlacementPolicy:
+        return self.ctx.policy
+
+    @property
+    def leases(self) -> Leases:
+        return self.ctx.leases
 
     def _read(self, fn: Callable[[Session], T]) -> T:
-        return self.store.run(fn, write=False)
+        return self.ctx.read(fn)
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        return self.store.run(fn, write=True)
+        return self.ctx.write(fn)
 
     # ---- lookups -----------------------------------------------------------------------------
     @staticmethod

@@ -39,10 +39,12 @@ from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolid
 from poolvisor.policies.placement import IndexedPlacer, Request
 from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase, Stale
+from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_demand
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import whole_gpu_view
 from poolvisor.services.gpus import check_gpu_demand
+from poolvisor.services.placement_cache import PlacementView, resource_names
 from poolvisor.services.records import (
     DRY_RUN,
     PLACING,
@@ -54,12 +56,13 @@ from poolvisor.services.records import (
     TASK_QUEUED,
     TASK_RUNNING,
     TASK_SUCCEEDED,
+    TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import Snapshot, resource_names
-from poolvisor.services.tasks import CONSOLIDATE, TaskServices
-from poolvisor.services.workloads import MAX_PRIORITY, retry_schedule
+from poolvisor.services.tasks import CONSOLIDATE, TaskService
+from poolvisor.services.workloads import MAX_PRIORITY, PLACE_DEADLINE_S, WorkloadService
 from poolvisor.state.cluster import ClusterState
+from poolvisor.store.retry import with_retry
 from poolvisor.store.rows import HostRow, ProjectRow, TaskRow, WorkloadRow
 
 log = logging.getLogger("poolvisor.services")
@@ -96,7 +99,14 @@ class _Item:
     priority: int
 
 
-class BatchServices(TaskServices):
+class BatchService(ServiceBase):
+    """The packer in the live pool: batch placement, consolidation plans and their apply task."""
+
+    def __init__(self, ctx: ServiceContext, tasks: TaskService, workloads: WorkloadService) -> None:
+        super().__init__(ctx)
+        self.tasks = tasks  # a consolidation apply is a task...
+        self.workloads = workloads  # ...whose moves are workload migrations
+
     def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
                                all_or_nothing: bool = True, pool: str | None = None,
                                dry_run: bool = False, create_project: bool = False) -> BatchResult:
@@ -109,29 +119,34 @@ class BatchServices(TaskServices):
             raise InvalidInputError(f"a batch holds 1..{MAX_BATCH} workloads")
         items, project_id, pool_id = self._read(partial(
             self._resolve_batch, project=project, specs=specs, pool=pool, create_project=create_project))
-        for _ in retry_schedule():
+
+        def step() -> tuple[PlacementView, Plan, int, list[int], list[int] | None]:
+            """Plan and (unless a dry run) claim; Stale (a host changed since the plan) plans again."""
             snap, plan, considered = self._plan_batch(items, pool_id)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
             if plan.unplaced and (all_or_nothing or not placed):
                 raise NoValidHostError(
                     f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
                     " nothing was created", detail=plan.to_dict())
-            reasons = {m.workload: m.reason for m in plan.moves}
             if dry_run:
-                now = datetime.now(UTC)
-                recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
-                                       snap.state.names[int(plan.assignment[i])], items[i].demand,
-                                       items[i].priority, None, now,
-                                       _explain(reasons[items[i].name], plan, considered)) for i in placed]
-                return BatchResult(recs, plan.unplaced, plan.to_dict())
-            try:
-                ids = self._write(partial(self._claim_batch, project=project, project_id=project_id,
-                                          items=items, placed=placed, snap=snap, plan=plan,
-                                          considered=considered))
-            except Stale:
-                continue
-            return self._confirm_batch(project, items, placed, ids, snap, plan)
-        raise ConflictError("too many concurrent placements; the batch was not created, retry")
+                return snap, plan, considered, placed, None
+            ids = self.ctx.write_once(partial(self._claim_batch, project=project, project_id=project_id,
+                                              items=items, placed=placed, snap=snap, plan=plan,
+                                              considered=considered))
+            return snap, plan, considered, placed, ids
+
+        snap, plan, considered, placed, ids = with_retry(
+            step, deadline_s=PLACE_DEADLINE_S,
+            conflict="too many concurrent placements; the batch was not created, retry")
+        if ids is None:  # a dry run: the plan, nothing claimed
+            reasons = {m.workload: m.reason for m in plan.moves}
+            now = datetime.now(UTC)
+            recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
+                                   snap.state.names[int(plan.assignment[i])], items[i].demand,
+                                   items[i].priority, None, now,
+                                   _explain(reasons[items[i].name], plan, considered)) for i in placed]
+            return BatchResult(recs, plan.unplaced, plan.to_dict())
+        return self._confirm_batch(project, items, placed, ids, snap, plan)
 
     # ---- batch: resolve, plan, claim, confirm ----------------------------------------------------
     def _resolve_batch(self, s: Session, *, project: str, specs: Sequence[Mapping[str, Any]],
@@ -184,7 +199,7 @@ class BatchServices(TaskServices):
                 f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
         return items, pid, pool_id
 
-    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan, int]:
+    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[PlacementView, Plan, int]:
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = whole_gpu_view(snap)  # whole GPUs need fully free devices (gpu_cache.py)
@@ -202,8 +217,8 @@ class BatchServices(TaskServices):
             plan = self._no_worse_than_pipeline(st, items, demands, allowed,
                                                 self._packed(st, items, demands, allowed,
                                                              self.policy.protected_scarce))
-            # the plan refers to this snapshot's arrays: keep what the commit needs
-            snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
+            # the plan refers to this view's arrays: keep what the commit needs
+            snap_copy = PlacementView(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
             return snap_copy, plan, int(np.count_nonzero(allowed & st.up))
 
@@ -270,7 +285,7 @@ class BatchServices(TaskServices):
         return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes)
 
     def _claim_batch(self, s: Session, *, project: str, project_id: int | None, items: list[_Item],
-                     placed: list[int], snap: Snapshot, plan: Plan, considered: int) -> list[int]:
+                     placed: list[int], snap: PlacementView, plan: Plan, considered: int) -> list[int]:
         if project_id is None:
             project_id = self._create_project_in(s, project)
         seen: set[int] = set()
@@ -303,12 +318,12 @@ class BatchServices(TaskServices):
         return ids
 
     def _confirm_batch(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
-                       snap: Snapshot, plan: Plan) -> BatchResult:
+                       snap: PlacementView, plan: Plan) -> BatchResult:
         with self.leases.hold(ids):  # renewed while the driver creates them (leases.py)
             return self._confirm_batch_held(project, items, placed, ids, snap, plan)
 
     def _confirm_batch_held(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
-                            snap: Snapshot, plan: Plan) -> BatchResult:
+                            snap: PlacementView, plan: Plan) -> BatchResult:
         done: list[tuple[str, DriverWorkload]] = []
         for i in placed:
             host = snap.state.names[int(plan.assignment[i])]
@@ -344,9 +359,7 @@ class BatchServices(TaskServices):
                            apply: bool = False) -> ConsolidationResult:
         """Plan (and with apply=True execute, via migrate_workload) the fewest active hosts of `pool`."""
         check_name("pool", pool)
-        if max_migrations is not None and (isinstance(max_migrations, bool) or
-                                           not isinstance(max_migrations, int) or max_migrations < 0):
-            raise InvalidInputError("max_migrations must be an integer >= 0")
+        _check_max(max_migrations)
 
         def load(s: Session) -> tuple[int, list[tuple[str, str, int, dict[str, float]]]]:
             pid = self._pool(s, pool).id
@@ -383,21 +396,29 @@ class BatchServices(TaskServices):
         if not apply:
             return ConsolidationResult(pool, pd, emptied)
         # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
-        t = self.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
-                                 {"pool": pool, "max_migrations": max_migrations, "plan": pd,
-                                  "hosts_emptied": emptied})
+        t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
+                                       {"pool": pool, "max_migrations": max_migrations, "plan": pd,
+                                        "hosts_emptied": emptied})
         if t.result is None:
             raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
         return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
                                    t.result["executed"], t.result["failed"])
+
+    def submit_consolidation(self, pool: str, max_migrations: int | None = None) -> TaskRecord:
+        """Queue a consolidation apply of `pool` (404 at once for an unknown pool)."""
+        check_name("pool", pool)
+        _check_max(max_migrations)
+        return self.tasks.submit(CONSOLIDATE, None, f"pool/{pool}",
+                                 {"pool": pool, "max_migrations": max_migrations},
+                                 lambda s: (self._pool(s, pool), None)[1])
 
     def apply_consolidation(self, task_id: int) -> None:
         """Run a consolidate task: plan once (the plan goes into the journal), then each move as a
         child migrate task, journaling each move it saw end (`done`). Resumed after a crash, it
         skips those and the moves the crash repair confirmed, and tries the rest again (the move
         the crash interrupted, undone by the repair, and the ones never started)."""
-        params = self.get_task(task_id).params
-        journal = self._read(lambda s: dict(s.get(TaskRow, task_id).journal))  # type: ignore[union-attr]
+        params = self.tasks.get_task(task_id).params
+        journal = self.tasks.journal(task_id)
         if "moves" not in journal:
             if "plan" in params:  # planned by the synchronous call that created the task
                 plan, emptied = params["plan"], params["hosts_emptied"]
@@ -407,25 +428,24 @@ class BatchServices(TaskServices):
                 plan, emptied = res.plan, res.hosts_emptied
             journal = {"plan": plan, "hosts_emptied": emptied,
                        "moves": [{"workload": m["workload"], "to": m["to"]} for m in plan["moves"]]}
-            self.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
+            self.tasks.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
         moves, done = journal["moves"], list(journal.get("done", []))
         for k, m in enumerate(moves):
             if k in done or self._move_outcome(task_id, k) == TASK_SUCCEEDED:
                 continue  # ran before the restart (or was confirmed by the repair of its move)
             project, name = str(m["workload"]).split("/", 1)
-            cid = self._write(lambda s, k=k, m=m, project=project, name=name: self._new_task(  # type: ignore[misc]
-                s, "migrate", project, f"workload/{project}/{name}",
-                {"project": project, "name": name, "host": m["to"], "index": k}, parent_id=task_id,
-                state=TASK_RUNNING).id)
+            cid = self.tasks.start_task("migrate", project, f"workload/{project}/{name}",
+                                        {"project": project, "name": name, "host": m["to"], "index": k},
+                                        parent_id=task_id)
             with self.leases.hold_tasks([cid]):
                 try:
-                    self.migrate_workload(project, name, m["to"], task_id=cid)  # type: ignore[attr-defined]
+                    self.workloads.migrate_workload(project, name, m["to"], task_id=cid)
                 except PoolvisorError as e:
-                    self.end_task(cid, TASK_FAILED, error=e.message)
+                    self.tasks.end_task(cid, TASK_FAILED, error=e.message)
             ended = self._move_outcome(task_id, k) or "interrupted"
             done.append(k)
-            self.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
-                           progress=(k + 1) / len(moves), journal={"done": done})
+            self.tasks.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
+                                 progress=(k + 1) / len(moves), journal={"done": done})
         executed, failed = [], []
         for k, m in enumerate(moves):
             outcome = self._move_outcome(task_id, k, error=True)
@@ -433,7 +453,7 @@ class BatchServices(TaskServices):
                 executed.append(m["workload"])
             else:
                 failed.append(f"{m['workload']}: {outcome or 'not run'}")
-        self.end_task(task_id, TASK_SUCCEEDED, result={
+        self.tasks.end_task(task_id, TASK_SUCCEEDED, result={
             "pool": params["pool"], "plan": journal["plan"], "hosts_emptied": journal["hosts_emptied"],
             "applied": True, "executed": executed, "failed": failed})
 
@@ -451,6 +471,12 @@ class BatchServices(TaskServices):
             return None
 
         return self._read(tx)
+
+
+def _check_max(max_migrations: int | None) -> None:
+    if max_migrations is not None and (isinstance(max_migrations, bool) or
+                                       not isinstance(max_migrations, int) or max_migrations < 0):
+        raise InvalidInputError("max_migrations must be an integer >= 0")
 
 
 def _consolidate(st: ClusterState, names: list[str], demands: np.ndarray, current: list[int],

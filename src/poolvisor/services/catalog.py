@@ -16,12 +16,12 @@ from poolvisor.domain.resources import ResourceSet
 from poolvisor.domain.text import check_text
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.gpus import check_gpu_demand
+from poolvisor.services.placement_cache import resource_names
 from poolvisor.services.records import (
     FlavorRecord,
     PoolRecord,
     ProjectRecord,
 )
-from poolvisor.services.snapshot import resource_names
 from poolvisor.services.usage import Use, measured_use, stranded_by_pool
 from poolvisor.store.rows import (
     FlavorRow,
@@ -70,7 +70,9 @@ def flush_unique(s: Session, message: str) -> None:
         raise ConflictError(message) from None
 
 
-class CatalogServices(ServiceBase):
+class CatalogService(ServiceBase):
+    """Pools, flavors and projects."""
+
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, description: str = "") -> PoolRecord:
         check_name("pool", name)
@@ -136,7 +138,7 @@ class CatalogServices(ServiceBase):
                 members[pid].append(hid)
         use = measured_use(s, [h for hs in members.values() for h in hs])
         strand: dict[int, tuple[dict[str, float], list[str]]] = {}
-        if members:  # the placement snapshot: capacities and states as placement sees them
+        if members:  # the placement view: capacities and states as placement sees them
             with self.cache.lock:
                 snap = self.cache.refresh(s)
                 strand = stranded_by_pool(s, snap, list(members), tuple(self.policy.scarce))

@@ -11,7 +11,7 @@ newest HISTORY at a full load), so every process learns the same mix from the st
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import func, select
@@ -23,9 +23,12 @@ from poolvisor.services.records import HOLDING_STATES
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import HostGpuRow, WorkloadRow
 
+if TYPE_CHECKING:  # placement_cache.py imports this module
+    from poolvisor.services.placement_cache import PlacementView
 
-def reload_devices(s: Session, snap: Any, ids: list[int], *, all_hosts: bool) -> None:
-    """Refresh the free milli of hosts `ids` (of a placement-cache Snapshot) from `host_gpus`."""
+
+def reload_devices(s: Session, snap: PlacementView, ids: list[int], *, all_hosts: bool) -> None:
+    """Refresh the free milli of hosts `ids` (of a PlacementView) from `host_gpus`."""
     st: ClusterState = snap.state
     q = select(HostGpuRow.host_id, HostGpuRow.device, HostGpuRow.allocated)
     if not all_hosts:
@@ -52,7 +55,7 @@ def reload_devices(s: Session, snap: Any, ids: list[int], *, all_hosts: bool) ->
     gpushare.attach(st, dev)
 
 
-def _learn(s: Session, snap: Any, dev: gpushare.GpuDevices, *, full: bool) -> None:
+def _learn(s: Session, snap: PlacementView, dev: gpushare.GpuDevices, *, full: bool) -> None:
     """Feed the requests created since the last look into the learned target workload."""
     q = select(WorkloadRow.id, WorkloadRow.demand)
     if full:
@@ -103,8 +106,8 @@ def chosen_devices(policy: PlacementPolicy, st: ClusterState, req: Request, h: i
     return [int(why[0]["gpu"])] if why and int(why[0]["gpu"]) >= 0 else None
 
 
-def whole_gpu_view(snap: Any) -> ClusterState:
-    """The snapshot's state as batch planning must see it: batches place whole GPUs only, and a
+def whole_gpu_view(snap: PlacementView) -> ClusterState:
+    """The view's state as batch planning must see it: batches place whole GPUs only, and a
     whole GPU needs a fully free device, so a host's free `gpu` is its count of fully free devices
     (a copy when they differ; the state itself when the store has no devices)."""
     dev: gpushare.GpuDevices | None = snap.gpus

@@ -25,7 +25,9 @@ from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadR
 MAX_WORKLOADS_LIMIT = 1_000_000
 
 
-class HostServices(ServiceBase):
+class HostService(ServiceBase):
+    """Hosts: declaration, listing, states, sim fault injection."""
+
     def create_host(self, name: str, capacity: dict[str, float], pool: str | None = None,
                     overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
                     domain: str = "default", max_workloads: int = 0,
@@ -124,6 +126,15 @@ class HostServices(ServiceBase):
         fail(name)
         return self._write(lambda s: self._set_state(s, name, HostState.DOWN, "host.failed",
                                                      "failed (fault injection)"))
+
+    def sync_driver(self) -> None:
+        """Tell the driver which hosts exist and which are dead (the database is the authority)."""
+        rows = self._read(lambda s: s.execute(select(HostRow.name, HostRow.state)).all())
+        fail = getattr(self.driver, "fail", None)
+        for name, state in rows:
+            self.driver.add_host(name, {})
+            if state == "down" and fail is not None:
+                fail(name)
 
     def _set_state(self, s: Session, name: str, new: HostState, kind: str, how: str) -> HostRecord:
         h = self._host(s, name)

@@ -15,7 +15,7 @@ from sqlalchemy import Float, case, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.policies.placement import gpufrag, gpushare
-from poolvisor.services.base import Stale
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import (
     AllocationRow,
     GpuAllocationRow,

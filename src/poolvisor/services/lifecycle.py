@@ -25,8 +25,10 @@ from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Request, place
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
-from poolvisor.services.base import Stale
+from poolvisor.services.base import ServiceBase
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
+from poolvisor.services.placement_cache import group_key
 from poolvisor.services.records import (
     DELETING,
     LOST,
@@ -36,17 +38,24 @@ from poolvisor.services.records import (
     SUSPENDED,
     TASK_FAILED,
     TASK_ROLLED_BACK,
-    TASK_RUNNING,
     TASK_SUCCEEDED,
+    TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import group_key
-from poolvisor.services.tasks import MIGRATE, TaskServices, migration_task
-from poolvisor.services.workloads import ACTIONS, TRANSIENT, WorkloadServices, _Spec, retry_schedule
+from poolvisor.services.tasks import MIGRATE, TaskService, migration_task
+from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
+from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
 
 
-class LifecycleServices(WorkloadServices, TaskServices):
+class WorkloadLifecycle(ServiceBase):
+    """The workload use cases past creation; WorkloadService (workloads.py) exposes them."""
+
+    def __init__(self, ctx: ServiceContext, workloads: WorkloadService, tasks: TaskService) -> None:
+        super().__init__(ctx)
+        self.workloads = workloads
+        self.tasks = tasks
+
     def delete_workload(self, project: str, name: str) -> None:
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
         A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py)."""
@@ -67,13 +76,13 @@ class LifecycleServices(WorkloadServices, TaskServices):
                 try:
                     self.driver.delete(host, dw)
                 except DriverError:
-                    self._write(lambda s: self._restore_state(s, wid, DELETING, before))
+                    self._write(lambda s: self.restore_state(s, wid, DELETING, before))
                     raise
-            self._write(partial(self._finish_delete, wid=wid, project=project, host=host))
+            self._write(partial(self.finish_delete, wid=wid, project=project, host=host))
 
-    def _finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
+    def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         w = s.get(WorkloadRow, wid)
-        if w is None or not self._mine(w, DELETING):
+        if w is None or not self.mine(w, DELETING):
             return False  # already removed (by a repair that took over): the delete is done
         name = w.name
         ledger.release(s, w)
@@ -82,13 +91,13 @@ class LifecycleServices(WorkloadServices, TaskServices):
                     project=project, data={"host": host})
         return True
 
-    def _restore_state(self, s: Session, wid: int, expected: str, new: str) -> None:
+    def restore_state(self, s: Session, wid: int, expected: str, new: str) -> None:
         w = s.get(WorkloadRow, wid)
-        if w is not None and self._mine(w, expected):
+        if w is not None and self.mine(w, expected):
             w.state, w.updated_at = new, datetime.now(UTC)
             self.leases.clear(w)
 
-    def _mine(self, w: WorkloadRow, state: str) -> bool:
+    def mine(self, w: WorkloadRow, state: str) -> bool:
         """Is `w` still in the transient `state` under this process's lease? False when it has left
         that state; ConflictError when another process took the lease over (it resolves the row)."""
         if w.state != state:
@@ -138,24 +147,35 @@ class LifecycleServices(WorkloadServices, TaskServices):
         if host is not None:
             check_name("host", host)
         if task_id is None:
-            wid = self._read(lambda s: self._migration_source(s, project, name, host)[0].id)
-            task_id = self._write(lambda s: self._new_task(
-                s, MIGRATE, project, f"workload/{project}/{name}",
-                {"project": project, "name": name, "host": host}, workload_id=wid, state=TASK_RUNNING).id)
+            wid = self._read(lambda s: self.migration_source(s, project, name, host)[0].id)
+            task_id = self.tasks.start_task(MIGRATE, project, f"workload/{project}/{name}",
+                                            {"project": project, "name": name, "host": host}, workload_id=wid)
             with self.leases.hold_tasks([task_id]):
                 try:
                     return self.migrate_workload(project, name, host, task_id=task_id)
                 except PoolvisorError as e:
-                    self.end_task(task_id, TASK_FAILED, error=e.message)  # no-op once rolled back
+                    self.tasks.end_task(task_id, TASK_FAILED, error=e.message)  # no-op once rolled back
                     raise
-        for _ in retry_schedule():
-            try:
-                return self._migrate_once(project, name, host, task_id)
-            except Stale:
-                continue
-        raise ConflictError("too many concurrent changes; the workload was not migrated, retry")
+        return with_retry(lambda: self._migrate_once(project, name, host, task_id),
+                          deadline_s=PLACE_DEADLINE_S,
+                          conflict="too many concurrent changes; the workload was not migrated, retry")
 
-    def _migration_source(self, s: Session, project: str, name: str,
+    def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
+        """Validate the move (404/409 at once, as the synchronous call would) and queue it."""
+        check_name("project", project)
+        check_name("workload", name)
+        if host is not None:
+            check_name("host", host)
+        return self.tasks.submit(MIGRATE, project, f"workload/{project}/{name}",
+                                 {"project": project, "name": name, "host": host},
+                                 lambda s: self.migration_source(s, project, name, host)[0].id)
+
+    def run_migrate_task(self, task_id: int) -> None:
+        """The `migrate` task handler (registered on TaskService.handlers)."""
+        p = self.tasks.get_task(task_id).params
+        self.migrate_workload(str(p["project"]), str(p["name"]), p.get("host"), task_id=task_id)
+
+    def migration_source(self, s: Session, project: str, name: str,
                           target: str | None) -> tuple[WorkloadRow, str, int | None, str | None]:
         """(workload, source host, pool id, pool) of a movable workload; 404/409 otherwise."""
         w, _p = self._workload(s, project, name)
@@ -173,7 +193,7 @@ class LifecycleServices(WorkloadServices, TaskServices):
 
     def _migrate_once(self, project: str, name: str, target: str | None, task_id: int) -> WorkloadRecord:
         def look(s: Session) -> tuple[WorkloadRow, str, int | None, str | None]:
-            return self._migration_source(s, project, name, target)
+            return self.migration_source(s, project, name, target)
 
         w, src, pool_id, pool = self._read(look)
         c = w.constraints
@@ -213,49 +233,49 @@ class LifecycleServices(WorkloadServices, TaskServices):
                 raise Stale()
             ledger.release(s, cur)
             ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id, gpus)
-            t = self._mine_task(s, task_id)
+            t = self.tasks.mine_task(s, task_id)
             if t is None:
                 raise ConflictError(f"task {task_id} is no longer run by this process")
             cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
             # the journal (the way back) goes into the task, in the transaction that moves the allocation
             t.workload_id = cur.id
-            self._note_in(t, f"moving {name}: {src} -> {dst}", progress=0.5,
-                          journal={"from": src, "to": dst, "state": w.state})
+            self.tasks.note_in(t, f"moving {name}: {src} -> {dst}", progress=0.5,
+                               journal={"from": src, "to": dst, "state": w.state})
             cur.explanation = decision.explanation.to_dict()
             self.leases.stamp(cur)
 
-        self._write(claim)
+        self.ctx.write_once(claim)  # Stale: migrate_workload decides again
         with self.leases.hold([w.id]):
             try:
                 self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
             except DriverError as e:
                 why = e.message
-                self._write(lambda s: self._undo_migrate(s, project, name, why))
+                self._write(lambda s: self.undo_migrate(s, project, name, why))
                 raise DriverError(f"migration of {name!r} failed: {e.message}") from None
-            self._write(lambda s: self._finish_migrate(s, project, name))
-        return self.get_workload(project, name)
+            self._write(lambda s: self.finish_migrate(s, project, name))
+        return self.workloads.get_workload(project, name)
 
-    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> bool:
+    def finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> bool:
         w, _p = self._workload(s, project, name)
         t = migration_task(s, w.id)
-        if t is None or not self._mine(w, MIGRATING):
+        if t is None or not self.mine(w, MIGRATING):
             return False
         info = dict(t.journal)
         self.leases.clear(w)
         w.state, w.updated_at = info["state"], datetime.now(UTC)
         # the task closes in this transaction (its event first: the workload's is the latest)
-        self._end_in(s, t, TASK_SUCCEEDED, result={"workload": f"{project}/{name}", "from": info["from"],
-                                                   "to": info["to"], "state": info["state"]})
+        self.tasks.end_in(s, t, TASK_SUCCEEDED, result={"workload": f"{project}/{name}", "from": info["from"],
+                                                        "to": info["to"], "state": info["state"]})
         self._event(s, "workload.migrated", f"workload/{project}/{name}",
                     f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
                     data={"from": info["from"], "to": info["to"], "task": t.id})
         return True
 
-    def _undo_migrate(self, s: Session, project: str, name: str, why: str) -> bool:
+    def undo_migrate(self, s: Session, project: str, name: str, why: str) -> bool:
         """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
         w, _p = self._workload(s, project, name)
         t = migration_task(s, w.id)
-        if t is None or not self._mine(w, MIGRATING):
+        if t is None or not self.mine(w, MIGRATING):
             return False
         info = dict(t.journal)
         self.leases.clear(w)
@@ -273,7 +293,7 @@ class LifecycleServices(WorkloadServices, TaskServices):
         except Stale:
             w.state = LOST
             msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
-        self._end_in(s, t, TASK_ROLLED_BACK if w.state != LOST else TASK_FAILED, error=msg,
-                     result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
+        self.tasks.end_in(s, t, TASK_ROLLED_BACK if w.state != LOST else TASK_FAILED, error=msg,
+                          result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
         self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
         return True

@@ -29,6 +29,7 @@ from poolvisor.policies.network.tables import (
     compute_tables,
 )
 from poolvisor.services import ipam
+from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import flush_unique
 from poolvisor.services.network_records import (
     InterfaceRecord,
@@ -37,7 +38,7 @@ from poolvisor.services.network_records import (
     RouterRecord,
     StaticRouteRecord,
 )
-from poolvisor.services.networks import NetworkServices, mac_pool
+from poolvisor.services.networks import find_network, mac_pool
 from poolvisor.store.rows import (
     IpPoolRow,
     NetworkRow,
@@ -54,7 +55,9 @@ FIRST_PRIVATE_ASN = 64512
 MAX_LOCAL_PREF = 2**31 - 1
 
 
-class RouterServices(NetworkServices):
+class RouterService(ServiceBase):
+    """Routers of a project's networks, their interfaces, static routes and routing tables."""
+
     def create_router(self, project: str, name: str, protocol: str = "link-state",
                       asn: int | None = None) -> RouterRecord:
         """`asn`: a path-vector router's AS number (unique in the project; default: the first free
@@ -318,6 +321,9 @@ class RouterServices(NetworkServices):
                 for r in routers]
 
     # ---- lookups and records -----------------------------------------------------------------
+    def _network(self, s: Session, project: str, name: str) -> NetworkRow:
+        return find_network(s, self._project(s, project).id, project, name)
+
     def _router(self, s: Session, project: str, name: str) -> RouterRow:
         p = self._project(s, project)
         r = s.scalars(select(RouterRow).filter_by(project_id=p.id, name=name)).first()

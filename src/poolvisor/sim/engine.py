@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from poolvisor.clock import SimClock
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.jit import CompileOnce
+from poolvisor.policies.balancing.adaptive import ADAPTIVE, AdaptiveConfig, plan_adaptive
 from poolvisor.policies.balancing.consolidation import (
     Migration,
     PlanConfig,
@@ -45,10 +47,15 @@ FALLBACK_THRESHOLD = 0.7
 
 Progress = Callable[[int, int], None]
 
+#: same-instant order on the clock: an end that closes the day before a next epoch's events, the
+#: epoch's tick, the migration completions at that instant (CloudSim's order), an end after them
+END_BEFORE, TICK, COMPLETE, END_AFTER = range(-1, 3)
+
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """``npa`` | ``dvfs`` | ``<detector>-<selector>`` (e.g. ``lr-mmt``) with its parameter."""
+    """``npa`` | ``dvfs`` | ``adaptive`` | ``<detector>-<selector>`` (e.g. ``lr-mmt``) with its
+    parameter (adaptive: the safety of its LR acceptance check, as lr-mmt's)."""
 
     name: str
     param: float | None
@@ -61,15 +68,24 @@ class PolicySpec:
         if p in ("npa", "dvfs"):
             return cls(p, None)
         parts = p.split("-")
+        if parts[0] == ADAPTIVE:  # "adaptive" or "adaptive-1.2": LR forecast, MMT selection
+            if len(parts) > 2:
+                raise InvalidInputError(f"unknown policy {policy!r}: adaptive takes one parameter")
+            parts = [ADAPTIVE, "lr", *parts[1:]]
         if len(parts) == 3:  # e.g. "thr-mmt-0.8"
             try:
                 param = float(parts[2]) if param is None else param
             except ValueError:
                 raise InvalidInputError(f"bad policy parameter in {policy!r}") from None
             parts = parts[:2]
+        if parts[0] == ADAPTIVE:
+            safety = float(DEFAULT_PARAMS["lr"] if param is None else param)
+            if not safety >= AdaptiveConfig().trigger_safety:
+                raise InvalidInputError(f"adaptive: the safety parameter must be >= 1 (not {safety:g})")
+            return cls(ADAPTIVE, safety, "lr", "mmt")
         if len(parts) != 2 or parts[0] not in DEFAULT_PARAMS or parts[1] not in SELECTORS:
             raise InvalidInputError(
-                f"unknown policy {policy!r}: use npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
+                f"unknown policy {policy!r}: use adaptive, npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
             )
         if param is None:
             param = DEFAULT_PARAMS[parts[0]]
@@ -444,6 +460,10 @@ class Simulator:
         self.trace_migrations: list[tuple[float, int, int, int]] = []
         self.trace_frames: list[tuple[float, float]] = []
         self.plan_cfg: PlanConfig | None = None
+        # the balancing planner: the paper's (CloudSim's) or a named policy's
+        self.planner: Callable[[PoolView, PlanConfig], list[Migration]] = (
+            plan_adaptive if spec.name == ADAPTIVE else plan_migrations
+        )
         if spec.detector is not None:
             assert spec.param is not None and spec.selector is not None
             self.plan_cfg = quirks.plan_config(
@@ -598,7 +618,15 @@ class Simulator:
             delta = self._slopes[t1] = (self._col(t2) - self._col(t1)) / ((t2 - t1) * interval)
         return self._col(t1) + delta * (t - t1 * interval)
 
-    def run(self, progress: Progress | None = None) -> SimResult:
+    def run(self, progress: Progress | None = None, clock: SimClock | None = None) -> SimResult:
+        """Run the day on the clock core: one timer event per decision epoch (utilization update,
+        accounting, balancing), one event per distinct migration completion instant (all the
+        completions of that instant applied in one vectorized step), and an end event.
+
+        Same-instant order: the epoch's tick before the completions that fall on it, as in
+        CloudSim's future queue. ``clock``: a fresh :class:`SimClock` at the scenario's start by
+        default (a tracing clock records the event order).
+        """
         t0 = _time.perf_counter()
         sc = self.sc
         H, V = self.H, self.V
@@ -663,11 +691,19 @@ class Simulator:
             acc.shutdowns += int((prev_active & ~active).sum())
             prev_active = active
 
-        t = sc.start_s
-        for k in range(steps):
-            t = t + sc.interval_s
-            if t > sc.end_s:
+        clock = clock if clock is not None else SimClock(start=sc.start_s)
+        ticks = 0  # decision epochs: every interval from start + interval, none after the end
+        t_last = t_next = sc.start_s
+        for _ in range(steps):
+            t_next = t_next + sc.interval_s  # accumulated in doubles, as the timer does
+            if t_next > sc.end_s:
                 break
+            t_last, ticks = t_next, ticks + 1
+        due: set[float] = set()  # instants with a completion event on the clock
+
+        def tick(t: float) -> None:
+            if ts and progress is not None:
+                progress(len(ts), steps)  # the previous epoch and its completions are done
             u_t = self._util(t)
             req = u_t * sc.vm_mips
             pre = self._allocate(req)
@@ -688,19 +724,33 @@ class Simulator:
             pw.append(float(np.where(a, sc.power.power(sc.host_model, u), 0.0).sum()))
             slav.append(float((a & (post.util_mips < post.req_mips)).sum() / max(int(a.sum()), 1)))
             migs.append(started)
-            # migration completions before the next epoch
-            while self.q_head < self.q_tc.size:
-                tc = float(self.q_tc[self.q_head])
-                if not (tc < t + sc.interval_s and tc <= sc.end_s):
-                    break
-                reqc = self._util(tc) * sc.vm_mips
-                advance(tc, self._allocate(reqc))
-                self._remove_finished(reqc)
-                self._complete(int(np.searchsorted(self.q_tc, tc, side="right")))
-                self._remove_finished(reqc)
-                settle(self._allocate(reqc))
-            if progress is not None:
-                progress(k + 1, steps)
+            if started:  # one completion event per new instant
+                for tc in np.unique(self.q_tc[self.q_head :]).tolist():
+                    if tc not in due:
+                        due.add(tc)
+                        clock.post(tc, COMPLETE, complete, tc)
+
+        def complete(tc: float) -> None:
+            """The migrations that end at tc, in queue order."""
+            due.discard(tc)
+            reqc = self._util(tc) * sc.vm_mips
+            advance(tc, self._allocate(reqc))
+            self._remove_finished(reqc)
+            self._complete(int(np.searchsorted(self.q_tc, tc, side="right")))
+            self._remove_finished(reqc)
+            settle(self._allocate(reqc))
+
+        def end(_: object) -> None:
+            if progress is not None and ts:
+                progress(len(ts), steps)
+            clock.stop()
+
+        clock.every(sc.interval_s, tick, start=sc.start_s + sc.interval_s, count=ticks, priority=TICK)
+        if t_last + sc.interval_s <= sc.end_s:  # no next epoch: stop before it
+            clock.post(t_last + sc.interval_s, END_BEFORE, end)
+        else:  # the day ends: what completes at end_s still counts
+            clock.post(sc.end_s, END_AFTER, end)
+        clock.run()
         return self._result(acc, t0, ts, act, pw, slav, migs)
 
     def _push_history(self, u: np.ndarray) -> None:
@@ -748,7 +798,7 @@ class Simulator:
             check_ram=self.check_ram,
             order=order,
         )
-        return plan_migrations(view, self.plan_cfg)
+        return self.planner(view, self.plan_cfg)
 
     def _start(self, plan: list[Migration], t: float) -> int:
         """Start the planned migrations at t, in plan order (their completion order on ties)."""

@@ -28,10 +28,11 @@ def list_tasks(
     limit: Annotated[int, Query(ge=1, le=1000), QUERY_INT] = 100,
 ) -> list[TaskOut]:
     """Newest first."""
-    return [TaskOut.model_validate(t) for t in svc.list_tasks(scope_project(who, project), state, limit)]
+    return [TaskOut.model_validate(t)
+            for t in svc.tasks.list_tasks(scope_project(who, project), state, limit)]
 
 
 @router.get("/{task_id}", response_model=TaskOut, responses=errors(401, 404, 422, 503))
 def get_task(task_id: TaskId, svc: SvcDep, who: Who) -> TaskOut:
     """State, progress 0..1, the result or error, and the task's log."""
-    return TaskOut.model_validate(svc.get_task(task_id, scope_project(who, None)))
+    return TaskOut.model_validate(svc.tasks.get_task(task_id, scope_project(who, None)))

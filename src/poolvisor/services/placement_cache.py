@@ -1,4 +1,5 @@
-"""A ClusterState mirrored from the store, refreshed incrementally before each placement.
+"""The placement cache: a ClusterState mirrored from the store (a PlacementView), refreshed
+incrementally before each placement. (Not a VM snapshot: that name is kept for those.)
 
 Each host row carries a generation bumped by every change to its allocations or state. A refresh
 reads (id, generation) for all hosts first, then reloads only the hosts whose generation moved;
@@ -6,7 +7,7 @@ new hosts are appended, and a deleted host or a new resource name triggers a ful
 Reading generations before the data makes any race conservative: the data can only be newer
 than the generation the commit will compare against, so a stale decision fails its commit.
 
-Placement decides through a placement index kept on the snapshot's state (`Snapshot.placer`):
+Placement decides through a placement index kept on the view's state (`PlacementView.placer`):
 `refresh` declares the hosts it reloads (`ClusterState.touch`) and the index refreshes exactly
 those leaves before its next query; a new host or a full load rebuilds it. The index is only a
 cache of the cache: the ledger's guarded UPDATEs stay the authority (services/ledger.py).
@@ -63,7 +64,9 @@ def resource_names(s: Session) -> ResourceSet:
 
 
 @dataclass
-class Snapshot:
+class PlacementView:
+    """The store's hosts as placement sees them: state arrays plus db ids, generations, pools."""
+
     state: ClusterState
     ids: list[int] = field(default_factory=list)  # host db id per state index
     index_of: dict[int, int] = field(default_factory=dict)
@@ -76,7 +79,7 @@ class Snapshot:
     _sorted_ids: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def positions(self, host_ids: np.ndarray) -> np.ndarray:
-        """State index of each host id, -1 for ids the snapshot does not hold (index_of, vectorized)."""
+        """State index of each host id, -1 for ids the view does not hold (index_of, vectorized)."""
         if self._sorted_ids is None or self._sorted_ids[0].size != len(self.ids):
             arr = np.asarray(self.ids, dtype=np.int64)
             order = np.argsort(arr, kind="stable")
@@ -88,7 +91,7 @@ class Snapshot:
         return np.where(keys[pos] == host_ids, order[pos], -1)
 
     def placer(self, policy: PlacementPolicy) -> IndexedPlacer:
-        """The placement index for `policy` on this snapshot's state, built on first use and kept
+        """The placement index for `policy` on this view's state, built on first use and kept
         current by the state's change notifications (refresh touches what it reloads). Compiled
         kernels from JIT_MIN_HOSTS hosts on (a pool growing past it gets a compiled index)."""
         jit = self.state.n >= JIT_MIN_HOSTS
@@ -111,20 +114,20 @@ class Snapshot:
 
 
 class PlacementCache:
-    """Holds the snapshot; callers hold `lock` across refresh + place (both are fast)."""
+    """Holds the view; callers hold `lock` across refresh + place (both are fast)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.snap: Snapshot | None = None
+        self.view: PlacementView | None = None
         self.full_loads = 0  # observable in tests: incremental refresh must not rebuild every time
 
     def invalidate(self) -> None:
         with self.lock:
-            self.snap = None
+            self.view = None
 
-    def refresh(self, s: Session) -> Snapshot:
+    def refresh(self, s: Session) -> PlacementView:
         ids, gens = host_generations(s)
-        snap = self.snap
+        snap = self.view
         if snap is None:
             return self._full(s, ids, gens)
         at = snap.positions(ids)  # state index per host id, -1 = new
@@ -149,16 +152,16 @@ class PlacementCache:
         return snap
 
     # ---- loading -----------------------------------------------------------------------------
-    def _full(self, s: Session, host_ids: np.ndarray, gens: np.ndarray) -> Snapshot:
+    def _full(self, s: Session, host_ids: np.ndarray, gens: np.ndarray) -> PlacementView:
         self.full_loads += 1
         res = resource_names(s)
         ids = sorted(host_ids.tolist())
-        snap = Snapshot(ClusterState(res, capacity_hint=max(64, len(ids))))
+        snap = PlacementView(ClusterState(res, capacity_hint=max(64, len(ids))))
         rows = self._host_rows(s, ids)
         self._append(snap, rows, self._resources(s, ids, res))
         self._reload(s, snap, ids, all_hosts=True)
         snap.gens[snap.positions(host_ids)] = gens
-        self.snap = snap
+        self.view = snap
         return snap
 
     @staticmethod
@@ -176,7 +179,7 @@ class PlacementCache:
         return out
 
     @staticmethod
-    def _append(snap: Snapshot, rows: list[HostRow],
+    def _append(snap: PlacementView, rows: list[HostRow],
                 res: dict[int, tuple[dict[str, float], dict[str, float]]]) -> None:
         st = snap.state
         for row in rows:
@@ -197,7 +200,7 @@ class PlacementCache:
         snap.gens, snap.pool_of = gens, pools
 
     @staticmethod
-    def _reload(s: Session, snap: Snapshot, ids: list[int], *, all_hosts: bool = False) -> None:
+    def _reload(s: Session, snap: PlacementView, ids: list[int], *, all_hosts: bool = False) -> None:
         """Reload state, allocated amounts, workload counts and group members of hosts `ids`."""
         st = snap.state
         idx = np.array([snap.index_of[i] for i in ids], dtype=np.int64)
