@@ -59,6 +59,15 @@ UNSTATABLE_RULES = re.compile("|".join((
     # hosts bound to drivers (docs/drivers.md): what the node reports, and each driver's URI syntax
     r"reports no capacity for",  # a host without capacity takes the node's: some nodes cannot tell
     r"^sim URI ",  # the sim driver's URI (sim://?vcpu=N&...): parsed by the driver, not the schema
+    r"local preference applies between path-vector routers",  # the stored routers' protocols
+    r"a router is not its own neighbour",  # two path parameters equal
+    # GPU devices (services/gpus.py): rules on the open-ended capacity and demand maps' `gpu` entry
+    r"a host has at most 64 GPUs",  # the sum of the device groups' counts
+    r"a whole number of GPUs",  # capacity.gpu counts devices (a key of an open map)
+    r"GPU devices are declared",  # capacity.gpu and the device groups disagree
+    r"not overcommitted",  # overcommit.gpu on a host with GPU devices
+    r"GPU demand .*: ask for a fraction of one GPU|fractions of a GPU go in steps",  # demand.gpu
+    r"a fraction of a GPU needs the one-by-one placement",  # demand.gpu < 1 in a batch
 )))
 
 load_all_checks()

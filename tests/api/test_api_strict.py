@@ -61,6 +61,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/networks"): ("/v1/networks", {"name": "n-strict", "cidr": "10.78.0.0/24", "project": "demo",
                                                 "gateway": "10.78.0.1", "no_gateway": False}),
     ("POST", "/v1/routers"): ("/v1/routers", {"name": "r-strict", "project": "demo", "protocol": "static"}),
+    ("PUT", "/v1/routers/{name}/local-pref/{neighbour}"): ("/v1/routers/ghost/local-pref/other",
+                                                           {"pref": 200}),
     ("POST", "/v1/routers/{name}/interfaces"): ("/v1/routers/ghost/interfaces", {
         "network": "n-strict", "address": "10.78.0.2", "cost": 5}),
     ("POST", "/v1/routers/{name}/interfaces/{network}/link"): ("/v1/routers/ghost/interfaces/n-strict/link",

@@ -97,8 +97,8 @@ def serve(servers: list[subprocess.Popen[str]], ns: str, address: str, ident: st
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
 
 
-def build(svc: Services) -> None:
-    """Project a: lan1 - r1 = (ta cost 1 | tb cost 10) = r2 - lan2, distance-vector, workloads w1 on
+def build(svc: Services, protocol: str = "distance-vector") -> None:
+    """Project a: lan1 - r1 = (ta cost 1 | tb cost 10) = r2 - lan2, `protocol`, workloads w1 on
     lan1 and w2 on lan2, each with a second NIC on an IPv6 network (v6a, v6b joined by transit t6).
     Project b: the same subnets lan1 10.1.0.0/24 and lanb 10.2.0.0/24 joined by its own router rb,
     workloads b1 and b2 (the same addresses as w1 and w2)."""
@@ -111,7 +111,7 @@ def build(svc: Services) -> None:
                        ("tb", "10.9.2.0/24")):
         svc.networks.create_network("a", name, cidr)
     for r, lan in (("r1", "lan1"), ("r2", "lan2")):
-        svc.routers.create_router("a", r, "distance-vector")
+        svc.routers.create_router("a", r, protocol)
         svc.routers.attach_router("a", r, lan)
         svc.routers.attach_router("a", r, "ta", cost=1)
         svc.routers.attach_router("a", r, "tb", cost=10)
@@ -131,11 +131,12 @@ def build(svc: Services) -> None:
     svc.workloads.create_workload("b", "b2", flavor="unit", networks=["lanb"])
 
 
-def test_namespaces_route_isolate_and_reconverge(tmp_path, prefix, servers):
+@pytest.mark.parametrize("protocol", ["distance-vector", "path-vector"])
+def test_namespaces_route_isolate_and_reconverge(tmp_path, prefix, servers, protocol):
     t0 = time.monotonic()
     svc = open_services(f"sqlite:///{tmp_path / 'net.db'}")
     try:
-        build(svc)
+        build(svc, protocol)
         a = svc.dataplane.apply_network("a", prefix)
         b = svc.dataplane.apply_network("b", prefix)
         ns = {**{f"a:{k}": v for k, v in a.detail["namespaces"].items()},

@@ -104,6 +104,29 @@ FenceMethod = Annotated[str, StringConstraints(max_length=1024,
                                                pattern=r"^(driver|sim|none|command:[ -~]*[!-~][ -~]*)$")]
 
 
+class GpuGroup(_In):
+    """Identical GPU devices of a host (a host may list several groups, e.g. mixed models)."""
+
+    count: Annotated[int, Field(ge=1, le=64), INTEGRAL] = 1
+    model: Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9][A-Za-z0-9._+-]{0,62})?$")] = ""
+    memory_mib: Amount = 0.0
+
+
+class GpuDeviceOut(_Out):
+    device: int
+    model: str
+    memory_mib: float
+    allocated_milli: int = Field(description="milli-GPU allocated on this device (1000 = all of it)")
+    free_milli: int
+
+
+class GpuShareOut(_Out):
+    host: str
+    device: int
+    model: str
+    milli: int = Field(description="milli-GPU of this device the workload holds")
+
+
 class HostCreate(_In):
     name: Name
     capacity: Demand | None = Field(default=None, description="omitted: the node's own, from its driver")
@@ -116,6 +139,10 @@ class HostCreate(_In):
     uri: DriverUri = Field(default="", description="where the driver reaches the node (libvirt URI...)")
     fence: FenceMethod = Field(default="driver", description="fence method: driver, sim, none or "
                                "command:PROGRAM [ARGS] (run with the host name; exit 0 = fenced)")
+
+
+    gpus: Annotated[list[GpuGroup], Field(max_length=16)] | None = Field(default=None, description=(
+        "the host's GPU devices in groups; without it, capacity.gpu anonymous devices (a whole number)"))
 
 
 class HostStateChange(_In):
@@ -143,6 +170,7 @@ class HostOut(_Out):
     driver: str = Field(default="sim", description="the driver that runs the host")
     uri: str = Field(default="", description="where the driver reaches the node")
     fence: str = Field(default="driver", description="the host's fence method")
+    gpus: list[GpuDeviceOut] = Field(default_factory=list, description="GPU devices and their allocation")
 
 
 # ---- flavors, projects, tokens -----------------------------------------------------------------
@@ -298,6 +326,7 @@ class WorkloadOut(_Out):
     group: str | None
     created_at: datetime
     explanation: ExplanationOut | None = None
+    gpus: list[GpuShareOut] = Field(default_factory=list, description="the GPU devices it holds")
 
 
 class MigrateRequest(_In):

@@ -159,6 +159,30 @@ def placement(
     Console().print(bp.render(res))
 
 
+@app.command("gpu-placement")
+def gpu_placement(
+    hosts: int = typer.Option(1000, "--hosts", min=1, max=100_000, help="GPU hosts (8, 4 or 2 GPUs)"),
+    requests: int = typer.Option(5000, "--requests", min=1, max=10_000_000, help="decisions timed in memory"),
+    store_hosts: int = typer.Option(100, "--store-hosts", min=1, max=10_000, help="hosts of the store run"),
+    store_creates: int = typer.Option(300, "--store-creates", min=0, max=1_000_000,
+                                      help="workloads created through the services (0: skip)"),
+    seed: int = typer.Option(1, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Shared-GPU placement with the fgd-ri policy: served decisions per second, store creates per second."""
+    import json
+
+    from poolvisor.bench import gpu_placement as bg
+    from poolvisor.cli.render import table
+
+    out = bg.run(hosts, requests, store_hosts, store_creates, seed)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table("GPU placement benchmark (fgd-ri)", ("figure", "value"),
+          [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in out.items()])
+
+
 @app.command("simulate-scale")
 def simulate_scale(
     days: list[str] | None = typer.Argument(

@@ -120,6 +120,10 @@ def serve(
         "--scarce-resources", envvar="POOLVISOR_SCARCE_RESOURCES",
         help="Resources placement keeps for the workloads that ask for them (comma-separated; "
         "'none' for none).")] = "gpu",
+    placement: Annotated[str | None, typer.Option(
+        "--placement", envvar="POOLVISOR_PLACEMENT",
+        help="Placement policy: best-fit (default), spread, balanced, dot-product, or fgd-ri for pools "
+        "with shared GPUs (fractions of one GPU placed on specific devices).", show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     repair_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
@@ -166,7 +170,8 @@ def serve(
     if not 0 <= bandwidth <= MAX_MIGRATION_MIBPS:  # also rejects nan
         raise fail(f"--sim-migration-bandwidth must be 0..{MAX_MIGRATION_MIBPS:g} MiB/s")
     names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
-    policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
+    # an invalid name: one error line, before binding
+    policy = PlacementPolicy(scarce=names) if placement is None else PlacementPolicy.named(placement, names)
     scrape_token = load_scrape_token(metrics_token_file) if metrics_token_file is not None else None
     sock = _listen(host, port)
     try:

@@ -20,6 +20,7 @@ from poolvisor.drivers.base import DriverWorkload
 from poolvisor.drivers.pool import DriverPool
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpus import host_devices, workload_shares
 from poolvisor.services.leases import Leases
 from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.services.records import HostRecord, WorkloadRecord
@@ -144,6 +145,7 @@ class ServiceBase:
         for r in s.scalars(q.order_by(HostResourceRow.resource)):
             res[r.host_id].append(r)
         use = measured_use(s, [h.id for h in hosts])
+        gpus = host_devices(s, [h.id for h in hosts])
         out = []
         for h in hosts:
             rows = res[h.id]
@@ -159,6 +161,7 @@ class ServiceBase:
                 driver=h.driver, uri=h.uri, fence=h.fence,
                 allocatable={r.resource: r.capacity * r.overcommit for r in rows},
                 used=u.used, used_at=u.at, measured_workloads=u.measured, running_workloads=u.running,
+                gpus=gpus.get(h.id, []),
             ))
         return out
 
@@ -176,13 +179,14 @@ class ServiceBase:
         group_ids = {w.group_id for w in rows if w.group_id is not None}
         groups = dict(s.execute(select(GroupRow.id, GroupRow.name).where(GroupRow.id.in_(group_ids)))
                       .all())
+        gpus = workload_shares(s, [w.id for w in rows if "gpu" in w.demand])
         return [
             WorkloadRecord(
                 name=w.name, project=projects[w.project_id], kind=w.kind, state=w.state,
                 host=hosts.get(w.host_id) if w.host_id is not None else None,
                 demand={str(k): float(v) for k, v in w.demand.items()}, priority=w.priority,
                 group=groups.get(w.group_id) if w.group_id is not None else None,
-                created_at=as_utc(w.created_at), explanation=w.explanation,
+                created_at=as_utc(w.created_at), explanation=w.explanation, gpus=gpus.get(w.id, []),
             )
             for w in rows
         ]

@@ -44,6 +44,8 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_demand
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpu_cache import whole_gpu_view
+from poolvisor.services.gpus import check_gpu_demand
 from poolvisor.services.placement_cache import PlacementView, resource_names
 from poolvisor.services.records import (
     DRY_RUN,
@@ -186,6 +188,11 @@ class BatchService(ServiceBase):
                 d = {str(r): float(v) for r, v in self._flavor(s, str(flavor)).demand.items()}
             else:
                 d = check_demand(res, demand)
+            check_gpu_demand(d)
+            if 0 < d.get("gpu", 0.0) < 1:
+                raise InvalidInputError(
+                    f"batch item {k}: a fraction of a GPU needs the one-by-one placement (POST "
+                    "/v1/workloads), which places it on a device")
             items.append(_Item(name, kind, None if flavor is None else str(flavor), d, prio))
         names = [it.name for it in items]
         if len(set(names)) != len(names):
@@ -200,7 +207,7 @@ class BatchService(ServiceBase):
     def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[PlacementView, Plan, int]:
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
-            st = snap.state
+            st = whole_gpu_view(snap)  # whole GPUs need fully free devices (gpu_cache.py)
             for it in items:
                 for r in it.demand:
                     if r not in st.resources:

@@ -15,6 +15,7 @@ from poolvisor.domain.models import MAX_NAME_LEN, check_name
 from poolvisor.domain.resources import ResourceSet
 from poolvisor.domain.text import check_text
 from poolvisor.services.base import ServiceBase
+from poolvisor.services.gpus import check_gpu_demand
 from poolvisor.services.placement_cache import resource_names
 from poolvisor.services.records import (
     FlavorRecord,
@@ -159,6 +160,7 @@ class CatalogService(ServiceBase):
 
         def tx(s: Session) -> FlavorRecord:
             d = check_demand(resource_names(s), demand, f"flavor {name} demand")
+            check_gpu_demand(d)  # a fraction of one GPU or whole GPUs, as workloads ask
             if s.scalars(select(FlavorRow.id).filter_by(name=name)).first() is not None:
                 raise ConflictError(f"flavor {name!r} already exists")
             s.add(FlavorRow(name=name, demand=d))

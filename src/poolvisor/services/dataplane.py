@@ -83,7 +83,7 @@ class DataplaneService(ServiceBase):
             written += netns.program_routes(plan.router_ns[r.name], [k for k in routes if k.hops])
         for ns, routes in plan.host_routes.items():
             written += netns.program_routes(ns, routes)
-        rounds = tables.rounds.get("distance-vector")
+        rounds = max(tables.rounds.values()) if tables.rounds else None  # distance- or path-vector
         self._write(lambda s: self._event(
             s, "network.applied", f"project/{project}",
             f"dataplane {prefix}: {len(applied.created)} created, {written} routes, "

@@ -8,6 +8,7 @@ Setting a host fenced (through its fence agent) or down means its workloads are 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, update
@@ -24,6 +25,7 @@ from poolvisor.fencing import FenceAgent, FenceFailed, FenceResult, check_method
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_labels, flush_unique
+from poolvisor.services.gpus import add_devices, check_host_gpus
 from poolvisor.services.records import HOLDING_STATES, LOST, HostRecord
 from poolvisor.services.references import delete_unused
 from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadRow
@@ -39,8 +41,10 @@ class HostService(ServiceBase):
     def create_host(self, name: str, capacity: dict[str, float] | None = None, pool: str | None = None,
                     overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
                     domain: str = "default", max_workloads: int = 0, *, driver: str = "sim", uri: str = "",
-                    fence: str = "driver") -> HostRecord:
-        """Declare a host run by `driver` at `uri`; without `capacity`, the node's own (host_info)."""
+                    fence: str = "driver", gpus: list[dict[str, Any]] | None = None) -> HostRecord:
+        """Declare a host run by `driver` at `uri`; without `capacity`, the node's own (host_info).
+        `gpus`: its GPU devices in groups, e.g. [{"count": 4, "model": "A100", "memory_mib": 40960}]
+        (services/gpus.py); else capacity["gpu"] anonymous devices."""
         check_name("host", name)
         check_name("failure domain", domain)
         labels = check_labels("host labels", labels)
@@ -56,21 +60,22 @@ class HostService(ServiceBase):
         if overcommit is not None and not isinstance(overcommit, dict):
             raise InvalidInputError("overcommit must be a mapping of resource -> ratio")
         if capacity is not None:
-            _vectors(capacity, overcommit)  # a bad capacity is a 422 before the node is asked
+            _declared(capacity, overcommit, gpus)  # a bad capacity is a 422 before the node is asked
         d = self._reach_node(name, driver, uri)  # connected: 409 taken name, 422 bad URI, 503 unreachable
         try:
             return self._create_host(d, name, capacity, pool, overcommit, labels, domain, max_workloads,
-                                     driver, uri, fence)
+                                     driver, uri, fence, gpus)
         except BaseException:
             d.disconnect(name)
             raise
 
     def _create_host(self, d: HostDriver, name: str, capacity: dict[str, float] | None, pool: str | None,
                      overcommit: dict[str, float] | None, labels: dict[str, str], domain: str,
-                     max_workloads: int, driver: str, uri: str, fence: str) -> HostRecord:
+                     max_workloads: int, driver: str, uri: str, fence: str,
+                     gpus: list[dict[str, Any]] | None) -> HostRecord:
         if capacity is None:
             capacity = _node_capacity(d, name, driver)
-        res, cap, oc = _vectors(capacity, overcommit)
+        devices, res, cap, oc = _declared(capacity, overcommit, gpus)
 
         def tx(s: Session) -> HostRecord:
             pool_id = self._pool(s, pool).id if pool is not None else None
@@ -84,6 +89,7 @@ class HostService(ServiceBase):
             for i, r in enumerate(res.names):
                 s.add(HostResourceRow(host_id=h.id, resource=r, capacity=float(cap[i]),
                                       overcommit=float(oc[i]), allocated=0.0))
+            add_devices(s, h.id, devices)
             self._event(s, "host.created", f"host/{name}", f"host {name} created ({driver})",
                         data={"pool": pool, "capacity": res.mapping(cap), "driver": driver, "uri": uri,
                               "fence": fence})
@@ -249,6 +255,18 @@ def _vectors(capacity: dict[str, float],
     if np.any(oc <= 0) or np.any(oc > 1000):
         raise InvalidInputError("overcommit ratios must be > 0 and <= 1000")
     return res, cap, oc
+
+
+def _declared(capacity: dict[str, float], overcommit: dict[str, float] | None,
+              gpus: list[dict[str, Any]] | None) -> tuple[list[tuple[str, float]], ResourceSet, np.ndarray,
+                                                          np.ndarray]:
+    """(GPU devices, resource set, capacity, overcommit) of a host declaration; 422 if invalid.
+    Declared GPU devices set capacity `gpu` (services/gpus.py)."""
+    _vectors(capacity, overcommit)  # a mapping of sane amounts before the GPU rules read it
+    devices = check_host_gpus(capacity, overcommit, gpus)
+    if devices:
+        capacity = {**capacity, "gpu": float(len(devices))}
+    return (devices, *_vectors(capacity, overcommit))
 
 
 def _node_capacity(d: HostDriver, name: str, driver: str) -> dict[str, float]:

@@ -18,6 +18,9 @@
 9. A snapshot being created or restored has its active task (services/vm_snapshots.py).
 10.-11. Storage replicas and attachments (services/volumes.py), memory reservations
     (services/memory.py): each module states its own.
+12. GPU devices: each device's allocation is the sum of the shares workloads hold, within one GPU;
+    a host's devices match its `gpu` capacity and scalar allocation; a workload holding GPUs holds
+    devices of its own host that match its demand (services/gpus.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from poolvisor.services.base import as_utc
+from poolvisor.services.gpus import gpu_violations
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
 from poolvisor.services.memory import memory_violations
 from poolvisor.services.networks import network_violations
@@ -170,6 +174,7 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
     v += snapshot_violations(s)  # 9.
     v += storage_violations(s)  # 10. storage replicas, extents and attachments (services/volumes.py)
     v += memory_violations(s)  # 11. memory reservations never overcommitted (services/memory.py)
+    v += gpu_violations(s)  # 12. GPU devices and the shares workloads hold (services/gpus.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

@@ -31,6 +31,7 @@ from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.placement_cache import group_key
 from poolvisor.services.records import (
     DELETING,
@@ -243,9 +244,11 @@ class WorkloadLifecycle(ServiceBase):
                           required_labels=spec.required, forbidden_labels=spec.forbidden,
                           group=group_key(project, spec.group) if spec.group is not None else None,
                           group_policy=spec.group_policy, allowed_hosts=np.flatnonzero(mask))
+            req = fit_devices(self.policy, st, req)
             decision = place(st, req, self.policy)
             h = require_host(decision)
             dst_id, dst_gen = snap.ids[h], int(snap.gens[h])
+            gpus = chosen_devices(self.policy, st, req, h)
         dst = decision.host
         assert dst is not None
 
@@ -255,7 +258,7 @@ class WorkloadLifecycle(ServiceBase):
             if cur.id != w.id or cur.state != w.state or cur.host_id != w.host_id:
                 raise Stale()
             ledger.release(s, cur)
-            ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id)
+            ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id, gpus)
             t = self.tasks.mine_task(s, task_id)
             if t is None:
                 raise ConflictError(f"task {task_id} is no longer run by this process")

@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.models import HostSpec, HostState
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
 from poolvisor.policies.placement import IndexedPlacer, PlacementPolicy
+from poolvisor.policies.placement.gpushare import GpuDevices
+from poolvisor.services.gpu_cache import reload_devices
 from poolvisor.services.records import HOLDING_STATES
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import GroupRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
@@ -75,6 +77,8 @@ class PlacementView:
     index_of: dict[int, int] = field(default_factory=dict)
     gens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pool_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1 = no pool
+    gpus: GpuDevices | None = None  # free milli per host and GPU device (gpu_cache.py), when any
+    gpu_seen: int = 0  # newest workload id fed to the GPU scorer's learned workload
     _placers: dict[int, IndexedPlacer] = field(default_factory=dict, repr=False)
     _pools: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _sorted_ids: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
@@ -225,6 +229,7 @@ class PlacementCache:
         _reload_workloads(s, snap, idx.tolist(), where_ids)
         for key in [k for k, a in st.group_counts.items() if not a.any()]:
             del st.group_counts[key]
+        reload_devices(s, snap, ids, all_hosts=all_hosts)  # per-GPU state of the same hosts
         st.touch(idx.tolist())  # the placement index refreshes these hosts' leaves (only these)
 
 

@@ -36,6 +36,8 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpu_cache import chosen_devices, fit_devices
+from poolvisor.services.gpus import check_gpu_demand, workload_shares
 from poolvisor.services.networks import attach_nics, validate_networks
 from poolvisor.services.placement_cache import group_key, resource_names
 from poolvisor.services.records import (
@@ -67,6 +69,9 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
     "suspend": ((RUNNING,), SUSPENDED),
     "resume": ((SUSPENDED,), RUNNING),
 }
+
+
+_Target = tuple[int, int, list[int] | None]  # host id, its generation, the GPU devices chosen
 
 
 class _GroupChanged(Stale):
@@ -183,6 +188,7 @@ class WorkloadService(ServiceBase):
                 d = {str(k): float(v) for k, v in self._flavor(s, flavor).demand.items()}
             else:
                 d = check_demand(resource_names(s), demand)
+            check_gpu_demand(d)
             pool_id = self._pool(s, pool).id if pool is not None else None
             gid, gpol = None, policy
             if group is not None:
@@ -201,10 +207,10 @@ class WorkloadService(ServiceBase):
 
         return self._read(tx)
 
-    def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, tuple[int, int] | None]:
+    def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, _Target | None]:
         """Refresh the placement view and decide through its placement index (under the cache lock).
         Returns the decision and, when a host was chosen, the (host id, generation) the commit
-        must find."""
+        must find and the GPU devices the policy chose there (None: the ledger's rule)."""
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
@@ -218,9 +224,12 @@ class WorkloadService(ServiceBase):
                 group=group_key(spec.project, spec.group) if spec.group is not None else None,
                 group_policy=spec.group_policy, priority=spec.priority, allowed_hosts=allowed,
             )
+            req = fit_devices(self.policy, st, req)
             decision = decide(snap.placer(self.policy), req, full=explain)
             h = decision.host_index
-            return decision, (snap.ids[h], int(snap.gens[h])) if h is not None else None
+            if h is None:
+                return decision, None
+            return decision, (snap.ids[h], int(snap.gens[h]), chosen_devices(self.policy, st, req, h))
 
     def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
                          explain: bool = False) -> tuple[int, str]:
@@ -234,9 +243,9 @@ class WorkloadService(ServiceBase):
             new_group.append(created)
         return wid, decision.host
 
-    def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int],
+    def _claim(self, s: Session, *, spec: _Spec, target: _Target,
                decision: Decision) -> tuple[int, int | None]:
-        host_id, gen = target
+        host_id, gen, gpus = target
         project_id = spec.project_id if spec.project_id is not None else \
             self._create_project_in(s, spec.project)
         gid, created = self._claim_group(s, spec, project_id)
@@ -260,7 +269,7 @@ class WorkloadService(ServiceBase):
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
-        ledger.claim(s, host_id, gen, spec.demand, w.id)
+        ledger.claim(s, host_id, gen, spec.demand, w.id, gpus)
         self.leases.restamp(s, [w.id])
         attach_nics(s, project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
@@ -339,7 +348,8 @@ class WorkloadService(ServiceBase):
             self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
                         f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
-                                  spec.priority, spec.group, as_utc(w.created_at), w.explanation)
+                                  spec.priority, spec.group, as_utc(w.created_at), w.explanation,
+                                  workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [])
 
         rec = self._write(tx)
         if rec is None:

@@ -167,6 +167,33 @@ class AllocationRow(Base):
     amount: Mapped[float] = mapped_column(Float)
 
 
+class HostGpuRow(Base):
+    """0008: one GPU device of a host (``device`` 0..count-1, as many as the host's ``gpu``
+    capacity), its model and memory, and the milli-GPU allocated on it (0..1000): the sum of its
+    ``gpu_allocations``, kept within 1000 by the ledger's guarded UPDATE (services/ledger.py)."""
+
+    __tablename__ = "host_gpus"
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    device: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(63), default="")
+    memory_mib: Mapped[float] = mapped_column(Float, default=0.0)
+    allocated: Mapped[int] = mapped_column(Integer, default=0)  # milli-GPU
+
+
+class GpuAllocationRow(Base):
+    """0008: a workload's share of one GPU device: ``milli`` (1..1000) of device ``device`` of its host.
+    A fractional request holds one row, a request for n whole GPUs n rows of 1000."""
+
+    __tablename__ = "gpu_allocations"
+    __table_args__ = (UniqueConstraint("workload_id", "host_id", "device"),
+                      Index("ix_gpu_allocations_host_device", "host_id", "device"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
+    device: Mapped[int] = mapped_column(Integer)
+    milli: Mapped[int] = mapped_column(Integer)
+
+
 class EventRow(Base):
     """Audit log: written in the same transaction as the use case it records."""
 
@@ -313,12 +340,16 @@ class RouterRow(Base):
     """A virtual router of one project; `protocol` computes its dynamic routes."""
 
     __tablename__ = "routers"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (UniqueConstraint("project_id", "name"),
+                      UniqueConstraint("project_id", "asn", name="uq_routers_project_asn"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(63))
     protocol: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0008: path-vector: the router's AS number and import policy (neighbour router -> local preference)
+    asn: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    local_pref: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class RouterInterfaceRow(Base):

@@ -28,7 +28,8 @@ def create_host(body: HostCreate, svc: SvcDep, _: Admin) -> HostOut:
     rec = svc.hosts.create_host(body.name, dict(body.capacity) if body.capacity is not None else None,
                                 pool=body.pool, overcommit=body.overcommit, labels=body.labels,
                                 domain=body.domain, max_workloads=body.max_workloads, driver=body.driver,
-                                uri=body.uri, fence=body.fence)
+                                uri=body.uri, fence=body.fence,
+                                gpus=[g.model_dump() for g in body.gpus] if body.gpus is not None else None)
     return HostOut.model_validate(rec)
 
 

@@ -31,6 +31,7 @@ from poolvisor.api.network_schemas import (
     IpRelease,
     IpReserve,
     IpText,
+    LocalPrefSet,
     LookupOut,
     MacOrIpText,
     NetworkCreate,
@@ -55,6 +56,7 @@ PoolName = Annotated[Name, Path(description="address pool name (unique within it
 NetName = Annotated[Name, Path(description="network name (unique within its project)")]
 RouterName = Annotated[Name, Path(description="router name (unique within its project)")]
 LinkNet = Annotated[Name, Path(description="the network of the router's interface")]
+Neighbour = Annotated[Name, Path(description="a path-vector router of the same project")]
 
 
 def creating_in(svc: Services, who: Principal, project: str | None) -> str:
@@ -233,9 +235,28 @@ def list_routers(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Router
 @router.post("/v1/routers", status_code=201, response_model=RouterOut,
              responses=errors(401, 404, 409, 413, 422, 503))
 def create_router(body: RouterCreate, svc: SvcDep, who: Who) -> RouterOut:
-    """A router; `protocol` (link-state, distance-vector or static) computes its dynamic routes."""
+    """A router; `protocol` (link-state, distance-vector, path-vector or static) computes its dynamic
+    routes. A path-vector router is an autonomous system (`asn`)."""
     where = creating_in(svc, who, body.project)
-    return RouterOut.model_validate(svc.routers.create_router(where, body.name, body.protocol))
+    return RouterOut.model_validate(svc.routers.create_router(where, body.name, body.protocol, body.asn))
+
+
+@router.put("/v1/routers/{name}/local-pref/{neighbour}", response_model=RouterOut,
+            responses=errors(401, 404, 409, 413, 422, 503))
+def set_local_pref(name: RouterName, neighbour: Neighbour, body: LocalPrefSet, svc: SvcDep, who: Who,
+                   project: ProjectQ = None) -> RouterOut:
+    """Path-vector import policy: the local preference of the routes learned from a neighbour router."""
+    where = _router_project(svc, who, name, project)
+    return RouterOut.model_validate(svc.routers.set_local_pref(where, name, neighbour, body.pref))
+
+
+@router.delete("/v1/routers/{name}/local-pref/{neighbour}", response_model=RouterOut,
+               responses=errors(401, 404, 409, 422, 503))
+def clear_local_pref(name: RouterName, neighbour: Neighbour, svc: SvcDep, who: Who,
+                     project: ProjectQ = None) -> RouterOut:
+    """Back to the default local preference (100) for that neighbour's routes."""
+    where = _router_project(svc, who, name, project)
+    return RouterOut.model_validate(svc.routers.set_local_pref(where, name, neighbour, None))
 
 
 @router.get("/v1/routers/{name}", response_model=RouterOut, responses=errors(401, 404, 409, 422, 503))
