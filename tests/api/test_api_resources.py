@@ -85,7 +85,7 @@ def test_bad_input_is_a_declared_4xx_and_writes_nothing(client: Any, admin: dict
         r = client.post("/v1/hosts", json=body, headers=admin)
         assert r.status_code in (404, 422), (body, r.status_code, r.text)
         err = r.json()
-        assert set(err) == {"error", "message", "detail"} and err["message"], err
+        assert set(err) == {"error", "message", "detail", "request_id"} and err["message"], err
     # malformed JSON
     json_headers = {**admin, "content-type": "application/json"}
     r = client.post("/v1/hosts", content=b'{"name": "h", ', headers=json_headers)
@@ -222,7 +222,7 @@ def test_unavailable_backend_is_503(client: Any, admin: dict[str, str], svc: Ser
     r = client.get("/v1/hosts", headers=admin)
     assert r.status_code == 503
     assert r.json() == {"error": "unavailable", "message": "database unreachable: connection refused",
-                        "detail": None}
+                        "detail": None, "request_id": r.headers["x-request-id"]}
 
 
 def test_unexpected_exception_is_a_500_error_body_not_a_crash(client: Any, admin: dict[str, str],

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from poolvisor import __version__
 from poolvisor.api.errors import install_error_handlers
 from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
+from poolvisor.api.metrics import AppMetrics
+from poolvisor.api.observe import ObserveMiddleware, RouteCapture
 from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
     events,
@@ -79,6 +81,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
                    networks):
         app.include_router(module.router)
+    app.add_middleware(RouteCapture)  # innermost: tells ObserveMiddleware the matched route
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)
+    app.state.metrics = AppMetrics()  # this app's own registry (api/metrics.py)
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)  # outermost: request id, latency
     return app
