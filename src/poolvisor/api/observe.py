@@ -15,6 +15,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from poolvisor.api.errors import error_response
 from poolvisor.api.metrics import AppMetrics
 from poolvisor.observability.logs import REQUEST_ID, accept_request_id
 
@@ -22,6 +23,7 @@ HEADER = b"x-request-id"
 UNMATCHED = "<unmatched>"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 access_log = logging.getLogger("poolvisor.access")
+log = logging.getLogger("poolvisor.api")
 
 
 SLOT = "poolvisor.observe"
@@ -68,9 +70,12 @@ class ObserveMiddleware:
         status = 500
         t0 = time.perf_counter()
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = int(message["status"])
                 headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != HEADER]
                 headers.append((HEADER, rid.encode("ascii")))
@@ -79,6 +84,14 @@ class ObserveMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # answered here, inside the request's context, so the traceback line and the 500 body
+            # carry the request id (Starlette's own handler runs outside every middleware)
+            if started:
+                raise
+            log.exception("unexpected error")
+            await error_response(500, "internal", "internal error; see the server log")(
+                scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - t0
             route = route_template(found)

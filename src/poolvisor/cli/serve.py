@@ -26,6 +26,7 @@ from poolvisor.cli.parse import number
 DEFAULT_REPAIR_INTERVAL_S = 2.0
 DEFAULT_LEASE_S = 5.0
 MAX_SIM_DURATION_S = 600.0
+GRACEFUL_SHUTDOWN_S = 10  # open event streams end on their own within a poll; this bounds the rest
 
 if TYPE_CHECKING:
     from poolvisor.services import Services
@@ -119,6 +120,10 @@ def serve(
         help="Resources placement keeps for the workloads that ask for them (comma-separated; "
         "'none' for none).")] = "gpu",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_format: Annotated[str, typer.Option(
+        "--log-format", envvar="POOLVISOR_LOG_FORMAT",
+        help="Server log lines: 'text' or 'json' (one object per line); each line of a request "
+        "carries its request id (X-Request-ID).")] = "text",
     repair_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
         "a process that died (its lease expired); 0 turns the sweep off.")] = DEFAULT_REPAIR_INTERVAL_S,
@@ -146,6 +151,8 @@ def serve(
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
                    f"got {log_level!r}")
+    if log_format not in ("text", "json"):
+        raise fail(f"--log-format must be text or json; got {log_format!r}")
     if repair_interval != 0 and not MIN_INTERVAL_S <= repair_interval <= MAX_INTERVAL_S:
         raise fail(f"--repair-interval must be 0 (off) or {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} seconds")
     if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
@@ -184,7 +191,13 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        from poolvisor.observability.logs import configure
+
+        configure(log_format, log_level)  # uvicorn's loggers too: it gets no logging config of its own
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", log_config=None,
+                                               access_log=False,  # ours carries the request id
+                                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+        app.state.stopping = lambda: server.should_exit  # event streams end when the server stops
         server.run(sockets=[sock])
     finally:
         sock.close()
