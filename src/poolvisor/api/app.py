@@ -14,6 +14,7 @@ from poolvisor.api.metrics import AppMetrics
 from poolvisor.api.observe import ObserveMiddleware, RouteCapture
 from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
+    alerts,
     events,
     flavors,
     hosts,
@@ -27,6 +28,7 @@ from poolvisor.api.routes import (
     workloads,
 )
 from poolvisor.services import Services
+from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.sweeper import RepairSweeper
 
@@ -48,13 +50,15 @@ Long operations (migrate, consolidation apply) answer 202 with a task (also in `
 def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                repair_interval: float | None = None,
                report: Callable[[str], None] | None = None,
-               metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS) -> FastAPI:
+               metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
+               alert_interval: float | None = None) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
     `metrics_token`: an extra bearer token that may read every /metrics series and nothing else
     (for a Prometheus scraper), or None. `task_workers`: threads of the task executor that runs
-    long operations (migrations, consolidations) for the app's lifespan (services/executor.py)."""
+    long operations (migrations, consolidations) for the app's lifespan (services/executor.py).
+    `alert_interval`: evaluate the alert rules every that many seconds (services/alerts.py), or None."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -65,9 +69,15 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             executor.start()
         if sweeper is not None:
             sweeper.start()
+        alerter = AlertLoop(services.alerts, alert_interval) if alert_interval and services is not None \
+            else None
+        if alerter is not None:
+            alerter.start()
         try:
             yield
         finally:
+            if alerter is not None:
+                alerter.stop()
             if sweeper is not None:
                 sweeper.stop()
             if executor is not None:
@@ -79,7 +89,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
-                   networks):
+                   networks, alerts):
         app.include_router(module.router)
     app.add_middleware(RouteCapture)  # innermost: tells ObserveMiddleware the matched route
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)

@@ -26,6 +26,7 @@ from poolvisor.cli.parse import number
 DEFAULT_REPAIR_INTERVAL_S = 2.0
 DEFAULT_LEASE_S = 5.0
 MAX_SIM_DURATION_S = 600.0
+DEFAULT_ALERT_INTERVAL_S = 30.0
 GRACEFUL_SHUTDOWN_S = 10  # open event streams end on their own within a poll; this bounds the rest
 
 if TYPE_CHECKING:
@@ -133,6 +134,15 @@ def serve(
     sim_durations: Annotated[str | None, typer.Option(
         help="Make the sim driver's operations take this long, e.g. create=2,delete=1,migrate=3 "
         "(seconds; demos and crash drills).", show_default=False)] = None,
+    alert_interval: Annotated[float, typer.Option(parser=number,
+        help="Seconds between evaluations of the alert rules (pool nearly full, host down, quota nearly "
+        "exhausted, SLA violation, stuck task); 0 turns them off.")] = DEFAULT_ALERT_INTERVAL_S,
+    alert_pool_full: Annotated[float, typer.Option(parser=number,
+        help="Alert when a pool's resource is allocated at this fraction or more (0..1).")] = 0.9,
+    alert_quota: Annotated[float, typer.Option(parser=number,
+        help="Alert when a project has used this fraction of a quota or more (0..1).")] = 0.9,
+    alert_task_deadline: Annotated[float, typer.Option(parser=number,
+        help="Seconds after which an unfinished task counts as stuck.")] = 3600.0,
     metrics_token_file: Annotated[Path | None, typer.Option(
         "--metrics-token-file", envvar="POOLVISOR_METRICS_TOKEN_FILE",
         help="File holding a bearer token that may read every /metrics series and nothing else "
@@ -157,6 +167,19 @@ def serve(
         raise fail(f"--repair-interval must be 0 (off) or {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} seconds")
     if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
         raise fail(f"--lease must be {MIN_LEASE_S:g}..{MAX_LEASE_S:g} seconds")
+    from poolvisor.observability.rules import Thresholds
+    from poolvisor.services.alerts import MAX_INTERVAL_S as MAX_ALERT_S
+    from poolvisor.services.alerts import MIN_INTERVAL_S as MIN_ALERT_S
+
+    if alert_interval != 0 and not MIN_ALERT_S <= alert_interval <= MAX_ALERT_S:
+        raise fail(f"--alert-interval must be 0 (off) or {MIN_ALERT_S:g}..{MAX_ALERT_S:g} seconds")
+    try:
+        thresholds = Thresholds(pool_full=alert_pool_full, quota=alert_quota,
+                                critical=max(0.98, alert_pool_full, alert_quota),
+                                task_deadline_s=alert_task_deadline)
+    except ValueError as e:
+        raise fail(f"alert thresholds: {e} (--alert-pool-full and --alert-quota are fractions in (0, 1], "
+                   "--alert-task-deadline seconds > 0)") from None
     durations = _sim_durations(sim_durations) if sim_durations is not None else {}
     names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
     policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
@@ -185,9 +208,10 @@ def serve(
         elif demo_vms:
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
+        svc.alerts.thresholds = thresholds
         app = create_app(svc, repair_interval=repair_interval or None,
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
-                         metrics_token=scrape_token)
+                         metrics_token=scrape_token, alert_interval=alert_interval or None)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)

@@ -62,5 +62,5 @@ def get_metrics(request: Request, svc: SvcDep,
     (`poolvisor serve --metrics-token-file`) shows every pool and project."""
     app_metrics: metrics.AppMetrics | None = getattr(request.app.state, "metrics", None)
     body = metrics.render(svc.catalog.list_pools(), svc.hosts.list_hosts(), svc.workloads.list_workloads(),
-                          view, app_metrics)
+                          view, app_metrics, svc.alerts.active_counts() if view.pools else ())
     return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
