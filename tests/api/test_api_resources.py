@@ -179,9 +179,10 @@ def test_openapi_declares_every_error(client: Any) -> None:
 
 # Paths a member may write (inside its own project), by design; every other write is admin-only.
 # Networks, address pools and routers belong to a project like workloads (docs/network.md); the
-# dataplane changes the server's machine and stays admin-only.
+# dataplane changes the server's machine and stays admin-only. A member acknowledges its project's
+# alerts (docs/observability.md).
 MEMBER_WRITABLE = ("/v1/workloads", "/v1/tokens", "/v1/utilization", "/v1/ip-pools", "/v1/networks",
-                   "/v1/routers")
+                   "/v1/routers", "/v1/alerts")
 
 
 def _member_writable(path: str) -> bool:

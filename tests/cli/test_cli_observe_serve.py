@@ -52,7 +52,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     log_path = tmp / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port),
-                                 "--demo", "4", "--log-format", "json"],
+                                 "--demo", "4", "--log-format", "json", "--alert-interval", "0.2"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -214,3 +214,39 @@ def test_json_log_lines_carry_request_ids(live: Live) -> None:
     # every line the server wrote is JSON (uvicorn's own lines too), except the CLI's start-up notes
     raw = [x for x in live.log.read_text().splitlines() if x.strip()]
     assert all(x.startswith("{") or x.startswith("poolvisor: ") for x in raw), raw
+
+
+def test_alerts_end_to_end(live: Live) -> None:
+    """A failed host raises a critical alert (evaluated by serve's loop), streamed as an event;
+    `poolvisor alert list` shows it, `alert ack` acknowledges it; reviving the host resolves it."""
+    hosts = httpx.get(f"{live.url}/v1/hosts", headers=live.admin).json()
+    victim = hosts[-1]["name"]
+    reader = Reader(live.url, live.admin, kind="alert")
+    try:
+        assert httpx.post(f"{live.url}/v1/hosts/{victim}/fail", headers=live.admin).status_code == 200
+        evs = reader.wait_for(lambda e: e["kind"] == "alert.raised" and e["subject"] == f"host/{victim}")
+        raised = next(e for e in evs if e["subject"] == f"host/{victim}")
+        assert raised["severity"] == "critical"
+    finally:
+        reader.close()
+    r = subprocess.run([*CLI, "alert", "list", "--json"], env=live.env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    (alert,) = [a for a in json.loads(r.stdout) if a["subject"] == f"host/{victim}"]
+    r = subprocess.run([*CLI, "alert", "ack", str(alert["id"])], env=live.env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "acknowledged" in r.stdout, r.stderr
+    r = subprocess.run([*CLI, "alert", "list"], env=live.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "host_down" in r.stdout and "acked" in r.stdout, r.stdout
+    r = subprocess.run([*CLI, "alert", "ack", "999999"], env=live.env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith("poolvisor: error: ") and r.stderr.count("\n") == 1
+    assert httpx.put(f"{live.url}/v1/hosts/{victim}/state", headers=live.admin,
+                     json={"state": "up"}).status_code == 200
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        now = httpx.get(f"{live.url}/v1/alerts/{alert['id']}", headers=live.admin).json()
+        if now["state"] == "resolved":
+            break
+        time.sleep(0.1)
+    assert now["state"] == "resolved"
