@@ -214,6 +214,7 @@ def test_json_log_lines_carry_request_ids(live: Live) -> None:
     # every line the server wrote is JSON (uvicorn's own lines too), except the CLI's start-up notes
     raw = [x for x in live.log.read_text().splitlines() if x.strip()]
     assert all(x.startswith("{") or x.startswith("poolvisor: ") for x in raw), raw
+    assert not any("color_message" in x or "\x1b[" in x for x in raw)  # no terminal colour codes
 
 
 def test_alerts_end_to_end(live: Live) -> None:

@@ -22,8 +22,9 @@ LOG_FORMATS = ("text", "json")
 # a client-supplied id is kept when it is 1..128 of these (UUIDs, trace ids, ULIDs, ...)
 _SANE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 # attributes every LogRecord has: what is not among them was passed as `extra=` and is logged
+# (uvicorn's `color_message` repeats the message with terminal colour codes: not for JSON)
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime",
-                                                                          "request_id"}
+                                                                          "request_id", "color_message"}
 
 
 def new_request_id() -> str:

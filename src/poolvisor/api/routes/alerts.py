@@ -40,7 +40,7 @@ def get_alert(alert_id: AlertId, svc: SvcDep, who: Who) -> AlertOut:
     return AlertOut.model_validate(svc.alerts.get_alert(alert_id, scope_project(who, None)))
 
 
-@router.post("/{alert_id}/ack", response_model=AlertOut, responses=errors(401, 404, 409, 422, 503))
+@router.post("/{alert_id}/ack", response_model=AlertOut, responses=errors(401, 404, 409, 413, 422, 503))
 def ack_alert(alert_id: AlertId, svc: SvcDep, who: Who) -> AlertOut:
     """Acknowledge an active alert (a second acknowledgement changes nothing); 409 once resolved."""
     by = f"{who.role}-token-{who.token_id}"
