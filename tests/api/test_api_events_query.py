@@ -123,3 +123,36 @@ def test_idle_stream_holds_no_connection_and_ends_with_the_server(svc: Services,
         th.join(15)
     assert not th.is_alive() and time.monotonic() - t0 < 5, "an open stream held the server"
     assert ended.wait(5)
+
+
+def test_a_revoked_token_ends_its_stream(svc: Services, admin: dict[str, str]) -> None:
+    """The token is checked again at each heartbeat: once revoked, the stream ends with an error
+    event instead of going on showing the project's events."""
+    svc.catalog.create_project("acme")
+    tok = svc.auth.create_token("member", "acme")
+    app = create_app(svc)
+    app.state.event_poll_s, app.state.event_heartbeat_s = 0.05, 0.2
+    port = _port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False, lifespan="on"))
+    app.state.stopping = lambda: server.should_exit
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines: list[str] = []
+    try:
+        with httpx.Client(timeout=httpx.Timeout(10, read=None)) as c, \
+                c.stream("GET", f"http://127.0.0.1:{port}/v1/events/stream",
+                         headers={"Authorization": f"Bearer {tok}"}) as r:
+            assert r.status_code == 200
+            token_id = next(t.id for t in svc.auth.list_tokens() if t.project == "acme")
+            svc.auth.revoke_token(token_id)
+            t0 = time.monotonic()
+            lines.extend(r.iter_lines())  # ends when the server closes the stream
+        assert time.monotonic() - t0 < 5
+    finally:
+        server.should_exit = True
+        th.join(15)
+    assert "event: error" in lines and any("unauthorized" in x for x in lines), lines

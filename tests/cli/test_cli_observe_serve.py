@@ -251,3 +251,19 @@ def test_alerts_end_to_end(live: Live) -> None:
             break
         time.sleep(0.1)
     assert now["state"] == "resolved"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--log-format", "xml"], "--log-format"),
+    (["--alert-interval", "0.001"], "--alert-interval"),
+    (["--alert-pool-full", "1.5"], "alert thresholds"),
+    (["--alert-quota", "0"], "alert thresholds"),
+    (["--alert-task-deadline", "-1"], "alert thresholds"),
+])
+def test_bad_observability_flags_are_one_error_line(tmp_path: Path, args: list[str], fragment: str) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "POOLVISOR_HOME": str(tmp_path / "data")}
+    r = subprocess.run([*CLI, "serve", "--db", str(tmp_path / "x.db"), "--port", "1", *args], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith("poolvisor: error: ") and r.stderr.count("\n") == 1, r
+    assert fragment in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before opening anything

@@ -9,7 +9,8 @@ transactions (no connection is held between polls), sends a comment line as a he
 the caller's token again at each heartbeat, and ends when the client goes away, the token is
 revoked, the server stops, or after MAX_STREAM_S (load balancers dislike endless connections; the
 client reconnects with Last-Event-ID and misses nothing). `app.state.event_poll_s` and
-`app.state.event_stream_max_s` override the poll interval and that lifetime (tests).
+`app.state.event_stream_max_s` and `app.state.event_heartbeat_s` override the poll interval, that
+lifetime and the heartbeat (tests).
 """
 
 from __future__ import annotations
@@ -105,12 +106,14 @@ async def stream_events(
     token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
     stopping: Callable[[], bool] = getattr(request.app.state, "stopping", lambda: False)
     poll_s: float = getattr(request.app.state, "event_poll_s", POLL_S)
+    heartbeat_s: float = getattr(request.app.state, "event_heartbeat_s", HEARTBEAT_S)
     end = time.monotonic() + getattr(request.app.state, "event_stream_max_s", MAX_STREAM_S)
 
     def done() -> bool:
         return stopping() or time.monotonic() > end
 
-    return StreamingResponse(_stream(request, svc, flt, start, token, done, poll_s), media_type=SSE,
+    return StreamingResponse(_stream(request, svc, flt, start, token, done, poll_s, heartbeat_s),
+                             media_type=SSE,
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -122,7 +125,7 @@ def _resume_point(header: str | None, query: int | None) -> int | None:
 
 
 async def _stream(request: Request, svc: Services, flt: EventFilter, after: int, token: str,
-                  stopping: Callable[[], bool], poll_s: float) -> AsyncIterator[str]:
+                  stopping: Callable[[], bool], poll_s: float, heartbeat_s: float) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     beat = time.monotonic()
     while not stopping():
@@ -132,7 +135,7 @@ async def _stream(request: Request, svc: Services, flt: EventFilter, after: int,
             after = e.id
         if len(evs) == BATCH:
             continue
-        if time.monotonic() - beat >= HEARTBEAT_S:
+        if time.monotonic() - beat >= heartbeat_s:
             beat = time.monotonic()
             who, _ = await anyio.to_thread.run_sync(lambda: svc.auth.token_status(token))
             if who is None:
