@@ -15,7 +15,7 @@ def alerts(svc: Services) -> dict[str, int]:
     """A fleet alert (host down) and a project alert (quota, project acme); their ids."""
     svc.catalog.create_project("acme")
     svc.catalog.create_project("globex")
-    svc.hosts.fail_host(svc.hosts.list_hosts()[0].name)
+    svc.sim.fail_host(svc.hosts.list_hosts()[0].name)
     svc.alerts.quota_source = lambda: [("acme", {"vcpu": 99.0}, {"vcpu": 100.0})]
     svc.alerts.evaluate()
     by = {a.rule: a.id for a in svc.alerts.list_alerts()}

@@ -26,7 +26,7 @@ def _kinds(r: Any) -> list[str]:
 
 def test_filters(client: Any, admin: dict[str, str], svc: Services) -> None:
     svc.workloads.create_workload("demo", "a1", flavor="small")
-    svc.hosts.fail_host(svc.hosts.list_hosts()[0].name)
+    svc.sim.fail_host(svc.hosts.list_hosts()[0].name)
     ev = client.get("/v1/events", headers=admin, params={"kind": "workload"}).json()
     assert ev and all(e["kind"].startswith("workload.") for e in ev)
     assert _kinds(client.get("/v1/events", headers=admin, params={"kind": "host.failed"})) == ["host.failed"]

@@ -224,7 +224,7 @@ def test_alerts_end_to_end(live: Live) -> None:
     victim = hosts[-1]["name"]
     reader = Reader(live.url, live.admin, kind="alert")
     try:
-        assert httpx.post(f"{live.url}/v1/hosts/{victim}/fail", headers=live.admin).status_code == 200
+        assert httpx.post(f"{live.url}/v1/sim/hosts/{victim}/fail", headers=live.admin).status_code == 200
         evs = reader.wait_for(lambda e: e["kind"] == "alert.raised" and e["subject"] == f"host/{victim}")
         raised = next(e for e in evs if e["subject"] == f"host/{victim}")
         assert raised["severity"] == "critical"

@@ -72,7 +72,7 @@ def test_host_down_raised_once_then_resolved(svc: Services) -> None:
     seed_demo(svc, 3)
     host = svc.hosts.list_hosts()[0].name
     assert svc.alerts.evaluate().raised == []
-    svc.hosts.fail_host(host)
+    svc.sim.fail_host(host)
     first = svc.alerts.evaluate()
     again = svc.alerts.evaluate()
     assert len(first.raised) == 1 and again.raised == [] and again.active == 1
@@ -86,7 +86,7 @@ def test_host_down_raised_once_then_resolved(svc: Services) -> None:
     assert done.resolved == [a.id] and svc.alerts.list_alerts() == []
     (r,) = svc.alerts.list_alerts(state="resolved")
     assert r.resolved_at is not None and len(_events(svc, "alert.resolved")) == 1
-    svc.hosts.fail_host(host)  # the same condition again: a new alert
+    svc.sim.fail_host(host)  # the same condition again: a new alert
     assert len(svc.alerts.evaluate().raised) == 1 and len(svc.alerts.list_alerts(state=None)) == 2
 
 
@@ -150,7 +150,7 @@ def test_ack(lite: Services) -> None:
     svc = lite
     seed_demo(svc, 1)
     host = svc.hosts.list_hosts()[0].name
-    svc.hosts.fail_host(host)
+    svc.sim.fail_host(host)
     svc.alerts.evaluate()
     (a,) = svc.alerts.list_alerts()
     acked = svc.alerts.ack(a.id, None, "admin-token-1")
@@ -168,7 +168,7 @@ def test_ack(lite: Services) -> None:
 def test_concurrent_evaluators_raise_one_alert(svc: Services) -> None:
     seed_demo(svc, 3)
     for h in svc.hosts.list_hosts():
-        svc.hosts.fail_host(h.name)
+        svc.sim.fail_host(h.name)
     errors: list[BaseException] = []
     go = threading.Barrier(4)
 
@@ -193,7 +193,7 @@ def test_concurrent_evaluators_raise_one_alert(svc: Services) -> None:
 def test_alert_loop_on_the_wall_clock(lite: Services) -> None:
     svc = lite
     seed_demo(svc, 1)
-    svc.hosts.fail_host(svc.hosts.list_hosts()[0].name)
+    svc.sim.fail_host(svc.hosts.list_hosts()[0].name)
     loop = AlertLoop(svc.alerts, 0.05)
     loop.start()
     try:
