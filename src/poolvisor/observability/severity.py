@@ -2,7 +2,7 @@
 
 A use case may pass one explicitly (alerts do); otherwise it follows from the kind, so the
 existing events are classified without each use case restating it: a failure or loss is a
-warning, a host failure is critical, everything else is info.
+warning, a host failure or a volume's data loss is critical, everything else is info.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 _BY_KIND = {
     "host.failed": "critical",
+    "volume.failed": "critical",  # a segment lost every replica: data is gone (services/volumes.py)
     "workload.lost": "warning",
     "workload.create_failed": "warning",
     "workload.migrate_failed": "warning",
