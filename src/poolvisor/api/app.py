@@ -18,6 +18,7 @@ from poolvisor.api.routes import (
     networks,
     pools,
     projects,
+    quotas,
     system,
     tasks,
     tokens,
@@ -77,7 +78,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
-                   networks):
+                   networks, quotas):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)

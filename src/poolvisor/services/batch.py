@@ -38,7 +38,7 @@ from poolvisor.policies.packing.pool import Move, Plan, host_lower_bound
 from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
 from poolvisor.policies.placement import IndexedPlacer, Request
 from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
-from poolvisor.services import ledger
+from poolvisor.services import ledger, quotas
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_demand
 from poolvisor.services.context import ServiceContext
@@ -305,6 +305,11 @@ class BatchService(ServiceBase):
                         f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
                         project=project, data={"host": host, "demand": it.demand, "batch": True})
             ids.append(w.id)
+        total: dict[str, float] = {}
+        for i in placed:
+            for r, a in items[i].demand.items():
+                total[r] = total.get(r, 0.0) + float(a)
+        quotas.verify(s, project_id, total, len(placed), project=project)  # the batch as a whole
         self.leases.restamp(s, ids)
         self._event(s, "workload.batch_placed", f"project/{project}", f"batch: {plan.summary}",
                     project=project, data={"summary": plan.summary, "lower_bound": plan.lower_bound})

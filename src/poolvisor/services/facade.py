@@ -26,6 +26,7 @@ from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
 from poolvisor.services.networks import NetworkService
 from poolvisor.services.placement_cache import PlacementCache
+from poolvisor.services.quotas import QuotaService
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
@@ -52,6 +53,7 @@ class Services:
         self.routers = RouterService(ctx)
         self.dataplane = DataplaneService(ctx, self.routers)
         self.events = EventService(ctx)
+        self.quotas = QuotaService(ctx)
         self.repair = RepairService(ctx, self.workloads, self.tasks)
         self.tasks.handlers[MIGRATE] = self.workloads.lifecycle.run_migrate_task
         self.tasks.handlers[CONSOLIDATE] = self.batch.apply_consolidation

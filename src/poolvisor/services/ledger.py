@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Float, case, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from poolvisor.services import quotas
 from poolvisor.store.retry import Stale
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, WorkloadRow
 
@@ -21,12 +22,14 @@ _NO_SYNC: dict[str, Any] = {"execution_options": {"synchronize_session": False}}
 
 
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
-          workload_id: int) -> None:
+          workload_id: int, *, quota_project: int | None = None) -> None:
     """Allocate `demand` on a host for a workload, or raise Stale (the caller's transaction rolls back).
 
     With `generation`, the host row must still be at that generation (optimistic concurrency);
     in every case the host must be up, below its workload limit, and each resource's new total
     must stay within capacity * overcommit, checked by the UPDATE itself under the write lock.
+    `quota_project`: a new workload of that project; its quota is then re-checked here too, under
+    the project's quota lock (services/quotas.py), and QuotaExceededError rolls the claim back.
     """
     q = update(HostRow).where(HostRow.id == host_id, HostRow.state == "up",
                               (HostRow.max_workloads == 0) | (HostRow.workloads < HostRow.max_workloads))
@@ -36,8 +39,13 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     if r.rowcount != 1:  # type: ignore[attr-defined]
         raise Stale()
     amounts = {res: float(a) for res, a in demand.items() if a > 0}
-    if not amounts:
-        return
+    if amounts:
+        _claim_resources(s, host_id, amounts, workload_id)
+    if quota_project is not None:
+        quotas.verify(s, quota_project, amounts, 1)
+
+
+def _claim_resources(s: Session, host_id: int, amounts: dict[str, float], workload_id: int) -> None:
     delta = _per_resource(amounts)
     r = s.execute(
         update(HostResourceRow)

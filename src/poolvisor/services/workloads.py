@@ -260,7 +260,7 @@ class WorkloadService(ServiceBase):
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
-        ledger.claim(s, host_id, gen, spec.demand, w.id)
+        ledger.claim(s, host_id, gen, spec.demand, w.id, quota_project=project_id)
         self.leases.restamp(s, [w.id])
         attach_nics(s, project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
