@@ -68,6 +68,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/dataplane/apply"): ("/v1/dataplane/apply", {"project": "nope-strict", "prefix": "pv"}),
     ("POST", "/v1/dataplane/teardown"): ("/v1/dataplane/teardown", {"project": "nope-strict",
                                                                     "prefix": "pv"}),
+    ("PUT", "/v1/projects/{name}/quota"): ("/v1/projects/demo/quota", {
+        "limits": {"vcpu": 64, "workloads": 20}, "rate_limit": {"rate_per_s": 50, "burst": 100}}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [

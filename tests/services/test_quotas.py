@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from svc_helpers import small_cluster
 
-from poolvisor.domain.errors import InvalidInputError, NoValidHostError, NotFoundError, QuotaExceededError
+from poolvisor.domain.errors import InvalidInputError, NotFoundError, NoValidHostError, QuotaExceededError
 from poolvisor.policies.quota import Excess, check
 from poolvisor.services import Services, open_services
 from poolvisor.services.quotas import RateLimit

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from poolvisor import __version__
+from poolvisor.api import openapi
 from poolvisor.api.errors import install_error_handlers
 from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
+from poolvisor.api.ratelimit import RateLimiter
 from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
     events,
@@ -27,6 +29,7 @@ from poolvisor.api.routes import (
 )
 from poolvisor.services import Services
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
+from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
@@ -47,13 +50,16 @@ Long operations (migrate, consolidation apply) answer 202 with a task (also in `
 def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                repair_interval: float | None = None,
                report: Callable[[str], None] | None = None,
-               metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS) -> FastAPI:
+               metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
+               rate_limit: RateLimit | None = None) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
     `metrics_token`: an extra bearer token that may read every /metrics series and nothing else
     (for a Prometheus scraper), or None. `task_workers`: threads of the task executor that runs
-    long operations (migrations, consolidations) for the app's lifespan (services/executor.py)."""
+    long operations (migrations, consolidations) for the app's lifespan (services/executor.py).
+    `rate_limit`: the default token bucket of each project's creation requests (a project's own,
+    set with its quota, overrides it; api/ratelimit.py), None: unlimited by default."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -76,10 +82,13 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
     app.state.metrics_token = metrics_token or None
+    app.state.rate_limiter = RateLimiter(
+        rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
                    networks, quotas):
         app.include_router(module.router)
+    openapi.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)
     return app
