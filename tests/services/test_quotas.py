@@ -139,3 +139,15 @@ def test_quota_of_a_full_pool_still_says_no_valid_host(lite: Services) -> None:
     lite.workloads.create_workload("demo", "a", flavor="unit")
     with pytest.raises(NoValidHostError):
         lite.workloads.create_workload("demo", "b", flavor="unit")
+
+
+def test_dry_runs_say_what_the_quota_would_say(lite: Services) -> None:
+    small_cluster(lite)
+    lite.quotas.set_quota("demo", {"vcpu": 1})
+    assert lite.workloads.create_workload("demo", "a", flavor="unit", dry_run=True).state == "dry-run"
+    lite.workloads.create_workload("demo", "a", flavor="unit")
+    with pytest.raises(QuotaExceededError):
+        lite.workloads.create_workload("demo", "b", flavor="unit", dry_run=True)
+    with pytest.raises(QuotaExceededError):
+        lite.batch.create_workloads_batch("demo", [{"name": "b", "flavor": "unit"}], dry_run=True)
+    assert [w.name for w in lite.workloads.list_workloads("demo")] == ["a"]

@@ -127,6 +127,8 @@ class BatchService(ServiceBase):
                     f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
                     " nothing was created", detail=plan.to_dict())
             if dry_run:
+                total = _total_demand(items, placed)
+                self._read(lambda s: quotas.preview(s, project_id, total, len(placed), project=project))
                 return snap, plan, considered, placed, None
             ids = self.ctx.write_once(partial(self._claim_batch, project=project, project_id=project_id,
                                               items=items, placed=placed, snap=snap, plan=plan,
@@ -305,11 +307,8 @@ class BatchService(ServiceBase):
                         f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
                         project=project, data={"host": host, "demand": it.demand, "batch": True})
             ids.append(w.id)
-        total: dict[str, float] = {}
-        for i in placed:
-            for r, a in items[i].demand.items():
-                total[r] = total.get(r, 0.0) + float(a)
-        quotas.verify(s, project_id, total, len(placed), project=project)  # the batch as a whole
+        # the batch as a whole against the project's quota
+        quotas.verify(s, project_id, _total_demand(items, placed), len(placed), project=project)
         self.leases.restamp(s, ids)
         self._event(s, "workload.batch_placed", f"project/{project}", f"batch: {plan.summary}",
                     project=project, data={"summary": plan.summary, "lower_bound": plan.lower_bound})
@@ -516,3 +515,11 @@ def _undo_batch(s: Session, *, ids: list[int], project: str, why: str, owner: st
         s.delete(w)
     ServiceBase._event(s, "workload.batch_failed", f"project/{project}",
                        f"batch rolled back: {why}", project=project)
+
+
+def _total_demand(items: list[_Item], placed: list[int]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for i in placed:
+        for r, a in items[i].demand.items():
+            total[r] = total.get(r, 0.0) + float(a)
+    return total

@@ -106,6 +106,24 @@ def verify(s: Session, project_id: int, requested: Mapping[str, float], workload
         raise QuotaExceededError(excess.describe(name), excess.as_detail(name))
 
 
+def preview(s: Session, project_id: int | None, requested: Mapping[str, float], workloads: int, *,
+            project: str) -> None:
+    """What `verify` would say of this request now, for dry runs: reads only, locks nothing (so a
+    concurrent creation may still take the room before the real request)."""
+    if project_id is None:
+        return  # a project the request would create has no quota yet
+    row = s.get(ProjectQuotaRow, project_id)
+    if row is None or not row.enforced or not row.limits:
+        return
+    want = {str(k): float(v) for k, v in requested.items() if float(v) > 0}
+    want[WORKLOADS] = float(workloads)
+    used = project_usage(s, project_id)
+    after = {k: used.get(k, 0.0) + want.get(k, 0.0) for k in set(used) | set(want)}
+    excess = check({str(k): float(v) for k, v in row.limits.items()}, after, want)
+    if excess is not None:
+        raise QuotaExceededError(excess.describe(project), excess.as_detail(project))
+
+
 class QuotaService(ServiceBase):
     """Set and read project quotas and rate limits; report a project's usage."""
 

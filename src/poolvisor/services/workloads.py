@@ -32,7 +32,7 @@ from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.policies.placement.served import decide
-from poolvisor.services import ledger
+from poolvisor.services import ledger, quotas
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.context import ServiceContext
@@ -150,6 +150,7 @@ class WorkloadService(ServiceBase):
 
         if dry_run:
             spec = resolve()
+            self._read(lambda s: quotas.preview(s, spec.project_id, spec.demand, 1, project=project))
             decision, _target = self._decide(spec, explain)
             return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
                                   group, datetime.now(UTC), decision.explanation.to_dict())
