@@ -151,3 +151,12 @@ def test_dry_runs_say_what_the_quota_would_say(lite: Services) -> None:
     with pytest.raises(QuotaExceededError):
         lite.batch.create_workloads_batch("demo", [{"name": "b", "flavor": "unit"}], dry_run=True)
     assert [w.name for w in lite.workloads.list_workloads("demo")] == ["a"]
+
+
+def test_the_quota_is_checked_before_placement(lite: Services) -> None:
+    """A request over both the quota and the pool's capacity is told about the quota (what the
+    project can change), not that no host fits."""
+    small_cluster(lite)
+    lite.quotas.set_quota("demo", {"vcpu": 8})
+    with pytest.raises(QuotaExceededError):
+        lite.workloads.create_workload("demo", "big", demand={"vcpu": 80, "memory_mib": 1})

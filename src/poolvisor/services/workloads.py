@@ -150,7 +150,6 @@ class WorkloadService(ServiceBase):
 
         if dry_run:
             spec = resolve()
-            self._read(lambda s: quotas.preview(s, spec.project_id, spec.demand, 1, project=project))
             decision, _target = self._decide(spec, explain)
             return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
                                   group, datetime.now(UTC), decision.explanation.to_dict())
@@ -185,6 +184,7 @@ class WorkloadService(ServiceBase):
             else:
                 d = check_demand(resource_names(s), demand)
             pool_id = self._pool(s, pool).id if pool is not None else None
+            quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
             gid, gpol = None, policy
             if group is not None:
                 g = None if pid is None else \
