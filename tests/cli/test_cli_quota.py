@@ -85,7 +85,8 @@ def test_quota_set_show_and_refusals(server: Server, run: Callable[..., Any]) ->
     one_error_line(run("project", "quota", "set", "demo", "vcpu=x"), "not a number")
     one_error_line(run("project", "quota", "set", "demo", "--rate", "fast"), "--rate")
     one_error_line(run("project", "quota", "set", "demo", "--burst", "3"), "--burst needs --rate")
-    one_error_line(run("project", "quota", "set", "demo", "unobtainium=1"), "unknown quota resource")
+    one_error_line(run("project", "quota", "set", "demo", "unobtainium=1"),
+                   "unknown resource 'unobtainium' in the quota")
     assert run("project", "quota", "set", "demo").returncode == 0  # no limits: the quota is removed
     assert json.loads(run("project", "quota", "show", "demo", "--json").stdout)["limits"] == {}
 

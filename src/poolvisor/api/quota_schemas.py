@@ -5,12 +5,34 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from poolvisor.api.fields import INTEGRAL, MAX_MAP_ENTRIES, Amount, ResourceName, StrictModel, TypedMap
+from poolvisor.domain.resources import MAX_QUANTITY
+from poolvisor.policies.quota import WORKLOADS
 from poolvisor.services.quotas import MAX_BURST, MAX_RATE_PER_S
 
-Limits = Annotated[dict[ResourceName, Amount], Field(max_length=MAX_MAP_ENTRIES), TypedMap()]
+
+class CountKey:
+    """State in the schema that the `workloads` limit is a whole number."""
+
+    def __get_pydantic_json_schema__(self, cs: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        js = handler(cs)
+        js["properties"] = {WORKLOADS: {"type": "integer", "minimum": 0, "maximum": MAX_QUANTITY}}
+        return js
+
+
+def _whole_count(limits: dict[str, float]) -> dict[str, float]:
+    v = limits.get(WORKLOADS)
+    if v is not None and not float(v).is_integer():
+        raise ValueError("the workloads limit is a whole number")
+    return limits
+
+
+Limits = Annotated[dict[ResourceName, Amount], Field(max_length=MAX_MAP_ENTRIES), TypedMap(), CountKey(),
+                   AfterValidator(_whole_count)]
 
 
 class RateLimitIn(StrictModel):

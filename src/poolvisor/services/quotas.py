@@ -147,7 +147,7 @@ class QuotaService(ServiceBase):
             known = set(resource_names(s).names) | {WORKLOADS}
             unknown = sorted(set(clean) - known)
             if unknown:
-                raise InvalidInputError(f"unknown quota resource {unknown[0]!r}; allowed: "
+                raise InvalidInputError(f"unknown resource {unknown[0]!r} in the quota; allowed: "
                                         f"{', '.join(sorted(known))}")
             row = s.get(ProjectQuotaRow, p.id)
             if row is None:
