@@ -3,9 +3,9 @@ this test fails saying which value or body it needs):
 
 - without a token, every route but the public ones answers 401;
 - a member of project alpha gets 404 for every object of project beta (path parameters, `project`
-  query parameters, bodies naming beta), exactly as for objects that do not exist; a route only
-  admins may use answers 403 instead, whatever the object; no answer to alpha's tokens ever
-  mentions beta's objects;
+  query parameters, bodies naming beta's objects, also next to alpha's own in the path), exactly
+  as for objects that do not exist; a route only admins may use answers 403 instead, whatever the
+  object; no answer to alpha's tokens ever mentions beta's objects;
 - a viewer (read-only) gets 403 on every write method (POST, PUT, PATCH, DELETE) and reads what a
   member of its project reads; a global viewer reads what an admin reads and writes nothing.
 
@@ -144,7 +144,8 @@ class Op:
         return any(k not in SHARED for k in self.kinds) or "project" in self.query_names or \
             (body is not None and "PROBE" in str(body(probe)))
 
-    def request(self, w: World, *, project_query: bool = True) -> dict[str, Any]:
+    def request(self, w: World, *, project_query: bool = True,
+                body_of: World | None = None) -> dict[str, Any]:
         def fill(m: re.Match[str]) -> str:
             key = (self.path.split("/")[2], m.group(1))
             if key not in PARAMS:
@@ -163,7 +164,7 @@ class Op:
         kw: dict[str, Any] = {"params": params}
         body = self.spec.get("requestBody")
         if (self.method, self.path) in BODIES:
-            kw["json"] = BODIES[(self.method, self.path)](w)
+            kw["json"] = BODIES[(self.method, self.path)](body_of or w)
         elif body is not None and body.get("required"):
             pytest.fail(f"{self}: needs a request body: add one to BODIES")
         return {"method": self.method, "url": url, **kw}
@@ -249,6 +250,24 @@ def test_a_member_gets_404_for_another_projects_objects(world: Any, parties: dic
         if not op.admin_only and r.json()["error"] != "not_found":
             bad.append(f"{op}: error {r.json()['error']} instead of not_found")
     assert checked >= 40
+    assert not bad, "\n".join(bad)
+
+
+def test_a_body_naming_another_projects_objects_is_404(world: Any, parties: dict[str, Any]) -> None:
+    """Alpha's own objects in the path, beta's in the body (a router interface on beta's network,
+    samples for beta's workload, a token for beta): refused as not found, nothing done."""
+    c, _svc, ops = world
+    alpha, beta = parties["alpha"], parties["beta"]
+    bad, checked = [], 0
+    for op in ops:
+        body = BODIES.get((op.method, op.path))
+        if body is None or op.admin_only or HIDDEN_MARK not in str(body(beta)):
+            continue
+        checked += 1
+        r = call(c, op.request(alpha, body_of=beta), parties["member"])
+        if r.status_code != 404:
+            bad.append(f"{op}: {r.status_code} for a body naming beta's objects: {r.text[:200]}")
+    assert checked >= 5
     assert not bad, "\n".join(bad)
 
 
