@@ -14,6 +14,7 @@ import pytest
 from poolvisor.api.app import create_app
 from poolvisor.api.openapi import depends_on, operations
 from poolvisor.api.ratelimit import RateLimiter, TokenBucket, rate_limiter
+from poolvisor.domain.errors import RateLimitedError
 from poolvisor.services import Services
 from poolvisor.services.quotas import RateLimit
 
@@ -143,3 +144,22 @@ def test_openapi_declares_429_and_403_where_they_can_happen() -> None:
         for method, op in item.items():
             if path.startswith("/v1") and method in ("post", "put", "patch", "delete"):
                 assert "403" in op["responses"], (method, path)
+
+
+def test_the_limiter_forgets_refilled_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolvisor.api import ratelimit
+
+    monkeypatch.setattr(ratelimit, "MAX_BUCKETS", 3)
+    clock = FakeClock()
+    lim = RateLimiter(RateLimit(1, 1), dict, clock=clock)
+    for p in ("a", "b", "c"):
+        lim.check(p)
+    assert len(lim) == 3
+    clock.now += 0.5  # nothing refilled yet: every bucket still matters
+    lim.check("d")
+    assert len(lim) == 4
+    clock.now += 1  # a, b, c and d are full again: forgetting them changes nothing
+    lim.check("e")
+    assert len(lim) == 1
+    with pytest.raises(RateLimitedError):
+        lim.check("e")

@@ -26,6 +26,7 @@ from poolvisor.domain.errors import RateLimitedError
 from poolvisor.services.quotas import RateLimit
 
 DEFAULT_REFRESH_S = 2.0
+MAX_BUCKETS = 10_000  # beyond this many projects seen, full buckets (same as new ones) are dropped
 
 
 @dataclass
@@ -84,6 +85,8 @@ class RateLimiter:
             now = self._clock()
             bucket = self._buckets.get(project)
             if bucket is None or bucket.limit != limit:  # new, or its limit changed: start full
+                if len(self._buckets) >= MAX_BUCKETS:
+                    self._prune(now)
                 bucket = self._buckets[project] = TokenBucket.full(limit, now)
             wait = bucket.take(now)
         if wait > 0:
@@ -93,6 +96,16 @@ class RateLimiter:
                 f"burst {limit.burst}); retry after {retry} s", retry,
                 {"project": project, "rate_per_s": limit.rate_per_s, "burst": limit.burst,
                  "retry_after": retry})
+
+
+    def _prune(self, now: float) -> None:
+        """Forget the buckets that have refilled: a new bucket starts full, so nothing changes."""
+        for name, b in list(self._buckets.items()):
+            if b.tokens + (now - b.at) * b.limit.rate_per_s >= b.limit.burst:
+                del self._buckets[name]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def rate_limiter(request: Request) -> RateLimiter:
