@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poolvisor.api.app import create_app
 from poolvisor.api.openapi import depends_on, operations
@@ -163,3 +165,26 @@ def test_the_limiter_forgets_refilled_buckets(monkeypatch: pytest.MonkeyPatch) -
     assert len(lim) == 1
     with pytest.raises(RateLimitedError):
         lim.check("e")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(rate=st.floats(0.01, 1000), burst=st.integers(1, 50),
+       gaps=st.lists(st.floats(0, 5), min_size=1, max_size=60))
+def test_token_bucket_admits_at_most_burst_plus_rate_and_its_wait_is_exact(
+        rate: float, burst: int, gaps: list[float]) -> None:
+    b = TokenBucket.full(RateLimit(rate, burst), 0.0)
+    now, admitted = 0.0, []
+    for g in gaps:
+        now += g
+        probe = TokenBucket(b.limit, b.tokens, b.at)
+        wait = b.take(now)
+        if wait == 0.0:
+            admitted.append(now)
+            continue
+        # the wait is exact: a moment earlier there is still no token, at that time there is one
+        early = TokenBucket(probe.limit, probe.tokens, probe.at)
+        assert early.take(now + wait * (1 - 1e-6)) > 0
+        assert TokenBucket(probe.limit, probe.tokens, probe.at).take(now + wait * (1 + 1e-9) + 1e-12) == 0.0
+    for i, t0 in enumerate(admitted):  # any window admits at most burst + rate * its length
+        for j in range(i, len(admitted)):
+            assert j - i + 1 <= burst + rate * (admitted[j] - t0) + 1e-6
