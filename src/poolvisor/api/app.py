@@ -27,6 +27,7 @@ from poolvisor.api.routes import (
 from poolvisor.services import Services
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.sweeper import RepairSweeper
+from poolvisor.ui import mount_ui
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
 
@@ -79,6 +80,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
                    networks):
         app.include_router(module.router)
+    mount_ui(app)  # the web dashboard at /ui (not in the OpenAPI document)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)
     return app
