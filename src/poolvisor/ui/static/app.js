@@ -28,9 +28,15 @@
       series.push(one);
     });
     var width = Math.max(320, Math.min(target.clientWidth || 900, 1100));
+    var yscale = {};
+    if (spec.ymax != null) {  // a fraction: from 0 to a little above the highest value, at most ymax
+      var top = 0;
+      spec.series.forEach(function (s) { s.values.forEach(function (v) { if (v > top) top = v; }); });
+      yscale = { range: [0, Math.min(spec.ymax, Math.max(0.05, top * 1.25))] };
+    }
     var opts = {
       width: width, height: 240, series: series,
-      scales: { x: { time: true }, y: spec.ymax != null ? { range: [0, spec.ymax] } : {} },
+      scales: { x: { time: true }, y: yscale },
       axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return fmt(spec.unit)(u, v); }); }, size: 70 }]
     };
     new uPlot(opts, data, target);
