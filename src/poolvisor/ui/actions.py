@@ -104,8 +104,9 @@ def workload_body(fields: dict[str, str]) -> WorkloadCreate:
         return WorkloadCreate.model_validate(body)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "form"
-        raise InvalidInputError(f"{where}: {first.get('msg', 'invalid')}") from None
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        raise InvalidInputError(f"{where}: {msg}" if where else msg) from None
 
 
 def _form_again(request: Request, svc: Services, who: Principal, fields: dict[str, str], message: str,

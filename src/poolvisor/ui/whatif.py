@@ -25,13 +25,14 @@ router = APIRouter(prefix="/ui", route_class=HtmlErrorRoute, include_in_schema=F
 MAX_STEPS = 2016  # a week of 5-minute steps
 MAX_POLICIES = 4
 MAX_VMS = 5000
+# a field left blank takes its default
 DEFAULTS = {"pool": "", "policies": "lr-mmt,thr-mmt", "steps": "288", "interval": "300", "fresh": ""}
 SHOWN = ("energy_kwh", "migrations", "slatah", "pdm", "slav", "host_shutdowns")
 
 
 def _int(fields: dict[str, str], key: str, lo: int, hi: int) -> int:
     try:
-        v = int(fields.get(key, "").strip())
+        v = int(fields.get(key, "").strip() or DEFAULTS[key])
     except ValueError:
         raise InvalidInputError(f"{key}: give a whole number in {lo}..{hi}") from None
     if not lo <= v <= hi:
@@ -45,7 +46,7 @@ def run_whatif(svc: Any, fields: dict[str, str]) -> tuple[list[SimResult], list[
     from poolvisor.sweep.grid import parse_csv_list
 
     pool = fields.get("pool", "").strip() or None
-    policies = parse_csv_list(fields.get("policies", ""), "policies")
+    policies = parse_csv_list(fields.get("policies", "").strip() or DEFAULTS["policies"], "policies")
     if len(policies) > MAX_POLICIES:
         raise InvalidInputError(f"policies: at most {MAX_POLICIES} per run")
     steps = _int(fields, "steps", 2, MAX_STEPS)

@@ -1,0 +1,267 @@
+"""The dashboard's routes through FastAPI's TestClient: sessions, CSRF, scoping, forms, error pages."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
+from poolvisor.services import Services, open_services
+from poolvisor.ui.session import COOKIE, csrf_token
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+PAGES = ("/ui/pools", "/ui/pools/demo", "/ui/hosts", "/ui/hosts?resource=memory_mib", "/ui/workloads",
+         "/ui/workloads/demo/w1", "/ui/tasks", "/ui/tasks/rows", "/ui/events", "/ui/whatif")
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    s = open_services(f"sqlite:///{tmp_path_factory.mktemp('ui') / 'ui.db'}")
+    seed_demo(s, 4)
+    s.workloads.create_workload("demo", "w1", flavor="small", pool="demo")
+    s.catalog.create_project("team-b")
+    s.workloads.create_workload("team-b", "b1", flavor="tiny")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def app_client(svc: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(svc), raise_server_exceptions=True, follow_redirects=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def admin_token(svc: Services) -> str:
+    return svc.auth.create_token("admin", label="ui-test")
+
+
+@pytest.fixture
+def client(app_client: TestClient) -> Iterator[TestClient]:
+    app_client.cookies.clear()
+    yield app_client
+    app_client.cookies.clear()
+
+
+def login(c: TestClient, token: str) -> str:
+    r = c.post("/ui/login", content=f"token={token}&next=/ui/workloads", headers=FORM)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/workloads", r.text
+    return csrf_token(token)
+
+
+def names(html: str) -> set[str]:
+    return set(re.findall(r'data-workload="([^"]+)"', html))
+
+
+def test_without_a_session_pages_redirect_to_login(client: TestClient) -> None:
+    for path in PAGES:
+        r = client.get(path)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/ui/login?next=%2Fui%2F"), r.headers["location"]
+    r = client.get("/ui/tasks/rows", headers={"HX-Request": "true"})  # htmx: no redirect into a fragment
+    assert r.status_code == 401 and r.headers["HX-Redirect"] == "/ui/login"
+    assert client.get("/ui/login").status_code == 200
+
+
+def test_login_sets_a_strict_httponly_cookie_and_logout_clears_it(client: TestClient,
+                                                                   admin_token: str) -> None:
+    r = client.post("/ui/login", content=f"token={admin_token}", headers=FORM)
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert f"{COOKIE}={admin_token}" in cookie
+    for attr in ("HttpOnly", "SameSite=strict", "Path=/ui"):
+        assert attr.lower() in cookie.lower(), cookie
+    assert client.get("/ui/pools").status_code == 200
+    assert client.post("/ui/logout", content="", headers=FORM).status_code == 403  # no CSRF value
+    r = client.post("/ui/logout", content=f"csrf={csrf_token(admin_token)}", headers=FORM)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+    assert 'Max-Age=0' in r.headers["set-cookie"] or "expires=" in r.headers["set-cookie"].lower()
+    client.cookies.clear()
+    assert client.get("/ui/pools").status_code == 303
+
+
+def test_bad_or_revoked_tokens_are_refused(client: TestClient, svc: Services) -> None:
+    r = client.post("/ui/login", content="token=pv_nope", headers=FORM)
+    assert r.status_code == 401 and "invalid bearer token" in r.text
+    issued = svc.auth.issue_token("member", "team-b")
+    login(client, issued.token)
+    assert client.get("/ui/workloads").status_code == 200
+    svc.auth.revoke_token(issued.record.id)
+    r = client.get("/ui/workloads")
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+
+
+def test_every_page_renders_for_an_admin(client: TestClient, admin_token: str) -> None:
+    login(client, admin_token)
+    for path in PAGES:
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.text[:500])
+        assert r.headers["content-type"].startswith("text/html")
+        csp = r.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-eval" not in csp
+        assert "<script>" not in r.text, "no inline scripts (the CSP would block them)"
+    assert names(client.get("/ui/workloads").text) >= {"demo/w1", "team-b/b1"}
+    assert names(client.get("/ui/workloads?project=team-b").text) == {"team-b/b1"}
+
+
+def test_member_sees_only_its_project(client: TestClient, svc: Services) -> None:
+    login(client, svc.auth.create_token("member", "team-b"))
+    assert names(client.get("/ui/workloads").text) == {"team-b/b1"}
+    assert client.get("/ui/workloads/team-b/b1").status_code == 200
+    for path in ("/ui/workloads/demo/w1", "/ui/workloads?project=demo", "/ui/events?project=demo"):
+        r = client.get(path)
+        assert r.status_code == 404 and "not found" in r.text, path
+    r = client.get("/ui/whatif")
+    assert r.status_code == 403 and "admin" in r.text
+    events = client.get("/ui/events").text
+    assert "team-b" in events and "workload/demo/" not in events
+    assert 'href="/ui/whatif"' not in client.get("/ui/pools").text
+
+
+def test_create_through_the_form_uses_the_api_use_case(client: TestClient, svc: Services,
+                                                        admin_token: str) -> None:
+    csrf = login(client, svc.auth.create_token("member", "team-b"))
+    # a member's project is its own whatever the form says (the API's scope_project)
+    r = client.post("/ui/workloads", content=f"csrf={csrf}&project=demo&name=x1&flavor=tiny", headers=FORM)
+    assert r.status_code == 404
+    r = client.post("/ui/workloads", content=f"csrf={csrf}&name=b2&vcpu=1&memory_mib=512&pool=demo",
+                    headers=FORM)
+    assert r.status_code == 303 and r.headers["location"] == "/ui/workloads/team-b/b2"
+    w = svc.workloads.get_workload("team-b", "b2")
+    assert w.state == "running" and w.demand["vcpu"] == 1 and w.explanation
+    page = client.get(r.headers["location"]).text
+    assert "Why this host" in page and w.explanation["rule"] in page.replace("&#43;", "+")
+    # the API's validation and errors, shown next to the form with their status
+    for body, status, text in (
+        ("name=b3", 422, "exactly one of flavor or demand"),
+        ("name=b3&flavor=tiny&vcpu=1", 422, "exactly one of flavor or demand"),
+        ("name=bad name&flavor=tiny", 422, "name"),
+        ("name=b3&vcpu=lots", 422, "not a number"),
+        ("name=b2&flavor=tiny", 409, "already exists"),
+        ("name=b3&flavor=nope", 404, "flavor"),
+        ("name=b3&vcpu=100000", 409, "hosts considered"),
+    ):
+        r = client.post("/ui/workloads", content=f"csrf={csrf}&{body}", headers=FORM)
+        assert r.status_code == status, (body, r.text[-800:])
+        assert text in r.text, (body, re.findall(r'id="form-error">([^<]*)', r.text))
+    assert {w.name for w in svc.workloads.list_workloads("team-b")} == {"b1", "b2"}
+
+
+def test_posts_need_the_csrf_value_and_the_same_origin(client: TestClient, admin_token: str) -> None:
+    csrf = login(client, admin_token)
+    body = "name=c1&flavor=tiny&project=demo"
+    assert client.post("/ui/workloads", content=body, headers=FORM).status_code == 403
+    assert client.post("/ui/workloads", content=f"csrf={'0' * 64}&{body}", headers=FORM).status_code == 403
+    r = client.post("/ui/workloads", content=f"csrf={csrf}&{body}",
+                    headers={**FORM, "Origin": "http://evil.example"})
+    assert r.status_code == 403
+    r = client.post("/ui/workloads", content=f"csrf={csrf}&{body}",
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 415
+    r = client.post("/ui/workloads", content=f"csrf={csrf}&{body}",
+                    headers={**FORM, "Origin": "http://testserver"})
+    assert r.status_code == 303
+    r = client.post("/ui/login", content=f"token={admin_token}", headers={**FORM, "Origin": "http://evil.example"})
+    assert r.status_code == 403
+
+
+def test_login_never_redirects_off_the_dashboard(client: TestClient, admin_token: str) -> None:
+    for target in ("https://evil.example/", "//evil.example/ui", "/v1/pools", "javascript:alert(1)"):
+        r = client.post("/ui/login", content=f"token={admin_token}&next={target}", headers=FORM)
+        assert r.status_code == 303 and r.headers["location"] == "/ui/pools", target
+
+
+def test_bad_query_values_are_4xx_pages(client: TestClient, admin_token: str) -> None:
+    login(client, admin_token)
+    for path, status in (("/ui/hosts?resource=bogus", 422), ("/ui/hosts?resource=a%20b", 422),
+                         ("/ui/pools/nope", 404), ("/ui/workloads/demo/nope", 404),
+                         ("/ui/workloads?project=nope", 404)):
+        r = client.get(path)
+        assert r.status_code == status, path
+        assert r.headers["content-type"].startswith("text/html")
+
+
+def test_whatif_runs_on_the_recorded_history(client: TestClient, svc: Services, admin_token: str) -> None:
+    csrf = login(client, admin_token)
+    r = client.post("/ui/whatif", content=f"csrf={csrf}&pool=demo&policies=lr-mmt&steps=12&interval=300",
+                    headers=FORM)
+    assert r.status_code == 422 and "no utilization recorded" in r.text  # nothing recorded yet
+    ws = [w for w in svc.workloads.list_workloads() if w.state == "running"]
+    svc.utilization.record_utilization([((w.project, w.name), 1_700_000_000.0 + 300 * k, 0.2 + 0.05 * (k % 5))
+                                        for w in ws for k in range(24)])
+    r = client.post("/ui/whatif", content=f"csrf={csrf}&pool=demo&policies=lr-mmt,thr-mmt-0.7&steps=12",
+                    headers=FORM)
+    assert r.status_code == 200, r.text[-600:]
+    assert re.findall(r"<tr><td>([^<]+)</td>", r.text.split('id="whatif-results"')[1])[:3] == \
+        ["as-is", "lr-mmt-1.2", "thr-mmt-0.7"]
+    assert r.text.count("data-chart") == 3
+    for body, text in (("policies=nope-x", "unknown policy"), ("policies=a,b,c,d,e", "at most 4"),
+                       ("steps=1", "2..2016"), ("steps=x", "whole number"), ("pool=nope", "not found")):
+        r = client.post("/ui/whatif", content=f"csrf={csrf}&{body}", headers=FORM)
+        assert 400 <= r.status_code < 500 and text in r.text, (body, r.status_code)
+
+
+def test_static_files_are_vendored_with_their_licences(client: TestClient) -> None:
+    for path in ("/ui/static/vendor/htmx.min.js", "/ui/static/vendor/uPlot.iife.min.js",
+                 "/ui/static/vendor/uPlot.min.css", "/ui/static/app.js", "/ui/static/app.css"):
+        assert client.get(path).status_code == 200, path
+    vendor = Path(__file__).resolve().parents[2] / "src" / "poolvisor" / "ui" / "static" / "vendor"
+    assert "Zero-Clause BSD" in (vendor / "htmx.LICENSE").read_text()
+    assert "MIT License" in (vendor / "uPlot.LICENSE").read_text()
+    html = (Path(vendor).parents[1] / "templates" / "base.html").read_text()
+    assert "http://" not in html and "https://" not in html, "no CDN: every script and style is local"
+
+
+def test_the_dashboard_is_not_in_the_openapi_document(client: TestClient) -> None:
+    assert not [p for p in client.get("/openapi.json").json()["paths"] if p.startswith("/ui")]
+
+
+class FakeAlerts:
+    """An alerts service shaped as the panel expects (list/ack, project-scoped)."""
+
+    def __init__(self) -> None:
+        self.rows = [{"id": 1, "severity": "critical", "subject": "pool/demo",
+                      "message": "pool demo 95% full", "project": None, "acknowledged": False},
+                     {"id": 2, "severity": "warning", "subject": "project/team-b", "message": "quota 90%",
+                      "project": "team-b", "acknowledged": False}]
+        self.acked: list[tuple[int, str | None]] = []
+
+    def list_alerts(self, project: str | None = None) -> list[dict[str, Any]]:
+        return [a for a in self.rows if project is None or a["project"] == project]
+
+    def ack(self, alert_id: int, project: str | None = None) -> None:
+        from poolvisor.domain.errors import NotFoundError
+
+        hit = [a for a in self.list_alerts(project) if a["id"] == alert_id]
+        if not hit:
+            raise NotFoundError(f"alert {alert_id} not found")
+        hit[0]["acknowledged"] = True
+        self.acked.append((alert_id, project))
+
+
+def test_alerts_panel_plugs_into_svc_alerts(client: TestClient, svc: Services, admin_token: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    login(client, admin_token)
+    assert 'id="alerts"' not in client.get("/ui/events").text  # no alerts service: no panel
+    fake = FakeAlerts()
+    monkeypatch.setattr(svc, "alerts", fake, raising=False)
+    page = client.get("/ui/events").text
+    assert 'id="alerts"' in page and "pool demo 95% full" in page and "quota 90%" in page
+    csrf = login(client, svc.auth.create_token("member", "team-b"))
+    page = client.get("/ui/events").text
+    assert "quota 90%" in page and "pool demo 95% full" not in page
+    assert client.post("/ui/alerts/1/ack", content=f"csrf={csrf}", headers=FORM).status_code == 404
+    r = client.post("/ui/alerts/2/ack", content=f"csrf={csrf}", headers=FORM)
+    assert r.status_code == 303 and fake.acked == [(2, "team-b")]
+    assert "acknowledged" in client.get("/ui/events").text
+    assert client.post("/ui/alerts/2/ack", content="", headers=FORM).status_code == 403
