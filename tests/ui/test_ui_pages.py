@@ -211,6 +211,14 @@ def test_whatif_runs_on_the_recorded_history(client: TestClient, svc: Services, 
         assert 400 <= r.status_code < 500 and text in r.text, (body, r.status_code)
 
 
+def test_an_empty_pool_renders(client: TestClient, svc: Services, admin_token: str) -> None:
+    svc.catalog.create_pool("empty")
+    login(client, admin_token)
+    r = client.get("/ui/pools/empty")
+    assert r.status_code == 200 and "No workload runs here" in r.text
+    assert client.get("/ui/pools").status_code == 200
+
+
 def test_static_files_are_vendored_with_their_licences(client: TestClient) -> None:
     for path in ("/ui/static/vendor/htmx.min.js", "/ui/static/vendor/uPlot.iife.min.js",
                  "/ui/static/vendor/uPlot.min.css", "/ui/static/app.js", "/ui/static/app.css"):
@@ -265,3 +273,20 @@ def test_alerts_panel_plugs_into_svc_alerts(client: TestClient, svc: Services, a
     assert r.status_code == 303 and fake.acked == [(2, "team-b")]
     assert "acknowledged" in client.get("/ui/events").text
     assert client.post("/ui/alerts/2/ack", content="", headers=FORM).status_code == 403
+
+
+def test_the_dashboard_reaches_rows_only_through_services() -> None:
+    """Like the API (tests/api/test_api_layering.py): no module of poolvisor.ui imports the store."""
+    import ast
+
+    import poolvisor.ui
+
+    root = Path(poolvisor.ui.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name}: {m}" for m in mods
+                          if m.startswith(("poolvisor.store", "sqlalchemy"))]
+    assert offenders == []

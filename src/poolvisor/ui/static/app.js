@@ -14,7 +14,7 @@
   function draw(fig) {
     var spec = JSON.parse(fig.querySelector("script[type='application/json']").textContent);
     var target = fig.querySelector(".plot");
-    if (!spec.x.length) {
+    if (!spec.x.length || !spec.series.length) {
       target.textContent = "no data yet";
       target.className = "plot empty";
       return;
