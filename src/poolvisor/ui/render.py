@@ -26,6 +26,7 @@ from poolvisor.services import Principal
 from poolvisor.ui.session import CSRF_FIELD, LoginRequired, csrf_token, session_token
 
 TEMPLATES = Path(__file__).parent / "templates"
+MAX_ROWS = 500  # rows of a long list shown on one page
 #: scripts only from /ui/static; inline style attributes (heat map colours) are allowed
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -59,7 +60,7 @@ def _when(t: datetime | None) -> str:
 env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
                   trim_blocks=True, lstrip_blocks=True)
 env.filters.update(num=_num, pct=_pct, when=_when, q=lambda s: quote(str(s), safe=""))
-env.globals.update(version=__version__, csrf_field=CSRF_FIELD)
+env.globals.update(version=__version__, csrf_field=CSRF_FIELD, max_rows=MAX_ROWS)
 
 
 def page(request: Request, template: str, who: Principal | None, *, status: int = 200,
