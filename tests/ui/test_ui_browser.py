@@ -242,6 +242,10 @@ def test_admin_pages_load_and_create_a_workload(server: Server, browser: Any) ->
     steps.clear()
     steps.send_keys("96")
     submit(drv, drv.find_element(By.ID, "whatif-run"))
+    assert "/ui/whatif/" in drv.current_url
+    # the run is a task: its page follows it (htmx) and reloads itself with the results once it ends
+    WebDriverWait(drv, 60).until(lambda d: d.find_elements(By.ID, "whatif-results"))
+    wait_loaded(drv)
     WebDriverWait(drv, PAGE_WAIT_S).until(lambda d: d.execute_script(
         "return document.querySelectorAll('figure[data-chart]:not([data-drawn])').length") == 0)
     rows = drv.find_elements(By.CSS_SELECTOR, "#whatif-results tbody tr")
@@ -249,6 +253,8 @@ def test_admin_pages_load_and_create_a_workload(server: Server, browser: Any) ->
     assert len(drv.find_elements(By.CSS_SELECTOR, "figure[data-drawn] canvas")) == 3
     drv.save_screenshot(str(SHOTS / "08b-whatif-results.png"))
     assert console_errors(drv) == []
+    visit(drv, server, "/ui/whatif", "08c-whatif-stored-runs")
+    assert len(drv.find_elements(By.CSS_SELECTOR, "#whatif-runs tr[data-run]")) == 1
     log_out(drv)
 
 

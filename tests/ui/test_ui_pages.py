@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,24 +192,62 @@ def test_bad_query_values_are_4xx_pages(client: TestClient, admin_token: str) ->
         assert r.headers["content-type"].startswith("text/html")
 
 
-def test_whatif_runs_on_the_recorded_history(client: TestClient, svc: Services, admin_token: str) -> None:
+def wait_final(svc: Services, task_id: int, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := svc.tasks.get_task(task_id).state) in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    return state
+
+
+def submit_whatif(client: TestClient, csrf: str, body: str) -> int:
+    r = client.post("/ui/whatif", content=f"csrf={csrf}&{body}", headers=FORM)
+    assert r.status_code == 303, r.text[-600:]
+    m = re.fullmatch(r"/ui/whatif/(\d+)", r.headers["location"])
+    assert m, r.headers["location"]
+    return int(m.group(1))
+
+
+def test_whatif_runs_as_a_task_and_stays_stored(client: TestClient, svc: Services, admin_token: str) -> None:
     csrf = login(client, admin_token)
-    r = client.post("/ui/whatif", content=f"csrf={csrf}&pool=demo&policies=lr-mmt&steps=12&interval=300",
-                    headers=FORM)
-    assert r.status_code == 422 and "no utilization recorded" in r.text  # nothing recorded yet
+    first = submit_whatif(client, csrf, "pool=demo&policies=lr-mmt&steps=12&interval=300")
+    assert wait_final(svc, first) == "failed"  # nothing recorded yet: the run says so
+    page = client.get(f"/ui/whatif/{first}").text
+    assert "no utilization recorded" in page and "hx-get" not in page
     ws = [w for w in svc.workloads.list_workloads() if w.state == "running"]
     svc.utilization.record_utilization([((w.project, w.name), 1_700_000_000.0 + 300 * k, 0.2 + 0.05 * (k % 5))
                                         for w in ws for k in range(24)])
-    r = client.post("/ui/whatif", content=f"csrf={csrf}&pool=demo&policies=lr-mmt,thr-mmt-0.7&steps=12",
-                    headers=FORM)
-    assert r.status_code == 200, r.text[-600:]
+    run = submit_whatif(client, csrf, "pool=demo&policies=lr-mmt,thr-mmt-0.7&steps=12")
+    t = svc.tasks.get_task(run)
+    assert t.kind == "whatif" and t.project is None and t.params["policies"] == ["lr-mmt", "thr-mmt-0.7"]
+    assert wait_final(svc, run) == "succeeded", svc.tasks.get_task(run).error
+    r = client.get(f"/ui/whatif/{run}")
+    assert r.status_code == 200
     assert re.findall(r"<tr><td>([^<]+)</td>", r.text.split('id="whatif-results"')[1])[:3] == \
         ["as-is", "lr-mmt-1.2", "thr-mmt-0.7"]
     assert r.text.count("data-chart") == 3
-    for body, text in (("policies=nope-x", "unknown policy"), ("policies=a,b,c,d,e", "at most 4"),
-                       ("steps=1", "2..2016"), ("steps=x", "whole number"), ("pool=nope", "not found")):
+    status = client.get(f"/ui/whatif/{run}/status")
+    assert status.status_code == 200 and status.headers["HX-Refresh"] == "true"  # ended: reload the page
+    listing = client.get("/ui/whatif").text
+    assert f'data-run="{run}"' in listing and f'data-run="{first}"' in listing
+    result = svc.tasks.get_task(run).result
+    assert result is not None and result["steps"] == 12 and len(result["runs"]) == 3
+    assert all(len(x["series"]["active_hosts"]) == len(x["series"]["time_s"]) for x in result["runs"])
+    for body, status_code, text in (("policies=nope-x", 422, "unknown policy"),
+                                    ("policies=a,b,c,d,e", 422, "1..4"),
+                                    ("steps=1", 422, "2..2016"), ("steps=x", 422, "whole number"),
+                                    ("pool=nope", 404, "not found"), ("policies=lr-mmt,", 422, "comma")):
         r = client.post("/ui/whatif", content=f"csrf={csrf}&{body}", headers=FORM)
-        assert 400 <= r.status_code < 500 and text in r.text, (body, r.status_code)
+        assert r.status_code == status_code and text in r.text, (body, r.status_code)
+    for path in (f"/ui/whatif/{2**63}", "/ui/whatif/0", "/ui/whatif/x"):
+        assert client.get(path).status_code == 422, path
+    migrate = svc.workloads.submit_migrate("demo", "w1")
+    assert client.get(f"/ui/whatif/{migrate.id}").status_code == 404  # a task, but not a what-if run
+    wait_final(svc, migrate.id)
+    # members: the what-if reads every project, so it is for admins, like an admin-only API route
+    login(client, svc.auth.create_token("member", "team-b"))
+    for path in ("/ui/whatif", f"/ui/whatif/{run}", f"/ui/whatif/{run}/status"):
+        assert client.get(path).status_code == 403, path
 
 
 def test_an_empty_pool_renders(client: TestClient, svc: Services, admin_token: str) -> None:

@@ -15,9 +15,13 @@ STATIC = Path(__file__).parent / "static"
 
 
 def mount_ui(app: FastAPI) -> None:
-    """Add the dashboard's pages and static files to `app` (left out of the OpenAPI document)."""
+    """Add the dashboard's pages and static files to `app` (left out of the OpenAPI document), and
+    let the app's task executor run the what-if tasks its what-if page submits."""
+    from poolvisor.sim.whatif_task import register
     from poolvisor.ui import actions, pages, whatif
 
     for module in (pages, actions, whatif):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    if app.state.services is not None:  # (an app built only for its OpenAPI document has none)
+        register(app.state.services)
