@@ -184,7 +184,7 @@ def listed(drv: Any) -> set[str]:
     return {e.get_attribute("data-workload") for e in drv.find_elements(By.CSS_SELECTOR, "tr[data-workload]")}
 
 
-def test_admin_pages_load_and_create_a_workload(server: Server, browser: Any) -> None:
+def test_admin_pages_load_and_create_a_workload(browser: Any, server: Server) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -258,7 +258,7 @@ def test_admin_pages_load_and_create_a_workload(server: Server, browser: Any) ->
     log_out(drv)
 
 
-def test_member_sees_only_its_project(server: Server, browser: Any) -> None:
+def test_member_sees_only_its_project(browser: Any, server: Server) -> None:
     from selenium.webdriver.common.by import By
 
     drv = browser
