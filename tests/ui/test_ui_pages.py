@@ -113,6 +113,9 @@ def test_every_page_renders_for_an_admin(client: TestClient, admin_token: str) -
         assert "<script>" not in r.text, "no inline scripts (the CSP would block them)"
     assert names(client.get("/ui/workloads").text) >= {"demo/w1", "team-b/b1"}
     assert names(client.get("/ui/workloads?project=team-b").text) == {"team-b/b1"}
+    # the filter forms' blank choice ("all") is no filter
+    assert names(client.get("/ui/workloads?project=").text) >= {"demo/w1", "team-b/b1"}
+    assert client.get("/ui/events?project=").status_code == 200
 
 
 def test_member_sees_only_its_project(client: TestClient, svc: Services) -> None:
@@ -124,6 +127,7 @@ def test_member_sees_only_its_project(client: TestClient, svc: Services) -> None
         assert r.status_code == 404 and "not found" in r.text, path
     r = client.get("/ui/whatif")
     assert r.status_code == 403 and "admin" in r.text
+    assert 'id="who">member of team-b' in r.text  # an error page keeps the session's navigation
     events = client.get("/ui/events").text
     assert "team-b" in events and "workload/demo/" not in events
     assert 'href="/ui/whatif"' not in client.get("/ui/pools").text
@@ -146,7 +150,7 @@ def test_create_through_the_form_uses_the_api_use_case(client: TestClient, svc: 
     for body, status, text in (
         ("name=b3", 422, "exactly one of flavor or demand"),
         ("name=b3&flavor=tiny&vcpu=1", 422, "exactly one of flavor or demand"),
-        ("name=bad name&flavor=tiny", 422, "name"),
+        ("name=bad name&flavor=tiny", 422, "name: names are 1..63 letters"),
         ("name=b3&vcpu=lots", 422, "not a number"),
         ("name=b2&flavor=tiny", 409, "already exists"),
         ("name=b3&flavor=nope", 404, "flavor"),
@@ -184,6 +188,8 @@ def test_login_never_redirects_off_the_dashboard(client: TestClient, admin_token
 
 def test_bad_query_values_are_4xx_pages(client: TestClient, admin_token: str) -> None:
     login(client, admin_token)
+    r = client.get("/ui/workloads/a%20b/x")
+    assert r.status_code == 422 and "project: names are 1..63 letters" in r.text  # the API's wording
     for path, status in (("/ui/hosts?resource=bogus", 422), ("/ui/hosts?resource=a%20b", 422),
                          ("/ui/pools/nope", 404), ("/ui/workloads/demo/nope", 404),
                          ("/ui/workloads?project=nope", 404)):

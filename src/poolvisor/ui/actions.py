@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from poolvisor.api.auth import SvcDep
+from poolvisor.api.errors import _readable, _validation_message
 from poolvisor.api.routes import workloads as workloads_api
 from poolvisor.api.schemas import WorkloadCreate
 from poolvisor.domain.errors import InvalidInputError, NoValidHostError, PoolvisorError
@@ -103,10 +104,9 @@ def workload_body(fields: dict[str, str]) -> WorkloadCreate:
     try:
         return WorkloadCreate.model_validate(body)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        raise InvalidInputError(f"{where}: {msg}" if where else msg) from None
+        errs = [_readable(dict(x)) for x in e.errors()]  # worded as the API words it (names: the rule)
+        raise InvalidInputError(_validation_message(errs).removeprefix("request: ")
+                                .replace("Value error, ", "")) from None
 
 
 def _form_again(request: Request, svc: Services, who: Principal, fields: dict[str, str], message: str,

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BeforeValidator
 
 from poolvisor.api.auth import SvcDep, scope_project
 from poolvisor.api.fields import Name, NamePath
@@ -31,7 +32,8 @@ from poolvisor.ui.render import HtmlErrorRoute, page
 from poolvisor.ui.session import UiWho
 
 router = APIRouter(prefix="/ui", route_class=HtmlErrorRoute, include_in_schema=False)
-ProjectQ = Annotated[Name | None, Query()]
+# a filter form's blank field ("all projects") arrives as `project=`: that is no filter
+ProjectQ = Annotated[Name | None, BeforeValidator(lambda v: v or None), Query()]
 HEAT_RESOURCES = ("vcpu", "memory_mib", "disk_gib", "net_mbps", "gpu")
 TASK_ROWS = 50
 EVENT_ROWS = 200

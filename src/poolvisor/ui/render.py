@@ -21,9 +21,10 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from poolvisor import __version__
+from poolvisor.api.errors import _readable, _validation_message
 from poolvisor.domain.errors import PoolvisorError
 from poolvisor.services import Principal
-from poolvisor.ui.session import CSRF_FIELD, LoginRequired, csrf_token, session_token
+from poolvisor.ui.session import CSRF_FIELD, LoginRequired, csrf_token, resolve, session_token
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_ROWS = 500  # rows of a long list shown on one page
@@ -86,6 +87,14 @@ def login_redirect(request: Request) -> Response:
     return resp
 
 
+def _who(request: Request) -> Principal | None:
+    """The session's principal for an error page's navigation (None when there is none)."""
+    try:
+        return resolve(request.app.state.services, session_token(request))
+    except PoolvisorError:
+        return None
+
+
 class HtmlErrorRoute(APIRoute):
     """An APIRoute whose errors render as HTML pages (status kept) instead of the API's JSON."""
 
@@ -99,11 +108,9 @@ class HtmlErrorRoute(APIRoute):
                 return login_redirect(request)
             except PoolvisorError as e:
                 status = e.status_code if 400 <= e.status_code < 500 else 503
-                return error_page(request, status, e.message)
-            except RequestValidationError as e:
-                errs = e.errors()
-                first = errs[0] if errs else {}
-                where = ".".join(str(p) for p in first.get("loc", ()))
-                return error_page(request, 422, f"{where}: {first.get('msg', 'invalid request')}")
+                return error_page(request, status, e.message, _who(request))
+            except RequestValidationError as e:  # worded as the API words it (names: the rule)
+                return error_page(request, 422, _validation_message([_readable(x) for x in e.errors()]),
+                                  _who(request))
 
         return run
