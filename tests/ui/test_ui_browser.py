@@ -220,6 +220,13 @@ def test_admin_pages_load_and_create_a_workload(browser: Any, server: Server) ->
     visit(drv, server, "/ui/workloads", "04b-workloads-after-create")
     assert listed(drv) == before | {"demo/from-ui"}
     assert server.api("GET", "/v1/workloads/from-ui?project=demo").json()["state"] == "running"
+    # the filter forms: a project, then "all" (a blank field, which is no filter)
+    Select(drv.find_element(By.ID, "project-filter")).select_by_value("demo")
+    submit(drv, drv.find_element(By.CSS_SELECTOR, "form.inline button"))
+    assert listed(drv) == {w for w in before | {"demo/from-ui"} if w.startswith("demo/")}
+    Select(drv.find_element(By.ID, "project-filter")).select_by_value("")
+    submit(drv, drv.find_element(By.CSS_SELECTOR, "form.inline button"))
+    assert listed(drv) == before | {"demo/from-ui"} and console_errors(drv) == []
 
     # a migration runs as a task (3 s on the sim driver): the table follows it without a reload (htmx)
     server.api("POST", "/v1/workloads/from-ui/migrate?project=demo")
