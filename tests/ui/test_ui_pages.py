@@ -287,19 +287,19 @@ class FakeAlerts:
                       "message": "pool demo 95% full", "project": None, "acknowledged": False},
                      {"id": 2, "severity": "warning", "subject": "project/team-b", "message": "quota 90%",
                       "project": "team-b", "acknowledged": False}]
-        self.acked: list[tuple[int, str | None]] = []
+        self.acked: list[tuple[int, str | None, str]] = []
 
     def list_alerts(self, project: str | None = None) -> list[dict[str, Any]]:
         return [a for a in self.rows if project is None or a["project"] == project]
 
-    def ack(self, alert_id: int, project: str | None = None) -> None:
+    def ack(self, alert_id: int, project: str | None = None, by: str = "") -> None:
         from poolvisor.domain.errors import NotFoundError
 
         hit = [a for a in self.list_alerts(project) if a["id"] == alert_id]
         if not hit:
             raise NotFoundError(f"alert {alert_id} not found")
         hit[0]["acknowledged"] = True
-        self.acked.append((alert_id, project))
+        self.acked.append((alert_id, project, by))
 
 
 def test_alerts_panel_plugs_into_svc_alerts(client: TestClient, svc: Services, admin_token: str,
@@ -310,12 +310,14 @@ def test_alerts_panel_plugs_into_svc_alerts(client: TestClient, svc: Services, a
     monkeypatch.setattr(svc, "alerts", fake, raising=False)
     page = client.get("/ui/events").text
     assert 'id="alerts"' in page and "pool demo 95% full" in page and "quota 90%" in page
-    csrf = login(client, svc.auth.create_token("member", "team-b"))
+    issued = svc.auth.issue_token("member", "team-b")
+    who_id = issued.record.id
+    csrf = login(client, issued.token)
     page = client.get("/ui/events").text
     assert "quota 90%" in page and "pool demo 95% full" not in page
     assert client.post("/ui/alerts/1/ack", content=f"csrf={csrf}", headers=FORM).status_code == 404
     r = client.post("/ui/alerts/2/ack", content=f"csrf={csrf}", headers=FORM)
-    assert r.status_code == 303 and fake.acked == [(2, "team-b")]
+    assert r.status_code == 303 and fake.acked == [(2, "team-b", f"token/{who_id}")]
     assert "acknowledged" in client.get("/ui/events").text
     assert client.post("/ui/alerts/2/ack", content="", headers=FORM).status_code == 403
 

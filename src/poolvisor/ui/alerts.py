@@ -31,6 +31,8 @@ class AlertRow:
     time: datetime | None
     acked: bool
     project: str | None
+    rule: str = ""
+    state: str = ""  # e.g. active / resolved, when the service reports it
 
 
 def _field(rec: Any, *names: str, default: Any = None) -> Any:
@@ -52,21 +54,31 @@ def _method(svc: Services, *names: str) -> Callable[..., Any] | None:
     return None
 
 
-def _takes_project(fn: Callable[..., Any]) -> bool:
+def _params(fn: Callable[..., Any]) -> set[str]:
     try:
-        return "project" in inspect.signature(fn).parameters
+        return set(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
-        return False
+        return set()
 
 
-def _call(fn: Callable[..., Any], *args: Any, project: str | None) -> Any:
-    """Pass the project scope by keyword when the method takes one; a method that cannot scope is
-    an admin-only call (a member must not see or touch other projects' alerts through it)."""
-    if _takes_project(fn):
-        return fn(*args, project=project)
-    if project is not None:
+def _call(fn: Callable[..., Any], *args: Any, who: Principal) -> Any:
+    """Call with the caller's project scope by keyword (and who acts, when the method asks: `by` /
+    `acked_by` as "token/ID", `who` / `principal` as the Principal). A method that cannot scope is
+    an admin-only call: a member must not see or touch other projects' alerts through it."""
+    project = scope_project(who, None)
+    names = _params(fn)
+    kw: dict[str, Any] = {}
+    if "project" in names:
+        kw["project"] = project
+    elif project is not None:
         raise NotFoundError("no alerts for this project")
-    return fn(*args)
+    for n in ("by", "acked_by"):
+        if n in names:
+            kw[n] = f"token/{who.token_id}"
+    for n in ("who", "principal"):
+        if n in names:
+            kw[n] = who
+    return fn(*args, **kw)
 
 
 def available(svc: Services) -> bool:
@@ -79,7 +91,7 @@ def list_alerts(svc: Services, who: Principal) -> list[AlertRow] | None:
     if fn is None:
         return None
     try:
-        got = _call(fn, project=scope_project(who, None))
+        got = _call(fn, who=who)
     except NotFoundError:
         return []
     rows = []
@@ -87,7 +99,8 @@ def list_alerts(svc: Services, who: Principal) -> list[AlertRow] | None:
         acked = _field(a, "acknowledged", "acked", "acked_at", "acknowledged_at", default=False)
         rows.append(AlertRow(
             id=_field(a, "id"), severity=str(_field(a, "severity", default="info")),
-            subject=str(_field(a, "subject", "kind", default="")),
+            subject=str(_field(a, "subject", "kind", "rule", default="")),
+            rule=str(_field(a, "rule", "kind", default="")), state=str(_field(a, "state", default="")),
             message=str(_field(a, "message", default="")),
             time=_field(a, "time", "created_at", "raised_at"), acked=bool(acked),
             project=_field(a, "project")))
@@ -98,4 +111,4 @@ def ack_alert(svc: Services, who: Principal, alert_id: int) -> None:
     fn = _method(svc, "ack", "ack_alert", "acknowledge")
     if fn is None:
         raise NotFoundError("this server has no alerts")
-    _call(fn, alert_id, project=scope_project(who, None))
+    _call(fn, alert_id, who=who)
