@@ -182,8 +182,8 @@ def serve(
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
                          metrics_token=scrape_token)
         shown = f"[{host}]" if ":" in host else host
-        typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
-                   err=True)
+        typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, "
+                   f"dashboard /ui); {note}", err=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
         server.run(sockets=[sock])
     finally:
