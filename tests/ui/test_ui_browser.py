@@ -241,6 +241,10 @@ def test_admin_pages_load_and_create_a_workload(browser: Any, server: Server) ->
     assert drv.execute_script("return performance.getEntriesByType('navigation').length") == 1
     drv.save_screenshot(str(SHOTS / "06b-tasks-done.png"))
     assert console_errors(drv) == []
+    submit(drv, drv.find_element(By.CSS_SELECTOR, "#task-rows tr[data-task] a"))
+    assert drv.find_element(By.ID, "task-state").text == "succeeded"
+    assert len(drv.find_elements(By.CSS_SELECTOR, "#task-log tbody tr")) >= 3
+    visit(drv, server, drv.current_url.removeprefix(server.url), "06c-task-detail")
 
     # what-if on the demo pool's recorded day, charted
     visit(drv, server, "/ui/whatif", "08-whatif-form")

@@ -256,6 +256,22 @@ def test_whatif_runs_as_a_task_and_stays_stored(client: TestClient, svc: Service
         assert client.get(path).status_code == 403, path
 
 
+def test_a_task_page_follows_the_task(client: TestClient, svc: Services, admin_token: str) -> None:
+    login(client, admin_token)
+    t = svc.workloads.submit_migrate("demo", "w1")
+    assert wait_final(svc, t.id) == "succeeded"
+    r = client.get(f"/ui/tasks/{t.id}")
+    assert r.status_code == 200 and 'id="task-log"' in r.text and "hx-get" not in r.text
+    assert '"to":' in r.text.replace("&#34;", '"')  # the result (where it went)
+    status = client.get(f"/ui/tasks/{t.id}/status")
+    assert status.status_code == 200 and status.headers["HX-Refresh"] == "true"
+    assert f'href="/ui/tasks/{t.id}"' in client.get("/ui/tasks").text
+    for path, code in ((f"/ui/tasks/{2**62}", 404), ("/ui/tasks/0", 422), ("/ui/tasks/x", 422)):
+        assert client.get(path).status_code == code, path
+    login(client, svc.auth.create_token("member", "team-b"))
+    assert client.get(f"/ui/tasks/{t.id}").status_code == 404  # another project's task, as in the API
+
+
 def test_an_empty_pool_renders(client: TestClient, svc: Services, admin_token: str) -> None:
     svc.catalog.create_pool("empty")
     login(client, admin_token)

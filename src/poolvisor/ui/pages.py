@@ -7,11 +7,12 @@ project's objects are 404), with no authorization rule of its own.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BeforeValidator
 
 from poolvisor.api.auth import SvcDep, scope_project
@@ -23,9 +24,11 @@ from poolvisor.api.routes import pools as pools_api
 from poolvisor.api.routes import projects as projects_api
 from poolvisor.api.routes import tasks as tasks_api
 from poolvisor.api.routes import workloads as workloads_api
+from poolvisor.api.routes.tasks import TaskId
 from poolvisor.api.schemas import HostOut, WorkloadOut
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.services import Principal, Services
+from poolvisor.sim.whatif_task import WHATIF
 from poolvisor.ui import alerts
 from poolvisor.ui.history import chart, pool_allocation, pool_measured
 from poolvisor.ui.render import HtmlErrorRoute, page
@@ -135,6 +138,26 @@ def task_rows(request: Request, svc: SvcDep, who: UiWho) -> HTMLResponse:
     """The task table alone: htmx polls it while a task is active."""
     rows = tasks_api.list_tasks(svc, who, None, None, TASK_ROWS)
     return page(request, "_task_rows.html", who, tasks=rows)
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+def task_page(request: Request, task_id: TaskId, svc: SvcDep, who: UiWho) -> Response:
+    """One task: state, progress, its log, the result or error; follows it while it is active."""
+    t = tasks_api.get_task(task_id, svc, who)
+    if t.kind == WHATIF:  # a what-if run has its own page, with its charts
+        return RedirectResponse(f"/ui/whatif/{t.id}", status_code=303)
+    return page(request, "task.html", who, nav="tasks", t=t,
+                result=json.dumps(t.result, indent=1, sort_keys=True) if t.result is not None else None)
+
+
+@router.get("/tasks/{task_id}/status", response_class=HTMLResponse)
+def task_status(request: Request, task_id: TaskId, svc: SvcDep, who: UiWho) -> HTMLResponse:
+    """The progress box alone (htmx polls it); once the task has ended, the page reloads itself."""
+    t = tasks_api.get_task(task_id, svc, who)
+    resp = page(request, "_task_progress.html", who, t=t)
+    if t.state not in ("queued", "running"):
+        resp.headers["HX-Refresh"] = "true"
+    return resp
 
 
 # ---- events and alerts ------------------------------------------------------------------------

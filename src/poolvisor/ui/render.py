@@ -54,7 +54,13 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100.0 * v:.0f}%"
 
 
-def _when(t: datetime | None) -> str:
+def _when(t: datetime | str | None) -> str:
+    """A time for a cell, UTC as stored (task log entries carry ISO strings)."""
+    if isinstance(t, str):
+        try:
+            return datetime.fromisoformat(t).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return t
     return "–" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
 
 
