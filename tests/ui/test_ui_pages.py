@@ -122,6 +122,9 @@ def test_member_sees_only_its_project(client: TestClient, svc: Services) -> None
     login(client, svc.auth.create_token("member", "team-b"))
     assert names(client.get("/ui/workloads").text) == {"team-b/b1"}
     assert client.get("/ui/workloads/team-b/b1").status_code == 200
+    for path in ("/ui/pools", "/ui/pools/demo", "/ui/hosts", "/ui/tasks", "/ui/events"):  # as in /v1
+        r = client.get(path)
+        assert r.status_code == 200 and "workload/demo/" not in r.text and "demo/w1" not in r.text, path
     for path in ("/ui/workloads/demo/w1", "/ui/workloads?project=demo", "/ui/events?project=demo"):
         r = client.get(path)
         assert r.status_code == 404 and "not found" in r.text, path
