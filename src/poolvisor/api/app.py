@@ -40,6 +40,7 @@ from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
+from poolvisor.ui import mount_ui
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
 
@@ -114,6 +115,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     if sim_admin:
         app.include_router(sim_admin_routes.router)
     openapi.install(app)
+    mount_ui(app)  # the web dashboard at /ui (not in the OpenAPI document)
     app.add_middleware(RouteCapture)  # innermost: tells ObserveMiddleware the matched route
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)

@@ -30,22 +30,34 @@ def get_services(request: Request) -> Services:
     return svc
 
 
+def authenticate(svc: Services, token: str | None) -> Principal:
+    """Who a bearer token is (401 when missing, unknown, revoked or expired); the dashboard's
+    session cookie holds the same token (ui/session.py)."""
+    if not token:
+        raise UnauthorizedError("missing bearer token (Authorization: Bearer TOKEN)")
+    if len(token) > MAX_TOKEN_LEN:
+        raise UnauthorizedError("invalid bearer token")
+    who, invalid = svc.auth.token_status(token)  # one indexed read per request, no cache
+    if who is None:
+        raise UnauthorizedError("bearer token revoked" if invalid == "revoked" else
+                                "bearer token expired" if invalid == "expired" else "invalid bearer token")
+    return who
+
+
+def refuse_viewer_writes(who: Principal) -> Principal:
+    """403 for a viewer (read-only) token on a request that changes something."""
+    if who.role == "viewer":
+        raise ForbiddenError("a viewer token is read-only")
+    return who
+
+
 def principal(
     request: Request,
     svc: Annotated[Services, Depends(get_services)],
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    if creds is None or not creds.credentials:
-        raise UnauthorizedError("missing bearer token (Authorization: Bearer TOKEN)")
-    if len(creds.credentials) > MAX_TOKEN_LEN:
-        raise UnauthorizedError("invalid bearer token")
-    who, invalid = svc.auth.token_status(creds.credentials)  # one indexed read per request, no cache
-    if who is None:
-        raise UnauthorizedError("bearer token revoked" if invalid == "revoked" else
-                                "bearer token expired" if invalid == "expired" else "invalid bearer token")
-    if who.role == "viewer" and request.method in WRITE_METHODS:
-        raise ForbiddenError("a viewer token is read-only")
-    return who
+    who = authenticate(svc, creds.credentials if creds is not None else None)
+    return refuse_viewer_writes(who) if request.method in WRITE_METHODS else who
 
 
 def admin(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:

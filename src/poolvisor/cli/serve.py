@@ -252,8 +252,8 @@ def serve(
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
                          alert_interval=alert_interval or None, rate_limit=limit)
         shown = f"[{host}]" if ":" in host else host
-        typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
-                   err=True)
+        typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, "
+                   f"dashboard /ui); {note}", err=True)
         from poolvisor.observability.logs import configure
 
         configure(log_format, log_level)  # uvicorn's loggers too: it gets no logging config of its own
