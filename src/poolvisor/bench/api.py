@@ -273,7 +273,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def run(cfg: ApiBenchConfig) -> dict[str, Any]:
     cfg.check()
-    with tempfile.TemporaryDirectory(prefix="poolvisor-bench-api-") as tmp, _database(cfg.db, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory(prefix="poolvisor-bench-api-") as tmp, \
+            _database(cfg.db, Path(tmp)) as url:
         _seed(url, cfg.hosts)
         reps = Replicas(url, "pv_" + secrets.token_urlsafe(32), Path(tmp), cfg.serve_args)
         try:
@@ -282,7 +283,8 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
                             live=cfg.live, flavor=cfg.flavor, tag="b")
             ceiling = None
             if cfg.ceiling:
-                h = _load(cfg, replace(spec, seconds=CEILING_S, clients=cfg.clients or 64, rate=0.0), "healthz")
+                probe = replace(spec, seconds=CEILING_S, clients=cfg.clients or 64, rate=0.0)
+                h = _load(cfg, probe, "healthz")
                 ceiling = {"healthz_per_s": round(h.healthz / h.seconds, 1),
                            "client_cpu_ms_per_request": round(1000 * h.cpu_s / max(1, h.healthz), 3)}
             load_before = os.getloadavg()

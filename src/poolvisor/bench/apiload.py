@@ -10,8 +10,9 @@ Either way the pool holds at most `live` workloads made by the load: a create th
 deletes the oldest acknowledged one, so deletes run at the rate of creates. A 429 is counted,
 checked for `Retry-After`, and its client waits that long (at most RETRY_AFTER_CAP_S) before its
 next request; a connection error (a server killed under the load) is counted and the client
-tries again after CONNECT_PAUSE_S (with a new name: the lost request's outcome is unknown). Each process (`run_process`) returns plain lists and counters
-that `merge` adds up, so the load can come from several processes.
+tries again after CONNECT_PAUSE_S, with a new name (the lost request's outcome is unknown).
+Each process (`run_process`) returns plain lists and counters that `merge` adds up, so the load
+can come from several processes.
 """
 
 from __future__ import annotations

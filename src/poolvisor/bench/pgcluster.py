@@ -51,12 +51,14 @@ def throwaway_cluster(max_connections: int = 300) -> Iterator[str]:
              "-E", "UTF8")
         opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
                 f"-c max_connections={max_connections} -c shared_buffers=64MB")
-        _run(str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-o", opts, "-w", "-t", "60", "start")
+        _run(str(PG_BIN / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-o", opts, "-w", "-t", "60",
+             "start")
         started = True
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     except subprocess.CalledProcessError as e:
         detail = log.read_text()[-500:] if log.exists() else ""
-        raise UnavailableError(f"could not start PostgreSQL: {(e.stderr or e.stdout).strip()} {detail}") from None
+        why = (e.stderr or e.stdout).strip()
+        raise UnavailableError(f"could not start PostgreSQL: {why} {detail}") from None
     finally:
         if started:
             subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(datadir),
