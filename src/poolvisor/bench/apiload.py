@@ -1,4 +1,4 @@
-"""The HTTP load of `poolvisor bench api`: create/delete workloads from asyncio clients (httpx).
+"""The HTTP load of `poolvisor bench api`: create/delete workloads from asyncio clients.
 
 Closed loop (`clients`): each client sends its next request when the last one answered, which
 measures throughput. Open loop (`rate`): creations are sent at R per second whatever the answers,
@@ -24,11 +24,12 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from poolvisor.bench.httpclient import Client, HttpError, Response
 
 RETRY_AFTER_CAP_S = 2.0
 CONNECT_PAUSE_S = 0.05
 REQUEST_TIMEOUT_S = 60.0
+MAX_OPEN_LOOP_CONNECTIONS = 512  # per replica; a request waiting for one counts in its latency
 
 
 @dataclass
@@ -80,7 +81,7 @@ class LoadOutcome:
 class _Load:
     """One process's clients, sharing the held workloads (oldest deleted first)."""
 
-    def __init__(self, spec: LoadSpec, clients: list[httpx.AsyncClient]) -> None:
+    def __init__(self, spec: LoadSpec, clients: list[Client]) -> None:
         self.spec, self.clients = spec, clients
         self.out = LoadOutcome()
         self.held: deque[str] = deque()
@@ -92,17 +93,17 @@ class _Load:
         self.seq += 1
         return f"{self.spec.tag}-{self.seq}"
 
-    async def _send(self, k: int, method: str, path: str, body: Any = None) -> httpx.Response | None:
+    async def _send(self, k: int, method: str, path: str, body: Any = None) -> Response | None:
         """One request on replica k; None when the connection failed (counted)."""
         client = self.clients[k % len(self.clients)]
         try:
-            return await client.request(method, path, json=body, headers=self.auth)
-        except httpx.TransportError:
+            return await client.request(method, path, json_body=body, headers=self.auth)
+        except HttpError:
             self.out.connection_errors += 1
             await asyncio.sleep(CONNECT_PAUSE_S)
             return None
 
-    def _note(self, op: str, r: httpx.Response) -> None:
+    def _note(self, op: str, r: Response) -> None:
         self.out.status[f"{op} {r.status_code}"] += 1
         if r.status_code == 429:
             after = r.headers.get("retry-after")
@@ -183,9 +184,8 @@ class _Load:
 
 
 async def _run(spec: LoadSpec, what: str) -> LoadOutcome:
-    conns = spec.clients if spec.clients > 0 else 1000
-    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
-    clients = [httpx.AsyncClient(base_url=u, limits=limits, timeout=REQUEST_TIMEOUT_S) for u in spec.urls]
+    conns = spec.clients if spec.clients > 0 else MAX_OPEN_LOOP_CONNECTIONS
+    clients = [Client(u, conns, REQUEST_TIMEOUT_S) for u in spec.urls]
     load = _Load(spec, clients)
     t0, c0 = time.monotonic(), time.process_time()
     try:

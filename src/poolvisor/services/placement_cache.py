@@ -110,10 +110,11 @@ class PlacementView:
 
 
 class PlacementCache:
-    """Holds the view; callers hold `lock` across refresh + place (both are fast)."""
+    """Holds the view; callers hold `lock` across refresh + place (both are fast). Reentrant:
+    a create holds it from its decision through its claim (workloads.py)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.view: PlacementView | None = None
         self.full_loads = 0  # observable in tests: incremental refresh must not rebuild every time
 

@@ -226,13 +226,30 @@ class WorkloadService(ServiceBase):
                          explain: bool = False) -> tuple[int, str]:
         """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
         id of a group the claim created is appended to `new_group`."""
-        decision, target = self._decide(spec, explain)
-        require_host(decision)
-        assert target is not None and decision.host is not None
-        wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target, decision=decision))
+        with self.cache.lock:  # decision through claim: this process's creates never race each other
+            decision, target = self._decide(spec, explain)
+            require_host(decision)
+            assert target is not None and decision.host is not None and decision.host_index is not None
+            wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
+                                                       decision=decision))
+            self._claimed(decision.host_index, target, spec)
         if created is not None and new_group is not None:
             new_group.append(created)
         return wid, decision.host
+
+    def _claimed(self, h: int, target: tuple[int, int], spec: _Spec) -> None:
+        """Write the committed claim through to the cached view (under the cache lock), so the
+        next refresh need not reload the host. Exact: the claim's guard matched generation g,
+        so the host is now the view's data at g plus this demand, at g + 1 (a later change by
+        anyone bumps the generation again and the next refresh reloads the host)."""
+        snap = self.cache.view
+        host_id, gen = target
+        if snap is None or h >= len(snap.ids) or snap.ids[h] != host_id or int(snap.gens[h]) != gen:
+            return
+        st = snap.state
+        group = group_key(spec.project, spec.group) if spec.group is not None else None
+        st.allocate(h, st.resources.vector(spec.demand), group, force=True)
+        snap.gens[h] = gen + 1
 
     def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int],
                decision: Decision) -> tuple[int, int | None]:
