@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from poolvisor.store.rows import (
 )
 
 T = TypeVar("T")
+_INSERT_EVENT = insert(cast(Table, EventRow.__table__))
 
 
 def as_utc(t: datetime) -> datetime:
@@ -128,7 +129,9 @@ class ServiceBase:
     @staticmethod
     def _event(s: Session, kind: str, subject: str, message: str, project: str | None = None,
                data: dict[str, Any] | None = None) -> None:
-        s.add(EventRow(kind=kind, subject=subject, message=message, project=project, data=data or {}))
+        # a Core INSERT now, not an ORM object for the flush: half the cost, and every create writes two
+        s.connection().execute(_INSERT_EVENT, {"kind": kind, "subject": subject, "message": message,
+                                               "project": project, "data": data or {}})
 
     # ---- records -----------------------------------------------------------------------------
     @staticmethod

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -77,7 +76,16 @@ class WorkloadLifecycle(ServiceBase):
                 except DriverError:
                     self._write(lambda s: self.restore_state(s, wid, DELETING, before))
                     raise
-            self._write(partial(self.finish_delete, wid=wid, project=project, host=host))
+            released: list[tuple[int, int, dict[str, float], int | None]] = []
+
+            def finish(s: Session) -> None:
+                self.finish_delete(s, wid=wid, project=project, host=host)
+                released[:] = s.info.get(ledger.RELEASED, [])
+
+            self._write(finish)
+            for host_id, gen, amounts, group_id in released:  # committed: the view follows
+                if group_id is None:  # (a group member's count is reloaded by the next refresh)
+                    self.cache.written(host_id, gen, amounts, None, release=True)
 
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         w = s.get(WorkloadRow, wid)

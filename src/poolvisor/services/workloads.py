@@ -20,9 +20,9 @@ import contextlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,6 +67,15 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
     "suspend": ((RUNNING,), SUSPENDED),
     "resume": ((SUSPENDED,), RUNNING),
 }
+
+
+_WORKLOADS = cast(Table, WorkloadRow.__table__)
+_INSERT_WORKLOAD = insert(_WORKLOADS)
+_CONFIRM = (update(_WORKLOADS)
+            .where(_WORKLOADS.c.id == bindparam("w"), _WORKLOADS.c.state == PLACING,
+                   _WORKLOADS.c.lease_owner == bindparam("owner"))
+            .values(state=RUNNING, updated_at=bindparam("now"), lease_owner=None, lease_expires=None)
+            .returning(_WORKLOADS.c.created_at, _WORKLOADS.c.explanation))
 
 
 class _GroupChanged(Stale):
@@ -229,27 +238,15 @@ class WorkloadService(ServiceBase):
         with self.cache.lock:  # decision through claim: this process's creates never race each other
             decision, target = self._decide(spec, explain)
             require_host(decision)
-            assert target is not None and decision.host is not None and decision.host_index is not None
+            assert target is not None and decision.host is not None
             wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
                                                        decision=decision))
-            self._claimed(decision.host_index, target, spec)
+            host_id, gen = target
+            group = group_key(spec.project, spec.group) if spec.group is not None else None
+            self.cache.written(host_id, gen + 1, spec.demand, group)  # the guard matched gen: exact
         if created is not None and new_group is not None:
             new_group.append(created)
         return wid, decision.host
-
-    def _claimed(self, h: int, target: tuple[int, int], spec: _Spec) -> None:
-        """Write the committed claim through to the cached view (under the cache lock), so the
-        next refresh need not reload the host. Exact: the claim's guard matched generation g,
-        so the host is now the view's data at g plus this demand, at g + 1 (a later change by
-        anyone bumps the generation again and the next refresh reloads the host)."""
-        snap = self.cache.view
-        host_id, gen = target
-        if snap is None or h >= len(snap.ids) or snap.ids[h] != host_id or int(snap.gens[h]) != gen:
-            return
-        st = snap.state
-        group = group_key(spec.project, spec.group) if spec.group is not None else None
-        st.allocate(h, st.resources.vector(spec.demand), group, force=True)
-        snap.gens[h] = gen + 1
 
     def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int],
                decision: Decision) -> tuple[int, int | None]:
@@ -266,24 +263,29 @@ class WorkloadService(ServiceBase):
             if r.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(f"group {spec.group!r} was removed concurrently; retry")
             self._check_group_unchanged(s, spec, host_id, gid)
-        w = WorkloadRow(project_id=project_id, name=spec.name, kind=spec.kind, state=PLACING,
-                        host_id=host_id, group_id=gid, flavor=spec.flavor, demand=spec.demand,
-                        priority=spec.priority, explanation=decision.explanation.to_dict(),
-                        constraints={"pool": spec.pool, "required_labels": spec.required,
-                                     "forbidden_labels": spec.forbidden}, **self.leases.stamp_values())
-        s.add(w)
-        try:
-            s.flush()
+        now = datetime.now(UTC)
+        s.flush()  # the group or project made above, before the Core INSERT that names them
+        try:  # a Core INSERT: the row is never read back as an ORM object in this transaction
+            r = s.connection().execute(_INSERT_WORKLOAD, {
+                "project_id": project_id, "name": spec.name, "kind": spec.kind, "state": PLACING,
+                "host_id": host_id, "group_id": gid, "flavor": spec.flavor, "demand": spec.demand,
+                "priority": spec.priority, "explanation": decision.explanation.to_dict(),
+                "constraints": {"pool": spec.pool, "required_labels": spec.required,
+                                "forbidden_labels": spec.forbidden},
+                "created_at": now, "updated_at": now, **self.leases.stamp_values()})
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
-        ledger.claim(s, host_id, gen, spec.demand, w.id)
-        self.leases.restamp(s, [w.id])
-        attach_nics(s, project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
+        pk = r.inserted_primary_key
+        assert pk is not None
+        wid = int(pk[0])
+        ledger.claim(s, host_id, gen, spec.demand, wid)
+        self.leases.restamp(s, [wid])
+        attach_nics(s, project_id, wid, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
                     project=spec.project, data={"host": decision.host, "demand": spec.demand})
-        return w.id, gid if created else None
+        return wid, gid if created else None
 
     def _claim_group(self, s: Session, spec: _Spec, project_id: int) -> tuple[int | None, bool]:
         """(group id, created) for the claim: a new group is created, or an empty group given the
@@ -343,6 +345,15 @@ class WorkloadService(ServiceBase):
             raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
 
         def tx(s: Session) -> WorkloadRecord | None:
+            # the usual case in one statement: still placing under this process's lease
+            row = s.connection().execute(_CONFIRM, {"w": wid, "owner": self.leases.owner,
+                                                    "now": datetime.now(UTC)}).first()
+            if row is not None:
+                self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
+                            f"workload {spec.name} running on {host}", project=spec.project,
+                            data={"host": host})
+                return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
+                                      spec.priority, spec.group, as_utc(row.created_at), row.explanation)
             w = s.get(WorkloadRow, wid)
             if w is None:  # only a repair removes a placing row: this use case outlived its lease
                 return None
