@@ -26,7 +26,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.policies.placement import Decision, Request
@@ -52,7 +52,7 @@ from poolvisor.services.records import (
 )
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
-from poolvisor.store.rows import GroupRow, HostRow, WorkloadRow
+from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
 
 if TYPE_CHECKING:
     from poolvisor.services.lifecycle import WorkloadLifecycle
@@ -69,7 +69,13 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
 }
 
 
+_PROJECTS, _FLAVORS, _POOLS = (cast(Table, r.__table__) for r in (ProjectRow, FlavorRow, PoolRow))
+_PROJECT_ID = select(_PROJECTS.c.id).where(_PROJECTS.c.name == bindparam("p"))
+_FLAVOR = select(_FLAVORS.c.demand).where(_FLAVORS.c.name == bindparam("f"))
+_POOL_ID = select(_POOLS.c.id).where(_POOLS.c.name == bindparam("p"))
 _WORKLOADS = cast(Table, WorkloadRow.__table__)
+_TAKEN = select(_WORKLOADS.c.id).where(_WORKLOADS.c.project_id == bindparam("p"),
+                                       _WORKLOADS.c.name == bindparam("n"))
 _INSERT_WORKLOAD = insert(_WORKLOADS)
 _CONFIRM = (update(_WORKLOADS)
             .where(_WORKLOADS.c.id == bindparam("w"), _WORKLOADS.c.state == PLACING,
@@ -184,15 +190,24 @@ class WorkloadService(ServiceBase):
         member; an empty group takes the next member's); read-only: the claim writes."""
 
         def tx(s: Session) -> _Spec:
-            pid = self._project_id(s, project, may_create=create_project)
-            taken = select(WorkloadRow.id).filter_by(project_id=pid, name=name)
-            if pid is not None and s.scalars(taken).first() is not None:
+            conn = s.connection()  # prepared Core statements: this read runs for every create
+            pid = conn.execute(_PROJECT_ID, {"p": project}).scalar()
+            if pid is None and not create_project:
+                raise NotFoundError(f"project {project!r} not found")
+            if pid is not None and conn.execute(_TAKEN, {"p": pid, "n": name}).first() is not None:
                 raise ConflictError(f"workload {name!r} already exists in project {project!r}")
             if flavor is not None:
-                d = {str(k): float(v) for k, v in self._flavor(s, flavor).demand.items()}
+                fd = conn.execute(_FLAVOR, {"f": flavor}).first()
+                if fd is None:
+                    raise NotFoundError(f"flavor {flavor!r} not found")
+                d = {str(k): float(v) for k, v in fd.demand.items()}
             else:
                 d = check_demand(resource_names(s), demand)
-            pool_id = self._pool(s, pool).id if pool is not None else None
+            pool_id = None
+            if pool is not None:
+                pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
+                if pool_id is None:
+                    raise NotFoundError(f"pool {pool!r} not found")
             gid, gpol = None, policy
             if group is not None:
                 g = None if pid is None else \
