@@ -21,7 +21,8 @@ MAX_TOKEN_LEN = 256
 bearer = HTTPBearer(auto_error=False, description="token from `poolvisor serve` or POST /v1/tokens")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in the thread pool, a hop per request for a lookup
     svc: Services = request.app.state.services
     return svc
 
@@ -41,7 +42,7 @@ def principal(
     return who
 
 
-def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:  # (no I/O: no thread hop)
     if who.role != "admin":
         raise ForbiddenError("this operation needs an admin token")
     return who

@@ -74,16 +74,19 @@ def release(s: Session, w: WorkloadRow) -> None:
     by_host: dict[int, dict[str, float]] = {}
     for host_id, resource, amount in conn.execute(_HELD, {"w": w.id}):
         by_host.setdefault(host_id, {})[resource] = amount
-    for host_id, amounts in by_host.items():
-        names = tuple(sorted(amounts))
-        conn.execute(_subtract(names), _params(host_id, names, amounts))
-    conn.execute(_DELETE_ALLOCATIONS, {"w": w.id})
     hosts = set(by_host) | ({w.host_id} if w.host_id is not None else set())
     done = s.info.setdefault(RELEASED, [])
+    # Lock order: the host row first, then its resources, as claim() does; the other order made
+    # a concurrent claim and release on one host deadlock on PostgreSQL (each waiting for the
+    # other's row until deadlock_timeout, 1 s, aborted one of them).
     for h in sorted(hosts):
         gen = conn.execute(_RELEASE_HOST, {"h": h}).scalar()
         if gen is not None:  # what the caller may write through to its placement view after commit
             done.append((h, int(gen), by_host.get(h, {}), w.group_id))
+    for host_id in sorted(by_host):
+        names = tuple(sorted(by_host[host_id]))
+        conn.execute(_subtract(names), _params(host_id, names, by_host[host_id]))
+    conn.execute(_DELETE_ALLOCATIONS, {"w": w.id})
     w.host_id = None
 
 
