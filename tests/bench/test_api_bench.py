@@ -135,3 +135,30 @@ def test_the_load_client_reports_a_dead_server_as_an_http_error() -> None:
             await c.request("GET", "/healthz")
 
     asyncio.run(go())
+
+
+def test_serve_threads_sizes_the_request_thread_pool(tmp_path: Path) -> None:
+    import warnings
+
+    import anyio.to_thread
+
+    from poolvisor.api.app import create_app
+    from poolvisor.services import open_services
+
+    with warnings.catch_warnings():  # as tests/api/conftest.py: starlette prefers httpx2
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    def tokens() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    svc = open_services(str(tmp_path / "t.db"))
+    try:
+        with TestClient(create_app(svc, threads=3)) as client:
+            assert client.portal is not None and client.portal.call(tokens) == 3
+            assert client.get("/healthz").status_code == 200
+    finally:
+        svc.close()
+    r = subprocess.run([*CLI, "serve", "--db", str(tmp_path / "x.db"), "--threads", "0"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and r.stderr.startswith("poolvisor: error: ") and r.stderr.count("\n") == 1

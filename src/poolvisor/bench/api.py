@@ -57,6 +57,7 @@ class ApiBenchConfig:
     client_procs: int = 1
     kill_after: float | None = None
     ceiling: bool = True  # first measure the client + HTTP stack on /healthz
+    serve_threads: int = 8  # `serve --threads`: fewer threads contend less for the GIL
     serve_args: tuple[str, ...] = ()
 
     def check(self) -> None:
@@ -70,6 +71,8 @@ class ApiBenchConfig:
             raise InvalidInputError("--seconds must be 0.5..3600")
         if not 1 <= self.hosts <= 10_000 or not 1 <= self.live <= 100_000:
             raise InvalidInputError("--hosts must be 1..10000 and --live 1..100000")
+        if not 1 <= self.serve_threads <= 1000:
+            raise InvalidInputError("--serve-threads must be 1..1000")
         if not 1 <= self.client_procs <= 16 or (self.clients and self.client_procs > self.clients):
             raise InvalidInputError("--client-procs must be 1..16 and at most --clients")
         if self.kill_after is not None and not 0 < self.kill_after < self.seconds:
@@ -276,7 +279,8 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="poolvisor-bench-api-") as tmp, \
             _database(cfg.db, Path(tmp)) as url:
         _seed(url, cfg.hosts)
-        reps = Replicas(url, "pv_" + secrets.token_urlsafe(32), Path(tmp), cfg.serve_args)
+        reps = Replicas(url, "pv_" + secrets.token_urlsafe(32), Path(tmp),
+                        ("--threads", str(cfg.serve_threads), *cfg.serve_args))
         try:
             reps.start(cfg.replicas)
             spec = LoadSpec(reps.urls, reps.token, cfg.seconds, clients=cfg.clients, rate=cfg.rate,
@@ -311,7 +315,7 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
         "database": url.split("+")[0].split(":")[0], "replicas": cfg.replicas,
         "mode": "closed" if cfg.clients else "open", "clients": cfg.clients or None,
         "offered_per_s": cfg.rate or None, "seconds": round(out.seconds, 2), "hosts": cfg.hosts,
-        "live": cfg.live, "client_procs": cfg.client_procs,
+        "live": cfg.live, "client_procs": cfg.client_procs, "serve_threads": cfg.serve_threads,
         "creates": creates, "deletes": deletes,
         "creates_per_s": round(creates / out.seconds, 1) if out.seconds else None,
         "deletes_per_s": round(deletes / out.seconds, 1) if out.seconds else None,

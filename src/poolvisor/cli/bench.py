@@ -314,7 +314,8 @@ def api(
     hosts: int = typer.Option(50, "--hosts", help="demo hosts to seed"),
     live: int = typer.Option(200, "--live",
                              help="workloads the load holds at once (then deletes the oldest)"),
-    client_procs: int = typer.Option(1, "--client-procs", help="client processes (asyncio, httpx)"),
+    client_procs: int = typer.Option(1, "--client-procs", help="client processes (asyncio)"),
+    serve_threads: int = typer.Option(8, "--serve-threads", help="`serve --threads` of each replica"),
     kill_after: float = typer.Option(0.0, "--kill-after", parser=number,
                                      help="kill -9 one replica S seconds in and restart it at once"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -334,7 +335,7 @@ def api(
         clients = 200
     cfg = bapi.ApiBenchConfig(db=db or None, replicas=replicas, clients=clients, rate=rate, seconds=seconds,
                               hosts=hosts, live=live, client_procs=client_procs,
-                              kill_after=kill_after or None)
+                              kill_after=kill_after or None, serve_threads=serve_threads)
     try:
         res = bapi.run(cfg)
     except PoolvisorError as e:
