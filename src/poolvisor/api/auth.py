@@ -25,7 +25,8 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 bearer = HTTPBearer(auto_error=False, description="token from `poolvisor serve` or POST /v1/tokens")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in the thread pool, a hop per request for a lookup
     svc: Services = request.app.state.services
     return svc
 
@@ -60,12 +61,17 @@ def principal(
     return refuse_viewer_writes(who) if request.method in WRITE_METHODS else who
 
 
-def admin(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+def require_admin(request: Request, who: Principal) -> Principal:
     """An admin; on reads also a global viewer (project None): it reads what an admin reads."""
     if who.role != "admin" and not (who.role == "viewer" and who.project is None
                                     and request.method not in WRITE_METHODS):
         raise ForbiddenError("this operation needs an admin token")
     return who
+
+
+async def admin(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """The dependency of admin routes (async: no I/O, so no thread-pool hop)."""
+    return require_admin(request, who)
 
 
 def scope_project(who: Principal, requested: str | None, *, default: str | None = None) -> str | None:

@@ -327,3 +327,50 @@ def storage(
               [(k, f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in res.items()])
     if res["acked_lost"]:
         raise typer.Exit(1)
+
+
+@app.command("api")
+def api(
+    db: str = typer.Option("", "--db", help="an EMPTY database URL, or 'postgres' for a throwaway "
+                           "PostgreSQL cluster (default: a temporary SQLite file)"),
+    replicas: int = typer.Option(1, "--replicas", help="`poolvisor serve` processes on that database"),
+    clients: int = typer.Option(0, "--clients", help="closed loop: N clients, each waiting for its answer"),
+    rate: float = typer.Option(0.0, "--rate", help="open loop: creations offered per second", parser=number),
+    seconds: float = typer.Option(10.0, "--seconds", help="length of the load (it stops by itself)",
+                                  parser=number),
+    hosts: int = typer.Option(50, "--hosts", help="demo hosts to seed"),
+    live: int = typer.Option(200, "--live",
+                             help="workloads the load holds at once (then deletes the oldest)"),
+    client_procs: int = typer.Option(1, "--client-procs", help="client processes (asyncio)"),
+    serve_threads: int = typer.Option(8, "--serve-threads", help="`serve --threads` of each replica"),
+    kill_after: float = typer.Option(0.0, "--kill-after", parser=number,
+                                     help="kill -9 one replica S seconds in and restart it at once"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Create/delete load over HTTP against real servers on loopback: rate, latency, correctness.
+
+    Exits 1 when the store is wrong afterwards (over-allocation, invariant, a lost acknowledged
+    creation, a 5xx, a 429 without Retry-After), never for a speed."""
+    import json
+
+    from poolvisor.bench import api as bapi
+    from poolvisor.cli.errors import fail
+    from poolvisor.cli.render import table
+    from poolvisor.domain.errors import PoolvisorError
+
+    if not clients and not rate:
+        clients = 200
+    cfg = bapi.ApiBenchConfig(db=db or None, replicas=replicas, clients=clients, rate=rate, seconds=seconds,
+                              hosts=hosts, live=live, client_procs=client_procs,
+                              kill_after=kill_after or None, serve_threads=serve_threads)
+    try:
+        res = bapi.run(cfg)
+    except PoolvisorError as e:
+        raise fail(f"bench api: {e.message}") from None
+    if as_json:
+        typer.echo(json.dumps(res))
+    else:
+        table("poolvisor bench api", ("figure", "value"),
+              [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in res.items()])
+    if not bapi.passed(res):
+        raise typer.Exit(1)

@@ -13,9 +13,9 @@ import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,13 @@ class IssuedToken:
 
     token: str
     record: TokenRecord
+
+
+_T, _P = cast(Table, TokenRow.__table__).c, cast(Table, ProjectRow.__table__).c
+_TOKEN_STATUS = (select(_T.id, _T.role, _T.revoked_at, _T.expires_at, _P.name.label("project"))
+                 .select_from(cast(Table, TokenRow.__table__).outerjoin(
+                     cast(Table, ProjectRow.__table__), _P.id == _T.project_id))
+                 .where(_T.digest == bindparam("d")))
 
 
 class AuthService(ServiceBase):
@@ -153,7 +160,9 @@ class AuthService(ServiceBase):
         d = digest(token)
 
         def tx(s: Session) -> tuple[Principal | None, Invalid | None]:
-            row = s.scalars(select(TokenRow).filter_by(digest=d)).first()
+            # one prepared Core statement (token and project name), no ORM objects: this runs
+            # on every request, and answers from the database each time (no cache)
+            row = s.connection().execute(_TOKEN_STATUS, {"d": d}).first()
             if row is None or row.role not in ROLES:
                 return None, "unknown"
             if row.revoked_at is not None:
@@ -161,9 +170,8 @@ class AuthService(ServiceBase):
             expires = as_utc(row.expires_at) if row.expires_at is not None else None
             if expires is not None and expires <= datetime.now(UTC):
                 return None, "expired"
-            project = s.get(ProjectRow, row.project_id) if row.project_id is not None else None
             role: Role = "admin" if row.role == "admin" else "viewer" if row.role == "viewer" else "member"
-            return Principal(row.id, project.name if project is not None else None, role, expires), None
+            return Principal(row.id, row.project, role, expires), None
 
         return self._read(tx)
 

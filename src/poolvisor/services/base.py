@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,7 @@ from poolvisor.store.rows import (
 )
 
 T = TypeVar("T")
+_INSERT_EVENT = insert(cast(Table, EventRow.__table__))
 
 
 def as_utc(t: datetime) -> datetime:
@@ -134,8 +135,10 @@ class ServiceBase:
     def _event(s: Session, kind: str, subject: str, message: str, project: str | None = None,
                data: dict[str, Any] | None = None, severity: str | None = None) -> None:
         """Record an event in the use case's transaction (severity: from the kind by default)."""
-        s.add(EventRow(kind=kind, subject=subject, message=message, project=project, data=data or {},
-                       severity=check_severity(severity) if severity is not None else severity_of(kind)))
+        # a Core INSERT now, not an ORM object for the flush: half the cost, and every create writes two
+        s.connection().execute(_INSERT_EVENT, {
+            "kind": kind, "subject": subject, "message": message, "project": project, "data": data or {},
+            "severity": check_severity(severity) if severity is not None else severity_of(kind)})
         note_event(s, kind)  # counted for /metrics when the transaction commits
 
     # ---- records -----------------------------------------------------------------------------

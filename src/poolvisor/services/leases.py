@@ -28,9 +28,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import InvalidInputError, PoolvisorError
@@ -43,6 +43,12 @@ MIN_LEASE_S, MAX_LEASE_S = 0.05, 3600.0
 LEGACY_STALE_S = 30.0
 TRANSIENT = (PLACING, MIGRATING, DELETING)
 log = logging.getLogger("poolvisor.leases")
+
+
+_W = cast(Table, WorkloadRow.__table__).c
+_RESTAMP = (update(cast(Table, WorkloadRow.__table__))  # built once: it runs in every create's claim
+            .where(_W.id.in_(bindparam("ids", expanding=True)), _W.lease_owner == bindparam("owner"))
+            .values(lease_expires=bindparam("expires")))
 
 
 def utcnow() -> datetime:
@@ -90,8 +96,8 @@ class Leases:
     def restamp(self, s: Session, ids: list[int]) -> None:
         """At the end of a claiming transaction: start the lease now, not when the transaction
         began (it may have queued behind other writers for longer than the lease)."""
-        s.execute(update(WorkloadRow).where(WorkloadRow.id.in_(ids), WorkloadRow.lease_owner == self.owner)
-                  .values(lease_expires=self.expiry()).execution_options(synchronize_session=False))
+        s.flush()
+        s.connection().execute(_RESTAMP, {"ids": ids, "owner": self.owner, "expires": self.expiry()})
 
     @staticmethod
     def clear(w: WorkloadRow) -> None:

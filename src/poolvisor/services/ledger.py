@@ -3,15 +3,21 @@
 Every change to a host's allocations goes through here so that `host_resources.allocated`, the
 `allocations` rows, `hosts.workloads` and `hosts.generation` move together; and, for GPUs, the
 devices: `host_gpus.allocated` and the `gpu_allocations` rows (which GPU, how many milli).
+
+The statements are built once (per set of resource names) and run on the session's connection
+(Core, bound parameters): building a statement and its cache key cost more than running it, and
+claim and release run for every create and delete. Pending ORM changes are flushed first, so
+the statements see everything the transaction did before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Float, case, delete, insert, literal, select, update
+from sqlalchemy import Float, Table, Update, bindparam, case, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.policies.placement import gpufrag, gpushare
@@ -29,6 +35,26 @@ from poolvisor.store.rows import (
 EPS = 1e-9
 # the session holds no ORM copies of these rows worth synchronizing: skip that per-statement work
 _NO_SYNC: dict[str, Any] = {"execution_options": {"synchronize_session": False}}
+_HOSTS, _RES, _ALLOC = (cast(Table, r.__table__) for r in (HostRow, HostResourceRow, AllocationRow))
+_GPUS, _GPU_ALLOC = (cast(Table, r.__table__) for r in (HostGpuRow, GpuAllocationRow))
+_H, _HR, _AL = _HOSTS.c, _RES.c, _ALLOC.c
+_CLAIM_HOST = (update(_HOSTS)
+               .where(_H.id == bindparam("h"), _H.state == "up",
+                      (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
+               .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
+_CLAIM_HOST_AT = _CLAIM_HOST.where(_H.generation == bindparam("g"))
+_INSERT_ALLOCATIONS = insert(_ALLOC)
+_HELD = select(_AL.host_id, _AL.resource, _AL.amount).where(_AL.workload_id == bindparam("w"))
+_DELETE_ALLOCATIONS = delete(_ALLOC).where(_AL.workload_id == bindparam("w"))
+_RELEASE_HOST = (update(_HOSTS).where(_H.id == bindparam("h"))
+                 .values(generation=_H.generation + 1, workloads=_H.workloads - 1).returning(_H.generation))
+RELEASED = "poolvisor.released"  # Session.info key: [(host id, generation after, amounts, group id)]
+_GPU_HELD = (select(_GPU_ALLOC.c.host_id, _GPU_ALLOC.c.device, _GPU_ALLOC.c.milli)
+             .where(_GPU_ALLOC.c.workload_id == bindparam("w")))
+_GPU_GIVE_BACK = (update(_GPUS).where(_GPUS.c.host_id == bindparam("h"), _GPUS.c.device == bindparam("d"))
+                  .values(allocated=_GPUS.c.allocated - bindparam("m")))
+_DELETE_GPU_ALLOCATIONS = delete(_GPU_ALLOC).where(_GPU_ALLOC.c.workload_id == bindparam("w"))
+_BUMP = update(_HOSTS).where(_H.id == bindparam("h")).values(generation=_H.generation + 1)
 
 
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
@@ -44,36 +70,27 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     `quota_project`: a new workload of that project; its quota is then re-checked here too, under
     the project's quota lock (services/quotas.py), and QuotaExceededError rolls the claim back.
     """
-    q = update(HostRow).where(HostRow.id == host_id, HostRow.state == "up",
-                              (HostRow.max_workloads == 0) | (HostRow.workloads < HostRow.max_workloads))
-    if generation is not None:
-        q = q.where(HostRow.generation == generation)
-    r = s.execute(q.values(generation=HostRow.generation + 1, workloads=HostRow.workloads + 1), **_NO_SYNC)
-    if r.rowcount != 1:  # type: ignore[attr-defined]
+    s.flush()
+    conn = s.connection()
+    if generation is None:
+        r = conn.execute(_CLAIM_HOST, {"h": host_id})
+    else:
+        r = conn.execute(_CLAIM_HOST_AT, {"h": host_id, "g": generation})
+    if r.rowcount != 1:
         raise Stale()
     amounts = {res: float(a) for res, a in demand.items() if a > 0}
     taken: list[int] = []
     if amounts:
-        _claim_resources(s, host_id, amounts, workload_id)
+        names = tuple(sorted(amounts))
+        r = conn.execute(_add_within_capacity(names), _params(host_id, names, amounts))
+        if r.rowcount != len(amounts):
+            raise Stale()  # a resource the host lacks, or not enough of it
+        conn.execute(_INSERT_ALLOCATIONS, [{"workload_id": workload_id, "host_id": host_id, "resource": res,
+                                            "amount": a} for res, a in amounts.items()])
         taken = claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus)
     if quota_project is not None:
         quotas.verify(s, quota_project, amounts, 1)
     return taken
-
-
-def _claim_resources(s: Session, host_id: int, amounts: dict[str, float], workload_id: int) -> None:
-    delta = _per_resource(amounts)
-    r = s.execute(
-        update(HostResourceRow)
-        .where(HostResourceRow.host_id == host_id, HostResourceRow.resource.in_(list(amounts)),
-               HostResourceRow.allocated + delta
-               <= HostResourceRow.capacity * HostResourceRow.overcommit + EPS)
-        .values(allocated=HostResourceRow.allocated + delta), **_NO_SYNC,
-    )
-    if r.rowcount != len(amounts):  # type: ignore[attr-defined]
-        raise Stale()  # a resource the host lacks, or not enough of it
-    s.execute(insert(AllocationRow), [{"workload_id": workload_id, "host_id": host_id, "resource": res,
-                                       "amount": a} for res, a in amounts.items()])
 
 
 def claim_gpus(s: Session, host_id: int, workload_id: int, gpu: float,
@@ -113,35 +130,58 @@ def claim_gpus(s: Session, host_id: int, workload_id: int, gpu: float,
 
 
 def release(s: Session, w: WorkloadRow) -> None:
-    """Give back everything the workload holds (on whatever hosts the ledger says) and detach it."""
-    rows = s.execute(select(AllocationRow.host_id, AllocationRow.resource, AllocationRow.amount)
-                     .where(AllocationRow.workload_id == w.id)).all()
+    """Give back everything the workload holds (on whatever hosts the ledger says) and detach it.
+    Each host's change is listed in `s.info[RELEASED]` (see PlacementCache.written)."""
+    s.flush()
+    conn = s.connection()
     by_host: dict[int, dict[str, float]] = {}
-    for host_id, resource, amount in rows:
+    for host_id, resource, amount in conn.execute(_HELD, {"w": w.id}):
         by_host.setdefault(host_id, {})[resource] = amount
-    for host_id, amounts in by_host.items():
-        s.execute(update(HostResourceRow)
-                  .where(HostResourceRow.host_id == host_id, HostResourceRow.resource.in_(list(amounts)))
-                  .values(allocated=HostResourceRow.allocated - _per_resource(amounts)), **_NO_SYNC)
-    s.execute(delete(AllocationRow).where(AllocationRow.workload_id == w.id), **_NO_SYNC)
-    for host_id, device, milli in s.execute(select(GpuAllocationRow.host_id, GpuAllocationRow.device,
-                                                   GpuAllocationRow.milli)
-                                            .where(GpuAllocationRow.workload_id == w.id)).all():
-        s.execute(update(HostGpuRow).where(HostGpuRow.host_id == host_id, HostGpuRow.device == device)
-                  .values(allocated=HostGpuRow.allocated - milli), **_NO_SYNC)
-    s.execute(delete(GpuAllocationRow).where(GpuAllocationRow.workload_id == w.id), **_NO_SYNC)
     hosts = set(by_host) | ({w.host_id} if w.host_id is not None else set())
-    for h in hosts:
-        s.execute(update(HostRow).where(HostRow.id == h).values(
-            generation=HostRow.generation + 1, workloads=HostRow.workloads - 1), **_NO_SYNC)
+    done = s.info.setdefault(RELEASED, [])
+    # Lock order: the host row first, then its resources, as claim() does; the other order made
+    # a concurrent claim and release on one host deadlock on PostgreSQL (each waiting for the
+    # other's row until deadlock_timeout, 1 s, aborted one of them).
+    for h in sorted(hosts):
+        gen = conn.execute(_RELEASE_HOST, {"h": h}).scalar()
+        if gen is not None:  # what the caller may write through to its placement view after commit
+            done.append((h, int(gen), by_host.get(h, {}), w.group_id))
+    for host_id in sorted(by_host):
+        names = tuple(sorted(by_host[host_id]))
+        conn.execute(_subtract(names), _params(host_id, names, by_host[host_id]))
+    conn.execute(_DELETE_ALLOCATIONS, {"w": w.id})
+    gpus = conn.execute(_GPU_HELD, {"w": w.id}).all()
+    if gpus:
+        conn.execute(_GPU_GIVE_BACK, [{"h": h, "d": d, "m": m} for h, d, m in gpus])
+        conn.execute(_DELETE_GPU_ALLOCATIONS, {"w": w.id})
     w.host_id = None
 
 
 def bump(s: Session, host_id: int) -> None:
-    s.execute(update(HostRow).where(HostRow.id == host_id).values(generation=HostRow.generation + 1),
-              **_NO_SYNC)
+    s.flush()
+    s.connection().execute(_BUMP, {"h": host_id})
 
 
-def _per_resource(amounts: Mapping[str, float]) -> Any:
-    """CASE resource WHEN 'vcpu' THEN 2 ... END: one UPDATE covers every resource of a host."""
-    return case(*((HostResourceRow.resource == r, literal(a, Float)) for r, a in amounts.items()), else_=0.0)
+def _delta(resources: tuple[str, ...]) -> Any:
+    """CASE resource WHEN 'vcpu' THEN :a0 ... END: one UPDATE covers every resource of a host."""
+    return case(*((_HR.resource == r, bindparam(f"a{i}", type_=Float)) for i, r in enumerate(resources)),
+                else_=0.0)
+
+
+@lru_cache(maxsize=256)
+def _add_within_capacity(resources: tuple[str, ...]) -> Update:
+    delta = _delta(resources)
+    return (update(_RES)
+            .where(_HR.host_id == bindparam("h"), _HR.resource.in_(resources),
+                   _HR.allocated + delta <= _HR.capacity * _HR.overcommit + EPS)
+            .values(allocated=_HR.allocated + delta))
+
+
+@lru_cache(maxsize=256)
+def _subtract(resources: tuple[str, ...]) -> Update:
+    return (update(_RES).where(_HR.host_id == bindparam("h"), _HR.resource.in_(resources))
+            .values(allocated=_HR.allocated - _delta(resources)))
+
+
+def _params(host_id: int, names: tuple[str, ...], amounts: Mapping[str, float]) -> dict[str, Any]:
+    return {"h": host_id} | {f"a{i}": float(amounts[n]) for i, n in enumerate(names)}

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
@@ -51,9 +50,16 @@ from poolvisor.services.records import (
 from poolvisor.services.tasks import MIGRATE, TaskService, migration_task
 from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
 from poolvisor.store.retry import Stale, with_retry
-from poolvisor.store.rows import GroupRow, HostRow, PoolRow, TaskRow, WorkloadRow
+from poolvisor.store.rows import GroupRow, HostRow, PoolRow, ProjectRow, TaskRow, WorkloadRow
 
 POLL_S = 0.2  # how often a running migration's progress is written into its task
+_W, _P, _H = (cast(Table, r.__table__) for r in (WorkloadRow, ProjectRow, HostRow))
+_TO_DELETE = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.label("host"))
+              .select_from(_W.join(_P, _P.c.id == _W.c.project_id).outerjoin(_H, _H.c.id == _W.c.host_id))
+              .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
+_MARK_DELETING = (update(_W).where(_W.c.id == bindparam("w"), _W.c.state == bindparam("before"))
+                  .values(state=DELETING, updated_at=bindparam("now"), lease_owner=bindparam("lease_owner"),
+                          lease_expires=bindparam("lease_expires")))
 
 
 class WorkloadLifecycle(ServiceBase):
@@ -69,14 +75,19 @@ class WorkloadLifecycle(ServiceBase):
         A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py)."""
 
         def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str]:
-            w, _p = self._workload(s, project, name)
+            conn = s.connection()  # prepared Core statements: this runs for every delete
+            w = conn.execute(_TO_DELETE, {"p": project, "n": name}).first()
+            if w is None:
+                self._workload(s, project, name)  # raises the NotFoundError (project or workload)
+            assert w is not None
             if w.state in TRANSIENT:
                 raise ConflictError(f"workload {name!r} is {w.state}; retry")
-            host = s.get(HostRow, w.host_id) if w.host_id is not None else None
-            before = w.state
-            w.state, w.updated_at = DELETING, datetime.now(UTC)
-            self.leases.stamp(w)
-            return w.id, (host.name if host else None), self._driver_workload(project, w), before
+            r = conn.execute(_MARK_DELETING, {"w": w.id, "before": w.state, "now": datetime.now(UTC),
+                                              **self.leases.stamp_values()})
+            if r.rowcount != 1:
+                raise Stale()  # changed since it was read (another replica): Store.run reads again
+            dw = DriverWorkload(f"{project}/{name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
+            return w.id, w.host, dw, w.state
 
         wid, host, dw, before = self._write(mark)
         with self.leases.hold([wid]):
@@ -86,7 +97,16 @@ class WorkloadLifecycle(ServiceBase):
                 except DriverError:
                     self._write(lambda s: self.restore_state(s, wid, DELETING, before))
                     raise
-            self._write(partial(self.finish_delete, wid=wid, project=project, host=host))
+            released: list[tuple[int, int, dict[str, float], int | None]] = []
+
+            def finish(s: Session) -> None:
+                self.finish_delete(s, wid=wid, project=project, host=host)
+                released[:] = s.info.get(ledger.RELEASED, [])
+
+            self._write(finish)
+            for host_id, gen, amounts, group_id in released:  # committed: the view follows
+                if group_id is None:  # (a group member's count is reloaded by the next refresh)
+                    self.cache.written(host_id, gen, amounts, None, release=True)
 
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         w = s.get(WorkloadRow, wid)

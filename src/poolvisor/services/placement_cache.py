@@ -20,7 +20,7 @@ cache of the cache: the ledger's guarded UPDATEs stay the authority (services/le
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,16 +121,42 @@ class PlacementView:
 
 
 class PlacementCache:
-    """Holds the view; callers hold `lock` across refresh + place (both are fast)."""
+    """Holds the view; callers hold `lock` across refresh + place (both are fast). Reentrant:
+    a create holds it from its decision through its claim (workloads.py)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.view: PlacementView | None = None
         self.full_loads = 0  # observable in tests: incremental refresh must not rebuild every time
 
     def invalidate(self) -> None:
         with self.lock:
             self.view = None
+
+    def written(self, host_id: int, gen_after: int, demand: Mapping[str, float], group: str | None,
+                *, release: bool = False) -> bool:
+        """Apply a committed claim (or release) of `demand` on a host, which moved the host to
+        generation `gen_after`, to the view, so the next refresh need not reload the host. Only
+        when the view holds the host at `gen_after - 1`: every change bumps the generation, so
+        the view's data then plus this demand is exactly the host at `gen_after`. Otherwise
+        (someone else changed it too) nothing is applied and the next refresh reloads it."""
+        with self.lock:
+            snap = self.view
+            h = snap.index_of.get(host_id) if snap is not None else None
+            if snap is None or h is None or int(snap.gens[h]) != gen_after - 1:
+                return False
+            st = snap.state
+            if any(r not in st.resources for r in demand):
+                return False
+            if demand.get("gpu", 0.0) > 0 and snap.gpus is not None:
+                return False  # which GPU devices moved is the ledger's: the refresh reloads them
+            vec = st.resources.vector(demand)
+            if release:
+                st.release(h, vec, group)
+            else:
+                st.allocate(h, vec, group, force=True)
+            snap.gens[h] = gen_after
+            return True
 
     def refresh(self, s: Session) -> PlacementView:
         ids, gens = host_generations(s)

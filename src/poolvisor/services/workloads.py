@@ -20,13 +20,13 @@ import contextlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.observability.instruments import observe_placement
@@ -55,7 +55,7 @@ from poolvisor.services.records import (
 )
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
-from poolvisor.store.rows import GroupRow, HostRow, WorkloadRow
+from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
 
 if TYPE_CHECKING:
     from poolvisor.services.lifecycle import WorkloadLifecycle
@@ -73,6 +73,20 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
 
 
 _Target = tuple[int, int, list[int] | None]  # host id, its generation, the GPU devices chosen
+
+_PROJECTS, _FLAVORS, _POOLS = (cast(Table, r.__table__) for r in (ProjectRow, FlavorRow, PoolRow))
+_PROJECT_ID = select(_PROJECTS.c.id).where(_PROJECTS.c.name == bindparam("p"))
+_FLAVOR = select(_FLAVORS.c.demand).where(_FLAVORS.c.name == bindparam("f"))
+_POOL_ID = select(_POOLS.c.id).where(_POOLS.c.name == bindparam("p"))
+_WORKLOADS = cast(Table, WorkloadRow.__table__)
+_TAKEN = select(_WORKLOADS.c.id).where(_WORKLOADS.c.project_id == bindparam("p"),
+                                       _WORKLOADS.c.name == bindparam("n"))
+_INSERT_WORKLOAD = insert(_WORKLOADS)
+_CONFIRM = (update(_WORKLOADS)
+            .where(_WORKLOADS.c.id == bindparam("w"), _WORKLOADS.c.state == PLACING,
+                   _WORKLOADS.c.lease_owner == bindparam("owner"))
+            .values(state=RUNNING, updated_at=bindparam("now"), lease_owner=None, lease_expires=None)
+            .returning(_WORKLOADS.c.created_at, _WORKLOADS.c.explanation))
 
 
 class _GroupChanged(Stale):
@@ -181,16 +195,25 @@ class WorkloadService(ServiceBase):
         member; an empty group takes the next member's); read-only: the claim writes."""
 
         def tx(s: Session) -> _Spec:
-            pid = self._project_id(s, project, may_create=create_project)
-            taken = select(WorkloadRow.id).filter_by(project_id=pid, name=name)
-            if pid is not None and s.scalars(taken).first() is not None:
+            conn = s.connection()  # prepared Core statements: this read runs for every create
+            pid = conn.execute(_PROJECT_ID, {"p": project}).scalar()
+            if pid is None and not create_project:
+                raise NotFoundError(f"project {project!r} not found")
+            if pid is not None and conn.execute(_TAKEN, {"p": pid, "n": name}).first() is not None:
                 raise ConflictError(f"workload {name!r} already exists in project {project!r}")
             if flavor is not None:
-                d = {str(k): float(v) for k, v in self._flavor(s, flavor).demand.items()}
+                fd = conn.execute(_FLAVOR, {"f": flavor}).first()
+                if fd is None:
+                    raise NotFoundError(f"flavor {flavor!r} not found")
+                d = {str(k): float(v) for k, v in fd.demand.items()}
             else:
                 d = check_demand(resource_names(s), demand)
             check_gpu_demand(d)
-            pool_id = self._pool(s, pool).id if pool is not None else None
+            pool_id = None
+            if pool is not None:
+                pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
+                if pool_id is None:
+                    raise NotFoundError(f"pool {pool!r} not found")
             quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
             gid, gpol = None, policy
             if group is not None:
@@ -237,13 +260,18 @@ class WorkloadService(ServiceBase):
                          explain: bool = False) -> tuple[int, str]:
         """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
         id of a group the claim created is appended to `new_group`."""
-        with observe_placement() as outcome:  # poolvisor_placement_seconds
-            decision, target = self._decide(spec, explain)
-            if decision.host_index is None:
-                outcome[0] = "no_valid_host"
-        require_host(decision)
-        assert target is not None and decision.host is not None
-        wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target, decision=decision))
+        with self.cache.lock:  # decision through claim: this process's creates never race each other
+            with observe_placement() as outcome:  # poolvisor_placement_seconds
+                decision, target = self._decide(spec, explain)
+                if decision.host_index is None:
+                    outcome[0] = "no_valid_host"
+            require_host(decision)
+            assert target is not None and decision.host is not None
+            wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
+                                                       decision=decision))
+            host_id, gen, _gpus = target
+            group = group_key(spec.project, spec.group) if spec.group is not None else None
+            self.cache.written(host_id, gen + 1, spec.demand, group)  # the guard matched gen: exact
         if created is not None and new_group is not None:
             new_group.append(created)
         return wid, decision.host
@@ -263,24 +291,29 @@ class WorkloadService(ServiceBase):
             if r.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(f"group {spec.group!r} was removed concurrently; retry")
             self._check_group_unchanged(s, spec, host_id, gid)
-        w = WorkloadRow(project_id=project_id, name=spec.name, kind=spec.kind, state=PLACING,
-                        host_id=host_id, group_id=gid, flavor=spec.flavor, demand=spec.demand,
-                        priority=spec.priority, explanation=decision.explanation.to_dict(),
-                        constraints={"pool": spec.pool, "required_labels": spec.required,
-                                     "forbidden_labels": spec.forbidden}, **self.leases.stamp_values())
-        s.add(w)
-        try:
-            s.flush()
+        now = datetime.now(UTC)
+        s.flush()  # the group or project made above, before the Core INSERT that names them
+        try:  # a Core INSERT: the row is never read back as an ORM object in this transaction
+            r = s.connection().execute(_INSERT_WORKLOAD, {
+                "project_id": project_id, "name": spec.name, "kind": spec.kind, "state": PLACING,
+                "host_id": host_id, "group_id": gid, "flavor": spec.flavor, "demand": spec.demand,
+                "priority": spec.priority, "explanation": decision.explanation.to_dict(),
+                "constraints": {"pool": spec.pool, "required_labels": spec.required,
+                                "forbidden_labels": spec.forbidden},
+                "created_at": now, "updated_at": now, **self.leases.stamp_values()})
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
-        ledger.claim(s, host_id, gen, spec.demand, w.id, gpus, quota_project=project_id)
-        self.leases.restamp(s, [w.id])
-        attach_nics(s, project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
+        pk = r.inserted_primary_key
+        assert pk is not None
+        wid = int(pk[0])
+        ledger.claim(s, host_id, gen, spec.demand, wid, gpus, quota_project=project_id)
+        self.leases.restamp(s, [wid])
+        attach_nics(s, project_id, wid, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",
                     project=spec.project, data={"host": decision.host, "demand": spec.demand})
-        return w.id, gid if created else None
+        return wid, gid if created else None
 
     def _claim_group(self, s: Session, spec: _Spec, project_id: int) -> tuple[int | None, bool]:
         """(group id, created) for the claim: a new group is created, or an empty group given the
@@ -340,6 +373,16 @@ class WorkloadService(ServiceBase):
             raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
 
         def tx(s: Session) -> WorkloadRecord | None:
+            # the usual case in one statement: still placing under this process's lease
+            row = s.connection().execute(_CONFIRM, {"w": wid, "owner": self.leases.owner,
+                                                    "now": datetime.now(UTC)}).first()
+            if row is not None:
+                self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
+                            f"workload {spec.name} running on {host}", project=spec.project,
+                            data={"host": host})
+                return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
+                                      spec.priority, spec.group, as_utc(row.created_at), row.explanation,
+                                      workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [])
             w = s.get(WorkloadRow, wid)
             if w is None:  # only a repair removes a placing row: this use case outlived its lease
                 return None

@@ -10,7 +10,9 @@ UnavailableError; integrity violations become ConflictError.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -125,6 +127,13 @@ class Store:
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
         self._write_engine = self.engine.execution_options(poolvisor_write=True)
+        # SQLite has one writer at a time: this process's writers queue here (woken at once when
+        # the lock frees) instead of polling the file lock in SQLite's busy handler, which
+        # sleeps 1, 2, 5 ... 100 ms between tries and left the write lock idle under load.
+        # Other processes still wait on busy_timeout. Reentrant: a nested write on the same
+        # thread behaves as before (SQLite itself refuses it).
+        self._writer: contextlib.AbstractContextManager[Any] = \
+            threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @property
     def is_sqlite(self) -> bool:
@@ -142,8 +151,10 @@ class Store:
     def run_once(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
         """One attempt of run(): a transient conflict, like an optimistic check in `fn`, raises Stale."""
         try:
-            bind = self._write_engine if write else self.engine
-            with Session(bind, expire_on_commit=False) as s, s.begin():
+            if not write:
+                with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                    return fn(s)
+            with self._writer, Session(self._write_engine, expire_on_commit=False) as s, s.begin():
                 return fn(s)
         except IntegrityError as e:
             if is_foreign_key(e):  # services name the object where they can (services/references.py)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from poolvisor.api.auth import SvcDep, admin
+from poolvisor.api.auth import SvcDep, require_admin
 from poolvisor.api.routes import pools as pools_api
 from poolvisor.api.routes import tasks as tasks_api
 from poolvisor.api.routes.tasks import TaskId
@@ -77,13 +77,13 @@ def _form(request: Request, svc: Services, who: Principal, form: dict[str, str],
 
 @router.get("/whatif", response_class=HTMLResponse)
 def whatif_form(request: Request, svc: SvcDep, who: UiWho) -> HTMLResponse:
-    admin(request, who)
+    require_admin(request, who)
     return _form(request, svc, who, DEFAULTS, None)
 
 
 @router.post("/whatif", response_class=HTMLResponse)
 def whatif_submit(request: Request, svc: SvcDep, who: WriteWho, fields: Form) -> Response:
-    admin(request, who)
+    require_admin(request, who)
     form = {k: fields.get(k, "") for k in DEFAULTS}
     try:
         task_id = submit_from_form(svc, fields)
@@ -93,7 +93,7 @@ def whatif_submit(request: Request, svc: SvcDep, who: WriteWho, fields: Form) ->
 
 
 def _run(request: Request, svc: Services, who: Principal, task_id: int) -> TaskOut:
-    admin(request, who)
+    require_admin(request, who)
     t = tasks_api.get_task(task_id, svc, who)
     if t.kind != WHATIF:
         raise NotFoundError(f"what-if run {task_id} not found")
