@@ -3,6 +3,7 @@ the routes themselves, so a new route cannot forget them:
 
 - every write (POST, PUT, PATCH, DELETE) behind the bearer token declares 403: a viewer token is
   read-only (api/auth.py), and creations may exceed the project's quota (`quota_exceeded`);
+- every POST, PUT and PATCH declares 413 (the body limit middleware answers any body too large);
 - every route that takes the rate limiter (api/ratelimit.py) declares 429 with `Retry-After`.
 """
 
@@ -82,6 +83,8 @@ def _amend(app: FastAPI, doc: dict[str, Any]) -> None:
             responses = op.setdefault("responses", {})
             if method in WRITE_METHODS and depends_on(route.dependant, principal):
                 responses.setdefault("403", {"description": DESCRIPTIONS[403], "content": ERROR_BODY})
+            if method in ("POST", "PUT", "PATCH"):  # BodyLimitMiddleware answers any body too large
+                responses.setdefault("413", {"description": DESCRIPTIONS[413], "content": ERROR_BODY})
             if depends_on(route.dependant, rate_limiter):
                 responses.setdefault("429", {"description": DESCRIPTIONS[429], "content": ERROR_BODY,
                                              "headers": RETRY_AFTER})
