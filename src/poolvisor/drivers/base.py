@@ -25,7 +25,8 @@ class DriverWorkload:
 
     key: str
     kind: str
-    demand: Mapping[str, float]
+    demand: Mapping[str, float]  # vcpu, memory_mib, disk_gib... (what the guest is sized by)
+    flavor: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,315 @@
+"""Capability protocols: what a driver can do on a host, declared rather than probed.
+
+A driver implements `HostDriver` (identity, node info, heartbeat, stats) plus any subset of the
+capability protocols below, and lists what it implements in `capabilities`. Services never probe
+a driver with hasattr: they call `require(driver, Capability.X, host=...)`, which passes when
+the driver declares the capability and otherwise raises `UnsupportedByDriver` (409) naming the
+driver and host; the typed accessors (`as_migration(driver, host=h)`) do the same and return
+the driver as that protocol.
+
+Host arguments are host *names*, except in migration, which spans two driver instances (two URIs)
+and so takes both hosts' `HostBinding`s. A driver instance serves every host bound to its
+(driver name, URI) pair; the `DriverPool` (drivers/pool.py) hands services the instance of a host.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, cast, runtime_checkable
+
+from poolvisor.domain.errors import ConflictError
+from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+
+__all__ = [
+    "Balloon", "Capability", "DriverError", "DriverWorkload", "Fencing", "HostBinding", "HostDriver",
+    "HostInfo", "HostStats", "Lifecycle", "Migration", "MigrationHandle", "MigrationProgress",
+    "MigrationState", "NicAttach", "NicSpec", "SnapshotInfo", "Snapshots", "UnsupportedByDriver",
+    "VolumeAttach", "VolumeSpec", "WorkloadSample", "WorkloadStats", "as_balloon", "as_fencing",
+    "as_lifecycle", "as_migration", "as_nic_attach", "as_snapshots", "as_volume_attach",
+    "as_workload_stats", "require", "supports",
+]
+
+
+class Capability(enum.StrEnum):
+    LIFECYCLE = "lifecycle"          # create/start/stop/suspend/resume/delete/exists
+    MIGRATION = "migration"          # start_migration -> MigrationHandle (progress, abort, wait)
+    SNAPSHOTS = "snapshots"          # snapshot_create/list/delete/restore
+    STATS = "stats"                  # workload_stats: per-workload CPU and memory samples
+    BALLOON = "balloon"              # set_memory of a running guest
+    VOLUME_ATTACH = "volume_attach"  # attach_volume/detach_volume
+    NIC_ATTACH = "nic_attach"        # attach_nic/detach_nic
+    HOST_INFO = "host_info"          # host_info reports real capacity (not only what it was told)
+    FENCE = "fence"                  # fence/unfence: destroy every guest and refuse new ones
+
+
+_VERBS = {
+    Capability.LIFECYCLE: "run workloads", Capability.MIGRATION: "migrate",
+    Capability.SNAPSHOTS: "take snapshots", Capability.STATS: "report per-workload stats",
+    Capability.BALLOON: "resize guest memory", Capability.VOLUME_ATTACH: "attach volumes",
+    Capability.NIC_ATTACH: "attach NICs", Capability.HOST_INFO: "report host capacity",
+    Capability.FENCE: "fence hosts",
+}
+
+
+class UnsupportedByDriver(ConflictError):
+    """The host's driver does not declare the capability the operation needs."""
+
+    code = "unsupported_by_driver"
+
+
+# ---- values ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HostBinding:
+    """Which driver runs a host and where to reach it (the host row's driver, uri and capacity)."""
+
+    name: str
+    driver: str = "sim"
+    uri: str = ""
+    capacity: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """The node as it reports itself: capacity in poolvisor's resource names (vcpu, memory_mib...)."""
+
+    name: str
+    capacity: dict[str, float]
+    hypervisor: str = ""             # "sim", "QEMU", "LXC"...
+    version: str = ""
+    uuid: str | None = None
+    cpu_model: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadSample:
+    """One measurement of a workload on its host; `cpu_util` is in [0, 1] of its vCPUs."""
+
+    key: str
+    state: str                       # driver-side: running, stopped, suspended...
+    cpu_util: float
+    memory_used_mb: float
+    memory_mb: float = 0.0           # configured / current balloon size
+    cpu_time_s: float | None = None  # cumulative, when the hypervisor reports it
+
+
+class MigrationState(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    state: MigrationState
+    fraction: float = 0.0            # 0..1 of the data to move
+    bytes_total: int = 0
+    bytes_done: int = 0
+    downtime_ms: float | None = None  # known once completed (live: the stop-and-copy pause)
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state is not MigrationState.RUNNING
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    created_at: float                # unix seconds, driver clock
+    state: str = ""                  # workload state captured (running, stopped...)
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A block device to attach: `path` is driver-specific (file, libvirt vol key, LV...)."""
+
+    id: str
+    path: str = ""
+    size_gib: float = 0.0
+    bus: str = "virtio"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    mac: str
+    network: str = ""
+    bridge: str = ""
+    model: str = "virtio"
+
+
+# ---- protocols -------------------------------------------------------------------------------
+@runtime_checkable
+class HostDriver(Protocol):
+    """What every driver does: bind hosts, describe them, tell whether they are alive."""
+
+    name: str
+    capabilities: frozenset[Capability]
+
+    def connect(self, host: HostBinding) -> None:
+        """Start serving `host` (idempotent); raises DriverError when the node cannot be reached."""
+
+    def disconnect(self, host: str) -> None: ...
+
+    def host_info(self, host: str) -> HostInfo: ...
+
+    def heartbeat(self, host: str) -> bool: ...
+
+    def stats(self, host: str) -> HostStats: ...
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    def create(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def start(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def stop(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def suspend(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def resume(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def delete(self, host: str, workload: DriverWorkload) -> None: ...
+
+    def exists(self, host: str, workload: DriverWorkload) -> bool: ...
+
+
+@runtime_checkable
+class MigrationHandle(Protocol):
+    """A migration in flight. `progress` never blocks; `wait` returns the progress when done or
+    after `timeout_s` (state still RUNNING then); `abort` asks it to stop (the workload stays on
+    the source; a migration already completed stays completed)."""
+
+    def progress(self) -> MigrationProgress: ...
+
+    def abort(self) -> None: ...
+
+    def wait(self, timeout_s: float | None = None) -> MigrationProgress: ...
+
+
+@runtime_checkable
+class Migration(Protocol):
+    def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
+                        live: bool = True) -> MigrationHandle: ...
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    def snapshot_create(self, host: str, workload: DriverWorkload, name: str) -> SnapshotInfo: ...
+
+    def snapshot_list(self, host: str, workload: DriverWorkload) -> list[SnapshotInfo]: ...
+
+    def snapshot_delete(self, host: str, workload: DriverWorkload, name: str) -> None: ...
+
+    def snapshot_restore(self, host: str, workload: DriverWorkload, name: str) -> None: ...
+
+
+@runtime_checkable
+class WorkloadStats(Protocol):
+    def workload_stats(self, host: str) -> dict[str, WorkloadSample]:
+        """Workload key -> its latest sample, for every workload the host runs."""
+
+
+@runtime_checkable
+class Balloon(Protocol):
+    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> None: ...
+
+
+@runtime_checkable
+class VolumeAttach(Protocol):
+    def attach_volume(self, host: str, workload: DriverWorkload, volume: VolumeSpec) -> None: ...
+
+    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str) -> None: ...
+
+
+@runtime_checkable
+class NicAttach(Protocol):
+    def attach_nic(self, host: str, workload: DriverWorkload, nic: NicSpec) -> None: ...
+
+    def detach_nic(self, host: str, workload: DriverWorkload, mac: str) -> None: ...
+
+
+@runtime_checkable
+class Fencing(Protocol):
+    """Used by the `driver` fence agent: after `fence` the host runs none of its guests and
+    accepts no new ones, until `unfence` (the host rejoins empty)."""
+
+    def fence(self, host: str) -> None: ...
+
+    def unfence(self, host: str) -> None: ...
+
+
+PROTOCOLS: dict[Capability, type] = {
+    Capability.LIFECYCLE: Lifecycle, Capability.MIGRATION: Migration,
+    Capability.SNAPSHOTS: Snapshots, Capability.STATS: WorkloadStats,
+    Capability.BALLOON: Balloon, Capability.VOLUME_ATTACH: VolumeAttach,
+    Capability.NIC_ATTACH: NicAttach, Capability.HOST_INFO: HostDriver,
+    Capability.FENCE: Fencing,
+}
+
+
+def supports(driver: object, cap: Capability) -> bool:
+    return cap in getattr(driver, "capabilities", frozenset())
+
+
+def require(driver: object, cap: Capability, *, host: str | None = None, action: str | None = None) -> None:
+    """Raise UnsupportedByDriver (409) unless `driver` declares `cap`.
+
+    `action` overrides the message's verb ("live-migrate"). A driver that declares a capability
+    but lacks its methods is a bug in the driver, hence a TypeError rather than a user error.
+    """
+    if not supports(driver, cap):
+        name = getattr(driver, "name", type(driver).__name__)
+        where = f" of host {host}" if host else ""
+        raise UnsupportedByDriver(f"driver {name!r}{where} cannot {action or _VERBS[cap]}",
+                                  detail={"driver": name, "host": host, "capability": str(cap)})
+    proto = PROTOCOLS[cap]
+    if not isinstance(driver, proto):
+        raise TypeError(f"driver {type(driver).__name__} declares {cap} but does not implement "
+                        f"{proto.__name__}")
+
+
+# Typed accessors: `as_migration(d, host=h).start_migration(...)` instead of hasattr probes.
+def as_lifecycle(driver: object, *, host: str | None = None) -> Lifecycle:
+    require(driver, Capability.LIFECYCLE, host=host)
+    return cast(Lifecycle, driver)
+
+
+def as_migration(driver: object, *, host: str | None = None, live: bool = True) -> Migration:
+    require(driver, Capability.MIGRATION, host=host, action="live-migrate" if live else "migrate")
+    return cast(Migration, driver)
+
+
+def as_snapshots(driver: object, *, host: str | None = None) -> Snapshots:
+    require(driver, Capability.SNAPSHOTS, host=host)
+    return cast(Snapshots, driver)
+
+
+def as_workload_stats(driver: object, *, host: str | None = None) -> WorkloadStats:
+    require(driver, Capability.STATS, host=host)
+    return cast(WorkloadStats, driver)
+
+
+def as_balloon(driver: object, *, host: str | None = None) -> Balloon:
+    require(driver, Capability.BALLOON, host=host)
+    return cast(Balloon, driver)
+
+
+def as_volume_attach(driver: object, *, host: str | None = None) -> VolumeAttach:
+    require(driver, Capability.VOLUME_ATTACH, host=host)
+    return cast(VolumeAttach, driver)
+
+
+def as_nic_attach(driver: object, *, host: str | None = None) -> NicAttach:
+    require(driver, Capability.NIC_ATTACH, host=host)
+    return cast(NicAttach, driver)
+
+
+def as_fencing(driver: object, *, host: str | None = None) -> Fencing:
+    require(driver, Capability.FENCE, host=host)
+    return cast(Fencing, driver)
