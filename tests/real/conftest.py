@@ -3,7 +3,8 @@
 Everything here is marked real: skipped with a reason locally when libvirt, QEMU or root are
 missing, a failure under POOLVISOR_REQUIRE_REAL=1 (CI). The lab is session-wide (the first host
 start probes QEMU once, ~8 s; later ones take ~0.5 s) and stops exactly the processes it started.
-Each test removes its own guests; `assert_host_empty` checks that nothing was left behind.
+Each test removes its own guests; `tests_real_helpers.assert_host_empty` checks that nothing was
+left behind.
 """
 
 from __future__ import annotations
@@ -37,16 +38,3 @@ def lab(tmp_path_factory: pytest.TempPathFactory, guest_image: GuestImage) -> It
     with Lab(root, LAB_HOSTS) as lab:
         yield lab
 
-
-def assert_host_empty(uri: str) -> None:
-    """No domain and no volume left on the host (what every real test promises at its end)."""
-    import libvirt
-
-    conn = libvirt.open(uri)
-    try:
-        doms = [d.name() for d in conn.listAllDomains()]
-        vols = [v for p in conn.listAllStoragePools() for v in p.listVolumes()]
-    finally:
-        conn.close()
-    assert doms == [], f"domains left on {uri}: {doms}"
-    assert vols == [], f"volumes left on {uri}: {vols}"

@@ -10,7 +10,17 @@ from poolvisor.domain.errors import InvalidInputError
 from poolvisor.drivers.base import Driver
 from poolvisor.drivers.sim import SimDriver
 
-DRIVERS: dict[str, Callable[..., Driver]] = {"sim": SimDriver}
+
+def _libvirt(**options: Any) -> Any:
+    """Imported on use: libvirt-python is an optional extra (`.[libvirt]`)."""
+    try:
+        from poolvisor.drivers.libvirt import LibvirtDriver
+    except ImportError as e:
+        raise InvalidInputError(f"driver 'libvirt' needs libvirt-python ({e})") from None
+    return LibvirtDriver(**options)
+
+
+DRIVERS: dict[str, Callable[..., Driver]] = {"sim": SimDriver, "libvirt": _libvirt}
 _plugins_loaded = False
 
 

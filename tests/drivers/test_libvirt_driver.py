@@ -1,0 +1,252 @@
+"""The libvirt driver's XML and state handling, against libvirt's in-process `test:///default`
+driver (no daemon; it cannot migrate: the real suite in tests/real does that)."""
+
+from __future__ import annotations
+
+import itertools
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import pytest
+
+from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.libvirt_xml import (
+    NS,
+    LibvirtConfig,
+    domain_name,
+    domain_xml,
+    guest_spec,
+    mac_address,
+    managed_key,
+    volume_xml,
+    workload_key,
+)
+from poolvisor.drivers.protocols import (
+    Capability,
+    HostBinding,
+    Lifecycle,
+    Migration,
+    Snapshots,
+    WorkloadStats,
+    require,
+)
+from realenv import require_real
+
+TEST_URI = "test:///default"
+_n = itertools.count()
+
+
+def wl(kind: str = "vm", **demand: float) -> DriverWorkload:
+    return DriverWorkload(f"p{next(_n)}/vm-{next(_n)}", kind, demand or {"vcpu": 1, "memory_mib": 256})
+
+
+# ---- XML (no libvirt needed) -----------------------------------------------------------------------
+def test_domain_xml_sizes_the_guest_from_the_demand() -> None:
+    cfg = LibvirtConfig(kernel="/k", initrd="/i", cmdline="console=ttyS0 id={name} key={key}",
+                        console_dir="/consoles")
+    xml = domain_xml("proj/web-1", {"vcpu": 1.5, "memory_mib": 300.2, "disk_gib": 2, "net_mbps": 8}, cfg,
+                     domain_type="qemu", disk_path="/pool/proj+web-1.qcow2", network="poolvisor")
+    root = ET.fromstring(xml)
+    assert root.get("type") == "qemu"
+    assert root.findtext("name") == "proj+web-1"
+    assert root.findtext("vcpu") == "2"
+    assert root.findtext("memory") == str(301 * 1024)
+    assert root.findtext("os/kernel") == "/k" and root.findtext("os/initrd") == "/i"
+    assert root.findtext("os/cmdline") == "console=ttyS0 id=proj+web-1 key=proj/web-1"
+    assert root.find("devices/disk/source").get("file") == "/pool/proj+web-1.qcow2"
+    nic = root.find("devices/interface")
+    assert nic.find("source").get("network") == "poolvisor"
+    assert nic.find("mac").get("address") == mac_address("proj/web-1")
+    assert nic.find("bandwidth/inbound").get("average") == "1000"  # 8 Mbit/s = 1000 KB/s
+    assert root.find("devices/serial/source").get("path") == "/consoles/proj+web-1.log"
+    assert managed_key(xml) == "proj/web-1"
+    assert root.find(f"metadata/{{{NS}}}workload").get("kind") == "vm"
+
+
+def test_domain_xml_without_boot_config_boots_the_disk_and_has_no_nic_without_network() -> None:
+    root = ET.fromstring(domain_xml("a/b", {}, LibvirtConfig(), domain_type="kvm", disk_path="/d",
+                                    network=None))
+    assert root.find("os/boot").get("dev") == "hd"
+    assert root.find("os/kernel") is None
+    assert root.find("devices/interface") is None
+    assert root.find("devices/serial").get("type") == "pty"
+    assert root.findtext("memory") == str(512 * 1024) and root.findtext("vcpu") == "1"
+
+
+def test_xml_escapes_what_it_embeds() -> None:
+    cfg = LibvirtConfig(kernel="/k", cmdline="a<b & 'c'")
+    xml = domain_xml("p/x", {}, cfg, domain_type="qemu", disk_path="/d'\"<>", network=None)
+    root = ET.fromstring(xml)  # well-formed
+    assert root.findtext("os/cmdline") == "a<b & 'c'"
+    assert root.find("devices/disk/source").get("file") == "/d'\"<>"
+
+
+def test_guest_spec_refuses_gpus_and_defaults_the_disk() -> None:
+    with pytest.raises(ValueError, match="GPU"):
+        guest_spec({"gpu": 1})
+    s = guest_spec({"vcpu": 0.25, "memory_mib": 1})
+    assert s.vcpus == 1 and s.memory_kib == 16 * 1024 and s.disk_bytes == 2**30 and s.net_kbytes_s is None
+
+
+def test_volume_xml_overlays_the_base_image() -> None:
+    root = ET.fromstring(volume_xml("p/x", 123, "/base.img", "raw"))
+    assert root.findtext("name") == "p+x.qcow2" and root.findtext("capacity") == "123"
+    assert root.findtext("backingStore/path") == "/base.img"
+    assert root.find("backingStore/format").get("type") == "raw"
+    assert ET.fromstring(volume_xml("p/x", 1)).find("backingStore") is None
+
+
+def test_names_map_one_to_one() -> None:
+    for key in ("p/a", "p.q/a-b_c.d", "x/y"):
+        assert workload_key(domain_name(key)) == key
+    assert domain_name("a-b/c") != domain_name("a/b-c")
+    assert mac_address("p/a") == mac_address("p/a") != mac_address("p/b")
+
+
+def test_config_from_env_parses_and_rejects() -> None:
+    cfg = LibvirtConfig.from_env({"POOLVISOR_LIBVIRT_DOMAIN_TYPE": "qemu",
+                                  "POOLVISOR_LIBVIRT_STOP_TIMEOUT_S": "0",
+                                  "POOLVISOR_LIBVIRT_SHARED_STORAGE": "yes"}, kernel="/k")
+    assert (cfg.domain_type, cfg.stop_timeout_s, cfg.shared_storage, cfg.kernel) == ("qemu", 0.0, True, "/k")
+    for env, msg in (({"POOLVISOR_LIBVIRT_DOMAIN_TYPE": "xen"}, "domain_type"),
+                     ({"POOLVISOR_LIBVIRT_STOP_TIMEOUT_S": "soon"}, "number"),
+                     ({"POOLVISOR_LIBVIRT_STOP_TIMEOUT_S": "-1"}, ">= 0"),
+                     ({"POOLVISOR_LIBVIRT_SHARED_STORAGE": "maybe"}, "boolean")):
+        with pytest.raises(ValueError, match=msg):
+            LibvirtConfig.from_env(env)
+    with pytest.raises(ValueError, match="unknown"):
+        LibvirtConfig.from_env({}, colour="red")
+
+
+# ---- the driver on test:///default -----------------------------------------------------------------
+@pytest.fixture
+def driver() -> Iterator[object]:
+    try:
+        from poolvisor.drivers.libvirt import LibvirtDriver
+    except ImportError as e:
+        require_real(False, f"libvirt-python missing: {e}")
+        raise
+    d = LibvirtDriver(config=LibvirtConfig(domain_type="qemu", stop_timeout_s=5))
+    d.connect(HostBinding("t1", "libvirt", TEST_URI))
+    yield d
+    for key, _dom in d._managed("t1"):
+        d.delete("t1", DriverWorkload(key, "vm", {}))
+    d.disconnect("t1")
+
+
+def test_declares_what_it_implements(driver) -> None:
+    for cap, proto in ((Capability.LIFECYCLE, Lifecycle), (Capability.MIGRATION, Migration),
+                       (Capability.SNAPSHOTS, Snapshots), (Capability.STATS, WorkloadStats)):
+        require(driver, cap, host="t1")
+        assert isinstance(driver, proto)
+    assert Capability.VOLUME_ATTACH not in driver.capabilities
+
+
+def test_lifecycle_states_and_volume(driver) -> None:
+    import libvirt
+
+    w = wl(vcpu=2, memory_mib=128, disk_gib=1)
+    driver.create("t1", w)
+    driver.create("t1", w)  # idempotent: adopted, still one guest
+    assert driver.exists("t1", w) and driver.state("t1", w) == "running"
+    conn = libvirt.open(TEST_URI)
+    vols = conn.storagePoolLookupByName("poolvisor").listVolumes()
+    assert f"{domain_name(w.key)}.qcow2" in vols
+    st = driver.stats("t1")
+    assert st.alive and st.states[w.key] == "running" and st.used["vcpu"] >= 2
+    driver.suspend("t1", w)
+    assert driver.state("t1", w) == "suspended"
+    assert w.key not in {k for k, s in driver.stats("t1").states.items() if s == "running"}
+    driver.resume("t1", w)
+    assert driver.state("t1", w) == "running"
+    driver.stop("t1", w)
+    assert driver.state("t1", w) == "stopped"
+    driver.stop("t1", w)  # stopping a stopped guest is a no-op
+    driver.start("t1", w)
+    assert driver.state("t1", w) == "running"
+    driver.delete("t1", w)
+    assert not driver.exists("t1", w)
+    assert f"{domain_name(w.key)}.qcow2" not in conn.storagePoolLookupByName("poolvisor").listVolumes()
+    driver.delete("t1", w)  # idempotent
+    conn.close()
+
+
+def test_refusals_are_driver_errors_and_leave_nothing(driver) -> None:
+    with pytest.raises(DriverError, match="runs VMs"):
+        driver.create("t1", wl(kind="container"))
+    g = wl(gpu=1)
+    with pytest.raises(DriverError, match="GPU"):
+        driver.create("t1", g)
+    assert not driver.exists("t1", g)
+    with pytest.raises(DriverError, match="no guest"):
+        driver.start("t1", wl())
+    with pytest.raises(DriverError, match="not connected"):
+        driver.create("nowhere", wl())
+
+
+def test_unreachable_uri_is_a_driver_error() -> None:
+    from poolvisor.drivers.libvirt import LibvirtDriver
+
+    d = LibvirtDriver()
+    with pytest.raises(DriverError, match="unreachable"):
+        d.connect(HostBinding("gone", "libvirt", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"))
+    assert d.heartbeat("gone") is False
+
+
+def test_fence_destroys_only_our_guests_and_refuses_new_ones(driver) -> None:
+    import libvirt
+
+    a, b = wl(), wl()
+    driver.create("t1", a)
+    driver.create("t1", b)
+    driver.fence("t1")
+    assert driver.heartbeat("t1") is False and not driver.exists("t1", a)
+    conn = libvirt.open(TEST_URI)
+    assert conn.lookupByName(domain_name(a.key)).isActive() == 0
+    assert conn.lookupByName("test").isActive() == 1  # the test driver's own guest: not ours
+    conn.close()
+    with pytest.raises(DriverError, match="fenced"):
+        driver.create("t1", wl())
+    driver.unfence("t1")
+    assert driver.heartbeat("t1") is True
+
+
+def test_snapshots_create_list_restore_delete(driver) -> None:
+    w = wl()
+    driver.create("t1", w)
+    s1 = driver.snapshot_create("t1", w, "before")
+    assert s1.name == "before" and s1.state == "running" and s1.created_at > 0
+    driver.stop("t1", w)
+    driver.snapshot_create("t1", w, "stopped")
+    assert [s.name for s in driver.snapshot_list("t1", w)] == ["before", "stopped"]
+    driver.snapshot_restore("t1", w, "before")
+    assert driver.state("t1", w) == "running"
+    driver.snapshot_delete("t1", w, "before")
+    assert [s.name for s in driver.snapshot_list("t1", w)] == ["stopped"]
+    with pytest.raises(DriverError):
+        driver.snapshot_restore("t1", w, "before")
+    with pytest.raises(DriverError, match="invalid snapshot name"):
+        driver.snapshot_create("t1", w, "../x")
+
+
+def test_host_info_stats_and_balloon(driver) -> None:
+    info = driver.host_info("t1")
+    assert info.capacity["vcpu"] == 16 and info.capacity["memory_mib"] == 3072
+    assert info.hypervisor == "TEST" and "disk_gib" in info.capacity
+    w = wl(memory_mib=512)
+    driver.create("t1", w)
+    samples = driver.workload_stats("t1")
+    s = samples[w.key]
+    assert s.state == "running" and 0.0 <= s.cpu_util <= 1.0
+    assert "test" not in samples  # not ours
+    driver.set_memory("t1", w, 256)
+    assert driver.workload_stats("t1")[w.key].memory_mb in (256.0, 0.0)  # the test driver may not report it
+
+
+def test_migration_within_one_node_is_refused(driver) -> None:
+    w = wl()
+    driver.create("t1", w)
+    driver.connect(HostBinding("t2", "libvirt", TEST_URI))
+    with pytest.raises(DriverError, match="same libvirt node"):
+        driver.start_migration(w, HostBinding("t1", "libvirt", TEST_URI),
+                               HostBinding("t2", "libvirt", TEST_URI))

@@ -1,0 +1,145 @@
+"""The libvirt driver against real QEMU guests on lab hosts: create (marker on the console),
+stats, live migration with a handle (the counter continues on the destination), abort, snapshot
+and restore, fence, delete; nothing left behind on either host."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+from tests_real_helpers import assert_host_empty, lab_config
+
+from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.libvirt import LibvirtDriver
+from poolvisor.drivers.libvirt_xml import domain_name
+from poolvisor.drivers.protocols import HostBinding, MigrationState
+from poolvisor.lab import ConsoleWatch, GuestImage, Lab, markers, wait_marker, wait_ticks
+from poolvisor.lab.console import last_tick
+
+pytestmark = pytest.mark.real
+_n = itertools.count()
+
+
+@pytest.fixture
+def drv(lab: Lab, guest_image: GuestImage) -> Iterator[LibvirtDriver]:
+    d = LibvirtDriver(config=lab_config(lab, guest_image))
+    for h in lab:
+        d.connect(HostBinding(h.name, "libvirt", h.uri))
+    yield d
+    for h in lab:  # whatever a failed test left: remove it, then check nothing is left
+        for key, _dom in d._managed(h.name):
+            d.delete(h.name, DriverWorkload(key, "vm", {}))
+    for h in lab:
+        assert_host_empty(h.uri)
+
+
+def vm() -> DriverWorkload:
+    return DriverWorkload(f"real/vm-{next(_n)}", "vm", {"vcpu": 1, "memory_mib": 96, "disk_gib": 0.0625})
+
+
+def test_create_migrate_snapshot_delete(drv: LibvirtDriver, lab: Lab) -> None:
+    a, b = (HostBinding(h.name, "libvirt", h.uri) for h in lab.hosts[:2])
+    w = vm()
+    console = lab.consoles / f"{domain_name(w.key)}.log"
+    drv.create(a.name, w)
+    wait_marker(console, domain_name(w.key), timeout_s=60)
+    wait_ticks(console, after=5)
+    info = drv.host_info(a.name)
+    assert info.hypervisor == "QEMU" and info.capacity["vcpu"] >= 1 and info.uuid == lab.hosts[0].host_uuid
+    sample = drv.workload_stats(a.name)[w.key]
+    assert sample.state == "running" and sample.cpu_time_s and sample.cpu_time_s > 0
+    assert 0.0 < sample.cpu_util <= 1.0 and sample.memory_mb == 96
+
+    with ConsoleWatch(console) as watch:
+        before = last_tick(console)
+        handle = drv.start_migration(w, a, b, live=True)
+        seen_running = handle.progress().state
+        final = handle.wait(60)
+        assert final.state is MigrationState.COMPLETED, final.error
+        assert seen_running in (MigrationState.RUNNING, MigrationState.COMPLETED)
+        after = wait_ticks(console, after=(before or 0) + 10)
+    assert drv.exists(b.name, w) and not drv.exists(a.name, w)
+    assert drv.state(b.name, w) == "running"
+    assert markers(console) == [domain_name(w.key)]  # no reboot: the same guest goes on counting
+    assert after > (before or 0) and watch.lost_ticks() == []
+    assert final.downtime_ms is not None and final.downtime_ms < 5000
+    assert_no_volume(lab, 0)
+
+    # snapshot the running guest, let it count on, restore: the counter goes back in time
+    snap = drv.snapshot_create(b.name, w, "s1")
+    at_snap = last_tick(console) or 0
+    assert snap.state == "running"
+    wait_ticks(console, after=at_snap + 20)
+    drv.snapshot_restore(b.name, w, "s1")
+    time.sleep(0.5)
+    restored = last_tick(console) or 0
+    assert restored < at_snap + 20, (at_snap, restored)
+    assert drv.state(b.name, w) == "running"
+    with pytest.raises(DriverError, match="snapshots"):
+        drv.start_migration(w, b, a)
+    drv.snapshot_delete(b.name, w, "s1")
+    assert drv.snapshot_list(b.name, w) == []
+    drv.delete(b.name, w)
+    assert not drv.exists(b.name, w)
+
+
+def assert_no_volume(lab: Lab, index: int) -> None:
+    import libvirt
+
+    conn = libvirt.open(lab.hosts[index].uri)
+    try:
+        assert conn.storagePoolLookupByName("poolvisor").listVolumes() == []
+    finally:
+        conn.close()
+
+
+def test_abort_keeps_the_guest_on_the_source(drv: LibvirtDriver, lab: Lab) -> None:
+    a, b = (HostBinding(h.name, "libvirt", h.uri) for h in lab.hosts[:2])
+    w = vm()
+    console = lab.consoles / f"{domain_name(w.key)}.log"
+    drv.create(a.name, w)
+    wait_marker(console, domain_name(w.key), timeout_s=60)
+    handle = drv.start_migration(w, a, b, bandwidth_mib_s=1)  # 96 MiB at 1 MiB/s: long enough
+    deadline = time.monotonic() + 20
+    while handle.progress().bytes_total == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    handle.abort()
+    final = handle.wait(30)
+    assert final.state is MigrationState.ABORTED, final
+    assert drv.exists(a.name, w) and not drv.exists(b.name, w)
+    assert drv.state(a.name, w) == "running"
+    t = last_tick(console) or 0
+    wait_ticks(console, after=t + 3)  # it still runs
+    assert_no_volume(lab, 1)  # the destination's pre-created volume is gone again
+    drv.delete(a.name, w)
+
+
+def test_fence_destroys_the_hosts_guests(drv: LibvirtDriver, lab: Lab) -> None:
+    a = lab.hosts[0].name
+    w1, w2 = vm(), vm()
+    drv.create(a, w1)
+    drv.create(a, w2)
+    drv.fence(a)
+    assert drv.stats(a).alive is False
+    drv.unfence(a)
+    st = drv.stats(a)
+    assert st.states == {w1.key: "stopped", w2.key: "stopped"}
+    drv.delete(a, w1)
+    drv.delete(a, w2)
+
+
+def test_dead_daemon_fails_heartbeat_and_operations(tmp_path, guest_image: GuestImage) -> None:
+    lab = Lab(tmp_path, 1, prefix="dead")
+    with lab:
+        h = lab.hosts[0]
+        d = LibvirtDriver(config=lab_config(lab, guest_image))
+        d.connect(HostBinding(h.name, "libvirt", h.uri))
+        assert d.heartbeat(h.name)
+        h.kill_daemon()
+        assert d.heartbeat(h.name) is False
+        with pytest.raises(DriverError, match="unreachable"):
+            d.create(h.name, vm())
+        with pytest.raises(DriverError):
+            d.fence(h.name)  # cannot confirm: the host is not safely fenced
