@@ -8,6 +8,7 @@ from typing import Any
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.drivers.base import Driver
+from poolvisor.drivers.lxc import LxcDriver
 from poolvisor.drivers.sim import SimDriver
 
 
@@ -20,7 +21,7 @@ def _libvirt(**options: Any) -> Any:
     return LibvirtDriver(**options)
 
 
-DRIVERS: dict[str, Callable[..., Driver]] = {"sim": SimDriver, "libvirt": _libvirt}
+DRIVERS: dict[str, Callable[..., Driver]] = {"sim": SimDriver, "libvirt": _libvirt, "lxc": LxcDriver}
 _plugins_loaded = False
 
 
