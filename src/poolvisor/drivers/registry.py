@@ -21,7 +21,11 @@ def _libvirt(**options: Any) -> Any:
     return LibvirtDriver(**options)
 
 
-DRIVERS: dict[str, Callable[..., Driver]] = {"sim": SimDriver, "libvirt": _libvirt, "lxc": LxcDriver}
+def _lxc(**options: Any) -> Any:
+    return LxcDriver(**options)
+
+
+DRIVERS: dict[str, Callable[..., Driver]] = {"sim": SimDriver, "libvirt": _libvirt, "lxc": _lxc}
 _plugins_loaded = False
 
 
