@@ -213,10 +213,18 @@ class LabHost:
                     self.proc.poll()  # reap our child so it does not linger as a zombie
                 pids = [p for p in pids if _alive(p)]
                 if not pids:
+                    self._reap()
                     return
                 time.sleep(0.05)
+        self._reap()
         if pids:
             raise LabError(f"lab host {self.name}: processes {pids} survived SIGKILL")
+
+    def _reap(self) -> None:
+        """Collect our child's exit status (no zombie, no 'still running' warning at exit)."""
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
 
 
 def _alive(pid: int) -> bool:
