@@ -25,7 +25,7 @@ def test_unavailable_lab_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_rejects_bad_options() -> None:
     assert CliRunner().invoke(app, ["migrate", "--migrations", "0"]).exit_code != 0
-    assert CliRunner().invoke(app, ["migrate", "--memory-mib", "8"]).exit_code != 0
+    assert CliRunner().invoke(app, ["migrate", "--memory-mib", "64"]).exit_code != 0
 
 
 @pytest.mark.real

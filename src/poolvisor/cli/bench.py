@@ -306,7 +306,8 @@ def storage(
 def migrate(
     migrations: int = typer.Option(10, "--migrations", min=1, max=1000,
                                    help="migrations through poolvisor (as many again through virsh)"),
-    memory_mib: int = typer.Option(96, "--memory-mib", min=64, max=4096, help="guest memory"),
+    memory_mib: int = typer.Option(96, "--memory-mib", min=96, max=4096,
+                                   help="guest memory (the lab kernel needs 96)"),
     tick_ms: int = typer.Option(25, "--tick-ms", min=5, max=1000, help="guest counter interval"),
     no_virsh: bool = typer.Option(False, "--no-virsh", help="skip the plain `virsh migrate` comparison"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
