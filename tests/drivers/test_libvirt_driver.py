@@ -250,3 +250,24 @@ def test_migration_within_one_node_is_refused(driver) -> None:
     with pytest.raises(DriverError, match="same libvirt node"):
         driver.start_migration(w, HostBinding("t1", "libvirt", TEST_URI),
                                HostBinding("t2", "libvirt", TEST_URI))
+
+
+def test_nic_on_the_hosts_network_when_it_has_one(driver) -> None:
+    import libvirt
+
+    w1 = wl()
+    driver.create("t1", w1)  # no network named 'poolvisor' yet: no NIC
+    conn = libvirt.open(TEST_URI)
+    assert ET.fromstring(conn.lookupByName(domain_name(w1.key)).XMLDesc(0)).find("devices/interface") is None
+    net = conn.networkDefineXML("<network><name>poolvisor</name><bridge name='pvtest0'/></network>")
+    net.create()
+    try:
+        w2 = wl()
+        driver.create("t1", w2)
+        nic = ET.fromstring(conn.lookupByName(domain_name(w2.key)).XMLDesc(0)).find("devices/interface")
+        assert nic is not None and nic.find("source").get("network") == "poolvisor"
+        assert nic.find("mac").get("address") == mac_address(w2.key)
+    finally:
+        net.destroy()
+        net.undefine()
+        conn.close()
