@@ -38,6 +38,13 @@ def client(svc: Services) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def sim_client(svc: Services) -> Iterator[TestClient]:
+    """The app with the sim admin extension (/v1/sim: fault injection), as `serve --demo` runs it."""
+    with TestClient(create_app(svc, sim_admin=True), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
 def admin(admin_token: str) -> dict[str, str]:
     """Headers of an admin caller."""
     return {"Authorization": f"Bearer {admin_token}"}

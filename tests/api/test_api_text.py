@@ -187,7 +187,7 @@ def test_body_limits(client: Any, admin: dict[str, str]) -> None:
     r = client.post("/v1/pools", content=f'{{"name": "p", "description": "{pad}"}}',
                     headers={**admin, "Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["detail"] == {"limit": DEFAULT_MAX_BODY}
-    r = client.post("/v1/hosts/demo-000/fail", content=pad, headers=admin)  # no body expected: still bounded
+    r = client.post("/v1/tasks/1/cancel", content=pad, headers=admin)  # no body expected: still bounded
     assert r.status_code == 413
     # a batch of 1000 items, each with a full demand, fits the bulk limit: schema-valid is not 413
     item = {"name": "n", "demand": {f"r{i:02d}_{'x' * 56}": 1e15 for i in range(32)}}

@@ -142,13 +142,14 @@ def test_actions_migrate_delete(client: Any, admin: dict[str, str], svc: Service
     assert svc.check().ok
 
 
-def test_failed_host_loses_its_workloads(client: Any, admin: dict[str, str], svc: Services) -> None:
+def test_failed_host_loses_its_workloads(sim_client: Any, admin: dict[str, str], svc: Services) -> None:
+    client = sim_client  # fault injection is the sim admin extension's (serve --demo / --sim-admin)
     w = client.post("/v1/workloads", json={"name": "doomed", "flavor": "small", "project": "demo"},
                     headers=admin).json()
-    r = client.post(f"/v1/hosts/{w['host']}/fail", headers=admin)
+    r = client.post(f"/v1/sim/hosts/{w['host']}/fail", headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "down"
     assert svc.get_workload("demo", "doomed").state == "lost"
-    assert client.post("/v1/hosts/nope/fail", headers=admin).status_code == 404
+    assert client.post("/v1/sim/hosts/nope/fail", headers=admin).status_code == 404
     assert svc.check().ok
 
 

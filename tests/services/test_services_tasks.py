@@ -59,7 +59,8 @@ def test_a_submitted_migration_runs_on_the_executor(lite: Services) -> None:
         ex.stop()
     assert done.state == "succeeded" and done.progress == 1 and done.error is None, done
     now_on = lite.get_workload("demo", "vm1").host
-    assert done.result == {"workload": "demo/vm1", "from": w.host, "to": now_on, "state": "running"}
+    assert done.result == {"workload": "demo/vm1", "from": w.host, "to": now_on, "state": "running",
+                           "downtime_ms": 0.0}  # the sim migrates at once unless given a bandwidth
     assert [e["message"] for e in done.entries][-1] == "succeeded" and done.finished_at is not None
     assert [x.id for x in lite.list_tasks("demo", "succeeded")] == [t.id]
     assert lite.list_tasks(state="running") == []
@@ -75,7 +76,7 @@ def test_the_migration_journal_lives_in_the_task(lite: Services) -> None:
     small_cluster(lite)
     lite.create_workload("demo", "vm1", flavor="unit")
     seen = {}
-    real = lite.driver.migrate
+    real = lite.driver.start_migration
 
     def spy(dw, src, dst, live=True):
         seen.update(lite._read(lambda s: {
@@ -83,7 +84,7 @@ def test_the_migration_journal_lives_in_the_task(lite: Services) -> None:
             "journal": dict(s.query(TaskRow).one().journal), "task_state": s.query(TaskRow).one().state}))
         return real(dw, src, dst, live=live)
 
-    lite.driver.migrate = spy  # type: ignore[method-assign]
+    lite.driver.start_migration = spy  # type: ignore[method-assign]
     m = lite.migrate_workload("demo", "vm1")
     assert "migration" not in seen["constraints"] and seen["task_state"] == "running"
     assert seen["journal"]["to"] == m.host and seen["journal"]["state"] == "running"
@@ -98,7 +99,7 @@ def test_a_driver_failure_rolls_the_task_back(lite: Services) -> None:
     def refuse(*_a, **_k):
         raise DriverError("the target refused")
 
-    lite.driver.migrate = refuse  # type: ignore[method-assign]
+    lite.driver.start_migration = refuse  # type: ignore[method-assign]
     with pytest.raises(DriverError):
         lite.migrate_workload("demo", "vm1")
     [t] = lite.list_tasks()
@@ -125,21 +126,21 @@ def test_a_migration_interrupted_mid_move_is_closed_by_the_repair(lite: Services
                                                                    state: str) -> None:
     small_cluster(lite)
     lite.create_workload("demo", "vm1", flavor="unit")
-    real = lite.driver.migrate
+    real = lite.driver.start_migration
 
     def dying(*a, **k):
         if after:
-            real(*a, **k)
+            real(*a, **k).wait()  # the driver finishes the move, then the process dies
         raise Crash()
 
-    lite.driver.migrate = dying  # type: ignore[method-assign]
+    lite.driver.start_migration = dying  # type: ignore[method-assign]
     with pytest.raises(Crash):
         lite.migrate_workload("demo", "vm1")
     [t] = lite.list_tasks()
     assert t.state == "running" and lite.check().ok  # its lease is still running
     report = lite.check(now=later())  # one incident, one violation: the workload stuck migrating
     assert not report.ok and len(report.violations) == 1 and "stuck migrating" in report.violations[0]
-    del lite.driver.migrate
+    del lite.driver.start_migration
     [msg] = lite.repair(now=later())
     assert ("confirmed" if after else "undone") in msg
     assert lite.get_task(t.id).state == state and lite.check(now=later()).ok
@@ -152,7 +153,7 @@ def test_a_consolidation_interrupted_mid_way_continues_with_its_remaining_moves(
     moves = plan.plan["moves"]
     assert len(moves) == 2, plan
     t = lite.submit_consolidation("p")
-    real, calls = lite.driver.migrate, []
+    real, calls = lite.driver.start_migration, []
 
     def second_dies(*a, **k):
         calls.append(a)
@@ -160,14 +161,14 @@ def test_a_consolidation_interrupted_mid_way_continues_with_its_remaining_moves(
             raise Crash()
         return real(*a, **k)
 
-    lite.driver.migrate = second_dies  # type: ignore[method-assign]
+    lite.driver.start_migration = second_dies  # type: ignore[method-assign]
     assert lite.claim_tasks(5) == [t.id]
     with pytest.raises(Crash):
         lite.run_task(t.id)
     mid = lite.get_task(t.id)
     assert mid.state == "running" and 0 < mid.progress < 1 and lite.check().ok
     assert [c.state for c in lite.list_tasks(state="running")] == ["running", "running"]  # child, parent
-    del lite.driver.migrate
+    del lite.driver.start_migration
     msgs = lite.repair(now=later())
     assert any("undone" in m for m in msgs) and f"task {t.id} (consolidate pool/p) resumed" in msgs, msgs
     assert lite.get_task(t.id).state == "queued"

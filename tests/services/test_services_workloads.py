@@ -183,7 +183,7 @@ def test_fail_host_loses_its_workloads(svc):
     w = svc.create_workload("demo", "vm1", flavor="unit")
     other = svc.create_workload("demo", "vm2", flavor="unit", forbidden_labels={"rack": svc.get_host(w.host)
                                                                                    .labels["rack"]})
-    h = svc.fail_host(w.host)
+    h = svc.sim.fail_host(w.host)
     assert h.state == "down" and h.allocated["vcpu"] == 0 and h.workloads == 0
     lost = svc.get_workload("demo", "vm1")
     assert (lost.state, lost.host) == ("lost", None)
@@ -198,7 +198,7 @@ def test_fail_host_loses_its_workloads(svc):
     with pytest.raises(ConflictError):
         svc.workload_action("demo", "vm1", "start")
     svc.delete_workload("demo", "vm1")
-    svc.set_host_state(w.host, "up")
+    svc.sim.revive_host(w.host)  # the sim host comes back (sim fault injection), empty and up
     assert svc.driver.heartbeat(w.host) and svc.get_host(w.host).state == "up"
     with pytest.raises(ConflictError, match="holds"):
         svc.delete_host(other.host)

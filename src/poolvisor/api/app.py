@@ -24,6 +24,7 @@ from poolvisor.api.routes import (
     utilization,
     workloads,
 )
+from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.sweeper import RepairSweeper
@@ -46,13 +47,15 @@ Long operations (migrate, consolidation apply) answer 202 with a task (also in `
 def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                repair_interval: float | None = None,
                report: Callable[[str], None] | None = None,
-               metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS) -> FastAPI:
+               metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
+               sim_admin: bool = False) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
     `metrics_token`: an extra bearer token that may read every /metrics series and nothing else
     (for a Prometheus scraper), or None. `task_workers`: threads of the task executor that runs
-    long operations (migrations, consolidations) for the app's lifespan (services/executor.py)."""
+    long operations (migrations, consolidations) for the app's lifespan (services/executor.py).
+    `sim_admin`: mount the sim fault-injection extension under /v1/sim (never by default)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -79,6 +82,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
                    networks):
         app.include_router(module.router)
+    if sim_admin:
+        app.include_router(sim_admin_routes.router)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)
     return app

@@ -91,6 +91,9 @@ class PoolOut(_Out):
     used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
     measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
     running_workloads: int = 0
+    driver: str = "sim"
+    uri: str = ""
+    fence: str = "driver"
     stranded: dict[str, float] = Field(default_factory=dict, description=(
         "free scarce resources (e.g. gpu) on up hosts that cannot take even the smallest request "
         "needing them"))
@@ -98,14 +101,23 @@ class PoolOut(_Out):
 
 
 # ---- hosts -------------------------------------------------------------------------------------
+DriverUri = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[!-~]*$")]  # printable ASCII
+FenceMethod = Annotated[str, StringConstraints(max_length=1024,
+                                               pattern=r"^(driver|sim|none|command:[ -~]*[!-~][ -~]*)$")]
+
+
 class HostCreate(_In):
     name: Name
-    capacity: Demand  # at least one positive amount, so never empty
+    capacity: Demand | None = Field(default=None, description="omitted: the node's own, from its driver")
     pool: Name | None = None
     overcommit: Overcommit | None = None
     labels: Labels | None = None
     domain: Name = "default"
     max_workloads: Annotated[int, Field(ge=0, le=1_000_000), INTEGRAL] = 0
+    driver: Name = Field(default="sim", description="the driver that runs the host: sim, libvirt, lxc...")
+    uri: DriverUri = Field(default="", description="where the driver reaches the node (libvirt URI...)")
+    fence: FenceMethod = Field(default="driver", description="fence method: driver, sim, none or "
+                               "command:PROGRAM [ARGS] (run with the host name; exit 0 = fenced)")
 
 
 class HostStateChange(_In):

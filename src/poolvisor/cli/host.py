@@ -1,4 +1,5 @@
-"""`poolvisor host ...`: list, show, create, change state, inject a failure, delete (API client)."""
+"""`poolvisor host ...`: list, show, create/add (with its driver, URI and fence method), change
+state, delete (API client). Sim fault injection is `poolvisor sim ...` (cli/sim.py)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def show_host(h: dict[str, Any]) -> None:
         ("allocatable", amounts(h.get("allocatable"))), ("allocated", amounts(h["allocated"])),
         ("free", amounts(h["free"])), ("used (measured)", measured_note(h)),
         ("labels", ", ".join(f"{k}={v}" for k, v in h["labels"].items()) or "–"),
+        ("driver", h.get("driver", "sim") + (f" {h['uri']}" if h.get("uri") else "")),
+        ("fence", h.get("fence", "driver")),
         ("workloads", str(h["workloads"])),
         ("max workloads", str(h["max_workloads"]) if h["max_workloads"] else "unlimited"),
     ])
@@ -73,25 +76,35 @@ def show(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: Jso
 @app.command()
 def create(
     name: HostArg,
-    capacity: Annotated[str, typer.Option(help="Resources, e.g. 'vcpu=32,memory_mib=131072'.")],
+    capacity: Annotated[str | None, typer.Option(
+        help="Resources, e.g. 'vcpu=32,memory_mib=131072' [default: what the node's driver reports]",
+        show_default=False)] = None,
     pool: Annotated[str | None, typer.Option(help="Pool to join.")] = None,
     overcommit: Annotated[str | None, typer.Option(help="Ratios, e.g. 'vcpu=4'.")] = None,
     labels: Annotated[str | None, typer.Option(help="Labels, e.g. 'ssd=true,rack=r1'.")] = None,
     domain: Annotated[str, typer.Option(help="Failure domain (rack, zone).")] = "default",
     max_workloads: Annotated[int, typer.Option(help="0 = unlimited.")] = 0,
+    driver: Annotated[str, typer.Option(help="Driver that runs the host: sim, libvirt, lxc.")] = "sim",
+    uri: Annotated[str, typer.Option(help="Where the driver reaches the node, e.g. qemu+ssh://h3/system "
+                                     "or sim://?vcpu=32&memory_mib=131072.")] = "",
+    fence: Annotated[str, typer.Option(help="Fence method: driver, sim, none, or 'command:PROGRAM [ARGS]' "
+                                       "(run with the host name; exit 0 = fenced).")] = "driver",
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Register a host (admin)."""
-    body = {"name": name, "capacity": parse_map(capacity, "--capacity", float), "pool": pool,
-            "overcommit": parse_map(overcommit, "--overcommit", float) if overcommit else None,
+    """Register a host run by a driver (admin); `host add` is the same command."""
+    body = {"name": name, "capacity": parse_map(capacity, "--capacity", float) if capacity else None,
+            "pool": pool, "overcommit": parse_map(overcommit, "--overcommit", float) if overcommit else None,
             "labels": parse_map(labels, "--labels", str) if labels else None,
-            "domain": domain, "max_workloads": max_workloads}
+            "domain": domain, "max_workloads": max_workloads, "driver": driver, "uri": uri, "fence": fence}
     with Api(url, token) as api:
         h = api.post(api_path("hosts"), body)
     if as_json:
         emit_json(h)
     else:
         show_host(h)
+
+
+app.command("add", help="Register a host run by a driver (admin); same as `host create`.")(create)
 
 
 @app.command()
@@ -107,17 +120,6 @@ def state(
         emit_json(h)
     else:
         say("host {}: {}", h["name"], h["state"])
-
-
-@app.command()
-def fail(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Inject a failure into a sim host: no heartbeat, its workloads are lost (admin)."""
-    with Api(url, token) as api:
-        h = api.post(api_path("hosts", name, "fail"))
-    if as_json:
-        emit_json(h)
-    else:
-        say("host {}: {} (failure injected)", h["name"], h["state"])
 
 
 @app.command()

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from poolvisor import __version__
-from poolvisor.cli import bench, flavor, host, pool, project, simulate, sweep, task, vm, whatif
+from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, sweep, task, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import ip as ip_cli
@@ -61,6 +61,7 @@ app.add_typer(host.app, name="host", rich_help_panel=PANEL_POOL)
 app.add_typer(vm.app, name="vm", rich_help_panel=PANEL_POOL)
 app.add_typer(pool.app, name="pool", rich_help_panel=PANEL_POOL)
 app.add_typer(task.app, name="task", rich_help_panel=PANEL_POOL)
+app.add_typer(sim.app, name="sim", rich_help_panel=PANEL_POOL)
 app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
 app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
 app.command(name="events", rich_help_panel=PANEL_POOL)(events_cli.events)

@@ -26,6 +26,8 @@ from poolvisor.cli.parse import number
 DEFAULT_REPAIR_INTERVAL_S = 2.0
 DEFAULT_LEASE_S = 5.0
 MAX_SIM_DURATION_S = 600.0
+DEMO_MIGRATION_MIBPS = 1250.0  # 10 Gbit/s: a demo VM's migration takes seconds, so its progress shows
+MAX_MIGRATION_MIBPS = 1e9
 
 if TYPE_CHECKING:
     from poolvisor.services import Services
@@ -128,6 +130,14 @@ def serve(
     sim_durations: Annotated[str | None, typer.Option(
         help="Make the sim driver's operations take this long, e.g. create=2,delete=1,migrate=3 "
         "(seconds; demos and crash drills).", show_default=False)] = None,
+    sim_migration_bandwidth: Annotated[float | None, typer.Option(
+        "--sim-migration-bandwidth", parser=number,
+        help=f"MiB/s at which the sim driver migrates memory (0: instantly) [default: "
+        f"{DEMO_MIGRATION_MIBPS:g} with --demo, else 0]", show_default=False)] = None,
+    sim_admin: Annotated[bool | None, typer.Option(
+        "--sim-admin/--no-sim-admin",
+        help="Mount the sim fault-injection API under /v1/sim [default: on with --demo, else off].",
+        show_default=False)] = None,
     metrics_token_file: Annotated[Path | None, typer.Option(
         "--metrics-token-file", envvar="POOLVISOR_METRICS_TOKEN_FILE",
         help="File holding a bearer token that may read every /metrics series and nothing else "
@@ -151,13 +161,17 @@ def serve(
     if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
         raise fail(f"--lease must be {MIN_LEASE_S:g}..{MAX_LEASE_S:g} seconds")
     durations = _sim_durations(sim_durations) if sim_durations is not None else {}
+    bandwidth = sim_migration_bandwidth if sim_migration_bandwidth is not None else (
+        DEMO_MIGRATION_MIBPS if demo is not None else 0.0)
+    if not 0 <= bandwidth <= MAX_MIGRATION_MIBPS:  # also rejects nan
+        raise fail(f"--sim-migration-bandwidth must be 0..{MAX_MIGRATION_MIBPS:g} MiB/s")
     names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
     policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
     scrape_token = load_scrape_token(metrics_token_file) if metrics_token_file is not None else None
     sock = _listen(host, port)
     try:
-        svc = open_services(db, lease_s=lease, driver_options={"durations": durations}, repair=False,
-                            policy=policy)
+        svc = open_services(db, lease_s=lease, repair=False, policy=policy, driver_options={
+            "durations": durations, "migration_bandwidth_mibps": bandwidth or None})
     except BaseException:
         sock.close()
         raise
@@ -176,9 +190,10 @@ def serve(
         elif demo_vms:
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
+        with_sim_admin = sim_admin if sim_admin is not None else demo is not None
         app = create_app(svc, repair_interval=repair_interval or None,
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
-                         metrics_token=scrape_token)
+                         metrics_token=scrape_token, sim_admin=with_sim_admin)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)

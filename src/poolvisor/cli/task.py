@@ -106,6 +106,26 @@ def show(task_id: TaskIdArg, url: UrlOpt = None, token: TokenOpt = None, as_json
 
 
 @app.command()
+def cancel(task_id: TaskIdArg, no_wait: Annotated[bool, typer.Option(
+               "--no-wait", help="Return once the cancel is requested.")] = False,
+           timeout: TimeoutOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Cancel a task: a queued one at once; a running migration is aborted (the workload stays on
+    its source), a consolidation stops before its next move. Waits for it to end unless --no-wait."""
+    if timeout is not None and timeout <= 0:
+        raise fail("--timeout must be > 0 seconds", 2)
+    with Api(url, token) as api:
+        t = api.post(api_path("tasks", str(int(task_id)), "cancel"))
+        if not no_wait:
+            t = wait_for(api, t, timeout=timeout, show_progress=not as_json)
+    if as_json:
+        emit_json(t)
+    else:
+        say("task {} ({} {}) {}", t["id"], t["kind"], t["subject"],
+            t["state"] if t["state"] not in ACTIVE else f"{t['state']}, cancel requested")
+
+
+@app.command()
 def wait(task_id: TaskIdArg, timeout: TimeoutOpt = None, url: UrlOpt = None, token: TokenOpt = None,
          as_json: JsonOpt = False) -> None:
     """Wait for a task to end (progress bar); exit 1 unless it succeeded."""

@@ -1,4 +1,4 @@
-"""The driver protocol: how services carry lifecycle actions out on hosts (sim, libvirt, lxc...).
+"""Values every driver shares (the capability protocols are in protocols.py).
 
 Drivers know nothing of the database. Services call them around their transactions and record
 what happened; a driver failure is a DriverError (an UnavailableError, HTTP 503).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 from poolvisor.domain.errors import UnavailableError
 
@@ -36,34 +35,3 @@ class HostStats:
     workloads: int
     used: dict[str, float] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)  # workload key -> driver-side state
-
-
-@runtime_checkable
-class Driver(Protocol):
-    name: str
-
-    def add_host(self, host: str, capacity: Mapping[str, float]) -> None: ...
-
-    def remove_host(self, host: str) -> None: ...
-
-    def create(self, host: str, workload: DriverWorkload) -> None: ...
-
-    def start(self, host: str, workload: DriverWorkload) -> None: ...
-
-    def stop(self, host: str, workload: DriverWorkload) -> None: ...
-
-    def suspend(self, host: str, workload: DriverWorkload) -> None: ...
-
-    def resume(self, host: str, workload: DriverWorkload) -> None: ...
-
-    def delete(self, host: str, workload: DriverWorkload) -> None: ...
-
-    def migrate(self, workload: DriverWorkload, src: str, dst: str, live: bool = True) -> None: ...
-
-    def exists(self, host: str, workload: DriverWorkload) -> bool: ...
-
-    def stats(self, host: str) -> HostStats: ...
-
-    def heartbeat(self, host: str) -> bool: ...
-
-    def fence(self, host: str) -> None: ...

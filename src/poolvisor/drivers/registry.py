@@ -1,4 +1,6 @@
-"""Driver registry: name -> factory, extended by the `poolvisor.drivers` entry-point group."""
+"""Driver registry: name -> factory `(uri="", **options) -> HostDriver`, extended by the
+`poolvisor.drivers` entry-point group (libvirt, lxc and third-party drivers register there or
+through register_driver)."""
 
 from __future__ import annotations
 
@@ -7,29 +9,25 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.drivers.base import Driver
 from poolvisor.drivers.lxc import LxcDriver
+from poolvisor.drivers.protocols import HostDriver
 from poolvisor.drivers.sim import SimDriver
 
 
-def _libvirt(**options: Any) -> Any:
+def _libvirt(uri: str = "", **options: Any) -> HostDriver:
     """Imported on use: libvirt-python is an optional extra (`.[libvirt]`)."""
     try:
         from poolvisor.drivers.libvirt import LibvirtDriver
     except ImportError as e:
         raise InvalidInputError(f"driver 'libvirt' needs libvirt-python ({e})") from None
-    return LibvirtDriver(**options)
+    return LibvirtDriver(uri, **options)
 
 
-def _lxc(**options: Any) -> Any:
-    return LxcDriver(**options)
-
-
-DRIVERS: dict[str, Callable[..., Driver]] = {"sim": SimDriver, "libvirt": _libvirt, "lxc": _lxc}
+DRIVERS: dict[str, Callable[..., HostDriver]] = {"sim": SimDriver, "libvirt": _libvirt, "lxc": LxcDriver}
 _plugins_loaded = False
 
 
-def register_driver(name: str, factory: Callable[..., Driver]) -> None:
+def register_driver(name: str, factory: Callable[..., HostDriver]) -> None:
     DRIVERS[name] = factory
 
 
@@ -42,10 +40,16 @@ def _load_plugins() -> None:
         DRIVERS.setdefault(ep.name, ep.load())
 
 
-def make_driver(name: str, **options: Any) -> Driver:
+def known_drivers() -> list[str]:
+    _load_plugins()
+    return sorted(DRIVERS)
+
+
+def make_driver(name: str, uri: str = "", **options: Any) -> HostDriver:
+    """A new driver instance for `uri`; InvalidInputError (422) for an unknown driver name."""
     _load_plugins()
     try:
         factory = DRIVERS[name]
     except KeyError:
         raise InvalidInputError(f"unknown driver {name!r}; known: {', '.join(sorted(DRIVERS))}") from None
-    return factory(**options)
+    return factory(uri=uri, **options)

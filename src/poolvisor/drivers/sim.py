@@ -1,25 +1,61 @@
-"""The `sim` driver: in-process simulated hosts with operation durations and fault injection.
+"""The `sim` driver: in-process simulated hosts implementing every capability protocol.
 
-Each simulated host keeps the workloads it runs and their state. `fail(host)` kills a host (no
-heartbeat, its workloads gone) until `revive(host)`; `inject(op, host=None, times=1)` makes the
-next matching operations raise DriverError. Durations (seconds per operation, default 0) let
-tests and demos see work in progress. Everything is guarded by one lock, so it is thread-safe.
-Operations on a live host are idempotent and adopt workloads they did not create: the sim's
-world is reconstructed from the database after a restart or in another process.
+Each simulated host keeps the workloads it runs, their state, snapshots, balloon size and attached
+devices. Operations on a live host are idempotent and adopt workloads they did not create: the
+sim's world is reconstructed from the database after a restart or in another process.
+
+Models (so that work in progress is visible):
+- `durations`: seconds per operation (default 0);
+- migration: memory (`memory_mib` of the demand) over `migration_bandwidth_mibps` (None = at
+  once), plus `durations["migrate"]`; a live migration's downtime is the stop-and-copy of the
+  last `DIRTY_FRACTION` of memory, an offline one's the whole transfer. The handle is a clock,
+  not a thread: the move commits when the handle is polled after its end time;
+- utilization: a running workload uses its whole demand (cpu_util 1) unless set otherwise
+  (`set_utilization`), a stopped one nothing.
+
+Fault injection (`fail`, `revive`, `inject`) is for tests and the sim admin API extension only
+(api/routes/sim_admin.py); services never call it. Instances that share a `SimFabric` (one per
+DriverPool) can migrate workloads between them: that is how two sim URIs form one pool.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+from poolvisor.drivers.protocols import (
+    Capability,
+    HostBinding,
+    HostInfo,
+    MigrationProgress,
+    MigrationState,
+    NicSpec,
+    SnapshotInfo,
+    VolumeSpec,
+    WorkloadSample,
+)
 
-OPERATIONS = ("create", "start", "stop", "suspend", "resume", "delete", "migrate", "fence")
+OPERATIONS = ("create", "start", "stop", "suspend", "resume", "delete", "migrate", "fence", "snapshot",
+              "restore")
 _AFTER = {"create": "running", "start": "running", "stop": "stopped", "suspend": "suspended",
           "resume": "running"}
+DIRTY_FRACTION = 0.01  # of memory re-copied during a live migration's final pause
+MIB = 1 << 20
+
+
+@dataclass
+class SimGuest:
+    workload: DriverWorkload
+    state: str
+    cpu_util: float | None = None  # None = its whole demand while running
+    memory_mb: float | None = None  # balloon target; None = its demand
+    volumes: dict[str, VolumeSpec] = field(default_factory=dict)
+    nics: dict[str, NicSpec] = field(default_factory=dict)
 
 
 @dataclass
@@ -28,7 +64,7 @@ class SimHost:
     capacity: dict[str, float]
     alive: bool = True
     fenced: bool = False
-    workloads: dict[str, tuple[DriverWorkload, str]] = field(default_factory=dict)
+    guests: dict[str, SimGuest] = field(default_factory=dict)
 
 
 @dataclass
@@ -38,26 +74,55 @@ class _Fault:
     remaining: int
 
 
+class SimFabric:
+    """What several sim driver instances share: one lock, which instance serves which host, and
+    snapshots (kept per workload key, so they follow a migrating workload)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.owners: dict[str, SimDriver] = {}
+        self.snapshots: dict[str, dict[str, tuple[SnapshotInfo, str]]] = {}
+
+
+def capacity_from_uri(uri: str) -> dict[str, float]:
+    """`sim://?vcpu=32&memory_mib=131072` -> the node's capacity (what host_info reports)."""
+    out: dict[str, float] = {}
+    for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(uri).query):
+        try:
+            out[k] = float(v)
+        except ValueError:
+            raise InvalidInputError(f"sim URI {uri!r}: {k}={v!r} is not a number") from None
+    return out
+
+
 class SimDriver:
     name = "sim"
+    capabilities = frozenset(Capability)
 
-    def __init__(self, durations: Mapping[str, float] | None = None):
+    def __init__(self, uri: str = "", durations: Mapping[str, float] | None = None,
+                 migration_bandwidth_mibps: float | None = None, fabric: SimFabric | None = None):
+        self.uri = uri
+        self.node_capacity = capacity_from_uri(uri)
         self.durations = {op: 0.0 for op in OPERATIONS}
         for op, d in (durations or {}).items():
             if op not in self.durations:
                 raise ValueError(f"unknown sim operation {op!r}; known: {', '.join(OPERATIONS)}")
             self.durations[op] = float(d)
+        if migration_bandwidth_mibps is not None and not migration_bandwidth_mibps > 0:
+            raise ValueError("sim migration bandwidth must be > 0 MiB/s (None: instantaneous)")
+        self.bandwidth = migration_bandwidth_mibps
+        self.fabric = fabric or SimFabric()
         self.hosts: dict[str, SimHost] = {}
         self._faults: list[_Fault] = []
-        self._lock = threading.Lock()
+        self._lock = self.fabric.lock
 
-    # ---- fault injection ---------------------------------------------------------------------
+    # ---- fault injection (tests, sim admin extension) ----------------------------------------
     def fail(self, host: str) -> None:
         """The host dies: no heartbeat, every workload on it is gone."""
         with self._lock:
             h = self._host(host)
             h.alive = False
-            h.workloads.clear()
+            h.guests.clear()
 
     def revive(self, host: str) -> None:
         with self._lock:
@@ -71,16 +136,52 @@ class SimDriver:
         with self._lock:
             self._faults.append(_Fault(op, host, times))
 
-    # ---- protocol ----------------------------------------------------------------------------
-    def add_host(self, host: str, capacity: Mapping[str, float]) -> None:
+    def set_utilization(self, host: str, workload: DriverWorkload, cpu_util: float) -> None:
+        if not 0.0 <= cpu_util <= 1.0:
+            raise InvalidInputError("cpu_util must be in [0, 1]")
         with self._lock:
-            if host not in self.hosts:
-                self.hosts[host] = SimHost(host, dict(capacity))
+            self._guest(self._live(host), workload).cpu_util = cpu_util
 
-    def remove_host(self, host: str) -> None:
+    # ---- HostDriver ----------------------------------------------------------------------------
+    def connect(self, host: HostBinding) -> None:
+        with self._lock:
+            h = self._host(host.name)
+            self.fabric.owners[host.name] = self  # bound here now, even if another instance adopted it
+            if host.capacity:
+                h.capacity = dict(host.capacity)
+
+    def disconnect(self, host: str) -> None:
         with self._lock:
             self.hosts.pop(host, None)
+            if self.fabric.owners.get(host) is self:
+                del self.fabric.owners[host]
 
+    def host_info(self, host: str) -> HostInfo:
+        with self._lock:
+            h = self._live(host)
+            cap = dict(h.capacity or self.node_capacity)
+        if not cap:
+            raise DriverError(f"sim host {host!r} has no capacity: give one, or put it in the sim URI "
+                              "(sim://?vcpu=32&memory_mib=131072)")
+        return HostInfo(host, cap, hypervisor="sim", version="1")
+
+    def heartbeat(self, host: str) -> bool:
+        with self._lock:
+            h = self.hosts.get(host)
+            return h is not None and h.alive and not h.fenced
+
+    def stats(self, host: str) -> HostStats:
+        with self._lock:
+            h = self._host(host)
+            used: dict[str, float] = {}
+            for g in h.guests.values():
+                if g.state == "running":
+                    for r, v in g.workload.demand.items():
+                        used[r] = used.get(r, 0.0) + float(v)
+            states = {k: g.state for k, g in h.guests.items()}
+            return HostStats(host, h.alive and not h.fenced, len(h.guests), used, states)
+
+    # ---- Lifecycle -----------------------------------------------------------------------------
     def create(self, host: str, workload: DriverWorkload) -> None:
         self._op("create", host, workload)
 
@@ -102,47 +203,133 @@ class SimDriver:
             self._check_fault("delete", host)
             h = self.hosts.get(host)
             if h is not None:  # deleting from a dead or unknown host is a no-op: it is gone anyway
-                h.workloads.pop(workload.key, None)
-
-    def migrate(self, workload: DriverWorkload, src: str, dst: str, live: bool = True) -> None:
-        self._sleep("migrate")
-        with self._lock:
-            self._check_fault("migrate", dst)
-            s, d = self._live(src), self._live(dst)
-            _wl, st = s.workloads.pop(workload.key, (workload, "running"))
-            d.workloads[workload.key] = (workload, st)
+                h.guests.pop(workload.key, None)
+            self.fabric.snapshots.pop(workload.key, None)
 
     def exists(self, host: str, workload: DriverWorkload) -> bool:
         with self._lock:
             h = self.hosts.get(host)
-            return h is not None and h.alive and not h.fenced and workload.key in h.workloads
+            return h is not None and h.alive and not h.fenced and workload.key in h.guests
 
-    def stats(self, host: str) -> HostStats:
+    # ---- Migration -----------------------------------------------------------------------------
+    def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
+                        live: bool = True) -> SimMigration:
+        if dst.driver != self.name:
+            raise DriverError(f"sim cannot migrate to host {dst.name!r} of driver {dst.driver!r}")
         with self._lock:
-            h = self._host(host)
-            used: dict[str, float] = {}
-            for wl, st in h.workloads.values():
-                if st == "running":
-                    for r, v in wl.demand.items():
-                        used[r] = used.get(r, 0.0) + float(v)
-            states = {k: st for k, (_w, st) in h.workloads.items()}
-            return HostStats(host, h.alive, len(h.workloads), used, states)
+            target = self.fabric.owners.get(dst.name, self)
+            self._check_fault("migrate", src.name)
+            s = self._live(src.name)
+            target._live(dst.name)
+            self._guest(s, workload)  # adopt: the database says it runs there
+        mem = float(workload.demand.get("memory_mib", 0.0))
+        transfer = mem / self.bandwidth if self.bandwidth else 0.0
+        total_s = self.durations["migrate"] + transfer
+        downtime = (DIRTY_FRACTION * transfer if live else total_s) * 1000.0
+        return SimMigration(self, target, workload, src.name, dst.name, int(mem * MIB), total_s, downtime)
 
-    def heartbeat(self, host: str) -> bool:
+    # ---- Snapshots -----------------------------------------------------------------------------
+    def snapshot_create(self, host: str, workload: DriverWorkload, name: str) -> SnapshotInfo:
+        self._sleep("snapshot")
         with self._lock:
-            h = self.hosts.get(host)
-            return h is not None and h.alive and not h.fenced
+            self._check_fault("snapshot", host)
+            g = self._guest(self._live(host), workload)
+            snaps = self.fabric.snapshots.setdefault(workload.key, {})
+            if name in snaps:
+                raise DriverError(f"sim: workload {workload.key!r} already has a snapshot {name!r}")
+            size = int(float(workload.demand.get("memory_mib", 0.0)) * MIB) if g.state != "stopped" else 0
+            info = SnapshotInfo(name, time.time(), g.state, size)
+            snaps[name] = (info, g.state)
+            return info
 
+    def snapshot_list(self, host: str, workload: DriverWorkload) -> list[SnapshotInfo]:
+        with self._lock:
+            self._live(host)
+            snaps = self.fabric.snapshots.get(workload.key, {})
+            return sorted((i for i, _st in snaps.values()), key=lambda i: (i.created_at, i.name))
+
+    def snapshot_delete(self, host: str, workload: DriverWorkload, name: str) -> None:
+        with self._lock:
+            self._live(host)
+            self.fabric.snapshots.get(workload.key, {}).pop(name, None)  # idempotent
+
+    def snapshot_restore(self, host: str, workload: DriverWorkload, name: str) -> None:
+        """Return the workload to the snapshot's state. A snapshot this process never saw (taken
+        before a restart: the database is the authority) restores to the state it recorded."""
+        self._sleep("restore")
+        with self._lock:
+            self._check_fault("restore", host)
+            g = self._guest(self._live(host), workload)
+            known = self.fabric.snapshots.get(workload.key, {}).get(name)
+            if known is None:
+                raise DriverError(f"sim: workload {workload.key!r} has no snapshot {name!r}")
+            g.state = known[1]
+
+    def adopt_snapshot(self, workload: DriverWorkload, info: SnapshotInfo) -> None:
+        """Re-learn a snapshot recorded in the database (after a restart of this process)."""
+        with self._lock:
+            self.fabric.snapshots.setdefault(workload.key, {}).setdefault(info.name, (info, info.state))
+
+    # ---- WorkloadStats, Balloon, VolumeAttach, NicAttach ---------------------------------------
+    def workload_stats(self, host: str) -> dict[str, WorkloadSample]:
+        with self._lock:
+            h = self._live(host)
+            out = {}
+            for k, g in h.guests.items():
+                mem = float(g.workload.demand.get("memory_mib", 0.0))
+                cur = g.memory_mb if g.memory_mb is not None else mem
+                run = g.state == "running"
+                util = (1.0 if g.cpu_util is None else g.cpu_util) if run else 0.0
+                out[k] = WorkloadSample(k, g.state, util, cur if g.state != "stopped" else 0.0, cur)
+            return out
+
+    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> None:
+        mem = float(workload.demand.get("memory_mib", 0.0))
+        if not 0 < mb <= mem:
+            raise InvalidInputError(f"balloon target must be in (0, {mem:g}] MiB (the workload's memory)")
+        with self._lock:
+            self._guest(self._live(host), workload).memory_mb = float(mb)
+
+    def attach_volume(self, host: str, workload: DriverWorkload, volume: VolumeSpec) -> None:
+        with self._lock:
+            self._guest(self._live(host), workload).volumes[volume.id] = volume
+
+    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str) -> None:
+        with self._lock:
+            self._guest(self._live(host), workload).volumes.pop(volume_id, None)
+
+    def attach_nic(self, host: str, workload: DriverWorkload, nic: NicSpec) -> None:
+        with self._lock:
+            self._guest(self._live(host), workload).nics[nic.mac] = nic
+
+    def detach_nic(self, host: str, workload: DriverWorkload, mac: str) -> None:
+        with self._lock:
+            self._guest(self._live(host), workload).nics.pop(mac, None)
+
+    def devices(self, host: str, workload: DriverWorkload) -> tuple[list[str], list[str]]:
+        """(volume ids, NIC MACs) attached to the workload: what tests inspect."""
+        with self._lock:
+            g = self._guest(self._live(host), workload)
+            return sorted(g.volumes), sorted(g.nics)
+
+    # ---- Fencing -------------------------------------------------------------------------------
     def fence(self, host: str) -> None:
-        """Power the host off (STONITH): its workloads stop for good."""
+        """Power the host off (STONITH): its workloads stop for good, it takes no new ones."""
         self._sleep("fence")
         with self._lock:
             self._check_fault("fence", host)
             h = self._host(host)
             h.fenced = True
-            h.workloads.clear()
+            h.guests.clear()
 
-    # ---- internals ---------------------------------------------------------------------------
+    def unfence(self, host: str) -> None:
+        """The host rejoins, empty (a host that was fenced never brings its old guests back)."""
+        with self._lock:
+            h = self._host(host)
+            h.fenced = False
+            h.guests.clear()
+
+    # ---- internals -----------------------------------------------------------------------------
     def _sleep(self, op: str) -> None:
         d = self.durations[op]
         if d > 0:
@@ -153,7 +340,11 @@ class SimDriver:
         with self._lock:
             self._check_fault(op, host)
             h = self._live(host)
-            h.workloads[workload.key] = (workload, _AFTER[op])
+            g = h.guests.get(workload.key)
+            if g is None:
+                h.guests[workload.key] = SimGuest(workload, _AFTER[op])
+            else:
+                g.workload, g.state = workload, _AFTER[op]
 
     def _host(self, host: str) -> SimHost:
         # The database is the authority on which hosts exist: a host this process has not seen
@@ -161,6 +352,7 @@ class SimDriver:
         h = self.hosts.get(host)
         if h is None:
             h = self.hosts[host] = SimHost(host, {})
+            self.fabric.owners.setdefault(host, self)
         return h
 
     def _live(self, host: str) -> SimHost:
@@ -169,6 +361,13 @@ class SimDriver:
             raise DriverError(f"sim host {host!r} does not respond")
         return h
 
+    @staticmethod
+    def _guest(h: SimHost, workload: DriverWorkload) -> SimGuest:
+        g = h.guests.get(workload.key)
+        if g is None:
+            g = h.guests[workload.key] = SimGuest(workload, "running")
+        return g
+
     def _check_fault(self, op: str, host: str) -> None:
         for f in self._faults:
             if f.op == op and f.host in (None, host):
@@ -176,3 +375,63 @@ class SimDriver:
                 if f.remaining <= 0:
                     self._faults.remove(f)
                 raise DriverError(f"sim: injected failure of {op} on {host!r}")
+
+
+class SimMigration:
+    """A sim migration in flight: progress is elapsed time over the modelled transfer time."""
+
+    def __init__(self, src_driver: SimDriver, dst_driver: SimDriver, workload: DriverWorkload, src: str,
+                 dst: str, total_bytes: int, total_s: float, downtime_ms: float) -> None:
+        self.src_driver, self.dst_driver = src_driver, dst_driver
+        self.workload, self.src, self.dst = workload, src, dst
+        self.total_bytes, self.total_s, self.downtime_ms = total_bytes, total_s, downtime_ms
+        self.started = time.monotonic()
+        self._final: MigrationProgress | None = None
+
+    def progress(self) -> MigrationProgress:
+        with self.src_driver._lock:
+            if self._final is not None:
+                return self._final
+            elapsed = time.monotonic() - self.started
+            if elapsed < self.total_s:
+                frac = elapsed / self.total_s
+                return MigrationProgress(MigrationState.RUNNING, frac, self.total_bytes,
+                                         int(frac * self.total_bytes))
+            self._final = self._complete()
+            return self._final
+
+    def abort(self) -> None:
+        with self.src_driver._lock:
+            if self._final is None and time.monotonic() - self.started < self.total_s:
+                p = self.progress()
+                self._final = replace(p, state=MigrationState.ABORTED, error="aborted")
+
+    def wait(self, timeout_s: float | None = None) -> MigrationProgress:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            p = self.progress()
+            if p.done:
+                return p
+            left = self.started + self.total_s - time.monotonic()
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return p
+            time.sleep(max(0.0, min(left, 0.05)))
+
+    def _complete(self) -> MigrationProgress:
+        """The end of the transfer: the guest switches to the destination (caller holds the lock)."""
+        s, d = self.src_driver, self.dst_driver
+        fail = MigrationProgress(MigrationState.FAILED, 1.0, self.total_bytes, self.total_bytes)
+        try:
+            d._check_fault("migrate", self.dst)
+            src_h, dst_h = s._live(self.src), d._live(self.dst)
+        except DriverError as e:
+            return replace(fail, error=e.message)
+        g = src_h.guests.pop(self.workload.key, None)
+        if g is None:
+            return replace(fail, error=f"workload {self.workload.key!r} vanished from {self.src!r} "
+                                       "during its migration")
+        dst_h.guests[self.workload.key] = g
+        return MigrationProgress(MigrationState.COMPLETED, 1.0, self.total_bytes, self.total_bytes,
+                                 downtime_ms=self.downtime_ms)

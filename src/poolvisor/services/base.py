@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import NotFoundError
-from poolvisor.drivers.base import Driver, DriverWorkload
+from poolvisor.drivers.base import DriverWorkload
+from poolvisor.drivers.pool import DriverPool
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.leases import Leases
 from poolvisor.services.records import HostRecord, WorkloadRecord
@@ -30,6 +31,9 @@ from poolvisor.store.rows import (
     WorkloadRow,
 )
 
+if TYPE_CHECKING:
+    from poolvisor.services.fencing import FencingService
+
 T = TypeVar("T")
 
 
@@ -43,7 +47,8 @@ def as_utc(t: datetime) -> datetime:
 
 class ServiceBase:
     store: Store
-    driver: Driver
+    drivers: DriverPool  # the driver instance of each host (drivers/pool.py)
+    fencing: FencingService
     cache: PlacementCache
     policy: PlacementPolicy
     leases: Leases
@@ -135,6 +140,7 @@ class ServiceBase:
                 free={r.resource: r.capacity * r.overcommit - r.allocated for r in rows},
                 labels={str(k): str(v) for k, v in h.labels.items()}, domain=h.domain,
                 max_workloads=h.max_workloads, workloads=h.workloads, generation=h.generation,
+                driver=h.driver, uri=h.uri, fence=h.fence,
                 allocatable={r.resource: r.capacity * r.overcommit for r in rows},
                 used=u.used, used_at=u.at, measured_workloads=u.measured, running_workloads=u.running,
             ))

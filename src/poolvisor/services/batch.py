@@ -307,12 +307,12 @@ class BatchServices(TaskServices):
             host = snap.state.names[int(plan.assignment[i])]
             dw = DriverWorkload(f"{project}/{items[i].name}", items[i].kind, items[i].demand)
             try:
-                self.driver.create(host, dw)
+                self.drivers.lifecycle(host).create(host, dw)
                 done.append((host, dw))
             except DriverError as e:
                 for h2, dw2 in done:  # all or nothing: take back what the driver already created
                     with contextlib.suppress(PoolvisorError):
-                        self.driver.delete(h2, dw2)
+                        self.drivers.lifecycle(h2).delete(h2, dw2)
                 self._write(partial(_undo_batch, ids=ids, project=project, why=e.message,
                                     owner=self.leases.owner))
                 raise DriverError(f"batch not created: {e.message}") from None
@@ -402,9 +402,13 @@ class BatchServices(TaskServices):
                        "moves": [{"workload": m["workload"], "to": m["to"]} for m in plan["moves"]]}
             self.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
         moves, done = journal["moves"], list(journal.get("done", []))
+        stopped = False
         for k, m in enumerate(moves):
             if k in done or self._move_outcome(task_id, k) == TASK_SUCCEEDED:
                 continue  # ran before the restart (or was confirmed by the repair of its move)
+            if self.cancel_requested(task_id):
+                stopped = True  # cancelled: the moves done stay done, the rest do not start
+                break
             project, name = str(m["workload"]).split("/", 1)
             cid = self._write(lambda s, k=k, m=m, project=project, name=name: self._new_task(  # type: ignore[misc]
                 s, "migrate", project, f"workload/{project}/{name}",
@@ -426,9 +430,10 @@ class BatchServices(TaskServices):
                 executed.append(m["workload"])
             else:
                 failed.append(f"{m['workload']}: {outcome or 'not run'}")
-        self.end_task(task_id, TASK_SUCCEEDED, result={
+        self.end_task(task_id, TASK_CANCELLED if stopped else TASK_SUCCEEDED, result={
             "pool": params["pool"], "plan": journal["plan"], "hosts_emptied": journal["hosts_emptied"],
-            "applied": True, "executed": executed, "failed": failed})
+            "applied": True, "executed": executed, "failed": failed},
+            error=f"cancelled after {len(executed)} of {len(moves)} moves" if stopped else None)
 
     def _move_outcome(self, task_id: int, index: int, error: bool = False) -> str | None:
         """How the consolidation's move `index` ended (its latest child's final state, with the

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.domain.resources import DEFAULT_RESOURCES
+from poolvisor.drivers.protocols import HostBinding
 from poolvisor.services.base import ServiceBase
 from poolvisor.store.rows import FlavorRow, HostResourceRow, HostRow, PoolRow, ProjectRow
 
@@ -60,4 +61,4 @@ class DemoServices(ServiceBase):
             return made
 
         for name, cap in self._write(tx):
-            self.driver.add_host(name, cap)
+            self.drivers.bind(HostBinding(name, "sim", "", cap))

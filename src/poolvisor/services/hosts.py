@@ -1,6 +1,7 @@
 """Hosts: declaration (capacity per resource, overcommit, labels, failure domain), states, failure.
 
-Setting a host fenced or down, or failing a sim host, means its workloads are gone: they become
+A host is bound to a driver (name and URI; sim by default) and has a fence method (fencing/).
+Setting a host fenced (through its fence agent) or down means its workloads are gone: they become
 'lost' and their allocations are released in the same transaction, with events.
 """
 
@@ -10,9 +11,12 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import HostState, check_name
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
+from poolvisor.drivers.protocols import HostBinding
+from poolvisor.drivers.registry import known_drivers
+from poolvisor.fencing import check_method
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_labels, flush_unique
@@ -20,18 +24,29 @@ from poolvisor.services.records import HOLDING_STATES, LOST, HostRecord
 from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
 MAX_WORKLOADS_LIMIT = 1_000_000
+MAX_URI = 1024
 
 
 class HostServices(ServiceBase):
-    def create_host(self, name: str, capacity: dict[str, float], pool: str | None = None,
+    def create_host(self, name: str, capacity: dict[str, float] | None = None, pool: str | None = None,
                     overcommit: dict[str, float] | None = None, labels: dict[str, str] | None = None,
-                    domain: str = "default", max_workloads: int = 0) -> HostRecord:
+                    domain: str = "default", max_workloads: int = 0, *, driver: str = "sim", uri: str = "",
+                    fence: str = "driver") -> HostRecord:
+        """Declare a host run by `driver` at `uri`; without `capacity`, the node's own (host_info)."""
         check_name("host", name)
         check_name("failure domain", domain)
         labels = check_labels("host labels", labels)
         if isinstance(max_workloads, bool) or not isinstance(max_workloads, int) \
                 or not 0 <= max_workloads <= MAX_WORKLOADS_LIMIT:
             raise InvalidInputError(f"max_workloads must be an integer in 0..{MAX_WORKLOADS_LIMIT}")
+        if driver not in known_drivers():
+            raise InvalidInputError(f"unknown driver {driver!r}; known: {', '.join(known_drivers())}")
+        if not isinstance(uri, str) or len(uri) > MAX_URI or not all("!" <= c <= "~" for c in uri):
+            raise InvalidInputError(f"driver URI must be at most {MAX_URI} printable ASCII characters "
+                                    "without spaces (percent-encode the rest)")
+        check_method(fence)
+        if capacity is None:
+            capacity = self._node_capacity(name, driver, uri)
         if not isinstance(capacity, dict) or not capacity:
             raise InvalidInputError("host capacity must be a non-empty mapping of resource -> amount")
         if overcommit is not None and not isinstance(overcommit, dict):
@@ -53,20 +68,38 @@ class HostServices(ServiceBase):
             if s.scalars(select(HostRow.id).filter_by(name=name)).first() is not None:
                 raise ConflictError(f"host {name!r} already exists")
             h = HostRow(name=name, pool_id=pool_id, state="up", labels=labels, domain=domain,
-                        max_workloads=max_workloads, workloads=0, generation=0)
+                        max_workloads=max_workloads, workloads=0, generation=0, driver=driver, uri=uri,
+                        fence=fence)
             s.add(h)
             flush_unique(s, f"host {name!r} already exists")
             for i, r in enumerate(res.names):
                 s.add(HostResourceRow(host_id=h.id, resource=r, capacity=float(cap[i]),
                                       overcommit=float(oc[i]), allocated=0.0))
-            self._event(s, "host.created", f"host/{name}", f"host {name} created",
-                        data={"pool": pool, "capacity": res.mapping(cap)})
+            self._event(s, "host.created", f"host/{name}", f"host {name} created ({driver})",
+                        data={"pool": pool, "capacity": res.mapping(cap), "driver": driver, "uri": uri,
+                              "fence": fence})
             s.flush()
             return self._host_records(s, [h])[0]
 
         rec = self._write(tx)
-        self.driver.add_host(name, rec.capacity)
+        self.drivers.bind(HostBinding(name, driver, uri, rec.capacity))
         return rec
+
+    def _node_capacity(self, name: str, driver: str, uri: str) -> dict[str, float]:
+        """Ask the node (host_info) before the host exists: 409 for a taken name first, so an
+        existing host's binding is never touched."""
+        if self._read(lambda s: s.scalars(select(HostRow.id).filter_by(name=name)).first()) is not None:
+            raise ConflictError(f"host {name!r} already exists")
+        d = self.drivers.instance(driver, uri)
+        try:
+            d.connect(HostBinding(name, driver, uri))
+            cap = d.host_info(name).capacity
+        except PoolvisorError:
+            d.disconnect(name)
+            raise
+        if not cap:
+            raise InvalidInputError(f"driver {driver!r} reports no capacity for {name}; give one")
+        return {str(k): float(v) for k, v in cap.items()}
 
     def list_hosts(self, pool: str | None = None) -> list[HostRecord]:
         def tx(s: Session) -> list[HostRecord]:
@@ -90,30 +123,23 @@ class HostServices(ServiceBase):
             self._event(s, "host.deleted", f"host/{name}", f"host {name} deleted")
 
         self._write(tx)
-        self.driver.remove_host(name)
+        self.drivers.unbind(name)
 
     def set_host_state(self, name: str, state: str) -> HostRecord:
         """up/maintenance keep workloads; fenced/down mean they are gone: they become lost and
-        their allocations are released (a fenced host is powered off through the driver first)."""
+        their allocations are released. Fenced runs the host's fence agent first (its failure is
+        an error and changes nothing); up after fenced lets the host run guests again, empty."""
         new = HostState.parse(state)
         if new is HostState.REMOVED:
             raise InvalidInputError("state 'removed' cannot be set; delete the host instead")
-        self.get_host(name)  # NotFoundError before touching the driver
+        old = self.get_host(name).state  # NotFoundError before touching the driver
+        how = f"set to {new.label}"
         if new is HostState.FENCED:
-            self.driver.fence(name)
-        elif new is HostState.UP and hasattr(self.driver, "revive"):
-            self.driver.revive(name)
-        return self._write(lambda s: self._set_state(s, name, new, "host.state", f"set to {new.label}"))
-
-    def fail_host(self, name: str) -> HostRecord:
-        """Sim fault injection: the host dies (no heartbeat, its workloads gone); they become lost."""
-        fail = getattr(self.driver, "fail", None)
-        if fail is None:
-            raise InvalidInputError(f"driver {self.driver.name!r} does not support fault injection")
-        self.get_host(name)
-        fail(name)
-        return self._write(lambda s: self._set_state(s, name, HostState.DOWN, "host.failed",
-                                                     "failed (fault injection)"))
+            r = self.fencing.fence(name)
+            how += f" ({r.agent}: {r.reason})"
+        elif new is HostState.UP and old == HostState.FENCED.label:
+            self.fencing.unfence(name)
+        return self._write(lambda s: self._set_state(s, name, new, "host.state", how))
 
     def _set_state(self, s: Session, name: str, new: HostState, kind: str, how: str) -> HostRecord:
         h = self._host(s, name)

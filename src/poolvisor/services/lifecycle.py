@@ -5,7 +5,10 @@ state in between ('deleting', 'migrating'), leased to this process while the dri
 (leases.py); the repair sweep resolves it once the lease has expired (the process died). Every
 finishing transaction acts only while it still owns the lease.
 Migration re-runs the full placement pipeline (the workload's pool and label constraints kept,
-the current host excluded) and commits with the same generation guard as creation.
+the current host excluded, only hosts of the source's driver) and commits with the same
+generation guard as creation. The driver's migration is an operation: its handle's progress goes
+into the task's progress, and a cancel of the task (tasks.py) aborts it; the workload then stays
+on its source and the task ends cancelled.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.protocols import MigrationHandle, MigrationProgress, MigrationState
 from poolvisor.policies.placement import Request, place
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
@@ -33,6 +37,7 @@ from poolvisor.services.records import (
     RUNNING,
     STOPPED,
     SUSPENDED,
+    TASK_CANCELLED,
     TASK_FAILED,
     TASK_ROLLED_BACK,
     TASK_RUNNING,
@@ -43,6 +48,8 @@ from poolvisor.services.snapshot import group_key
 from poolvisor.services.tasks import MIGRATE, TaskServices, migration_task
 from poolvisor.services.workloads import ACTIONS, TRANSIENT, WorkloadServices, _Spec, retry_schedule
 from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
+
+POLL_S = 0.2  # how often a running migration's progress is written into its task
 
 
 class LifecycleServices(WorkloadServices, TaskServices):
@@ -64,7 +71,7 @@ class LifecycleServices(WorkloadServices, TaskServices):
         with self.leases.hold([wid]):
             if host is not None:
                 try:
-                    self.driver.delete(host, dw)
+                    self.drivers.lifecycle(host).delete(host, dw)
                 except DriverError:
                     self._write(lambda s: self._restore_state(s, wid, DELETING, before))
                     raise
@@ -112,7 +119,9 @@ class LifecycleServices(WorkloadServices, TaskServices):
             return host.name, self._driver_workload(project, w), w.state
 
         host, dw, before = self._read(look)
-        getattr(self.driver, action)(host, dw)
+        lc = self.drivers.lifecycle(host)
+        run = {"start": lc.start, "stop": lc.stop, "suspend": lc.suspend, "resume": lc.resume}[action]
+        run(host, dw)
 
         def tx(s: Session) -> WorkloadRecord:
             w, _p = self._workload(s, project, name)
@@ -175,6 +184,10 @@ class LifecycleServices(WorkloadServices, TaskServices):
             return self._migration_source(s, project, name, target)
 
         w, src, pool_id, pool = self._read(look)
+        src_b = self.drivers.binding(src)
+        self.drivers.migration(src)  # 409 when the source's driver cannot migrate: nothing moved yet
+        others = set(self._read(lambda s: s.scalars(select(HostRow.name).where(
+            HostRow.driver != src_b.driver)).all()))  # a guest moves only between hosts of one driver
         c = w.constraints
         spec = _Spec(project, w.project_id, name, w.kind, w.flavor,
                      {str(k): float(v) for k, v in w.demand.items()}, w.priority, w.group_id, None, None,
@@ -189,6 +202,8 @@ class LifecycleServices(WorkloadServices, TaskServices):
             st = snap.state
             mask = np.ones(st.n, dtype=bool) if spec.pool_id is None else snap.pool_of == spec.pool_id
             mask[st.host_index(src)] = False
+            for o in others:
+                mask[st.host_index(o)] = False
             if target is not None:
                 only = np.zeros(st.n, dtype=bool)
                 only[st.host_index(target)] = True
@@ -216,7 +231,7 @@ class LifecycleServices(WorkloadServices, TaskServices):
             cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
             # the journal (the way back) goes into the task, in the transaction that moves the allocation
             t.workload_id = cur.id
-            self._note_in(t, f"moving {name}: {src} -> {dst}", progress=0.5,
+            self._note_in(t, f"moving {name}: {src} -> {dst}", progress=0.05,
                           journal={"from": src, "to": dst, "state": w.state})
             cur.explanation = decision.explanation.to_dict()
             self.leases.stamp(cur)
@@ -224,15 +239,37 @@ class LifecycleServices(WorkloadServices, TaskServices):
         self._write(claim)
         with self.leases.hold([w.id]):
             try:
-                self.driver.migrate(self._driver_workload(project, w), src, dst, live=True)
+                p = self._drive_migration(task_id, self._driver_workload(project, w), src, dst)
             except DriverError as e:
-                why = e.message
+                p = MigrationProgress(MigrationState.FAILED, error=e.message)
+            if p.state is MigrationState.ABORTED:
+                self._write(lambda s: self._undo_migrate(s, project, name, "cancelled", TASK_CANCELLED))
+                raise ConflictError(f"migration of {name!r} cancelled; it stays on {src}")
+            if p.state is not MigrationState.COMPLETED:
+                why = p.error or "the driver gave no reason"
                 self._write(lambda s: self._undo_migrate(s, project, name, why))
-                raise DriverError(f"migration of {name!r} failed: {e.message}") from None
-            self._write(lambda s: self._finish_migrate(s, project, name))
+                raise DriverError(f"migration of {name!r} failed: {why}")
+            self._write(lambda s: self._finish_migrate(s, project, name, downtime_ms=p.downtime_ms))
         return self.get_workload(project, name)
 
-    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "") -> bool:
+    def _drive_migration(self, task_id: int, dw: DriverWorkload, src: str, dst: str) -> MigrationProgress:
+        """Start the driver's migration and follow its handle to the end, writing its progress
+        into the task and aborting it when the task's cancel is requested."""
+        src_b, dst_b = self.drivers.binding(src), self.drivers.binding(dst)
+        handle: MigrationHandle = self.drivers.migration(src).start_migration(dw, src_b, dst_b, live=True)
+        shown = -1
+        while True:
+            p = handle.wait(POLL_S)
+            if p.done:
+                return p
+            step = int(p.fraction * 4)  # a log entry per quarter, the progress at every poll
+            msg = f"moving {dw.key}: {src} -> {dst} {100 * p.fraction:.0f} %" if step != shown else None
+            shown = step
+            if self.task_progress(task_id, 0.05 + 0.9 * p.fraction, msg):
+                handle.abort()
+
+    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "",
+                        downtime_ms: float | None = None) -> bool:
         w, _p = self._workload(s, project, name)
         t = migration_task(s, w.id)
         if t is None or not self._mine(w, MIGRATING):
@@ -241,14 +278,18 @@ class LifecycleServices(WorkloadServices, TaskServices):
         self.leases.clear(w)
         w.state, w.updated_at = info["state"], datetime.now(UTC)
         # the task closes in this transaction (its event first: the workload's is the latest)
-        self._end_in(s, t, TASK_SUCCEEDED, result={"workload": f"{project}/{name}", "from": info["from"],
-                                                   "to": info["to"], "state": info["state"]})
+        result = {"workload": f"{project}/{name}", "from": info["from"], "to": info["to"],
+                  "state": info["state"]}
+        if downtime_ms is not None:  # known when this process saw the driver finish (not after a repair)
+            result["downtime_ms"] = downtime_ms
+        self._end_in(s, t, TASK_SUCCEEDED, result=result)
         self._event(s, "workload.migrated", f"workload/{project}/{name}",
                     f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
                     data={"from": info["from"], "to": info["to"], "task": t.id})
         return True
 
-    def _undo_migrate(self, s: Session, project: str, name: str, why: str) -> bool:
+    def _undo_migrate(self, s: Session, project: str, name: str, why: str,
+                      end: str = TASK_ROLLED_BACK) -> bool:
         """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
         w, _p = self._workload(s, project, name)
         t = migration_task(s, w.id)
@@ -266,11 +307,12 @@ class LifecycleServices(WorkloadServices, TaskServices):
             with s.begin_nested():
                 ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id)
             w.host_id, w.state = src_row.id, info["state"]
-            msg = f"migration {src} -> {dst} failed, back on {src}: {why}"
+            verb = "cancelled" if end == TASK_CANCELLED else "failed"
+            msg = f"migration {src} -> {dst} {verb}, back on {src}: {why}"
         except Stale:
             w.state = LOST
             msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
-        self._end_in(s, t, TASK_ROLLED_BACK if w.state != LOST else TASK_FAILED, error=msg,
+        self._end_in(s, t, end if w.state != LOST else TASK_FAILED, error=msg,
                      result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
         self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
         return True

@@ -99,6 +99,9 @@ class HostRecord:
     used_at: datetime | None = None
     measured_workloads: int = 0
     running_workloads: int = 0
+    driver: str = "sim"
+    uri: str = ""
+    fence: str = "driver"
 
 
 @dataclass(frozen=True)

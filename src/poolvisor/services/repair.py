@@ -80,7 +80,7 @@ class RepairServices(LifecycleServices):
         if w.state == DELETING:
             try:
                 if host is not None:
-                    self.driver.delete(host, dw)
+                    self.drivers.lifecycle(host).delete(host, dw)
             except DriverError:
                 return None  # the host does not answer: our lease lapses and a later sweep retries
             msg = f"workload {w.name}: interrupted delete finished"
@@ -92,7 +92,7 @@ class RepairServices(LifecycleServices):
 
     def _repair_placing(self, s: Session, *, project: str, w0: WorkloadRow, host: str | None,
                         dw: DriverWorkload) -> str | None:
-        alive = host is not None and self.driver.exists(host, dw)
+        alive = host is not None and self.drivers.lifecycle(host).exists(host, dw)
         w = s.get(WorkloadRow, w0.id)
         if w is None or not self._mine(w, PLACING):
             return None
@@ -111,7 +111,8 @@ class RepairServices(LifecycleServices):
         t = self._read(lambda s: migration_task(s, w.id))  # the journal: where from, where to
         info = dict(t.journal) if t is not None else {}
         src, dst = str(info.get("from")), str(info.get("to"))
-        back = self.driver.exists(src, dw) and not self.driver.exists(dst, dw)
+        back = (self.drivers.lifecycle(src).exists(src, dw)
+                and not self.drivers.lifecycle(dst).exists(dst, dw))
         if back:
             act = partial(self._undo_migrate, project=project, name=w.name, why="interrupted, repaired")
             msg = f"workload {w.name}: interrupted migration {src} -> {dst} undone"

@@ -16,6 +16,10 @@ resumes or rolls it back (recover_tasks):
 - a running consolidation is queued again: its journal keeps the plan and its child tasks record
   which moves ran, so it continues with the remaining moves.
 
+A cancel (cancel_task) ends a queued task at once; on a running migration or consolidation it
+sets `cancel` in the journal, which the running handler polls: a migration aborts its driver
+migration (the workload stays on its source), a consolidation stops before its next move.
+
 A kind is a handler `(services, task_id) -> None` registered in HANDLERS: the handler advances the
 journal, progress and log through the helpers here and ends the task (or raises a PoolvisorError,
 which fails it). Every write re-checks that this process still owns the task.
@@ -53,6 +57,7 @@ log = logging.getLogger("poolvisor.tasks")
 MAX_TASKS = 1000  # per list call
 MAX_ENTRIES = 200  # log entries kept per task (the oldest go first; the journal is never trimmed)
 MIGRATE, CONSOLIDATE = "migrate", "consolidate"
+CANCELLABLE = (MIGRATE, CONSOLIDATE)  # kinds whose running handler honours a cancel request
 Handler = Callable[[Any, int], None]
 
 
@@ -255,6 +260,49 @@ class TaskServices(ServiceBase):
                     + (f": {error}" if error else ""), project=t.project, data={"task": t.id, "kind": t.kind})
         return True
 
+    def task_progress(self, task_id: int, progress: float, message: str | None = None) -> bool:
+        """Move the task's progress (and log `message`); True when a cancel was requested for it
+        or its parent. ConflictError if the task was taken over."""
+        def tx(s: Session) -> bool:
+            t = self._mine_task(s, task_id)
+            if t is None:
+                raise ConflictError(f"task {task_id} is no longer run by this process")
+            t.progress = min(1.0, max(0.0, float(progress)))
+            if message:
+                _append(t, message)
+            return _cancel_flag(s, t)
+
+        return self._write(tx)
+
+    def cancel_requested(self, task_id: int) -> bool:
+        return self._read(lambda s: (t := s.get(TaskRow, task_id)) is not None and _cancel_flag(s, t))
+
+    def cancel_task(self, task_id: int, project: str | None = None) -> TaskRecord:
+        """Cancel a queued task now, or ask a running migration/consolidation to stop (it aborts
+        and ends `cancelled`); 409 for a finished task, a child task, or a kind that cannot stop."""
+        def tx(s: Session) -> TaskRecord:
+            t = s.get(TaskRow, task_id)
+            if t is None or (project is not None and t.project != project):
+                raise NotFoundError(f"task {task_id} not found")
+            if t.state not in TASK_ACTIVE:
+                raise ConflictError(f"task {task_id} is already {t.state}")
+            if t.parent_id is not None:
+                raise ConflictError(f"task {task_id} is a step of task {t.parent_id}; cancel that one")
+            if t.state == TASK_QUEUED:
+                self._end_in(s, t, TASK_CANCELLED, error="cancelled before it ran")
+            elif t.kind not in CANCELLABLE:
+                raise ConflictError(f"a running {t.kind} task cannot be cancelled")
+            elif not (t.journal or {}).get("cancel"):
+                t.journal = {**(t.journal or {}), "cancel": True}
+                _append(t, "cancel requested")
+                self._event(s, "task.cancel_requested", f"task/{t.id}",
+                            f"task {t.id} ({t.kind} {t.subject}): cancel requested", project=t.project,
+                            data={"task": t.id, "kind": t.kind})
+            s.flush()
+            return _record(t)
+
+        return self._write(tx)
+
     # ---- crash recovery -----------------------------------------------------------------------
     def recover_tasks(self, now: datetime | None = None) -> list[str]:
         """Resume or roll back running tasks whose owner's lease expired by `now` (after the
@@ -305,6 +353,13 @@ class TaskServices(ServiceBase):
                else f"unknown task kind {kind!r}")
         self._end_in(s, t, TASK_CANCELLED if parent is not None else TASK_FAILED, error=why)
         return f"task {tid} ({kind} {t.subject}) {t.state}: {why}"
+
+
+def _cancel_flag(s: Session, t: TaskRow) -> bool:
+    if (t.journal or {}).get("cancel"):
+        return True
+    parent = s.get(TaskRow, t.parent_id) if t.parent_id is not None else None
+    return parent is not None and bool((parent.journal or {}).get("cancel"))
 
 
 def _check_max(max_migrations: int | None) -> None:

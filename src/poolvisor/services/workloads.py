@@ -312,7 +312,7 @@ class WorkloadServices(ServiceBase):
     def _confirm_create_held(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> WorkloadRecord:
         dw = _driver_workload(spec)
         try:
-            self.driver.create(host, dw)
+            self.drivers.lifecycle(host).create(host, dw)
         except DriverError as e:
             why = e.message
             self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
@@ -337,7 +337,7 @@ class WorkloadServices(ServiceBase):
         rec = self._write(tx)
         if rec is None:
             with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
-                self.driver.delete(host, dw)
+                self.drivers.lifecycle(host).delete(host, dw)
             raise ConflictError(f"workload {spec.name!r} was not created: its creation outlived its lease "
                                 "and repair rolled it back; retry")
         return rec

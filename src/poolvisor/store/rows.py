@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -84,6 +85,11 @@ class HostRow(Base):
     workloads: Mapped[int] = mapped_column(Integer, default=0)  # workloads holding an allocation here
     generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0006: the driver that runs the host, where it reaches the node, and how the host is fenced
+    # (fencing/: "driver", "sim", "none" or "command:ARGV")
+    driver: Mapped[str] = mapped_column(String(32), default="sim", server_default="sim")
+    uri: Mapped[str] = mapped_column(String(1024), default="", server_default="")
+    fence: Mapped[str] = mapped_column(String(1024), default="driver", server_default="driver")
 
 
 class HostResourceRow(Base):
@@ -337,3 +343,19 @@ class StaticRouteRow(Base):
     prefix: Mapped[str] = mapped_column(String(64))
     nexthop: Mapped[str] = mapped_column(String(64))
     metric: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class SnapshotRow(Base):
+    """0006: a workload's snapshot. `state` is creating, ready, restoring or deleting (the task
+    that changes it holds the workload's lease); `workload_state` is the state it captured."""
+
+    __tablename__ = "workload_snapshots"
+    __table_args__ = (UniqueConstraint("workload_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))
+    workload_state: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    host: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

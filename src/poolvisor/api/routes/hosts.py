@@ -24,8 +24,11 @@ def list_hosts(
 @router.post("", status_code=201, response_model=HostOut,
              responses=errors(401, 403, 404, 409, 413, 422, 503))
 def create_host(body: HostCreate, svc: SvcDep, _: Admin) -> HostOut:
-    rec = svc.create_host(body.name, dict(body.capacity), pool=body.pool, overcommit=body.overcommit,
-                          labels=body.labels, domain=body.domain, max_workloads=body.max_workloads)
+    """Declare a host run by `driver` at `uri` (sim by default); without `capacity`, the node's own."""
+    rec = svc.create_host(body.name, dict(body.capacity) if body.capacity is not None else None,
+                          pool=body.pool, overcommit=body.overcommit, labels=body.labels,
+                          domain=body.domain, max_workloads=body.max_workloads, driver=body.driver,
+                          uri=body.uri, fence=body.fence)
     return HostOut.model_validate(rec)
 
 
@@ -36,14 +39,9 @@ def get_host(name: NamePath, svc: SvcDep, _: Who) -> HostOut:
 
 @router.put("/{name}/state", response_model=HostOut, responses=errors(401, 403, 404, 409, 413, 422, 503))
 def set_host_state(name: NamePath, body: HostStateChange, svc: SvcDep, _: Admin) -> HostOut:
-    """up, maintenance (no new workloads), fenced or down (their workloads must move)."""
+    """up, maintenance (no new workloads), fenced (through the host's fence agent; 503 when it
+    fails, 409 for fence method 'none') or down (their workloads must move)."""
     return HostOut.model_validate(svc.set_host_state(name, body.state))
-
-
-@router.post("/{name}/fail", response_model=HostOut, responses=errors(401, 403, 404, 409, 413, 422, 503))
-def fail_host(name: NamePath, svc: SvcDep, _: Admin) -> HostOut:
-    """Fault injection on a sim host: it stops answering heartbeats and its workloads are lost."""
-    return HostOut.model_validate(svc.fail_host(name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))

@@ -1,4 +1,4 @@
-"""Tasks: long operations (migrate, consolidation apply) that answered 202; poll them here.
+"""Tasks: long operations (migrate, consolidation apply) that answered 202; poll or cancel them here.
 
 Project-scoped like workloads: a member sees its project's tasks only (another project's task is
 not found); admins see every task, and the pool-wide ones (consolidations) are theirs alone.
@@ -35,3 +35,12 @@ def list_tasks(
 def get_task(task_id: TaskId, svc: SvcDep, who: Who) -> TaskOut:
     """State, progress 0..1, the result or error, and the task's log."""
     return TaskOut.model_validate(svc.get_task(task_id, scope_project(who, None)))
+
+
+@router.post("/{task_id}/cancel", status_code=202, response_model=TaskOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def cancel_task(task_id: TaskId, svc: SvcDep, who: Who) -> TaskOut:
+    """A queued task ends `cancelled` at once. A running migration is aborted (the workload stays
+    on its source; the task ends `cancelled`), a running consolidation stops before its next move:
+    poll the task. 409 for a finished task or a step of another task."""
+    return TaskOut.model_validate(svc.cancel_task(task_id, scope_project(who, None)))
