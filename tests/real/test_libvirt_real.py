@@ -16,7 +16,7 @@ from poolvisor.drivers.libvirt import LibvirtDriver
 from poolvisor.drivers.libvirt_xml import domain_name
 from poolvisor.drivers.protocols import HostBinding, MigrationState
 from poolvisor.lab import ConsoleWatch, GuestImage, Lab, markers, wait_marker, wait_ticks
-from poolvisor.lab.console import last_tick
+from poolvisor.lab.console import last_tick, ticks_after, wait_for
 
 pytestmark = pytest.mark.real
 _n = itertools.count()
@@ -72,10 +72,11 @@ def test_create_migrate_snapshot_delete(drv: LibvirtDriver, lab: Lab) -> None:
     at_snap = last_tick(console) or 0
     assert snap.state == "running"
     wait_ticks(console, after=at_snap + 20)
+    offset = console.stat().st_size
     drv.snapshot_restore(b.name, w, "s1")
-    time.sleep(0.5)
-    restored = last_tick(console) or 0
-    assert restored < at_snap + 20, (at_snap, restored)
+    wait_for(lambda: len(ticks_after(console, offset)) >= 3, 30, "ticks after the restore")
+    restored = ticks_after(console, offset)
+    assert restored[0] <= at_snap + 5 and restored[1] == restored[0] + 1, (at_snap, restored)
     assert drv.state(b.name, w) == "running"
     with pytest.raises(DriverError, match="snapshots"):
         drv.start_migration(w, b, a)

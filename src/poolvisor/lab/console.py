@@ -42,6 +42,17 @@ def last_tick(path: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
+def ticks_after(path: Path, offset: int) -> list[int]:
+    """Counter values written after byte `offset` of the console file (e.g. since a restore)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [int(x) for x in _TICK_RE.findall(text)]
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> None:
     """Poll `predicate()` until true; TimeoutError naming `what` otherwise."""
     deadline = time.monotonic() + timeout_s

@@ -138,6 +138,7 @@ class LabHost:
     def _define_storage_pool(self) -> None:
         import libvirt
 
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # raised, not also printed
         conn = libvirt.open(self.uri)
         try:
             with contextlib.suppress(libvirt.libvirtError):
