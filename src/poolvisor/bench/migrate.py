@@ -1,10 +1,12 @@
 """`poolvisor bench migrate`: live migration between two real libvirt hosts, measured from inside.
 
-Starts two lab hosts (libvirtd per mount namespace, poolvisor/lab), boots one lab guest through
-the libvirt driver, and migrates it back and forth: rounds of two migrations through poolvisor's
-path (`LibvirtDriver.start_migration`, the handle a migrate task waits on) alternate with two
-through plain `virsh migrate --live --p2p --persistent --undefinesource --copy-storage-all`, on
-the same pair and guest, so both see the same machine load.
+Starts two lab hosts (libvirtd per mount namespace, poolvisor/lab), adds them to a throwaway
+poolvisor store as libvirt hosts, creates one lab guest through the create use case, and migrates
+it back and forth: rounds of two migrations through poolvisor's own path (the migrate use case: a
+journaled task, the ledger moved, the libvirt driver's handle followed to the end) alternate with
+two through plain `virsh migrate --live --p2p --persistent --undefinesource --copy-storage-all`,
+on the same pair and guest, so both see the same machine load. Total time is the whole use case
+for poolvisor, the whole command for virsh.
 
 Downtime is the guest's: the host stamps each line of the guest's serial counter (every
 `tick_ms`) as it arrives, and a migration's downtime is the largest gap between two ticks around
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poolvisor.domain.errors import PoolvisorError
 from poolvisor.lab import ConsoleWatch, Lab, build_guest_image, lab_available, markers, wait_marker
 from poolvisor.lab.console import last_tick, wait_ticks
 
@@ -63,61 +66,73 @@ def run(migrations: int = 10, memory_mib: int = 96, tick_ms: int = 25, virsh: bo
     ok, why = lab_available()
     if not ok:
         raise BenchUnavailable(why)
-    from poolvisor.drivers.base import DriverWorkload
-    from poolvisor.drivers.libvirt import LibvirtDriver
-    from poolvisor.drivers.libvirt_xml import LibvirtConfig, domain_name
-    from poolvisor.drivers.protocols import HostBinding, MigrationState
-
     image = build_guest_image()
     with tempfile.TemporaryDirectory(prefix="pv-bench-migrate-", dir=root) as tmp, \
             Lab(Path(tmp), 2, prefix="bench") as lab:
-        cfg = LibvirtConfig.from_env({}, domain_type="qemu", kernel=str(image.kernel),
-                                     initrd=str(image.initrd), cmdline=image.cmdline("{name}", tick_ms),
-                                     console_dir=str(lab.consoles), stop_timeout_s=0.0)
-        drv = LibvirtDriver(config=cfg)
-        hosts = [HostBinding(h.name, "libvirt", h.uri) for h in lab]
-        for b in hosts:
-            drv.connect(b)
-        w = DriverWorkload(KEY, "vm", {"vcpu": 1, "memory_mib": memory_mib, "disk_gib": 0.0625})
+        return _run(lab, Path(tmp), image, migrations, memory_mib, tick_ms, virsh, progress)
+
+
+def _run(lab: Lab, tmp: Path, image: Any, migrations: int, memory_mib: int, tick_ms: int, virsh: bool,
+         progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    from poolvisor.drivers.libvirt_xml import domain_name
+    from poolvisor.services import open_services
+
+    options = {"domain_type": "qemu", "kernel": str(image.kernel), "initrd": str(image.initrd),
+               "cmdline": image.cmdline("{name}", tick_ms), "console_dir": str(lab.consoles),
+               "stop_timeout_s": 0.0}
+    svc = open_services(f"sqlite:///{tmp / 'bench.db'}", driver="libvirt", driver_options=options)
+    try:
+        hosts = [h.name for h in lab]
+        for h in lab:
+            svc.create_host(h.name, driver="libvirt", uri=h.uri)  # capacity: the node's own
+        project, wname = KEY.split("/")
         name = domain_name(KEY)
         console = lab.consoles / f"{name}.log"
         t_boot = time.monotonic()
-        drv.create(hosts[0].name, w)
+        rec = svc.create_workload(project, wname, demand={"vcpu": 1, "memory_mib": memory_mib,
+                                                          "disk_gib": 0.0625}, create_project=True)
+        at = hosts.index(str(rec.host))
         wait_marker(console, name, timeout_s=90)
         boot_s = time.monotonic() - t_boot
         wait_ticks(console, after=10)
         ours, plain = Series(), Series()
-        at = 0  # index of the host the guest is on
         total = migrations * (2 if virsh else 1)
         done = 0
+        uris = {h.name: h.uri for h in lab}
         with ConsoleWatch(console) as watch:
             time.sleep(SETTLE_S)
             for i in range(total):
+                # rounds of two (there and back), so the store's view is right whenever it is used
                 use_virsh = virsh and (i // 2) % 2 == 1
                 src, dst = hosts[at], hosts[1 - at]
+                series = plain if use_virsh else ours
                 t0 = time.monotonic()
                 libvirt_dt: float | None = None
                 if use_virsh:
                     r = subprocess.run(
-                        ["virsh", "-q", "-c", src.uri, "migrate", "--live", "--p2p", "--persistent",
-                         "--undefinesource", "--copy-storage-all", name, dst.uri],
+                        ["virsh", "-q", "-c", uris[src], "migrate", "--live", "--p2p", "--persistent",
+                         "--undefinesource", "--copy-storage-all", name, uris[dst]],
                         capture_output=True, text=True, timeout=300, check=False)
                     t1 = time.monotonic()
                     good = r.returncode == 0
                     if good:  # virsh leaves the copied source volume behind: remove it, off the clock
-                        drv._delete_volumes(drv._conn(src.name), [], KEY)
+                        drv: Any = svc.drivers.driver_of(src)
+                        drv._delete_volumes(drv._conn(src), [], KEY)
+                        libvirt_dt = _libvirt_downtime(svc.drivers.driver_of(dst), dst, name)
                 else:
-                    p = drv.start_migration(w, src, dst, live=True).wait(300)
+                    try:  # the migrate use case: a journaled task following the driver's handle
+                        svc.migrate_workload(project, wname, dst)
+                        good = True
+                    except PoolvisorError:
+                        good = False
                     t1 = time.monotonic()
-                    good = p.state is MigrationState.COMPLETED
-                    libvirt_dt = p.downtime_ms
-                series = plain if use_virsh else ours
+                    task = svc.list_tasks(project, limit=1)[0]
+                    if good and task.result:
+                        libvirt_dt = task.result.get("downtime_ms")
                 if not good:
                     series.failed += 1
-                    continue
+                    break
                 at = 1 - at
-                if use_virsh:
-                    libvirt_dt = _libvirt_downtime(drv, hosts[at].name, name)
                 try:
                     wait_ticks(console, after=(last_tick(console) or 0) + 3, timeout_s=15)
                 except TimeoutError:
@@ -132,18 +147,22 @@ def run(migrations: int = 10, memory_mib: int = 96, tick_ms: int = 25, virsh: bo
                 if gap is not None:
                     series.downtimes_ms.append(max(0.0, (gap.seconds - watch.interval()) * 1000))
                 if libvirt_dt is not None:
-                    series.libvirt_downtimes_ms.append(libvirt_dt)
+                    series.libvirt_downtimes_ms.append(float(libvirt_dt))
                 done += 1
                 if progress:
                     progress(done, total)
-            lost_ticks = watch.lost_ticks()
-        drv.delete(hosts[at].name, w)
+            skips = watch.lost_ticks()
+        if svc.get_workload(project, wname).host != hosts[at]:  # a virsh round left it elsewhere
+            raise RuntimeError("the guest is not where the store says it is")
+        svc.delete_workload(project, wname)
+    finally:
+        svc.close()
     out: dict[str, Any] = ours.summary("")
-    out["lost_guests"] = ours.lost + plain.lost + (1 if lost_ticks else 0)
+    out["lost_guests"] = ours.lost + plain.lost + (1 if skips else 0)
     if virsh:
         out.update(plain.summary("virsh_"))
     out.update({"guest_memory_mib": memory_mib, "tick_ms": tick_ms, "boot_s": round(boot_s, 2),
-                "counter_skips": len(lost_ticks)})
+                "counter_skips": len(skips)})
     return out
 
 
