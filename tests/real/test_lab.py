@@ -63,6 +63,7 @@ def test_guest_boots_counts_and_stop_ends_everything(tmp_path: Path, guest_image
 
 def _zombie(pid: int) -> bool:
     try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
