@@ -144,3 +144,35 @@ def test_dead_daemon_fails_heartbeat_and_operations(tmp_path, guest_image: Guest
             d.create(h.name, vm())
         with pytest.raises(DriverError):
             d.fence(h.name)  # cannot confirm: the host is not safely fenced
+
+
+def test_lab_fence_command_powers_a_host_off(tmp_path, guest_image: GuestImage) -> None:
+    """The lab's fence agent, as a host's `command:` fence method run by the fencing service."""
+    import sys
+
+    from poolvisor.services import open_services
+
+    lab = Lab(tmp_path / "lab", 1, prefix="fence")
+    with lab:
+        h = lab.hosts[0]
+        cfg = lab_config(lab, guest_image)
+        svc = open_services(f"sqlite:///{tmp_path / 'f.db'}", driver="libvirt",
+                            driver_options={f: getattr(cfg, f) for f in cfg.__dataclass_fields__})
+        try:
+            svc.create_host(h.name, driver="libvirt", uri=h.uri,
+                            fence=f"command:{sys.executable} -m poolvisor.lab.fence {lab.root}")
+            rec = svc.create_workload("p", "doomed", demand={"vcpu": 1, "memory_mib": 96, "disk_gib": 0.0625},
+                                      create_project=True)
+            assert rec.host == h.name
+            console = lab.consoles / "p+doomed.log"
+            wait_marker(console, "p+doomed", timeout_s=60)
+            before = h.processes()
+            assert len(before) >= 2  # libvirtd and the guest's QEMU
+            r = svc.fencing.fence(h.name)
+            assert r.ok and "off" in r.reason
+            assert h.processes() == []
+            t = last_tick(console) or 0
+            time.sleep(1.0)
+            assert (last_tick(console) or 0) == t  # the guest is gone: its counter stopped
+        finally:
+            svc.close()

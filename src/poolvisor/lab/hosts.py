@@ -201,6 +201,19 @@ class LabHost:
             self.proc.kill()
             self.proc.wait(10)
 
+    def power_off(self, pids: list[int] | None = None, timeout_s: float = 10.0) -> None:
+        """Pull the plug: SIGKILL the daemon and its guests at once (what a fence agent does)."""
+        pids = self.processes() if pids is None else pids
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while any(_alive(p) for p in pids):
+            if time.monotonic() > deadline:
+                raise LabError(f"lab host {self.name}: processes survived SIGKILL")
+            time.sleep(0.05)
+        self._reap()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Terminate the daemon and every process of its namespace; SIGKILL what lingers."""
         pids = self.processes()
