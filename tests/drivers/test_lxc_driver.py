@@ -49,3 +49,28 @@ def test_refuses_vms_and_unknown_hosts(tmp_path: Path) -> None:
     assert not d.exists("h", DriverWorkload("p/v", "vm", {}))
     with pytest.raises(DriverError, match="no container"):
         d.start("h", DriverWorkload("p/v", "container", {}))
+
+
+def test_config_from_env_and_options() -> None:
+    from poolvisor.drivers.lxc import LxcConfig
+
+    assert LxcConfig.from_env({"POOLVISOR_LXC_STOP_TIMEOUT_S": "0"}).stop_timeout_s == 0.0
+    assert LxcConfig.from_env({}, template="busybox", stop_timeout_s=3).stop_timeout_s == 3.0
+    for env, opts in (({"POOLVISOR_LXC_STOP_TIMEOUT_S": "later"}, {}), ({}, {"stop_timeout_s": -1}),
+                      ({}, {"colour": "red"})):
+        with pytest.raises(ValueError):
+            LxcConfig.from_env(env, **opts)
+
+
+def test_misconfigured_real_drivers_are_503_not_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad server setting (environment or serve options) is the server's fault: DriverError
+    (503), never a ValueError that would surface as a 500."""
+    from poolvisor.drivers.registry import make_driver
+
+    monkeypatch.setenv("POOLVISOR_LXC_STOP_TIMEOUT_S", "soon")
+    with pytest.raises(DriverError, match="misconfigured"):
+        make_driver("lxc", uri="lxc:///tmp/x")
+    pytest.importorskip("libvirt")
+    monkeypatch.setenv("POOLVISOR_LIBVIRT_DOMAIN_TYPE", "xen")
+    with pytest.raises(DriverError, match="misconfigured"):
+        make_driver("libvirt", uri="qemu:///system")

@@ -80,9 +80,32 @@ def cgroup_v1() -> bool:
 
 @dataclass(frozen=True)
 class LxcConfig:
+    """How containers are made; every field has a POOLVISOR_LXC_<FIELD> environment override."""
+
     template: str = "busybox"
     stop_timeout_s: float = 10.0  # graceful stop (the init's halt signal) before a kill; 0 = kill
     apparmor: str = ""            # '' = unconfined when the kernel has no AppArmor, else generated
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> LxcConfig:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in cls.__dataclass_fields__:
+            raw = env.get(f"POOLVISOR_LXC_{f.upper()}")
+            if raw is not None:
+                values[f] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown lxc driver option(s): {', '.join(sorted(unknown))}")
+        if "stop_timeout_s" in values:
+            try:
+                values["stop_timeout_s"] = float(values["stop_timeout_s"])
+            except (TypeError, ValueError):
+                raise ValueError("lxc stop_timeout_s must be a number") from None
+            if not 0 <= values["stop_timeout_s"] <= 3600:
+                raise ValueError("lxc stop_timeout_s must be in 0..3600")
+        return cls(**values)
 
 
 class LxcDriver:
@@ -90,7 +113,7 @@ class LxcDriver:
     capabilities = frozenset({Capability.LIFECYCLE, Capability.STATS, Capability.HOST_INFO, Capability.FENCE})
 
     def __init__(self, uri: str = "", config: LxcConfig | None = None, **options: Any):
-        self.config = config or LxcConfig(**options)
+        self.config = config or LxcConfig.from_env(**options)
         self.default_uri = uri
         self._paths: dict[str, Path] = {}
         self._fenced: set[str] = set()
