@@ -74,3 +74,19 @@ def test_misconfigured_real_drivers_are_503_not_500(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("POOLVISOR_LIBVIRT_DOMAIN_TYPE", "xen")
     with pytest.raises(DriverError, match="misconfigured"):
         make_driver("libvirt", uri="qemu:///system")
+
+
+def test_connect_makes_the_directory_but_no_missing_parent(tmp_path: Path) -> None:
+    import shutil as sh
+
+    from realenv import require_real
+
+    require_real(all(sh.which(t) for t in ("lxc-create", "lxc-ls")), "LXC tools not installed")
+    from poolvisor.drivers.protocols import HostBinding
+
+    d = LxcDriver()
+    d.connect(HostBinding("a", "lxc", f"lxc://{tmp_path}/here"))
+    assert (tmp_path / "here").is_dir()
+    with pytest.raises(DriverError, match="cannot use"):
+        d.connect(HostBinding("b", "lxc", f"lxc://{tmp_path}/missing/here"))
+    assert not (tmp_path / "missing").exists()

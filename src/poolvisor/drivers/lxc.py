@@ -126,8 +126,8 @@ class LxcDriver:
         if missing:
             raise DriverError(f"LXC host {host.name!r}: missing {', '.join(missing)} (apt-get install lxc)")
         path = lxc_path(host.uri or self.default_uri)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
+        try:  # the directory itself is made, never a missing parent (a typo makes no new tree)
+            path.mkdir(parents=str(path) == DEFAULT_PATH, exist_ok=True)
         except OSError as e:
             raise DriverError(f"LXC host {host.name!r}: cannot use {path}: {e.strerror}") from None
         with self._lock:
