@@ -174,3 +174,32 @@ def test_lab_fence_command_powers_a_host_off(tmp_path, guest_image: GuestImage) 
             assert (last_tick(console) or 0) == t  # the guest is gone: its counter stopped
         finally:
             svc.close()
+
+
+def test_shared_storage_migrates_without_copy_and_keeps_the_disk(tmp_path, guest_image: GuestImage) -> None:
+    """Hosts sharing one storage directory (as on NFS): the migration copies no disk, the disk
+    stays where it is, and a delete on the old host (e.g. a repair) does not remove it."""
+    lab = Lab(tmp_path / "lab", 2, prefix="shr", shared_storage=True)
+    with lab:
+        d = LibvirtDriver(config=lab_config(lab, guest_image, shared_storage=True))
+        a, b = (HostBinding(h.name, "libvirt", h.uri) for h in lab)
+        for x in (a, b):
+            d.connect(x)
+        w = vm()
+        console = lab.consoles / f"{domain_name(w.key)}.log"
+        d.create(a.name, w)
+        wait_marker(console, domain_name(w.key), timeout_s=60)
+        disk = tmp_path / "lab" / "shared-images" / f"{domain_name(w.key)}.qcow2"
+        assert disk.exists()
+        before = wait_ticks(console, after=3)
+        h = d.start_migration(w, a, b)
+        assert h.copied == []  # nothing to copy
+        p = h.wait(120)
+        assert p.state is MigrationState.COMPLETED, p.error
+        wait_ticks(console, after=before + 5)
+        assert disk.exists() and d.exists(b.name, w) and not d.exists(a.name, w)
+        d.delete(a.name, w)  # nothing of it on a: must not touch the shared disk
+        assert disk.exists() and d.state(b.name, w) == "running"
+        d.delete(b.name, w)
+        assert not disk.exists()
+        assert list((tmp_path / "lab" / "shared-images").iterdir()) == []

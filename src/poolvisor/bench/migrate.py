@@ -62,24 +62,28 @@ class Series:
 
 
 def run(migrations: int = 10, memory_mib: int = 96, tick_ms: int = 25, virsh: bool = True,
-        root: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        root: Path | None = None, progress: Callable[[int, int], None] | None = None,
+        shared_storage: bool = False) -> dict[str, Any]:
+    """`shared_storage`: the hosts share one storage directory (as on NFS) and no disk is copied."""
     ok, why = lab_available()
     if not ok:
         raise BenchUnavailable(why)
     image = build_guest_image()
     with tempfile.TemporaryDirectory(prefix="pv-bench-migrate-", dir=root) as tmp, \
-            Lab(Path(tmp), 2, prefix="bench") as lab:
-        return _run(lab, Path(tmp), image, migrations, memory_mib, tick_ms, virsh, progress)
+            Lab(Path(tmp), 2, prefix="bench", shared_storage=shared_storage) as lab:
+        out = _run(lab, Path(tmp), image, migrations, memory_mib, tick_ms, virsh, progress, shared_storage)
+    out["shared_storage"] = shared_storage
+    return out
 
 
 def _run(lab: Lab, tmp: Path, image: Any, migrations: int, memory_mib: int, tick_ms: int, virsh: bool,
-         progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+         progress: Callable[[int, int], None] | None, shared: bool) -> dict[str, Any]:
     from poolvisor.drivers.libvirt_xml import domain_name
     from poolvisor.services import open_services
 
     options = {"domain_type": "qemu", "kernel": str(image.kernel), "initrd": str(image.initrd),
                "cmdline": image.cmdline("{name}", tick_ms), "console_dir": str(lab.consoles),
-               "stop_timeout_s": 0.0}
+               "stop_timeout_s": 0.0, "shared_storage": shared}
     svc = open_services(f"sqlite:///{tmp / 'bench.db'}", driver="libvirt", driver_options=options)
     try:
         hosts = [h.name for h in lab]
@@ -109,15 +113,17 @@ def _run(lab: Lab, tmp: Path, image: Any, migrations: int, memory_mib: int, tick
                 t0 = time.monotonic()
                 libvirt_dt: float | None = None
                 if use_virsh:
+                    storage = ["--unsafe"] if shared else ["--copy-storage-all"]
                     r = subprocess.run(
                         ["virsh", "-q", "-c", uris[src], "migrate", "--live", "--p2p", "--persistent",
-                         "--undefinesource", "--copy-storage-all", name, uris[dst]],
+                         "--undefinesource", *storage, name, uris[dst]],
                         capture_output=True, text=True, timeout=300, check=False)
                     t1 = time.monotonic()
                     good = r.returncode == 0
-                    if good:  # virsh leaves the copied source volume behind: remove it, off the clock
+                    if good and not shared:  # virsh leaves the copied source volume: remove it, off the clock
                         drv: Any = svc.drivers.driver_of(src)
                         drv._delete_volumes(drv._conn(src), [], KEY)
+                    if good:
                         libvirt_dt = _libvirt_downtime(svc.drivers.driver_of(dst), dst, name)
                 else:
                     try:  # the migrate use case: a journaled task following the driver's handle

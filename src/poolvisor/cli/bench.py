@@ -310,6 +310,8 @@ def migrate(
                                    help="guest memory (the lab kernel needs 96)"),
     tick_ms: int = typer.Option(25, "--tick-ms", min=5, max=1000, help="guest counter interval"),
     no_virsh: bool = typer.Option(False, "--no-virsh", help="skip the plain `virsh migrate` comparison"),
+    shared_storage: bool = typer.Option(False, "--shared-storage",
+                                        help="the hosts share one storage directory (no disk copy)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Live migration between two real libvirt hosts (lab, needs root + libvirt + QEMU): total
@@ -324,7 +326,8 @@ def migrate(
     except ImportError as e:
         raise fail(f"bench migrate needs libvirt-python: {e}") from None
     try:
-        res = bm.run(migrations=migrations, memory_mib=memory_mib, tick_ms=tick_ms, virsh=not no_virsh)
+        res = bm.run(migrations=migrations, memory_mib=memory_mib, tick_ms=tick_ms, virsh=not no_virsh,
+                     shared_storage=shared_storage)
     except bm.BenchUnavailable as e:
         raise fail(f"bench migrate: {e}") from None
     except (OSError, TimeoutError, RuntimeError) as e:

@@ -180,8 +180,13 @@ class LibvirtDriver:
                 path = self._ensure_volume(conn, workload)
             xml = domain_xml(workload.key, workload.demand, self.config, domain_type=self._domain_type(host),
                              disk_path=path, network=self._network(conn), kind=workload.kind)
-            with self._errors("define guest", host):
-                dom = conn.defineXML(xml)
+            try:
+                with self._errors("define guest", host):
+                    dom = conn.defineXML(xml)
+            except DriverError:
+                with contextlib.suppress(DriverError, libvirt.libvirtError):
+                    self._delete_volumes(conn, [path], workload.key)
+                raise
         if not dom.isActive():
             try:
                 with self._errors("start guest", host):
@@ -281,6 +286,10 @@ class LibvirtDriver:
             flags |= libvirt.VIR_MIGRATE_LIVE
         if paths and not self.config.shared_storage:
             flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+        elif paths:
+            # the operator declared the storage shared: trust that over libvirt's file-system
+            # guess (it knows NFS, GFS2, OCFS2, CephFS..., not every shared mount)
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
         params = {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: int(bandwidth_mib_s)} if bandwidth_mib_s else {}
         return LibvirtMigration(self, workload, self._hosts[src.name].binding,
                                 self._hosts[dst.name].binding, flags, params,
@@ -476,14 +485,32 @@ class LibvirtDriver:
     def _delete_volumes(self, conn: Any, paths: list[str], key: str) -> None:
         for path in paths:
             try:
-                conn.storageVolLookupByPath(path).delete(0)
+                vol = self._volume_by_path(conn, path)
             except libvirt.libvirtError as e:
                 if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
                     raise
-        # a create interrupted between the volume and the definition leaves the volume alone
+                continue
+            vol.delete(0)
+        # a create interrupted between the volume and the definition leaves the volume alone; not
+        # on shared storage, where the volume of that name may be the disk of the guest running
+        # on another host (after a migration)
+        if self.config.shared_storage:
+            return
         with contextlib.suppress(libvirt.libvirtError):
             conn.storagePoolLookupByName(self.config.storage_pool).storageVolLookupByName(
                 volume_name(key)).delete(0)
+
+    def _volume_by_path(self, conn: Any, path: str) -> Any:
+        """The volume at `path`; on shared storage another host may have made it since this host's
+        pool last looked, so a miss refreshes the pool once."""
+        try:
+            return conn.storageVolLookupByPath(path)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
+            with contextlib.suppress(libvirt.libvirtError):
+                conn.storagePoolLookupByName(self.config.storage_pool).refresh(0)
+            return conn.storageVolLookupByPath(path)
 
     def _snap_name(self, name: str) -> str:
         try:

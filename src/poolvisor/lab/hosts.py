@@ -70,6 +70,9 @@ class LabHost:
     # /var/cache/libvirt shared by the lab's hosts (and kept between labs): QEMU's capabilities
     # are probed once (~5 s) instead of at every daemon start; libvirt revalidates the cache itself
     shared_cache: Path | None = None
+    # the storage pool's directory when the lab's hosts share storage (like NFS): the same
+    # directory, at the same path, for every host; None = each host its own /var/lib/libvirt/images
+    shared_images: Path | None = None
 
     @property
     def socket(self) -> Path:
@@ -144,9 +147,10 @@ class LabHost:
             with contextlib.suppress(libvirt.libvirtError):
                 conn.storagePoolLookupByName(STORAGE_POOL)
                 return
+            target = self.shared_images or f"{BIND['lib']}/images"
             pool = conn.storagePoolDefineXML(
                 f"<pool type='dir'><name>{STORAGE_POOL}</name>"
-                f"<target><path>{BIND['lib']}/images</path></target></pool>", 0)
+                f"<target><path>{target}</path></target></pool>", 0)
             pool.setAutostart(True)
             pool.create(0)
         finally:
@@ -253,11 +257,17 @@ def _alive(pid: int) -> bool:
 class Lab:
     """N lab hosts under one root directory; a context manager that stops them all."""
 
-    def __init__(self, root: Path, count: int = 2, prefix: str = "lab", cache: Path | None = None):
+    def __init__(self, root: Path, count: int = 2, prefix: str = "lab", cache: Path | None = None,
+                 shared_storage: bool = False):
+        """`shared_storage`: one storage directory for every host (ROOT/shared-images), as if on
+        NFS; otherwise each host has its own, and migrations copy disks."""
         self.root = root
         shared = (cache or default_cache()) / "libvirt-cache"
+        images = root / "shared-images" if shared_storage else None
+        if images is not None:
+            images.mkdir(parents=True, exist_ok=True)
         self.hosts = [LabHost(f"{prefix}{i + 1}", root / f"{prefix}{i + 1}", i, str(uuid.uuid4()),
-                              shared_cache=shared) for i in range(count)]
+                              shared_cache=shared, shared_images=images) for i in range(count)]
         self.consoles = root / "consoles"
 
     def start(self) -> Lab:
