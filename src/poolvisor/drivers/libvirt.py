@@ -67,6 +67,7 @@ STATES = {
 DEFAULT_POOL_DIR = "/var/lib/libvirt/images/poolvisor"
 CPU_WINDOW_S = 0.25  # the first stats call of a guest measures its CPU over this window
 POLL_S = 0.1
+PROGRESS_EVERY_S = 0.5  # a migration's job info is read from QEMU at most this often
 _STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
           | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU)
 
@@ -560,6 +561,7 @@ class LibvirtMigration:
         self.started = time.monotonic()
         self.finished: float | None = None
         self._final: MigrationProgress | None = None
+        self._seen: tuple[float, MigrationProgress] | None = None  # the last job info read
         self._aborted = False
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"migrate:{workload.key}", daemon=True)
@@ -615,13 +617,20 @@ class LibvirtMigration:
         with self._lock:
             if self._final is not None:
                 return self._final
+            cached = self._seen
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < PROGRESS_EVERY_S:
+            return cached[1]  # each query is a QEMU monitor round trip during the migration
         try:
             dom = self.driver._lookup(self.driver._conn(self.src.name), self.workload.key)
             info = dom.jobStats(0) if dom is not None else {}
         except (libvirt.libvirtError, DriverError):
             info = {}
         total, done = int(info.get("data_total", 0)), int(info.get("data_processed", 0))
-        return MigrationProgress(MigrationState.RUNNING, done / total if total else 0.0, total, done)
+        p = MigrationProgress(MigrationState.RUNNING, done / total if total else 0.0, total, done)
+        with self._lock:
+            self._seen = (now, p)
+        return p
 
     def abort(self) -> None:
         with self._lock:
