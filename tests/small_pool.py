@@ -7,10 +7,10 @@ from typing import Any
 
 def fill_small_pool(svc: Any, hosts: int = 4, vms: int = 8) -> None:
     """Pool "p": `hosts` hosts of 8 vCPU / 16 GiB and `vms` "small" (2 vCPU) workloads of project demo."""
-    svc.create_pool("p")
+    svc.catalog.create_pool("p")
     for i in range(hosts):
-        svc.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
-    svc.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
-    svc.create_project("demo")
+        svc.hosts.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
+    svc.catalog.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
+    svc.catalog.create_project("demo")
     for i in range(vms):
-        svc.create_workload("demo", f"w{i}", flavor="small", pool="p")
+        svc.workloads.create_workload("demo", f"w{i}", flavor="small", pool="p")

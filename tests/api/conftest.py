@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():  # starlette prefers httpx2; plain httpx works the same for these tests
@@ -19,14 +20,14 @@ with warnings.catch_warnings():  # starlette prefers httpx2; plain httpx works t
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[Services]:
     s = open_services(f"sqlite:///{tmp_path / 'api.db'}")
-    s.seed_demo(6)
+    seed_demo(s, 6)
     yield s
     s.close()
 
 
 @pytest.fixture
 def admin_token(svc: Services) -> str:
-    tok = svc.bootstrap_admin_token()
+    tok = svc.auth.bootstrap_admin_token()
     assert tok is not None
     return tok
 
@@ -55,9 +56,9 @@ def member(svc: Services) -> Callable[[str], dict[str, str]]:
     """member(project) -> headers of a member of that project (created if missing)."""
 
     def make(project: str) -> dict[str, str]:
-        if project not in {p.name for p in svc.list_projects()}:
-            svc.create_project(project)
-        return {"Authorization": f"Bearer {svc.create_token('member', project)}"}
+        if project not in {p.name for p in svc.catalog.list_projects()}:
+            svc.catalog.create_project(project)
+        return {"Authorization": f"Bearer {svc.auth.create_token('member', project)}"}
 
     return make
 

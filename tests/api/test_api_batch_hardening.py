@@ -23,8 +23,8 @@ TINY = {"vcpu": 1.0, "memory_mib": 512.0, "disk_gib": 1.0, "net_mbps": 10.0}
 def _fractional_leftovers(svc: Services) -> None:
     """Leave each demo host (64 vCPU after overcommit) 3.95 + i vCPU: within 0.1 (the old slack of
     1e-9 x a 1e8-vCPU host) of fitting one more 1-vCPU workload."""
-    for i in range(len(svc.list_hosts("demo"))):
-        svc.create_workload("demo", f"odd{i}", demand={"vcpu": 60.05 - i, "memory_mib": 1024})
+    for i in range(len(svc.hosts.list_hosts("demo"))):
+        svc.workloads.create_workload("demo", f"odd{i}", demand={"vcpu": 60.05 - i, "memory_mib": 1024})
 
 
 def _tiny_batch(n: int) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def _tiny_batch(n: int) -> dict[str, Any]:
 
 
 def _within_capacity(svc: Services, moves: list[dict[str, Any]]) -> None:
-    free = {h.name: h.free for h in svc.list_hosts()}
+    free = {h.name: h.free for h in svc.hosts.list_hosts()}
     planned: dict[str, dict[str, float]] = {}
     for m in moves:
         if m["to"] is not None:
@@ -54,7 +54,7 @@ def test_one_large_host_in_the_pool(client: Any, admin: dict[str, str], svc: Ser
     _within_capacity(svc, r.json()["plan"]["moves"])
     r = client.post("/v1/workloads/batch", json={**_tiny_batch(70), "all_or_nothing": False}, headers=admin)
     assert r.status_code == 201, r.text
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
 
 def test_no_host_up_is_a_409_not_a_500(client: Any, admin: dict[str, str]) -> None:
@@ -82,19 +82,19 @@ def test_a_packer_failure_falls_back_to_one_by_one(client: Any, admin: dict[str,
     assert "one by one" in plan["summary"] and any("packer failed" in n for n in plan["notes"])
     assert all(m["reason"] == "placement pipeline (the packer failed here)" for m in plan["moves"])
     assert "batch packer" in caplog.text and ("bin 4 exceeds" in caplog.text or "IndexError" in caplog.text)
-    assert len(svc.list_workloads("demo")) == 5 and svc.check().ok
+    assert len(svc.workloads.list_workloads("demo")) == 5 and svc.repair.check().ok
 
 
 def test_a_consolidation_failure_proposes_nothing(client: Any, admin: dict[str, str], svc: Services,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     for i in range(3):
-        svc.create_workload("demo", f"w{i}", flavor="small")
+        svc.workloads.create_workload("demo", f"w{i}", flavor="small")
 
     def broken(*_a: Any, **_k: Any) -> Any:
         raise InfeasiblePackingError("plan overfills host 'demo-001'")
 
-    monkeypatch.setattr(batch_mod, "_plan_consolidation", broken)
+    monkeypatch.setattr(batch_mod, "plan_balancing", broken)
     with caplog.at_level(logging.ERROR, logger="poolvisor.services"):
         r = client.post("/v1/pools/demo/consolidation-plan", json={"apply": True}, headers=admin)
         task = wait_task(client, admin, r)
@@ -110,11 +110,11 @@ def test_consolidation_with_one_large_host(client: Any, admin: dict[str, str], s
     big = {"name": "big", "pool": "demo", "capacity": {"vcpu": 1e12, "memory_mib": 1e12, "disk_gib": 1e12,
                                                        "net_mbps": 1e12}}
     assert client.post("/v1/hosts", json=big, headers=admin).status_code == 201
-    for i, h in enumerate(svc.list_hosts("demo")[:4]):
-        svc.create_workload("demo", f"w{i}", flavor="small")
-        if svc.get_workload("demo", f"w{i}").host != h.name:
-            svc.migrate_workload("demo", f"w{i}", h.name)
+    for i, h in enumerate(svc.hosts.list_hosts("demo")[:4]):
+        svc.workloads.create_workload("demo", f"w{i}", flavor="small")
+        if svc.workloads.get_workload("demo", f"w{i}").host != h.name:
+            svc.workloads.migrate_workload("demo", f"w{i}", h.name)
     task = wait_task(client, admin,
                      client.post("/v1/pools/demo/consolidation-plan", json={"apply": True}, headers=admin))
     assert task["state"] == "succeeded" and task["result"]["failed"] == [], task
-    assert svc.check().ok
+    assert svc.repair.check().ok

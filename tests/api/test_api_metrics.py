@@ -26,8 +26,8 @@ SCRAPE = "scrape-token-0123456789abcdef"
 def scraped(svc: Services) -> Iterator[TestClient]:
     """A client of an app configured with a scrape token, two projects each with a workload."""
     for project in ("acme-secret", "globex-secret"):
-        svc.create_project(project)
-        svc.create_workload(project, f"{project}-vm", flavor="small")
+        svc.catalog.create_project(project)
+        svc.workloads.create_workload(project, f"{project}-vm", flavor="small")
     with TestClient(create_app(svc, metrics_token=SCRAPE), raise_server_exceptions=False) as c:
         yield c
 

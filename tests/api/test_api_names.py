@@ -115,7 +115,7 @@ def test_raw_dot_segments_are_invalid_names(svc: Services, admin_token: str, met
 
 def test_dot_segments_spanning_routes_find_nothing(svc: Services, admin_token: str) -> None:
     assert _raw_status(svc, "DELETE", "/v1/workloads/../pools/demo", admin_token) == 404
-    assert "demo" in {p.name for p in svc.list_pools()}
+    assert "demo" in {p.name for p in svc.catalog.list_pools()}
 
 
 @pytest.mark.parametrize(("path", "param"), [

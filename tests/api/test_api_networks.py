@@ -111,7 +111,7 @@ def test_routers_routes_and_lookup(client: Any, member: Any) -> None:
     assert t["protocol"] == "link-state" and t["compute_s"] >= 0
     lan2 = next(r for r in t["routes"] if r["prefix"] == "10.2.0.0/24")
     assert lan2 == {"prefix": "10.2.0.0/24", "source": "link-state", "metric": 2.0, "nexthops": ["10.9.1.2"],
-                    "interfaces": ["ta"]}
+                    "interfaces": ["ta"], "as_path": []}
     r = client.post("/v1/routers/r1/interfaces/ta/link", json={"state": "down"}, headers=a)
     assert r.status_code == 200 and r.json()["state"] == "down"
     hit = client.get("/v1/routers/r1/lookup", params={"address": "10.2.0.9"}, headers=a).json()

@@ -31,18 +31,18 @@ def snapshot(svc: Services) -> dict[str, list[str]]:
 
 
 def _setup(client: Any, admin: dict[str, str], svc: Services) -> None:
-    svc.create_workload("demo", "w1", flavor="small", group="aff", group_policy="affinity")
-    svc.create_workload("demo", "e1", flavor="tiny", group="empty", group_policy="anti-affinity")
-    svc.delete_workload("demo", "e1")  # the group 'empty' stays, with no member
-    svc.record_utilization([("demo/w1", 1_700_000_000, 0.5)])
-    assert "default" not in {p.name for p in svc.list_projects()}
+    svc.workloads.create_workload("demo", "w1", flavor="small", group="aff", group_policy="affinity")
+    svc.workloads.create_workload("demo", "e1", flavor="tiny", group="empty", group_policy="anti-affinity")
+    svc.workloads.delete_workload("demo", "e1")  # the group 'empty' stays, with no member
+    svc.utilization.record_utilization([("demo/w1", 1_700_000_000, 0.5)])
+    assert "default" not in {p.name for p in svc.catalog.list_projects()}
 
 
 def test_dry_runs_and_failed_requests_write_nothing(client: Any, admin: dict[str, str], svc: Services,
                                                     member: Any) -> None:
     _setup(client, admin, svc)
     alice = member("alpha")
-    w1_host = svc.get_workload("demo", "w1").host
+    w1_host = svc.workloads.get_workload("demo", "w1").host
     assert w1_host is not None
     tiny3 = [{"name": f"t{i}", "flavor": "tiny"} for i in range(3)]
     dry = {"dry_run": "true"}
@@ -118,7 +118,7 @@ def test_dry_runs_and_failed_requests_write_nothing(client: Any, admin: dict[str
         if changed:
             wrong.append(f"{label}: wrote to {', '.join(changed)}")
     assert not wrong, "\n".join(wrong)
-    assert "default" not in {p.name for p in svc.list_projects()}
+    assert "default" not in {p.name for p in svc.catalog.list_projects()}
     policies = svc.store.run(lambda s: dict(s.execute(select(GroupRow.name, GroupRow.policy)).all()),
                              write=False)
     assert policies == {"aff": "affinity", "empty": "anti-affinity"}
@@ -127,12 +127,12 @@ def test_dry_runs_and_failed_requests_write_nothing(client: Any, admin: dict[str
 @pytest.mark.parametrize("path", ["/v1/workloads", "/v1/workloads/batch"])
 def test_the_default_project_comes_with_the_first_workload(client: Any, admin: dict[str, str],
                                                            svc: Services, path: str) -> None:
-    seen = len(svc.list_events(limit=1000))
+    seen = len(svc.events.list_events(limit=1000))
     body = {"name": "x", "flavor": "tiny"}
     r = client.post(path, json=body if path == "/v1/workloads" else {"workloads": [body]}, headers=admin)
     assert r.status_code == 201, r.text
-    assert svc.get_workload("default", "x").state == "running"
-    new = svc.list_events(limit=1000)[: len(svc.list_events(limit=1000)) - seen]
+    assert svc.workloads.get_workload("default", "x").state == "running"
+    new = svc.events.list_events(limit=1000)[: len(svc.events.list_events(limit=1000)) - seen]
     assert "project.created" in {e.kind for e in new}
     # created by the claim's transaction: its event comes before the placement's
     kinds = [e.kind for e in reversed(new)]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():
@@ -19,17 +20,17 @@ with warnings.catch_warnings():
 @pytest.fixture
 def pg_services(pg_url: str) -> Iterator[Services]:
     s = open_services(pg_url)
-    s.seed_demo(4)
+    seed_demo(s, 4)
     yield s
     s.close()
 
 
 @pytest.mark.real
 def test_api_on_postgres(pg_services: Services) -> None:
-    token = pg_services.bootstrap_admin_token()
+    token = pg_services.auth.bootstrap_admin_token()
     assert token is not None
     admin = {"Authorization": f"Bearer {token}"}
-    member = {"Authorization": f"Bearer {pg_services.create_token('member', 'demo')}"}
+    member = {"Authorization": f"Bearer {pg_services.auth.create_token('member', 'demo')}"}
     c: Any
     with TestClient(create_app(pg_services), raise_server_exceptions=False) as c:
         assert c.get("/v1/hosts").status_code == 401
@@ -37,7 +38,7 @@ def test_api_on_postgres(pg_services: Services) -> None:
         r = c.post("/v1/workloads", params={"dry_run": "true"}, json={"name": "w", "flavor": "small"},
                    headers=member)
         assert r.status_code == 200 and r.json()["state"] == "dry-run"
-        assert all(v == 0 for h in pg_services.list_hosts() for v in h.allocated.values())
+        assert all(v == 0 for h in pg_services.hosts.list_hosts() for v in h.allocated.values())
         r = c.post("/v1/workloads", json={"name": "w", "flavor": "small"}, headers=member)
         assert r.status_code == 201 and r.json()["project"] == "demo"
         again = c.post("/v1/workloads", json={"name": "w", "flavor": "small"}, headers=member)
@@ -51,4 +52,4 @@ def test_api_on_postgres(pg_services: Services) -> None:
         assert c.post("/v1/pools", json={"name": "p"}, headers=member).status_code == 403
         assert [w["name"] for w in c.get("/v1/workloads", headers=admin).json()] == ["w"]
         assert c.delete("/v1/workloads/w", headers=member).status_code == 204
-    assert pg_services.check().ok
+    assert pg_services.repair.check().ok

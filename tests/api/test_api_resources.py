@@ -64,12 +64,12 @@ def test_pool_host_flavor_lifecycle(client: Any, admin: dict[str, str], svc: Ser
     assert client.get("/v1/flavors/huge", headers=admin).status_code == 200
     assert client.delete("/v1/flavors/huge", headers=admin).status_code == 204
     assert client.get("/v1/flavors/huge", headers=admin).status_code == 404
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
 
 def test_bad_input_is_a_declared_4xx_and_writes_nothing(client: Any, admin: dict[str, str],
                                                         svc: Services) -> None:
-    before = len(svc.list_hosts())
+    before = len(svc.hosts.list_hosts())
     cases = [
         {"name": "x" * 64, "capacity": {"vcpu": 1}},  # name too long
         {"name": "", "capacity": {"vcpu": 1}},
@@ -93,7 +93,7 @@ def test_bad_input_is_a_declared_4xx_and_writes_nothing(client: Any, admin: dict
     # duplicate
     r = client.post("/v1/hosts", json={"name": "demo-000", "capacity": {"vcpu": 1}}, headers=admin)
     assert r.status_code == 409 and r.json()["error"] == "conflict"
-    assert len(svc.list_hosts()) == before
+    assert len(svc.hosts.list_hosts()) == before
 
 
 def test_unknown_resource_in_flavor_is_422(client: Any, admin: dict[str, str]) -> None:
@@ -113,7 +113,7 @@ def test_oversize_body_is_413(client: Any, admin: dict[str, str], svc: Services)
 
     r = client.post("/v1/pools", content=chunks(), headers={**admin, "content-type": "application/json"})
     assert r.status_code == 413
-    assert [p.name for p in svc.list_pools()] == ["demo"]
+    assert [p.name for p in svc.catalog.list_pools()] == ["demo"]
 
 
 def test_member_cannot_administer(client: Any, member: Any) -> None:
@@ -179,9 +179,10 @@ def test_openapi_declares_every_error(client: Any) -> None:
 
 # Paths a member may write (inside its own project), by design; every other write is admin-only.
 # Networks, address pools and routers belong to a project like workloads (docs/network.md); the
-# dataplane changes the server's machine and stays admin-only.
+# dataplane changes the server's machine and stays admin-only. Volumes belong to a project as well
+# (docs/storage.md); storage pools and their devices are infrastructure, admin-only like hosts.
 MEMBER_WRITABLE = ("/v1/workloads", "/v1/tokens", "/v1/utilization", "/v1/ip-pools", "/v1/networks",
-                   "/v1/routers", "/v1/tasks")  # tasks: a member cancels its project's tasks
+                   "/v1/routers", "/v1/tasks", "/v1/volumes")  # tasks: a member cancels its project's tasks
 
 
 def _member_writable(path: str) -> bool:
@@ -218,7 +219,7 @@ def test_unavailable_backend_is_503(client: Any, admin: dict[str, str], svc: Ser
     def down(*_: Any, **__: Any) -> Any:
         raise UnavailableError("database unreachable: connection refused")
 
-    monkeypatch.setattr(svc, "list_hosts", down)
+    monkeypatch.setattr(svc.hosts, "list_hosts", down)
     r = client.get("/v1/hosts", headers=admin)
     assert r.status_code == 503
     assert r.json() == {"error": "unavailable", "message": "database unreachable: connection refused",
@@ -230,6 +231,6 @@ def test_unexpected_exception_is_a_500_error_body_not_a_crash(client: Any, admin
     def bug(*_: Any, **__: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(svc, "list_pools", bug)
+    monkeypatch.setattr(svc.catalog, "list_pools", bug)
     r = client.get("/v1/pools", headers=admin)
     assert r.status_code == 500 and r.json()["error"] == "internal" and "boom" not in r.text

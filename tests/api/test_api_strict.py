@@ -17,6 +17,7 @@ from typing import Any, cast
 import pytest
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 with warnings.catch_warnings():
@@ -28,7 +29,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/pools"): ("/v1/pools", {"name": "p-strict", "description": "a pool"}),
     ("POST", "/v1/hosts"): ("/v1/hosts", {
         "name": "h-strict", "capacity": {"vcpu": 8, "memory_mib": 1024.5}, "pool": "demo",
-        "overcommit": {"vcpu": 2}, "labels": {"ssd": "yes"}, "domain": "rack-9", "max_workloads": 5}),
+        "overcommit": {"vcpu": 2}, "labels": {"ssd": "yes"}, "domain": "rack-9", "max_workloads": 5,
+        "driver": "sim", "uri": "sim://strict", "fence": "driver"}),
     ("PUT", "/v1/hosts/{name}/state"): ("/v1/hosts/demo-000/state", {"state": "up"}),
     ("POST", "/v1/flavors"): ("/v1/flavors", {"name": "f-strict", "demand": {"vcpu": 1, "memory_mib": 512}}),
     ("POST", "/v1/projects"): ("/v1/projects", {"name": "p-strict"}),
@@ -41,6 +43,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         "project": "demo", "pool": "demo", "all_or_nothing": False,
         "workloads": [{"name": "b1", "demand": {"vcpu": 1}, "kind": "container", "priority": -2}]}),
     ("POST", "/v1/workloads/{name}/migrate"): ("/v1/workloads/ghost/migrate", {"host": "demo-001"}),
+    ("POST", "/v1/workloads/{name}/snapshots"): ("/v1/workloads/ghost/snapshots?project=demo",
+                                                 {"name": "s-strict"}),
     ("POST", "/v1/pools/{name}/consolidation-plan"): ("/v1/pools/demo/consolidation-plan",
                                                       {"max_migrations": 5, "apply": False}),
     ("POST", "/v1/utilization"): ("/v1/utilization", {"samples": [
@@ -57,6 +61,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/networks"): ("/v1/networks", {"name": "n-strict", "cidr": "10.78.0.0/24", "project": "demo",
                                                 "gateway": "10.78.0.1", "no_gateway": False}),
     ("POST", "/v1/routers"): ("/v1/routers", {"name": "r-strict", "project": "demo", "protocol": "static"}),
+    ("PUT", "/v1/routers/{name}/local-pref/{neighbour}"): ("/v1/routers/ghost/local-pref/other",
+                                                           {"pref": 200}),
     ("POST", "/v1/routers/{name}/interfaces"): ("/v1/routers/ghost/interfaces", {
         "network": "n-strict", "address": "10.78.0.2", "cost": 5}),
     ("POST", "/v1/routers/{name}/interfaces/{network}/link"): ("/v1/routers/ghost/interfaces/n-strict/link",
@@ -67,6 +73,25 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/dataplane/apply"): ("/v1/dataplane/apply", {"project": "nope-strict", "prefix": "pv"}),
     ("POST", "/v1/dataplane/teardown"): ("/v1/dataplane/teardown", {"project": "nope-strict",
                                                                     "prefix": "pv"}),
+    # storage and memory pools (docs/storage.md): unknown pools, devices, volumes are a 404
+    ("POST", "/v1/storage-pools"): ("/v1/storage-pools", {
+        "name": "sp-strict", "replicas": 2, "oversubscription": 1.5, "segment_mib": 512, "access": "network",
+        "compute_pool": "demo"}),
+    ("POST", "/v1/storage-pools/{name}/devices"): ("/v1/storage-pools/ghost/devices", {
+        "name": "d", "capacity_mib": 1000, "host": "demo-000", "device_class": "ssd", "domain": "r1"}),
+    ("PUT", "/v1/storage-pools/{name}/devices/{device}/state"): ("/v1/storage-pools/ghost/devices/d/state",
+                                                                 {"state": "leaving"}),
+    ("POST", "/v1/volumes"): ("/v1/volumes", {"name": "v-strict", "pool": "ghost", "size_mib": 10,
+                                              "thin": True, "device_class": "ssd", "replicas": 2,
+                                              "project": "demo"}),
+    ("POST", "/v1/volumes/{name}/resize"): ("/v1/volumes/ghost/resize", {"size_mib": 20}),
+    ("POST", "/v1/volumes/{name}/snapshot"): ("/v1/volumes/ghost/snapshot", {"name": "s"}),
+    ("POST", "/v1/volumes/{name}/attach"): ("/v1/volumes/ghost/attach", {"workload": "w"}),
+    ("PUT", "/v1/pools/{name}/memory-overcommit"): ("/v1/pools/ghost/memory-overcommit", {"ratio": 1.5}),
+    ("POST", "/v1/pools/{name}/memory-reclaim"): ("/v1/pools/ghost/memory-reclaim",
+                                                  {"threshold": 0.9, "target_ratio": 0.8}),
+    ("PUT", "/v1/workloads/{name}/memory-reservation"): ("/v1/workloads/ghost/memory-reservation",
+                                                         {"mib": 512}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [
@@ -161,8 +186,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     """One app for the many rejected requests (a 422 writes nothing, so they can share it)."""
     db: Path = tmp_path_factory.mktemp("strict") / "strict.db"
     svc = open_services(f"sqlite:///{db}")
-    svc.seed_demo(2)
-    token = svc.bootstrap_admin_token()
+    seed_demo(svc, 2)
+    token = svc.auth.bootstrap_admin_token()
     assert token is not None
     with TestClient(create_app(svc), raise_server_exceptions=False) as c:
         yield c, {"Authorization": f"Bearer {token}"}
@@ -198,9 +223,9 @@ def test_wrong_json_type_is_422(shared: tuple[TestClient, dict[str, str]], metho
 def test_the_reported_coercions_are_rejected(client: Any, admin: dict[str, str], svc: Services) -> None:
     assert client.post("/v1/workloads", json={"name": "m1", "flavor": "small", "project": "demo"},
                        headers=admin).status_code == 201
-    events = len(svc.list_events(None, 1000))
+    events = len(svc.events.list_events(None, 1000))
     r = client.post("/v1/pools/demo/consolidation-plan", json={"apply": "yes"}, headers=admin)
-    assert r.status_code == 422 and len(svc.list_events(None, 1000)) == events  # nothing executed
+    assert r.status_code == 422 and len(svc.events.list_events(None, 1000)) == events  # nothing executed
     sample = {"workload": "m1", "project": "demo", "time": True, "cpu": 0.5}
     assert client.post("/v1/utilization", json={"samples": [sample]}, headers=admin).status_code == 422
     for time in ("1700000000", "2024-01-01", 1.7e12, "2024-01-01T00:00:00+99:00"):

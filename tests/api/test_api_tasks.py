@@ -12,33 +12,34 @@ from poolvisor.services import Services
 
 def test_migrate_answers_202_and_the_task_completes(client: Any, admin: dict[str, str],
                                                     svc: Services) -> None:
-    w = svc.create_workload("demo", "vm1", flavor="small")
+    w = svc.workloads.create_workload("demo", "vm1", flavor="small")
     r = client.post("/v1/workloads/vm1/migrate", params={"project": "demo"}, headers=admin)
     assert r.status_code == 202 and r.json()["state"] in ("queued", "running", "succeeded"), r.text
     assert r.json()["kind"] == "migrate" and r.json()["subject"] == "workload/demo/vm1"
     task = wait_task(client, admin, r)
     assert task["state"] == "succeeded" and task["progress"] == 1 and task["error"] is None, task
-    assert task["result"]["from"] == w.host and task["result"]["to"] == svc.get_workload("demo", "vm1").host
+    assert task["result"]["from"] == w.host
+    assert task["result"]["to"] == svc.workloads.get_workload("demo", "vm1").host
     assert [e["message"] for e in task["entries"]][0] == "migrate queued" and task["finished_at"]
     listed = client.get("/v1/tasks", params={"state": "succeeded"}, headers=admin).json()
     assert [t["id"] for t in listed] == [task["id"]]
     assert client.get("/v1/tasks", params={"state": "running"}, headers=admin).json() == []
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
 
 def test_placement_failure_ends_the_task_failed(client: Any, admin: dict[str, str], svc: Services) -> None:
-    svc.create_workload("demo", "vm1", flavor="small")
-    for h in svc.list_hosts():
-        if h.name != svc.get_workload("demo", "vm1").host:
-            svc.set_host_state(h.name, "maintenance")
+    svc.workloads.create_workload("demo", "vm1", flavor="small")
+    for h in svc.hosts.list_hosts():
+        if h.name != svc.workloads.get_workload("demo", "vm1").host:
+            svc.hosts.set_host_state(h.name, "maintenance")
     task = wait_task(client, admin, client.post("/v1/workloads/vm1/migrate", params={"project": "demo"},
                                                 headers=admin))
     assert task["state"] == "failed" and task["error"], task
-    assert svc.get_workload("demo", "vm1").state == "running" and svc.check().ok
+    assert svc.workloads.get_workload("demo", "vm1").state == "running" and svc.repair.check().ok
 
 
 def test_tasks_are_project_scoped(client: Any, admin: dict[str, str], svc: Services, member: Any) -> None:
-    svc.create_workload("demo", "vm1", flavor="small")
+    svc.workloads.create_workload("demo", "vm1", flavor="small")
     task = wait_task(client, admin, client.post("/v1/workloads/vm1/migrate", params={"project": "demo"},
                                                 headers=admin))
     cons = wait_task(client, admin, client.post("/v1/pools/demo/consolidation-plan", json={"apply": True},

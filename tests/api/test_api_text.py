@@ -131,17 +131,17 @@ def test_reported_description_is_rejected_and_nothing_stored(client: Any, admin:
                                                               svc: Services) -> None:
     r = client.post("/v1/pools", json={"name": "x1", "description": "\u0000\u001b[2J\u202e"}, headers=admin)
     assert r.status_code == 422
-    assert "x1" not in {p.name for p in svc.list_pools()}
+    assert "x1" not in {p.name for p in svc.catalog.list_pools()}
 
 
 def test_services_keep_the_rule_too(svc: Services) -> None:
     """Callers of the Python API (not only HTTP clients) cannot store control characters."""
     with pytest.raises(InvalidInputError, match="U\\+001B"):
-        svc.create_pool("p2", "\x1b[2J")
+        svc.catalog.create_pool("p2", "\x1b[2J")
     with pytest.raises(InvalidInputError, match="U\\+202E"):
-        svc.create_host("h2", {"vcpu": 1}, labels={"k": "\u202e"})
+        svc.hosts.create_host("h2", {"vcpu": 1}, labels={"k": "\u202e"})
     with pytest.raises(InvalidInputError, match="U\\+0000"):
-        svc.create_host("h2", {"vcpu": 1}, labels={"k\x00": "v"})
+        svc.hosts.create_host("h2", {"vcpu": 1}, labels={"k\x00": "v"})
 
 
 def test_domain_text_rule() -> None:

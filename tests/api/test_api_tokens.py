@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from poolvisor.api.app import create_app
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 from poolvisor.store.rows import TokenRow
 
@@ -30,8 +31,8 @@ def replicas(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[An
     url = (f"sqlite:///{tmp_path / 'shared.db'}" if request.param == "sqlite"
            else request.getfixturevalue("pg_url"))
     a, b = open_services(url), open_services(url)
-    a.seed_demo(3)
-    token = a.bootstrap_admin_token()
+    seed_demo(a, 3)
+    token = a.auth.bootstrap_admin_token()
     assert token is not None
     try:
         with TestClient(create_app(a), raise_server_exceptions=False) as ca, \
@@ -138,10 +139,10 @@ def test_the_last_valid_admin_token_cannot_be_revoked(client: Any, admin: dict[s
 ])
 def test_bad_token_requests_are_422_and_mint_nothing(client: Any, admin: dict[str, str], svc: Services,
                                                      body: dict[str, Any]) -> None:
-    before = len(svc.list_tokens())
+    before = len(svc.auth.list_tokens())
     r = client.post("/v1/tokens", json=body, headers=admin)
     assert r.status_code == 422, r.text
-    assert len(svc.list_tokens()) == before
+    assert len(svc.auth.list_tokens()) == before
 
 
 @pytest.mark.parametrize("path,status", [

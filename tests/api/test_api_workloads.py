@@ -10,7 +10,7 @@ from poolvisor.services import Services
 
 
 def _allocated(svc: Services) -> dict[str, dict[str, float]]:
-    return {h.name: dict(h.allocated) for h in svc.list_hosts()}
+    return {h.name: dict(h.allocated) for h in svc.hosts.list_hosts()}
 
 
 def test_create_places_and_explains(client: Any, admin: dict[str, str], svc: Services) -> None:
@@ -18,27 +18,27 @@ def test_create_places_and_explains(client: Any, admin: dict[str, str], svc: Ser
     r = client.post("/v1/workloads", json=body, headers=admin)
     assert r.status_code == 201, r.text
     w = r.json()
-    assert w["state"] == "running" and w["host"] in {h.name for h in svc.list_hosts()}
+    assert w["state"] == "running" and w["host"] in {h.name for h in svc.hosts.list_hosts()}
     expl = w["explanation"]
     assert expl["hosts_considered"] == 6 and expl["candidates"] >= 1
     assert [f["filter"] for f in expl["filters"]] and expl["top"][0]["host"] == w["host"]
-    assert svc.get_host(w["host"]).allocated["vcpu"] == 2
+    assert svc.hosts.get_host(w["host"]).allocated["vcpu"] == 2
     got = client.get("/v1/workloads/web1", params={"project": "demo"}, headers=admin).json()
     assert got["host"] == w["host"]
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
 
 def test_dry_run_allocates_nothing(client: Any, admin: dict[str, str], svc: Services) -> None:
     before = _allocated(svc)
-    events = len(svc.list_events(limit=1000))
+    events = len(svc.events.list_events(limit=1000))
     r = client.post("/v1/workloads", params={"dry_run": "true"}, headers=admin,
                     json={"name": "probe", "flavor": "large", "project": "demo"})
     assert r.status_code == 200, r.text
     w = r.json()
     assert w["state"] == "dry-run" and w["host"] and w["explanation"]["top"]
     assert _allocated(svc) == before
-    assert svc.list_workloads("demo") == []
-    assert len(svc.list_events(limit=1000)) == events
+    assert svc.workloads.list_workloads("demo") == []
+    assert len(svc.events.list_events(limit=1000)) == events
     assert client.get("/v1/workloads/probe", params={"project": "demo"}, headers=admin).status_code == 404
     # the same name can then really be created
     assert client.post("/v1/workloads", json={"name": "probe", "flavor": "large", "project": "demo"},
@@ -58,7 +58,7 @@ def test_no_valid_host_says_which_filters(client: Any, admin: dict[str, str], sv
                     json={"name": "gpu1", "demand": {"gpu": 1}, "required_labels": {"gpu": "nope"},
                           "project": "demo"})
     assert r.status_code == 409 and "labels" in r.json()["message"]
-    assert _allocated(svc) == before and svc.list_workloads() == []
+    assert _allocated(svc) == before and svc.workloads.list_workloads() == []
 
 
 def test_workload_bad_input(client: Any, admin: dict[str, str]) -> None:
@@ -96,7 +96,7 @@ def test_project_isolation(client: Any, admin: dict[str, str], member: Any, svc:
         assert r.status_code == 404, (method, path, r.text)
         r = client.request(method, path, params={"project": "team-b"}, headers=a)
         assert r.status_code == 404, (method, path, r.text)
-    assert svc.get_workload("team-b", "b1").state == "running"
+    assert svc.workloads.get_workload("team-b", "b1").state == "running"
     # the admin sees both and finds a unique name without ?project=
     assert {w["name"] for w in client.get("/v1/workloads", headers=admin).json()} == {"a1", "b1"}
     assert client.get("/v1/workloads/b1", headers=admin).json()["project"] == "team-b"
@@ -123,23 +123,23 @@ def test_actions_migrate_delete(client: Any, admin: dict[str, str], svc: Service
         assert r.status_code == 200 and r.json()["state"] == state, (action, r.text)
     r = client.post("/v1/workloads/vm1/resume", params=q, headers=admin)  # already running
     assert r.status_code == 409, r.text
-    target = next(h.name for h in svc.list_hosts() if h.name != w["host"])
+    target = next(h.name for h in svc.hosts.list_hosts() if h.name != w["host"])
     r = client.post("/v1/workloads/vm1/migrate", params=q, json={"host": target}, headers=admin)
     task = wait_task(client, admin, r)
     assert task["state"] == "succeeded" and task["result"]["to"] == target, task
     assert client.get("/v1/workloads/vm1", params=q, headers=admin).json()["host"] == target
-    assert svc.get_host(w["host"]).allocated["vcpu"] == 0
+    assert svc.hosts.get_host(w["host"]).allocated["vcpu"] == 0
     r = client.post("/v1/workloads/vm1/migrate", params=q, json={"host": "nope"}, headers=admin)
     assert r.status_code == 404
     task = wait_task(client, admin, client.post("/v1/workloads/vm1/migrate", params=q, headers=admin))
     assert task["state"] == "succeeded" and task["progress"] == 1 and task["result"]["from"] == target, task
     # a host holding a workload cannot be deleted
-    host = svc.get_workload("demo", "vm1").host
+    host = svc.workloads.get_workload("demo", "vm1").host
     assert client.delete(f"/v1/hosts/{host}", headers=admin).status_code == 409
     assert client.delete("/v1/workloads/vm1", params=q, headers=admin).status_code == 204
     assert client.get("/v1/workloads/vm1", params=q, headers=admin).status_code == 404
-    assert all(v == 0 for h in svc.list_hosts() for v in h.allocated.values())
-    assert svc.check().ok
+    assert all(v == 0 for h in svc.hosts.list_hosts() for v in h.allocated.values())
+    assert svc.repair.check().ok
 
 
 def test_failed_host_loses_its_workloads(sim_client: Any, admin: dict[str, str], svc: Services) -> None:
@@ -148,9 +148,9 @@ def test_failed_host_loses_its_workloads(sim_client: Any, admin: dict[str, str],
                     headers=admin).json()
     r = client.post(f"/v1/sim/hosts/{w['host']}/fail", headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "down"
-    assert svc.get_workload("demo", "doomed").state == "lost"
+    assert svc.workloads.get_workload("demo", "doomed").state == "lost"
     assert client.post("/v1/sim/hosts/nope/fail", headers=admin).status_code == 404
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
 
 def test_explain_full_on_request_summary_by_default(client: Any, admin: dict[str, str],
@@ -165,4 +165,4 @@ def test_explain_full_on_request_summary_by_default(client: Any, admin: dict[str
     assert summary["detail"] == "summary" and summary["path"] == "index"
     assert summary["top"] == full["top"] and summary["candidates"] == full["candidates"]
     r = client.post("/v1/workloads", params={"explain": "everything"}, json=body, headers=admin)
-    assert r.status_code == 422 and svc.list_workloads() == []
+    assert r.status_code == 422 and svc.workloads.list_workloads() == []

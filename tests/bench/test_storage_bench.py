@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from poolvisor.bench.storage import device_kill, movement
+from poolvisor.bench.storage import device_kill, movement, service_rebalance
 from poolvisor.cli.bench import app
 
 
@@ -23,13 +23,23 @@ def test_device_kill_small(tmp_path: Path) -> None:
 
 def test_cli_json(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["storage", "--json", "--size-mib", "1", "--rounds", "1",
-                                   "--tmp", str(tmp_path)])
+                                   "--tmp", str(tmp_path), "--volume-gib", "4"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    for k in ("moved_over_ideal", "write_mb_s", "read_mb_s", "raw_write_mb_s", "acked_lost"):
+    for k in ("moved_over_ideal", "write_mb_s", "read_mb_s", "raw_write_mb_s", "acked_lost",
+              "service_join_moved_over_ideal", "service_lost", "service_write_mb_s", "service_read_mb_s"):
         assert k in out
     assert out["acked_lost"] == 0
     assert list(tmp_path.iterdir()) == []  # temporary devices removed
+
+
+def test_service_rebalance_small(tmp_path: Path) -> None:
+    r = service_rebalance(tmp_path, volume_gib=8)
+    assert r["service_replicas_total"] == 8 * 32 * 3
+    assert 0.5 < r["service_join_moved_over_ideal"] < 1.5
+    assert 0.5 < r["service_leave_moved_over_ideal"] < 1.5
+    assert r["service_lost"] == 0 and r["service_under_replicated_after"] == 0
+    assert r["service_rereplicated"] > 0
 
 
 def test_cli_rejects_bad_size() -> None:

@@ -39,6 +39,11 @@ def test_create_batch_and_consolidate(server: Server, run: Callable[..., Any]) -
     assert r.returncode == 0, r.stderr
     assert "Consolidation of pool demo (plan only)" in r.stdout and "hosts emptied" in r.stdout
     assert len(active(run)) == 4
+    r = run("pool", "consolidate", "demo", "--policy", "nope")
+    assert r.returncode != 0 and "unknown balancing policy" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run("pool", "consolidate", "demo", "--policy", "spread", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["plan"]["policy"] == "spread", r.stderr
     r = run("pool", "consolidate", "demo", "--apply", "--json")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)

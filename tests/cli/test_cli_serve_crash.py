@@ -16,6 +16,7 @@ import httpx
 import pytest
 from test_cli_serve import CLI, clean_env, free_port
 
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import open_services
 
 LEASE_S, INTERVAL_S = 5.0, 2.0  # the serve defaults
@@ -43,7 +44,7 @@ def start_serve(db: str, env: dict[str, str], log: Path, *extra: str) -> tuple[s
 def states(db: str) -> dict[str, str]:
     s = open_services(db, repair=False)
     try:
-        return {w.name: w.state for w in s.list_workloads("demo")}
+        return {w.name: w.state for w in s.workloads.list_workloads("demo")}
     finally:
         s.close()
 
@@ -52,7 +53,7 @@ def repaired_at(db: str) -> list[float]:
     """Epoch times of the workload.repaired events (written in the repair's transaction)."""
     s = open_services(db, repair=False)
     try:
-        return [e.time.timestamp() for e in s.list_events("demo") if e.kind == "workload.repaired"]
+        return [e.time.timestamp() for e in s.events.list_events("demo") if e.kind == "workload.repaired"]
     finally:
         s.close()
 
@@ -64,9 +65,9 @@ def test_kill_9_of_serve_mid_operations_is_repaired_after_an_immediate_restart(t
     env = clean_env(home)
     log = tmp_path / "serve.log"
     seed = open_services(db)
-    seed.seed_demo(3)
-    seed.create_workload("demo", "doomed", flavor="small")
-    seed.create_workload("demo", "mover", flavor="small")
+    seed_demo(seed, 3)
+    seed.workloads.create_workload("demo", "doomed", flavor="small")
+    seed.workloads.create_workload("demo", "mover", flavor="small")
     seed.close()
 
     # 1. a server whose sim operations take 60 s: three use cases stay in flight

@@ -21,8 +21,9 @@ from poolvisor.api.app import create_app
 from poolvisor.cli import render
 from poolvisor.cli.errors import run_guarded
 from poolvisor.cli.main import ORDER, PANEL_POOL, OrderedGroup, app
+from poolvisor.demo.cluster import seed_demo
+from poolvisor.demo.usage import seed_demo_usage
 from poolvisor.services import Services, open_services
-from poolvisor.services.demo_usage import seed_demo_usage
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -34,9 +35,9 @@ Run = Callable[..., tuple[int, str, str]]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, str]]:
     svc = open_services(f"sqlite:///{tmp_path_factory.mktemp('tables') / 'd.db'}")
-    svc.seed_demo(20)
+    seed_demo(svc, 20)
     seed_demo_usage(svc, 40)
-    token = svc.bootstrap_admin_token()
+    token = svc.auth.bootstrap_admin_token()
     assert token is not None
     yield svc, token
     svc.close()
@@ -75,7 +76,7 @@ def _row(out: str, first: str) -> list[str]:
 def test_host_list_says_allocated_of_allocatable_free_and_measured(run: Run, demo: tuple[Services, str]
                                                                    ) -> None:
     svc, _ = demo
-    hosts = {h.name: h for h in svc.list_hosts()}
+    hosts = {h.name: h for h in svc.hosts.list_hosts()}
     code, out, err = run("host", "list")
     assert code == 0, err
     assert "used/alloc" not in out
@@ -103,11 +104,11 @@ def test_host_list_says_allocated_of_allocatable_free_and_measured(run: Run, dem
 
 def test_unmeasured_and_partly_measured_use_are_marked(run: Run, demo: tuple[Services, str]) -> None:
     svc, _ = demo
-    svc.create_host("solo", {"vcpu": 100, "memory_mib": 65536}, pool="demo")
+    svc.hosts.create_host("solo", {"vcpu": 100, "memory_mib": 65536}, pool="demo")
     try:
-        svc.create_workload("demo", "huge", demand={"vcpu": 70}, pool="demo")  # fits only on solo
-        svc.create_workload("demo", "web9", flavor="medium", pool="demo")  # joins measured VMs
-        web9 = svc.get_workload("demo", "web9").host
+        svc.workloads.create_workload("demo", "huge", demand={"vcpu": 70}, pool="demo")  # fits only on solo
+        svc.workloads.create_workload("demo", "web9", flavor="medium", pool="demo")  # joins measured VMs
+        web9 = svc.workloads.get_workload("demo", "web9").host
         code, out, err = run("host", "list")
         assert code == 0, err
         assert _row(out, "solo")[6] == "–"
@@ -119,9 +120,9 @@ def test_unmeasured_and_partly_measured_use_are_marked(run: Run, demo: tuple[Ser
         assert "of 42 running workload(s) measured; latest sample" in " ".join(out.split())
     finally:
         for w in ("huge", "web9"):
-            if w in {x.name for x in svc.list_workloads("demo")}:
-                svc.delete_workload("demo", w)
-        svc.delete_host("solo")
+            if w in {x.name for x in svc.workloads.list_workloads("demo")}:
+                svc.workloads.delete_workload("demo", w)
+        svc.hosts.delete_host("solo")
 
 
 def test_pool_list_and_show(run: Run) -> None:
@@ -143,8 +144,8 @@ def test_pool_list_and_show(run: Run) -> None:
 
 def test_pool_shows_gpus_stranded_behind_full_memory(run: Run, demo: tuple[Services, str]) -> None:
     svc, _ = demo
-    hog = svc.create_workload("demo", "hog", demand={"vcpu": 1, "memory_mib": 131072 - 256},
-                              required_labels={"gpu": "true"}, pool="demo")
+    hog = svc.workloads.create_workload("demo", "hog", demand={"vcpu": 1, "memory_mib": 131072 - 256},
+                                        required_labels={"gpu": "true"}, pool="demo")
     try:
         code, out, err = run("pool", "list")
         assert code == 0, err
@@ -152,7 +153,7 @@ def test_pool_shows_gpus_stranded_behind_full_memory(run: Run, demo: tuple[Servi
         code, out, err = run("pool", "show", "demo")
         assert f"gpu 4 on {hog.host}" in out
     finally:
-        svc.delete_workload("demo", "hog")
+        svc.workloads.delete_workload("demo", "hog")
 
 
 def _events_whole(out: str, events: list[dict[str, str]], *, one_line: bool = True) -> None:
@@ -172,7 +173,7 @@ def _events_whole(out: str, events: list[dict[str, str]], *, one_line: bool = Tr
 
 def test_events_keep_kinds_and_names_whole_at_80_columns(run: Run, demo: tuple[Services, str]) -> None:
     svc, _ = demo
-    svc.create_workload("demo", "web7", flavor="small", pool="demo")  # long "placed" message
+    svc.workloads.create_workload("demo", "web7", flavor="small", pool="demo")  # long "placed" message
     code, out, err = run("events", "--limit", "20", columns=80)
     assert code == 0, err
     events = json.loads(run("events", "--limit", "20", "--json")[1])
@@ -180,7 +181,8 @@ def test_events_keep_kinds_and_names_whole_at_80_columns(run: Run, demo: tuple[S
     assert out.splitlines()[1].split() == ["time", "kind", "subject", "message"]  # a table; projects
     _events_whole(out, events)  # are all in the subjects here: no project column
     # a name too long for the table's columns: one line per event, the message below it
-    svc.create_workload("demo", "a-rather-long-name-for-a-workload-0123", flavor="small", pool="demo")
+    svc.workloads.create_workload("demo", "a-rather-long-name-for-a-workload-0123", flavor="small",
+                                  pool="demo")
     code, out, err = run("events", "--limit", "20", columns=80)
     assert code == 0, err
     assert out.startswith("Events (UTC): time, kind, subject; the message below")
@@ -192,7 +194,7 @@ def test_help_lists_commands_in_panels_in_the_readme_order(run: Run) -> None:
     assert code == 0, err
     panels = [m for m in re.findall(r"╭─ (.+?) ─", out) if m != "Options"]
     assert panels == ["Run the server", PANEL_POOL, "Offline tools (no server needed)", "Maintenance"]
-    names = re.findall(r"^│ (\w+) ", out, flags=re.M)
+    names = re.findall(r"^│ ([a-z][\w-]*) ", out, flags=re.M)
     assert names == list(ORDER)
 
 

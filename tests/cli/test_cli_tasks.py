@@ -18,6 +18,7 @@ import pytest
 from test_cli_serve import CLI, clean_env
 from test_cli_serve_crash import start_serve
 
+from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import Services, open_services
 
 MIGRATE_S = 8.0  # longer than a CLI process takes to start on a loaded machine
@@ -27,18 +28,18 @@ def seed(db: str, names: tuple[str, ...]) -> None:
     """The demo pool (3 hosts) with one small workload per host."""
     s = open_services(db)
     try:
-        s.seed_demo(3)
+        seed_demo(s, 3)
         spread(s, names)
     finally:
         s.close()
 
 
 def spread(s: Services, names: tuple[str, ...]) -> None:
-    hosts = sorted(h.name for h in s.list_hosts())
+    hosts = sorted(h.name for h in s.hosts.list_hosts())
     for name, host in zip(names, hosts, strict=False):
-        w = s.create_workload("demo", name, flavor="small")
+        w = s.workloads.create_workload("demo", name, flavor="small")
         if w.host != host:
-            s.migrate_workload("demo", name, host)
+            s.workloads.migrate_workload("demo", name, host)
 
 
 class Served:
@@ -136,13 +137,15 @@ def test_kill_9_mid_tasks_then_restart_resumes_them(tmp_path: Path) -> None:
     srv = Served(tmp_path, "--sim-durations", "migrate=60")
     mig = queued_id(srv.cli("vm", "migrate", "a", "--project", "demo", "--no-wait"))
     deadline = time.monotonic() + 60
-    while json.loads(srv.cli("task", "show", str(mig), "--json").stdout)["progress"] < 0.5:
+    # 0.05: the move committed (capacity on the target) and the driver's migration runs; the task's
+    # progress then follows the driver's (60 s here)
+    while json.loads(srv.cli("task", "show", str(mig), "--json").stdout)["progress"] < 0.05:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     con = queued_id(srv.cli("pool", "consolidate", "demo", "--apply", "--no-wait"))
     while True:  # its first move is in flight
         children = [t for t in json.loads(srv.cli("task", "list", "--json").stdout) if t["parent"] == con]
-        if children and children[0]["progress"] >= 0.5:
+        if children and children[0]["progress"] >= 0.05:
             break
         assert time.monotonic() < deadline, children
         time.sleep(0.2)
@@ -197,3 +200,18 @@ def test_the_progress_bar_follows_the_task_on_a_terminal(monkeypatch: pytest.Mon
     assert final["state"] == "succeeded"
     drawn = out.getvalue()
     assert "task 7 consolidate pool/demo" in drawn and "%" in drawn and "\x1b[2J" not in drawn, drawn
+
+
+def test_task_cancel_aborts_a_migration_and_sim_commands_need_the_extension(served: Served) -> None:
+    before = json.loads(served.cli("vm", "show", "a", "--project", "demo", "--json").stdout)["host"]
+    tid = queued_id(served.cli("vm", "migrate", "a", "--project", "demo", "--no-wait"))
+    r = served.cli("task", "cancel", str(tid))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == f"task {tid} (migrate workload/demo/a) cancelled\n", r.stdout
+    t = json.loads(served.cli("task", "show", str(tid), "--json").stdout)
+    assert t["state"] == "cancelled" and t["progress"] < 1
+    after = json.loads(served.cli("vm", "show", "a", "--project", "demo", "--json").stdout)
+    assert (after["host"], after["state"]) == (before, "running")
+    one_error_line(served.cli("task", "cancel", str(tid)), "already cancelled")
+    # this server runs without --demo / --sim-admin: no fault injection API
+    one_error_line(served.cli("sim", "fail", "demo-000"), "no sim admin API", "--sim-admin")

@@ -42,7 +42,7 @@ def test_token_written_once_then_kept(home: Path, svc: Services, tmp_path: Path)
     assert path == home / ".config" / "poolvisor" / "token" and "(new)" in note
     assert path.stat().st_mode & 0o777 == 0o600
     first = path.read_text().strip()
-    who = svc.authenticate(first)
+    who = svc.auth.authenticate(first)
     assert who is not None and who.role == "admin"
     assert "(new)" not in ensure_admin_token(svc)
     assert path.read_text().strip() == first
@@ -51,7 +51,7 @@ def test_token_written_once_then_kept(home: Path, svc: Services, tmp_path: Path)
     try:
         ensure_admin_token(other)
         second = path.read_text().strip()
-        assert second != first and other.authenticate(second) is not None
+        assert second != first and other.auth.authenticate(second) is not None
     finally:
         other.close()
 
@@ -61,7 +61,7 @@ def test_env_token_is_adopted_and_no_file_written(home: Path, svc: Services,
     monkeypatch.setenv("POOLVISOR_TOKEN", "operator-chosen-token-123")
     ensure_admin_token(svc)
     ensure_admin_token(svc)  # idempotent
-    who = svc.authenticate("operator-chosen-token-123")
+    who = svc.auth.authenticate("operator-chosen-token-123")
     assert who is not None and who.role == "admin"
     assert not token_file().exists()
     monkeypatch.setenv("POOLVISOR_TOKEN", "short")

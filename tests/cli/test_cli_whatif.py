@@ -12,9 +12,10 @@ import pytest
 from poolvisor.cli.errors import run_guarded
 from poolvisor.cli.main import app
 from poolvisor.cli.whatif import parse_since
+from poolvisor.demo.cluster import seed_demo
+from poolvisor.demo.usage import demo_utilization, seed_demo_usage
 from poolvisor.services import open_services
-from poolvisor.services.demo_usage import demo_utilization, seed_demo_usage
-from poolvisor.services.whatif import pool_from_services
+from poolvisor.sim.whatif import pool_from_services
 from small_pool import fill_small_pool
 
 T0 = 1_800_000_000.0
@@ -35,8 +36,8 @@ def _pool(url: str, record: int) -> tuple[tuple[str, ...], np.ndarray]:
         vms = pool_from_services(svc, "p").vms
         util = np.random.default_rng(3).uniform(0.05, 0.3, (len(vms), 24))
         if record:
-            svc.record_utilization([(vm, T0 + 300 * k, float(util[i, k]))
-                                    for i, vm in enumerate(vms[:record]) for k in range(24)])
+            svc.utilization.record_utilization([(vm, T0 + 300 * k, float(util[i, k]))
+                                                for i, vm in enumerate(vms[:record]) for k in range(24)])
     finally:
         svc.close()
     return vms, util
@@ -91,7 +92,7 @@ def test_whatif_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert err.startswith("poolvisor: error: ") and err.count("\n") == 1 and msg in err, err
     empty = f"sqlite:///{tmp_path / 'e.db'}"
     svc = open_services(empty)
-    svc.create_host("h", {"vcpu": 4, "memory_mib": 4096})
+    svc.hosts.create_host("h", {"vcpu": 4, "memory_mib": 4096})
     svc.close()
     code, _, err = _cli(["whatif", "--db", empty], capsys)
     assert code == 1 and "nothing to replay" in err
@@ -154,11 +155,11 @@ def test_demo_records_a_day_that_whatif_replays(tmp_path: Path, capsys: pytest.C
     url = f"sqlite:///{tmp_path / 'd.db'}"
     svc = open_services(url)
     try:
-        svc.seed_demo(6)
+        seed_demo(svc, 6)
         assert seed_demo_usage(svc, 12, now=T0 + 100) == 12
         assert seed_demo_usage(svc, 12) == 0  # once only
-        names = tuple(f"demo/{w.name}" for w in svc.list_workloads("demo"))
-        hist = svc.utilization_history(names, 300)
+        names = tuple(f"demo/{w.name}" for w in svc.workloads.list_workloads("demo"))
+        hist = svc.utilization.utilization_history(names, 300)
     finally:
         svc.close()
     assert len(names) == 12 and hist.util.shape == (12, 288)

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.conformance import check_conformance
 from poolvisor.drivers.libvirt_xml import (
     NS,
     LibvirtConfig,
@@ -21,15 +23,7 @@ from poolvisor.drivers.libvirt_xml import (
     volume_xml,
     workload_key,
 )
-from poolvisor.drivers.protocols import (
-    Capability,
-    HostBinding,
-    Lifecycle,
-    Migration,
-    Snapshots,
-    WorkloadStats,
-    require,
-)
+from poolvisor.drivers.protocols import PROTOCOLS, Balloon, Capability, HostBinding, require
 from realenv import require_real
 
 TEST_URI = "test:///default"
@@ -135,11 +129,19 @@ def driver() -> Iterator[object]:
 
 
 def test_declares_what_it_implements(driver) -> None:
-    for cap, proto in ((Capability.LIFECYCLE, Lifecycle), (Capability.MIGRATION, Migration),
-                       (Capability.SNAPSHOTS, Snapshots), (Capability.STATS, WorkloadStats)):
-        require(driver, cap, host="t1")
-        assert isinstance(driver, proto)
+    for cap in driver.capabilities:
+        require(driver, cap, host="t1")  # a declared capability without its protocol: TypeError
+        assert isinstance(driver, PROTOCOLS[cap])
+    assert Capability.BALLOON in driver.capabilities and isinstance(driver, Balloon)
     assert Capability.VOLUME_ATTACH not in driver.capabilities
+
+
+def test_conformance_on_the_test_driver(driver) -> None:
+    """The contract every driver is held to (drivers/conformance.py), minus migration (the test
+    driver cannot migrate: the real suite checks it between lab hosts)."""
+    w = wl(vcpu=1, memory_mib=128, disk_gib=1)
+    assert check_conformance(driver, HostBinding("t1", "libvirt", TEST_URI), w) == []
+    assert not driver.exists("t1", w)
 
 
 def test_lifecycle_states_and_volume(driver) -> None:
@@ -229,7 +231,7 @@ def test_snapshots_create_list_restore_delete(driver) -> None:
         driver.snapshot_create("t1", w, "../x")
 
 
-def test_host_info_stats_and_balloon(driver) -> None:
+def test_host_info_and_stats(driver) -> None:
     info = driver.host_info("t1")
     assert info.capacity["vcpu"] == 16 and info.capacity["memory_mib"] == 3072
     assert info.hypervisor == "TEST" and "disk_gib" in info.capacity
@@ -239,8 +241,27 @@ def test_host_info_stats_and_balloon(driver) -> None:
     s = samples[w.key]
     assert s.state == "running" and 0.0 <= s.cpu_util <= 1.0
     assert "test" not in samples  # not ours
-    driver.set_memory("t1", w, 256)
-    assert driver.workload_stats("t1")[w.key].memory_mb in (256.0, 0.0)  # the test driver may not report it
+
+
+def test_balloon_reads_the_guest_and_never_goes_below_its_working_set(driver) -> None:
+    """The test driver's guests report balloon statistics like a guest with a balloon driver
+    (half of `actual` usable), so the working set is half the balloon."""
+    w = wl(memory_mib=2048)
+    driver.create("t1", w)
+    m = driver.guest_memory("t1", w)
+    assert (m.balloon_mib, m.working_set_mib) == (2048.0, 1024.0) and m.last_active > 0
+    assert driver.set_memory("t1", w, 1500) == 1500.0
+    assert driver.guest_memory("t1", w).balloon_mib == 1500.0
+    assert driver.set_memory("t1", w, 100) == 750.0  # clamped at the working set (half of 1500)
+    assert driver.guest_memory("t1", w).balloon_mib == 750.0
+    assert driver.set_memory("t1", w, 2048) == 2048.0  # given back, up to its size
+    for bad in (-1, 2049):
+        with pytest.raises(InvalidInputError, match="balloon target"):
+            driver.set_memory("t1", w, bad)
+    driver.stop("t1", w)
+    assert driver.set_memory("t1", w, 512) == 512.0  # a stopped guest: its next boot's size
+    with pytest.raises(DriverError, match="no guest"):
+        driver.guest_memory("t1", wl())
 
 
 def test_migration_within_one_node_is_refused(driver) -> None:

@@ -97,59 +97,61 @@ def serve(servers: list[subprocess.Popen[str]], ns: str, address: str, ident: st
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr
 
 
-def build(svc: Services) -> None:
-    """Project a: lan1 - r1 = (ta cost 1 | tb cost 10) = r2 - lan2, distance-vector, workloads w1 on
+def build(svc: Services, protocol: str = "distance-vector") -> None:
+    """Project a: lan1 - r1 = (ta cost 1 | tb cost 10) = r2 - lan2, `protocol`, workloads w1 on
     lan1 and w2 on lan2, each with a second NIC on an IPv6 network (v6a, v6b joined by transit t6).
     Project b: the same subnets lan1 10.1.0.0/24 and lanb 10.2.0.0/24 joined by its own router rb,
     workloads b1 and b2 (the same addresses as w1 and w2)."""
-    svc.create_pool("p")
-    svc.create_host("h0", {"vcpu": 64, "memory_mib": 65536}, pool="p")
-    svc.create_flavor("unit", {"vcpu": 1, "memory_mib": 256})
-    svc.create_project("a")
-    svc.create_project("b")
+    svc.catalog.create_pool("p")
+    svc.hosts.create_host("h0", {"vcpu": 64, "memory_mib": 65536}, pool="p")
+    svc.catalog.create_flavor("unit", {"vcpu": 1, "memory_mib": 256})
+    svc.catalog.create_project("a")
+    svc.catalog.create_project("b")
     for name, cidr in (("lan1", "10.1.0.0/24"), ("lan2", "10.2.0.0/24"), ("ta", "10.9.1.0/24"),
                        ("tb", "10.9.2.0/24")):
-        svc.create_network("a", name, cidr)
+        svc.networks.create_network("a", name, cidr)
     for r, lan in (("r1", "lan1"), ("r2", "lan2")):
-        svc.create_router("a", r, "distance-vector")
-        svc.attach_router("a", r, lan)
-        svc.attach_router("a", r, "ta", cost=1)
-        svc.attach_router("a", r, "tb", cost=10)
+        svc.routers.create_router("a", r, protocol)
+        svc.routers.attach_router("a", r, lan)
+        svc.routers.attach_router("a", r, "ta", cost=1)
+        svc.routers.attach_router("a", r, "tb", cost=10)
     for name, cidr, router in (("v6a", "fd00:1::/64", "r1"), ("v6b", "fd00:2::/64", "r2"),
                                ("t6", "fd00:9::/64", "r1"), ("t6", "fd00:9::/64", "r2")):
-        if name not in {n.name for n in svc.list_networks("a")}:
-            svc.create_network("a", name, cidr)
-        svc.attach_router("a", router, name)
-    svc.create_workload("a", "w1", flavor="unit", networks=["lan1", "v6a"])
-    svc.create_workload("a", "w2", flavor="unit", networks=["lan2", "v6b"])
-    svc.create_network("b", "lan1", "10.1.0.0/24")
-    svc.create_network("b", "lanb", "10.2.0.0/24")
-    svc.create_router("b", "rb", "link-state")
-    svc.attach_router("b", "rb", "lan1")
-    svc.attach_router("b", "rb", "lanb")
-    svc.create_workload("b", "b1", flavor="unit", networks=["lan1"])
-    svc.create_workload("b", "b2", flavor="unit", networks=["lanb"])
+        if name not in {n.name for n in svc.networks.list_networks("a")}:
+            svc.networks.create_network("a", name, cidr)
+        svc.routers.attach_router("a", router, name)
+    svc.workloads.create_workload("a", "w1", flavor="unit", networks=["lan1", "v6a"])
+    svc.workloads.create_workload("a", "w2", flavor="unit", networks=["lan2", "v6b"])
+    svc.networks.create_network("b", "lan1", "10.1.0.0/24")
+    svc.networks.create_network("b", "lanb", "10.2.0.0/24")
+    svc.routers.create_router("b", "rb", "link-state")
+    svc.routers.attach_router("b", "rb", "lan1")
+    svc.routers.attach_router("b", "rb", "lanb")
+    svc.workloads.create_workload("b", "b1", flavor="unit", networks=["lan1"])
+    svc.workloads.create_workload("b", "b2", flavor="unit", networks=["lanb"])
 
 
-def test_namespaces_route_isolate_and_reconverge(tmp_path, prefix, servers):
+@pytest.mark.parametrize("protocol", ["distance-vector", "path-vector"])
+def test_namespaces_route_isolate_and_reconverge(tmp_path, prefix, servers, protocol):
     t0 = time.monotonic()
     svc = open_services(f"sqlite:///{tmp_path / 'net.db'}")
     try:
-        build(svc)
-        a = svc.apply_network("a", prefix)
-        b = svc.apply_network("b", prefix)
+        build(svc, protocol)
+        a = svc.dataplane.apply_network("a", prefix)
+        b = svc.dataplane.apply_network("b", prefix)
         ns = {**{f"a:{k}": v for k, v in a.detail["namespaces"].items()},
               **{f"b:{k}": v for k, v in b.detail["namespaces"].items()}}
         assert len(a.created) >= 7 + 2 + 2 and a.down_links == [] and a.routes >= 4
         assert set(netns.namespaces_with_prefix(prefix)) == set(ns.values())
         w1, w2, b1, b2 = (ns["a:workload/w1"], ns["a:workload/w2"], ns["b:workload/b1"], ns["b:workload/b2"])
         r1, r2 = ns["a:router/r1"], ns["a:router/r2"]
-        assert svc.list_nics("a", workload="w2")[0].address == svc.list_nics("b", workload="b2")[0].address
+        assert svc.networks.list_nics("a", workload="w2")[0].address == \
+            svc.networks.list_nics("b", workload="b2")[0].address
         serve(servers, w2, "10.2.0.2", "w2")
         serve(servers, b2, "10.2.0.2", "b2")
         # across three networks and two routers, on the cheap transit network; and over IPv6
         assert tcp(w1, "10.2.0.2") == "w2"
-        w2_v6 = svc.list_nics("a", workload="w2")[1].address
+        w2_v6 = svc.networks.list_nics("a", workload="w2")[1].address
         assert w2_v6 == "fd00:2::2"
         serve(servers, w2, w2_v6, "w2-v6")
         assert tcp(w1, w2_v6) == "w2-v6"
@@ -167,7 +169,7 @@ def test_namespaces_route_isolate_and_reconverge(tmp_path, prefix, servers):
         bridge_ns, port = a.detail["ports"]["r1/ta"].split("/")
         subprocess.run(["ip", "-n", bridge_ns, "link", "set", port, "down"], check=True)
         assert unreachable(tcp(w1, "10.2.0.2", timeout=1.0))  # broken until routes re-converge
-        again = svc.apply_network("a", prefix)
+        again = svc.dataplane.apply_network("a", prefix)
         assert again.created == [] and again.down_links == ["r1/ta"]
         assert again.rounds is not None and again.rounds >= 1 and again.recompute_s < 5
         assert route_dev(r1, "10.2.0.2") == tb_dev and route_dev(r2, "10.1.0.2") == route_dev(r2, "10.9.2.1")
@@ -175,17 +177,17 @@ def test_namespaces_route_isolate_and_reconverge(tmp_path, prefix, servers):
         assert tcp(b1, "10.2.0.2") == "b2"
         # the cable back: the cheap path returns
         subprocess.run(["ip", "-n", bridge_ns, "link", "set", port, "up"], check=True)
-        healed = svc.apply_network("a", prefix)
+        healed = svc.dataplane.apply_network("a", prefix)
         assert healed.down_links == [] and route_dev(r1, "10.2.0.2") == ta_dev
         assert tcp(w1, "10.2.0.2") == "w2"
         for proc in servers:
             proc.kill()
             proc.communicate(timeout=10)
         servers.clear()
-        gone = svc.teardown_network("a", prefix)
+        gone = svc.dataplane.teardown_network("a", prefix)
         assert set(gone) == {v for k, v in ns.items() if k.startswith("a:")}
         assert set(netns.namespaces_with_prefix(prefix)) == {v for k, v in ns.items() if k.startswith("b:")}
-        svc.teardown_network("b", prefix)
+        svc.dataplane.teardown_network("b", prefix)
         assert netns.namespaces_with_prefix(prefix) == []
     finally:
         svc.close()

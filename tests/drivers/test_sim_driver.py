@@ -64,10 +64,11 @@ def test_host_info_from_binding_or_uri():
     assert d.host_info("b").capacity == {"vcpu": 4}
     bare = SimDriver()
     bare.connect(HostBinding("c"))
-    with pytest.raises(DriverError, match="no capacity"):
-        bare.host_info("c")
+    assert bare.host_info("c").capacity == {}  # nothing to report: whoever asked must give one
     with pytest.raises(InvalidInputError, match="not a number"):
         SimDriver(uri="sim://?vcpu=many")
+    with pytest.raises(InvalidInputError, match="Invalid IPv6"):
+        SimDriver(uri="sim://[")
 
 
 def test_fail_revive_fence_unfence():
@@ -181,7 +182,10 @@ def test_snapshots_stats_balloon_and_devices():
     s = d.workload_stats("h1")["demo/vm1"]
     assert (s.cpu_util, s.memory_used_mb) == (1.0, 1024.0)
     d.set_utilization("h1", WL, 0.25)
-    d.set_memory("h1", WL, 512)
+    assert d.set_memory("h1", WL, 512) == 1024.0  # never below the working set (all of it, by default)
+    d.balloon.set_working_set("demo/vm1", 256)
+    assert d.set_memory("h1", WL, 512) == 512.0
+    assert d.guest_memory("h1", WL).balloon_mib == 512.0
     s = d.workload_stats("h1")["demo/vm1"]
     assert (s.cpu_util, s.memory_used_mb, s.memory_mb) == (0.25, 512.0, 512.0)
     with pytest.raises(InvalidInputError, match="balloon"):
@@ -211,3 +215,26 @@ def test_registry():
         assert make_driver("custom").name == "custom"
     finally:
         DRIVERS.pop("custom")
+
+
+def test_the_sim_passes_the_conformance_kit_and_the_kit_catches_faults():
+    from poolvisor.drivers.conformance import check_conformance
+
+    fabric = SimFabric()
+    a = SimDriver(uri="sim://a?vcpu=8", fabric=fabric, migration_bandwidth_mibps=8192.0)
+    b = SimDriver(uri="sim://b?vcpu=8", fabric=fabric)
+    ha, hb = HostBinding("ka", "sim", a.uri), HostBinding("kb", "sim", b.uri)
+    assert check_conformance(a, ha, WL, dst=hb, dst_driver=b) == []
+    assert not a.exists("ka", WL) and not b.exists("kb", WL)  # nothing left behind
+
+    class Forgetful(SimDriver):  # a broken driver: stop does nothing
+        def stop(self, host, workload):
+            pass
+
+    problems = check_conformance(Forgetful(), HostBinding("f1", capacity={"vcpu": 1}), WL)
+    assert problems == ["after stop stats report 'running', expected 'stopped'"]
+    broken = SimDriver()
+    broken.inject("snapshot")
+    problems = check_conformance(broken, HostBinding("f2", capacity={"vcpu": 1}), WL)
+    assert problems[0].startswith("snapshot_create: DriverError: sim: injected failure")
+    assert "snapshot_list misses the snapshot" in problems

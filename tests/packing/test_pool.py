@@ -7,7 +7,7 @@ import pytest
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.domain.models import HostSpec, HostState
-from poolvisor.policies.packing.pool import plan_batch_placement, plan_consolidation
+from poolvisor.policies.packing.consolidate import plan_batch_placement, plan_consolidation
 from poolvisor.state.cluster import ClusterState
 
 
@@ -40,7 +40,7 @@ def test_batch_prefers_active_hosts_and_is_feasible() -> None:
     total = demands.sum(axis=0) + st.allocated.sum(axis=1)
     assert plan.hosts_after >= int(np.ceil(max(total / np.array([16.0, 64.0]))))
     assert plan.hosts_after <= plan.lower_bound + 2 + plan.hosts_before
-    assert all(m.reason for m in plan.moves)
+    assert all(m.rule for m in plan.moves)
     assert "placed 12/12" in plan.summary
     apply(st, plan.assignment, demands)
 
@@ -53,7 +53,7 @@ def test_batch_respects_free_capacity_and_host_state() -> None:
     plan = plan_batch_placement(st, [f"w{i}" for i in range(5)], demands)
     placed = plan.assignment[plan.assignment >= 0]
     assert set(placed.tolist()) == {1}  # h0 is nearly full, h2 in maintenance
-    assert len(plan.unplaced) == 1 and "free capacity" in plan.moves[-1].reason or len(plan.unplaced) == 1
+    assert len(plan.unplaced) == 1 and "free capacity" in plan.moves[-1].rule or len(plan.unplaced) == 1
     apply(st, plan.assignment, demands)
 
 
@@ -88,7 +88,7 @@ def test_consolidation_reaches_fewer_hosts_feasibly() -> None:
     apply(fresh, plan.assignment, dem)
     assert int(np.count_nonzero(fresh.workload_count)) == 2
     for m in plan.moves:
-        assert m.source != m.target and "empties" in m.reason
+        assert m.src != m.dst and "empties" in m.rule
 
 
 def test_consolidation_keeps_workloads_when_migration_is_expensive() -> None:

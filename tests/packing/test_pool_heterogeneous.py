@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poolvisor.domain.models import HostSpec, HostState
-from poolvisor.policies.packing.pool import _settle, plan_batch_placement, plan_consolidation
+from poolvisor.policies.packing.consolidate import _settle, plan_batch_placement, plan_consolidation
 from poolvisor.state.cluster import ClusterState
 
 RES = ["vcpu", "memory_mib"]
@@ -79,7 +79,7 @@ def test_batch_plans_respect_every_host(hosts: Hosts, batch: list[tuple[float, f
     assert s.generation == gen
     _replay(s, plan.assignment, d)
     for i, m in enumerate(plan.moves):
-        assert (m.target is None) == (plan.assignment[i] < 0)
+        assert (m.dst < 0) == (plan.assignment[i] < 0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -92,7 +92,8 @@ def test_consolidation_plans_respect_every_host(hosts: Hosts, extra: list[tuple[
     for h, frac in extra:  # more, smaller workloads where they still fit
         if h < s.n:
             d = s.free[:, h] * frac
-            if np.any(d > 0) and np.all(d >= 0):
+            # (free x frac can round above the free room on huge hosts: only what allocate accepts)
+            if np.any(d > 0) and np.all(d >= 0) and np.all(s.allocated[:, h] + d <= s.capacity[:, h] + 1e-9):
                 s.allocate(h, d)
                 cur.append(h)
                 rows.append(d)

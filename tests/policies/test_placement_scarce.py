@@ -143,7 +143,7 @@ def test_batch_plan_keeps_gpu_hosts_free() -> None:
     plan = plan_batch_keeping_scarce(s, [f"b{i}" for i in range(6)], many, scarce=("gpu",))
     hosts = [s.names[h] for h in plan.assignment]
     assert plan.unplaced == [] and sum(h.startswith("c") for h in hosts) == 4
-    assert any("only a host with free gpu fits" in m.reason for m in plan.moves)
+    assert any("only a host with free gpu fits" in m.rule for m in plan.moves)
     assert plan.hosts_after == 3 and plan.hosts_before == 0
 
 

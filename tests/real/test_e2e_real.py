@@ -1,7 +1,7 @@
 """End to end through the REST API with real guests: libvirt lab hosts and an LXC host added by
 URI, a VM created by the API (its marker on the serial console of the chosen host), live-migrated
-by a migrate task (its counter goes on on the destination), stopped and started, snapshot and
-restore (through the host's driver: the API has no snapshot route yet), deleted; the same
+by a migrate task (its counter goes on on the destination), suspended and resumed, snapshot and
+restore (snapshot tasks), stopped and started, deleted; the same
 lifecycle for a container. Nothing is left behind on the hosts.
 
 Not covered (no controller yet): killing a host's libvirtd and QEMU and having the controller
@@ -46,7 +46,7 @@ def api(tmp_path: Path, lab: Lab, guest_image: GuestImage,
     for k, v in env.items():  # how an operator configures the guests `poolvisor serve` creates
         monkeypatch.setenv(f"POOLVISOR_LIBVIRT_{k}", v)
     svc = open_services(f"sqlite:///{tmp_path / 'e2e.db'}")
-    token = svc.bootstrap_admin_token()
+    token = svc.auth.bootstrap_admin_token()
     assert token is not None
     headers = {"Authorization": f"Bearer {token}"}
     with TestClient(create_app(svc), raise_server_exceptions=False) as c:
@@ -107,15 +107,22 @@ def test_vm_through_the_api(api: tuple[TestClient, dict[str, str], Services], la
     assert _ok(c.post("/v1/workloads/web1/resume", params=q, headers=h))["state"] == "running"
     wait_ticks(console, after=t + 3)
 
-    # snapshot and restore through the host's driver (DriverPool capability; no API route yet)
-    snaps = svc.drivers.snapshots(dst)
-    snaps.snapshot_create(dst, dw, "s1")
+    # snapshot and restore through the API (tasks run by the server's executor)
+    task = _wait_task(c, h, c.post("/v1/workloads/web1/snapshots", params=q, json={"name": "s1"}, headers=h))
+    assert task["state"] == "succeeded", task
     at_snap = last_tick(console) or 0
+    snaps = _ok(c.get("/v1/workloads/web1/snapshots", params=q, headers=h))
+    assert [(x["name"], x["state"], x["host"], x["workload_state"]) for x in snaps] == [
+        ("s1", "ready", dst, "running")]
+    assert [i.name for i in svc.drivers.snapshots(dst).snapshot_list(dst, dw)] == ["s1"]  # on the host
     wait_ticks(console, after=at_snap + 20)
     offset = console.stat().st_size
-    snaps.snapshot_restore(dst, dw, "s1")
+    task = _wait_task(c, h, c.post("/v1/workloads/web1/snapshots/s1/restore", params=q, headers=h))
+    assert task["state"] == "succeeded", task
     wait_rollback(console, offset, at_most=at_snap + 5)  # back in time, and counting on from there
-    snaps.snapshot_delete(dst, dw, "s1")
+    assert _ok(c.get("/v1/workloads/web1", params=q, headers=h))["state"] == "running"
+    assert c.delete("/v1/workloads/web1/snapshots/s1", params=q, headers=h).status_code == 204
+    assert svc.drivers.snapshots(dst).snapshot_list(dst, dw) == []
 
     assert _ok(c.post("/v1/workloads/web1/stop", params=q, headers=h))["state"] == "stopped"
     assert drv.state(dst, dw) == "stopped"
@@ -127,7 +134,7 @@ def test_vm_through_the_api(api: tuple[TestClient, dict[str, str], Services], la
         assert_host_empty(host.uri)
         assert c.delete(f"/v1/hosts/{host.name}", headers=h).status_code == 204
     assert after > before
-    assert svc.check().ok
+    assert svc.repair.check().ok
 
 
 def test_container_through_the_api(api: tuple[TestClient, dict[str, str], Services], tmp_path: Path) -> None:
@@ -161,4 +168,4 @@ def test_container_through_the_api(api: tuple[TestClient, dict[str, str], Servic
     assert c.delete("/v1/workloads/box1", params=q, headers=h).status_code == 204
     assert list(path.iterdir()) == []
     assert c.delete("/v1/hosts/ct1", headers=h).status_code == 204
-    assert svc.check().ok
+    assert svc.repair.check().ok

@@ -12,6 +12,7 @@ import pytest
 from tests_real_helpers import assert_host_empty, lab_config, wait_rollback
 
 from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.conformance import check_conformance
 from poolvisor.drivers.libvirt import LibvirtDriver
 from poolvisor.drivers.libvirt_xml import domain_name
 from poolvisor.drivers.protocols import HostBinding, MigrationState
@@ -51,6 +52,11 @@ def test_create_migrate_snapshot_delete(drv: LibvirtDriver, lab: Lab) -> None:
     sample = drv.workload_stats(a.name)[w.key]
     assert sample.state == "running" and sample.cpu_time_s and sample.cpu_time_s > 0
     assert 0.0 < sample.cpu_util <= 1.0 and sample.memory_mb == 96
+    # the lab guest has no balloon driver: it cannot give memory back, so nothing changes
+    m = drv.guest_memory(a.name, w)
+    assert m.balloon_mib == 96 and m.working_set_mib == 96 and m.last_active > 0  # RSS stands in
+    assert drv.set_memory(a.name, w, 64) == 96
+    assert drv.guest_memory(a.name, w).balloon_mib == 96
 
     with ConsoleWatch(console) as watch:
         before = last_tick(console)
@@ -82,6 +88,14 @@ def test_create_migrate_snapshot_delete(drv: LibvirtDriver, lab: Lab) -> None:
     assert drv.snapshot_list(b.name, w) == []
     drv.delete(b.name, w)
     assert not drv.exists(b.name, w)
+
+
+def test_conformance_between_lab_hosts(drv: LibvirtDriver, lab: Lab) -> None:
+    """The contract every driver is held to (drivers/conformance.py), migration included."""
+    a, b = (HostBinding(h.name, "libvirt", h.uri) for h in lab.hosts[:2])
+    w = vm()
+    assert check_conformance(drv, a, w, dst=b) == []
+    assert not drv.exists(a.name, w) and not drv.exists(b.name, w)
 
 
 def assert_no_volume(lab: Lab, index: int) -> None:
@@ -157,16 +171,16 @@ def test_lab_fence_command_powers_a_host_off(tmp_path, guest_image: GuestImage) 
         svc = open_services(f"sqlite:///{tmp_path / 'f.db'}", driver="libvirt",
                             driver_options={f: getattr(cfg, f) for f in cfg.__dataclass_fields__})
         try:
-            svc.create_host(h.name, driver="libvirt", uri=h.uri,
-                            fence=f"command:{sys.executable} -m poolvisor.lab.fence {lab.root}")
-            rec = svc.create_workload("p", "doomed", demand={"vcpu": 1, "memory_mib": 96, "disk_gib": 0.0625},
-                                      create_project=True)
+            svc.hosts.create_host(h.name, driver="libvirt", uri=h.uri,
+                                  fence=f"command:{sys.executable} -m poolvisor.lab.fence {lab.root}")
+            rec = svc.workloads.create_workload("p", "doomed", create_project=True,
+                                                demand={"vcpu": 1, "memory_mib": 96, "disk_gib": 0.0625})
             assert rec.host == h.name
             console = lab.consoles / "p+doomed.log"
             wait_marker(console, "p+doomed", timeout_s=60)
             before = h.processes()
             assert len(before) >= 2  # libvirtd and the guest's QEMU
-            r = svc.fencing.fence(h.name)
+            r = svc.hosts.fence(h.name)
             assert r.ok and "off" in r.reason
             assert h.processes() == []
             t = last_tick(console) or 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.conformance import check_conformance
 from poolvisor.drivers.lxc import TOOLS, LxcConfig, LxcDriver
 from poolvisor.drivers.protocols import HostBinding
 from realenv import require_real
@@ -69,3 +70,11 @@ def test_fence_kills_containers_and_refuses_new_ones(lxc: LxcDriver) -> None:
         lxc.create("c2", DriverWorkload("real/box-3", "container", {}))
     lxc.unfence("c2")
     assert lxc.state("c2", w) == "stopped"
+
+
+def test_conformance(lxc: LxcDriver, tmp_path: Path) -> None:
+    """The contract every driver is held to (drivers/conformance.py): LXC declares no migration
+    or snapshots, so lifecycle, stats, host info and heartbeat."""
+    w = DriverWorkload("real/box-4", "container", {"vcpu": 0.5, "memory_mib": 64})
+    assert check_conformance(lxc, HostBinding("c1", "lxc", f"lxc://{tmp_path}/c1"), w) == []
+    assert not lxc.exists("c1", w)

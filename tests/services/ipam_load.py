@@ -22,7 +22,7 @@ def allocate_many(svc: Any, project: str, pool: str, n: int, threads: int,
     def work(t: int) -> None:
         for _ in range(t, n, threads):
             try:
-                got = svc.allocate_ip(project, pool, address=address, owner=f"t{t}")
+                got = svc.networks.allocate_ip(project, pool, address=address, owner=f"t{t}")
             except ConflictError:
                 with lock:
                     conflicts[0] += 1

@@ -23,7 +23,8 @@ def populated(sqlite_url):
     s = open_services(sqlite_url)
     small_cluster(s)
     for i in range(4):
-        s.create_workload("demo", f"vm{i}", flavor="unit", group="g", group_policy="soft-anti-affinity")
+        s.workloads.create_workload("demo", f"vm{i}", flavor="unit", group="g",
+                                    group_policy="soft-anti-affinity")
     s.close()
     return sqlite_url
 
@@ -77,16 +78,16 @@ def test_workloads_stuck_past_their_lease_are_reported(sqlite_url, op):
     """A use case whose process died: in flight (ok) while its lease runs, a violation after."""
     s = open_services(sqlite_url, lease_s=0.5)
     small_cluster(s)
-    s.create_workload("demo", "vm0", flavor="unit")
+    s.workloads.create_workload("demo", "vm0", flavor="unit")
 
     def die(*_a, **_k):
         raise KeyboardInterrupt  # the thread dies; nothing in the use case catches it
 
     setattr(s.driver, {"migrate": "start_migration"}.get(op, op), die)
     with pytest.raises(KeyboardInterrupt):
-        {"create": lambda: s.create_workload("demo", "vm1", flavor="unit"),
-         "delete": lambda: s.delete_workload("demo", "vm0"),
-         "migrate": lambda: s.migrate_workload("demo", "vm0")}[op]()
+        {"create": lambda: s.workloads.create_workload("demo", "vm1", flavor="unit"),
+         "delete": lambda: s.workloads.delete_workload("demo", "vm0"),
+         "migrate": lambda: s.workloads.migrate_workload("demo", "vm0")}[op]()
     s.close()
     state = {"create": "placing", "delete": "deleting", "migrate": "migrating"}[op]
     r = run_check("--db", sqlite_url, "--json")

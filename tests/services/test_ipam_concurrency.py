@@ -40,10 +40,10 @@ def hammer(url: str, pool: str, in_threads: int, address: str | None = None):
 def test_next_free_never_twice(db_url):
     s = open_services(db_url)
     try:
-        s.create_project("demo")
-        s.create_ip_pool("demo", "lan", "10.1.0.0/26")  # 62 usable
-        s.allocate_ip("demo", "lan", address="10.1.0.7")
-        s.reserve_ip_range("demo", "lan", "10.1.0.40", "10.1.0.49")
+        s.catalog.create_project("demo")
+        s.networks.create_ip_pool("demo", "lan", "10.1.0.0/26")  # 62 usable
+        s.networks.allocate_ip("demo", "lan", address="10.1.0.7")
+        s.networks.reserve_ip_range("demo", "lan", "10.1.0.40", "10.1.0.49")
     finally:
         s.close()
     requested = THREADS * 8 + PROCS * PER_PROC  # 216 requests for 51 free addresses
@@ -55,8 +55,8 @@ def test_next_free_never_twice(db_url):
     assert set(acked) == expected
     s = open_services(db_url, repair=False)
     try:
-        assert s.check_ipam() == []
-        p = s.get_ip_pool("demo", "lan")
+        assert s.networks.check_ipam() == []
+        p = s.networks.get_ip_pool("demo", "lan")
         assert p.free == 0 and p.used == {"address": 52, "reserved": 10}
     finally:
         s.close()
@@ -65,8 +65,8 @@ def test_next_free_never_twice(db_url):
 def test_one_specific_address_has_one_winner(db_url):
     s = open_services(db_url)
     try:
-        s.create_project("demo")
-        s.create_ip_pool("demo", "v6", "fd00:7::/64")
+        s.catalog.create_project("demo")
+        s.networks.create_ip_pool("demo", "v6", "fd00:7::/64")
     finally:
         s.close()
     acked, conflicts, errors = hammer(db_url, "v6", 24, address="fd00:7::99")
@@ -84,8 +84,8 @@ def test_churn_never_hands_out_a_held_address(db_url):
 
     s = open_services(db_url)
     try:
-        s.create_project("demo")
-        s.create_ip_pool("demo", "lan", "10.2.0.0/28")  # 14 usable for 8 threads holding up to 2
+        s.catalog.create_project("demo")
+        s.networks.create_ip_pool("demo", "lan", "10.2.0.0/28")  # 14 usable for 8 threads holding up to 2
         held: set[str] = set()
         lock = threading.Lock()
         dupes: list[str] = []
@@ -95,7 +95,7 @@ def test_churn_never_hands_out_a_held_address(db_url):
             for i in range(25):
                 if len(mine) < 2:
                     try:
-                        got = s.allocate_ip("demo", "lan")[0].first
+                        got = s.networks.allocate_ip("demo", "lan")[0].first
                     except ConflictError:
                         continue
                     with lock:
@@ -107,11 +107,11 @@ def test_churn_never_hands_out_a_held_address(db_url):
                     a = mine.pop(0)
                     with lock:
                         held.discard(a)
-                    s.release_ip("demo", "lan", a)
+                    s.networks.release_ip("demo", "lan", a)
             for a in mine:
                 with lock:
                     held.discard(a)
-                s.release_ip("demo", "lan", a)
+                s.networks.release_ip("demo", "lan", a)
 
         ts = [threading.Thread(target=work, args=(t,)) for t in range(8)]
         for t in ts:
@@ -119,8 +119,8 @@ def test_churn_never_hands_out_a_held_address(db_url):
         for t in ts:
             t.join()
         assert dupes == []
-        assert s.check_ipam() == []
-        assert [(r.first, r.last) for r in s.list_ip_ranges("demo", "lan", free=True)] == [
+        assert s.networks.check_ipam() == []
+        assert [(r.first, r.last) for r in s.networks.list_ip_ranges("demo", "lan", free=True)] == [
             ("10.2.0.1", "10.2.0.14")]
     finally:
         s.close()

@@ -13,128 +13,131 @@ from poolvisor.services.leases import utcnow
 
 
 def _free(s, project="demo", net="lan"):
-    return s.get_network(project, net).free
+    return s.networks.get_network(project, net).free
 
 
 def test_workload_nics_come_from_the_network_and_go_back(svc):
     small_cluster(svc)
-    n = svc.create_network("demo", "lan", "10.0.0.0/24")
+    n = svc.networks.create_network("demo", "lan", "10.0.0.0/24")
     assert (n.gateway, n.size, n.free, n.family) == ("10.0.0.1", 254, 253, "ipv4")
-    svc.create_network("demo", "v6", "fd00:1::/64")
-    mac_free = next(p for p in svc.list_ip_pools() if p.family == "mac").free
-    svc.create_workload("demo", "a", flavor="unit", networks=["lan", "v6"])
-    svc.create_workload("demo", "b", flavor="unit", networks=["lan"])
-    nics = svc.list_nics("demo")
+    svc.networks.create_network("demo", "v6", "fd00:1::/64")
+    mac_free = next(p for p in svc.networks.list_ip_pools() if p.family == "mac").free
+    svc.workloads.create_workload("demo", "a", flavor="unit", networks=["lan", "v6"])
+    svc.workloads.create_workload("demo", "b", flavor="unit", networks=["lan"])
+    nics = svc.networks.list_nics("demo")
     got = [(x.workload, x.network, x.index, x.address, x.prefixlen, x.gateway) for x in nics]
     assert got == [("a", "lan", 0, "10.0.0.2", 24, "10.0.0.1"), ("a", "v6", 1, "fd00:1::2", 64, "fd00:1::1"),
                    ("b", "lan", 0, "10.0.0.3", 24, "10.0.0.1")]
     assert len({x.mac for x in nics}) == 3 and all(x.mac.startswith("02:") for x in nics)
-    assert [x.workload for x in svc.list_nics("demo", network="lan")] == ["a", "b"]
-    assert [x.network for x in svc.list_nics("demo", workload="a")] == ["lan", "v6"]
-    assert svc.get_network("demo", "lan").nics == 2
+    assert [x.workload for x in svc.networks.list_nics("demo", network="lan")] == ["a", "b"]
+    assert [x.network for x in svc.networks.list_nics("demo", workload="a")] == ["lan", "v6"]
+    assert svc.networks.get_network("demo", "lan").nics == 2
     with pytest.raises(ConflictError, match="2 NIC"):
-        svc.delete_network("demo", "lan")
-    svc.delete_workload("demo", "a")
-    assert [x.workload for x in svc.list_nics("demo")] == ["b"]
+        svc.networks.delete_network("demo", "lan")
+    svc.workloads.delete_workload("demo", "a")
+    assert [x.workload for x in svc.networks.list_nics("demo")] == ["b"]
     assert _free(svc) == 252 and _free(svc, net="v6") == 2**64 - 2
-    svc.create_workload("demo", "c", flavor="unit", networks=["lan"])
-    assert svc.list_nics("demo", workload="c")[0].address == "10.0.0.2"  # the lowest free again
-    svc.delete_workload("demo", "b")
-    svc.delete_workload("demo", "c")
-    assert next(p for p in svc.list_ip_pools() if p.family == "mac").free == mac_free
+    svc.workloads.create_workload("demo", "c", flavor="unit", networks=["lan"])
+    assert svc.networks.list_nics("demo", workload="c")[0].address == "10.0.0.2"  # the lowest free again
+    svc.workloads.delete_workload("demo", "b")
+    svc.workloads.delete_workload("demo", "c")
+    assert next(p for p in svc.networks.list_ip_pools() if p.family == "mac").free == mac_free
     assert _free(svc) == 253
-    assert svc.check_ipam() == [] and svc.check().ok
-    svc.delete_network("demo", "lan")
-    assert [x.name for x in svc.list_networks("demo")] == ["v6"]
+    assert svc.networks.check_ipam() == [] and svc.repair.check().ok
+    svc.networks.delete_network("demo", "lan")
+    assert [x.name for x in svc.networks.list_networks("demo")] == ["v6"]
 
 
 def test_exhausted_network_refuses_the_workload_and_leaks_nothing(lite):
     small_cluster(lite, hosts=2, vcpu=8)
-    lite.create_network("demo", "tiny", "10.0.0.0/29")  # 6 usable, 1 gateway: 5 NICs
+    lite.networks.create_network("demo", "tiny", "10.0.0.0/29")  # 6 usable, 1 gateway: 5 NICs
     for i in range(5):
-        lite.create_workload("demo", f"w{i}", flavor="unit", networks=["tiny"])
-    before = sum(h.allocated["vcpu"] for h in lite.list_hosts())
+        lite.workloads.create_workload("demo", f"w{i}", flavor="unit", networks=["tiny"])
+    before = sum(h.allocated["vcpu"] for h in lite.hosts.list_hosts())
     with pytest.raises(ConflictError, match="network 'tiny' has no free address"):
-        lite.create_workload("demo", "w5", flavor="unit", networks=["tiny"])
-    assert "w5" not in {w.name for w in lite.list_workloads("demo")}
-    assert sum(h.allocated["vcpu"] for h in lite.list_hosts()) == before
-    assert lite.check().ok and lite.check_ipam() == []
+        lite.workloads.create_workload("demo", "w5", flavor="unit", networks=["tiny"])
+    assert "w5" not in {w.name for w in lite.workloads.list_workloads("demo")}
+    assert sum(h.allocated["vcpu"] for h in lite.hosts.list_hosts()) == before
+    assert lite.repair.check().ok and lite.networks.check_ipam() == []
 
 
 def test_bad_network_requests_create_nothing(lite):
     small_cluster(lite)
-    lite.create_network("demo", "lan", "10.0.0.0/24")
+    lite.networks.create_network("demo", "lan", "10.0.0.0/24")
     for nets, err in ((["nope"], NotFoundError), (["lan", "lan"], InvalidInputError),
                       (["bad/name"], InvalidInputError), ("lan", InvalidInputError),
                       ([f"n{i}" for i in range(9)], InvalidInputError)):
         with pytest.raises(err):
-            lite.create_workload("demo", "x", flavor="unit", networks=nets)
+            lite.workloads.create_workload("demo", "x", flavor="unit", networks=nets)
         with pytest.raises(err):
-            lite.create_workload("demo", "x", flavor="unit", networks=nets, dry_run=True)
+            lite.workloads.create_workload("demo", "x", flavor="unit", networks=nets, dry_run=True)
     with pytest.raises(NotFoundError):  # no group left behind either
-        lite.create_workload("demo", "x", flavor="unit", group="g", networks=["nope"])
-    assert lite.list_workloads("demo") == [] and lite.list_nics("demo") == []
-    assert lite.create_workload("demo", "x", flavor="unit", networks=["lan"], dry_run=True).state == "dry-run"
-    assert lite.list_nics("demo") == [] and _free(lite) == 253
+        lite.workloads.create_workload("demo", "x", flavor="unit", group="g", networks=["nope"])
+    assert lite.workloads.list_workloads("demo") == [] and lite.networks.list_nics("demo") == []
+    assert lite.workloads.create_workload("demo", "x", flavor="unit", networks=["lan"],
+                                          dry_run=True).state == "dry-run"
+    assert lite.networks.list_nics("demo") == [] and _free(lite) == 253
 
 
 def test_driver_failure_and_interrupted_create_give_the_nics_back(lite):
     small_cluster(lite)
-    lite.create_network("demo", "lan", "10.0.0.0/24")
+    lite.networks.create_network("demo", "lan", "10.0.0.0/24")
     lite.driver.inject("create")
     with pytest.raises(DriverError):
-        lite.create_workload("demo", "x", flavor="unit", networks=["lan"])
-    assert lite.list_nics("demo") == [] and _free(lite) == 253
+        lite.workloads.create_workload("demo", "x", flavor="unit", networks=["lan"])
+    assert lite.networks.list_nics("demo") == [] and _free(lite) == 253
     # a crash between the claim and the driver call: start-up repair rolls the creation back
-    spec = lite._resolve("demo", "half", "vm", "unit", None, 0, None, None, {}, {}, None, False)
+    spec = lite.workloads._resolve("demo", "half", "vm", "unit", None, 0, None, None, {}, {}, None, False)
     from dataclasses import replace
 
-    lite._place_and_claim(replace(spec, networks=("lan",)))
-    assert [n.workload for n in lite.list_nics("demo")] == ["half"]
-    assert lite.repair() == [] and _free(lite) == 252  # its lease still runs: it may be in flight
-    assert len(lite.repair(now=utcnow() + timedelta(hours=1))) == 1  # past the lease: rolled back
-    assert lite.list_nics("demo") == [] and _free(lite) == 253
-    assert lite.check().ok and lite.check_ipam() == []
+    lite.workloads._place_and_claim(replace(spec, networks=("lan",)))
+    assert [n.workload for n in lite.networks.list_nics("demo")] == ["half"]
+    assert lite.repair.run() == [] and _free(lite) == 252  # its lease still runs: it may be in flight
+    assert len(lite.repair.run(now=utcnow() + timedelta(hours=1))) == 1  # past the lease: rolled back
+    assert lite.networks.list_nics("demo") == [] and _free(lite) == 253
+    assert lite.repair.check().ok and lite.networks.check_ipam() == []
 
 
 def test_projects_are_isolated(svc):
     small_cluster(svc)
-    svc.create_project("other")
-    svc.create_network("demo", "lan", "10.0.0.0/24")
-    svc.create_network("other", "lan", "10.0.0.0/24")  # the same subnet in another project: fine
+    svc.catalog.create_project("other")
+    svc.networks.create_network("demo", "lan", "10.0.0.0/24")
+    svc.networks.create_network("other", "lan", "10.0.0.0/24")  # the same subnet in another project: fine
     with pytest.raises(ConflictError, match="overlaps network 'lan'"):
-        svc.create_network("demo", "lan2", "10.0.0.128/25")
+        svc.networks.create_network("demo", "lan2", "10.0.0.128/25")
     with pytest.raises(ConflictError, match="already exists"):
-        svc.create_network("demo", "lan", "10.1.0.0/24")
-    svc.create_network("other", "only-other", "10.9.0.0/24")
+        svc.networks.create_network("demo", "lan", "10.1.0.0/24")
+    svc.networks.create_network("other", "only-other", "10.9.0.0/24")
     with pytest.raises(NotFoundError):  # a workload cannot join another project's network
-        svc.create_workload("demo", "x", flavor="unit", networks=["only-other"])
-    svc.create_workload("demo", "x", flavor="unit", networks=["lan"])
-    svc.create_workload("other", "y", flavor="unit", networks=["lan"])
-    assert svc.list_nics("demo", workload="x")[0].address == svc.list_nics("other", workload="y")[0].address
-    assert [n.name for n in svc.list_networks("demo")] == ["lan"]
+        svc.workloads.create_workload("demo", "x", flavor="unit", networks=["only-other"])
+    svc.workloads.create_workload("demo", "x", flavor="unit", networks=["lan"])
+    svc.workloads.create_workload("other", "y", flavor="unit", networks=["lan"])
+    assert svc.networks.list_nics("demo", workload="x")[0].address == \
+        svc.networks.list_nics("other", workload="y")[0].address
+    assert [n.name for n in svc.networks.list_networks("demo")] == ["lan"]
     with pytest.raises(NotFoundError):
-        svc.get_network("demo", "only-other")
+        svc.networks.get_network("demo", "only-other")
     with pytest.raises(NotFoundError):
-        svc.list_nics("demo", network="only-other")
+        svc.networks.list_nics("demo", network="only-other")
 
 
 def test_network_arguments(lite):
-    lite.create_project("demo")
+    lite.catalog.create_project("demo")
     with pytest.raises(InvalidInputError, match="no room"):
-        lite.create_network("demo", "p2p", "10.0.0.0/31")
+        lite.networks.create_network("demo", "p2p", "10.0.0.0/31")
     with pytest.raises(InvalidInputError, match="not a host address"):
-        lite.create_network("demo", "n", "10.0.0.0/24", gateway="10.0.1.1")
-    n = lite.create_network("demo", "n", "10.0.0.0/24", gateway="10.0.0.254")
+        lite.networks.create_network("demo", "n", "10.0.0.0/24", gateway="10.0.1.1")
+    n = lite.networks.create_network("demo", "n", "10.0.0.0/24", gateway="10.0.0.254")
     assert n.gateway == "10.0.0.254" and n.free == 253
-    m = lite.create_network("demo", "m", "10.0.1.0/24", no_gateway=True)
+    m = lite.networks.create_network("demo", "m", "10.0.1.0/24", no_gateway=True)
     assert m.gateway is None and m.free == 254
     with pytest.raises(ConflictError, match="address pool named"):
-        lite.create_ip_pool("demo", "x", "192.168.0.0/24") and lite.create_network("demo", "x", "10.0.2.0/24")
+        lite.networks.create_ip_pool("demo", "x", "192.168.0.0/24") and \
+            lite.networks.create_network("demo", "x", "10.0.2.0/24")
     with pytest.raises(ConflictError, match="belongs to network"):
-        lite.delete_ip_pool("demo", "n")
+        lite.networks.delete_ip_pool("demo", "n")
     with pytest.raises(ConflictError, match="held by gateway"):
-        lite.release_ip("demo", "n", "10.0.0.254")
+        lite.networks.release_ip("demo", "n", "10.0.0.254")
 
 
 def test_check_finds_leaked_and_missing_addresses(lite):
@@ -146,29 +149,29 @@ def test_check_finds_leaked_and_missing_addresses(lite):
     from poolvisor.store.rows import IpAllocationRow, IpFreeRow
 
     small_cluster(lite)
-    lite.create_network("demo", "lan", "10.0.0.0/24")
-    lite.create_workload("demo", "a", flavor="unit", networks=["lan"])
-    assert lite.check().ok
-    pool_id = lite._read(lambda s: s.scalar(select_pool_id()))
+    lite.networks.create_network("demo", "lan", "10.0.0.0/24")
+    lite.workloads.create_workload("demo", "a", flavor="unit", networks=["lan"])
+    assert lite.repair.check().ok
+    pool_id = lite.ctx.read(lambda s: s.scalar(select_pool_id()))
 
     def tamper(stmt):
-        lite._write(lambda s: s.execute(stmt))
+        lite.ctx.write(lambda s: s.execute(stmt))
 
     tamper(insert(IpAllocationRow).values(pool_id=pool_id, first=key(0x0A0000C8), last=key(0x0A0000C8),
                                           kind="nic", owner="ghost"))
-    report = lite.check()
+    report = lite.repair.check()
     assert not report.ok
     assert any("2 nic address(es) held but 1 nic object(s)" in x for x in report.violations)
     assert any("10.0.0.200 (nic) overlaps" in x for x in report.violations), report.violations
     tamper(delete(IpAllocationRow).where(IpAllocationRow.owner == "ghost"))
-    assert lite.check().ok
+    assert lite.repair.check().ok
     tamper(update(IpAllocationRow).where(IpAllocationRow.kind == "gateway").values(kind="address"))
-    assert any("gateway 10.0.0.1 is not reserved" in x for x in lite.check().violations)
+    assert any("gateway 10.0.0.1 is not reserved" in x for x in lite.repair.check().violations)
     tamper(update(IpAllocationRow).values(kind="router")
            .where(IpAllocationRow.pool_id == pool_id, IpAllocationRow.first == key(0x0A000002)))
-    assert any("NIC" in x and "10.0.0.2 is not held as nic" in x for x in lite.check().violations)
+    assert any("NIC" in x and "10.0.0.2 is not held as nic" in x for x in lite.repair.check().violations)
     tamper(delete(IpFreeRow).where(IpFreeRow.pool_id == pool_id))
-    assert any("intervals end at 10.0.0.2, not at 10.0.0.254" in x for x in lite.check().violations)
+    assert any("intervals end at 10.0.0.2, not at 10.0.0.254" in x for x in lite.repair.check().violations)
 
 
 def select_pool_id():

@@ -10,20 +10,20 @@ from poolvisor.services import Services, open_services
 
 def fragmented(s: Services, hosts: int = 6) -> None:
     """Hosts of 8 vCPU; one 1-vCPU workload pinned on each of the first half (fragmented pool)."""
-    s.create_pool("p")
+    s.catalog.create_pool("p")
     for i in range(hosts):
-        s.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 8192}, pool="p")
-    s.create_flavor("one", {"vcpu": 1, "memory_mib": 1024})
-    s.create_flavor("big", {"vcpu": 3, "memory_mib": 3072})
-    s.create_project("demo")
+        s.hosts.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 8192}, pool="p")
+    s.catalog.create_flavor("one", {"vcpu": 1, "memory_mib": 1024})
+    s.catalog.create_flavor("big", {"vcpu": 3, "memory_mib": 3072})
+    s.catalog.create_project("demo")
     for i in range(hosts // 2):
-        w = s.create_workload("demo", f"old{i}", flavor="one")
+        w = s.workloads.create_workload("demo", f"old{i}", flavor="one")
         if w.host != f"h{i}":
-            s.migrate_workload("demo", f"old{i}", f"h{i}")
+            s.workloads.migrate_workload("demo", f"old{i}", f"h{i}")
 
 
 def active_hosts(s: Services) -> int:
-    return sum(1 for h in s.list_hosts() if h.workloads > 0)
+    return sum(1 for h in s.hosts.list_hosts() if h.workloads > 0)
 
 
 SPECS = [{"name": f"web{i}", "flavor": "big"} for i in range(6)]
@@ -35,58 +35,58 @@ def test_batch_uses_no_more_hosts_than_sequential(tmp_path) -> None:
         fragmented(seq)
         fragmented(bat)
         for sp in SPECS:
-            seq.create_workload("demo", sp["name"], flavor=sp["flavor"])
-        res = bat.create_workloads_batch("demo", SPECS)
+            seq.workloads.create_workload("demo", sp["name"], flavor=sp["flavor"])
+        res = bat.batch.create_workloads_batch("demo", SPECS)
         assert [w.state for w in res.workloads] == ["running"] * 6
         assert all(w.explanation and "batch placement" in w.explanation["rule"] for w in res.workloads)
         assert res.plan["kind"] == "batch-placement" and res.unplaced == []
         assert active_hosts(bat) <= active_hosts(seq)
         assert active_hosts(bat) == 3  # 6 x 3 vCPU onto 3 hosts with 7 vCPU free each: 2 per host
-        assert bat.check().ok, bat.check().violations
+        assert bat.repair.check().ok, bat.repair.check().violations
 
 
 def test_batch_all_or_nothing_writes_nothing(lite: Services) -> None:
     fragmented(lite, hosts=2)
-    before = {h.name: h.generation for h in lite.list_hosts()}
+    before = {h.name: h.generation for h in lite.hosts.list_hosts()}
     specs = [{"name": f"w{i}", "flavor": "big"} for i in range(6)]  # 18 vCPU > 14 free
     with pytest.raises(NoValidHostError) as e:
-        lite.create_workloads_batch("demo", specs)
+        lite.batch.create_workloads_batch("demo", specs)
     assert e.value.detail["kind"] == "batch-placement"
-    assert {w.name for w in lite.list_workloads("demo")} == {"old0"}
-    assert {h.name: h.generation for h in lite.list_hosts()} == before
+    assert {w.name for w in lite.workloads.list_workloads("demo")} == {"old0"}
+    assert {h.name: h.generation for h in lite.hosts.list_hosts()} == before
     # not all-or-nothing: what fits is created, the rest reported
-    res = lite.create_workloads_batch("demo", specs, all_or_nothing=False)
+    res = lite.batch.create_workloads_batch("demo", specs, all_or_nothing=False)
     assert len(res.workloads) == 4 and len(res.unplaced) == 2
-    assert lite.check().ok
+    assert lite.repair.check().ok
 
 
 def test_batch_dry_run_and_rejections(lite: Services) -> None:
     fragmented(lite, hosts=2)
-    res = lite.create_workloads_batch("demo", SPECS[:2], dry_run=True)
+    res = lite.batch.create_workloads_batch("demo", SPECS[:2], dry_run=True)
     assert [w.state for w in res.workloads] == ["dry-run", "dry-run"]
-    assert [w.name for w in lite.list_workloads("demo")] == ["old0"]
+    assert [w.name for w in lite.workloads.list_workloads("demo")] == ["old0"]
     with pytest.raises(InvalidInputError, match="not supported in batch mode"):
-        lite.create_workloads_batch("demo", [{"name": "x", "flavor": "one", "group": "g"}])
+        lite.batch.create_workloads_batch("demo", [{"name": "x", "flavor": "one", "group": "g"}])
     with pytest.raises(InvalidInputError, match="unique"):
-        lite.create_workloads_batch("demo", [{"name": "x", "flavor": "one"}] * 2)
+        lite.batch.create_workloads_batch("demo", [{"name": "x", "flavor": "one"}] * 2)
 
 
 def test_consolidation_plan_and_apply(lite: Services) -> None:
     fragmented(lite, hosts=6)  # 3 hosts each holding one 1-vCPU workload
-    lite.create_pool("q")  # another pool's active host is neither counted nor used
-    lite.create_host("q0", {"vcpu": 64, "memory_mib": 65536}, pool="q")
-    lite.create_workload("demo", "elsewhere", flavor="one", pool="q")
-    res = lite.plan_consolidation("p")
+    lite.catalog.create_pool("q")  # another pool's active host is neither counted nor used
+    lite.hosts.create_host("q0", {"vcpu": 64, "memory_mib": 65536}, pool="q")
+    lite.workloads.create_workload("demo", "elsewhere", flavor="one", pool="q")
+    res = lite.batch.plan_consolidation("p")
     assert all(m["to"] != "q0" for m in res.plan["moves"])
     assert res.plan["hosts_before"] == 3 and res.plan["hosts_after"] == 1
     assert len(res.hosts_emptied) == 2 and len(res.plan["moves"]) == 2
     assert active_hosts(lite) == 4  # only planned
-    done = lite.plan_consolidation("p", apply=True)
+    done = lite.batch.plan_consolidation("p", apply=True)
     assert done.applied and len(done.executed) == 2 and done.failed == []
     assert active_hosts(lite) == 2
-    report = lite.check()
+    report = lite.repair.check()
     assert report.ok, report.violations
-    capped = lite.plan_consolidation("p", max_migrations=0)
+    capped = lite.batch.plan_consolidation("p", max_migrations=0)
     assert capped.plan["moves"] == []
 
 
@@ -94,17 +94,17 @@ def test_batch_mixed_sizes_never_worse_than_sequential(tmp_path) -> None:
     """Mixed sizes on a fragmented pool, where the packer alone opens one host too many: the
     service keeps whichever of packer and pipeline replay uses fewer hosts."""
     def setup(s: Services) -> list[dict[str, str]]:
-        s.create_pool("p")
+        s.catalog.create_pool("p")
         for i in range(12):
-            s.create_host(f"h{i:02d}", {"vcpu": 16, "memory_mib": 65536}, pool="p")
-        s.create_flavor("one", {"vcpu": 1, "memory_mib": 2048})
+            s.hosts.create_host(f"h{i:02d}", {"vcpu": 16, "memory_mib": 65536}, pool="p")
+        s.catalog.create_flavor("one", {"vcpu": 1, "memory_mib": 2048})
         for v in (9, 7, 5, 3):
-            s.create_flavor(f"f{v}", {"vcpu": v, "memory_mib": 1024 * v})
-        s.create_project("demo")
+            s.catalog.create_flavor(f"f{v}", {"vcpu": v, "memory_mib": 1024 * v})
+        s.catalog.create_project("demo")
         for i in range(6):
-            w = s.create_workload("demo", f"old{i}", flavor="one")
+            w = s.workloads.create_workload("demo", f"old{i}", flavor="one")
             if w.host != f"h{i:02d}":
-                s.migrate_workload("demo", f"old{i}", f"h{i:02d}")
+                s.workloads.migrate_workload("demo", f"old{i}", f"h{i:02d}")
         return [{"name": f"web{i}", "flavor": f"f{(9, 7, 5, 3)[i % 4]}"} for i in range(16)]
 
     with open_services(f"sqlite:///{tmp_path / 'seq.db'}") as seq, \
@@ -112,9 +112,9 @@ def test_batch_mixed_sizes_never_worse_than_sequential(tmp_path) -> None:
         specs = setup(seq)
         setup(bat)
         for sp in specs:
-            seq.create_workload("demo", sp["name"], flavor=sp["flavor"])
-        res = bat.create_workloads_batch("demo", specs)
+            seq.workloads.create_workload("demo", sp["name"], flavor=sp["flavor"])
+        res = bat.batch.create_workloads_batch("demo", specs)
         assert len(res.workloads) == 16
         assert active_hosts(bat) <= active_hosts(seq)
         assert res.plan["hosts_after"] == active_hosts(bat) >= res.plan["lower_bound"]
-        assert bat.check().ok
+        assert bat.repair.check().ok

@@ -12,9 +12,9 @@ import multiprocessing
 import pytest
 from sqlalchemy import func, select
 
+from poolvisor.bench.loadgen import LoadResult, run_load, worker_main
 from poolvisor.domain.models import GroupPolicy
 from poolvisor.services import open_services
-from poolvisor.services.loadgen import LoadResult, run_load, worker_main
 from poolvisor.store.rows import AllocationRow, HostResourceRow, WorkloadRow
 
 HOSTS, SLOTS_PER_HOST, PREFILLED = 10, 8, 20  # 80 slots, 60 free
@@ -24,14 +24,15 @@ FREE = HOSTS * SLOTS_PER_HOST - PREFILLED
 def nearly_full_pool(url: str) -> None:
     s = open_services(url)
     try:
-        s.create_pool("p")
+        s.catalog.create_pool("p")
         for i in range(HOSTS):
-            s.create_host(f"h{i}", {"vcpu": SLOTS_PER_HOST, "memory_mib": SLOTS_PER_HOST * 1024}, pool="p",
-                          domain=f"r{i % 2}")
-        s.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
-        s.create_project("demo")
+            s.hosts.create_host(f"h{i}", {"vcpu": SLOTS_PER_HOST, "memory_mib": SLOTS_PER_HOST * 1024},
+                                pool="p",
+                                domain=f"r{i % 2}")
+        s.catalog.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
+        s.catalog.create_project("demo")
         for i in range(PREFILLED):
-            s.create_workload("demo", f"pre-{i}", flavor="unit")
+            s.workloads.create_workload("demo", f"pre-{i}", flavor="unit")
     finally:
         s.close()
 
@@ -39,12 +40,12 @@ def nearly_full_pool(url: str) -> None:
 def verify(url: str, acked: list[str]) -> None:
     s = open_services(url, repair=False)
     try:
-        report = s.check()
+        report = s.repair.check()
         assert report.ok, report.violations
-        names = {w.name for w in s.list_workloads("demo") if w.state == "running"}
+        names = {w.name for w in s.workloads.list_workloads("demo") if w.state == "running"}
         assert set(acked) <= names  # every acknowledged create exists
         assert len(names) == HOSTS * SLOTS_PER_HOST  # the pool is exactly full, never over
-        for h in s.list_hosts():
+        for h in s.hosts.list_hosts():
             assert h.allocated["vcpu"] <= h.capacity["vcpu"]
             assert h.workloads == SLOTS_PER_HOST
 
@@ -104,7 +105,7 @@ def test_threads_only_with_anti_affinity_never_share_a_host(db_url):
     try:
         import threading
 
-        with_room = sum(1 for h in s.list_hosts() if h.free["vcpu"] >= 1)
+        with_room = sum(1 for h in s.hosts.list_hosts() if h.free["vcpu"] >= 1)
         assert 1 < with_room < HOSTS
 
         out: list[str] = []
@@ -112,8 +113,8 @@ def test_threads_only_with_anti_affinity_never_share_a_host(db_url):
 
         def one(i: int) -> None:
             try:
-                w = s.create_workload("demo", f"aa-{i}", flavor="unit", group="spread",
-                                      group_policy="anti-affinity")
+                w = s.workloads.create_workload("demo", f"aa-{i}", flavor="unit", group="spread",
+                                                group_policy="anti-affinity")
                 out.append(w.host or "")
             except Exception as e:  # noqa: BLE001 - collected and checked below
                 refused.append(type(e).__name__)
@@ -125,7 +126,7 @@ def test_threads_only_with_anti_affinity_never_share_a_host(db_url):
             t.join()
         assert len(out) == len(set(out)) == with_room
         assert refused == ["NoValidHostError"] * (10 - with_room)
-        assert s.check().ok
+        assert s.repair.check().ok
     finally:
         s.close()
 
@@ -139,20 +140,21 @@ def test_concurrent_first_members_of_an_affinity_group_share_one_host(db_url):
 
     s = open_services(db_url, policy=PlacementPolicy.named("spread"))
     try:
-        s.create_pool("p")
+        s.catalog.create_pool("p")
         for i in range(6):
-            s.create_host(f"h{i}", {"vcpu": 64, "memory_mib": 65536}, pool="p")
-        s.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
-        s.create_project("demo")
+            s.hosts.create_host(f"h{i}", {"vcpu": 64, "memory_mib": 65536}, pool="p")
+        s.catalog.create_flavor("unit", {"vcpu": 1, "memory_mib": 1024})
+        s.catalog.create_project("demo")
         groups = 4
         hosts: dict[str, set[str]] = {f"g{k}": set() for k in range(groups)}
 
         def member(k: int, i: int) -> None:
-            w = s.create_workload("demo", f"g{k}-{i}", flavor="unit", group=f"g{k}", group_policy="affinity")
+            w = s.workloads.create_workload("demo", f"g{k}-{i}", flavor="unit", group=f"g{k}",
+                                            group_policy="affinity")
             hosts[f"g{k}"].add(w.host or "")
 
         def other(i: int) -> None:
-            s.create_workload("demo", f"o{i}", flavor="unit")
+            s.workloads.create_workload("demo", f"o{i}", flavor="unit")
 
         ts = [threading.Thread(target=member, args=(k, i)) for k in range(groups) for i in range(3)]
         ts += [threading.Thread(target=other, args=(i,)) for i in range(12)]
@@ -161,8 +163,8 @@ def test_concurrent_first_members_of_an_affinity_group_share_one_host(db_url):
         for t in ts:
             t.join()
         assert all(len(h) == 1 for h in hosts.values()), hosts
-        assert len(s.list_workloads("demo")) == groups * 3 + 12
-        assert s.check().ok
+        assert len(s.workloads.list_workloads("demo")) == groups * 3 + 12
+        assert s.repair.check().ok
     finally:
         s.close()
 
@@ -172,20 +174,22 @@ def test_stale_group_decision_is_rejected_at_commit(lite):
     not be committed (the host's generation is unchanged, only the group re-check catches it)."""
     from functools import partial
 
-    from poolvisor.services.base import Stale
+    from poolvisor.store.retry import Stale
 
-    lite.create_pool("p")
+    lite.catalog.create_pool("p")
     for i in range(2):
-        lite.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 8192}, pool="p", labels={"n": str(i)})
-    lite.create_project("demo")
-    spec = lite._resolve("demo", "a", "vm", None, {"vcpu": 1}, 0, "grp", GroupPolicy.AFFINITY, {}, {}, None,
-                         False)
-    decision, target = lite._decide(spec)
+        lite.hosts.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 8192}, pool="p", labels={"n": str(i)})
+    lite.catalog.create_project("demo")
+    spec = lite.workloads._resolve("demo", "a", "vm", None, {"vcpu": 1}, 0, "grp", GroupPolicy.AFFINITY, {},
+                                   {}, None,
+                                   False)
+    decision, target = lite.workloads._decide(spec)
     assert decision.host == "h0"  # no member yet: anywhere, ties to h0
     # (the group is created by the first claim that commits: b's, with the same policy)
-    assert lite.create_workload("demo", "b", demand={"vcpu": 1}, group="grp", group_policy="affinity",
-                                required_labels={"n": "1"}).host == "h1"
+    assert lite.workloads.create_workload("demo", "b", demand={"vcpu": 1}, group="grp",
+                                          group_policy="affinity",
+                                          required_labels={"n": "1"}).host == "h1"
     with pytest.raises(Stale):
-        lite._write(partial(lite._claim, spec=spec, target=target, decision=decision))
-    assert lite.create_workload("demo", "a", demand={"vcpu": 1}, group="grp").host == "h1"
-    assert lite.check().ok
+        lite.ctx.write_once(partial(lite.workloads._claim, spec=spec, target=target, decision=decision))
+    assert lite.workloads.create_workload("demo", "a", demand={"vcpu": 1}, group="grp").host == "h1"
+    assert lite.repair.check().ok

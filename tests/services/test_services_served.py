@@ -15,7 +15,7 @@ from poolvisor.domain.errors import PoolvisorError
 from poolvisor.policies.placement import Decision, Request, place, served
 from poolvisor.services import Services
 from poolvisor.services import workloads as service_workloads
-from poolvisor.services.snapshot import PlacementCache, group_key
+from poolvisor.services.placement_cache import PlacementCache, group_key
 
 
 def count_decide(monkeypatch: pytest.MonkeyPatch) -> list[Decision]:
@@ -36,27 +36,28 @@ def test_the_bench_measures_the_function_create_workload_calls(lite: Services,
     assert service_workloads.decide is served.decide is bench_placement.decide
     small_cluster(lite)
     made = count_decide(monkeypatch)
-    w = lite.create_workload("demo", "vm1", flavor="unit")
+    w = lite.workloads.create_workload("demo", "vm1", flavor="unit")
     assert len(made) == 1 and made[0].host == w.host
     assert w.explanation == made[0].explanation.to_dict()
-    dry = lite.create_workload("demo", "vm2", flavor="unit", dry_run=True)
+    dry = lite.workloads.create_workload("demo", "vm2", flavor="unit", dry_run=True)
     assert len(made) == 2 and dry.host == made[1].host
 
 
 def test_summary_by_default_full_when_asked(lite: Services) -> None:
     small_cluster(lite)
-    w = lite.create_workload("demo", "vm1", flavor="unit")
+    w = lite.workloads.create_workload("demo", "vm1", flavor="unit")
     e = w.explanation
     assert (e["detail"], e["path"]) == ("summary", "index") and e["top"][0]["host"] == w.host
     assert e["filters"][0]["filter"] == "host-state+pool+capacity+labels+max-workloads"
     assert e["candidates"] == 3 and e["rule"].startswith("highest weighted score")
-    full = lite.create_workload("demo", "vm2", flavor="unit", explain=True)
+    full = lite.workloads.create_workload("demo", "vm2", flavor="unit", explain=True)
     f = full.explanation
     assert f["detail"] == "full" and [r["filter"] for r in f["filters"]] == [
         "host-state", "pool", "capacity", "labels", "affinity", "domain-spread", "max-workloads"]
-    dry = lite.create_workload("demo", "vm3", flavor="unit", dry_run=True, explain=True)
+    dry = lite.workloads.create_workload("demo", "vm3", flavor="unit", dry_run=True, explain=True)
     assert dry.explanation["detail"] == "full" and dry.explanation["top"] == \
-        lite.create_workload("demo", "vm4", flavor="unit", dry_run=True, explain=False).explanation["top"]
+        lite.workloads.create_workload("demo", "vm4", flavor="unit", dry_run=True,
+                                       explain=False).explanation["top"]
 
 
 def test_a_stale_index_decision_is_caught_by_the_ledger_and_replanned(
@@ -69,20 +70,20 @@ def test_a_stale_index_decision_is_caught_by_the_ledger_and_replanned(
         d = real(placer, req, full=full)
         made.append(d)
         if len(made) == 1:  # between this decision and its commit, the host goes to maintenance
-            lite.set_host_state(d.host, "maintenance")
+            lite.hosts.set_host_state(d.host, "maintenance")
         return d
 
     monkeypatch.setattr(service_workloads, "decide", racing)
-    w = lite.create_workload("demo", "vm1", flavor="unit")
+    w = lite.workloads.create_workload("demo", "vm1", flavor="unit")
     assert len(made) == 2 and made[1].host != made[0].host == next(
-        h.name for h in lite.list_hosts() if h.state == "maintenance")
-    assert w.host == made[1].host and lite.get_host(made[0].host).workloads == 0
-    assert lite.check().ok
+        h.name for h in lite.hosts.list_hosts() if h.state == "maintenance")
+    assert w.host == made[1].host and lite.hosts.get_host(made[0].host).workloads == 0
+    assert lite.repair.check().ok
 
 
 def fresh_choice(svc: Services, req_of: callable) -> str | None:  # type: ignore[valid-type]
     """The pipeline's choice on a fresh load of the store (no cache, no index)."""
-    snap = svc._read(PlacementCache().refresh)
+    snap = svc.ctx.read(PlacementCache().refresh)
     d = place(snap.state, req_of(snap), svc.policy)
     return d.host
 
@@ -98,22 +99,24 @@ def test_the_index_follows_the_store_incrementally_and_stays_exact(lite: Service
             if op == "create":
                 group = rng.choice([None, "g1", "g2"])
                 policy = {"g1": "anti-affinity", "g2": "domain-spread"}.get(group or "")
-                lite.create_workload("demo", f"w{step}", demand={"vcpu": rng.choice([1, 2])}, group=group,
-                                     group_policy=policy, pool=rng.choice([None, "p"]))
+                lite.workloads.create_workload("demo", f"w{step}", demand={"vcpu": rng.choice([1, 2])},
+                                               group=group,
+                                               group_policy=policy, pool=rng.choice([None, "p"]))
                 names.append(f"w{step}")
             elif op == "delete" and names:
-                lite.delete_workload("demo", names.pop(rng.randrange(len(names))))
+                lite.workloads.delete_workload("demo", names.pop(rng.randrange(len(names))))
             elif op == "migrate" and names:
-                lite.migrate_workload("demo", rng.choice(names))
+                lite.workloads.migrate_workload("demo", rng.choice(names))
             elif op == "state":
-                lite.set_host_state(f"h{rng.randrange(6)}", rng.choice(["up", "up", "maintenance"]))
+                lite.hosts.set_host_state(f"h{rng.randrange(6)}", rng.choice(["up", "up", "maintenance"]))
         except PoolvisorError:
             pass
         if step % 6 == 5:  # the served decision on the cache equals the pipeline on a fresh load
             demand = {"vcpu": float(rng.choice([1, 2, 3])), "memory_mib": 512.0}
             group = rng.choice([None, "g1"])
-            dry = lite.create_workload("demo", f"probe{step}", demand=demand, group=group,
-                                       group_policy="anti-affinity" if group else None, dry_run=True) \
+            dry = lite.workloads.create_workload("demo", f"probe{step}", demand=demand, group=group,
+                                                 group_policy="anti-affinity" if group else None,
+                                                 dry_run=True) \
                 if _fits(lite, demand) else None
 
             def req_of(snap, demand=demand, group=group):  # type: ignore[no-untyped-def]
@@ -125,23 +128,23 @@ def test_the_index_follows_the_store_incrementally_and_stays_exact(lite: Service
                 assert dry.host == fresh_choice(lite, req_of)
                 compared += 1
     assert compared >= 5
-    snap = lite.cache.snap
+    snap = lite.cache.view
     assert snap is not None and lite.cache.full_loads == 1
     placer = snap.placer(lite.policy)
     assert placer.stats["rebuilds"] == 0 and placer.stats["tree"] > 0  # point updates, never a rebuild
-    assert lite.check().ok
+    assert lite.repair.check().ok
 
 
 def _fits(svc: Services, demand: dict[str, float]) -> bool:
-    return any(h.state == "up" and h.free.get("vcpu", 0) >= demand["vcpu"] for h in svc.list_hosts())
+    return any(h.state == "up" and h.free.get("vcpu", 0) >= demand["vcpu"] for h in svc.hosts.list_hosts())
 
 
 def test_pool_requests_reuse_one_read_only_pool_array(lite: Services) -> None:
     small_cluster(lite)
-    lite.create_host("other", {"vcpu": 64, "memory_mib": 65536})  # outside the pool, emptier
+    lite.hosts.create_host("other", {"vcpu": 64, "memory_mib": 65536})  # outside the pool, emptier
     for k in range(3):
-        assert lite.create_workload("demo", f"p{k}", flavor="unit", pool="p").host.startswith("h")
-    snap = lite.cache.snap
+        assert lite.workloads.create_workload("demo", f"p{k}", flavor="unit", pool="p").host.startswith("h")
+    snap = lite.cache.view
     assert snap is not None
     hosts = next(iter(snap._pools.values()))
     assert not hosts.flags.writeable and np.array_equal(
@@ -159,22 +162,22 @@ def test_batch_replay_goes_through_the_index(lite: Services, monkeypatch: pytest
 
     monkeypatch.setattr(pipeline, "place", forbidden)
     monkeypatch.setattr(index, "choose", forbidden)  # the index's exact fallback
-    res = lite.create_workloads_batch("demo", [{"name": f"b{i}", "flavor": "unit"} for i in range(10)],
-                                      dry_run=True)
+    res = lite.batch.create_workloads_batch("demo", [{"name": f"b{i}", "flavor": "unit"} for i in range(10)],
+                                            dry_run=True)
     assert len(res.workloads) == 10 and not res.unplaced
 
 
 def test_small_pools_skip_the_compiled_kernels_and_growing_ones_get_them(
         lite: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     from poolvisor.policies.placement import kernels
-    from poolvisor.services import snapshot
+    from poolvisor.services import placement_cache
 
-    monkeypatch.setattr(snapshot, "JIT_MIN_HOSTS", 5)
+    monkeypatch.setattr(placement_cache, "JIT_MIN_HOSTS", 5)
     small_cluster(lite, hosts=4)
-    lite.create_workload("demo", "a", flavor="unit")
-    assert lite.cache.snap is not None and not lite.cache.snap.placer(lite.policy).index.jit
-    lite.create_host("h4", {"vcpu": 4, "memory_mib": 4096})
-    w = lite.create_workload("demo", "b", flavor="unit")
-    placer = lite.cache.snap.placer(lite.policy)
+    lite.workloads.create_workload("demo", "a", flavor="unit")
+    assert lite.cache.view is not None and not lite.cache.view.placer(lite.policy).index.jit
+    lite.hosts.create_host("h4", {"vcpu": 4, "memory_mib": 4096})
+    w = lite.workloads.create_workload("demo", "b", flavor="unit")
+    placer = lite.cache.view.placer(lite.policy)
     assert placer.index.jit == kernels.available() and w.explanation["path"] == "index"
-    assert lite.check().ok
+    assert lite.repair.check().ok

@@ -14,43 +14,43 @@ from poolvisor.services import open_services
 
 
 def test_expiry_revocation_and_status(svc):
-    admin = svc.bootstrap_admin_token()
-    svc.create_project("demo")
-    issued = svc.issue_token("member", "demo", expires_in=3600, label="ci")
-    who, why = svc.token_status(issued.token)
+    admin = svc.auth.bootstrap_admin_token()
+    svc.catalog.create_project("demo")
+    issued = svc.auth.issue_token("member", "demo", expires_in=3600, label="ci")
+    who, why = svc.auth.token_status(issued.token)
     assert who is not None and why is None and who.expires_at == issued.record.expires_at
-    assert svc.token_status("pv_nope") == (None, "unknown")
-    rec = svc.revoke_token(issued.record.id, project="demo")
-    assert rec.state == "revoked" and svc.token_status(issued.token) == (None, "revoked")
-    assert svc.revoke_token(issued.record.id).revoked_at == rec.revoked_at  # idempotent
+    assert svc.auth.token_status("pv_nope") == (None, "unknown")
+    rec = svc.auth.revoke_token(issued.record.id, project="demo")
+    assert rec.state == "revoked" and svc.auth.token_status(issued.token) == (None, "revoked")
+    assert svc.auth.revoke_token(issued.record.id).revoked_at == rec.revoked_at  # idempotent
     with pytest.raises(NotFoundError):
-        svc.revoke_token(svc.authenticate(admin).token_id, project="demo")  # not that project's
+        svc.auth.revoke_token(svc.auth.authenticate(admin).token_id, project="demo")  # not that project's
     with pytest.raises(NotFoundError):
-        svc.revoke_token(10_000)
+        svc.auth.revoke_token(10_000)
     for bad in (0, -1, True, 1.5):
         with pytest.raises(InvalidInputError):
-            svc.revoke_token(bad)
+            svc.auth.revoke_token(bad)
     for bad in (0, -1, float("nan"), float("inf"), 1e12, True):
         with pytest.raises(InvalidInputError):
-            svc.issue_token("member", "demo", expires_in=bad)
+            svc.auth.issue_token("member", "demo", expires_in=bad)
     with pytest.raises(InvalidInputError):
-        svc.issue_token("member", "demo", label="a\x1bb")
-    assert [t.state for t in svc.list_tokens("demo")] == ["revoked"]
+        svc.auth.issue_token("member", "demo", label="a\x1bb")
+    assert [t.state for t in svc.auth.list_tokens("demo")] == ["revoked"]
 
 
 def test_concurrent_revocations_keep_one_admin(db_url):
     """Two admins each revoking the other at once: one must fail, one admin stays valid."""
     svcs = [open_services(db_url) for _ in range(2)]
     try:
-        a = svcs[0].bootstrap_admin_token()
-        b = svcs[0].create_token("admin")
-        ids = [svcs[0].authenticate(t).token_id for t in (a, b)]
+        a = svcs[0].auth.bootstrap_admin_token()
+        b = svcs[0].auth.create_token("admin")
+        ids = [svcs[0].auth.authenticate(t).token_id for t in (a, b)]
         barrier, results = threading.Barrier(2), []
 
         def revoke(k):
             barrier.wait()
             try:
-                svcs[k].revoke_token(ids[1 - k])
+                svcs[k].auth.revoke_token(ids[1 - k])
                 results.append("revoked")
             except ConflictError:
                 results.append("conflict")
@@ -61,7 +61,7 @@ def test_concurrent_revocations_keep_one_admin(db_url):
         for t in ts:
             t.join()
         assert sorted(results) == ["conflict", "revoked"]
-        assert [t.state for t in svcs[0].list_tokens()].count("active") == 1
+        assert [t.state for t in svcs[0].auth.list_tokens()].count("active") == 1
     finally:
         for s in svcs:
             s.close()
@@ -77,23 +77,23 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_revoked_file_token_is_replaced_at_start(home, lite):
     ensure_admin_token(lite)
     first = token_file().read_text().strip()
-    spare = lite.create_token("admin")
-    lite.revoke_token(lite.authenticate(first).token_id)
+    spare = lite.auth.create_token("admin")
+    lite.auth.revoke_token(lite.auth.authenticate(first).token_id)
     note = ensure_admin_token(lite)  # the file's token is no longer valid: a new one is written
     second = token_file().read_text().strip()
-    assert "(new)" in note and second != first and lite.authenticate(second).role == "admin"
-    assert token_file().stat().st_mode & 0o777 == 0o600 and lite.authenticate(spare) is not None
+    assert "(new)" in note and second != first and lite.auth.authenticate(second).role == "admin"
+    assert token_file().stat().st_mode & 0o777 == 0o600 and lite.auth.authenticate(spare) is not None
 
 
 def test_a_revoked_env_token_is_not_brought_back(home, lite, monkeypatch):
-    lite.bootstrap_admin_token()
+    lite.auth.bootstrap_admin_token()
     chosen = "operator-chosen-token-123"
-    lite.adopt_admin_token(chosen)
-    lite.revoke_token(lite.authenticate(chosen).token_id)
+    lite.auth.adopt_admin_token(chosen)
+    lite.auth.revoke_token(lite.auth.authenticate(chosen).token_id)
     monkeypatch.setenv("POOLVISOR_TOKEN", chosen)
     with pytest.raises(InvalidInputError, match="revoked"):
         ensure_admin_token(lite)
-    assert lite.authenticate(chosen) is None
+    assert lite.auth.authenticate(chosen) is None
 
 
 def test_write_token_is_atomic_and_private(tmp_path):

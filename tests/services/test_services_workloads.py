@@ -17,34 +17,35 @@ def count(svc, row):
 
 def test_create_places_and_explains(svc):
     small_cluster(svc)
-    w = svc.create_workload("demo", "vm1", flavor="unit")
+    w = svc.workloads.create_workload("demo", "vm1", flavor="unit")
     assert (w.state, w.project, w.kind) == ("running", "demo", "vm")
     assert w.demand == {"vcpu": 1.0, "memory_mib": 1024.0}
     assert w.host in {"h0", "h1", "h2"} and w.created_at.tzinfo is not None
     assert w.explanation["hosts_considered"] == 3 and w.explanation["top"][0]["host"] == w.host
-    assert svc.get_workload("demo", "vm1").explanation == w.explanation
-    h = svc.get_host(w.host)
+    assert svc.workloads.get_workload("demo", "vm1").explanation == w.explanation
+    h = svc.hosts.get_host(w.host)
     assert h.allocated["vcpu"] == 1 and h.workloads == 1 and h.generation >= 1
-    assert svc.get_project("demo").workloads == 1
+    assert svc.catalog.get_project("demo").workloads == 1
     # best fit packs: the second lands on the same host
-    assert svc.create_workload("demo", "vm2", demand={"vcpu": 2}).host == w.host
-    assert svc.check().ok
-    assert [e.kind for e in svc.list_events("demo")][:2] == ["workload.created", "workload.placed"]
+    assert svc.workloads.create_workload("demo", "vm2", demand={"vcpu": 2}).host == w.host
+    assert svc.repair.check().ok
+    assert [e.kind for e in svc.events.list_events("demo")][:2] == ["workload.created", "workload.placed"]
 
 
 def test_dry_run_writes_nothing(svc):
     small_cluster(svc)
     before = (count(svc, WorkloadRow), count(svc, AllocationRow), count(svc, EventRow))
-    w = svc.create_workload("demo", "vm1", flavor="unit", dry_run=True, group="g", group_policy="affinity")
+    w = svc.workloads.create_workload("demo", "vm1", flavor="unit", dry_run=True, group="g",
+                                      group_policy="affinity")
     assert w.state == "dry-run" and w.host is not None and w.explanation["candidates"] == 3
     assert (count(svc, WorkloadRow), count(svc, AllocationRow), count(svc, EventRow)) == before
-    assert all(h.generation == 0 for h in svc.list_hosts())
+    assert all(h.generation == 0 for h in svc.hosts.list_hosts())
 
 
 def test_no_valid_host_carries_the_explanation(svc):
     small_cluster(svc)
     with pytest.raises(NoValidHostError) as ei:
-        svc.create_workload("demo", "big", demand={"vcpu": 5})
+        svc.workloads.create_workload("demo", "big", demand={"vcpu": 5})
     detail = ei.value.detail
     cap = next(f for f in detail["filters"] if f["filter"] == "capacity")
     assert cap["rejected"] == 3 and cap["dominant_reason"] == "insufficient vcpu"
@@ -72,167 +73,174 @@ def test_bad_create_input_leaves_no_rows(lite, kwargs, error, match):
     small_cluster(lite)
     events = count(lite, EventRow)
     with pytest.raises(error, match=match):
-        lite.create_workload("demo", "vm1", **kwargs)
+        lite.workloads.create_workload("demo", "vm1", **kwargs)
     assert count(lite, WorkloadRow) == count(lite, AllocationRow) == 0
     assert count(lite, EventRow) == events
-    assert lite.check().ok
+    assert lite.repair.check().ok
 
 
 def test_missing_project_and_duplicate_name(lite):
     small_cluster(lite)
     with pytest.raises(NotFoundError, match="project"):
-        lite.create_workload("nope", "vm1", flavor="unit")
-    lite.create_workload("demo", "vm1", flavor="unit")
+        lite.workloads.create_workload("nope", "vm1", flavor="unit")
+    lite.workloads.create_workload("demo", "vm1", flavor="unit")
     with pytest.raises(ConflictError, match="already exists"):
-        lite.create_workload("demo", "vm1", flavor="unit")
-    lite.create_project("other")
-    assert lite.create_workload("other", "vm1", flavor="unit").project == "other"  # names are per project
-    assert [w.project for w in lite.list_workloads("other")] == ["other"]
-    assert len(lite.list_workloads()) == 2
+        lite.workloads.create_workload("demo", "vm1", flavor="unit")
+    lite.catalog.create_project("other")
+    assert lite.workloads.create_workload("other", "vm1",
+                                          flavor="unit").project == "other"  # names are per project
+    assert [w.project for w in lite.workloads.list_workloads("other")] == ["other"]
+    assert len(lite.workloads.list_workloads()) == 2
 
 
 def test_failed_driver_create_rolls_back(lite):
     small_cluster(lite)
     lite.driver.inject("create")  # type: ignore[attr-defined]
     with pytest.raises(DriverError, match="not created"):
-        lite.create_workload("demo", "vm1", flavor="unit")
+        lite.workloads.create_workload("demo", "vm1", flavor="unit")
     assert count(lite, WorkloadRow) == count(lite, AllocationRow) == 0
-    assert all(h.allocated["vcpu"] == 0 and h.workloads == 0 for h in lite.list_hosts())
-    assert lite.list_events("demo")[0].kind == "workload.create_failed"
-    assert lite.check().ok
-    assert lite.create_workload("demo", "vm1", flavor="unit").state == "running"  # the name is free again
+    assert all(h.allocated["vcpu"] == 0 and h.workloads == 0 for h in lite.hosts.list_hosts())
+    assert lite.events.list_events("demo")[0].kind == "workload.create_failed"
+    assert lite.repair.check().ok
+    assert lite.workloads.create_workload("demo", "vm1",
+                                          flavor="unit").state == "running"  # the name is free again
 
 
 def test_labels_pool_and_max_workloads(lite):
     small_cluster(lite)
-    lite.create_pool("q")
-    lite.create_host("solo", {"vcpu": 64, "memory_mib": 65536}, pool="q", labels={"ssd": "yes"},
-                     max_workloads=1)
-    assert lite.create_workload("demo", "a", flavor="unit", required_labels={"ssd": "yes"}).host == "solo"
-    w = lite.create_workload("demo", "b", flavor="unit", forbidden_labels={"rack": "r0"})
+    lite.catalog.create_pool("q")
+    lite.hosts.create_host("solo", {"vcpu": 64, "memory_mib": 65536}, pool="q", labels={"ssd": "yes"},
+                           max_workloads=1)
+    assert lite.workloads.create_workload("demo", "a", flavor="unit",
+                                          required_labels={"ssd": "yes"}).host == "solo"
+    w = lite.workloads.create_workload("demo", "b", flavor="unit", forbidden_labels={"rack": "r0"})
     assert w.host in {"h1", "solo"} and w.host != "solo"  # solo is full (max_workloads=1)
     with pytest.raises(NoValidHostError, match="max-workloads"):
-        lite.create_workload("demo", "c", flavor="unit", pool="q")
-    assert lite.create_workload("demo", "d", flavor="unit", pool="p").host in {"h0", "h1", "h2"}
+        lite.workloads.create_workload("demo", "c", flavor="unit", pool="q")
+    assert lite.workloads.create_workload("demo", "d", flavor="unit", pool="p").host in {"h0", "h1", "h2"}
 
 
 def test_groups_affinity_and_domain_spread(lite):
     small_cluster(lite)
-    hosts = {lite.create_workload("demo", f"a{i}", flavor="unit", group="a", group_policy="affinity").host
+    hosts = {lite.workloads.create_workload("demo", f"a{i}", flavor="unit", group="a",
+                                            group_policy="affinity").host
              for i in range(3)}
     assert len(hosts) == 1
-    placed = [lite.create_workload("demo", f"d{i}", flavor="unit", group="d", group_policy="domain-spread")
+    placed = [lite.workloads.create_workload("demo", f"d{i}", flavor="unit", group="d",
+                                             group_policy="domain-spread")
               for i in range(2)]
-    domains = [lite.get_host(w.host).domain for w in placed]
+    domains = [lite.hosts.get_host(w.host).domain for w in placed]
     assert sorted(domains) == ["r0", "r1"]
     with pytest.raises(NoValidHostError, match="failure domain"):
-        lite.create_workload("demo", "d2", flavor="unit", group="d")
+        lite.workloads.create_workload("demo", "d2", flavor="unit", group="d")
     with pytest.raises(ConflictError, match="policy"):
-        lite.create_workload("demo", "x", flavor="unit", group="a", group_policy="anti-affinity")
-    assert lite.get_workload("demo", "a0").group == "a"
+        lite.workloads.create_workload("demo", "x", flavor="unit", group="a", group_policy="anti-affinity")
+    assert lite.workloads.get_workload("demo", "a0").group == "a"
 
 
 def test_lifecycle_actions(svc):
     small_cluster(svc)
-    svc.create_workload("demo", "vm1", flavor="unit")
-    assert svc.workload_action("demo", "vm1", "stop").state == "stopped"
+    svc.workloads.create_workload("demo", "vm1", flavor="unit")
+    assert svc.workloads.workload_action("demo", "vm1", "stop").state == "stopped"
     with pytest.raises(ConflictError):
-        svc.workload_action("demo", "vm1", "suspend")
-    assert svc.workload_action("demo", "vm1", "start").state == "running"
-    assert svc.workload_action("demo", "vm1", "suspend").state == "suspended"
-    assert svc.workload_action("demo", "vm1", "resume").state == "running"
+        svc.workloads.workload_action("demo", "vm1", "suspend")
+    assert svc.workloads.workload_action("demo", "vm1", "start").state == "running"
+    assert svc.workloads.workload_action("demo", "vm1", "suspend").state == "suspended"
+    assert svc.workloads.workload_action("demo", "vm1", "resume").state == "running"
     with pytest.raises(InvalidInputError):
-        svc.workload_action("demo", "vm1", "explode")
+        svc.workloads.workload_action("demo", "vm1", "explode")
     with pytest.raises(NotFoundError):
-        svc.workload_action("demo", "nope", "stop")
-    host = svc.get_workload("demo", "vm1").host
-    svc.delete_workload("demo", "vm1")
+        svc.workloads.workload_action("demo", "nope", "stop")
+    host = svc.workloads.get_workload("demo", "vm1").host
+    svc.workloads.delete_workload("demo", "vm1")
     with pytest.raises(NotFoundError):
-        svc.get_workload("demo", "vm1")
-    assert svc.get_host(host).allocated["vcpu"] == 0
-    assert count(svc, AllocationRow) == 0 and svc.check().ok
+        svc.workloads.get_workload("demo", "vm1")
+    assert svc.hosts.get_host(host).allocated["vcpu"] == 0
+    assert count(svc, AllocationRow) == 0 and svc.repair.check().ok
 
 
 def test_migrate(svc):
     small_cluster(svc)
-    w = svc.create_workload("demo", "vm1", flavor="unit", required_labels={"rack": "r0"})
-    m = svc.migrate_workload("demo", "vm1")
-    assert m.host != w.host and svc.get_host(m.host).labels["rack"] == "r0"  # constraints kept
-    assert svc.get_host(w.host).allocated["vcpu"] == 0 and svc.get_host(m.host).allocated["vcpu"] == 1
+    w = svc.workloads.create_workload("demo", "vm1", flavor="unit", required_labels={"rack": "r0"})
+    m = svc.workloads.migrate_workload("demo", "vm1")
+    assert m.host != w.host and svc.hosts.get_host(m.host).labels["rack"] == "r0"  # constraints kept
+    assert svc.hosts.get_host(w.host).allocated["vcpu"] == 0
+    assert svc.hosts.get_host(m.host).allocated["vcpu"] == 1
     with pytest.raises(ConflictError, match="already on"):
-        svc.migrate_workload("demo", "vm1", host=m.host)
+        svc.workloads.migrate_workload("demo", "vm1", host=m.host)
     with pytest.raises(NoValidHostError, match="labels"):
-        svc.migrate_workload("demo", "vm1", host="h1")  # rack r1
+        svc.workloads.migrate_workload("demo", "vm1", host="h1")  # rack r1
     with pytest.raises(NotFoundError):
-        svc.migrate_workload("demo", "vm1", host="nope")
-    assert svc.migrate_workload("demo", "vm1", host=w.host).host == w.host
-    assert svc.list_events("demo")[0].kind == "workload.migrated" and svc.check().ok
+        svc.workloads.migrate_workload("demo", "vm1", host="nope")
+    assert svc.workloads.migrate_workload("demo", "vm1", host=w.host).host == w.host
+    assert svc.events.list_events("demo")[0].kind == "workload.migrated" and svc.repair.check().ok
 
 
 def test_failed_migration_moves_back(lite):
     small_cluster(lite)
-    w = lite.create_workload("demo", "vm1", flavor="unit")
+    w = lite.workloads.create_workload("demo", "vm1", flavor="unit")
     lite.driver.inject("migrate")  # type: ignore[attr-defined]
     with pytest.raises(DriverError):
-        lite.migrate_workload("demo", "vm1")
-    assert lite.get_workload("demo", "vm1").host == w.host and lite.check().ok
+        lite.workloads.migrate_workload("demo", "vm1")
+    assert lite.workloads.get_workload("demo", "vm1").host == w.host and lite.repair.check().ok
 
 
 def test_fail_host_loses_its_workloads(svc):
     small_cluster(svc)
-    w = svc.create_workload("demo", "vm1", flavor="unit")
-    other = svc.create_workload("demo", "vm2", flavor="unit", forbidden_labels={"rack": svc.get_host(w.host)
+    w = svc.workloads.create_workload("demo", "vm1", flavor="unit")
+    other = svc.workloads.create_workload("demo", "vm2", flavor="unit",
+                                          forbidden_labels={"rack": svc.hosts.get_host(w.host)
                                                                                    .labels["rack"]})
     h = svc.sim.fail_host(w.host)
     assert h.state == "down" and h.allocated["vcpu"] == 0 and h.workloads == 0
-    lost = svc.get_workload("demo", "vm1")
+    lost = svc.workloads.get_workload("demo", "vm1")
     assert (lost.state, lost.host) == ("lost", None)
-    assert svc.get_workload("demo", "vm2").state == "running" and other.host != w.host
+    assert svc.workloads.get_workload("demo", "vm2").state == "running" and other.host != w.host
     assert not svc.driver.heartbeat(w.host) and svc.driver.heartbeat(other.host)
-    kinds = [e.kind for e in svc.list_events()]
+    kinds = [e.kind for e in svc.events.list_events()]
     assert "host.failed" in kinds and "workload.lost" in kinds
-    assert svc.check().ok
+    assert svc.repair.check().ok
     # nothing lands on a down host; lost workloads cannot be acted on but can be deleted
     for i in range(3):
-        assert svc.create_workload("demo", f"n{i}", flavor="unit").host != w.host
+        assert svc.workloads.create_workload("demo", f"n{i}", flavor="unit").host != w.host
     with pytest.raises(ConflictError):
-        svc.workload_action("demo", "vm1", "start")
-    svc.delete_workload("demo", "vm1")
+        svc.workloads.workload_action("demo", "vm1", "start")
+    svc.workloads.delete_workload("demo", "vm1")
     svc.sim.revive_host(w.host)  # the sim host comes back (sim fault injection), empty and up
-    assert svc.driver.heartbeat(w.host) and svc.get_host(w.host).state == "up"
+    assert svc.driver.heartbeat(w.host) and svc.hosts.get_host(w.host).state == "up"
     with pytest.raises(ConflictError, match="holds"):
-        svc.delete_host(other.host)
+        svc.hosts.delete_host(other.host)
 
 
 def test_host_states(lite):
     small_cluster(lite, hosts=2)
-    w = lite.create_workload("demo", "vm1", flavor="unit")
-    lite.set_host_state(w.host, "maintenance")
-    assert lite.get_workload("demo", "vm1").state == "running"  # maintenance keeps workloads
-    assert lite.create_workload("demo", "vm2", flavor="unit").host != w.host
-    lite.set_host_state(w.host, "fenced")
-    assert lite.get_workload("demo", "vm1").state == "lost" and lite.check().ok
+    w = lite.workloads.create_workload("demo", "vm1", flavor="unit")
+    lite.hosts.set_host_state(w.host, "maintenance")
+    assert lite.workloads.get_workload("demo", "vm1").state == "running"  # maintenance keeps workloads
+    assert lite.workloads.create_workload("demo", "vm2", flavor="unit").host != w.host
+    lite.hosts.set_host_state(w.host, "fenced")
+    assert lite.workloads.get_workload("demo", "vm1").state == "lost" and lite.repair.check().ok
     with pytest.raises(InvalidInputError):
-        lite.set_host_state(w.host, "exploded")
+        lite.hosts.set_host_state(w.host, "exploded")
     with pytest.raises(InvalidInputError):
-        lite.set_host_state(w.host, "removed")
+        lite.hosts.set_host_state(w.host, "removed")
     with pytest.raises(NotFoundError):
-        lite.set_host_state("nope", "up")
+        lite.hosts.set_host_state("nope", "up")
 
 
 def test_incremental_refresh_does_not_rebuild(lite):
     small_cluster(lite)
     for i in range(5):
-        lite.create_workload("demo", f"vm{i}", flavor="unit")
+        lite.workloads.create_workload("demo", f"vm{i}", flavor="unit")
     loads = lite.cache.full_loads
     for i in range(5, 10):
-        lite.create_workload("demo", f"vm{i}", flavor="unit")
-    lite.create_host("late", {"vcpu": 64, "memory_mib": 65536})
-    assert lite.create_workload("demo", "big", demand={"vcpu": 32}).host == "late"
+        lite.workloads.create_workload("demo", f"vm{i}", flavor="unit")
+    lite.hosts.create_host("late", {"vcpu": 64, "memory_mib": 65536})
+    assert lite.workloads.create_workload("demo", "big", demand={"vcpu": 32}).host == "late"
     assert lite.cache.full_loads == loads  # only changed hosts were reloaded
-    lite.delete_workload("demo", "big")
-    lite.delete_host("late")
-    assert lite.create_workload("demo", "after", flavor="unit").host != "late"
+    lite.workloads.delete_workload("demo", "big")
+    lite.hosts.delete_host("late")
+    assert lite.workloads.create_workload("demo", "after", flavor="unit").host != "late"
     assert lite.cache.full_loads == loads + 1
 
 
@@ -241,14 +249,15 @@ def test_failed_create_leaves_no_new_group(lite):
 
     small_cluster(lite)
     with pytest.raises(NoValidHostError):
-        lite.create_workload("demo", "big", demand={"vcpu": 99}, group="g", group_policy="affinity")
+        lite.workloads.create_workload("demo", "big", demand={"vcpu": 99}, group="g", group_policy="affinity")
     lite.driver.inject("create")  # type: ignore[attr-defined]
     with pytest.raises(DriverError):
-        lite.create_workload("demo", "vm", flavor="unit", group="g2", group_policy="affinity")
+        lite.workloads.create_workload("demo", "vm", flavor="unit", group="g2", group_policy="affinity")
     assert count(lite, GroupRow) == 0 and count(lite, WorkloadRow) == 0
     # an empty group takes the policy of its next member; one with members keeps its own
-    lite.create_workload("demo", "a", flavor="unit", group="g", group_policy="anti-affinity")
-    lite.delete_workload("demo", "a")
-    assert lite.create_workload("demo", "b", flavor="unit", group="g", group_policy="affinity").group == "g"
+    lite.workloads.create_workload("demo", "a", flavor="unit", group="g", group_policy="anti-affinity")
+    lite.workloads.delete_workload("demo", "a")
+    assert lite.workloads.create_workload("demo", "b", flavor="unit", group="g",
+                                          group_policy="affinity").group == "g"
     with pytest.raises(ConflictError, match="policy"):
-        lite.create_workload("demo", "c", flavor="unit", group="g", group_policy="anti-affinity")
+        lite.workloads.create_workload("demo", "c", flavor="unit", group="g", group_policy="anti-affinity")

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from poolvisor.domain.errors import InvalidInputError, NotFoundError
 from poolvisor.services import Services
 from poolvisor.services.utilization import resample
-from poolvisor.services.whatif import UtilizationHistory, pool_from_services, simulate_whatif
+from poolvisor.sim.whatif import UtilizationHistory, pool_from_services, simulate_whatif
 from poolvisor.store.rows import UtilizationSampleRow
 from small_pool import fill_small_pool
 
@@ -22,36 +22,36 @@ def _samples(s: Services) -> int:
 
 
 def _three(s: Services) -> None:
-    s.create_pool("p")
-    s.create_host("h0", {"vcpu": 8, "memory_mib": 16384}, pool="p")
-    s.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
-    s.create_project("demo")
+    s.catalog.create_pool("p")
+    s.hosts.create_host("h0", {"vcpu": 8, "memory_mib": 16384}, pool="p")
+    s.catalog.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
+    s.catalog.create_project("demo")
     for n in ("a", "b", "c"):
-        s.create_workload("demo", n, flavor="small")
+        s.workloads.create_workload("demo", n, flavor="small")
 
 
 def test_record_and_read_back_the_grid(svc: Services) -> None:
     _three(svc)
     # interval 60 s: bucket k = [60k, 60k+60); a has two samples in bucket 100, none in 102
-    assert svc.record_utilization([
+    assert svc.utilization.record_utilization([
         ("demo/a", 6000, 0.2), (("demo", "a"), 6030.0, 0.4), ("demo/a", 6070, 0.5),
         ("demo/a", datetime.fromtimestamp(6200, UTC), 0.9),
         ("demo/b", 5990, 0.1), ("demo/b", 6130, 0.7),
     ]) == 6
-    h = svc.utilization_history(["demo/a", "demo/b"], 60, steps=4)
+    h = svc.utilization.utilization_history(["demo/a", "demo/b"], 60, steps=4)
     assert isinstance(h, UtilizationHistory) and h.interval_s == 60 and h.start_s == 6000
     # a: mean 0.3, 0.5, gap carries 0.5, 0.9; b: its 5990 sample carries in from before the window
     assert np.allclose(h.util, [[0.3, 0.5, 0.5, 0.9], [0.1, 0.1, 0.7, 0.7]], atol=1e-12)
     # no steps: from the earliest sample's bucket (99); a's first value carried back
-    h = svc.utilization_history(["demo/b", "demo/a"], 60)
+    h = svc.utilization.utilization_history(["demo/b", "demo/a"], 60)
     assert h.start_s == 5940
     assert np.allclose(h.util, [[0.1, 0.1, 0.1, 0.7, 0.7], [0.3, 0.3, 0.5, 0.5, 0.9]], atol=1e-12)
     # since: a's last value before the window (0.4 at 6030) fills nothing since 6060 has a sample
-    h = svc.utilization_history(["demo/a", "demo/b"], 60, since=datetime.fromtimestamp(6060, UTC))
+    h = svc.utilization.utilization_history(["demo/a", "demo/b"], 60, since=datetime.fromtimestamp(6060, UTC))
     assert h.start_s == 6060 and np.allclose(h.util, [[0.5, 0.5, 0.9], [0.1, 0.7, 0.7]], atol=1e-12)
-    h = svc.utilization_history(["demo/a", "demo/b"], 60, since=6061, until=6100)
+    h = svc.utilization.utilization_history(["demo/a", "demo/b"], 60, since=6061, until=6100)
     assert np.allclose(h.util, [[0.5], [0.1]], atol=1e-12)
-    h = svc.utilization_history(["demo/a"], 120, steps=2)  # buckets [6000,6120) and [6120,6240)
+    h = svc.utilization.utilization_history(["demo/a"], 120, steps=2)  # buckets [6000,6120) and [6120,6240)
     assert np.allclose(h.util, [[(0.2 + 0.4 + 0.5) / 3, 0.9]], atol=1e-12)
 
 
@@ -76,34 +76,34 @@ def test_bad_samples_write_nothing(svc: Services) -> None:
     ]
     for samples, err, msg in bad:
         with pytest.raises(err, match=msg):
-            svc.record_utilization(samples)  # type: ignore[arg-type]
+            svc.utilization.record_utilization(samples)  # type: ignore[arg-type]
     assert _samples(svc) == 0
 
 
 def test_history_errors(svc: Services) -> None:
     _three(svc)
-    svc.record_utilization([("demo/a", 6000, 0.5), ("demo/b", 500_000, 0.5)])
+    svc.utilization.record_utilization([("demo/a", 6000, 0.5), ("demo/b", 500_000, 0.5)])
     with pytest.raises(InvalidInputError, match="no utilization recorded for VM demo/c"):
-        svc.utilization_history(["demo/a", "demo/c"])
+        svc.utilization.utilization_history(["demo/a", "demo/c"])
     with pytest.raises(InvalidInputError, match="no utilization recorded for VM demo/b up to"):
-        svc.utilization_history(["demo/a", "demo/b"], until=7000)
+        svc.utilization.utilization_history(["demo/a", "demo/b"], until=7000)
     with pytest.raises(NotFoundError, match="ghost"):
-        svc.utilization_history(["demo/ghost"])
+        svc.utilization.utilization_history(["demo/ghost"])
     with pytest.raises(InvalidInputError, match="not both"):
-        svc.utilization_history(["demo/a"], steps=3, since=1000)
+        svc.utilization.utilization_history(["demo/a"], steps=3, since=1000)
     for kw in ({"interval_s": 0}, {"interval_s": float("nan")}, {"steps": 0}, {"since": -5.0}):
         with pytest.raises(InvalidInputError):
-            svc.utilization_history(["demo/a"], **kw)  # type: ignore[arg-type]
+            svc.utilization.utilization_history(["demo/a"], **kw)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="spans"):
-        svc.utilization_history(["demo/a", "demo/b"], 1, since=0)
+        svc.utilization.utilization_history(["demo/a", "demo/b"], 1, since=0)
     with pytest.raises(InvalidInputError, match="duplicate"):
-        svc.utilization_history(["demo/a", "demo/a"])
+        svc.utilization.utilization_history(["demo/a", "demo/a"])
 
 
 def test_samples_go_with_their_workload(svc: Services) -> None:
     _three(svc)
-    svc.record_utilization([("demo/a", 6000, 0.5), ("demo/b", 6000, 0.5)])
-    svc.delete_workload("demo", "a")
+    svc.utilization.record_utilization([("demo/a", 6000, 0.5), ("demo/b", 6000, 0.5)])
+    svc.workloads.delete_workload("demo", "a")
     assert _samples(svc) == 1
 
 
@@ -139,9 +139,9 @@ def test_whatif_from_the_store(svc: Services) -> None:
     rng = np.random.default_rng(3)
     util = rng.uniform(0.05, 0.3, (len(pool.vms), 24))
     t0 = 1_800_000_000.0
-    svc.record_utilization([(vm, t0 + 300 * k + 7, float(util[i, k]))
-                            for i, vm in enumerate(pool.vms) for k in range(24)])
-    hist = svc.utilization_history(pool.vms, 300)
+    svc.utilization.record_utilization([(vm, t0 + 300 * k + 7, float(util[i, k]))
+                                        for i, vm in enumerate(pool.vms) for k in range(24)])
+    hist = svc.utilization.utilization_history(pool.vms, 300)
     assert hist.start_s == t0 and np.array_equal(hist.util, util)
     base = simulate_whatif(pool, hist, "dvfs")
     thr = simulate_whatif(pool, hist, "thr-mmt", 0.8)

@@ -31,12 +31,12 @@ EDGE_TIMES = [0.0, 1.0, 299.999, 300.0, 6000.0, 1_700_000_000.0, 1_704_067_200.0
 def usvc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     path: Path = tmp_path_factory.mktemp("util") / "u.db"
     s = open_services(f"sqlite:///{path}")
-    s.create_pool("p")
-    s.create_host("h0", {"vcpu": 64, "memory_mib": 65536}, pool="p")
-    s.create_flavor("small", {"vcpu": 1, "memory_mib": 1024})
-    s.create_project("demo")
+    s.catalog.create_pool("p")
+    s.hosts.create_host("h0", {"vcpu": 64, "memory_mib": 65536}, pool="p")
+    s.catalog.create_flavor("small", {"vcpu": 1, "memory_mib": 1024})
+    s.catalog.create_project("demo")
     for ref in VMS:
-        s.create_workload("demo", ref.split("/")[1], flavor="small")
+        s.workloads.create_workload("demo", ref.split("/")[1], flavor="small")
     yield s
     s.close()
 
@@ -71,9 +71,9 @@ def test_history_gives_a_grid_or_a_declared_error(
     if samples:
         if dup:  # the same instant twice, possibly with other values
             samples = [*samples, (samples[0][0], samples[0][1], 1.0 - samples[0][2])]
-        usvc.record_utilization(samples)
+        usvc.utilization.record_utilization(samples)
     try:
-        h = usvc.utilization_history(vms, interval, steps=steps, since=since, until=until)
+        h = usvc.utilization.utilization_history(vms, interval, steps=steps, since=since, until=until)
     except PoolvisorError as e:
         assert e.status_code < 500, e  # a declared domain error (422 / 404), never an internal one
         return
@@ -91,19 +91,20 @@ def test_history_gives_a_grid_or_a_declared_error(
 
 def test_since_after_the_last_sample_is_a_clear_422(usvc: Services) -> None:
     _reset(usvc)
-    usvc.record_utilization([("demo/a", 1_700_000_000, 0.5)])
+    usvc.utilization.record_utilization([("demo/a", 1_700_000_000, 0.5)])
     for since in (datetime(2024, 1, 1), datetime.now(UTC) + timedelta(days=365), 1_700_000_300.0):
         with pytest.raises(InvalidInputError, match="nothing recorded since .* latest sample of VM demo/a"):
-            usvc.utilization_history(["demo/a"], since=since)
+            usvc.utilization.utilization_history(["demo/a"], since=since)
     # the same instant's bucket still works; a single sample gives one step
-    h = usvc.utilization_history(["demo/a"], 300, since=1_700_000_000)
+    h = usvc.utilization.utilization_history(["demo/a"], 300, since=1_700_000_000)
     assert h.util.tolist() == [[0.5]] and h.start_s == 1_700_000_000 - 1_700_000_000 % 300
     # an interval longer than the whole span: one bucket
-    usvc.record_utilization([("demo/a", 1_700_000_010, 0.7)])
-    h = usvc.utilization_history(["demo/a"], 604800)
+    usvc.utilization.record_utilization([("demo/a", 1_700_000_010, 0.7)])
+    h = usvc.utilization.utilization_history(["demo/a"], 604800)
     assert h.util.shape == (1, 1) and math.isclose(h.util[0, 0], 0.6)
     # until in the future: the last value carries forward to the bucket holding it
-    h = usvc.utilization_history(["demo/a"], 86400, since=1_700_000_000, until=1_700_000_000 + 3 * 86400)
+    h = usvc.utilization.utilization_history(["demo/a"], 86400, since=1_700_000_000,
+                                             until=1_700_000_000 + 3 * 86400)
     assert h.util.shape == (1, 4) and np.allclose(h.util[0, 1:], 0.6)
 
 
@@ -114,10 +115,10 @@ def test_samples_at_a_bucket_boundary_are_never_dropped(usvc: Services) -> None:
     k = math.floor(t / interval)
     assert t >= (k + 1) * interval  # the float quirk this test is about
     _reset(usvc)
-    usvc.record_utilization([("demo/a", t, 0.25), ("demo/a", t - 3 * interval, 0.75)])
-    h = usvc.utilization_history(["demo/a"], interval)
+    usvc.utilization.record_utilization([("demo/a", t, 0.25), ("demo/a", t - 3 * interval, 0.75)])
+    h = usvc.utilization.utilization_history(["demo/a"], interval)
     assert h.util[0, -1] == 0.25 and h.util[0, 0] == 0.75
-    assert usvc.utilization_history(["demo/a"], interval, steps=1).util.tolist() == [[0.25]]
+    assert usvc.utilization.utilization_history(["demo/a"], interval, steps=1).util.tolist() == [[0.25]]
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,7 +9,7 @@ import pytest
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.services import open_services
-from poolvisor.services.whatif import (
+from poolvisor.sim.whatif import (
     PoolSnapshot,
     UtilizationHistory,
     load_history,
@@ -87,14 +87,14 @@ def test_bad_inputs_are_rejected() -> None:
 def test_pool_from_the_store_and_history_file(tmp_path: Path) -> None:
     svc = open_services(f"sqlite:///{tmp_path / 'p.db'}")
     try:
-        svc.create_pool("p")
+        svc.catalog.create_pool("p")
         for i in range(3):
-            svc.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
-        svc.create_host("other", {"vcpu": 8, "memory_mib": 16384})  # not in the pool
-        svc.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
-        svc.create_project("demo")
+            svc.hosts.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 16384}, pool="p")
+        svc.hosts.create_host("other", {"vcpu": 8, "memory_mib": 16384})  # not in the pool
+        svc.catalog.create_flavor("small", {"vcpu": 2, "memory_mib": 2048})
+        svc.catalog.create_project("demo")
         for i in range(5):
-            svc.create_workload("demo", f"w{i}", flavor="small", pool="p")
+            svc.workloads.create_workload("demo", f"w{i}", flavor="small", pool="p")
         pool = pool_from_services(svc, "p")
     finally:
         svc.close()

@@ -99,7 +99,7 @@ CASES = [
         "thr-mc-0.8",
     )
 ]
-CASES += [(p, None) for p in ("thr-mmt-0.8", "mad-mmt-2.5", "lr-mmt-1.2", "lrr-mmt-1.2")]
+CASES += [(p, None) for p in ("thr-mmt-0.8", "mad-mmt-2.5", "lr-mmt-1.2", "lrr-mmt-1.2", "adaptive")]
 
 
 @pytest.mark.parametrize(("policy", "compat"), CASES)
@@ -204,7 +204,7 @@ def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "vm 003:3:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("policy", ["thr-mmt-0.8", "lr-mmt-1.2", "iqr-mmt-1.5", "mad-mmt-2.5"])
+@pytest.mark.parametrize("policy", ["thr-mmt-0.8", "lr-mmt-1.2", "iqr-mmt-1.5", "mad-mmt-2.5", "adaptive"])
 @pytest.mark.parametrize("compat", ["cloudsim", None])
 def test_compiled_and_numpy_batches_agree(
     day: Path, policy: str, compat: str | None, monkeypatch: pytest.MonkeyPatch
@@ -231,3 +231,14 @@ def test_cloudsim_removes_vms_that_request_nothing() -> None:
     assert np.array_equal(compat.power_w[:2], fixed.power_w[:2])
     assert np.all(compat.power_w[3:] < fixed.power_w[3:])  # in the corrected mode VM 0 comes back at 50 %
     assert compat.metrics["energy_kwh"] < fixed.metrics["energy_kwh"]
+
+
+def test_default_policy_is_adaptive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = _trace(tmp_path)
+    assert _cli(["simulate", "planetlab", str(d), "--hosts", "20", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["policy"] == "adaptive" and doc["param"] == 1.2 and doc["compat"] is None
+    named = simulate_planetlab(d, "adaptive", 1.2, None, hosts=20).metrics
+    assert doc["migrations"] == named["migrations"] and doc["energy_kwh"] == named["energy_kwh"]
+    assert _cli(["simulate", "planetlab", str(d), "--policy", "adaptive", "--param", "0.9"]) == 1
+    assert "safety parameter must be >= 1" in capsys.readouterr().err

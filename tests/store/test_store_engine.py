@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from poolvisor.domain.errors import ConflictError, UnavailableError
-from poolvisor.store import Retry, Store, default_url, normalize_url, open_store
+from poolvisor.store import Stale, Store, default_url, normalize_url, open_store
 from poolvisor.store.migrate import head_revision
 from poolvisor.store.rows import Base, PoolRow
 
@@ -101,17 +101,17 @@ def test_run_retries_and_maps_errors(tmp_path):
         calls.append(1)
         s.add(PoolRow(name=f"p{len(calls)}", description=""))
         if len(calls) < 3:
-            raise Retry()
+            raise Stale()
         return len(calls)
 
     assert store.run(flaky) == 3
     assert store.run(lambda s: s.scalars(select(PoolRow.name)).all(), write=False) == ["p3"]  # rolled back
 
     def always(s):
-        raise Retry()
+        raise Stale()
 
     with pytest.raises(ConflictError, match="concurrent"):
-        store.run(always, attempts=3)
+        store.run(always, deadline_s=0.05)
     with pytest.raises(ConflictError):
         store.run(lambda s: s.add_all([PoolRow(name="dup", description=""),
                                        PoolRow(name="dup", description="")]))
@@ -137,13 +137,13 @@ def test_database_lost_after_open_is_unavailable(pg_server):
 
     url = pg_server.create_database()
     svc = open_services(url)
-    svc.create_pool("p")
+    svc.catalog.create_pool("p")
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres",
                          autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     with pytest.raises(UnavailableError):
-        svc.list_pools()
+        svc.catalog.list_pools()
     svc.close()
 
 

@@ -73,21 +73,22 @@ def test_a_0002_database_upgrades(url: str) -> None:
         with svc.store.engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
             c.rollback()
-        admin = svc.authenticate("pv_old-admin-token")
-        member = svc.authenticate("pv_old-member-token")
+        admin = svc.auth.authenticate("pv_old-admin-token")
+        member = svc.auth.authenticate("pv_old-member-token")
         assert admin is not None and admin.role == "admin" and admin.expires_at is None
         assert member is not None and member.project == "demo"
-        assert {t.id: (t.state, t.label, t.expires_at) for t in svc.list_tokens()} == \
+        assert {t.id: (t.state, t.label, t.expires_at) for t in svc.auth.list_tokens()} == \
             {1: ("active", "", None), 2: ("active", "", None)}
         # the old interrupted create (no lease, 10 min old) was rolled back; the fresh one may still
         # be in flight in an old-version process: left alone until it is LEGACY_STALE_S old
-        assert {w.name: w.state for w in svc.list_workloads("demo")} == {"ok": "running", "fresh": "placing"}
-        report = svc.check()
+        assert {w.name: w.state for w in svc.workloads.list_workloads("demo")} == \
+            {"ok": "running", "fresh": "placing"}
+        report = svc.repair.check()
         assert report.ok and report.counts["in_flight"] == 1, report.violations
-        assert not svc.check(now=datetime.now(UTC) + timedelta(minutes=1)).ok
+        assert not svc.repair.check(now=datetime.now(UTC) + timedelta(minutes=1)).ok
         # new-version features work on the upgraded rows
-        svc.revoke_token(2)
-        assert svc.authenticate("pv_old-member-token") is None
+        svc.auth.revoke_token(2)
+        assert svc.auth.authenticate("pv_old-member-token") is None
     finally:
         svc.close()
 

@@ -83,12 +83,12 @@ def test_a_0003_migration_journal_moves_into_a_task(url: str) -> None:
         store.close()
     svc = open_services(url)  # repairs: the sim knows nothing, so the move is confirmed
     try:
-        w = svc.get_workload("demo", "mover")
+        w = svc.workloads.get_workload("demo", "mover")
         assert (w.state, w.host) == ("stopped", "h1")
-        [t] = svc.list_tasks()
+        [t] = svc.tasks.list_tasks()
         assert t.state == "succeeded" and t.result == {"workload": "demo/mover", "from": "h0", "to": "h1",
                                                        "state": "stopped"}
-        assert svc.check().ok, svc.check().violations
+        assert svc.repair.check().ok, svc.repair.check().violations
     finally:
         svc.close()
 

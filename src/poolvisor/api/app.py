@@ -15,9 +15,12 @@ from poolvisor.api.routes import (
     events,
     flavors,
     hosts,
+    memory,
     networks,
     pools,
     projects,
+    snapshots,
+    storage,
     system,
     tasks,
     tokens,
@@ -26,6 +29,7 @@ from poolvisor.api.routes import (
 )
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
+from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.sweeper import RepairSweeper
 
@@ -59,11 +63,14 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        sweeper = RepairSweeper(services, repair_interval, report) if repair_interval else None
+        sweeper = RepairSweeper(services.repair, repair_interval, report) if repair_interval else None
         # (no services: an app built only for its OpenAPI document runs no tasks)
-        executor = TaskExecutor(services, task_workers) if services is not None else None
+        executor = TaskExecutor(services.tasks, task_workers) if services is not None else None
         if executor is not None:
             executor.start()
+        balloons = BalloonLoop(services) if BalloonLoop.wanted(services) else None  # memory reclaim
+        if balloons is not None:
+            balloons.start()
         if sweeper is not None:
             sweeper.start()
         try:
@@ -73,14 +80,16 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                 sweeper.stop()
             if executor is not None:
                 executor.stop()
+            if balloons is not None:
+                balloons.stop()
 
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, tasks, utilization, events, system,
-                   networks):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
+                   system, networks, storage, memory):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

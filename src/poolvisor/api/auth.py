@@ -34,7 +34,7 @@ def principal(
         raise UnauthorizedError("missing bearer token (Authorization: Bearer TOKEN)")
     if len(creds.credentials) > MAX_TOKEN_LEN:
         raise UnauthorizedError("invalid bearer token")
-    who, invalid = svc.token_status(creds.credentials)  # one indexed read per request, no cache
+    who, invalid = svc.auth.token_status(creds.credentials)  # one indexed read per request, no cache
     if who is None:
         raise UnauthorizedError("bearer token revoked" if invalid == "revoked" else
                                 "bearer token expired" if invalid == "expired" else "invalid bearer token")

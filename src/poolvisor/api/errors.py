@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from poolvisor.api.fields import BALANCING_POLICY_PATTERN, BALANCING_POLICY_RULE
 from poolvisor.domain.errors import PoolvisorError
 from poolvisor.domain.text import NAME_PATTERN, NAME_RULE, TEXT_PATTERN, TEXT_RULE
 
@@ -82,7 +83,8 @@ def error_response(status: int, code: str, message: str, detail: Any = None,
 
 
 # a pattern mismatch is reported as the rule it states, not as the regular expression
-_PATTERN_RULES = {NAME_PATTERN: NAME_RULE, TEXT_PATTERN: TEXT_RULE}
+_PATTERN_RULES = {NAME_PATTERN: NAME_RULE, TEXT_PATTERN: TEXT_RULE,
+                  BALANCING_POLICY_PATTERN: BALANCING_POLICY_RULE}
 
 
 def _readable(err: dict[str, Any]) -> dict[str, Any]:

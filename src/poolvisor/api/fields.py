@@ -62,6 +62,12 @@ INTEGRAL = BeforeValidator(_integral)
 before them pydantic cannot put the bounds in the schema): a JSON number with an integral value
 (7 or 7.0, as JSON Schema's `integer` reads it), never a boolean or a string."""
 
+#: the balancing policies plan_balancing knows by name (policies/balancing/planner.policy_named)
+BALANCING_POLICY_PATTERN = (r"^(pack|spread|adaptive(-0*[1-9][0-9]{0,5}(\.[0-9]{1,6})?)?|"
+                            r"(thr|iqr|mad|lr|lrr)-(mmt|mu|mc|rs)(-[0-9]{1,6}(\.[0-9]{1,6})?)?)$")
+BALANCING_POLICY_RULE = ("unknown balancing policy: use pack, spread, adaptive[-safety] (safety >= 1) or "
+                         "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param]")
+
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=RESOURCE_PATTERN)]
 Amount = Annotated[float, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False)]
 Ratio = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]

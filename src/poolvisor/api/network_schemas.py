@@ -40,7 +40,7 @@ NetworkCidr = Annotated[str, StringConstraints(max_length=49, pattern=NETWORK_CI
 Note = Annotated[str, StringConstraints(max_length=200, pattern=NOTE_PATTERN)]
 ProjectField = Field(default=None, description="members: their project (implicit); admins: defaults to "
                      "'default'")
-Protocol = Literal["link-state", "distance-vector", "static"]
+Protocol = Literal["link-state", "distance-vector", "path-vector", "static"]
 
 
 # ---- address pools -----------------------------------------------------------------------------
@@ -156,7 +156,8 @@ class ApplyOut(_Out):
     routes: int = Field(description="kernel routes written")
     down_links: list[str] = Field(description="router links (ROUTER/NETWORK) the kernel reports down")
     recompute_s: float = Field(description="seconds to recompute every routing table")
-    rounds: int | None = Field(description="distance-vector rounds to (re-)converge, if any")
+    rounds: int | None = Field(description="distance-vector or path-vector rounds to (re-)converge, "
+                               "if any (the larger of the two)")
     namespaces: dict[str, str] = Field(description="KIND/NAME -> namespace")
     ports: dict[str, str] = Field(description="ROUTER/NETWORK -> the bridge-side port, NAMESPACE/PORT")
 
@@ -167,9 +168,28 @@ class TeardownOut(BaseModel):
 
 # ---- routers and routes ------------------------------------------------------------------------
 class RouterCreate(_In):
+    """`asn` only for a path-vector router."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"not": {"required": ["asn"]}}, {"properties": {"asn": {"type": "null"}}},
+        {"required": ["protocol"], "properties": {"protocol": {"const": "path-vector"}}}]})
     name: Name
     project: Name | None = ProjectField
     protocol: Protocol = "link-state"
+    asn: Annotated[int, Field(ge=1, le=4_294_967_294), INTEGRAL] | None = Field(default=None, description=(
+        "path-vector: the router's AS number, unique in the project (default: the first free from 64512)"))
+
+    @model_validator(mode="after")
+    def _asn_for_path_vector(self) -> RouterCreate:
+        if self.asn is not None and self.protocol != "path-vector":
+            raise ValueError("an AS number is for path-vector routers")
+        return self
+
+
+class LocalPrefSet(_In):
+    pref: Annotated[int, Field(ge=0, le=2**31 - 1), INTEGRAL] = Field(description=(
+        "local preference of the routes learned from that neighbour (default 100; higher wins "
+        "over a shorter AS path)"))
 
 
 class InterfaceCreate(_In):
@@ -211,14 +231,18 @@ class RouterOut(_Out):
     protocol: str
     interfaces: list[InterfaceOut]
     static_routes: list[StaticRouteOut]
+    asn: int | None = Field(default=None, description="path-vector: the router's AS number")
+    local_pref: dict[str, int] = Field(default_factory=dict, description=(
+        "path-vector import policy: local preference per neighbour router"))
 
 
 class RouteOut(_Out):
     prefix: str
     source: str
-    metric: float
+    metric: float = Field(description="link-state/distance-vector: path cost; path-vector: AS-path length")
     nexthops: list[str]
     interfaces: list[str]
+    as_path: list[int] = Field(default_factory=list, description="path-vector: AS numbers, nearest first")
 
 
 class LookupOut(_Out):
@@ -231,6 +255,6 @@ class RoutesOut(BaseModel):
     router: str
     protocol: str
     routes: list[RouteOut]
-    rounds: int | None = Field(default=None, description="distance-vector: rounds the project's domain "
-                               "needed to (re-)converge")
+    rounds: int | None = Field(default=None, description="distance-vector or path-vector: rounds the "
+                               "project's domain of the router's protocol needed to (re-)converge")
     compute_s: float = Field(description="seconds to compute every table of the project")

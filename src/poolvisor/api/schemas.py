@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from poolvisor.api.fields import (
+    BALANCING_POLICY_PATTERN,
     INTEGRAL,
     MAX_MAP_ENTRIES,
     RESOURCE_PATTERN,
@@ -91,9 +92,6 @@ class PoolOut(_Out):
     used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
     measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
     running_workloads: int = 0
-    driver: str = "sim"
-    uri: str = ""
-    fence: str = "driver"
     stranded: dict[str, float] = Field(default_factory=dict, description=(
         "free scarce resources (e.g. gpu) on up hosts that cannot take even the smallest request "
         "needing them"))
@@ -104,6 +102,29 @@ class PoolOut(_Out):
 DriverUri = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[!-~]*$")]  # printable ASCII
 FenceMethod = Annotated[str, StringConstraints(max_length=1024,
                                                pattern=r"^(driver|sim|none|command:[ -~]*[!-~][ -~]*)$")]
+
+
+class GpuGroup(_In):
+    """Identical GPU devices of a host (a host may list several groups, e.g. mixed models)."""
+
+    count: Annotated[int, Field(ge=1, le=64), INTEGRAL] = 1
+    model: Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9][A-Za-z0-9._+-]{0,62})?$")] = ""
+    memory_mib: Amount = 0.0
+
+
+class GpuDeviceOut(_Out):
+    device: int
+    model: str
+    memory_mib: float
+    allocated_milli: int = Field(description="milli-GPU allocated on this device (1000 = all of it)")
+    free_milli: int
+
+
+class GpuShareOut(_Out):
+    host: str
+    device: int
+    model: str
+    milli: int = Field(description="milli-GPU of this device the workload holds")
 
 
 class HostCreate(_In):
@@ -118,6 +139,10 @@ class HostCreate(_In):
     uri: DriverUri = Field(default="", description="where the driver reaches the node (libvirt URI...)")
     fence: FenceMethod = Field(default="driver", description="fence method: driver, sim, none or "
                                "command:PROGRAM [ARGS] (run with the host name; exit 0 = fenced)")
+
+
+    gpus: Annotated[list[GpuGroup], Field(max_length=16)] | None = Field(default=None, description=(
+        "the host's GPU devices in groups; without it, capacity.gpu anonymous devices (a whole number)"))
 
 
 class HostStateChange(_In):
@@ -142,6 +167,10 @@ class HostOut(_Out):
     used_at: datetime | None = Field(default=None, description="time of the newest sample in `used`")
     measured_workloads: int = Field(default=0, description="running workloads with a recorded sample")
     running_workloads: int = 0
+    driver: str = Field(default="sim", description="the driver that runs the host")
+    uri: str = Field(default="", description="where the driver reaches the node")
+    fence: str = Field(default="driver", description="the host's fence method")
+    gpus: list[GpuDeviceOut] = Field(default_factory=list, description="GPU devices and their allocation")
 
 
 # ---- flavors, projects, tokens -----------------------------------------------------------------
@@ -297,6 +326,7 @@ class WorkloadOut(_Out):
     group: str | None
     created_at: datetime
     explanation: ExplanationOut | None = None
+    gpus: list[GpuShareOut] = Field(default_factory=list, description="the GPU devices it holds")
 
 
 class MigrateRequest(_In):
@@ -336,8 +366,22 @@ class MoveOut(BaseModel):
     reason: str
 
 
+class ActionOut(BaseModel):
+    """One action of a balancing plan, with its explanation."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    kind: Literal["migrate", "restart", "power_on", "power_off", "place"]
+    workload: str | None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None
+    rule: str
+    figures: dict[str, float]
+    alternatives: list[str]
+
+
 class PlanOut(BaseModel):
-    """A packing plan: one move per workload (from None = new placement; to None = not placed)."""
+    """A packing plan: one move per workload (from None = new placement; to None = not placed).
+    A consolidation plan also names its balancing policy and lists every action it takes."""
 
     kind: str
     summary: str
@@ -346,6 +390,8 @@ class PlanOut(BaseModel):
     lower_bound: int
     moves: list[MoveOut]
     notes: list[str]
+    policy: str | None = None
+    actions: list[ActionOut] = Field(default_factory=list)
 
 
 class WorkloadBatchOut(_Out):
@@ -356,6 +402,10 @@ class WorkloadBatchOut(_Out):
 
 class ConsolidationRequest(_In):
     max_migrations: Annotated[int, Field(ge=0, le=100_000), INTEGRAL] | None = None
+    policy: str = Field(default="pack", max_length=64, pattern=BALANCING_POLICY_PATTERN, description=(
+        "balancing policy: pack (fewest active hosts by reservations), spread (imbalance reduction), "
+        "adaptive[-safety] (the simulator's default, safety >= 1) or "
+        "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param] on the workloads' recorded utilization"))
     apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
 
 

@@ -88,12 +88,12 @@ def _run(lab: Lab, tmp: Path, image: Any, migrations: int, memory_mib: int, tick
     try:
         hosts = [h.name for h in lab]
         for h in lab:
-            svc.create_host(h.name, driver="libvirt", uri=h.uri)  # capacity: the node's own
+            svc.hosts.create_host(h.name, driver="libvirt", uri=h.uri)  # capacity: the node's own
         project, wname = KEY.split("/")
         name = domain_name(KEY)
         console = lab.consoles / f"{name}.log"
         t_boot = time.monotonic()
-        rec = svc.create_workload(project, wname, demand={"vcpu": 1, "memory_mib": memory_mib,
+        rec = svc.workloads.create_workload(project, wname, demand={"vcpu": 1, "memory_mib": memory_mib,
                                                           "disk_gib": 0.0625}, create_project=True)
         at = hosts.index(str(rec.host))
         wait_marker(console, name, timeout_s=90)
@@ -127,12 +127,12 @@ def _run(lab: Lab, tmp: Path, image: Any, migrations: int, memory_mib: int, tick
                         libvirt_dt = _libvirt_downtime(svc.drivers.driver_of(dst), dst, name)
                 else:
                     try:  # the migrate use case: a journaled task following the driver's handle
-                        svc.migrate_workload(project, wname, dst)
+                        svc.workloads.migrate_workload(project, wname, dst)
                         good = True
                     except PoolvisorError:
                         good = False
                     t1 = time.monotonic()
-                    task = svc.list_tasks(project, limit=1)[0]
+                    task = svc.tasks.list_tasks(project, limit=1)[0]
                     if good and task.result:
                         libvirt_dt = task.result.get("downtime_ms")
                 if not good:
@@ -158,9 +158,9 @@ def _run(lab: Lab, tmp: Path, image: Any, migrations: int, memory_mib: int, tick
                 if progress:
                     progress(done, total)
             skips = watch.lost_ticks()
-        if svc.get_workload(project, wname).host != hosts[at]:  # a virsh round left it elsewhere
+        if svc.workloads.get_workload(project, wname).host != hosts[at]:  # a virsh round left it elsewhere
             raise RuntimeError("the guest is not where the store says it is")
-        svc.delete_workload(project, wname)
+        svc.workloads.delete_workload(project, wname)
     finally:
         svc.close()
     out: dict[str, Any] = ours.summary("")

@@ -119,13 +119,13 @@ def ipam(allocations: int, block: int, in_tx: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         svc = open_services(f"sqlite:///{Path(d) / 'ipam.db'}")
         try:
-            svc.create_project("bench")
-            svc.create_ip_pool("bench", "ten", "10.0.0.0/8")
+            svc.catalog.create_project("bench")
+            svc.networks.create_ip_pool("bench", "ten", "10.0.0.0/8")
             t0 = time.perf_counter()
             for _ in range(allocations):
-                svc.allocate_ip("bench", "ten")
+                svc.networks.allocate_ip("bench", "ten")
             t1 = time.perf_counter()
-            got = svc.allocate_ip("bench", "ten", count=block)
+            got = svc.networks.allocate_ip("bench", "ten", count=block)
             t2 = time.perf_counter()
 
             def many(s: Any) -> int:
@@ -138,8 +138,8 @@ def ipam(allocations: int, block: int, in_tx: int) -> dict[str, Any]:
             t3 = time.perf_counter()
             svc.store.run(many)
             t4 = time.perf_counter()
-            ok = svc.check_ipam() == []
-            free = svc.get_ip_pool("bench", "ten").free
+            ok = svc.networks.check_ipam() == []
+            free = svc.networks.get_ip_pool("bench", "ten").free
         finally:
             svc.close()
     return {"allocations": allocations, "allocations_per_s": allocations / (t1 - t0), "block": block,

@@ -129,7 +129,80 @@ def device_kill(root: Path, chunks: int = 256, writes: int = 600, chunk: int = 6
             "rereplicated_copies": rep.copies, "under_replicated_after": short}
 
 
-def run(size_mib: int = 32, chunk_mib: int = 4, rounds: int = 3, tmp: str | None = None) -> dict[str, Any]:
+def service_rebalance(root: Path, devices: int = 16, domains: int = 8, volumes: int = 8,
+                      volume_gib: int = 100, segment_mib: int = 256) -> dict[str, Any]:
+    """The same join and leave through the store (VolumeService on a temporary SQLite): replicas
+    the rebalance plans and moves over the ideal (the device's capacity share), then a failure's
+    re-replication; every figure read from the service's own plan and result."""
+    import time
+
+    from poolvisor.services import open_services
+
+    with open_services(f"sqlite:///{root / 'service.db'}") as svc:
+        svc.catalog.create_project("bench")
+        v = svc.volumes
+        v.create_pool("bench", segment_mib=segment_mib)
+        for i in range(devices):
+            v.add_device("bench", f"d{i}", 1 << 20, domain=f"rack{i % domains}")
+        for i in range(volumes):
+            v.create_volume("bench", f"v{i}", "bench", volume_gib * 1024, thin=False)
+        total = sum(x.segments * x.replicas for x in v.list_volumes())
+        v.add_device("bench", "new", 1 << 20, domain=f"rack{domains}")
+        ideal = total / (devices + 1)
+        t0 = time.perf_counter()
+        join = v.rebalance("bench")
+        join_s = time.perf_counter() - t0
+        v.set_device_state("bench", "d0", "leaving")
+        leave = v.rebalance("bench")
+        v.set_device_state("bench", "d1", "failed")
+        fail = v.rebalance("bench")
+        under = v.get_pool("bench").under_replicated
+    return {"service_replicas_total": total, "service_join_moved_over_ideal": join.copies / ideal,
+            "service_leave_moved_over_ideal": leave.copies / ideal, "service_join_rebalance_s": join_s,
+            "service_rereplicated": fail.copies, "service_lost": fail.lost,
+            "service_under_replicated_after": under}
+
+
+def service_data(root: Path, size: int, chunk: int, rounds: int = 3, devices: int = 6) -> dict[str, float]:
+    """The same replicated write and verified read through VolumeService (bytes on `dir` devices
+    under the store's placement, replication 3, SQLite), best of `rounds`, against raw writes
+    interleaved the same way."""
+    from poolvisor.services import open_services
+
+    best = {"raw": float("inf"), "write": float("inf"), "read": float("inf")}
+    data = os.urandom(size)
+    mib = -(-size // MiB)
+    for r in range(rounds):
+        best["raw"] = min(best["raw"], _raw_write(root / "raw.bin", size, chunk))
+        os.unlink(root / "raw.bin")
+        base = root / f"svc{r}"
+        base.mkdir()
+        with open_services(f"sqlite:///{base / 'svc.db'}") as svc:
+            svc.catalog.create_project("bench")
+            svc.volumes.create_pool("bench", segment_mib=64)
+            for i in range(devices):
+                svc.volumes.add_device("bench", f"d{i}", 4 * mib + 1024, domain=f"h{i % 3}",
+                                       path=str(base / f"dev{i}"))
+            svc.volumes.create_volume("bench", "v", "bench", mib, thin=False)
+            t = time.perf_counter()
+            for off in range(0, size, chunk):
+                svc.volumes.write_data("bench", "v", off, data[off:off + chunk])
+            best["write"] = min(best["write"], time.perf_counter() - t)
+            t = time.perf_counter()
+            back = b"".join(svc.volumes.read_data("bench", "v", off, min(chunk, size - off))
+                            for off in range(0, size, chunk))
+            best["read"] = min(best["read"], time.perf_counter() - t)
+        shutil.rmtree(base)
+        if back != data:
+            raise RuntimeError("read-back mismatch in the service data run")
+    mb = size / 1e6
+    write, raw = mb / best["write"], mb / best["raw"]
+    return {"service_write_mb_s": write, "service_read_mb_s": mb / best["read"],
+            "service_write_over_raw_third": write / (raw / 3)}
+
+
+def run(size_mib: int = 32, chunk_mib: int = 4, rounds: int = 3, tmp: str | None = None,
+        volume_gib: int = 100) -> dict[str, Any]:
     """All figures in one dict (the temporary directory is removed)."""
     root = Path(tempfile.mkdtemp(prefix="poolvisor-bench-storage-", dir=tmp))
     try:
@@ -138,6 +211,8 @@ def run(size_mib: int = 32, chunk_mib: int = 4, rounds: int = 3, tmp: str | None
         out.update(movement())
         out.update(throughput(root, size_mib * MiB, chunk_mib * MiB, rounds=rounds))
         out.update(device_kill(root))
+        out.update(service_rebalance(root, volume_gib=volume_gib))
+        out.update(service_data(root, size_mib * MiB, chunk_mib * MiB, rounds=rounds))
         return out
     finally:
         shutil.rmtree(root, ignore_errors=True)

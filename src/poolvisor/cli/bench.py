@@ -159,6 +159,30 @@ def placement(
     Console().print(bp.render(res))
 
 
+@app.command("gpu-placement")
+def gpu_placement(
+    hosts: int = typer.Option(1000, "--hosts", min=1, max=100_000, help="GPU hosts (8, 4 or 2 GPUs)"),
+    requests: int = typer.Option(5000, "--requests", min=1, max=10_000_000, help="decisions timed in memory"),
+    store_hosts: int = typer.Option(100, "--store-hosts", min=1, max=10_000, help="hosts of the store run"),
+    store_creates: int = typer.Option(300, "--store-creates", min=0, max=1_000_000,
+                                      help="workloads created through the services (0: skip)"),
+    seed: int = typer.Option(1, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Shared-GPU placement with the fgd-ri policy: served decisions per second, store creates per second."""
+    import json
+
+    from poolvisor.bench import gpu_placement as bg
+    from poolvisor.cli.render import table
+
+    out = bg.run(hosts, requests, store_hosts, store_creates, seed)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table("GPU placement benchmark (fgd-ri)", ("figure", "value"),
+          [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in out.items()])
+
+
 @app.command("simulate-scale")
 def simulate_scale(
     days: list[str] | None = typer.Argument(
@@ -227,8 +251,8 @@ def store(
     from rich.console import Console
     from rich.table import Table
 
+    from poolvisor.bench.loadgen import bench_store
     from poolvisor.cli.errors import fail
-    from poolvisor.services.loadgen import bench_store
 
     if hosts < 1 or requests < 1 or threads < 1 or processes < 0:
         raise fail("--hosts, --requests and --threads must be >= 1, --processes >= 0")
@@ -278,19 +302,22 @@ def storage(
     size_mib: int = typer.Option(32, "--size-mib", help="MiB written per throughput round (x3 replicas)"),
     rounds: int = typer.Option(3, "--rounds", help="raw/replicated write rounds; the best of each is kept"),
     tmp: str = typer.Option("", "--tmp", help="directory for the temporary devices (default: system temp)"),
+    volume_gib: int = typer.Option(100, "--volume-gib", help="size of each of the 8 volumes of the service "
+                                   "rebalance run (256 MiB segments)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Rebalance movement vs the ideal; `dir` backend write/read MB/s (replication 3) vs raw; device kill."""
+    """Rebalance movement vs the ideal (policy, and through the store's VolumeService); `dir`
+    backend write/read MB/s (replication 3) vs raw; device kill."""
     import json
 
     from poolvisor.bench import storage as bst
     from poolvisor.cli.errors import fail
     from poolvisor.cli.render import table
 
-    if not 1 <= size_mib <= 4096 or not 1 <= rounds <= 20:
-        raise fail("--size-mib must be in 1..4096 and --rounds in 1..20")
+    if not 1 <= size_mib <= 4096 or not 1 <= rounds <= 20 or not 1 <= volume_gib <= 1000:
+        raise fail("--size-mib must be in 1..4096, --rounds in 1..20 and --volume-gib in 1..1000")
     try:
-        res = bst.run(size_mib=size_mib, rounds=rounds, tmp=tmp or None)
+        res = bst.run(size_mib=size_mib, rounds=rounds, tmp=tmp or None, volume_gib=volume_gib)
     except OSError as e:
         raise fail(f"storage bench: {e}") from None
     if as_json:

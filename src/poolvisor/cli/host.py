@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.gpus import devices_text, parse_gpus
 from poolvisor.cli.parse import parse_map
 from poolvisor.cli.render import (
     CAPACITY_CAPTION,
@@ -59,6 +60,7 @@ def show_host(h: dict[str, Any]) -> None:
         ("fence", h.get("fence", "driver")),
         ("workloads", str(h["workloads"])),
         ("max workloads", str(h["max_workloads"]) if h["max_workloads"] else "unlimited"),
+        *([("GPUs", devices_text(h["gpus"]))] if h.get("gpus") else []),
     ])
 
 
@@ -90,10 +92,14 @@ def create(
     fence: Annotated[str, typer.Option(help="Fence method: driver, sim, none, or 'command:PROGRAM [ARGS]' "
                                        "(run with the host name; exit 0 = fenced).")] = "driver",
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+    gpus: Annotated[str | None, typer.Option(help=(
+        "GPU devices as COUNTxMODEL:MEMORY_MIB groups, e.g. '4xA100:40960' (sets capacity gpu); "
+        "without it, capacity gpu=N gives N anonymous devices."))] = None,
 ) -> None:
     """Register a host run by a driver (admin); `host add` is the same command."""
     body = {"name": name, "capacity": parse_map(capacity, "--capacity", float) if capacity else None,
             "pool": pool, "overcommit": parse_map(overcommit, "--overcommit", float) if overcommit else None,
+            **({"gpus": parse_gpus(gpus)} if gpus is not None else {}),
             "labels": parse_map(labels, "--labels", str) if labels else None,
             "domain": domain, "max_workloads": max_workloads, "driver": driver, "uri": uri, "fence": fence}
     with Api(url, token) as api:

@@ -19,10 +19,13 @@ from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, swe
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import ip as ip_cli
+from poolvisor.cli import memory as memory_cli
 from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
 from poolvisor.cli import routing as routing_cli
 from poolvisor.cli import serve as serve_cli
+from poolvisor.cli import simulate_memory as simulate_memory_cli
+from poolvisor.cli import storage as storage_cli
 from poolvisor.cli import token as token_cli
 from poolvisor.cli.entry import run_app
 from poolvisor.cli.errors import run_guarded
@@ -33,7 +36,8 @@ PANEL_OFFLINE = "Offline tools (no server needed)"
 PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
-    "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route", "events",
+    "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
+    "storage-pool", "volume", "events", "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -60,6 +64,10 @@ app.command(name="serve", rich_help_panel=PANEL_SERVER)(serve_cli.serve)
 app.add_typer(host.app, name="host", rich_help_panel=PANEL_POOL)
 app.add_typer(vm.app, name="vm", rich_help_panel=PANEL_POOL)
 app.add_typer(pool.app, name="pool", rich_help_panel=PANEL_POOL)
+pool.app.command("memory-report")(memory_cli.memory_report)
+pool.app.command("memory-overcommit")(memory_cli.memory_overcommit)
+pool.app.command("memory-reclaim")(memory_cli.memory_reclaim)
+vm.app.command("reserve-memory")(memory_cli.reserve_memory)
 app.add_typer(task.app, name="task", rich_help_panel=PANEL_POOL)
 app.add_typer(sim.app, name="sim", rich_help_panel=PANEL_POOL)
 app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
@@ -70,8 +78,11 @@ app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)
 app.add_typer(routing_cli.router_app, name="router", rich_help_panel=PANEL_POOL)
 app.add_typer(routing_cli.route_app, name="route", rich_help_panel=PANEL_POOL)
+app.add_typer(storage_cli.pool_app, name="storage-pool", rich_help_panel=PANEL_POOL)
+app.add_typer(storage_cli.volume_app, name="volume", rich_help_panel=PANEL_POOL)
 
 app.add_typer(simulate.app, name="simulate", rich_help_panel=PANEL_OFFLINE)
+simulate.app.command("memory")(simulate_memory_cli.simulate_memory_cmd)
 app.command(name="sweep", rich_help_panel=PANEL_OFFLINE)(sweep.sweep)
 app.command(name="whatif", rich_help_panel=PANEL_OFFLINE)(whatif.whatif)
 app.command(name="pack", rich_help_panel=PANEL_OFFLINE)(pack_cli.pack)

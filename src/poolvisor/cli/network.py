@@ -119,7 +119,7 @@ def apply(project: ProjectOpt = None, prefix: PrefixOpt = "pv", url: UrlOpt = No
         return
     table(f"Dataplane of {r['project']} ({r['prefix']})", ("object", "namespace"),
           sorted(r["namespaces"].items()))
-    rounds = f", {r['rounds']} distance-vector rounds" if r.get("rounds") is not None else ""
+    rounds = f", {r['rounds']} routing rounds" if r.get("rounds") is not None else ""
     say("{} created, {} routes programmed; routes computed in {} ms{}", len(r["created"]), r["routes"],
         f"{r['recompute_s'] * 1000:.1f}", rounds)
     if r["down_links"]:

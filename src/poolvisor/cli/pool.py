@@ -102,13 +102,15 @@ def consolidate(
     apply: Annotated[bool, typer.Option("--apply", help="Execute the moves (live migrations).")] = False,
     max_migrations: Annotated[int | None, typer.Option("--max-migrations", min=0,
                                                        help="At most this many migrations.")] = None,
+    policy: Annotated[str, typer.Option("--policy", help="pack (fewest hosts by reservations), spread, "
+                                                          "adaptive, or e.g. thr-mmt")] = "pack",
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="With --apply: print the task id instead of "
                                                            "waiting.")] = False,
 ) -> None:
-    """Plan the fewest active hosts for a pool (migrations with a cost); --apply executes the plan
-    as a task (waits with a progress bar unless --no-wait)."""
-    body: dict[str, Any] = {"apply": apply}
+    """Plan the balancing of a pool (default policy pack: fewest active hosts, migrations with a
+    cost); --apply executes the plan as a task (waits with a progress bar unless --no-wait)."""
+    body: dict[str, Any] = {"apply": apply, "policy": policy}
     if max_migrations is not None:
         body["max_migrations"] = max_migrations
     task = None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.errors import fail
 from poolvisor.cli.render import emit_json, say, table
 
 router_app = typer.Typer(help="Virtual routers (client of the REST API).", no_args_is_help=True)
@@ -34,6 +35,8 @@ def route_rows(routes: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     for r in routes:
         via = ", ".join(f"{h} ({n})" for h, n in zip(r["nexthops"], r["interfaces"], strict=False)) \
             if r["nexthops"] else f"connected ({', '.join(r['interfaces'])})"
+        if r.get("as_path"):
+            via += f", AS path {' '.join(str(a) for a in r['as_path'])}"
         rows.append((r["prefix"], r["source"], f"{r['metric']:g}", via))
     return rows
 
@@ -63,6 +66,9 @@ def router_show(name: RouterArg, project: ProjectOpt = None, url: UrlOpt = None,
         emit_json(r)
         return
     say("router {}/{} ({})", r["project"], r["name"], r["protocol"])
+    if r.get("asn") is not None:
+        prefs = ", ".join(f"{k}={v}" for k, v in sorted(r.get("local_pref", {}).items())) or "default (100)"
+        say("AS {}; local preference: {}", r["asn"], prefs)
     _interfaces(r)
     table("Static routes", ("prefix", "next hop", "metric"),
           [(s["prefix"], s["nexthop"], str(s["metric"])) for s in r["static_routes"]])
@@ -70,17 +76,47 @@ def router_show(name: RouterArg, project: ProjectOpt = None, url: UrlOpt = None,
 
 @router_app.command("create")
 def router_create(name: RouterArg,
-                  protocol: Annotated[str, typer.Option(help="link-state, distance-vector or static.")]
-                  = "link-state",
+                  protocol: Annotated[str, typer.Option(
+                      help="link-state, distance-vector, path-vector or static.")] = "link-state",
+                  asn: Annotated[int | None, typer.Option(
+                      min=1, max=4_294_967_294, help="path-vector: the router's AS number "
+                      "[default: the first free from 64512]", show_default=False)] = None,
                   project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
                   as_json: JsonOpt = False) -> None:
     """Create a router."""
+    body: dict[str, Any] = {"name": name, "protocol": protocol, "project": project}
+    if asn is not None:
+        body["asn"] = asn
     with Api(url, token) as api:
-        r = api.post(api_path("routers"), {"name": name, "protocol": protocol, "project": project})
+        r = api.post(api_path("routers"), body)
     if as_json:
         emit_json(r)
     else:
-        say("router {}/{} created ({})", r["project"], r["name"], r["protocol"])
+        say("router {}/{} created ({}{})", r["project"], r["name"], r["protocol"],
+            f", AS {r['asn']}" if r.get("asn") is not None else "")
+
+
+@router_app.command("pref")
+def router_pref(name: RouterArg,
+                neighbour: Annotated[str, typer.Argument(help="Neighbour router.", callback=name_argument)],
+                pref: Annotated[int | None, typer.Argument(
+                    min=0, max=2**31 - 1, help="Local preference (default 100; higher wins).",
+                    show_default=False)] = None,
+                clear: Annotated[bool, typer.Option("--clear", help="Back to the default.")] = False,
+                project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Path-vector import policy: the local preference of the routes learned from a neighbour."""
+    if (pref is None) == (not clear):
+        raise fail("give a preference or --clear (not both)")
+    with Api(url, token) as api:
+        path = api_path("routers", name, "local-pref", neighbour)
+        r = api.delete(path, project=project) if clear else \
+            api.request("PUT", path, json={"pref": pref}, params={"project": project})
+    if as_json:
+        emit_json(r)
+    else:
+        say("router {}: routes from {} get local preference {}", name, neighbour,
+            r["local_pref"].get(neighbour, "100 (default)"))
 
 
 @router_app.command("delete")
@@ -152,7 +188,7 @@ def route_list(name: RouterArg, project: ProjectOpt = None, url: UrlOpt = None, 
         return
     table(f"Routes of {t['router']} ({t['protocol']})", ("prefix", "source", "metric", "via"),
           route_rows(t["routes"]))
-    extra = f", {t['rounds']} distance-vector rounds" if t.get("rounds") is not None else ""
+    extra = f", {t['rounds']} {t['protocol']} rounds" if t.get("rounds") is not None else ""
     say("[dim]computed in {} ms{}[/dim]", f"{t['compute_s'] * 1000:.1f}", extra)
 
 

@@ -54,10 +54,10 @@ def write_token(path: Path, token: str) -> None:
 
 def ensure_admin_token(svc: Services) -> str:
     """Returns a one-line note on where the admin token is."""
-    first = svc.bootstrap_admin_token()
+    first = svc.auth.bootstrap_admin_token()
     env = os.environ.get(ENV_TOKEN, "").strip()
     if env:
-        svc.adopt_admin_token(env)
+        svc.auth.adopt_admin_token(env)
         return f"admin token: ${ENV_TOKEN}"
     path = token_file()
     if first is None:
@@ -65,10 +65,10 @@ def ensure_admin_token(svc: Services) -> str:
             saved = path.read_text().strip()
         except OSError:
             saved = ""
-        who = svc.authenticate(saved) if saved else None
+        who = svc.auth.authenticate(saved) if saved else None
         if who is not None and who.role == "admin":
             return f"admin token: {path}"
-        first = svc.create_token("admin", label="serve")
+        first = svc.auth.create_token("admin", label="serve")
     write_token(path, first)
     return f"admin token: {path} (new)"
 
@@ -120,6 +120,10 @@ def serve(
         "--scarce-resources", envvar="POOLVISOR_SCARCE_RESOURCES",
         help="Resources placement keeps for the workloads that ask for them (comma-separated; "
         "'none' for none).")] = "gpu",
+    placement: Annotated[str | None, typer.Option(
+        "--placement", envvar="POOLVISOR_PLACEMENT",
+        help="Placement policy: best-fit (default), spread, balanced, dot-product, or fgd-ri for pools "
+        "with shared GPUs (fractions of one GPU placed on specific devices).", show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     repair_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
@@ -166,7 +170,8 @@ def serve(
     if not 0 <= bandwidth <= MAX_MIGRATION_MIBPS:  # also rejects nan
         raise fail(f"--sim-migration-bandwidth must be 0..{MAX_MIGRATION_MIBPS:g} MiB/s")
     names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
-    policy = PlacementPolicy(scarce=names)  # an invalid name: one error line, before binding
+    # an invalid name: one error line, before binding
+    policy = PlacementPolicy(scarce=names) if placement is None else PlacementPolicy.named(placement, names)
     scrape_token = load_scrape_token(metrics_token_file) if metrics_token_file is not None else None
     sock = _listen(host, port)
     try:
@@ -176,12 +181,14 @@ def serve(
         sock.close()
         raise
     try:
-        for line in svc.repair():  # what died with an earlier process; the sweep does the rest
+        for line in svc.repair.run():  # what died with an earlier process; the sweep does the rest
             typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:
-            svc.seed_demo(demo)
+            from poolvisor.demo.cluster import seed_demo
+
+            seed_demo(svc, demo)
             if demo_vms:
-                from poolvisor.services.demo_usage import seed_demo_usage
+                from poolvisor.demo.usage import seed_demo_usage
 
                 made = seed_demo_usage(svc, demo_vms)
                 if made:

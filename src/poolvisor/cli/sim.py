@@ -3,23 +3,35 @@ which only `poolvisor serve --demo` or `serve --sim-admin` mount."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.client import Api, ApiError, ApiPath, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.errors import fail as cli_fail
 from poolvisor.cli.render import emit_json, say
 
 app = typer.Typer(help="Sim fault injection: fail and revive sim hosts, make operations fail (admin; "
                   "needs `serve --demo` or `serve --sim-admin`).", no_args_is_help=True)
 HostArg = Annotated[str, typer.Argument(help="Sim host name.", callback=name_argument)]
+NO_EXTENSION = ("this server has no sim admin API (/v1/sim): start it with `poolvisor serve --demo N` or "
+                "`poolvisor serve --sim-admin`")
+
+
+def _post(api: Api, path: ApiPath, body: Any = None) -> Any:
+    try:
+        return api.post(path, body)
+    except ApiError as e:
+        if e.status_code == 404 and e.message == "Not Found":  # the route, not a host, is missing
+            raise cli_fail(NO_EXTENSION) from None
+        raise
 
 
 @app.command()
 def fail(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """The sim host dies: no heartbeat, its workloads are lost."""
     with Api(url, token) as api:
-        h = api.post(api_path("sim", "hosts", name, "fail"))
+        h = _post(api, api_path("sim", "hosts", name, "fail"))
     if as_json:
         emit_json(h)
     else:
@@ -30,7 +42,7 @@ def fail(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: Jso
 def revive(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """The sim host comes back, empty, and is up again."""
     with Api(url, token) as api:
-        h = api.post(api_path("sim", "hosts", name, "revive"))
+        h = _post(api, api_path("sim", "hosts", name, "revive"))
     if as_json:
         emit_json(h)
     else:
@@ -47,7 +59,7 @@ def inject(
 ) -> None:
     """Make the next TIMES sim operations fail."""
     with Api(url, token) as api:
-        f = api.post(api_path("sim", "faults"), {"operation": operation, "host": host, "times": times})
+        f = _post(api, api_path("sim", "faults"), {"operation": operation, "host": host, "times": times})
     if as_json:
         emit_json(f)
     else:

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from poolvisor.cli.parse import number
+from poolvisor.policies.balancing.adaptive import DEFAULT_BALANCING_POLICY
 from poolvisor.sim.result import SimResult
 
 _ROWS = (
@@ -47,16 +48,16 @@ def register(app: typer.Typer) -> None:
     def planetlab(
         directory: Path = typer.Argument(..., help="A PlanetLab day: one file of 288 CPU percentages per VM"),
         policy: str = typer.Option(
-            "lr-mmt",
+            DEFAULT_BALANCING_POLICY,
             "--policy",
             "-p",
-            help="npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs> (e.g. thr-mmt, lr-mmt)",
+            help="adaptive (the default), npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs> (e.g. lr-mmt)",
         ),
         param: float | None = typer.Option(
             None,
             "--param",
             parser=number,
-            help="Threshold (thr) or safety parameter (iqr, mad, lr, lrr); default per policy",
+            help="Threshold (thr) or safety parameter (iqr, mad, lr, lrr, adaptive); default per policy",
         ),
         compat: str | None = typer.Option(
             None,

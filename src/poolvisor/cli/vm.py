@@ -11,8 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
+from poolvisor.cli import vm_snapshot
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.errors import fail
+from poolvisor.cli.gpus import shares_text
 from poolvisor.cli.network import show_workload_nics
 from poolvisor.cli.parse import parse_map
 from poolvisor.cli.render import amounts, emit_json, explanation, say, table
@@ -30,7 +32,7 @@ def _show(w: dict[str, Any]) -> None:
     table(f"Workload {w['project']}/{w['name']}", ("field", "value"), [
         ("state", w["state"]), ("host", w.get("host") or "–"), ("kind", w["kind"]),
         ("demand", amounts(w["demand"])), ("priority", str(w["priority"])), ("group", w.get("group") or "–"),
-        ("created", w["created_at"])])
+        ("created", w["created_at"]), *([("GPUs", shares_text(w["gpus"]))] if w.get("gpus") else [])])
 
 
 @app.command("list")
@@ -108,6 +110,8 @@ def create(
     else:
         say("{} {}/{} placed on [bold]{}[/bold] ({})",
             w["kind"], w["project"], w["name"], w["host"], w["state"])
+        if w.get("gpus"):
+            say("GPUs: {}", shares_text(w["gpus"]))
         if network:
             show_workload_nics(url, token, w["project"], w["name"])
     explanation(w.get("explanation"))
@@ -212,3 +216,6 @@ def delete(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token:
     with Api(url, token) as api:
         api.delete(api_path("workloads", name), project=project)
     say("workload {} deleted", name)
+
+
+app.add_typer(vm_snapshot.app, name="snapshot")

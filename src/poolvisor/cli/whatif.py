@@ -70,7 +70,7 @@ def whatif(
     VMs without any recorded utilization replay at their full vCPU reservation (listed after the table).
     """
     from poolvisor.services import open_services
-    from poolvisor.services.whatif import (
+    from poolvisor.sim.whatif import (
         NO_HISTORY_RULE,
         history_from_file,
         history_from_store,

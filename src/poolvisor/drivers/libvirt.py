@@ -30,8 +30,10 @@ from typing import Any
 
 import libvirt
 
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
 from poolvisor.drivers.libvirt_xml import (
+    MIN_MEMORY_MIB,
     LibvirtConfig,
     check_snapshot_name,
     cpu_model,
@@ -48,6 +50,7 @@ from poolvisor.drivers.libvirt_xml import (
 )
 from poolvisor.drivers.protocols import (
     Capability,
+    GuestMemory,
     HostBinding,
     HostInfo,
     MigrationProgress,
@@ -68,6 +71,7 @@ DEFAULT_POOL_DIR = "/var/lib/libvirt/images/poolvisor"
 CPU_WINDOW_S = 0.25  # the first stats call of a guest measures its CPU over this window
 POLL_S = 0.1
 PROGRESS_EVERY_S = 0.5  # a migration's job info is read from QEMU at most this often
+ACTIVE_CPU = 0.05  # a guest using more than this share of one CPU between two looks is active
 _STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
           | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU)
 
@@ -92,6 +96,8 @@ class LibvirtDriver:
         self._hosts: dict[str, _Host] = {}
         self._fenced: set[str] = set()
         self._cpu: dict[tuple[str, str], tuple[float, float]] = {}  # (host, key) -> (wall, cpu s)
+        # (host, key) -> (wall, cpu s, epoch of its last activity): guest_memory's last_active
+        self._activity: dict[tuple[str, str], tuple[float, float, float]] = {}
         self._lock = threading.Lock()
 
     # ---- hosts -----------------------------------------------------------------------------------
@@ -253,6 +259,7 @@ class LibvirtDriver:
         with self._errors("delete volume", host):
             self._delete_volumes(conn, paths, workload.key)
         self._cpu.pop((host, workload.key), None)
+        self._activity.pop((host, workload.key), None)
 
     def exists(self, host: str, workload: DriverWorkload) -> bool:
         if host in self._fenced:
@@ -313,9 +320,16 @@ class LibvirtDriver:
             return sorted((_snapshot_info(s) for s in snaps), key=lambda s: s.created_at)
 
     def snapshot_delete(self, host: str, workload: DriverWorkload, name: str) -> None:
+        """Idempotent: a snapshot already gone is deleted."""
         dom = self._need(host, workload)
         with self._errors("delete snapshot", host):
-            dom.snapshotLookupByName(self._snap_name(name), 0).delete(0)
+            try:
+                snap = dom.snapshotLookupByName(self._snap_name(name), 0)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
+                    return
+                raise
+            snap.delete(0)
 
     def snapshot_restore(self, host: str, workload: DriverWorkload, name: str) -> None:
         self._refuse_if_fenced(host)
@@ -344,13 +358,41 @@ class LibvirtDriver:
         self._remember(host, samples)
         return out
 
-    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> None:
+    def guest_memory(self, host: str, workload: DriverWorkload) -> GuestMemory:
+        """The balloon's size and the guest's working set from virDomainMemoryStats. The working
+        set is what the guest's balloon driver reports in use (`actual - usable`); a guest without
+        one reports nothing, and then QEMU's RSS stands in (it over-counts: such a guest is
+        never squeezed). Last activity: when its CPU time last grew faster than ACTIVE_CPU."""
         dom = self._need(host, workload)
-        kib = int(mb * 1024)
+        with self._errors("read guest memory", host):
+            ms = dom.memoryStats()
+            st, _max_kib, cur_kib, _vcpus, cpu_ns = dom.info()
+        actual = float(ms.get("actual", cur_kib)) / 1024
+        running = st == libvirt.VIR_DOMAIN_RUNNING
+        return GuestMemory(actual, min(actual, _working_set_mib(ms, actual)),
+                           self._last_active(host, workload.key, running, cpu_ns / 1e9))
+
+    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> float:
+        """Resize the balloon to `mb` (never below the working set); returns the size it goes to.
+        A guest without a balloon driver cannot give memory back: it keeps its size (returned),
+        and neither the live nor the persistent size is touched."""
+        dom = self._need(host, workload)
+        with self._errors("read guest memory", host):
+            max_mib = dom.maxMemory() / 1024
+            ms = dom.memoryStats() if dom.isActive() else {}
+        if not 0 <= mb <= max_mib:
+            raise InvalidInputError(f"balloon target must be in [0, {max_mib:g}] MiB (the guest's memory)")
+        live = dom.isActive()
+        actual = float(ms.get("actual", max_mib * 1024)) / 1024 if live else max_mib
+        if live and not _has_balloon_driver(ms):
+            return actual
+        target = max(float(mb), MIN_MEMORY_MIB, _working_set_mib(ms, actual) if live else 0.0)
+        kib = int(min(max_mib, target) * 1024)
         with self._errors("set guest memory", host):
-            if dom.isActive():
+            if live:
                 dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
             dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_CONFIG)  # and after a restart
+        return kib / 1024
 
     # ---- fencing ---------------------------------------------------------------------------------
     def fence(self, host: str) -> None:
@@ -535,9 +577,39 @@ class LibvirtDriver:
                     float(s.get("balloon.rss", 0)))
         return out
 
+    def _last_active(self, host: str, key: str, running: bool, cpu_s: float) -> float:
+        """Epoch seconds the guest was last seen active (first look at a running guest: now)."""
+        mono, now = time.monotonic(), time.time()
+        with self._lock:
+            prev = self._activity.get((host, key))
+            if prev is None:
+                last = now if running else 0.0
+            else:
+                t0, c0, last = prev
+                if running and mono > t0 and (cpu_s - c0) / (mono - t0) > ACTIVE_CPU:
+                    last = now
+            self._activity[(host, key)] = (mono, cpu_s, last)
+        return last
+
     def _remember(self, host: str, samples: dict[str, tuple[float, str, float, int, float, float]]) -> None:
         for key, (now, _st, cpu_s, *_rest) in samples.items():
             self._cpu[(host, key)] = (now, cpu_s)
+
+
+def _has_balloon_driver(ms: dict[str, Any]) -> bool:
+    """The guest's balloon driver reports its own memory figures (QEMU alone: actual and rss)."""
+    return "usable" in ms or "unused" in ms
+
+
+def _working_set_mib(ms: dict[str, Any], actual_mib: float) -> float:
+    """Memory the guest uses, from its balloon driver's report (KiB): what it could not hand back
+    without losing caches (`usable` = MemAvailable) or, from older drivers, its non-free memory;
+    without a driver, QEMU's resident set (an over-estimate: the guest is then never squeezed)."""
+    if "usable" in ms:
+        return max(0.0, actual_mib - float(ms["usable"]) / 1024)
+    if "unused" in ms:
+        return max(0.0, actual_mib - float(ms["unused"]) / 1024)
+    return float(ms.get("rss", actual_mib * 1024)) / 1024
 
 
 def _snapshot_info(snap: Any) -> SnapshotInfo:
@@ -627,7 +699,13 @@ class LibvirtMigration:
         except (libvirt.libvirtError, DriverError):
             info = {}
         total, done = int(info.get("data_total", 0)), int(info.get("data_processed", 0))
-        p = MigrationProgress(MigrationState.RUNNING, done / total if total else 0.0, total, done)
+        fraction = done / total if total else 0.0
+        if cached is not None and fraction < cached[1].fraction:
+            # the source's job info can start over (seen between lab hosts with the disk copied)
+            # or be unreadable for a moment: the handle's progress never goes back
+            p = cached[1]
+        else:
+            p = MigrationProgress(MigrationState.RUNNING, fraction, total, done)
         with self._lock:
             self._seen = (now, p)
         return p

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from poolvisor.drivers.base import DriverError
 from poolvisor.drivers.protocols import (
     Balloon,
     Fencing,
@@ -35,7 +36,7 @@ from poolvisor.drivers.protocols import (
     as_volume_attach,
     as_workload_stats,
 )
-from poolvisor.drivers.registry import make_driver
+from poolvisor.drivers.registry import known_drivers, make_driver
 from poolvisor.drivers.sim import SimFabric
 
 DEFAULT_DRIVER = "sim"
@@ -54,12 +55,16 @@ class DriverPool:
         self.resolver = resolver
 
     def instance(self, driver: str, uri: str = "") -> HostDriver:
-        """The (cached) instance serving `uri` with `driver`; 422 for an unknown driver name."""
+        """The (cached) instance serving `uri` with `driver`. A driver not installed in this
+        process (a host row naming it, e.g. written by a server that has it) is a DriverError (503)."""
         with self._lock:
             d = self._instances.get((driver, uri))
             if d is None:
-                d = self._instances[(driver, uri)] = make_driver(driver, uri=uri,
-                                                                 **self._options.get(driver, {}))
+                if driver not in known_drivers():
+                    raise DriverError(f"driver {driver!r} is not available in this server; known: "
+                                      f"{', '.join(known_drivers())}")
+                d = make_driver(driver, uri=uri, **self._options.get(driver, {}))  # 422: a bad URI
+                self._instances[(driver, uri)] = d
             return d
 
     @property

@@ -26,7 +26,8 @@ __all__ = [
     "Balloon", "Capability", "DriverError", "DriverWorkload", "Fencing", "HostBinding", "HostDriver",
     "HostInfo", "HostStats", "Lifecycle", "Migration", "MigrationHandle", "MigrationProgress",
     "MigrationState", "NicAttach", "NicSpec", "SnapshotInfo", "Snapshots", "UnsupportedByDriver",
-    "VolumeAttach", "VolumeSpec", "WorkloadSample", "WorkloadStats", "as_balloon", "as_fencing",
+    "GuestMemory", "VolumeAttach", "VolumeSpec", "WorkloadSample", "WorkloadStats", "as_balloon",
+    "as_fencing",
     "as_lifecycle", "as_migration", "as_nic_attach", "as_snapshots", "as_volume_attach",
     "as_workload_stats", "require", "supports",
 ]
@@ -215,9 +216,23 @@ class WorkloadStats(Protocol):
         """Workload key -> its latest sample, for every workload the host runs."""
 
 
+@dataclass(frozen=True)
+class GuestMemory:
+    """A guest's memory as the hypervisor sees it (virDomainMemoryStats on libvirt)."""
+
+    balloon_mib: float  # memory the guest has now
+    working_set_mib: float  # memory it actively uses
+    last_active: float  # epoch seconds of its last activity
+
+
 @runtime_checkable
 class Balloon(Protocol):
-    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> None: ...
+    """Memory pooling (services/memory.py): read a guest's balloon, resize it."""
+
+    def guest_memory(self, host: str, workload: DriverWorkload) -> GuestMemory: ...
+
+    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> float:
+        """Resize the balloon; returns the size reached (never below the guest's working set)."""
 
 
 @runtime_checkable

@@ -27,9 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.drivers.balloon import SimBalloon
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
 from poolvisor.drivers.protocols import (
     Capability,
+    GuestMemory,
     HostBinding,
     HostInfo,
     MigrationProgress,
@@ -87,7 +89,11 @@ class SimFabric:
 def capacity_from_uri(uri: str) -> dict[str, float]:
     """`sim://?vcpu=32&memory_mib=131072` -> the node's capacity (what host_info reports)."""
     out: dict[str, float] = {}
-    for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(uri).query):
+    try:
+        query = urllib.parse.urlsplit(uri).query
+    except ValueError as e:
+        raise InvalidInputError(f"sim URI {uri!r}: {e}") from None
+    for k, v in urllib.parse.parse_qsl(query):
         try:
             out[k] = float(v)
         except ValueError:
@@ -115,6 +121,7 @@ class SimDriver:
         self.hosts: dict[str, SimHost] = {}
         self._faults: list[_Fault] = []
         self._lock = self.fabric.lock
+        self.balloon = SimBalloon()  # memory balloons (drivers/balloon.py)
 
     # ---- fault injection (tests, sim admin extension) ----------------------------------------
     def fail(self, host: str) -> None:
@@ -157,12 +164,11 @@ class SimDriver:
                 del self.fabric.owners[host]
 
     def host_info(self, host: str) -> HostInfo:
+        """The capacity it was bound with, else its URI's; empty when neither says (the caller
+        then needs one given)."""
         with self._lock:
             h = self._live(host)
             cap = dict(h.capacity or self.node_capacity)
-        if not cap:
-            raise DriverError(f"sim host {host!r} has no capacity: give one, or put it in the sim URI "
-                              "(sim://?vcpu=32&memory_mib=131072)")
         return HostInfo(host, cap, hypervisor="sim", version="1")
 
     def heartbeat(self, host: str) -> bool:
@@ -254,8 +260,7 @@ class SimDriver:
             self.fabric.snapshots.get(workload.key, {}).pop(name, None)  # idempotent
 
     def snapshot_restore(self, host: str, workload: DriverWorkload, name: str) -> None:
-        """Return the workload to the snapshot's state. A snapshot this process never saw (taken
-        before a restart: the database is the authority) restores to the state it recorded."""
+        """Return the workload to the snapshot's state (sim snapshots live in this process only)."""
         self._sleep("restore")
         with self._lock:
             self._check_fault("restore", host)
@@ -264,11 +269,6 @@ class SimDriver:
             if known is None:
                 raise DriverError(f"sim: workload {workload.key!r} has no snapshot {name!r}")
             g.state = known[1]
-
-    def adopt_snapshot(self, workload: DriverWorkload, info: SnapshotInfo) -> None:
-        """Re-learn a snapshot recorded in the database (after a restart of this process)."""
-        with self._lock:
-            self.fabric.snapshots.setdefault(workload.key, {}).setdefault(info.name, (info, info.state))
 
     # ---- WorkloadStats, Balloon, VolumeAttach, NicAttach ---------------------------------------
     def workload_stats(self, host: str) -> dict[str, WorkloadSample]:
@@ -283,12 +283,19 @@ class SimDriver:
                 out[k] = WorkloadSample(k, g.state, util, cur if g.state != "stopped" else 0.0, cur)
             return out
 
-    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> None:
-        mem = float(workload.demand.get("memory_mib", 0.0))
-        if not 0 < mb <= mem:
-            raise InvalidInputError(f"balloon target must be in (0, {mem:g}] MiB (the workload's memory)")
+    def guest_memory(self, host: str, workload: DriverWorkload) -> GuestMemory:
         with self._lock:
-            self._guest(self._live(host), workload).memory_mb = float(mb)
+            self._guest(self._live(host), workload)
+        return self.balloon.guest(host, workload)
+
+    def set_memory(self, host: str, workload: DriverWorkload, mb: float) -> float:
+        mem = float(workload.demand.get("memory_mib", 0.0))
+        if not 0 <= mb <= mem:
+            raise InvalidInputError(f"balloon target must be in [0, {mem:g}] MiB (the workload's memory)")
+        with self._lock:
+            g = self._guest(self._live(host), workload)
+            g.memory_mb = got = self.balloon.set(host, workload, mb)
+        return got
 
     def attach_volume(self, host: str, workload: DriverWorkload, volume: VolumeSpec) -> None:
         with self._lock:

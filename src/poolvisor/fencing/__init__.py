@@ -13,7 +13,7 @@ from poolvisor.fencing.agents import (
     check_method,
     make_agent,
 )
-from poolvisor.fencing.base import FenceAgent, FenceResult
+from poolvisor.fencing.base import FenceAgent, FenceFailed, FenceResult
 
-__all__ = ["METHODS", "CommandAgent", "DriverAgent", "FenceAgent", "FenceResult", "NoneAgent", "SimAgent",
-           "check_method", "make_agent"]
+__all__ = ["METHODS", "CommandAgent", "DriverAgent", "FenceAgent", "FenceFailed", "FenceResult", "NoneAgent",
+           "SimAgent", "check_method", "make_agent"]

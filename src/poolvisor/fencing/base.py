@@ -1,11 +1,18 @@
-"""The fence agent protocol and its result."""
+"""The fence agent protocol, its result, and the error of a fence that failed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from poolvisor.domain.errors import UnavailableError
 from poolvisor.drivers.protocols import HostBinding
+
+
+class FenceFailed(UnavailableError):
+    """The agent could not make sure the host is off (503): nothing may treat its guests as gone."""
+
+    code = "fence_failed"
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ class IssuedToken:
     record: TokenRecord
 
 
-class AuthServices(ServiceBase):
+class AuthService(ServiceBase):
+    """Bearer tokens: bootstrap, adoption, minting, authentication, revocation."""
+
     def bootstrap_admin_token(self) -> str | None:
         """The first admin token, exactly once per database (a unique meta key is the latch)."""
         token = new_token()

@@ -1,11 +1,15 @@
-"""Shared plumbing of the services: lookups that raise NotFoundError, events, record builders."""
+"""Shared plumbing of the domain services: lookups that raise NotFoundError, events, record builders.
+
+ServiceBase is plumbing only (no use case): each domain service extends it once and is built on
+the shared ServiceContext (context.py), whose parts it reads through the properties below.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -15,11 +19,14 @@ from poolvisor.domain.errors import NotFoundError
 from poolvisor.drivers.base import DriverWorkload
 from poolvisor.drivers.pool import DriverPool
 from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpus import host_devices, workload_shares
 from poolvisor.services.leases import Leases
+from poolvisor.services.placement_cache import PlacementCache
 from poolvisor.services.records import HostRecord, WorkloadRecord
-from poolvisor.services.snapshot import PlacementCache
 from poolvisor.services.usage import measured_use
 from poolvisor.store.engine import Store
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import (
     EventRow,
     FlavorRow,
@@ -31,14 +38,7 @@ from poolvisor.store.rows import (
     WorkloadRow,
 )
 
-if TYPE_CHECKING:
-    from poolvisor.services.fencing import FencingService
-
 T = TypeVar("T")
-
-
-class Stale(Exception):  # noqa: N818 - control flow: an optimistic commit lost a race
-    """A generation guard failed: re-read the state and decide again."""
 
 
 def as_utc(t: datetime) -> datetime:
@@ -46,18 +46,35 @@ def as_utc(t: datetime) -> datetime:
 
 
 class ServiceBase:
-    store: Store
-    drivers: DriverPool  # the driver instance of each host (drivers/pool.py)
-    fencing: FencingService
-    cache: PlacementCache
-    policy: PlacementPolicy
-    leases: Leases
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def drivers(self) -> DriverPool:
+        """The driver of each host: `drivers.lifecycle(host)` etc. (409 if it lacks the capability)."""
+        return self.ctx.drivers
+
+    @property
+    def cache(self) -> PlacementCache:
+        return self.ctx.cache
+
+    @property
+    def policy(self) -> PlacementPolicy:
+        return self.ctx.policy
+
+    @property
+    def leases(self) -> Leases:
+        return self.ctx.leases
 
     def _read(self, fn: Callable[[Session], T]) -> T:
-        return self.store.run(fn, write=False)
+        return self.ctx.read(fn)
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        return self.store.run(fn, write=True)
+        return self.ctx.write(fn)
 
     # ---- lookups -----------------------------------------------------------------------------
     @staticmethod
@@ -128,6 +145,7 @@ class ServiceBase:
         for r in s.scalars(q.order_by(HostResourceRow.resource)):
             res[r.host_id].append(r)
         use = measured_use(s, [h.id for h in hosts])
+        gpus = host_devices(s, [h.id for h in hosts])
         out = []
         for h in hosts:
             rows = res[h.id]
@@ -143,6 +161,7 @@ class ServiceBase:
                 driver=h.driver, uri=h.uri, fence=h.fence,
                 allocatable={r.resource: r.capacity * r.overcommit for r in rows},
                 used=u.used, used_at=u.at, measured_workloads=u.measured, running_workloads=u.running,
+                gpus=gpus.get(h.id, []),
             ))
         return out
 
@@ -160,13 +179,14 @@ class ServiceBase:
         group_ids = {w.group_id for w in rows if w.group_id is not None}
         groups = dict(s.execute(select(GroupRow.id, GroupRow.name).where(GroupRow.id.in_(group_ids)))
                       .all())
+        gpus = workload_shares(s, [w.id for w in rows if "gpu" in w.demand])
         return [
             WorkloadRecord(
                 name=w.name, project=projects[w.project_id], kind=w.kind, state=w.state,
                 host=hosts.get(w.host_id) if w.host_id is not None else None,
                 demand={str(k): float(v) for k, v in w.demand.items()}, priority=w.priority,
                 group=groups.get(w.group_id) if w.group_id is not None else None,
-                created_at=as_utc(w.created_at), explanation=w.explanation,
+                created_at=as_utc(w.created_at), explanation=w.explanation, gpus=gpus.get(w.id, []),
             )
             for w in rows
         ]

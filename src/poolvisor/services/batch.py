@@ -34,13 +34,19 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
-from poolvisor.policies.packing.pool import Move, Plan, host_lower_bound
-from poolvisor.policies.packing.pool import plan_consolidation as _plan_consolidation
+from poolvisor.policies.balancing.actions import MIGRATE, PLACE, POWER_OFF, POWER_ON, Actions
+from poolvisor.policies.balancing.planner import PabfdPolicy, Policy, plan_balancing, policy_named
+from poolvisor.policies.balancing.view import LIVE_CPU_SCALE, LIVE_INTERVAL_S, LIVE_POWER, BalancingView
+from poolvisor.policies.packing.consolidate import NO_ROOM, Plan, host_lower_bound, move
 from poolvisor.policies.placement import IndexedPlacer, Request
 from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase, Stale
+from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_demand
+from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpu_cache import whole_gpu_view
+from poolvisor.services.gpus import check_gpu_demand
+from poolvisor.services.placement_cache import PlacementView, resource_names
 from poolvisor.services.records import (
     DRY_RUN,
     PLACING,
@@ -52,12 +58,14 @@ from poolvisor.services.records import (
     TASK_QUEUED,
     TASK_RUNNING,
     TASK_SUCCEEDED,
+    TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import Snapshot, resource_names
-from poolvisor.services.tasks import CONSOLIDATE, TaskServices
-from poolvisor.services.workloads import MAX_PRIORITY, retry_schedule
+from poolvisor.services.tasks import CONSOLIDATE, TaskService
+from poolvisor.services.utilization import UtilizationService
+from poolvisor.services.workloads import MAX_PRIORITY, PLACE_DEADLINE_S, WorkloadService
 from poolvisor.state.cluster import ClusterState
+from poolvisor.store.retry import with_retry
 from poolvisor.store.rows import HostRow, ProjectRow, TaskRow, WorkloadRow
 
 log = logging.getLogger("poolvisor.services")
@@ -94,7 +102,16 @@ class _Item:
     priority: int
 
 
-class BatchServices(TaskServices):
+class BatchService(ServiceBase):
+    """The packer in the live pool: batch placement, consolidation plans and their apply task."""
+
+    def __init__(self, ctx: ServiceContext, tasks: TaskService, workloads: WorkloadService,
+                 utilization: UtilizationService) -> None:
+        super().__init__(ctx)
+        self.tasks = tasks  # a consolidation apply is a task...
+        self.workloads = workloads  # ...whose moves are workload migrations
+        self.utilization = utilization  # utilization policies plan on the recorded samples
+
     def create_workloads_batch(self, project: str, specs: Sequence[Mapping[str, Any]], *,
                                all_or_nothing: bool = True, pool: str | None = None,
                                dry_run: bool = False, create_project: bool = False) -> BatchResult:
@@ -107,29 +124,34 @@ class BatchServices(TaskServices):
             raise InvalidInputError(f"a batch holds 1..{MAX_BATCH} workloads")
         items, project_id, pool_id = self._read(partial(
             self._resolve_batch, project=project, specs=specs, pool=pool, create_project=create_project))
-        for _ in retry_schedule():
+
+        def step() -> tuple[PlacementView, Plan, int, list[int], list[int] | None]:
+            """Plan and (unless a dry run) claim; Stale (a host changed since the plan) plans again."""
             snap, plan, considered = self._plan_batch(items, pool_id)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
             if plan.unplaced and (all_or_nothing or not placed):
                 raise NoValidHostError(
                     f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
                     " nothing was created", detail=plan.to_dict())
-            reasons = {m.workload: m.reason for m in plan.moves}
             if dry_run:
-                now = datetime.now(UTC)
-                recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
-                                       snap.state.names[int(plan.assignment[i])], items[i].demand,
-                                       items[i].priority, None, now,
-                                       _explain(reasons[items[i].name], plan, considered)) for i in placed]
-                return BatchResult(recs, plan.unplaced, plan.to_dict())
-            try:
-                ids = self._write(partial(self._claim_batch, project=project, project_id=project_id,
-                                          items=items, placed=placed, snap=snap, plan=plan,
-                                          considered=considered))
-            except Stale:
-                continue
-            return self._confirm_batch(project, items, placed, ids, snap, plan)
-        raise ConflictError("too many concurrent placements; the batch was not created, retry")
+                return snap, plan, considered, placed, None
+            ids = self.ctx.write_once(partial(self._claim_batch, project=project, project_id=project_id,
+                                              items=items, placed=placed, snap=snap, plan=plan,
+                                              considered=considered))
+            return snap, plan, considered, placed, ids
+
+        snap, plan, considered, placed, ids = with_retry(
+            step, deadline_s=PLACE_DEADLINE_S,
+            conflict="too many concurrent placements; the batch was not created, retry")
+        if ids is None:  # a dry run: the plan, nothing claimed
+            reasons = plan.reasons()
+            now = datetime.now(UTC)
+            recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
+                                   snap.state.names[int(plan.assignment[i])], items[i].demand,
+                                   items[i].priority, None, now,
+                                   _explain(reasons[items[i].name], plan, considered)) for i in placed]
+            return BatchResult(recs, plan.unplaced, plan.to_dict())
+        return self._confirm_batch(project, items, placed, ids, snap, plan)
 
     # ---- batch: resolve, plan, claim, confirm ----------------------------------------------------
     def _resolve_batch(self, s: Session, *, project: str, specs: Sequence[Mapping[str, Any]],
@@ -166,6 +188,11 @@ class BatchServices(TaskServices):
                 d = {str(r): float(v) for r, v in self._flavor(s, str(flavor)).demand.items()}
             else:
                 d = check_demand(res, demand)
+            check_gpu_demand(d)
+            if 0 < d.get("gpu", 0.0) < 1:
+                raise InvalidInputError(
+                    f"batch item {k}: a fraction of a GPU needs the one-by-one placement (POST "
+                    "/v1/workloads), which places it on a device")
             items.append(_Item(name, kind, None if flavor is None else str(flavor), d, prio))
         names = [it.name for it in items]
         if len(set(names)) != len(names):
@@ -177,10 +204,10 @@ class BatchServices(TaskServices):
                 f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
         return items, pid, pool_id
 
-    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[Snapshot, Plan, int]:
+    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[PlacementView, Plan, int]:
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
-            st = snap.state
+            st = whole_gpu_view(snap)  # whole GPUs need fully free devices (gpu_cache.py)
             for it in items:
                 for r in it.demand:
                     if r not in st.resources:
@@ -195,8 +222,8 @@ class BatchServices(TaskServices):
             plan = self._no_worse_than_pipeline(st, items, demands, allowed,
                                                 self._packed(st, items, demands, allowed,
                                                              self.policy.protected_scarce))
-            # the plan refers to this snapshot's arrays: keep what the commit needs
-            snap_copy = Snapshot(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
+            # the plan refers to this view's arrays: keep what the commit needs
+            snap_copy = PlacementView(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
             return snap_copy, plan, int(np.count_nonzero(allowed & st.up))
 
@@ -255,19 +282,18 @@ class BatchServices(TaskServices):
             why, notes = "placement pipeline (fewer hosts than the packer here)", [
                 *plan.notes, f"packer plan: {plan.summary}"]
             tail = f" (fewer hosts than the packer's {plan.hosts_after})"
-        moves = [Move(it.name, None, st.names[int(h)] if h >= 0 else None,
-                      why if h >= 0 else "no eligible host has enough free capacity left")
-                 for it, h in zip(items, assignment, strict=True)]
+        moves = [move(PLACE, i, -1, int(h), why if h >= 0 else NO_ROOM) for i, h in enumerate(assignment)]
         summary = (f"placed {len(items) - unplaced}/{len(items)} workloads one by one{tail}; "
                    f"active hosts {before} -> {after}")
-        return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes)
+        return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes,
+                    [it.name for it in items], list(st.names))
 
     def _claim_batch(self, s: Session, *, project: str, project_id: int | None, items: list[_Item],
-                     placed: list[int], snap: Snapshot, plan: Plan, considered: int) -> list[int]:
+                     placed: list[int], snap: PlacementView, plan: Plan, considered: int) -> list[int]:
         if project_id is None:
             project_id = self._create_project_in(s, project)
         seen: set[int] = set()
-        reasons = {m.workload: m.reason for m in plan.moves}
+        reasons = plan.reasons()
         ids = []
         for i in placed:
             it, h = items[i], int(plan.assignment[i])
@@ -296,12 +322,12 @@ class BatchServices(TaskServices):
         return ids
 
     def _confirm_batch(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
-                       snap: Snapshot, plan: Plan) -> BatchResult:
+                       snap: PlacementView, plan: Plan) -> BatchResult:
         with self.leases.hold(ids):  # renewed while the driver creates them (leases.py)
             return self._confirm_batch_held(project, items, placed, ids, snap, plan)
 
     def _confirm_batch_held(self, project: str, items: list[_Item], placed: list[int], ids: list[int],
-                            snap: Snapshot, plan: Plan) -> BatchResult:
+                            snap: PlacementView, plan: Plan) -> BatchResult:
         done: list[tuple[str, DriverWorkload]] = []
         for i in placed:
             host = snap.state.names[int(plan.assignment[i])]
@@ -332,14 +358,15 @@ class BatchServices(TaskServices):
 
         return BatchResult(self._write(tx), plan.unplaced, plan.to_dict())
 
-    # ---- consolidation -------------------------------------------------------------------------
+    # ---- consolidation ---------------------------------------------------------------------
     def plan_consolidation(self, pool: str, *, max_migrations: int | None = None,
-                           apply: bool = False) -> ConsolidationResult:
-        """Plan (and with apply=True execute, via migrate_workload) the fewest active hosts of `pool`."""
+                           apply: bool = False, policy: str = "pack") -> ConsolidationResult:
+        """Plan (and with apply=True execute, via migrate_workload) the balancing of `pool` under
+        `policy` (plan_balancing: "pack" = fewest active hosts by reservations, "spread", or a
+        utilization policy such as "adaptive" or "thr-mmt" on the workloads' recorded utilization)."""
         check_name("pool", pool)
-        if max_migrations is not None and (isinstance(max_migrations, bool) or
-                                           not isinstance(max_migrations, int) or max_migrations < 0):
-            raise InvalidInputError("max_migrations must be an integer >= 0")
+        _check_max(max_migrations)
+        chosen = balancing_policy(policy, max_migrations)
 
         def load(s: Session) -> tuple[int, list[tuple[str, str, int, dict[str, float]]]]:
             pid = self._pool(s, pool).id
@@ -354,75 +381,94 @@ class BatchServices(TaskServices):
         pid, rows = self._read(load)
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
-            st = snap.state.copy()
-            pool_of = snap.pool_of[: st.n].copy()
-            index_of = dict(snap.index_of)
-        keep = [r for r in rows if r[2] in index_of]
-        names = [f"{p}/{n}" for p, n, _h, _d in keep]
-        demands = np.array([st.resources.vector(d) for *_x, d in keep]).reshape(len(keep), len(st.resources))
-        current = [index_of[h] for _p, _n, h, _d in keep]
-        plan = _consolidate(st, names, demands, current, max_migrations, pool_of == pid)
-        pool_hosts = np.flatnonzero(pool_of == pid)
-        emptied = sorted({st.names[c] for c, t in zip(current, plan.assignment, strict=True) if c != t} -
-                         {st.names[int(t)] for t in plan.assignment})
-        emptied = [h for h in emptied if st.host_index(h) in set(pool_hosts.tolist())]
-        # the planner counts every active host; report this pool's only
-        outside = int(np.count_nonzero((st.workload_count[: st.n] > 0) & (pool_of != pid)))
-        pd = plan.to_dict()
-        pd["hosts_before"] -= outside
-        pd["hosts_after"] -= outside
-        pd["summary"] = (f"pool {pool}: active hosts {pd['hosts_before']} -> {pd['hosts_after']} with "
-                         f"{len(plan.moves)} migration(s); lower bound {plan.lower_bound} host(s)")
+            hosts = np.flatnonzero(snap.pool_of[: snap.state.n] == pid)
+            st = snap.state.subset(hosts.tolist())  # the pool alone, in the cache's host order
+            at = {snap.ids[int(h)]: i for i, h in enumerate(hosts.tolist())}
+        keep = [r for r in rows if r[2] in at]
+        table = st.workloads
+        for p, n, h, d in keep:  # the store's ledger already counts them on their hosts
+            table.add(f"{p}/{n}", at[h], st.resources.vector({k: v for k, v in d.items()
+                                                               if k in st.resources}), account=False)
+        if isinstance(chosen, PabfdPolicy) and table.n:
+            self._load_windows(st)
+        acts = _balance(BalancingView(st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE), chosen)
+        pd = _plan_dict(st, acts, chosen.name)
+        pd["summary"] = f"pool {pool}: {pd['summary']}"
+        emptied = sorted(st.names[a.src] for a in acts.of_kind(POWER_OFF))
         if not apply:
             return ConsolidationResult(pool, pd, emptied)
         # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
-        t = self.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
-                                 {"pool": pool, "max_migrations": max_migrations, "plan": pd,
-                                  "hosts_emptied": emptied})
+        t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
+                                       {"pool": pool, "max_migrations": max_migrations, "policy": chosen.name,
+                                        "plan": pd, "hosts_emptied": emptied})
         if t.result is None:
             raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
         return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
                                    t.result["executed"], t.result["failed"])
+
+    def _load_windows(self, st: ClusterState) -> None:
+        """The workloads' utilization windows from their recorded samples (the last `window`
+        buckets of LIVE_INTERVAL_S, newest first); workloads never sampled keep an empty window
+        (they then request their whole CPU, as in the what-if replay)."""
+        table = st.workloads
+        names = [str(k) for k in table.keys]
+        known = [i for i, ok in enumerate(self.utilization.recorded(names)) if ok]
+        if not known:
+            return
+        hist = self.utilization.utilization_history([names[i] for i in known], LIVE_INTERVAL_S,
+                                                    steps=table.window)
+        table.set_window(np.asarray(known), np.asarray(hist.util)[:, ::-1])
+
+    def submit_consolidation(self, pool: str, max_migrations: int | None = None,
+                             policy: str = "pack") -> TaskRecord:
+        """Queue a consolidation apply of `pool` under balancing `policy` (404 at once for an
+        unknown pool, 422 for an unknown policy)."""
+        check_name("pool", pool)
+        _check_max(max_migrations)
+        balancing_policy(policy, max_migrations)
+        return self.tasks.submit(CONSOLIDATE, None, f"pool/{pool}",
+                                 {"pool": pool, "max_migrations": max_migrations, "policy": policy},
+                                 lambda s: (self._pool(s, pool), None)[1])
 
     def apply_consolidation(self, task_id: int) -> None:
         """Run a consolidate task: plan once (the plan goes into the journal), then each move as a
         child migrate task, journaling each move it saw end (`done`). Resumed after a crash, it
         skips those and the moves the crash repair confirmed, and tries the rest again (the move
         the crash interrupted, undone by the repair, and the ones never started)."""
-        params = self.get_task(task_id).params
-        journal = self._read(lambda s: dict(s.get(TaskRow, task_id).journal))  # type: ignore[union-attr]
+        params = self.tasks.get_task(task_id).params
+        journal = self.tasks.journal(task_id)
         if "moves" not in journal:
             if "plan" in params:  # planned by the synchronous call that created the task
                 plan, emptied = params["plan"], params["hosts_emptied"]
             else:
                 res = self.plan_consolidation(str(params["pool"]),
-                                              max_migrations=params.get("max_migrations"))
+                                              max_migrations=params.get("max_migrations"),
+                                              policy=str(params.get("policy", "pack")))
                 plan, emptied = res.plan, res.hosts_emptied
             journal = {"plan": plan, "hosts_emptied": emptied,
                        "moves": [{"workload": m["workload"], "to": m["to"]} for m in plan["moves"]]}
-            self.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
+            self.tasks.task_note(task_id, f"planned: {plan['summary']}", journal=journal)
         moves, done = journal["moves"], list(journal.get("done", []))
         stopped = False
         for k, m in enumerate(moves):
             if k in done or self._move_outcome(task_id, k) == TASK_SUCCEEDED:
                 continue  # ran before the restart (or was confirmed by the repair of its move)
-            if self.cancel_requested(task_id):
+            if self.tasks.cancel_requested(task_id):
                 stopped = True  # cancelled: the moves done stay done, the rest do not start
                 break
             project, name = str(m["workload"]).split("/", 1)
-            cid = self._write(lambda s, k=k, m=m, project=project, name=name: self._new_task(  # type: ignore[misc]
-                s, "migrate", project, f"workload/{project}/{name}",
-                {"project": project, "name": name, "host": m["to"], "index": k}, parent_id=task_id,
-                state=TASK_RUNNING).id)
+            cid = self.tasks.start_task("migrate", project, f"workload/{project}/{name}",
+                                        {"project": project, "name": name, "host": m["to"], "index": k},
+                                        parent_id=task_id)
             with self.leases.hold_tasks([cid]):
                 try:
-                    self.migrate_workload(project, name, m["to"], task_id=cid)  # type: ignore[attr-defined]
+                    self.workloads.migrate_workload(project, name, m["to"], task_id=cid)
                 except PoolvisorError as e:
-                    self.end_task(cid, TASK_FAILED, error=e.message)
+                    self.tasks.end_task(cid, TASK_FAILED, error=e.message)
             ended = self._move_outcome(task_id, k) or "interrupted"
             done.append(k)
-            self.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
-                           progress=(k + 1) / len(moves), journal={"done": done})
+            self.tasks.task_note(task_id, f"move {k + 1}/{len(moves)}: {m['workload']} -> {m['to']}: {ended}",
+                                 progress=(k + 1) / len(moves), journal={"done": done})
         executed, failed = [], []
         for k, m in enumerate(moves):
             outcome = self._move_outcome(task_id, k, error=True)
@@ -430,7 +476,7 @@ class BatchServices(TaskServices):
                 executed.append(m["workload"])
             else:
                 failed.append(f"{m['workload']}: {outcome or 'not run'}")
-        self.end_task(task_id, TASK_CANCELLED if stopped else TASK_SUCCEEDED, result={
+        self.tasks.end_task(task_id, TASK_CANCELLED if stopped else TASK_SUCCEEDED, result={
             "pool": params["pool"], "plan": journal["plan"], "hosts_emptied": journal["hosts_emptied"],
             "applied": True, "executed": executed, "failed": failed},
             error=f"cancelled after {len(executed)} of {len(moves)} moves" if stopped else None)
@@ -451,30 +497,55 @@ class BatchServices(TaskServices):
         return self._read(tx)
 
 
-def _consolidate(st: ClusterState, names: list[str], demands: np.ndarray, current: list[int],
-                 max_migrations: int | None, allowed: np.ndarray) -> Plan:
-    """The planner's consolidation plan; when it fails internally (a bug, not the caller's input) the
-    failure is logged with what it was given and the safe plan is returned: nothing moves."""
+def _check_max(max_migrations: int | None) -> None:
+    if max_migrations is not None and (isinstance(max_migrations, bool) or
+                                       not isinstance(max_migrations, int) or max_migrations < 0):
+        raise InvalidInputError("max_migrations must be an integer >= 0")
+
+
+def balancing_policy(name: str, max_migrations: int | None) -> Policy:
+    """The named balancing policy with the live pool's settings (422 for an unknown name)."""
+    if not isinstance(name, str):
+        raise InvalidInputError("policy must be a string")
+    return policy_named(name, power=LIVE_POWER, interval_s=LIVE_INTERVAL_S, max_migrations=max_migrations)
+
+
+def _balance(view: BalancingView, policy: Policy) -> Actions:
+    """plan_balancing; when it fails internally (a bug, not the caller's input) the failure is
+    logged with what it was given and the safe plan is returned: nothing moves."""
+    st = view.state
     try:
-        return _plan_consolidation(st, names, demands, current, max_migrations=max_migrations,
-                                   allowed=allowed)
+        return plan_balancing(view, policy)
     except PoolvisorError as e:
         if e.status_code < 500:
             raise
-        log.error("consolidation planner failed (%s: %s; detail %s) on %d workloads, %d hosts; "
-                  "proposing no migrations", type(e).__name__, e.message, e.detail, len(names),
-                  int(np.count_nonzero(allowed)))
+        log.error("consolidation planner failed (policy %s, %s: %s; detail %s) on %d workloads, %d hosts; "
+                  "proposing no migrations", policy.name, type(e).__name__, e.message, e.detail,
+                  st.workloads.n, st.n)
     except Exception:
-        log.exception("consolidation planner crashed on %d workloads, %d hosts; proposing no migrations",
-                      len(names), int(np.count_nonzero(allowed)))
-    active = st.workload_count[: st.n] > 0
-    active[np.asarray(current, dtype=np.int64)] = True
-    before = int(np.count_nonzero(active))
-    lb = host_lower_bound(demands, st, np.flatnonzero(allowed & st.up))
-    return Plan("consolidation", np.asarray(current, dtype=np.int64), [], before, before, lb,
-                f"active hosts {before} -> {before} with 0 migration(s)",
-                ["the consolidation planner failed on this pool (logged for the operators); "
-                 "nothing is proposed to move"])
+        log.exception("consolidation planner (policy %s) crashed on %d workloads, %d hosts; "
+                      "proposing no migrations", policy.name, st.workloads.n, st.n)
+    return Actions((), ["the consolidation planner failed on this pool (logged for the operators); "
+                        "nothing is proposed to move"])
+
+
+def _plan_dict(st: ClusterState, acts: Actions, policy: str) -> dict[str, Any]:
+    """The plan as the API shows it: the migrations (`moves`), every action with its explanation,
+    active hosts before and after, the packing lower bound of the workloads' reservations."""
+    t = st.workloads
+    keys, names = t.keys, st.names
+    before = int(np.count_nonzero(st.workload_count > 0))
+    after = before - len(acts.of_kind(POWER_OFF)) + len(acts.of_kind(POWER_ON))
+    lb = host_lower_bound(t.demand.T, st, np.flatnonzero(st.up & np.all(st.capacity >= 0, axis=0)))
+    moves = []
+    for a in acts.of_kind(MIGRATE):
+        d = a.to_dict(keys, names)
+        moves.append({"workload": d["workload"], "from": d["from"], "to": d["to"], "reason": d["rule"]})
+    summary = (f"active hosts {before} -> {after} with {len(moves)} migration(s); "
+               f"lower bound {lb} host(s) for these workloads")
+    return {"kind": "consolidation", "policy": policy, "summary": summary, "hosts_before": before,
+            "hosts_after": after, "lower_bound": lb, "moves": moves,
+            "actions": [a.to_dict(keys, names) for a in acts], "notes": list(acts.notes)}
 
 
 def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:

@@ -15,12 +15,14 @@ from poolvisor.domain.models import MAX_NAME_LEN, check_name
 from poolvisor.domain.resources import ResourceSet
 from poolvisor.domain.text import check_text
 from poolvisor.services.base import ServiceBase
+from poolvisor.services.gpus import check_gpu_demand
+from poolvisor.services.placement_cache import resource_names
 from poolvisor.services.records import (
     FlavorRecord,
     PoolRecord,
     ProjectRecord,
 )
-from poolvisor.services.snapshot import resource_names
+from poolvisor.services.references import delete_unused
 from poolvisor.services.usage import Use, measured_use, stranded_by_pool
 from poolvisor.store.rows import (
     FlavorRow,
@@ -69,7 +71,9 @@ def flush_unique(s: Session, message: str) -> None:
         raise ConflictError(message) from None
 
 
-class CatalogServices(ServiceBase):
+class CatalogService(ServiceBase):
+    """Pools, flavors and projects."""
+
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, description: str = "") -> PoolRecord:
         check_name("pool", name)
@@ -104,7 +108,7 @@ class CatalogServices(ServiceBase):
             n = s.scalar(select(func.count()).select_from(HostRow).where(HostRow.pool_id == p.id))
             if n:
                 raise ConflictError(f"pool {name!r} still has {n} hosts")
-            s.delete(p)
+            delete_unused(s, p, "pool", name)
             self._event(s, "pool.deleted", f"pool/{name}", f"pool {name} deleted")
 
         self._write(tx)
@@ -135,7 +139,7 @@ class CatalogServices(ServiceBase):
                 members[pid].append(hid)
         use = measured_use(s, [h for hs in members.values() for h in hs])
         strand: dict[int, tuple[dict[str, float], list[str]]] = {}
-        if members:  # the placement snapshot: capacities and states as placement sees them
+        if members:  # the placement view: capacities and states as placement sees them
             with self.cache.lock:
                 snap = self.cache.refresh(s)
                 strand = stranded_by_pool(s, snap, list(members), tuple(self.policy.scarce))
@@ -156,6 +160,7 @@ class CatalogServices(ServiceBase):
 
         def tx(s: Session) -> FlavorRecord:
             d = check_demand(resource_names(s), demand, f"flavor {name} demand")
+            check_gpu_demand(d)  # a fraction of one GPU or whole GPUs, as workloads ask
             if s.scalars(select(FlavorRow.id).filter_by(name=name)).first() is not None:
                 raise ConflictError(f"flavor {name!r} already exists")
             s.add(FlavorRow(name=name, demand=d))
@@ -178,7 +183,7 @@ class CatalogServices(ServiceBase):
 
     def delete_flavor(self, name: str) -> None:
         def tx(s: Session) -> None:
-            s.delete(self._flavor(s, name))  # workloads keep their own copy of the demand
+            delete_unused(s, self._flavor(s, name), "flavor", name)  # workloads keep their own demand
             self._event(s, "flavor.deleted", f"flavor/{name}", f"flavor {name} deleted")
 
         self._write(tx)

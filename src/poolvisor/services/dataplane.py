@@ -23,8 +23,10 @@ from poolvisor.domain.addresses import fmt, parse_subnet, unkey
 from poolvisor.domain.errors import ConflictError
 from poolvisor.drivers import netns
 from poolvisor.policies.network.tables import RouterSpec, compute_tables
+from poolvisor.services.base import ServiceBase
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.network_records import ApplyRecord
-from poolvisor.services.routers import RouterServices
+from poolvisor.services.routers import RouterService
 from poolvisor.store.rows import NetworkRow, NicRow, RouterInterfaceRow, RouterRow, WorkloadRow
 
 ENV_ENABLE = "POOLVISOR_DATAPLANE"
@@ -53,7 +55,13 @@ class Plan:
     names: dict[str, str]  # "network/NAME", "router/NAME", "workload/NAME" -> namespace
 
 
-class DataplaneServices(RouterServices):
+class DataplaneService(ServiceBase):
+    """`network apply` / `teardown`: the project's networks as namespaces on this machine."""
+
+    def __init__(self, ctx: ServiceContext, routers: RouterService) -> None:
+        super().__init__(ctx)
+        self.routers = routers  # the routing tables it programs
+
     def apply_network(self, project: str, prefix: str = "pv") -> ApplyRecord:
         """Build/repair the project's namespaces and program the routes (see the module docstring)."""
         netns.check_prefix(prefix)
@@ -75,7 +83,7 @@ class DataplaneServices(RouterServices):
             written += netns.program_routes(plan.router_ns[r.name], [k for k in routes if k.hops])
         for ns, routes in plan.host_routes.items():
             written += netns.program_routes(ns, routes)
-        rounds = tables.rounds.get("distance-vector")
+        rounds = max(tables.rounds.values()) if tables.rounds else None  # distance- or path-vector
         self._write(lambda s: self._event(
             s, "network.applied", f"project/{project}",
             f"dataplane {prefix}: {len(applied.created)} created, {written} routes, "
@@ -144,4 +152,5 @@ class DataplaneServices(RouterServices):
             host_routes.setdefault(ns, [])
         topo = netns.Topology(prefix, tuple(bridges), tuple(router_ns[r] for r in sorted(router_ns)),
                               tuple(hosts), tuple(ports))
-        return Plan(topo, self.topology(s, p.id), router_ns, dev, link_of, cables, dict(host_routes), names)
+        return Plan(topo, self.routers.topology(s, p.id), router_ns, dev, link_of, cables,
+                    dict(host_routes), names)

@@ -1,8 +1,8 @@
 """The in-process task executor of `poolvisor serve`: a small worker pool that runs queued tasks.
 
 Started and stopped with the API's lifespan (api/app.py), next to the repair sweep. A dispatcher
-thread wakes on every submission (Services.task_wakeup) or every `interval` seconds, takes as many
-queued tasks as it has idle workers (Services.claim_tasks: those submitted here and those whose
+thread wakes on every submission (TaskService.task_wakeup) or every `interval` seconds, takes as many
+queued tasks as it has idle workers (TaskService.claim_tasks: those submitted here and those whose
 owner's lease lapsed, i.e. a dead process's) and hands them to the pool; the task's lease is
 renewed while it runs. Nothing long runs inside an HTTP request.
 
@@ -27,7 +27,8 @@ log = logging.getLogger("poolvisor.tasks")
 
 
 class TaskRunner(Protocol):
-    task_wakeup: threading.Event
+    @property
+    def task_wakeup(self) -> threading.Event: ...
 
     def claim_tasks(self, limit: int) -> list[int]: ...
 

@@ -1,129 +1,116 @@
-"""The Services facade: every use case, assembled from one mixin per topic, and open_services()."""
+"""Services: one service object per domain over a shared context, and open_services().
+
+    svc = open_services()
+    svc.catalog.create_pool("p"); svc.hosts.create_host(...); svc.workloads.create_workload(...)
+
+Each domain service (catalog, hosts, workloads, batch, tasks, ...) is built on the same
+ServiceContext (context.py) and given, explicitly, the other services it needs; Services only
+builds and wires them and owns the context's lifetime.
+"""
 
 from __future__ import annotations
 
-import logging
 import threading
-from datetime import datetime
-from functools import partial
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from poolvisor.domain.errors import InvalidInputError
-from poolvisor.drivers.base import DriverError
 from poolvisor.drivers.pool import DriverPool
-from poolvisor.drivers.protocols import HostBinding, HostDriver
-from poolvisor.drivers.sim import SimDriver
+from poolvisor.drivers.protocols import HostDriver
 from poolvisor.policies.placement import PlacementPolicy
-from poolvisor.services.auth import AuthServices
-from poolvisor.services.base import as_utc
-from poolvisor.services.batch import BatchServices
-from poolvisor.services.catalog import CatalogServices
-from poolvisor.services.dataplane import DataplaneServices
-from poolvisor.services.demo import DemoServices
-from poolvisor.services.fencing import FencingService
-from poolvisor.services.hosts import HostServices
-from poolvisor.services.invariants import check_invariants
+from poolvisor.services.auth import AuthService
+from poolvisor.services.batch import BatchService
+from poolvisor.services.catalog import CatalogService
+from poolvisor.services.context import ServiceContext
+from poolvisor.services.dataplane import DataplaneService
+from poolvisor.services.events import EventService
+from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
-from poolvisor.services.records import CheckReport, EventRecord
-from poolvisor.services.repair import RepairServices
+from poolvisor.services.memory import MemoryService
+from poolvisor.services.networks import NetworkService
+from poolvisor.services.placement_cache import PlacementCache
+from poolvisor.services.repair import RepairService
+from poolvisor.services.routers import RouterService
 from poolvisor.services.sim_admin import SimAdminService
-from poolvisor.services.snapshot import PlacementCache
-from poolvisor.services.utilization import UtilizationServices
+from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
+from poolvisor.services.utilization import UtilizationService
+from poolvisor.services.vm_snapshots import RESTORE, SNAPSHOT, SnapshotService
+from poolvisor.services.volumes import REBALANCE, VolumeService
+from poolvisor.services.workloads import WorkloadService
 from poolvisor.store import Store, open_store
-from poolvisor.store.rows import EventRow, HostResourceRow, HostRow
-
-MAX_EVENTS = 1000
-log = logging.getLogger("poolvisor.services")
 
 
-class Services(AuthServices, CatalogServices, HostServices, RepairServices, DemoServices, BatchServices,
-               UtilizationServices, DataplaneServices):
-    """All use cases; thread-safe, one session and one transaction per call."""
+class Services:
+    """The domain services of one process; thread-safe, one session and transaction per step."""
 
     def __init__(self, store: Store, drivers: DriverPool, policy: PlacementPolicy | None = None,
                  lease_s: float = DEFAULT_LEASE_S):
-        self.store = store
-        self.drivers = drivers
-        drivers.resolver = self.host_binding
-        self.fencing = FencingService(self)
-        self.sim = SimAdminService(self)  # fault injection: the sim admin API extension only
-        self.policy = policy or PlacementPolicy()
-        self.cache = PlacementCache()
-        self.leases = Leases(store, lease_s)
-        self.task_wakeup = threading.Event()  # set by task submissions (executor.py waits on it)
+        self.ctx = ctx = ServiceContext(store, drivers, policy or PlacementPolicy(), PlacementCache(),
+                                        Leases(store, lease_s))
+        self.auth = AuthService(ctx)
+        self.catalog = CatalogService(ctx)
+        self.hosts = HostService(ctx)
+        drivers.resolver = self.hosts.binding  # a host this pool has not bound yet: its row says how
+        self.tasks = TaskService(ctx)
+        self.workloads = WorkloadService(ctx, self.tasks)
+        self.utilization = UtilizationService(ctx)
+        self.batch = BatchService(ctx, self.tasks, self.workloads, self.utilization)
+        self.networks = NetworkService(ctx)
+        self.routers = RouterService(ctx)
+        self.dataplane = DataplaneService(ctx, self.routers)
+        self.events = EventService(ctx)
+        self.repair = RepairService(ctx, self.workloads, self.tasks)
+        self.tasks.handlers[MIGRATE] = self.workloads.lifecycle.run_migrate_task
+        self.tasks.handlers[CONSOLIDATE] = self.batch.apply_consolidation
+        self.snapshots = SnapshotService(ctx, self.tasks)
+        self.tasks.handlers[SNAPSHOT] = self.snapshots.run_create
+        self.tasks.handlers[RESTORE] = self.snapshots.run_restore
+        self.tasks.on_cancel[SNAPSHOT] = self.snapshots.cancelled_create
+        self.tasks.on_cancel[RESTORE] = self.snapshots.cancelled_restore
+        self.sim = SimAdminService(ctx, self.hosts)  # fault injection: the sim admin API extension only
+        self.volumes = VolumeService(ctx, self.tasks)
+        self.memory = MemoryService(ctx)
+        self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
+
+    # the context's parts, for tools and tests (and new services built on this instance)
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def drivers(self) -> DriverPool:
+        """The driver instance of each host (drivers/pool.py): `drivers.driver_of(host)`."""
+        return self.ctx.drivers
+
+    @property
+    def driver(self) -> HostDriver:
+        """The default sim driver (URI ""), where hosts without a binding run; tests inject faults
+        there. Use cases go through `drivers` (the host's own driver)."""
+        return self.ctx.drivers.default
+
+    @property
+    def policy(self) -> PlacementPolicy:
+        return self.ctx.policy
+
+    @property
+    def cache(self) -> PlacementCache:
+        return self.ctx.cache
+
+    @property
+    def leases(self) -> Leases:
+        return self.ctx.leases
+
+    @property
+    def task_wakeup(self) -> threading.Event:
+        return self.ctx.task_wakeup
 
     def close(self) -> None:
-        self.leases.close()
-        self.store.close()
+        self.ctx.leases.close()
+        self.ctx.store.close()
 
     def __enter__(self) -> Services:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def list_events(self, project: str | None = None, limit: int = 100) -> list[EventRecord]:
-        """Newest first; project None = every event (admins), else that project's events."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
-            raise InvalidInputError(f"limit must be 1..{MAX_EVENTS}")
-
-        def tx(s: Session) -> list[EventRecord]:
-            q = select(EventRow).order_by(EventRow.id.desc()).limit(limit)
-            if project is not None:
-                self._project(s, project)
-                q = q.where(EventRow.project == project)
-            return [EventRecord(e.id, as_utc(e.time), e.kind, e.subject, e.message, e.project, dict(e.data))
-                    for e in s.scalars(q)]
-
-        return self._read(tx)
-
-    def check(self, now: datetime | None = None) -> CheckReport:
-        """The invariants (invariants.py); `now` is the time leases are judged against."""
-        return self._read(partial(check_invariants, now=now))
-
-    @property
-    def driver(self) -> HostDriver:
-        """The default sim driver (URI ""), where hosts without a binding run; tests inject faults
-        there. Use cases go through `self.drivers` (the host's own driver)."""
-        return self.drivers.default
-
-    def host_binding(self, name: str) -> HostBinding | None:
-        """The host row's driver, URI and capacity (the DriverPool's resolver); None if unknown."""
-        def tx(s: Session) -> HostBinding | None:
-            h = s.scalars(select(HostRow).filter_by(name=name)).first()
-            return None if h is None else _binding(s, h)
-
-        return self._read(tx)
-
-    def _sync_driver(self) -> None:
-        """Bind every host to its driver (the database is the authority). A node that cannot be
-        reached now is bound on its first use; a sim host recorded down stays dead in the sim."""
-        def tx(s: Session) -> list[tuple[HostBinding, str]]:
-            caps: dict[int, dict[str, float]] = {}
-            for hid, r, c in s.execute(select(HostResourceRow.host_id, HostResourceRow.resource,
-                                              HostResourceRow.capacity)):
-                caps.setdefault(hid, {})[r] = c
-            rows = s.execute(select(HostRow.id, HostRow.name, HostRow.driver, HostRow.uri, HostRow.state)
-                             .order_by(HostRow.name)).all()
-            return [(HostBinding(n, d, u, caps.get(i, {})), st) for i, n, d, u, st in rows]
-
-        for b, state in self._read(tx):
-            try:
-                d = self.drivers.bind(b)
-            except DriverError as e:
-                log.warning("host %s: driver %s at %r not reachable: %s", b.name, b.driver, b.uri, e.message)
-                continue
-            if state == "down" and isinstance(d, SimDriver):
-                d.fail(b.name)
-
-
-def _binding(s: Session, h: HostRow) -> HostBinding:
-    cap = dict(s.execute(select(HostResourceRow.resource, HostResourceRow.capacity)
-                         .where(HostResourceRow.host_id == h.id)).all())
-    return HostBinding(h.name, h.driver, h.uri, cap)
 
 
 def open_services(db_url: str | None = None, driver: str = "sim", *, repair: bool = True,
@@ -145,9 +132,9 @@ def open_services(db_url: str | None = None, driver: str = "sim", *, repair: boo
         store.close()
         raise
     try:
-        svc._sync_driver()
+        svc.hosts.sync_driver()
         if repair:
-            svc.repair()
+            svc.repair.run()
     except BaseException:
         svc.close()
         raise

@@ -14,6 +14,13 @@
 7. Every task journal agrees with the workloads: a migrating workload has exactly one running
    migrate task whose journal moves it onto the host it now holds; a running migrate task whose
    move committed names a workload that is migrating to that host.
+8. Address pools, NICs and router interfaces agree (services/networks.py).
+9. A snapshot being created or restored has its active task (services/vm_snapshots.py).
+10.-11. Storage replicas and attachments (services/volumes.py), memory reservations
+    (services/memory.py): each module states its own.
+12. GPU devices: each device's allocation is the sum of the shares workloads hold, within one GPU;
+    a host's devices match its `gpu` capacity and scalar allocation; a workload holding GPUs holds
+    devices of its own host that match its demand (services/gpus.py).
 """
 
 from __future__ import annotations
@@ -25,10 +32,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from poolvisor.services.base import as_utc
+from poolvisor.services.gpus import gpu_violations
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
+from poolvisor.services.memory import memory_violations
 from poolvisor.services.networks import network_violations
 from poolvisor.services.records import HOLDING_STATES, CheckReport
 from poolvisor.services.tasks import MIGRATE, orphaned
+from poolvisor.services.vm_snapshots import snapshot_violations
+from poolvisor.services.volumes import storage_violations
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, ProjectRow, TaskRow, WorkloadRow
 
 TOL = 1e-6
@@ -160,6 +171,10 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
                          f"which is {wl2.state if wl2 is not None else 'gone'}")
 
     v += network_violations(s)  # 8. address pools, NICs and router interfaces (services/networks.py)
+    v += snapshot_violations(s)  # 9.
+    v += storage_violations(s)  # 10. storage replicas, extents and attachments (services/volumes.py)
+    v += memory_violations(s)  # 11. memory reservations never overcommitted (services/memory.py)
+    v += gpu_violations(s)  # 12. GPU devices and the shares workloads hold (services/gpus.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

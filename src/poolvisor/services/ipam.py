@@ -7,7 +7,7 @@ O(log n) of the pool's intervals whatever the pool's size: a /8 or a /64 is neve
 
 Concurrency: every change first bumps the pool's generation (`lock_pool`), which serializes changes to
 one pool (a row lock on PostgreSQL until commit; SQLite has one writer at a time). The interval
-UPDATEs re-check what was read (first/last unchanged) and raise Retry otherwise, and
+UPDATEs re-check what was read (first/last unchanged) and raise Stale otherwise, and
 (pool_id, first) is unique in both tables, so two transactions can never hand out one address.
 """
 
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.addresses import Family, fmt, key, unkey
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
-from poolvisor.store.engine import Retry
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import IpAllocationRow, IpFreeRow, IpPoolRow
 
 MAX_BLOCK_RANGES = 10_000  # one request may take addresses from at most this many free intervals
@@ -108,7 +108,7 @@ def _cut(s: Session, pool_id: int, row: tuple[int, int, int], first: int, last: 
         if last < ln:
             s.execute(insert(IpFreeRow).values(pool_id=pool_id, first=key(last + 1), last=key(ln)))
     if r.rowcount != 1:  # type: ignore[attr-defined]
-        raise Retry()
+        raise Stale()
 
 
 def _record(s: Session, pool_id: int, first: int, last: int, kind: str, owner: str) -> None:
@@ -202,7 +202,7 @@ def _give_back(s: Session, pool_id: int, first: int, last: int) -> None:
         r = s.execute(update(IpFreeRow).where(IpFreeRow.id == left[0], IpFreeRow.last == key(first - 1))
                       .values(last=key(hi)), **_NO_SYNC)
         if r.rowcount != 1:  # type: ignore[attr-defined]
-            raise Retry()
+            raise Stale()
     else:
         s.execute(insert(IpFreeRow).values(pool_id=pool_id, first=key(lo), last=key(hi)))
 

@@ -29,7 +29,10 @@ from poolvisor.drivers.protocols import MigrationHandle, MigrationProgress, Migr
 from poolvisor.policies.placement import Request, place
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
-from poolvisor.services.base import Stale
+from poolvisor.services.base import ServiceBase
+from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpu_cache import chosen_devices, fit_devices
+from poolvisor.services.placement_cache import group_key
 from poolvisor.services.records import (
     DELETING,
     LOST,
@@ -37,22 +40,30 @@ from poolvisor.services.records import (
     RUNNING,
     STOPPED,
     SUSPENDED,
+    TASK_ACTIVE,
     TASK_CANCELLED,
     TASK_FAILED,
     TASK_ROLLED_BACK,
-    TASK_RUNNING,
     TASK_SUCCEEDED,
+    TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import group_key
-from poolvisor.services.tasks import MIGRATE, TaskServices, migration_task
-from poolvisor.services.workloads import ACTIONS, TRANSIENT, WorkloadServices, _Spec, retry_schedule
-from poolvisor.store.rows import GroupRow, HostRow, PoolRow, WorkloadRow
+from poolvisor.services.tasks import MIGRATE, TaskService, migration_task
+from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
+from poolvisor.store.retry import Stale, with_retry
+from poolvisor.store.rows import GroupRow, HostRow, PoolRow, TaskRow, WorkloadRow
 
 POLL_S = 0.2  # how often a running migration's progress is written into its task
 
 
-class LifecycleServices(WorkloadServices, TaskServices):
+class WorkloadLifecycle(ServiceBase):
+    """The workload use cases past creation; WorkloadService (workloads.py) exposes them."""
+
+    def __init__(self, ctx: ServiceContext, workloads: WorkloadService, tasks: TaskService) -> None:
+        super().__init__(ctx)
+        self.workloads = workloads
+        self.tasks = tasks
+
     def delete_workload(self, project: str, name: str) -> None:
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
         A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py)."""
@@ -73,13 +84,13 @@ class LifecycleServices(WorkloadServices, TaskServices):
                 try:
                     self.drivers.lifecycle(host).delete(host, dw)
                 except DriverError:
-                    self._write(lambda s: self._restore_state(s, wid, DELETING, before))
+                    self._write(lambda s: self.restore_state(s, wid, DELETING, before))
                     raise
-            self._write(partial(self._finish_delete, wid=wid, project=project, host=host))
+            self._write(partial(self.finish_delete, wid=wid, project=project, host=host))
 
-    def _finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
+    def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         w = s.get(WorkloadRow, wid)
-        if w is None or not self._mine(w, DELETING):
+        if w is None or not self.mine(w, DELETING):
             return False  # already removed (by a repair that took over): the delete is done
         name = w.name
         ledger.release(s, w)
@@ -88,13 +99,13 @@ class LifecycleServices(WorkloadServices, TaskServices):
                     project=project, data={"host": host})
         return True
 
-    def _restore_state(self, s: Session, wid: int, expected: str, new: str) -> None:
+    def restore_state(self, s: Session, wid: int, expected: str, new: str) -> None:
         w = s.get(WorkloadRow, wid)
-        if w is not None and self._mine(w, expected):
+        if w is not None and self.mine(w, expected):
             w.state, w.updated_at = new, datetime.now(UTC)
             self.leases.clear(w)
 
-    def _mine(self, w: WorkloadRow, state: str) -> bool:
+    def mine(self, w: WorkloadRow, state: str) -> bool:
         """Is `w` still in the transient `state` under this process's lease? False when it has left
         that state; ConflictError when another process took the lease over (it resolves the row)."""
         if w.state != state:
@@ -146,24 +157,37 @@ class LifecycleServices(WorkloadServices, TaskServices):
         if host is not None:
             check_name("host", host)
         if task_id is None:
-            wid = self._read(lambda s: self._migration_source(s, project, name, host)[0].id)
-            task_id = self._write(lambda s: self._new_task(
-                s, MIGRATE, project, f"workload/{project}/{name}",
-                {"project": project, "name": name, "host": host}, workload_id=wid, state=TASK_RUNNING).id)
+            wid = self._read(lambda s: self.migration_source(s, project, name, host)[0].id)
+            task_id = self.tasks.start_task(MIGRATE, project, f"workload/{project}/{name}",
+                                            {"project": project, "name": name, "host": host}, workload_id=wid)
             with self.leases.hold_tasks([task_id]):
                 try:
                     return self.migrate_workload(project, name, host, task_id=task_id)
                 except PoolvisorError as e:
-                    self.end_task(task_id, TASK_FAILED, error=e.message)  # no-op once rolled back
+                    self.tasks.end_task(task_id, TASK_FAILED, error=e.message)  # no-op once rolled back
                     raise
-        for _ in retry_schedule():
-            try:
-                return self._migrate_once(project, name, host, task_id)
-            except Stale:
-                continue
-        raise ConflictError("too many concurrent changes; the workload was not migrated, retry")
+        return with_retry(lambda: self._migrate_once(project, name, host, task_id),
+                          deadline_s=PLACE_DEADLINE_S,
+                          conflict="too many concurrent changes; the workload was not migrated, retry")
 
-    def _migration_source(self, s: Session, project: str, name: str,
+    def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
+        """Validate the move (404/409 at once, as the synchronous call would) and queue it."""
+        check_name("project", project)
+        check_name("workload", name)
+        if host is not None:
+            check_name("host", host)
+        src = self._read(lambda s: self.migration_source(s, project, name, host)[1])
+        self.drivers.migration(src)  # 409 at once when the host's driver cannot migrate (nothing queued)
+        return self.tasks.submit(MIGRATE, project, f"workload/{project}/{name}",
+                                 {"project": project, "name": name, "host": host},
+                                 lambda s: self.migration_source(s, project, name, host)[0].id)
+
+    def run_migrate_task(self, task_id: int) -> None:
+        """The `migrate` task handler (registered on TaskService.handlers)."""
+        p = self.tasks.get_task(task_id).params
+        self.migrate_workload(str(p["project"]), str(p["name"]), p.get("host"), task_id=task_id)
+
+    def migration_source(self, s: Session, project: str, name: str,
                           target: str | None) -> tuple[WorkloadRow, str, int | None, str | None]:
         """(workload, source host, pool id, pool) of a movable workload; 404/409 otherwise."""
         w, _p = self._workload(s, project, name)
@@ -171,17 +195,25 @@ class LifecycleServices(WorkloadServices, TaskServices):
             raise ConflictError(f"cannot migrate workload {name!r} in state {w.state}")
         src = s.get(HostRow, w.host_id)
         assert src is not None
+        busy = s.scalars(select(TaskRow.kind).where(
+            TaskRow.workload_id == w.id, TaskRow.state.in_(TASK_ACTIVE),
+            TaskRow.kind.in_(("snapshot", "restore")))).first()
+        if busy is not None:
+            raise ConflictError(f"workload {name!r} has a {busy} task in progress; retry when it ends")
         if target is not None:
-            self._host(s, target)
+            tgt = self._host(s, target)
             if target == src.name:
                 raise ConflictError(f"workload {name!r} is already on host {target!r}")
+            if tgt.driver != src.driver:
+                raise ConflictError(f"host {target} is not run by driver {src.driver!r} like {src.name}: a "
+                                    "workload migrates only between hosts of one driver")
         pool = w.constraints.get("pool")
         pool_id = s.scalar(select(PoolRow.id).filter_by(name=pool)) if pool else None
         return w, src.name, pool_id, pool
 
     def _migrate_once(self, project: str, name: str, target: str | None, task_id: int) -> WorkloadRecord:
         def look(s: Session) -> tuple[WorkloadRow, str, int | None, str | None]:
-            return self._migration_source(s, project, name, target)
+            return self.migration_source(s, project, name, target)
 
         w, src, pool_id, pool = self._read(look)
         src_b = self.drivers.binding(src)
@@ -212,9 +244,11 @@ class LifecycleServices(WorkloadServices, TaskServices):
                           required_labels=spec.required, forbidden_labels=spec.forbidden,
                           group=group_key(project, spec.group) if spec.group is not None else None,
                           group_policy=spec.group_policy, allowed_hosts=np.flatnonzero(mask))
+            req = fit_devices(self.policy, st, req)
             decision = place(st, req, self.policy)
             h = require_host(decision)
             dst_id, dst_gen = snap.ids[h], int(snap.gens[h])
+            gpus = chosen_devices(self.policy, st, req, h)
         dst = decision.host
         assert dst is not None
 
@@ -224,33 +258,33 @@ class LifecycleServices(WorkloadServices, TaskServices):
             if cur.id != w.id or cur.state != w.state or cur.host_id != w.host_id:
                 raise Stale()
             ledger.release(s, cur)
-            ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id)
-            t = self._mine_task(s, task_id)
+            ledger.claim(s, dst_id, dst_gen, spec.demand, cur.id, gpus)
+            t = self.tasks.mine_task(s, task_id)
             if t is None:
                 raise ConflictError(f"task {task_id} is no longer run by this process")
             cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
             # the journal (the way back) goes into the task, in the transaction that moves the allocation
             t.workload_id = cur.id
-            self._note_in(t, f"moving {name}: {src} -> {dst}", progress=0.05,
-                          journal={"from": src, "to": dst, "state": w.state})
+            self.tasks.note_in(t, f"moving {name}: {src} -> {dst}", progress=0.05,
+                               journal={"from": src, "to": dst, "state": w.state})
             cur.explanation = decision.explanation.to_dict()
             self.leases.stamp(cur)
 
-        self._write(claim)
+        self.ctx.write_once(claim)  # Stale: migrate_workload decides again
         with self.leases.hold([w.id]):
             try:
                 p = self._drive_migration(task_id, self._driver_workload(project, w), src, dst)
             except DriverError as e:
                 p = MigrationProgress(MigrationState.FAILED, error=e.message)
             if p.state is MigrationState.ABORTED:
-                self._write(lambda s: self._undo_migrate(s, project, name, "cancelled", TASK_CANCELLED))
+                self._write(lambda s: self.undo_migrate(s, project, name, "cancelled", TASK_CANCELLED))
                 raise ConflictError(f"migration of {name!r} cancelled; it stays on {src}")
             if p.state is not MigrationState.COMPLETED:
                 why = p.error or "the driver gave no reason"
-                self._write(lambda s: self._undo_migrate(s, project, name, why))
+                self._write(lambda s: self.undo_migrate(s, project, name, why))
                 raise DriverError(f"migration of {name!r} failed: {why}")
-            self._write(lambda s: self._finish_migrate(s, project, name, downtime_ms=p.downtime_ms))
-        return self.get_workload(project, name)
+            self._write(lambda s: self.finish_migrate(s, project, name, downtime_ms=p.downtime_ms))
+        return self.workloads.get_workload(project, name)
 
     def _drive_migration(self, task_id: int, dw: DriverWorkload, src: str, dst: str) -> MigrationProgress:
         """Start the driver's migration and follow its handle to the end, writing its progress
@@ -263,16 +297,17 @@ class LifecycleServices(WorkloadServices, TaskServices):
             if p.done:
                 return p
             step = int(p.fraction * 4)  # a log entry per quarter, the progress at every poll
-            msg = f"moving {dw.key}: {src} -> {dst} {100 * p.fraction:.0f} %" if step != shown else None
+            name = dw.key.split("/", 1)[-1]
+            msg = f"moving {name}: {src} -> {dst} {100 * p.fraction:.0f} %" if step != shown else None
             shown = step
-            if self.task_progress(task_id, 0.05 + 0.9 * p.fraction, msg):
+            if self.tasks.task_progress(task_id, 0.05 + 0.9 * p.fraction, msg):
                 handle.abort()
 
-    def _finish_migrate(self, s: Session, project: str, name: str, note: str = "",
-                        downtime_ms: float | None = None) -> bool:
+    def finish_migrate(self, s: Session, project: str, name: str, note: str = "",
+                       downtime_ms: float | None = None) -> bool:
         w, _p = self._workload(s, project, name)
         t = migration_task(s, w.id)
-        if t is None or not self._mine(w, MIGRATING):
+        if t is None or not self.mine(w, MIGRATING):
             return False
         info = dict(t.journal)
         self.leases.clear(w)
@@ -282,18 +317,18 @@ class LifecycleServices(WorkloadServices, TaskServices):
                   "state": info["state"]}
         if downtime_ms is not None:  # known when this process saw the driver finish (not after a repair)
             result["downtime_ms"] = downtime_ms
-        self._end_in(s, t, TASK_SUCCEEDED, result=result)
+        self.tasks.end_in(s, t, TASK_SUCCEEDED, result=result)
         self._event(s, "workload.migrated", f"workload/{project}/{name}",
                     f"workload {name} migrated {info['from']} -> {info['to']}{note}", project=project,
                     data={"from": info["from"], "to": info["to"], "task": t.id})
         return True
 
-    def _undo_migrate(self, s: Session, project: str, name: str, why: str,
-                      end: str = TASK_ROLLED_BACK) -> bool:
+    def undo_migrate(self, s: Session, project: str, name: str, why: str,
+                     end: str = TASK_ROLLED_BACK) -> bool:
         """Move the allocation back to the source; if the source is gone or full, the workload is lost."""
         w, _p = self._workload(s, project, name)
         t = migration_task(s, w.id)
-        if t is None or not self._mine(w, MIGRATING):
+        if t is None or not self.mine(w, MIGRATING):
             return False
         info = dict(t.journal)
         self.leases.clear(w)
@@ -312,7 +347,7 @@ class LifecycleServices(WorkloadServices, TaskServices):
         except Stale:
             w.state = LOST
             msg = f"migration {src} -> {dst} failed and {src} cannot take it back: {why}"
-        self._end_in(s, t, end if w.state != LOST else TASK_FAILED, error=msg,
-                     result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
+        self.tasks.end_in(s, t, end if w.state != LOST else TASK_FAILED, error=msg,
+                          result={"workload": f"{project}/{name}", "from": src, "to": dst, "state": w.state})
         self._event(s, "workload.migrate_failed", f"workload/{project}/{name}", msg, project=project)
         return True

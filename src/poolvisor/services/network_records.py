@@ -84,18 +84,22 @@ class RouterRecord:
     protocol: str
     interfaces: list[InterfaceRecord]
     static_routes: list[StaticRouteRecord]
+    asn: int | None = None  # path-vector: its AS number
+    local_pref: dict[str, int] = field(default_factory=dict)  # path-vector import policy per neighbour
 
 
 @dataclass(frozen=True)
 class RouteRecord:
-    """One entry of a router's table. source: connected, static, link-state, distance-vector.
-    nexthops: next-hop addresses (several = ECMP; empty for a connected network)."""
+    """One entry of a router's table. source: connected, static, link-state, distance-vector,
+    path-vector. nexthops: next-hop addresses (several = ECMP; empty for a connected network);
+    as_path: path-vector's AS path (nearest AS first)."""
 
     prefix: str
     source: str
     metric: float
     nexthops: list[str]
     interfaces: list[str]  # the networks the packets leave on, one per next hop
+    as_path: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

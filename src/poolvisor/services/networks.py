@@ -61,7 +61,9 @@ MAX_OWNER = 200
 MAX_COUNT = 1 << 64
 
 
-class NetworkServices(ServiceBase):
+class NetworkService(ServiceBase):
+    """Address pools, virtual networks and NICs of one project."""
+
     # ---- address pools -----------------------------------------------------------------------
     def create_ip_pool(self, project: str, name: str, cidr: str) -> IpPoolRecord:
         """A standalone pool of every address of the subnet but the network/broadcast ones."""
@@ -290,11 +292,7 @@ class NetworkServices(ServiceBase):
         return _need_pool(s, self._project(s, project).id, project, name)
 
     def _network(self, s: Session, project: str, name: str) -> NetworkRow:
-        p = self._project(s, project)
-        n = s.scalars(select(NetworkRow).filter_by(project_id=p.id, name=name)).first()
-        if n is None:
-            raise NotFoundError(f"network {name!r} not found in project {project!r}")
-        return n
+        return find_network(s, self._project(s, project).id, project, name)
 
     def _lock_project(self, s: Session, project: str) -> ProjectRow:
         """The project row, locked (PostgreSQL) so checks across its networks are serialized."""
@@ -330,6 +328,14 @@ class NetworkServices(ServiceBase):
             out.append(NetworkRecord(n.name, projects[n.project_id], n.cidr, sub.family, n.gateway or None,
                                      hi - lo + 1, free, int(nics.get(n.id, 0)), routers[n.id]))
         return out
+
+
+def find_network(s: Session, project_id: int, project: str, name: str) -> NetworkRow:
+    """The project's network `name`, NotFoundError otherwise (routers look networks up too)."""
+    n = s.scalars(select(NetworkRow).filter_by(project_id=project_id, name=name)).first()
+    if n is None:
+        raise NotFoundError(f"network {name!r} not found in project {project!r}")
+    return n
 
 
 # ---- NICs of workloads (called from the workload use cases) ------------------------------------
@@ -525,4 +531,4 @@ def _check_owner(owner: str) -> None:
                                 "or bidirectional formatting characters")
 
 
-__all__ = ["NetworkServices", "Subnet", "attach_nics", "check_networks", "release_nics", "validate_networks"]
+__all__ = ["NetworkService", "Subnet", "attach_nics", "check_networks", "release_nics", "validate_networks"]

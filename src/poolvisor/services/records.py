@@ -77,6 +77,27 @@ class PoolRecord:
 
 
 @dataclass(frozen=True)
+class GpuDeviceRecord:
+    """One GPU of a host: milli-GPU allocated and free (1000 = the whole device)."""
+
+    device: int
+    model: str
+    memory_mib: float
+    allocated_milli: int
+    free_milli: int
+
+
+@dataclass(frozen=True)
+class GpuShareRecord:
+    """What a workload holds of one GPU device of its host."""
+
+    host: str
+    device: int
+    model: str
+    milli: int
+
+
+@dataclass(frozen=True)
 class HostRecord:
     """capacity is the physical capacity as declared; allocatable = capacity * overcommit;
     free = allocatable - allocated. used/used_at/measured_workloads/running_workloads: measured
@@ -102,6 +123,7 @@ class HostRecord:
     driver: str = "sim"
     uri: str = ""
     fence: str = "driver"
+    gpus: list[GpuDeviceRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,7 @@ class WorkloadRecord:
     group: str | None
     created_at: datetime
     explanation: dict[str, Any] | None = None
+    gpus: list[GpuShareRecord] = field(default_factory=list)  # the GPU devices it holds
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ transactions, visible as a transient workload state carrying the dead process's 
   rolled_back) in the same transaction.
 
 Then the tasks whose owner died are resumed or rolled back (tasks.py, recover_tasks).
+`check` verifies the store's invariants (invariants.py), the other half of `poolvisor check`.
 
 Only rows whose lease has expired are touched (leases.py), never one this process holds: a live
 process renews the leases of its use cases in flight, so neither a start nor the periodic sweep of
@@ -34,18 +35,32 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import PoolvisorError
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.services import ledger
+from poolvisor.services.base import ServiceBase
+from poolvisor.services.context import ServiceContext
+from poolvisor.services.invariants import check_invariants
 from poolvisor.services.leases import expired, utcnow
-from poolvisor.services.lifecycle import LifecycleServices
-from poolvisor.services.records import DELETING, MIGRATING, PLACING, RUNNING
-from poolvisor.services.tasks import migration_task
+from poolvisor.services.records import DELETING, MIGRATING, PLACING, RUNNING, CheckReport
+from poolvisor.services.tasks import TaskService, migration_task
+from poolvisor.services.workloads import WorkloadService
 from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
 
 MAX_PER_SWEEP = 500  # rows repaired per call; the next sweep continues
 log = logging.getLogger("poolvisor.repair")
 
 
-class RepairServices(LifecycleServices):
-    def repair(self, now: datetime | None = None) -> list[str]:
+class RepairService(ServiceBase):
+    """Crash repair (`run`, at start and by the sweep) and the invariant check."""
+
+    def __init__(self, ctx: ServiceContext, workloads: WorkloadService, tasks: TaskService) -> None:
+        super().__init__(ctx)
+        self.lifecycle = workloads.lifecycle  # finishes or undoes what a dead process left
+        self.tasks = tasks
+
+    def check(self, now: datetime | None = None) -> CheckReport:
+        """The invariants (invariants.py); `now` is the time leases are judged against."""
+        return self._read(partial(check_invariants, now=now))
+
+    def run(self, now: datetime | None = None) -> list[str]:
         """Resolve transient workloads whose lease expired by `now` (default: the current time; a
         later time lets tests and tools act as if time had passed). Returns what was done."""
         now = now or utcnow()
@@ -71,7 +86,7 @@ class RepairServices(LifecycleServices):
                 continue
             if msg:
                 done.append(msg)
-        return done + self.recover_tasks(now)
+        return done + self.tasks.recover_tasks(now)
 
     def _repair_one(self, project: str, host: str | None, w: WorkloadRow) -> str | None:
         dw = self._driver_workload(project, w)
@@ -84,7 +99,7 @@ class RepairServices(LifecycleServices):
             except DriverError:
                 return None  # the host does not answer: our lease lapses and a later sweep retries
             msg = f"workload {w.name}: interrupted delete finished"
-            act = partial(self._finish_delete, wid=w.id, project=project, host=host)
+            act = partial(self.lifecycle.finish_delete, wid=w.id, project=project, host=host)
             return self._write(partial(self._then_event, act=act, project=project, name=w.name, msg=msg))
         if w.state == MIGRATING:
             return self._repair_migrating(project, w, dw)
@@ -94,7 +109,7 @@ class RepairServices(LifecycleServices):
                         dw: DriverWorkload) -> str | None:
         alive = host is not None and self.drivers.lifecycle(host).exists(host, dw)
         w = s.get(WorkloadRow, w0.id)
-        if w is None or not self._mine(w, PLACING):
+        if w is None or not self.lifecycle.mine(w, PLACING):
             return None
         if alive:
             w.state, w.updated_at = RUNNING, datetime.now(UTC)
@@ -114,10 +129,11 @@ class RepairServices(LifecycleServices):
         back = (self.drivers.lifecycle(src).exists(src, dw)
                 and not self.drivers.lifecycle(dst).exists(dst, dw))
         if back:
-            act = partial(self._undo_migrate, project=project, name=w.name, why="interrupted, repaired")
+            act = partial(self.lifecycle.undo_migrate, project=project, name=w.name,
+                          why="interrupted, repaired")
             msg = f"workload {w.name}: interrupted migration {src} -> {dst} undone"
         else:
-            act = partial(self._finish_migrate, project=project, name=w.name, note=" (repaired)")
+            act = partial(self.lifecycle.finish_migrate, project=project, name=w.name, note=" (repaired)")
             msg = f"workload {w.name}: interrupted migration {src} -> {dst} confirmed"
         return self._write(partial(self._then_event, act=act, project=project, name=w.name, msg=msg))
 

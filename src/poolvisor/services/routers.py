@@ -1,6 +1,7 @@
 """Virtual routers of a project: interfaces on its networks, static routes, and the routing tables
-poolvisor computes for them (policies/network/tables.py: connected, static, link-state or
-distance-vector), with longest-prefix-match lookups.
+poolvisor computes for them (policies/network/tables.py: connected, static, link-state,
+distance-vector or path-vector), with longest-prefix-match lookups. A path-vector router is an
+autonomous system (its AS number) with an import policy (local preference per neighbour router).
 
 An interface takes an address of its network's pool (the network's reserved gateway when no
 address is given and the gateway is still unclaimed, else the next free one) and a MAC; detaching
@@ -28,6 +29,7 @@ from poolvisor.policies.network.tables import (
     compute_tables,
 )
 from poolvisor.services import ipam
+from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import flush_unique
 from poolvisor.services.network_records import (
     InterfaceRecord,
@@ -36,7 +38,7 @@ from poolvisor.services.network_records import (
     RouterRecord,
     StaticRouteRecord,
 )
-from poolvisor.services.networks import NetworkServices, mac_pool
+from poolvisor.services.networks import find_network, mac_pool
 from poolvisor.store.rows import (
     IpPoolRow,
     NetworkRow,
@@ -48,24 +50,74 @@ from poolvisor.store.rows import (
 
 MAX_STATIC = 1000
 MAX_COST = 65535
+MAX_ASN = 4_294_967_294
+FIRST_PRIVATE_ASN = 64512
+MAX_LOCAL_PREF = 2**31 - 1
 
 
-class RouterServices(NetworkServices):
-    def create_router(self, project: str, name: str, protocol: str = "link-state") -> RouterRecord:
+class RouterService(ServiceBase):
+    """Routers of a project's networks, their interfaces, static routes and routing tables."""
+
+    def create_router(self, project: str, name: str, protocol: str = "link-state",
+                      asn: int | None = None) -> RouterRecord:
+        """`asn`: a path-vector router's AS number (unique in the project; default: the first free
+        private one from 64512)."""
         check_name("router", name)
         if protocol not in PROTOCOLS:
             raise InvalidInputError(f"unknown protocol {protocol!r}; allowed: {', '.join(PROTOCOLS)}")
+        if asn is not None:
+            if protocol != "path-vector":
+                raise InvalidInputError("an AS number is for path-vector routers")
+            if isinstance(asn, bool) or not isinstance(asn, int) or not 1 <= asn <= MAX_ASN:
+                raise InvalidInputError(f"asn must be an integer 1..{MAX_ASN}")
         exists = f"router {name!r} already exists in project {project!r}"
 
         def tx(s: Session) -> RouterRecord:
             p = self._project(s, project)
             if s.scalar(select(RouterRow.id).filter_by(project_id=p.id, name=name)) is not None:
                 raise ConflictError(exists)
-            s.add(RouterRow(project_id=p.id, name=name, protocol=protocol))
-            flush_unique(s, exists)
+            num = asn
+            if protocol == "path-vector":
+                taken = set(s.scalars(select(RouterRow.asn).where(RouterRow.project_id == p.id,
+                                                                  RouterRow.asn.isnot(None))))
+                if num is None:
+                    num = next(a for a in range(FIRST_PRIVATE_ASN, FIRST_PRIVATE_ASN + len(taken) + 1)
+                               if a not in taken)
+                elif num in taken:
+                    raise ConflictError(f"AS number {num} is taken by another router of project {project!r}")
+            s.add(RouterRow(project_id=p.id, name=name, protocol=protocol, asn=num, local_pref={}))
+            flush_unique(s, f"{exists} (or its AS number {num} was taken concurrently)")
             self._event(s, "router.created", f"router/{project}/{name}",
-                        f"router {name} ({protocol}) created", project=project)
+                        f"router {name} ({protocol}{f', AS {num}' if num is not None else ''}) created",
+                        project=project)
             return self._router_records(s, p.id, project, [name])[0]
+
+        return self._write(tx)
+
+    def set_local_pref(self, project: str, router: str, neighbour: str, pref: int | None) -> RouterRecord:
+        """Path-vector import policy: routes the router learns from `neighbour` get local
+        preference `pref` (higher wins over a shorter AS path; default 100); None removes it."""
+        check_name("router", neighbour)
+        if pref is not None and (isinstance(pref, bool) or not isinstance(pref, int)
+                                 or not 0 <= pref <= MAX_LOCAL_PREF):
+            raise InvalidInputError(f"local preference must be an integer 0..{MAX_LOCAL_PREF}")
+
+        def tx(s: Session) -> RouterRecord:
+            r = self._router(s, project, router)
+            nb = self._router(s, project, neighbour)
+            if r.protocol != "path-vector" or nb.protocol != "path-vector":
+                raise InvalidInputError("local preference applies between path-vector routers")
+            if nb.id == r.id:
+                raise InvalidInputError("a router is not its own neighbour")
+            prefs = {k: v for k, v in dict(r.local_pref or {}).items() if k != neighbour}
+            if pref is not None:
+                prefs[neighbour] = pref
+            r.local_pref = prefs
+            self._event(s, "router.local_pref", f"router/{project}/{router}",
+                        f"router {router}: routes from {neighbour} get local preference "
+                        f"{pref if pref is not None else 'default'}", project=project)
+            s.flush()
+            return self._router_records(s, r.project_id, project, [router])[0]
 
         return self._write(tx)
 
@@ -264,9 +316,14 @@ class RouterServices(NetworkServices):
                             .order_by(StaticRouteRow.id)):
             sub = parse_subnet(st.prefix)
             statics[st.router_id].append(Static(sub, parse_ip(st.nexthop, sub.family)[1], st.metric))
-        return [RouterSpec(r.name, r.protocol, tuple(ifaces[r.id]), tuple(statics[r.id])) for r in routers]
+        return [RouterSpec(r.name, r.protocol, tuple(ifaces[r.id]), tuple(statics[r.id]), r.asn,
+                           tuple(sorted((str(k), int(v)) for k, v in (r.local_pref or {}).items())))
+                for r in routers]
 
     # ---- lookups and records -----------------------------------------------------------------
+    def _network(self, s: Session, project: str, name: str) -> NetworkRow:
+        return find_network(s, self._project(s, project).id, project, name)
+
     def _router(self, s: Session, project: str, name: str) -> RouterRow:
         p = self._project(s, project)
         r = s.scalars(select(RouterRow).filter_by(project_id=p.id, name=name)).first()
@@ -300,7 +357,8 @@ class RouterServices(NetworkServices):
                 select(RouterInterfaceRow.network_id).where(RouterInterfaceRow.router_id == r.id))]
             sts = [StaticRouteRecord(x.prefix, x.nexthop, x.metric) for x in s.scalars(
                 select(StaticRouteRow).where(StaticRouteRow.router_id == r.id).order_by(StaticRouteRow.id))]
-            out.append(RouterRecord(r.name, project, r.protocol, sorted(ifs, key=lambda i: i.network), sts))
+            out.append(RouterRecord(r.name, project, r.protocol, sorted(ifs, key=lambda i: i.network), sts,
+                                    r.asn, {str(k): int(v) for k, v in (r.local_pref or {}).items()}))
         return out
 
 
@@ -308,7 +366,7 @@ def route_record(r: Route) -> RouteRecord:
     fam = r.prefix.family
     return RouteRecord(str(r.prefix), r.source, float(r.metric),
                        [fmt(fam, h.nexthop) for h in r.hops if h.nexthop is not None],
-                       [h.network for h in r.hops])
+                       [h.network for h in r.hops], list(r.as_path))
 
 
 def _pool(s: Session, net: NetworkRow) -> IpPoolRow:

@@ -1,4 +1,4 @@
-"""The periodic repair sweep of `poolvisor serve`: a background thread calling Services.repair().
+"""The periodic repair sweep of `poolvisor serve`: a background thread calling RepairService.run().
 
 Started and stopped with the API's lifespan (api/app.py). A crashed process's transient rows are
 resolved within its lease duration plus one interval; a failing sweep (database unavailable) is
@@ -20,7 +20,7 @@ log = logging.getLogger("poolvisor.repair")
 
 
 class Repairer(Protocol):
-    def repair(self) -> list[str]: ...
+    def run(self) -> list[str]: ...
 
 
 def check_interval(interval: float) -> float:
@@ -31,11 +31,11 @@ def check_interval(interval: float) -> float:
 
 
 class RepairSweeper:
-    """Run `services.repair()` every `interval` seconds in a daemon thread until stop()."""
+    """Run `repair.run()` every `interval` seconds in a daemon thread until stop()."""
 
-    def __init__(self, services: Repairer, interval: float = DEFAULT_INTERVAL_S,
+    def __init__(self, repair: Repairer, interval: float = DEFAULT_INTERVAL_S,
                  report: Callable[[str], None] | None = None) -> None:
-        self.services = services
+        self.repair = repair
         self.interval = check_interval(interval)
         self.report = report or (lambda line: log.warning("%s", line))
         self.sweeps = 0
@@ -48,7 +48,7 @@ class RepairSweeper:
             self._thread.start()
 
     def sweep_once(self) -> list[str]:
-        done = self.services.repair()
+        done = self.repair.run()
         self.sweeps += 1
         for line in done:
             self.report(f"repaired: {line}")

@@ -16,11 +16,15 @@ resumes or rolls it back (recover_tasks):
 - a running consolidation is queued again: its journal keeps the plan and its child tasks record
   which moves ran, so it continues with the remaining moves.
 
-A cancel (cancel_task) ends a queued task at once; on a running migration or consolidation it
-sets `cancel` in the journal, which the running handler polls: a migration aborts its driver
-migration (the workload stays on its source), a consolidation stops before its next move.
+A cancel (cancel_task) ends a queued task at once (what its kind registered on
+TaskService.on_cancel undoes, in the same transaction); on a running migration or consolidation
+it sets `cancel` in the journal, which the running handler polls (task_progress,
+cancel_requested): a migration aborts its driver migration (the workload stays on its source), a
+consolidation stops before its next move.
 
-A kind is a handler `(services, task_id) -> None` registered in HANDLERS: the handler advances the
+A kind is a handler `(task_id) -> None` registered on TaskService.handlers by the domain service
+that owns it (facade.py: migrate -> workloads, consolidate -> batch, snapshot/restore ->
+snapshots): the handler advances the
 journal, progress and log through the helpers here and ends the task (or raises a PoolvisorError,
 which fails it). Every write re-checks that this process still owns the task.
 """
@@ -38,8 +42,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
-from poolvisor.domain.models import check_name
 from poolvisor.services.base import ServiceBase, as_utc
+from poolvisor.services.context import ServiceContext
 from poolvisor.services.leases import utcnow
 from poolvisor.services.records import (
     MIGRATING,
@@ -58,7 +62,8 @@ MAX_TASKS = 1000  # per list call
 MAX_ENTRIES = 200  # log entries kept per task (the oldest go first; the journal is never trimmed)
 MIGRATE, CONSOLIDATE = "migrate", "consolidate"
 CANCELLABLE = (MIGRATE, CONSOLIDATE)  # kinds whose running handler honours a cancel request
-Handler = Callable[[Any, int], None]
+Handler = Callable[[int], None]
+OnCancel = Callable[[Session, TaskRow], None]  # what a cancel of a queued task undoes, in its transaction
 
 
 def task_expired(now: datetime) -> Any:
@@ -66,42 +71,33 @@ def task_expired(now: datetime) -> Any:
     return or_(TaskRow.lease_expires <= now, TaskRow.lease_expires.is_(None))
 
 
-class TaskServices(ServiceBase):
-    task_wakeup: threading.Event  # set on every submission: the executor looks for work at once
+class TaskService(ServiceBase):
+    """The task journal: submission, queries, running by kind, crash recovery."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self.handlers: dict[str, Handler] = {}  # kind -> handler, registered by the owning domain
+        self.on_cancel: dict[str, OnCancel] = {}  # kind -> what a cancel of a queued task undoes
+
+    @property
+    def task_wakeup(self) -> threading.Event:
+        """Set on every submission: the executor (executor.py) looks for work at once."""
+        return self.ctx.task_wakeup
 
     # ---- submission ---------------------------------------------------------------------------
-    def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
-        """Validate the move (404/409 at once, as the synchronous call would) and queue it."""
-        check_name("project", project)
-        check_name("workload", name)
-        if host is not None:
-            check_name("host", host)
-
+    def submit(self, kind: str, project: str | None, subject: str, params: dict[str, Any],
+               check: Callable[[Session], int | None]) -> TaskRecord:
+        """Queue a task in one transaction with `check(s)`, which validates the request (404/409 at
+        once, as the synchronous call would) and returns the id of the workload it concerns."""
         def tx(s: Session) -> TaskRecord:
-            w, _src, _pid, _pool = self._migration_source(s, project, name, host)  # type: ignore[attr-defined]
-            t = self._new_task(s, MIGRATE, project, f"workload/{project}/{name}",
-                               {"project": project, "name": name, "host": host}, workload_id=w.id)
-            return _record(t)
+            wid = check(s)
+            return _record(self.new_task(s, kind, project, subject, params, workload_id=wid))
 
         rec = self._write(tx)
-        self.task_wakeup.set()
+        self.ctx.task_wakeup.set()
         return rec
 
-    def submit_consolidation(self, pool: str, max_migrations: int | None = None) -> TaskRecord:
-        """Queue a consolidation apply of `pool` (404 at once for an unknown pool)."""
-        check_name("pool", pool)
-        _check_max(max_migrations)
-
-        def tx(s: Session) -> TaskRecord:
-            self._pool(s, pool)
-            return _record(self._new_task(s, CONSOLIDATE, None, f"pool/{pool}",
-                                          {"pool": pool, "max_migrations": max_migrations}))
-
-        rec = self._write(tx)
-        self.task_wakeup.set()
-        return rec
-
-    def _new_task(self, s: Session, kind: str, project: str | None, subject: str, params: dict[str, Any],
+    def new_task(self, s: Session, kind: str, project: str | None, subject: str, params: dict[str, Any],
                   *, workload_id: int | None = None, parent_id: int | None = None,
                   state: str = TASK_QUEUED) -> TaskRow:
         now = datetime.now(UTC)
@@ -188,21 +184,36 @@ class TaskServices(ServiceBase):
             self._drive(task_id, kind)
         return self.get_task(task_id)
 
+    def start_task(self, kind: str, project: str | None, subject: str, params: dict[str, Any], *,
+                   workload_id: int | None = None, parent_id: int | None = None) -> int:
+        """Journal a task already `running` in the calling thread (its caller holds its lease)."""
+        return self._write(lambda s: self.new_task(s, kind, project, subject, params, workload_id=workload_id,
+                                                    parent_id=parent_id, state=TASK_RUNNING).id)
+
+    def journal(self, task_id: int) -> dict[str, Any]:
+        """The task's journal (what a handler resumed after a crash reads back)."""
+        def tx(s: Session) -> dict[str, Any]:
+            t = s.get(TaskRow, task_id)
+            if t is None:
+                raise NotFoundError(f"task {task_id} not found")
+            return dict(t.journal or {})
+
+        return self._read(tx)
+
     def run_task_inline(self, kind: str, project: str | None, subject: str, params: dict[str, Any], *,
                         workload_id: int | None = None) -> TaskRecord:
         """Journal and run a task in the calling thread (the services' synchronous use cases)."""
-        tid = self._write(lambda s: self._new_task(s, kind, project, subject, params, workload_id=workload_id,
-                                                   state=TASK_RUNNING).id)
+        tid = self.start_task(kind, project, subject, params, workload_id=workload_id)
         with self.leases.hold_tasks([tid]):
             self._drive(tid, kind)
         return self.get_task(tid)
 
     def _drive(self, task_id: int, kind: str) -> None:
-        handler = HANDLERS.get(kind)
+        handler = self.handlers.get(kind)
         try:
             if handler is None:
                 raise InvalidInputError(f"unknown task kind {kind!r}")
-            handler(self, task_id)
+            handler(task_id)
         except PoolvisorError as e:
             self.end_task(task_id, TASK_FAILED, error=e.message)
         except Exception as e:  # a bug: the task fails with a clear error, the worker lives on
@@ -211,7 +222,7 @@ class TaskServices(ServiceBase):
                           error=f"internal error ({type(e).__name__}); see the server log")
 
     # ---- helpers for handlers (each one transaction, only while this process owns the task) ----
-    def _mine_task(self, s: Session, task_id: int) -> TaskRow | None:
+    def mine_task(self, s: Session, task_id: int) -> TaskRow | None:
         t = s.get(TaskRow, task_id)
         if t is None or t.state not in TASK_ACTIVE or t.lease_owner != self.leases.owner:
             return None
@@ -221,15 +232,15 @@ class TaskServices(ServiceBase):
                   journal: dict[str, Any] | None = None) -> None:
         """Log a step (and move progress, merge into the journal); ConflictError if taken over."""
         def tx(s: Session) -> None:
-            t = self._mine_task(s, task_id)
+            t = self.mine_task(s, task_id)
             if t is None:
                 raise ConflictError(f"task {task_id} is no longer run by this process")
-            self._note_in(t, message, progress=progress, journal=journal)
+            self.note_in(t, message, progress=progress, journal=journal)
 
         self._write(tx)
 
     @staticmethod
-    def _note_in(t: TaskRow, message: str, *, progress: float | None = None,
+    def note_in(t: TaskRow, message: str, *, progress: float | None = None,
                  journal: dict[str, Any] | None = None) -> None:
         if journal:
             t.journal = {**t.journal, **journal}
@@ -240,10 +251,10 @@ class TaskServices(ServiceBase):
     def end_task(self, task_id: int, state: str, *, result: dict[str, Any] | None = None,
                  error: str | None = None) -> bool:
         """Close the task (if still ours and active); False when it was closed or taken over."""
-        return self._write(lambda s: self._end_in(s, s.get(TaskRow, task_id), state, result=result,
+        return self._write(lambda s: self.end_in(s, s.get(TaskRow, task_id), state, result=result,
                                                   error=error, only_mine=True))
 
-    def _end_in(self, s: Session, t: TaskRow | None, state: str, *, result: dict[str, Any] | None = None,
+    def end_in(self, s: Session, t: TaskRow | None, state: str, *, result: dict[str, Any] | None = None,
                 error: str | None = None, only_mine: bool = False) -> bool:
         """Close `t` in the caller's transaction (a migration's finish closes its task with it)."""
         if t is None or t.state not in TASK_ACTIVE:
@@ -264,7 +275,7 @@ class TaskServices(ServiceBase):
         """Move the task's progress (and log `message`); True when a cancel was requested for it
         or its parent. ConflictError if the task was taken over."""
         def tx(s: Session) -> bool:
-            t = self._mine_task(s, task_id)
+            t = self.mine_task(s, task_id)
             if t is None:
                 raise ConflictError(f"task {task_id} is no longer run by this process")
             t.progress = min(1.0, max(0.0, float(progress)))
@@ -289,7 +300,9 @@ class TaskServices(ServiceBase):
             if t.parent_id is not None:
                 raise ConflictError(f"task {task_id} is a step of task {t.parent_id}; cancel that one")
             if t.state == TASK_QUEUED:
-                self._end_in(s, t, TASK_CANCELLED, error="cancelled before it ran")
+                self.end_in(s, t, TASK_CANCELLED, error="cancelled before it ran")
+                if t.kind in self.on_cancel:
+                    self.on_cancel[t.kind](s, t)
             elif t.kind not in CANCELLABLE:
                 raise ConflictError(f"a running {t.kind} task cannot be cancelled")
             elif not (t.journal or {}).get("cancel"):
@@ -322,7 +335,7 @@ class TaskServices(ServiceBase):
             if msg:
                 done.append(msg)
         if done:
-            self.task_wakeup.set()
+            self.ctx.task_wakeup.set()
         return done
 
     def _recover_one(self, s: Session, *, tid: int, kind: str, wid: int | None, parent: int | None,
@@ -341,7 +354,7 @@ class TaskServices(ServiceBase):
         t = s.get(TaskRow, tid)
         assert t is not None
         s.refresh(t)
-        if kind in HANDLERS and parent is None:
+        if kind in self.handlers and parent is None:
             t.state = TASK_QUEUED
             if kind == MIGRATE:
                 t.progress = 0.0
@@ -351,7 +364,7 @@ class TaskServices(ServiceBase):
             return f"task {tid} ({kind} {t.subject}) resumed"
         why = ("interrupted before anything moved; its parent task resumes the move" if parent is not None
                else f"unknown task kind {kind!r}")
-        self._end_in(s, t, TASK_CANCELLED if parent is not None else TASK_FAILED, error=why)
+        self.end_in(s, t, TASK_CANCELLED if parent is not None else TASK_FAILED, error=why)
         return f"task {tid} ({kind} {t.subject}) {t.state}: {why}"
 
 
@@ -360,12 +373,6 @@ def _cancel_flag(s: Session, t: TaskRow) -> bool:
         return True
     parent = s.get(TaskRow, t.parent_id) if t.parent_id is not None else None
     return parent is not None and bool((parent.journal or {}).get("cancel"))
-
-
-def _check_max(max_migrations: int | None) -> None:
-    if max_migrations is not None and (isinstance(max_migrations, bool) or
-                                       not isinstance(max_migrations, int) or max_migrations < 0):
-        raise InvalidInputError("max_migrations must be an integer >= 0")
 
 
 def _entry(now: datetime, message: str) -> dict[str, Any]:
@@ -402,16 +409,3 @@ def migration_task(s: Session, workload_id: int) -> TaskRow | None:
         if (t.journal or {}).get("to"):
             return t
     return None
-
-
-def _run_migrate(svc: Any, task_id: int) -> None:
-    t = svc.get_task(task_id)
-    p = t.params
-    svc.migrate_workload(str(p["project"]), str(p["name"]), p.get("host"), task_id=task_id)
-
-
-def _run_consolidate(svc: Any, task_id: int) -> None:
-    svc.apply_consolidation(task_id)
-
-
-HANDLERS: dict[str, Handler] = {MIGRATE: _run_migrate, CONSOLIDATE: _run_consolidate}

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from poolvisor.policies.placement.scarce import smallest_requests, stranded
+from poolvisor.services.placement_cache import PlacementView
 from poolvisor.services.records import MIGRATING, RUNNING
-from poolvisor.services.snapshot import Snapshot
 from poolvisor.store.rows import AllocationRow, FlavorRow, UtilizationSampleRow, WorkloadRow
 
 MEASURED_STATES = (RUNNING, MIGRATING)  # workloads that use CPU now; stopped ones use none
@@ -75,7 +75,7 @@ def measured_use(s: Session, host_ids: list[int]) -> dict[int, Use]:
     return {h: out.get(h, NO_WORKLOADS) for h in host_ids}
 
 
-def stranded_by_pool(s: Session, snap: Snapshot, pool_ids: list[int], scarce: tuple[str, ...]
+def stranded_by_pool(s: Session, snap: PlacementView, pool_ids: list[int], scarce: tuple[str, ...]
                      ) -> dict[int, tuple[dict[str, float], list[str]]]:
     """Per pool id: stranded amount per scarce resource and the hosts holding it (names)."""
     st = snap.state

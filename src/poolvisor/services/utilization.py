@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from numbers import Integral, Real
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import func, insert, select, tuple_
@@ -25,9 +25,6 @@ from poolvisor.domain.errors import InvalidInputError, NotFoundError
 from poolvisor.domain.models import check_name
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.store.rows import ProjectRow, UtilizationSampleRow, WorkloadRow
-
-if TYPE_CHECKING:  # imported when used: whatif pulls in the simulator, Services should not
-    from poolvisor.services.whatif import UtilizationHistory
 
 #: a workload: "project/name" (as in PoolSnapshot.vms) or (project, name)
 WorkloadRef = str | tuple[str, str]
@@ -142,7 +139,27 @@ def _which(refs: Sequence[tuple[str, str]]) -> str:
     return first if len(refs) == 1 else f"these {len(refs)} VMs"
 
 
-class UtilizationServices(ServiceBase):
+@dataclass(frozen=True)
+class UtilizationHistory:
+    """Recorded CPU use per VM over time: `util[i, t]` = fraction (0..1) of VM i's demand in use."""
+
+    util: np.ndarray  # (V, T)
+    interval_s: float = 300.0
+    start_s: float | None = None  # epoch seconds of step 0 when known (read from the store)
+
+    def __post_init__(self) -> None:
+        a = np.asarray(self.util)
+        if a.ndim != 2 or a.shape[1] == 0:
+            raise InvalidInputError(f"utilization history must be (VMs, steps), got shape {a.shape}")
+        if not np.all(np.isfinite(a)) or a.min(initial=0) < 0 or a.max(initial=0) > 1:
+            raise InvalidInputError("utilization history must hold fractions in 0..1")
+        if not self.interval_s > 0:
+            raise InvalidInputError("utilization history interval must be > 0 s")
+
+
+class UtilizationService(ServiceBase):
+    """Recorded utilization samples: bulk writes, resampled reads."""
+
     def record_utilization(self, samples: Sequence[Sample]) -> int:
         """Store `(workload, time, cpu fraction)` samples; all or none. Returns how many were stored."""
         if isinstance(samples, (str, bytes)) or not isinstance(samples, Sequence):
@@ -224,7 +241,6 @@ class UtilizationServices(ServiceBase):
 
     def _history(self, s: Session, *, refs: list[tuple[str, str]], interval: float, steps: int | None,
                  since_s: float | None, until_s: float | None) -> UtilizationHistory:
-        from poolvisor.services.whatif import UtilizationHistory
 
         ids = _workload_ids(s, refs)
         wids = [ids[r] for r in refs]

@@ -17,12 +17,10 @@ written by the claim's transaction, so a dry run or a request that fails leaves 
 from __future__ import annotations
 
 import contextlib
-import random
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -35,9 +33,13 @@ from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.policies.placement.served import decide
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase, Stale, as_utc
+from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
+from poolvisor.services.context import ServiceContext
+from poolvisor.services.gpu_cache import chosen_devices, fit_devices
+from poolvisor.services.gpus import check_gpu_demand, workload_shares
 from poolvisor.services.networks import attach_nics, validate_networks
+from poolvisor.services.placement_cache import group_key, resource_names
 from poolvisor.services.records import (
     DELETING,
     DRY_RUN,
@@ -47,24 +49,18 @@ from poolvisor.services.records import (
     RUNNING,
     STOPPED,
     SUSPENDED,
+    TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.snapshot import group_key, resource_names
+from poolvisor.services.tasks import TaskService
+from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import GroupRow, HostRow, WorkloadRow
+
+if TYPE_CHECKING:
+    from poolvisor.services.lifecycle import WorkloadLifecycle
 
 MAX_PRIORITY = 1_000_000
 PLACE_DEADLINE_S = 60.0  # keep deciding again while optimistic commits lose races, up to this long
-
-
-def retry_schedule(deadline_s: float = PLACE_DEADLINE_S) -> Iterator[None]:
-    """Yield until the deadline, sleeping a jittered, growing delay between attempts."""
-    end = time.monotonic() + deadline_s
-    delay = 0.001
-    yield
-    while time.monotonic() < end:
-        time.sleep(delay * random.random())
-        delay = min(delay * 1.5, 0.05)
-        yield
 TRANSIENT = (PLACING, MIGRATING, DELETING)
 HARD_POLICIES = (GroupPolicy.AFFINITY, GroupPolicy.ANTI_AFFINITY, GroupPolicy.DOMAIN_SPREAD)
 ACTIONS = {  # action -> (states it applies to, resulting state)
@@ -75,7 +71,10 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
 }
 
 
-class _GroupChanged(Exception):  # noqa: N818 - control flow, like Stale
+_Target = tuple[int, int, list[int] | None]  # host id, its generation, the GPU devices chosen
+
+
+class _GroupChanged(Stale):
     """The group got a policy (by its first member) between resolve and claim: resolve again."""
 
 
@@ -100,7 +99,16 @@ class _Spec:
     networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
 
 
-class WorkloadServices(ServiceBase):
+class WorkloadService(ServiceBase):
+    """Workloads: create (below), queries, and delete, actions and migration (lifecycle.py)."""
+
+    def __init__(self, ctx: ServiceContext, tasks: TaskService) -> None:
+        super().__init__(ctx)
+        self.tasks = tasks  # a migration is journaled as a task
+        from poolvisor.services.lifecycle import WorkloadLifecycle  # it imports this module
+
+        self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
+
     def create_workload(self, project: str, name: str, *, flavor: str | None = None,
                         demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
                         group: str | None = None, group_policy: str | None = None,
@@ -139,21 +147,29 @@ class WorkloadServices(ServiceBase):
             check_name("pool", pool)
 
         nets = validate_networks(self, project, networks)
-        for _ in range(5):
+
+        def resolve() -> _Spec:
             spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                                  forbidden, pool, create_project)
-            spec = replace(spec, networks=nets)
-            if dry_run:
-                decision, _target = self._decide(spec, explain)
-                return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
-                                      group, datetime.now(UTC), decision.explanation.to_dict())
+            return replace(spec, networks=nets)
+
+        if dry_run:
+            spec = resolve()
+            decision, _target = self._decide(spec, explain)
+            return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
+                                  group, datetime.now(UTC), decision.explanation.to_dict())
+
+        def step() -> tuple[_Spec, int, str, int | None]:
+            """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
+            spec = resolve()
             new_group: list[int] = []
-            try:
-                wid, host = self._place_and_claim(spec, new_group, explain)
-            except _GroupChanged:
-                continue
-            return self._confirm_create(spec, wid, host, new_group[0] if new_group else None)
-        raise ConflictError(f"group {group!r} is being changed concurrently; retry")
+            wid, host = self._place_and_claim(spec, new_group, explain)
+            return spec, wid, host, new_group[0] if new_group else None
+
+        spec, wid, host, created = with_retry(
+            step, deadline_s=PLACE_DEADLINE_S,
+            conflict="too many concurrent placements; the workload was not created, retry")
+        return self._confirm_create(spec, wid, host, created)
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
     def _resolve(self, project: str, name: str, kind: str, flavor: str | None,
@@ -172,6 +188,7 @@ class WorkloadServices(ServiceBase):
                 d = {str(k): float(v) for k, v in self._flavor(s, flavor).demand.items()}
             else:
                 d = check_demand(resource_names(s), demand)
+            check_gpu_demand(d)
             pool_id = self._pool(s, pool).id if pool is not None else None
             gid, gpol = None, policy
             if group is not None:
@@ -190,10 +207,10 @@ class WorkloadServices(ServiceBase):
 
         return self._read(tx)
 
-    def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, tuple[int, int] | None]:
-        """Refresh the snapshot and decide through its placement index (under the cache lock).
+    def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, _Target | None]:
+        """Refresh the placement view and decide through its placement index (under the cache lock).
         Returns the decision and, when a host was chosen, the (host id, generation) the commit
-        must find."""
+        must find and the GPU devices the policy chose there (None: the ledger's rule)."""
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
@@ -207,29 +224,28 @@ class WorkloadServices(ServiceBase):
                 group=group_key(spec.project, spec.group) if spec.group is not None else None,
                 group_policy=spec.group_policy, priority=spec.priority, allowed_hosts=allowed,
             )
+            req = fit_devices(self.policy, st, req)
             decision = decide(snap.placer(self.policy), req, full=explain)
             h = decision.host_index
-            return decision, (snap.ids[h], int(snap.gens[h])) if h is not None else None
+            if h is None:
+                return decision, None
+            return decision, (snap.ids[h], int(snap.gens[h]), chosen_devices(self.policy, st, req, h))
 
     def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
                          explain: bool = False) -> tuple[int, str]:
-        """(workload id, host); the id of a group the claim created is appended to `new_group`."""
-        for _ in retry_schedule():
-            decision, target = self._decide(spec, explain)
-            require_host(decision)
-            assert target is not None and decision.host is not None
-            try:
-                wid, created = self._write(partial(self._claim, spec=spec, target=target, decision=decision))
-                if created is not None and new_group is not None:
-                    new_group.append(created)
-                return wid, decision.host
-            except Stale:
-                continue
-        raise ConflictError("too many concurrent placements; the workload was not created, retry")
+        """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
+        id of a group the claim created is appended to `new_group`."""
+        decision, target = self._decide(spec, explain)
+        require_host(decision)
+        assert target is not None and decision.host is not None
+        wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target, decision=decision))
+        if created is not None and new_group is not None:
+            new_group.append(created)
+        return wid, decision.host
 
-    def _claim(self, s: Session, *, spec: _Spec, target: tuple[int, int],
+    def _claim(self, s: Session, *, spec: _Spec, target: _Target,
                decision: Decision) -> tuple[int, int | None]:
-        host_id, gen = target
+        host_id, gen, gpus = target
         project_id = spec.project_id if spec.project_id is not None else \
             self._create_project_in(s, spec.project)
         gid, created = self._claim_group(s, spec, project_id)
@@ -253,7 +269,7 @@ class WorkloadServices(ServiceBase):
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
-        ledger.claim(s, host_id, gen, spec.demand, w.id)
+        ledger.claim(s, host_id, gen, spec.demand, w.id, gpus)
         self.leases.restamp(s, [w.id])
         attach_nics(s, project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
@@ -332,7 +348,8 @@ class WorkloadServices(ServiceBase):
             self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
                         f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
-                                  spec.priority, spec.group, as_utc(w.created_at), w.explanation)
+                                  spec.priority, spec.group, as_utc(w.created_at), w.explanation,
+                                  workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [])
 
         rec = self._write(tx)
         if rec is None:
@@ -367,6 +384,21 @@ class WorkloadServices(ServiceBase):
 
     def get_workload(self, project: str, name: str) -> WorkloadRecord:
         return self._read(lambda s: self._workload_records(s, [self._workload(s, project, name)[0]])[0])
+
+    # ---- lifecycle (lifecycle.py) --------------------------------------------------------------
+    def delete_workload(self, project: str, name: str) -> None:
+        self.lifecycle.delete_workload(project, name)
+
+    def workload_action(self, project: str, name: str, action: str) -> WorkloadRecord:
+        return self.lifecycle.workload_action(project, name, action)
+
+    def migrate_workload(self, project: str, name: str, host: str | None = None, *,
+                         task_id: int | None = None) -> WorkloadRecord:
+        return self.lifecycle.migrate_workload(project, name, host, task_id=task_id)
+
+    def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
+        return self.lifecycle.submit_migrate(project, name, host)
+
 
 def _has_members(s: Session, group_id: int) -> bool:
     q = select(WorkloadRow.id).where(WorkloadRow.group_id == group_id).limit(1)

@@ -23,32 +23,44 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from poolvisor.clock import SimClock
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.domain.models import HostSpec
 from poolvisor.jit import CompileOnce
-from poolvisor.policies.balancing.consolidation import (
-    Migration,
-    PlanConfig,
-    PoolView,
-    place_new,
-    plan_migrations,
+from poolvisor.policies.balancing.actions import Action
+from poolvisor.policies.balancing.adaptive import ADAPTIVE, AdaptiveConfig
+from poolvisor.policies.balancing.consolidation import PlanConfig
+from poolvisor.policies.balancing.planner import (
+    DEFAULT_PARAMS,
+    FALLBACK_THRESHOLD,
+    AdaptivePolicy,
+    PabfdPolicy,
+    plan_balancing,
+    plan_initial,
 )
 from poolvisor.policies.balancing.power import clip_utilization
 from poolvisor.policies.balancing.selection import SELECTORS, Selector
+from poolvisor.policies.balancing.view import BalancingView, Share
 from poolvisor.sim.compat import CLOUDSIM, PAPER, Compat
 from poolvisor.sim.result import SimResult
 from poolvisor.sim.scenario import Scenario
+from poolvisor.state.cluster import ClusterState
 
 HISTORY = 30  # CloudSim PowerVm.HISTORY_LENGTH
-
-DEFAULT_PARAMS = {"thr": 0.8, "iqr": 1.5, "mad": 2.5, "lr": 1.2, "lrr": 1.2}
-FALLBACK_THRESHOLD = 0.7
+#: the PlanetLab model's resources: CPU in MIPS, RAM in MB, link bandwidth (CloudSim units)
+CPU, RAM, BW = "mips", "ram_mb", "bw"
 
 Progress = Callable[[int, int], None]
+
+#: same-instant order on the clock: an end that closes the day before a next epoch's events, the
+#: epoch's tick, the migration completions at that instant (CloudSim's order), an end after them
+END_BEFORE, TICK, COMPLETE, END_AFTER = range(-1, 3)
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """``npa`` | ``dvfs`` | ``<detector>-<selector>`` (e.g. ``lr-mmt``) with its parameter."""
+    """``npa`` | ``dvfs`` | ``adaptive`` | ``<detector>-<selector>`` (e.g. ``lr-mmt``) with its
+    parameter (adaptive: the safety of its LR acceptance check, as lr-mmt's)."""
 
     name: str
     param: float | None
@@ -61,15 +73,24 @@ class PolicySpec:
         if p in ("npa", "dvfs"):
             return cls(p, None)
         parts = p.split("-")
+        if parts[0] == ADAPTIVE:  # "adaptive" or "adaptive-1.2": LR forecast, MMT selection
+            if len(parts) > 2:
+                raise InvalidInputError(f"unknown policy {policy!r}: adaptive takes one parameter")
+            parts = [ADAPTIVE, "lr", *parts[1:]]
         if len(parts) == 3:  # e.g. "thr-mmt-0.8"
             try:
                 param = float(parts[2]) if param is None else param
             except ValueError:
                 raise InvalidInputError(f"bad policy parameter in {policy!r}") from None
             parts = parts[:2]
+        if parts[0] == ADAPTIVE:
+            safety = float(DEFAULT_PARAMS["lr"] if param is None else param)
+            if not safety >= AdaptiveConfig().trigger_safety:
+                raise InvalidInputError(f"adaptive: the safety parameter must be >= 1 (not {safety:g})")
+            return cls(ADAPTIVE, safety, "lr", "mmt")
         if len(parts) != 2 or parts[0] not in DEFAULT_PARAMS or parts[1] not in SELECTORS:
             raise InvalidInputError(
-                f"unknown policy {policy!r}: use npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
+                f"unknown policy {policy!r}: use adaptive, npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
             )
         if param is None:
             param = DEFAULT_PARAMS[parts[0]]
@@ -368,6 +389,19 @@ def _allocate_numpy(
     )
 
 
+def _build_state(sc: Scenario) -> ClusterState:
+    """The scenario as the one model: hosts (MIPS = PEs x MIPS per PE, RAM, link bandwidth) and
+    one unplaced workload row per VM (its MIPS, RAM and bandwidth), with a HISTORY-sample window."""
+    st = ClusterState((CPU, RAM, BW), capacity_hint=max(sc.hosts, 1), window=HISTORY,
+                      workload_hint=max(sc.vms, 1))
+    total = sc.host_total
+    for h in range(sc.hosts):
+        cap = {CPU: float(total[h]), RAM: float(sc.host_ram[h]), BW: float(sc.host_bw[h])}
+        st.add_host(HostSpec(f"h{h}", cap))
+    st.workloads.add_many(range(sc.vms), np.full(sc.vms, -1), np.stack([sc.vm_mips, sc.vm_ram, sc.vm_bw]))
+    return st
+
+
 @dataclass
 class _Acc:
     """Running integrals for the metrics."""
@@ -417,7 +451,10 @@ class Simulator:
         # history type of a host = index of its distinct total MIPS
         self.type_mips, self.htype = np.unique(self.total, return_inverse=True)
         self.mig_bw = sc.host_bw / (2 * 8000)  # MB/s available for migration (half the link)
-        self.host_of = np.full(self.V, -1, dtype=np.intp)
+        # the one host/workload model: hosts with named resources, VM i = row i of its workload
+        # table (host, demand, utilization window); host_of and vm_hist are that table's columns
+        self.state = _build_state(sc)
+        self.host_of = self.state.workloads.host
         self.key = np.zeros(self.V, dtype=np.int64)
         self.in_mig = np.zeros(self.V, dtype=bool)
         self.next_key = 0
@@ -433,17 +470,14 @@ class Simulator:
         self._cols: dict[int, np.ndarray] = {}  # contiguous copies of recently read trace columns
         self._slopes: dict[int, np.ndarray] = {}
         self._work = Workspace()
-        # newest sample first; a window sliding left over a buffer twice as wide, so that adding a
-        # sample writes one column instead of shifting all of them
-        self._hist_buf = np.zeros((self.V, 2 * HISTORY))
-        self._hist_off = HISTORY
-        self.vm_hist = self._hist_buf[:, HISTORY:]
         self.migrations = 0
         self.removed = 0
         self.rules: dict[str, int] = {}
         self.trace_migrations: list[tuple[float, int, int, int]] = []
         self.trace_frames: list[tuple[float, float]] = []
         self.plan_cfg: PlanConfig | None = None
+        # the balancing policy plan_balancing runs: the paper's (CloudSim's) or the adaptive one
+        self.policy: PabfdPolicy | None = None
         if spec.detector is not None:
             assert spec.param is not None and spec.selector is not None
             self.plan_cfg = quirks.plan_config(
@@ -452,12 +486,20 @@ class Simulator:
                 Selector(spec.selector, seed=seed),
                 underload_limit,
             )
+            kind = AdaptivePolicy if spec.name == ADAPTIVE else PabfdPolicy
+            self.policy = kind(self.plan_cfg, spec.name)
+
+    @property
+    def vm_hist(self) -> np.ndarray:
+        """(V, HISTORY) CPU utilization per VM, newest first: the workload table's window."""
+        return self.state.workloads.util
 
     # --- placement at t = 0 ------------------------------------------------------------
     def _append(self, vm: int | np.ndarray, h: int | np.ndarray) -> None:
         """Put a VM (or distinct VMs, in order) at the end of its host's list: the next list key."""
         n = int(np.size(vm))
-        self.host_of[vm] = h
+        # rows only: the hosts' totals are re-counted once per epoch, before planning (_plan)
+        self.state.workloads.move_rows(vm, h, account=False)  # type: ignore[arg-type]
         self.key[vm] = np.arange(self.next_key, self.next_key + n).reshape(np.shape(vm))
         self.next_key += n
 
@@ -485,84 +527,48 @@ class Simulator:
         # starts (CloudSim Vm.getCurrentRequestedMips), so the overload checks of the placement only
         # see the VM being placed (kept in both modes: counting every VM at its full MIPS would
         # refuse most placements)
-        view = self._view(
-            req=req,
-            measured_u=np.zeros(H),
-            alloc_sum=np.zeros(H),
-            avail=self.total.copy(),
+        assert self.policy is not None
+        view = self._balancing_view(
+            req,
+            Share(util=np.zeros(H), alloc_sum=np.zeros(H), avail=self.total.copy()),
             lists=[[] for _ in range(H)],
-            with_history=False,
+            order=np.zeros(0, dtype=np.intp),
             check_ram=True,
             slots=np.floor(sc.host_bw / sc.vm_bw.max()),
         )
-        hosts = place_new(view, self.plan_cfg, settled_req=np.zeros(self.V))
+        hosts = plan_initial(view, self.policy, settled_req=np.zeros(self.V))
         bad = np.flatnonzero(hosts < 0)
         if bad.size:
             raise InvalidInputError(f"VM {int(bad[0])} fits on no host at t=0")
         self._append(np.arange(self.V), hosts)
 
-    def _view(
+    def _balancing_view(
         self,
         req: np.ndarray,
-        measured_u: np.ndarray,
-        alloc_sum: np.ndarray,
-        avail: np.ndarray,
+        share: Share,
         lists: list[list[int]],
-        with_history: bool,
+        order: np.ndarray,
         check_ram: bool,
-        order: np.ndarray | None = None,
         slots: np.ndarray | None = None,
-    ) -> PoolView:
+    ) -> BalancingView:
+        """This instant of the model as the planner reads it: the requests, the CPU share just
+        computed (with the migrations in flight) and the hosts' lists in CloudSim's order."""
         sc = self.sc
-        H = self.H
-        L = HISTORY if with_history else 0
-        contrib = self.vm_hist[None, :, :L] * sc.vm_mips[None, :, None] / self.type_mips[:, None, None]
-        hist = np.zeros((H, L))
-        hlen = np.zeros(H, dtype=np.int64)
-        if with_history and order is not None:
-            hs = self.host_of[order]
-            w = contrib[self.htype[hs], order]  # (V, L) in list order
-            flat = (hs[:, None] * L + np.arange(L)[None, :]).ravel()
-            hist = np.bincount(flat, w.ravel(), H * L).astype(np.float64, copy=False).reshape(H, L)
-            nz = hist != 0
-            hlen = np.where(nz.any(axis=1), L - np.argmax(nz[:, ::-1], axis=1), 0)
-        vm_hlen = np.zeros(self.V, dtype=np.int64)
-        if with_history:
-            nzv = self.vm_hist != 0
-            vm_hlen = np.where(nzv.any(axis=1), HISTORY - np.argmax(nzv[:, ::-1], axis=1), 0)
-        max_ram = np.full(H, -np.inf)
-        placed = self.host_of >= 0
-        np.maximum.at(max_ram, self.host_of[placed], sc.vm_ram[placed])
-        req_sum = np.zeros(H)
-        if order is not None:
-            req_sum = np.bincount(self.host_of[order], req[order], H).astype(np.float64, copy=False)
-        ram_free = sc.host_ram.copy()
-        if check_ram:
-            used = np.bincount(self.host_of[placed], sc.vm_ram[placed], H)
-            ram_free = ram_free - used
-        return PoolView(
-            total=self.total,
+        return BalancingView(
+            self.state,
+            sc.power,
+            cpu=CPU,
+            memory=RAM,
             pe=self.pe,
-            model=sc.host_model,
-            htype=self.htype,
-            measured_u=measured_u,
-            alloc_sum=alloc_sum,
-            avail=avail,
-            req_sum=req_sum,
-            ram_free=ram_free,
-            hist=hist,
-            hlen=hlen,
-            max_ram=max_ram,
+            power_model=sc.host_model,
+            requested=req,
+            share=share,
             lists=lists,
-            req=req,
-            mips=sc.vm_mips,
-            ram=sc.vm_ram,
-            vm_hist=self.vm_hist[:, :L],
-            vm_hlen=vm_hlen,
-            contrib=contrib,
+            order=order,
             check_ram=check_ram,
             mig_bw_mb_s=float(self.mig_bw.min()),
             slots=slots,
+            types=(self.type_mips, self.htype),
         )
 
     # --- one allocation pass -----------------------------------------------------------
@@ -598,7 +604,15 @@ class Simulator:
             delta = self._slopes[t1] = (self._col(t2) - self._col(t1)) / ((t2 - t1) * interval)
         return self._col(t1) + delta * (t - t1 * interval)
 
-    def run(self, progress: Progress | None = None) -> SimResult:
+    def run(self, progress: Progress | None = None, clock: SimClock | None = None) -> SimResult:
+        """Run the day on the clock core: one timer event per decision epoch (utilization update,
+        accounting, balancing), one event per distinct migration completion instant (all the
+        completions of that instant applied in one vectorized step), and an end event.
+
+        Same-instant order: the epoch's tick before the completions that fall on it, as in
+        CloudSim's future queue. ``clock``: a fresh :class:`SimClock` at the scenario's start by
+        default (a tracing clock records the event order).
+        """
         t0 = _time.perf_counter()
         sc = self.sc
         H, V = self.H, self.V
@@ -663,11 +677,19 @@ class Simulator:
             acc.shutdowns += int((prev_active & ~active).sum())
             prev_active = active
 
-        t = sc.start_s
-        for k in range(steps):
-            t = t + sc.interval_s
-            if t > sc.end_s:
+        clock = clock if clock is not None else SimClock(start=sc.start_s)
+        ticks = 0  # decision epochs: every interval from start + interval, none after the end
+        t_last = t_next = sc.start_s
+        for _ in range(steps):
+            t_next = t_next + sc.interval_s  # accumulated in doubles, as the timer does
+            if t_next > sc.end_s:
                 break
+            t_last, ticks = t_next, ticks + 1
+        due: set[float] = set()  # instants with a completion event on the clock
+
+        def tick(t: float) -> None:
+            if ts and progress is not None:
+                progress(len(ts), steps)  # the previous epoch and its completions are done
             u_t = self._util(t)
             req = u_t * sc.vm_mips
             pre = self._allocate(req)
@@ -688,29 +710,38 @@ class Simulator:
             pw.append(float(np.where(a, sc.power.power(sc.host_model, u), 0.0).sum()))
             slav.append(float((a & (post.util_mips < post.req_mips)).sum() / max(int(a.sum()), 1)))
             migs.append(started)
-            # migration completions before the next epoch
-            while self.q_head < self.q_tc.size:
-                tc = float(self.q_tc[self.q_head])
-                if not (tc < t + sc.interval_s and tc <= sc.end_s):
-                    break
-                reqc = self._util(tc) * sc.vm_mips
-                advance(tc, self._allocate(reqc))
-                self._remove_finished(reqc)
-                self._complete(int(np.searchsorted(self.q_tc, tc, side="right")))
-                self._remove_finished(reqc)
-                settle(self._allocate(reqc))
-            if progress is not None:
-                progress(k + 1, steps)
+            if started:  # one completion event per new instant
+                for tc in np.unique(self.q_tc[self.q_head :]).tolist():
+                    if tc not in due:
+                        due.add(tc)
+                        clock.post(tc, COMPLETE, complete, tc)
+
+        def complete(tc: float) -> None:
+            """The migrations that end at tc, in queue order."""
+            due.discard(tc)
+            reqc = self._util(tc) * sc.vm_mips
+            advance(tc, self._allocate(reqc))
+            self._remove_finished(reqc)
+            self._complete(int(np.searchsorted(self.q_tc, tc, side="right")))
+            self._remove_finished(reqc)
+            settle(self._allocate(reqc))
+
+        def end(_: object) -> None:
+            if progress is not None and ts:
+                progress(len(ts), steps)
+            clock.stop()
+
+        clock.every(sc.interval_s, tick, start=sc.start_s + sc.interval_s, count=ticks, priority=TICK)
+        if t_last + sc.interval_s <= sc.end_s:  # no next epoch: stop before it
+            clock.post(t_last + sc.interval_s, END_BEFORE, end)
+        else:  # the day ends: what completes at end_s still counts
+            clock.post(sc.end_s, END_AFTER, end)
+        clock.run()
         return self._result(acc, t0, ts, act, pw, slav, migs)
 
     def _push_history(self, u: np.ndarray) -> None:
-        """vm_hist[:, 1:] = vm_hist[:, :-1]; vm_hist[:, 0] = u, by moving the window one column left."""
-        if self._hist_off == 0:
-            self._hist_buf[:, HISTORY:] = self._hist_buf[:, :HISTORY]
-            self._hist_off = HISTORY
-        self._hist_off -= 1
-        self._hist_buf[:, self._hist_off] = u
-        self.vm_hist = self._hist_buf[:, self._hist_off : self._hist_off + HISTORY]
+        """vm_hist[:, 1:] = vm_hist[:, :-1]; vm_hist[:, 0] = u (the table's sliding window)."""
+        self.state.workloads.push(u)
 
     def _remove_finished(self, req: np.ndarray) -> None:
         """CloudSim treats a VM requesting 0 MIPS as completed and removes it for good
@@ -719,12 +750,15 @@ class Simulator:
             return
         gone = (req == 0) & (self.host_of >= 0) & ~self.in_mig
         if gone.any():
-            self.host_of[gone] = -1
-            self.removed += int(gone.sum())
+            rows = np.flatnonzero(gone)
+            self.state.workloads.move_rows(rows, np.full(rows.size, -1), account=False)
+            self.removed += int(rows.size)
 
     # --- decisions and migrations --------------------------------------------------------
-    def _plan(self, req: np.ndarray, pre: Allocation) -> list[Migration]:
-        assert self.plan_cfg is not None
+    def _plan(self, req: np.ndarray, pre: Allocation) -> list[Action]:
+        """The planner's migrations at this epoch (plan_balancing on the model's current view)."""
+        assert self.policy is not None
+        self.state.recount()  # the model's host totals, as the planner may read them
         order = pre.order[self.host_of[pre.order] >= 0]
         hs = self.host_of[order]
         by_host = order[key_order(hs)]  # list order kept within each host (ties by position)
@@ -732,29 +766,28 @@ class Simulator:
         flat = by_host.tolist()
         starts = [0, *bounds[:-1].tolist()]
         collect = gc.isenabled()
-        gc.disable()  # one list per host: allocation-triggered collections cost more than the lists
+        # one list per host, the planner's copies, one action per migration: all acyclic and
+        # short-lived; allocation-triggered collections would cost more than the objects
+        gc.disable()
         try:
             lists = [flat[a:b] for a, b in zip(starts, bounds.tolist(), strict=True)]
+            view = self._balancing_view(
+                req,
+                Share(util=pre.util_mips, alloc_sum=pre.alloc_sum, avail=pre.avail),
+                lists=lists,
+                order=order,
+                check_ram=self.check_ram,
+            )
+            return plan_balancing(view, self.policy, power=False)
         finally:
             if collect:
                 gc.enable()
-        view = self._view(
-            req=req,
-            measured_u=clip_utilization(pre.util_mips / self.total),
-            alloc_sum=pre.alloc_sum,
-            avail=pre.avail,
-            lists=lists,
-            with_history=self.plan_cfg.detector.uses_history,
-            check_ram=self.check_ram,
-            order=order,
-        )
-        return plan_migrations(view, self.plan_cfg)
 
-    def _start(self, plan: list[Migration], t: float) -> int:
+    def _start(self, plan: list[Action], t: float) -> int:
         """Start the planned migrations at t, in plan order (their completion order on ties)."""
         if not plan:
             return 0
-        vms = np.fromiter((m.vm for m in plan), dtype=np.intp, count=len(plan))
+        vms = np.fromiter((m.workload for m in plan), dtype=np.intp, count=len(plan))
         dsts = np.fromiter((m.dst for m in plan), dtype=np.intp, count=len(plan))
         if self.record:
             self.trace_migrations.extend(

@@ -1,7 +1,9 @@
-"""Columnar cluster state: one float64 array per resource over hosts, plus masks and small indexes.
+"""Columnar cluster state: one float64 array per resource over hosts, plus masks and small indexes,
+and the workloads as a table next to them (``workloads``, :mod:`poolvisor.state.workloads`).
 
-Policies read it (as a ClusterView); services and the simulator mutate it through allocate/release,
-which cost O(resources) each. Hosts are never removed from the arrays (their state becomes REMOVED),
+Policies read it; services and the simulators mutate it through allocate/release (or the workload
+table's add/move/remove, which call them), which cost O(resources) each.
+Hosts are never removed from the arrays (their state becomes REMOVED),
 so indexes stay stable for the lifetime of the object; `copy()` gives a cheap what-if snapshot.
 """
 
@@ -15,6 +17,10 @@ import numpy as np
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.domain.models import HostSpec, HostState, check_name
 from poolvisor.domain.resources import ResourceSet, check_quantity
+from poolvisor.state.workloads import DEFAULT_WINDOW, WorkloadTable
+
+#: ClusterState.shift updates this many hosts or fewer column by column (else one scatter)
+SHIFT_ONE_BY_ONE = 8
 
 
 @dataclass
@@ -38,7 +44,8 @@ class LabelIndex:
 class ClusterState:
     """Hosts as columns. Attributes are views sized to the number of hosts (`n`)."""
 
-    def __init__(self, resources: ResourceSet | Iterable[str] | None = None, capacity_hint: int = 64):
+    def __init__(self, resources: ResourceSet | Iterable[str] | None = None, capacity_hint: int = 64, *,
+                 window: int = DEFAULT_WINDOW, workload_hint: int = 64):
         self.resources = resources if isinstance(resources, ResourceSet) else ResourceSet(
             tuple(resources) if resources is not None else ResourceSet().names
         )
@@ -66,6 +73,8 @@ class ClusterState:
         # called with the changed host indices after each mutation (placement indexes stay in sync);
         # a tuple so that watch/unwatch during a notification is safe
         self._watchers: tuple[Callable[[Sequence[int]], None], ...] = ()
+        # the workloads: host index, demand, priority, group, kind, utilization window
+        self.workloads = WorkloadTable(self.resources, self, window=window, capacity_hint=workload_hint)
 
     # ---- array views -------------------------------------------------------------------------
     @property
@@ -234,6 +243,68 @@ class ClusterState:
         if self._watchers:
             self._notify((h,))
 
+    def recount(self) -> None:
+        """Host totals (allocated, workload counts, group members) from the workload table alone,
+        in one vectorized pass: for a state whose only allocations are its table's rows (the
+        simulators), after moving rows with ``account=False``."""
+        t = self.workloads
+        placed = np.flatnonzero(t.host >= 0)
+        hs = t.host[placed]
+        n = self.n
+        for r in range(len(self.resources)):
+            self._allocated[r, :n] = np.bincount(hs, t.demand[r, placed], n)
+        self._count[:n] = np.bincount(hs, minlength=n)
+        self.group_counts = {}
+        grouped = t.group[placed] >= 0
+        for code in np.unique(t.group[placed][grouped]).tolist():
+            c = self.group_counts[t.group_names[code]] = np.zeros(self._cap, dtype=np.int32)
+            c[:n] = np.bincount(hs[t.group[placed] == code], minlength=n)
+        self.generation += 1
+        if self._watchers:
+            self._notify(tuple(range(n)))
+
+    def transfer(self, src: int, dst: int, demand: np.ndarray) -> None:
+        """Move one ungrouped demand from host src to dst (either -1: none); not capacity-checked."""
+        if src >= 0:
+            col = self._allocated[:, src]
+            col -= demand
+            np.maximum(col, 0.0, out=col)
+            self._count[src] -= 1
+        if dst >= 0:
+            self._allocated[:, dst] += demand
+            self._count[dst] += 1
+        self.generation += 1
+        if self._watchers:
+            self._notify([h for h in (src, dst) if h >= 0])
+
+    def shift(self, hosts: np.ndarray, demands: np.ndarray, sign: int) -> None:
+        """Add (sign +1) or remove (-1) ungrouped demands (R, k) on hosts (k,) in one pass; hosts
+        < 0 are skipped. Not capacity-checked: the bulk path of the workload table (simulators)."""
+        if hosts.size <= SHIFT_ONE_BY_ONE:  # a few: column updates beat the scatter's setup
+            touched = []
+            for j, h in enumerate(hosts.tolist()):
+                if h < 0:
+                    continue
+                col = self._allocated[:, h]
+                if sign > 0:
+                    col += demands[:, j]
+                else:
+                    col -= demands[:, j]
+                    np.maximum(col, 0.0, out=col)
+                self._count[h] += sign
+                touched.append(h)
+        else:
+            keep = hosts >= 0
+            hs = hosts[keep]
+            np.add.at(self._allocated.T, hs, demands[:, keep].T if sign > 0 else -demands[:, keep].T)
+            np.add.at(self._count, hs, 1 if sign > 0 else -1)
+            if sign < 0:
+                np.maximum(self._allocated[:, : self.n], 0.0, out=self._allocated[:, : self.n])
+            touched = np.unique(hs).tolist() if self._watchers else []
+        self.generation += 1
+        if self._watchers and touched:
+            self._notify(touched)
+
     # ---- change notification -------------------------------------------------------------------
     def watch(self, fn: Callable[[Sequence[int]], None]) -> None:
         """Call `fn(hosts)` after every mutation made through this object's methods."""
@@ -270,7 +341,28 @@ class ClusterState:
         c.host_labels = [dict(d) for d in self.host_labels]
         c.group_counts = {g: a.copy() for g, a in self.group_counts.items()}
         c._watchers = ()  # a what-if copy does not drive the original's indexes
+        c.workloads = self.workloads.copy(c)
         return c
+
+    def subset(self, hosts: Sequence[int]) -> ClusterState:
+        """A new state holding only `hosts` (in that order) with their allocations, counts and
+        group members, and no workloads (e.g. one pool, for planning); nothing is shared."""
+        res = self.resources
+        sub = ClusterState(res, capacity_hint=max(1, len(hosts)), window=self.workloads.window)
+        for h in hosts:
+            sub.add_host(HostSpec(self.names[h], res.mapping(self._raw[:, h]), res.mapping(self._ratio[:, h]),
+                                  self.host_labels[h], self.domain_names[self._domain[h]],
+                                  HostState(int(self._state[h])), int(self._max_count[h])))
+        idx = np.asarray(hosts, dtype=np.int64)
+        sub._allocated[:, : sub.n] = self._allocated[:, idx]
+        sub._used[:, : sub.n] = self._used[:, idx]
+        sub._count[: sub.n] = self._count[idx]
+        for g, c in self.group_counts.items():
+            if c[idx].any():
+                sub.group_counts[g] = np.zeros(sub._cap, dtype=np.int32)
+                sub.group_counts[g][: sub.n] = c[idx]
+        sub.touch(range(sub.n))
+        return sub
 
     def demand_vector(self, demand: Mapping[str, float]) -> np.ndarray:
         for k, v in demand.items():

@@ -1,8 +1,9 @@
 """Persistence and concurrency control: SQLAlchemy 2 rows, Alembic migrations, transactions."""
 
-from poolvisor.store.engine import Retry, Store, default_url, normalize_url
+from poolvisor.store.engine import Store, default_url, normalize_url
+from poolvisor.store.retry import Stale, with_retry
 
-__all__ = ["Retry", "Store", "default_url", "normalize_url", "open_store"]
+__all__ = ["Stale", "Store", "default_url", "normalize_url", "open_store", "with_retry"]
 
 
 def open_store(url: str | None = None) -> Store:

@@ -1,16 +1,16 @@
 """Engines and transactions: SQLite (WAL, busy timeout, BEGIN IMMEDIATE writers) or PostgreSQL.
 
 `Store.run(fn, write=...)` is the only way services touch the database: one session, one
-transaction, retried when the database reports a transient conflict (SQLite busy, PostgreSQL
-serialization failure or deadlock) or when `fn` raises `Retry` (an optimistic check lost a race).
-Connection failures become UnavailableError; integrity violations become ConflictError.
+transaction, run again (retry.py, with_retry) when the database reports a transient conflict
+(SQLite busy, PostgreSQL serialization failure or deadlock) or when `fn` raises `Stale` (an
+optimistic check lost a race). `Store.run_once` is one attempt: Stale reaches the caller, whose
+decision, taken before the transaction, must be taken again. Connection failures become
+UnavailableError; integrity violations become ConflictError.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,16 +21,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, Operationa
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from poolvisor.domain.errors import ConflictError, PoolvisorError, UnavailableError
+from poolvisor.domain.errors import ConflictError, UnavailableError
+from poolvisor.store.retry import Stale, with_retry
 
 T = TypeVar("T")
 ENV_URL = "POOLVISOR_DATABASE_URL"
 ENV_HOME = "POOLVISOR_HOME"
 SQLITE_BUSY_MS = 30_000
-
-
-class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside a transaction function: roll back and run the whole function again."""
+TX_DEADLINE_S = 10.0  # keep re-running a transaction that loses races, up to this long
 
 
 def default_url() -> str:
@@ -114,6 +112,11 @@ def is_transient(e: DBAPIError) -> bool:
     return "database is locked" in msg or "database is busy" in msg or "database table is locked" in msg
 
 
+def is_foreign_key(e: IntegrityError) -> bool:
+    """A foreign-key violation (PostgreSQL 23503, SQLite's message), not a unique one."""
+    return getattr(e.orig, "sqlstate", None) == "23503" or "foreign key" in str(e.orig).lower()
+
+
 class Store:
     """An engine plus the transaction runner; thread-safe (a session per call)."""
 
@@ -130,30 +133,30 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def run(self, fn: Callable[[Session], T], *, write: bool = True, attempts: int = 60) -> T:
-        """Run fn(session) in one transaction; commit on success, retry on Retry/transient errors."""
-        delay = 0.002
-        for attempt in range(attempts):
-            try:
-                bind = self._write_engine if write else self.engine
-                with Session(bind, expire_on_commit=False) as s, s.begin():
-                    return fn(s)
-            except Retry:
-                pass
-            except IntegrityError as e:
-                raise ConflictError(f"conflicting change: {_first_line(e.orig)}") from None
-            except DBAPIError as e:
-                if not is_transient(e) and not isinstance(e, OperationalError):
-                    raise UnavailableError(f"database error: {_first_line(e.orig)}") from None
-                if not is_transient(e):
-                    raise UnavailableError(f"database unavailable ({redact(self.url)}): "
-                                           f"{_first_line(e.orig)}") from None
-            except PoolvisorError:
-                raise
-            if attempt + 1 < attempts:
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.2)
-        raise ConflictError("too many concurrent changes; the request was not applied, retry it")
+    def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S) -> T:
+        """Run fn(session) in one transaction; commit on success, run it again on Stale."""
+        return with_retry(lambda: self.run_once(fn, write=write), deadline_s=deadline_s,
+                          conflict="too many concurrent changes; the request was not applied, retry it",
+                          first_s=0.002, cap_s=0.2)
+
+    def run_once(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+        """One attempt of run(): a transient conflict, like an optimistic check in `fn`, raises Stale."""
+        try:
+            bind = self._write_engine if write else self.engine
+            with Session(bind, expire_on_commit=False) as s, s.begin():
+                return fn(s)
+        except IntegrityError as e:
+            if is_foreign_key(e):  # services name the object where they can (services/references.py)
+                raise ConflictError("the request refers to an object deleted meanwhile, or deletes one "
+                                    f"still in use: {_first_line(e.orig)}") from None
+            raise ConflictError(f"conflicting change: {_first_line(e.orig)}") from None
+        except DBAPIError as e:
+            if is_transient(e):
+                raise Stale() from None
+            if not isinstance(e, OperationalError):
+                raise UnavailableError(f"database error: {_first_line(e.orig)}") from None
+            raise UnavailableError(f"database unavailable ({redact(self.url)}): "
+                                   f"{_first_line(e.orig)}") from None
 
 
 def _first_line(e: BaseException | None) -> str:

@@ -167,6 +167,33 @@ class AllocationRow(Base):
     amount: Mapped[float] = mapped_column(Float)
 
 
+class HostGpuRow(Base):
+    """0008: one GPU device of a host (``device`` 0..count-1, as many as the host's ``gpu``
+    capacity), its model and memory, and the milli-GPU allocated on it (0..1000): the sum of its
+    ``gpu_allocations``, kept within 1000 by the ledger's guarded UPDATE (services/ledger.py)."""
+
+    __tablename__ = "host_gpus"
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True)
+    device: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(63), default="")
+    memory_mib: Mapped[float] = mapped_column(Float, default=0.0)
+    allocated: Mapped[int] = mapped_column(Integer, default=0)  # milli-GPU
+
+
+class GpuAllocationRow(Base):
+    """0008: a workload's share of one GPU device: ``milli`` (1..1000) of device ``device`` of its host.
+    A fractional request holds one row, a request for n whole GPUs n rows of 1000."""
+
+    __tablename__ = "gpu_allocations"
+    __table_args__ = (UniqueConstraint("workload_id", "host_id", "device"),
+                      Index("ix_gpu_allocations_host_device", "host_id", "device"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
+    device: Mapped[int] = mapped_column(Integer)
+    milli: Mapped[int] = mapped_column(Integer)
+
+
 class EventRow(Base):
     """Audit log: written in the same transaction as the use case it records."""
 
@@ -313,12 +340,16 @@ class RouterRow(Base):
     """A virtual router of one project; `protocol` computes its dynamic routes."""
 
     __tablename__ = "routers"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (UniqueConstraint("project_id", "name"),
+                      UniqueConstraint("project_id", "asn", name="uq_routers_project_asn"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(63))
     protocol: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0008: path-vector: the router's AS number and import policy (neighbour router -> local preference)
+    asn: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    local_pref: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class RouterInterfaceRow(Base):
@@ -359,3 +390,101 @@ class SnapshotRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     host: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- storage and memory pools (0007, docs/storage.md) --------------------------------------------
+class StoragePoolRow(Base):
+    """A storage pool: devices grouped under one replication factor and over-subscription ratio.
+
+    `access` says which hosts reach it: "network" (every host) or "local" (only hosts holding a
+    device of the pool), in both cases only hosts of compute pool `compute_pool_id` when set. Space is
+    handed out in MiB units; a volume is cut into `segment_mib` segments, each placed on `replicas`
+    devices of distinct failure domains (straw2). `generation` is bumped by every placement change."""
+
+    __tablename__ = "storage_pools"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    replicas: Mapped[int] = mapped_column(Integer, default=3)
+    oversubscription: Mapped[float] = mapped_column(Float, default=1.0)
+    segment_mib: Mapped[int] = mapped_column(Integer, default=1024)
+    access: Mapped[str] = mapped_column(String(16), default="network")
+    compute_pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id"), nullable=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StorageDeviceRow(Base):
+    """A device of a storage pool: local to a host (`host_id`) or shared (None); capacity in MiB;
+    state up, leaving (drained by the next rebalance) or failed (its replicas are lost)."""
+
+    __tablename__ = "storage_devices"
+    __table_args__ = (UniqueConstraint("pool_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, index=True)
+    capacity_mib: Mapped[int] = mapped_column(Integer)
+    klass: Mapped[str] = mapped_column(String(16), default="ssd")
+    domain: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16), default="up")
+    path: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # `dir` device: holds the bytes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VolumeRow(Base):
+    """A volume of one project in one storage pool. Thick volumes hold all their segments from
+    creation; thin ones get a segment when it is first written. `klass` pins it to a device class
+    (tiering); `replicas` overrides the pool's; `last_access` feeds tiering. State: available,
+    attached, failed (a segment lost every replica) or snapshot (read-only)."""
+
+    __tablename__ = "volumes"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    name: Mapped[str] = mapped_column(String(63))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id"), index=True)
+    size_mib: Mapped[int] = mapped_column(Integer)
+    thin: Mapped[bool] = mapped_column(default=True)
+    klass: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    replicas: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="available")
+    last_access: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a snapshot: a read-only full copy of this volume's written segments when it was taken
+    snapshot_of: Mapped[int | None] = mapped_column(ForeignKey("volumes.id", ondelete="SET NULL"),
+                                                    nullable=True)
+
+
+class VolumeSegmentRow(Base):
+    """One replica of one segment of a volume: the device holding it and its extents there
+    ([[start MiB, length MiB], ...]: one when contiguous, a chain otherwise)."""
+
+    __tablename__ = "volume_segments"
+    __table_args__ = (UniqueConstraint("volume_id", "segment", "replica"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    volume_id: Mapped[int] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"), index=True)
+    segment: Mapped[int] = mapped_column(Integer)
+    replica: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[int] = mapped_column(ForeignKey("storage_devices.id"), index=True)
+    extents: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class VolumeAttachmentRow(Base):
+    """A volume attached to a workload (a volume has at most one attachment)."""
+
+    __tablename__ = "volume_attachments"
+    volume_id: Mapped[int] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"), primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemoryStateRow(Base):
+    """A workload's memory pooling state: its reservation (never ballooned away, never
+    overcommitted), the balloon's current size (memory granted to the guest; None = its full
+    demand) and when the guest was last active (reclaim takes the least recently active first)."""
+
+    __tablename__ = "memory_state"
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), primary_key=True)
+    reserved_mib: Mapped[float] = mapped_column(Float, default=0.0)
+    granted_mib: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_active: Mapped[datetime | None] = mapped_column(nullable=True)

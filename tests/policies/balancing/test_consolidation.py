@@ -60,7 +60,7 @@ def test_overloaded_host_sheds_smallest_ram_vm_to_least_power_increase() -> None
     # VM 1 (smaller RAM) leaves host 0 (90 % > 80 %); an empty host costs less extra power
     # (P(0.45) - P(0)) than host 1 (P(0.6) - P(0.15)); host 1 cannot be emptied afterwards
     # because the only other active host is overloaded and switched-off hosts are excluded.
-    assert [(m.vm, m.src, m.dst, m.rule) for m in plan] == [(1, 0, 2, "thr")]
+    assert [(m.workload, m.src, m.dst, m.rule) for m in plan] == [(1, 0, 2, "thr")]
     assert v.lists == [[0, 1], [2], []]  # the view is left untouched
 
 
@@ -68,7 +68,7 @@ def test_underload_moves_whole_host_and_is_all_or_nothing() -> None:
     # host 0 (10 %) empties onto host 1; host 2 (35 %) would need 2 VMs moved but only one fits
     v = view([[0], [1], [2, 3]], req=[200, 800, 350, 350], ram=[100, 100, 100, 100])
     plan = plan_migrations(v, cfg())
-    assert [(m.vm, m.src, m.dst, m.rule) for m in plan] == [(0, 0, 1, "underload")]
+    assert [(m.workload, m.src, m.dst, m.rule) for m in plan] == [(0, 0, 1, "underload")]
     # without the all-or-nothing cancel, VM 2 or 3 would have gone to host 1 as well
     assert all(m.src != 2 for m in plan)
 
@@ -82,8 +82,8 @@ def test_overload_targets_excluded_from_underload_when_fixed() -> None:
     # host 0 overloaded -> VM 1 goes to host 2 (5 %); CloudSim then picks host 2 as the least
     # loaded source and moves VM 1 a second time (its quirk); the corrected mode does not.
     v = view([[0, 1], [2], [3]], req=[900, 900, 300, 100], ram=[1000, 500, 800, 800])
-    cloudsim = [(m.vm, m.src, m.dst) for m in plan_migrations(v, cfg())]
-    fixed = [(m.vm, m.src, m.dst) for m in plan_migrations(v, cfg(spare_relief_targets=True))]
+    cloudsim = [(m.workload, m.src, m.dst) for m in plan_migrations(v, cfg())]
+    fixed = [(m.workload, m.src, m.dst) for m in plan_migrations(v, cfg(spare_relief_targets=True))]
     assert cloudsim == [(1, 0, 2), (1, 2, 1), (3, 2, 1)]
     assert fixed == [(1, 0, 2), (2, 1, 2)]
 
@@ -96,4 +96,4 @@ def test_waking_a_switched_off_host_costs_its_idle_power_when_fixed() -> None:
     for stale in (True, False):
         reference = "measured" if stale else "planned"
         plan = plan_migrations(v, cfg(empty_host_power="off", power_reference=reference))
-        assert [(m.vm, m.src, m.dst, m.rule) for m in plan] == [(1, 0, 1, "thr")]
+        assert [(m.workload, m.src, m.dst, m.rule) for m in plan] == [(1, 0, 1, "thr")]

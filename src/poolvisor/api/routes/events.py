@@ -20,4 +20,4 @@ def list_events(
     project: Annotated[Name | None, Query(description="admins: only this project's events")] = None,
     limit: Annotated[int, Query(ge=1, le=1000), QUERY_INT] = 100,
 ) -> list[EventOut]:
-    return [EventOut.model_validate(e) for e in svc.list_events(scope_project(who, project), limit)]
+    return [EventOut.model_validate(e) for e in svc.events.list_events(scope_project(who, project), limit)]

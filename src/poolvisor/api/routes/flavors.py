@@ -14,19 +14,19 @@ router = APIRouter(prefix="/v1/flavors", tags=["flavors"])
 
 @router.get("", response_model=list[FlavorOut], responses=errors(401, 503))
 def list_flavors(svc: SvcDep, _: Who) -> list[FlavorOut]:
-    return [FlavorOut.model_validate(f) for f in svc.list_flavors()]
+    return [FlavorOut.model_validate(f) for f in svc.catalog.list_flavors()]
 
 
 @router.post("", status_code=201, response_model=FlavorOut, responses=errors(401, 403, 409, 413, 422, 503))
 def create_flavor(body: FlavorCreate, svc: SvcDep, _: Admin) -> FlavorOut:
-    return FlavorOut.model_validate(svc.create_flavor(body.name, dict(body.demand)))
+    return FlavorOut.model_validate(svc.catalog.create_flavor(body.name, dict(body.demand)))
 
 
 @router.get("/{name}", response_model=FlavorOut, responses=errors(401, 404, 422, 503))
 def get_flavor(name: NamePath, svc: SvcDep, _: Who) -> FlavorOut:
-    return FlavorOut.model_validate(svc.get_flavor(name))
+    return FlavorOut.model_validate(svc.catalog.get_flavor(name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
 def delete_flavor(name: NamePath, svc: SvcDep, _: Admin) -> None:
-    svc.delete_flavor(name)
+    svc.catalog.delete_flavor(name)

@@ -18,32 +18,33 @@ router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 def list_hosts(
     svc: SvcDep, _: Who, pool: Annotated[Name | None, Query(description="only this pool's hosts")] = None,
 ) -> list[HostOut]:
-    return [HostOut.model_validate(h) for h in svc.list_hosts(pool)]
+    return [HostOut.model_validate(h) for h in svc.hosts.list_hosts(pool)]
 
 
 @router.post("", status_code=201, response_model=HostOut,
              responses=errors(401, 403, 404, 409, 413, 422, 503))
 def create_host(body: HostCreate, svc: SvcDep, _: Admin) -> HostOut:
     """Declare a host run by `driver` at `uri` (sim by default); without `capacity`, the node's own."""
-    rec = svc.create_host(body.name, dict(body.capacity) if body.capacity is not None else None,
-                          pool=body.pool, overcommit=body.overcommit, labels=body.labels,
-                          domain=body.domain, max_workloads=body.max_workloads, driver=body.driver,
-                          uri=body.uri, fence=body.fence)
+    rec = svc.hosts.create_host(body.name, dict(body.capacity) if body.capacity is not None else None,
+                                pool=body.pool, overcommit=body.overcommit, labels=body.labels,
+                                domain=body.domain, max_workloads=body.max_workloads, driver=body.driver,
+                                uri=body.uri, fence=body.fence,
+                                gpus=[g.model_dump() for g in body.gpus] if body.gpus is not None else None)
     return HostOut.model_validate(rec)
 
 
 @router.get("/{name}", response_model=HostOut, responses=errors(401, 404, 422, 503))
 def get_host(name: NamePath, svc: SvcDep, _: Who) -> HostOut:
-    return HostOut.model_validate(svc.get_host(name))
+    return HostOut.model_validate(svc.hosts.get_host(name))
 
 
 @router.put("/{name}/state", response_model=HostOut, responses=errors(401, 403, 404, 409, 413, 422, 503))
 def set_host_state(name: NamePath, body: HostStateChange, svc: SvcDep, _: Admin) -> HostOut:
     """up, maintenance (no new workloads), fenced (through the host's fence agent; 503 when it
     fails, 409 for fence method 'none') or down (their workloads must move)."""
-    return HostOut.model_validate(svc.set_host_state(name, body.state))
+    return HostOut.model_validate(svc.hosts.set_host_state(name, body.state))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
 def delete_host(name: NamePath, svc: SvcDep, _: Admin) -> None:
-    svc.delete_host(name)
+    svc.hosts.delete_host(name)

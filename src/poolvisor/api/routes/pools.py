@@ -16,22 +16,22 @@ router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
 @router.get("", response_model=list[PoolOut], responses=errors(401, 503))
 def list_pools(svc: SvcDep, _: Who) -> list[PoolOut]:
-    return [PoolOut.model_validate(p) for p in svc.list_pools()]
+    return [PoolOut.model_validate(p) for p in svc.catalog.list_pools()]
 
 
 @router.post("", status_code=201, response_model=PoolOut, responses=errors(401, 403, 409, 413, 422, 503))
 def create_pool(body: PoolCreate, svc: SvcDep, _: Admin) -> PoolOut:
-    return PoolOut.model_validate(svc.create_pool(body.name, body.description))
+    return PoolOut.model_validate(svc.catalog.create_pool(body.name, body.description))
 
 
 @router.get("/{name}", response_model=PoolOut, responses=errors(401, 404, 422, 503))
 def get_pool(name: NamePath, svc: SvcDep, _: Who) -> PoolOut:
-    return PoolOut.model_validate(svc.get_pool(name))
+    return PoolOut.model_validate(svc.catalog.get_pool(name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
 def delete_pool(name: NamePath, svc: SvcDep, _: Admin) -> None:
-    svc.delete_pool(name)
+    svc.catalog.delete_pool(name)
 
 
 @router.post("/{name}/consolidation-plan", response_model=ConsolidationOut,
@@ -46,7 +46,8 @@ def consolidation_plan(name: NamePath, svc: SvcDep, _: Admin,
     the plan and `executed` / `failed`, the outcome of each move."""
     req = body or ConsolidationRequest()
     if req.apply:
-        task = svc.submit_consolidation(name, req.max_migrations)
+        task = svc.batch.submit_consolidation(name, req.max_migrations, req.policy)
         return JSONResponse(jsonable_encoder(TaskOut.model_validate(task)), status_code=202,
                             headers={"Location": f"/v1/tasks/{task.id}"})
-    return ConsolidationOut.model_validate(svc.plan_consolidation(name, max_migrations=req.max_migrations))
+    plan = svc.batch.plan_consolidation(name, max_migrations=req.max_migrations, policy=req.policy)
+    return ConsolidationOut.model_validate(plan)

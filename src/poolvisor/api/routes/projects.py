@@ -15,14 +15,14 @@ router = APIRouter(prefix="/v1/projects", tags=["projects"])
 @router.get("", response_model=list[ProjectOut], responses=errors(401, 503))
 def list_projects(svc: SvcDep, who: Who) -> list[ProjectOut]:
     own = scope_project(who, None)
-    return [ProjectOut.model_validate(p) for p in svc.list_projects() if own is None or p.name == own]
+    return [ProjectOut.model_validate(p) for p in svc.catalog.list_projects() if own is None or p.name == own]
 
 
 @router.post("", status_code=201, response_model=ProjectOut, responses=errors(401, 403, 409, 413, 422, 503))
 def create_project(body: ProjectCreate, svc: SvcDep, _: Admin) -> ProjectOut:
-    return ProjectOut.model_validate(svc.create_project(body.name))
+    return ProjectOut.model_validate(svc.catalog.create_project(body.name))
 
 
 @router.get("/{name}", response_model=ProjectOut, responses=errors(401, 404, 422, 503))
 def get_project(name: NamePath, svc: SvcDep, who: Who) -> ProjectOut:
-    return ProjectOut.model_validate(svc.get_project(scope_project(who, name) or name))
+    return ProjectOut.model_validate(svc.catalog.get_project(scope_project(who, name) or name))

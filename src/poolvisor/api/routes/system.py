@@ -42,7 +42,7 @@ def metrics_view(
     scrape: str | None = getattr(request.app.state, "metrics_token", None)
     if scrape and hmac.compare_digest(token.encode(), scrape.encode()):
         return metrics.EVERYTHING
-    who = svc.authenticate(token) if len(token) <= MAX_TOKEN_LEN else None
+    who = svc.auth.authenticate(token) if len(token) <= MAX_TOKEN_LEN else None
     if who is None:
         raise UnauthorizedError("invalid bearer token")
     if who.role == "admin":
@@ -60,5 +60,6 @@ def get_metrics(svc: SvcDep,
     """Without a token: fleet totals only (no pool, project or host names). A member token adds
     the per-pool series and its own project's workloads; an admin token or the scrape token
     (`poolvisor serve --metrics-token-file`) shows every pool and project."""
-    body = metrics.render(svc.list_pools(), svc.list_hosts(), svc.list_workloads(), view)
+    body = metrics.render(svc.catalog.list_pools(), svc.hosts.list_hosts(), svc.workloads.list_workloads(),
+                          view)
     return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)

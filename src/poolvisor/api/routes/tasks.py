@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
@@ -28,19 +28,22 @@ def list_tasks(
     limit: Annotated[int, Query(ge=1, le=1000), QUERY_INT] = 100,
 ) -> list[TaskOut]:
     """Newest first."""
-    return [TaskOut.model_validate(t) for t in svc.list_tasks(scope_project(who, project), state, limit)]
+    return [TaskOut.model_validate(t)
+            for t in svc.tasks.list_tasks(scope_project(who, project), state, limit)]
 
 
 @router.get("/{task_id}", response_model=TaskOut, responses=errors(401, 404, 422, 503))
 def get_task(task_id: TaskId, svc: SvcDep, who: Who) -> TaskOut:
     """State, progress 0..1, the result or error, and the task's log."""
-    return TaskOut.model_validate(svc.get_task(task_id, scope_project(who, None)))
+    return TaskOut.model_validate(svc.tasks.get_task(task_id, scope_project(who, None)))
 
 
 @router.post("/{task_id}/cancel", status_code=202, response_model=TaskOut,
              responses=errors(401, 404, 409, 413, 422, 503))
-def cancel_task(task_id: TaskId, svc: SvcDep, who: Who) -> TaskOut:
+def cancel_task(task_id: TaskId, response: Response, svc: SvcDep, who: Who) -> TaskOut:
     """A queued task ends `cancelled` at once. A running migration is aborted (the workload stays
     on its source; the task ends `cancelled`), a running consolidation stops before its next move:
-    poll the task. 409 for a finished task or a step of another task."""
-    return TaskOut.model_validate(svc.cancel_task(task_id, scope_project(who, None)))
+    poll the task (also in `Location`). 409 for a finished task or a step of another task."""
+    task = svc.tasks.cancel_task(task_id, scope_project(who, None))
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    return TaskOut.model_validate(task)

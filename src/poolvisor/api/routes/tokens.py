@@ -26,8 +26,8 @@ def create_token(body: TokenCreate, svc: SvcDep, who: Who) -> TokenOut:
         raise ForbiddenError("only an admin token can mint admin tokens")
     project = body.project if body.role == "admin" else scope_project(who, body.project)
     if project is not None:
-        svc.get_project(project)  # 404 before minting anything
-    new = svc.issue_token(body.role, project, expires_in=body.expires_in, label=body.label, creator=who)
+        svc.catalog.get_project(project)  # 404 before minting anything
+    new = svc.auth.issue_token(body.role, project, expires_in=body.expires_in, label=body.label, creator=who)
     r = new.record
     return TokenOut(token=new.token, id=r.id, role=r.role, project=r.project, label=r.label,
                     expires_at=r.expires_at)
@@ -38,13 +38,13 @@ def list_tokens(svc: SvcDep, who: Who,
                 project: Annotated[Name | None, Query(description="only this project's tokens")] = None
                 ) -> list[TokenInfo]:
     """Every token (admins; `project` narrows) or the caller's project's tokens (members)."""
-    return [TokenInfo.model_validate(t) for t in svc.list_tokens(scope_project(who, project))]
+    return [TokenInfo.model_validate(t) for t in svc.auth.list_tokens(scope_project(who, project))]
 
 
 @router.delete("/tokens/{token_id}", status_code=204, responses=errors(401, 404, 409, 422, 503))
 def revoke_token(token_id: TokenId, svc: SvcDep, who: Who) -> None:
     """Revoke a token at once, everywhere (idempotent). Members: their project's tokens only."""
-    svc.revoke_token(token_id, scope_project(who, None))
+    svc.auth.revoke_token(token_id, scope_project(who, None))
 
 
 @router.get("/whoami", response_model=WhoAmI, responses=errors(401, 503))

@@ -29,7 +29,7 @@ def record_utilization(body: UtilizationIn, svc: SvcDep, who: Who) -> Utilizatio
     for x in body.samples:
         project = scope_project(who, x.project, default=DEFAULT_PROJECT)
         samples.append(((str(project), x.workload), x.time, x.cpu))
-    return UtilizationRecorded(recorded=svc.record_utilization(samples))
+    return UtilizationRecorded(recorded=svc.utilization.record_utilization(samples))
 
 
 @router.get("/v1/workloads/{name}/utilization", response_model=UtilizationOut,
@@ -53,7 +53,7 @@ def workload_utilization(
     where = locate_workload(svc, who, name, project)
     if steps is None and since is None:
         steps = 288
-    h = svc.utilization_history([(where, name)], interval, steps=steps, since=since, until=until)
+    h = svc.utilization.utilization_history([(where, name)], interval, steps=steps, since=since, until=until)
     assert h.start_s is not None
     return UtilizationOut(project=where, workload=name, interval_s=h.interval_s,
                           start=datetime.fromtimestamp(h.start_s, UTC), cpu=h.util[0].tolist())

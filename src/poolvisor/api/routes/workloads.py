@@ -38,7 +38,7 @@ def locate_workload(svc: Services, who: Principal, name: str, project: str | Non
     scoped = scope_project(who, project)
     if scoped is not None:
         return scoped
-    owners = sorted({w.project for w in svc.list_workloads() if w.name == name})
+    owners = sorted({w.project for w in svc.workloads.list_workloads() if w.name == name})
     if not owners:
         raise NotFoundError(f"workload {name!r} not found")
     if len(owners) > 1:
@@ -50,8 +50,8 @@ def locate_workload(svc: Services, who: Principal, name: str, project: str | Non
 def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[WorkloadOut]:
     scoped = scope_project(who, project)
     if scoped is not None:
-        svc.get_project(scoped)  # 404 for an unknown project rather than an empty list
-    return [WorkloadOut.model_validate(w) for w in svc.list_workloads(scoped)]
+        svc.catalog.get_project(scoped)  # 404 for an unknown project rather than an empty list
+    return [WorkloadOut.model_validate(w) for w in svc.workloads.list_workloads(scoped)]
 
 
 @router.post(
@@ -73,7 +73,7 @@ def create_workload(
     eliminated how many hosts, and why."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
-    rec = svc.create_workload(
+    rec = svc.workloads.create_workload(
         project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
         group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
         forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run, explain=explain == "full",
@@ -99,7 +99,7 @@ def create_workloads_batch(
     All-or-nothing by default: a 409 `no_valid_host` error carries the plan in `detail`."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
-    res = svc.create_workloads_batch(
+    res = svc.batch.create_workloads_batch(
         project, [w.model_dump(exclude_none=True) for w in body.workloads],
         all_or_nothing=body.all_or_nothing, pool=body.pool, dry_run=dry_run,
         create_project=who.role == "admin" and body.project is None)
@@ -110,18 +110,19 @@ def create_workloads_batch(
 
 @router.get("/{name}", response_model=WorkloadOut, responses=errors(401, 404, 409, 422, 503))
 def get_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
-    return WorkloadOut.model_validate(svc.get_workload(locate_workload(svc, who, name, project), name))
+    return WorkloadOut.model_validate(svc.workloads.get_workload(locate_workload(svc, who, name, project),
+                                                                 name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))
 def delete_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
-    svc.delete_workload(locate_workload(svc, who, name, project), name)
+    svc.workloads.delete_workload(locate_workload(svc, who, name, project), name)
 
 
 def _action_route(action: Action) -> None:
     def act(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
         where = locate_workload(svc, who, name, project)
-        return WorkloadOut.model_validate(svc.workload_action(where, name, action))
+        return WorkloadOut.model_validate(svc.workloads.workload_action(where, name, action))
 
     act.__name__ = f"{action}_workload"
     act.__doc__ = f"{action.capitalize()} the workload (409 when its state does not allow it)."
@@ -144,6 +145,6 @@ def migrate_workload(name: NamePath, response: Response, svc: SvcDep, who: Who, 
     placement (409 no_valid_host) and the driver's failures end the task `failed`/`rolled_back`."""
     target = body.host if body is not None else None
     where = locate_workload(svc, who, name, project)
-    task = svc.submit_migrate(where, name, target)
+    task = svc.workloads.submit_migrate(where, name, target)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return TaskOut.model_validate(task)

@@ -26,6 +26,7 @@ import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.balancing import kernels, pabfd
+from poolvisor.policies.balancing.actions import MIGRATE, Action, Explanation
 from poolvisor.policies.balancing.detection import RULE_UNDERLOAD, RULES, Detector
 from poolvisor.policies.balancing.overload import GENERAL, IQR, LINEAR, MAD, THR, overloaded, rule_for
 from poolvisor.policies.balancing.pabfd import (
@@ -46,14 +47,6 @@ from poolvisor.policies.balancing.pabfd import (
 )
 from poolvisor.policies.balancing.power import PowerTable
 from poolvisor.policies.balancing.selection import Selector
-
-
-@dataclass(frozen=True)
-class Migration:
-    vm: int
-    src: int
-    dst: int
-    rule: str
 
 
 @dataclass
@@ -310,8 +303,19 @@ class _Planner:
         return [vms[i] for i in np.argsort(-req, kind="stable")]
 
 
-def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
-    """The migrations CloudSim's optimizeAllocation would start at this epoch (see module doc)."""
+def migration_action(mu: list[float], req: list[float], vm: int, src: int, dst: int, rule: str,
+               candidates: int) -> Action:
+    """A planned migration with what it was decided on (``mu``: utilizations measured at the
+    epoch, ``req``: the workloads' requests, as lists: this runs once per migration)."""
+    figures = {"src_util": mu[src], "dst_util": mu[dst], "requested": req[vm],
+               "candidates": float(candidates)}
+    return Action(MIGRATE, vm, src, dst, Explanation(rule, figures))
+
+
+def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Action]:
+    """The migrations CloudSim's optimizeAllocation would start at this epoch (see module doc),
+    as actions whose rule is the detector's (or ``underload``); figures: the source's and the
+    destination's measured utilization, the workload's request, how many hosts PABFD weighed."""
     p = _Planner(view, cfg)
     H = view.total.size
     all_hosts = np.arange(H)
@@ -353,14 +357,16 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
                 break
 
     # 3. placement of the selected VMs (PABFD), overloaded hosts excluded
-    out: list[Migration] = []
+    out: list[Action] = []
+    mu_l = view.measured_u.tolist()
     src_rule = {vm: (s, r) for vm, s, r in picked}
     order = p.by_demand([vm for vm, _, _ in picked])
-    dsts = p.place_batch(order, all_hosts[~over], all_or_nothing=False) if order else []
+    targets = all_hosts[~over]
+    dsts = p.place_batch(order, targets, all_or_nothing=False) if order else []
     for vm, dst in zip(order, dsts or [], strict=True):
         if dst >= 0:
             s, r = src_rule[vm]
-            out.append(Migration(vm, s, dst, r))
+            out.append(migration_action(mu_l, p.req_l, vm, s, dst, r, targets.size))
     if not cfg.underload:
         return out
 
@@ -388,12 +394,13 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Migration]:
         if not vms:
             continue
         order = p.by_demand(list(vms))
-        dsts = p.place_batch(order, np.flatnonzero(place_ok), all_or_nothing=True)
+        targets = np.flatnonzero(place_ok)
+        dsts = p.place_batch(order, targets, all_or_nothing=True)
         if dsts is None:
             continue
         for vm, dst in zip(order, dsts, strict=True):
             excl_src[dst] = True
-            out.append(Migration(vm, int(h), dst, RULES[RULE_UNDERLOAD]))
+            out.append(migration_action(mu_l, p.req_l, vm, int(h), dst, RULES[RULE_UNDERLOAD], targets.size))
     return out
 
 

@@ -12,6 +12,13 @@ dynamic protocol: pure, no I/O. The services and the namespace dataplane both us
   distance-vector domain first converges with them up, then re-converges after they fail, and the
   rounds of that re-convergence are reported (what a real failure would cost). IPv4 and IPv6 are
   routed separately, each over the networks of its family.
+- Path-vector (distance 20, like eBGP): every path-vector router is an autonomous system (its
+  `asn`); two of them hold a session over each network where both have an interface up, each
+  originates its connected networks, and routes carry their AS path (loops dropped; an import
+  policy `local_pref` per neighbour router ranks routes first, then the shorter AS path). The
+  metric is the AS-path length; the next hop is the neighbour's address on the cheapest shared
+  network. Like distance-vector, it converges with every link up first, then re-converges without
+  the failed ones, and reports those rounds.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from poolvisor.policies.network.distvec import distance_vector
 from poolvisor.policies.network.graph import Graph
 from poolvisor.policies.network.linkstate import prefix_routes, shortest_paths
 from poolvisor.policies.network.lpm import PrefixTrie
+from poolvisor.policies.network.pathvec import path_vector
 
-DISTANCE = {"connected": 0, "static": 1, "link-state": 110, "distance-vector": 120}
-PROTOCOLS = ("link-state", "distance-vector", "static")
+DISTANCE = {"connected": 0, "static": 1, "path-vector": 20, "link-state": 110, "distance-vector": 120}
+PROTOCOLS = ("link-state", "distance-vector", "path-vector", "static")
+PRIVATE_ASN = 4_200_000_000  # first private 4-byte AS number: the default of router k is this + k
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class RouterSpec:
     protocol: str
     interfaces: tuple[Iface, ...]
     static: tuple[Static, ...] = ()
+    asn: int | None = None  # path-vector: the router's AS number (unique among the project's routers)
+    local_pref: tuple[tuple[str, int], ...] = ()  # path-vector import policy: (neighbour router, pref)
 
 
 @dataclass(frozen=True, order=True)
@@ -70,12 +81,13 @@ class Route:
     source: str
     metric: float
     hops: tuple[Hop, ...]
+    as_path: tuple[int, ...] = ()  # path-vector: the AS numbers the route crossed, nearest first
 
 
 @dataclass
 class Tables:
     routes: dict[str, list[Route]]
-    rounds: dict[str, int]  # distance-vector domain: rounds to (re-)converge
+    rounds: dict[str, int]  # distance-vector and path-vector domains: rounds to (re-)converge
     compute_s: float
     _tries: dict[tuple[str, str], PrefixTrie[Route]] = field(default_factory=dict, repr=False)
 
@@ -114,14 +126,16 @@ def compute_tables(routers: Iterable[RouterSpec], *, down: Iterable[tuple[str, s
             if on:
                 offer(r.name, Route(st.prefix, "static", st.metric, (Hop(on[0].network, st.nexthop),)))
     rounds: dict[str, int] = {}
-    for proto in ("link-state", "distance-vector"):
+    for proto in ("link-state", "distance-vector", "path-vector"):
         for family in ("ipv4", "ipv6"):  # each family is routed over its own networks only
-            domain = [RouterSpec(r.name, r.protocol,
-                                 tuple(i for i in r.interfaces if i.subnet.family == family))
-                      for r in specs if r.protocol == proto]
+            domain = [replace(r, interfaces=tuple(i for i in r.interfaces if i.subnet.family == family),
+                              static=()) for r in specs if r.protocol == proto]
             if any(r.interfaces for r in domain):
-                n_rounds = _dynamic(proto, domain, failed, offer)
-                if proto == "distance-vector":
+                if proto == "path-vector":
+                    n_rounds = _path_vector(domain, failed, offer)
+                else:
+                    n_rounds = _dynamic(proto, domain, failed, offer)
+                if proto != "link-state":
                     rounds[proto] = max(rounds.get(proto, 0), n_rounds)
     tables = {name: _select(per) for name, per in best.items()}
     return Tables(tables, rounds, time.perf_counter() - t0)
@@ -139,8 +153,55 @@ def _select(per_prefix: dict[tuple[str, int, int], list[Route]]) -> list[Route]:
         top = min((DISTANCE[c.source], c.metric) for c in cands)
         winners = [c for c in cands if (DISTANCE[c.source], c.metric) == top]
         hops = tuple(sorted({h for c in winners for h in c.hops}, key=lambda h: (h.network, h.nexthop or 0)))
-        out.append(Route(winners[0].prefix, winners[0].source, winners[0].metric, hops))
+        out.append(Route(winners[0].prefix, winners[0].source, winners[0].metric, hops, winners[0].as_path))
     return out
+
+
+def _path_vector(domain: list[RouterSpec], failed: set[tuple[str, str]],
+                 offer: Callable[[str, Route], None]) -> int:
+    """Offer the domain's path-vector routes (pathvec.path_vector); returns the rounds of the last
+    run (the re-convergence when links are down)."""
+    asn = {r.name: r.asn if r.asn is not None else PRIVATE_ASN + k for k, r in enumerate(domain)}
+    if len(set(asn.values())) != len(asn):
+        raise ValueError("path-vector routers of one project need distinct AS numbers")
+    by_asn = {a: n for n, a in asn.items()}
+    subnet = {i.network: i.subnet for r in domain for i in r.interfaces}
+
+    def sessions(include_failed: bool) -> dict[tuple[int, int], list[tuple[int, str, int]]]:
+        """(a, b) -> [(a's cost, network, b's address)] over the networks both have up."""
+        on_net: dict[str, list[tuple[str, Iface]]] = defaultdict(list)
+        for r in domain:
+            for i in r.interfaces:
+                if i.up and (include_failed or (r.name, i.network) not in failed):
+                    on_net[i.network].append((r.name, i))
+        out: dict[tuple[int, int], list[tuple[int, str, int]]] = defaultdict(list)
+        for net in sorted(on_net):
+            for a, ia in on_net[net]:
+                for b, ib in on_net[net]:
+                    if a != b:
+                        out[(asn[a], asn[b])].append((ia.cost, net, ib.address))
+        return out
+
+    def originate(include_failed: bool) -> dict[int, list[str]]:
+        return {asn[r.name]: [i.network for i in r.interfaces
+                              if i.up and (include_failed or (r.name, i.network) not in failed)]
+                for r in domain}
+
+    prefs = {(asn[r.name], asn[nb]): pref for r in domain for nb, pref in r.local_pref if nb in asn}
+    before = sessions(include_failed=True)
+    res = path_vector(asn.values(), before, originate(True), local_pref=prefs)
+    now = sessions(include_failed=False)
+    if now.keys() != before.keys() or originate(False) != originate(True):
+        res = path_vector(asn.values(), now, originate(False), local_pref=prefs, start=res.ribs)
+    for a, rib in res.ribs.items():
+        for net, route in sorted(rib.items()):
+            nb = route.neighbour
+            if nb is None or (a, nb) not in now:
+                continue  # originated here (connected), or a session that is gone
+            cost, via, addr = min(now[(a, nb)])
+            offer(by_asn[a], Route(subnet[net], "path-vector", float(len(route.path)), (Hop(via, addr),),
+                                   route.path))
+    return res.rounds
 
 
 def _dynamic(proto: str, domain: list[RouterSpec], failed: set[tuple[str, str]],
@@ -220,5 +281,5 @@ def _dynamic(proto: str, domain: list[RouterSpec], failed: set[tuple[str, str]],
     return res.rounds
 
 
-__all__ = ["DISTANCE", "PROTOCOLS", "Hop", "Iface", "Route", "RouterSpec", "Static", "Tables",
+__all__ = ["DISTANCE", "PRIVATE_ASN", "PROTOCOLS", "Hop", "Iface", "Route", "RouterSpec", "Static", "Tables",
            "compute_tables"]

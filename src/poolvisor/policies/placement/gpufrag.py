@@ -32,6 +32,7 @@ Scores (higher is better), per candidate host:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -155,8 +156,14 @@ class TargetWorkload:
 
 def residue_table(levels: np.ndarray) -> np.ndarray:
     """R(L) for L = 0..1000: the least free milli a GPU with L free keeps when filled with any
-    number of pods of the given per-GPU sizes (unbounded knapsack, exact)."""
-    sizes = [int(x) for x in np.unique(levels) if 0 < x <= MILLI]
+    number of pods of the given per-GPU sizes (unbounded knapsack, exact). Memoized per size set:
+    a live pool re-learns its target workload after each placement, and its sizes rarely change."""
+    sizes = tuple(int(x) for x in np.unique(levels) if 0 < x <= MILLI)
+    return _residue(sizes).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _residue(sizes: tuple[int, ...]) -> np.ndarray:
     best = np.arange(MILLI + 1, dtype=np.float64)
     for free in range(1, MILLI + 1):
         for m in sizes:

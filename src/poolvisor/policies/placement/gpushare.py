@@ -43,6 +43,11 @@ def request_pod(view: ClusterState, demand: np.ndarray, cpu: str = CPU, gpu: str
     res = view.resources
     g = float(demand[res.index(gpu)]) if gpu in res else 0.0
     c = float(demand[res.index(cpu)]) if cpu in res else 0.0
+    return pod_of(c, g)
+
+
+def pod_of(c: float, g: float) -> gf.Pod:
+    """The pod of ``c`` CPU and ``g`` GPU: a fraction (< 1) of one GPU, or whole GPUs (else a 4xx)."""
     if g <= 0:
         return gf.Pod(c, 0, 0)
     if g < 1:
@@ -67,6 +72,8 @@ class GpuDevices:
         self.history: deque[tuple[float, int, int]] = deque(maxlen=HISTORY)
         self.allocations = 0  # requests allocated so far (the history keeps the last HISTORY)
         self._learned: tuple[int, gf.TargetWorkload] | None = None
+        self._within: list[int] = []  # stable hash of each host name, by state index
+        self._fill: tuple[bytes, np.ndarray] | None = None  # (capacity digest, fill positions)
 
     @classmethod
     def packed(cls, view: ClusterState, gpu: str = GPU, cpu: str = CPU) -> GpuDevices:
@@ -110,10 +117,16 @@ class GpuDevices:
             if self.fixed_fill.shape != (view.n,):
                 raise InvalidInputError(f"fill order has {self.fixed_fill.size} positions for {view.n} hosts")
             return self.fixed_fill
-        caps, shape = np.unique(view.capacity.T, axis=0, return_inverse=True)
-        within = np.array([_stable_hash(n) for n in view.names], dtype=np.uint64)
-        phase = np.array([_stable_hash(c.tobytes()) / 2.0**64 for c in caps])
-        return gf.fill_positions(shape.reshape(-1), within, phase)
+        names = view.names
+        if len(self._within) < view.n:  # hosts are only appended to a state: hash the new names
+            self._within += [_stable_hash(n) for n in names[len(self._within): view.n]]
+        key = hashlib.blake2b(np.ascontiguousarray(view.capacity).tobytes(), digest_size=16).digest()
+        if self._fill is None or self._fill[0] != key or self._fill[1].size != view.n:
+            caps, shape = np.unique(view.capacity.T, axis=0, return_inverse=True)
+            within = np.array(self._within[: view.n], dtype=np.uint64)
+            phase = np.array([_stable_hash(c.tobytes()) / 2.0**64 for c in caps])
+            self._fill = (key, gf.fill_positions(shape.reshape(-1), within, phase))
+        return self._fill[1]
 
     # ---- bookkeeping ------------------------------------------------------------------------------------
     def fits(self, pod: gf.Pod) -> np.ndarray:
@@ -125,15 +138,8 @@ class GpuDevices:
         """Take the pod's GPUs on host h (``gpu`` for a fraction, else the tightest one; whole GPUs:
         the first fully free ones) and remember the request for the target workload."""
         row = self.free[h]
-        if pod.count == 0:
-            chosen = np.zeros(0, dtype=np.int64)
-        elif pod.shares_gpu:
-            if gpu < 0:
-                gpu = int(np.argmin(np.where(row >= pod.milli, row, np.iinfo(np.int64).max)))
-            chosen = np.array([gpu])
-        else:
-            chosen = gf.take_devices(row[None, :], pod)[0][0]
-        if chosen.size and (chosen.size != pod.count or np.any(row[chosen] < pod.milli)):
+        chosen = choose_devices(row, pod, gpu)
+        if chosen is None:
             raise ConflictError(f"host {h} has no {pod.count} GPU(s) with {pod.milli} milli free")
         row[chosen] -= pod.milli
         self.history.append((pod.cpu, pod.count, pod.milli))
@@ -149,6 +155,32 @@ class GpuDevices:
     def _check(self, view: ClusterState) -> None:
         if self.free.shape[0] != view.n:
             raise InvalidInputError(f"GPU state has {self.free.shape[0]} hosts, the pool {view.n}")
+
+
+    def remember(self, pod: gf.Pod) -> None:
+        """Count a request allocated elsewhere (the store's ledger) into the learned workload."""
+        self.history.append((pod.cpu, pod.count, pod.milli))
+        self.allocations += 1
+
+
+def choose_devices(row: np.ndarray, pod: gf.Pod, gpu: int = -1) -> np.ndarray | None:
+    """The GPUs of one host (free milli per GPU in ``row``) a pod takes, or None when it does not fit:
+    a fraction takes ``gpu`` if given, else the tightest GPU with room (first of equals); whole GPUs
+    take the first fully free ones. The one rule for the live books, the store's ledger and tests."""
+    row = np.asarray(row, dtype=np.int64)
+    if pod.count == 0:
+        return np.zeros(0, dtype=np.int64)
+    if row.size < pod.count:
+        return None
+    if pod.shares_gpu:
+        if gpu < 0:
+            gpu = int(np.argmin(np.where(row >= pod.milli, row, np.iinfo(np.int64).max)))
+        chosen = np.array([gpu], dtype=np.int64)
+    else:
+        chosen = gf.take_devices(row[None, :], pod)[0][0]
+    if chosen.size != pod.count or np.any(chosen >= row.size) or np.any(row[chosen] < pod.milli):
+        return None
+    return chosen
 
 
 _ATTACHED: weakref.WeakKeyDictionary[ClusterState, GpuDevices] = weakref.WeakKeyDictionary()

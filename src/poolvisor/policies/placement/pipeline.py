@@ -60,7 +60,10 @@ class PlacementPolicy:
     @classmethod
     def named(cls, name: str, scarce: Sequence[str] = DEFAULT_SCARCE) -> PlacementPolicy:
         """Built-in policies: best-fit (pack), spread (worst fit), balanced, dot-product; each with
-        soft affinity and keep-scarce-free (as the default)."""
+        soft affinity and keep-scarce-free (as the default). fgd-ri: pools with shared GPUs, the
+        per-device filter and the fgd-ri scorer alone (gpushare.py; its decisions are the simulator's)."""
+        if name == "fgd-ri":
+            return cls(filters=(*DEFAULT_FILTERS, "gpu-devices"), scorers=(("fgd-ri", 1.0),), scarce=scarce)
         scorer = {
             "best-fit": "best-fit",
             "pack": "best-fit",
@@ -73,7 +76,7 @@ class PlacementPolicy:
             from poolvisor.domain.errors import InvalidInputError
 
             raise InvalidInputError(
-                f"unknown placement policy {name!r}; known: best-fit, spread, balanced, dot-product"
+                f"unknown placement policy {name!r}; known: best-fit, spread, balanced, dot-product, fgd-ri"
             )
         return cls(scorers=((scorer, 1.0), *DEFAULT_SCORERS[1:]), scarce=scarce)
 

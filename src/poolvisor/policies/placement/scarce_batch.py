@@ -1,6 +1,6 @@
 """Batch placement that keeps scarce resources free, as the keep-scarce-free scorer does one by one.
 
-The packer (packing/pool.py) minimises hosts and knows nothing of GPUs: left alone it fills a GPU
+The packer (packing/consolidate.py) minimises hosts and knows nothing of GPUs: left alone it fills a GPU
 host's memory with ordinary VMs. Here the batch is planned in tiers: workloads that use the same
 scarce resources are packed together onto the hosts that have no *other* scarce resource free
 (workloads using the most scarce resources first, re-reading what is free after each tier); what
@@ -13,7 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from poolvisor.policies.packing.pool import Move, Plan, _eligible, host_lower_bound, plan_batch_placement
+from poolvisor.policies.balancing.actions import PLACE, Action
+from poolvisor.policies.packing.consolidate import (
+    NO_ROOM,
+    Plan,
+    _eligible,
+    host_lower_bound,
+    move,
+    plan_batch_placement,
+)
 from poolvisor.policies.placement.scarce import FREE_EPS, scarce_rows
 from poolvisor.state.cluster import ClusterState
 
@@ -30,7 +38,7 @@ def plan_batch_keeping_scarce(state: ClusterState, names: Sequence[str], demands
     ok = _eligible(state, allowed)
     work = state.copy()
     assignment = np.full(len(names), -1, dtype=np.int64)
-    moves: list[Move | None] = [None] * len(names)
+    moves: list[Action | None] = [None] * len(names)
     notes: list[str] = []
     uses = d[:, rows] > 0
     patterns, tier = np.unique(uses, axis=0, return_inverse=True)
@@ -53,14 +61,14 @@ def plan_batch_keeping_scarce(state: ClusterState, names: Sequence[str], demands
                f"host(s); active hosts {before} -> {after}")
     notes.append(f"hosts with free {'/'.join(kept)} were offered only to workloads using it, "
                  "or when no other host fitted (keep-scarce-free)")
-    final = [m if m is not None else Move(n, None, None, "no eligible host has enough free capacity left")
-             for n, m in zip(names, moves, strict=True)]
+    final = [m if m is not None else move(PLACE, i, -1, -1, NO_ROOM) for i, m in enumerate(moves)]
     return Plan("batch-placement", assignment, final, before, after,
-                host_lower_bound(d, state, np.flatnonzero(ok)), summary, notes)
+                host_lower_bound(d, state, np.flatnonzero(ok)), summary, notes, list(names),
+                list(state.names))
 
 
 def _place(work: ClusterState, names: Sequence[str], d: np.ndarray, idx: np.ndarray, hosts: np.ndarray,
-           assignment: np.ndarray, moves: list[Move | None], notes: list[str], why: str) -> None:
+           assignment: np.ndarray, moves: list[Action | None], notes: list[str], why: str) -> None:
     """Pack workloads `idx` onto the `hosts` mask of `work`, allocating what was placed."""
     if idx.size == 0 or not hosts.any():
         return
@@ -72,4 +80,4 @@ def _place(work: ClusterState, names: Sequence[str], d: np.ndarray, idx: np.ndar
             work.allocate(h, d[i], force=True)  # the plan was verified against `work` already
             assignment[i] = h
             m = sub.moves[j]
-            moves[i] = Move(m.workload, m.source, m.target, m.reason + why)
+            moves[i] = move(PLACE, int(i), -1, h, m.rule + why, **m.explanation.figures)

@@ -19,6 +19,7 @@ class PoolSpace:
     reserved: int = 0  # thick volumes' sizes
     thin_used: int = 0  # bytes written to thin volumes
     oversubscription: float = 1.0
+    unit: str = "bytes"  # what the amounts count, for the messages
 
     @property
     def used(self) -> int:
@@ -36,19 +37,19 @@ class PoolSpace:
             return "size must be > 0"
         limit = int(self.capacity * self.oversubscription)
         if self.provisioned + size > limit:
-            return (f"over-subscription limit: {self.provisioned + size} bytes provisioned > "
+            return (f"over-subscription limit: {self.provisioned + size} {self.unit} provisioned > "
                     f"{self.oversubscription:g} x {self.capacity}")
         if not thin and self.used + size > self.capacity:
-            return f"thick volume needs {size} bytes, {self.free} physically free"
+            return f"thick volume needs {size} {self.unit}, {self.free} physically free"
         return None
 
     def check_write(self, new_bytes: int) -> str | None:
         """Why writing `new_bytes` of fresh data to a thin volume does not fit, or None."""
         if self.used + new_bytes > self.capacity:
-            return f"pool full: {new_bytes} new bytes, {self.free} physically free"
+            return f"pool full: {new_bytes} new {self.unit}, {self.free} physically free"
         return None
 
     def add(self, size: int, thin: bool) -> PoolSpace:
         """The space after adding a volume (call `check` first)."""
         return PoolSpace(self.capacity, self.provisioned + size, self.reserved + (0 if thin else size),
-                         self.thin_used, self.oversubscription)
+                         self.thin_used, self.oversubscription, self.unit)

@@ -1,15 +1,15 @@
-"""Online replay: arrivals and departures (and host up/down changes) from an event heap.
+"""Online replay: arrivals and departures (and host up/down changes) as events on the clock core.
 
-Events are ordered by ``(time, priority, seq)``: at equal times departures come first (freeing
-room), then host removals and additions, then arrivals, then metric samples; ``seq`` keeps the
-trace order among equals. Each arrival is placed by the policy or rejected (with a reason); a
-departure releases exactly what was allocated. Arrivals are fed into the heap one at a time, so
-the heap only holds running jobs' departures plus a few pending events.
+Events run on a :class:`~poolvisor.clock.SimClock`, ordered by ``(time, priority, seq)``: at
+equal times departures come first (freeing room), then host removals and additions, then
+arrivals, then metric samples; ``seq`` keeps the trace order among equals. Each arrival is placed
+by the policy or rejected (with a reason); a departure releases exactly what was allocated.
+Arrivals are fed into the queue one at a time, so it only holds running jobs' departures plus a
+few pending events.
 """
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from poolvisor.clock import SimClock
 from poolvisor.sim.online.fleet import Fleet, Job
 from poolvisor.sim.online.fragmentation import FragModel
 from poolvisor.sim.online.policies import Context, OnlinePolicy
 from poolvisor.traces.workload import Workload
 
+#: same-instant priorities (lower first)
 DEPART, HOST_DOWN, HOST_UP, ARRIVE, SAMPLE = range(5)
 
 
@@ -140,11 +142,14 @@ def replay(
     time_unit: str = "s",
     check: bool = False,
     progress: Callable[[int], None] | None = None,
+    clock: SimClock | None = None,
 ) -> OnlineResult:
     """Replay ``workload`` on ``fleet`` (mutated) with ``policy``; returns counts and time series.
 
     ``check`` verifies capacity and bookkeeping invariants after every event (tests).
     ``progress(k)`` is called with the number of arrivals handled since the previous call.
+    ``clock``: the simulated clock to run on (default: a fresh one; a tracing clock records the
+    order of the events), not later than the first event.
     """
     t0 = time.perf_counter()
     n = len(workload)
@@ -161,20 +166,12 @@ def replay(
     start = float(arr[0]) if n else 0.0
     end = float(horizon) if horizon is not None else (float(arr[-1]) if n else 0.0)
     sample_t = np.linspace(start, end, max(samples, 2)) if end > start else np.array([start])
-
-    heap: list[tuple[float, int, int, int]] = []
-    seq = 0
-    for i in range(sample_t.size):
-        heap.append((float(sample_t[i]), SAMPLE, seq, i))
-        seq += 1
-    if host_events is not None:
-        for t, h, up in zip(host_events.time.tolist(), host_events.host.tolist(), host_events.up.tolist(),
-                            strict=True):
-            heap.append((t, HOST_UP if up else HOST_DOWN, seq, h))
-            seq += 1
-    heapq.heapify(heap)
-    if n:
-        heapq.heappush(heap, (float(arr[0]), ARRIVE, -1, 0))  # arrivals keep trace order via seq=-1..
+    if clock is None:
+        first = start
+        if host_events is not None and host_events.time.size:
+            first = min(first, float(host_events.time.min()))
+        clock = SimClock(start=first)
+    post = clock.post
 
     s_active: list[int] = []
     s_up: list[int] = []
@@ -188,68 +185,87 @@ def replay(
     def job(i: int) -> Job:
         return Job(i, dem[i], int(cnt[i]), int(milli[i]))
 
-    while heap:
-        t, kind, _, i = heapq.heappop(heap)
-        if t > end and kind != SAMPLE:
-            break
-        if kind == ARRIVE:
-            if i + 1 < n:
-                heapq.heappush(heap, (float(arr[i + 1]), ARRIVE, -1, i + 1))
-            j = job(i)
-            cand = fleet.feasible(j)
-            if cand.size == 0:
-                if not reasons:
-                    first_rejection = t
-                r = fleet.rejection_reason(j)
-                reasons[r] = reasons.get(r, 0) + 1
-            else:
-                h, devs = policy.choose(ctx, j, cand)
-                used = fleet.allocate(h, j, devs)
-                tracker.touch(h)
-                job_host[i] = h
-                if used.size:
-                    job_devs[i] = used
-                running[i] = True
-                accepted += 1
-                if np.isfinite(dep[i]):
-                    heapq.heappush(heap, (float(dep[i]), DEPART, seq, i))
-                    seq += 1
-            pending_progress += 1
-            if progress is not None and pending_progress >= 1024:
-                progress(pending_progress)
-                pending_progress = 0
-        elif kind == DEPART:
-            if running[i]:
-                h = int(job_host[i])
-                fleet.release(h, job(i), job_devs.pop(i, np.zeros(0, dtype=np.int64)))
-                tracker.touch(h)
-                running[i] = False
-        elif kind in (HOST_DOWN, HOST_UP):
-            if kind == HOST_DOWN and fleet.up[i]:
-                for k in np.flatnonzero(running & (job_host == i)).tolist():
-                    fleet.release(i, job(k), job_devs.pop(k, np.zeros(0, dtype=np.int64)))
-                    running[k] = False
-                    evicted += 1
-            fleet.set_up(i, kind == HOST_UP)
-            tracker.touch(i)
-        else:  # SAMPLE
-            up = fleet.up
-            cap = st.capacity[:, up].sum(axis=1)
-            alloc = st.allocated[:, up].sum(axis=1)
-            s_time.append(t)
-            s_up.append(int(up.sum()))
-            s_active.append(int(np.count_nonzero(st.workload_count[up] > 0)))
-            s_alloc.append(np.divide(alloc, cap, out=np.zeros_like(alloc), where=cap > 0))
-            if model is not None:
-                f = float(tracker.current()[up].sum())
-                pcap = model.capacity(fleet)
-                pfree = pcap - _primary_used(fleet, model)
-                s_frag.append(f / pcap if pcap > 0 else 0.0)
-                s_free.append(f / pfree if pfree > 0 else float("nan"))
-            if check:
-                _check_books(fleet, running, job_host, dem)
+    def arrive(i: int) -> None:
+        nonlocal accepted, first_rejection, pending_progress
+        if i + 1 < n:
+            post(float(arr[i + 1]), ARRIVE, arrive, i + 1)
+        j = job(i)
+        cand = fleet.feasible(j)
+        if cand.size == 0:
+            if not reasons:
+                first_rejection = clock.now
+            r = fleet.rejection_reason(j)
+            reasons[r] = reasons.get(r, 0) + 1
+        else:
+            h, devs = policy.choose(ctx, j, cand)
+            used = fleet.allocate(h, j, devs)
+            tracker.touch(h)
+            job_host[i] = h
+            if used.size:
+                job_devs[i] = used
+            running[i] = True
+            accepted += 1
+            if np.isfinite(dep[i]):
+                post(float(dep[i]), DEPART, depart, i)
+        pending_progress += 1
+        if progress is not None and pending_progress >= 1024:
+            progress(pending_progress)
+            pending_progress = 0
+        if check:  # capacity and device books after every event
+            fleet.check_invariants()
+
+    def depart(i: int) -> None:
+        if running[i]:
+            h = int(job_host[i])
+            fleet.release(h, job(i), job_devs.pop(i, np.zeros(0, dtype=np.int64)))
+            tracker.touch(h)
+            running[i] = False
         if check:
             fleet.check_invariants()
+
+    def host_change(ev: tuple[int, bool]) -> None:
+        nonlocal evicted
+        i, up_now = ev
+        if not up_now and fleet.up[i]:
+            for k in np.flatnonzero(running & (job_host == i)).tolist():
+                fleet.release(i, job(k), job_devs.pop(k, np.zeros(0, dtype=np.int64)))
+                running[k] = False
+                evicted += 1
+        fleet.set_up(i, up_now)
+        tracker.touch(i)
+        if check:
+            fleet.check_invariants()
+
+    def sample(_: int) -> None:
+        t = clock.now
+        up = fleet.up
+        cap = st.capacity[:, up].sum(axis=1)
+        alloc = st.allocated[:, up].sum(axis=1)
+        s_time.append(t)
+        s_up.append(int(up.sum()))
+        s_active.append(int(np.count_nonzero(st.workload_count[up] > 0)))
+        s_alloc.append(np.divide(alloc, cap, out=np.zeros_like(alloc), where=cap > 0))
+        if model is not None:
+            f = float(tracker.current()[up].sum())
+            pcap = model.capacity(fleet)
+            pfree = pcap - _primary_used(fleet, model)
+            s_frag.append(f / pcap if pcap > 0 else 0.0)
+            s_free.append(f / pfree if pfree > 0 else float("nan"))
+        if check:
+            _check_books(fleet, running, job_host, dem)
+            fleet.check_invariants()
+
+    # samples first, then host changes in input order, then the first arrival: scheduling order
+    # is the tie-break among equals of one kind (arrivals are fed one at a time, in trace order)
+    for i in range(sample_t.size):
+        clock.schedule(sample, i, at=float(sample_t[i]), priority=SAMPLE)
+    if host_events is not None:
+        for t, h, up in zip(host_events.time.tolist(), host_events.host.tolist(), host_events.up.tolist(),
+                            strict=True):
+            clock.schedule(host_change, (h, bool(up)), at=t, priority=HOST_UP if up else HOST_DOWN)
+    if n:
+        clock.schedule(arrive, 0, at=float(arr[0]), priority=ARRIVE)
+    clock.run(until=end)  # nothing after the horizon
     if progress is not None and pending_progress:
         progress(pending_progress)
     rejected = n - accepted

@@ -1,7 +1,8 @@
 """A fixed fleet for online replay: scalar resources in a ClusterState plus per-device free arrays.
 
-Scalar resources (CPU, memory, total GPU milli, ...) live in the shared ClusterState, so the
-placement scorers and its capacity-checked allocate/release are reused. Accelerators shared at a
+Scalar resources (CPU, memory, total GPU milli, ...) live in the shared ClusterState and every
+running job is a row of its workload table (key: the job's index), so the placement scorers,
+the capacity-checked allocate/release and the one host/workload model are reused. Accelerators shared at a
 fraction of one device need more: a pod asking for 0.3 GPU must fit on ONE GPU, so every host
 also has a row of ``dev_free`` (H, G) in thousandths of a device (0 for devices it does not have).
 A job needing ``count`` devices with ``milli`` each fits where at least ``count`` devices have
@@ -119,13 +120,16 @@ class Fleet:
                 )
         else:
             devs = np.zeros(0, dtype=np.int64)
-        self.state.allocate(h, job.demand)
+        self.state.workloads.add(job.index, h, job.demand)
         if devs.size:
             self.dev_free[h, devs] -= job.milli
         return devs
 
     def release(self, h: int, job: Job, devs: np.ndarray) -> None:
-        self.state.release(h, job.demand)
+        table = self.state.workloads
+        if int(table.host[table.row(job.index)]) != h:
+            raise ConflictError(f"job {job.index} does not run on {self.names[h]!r}")
+        table.remove(job.index)
         if devs.size:
             self.dev_free[h, devs] += job.milli
 
@@ -166,6 +170,7 @@ class Fleet:
             )
         if np.any(st.allocated < -1e-6):
             raise AssertionError("negative allocation")
+        st.workloads.check()  # host totals = the running jobs' demands
         if np.any(self.dev_free < 0) or np.any(self.dev_free > self.dev_cap):
             raise AssertionError("device free capacity out of range")
         if self.dev_row is not None and self.devices:

@@ -21,10 +21,10 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("hosts") as b:
-        b.add_column(sa.Column("driver", sa.String(32), nullable=False, server_default="sim"))
-        b.add_column(sa.Column("uri", sa.String(1024), nullable=False, server_default=""))
-        b.add_column(sa.Column("fence", sa.String(1024), nullable=False, server_default="driver"))
+    # plain ADD COLUMN (no table copy: other tables reference hosts)
+    op.add_column("hosts", sa.Column("driver", sa.String(32), nullable=False, server_default="sim"))
+    op.add_column("hosts", sa.Column("uri", sa.String(1024), nullable=False, server_default=""))
+    op.add_column("hosts", sa.Column("fence", sa.String(1024), nullable=False, server_default="driver"))
     op.create_table(
         "workload_snapshots",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -42,7 +42,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("workload_snapshots")
-    with op.batch_alter_table("hosts") as b:
-        b.drop_column("fence")
-        b.drop_column("uri")
-        b.drop_column("driver")
+    # Not a batch (copy-and-rename) on SQLite: dropping `hosts` would cascade into or be refused by
+    # every table that references it. SQLite >= 3.35 drops a plain column in place.
+    for col in ("fence", "uri", "driver"):
+        if op.get_bind().dialect.name == "sqlite":
+            op.execute(f"ALTER TABLE hosts DROP COLUMN {col}")
+        else:
+            op.drop_column("hosts", col)

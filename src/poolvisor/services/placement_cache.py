@@ -1,4 +1,5 @@
-"""A ClusterState mirrored from the store, refreshed incrementally before each placement.
+"""The placement cache: a ClusterState mirrored from the store (a PlacementView), refreshed
+incrementally before each placement. (Not a VM snapshot: that name is kept for those.)
 
 Each host row carries a generation bumped by every change to its allocations or state. A refresh
 reads (id, generation) for all hosts first, then reloads only the hosts whose generation moved;
@@ -6,7 +7,11 @@ new hosts are appended, and a deleted host or a new resource name triggers a ful
 Reading generations before the data makes any race conservative: the data can only be newer
 than the generation the commit will compare against, so a stale decision fails its commit.
 
-Placement decides through a placement index kept on the snapshot's state (`Snapshot.placer`):
+The state's workload table (`state.workloads`) mirrors the holding workloads of the reloaded
+hosts (key "project/name", demand, priority, group, kind); it is loaded without re-accounting,
+since the store's ledger already keeps host totals equal to the workloads' claims.
+
+Placement decides through a placement index kept on the view's state (`PlacementView.placer`):
 `refresh` declares the hosts it reloads (`ClusterState.touch`) and the index refreshes exactly
 those leaves before its next query; a new host or a full load rebuilds it. The index is only a
 cache of the cache: the ledger's guarded UPDATEs stay the authority (services/ledger.py).
@@ -17,14 +22,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.models import HostSpec, HostState
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
 from poolvisor.policies.placement import IndexedPlacer, PlacementPolicy
+from poolvisor.policies.placement.gpushare import GpuDevices
+from poolvisor.services.gpu_cache import reload_devices
 from poolvisor.services.records import HOLDING_STATES
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import GroupRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
@@ -61,18 +69,24 @@ def resource_names(s: Session) -> ResourceSet:
 
 
 @dataclass
-class Snapshot:
+class PlacementView:
+    """The store's hosts as placement sees them: state arrays plus db ids, generations, pools."""
+
     state: ClusterState
     ids: list[int] = field(default_factory=list)  # host db id per state index
     index_of: dict[int, int] = field(default_factory=dict)
     gens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     pool_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1 = no pool
+    gpus: GpuDevices | None = None  # free milli per host and GPU device (gpu_cache.py), when any
+    gpu_seen: int = 0  # newest workload id fed to the GPU scorer's learned workload
     _placers: dict[int, IndexedPlacer] = field(default_factory=dict, repr=False)
     _pools: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _sorted_ids: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    # keys ("project/name") of the workloads loaded on each host index (what a reload replaces)
+    on_host: dict[int, set[str]] = field(default_factory=dict, repr=False)
 
     def positions(self, host_ids: np.ndarray) -> np.ndarray:
-        """State index of each host id, -1 for ids the snapshot does not hold (index_of, vectorized)."""
+        """State index of each host id, -1 for ids the view does not hold (index_of, vectorized)."""
         if self._sorted_ids is None or self._sorted_ids[0].size != len(self.ids):
             arr = np.asarray(self.ids, dtype=np.int64)
             order = np.argsort(arr, kind="stable")
@@ -84,7 +98,7 @@ class Snapshot:
         return np.where(keys[pos] == host_ids, order[pos], -1)
 
     def placer(self, policy: PlacementPolicy) -> IndexedPlacer:
-        """The placement index for `policy` on this snapshot's state, built on first use and kept
+        """The placement index for `policy` on this view's state, built on first use and kept
         current by the state's change notifications (refresh touches what it reloads). Compiled
         kernels from JIT_MIN_HOSTS hosts on (a pool growing past it gets a compiled index)."""
         jit = self.state.n >= JIT_MIN_HOSTS
@@ -107,20 +121,20 @@ class Snapshot:
 
 
 class PlacementCache:
-    """Holds the snapshot; callers hold `lock` across refresh + place (both are fast)."""
+    """Holds the view; callers hold `lock` across refresh + place (both are fast)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.snap: Snapshot | None = None
+        self.view: PlacementView | None = None
         self.full_loads = 0  # observable in tests: incremental refresh must not rebuild every time
 
     def invalidate(self) -> None:
         with self.lock:
-            self.snap = None
+            self.view = None
 
-    def refresh(self, s: Session) -> Snapshot:
+    def refresh(self, s: Session) -> PlacementView:
         ids, gens = host_generations(s)
-        snap = self.snap
+        snap = self.view
         if snap is None:
             return self._full(s, ids, gens)
         at = snap.positions(ids)  # state index per host id, -1 = new
@@ -145,16 +159,16 @@ class PlacementCache:
         return snap
 
     # ---- loading -----------------------------------------------------------------------------
-    def _full(self, s: Session, host_ids: np.ndarray, gens: np.ndarray) -> Snapshot:
+    def _full(self, s: Session, host_ids: np.ndarray, gens: np.ndarray) -> PlacementView:
         self.full_loads += 1
         res = resource_names(s)
         ids = sorted(host_ids.tolist())
-        snap = Snapshot(ClusterState(res, capacity_hint=max(64, len(ids))))
+        snap = PlacementView(ClusterState(res, capacity_hint=max(64, len(ids))))
         rows = self._host_rows(s, ids)
         self._append(snap, rows, self._resources(s, ids, res))
         self._reload(s, snap, ids, all_hosts=True)
         snap.gens[snap.positions(host_ids)] = gens
-        self.snap = snap
+        self.view = snap
         return snap
 
     @staticmethod
@@ -172,7 +186,7 @@ class PlacementCache:
         return out
 
     @staticmethod
-    def _append(snap: Snapshot, rows: list[HostRow],
+    def _append(snap: PlacementView, rows: list[HostRow],
                 res: dict[int, tuple[dict[str, float], dict[str, float]]]) -> None:
         st = snap.state
         for row in rows:
@@ -193,8 +207,8 @@ class PlacementCache:
         snap.gens, snap.pool_of = gens, pools
 
     @staticmethod
-    def _reload(s: Session, snap: Snapshot, ids: list[int], *, all_hosts: bool = False) -> None:
-        """Reload state, allocated amounts, workload counts and group members of hosts `ids`."""
+    def _reload(s: Session, snap: PlacementView, ids: list[int], *, all_hosts: bool = False) -> None:
+        """Reload state, allocated amounts, workload counts, group members and workloads of hosts `ids`."""
         st = snap.state
         idx = np.array([snap.index_of[i] for i in ids], dtype=np.int64)
         where_ids = (lambda col: col.in_(ids)) if not all_hosts else (lambda col: col.isnot(None))
@@ -212,19 +226,47 @@ class PlacementCache:
             st.allocated[st.resources.index(resource), snap.index_of[hid]] = amount
         for counts in st.group_counts.values():
             counts[idx] = 0
-        q = (select(WorkloadRow.host_id, ProjectRow.name, GroupRow.name, func.count())
-             .join(GroupRow, GroupRow.id == WorkloadRow.group_id)
-             .join(ProjectRow, ProjectRow.id == GroupRow.project_id)
-             .where(where_ids(WorkloadRow.host_id), WorkloadRow.state.in_(HOLDING_STATES))
-             .group_by(WorkloadRow.host_id, ProjectRow.name, GroupRow.name))
-        for host_id, project, group, c in s.execute(q):
-            if host_id is None or host_id not in snap.index_of:
-                continue
-            key = group_key(project, group)
-            arr = st.group_counts.get(key)
-            if arr is None:
-                arr = st.group_counts[key] = np.zeros(st._cap, dtype=np.int32)
-            arr[snap.index_of[host_id]] = c
+        _reload_workloads(s, snap, idx.tolist(), where_ids)
         for key in [k for k, a in st.group_counts.items() if not a.any()]:
             del st.group_counts[key]
+        reload_devices(s, snap, ids, all_hosts=all_hosts)  # per-GPU state of the same hosts
         st.touch(idx.tolist())  # the placement index refreshes these hosts' leaves (only these)
+
+
+def _reload_workloads(s: Session, snap: PlacementView, hosts: list[int], where_ids: Any) -> None:
+    """Replace the workload rows (and group member counts) of host indices `hosts` by the store's
+    holding workloads on them (one query)."""
+    st = snap.state
+    table = st.workloads
+    for h in hosts:
+        for key in snap.on_host.pop(h, ()):
+            if key in table and int(table.host[table.row(key)]) == h:
+                table.remove(key, account=False)
+    res = st.resources
+    q = (select(WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name, GroupRow.name, WorkloadRow.demand,
+                WorkloadRow.priority, WorkloadRow.kind)
+         .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
+         .outerjoin(GroupRow, GroupRow.id == WorkloadRow.group_id)
+         .where(where_ids(WorkloadRow.host_id), WorkloadRow.state.in_(HOLDING_STATES))
+         .order_by(WorkloadRow.id))
+    for host_id, project, name, group, demand, priority, kind in s.execute(q):
+        at = snap.index_of.get(host_id) if host_id is not None else None
+        if at is None:
+            continue
+        h = at
+        key = f"{project}/{name}"
+        if key in table:  # it moved here from a host this refresh did not reload (a race): follow it
+            snap.on_host.get(int(table.host[table.row(key)]), set()).discard(key)
+            table.remove(key, account=False)
+        vec = np.zeros(len(res))
+        for r, v in demand.items():
+            if r in res:
+                vec[res.index(r)] = float(v)
+        gkey = group_key(project, group) if group is not None else None
+        table.add(key, h, vec, priority=int(priority), group=gkey, kind=str(kind), account=False)
+        snap.on_host.setdefault(h, set()).add(key)
+        if gkey is not None:
+            arr = st.group_counts.get(gkey)
+            if arr is None:
+                arr = st.group_counts[gkey] = np.zeros(st._cap, dtype=np.int32)
+            arr[h] += 1

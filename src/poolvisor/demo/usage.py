@@ -52,14 +52,16 @@ def seed_demo_usage(svc: Services, vms: int, *, steps: int = DAY, interval_s: fl
         raise InvalidInputError(f"demo VM count must be 0..{MAX_DEMO_VMS}")
     if not 2 <= steps <= MAX_DEMO_STEPS:
         raise InvalidInputError(f"demo history steps must be 2..{MAX_DEMO_STEPS}")
-    if vms == 0 or "demo" not in {p.name for p in svc.list_projects()} or svc.list_workloads("demo"):
+    if vms == 0 or "demo" not in {p.name for p in svc.catalog.list_projects()} \
+            or svc.workloads.list_workloads("demo"):
         return 0
     rng = np.random.default_rng(seed)
     specs = [{"name": f"vm-{i:03d}", "flavor": str(rng.choice(DEMO_FLAVORS))} for i in range(vms)]
-    made = svc.create_workloads_batch("demo", specs, all_or_nothing=False, pool="demo").workloads
+    made = svc.batch.create_workloads_batch("demo", specs, all_or_nothing=False, pool="demo").workloads
     util = demo_utilization(len(made), steps, seed)
     end = math.floor((time.time() if now is None else now) / interval_s) * interval_s
     times = (end - interval_s * np.arange(steps - 1, -1, -1)).tolist()
-    svc.record_utilization([(f"demo/{w.name}", t, c) for w, row in zip(made, util.tolist(), strict=True)
-                            for t, c in zip(times, row, strict=True)])
+    svc.utilization.record_utilization([(f"demo/{w.name}", t, c)
+                                        for w, row in zip(made, util.tolist(), strict=True)
+                                        for t, c in zip(times, row, strict=True)])
     return len(made)

@@ -1,4 +1,8 @@
-"""The packing engine applied to the live pool: batch placement and consolidation planning.
+"""The packing engine applied to a pool's ClusterState: batch placement and consolidation planning.
+
+plan_consolidation is the "pack" policy of the balancing planner
+(:func:`poolvisor.policies.balancing.planner.plan_balancing`), which is what the live pool's
+consolidation plan calls; plan_batch_placement serves batch creation.
 
 Both are pure functions of a ClusterState (never mutated) that return plans with explanations.
 Hosts are bins of different sizes, partially filled: a host's bin is its current free capacity
@@ -32,12 +36,14 @@ from typing import Any
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.balancing.actions import MIGRATE, PLACE, Action, Explanation
 from poolvisor.policies.packing.bincentric import bin_centric
 from poolvisor.policies.packing.feasibility import InfeasiblePackingError
 from poolvisor.policies.packing.greedy import item_centric
 from poolvisor.state.cluster import ClusterState
 
 REPACK_ATTEMPTS = 8
+NO_ROOM = "no eligible host has enough free capacity left"
 CLAIM_EPS = 1e-9  # absolute slack of ClusterState.allocate and of the ledger's capacity UPDATE
 
 
@@ -84,38 +90,44 @@ def fit_into(demands: np.ndarray, residual: np.ndarray, scale: np.ndarray) -> np
     return min(candidates, key=key)
 
 
-@dataclass
-class Move:
-    workload: str
-    source: str | None  # None for a new placement
-    target: str | None  # None when it could not be placed
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"workload": self.workload, "from": self.source, "to": self.target, "reason": self.reason}
+def move(kind: str, i: int, src: int, dst: int, reason: str, **figures: float) -> Action:
+    """One workload's line of a plan (workload i of the plan's list; hosts by state index)."""
+    return Action(kind, i, src, dst, Explanation(reason, figures))
 
 
 @dataclass
 class Plan:
-    """What to do and why. `assignment[i]` is the host index for workload i (-1 = not placed)."""
+    """What to do and why. `assignment[i]` is the host index for workload i (-1 = not placed);
+    `moves` one action per workload that is placed (from nowhere) or migrated, in workload order;
+    `workloads` and `hosts` the names they refer to."""
 
     kind: str
     assignment: np.ndarray
-    moves: list[Move]
+    moves: list[Action]
     hosts_before: int
     hosts_after: int
     lower_bound: int
     summary: str
     notes: list[str] = field(default_factory=list)
+    workloads: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
 
     @property
     def unplaced(self) -> list[str]:
-        return [m.workload for m in self.moves if m.target is None]
+        return [self.workloads[m.workload] for m in self.moves if m.dst < 0]
+
+    def reasons(self) -> dict[str, str]:
+        return {self.workloads[m.workload]: m.rule for m in self.moves}
+
+    def move_dict(self, m: Action) -> dict[str, Any]:
+        d = m.to_dict(self.workloads, self.hosts)
+        d["reason"] = d.pop("rule")
+        return d
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "summary": self.summary, "hosts_before": self.hosts_before,
                 "hosts_after": self.hosts_after, "lower_bound": self.lower_bound,
-                "moves": [m.to_dict() for m in self.moves], "notes": list(self.notes)}
+                "moves": [self.move_dict(m) for m in self.moves], "notes": list(self.notes)}
 
 
 def _eligible(state: ClusterState, allowed: np.ndarray | None) -> np.ndarray:
@@ -193,13 +205,13 @@ def plan_batch_placement(
     host_idx = _settle(state, d, host_idx, prefer=hosts[order])
     _verify(state, d, host_idx)
     moves = []
-    for i, name in enumerate(names):
+    for i in range(len(names)):
         h = int(host_idx[i])
         if h < 0:
-            moves.append(Move(name, None, None, "no eligible host has enough free capacity left"))
+            moves.append(move(PLACE, i, -1, -1, NO_ROOM))
         else:
             why = "already active host" if state.workload_count[h] > 0 else "opened: active hosts were full"
-            moves.append(Move(name, None, state.names[h], why))
+            moves.append(move(PLACE, i, -1, h, why))
     before = int(np.count_nonzero(state.workload_count[hosts] > 0))
     used = set(host_idx[host_idx >= 0].tolist()) | set(hosts[active].tolist())
     opened = len(used) - before
@@ -208,7 +220,7 @@ def plan_batch_placement(
     summary = (f"placed {placed}/{len(names)} workloads on {on} hosts; "
                f"opened {opened} empty host(s); active hosts {before} -> {len(used)}")
     return Plan("batch-placement", host_idx, moves, before, len(used),
-                host_lower_bound(d, state, hosts), summary, notes)
+                host_lower_bound(d, state, hosts), summary, notes, list(names), list(state.names))
 
 
 def _overfull(state: ClusterState, demands: np.ndarray, target: np.ndarray,
@@ -313,7 +325,7 @@ def plan_consolidation(
     load = np.zeros(state.n)
     np.add.at(load, cur, (d / scale).sum(axis=1))
     cands.sort(key=lambda h: (float(cost[cur == h].sum()), load[h], h))
-    reason: dict[int, str] = {}
+    reason: dict[int, tuple[str, dict[str, float]]] = {}
     for h in cands:
         mine = np.flatnonzero(target == h)
         if mine.size == 0:
@@ -343,7 +355,8 @@ def plan_consolidation(
             free[h] += d[i]
             target[i] = t
             # a workload moved twice keeps the reason of its first move (it frees its original host)
-            reason.setdefault(int(i), f"empties {state.names[h]} (cost {c:g} < host value {host_value:g})")
+            reason.setdefault(int(i), (f"empties {state.names[h]} (cost {c:g} < host value {host_value:g})",
+                                       {"cost": c, "host_value": host_value, "workloads": float(mine.size)}))
         active[h] = False
         budget -= fresh.size
     settled = _settle(state, d, target, source=cur)
@@ -352,7 +365,7 @@ def plan_consolidation(
         notes.append(f"kept {names[int(i)]} on {state.names[cur[i]]}: no room left on "
                      f"{state.names[target[i]]} once summed as the ledger will")
     target = settled
-    moves = [Move(names[i], state.names[cur[i]], state.names[target[i]], reason[i])
+    moves = [move(MIGRATE, i, int(cur[i]), int(target[i]), reason[i][0], **reason[i][1])
              for i in range(len(names)) if target[i] != cur[i]]
     _verify(state, d, target, source=cur)
     hosts = np.flatnonzero(eligible)
@@ -360,4 +373,5 @@ def plan_consolidation(
     lb = host_lower_bound(d, state, hosts)
     summary = (f"active hosts {before} -> {after} with {len(moves)} migration(s); "
                f"lower bound {lb} host(s) for these workloads")
-    return Plan("consolidation", target, moves, before, after, lb, summary, notes)
+    return Plan("consolidation", target, moves, before, after, lb, summary, notes, list(names),
+                list(state.names))

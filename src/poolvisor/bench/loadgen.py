@@ -3,7 +3,7 @@
 `run_load` creates workloads from several threads through one Services; `worker_main` does the
 same in a child process (multiprocessing target). With `ack_file`, each acknowledged creation is
 appended and fsync'ed *after* create_workload returned, so a crash test can check that nothing
-acknowledged was lost. `python -m poolvisor.services.loadgen URL PROJECT PREFIX N FLAVOR` runs it
+acknowledged was lost. `python -m poolvisor.bench.loadgen URL PROJECT PREFIX N FLAVOR` runs it
 from a shell.
 """
 
@@ -43,7 +43,7 @@ def run_load(svc: Any, project: str, prefix: str, n: int, flavor: str, threads: 
         for i in range(t, n, threads):
             name = f"{prefix}-{i}"
             try:
-                svc.create_workload(project, name, flavor=flavor)
+                svc.workloads.create_workload(project, name, flavor=flavor)
             except NoValidHostError:
                 with lock:
                     out.no_host += 1
@@ -95,6 +95,7 @@ def bench_store(db_url: str | None, hosts: int, requests: int, threads: int, pro
     import multiprocessing
     import tempfile
 
+    from poolvisor.demo.cluster import seed_demo
     from poolvisor.domain.errors import ConflictError
     from poolvisor.services import open_services
 
@@ -102,9 +103,9 @@ def bench_store(db_url: str | None, hosts: int, requests: int, threads: int, pro
         url = db_url or f"sqlite:///{tmp}/bench.db"
         svc = open_services(url)
         try:
-            if svc.list_hosts() or svc.list_projects():
+            if svc.hosts.list_hosts() or svc.catalog.list_projects():
                 raise ConflictError("bench store needs an empty database")
-            svc.seed_demo(hosts)
+            seed_demo(svc, hosts)
             workers = processes + 1
             share = [requests // workers + (1 if k < requests % workers else 0) for k in range(workers)]
             ctx = multiprocessing.get_context("spawn")
@@ -121,7 +122,7 @@ def bench_store(db_url: str | None, hosts: int, requests: int, threads: int, pro
             for c in children:
                 c.join()
             seconds = time.perf_counter() - t0
-            report = svc.check()
+            report = svc.repair.check()
         finally:
             svc.close()
     return {
@@ -135,7 +136,7 @@ def bench_store(db_url: str | None, hosts: int, requests: int, threads: int, pro
 
 def main(argv: list[str]) -> int:
     if len(argv) < 5:
-        print("usage: python -m poolvisor.services.loadgen URL PROJECT PREFIX N FLAVOR [THREADS] [ACK_FILE] "
+        print("usage: python -m poolvisor.bench.loadgen URL PROJECT PREFIX N FLAVOR [THREADS] [ACK_FILE] "
               "[CREATE_SECONDS]", file=sys.stderr)
         return 2
     url, project, prefix, n, flavor = argv[:5]

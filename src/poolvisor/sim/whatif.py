@@ -2,9 +2,9 @@
 
 Pure-ish: the inputs are plain arrays (a PoolSnapshot and a UtilizationHistory), the output is the
 simulator's SimResult; nothing is written anywhere. `pool_from_services` builds the snapshot from
-the Services facade (hosts, workloads and where they run); the history comes from the store's
-recorded samples (`Services.utilization_history(pool.vms, ...)`, services/utilization.py) or from
-an .npz file (`load_history`).
+the public services (hosts, workloads and where they run); the history comes from the store's
+recorded samples (`svc.utilization.utilization_history(pool.vms, ...)`, services/utilization.py)
+or from an .npz file (`load_history`). It lives with the simulator it drives, outside services/.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.balancing.power import PowerTable
+from poolvisor.services.utilization import UtilizationHistory
 from poolvisor.sim.engine import PolicySpec, Simulator
 from poolvisor.sim.result import SimResult
 from poolvisor.sim.scenario import Scenario
@@ -65,24 +66,6 @@ class PoolSnapshot:
             raise InvalidInputError("what-if pool: vm_host holds an index outside the host list")
         if len(set(self.hosts)) != h or len(set(self.vms)) != v:
             raise InvalidInputError("what-if pool: duplicate host or VM names")
-
-
-@dataclass(frozen=True)
-class UtilizationHistory:
-    """Recorded CPU use per VM over time: `util[i, t]` = fraction (0..1) of VM i's demand in use."""
-
-    util: np.ndarray  # (V, T)
-    interval_s: float = 300.0
-    start_s: float | None = None  # epoch seconds of step 0 when known (read from the store)
-
-    def __post_init__(self) -> None:
-        a = np.asarray(self.util)
-        if a.ndim != 2 or a.shape[1] == 0:
-            raise InvalidInputError(f"utilization history must be (VMs, steps), got shape {a.shape}")
-        if not np.all(np.isfinite(a)) or a.min(initial=0) < 0 or a.max(initial=0) > 1:
-            raise InvalidInputError("utilization history must hold fractions in 0..1")
-        if not self.interval_s > 0:
-            raise InvalidInputError("utilization history interval must be > 0 s")
 
 
 def load_history(path: str | os.PathLike[str], vms: Sequence[str]) -> UtilizationHistory:
@@ -146,8 +129,9 @@ def history_from_store(svc: Any, vms: Sequence[str], interval_s: float = 300.0, 
                        since: Any = None) -> tuple[UtilizationHistory, list[str]]:
     """The store's recorded history of `vms` (Services.utilization_history); VMs with no sample
     replay at their reservation. Returns the history and the VMs without one."""
-    return history_for(vms, svc.recorded(vms),
-                       lambda known: svc.utilization_history(known, interval_s, steps=steps, since=since))
+    return history_for(vms, svc.utilization.recorded(vms),
+                       lambda known: svc.utilization.utilization_history(known, interval_s, steps=steps,
+                                                                         since=since))
 
 
 def history_from_file(path: str | os.PathLike[str], vms: Sequence[str]
@@ -170,16 +154,16 @@ def _npz_names(p: Path) -> list[str]:
 
 
 def pool_from_services(svc: Any, pool: str | None = None) -> PoolSnapshot:
-    """Snapshot of a pool (or of every host) through the Services facade.
+    """Snapshot of a pool (or of every host) through the public services (hosts, workloads).
 
     Uses only `list_hosts(pool)` and `list_workloads()`: host capacity (`vcpu`, `memory_mib`),
     each running workload's demand and its host. Workloads not on one of these hosts are left out.
     """
-    hosts = [h for h in svc.list_hosts(pool) if h.state in ("up", "maintenance")]
+    hosts = [h for h in svc.hosts.list_hosts(pool) if h.state in ("up", "maintenance")]
     if not hosts:
         raise InvalidInputError(f"pool {pool!r} has no usable host" if pool else "no usable host")
     index = {h.name: i for i, h in enumerate(hosts)}
-    wls = [w for w in svc.list_workloads() if w.host in index and w.state == "running"]
+    wls = [w for w in svc.workloads.list_workloads() if w.host in index and w.state == "running"]
     return PoolSnapshot(
         hosts=tuple(h.name for h in hosts),
         host_cpu=np.array([float(h.capacity.get("vcpu", 0.0)) for h in hosts]),

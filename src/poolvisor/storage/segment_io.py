@@ -1,0 +1,192 @@
+"""Volume bytes on `dir` devices under the store's placement (services/volumes.py decides where).
+
+The same checksummed object format and two-phase write as the `dir` backend (objects.py): a
+volume's data is cut into CHUNK-sized objects, each replicated on the devices the store placed
+its segment on. A write prepares every chunk on every replica (write + fsync a temporary file),
+then commits (rename + fsync the directory); a device that raises OSError is dead. Reads verify
+the checksum and take the newest valid replica. Nothing here touches the database: the callers
+hold the placement and decide what a dead device means.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from poolvisor.storage import objects as ob
+
+MiB = 1 << 20
+CHUNK = MiB  # a chunk never straddles segments: segments are whole MiB
+MARKER = ".poolvisor-device"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """Where one replica of a segment lives: the device (id, name) and its directory."""
+
+    device_id: int
+    device: str
+    path: Path
+
+
+def volume_key(volume_id: int) -> str:
+    """A volume's directory on a device: by id, so a volume re-created under a reused name never
+    sees the bytes of the one deleted before it."""
+    return f"v{volume_id}"
+
+
+def init_device(path: Path) -> None:
+    """Make `path` a device directory (created if missing); OSError when it cannot be."""
+    (path / "objects").mkdir(parents=True, exist_ok=True)
+    (path / MARKER).write_text("poolvisor device\n")
+    ob.fsync_dir(path)
+
+
+_gen_lock = threading.Lock()
+_last_gen = 0
+
+
+def next_gen() -> int:
+    """A generation newer than any this process handed out (nanoseconds of the wall clock)."""
+    global _last_gen
+    with _gen_lock:
+        _last_gen = max(_last_gen + 1, time.time_ns())
+        return _last_gen
+
+
+_io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsyncs overlap across replicas
+
+
+def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes, sha: bytes) -> Path:
+    ob.ensure_volume_dir(r.path, volume)
+    return ob.prepare(r.path, volume, c, gen, data, sha)
+
+
+def write(volume: str, chunks: dict[int, tuple[bytes, list[Replica]]], gen: int) -> set[int]:
+    """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
+
+    Prepare everywhere first; if any device failed, abort every prepared file (nothing changed)
+    and return the dead. Else commit everywhere; a device dying during commit is returned too (the
+    replicas that did commit hold the new generation, the rest the old one)."""
+    jobs = []
+    for c, (data, reps) in chunks.items():
+        sha = ob.digest(data)
+        jobs += [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
+    dead: set[int] = set()
+    prepared: list[tuple[Replica, int, Path]] = []
+    for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
+        try:
+            prepared.append((r, c, f.result()))
+        except OSError:
+            dead.add(r.device_id)
+    if dead:
+        for _, _, tmp in prepared:
+            ob.abort(tmp)
+        return dead
+    dirs: dict[int, Replica] = {}
+    for r, c, tmp in prepared:
+        if r.device_id in dead:
+            continue
+        try:
+            ob.commit(r.path, volume, c, tmp)
+            dirs[r.device_id] = r
+        except OSError:
+            dead.add(r.device_id)
+    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume)) for r in dirs.values()]
+    for r, sync in syncs:
+        try:
+            sync.result()
+        except OSError:
+            dead.add(r.device_id)
+    return dead
+
+
+def read(volume: str, chunk: int, reps: list[Replica]) -> tuple[ob.Replica | None, list[Replica]]:
+    """The newest verified replica of a chunk (None if no replica holds it) and the replicas that
+    are corrupt or unreadable (so the caller can tell 'never written' from 'lost')."""
+    best: ob.Replica | None = None
+    bad: list[Replica] = []
+    for r in reps:
+        try:
+            rep = ob.read(r.path, volume, chunk)
+        except (ob.Corrupt, OSError):
+            bad.append(r)
+            continue
+        if rep is not None and (best is None or rep.gen > best.gen):
+            best = rep
+    return best, bad
+
+
+@dataclass(frozen=True)
+class Verified:
+    """One chunk checked on every replica: whether any replica has a file for it, the newest
+    valid one and a replica holding it, and the replicas to rewrite (corrupt, missing, older)."""
+
+    present: bool
+    best: ob.Replica | None
+    holder: Replica
+    repair: list[Replica]
+
+
+def verify(volume: str, chunk: int, reps: list[Replica]) -> Verified:
+    """Read the chunk on every replica (a scrub); an unreadable device counts as needing repair."""
+    seen: list[tuple[Replica, ob.Replica | None]] = []
+    present = False
+    for r in reps:
+        try:
+            rep = ob.read(r.path, volume, chunk)
+            present |= rep is not None
+        except (ob.Corrupt, OSError):
+            rep, present = None, True
+        seen.append((r, rep))
+    valid = [(r, x) for r, x in seen if x is not None]
+    if not valid:
+        return Verified(present, None, reps[0], [])
+    holder, best = max(valid, key=lambda rx: rx[1].gen)
+    return Verified(True, best, holder, [r for r, x in seen if x is None or x.gen < best.gen])
+
+
+def read_many(volume: str, chunks: list[tuple[int, list[Replica]]]
+              ) -> list[tuple[ob.Replica | None, list[Replica]]]:
+    """`read` of many chunks, in parallel (file reads and checksums overlap)."""
+    return list(_io.map(lambda cr: read(volume, cr[0], cr[1]), chunks))
+
+
+def copy(volume: str, chunks: range, sources: list[Replica], target: Replica,
+         to_volume: str | None = None) -> int:
+    """Copy the newest valid replica of each chunk in `chunks` that exists to `target` (same
+    generation), as `to_volume`'s chunk (default: the same volume's); bytes copied. OSError when
+    the target cannot be written."""
+    dst = to_volume or volume
+    n = 0
+    for c in chunks:
+        rep, _ = read(volume, c, sources)
+        if rep is None:
+            continue
+        ob.ensure_volume_dir(target.path, dst)
+        tmp = ob.prepare(target.path, dst, c, rep.gen, rep.data, ob.digest(rep.data))
+        ob.commit(target.path, dst, c, tmp)
+        n += len(rep.data)
+    if n:
+        ob.fsync_dir(target.path / "objects" / dst)
+    return n
+
+
+def drop(volume: str, chunks: range, path: Path) -> None:
+    """Remove a replica's chunks from a device it left (best effort: the device may be gone)."""
+    for c in chunks:
+        try:
+            ob.remove(path, volume, c)
+        except OSError:
+            return
+
+
+def drop_volume(volume: str, paths: Iterable[Path]) -> None:
+    """Remove a deleted volume's directory from every device (best effort)."""
+    for p in paths:
+        shutil.rmtree(p / "objects" / volume, ignore_errors=True)
