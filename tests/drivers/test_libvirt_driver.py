@@ -243,17 +243,35 @@ def test_host_info_and_stats(driver) -> None:
     assert "test" not in samples  # not ours
 
 
+def test_working_set_from_the_guests_report_else_qemus_rss(driver) -> None:  # driver: libvirt-python
+    from poolvisor.drivers.libvirt import _has_balloon_driver, _working_set_mib, guest_headroom_mib
+
+    with_driver = {"actual": 98304, "usable": 40960, "unused": 30720, "rss": 200000}
+    assert _has_balloon_driver(with_driver)
+    assert _working_set_mib(with_driver, 96.0) == 56.0 + guest_headroom_mib(96.0) == 72.0
+    older = {"actual": 98304, "unused": 30720}  # a driver without MemAvailable
+    assert _working_set_mib(older, 96.0) == 66.0 + 16.0
+    qemu_only = {"actual": 98304, "rss": 51200}  # no balloon driver in the guest
+    assert not _has_balloon_driver(qemu_only) and _working_set_mib(qemu_only, 96.0) == 50.0
+
+
 def test_balloon_reads_the_guest_and_never_goes_below_its_working_set(driver) -> None:
     """The test driver's guests report balloon statistics like a guest with a balloon driver
-    (half of `actual` usable), so the working set is half the balloon."""
+    (half of `actual` usable), so the working set is half the balloon plus the headroom; the
+    report never gets newer (its last_update is fixed), like a guest that has not reported since
+    our resize."""
     w = wl(memory_mib=2048)
     driver.create("t1", w)
+    from poolvisor.drivers.libvirt import guest_headroom_mib
+
+    ws = 1024.0 + guest_headroom_mib(2048.0)
     m = driver.guest_memory("t1", w)
-    assert (m.balloon_mib, m.working_set_mib) == (2048.0, 1024.0) and m.last_active > 0
-    assert driver.set_memory("t1", w, 1500) == 1500.0
-    assert driver.guest_memory("t1", w).balloon_mib == 1500.0
-    assert driver.set_memory("t1", w, 100) == 750.0  # clamped at the working set (half of 1500)
-    assert driver.guest_memory("t1", w).balloon_mib == 750.0
+    assert (m.balloon_mib, m.working_set_mib) == (2048.0, ws) and m.last_active > 0
+    got = driver.set_memory("t1", w, 100)
+    assert got == pytest.approx(ws, abs=0.01)  # clamped at the working set (KiB granularity)
+    m = driver.guest_memory("t1", w)
+    assert (m.balloon_mib, m.working_set_mib) == (got, got)  # a report older than the resize
+    assert driver.set_memory("t1", w, 100) == got  # ... takes nothing more
     assert driver.set_memory("t1", w, 2048) == 2048.0  # given back, up to its size
     for bad in (-1, 2049):
         with pytest.raises(InvalidInputError, match="balloon target"):

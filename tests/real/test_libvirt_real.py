@@ -17,7 +17,7 @@ from poolvisor.drivers.libvirt import LibvirtDriver
 from poolvisor.drivers.libvirt_xml import domain_name
 from poolvisor.drivers.protocols import HostBinding, MigrationState
 from poolvisor.lab import ConsoleWatch, GuestImage, Lab, markers, wait_marker, wait_ticks
-from poolvisor.lab.console import last_tick
+from poolvisor.lab.console import last_tick, wait_for
 
 pytestmark = pytest.mark.real
 _n = itertools.count()
@@ -52,11 +52,7 @@ def test_create_migrate_snapshot_delete(drv: LibvirtDriver, lab: Lab) -> None:
     sample = drv.workload_stats(a.name)[w.key]
     assert sample.state == "running" and sample.cpu_time_s and sample.cpu_time_s > 0
     assert 0.0 < sample.cpu_util <= 1.0 and sample.memory_mb == 96
-    # the lab guest has no balloon driver: it cannot give memory back, so nothing changes
-    m = drv.guest_memory(a.name, w)
-    assert m.balloon_mib == 96 and m.working_set_mib == 96 and m.last_active > 0  # RSS stands in
-    assert drv.set_memory(a.name, w, 64) == 96
-    assert drv.guest_memory(a.name, w).balloon_mib == 96
+    check_balloon(drv, a.name, w, console)
 
     with ConsoleWatch(console) as watch:
         before = last_tick(console)
@@ -88,6 +84,26 @@ def test_create_migrate_snapshot_delete(drv: LibvirtDriver, lab: Lab) -> None:
     assert drv.snapshot_list(b.name, w) == []
     drv.delete(b.name, w)
     assert not drv.exists(b.name, w)
+
+
+def check_balloon(drv: LibvirtDriver, host: str, w: DriverWorkload, console) -> None:
+    """The lab guest's virtio balloon: it reports its memory use, gives memory back down to the
+    target (never below what it uses) and takes it again; the guest counts on throughout."""
+    wait_for(lambda: drv.guest_memory(host, w).working_set_mib < 96, 10, "the guest's balloon report")
+    m = drv.guest_memory(host, w)
+    assert m.balloon_mib == 96 and 0 < m.working_set_mib < 96 and m.last_active > 0
+    t_resize = time.time()
+    got = drv.set_memory(host, w, 1)
+    assert m.working_set_mib - 2 <= got < 96  # never below what it uses (+ headroom)
+    wait_for(lambda: drv.guest_memory(host, w).balloon_mib < got + 2, 10, f"the balloon at ~{got:g} MiB")
+    dom = drv._conn(host).lookupByName(domain_name(w.key))
+    wait_for(lambda: dom.memoryStats().get("last_update", 0) > t_resize + 1, 10,
+             "a report after the resize")  # it still reports: not squeezed too far
+    assert drv.set_memory(host, w, 1) >= got - 2
+    t = last_tick(console) or 0
+    wait_ticks(console, after=t + 3)  # alive with less memory
+    assert drv.set_memory(host, w, 96) == 96
+    wait_for(lambda: drv.guest_memory(host, w).balloon_mib == 96, 10, "the balloon back at 96 MiB")
 
 
 def test_conformance_between_lab_hosts(drv: LibvirtDriver, lab: Lab) -> None:

@@ -23,6 +23,7 @@ DOMAIN_SEP = "+"  # never in a project or workload name (domain/text.py), so the
 MIN_MEMORY_MIB = 16
 DEFAULT_DISK_GIB = 1.0
 ENV_PREFIX = "POOLVISOR_LIBVIRT_"
+BALLOON_STATS_PERIOD_S = 2  # how often a guest's balloon driver reports its memory use
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def domain_xml(key: str, demand: Mapping[str, float], cfg: LibvirtConfig, *, dom
         devices.append(f"<serial type='file'><source path={log} append='on'/><target port='0'/></serial>")
     else:
         devices.append("<serial type='pty'><target port='0'/></serial>")
-    devices.append("<memballoon model='virtio'/>")
+    devices.append(f"<memballoon model='virtio'><stats period='{BALLOON_STATS_PERIOD_S}'/></memballoon>")
     return (f"<domain type={quoteattr(domain_type)}><name>{escape(name)}</name>"
             f"<title>{escape(key)}</title>"
             f"<metadata><pv:workload xmlns:pv='{NS}' key={quoteattr(key)} kind={quoteattr(kind)}/></metadata>"
