@@ -1,8 +1,8 @@
 """End to end through the REST API with real guests: libvirt lab hosts and an LXC host added by
 URI, a VM created by the API (its marker on the serial console of the chosen host), live-migrated
-by a migrate task (its counter goes on on the destination), suspended and resumed, snapshot and
-restore (snapshot tasks), stopped and started, deleted; the same
-lifecycle for a container. Nothing is left behind on the hosts.
+by a migrate task (its counter goes on on the destination), suspended and resumed, its balloon
+taken down and given back by memory-reclaim rounds, snapshot and restore (snapshot tasks),
+stopped and started, deleted; the same lifecycle for a container. Nothing is left behind on the hosts.
 
 Not covered (no controller yet): killing a host's libvirtd and QEMU and having the controller
 fence it and restart the VM elsewhere.
@@ -25,8 +25,9 @@ from poolvisor.drivers.base import DriverWorkload
 from poolvisor.drivers.libvirt_xml import domain_name
 from poolvisor.drivers.lxc import TOOLS
 from poolvisor.lab import GuestImage, Lab, markers, wait_marker, wait_ticks
-from poolvisor.lab.console import last_tick
+from poolvisor.lab.console import last_tick, wait_for
 from poolvisor.services import Services, open_services
+from poolvisor.services.balloon_loop import BalloonLoop
 from realenv import require_real
 
 with warnings.catch_warnings():
@@ -45,6 +46,9 @@ def api(tmp_path: Path, lab: Lab, guest_image: GuestImage,
            "STOP_TIMEOUT_S": "0"}
     for k, v in env.items():  # how an operator configures the guests `poolvisor serve` creates
         monkeypatch.setenv(f"POOLVISOR_LIBVIRT_{k}", v)
+    # no periodic balloon round: the test runs its rounds itself (a calm round in between would
+    # give the guest its memory back)
+    monkeypatch.setattr(BalloonLoop, "wanted", staticmethod(lambda _services: False))
     svc = open_services(f"sqlite:///{tmp_path / 'e2e.db'}")
     token = svc.auth.bootstrap_admin_token()
     assert token is not None
@@ -74,9 +78,10 @@ def _wait_task(c: TestClient, headers: dict[str, str], answer: Any, timeout: flo
 
 def test_vm_through_the_api(api: tuple[TestClient, dict[str, str], Services], lab: Lab) -> None:
     c, h, svc = api
+    _ok(c.post("/v1/pools", json={"name": "lab"}, headers=h), 201)
     for host in lab:
         out = _ok(c.post("/v1/hosts", json={"name": host.name, "driver": "libvirt", "uri": host.uri,
-                                             "labels": {"kind": "vm"}}, headers=h), 201)
+                                             "pool": "lab", "labels": {"kind": "vm"}}, headers=h), 201)
         assert out["capacity"]["vcpu"] >= 1 and out["capacity"]["memory_mib"] > 1000  # the node's own
     wl = _ok(c.post("/v1/workloads", json={
         "name": "web1", "project": PROJECT, "demand": {"vcpu": 1, "memory_mib": 96, "disk_gib": 0.0625},
@@ -106,6 +111,21 @@ def test_vm_through_the_api(api: tuple[TestClient, dict[str, str], Services], la
     assert drv.state(dst, dw) == "suspended"
     assert _ok(c.post("/v1/workloads/web1/resume", params=q, headers=h))["state"] == "running"
     wait_ticks(console, after=t + 3)
+
+    # memory pooling: a balloon round under pressure (a threshold far below the guest's share of
+    # the node) takes the guest down to what it uses; a calm round gives it all back
+    wait_for(lambda: drv.guest_memory(dst, dw).working_set_mib < 96, 10, "the guest's balloon report")
+    rounds = _ok(c.post("/v1/pools/lab/memory-reclaim", json={"threshold": 1e-6}, headers=h))
+    [ch] = next(r for r in rounds if r["host"] == dst)["changes"]
+    assert ch["workload"] == f"{PROJECT}/web1" and ch["before_mib"] == 96
+    assert ch["floor_mib"] - 1 <= ch["after_mib"] < 96  # not below what it uses
+    wait_for(lambda: drv.guest_memory(dst, dw).balloon_mib < ch["after_mib"] + 2, 10, "the balloon down")
+    t = last_tick(console) or 0
+    wait_ticks(console, after=t + 3)
+    rounds = _ok(c.post("/v1/pools/lab/memory-reclaim", json={"threshold": 1, "target_ratio": 1}, headers=h))
+    [ch] = next(r for r in rounds if r["host"] == dst)["changes"]
+    assert ch["after_mib"] == 96
+    wait_for(lambda: drv.guest_memory(dst, dw).balloon_mib == 96, 10, "the balloon back at 96 MiB")
 
     # snapshot and restore through the API (tasks run by the server's executor)
     task = _wait_task(c, h, c.post("/v1/workloads/web1/snapshots", params=q, json={"name": "s1"}, headers=h))
