@@ -37,7 +37,7 @@ def test_every_path_parameter_is_a_name(client: Any) -> None:
     assert len(params) >= 15
     for method, path, prm in params:
         s = prm["schema"]
-        if prm["name"] in ("token_id", "task_id"):  # integers (bad ones are checked below)
+        if prm["name"] in ("token_id", "task_id", "alert_id"):  # integers (bad ones are checked below)
             assert s["type"] == "integer", (method, path, s)
         else:
             assert (s["type"], s["pattern"], s["minLength"], s["maxLength"]) == \
@@ -57,7 +57,7 @@ def test_bad_names_in_every_path_are_a_declared_422(client: Any, admin: dict[str
             if bad == "":
                 continue  # an empty segment is another route (or none): see the empty-name test
             url = path
-            for slot in ("{name}", "{token_id}", "{task_id}"):
+            for slot in ("{name}", "{token_id}", "{task_id}", "{alert_id}"):
                 url = url.replace(slot, _encode(bad))
             r = client.request(method, url, headers=admin, json={} if method in ("POST", "PUT") else None)
             assert r.status_code == 422, (method, path, bad, r.status_code, r.text)

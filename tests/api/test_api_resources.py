@@ -85,7 +85,7 @@ def test_bad_input_is_a_declared_4xx_and_writes_nothing(client: Any, admin: dict
         r = client.post("/v1/hosts", json=body, headers=admin)
         assert r.status_code in (404, 422), (body, r.status_code, r.text)
         err = r.json()
-        assert set(err) == {"error", "message", "detail"} and err["message"], err
+        assert set(err) == {"error", "message", "detail", "request_id"} and err["message"], err
     # malformed JSON
     json_headers = {**admin, "content-type": "application/json"}
     r = client.post("/v1/hosts", content=b'{"name": "h", ', headers=json_headers)
@@ -180,9 +180,10 @@ def test_openapi_declares_every_error(client: Any) -> None:
 # Paths a member may write (inside its own project), by design; every other write is admin-only.
 # Networks, address pools and routers belong to a project like workloads (docs/network.md); the
 # dataplane changes the server's machine and stays admin-only. Volumes belong to a project as well
-# (docs/storage.md); storage pools and their devices are infrastructure, admin-only like hosts.
+# (docs/storage.md); storage pools and their devices are infrastructure, admin-only like hosts. A
+# member acknowledges its project's alerts (docs/observability.md).
 MEMBER_WRITABLE = ("/v1/workloads", "/v1/tokens", "/v1/utilization", "/v1/ip-pools", "/v1/networks",
-                   "/v1/routers", "/v1/tasks", "/v1/volumes")  # tasks: a member cancels its project's tasks
+                   "/v1/routers", "/v1/tasks", "/v1/volumes", "/v1/alerts")  # tasks: members cancel theirs
 
 
 def _member_writable(path: str) -> bool:
@@ -223,7 +224,7 @@ def test_unavailable_backend_is_503(client: Any, admin: dict[str, str], svc: Ser
     r = client.get("/v1/hosts", headers=admin)
     assert r.status_code == 503
     assert r.json() == {"error": "unavailable", "message": "database unreachable: connection refused",
-                        "detail": None}
+                        "detail": None, "request_id": r.headers["x-request-id"]}
 
 
 def test_unexpected_exception_is_a_500_error_body_not_a_crash(client: Any, admin: dict[str, str],

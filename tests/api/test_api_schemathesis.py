@@ -121,6 +121,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     seed_demo(svc, 4)
     svc.auth.adopt_admin_token(TOKEN)
     APP.state.services = svc
+    APP.state.event_stream_max_s = 0.5  # each case reading the event stream gets half a second of it
     yield svc
     APP.state.services = None
     svc.close()

@@ -152,7 +152,8 @@ def test_bad_token_requests_are_422_and_mint_nothing(client: Any, admin: dict[st
 def test_revoking_a_bad_or_unknown_id(client: Any, admin: dict[str, str], path: str, status: int) -> None:
     r = client.delete(path, headers=admin)
     assert r.status_code == status, r.text
-    assert set(r.json()) == {"error", "message", "detail"}
+    assert set(r.json()) == {"error", "message", "detail", "request_id"}
+    assert r.json()["request_id"] == r.headers["x-request-id"]
 
 
 def test_tokens_are_stored_hashed(client: Any, admin: dict[str, str], svc: Services) -> None:

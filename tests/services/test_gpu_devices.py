@@ -110,7 +110,7 @@ def test_failed_host_frees_its_devices(lite: Services) -> None:
     gpu_pool(lite)
     w = lite.workloads.create_workload("p", "a", demand={"vcpu": 1, "gpu": 2}, pool="g")
     assert sorted(g.milli for g in w.gpus) == [1000, 1000]
-    lite.hosts.fail_host(w.host or "")
+    lite.sim.fail_host(w.host or "")
     assert lite.workloads.get_workload("p", "a").gpus == [] and sum(device_milli(lite)) == 0
     assert lite.repair.check().ok
 

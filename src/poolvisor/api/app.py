@@ -10,8 +10,11 @@ from fastapi import FastAPI
 from poolvisor import __version__
 from poolvisor.api.errors import install_error_handlers
 from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
+from poolvisor.api.metrics import AppMetrics
+from poolvisor.api.observe import ObserveMiddleware, RouteCapture
 from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
+    alerts,
     events,
     flavors,
     hosts,
@@ -29,6 +32,7 @@ from poolvisor.api.routes import (
 )
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
+from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.sweeper import RepairSweeper
@@ -52,14 +56,15 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                repair_interval: float | None = None,
                report: Callable[[str], None] | None = None,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
-               sim_admin: bool = False) -> FastAPI:
+               sim_admin: bool = False, alert_interval: float | None = None) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
     `metrics_token`: an extra bearer token that may read every /metrics series and nothing else
     (for a Prometheus scraper), or None. `task_workers`: threads of the task executor that runs
     long operations (migrations, consolidations) for the app's lifespan (services/executor.py).
-    `sim_admin`: mount the sim fault-injection extension under /v1/sim (never by default)."""
+    `sim_admin`: mount the sim fault-injection extension under /v1/sim (never by default).
+    `alert_interval`: evaluate the alert rules every that many seconds (services/alerts.py), or None."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -73,9 +78,15 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             balloons.start()
         if sweeper is not None:
             sweeper.start()
+        alerter = AlertLoop(services.alerts, alert_interval) if alert_interval and services is not None \
+            else None
+        if alerter is not None:
+            alerter.start()
         try:
             yield
         finally:
+            if alerter is not None:
+                alerter.stop()
             if sweeper is not None:
                 sweeper.stop()
             if executor is not None:
@@ -89,10 +100,13 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.metrics_token = metrics_token or None
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory):
+                   system, networks, storage, memory, alerts):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)
+    app.add_middleware(RouteCapture)  # innermost: tells ObserveMiddleware the matched route
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)
+    app.state.metrics = AppMetrics()  # this app's own registry (api/metrics.py)
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)  # outermost: request id, latency
     return app

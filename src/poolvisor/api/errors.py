@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from poolvisor.api.fields import BALANCING_POLICY_PATTERN, BALANCING_POLICY_RULE
 from poolvisor.domain.errors import PoolvisorError
 from poolvisor.domain.text import NAME_PATTERN, NAME_RULE, TEXT_PATTERN, TEXT_RULE
+from poolvisor.observability.logs import current_request_id
 
 log = logging.getLogger("poolvisor.api")
 
@@ -47,6 +48,8 @@ class ErrorBody(BaseModel):
     error: str = Field(description="machine-readable code, e.g. not_found, conflict, no_valid_host")
     message: str = Field(description="one human-readable line")
     detail: Any = Field(default=None, description="structured detail (placement explanation, field errors)")
+    request_id: str | None = Field(default=None, description="the request's id (also in the X-Request-ID "
+                                   "header and in every server log line of the request)")
 
 
 DESCRIPTIONS = {
@@ -76,7 +79,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def error_response(status: int, code: str, message: str, detail: Any = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": code, "message": message, "detail": jsonable_encoder(detail)}
+    body = {"error": code, "message": message, "detail": jsonable_encoder(detail),
+            "request_id": current_request_id()}
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=status, headers=headers)

@@ -143,7 +143,9 @@ class _DateTimeSchema:
     """The exact rule as the schema: a date-time string whose pattern admits only storable instants."""
 
     def __get_pydantic_json_schema__(self, cs: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-        return {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}
+        # no "format": "date-time": RFC 3339 requires an offset, and this rule accepts none (= UTC),
+        # so that format would call valid input invalid; the pattern states the rule exactly
+        return {"type": "string", "pattern": DATETIME_PATTERN}
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime), _DateTimeSchema()]

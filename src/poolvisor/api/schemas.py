@@ -499,6 +499,7 @@ class EventOut(_Out):
     message: str
     project: str | None
     data: dict[str, Any]
+    severity: Literal["info", "warning", "critical"] = "info"
 
 
 class Health(BaseModel):

@@ -13,6 +13,8 @@ and is percent-encoded, and `Api` accepts nothing else, so a name such as `../po
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -170,6 +172,35 @@ class Api:
             return r.json()
         except ValueError:
             return r.text
+
+
+    @contextmanager
+    def stream(self, path: ApiPath, headers: dict[str, str] | None = None,
+               **params: Any) -> Iterator[Iterator[str]]:
+        """A long GET read line by line (server-sent events): no read timeout, errors as request()'s
+        (a connection lost mid-stream is a PoolvisorError too)."""
+        if not isinstance(path, ApiPath):
+            raise TypeError(f"Api paths are built with api_path(), got {type(path).__name__}")
+        query = {k: v for k, v in params.items() if v is not None}
+        timeout = httpx.Timeout(TIMEOUT_S, read=None)
+        try:
+            with self._client.stream("GET", path.text, params=query, headers=headers, timeout=timeout) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise _api_error(r)
+                yield _lines(r, self.url)
+        except httpx.ConnectError as e:
+            raise PoolvisorError(
+                f"cannot connect to {self.url}: {_reason(e)} (is 'poolvisor serve' running?)") from None
+        except httpx.HTTPError as e:
+            raise PoolvisorError(f"stream from {self.url} failed: {_reason(e)}") from None
+
+
+def _lines(r: httpx.Response, url: str) -> Iterator[str]:
+    try:
+        yield from r.iter_lines()
+    except httpx.HTTPError as e:
+        raise PoolvisorError(f"stream from {url} ended: {_reason(e)}") from None
 
 
 def _reason(e: Exception) -> str:

@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from poolvisor import __version__
+from poolvisor.cli import alert as alert_cli
 from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, sweep, task, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
@@ -37,7 +38,7 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
-    "storage-pool", "volume", "events", "sim",
+    "storage-pool", "volume", "events", "alert", "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -73,6 +74,7 @@ app.add_typer(sim.app, name="sim", rich_help_panel=PANEL_POOL)
 app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
 app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
 app.command(name="events", rich_help_panel=PANEL_POOL)(events_cli.events)
+app.add_typer(alert_cli.app, name="alert", rich_help_panel=PANEL_POOL)
 app.add_typer(token_cli.app, name="token", rich_help_panel=PANEL_POOL)
 app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)

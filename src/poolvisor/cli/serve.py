@@ -28,6 +28,8 @@ DEFAULT_LEASE_S = 5.0
 MAX_SIM_DURATION_S = 600.0
 DEMO_MIGRATION_MIBPS = 1250.0  # 10 Gbit/s: a demo VM's migration takes seconds, so its progress shows
 MAX_MIGRATION_MIBPS = 1e9
+DEFAULT_ALERT_INTERVAL_S = 30.0
+GRACEFUL_SHUTDOWN_S = 10  # open event streams end on their own within a poll; this bounds the rest
 
 if TYPE_CHECKING:
     from poolvisor.services import Services
@@ -125,6 +127,10 @@ def serve(
         help="Placement policy: best-fit (default), spread, balanced, dot-product, or fgd-ri for pools "
         "with shared GPUs (fractions of one GPU placed on specific devices).", show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_format: Annotated[str, typer.Option(
+        "--log-format", envvar="POOLVISOR_LOG_FORMAT",
+        help="Server log lines: 'text' or 'json' (one object per line); each line of a request "
+        "carries its request id (X-Request-ID).")] = "text",
     repair_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between repair sweeps, which resolve workloads left placing/deleting/migrating by "
         "a process that died (its lease expired); 0 turns the sweep off.")] = DEFAULT_REPAIR_INTERVAL_S,
@@ -142,6 +148,15 @@ def serve(
         "--sim-admin/--no-sim-admin",
         help="Mount the sim fault-injection API under /v1/sim [default: on with --demo, else off].",
         show_default=False)] = None,
+    alert_interval: Annotated[float, typer.Option(parser=number,
+        help="Seconds between evaluations of the alert rules (pool nearly full, host down, quota nearly "
+        "exhausted, SLA violation, stuck task); 0 turns them off.")] = DEFAULT_ALERT_INTERVAL_S,
+    alert_pool_full: Annotated[float, typer.Option(parser=number,
+        help="Alert when a pool's resource is allocated at this fraction or more (0..1).")] = 0.9,
+    alert_quota: Annotated[float, typer.Option(parser=number,
+        help="Alert when a project has used this fraction of a quota or more (0..1).")] = 0.9,
+    alert_task_deadline: Annotated[float, typer.Option(parser=number,
+        help="Seconds after which an unfinished task counts as stuck.")] = 3600.0,
     metrics_token_file: Annotated[Path | None, typer.Option(
         "--metrics-token-file", envvar="POOLVISOR_METRICS_TOKEN_FILE",
         help="File holding a bearer token that may read every /metrics series and nothing else "
@@ -160,10 +175,25 @@ def serve(
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise fail(f"--log-level must be one of critical, error, warning, info, debug, trace; "
                    f"got {log_level!r}")
+    if log_format not in ("text", "json"):
+        raise fail(f"--log-format must be text or json; got {log_format!r}")
     if repair_interval != 0 and not MIN_INTERVAL_S <= repair_interval <= MAX_INTERVAL_S:
         raise fail(f"--repair-interval must be 0 (off) or {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} seconds")
     if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
         raise fail(f"--lease must be {MIN_LEASE_S:g}..{MAX_LEASE_S:g} seconds")
+    from poolvisor.observability.rules import Thresholds
+    from poolvisor.services.alerts import MAX_INTERVAL_S as MAX_ALERT_S
+    from poolvisor.services.alerts import MIN_INTERVAL_S as MIN_ALERT_S
+
+    if alert_interval != 0 and not MIN_ALERT_S <= alert_interval <= MAX_ALERT_S:
+        raise fail(f"--alert-interval must be 0 (off) or {MIN_ALERT_S:g}..{MAX_ALERT_S:g} seconds")
+    try:
+        thresholds = Thresholds(pool_full=alert_pool_full, quota=alert_quota,
+                                critical=max(0.98, alert_pool_full, alert_quota),
+                                task_deadline_s=alert_task_deadline)
+    except ValueError as e:
+        raise fail(f"alert thresholds: {e} (--alert-pool-full and --alert-quota are fractions in (0, 1], "
+                   "--alert-task-deadline seconds > 0)") from None
     durations = _sim_durations(sim_durations) if sim_durations is not None else {}
     bandwidth = sim_migration_bandwidth if sim_migration_bandwidth is not None else (
         DEMO_MIGRATION_MIBPS if demo is not None else 0.0)
@@ -198,13 +228,21 @@ def serve(
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
         with_sim_admin = sim_admin if sim_admin is not None else demo is not None
+        svc.alerts.thresholds = thresholds
         app = create_app(svc, repair_interval=repair_interval or None,
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
-                         metrics_token=scrape_token, sim_admin=with_sim_admin)
+                         metrics_token=scrape_token, sim_admin=with_sim_admin,
+                         alert_interval=alert_interval or None)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)
-        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        from poolvisor.observability.logs import configure
+
+        configure(log_format, log_level)  # uvicorn's loggers too: it gets no logging config of its own
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", log_config=None,
+                                               access_log=False,  # ours carries the request id
+                                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+        app.state.stopping = lambda: server.should_exit  # event streams end when the server stops
         server.run(sockets=[sock])
     finally:
         sock.close()

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import NotFoundError
 from poolvisor.drivers.base import DriverWorkload
 from poolvisor.drivers.pool import DriverPool
+from poolvisor.observability.instruments import note_event
+from poolvisor.observability.severity import check_severity, severity_of
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpus import host_devices, workload_shares
@@ -130,8 +132,11 @@ class ServiceBase:
     # ---- events ------------------------------------------------------------------------------
     @staticmethod
     def _event(s: Session, kind: str, subject: str, message: str, project: str | None = None,
-               data: dict[str, Any] | None = None) -> None:
-        s.add(EventRow(kind=kind, subject=subject, message=message, project=project, data=data or {}))
+               data: dict[str, Any] | None = None, severity: str | None = None) -> None:
+        """Record an event in the use case's transaction (severity: from the kind by default)."""
+        s.add(EventRow(kind=kind, subject=subject, message=message, project=project, data=data or {},
+                       severity=check_severity(severity) if severity is not None else severity_of(kind)))
+        note_event(s, kind)  # counted for /metrics when the transaction commits
 
     # ---- records -----------------------------------------------------------------------------
     @staticmethod

@@ -16,6 +16,7 @@ from typing import Any
 from poolvisor.drivers.pool import DriverPool
 from poolvisor.drivers.protocols import HostDriver
 from poolvisor.policies.placement import PlacementPolicy
+from poolvisor.services.alerts import AlertService
 from poolvisor.services.auth import AuthService
 from poolvisor.services.batch import BatchService
 from poolvisor.services.catalog import CatalogService
@@ -58,6 +59,7 @@ class Services:
         self.dataplane = DataplaneService(ctx, self.routers)
         self.events = EventService(ctx)
         self.repair = RepairService(ctx, self.workloads, self.tasks)
+        self.alerts = AlertService(ctx, self.catalog, self.hosts)
         self.tasks.handlers[MIGRATE] = self.workloads.lifecycle.run_migrate_task
         self.tasks.handlers[CONSOLIDATE] = self.batch.apply_consolidation
         self.snapshots = SnapshotService(ctx, self.tasks)

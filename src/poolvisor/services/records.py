@@ -164,6 +164,7 @@ class EventRecord:
     message: str
     project: str | None
     data: dict[str, Any] = field(default_factory=dict)
+    severity: str = "info"  # info | warning | critical (0009)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.observability.instruments import observe_placement
 from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.policies.placement.served import decide
@@ -235,7 +236,10 @@ class WorkloadService(ServiceBase):
                          explain: bool = False) -> tuple[int, str]:
         """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
         id of a group the claim created is appended to `new_group`."""
-        decision, target = self._decide(spec, explain)
+        with observe_placement() as outcome:  # poolvisor_placement_seconds
+            decision, target = self._decide(spec, explain)
+            if decision.host_index is None:
+                outcome[0] = "no_valid_host"
         require_host(decision)
         assert target is not None and decision.host is not None
         wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target, decision=decision))

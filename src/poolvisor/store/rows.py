@@ -200,11 +200,34 @@ class EventRow(Base):
     __tablename__ = "events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    kind: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(63), index=True)  # 0009: indexed
     subject: Mapped[str] = mapped_column(String(200))
     message: Mapped[str] = mapped_column(Text, default="")
     project: Mapped[str | None] = mapped_column(String(63), index=True)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    severity: Mapped[str] = mapped_column(String(16), default="info", server_default="info")  # 0009
+
+
+class AlertRow(Base):
+    """0009: a condition an alert rule found on a subject (services/alerts.py). `open_key` is
+    `rule:subject` while active, NULL once resolved: one active alert per condition (unique)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_open_key", "open_key", unique=True),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(63))
+    subject: Mapped[str] = mapped_column(String(200))
+    project: Mapped[str | None] = mapped_column(String(63), index=True)  # None: admins only
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # active | resolved
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    open_key: Mapped[str | None] = mapped_column(String(270), nullable=True)
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(63), nullable=True)
 
 
 class UtilizationSampleRow(Base):

@@ -55,11 +55,12 @@ def metrics_view(
           "description": "Prometheus text format"},
     **errors(401, 503)},
     openapi_extra={"security": [{}]})  # with the bearer scheme FastAPI adds: the token is optional
-def get_metrics(svc: SvcDep,
+def get_metrics(request: Request, svc: SvcDep,
                 view: Annotated[metrics.MetricsView, Depends(metrics_view)]) -> PlainTextResponse:
     """Without a token: fleet totals only (no pool, project or host names). A member token adds
     the per-pool series and its own project's workloads; an admin token or the scrape token
     (`poolvisor serve --metrics-token-file`) shows every pool and project."""
+    app_metrics: metrics.AppMetrics | None = getattr(request.app.state, "metrics", None)
     body = metrics.render(svc.catalog.list_pools(), svc.hosts.list_hosts(), svc.workloads.list_workloads(),
-                          view)
+                          view, app_metrics, svc.alerts.active_counts() if view.pools else ())
     return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
