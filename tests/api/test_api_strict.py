@@ -92,6 +92,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
                                                   {"threshold": 0.9, "target_ratio": 0.8}),
     ("PUT", "/v1/workloads/{name}/memory-reservation"): ("/v1/workloads/ghost/memory-reservation",
                                                          {"mib": 512}),
+    ("PUT", "/v1/projects/{name}/quota"): ("/v1/projects/demo/quota", {
+        "limits": {"vcpu": 64, "workloads": 20}, "rate_limit": {"rate_per_s": 50, "burst": 100}}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [

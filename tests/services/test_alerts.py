@@ -124,6 +124,22 @@ def test_quota_hook_scopes_to_the_project(lite: Services) -> None:
     assert svc.alerts.evaluate().resolved == [a.id]
 
 
+def test_a_project_filling_its_real_quota_raises_the_quota_alert(lite: Services) -> None:
+    """The quota service feeds the rule: no hook set by hand, a quota set and used for real."""
+    svc = lite
+    seed_demo(svc, 2)
+    svc.catalog.create_project("acme")
+    svc.quotas.set_quota("acme", {"vcpu": 4, "workloads": 10})
+    svc.workloads.create_workload("acme", "w1", demand={"vcpu": 2, "memory_mib": 256})
+    assert [a.rule for a in svc.alerts.list_alerts("acme")] == [] and not svc.alerts.evaluate().raised
+    svc.workloads.create_workload("acme", "w2", demand={"vcpu": 2, "memory_mib": 256})
+    svc.alerts.evaluate()
+    (a,) = svc.alerts.list_alerts("acme")
+    assert a.rule == "quota_nearly_exhausted" and a.severity == "critical" and "vcpu" in a.message
+    svc.workloads.delete_workload("acme", "w2")
+    assert svc.alerts.evaluate().resolved == [a.id]
+
+
 def test_sla_violation_from_measured_use(lite: Services, monkeypatch: Any) -> None:
     svc = lite
     seed_demo(svc, 2)

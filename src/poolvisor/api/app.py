@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from poolvisor import __version__
+from poolvisor.api import openapi
 from poolvisor.api.errors import install_error_handlers
 from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
 from poolvisor.api.metrics import AppMetrics
 from poolvisor.api.observe import ObserveMiddleware, RouteCapture
+from poolvisor.api.ratelimit import RateLimiter
 from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
     alerts,
@@ -22,6 +24,7 @@ from poolvisor.api.routes import (
     networks,
     pools,
     projects,
+    quotas,
     snapshots,
     storage,
     system,
@@ -35,6 +38,7 @@ from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
+from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
 
 DESCRIPTION = """Pool virtualization hosts and place workloads on them.
@@ -56,7 +60,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                repair_interval: float | None = None,
                report: Callable[[str], None] | None = None,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
-               sim_admin: bool = False, alert_interval: float | None = None) -> FastAPI:
+               sim_admin: bool = False, alert_interval: float | None = None,
+               rate_limit: RateLimit | None = None) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -64,7 +69,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     (for a Prometheus scraper), or None. `task_workers`: threads of the task executor that runs
     long operations (migrations, consolidations) for the app's lifespan (services/executor.py).
     `sim_admin`: mount the sim fault-injection extension under /v1/sim (never by default).
-    `alert_interval`: evaluate the alert rules every that many seconds (services/alerts.py), or None."""
+    `alert_interval`: evaluate the alert rules every that many seconds (services/alerts.py), or None.
+    `rate_limit`: the default token bucket of each project's creation requests (a project's own,
+    set with its quota, overrides it; api/ratelimit.py), None: unlimited by default."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -98,12 +105,15 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
     app.state.metrics_token = metrics_token or None
+    app.state.rate_limiter = RateLimiter(
+        rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts):
+                   system, networks, storage, memory, alerts, quotas):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)
+    openapi.install(app)
     app.add_middleware(RouteCapture)  # innermost: tells ObserveMiddleware the matched route
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
     app.add_middleware(EncodedSlashMiddleware)

@@ -3,7 +3,10 @@
 Tokens are verified by the services (stored as sha256 digests) on every request, so a revoked or
 expired token is refused at once, by every replica sharing the database. Admins see everything; a member
 acts inside its own project only, and another project's objects are reported as not found (404),
-so a member cannot even learn that they exist.
+so a member cannot even learn that they exist. A viewer reads what a member of its project reads
+(a global viewer, with no project, what an admin reads) and writes nothing: every write method
+(POST, PUT, PATCH, DELETE) is refused with 403 here, in the one dependency every authenticated
+route goes through, so a new route is read-only for viewers without doing anything.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from poolvisor.domain.errors import NotFoundError
 from poolvisor.services import Principal, Services
 
 MAX_TOKEN_LEN = 256
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 bearer = HTTPBearer(auto_error=False, description="token from `poolvisor serve` or POST /v1/tokens")
 
 
@@ -27,6 +31,7 @@ def get_services(request: Request) -> Services:
 
 
 def principal(
+    request: Request,
     svc: Annotated[Services, Depends(get_services)],
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
@@ -38,20 +43,25 @@ def principal(
     if who is None:
         raise UnauthorizedError("bearer token revoked" if invalid == "revoked" else
                                 "bearer token expired" if invalid == "expired" else "invalid bearer token")
+    if who.role == "viewer" and request.method in WRITE_METHODS:
+        raise ForbiddenError("a viewer token is read-only")
     return who
 
 
-def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
-    if who.role != "admin":
+def admin(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """An admin; on reads also a global viewer (project None): it reads what an admin reads."""
+    if who.role != "admin" and not (who.role == "viewer" and who.project is None
+                                    and request.method not in WRITE_METHODS):
         raise ForbiddenError("this operation needs an admin token")
     return who
 
 
 def scope_project(who: Principal, requested: str | None, *, default: str | None = None) -> str | None:
-    """The project a request acts on: a member's own project; for admins, `requested` or `default`.
+    """The project a request acts on: a member's (or viewer's) own project; for admins (and global
+    viewers), `requested` or `default`.
 
     A member naming another project is told it does not exist (404), like any invisible object."""
-    if who.role == "admin":
+    if who.project is None:
         return requested if requested is not None else default
     if requested is not None and requested != who.project:
         raise NotFoundError(f"project {requested!r} not found")

@@ -55,20 +55,22 @@ class ErrorBody(BaseModel):
 DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing or invalid bearer token",
-    403: "The token's role does not allow this",
+    403: "The token's role does not allow this (viewer tokens are read-only), or `quota_exceeded`: the "
+         "project's quota leaves no room (detail: resource, used, requested, limit)",
     404: "Not found (or not visible to this project)",
     405: "Method not allowed",
     409: "Conflict: duplicate name, object in use, or no valid host",
     413: "Request body over the size limit (64 KiB; 4 MiB for /v1/utilization and /v1/workloads/batch)",
     422: "Invalid input: malformed JSON, schema violation (bad name, wrong JSON type, control character),"
          " unknown resource, bad amount",
+    429: "Too many creation requests for this project (`rate_limited`): retry after `Retry-After` seconds",
     503: "A backing component (database, driver) is unavailable",
 }
 
 _CODES_BY_STATUS = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
     409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
-    503: "unavailable",
+    429: "rate_limited", 503: "unavailable",
 }
 
 
@@ -149,7 +151,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _poolvisor(_: Request, exc: PoolvisorError) -> JSONResponse:
         if exc.status_code >= 500 and exc.status_code != 503:
             log.error("internal error: %s", exc.message)
-        return error_response(exc.status_code, exc.code, exc.message, exc.detail)
+        retry = getattr(exc, "retry_after", None)  # RateLimitedError: 429 with Retry-After
+        return error_response(exc.status_code, exc.code, exc.message, exc.detail,
+                              {"Retry-After": str(retry)} if retry is not None else None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

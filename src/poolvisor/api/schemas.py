@@ -201,9 +201,11 @@ class TokenCreate(_In):
     model_config = ConfigDict(json_schema_extra={"oneOf": [
         {"required": ["role"], "properties": {"role": {"const": "admin"}, "project": {"type": "null"}}},
         {"properties": {"role": {"const": "member"}}},
+        {"properties": {"role": {"const": "viewer"}}},
     ]})
-    role: Literal["admin", "member"] = Field(
-        default="member", description="admin (admins only) or member of `project`")
+    role: Literal["admin", "member", "viewer"] = Field(
+        default="member", description="admin (admins only), member of `project`, or viewer: read-only, "
+        "of `project` (from admins without `project`: a global viewer, reading what an admin reads)")
     project: Name | None = Field(default=None, description="for members: required from admins, the "
                                  "caller's own project by default from members; forbidden for admins")
     expires_in: Annotated[int, Field(ge=1, le=MAX_TOKEN_EXPIRES_IN_S), INTEGRAL] | None = Field(

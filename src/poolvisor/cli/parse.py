@@ -48,3 +48,25 @@ def parse_map(text: str, option: str, convert: Callable[[str], T]) -> dict[str, 
     if not out:
         raise InvalidInputError(f"{option}: expected key=value pairs, got {text!r}")
     return out
+
+
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str, option: str = "--rate-limit") -> float:
+    """'10', '10/s', '600/m' or '3600/h' -> requests per second (finite, > 0)."""
+    value, _, unit = str(text).strip().partition("/")
+    unit = unit.strip().lower() or "s"
+    try:
+        n = number(value)
+    except ValueError:
+        n = math.nan
+    if unit not in RATE_UNITS or not math.isfinite(n) or n <= 0:
+        raise InvalidInputError(f"{option}: expected a positive rate like 10, 10/s, 600/m or 3600/h, "
+                                f"got {text!r}")
+    return n / RATE_UNITS[unit]
+
+
+def default_burst(rate_per_s: float) -> int:
+    """The bucket size when none is given: one second's worth of requests, at least 1."""
+    return max(1, math.ceil(rate_per_s))

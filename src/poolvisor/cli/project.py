@@ -1,8 +1,8 @@
-"""`poolvisor project ...`: list, create, and mint member tokens (API client)."""
+"""`poolvisor project ...`: list, create, mint member tokens, set and show quotas (API client)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -48,3 +48,68 @@ def token(name: ProjectArg, url: UrlOpt = None,
         emit_json(t)
     else:
         typer.echo(printable(t["token"]))
+
+
+quota_app = typer.Typer(help="A project's quota and creation rate limit (set: admin; show: its tokens).",
+                        no_args_is_help=True)
+app.add_typer(quota_app, name="quota")
+
+
+@quota_app.command("set")
+def quota_set(
+    name: ProjectArg,
+    limits: Annotated[list[str] | None, typer.Argument(
+        help="RESOURCE=LIMIT pairs: vcpu, memory_mib, disk_gib, gpu, any declared resource, or "
+        "workloads (how many may hold capacity); e.g. vcpu=16 memory_mib=65536 workloads=10. "
+        "A resource not named is unlimited.", show_default=False)] = None,
+    rate: Annotated[str | None, typer.Option(
+        "--rate", help="The project's own limit on workload creation requests: R, R/s, R/m or R/h "
+        "[default: the server's --rate-limit]", show_default=False)] = None,
+    burst: Annotated[int | None, typer.Option(
+        "--burst", min=1, max=1_000_000, help="With --rate: requests that may arrive at once "
+        "[default: one second's worth]", show_default=False)] = None,
+    url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Replace the project's quota (admin): exactly the limits given (none: no quota) and --rate.
+    A limit below what the project holds refuses new workloads and takes nothing away."""
+    from poolvisor.cli.errors import fail
+    from poolvisor.cli.parse import default_burst, number, parse_map, parse_rate
+
+    body: dict[str, Any] = {"limits": parse_map(",".join(limits), "limits", number) if limits else {}}
+    if rate is not None:
+        per_s = parse_rate(rate, "--rate")
+        body["rate_limit"] = {"rate_per_s": per_s,
+                              "burst": burst if burst is not None else default_burst(per_s)}
+    elif burst is not None:
+        raise fail("--burst needs --rate")
+    with Api(url, token) as api:
+        q = api.put(api_path("projects", name, "quota"), body)
+    if as_json:
+        emit_json(q)
+    else:
+        say("quota of project {} set: {}", q["project"], _describe(q))
+
+
+@quota_app.command("show")
+def quota_show(name: ProjectArg, url: UrlOpt = None, token: TokenOpt = None,
+               as_json: JsonOpt = False) -> None:
+    """What the project holds against its limits, and its rate limit."""
+    with Api(url, token) as api:
+        u = api.get(api_path("projects", name, "usage"))
+    if as_json:
+        emit_json(u)
+        return
+    limits, avail = u["limits"], u["available"]
+    table(f"Quota of {printable(u['project'])}", ("resource", "used", "limit", "available"), [
+        (k, f"{v:g}", f"{limits[k]:g}" if k in limits else "–", f"{avail[k]:g}" if k in avail else "–")
+        for k, v in u["used"].items()],
+        caption=f"rate limit: {_rate(u['rate_limit'])}")
+
+
+def _rate(r: dict[str, Any] | None) -> str:
+    return "the server's default" if r is None else f"{r['rate_per_s']:g}/s, burst {r['burst']}"
+
+
+def _describe(q: dict[str, Any]) -> str:
+    parts = [f"{k}={v:g}" for k, v in q["limits"].items()] or ["no limits"]
+    return ", ".join(parts) + f"; rate limit: {_rate(q['rate_limit'])}"

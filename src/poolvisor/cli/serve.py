@@ -161,12 +161,21 @@ def serve(
         "--metrics-token-file", envvar="POOLVISOR_METRICS_TOKEN_FILE",
         help="File holding a bearer token that may read every /metrics series and nothing else "
         "(for a Prometheus scraper). Without a token /metrics shows fleet totals only.")] = None,
+    rate_limit: Annotated[str | None, typer.Option(
+        "--rate-limit", help="Default per-project limit on workload creation requests: R, R/s, R/m or "
+        "R/h (a token bucket per project and per server process; a project's own limit, set with its "
+        "quota, overrides it). Over it: 429 with Retry-After. [default: none]", show_default=False)]
+    = None,
+    rate_burst: Annotated[int | None, typer.Option(
+        "--rate-burst", min=1, max=1_000_000, help="With --rate-limit: the bucket size, requests "
+        "that may arrive at once [default: one second's worth]", show_default=False)] = None,
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
     import uvicorn
 
     from poolvisor.api.app import create_app
     from poolvisor.api.metrics import load_scrape_token
+    from poolvisor.cli.parse import default_burst, parse_rate
     from poolvisor.policies.placement import PlacementPolicy
     from poolvisor.services import open_services
     from poolvisor.services.leases import MAX_LEASE_S, MIN_LEASE_S
@@ -199,6 +208,15 @@ def serve(
         DEMO_MIGRATION_MIBPS if demo is not None else 0.0)
     if not 0 <= bandwidth <= MAX_MIGRATION_MIBPS:  # also rejects nan
         raise fail(f"--sim-migration-bandwidth must be 0..{MAX_MIGRATION_MIBPS:g} MiB/s")
+    limit = None
+    if rate_limit is not None:
+        from poolvisor.services.quotas import RateLimit, check_rate_limit
+
+        per_s = parse_rate(rate_limit)
+        burst = rate_burst if rate_burst is not None else default_burst(per_s)
+        limit = check_rate_limit(RateLimit(per_s, burst))
+    elif rate_burst is not None:
+        raise fail("--rate-burst needs --rate-limit")
     names = [] if scarce.strip().lower() == "none" else [n.strip() for n in scarce.split(",") if n.strip()]
     # an invalid name: one error line, before binding
     policy = PlacementPolicy(scarce=names) if placement is None else PlacementPolicy.named(placement, names)
@@ -232,7 +250,7 @@ def serve(
         app = create_app(svc, repair_interval=repair_interval or None,
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
-                         alert_interval=alert_interval or None)
+                         alert_interval=alert_interval or None, rate_limit=limit)
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json); {note}",
                    err=True)

@@ -48,13 +48,14 @@ LabelOpt = Annotated[str, typer.Option("--label", help="A name to recognize the 
 def create(
     project: Annotated[str | None, typer.Option(
         "--project", "-p", help="Project of a member token (members: their own, the default).")] = None,
-    role: Annotated[str, typer.Option("--role", help="member, or admin (admins only).")] = "member",
+    role: Annotated[str, typer.Option("--role", help="member, viewer (read-only; from an admin without "
+                                      "--project: a global viewer), or admin (admins only).")] = "member",
     expires_in: ExpiresOpt = None, label: LabelOpt = "",
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Mint a token; it is printed once (stdout), only its hash is stored."""
-    if role not in ("member", "admin"):
-        raise fail(f"--role must be member or admin, got {role!r}")
+    if role not in ("member", "viewer", "admin"):
+        raise fail(f"--role must be member, viewer or admin, got {role!r}")
     body: dict[str, Any] = {"role": role, "label": label}
     if project is not None:
         body["project"] = project

@@ -48,3 +48,22 @@ class UnavailableError(PoolvisorError):
 
     status_code = 503
     code = "unavailable"
+
+
+class QuotaExceededError(PoolvisorError):
+    """The project's quota does not leave room for the request; `detail` names the resource, the
+    project's use, the request and the limit."""
+
+    status_code = 403
+    code = "quota_exceeded"
+
+
+class RateLimitedError(PoolvisorError):
+    """Too many requests from this project right now; retry after `retry_after` seconds."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, detail: object = None) -> None:
+        super().__init__(message, detail)
+        self.retry_after = retry_after

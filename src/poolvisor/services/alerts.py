@@ -94,7 +94,7 @@ class AlertService(ServiceBase):
         self.catalog = catalog
         self.hosts = hosts
         self.thresholds = Thresholds()
-        self.quota_source: QuotaSource | None = None  # plugged in by the quota service when it exists
+        self.quota_source: QuotaSource | None = None  # QuotaService.enforced_usage (services/facade.py)
 
     # ---- evaluation ---------------------------------------------------------------------------
     def findings(self, now: datetime | None = None) -> list[Finding]:

@@ -1,4 +1,5 @@
-"""Bearer tokens: random secrets shown once, stored as sha256 digests; admin or project member.
+"""Bearer tokens: random secrets shown once, stored as sha256 digests; admin, project member, or
+read-only viewer (of one project, or global: every read an admin has, no write).
 
 A token may expire (`expires_at`) and can be revoked (`revoked_at`). Validity is decided by one
 indexed lookup per request, never cached in the process, so a revocation or an expiry holds at
@@ -30,6 +31,7 @@ MAX_EXPIRES_IN_S = 10 * 366 * 86400  # ten years
 MAX_LABEL_LEN = 63
 HINT_LEN = 7  # "pv_" and 4 random characters: enough to tell tokens apart, useless to an attacker
 Invalid = Literal["unknown", "revoked", "expired"]
+ROLES: tuple[Role, ...] = ("admin", "member", "viewer")
 
 
 def digest(token: str) -> str:
@@ -106,8 +108,8 @@ class AuthService(ServiceBase):
         """Mint a token. `expires_in` seconds (None: never, or when `creator` expires, whichever
         is first); a token cannot outlive its creator's, so an expiring token cannot mint a
         lasting one. Authorization (who may mint what) is the caller's business (api/routes)."""
-        if role not in ("admin", "member"):
-            raise InvalidInputError(f"unknown role {role!r}; allowed: admin, member")
+        if role not in ROLES:
+            raise InvalidInputError(f"unknown role {role!r}; allowed: {', '.join(ROLES)}")
         if role == "member" and project is None:
             raise InvalidInputError("a member token needs a project")
         if role == "admin" and project is not None:
@@ -152,7 +154,7 @@ class AuthService(ServiceBase):
 
         def tx(s: Session) -> tuple[Principal | None, Invalid | None]:
             row = s.scalars(select(TokenRow).filter_by(digest=d)).first()
-            if row is None or row.role not in ("admin", "member"):
+            if row is None or row.role not in ROLES:
                 return None, "unknown"
             if row.revoked_at is not None:
                 return None, "revoked"
@@ -160,7 +162,7 @@ class AuthService(ServiceBase):
             if expires is not None and expires <= datetime.now(UTC):
                 return None, "expired"
             project = s.get(ProjectRow, row.project_id) if row.project_id is not None else None
-            role: Role = "admin" if row.role == "admin" else "member"
+            role: Role = "admin" if row.role == "admin" else "viewer" if row.role == "viewer" else "member"
             return Principal(row.id, project.name if project is not None else None, role, expires), None
 
         return self._read(tx)

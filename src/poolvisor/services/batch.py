@@ -40,7 +40,7 @@ from poolvisor.policies.balancing.view import LIVE_CPU_SCALE, LIVE_INTERVAL_S, L
 from poolvisor.policies.packing.consolidate import NO_ROOM, Plan, host_lower_bound, move
 from poolvisor.policies.placement import IndexedPlacer, Request
 from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
-from poolvisor.services import ledger
+from poolvisor.services import ledger, quotas
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_demand
 from poolvisor.services.context import ServiceContext
@@ -134,6 +134,8 @@ class BatchService(ServiceBase):
                     f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
                     " nothing was created", detail=plan.to_dict())
             if dry_run:
+                total = _total_demand(items, placed)
+                self._read(lambda s: quotas.preview(s, project_id, total, len(placed), project=project))
                 return snap, plan, considered, placed, None
             ids = self.ctx.write_once(partial(self._claim_batch, project=project, project_id=project_id,
                                               items=items, placed=placed, snap=snap, plan=plan,
@@ -316,6 +318,8 @@ class BatchService(ServiceBase):
                         f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
                         project=project, data={"host": host, "demand": it.demand, "batch": True})
             ids.append(w.id)
+        # the batch as a whole against the project's quota
+        quotas.verify(s, project_id, _total_demand(items, placed), len(placed), project=project)
         self.leases.restamp(s, ids)
         self._event(s, "workload.batch_placed", f"project/{project}", f"batch: {plan.summary}",
                     project=project, data={"summary": plan.summary, "lower_bound": plan.lower_bound})
@@ -561,3 +565,11 @@ def _undo_batch(s: Session, *, ids: list[int], project: str, why: str, owner: st
         s.delete(w)
     ServiceBase._event(s, "workload.batch_failed", f"project/{project}",
                        f"batch rolled back: {why}", project=project)
+
+
+def _total_demand(items: list[_Item], placed: list[int]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for i in placed:
+        for r, a in items[i].demand.items():
+            total[r] = total.get(r, 0.0) + float(a)
+    return total

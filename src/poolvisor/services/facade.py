@@ -28,6 +28,7 @@ from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
 from poolvisor.services.memory import MemoryService
 from poolvisor.services.networks import NetworkService
 from poolvisor.services.placement_cache import PlacementCache
+from poolvisor.services.quotas import QuotaService
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
 from poolvisor.services.sim_admin import SimAdminService
@@ -58,8 +59,10 @@ class Services:
         self.routers = RouterService(ctx)
         self.dataplane = DataplaneService(ctx, self.routers)
         self.events = EventService(ctx)
+        self.quotas = QuotaService(ctx)
         self.repair = RepairService(ctx, self.workloads, self.tasks)
         self.alerts = AlertService(ctx, self.catalog, self.hosts)
+        self.alerts.quota_source = self.quotas.enforced_usage  # "quota nearly exhausted"
         self.tasks.handlers[MIGRATE] = self.workloads.lifecycle.run_migrate_task
         self.tasks.handlers[CONSOLIDATE] = self.batch.apply_consolidation
         self.snapshots = SnapshotService(ctx, self.tasks)

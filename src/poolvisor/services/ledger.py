@@ -15,6 +15,7 @@ from sqlalchemy import Float, case, delete, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.policies.placement import gpufrag, gpushare
+from poolvisor.services import quotas
 from poolvisor.store.retry import Stale
 from poolvisor.store.rows import (
     AllocationRow,
@@ -31,7 +32,8 @@ _NO_SYNC: dict[str, Any] = {"execution_options": {"synchronize_session": False}}
 
 
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
-          workload_id: int, gpus: Sequence[int] | None = None) -> list[int]:
+          workload_id: int, gpus: Sequence[int] | None = None, *,
+          quota_project: int | None = None) -> list[int]:
     """Allocate `demand` on a host for a workload, or raise Stale (the caller's transaction rolls back).
 
     With `generation`, the host row must still be at that generation (optimistic concurrency);
@@ -39,6 +41,8 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     must stay within capacity * overcommit, checked by the UPDATE itself under the write lock.
     A `gpu` demand also takes devices (claim_gpus): `gpus` the ones the placement chose, else the
     ledger's rule. Returns the devices taken.
+    `quota_project`: a new workload of that project; its quota is then re-checked here too, under
+    the project's quota lock (services/quotas.py), and QuotaExceededError rolls the claim back.
     """
     q = update(HostRow).where(HostRow.id == host_id, HostRow.state == "up",
                               (HostRow.max_workloads == 0) | (HostRow.workloads < HostRow.max_workloads))
@@ -48,8 +52,16 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     if r.rowcount != 1:  # type: ignore[attr-defined]
         raise Stale()
     amounts = {res: float(a) for res, a in demand.items() if a > 0}
-    if not amounts:
-        return []
+    taken: list[int] = []
+    if amounts:
+        _claim_resources(s, host_id, amounts, workload_id)
+        taken = claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus)
+    if quota_project is not None:
+        quotas.verify(s, quota_project, amounts, 1)
+    return taken
+
+
+def _claim_resources(s: Session, host_id: int, amounts: dict[str, float], workload_id: int) -> None:
     delta = _per_resource(amounts)
     r = s.execute(
         update(HostResourceRow)
@@ -62,7 +74,6 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
         raise Stale()  # a resource the host lacks, or not enough of it
     s.execute(insert(AllocationRow), [{"workload_id": workload_id, "host_id": host_id, "resource": res,
                                        "amount": a} for res, a in amounts.items()])
-    return claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus)
 
 
 def claim_gpus(s: Session, host_id: int, workload_id: int, gpu: float,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-Role = Literal["admin", "member"]
+Role = Literal["admin", "member", "viewer"]
 
 # Workload states. Allocations are held in every state but LOST. PLACING, MIGRATING and DELETING
 # are transient: a use case is between its transactions (a crash there is repaired on start).
@@ -28,7 +28,8 @@ WORKLOAD_STATES: tuple[str, ...] = (*HOLDING_STATES, LOST)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an admin (project None) or a member of one project; the token's expiry."""
+    """Who is calling: an admin (project None), a member of one project, or a read-only viewer (of
+    one project, or of everything when project is None); the token's expiry."""
 
     token_id: int
     project: str | None

@@ -33,7 +33,7 @@ from poolvisor.observability.instruments import observe_placement
 from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.policies.placement.served import decide
-from poolvisor.services import ledger
+from poolvisor.services import ledger, quotas
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.context import ServiceContext
@@ -191,6 +191,7 @@ class WorkloadService(ServiceBase):
                 d = check_demand(resource_names(s), demand)
             check_gpu_demand(d)
             pool_id = self._pool(s, pool).id if pool is not None else None
+            quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
             gid, gpol = None, policy
             if group is not None:
                 g = None if pid is None else \
@@ -273,7 +274,7 @@ class WorkloadService(ServiceBase):
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
-        ledger.claim(s, host_id, gen, spec.demand, w.id, gpus)
+        ledger.claim(s, host_id, gen, spec.demand, w.id, gpus, quota_project=project_id)
         self.leases.restamp(s, [w.id])
         attach_nics(s, project_id, w.id, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -511,3 +512,18 @@ class MemoryStateRow(Base):
     reserved_mib: Mapped[float] = mapped_column(Float, default=0.0)
     granted_mib: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_active: Mapped[datetime | None] = mapped_column(nullable=True)
+class ProjectQuotaRow(Base):
+    """0010: a project's quota (`limits`: resource or `workloads` -> limit; `enforced` when it has
+    any) and its creation rate limit (None: the server's default). Claims of the project's
+    workloads bump `generation` of an enforced row first: that UPDATE is the lock (PostgreSQL row
+    lock, SQLite's writer lock) under which the project's usage is summed and checked
+    (services/quotas.py), so concurrent creations cannot together exceed the quota."""
+
+    __tablename__ = "project_quotas"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enforced: Mapped[bool] = mapped_column(Boolean, default=False)
+    rate_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    rate_burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,6 +1,7 @@
 """Tokens: mint, list and revoke; admins any token, members the tokens of their own project.
 
-A member may mint member tokens for its project only; no token outlives the token that minted it.
+A member may mint member and viewer tokens for its project only; a viewer mints nothing (every write
+is refused to viewers, api/auth.py); no token outlives the token that minted it.
 The last valid admin token cannot be revoked (409): mint another first (`token rotate-admin`).
 """
 
@@ -21,7 +22,8 @@ TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="token id (see GET
 @router.post("/tokens", status_code=201, response_model=TokenOut,
              responses=errors(401, 403, 404, 413, 422, 503))
 def create_token(body: TokenCreate, svc: SvcDep, who: Who) -> TokenOut:
-    """Mint a token, returned once. Members: member tokens of their own project only."""
+    """Mint a token, returned once. Members: member and viewer tokens of their own project only;
+    viewers: none (read-only). An admin's viewer token without `project` is a global viewer."""
     if who.role != "admin" and body.role == "admin":
         raise ForbiddenError("only an admin token can mint admin tokens")
     project = body.project if body.role == "admin" else scope_project(who, body.project)

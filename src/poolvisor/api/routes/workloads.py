@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Response
 from poolvisor.api.auth import SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
 from poolvisor.api.fields import Name, NamePath, QueryBool
+from poolvisor.api.ratelimit import Limiter
 from poolvisor.api.schemas import (
     Action,
     MigrateRequest,
@@ -60,7 +61,7 @@ def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Work
                      "allocated"}, **errors(401, 404, 409, 413, 422, 503)},
 )
 def create_workload(
-    body: WorkloadCreate, response: Response, svc: SvcDep, who: Who,
+    body: WorkloadCreate, response: Response, svc: SvcDep, who: Who, limiter: Limiter,
     dry_run: Annotated[QueryBool, Query(description="only place and explain; allocate nothing")] = False,
     explain: Annotated[Literal["summary", "full"], Query(
         description="summary: the chosen host, top candidates with per-scorer scores, the rule and "
@@ -73,6 +74,7 @@ def create_workload(
     eliminated how many hosts, and why."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
+    limiter.check(project)
     rec = svc.workloads.create_workload(
         project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
         group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
@@ -91,7 +93,7 @@ def create_workload(
                **errors(401, 404, 409, 413, 422, 503)},
 )
 def create_workloads_batch(
-    body: WorkloadBatchCreate, response: Response, svc: SvcDep, who: Who,
+    body: WorkloadBatchCreate, response: Response, svc: SvcDep, who: Who, limiter: Limiter,
     dry_run: Annotated[QueryBool, Query(description="only plan and explain; allocate nothing")] = False,
 ) -> WorkloadBatchOut:
     """Place many workloads at once with the packing engine (fewest hosts), in one transaction.
@@ -99,6 +101,7 @@ def create_workloads_batch(
     All-or-nothing by default: a 409 `no_valid_host` error carries the plan in `detail`."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
+    limiter.check(project)
     res = svc.batch.create_workloads_batch(
         project, [w.model_dump(exclude_none=True) for w in body.workloads],
         all_or_nothing=body.all_or_nothing, pool=body.pool, dry_run=dry_run,
