@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[all]'
+	if pkg-config --exists libvirt 2>/dev/null; then $(BIN)/pip install -q -e '.[all,libvirt]'; fi
 	touch $(STAMP)
 
 install: $(STAMP)

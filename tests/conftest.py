@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from realenv import require_real  # noqa: F401  (its own module: sub-conftests import it too)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED_DATA.exists():  # a clone elsewhere: allow pointing at the data explicitly
     SHARED_DATA = Path(os.environ.get("POOLVISOR_SHARED_DATA", str(SHARED_DATA)))
-
-
-def require_real(available: bool, reason: str) -> None:
-    """Skip (or, in CI with POOLVISOR_REQUIRE_REAL=1, fail) when a real component is missing."""
-    if available:
-        return
-    if os.environ.get("POOLVISOR_REQUIRE_REAL") == "1":
-        pytest.fail(f"real component required but missing: {reason}")
-    pytest.skip(reason)
 
 
 def require_shared_data(*parts: str) -> Path:

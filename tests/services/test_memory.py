@@ -11,6 +11,9 @@ from sqlalchemy import update
 
 from poolvisor.clock import SimClock
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NoValidHostError
+from poolvisor.drivers import register_driver
+from poolvisor.drivers.protocols import Capability, UnsupportedByDriver
+from poolvisor.drivers.registry import DRIVERS
 from poolvisor.drivers.sim import SimDriver
 from poolvisor.services import Services
 from poolvisor.services.balloon_loop import BalloonLoop
@@ -146,3 +149,33 @@ def test_balloon_loop_on_a_sim_clock_runs_every_interval_and_survives_a_failing_
     assert loop.rounds == 4
     loop.stop()
     assert clock.run(until=100.0) == 0 and not loop.status().running
+
+
+class NoBalloonDriver(SimDriver):
+    """A container-like driver (as LXC): the sim's lifecycle, no memory balloon."""
+
+    name = "noballoon"
+    capabilities = frozenset(SimDriver.capabilities - {Capability.BALLOON})
+
+
+def test_reclaim_leaves_out_hosts_that_cannot_balloon(lite: Services) -> None:
+    """A pool mixing ballooning hosts with container hosts: the round works on the former and
+    leaves the latter alone; a round with only the latter is the driver's 409."""
+    register_driver("noballoon", NoBalloonDriver)
+    try:
+        _host(lite)
+        lite.hosts.create_host("ct", {"vcpu": 32, "memory_mib": 10_000}, pool="p", driver="noballoon",
+                               labels={"k": "ct"})
+        lite.memory.set_overcommit("p", 1.5)
+        drv = lite.driver
+        assert isinstance(drv, SimDriver)
+        lite.workloads.create_workload("demo", "box", flavor="m4", required_labels={"k": "ct"})
+        with pytest.raises(UnsupportedByDriver, match="driver 'noballoon' of host ct cannot resize"):
+            lite.memory.reclaim("p")
+        for n in ("a", "b", "c"):
+            lite.workloads.create_workload("demo", n, flavor="m4", forbidden_labels={"k": "ct"})
+            drv.balloon.set_working_set(f"demo/{n}", 1000)
+        [r] = lite.memory.reclaim("p")
+        assert r.host == "h" and r.reclaimed_mib == 4000
+    finally:
+        DRIVERS.pop("noballoon")

@@ -374,3 +374,45 @@ def api(
               [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in res.items()])
     if not bapi.passed(res):
         raise typer.Exit(1)
+
+
+@app.command("migrate")
+def migrate(
+    migrations: int = typer.Option(10, "--migrations", min=1, max=1000,
+                                   help="migrations through poolvisor (as many again through virsh)"),
+    memory_mib: int = typer.Option(96, "--memory-mib", min=96, max=4096,
+                                   help="guest memory (the lab kernel needs 96)"),
+    tick_ms: int = typer.Option(25, "--tick-ms", min=5, max=1000, help="guest counter interval"),
+    no_virsh: bool = typer.Option(False, "--no-virsh", help="skip the plain `virsh migrate` comparison"),
+    shared_storage: bool = typer.Option(False, "--shared-storage",
+                                        help="the hosts share one storage directory (no disk copy)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Live migration between two real libvirt hosts (lab, needs root + libvirt + QEMU): total
+    time, downtime seen by the guest, lost guests; beside plain `virsh migrate --live`."""
+    import json
+
+    from poolvisor.cli.errors import fail
+    from poolvisor.cli.render import say, table
+
+    try:
+        from poolvisor.bench import migrate as bm
+    except ImportError as e:
+        raise fail(f"bench migrate needs libvirt-python: {e}") from None
+    try:
+        res = bm.run(migrations=migrations, memory_mib=memory_mib, tick_ms=tick_ms, virsh=not no_virsh,
+                     shared_storage=shared_storage)
+    except bm.BenchUnavailable as e:
+        raise fail(f"bench migrate: {e}") from None
+    except (OSError, TimeoutError, RuntimeError) as e:
+        raise fail(f"bench migrate: {e}") from None
+    if as_json:
+        typer.echo(json.dumps(res))
+    else:
+        table("Live migration benchmark", ("figure", "value"),
+              [(k, "-" if v is None else f"{v:,.4g}" if isinstance(v, float) else str(v))
+               for k, v in res.items()])
+        say("[dim]goals: median_downtime_ms <= virsh_median_downtime_ms, median_total_s < 2, "
+            "lost_guests = 0[/dim]")
+    if res["lost_guests"]:
+        raise typer.Exit(1)

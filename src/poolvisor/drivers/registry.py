@@ -9,10 +9,32 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.drivers.base import DriverError
+from poolvisor.drivers.lxc import LxcDriver
 from poolvisor.drivers.protocols import HostDriver
 from poolvisor.drivers.sim import SimDriver
 
-DRIVERS: dict[str, Callable[..., HostDriver]] = {"sim": SimDriver}
+
+def _libvirt(uri: str = "", **options: Any) -> HostDriver:
+    """Imported on use: libvirt-python is an optional extra (`.[libvirt]`)."""
+    try:
+        from poolvisor.drivers.libvirt import LibvirtDriver
+    except ImportError as e:
+        raise DriverError(f"driver 'libvirt' needs libvirt-python on the server ({e})") from None
+    try:
+        return LibvirtDriver(uri, **options)
+    except ValueError as e:  # POOLVISOR_LIBVIRT_* or serve options: the server's setting, not the request
+        raise DriverError(f"driver 'libvirt' is misconfigured on the server: {e}") from None
+
+
+def _lxc(uri: str = "", **options: Any) -> HostDriver:
+    try:
+        return LxcDriver(uri, **options)
+    except (ValueError, TypeError) as e:
+        raise DriverError(f"driver 'lxc' is misconfigured on the server: {e}") from None
+
+
+DRIVERS: dict[str, Callable[..., HostDriver]] = {"sim": SimDriver, "libvirt": _libvirt, "lxc": _lxc}
 _plugins_loaded = False
 
 

@@ -8,7 +8,8 @@
   the driver's balloon reports (balloon size, working set, last activity) and the reservations;
   the driver resizes the balloons, the store keeps what each guest was granted, and an event per
   host records what was reclaimed or given back. The sim driver models the balloon
-  (drivers/balloon.py); a driver without one answers 409.
+  (drivers/balloon.py), libvirt resizes the guest's virtio balloon. Hosts whose driver has no
+  balloon (LXC) are left out of a round; a round where no host with guests has one answers 409.
 * Report (`report`): free capacity stranded where no flavor fits, by resource, how many of each
   flavor still fit and the largest that does (policies/memory/fragmentation.py), with the
   memory figures (physical, allocatable, allocated, reserved, granted).
@@ -29,7 +30,7 @@ from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundEr
 from poolvisor.domain.text import check_name
 from poolvisor.drivers.balloon import MEMORY
 from poolvisor.drivers.base import DriverWorkload
-from poolvisor.drivers.protocols import Balloon
+from poolvisor.drivers.protocols import Balloon, Capability, supports
 from poolvisor.policies.memory.balloon import balloon_targets
 from poolvisor.policies.memory.fragmentation import fragmentation
 from poolvisor.services.base import ServiceBase
@@ -207,8 +208,12 @@ class MemoryService(ServiceBase):
             raise InvalidInputError("need 0 < low <= high <= 1")
         hosts = self._read(lambda s: self._guests(s, pool))
         out = []
+        cannot = []  # hosts with guests whose driver has no balloon (LXC containers...): left out
         for host, cap, guests in hosts:
             if not guests:
+                continue
+            if not supports(self.ctx.drivers.driver_of(host), Capability.BALLOON):
+                cannot.append(host)
                 continue
             balloon = self._balloon(host)
             mem = [balloon.guest_memory(host, g[1]) for g in guests]
@@ -245,6 +250,8 @@ class MemoryService(ServiceBase):
             if changes or t.overflow > 0:
                 self._write(lambda s, rec=rec, changes=changes: self._record(s, rec, changes))  # type: ignore[misc]
             out.append(rec)
+        if cannot and not out:
+            self._balloon(cannot[0])  # nothing here can balloon: 409 unsupported_by_driver
         return out
 
     def _guests(
