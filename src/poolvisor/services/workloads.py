@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+import numpy as np
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -112,6 +113,7 @@ class _Spec:
     pool_id: int | None
     pool: str | None
     networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
+    host: str | None = None  # pinned to this host (a backup restore's --host); placement still checks it
 
 
 class WorkloadService(ServiceBase):
@@ -130,7 +132,8 @@ class WorkloadService(ServiceBase):
                         required_labels: dict[str, str] | None = None,
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
                         dry_run: bool = False, create_project: bool = False,
-                        explain: bool = False, networks: list[str] | None = None) -> WorkloadRecord:
+                        explain: bool = False, networks: list[str] | None = None,
+                        host: str | None = None) -> WorkloadRecord:
         """Place and create a workload. `create_project`: a missing project is created by the same
         transaction that claims the workload (never by a dry run or a failed request). `explain`:
         the full per-filter counts in the explanation (else a summary; see served.py)."""
@@ -166,7 +169,7 @@ class WorkloadService(ServiceBase):
         def resolve() -> _Spec:
             spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                                  forbidden, pool, create_project)
-            return replace(spec, networks=nets)
+            return replace(spec, networks=nets, host=host)
 
         if dry_run:
             spec = resolve()
@@ -243,6 +246,9 @@ class WorkloadService(ServiceBase):
                 if r not in st.resources:
                     raise InvalidInputError(f"no host declares resource {r!r}")
             allowed = snap.pool_hosts(spec.pool_id) if spec.pool_id is not None else None
+            if spec.host is not None:  # host_index: 404 for an unknown host
+                pinned = np.array([st.host_index(spec.host)])
+                allowed = pinned if allowed is None else np.intersect1d(allowed, pinned)
             req = Request(
                 name=f"{spec.project}/{spec.name}", demand=st.resources.vector(spec.demand),
                 required_labels=spec.required, forbidden_labels=spec.forbidden,
