@@ -50,8 +50,7 @@ from poolvisor.services.records import (
     TASK_SUCCEEDED,
     TaskRecord,
 )
-from poolvisor.services.tasks import MIGRATE, TaskService
-from poolvisor.services.vm_snapshots import SNAPSHOT_KINDS
+from poolvisor.services.tasks import IMAGE_KINDS, MIGRATE, TaskService
 from poolvisor.services.workloads import WorkloadService
 from poolvisor.store.rows import (
     BackupRow,
@@ -518,7 +517,7 @@ def _check_quiet(s: Session, w: WorkloadRow, states: tuple[str, ...] = BACKUPABL
     """409 unless the workload is settled and no migration, snapshot or backup task of it runs."""
     if w.state not in states:
         raise ConflictError(f"workload {w.name!r} is {w.state}; retry")
-    kinds = (MIGRATE, *SNAPSHOT_KINDS, *BACKUP_KINDS)
+    kinds = (MIGRATE, *IMAGE_KINDS)
     busy = s.scalars(select(TaskRow.kind).where(TaskRow.workload_id == w.id, TaskRow.state.in_(TASK_ACTIVE),
                                                 TaskRow.kind.in_(kinds))).first()
     if busy is not None:
