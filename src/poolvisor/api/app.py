@@ -18,6 +18,7 @@ from poolvisor.api.ratelimit import RateLimiter
 from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
     alerts,
+    backups,
     events,
     flavors,
     hosts,
@@ -37,6 +38,8 @@ from poolvisor.api.routes import (
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
+from poolvisor.services.backup_schedules import DEFAULT_INTERVAL_S as BACKUP_INTERVAL_S
+from poolvisor.services.backup_schedules import BackupLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.quotas import RateLimit
@@ -63,7 +66,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                report: Callable[[str], None] | None = None,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
                sim_admin: bool = False, alert_interval: float | None = None,
-               rate_limit: RateLimit | None = None, threads: int | None = None) -> FastAPI:
+               rate_limit: RateLimit | None = None, threads: int | None = None,
+               backup_interval: float | None = BACKUP_INTERVAL_S) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -74,6 +78,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     `alert_interval`: evaluate the alert rules every that many seconds (services/alerts.py), or None.
     `rate_limit`: the default token bucket of each project's creation requests (a project's own,
     set with its quota, overrides it; api/ratelimit.py), None: unlimited by default.
+    `backup_interval`: run due backup schedules every that many seconds (services/backup_schedules.py;
+    only while `services.backup_schedules.is_leader()`), or None.
     `threads`: size of the thread pool the sync endpoints run in (None: anyio's default, 40).
     Fewer threads contend less for the GIL (8: about a third less CPU per create under load) but
     a request waits while all of them are busy, e.g. in slow driver calls."""
@@ -96,9 +102,15 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             else None
         if alerter is not None:
             alerter.start()
+        backuper = BackupLoop(services.backup_schedules, backup_interval) \
+            if backup_interval and services is not None else None
+        if backuper is not None:
+            backuper.start()
         try:
             yield
         finally:
+            if backuper is not None:
+                backuper.stop()
             if alerter is not None:
                 alerter.stop()
             if sweeper is not None:
@@ -115,8 +127,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.rate_limiter = RateLimiter(
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts, quotas):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, backups, tasks, utilization,
+                   events, system, networks, storage, memory, alerts, quotas):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

@@ -69,6 +69,8 @@ class BackupScheduleService(ServiceBase):
     def __init__(self, ctx: ServiceContext, backups: BackupService) -> None:
         super().__init__(ctx)
         self.backups = backups
+        # the hook leader election sets: BackupLoop runs schedules only while it answers True
+        self.is_leader: Callable[[], bool] = lambda: True
 
     def set_schedule(self, project: str, scope: str, name: str, *, every_s: float, keep: int,
                      target: str | None = None, now: datetime | None = None) -> ScheduleRecord:
@@ -209,16 +211,17 @@ def check_interval(interval: float) -> float:
 
 class BackupLoop:
     """Runs due schedules every `interval` seconds of `clock` (a WallClock on a daemon thread by
-    default; pass a SimClock and drive it to test on simulated time). `is_leader` is the hook
-    leader election plugs into: a replica that is not the leader skips the step (the guarded claim
-    already keeps two replicas from running one schedule twice; the hook keeps them from racing).
+    default; pass a SimClock and drive it to test on simulated time). `is_leader` (default: the
+    service's `is_leader`, which leader election sets) is asked at every step: a replica that is
+    not the leader skips it (the guarded claim already keeps two replicas from running one
+    schedule twice; the hook keeps them from racing for it).
     A failing step is logged and retried at the next tick."""
 
     def __init__(self, schedules: BackupScheduleService, interval: float = DEFAULT_INTERVAL_S, *,
-                 clock: Clock | None = None, is_leader: Callable[[], bool] = lambda: True) -> None:
+                 clock: Clock | None = None, is_leader: Callable[[], bool] | None = None) -> None:
         self.schedules = schedules
         self.clock = clock if clock is not None else WallClock()
-        self.is_leader = is_leader
+        self.is_leader = is_leader if is_leader is not None else lambda: schedules.is_leader()
         self.loop = Loop(self.clock, self._step, check_interval(interval), name="backups",
                          on_error=self._failed)
         self.runs: list[Run] = []  # the last runs that found schedules due (tests, status)

@@ -301,6 +301,13 @@ class BackupService(ServiceBase):
 
         return self._read(tx)
 
+    def projects_with(self, workload: str) -> tuple[str, ...]:
+        """The projects holding backups of a workload named `workload` (the API's lookup once the
+        workload itself is gone)."""
+        return self._read(lambda s: tuple(sorted(set(s.scalars(
+            select(ProjectRow.name).join(BackupRow, BackupRow.project_id == ProjectRow.id)
+            .where(BackupRow.workload == workload))))))
+
     def get(self, project: str, workload: str, name: str) -> BackupRecord:
         check_name("backup", name)
         return self._read(lambda s: _record(s, project, _backup(s, project, workload, name)))
