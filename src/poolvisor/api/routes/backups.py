@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from poolvisor.api.auth import Admin, SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
-from poolvisor.api.fields import NAME_RULE, Name, NamePath, StrictModel
+from poolvisor.api.fields import INTEGRAL, NAME_RULE, Name, NamePath, StrictModel
 from poolvisor.api.routes.workloads import ProjectQ
 from poolvisor.api.schemas import TaskOut
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
@@ -27,11 +27,13 @@ target_routes = APIRouter(prefix="/v1/backup-targets", tags=["backups"])
 backup_routes = APIRouter(prefix="/v1/workloads", tags=["backups"])
 schedule_routes = APIRouter(prefix="/v1/backup-schedules", tags=["backups"])
 BackupPath = Annotated[Name, Path(description=f"backup name; {NAME_RULE}")]
+# an absolute directory on the server, no control characters
+DirPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/[^\x00-\x1f\x7f]*$")]
 
 
 class TargetCreate(StrictModel):
     name: Name
-    path: str  # an absolute directory on the server
+    path: DirPath
 
 
 class TargetOut(BaseModel):
@@ -73,7 +75,7 @@ class ScheduleSet(StrictModel):
     workload: Name | None = None
     group: Name | None = None
     every_s: float
-    keep: int
+    keep: Annotated[int, Field(ge=1, le=1000), INTEGRAL]
     target: Name | None = None
 
 
