@@ -32,10 +32,11 @@ def drain(svc: Services) -> list:
 
 
 @pytest.fixture
-def pool(lite: Services, tmp_path: Path) -> Services:
-    small_cluster(lite)
-    lite.backups.add_target("t1", str(tmp_path / "backups"))
-    return lite
+def pool(svc: Services, tmp_path: Path) -> Services:
+    """SQLite and (marked real) PostgreSQL."""
+    small_cluster(svc)
+    svc.backups.add_target("t1", str(tmp_path / "backups"))
+    return svc
 
 
 def test_target_rules(lite: Services, tmp_path: Path) -> None:

@@ -244,11 +244,12 @@ class BackupLoop:
             log.error("backup schedules failed", exc_info=e)
 
     def start(self) -> None:
-        """Start the loop; on a WallClock also the thread that runs the clock."""
+        """Start the loop (its first step one interval from now: a server starting up has other
+        work first); on a WallClock also the thread that runs the clock."""
         if self._started:
             return
         self._started = True
-        self.loop.start()
+        self.loop.start(at=self.clock.now + self.loop.interval)
         if isinstance(self.clock, WallClock):
             self._thread = threading.Thread(target=self.clock.run, name="poolvisor-backups", daemon=True)
             self._thread.start()
