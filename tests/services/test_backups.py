@@ -56,7 +56,8 @@ def test_target_rules(lite: Services, tmp_path: Path) -> None:
 
 
 def test_backup_restore_after_the_host_died(pool: Services, tmp_path: Path) -> None:
-    w = pool.workloads.create_workload("demo", "vm1", flavor="unit", group="g")
+    pool.networks.create_network("demo", "lan", "10.9.0.0/24")
+    w = pool.workloads.create_workload("demo", "vm1", flavor="unit", group="g", networks=["lan"])
     pool.workloads.workload_action("demo", "vm1", "stop")
     t = pool.backups.submit_create("demo", "vm1", name="nightly")
     assert t.kind == "backup" and t.state == "queued"
@@ -70,6 +71,7 @@ def test_backup_restore_after_the_host_died(pool: Services, tmp_path: Path) -> N
     assert b.sha256 == hashlib.sha256(data).hexdigest() == done.result["sha256"]
     assert b.workload_state == "stopped" and b.host == w.host
     assert b.spec["demand"] == {"vcpu": 1.0, "memory_mib": 1024.0} and b.spec["group"] == "g"
+    assert b.spec["networks"] == ["lan"] and b.spec["flavor"] == "unit"
     assert (f.with_suffix(".json")).is_file()
     assert done.progress == 1.0 and any("verifying" in e["message"] for e in done.entries)
 
@@ -85,6 +87,7 @@ def test_backup_restore_after_the_host_died(pool: Services, tmp_path: Path) -> N
     assert now.explanation and now.explanation.get("rule")  # placed by the pipeline, explained
     assert pool.driver.stats(now.host).states == {"demo/vm1": "stopped"}
     assert pool.backups.get("demo", "vm1", "nightly").state == "ready"
+    assert [n.network for n in pool.networks.list_nics("demo", workload="vm1")] == ["lan"]  # its NIC again
     assert "backup.restored" in [e.kind for e in pool.events.list_events("demo")]
     assert pool.repair.check().ok
 
