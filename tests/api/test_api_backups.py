@@ -14,6 +14,7 @@ from poolvisor.services import Services
 def test_backup_and_restore_after_host_failure_over_http(sim_client: Any, admin: dict[str, str],
                                                          svc: Services, member: Any, tmp_path: Path) -> None:
     c = sim_client
+    (tmp_path / "nas").mkdir()
     mine = member("demo")
     r = c.post("/v1/backup-targets", json={"name": "nas", "path": str(tmp_path / "nas")}, headers=mine)
     assert r.status_code == 403

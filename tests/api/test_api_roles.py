@@ -77,7 +77,7 @@ def populate(svc: Services, tag: str, octet: int) -> World:
     svc.snapshots.submit_create(w.project, w.workload, f"s{tag}")
     w.extra["schedule"] = svc.backup_schedules.set_schedule(w.project, "workload", w.workload, every_s=86400,
                                                             keep=2).id
-    w.extra["bt_path"] = f"{svc.backups.list_targets()[0].path}/new"
+    w.extra["bt_path"] = svc.backups.list_targets()[0].path
     svc.volumes.create_volume(w.project, f"vol{tag}", "sp", 64)
     svc.quotas.set_quota(w.project, {"workloads": 2})  # used up: a "quota nearly exhausted" alert
     svc.alerts.evaluate()

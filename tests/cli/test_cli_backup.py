@@ -23,6 +23,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def test_backup_kill_the_host_restore_elsewhere(served: Served, tmp_path: Path) -> None:
+    (tmp_path / "nas").mkdir()
     r = served.cli("backup-target", "add", "nas", str(tmp_path / "nas"))
     assert r.returncode == 0 and "backup target nas" in r.stdout, r.stderr
     r = served.cli("vm", "backup", "create", "a", "--project", "demo", "--name", "first")

@@ -35,6 +35,7 @@ def drain(svc: Services) -> list:
 def pool(svc: Services, tmp_path: Path) -> Services:
     """SQLite and (marked real) PostgreSQL."""
     small_cluster(svc)
+    (tmp_path / "backups").mkdir()
     svc.backups.add_target("t1", str(tmp_path / "backups"))
     return svc
 
@@ -43,10 +44,13 @@ def test_target_rules(lite: Services, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="absolute"):
         lite.backups.add_target("t", "relative/dir")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(InvalidInputError, match="cannot create|not a writable"):
-        lite.backups.add_target("t", str(tmp_path / "file" / "sub"))
-    t = lite.backups.add_target("t", str(tmp_path / "a" / "b"))
-    assert (tmp_path / "a" / "b").is_dir() and t.backups == 0
+    for bad in ("file", "missing"):  # never created: registering a target writes nothing
+        with pytest.raises(InvalidInputError, match="not an existing writable directory"):
+            lite.backups.add_target("t", str(tmp_path / bad))
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    t = lite.backups.add_target("t", str(tmp_path / "a" / "b" / "."))
+    assert t.path == str(tmp_path / "a" / "b") and t.backups == 0
     with pytest.raises(ConflictError, match="already exists"):
         lite.backups.add_target("t", str(tmp_path))
     assert [x.name for x in lite.backups.list_targets()] == ["t"]
@@ -166,6 +170,7 @@ def test_create_refusals_delete_and_capability(pool: Services, tmp_path: Path) -
         pool.backups.submit_create("demo", "vm1", name="a")
     with pytest.raises(NotFoundError):
         pool.backups.submit_create("demo", "vm1", target="nope")
+    (tmp_path / "t2").mkdir()
     pool.backups.add_target("t2", str(tmp_path / "t2"))
     with pytest.raises(InvalidInputError, match="several backup targets"):
         pool.backups.submit_create("demo", "vm1")

@@ -33,6 +33,7 @@ def test_0011_downgrades_and_upgrades(url: str, tmp_path: Path) -> None:
         svc.hosts.create_host("h0", {"vcpu": 8, "memory_mib": 8192}, pool="p")
         svc.catalog.create_project("demo")
         svc.workloads.create_workload("demo", "w0", demand={"vcpu": 1, "memory_mib": 512})
+        (tmp_path / "t").mkdir()
         svc.backups.add_target("t", str(tmp_path / "t"))
         t = svc.backups.submit_create("demo", "w0", name="b")
         svc.tasks.claim_tasks(1)

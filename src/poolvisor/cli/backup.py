@@ -67,7 +67,7 @@ def _mib(n: int) -> str:
 @target_app.command()
 def add(name: TargetArg, path: Annotated[str, typer.Argument(help="Absolute directory on the server.")],
         url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Add a backup target (admins): a directory on the server, created if missing."""
+    """Add a backup target (admins): an existing, writable directory on the server."""
     with Api(url, token) as api:
         t = api.post(api_path("backup-targets"), {"name": name, "path": path})
     if as_json:

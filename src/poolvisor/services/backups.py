@@ -109,17 +109,14 @@ class BackupService(ServiceBase):
 
     # ---- targets ------------------------------------------------------------------------------
     def add_target(self, name: str, path: str) -> BackupTargetRecord:
-        """A directory on the server (created if missing); 422 unless absolute and writable."""
+        """An existing directory on the server; 422 unless absolute, a directory and writable. It is
+        never created here: registering a target writes nothing on the server's filesystem."""
         check_name("backup target", name)
         if not isinstance(path, str) or not path or "\x00" in path or not os.path.isabs(path):
             raise InvalidInputError("backup target path must be an absolute path on the server")
         p = Path(os.path.normpath(path))
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InvalidInputError(f"cannot create backup directory {str(p)!r}: {e.strerror}") from None
         if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
-            raise InvalidInputError(f"backup directory {str(p)!r} is not a writable directory")
+            raise InvalidInputError(f"backup target path {str(p)!r} is not an existing writable directory")
 
         def tx(s: Session) -> BackupTargetRecord:
             if s.scalars(select(BackupTargetRow.id).filter_by(name=name)).first() is not None:

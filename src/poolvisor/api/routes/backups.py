@@ -121,7 +121,7 @@ def list_targets(svc: SvcDep, _: Who) -> list[TargetOut]:
 @target_routes.post("", status_code=201, response_model=TargetOut,
                     responses=errors(401, 403, 409, 413, 422, 503))
 def add_target(body: TargetCreate, svc: SvcDep, _: Admin) -> TargetOut:
-    """A directory on the server (created if missing; 422 unless absolute and writable)."""
+    """An existing, writable directory on the server (422 otherwise; never created here)."""
     return TargetOut.model_validate(svc.backups.add_target(body.name, body.path))
 
 
