@@ -251,3 +251,19 @@ def test_scheduled_backup_of_a_busy_or_lost_workload_is_skipped(pool: Services) 
     r = pool.backup_schedules.run_due(T0)
     assert r.schedules == 1 and not r.submitted and "lost" in r.skipped[0]
     assert pool.backup_schedules.run_due(T0).schedules == 0  # claimed: not due again before 1 h
+
+
+def test_check_reports_a_backup_stuck_without_its_task(pool: Services) -> None:
+    from poolvisor.store.rows import BackupRow
+
+    pool.workloads.create_workload("demo", "a", flavor="unit")
+    run(pool, pool.backups.submit_create("demo", "a", name="b1").id)
+    assert pool.repair.check().ok
+
+    def stick(s) -> None:
+        s.query(BackupRow).filter_by(name="b1").one().state = "restoring"
+
+    pool.ctx.write(stick)
+    report = pool.repair.check()
+    want = "backup b1 of workload demo/a is restoring but no backup_restore task runs"
+    assert not report.ok and any(want in v for v in report.violations), report.violations
