@@ -44,8 +44,8 @@ def test_target_rules(lite: Services, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="absolute"):
         lite.backups.add_target("t", "relative/dir")
     (tmp_path / "file").write_text("x")
-    for bad in ("file", "missing"):  # never created: registering a target writes nothing
-        with pytest.raises(InvalidInputError, match="not an existing writable directory"):
+    for bad in ("file", "missing", "x" * 5000, "bad\x00byte"):  # never created: registering writes nothing
+        with pytest.raises(InvalidInputError, match="not an existing writable directory|absolute path"):
             lite.backups.add_target("t", str(tmp_path / bad))
     assert not (tmp_path / "missing").exists()
     (tmp_path / "a" / "b").mkdir(parents=True)
@@ -132,6 +132,10 @@ def test_restore_refusals_and_corruption(pool: Services, tmp_path: Path) -> None
     assert r.state == "failed" and "corrupt" in (r.error or "")
     with pytest.raises(NotFoundError):
         pool.workloads.get_workload("demo", "vm2")
+    assert pool.backups.get("demo", "vm1", "b1").state == "ready"
+    f.unlink()  # gone from the target: the task says so, the backup is usable again once it is back
+    r = run(pool, pool.backups.submit_restore("demo", "vm1", "b1", as_name="vm2").id)
+    assert r.state == "failed" and "cannot be read" in (r.error or ""), r.error
     assert pool.backups.get("demo", "vm1", "b1").state == "ready"
     f.write_bytes(good)
     # a pinned host without room: the pipeline refuses with its explanation, nothing is left behind

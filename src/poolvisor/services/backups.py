@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +68,7 @@ from poolvisor.store.rows import (
     WorkloadRow,
 )
 
+log = logging.getLogger("poolvisor.backups")
 BACKUP, BACKUP_RESTORE = "backup", "backup_restore"
 BACKUP_KINDS = (BACKUP, BACKUP_RESTORE)
 CREATING, READY, RESTORING = "creating", "ready", "restoring"
@@ -115,8 +118,13 @@ class BackupService(ServiceBase):
         if not isinstance(path, str) or not path or "\x00" in path or not os.path.isabs(path):
             raise InvalidInputError("backup target path must be an absolute path on the server")
         p = Path(os.path.normpath(path))
-        if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
-            raise InvalidInputError(f"backup target path {str(p)!r} is not an existing writable directory")
+        try:  # any path a client sends: too long, a file, unreadable... is one 422
+            usable = stat.S_ISDIR(os.stat(p).st_mode) and os.access(p, os.W_OK | os.X_OK)
+        except (OSError, ValueError):
+            usable = False
+        if not usable:
+            raise InvalidInputError(f"backup target path {str(p)[:200]!r} is not an existing writable "
+                                    "directory")
 
         def tx(s: Session) -> BackupTargetRecord:
             if s.scalars(select(BackupTargetRow.id).filter_by(name=name)).first() is not None:
@@ -379,10 +387,10 @@ class BackupService(ServiceBase):
                 self.tasks.task_note(task_id, f"{new} placed on {created}: "
                                      f"{(rec.explanation or {}).get('rule', '')}", progress=0.5,
                                      journal={"created": created, "explanation": rec.explanation})
-        except FileNotFoundError:
+        except OSError as e:  # missing, unreadable: the backup cannot be used, and says why
             self._write(lambda s: _set_state(s, project, workload, name, READY))
-            raise ConflictError(f"backup {name!r} of {workload!r}: its file is missing from the "
-                                "target") from None
+            raise ConflictError(f"backup {name!r} of {workload!r}: its file cannot be read from the "
+                                f"target ({e.strerror or e})") from None
         except PoolvisorError:
             self._write(lambda s: _set_state(s, project, workload, name, READY))
             raise
@@ -613,9 +621,15 @@ def _write_manifest(image: Path, project: str, workload: str, name: str, b: Back
 
 
 def _unlink(image: Path) -> None:
+    """Remove a deleted backup's files (its row is gone already: a file that cannot be removed is
+    logged and left, never an error of the request)."""
     for f in (image, image.with_suffix(".json")):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             f.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("backup file %s left behind: %s", f, e.strerror or e)
 
 
 def _target_record(t: BackupTargetRow, n: int) -> BackupTargetRecord:
