@@ -12,16 +12,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from poolvisor.api.auth import Admin, SvcDep, Who, scope_project
 from poolvisor.api.errors import errors
 from poolvisor.api.fields import INTEGRAL, NAME_RULE, Name, NamePath, StrictModel
 from poolvisor.api.routes.workloads import ProjectQ
 from poolvisor.api.schemas import TaskOut
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from poolvisor.domain.errors import ConflictError, NotFoundError
 from poolvisor.services import Services
 from poolvisor.services.auth import Principal
+from poolvisor.services.backup_schedules import MAX_EVERY_S, MAX_KEEP, MIN_EVERY_S
 
 target_routes = APIRouter(prefix="/v1/backup-targets", tags=["backups"])
 backup_routes = APIRouter(prefix="/v1/workloads", tags=["backups"])
@@ -71,12 +72,24 @@ class BackupOut(BaseModel):
 
 
 class ScheduleSet(StrictModel):
-    project: Name | None = None
+    """Exactly one of `workload` and `group`."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["workload"], "properties": {"workload": {"type": "string"}, "group": {"type": "null"}}},
+        {"required": ["group"], "properties": {"group": {"type": "string"}, "workload": {"type": "null"}}},
+    ]})
+    project: Name | None = Field(default=None, description="members: their own; admins: default 'default'")
     workload: Name | None = None
     group: Name | None = None
-    every_s: float
-    keep: Annotated[int, Field(ge=1, le=1000), INTEGRAL]
+    every_s: float = Field(ge=MIN_EVERY_S, le=MAX_EVERY_S, description="seconds between two backups")
+    keep: Annotated[int, Field(ge=1, le=MAX_KEEP), INTEGRAL]
     target: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> ScheduleSet:
+        if (self.workload is None) == (self.group is None):
+            raise ValueError("give exactly one of workload or group")
+        return self
 
 
 class ScheduleOut(BaseModel):
@@ -187,16 +200,12 @@ def list_schedules(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Sche
 @schedule_routes.put("", response_model=ScheduleOut, responses=errors(401, 404, 409, 413, 422, 503))
 def set_schedule(body: ScheduleSet, svc: SvcDep, who: Who) -> ScheduleOut:
     """Create or replace the schedule of one workload or of a group (exactly one of them)."""
-    if (body.workload is None) == (body.group is None):
-        raise InvalidInputError("give exactly one of workload or group")
     if body.workload is not None:
         where = locate_backups(svc, who, body.workload, body.project)
         scope, name = "workload", body.workload
     else:
         assert body.group is not None
-        where = scope_project(who, body.project) or ""
-        if not where:
-            raise InvalidInputError("a group schedule needs its project")
+        where = scope_project(who, body.project, default="default") or "default"
         scope, name = "group", body.group
     return ScheduleOut.model_validate(svc.backup_schedules.set_schedule(
         where, scope, name, every_s=body.every_s, keep=body.keep, target=body.target))
