@@ -158,3 +158,33 @@ def test_a_failed_move_off_a_maintenance_host_goes_back_to_it(slow: Services) ->
     w = slow.workloads.get_workload("demo", "a")
     assert (w.state, w.host) == ("running", "h0") and slow.tasks.get_task(t.id).state == "cancelled"
     assert slow.repair.check().ok
+
+
+def test_a_drain_whose_process_died_is_resumed_by_another(sqlite_url: str) -> None:
+    """The drain's owner died mid-task (its lease lapsed): the next process's recovery queues it
+    again and it finishes the drain with the workloads still on the host."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from poolvisor.store.rows import TaskRow
+
+    dead = open_services(sqlite_url)
+    small_cluster(dead, hosts=3)
+    fill(dead, "h0", ["a", "b"])
+    t = dead.maintenance.submit_drain("h0")
+    assert t.id in dead.tasks.claim_tasks(5)
+    dead.workloads.migrate_workload("demo", "a")  # the first move happened, then the process died
+    dead.store.run(lambda s: s.execute(update(TaskRow).where(TaskRow.id == t.id).values(
+        state="running", lease_expires=datetime.now(UTC) - timedelta(seconds=1))))
+    dead.close()
+    alive = open_services(sqlite_url)  # its start-up repair resumes the task
+    try:
+        assert alive.tasks.get_task(t.id).state == "queued"
+        run(alive, t.id)
+        done = alive.tasks.get_task(t.id)
+        assert done.state == "succeeded" and done.result["moved"] == ["demo/b"], done
+        assert alive.hosts.get_host("h0").state == "maintenance" and on(alive, "h0") == set()
+        assert alive.repair.check().ok
+    finally:
+        alive.close()
