@@ -188,3 +188,18 @@ def test_a_drain_whose_process_died_is_resumed_by_another(sqlite_url: str) -> No
         assert alive.repair.check().ok
     finally:
         alive.close()
+
+
+def test_a_stopping_server_lets_the_drain_go_and_it_resumes(lite: Services) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    small_cluster(lite, hosts=3)
+    fill(lite, "h0", ["a"])
+    t = lite.maintenance.submit_drain("h0")
+    lite.maintenance.stopping.set()  # the server is shutting down (api/app.py's lifespan)
+    run(lite, t.id)
+    assert lite.tasks.get_task(t.id).state == "running" and on(lite, "h0") == {"a"}  # left, not failed
+    lite.maintenance.stopping.clear()
+    assert lite.tasks.recover_tasks(datetime.now(UTC) + timedelta(seconds=60))  # its lease lapsed
+    run(lite, t.id)
+    assert lite.tasks.get_task(t.id).state == "succeeded" and lite.hosts.get_host("h0").state == "maintenance"

@@ -114,6 +114,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             if sweeper is not None:
                 sweeper.stop()
             if executor is not None:
+                services.maintenance.stopping.set()  # a drain waiting on busy workloads lets go
                 executor.stop()
             if balloons is not None:
                 balloons.stop()

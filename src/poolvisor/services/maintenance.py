@@ -8,7 +8,9 @@ ordinary migration (lifecycle.py: the full placement pipeline with the workload'
 group (anti-)affinity and the host's driver), so every constraint that holds at placement holds
 for the drain and a drain never takes more than one migration slot. Its journal records the
 workloads that moved and the ones that cannot move with the reason (the placement explanation);
-a crash resumes it (tasks.py) with the workloads still on the host.
+a crash resumes it (tasks.py) with the workloads still on the host, and so does a server that
+stops gracefully (`stopping`): the drain lets go between moves, its lease lapses, the next
+server's repair queues it again.
 
 Ends:
 - everything moved: the host becomes `maintenance`, the task `succeeded`;
@@ -22,6 +24,7 @@ Ends:
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -69,6 +72,8 @@ class MaintenanceService(ServiceBase):
         self.hosts = hosts
         self.tasks = tasks
         self.workloads = workloads
+        # set to interrupt drains waiting for transient workloads (stop(): a process shutting down)
+        self.stopping = threading.Event()
 
     # ---- requests -----------------------------------------------------------------------------
     def submit_drain(self, name: str) -> TaskRecord:
@@ -126,6 +131,8 @@ class MaintenanceService(ServiceBase):
                                  journal={"total": total, "moved": moved})
         idle_since: float | None = None
         while True:
+            if self.stopping.is_set():  # the server stops: the drain goes on in the next one
+                return None
             if self.tasks.cancel_requested(task_id):
                 return self._cancel(task_id, name, before, moved)
             state, on_host = self._on_host(name)
@@ -143,7 +150,8 @@ class MaintenanceService(ServiceBase):
                         stuck.setdefault(w["key"], {"workload": w["key"], "reason": f"still {w['state']} "
                                                     f"after {STALL_S:g} s", "explanation": None})
                     break
-                time.sleep(WAIT_S)
+                if self.stopping.wait(WAIT_S):  # shutting down: left running, its lease lapses and
+                    return None  # the repair of the next server resumes it (tasks.recover_tasks)
                 continue
             idle_since = None
             w = todo[0]
