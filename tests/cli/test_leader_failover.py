@@ -18,9 +18,6 @@ from test_cli_serve_crash import start_serve
 LEADER_LEASE_S = 5.0  # the serve default
 SLACK_S = 3.0  # one follower poll (<= 1 s) plus a loaded 2-core machine
 
-pytestmark = pytest.mark.real
-
-
 def status(url: str, auth: dict[str, str]) -> dict[str, object] | None:
     try:
         r = httpx.get(f"{url}/v1/leader", headers=auth, timeout=2)
@@ -42,6 +39,7 @@ def wait_leader(urls: list[str], auth: dict[str, str], limit_s: float) -> tuple[
         time.sleep(0.1)
 
 
+@pytest.mark.real
 def test_sigkill_of_the_leader_hands_over_within_the_lease(tmp_path: Path, pg_url: str) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -96,3 +94,26 @@ def test_sigkill_of_the_leader_hands_over_within_the_lease(tmp_path: Path, pg_ur
                     p.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     p.kill()
+
+
+@pytest.mark.parametrize("value", ["0.5", "301", "nan"])
+def test_bad_leader_lease_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    from test_cli_serve import free_port
+
+    from poolvisor.cli.entry import run_app
+    from poolvisor.cli.errors import run_guarded
+    from poolvisor.cli.main import app
+
+    with pytest.raises(SystemExit) as e:
+        run_guarded(lambda: run_app(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", str(free_port()),
+                                          "--leader-lease", value]))
+    err = capsys.readouterr().err
+    assert e.value.code not in (0, None) and err.startswith("poolvisor: error: ") and err.count("\n") == 1, err
+    assert "--leader-lease" in err and not (tmp_path / "x.db").exists()
+
+
+def test_serve_default_matches_the_service() -> None:
+    from poolvisor.cli import serve
+    from poolvisor.services import leader
+
+    assert serve.DEFAULT_LEADER_LEASE_S == leader.DEFAULT_LEADER_LEASE_S == LEADER_LEASE_S
