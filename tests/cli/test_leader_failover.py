@@ -108,7 +108,8 @@ def test_bad_leader_lease_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
         run_guarded(lambda: run_app(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", str(free_port()),
                                           "--leader-lease", value]))
     err = capsys.readouterr().err
-    assert e.value.code not in (0, None) and err.startswith("poolvisor: error: ") and err.count("\n") == 1, err
+    assert e.value.code not in (0, None), err
+    assert err.startswith("poolvisor: error: ") and err.count("\n") == 1, err
     assert "--leader-lease" in err and not (tmp_path / "x.db").exists()
 
 
