@@ -203,3 +203,26 @@ def test_a_stopping_server_lets_the_drain_go_and_it_resumes(lite: Services) -> N
     assert lite.tasks.recover_tasks(datetime.now(UTC) + timedelta(seconds=60))  # its lease lapsed
     run(lite, t.id)
     assert lite.tasks.get_task(t.id).state == "succeeded" and lite.hosts.get_host("h0").state == "maintenance"
+
+
+def test_driver_failures_are_retried_then_reported(lite: Services) -> None:
+    """A failed live migration goes back to the draining host (not lost) and is tried again after
+    the others; one that keeps failing is reported stuck with the driver's reason."""
+    small_cluster(lite, hosts=3)
+    fill(lite, "h0", ["a", "b"])
+    lite.driver.inject("migrate", "h0", times=1)  # the first move fails once: it succeeds on a retry
+    t = lite.maintenance.submit_drain("h0")
+    run(lite, t.id)
+    done = lite.tasks.get_task(t.id)
+    assert done.state == "succeeded" and sorted(done.result["moved"]) == ["demo/a", "demo/b"], done
+    assert any("(will retry)" in e["message"] for e in done.entries)
+    lite.maintenance.undrain("h0")
+    fill(lite, "h0", ["c"])
+    lite.driver.inject("migrate", "h0", times=3)
+    t = lite.maintenance.submit_drain("h0")
+    run(lite, t.id)
+    done = lite.tasks.get_task(t.id)
+    assert done.state == "failed" and [s["workload"] for s in done.result["stuck"]] == ["demo/c"], done
+    assert "migration of 'c' failed" in done.result["stuck"][0]["reason"]
+    assert lite.workloads.get_workload("demo", "c").state == "running" and on(lite, "h0") == {"c"}
+    assert lite.hosts.get_host("h0").state == "draining" and lite.repair.check().ok

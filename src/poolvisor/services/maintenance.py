@@ -154,7 +154,7 @@ class MaintenanceService(ServiceBase):
                     return None  # the repair of the next server resumes it (tasks.recover_tasks)
                 continue
             idle_since = None
-            w = todo[0]
+            w = min(todo, key=lambda x: tries.get(x["key"], 0))  # a failed one again after the others
             err = self._move(task_id, w["key"])
             if err is None:
                 moved.append(w["key"])
