@@ -35,8 +35,9 @@ def test_every_domain_is_one_object_on_the_shared_context(svc: Services) -> None
     assert svc.batch.utilization is svc.utilization  # utilization policies plan on recorded samples
     assert svc.snapshots.tasks is svc.tasks and svc.sim.hosts is svc.hosts
     # every task kind's handler is a domain service's method, registered on the one TaskService
-    assert set(svc.tasks.handlers) == {"migrate", "consolidate", "snapshot", "restore", "storage-rebalance"}
-    assert set(svc.tasks.on_cancel) == {"snapshot", "restore"}
+    assert set(svc.tasks.handlers) == {"migrate", "consolidate", "snapshot", "restore", "storage-rebalance",
+                                       "drain"}
+    assert set(svc.tasks.on_cancel) == {"snapshot", "restore", "drain"}
     assert svc.ctx.drivers is svc.drivers and svc.hosts.drivers is svc.ctx.drivers
 
 

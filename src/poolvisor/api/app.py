@@ -34,11 +34,13 @@ from poolvisor.api.routes import (
     utilization,
     workloads,
 )
+from poolvisor.api.routes import leader as leader_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
+from poolvisor.services.leader import LeaderElection, gate_step
 from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
 from poolvisor.ui import mount_ui
@@ -63,7 +65,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                report: Callable[[str], None] | None = None,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
                sim_admin: bool = False, alert_interval: float | None = None,
-               rate_limit: RateLimit | None = None, threads: int | None = None) -> FastAPI:
+               rate_limit: RateLimit | None = None, threads: int | None = None,
+               leader: LeaderElection | None = None) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -76,7 +79,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     set with its quota, overrides it; api/ratelimit.py), None: unlimited by default.
     `threads`: size of the thread pool the sync endpoints run in (None: anyio's default, 40).
     Fewer threads contend less for the GIL (8: about a third less CPU per create under load) but
-    a request waits while all of them are busy, e.g. in slow driver calls."""
+    a request waits while all of them are busy, e.g. in slow driver calls.
+    `leader`: this process's candidacy among servers sharing the database (services/leader.py);
+    the pool-wide loops (alerts, balloon) then step only while it leads. None: they always do."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +92,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         executor = TaskExecutor(services.tasks, task_workers) if services is not None else None
         if executor is not None:
             executor.start()
+        if leader is not None:
+            leader.start()
         balloons = BalloonLoop(services) if BalloonLoop.wanted(services) else None  # memory reclaim
         if balloons is not None:
             balloons.start()
@@ -94,6 +101,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             sweeper.start()
         alerter = AlertLoop(services.alerts, alert_interval) if alert_interval and services is not None \
             else None
+        for gated in (alerter, balloons):  # leader-only loops: a follower's tick does nothing
+            if leader is not None and gated is not None:
+                gated.loop.step = gate_step(gated.loop.step, leader.is_leader)
         if alerter is not None:
             alerter.start()
         try:
@@ -104,19 +114,24 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             if sweeper is not None:
                 sweeper.stop()
             if executor is not None:
+                services.maintenance.stopping.set()  # a drain waiting on busy workloads lets go
                 executor.stop()
             if balloons is not None:
                 balloons.stop()
+            if leader is not None:
+                leader.stop()  # after the loops: hands the lease over at once
 
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
+    app.state.leader = leader
+    app.state.is_leader = leader.is_leader if leader is not None else (lambda: True)  # the loops' gate
     app.state.metrics_token = metrics_token or None
     app.state.rate_limiter = RateLimiter(
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts, quotas):
+                   system, networks, storage, memory, alerts, quotas, leader_routes):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

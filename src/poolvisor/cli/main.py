@@ -20,6 +20,7 @@ from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, swe
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import ip as ip_cli
+from poolvisor.cli import leader as leader_cli
 from poolvisor.cli import memory as memory_cli
 from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
@@ -38,7 +39,7 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
-    "storage-pool", "volume", "events", "alert", "sim",
+    "storage-pool", "volume", "events", "alert", "leader", "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -75,6 +76,7 @@ app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
 app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
 app.command(name="events", rich_help_panel=PANEL_POOL)(events_cli.events)
 app.add_typer(alert_cli.app, name="alert", rich_help_panel=PANEL_POOL)
+app.command(name="leader", rich_help_panel=PANEL_POOL)(leader_cli.leader)
 app.add_typer(token_cli.app, name="token", rich_help_panel=PANEL_POOL)
 app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)

@@ -140,6 +140,8 @@ class HostService(ServiceBase):
         new = HostState.parse(state)
         if new is HostState.REMOVED:
             raise InvalidInputError("state 'removed' cannot be set; delete the host instead")
+        if new is HostState.DRAINING:
+            raise InvalidInputError("state 'draining' cannot be set; drain the host instead (host drain)")
         old = self.get_host(name).state  # NotFoundError before touching the driver
         how = f"set to {new.label}"
         if new is HostState.FENCED:

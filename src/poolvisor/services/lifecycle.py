@@ -360,7 +360,8 @@ class WorkloadLifecycle(ServiceBase):
             if src_row is None:
                 raise Stale()
             with s.begin_nested():
-                ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id)
+                ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id,
+                             back=True)
             w.host_id, w.state = src_row.id, info["state"]
             verb = "cancelled" if end == TASK_CANCELLED else "failed"
             msg = f"migration {src} -> {dst} {verb}, back on {src}: {why}"

@@ -61,7 +61,7 @@ log = logging.getLogger("poolvisor.tasks")
 MAX_TASKS = 1000  # per list call
 MAX_ENTRIES = 200  # log entries kept per task (the oldest go first; the journal is never trimmed)
 MIGRATE, CONSOLIDATE = "migrate", "consolidate"
-CANCELLABLE = (MIGRATE, CONSOLIDATE)  # kinds whose running handler honours a cancel request
+CANCELLABLE = (MIGRATE, CONSOLIDATE, "drain")  # kinds whose running handler honours a cancel request
 Handler = Callable[[int], None]
 OnCancel = Callable[[Session, TaskRow], None]  # what a cancel of a queued task undoes, in its transaction
 
