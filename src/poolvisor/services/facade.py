@@ -23,6 +23,7 @@ from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
+from poolvisor.services.ha import HaService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
 from poolvisor.services.memory import MemoryService
@@ -74,6 +75,8 @@ class Services:
         self.volumes = VolumeService(ctx, self.tasks)
         self.memory = MemoryService(ctx)
         self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
+        self.ha = HaService(ctx, self.hosts, self.workloads)  # heartbeats, fencing, restart (HaLoop)
+        self.workloads.admission = self.ha.check_admission  # HA admission control on creation
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property
