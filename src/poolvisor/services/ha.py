@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ log = logging.getLogger("poolvisor.ha")
 DEFAULT_INTERVAL_S = 1.0
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
 ADMISSION_KEY = "ha-admission"
+ADMISSION_TTL_S = 1.0
 HA_KEY = "ha"  # the explanation key of a workload HA restarts or waits to restart
 MAX_HISTORY = 100
 WATCHED = ("up", "maintenance")
@@ -143,6 +145,7 @@ class HaService(ServiceBase):
         self.failures: list[Failure] = []
         self.steps = 0
         self._lock = threading.Lock()  # one step at a time (loop thread vs an API-triggered step)
+        self._admission: tuple[float, dict[str, Any]] | None = None  # (read at, settings)
 
     # ---- the step ------------------------------------------------------------------------------
     def step(self, now: float) -> StepReport:
@@ -385,12 +388,17 @@ class HaService(ServiceBase):
         self._write(tx)
 
     # ---- admission control -------------------------------------------------------------------
-    def admission_settings(self) -> dict[str, Any]:
-        """{"global": policy dict, "pools": {pool: policy dict}}."""
+    def admission_settings(self, *, fresh: bool = True) -> dict[str, Any]:
+        """{"global": policy dict, "pools": {pool: policy dict}}. `fresh=False` (every creation
+        asks): what was read at most ADMISSION_TTL_S ago (another process may have changed it)."""
+        cached = self._admission
+        if not fresh and cached is not None and time.monotonic() - cached[0] < ADMISSION_TTL_S:
+            return cached[1]
         raw = self._read(lambda s: s.get(MetaRow, ADMISSION_KEY))
-        if raw is None:
-            return {"global": AdmissionPolicy().to_dict(), "pools": {}}
-        return dict(json.loads(raw.value))
+        cfg = {"global": AdmissionPolicy().to_dict(), "pools": {}} if raw is None \
+            else dict(json.loads(raw.value))
+        self._admission = (time.monotonic(), cfg)
+        return cfg
 
     def set_admission(self, tolerate_failures: int, reserve_percent: dict[str, float],
                       pool: str | None = None) -> dict[str, Any]:
@@ -417,7 +425,9 @@ class HaService(ServiceBase):
                         data={"pool": pool, **pol.to_dict()}, severity="info")
             return dict(cur)
 
-        return self._write(tx)
+        out = self._write(tx)
+        self._admission = None  # this process sees its change at once
+        return out
 
     def clear_pool_admission(self, pool: str) -> dict[str, Any]:
         def tx(s: Session) -> dict[str, Any]:
@@ -430,7 +440,9 @@ class HaService(ServiceBase):
             row.value = json.dumps(cur)
             return dict(cur)
 
-        return self._write(tx)
+        out = self._write(tx)
+        self._admission = None  # this process sees its change at once
+        return out
 
     def policy_for(self, pool: str | None, settings: dict[str, Any] | None = None) -> AdmissionPolicy:
         cfg = settings or self.admission_settings()
@@ -442,7 +454,7 @@ class HaService(ServiceBase):
                         demand: np.ndarray) -> None:
         """The creation hook (WorkloadService.admission): 409 admission_refused when adding
         `demand` breaks the policy of the workload's pool (all hosts when it names none)."""
-        pol = self.policy_for(pool)
+        pol = self.policy_for(pool, self.admission_settings(fresh=False))
         if not pol.active:
             return
         st = snap.state
