@@ -215,7 +215,8 @@ class HaService(ServiceBase):
                               f"fenced by HA after {w.missed} missed heartbeats ({r.agent}: {r.reason}); "
                               f"{len(victims)} workload(s) to restart")
         rep.fenced.append(name)
-        self.watch[name] = HostWatch(status="fenced", fenced_by_ha=True)
+        # off now (a power switch): it may rejoin as soon as it answers again
+        self.watch[name] = HostWatch(status="fenced", fenced_by_ha=True, seen_off=not self._heartbeat(name))
         self.failures.append(Failure(name, w.first_miss if w.first_miss is not None else now, now, victims))
         del self.failures[:-MAX_HISTORY]
 
