@@ -250,3 +250,22 @@ def test_admission_settings_are_validated(lite):
         lite.ha.set_admission(1, {}, pool="nope")
     with pytest.raises(NotFoundError):
         lite.ha.clear_pool_admission("p")
+
+
+def test_host_that_restarted_between_heartbeats_has_its_workloads_restarted(lite):
+    d = _pool(lite, hosts=2)
+    lite.workloads.create_workload("demo", "a", demand={"vcpu": 1, "memory_mib": 1024})
+    lite.workloads.workload_action("demo", "a", "stop")
+    h = _host_of(lite, "a")
+    assert h is not None
+    d.fail(h)
+    d.revive(h)  # back before any heartbeat was missed, without its guests
+    lite.ha.step(1.0)
+    a = lite.workloads.get_workload("demo", "a")
+    assert a.state == "running" and _copies(d, "demo/a") == 1
+    assert any("no longer on host" in e.message for e in lite.events.list_events(limit=100))
+    # a workload its host still runs is left alone
+    before = lite.events.list_events(limit=1)[0].id
+    lite.ha.step(2.0)
+    assert lite.events.list_events(limit=1)[0].id == before
+    assert lite.repair.check().ok

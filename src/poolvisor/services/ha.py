@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.hosts import HostService
 from poolvisor.services.placement_cache import PlacementView, group_key
-from poolvisor.services.records import LOST, PLACING, RUNNING
+from poolvisor.services.records import LOST, PLACING, RUNNING, STOPPED, SUSPENDED
 from poolvisor.services.workloads import HARD_POLICIES, WorkloadService, _Spec
 from poolvisor.store.retry import Stale
 from poolvisor.store.rows import GroupRow, HostRow, MetaRow, PoolRow, ProjectRow, WorkloadRow
@@ -183,6 +184,7 @@ class HaService(ServiceBase):
                 self._note(name, "ha.host_recovered", f"host {name} answers again after {w.missed} missed "
                            "heartbeat(s)", {"missed": w.missed}, "info")
             self.watch[name] = HostWatch()
+            self._check_guests(name)
             return
         w.missed += 1
         if w.first_miss is None:
@@ -219,6 +221,49 @@ class HaService(ServiceBase):
         self.watch[name] = HostWatch(status="fenced", fenced_by_ha=True, seen_off=not self._heartbeat(name))
         self.failures.append(Failure(name, w.first_miss if w.first_miss is not None else now, now, victims))
         del self.failures[:-MAX_HISTORY]
+
+    def _check_guests(self, name: str) -> None:
+        """Workloads the database says the host runs but the host does not have any more (it
+        restarted between two heartbeats, or lost them): lost, so they restart. The database is
+        read before the host's inventory (what is settled there was created before), each gap
+        is confirmed with `exists`, and the mark re-checks state and host: the host itself says
+        the guest is not there, so a restart never makes a second copy."""
+        stable = (RUNNING, STOPPED, SUSPENDED)
+        rows = self._read(lambda s: s.execute(
+            select(WorkloadRow.id, WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name, WorkloadRow.kind,
+                   WorkloadRow.demand)
+            .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
+            .join(HostRow, HostRow.id == WorkloadRow.host_id)
+            .where(HostRow.name == name, WorkloadRow.state.in_(stable))).all())
+        if not rows:
+            return
+        try:
+            inv = self.drivers.driver_of(name).stats(name)
+            if not inv.alive:
+                return
+            gone = []
+            for wid, hid, project, wname, kind, demand in rows:
+                key = f"{project}/{wname}"
+                if key in inv.states:
+                    continue
+                dw = DriverWorkload(key, kind, {str(k): float(v) for k, v in demand.items()})
+                if not self.drivers.lifecycle(name).exists(name, dw):
+                    gone.append((wid, hid, project, wname))
+        except PoolvisorError as e:  # the host does not say: nothing is concluded
+            log.info("host %s: inventory not read: %s", name, e.message)
+            return
+        for wid, hid, project, wname in gone:
+            self._write(partial(self._mark_gone, wid=wid, hid=hid, project=project, name=wname, host=name))
+
+    def _mark_gone(self, s: Session, *, wid: int, hid: int, project: str, name: str, host: str) -> None:
+        w = s.get(WorkloadRow, wid)
+        if w is None or w.state not in (RUNNING, STOPPED, SUSPENDED) or w.host_id != hid:
+            return
+        ledger.release(s, w)
+        w.state, w.updated_at = LOST, datetime.now(UTC)
+        self._event(s, "workload.lost", f"workload/{project}/{name}",
+                    f"workload {name} is no longer on host {host} (the host restarted or lost it)",
+                    project=project, data={"host": host})
 
     def _maybe_rejoin(self, name: str, w: HostWatch, rep: StepReport) -> None:
         """A host HA fenced rejoins, empty, when it answers again after having been seen off."""
