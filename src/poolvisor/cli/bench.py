@@ -448,7 +448,8 @@ def ha(
               [(r["host"], str(r["workloads"]), "-" if r["declared_failed_s"] is None
                 else f"{r['declared_failed_s']:.2f}", "-" if r["running_elsewhere_s"] is None
                 else f"{r['running_elsewhere_s']:.2f}") for r in res["rounds"]])
-        say("[dim]goals: declared failed within {:g} s, running elsewhere within {:g} s; check {}[/dim]",
-            res["goal_declared_s"], res["goal_running_s"], "clean" if res["check_ok"] else "NOT CLEAN")
+        say("[dim]goals: declared failed within {} s, running elsewhere within {} s; check {}[/dim]",
+            f"{res['goal_declared_s']:g}", f"{res['goal_running_s']:g}",
+            "clean" if res["check_ok"] else "NOT CLEAN")
     if res["running_elsewhere_s_max"] is None or not res["check_ok"] or not res["rejoined_all"]:
         raise typer.Exit(1)

@@ -30,8 +30,8 @@ def status(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False)
         emit_json(st)
         return
     cfg = st["settings"]
-    say("HA: heartbeat every {:g} s, suspect after {} miss(es), fenced after {}; {} step(s){}",
-        cfg["interval_s"], cfg["suspect_after"], cfg["fail_after"], st["steps"],
+    say("HA: heartbeat every {} s, suspect after {} miss(es), fenced after {}; {} step(s){}",
+        f"{cfg['interval_s']:g}", cfg["suspect_after"], cfg["fail_after"], st["steps"],
         "" if st["leader"] else " (not the leader: idle)")
     bad = [h for h in st["hosts"] if h["status"] != "ok"]
     if bad:
