@@ -155,9 +155,10 @@ class HaService(ServiceBase):
         with self._lock:
             self.steps += 1
             rep = StepReport()
+            placed = self._placed()  # read before any host's inventory (_check_guests)
             for name, state in self._read(lambda s: s.execute(
                     select(HostRow.name, HostRow.state).order_by(HostRow.name)).all()):
-                self._watch_host(name, state, now, rep)
+                self._watch_host(name, state, now, rep, placed.get(name, []))
             for gone in set(self.watch) - {n for n, _ in self._read(
                     lambda s: s.execute(select(HostRow.name, HostRow.id)).all())}:
                 del self.watch[gone]
@@ -170,7 +171,20 @@ class HaService(ServiceBase):
         except Exception:  # an unreachable node raises: that is a missed heartbeat  # noqa: BLE001
             return False
 
-    def _watch_host(self, name: str, state: str, now: float, rep: StepReport) -> None:
+    def _placed(self) -> dict[str, list[Any]]:
+        """The settled workloads (running, stopped, suspended) per host name, in one query."""
+        rows = self._read(lambda s: s.execute(
+            select(HostRow.name, WorkloadRow.id, WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name,
+                   WorkloadRow.kind, WorkloadRow.demand)
+            .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
+            .join(HostRow, HostRow.id == WorkloadRow.host_id)
+            .where(WorkloadRow.state.in_((RUNNING, STOPPED, SUSPENDED)))).all())
+        out: dict[str, list[Any]] = {}
+        for host, *rest in rows:
+            out.setdefault(host, []).append(rest)
+        return out
+
+    def _watch_host(self, name: str, state: str, now: float, rep: StepReport, placed: list[Any]) -> None:
         w = self.watch.setdefault(name, HostWatch())
         if state == HostState.FENCED.label:
             if w.fenced_by_ha:
@@ -184,7 +198,7 @@ class HaService(ServiceBase):
                 self._note(name, "ha.host_recovered", f"host {name} answers again after {w.missed} missed "
                            "heartbeat(s)", {"missed": w.missed}, "info")
             self.watch[name] = HostWatch()
-            self._check_guests(name)
+            self._check_guests(name, placed)
             return
         w.missed += 1
         if w.first_miss is None:
@@ -222,19 +236,12 @@ class HaService(ServiceBase):
         self.failures.append(Failure(name, w.first_miss if w.first_miss is not None else now, now, victims))
         del self.failures[:-MAX_HISTORY]
 
-    def _check_guests(self, name: str) -> None:
+    def _check_guests(self, name: str, rows: list[Any]) -> None:
         """Workloads the database says the host runs but the host does not have any more (it
         restarted between two heartbeats, or lost them): lost, so they restart. The database is
         read before the host's inventory (what is settled there was created before), each gap
         is confirmed with `exists`, and the mark re-checks state and host: the host itself says
         the guest is not there, so a restart never makes a second copy."""
-        stable = (RUNNING, STOPPED, SUSPENDED)
-        rows = self._read(lambda s: s.execute(
-            select(WorkloadRow.id, WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name, WorkloadRow.kind,
-                   WorkloadRow.demand)
-            .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
-            .join(HostRow, HostRow.id == WorkloadRow.host_id)
-            .where(HostRow.name == name, WorkloadRow.state.in_(stable))).all())
         if not rows:
             return
         try:
