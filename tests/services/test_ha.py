@@ -262,10 +262,26 @@ def test_host_that_restarted_between_heartbeats_has_its_workloads_restarted(lite
     d.revive(h)  # back before any heartbeat was missed, without its guests
     lite.ha.step(1.0)
     a = lite.workloads.get_workload("demo", "a")
-    assert a.state == "running" and _copies(d, "demo/a") == 1
+    assert a.state == "stopped" and _copies(d, "demo/a") == 1  # back as it was
+    assert d.hosts[a.host or ""].guests["demo/a"].state == "stopped"
     assert any("no longer on host" in e.message for e in lite.events.list_events(limit=100))
     # a workload its host still runs is left alone
     before = lite.events.list_events(limit=1)[0].id
     lite.ha.step(2.0)
     assert lite.events.list_events(limit=1)[0].id == before
     assert lite.repair.check().ok
+
+
+def test_fenced_host_stopped_workload_comes_back_stopped(lite):
+    d = _pool(lite, hosts=2)
+    lite.workloads.create_workload("demo", "a", demand={"vcpu": 1, "memory_mib": 1024})
+    lite.workloads.workload_action("demo", "a", "suspend")
+    h = _host_of(lite, "a")
+    assert h is not None
+    lite.ha.settings = HaSettings(fail_after=1)
+    d.fail(h)
+    lite.ha.step(1.0)
+    a = lite.workloads.get_workload("demo", "a")
+    assert a.state == "suspended" and a.host != h
+    assert d.hosts[a.host or ""].guests["demo/a"].state == "suspended"
+    assert any("(suspended, as it was)" in e.message for e in lite.events.list_events(limit=100))

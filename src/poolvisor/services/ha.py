@@ -69,6 +69,7 @@ MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
 ADMISSION_KEY = "ha-admission"
 ADMISSION_TTL_S = 1.0
 HA_KEY = "ha"  # the explanation key of a workload HA restarts or waits to restart
+LOST_STATE = "lost_state"  # the explanation key of the state a lost workload had (hosts.py sets it)
 MAX_HISTORY = 100
 WATCHED = ("up", "maintenance")
 
@@ -267,6 +268,7 @@ class HaService(ServiceBase):
         if w is None or w.state not in (RUNNING, STOPPED, SUSPENDED) or w.host_id != hid:
             return
         ledger.release(s, w)
+        w.explanation = {**(w.explanation or {}), LOST_STATE: w.state}
         w.state, w.updated_at = LOST, datetime.now(UTC)
         self._event(s, "workload.lost", f"workload/{project}/{name}",
                     f"workload {name} is no longer on host {host} (the host restarted or lost it)",
@@ -355,6 +357,7 @@ class HaService(ServiceBase):
             return "", False
         spec, project, old = got
         label = f"{project}/{spec.name}"
+        was = str(old[LOST_STATE]) if old.get(LOST_STATE) in (STOPPED, SUSPENDED) else RUNNING
         decision, target = self.workloads._decide(spec, admit=False)
         if target is None:
             self._pending(wid, project, spec.name, decision.explanation.to_dict(),
@@ -376,7 +379,8 @@ class HaService(ServiceBase):
             w.host_id, w.state, w.updated_at = host_id, PLACING, datetime.now(UTC)
             w.explanation = {**decision.explanation.to_dict(),
                              "rule": f"ha restart: {decision.explanation.rule}",
-                             HA_KEY: {"restart": True, "priority": spec.priority, "host": host}}
+                             HA_KEY: {"restart": True, "priority": spec.priority, "host": host},
+                             LOST_STATE: was}
             self.leases.stamp(w)
             self._event(s, "workload.restarting", f"workload/{label}",
                         f"workload {spec.name} restarting on {host} (priority {spec.priority}): "
@@ -397,17 +401,31 @@ class HaService(ServiceBase):
                 why = e.message
                 self._write(lambda s: self._back_to_lost(s, wid, project, spec.name, host, why))
                 return label, False
-            return label, self._write(lambda s: self._confirm(s, wid, project, spec.name, host))
+            state, note = self._as_it_was(host, dw, was)
+            return label, self._write(lambda s: self._confirm(s, wid, project, spec.name, host, state, note))
 
-    def _confirm(self, s: Session, wid: int, project: str, name: str, host: str) -> bool:
+    def _as_it_was(self, host: str, dw: DriverWorkload, was: str) -> tuple[str, str]:
+        """A workload that was stopped or suspended when it was lost comes back so (created
+        running, then stopped or suspended); if the driver refuses, it stays running and says so."""
+        if was == RUNNING:
+            return RUNNING, ""
+        try:
+            lc = self.drivers.lifecycle(host)
+            (lc.stop if was == STOPPED else lc.suspend)(host, dw)
+        except PoolvisorError as e:
+            return RUNNING, f" (it was {was}; left running: {e.message})"
+        return was, f" ({was}, as it was)"
+
+    def _confirm(self, s: Session, wid: int, project: str, name: str, host: str, state: str = RUNNING,
+                 note: str = "") -> bool:
         w = s.get(WorkloadRow, wid)
         if w is None or w.state != PLACING or not self.leases.owns(w):
             return False
-        w.state, w.updated_at = RUNNING, datetime.now(UTC)
+        w.state, w.updated_at = state, datetime.now(UTC)
         self.leases.clear(w)
         self._event(s, "workload.restarted", f"workload/{project}/{name}",
-                    f"workload {name} restarted on {host} by HA", project=project,
-                    data={"host": host, "priority": w.priority})
+                    f"workload {name} restarted on {host} by HA{note}", project=project,
+                    data={"host": host, "priority": w.priority, "state": state})
         return True
 
     def _back_to_lost(self, s: Session, wid: int, project: str, name: str, host: str, why: str) -> None:
@@ -418,7 +436,8 @@ class HaService(ServiceBase):
         w.state, w.updated_at = LOST, datetime.now(UTC)
         self.leases.clear(w)
         msg = f"restart on {host} failed: {why}"
-        w.explanation = {"rule": f"ha: waiting for restart: {msg}", HA_KEY: {"pending": True, "reason": msg}}
+        w.explanation = {"rule": f"ha: waiting for restart: {msg}", HA_KEY: {"pending": True, "reason": msg},
+                         LOST_STATE: (w.explanation or {}).get(LOST_STATE, RUNNING)}
         self._event(s, "ha.restart_failed", f"workload/{project}/{name}", f"workload {name}: {msg}",
                     project=project, data={"host": host, "reason": why})
 
@@ -433,7 +452,8 @@ class HaService(ServiceBase):
             if w is None or w.state != LOST:
                 return
             w.explanation = {**expl, "rule": f"ha: waiting for restart: {reason}",
-                             HA_KEY: {"pending": True, "reason": reason}}
+                             HA_KEY: {"pending": True, "reason": reason},
+                             LOST_STATE: old.get(LOST_STATE, RUNNING)}
             self._event(s, "ha.restart_pending", f"workload/{project}/{name}",
                         f"workload {name} waits to restart: {reason}", project=project,
                         data={"reason": reason}, severity="warning")

@@ -227,6 +227,7 @@ class HostService(ServiceBase):
                                 f"workload {w.name} deleted (its host {name} went {new.label} mid-delete)",
                                 project=pname, data={"host": name})
                     continue
+                w.explanation = {**(w.explanation or {}), "lost_state": w.state}  # HA restarts it so
                 w.state = LOST
                 lost.append(f"{pname}/{w.name}")
                 self._event(s, "workload.lost", f"workload/{pname}/{w.name}",
