@@ -86,3 +86,12 @@ def test_failed_host_workloads_are_restarted(server: Server, run: Callable[..., 
     assert w["state"] == "running" and w["host"] != host, w
     kinds = json.loads(run("events", "--kind", "workload", "--json").stdout)
     assert any(e["kind"] == "workload.restarted" for e in kinds)
+
+
+def test_bad_ha_interval_is_one_error_line(tmp_path: Any) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "POOLVISOR_HOME": str(tmp_path / "data")}
+    for bad in ("0.001", "-1", "99999"):
+        argv = [*CLI, "serve", "--db", str(tmp_path / "x.db"), "--port", "1", "--ha-interval", bad]
+        r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and r.stderr.startswith("poolvisor: error: --ha-interval"), r
+        assert r.stderr.count("\n") == 1 and not (tmp_path / "x.db").exists()

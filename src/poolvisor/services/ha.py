@@ -562,11 +562,11 @@ class HaService(ServiceBase):
             "settings": {"interval_s": s_.interval_s, "suspect_after": s_.suspect_after,
                          "fail_after": s_.fail_after},
             "hosts": [{"host": h, "status": w.status, "missed": w.missed, "fence_reason": w.fence_reason}
-                      for h, w in sorted(self.watch.items())],
+                      for h, w in sorted(dict(self.watch).items())],  # a copy: the loop's thread writes
             "pending": [{"workload": f"{p}/{n}", "priority": pr,
                          "reason": ((e or {}).get(HA_KEY) or {}).get("reason", "not tried yet")}
                         for p, n, pr, e in lost],
-            "failures": [f.to_dict() for f in self.failures],
+            "failures": [f.to_dict() for f in list(self.failures)],
             "admission": {"global": cfg["global"], "headroom": room, "pools": pools},
         }
 
