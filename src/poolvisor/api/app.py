@@ -20,6 +20,7 @@ from poolvisor.api.routes import (
     alerts,
     events,
     flavors,
+    ha,
     hosts,
     memory,
     networks,
@@ -40,6 +41,7 @@ from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
+from poolvisor.services.ha import HaLoop
 from poolvisor.services.leader import LeaderElection, gate_step
 from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
@@ -66,7 +68,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
                sim_admin: bool = False, alert_interval: float | None = None,
                rate_limit: RateLimit | None = None, threads: int | None = None,
-               leader: LeaderElection | None = None) -> FastAPI:
+               leader: LeaderElection | None = None, ha_interval: float | None = None) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -81,7 +83,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     Fewer threads contend less for the GIL (8: about a third less CPU per create under load) but
     a request waits while all of them are busy, e.g. in slow driver calls.
     `leader`: this process's candidacy among servers sharing the database (services/leader.py);
-    the pool-wide loops (alerts, balloon) then step only while it leads. None: they always do."""
+    the pool-wide loops (alerts, balloon) then step only while it leads. None: they always do.
+    `ha_interval`: run the HA loop (heartbeats, fencing, restart: services/ha.py) every that many
+    seconds, or None."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -101,14 +105,19 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             sweeper.start()
         alerter = AlertLoop(services.alerts, alert_interval) if alert_interval and services is not None \
             else None
-        for gated in (alerter, balloons):  # leader-only loops: a follower's tick does nothing
+        ha_loop = HaLoop(services.ha, ha_interval) if ha_interval and services is not None else None
+        for gated in (alerter, balloons, ha_loop):  # leader-only loops: a follower's tick does nothing
             if leader is not None and gated is not None:
                 gated.loop.step = gate_step(gated.loop.step, leader.is_leader)
         if alerter is not None:
             alerter.start()
+        if ha_loop is not None:
+            ha_loop.start()
         try:
             yield
         finally:
+            if ha_loop is not None:
+                ha_loop.stop()
             if alerter is not None:
                 alerter.stop()
             if sweeper is not None:
@@ -131,7 +140,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts, quotas, leader_routes):
+                   system, networks, storage, memory, alerts, quotas, leader_routes, ha):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

@@ -19,6 +19,7 @@ from poolvisor.cli import alert as alert_cli
 from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, sweep, task, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
+from poolvisor.cli import ha as ha_cli
 from poolvisor.cli import ip as ip_cli
 from poolvisor.cli import leader as leader_cli
 from poolvisor.cli import memory as memory_cli
@@ -77,6 +78,7 @@ app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
 app.command(name="events", rich_help_panel=PANEL_POOL)(events_cli.events)
 app.add_typer(alert_cli.app, name="alert", rich_help_panel=PANEL_POOL)
 app.command(name="leader", rich_help_panel=PANEL_POOL)(leader_cli.leader)
+app.add_typer(ha_cli.app, name="ha", rich_help_panel=PANEL_POOL)
 app.add_typer(token_cli.app, name="token", rich_help_panel=PANEL_POOL)
 app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)

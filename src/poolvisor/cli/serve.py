@@ -152,6 +152,9 @@ def serve(
     alert_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between evaluations of the alert rules (pool nearly full, host down, quota nearly "
         "exhausted, SLA violation, stuck task); 0 turns them off.")] = DEFAULT_ALERT_INTERVAL_S,
+    ha_interval: Annotated[float, typer.Option(parser=number,
+        help="Seconds between HA heartbeat rounds (a host missing 3 in a row is fenced and its "
+        "workloads restarted elsewhere); 0 turns HA off.")] = 1.0,
     alert_pool_full: Annotated[float, typer.Option(parser=number,
         help="Alert when a pool's resource is allocated at this fraction or more (0..1).")] = 0.9,
     alert_quota: Annotated[float, typer.Option(parser=number,
@@ -204,7 +207,11 @@ def serve(
     from poolvisor.observability.rules import Thresholds
     from poolvisor.services.alerts import MAX_INTERVAL_S as MAX_ALERT_S
     from poolvisor.services.alerts import MIN_INTERVAL_S as MIN_ALERT_S
+    from poolvisor.services.ha import MAX_INTERVAL_S as MAX_HA_S
+    from poolvisor.services.ha import MIN_INTERVAL_S as MIN_HA_S
 
+    if ha_interval != 0 and not MIN_HA_S <= ha_interval <= MAX_HA_S:
+        raise fail(f"--ha-interval must be 0 (off) or {MIN_HA_S:g}..{MAX_HA_S:g} seconds")
     if alert_interval != 0 and not MIN_ALERT_S <= alert_interval <= MAX_ALERT_S:
         raise fail(f"--alert-interval must be 0 (off) or {MIN_ALERT_S:g}..{MAX_ALERT_S:g} seconds")
     try:
@@ -264,7 +271,7 @@ def serve(
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
                          alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
-                         leader=election)
+                         leader=election, ha_interval=ha_interval or None)
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, "
                    f"dashboard /ui); {note}", err=True)
         from poolvisor.observability.logs import configure
