@@ -108,6 +108,7 @@ PARAMS: dict[tuple[str, str], Callable[[World], Any]] = {
     ("workloads", "backup"): lambda w: f"b{w.tag}",
     ("backup-schedules", "schedule_id"): lambda w: w.extra.get("schedule", 999_999),
     ("backup-targets", "name"): lambda w: "bt",
+    ("ha", "name"): lambda w: "demo",
 }
 # query parameters filled in (required ones must be here)
 QUERY: dict[str, Callable[[World], Any]] = {
@@ -151,6 +152,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/volumes/{name}/snapshot"): lambda w: {"name": "vs-new"},
     ("POST", "/v1/volumes/{name}/attach"): lambda w: {"workload": w.workload},
     ("PUT", "/v1/pools/{name}/memory-overcommit"): lambda w: {"ratio": 1.5},
+    ("PUT", "/v1/ha/admission"): lambda w: {"tolerate_failures": 0},
     ("PUT", "/v1/routers/{name}/local-pref/{neighbour}"): lambda w: {"pref": 200},
     ("PUT", "/v1/workloads/{name}/memory-reservation"): lambda w: {"mib": 128},
     ("POST", "/v1/backup-targets"): lambda w: {"name": "bt-new",

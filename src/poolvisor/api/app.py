@@ -21,6 +21,7 @@ from poolvisor.api.routes import (
     backups,
     events,
     flavors,
+    ha,
     hosts,
     memory,
     networks,
@@ -35,6 +36,7 @@ from poolvisor.api.routes import (
     utilization,
     workloads,
 )
+from poolvisor.api.routes import leader as leader_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
@@ -42,6 +44,8 @@ from poolvisor.services.backup_schedules import DEFAULT_INTERVAL_S as BACKUP_INT
 from poolvisor.services.backup_schedules import BackupLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
+from poolvisor.services.ha import HaLoop
+from poolvisor.services.leader import LeaderElection, gate_step
 from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
 from poolvisor.ui import mount_ui
@@ -67,6 +71,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
                sim_admin: bool = False, alert_interval: float | None = None,
                rate_limit: RateLimit | None = None, threads: int | None = None,
+               leader: LeaderElection | None = None, ha_interval: float | None = None,
                backup_interval: float | None = BACKUP_INTERVAL_S) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
@@ -82,7 +87,11 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     only while `services.backup_schedules.is_leader()`), or None.
     `threads`: size of the thread pool the sync endpoints run in (None: anyio's default, 40).
     Fewer threads contend less for the GIL (8: about a third less CPU per create under load) but
-    a request waits while all of them are busy, e.g. in slow driver calls."""
+    a request waits while all of them are busy, e.g. in slow driver calls.
+    `leader`: this process's candidacy among servers sharing the database (services/leader.py);
+    the pool-wide loops (alerts, balloon) then step only while it leads. None: they always do.
+    `ha_interval`: run the HA loop (heartbeats, fencing, restart: services/ha.py) every that many
+    seconds, or None."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +102,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         executor = TaskExecutor(services.tasks, task_workers) if services is not None else None
         if executor is not None:
             executor.start()
+        if leader is not None:
+            leader.start()
         balloons = BalloonLoop(services) if BalloonLoop.wanted(services) else None  # memory reclaim
         if balloons is not None:
             balloons.start()
@@ -100,35 +111,50 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             sweeper.start()
         alerter = AlertLoop(services.alerts, alert_interval) if alert_interval and services is not None \
             else None
+        ha_loop = HaLoop(services.ha, ha_interval) if ha_interval and services is not None else None
+        for gated in (alerter, balloons, ha_loop):  # leader-only loops: a follower's tick does nothing
+            if leader is not None and gated is not None:
+                gated.loop.step = gate_step(gated.loop.step, leader.is_leader)
         if alerter is not None:
             alerter.start()
+        if ha_loop is not None:
+            ha_loop.start()
         backuper = BackupLoop(services.backup_schedules, backup_interval) \
             if backup_interval and services is not None else None
         if backuper is not None:
+            if leader is not None:  # only the leader runs backup schedules
+                services.backup_schedules.is_leader = leader.is_leader
             backuper.start()
         try:
             yield
         finally:
             if backuper is not None:
                 backuper.stop()
+            if ha_loop is not None:
+                ha_loop.stop()
             if alerter is not None:
                 alerter.stop()
             if sweeper is not None:
                 sweeper.stop()
             if executor is not None:
+                services.maintenance.stopping.set()  # a drain waiting on busy workloads lets go
                 executor.stop()
             if balloons is not None:
                 balloons.stop()
+            if leader is not None:
+                leader.stop()  # after the loops: hands the lease over at once
 
     app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
                   openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
     app.state.services = services
+    app.state.leader = leader
+    app.state.is_leader = leader.is_leader if leader is not None else (lambda: True)  # the loops' gate
     app.state.metrics_token = metrics_token or None
     app.state.rate_limiter = RateLimiter(
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, backups, tasks, utilization,
-                   events, system, networks, storage, memory, alerts, quotas):
+                   events, system, networks, storage, memory, alerts, quotas, leader_routes, ha):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

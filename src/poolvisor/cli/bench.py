@@ -416,3 +416,40 @@ def migrate(
             "lost_guests = 0[/dim]")
     if res["lost_guests"]:
         raise typer.Exit(1)
+
+
+@app.command("ha")
+def ha(
+    hosts: int = typer.Option(8, "--hosts", min=2, max=200, help="sim hosts"),
+    workloads: int = typer.Option(40, "--workloads", min=1, max=2000, help="workloads spread over them"),
+    kills: int = typer.Option(3, "--kills", min=1, max=50, help="hosts killed, one after another"),
+    interval: float = typer.Option(1.0, "--interval", parser=number, help="HA heartbeat interval (s)"),
+    fail_after: int = typer.Option(3, "--fail-after", min=1, max=1000,
+                                   help="missed heartbeats before a host is fenced"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """HA on the sim driver: time from a host's death to declared failed (fenced) and to its
+    workloads running elsewhere (goals with the defaults: 5 s and 10 s)."""
+    import json
+
+    from poolvisor.bench import ha as bh
+    from poolvisor.cli.errors import fail
+    from poolvisor.cli.render import say, table
+    from poolvisor.services.ha import MAX_INTERVAL_S, MIN_INTERVAL_S
+
+    if not MIN_INTERVAL_S <= interval <= MAX_INTERVAL_S:
+        raise fail(f"--interval must be {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} seconds")
+    res = bh.run(hosts=hosts, workloads=workloads, kills=kills, interval_s=interval, fail_after=fail_after)
+    if as_json:
+        typer.echo(json.dumps(res))
+    else:
+        table("HA benchmark (sim driver)",
+              ("host", "workloads", "declared failed (s)", "running elsewhere (s)"),
+              [(r["host"], str(r["workloads"]), "-" if r["declared_failed_s"] is None
+                else f"{r['declared_failed_s']:.2f}", "-" if r["running_elsewhere_s"] is None
+                else f"{r['running_elsewhere_s']:.2f}") for r in res["rounds"]])
+        say("[dim]goals: declared failed within {} s, running elsewhere within {} s; check {}[/dim]",
+            f"{res['goal_declared_s']:g}", f"{res['goal_running_s']:g}",
+            "clean" if res["check_ok"] else "NOT CLEAN")
+    if res["running_elsewhere_s_max"] is None or not res["check_ok"] or not res["rejoined_all"]:
+        raise typer.Exit(1)

@@ -21,6 +21,7 @@ from poolvisor.cli.render import (
     say,
     table,
 )
+from poolvisor.cli.task import finish, queued, wait_for
 
 app = typer.Typer(help="Hosts: capacity, labels, state (client of the REST API).", no_args_is_help=True)
 HostArg = Annotated[str, typer.Argument(help="Host name.", callback=name_argument)]
@@ -134,3 +135,38 @@ def delete(name: HostArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
     with Api(url, token) as api:
         api.delete(api_path("hosts", name))
     say("host {} deleted", name)
+
+
+@app.command()
+def drain(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
+          no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the task id instead of waiting.")]
+          = False) -> None:
+    """Live-migrate every workload off a host, then put it in maintenance (admin; a task: waits
+    with a progress bar unless --no-wait). Workloads that cannot move are listed with the reason."""
+    with Api(url, token) as api:
+        t = api.post(api_path("hosts", name, "drain"), None)
+        if no_wait:
+            queued(t, as_json)
+            return
+        t = wait_for(api, t, show_progress=not as_json)
+    r = t.get("result") or {}
+    if as_json:
+        emit_json(t)
+    elif t["state"] == "succeeded":
+        say("host {}: drained ({} workload(s) moved), now in maintenance (task {})", name,
+            len(r.get("moved", [])), t["id"])
+    elif r.get("stuck"):
+        table(f"Host {name}: workloads that cannot move", ("workload", "why"),
+              [(w["workload"], w["reason"]) for w in r["stuck"]])
+    finish(t)
+
+
+@app.command()
+def undrain(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Return a drained (maintenance) or draining host to service (admin)."""
+    with Api(url, token) as api:
+        h = api.post(api_path("hosts", name, "undrain"), None)
+    if as_json:
+        emit_json(h)
+    else:
+        say("host {}: {}", h["name"], h["state"])

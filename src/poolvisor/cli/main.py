@@ -20,7 +20,9 @@ from poolvisor.cli import backup as backup_cli
 from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, sweep, task, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import events as events_cli
+from poolvisor.cli import ha as ha_cli
 from poolvisor.cli import ip as ip_cli
+from poolvisor.cli import leader as leader_cli
 from poolvisor.cli import memory as memory_cli
 from poolvisor.cli import network as network_cli
 from poolvisor.cli import pack as pack_cli
@@ -39,7 +41,7 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
-    "storage-pool", "volume", "backup-target", "backup", "events", "alert", "sim",
+    "storage-pool", "volume", "backup-target", "backup", "events", "alert", "leader", "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -79,6 +81,8 @@ app.add_typer(alert_cli.app, name="alert", rich_help_panel=PANEL_POOL)
 app.add_typer(backup_cli.target_app, name="backup-target", rich_help_panel=PANEL_POOL)
 app.add_typer(backup_cli.backup_app, name="backup", rich_help_panel=PANEL_POOL)
 vm.app.add_typer(backup_cli.vm_app, name="backup")
+app.command(name="leader", rich_help_panel=PANEL_POOL)(leader_cli.leader)
+app.add_typer(ha_cli.app, name="ha", rich_help_panel=PANEL_POOL)
 app.add_typer(token_cli.app, name="token", rich_help_panel=PANEL_POOL)
 app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)

@@ -29,6 +29,7 @@ MAX_SIM_DURATION_S = 600.0
 DEMO_MIGRATION_MIBPS = 1250.0  # 10 Gbit/s: a demo VM's migration takes seconds, so its progress shows
 MAX_MIGRATION_MIBPS = 1e9
 DEFAULT_ALERT_INTERVAL_S = 30.0
+DEFAULT_LEADER_LEASE_S = 5.0  # services/leader.py
 GRACEFUL_SHUTDOWN_S = 10  # open event streams end on their own within a poll; this bounds the rest
 
 if TYPE_CHECKING:
@@ -151,6 +152,9 @@ def serve(
     alert_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between evaluations of the alert rules (pool nearly full, host down, quota nearly "
         "exhausted, SLA violation, stuck task); 0 turns them off.")] = DEFAULT_ALERT_INTERVAL_S,
+    ha_interval: Annotated[float, typer.Option(parser=number,
+        help="Seconds between HA heartbeat rounds (a host missing 3 in a row is fenced and its "
+        "workloads restarted elsewhere); 0 turns HA off.")] = 1.0,
     alert_pool_full: Annotated[float, typer.Option(parser=number,
         help="Alert when a pool's resource is allocated at this fraction or more (0..1).")] = 0.9,
     alert_quota: Annotated[float, typer.Option(parser=number,
@@ -172,6 +176,10 @@ def serve(
     rate_burst: Annotated[int | None, typer.Option(
         "--rate-burst", min=1, max=1_000_000, help="With --rate-limit: the bucket size, requests "
         "that may arrive at once [default: one second's worth]", show_default=False)] = None,
+    leader_lease: Annotated[float, typer.Option(parser=number,
+        help="Servers sharing one database elect a leader, which alone runs the pool-wide loops "
+        "(alerts, memory reclaim, controller); another takes over within this many seconds after it "
+        "dies (a stopping leader hands over at once).")] = DEFAULT_LEADER_LEASE_S,
 ) -> None:
     """Run the REST API (and create the admin token on first start)."""
     import uvicorn
@@ -181,6 +189,7 @@ def serve(
     from poolvisor.cli.parse import default_burst, parse_rate
     from poolvisor.policies.placement import PlacementPolicy
     from poolvisor.services import open_services
+    from poolvisor.services.leader import MAX_LEADER_LEASE_S, MIN_LEADER_LEASE_S, LeaderElection
     from poolvisor.services.leases import MAX_LEASE_S, MIN_LEASE_S
     from poolvisor.services.sweeper import MAX_INTERVAL_S, MIN_INTERVAL_S
 
@@ -193,10 +202,16 @@ def serve(
         raise fail(f"--repair-interval must be 0 (off) or {MIN_INTERVAL_S:g}..{MAX_INTERVAL_S:g} seconds")
     if not MIN_LEASE_S <= lease <= MAX_LEASE_S:
         raise fail(f"--lease must be {MIN_LEASE_S:g}..{MAX_LEASE_S:g} seconds")
+    if not MIN_LEADER_LEASE_S <= leader_lease <= MAX_LEADER_LEASE_S:
+        raise fail(f"--leader-lease must be {MIN_LEADER_LEASE_S:g}..{MAX_LEADER_LEASE_S:g} seconds")
     from poolvisor.observability.rules import Thresholds
     from poolvisor.services.alerts import MAX_INTERVAL_S as MAX_ALERT_S
     from poolvisor.services.alerts import MIN_INTERVAL_S as MIN_ALERT_S
+    from poolvisor.services.ha import MAX_INTERVAL_S as MAX_HA_S
+    from poolvisor.services.ha import MIN_INTERVAL_S as MIN_HA_S
 
+    if ha_interval != 0 and not MIN_HA_S <= ha_interval <= MAX_HA_S:
+        raise fail(f"--ha-interval must be 0 (off) or {MIN_HA_S:g}..{MAX_HA_S:g} seconds")
     if alert_interval != 0 and not MIN_ALERT_S <= alert_interval <= MAX_ALERT_S:
         raise fail(f"--alert-interval must be 0 (off) or {MIN_ALERT_S:g}..{MAX_ALERT_S:g} seconds")
     try:
@@ -250,11 +265,13 @@ def serve(
         note = ensure_admin_token(svc)
         with_sim_admin = sim_admin if sim_admin is not None else demo is not None
         svc.alerts.thresholds = thresholds
+        shown = f"[{host}]" if ":" in host else host
+        election = LeaderElection(svc.store, f"{svc.leases.owner}@{shown}:{port}", leader_lease)
         app = create_app(svc, repair_interval=repair_interval or None,
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
-                         alert_interval=alert_interval or None, rate_limit=limit, threads=threads)
-        shown = f"[{host}]" if ":" in host else host
+                         alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
+                         leader=election, ha_interval=ha_interval or None)
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, "
                    f"dashboard /ui); {note}", err=True)
         from poolvisor.observability.logs import configure

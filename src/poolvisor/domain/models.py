@@ -19,6 +19,7 @@ class HostState(enum.IntEnum):
     FENCED = 2
     DOWN = 3
     REMOVED = 4
+    DRAINING = 5  # being emptied by a drain task (services/maintenance.py); set only by that task
 
     @classmethod
     def parse(cls, value: str | HostState) -> HostState:
@@ -27,7 +28,7 @@ class HostState(enum.IntEnum):
         try:
             return cls[value.upper()]
         except KeyError:
-            allowed = ", ".join(s.name.lower() for s in cls if s is not cls.REMOVED)
+            allowed = ", ".join(s.name.lower() for s in cls if s not in (cls.REMOVED, cls.DRAINING))
             raise InvalidInputError(f"unknown host state {value!r}; allowed: {allowed}") from None
 
     @property

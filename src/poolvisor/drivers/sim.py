@@ -73,6 +73,7 @@ class SimHost:
     capacity: dict[str, float]
     alive: bool = True
     fenced: bool = False
+    reachable: bool = True  # False: partitioned (guests keep running; only the power switch reaches it)
     guests: dict[str, SimGuest] = field(default_factory=dict)
 
 
@@ -143,6 +144,13 @@ class SimDriver:
             h = self._host(host)
             h.alive, h.fenced = True, False
 
+    def partition(self, host: str, cut: bool = True) -> None:
+        """Cut (or heal) the host's management network: it answers no heartbeat and no operation,
+        but it is alive and its guests keep running; its fence agent (the power switch, out of
+        band) still reaches it."""
+        with self._lock:
+            self._host(host).reachable = not cut
+
     def inject(self, op: str, host: str | None = None, times: int = 1) -> None:
         """Make the next `times` operations `op` (on `host`, or any host) fail with DriverError."""
         if op not in OPERATIONS:
@@ -181,7 +189,7 @@ class SimDriver:
     def heartbeat(self, host: str) -> bool:
         with self._lock:
             h = self.hosts.get(host)
-            return h is not None and h.alive and not h.fenced
+            return h is not None and h.alive and not h.fenced and h.reachable
 
     def stats(self, host: str) -> HostStats:
         with self._lock:
@@ -192,7 +200,7 @@ class SimDriver:
                     for r, v in g.workload.demand.items():
                         used[r] = used.get(r, 0.0) + float(v)
             states = {k: g.state for k, g in h.guests.items()}
-            return HostStats(host, h.alive and not h.fenced, len(h.guests), used, states)
+            return HostStats(host, h.alive and not h.fenced and h.reachable, len(h.guests), used, states)
 
     # ---- Lifecycle -----------------------------------------------------------------------------
     def create(self, host: str, workload: DriverWorkload) -> None:
@@ -222,7 +230,7 @@ class SimDriver:
     def exists(self, host: str, workload: DriverWorkload) -> bool:
         with self._lock:
             h = self.hosts.get(host)
-            return h is not None and h.alive and not h.fenced and workload.key in h.guests
+            return h is not None and h.alive and not h.fenced and h.reachable and workload.key in h.guests
 
     # ---- Migration -----------------------------------------------------------------------------
     def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
@@ -430,7 +438,7 @@ class SimDriver:
 
     def _live(self, host: str) -> SimHost:
         h = self._host(host)
-        if not h.alive or h.fenced:
+        if not h.alive or h.fenced or not h.reachable:
             raise DriverError(f"sim host {host!r} does not respond")
         return h
 

@@ -133,6 +133,9 @@ class BatchService(ServiceBase):
                 raise NoValidHostError(
                     f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
                     " nothing was created", detail=plan.to_dict())
+            if self.workloads.admission is not None:  # HA admission control (services/ha.py), as one
+                self.workloads.admission(snap, pool_id, pool, snap.state.resources.vector(
+                    _total_demand(items, placed)))
             if dry_run:
                 total = _total_demand(items, placed)
                 self._read(lambda s: quotas.preview(s, project_id, total, len(placed), project=project))

@@ -25,8 +25,10 @@ from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
+from poolvisor.services.ha import HaService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
+from poolvisor.services.maintenance import DRAIN, MaintenanceService
 from poolvisor.services.memory import MemoryService
 from poolvisor.services.networks import NetworkService
 from poolvisor.services.placement_cache import PlacementCache
@@ -82,6 +84,11 @@ class Services:
         self.volumes = VolumeService(ctx, self.tasks)
         self.memory = MemoryService(ctx)
         self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
+        self.maintenance = MaintenanceService(ctx, self.hosts, self.tasks, self.workloads)  # host drain
+        self.tasks.handlers[DRAIN] = self.maintenance.run_drain
+        self.tasks.on_cancel[DRAIN] = self.maintenance.cancelled_drain
+        self.ha = HaService(ctx, self.hosts, self.workloads)  # heartbeats, fencing, restart (HaLoop)
+        self.workloads.admission = self.ha.check_admission  # HA admission control on creation
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property

@@ -26,7 +26,7 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.catalog import check_labels, flush_unique
 from poolvisor.services.gpus import add_devices, check_host_gpus
-from poolvisor.services.records import HOLDING_STATES, LOST, HostRecord
+from poolvisor.services.records import DELETING, HOLDING_STATES, LOST, HostRecord
 from poolvisor.services.references import delete_unused
 from poolvisor.store.rows import HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
@@ -140,6 +140,8 @@ class HostService(ServiceBase):
         new = HostState.parse(state)
         if new is HostState.REMOVED:
             raise InvalidInputError("state 'removed' cannot be set; delete the host instead")
+        if new is HostState.DRAINING:
+            raise InvalidInputError("state 'draining' cannot be set; drain the host instead (host drain)")
         old = self.get_host(name).state  # NotFoundError before touching the driver
         how = f"set to {new.label}"
         if new is HostState.FENCED:
@@ -220,8 +222,15 @@ class HostService(ServiceBase):
             for w in s.scalars(select(WorkloadRow).where(WorkloadRow.host_id == h.id,
                                                           WorkloadRow.state.in_(HOLDING_STATES))):
                 ledger.release(s, w)
-                w.state = LOST
                 pname = projects[w.project_id]
+                if w.state == DELETING:  # its delete was asked for and its guest is gone: finish it
+                    s.delete(w)
+                    self._event(s, "workload.deleted", f"workload/{pname}/{w.name}",
+                                f"workload {w.name} deleted (its host {name} went {new.label} mid-delete)",
+                                project=pname, data={"host": name})
+                    continue
+                w.explanation = {**(w.explanation or {}), "lost_state": w.state}  # HA restarts it so
+                w.state = LOST
                 lost.append(f"{pname}/{w.name}")
                 self._event(s, "workload.lost", f"workload/{pname}/{w.name}",
                             f"workload {w.name} lost with host {name}", project=pname, data={"host": name})

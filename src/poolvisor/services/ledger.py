@@ -43,6 +43,12 @@ _CLAIM_HOST = (update(_HOSTS)
                       (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
                .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
 _CLAIM_HOST_AT = _CLAIM_HOST.where(_H.generation == bindparam("g"))
+# a workload going back to the host it was on (a failed or cancelled migration): a host in
+# maintenance or being drained takes back its own workload too (else it would be lost)
+_CLAIM_BACK = (update(_HOSTS)
+               .where(_H.id == bindparam("h"), _H.state.in_(("up", "maintenance", "draining")),
+                      (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
+               .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
 _INSERT_ALLOCATIONS = insert(_ALLOC)
 _HELD = select(_AL.host_id, _AL.resource, _AL.amount).where(_AL.workload_id == bindparam("w"))
 _DELETE_ALLOCATIONS = delete(_ALLOC).where(_AL.workload_id == bindparam("w"))
@@ -59,7 +65,7 @@ _BUMP = update(_HOSTS).where(_H.id == bindparam("h")).values(generation=_H.gener
 
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
           workload_id: int, gpus: Sequence[int] | None = None, *,
-          quota_project: int | None = None) -> list[int]:
+          quota_project: int | None = None, back: bool = False) -> list[int]:
     """Allocate `demand` on a host for a workload, or raise Stale (the caller's transaction rolls back).
 
     With `generation`, the host row must still be at that generation (optimistic concurrency);
@@ -69,10 +75,13 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     ledger's rule. Returns the devices taken.
     `quota_project`: a new workload of that project; its quota is then re-checked here too, under
     the project's quota lock (services/quotas.py), and QuotaExceededError rolls the claim back.
+    `back`: the workload returns to its migration's source, which may be in maintenance or draining.
     """
     s.flush()
     conn = s.connection()
-    if generation is None:
+    if back:
+        r = conn.execute(_CLAIM_BACK, {"h": host_id})
+    elif generation is None:
         r = conn.execute(_CLAIM_HOST, {"h": host_id})
     else:
         r = conn.execute(_CLAIM_HOST_AT, {"h": host_id, "g": generation})

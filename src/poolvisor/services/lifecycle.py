@@ -106,7 +106,7 @@ class WorkloadLifecycle(ServiceBase):
             self._write(finish)
             for host_id, gen, amounts, group_id in released:  # committed: the view follows
                 if group_id is None:  # (a group member's count is reloaded by the next refresh)
-                    self.cache.written(host_id, gen, amounts, None, release=True)
+                    self.cache.written(host_id, gen, amounts, None, key=f"{project}/{name}", release=True)
 
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         w = s.get(WorkloadRow, wid)
@@ -360,7 +360,8 @@ class WorkloadLifecycle(ServiceBase):
             if src_row is None:
                 raise Stale()
             with s.begin_nested():
-                ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id)
+                ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id,
+                             back=True)
             w.host_id, w.state = src_row.id, info["state"]
             verb = "cancelled" if end == TASK_CANCELLED else "failed"
             msg = f"migration {src} -> {dst} {verb}, back on {src}: {why}"

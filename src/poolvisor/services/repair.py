@@ -39,7 +39,7 @@ from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.invariants import check_invariants
 from poolvisor.services.leases import expired, utcnow
-from poolvisor.services.records import DELETING, MIGRATING, PLACING, RUNNING, CheckReport
+from poolvisor.services.records import DELETING, LOST, MIGRATING, PLACING, RUNNING, CheckReport
 from poolvisor.services.tasks import TaskService, migration_task
 from poolvisor.services.workloads import WorkloadService
 from poolvisor.store.rows import HostRow, ProjectRow, WorkloadRow
@@ -115,6 +115,11 @@ class RepairService(ServiceBase):
             w.state, w.updated_at = RUNNING, datetime.now(UTC)
             self.leases.clear(w)
             msg = f"workload {w.name} confirmed running on {host} after an interrupted create"
+        elif "ha" in (w.explanation or {}):  # an HA restart (services/ha.py): lost again, not deleted
+            ledger.release(s, w)
+            w.state, w.updated_at = LOST, datetime.now(UTC)
+            self.leases.clear(w)
+            msg = f"workload {w.name}: its restart on {host} was interrupted; lost, HA restarts it again"
         else:
             ledger.release(s, w)
             s.delete(w)

@@ -64,7 +64,7 @@ MIGRATE, CONSOLIDATE = "migrate", "consolidate"
 # tasks that read or write a workload's image (snapshots, backups): none runs beside a migration
 # of the workload, nor beside another one of them
 IMAGE_KINDS = ("snapshot", "restore", "backup", "backup_restore")
-CANCELLABLE = (MIGRATE, CONSOLIDATE)  # kinds whose running handler honours a cancel request
+CANCELLABLE = (MIGRATE, CONSOLIDATE, "drain")  # kinds whose running handler honours a cancel request
 Handler = Callable[[int], None]
 OnCancel = Callable[[Session, TaskRow], None]  # what a cancel of a queued task undoes, in its transaction
 

@@ -17,6 +17,7 @@ written by the claim's transaction, so a dry run or a request that fails leaves 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -41,7 +42,7 @@ from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.gpus import check_gpu_demand, workload_shares
 from poolvisor.services.networks import attach_nics, validate_networks
-from poolvisor.services.placement_cache import group_key, resource_names
+from poolvisor.services.placement_cache import PlacementView, group_key, resource_names
 from poolvisor.services.records import (
     DELETING,
     DRY_RUN,
@@ -122,6 +123,8 @@ class WorkloadService(ServiceBase):
     def __init__(self, ctx: ServiceContext, tasks: TaskService) -> None:
         super().__init__(ctx)
         self.tasks = tasks  # a migration is journaled as a task
+        # HA admission control (services/ha.py): (view, pool id, pool, demand vector) -> None or 409
+        self.admission: Callable[[PlacementView, int | None, str | None, np.ndarray], None] | None = None
         from poolvisor.services.lifecycle import WorkloadLifecycle  # it imports this module
 
         self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
@@ -235,10 +238,12 @@ class WorkloadService(ServiceBase):
 
         return self._read(tx)
 
-    def _decide(self, spec: _Spec, explain: bool = False) -> tuple[Decision, _Target | None]:
+    def _decide(self, spec: _Spec, explain: bool = False, *,
+                admit: bool = True) -> tuple[Decision, _Target | None]:
         """Refresh the placement view and decide through its placement index (under the cache lock).
         Returns the decision and, when a host was chosen, the (host id, generation) the commit
-        must find and the GPU devices the policy chose there (None: the ledger's rule)."""
+        must find and the GPU devices the policy chose there (None: the ledger's rule).
+        `admit`: apply HA admission control (a restart by HA does not: it is what it reserves for)."""
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
@@ -249,6 +254,8 @@ class WorkloadService(ServiceBase):
             if spec.host is not None:  # host_index: 404 for an unknown host
                 pinned = np.array([st.host_index(spec.host)])
                 allowed = pinned if allowed is None else np.intersect1d(allowed, pinned)
+            if admit and self.admission is not None:
+                self.admission(snap, spec.pool_id, spec.pool, st.resources.vector(spec.demand))
             req = Request(
                 name=f"{spec.project}/{spec.name}", demand=st.resources.vector(spec.demand),
                 required_labels=spec.required, forbidden_labels=spec.forbidden,
@@ -277,7 +284,8 @@ class WorkloadService(ServiceBase):
                                                        decision=decision))
             host_id, gen, _gpus = target
             group = group_key(spec.project, spec.group) if spec.group is not None else None
-            self.cache.written(host_id, gen + 1, spec.demand, group)  # the guard matched gen: exact
+            self.cache.written(host_id, gen + 1, spec.demand, group, key=f"{spec.project}/{spec.name}",
+                               priority=spec.priority, kind=spec.kind)  # the guard matched gen: exact
         if created is not None and new_group is not None:
             new_group.append(created)
         return wid, decision.host

@@ -159,7 +159,7 @@ def pool_from_services(svc: Any, pool: str | None = None) -> PoolSnapshot:
     Uses only `list_hosts(pool)` and `list_workloads()`: host capacity (`vcpu`, `memory_mib`),
     each running workload's demand and its host. Workloads not on one of these hosts are left out.
     """
-    hosts = [h for h in svc.hosts.list_hosts(pool) if h.state in ("up", "maintenance")]
+    hosts = [h for h in svc.hosts.list_hosts(pool) if h.state in ("up", "maintenance", "draining")]
     if not hosts:
         raise InvalidInputError(f"pool {pool!r} has no usable host" if pool else "no usable host")
     index = {h.name: i for i, h in enumerate(hosts)}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.errors import errors
 from poolvisor.api.fields import Name, NamePath
-from poolvisor.api.schemas import HostCreate, HostOut, HostStateChange
+from poolvisor.api.schemas import HostCreate, HostOut, HostStateChange, TaskOut
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
@@ -43,6 +43,26 @@ def set_host_state(name: NamePath, body: HostStateChange, svc: SvcDep, _: Admin)
     """up, maintenance (no new workloads), fenced (through the host's fence agent; 503 when it
     fails, 409 for fence method 'none') or down (their workloads must move)."""
     return HostOut.model_validate(svc.hosts.set_host_state(name, body.state))
+
+
+@router.post("/{name}/drain", status_code=202, response_model=TaskOut,
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
+def drain_host(name: NamePath, response: Response, svc: SvcDep, _: Admin) -> TaskOut:
+    """Live-migrate every workload off the host, then put it in maintenance (no new placements).
+
+    The host is `draining` from this answer on; 202 with the queued `drain` task (also in
+    `Location`). Workloads that cannot move end the task `failed` with each one's reason (result
+    `stuck`, with the placement explanation) and the host stays draining; a cancel
+    (`POST /v1/tasks/{id}/cancel`) stops it and returns the host to its previous state."""
+    task = svc.maintenance.submit_drain(name)
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    return TaskOut.model_validate(task)
+
+
+@router.post("/{name}/undrain", response_model=HostOut, responses=errors(401, 403, 404, 409, 413, 422, 503))
+def undrain_host(name: NamePath, svc: SvcDep, _: Admin) -> HostOut:
+    """Return a draining or maintenance host to `up` (409 while a drain task runs on it)."""
+    return HostOut.model_validate(svc.maintenance.undrain(name))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
