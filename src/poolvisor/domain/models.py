@@ -19,6 +19,7 @@ class HostState(enum.IntEnum):
     FENCED = 2
     DOWN = 3
     REMOVED = 4
+    STANDBY = 5  # switched off by the controller's power management (empty; powered on on demand)
 
     @classmethod
     def parse(cls, value: str | HostState) -> HostState:

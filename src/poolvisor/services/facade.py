@@ -21,6 +21,7 @@ from poolvisor.services.auth import AuthService
 from poolvisor.services.batch import BatchService
 from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.controller import ControllerService
 from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
 from poolvisor.services.hosts import HostService
@@ -74,6 +75,8 @@ class Services:
         self.volumes = VolumeService(ctx, self.tasks)
         self.memory = MemoryService(ctx)
         self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
+        self.controller = ControllerService(ctx, self.catalog, self.hosts, self.workloads, self.tasks,
+                                            self.utilization, self.batch)  # the reconcile round
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property

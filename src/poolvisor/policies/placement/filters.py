@@ -42,7 +42,8 @@ class HostStateFilter:
         st = view.state
         mask = st == HostState.UP
         reasons = {}
-        for s in (HostState.MAINTENANCE, HostState.FENCED, HostState.DOWN, HostState.REMOVED):
+        for s in (HostState.MAINTENANCE, HostState.FENCED, HostState.DOWN, HostState.REMOVED,
+                  HostState.STANDBY):
             m = st == s
             if m.any():
                 reasons[f"host {s.label}"] = m
