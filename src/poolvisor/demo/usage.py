@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.drivers.sim import SimDriver
 from poolvisor.traces.synthetic import resample_shapes
 
 if TYPE_CHECKING:
@@ -64,4 +65,8 @@ def seed_demo_usage(svc: Services, vms: int, *, steps: int = DAY, interval_s: fl
     svc.utilization.record_utilization([(f"demo/{w.name}", t, c)
                                         for w, row in zip(made, util.tolist(), strict=True)
                                         for t, c in zip(times, row, strict=True)])
+    for w, row in zip(made, util.tolist(), strict=True):  # the sim guests replay the day, in a loop,
+        d = svc.drivers.driver_of(w.host) if w.host else None  # so the controller measures it
+        if isinstance(d, SimDriver):
+            d.set_profile(f"demo/{w.name}", row, interval_s, times[0])
     return len(made)

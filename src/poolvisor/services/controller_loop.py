@@ -27,8 +27,14 @@ log = logging.getLogger("poolvisor.controller")
 
 
 class ControllerLoop:
-    def __init__(self, services: Any, interval: float = DEFAULT_INTERVAL_S, *, clock: Clock | None = None,
-                 is_leader: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        services: Any,
+        interval: float = DEFAULT_INTERVAL_S,
+        *,
+        clock: Clock | None = None,
+        is_leader: Callable[[], bool] | None = None,
+    ) -> None:
         self.services = services
         self.interval = float(interval)
         self.is_leader = is_leader or (lambda: True)
@@ -39,8 +45,14 @@ class ControllerLoop:
         if clock is None:
             clock = self._wall = WallClock()
         self.clock: Clock = clock
-        self.loop = Loop(self.clock, self.round, self.interval, priority=Phase.ACT, name="controller",
-                         on_error=self._failed)
+        self.loop = Loop(
+            self.clock,
+            self.round,
+            self.interval,
+            priority=Phase.ACT,
+            name="controller",
+            on_error=self._failed,
+        )
         self._thread: threading.Thread | None = None
 
     def start(self, at: float | None = None) -> None:
