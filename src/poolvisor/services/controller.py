@@ -67,6 +67,7 @@ LAST_KEY = "controller.last"  # MetaRow: the last round's summary
 CPU, MEMORY = "vcpu", "memory_mib"
 #: the rules the planner gives an evacuation (a host emptied to save power), not a balancing move
 EVACUATION_RULES = ("underload",)
+RECENT_MOVES = 2000  # the migrations the cool-down looks back over, at most
 
 
 @dataclass(frozen=True)
@@ -195,18 +196,20 @@ class ControllerService(ServiceBase):
         """One round (module doc) at epoch time `now` (default: the wall clock)."""
         at = time.time() if now is None else float(now)
         rep = RoundReport(at)
-        rep.samples = self.collect(at)
+        latest = self.collect(at)
+        rep.samples = len(latest)
         self._power_sync(rep)
         for pool in self.catalog.list_pools():
             try:
-                self._pool_round(pool.name, at, rep)
+                self._pool_round(pool.name, at, rep, latest)
             except PoolvisorError as e:  # one pool's trouble does not stop the others
                 rep.notes.append(f"pool {pool.name}: {e.message}")
         self._write(lambda s: _put(s, LAST_KEY, json.dumps(_summary(rep))))
         return rep
 
-    def collect(self, now: float) -> int:
-        """Record each running workload's CPU utilization from its host's driver; how many."""
+    def collect(self, now: float) -> dict[str, float]:
+        """Record each running workload's CPU utilization from its host's driver; returns them
+        ("project/name" -> fraction of its CPU)."""
 
         def tx(s: Session) -> list[tuple[str, str]]:
             q = (
@@ -236,7 +239,7 @@ class ControllerService(ServiceBase):
             )
         if samples:
             self.utilization.record_utilization(samples)
-        return len(samples)
+        return {k: u for k, _, u in samples}
 
     # ---- power ---------------------------------------------------------------------------------
     def _power_sync(self, rep: RoundReport) -> None:
@@ -251,11 +254,11 @@ class ControllerService(ServiceBase):
             except DriverError:
                 continue
             if on:
-                self.hosts.mark_state(h.name, HostState.UP, "controller.host_up", "booted: back in the pool")
+                self.hosts.mark_state(h.name, HostState.UP, "host.state", "booted: back in the pool")
                 rep.power.append({"host": h.name, "action": "up", "rule": "booted"})
 
     # ---- one pool ------------------------------------------------------------------------------
-    def _pool_round(self, pool: str, now: float, rep: RoundReport) -> None:
+    def _pool_round(self, pool: str, now: float, rep: RoundReport, latest: dict[str, float]) -> None:
         cfg = self.config
         st = self.batch.pool_state(pool, windows=True)
         t = st.workloads
@@ -263,10 +266,13 @@ class ControllerService(ServiceBase):
         view = BalancingView(
             st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE, check_ram=True, mig_bw_mb_s=cfg.bandwidth_mibps
         )
+        # CPU requested now: this round's measurement (the history's buckets average 5 minutes)
+        now_u = np.array([latest.get(k, np.nan) for k in keys]) if keys else np.zeros(0)
+        view.requested = np.where(np.isnan(now_u), view.request(), now_u * view.workload_cpu())
         load, used, cap, wl = _load(st, view)
         up = st.up
         count = np.bincount(t.host[t.host >= 0], minlength=st.n)
-        active = up & (count > 0)
+        active = up  # powered-on hosts (standby ones are out of the balance)
         rep.imbalance[pool] = round(imbalance(load, active), 4)
         works = self._works(keys)
         hist = self._history(now)
@@ -300,7 +306,7 @@ class ControllerService(ServiceBase):
         ok, held = self._check(moves, *args, needs_gain=needs_gain)
         rep.held.extend(held)
         keys, names = args[3], args[0].names
-        return [m for m in (self._start(pool, a, keys, names) for a in ok) if m]
+        return [m for m in (self._start(pool, a, keys, names, args[-1]) for a in ok) if m]
 
     def _check(
         self,
@@ -345,18 +351,20 @@ class ControllerService(ServiceBase):
         blocked_src: set[int] = set()
         for a in moves:
             w = works.get(keys[a.workload])
-            why = self._constraint(full, w, names[a.src], names[a.dst]) if w else "workload changed"
             wl = wls[:, a.workload]
-            if why is None and np.any(
-                (after[:, a.dst] + wl) / np.maximum(cap[:, a.dst], 1e-9) > cfg.band_high
-            ):
-                why = f"the destination would go above the band ({cfg.band_high:.0%})"
-            if (
-                why is None
-                and a.rule in EVACUATION_RULES
-                and max(load[0, a.src], load[1, a.src]) >= cfg.band_low
-            ):
+            why: str | None = None
+            if a.rule in EVACUATION_RULES and not cfg.power:
+                why = "power management is off: no host is emptied"
+            elif a.rule in EVACUATION_RULES and max(load[0, a.src], load[1, a.src]) >= cfg.band_low:
                 why = f"the source is not below the band ({cfg.band_low:.0%})"
+            elif needs_gain and max(load[0, a.src], load[1, a.src]) < cfg.band_low:
+                why = f"the source is below the band ({cfg.band_low:.0%}): nothing to relieve"
+            elif np.any((after[:, a.dst] + wl) / np.maximum(cap[:, a.dst], 1e-9) > cfg.band_high):
+                why = f"the destination would go above the band ({cfg.band_high:.0%})"
+            elif w is None:
+                why = "the workload changed since the plan"
+            else:  # last: it records the move in `full` when it passes
+                why = self._constraint(full, w, names[a.src], names[a.dst])
             if why is not None:
                 hold(a, why)
                 if a.rule in EVACUATION_RULES:
@@ -438,7 +446,7 @@ class ControllerService(ServiceBase):
                 return f"placement filter {r.filter}: {', '.join(r.reasons) or 'refused'}"
         return "placement filters refuse it"
 
-    def _start(self, pool: str, a: Action, keys: list[str], names: list[str]) -> dict[str, Any]:
+    def _start(self, pool: str, a: Action, keys: list[str], names: list[str], now: float) -> dict[str, Any]:
         """Queue the move as a migrate task and record the event with its explanation."""
         key, src, dst = keys[a.workload], names[a.src], names[a.dst]
         project, name = key.split("/", 1)
@@ -449,7 +457,7 @@ class ControllerService(ServiceBase):
                 MIGRATE_TASK,
                 project,
                 f"workload/{key}",
-                {"project": project, "name": name, "host": dst, "by": "controller"},
+                {"project": project, "name": name, "host": dst, "by": "controller", "at": now},
                 lambda s: lc.migration_source(s, project, name, dst)[0].id,
             )
         except PoolvisorError as e:
@@ -548,7 +556,7 @@ class ControllerService(ServiceBase):
             if how == "off":
                 self.drivers.power(host).power_off(host)
                 self.hosts.mark_state(
-                    host, HostState.STANDBY, "controller.power_off", f"powered off ({rule})"
+                    host, HostState.STANDBY, "host.state", f"powered off by the controller ({rule})"
                 )
             else:
                 self.drivers.power(host).power_on(host)
@@ -609,7 +617,7 @@ class ControllerService(ServiceBase):
     def _history(self, now: float) -> _History:
         """Migrations in flight (workload -> (from, to)) and, within the cool-down, each
         workload's last move time and the hosts it left (from the migrate tasks' journals)."""
-        since = datetime.fromtimestamp(now - self.config.limits.cooldown_s, UTC)
+        since = now - self.config.limits.cooldown_s
 
         def tx(s: Session) -> _History:
             h = _History()
@@ -620,12 +628,13 @@ class ControllerService(ServiceBase):
                 TaskRow.finished_at,
                 TaskRow.created_at,
                 TaskRow.workload_id,
-            ).where(
-                TaskRow.kind == MIGRATE_TASK,
-                (TaskRow.state.in_((TASK_QUEUED, TASK_RUNNING)))
-                | ((TaskRow.state == TASK_SUCCEEDED) & (TaskRow.finished_at >= since)),
             )
-            rows = s.execute(q).all()
+            active = q.where(TaskRow.kind == MIGRATE_TASK, TaskRow.state.in_((TASK_QUEUED, TASK_RUNNING)))
+            # the recent moves; a controller's move is dated by its round's clock (a simulated one
+            # in a digital twin), any other by when it finished
+            done = (q.where(TaskRow.kind == MIGRATE_TASK, TaskRow.state == TASK_SUCCEEDED)
+                    .order_by(TaskRow.id.desc()).limit(RECENT_MOVES))
+            rows = [*s.execute(active).all(), *s.execute(done).all()]
             ids = {r[5] for r in rows if r[5] is not None}
             where: dict[int, str] = {}
             if ids:
@@ -646,7 +655,9 @@ class ControllerService(ServiceBase):
                     h.inflight[key] = (src, dst)
                     h.last_move[key] = now  # moving now: in its cool-down
                 else:
-                    when = _epoch(fin or created)
+                    when = float(params["at"]) if "at" in params else _epoch(fin or created)
+                    if when < since:
+                        continue
                     h.last_move[key] = max(h.last_move.get(key, -np.inf), when)
                     if src:
                         h.left.setdefault(key, set()).add(src)
