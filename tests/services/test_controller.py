@@ -27,11 +27,13 @@ def svc(tmp_path) -> Iterator[Services]:
     s.close()
 
 
-def _pool(s: Services, hosts: int, vcpu: float = 16, memory: float = 65536, labels: bool = False) -> None:
+def _pool(s: Services, hosts: int, vcpu: float = 16, memory: float = 65536, labels: bool = False,
+          overcommit: float = 1.0) -> None:
     s.catalog.create_pool("p")
     for i in range(hosts):
         s.hosts.create_host(f"h{i}", {"vcpu": vcpu, "memory_mib": memory}, pool="p",
-                            labels={"rack": f"r{i}"} if labels else None, domain=f"r{i}")
+                            labels={"rack": f"r{i}"} if labels else None, domain=f"r{i}",
+                            overcommit={"vcpu": overcommit})
     s.catalog.create_project("demo")
 
 
@@ -223,14 +225,14 @@ def test_labels_hold_for_controller_moves(svc: Services) -> None:
 
 
 def test_dpm_powers_empty_hosts_off_and_boots_one_before_demand_needs_it(svc: Services) -> None:
-    _pool(svc, 3)
+    _pool(svc, 3, overcommit=2.0)
     clock = SimClock(T0)
     d = svc.driver
     assert isinstance(d, SimDriver)
     d.clock, d.boot_s = (lambda: clock.now), 90.0
-    svc.controller.config = ControllerConfig(limits=Limits(per_host=4, per_pool=8))
+    svc.controller.config = ControllerConfig(limits=Limits(per_host=4, per_pool=8), spare_hosts=0)
     for i in range(5):
-        _vm(svc, f"vm{i}", vcpu=3)
+        _vm(svc, f"vm{i}", vcpu=4)
         _util(svc, f"vm{i}", "h0", 0.2)  # light: one host carries it
     loop = _loop(svc, clock)
     _rounds(svc, clock, loop, 1)
@@ -240,7 +242,7 @@ def test_dpm_powers_empty_hosts_off_and_boots_one_before_demand_needs_it(svc: Se
     assert len(offs) == 2 and all("figures" in e.data and "rule" in e.data for e in offs)
     # demand grows above the band: a standby host is switched on and joins once booted
     for i in range(5):
-        _util(svc, f"vm{i}", "h0", 1.0)  # 15 of 16 vCPUs: above the band
+        _util(svc, f"vm{i}", "h0", 1.0)  # 20 vCPUs busy on 16: above the band
     _rounds(svc, clock, loop, 1)
     assert [e for e in svc.events.list_events(limit=50) if e.kind == "controller.power_on"]
     assert sorted(s for s, _ in _hosts(svc).values()) == ["standby", "standby", "up"]  # still booting
@@ -259,7 +261,19 @@ def test_a_host_whose_driver_cannot_power_is_skipped_with_the_reason(svc: Servic
     from poolvisor.drivers.protocols import Capability
 
     monkeypatch.setattr(d, "capabilities", frozenset(c for c in Capability if c is not Capability.POWER))
+    _pool_more = svc.hosts.create_host("h2", {"vcpu": 16, "memory_mib": 65536}, pool="p")
+    assert _pool_more.state == "up"
     _vm(svc, "vm0")
     rep = svc.controller.reconcile(T0)
     assert rep.power and all("cannot power" in p["skipped"] for p in rep.power)
     assert _hosts(svc)["h1"][0] == "up"
+
+
+def test_dpm_keeps_a_spare_host_on(svc: Services) -> None:
+    _pool(svc, 4)
+    _vm(svc, "vm0")
+    _util(svc, "vm0", "h0", 0.5)
+    rep = svc.controller.reconcile(T0)
+    assert len([p for p in rep.power if p["action"] == "off"]) == 2
+    st = _hosts(svc)
+    assert st["h0"] == ("up", 1) and sorted(s for s, _ in st.values()) == ["standby", "standby", "up", "up"]

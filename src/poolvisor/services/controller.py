@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.drivers.base import DriverError
-from poolvisor.drivers.protocols import POWER_ON, Capability, supports
+from poolvisor.drivers.protocols import POWER_BOOTING, POWER_ON, Capability, supports
 from poolvisor.policies.balancing.actions import MIGRATE, Action, Explanation
 from poolvisor.policies.balancing.limits import Limits, admit, imbalance, move_gains
 from poolvisor.policies.balancing.planner import SpreadPolicy, plan_balancing
@@ -77,7 +77,8 @@ class ControllerConfig:
     below ``band_low`` may be evacuated, no move takes a host above ``band_high``, hosts are
     switched off while the pool stays under ``band_high`` and on when it goes above;
     ``spread_gap``: the imbalance pass's trigger; ``power``: power management on;
-    ``min_hosts``: hosts kept on per pool; ``bandwidth_mibps``: a migration's speed (its cost)."""
+    ``min_hosts``: hosts kept on per pool; ``spare_hosts``: empty hosts kept on (headroom for
+    new workloads while a standby host boots); ``bandwidth_mibps``: a migration's speed (its cost)."""
 
     policy: str = "adaptive"
     limits: Limits = field(default_factory=Limits)
@@ -86,11 +87,14 @@ class ControllerConfig:
     spread_gap: float = 0.1
     power: bool = True
     min_hosts: int = 1
+    spare_hosts: int = 1
     bandwidth_mibps: float = 1250.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.band_low < self.band_high <= 1:
             raise InvalidInputError("the controller's band must satisfy 0 <= low < high <= 1")
+        if self.spare_hosts < 0:
+            raise InvalidInputError("spare_hosts must be >= 0")
         if self.min_hosts < 1 or not self.bandwidth_mibps > 0 or not self.spread_gap > 0:
             raise InvalidInputError("min_hosts >= 1, bandwidth > 0 and spread gap > 0 are required")
         balancing_policy(self.policy, None)  # 422 for an unknown policy, now
@@ -504,42 +508,61 @@ class ControllerService(ServiceBase):
         up = st.up
         on = up.copy()
         total = used.sum(axis=1)
+        alloc, allocatable = st.allocated, st.capacity
 
         def level(mask: np.ndarray) -> np.ndarray:
+            """(measured CPU, reserved memory, the fullest reserved resource) over the `mask` hosts."""
             c = cap[:, mask].sum(axis=1)
-            return np.where(c > 0, total / np.maximum(c, 1e-9), np.inf)
+            lv = np.where(c > 0, total / np.maximum(c, 1e-9), np.inf)
+            a = allocatable[:, mask].sum(axis=1)
+            res = alloc[:, mask].sum(axis=1)
+            booked = np.where(a > 0, res / np.maximum(a, 1e-9), np.where(res > 0, np.inf, 0.0))
+            return np.append(lv, booked.max(initial=0.0))
+
+        def figures_of(lv: np.ndarray, suffix: str = "") -> dict[str, float]:
+            return {
+                f"pool_cpu{suffix}": round(float(lv[0]), 4),
+                f"pool_memory{suffix}": round(float(lv[1]), 4),
+                f"pool_reserved{suffix}": round(float(lv[2]), 4),
+                "band_high": cfg.band_high,
+            }
 
         now_level = level(on)
         if np.any(now_level > cfg.band_high):
             standby = [h for h in self.hosts.list_hosts(pool) if h.state == HostState.STANDBY.label]
+            if any(self._booting(h.name) for h in standby):
+                rep.notes.append(f"pool {pool}: above the band; a host is booting already")
+                return
             for rec in sorted(standby, key=lambda r: (-r.capacity.get(CPU, 0.0), r.name)):
-                figures = {
-                    "pool_cpu": round(float(now_level[0]), 4),
-                    "pool_memory": round(float(now_level[1]), 4),
-                    "band_high": cfg.band_high,
-                }
-                if self._power_call(rec.name, "on", "the pool's load is above the band", figures, rep):
+                if self._power_call(
+                    rec.name, "on", "the pool's load is above the band", figures_of(now_level), rep
+                ):
                     break
             return
         empty = np.flatnonzero(up & (count == 0) & (busy == 0))
         for h in sorted(empty.tolist(), key=lambda i: (cap[0, i], names[i])):
             if names[h] in dests or int(on.sum()) <= cfg.min_hosts:
                 continue
+            if int((on & (count == 0)).sum()) <= cfg.spare_hosts:
+                break  # the spare: an empty host kept on for what comes next
             trial = on.copy()
             trial[h] = False
             lv = level(trial)
             if np.any(lv > cfg.band_high):
                 continue
-            figures = {
-                "pool_cpu_after": round(float(lv[0]), 4),
-                "pool_memory_after": round(float(lv[1]), 4),
-                "band_high": cfg.band_high,
-                "hosts_on_after": float(trial.sum()),
-            }
+            figures = {**figures_of(lv, "_after"), "hosts_on_after": float(trial.sum())}
             if self._power_call(
                 names[h], "off", "empty host: the others carry the load within the band", figures, rep
             ):
                 on = trial
+
+    def _booting(self, host: str) -> bool:
+        if not supports(self.drivers.driver_of(host), Capability.POWER):
+            return False
+        try:
+            return self.drivers.power(host).power_state(host) == POWER_BOOTING
+        except DriverError:
+            return False
 
     def _power_call(
         self, host: str, how: str, rule: str, figures: dict[str, float], rep: RoundReport
@@ -632,8 +655,11 @@ class ControllerService(ServiceBase):
             active = q.where(TaskRow.kind == MIGRATE_TASK, TaskRow.state.in_((TASK_QUEUED, TASK_RUNNING)))
             # the recent moves; a controller's move is dated by its round's clock (a simulated one
             # in a digital twin), any other by when it finished
-            done = (q.where(TaskRow.kind == MIGRATE_TASK, TaskRow.state == TASK_SUCCEEDED)
-                    .order_by(TaskRow.id.desc()).limit(RECENT_MOVES))
+            done = (
+                q.where(TaskRow.kind == MIGRATE_TASK, TaskRow.state == TASK_SUCCEEDED)
+                .order_by(TaskRow.id.desc())
+                .limit(RECENT_MOVES)
+            )
             rows = [*s.execute(active).all(), *s.execute(done).all()]
             ids = {r[5] for r in rows if r[5] is not None}
             where: dict[int, str] = {}
