@@ -24,11 +24,22 @@ def test_status_pause_resume(client, admin: dict[str, str], svc: Services) -> No
     assert last is not None and {"samples", "migrations", "held", "power", "imbalance"} <= set(last)
 
 
-def test_only_admins(client, member: Callable[[str], dict[str, str]]) -> None:
+def test_only_admins_pause_and_members_see_their_own_moves(client, admin: dict[str, str], svc: Services,
+                                                             member: Callable[[str], dict[str, str]]) -> None:
     m = member("demo")
     assert client.get("/v1/controller").status_code == 401
-    assert client.get("/v1/controller", headers=m).status_code == 403
     assert client.post("/v1/controller/pause", headers=m).status_code == 403
+    assert client.post("/v1/controller/resume", headers=m).status_code == 403
+    svc.catalog.create_project("other")
+    for p in ("demo", "other"):
+        for i in range(3):
+            svc.workloads.create_workload(p, f"w{i}", demand={"vcpu": 4, "memory_mib": 4096}, pool="demo")
+    svc.controller.reconcile()
+    every = client.get("/v1/controller", headers=admin).json()["last_round"]
+    moved = {x["workload"].split("/")[0] for x in every["migrations"] + every["held"]}
+    assert moved == {"demo", "other"}, every
+    mine = client.get("/v1/controller", headers=m).json()["last_round"]
+    assert {x["workload"].split("/")[0] for x in mine["migrations"] + mine["held"]} == {"demo"}
 
 
 def test_the_loop_runs_in_the_app_lifespan(svc: Services, admin: dict[str, str]) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from poolvisor.api.auth import Admin, SvcDep
+from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.controller_schemas import ControllerLoopOut, ControllerOut
 from poolvisor.api.errors import errors
 from poolvisor.services.controller import ControllerStatus
@@ -38,11 +39,20 @@ def _out(request: Request, st: ControllerStatus) -> ControllerOut:
     )
 
 
-@router.get("/v1/controller", response_model=ControllerOut, responses=errors(401, 403, 503))
-def controller_status(request: Request, svc: SvcDep, _: Admin) -> ControllerOut:
+@router.get("/v1/controller", response_model=ControllerOut, responses=errors(401, 503))
+def controller_status(request: Request, svc: SvcDep, who: Who) -> ControllerOut:
     """Paused or not (and by whom), this server's loop, and the last round: samples recorded,
-    migrations started, moves held back with their reason, hosts powered on or off, imbalance."""
-    return _out(request, svc.controller.status())
+    migrations started, moves held back with their reason, hosts powered on or off, imbalance.
+    A project's token sees only its own workloads' moves (hosts are shared)."""
+    st = svc.controller.status()
+    if who.project is not None and st.last_round is not None:
+        mine = f"{who.project}/"
+        last = dict(st.last_round)
+        for k in ("migrations", "held"):
+            last[k] = [m for m in last.get(k, []) if str(m.get("workload", "")).startswith(mine)]
+        last["held_count"] = len(last["held"])
+        st = replace(st, last_round=last)
+    return _out(request, st)
 
 
 @router.post("/v1/controller/pause", response_model=ControllerOut, responses=errors(401, 403, 503))
