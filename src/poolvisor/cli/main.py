@@ -39,7 +39,7 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
-    "storage-pool", "volume", "events", "alert", "sim",
+    "storage-pool", "volume", "events", "alert", "controller", "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
