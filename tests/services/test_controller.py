@@ -277,3 +277,18 @@ def test_dpm_keeps_a_spare_host_on(svc: Services) -> None:
     assert len([p for p in rep.power if p["action"] == "off"]) == 2
     st = _hosts(svc)
     assert st["h0"] == ("up", 1) and sorted(s for s, _ in st.values()) == ["standby", "standby", "up", "up"]
+
+
+def test_a_standby_host_stays_off_after_a_restart(svc: Services, tmp_path) -> None:
+    _pool(svc, 3)
+    _vm(svc, "vm0")
+    svc.controller.reconcile(T0)
+    off = sorted(h for h, (s, _) in _hosts(svc).items() if s == "standby")
+    assert len(off) == 1  # h1 or h2; the other one is the spare
+    again = open_services(f"sqlite:///{tmp_path / 'ctl.db'}")  # a new process: a new sim world
+    try:
+        again.controller.reconcile(T0 + INTERVAL)
+        assert sorted(h for h, (s, _) in _hosts(again).items() if s == "standby") == off
+        assert not [e for e in again.events.list_events(limit=50) if e.message.endswith("(was standby)")]
+    finally:
+        again.close()
