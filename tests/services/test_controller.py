@@ -292,3 +292,28 @@ def test_a_standby_host_stays_off_after_a_restart(svc: Services, tmp_path) -> No
         assert not [e for e in again.events.list_events(limit=50) if e.message.endswith("(was standby)")]
     finally:
         again.close()
+
+
+def test_demo_guests_replay_their_recorded_day_also_after_a_restart(svc: Services, tmp_path) -> None:
+    from poolvisor.demo.cluster import seed_demo
+    from poolvisor.demo.usage import seed_demo_usage
+
+    seed_demo(svc, 3)
+    assert seed_demo_usage(svc, 6) == 6
+
+    def measured(s: Services) -> list[float]:
+        got: list[float] = []
+        for h in s.hosts.list_hosts():
+            got += [v.cpu_util for v in s.drivers.workload_stats(h.name).workload_stats(h.name).values()]
+        return got
+
+    first = measured(svc)
+    assert len(first) == 6 and max(first) < 1.0  # the recorded shapes, not the sim's default 100 %
+    again = open_services(f"sqlite:///{tmp_path / 'ctl.db'}")
+    try:
+        assert seed_demo_usage(again, 6) == 0  # nothing created...
+        d = again.driver
+        assert isinstance(d, SimDriver)  # ...but the guests get their history to replay again
+        assert len(d.fabric.profiles) == 6 and all(max(v) < 1.0 for v, _, _ in d.fabric.profiles.values())
+    finally:
+        again.close()
