@@ -106,7 +106,7 @@ class WorkloadLifecycle(ServiceBase):
             self._write(finish)
             for host_id, gen, amounts, group_id in released:  # committed: the view follows
                 if group_id is None:  # (a group member's count is reloaded by the next refresh)
-                    self.cache.written(host_id, gen, amounts, None, release=True)
+                    self.cache.written(host_id, gen, amounts, None, key=f"{project}/{name}", release=True)
 
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         w = s.get(WorkloadRow, wid)

@@ -134,12 +134,13 @@ class PlacementCache:
             self.view = None
 
     def written(self, host_id: int, gen_after: int, demand: Mapping[str, float], group: str | None,
-                *, release: bool = False) -> bool:
-        """Apply a committed claim (or release) of `demand` on a host, which moved the host to
-        generation `gen_after`, to the view, so the next refresh need not reload the host. Only
-        when the view holds the host at `gen_after - 1`: every change bumps the generation, so
-        the view's data then plus this demand is exactly the host at `gen_after`. Otherwise
-        (someone else changed it too) nothing is applied and the next refresh reloads it."""
+                *, key: str, priority: int = 0, kind: str = "vm", release: bool = False) -> bool:
+        """Apply a committed claim (or release) of workload `key`'s `demand` on a host, which moved
+        the host to generation `gen_after`, to the view (host totals and the workload table), so
+        the next refresh need not reload the host. Only when the view holds the host at
+        `gen_after - 1`: every change bumps the generation, so the view's data then plus this
+        change is exactly the host at `gen_after`. Otherwise (someone else changed it too)
+        nothing is applied and the next refresh reloads it."""
         with self.lock:
             snap = self.view
             h = snap.index_of.get(host_id) if snap is not None else None
@@ -151,10 +152,18 @@ class PlacementCache:
             if demand.get("gpu", 0.0) > 0 and snap.gpus is not None:
                 return False  # which GPU devices moved is the ledger's: the refresh reloads them
             vec = st.resources.vector(demand)
+            table = st.workloads
             if release:
-                st.release(h, vec, group)
+                if key not in table or int(table.host[table.row(key)]) != h \
+                        or not np.allclose(table.demand[:, table.row(key)], vec):
+                    return False  # the view does not hold it as the ledger did: reload
+                table.remove(key)  # its demand leaves the host's totals
+                snap.on_host.get(h, set()).discard(key)
             else:
-                st.allocate(h, vec, group, force=True)
+                if key in table:
+                    return False
+                table.add(key, h, vec, priority=priority, group=group, kind=kind, force=True)
+                snap.on_host.setdefault(h, set()).add(key)
             snap.gens[h] = gen_after
             return True
 

@@ -271,7 +271,8 @@ class WorkloadService(ServiceBase):
                                                        decision=decision))
             host_id, gen, _gpus = target
             group = group_key(spec.project, spec.group) if spec.group is not None else None
-            self.cache.written(host_id, gen + 1, spec.demand, group)  # the guard matched gen: exact
+            self.cache.written(host_id, gen + 1, spec.demand, group, key=f"{spec.project}/{spec.name}",
+                               priority=spec.priority, kind=spec.kind)  # the guard matched gen: exact
         if created is not None and new_group is not None:
             new_group.append(created)
         return wid, decision.host
