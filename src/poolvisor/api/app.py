@@ -35,11 +35,13 @@ from poolvisor.api.routes import (
     utilization,
     workloads,
 )
+from poolvisor.api.routes import controller as controller_routes
 from poolvisor.api.routes import leader as leader_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.balloon_loop import BalloonLoop
+from poolvisor.services.controller_loop import ControllerLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.ha import HaLoop
 from poolvisor.services.leader import LeaderElection, gate_step
@@ -68,7 +70,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
                sim_admin: bool = False, alert_interval: float | None = None,
                rate_limit: RateLimit | None = None, threads: int | None = None,
-               leader: LeaderElection | None = None, ha_interval: float | None = None) -> FastAPI:
+               leader: LeaderElection | None = None, ha_interval: float | None = None,
+               controller_interval: float | None = None) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -85,7 +88,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     `leader`: this process's candidacy among servers sharing the database (services/leader.py);
     the pool-wide loops (alerts, balloon) then step only while it leads. None: they always do.
     `ha_interval`: run the HA loop (heartbeats, fencing, restart: services/ha.py) every that many
-    seconds, or None."""
+    seconds, or None.
+    `controller_interval`: run the controller's reconcile round every that many seconds
+    (services/controller_loop.py), or None."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -113,9 +118,17 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             alerter.start()
         if ha_loop is not None:
             ha_loop.start()
+        controller = (ControllerLoop(services, controller_interval,
+                                     is_leader=leader.is_leader if leader is not None else None)
+                      if controller_interval and services is not None else None)
+        if controller is not None:
+            controller.start()
+        _app.state.controller_loop = controller
         try:
             yield
         finally:
+            if controller is not None:
+                controller.stop()
             if ha_loop is not None:
                 ha_loop.stop()
             if alerter is not None:
@@ -140,7 +153,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts, quotas, leader_routes, ha):
+                   system, networks, storage, memory, alerts, quotas, leader_routes, ha, controller_routes):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

@@ -407,7 +407,7 @@ class ConsolidationRequest(_In):
     policy: str = Field(default="pack", max_length=64, pattern=BALANCING_POLICY_PATTERN, description=(
         "balancing policy: pack (fewest active hosts by reservations), spread (imbalance reduction), "
         "adaptive[-safety] (the simulator's default, safety >= 1) or "
-        "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param] on the workloads' recorded utilization"))
+        "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs|lp>[-param] on the workloads' recorded utilization"))
     apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
 
 

@@ -28,7 +28,7 @@ __all__ = [
     "MigrationState", "NicAttach", "NicSpec", "SnapshotInfo", "Snapshots", "UnsupportedByDriver",
     "GuestMemory", "VolumeAttach", "VolumeSpec", "WorkloadSample", "WorkloadStats", "as_balloon",
     "as_fencing",
-    "as_lifecycle", "as_migration", "as_nic_attach", "as_snapshots", "as_volume_attach",
+    "Power", "as_power", "as_lifecycle", "as_migration", "as_nic_attach", "as_snapshots", "as_volume_attach",
     "as_workload_stats", "require", "supports",
 ]
 
@@ -43,6 +43,7 @@ class Capability(enum.StrEnum):
     NIC_ATTACH = "nic_attach"        # attach_nic/detach_nic
     HOST_INFO = "host_info"          # host_info reports real capacity (not only what it was told)
     FENCE = "fence"                  # fence/unfence: destroy every guest and refuse new ones
+    POWER = "power"                  # power_on/power_off/power_state of an empty host (DPM)
 
 
 _VERBS = {
@@ -50,7 +51,7 @@ _VERBS = {
     Capability.SNAPSHOTS: "take snapshots", Capability.STATS: "report per-workload stats",
     Capability.BALLOON: "resize guest memory", Capability.VOLUME_ATTACH: "attach volumes",
     Capability.NIC_ATTACH: "attach NICs", Capability.HOST_INFO: "report host capacity",
-    Capability.FENCE: "fence hosts",
+    Capability.FENCE: "fence hosts", Capability.POWER: "power hosts on and off",
 }
 
 
@@ -259,12 +260,31 @@ class Fencing(Protocol):
     def unfence(self, host: str) -> None: ...
 
 
+#: what Power.power_state answers
+POWER_ON, POWER_OFF, POWER_BOOTING = "on", "off", "booting"
+
+
+@runtime_checkable
+class Power(Protocol):
+    """Distributed power management (services/controller.py): switch an empty host off, and on
+    again; a host takes time to boot (`power_state` says "booting" until it can run guests)."""
+
+    def power_off(self, host: str) -> None:
+        """Switch the host off; refuses (DriverError) while it still runs guests."""
+
+    def power_on(self, host: str) -> None:
+        """Start booting the host (idempotent); `power_state` tells when it is on."""
+
+    def power_state(self, host: str) -> str:
+        """"on", "off" or "booting"."""
+
+
 PROTOCOLS: dict[Capability, type] = {
     Capability.LIFECYCLE: Lifecycle, Capability.MIGRATION: Migration,
     Capability.SNAPSHOTS: Snapshots, Capability.STATS: WorkloadStats,
     Capability.BALLOON: Balloon, Capability.VOLUME_ATTACH: VolumeAttach,
     Capability.NIC_ATTACH: NicAttach, Capability.HOST_INFO: HostDriver,
-    Capability.FENCE: Fencing,
+    Capability.FENCE: Fencing, Capability.POWER: Power,
 }
 
 
@@ -328,3 +348,8 @@ def as_nic_attach(driver: object, *, host: str | None = None) -> NicAttach:
 def as_fencing(driver: object, *, host: str | None = None) -> Fencing:
     require(driver, Capability.FENCE, host=host)
     return cast(Fencing, driver)
+
+
+def as_power(driver: object, *, host: str | None = None) -> Power:
+    require(driver, Capability.POWER, host=host)
+    return cast(Power, driver)

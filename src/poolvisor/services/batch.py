@@ -375,6 +375,26 @@ class BatchService(ServiceBase):
         _check_max(max_migrations)
         chosen = balancing_policy(policy, max_migrations)
 
+        st = self.pool_state(pool, windows=isinstance(chosen, PabfdPolicy))
+        acts = _balance(BalancingView(st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE), chosen)
+        pd = _plan_dict(st, acts, chosen.name)
+        pd["summary"] = f"pool {pool}: {pd['summary']}"
+        emptied = sorted(st.names[a.src] for a in acts.of_kind(POWER_OFF))
+        if not apply:
+            return ConsolidationResult(pool, pd, emptied)
+        # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
+        t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
+                                       {"pool": pool, "max_migrations": max_migrations, "policy": chosen.name,
+                                        "plan": pd, "hosts_emptied": emptied})
+        if t.result is None:
+            raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
+        return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
+                                   t.result["executed"], t.result["failed"])
+
+    def pool_state(self, pool: str, *, windows: bool = True) -> ClusterState:
+        """The pool's hosts (a copy, in the placement cache's order) with its movable workloads in
+        the workload table ("project/name") and, with `windows`, their recorded utilization: what
+        plan_balancing reads, for a consolidation plan and for the controller's rounds."""
         def load(s: Session) -> tuple[int, list[tuple[str, str, int, dict[str, float]]]]:
             pid = self._pool(s, pool).id
             cols = (ProjectRow.name, WorkloadRow.name, WorkloadRow.host_id, WorkloadRow.demand)
@@ -396,22 +416,9 @@ class BatchService(ServiceBase):
         for p, n, h, d in keep:  # the store's ledger already counts them on their hosts
             table.add(f"{p}/{n}", at[h], st.resources.vector({k: v for k, v in d.items()
                                                                if k in st.resources}), account=False)
-        if isinstance(chosen, PabfdPolicy) and table.n:
+        if windows and table.n:
             self._load_windows(st)
-        acts = _balance(BalancingView(st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE), chosen)
-        pd = _plan_dict(st, acts, chosen.name)
-        pd["summary"] = f"pool {pool}: {pd['summary']}"
-        emptied = sorted(st.names[a.src] for a in acts.of_kind(POWER_OFF))
-        if not apply:
-            return ConsolidationResult(pool, pd, emptied)
-        # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
-        t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
-                                       {"pool": pool, "max_migrations": max_migrations, "policy": chosen.name,
-                                        "plan": pd, "hosts_emptied": emptied})
-        if t.result is None:
-            raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
-        return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
-                                   t.result["executed"], t.result["failed"])
+        return st
 
     def _load_windows(self, st: ClusterState) -> None:
         """The workloads' utilization windows from their recorded samples (the last `window`

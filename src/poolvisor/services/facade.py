@@ -21,6 +21,7 @@ from poolvisor.services.auth import AuthService
 from poolvisor.services.batch import BatchService
 from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.controller import ControllerService
 from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
 from poolvisor.services.ha import HaService
@@ -81,6 +82,8 @@ class Services:
         self.tasks.on_cancel[DRAIN] = self.maintenance.cancelled_drain
         self.ha = HaService(ctx, self.hosts, self.workloads)  # heartbeats, fencing, restart (HaLoop)
         self.workloads.admission = self.ha.check_admission  # HA admission control on creation
+        self.controller = ControllerService(ctx, self.catalog, self.hosts, self.workloads, self.tasks,
+                                            self.utilization, self.batch)  # the reconcile round
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property
