@@ -17,13 +17,22 @@ from poolvisor.drivers.libvirt_xml import (
     LibvirtConfig,
     domain_name,
     domain_xml,
+    free_disk_target,
     guest_spec,
     mac_address,
     managed_key,
     volume_xml,
     workload_key,
 )
-from poolvisor.drivers.protocols import PROTOCOLS, Balloon, Capability, HostBinding, require
+from poolvisor.drivers.protocols import (
+    PROTOCOLS,
+    Balloon,
+    Capability,
+    HostBinding,
+    VolumeAttach,
+    VolumeSpec,
+    require,
+)
 from realenv import require_real
 
 TEST_URI = "test:///default"
@@ -133,7 +142,7 @@ def test_declares_what_it_implements(driver) -> None:
         require(driver, cap, host="t1")  # a declared capability without its protocol: TypeError
         assert isinstance(driver, PROTOCOLS[cap])
     assert Capability.BALLOON in driver.capabilities and isinstance(driver, Balloon)
-    assert Capability.VOLUME_ATTACH not in driver.capabilities
+    assert Capability.VOLUME_ATTACH in driver.capabilities and isinstance(driver, VolumeAttach)
 
 
 def test_conformance_on_the_test_driver(driver) -> None:
@@ -310,3 +319,35 @@ def test_nic_on_the_hosts_network_when_it_has_one(driver) -> None:
         net.destroy()
         net.undefine()
         conn.close()
+
+
+# ---- volumes as disks ------------------------------------------------------------------------------
+def test_free_disk_target_skips_targets_of_either_definition() -> None:
+    def dom(*devs: str) -> str:
+        disks = "".join(f"<disk><target dev='{d}'/></disk>" for d in devs)
+        return f"<domain><devices>{disks}</devices></domain>"
+
+    assert free_disk_target([dom("vda", "vdb"), dom("vda", "vdc")]) == "vdd"  # live and persistent
+    assert free_disk_target([dom("vda")], "sd") == "sda"
+    with pytest.raises(ValueError, match="no free disk target"):
+        free_disk_target([dom(*(f"vd{c}" for c in "abcdefghijklmnopqrstuvwxyz"))])
+
+
+def test_volume_attach_that_fails_leaves_no_file(driver) -> None:
+    w = wl(disk_gib=0.01)
+    driver.create("t1", w)
+    driver.stop("t1", w)
+    # the test driver can neither upload bytes nor attach devices (the real suite does both)
+    with pytest.raises(DriverError, match="write volume"):
+        driver.attach_volume("t1", w, VolumeSpec("p/d", size_gib=0.001, content=lambda: iter([(0, b"x")])))
+    with pytest.raises(DriverError, match="attach volume"):
+        driver.attach_volume("t1", w, VolumeSpec("p/d", size_gib=0.001))
+    conn = driver._conn("t1")
+    assert not any("--p+d.raw" in v for p in conn.listAllStoragePools() for v in p.listVolumes())
+    assert sorted(driver.volume_disks("t1", w)) == ["vda"]
+    driver.delete("t1", w)
+
+
+def test_volume_attach_to_a_missing_guest_is_a_driver_error(driver) -> None:
+    with pytest.raises(DriverError, match="no guest"):
+        driver.attach_volume("t1", wl(), VolumeSpec("p/x", size_gib=0.001))

@@ -35,15 +35,21 @@ from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
 from poolvisor.drivers.libvirt_xml import (
     MIN_MEMORY_MIB,
     LibvirtConfig,
+    attached_volume_name,
     check_snapshot_name,
     cpu_model,
+    disk_by_source,
     disk_paths,
+    disk_targets,
     domain_name,
     domain_xml,
+    free_disk_target,
     guest_spec,
     host_uuid,
     managed_key,
     offers_kvm,
+    raw_volume_xml,
+    volume_disk_xml,
     volume_name,
     volume_xml,
     workload_key,
@@ -56,6 +62,7 @@ from poolvisor.drivers.protocols import (
     MigrationProgress,
     MigrationState,
     SnapshotInfo,
+    VolumeSpec,
     WorkloadSample,
 )
 
@@ -71,6 +78,8 @@ DEFAULT_POOL_DIR = "/var/lib/libvirt/images/poolvisor"
 CPU_WINDOW_S = 0.25  # the first stats call of a guest measures its CPU over this window
 POLL_S = 0.1
 PROGRESS_EVERY_S = 0.5  # a migration's job info is read from QEMU at most this often
+DETACH_TIMEOUT_S = 10.0  # a running guest releases a hot-unplugged disk within this (ACPI eject)
+UPLOAD_PIECE = 4 << 20  # an attached volume's bytes go to the host in pieces of this size
 ACTIVE_CPU = 0.05  # a guest using more than this share of one CPU between two looks is active
 _STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
           | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU)
@@ -87,7 +96,7 @@ class LibvirtDriver:
     name = "libvirt"
     capabilities = frozenset({
         Capability.LIFECYCLE, Capability.MIGRATION, Capability.SNAPSHOTS, Capability.STATS,
-        Capability.BALLOON, Capability.HOST_INFO, Capability.FENCE,
+        Capability.BALLOON, Capability.HOST_INFO, Capability.FENCE, Capability.VOLUME_ATTACH,
     })
 
     def __init__(self, uri: str = "", config: LibvirtConfig | None = None, **options: Any):
@@ -409,6 +418,89 @@ class LibvirtDriver:
             dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_CONFIG)  # and after a restart
         return kib / 1024
 
+    # ---- volumes ---------------------------------------------------------------------------------
+    def attach_volume(self, host: str, workload: DriverWorkload, volume: VolumeSpec) -> None:
+        """The volume becomes a disk of the guest: a sparse raw file in the host's storage pool,
+        filled from the volume's bytes (uploaded through libvirt, so a remote host works too) or
+        empty, added to the guest's definition and, when it runs, hot-plugged (virtio PCI
+        hotplug through ACPI: the guest sees a new block device); a running guest that cannot
+        hot-plug (defined without ACPI) gets it at its next start. Idempotent; a failed attach
+        leaves no file."""
+        self._refuse_if_fenced(host)
+        conn = self._conn(host)
+        dom = self._need(host, workload)
+        name = attached_volume_name(workload.key, volume.id)
+        with self._errors("attach volume", host):
+            pool = self._ensure_pool(conn)
+            vol = _vol_by_name(pool, name)
+            if vol is not None and self._disk_xml(dom, str(vol.path())) is not None:
+                return
+            if vol is None:
+                vol = pool.createXML(raw_volume_xml(name, max(1, round(volume.size_gib * 2**30))), 0)
+        path = str(vol.path())
+        try:
+            with self._errors("write volume", host):
+                _upload(conn, vol, volume)
+            with self._errors("attach volume", host):
+                used = (dom.XMLDesc(0), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+                try:
+                    dev = free_disk_target(used, "vd" if volume.bus == "virtio" else "sd")
+                except ValueError as e:
+                    raise DriverError(f"libvirt host {host!r}: {e}") from None
+                disk = volume_disk_xml(path, dev, bus=volume.bus, read_only=volume.read_only)
+                live = dom.isActive()
+                try:
+                    dom.attachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                                          | (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0))
+                except libvirt.libvirtError as e:
+                    if not live or "hotplug" not in (e.get_error_message() or ""):
+                        raise
+                    # a guest defined without ACPI cannot hot-plug: the disk comes at its next start
+                    dom.attachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+        except DriverError:
+            with contextlib.suppress(libvirt.libvirtError):
+                vol.delete(0)
+            raise
+
+    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str) -> None:
+        """Unplug the volume's disk (a running guest must release it within DETACH_TIMEOUT_S, else
+        a DriverError and the disk stays), drop it from the definition, delete its file. The
+        guest's writes to it are not copied back into the volume. Idempotent."""
+        conn = self._conn(host)
+        name = attached_volume_name(workload.key, volume_id)
+        with self._errors("detach volume", host):
+            vol = _vol_by_name(self._ensure_pool(conn), name)
+            if vol is None:
+                return
+            path = str(vol.path())
+            dom = self._lookup(conn, workload.key)
+            if dom is not None and dom.isActive():
+                disk = disk_by_source(dom.XMLDesc(0), path)
+                if disk is not None:
+                    dom.detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                    deadline = time.monotonic() + DETACH_TIMEOUT_S
+                    while disk_by_source(dom.XMLDesc(0), path) is not None:
+                        if time.monotonic() > deadline:
+                            raise DriverError(f"libvirt host {host!r}: guest {workload.key} did not "
+                                              f"release the disk of volume {volume_id} (no PCI hot-unplug "
+                                              "in the guest?)")
+                        time.sleep(POLL_S)
+            if dom is not None:
+                disk = disk_by_source(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), path)
+                if disk is not None:
+                    dom.detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+            vol.delete(0)
+
+    def volume_disks(self, host: str, workload: DriverWorkload) -> dict[str, str]:
+        """Target device -> source file of the guest's disks as it runs now (its definition when stopped)."""
+        dom = self._need(host, workload)
+        with self._errors("read guest disks", host):
+            return disk_targets(dom.XMLDesc(0))
+
+    @staticmethod
+    def _disk_xml(dom: Any, path: str) -> str | None:
+        return disk_by_source(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), path)
+
     # ---- fencing ---------------------------------------------------------------------------------
     def fence(self, host: str) -> None:
         """Refuse new guests on the host, then destroy every guest of ours it runs. Raises when the
@@ -609,6 +701,38 @@ class LibvirtDriver:
     def _remember(self, host: str, samples: dict[str, tuple[float, str, float, int, float, float]]) -> None:
         for key, (now, _st, cpu_s, *_rest) in samples.items():
             self._cpu[(host, key)] = (now, cpu_s)
+
+
+def _vol_by_name(pool: Any, name: str) -> Any:
+    try:
+        return pool.storageVolLookupByName(name)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+            raise
+    return None
+
+
+def _upload(conn: Any, vol: Any, volume: VolumeSpec) -> None:
+    """Write the volume's pieces into the host's file (all-zero pieces are skipped: it is sparse)."""
+    if volume.content is None:
+        return
+    for offset, data in volume.content():
+        for at in range(0, len(data), UPLOAD_PIECE):
+            piece = data[at:at + UPLOAD_PIECE]
+            if not piece.strip(b"\0"):
+                continue
+            st = conn.newStream(0)
+            try:
+                vol.upload(st, offset + at, len(piece), 0)
+                view = memoryview(piece)
+                while view:
+                    n = st.send(bytes(view[:1 << 20]))
+                    view = view[n:]
+                st.finish()
+            except libvirt.libvirtError:
+                with contextlib.suppress(libvirt.libvirtError):
+                    st.abort()
+                raise
 
 
 def _has_balloon_driver(ms: dict[str, Any]) -> bool:

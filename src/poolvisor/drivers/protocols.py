@@ -15,7 +15,7 @@ and so takes both hosts' `HostBinding`s. A driver instance serves every host bou
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast, runtime_checkable
 
@@ -133,6 +133,9 @@ class VolumeSpec:
     size_gib: float = 0.0
     bus: str = "virtio"
     read_only: bool = False
+    # the volume's bytes as (offset, data) pieces, read when the disk is made (never-written
+    # ranges are left out: zeros); None: the disk starts empty
+    content: Callable[[], Iterable[tuple[int, bytes]]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
