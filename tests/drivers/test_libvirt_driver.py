@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.drivers.conformance import check_conformance
 from poolvisor.drivers.libvirt_xml import (
     NS,
@@ -183,10 +183,10 @@ def test_lifecycle_states_and_volume(driver) -> None:
 
 
 def test_refusals_are_driver_errors_and_leave_nothing(driver) -> None:
-    with pytest.raises(DriverError, match="runs VMs"):
+    with pytest.raises(DriverRefusal, match="runs VMs"):  # 409: what is asked, not the host, is wrong
         driver.create("t1", wl(kind="container"))
     g = wl(gpu=1)
-    with pytest.raises(DriverError, match="GPU"):
+    with pytest.raises(DriverRefusal, match="GPU"):
         driver.create("t1", g)
     assert not driver.exists("t1", g)
     with pytest.raises(DriverError, match="no guest"):
@@ -295,7 +295,7 @@ def test_migration_within_one_node_is_refused(driver) -> None:
     w = wl()
     driver.create("t1", w)
     driver.connect(HostBinding("t2", "libvirt", TEST_URI))
-    with pytest.raises(DriverError, match="same libvirt node"):
+    with pytest.raises(DriverRefusal, match="same libvirt node"):
         driver.start_migration(w, HostBinding("t1", "libvirt", TEST_URI),
                                HostBinding("t2", "libvirt", TEST_URI))
 

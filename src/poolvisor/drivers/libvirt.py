@@ -31,7 +31,7 @@ from typing import Any
 import libvirt
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload, HostStats
 from poolvisor.drivers.libvirt_xml import (
     MIN_MEMORY_MIB,
     LibvirtConfig,
@@ -185,11 +185,11 @@ class LibvirtDriver:
         A guest that cannot start is removed again with its volume: a refused create leaves nothing."""
         self._refuse_if_fenced(host)
         if workload.kind != "vm":
-            raise DriverError(f"libvirt host {host!r} runs VMs, not {workload.kind}s")
+            raise DriverRefusal(f"libvirt host {host!r} runs VMs, not {workload.kind}s")
         try:
             guest_spec(workload.demand)
         except ValueError as e:
-            raise DriverError(f"libvirt host {host!r}: {e}") from None
+            raise DriverRefusal(f"libvirt host {host!r}: {e}") from None
         conn = self._conn(host)
         dom = self._lookup(conn, workload.key)
         if dom is None:
@@ -292,12 +292,10 @@ class LibvirtDriver:
                 self.connect(b)
         self._refuse_if_fenced(dst.name)
         if self._hosts[src.name].binding.uri == self._hosts[dst.name].binding.uri:
-            raise DriverError(f"hosts {src.name!r} and {dst.name!r} are the same libvirt node")
+            raise DriverRefusal(f"hosts {src.name!r} and {dst.name!r} are the same libvirt node")
+        self.check_migration(workload, src)
         dom = self._need(src.name, workload)
         with self._errors("prepare migration", src.name):
-            if dom.snapshotNum(0) > 0:
-                raise DriverError(f"guest {workload.key} has snapshots; libvirt cannot migrate it "
-                                  "(delete them first)")
             paths = disk_paths(dom.XMLDesc(0))
         flags = (libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
@@ -313,6 +311,18 @@ class LibvirtDriver:
         return LibvirtMigration(self, workload, self._hosts[src.name].binding,
                                 self._hosts[dst.name].binding, flags, params,
                                 copied=paths if flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK else [])
+
+    def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
+        """libvirt cannot migrate a guest with (internal) snapshots: a refusal naming them."""
+        if src.name not in self._hosts:
+            self.connect(src)
+        dom = self._need(src.name, workload)
+        with self._errors("prepare migration", src.name):
+            names = dom.snapshotListNames(0) if dom.snapshotNum(0) > 0 else []
+        if names:
+            raise DriverRefusal(f"workload {workload.key} has snapshots ({', '.join(sorted(names))}); "
+                                "libvirt cannot migrate a guest with snapshots: delete them first",
+                                detail={"snapshots": sorted(names), "host": src.name})
 
     # ---- snapshots -------------------------------------------------------------------------------
     def snapshot_create(self, host: str, workload: DriverWorkload, name: str) -> SnapshotInfo:
@@ -446,7 +456,7 @@ class LibvirtDriver:
                 try:
                     dev = free_disk_target(used, "vd" if volume.bus == "virtio" else "sd")
                 except ValueError as e:
-                    raise DriverError(f"libvirt host {host!r}: {e}") from None
+                    raise DriverRefusal(f"libvirt host {host!r}: {e}") from None
                 disk = volume_disk_xml(path, dev, bus=volume.bus, read_only=volume.read_only)
                 live = dom.isActive()
                 try:

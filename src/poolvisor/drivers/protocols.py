@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast, runtime_checkable
 
 from poolvisor.domain.errors import ConflictError
-from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload, HostStats
 
 __all__ = [
-    "Balloon", "Capability", "DriverError", "DriverWorkload", "Fencing", "HostBinding", "HostDriver",
+    "Balloon", "Capability", "DriverError", "DriverRefusal", "DriverWorkload", "Fencing", "HostBinding",
+    "HostDriver",
     "HostInfo", "HostStats", "Lifecycle", "Migration", "MigrationHandle", "MigrationProgress",
     "MigrationState", "NicAttach", "NicSpec", "SnapshotInfo", "Snapshots", "UnsupportedByDriver",
     "GuestMemory", "VolumeAttach", "VolumeSpec", "WorkloadSample", "WorkloadStats", "as_balloon",
@@ -198,6 +199,10 @@ class MigrationHandle(Protocol):
 
 @runtime_checkable
 class Migration(Protocol):
+    def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
+        """Raise DriverRefusal (409) when the workload cannot leave `src` as it is; changes nothing
+        (services ask before queueing a migration, so the refusal is the request's answer)."""
+
     def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
                         live: bool = True) -> MigrationHandle: ...
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.observability.instruments import observe_placement
 from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
@@ -367,10 +367,10 @@ class WorkloadService(ServiceBase):
         dw = _driver_workload(spec)
         try:
             self.drivers.lifecycle(host).create(host, dw)
-        except DriverError as e:
+        except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
             why = e.message
             self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
-            raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
+            raise type(e)(f"workload {spec.name!r} not created: {e.message}", e.detail) from None
 
         def tx(s: Session) -> WorkloadRecord | None:
             # the usual case in one statement: still placing under this process's lease
