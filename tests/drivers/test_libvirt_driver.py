@@ -19,8 +19,14 @@ from poolvisor.drivers.libvirt_xml import (
     domain_xml,
     free_disk_target,
     guest_spec,
+    interface_by_mac,
+    interfaces,
     mac_address,
     managed_key,
+    managed_network,
+    network_name,
+    network_xml,
+    nic_xml,
     volume_xml,
     workload_key,
 )
@@ -351,3 +357,18 @@ def test_volume_attach_that_fails_leaves_no_file(driver) -> None:
 def test_volume_attach_to_a_missing_guest_is_a_driver_error(driver) -> None:
     with pytest.raises(DriverError, match="no guest"):
         driver.attach_volume("t1", wl(), VolumeSpec("p/x", size_gib=0.001))
+
+
+# ---- networks ----------------------------------------------------------------------------------------
+def test_network_and_nic_xml_round_trip() -> None:
+    net = network_xml(network_name("proj/front"), "proj/front")
+    root = ET.fromstring(net)
+    assert root.findtext("name") == "pv-proj+front" and root.find("ip") is None  # no host address: no clash
+    assert managed_network(net) == "proj/front"
+    assert managed_network("<network><name>default</name></network>") is None  # not ours
+    nic = nic_xml("proj/front", "52:54:00:0A:00:01")
+    other = "<interface type='bridge'><source bridge='br0'/></interface>"
+    dom = f"<domain><devices>{nic}{other}</devices></domain>"
+    assert interfaces(dom) == {"52:54:00:0a:00:01": "pv-proj+front"}
+    assert interface_by_mac(dom, "52:54:00:0a:00:01") is not None
+    assert interface_by_mac(dom, "52:54:00:0a:00:02") is None

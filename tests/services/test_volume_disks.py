@@ -65,3 +65,18 @@ def test_a_refused_disk_leaves_no_attachment_and_a_refused_detach_keeps_it(lite:
         svc.volumes.detach("demo", "v")
     assert svc.volumes.get_volume("demo", "v").attached_to == "vm"
     assert svc.repair.check().ok
+
+
+def test_a_new_workloads_nics_are_plugged_on_its_host(lite: Services) -> None:
+    """services/nic_plug.py: the NICs allocated at creation reach the host's driver (the sim's model)."""
+    svc = lite
+    small_cluster(svc)
+    svc.networks.create_network("demo", "front", "10.9.0.0/24")
+    svc.workloads.create_workload("demo", "vm", flavor="unit", networks=["front"])
+    host = svc.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    nics = svc.networks.list_nics("demo", workload="vm")
+    sim = _sim(svc, host)
+    assert sim.devices(host, DriverWorkload("demo/vm", "vm", {}))[1] == [n.mac for n in nics]
+    spec = sim.hosts[host].guests["demo/vm"].nics[nics[0].mac]
+    assert (spec.network, spec.address) == ("demo/front", f"{nics[0].address}/24")

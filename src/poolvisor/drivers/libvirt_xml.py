@@ -128,6 +128,56 @@ def disk_by_source(xml: str, path: str) -> str | None:
     return None
 
 
+NET_PREFIX = "pv-"  # libvirt networks poolvisor defines for its networks: pv-project+network
+
+
+def network_name(network: str) -> str:
+    """poolvisor's 'project/network' -> the libvirt network 'pv-project+network'."""
+    return NET_PREFIX + network.replace("/", DOMAIN_SEP)
+
+
+def network_xml(name: str, network: str) -> str:
+    """An isolated L2 bridge for one poolvisor network on one host: no address of the host on it
+    (a poolvisor network spans hosts; its gateway is a poolvisor router, not every host), so the
+    same network on many hosts never clashes; libvirt picks the bridge's name (virbrN)."""
+    return (f"<network><name>{escape(name)}</name>"
+            f"<metadata><pv:network xmlns:pv='{NS}' name={quoteattr(network)}/></metadata>"
+            "<bridge stp='off' delay='0'/></network>")
+
+
+def nic_xml(network: str, mac: str, model: str = "virtio") -> str:
+    """A NIC on poolvisor network `network` (its libvirt network) with poolvisor's MAC."""
+    return (f"<interface type='network'><source network={quoteattr(network_name(network))}/>"
+            f"<mac address={quoteattr(mac)}/><model type={quoteattr(model)}/></interface>")
+
+
+def managed_network(xml: str) -> str | None:
+    """The poolvisor network ('project/network') a libvirt network we defined is for, else None."""
+    try:
+        el = ET.fromstring(xml).find(f"metadata/{{{NS}}}network")
+    except ET.ParseError:
+        return None
+    return el.get("name") if el is not None else None
+
+
+def interfaces(xml: str) -> dict[str, str]:
+    """MAC -> libvirt network of the domain's network interfaces."""
+    out = {}
+    for nic in ET.fromstring(xml).findall("devices/interface"):
+        mac, src = nic.find("mac"), nic.find("source")
+        if mac is not None and src is not None and src.get("network"):
+            out[str(mac.get("address")).lower()] = str(src.get("network"))
+    return out
+
+
+def interface_by_mac(xml: str, mac: str) -> str | None:
+    for nic in ET.fromstring(xml).findall("devices/interface"):
+        m = nic.find("mac")
+        if m is not None and str(m.get("address")).lower() == mac.lower():
+            return ET.tostring(nic, encoding="unicode")
+    return None
+
+
 def mac_address(key: str) -> str:
     """A stable locally administered MAC (QEMU's 52:54:00 prefix) derived from the workload key."""
     h = hashlib.sha256(key.encode()).digest()

@@ -142,9 +142,10 @@ class VolumeSpec:
 @dataclass(frozen=True)
 class NicSpec:
     mac: str
-    network: str = ""
+    network: str = ""                # poolvisor's "project/network"
     bridge: str = ""
     model: str = "virtio"
+    address: str = ""                # the address poolvisor allocated, "10.0.0.5/24" ("" = none)
 
 
 # ---- protocols -------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.gpus import check_gpu_demand, workload_shares
 from poolvisor.services.networks import attach_nics, validate_networks
+from poolvisor.services.nic_plug import plug_nics
 from poolvisor.services.placement_cache import group_key, resource_names
 from poolvisor.services.records import (
     DELETING,
@@ -367,6 +368,7 @@ class WorkloadService(ServiceBase):
         dw = _driver_workload(spec)
         try:
             self.drivers.lifecycle(host).create(host, dw)
+            plug_nics(self.ctx, spec.project, spec.name, host, dw)  # its NICs on the host's networks
         except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
             why = e.message
             self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
