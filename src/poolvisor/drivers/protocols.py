@@ -15,15 +15,16 @@ and so takes both hosts' `HostBinding`s. A driver instance serves every host bou
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast, runtime_checkable
 
 from poolvisor.domain.errors import ConflictError
-from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload, HostStats
 
 __all__ = [
-    "Balloon", "Capability", "DriverError", "DriverWorkload", "Fencing", "HostBinding", "HostDriver",
+    "Balloon", "Capability", "DriverError", "DriverRefusal", "DriverWorkload", "Fencing", "HostBinding",
+    "HostDriver",
     "HostInfo", "HostStats", "Lifecycle", "Migration", "MigrationHandle", "MigrationProgress",
     "MigrationState", "NicAttach", "NicSpec", "SnapshotInfo", "Snapshots", "UnsupportedByDriver",
     "GuestMemory", "VolumeAttach", "VolumeSpec", "WorkloadSample", "WorkloadStats", "as_balloon",
@@ -134,14 +135,18 @@ class VolumeSpec:
     size_gib: float = 0.0
     bus: str = "virtio"
     read_only: bool = False
+    # the volume's bytes as (offset, data) pieces, read when the disk is made (never-written
+    # ranges are left out: zeros); None: the disk starts empty
+    content: Callable[[], Iterable[tuple[int, bytes]]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class NicSpec:
     mac: str
-    network: str = ""
+    network: str = ""                # poolvisor's "project/network"
     bridge: str = ""
     model: str = "virtio"
+    address: str = ""                # the address poolvisor allocated, "10.0.0.5/24" ("" = none)
 
 
 # ---- protocols -------------------------------------------------------------------------------
@@ -196,6 +201,10 @@ class MigrationHandle(Protocol):
 
 @runtime_checkable
 class Migration(Protocol):
+    def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
+        """Raise DriverRefusal (409) when the workload cannot leave `src` as it is; changes nothing
+        (services ask before queueing a migration, so the refusal is the request's answer)."""
+
     def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
                         live: bool = True) -> MigrationHandle: ...
 

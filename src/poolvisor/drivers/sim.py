@@ -282,6 +282,9 @@ class SimDriver:
             return h is not None and h.alive and not h.fenced and h.reachable and workload.key in h.guests
 
     # ---- Migration -----------------------------------------------------------------------------
+    def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
+        """The sim migrates any workload it runs (snapshots included)."""
+
     def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
                         live: bool = True) -> SimMigration:
         if dst.driver != self.name:

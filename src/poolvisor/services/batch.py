@@ -33,7 +33,7 @@ from poolvisor.domain.errors import (
     PoolvisorError,
 )
 from poolvisor.domain.models import WorkloadKind, check_name
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.policies.balancing.actions import MIGRATE, PLACE, POWER_OFF, POWER_ON, Actions
 from poolvisor.policies.balancing.planner import PabfdPolicy, Policy, plan_balancing, policy_named
 from poolvisor.policies.balancing.view import LIVE_CPU_SCALE, LIVE_INTERVAL_S, LIVE_POWER, BalancingView
@@ -342,13 +342,13 @@ class BatchService(ServiceBase):
             try:
                 self.drivers.lifecycle(host).create(host, dw)
                 done.append((host, dw))
-            except DriverError as e:
+            except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses one
                 for h2, dw2 in done:  # all or nothing: take back what the driver already created
                     with contextlib.suppress(PoolvisorError):
                         self.drivers.lifecycle(h2).delete(h2, dw2)
                 self._write(partial(_undo_batch, ids=ids, project=project, why=e.message,
                                     owner=self.leases.owner))
-                raise DriverError(f"batch not created: {e.message}") from None
+                raise type(e)(f"batch not created: {e.message}", e.detail) from None
 
         def tx(s: Session) -> list[WorkloadRecord]:
             rows = list(s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))))

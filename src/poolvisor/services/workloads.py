@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.observability.instruments import observe_placement
 from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
@@ -42,6 +42,7 @@ from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.gpus import check_gpu_demand, workload_shares
 from poolvisor.services.networks import attach_nics, validate_networks
+from poolvisor.services.nic_plug import plug_nics
 from poolvisor.services.placement_cache import PlacementView, group_key, resource_names
 from poolvisor.services.records import (
     DELETING,
@@ -376,10 +377,11 @@ class WorkloadService(ServiceBase):
         dw = _driver_workload(spec)
         try:
             self.drivers.lifecycle(host).create(host, dw)
-        except DriverError as e:
+            plug_nics(self.ctx, spec.project, spec.name, host, dw)  # its NICs on the host's networks
+        except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
             why = e.message
             self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
-            raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
+            raise type(e)(f"workload {spec.name!r} not created: {e.message}", e.detail) from None
 
         def tx(s: Session) -> WorkloadRecord | None:
             # the usual case in one statement: still placing under this process's lease

@@ -144,7 +144,9 @@ def migrate_workload(name: NamePath, response: Response, svc: SvcDep, who: Who, 
     """Move the workload to `host`, or to the host placement chooses when none is given.
 
     Answers 202 with the queued `migrate` task (also in `Location`); poll `GET /v1/tasks/{id}`.
-    An unknown host, a workload that cannot move now or one already on `host` is refused at once;
+    An unknown host, a workload that cannot move now or one already on `host` is refused at once,
+    as is one its host's driver will not move as it is (409 `refused_by_driver`: a libvirt guest
+    with snapshots);
     placement (409 no_valid_host) and the driver's failures end the task `failed`/`rolled_back`."""
     target = body.host if body is not None else None
     where = locate_workload(svc, who, name, project)
