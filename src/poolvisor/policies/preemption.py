@@ -57,7 +57,8 @@ def choose_victims(free: np.ndarray, capacity: np.ndarray, eligible: np.ndarray,
                         count, max_count)
         if pick is not None:
             h, chosen = pick
-            return Preemption(h, tuple(int(i) for i in chosen), max((int(ranks[i]) for i in chosen), default=-1))
+            top = max((int(ranks[i]) for i in chosen), default=-1)
+            return Preemption(h, tuple(int(i) for i in chosen), top)
     return None
 
 

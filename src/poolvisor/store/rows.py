@@ -154,6 +154,10 @@ class WorkloadRow(Base):
     # owner died and the repair sweep may take the row over (services/leases.py)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires: Mapped[datetime | None] = mapped_column(nullable=True)
+    # 0013: the priority class (policies/preemption.py: spot < low < normal < high < system) and why
+    # the workload is in its state when the system put it there (e.g. who preempted it)
+    priority_class: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
+    state_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class AllocationRow(Base):
