@@ -283,6 +283,9 @@ class ExplanationOut(BaseModel):
     summary: str = ""
 
 
+PriorityClassName = Literal["spot", "low", "normal", "high", "system"]  # policies/preemption.py
+
+
 class WorkloadCreate(_In):
     """Exactly one of `flavor` and `demand`; `group_policy` needs a `group`."""
 
@@ -299,6 +302,9 @@ class WorkloadCreate(_In):
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
     priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
+    priority_class: PriorityClassName = Field(
+        default="normal", description="spot < low < normal < high < system: when nothing fits, a "
+        "class above spot may preempt workloads of lower classes (docs/scheduling.md)")
     group: Name | None = None
     group_policy: GroupPolicyName | None = None
     required_labels: Labels | None = None
@@ -329,6 +335,9 @@ class WorkloadOut(_Out):
     created_at: datetime
     explanation: ExplanationOut | None = None
     gpus: list[GpuShareOut] = Field(default_factory=list, description="the GPU devices it holds")
+    priority_class: str = "normal"
+    state_reason: str | None = Field(default=None, description="why the system put it in its state "
+                                     "(e.g. preempted by which workload)")
 
 
 class MigrateRequest(_In):

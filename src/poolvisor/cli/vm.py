@@ -31,7 +31,9 @@ ProjectOpt = Annotated[str | None, typer.Option(
 def _show(w: dict[str, Any]) -> None:
     table(f"Workload {w['project']}/{w['name']}", ("field", "value"), [
         ("state", w["state"]), ("host", w.get("host") or "–"), ("kind", w["kind"]),
-        ("demand", amounts(w["demand"])), ("priority", str(w["priority"])), ("group", w.get("group") or "–"),
+        ("demand", amounts(w["demand"])), ("priority", str(w["priority"])),
+        ("class", w.get("priority_class") or "normal"), ("group", w.get("group") or "–"),
+        *([("reason", w["state_reason"])] if w.get("state_reason") else []),
         ("created", w["created_at"]), *([("GPUs", shares_text(w["gpus"]))] if w.get("gpus") else [])])
 
 
@@ -73,6 +75,9 @@ def create(
     project: ProjectOpt = None,
     kind: Annotated[str, typer.Option(help="vm or container.")] = "vm",
     priority: Annotated[int, typer.Option(help="-1000..1000.")] = 0,
+    priority_class: Annotated[str, typer.Option("--class", help=(
+        "Priority class: spot, low, normal, high, system; when nothing fits, a class above spot may "
+        "preempt lower classes."))] = "normal",
     group: Annotated[str | None, typer.Option(help="Affinity group name.")] = None,
     group_policy: Annotated[str | None, typer.Option(
         help="affinity, anti-affinity, soft-affinity, soft-anti-affinity, domain-spread.")] = None,
@@ -93,7 +98,8 @@ def create(
     body: dict[str, Any] = {
         "name": name, "project": project, "flavor": flavor,
         "demand": parse_map(demand, "--demand", float) if demand else None,
-        "kind": kind, "priority": priority, "group": group, "group_policy": group_policy,
+        "kind": kind, "priority": priority, "priority_class": priority_class, "group": group,
+        "group_policy": group_policy,
         "required_labels": parse_map(require, "--require", str) if require else None,
         "forbidden_labels": parse_map(forbid, "--forbid", str) if forbid else None, "pool": pool,
         "networks": network or None,
@@ -112,6 +118,8 @@ def create(
             w["kind"], w["project"], w["name"], w["host"], w["state"])
         if w.get("gpus"):
             say("GPUs: {}", shares_text(w["gpus"]))
+        for p in (w.get("explanation") or {}).get("preempted") or []:
+            say("preempted {} ({}) to make room", p["workload"], p["class"])
         if network:
             show_workload_nics(url, token, w["project"], w["name"])
     explanation(w.get("explanation"))

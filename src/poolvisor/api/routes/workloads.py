@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
-from poolvisor.api.errors import errors
+from poolvisor.api.errors import ForbiddenError, errors
 from poolvisor.api.fields import Name, NamePath, QueryBool
 from poolvisor.api.ratelimit import Limiter
 from poolvisor.api.schemas import (
@@ -74,12 +74,14 @@ def create_workload(
     eliminated how many hosts, and why."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
+    if body.priority_class == "system" and who.role != "admin":  # it may preempt every other class
+        raise ForbiddenError("priority class system needs an admin token")
     limiter.check(project)
     rec = svc.workloads.create_workload(
         project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
         group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
         forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run, explain=explain == "full",
-        networks=body.networks,
+        networks=body.networks, priority_class=body.priority_class,
         create_project=who.role == "admin" and body.project is None,
     )
     if dry_run:

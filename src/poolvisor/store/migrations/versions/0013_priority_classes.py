@@ -16,13 +16,14 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE ADD/DROP COLUMN (SQLite >= 3.35 has both), not a batch copy of the table:
+# with foreign keys on, dropping the old copy of `workloads` would cascade to its allocations.
 def upgrade() -> None:
-    with op.batch_alter_table("workloads") as b:
-        b.add_column(sa.Column("priority_class", sa.String(16), nullable=False, server_default="normal"))
-        b.add_column(sa.Column("state_reason", sa.String(255), nullable=True))
+    op.add_column("workloads", sa.Column("priority_class", sa.String(16), nullable=False,
+                                         server_default="normal"))
+    op.add_column("workloads", sa.Column("state_reason", sa.String(255), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("workloads") as b:
-        b.drop_column("state_reason")
-        b.drop_column("priority_class")
+    op.drop_column("workloads", "state_reason")
+    op.drop_column("workloads", "priority_class")
