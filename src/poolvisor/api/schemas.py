@@ -345,19 +345,31 @@ class MigrateRequest(_In):
 
 
 class BatchItem(_In):
-    """One workload of a batch (exactly one of `flavor` and `demand`). Labels, groups and affinity
-    are not supported in batch mode."""
+    """One workload of a batch (exactly one of `flavor` and `demand`). Labels and groups make the
+    batch a gang placed by the placement pipeline (all-or-nothing; a hard-affinity group on one
+    host); without them the packer places it on the fewest hosts."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": _FLAVOR_XOR_DEMAND})
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": _FLAVOR_XOR_DEMAND,
+        "anyOf": [{"not": {"required": ["group_policy"]}},
+                  {"properties": {"group_policy": {"type": "null"}}},
+                  {"required": ["group"], "properties": {"group": {"type": "string"}}}],
+    })
     name: Name
     flavor: Name | None = None
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
     priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
+    group: Name | None = None
+    group_policy: GroupPolicyName | None = None
+    required_labels: Labels | None = None
+    forbidden_labels: Labels | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> BatchItem:
         _one_of_flavor_demand(self.flavor, self.demand)
+        if self.group_policy is not None and self.group is None:
+            raise ValueError("group_policy needs a group")
         return self
 
 

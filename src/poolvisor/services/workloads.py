@@ -384,23 +384,8 @@ class WorkloadService(ServiceBase):
 
     def _check_group_unchanged(self, s: Session, spec: _Spec, host_id: int, group_id: int) -> None:
         """Under the group lock, re-verify the hard policy against the members as committed."""
-        rows = s.execute(select(HostRow.id, HostRow.name, HostRow.domain)
-                         .join(WorkloadRow, WorkloadRow.host_id == HostRow.id)
-                         .where(WorkloadRow.group_id == group_id,
-                                WorkloadRow.state.in_(HOLDING_STATES))).all()
-        if not rows:
-            return
-        target = s.get(HostRow, host_id)
-        assert target is not None
-        names = {n for _i, n, _d in rows}
-        domains = {d for _i, _n, d in rows}
-        ok = {
-            GroupPolicy.AFFINITY: names == {target.name},
-            GroupPolicy.ANTI_AFFINITY: target.name not in names,
-            GroupPolicy.DOMAIN_SPREAD: target.domain not in domains,
-        }[spec.group_policy]  # type: ignore[index]
-        if not ok:
-            raise Stale()
+        assert spec.group_policy is not None
+        check_group_members(s, spec.group_policy, host_id, group_id)
 
     def _confirm_create(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> WorkloadRecord:
         with self.leases.hold([wid]):  # the lease is renewed while the driver works
@@ -491,6 +476,28 @@ class WorkloadService(ServiceBase):
 
     def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
         return self.lifecycle.submit_migrate(project, name, host)
+
+
+def check_group_members(s: Session, policy: GroupPolicy, host_id: int, group_id: int) -> None:
+    """Stale unless a new member of the group on `host_id` keeps the hard `policy` with the members
+    as committed (the caller holds the group's lock; batch.py uses it too: one rule)."""
+    rows = s.execute(select(HostRow.id, HostRow.name, HostRow.domain)
+                     .join(WorkloadRow, WorkloadRow.host_id == HostRow.id)
+                     .where(WorkloadRow.group_id == group_id,
+                            WorkloadRow.state.in_(HOLDING_STATES))).all()
+    if not rows:
+        return
+    target = s.get(HostRow, host_id)
+    assert target is not None
+    names = {n for _i, n, _d in rows}
+    domains = {d for _i, _n, d in rows}
+    ok = {
+        GroupPolicy.AFFINITY: names == {target.name},
+        GroupPolicy.ANTI_AFFINITY: target.name not in names,
+        GroupPolicy.DOMAIN_SPREAD: target.domain not in domains,
+    }.get(policy, True)
+    if not ok:
+        raise Stale()
 
 
 def _has_members(s: Session, group_id: int) -> bool:
