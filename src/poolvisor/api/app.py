@@ -34,11 +34,14 @@ from poolvisor.api.routes import (
     utilization,
     workloads,
 )
+from poolvisor.api.routes import queue as queue_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
+from poolvisor.services.queue import DEFAULT_INTERVAL_S as QUEUE_INTERVAL_S
+from poolvisor.services.queue import QueueLoop
 from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
 from poolvisor.ui import mount_ui
@@ -63,7 +66,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                report: Callable[[str], None] | None = None,
                metrics_token: str | None = None, task_workers: int = DEFAULT_WORKERS,
                sim_admin: bool = False, alert_interval: float | None = None,
-               rate_limit: RateLimit | None = None, threads: int | None = None) -> FastAPI:
+               rate_limit: RateLimit | None = None, threads: int | None = None,
+               queue_interval: float | None = QUEUE_INTERVAL_S,
+               is_leader: Callable[[], bool] = lambda: True) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -76,7 +81,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     set with its quota, overrides it; api/ratelimit.py), None: unlimited by default.
     `threads`: size of the thread pool the sync endpoints run in (None: anyio's default, 40).
     Fewer threads contend less for the GIL (8: about a third less CPU per create under load) but
-    a request waits while all of them are busy, e.g. in slow driver calls."""
+    a request waits while all of them are busy, e.g. in slow driver calls.
+    `queue_interval`: drain the pending-creation queue every that many seconds (None: never),
+    while `is_leader()` (services/queue.py QueueLoop; for replicas, the elected one)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -96,9 +103,15 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             else None
         if alerter is not None:
             alerter.start()
+        queue = QueueLoop(services.queue, queue_interval, is_leader) \
+            if queue_interval and services is not None else None  # waiting creations (wait: true)
+        if queue is not None:
+            queue.start()
         try:
             yield
         finally:
+            if queue is not None:
+                queue.stop()
             if alerter is not None:
                 alerter.stop()
             if sweeper is not None:
@@ -116,7 +129,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts, quotas):
+                   system, networks, storage, memory, alerts, quotas, queue_routes):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

@@ -312,6 +312,10 @@ class WorkloadCreate(_In):
     pool: Name | None = None
     networks: Annotated[list[Name], Field(max_length=8, description="one NIC per network (no repeats)",
                                           json_schema_extra={"uniqueItems": True})] | None = None
+    wait: bool = Field(default=False, description="when nothing fits now, queue the request (202 with the "
+                       "queue entry) and create it when capacity frees, in the pool's queue discipline")
+    duration_s: Annotated[float, Field(gt=0, le=315_360_000)] | None = Field(
+        default=None, description="declared run time in seconds (the sjf discipline serves short ones first)")
 
     @model_validator(mode="after")
     def _rules(self) -> WorkloadCreate:

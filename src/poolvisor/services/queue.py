@@ -87,13 +87,16 @@ class QueueService(ServiceBase):
 
     # ---- enqueue and queries ----------------------------------------------------------------------
     def create_or_wait(self, project: str, name: str, *, duration_s: float | None = None,
+                       create_project: bool = False, explain: bool = False,
                        **create: Any) -> tuple[Any, PendingRecord | None]:
-        """Create now when it fits (the workload record, None); else queue it (None, the entry)."""
+        """Create now when it fits (the workload record, None); else queue it (None, the entry).
+        `create` holds create_workload's placement arguments: what the queue replays later."""
         if duration_s is not None and (isinstance(duration_s, bool)
                                        or not 0 < float(duration_s) <= MAX_DURATION_S):
             raise InvalidInputError(f"duration_s must be in (0, {MAX_DURATION_S:g}]")
         try:
-            return self.workloads.create_workload(project, name, **create), None
+            return self.workloads.create_workload(project, name, create_project=create_project,
+                                                  explain=explain, **create), None
         except NoValidHostError as e:
             why = e.message
         return None, self.enqueue(project, name, duration_s=duration_s, last_error=why, **create)
