@@ -30,3 +30,26 @@ def test_create_with_class_preempts_and_show_says_why(server: Server, run: Calla
     assert "preempted" in r.stdout and "spot" in r.stdout and "demo/hi" in r.stdout
     one_error_line(run("vm", "create", "x", "--demand", "vcpu=1", "--class", "urgent", "--project", "demo"),
                    "priority_class")
+
+
+def test_queue_list_discipline_and_unqueue(server: Server, run: Callable[..., Any]) -> None:
+    queued = None
+    for i in range(7):  # fill the pool until a spot request has to wait
+        r = run("vm", "create", f"qf{i}", "--demand", WHOLE_HOST, "--class", "spot", "--queue",
+                "--duration", "30", "--project", "demo")
+        assert r.returncode == 0, r.stderr
+        if "queued" in r.stdout:
+            queued = f"qf{i}"
+            break
+    assert queued is not None
+    rows = json.loads(run("vm", "queued", "--project", "demo", "--json").stdout)
+    assert [q["name"] for q in rows] == [queued] and rows[0]["duration_s"] == 30
+    r = run("vm", "queued", "--project", "demo")
+    assert r.returncode == 0 and queued in r.stdout
+    r = run("pool", "queue-discipline", "demo", "sjf")
+    assert r.returncode == 0 and "sjf" in r.stdout, r.stderr
+    one_error_line(run("pool", "queue-discipline", "demo", "lottery"), "discipline")
+    r = run("vm", "unqueue", queued, "--project", "demo")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(run("vm", "queued", "--project", "demo", "--json").stdout) == []
+    one_error_line(run("vm", "unqueue", queued, "--project", "demo"), "no request")
