@@ -84,6 +84,7 @@ class QueueService(ServiceBase):
         super().__init__(ctx)
         self.workloads = workloads
         self._drain_lock = threading.Lock()  # one drain at a time in this process
+        self._published: dict[str, int] = dict.fromkeys(PRIORITY_CLASSES, 0)  # the gauge starts at 0
 
     # ---- enqueue and queries ----------------------------------------------------------------------
     def create_or_wait(self, project: str, name: str, *, duration_s: float | None = None,
@@ -180,10 +181,14 @@ class QueueService(ServiceBase):
         got = {str(c): int(n) for c, n in rows}
         return {c: got.get(c, 0) for c in PRIORITY_CLASSES}
 
-    def publish_depth(self) -> dict[str, int]:
-        d = self.depth()
+    def publish_depth(self, depth: dict[str, int] | None = None) -> dict[str, int]:
+        """Set the gauge from the store's depth (or `depth`) where it differs from what this
+        service last set (an empty queue costs nothing and leaves the gauge alone)."""
+        d = self.depth() if depth is None else depth
         for c, n in d.items():
-            QUEUE_DEPTH.labels(priority_class=c).set(n)
+            if self._published.get(c) != n:
+                QUEUE_DEPTH.labels(priority_class=c).set(n)
+                self._published[c] = n
         return d
 
     # ---- drain -----------------------------------------------------------------------------------
@@ -192,7 +197,11 @@ class QueueService(ServiceBase):
         with self._drain_lock:
             placed: list[str] = []
             dropped: list[str] = []
-            for rows, discipline, pool_id in self._queues():
+            queues = self._queues()
+            if not queues:  # the usual tick: one query
+                self.publish_depth(dict.fromkeys(PRIORITY_CLASSES, 0))
+                return DrainResult([], [], 0)
+            for rows, discipline, pool_id in queues:
                 for i in self._ordered(rows, discipline, pool_id):
                     r = rows[i]
                     key = f"{r['project']}/{r['name']}"
