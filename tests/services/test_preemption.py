@@ -55,6 +55,15 @@ def test_high_evicts_one_spot_and_both_sides_record_why(svc):
     svc.workloads.delete_workload("demo", "f1")  # a preempted workload can be deleted
 
 
+def test_dry_run_shows_what_would_be_preempted_and_evicts_nothing(lite):
+    full_pool(lite, ["normal", "spot", "normal", "normal"])
+    w = lite.workloads.create_workload("demo", "hi", demand=UNIT, priority_class="high", dry_run=True)
+    assert w.state == "dry-run" and w.host == "h0"
+    assert [p["workload"] for p in w.explanation["preempted"]] == ["demo/f1"]
+    assert by_name(lite)["f1"].state == "running" and "hi" not in by_name(lite)
+    assert lite.repair.check().ok
+
+
 def test_spot_first_then_low_never_equal(lite):
     full_pool(lite, ["low", "low", "spot", "normal"])
     w = lite.workloads.create_workload("demo", "a", demand=UNIT, priority_class="normal")

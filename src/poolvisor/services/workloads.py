@@ -178,10 +178,16 @@ class WorkloadService(ServiceBase):
 
         if dry_run:
             spec = resolve()
-            decision, _target = self._decide(spec, explain)
-            return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
-                                  group, datetime.now(UTC), decision.explanation.to_dict(),
-                                  priority_class=priority_class)
+            with self.cache.lock:  # the preemption plan is made on the view the decision used
+                decision, _target = self._decide(spec, explain)
+                plan = self._preempt(spec, decision) if decision.host_index is None else None
+            expl = (plan.decision if plan is not None else decision).explanation.to_dict()
+            if plan is not None:  # what a real create would evict (nothing is evicted here)
+                expl["preempted"] = [{"workload": f"{v.project}/{v.name}", "class": v.priority_class,
+                                      "was": v.state} for v in plan.victims]
+            return WorkloadRecord(name, project, kind, DRY_RUN,
+                                  plan.decision.host if plan is not None else decision.host, spec.demand,
+                                  priority, group, datetime.now(UTC), expl, priority_class=priority_class)
 
         def step() -> tuple[_Spec, int, str, int | None, tuple[Victim, ...]]:
             """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
