@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from poolvisor.domain.errors import InvalidInputError, NoValidHostError
-from poolvisor.services import Services
+from poolvisor.services import Services, open_services
 
 UNIT = {"vcpu": 1, "memory_mib": 1024}
 
@@ -111,14 +111,18 @@ def test_labels_still_apply(lite):
     assert by_name(lite)["s0"].state == "running"
 
 
-def test_concurrent_preemptions_never_over_allocate(svc):
-    """12 threads ask for 8 slots held by spot workloads: exactly 8 win, each evicting one spot."""
+def test_concurrent_preemptions_never_over_allocate(svc, db_url):
+    """12 threads, through two Services (two placement caches: two replicas, so the generation
+    guard and the victims' state checks decide the races, not one process's lock) ask for 8
+    slots held by spot workloads: exactly 8 win, each evicting one spot."""
     full_pool(svc, ["spot"] * 8, hosts=2, slots=4)
+    other = open_services(db_url)
     won, lost, errors = [], [], []
 
     def one(i: int) -> None:
+        s = svc if i % 2 else other
         try:
-            svc.workloads.create_workload("demo", f"hi{i}", demand=UNIT, priority_class="high")
+            s.workloads.create_workload("demo", f"hi{i}", demand=UNIT, priority_class="high")
             won.append(i)
         except NoValidHostError:
             lost.append(i)
@@ -130,6 +134,7 @@ def test_concurrent_preemptions_never_over_allocate(svc):
         t.start()
     for t in threads:
         t.join()
+    other.close()
     assert errors == []
     assert len(won) == 8 and len(lost) == 4
     ws = by_name(svc)
