@@ -69,6 +69,7 @@ def populate(svc: Services, tag: str, octet: int) -> World:
     svc.utilization.record_utilization([((w.project, w.workload), 6000.0 + i * 300, 0.5) for i in range(3)])
     svc.snapshots.submit_create(w.project, w.workload, f"s{tag}")
     svc.volumes.create_volume(w.project, f"vol{tag}", "sp", 64)
+    svc.queue.enqueue(w.project, f"q{tag}", flavor="small")  # a creation waiting for capacity
     svc.quotas.set_quota(w.project, {"workloads": 2})  # used up: a "quota nearly exhausted" alert
     svc.alerts.evaluate()
     w.extra["alert"] = svc.alerts.list_alerts(w.project)[0].id
@@ -96,6 +97,7 @@ PARAMS: dict[tuple[str, str], Callable[[World], Any]] = {
     ("storage-pools", "name"): lambda w: "sp",
     ("storage-pools", "device"): lambda w: "d0",
     ("ha", "name"): lambda w: "demo",
+    ("queue", "name"): lambda w: f"q{w.tag}",
 }
 # query parameters filled in (required ones must be here)
 QUERY: dict[str, Callable[[World], Any]] = {
@@ -142,6 +144,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("PUT", "/v1/ha/admission"): lambda w: {"tolerate_failures": 0},
     ("PUT", "/v1/routers/{name}/local-pref/{neighbour}"): lambda w: {"pref": 200},
     ("PUT", "/v1/workloads/{name}/memory-reservation"): lambda w: {"mib": 128},
+    ("PUT", "/v1/pools/{name}/queue-discipline"): lambda w: {"discipline": "fifo"},
 }
 
 
@@ -203,7 +206,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
     svc.volumes.create_pool("sp", replicas=2)
     for i in range(3):
         svc.volumes.add_device("sp", f"d{i}", 4096, domain=f"rack{i}")
-    app = create_app(svc)
+    app = create_app(svc, queue_interval=None)  # the queued requests stay queued
     app.state.event_stream_max_s = 0.5  # the event stream ends by itself: each read returns
     doc = app.openapi()
     admin_only = {(m, o.path) for o in operations(app) if depends_on(o.dependant, admin) for m in o.methods}

@@ -37,6 +37,7 @@ from poolvisor.api.routes import (
 )
 from poolvisor.api.routes import controller as controller_routes
 from poolvisor.api.routes import leader as leader_routes
+from poolvisor.api.routes import queue as queue_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
@@ -45,6 +46,8 @@ from poolvisor.services.controller_loop import ControllerLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.ha import HaLoop
 from poolvisor.services.leader import LeaderElection, gate_step
+from poolvisor.services.queue import DEFAULT_INTERVAL_S as QUEUE_INTERVAL_S
+from poolvisor.services.queue import QueueLoop
 from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
 from poolvisor.ui import mount_ui
@@ -71,7 +74,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                sim_admin: bool = False, alert_interval: float | None = None,
                rate_limit: RateLimit | None = None, threads: int | None = None,
                leader: LeaderElection | None = None, ha_interval: float | None = None,
-               controller_interval: float | None = None) -> FastAPI:
+               controller_interval: float | None = None,
+               queue_interval: float | None = QUEUE_INTERVAL_S) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -90,7 +94,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     `ha_interval`: run the HA loop (heartbeats, fencing, restart: services/ha.py) every that many
     seconds, or None.
     `controller_interval`: run the controller's reconcile round every that many seconds
-    (services/controller_loop.py), or None."""
+    (services/controller_loop.py), or None.
+    `queue_interval`: drain the pending-creation queue every that many seconds (None: never),
+    while this process leads (services/queue.py QueueLoop)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -118,15 +124,21 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             alerter.start()
         if ha_loop is not None:
             ha_loop.start()
-        controller = (ControllerLoop(services, controller_interval,
-                                     is_leader=leader.is_leader if leader is not None else None)
+        is_leader = leader.is_leader if leader is not None else None
+        controller = (ControllerLoop(services, controller_interval, is_leader=is_leader)
                       if controller_interval and services is not None else None)
         if controller is not None:
             controller.start()
         _app.state.controller_loop = controller
+        queue = QueueLoop(services.queue, queue_interval, is_leader or (lambda: True)) \
+            if queue_interval and services is not None else None  # waiting creations (wait: true)
+        if queue is not None:
+            queue.start()
         try:
             yield
         finally:
+            if queue is not None:
+                queue.stop()
             if controller is not None:
                 controller.stop()
             if ha_loop is not None:
@@ -153,7 +165,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts, quotas, leader_routes, ha, controller_routes):
+                   system, networks, storage, memory, alerts, quotas, leader_routes, ha, controller_routes,
+                   queue_routes):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

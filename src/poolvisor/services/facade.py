@@ -31,6 +31,7 @@ from poolvisor.services.maintenance import DRAIN, MaintenanceService
 from poolvisor.services.memory import MemoryService
 from poolvisor.services.networks import NetworkService
 from poolvisor.services.placement_cache import PlacementCache
+from poolvisor.services.queue import QueueService
 from poolvisor.services.quotas import QuotaService
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
@@ -63,6 +64,7 @@ class Services:
         self.dataplane = DataplaneService(ctx, self.routers)
         self.events = EventService(ctx)
         self.quotas = QuotaService(ctx)
+        self.queue = QueueService(ctx, self.workloads)  # creations waiting for capacity
         self.repair = RepairService(ctx, self.workloads, self.tasks)
         self.alerts = AlertService(ctx, self.catalog, self.hosts)
         self.alerts.quota_source = self.quotas.enforced_usage  # "quota nearly exhausted"
