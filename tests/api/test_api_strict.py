@@ -98,6 +98,8 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("PUT", "/v1/pools/{name}/queue-discipline"): ("/v1/pools/ghost/queue-discipline", {"discipline": "drf"}),
     ("PUT", "/v1/projects/{name}/quota"): ("/v1/projects/demo/quota", {
         "limits": {"vcpu": 64, "workloads": 20}, "rate_limit": {"rate_per_s": 50, "burst": 100}}),
+    ("PUT", "/v1/ha/admission"): ("/v1/ha/admission", {"tolerate_failures": 0, "reserve_percent": {"vcpu": 0},
+                                                         "pool": "demo"}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [
