@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q --no-install-recommends \
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
   qemu-system-x86 qemu-utils busybox-static cpio socat \
-  lxc lxc-templates
+  lxc lxc-templates iptables  # iptables: libvirt 9 applies firewall rules when it starts a network
 # libvirtd resolves its default QEMU user at start, even when qemu.conf says root; without
 # libvirt-daemon-system nobody creates it.
 getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu

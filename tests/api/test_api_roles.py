@@ -79,6 +79,7 @@ def populate(svc: Services, tag: str, octet: int) -> World:
                                                             keep=2).id
     w.extra["bt_path"] = svc.backups.list_targets()[0].path
     svc.volumes.create_volume(w.project, f"vol{tag}", "sp", 64)
+    svc.queue.enqueue(w.project, f"q{tag}", flavor="small")  # a creation waiting for capacity
     svc.quotas.set_quota(w.project, {"workloads": 2})  # used up: a "quota nearly exhausted" alert
     svc.alerts.evaluate()
     w.extra["alert"] = svc.alerts.list_alerts(w.project)[0].id
@@ -109,6 +110,7 @@ PARAMS: dict[tuple[str, str], Callable[[World], Any]] = {
     ("backup-schedules", "schedule_id"): lambda w: w.extra.get("schedule", 999_999),
     ("backup-targets", "name"): lambda w: "bt",
     ("ha", "name"): lambda w: "demo",
+    ("queue", "name"): lambda w: f"q{w.tag}",
 }
 # query parameters filled in (required ones must be here)
 QUERY: dict[str, Callable[[World], Any]] = {
@@ -161,6 +163,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("POST", "/v1/workloads/{name}/backups/{backup}/restore"): lambda w: {"as_name": "wr-new"},
     ("PUT", "/v1/backup-schedules"): lambda w: {"project": w.project, "workload": w.workload, "every_s": 3600,
                                                 "keep": 2},
+    ("PUT", "/v1/pools/{name}/queue-discipline"): lambda w: {"discipline": "fifo"},
 }
 
 
@@ -223,7 +226,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
     for i in range(3):
         svc.volumes.add_device("sp", f"d{i}", 4096, domain=f"rack{i}")
     svc.backups.add_target("bt", str(tmp_path_factory.mktemp("bt")))
-    app = create_app(svc, backup_interval=None)  # schedules run by hand here
+    app = create_app(svc, queue_interval=None, backup_interval=None)  # queued requests stay queued; schedules
     app.state.event_stream_max_s = 0.5  # the event stream ends by itself: each read returns
     doc = app.openapi()
     admin_only = {(m, o.path) for o in operations(app) if depends_on(o.dependant, admin) for m in o.methods}

@@ -47,10 +47,13 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("POST", "/v1/workloads"): ("/v1/workloads?dry_run=true", {
         "name": "w-strict", "project": "demo", "demand": {"vcpu": 1}, "kind": "vm", "priority": 3,
         "group": "g", "group_policy": "anti-affinity", "required_labels": {"gpu": "true"},
-        "forbidden_labels": {"ssd": "no"}, "pool": "demo"}),
+        "forbidden_labels": {"ssd": "no"}, "pool": "demo", "priority_class": "high", "wait": True,
+        "duration_s": 60.5}),
     ("POST", "/v1/workloads/batch"): ("/v1/workloads/batch?dry_run=true", {
         "project": "demo", "pool": "demo", "all_or_nothing": False,
-        "workloads": [{"name": "b1", "demand": {"vcpu": 1}, "kind": "container", "priority": -2}]}),
+        "workloads": [{"name": "b1", "demand": {"vcpu": 1}, "kind": "container", "priority": -2,
+                       "group": "bg", "group_policy": "anti-affinity", "required_labels": {"rack": "rack-0"},
+                       "forbidden_labels": {"ssd": "no"}}]}),
     ("POST", "/v1/workloads/{name}/migrate"): ("/v1/workloads/ghost/migrate", {"host": "demo-001"}),
     ("POST", "/v1/workloads/{name}/snapshots"): ("/v1/workloads/ghost/snapshots?project=demo",
                                                  {"name": "s-strict"}),
@@ -101,8 +104,11 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
                                                   {"threshold": 0.9, "target_ratio": 0.8}),
     ("PUT", "/v1/workloads/{name}/memory-reservation"): ("/v1/workloads/ghost/memory-reservation",
                                                          {"mib": 512}),
+    ("PUT", "/v1/pools/{name}/queue-discipline"): ("/v1/pools/ghost/queue-discipline", {"discipline": "drf"}),
     ("PUT", "/v1/projects/{name}/quota"): ("/v1/projects/demo/quota", {
         "limits": {"vcpu": 64, "workloads": 20}, "rate_limit": {"rate_per_s": 50, "burst": 100}}),
+    ("PUT", "/v1/ha/admission"): ("/v1/ha/admission", {"tolerate_failures": 0, "reserve_percent": {"vcpu": 0},
+                                                         "pool": "demo"}),
 }
 # bodies of the other branch of a union/oneOf, so its fields are typed too
 MORE_BODIES: list[tuple[str, str, dict[str, Any]]] = [

@@ -25,7 +25,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     env = clean_env(home)
     log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--placement", "fgd-ri", "--log-level",
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--placement", "fgd-ri",
+                             "--controller-interval", "0", "--log-level",
                              "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

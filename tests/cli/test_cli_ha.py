@@ -27,7 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = clean_env(home)
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "3",
-                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--log-level", "warning", "--controller-interval", "0"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

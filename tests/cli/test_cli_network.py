@@ -104,7 +104,7 @@ def dataplane_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     env = {**clean_env(home), "POOLVISOR_DATAPLANE": "1"}
     with (tmp / "serve.log").open("wb") as log:
         argv = [*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "2", "--log-level",
-                "warning"]
+                "warning", "--controller-interval", "0"]
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

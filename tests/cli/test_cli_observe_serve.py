@@ -52,7 +52,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     log_path = tmp / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port),
-                                 "--demo", "4", "--log-format", "json", "--alert-interval", "0.2"],
+                                 "--demo", "4", "--log-format", "json", "--alert-interval", "0.2",
+                                 "--controller-interval", "0"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

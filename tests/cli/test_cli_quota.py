@@ -40,6 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = clean_env(home)
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "3",
+                             "--controller-interval", "0",
                              "--log-level", "warning", "--rate-limit", "60/m", "--rate-burst", "2"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -81,6 +81,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = clean_env(home)
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "5",
+                             "--controller-interval", "0",
                              "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -26,7 +26,8 @@ SLACK_S = 2.0  # a loaded 2-core machine
 def start_serve(db: str, env: dict[str, str], log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([*CLI, "serve", "--db", db, "--port", str(port), "--log-level", "warning",
+        proc = subprocess.Popen([*CLI, "serve", "--db", db, "--port", str(port),
+                             "--controller-interval", "0", "--log-level", "warning",
                                  *extra], env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -10,20 +10,35 @@ from collections.abc import Iterator
 import pytest
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.drivers.conformance import check_conformance
 from poolvisor.drivers.libvirt_xml import (
     NS,
     LibvirtConfig,
     domain_name,
     domain_xml,
+    free_disk_target,
     guest_spec,
+    interface_by_mac,
+    interfaces,
     mac_address,
     managed_key,
+    managed_network,
+    network_name,
+    network_xml,
+    nic_xml,
     volume_xml,
     workload_key,
 )
-from poolvisor.drivers.protocols import PROTOCOLS, Balloon, Capability, HostBinding, require
+from poolvisor.drivers.protocols import (
+    PROTOCOLS,
+    Balloon,
+    Capability,
+    HostBinding,
+    VolumeAttach,
+    VolumeSpec,
+    require,
+)
 from realenv import require_real
 
 TEST_URI = "test:///default"
@@ -133,7 +148,7 @@ def test_declares_what_it_implements(driver) -> None:
         require(driver, cap, host="t1")  # a declared capability without its protocol: TypeError
         assert isinstance(driver, PROTOCOLS[cap])
     assert Capability.BALLOON in driver.capabilities and isinstance(driver, Balloon)
-    assert Capability.VOLUME_ATTACH not in driver.capabilities
+    assert Capability.VOLUME_ATTACH in driver.capabilities and isinstance(driver, VolumeAttach)
 
 
 def test_conformance_on_the_test_driver(driver) -> None:
@@ -174,10 +189,10 @@ def test_lifecycle_states_and_volume(driver) -> None:
 
 
 def test_refusals_are_driver_errors_and_leave_nothing(driver) -> None:
-    with pytest.raises(DriverError, match="runs VMs"):
+    with pytest.raises(DriverRefusal, match="runs VMs"):  # 409: what is asked, not the host, is wrong
         driver.create("t1", wl(kind="container"))
     g = wl(gpu=1)
-    with pytest.raises(DriverError, match="GPU"):
+    with pytest.raises(DriverRefusal, match="GPU"):
         driver.create("t1", g)
     assert not driver.exists("t1", g)
     with pytest.raises(DriverError, match="no guest"):
@@ -286,7 +301,7 @@ def test_migration_within_one_node_is_refused(driver) -> None:
     w = wl()
     driver.create("t1", w)
     driver.connect(HostBinding("t2", "libvirt", TEST_URI))
-    with pytest.raises(DriverError, match="same libvirt node"):
+    with pytest.raises(DriverRefusal, match="same libvirt node"):
         driver.start_migration(w, HostBinding("t1", "libvirt", TEST_URI),
                                HostBinding("t2", "libvirt", TEST_URI))
 
@@ -310,3 +325,50 @@ def test_nic_on_the_hosts_network_when_it_has_one(driver) -> None:
         net.destroy()
         net.undefine()
         conn.close()
+
+
+# ---- volumes as disks ------------------------------------------------------------------------------
+def test_free_disk_target_skips_targets_of_either_definition() -> None:
+    def dom(*devs: str) -> str:
+        disks = "".join(f"<disk><target dev='{d}'/></disk>" for d in devs)
+        return f"<domain><devices>{disks}</devices></domain>"
+
+    assert free_disk_target([dom("vda", "vdb"), dom("vda", "vdc")]) == "vdd"  # live and persistent
+    assert free_disk_target([dom("vda")], "sd") == "sda"
+    with pytest.raises(ValueError, match="no free disk target"):
+        free_disk_target([dom(*(f"vd{c}" for c in "abcdefghijklmnopqrstuvwxyz"))])
+
+
+def test_volume_attach_that_fails_leaves_no_file(driver) -> None:
+    w = wl(disk_gib=0.01)
+    driver.create("t1", w)
+    driver.stop("t1", w)
+    # the test driver can neither upload bytes nor attach devices (the real suite does both)
+    with pytest.raises(DriverError, match="write volume"):
+        driver.attach_volume("t1", w, VolumeSpec("p/d", size_gib=0.001, content=lambda: iter([(0, b"x")])))
+    with pytest.raises(DriverError, match="attach volume"):
+        driver.attach_volume("t1", w, VolumeSpec("p/d", size_gib=0.001))
+    conn = driver._conn("t1")
+    assert not any("--p+d.raw" in v for p in conn.listAllStoragePools() for v in p.listVolumes())
+    assert sorted(driver.volume_disks("t1", w)) == ["vda"]
+    driver.delete("t1", w)
+
+
+def test_volume_attach_to_a_missing_guest_is_a_driver_error(driver) -> None:
+    with pytest.raises(DriverError, match="no guest"):
+        driver.attach_volume("t1", wl(), VolumeSpec("p/x", size_gib=0.001))
+
+
+# ---- networks ----------------------------------------------------------------------------------------
+def test_network_and_nic_xml_round_trip() -> None:
+    net = network_xml(network_name("proj/front"), "proj/front")
+    root = ET.fromstring(net)
+    assert root.findtext("name") == "pv-proj+front" and root.find("ip") is None  # no host address: no clash
+    assert managed_network(net) == "proj/front"
+    assert managed_network("<network><name>default</name></network>") is None  # not ours
+    nic = nic_xml("proj/front", "52:54:00:0A:00:01")
+    other = "<interface type='bridge'><source bridge='br0'/></interface>"
+    dom = f"<domain><devices>{nic}{other}</devices></domain>"
+    assert interfaces(dom) == {"52:54:00:0a:00:01": "pv-proj+front"}
+    assert interface_by_mac(dom, "52:54:00:0a:00:01") is not None
+    assert interface_by_mac(dom, "52:54:00:0a:00:02") is None

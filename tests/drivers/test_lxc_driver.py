@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.drivers.lxc import LxcDriver, cgroup_limits, container_name, lxc_path
 from poolvisor.drivers.protocols import Capability, UnsupportedByDriver, as_migration, as_snapshots
 
@@ -44,7 +44,7 @@ def test_refuses_vms_and_unknown_hosts(tmp_path: Path) -> None:
     with pytest.raises(DriverError, match="not connected"):
         d.create("nowhere", DriverWorkload("p/c", "container", {}))
     d._paths["h"] = tmp_path  # connected without touching the tools
-    with pytest.raises(DriverError, match="runs containers"):
+    with pytest.raises(DriverRefusal, match="runs containers"):
         d.create("h", DriverWorkload("p/v", "vm", {}))
     assert not d.exists("h", DriverWorkload("p/v", "vm", {}))
     with pytest.raises(DriverError, match="no container"):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from tests_real_helpers import assert_host_empty, lab_config, wait_rollback
 
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.drivers.conformance import check_conformance
 from poolvisor.drivers.libvirt import LibvirtDriver
 from poolvisor.drivers.libvirt_xml import domain_name
@@ -78,8 +78,10 @@ def test_create_migrate_snapshot_delete(drv: LibvirtDriver, lab: Lab) -> None:
     drv.snapshot_restore(b.name, w, "s1")
     wait_rollback(console, offset, at_most=at_snap + 5)
     assert drv.state(b.name, w) == "running"
-    with pytest.raises(DriverError, match="snapshots"):
+    with pytest.raises(DriverRefusal, match=r"has snapshots \(s1\)"):  # 409, before anything moves
         drv.start_migration(w, b, a)
+    with pytest.raises(DriverRefusal, match="delete them first"):
+        drv.check_migration(w, b)
     drv.snapshot_delete(b.name, w, "s1")
     assert drv.snapshot_list(b.name, w) == []
     drv.delete(b.name, w)

@@ -65,8 +65,8 @@ def test_batch_dry_run_and_rejections(lite: Services) -> None:
     res = lite.batch.create_workloads_batch("demo", SPECS[:2], dry_run=True)
     assert [w.state for w in res.workloads] == ["dry-run", "dry-run"]
     assert [w.name for w in lite.workloads.list_workloads("demo")] == ["old0"]
-    with pytest.raises(InvalidInputError, match="not supported in batch mode"):
-        lite.batch.create_workloads_batch("demo", [{"name": "x", "flavor": "one", "group": "g"}])
+    with pytest.raises(InvalidInputError, match="unknown field"):
+        lite.batch.create_workloads_batch("demo", [{"name": "x", "flavor": "one", "zone": "z"}])
     with pytest.raises(InvalidInputError, match="unique"):
         lite.batch.create_workloads_batch("demo", [{"name": "x", "flavor": "one"}] * 2)
 

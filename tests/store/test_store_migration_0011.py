@@ -47,7 +47,7 @@ def test_0011_downgrades_and_upgrades(url: str, tmp_path: Path) -> None:
         migrate(store, "0010", command.downgrade)
         assert not BACKUP_TABLES & tables(store)
         migrate(store, "head")
-        assert current_revision(store) == head_revision() == "0011"
+        assert current_revision(store) == head_revision()
         with store.engine.connect() as c:
             assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
     finally:

@@ -70,6 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     log = (tmp / "serve.log").open("wb")
     proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "6",
+                             "--controller-interval", "0",
                              "--demo-vms", "8", "--sim-durations", "migrate=3", "--log-level", "warning"],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

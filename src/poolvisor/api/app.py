@@ -36,16 +36,21 @@ from poolvisor.api.routes import (
     utilization,
     workloads,
 )
+from poolvisor.api.routes import controller as controller_routes
 from poolvisor.api.routes import leader as leader_routes
+from poolvisor.api.routes import queue as queue_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.backup_schedules import DEFAULT_INTERVAL_S as BACKUP_INTERVAL_S
 from poolvisor.services.backup_schedules import BackupLoop
 from poolvisor.services.balloon_loop import BalloonLoop
+from poolvisor.services.controller_loop import ControllerLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.ha import HaLoop
 from poolvisor.services.leader import LeaderElection, gate_step
+from poolvisor.services.queue import DEFAULT_INTERVAL_S as QUEUE_INTERVAL_S
+from poolvisor.services.queue import QueueLoop
 from poolvisor.services.quotas import RateLimit
 from poolvisor.services.sweeper import RepairSweeper
 from poolvisor.ui import mount_ui
@@ -72,6 +77,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                sim_admin: bool = False, alert_interval: float | None = None,
                rate_limit: RateLimit | None = None, threads: int | None = None,
                leader: LeaderElection | None = None, ha_interval: float | None = None,
+               controller_interval: float | None = None,
+               queue_interval: float | None = QUEUE_INTERVAL_S,
                backup_interval: float | None = BACKUP_INTERVAL_S) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
@@ -91,7 +98,11 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     `leader`: this process's candidacy among servers sharing the database (services/leader.py);
     the pool-wide loops (alerts, balloon) then step only while it leads. None: they always do.
     `ha_interval`: run the HA loop (heartbeats, fencing, restart: services/ha.py) every that many
-    seconds, or None."""
+    seconds, or None.
+    `controller_interval`: run the controller's reconcile round every that many seconds
+    (services/controller_loop.py), or None.
+    `queue_interval`: drain the pending-creation queue every that many seconds (None: never),
+    while this process leads (services/queue.py QueueLoop)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -119,17 +130,31 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             alerter.start()
         if ha_loop is not None:
             ha_loop.start()
+        is_leader = leader.is_leader if leader is not None else None
+        controller = (ControllerLoop(services, controller_interval, is_leader=is_leader)
+                      if controller_interval and services is not None else None)
+        if controller is not None:
+            controller.start()
+        _app.state.controller_loop = controller
+        queue = QueueLoop(services.queue, queue_interval, is_leader or (lambda: True)) \
+            if queue_interval and services is not None else None  # waiting creations (wait: true)
+        if queue is not None:
+            queue.start()
         backuper = BackupLoop(services.backup_schedules, backup_interval) \
             if backup_interval and services is not None else None
         if backuper is not None:
-            if leader is not None:  # only the leader runs backup schedules
-                services.backup_schedules.is_leader = leader.is_leader
+            if is_leader is not None:  # only the leader runs backup schedules
+                services.backup_schedules.is_leader = is_leader
             backuper.start()
         try:
             yield
         finally:
             if backuper is not None:
                 backuper.stop()
+            if queue is not None:
+                queue.stop()
+            if controller is not None:
+                controller.stop()
             if ha_loop is not None:
                 ha_loop.stop()
             if alerter is not None:
@@ -154,7 +179,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, backups, tasks, utilization,
-                   events, system, networks, storage, memory, alerts, quotas, leader_routes, ha):
+                   events, system, networks, storage, memory, alerts, quotas, leader_routes, ha,
+                   controller_routes, queue_routes):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

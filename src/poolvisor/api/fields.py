@@ -64,9 +64,9 @@ before them pydantic cannot put the bounds in the schema): a JSON number with an
 
 #: the balancing policies plan_balancing knows by name (policies/balancing/planner.policy_named)
 BALANCING_POLICY_PATTERN = (r"^(pack|spread|adaptive(-0*[1-9][0-9]{0,5}(\.[0-9]{1,6})?)?|"
-                            r"(thr|iqr|mad|lr|lrr)-(mmt|mu|mc|rs)(-[0-9]{1,6}(\.[0-9]{1,6})?)?)$")
+                            r"(thr|iqr|mad|lr|lrr)-(mmt|mu|mc|rs|lp)(-[0-9]{1,6}(\.[0-9]{1,6})?)?)$")
 BALANCING_POLICY_RULE = ("unknown balancing policy: use pack, spread, adaptive[-safety] (safety >= 1) or "
-                         "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param]")
+                         "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs|lp>[-param]")
 
 ResourceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=RESOURCE_PATTERN)]
 Amount = Annotated[float, Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False)]

@@ -283,6 +283,9 @@ class ExplanationOut(BaseModel):
     summary: str = ""
 
 
+PriorityClassName = Literal["spot", "low", "normal", "high", "system"]  # policies/preemption.py
+
+
 class WorkloadCreate(_In):
     """Exactly one of `flavor` and `demand`; `group_policy` needs a `group`."""
 
@@ -299,6 +302,9 @@ class WorkloadCreate(_In):
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
     priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
+    priority_class: PriorityClassName = Field(
+        default="normal", description="spot < low < normal < high < system: when nothing fits, a "
+        "class above spot may preempt workloads of lower classes (docs/scheduling.md)")
     group: Name | None = None
     group_policy: GroupPolicyName | None = None
     required_labels: Labels | None = None
@@ -306,6 +312,10 @@ class WorkloadCreate(_In):
     pool: Name | None = None
     networks: Annotated[list[Name], Field(max_length=8, description="one NIC per network (no repeats)",
                                           json_schema_extra={"uniqueItems": True})] | None = None
+    wait: bool = Field(default=False, description="when nothing fits now, queue the request (202 with the "
+                       "queue entry) and create it when capacity frees, in the pool's queue discipline")
+    duration_s: Annotated[float, Field(gt=0, le=315_360_000)] | None = Field(
+        default=None, description="declared run time in seconds (the sjf discipline serves short ones first)")
 
     @model_validator(mode="after")
     def _rules(self) -> WorkloadCreate:
@@ -329,6 +339,9 @@ class WorkloadOut(_Out):
     created_at: datetime
     explanation: ExplanationOut | None = None
     gpus: list[GpuShareOut] = Field(default_factory=list, description="the GPU devices it holds")
+    priority_class: str = "normal"
+    state_reason: str | None = Field(default=None, description="why the system put it in its state "
+                                     "(e.g. preempted by which workload)")
 
 
 class MigrateRequest(_In):
@@ -336,19 +349,31 @@ class MigrateRequest(_In):
 
 
 class BatchItem(_In):
-    """One workload of a batch (exactly one of `flavor` and `demand`). Labels, groups and affinity
-    are not supported in batch mode."""
+    """One workload of a batch (exactly one of `flavor` and `demand`). Labels and groups make the
+    batch a gang placed by the placement pipeline (all-or-nothing; a hard-affinity group on one
+    host); without them the packer places it on the fewest hosts."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": _FLAVOR_XOR_DEMAND})
+    model_config = ConfigDict(json_schema_extra={
+        "oneOf": _FLAVOR_XOR_DEMAND,
+        "anyOf": [{"not": {"required": ["group_policy"]}},
+                  {"properties": {"group_policy": {"type": "null"}}},
+                  {"required": ["group"], "properties": {"group": {"type": "string"}}}],
+    })
     name: Name
     flavor: Name | None = None
     demand: Demand | None = None
     kind: Literal["vm", "container"] = "vm"
     priority: Annotated[int, Field(ge=-1000, le=1000), INTEGRAL] = 0
+    group: Name | None = None
+    group_policy: GroupPolicyName | None = None
+    required_labels: Labels | None = None
+    forbidden_labels: Labels | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> BatchItem:
         _one_of_flavor_demand(self.flavor, self.demand)
+        if self.group_policy is not None and self.group is None:
+            raise ValueError("group_policy needs a group")
         return self
 
 
@@ -407,7 +432,7 @@ class ConsolidationRequest(_In):
     policy: str = Field(default="pack", max_length=64, pattern=BALANCING_POLICY_PATTERN, description=(
         "balancing policy: pack (fewest active hosts by reservations), spread (imbalance reduction), "
         "adaptive[-safety] (the simulator's default, safety >= 1) or "
-        "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param] on the workloads' recorded utilization"))
+        "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs|lp>[-param] on the workloads' recorded utilization"))
     apply: bool = Field(default=False, description="execute the moves (live migrations), not only plan")
 
 

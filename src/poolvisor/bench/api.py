@@ -121,7 +121,9 @@ class Replicas:
 
     def _spawn(self, i: int) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "poolvisor.cli.main", "serve", "--db", self.url, "--host", "127.0.0.1",
-               "--port", str(self.ports[i]), "--log-level", "warning", *self.serve_args]
+               "--port", str(self.ports[i]), "--log-level", "warning",
+               "--controller-interval", "0",  # the API alone: no balancing moves under the load
+               *self.serve_args]
         with (self.workdir / f"serve-{i}.log").open("ab") as log:
             return subprocess.Popen(cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
 

@@ -19,6 +19,7 @@ from poolvisor.cli import alert as alert_cli
 from poolvisor.cli import backup as backup_cli
 from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, sweep, task, vm, whatif
 from poolvisor.cli import check as check_cli
+from poolvisor.cli import controller as controller_cli
 from poolvisor.cli import events as events_cli
 from poolvisor.cli import ha as ha_cli
 from poolvisor.cli import ip as ip_cli
@@ -41,7 +42,8 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
-    "storage-pool", "volume", "backup-target", "backup", "events", "alert", "leader", "sim",
+    "storage-pool", "volume", "backup-target", "backup", "events", "alert", "controller", "ha", "leader",
+    "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -83,6 +85,7 @@ app.add_typer(backup_cli.backup_app, name="backup", rich_help_panel=PANEL_POOL)
 vm.app.add_typer(backup_cli.vm_app, name="backup")
 app.command(name="leader", rich_help_panel=PANEL_POOL)(leader_cli.leader)
 app.add_typer(ha_cli.app, name="ha", rich_help_panel=PANEL_POOL)
+app.add_typer(controller_cli.app, name="controller", rich_help_panel=PANEL_POOL)
 app.add_typer(token_cli.app, name="token", rich_help_panel=PANEL_POOL)
 app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)

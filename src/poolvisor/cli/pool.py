@@ -96,6 +96,16 @@ def delete(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None) -> None:
     say("pool {} deleted", name)
 
 
+@app.command("queue-discipline")
+def queue_discipline(name: PoolArg, discipline: Annotated[str, typer.Argument(
+        help="fifo, priority, sjf, round-robin, drf or ps-n.")],
+        url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Set the order the pool's queued creations are served in (admin)."""
+    with Api(url, token) as api:
+        r = api.put(api_path("pools", name, "queue-discipline"), {"discipline": discipline})
+    say("pool {}: queue discipline {}", r["pool"], r["discipline"])
+
+
 @app.command()
 def consolidate(
     name: PoolArg,

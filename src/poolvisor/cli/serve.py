@@ -26,6 +26,7 @@ from poolvisor.cli.parse import number
 DEFAULT_REPAIR_INTERVAL_S = 2.0
 DEFAULT_LEASE_S = 5.0
 MAX_SIM_DURATION_S = 600.0
+DEMO_BOOT_S = 30.0  # a demo sim host switched on by the controller boots this long
 DEMO_MIGRATION_MIBPS = 1250.0  # 10 Gbit/s: a demo VM's migration takes seconds, so its progress shows
 MAX_MIGRATION_MIBPS = 1e9
 DEFAULT_ALERT_INTERVAL_S = 30.0
@@ -155,6 +156,10 @@ def serve(
     ha_interval: Annotated[float, typer.Option(parser=number,
         help="Seconds between HA heartbeat rounds (a host missing 3 in a row is fenced and its "
         "workloads restarted elsewhere); 0 turns HA off.")] = 1.0,
+    controller_interval: Annotated[float, typer.Option(
+        "--controller-interval", parser=number,
+        help="Seconds between the controller's reconcile rounds (measure, balance, consolidate, power "
+        "hosts off and on; `poolvisor controller pause` stops it); 0 turns it off.")] = 20.0,
     alert_pool_full: Annotated[float, typer.Option(parser=number,
         help="Alert when a pool's resource is allocated at this fraction or more (0..1).")] = 0.9,
     alert_quota: Annotated[float, typer.Option(parser=number,
@@ -221,6 +226,11 @@ def serve(
     except ValueError as e:
         raise fail(f"alert thresholds: {e} (--alert-pool-full and --alert-quota are fractions in (0, 1], "
                    "--alert-task-deadline seconds > 0)") from None
+    from poolvisor.services.controller_loop import MAX_INTERVAL_S as MAX_CTL_S
+    from poolvisor.services.controller_loop import MIN_INTERVAL_S as MIN_CTL_S
+
+    if controller_interval != 0 and not MIN_CTL_S <= controller_interval <= MAX_CTL_S:
+        raise fail(f"--controller-interval must be 0 (off) or {MIN_CTL_S:g}..{MAX_CTL_S:g} seconds")
     durations = _sim_durations(sim_durations) if sim_durations is not None else {}
     bandwidth = sim_migration_bandwidth if sim_migration_bandwidth is not None else (
         DEMO_MIGRATION_MIBPS if demo is not None else 0.0)
@@ -242,7 +252,8 @@ def serve(
     sock = _listen(host, port)
     try:
         svc = open_services(db, lease_s=lease, repair=False, policy=policy, driver_options={
-            "durations": durations, "migration_bandwidth_mibps": bandwidth or None})
+            "durations": durations, "migration_bandwidth_mibps": bandwidth or None,
+            "boot_s": DEMO_BOOT_S if demo is not None else 0.0})
     except BaseException:
         sock.close()
         raise
@@ -271,7 +282,8 @@ def serve(
                          report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
                          alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
-                         leader=election, ha_interval=ha_interval or None)
+                         leader=election, ha_interval=ha_interval or None,
+                         controller_interval=controller_interval or None)
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, "
                    f"dashboard /ui); {note}", err=True)
         from poolvisor.observability.logs import configure

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             DEFAULT_BALANCING_POLICY,
             "--policy",
             "-p",
-            help="adaptive (the default), npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs> (e.g. lr-mmt)",
+            help="adaptive (the default), npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs|lp> (e.g. lr-mmt)",
         ),
         param: float | None = typer.Option(
             None,

@@ -31,7 +31,9 @@ ProjectOpt = Annotated[str | None, typer.Option(
 def _show(w: dict[str, Any]) -> None:
     table(f"Workload {w['project']}/{w['name']}", ("field", "value"), [
         ("state", w["state"]), ("host", w.get("host") or "–"), ("kind", w["kind"]),
-        ("demand", amounts(w["demand"])), ("priority", str(w["priority"])), ("group", w.get("group") or "–"),
+        ("demand", amounts(w["demand"])), ("priority", str(w["priority"])),
+        ("class", w.get("priority_class") or "normal"), ("group", w.get("group") or "–"),
+        *([("reason", w["state_reason"])] if w.get("state_reason") else []),
         ("created", w["created_at"]), *([("GPUs", shares_text(w["gpus"]))] if w.get("gpus") else [])])
 
 
@@ -73,6 +75,9 @@ def create(
     project: ProjectOpt = None,
     kind: Annotated[str, typer.Option(help="vm or container.")] = "vm",
     priority: Annotated[int, typer.Option(help="-1000..1000.")] = 0,
+    priority_class: Annotated[str, typer.Option("--class", help=(
+        "Priority class: spot, low, normal, high, system; when nothing fits, a class above spot may "
+        "preempt lower classes."))] = "normal",
     group: Annotated[str | None, typer.Option(help="Affinity group name.")] = None,
     group_policy: Annotated[str | None, typer.Option(
         help="affinity, anti-affinity, soft-affinity, soft-anti-affinity, domain-spread.")] = None,
@@ -85,6 +90,9 @@ def create(
         "Full explanation: every filter's rejection counts and reasons (one pass over all hosts); "
         "without it, the chosen host, top candidates and candidate counts."))] = False,
     network: Annotated[list[str] | None, typer.Option(help="A NIC on this network (repeatable).")] = None,
+    queue: Annotated[bool, typer.Option("--queue", help=(
+        "When nothing fits now, wait in the pool's queue (created when capacity frees)."))] = False,
+    duration: Annotated[float | None, typer.Option(help="Declared run time in seconds (for sjf).")] = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Place and create a workload; prints where it went and why."""
@@ -93,16 +101,20 @@ def create(
     body: dict[str, Any] = {
         "name": name, "project": project, "flavor": flavor,
         "demand": parse_map(demand, "--demand", float) if demand else None,
-        "kind": kind, "priority": priority, "group": group, "group_policy": group_policy,
+        "kind": kind, "priority": priority, "priority_class": priority_class, "group": group,
+        "group_policy": group_policy,
         "required_labels": parse_map(require, "--require", str) if require else None,
         "forbidden_labels": parse_map(forbid, "--forbid", str) if forbid else None, "pool": pool,
-        "networks": network or None,
+        "networks": network or None, "wait": queue or None, "duration_s": duration,
     }
     with Api(url, token) as api:
         w = api.post(api_path("workloads"), {k: v for k, v in body.items() if v is not None},
                      dry_run="true" if dry_run else None, explain="full" if explain else None)
     if as_json:
         emit_json(w)
+        return
+    if "attempts" in w:  # 202: the queue entry
+        say("{}/{} queued ({}): {}", w["project"], w["name"], w["priority_class"], w.get("last_error") or "")
         return
     if dry_run:
         say("dry run: {}/{} would go to [bold]{}[/bold]; nothing allocated",
@@ -112,6 +124,8 @@ def create(
             w["kind"], w["project"], w["name"], w["host"], w["state"])
         if w.get("gpus"):
             say("GPUs: {}", shares_text(w["gpus"]))
+        for p in (w.get("explanation") or {}).get("preempted") or []:
+            say("preempted {} ({}) to make room", p["workload"], p["class"])
         if network:
             show_workload_nics(url, token, w["project"], w["name"])
     explanation(w.get("explanation"))
@@ -219,3 +233,25 @@ def delete(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token:
 
 
 app.add_typer(vm_snapshot.app, name="snapshot")
+
+
+@app.command("queued")
+def queued_list(project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Creation requests waiting for capacity (vm create --queue)."""
+    with Api(url, token) as api:
+        rows = api.get(api_path("queue"), project=project)
+    if as_json:
+        emit_json(rows)
+        return
+    table("Queued creations", ("name", "project", "pool", "class", "demand", "attempts", "waiting since"),
+          [(q["name"], q["project"], q.get("pool") or "–", q["priority_class"], amounts(q["demand"]),
+            str(q["attempts"]), q["created_at"]) for q in rows])
+
+
+@app.command("unqueue")
+def unqueue(name: NameArg, project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Withdraw a queued creation request."""
+    with Api(url, token) as api:
+        api.delete(api_path("queue", name), project=project)
+    say("queued request {} withdrawn", name)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.drivers.sim import SimDriver
 from poolvisor.traces.synthetic import resample_shapes
 
 if TYPE_CHECKING:
@@ -44,6 +45,26 @@ def demo_utilization(n: int, steps: int, seed: int = 0) -> np.ndarray:
     return np.clip(day[:, np.arange(steps) % DAY] + noise, 0.0, 1.0)
 
 
+def replay_recorded(svc: Services, steps: int = DAY, interval_s: float = 300.0) -> int:
+    """Give the demo's sim guests their recorded CPU use (the last `steps` buckets) to replay, as
+    `seed_demo_usage` does when it creates them; how many got one."""
+    ws = [w for w in svc.workloads.list_workloads("demo") if w.host]
+    keys = [f"demo/{w.name}" for w in ws]
+    have = svc.utilization.recorded(keys) if keys else []
+    ws = [w for w, ok in zip(ws, have, strict=True) if ok]
+    if not ws:
+        return 0
+    hist = svc.utilization.utilization_history([f"demo/{w.name}" for w in ws], interval_s, steps=steps)
+    t0 = float(hist.start_s or 0.0)
+    n = 0
+    for w, row in zip(ws, np.asarray(hist.util).tolist(), strict=True):
+        d = svc.drivers.driver_of(w.host) if w.host else None
+        if isinstance(d, SimDriver):
+            d.set_profile(f"demo/{w.name}", row, interval_s, t0)
+            n += 1
+    return n
+
+
 def seed_demo_usage(svc: Services, vms: int, *, steps: int = DAY, interval_s: float = 300.0,
                     seed: int = 0, now: float | None = None) -> int:
     """Create `vms` demo workloads and record their history; a no-op (0) when project 'demo' has
@@ -52,8 +73,10 @@ def seed_demo_usage(svc: Services, vms: int, *, steps: int = DAY, interval_s: fl
         raise InvalidInputError(f"demo VM count must be 0..{MAX_DEMO_VMS}")
     if not 2 <= steps <= MAX_DEMO_STEPS:
         raise InvalidInputError(f"demo history steps must be 2..{MAX_DEMO_STEPS}")
-    if vms == 0 or "demo" not in {p.name for p in svc.catalog.list_projects()} \
-            or svc.workloads.list_workloads("demo"):
+    if vms == 0 or "demo" not in {p.name for p in svc.catalog.list_projects()}:
+        return 0
+    if svc.workloads.list_workloads("demo"):
+        replay_recorded(svc, steps, interval_s)  # a restart: the sim guests replay their history again
         return 0
     rng = np.random.default_rng(seed)
     specs = [{"name": f"vm-{i:03d}", "flavor": str(rng.choice(DEMO_FLAVORS))} for i in range(vms)]
@@ -64,4 +87,8 @@ def seed_demo_usage(svc: Services, vms: int, *, steps: int = DAY, interval_s: fl
     svc.utilization.record_utilization([(f"demo/{w.name}", t, c)
                                         for w, row in zip(made, util.tolist(), strict=True)
                                         for t, c in zip(times, row, strict=True)])
+    for w, row in zip(made, util.tolist(), strict=True):  # the sim guests replay the day, in a loop,
+        d = svc.drivers.driver_of(w.host) if w.host else None  # so the controller measures it
+        if isinstance(d, SimDriver):
+            d.set_profile(f"demo/{w.name}", row, interval_s, times[0])
     return len(made)

@@ -20,6 +20,7 @@ class HostState(enum.IntEnum):
     DOWN = 3
     REMOVED = 4
     DRAINING = 5  # being emptied by a drain task (services/maintenance.py); set only by that task
+    STANDBY = 6  # switched off by the controller's power management (empty; powered on on demand)
 
     @classmethod
     def parse(cls, value: str | HostState) -> HostState:

@@ -9,13 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from poolvisor.domain.errors import UnavailableError
+from poolvisor.domain.errors import ConflictError, UnavailableError
 
 
 class DriverError(UnavailableError):
     """The driver could not carry the action out (host dead, injected fault, hypervisor error)."""
 
     code = "driver_error"
+
+
+class DriverRefusal(ConflictError):
+    """The driver reached the host but will not do this to the workload as it is (a guest with
+    snapshots cannot migrate, a VM on a container host, a guest with no free disk slot...): a
+    409 carrying the driver's reason, raised before anything changed. Retrying does not help;
+    changing the workload (or the request) does. DriverError (503) is for what may pass."""
+
+    code = "refused_by_driver"
 
 
 @dataclass(frozen=True)

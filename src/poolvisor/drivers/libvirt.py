@@ -31,19 +31,32 @@ from typing import Any
 import libvirt
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload, HostStats
 from poolvisor.drivers.libvirt_xml import (
     MIN_MEMORY_MIB,
+    NET_PREFIX,
     LibvirtConfig,
+    attached_volume_name,
     check_snapshot_name,
     cpu_model,
+    disk_by_source,
     disk_paths,
+    disk_targets,
     domain_name,
     domain_xml,
+    free_disk_target,
     guest_spec,
     host_uuid,
+    interface_by_mac,
+    interfaces,
     managed_key,
+    managed_network,
+    network_name,
+    network_xml,
+    nic_xml,
     offers_kvm,
+    raw_volume_xml,
+    volume_disk_xml,
     volume_name,
     volume_xml,
     workload_key,
@@ -55,7 +68,9 @@ from poolvisor.drivers.protocols import (
     HostInfo,
     MigrationProgress,
     MigrationState,
+    NicSpec,
     SnapshotInfo,
+    VolumeSpec,
     WorkloadSample,
 )
 
@@ -71,6 +86,8 @@ DEFAULT_POOL_DIR = "/var/lib/libvirt/images/poolvisor"
 CPU_WINDOW_S = 0.25  # the first stats call of a guest measures its CPU over this window
 POLL_S = 0.1
 PROGRESS_EVERY_S = 0.5  # a migration's job info is read from QEMU at most this often
+DETACH_TIMEOUT_S = 10.0  # a running guest releases a hot-unplugged disk within this (ACPI eject)
+UPLOAD_PIECE = 4 << 20  # an attached volume's bytes go to the host in pieces of this size
 ACTIVE_CPU = 0.05  # a guest using more than this share of one CPU between two looks is active
 _STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
           | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU)
@@ -87,7 +104,8 @@ class LibvirtDriver:
     name = "libvirt"
     capabilities = frozenset({
         Capability.LIFECYCLE, Capability.MIGRATION, Capability.SNAPSHOTS, Capability.STATS,
-        Capability.BALLOON, Capability.HOST_INFO, Capability.FENCE,
+        Capability.BALLOON, Capability.HOST_INFO, Capability.FENCE, Capability.VOLUME_ATTACH,
+        Capability.NIC_ATTACH,
     })
 
     def __init__(self, uri: str = "", config: LibvirtConfig | None = None, **options: Any):
@@ -176,11 +194,11 @@ class LibvirtDriver:
         A guest that cannot start is removed again with its volume: a refused create leaves nothing."""
         self._refuse_if_fenced(host)
         if workload.kind != "vm":
-            raise DriverError(f"libvirt host {host!r} runs VMs, not {workload.kind}s")
+            raise DriverRefusal(f"libvirt host {host!r} runs VMs, not {workload.kind}s")
         try:
             guest_spec(workload.demand)
         except ValueError as e:
-            raise DriverError(f"libvirt host {host!r}: {e}") from None
+            raise DriverRefusal(f"libvirt host {host!r}: {e}") from None
         conn = self._conn(host)
         dom = self._lookup(conn, workload.key)
         if dom is None:
@@ -250,15 +268,19 @@ class LibvirtDriver:
         conn = self._conn(host)
         dom = self._lookup(conn, workload.key)
         paths: list[str] = []
+        nets: set[str] = set()
         if dom is not None:
             with self._errors("delete guest", host):
                 paths = disk_paths(dom.XMLDesc(0))
+                nets = set(interfaces(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).values())
                 if dom.isActive():
                     dom.destroy()
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
                                   | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
         with self._errors("delete volume", host):
             self._delete_volumes(conn, paths, workload.key)
+        with self._errors("remove networks", host):
+            self._gc_networks(conn, nets)  # the last NIC on a poolvisor network of this host went
         self._cpu.pop((host, workload.key), None)
         self._activity.pop((host, workload.key), None)
         self._resized.pop((host, workload.key), None)
@@ -283,13 +305,17 @@ class LibvirtDriver:
                 self.connect(b)
         self._refuse_if_fenced(dst.name)
         if self._hosts[src.name].binding.uri == self._hosts[dst.name].binding.uri:
-            raise DriverError(f"hosts {src.name!r} and {dst.name!r} are the same libvirt node")
+            raise DriverRefusal(f"hosts {src.name!r} and {dst.name!r} are the same libvirt node")
+        self.check_migration(workload, src)
         dom = self._need(src.name, workload)
         with self._errors("prepare migration", src.name):
-            if dom.snapshotNum(0) > 0:
-                raise DriverError(f"guest {workload.key} has snapshots; libvirt cannot migrate it "
-                                  "(delete them first)")
             paths = disk_paths(dom.XMLDesc(0))
+            nets = [managed_network(dom.connect().networkLookupByName(n).XMLDesc(0))
+                    for n in set(interfaces(dom.XMLDesc(0)).values()) if n.startswith(NET_PREFIX)]
+        with self._errors("prepare networks", dst.name):
+            for net in nets:  # the guest's poolvisor networks must exist on the destination
+                if net is not None:
+                    self._ensure_network(self._conn(dst.name), net)
         flags = (libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
         if live:
@@ -303,7 +329,20 @@ class LibvirtDriver:
         params = {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: int(bandwidth_mib_s)} if bandwidth_mib_s else {}
         return LibvirtMigration(self, workload, self._hosts[src.name].binding,
                                 self._hosts[dst.name].binding, flags, params,
-                                copied=paths if flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK else [])
+                                copied=paths if flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK else [],
+                                networks=tuple(network_name(n) for n in nets if n is not None))
+
+    def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
+        """libvirt cannot migrate a guest with (internal) snapshots: a refusal naming them."""
+        if src.name not in self._hosts:
+            self.connect(src)
+        dom = self._need(src.name, workload)
+        with self._errors("prepare migration", src.name):
+            names = dom.snapshotListNames(0) if dom.snapshotNum(0) > 0 else []
+        if names:
+            raise DriverRefusal(f"workload {workload.key} has snapshots ({', '.join(sorted(names))}); "
+                                "libvirt cannot migrate a guest with snapshots: delete them first",
+                                detail={"snapshots": sorted(names), "host": src.name})
 
     # ---- snapshots -------------------------------------------------------------------------------
     def snapshot_create(self, host: str, workload: DriverWorkload, name: str) -> SnapshotInfo:
@@ -408,6 +447,142 @@ class LibvirtDriver:
                 self._resized[(host, workload.key)] = time.time()
             dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_CONFIG)  # and after a restart
         return kib / 1024
+
+    # ---- volumes ---------------------------------------------------------------------------------
+    def attach_volume(self, host: str, workload: DriverWorkload, volume: VolumeSpec) -> None:
+        """The volume becomes a disk of the guest: a sparse raw file in the host's storage pool,
+        filled from the volume's bytes (uploaded through libvirt, so a remote host works too) or
+        empty, added to the guest's definition and, when it runs, hot-plugged (virtio PCI
+        hotplug through ACPI: the guest sees a new block device); a running guest that cannot
+        hot-plug (defined without ACPI) gets it at its next start. Idempotent; a failed attach
+        leaves no file."""
+        self._refuse_if_fenced(host)
+        conn = self._conn(host)
+        dom = self._need(host, workload)
+        name = attached_volume_name(workload.key, volume.id)
+        with self._errors("attach volume", host):
+            pool = self._ensure_pool(conn)
+            vol = _vol_by_name(pool, name)
+            if vol is not None and self._disk_xml(dom, str(vol.path())) is not None:
+                return
+            if vol is None:
+                vol = pool.createXML(raw_volume_xml(name, max(1, round(volume.size_gib * 2**30))), 0)
+        path = str(vol.path())
+        try:
+            with self._errors("write volume", host):
+                _upload(conn, vol, volume)
+            with self._errors("attach volume", host):
+                used = (dom.XMLDesc(0), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+                try:
+                    dev = free_disk_target(used, "vd" if volume.bus == "virtio" else "sd")
+                except ValueError as e:
+                    raise DriverRefusal(f"libvirt host {host!r}: {e}") from None
+                _attach_device(dom, volume_disk_xml(path, dev, bus=volume.bus, read_only=volume.read_only))
+        except DriverError:
+            with contextlib.suppress(libvirt.libvirtError):
+                vol.delete(0)
+            raise
+
+    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str) -> None:
+        """Unplug the volume's disk (a running guest must release it within DETACH_TIMEOUT_S, else
+        a DriverError and the disk stays), drop it from the definition, delete its file. The
+        guest's writes to it are not copied back into the volume. Idempotent."""
+        conn = self._conn(host)
+        name = attached_volume_name(workload.key, volume_id)
+        with self._errors("detach volume", host):
+            vol = _vol_by_name(self._ensure_pool(conn), name)
+            if vol is None:
+                return
+            path = str(vol.path())
+            dom = self._lookup(conn, workload.key)
+            if dom is not None:
+                _detach_device(dom, lambda xml: disk_by_source(xml, path), host,
+                               f"the disk of volume {volume_id}", workload.key)
+            vol.delete(0)
+
+    def volume_disks(self, host: str, workload: DriverWorkload) -> dict[str, str]:
+        """Target device -> source file of the guest's disks as it runs now (its definition when stopped)."""
+        dom = self._need(host, workload)
+        with self._errors("read guest disks", host):
+            return disk_targets(dom.XMLDesc(0))
+
+    # ---- NICs ------------------------------------------------------------------------------------
+    def attach_nic(self, host: str, workload: DriverWorkload, nic: NicSpec) -> None:
+        """A NIC with poolvisor's MAC on the host's libvirt network of poolvisor network
+        `nic.network` (an isolated bridge, defined and started on first use: network_xml),
+        added to the definition and hot-plugged into a running guest. Idempotent."""
+        if not nic.network:
+            raise DriverRefusal(f"libvirt host {host!r}: a NIC needs a network")
+        self._refuse_if_fenced(host)
+        conn = self._conn(host)
+        dom = self._need(host, workload)
+        with self._errors("attach NIC", host):
+            if interface_by_mac(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), nic.mac) is not None:
+                return
+            self._ensure_network(conn, nic.network)
+            try:
+                _attach_device(dom, nic_xml(nic.network, nic.mac, nic.model))
+            except libvirt.libvirtError:
+                with contextlib.suppress(libvirt.libvirtError):
+                    self._gc_networks(conn, {network_name(nic.network)})
+                raise
+
+    def detach_nic(self, host: str, workload: DriverWorkload, mac: str) -> None:
+        """Unplug the NIC (a running guest must release it within DETACH_TIMEOUT_S) and drop it
+        from the definition; its libvirt network goes when no guest of the host uses it. Idempotent."""
+        conn = self._conn(host)
+        dom = self._lookup(conn, workload.key)
+        if dom is None:
+            return
+        with self._errors("detach NIC", host):
+            nets = set(interfaces(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).values()) \
+                | set(interfaces(dom.XMLDesc(0)).values())
+            _detach_device(dom, lambda xml: interface_by_mac(xml, mac), host, f"NIC {mac}", workload.key)
+            self._gc_networks(conn, nets)
+
+    def networks(self, host: str) -> dict[str, str]:
+        """poolvisor network -> bridge of the libvirt networks poolvisor defined on the host."""
+        conn = self._conn(host)
+        with self._errors("list networks", host):
+            return {str(managed_network(n.XMLDesc(0))): n.bridgeName() if n.isActive() else ""
+                    for n in conn.listAllNetworks(0) if managed_network(n.XMLDesc(0)) is not None}
+
+    def _ensure_network(self, conn: Any, network: str) -> Any:
+        name = network_name(network)
+        try:
+            net = conn.networkLookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
+                raise
+            net = conn.networkDefineXML(network_xml(name, network))
+            net.setAutostart(True)
+        if not net.isActive():
+            net.create()
+        return net
+
+    def _gc_networks(self, conn: Any, names: set[str]) -> None:
+        """Remove the poolvisor-defined libvirt networks among `names` that no guest of the host
+        (running or defined) has a NIC on any more."""
+        names = {n for n in names if n.startswith(NET_PREFIX)}
+        if not names:
+            return
+        for dom in conn.listAllDomains(0):
+            for xml in (dom.XMLDesc(0), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
+                names -= set(interfaces(xml).values())
+        for name in names:
+            try:
+                net = conn.networkLookupByName(name)
+            except libvirt.libvirtError:
+                continue
+            if managed_network(net.XMLDesc(0)) is None:
+                continue  # not one we defined
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+
+    @staticmethod
+    def _disk_xml(dom: Any, path: str) -> str | None:
+        return disk_by_source(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), path)
 
     # ---- fencing ---------------------------------------------------------------------------------
     def fence(self, host: str) -> None:
@@ -611,6 +786,69 @@ class LibvirtDriver:
             self._cpu[(host, key)] = (now, cpu_s)
 
 
+def _attach_device(dom: Any, xml: str) -> None:
+    """Into the definition and, when the guest runs, hot-plugged; a running guest that cannot
+    hot-plug (defined without ACPI) gets the device at its next start."""
+    live = dom.isActive()
+    try:
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0)
+        dom.attachDeviceFlags(xml, flags)
+    except libvirt.libvirtError as e:
+        if not live or "hotplug" not in (e.get_error_message() or ""):
+            raise
+        dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+
+def _detach_device(dom: Any, find: Any, host: str, what: str, key: str) -> None:
+    """Hot-unplug (waiting up to DETACH_TIMEOUT_S for the guest to release it), then out of the
+    definition; `find(xml)` is the device's XML in a domain XML, or None."""
+    if dom.isActive():
+        dev = find(dom.XMLDesc(0))
+        if dev is not None:
+            dom.detachDeviceFlags(dev, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            deadline = time.monotonic() + DETACH_TIMEOUT_S
+            while find(dom.XMLDesc(0)) is not None:
+                if time.monotonic() > deadline:
+                    raise DriverError(f"libvirt host {host!r}: guest {key} did not release {what} "
+                                      "(no PCI hot-unplug in the guest?)")
+                time.sleep(POLL_S)
+    dev = find(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    if dev is not None:
+        dom.detachDeviceFlags(dev, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+
+
+def _vol_by_name(pool: Any, name: str) -> Any:
+    try:
+        return pool.storageVolLookupByName(name)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+            raise
+    return None
+
+
+def _upload(conn: Any, vol: Any, volume: VolumeSpec) -> None:
+    """Write the volume's pieces into the host's file (all-zero pieces are skipped: it is sparse)."""
+    if volume.content is None:
+        return
+    for offset, data in volume.content():
+        for at in range(0, len(data), UPLOAD_PIECE):
+            piece = data[at:at + UPLOAD_PIECE]
+            if not piece.strip(b"\0"):
+                continue
+            st = conn.newStream(0)
+            try:
+                vol.upload(st, offset + at, len(piece), 0)
+                view = memoryview(piece)
+                while view:
+                    n = st.send(bytes(view[:1 << 20]))
+                    view = view[n:]
+                st.finish()
+            except libvirt.libvirtError:
+                with contextlib.suppress(libvirt.libvirtError):
+                    st.abort()
+                raise
+
+
 def _has_balloon_driver(ms: dict[str, Any]) -> bool:
     """The guest's balloon driver reports its own memory figures (QEMU alone: actual and rss)."""
     return "usable" in ms or "unused" in ms
@@ -651,9 +889,11 @@ class LibvirtMigration:
     connection of its own; progress reads the source's job info; abort is abortJob."""
 
     def __init__(self, driver: LibvirtDriver, workload: DriverWorkload, src: HostBinding,
-                 dst: HostBinding, flags: int, params: dict[str, Any], copied: list[str]):
+                 dst: HostBinding, flags: int, params: dict[str, Any], copied: list[str],
+                 networks: tuple[str, ...] = ()):
         self.driver, self.workload, self.src, self.dst = driver, workload, src, dst
         self.flags, self.params, self.copied = flags, params, copied
+        self.networks = networks
         self.started = time.monotonic()
         self.finished: float | None = None
         self._final: MigrationProgress | None = None
@@ -698,6 +938,8 @@ class LibvirtMigration:
         if self.copied:
             with contextlib.suppress(libvirt.libvirtError, DriverError):
                 self.driver._delete_volumes(self.driver._conn(self.src.name), self.copied, self.workload.key)
+        with contextlib.suppress(libvirt.libvirtError, DriverError):  # its networks left the source too
+            self.driver._gc_networks(self.driver._conn(self.src.name), set(self.networks))
         return MigrationProgress(MigrationState.COMPLETED, 1.0, total, done or total, downtime)
 
     def _clean_destination(self) -> None:

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from xml.sax.saxutils import escape, quoteattr
 
@@ -91,6 +91,93 @@ def volume_name(key: str) -> str:
     return f"{domain_name(key)}.qcow2"
 
 
+def attached_volume_name(key: str, volume_id: str) -> str:
+    """The file, in the host's storage pool, of volume `volume_id` attached to guest `key`:
+    `project+name--<volume id, '/' as '+'>.raw` (the guest's own disk is `project+name.qcow2`)."""
+    return f"{domain_name(key)}--{volume_id.replace('/', DOMAIN_SEP)}.raw"
+
+
+def raw_volume_xml(name: str, capacity_bytes: int) -> str:
+    """A sparse raw file: an attached volume's bytes are written into it as they are."""
+    return (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{capacity_bytes}</capacity>"
+            "<allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>")
+
+
+def volume_disk_xml(path: str, dev: str, *, bus: str = "virtio", read_only: bool = False) -> str:
+    ro = "<readonly/>" if read_only else ""
+    return (f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+            f"<source file={quoteattr(path)}/><target dev={quoteattr(dev)} bus={quoteattr(bus)}/>{ro}</disk>")
+
+
+def free_disk_target(xmls: Iterable[str], prefix: str = "vd") -> str:
+    """The first `prefix`+letter target no disk uses in any of the domain's XMLs (live and
+    persistent): vdb after the guest's vda."""
+    used = {t.get("dev") for xml in xmls for t in ET.fromstring(xml).findall("devices/disk/target")}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        if prefix + c not in used:
+            return prefix + c
+    raise ValueError(f"the guest has no free disk target left ({prefix}a..{prefix}z)")
+
+
+def disk_by_source(xml: str, path: str) -> str | None:
+    """The <disk> element (as XML) whose source is `path`, else None."""
+    for disk in ET.fromstring(xml).findall("devices/disk"):
+        src = disk.find("source")
+        if src is not None and src.get("file") == path:
+            return ET.tostring(disk, encoding="unicode")
+    return None
+
+
+NET_PREFIX = "pv-"  # libvirt networks poolvisor defines for its networks: pv-project+network
+
+
+def network_name(network: str) -> str:
+    """poolvisor's 'project/network' -> the libvirt network 'pv-project+network'."""
+    return NET_PREFIX + network.replace("/", DOMAIN_SEP)
+
+
+def network_xml(name: str, network: str) -> str:
+    """An isolated L2 bridge for one poolvisor network on one host: no address of the host on it
+    (a poolvisor network spans hosts; its gateway is a poolvisor router, not every host), so the
+    same network on many hosts never clashes; libvirt picks the bridge's name (virbrN)."""
+    return (f"<network><name>{escape(name)}</name>"
+            f"<metadata><pv:network xmlns:pv='{NS}' name={quoteattr(network)}/></metadata>"
+            "<bridge stp='off' delay='0'/></network>")
+
+
+def nic_xml(network: str, mac: str, model: str = "virtio") -> str:
+    """A NIC on poolvisor network `network` (its libvirt network) with poolvisor's MAC."""
+    return (f"<interface type='network'><source network={quoteattr(network_name(network))}/>"
+            f"<mac address={quoteattr(mac)}/><model type={quoteattr(model)}/></interface>")
+
+
+def managed_network(xml: str) -> str | None:
+    """The poolvisor network ('project/network') a libvirt network we defined is for, else None."""
+    try:
+        el = ET.fromstring(xml).find(f"metadata/{{{NS}}}network")
+    except ET.ParseError:
+        return None
+    return el.get("name") if el is not None else None
+
+
+def interfaces(xml: str) -> dict[str, str]:
+    """MAC -> libvirt network of the domain's network interfaces."""
+    out = {}
+    for nic in ET.fromstring(xml).findall("devices/interface"):
+        mac, src = nic.find("mac"), nic.find("source")
+        if mac is not None and src is not None and src.get("network"):
+            out[str(mac.get("address")).lower()] = str(src.get("network"))
+    return out
+
+
+def interface_by_mac(xml: str, mac: str) -> str | None:
+    for nic in ET.fromstring(xml).findall("devices/interface"):
+        m = nic.find("mac")
+        if m is not None and str(m.get("address")).lower() == mac.lower():
+            return ET.tostring(nic, encoding="unicode")
+    return None
+
+
 def mac_address(key: str) -> str:
     """A stable locally administered MAC (QEMU's 52:54:00 prefix) derived from the workload key."""
     h = hashlib.sha256(key.encode()).digest()
@@ -163,6 +250,7 @@ def domain_xml(key: str, demand: Mapping[str, float], cfg: LibvirtConfig, *, dom
             f"<memory unit='KiB'>{spec.memory_kib}</memory>"
             f"<currentMemory unit='KiB'>{spec.memory_kib}</currentMemory>"
             f"<vcpu>{spec.vcpus}</vcpu><os>{''.join(os_parts)}</os>"
+            "<features><acpi/></features>"  # PCI hotplug (attached volumes) and graceful shutdown
             "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>"
             f"<devices>{''.join(devices)}</devices></domain>")
 
@@ -185,6 +273,16 @@ def disk_paths(xml: str) -> list[str]:
         src = disk.find("source")
         if src is not None and src.get("file"):
             out.append(str(src.get("file")))
+    return out
+
+
+def disk_targets(xml: str) -> dict[str, str]:
+    """Target device -> source file of the domain's file disks ({'vda': ..., 'vdb': ...})."""
+    out = {}
+    for disk in ET.fromstring(xml).findall("devices/disk"):
+        src, tgt = disk.find("source"), disk.find("target")
+        if src is not None and tgt is not None and src.get("file") and tgt.get("dev"):
+            out[str(tgt.get("dev"))] = str(src.get("file"))
     return out
 
 

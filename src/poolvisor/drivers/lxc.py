@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload, HostStats
 from poolvisor.drivers.protocols import Capability, HostBinding, HostInfo, WorkloadSample
 
 DEFAULT_PATH = "/var/lib/poolvisor/lxc"
@@ -177,7 +177,7 @@ class LxcDriver:
         A container that cannot start is destroyed again: a refused create leaves nothing."""
         self._refuse_if_fenced(host)
         if workload.kind != "container":
-            raise DriverError(f"LXC host {host!r} runs containers, not {workload.kind}s")
+            raise DriverRefusal(f"LXC host {host!r} runs containers, not {workload.kind}s")
         name = container_name(workload.key)
         path = self._path(host)
         if not (path / name / "config").exists():

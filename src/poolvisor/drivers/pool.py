@@ -24,6 +24,7 @@ from poolvisor.drivers.protocols import (
     Lifecycle,
     Migration,
     NicAttach,
+    Power,
     Snapshots,
     VolumeAttach,
     WorkloadStats,
@@ -32,6 +33,7 @@ from poolvisor.drivers.protocols import (
     as_lifecycle,
     as_migration,
     as_nic_attach,
+    as_power,
     as_snapshots,
     as_volume_attach,
     as_workload_stats,
@@ -131,3 +133,6 @@ class DriverPool:
 
     def fencing(self, host: str) -> Fencing:
         return as_fencing(self.driver_of(host), host=host)
+
+    def power(self, host: str) -> Power:
+        return as_power(self.driver_of(host), host=host)

@@ -15,21 +15,22 @@ and so takes both hosts' `HostBinding`s. A driver instance serves every host bou
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, cast, runtime_checkable
 
 from poolvisor.domain.errors import ConflictError
-from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload, HostStats
 
 __all__ = [
     "BackupImage", "Balloon", "Capability", "ImageInfo", "as_backup_image",
-    "DriverError", "DriverWorkload", "Fencing", "HostBinding", "HostDriver",
+    "DriverError", "DriverRefusal", "DriverWorkload", "Fencing", "HostBinding",
+    "HostDriver",
     "HostInfo", "HostStats", "Lifecycle", "Migration", "MigrationHandle", "MigrationProgress",
     "MigrationState", "NicAttach", "NicSpec", "SnapshotInfo", "Snapshots", "UnsupportedByDriver",
     "GuestMemory", "VolumeAttach", "VolumeSpec", "WorkloadSample", "WorkloadStats", "as_balloon",
     "as_fencing",
-    "as_lifecycle", "as_migration", "as_nic_attach", "as_snapshots", "as_volume_attach",
+    "Power", "as_power", "as_lifecycle", "as_migration", "as_nic_attach", "as_snapshots", "as_volume_attach",
     "as_workload_stats", "require", "supports",
 ]
 
@@ -44,6 +45,7 @@ class Capability(enum.StrEnum):
     NIC_ATTACH = "nic_attach"        # attach_nic/detach_nic
     HOST_INFO = "host_info"          # host_info reports real capacity (not only what it was told)
     FENCE = "fence"                  # fence/unfence: destroy every guest and refuse new ones
+    POWER = "power"                  # power_on/power_off/power_state of an empty host (DPM)
     BACKUP_IMAGE = "backup_image"    # export_image/import_image: a guest's disk and memory as bytes
 
 
@@ -52,7 +54,8 @@ _VERBS = {
     Capability.SNAPSHOTS: "take snapshots", Capability.STATS: "report per-workload stats",
     Capability.BALLOON: "resize guest memory", Capability.VOLUME_ATTACH: "attach volumes",
     Capability.NIC_ATTACH: "attach NICs", Capability.HOST_INFO: "report host capacity",
-    Capability.FENCE: "fence hosts", Capability.BACKUP_IMAGE: "export or import backup images",
+    Capability.FENCE: "fence hosts", Capability.POWER: "power hosts on and off",
+    Capability.BACKUP_IMAGE: "export or import backup images",
 }
 
 
@@ -145,14 +148,18 @@ class VolumeSpec:
     size_gib: float = 0.0
     bus: str = "virtio"
     read_only: bool = False
+    # the volume's bytes as (offset, data) pieces, read when the disk is made (never-written
+    # ranges are left out: zeros); None: the disk starts empty
+    content: Callable[[], Iterable[tuple[int, bytes]]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
 class NicSpec:
     mac: str
-    network: str = ""
+    network: str = ""                # poolvisor's "project/network"
     bridge: str = ""
     model: str = "virtio"
+    address: str = ""                # the address poolvisor allocated, "10.0.0.5/24" ("" = none)
 
 
 # ---- protocols -------------------------------------------------------------------------------
@@ -207,6 +214,10 @@ class MigrationHandle(Protocol):
 
 @runtime_checkable
 class Migration(Protocol):
+    def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
+        """Raise DriverRefusal (409) when the workload cannot leave `src` as it is; changes nothing
+        (services ask before queueing a migration, so the refusal is the request's answer)."""
+
     def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
                         live: bool = True) -> MigrationHandle: ...
 
@@ -284,12 +295,31 @@ class Fencing(Protocol):
     def unfence(self, host: str) -> None: ...
 
 
+#: what Power.power_state answers
+POWER_ON, POWER_OFF, POWER_BOOTING = "on", "off", "booting"
+
+
+@runtime_checkable
+class Power(Protocol):
+    """Distributed power management (services/controller.py): switch an empty host off, and on
+    again; a host takes time to boot (`power_state` says "booting" until it can run guests)."""
+
+    def power_off(self, host: str) -> None:
+        """Switch the host off; refuses (DriverError) while it still runs guests."""
+
+    def power_on(self, host: str) -> None:
+        """Start booting the host (idempotent); `power_state` tells when it is on."""
+
+    def power_state(self, host: str) -> str:
+        """"on", "off" or "booting"."""
+
+
 PROTOCOLS: dict[Capability, type] = {
     Capability.LIFECYCLE: Lifecycle, Capability.MIGRATION: Migration,
     Capability.SNAPSHOTS: Snapshots, Capability.STATS: WorkloadStats,
     Capability.BALLOON: Balloon, Capability.VOLUME_ATTACH: VolumeAttach,
     Capability.NIC_ATTACH: NicAttach, Capability.HOST_INFO: HostDriver,
-    Capability.FENCE: Fencing, Capability.BACKUP_IMAGE: BackupImage,
+    Capability.FENCE: Fencing, Capability.POWER: Power, Capability.BACKUP_IMAGE: BackupImage,
 }
 
 
@@ -353,6 +383,11 @@ def as_nic_attach(driver: object, *, host: str | None = None) -> NicAttach:
 def as_fencing(driver: object, *, host: str | None = None) -> Fencing:
     require(driver, Capability.FENCE, host=host)
     return cast(Fencing, driver)
+
+
+def as_power(driver: object, *, host: str | None = None) -> Power:
+    require(driver, Capability.POWER, host=host)
+    return cast(Power, driver)
 
 
 def as_backup_image(driver: object, *, host: str | None = None) -> BackupImage:

@@ -11,7 +11,10 @@ Models (so that work in progress is visible):
   last `DIRTY_FRACTION` of memory, an offline one's the whole transfer. The handle is a clock,
   not a thread: the move commits when the handle is polled after its end time;
 - utilization: a running workload uses its whole demand (cpu_util 1) unless set otherwise
-  (`set_utilization`), a stopped one nothing.
+  (`set_utilization`, or `set_profile`: a repeating series of values over the driver's clock,
+  kept per workload key so it follows migrations), a stopped one nothing;
+- power (DPM): an empty host can be switched off; switched on, it boots for `boot_s` seconds of
+  the driver's `clock` (no heartbeat, no guests meanwhile).
 
 Fault injection (`fail`, `revive`, `inject`) is for tests and the sim admin API extension only
 (api/routes/sim_admin.py); services never call it. Instances that share a `SimFabric` (one per
@@ -25,7 +28,7 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
@@ -75,6 +78,8 @@ class SimHost:
     fenced: bool = False
     reachable: bool = True  # False: partitioned (guests keep running; only the power switch reaches it)
     guests: dict[str, SimGuest] = field(default_factory=dict)
+    power: str = "on"  # on, off, booting
+    ready_at: float = 0.0  # when a booting host is on (driver clock)
 
 
 @dataclass
@@ -92,6 +97,7 @@ class SimFabric:
         self.lock = threading.RLock()
         self.owners: dict[str, SimDriver] = {}
         self.snapshots: dict[str, dict[str, tuple[SnapshotInfo, str]]] = {}
+        self.profiles: dict[str, tuple[tuple[float, ...], float, float]] = {}  # key -> values, step, t0
 
 
 def capacity_from_uri(uri: str) -> dict[str, float]:
@@ -114,7 +120,8 @@ class SimDriver:
     capabilities = frozenset(Capability)
 
     def __init__(self, uri: str = "", durations: Mapping[str, float] | None = None,
-                 migration_bandwidth_mibps: float | None = None, fabric: SimFabric | None = None):
+                 migration_bandwidth_mibps: float | None = None, fabric: SimFabric | None = None,
+                 boot_s: float = 0.0, clock: Callable[[], float] | None = None):
         self.uri = uri
         self.node_capacity = capacity_from_uri(uri)
         self.durations = {op: 0.0 for op in OPERATIONS}
@@ -130,6 +137,10 @@ class SimDriver:
         self._faults: list[_Fault] = []
         self._lock = self.fabric.lock
         self.balloon = SimBalloon()  # memory balloons (drivers/balloon.py)
+        if not boot_s >= 0:
+            raise ValueError("sim boot time must be >= 0 s")
+        self.boot_s = float(boot_s)
+        self.clock: Callable[[], float] = clock or time.time  # boot and profiles (a SimClock's in tests)
 
     # ---- fault injection (tests, sim admin extension) ----------------------------------------
     def fail(self, host: str) -> None:
@@ -164,6 +175,49 @@ class SimDriver:
         with self._lock:
             self._guest(self._live(host), workload).cpu_util = cpu_util
 
+    def set_profile(self, key: str, values: Sequence[float], step_s: float, t0: float) -> None:
+        """Workload `key` uses `values[k % n]` of its CPU at clock time t0 + k*step_s (a recorded
+        day replayed in a loop: what the demo does so the controller measures something real)."""
+        vals = tuple(float(v) for v in values)
+        if not vals or not all(0.0 <= v <= 1.0 for v in vals) or not step_s > 0:
+            raise InvalidInputError("a utilization profile needs values in [0, 1] and a step > 0")
+        with self._lock:
+            self.fabric.profiles[key] = (vals, float(step_s), float(t0))
+
+    def _util(self, key: str, g: SimGuest) -> float:
+        if g.cpu_util is not None:
+            return g.cpu_util
+        prof = self.fabric.profiles.get(key)
+        if prof is None:
+            return 1.0
+        vals, step, t0 = prof
+        return vals[int((self.clock() - t0) // step) % len(vals)]
+
+    # ---- Power (DPM) ---------------------------------------------------------------------------
+    def power_off(self, host: str) -> None:
+        with self._lock:
+            h = self._live(host)
+            if h.guests:
+                raise DriverError(f"sim host {host!r} still runs {len(h.guests)} guest(s); not switched off")
+            h.power = "off"
+
+    def power_on(self, host: str) -> None:
+        with self._lock:
+            h = self._host(host)
+            if h.power == "off":
+                h.power, h.ready_at = "booting", self.clock() + self.boot_s
+            self._booted(h)
+
+    def power_state(self, host: str) -> str:
+        with self._lock:
+            h = self._host(host)
+            self._booted(h)
+            return h.power
+
+    def _booted(self, h: SimHost) -> None:
+        if h.power == "booting" and self.clock() >= h.ready_at:
+            h.power = "on"
+
     # ---- HostDriver ----------------------------------------------------------------------------
     def connect(self, host: HostBinding) -> None:
         with self._lock:
@@ -189,7 +243,9 @@ class SimDriver:
     def heartbeat(self, host: str) -> bool:
         with self._lock:
             h = self.hosts.get(host)
-            return h is not None and h.alive and not h.fenced and h.reachable
+            if h is not None:
+                self._booted(h)
+            return h is not None and h.alive and not h.fenced and h.power == "on" and h.reachable
 
     def stats(self, host: str) -> HostStats:
         with self._lock:
@@ -233,6 +289,9 @@ class SimDriver:
             return h is not None and h.alive and not h.fenced and h.reachable and workload.key in h.guests
 
     # ---- Migration -----------------------------------------------------------------------------
+    def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
+        """The sim migrates any workload it runs (snapshots included)."""
+
     def start_migration(self, workload: DriverWorkload, src: HostBinding, dst: HostBinding,
                         live: bool = True) -> SimMigration:
         if dst.driver != self.name:
@@ -353,7 +412,7 @@ class SimDriver:
                 mem = float(g.workload.demand.get("memory_mib", 0.0))
                 cur = g.memory_mb if g.memory_mb is not None else mem
                 run = g.state == "running"
-                util = (1.0 if g.cpu_util is None else g.cpu_util) if run else 0.0
+                util = self._util(k, g) if run else 0.0
                 out[k] = WorkloadSample(k, g.state, util, cur if g.state != "stopped" else 0.0, cur)
             return out
 
@@ -438,7 +497,8 @@ class SimDriver:
 
     def _live(self, host: str) -> SimHost:
         h = self._host(host)
-        if not h.alive or h.fenced or not h.reachable:
+        self._booted(h)
+        if not h.alive or h.fenced or h.power != "on" or not h.reachable:
             raise DriverError(f"sim host {host!r} does not respond")
         return h
 

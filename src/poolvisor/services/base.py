@@ -195,6 +195,7 @@ class ServiceBase:
                 demand={str(k): float(v) for k, v in w.demand.items()}, priority=w.priority,
                 group=groups.get(w.group_id) if w.group_id is not None else None,
                 created_at=as_utc(w.created_at), explanation=w.explanation, gpus=gpus.get(w.id, []),
+                priority_class=w.priority_class, state_reason=w.state_reason,
             )
             for w in rows
         ]

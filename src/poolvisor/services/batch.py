@@ -5,10 +5,13 @@ Batch placement plans every workload at once with plan_batch_placement on the ca
 free GPUs for the workloads using them, placement/scarce_batch.py), then claims all allocations
 in ONE transaction with the same generation guards as create_workload (the first claim on a host
 checks the generation the plan saw; the UPDATEs re-check capacity, state and workload limits), and
-re-plans when that commit loses a race. Labels and affinity groups are not handled by the packer,
-so batch specs carrying them are rejected (422); hosts with a workload limit are only offered when
-the whole batch fits under it. Consolidation plans migrations onto hosts that stay active and can
-execute them through migrate_workload.
+re-plans when that commit loses a race. Labels and affinity groups are not the packer's: a batch
+whose items carry them is a gang planned with the placement pipeline itself (its filters are the
+one rule for labels, affinity, anti-affinity and domain spread), each hard-affinity group as one
+unit (summed demand, one host), the others in order on a copy of the state; still all-or-nothing
+and claimed in one transaction, groups locked and re-verified as single creates do. Hosts with a
+workload limit are only offered when the whole batch fits under it. Consolidation plans migrations
+onto hosts that stay active and can execute them through migrate_workload.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -32,21 +35,22 @@ from poolvisor.domain.errors import (
     NoValidHostError,
     PoolvisorError,
 )
-from poolvisor.domain.models import WorkloadKind, check_name
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.policies.balancing.actions import MIGRATE, PLACE, POWER_OFF, POWER_ON, Actions
 from poolvisor.policies.balancing.planner import PabfdPolicy, Policy, plan_balancing, policy_named
 from poolvisor.policies.balancing.view import LIVE_CPU_SCALE, LIVE_INTERVAL_S, LIVE_POWER, BalancingView
 from poolvisor.policies.packing.consolidate import NO_ROOM, Plan, host_lower_bound, move
 from poolvisor.policies.placement import IndexedPlacer, Request
+from poolvisor.policies.placement.pipeline import place
 from poolvisor.policies.placement.scarce_batch import plan_batch_keeping_scarce
 from poolvisor.services import ledger, quotas
 from poolvisor.services.base import ServiceBase
-from poolvisor.services.catalog import check_demand
+from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import whole_gpu_view
 from poolvisor.services.gpus import check_gpu_demand
-from poolvisor.services.placement_cache import PlacementView, resource_names
+from poolvisor.services.placement_cache import PlacementView, group_key, resource_names
 from poolvisor.services.records import (
     DRY_RUN,
     PLACING,
@@ -63,14 +67,21 @@ from poolvisor.services.records import (
 )
 from poolvisor.services.tasks import CONSOLIDATE, TaskService
 from poolvisor.services.utilization import UtilizationService
-from poolvisor.services.workloads import MAX_PRIORITY, PLACE_DEADLINE_S, WorkloadService
+from poolvisor.services.workloads import (
+    HARD_POLICIES,
+    MAX_PRIORITY,
+    PLACE_DEADLINE_S,
+    WorkloadService,
+    check_group_members,
+)
 from poolvisor.state.cluster import ClusterState
-from poolvisor.store.retry import with_retry
-from poolvisor.store.rows import HostRow, ProjectRow, TaskRow, WorkloadRow
+from poolvisor.store.retry import Stale, with_retry
+from poolvisor.store.rows import GroupRow, HostRow, ProjectRow, TaskRow, WorkloadRow
 
 log = logging.getLogger("poolvisor.services")
 MAX_BATCH = 1000
-SPEC_KEYS = {"name", "flavor", "demand", "kind", "priority"}
+SPEC_KEYS = {"name", "flavor", "demand", "kind", "priority", "required_labels", "forbidden_labels", "group",
+             "group_policy"}
 MOVABLE = (RUNNING, STOPPED, SUSPENDED)
 
 
@@ -100,6 +111,14 @@ class _Item:
     flavor: str | None
     demand: dict[str, float]
     priority: int
+    required: dict[str, str] = field(default_factory=dict)
+    forbidden: dict[str, str] = field(default_factory=dict)
+    group: str | None = None
+    group_policy: GroupPolicy | None = None  # settled by resolve: the group's, else the requested one
+
+    @property
+    def constrained(self) -> bool:
+        return bool(self.required or self.forbidden or self.group is not None)
 
 
 class BatchService(ServiceBase):
@@ -127,7 +146,7 @@ class BatchService(ServiceBase):
 
         def step() -> tuple[PlacementView, Plan, int, list[int], list[int] | None]:
             """Plan and (unless a dry run) claim; Stale (a host changed since the plan) plans again."""
-            snap, plan, considered = self._plan_batch(items, pool_id)
+            snap, plan, considered = self._plan_batch(items, pool_id, project)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
             if plan.unplaced and (all_or_nothing or not placed):
                 raise NoValidHostError(
@@ -153,7 +172,7 @@ class BatchService(ServiceBase):
             now = datetime.now(UTC)
             recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
                                    snap.state.names[int(plan.assignment[i])], items[i].demand,
-                                   items[i].priority, None, now,
+                                   items[i].priority, items[i].group, now,
                                    _explain(reasons[items[i].name], plan, considered)) for i in placed]
             return BatchResult(recs, plan.unplaced, plan.to_dict())
         return self._confirm_batch(project, items, placed, ids, snap, plan)
@@ -170,9 +189,8 @@ class BatchService(ServiceBase):
                 raise InvalidInputError(f"batch item {k}: expected an object")
             extra = set(sp) - SPEC_KEYS
             if extra:
-                raise InvalidInputError(
-                    f"batch item {k}: {', '.join(sorted(extra))} not supported in batch mode (labels, "
-                    "groups and affinity need the one-by-one placement: POST /v1/workloads)")
+                raise InvalidInputError(f"batch item {k}: unknown field(s) {', '.join(sorted(extra))}; "
+                                        f"allowed: {', '.join(sorted(SPEC_KEYS))}")
             name = sp.get("name")
             if not isinstance(name, str):
                 raise InvalidInputError(f"batch item {k}: name is required")
@@ -198,7 +216,11 @@ class BatchService(ServiceBase):
                 raise InvalidInputError(
                     f"batch item {k}: a fraction of a GPU needs the one-by-one placement (POST "
                     "/v1/workloads), which places it on a device")
-            items.append(_Item(name, kind, None if flavor is None else str(flavor), d, prio))
+            items.append(_Item(name, kind, None if flavor is None else str(flavor), d, prio,
+                               check_labels(f"batch item {k}: required_labels", sp.get("required_labels")),
+                               check_labels(f"batch item {k}: forbidden_labels", sp.get("forbidden_labels")),
+                               *_group_of(k, sp)))
+        items = _settle_groups(s, pid, items)
         names = [it.name for it in items]
         if len(set(names)) != len(names):
             raise InvalidInputError("batch: workload names must be unique")
@@ -209,7 +231,8 @@ class BatchService(ServiceBase):
                 f"workload(s) {', '.join(sorted(taken))} already exist in project {project!r}")
         return items, pid, pool_id
 
-    def _plan_batch(self, items: list[_Item], pool_id: int | None) -> tuple[PlacementView, Plan, int]:
+    def _plan_batch(self, items: list[_Item], pool_id: int | None,
+                    project: str) -> tuple[PlacementView, Plan, int]:
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = whole_gpu_view(snap)  # whole GPUs need fully free devices (gpu_cache.py)
@@ -224,9 +247,12 @@ class BatchService(ServiceBase):
                 allowed &= snap.pool_of[: st.n] == pool_id
             limit = st.max_workloads
             allowed &= (limit == 0) | (st.workload_count + len(items) <= limit)
-            plan = self._no_worse_than_pipeline(st, items, demands, allowed,
-                                                self._packed(st, items, demands, allowed,
-                                                             self.policy.protected_scarce))
+            if any(it.constrained for it in items):
+                plan = self._gang_plan(st, items, demands, allowed, project)
+            else:
+                plan = self._no_worse_than_pipeline(st, items, demands, allowed,
+                                                    self._packed(st, items, demands, allowed,
+                                                                 self.policy.protected_scarce))
             # the plan refers to this view's arrays: keep what the commit needs
             snap_copy = PlacementView(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
@@ -293,21 +319,110 @@ class BatchService(ServiceBase):
         return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes,
                     [it.name for it in items], list(st.names))
 
+    def _gang_plan(self, st: ClusterState, items: list[_Item], demands: np.ndarray, allowed: np.ndarray,
+                   project: str) -> Plan:
+        """Labels and affinity: the placement pipeline (every filter, exact) on a copy of the state,
+        each hard-affinity group as one unit (summed demand, merged labels: one host for all),
+        then every other item in order, each allocation (and group membership) applied before the
+        next decision, so anti-affinity and domain spread hold between the batch's own members."""
+        sim = st.copy()
+        hosts = np.flatnonzero(allowed)
+        hosts.flags.writeable = False
+        gangs: dict[str, list[int]] = {}
+        units: list[list[int]] = []
+        for i, it in enumerate(items):
+            if it.group is not None and it.group_policy == GroupPolicy.AFFINITY:
+                gangs.setdefault(it.group, []).append(i)
+            else:
+                units.append([i])
+        units = [*gangs.values(), *units]  # the most constrained first
+        assignment = np.full(len(items), -1, dtype=np.int64)
+        why = "placement pipeline with labels and affinity (gang, all-or-nothing)"
+        notes: list[str] = []
+        for members in units:
+            first = items[members[0]]
+            required: dict[str, str] = {}
+            forbidden: dict[str, str] = {}
+            for i in members:
+                required.update(items[i].required)  # a key required with two values: no host has both
+                forbidden.update(items[i].forbidden)
+            conflict = any(items[i].required.get(k, v) != v for i in members for k, v in required.items())
+            gk = group_key(project, first.group) if first.group is not None else None
+            req = Request(name=first.name if len(members) == 1 else f"group {first.group}",
+                          demand=demands[members].sum(axis=0), required_labels=required,
+                          forbidden_labels=forbidden, group=gk, group_policy=first.group_policy,
+                          priority=first.priority, allowed_hosts=hosts)
+            d = place(sim, req, self.policy)
+            if d.host_index is None or conflict:
+                names = ", ".join(items[i].name for i in members)
+                cause = "conflicting required labels" if conflict else d.explanation.summary()
+                notes.append(f"{names}: no valid host ({cause})")
+                continue
+            for i in members:
+                sim.allocate(d.host_index, demands[i], gk, force=True)
+                assignment[i] = d.host_index
+        mine = np.zeros(st.n, dtype=bool)
+        mine[hosts] = True
+        eligible = mine & st.up
+        before = int(np.count_nonzero((st.workload_count[: st.n] > 0) & eligible))
+        after = int(np.count_nonzero((sim.workload_count[: st.n] > 0) & mine))
+        unplaced = int(np.sum(assignment < 0))
+        lb = host_lower_bound(demands, st, np.flatnonzero(eligible))
+        moves = [move(PLACE, i, -1, int(h), why if h >= 0 else NO_ROOM) for i, h in enumerate(assignment)]
+        summary = (f"placed {len(items) - unplaced}/{len(items)} workloads with their labels and affinity; "
+                   f"active hosts {before} -> {after}")
+        return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes,
+                    [it.name for it in items], list(st.names))
+
+    def _claim_groups(self, s: Session, project_id: int, items: list[_Item], placed: list[int],
+                      plan: Plan, snap: PlacementView) -> dict[str, int]:
+        """The batch's groups (created, or an empty one given the requested policy) and, for hard
+        policies, the group row locked and each member's host re-verified against the members as
+        committed (workloads.check_group_members: the single create's rule). Stale: plan again."""
+        ids: dict[str, int] = {}
+        for it in items:
+            if it.group is None or it.group in ids:
+                continue
+            assert it.group_policy is not None
+            g = s.scalars(select(GroupRow).filter_by(project_id=project_id, name=it.group)).first()
+            if g is None:
+                g = GroupRow(project_id=project_id, name=it.group, policy=it.group_policy.value, generation=0)
+                s.add(g)
+                try:
+                    s.flush()
+                except IntegrityError:
+                    raise Stale() from None  # created concurrently: plan again on what it is now
+            elif g.policy != it.group_policy.value:  # an empty group takes the policy of its next members
+                _lock_group(s, g.id)
+                if s.scalars(select(WorkloadRow.id).where(WorkloadRow.group_id == g.id).limit(1)).first():
+                    raise ConflictError(f"group {it.group!r} got members with policy {g.policy}; retry")
+                s.execute(update(GroupRow).where(GroupRow.id == g.id).values(policy=it.group_policy.value))
+            if it.group_policy in HARD_POLICIES:
+                _lock_group(s, g.id)
+                for i in placed:
+                    if items[i].group == it.group:
+                        check_group_members(s, it.group_policy, snap.ids[int(plan.assignment[i])], g.id)
+            ids[it.group] = g.id
+        return ids
+
     def _claim_batch(self, s: Session, *, project: str, project_id: int | None, items: list[_Item],
                      placed: list[int], snap: PlacementView, plan: Plan, considered: int) -> list[int]:
         if project_id is None:
             project_id = self._create_project_in(s, project)
         seen: set[int] = set()
         reasons = plan.reasons()
+        groups = self._claim_groups(s, project_id, items, placed, plan, snap)
         ids = []
         for i in placed:
             it, h = items[i], int(plan.assignment[i])
             host_id, host = snap.ids[h], snap.state.names[h]
             w = WorkloadRow(project_id=project_id, name=it.name, kind=it.kind, state=PLACING, host_id=host_id,
-                            group_id=None, flavor=it.flavor, demand=it.demand, priority=it.priority,
+                            group_id=groups.get(it.group) if it.group is not None else None,
+                            flavor=it.flavor, demand=it.demand, priority=it.priority,
                             explanation=_explain(reasons[it.name], plan, considered),
-                            constraints={"pool": None, "required_labels": {}, "forbidden_labels": {},
-                                         "batch": True}, **self.leases.stamp_values())
+                            constraints={"pool": None, "required_labels": it.required,
+                                         "forbidden_labels": it.forbidden, "batch": True},
+                            **self.leases.stamp_values())
             s.add(w)
             try:
                 s.flush()
@@ -342,13 +457,13 @@ class BatchService(ServiceBase):
             try:
                 self.drivers.lifecycle(host).create(host, dw)
                 done.append((host, dw))
-            except DriverError as e:
+            except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses one
                 for h2, dw2 in done:  # all or nothing: take back what the driver already created
                     with contextlib.suppress(PoolvisorError):
                         self.drivers.lifecycle(h2).delete(h2, dw2)
                 self._write(partial(_undo_batch, ids=ids, project=project, why=e.message,
                                     owner=self.leases.owner))
-                raise DriverError(f"batch not created: {e.message}") from None
+                raise type(e)(f"batch not created: {e.message}", e.detail) from None
 
         def tx(s: Session) -> list[WorkloadRecord]:
             rows = list(s.scalars(select(WorkloadRow).where(WorkloadRow.id.in_(ids))))
@@ -375,6 +490,26 @@ class BatchService(ServiceBase):
         _check_max(max_migrations)
         chosen = balancing_policy(policy, max_migrations)
 
+        st = self.pool_state(pool, windows=isinstance(chosen, PabfdPolicy))
+        acts = _balance(BalancingView(st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE), chosen)
+        pd = _plan_dict(st, acts, chosen.name)
+        pd["summary"] = f"pool {pool}: {pd['summary']}"
+        emptied = sorted(st.names[a.src] for a in acts.of_kind(POWER_OFF))
+        if not apply:
+            return ConsolidationResult(pool, pd, emptied)
+        # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
+        t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
+                                       {"pool": pool, "max_migrations": max_migrations, "policy": chosen.name,
+                                        "plan": pd, "hosts_emptied": emptied})
+        if t.result is None:
+            raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
+        return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
+                                   t.result["executed"], t.result["failed"])
+
+    def pool_state(self, pool: str, *, windows: bool = True) -> ClusterState:
+        """The pool's hosts (a copy, in the placement cache's order) with its movable workloads in
+        the workload table ("project/name") and, with `windows`, their recorded utilization: what
+        plan_balancing reads, for a consolidation plan and for the controller's rounds."""
         def load(s: Session) -> tuple[int, list[tuple[str, str, int, dict[str, float]]]]:
             pid = self._pool(s, pool).id
             cols = (ProjectRow.name, WorkloadRow.name, WorkloadRow.host_id, WorkloadRow.demand)
@@ -396,22 +531,9 @@ class BatchService(ServiceBase):
         for p, n, h, d in keep:  # the store's ledger already counts them on their hosts
             table.add(f"{p}/{n}", at[h], st.resources.vector({k: v for k, v in d.items()
                                                                if k in st.resources}), account=False)
-        if isinstance(chosen, PabfdPolicy) and table.n:
+        if windows and table.n:
             self._load_windows(st)
-        acts = _balance(BalancingView(st, LIVE_POWER, cpu_scale=LIVE_CPU_SCALE), chosen)
-        pd = _plan_dict(st, acts, chosen.name)
-        pd["summary"] = f"pool {pool}: {pd['summary']}"
-        emptied = sorted(st.names[a.src] for a in acts.of_kind(POWER_OFF))
-        if not apply:
-            return ConsolidationResult(pool, pd, emptied)
-        # apply: journaled and run as a consolidate task (here, at once; the API queues it instead)
-        t = self.tasks.run_task_inline(CONSOLIDATE, None, f"pool/{pool}",
-                                       {"pool": pool, "max_migrations": max_migrations, "policy": chosen.name,
-                                        "plan": pd, "hosts_emptied": emptied})
-        if t.result is None:
-            raise ConflictError(f"consolidation of pool {pool!r} did not complete: {t.error}")
-        return ConsolidationResult(pool, t.result["plan"], t.result["hosts_emptied"], True,
-                                   t.result["executed"], t.result["failed"])
+        return st
 
     def _load_windows(self, st: ClusterState) -> None:
         """The workloads' utilization windows from their recorded samples (the last `window`
@@ -502,6 +624,56 @@ class BatchService(ServiceBase):
             return None
 
         return self._read(tx)
+
+
+def _group_of(k: int, sp: Mapping[str, Any]) -> tuple[str | None, GroupPolicy | None]:
+    """A batch item's group and requested policy (the group's own policy is settled later)."""
+    group, pol = sp.get("group"), sp.get("group_policy")
+    if group is None:
+        if pol is not None:
+            raise InvalidInputError(f"batch item {k}: group_policy needs a group")
+        return None, None
+    if not isinstance(group, str):
+        raise InvalidInputError(f"batch item {k}: group must be a name")
+    check_name("group", group)
+    if pol is None:
+        return group, None
+    try:
+        return group, GroupPolicy(pol)
+    except ValueError:
+        allowed = ", ".join(p.value for p in GroupPolicy)
+        raise InvalidInputError(f"batch item {k}: unknown group policy {pol!r}; allowed: {allowed}") from None
+
+
+def _settle_groups(s: Session, project_id: int | None, items: list[_Item]) -> list[_Item]:
+    """Each group's policy, as a single create settles it: an existing group's, unless it has no
+    members and the batch asks for another; else the batch's (soft-anti-affinity by default).
+    Two items asking one group for different policies: 422."""
+    asked: dict[str, GroupPolicy] = {}
+    for it in items:
+        if it.group is not None and it.group_policy is not None \
+                and asked.setdefault(it.group, it.group_policy) != it.group_policy:
+            raise InvalidInputError(f"batch: group {it.group!r} is asked for two policies")
+    settled: dict[str, GroupPolicy] = {}
+    for name in {it.group for it in items if it.group is not None}:
+        g = None if project_id is None else \
+            s.scalars(select(GroupRow).filter_by(project_id=project_id, name=name)).first()
+        want = asked.get(name)
+        if g is None:
+            settled[name] = want or GroupPolicy.SOFT_ANTI_AFFINITY
+        elif want is None or want.value == g.policy:
+            settled[name] = GroupPolicy(g.policy)
+        else:
+            members = s.scalars(select(WorkloadRow.id).where(WorkloadRow.group_id == g.id).limit(1)).first()
+            if members is not None:
+                raise ConflictError(f"group {name!r} has policy {g.policy}, not {want.value}")
+            settled[name] = want  # an empty group takes the policy of its next members (the claim)
+    return [replace(it, group_policy=settled[it.group]) if it.group is not None else it for it in items]
+
+
+def _lock_group(s: Session, group_id: int) -> None:
+    """Bump the group's generation: its row stays locked until commit (as a single create does)."""
+    s.execute(update(GroupRow).where(GroupRow.id == group_id).values(generation=GroupRow.generation + 1))
 
 
 def _check_max(max_migrations: int | None) -> None:

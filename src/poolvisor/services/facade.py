@@ -23,6 +23,7 @@ from poolvisor.services.backups import BACKUP, BACKUP_RESTORE, BackupService
 from poolvisor.services.batch import BatchService
 from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.controller import ControllerService
 from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
 from poolvisor.services.ha import HaService
@@ -32,6 +33,7 @@ from poolvisor.services.maintenance import DRAIN, MaintenanceService
 from poolvisor.services.memory import MemoryService
 from poolvisor.services.networks import NetworkService
 from poolvisor.services.placement_cache import PlacementCache
+from poolvisor.services.queue import QueueService
 from poolvisor.services.quotas import QuotaService
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
@@ -64,6 +66,7 @@ class Services:
         self.dataplane = DataplaneService(ctx, self.routers)
         self.events = EventService(ctx)
         self.quotas = QuotaService(ctx)
+        self.queue = QueueService(ctx, self.workloads)  # creations waiting for capacity
         self.repair = RepairService(ctx, self.workloads, self.tasks)
         self.alerts = AlertService(ctx, self.catalog, self.hosts)
         self.alerts.quota_source = self.quotas.enforced_usage  # "quota nearly exhausted"
@@ -89,6 +92,8 @@ class Services:
         self.tasks.on_cancel[DRAIN] = self.maintenance.cancelled_drain
         self.ha = HaService(ctx, self.hosts, self.workloads)  # heartbeats, fencing, restart (HaLoop)
         self.workloads.admission = self.ha.check_admission  # HA admission control on creation
+        self.controller = ControllerService(ctx, self.catalog, self.hosts, self.workloads, self.tasks,
+                                            self.utilization, self.batch)  # the reconcile round
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property

@@ -2,7 +2,7 @@
 
 Every `interval` seconds (HaLoop, a clock-core Loop) `HaService.step(now)`:
 
-1. polls every up or maintenance host's heartbeat through its driver. After `suspect_after`
+1. polls every up, maintenance or draining host's heartbeat through its driver. After `suspect_after`
    missed heartbeats in a row the host is suspect (an event); after `fail_after` it is declared
    failed and fenced through its fence agent (fencing/, `HostService.fence`). Only a fence that
    succeeded marks the host fenced, which is what makes its workloads `lost` (their allocations
@@ -71,7 +71,7 @@ ADMISSION_TTL_S = 1.0
 HA_KEY = "ha"  # the explanation key of a workload HA restarts or waits to restart
 LOST_STATE = "lost_state"  # the explanation key of the state a lost workload had (hosts.py sets it)
 MAX_HISTORY = 100
-WATCHED = ("up", "maintenance")
+WATCHED = ("up", "maintenance", "draining")  # a standby host is off on purpose: no heartbeat
 
 
 class AdmissionRefused(ConflictError):

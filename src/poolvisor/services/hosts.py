@@ -192,7 +192,8 @@ class HostService(ServiceBase):
 
     def sync_driver(self) -> None:
         """Bind every host to its driver (the database is the authority). A node that cannot be
-        reached now is bound on its first use; a sim host recorded down stays dead in the sim."""
+        reached now is bound on its first use; a sim host recorded down stays dead in the sim, one
+        recorded standby stays switched off."""
         def tx(s: Session) -> list[tuple[HostBinding, str]]:
             caps: dict[int, dict[str, float]] = {}
             for hid, r, c in s.execute(select(HostResourceRow.host_id, HostResourceRow.resource,
@@ -210,6 +211,8 @@ class HostService(ServiceBase):
                 continue
             if state == "down" and isinstance(d, SimDriver):
                 d.fail(b.name)
+            elif state == "standby" and isinstance(d, SimDriver):  # switched off by the controller
+                d.power_off(b.name)
 
     def _set_state(self, s: Session, name: str, new: HostState, kind: str, how: str) -> HostRecord:
         h = self._host(s, name)

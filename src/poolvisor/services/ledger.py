@@ -61,6 +61,7 @@ _GPU_GIVE_BACK = (update(_GPUS).where(_GPUS.c.host_id == bindparam("h"), _GPUS.c
                   .values(allocated=_GPUS.c.allocated - bindparam("m")))
 _DELETE_GPU_ALLOCATIONS = delete(_GPU_ALLOC).where(_GPU_ALLOC.c.workload_id == bindparam("w"))
 _BUMP = update(_HOSTS).where(_H.id == bindparam("h")).values(generation=_H.generation + 1)
+_GUARD = _BUMP.where(_H.generation == bindparam("g"))
 
 
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
@@ -164,6 +165,15 @@ def release(s: Session, w: WorkloadRow) -> None:
         conn.execute(_GPU_GIVE_BACK, [{"h": h, "d": d, "m": m} for h, d, m in gpus])
         conn.execute(_DELETE_GPU_ALLOCATIONS, {"w": w.id})
     w.host_id = None
+
+
+def guard(s: Session, host_id: int, generation: int) -> None:
+    """Bump the host's generation only if it is still `generation` (else Stale): a change that
+    spans several ledger operations on one host (preemption: releases, then a claim) starts here,
+    which also takes the host row's lock before them, in claim's lock order."""
+    s.flush()
+    if s.connection().execute(_GUARD, {"h": host_id, "g": generation}).rowcount != 1:
+        raise Stale()
 
 
 def bump(s: Session, host_id: int) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, check_name
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.drivers.protocols import MigrationHandle, MigrationProgress, MigrationState
 from poolvisor.policies.placement import Request, place
 from poolvisor.policies.placement.pipeline import require_host
@@ -196,8 +196,10 @@ class WorkloadLifecycle(ServiceBase):
         check_name("workload", name)
         if host is not None:
             check_name("host", host)
-        src = self._read(lambda s: self.migration_source(s, project, name, host)[1])
-        self.drivers.migration(src)  # 409 at once when the host's driver cannot migrate (nothing queued)
+        w, src = self._read(lambda s: self.migration_source(s, project, name, host)[:2])
+        # 409 at once when the host's driver cannot migrate, or not this workload as it is (nothing queued)
+        self.drivers.migration(src).check_migration(self._driver_workload(project, w),
+                                                    self.drivers.binding(src))
         return self.tasks.submit(MIGRATE, project, f"workload/{project}/{name}",
                                  {"project": project, "name": name, "host": host},
                                  lambda s: self.migration_source(s, project, name, host)[0].id)
@@ -237,7 +239,8 @@ class WorkloadLifecycle(ServiceBase):
 
         w, src, pool_id, pool = self._read(look)
         src_b = self.drivers.binding(src)
-        self.drivers.migration(src)  # 409 when the source's driver cannot migrate: nothing moved yet
+        # 409 when the source's driver cannot migrate (or not this workload as it is): nothing moved yet
+        self.drivers.migration(src).check_migration(self._driver_workload(project, w), src_b)
         others = set(self._read(lambda s: s.scalars(select(HostRow.name).where(
             HostRow.driver != src_b.driver)).all()))  # a guest moves only between hosts of one driver
         c = w.constraints
@@ -294,6 +297,10 @@ class WorkloadLifecycle(ServiceBase):
         with self.leases.hold([w.id]):
             try:
                 p = self._drive_migration(task_id, self._driver_workload(project, w), src, dst)
+            except DriverRefusal as refusal:  # 409: refused before anything moved; back where it was
+                why = refusal.message
+                self._write(lambda s: self.undo_migrate(s, project, name, why))
+                raise
             except DriverError as e:
                 p = MigrationProgress(MigrationState.FAILED, error=e.message)
             if p.state is MigrationState.ABORTED:

@@ -21,9 +21,10 @@ SUSPENDED = "suspended"
 MIGRATING = "migrating"
 DELETING = "deleting"
 LOST = "lost"
+PREEMPTED = "preempted"  # evicted for a higher priority class: released, no host (state_reason says why)
 DRY_RUN = "dry-run"
 HOLDING_STATES: tuple[str, ...] = (PLACING, RUNNING, STOPPED, SUSPENDED, MIGRATING, DELETING)
-WORKLOAD_STATES: tuple[str, ...] = (*HOLDING_STATES, LOST)
+WORKLOAD_STATES: tuple[str, ...] = (*HOLDING_STATES, LOST, PREEMPTED)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ class WorkloadRecord:
     created_at: datetime
     explanation: dict[str, Any] | None = None
     gpus: list[GpuShareRecord] = field(default_factory=list)  # the GPU devices it holds
+    priority_class: str = "normal"  # policies/preemption.py PRIORITY_CLASSES
+    state_reason: str | None = None  # why the system put it in its state (e.g. preempted by whom)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.text import check_name
 from poolvisor.policies.storage.extents import ExtentMap, NoSpace
 from poolvisor.policies.storage.placement import Devices, key64, object_keys, place
@@ -44,6 +44,7 @@ from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
+from poolvisor.services.volume_disks import DiskTarget, disk_target, plug, unplug
 from poolvisor.services.volume_records import (
     DeviceRecord,
     RebalanceRecord,
@@ -787,11 +788,33 @@ class VolumeService(ServiceBase):
             flush_referring(s, f"workload {workload!r} was deleted while volume {name!r} was being attached")
             ServiceBase._event(s, "volume.attached", f"volume/{project}/{name}",
                                f"volume {name} attached to {workload} on {host.name}", project=project)
+            targets.append(disk_target(s, v))
             return self._volume_records(s, [v])[0]
 
-        return self._write(tx)
+        targets: list[DiskTarget | None] = []
+        rec = self._write(tx)
+        t = targets[-1]
+        if t is not None:
+            try:  # the disk on the host (services/volume_disks.py); refused: no attachment
+                plug(self.ctx.drivers, t, self.read_data)
+            except PoolvisorError:
+                self._write(lambda s: self._forget_attachment(s, project, name, t.workload.key))
+                raise
+        return rec
+
+    def _forget_attachment(self, s: Session, project: str, name: str, key: str) -> None:
+        v = self._volume(s, project, name)
+        att = s.get(VolumeAttachmentRow, v.id)
+        if att is not None:
+            s.delete(att)
+            ServiceBase._event(s, "volume.detached", f"volume/{project}/{name}",
+                               f"volume {name} detached: {key}'s host refused the disk", project=project)
 
     def detach(self, project: str, name: str) -> VolumeRecord:
+        t = self._read(lambda s: disk_target(s, self._volume(s, project, name)))
+        if t is not None:
+            unplug(self.ctx.drivers, t)  # the host lets go of the disk first (503: still attached)
+
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
             att = s.get(VolumeAttachmentRow, v.id)

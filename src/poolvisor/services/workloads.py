@@ -30,11 +30,12 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.observability.instruments import observe_placement
 from poolvisor.policies.placement import Decision, Request
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.policies.placement.served import decide
+from poolvisor.policies.preemption import DEFAULT_CLASS, PRIORITY_CLASSES
 from poolvisor.services import ledger, quotas
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
@@ -42,7 +43,9 @@ from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.gpus import check_gpu_demand, workload_shares
 from poolvisor.services.networks import attach_nics, validate_networks
+from poolvisor.services.nic_plug import plug_nics
 from poolvisor.services.placement_cache import PlacementView, group_key, resource_names
+from poolvisor.services.preemption import Plan, PreemptionService, Victim
 from poolvisor.services.records import (
     DELETING,
     DRY_RUN,
@@ -114,6 +117,7 @@ class _Spec:
     pool_id: int | None
     pool: str | None
     networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
+    priority_class: str = DEFAULT_CLASS  # policies/preemption.py: a higher class may evict lower ones
     host: str | None = None  # pinned to this host (a backup restore's --host); placement still checks it
 
 
@@ -128,6 +132,7 @@ class WorkloadService(ServiceBase):
         from poolvisor.services.lifecycle import WorkloadLifecycle  # it imports this module
 
         self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
+        self.preemption = PreemptionService(ctx)
 
     def create_workload(self, project: str, name: str, *, flavor: str | None = None,
                         demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
@@ -136,7 +141,7 @@ class WorkloadService(ServiceBase):
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
                         dry_run: bool = False, create_project: bool = False,
                         explain: bool = False, networks: list[str] | None = None,
-                        host: str | None = None) -> WorkloadRecord:
+                        priority_class: str = DEFAULT_CLASS, host: str | None = None) -> WorkloadRecord:
         """Place and create a workload. `create_project`: a missing project is created by the same
         transaction that claims the workload (never by a dry run or a failed request). `explain`:
         the full per-filter counts in the explanation (else a summary; see served.py)."""
@@ -166,30 +171,43 @@ class WorkloadService(ServiceBase):
         forbidden = check_labels("forbidden_labels", forbidden_labels)
         if pool is not None:
             check_name("pool", pool)
+        if priority_class not in PRIORITY_CLASSES:
+            raise InvalidInputError(f"unknown priority class {priority_class!r}; allowed: "
+                                    + ", ".join(PRIORITY_CLASSES))
 
         nets = validate_networks(self, project, networks)
 
         def resolve() -> _Spec:
             spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                                  forbidden, pool, create_project)
-            return replace(spec, networks=nets, host=host)
+            return replace(spec, networks=nets, priority_class=priority_class, host=host)
 
         if dry_run:
             spec = resolve()
-            decision, _target = self._decide(spec, explain)
-            return WorkloadRecord(name, project, kind, DRY_RUN, decision.host, spec.demand, priority,
-                                  group, datetime.now(UTC), decision.explanation.to_dict())
+            with self.cache.lock:  # the preemption plan is made on the view the decision used
+                decision, _target = self._decide(spec, explain)
+                plan = self._preempt(spec, decision) if decision.host_index is None else None
+            expl = (plan.decision if plan is not None else decision).explanation.to_dict()
+            if plan is not None:  # what a real create would evict (nothing is evicted here)
+                expl["preempted"] = [{"workload": f"{v.project}/{v.name}", "class": v.priority_class,
+                                      "was": v.state} for v in plan.victims]
+            return WorkloadRecord(name, project, kind, DRY_RUN,
+                                  plan.decision.host if plan is not None else decision.host, spec.demand,
+                                  priority, group, datetime.now(UTC), expl, priority_class=priority_class)
 
-        def step() -> tuple[_Spec, int, str, int | None]:
+        def step() -> tuple[_Spec, int, str, int | None, tuple[Victim, ...]]:
             """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
             spec = resolve()
             new_group: list[int] = []
-            wid, host = self._place_and_claim(spec, new_group, explain)
-            return spec, wid, host, new_group[0] if new_group else None
+            evicted: list[Victim] = []
+            wid, host = self._place_and_claim(spec, new_group, explain, evicted)
+            return spec, wid, host, new_group[0] if new_group else None, tuple(evicted)
 
-        spec, wid, host, created = with_retry(
+        spec, wid, host, created, evicted = with_retry(
             step, deadline_s=PLACE_DEADLINE_S,
             conflict="too many concurrent placements; the workload was not created, retry")
+        if evicted:  # the ledger gave their room away: the driver removes them before the create
+            self.preemption.stop_evicted(host, evicted)
         return self._confirm_create(spec, wid, host, created)
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
@@ -247,51 +265,75 @@ class WorkloadService(ServiceBase):
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
-            for r in spec.demand:
-                if r not in st.resources:
-                    raise InvalidInputError(f"no host declares resource {r!r}")
-            allowed = snap.pool_hosts(spec.pool_id) if spec.pool_id is not None else None
-            if spec.host is not None:  # host_index: 404 for an unknown host
-                pinned = np.array([st.host_index(spec.host)])
-                allowed = pinned if allowed is None else np.intersect1d(allowed, pinned)
+            req = self._request(spec, snap)
             if admit and self.admission is not None:
                 self.admission(snap, spec.pool_id, spec.pool, st.resources.vector(spec.demand))
-            req = Request(
-                name=f"{spec.project}/{spec.name}", demand=st.resources.vector(spec.demand),
-                required_labels=spec.required, forbidden_labels=spec.forbidden,
-                group=group_key(spec.project, spec.group) if spec.group is not None else None,
-                group_policy=spec.group_policy, priority=spec.priority, allowed_hosts=allowed,
-            )
-            req = fit_devices(self.policy, st, req)
             decision = decide(snap.placer(self.policy), req, full=explain)
             h = decision.host_index
             if h is None:
                 return decision, None
             return decision, (snap.ids[h], int(snap.gens[h]), chosen_devices(self.policy, st, req, h))
 
+    def _request(self, spec: _Spec, snap: PlacementView) -> Request:
+        """The placement request of a spec on the view's state."""
+        st = snap.state
+        for r in spec.demand:
+            if r not in st.resources:
+                raise InvalidInputError(f"no host declares resource {r!r}")
+        allowed = snap.pool_hosts(spec.pool_id) if spec.pool_id is not None else None
+        if spec.host is not None:  # host_index: 404 for an unknown host
+            pinned = np.array([st.host_index(spec.host)])
+            allowed = pinned if allowed is None else np.intersect1d(allowed, pinned)
+        req = Request(
+            name=f"{spec.project}/{spec.name}", demand=st.resources.vector(spec.demand),
+            required_labels=spec.required, forbidden_labels=spec.forbidden,
+            group=group_key(spec.project, spec.group) if spec.group is not None else None,
+            group_policy=spec.group_policy, priority=spec.priority, allowed_hosts=allowed,
+        )
+        return fit_devices(self.policy, st, req)
+
+    def _preempt(self, spec: _Spec, failed: Decision) -> Plan | None:
+        """No host: the eviction of lower classes that makes room (under the cache lock, on the view
+        the failed decision used), or None."""
+        if spec.priority_class == PRIORITY_CLASSES[0]:
+            return None
+        snap = self.cache.view
+        if snap is None:
+            return None
+        return self.preemption.plan(snap, self._request(spec, snap), failed, spec.priority_class)
+
     def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
-                         explain: bool = False) -> tuple[int, str]:
+                         explain: bool = False, evicted: list[Victim] | None = None) -> tuple[int, str]:
         """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
-        id of a group the claim created is appended to `new_group`."""
+        id of a group the claim created is appended to `new_group`; the workloads preempted to make
+        room (services/preemption.py) to `evicted`."""
         with self.cache.lock:  # decision through claim: this process's creates never race each other
+            plan = None
             with observe_placement() as outcome:  # poolvisor_placement_seconds
                 decision, target = self._decide(spec, explain)
                 if decision.host_index is None:
-                    outcome[0] = "no_valid_host"
+                    plan = self._preempt(spec, decision)
+                    if plan is None:
+                        outcome[0] = "no_valid_host"
+                    else:
+                        decision, target = plan.decision, (plan.host_id, plan.generation, None)
             require_host(decision)
             assert target is not None and decision.host is not None
             wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
-                                                       decision=decision))
+                                                       decision=decision, plan=plan))
             host_id, gen, _gpus = target
             group = group_key(spec.project, spec.group) if spec.group is not None else None
-            self.cache.written(host_id, gen + 1, spec.demand, group, key=f"{spec.project}/{spec.name}",
-                               priority=spec.priority, kind=spec.kind)  # the guard matched gen: exact
+            if plan is None:
+                self.cache.written(host_id, gen + 1, spec.demand, group, key=f"{spec.project}/{spec.name}",
+                                   priority=spec.priority, kind=spec.kind)  # the guard matched gen: exact
+            elif evicted is not None:  # several changes on the host: the next refresh reloads it
+                evicted.extend(plan.victims)
         if created is not None and new_group is not None:
             new_group.append(created)
         return wid, decision.host
 
     def _claim(self, s: Session, *, spec: _Spec, target: _Target,
-               decision: Decision) -> tuple[int, int | None]:
+               decision: Decision, plan: Plan | None = None) -> tuple[int, int | None]:
         host_id, gen, gpus = target
         project_id = spec.project_id if spec.project_id is not None else \
             self._create_project_in(s, spec.project)
@@ -307,11 +349,18 @@ class WorkloadService(ServiceBase):
             self._check_group_unchanged(s, spec, host_id, gid)
         now = datetime.now(UTC)
         s.flush()  # the group or project made above, before the Core INSERT that names them
+        explanation = decision.explanation.to_dict()
+        claim_gen: int | None = gen
+        if plan is not None:  # evict first, under the host guard; the claim below then needs no generation
+            self.preemption.evict(s, plan, f"{spec.project}/{spec.name}", spec.priority_class)
+            claim_gen = None
+            explanation["preempted"] = [{"workload": f"{v.project}/{v.name}", "class": v.priority_class,
+                                         "was": v.state} for v in plan.victims]
         try:  # a Core INSERT: the row is never read back as an ORM object in this transaction
             r = s.connection().execute(_INSERT_WORKLOAD, {
                 "project_id": project_id, "name": spec.name, "kind": spec.kind, "state": PLACING,
                 "host_id": host_id, "group_id": gid, "flavor": spec.flavor, "demand": spec.demand,
-                "priority": spec.priority, "explanation": decision.explanation.to_dict(),
+                "priority": spec.priority, "explanation": explanation, "priority_class": spec.priority_class,
                 "constraints": {"pool": spec.pool, "required_labels": spec.required,
                                 "forbidden_labels": spec.forbidden},
                 "created_at": now, "updated_at": now, **self.leases.stamp_values()})
@@ -321,7 +370,7 @@ class WorkloadService(ServiceBase):
         pk = r.inserted_primary_key
         assert pk is not None
         wid = int(pk[0])
-        ledger.claim(s, host_id, gen, spec.demand, wid, gpus, quota_project=project_id)
+        ledger.claim(s, host_id, claim_gen, spec.demand, wid, gpus, quota_project=project_id)
         self.leases.restamp(s, [wid])
         attach_nics(s, project_id, wid, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
@@ -355,23 +404,8 @@ class WorkloadService(ServiceBase):
 
     def _check_group_unchanged(self, s: Session, spec: _Spec, host_id: int, group_id: int) -> None:
         """Under the group lock, re-verify the hard policy against the members as committed."""
-        rows = s.execute(select(HostRow.id, HostRow.name, HostRow.domain)
-                         .join(WorkloadRow, WorkloadRow.host_id == HostRow.id)
-                         .where(WorkloadRow.group_id == group_id,
-                                WorkloadRow.state.in_(HOLDING_STATES))).all()
-        if not rows:
-            return
-        target = s.get(HostRow, host_id)
-        assert target is not None
-        names = {n for _i, n, _d in rows}
-        domains = {d for _i, _n, d in rows}
-        ok = {
-            GroupPolicy.AFFINITY: names == {target.name},
-            GroupPolicy.ANTI_AFFINITY: target.name not in names,
-            GroupPolicy.DOMAIN_SPREAD: target.domain not in domains,
-        }[spec.group_policy]  # type: ignore[index]
-        if not ok:
-            raise Stale()
+        assert spec.group_policy is not None
+        check_group_members(s, spec.group_policy, host_id, group_id)
 
     def _confirm_create(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> WorkloadRecord:
         with self.leases.hold([wid]):  # the lease is renewed while the driver works
@@ -381,10 +415,11 @@ class WorkloadService(ServiceBase):
         dw = _driver_workload(spec)
         try:
             self.drivers.lifecycle(host).create(host, dw)
-        except DriverError as e:
+            plug_nics(self.ctx, spec.project, spec.name, host, dw)  # its NICs on the host's networks
+        except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
             why = e.message
             self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
-            raise DriverError(f"workload {spec.name!r} not created: {e.message}") from None
+            raise type(e)(f"workload {spec.name!r} not created: {e.message}", e.detail) from None
 
         def tx(s: Session) -> WorkloadRecord | None:
             # the usual case in one statement: still placing under this process's lease
@@ -396,7 +431,8 @@ class WorkloadService(ServiceBase):
                             data={"host": host})
                 return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                       spec.priority, spec.group, as_utc(row.created_at), row.explanation,
-                                      workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [])
+                                      workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
+                                      priority_class=spec.priority_class)
             w = s.get(WorkloadRow, wid)
             if w is None:  # only a repair removes a placing row: this use case outlived its lease
                 return None
@@ -411,7 +447,8 @@ class WorkloadService(ServiceBase):
                         f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                   spec.priority, spec.group, as_utc(w.created_at), w.explanation,
-                                  workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [])
+                                  workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
+                                  priority_class=spec.priority_class)
 
         rec = self._write(tx)
         if rec is None:
@@ -460,6 +497,28 @@ class WorkloadService(ServiceBase):
 
     def submit_migrate(self, project: str, name: str, host: str | None = None) -> TaskRecord:
         return self.lifecycle.submit_migrate(project, name, host)
+
+
+def check_group_members(s: Session, policy: GroupPolicy, host_id: int, group_id: int) -> None:
+    """Stale unless a new member of the group on `host_id` keeps the hard `policy` with the members
+    as committed (the caller holds the group's lock; batch.py uses it too: one rule)."""
+    rows = s.execute(select(HostRow.id, HostRow.name, HostRow.domain)
+                     .join(WorkloadRow, WorkloadRow.host_id == HostRow.id)
+                     .where(WorkloadRow.group_id == group_id,
+                            WorkloadRow.state.in_(HOLDING_STATES))).all()
+    if not rows:
+        return
+    target = s.get(HostRow, host_id)
+    assert target is not None
+    names = {n for _i, n, _d in rows}
+    domains = {d for _i, _n, d in rows}
+    ok = {
+        GroupPolicy.AFFINITY: names == {target.name},
+        GroupPolicy.ANTI_AFFINITY: target.name not in names,
+        GroupPolicy.DOMAIN_SPREAD: target.domain not in domains,
+    }.get(policy, True)
+    if not ok:
+        raise Stale()
 
 
 def _has_members(s: Session, group_id: int) -> bool:

@@ -90,7 +90,8 @@ class PolicySpec:
             return cls(ADAPTIVE, safety, "lr", "mmt")
         if len(parts) != 2 or parts[0] not in DEFAULT_PARAMS or parts[1] not in SELECTORS:
             raise InvalidInputError(
-                f"unknown policy {policy!r}: use adaptive, npa, dvfs or <thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>"
+                f"unknown policy {policy!r}: use adaptive, npa, dvfs or "
+                "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs|lp>"
             )
         if param is None:
             param = DEFAULT_PARAMS[parts[0]]

@@ -72,6 +72,8 @@ class PoolRow(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0013: the order its pending-creation queue is served in (policies/queueing.py)
+    queue_discipline: Mapped[str] = mapped_column(String(16), default="priority", server_default="priority")
 
 
 class HostRow(Base):
@@ -154,6 +156,10 @@ class WorkloadRow(Base):
     # owner died and the repair sweep may take the row over (services/leases.py)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires: Mapped[datetime | None] = mapped_column(nullable=True)
+    # 0013: the priority class (policies/preemption.py: spot < low < normal < high < system) and why
+    # the workload is in its state when the system put it there (e.g. who preempted it)
+    priority_class: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
+    state_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class AllocationRow(Base):
@@ -584,4 +590,24 @@ class BackupRow(Base):
     path: Mapped[str] = mapped_column(Text, default="")
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PendingWorkloadRow(Base):
+    """0013: a creation request waiting for capacity (`wait: true`): the create's arguments
+    (`request`), placed by the queue loop (services/queue.py) in its pool's discipline order and
+    removed once created (or refused for good, with an event)."""
+
+    __tablename__ = "pending_workloads"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), nullable=True)
+    name: Mapped[str] = mapped_column(String(63))
+    priority_class: Mapped[str] = mapped_column(String(16))
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    demand: Mapped[dict[str, Any]] = mapped_column()
+    request: Mapped[dict[str, Any]] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,13 +8,16 @@ the transaction that creates the workload: a dry run or a failed request leaves 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
-from poolvisor.api.errors import errors
+from poolvisor.api.errors import ForbiddenError, errors
 from poolvisor.api.fields import Name, NamePath, QueryBool
+from poolvisor.api.queue_schemas import PendingOut
 from poolvisor.api.ratelimit import Limiter
 from poolvisor.api.schemas import (
     Action,
@@ -58,7 +61,9 @@ def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Work
 @router.post(
     "", status_code=201, response_model=WorkloadOut,
     responses={200: {"model": WorkloadOut, "description": "dry run: the decision and explanation, nothing "
-                     "allocated"}, **errors(401, 404, 409, 413, 422, 503)},
+                     "allocated"},
+               202: {"model": PendingOut, "description": "`wait: true` and nothing fits now: queued"},
+               **errors(401, 404, 409, 413, 422, 503)},
 )
 def create_workload(
     body: WorkloadCreate, response: Response, svc: SvcDep, who: Who, limiter: Limiter,
@@ -74,14 +79,26 @@ def create_workload(
     eliminated how many hosts, and why."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
+    if body.priority_class == "system" and who.role != "admin":  # it may preempt every other class
+        raise ForbiddenError("priority class system needs an admin token")
     limiter.check(project)
-    rec = svc.workloads.create_workload(
-        project, body.name, flavor=body.flavor, demand=body.demand, kind=body.kind, priority=body.priority,
-        group=body.group, group_policy=body.group_policy, required_labels=body.required_labels,
-        forbidden_labels=body.forbidden_labels, pool=body.pool, dry_run=dry_run, explain=explain == "full",
-        networks=body.networks,
-        create_project=who.role == "admin" and body.project is None,
-    )
+    placement: dict[str, Any] = {
+        "flavor": body.flavor, "demand": body.demand, "kind": body.kind, "priority": body.priority,
+        "group": body.group, "group_policy": body.group_policy, "required_labels": body.required_labels,
+        "forbidden_labels": body.forbidden_labels, "pool": body.pool, "networks": body.networks,
+        "priority_class": body.priority_class}
+    create_project = who.role == "admin" and body.project is None
+    if body.wait and not dry_run:  # nothing fits now: 202 and the queue entry (services/queue.py)
+        rec, pending = svc.queue.create_or_wait(project, body.name, duration_s=body.duration_s,
+                                                create_project=create_project,
+                                                explain=explain == "full", **placement)
+        if pending is not None:
+            # a Response passes through as is (FastAPI): the 202 body is the queue entry
+            return JSONResponse(jsonable_encoder(PendingOut.model_validate(pending)),  # type: ignore[return-value]
+                                status_code=202)
+        return WorkloadOut.model_validate(rec)
+    rec = svc.workloads.create_workload(project, body.name, dry_run=dry_run, explain=explain == "full",
+                                        create_project=create_project, **placement)
     if dry_run:
         response.status_code = 200
     return WorkloadOut.model_validate(rec)
@@ -144,7 +161,9 @@ def migrate_workload(name: NamePath, response: Response, svc: SvcDep, who: Who, 
     """Move the workload to `host`, or to the host placement chooses when none is given.
 
     Answers 202 with the queued `migrate` task (also in `Location`); poll `GET /v1/tasks/{id}`.
-    An unknown host, a workload that cannot move now or one already on `host` is refused at once;
+    An unknown host, a workload that cannot move now or one already on `host` is refused at once,
+    as is one its host's driver will not move as it is (409 `refused_by_driver`: a libvirt guest
+    with snapshots);
     placement (409 no_valid_host) and the driver's failures end the task `failed`/`rolled_back`."""
     target = body.host if body is not None else None
     where = locate_workload(svc, who, name, project)

@@ -348,7 +348,8 @@ def plan_migrations(view: PoolView, cfg: PlanConfig) -> list[Action]:
             else:
                 idx = np.asarray(lst)
                 k = cfg.selector.pick(
-                    view.ram[idx], view.req[idx] / view.mips[idx], view.vm_hist[idx], view.vm_hlen[idx]
+                    view.ram[idx], view.req[idx] / view.mips[idx], view.vm_hist[idx], view.vm_hlen[idx],
+                    view.mips[idx],
                 )
                 vm = lst.pop(k)
             picked.append((vm, int(h), RULES[rule[h]]))

@@ -95,7 +95,7 @@ class SpreadPolicy:
 
 
 Policy = PabfdPolicy | PackPolicy | SpreadPolicy
-POLICY_NAMES = ("pack", "spread", "adaptive[-param]", "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs>[-param]")
+POLICY_NAMES = ("pack", "spread", "adaptive[-param]", "<thr|iqr|mad|lr|lrr>-<mmt|mu|mc|rs|lp>[-param]")
 
 
 def policy_named(name: str, *, power: PowerTable, interval_s: float = 300.0, seed: int = 0,

@@ -43,7 +43,7 @@ class HostStateFilter:
         mask = st == HostState.UP
         reasons = {}
         for s in (HostState.MAINTENANCE, HostState.DRAINING, HostState.FENCED, HostState.DOWN,
-                  HostState.REMOVED):
+                  HostState.REMOVED, HostState.STANDBY):
             m = st == s
             if m.any():
                 reasons[f"host {s.label}"] = m

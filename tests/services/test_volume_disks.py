@@ -1,0 +1,82 @@
+"""svc.volumes attach/detach drive the workload host's VolumeAttach (services/volume_disks.py):
+the sim keeps its model of the guest's devices, the volume's bytes are offered to the driver, and
+a driver that refuses the disk leaves no attachment behind (and a refused detach keeps it)."""
+
+from __future__ import annotations
+
+import pytest
+from svc_helpers import small_cluster
+
+from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.protocols import VolumeSpec
+from poolvisor.drivers.sim import SimDriver
+from poolvisor.services import Services
+
+
+def _sim(svc: Services, host: str) -> SimDriver:
+    d = svc.drivers.driver_of(host)
+    assert isinstance(d, SimDriver)
+    return d
+
+
+def test_attach_plugs_the_disk_on_the_host_with_the_volumes_bytes(lite: Services, tmp_path) -> None:
+    svc = lite
+    small_cluster(svc)
+    svc.workloads.create_workload("demo", "vm", flavor="unit")
+    host = svc.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    svc.volumes.create_pool("sp", replicas=1, segment_mib=4)
+    svc.volumes.add_device("sp", "d1", 64, path=str(tmp_path / "d1"))
+    svc.volumes.create_volume("demo", "data", "sp", 12)
+    svc.volumes.write_data("demo", "data", (8 << 20) + 10, b"hello")  # third segment only
+    svc.volumes.attach("demo", "data", "vm")
+    dw = DriverWorkload("demo/vm", "vm", {})
+    sim = _sim(svc, host)
+    assert sim.devices(host, dw)[0] == ["demo/data"]
+    spec: VolumeSpec = sim.hosts[host].guests["demo/vm"].volumes["demo/data"]
+    assert spec.size_gib == 12 / 1024 and spec.content is not None
+    pieces = list(spec.content())
+    assert [off for off, _ in pieces] == [8 << 20]  # only placed segments are read
+    assert pieces[0][1][10:15] == b"hello" and len(pieces[0][1]) == 4 << 20
+    svc.volumes.detach("demo", "data")
+    assert sim.devices(host, dw)[0] == []
+
+
+def test_a_refused_disk_leaves_no_attachment_and_a_refused_detach_keeps_it(lite: Services) -> None:
+    svc = lite
+    small_cluster(svc)
+    svc.workloads.create_workload("demo", "vm", flavor="unit")
+    host = svc.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    svc.volumes.create_pool("sp", replicas=1)
+    svc.volumes.add_device("sp", "d1", 10_000)  # placement only: the disk starts empty
+    svc.volumes.create_volume("demo", "v", "sp", 100)
+    sim = _sim(svc, host)
+    sim.fail(host)
+    with pytest.raises(DriverError):
+        svc.volumes.attach("demo", "v", "vm")
+    assert svc.volumes.get_volume("demo", "v").attached_to is None
+    sim.revive(host)
+    svc.volumes.attach("demo", "v", "vm")
+    spec = sim.hosts[host].guests["demo/vm"].volumes["demo/v"]
+    assert spec.content is None
+    sim.fail(host)
+    with pytest.raises(DriverError):
+        svc.volumes.detach("demo", "v")
+    assert svc.volumes.get_volume("demo", "v").attached_to == "vm"
+    assert svc.repair.check().ok
+
+
+def test_a_new_workloads_nics_are_plugged_on_its_host(lite: Services) -> None:
+    """services/nic_plug.py: the NICs allocated at creation reach the host's driver (the sim's model)."""
+    svc = lite
+    small_cluster(svc)
+    svc.networks.create_network("demo", "front", "10.9.0.0/24")
+    svc.workloads.create_workload("demo", "vm", flavor="unit", networks=["front"])
+    host = svc.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    nics = svc.networks.list_nics("demo", workload="vm")
+    sim = _sim(svc, host)
+    assert sim.devices(host, DriverWorkload("demo/vm", "vm", {}))[1] == [n.mac for n in nics]
+    spec = sim.hosts[host].guests["demo/vm"].nics[nics[0].mac]
+    assert (spec.network, spec.address) == ("demo/front", f"{nics[0].address}/24")
