@@ -37,7 +37,7 @@ def test_every_path_parameter_is_a_name(client: Any) -> None:
     assert len(params) >= 15
     for method, path, prm in params:
         s = prm["schema"]
-        if prm["name"] in ("token_id", "task_id", "alert_id"):  # integers (bad ones are checked below)
+        if prm["name"] in ("token_id", "task_id", "alert_id", "schedule_id"):  # integers (bad ones: below)
             assert s["type"] == "integer", (method, path, s)
         else:
             assert (s["type"], s["pattern"], s["minLength"], s["maxLength"]) == \

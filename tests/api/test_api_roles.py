@@ -15,6 +15,7 @@ Beta's objects exist (an admin reads each of them), so a 404 means "hidden", not
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ with warnings.catch_warnings():
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/metrics")}  # answer without a token, by design
 # fleet-wide objects (no project): members read, admins write
-SHARED = {"hosts", "pools", "flavors", "storage-pools"}
+SHARED = {"hosts", "pools", "flavors", "storage-pools", "backup-targets"}
 HIDDEN_MARK = "beta"  # every object of project beta carries it in its name
 
 
@@ -67,7 +68,16 @@ def populate(svc: Services, tag: str, octet: int) -> World:
     w.task_id = svc.workloads.submit_migrate(w.project, f"{w.workload}2").id
     w.token_id = svc.auth.issue_token("member", w.project, label=tag).record.id
     svc.utilization.record_utilization([((w.project, w.workload), 6000.0 + i * 300, 0.5) for i in range(3)])
+    backup = svc.backups.submit_create(w.project, w.workload, name=f"b{tag}")  # run by the app's executor
+    for _ in range(1000):
+        if svc.tasks.get_task(backup.id).state == "succeeded":
+            break
+        time.sleep(0.01)
+    assert svc.tasks.get_task(backup.id).state == "succeeded"
     svc.snapshots.submit_create(w.project, w.workload, f"s{tag}")
+    w.extra["schedule"] = svc.backup_schedules.set_schedule(w.project, "workload", w.workload, every_s=86400,
+                                                            keep=2).id
+    w.extra["bt_path"] = svc.backups.list_targets()[0].path
     svc.volumes.create_volume(w.project, f"vol{tag}", "sp", 64)
     svc.queue.enqueue(w.project, f"q{tag}", flavor="small")  # a creation waiting for capacity
     svc.quotas.set_quota(w.project, {"workloads": 2})  # used up: a "quota nearly exhausted" alert
@@ -96,6 +106,9 @@ PARAMS: dict[tuple[str, str], Callable[[World], Any]] = {
     ("alerts", "alert_id"): lambda w: w.extra.get("alert", 999_999),
     ("storage-pools", "name"): lambda w: "sp",
     ("storage-pools", "device"): lambda w: "d0",
+    ("workloads", "backup"): lambda w: f"b{w.tag}",
+    ("backup-schedules", "schedule_id"): lambda w: w.extra.get("schedule", 999_999),
+    ("backup-targets", "name"): lambda w: "bt",
     ("ha", "name"): lambda w: "demo",
     ("queue", "name"): lambda w: f"q{w.tag}",
 }
@@ -144,6 +157,12 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("PUT", "/v1/ha/admission"): lambda w: {"tolerate_failures": 0},
     ("PUT", "/v1/routers/{name}/local-pref/{neighbour}"): lambda w: {"pref": 200},
     ("PUT", "/v1/workloads/{name}/memory-reservation"): lambda w: {"mib": 128},
+    ("POST", "/v1/backup-targets"): lambda w: {"name": "bt-new",
+                                               "path": w.extra.get("bt_path", "/nonexistent")},
+    ("POST", "/v1/workloads/{name}/backups"): lambda w: {"name": "b-new"},
+    ("POST", "/v1/workloads/{name}/backups/{backup}/restore"): lambda w: {"as_name": "wr-new"},
+    ("PUT", "/v1/backup-schedules"): lambda w: {"project": w.project, "workload": w.workload, "every_s": 3600,
+                                                "keep": 2},
     ("PUT", "/v1/pools/{name}/queue-discipline"): lambda w: {"discipline": "fifo"},
 }
 
@@ -206,7 +225,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
     svc.volumes.create_pool("sp", replicas=2)
     for i in range(3):
         svc.volumes.add_device("sp", f"d{i}", 4096, domain=f"rack{i}")
-    app = create_app(svc, queue_interval=None)  # the queued requests stay queued
+    svc.backups.add_target("bt", str(tmp_path_factory.mktemp("bt")))
+    app = create_app(svc, queue_interval=None, backup_interval=None)  # queued requests stay queued; schedules
     app.state.event_stream_max_s = 0.5  # the event stream ends by itself: each read returns
     doc = app.openapi()
     admin_only = {(m, o.path) for o in operations(app) if depends_on(o.dependant, admin) for m in o.methods}

@@ -61,6 +61,7 @@ UNSTATABLE_RULES = re.compile("|".join((
     r"^sim URI ",  # the sim driver's URI (sim://?vcpu=N&...): parsed by the driver, not the schema
     r"local preference applies between path-vector routers",  # the stored routers' protocols
     r"a router is not its own neighbour",  # two path parameters equal
+    r"is not an existing writable directory",  # a backup target: what exists on the server's disk
     # GPU devices (services/gpus.py): rules on the open-ended capacity and demand maps' `gpu` entry
     r"a host has at most 64 GPUs",  # the sum of the device groups' counts
     r"a whole number of GPUs",  # capacity.gpu counts devices (a key of an open map)

@@ -9,6 +9,7 @@ it gets one here.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,14 @@ with warnings.catch_warnings():
 
 # (method, path as sent, path template): a body the server accepts (any status but 422)
 VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
+    ("POST", "/v1/backup-targets"): ("/v1/backup-targets",
+                                     {"name": "bt-strict", "path": tempfile.gettempdir()}),
+    ("POST", "/v1/workloads/{name}/backups"): ("/v1/workloads/nowl/backups?project=demo",
+                                               {"name": "b1", "target": "bt-strict"}),
+    ("POST", "/v1/workloads/{name}/backups/{backup}/restore"): (
+        "/v1/workloads/nowl/backups/b1/restore?project=demo", {"as_name": "w2", "host": "demo-000"}),
+    ("PUT", "/v1/backup-schedules"): ("/v1/backup-schedules", {
+        "project": "demo", "workload": "nowl", "every_s": 3600.5, "keep": 2, "target": "bt-strict"}),
     ("POST", "/v1/pools"): ("/v1/pools", {"name": "p-strict", "description": "a pool"}),
     ("POST", "/v1/hosts"): ("/v1/hosts", {
         "name": "h-strict", "capacity": {"vcpu": 8, "memory_mib": 1024.5}, "pool": "demo",

@@ -18,6 +18,7 @@ from poolvisor.api.ratelimit import RateLimiter
 from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
     alerts,
+    backups,
     events,
     flavors,
     ha,
@@ -41,6 +42,8 @@ from poolvisor.api.routes import queue as queue_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
+from poolvisor.services.backup_schedules import DEFAULT_INTERVAL_S as BACKUP_INTERVAL_S
+from poolvisor.services.backup_schedules import BackupLoop
 from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.controller_loop import ControllerLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
@@ -75,7 +78,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                rate_limit: RateLimit | None = None, threads: int | None = None,
                leader: LeaderElection | None = None, ha_interval: float | None = None,
                controller_interval: float | None = None,
-               queue_interval: float | None = QUEUE_INTERVAL_S) -> FastAPI:
+               queue_interval: float | None = QUEUE_INTERVAL_S,
+               backup_interval: float | None = BACKUP_INTERVAL_S) -> FastAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -86,6 +90,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     `alert_interval`: evaluate the alert rules every that many seconds (services/alerts.py), or None.
     `rate_limit`: the default token bucket of each project's creation requests (a project's own,
     set with its quota, overrides it; api/ratelimit.py), None: unlimited by default.
+    `backup_interval`: run due backup schedules every that many seconds (services/backup_schedules.py;
+    only while `services.backup_schedules.is_leader()`), or None.
     `threads`: size of the thread pool the sync endpoints run in (None: anyio's default, 40).
     Fewer threads contend less for the GIL (8: about a third less CPU per create under load) but
     a request waits while all of them are busy, e.g. in slow driver calls.
@@ -134,9 +140,17 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             if queue_interval and services is not None else None  # waiting creations (wait: true)
         if queue is not None:
             queue.start()
+        backuper = BackupLoop(services.backup_schedules, backup_interval) \
+            if backup_interval and services is not None else None
+        if backuper is not None:
+            if is_leader is not None:  # only the leader runs backup schedules
+                services.backup_schedules.is_leader = is_leader
+            backuper.start()
         try:
             yield
         finally:
+            if backuper is not None:
+                backuper.stop()
             if queue is not None:
                 queue.stop()
             if controller is not None:
@@ -164,9 +178,9 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     app.state.rate_limiter = RateLimiter(
         rate_limit, services.quotas.rate_limits if services is not None else dict)
     install_error_handlers(app)
-    for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, tasks, utilization, events,
-                   system, networks, storage, memory, alerts, quotas, leader_routes, ha, controller_routes,
-                   queue_routes):
+    for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, backups, tasks, utilization,
+                   events, system, networks, storage, memory, alerts, quotas, leader_routes, ha,
+                   controller_routes, queue_routes):
         app.include_router(module.router)
     if sim_admin:
         app.include_router(sim_admin_routes.router)

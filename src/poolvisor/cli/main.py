@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from poolvisor import __version__
 from poolvisor.cli import alert as alert_cli
+from poolvisor.cli import backup as backup_cli
 from poolvisor.cli import bench, flavor, host, pool, project, sim, simulate, sweep, task, vm, whatif
 from poolvisor.cli import check as check_cli
 from poolvisor.cli import controller as controller_cli
@@ -41,7 +42,8 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
-    "storage-pool", "volume", "events", "alert", "controller", "ha", "leader", "sim",
+    "storage-pool", "volume", "backup-target", "backup", "events", "alert", "controller", "ha", "leader",
+    "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -78,6 +80,9 @@ app.add_typer(flavor.app, name="flavor", rich_help_panel=PANEL_POOL)
 app.add_typer(project.app, name="project", rich_help_panel=PANEL_POOL)
 app.command(name="events", rich_help_panel=PANEL_POOL)(events_cli.events)
 app.add_typer(alert_cli.app, name="alert", rich_help_panel=PANEL_POOL)
+app.add_typer(backup_cli.target_app, name="backup-target", rich_help_panel=PANEL_POOL)
+app.add_typer(backup_cli.backup_app, name="backup", rich_help_panel=PANEL_POOL)
+vm.app.add_typer(backup_cli.vm_app, name="backup")
 app.command(name="leader", rich_help_panel=PANEL_POOL)(leader_cli.leader)
 app.add_typer(ha_cli.app, name="ha", rich_help_panel=PANEL_POOL)
 app.add_typer(controller_cli.app, name="controller", rich_help_panel=PANEL_POOL)

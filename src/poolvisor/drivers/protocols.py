@@ -17,13 +17,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, cast, runtime_checkable
+from typing import BinaryIO, Protocol, cast, runtime_checkable
 
 from poolvisor.domain.errors import ConflictError
 from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload, HostStats
 
 __all__ = [
-    "Balloon", "Capability", "DriverError", "DriverRefusal", "DriverWorkload", "Fencing", "HostBinding",
+    "BackupImage", "Balloon", "Capability", "ImageInfo", "as_backup_image",
+    "DriverError", "DriverRefusal", "DriverWorkload", "Fencing", "HostBinding",
     "HostDriver",
     "HostInfo", "HostStats", "Lifecycle", "Migration", "MigrationHandle", "MigrationProgress",
     "MigrationState", "NicAttach", "NicSpec", "SnapshotInfo", "Snapshots", "UnsupportedByDriver",
@@ -45,6 +46,7 @@ class Capability(enum.StrEnum):
     HOST_INFO = "host_info"          # host_info reports real capacity (not only what it was told)
     FENCE = "fence"                  # fence/unfence: destroy every guest and refuse new ones
     POWER = "power"                  # power_on/power_off/power_state of an empty host (DPM)
+    BACKUP_IMAGE = "backup_image"    # export_image/import_image: a guest's disk and memory as bytes
 
 
 _VERBS = {
@@ -53,6 +55,7 @@ _VERBS = {
     Capability.BALLOON: "resize guest memory", Capability.VOLUME_ATTACH: "attach volumes",
     Capability.NIC_ATTACH: "attach NICs", Capability.HOST_INFO: "report host capacity",
     Capability.FENCE: "fence hosts", Capability.POWER: "power hosts on and off",
+    Capability.BACKUP_IMAGE: "export or import backup images",
 }
 
 
@@ -124,6 +127,16 @@ class SnapshotInfo:
     created_at: float                # unix seconds, driver clock
     state: str = ""                  # workload state captured (running, stopped...)
     size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A backup image as written or read: the guest state it holds (what a restore returns the
+    workload to), its length in bytes and the SHA-256 of those bytes (hex)."""
+
+    state: str
+    size_bytes: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,19 @@ class Snapshots(Protocol):
 
 
 @runtime_checkable
+class BackupImage(Protocol):
+    """Backups (services/backups.py): the driver streams a guest's image out and back in; the
+    service owns where the bytes go (a backup target) and checks them."""
+
+    def export_image(self, host: str, workload: DriverWorkload, out: BinaryIO) -> ImageInfo:
+        """Write the guest's disk and memory image to `out` (the guest keeps running)."""
+
+    def import_image(self, host: str, workload: DriverWorkload, src: BinaryIO) -> ImageInfo:
+        """Bring the guest up on `host` from an image read from `src` (it may be another host than
+        the one it was exported on); DriverError when the image is corrupt."""
+
+
+@runtime_checkable
 class WorkloadStats(Protocol):
     def workload_stats(self, host: str) -> dict[str, WorkloadSample]:
         """Workload key -> its latest sample, for every workload the host runs."""
@@ -293,7 +319,7 @@ PROTOCOLS: dict[Capability, type] = {
     Capability.SNAPSHOTS: Snapshots, Capability.STATS: WorkloadStats,
     Capability.BALLOON: Balloon, Capability.VOLUME_ATTACH: VolumeAttach,
     Capability.NIC_ATTACH: NicAttach, Capability.HOST_INFO: HostDriver,
-    Capability.FENCE: Fencing, Capability.POWER: Power,
+    Capability.FENCE: Fencing, Capability.POWER: Power, Capability.BACKUP_IMAGE: BackupImage,
 }
 
 
@@ -362,3 +388,8 @@ def as_fencing(driver: object, *, host: str | None = None) -> Fencing:
 def as_power(driver: object, *, host: str | None = None) -> Power:
     require(driver, Capability.POWER, host=host)
     return cast(Power, driver)
+
+
+def as_backup_image(driver: object, *, host: str | None = None) -> BackupImage:
+    require(driver, Capability.BACKUP_IMAGE, host=host)
+    return cast(BackupImage, driver)

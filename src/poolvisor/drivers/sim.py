@@ -23,11 +23,14 @@ DriverPool) can migrate workloads between them: that is how two sim URIs form on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import BinaryIO
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.drivers.balloon import SimBalloon
@@ -37,6 +40,7 @@ from poolvisor.drivers.protocols import (
     GuestMemory,
     HostBinding,
     HostInfo,
+    ImageInfo,
     MigrationProgress,
     MigrationState,
     NicSpec,
@@ -46,11 +50,14 @@ from poolvisor.drivers.protocols import (
 )
 
 OPERATIONS = ("create", "start", "stop", "suspend", "resume", "delete", "migrate", "fence", "snapshot",
-              "restore")
+              "restore", "export", "import")
 _AFTER = {"create": "running", "start": "running", "stop": "stopped", "suspend": "suspended",
           "resume": "running"}
 DIRTY_FRACTION = 0.01  # of memory re-copied during a live migration's final pause
 MIB = 1 << 20
+IMAGE_MAGIC = b"POOLVISOR-SIM-IMAGE 1\n"
+IMAGE_BYTES_PER_MIB = 64  # a sim image is a scaled-down model: 64 bytes per MiB of memory and disk
+MAX_IMAGE_HEADER = 64 * 1024
 
 
 @dataclass
@@ -337,6 +344,65 @@ class SimDriver:
                 raise DriverError(f"sim: workload {workload.key!r} has no snapshot {name!r}")
             g.state = known[1]
 
+    # ---- BackupImage ---------------------------------------------------------------------------
+    def export_image(self, host: str, workload: DriverWorkload, out: BinaryIO) -> ImageInfo:
+        """Write a deterministic image of the guest: a magic line, a JSON header (its state,
+        balloon, utilization, the body's length and SHA-256), then the body, derived from the
+        workload's key and state (so two exports of an unchanged guest are byte-identical)."""
+        self._sleep("export")
+        with self._lock:
+            self._check_fault("export", host)
+            g = self._guest(self._live(host), workload)
+            state, memory_mb, cpu_util = g.state, g.memory_mb, g.cpu_util
+        body = _image_body(workload, state)
+        header = json.dumps({"key": workload.key, "kind": workload.kind, "demand": dict(workload.demand),
+                             "state": state, "memory_mb": memory_mb, "cpu_util": cpu_util,
+                             "body_bytes": len(body), "body_sha256": hashlib.sha256(body).hexdigest()},
+                            sort_keys=True).encode() + b"\n"
+        digest = hashlib.sha256()
+        for part in (IMAGE_MAGIC, header, body):
+            out.write(part)
+            digest.update(part)
+        return ImageInfo(state, len(IMAGE_MAGIC) + len(header) + len(body), digest.hexdigest())
+
+    def import_image(self, host: str, workload: DriverWorkload, src: BinaryIO) -> ImageInfo:
+        """Check the image (magic, header, body length and checksum) and run the guest from it on
+        `host` in the state it holds; DriverError for a corrupt or truncated image."""
+        self._sleep("import")
+        digest = hashlib.sha256()
+        magic = src.read(len(IMAGE_MAGIC))
+        if magic != IMAGE_MAGIC:
+            raise DriverError("sim: not a sim backup image (bad magic)")
+        digest.update(magic)
+        line = src.readline(MAX_IMAGE_HEADER)
+        digest.update(line)
+        try:
+            header = json.loads(line)
+            n, want, state = int(header["body_bytes"]), str(header["body_sha256"]), str(header["state"])
+        except (ValueError, KeyError, TypeError):
+            raise DriverError("sim: backup image header is corrupt") from None
+        body_digest, got = hashlib.sha256(), 0
+        while got < n:
+            chunk = src.read(min(1 << 16, n - got))
+            if not chunk:
+                break
+            body_digest.update(chunk)
+            digest.update(chunk)
+            got += len(chunk)
+        if got != n or src.read(1):
+            raise DriverError(f"sim: backup image body is {got} bytes (or more), expected {n}")
+        if body_digest.hexdigest() != want:
+            raise DriverError("sim: backup image body checksum mismatch (corrupt image)")
+        if state not in ("running", "stopped", "suspended"):
+            raise DriverError(f"sim: backup image holds an unknown guest state {state!r}")
+        with self._lock:
+            self._check_fault("import", host)
+            h = self._live(host)
+            mem, util = header.get("memory_mb"), header.get("cpu_util")
+            h.guests[workload.key] = SimGuest(workload, state, float(util) if util is not None else None,
+                                              float(mem) if mem is not None else None)
+        return ImageInfo(state, len(magic) + len(line) + n, digest.hexdigest())
+
     # ---- WorkloadStats, Balloon, VolumeAttach, NicAttach ---------------------------------------
     def workload_stats(self, host: str) -> dict[str, WorkloadSample]:
         with self._lock:
@@ -450,6 +516,19 @@ class SimDriver:
                 if f.remaining <= 0:
                     self._faults.remove(f)
                 raise DriverError(f"sim: injected failure of {op} on {host!r}")
+
+
+def _image_body(workload: DriverWorkload, state: str) -> bytes:
+    """The image body: SHA-256 blocks chained from the workload's key and state, sized from its
+    memory and disk (IMAGE_BYTES_PER_MIB per MiB), at least one block."""
+    mib = float(workload.demand.get("memory_mib", 0.0)) + 1024.0 * float(workload.demand.get("disk_gib", 0.0))
+    n = max(32, int(mib * IMAGE_BYTES_PER_MIB))
+    seed = hashlib.sha256(f"{workload.key}|{workload.kind}|{state}".encode()).digest()
+    out, block = bytearray(), seed
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:n])
 
 
 class SimMigration:

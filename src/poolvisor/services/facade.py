@@ -18,6 +18,8 @@ from poolvisor.drivers.protocols import HostDriver
 from poolvisor.policies.placement import PlacementPolicy
 from poolvisor.services.alerts import AlertService
 from poolvisor.services.auth import AuthService
+from poolvisor.services.backup_schedules import BackupScheduleService
+from poolvisor.services.backups import BACKUP, BACKUP_RESTORE, BackupService
 from poolvisor.services.batch import BatchService
 from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
@@ -75,6 +77,12 @@ class Services:
         self.tasks.handlers[RESTORE] = self.snapshots.run_restore
         self.tasks.on_cancel[SNAPSHOT] = self.snapshots.cancelled_create
         self.tasks.on_cancel[RESTORE] = self.snapshots.cancelled_restore
+        self.backups = BackupService(ctx, self.tasks, self.workloads)
+        self.backup_schedules = BackupScheduleService(ctx, self.backups)
+        self.tasks.handlers[BACKUP] = self.backups.run_create
+        self.tasks.handlers[BACKUP_RESTORE] = self.backups.run_restore
+        self.tasks.on_cancel[BACKUP] = self.backups.cancelled_create
+        self.tasks.on_cancel[BACKUP_RESTORE] = self.backups.cancelled_restore
         self.sim = SimAdminService(ctx, self.hosts)  # fault injection: the sim admin API extension only
         self.volumes = VolumeService(ctx, self.tasks)
         self.memory = MemoryService(ctx)

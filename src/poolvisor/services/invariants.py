@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from poolvisor.services.backups import backup_violations
 from poolvisor.services.base import as_utc
 from poolvisor.services.gpus import gpu_violations
 from poolvisor.services.leases import LEGACY_STALE_S, TRANSIENT, utcnow
@@ -175,6 +176,7 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
     v += storage_violations(s)  # 10. storage replicas, extents and attachments (services/volumes.py)
     v += memory_violations(s)  # 11. memory reservations never overcommitted (services/memory.py)
     v += gpu_violations(s)  # 12. GPU devices and the shares workloads hold (services/gpus.py)
+    v += backup_violations(s)  # 13. no backup left creating/restoring without its task (services/backups.py)
     return CheckReport(
         ok=not v, violations=v,
         counts={"hosts": len(hosts), "workloads": len(workloads), "allocations": len(allocs),

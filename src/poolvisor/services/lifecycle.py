@@ -47,7 +47,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.tasks import MIGRATE, TaskService, migration_task
+from poolvisor.services.tasks import IMAGE_KINDS, MIGRATE, TaskService, migration_task
 from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import GroupRow, HostRow, PoolRow, ProjectRow, TaskRow, WorkloadRow
@@ -219,7 +219,7 @@ class WorkloadLifecycle(ServiceBase):
         assert src is not None
         busy = s.scalars(select(TaskRow.kind).where(
             TaskRow.workload_id == w.id, TaskRow.state.in_(TASK_ACTIVE),
-            TaskRow.kind.in_(("snapshot", "restore")))).first()
+            TaskRow.kind.in_(IMAGE_KINDS))).first()
         if busy is not None:
             raise ConflictError(f"workload {name!r} has a {busy} task in progress; retry when it ends")
         if target is not None:

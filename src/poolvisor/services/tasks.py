@@ -61,6 +61,9 @@ log = logging.getLogger("poolvisor.tasks")
 MAX_TASKS = 1000  # per list call
 MAX_ENTRIES = 200  # log entries kept per task (the oldest go first; the journal is never trimmed)
 MIGRATE, CONSOLIDATE = "migrate", "consolidate"
+# tasks that read or write a workload's image (snapshots, backups): none runs beside a migration
+# of the workload, nor beside another one of them
+IMAGE_KINDS = ("snapshot", "restore", "backup", "backup_restore")
 CANCELLABLE = (MIGRATE, CONSOLIDATE, "drain")  # kinds whose running handler honours a cancel request
 Handler = Callable[[int], None]
 OnCancel = Callable[[Session, TaskRow], None]  # what a cancel of a queued task undoes, in its transaction

@@ -34,7 +34,7 @@ from poolvisor.services.records import (
     TASK_SUCCEEDED,
     TaskRecord,
 )
-from poolvisor.services.tasks import MIGRATE, TaskService
+from poolvisor.services.tasks import IMAGE_KINDS, MIGRATE, TaskService
 from poolvisor.store.rows import HostRow, SnapshotRow, TaskRow, WorkloadRow
 
 SNAPSHOT, RESTORE = "snapshot", "restore"
@@ -244,7 +244,7 @@ def _check_quiet(s: Session, w: WorkloadRow) -> None:
     if w.state not in SNAPSHOTTABLE:
         raise ConflictError(f"workload {w.name!r} is {w.state}; retry")
     busy = s.scalars(select(TaskRow.kind).where(TaskRow.workload_id == w.id, TaskRow.state.in_(TASK_ACTIVE),
-                                                TaskRow.kind.in_((MIGRATE, *SNAPSHOT_KINDS)))).first()
+                                                TaskRow.kind.in_((MIGRATE, *IMAGE_KINDS)))).first()
     if busy is not None:
         raise ConflictError(f"workload {w.name!r} has a {busy} task in progress; retry when it ends")
 

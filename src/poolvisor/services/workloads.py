@@ -118,6 +118,7 @@ class _Spec:
     pool: str | None
     networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
     priority_class: str = DEFAULT_CLASS  # policies/preemption.py: a higher class may evict lower ones
+    host: str | None = None  # pinned to this host (a backup restore's --host); placement still checks it
 
 
 class WorkloadService(ServiceBase):
@@ -140,7 +141,7 @@ class WorkloadService(ServiceBase):
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
                         dry_run: bool = False, create_project: bool = False,
                         explain: bool = False, networks: list[str] | None = None,
-                        priority_class: str = DEFAULT_CLASS) -> WorkloadRecord:
+                        priority_class: str = DEFAULT_CLASS, host: str | None = None) -> WorkloadRecord:
         """Place and create a workload. `create_project`: a missing project is created by the same
         transaction that claims the workload (never by a dry run or a failed request). `explain`:
         the full per-filter counts in the explanation (else a summary; see served.py)."""
@@ -179,7 +180,7 @@ class WorkloadService(ServiceBase):
         def resolve() -> _Spec:
             spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                                  forbidden, pool, create_project)
-            return replace(spec, networks=nets, priority_class=priority_class)
+            return replace(spec, networks=nets, priority_class=priority_class, host=host)
 
         if dry_run:
             spec = resolve()
@@ -280,6 +281,9 @@ class WorkloadService(ServiceBase):
             if r not in st.resources:
                 raise InvalidInputError(f"no host declares resource {r!r}")
         allowed = snap.pool_hosts(spec.pool_id) if spec.pool_id is not None else None
+        if spec.host is not None:  # host_index: 404 for an unknown host
+            pinned = np.array([st.host_index(spec.host)])
+            allowed = pinned if allowed is None else np.intersect1d(allowed, pinned)
         req = Request(
             name=f"{spec.project}/{spec.name}", demand=st.resources.vector(spec.demand),
             required_labels=spec.required, forbidden_labels=spec.forbidden,

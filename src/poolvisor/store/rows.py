@@ -535,6 +535,64 @@ class ProjectQuotaRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# ---- backups (0011, docs/backups.md) -------------------------------------------------------------
+class BackupTargetRow(Base):
+    """0011: where backups are copied: `kind` "dir" (a directory on the server, `path` absolute)."""
+
+    __tablename__ = "backup_targets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="dir")
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BackupScheduleRow(Base):
+    """0011: back a workload (`workload`) or every member of a group (`group`) of a project up
+    every `every_s` seconds into `target_id`, keeping the newest `keep` scheduled backups per
+    workload. `next_at` is when the loop runs it next (services/backup_loop.py)."""
+
+    __tablename__ = "backup_schedules"
+    __table_args__ = (UniqueConstraint("project_id", "scope", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))  # workload or group
+    name: Mapped[str] = mapped_column(String(63))
+    target_id: Mapped[int] = mapped_column(ForeignKey("backup_targets.id"))
+    every_s: Mapped[float] = mapped_column(Float)
+    keep: Mapped[int] = mapped_column(Integer)
+    next_at: Mapped[datetime] = mapped_column()
+    last_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BackupRow(Base):
+    """0011: one backup of a workload, named by (project, workload name) rather than a foreign key
+    so that it outlives the workload (restoring a deleted workload is its point). `spec` is what
+    re-creating it needs (kind, demand, flavor, priority, group, constraints, networks); the image
+    file is `path` under the target, with `sha256` and `size_bytes` as written. `state` creating,
+    ready or restoring; `schedule_id` set when a schedule made it (its retention applies)."""
+
+    __tablename__ = "backups"
+    __table_args__ = (UniqueConstraint("project_id", "workload", "name"),
+                      Index("ix_backups_schedule", "schedule_id", "workload"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    workload: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[int] = mapped_column(ForeignKey("backup_targets.id"))
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("backup_schedules.id", ondelete="SET NULL"), nullable=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    host: Mapped[str] = mapped_column(String(63))
+    workload_state: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text, default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class PendingWorkloadRow(Base):
     """0013: a creation request waiting for capacity (`wait: true`): the create's arguments
     (`request`), placed by the queue loop (services/queue.py) in its pool's discipline order and
