@@ -590,6 +590,8 @@ class HaLoop:
         self.ha = ha
         if interval is not None:
             ha.settings = replace(ha.settings, interval_s=check_interval(interval))
+        if is_leader is not None:
+            ha.is_leader = is_leader  # its status then says whether this process leads
         self.runner = BackgroundLoop("ha", self._step, ha.settings.interval_s, clock=clock,
                                      is_leader=is_leader, what="HA step", log=log, priority=Phase.ACT)
         self.clock, self.loop = self.runner.clock, self.runner.loop
