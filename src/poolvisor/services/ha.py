@@ -47,7 +47,8 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.clock import Clock, Loop, LoopStatus, Phase, WallClock
+from poolvisor.clock import Clock, LoopStatus, Phase
+from poolvisor.clock.background import BackgroundLoop
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.drivers.base import DriverError, DriverWorkload
@@ -600,20 +601,20 @@ def check_interval(interval: float) -> float:
 
 
 class HaLoop:
-    """`poolvisor serve`'s HA step every `interval` s: on its own WallClock and thread, or on a
-    clock the caller runs (a SimClock in tests and the digital twin)."""
+    """`poolvisor serve`'s HA step every `interval` s (a BackgroundLoop: on its own WallClock and
+    thread, or on a clock the caller runs, a SimClock in tests and the digital twin), only while
+    `is_leader()`."""
 
-    def __init__(self, ha: HaService, interval: float | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(self, ha: HaService, interval: float | None = None, *, clock: Clock | None = None,
+                 is_leader: Callable[[], bool] | None = None) -> None:
         self.ha = ha
         if interval is not None:
             ha.settings = replace(ha.settings, interval_s=check_interval(interval))
-        self._wall: WallClock | None = None
-        if clock is None:
-            clock = self._wall = WallClock()
-        self.clock: Clock = clock
-        self.loop = Loop(self.clock, self._step, ha.settings.interval_s, priority=Phase.ACT, name="ha",
-                         on_error=self._failed)
-        self._thread: threading.Thread | None = None
+        if is_leader is not None:
+            ha.is_leader = is_leader  # its status then says whether this process leads
+        self.runner = BackgroundLoop("ha", self._step, ha.settings.interval_s, clock=clock,
+                                     is_leader=is_leader, what="HA step", log=log, priority=Phase.ACT)
+        self.clock, self.loop = self.runner.clock, self.runner.loop
 
     def _step(self, t: float) -> None:
         rep = self.ha.step(t)
@@ -622,27 +623,11 @@ class HaLoop:
             if names:
                 log.info("ha %s: %s", what, ", ".join(names))
 
-    def _failed(self, e: Exception) -> None:
-        if isinstance(e, PoolvisorError):
-            log.warning("HA step failed (retrying at the next tick): %s", e.message)
-        else:
-            log.error("HA step failed", exc_info=e)
-
     def status(self) -> LoopStatus:
-        return self.loop.status()
+        return self.runner.status()
 
     def start(self) -> None:
-        if self.loop.running:
-            return
-        self.loop.start()
-        if self._wall is not None:
-            self._thread = threading.Thread(target=self._wall.run, name="poolvisor-ha", daemon=True)
-            self._thread.start()
+        self.runner.start()
 
     def stop(self) -> None:
-        self.loop.stop()
-        if self._wall is not None:
-            self._wall.stop()
-            if self._thread is not None:
-                self._thread.join(timeout=30)
-                self._thread = None
+        self.runner.stop()
