@@ -284,13 +284,33 @@ class HaService(ServiceBase):
             return
         try:
             self.hosts.unfence(name)  # the agent lets it run guests again; the sim's has none left
+            cleared = self._clear_leftovers(name)
         except PoolvisorError as e:
             log.warning("host %s answers again but could not be unfenced: %s", name, e.message)
             return
+        if cleared:
+            self._note(name, "ha.leftovers_removed", f"host {name} came back with {len(cleared)} stale "
+                       f"guest(s) of before its fence ({', '.join(cleared)}): removed before it rejoins",
+                       {"guests": cleared}, "warning")
         self.hosts.mark_state(name, HostState.UP, "host.rejoined",
                               "rejoined empty after fencing (its heartbeat is back)")
         self.watch[name] = HostWatch()
         rep.rejoined.append(name)
+
+    def _clear_leftovers(self, name: str) -> list[str]:
+        """Delete every guest a fenced host still has when it comes back (a real host powered on
+        again keeps its defined domains and disks): their workloads were released at the fence and
+        run elsewhere or wait to, so these copies are stale, and a later placement on this host
+        must not adopt one. Raises (the host does not rejoin, retried next step) if it cannot."""
+        inv = self.drivers.driver_of(name).stats(name)
+        if not inv.alive:
+            raise DriverError(f"host {name} did not list its guests")
+        kinds = {f"{p}/{n}": k for p, n, k in self._read(lambda s: s.execute(
+            select(ProjectRow.name, WorkloadRow.name, WorkloadRow.kind)
+            .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)).all())}
+        for key in sorted(inv.states):
+            self.drivers.lifecycle(name).delete(name, DriverWorkload(key, kinds.get(key, "vm"), {}))
+        return sorted(inv.states)
 
     def _note(self, host: str, kind: str, message: str, data: dict[str, Any], severity: str) -> None:
         def tx(s: Session) -> None:
