@@ -309,3 +309,33 @@ def test_fenced_host_stopped_workload_comes_back_stopped(lite):
     assert a.state == "suspended" and a.host != h
     assert d.hosts[a.host or ""].guests["demo/a"].state == "suspended"
     assert any("(suspended, as it was)" in e.message for e in lite.events.list_events(limit=100))
+
+
+def test_a_restarted_control_plane_does_not_restart_its_workloads(tmp_path):
+    """The sim hosts keep running while poolvisor restarts (a new process rebuilds them from the
+    database): HA must not take their guests for lost; a host that really restarts still counts."""
+    from poolvisor.services import open_services
+
+    db = f"sqlite:///{tmp_path / 'ha.db'}"
+    first = open_services(db)
+    _pool(first, hosts=2)
+    for n in ("a", "b"):
+        first.workloads.create_workload("demo", n, demand={"vcpu": 1, "memory_mib": 1024})
+    first.workloads.delete_workload("demo", "b")
+    first.close()
+    again = open_services(db)  # a new process: new sim driver, no guests in memory
+    try:
+        for t in (1.0, 2.0, 3.0, 4.0):
+            again.ha.step(t)
+        assert again.workloads.get_workload("demo", "a").state == "running"
+        assert "workload.lost" not in _kinds(again)
+        d = again.driver
+        assert isinstance(d, SimDriver)
+        h = _host_of(again, "a") or ""
+        d.fail(h)
+        d.revive(h)  # the host itself restarted: its guest is gone, HA restarts it
+        again.ha.step(5.0)
+        assert "workload.lost" in _kinds(again)
+        assert again.repair.check().ok
+    finally:
+        again.close()

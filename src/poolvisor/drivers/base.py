@@ -44,3 +44,6 @@ class HostStats:
     workloads: int
     used: dict[str, float] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)  # workload key -> driver-side state
+    # `states` is the host's whole inventory: a workload missing from it is not there (HA's
+    # check for a host that restarted between heartbeats); False when the driver only knows part
+    complete: bool = True

@@ -80,6 +80,11 @@ class SimHost:
     guests: dict[str, SimGuest] = field(default_factory=dict)
     power: str = "on"  # on, off, booting
     ready_at: float = 0.0  # when a booting host is on (driver clock)
+    # False while this process has only rebuilt the host from the database (a restart of the
+    # control plane, another replica): its guest list is what this process has seen, not the
+    # host's whole inventory (a real hypervisor keeps running while poolvisor restarts). True
+    # once the host itself lost its guests (fail, fence, unfence): then it holds exactly `guests`.
+    remembers: bool = False
 
 
 @dataclass
@@ -149,6 +154,7 @@ class SimDriver:
             h = self._host(host)
             h.alive = False
             h.guests.clear()
+            h.remembers = True
 
     def revive(self, host: str) -> None:
         with self._lock:
@@ -256,7 +262,8 @@ class SimDriver:
                     for r, v in g.workload.demand.items():
                         used[r] = used.get(r, 0.0) + float(v)
             states = {k: g.state for k, g in h.guests.items()}
-            return HostStats(host, h.alive and not h.fenced and h.reachable, len(h.guests), used, states)
+            return HostStats(host, h.alive and not h.fenced and h.reachable, len(h.guests), used, states,
+                             complete=h.remembers)
 
     # ---- Lifecycle -----------------------------------------------------------------------------
     def create(self, host: str, workload: DriverWorkload) -> None:
@@ -461,6 +468,7 @@ class SimDriver:
             h = self._host(host)
             h.fenced = True
             h.guests.clear()
+            h.remembers = True
 
     def unfence(self, host: str) -> None:
         """The host rejoins, empty (a host that was fenced never brings its old guests back)."""
@@ -468,6 +476,7 @@ class SimDriver:
             h = self._host(host)
             h.fenced = False
             h.guests.clear()
+            h.remembers = True
 
     # ---- internals -----------------------------------------------------------------------------
     def _sleep(self, op: str) -> None:

@@ -248,8 +248,8 @@ class HaService(ServiceBase):
             return
         try:
             inv = self.drivers.driver_of(name).stats(name)
-            if not inv.alive:
-                return
+            if not inv.alive or not inv.complete:
+                return  # dead (the heartbeat handles it), or an inventory that cannot tell
             gone = []
             for wid, hid, project, wname, kind, demand in rows:
                 key = f"{project}/{wname}"
