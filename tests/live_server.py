@@ -49,6 +49,23 @@ class Live:
     home: Path
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60,
+                 poll: float = 0.2) -> None:
+    """Poll `url`/healthz until it answers 200; fail with the log if serve exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"serve did not answer: {log.read_text()}")
+        time.sleep(poll)
+
+
 @contextmanager
 def live_server(tmp: Path, *extra_args: str, env: dict[str, str] | None = None, port: int | None = None,
                 db: bool = True, start_timeout: float = 60, stop_timeout: float = 20) -> Iterator[Live]:
@@ -68,18 +85,7 @@ def live_server(tmp: Path, *extra_args: str, env: dict[str, str] | None = None, 
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + start_timeout
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"serve exited with {proc.returncode}: {log_path.read_text()}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"serve did not answer: {log_path.read_text()}")
-                time.sleep(0.2)
+            wait_healthy(proc, url, log_path, start_timeout)
             token_file = home / ".config" / "poolvisor" / "token"
             token = env.get("POOLVISOR_TOKEN") or token_file.read_text().strip()
             yield Live(url, token, {"Authorization": f"Bearer {token}"}, log_path, proc,
