@@ -4,8 +4,7 @@ by a migrate task (its counter goes on on the destination), suspended and resume
 taken down and given back by memory-reclaim rounds, snapshot and restore (snapshot tasks),
 stopped and started, deleted; the same lifecycle for a container. Nothing is left behind on the hosts.
 
-Not covered (no controller yet): killing a host's libvirtd and QEMU and having the controller
-fence it and restart the VM elsewhere.
+Killing a host's libvirtd and QEMU, HA fencing it and restarting the VM elsewhere: test_ha_real.py.
 """
 
 from __future__ import annotations

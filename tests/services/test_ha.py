@@ -132,6 +132,30 @@ def test_fenced_host_rejoins_empty_when_it_comes_back(lite):
     assert "host.rejoined" in _kinds(lite)
 
 
+def test_fenced_host_that_comes_back_with_its_old_guests_rejoins_only_once_they_are_deleted(lite):
+    """An out-of-band agent (here `command:true`) cuts the power but leaves the host's defined
+    guests on disk (a real libvirt host keeps its domains and volumes): when the host answers
+    again, those stale copies are deleted before it rejoins, so the workload runs once."""
+    lite.catalog.create_pool("p")
+    for i in range(2):
+        lite.hosts.create_host(f"h{i}", {"vcpu": 4, "memory_mib": 4096}, pool="p", fence="command:true")
+    d = lite.driver
+    assert isinstance(d, SimDriver)
+    lite.workloads.create_workload("demo", "a", demand={"vcpu": 1, "memory_mib": 1024}, create_project=True)
+    h = _host_of(lite, "a")
+    assert h is not None
+    lite.ha.settings = HaSettings(fail_after=1)
+    d.partition(h)  # no heartbeat; its guest stays (the power switch does not touch the disk)
+    lite.ha.step(1.0)
+    assert lite.hosts.get_host(h).state == "fenced"
+    assert _host_of(lite, "a") not in (None, h) and _copies(d, "demo/a") == 2  # restarted; stale copy on h
+    d.partition(h, cut=False)
+    rep = lite.ha.step(2.0)
+    assert rep.rejoined == [h]
+    assert _copies(d, "demo/a") == 1 and not d.hosts[h].guests
+    assert "ha.leftovers_removed" in _kinds(lite)
+
+
 def test_heartbeat_back_before_the_limit_clears_suspicion(lite):
     d = _pool(lite, hosts=2)
     d.partition("h0")

@@ -11,7 +11,7 @@ import pytest
 
 from poolvisor.domain.errors import InvalidInputError, UnavailableError
 from poolvisor.services import Services
-from poolvisor.services.leader import SAFETY, LeaderElection, gate_step, read_status
+from poolvisor.services.leader import SAFETY, LeaderElection, read_status
 
 LEASE = 5.0
 
@@ -100,16 +100,6 @@ def test_an_unreadable_record_is_taken_over(pair, svc: Services) -> None:
     assert not a.tick()
     ca.t += LEASE
     assert a.tick()
-
-
-def test_gate_step_runs_only_while_leading() -> None:
-    ran: list[float] = []
-    lead = [False]
-    step = gate_step(ran.append, lambda: lead[0])
-    step(1.0)
-    lead[0] = True
-    step(2.0)
-    assert ran == [2.0]
 
 
 @pytest.mark.parametrize("bad", [0.5, 301, float("nan"), True, "5"])

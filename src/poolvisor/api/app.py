@@ -48,7 +48,7 @@ from poolvisor.services.balloon_loop import BalloonLoop
 from poolvisor.services.controller_loop import ControllerLoop
 from poolvisor.services.executor import DEFAULT_WORKERS, TaskExecutor
 from poolvisor.services.ha import HaLoop
-from poolvisor.services.leader import LeaderElection, gate_step
+from poolvisor.services.leader import LeaderElection
 from poolvisor.services.queue import DEFAULT_INTERVAL_S as QUEUE_INTERVAL_S
 from poolvisor.services.queue import QueueLoop
 from poolvisor.services.quotas import RateLimit
@@ -91,12 +91,13 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     `rate_limit`: the default token bucket of each project's creation requests (a project's own,
     set with its quota, overrides it; api/ratelimit.py), None: unlimited by default.
     `backup_interval`: run due backup schedules every that many seconds (services/backup_schedules.py;
-    only while `services.backup_schedules.is_leader()`), or None.
+    only while this process leads), or None.
     `threads`: size of the thread pool the sync endpoints run in (None: anyio's default, 40).
     Fewer threads contend less for the GIL (8: about a third less CPU per create under load) but
     a request waits while all of them are busy, e.g. in slow driver calls.
     `leader`: this process's candidacy among servers sharing the database (services/leader.py);
-    the pool-wide loops (alerts, balloon) then step only while it leads. None: they always do.
+    the pool-wide loops (balloon, alerts, HA, controller, queue, backups) then step only while it
+    leads (their `is_leader`). None: they always do.
     `ha_interval`: run the HA loop (heartbeats, fencing, restart: services/ha.py) every that many
     seconds, or None.
     `controller_interval`: run the controller's reconcile round every that many seconds
@@ -115,36 +116,32 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             executor.start()
         if leader is not None:
             leader.start()
-        balloons = BalloonLoop(services) if BalloonLoop.wanted(services) else None  # memory reclaim
-        if balloons is not None:
+        is_leader = leader.is_leader if leader is not None else None  # the gate of every pool-wide loop
+        balloons = BalloonLoop(services, is_leader=is_leader) if BalloonLoop.wanted(services) else None
+        if balloons is not None:  # memory reclaim
             balloons.start()
         if sweeper is not None:
             sweeper.start()
-        alerter = AlertLoop(services.alerts, alert_interval) if alert_interval and services is not None \
-            else None
-        ha_loop = HaLoop(services.ha, ha_interval) if ha_interval and services is not None else None
-        for gated in (alerter, balloons, ha_loop):  # leader-only loops: a follower's tick does nothing
-            if leader is not None and gated is not None:
-                gated.loop.step = gate_step(gated.loop.step, leader.is_leader)
+        alerter = AlertLoop(services.alerts, alert_interval, is_leader=is_leader) \
+            if alert_interval and services is not None else None
         if alerter is not None:
             alerter.start()
+        ha_loop = HaLoop(services.ha, ha_interval, is_leader=is_leader) \
+            if ha_interval and services is not None else None
         if ha_loop is not None:
             ha_loop.start()
-        is_leader = leader.is_leader if leader is not None else None
         controller = (ControllerLoop(services, controller_interval, is_leader=is_leader)
                       if controller_interval and services is not None else None)
         if controller is not None:
             controller.start()
         _app.state.controller_loop = controller
-        queue = QueueLoop(services.queue, queue_interval, is_leader or (lambda: True)) \
+        queue = QueueLoop(services.queue, queue_interval, is_leader=is_leader) \
             if queue_interval and services is not None else None  # waiting creations (wait: true)
         if queue is not None:
             queue.start()
-        backuper = BackupLoop(services.backup_schedules, backup_interval) \
+        backuper = BackupLoop(services.backup_schedules, backup_interval, is_leader=is_leader) \
             if backup_interval and services is not None else None
         if backuper is not None:
-            if is_leader is not None:  # only the leader runs backup schedules
-                services.backup_schedules.is_leader = is_leader
             backuper.start()
         try:
             yield

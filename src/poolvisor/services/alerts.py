@@ -17,7 +17,6 @@ members; fleet alerts (pools, hosts, SLA) to admins only. `poolvisor serve` eval
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.clock.process import Loop
-from poolvisor.clock.wall import WallClock
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
+from poolvisor.clock.background import BackgroundLoop
+from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.observability import rules
 from poolvisor.observability.rules import Finding, Thresholds
 from poolvisor.observability.severity import SEVERITIES
@@ -236,15 +234,15 @@ def check_interval(interval: float) -> float:
 
 
 class AlertLoop:
-    """`poolvisor serve`'s periodic evaluation: a Loop on a WallClock, run by a daemon thread.
-    A failing evaluation (database unavailable) is logged and retried at the next tick."""
+    """`poolvisor serve`'s periodic evaluation (a BackgroundLoop: its own WallClock and thread),
+    only while `is_leader()`. A failing evaluation (database unavailable) is retried at the next tick."""
 
-    def __init__(self, alerts: AlertService, interval: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(self, alerts: AlertService, interval: float = DEFAULT_INTERVAL_S, *,
+                 is_leader: Callable[[], bool] | None = None) -> None:
         self.alerts = alerts
-        self.clock = WallClock()
-        self.loop = Loop(self.clock, self._step, check_interval(interval), name="alerts",
-                         on_error=self._failed)
-        self._thread: threading.Thread | None = None
+        self.runner = BackgroundLoop("alerts", self._step, check_interval(interval), is_leader=is_leader,
+                                     what="alert evaluation", log=log)
+        self.clock, self.loop = self.runner.clock, self.runner.loop
 
     def _step(self, _t: float) -> None:
         ev = self.alerts.evaluate()
@@ -252,21 +250,8 @@ class AlertLoop:
             if ids:
                 log.info("alerts %s: %s", what, ", ".join(map(str, ids)))
 
-    def _failed(self, e: Exception) -> None:
-        if isinstance(e, PoolvisorError):
-            log.warning("alert evaluation failed (retrying at the next tick): %s", e.message)
-        else:
-            log.error("alert evaluation failed", exc_info=e)
-
     def start(self) -> None:
-        if self._thread is None:
-            self.loop.start()
-            self._thread = threading.Thread(target=self.clock.run, name="poolvisor-alerts", daemon=True)
-            self._thread.start()
+        self.runner.start()
 
     def stop(self) -> None:
-        self.loop.stop()
-        self.clock.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self.runner.stop()

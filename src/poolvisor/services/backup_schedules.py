@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,9 +23,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from poolvisor.clock.background import BackgroundLoop
 from poolvisor.clock.core import Clock
-from poolvisor.clock.process import Loop
-from poolvisor.clock.wall import WallClock
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import check_name
 from poolvisor.services.backups import BackupService
@@ -70,7 +68,6 @@ class BackupScheduleService(ServiceBase):
         super().__init__(ctx)
         self.backups = backups
         # the hook leader election sets: BackupLoop runs schedules only while it answers True
-        self.is_leader: Callable[[], bool] = lambda: True
 
     def set_schedule(self, project: str, scope: str, name: str, *, every_s: float, keep: int,
                      target: str | None = None, now: datetime | None = None) -> ScheduleRecord:
@@ -210,55 +207,30 @@ def check_interval(interval: float) -> float:
 
 
 class BackupLoop:
-    """Runs due schedules every `interval` seconds of `clock` (a WallClock on a daemon thread by
-    default; pass a SimClock and drive it to test on simulated time). `is_leader` (default: the
-    service's `is_leader`, which leader election sets) is asked at every step: a replica that is
-    not the leader skips it (the guarded claim already keeps two replicas from running one
-    schedule twice; the hook keeps them from racing for it).
+    """Runs due schedules every `interval` seconds of `clock` (a BackgroundLoop: a WallClock on a
+    daemon thread by default; pass a SimClock and drive it to test on simulated time), only while
+    `is_leader()` (leader election; always by default): the guarded claim already keeps two
+    replicas from running one schedule twice, the gate keeps them from racing for it.
     A failing step is logged and retried at the next tick."""
 
     def __init__(self, schedules: BackupScheduleService, interval: float = DEFAULT_INTERVAL_S, *,
                  clock: Clock | None = None, is_leader: Callable[[], bool] | None = None) -> None:
         self.schedules = schedules
-        self.clock = clock if clock is not None else WallClock()
-        self.is_leader = is_leader if is_leader is not None else lambda: schedules.is_leader()
-        self.loop = Loop(self.clock, self._step, check_interval(interval), name="backups",
-                         on_error=self._failed)
+        self.runner = BackgroundLoop("backups", self._step, check_interval(interval), clock=clock,
+                                     is_leader=is_leader, what="backup schedules", log=log, delay_first=True)
+        self.clock, self.loop = self.runner.clock, self.runner.loop
         self.runs: list[Run] = []  # the last runs that found schedules due (tests, status)
-        self._thread: threading.Thread | None = None
-        self._started = False
 
     def _step(self, t: float) -> None:
-        if not self.is_leader():
-            return
         run = self.schedules.run_due(datetime.fromtimestamp(t, UTC))
         if run.schedules:
             self.runs = [*self.runs[-9:], run]
         if run.submitted or run.skipped:
             log.info("backup schedules: %d backups queued, %d skipped", len(run.submitted), len(run.skipped))
 
-    def _failed(self, e: Exception) -> None:
-        if isinstance(e, PoolvisorError):
-            log.warning("backup schedules failed (retrying at the next tick): %s", e.message)
-        else:
-            log.error("backup schedules failed", exc_info=e)
-
     def start(self) -> None:
-        """Start the loop (its first step one interval from now: a server starting up has other
-        work first); on a WallClock also the thread that runs the clock."""
-        if self._started:
-            return
-        self._started = True
-        self.loop.start(at=self.clock.now + self.loop.interval)
-        if isinstance(self.clock, WallClock):
-            self._thread = threading.Thread(target=self.clock.run, name="poolvisor-backups", daemon=True)
-            self._thread.start()
+        """The first step one interval from now: a server starting up has other work first."""
+        self.runner.start()
 
     def stop(self) -> None:
-        self._started = False
-        self.loop.stop()
-        if isinstance(self.clock, WallClock):
-            self.clock.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self.runner.stop()

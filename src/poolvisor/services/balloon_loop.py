@@ -4,19 +4,20 @@ Started with the API's lifespan (api/app.py) when the driver has a memory balloo
 pressure give back unused memory, calm hosts get it back (services/memory.py); a failing round
 is logged and retried at the next interval, never ending the loop.
 
-The round is a clock-core `Loop` (poolvisor/clock) in the ACT phase: in `serve` on a `WallClock`
-run by a thread of its own; given a `SimClock` instead (a digital twin, tests), the caller runs
-the clock and the very same rounds happen in simulated time.
+The round is a clock-core `Loop` in the ACT phase, run by a BackgroundLoop
+(poolvisor/clock/background.py), only while `is_leader()`: in `serve` on a `WallClock` run by a
+thread of its own; given a `SimClock` instead (a digital twin, tests), the caller runs the clock
+and the very same rounds happen in simulated time.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable
 from typing import Any
 
-from poolvisor.clock import Clock, Loop, LoopStatus, Phase, WallClock
-from poolvisor.domain.errors import PoolvisorError
+from poolvisor.clock import Clock, LoopStatus, Phase
+from poolvisor.clock.background import BackgroundLoop
 from poolvisor.drivers.protocols import Capability, supports
 
 DEFAULT_INTERVAL_S = 10.0
@@ -25,17 +26,14 @@ log = logging.getLogger("poolvisor.memory")
 
 class BalloonLoop:
     def __init__(self, services: Any, interval: float = DEFAULT_INTERVAL_S, *,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, is_leader: Callable[[], bool] | None = None) -> None:
         self.services = services
         self.interval = float(interval)
         self.rounds = 0
-        self._wall: WallClock | None = None  # ours, run by our thread (None: the caller runs `clock`)
-        if clock is None:
-            clock = self._wall = WallClock()
-        self.clock: Clock = clock
-        self.loop = Loop(self.clock, lambda _t: self.round(), self.interval, priority=Phase.ACT,
-                         name="balloon", on_error=self._failed)
-        self._thread: threading.Thread | None = None
+        self.runner = BackgroundLoop("balloon", lambda _t: self.round(), self.interval, clock=clock,
+                                     is_leader=is_leader, what="balloon round", log=log,
+                                     priority=Phase.ACT, delay_first=True)
+        self.clock, self.loop = self.runner.clock, self.runner.loop
 
     @staticmethod
     def wanted(services: Any) -> bool:
@@ -44,12 +42,7 @@ class BalloonLoop:
 
     def start(self) -> None:
         """The first round one interval from now (the API has just started), then every interval."""
-        if self.loop.running:
-            return
-        self.loop.start(at=self.clock.now + self.interval)
-        if self._wall is not None:
-            self._thread = threading.Thread(target=self._wall.run, name="poolvisor-balloon", daemon=True)
-            self._thread.start()
+        self.runner.start()
 
     def round(self) -> int:
         """One reclaim round over every up host; the number of hosts whose balloons changed."""
@@ -58,18 +51,7 @@ class BalloonLoop:
         return changed
 
     def status(self) -> LoopStatus:
-        return self.loop.status()
-
-    def _failed(self, e: Exception) -> None:
-        if isinstance(e, PoolvisorError):
-            log.warning("balloon round failed (retrying in %g s): %s", self.interval, e.message)
-        else:  # a bug must not silently end reclaim
-            log.error("balloon round failed", exc_info=e)
+        return self.runner.status()
 
     def stop(self) -> None:
-        self.loop.stop()
-        if self._wall is not None:
-            self._wall.stop()
-            if self._thread is not None:
-                self._thread.join(timeout=30)
-                self._thread = None
+        self.runner.stop()

@@ -47,7 +47,8 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.clock import Clock, Loop, LoopStatus, Phase, WallClock
+from poolvisor.clock import Clock, LoopStatus, Phase
+from poolvisor.clock.background import BackgroundLoop
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.drivers.base import DriverError, DriverWorkload
@@ -283,13 +284,33 @@ class HaService(ServiceBase):
             return
         try:
             self.hosts.unfence(name)  # the agent lets it run guests again; the sim's has none left
+            cleared = self._clear_leftovers(name)
         except PoolvisorError as e:
             log.warning("host %s answers again but could not be unfenced: %s", name, e.message)
             return
+        if cleared:
+            self._note(name, "ha.leftovers_removed", f"host {name} came back with {len(cleared)} stale "
+                       f"guest(s) of before its fence ({', '.join(cleared)}): removed before it rejoins",
+                       {"guests": cleared}, "warning")
         self.hosts.mark_state(name, HostState.UP, "host.rejoined",
                               "rejoined empty after fencing (its heartbeat is back)")
         self.watch[name] = HostWatch()
         rep.rejoined.append(name)
+
+    def _clear_leftovers(self, name: str) -> list[str]:
+        """Delete every guest a fenced host still has when it comes back (a real host powered on
+        again keeps its defined domains and disks): their workloads were released at the fence and
+        run elsewhere or wait to, so these copies are stale, and a later placement on this host
+        must not adopt one. Raises (the host does not rejoin, retried next step) if it cannot."""
+        inv = self.drivers.driver_of(name).stats(name)
+        if not inv.alive:
+            raise DriverError(f"host {name} did not list its guests")
+        kinds = {f"{p}/{n}": k for p, n, k in self._read(lambda s: s.execute(
+            select(ProjectRow.name, WorkloadRow.name, WorkloadRow.kind)
+            .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)).all())}
+        for key in sorted(inv.states):
+            self.drivers.lifecycle(name).delete(name, DriverWorkload(key, kinds.get(key, "vm"), {}))
+        return sorted(inv.states)
 
     def _note(self, host: str, kind: str, message: str, data: dict[str, Any], severity: str) -> None:
         def tx(s: Session) -> None:
@@ -580,20 +601,20 @@ def check_interval(interval: float) -> float:
 
 
 class HaLoop:
-    """`poolvisor serve`'s HA step every `interval` s: on its own WallClock and thread, or on a
-    clock the caller runs (a SimClock in tests and the digital twin)."""
+    """`poolvisor serve`'s HA step every `interval` s (a BackgroundLoop: on its own WallClock and
+    thread, or on a clock the caller runs, a SimClock in tests and the digital twin), only while
+    `is_leader()`."""
 
-    def __init__(self, ha: HaService, interval: float | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(self, ha: HaService, interval: float | None = None, *, clock: Clock | None = None,
+                 is_leader: Callable[[], bool] | None = None) -> None:
         self.ha = ha
         if interval is not None:
             ha.settings = replace(ha.settings, interval_s=check_interval(interval))
-        self._wall: WallClock | None = None
-        if clock is None:
-            clock = self._wall = WallClock()
-        self.clock: Clock = clock
-        self.loop = Loop(self.clock, self._step, ha.settings.interval_s, priority=Phase.ACT, name="ha",
-                         on_error=self._failed)
-        self._thread: threading.Thread | None = None
+        if is_leader is not None:
+            ha.is_leader = is_leader  # its status then says whether this process leads
+        self.runner = BackgroundLoop("ha", self._step, ha.settings.interval_s, clock=clock,
+                                     is_leader=is_leader, what="HA step", log=log, priority=Phase.ACT)
+        self.clock, self.loop = self.runner.clock, self.runner.loop
 
     def _step(self, t: float) -> None:
         rep = self.ha.step(t)
@@ -602,27 +623,11 @@ class HaLoop:
             if names:
                 log.info("ha %s: %s", what, ", ".join(names))
 
-    def _failed(self, e: Exception) -> None:
-        if isinstance(e, PoolvisorError):
-            log.warning("HA step failed (retrying at the next tick): %s", e.message)
-        else:
-            log.error("HA step failed", exc_info=e)
-
     def status(self) -> LoopStatus:
-        return self.loop.status()
+        return self.runner.status()
 
     def start(self) -> None:
-        if self.loop.running:
-            return
-        self.loop.start()
-        if self._wall is not None:
-            self._thread = threading.Thread(target=self._wall.run, name="poolvisor-ha", daemon=True)
-            self._thread.start()
+        self.runner.start()
 
     def stop(self) -> None:
-        self.loop.stop()
-        if self._wall is not None:
-            self._wall.stop()
-            if self._thread is not None:
-                self._thread.join(timeout=30)
-                self._thread = None
+        self.runner.stop()

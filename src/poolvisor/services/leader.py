@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -237,11 +236,3 @@ def read_status(store: Store, me: str, is_leader: bool, lease_s: float) -> Leade
     if cur is None:
         return LeaderStatus(None, 0, None, None, me, is_leader, lease_s)
     return LeaderStatus(cur.holder, cur.term, cur.since, cur.renewed, me, is_leader, lease_s)
-
-
-def gate_step(step: Callable[[float], Any], is_leader: Callable[[], bool]) -> Callable[[float], Any]:
-    """A loop step that runs only while `is_leader()` (a follower's tick does nothing)."""
-    def gated(t: float) -> Any:
-        return step(t) if is_leader() else None
-
-    return gated

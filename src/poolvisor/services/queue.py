@@ -26,7 +26,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.clock import Loop, WallClock
+from poolvisor.clock.background import BackgroundLoop
 from poolvisor.domain.errors import (
     ConflictError,
     InvalidInputError,
@@ -309,40 +309,24 @@ def _record(r: PendingWorkloadRow, project: str, pool: str | None) -> PendingRec
 
 
 class QueueLoop:
-    """`poolvisor serve`'s queue: drain every `interval` seconds on a WallClock, in a daemon
-    thread; only while `is_leader()` (a replica that is not the leader leaves it to the one that
-    is; True by default). A failing pass is logged and tried again at the next tick."""
+    """`poolvisor serve`'s queue: drain every `interval` seconds (a BackgroundLoop: its own
+    WallClock and daemon thread), only while `is_leader()` (a replica that is not the leader
+    leaves it to the one that is; True by default). A failing pass is tried again at the next tick."""
 
     def __init__(self, queue: QueueService, interval: float = DEFAULT_INTERVAL_S,
-                 is_leader: Callable[[], bool] = lambda: True) -> None:
+                 is_leader: Callable[[], bool] | None = None) -> None:
         self.queue = queue
-        self.is_leader = is_leader
-        self.clock = WallClock()
-        self.loop = Loop(self.clock, self._step, interval, name="queue", on_error=self._failed)
-        self._thread: threading.Thread | None = None
+        self.runner = BackgroundLoop("queue", self._step, interval, is_leader=is_leader, what="queue pass",
+                                     log=log)
+        self.clock, self.loop = self.runner.clock, self.runner.loop
 
     def _step(self, _t: float) -> None:
-        if not self.is_leader():
-            return
         res = self.queue.drain()
         if res.placed or res.dropped:
             log.info("queue: placed %s; dropped %s; %d waiting", res.placed, res.dropped, res.waiting)
 
-    def _failed(self, e: Exception) -> None:
-        if isinstance(e, PoolvisorError):
-            log.warning("queue pass failed (retrying at the next tick): %s", e.message)
-        else:
-            log.error("queue pass failed", exc_info=e)
-
     def start(self) -> None:
-        if self._thread is None:
-            self.loop.start()
-            self._thread = threading.Thread(target=self.clock.run, name="poolvisor-queue", daemon=True)
-            self._thread.start()
+        self.runner.start()
 
     def stop(self) -> None:
-        self.loop.stop()
-        self.clock.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self.runner.stop()
