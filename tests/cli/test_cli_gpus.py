@@ -5,52 +5,20 @@ show` and `host show`), freed on delete; bad GPU input is one error line."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
-from test_cli_serve import CLI, Server, clean_env, free_port, one_error_line, run  # noqa: F401
+from test_cli_serve import Server, one_error_line, run  # noqa: F401
+
+from live_server import live_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("serve-gpu")
-    home = tmp / "home"
-    home.mkdir()
-    port = free_port()
-    env = clean_env(home)
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([*CLI, "serve", "--port", str(port), "--placement", "fgd-ri",
-                             "--controller-interval", "0", "--log-level",
-                             "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}: {(tmp / 'serve.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer: {(tmp / 'serve.log').read_text()}")
-            time.sleep(0.2)
-        yield Server(url, {**env, "POOLVISOR_URL": url}, home, proc)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    with live_server(tmp_path_factory.mktemp("serve-gpu"), "--placement", "fgd-ri",
+                     "--controller-interval", "0", "--log-level", "warning", db=False) as live:
+        yield Server(live.url, live.env, live.home, live.proc)
 
 
 def test_gpu_hosts_and_fractional_vms(run: Callable[..., Any]) -> None:  # noqa: F811

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from test_cli_serve import CLI, Server, clean_env, free_port, one_error_line, run, server  # noqa: F401
 
 from conftest import require_real
+from live_server import live_server
 from poolvisor.drivers import netns
 
 
@@ -98,36 +96,10 @@ def test_router_and_route_commands(run: Callable[..., Any]) -> None:  # noqa: F8
 def dataplane_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # noqa: F811
     """A `poolvisor serve` of its own, started with POOLVISOR_DATAPLANE=1."""
     tmp = tmp_path_factory.mktemp("dpserve")
-    home = tmp / "home"
-    home.mkdir()
-    port = free_port()
-    env = {**clean_env(home), "POOLVISOR_DATAPLANE": "1"}
-    with (tmp / "serve.log").open("wb") as log:
-        argv = [*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "2", "--log-level",
-                "warning", "--controller-interval", "0"]
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not start: {(tmp / 'serve.log').read_text()}")
-            time.sleep(0.2)
-        yield Server(url, {**env, "POOLVISOR_URL": url}, home, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    env = {**clean_env(tmp / "home"), "POOLVISOR_DATAPLANE": "1"}
+    with live_server(tmp, "--demo", "2", "--log-level", "warning", "--controller-interval", "0",
+                     env=env) as live:
+        yield Server(live.url, live.env, live.home, live.proc)
 
 
 def test_network_apply_is_disabled_without_the_opt_in(run: Callable[..., Any]) -> None:  # noqa: F811

@@ -8,77 +8,24 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from live_server import CLI, Live, live_server
 from poolvisor.cli.events import parse_sse
-
-CLI = [sys.executable, "-m", "poolvisor.cli.main"]
-
-
-@dataclass
-class Live:
-    url: str
-    admin: dict[str, str]
-    env: dict[str, str]
-    log: Path
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    tmp = tmp_path_factory.mktemp("observe")
-    home = tmp / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("POOLVISOR_TOKEN", "POOLVISOR_URL", "POOLVISOR_DATABASE_URL", "POOLVISOR_PROJECT")}
-    env.update(HOME=str(home), POOLVISOR_HOME=str(home / "data"), COLUMNS="160")
-    port = _free_port()
-    log_path = tmp / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port),
-                                 "--demo", "4", "--log-format", "json", "--alert-interval", "0.2",
-                                 "--controller-interval", "0"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"serve exited: {log_path.read_text()}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"serve did not answer: {log_path.read_text()}")
-                time.sleep(0.2)
-            token = (home / ".config" / "poolvisor" / "token").read_text().strip()
-            yield Live(url, {"Authorization": f"Bearer {token}"}, {**env, "POOLVISOR_URL": url}, log_path)
-        finally:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                pytest.fail("serve did not stop within 30 s of SIGTERM (an open event stream held it?)")
+    with live_server(tmp_path_factory.mktemp("observe"), "--demo", "4", "--log-format", "json",
+                     "--alert-interval", "0.2", "--controller-interval", "0", stop_timeout=30) as srv:
+        yield srv
 
 
 class Reader:
@@ -120,13 +67,13 @@ class Reader:
 
 
 def _create(live: Live, project: str, name: str) -> None:
-    r = httpx.post(f"{live.url}/v1/workloads", headers=live.admin,
+    r = httpx.post(f"{live.url}/v1/workloads", headers=live.headers,
                    json={"name": name, "flavor": "small", "project": project})
     assert r.status_code == 201, r.text
 
 
 def test_stream_delivers_new_events_and_resumes(live: Live) -> None:
-    reader = Reader(live.url, live.admin, kind="workload")
+    reader = Reader(live.url, live.headers, kind="workload")
     try:
         assert reader.status == 200 and reader.content_type.startswith("text/event-stream")
         _create(live, "demo", "s1")
@@ -140,7 +87,7 @@ def test_stream_delivers_new_events_and_resumes(live: Live) -> None:
         reader.close()
     first = next(e for e in evs if e["subject"] == "workload/demo/s1")
     # a reconnect with Last-Event-ID gets what came after it, in order, once
-    again = Reader(live.url, {**live.admin, "Last-Event-ID": str(first["id"])}, kind="workload")
+    again = Reader(live.url, {**live.headers, "Last-Event-ID": str(first["id"])}, kind="workload")
     try:
         got = again.wait_for(lambda e: e["subject"] == "workload/demo/s2" and e["kind"] == "workload.created")
         assert got[0]["id"] > first["id"] and [e["id"] for e in got] == [i for i in ids if i > first["id"]]
@@ -149,9 +96,9 @@ def test_stream_delivers_new_events_and_resumes(live: Live) -> None:
 
 
 def test_stream_is_scoped_to_the_members_project(live: Live) -> None:
-    r = httpx.post(f"{live.url}/v1/projects", headers=live.admin, json={"name": "acme"})
+    r = httpx.post(f"{live.url}/v1/projects", headers=live.headers, json={"name": "acme"})
     assert r.status_code in (201, 409), r.text
-    tok = httpx.post(f"{live.url}/v1/tokens", headers=live.admin,
+    tok = httpx.post(f"{live.url}/v1/tokens", headers=live.headers,
                      json={"role": "member", "project": "acme"}).json()["token"]
     member = {"Authorization": f"Bearer {tok}"}
     reader = Reader(live.url, member)
@@ -166,7 +113,7 @@ def test_stream_is_scoped_to_the_members_project(live: Live) -> None:
     r = httpx.get(f"{live.url}/v1/events/stream", headers=member, params={"project": "demo"})
     assert r.status_code == 404
     assert httpx.get(f"{live.url}/v1/events/stream").status_code == 401
-    assert httpx.get(f"{live.url}/v1/events/stream", headers=live.admin,
+    assert httpx.get(f"{live.url}/v1/events/stream", headers=live.headers,
                      params={"severity": "loud"}).status_code == 422
 
 
@@ -198,9 +145,9 @@ def test_events_follow_prints_new_events(live: Live) -> None:
 
 
 def test_json_log_lines_carry_request_ids(live: Live) -> None:
-    r = httpx.get(f"{live.url}/v1/pools", headers={**live.admin, "X-Request-ID": "live-req-42"})
+    r = httpx.get(f"{live.url}/v1/pools", headers={**live.headers, "X-Request-ID": "live-req-42"})
     assert r.status_code == 200 and r.headers["x-request-id"] == "live-req-42"
-    bad = httpx.get(f"{live.url}/v1/pools/no-such-pool", headers=live.admin)
+    bad = httpx.get(f"{live.url}/v1/pools/no-such-pool", headers=live.headers)
     rid = bad.headers["x-request-id"]
     assert bad.json()["request_id"] == rid
     deadline = time.monotonic() + 5
@@ -221,11 +168,11 @@ def test_json_log_lines_carry_request_ids(live: Live) -> None:
 def test_alerts_end_to_end(live: Live) -> None:
     """A failed host raises a critical alert (evaluated by serve's loop), streamed as an event;
     `poolvisor alert list` shows it, `alert ack` acknowledges it; reviving the host resolves it."""
-    hosts = httpx.get(f"{live.url}/v1/hosts", headers=live.admin).json()
+    hosts = httpx.get(f"{live.url}/v1/hosts", headers=live.headers).json()
     victim = hosts[-1]["name"]
-    reader = Reader(live.url, live.admin, kind="alert")
+    reader = Reader(live.url, live.headers, kind="alert")
     try:
-        assert httpx.post(f"{live.url}/v1/sim/hosts/{victim}/fail", headers=live.admin).status_code == 200
+        assert httpx.post(f"{live.url}/v1/sim/hosts/{victim}/fail", headers=live.headers).status_code == 200
         evs = reader.wait_for(lambda e: e["kind"] == "alert.raised" and e["subject"] == f"host/{victim}")
         raised = next(e for e in evs if e["subject"] == f"host/{victim}")
         assert raised["severity"] == "critical"
@@ -243,11 +190,11 @@ def test_alerts_end_to_end(live: Live) -> None:
     r = subprocess.run([*CLI, "alert", "ack", "999999"], env=live.env, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("poolvisor: error: ") and r.stderr.count("\n") == 1
-    assert httpx.put(f"{live.url}/v1/hosts/{victim}/state", headers=live.admin,
+    assert httpx.put(f"{live.url}/v1/hosts/{victim}/state", headers=live.headers,
                      json={"state": "up"}).status_code == 200
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        now = httpx.get(f"{live.url}/v1/alerts/{alert['id']}", headers=live.admin).json()
+        now = httpx.get(f"{live.url}/v1/alerts/{alert['id']}", headers=live.headers).json()
         if now["state"] == "resolved":
             break
         time.sleep(0.1)

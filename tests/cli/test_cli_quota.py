@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +11,9 @@ from typing import Any
 import httpx
 import pytest
 import test_cli_serve
-from test_cli_serve import CLI, Server, clean_env, one_error_line
+from test_cli_serve import Server, one_error_line
+
+from live_server import live_server
 
 run = test_cli_serve.run
 
@@ -33,39 +32,10 @@ def loopback_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`poolvisor serve` with a default limit of 1 creation request/s per project, burst 2."""
-    tmp = tmp_path_factory.mktemp("serve-quota")
-    home = tmp / "home"
-    home.mkdir()
-    port = loopback_port()
-    env = clean_env(home)
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "3",
-                             "--controller-interval", "0",
-                             "--log-level", "warning", "--rate-limit", "60/m", "--rate-burst", "2"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}: {(tmp / 'serve.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer: {(tmp / 'serve.log').read_text()}")
-            time.sleep(0.2)
-        yield Server(url, {**env, "POOLVISOR_URL": url}, home, proc)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    with live_server(tmp_path_factory.mktemp("serve-quota"), "--demo", "3", "--controller-interval", "0",
+                     "--log-level", "warning", "--rate-limit", "60/m", "--rate-burst", "2",
+                     port=loopback_port()) as live:
+        yield Server(live.url, live.env, live.home, live.proc)
 
 
 def test_quota_set_show_and_refusals(server: Server, run: Callable[..., Any]) -> None:

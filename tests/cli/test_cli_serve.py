@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from live_server import CLI, clean_env, free_port, live_server  # noqa: F401 - re-exported to sibling modules
 from poolvisor.cli.errors import run_guarded
 from poolvisor.cli.main import app
-
-CLI = [sys.executable, "-m", "poolvisor.cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -65,47 +53,11 @@ def run(server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     return invoke
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("POOLVISOR_TOKEN", "POOLVISOR_URL", "POOLVISOR_DATABASE_URL", "POOLVISOR_PROJECT")}
-    env.update(HOME=str(home), POOLVISOR_HOME=str(home / "data"), COLUMNS="160")
-    return env
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("serve")
-    home = tmp / "home"
-    home.mkdir()
-    port = free_port()
-    env = clean_env(home)
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "5",
-                             "--controller-interval", "0",
-                             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}: {(tmp / 'serve.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer: {(tmp / 'serve.log').read_text()}")
-            time.sleep(0.2)
-        yield Server(url, {**env, "POOLVISOR_URL": url}, home, proc)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    with live_server(tmp_path_factory.mktemp("serve"), "--demo", "5", "--controller-interval", "0",
+                     "--log-level", "warning") as live:
+        yield Server(live.url, live.env, live.home, live.proc)
 
 
 def one_error_line(r: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from test_cli_serve import CLI, clean_env, free_port
 
+from live_server import wait_healthy
 from poolvisor.demo.cluster import seed_demo
 from poolvisor.services import open_services
 
@@ -30,16 +31,8 @@ def start_serve(db: str, env: dict[str, str], log: Path, *extra: str) -> tuple[s
                              "--controller-interval", "0", "--log-level", "warning",
                                  *extra], env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, f"serve exited: {log.read_text()}"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"serve did not answer: {log.read_text()}"
-        time.sleep(0.1)
+    wait_healthy(proc, url, log, poll=0.1)
+    return proc, url
 
 
 def states(db: str) -> dict[str, str]:

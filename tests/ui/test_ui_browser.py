@@ -9,10 +9,7 @@ POOLVISOR_REQUIRE_REAL=1 (CI installs Debian's chromium and chromium-driver).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import httpx
 import pytest
 
 from conftest import require_real
+from live_server import live_server
 
 pytestmark = pytest.mark.real
 
@@ -28,7 +26,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 ADMIN_TOKEN = "pv_ui_browser_test_admin_0123456789"
-CLI = [sys.executable, "-m", "poolvisor.cli.main"]
 PAGE_WAIT_S = 10.0
 
 
@@ -38,14 +35,6 @@ def _selenium_ready() -> bool:
     except ImportError:
         return False
     return True
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -63,41 +52,14 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("ui-serve")
-    (tmp / "home").mkdir()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("POOLVISOR_") or k == "POOLVISOR_REQUIRE_REAL"}
     env.update(HOME=str(tmp / "home"), POOLVISOR_HOME=str(tmp / "data"), POOLVISOR_TOKEN=ADMIN_TOKEN)
-    port = free_port()
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen([*CLI, "serve", "--db", str(tmp / "pv.db"), "--port", str(port), "--demo", "6",
-                             "--controller-interval", "0",
-                             "--demo-vms", "8", "--sim-durations", "migrate=3", "--log-level", "warning"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited with {proc.returncode}: {(tmp / 'serve.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"serve did not answer: {(tmp / 'serve.log').read_text()}")
-            time.sleep(0.2)
-        yield Server(url, proc)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)  # stopped by its PID, never by name
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        text = (tmp / "serve.log").read_text(errors="replace")
-        assert "Traceback" not in text, text[-4000:]
+    with live_server(tmp, "--demo", "6", "--controller-interval", "0", "--demo-vms", "8", "--sim-durations",
+                     "migrate=3", "--log-level", "warning", env=env, start_timeout=90) as live:
+        yield Server(live.url, live.proc)
+    text = live.log.read_text(errors="replace")
+    assert "Traceback" not in text, text[-4000:]
 
 
 @pytest.fixture(scope="module")
