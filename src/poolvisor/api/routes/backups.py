@@ -24,9 +24,7 @@ from poolvisor.services import Services
 from poolvisor.services.auth import Principal
 from poolvisor.services.backup_schedules import MAX_EVERY_S, MAX_KEEP, MIN_EVERY_S
 
-target_routes = APIRouter(prefix="/v1/backup-targets", tags=["backups"])
-backup_routes = APIRouter(prefix="/v1/workloads", tags=["backups"])
-schedule_routes = APIRouter(prefix="/v1/backup-schedules", tags=["backups"])
+router = APIRouter(tags=["backups"])  # what api/app.py includes
 BackupPath = Annotated[Name, Path(description=f"backup name; {NAME_RULE}")]
 # an absolute directory on the server, no control characters
 DirPath = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^/[^\x00-\x1f\x7f]*$")]
@@ -126,26 +124,26 @@ def locate_backups(svc: Services, who: Principal, name: str, project: str | None
 
 
 # ---- targets ---------------------------------------------------------------------------------
-@target_routes.get("", response_model=list[TargetOut], responses=errors(401, 503))
+@router.get("/v1/backup-targets", response_model=list[TargetOut], responses=errors(401, 503))
 def list_targets(svc: SvcDep, _: Who) -> list[TargetOut]:
     return [TargetOut.model_validate(t) for t in svc.backups.list_targets()]
 
 
-@target_routes.post("", status_code=201, response_model=TargetOut,
+@router.post("/v1/backup-targets", status_code=201, response_model=TargetOut,
                     responses=errors(401, 403, 409, 413, 422, 503))
 def add_target(body: TargetCreate, svc: SvcDep, _: Admin) -> TargetOut:
     """An existing, writable directory on the server (422 otherwise; never created here)."""
     return TargetOut.model_validate(svc.backups.add_target(body.name, body.path))
 
 
-@target_routes.delete("/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
+@router.delete("/v1/backup-targets/{name}", status_code=204, responses=errors(401, 403, 404, 409, 422, 503))
 def delete_target(name: NamePath, svc: SvcDep, _: Admin) -> None:
     """409 while backups or schedules use it."""
     svc.backups.delete_target(name)
 
 
 # ---- a workload's backups --------------------------------------------------------------------
-@backup_routes.post("/{name}/backups", status_code=202, response_model=TaskOut,
+@router.post("/v1/workloads/{name}/backups", status_code=202, response_model=TaskOut,
               responses=errors(401, 404, 409, 413, 422, 503))
 def create_backup(name: NamePath, response: Response, svc: SvcDep, who: Who, project: ProjectQ = None,
                   body: BackupCreate | None = None) -> TaskOut:
@@ -155,7 +153,7 @@ def create_backup(name: NamePath, response: Response, svc: SvcDep, who: Who, pro
     return _accepted(response, svc.backups.submit_create(where, name, target=b.target, name=b.name))
 
 
-@backup_routes.get("/{name}/backups", response_model=list[BackupOut],
+@router.get("/v1/workloads/{name}/backups", response_model=list[BackupOut],
                    responses=errors(401, 404, 409, 422, 503))
 def list_backups(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> list[BackupOut]:
     """Oldest first; also after the workload was deleted."""
@@ -163,7 +161,7 @@ def list_backups(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None
     return [BackupOut.model_validate(r) for r in svc.backups.list(where, name)]
 
 
-@backup_routes.get("/{name}/backups/{backup}", response_model=BackupOut,
+@router.get("/v1/workloads/{name}/backups/{backup}", response_model=BackupOut,
                    responses=errors(401, 404, 409, 422, 503))
 def get_backup(name: NamePath, backup: BackupPath, svc: SvcDep, who: Who,
                project: ProjectQ = None) -> BackupOut:
@@ -171,14 +169,15 @@ def get_backup(name: NamePath, backup: BackupPath, svc: SvcDep, who: Who,
     return BackupOut.model_validate(svc.backups.get(where, name, backup))
 
 
-@backup_routes.delete("/{name}/backups/{backup}", status_code=204, responses=errors(401, 404, 409, 422, 503))
+@router.delete("/v1/workloads/{name}/backups/{backup}", status_code=204,
+               responses=errors(401, 404, 409, 422, 503))
 def delete_backup(name: NamePath, backup: BackupPath, svc: SvcDep, who: Who,
                   project: ProjectQ = None) -> None:
     where = locate_backups(svc, who, name, project)
     svc.backups.delete(where, name, backup)
 
 
-@backup_routes.post("/{name}/backups/{backup}/restore", status_code=202, response_model=TaskOut,
+@router.post("/v1/workloads/{name}/backups/{backup}/restore", status_code=202, response_model=TaskOut,
               responses=errors(401, 404, 409, 413, 422, 503))
 def restore_backup(name: NamePath, backup: BackupPath, response: Response, svc: SvcDep, who: Who,
                    project: ProjectQ = None, body: BackupRestore | None = None) -> TaskOut:
@@ -191,13 +190,14 @@ def restore_backup(name: NamePath, backup: BackupPath, response: Response, svc: 
 
 
 # ---- schedules -------------------------------------------------------------------------------
-@schedule_routes.get("", response_model=list[ScheduleOut], responses=errors(401, 404, 422, 503))
+@router.get("/v1/backup-schedules", response_model=list[ScheduleOut], responses=errors(401, 404, 422, 503))
 def list_schedules(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[ScheduleOut]:
     scoped = scope_project(who, project)
     return [ScheduleOut.model_validate(r) for r in svc.backup_schedules.list_schedules(scoped)]
 
 
-@schedule_routes.put("", response_model=ScheduleOut, responses=errors(401, 404, 409, 413, 422, 503))
+@router.put("/v1/backup-schedules", response_model=ScheduleOut,
+            responses=errors(401, 404, 409, 413, 422, 503))
 def set_schedule(body: ScheduleSet, svc: SvcDep, who: Who) -> ScheduleOut:
     """Create or replace the schedule of one workload or of a group (exactly one of them)."""
     if body.workload is not None:
@@ -211,12 +211,8 @@ def set_schedule(body: ScheduleSet, svc: SvcDep, who: Who) -> ScheduleOut:
         where, scope, name, every_s=body.every_s, keep=body.keep, target=body.target))
 
 
-@schedule_routes.delete("/{schedule_id}", status_code=204, responses=errors(401, 404, 422, 503))
+@router.delete("/v1/backup-schedules/{schedule_id}", status_code=204, responses=errors(401, 404, 422, 503))
 def delete_schedule(schedule_id: int, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
     """Its backups stay (no retention applies to them any more)."""
     svc.backup_schedules.delete_schedule(schedule_id, scope_project(who, project))
 
-
-router = APIRouter()  # what api/app.py includes
-for _r in (target_routes, backup_routes, schedule_routes):
-    router.include_router(_r)
