@@ -16,7 +16,7 @@ from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_
 from poolvisor.cli.errors import fail
 from poolvisor.cli.gpus import shares_text
 from poolvisor.cli.network import show_workload_nics
-from poolvisor.cli.parse import parse_map
+from poolvisor.cli.parse import number, parse_map
 from poolvisor.cli.render import amounts, emit_json, explanation, say, table
 from poolvisor.cli.task import finish, queued, wait_for
 
@@ -92,7 +92,8 @@ def create(
     network: Annotated[list[str] | None, typer.Option(help="A NIC on this network (repeatable).")] = None,
     queue: Annotated[bool, typer.Option("--queue", help=(
         "When nothing fits now, wait in the pool's queue (created when capacity frees)."))] = False,
-    duration: Annotated[float | None, typer.Option(help="Declared run time in seconds (for sjf).")] = None,
+    duration: Annotated[float | None, typer.Option(
+        parser=number, help="Declared run time in seconds (for sjf).")] = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Place and create a workload; prints where it went and why."""
