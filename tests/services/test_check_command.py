@@ -73,10 +73,13 @@ def test_missing_database_is_one_clear_error(tmp_path):
     assert r.exit_code == 1 and "no database at" in r.output
 
 
+LEASE_S = 3.0
+
+
 @pytest.mark.parametrize("op", ["create", "delete", "migrate"])
 def test_workloads_stuck_past_their_lease_are_reported(sqlite_url, op):
     """A use case whose process died: in flight (ok) while its lease runs, a violation after."""
-    s = open_services(sqlite_url, lease_s=0.5)
+    s = open_services(sqlite_url, lease_s=LEASE_S)  # long enough that a loaded machine checks in time
     small_cluster(s)
     s.workloads.create_workload("demo", "vm0", flavor="unit")
 
@@ -93,7 +96,7 @@ def test_workloads_stuck_past_their_lease_are_reported(sqlite_url, op):
     r = run_check("--db", sqlite_url, "--json")
     data = json.loads(r.output)
     assert r.exit_code == 0 and data["counts"]["in_flight"] == 1, r.output
-    time.sleep(0.6)
+    time.sleep(LEASE_S + 0.1)
     r = run_check("--db", sqlite_url)
     assert r.exit_code == 1 and f"stuck {state}" in " ".join(r.output.split()), r.output
     data = json.loads(run_check("--db", sqlite_url, "--json").output)
