@@ -186,7 +186,7 @@ class BackupService(ServiceBase):
         is busy or not settled, or a host whose driver cannot export images."""
         if name is not None:
             check_name("backup", name)
-        host = self._host_of(project, workload)
+        host = self._workload_host(project, workload, BACKUPABLE, "back up")
         self._images(host)  # 409 unsupported_by_driver before anything is recorded
         at = now or datetime.now(UTC)
 
@@ -481,17 +481,6 @@ class BackupService(ServiceBase):
     # ---- internals ----------------------------------------------------------------------------
     def _images(self, host: str) -> BackupImage:
         return as_backup_image(self.drivers.driver_of(host), host=host)
-
-    def _host_of(self, project: str, workload: str) -> str:
-        def tx(s: Session) -> str:
-            w, _p = self._workload(s, project, workload)
-            if w.state not in BACKUPABLE or w.host_id is None:
-                raise ConflictError(f"cannot back up workload {workload!r} in state {w.state}")
-            h = s.get(HostRow, w.host_id)
-            assert h is not None
-            return h.name
-
-        return self._read(tx)
 
     def _create_target(self, project: str, workload: str, name: str) -> tuple[str, DriverWorkload, Path]:
         def tx(s: Session) -> tuple[str, DriverWorkload, Path]:

@@ -15,7 +15,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import NotFoundError
+from poolvisor.domain.errors import ConflictError, NotFoundError
 from poolvisor.drivers.base import DriverWorkload
 from poolvisor.drivers.pool import DriverPool
 from poolvisor.observability.instruments import note_event
@@ -129,6 +129,19 @@ class ServiceBase:
         if w is None:
             raise NotFoundError(f"workload {name!r} not found in project {project!r}")
         return w, p
+
+    def _workload_host(self, project: str, name: str, allowed: Iterable[str], verb: str) -> str:
+        """The host a workload runs on, for an operation through that host's driver (snapshot,
+        backup); 409 when its state is not one of `allowed` or it has no host."""
+        def tx(s: Session) -> str:
+            w, _p = self._workload(s, project, name)
+            if w.state not in allowed or w.host_id is None:
+                raise ConflictError(f"cannot {verb} workload {name!r} in state {w.state}")
+            h = s.get(HostRow, w.host_id)
+            assert h is not None
+            return h.name
+
+        return self._read(tx)
 
     # ---- events ------------------------------------------------------------------------------
     @staticmethod

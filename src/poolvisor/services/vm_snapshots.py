@@ -67,7 +67,7 @@ class SnapshotService(ServiceBase):
         """Record the snapshot `creating` and queue its task; 409 for a taken name, a workload that
         cannot be snapshotted now, or a host whose driver cannot snapshot."""
         check_name("snapshot", name)
-        host = self._snapshot_host(project, workload)
+        host = self._workload_host(project, workload, SNAPSHOTTABLE, "snapshot")
         self.drivers.snapshots(host)  # 409 unsupported_by_driver before anything is recorded
 
         def check(s: Session) -> int:  # in the submission's transaction: the row and its task together
@@ -90,7 +90,7 @@ class SnapshotService(ServiceBase):
         """Queue a restore of a ready snapshot (409 while the workload migrates or another
         snapshot task of it runs)."""
         check_name("snapshot", name)
-        host = self._snapshot_host(project, workload)
+        host = self._workload_host(project, workload, SNAPSHOTTABLE, "snapshot")
         self.drivers.snapshots(host)
 
         def check(s: Session) -> int:
@@ -211,17 +211,6 @@ class SnapshotService(ServiceBase):
     def _set_state(self, s: Session, project: str, workload: str, name: str, state: str) -> None:
         w, _p = self._workload(s, project, workload)
         _ready_row(s, w.id, name, state)
-
-    def _snapshot_host(self, project: str, workload: str) -> str:
-        def tx(s: Session) -> str:
-            w, _p = self._workload(s, project, workload)
-            if w.state not in SNAPSHOTTABLE or w.host_id is None:
-                raise ConflictError(f"cannot snapshot workload {workload!r} in state {w.state}")
-            host = s.get(HostRow, w.host_id)
-            assert host is not None
-            return host.name
-
-        return self._read(tx)
 
     def _target(self, project: str, workload: str, name: str, state: str) -> tuple[str, DriverWorkload]:
         """(host, driver workload) of a snapshot task about to call its driver."""
