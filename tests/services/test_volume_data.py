@@ -61,7 +61,8 @@ def test_bytes_land_on_the_placed_replicas_and_read_back_verified(svc: Services,
     _pool(svc, tmp_path)
     svc.volumes.create_volume("demo", "v", "sp", 16)
     data = os.urandom(3 * MiB)
-    rec = svc.volumes.write_data("demo", "v", MiB + MiB // 2, data)  # 1.5 MiB .. 4.5 MiB: segments 0 and 1
+    assert svc.volumes.write_data("demo", "v", MiB + MiB // 2, data) == len(data)  # 1.5 .. 4.5 MiB: segs 0, 1
+    rec = svc.volumes.get_volume("demo", "v")
     assert rec.segments == 2 and rec.live_replicas == 3
     assert svc.volumes.read_data("demo", "v", MiB + MiB // 2, len(data)) == data
     assert svc.volumes.read_data("demo", "v", 0, MiB) == bytes(MiB)  # never written: zeros

@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,21 +62,28 @@ def next_gen() -> int:
 _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsyncs overlap across replicas
 
 
-def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes, sha: bytes) -> Path:
+def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
     ob.ensure_volume_dir(r.path, volume)
     return ob.prepare(r.path, volume, c, gen, data, sha)
 
 
-def write(volume: str, chunks: dict[int, tuple[bytes, list[Replica]]], gen: int) -> set[int]:
+Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
+
+
+def write(volume: str, chunks: Chunks, gen: int) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
-    Prepare everywhere first; if any device failed, abort every prepared file (nothing changed)
-    and return the dead. Else commit everywhere; a device dying during commit is returned too (the
-    replicas that did commit hold the new generation, the rest the old one)."""
-    jobs = []
-    for c, (data, reps) in chunks.items():
+    Prepare everywhere first (a chunk's replicas start as soon as its checksum is known, so
+    hashing overlaps the writes and fsyncs of the chunks before it); if any device failed, abort
+    every prepared file (nothing changed) and return the dead. Else commit everywhere; a device
+    dying during commit is returned too (the replicas that did commit hold the new generation,
+    the rest the old one)."""
+    def hash_then_submit(c: int) -> list[tuple[Replica, int, Future[Path]]]:
+        data, reps = chunks[c]
         sha = ob.digest(data)
-        jobs += [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
+        return [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
+
+    jobs = [job for hashed in [_io.submit(hash_then_submit, c) for c in chunks] for job in hashed.result()]
     dead: set[int] = set()
     prepared: list[tuple[Replica, int, Path]] = []
     for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
