@@ -221,7 +221,11 @@ def service_device_kill(root: Path, writes: int = 120, io: int = 256 * 1024, vol
     failed = 0
     go = threading.Event()
     victim = base / "dev2"
-    killer = threading.Thread(target=lambda: (go.wait(), os.rename(victim, victim.with_suffix(".dead"))))
+    def kill() -> None:
+        go.wait()
+        os.rename(victim, victim.with_suffix(".dead"))
+
+    killer = threading.Thread(target=kill)
     with open_services(f"sqlite:///{base / 'svc.db'}") as svc:
         _service_pool(svc, base, devices, 4 * volume_mib + 1024, segment_mib=max(1, volume_mib // 16))
         svc.volumes.create_volume("bench", "k", "bench", volume_mib)

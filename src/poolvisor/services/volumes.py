@@ -784,7 +784,8 @@ class VolumeService(ServiceBase):
         update, which waits for a rebalance in progress and then sees its new generation), else
         Stale: the write is redone on the new placement."""
         done = s.execute(update(StoragePoolRow)
-                         .where(StoragePoolRow.id == plan.pool_id, StoragePoolRow.generation == plan.generation)
+                         .where(StoragePoolRow.id == plan.pool_id,
+                                StoragePoolRow.generation == plan.generation)
                          .values(generation=StoragePoolRow.generation))
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise Stale()
