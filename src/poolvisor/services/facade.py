@@ -93,7 +93,8 @@ class Services:
         self.maintenance = MaintenanceService(ctx, self.hosts, self.tasks, self.workloads)  # host drain
         self.tasks.handlers[DRAIN] = self.maintenance.run_drain
         self.tasks.on_cancel[DRAIN] = self.maintenance.cancelled_drain
-        self.ha = HaService(ctx, self.hosts, self.workloads)  # heartbeats, fencing, restart (HaLoop)
+        # heartbeats, fencing, restart (HaLoop); a restart re-plugs NICs and volume disks
+        self.ha = HaService(ctx, self.hosts, self.workloads, self.volumes)
         self.workloads.admission = self.ha.check_admission  # HA admission control on creation
         self.controller = ControllerService(ctx, self.catalog, self.hosts, self.workloads, self.tasks,
                                             self.utilization, self.batch)  # the reconcile round

@@ -869,6 +869,17 @@ class VolumeService(ServiceBase):
                 raise
         return rec
 
+    def plug_workload_disks(self, workload_id: int) -> int:
+        """Plug every volume attached to the workload as a disk on the host it is on now (HA
+        restarted it elsewhere); how many the host's driver plugged."""
+        def tx(s: Session) -> list[DiskTarget]:
+            vols = s.scalars(select(VolumeRow)
+                             .join(VolumeAttachmentRow, VolumeAttachmentRow.volume_id == VolumeRow.id)
+                             .where(VolumeAttachmentRow.workload_id == workload_id).order_by(VolumeRow.id))
+            return [t for t in (disk_target(s, v) for v in vols) if t is not None]
+
+        return sum(plug(self.ctx.drivers, t, self.read_data) for t in self._read(tx))
+
     def _forget_attachment(self, s: Session, project: str, name: str, key: str) -> None:
         v = self._volume(s, project, name)
         att = s.get(VolumeAttachmentRow, v.id)
