@@ -88,6 +88,7 @@ class Services:
         self.volumes = VolumeService(ctx, self.tasks)
         self.memory = MemoryService(ctx)
         self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
+        self.workloads.lifecycle.release_disks = self.volumes.release_disks  # guest writes copied back
         self.volume_migration = VolumeMigration(ctx, self.volumes, self.tasks)
         self.tasks.handlers[MIGRATE_VOLUME] = self.volume_migration.run_task
         self.maintenance = MaintenanceService(ctx, self.hosts, self.tasks, self.workloads)  # host drain

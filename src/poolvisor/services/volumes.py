@@ -869,16 +869,24 @@ class VolumeService(ServiceBase):
                 raise
         return rec
 
+    def release_disks(self, workload_id: int) -> None:
+        """Before a workload is deleted: each attached volume's disk lets go, its bytes back in
+        the volume (the attachment itself goes with the workload's row)."""
+        for t in self._read(lambda s: self._disk_targets(s, workload_id)):
+            unplug(self.ctx.drivers, t, self.write_data)
+
+    @staticmethod
+    def _disk_targets(s: Session, workload_id: int) -> list[DiskTarget]:
+        vols = s.scalars(select(VolumeRow)
+                         .join(VolumeAttachmentRow, VolumeAttachmentRow.volume_id == VolumeRow.id)
+                         .where(VolumeAttachmentRow.workload_id == workload_id).order_by(VolumeRow.id))
+        return [t for t in (disk_target(s, v) for v in vols) if t is not None]
+
     def plug_workload_disks(self, workload_id: int) -> int:
         """Plug every volume attached to the workload as a disk on the host it is on now (HA
         restarted it elsewhere); how many the host's driver plugged."""
-        def tx(s: Session) -> list[DiskTarget]:
-            vols = s.scalars(select(VolumeRow)
-                             .join(VolumeAttachmentRow, VolumeAttachmentRow.volume_id == VolumeRow.id)
-                             .where(VolumeAttachmentRow.workload_id == workload_id).order_by(VolumeRow.id))
-            return [t for t in (disk_target(s, v) for v in vols) if t is not None]
-
-        return sum(plug(self.ctx.drivers, t, self.read_data) for t in self._read(tx))
+        targets = self._read(lambda s: self._disk_targets(s, workload_id))
+        return sum(plug(self.ctx.drivers, t, self.read_data) for t in targets)
 
     def _forget_attachment(self, s: Session, project: str, name: str, key: str) -> None:
         v = self._volume(s, project, name)
@@ -889,9 +897,11 @@ class VolumeService(ServiceBase):
                                f"volume {name} detached: {key}'s host refused the disk", project=project)
 
     def detach(self, project: str, name: str) -> VolumeRecord:
+        """The host lets go of the disk first and its bytes come back into the volume (the
+        guest's writes); a host or a volume that refuses (503, 409) keeps the attachment."""
         t = self._read(lambda s: disk_target(s, self._volume(s, project, name)))
         if t is not None:
-            unplug(self.ctx.drivers, t)  # the host lets go of the disk first (503: still attached)
+            unplug(self.ctx.drivers, t, self.write_data)
 
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
