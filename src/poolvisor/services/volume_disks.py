@@ -117,12 +117,12 @@ def unplug(drivers: DriverPool, t: DiskTarget, write: Writer | None = None) -> N
         seg_bytes = t.segment_mib * sio.MiB
 
         def back(offset: int, data: bytes) -> None:
-            for at in range(0, len(data), WRITE_PIECE):
-                piece = data[at:at + WRITE_PIECE]
-                start = offset + at
-                segs = range(start // seg_bytes, (start + len(piece) - 1) // seg_bytes + 1)
-                if piece.count(0) == len(piece) and not placed.intersection(segs):
-                    continue
-                write(t.project, t.volume, start, piece)
+            at, end = offset, offset + len(data)
+            while at < end:  # piece by piece, never across a segment boundary
+                stop = min(end, at + WRITE_PIECE, (at // seg_bytes + 1) * seg_bytes)
+                piece = data[at - offset:stop - offset]
+                if at // seg_bytes in placed or piece.count(0) != len(piece):
+                    write(t.project, t.volume, at, piece)
+                at = stop
 
     drivers.volume_attach(t.host).detach_volume(t.host, t.workload, t.volume_id, back)
