@@ -239,3 +239,24 @@ def test_a_write_whose_segment_a_rebalance_moved_meanwhile_is_redone_on_the_new_
         for d in ("n0", "n1", "n2"):
             rep = ob.read(tmp_path / d, key, b)
             assert rep is not None and rep.data == data, (b, d)
+
+
+def test_a_read_on_a_placement_that_moved_meanwhile_reads_again(svc: Services, tmp_path: Path) -> None:
+    """A data call reuses the placement the last one read; a rebalance that moved the segments and
+    dropped their old copies since then must not make a read return zeros: the read checks the
+    pool's generation after reading and reads again on the new placement."""
+    _pool(svc, tmp_path, devices=3)
+    svc.volumes.create_volume("demo", "v", "sp", 8, thin=False)
+    data = os.urandom(8 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data  # the placement is now cached
+    for i in range(3):
+        svc.volumes.add_device("sp", f"n{i}", 1024, domain=f"rack{i}", path=str(tmp_path / f"n{i}"))
+        svc.volumes.set_device_state("sp", f"d{i}", "leaving")
+    assert svc.volumes.rebalance("sp").segments == 2
+    assert not any((tmp_path / f"d{i}" / "objects" / _key(svc, "v")).glob("0*") for i in range(3))
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data
+    new = os.urandom(MiB)
+    svc.volumes.write_data("demo", "v", 3 * MiB, new)  # a write on the cached plan is redone too
+    assert svc.volumes.read_data("demo", "v", 3 * MiB, MiB) == new
+    assert _holders(tmp_path, _key(svc, "v"), 3) == {"n0", "n1", "n2"}
