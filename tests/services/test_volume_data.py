@@ -260,3 +260,37 @@ def test_a_read_on_a_placement_that_moved_meanwhile_reads_again(svc: Services, t
     svc.volumes.write_data("demo", "v", 3 * MiB, new)  # a write on the cached plan is redone too
     assert svc.volumes.read_data("demo", "v", 3 * MiB, MiB) == new
     assert _holders(tmp_path, _key(svc, "v"), 3) == {"n0", "n1", "n2"}
+
+
+def test_a_rebalance_copies_outside_its_transaction_and_keeps_writes_made_meanwhile(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rebalance pre-copies moved segments outside any transaction, so a write made during
+    the copy is neither blocked (it would wait for the batch's transaction) nor lost: the batch
+    copies again the chunks a source holds newer than the new replica (generation header)."""
+    _pool(svc, tmp_path, devices=3)
+    svc.volumes.create_volume("demo", "v", "sp", 16, thin=False)
+    old = os.urandom(16 * MiB)
+    svc.volumes.write_data("demo", "v", 0, old)
+    for i in range(3):
+        svc.volumes.add_device("sp", f"n{i}", 1024, domain=f"rack{i}", path=str(tmp_path / f"n{i}"))
+        svc.volumes.set_device_state("sp", f"d{i}", "leaving")
+    real = sio.copy
+    during: list[bytes] = []
+
+    def copy_while_writing(*a: object, **k: object) -> int:
+        n = real(*a, **k)  # type: ignore[arg-type]
+        if not during:  # the first copy: write the volume while the rebalance is copying
+            during.append(os.urandom(MiB))
+            svc.volumes.write_data("demo", "v", 5 * MiB, during[0])
+        return n
+
+    monkeypatch.setattr(sio, "copy", copy_while_writing)
+    r = svc.volumes.rebalance("sp")
+    assert r.segments == 4 and r.lost == 0 and during
+    want = old[:5 * MiB] + during[0] + old[6 * MiB:]
+    assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == want
+    key = _key(svc, "v")
+    assert _holders(tmp_path, key, 5) == {"n0", "n1", "n2"}
+    for d in ("n0", "n1", "n2"):
+        rep = ob.read(tmp_path / d, key, 5)
+        assert rep is not None and rep.data == during[0]

@@ -38,7 +38,6 @@ from poolvisor.services.volumes import (
     _segment_mib,
     _volume_allocations,
 )
-from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import (
     HostRow,
@@ -238,21 +237,7 @@ class VolumeMigration(ServiceBase):
     @staticmethod
     def _catch_up(key: str, c: int, sources: list[sio.Replica], target: sio.Replica) -> int:
         """Copy chunk `c` again when a source holds a newer generation than the target; 1 if it did."""
-        newest = None
-        for r in sources:
-            try:
-                g = ob.read_gen(r.path, key, c)
-            except OSError:
-                continue  # a dead source: the others hold the chunk
-            if g is not None and (newest is None or g > newest):
-                newest = g
-        if newest is None:
-            return 0
-        try:
-            have = ob.read_gen(target.path, key, c)
-        except OSError:
-            have = None
-        if have is not None and have >= newest:
+        if not sio.behind(key, c, sources, target):
             return 0
         _copy_or_409(key, range(c, c + 1), sources, target)
         return 1

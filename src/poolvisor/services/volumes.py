@@ -21,6 +21,7 @@ one compute pool, or local to the hosts holding its devices).
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -236,7 +237,7 @@ def _chunks(pool: StoragePoolRow, size_mib: int, seg: int) -> range:
     return range(start, start + _segment_mib(pool, size_mib, seg))
 
 
-def _copy_or_409(key: str, chunks: range, sources: list[sio.Replica], target: sio.Replica,
+def _copy_or_409(key: str, chunks: Iterable[int], sources: list[sio.Replica], target: sio.Replica,
                  to_key: str | None = None) -> None:
     try:
         sio.copy(key, chunks, sources, target, to_key)
@@ -941,7 +942,13 @@ class VolumeService(ServiceBase):
         devices. `progress(done_so_far, remaining_segments)` after each batch."""
         check_name("storage pool", pool)
         total = RebalanceRecord(pool, 0, 0, 0, 0, 0)
-        planned = self.plan_rebalance(pool).segments
+        copies: list[tuple[str, range, list[sio.Replica], list[sio.Replica]]] = []
+        planned = self._read(lambda s: self._rebalance_in(s, self._spool(s, pool), apply=False, limit=None,
+                                                          collect=copies)).segments
+        for key, chunks, sources, targets in copies:  # the pre-copy: outside any transaction
+            for t in targets:
+                with contextlib.suppress(OSError):  # the batch copies again and says why
+                    sio.copy(key, chunks, sources, t)
         garbage: list[tuple[str, range, Path]] = []  # replicas moved off live devices: dropped after commit
 
         def batch(s: Session) -> RebalanceRecord:
@@ -986,7 +993,11 @@ class VolumeService(ServiceBase):
                                  "removed": total.removed, "lost": total.lost})
 
     def _rebalance_in(self, s: Session, p: StoragePoolRow, *, apply: bool, limit: int | None,
-                      garbage: list[tuple[str, range, Path]] | None = None) -> RebalanceRecord:
+                      garbage: list[tuple[str, range, Path]] | None = None,
+                      collect: list[tuple[str, range, list[sio.Replica], list[sio.Replica]]] | None = None
+                      ) -> RebalanceRecord:
+        """The moves a rebalance makes (applied with `apply`); `collect` gets each byte-holding
+        move's (volume key, chunks, live sources, new targets) for the pre-copy."""
         st = _PoolState(s, p)
         vols = {v.id: v for v in s.scalars(select(VolumeRow).where(VolumeRow.pool_id == p.id))}
         rows: dict[tuple[int, int], list[VolumeSegmentRow]] = defaultdict(list)
@@ -1035,6 +1046,12 @@ class VolumeService(ServiceBase):
                     moves.append({"volume": v.name, "segment": seg, "mib": mib,
                                   "from": sorted(st.devices[r.device_id].name for r in gone),
                                   "to": sorted(d.name for d in targets)})
+                if collect is not None:
+                    collect.append((sio.volume_key(v.id), _chunks(p, v.size_mib, seg),
+                                    [sio.Replica(d.id, d.name, Path(d.path)) for d in
+                                     (st.devices[r.device_id] for r in alive) if d.path is not None],
+                                    [sio.Replica(d.id, d.name, Path(d.path)) for d in targets
+                                     if d.path is not None]))
                 if apply:
                     self._move(s, st, v, seg, mib, have, gone, targets, lost_all=not alive,
                                garbage=garbage if garbage is not None else [])
@@ -1045,15 +1062,18 @@ class VolumeService(ServiceBase):
               gone: list[VolumeSegmentRow], targets: list[StorageDeviceRow], *, lost_all: bool,
               garbage: list[tuple[str, range, Path]]) -> None:
         """Re-point the replicas leaving (or lost) to the new devices; new slots for the rest.
-        With byte-holding devices, the segment's bytes are copied to the new devices first (from
-        the newest valid live replica) and the old live copies are dropped after the commit."""
+        With byte-holding devices, the new devices get the segment's chunks that the pre-copy
+        (rebalance, outside the transaction) did not, or that were written since (a source with a
+        newer generation), from the newest valid live replica; the old live copies are dropped
+        after the commit."""
         key, chunks = sio.volume_key(v.id), _chunks(st.pool, v.size_mib, seg)
         sources = [sio.Replica(d.id, d.name, Path(d.path)) for d in (st.devices[r.device_id] for r in have)
                    if d.state != "failed" and d.path is not None]
         if sources:
             for d in targets:
                 if d.path is not None:
-                    _copy_or_409(key, chunks, sources, sio.Replica(d.id, d.name, Path(d.path)))
+                    t = sio.Replica(d.id, d.name, Path(d.path))
+                    _copy_or_409(key, [c for c in chunks if sio.behind(key, c, sources, t)], sources, t)
             for r in gone:
                 old = st.devices[r.device_id]
                 if old.state != "failed" and old.path is not None:

@@ -164,7 +164,7 @@ def read_many(volume: str, chunks: list[tuple[int, list[Replica]]]
     return list(_io.map(lambda cr: read(volume, cr[0], cr[1]), chunks))
 
 
-def copy(volume: str, chunks: range, sources: list[Replica], target: Replica,
+def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Replica,
          to_volume: str | None = None) -> int:
     """Copy the newest valid replica of each chunk in `chunks` that exists to `target` (same
     generation), as `to_volume`'s chunk (default: the same volume's); bytes copied. OSError when
@@ -182,6 +182,26 @@ def copy(volume: str, chunks: range, sources: list[Replica], target: Replica,
     if n:
         ob.fsync_dir(target.path / "objects" / dst)
     return n
+
+
+def behind(volume: str, chunk: int, sources: list[Replica], target: Replica) -> bool:
+    """Whether a source holds a newer generation of the chunk than `target` (header reads, not a
+    data compare): what a copy made before a switch must copy again at the switch."""
+    newest = None
+    for r in sources:
+        try:
+            g = ob.read_gen(r.path, volume, chunk)
+        except OSError:
+            continue  # a dead source: the others hold the chunk
+        if g is not None and (newest is None or g > newest):
+            newest = g
+    if newest is None:
+        return False
+    try:
+        have = ob.read_gen(target.path, volume, chunk)
+    except OSError:
+        return True  # the copy will find the target dead and say so
+    return have is None or have < newest
 
 
 def drop(volume: str, chunks: range, path: Path) -> None:
