@@ -294,3 +294,21 @@ def test_a_rebalance_copies_outside_its_transaction_and_keeps_writes_made_meanwh
     for d in ("n0", "n1", "n2"):
         rep = ob.read(tmp_path / d, key, 5)
         assert rep is not None and rep.data == during[0]
+
+
+def test_a_volume_with_many_segments_keeps_only_the_ranges_placement(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past PLAN_SEGMENTS a data call reads only its range's segments; a later call on another
+    range reads its own (never trusts a plan that did not read the segments it touches)."""
+    from poolvisor.services import volumes as vmod
+
+    monkeypatch.setattr(vmod, "PLAN_SEGMENTS", 2)
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 16, thin=False)  # 4 segments of 4 MiB
+    a, b = os.urandom(MiB), os.urandom(2 * MiB)
+    svc.volumes.write_data("demo", "v", 0, a)
+    assert svc.volumes._plans[("demo", "v")].covers == range(0, 1)
+    svc.volumes.write_data("demo", "v", 11 * MiB, b)  # segments 2 and 3
+    assert svc.volumes.read_data("demo", "v", 0, MiB) == a
+    assert svc.volumes.read_data("demo", "v", 11 * MiB, 2 * MiB) == b
+    assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == a + bytes(10 * MiB) + b + bytes(3 * MiB)

@@ -81,6 +81,7 @@ BATCH = 512  # segments moved per transaction (each batch re-plans from the rows
 SHOWN_MOVES = 20
 MAX_PATH = 1024
 MAX_IO = 64 << 20  # bytes per read_data / write_data call (both are held in memory)
+PLAN_SEGMENTS = 4096  # a data call reads (and keeps) the whole volume's placement up to this many segments
 WRITE_DEADLINE_S = 10.0  # a write re-planned (device died, placement moved) this long, then 409
 
 
@@ -220,6 +221,7 @@ class _DataPlan:
     segment_mib: int
     replicas: dict[int, list[sio.Replica]]  # placed segment -> its live replicas
     writable: bool  # neither a snapshot nor failed
+    covers: range  # the segments the plan read (every one, unless the volume has very many)
 
     @property
     def key(self) -> str:
@@ -229,6 +231,12 @@ class _DataPlan:
     def segments(self, offset: int, length: int) -> range:
         seg = self.segment_mib * sio.MiB
         return range(offset // seg, (offset + length - 1) // seg + 1)
+
+    def serves(self, offset: int, length: int) -> bool:
+        """Whether the range lies in the volume and in the segments this plan read."""
+        segs = self.segments(offset, length)
+        return offset + length <= self.size and \
+            self.covers.start <= segs.start and segs.stop <= self.covers.stop
 
 
 def _chunks(pool: StoragePoolRow, size_mib: int, seg: int) -> range:
@@ -465,6 +473,7 @@ class VolumeService(ServiceBase):
             self._lock_id(s, v.pool_id)
             if s.get(VolumeAttachmentRow, v.id) is not None:
                 raise ConflictError(f"volume {name!r} is attached; detach it first")
+            self._plans.pop((project, name), None)
             s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == v.id))
             delete_unused(s, v, "volume", name)
             ServiceBase._event(s, "volume.deleted", f"volume/{project}/{name}", f"volume {name} deleted",
@@ -603,7 +612,7 @@ class VolumeService(ServiceBase):
         """The cached plan when it covers the range; else read it (a write transaction only when
         a thin volume's segment in the range is placed now)."""
         plan = self._plans.get((project, name))
-        if plan is None or not plan.writable or offset + size > plan.size or \
+        if plan is None or not plan.writable or not plan.serves(offset, size) or \
                 any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
             plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=True))
             if any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
@@ -644,7 +653,7 @@ class VolumeService(ServiceBase):
 
         def step() -> bytes:
             plan = self._plans.get((project, name))
-            if plan is None or offset + size > plan.size:
+            if plan is None or not plan.serves(offset, size):
                 plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=False))
                 self._plans[(project, name)] = plan
             out = self._read_plan(plan, name, offset, size)
@@ -739,8 +748,9 @@ class VolumeService(ServiceBase):
 
     def _data_plan(self, s: Session, project: str, name: str, offset: int, length: int, *,
                    write: bool, allocate: bool = False) -> _DataPlan:
-        """The volume's whole placement (every placed segment's live replicas) after checking the
-        range; `allocate` places a thin volume's unplaced segments in the range (the pool locked)."""
+        """The volume's placement (every placed segment's live replicas; only the range's when the
+        volume has more than PLAN_SEGMENTS segments) after checking the range; `allocate` places a
+        thin volume's unplaced segments in the range (the pool locked)."""
         v = self._volume(s, project, name)
         p = s.get(StoragePoolRow, v.pool_id)
         assert p is not None
@@ -753,9 +763,13 @@ class VolumeService(ServiceBase):
         if allocate:
             first_mib = first * p.segment_mib
             self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
+        covers = range(self._segments(p, v.size_mib))
+        if len(covers) > PLAN_SEGMENTS:
+            covers = range(first, last + 1)
         q = (select(VolumeSegmentRow.segment, StorageDeviceRow)
              .join(StorageDeviceRow, StorageDeviceRow.id == VolumeSegmentRow.device_id)
-             .where(VolumeSegmentRow.volume_id == v.id, StorageDeviceRow.state != "failed")
+             .where(VolumeSegmentRow.volume_id == v.id, StorageDeviceRow.state != "failed",
+                    VolumeSegmentRow.segment.between(covers.start, covers.stop - 1))
              .order_by(VolumeSegmentRow.segment, VolumeSegmentRow.replica))
         reps: dict[int, list[sio.Replica]] = defaultdict(list)
         for seg, d in s.execute(q).all():
@@ -768,7 +782,7 @@ class VolumeService(ServiceBase):
             if lost:
                 raise ConflictError(f"volume {name!r}: segment {lost[0]} has no live replica (lost)")
         return _DataPlan(v.id, p.id, p.generation, v.size_mib * sio.MiB, p.segment_mib, dict(reps),
-                         v.state not in ("snapshot", "failed"))
+                         v.state not in ("snapshot", "failed"), covers)
 
     def _fail_devices(self, s: Session, dead: set[int]) -> None:
         """Devices whose directory failed an I/O: failed (the next rebalance re-replicates)."""
