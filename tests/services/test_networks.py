@@ -172,7 +172,8 @@ def test_check_finds_leaked_and_missing_addresses(lite):
     assert any("NIC" in x and "10.0.0.2 is not held as nic" in x for x in lite.repair.check().violations)
     tamper(delete(IpFreeRow).where(IpFreeRow.pool_id == pool_id))
     # the hole between the NIC and the DHCP server's address (10.0.0.254, reserved at creation)
-    assert any("10.0.0.3-10.0.0.253 is neither free nor allocated" in x for x in lite.repair.check().violations)
+    hole = "10.0.0.3-10.0.0.253 is neither free nor allocated"
+    assert any(hole in x for x in lite.repair.check().violations)
     tamper(delete(IpAllocationRow).where(IpAllocationRow.pool_id == pool_id, IpAllocationRow.kind == "dhcp"))
     assert any("intervals end at 10.0.0.2, not at 10.0.0.254" in x for x in lite.repair.check().violations)
 
@@ -183,3 +184,38 @@ def select_pool_id():
     from poolvisor.store.rows import NetworkRow
 
     return select(NetworkRow.pool_id).where(NetworkRow.name == "lan")
+
+
+def test_dhcp_server_address_is_reserved_and_reaches_the_driver(lite):
+    """An IPv4 network of a /28 or more reserves its last usable address (kind dhcp, the one
+    before when that is the gateway) for the hosts' DHCP servers; smaller and IPv6 networks none.
+    The NIC the driver gets names that server and the gateway."""
+    from poolvisor.drivers.sim import SimDriver
+
+    small_cluster(lite)
+    kinds = {}
+    for name, cidr, kw in (("lan", "10.0.0.0/24", {}), ("l28", "10.0.1.0/28", {}), ("l29", "10.0.2.0/29", {}),
+                           ("gw", "10.0.3.0/24", {"gateway": "10.0.3.254"}), ("v6", "fd00:1::/64", {}),
+                           ("nogw", "10.0.4.0/24", {"no_gateway": True})):
+        lite.networks.create_network("demo", name, cidr, **kw)
+        kinds[name] = [(r.first, r.kind) for r in lite.networks.list_ip_ranges("demo", name)]
+    assert kinds == {"lan": [("10.0.0.1", "gateway"), ("10.0.0.254", "dhcp")],
+                     "l28": [("10.0.1.1", "gateway"), ("10.0.1.14", "dhcp")],
+                     "l29": [("10.0.2.1", "gateway")],
+                     "gw": [("10.0.3.253", "dhcp"), ("10.0.3.254", "gateway")],
+                     "v6": [("fd00:1::1", "gateway")],
+                     "nogw": [("10.0.4.254", "dhcp")]}
+    with pytest.raises(ConflictError, match="held by dhcp"):
+        lite.networks.release_ip("demo", "lan", "10.0.0.254")
+    lite.workloads.create_workload("demo", "a", flavor="unit", networks=["lan", "v6", "nogw"])
+    host = lite.workloads.get_workload("demo", "a").host
+    sim = lite.drivers.driver_of(host)
+    assert isinstance(sim, SimDriver)
+    specs = sorted(sim.hosts[host].guests["demo/a"].nics.values(), key=lambda n: n.network)
+    assert [(n.network, n.address, n.gateway, n.dhcp) for n in specs] == [
+        ("demo/lan", "10.0.0.2/24", "10.0.0.1", "10.0.0.254"), ("demo/nogw", "10.0.4.1/24", "", "10.0.4.254"),
+        ("demo/v6", "fd00:1::2/64", "fd00:1::1", "")]
+    assert lite.repair.check().ok
+    lite.workloads.delete_workload("demo", "a")
+    lite.networks.delete_network("demo", "lan")  # its DHCP address goes with its pool
+    assert lite.repair.check().ok
