@@ -95,6 +95,24 @@ def test_workload_networks_field_is_validated(client: Any, admin: dict[str, str]
     r = client.post("/v1/workloads", json={"name": "w", "flavor": "small", "networks": ["nope"],
                                            "project": "demo"}, headers=admin)  # the project exists
     assert r.status_code == 404 and "nope" in r.json()["message"]
+    for nets in (["a/b"], "lan", [f"n{i}" for i in range(9)], ["lan", "lan"]):  # batch items alike
+        r = client.post("/v1/workloads/batch", json={"workloads": [{"name": "w", "flavor": "small",
+                                                                    "networks": nets}]}, headers=admin)
+        assert r.status_code == 422, (nets, r.text)
+
+
+def test_batch_workloads_get_nics(client: Any, admin: dict[str, str]) -> None:
+    r = client.post("/v1/networks", json={"name": "lan", "cidr": "10.3.0.0/24"}, headers=admin)
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/workloads/batch", json={"workloads": [
+        {"name": "b1", "flavor": "small", "networks": ["lan"]}, {"name": "b2", "flavor": "small"}]},
+        headers=admin)
+    assert r.status_code == 201, r.text
+    nics = client.get("/v1/networks/lan/nics", headers=admin).json()
+    assert [(n["workload"], n["address"]) for n in nics] == [("b1", "10.3.0.2")]
+    r = client.post("/v1/workloads/batch", json={"workloads": [{"name": "b3", "flavor": "small",
+                                                                "networks": ["nope"]}]}, headers=admin)
+    assert r.status_code == 404 and "nope" in r.json()["message"]
 
 
 def test_routers_routes_and_lookup(client: Any, member: Any) -> None:
