@@ -160,6 +160,8 @@ class ApplyOut(_Out):
                                "if any (the larger of the two)")
     namespaces: dict[str, str] = Field(description="KIND/NAME -> namespace")
     ports: dict[str, str] = Field(description="ROUTER/NETWORK -> the bridge-side port, NAMESPACE/PORT")
+    bridges: dict[str, list[str]] = Field(default_factory=dict, description="NETWORK -> the bridges of "
+                                          "its libvirt networks on this machine joined to its segment")
 
 
 class TeardownOut(BaseModel):
