@@ -134,7 +134,7 @@ class PlacementIndex:
         self.jit = jit and kernels.available()
         if self.jit:
             self._k_update, self._k_pick, self._k_top = kernels.update(), kernels.pick(), kernels.top()
-            self._k_spare = kernels.spare()
+            self._k_spare, self._k_build = kernels.spare(), kernels.build_row()
         self._top_hosts, self._top_values = np.zeros(0, dtype=np.int64), np.zeros(0)
         self._bounds, self._spare_out = np.zeros(2), np.zeros(2)
         self._no_hosts, self._rejected = np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
@@ -344,6 +344,15 @@ class PlacementIndex:
         f.set_host(h, np.where(ok, score, NEG), rows)
 
     def _build_row(self, t: int) -> None:
+        """Every leaf of row t (a class just admitted): one compiled pass, or numpy over (R, H)."""
+        if self.jit:
+            st, f, sp = self.state, self.forest, self.spare
+            self._k_build(t, self._n, st._allocated, st._state, st._max_count, st._count, self._check_state,
+                          self._check_count, self._pattern_of, self._valid, self._cap_t, self._safe_t,
+                          self._demand, self._tol, self._mask_t, self._low, self.plan.sign < 0,
+                          self._check_capacity, f.l0, f.l1, f.l1min, f.count, self._ptol,
+                          self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+            return
         vals, spare, low = self._leaves(np.array([t]), slice(0, self._n))
         self.forest.set_row(t, vals[0])
         if spare is not None:
