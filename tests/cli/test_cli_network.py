@@ -54,7 +54,15 @@ def test_network_and_vm_nics(run: Callable[..., Any]) -> None:  # noqa: F811
     one_error_line(run("network", "delete", "lan", "--project", "cli-net"), "1 NIC")
     one_error_line(run("vm", "create", "v2", "--flavor", "small", "-p", "cli-net", "--network", "nope"),
                    "network 'nope' not found")
-    assert run("vm", "delete", "v1", "--project", "cli-net").returncode == 0
+    r = run("vm", "create-batch", "--flavor", "small", "--count", "2", "--prefix", "b", "-p", "cli-net",
+            "--network", "lan")
+    assert r.returncode == 0, r.stderr
+    r = run("network", "show", "lan", "--project", "cli-net")
+    assert all(x in r.stdout for x in ("b-1", "b-2", "10.6.0.3/24", "10.6.0.4/24")), r.stdout
+    one_error_line(run("vm", "create-batch", "--flavor", "small", "--count", "1", "--prefix", "c",
+                       "-p", "cli-net", "--network", "nope"), "network 'nope' not found")
+    for w in ("v1", "b-1", "b-2"):
+        assert run("vm", "delete", w, "--project", "cli-net").returncode == 0
     assert run("network", "delete", "lan", "--project", "cli-net").returncode == 0
 
 
