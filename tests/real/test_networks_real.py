@@ -102,7 +102,8 @@ def _dhcp(uri: str, name: str) -> tuple[dict[str, str], dict[str, str]]:
 def test_guest_gets_its_address_by_dhcp(tmp_path, lab: Lab, guest_image: GuestImage) -> None:
     """The libvirt network serves DHCP for exactly its NICs (static host entries: poolvisor's MAC
     -> its IPAM address, added and removed without restarting the network), and the lab guest's
-    udhcpc (busybox) gets that address and the network's gateway as its router, within 60 s."""
+    udhcpc (busybox) gets that address and the network's gateway as its router, within 60 s; a
+    guest created by a batch is plugged and told its address like one created alone."""
     require_real(shutil.which("iptables") is not None, "iptables (libvirt 9 networks apply firewall rules)")
     h = lab.hosts[0]
     cfg = lab_config(lab, guest_image)
@@ -122,7 +123,8 @@ def test_guest_gets_its_address_by_dhcp(tmp_path, lab: Lab, guest_image: GuestIm
         wait_for(lambda: dhcp_leases(console) != [], 60.0, f"a DHCP lease in {console}")
         assert dhcp_leases(console) == [("eth0", "10.63.0.2/24", "10.63.0.1")]
 
-        svc.workloads.create_workload("dh", "g2", demand=DEMAND, networks=["lan"])
+        # the second guest comes from a batch: its NIC is plugged (and told its address) alike
+        svc.batch.create_workloads_batch("dh", [{"name": "g2", "demand": DEMAND, "networks": ["lan"]}])
         (g2,) = svc.networks.list_nics("dh", workload="g2")
         assert _dhcp(h.uri, "pv-dh+lan") == ({g1.mac: "10.63.0.2", g2.mac: "10.63.0.3"},) * 2
         svc.workloads.delete_workload("dh", "g1")  # its entry goes, live and persistent

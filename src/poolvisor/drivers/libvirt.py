@@ -123,6 +123,10 @@ class LibvirtDriver:
         self._activity: dict[tuple[str, str], tuple[float, float, float]] = {}
         self._resized: dict[tuple[str, str], float] = {}  # (host, key) -> epoch of our last balloon resize
         self._lock = threading.Lock()
+        # libvirt networks: defining/starting one, its DHCP entries and plugging a NIC on it happen
+        # under this lock, and so does the collection, which could otherwise remove a network
+        # between its definition and the first NIC plugged on it
+        self._net_lock = threading.RLock()
 
     # ---- hosts -----------------------------------------------------------------------------------
     def connect(self, host: HostBinding) -> None:
@@ -325,10 +329,11 @@ class LibvirtDriver:
                 settings = network_settings(xml)
                 if settings is None:
                     continue
-                dnet = self._ensure_network(self._conn(dst.name), *settings)
-                hosts = dhcp_hosts(xml)
-                for mac in (m for m, n in macs.items() if n == lname and m in hosts):
-                    self._dhcp_add(dnet, mac, hosts[mac])
+                with self._net_lock:
+                    dnet = self._ensure_network(self._conn(dst.name), *settings)
+                    hosts = dhcp_hosts(xml)
+                    for mac in (m for m, n in macs.items() if n == lname and m in hosts):
+                        self._dhcp_add(dnet, mac, hosts[mac])
         flags = (libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
         if live:
@@ -534,15 +539,16 @@ class LibvirtDriver:
                 return
             address, _, prefix = nic.address.partition("/")
             dhcp = f"{nic.dhcp}/{prefix}" if nic.dhcp and prefix else ""
-            net = self._ensure_network(conn, nic.network, dhcp, nic.gateway)
-            try:
-                if address:  # before the NIC appears: the guest's first DHCP request finds it
-                    self._dhcp_add(net, nic.mac, address)
-                _attach_device(dom, nic_xml(nic.network, nic.mac, nic.model))
-            except libvirt.libvirtError:
-                with contextlib.suppress(libvirt.libvirtError):
-                    self._gc_networks(conn, {network_name(nic.network)})
-                raise
+            with self._net_lock:
+                net = self._ensure_network(conn, nic.network, dhcp, nic.gateway)
+                try:
+                    if address:  # before the NIC appears: the guest's first DHCP request finds it
+                        self._dhcp_add(net, nic.mac, address)
+                    _attach_device(dom, nic_xml(nic.network, nic.mac, nic.model))
+                except libvirt.libvirtError:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        self._gc_networks(conn, {network_name(nic.network)})
+                    raise
 
     def detach_nic(self, host: str, workload: DriverWorkload, mac: str) -> None:
         """Unplug the NIC (a running guest must release it within DETACH_TIMEOUT_S) and drop it
@@ -625,6 +631,10 @@ class LibvirtDriver:
         names = {n for n in names if n.startswith(NET_PREFIX)}
         if not names:
             return
+        with self._net_lock:
+            self._gc_locked(conn, names)
+
+    def _gc_locked(self, conn: Any, names: set[str]) -> None:
         used: dict[str, set[str]] = {}  # libvirt network -> MACs of the host's NICs on it
         for dom in conn.listAllDomains(0):
             for xml in (dom.XMLDesc(0), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
