@@ -110,6 +110,7 @@ def test_batch_workloads_get_nics(client: Any, admin: dict[str, str]) -> None:
     assert r.status_code == 201, r.text
     nics = client.get("/v1/networks/lan/nics", headers=admin).json()
     assert [(n["workload"], n["address"]) for n in nics] == [("b1", "10.3.0.2")]
+    assert client.get("/v1/networks/lan", headers=admin).json()["dhcp"] == "10.3.0.254"
     r = client.post("/v1/workloads/batch", json={"workloads": [{"name": "b3", "flavor": "small",
                                                                 "networks": ["nope"]}]}, headers=admin)
     assert r.status_code == 404 and "nope" in r.json()["message"]

@@ -49,6 +49,7 @@ def test_network_and_vm_nics(run: Callable[..., Any]) -> None:  # noqa: F811
     assert "eth0 on lan: 10.6.0.2/24 mac 02:" in r.stdout
     r = run("network", "show", "lan", "--project", "cli-net")
     assert r.returncode == 0 and "v1" in r.stdout and "10.6.0.2/24" in r.stdout
+    assert "dhcp" in r.stdout and "10.6.0.254" in r.stdout  # the hosts' DHCP server address
     r = run("network", "list", "--project", "cli-net", "--json")
     assert [(n["name"], n["nics"], n["free"]) for n in json.loads(r.stdout)] == [("lan", 1, 251)]
     one_error_line(run("network", "delete", "lan", "--project", "cli-net"), "1 NIC")

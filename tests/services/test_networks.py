@@ -205,6 +205,9 @@ def test_dhcp_server_address_is_reserved_and_reaches_the_driver(lite):
                      "gw": [("10.0.3.253", "dhcp"), ("10.0.3.254", "gateway")],
                      "v6": [("fd00:1::1", "gateway")],
                      "nogw": [("10.0.4.254", "dhcp")]}
+    assert {n.name: n.dhcp for n in lite.networks.list_networks("demo")} == {
+        "lan": "10.0.0.254", "l28": "10.0.1.14", "l29": None, "gw": "10.0.3.253", "v6": None,
+        "nogw": "10.0.4.254"}
     with pytest.raises(ConflictError, match="held by dhcp"):
         lite.networks.release_ip("demo", "lan", "10.0.0.254")
     lite.workloads.create_workload("demo", "a", flavor="unit", networks=["lan", "v6", "nogw"])

@@ -130,6 +130,8 @@ class NetworkOut(_Out):
     free: int
     nics: int
     routers: list[str]
+    dhcp: str | None = Field(default=None, description="the address the hosts' DHCP servers take on "
+                             "it (reserved in its pool; null: no DHCP, guests configure their address)")
 
 
 class NicOut(_Out):

@@ -328,8 +328,10 @@ class NetworkService(ServiceBase):
             sub = parse_subnet(n.cidr)
             free = ipam.usage(s, n.pool_id)["free"]
             lo, hi = sub.usable()
+            server = dhcp_address(s, n.pool_id)
             out.append(NetworkRecord(n.name, projects[n.project_id], n.cidr, sub.family, n.gateway or None,
-                                     hi - lo + 1, free, int(nics.get(n.id, 0)), routers[n.id]))
+                                     hi - lo + 1, free, int(nics.get(n.id, 0)), routers[n.id],
+                                     fmt(sub.family, server) if server is not None else None))
         return out
 
 
