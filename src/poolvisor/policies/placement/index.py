@@ -58,6 +58,9 @@ SCARCE_SCORER = KeepScarceFreeScorer.name  # served as a leaf filter when it out
 MAX_SCARCE_RATIO = 1e4  # its weight / the primary's: more would let rounding blur near-ties
 NEAR_TIE = 1e-9
 TOP_SLACK = 61  # hosts ranked beyond k before a ranking goes to the exact row scan (ties)
+# class rows allocated up front while their leaves fit this budget (~40 rows at 100k hosts with
+# keep-scarce-free): growing the forests later copies and first-touches them inside a request
+ROW_BUDGET_BYTES = 64 << 20
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
@@ -209,7 +212,8 @@ class PlacementIndex:
 
     def _reset(self, n: int) -> None:
         st, r = self.state, len(self.state.resources)
-        cap = min(self.max_classes, 8)
+        per_row = max(1, n) * 8 * (2 if self._check_scarce else 1)  # leaf bytes of one class row
+        cap = min(self.max_classes, max(8, ROW_BUDGET_BYTES // per_row))
         self.forest = MaxForest(n, cap, self.fanout)
         # with keep-scarce-free: per class, the hosts left out of its row because they strand a
         # scarce resource (their scores bound the pipeline's normalization; see rank)

@@ -473,12 +473,12 @@ def _warm() -> None:
     l0, l1, l1min = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf), np.full((1, 1), np.inf)
     i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
     f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
-    _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
-            f1, False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), f2, True, l0.copy(), l1.copy(),
+    # leaf_update and row_build take the same arguments: (host or row, rows or hosts, ...)
+    args = (0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, np.ones((1, 1), dtype=bool), f1,
+            False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), f2, True, l0.copy(), l1.copy(),
             l1min.copy(), np.zeros(1, dtype=np.int64), 2)
-    _build_row(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
-               f1, False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), f2, True, l0.copy(), l1.copy(),
-               l1min.copy(), np.zeros(1, dtype=np.int64), 2)
+    _update(*args)
+    _build_row(*args)
     _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
     _top(0, 3, l0, l1, l1min, 2, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64),
          np.zeros(8), np.zeros(2), np.zeros(1, dtype=np.int64), np.inf, -np.inf, 0.0)
