@@ -324,20 +324,12 @@ def volume_migrate(name: VolumeArg,
     """Move a volume to another storage pool while it stays in use (a task: pre-copy, then a
     short switch during which writes wait; the source copies are freed)."""
     with Api(url, token) as api:
-        t = api.post(api_path("volumes", name, "migrate"), {"pool": pool}, project=project)
-        if no_wait:
-            queued(t, as_json)
-            return
-        t = wait_for(api, t, show_progress=not as_json)
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
-        r = t["result"] or {}
-        say("volume {} migrated {} -> {}: {} segments, {} pre-copied, {} chunk(s) copied again at the "
+        sent = api.post(api_path("volumes", name, "migrate"), {"pool": pool}, project=project)
+        follow(api, sent, as_json, no_wait, lambda r, t: say(
+            "volume {} migrated {} -> {}: {} segments, {} pre-copied, {} chunk(s) copied again at the "
             "switch ({} s; task {})", name, r.get("from_pool"), r.get("to_pool"), r.get("segments"),
             _gib(int(r.get("precopy_mib") or 0)), r.get("switch_chunks"),
-            f"{float(r.get('switch_s') or 0):.3f}", t["id"])
-    finish(t)
+            f"{float(r.get('switch_s') or 0):.3f}", t["id"]))
 
 
 @volume_app.command("attach")
