@@ -72,7 +72,7 @@ class WorkloadLifecycle(ServiceBase):
         self.tasks = tasks
         # before the driver deletes a guest: its attached volumes' disks let go, what the guest
         # wrote copied back into the volumes (facade.py: VolumeService.release_disks)
-        self.release_disks: Callable[[int], None] = lambda _wid: None
+        self.release_disks: Callable[[int, str], None] = lambda _wid, _state: None
 
     def delete_workload(self, project: str, name: str) -> None:
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
@@ -97,7 +97,7 @@ class WorkloadLifecycle(ServiceBase):
         with self.leases.hold([wid]):
             if host is not None:
                 try:
-                    self.release_disks(wid)
+                    self.release_disks(wid, before)
                     self.drivers.lifecycle(host).delete(host, dw)
                 except PoolvisorError:  # the driver, or a volume that could not take its bytes back
                     self._write(lambda s: self.restore_state(s, wid, DELETING, before))

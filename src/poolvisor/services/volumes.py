@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.text import check_name
+from poolvisor.drivers.protocols import Capability, supports
 from poolvisor.policies.storage.extents import ExtentMap, NoSpace
 from poolvisor.policies.storage.placement import Devices, key64, object_keys, place
 from poolvisor.policies.storage.provisioning import PoolSpace
@@ -884,11 +885,29 @@ class VolumeService(ServiceBase):
                 raise
         return rec
 
-    def release_disks(self, workload_id: int) -> None:
-        """Before a workload is deleted: each attached volume's disk lets go, its bytes back in
-        the volume (the attachment itself goes with the workload's row)."""
-        for t in self._read(lambda s: self._disk_targets(s, workload_id)):
-            unplug(self.ctx.drivers, t, self.write_data)
+    def release_disks(self, workload_id: int, state: str) -> None:
+        """Before a workload is deleted: its guest stops (gracefully, then hard: what it wrote is
+        on its disks, nothing in flight, and no hot-unplug is needed, which a guest still booting
+        would not answer), then each attached volume's disk lets go, its bytes back in the volume
+        (the attachment itself goes with the workload's row). A copy-back that fails starts the
+        guest again when it was running (`state`: the workload's before the delete; best effort)
+        and the error refuses the delete."""
+        targets = self._read(lambda s: self._disk_targets(s, workload_id))
+        if not any(t.keeps_bytes and supports(self.ctx.drivers.driver_of(t.host), Capability.VOLUME_ATTACH)
+                   for t in targets):
+            return
+        host, dw = targets[0].host, targets[0].workload
+        lc = self.ctx.drivers.lifecycle(host)
+        was_running = state == "running"
+        lc.stop(host, dw)
+        try:
+            for t in targets:
+                unplug(self.ctx.drivers, t, self.write_data)
+        except PoolvisorError:
+            if was_running:
+                with contextlib.suppress(PoolvisorError):
+                    lc.start(host, dw)
+            raise
 
     @staticmethod
     def _disk_targets(s: Session, workload_id: int) -> list[DiskTarget]:
