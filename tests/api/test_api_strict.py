@@ -42,7 +42,10 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         "driver": "sim", "uri": "sim://strict", "fence": "driver"}),
     ("PUT", "/v1/hosts/{name}/state"): ("/v1/hosts/demo-000/state", {"state": "up"}),
     ("POST", "/v1/flavors"): ("/v1/flavors", {"name": "f-strict", "demand": {"vcpu": 1, "memory_mib": 512}}),
-    ("POST", "/v1/projects"): ("/v1/projects", {"name": "p-strict"}),
+    ("POST", "/v1/projects"): ("/v1/projects", {"name": "p-strict", "weight": 2.5}),
+    ("PUT", "/v1/projects/{name}/weight"): ("/v1/projects/demo/weight", {"weight": 2}),
+    ("PUT", "/v1/pools/{name}/allocation-policy"): ("/v1/pools/ghost/allocation-policy",
+                                                    {"policy": "balanced"}),
     ("POST", "/v1/tokens"): ("/v1/tokens", {"role": "member", "project": "demo", "expires_in": 3600}),
     ("POST", "/v1/workloads"): ("/v1/workloads?dry_run=true", {
         "name": "w-strict", "project": "demo", "demand": {"vcpu": 1}, "kind": "vm", "priority": 3,

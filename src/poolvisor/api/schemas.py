@@ -38,6 +38,7 @@ from poolvisor.api.fields import (
     ResourceName,
     StrictModel,
 )
+from poolvisor.api.share_schemas import Weight
 from poolvisor.domain.text import NAME_PATTERN
 
 __all__ = ["MAX_MAP_ENTRIES", "NAME_PATTERN", "RESOURCE_PATTERN", "Amount", "Name", "Ratio", "ResourceName"]
@@ -186,11 +187,13 @@ class FlavorOut(_Out):
 
 class ProjectCreate(_In):
     name: Name
+    weight: Weight | None = None  # fair-share weight in the queue (drf), 1 when absent
 
 
 class ProjectOut(_Out):
     name: str
     workloads: int
+    weight: float = 1.0
 
 
 MAX_TOKEN_EXPIRES_IN_S = 10 * 366 * 86400  # = services.auth.MAX_EXPIRES_IN_S

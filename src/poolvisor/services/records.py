@@ -138,6 +138,7 @@ class FlavorRecord:
 class ProjectRecord:
     name: str
     workloads: int
+    weight: float = 1.0  # its weight in the queue's weighted dominant-resource fair share
 
 
 @dataclass(frozen=True)
