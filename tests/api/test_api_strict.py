@@ -51,7 +51,7 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         "name": "w-strict", "project": "demo", "demand": {"vcpu": 1}, "kind": "vm", "priority": 3,
         "group": "g", "group_policy": "anti-affinity", "required_labels": {"gpu": "true"},
         "forbidden_labels": {"ssd": "no"}, "pool": "demo", "priority_class": "high", "wait": True,
-        "duration_s": 60.5}),
+        "duration_s": 60.5, "reservation": {"vcpu": 0.5}, "limit": {"vcpu": 1}, "shares": {"vcpu": 2000}}),
     ("POST", "/v1/workloads/batch"): ("/v1/workloads/batch?dry_run=true", {
         "project": "demo", "pool": "demo", "all_or_nothing": False,
         "workloads": [{"name": "b1", "demand": {"vcpu": 1}, "kind": "container", "priority": -2,
