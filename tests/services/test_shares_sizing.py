@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from poolvisor.domain.errors import InvalidInputError, NoValidHostError, NotFoundError
+from poolvisor.domain.errors import InvalidInputError, NotFoundError, NoValidHostError
 from poolvisor.services import Services
 
 DECL = {"demand": {"vcpu": 4, "memory_mib": 4096}, "reservation": {"vcpu": 1, "memory_mib": 2048},
@@ -22,7 +22,8 @@ def svc(lite: Services) -> Services:
 
 @pytest.mark.parametrize(("policy", "vcpu", "mem"), [("min", 1, 2048), ("max", 4, 4096),
                                                       ("balanced", 2.5, 4096)])
-def test_the_pool_policy_decides_what_is_set_aside(svc: Services, policy: str, vcpu: float, mem: float) -> None:
+def test_the_pool_policy_decides_what_is_set_aside(svc: Services, policy: str, vcpu: float,
+                                                   mem: float) -> None:
     assert svc.shares.get_allocation_policy("p") == "max"
     svc.shares.set_allocation_policy("p", policy)
     w = svc.workloads.create_workload("a", "w", pool="p", **DECL)
