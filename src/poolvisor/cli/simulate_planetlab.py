@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from poolvisor.cli.parse import number
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.balancing.adaptive import DEFAULT_BALANCING_POLICY
 from poolvisor.sim.result import SimResult
 
@@ -77,15 +78,32 @@ def register(app: typer.Typer) -> None:
             min=0,
             help="Default mode: try at most this many underloaded hosts per step (default: all of them)",
         ),
+        contention: str = typer.Option(
+            "proportional",
+            "--contention",
+            help="How an overloaded host shares its CPU: proportional (CloudSim: every VM scaled alike) "
+            "or shares (default mode: reservations first, then shares by VM size; docs/scheduling.md)",
+        ),
+        reserve: float | None = typer.Option(
+            None,
+            "--reserve",
+            parser=number,
+            help="With --contention shares: the fraction of its MIPS each VM reserves, 0..1 [default: 0]",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
         report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report"),
     ) -> None:
         """Replay a PlanetLab day under a consolidation policy and print energy, SLA and migrations."""
         from poolvisor.sim.planetlab import simulate_planetlab
 
+        if contention not in ("proportional", "shares"):
+            raise InvalidInputError(f"--contention {contention!r}: use proportional or shares")
+        if reserve is not None and contention != "shares":
+            raise InvalidInputError("--reserve needs --contention shares")
+        shares_reserve = (reserve if reserve is not None else 0.0) if contention == "shares" else None
         simulate = partial(
             simulate_planetlab, directory, policy, param, compat, seed=seed, hosts=hosts, check_ram=check_ram,
-            underload_limit=underload_limit,
+            underload_limit=underload_limit, reserve=shares_reserve,
         )  # fmt: skip
         if as_json:
             res = simulate()

@@ -26,6 +26,8 @@ fit (an overcommitted host), the reservations are scaled down in proportion.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
@@ -100,6 +102,24 @@ def grant(demand: np.ndarray, reservation: np.ndarray, limit: np.ndarray, shares
     lvl = np.where(np.isfinite(exact) & (exact > 0), exact, b)
     water = np.clip(lvl[h] * s, lo, hi)
     return np.where(todo[h], water, out)
+
+
+def spec_columns(items: Sequence[tuple[Mapping[str, float], Mapping[str, Mapping[str, float]] | None]],
+                 names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reservation, limit, shares), each (n, len(names)), of workloads given as (demand, declared
+    spec or None). Undeclared: reservation = limit = demand, shares normal; a resource a workload
+    does not demand: 0, 0, normal."""
+    n, R = len(items), len(names)
+    res, lim, sh = np.zeros((n, R)), np.zeros((n, R)), np.full((n, R), NORMAL_SHARES)
+    for i, (demand, spec) in enumerate(items):
+        for j, r in enumerate(names):
+            d = spec.get(r) if spec else None
+            if d is not None:
+                res[i, j], lim[i, j] = float(d["reservation"]), float(d["limit"])
+                sh[i, j] = float(d["shares"])
+            elif r in demand:
+                res[i, j] = lim[i, j] = float(demand[r])
+    return res, lim, sh
 
 
 def _max_per_host(x: np.ndarray, h: np.ndarray, H: int) -> np.ndarray:

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -63,27 +62,12 @@ def _amounts(what: str, m: Mapping[str, float] | None, demand: Mapping[str, floa
     return out
 
 
-def columns(spec: ResourceSpec, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(reservation, limit, shares) rows over `names` (one workload)."""
-    rows = [spec[n] for n in names]
-    return (np.array([[r["reservation"] for r in rows]]), np.array([[r["limit"] for r in rows]]),
-            np.array([[r["shares"] for r in rows]]))
-
-
 def size(policy: str, spec: ResourceSpec) -> dict[str, float]:
     """What the ledger claims for this declaration under `policy` (every declared resource)."""
     names = list(spec)
-    res, lim, sh = columns(spec, names)
+    res, lim, sh = share_policy.spec_columns([({}, spec)], names)
     amount = share_policy.set_aside(policy, res, lim, sh)[0]
     return {n: float(a) for n, a in zip(names, amount, strict=True)}
-
-
-def spec_of(demand: Mapping[str, float], stored: Mapping[str, Any] | None) -> ResourceSpec:
-    """A workload's declaration, or the implicit one of a workload that declared nothing."""
-    if stored:
-        return {str(r): {k: float(v) for k, v in d.items()} for r, d in stored.items()}
-    return {str(r): {"reservation": float(v), "limit": float(v), "shares": share_policy.NORMAL_SHARES}
-            for r, v in demand.items()}
 
 
 class SharesService(ServiceBase):
