@@ -36,8 +36,9 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import check_name
 from poolvisor.observability.instruments import QUEUE_DEPTH
+from poolvisor.policies import queueing
 from poolvisor.policies.preemption import DEFAULT_CLASS, PRIORITY_CLASSES, class_rank
-from poolvisor.policies.queueing import Pending, check_discipline, order
+from poolvisor.policies.queueing import Pending, check_discipline
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import HOLDING_STATES
@@ -262,8 +263,9 @@ class QueueService(ServiceBase):
                     np.array([[float(r["demand"].get(k, 0.0)) for k in resources] for r in rows]
                              ).reshape(len(rows), len(resources)),
                     np.array([np.nan if r["duration"] is None else r["duration"] for r in rows], dtype=float))
-        return [int(i) for i in order(discipline, p, capacity=capacity, usage=usage, running=running,
-                                      weights=weights)]
+        ranked = queueing.order(discipline, p, capacity=capacity, usage=usage, running=running,
+                                weights=weights)
+        return [int(i) for i in ranked]
 
     def _note_attempt(self, s: Session, pid: int, why: str) -> None:
         s.execute(update(PendingWorkloadRow).where(PendingWorkloadRow.id == pid)
