@@ -40,8 +40,9 @@ def test_planetlab_shares_contention(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert code == 0
         runs[bool(extra)] = json.loads(capsys.readouterr().out)
     assert runs[False]["sla_overall"] > 0 and runs[True]["sla_overall"] != runs[False]["sla_overall"]
-    for bad in (["--reserve", "0.5"], ["--contention", "lottery"],
-                ["--contention", "shares", "--reserve", "2"], ["--contention", "shares", "--compat", "cloudsim"]):
+    bads = (["--reserve", "0.5"], ["--contention", "lottery"], ["--contention", "shares", "--reserve", "2"],
+            ["--contention", "shares", "--compat", "cloudsim"])
+    for bad in bads:
         assert _cli(["simulate", "planetlab", str(d), "--hosts", "20", *bad]) != 0
         err = capsys.readouterr().err.strip()
         assert err and "\n" not in err and "Traceback" not in err
