@@ -44,7 +44,8 @@ def test_weights(server: Server, run: Callable[..., Any]) -> None:
     assert listed["heavy"] == 2.5
     one_error_line(run("project", "set-weight", "heavy", "0"), "weight")
     r = server.cli("project", "set-weight", "heavy", "nan")  # a real process: usage errors are one line
-    assert r.returncode == 2 and r.stderr.startswith("poolvisor: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("poolvisor: error: "), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
     one_error_line(run("project", "set-weight", "ghost", "2"), "ghost")
 
 
