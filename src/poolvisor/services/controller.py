@@ -601,6 +601,11 @@ class ControllerService(ServiceBase):
         return True
 
     # ---- store reads -----------------------------------------------------------------------------
+    def placement_terms(self, keys: list[str]) -> dict[str, _Work]:
+        """The demand and placement constraints (labels, group and its policy) the checks hold
+        each placed workload of `keys` to (a digital twin seeds its copy of the pool with them)."""
+        return self._works(keys)
+
     def _works(self, keys: list[str]) -> dict[str, _Work]:
         wanted = set(keys)
 
