@@ -170,7 +170,7 @@ def test_a_workload_created_inside_the_window_arrives_in_the_twin_then(live: Ser
     last = live.events.last_event_id()
     live.workloads.create_workload("demo", "late", demand={"vcpu": 2, "memory_mib": 2048}, pool="p")
     _backdate(live, START + 1800 + 5, after_id=last)
-    _record(live, ["demo/late"], np.full((1, 12), 0.5), START + 1800)
+    _record(live, ["demo/late"], np.full((1, 11), 0.5), START + 2100)  # sampled after it was created
     tl = recorded_timeline(live, "p", START, END, 300.0)
     v = tl.vms.index("demo/late")
     k = tl.step_of(START + 1800 + 5)
@@ -207,3 +207,14 @@ def test_cli_whatif_policy_prints_both_sides(live: Services, tmp_path, capsys, m
                      (["--policy", "adaptive", "--hours", "0"], "hours must be")):
         code, out, err = _cli(["whatif", "--db", db, "--pool", "p", *bad], capsys)
         assert code != 0 and msg in err and err.count("\n") == 1, err
+
+
+def test_a_history_loaded_before_the_creation_counts_from_its_first_sample(live: Services) -> None:
+    """`serve --demo` creates its VMs now with a day of samples behind them: they ran all along."""
+    last = live.events.last_event_id()
+    live.workloads.create_workload("demo", "seeded", demand={"vcpu": 1, "memory_mib": 1024}, pool="p")
+    _backdate(live, END - 600, after_id=last)  # created 10 minutes before the end...
+    _record(live, ["demo/seeded"], np.full((1, 30), 0.4), START - 1800)  # ...sampled long before
+    tl = recorded_timeline(live, "p", START, END, 300.0)
+    v = tl.vms.index("demo/seeded")
+    assert (tl.host_of[v] >= 0).all()

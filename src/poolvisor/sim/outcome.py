@@ -162,6 +162,18 @@ class _Changes:
         return self.now if last is None else last
 
 
+def _backfilled(svc: Any, place: dict[str, _Changes]) -> None:
+    """A workload whose samples go back before its creation event (a history recorded elsewhere
+    and loaded with it, as `serve --demo` seeds one) ran since its first sample: its creation is
+    then no arrival, it is on its first host from the start."""
+    for key, ch in place.items():
+        if not ch.changes or ch.changes[0][1] is not None or ch.changes[0][2] is None:
+            continue
+        when = ch.changes[0][0]
+        if svc.utilization.recorded([key], until=when - 1.0)[0]:
+            ch.changes[0] = (when, ch.changes[0][2], ch.changes[0][2])
+
+
 def window_grid(start_s: float, end_s: float, interval_s: float) -> tuple[float, int]:
     """The grid of `interval_s` buckets (aligned on multiples of it, as the history reader) that
     covers [start_s, end_s]: its first bucket's time and its number of steps."""
@@ -228,6 +240,7 @@ def recorded_timeline(svc: Any, pool: str | None, start_s: float, end_s: float,
     for when, key, before, after in dated:
         if key in place:
             place[key].changes.append((when, before, after))
+    _backfilled(svc, place)
     vms = tuple(sorted(place))
     times = t0 + interval_s * np.arange(steps)
     host_of = np.full((len(vms), steps), -1, dtype=np.int64)
