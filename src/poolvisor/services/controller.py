@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.drivers.base import DriverError
-from poolvisor.drivers.protocols import POWER_BOOTING, POWER_ON, Capability, supports
+from poolvisor.drivers.protocols import POWER_BOOTING, Capability, supports
 from poolvisor.policies.balancing.actions import MIGRATE, Action, Explanation
 from poolvisor.policies.balancing.limits import Limits, admit, imbalance, move_gains
 from poolvisor.policies.balancing.planner import SpreadPolicy, plan_balancing
@@ -51,6 +51,7 @@ from poolvisor.services.base import ServiceBase
 from poolvisor.services.batch import BatchService, balancing_policy
 from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.host_power import HostPowerService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.placement_cache import group_key
 from poolvisor.services.records import RUNNING, TASK_QUEUED, TASK_RUNNING, TASK_SUCCEEDED
@@ -154,11 +155,13 @@ class ControllerService(ServiceBase):
         tasks: TaskService,
         utilization: UtilizationService,
         batch: BatchService,
+        host_power: HostPowerService,
         config: ControllerConfig | None = None,
     ) -> None:
         super().__init__(ctx)
         self.catalog, self.hosts, self.workloads = catalog, hosts, workloads
         self.tasks, self.utilization, self.batch = tasks, utilization, batch
+        self.host_power = host_power  # standby hosts back up once booted (shared with the queue)
         self.config = config or ControllerConfig()
 
     # ---- status, pause, resume -----------------------------------------------------------------
@@ -254,18 +257,8 @@ class ControllerService(ServiceBase):
     # ---- power ---------------------------------------------------------------------------------
     def _power_sync(self, rep: RoundReport) -> None:
         """Standby hosts whose driver reports them on (booted after a power-on) are up again."""
-        for h in self.hosts.list_hosts():
-            if h.state != HostState.STANDBY.label or not supports(
-                self.drivers.driver_of(h.name), Capability.POWER
-            ):
-                continue
-            try:
-                on = self.drivers.power(h.name).power_state(h.name) == POWER_ON
-            except DriverError:
-                continue
-            if on:
-                self.hosts.mark_state(h.name, HostState.UP, "host.state", "booted: back in the pool")
-                rep.power.append({"host": h.name, "action": "up", "rule": "booted"})
+        for h in self.host_power.sync():
+            rep.power.append({"host": h, "action": "up", "rule": "booted"})
 
     # ---- one pool ------------------------------------------------------------------------------
     def _pool_round(self, pool: str, now: float, rep: RoundReport, latest: dict[str, float]) -> None:
