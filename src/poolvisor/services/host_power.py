@@ -50,7 +50,7 @@ class Wake:
             return f"standby host {self.host} was switched on and is up"
         verb = "is already booting" if self.already_booting else "is powering on"
         return (f"standby host {self.host} {verb} for it; create with wait to be placed there "
-                "once it is up, or retry then")
+                "once it is up (vm create --queue), or retry then")
 
 
 class HostPowerService(ServiceBase):
