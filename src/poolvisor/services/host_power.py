@@ -18,6 +18,7 @@ one back on when a pool's load rises. Two things here are shared by it and by th
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,7 @@ class HostPowerService(ServiceBase):
     def __init__(self, ctx: ServiceContext, hosts: HostService) -> None:
         super().__init__(ctx)
         self.hosts = hosts
+        self._sync = threading.Lock()  # the controller, the queue and creations sync: one at a time
 
     def _power_state(self, host: str) -> str | None:
         if not supports(self.drivers.driver_of(host), Capability.POWER):
@@ -69,10 +71,11 @@ class HostPowerService(ServiceBase):
     def sync(self) -> list[str]:
         """Standby hosts whose driver reports them on are up again; returns them."""
         back = []
-        for h in self.hosts.list_hosts():
-            if h.state == HostState.STANDBY.label and self._power_state(h.name) == POWER_ON:
-                self.hosts.mark_state(h.name, HostState.UP, "host.state", "booted: back in the pool")
-                back.append(h.name)
+        with self._sync:
+            for h in self.hosts.list_hosts():
+                if h.state == HostState.STANDBY.label and self._power_state(h.name) == POWER_ON:
+                    self.hosts.mark_state(h.name, HostState.UP, "host.state", "booted: back in the pool")
+                    back.append(h.name)
         return back
 
     def wake_for(self, pool: str | None, demand: dict[str, float], workload: str) -> Wake | None:
