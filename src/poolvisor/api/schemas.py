@@ -286,9 +286,11 @@ class ExplanationOut(BaseModel):
     """Why a host was chosen (or none): per-filter rejections, then the best candidates' scores."""
 
     model_config = ConfigDict(extra="allow")
-    hosts_considered: int
-    filters: list[FilterReportOut]
-    candidates: int
+    # defaults: an explanation written without a placement decision (HA's "restart on h failed",
+    # a repair) still renders; a listing never fails on one workload's explanation
+    hosts_considered: int = 0
+    filters: list[FilterReportOut] = []
+    candidates: int = 0
     top: list[CandidateOut] = []
     rule: str = ""
     summary: str = ""
