@@ -13,6 +13,7 @@ from rich.table import Table
 
 from poolvisor.cli.errors import fail
 from poolvisor.cli.parse import number
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.balancing.adaptive import DEFAULT_BALANCING_POLICY
 from poolvisor.policies.balancing.limits import Limits
 from poolvisor.sim.result import SimResult
@@ -117,15 +118,33 @@ def register(app: typer.Typer) -> None:
             help="Default mode: the live controller's balancing limits on every migration: 'controller' "
             "(its defaults) or per_host=N,per_pool=N,cooldown=S (the rest as the controller's)",
         ),
+        contention: str = typer.Option(
+            "proportional",
+            "--contention",
+            help="How an overloaded host shares its CPU: proportional (CloudSim: every VM scaled alike) "
+            "or shares (default mode: reservations first, then shares by VM size; docs/scheduling.md)",
+        ),
+        reserve: float | None = typer.Option(
+            None,
+            "--reserve",
+            parser=number,
+            help="With --contention shares: the fraction of its MIPS each VM reserves, 0..1 [default: 0]",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
         report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report"),
     ) -> None:
         """Replay a PlanetLab day under a consolidation policy and print energy, SLA and migrations."""
         from poolvisor.sim.planetlab import simulate_planetlab
 
+        if contention not in ("proportional", "shares"):
+            raise InvalidInputError(f"--contention {contention!r}: use proportional or shares")
+        if reserve is not None and contention != "shares":
+            raise InvalidInputError("--reserve needs --contention shares")
+        shares_reserve = (reserve if reserve is not None else 0.0) if contention == "shares" else None
         simulate = partial(
             simulate_planetlab, directory, policy, param, compat, seed=seed, hosts=hosts, check_ram=check_ram,
             underload_limit=underload_limit, limits=None if limits is None else parse_limits(limits),
+            reserve=shares_reserve,
         )  # fmt: skip
         if as_json:
             res = simulate()

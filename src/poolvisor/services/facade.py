@@ -38,6 +38,7 @@ from poolvisor.services.queue import QueueService
 from poolvisor.services.quotas import QuotaService
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
+from poolvisor.services.shares import SharesService
 from poolvisor.services.sim_admin import SimAdminService
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
 from poolvisor.services.utilization import UtilizationService
@@ -68,6 +69,7 @@ class Services:
         self.events = EventService(ctx)
         self.quotas = QuotaService(ctx)
         self.queue = QueueService(ctx, self.workloads)  # creations waiting for capacity
+        self.shares = SharesService(ctx)  # pools' allocation policies (min / max / balanced)
         self.repair = RepairService(ctx, self.workloads, self.tasks)
         self.alerts = AlertService(ctx, self.catalog, self.hosts)
         self.alerts.quota_source = self.quotas.enforced_usage  # "quota nearly exhausted"

@@ -64,6 +64,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
+from poolvisor.services.shares import sized
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
@@ -125,6 +126,7 @@ class _Spec:
     networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
     priority_class: str = DEFAULT_CLASS  # policies/preemption.py: a higher class may evict lower ones
     host: str | None = None  # pinned to this host (a backup restore's --host); placement still checks it
+    resource_spec: dict[str, dict[str, float]] | None = None  # declared reservation/limit/shares (shares.py)
 
 
 class WorkloadService(ServiceBase):
@@ -149,7 +151,9 @@ class WorkloadService(ServiceBase):
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
                         dry_run: bool = False, create_project: bool = False,
                         explain: bool = False, networks: list[str] | None = None,
-                        priority_class: str = DEFAULT_CLASS, host: str | None = None) -> WorkloadRecord:
+                        priority_class: str = DEFAULT_CLASS, host: str | None = None,
+                        reservation: dict[str, float] | None = None, limit: dict[str, float] | None = None,
+                        shares: dict[str, float] | None = None) -> WorkloadRecord:
         """Place and create a workload. `create_project`: a missing project is created by the same
         transaction that claims the workload (never by a dry run or a failed request). `explain`:
         the full per-filter counts in the explanation (else a summary; see served.py)."""
@@ -188,7 +192,10 @@ class WorkloadService(ServiceBase):
         def resolve() -> _Spec:
             spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
                                  forbidden, pool, create_project)
-            return replace(spec, networks=nets, priority_class=priority_class, host=host)
+            spec = replace(spec, networks=nets, priority_class=priority_class, host=host)
+            if reservation is not None or limit is not None or shares is not None:
+                spec = sized(self, spec, reservation, limit, shares)  # the pool's allocation policy
+            return spec
 
         if dry_run:
             spec = resolve()
@@ -201,7 +208,8 @@ class WorkloadService(ServiceBase):
                                       "was": v.state} for v in plan.victims]
             return WorkloadRecord(name, project, kind, DRY_RUN,
                                   plan.decision.host if plan is not None else decision.host, spec.demand,
-                                  priority, group, datetime.now(UTC), expl, priority_class=priority_class)
+                                  priority, group, datetime.now(UTC), expl, priority_class=priority_class,
+                                  resources=spec.resource_spec)
 
         def step() -> tuple[_Spec, int, str, int | None, tuple[Victim, ...]]:
             """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
@@ -382,6 +390,7 @@ class WorkloadService(ServiceBase):
                 "project_id": project_id, "name": spec.name, "kind": spec.kind, "state": PLACING,
                 "host_id": host_id, "group_id": gid, "flavor": spec.flavor, "demand": spec.demand,
                 "priority": spec.priority, "explanation": explanation, "priority_class": spec.priority_class,
+                "resource_spec": spec.resource_spec,
                 "constraints": {"pool": spec.pool, "required_labels": spec.required,
                                 "forbidden_labels": spec.forbidden},
                 "created_at": now, "updated_at": now, **self.leases.stamp_values()})
@@ -453,7 +462,7 @@ class WorkloadService(ServiceBase):
                 return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                       spec.priority, spec.group, as_utc(row.created_at), row.explanation,
                                       workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
-                                      priority_class=spec.priority_class)
+                                      priority_class=spec.priority_class, resources=spec.resource_spec)
             w = s.get(WorkloadRow, wid)
             if w is None:  # only a repair removes a placing row: this use case outlived its lease
                 return None
@@ -469,7 +478,7 @@ class WorkloadService(ServiceBase):
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                   spec.priority, spec.group, as_utc(w.created_at), w.explanation,
                                   workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
-                                  priority_class=spec.priority_class)
+                                  priority_class=spec.priority_class, resources=spec.resource_spec)
 
         rec = self._write(tx)
         if rec is None:
@@ -553,4 +562,4 @@ def _drop_empty_group(s: Session, *, group_id: int | None) -> None:
 
 
 def _driver_workload(spec: _Spec) -> DriverWorkload:
-    return DriverWorkload(f"{spec.project}/{spec.name}", spec.kind, spec.demand)
+    return DriverWorkload(f"{spec.project}/{spec.name}", spec.kind, spec.demand, spec=spec.resource_spec)

@@ -27,6 +27,7 @@ from poolvisor.clock import SimClock
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.domain.models import HostSpec
 from poolvisor.jit import CompileOnce
+from poolvisor.policies import shares as share_policy
 from poolvisor.policies.balancing.actions import Action
 from poolvisor.policies.balancing.adaptive import ADAPTIVE, AdaptiveConfig
 from poolvisor.policies.balancing.consolidation import PlanConfig
@@ -288,6 +289,25 @@ class Workspace:
         return self.i64[0], self.i64[1], self.i64[2], self.f64
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """The shares mode of an overloaded host (instead of CloudSim's proportional scaling): per VM
+    a reservation and shares in the policy core's sense (policies/shares.py); its limit is its
+    request capped at one PE. A copy migrating in reserves nothing."""
+
+    reservation: np.ndarray  # (V,) MIPS
+    shares: np.ndarray  # (V,)
+
+    @classmethod
+    def by_size(cls, vm_mips: np.ndarray, reserve: float) -> Sharing:
+        """Reservation `reserve` x the VM's MIPS, shares its MIPS (a bigger VM weighs more, as
+        shares proportional to configured vCPUs do)."""
+        if not 0.0 <= reserve <= 1.0:
+            raise InvalidInputError("the reserved fraction must be in [0, 1]")
+        mips = np.asarray(vm_mips, dtype=np.float64)
+        return cls(reserve * mips, mips.copy())
+
+
 def allocate(
     req: np.ndarray,
     host_of: np.ndarray,
@@ -299,6 +319,7 @@ def allocate(
     pe: np.ndarray,
     total: np.ndarray,
     work: Workspace | None = None,
+    sharing: Sharing | None = None,
 ) -> Allocation:
     """CPU sharing of VmSchedulerTimeSharedOverSubscription on every host at once.
 
@@ -307,9 +328,10 @@ def allocate(
     (10 % degradation) and its host still counts its full demand; a VM migrating in gets 10 %
     on its target and counts that much there. Sums run in host-list order, like CloudSim's.
     Two compiled passes when numba is available (:func:`_pack`, :func:`_share`), else numpy;
-    same results. ``work``: scratch reused between calls (one per thread).
+    same results. ``work``: scratch reused between calls (one per thread). ``sharing``: an
+    overloaded host is shared by the policy core instead (reservations, then shares; numpy).
     """
-    if _share_compiler.ready() and _pack_jit is not None and _share_jit is not None:
+    if sharing is None and _share_compiler.ready() and _pack_jit is not None and _share_jit is not None:
         i64, f64 = np.int64, np.float64
         host_of = host_of.astype(i64, copy=False)
         req = req.astype(f64, copy=False)
@@ -339,7 +361,7 @@ def allocate(
     alive = np.flatnonzero(host_of >= 0)
     idx = key_order(np.concatenate([key[alive], f_key]))  # list keys are unique (one counter)
     vm_req = np.where(host_of >= 0, req, 0.0)
-    return _allocate_numpy(req, host_of, in_mig, alive, f_vm, f_dst, idx, pe, total, vm_req)
+    return _allocate_numpy(req, host_of, in_mig, alive, f_vm, f_dst, idx, pe, total, vm_req, sharing)
 
 
 def _allocate_numpy(
@@ -353,6 +375,7 @@ def _allocate_numpy(
     pe: np.ndarray,
     total: np.ndarray,
     vm_req: np.ndarray,
+    sharing: Sharing | None = None,
 ) -> Allocation:
     """:func:`allocate` without numba: the entries (alive VMs, then flights) in list order ``idx``."""
     H = total.size
@@ -371,6 +394,10 @@ def _allocate_numpy(
     fit_alloc = np.where(is_out, cap * 0.9, np.where(is_in, cap * 0.1, cap))
     if fits.all():
         alloc = fit_alloc
+    elif sharing is not None:  # the policy core: reservations first, then shares, up to the need
+        got = share_policy.grant(need[:, None], np.where(is_in, 0.0, sharing.reservation[s_vm])[:, None],
+                                 need[:, None], sharing.shares[s_vm][:, None], total[:, None], s_host)[:, 0]
+        alloc = np.where(fits[s_host], fit_alloc, np.where(is_out, got * 0.9, got))
     else:
         with np.errstate(invalid="ignore"):
             scaled = np.floor(np.where(is_out, cap * sf * 0.9, np.where(is_in, cap * 0.1 * sf, cap * sf)))
@@ -436,8 +463,12 @@ class Simulator:
         check_ram: bool = False,
         underload_limit: int | None = None,
         limits: Limits | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         quirks = compat if isinstance(compat, Compat) else (CLOUDSIM if compat else PAPER)
+        if sharing is not None and quirks != PAPER:
+            raise InvalidInputError("the shares mode needs the default mode (CloudSim scales proportionally)")
+        self.sharing = sharing
         if underload_limit is not None and (quirks != PAPER or underload_limit < 0):
             raise InvalidInputError("the underload limit needs the default mode and a count >= 0")
         if limits is not None and quirks != PAPER:
@@ -588,7 +619,8 @@ class Simulator:
         h = self.q_head
         f_vm, f_dst, f_key = self.q_vm[h:], self.q_dst[h:], self.q_key[h:]
         return allocate(
-            req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total, self._work
+            req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total, self._work,
+            self.sharing,
         )
 
     def _col(self, i: int) -> np.ndarray:
