@@ -328,7 +328,7 @@ class WorkloadService(ServiceBase):
             require_host(decision)
             assert target is not None and decision.host is not None
             wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
-                                                       decision=decision, plan=plan))
+                                                       decision=decision, plan=plan), grouped=True)
             host_id, gen, _gpus = target
             group = group_key(spec.project, spec.group) if spec.group is not None else None
             if plan is None:
@@ -459,7 +459,7 @@ class WorkloadService(ServiceBase):
                                   workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
                                   priority_class=spec.priority_class)
 
-        rec = self._write(tx)
+        rec = self.ctx.write(tx, grouped=True)  # may share its commit with other requests' (store/group.py)
         if rec is None:
             with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
                 self.drivers.lifecycle(host).delete(host, dw)

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -27,6 +27,9 @@ from sqlalchemy.pool import StaticPool
 
 from poolvisor.domain.errors import ConflictError, UnavailableError
 from poolvisor.store.retry import Stale, with_retry
+
+if TYPE_CHECKING:
+    from poolvisor.store.group import GroupCommit
 
 T = TypeVar("T")
 ENV_URL = "POOLVISOR_DATABASE_URL"
@@ -143,6 +146,7 @@ class Store:
         self._writer: contextlib.AbstractContextManager[Any] = \
             threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
         self._checkpointer: Checkpointer | None = None
+        self._group: GroupCommit | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -166,19 +170,39 @@ class Store:
         return True
 
     def close(self) -> None:
+        if self._group is not None:
+            self._group.stop()
+            self._group = None
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
         self.engine.dispose()
 
-    def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S) -> T:
-        """Run fn(session) in one transaction; commit on success, run it again on Stale."""
-        return with_retry(lambda: self.run_once(fn, write=write), deadline_s=deadline_s,
+    def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S,
+            grouped: bool = False) -> T:
+        """Run fn(session) in one transaction; commit on success, run it again on Stale.
+        `grouped`: a short write that may share its transaction with other requests' (group.py)."""
+        return with_retry(lambda: self.run_once(fn, write=write, grouped=grouped), deadline_s=deadline_s,
                           conflict="too many concurrent changes; the request was not applied, retry it",
                           first_s=0.002, cap_s=0.2)
 
-    def run_once(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+    def start_group_commit(self) -> bool:
+        """SQLite: hand grouped writes to one writer thread that commits them together (group.py).
+        On SQLite this process's writers are serialized anyway (`_writer`), so a group costs no
+        concurrency; on PostgreSQL a group would hold its rows' locks in no global order against
+        other replicas' groups (deadlocks), so grouped writes stay one transaction each there."""
+        if self.dialect != "sqlite" or self._group is not None:
+            return False
+        from poolvisor.store.group import GroupCommit
+
+        self._group = GroupCommit(self)
+        self._group.start()
+        return True
+
+    def run_once(self, fn: Callable[[Session], T], *, write: bool = True, grouped: bool = False) -> T:
         """One attempt of run(): a transient conflict, like an optimistic check in `fn`, raises Stale."""
+        if grouped and write and self._group is not None:
+            return self._group.run(fn)
         try:
             if not write:
                 with Session(self.engine, expire_on_commit=False) as s, s.begin():
