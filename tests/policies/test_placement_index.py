@@ -12,6 +12,7 @@ from poolvisor.domain.models import GroupPolicy, HostSpec, HostState
 from poolvisor.domain.resources import ResourceSet
 from poolvisor.policies.placement import PlacementPolicy, Request, place, place_batch
 from poolvisor.policies.placement.forest import NEG, MaxForest
+from poolvisor.policies.placement.index import PlacementIndex
 from poolvisor.policies.placement.indexed import IndexedPlacer
 from poolvisor.state.cluster import ClusterState
 
@@ -222,3 +223,55 @@ def test_forest_first_at_least_and_exclusions_match_brute_force() -> None:
         f.restore(saved)
         assert f.top(0) == vals[0].max() and f.top(1) == vals[1].max()
         assert np.array_equal(np.stack([f.row(0), f.row(1)]), vals)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_compiled_row_build_equals_the_numpy_build(sc: dict) -> None:
+    """A class admitted by the compiled one-pass build has exactly the leaves, block maxima and
+    minima, counts and lowest score of the numpy build (down hosts, full hosts, labels, pools,
+    scarce resources, allocations made before the admission)."""
+    from poolvisor.policies.placement import kernels
+    if not kernels.available():
+        pytest.skip("numba is not installed: there is no compiled build to compare")
+    s = build(sc)
+    policy = POLICIES[sc["policy"]]
+    rng = np.random.default_rng(len(sc["ops"]))
+    for i, (_op, seed) in enumerate(sc["ops"][:10]):  # some allocations first, from the pipeline
+        req = make_request(s, sc, seed, i)
+        d = place(s, req, policy)
+        if d.host_index is not None and rng.random() < 0.7:
+            s.allocate(d.host_index, req.demand, req.group)
+    opts = {**sc["options"], "admit_after": 1, "max_classes": 8}
+    fast = IndexedPlacer(s, policy, **{**opts, "jit": True}).index
+    slow = IndexedPlacer(s, policy, **{**opts, "jit": False}).index
+    if not fast.plan.supported:
+        return
+    for i, (_op, seed) in enumerate(sc["ops"]):
+        req = make_request(s, sc, seed, 1000 + i)
+        assert fast.rank(req, 3).__class__ is slow.rank(req, 3).__class__
+    assert fast._rows == slow._rows
+    same_rows(fast, slow)
+    # then point updates: the compiled update keeps block maxima/minima incrementally, numpy rescans
+    for i, (_op, seed) in enumerate(sc["ops"]):
+        req = make_request(s, sc, seed, 2000 + i)
+        d = place(s, req, policy)
+        if d.host_index is not None:
+            s.allocate(d.host_index, req.demand, req.group)
+            fast.sync()
+            slow.sync()
+        elif s.n:
+            s.set_state(s.names[seed % s.n], HostState.MAINTENANCE if seed % 2 else HostState.UP)
+            fast.sync()
+            slow.sync()
+    same_rows(fast, slow)
+
+
+def same_rows(fast: PlacementIndex, slow: PlacementIndex) -> None:
+    rows = fast._rows
+    for a, b in ((fast.forest, slow.forest), (fast.spare, slow.spare)):
+        np.testing.assert_array_equal(a.l0[:, :rows], b.l0[:, :rows])
+        np.testing.assert_array_equal(a.l1[:rows], b.l1[:rows])
+        np.testing.assert_array_equal(a.l1min[:rows], b.l1min[:rows])
+        np.testing.assert_array_equal(a.count[:rows], b.count[:rows])
+    np.testing.assert_array_equal(fast._low[:rows], slow._low[:rows])

@@ -14,7 +14,7 @@ import typer
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.errors import fail
 from poolvisor.cli.render import emit_json, say, table
-from poolvisor.cli.task import finish, queued, wait_for
+from poolvisor.cli.task import follow
 
 target_app = typer.Typer(help="Backup targets: directories on the server that backups are copied into.",
                          no_args_is_help=True)
@@ -50,13 +50,6 @@ def parse_every(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise fail(f"--every: expected a duration like 30m, 6h or 1d, got {text!r}", 2)
     return value
-
-
-def _follow(api: Api, t: dict[str, Any], as_json: bool, no_wait: bool) -> dict[str, Any] | None:
-    if no_wait:
-        queued(t, as_json)
-        return None
-    return wait_for(api, t, show_progress=not as_json)
 
 
 def _mib(n: int) -> str:
@@ -105,16 +98,9 @@ def create(name: NameArg, target: TargetOpt = None,
     body = {k: v for k, v in (("target", target), ("name", backup)) if v is not None}
     with Api(url, token) as api:
         sent = api.post(api_path("workloads", name, "backups"), body, project=project)
-        t = _follow(api, sent, as_json, no_wait)
-    if t is None:
-        return
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
-        r = t["result"] or {}
-        say("{}: backup {} taken on {}: {} MiB, sha256 {} (task {})", name, r.get("backup"), r.get("host"),
-            _mib(int(r.get("size_bytes", 0))), str(r.get("sha256", ""))[:16], t["id"])
-    finish(t)
+        follow(api, sent, as_json, no_wait, lambda r, t: say(
+            "{}: backup {} taken on {}: {} MiB, sha256 {} (task {})", name, r.get("backup"), r.get("host"),
+            _mib(int(r.get("size_bytes", 0))), str(r.get("sha256", ""))[:16], t["id"]))
 
 
 @vm_app.command("list")
@@ -166,20 +152,15 @@ def restore(name: NameArg, backup: BackupArg,
     """Bring a workload back from a backup, through placement, onto any host (a task). Without --as,
     the workload must be gone or lost (its host failed)."""
     body = {k: v for k, v in (("as_name", as_name), ("host", host)) if v is not None}
-    with Api(url, token) as api:
-        t = _follow(api, api.post(api_path("workloads", name, "backups", backup, "restore"), body,
-                                  project=project), as_json, no_wait)
-    if t is None:
-        return
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
-        r = t["result"] or {}
+    def restored(r: dict[str, Any], t: dict[str, Any]) -> None:
         say("{} restored from backup {} onto {} ({}; taken on {}) (task {})", str(r.get("workload")), backup,
             r.get("host"), r.get("state"), r.get("from_host"), t["id"])
         if r.get("rule"):
             say("placement: {}", r["rule"])
-    finish(t)
+
+    with Api(url, token) as api:
+        sent = api.post(api_path("workloads", name, "backups", backup, "restore"), body, project=project)
+        follow(api, sent, as_json, no_wait, restored)
 
 
 # ---- backup schedule -------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from poolvisor.cli.render import (
     say,
     table,
 )
-from poolvisor.cli.task import finish, queued, wait_for
+from poolvisor.cli.task import follow
 
 app = typer.Typer(help="Hosts: capacity, labels, state (client of the REST API).", no_args_is_help=True)
 HostArg = Annotated[str, typer.Argument(help="Host name.", callback=name_argument)]
@@ -143,22 +143,17 @@ def drain(name: HostArg, url: UrlOpt = None, token: TokenOpt = None, as_json: Js
           = False) -> None:
     """Live-migrate every workload off a host, then put it in maintenance (admin; a task: waits
     with a progress bar unless --no-wait). Workloads that cannot move are listed with the reason."""
-    with Api(url, token) as api:
-        t = api.post(api_path("hosts", name, "drain"), None)
-        if no_wait:
-            queued(t, as_json)
-            return
-        t = wait_for(api, t, show_progress=not as_json)
-    r = t.get("result") or {}
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
+    def drained(r: dict[str, Any], t: dict[str, Any]) -> None:
         say("host {}: drained ({} workload(s) moved), now in maintenance (task {})", name,
             len(r.get("moved", [])), t["id"])
-    elif r.get("stuck"):
-        table(f"Host {name}: workloads that cannot move", ("workload", "why"),
-              [(w["workload"], w["reason"]) for w in r["stuck"]])
-    finish(t)
+
+    def stuck(r: dict[str, Any], _t: dict[str, Any]) -> None:
+        if r.get("stuck"):
+            table(f"Host {name}: workloads that cannot move", ("workload", "why"),
+                  [(w["workload"], w["reason"]) for w in r["stuck"]])
+
+    with Api(url, token) as api:
+        follow(api, api.post(api_path("hosts", name, "drain"), None), as_json, no_wait, drained, stuck)
 
 
 @app.command()

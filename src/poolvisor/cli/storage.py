@@ -11,7 +11,7 @@ import typer
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.parse import number
 from poolvisor.cli.render import emit_json, say, table
-from poolvisor.cli.task import finish, queued, wait_for
+from poolvisor.cli.task import follow
 
 pool_app = typer.Typer(help="Storage pools, their devices and rebalancing (client of the REST API).",
                        no_args_is_help=True)
@@ -149,18 +149,10 @@ def pool_rebalance(name: PoolArg,
                       [(m["volume"], str(m["segment"]), _gib(m["mib"]), ", ".join(m["from"]) or "–",
                         ", ".join(m["to"]) or "–") for m in plan["moves"]])
             return
-        t = api.post(api_path("storage-pools", name, "rebalance"))
-        if no_wait:
-            queued(t, as_json)
-            return
-        t = wait_for(api, t, show_progress=not as_json)
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
-        r = t["result"] or {}
-        say("{} rebalanced: {} segments, {} copies ({}), {} lost (task {})", name, r.get("segments"),
-            r.get("copies"), _gib(int(r.get("copy_mib") or 0)), r.get("lost"), t["id"])
-    finish(t)
+        sent = api.post(api_path("storage-pools", name, "rebalance"))
+        follow(api, sent, as_json, no_wait, lambda r, t: say(
+            "{} rebalanced: {} segments, {} copies ({}), {} lost (task {})", name, r.get("segments"),
+            r.get("copies"), _gib(int(r.get("copy_mib") or 0)), r.get("lost"), t["id"]))
 
 
 @pool_app.command("scrub")

@@ -8,6 +8,7 @@ than `succeeded` is an error (one line, exit 1) carrying the task's own error.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -64,6 +65,26 @@ def queued(task: dict[str, Any], as_json: bool) -> None:
     else:
         say("task {} queued ({} {}); follow it with: poolvisor task wait {}", task["id"], task["kind"],
             task["subject"], task["id"])
+
+
+def follow(api: Api, sent: dict[str, Any], as_json: bool, no_wait: bool,
+           succeeded: Callable[[dict[str, Any], dict[str, Any]], None],
+           otherwise: Callable[[dict[str, Any], dict[str, Any]], None] | None = None) -> None:
+    """The end of every command that starts a task (202): `--no-wait` prints its id; else wait
+    with a progress bar, then print the task as JSON, or `succeeded(result, task)` (or
+    `otherwise(result, task)` when it did not succeed), and exit 1 unless it succeeded."""
+    if no_wait:
+        queued(sent, as_json)
+        return
+    t = wait_for(api, sent, show_progress=not as_json)
+    r = t.get("result") or {}
+    if as_json:
+        emit_json(t)
+    elif t["state"] == "succeeded":
+        succeeded(r, t)
+    elif otherwise is not None:
+        otherwise(r, t)
+    finish(t)
 
 
 def _show(t: dict[str, Any]) -> None:

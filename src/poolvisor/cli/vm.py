@@ -18,7 +18,7 @@ from poolvisor.cli.gpus import shares_text
 from poolvisor.cli.network import show_workload_nics
 from poolvisor.cli.parse import number, parse_map
 from poolvisor.cli.render import amounts, emit_json, explanation, say, table
-from poolvisor.cli.task import finish, queued, wait_for
+from poolvisor.cli.task import follow
 
 app = typer.Typer(help="Workloads (VMs and containers): placement and lifecycle (client of the REST API).",
                   no_args_is_help=True)
@@ -211,18 +211,10 @@ def migrate(name: NameArg,
             as_json: JsonOpt = False, no_wait: NoWaitOpt = False) -> None:
     """Move a workload to another host (a task: waits with a progress bar unless --no-wait)."""
     with Api(url, token) as api:
-        t = api.post(api_path("workloads", name, "migrate"), {"host": to} if to else None, project=project)
-        if no_wait:
-            queued(t, as_json)
-            return
-        t = wait_for(api, t, show_progress=not as_json)
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
-        r = t["result"] or {}
-        say("{}: migrated {} -> {} (task {})", t["subject"].removeprefix("workload/"), r.get("from"),
-            r.get("to"), t["id"])
-    finish(t)
+        sent = api.post(api_path("workloads", name, "migrate"), {"host": to} if to else None, project=project)
+        follow(api, sent, as_json, no_wait, lambda r, t: say(
+            "{}: migrated {} -> {} (task {})", t["subject"].removeprefix("workload/"), r.get("from"),
+            r.get("to"), t["id"]))
 
 
 @app.command()

@@ -4,13 +4,13 @@ Create and restore are tasks: the CLI waits with a progress bar unless --no-wait
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
 from poolvisor.cli.render import emit_json, say, table
-from poolvisor.cli.task import finish, queued, wait_for
+from poolvisor.cli.task import follow
 
 app = typer.Typer(help="Snapshots of a workload: take, list, delete, restore.", no_args_is_help=True)
 NameArg = Annotated[str, typer.Argument(help="Workload name.", callback=name_argument)]
@@ -20,27 +20,14 @@ ProjectOpt = Annotated[str | None, typer.Option(
     "--project", "-p", envvar="POOLVISOR_PROJECT", help="Project (admins; members use their own).")]
 
 
-def _follow(api: Api, t: dict[str, Any], as_json: bool, no_wait: bool) -> dict[str, Any] | None:
-    if no_wait:
-        queued(t, as_json)
-        return None
-    return wait_for(api, t, show_progress=not as_json)
-
-
 @app.command()
 def create(name: NameArg, snapshot: SnapArg, project: ProjectOpt = None, url: UrlOpt = None,
            token: TokenOpt = None, as_json: JsonOpt = False, no_wait: NoWaitOpt = False) -> None:
     """Take a snapshot of a workload (a task)."""
     with Api(url, token) as api:
         sent = api.post(api_path("workloads", name, "snapshots"), {"name": snapshot}, project=project)
-        t = _follow(api, sent, as_json, no_wait)
-    if t is None:
-        return
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
-        say("{}: snapshot {} taken on {} (task {})", name, snapshot, (t["result"] or {}).get("host"), t["id"])
-    finish(t)
+        follow(api, sent, as_json, no_wait, lambda r, t: say(
+            "{}: snapshot {} taken on {} (task {})", name, snapshot, r.get("host"), t["id"]))
 
 
 @app.command("list")
@@ -71,13 +58,6 @@ def restore(name: NameArg, snapshot: SnapArg, project: ProjectOpt = None, url: U
             token: TokenOpt = None, as_json: JsonOpt = False, no_wait: NoWaitOpt = False) -> None:
     """Return a workload to a snapshot (a task)."""
     with Api(url, token) as api:
-        t = _follow(api, api.post(api_path("workloads", name, "snapshots", snapshot, "restore"),
-                                  project=project), as_json, no_wait)
-    if t is None:
-        return
-    if as_json:
-        emit_json(t)
-    elif t["state"] == "succeeded":
-        say("{}: restored to snapshot {} ({}) (task {})", name, snapshot, (t["result"] or {}).get("state"),
-            t["id"])
-    finish(t)
+        sent = api.post(api_path("workloads", name, "snapshots", snapshot, "restore"), project=project)
+        follow(api, sent, as_json, no_wait, lambda r, t: say(
+            "{}: restored to snapshot {} ({}) (task {})", name, snapshot, r.get("state"), t["id"]))

@@ -1,4 +1,4 @@
-"""The periodic repair sweep of `poolvisor serve`: a background thread calling RepairService.run().
+"""The periodic repair sweep of `poolvisor serve`: a background loop calling RepairService.run().
 
 Started and stopped with the API's lifespan (api/app.py). A crashed process's transient rows are
 resolved within its lease duration plus one interval; a failing sweep (database unavailable) is
@@ -8,11 +8,11 @@ reported and retried at the next interval, never ending the thread.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from poolvisor.domain.errors import InvalidInputError, PoolvisorError
+from poolvisor.clock.background import BackgroundLoop
+from poolvisor.domain.errors import InvalidInputError
 
 DEFAULT_INTERVAL_S = 2.0
 MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 3600.0
@@ -31,7 +31,10 @@ def check_interval(interval: float) -> float:
 
 
 class RepairSweeper:
-    """Run `repair.run()` every `interval` seconds in a daemon thread until stop()."""
+    """Run `repair.run()` every `interval` seconds until stop(), on the BackgroundLoop runner every
+    periodic job of `serve` uses (its own daemon thread and wall clock; not leader-gated: every
+    process repairs what crashed processes left). Repaired rows go to `report`; a failing sweep is
+    logged and retried at the next interval, never ending the loop."""
 
     def __init__(self, repair: Repairer, interval: float = DEFAULT_INTERVAL_S,
                  report: Callable[[str], None] | None = None) -> None:
@@ -39,13 +42,11 @@ class RepairSweeper:
         self.interval = check_interval(interval)
         self.report = report or (lambda line: log.warning("%s", line))
         self.sweeps = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop("repair", lambda _t: self.sweep_once(), self.interval,
+                                    what="repair sweep", log=log, delay_first=True)
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="poolvisor-repair-sweep", daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     def sweep_once(self) -> list[str]:
         done = self.repair.run()
@@ -54,17 +55,5 @@ class RepairSweeper:
             self.report(f"repaired: {line}")
         return done
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sweep_once()
-            except PoolvisorError as e:
-                self.report(f"repair sweep failed (retrying in {self.interval:g} s): {e.message}")
-            except Exception:  # a bug must not silently end continuous repair
-                log.exception("repair sweep failed")
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._loop.stop()

@@ -58,6 +58,9 @@ SCARCE_SCORER = KeepScarceFreeScorer.name  # served as a leaf filter when it out
 MAX_SCARCE_RATIO = 1e4  # its weight / the primary's: more would let rounding blur near-ties
 NEAR_TIE = 1e-9
 TOP_SLACK = 61  # hosts ranked beyond k before a ranking goes to the exact row scan (ties)
+# class rows allocated up front while their leaves fit this budget (~40 rows at 100k hosts with
+# keep-scarce-free): growing the forests later copies and first-touches them inside a request
+ROW_BUDGET_BYTES = 64 << 20
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
@@ -134,7 +137,7 @@ class PlacementIndex:
         self.jit = jit and kernels.available()
         if self.jit:
             self._k_update, self._k_pick, self._k_top = kernels.update(), kernels.pick(), kernels.top()
-            self._k_spare = kernels.spare()
+            self._k_spare, self._k_build = kernels.spare(), kernels.build_row()
         self._top_hosts, self._top_values = np.zeros(0, dtype=np.int64), np.zeros(0)
         self._bounds, self._spare_out = np.zeros(2), np.zeros(2)
         self._no_hosts, self._rejected = np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
@@ -209,7 +212,8 @@ class PlacementIndex:
 
     def _reset(self, n: int) -> None:
         st, r = self.state, len(self.state.resources)
-        cap = min(self.max_classes, 8)
+        per_row = max(1, n) * 8 * (2 if self._check_scarce else 1)  # leaf bytes of one class row
+        cap = min(self.max_classes, max(8, ROW_BUDGET_BYTES // per_row))
         self.forest = MaxForest(n, cap, self.fanout)
         # with keep-scarce-free: per class, the hosts left out of its row because they strand a
         # scarce resource (their scores bound the pipeline's normalization; see rank)
@@ -344,6 +348,15 @@ class PlacementIndex:
         f.set_host(h, np.where(ok, score, NEG), rows)
 
     def _build_row(self, t: int) -> None:
+        """Every leaf of row t (a class just admitted): one compiled pass, or numpy over (R, H)."""
+        if self.jit:
+            st, f, sp = self.state, self.forest, self.spare
+            self._k_build(t, self._n, st._allocated, st._state, st._max_count, st._count, self._check_state,
+                          self._check_count, self._pattern_of, self._valid, self._cap_t, self._safe_t,
+                          self._demand, self._tol, self._mask_t, self._low, self.plan.sign < 0,
+                          self._check_capacity, f.l0, f.l1, f.l1min, f.count, self._ptol,
+                          self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+            return
         vals, spare, low = self._leaves(np.array([t]), slice(0, self._n))
         self.forest.set_row(t, vals[0])
         if spare is not None:

@@ -21,6 +21,7 @@ import numpy as np
 from poolvisor.jit import CompileOnce
 
 _update: Callable[..., None] | None = None
+_build_row: Callable[..., None] | None = None
 _pick: Callable[..., int] | None = None
 _top: Callable[..., int] | None = None
 _spare: Callable[..., int] | None = None
@@ -93,20 +94,105 @@ def leaf_update(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count
             if ok:
                 leaf = score
         if check_scarce and (sleaf != -np.inf or s_l0[blk, t, off] != -np.inf):
-            if s_l0[blk, t, off] != -np.inf:
-                s_leaves[t] -= 1
-            if sleaf != -np.inf:
-                s_leaves[t] += 1
-            s_l0[blk, t, off] = sleaf
-            s_l1[t, blk] = block_max(s_l0, blk, t)
-            s_l1min[t, blk] = block_min(s_l0, blk, t)
-        if l0[blk, t, off] != -np.inf:
-            leaves[t] -= 1
-        if leaf != -np.inf:
-            leaves[t] += 1
-        l0[blk, t, off] = leaf
+            set_leaf(s_l0, s_l1, s_l1min, s_leaves, blk, t, off, sleaf)
+        set_leaf(l0, l1, l1min, leaves, blk, t, off, leaf)
+
+
+def set_leaf(l0: Any, l1: Any, l1min: Any, leaves: Any, blk: int, t: int, off: int, new: float) -> None:
+    """Leaf (blk, t, off) := new, keeping the block's maximum, candidate minimum and the row's
+    candidate count; the block is re-scanned only when its extreme leaves or a NaN say so."""
+    old = l0[blk, t, off]
+    if old != -np.inf:
+        leaves[t] -= 1
+    if new != -np.inf:
+        leaves[t] += 1
+    l0[blk, t, off] = new
+    hi, lo = l1[t, blk], l1min[t, blk]
+    if new != new or old != old or hi != hi or lo != lo:  # NaN: as the full scan propagates it
         l1[t, blk] = block_max(l0, blk, t)
         l1min[t, blk] = block_min(l0, blk, t)
+        return
+    if new > hi:
+        l1[t, blk] = new
+    elif old == hi and new != hi:  # the maximum may have left
+        l1[t, blk] = block_max(l0, blk, t)
+    if new != -np.inf and new < lo:
+        l1min[t, blk] = new
+    elif old == lo and new != lo:  # the candidate minimum may have left
+        l1min[t, blk] = block_min(l0, blk, t)
+
+
+def row_build(t: int, n: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
+              check_count: bool, pattern_of: Any, valid: Any, cap_t: Any, safe_t: Any, demand: Any,
+              tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool, l0: Any, l1: Any,
+              l1min: Any, leaves: Any, ptol: Any, check_scarce: bool, s_l0: Any, s_l1: Any,
+              s_l1min: Any, s_leaves: Any, fanout: int) -> None:
+    """Every leaf of row t (a class just admitted) in one pass over the hosts, with leaf_update's
+    operations for one row (written out again here: a shared per-leaf helper costs numba 2-3x),
+    then each block's maximum and candidate minimum and the row's candidate counts. low[t] is the
+    lowest score over all hosts, NaN ignored (0.0 without hosts), as np.fmin.reduce in the numpy
+    build. Leaves past the last host are -inf. test_compiled_row_build_equals_the_numpy_build
+    holds the two builds bit-equal."""
+    r_n = alloc.shape[0]
+    lowest = np.inf
+    scored = False
+    n_leaves = 0
+    n_spare = 0
+    for blk in range(l0.shape[0]):
+        for off in range(fanout):
+            h = blk * fanout + off
+            leaf = -np.inf
+            sleaf = -np.inf
+            if h < n:
+                p = pattern_of[h]
+                total = 0.0
+                n_scored = 0
+                for r in range(r_n):
+                    if valid[p, t, r] != 0.0:
+                        x = (alloc[r, h] + demand[t, r]) / safe_t[h, r]
+                        if x == x:  # a NaN fraction is not scored, as in the scorer
+                            total += x
+                            n_scored += 1
+                score = total / max(n_scored, 1)
+                if neg_sign:
+                    score = -score
+                if score == score:
+                    scored = True
+                    if score < lowest:
+                        lowest = score
+                ok = mask_t[h, t]
+                if (check_state and state[h] != 0) or (
+                        check_count and max_count[h] > 0 and max_count[h] <= count[h]):
+                    ok = False
+                if ok and check_cap:
+                    for r in range(r_n):
+                        if cap_t[h, r] - alloc[r, h] < tol[t, r]:  # the filter's test: NaN passes
+                            ok = False
+                            break
+                if ok and check_scarce:
+                    for r in range(r_n):
+                        if cap_t[h, r] - alloc[r, h] > ptol[t, r]:  # the scorer's test
+                            ok = False
+                            sleaf = score
+                            break
+                if ok:
+                    leaf = score
+            l0[blk, t, off] = leaf
+            if leaf != -np.inf:
+                n_leaves += 1
+            if check_scarce:
+                s_l0[blk, t, off] = sleaf
+                if sleaf != -np.inf:
+                    n_spare += 1
+        l1[t, blk] = block_max(l0, blk, t)
+        l1min[t, blk] = block_min(l0, blk, t)
+        if check_scarce:
+            s_l1[t, blk] = block_max(s_l0, blk, t)
+            s_l1min[t, blk] = block_min(s_l0, blk, t)
+    leaves[t] = n_leaves
+    if check_scarce:
+        s_leaves[t] = n_spare
+    low[t] = 0.0 if n == 0 else lowest if scored else np.nan
 
 
 def tree_pick(t: int, l0: Any, l1: Any, fanout: int, low: Any, near: float, anti: Any, use_anti: bool,
@@ -356,14 +442,15 @@ def spare_bounds(t: int, fanout: int, excl: Any, l0: Any, l1: Any, l1min: Any, b
 def _compile() -> None:
     """Replace the plain functions above by their compiled versions (module globals, so that
     numba resolves the calls between them at compile time and can cache them all on disk)."""
-    global _update, _pick, _top, _spare
+    global _update, _pick, _top, _spare, _build_row
     from numba import njit
 
     jit = njit(cache=True, nogil=True)
     g = globals()
-    for name in ("block_max", "block_min", "record", "ranked"):
+    for name in ("block_max", "block_min", "set_leaf", "record", "ranked"):
         g[name] = jit(g[name])
     _update, _pick, _top, _spare = jit(leaf_update), jit(tree_pick), jit(tree_top), jit(spare_bounds)
+    _build_row = jit(row_build)
 
 
 def _build() -> None:
@@ -382,12 +469,16 @@ def available() -> bool:
 def _warm() -> None:
     """Trigger compilation with the argument types the index uses."""
     assert _update is not None and _pick is not None and _top is not None and _spare is not None
+    assert _build_row is not None
     l0, l1, l1min = np.full((1, 1, 2), -np.inf), np.full((1, 1), -np.inf), np.full((1, 1), np.inf)
     i8, i32, i64 = np.zeros(1, dtype=np.int8), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
     f1, f2, f3 = np.zeros(1), np.ones((1, 1)), np.ones((1, 1, 1))
-    _update(0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, np.ones((1, 1), dtype=bool),
-            f1, False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), f2, True, l0.copy(), l1.copy(),
+    # leaf_update and row_build take the same arguments: (host or row, rows or hosts, ...)
+    args = (0, 1, f2, i8, i32, i32, True, True, i64, f3, f2, f2, f2, f2, np.ones((1, 1), dtype=bool), f1,
+            False, True, l0, l1, l1min, np.zeros(1, dtype=np.int64), f2, True, l0.copy(), l1.copy(),
             l1min.copy(), np.zeros(1, dtype=np.int64), 2)
+    _update(*args)
+    _build_row(*args)
     _pick(0, l0, l1, 2, f1, 1e-9, i32, False, np.zeros(1, dtype=bool), i32, False, 4, i64)
     _top(0, 3, l0, l1, l1min, 2, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64),
          np.zeros(8), np.zeros(2), np.zeros(1, dtype=np.int64), np.inf, -np.inf, 0.0)
@@ -398,6 +489,12 @@ def update() -> Callable[..., None]:
     """The compiled host update (call `available()` first)."""
     assert _update is not None
     return _update
+
+
+def build_row() -> Callable[..., None]:
+    """The compiled row build for a newly admitted class (call `available()` first)."""
+    assert _build_row is not None
+    return _build_row
 
 
 def pick() -> Callable[..., int]:
