@@ -9,12 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
+from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import NoValidHostError, PoolvisorError
 from poolvisor.services import Services, open_services
 from poolvisor.store.rows import HostResourceRow
-
-from svc_helpers import small_cluster
 
 
 @pytest.fixture
