@@ -83,7 +83,7 @@ def test_projects_see_only_their_own(client: Any, admin: dict[str, str], member:
     assert client.delete("/v1/networks/lan", headers=a).status_code == 409
     assert client.post("/v1/ip-pools/lan/release", json={"first": "10.1.0.2"}, headers=a).status_code == 409
     assert client.delete("/v1/workloads/w", headers=a).status_code == 204
-    assert client.get("/v1/networks/lan", headers=a).json()["free"] == 253
+    assert client.get("/v1/networks/lan", headers=a).json()["free"] == 252
     assert client.delete("/v1/networks/lan", headers=a).status_code == 204
 
 
@@ -94,6 +94,25 @@ def test_workload_networks_field_is_validated(client: Any, admin: dict[str, str]
         assert r.status_code == 422, (nets, r.text)
     r = client.post("/v1/workloads", json={"name": "w", "flavor": "small", "networks": ["nope"],
                                            "project": "demo"}, headers=admin)  # the project exists
+    assert r.status_code == 404 and "nope" in r.json()["message"]
+    for nets in (["a/b"], "lan", [f"n{i}" for i in range(9)], ["lan", "lan"]):  # batch items alike
+        r = client.post("/v1/workloads/batch", json={"workloads": [{"name": "w", "flavor": "small",
+                                                                    "networks": nets}]}, headers=admin)
+        assert r.status_code == 422, (nets, r.text)
+
+
+def test_batch_workloads_get_nics(client: Any, admin: dict[str, str]) -> None:
+    r = client.post("/v1/networks", json={"name": "lan", "cidr": "10.3.0.0/24"}, headers=admin)
+    assert r.status_code == 201, r.text
+    r = client.post("/v1/workloads/batch", json={"workloads": [
+        {"name": "b1", "flavor": "small", "networks": ["lan"]}, {"name": "b2", "flavor": "small"}]},
+        headers=admin)
+    assert r.status_code == 201, r.text
+    nics = client.get("/v1/networks/lan/nics", headers=admin).json()
+    assert [(n["workload"], n["address"]) for n in nics] == [("b1", "10.3.0.2")]
+    assert client.get("/v1/networks/lan", headers=admin).json()["dhcp"] == "10.3.0.254"
+    r = client.post("/v1/workloads/batch", json={"workloads": [{"name": "b3", "flavor": "small",
+                                                                "networks": ["nope"]}]}, headers=admin)
     assert r.status_code == 404 and "nope" in r.json()["message"]
 
 

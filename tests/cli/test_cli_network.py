@@ -49,12 +49,21 @@ def test_network_and_vm_nics(run: Callable[..., Any]) -> None:  # noqa: F811
     assert "eth0 on lan: 10.6.0.2/24 mac 02:" in r.stdout
     r = run("network", "show", "lan", "--project", "cli-net")
     assert r.returncode == 0 and "v1" in r.stdout and "10.6.0.2/24" in r.stdout
+    assert "dhcp" in r.stdout and "10.6.0.254" in r.stdout  # the hosts' DHCP server address
     r = run("network", "list", "--project", "cli-net", "--json")
-    assert [(n["name"], n["nics"], n["free"]) for n in json.loads(r.stdout)] == [("lan", 1, 252)]
+    assert [(n["name"], n["nics"], n["free"]) for n in json.loads(r.stdout)] == [("lan", 1, 251)]
     one_error_line(run("network", "delete", "lan", "--project", "cli-net"), "1 NIC")
     one_error_line(run("vm", "create", "v2", "--flavor", "small", "-p", "cli-net", "--network", "nope"),
                    "network 'nope' not found")
-    assert run("vm", "delete", "v1", "--project", "cli-net").returncode == 0
+    r = run("vm", "create-batch", "--flavor", "small", "--count", "2", "--prefix", "b", "-p", "cli-net",
+            "--network", "lan")
+    assert r.returncode == 0, r.stderr
+    r = run("network", "show", "lan", "--project", "cli-net")
+    assert all(x in r.stdout for x in ("b-1", "b-2", "10.6.0.3/24", "10.6.0.4/24")), r.stdout
+    one_error_line(run("vm", "create-batch", "--flavor", "small", "--count", "1", "--prefix", "c",
+                       "-p", "cli-net", "--network", "nope"), "network 'nope' not found")
+    for w in ("v1", "b-1", "b-2"):
+        assert run("vm", "delete", w, "--project", "cli-net").returncode == 0
     assert run("network", "delete", "lan", "--project", "cli-net").returncode == 0
 
 

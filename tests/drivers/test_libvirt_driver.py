@@ -15,6 +15,8 @@ from poolvisor.drivers.conformance import check_conformance
 from poolvisor.drivers.libvirt_xml import (
     NS,
     LibvirtConfig,
+    dhcp_host_xml,
+    dhcp_hosts,
     domain_name,
     domain_xml,
     free_disk_target,
@@ -25,8 +27,10 @@ from poolvisor.drivers.libvirt_xml import (
     managed_key,
     managed_network,
     network_name,
+    network_settings,
     network_xml,
     nic_xml,
+    serves_dhcp,
     volume_xml,
     workload_key,
 )
@@ -372,3 +376,61 @@ def test_network_and_nic_xml_round_trip() -> None:
     assert interfaces(dom) == {"52:54:00:0a:00:01": "pv-proj+front"}
     assert interface_by_mac(dom, "52:54:00:0a:00:01") is not None
     assert interface_by_mac(dom, "52:54:00:0a:00:02") is None
+
+
+def test_network_xml_with_dhcp_serves_static_entries_only() -> None:
+    net = network_xml("pv-p+lan", "p/lan", "10.0.0.254/24", "10.0.0.1")
+    root = ET.fromstring(net)
+    ip = root.find("ip")
+    assert ip is not None and (ip.get("address"), ip.get("prefix")) == ("10.0.0.254", "24")
+    assert ip.find("dhcp/range") is None  # no dynamic range: only the NICs poolvisor knows
+    assert root.find("dns").get("enable") == "no" and serves_dhcp(net)
+    opts = [o.get("value") for o in root.iter("{http://libvirt.org/schemas/network/dnsmasq/1.0}option")]
+    assert opts == ["dhcp-option=3,10.0.0.1"]  # the router is the network's gateway, not the host
+    assert network_settings(net) == ("p/lan", "10.0.0.254/24", "10.0.0.1")
+    bare = network_xml("pv-p+lan", "p/lan", "10.0.0.254/24", "")
+    assert [o.get("value") for o in ET.fromstring(bare).iter(
+        "{http://libvirt.org/schemas/network/dnsmasq/1.0}option")] == ["dhcp-option=3"]  # no router
+    assert not serves_dhcp(network_xml("pv-p+lan", "p/lan"))
+    assert network_settings(network_xml("pv-p+lan", "p/lan")) == ("p/lan", "", "")
+    host = dhcp_host_xml("02:00:00:00:00:0A", "10.0.0.2")
+    with_host = net.replace("<dhcp/>", f"<dhcp>{host}</dhcp>")
+    assert dhcp_hosts(with_host) == {"02:00:00:00:00:0a": "10.0.0.2"}
+    assert ET.fromstring(host).find("lease").get("expiry") == "0"  # infinite: no renewals needed
+
+
+def test_dhcp_entries_follow_the_nics(driver) -> None:
+    """The network's static DHCP entries: added once per NIC, a stale
+    entry holding the same address replaced, and an entry whose MAC no guest of the host has
+    removed by the network collection, which removes the network once no guest uses it. (The test
+    driver cannot hot-plug NICs: guests are defined with theirs; tests/real plugs real ones.)"""
+    import libvirt
+
+    conn = libvirt.open(TEST_URI)
+    try:
+        net = driver._ensure_network(conn, "p/dh", "10.9.0.254/24", "10.9.0.1")
+
+        def entries() -> dict[str, str]:  # the live entries (the test driver has no separate config)
+            return dhcp_hosts(net.XMLDesc(0))
+
+        driver._dhcp_add(net, "02:00:00:00:01:01", "10.9.0.2")
+        driver._dhcp_add(net, "02:00:00:00:01:01", "10.9.0.2")  # idempotent
+        driver._dhcp_add(net, "02:00:00:00:01:02", "10.9.0.3")
+        assert entries() == {"02:00:00:00:01:01": "10.9.0.2", "02:00:00:00:01:02": "10.9.0.3"}
+        driver._dhcp_add(net, "02:00:00:00:01:03", "10.9.0.2")  # .2 went to a new NIC: the old entry goes
+        assert entries() == {"02:00:00:00:01:02": "10.9.0.3", "02:00:00:00:01:03": "10.9.0.2"}
+        dom = conn.defineXML(
+            "<domain type='test'><name>p+guest</name><memory>65536</memory><os><type>hvm</type></os>"
+            "<devices><interface type='network'><source network='pv-p+dh'/>"
+            "<mac address='02:00:00:00:01:02'/></interface></devices></domain>")
+        driver._gc_networks(conn, {"pv-p+dh"})  # only 01:02 is still on a guest of the host
+        assert entries() == {"02:00:00:00:01:02": "10.9.0.3"}
+        dom.undefine()
+        driver._gc_networks(conn, {"pv-p+dh"})
+        assert "pv-p+dh" not in [n.name() for n in conn.listAllNetworks(0)]
+        plain = driver._ensure_network(conn, "p/plain")  # no DHCP: entries are not kept
+        driver._dhcp_add(plain, "02:00:00:00:01:04", "10.8.0.2")
+        assert dhcp_hosts(plain.XMLDesc(0)) == {} and not serves_dhcp(plain.XMLDesc(0))
+        driver._gc_networks(conn, {"pv-p+plain"})
+    finally:
+        conn.close()

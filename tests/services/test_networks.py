@@ -19,7 +19,7 @@ def _free(s, project="demo", net="lan"):
 def test_workload_nics_come_from_the_network_and_go_back(svc):
     small_cluster(svc)
     n = svc.networks.create_network("demo", "lan", "10.0.0.0/24")
-    assert (n.gateway, n.size, n.free, n.family) == ("10.0.0.1", 254, 253, "ipv4")
+    assert (n.gateway, n.size, n.free, n.family) == ("10.0.0.1", 254, 252, "ipv4")
     svc.networks.create_network("demo", "v6", "fd00:1::/64")
     mac_free = next(p for p in svc.networks.list_ip_pools() if p.family == "mac").free
     svc.workloads.create_workload("demo", "a", flavor="unit", networks=["lan", "v6"])
@@ -36,13 +36,13 @@ def test_workload_nics_come_from_the_network_and_go_back(svc):
         svc.networks.delete_network("demo", "lan")
     svc.workloads.delete_workload("demo", "a")
     assert [x.workload for x in svc.networks.list_nics("demo")] == ["b"]
-    assert _free(svc) == 252 and _free(svc, net="v6") == 2**64 - 2
+    assert _free(svc) == 251 and _free(svc, net="v6") == 2**64 - 2
     svc.workloads.create_workload("demo", "c", flavor="unit", networks=["lan"])
     assert svc.networks.list_nics("demo", workload="c")[0].address == "10.0.0.2"  # the lowest free again
     svc.workloads.delete_workload("demo", "b")
     svc.workloads.delete_workload("demo", "c")
     assert next(p for p in svc.networks.list_ip_pools() if p.family == "mac").free == mac_free
-    assert _free(svc) == 253
+    assert _free(svc) == 252
     assert svc.networks.check_ipam() == [] and svc.repair.check().ok
     svc.networks.delete_network("demo", "lan")
     assert [x.name for x in svc.networks.list_networks("demo")] == ["v6"]
@@ -76,7 +76,7 @@ def test_bad_network_requests_create_nothing(lite):
     assert lite.workloads.list_workloads("demo") == [] and lite.networks.list_nics("demo") == []
     assert lite.workloads.create_workload("demo", "x", flavor="unit", networks=["lan"],
                                           dry_run=True).state == "dry-run"
-    assert lite.networks.list_nics("demo") == [] and _free(lite) == 253
+    assert lite.networks.list_nics("demo") == [] and _free(lite) == 252
 
 
 def test_driver_failure_and_interrupted_create_give_the_nics_back(lite):
@@ -85,16 +85,16 @@ def test_driver_failure_and_interrupted_create_give_the_nics_back(lite):
     lite.driver.inject("create")
     with pytest.raises(DriverError):
         lite.workloads.create_workload("demo", "x", flavor="unit", networks=["lan"])
-    assert lite.networks.list_nics("demo") == [] and _free(lite) == 253
+    assert lite.networks.list_nics("demo") == [] and _free(lite) == 252
     # a crash between the claim and the driver call: start-up repair rolls the creation back
     spec = lite.workloads._resolve("demo", "half", "vm", "unit", None, 0, None, None, {}, {}, None, False)
     from dataclasses import replace
 
     lite.workloads._place_and_claim(replace(spec, networks=("lan",)))
     assert [n.workload for n in lite.networks.list_nics("demo")] == ["half"]
-    assert lite.repair.run() == [] and _free(lite) == 252  # its lease still runs: it may be in flight
+    assert lite.repair.run() == [] and _free(lite) == 251  # its lease still runs: it may be in flight
     assert len(lite.repair.run(now=utcnow() + timedelta(hours=1))) == 1  # past the lease: rolled back
-    assert lite.networks.list_nics("demo") == [] and _free(lite) == 253
+    assert lite.networks.list_nics("demo") == [] and _free(lite) == 252
     assert lite.repair.check().ok and lite.networks.check_ipam() == []
 
 
@@ -128,9 +128,9 @@ def test_network_arguments(lite):
     with pytest.raises(InvalidInputError, match="not a host address"):
         lite.networks.create_network("demo", "n", "10.0.0.0/24", gateway="10.0.1.1")
     n = lite.networks.create_network("demo", "n", "10.0.0.0/24", gateway="10.0.0.254")
-    assert n.gateway == "10.0.0.254" and n.free == 253
+    assert n.gateway == "10.0.0.254" and n.free == 252
     m = lite.networks.create_network("demo", "m", "10.0.1.0/24", no_gateway=True)
-    assert m.gateway is None and m.free == 254
+    assert m.gateway is None and m.free == 253
     with pytest.raises(ConflictError, match="address pool named"):
         lite.networks.create_ip_pool("demo", "x", "192.168.0.0/24") and \
             lite.networks.create_network("demo", "x", "10.0.2.0/24")
@@ -171,6 +171,10 @@ def test_check_finds_leaked_and_missing_addresses(lite):
            .where(IpAllocationRow.pool_id == pool_id, IpAllocationRow.first == key(0x0A000002)))
     assert any("NIC" in x and "10.0.0.2 is not held as nic" in x for x in lite.repair.check().violations)
     tamper(delete(IpFreeRow).where(IpFreeRow.pool_id == pool_id))
+    # the hole between the NIC and the DHCP server's address (10.0.0.254, reserved at creation)
+    hole = "10.0.0.3-10.0.0.253 is neither free nor allocated"
+    assert any(hole in x for x in lite.repair.check().violations)
+    tamper(delete(IpAllocationRow).where(IpAllocationRow.pool_id == pool_id, IpAllocationRow.kind == "dhcp"))
     assert any("intervals end at 10.0.0.2, not at 10.0.0.254" in x for x in lite.repair.check().violations)
 
 
@@ -180,3 +184,41 @@ def select_pool_id():
     from poolvisor.store.rows import NetworkRow
 
     return select(NetworkRow.pool_id).where(NetworkRow.name == "lan")
+
+
+def test_dhcp_server_address_is_reserved_and_reaches_the_driver(lite):
+    """An IPv4 network of a /28 or more reserves its last usable address (kind dhcp, the one
+    before when that is the gateway) for the hosts' DHCP servers; smaller and IPv6 networks none.
+    The NIC the driver gets names that server and the gateway."""
+    from poolvisor.drivers.sim import SimDriver
+
+    small_cluster(lite)
+    kinds = {}
+    for name, cidr, kw in (("lan", "10.0.0.0/24", {}), ("l28", "10.0.1.0/28", {}), ("l29", "10.0.2.0/29", {}),
+                           ("gw", "10.0.3.0/24", {"gateway": "10.0.3.254"}), ("v6", "fd00:1::/64", {}),
+                           ("nogw", "10.0.4.0/24", {"no_gateway": True})):
+        lite.networks.create_network("demo", name, cidr, **kw)
+        kinds[name] = [(r.first, r.kind) for r in lite.networks.list_ip_ranges("demo", name)]
+    assert kinds == {"lan": [("10.0.0.1", "gateway"), ("10.0.0.254", "dhcp")],
+                     "l28": [("10.0.1.1", "gateway"), ("10.0.1.14", "dhcp")],
+                     "l29": [("10.0.2.1", "gateway")],
+                     "gw": [("10.0.3.253", "dhcp"), ("10.0.3.254", "gateway")],
+                     "v6": [("fd00:1::1", "gateway")],
+                     "nogw": [("10.0.4.254", "dhcp")]}
+    assert {n.name: n.dhcp for n in lite.networks.list_networks("demo")} == {
+        "lan": "10.0.0.254", "l28": "10.0.1.14", "l29": None, "gw": "10.0.3.253", "v6": None,
+        "nogw": "10.0.4.254"}
+    with pytest.raises(ConflictError, match="held by dhcp"):
+        lite.networks.release_ip("demo", "lan", "10.0.0.254")
+    lite.workloads.create_workload("demo", "a", flavor="unit", networks=["lan", "v6", "nogw"])
+    host = lite.workloads.get_workload("demo", "a").host
+    sim = lite.drivers.driver_of(host)
+    assert isinstance(sim, SimDriver)
+    specs = sorted(sim.hosts[host].guests["demo/a"].nics.values(), key=lambda n: n.network)
+    assert [(n.network, n.address, n.gateway, n.dhcp) for n in specs] == [
+        ("demo/lan", "10.0.0.2/24", "10.0.0.1", "10.0.0.254"), ("demo/nogw", "10.0.4.1/24", "", "10.0.4.254"),
+        ("demo/v6", "fd00:1::2/64", "fd00:1::1", "")]
+    assert lite.repair.check().ok
+    lite.workloads.delete_workload("demo", "a")
+    lite.networks.delete_network("demo", "lan")  # its DHCP address goes with its pool
+    assert lite.repair.check().ok

@@ -130,6 +130,8 @@ class NetworkOut(_Out):
     free: int
     nics: int
     routers: list[str]
+    dhcp: str | None = Field(default=None, description="the address the hosts' DHCP servers take on "
+                             "it (reserved in its pool; null: no DHCP, guests configure their address)")
 
 
 class NicOut(_Out):
@@ -160,6 +162,8 @@ class ApplyOut(_Out):
                                "if any (the larger of the two)")
     namespaces: dict[str, str] = Field(description="KIND/NAME -> namespace")
     ports: dict[str, str] = Field(description="ROUTER/NETWORK -> the bridge-side port, NAMESPACE/PORT")
+    bridges: dict[str, list[str]] = Field(default_factory=dict, description="NETWORK -> the bridges of "
+                                          "its libvirt networks on this machine joined to its segment")
 
 
 class TeardownOut(BaseModel):

@@ -275,9 +275,11 @@ class ExplanationOut(BaseModel):
     """Why a host was chosen (or none): per-filter rejections, then the best candidates' scores."""
 
     model_config = ConfigDict(extra="allow")
-    hosts_considered: int
-    filters: list[FilterReportOut]
-    candidates: int
+    # defaults: an explanation written without a placement decision (HA's "restart on h failed",
+    # a repair) still renders; a listing never fails on one workload's explanation
+    hosts_considered: int = 0
+    filters: list[FilterReportOut] = []
+    candidates: int = 0
     top: list[CandidateOut] = []
     rule: str = ""
     summary: str = ""
@@ -368,10 +370,14 @@ class BatchItem(_In):
     group_policy: GroupPolicyName | None = None
     required_labels: Labels | None = None
     forbidden_labels: Labels | None = None
+    networks: Annotated[list[Name], Field(max_length=8, description="one NIC per network (no repeats)",
+                                          json_schema_extra={"uniqueItems": True})] | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> BatchItem:
         _one_of_flavor_demand(self.flavor, self.demand)
+        if self.networks is not None and len(set(self.networks)) != len(self.networks):
+            raise ValueError("a network is listed twice; a workload has one NIC per network")
         if self.group_policy is not None and self.group is None:
             raise ValueError("group_policy needs a group")
         return self

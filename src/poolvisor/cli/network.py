@@ -48,7 +48,8 @@ def show(name: NetArg, project: ProjectOpt = None, url: UrlOpt = None, token: To
         emit_json({**n, "nic_list": nics})
         return
     table(f"Network {n['project']}/{n['name']}", ("field", "value"), [
-        ("cidr", n["cidr"]), ("gateway", n["gateway"] or "–"), ("free", f"{n['free']}/{n['size']}"),
+        ("cidr", n["cidr"]), ("gateway", n["gateway"] or "–"), ("dhcp", n.get("dhcp") or "–"),
+        ("free", f"{n['free']}/{n['size']}"),
         ("routers", ", ".join(n["routers"]) or "–")])
     nic_table("NICs", nics)
 

@@ -143,10 +143,13 @@ def create_batch(
     = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only plan and explain; allocate nothing.")]
     = False,
+    network: Annotated[list[str] | None, typer.Option(help="A NIC on this network for each (repeatable).")]
+    = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Place N workloads at once with the packing engine (fewest hosts), all-or-nothing."""
-    body: dict[str, Any] = {"workloads": [{"name": f"{prefix}-{i}", "flavor": flavor}
+    nets = {"networks": network} if network else {}
+    body: dict[str, Any] = {"workloads": [{"name": f"{prefix}-{i}", "flavor": flavor, **nets}
                                           for i in range(1, count + 1)], "all_or_nothing": not partial}
     body.update({k: v for k, v in (("project", project), ("pool", pool)) if v is not None})
     with Api(url, token) as api:

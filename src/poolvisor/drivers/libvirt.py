@@ -39,6 +39,8 @@ from poolvisor.drivers.libvirt_xml import (
     attached_volume_name,
     check_snapshot_name,
     cpu_model,
+    dhcp_host_xml,
+    dhcp_hosts,
     disk_by_source,
     disk_paths,
     disk_targets,
@@ -52,10 +54,12 @@ from poolvisor.drivers.libvirt_xml import (
     managed_key,
     managed_network,
     network_name,
+    network_settings,
     network_xml,
     nic_xml,
     offers_kvm,
     raw_volume_xml,
+    serves_dhcp,
     volume_disk_xml,
     volume_name,
     volume_xml,
@@ -88,6 +92,7 @@ POLL_S = 0.1
 PROGRESS_EVERY_S = 0.5  # a migration's job info is read from QEMU at most this often
 DETACH_TIMEOUT_S = 10.0  # a running guest releases a hot-unplugged disk within this (ACPI eject)
 UPLOAD_PIECE = 4 << 20  # an attached volume's bytes go to the host in pieces of this size
+ROUTE_CLASH = "already in use by interface"  # libvirt refusing a network whose subnet the host routes
 ACTIVE_CPU = 0.05  # a guest using more than this share of one CPU between two looks is active
 _STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
           | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU)
@@ -118,6 +123,10 @@ class LibvirtDriver:
         self._activity: dict[tuple[str, str], tuple[float, float, float]] = {}
         self._resized: dict[tuple[str, str], float] = {}  # (host, key) -> epoch of our last balloon resize
         self._lock = threading.Lock()
+        # libvirt networks: defining/starting one, its DHCP entries and plugging a NIC on it happen
+        # under this lock, and so does the collection, which could otherwise remove a network
+        # between its definition and the first NIC plugged on it
+        self._net_lock = threading.RLock()
 
     # ---- hosts -----------------------------------------------------------------------------------
     def connect(self, host: HostBinding) -> None:
@@ -310,12 +319,21 @@ class LibvirtDriver:
         dom = self._need(src.name, workload)
         with self._errors("prepare migration", src.name):
             paths = disk_paths(dom.XMLDesc(0))
-            nets = [managed_network(dom.connect().networkLookupByName(n).XMLDesc(0))
-                    for n in set(interfaces(dom.XMLDesc(0)).values()) if n.startswith(NET_PREFIX)]
+            macs = interfaces(dom.XMLDesc(0))
+            src_nets = {n: dom.connect().networkLookupByName(n).XMLDesc(0)
+                        for n in set(macs.values()) if n.startswith(NET_PREFIX)}
+            nets = [network_settings(x) for x in src_nets.values()]
         with self._errors("prepare networks", dst.name):
-            for net in nets:  # the guest's poolvisor networks must exist on the destination
-                if net is not None:
-                    self._ensure_network(self._conn(dst.name), net)
+            # the guest's poolvisor networks must exist on the destination, with its DHCP entries
+            for lname, xml in src_nets.items():
+                settings = network_settings(xml)
+                if settings is None:
+                    continue
+                with self._net_lock:
+                    dnet = self._ensure_network(self._conn(dst.name), *settings)
+                    hosts = dhcp_hosts(xml)
+                    for mac in (m for m, n in macs.items() if n == lname and m in hosts):
+                        self._dhcp_add(dnet, mac, hosts[mac])
         flags = (libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
         if live:
@@ -330,7 +348,7 @@ class LibvirtDriver:
         return LibvirtMigration(self, workload, self._hosts[src.name].binding,
                                 self._hosts[dst.name].binding, flags, params,
                                 copied=paths if flags & libvirt.VIR_MIGRATE_NON_SHARED_DISK else [],
-                                networks=tuple(network_name(n) for n in nets if n is not None))
+                                networks=tuple(network_name(n[0]) for n in nets if n is not None))
 
     def check_migration(self, workload: DriverWorkload, src: HostBinding) -> None:
         """libvirt cannot migrate a guest with (internal) snapshots: a refusal naming them."""
@@ -519,13 +537,18 @@ class LibvirtDriver:
         with self._errors("attach NIC", host):
             if interface_by_mac(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), nic.mac) is not None:
                 return
-            self._ensure_network(conn, nic.network)
-            try:
-                _attach_device(dom, nic_xml(nic.network, nic.mac, nic.model))
-            except libvirt.libvirtError:
-                with contextlib.suppress(libvirt.libvirtError):
-                    self._gc_networks(conn, {network_name(nic.network)})
-                raise
+            address, _, prefix = nic.address.partition("/")
+            dhcp = f"{nic.dhcp}/{prefix}" if nic.dhcp and prefix else ""
+            with self._net_lock:
+                net = self._ensure_network(conn, nic.network, dhcp, nic.gateway)
+                try:
+                    if address:  # before the NIC appears: the guest's first DHCP request finds it
+                        self._dhcp_add(net, nic.mac, address)
+                    _attach_device(dom, nic_xml(nic.network, nic.mac, nic.model))
+                except libvirt.libvirtError:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        self._gc_networks(conn, {network_name(nic.network)})
+                    raise
 
     def detach_nic(self, host: str, workload: DriverWorkload, mac: str) -> None:
         """Unplug the NIC (a running guest must release it within DETACH_TIMEOUT_S) and drop it
@@ -547,35 +570,89 @@ class LibvirtDriver:
             return {str(managed_network(n.XMLDesc(0))): n.bridgeName() if n.isActive() else ""
                     for n in conn.listAllNetworks(0) if managed_network(n.XMLDesc(0)) is not None}
 
-    def _ensure_network(self, conn: Any, network: str) -> Any:
+    def _ensure_network(self, conn: Any, network: str, dhcp: str = "", gateway: str = "") -> Any:
+        """The started libvirt network of poolvisor network `network` on the host, defined on
+        first use (with DHCP when `dhcp` is given: network_xml). A host that already routes the
+        subnet through another bridge (another project's network of the same subnet; lab hosts
+        sharing one kernel) refuses to start a second one with an address in it: that network
+        then goes without DHCP on this host (its guests keep poolvisor's address by other means)."""
         name = network_name(network)
         try:
             net = conn.networkLookupByName(name)
         except libvirt.libvirtError as e:
             if e.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
                 raise
-            net = conn.networkDefineXML(network_xml(name, network))
+            net = conn.networkDefineXML(network_xml(name, network, dhcp, gateway))
             net.setAutostart(True)
         if not net.isActive():
-            net.create()
+            try:
+                net.create()
+            except libvirt.libvirtError as e:
+                if ROUTE_CLASH not in str(e.get_error_message()) or not serves_dhcp(net.XMLDesc(0)):
+                    raise
+                net.undefine()
+                net = conn.networkDefineXML(network_xml(name, network))
+                net.setAutostart(True)
+                net.create()
         return net
+
+    def _dhcp_add(self, net: Any, mac: str, ip: str) -> None:
+        """Make `mac` -> `ip` a static DHCP host entry of the network, live and persistent, without
+        restarting it (virNetworkUpdate); an entry left by a NIC since gone that holds the same MAC
+        or address is replaced (IPAM gives each address to one NIC at a time). Nothing when the
+        network serves no DHCP on this host."""
+        xml = net.XMLDesc(0)
+        if not serves_dhcp(xml):
+            return
+        mac = mac.lower()
+        hosts = dhcp_hosts(xml)
+        if hosts.get(mac) == ip:
+            return
+        for m, a in hosts.items():
+            if m == mac or a == ip:
+                self._dhcp_update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, m, a)
+        try:
+            self._dhcp_update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, mac, ip)
+        except libvirt.libvirtError:
+            if dhcp_hosts(net.XMLDesc(0)).get(mac) != ip:  # not a concurrent add of the same entry
+                raise
+
+    @staticmethod
+    def _dhcp_update(net: Any, command: int, mac: str, ip: str) -> None:
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        if net.isActive():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, dhcp_host_xml(mac, ip), flags)
 
     def _gc_networks(self, conn: Any, names: set[str]) -> None:
         """Remove the poolvisor-defined libvirt networks among `names` that no guest of the host
-        (running or defined) has a NIC on any more."""
+        (running or defined) has a NIC on any more, and from those that stay the DHCP host entries
+        of MACs no guest of the host has on them any more."""
         names = {n for n in names if n.startswith(NET_PREFIX)}
         if not names:
             return
+        with self._net_lock:
+            self._gc_locked(conn, names)
+
+    def _gc_locked(self, conn: Any, names: set[str]) -> None:
+        used: dict[str, set[str]] = {}  # libvirt network -> MACs of the host's NICs on it
         for dom in conn.listAllDomains(0):
             for xml in (dom.XMLDesc(0), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
-                names -= set(interfaces(xml).values())
+                for mac, net_name in interfaces(xml).items():
+                    used.setdefault(net_name, set()).add(mac)
         for name in names:
             try:
                 net = conn.networkLookupByName(name)
             except libvirt.libvirtError:
                 continue
-            if managed_network(net.XMLDesc(0)) is None:
+            xml = net.XMLDesc(0)
+            if managed_network(xml) is None:
                 continue  # not one we defined
+            if name in used:
+                for mac, ip in dhcp_hosts(xml).items():
+                    if mac not in used[name]:
+                        self._dhcp_update(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, mac, ip)
+                continue
             if net.isActive():
                 net.destroy()
             net.undefine()
@@ -943,13 +1020,14 @@ class LibvirtMigration:
         return MigrationProgress(MigrationState.COMPLETED, 1.0, total, done or total, downtime)
 
     def _clean_destination(self) -> None:
-        """A failed or aborted copy may leave the pre-created volume on the destination."""
-        if not self.copied:
-            return
+        """A failed or aborted copy may leave the pre-created volume on the destination, and the
+        networks (or DHCP entries) prepared for the guest."""
         with contextlib.suppress(libvirt.libvirtError, DriverError):
             dconn = self.driver._conn(self.dst.name)
             if self.driver._lookup(dconn, self.workload.key) is None:
-                self.driver._delete_volumes(dconn, [], self.workload.key)
+                if self.copied:
+                    self.driver._delete_volumes(dconn, [], self.workload.key)
+                self.driver._gc_networks(dconn, set(self.networks))
 
     def progress(self) -> MigrationProgress:
         with self._lock:

@@ -136,13 +136,56 @@ def network_name(network: str) -> str:
     return NET_PREFIX + network.replace("/", DOMAIN_SEP)
 
 
-def network_xml(name: str, network: str) -> str:
-    """An isolated L2 bridge for one poolvisor network on one host: no address of the host on it
-    (a poolvisor network spans hosts; its gateway is a poolvisor router, not every host), so the
-    same network on many hosts never clashes; libvirt picks the bridge's name (virbrN)."""
-    return (f"<network><name>{escape(name)}</name>"
-            f"<metadata><pv:network xmlns:pv='{NS}' name={quoteattr(network)}/></metadata>"
-            "<bridge stp='off' delay='0'/></network>")
+DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
+
+
+def network_xml(name: str, network: str, dhcp: str = "", gateway: str = "") -> str:
+    """An isolated L2 bridge for one poolvisor network on one host; libvirt picks the bridge's
+    name (virbrN). Without `dhcp` the host has no address on it (a poolvisor network spans hosts;
+    its gateway is a poolvisor router, not every host). With `dhcp` ("10.0.0.254/24", the address
+    the network reserved for it) the host takes that address and libvirt's dnsmasq answers DHCP
+    for the static host entries only (one per NIC: dhcp_host_xml, never a dynamic range), telling
+    guests `gateway` as their router (or no router), no DNS."""
+    meta = f"<pv:network xmlns:pv='{NS}' name={quoteattr(network)}"
+    ip = opts = ""
+    if dhcp:
+        address, _, prefix = dhcp.partition("/")
+        meta += f" dhcp={quoteattr(dhcp)} gateway={quoteattr(gateway)}"
+        ip = f"<dns enable='no'/><ip address={quoteattr(address)} prefix={quoteattr(prefix)}><dhcp/></ip>"
+        router = f"dhcp-option=3,{gateway}" if gateway else "dhcp-option=3"
+        opts = f"<dnsmasq:options><dnsmasq:option value={quoteattr(router)}/></dnsmasq:options>"
+    return (f"<network xmlns:dnsmasq='{DNSMASQ_NS}'><name>{escape(name)}</name>"
+            f"<metadata>{meta}/></metadata><bridge stp='off' delay='0'/>{ip}{opts}</network>")
+
+
+def dhcp_host_xml(mac: str, ip: str) -> str:
+    """A static DHCP host entry (virNetworkUpdate's IP_DHCP_HOST section) with an infinite lease:
+    the guest keeps its address without renewing (also on a host that serves no DHCP)."""
+    return f"<host mac={quoteattr(mac)} ip={quoteattr(ip)}><lease expiry='0'/></host>"
+
+
+def dhcp_hosts(xml: str) -> dict[str, str]:
+    """MAC -> address of a libvirt network's static DHCP host entries ({} without DHCP)."""
+    return {str(h.get("mac")).lower(): str(h.get("ip")) for h in ET.fromstring(xml).findall("ip/dhcp/host")
+            if h.get("mac") and h.get("ip")}
+
+
+def serves_dhcp(xml: str) -> bool:
+    """Whether a libvirt network we defined serves DHCP: it has the host's address (network_xml
+    gives one only for DHCP; libvirt drops an empty <dhcp/> from the XML it returns)."""
+    return ET.fromstring(xml).find("ip") is not None
+
+
+def network_settings(xml: str) -> tuple[str, str, str] | None:
+    """(poolvisor network, dhcp, gateway) of a libvirt network we defined (for defining it alike
+    on a migration's destination), else None."""
+    try:
+        el = ET.fromstring(xml).find(f"metadata/{{{NS}}}network")
+    except ET.ParseError:
+        return None
+    if el is None:
+        return None
+    return str(el.get("name")), el.get("dhcp") or "", el.get("gateway") or ""
 
 
 def nic_xml(network: str, mac: str, model: str = "virtio") -> str:

@@ -6,8 +6,12 @@ A topology becomes
 - one namespace per router, forwarding, with one veth per interface (its address and MAC);
 - one namespace per workload, with one veth per NIC (`eth0`, `eth1`, ...) and a default route via
   its first NIC's gateway;
-each veth's other end is a port of the network's bridge. The root namespace is never touched: veths
-are created directly between the two namespaces.
+each veth's other end is a port of the network's bridge. Veths are created directly between the
+two namespaces. The root namespace is touched only by **uplinks**: a libvirt network's bridge on
+this machine (the guests' segment of a poolvisor network, in the root namespace) joined to the
+network's segment by a veth (a port of `br0` named `up-BRIDGE`, its peer a port of the libvirt
+bridge), so the guests reach the router's interface (their gateway) on one L2 segment and are
+routed by it; deleting the network's namespace deletes the pair.
 
 `apply` is idempotent: it creates what is missing, sets every router interface to its configured
 admin state, and never re-enables a bridge port, so a failure injected there (a cable pulled: the
@@ -19,6 +23,7 @@ topology's prefix are ever created or deleted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -72,12 +77,31 @@ class KernelRoute:
 
 
 @dataclass(frozen=True)
+class Uplink:
+    """A bridge of the root namespace (`bridge`, a libvirt network's) joined to the segment in
+    `bridge_ns`: veth `root_if` (root namespace, a port of `bridge`) <-> `peer` (a port of br0)."""
+
+    bridge: str
+    bridge_ns: str
+    root_if: str
+    peer: str
+
+
+def uplink(prefix: str, bridge_ns: str, bridge: str) -> Uplink:
+    """The uplink joining root-namespace bridge `bridge` to the segment of `bridge_ns`: the root
+    end's name is unique on the machine (a hash of both, 15 characters at most, as the kernel wants)."""
+    h = hashlib.sha256(f"{bridge_ns}/{bridge}".encode()).hexdigest()[:10]
+    return Uplink(bridge, bridge_ns, f"{prefix[:3]}u{h}", f"up-{bridge}"[:15])
+
+
+@dataclass(frozen=True)
 class Topology:
     prefix: str
     bridges: tuple[str, ...]
     routers: tuple[str, ...]
     hosts: tuple[str, ...]
     ports: tuple[Port, ...]
+    uplinks: tuple[Uplink, ...] = ()
 
     def namespaces(self) -> tuple[str, ...]:
         return self.bridges + self.routers + self.hosts
@@ -168,7 +192,35 @@ def apply(topo: Topology) -> Applied:
                 _run(["ip", "-n", p.ns, "addr", "add", p.cidr, "dev", p.ifname])
                 out.created.append(f"{p.ns}/{p.ifname}")
             _run(["ip", "-n", p.ns, "link", "set", p.ifname, "up" if p.up else "down"])
+        _apply_uplinks(topo, out)
     return out
+
+
+def root_bridges() -> set[str]:
+    """Names of the bridges in this process's (the root) network namespace."""
+    shown = _run(["ip", "-j", "link", "show", "type", "bridge"])
+    return {str(x["ifname"]) for x in json.loads(shown or "[]")}
+
+
+def _apply_uplinks(topo: Topology, out: Applied) -> None:
+    """Join the wanted root bridges to their segments; drop uplinks of the topology's segments that
+    are no longer wanted (their libvirt network went). A root bridge re-created under the same name
+    gets its uplink back (the veth is re-enslaved every apply)."""
+    want = {(u.bridge_ns, u.peer): u for u in topo.uplinks}
+    for ns in topo.bridges:
+        for name in _links(ns):
+            if name.startswith("up-") and (ns, name) not in want:
+                _run(["ip", "-n", ns, "link", "del", name], ok_if=("Cannot find device",))
+    if not topo.uplinks:
+        return
+    root = {str(x["ifname"]) for x in json.loads(_run(["ip", "-j", "link", "show"]) or "[]")}
+    for u in topo.uplinks:
+        if u.root_if not in root:
+            _run(["ip", "link", "add", u.root_if, "type", "veth", "peer", "name", u.peer,
+                  "netns", u.bridge_ns])
+            _run(["ip", "-n", u.bridge_ns, "link", "set", u.peer, "master", "br0", "up"])
+            out.created.append(f"{u.bridge}/{u.root_if}")
+        _run(["ip", "link", "set", u.root_if, "master", u.bridge, "up"])
 
 
 def link_states(topo: Topology) -> dict[tuple[str, str], bool]:

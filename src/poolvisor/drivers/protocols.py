@@ -160,6 +160,8 @@ class NicSpec:
     bridge: str = ""
     model: str = "virtio"
     address: str = ""                # the address poolvisor allocated, "10.0.0.5/24" ("" = none)
+    gateway: str = ""                # the network's gateway (a poolvisor router), "" = none
+    dhcp: str = ""                   # the hosts' DHCP server address, "10.0.0.254" ("" = no DHCP)
 
 
 # ---- protocols -------------------------------------------------------------------------------

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolvisor.lab.guest import MARKER, TICK
+from poolvisor.lab.guest import DHCP, MARKER, TICK
 
 _TICK_RE = re.compile(rf"{TICK} (\d+)")
 _MARKER_RE = re.compile(rf"{MARKER} (\S+)")
+_DHCP_RE = re.compile(rf"{DHCP} (\S+) (\S+) router=(\S+)")
 
 
 def markers(path: Path) -> list[str]:
@@ -31,6 +32,15 @@ def markers(path: Path) -> list[str]:
     except FileNotFoundError:
         return []
     return _MARKER_RE.findall(text)
+
+
+def dhcp_leases(path: Path) -> list[tuple[str, str, str]]:
+    """(interface, address/prefix, router or 'none') of every address the guest got by DHCP."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [(i, a, r) for i, a, r in _DHCP_RE.findall(text)]
 
 
 def last_tick(path: Path) -> int | None:

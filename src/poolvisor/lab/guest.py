@@ -7,7 +7,9 @@ The counter is what the tests and `bench migrate` read: it continues on the dest
 live migration, and the gap in its arrival times is the downtime as the guest's user sees it.
 The initramfs also carries the kernel's virtio PCI and balloon modules (from the same package as
 the kernel), loaded by `/init`: the guest then has a memory balloon the libvirt driver can resize
-and that reports the guest's memory use.
+and that reports the guest's memory use. Every NIC the guest gets (virtio_net, also
+hot-plugged) asks DHCP for its address with busybox's udhcpc, and the address it was given is a
+console line (DHCP).
 
 Nothing is downloaded but Debian's own kernel package (`apt-get download`); the build runs only
 when the cache lacks a file, and writes atomically (a crashed build leaves no half image).
@@ -48,6 +50,17 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 echo "@MARKER@ $id"
+# every NIC that appears (also hot-plugged ones) asks DHCP for its address once (60 tries, 1 s
+# apart); /bin/dhcp-event configures it and prints it on the console
+( while :; do
+    for d in /sys/class/net/eth*; do
+      n=${d##*/}
+      [ -e "$d" ] && [ ! -e "/tmp/dhcp.$n" ] || continue
+      : > "/tmp/dhcp.$n"
+      udhcpc -i "$n" -s /bin/dhcp-event -q -n -t 60 -T 1 -A 1 >/dev/null 2>&1 &
+    done
+    usleep 250000
+  done ) &
 i=0
 while :; do
   read up idle < /proc/uptime
@@ -56,10 +69,22 @@ while :; do
   usleep $((tick*1000))
 done
 """
-# the memory balloon (Debian's cloud kernel builds virtio as modules); what they depend on comes
-# along, and /init loads them dependencies first (lib/modules/order)
-MODULES = ("virtio_pci", "virtio_balloon")
+# udhcpc's script: the address the DHCP server gave, on the NIC and on the console
+DHCP_EVENT = """#!/bin/busybox sh
+case "$1" in
+  deconfig) ip link set "$interface" up ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    echo "@DHCP@ $interface $ip/$mask router=${router:-none}" > /dev/console ;;
+esac
+"""
+# the memory balloon and the NICs (Debian's cloud kernel builds virtio as modules); what they
+# depend on comes along, and /init loads them dependencies first (lib/modules/order)
+MODULES = ("virtio_pci", "virtio_balloon", "virtio_net")
+DHCP = "POOLVISOR-DHCP"  # a console line "POOLVISOR-DHCP eth0 10.0.0.2/24 router=10.0.0.1"
 INIT = INIT.replace("@MARKER@", MARKER).replace("@TICK@", TICK)
+DHCP_EVENT = DHCP_EVENT.replace("@DHCP@", DHCP)
 
 
 class GuestImageError(RuntimeError):
@@ -88,8 +113,9 @@ def build_guest_image(cache: Path | None = None) -> GuestImage:
     cache = cache or default_cache()
     cache.mkdir(parents=True, exist_ok=True)
     kernel, initrd, modules = cache / "vmlinuz", cache / "initrd.gz", cache / "modules"
-    if not kernel.exists() or not (modules / ".complete").exists():  # both from one package
-        _fetch_kernel(kernel, modules)
+    done = modules / ".complete"  # the kernel's file name, then the MODULES it was extracted for
+    if not kernel.exists() or not done.exists() or done.read_text().split("\n")[1:2] != [",".join(MODULES)]:
+        _fetch_kernel(kernel, modules)  # both from one package
     want = _initramfs(sorted(modules.glob("*.ko")))
     if not initrd.exists() or initrd.read_bytes() != want:
         _atomic_write(initrd, want)
@@ -123,7 +149,7 @@ def _fetch_kernel(dest: Path, modules: Path) -> None:
         for name, data in _module_closure(root / "lib" / "modules", MODULES).items():
             _atomic_write(modules / f"{name}.ko", data)
         _atomic_write(dest, found[0].read_bytes())
-        (modules / ".complete").write_text(found[0].name + "\n")
+        (modules / ".complete").write_text(f"{found[0].name}\n{','.join(MODULES)}\n")
 
 
 def _module_closure(tree: Path, wanted: tuple[str, ...]) -> dict[str, bytes]:
@@ -186,6 +212,8 @@ def _initramfs(modules: list[Path]) -> bytes:
         shutil.copy2(BUSYBOX, root / "bin" / "busybox")
         (root / "init").write_text(INIT)
         os.chmod(root / "init", 0o755)
+        (root / "bin" / "dhcp-event").write_text(DHCP_EVENT)
+        os.chmod(root / "bin" / "dhcp-event", 0o755)
         for d in ("proc", "sys", "dev", "tmp", "lib/modules"):
             (root / d).mkdir(parents=True)
         kos = {ko.name.removesuffix(".ko"): ko.read_bytes() for ko in modules}

@@ -91,6 +91,8 @@ class LabHost:
         for sub in BIND:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "lib" / "images").mkdir(exist_ok=True)
+        # what libvirt's package creates: its networks keep their DHCP and MAC files here
+        (self.dir / "lib" / "dnsmasq").mkdir(exist_ok=True)
         self._write_config()
         src = {s: self.dir / s for s in BIND}
         if self.shared_cache is not None:

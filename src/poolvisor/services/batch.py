@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import (
     ConflictError,
     InvalidInputError,
+    NotFoundError,
     NoValidHostError,
     PoolvisorError,
 )
@@ -50,6 +51,8 @@ from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import whole_gpu_view
 from poolvisor.services.gpus import check_gpu_demand
+from poolvisor.services.networks import attach_nics, check_networks
+from poolvisor.services.nic_plug import plug_nics
 from poolvisor.services.placement_cache import PlacementView, group_key, resource_names
 from poolvisor.services.records import (
     DRY_RUN,
@@ -76,12 +79,12 @@ from poolvisor.services.workloads import (
 )
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.retry import Stale, with_retry
-from poolvisor.store.rows import GroupRow, HostRow, ProjectRow, TaskRow, WorkloadRow
+from poolvisor.store.rows import GroupRow, HostRow, NetworkRow, ProjectRow, TaskRow, WorkloadRow
 
 log = logging.getLogger("poolvisor.services")
 MAX_BATCH = 1000
 SPEC_KEYS = {"name", "flavor", "demand", "kind", "priority", "required_labels", "forbidden_labels", "group",
-             "group_policy"}
+             "group_policy", "networks"}
 MOVABLE = (RUNNING, STOPPED, SUSPENDED)
 
 
@@ -115,6 +118,7 @@ class _Item:
     forbidden: dict[str, str] = field(default_factory=dict)
     group: str | None = None
     group_policy: GroupPolicy | None = None  # settled by resolve: the group's, else the requested one
+    networks: tuple[str, ...] = ()  # one NIC per network, taken in the claim, plugged after the create
 
     @property
     def constrained(self) -> bool:
@@ -219,7 +223,7 @@ class BatchService(ServiceBase):
             items.append(_Item(name, kind, None if flavor is None else str(flavor), d, prio,
                                check_labels(f"batch item {k}: required_labels", sp.get("required_labels")),
                                check_labels(f"batch item {k}: forbidden_labels", sp.get("forbidden_labels")),
-                               *_group_of(k, sp)))
+                               *_group_of(k, sp), networks=_networks_of(s, pid, project, k, sp)))
         items = _settle_groups(s, pid, items)
         names = [it.name for it in items]
         if len(set(names)) != len(names):
@@ -435,6 +439,8 @@ class BatchService(ServiceBase):
             self._event(s, "workload.placed", f"workload/{project}/{it.name}",
                         f"workload {it.name} placed on {host} (batch): {reasons[it.name]}",
                         project=project, data={"host": host, "demand": it.demand, "batch": True})
+            # its NICs in the same transaction, as a single create takes them (networks.attach_nics)
+            attach_nics(s, project_id, w.id, f"workload {project}/{it.name}", it.networks)
             ids.append(w.id)
         # the batch as a whole against the project's quota
         quotas.verify(s, project_id, _total_demand(items, placed), len(placed), project=project)
@@ -456,6 +462,7 @@ class BatchService(ServiceBase):
             dw = DriverWorkload(f"{project}/{items[i].name}", items[i].kind, items[i].demand)
             try:
                 self.drivers.lifecycle(host).create(host, dw)
+                plug_nics(self.ctx, project, items[i].name, host, dw)  # a refusal takes this guest back
                 done.append((host, dw))
             except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses one
                 for h2, dw2 in done:  # all or nothing: take back what the driver already created
@@ -732,6 +739,21 @@ def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:
     return {"hosts_considered": considered, "filters": [], "candidates": considered,
             "top": [], "rule": f"batch placement: {reason}", "summary": plan.summary,
             "lower_bound": plan.lower_bound}
+
+
+def _networks_of(s: Session, project_id: int | None, project: str, k: int,
+                 sp: Mapping[str, Any]) -> tuple[str, ...]:
+    """A batch item's networks: valid names, no repeats, at most MAX_NICS, all of the project."""
+    try:
+        nets = check_networks(sp.get("networks"))
+    except InvalidInputError as e:
+        raise InvalidInputError(f"batch item {k}: {e.message}") from None
+    for n in nets:
+        found = project_id is not None and s.scalar(
+            select(NetworkRow.id).filter_by(project_id=project_id, name=n)) is not None
+        if not found:
+            raise NotFoundError(f"batch item {k}: network {n!r} not found in project {project!r}")
+    return nets
 
 
 def _undo_batch(s: Session, *, ids: list[int], project: str, why: str, owner: str) -> None:

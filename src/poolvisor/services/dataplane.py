@@ -4,32 +4,47 @@ namespaces (drivers/netns.py), then route them with the tables poolvisor compute
 Each apply: (1) create whatever is missing; (2) read which router links the kernel reports up;
 (3) compute every router's table with the links found down taken out (the re-convergence: link-state
 recomputes, distance-vector re-runs its rounds from the converged state); (4) replace the kernel
-routes. Another project's namespaces are never linked to these: projects cannot reach each other,
-even with overlapping subnets. Namespace names are PREFIX-PROJECT_ID-{n,r,w}ID (network, router,
-workload). Disabled unless the process runs with POOLVISOR_DATAPLANE=1.
+routes. The bridges of the project's libvirt networks on this machine (hosts whose libvirt URI is
+local: the guests' segments) are joined to their network's segment (netns uplinks), so guests are
+routed by the project's routers like the workload namespaces are. Another project's namespaces and
+bridges are never linked to these: projects cannot reach each other, even with overlapping
+subnets. Namespace names are PREFIX-PROJECT_ID-{n,r,w}ID (network, router, workload). Disabled
+unless the process runs with POOLVISOR_DATAPLANE=1.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.addresses import fmt, parse_subnet, unkey
-from poolvisor.domain.errors import ConflictError
+from poolvisor.domain.errors import ConflictError, PoolvisorError
 from poolvisor.drivers import netns
 from poolvisor.policies.network.tables import RouterSpec, compute_tables
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.network_records import ApplyRecord
 from poolvisor.services.routers import RouterService
-from poolvisor.store.rows import NetworkRow, NicRow, RouterInterfaceRow, RouterRow, WorkloadRow
+from poolvisor.store.rows import HostRow, NetworkRow, NicRow, RouterInterfaceRow, RouterRow, WorkloadRow
 
 ENV_ENABLE = "POOLVISOR_DATAPLANE"
+LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
+log = logging.getLogger("poolvisor.dataplane")
+
+
+@runtime_checkable
+class NetworkBridges(Protocol):
+    """A driver whose hosts realize poolvisor networks as bridges (libvirt networks)."""
+
+    def networks(self, host: str) -> dict[str, str]: ...  # "project/network" -> bridge ("" = not up)
 
 
 def _enabled() -> None:
@@ -53,6 +68,7 @@ class Plan:
     cables: dict[str, str]  # "router/network" -> "BRIDGE_NAMESPACE/PORT": its far end on the bridge
     host_routes: dict[str, list[netns.KernelRoute]]
     names: dict[str, str]  # "network/NAME", "router/NAME", "workload/NAME" -> namespace
+    joined: dict[str, list[str]]  # network name -> libvirt bridges of this machine joined to it
 
 
 class DataplaneService(ServiceBase):
@@ -66,7 +82,8 @@ class DataplaneService(ServiceBase):
         """Build/repair the project's namespaces and program the routes (see the module docstring)."""
         netns.check_prefix(prefix)
         _enabled()
-        plan = self._read(lambda s: self._plan(s, project, prefix))
+        joined = self._local_bridges(project)
+        plan = self._read(lambda s: self._plan(s, project, prefix, joined))
         applied = netns.apply(plan.topology)
         states = netns.link_states(plan.topology)
         down = sorted(plan.link_of[k] for k, up in states.items() if k in plan.link_of and not up)
@@ -90,7 +107,7 @@ class DataplaneService(ServiceBase):
             f"down: {', '.join(down) or '-'}",
             project=project, data={"down": down, "recompute_s": recompute, "rounds": rounds}))
         return ApplyRecord(project, prefix, applied.created, written, down, recompute, rounds,
-                           {"namespaces": plan.names, "ports": plan.cables})
+                           {"namespaces": plan.names, "ports": plan.cables, "bridges": plan.joined})
 
     def teardown_network(self, project: str, prefix: str = "pv") -> list[str]:
         """Delete the project's namespaces under `prefix` (whatever their objects are now)."""
@@ -100,7 +117,37 @@ class DataplaneService(ServiceBase):
         mine = [n for n in netns.namespaces_with_prefix(prefix) if n.startswith(f"{prefix}-{pid}-")]
         return netns.destroy(mine, prefix)
 
-    def _plan(self, s: Session, project: str, prefix: str) -> Plan:
+    def _local_bridges(self, project: str) -> dict[str, list[str]]:
+        """network name -> bridges on this machine of the project's libvirt networks: those of
+        hosts whose driver realizes networks as bridges and whose URI names no remote machine,
+        that exist in this kernel. An unreachable host is skipped (logged): its guests are not
+        joined until the next apply."""
+        hosts = self._read(lambda s: [(h.name, h.uri) for h in s.scalars(
+            select(HostRow).where(HostRow.uri != "").order_by(HostRow.name))])
+        out: dict[str, set[str]] = defaultdict(set)
+        present: set[str] | None = None
+        for name, uri in hosts:
+            if (urlsplit(uri).hostname or "") not in LOCAL_HOSTS:
+                continue
+            try:
+                drv = self.ctx.drivers.driver_of(name)
+                if not isinstance(drv, NetworkBridges):
+                    continue
+                nets = drv.networks(name)
+            except PoolvisorError as e:
+                log.warning("dataplane: host %s skipped: %s", name, e.message)
+                continue
+            for key, bridge in nets.items():
+                proj, _, net = key.partition("/")
+                if proj != project or not bridge:
+                    continue
+                if present is None:
+                    present = netns.root_bridges()
+                if bridge in present:
+                    out[net].add(bridge)
+        return {n: sorted(b) for n, b in out.items()}
+
+    def _plan(self, s: Session, project: str, prefix: str, joined: dict[str, list[str]]) -> Plan:
         p = self._project(s, project)
         base = f"{prefix}-{p.id}"
         nets = {n.id: n for n in s.scalars(select(NetworkRow).where(NetworkRow.project_id == p.id))}
@@ -150,7 +197,10 @@ class DataplaneService(ServiceBase):
                 host_routes[ns].append(netns.KernelRoute("default", ((n.gateway, f"eth{k}"),), v6))
         for ns in hosts:
             host_routes.setdefault(ns, [])
+        by_name = {n.name: n for n in nets.values()}
+        uplinks = tuple(netns.uplink(prefix, f"{base}-n{by_name[net].id}", br)
+                        for net, brs in sorted(joined.items()) if net in by_name for br in brs)
         topo = netns.Topology(prefix, tuple(bridges), tuple(router_ns[r] for r in sorted(router_ns)),
-                              tuple(hosts), tuple(ports))
+                              tuple(hosts), tuple(ports), uplinks)
         return Plan(topo, self.routers.topology(s, p.id), router_ns, dev, link_of, cables,
-                    dict(host_routes), names)
+                    dict(host_routes), names, {n: b for n, b in joined.items() if n in by_name})

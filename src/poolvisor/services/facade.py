@@ -27,6 +27,7 @@ from poolvisor.services.controller import ControllerService
 from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
 from poolvisor.services.ha import HaService
+from poolvisor.services.host_power import HostPowerService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
 from poolvisor.services.maintenance import DRAIN, MaintenanceService
@@ -92,8 +93,12 @@ class Services:
         self.tasks.on_cancel[DRAIN] = self.maintenance.cancelled_drain
         self.ha = HaService(ctx, self.hosts, self.workloads)  # heartbeats, fencing, restart (HaLoop)
         self.workloads.admission = self.ha.check_admission  # HA admission control on creation
+        self.host_power = HostPowerService(ctx, self.hosts)  # standby hosts: booted, woken for a create
+        self.workloads.on_no_room = self.host_power.wake_for
+        self.queue.power_sync = self.host_power.sync
         self.controller = ControllerService(ctx, self.catalog, self.hosts, self.workloads, self.tasks,
-                                            self.utilization, self.batch)  # the reconcile round
+                                            self.utilization, self.batch,
+                                            self.host_power)  # the reconcile round
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property

@@ -46,6 +46,7 @@ class NetworkRecord:
     free: int
     nics: int
     routers: list[str] = field(default_factory=list)
+    dhcp: str | None = None  # the hosts' DHCP server address on it (None: no DHCP)
 
 
 @dataclass(frozen=True)

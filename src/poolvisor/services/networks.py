@@ -225,6 +225,9 @@ class NetworkService(ServiceBase):
             pool = ipam.PoolInfo(pool_id, net.family, first, last)
             if gw is not None:
                 ipam.allocate(s, pool, gw, kind="gateway", owner=f"network {name}")
+            server = dhcp_server(net, gw)
+            if server is not None:
+                ipam.allocate(s, pool, server, kind="dhcp", owner=f"network {name}")
             s.add(NetworkRow(project_id=p.id, name=name, pool_id=pool_id, cidr=str(net),
                              gateway=fmt(net.family, gw) if gw is not None else ""))
             flush_unique(s, exists)
@@ -325,9 +328,29 @@ class NetworkService(ServiceBase):
             sub = parse_subnet(n.cidr)
             free = ipam.usage(s, n.pool_id)["free"]
             lo, hi = sub.usable()
+            server = dhcp_address(s, n.pool_id)
             out.append(NetworkRecord(n.name, projects[n.project_id], n.cidr, sub.family, n.gateway or None,
-                                     hi - lo + 1, free, int(nics.get(n.id, 0)), routers[n.id]))
+                                     hi - lo + 1, free, int(nics.get(n.id, 0)), routers[n.id],
+                                     fmt(sub.family, server) if server is not None else None))
         return out
+
+
+def dhcp_server(net: Subnet, gateway: int | None) -> int | None:
+    """The address the hosts' DHCP servers take on an IPv4 network of at least 14 host
+    addresses (a /28): its last usable one (the one before when that is the gateway). Smaller
+    subnets keep every address for guests; IPv6 gets no DHCP from poolvisor (libvirt keys IPv6 host entries by
+    DHCPv6 DUID, which poolvisor cannot know before the guest boots, not by MAC)."""
+    first, last = net.usable()
+    if net.family != "ipv4" or last - first + 1 < 14:
+        return None
+    return last - 1 if last == gateway else last
+
+
+def dhcp_address(s: Session, pool_id: int) -> int | None:
+    """The DHCP server address reserved in a network's pool (None: the network has no DHCP)."""
+    k = s.scalar(select(IpAllocationRow.first).where(IpAllocationRow.pool_id == pool_id,
+                                                     IpAllocationRow.kind == "dhcp").limit(1))
+    return unkey(k) if k is not None else None
 
 
 def find_network(s: Session, project_id: int, project: str, name: str) -> NetworkRow:

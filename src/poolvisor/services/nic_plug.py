@@ -4,9 +4,11 @@ The NICs (address of the network's pool, MAC of the MAC pool) are allocated in t
 that creates the workload (services/networks.py `attach_nics`); once the driver created the guest,
 `plug_nics` hands each to the host's driver when it declares NIC_ATTACH: on libvirt the
 poolvisor network becomes a libvirt network (an isolated bridge) on that host, defined on demand,
-and the NIC is on it with poolvisor's MAC; the driver removes the libvirt network when the last
-NIC of the host on it goes (guest deleted, migrated away, NIC detached). A NIC the host refuses
-takes the new guest with it (the create is then undone like any driver failure).
+and the NIC is on it with poolvisor's MAC, its address a static DHCP host entry of that
+network (`NicSpec.dhcp`: the server address the network reserved); the driver removes the
+libvirt network when the last NIC of the host on it goes (guest deleted, migrated away, NIC
+detached). A NIC the host refuses takes the new guest with it (the create is then undone like any
+driver failure).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from poolvisor.domain.errors import PoolvisorError
 from poolvisor.drivers.base import DriverWorkload
 from poolvisor.drivers.protocols import Capability, NicSpec, supports
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.networks import dhcp_address
 from poolvisor.store.rows import NetworkRow, NicRow, ProjectRow, WorkloadRow
 
 
@@ -33,8 +36,10 @@ def workload_nics(s: Session, project: str, name: str) -> list[NicSpec]:
     out = []
     for nic, net in s.execute(q).all():
         sub = parse_subnet(net.cidr)
+        server = dhcp_address(s, net.pool_id)
         out.append(NicSpec(mac=fmt("mac", unkey(nic.mac)), network=f"{project}/{net.name}",
-                           address=f"{fmt(sub.family, unkey(nic.address))}/{sub.prefixlen}"))
+                           address=f"{fmt(sub.family, unkey(nic.address))}/{sub.prefixlen}",
+                           gateway=net.gateway, dhcp=fmt(sub.family, server) if server is not None else ""))
     return out
 
 

@@ -85,6 +85,9 @@ class QueueService(ServiceBase):
         self.workloads = workloads
         self._drain_lock = threading.Lock()  # one drain at a time in this process
         self._published: dict[str, int] = dict.fromkeys(PRIORITY_CLASSES, 0)  # the gauge starts at 0
+        # standby hosts that finished booting join before a drain (services/host_power.py): a
+        # request that woke one is placed as soon as it is up
+        self.power_sync: Callable[[], object] | None = None
 
     # ---- enqueue and queries ----------------------------------------------------------------------
     def create_or_wait(self, project: str, name: str, *, duration_s: float | None = None,
@@ -201,6 +204,8 @@ class QueueService(ServiceBase):
             if not queues:  # the usual tick: one query
                 self.publish_depth(dict.fromkeys(PRIORITY_CLASSES, 0))
                 return DrainResult([], [], 0)
+            if self.power_sync is not None:
+                self.power_sync()
             for rows, discipline, pool_id in queues:
                 for i in self._ordered(rows, discipline, pool_id):
                     r = rows[i]

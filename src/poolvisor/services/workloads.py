@@ -21,14 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
+from poolvisor.domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    NoValidHostError,
+    PoolvisorError,
+)
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.observability.instruments import observe_placement
@@ -129,6 +135,8 @@ class WorkloadService(ServiceBase):
         self.tasks = tasks  # a migration is journaled as a task
         # HA admission control (services/ha.py): (view, pool id, pool, demand vector) -> None or 409
         self.admission: Callable[[PlacementView, int | None, str | None, np.ndarray], None] | None = None
+        # no room for a creation: wake a standby host (services/host_power.py): (pool, demand, key)
+        self.on_no_room: Callable[[str | None, dict[str, float], str], Any] | None = None
         from poolvisor.services.lifecycle import WorkloadLifecycle  # it imports this module
 
         self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
@@ -207,9 +215,22 @@ class WorkloadService(ServiceBase):
                 wid, host = self._place_and_claim(spec, new_group, explain, evicted, snap=snap)
             return spec, wid, host, new_group[0] if new_group else None, tuple(evicted)
 
-        spec, wid, host, created, evicted = with_retry(
-            step, deadline_s=PLACE_DEADLINE_S,
-            conflict="too many concurrent placements; the workload was not created, retry")
+        try:
+            spec, wid, host, created, evicted = with_retry(
+                step, deadline_s=PLACE_DEADLINE_S,
+                conflict="too many concurrent placements; the workload was not created, retry")
+        except NoValidHostError as e:
+            if self.on_no_room is None or host is not None:
+                raise
+            got = resolve()
+            wake = self.on_no_room(pool, dict(got.demand), f"{project}/{name}")
+            if wake is None:
+                raise
+            if not wake.ready:
+                raise NoValidHostError(f"{e.message}; {wake.message}", e.detail) from None
+            spec, wid, host, created, evicted = with_retry(  # the woken host is up: place again
+                step, deadline_s=PLACE_DEADLINE_S,
+                conflict="too many concurrent placements; the workload was not created, retry")
         if evicted:  # the ledger gave their room away: the driver removes them before the create
             self.preemption.stop_evicted(host, evicted)
         return self._confirm_create(spec, wid, host, created)

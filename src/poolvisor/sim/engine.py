@@ -30,6 +30,7 @@ from poolvisor.jit import CompileOnce
 from poolvisor.policies.balancing.actions import Action
 from poolvisor.policies.balancing.adaptive import ADAPTIVE, AdaptiveConfig
 from poolvisor.policies.balancing.consolidation import PlanConfig
+from poolvisor.policies.balancing.limits import Limits, admit
 from poolvisor.policies.balancing.planner import (
     DEFAULT_PARAMS,
     FALLBACK_THRESHOLD,
@@ -434,10 +435,20 @@ class Simulator:
         record: bool = False,
         check_ram: bool = False,
         underload_limit: int | None = None,
+        limits: Limits | None = None,
     ) -> None:
         quirks = compat if isinstance(compat, Compat) else (CLOUDSIM if compat else PAPER)
         if underload_limit is not None and (quirks != PAPER or underload_limit < 0):
             raise InvalidInputError("the underload limit needs the default mode and a count >= 0")
+        if limits is not None and quirks != PAPER:
+            raise InvalidInputError("balancing limits need the default mode (CloudSim has none)")
+        # the live controller's balancing limits (policies/balancing/limits.py admit), when given:
+        # each epoch's planned migrations pass the same function before they start
+        self.limits = limits
+        self.last_move = np.full(sc.vms, -np.inf)  # when each VM last started a migration
+        self.left_host = np.full(sc.vms, -1, dtype=np.int64)  # the host it left then
+        self.mig_src = np.full(sc.vms, -1, dtype=np.int64)  # source of its migration in flight
+        self.held: dict[str, int] = {}  # planned migrations the limits held back, by reason
         self.sc = sc
         self.spec = spec
         self.quirks = quirks
@@ -701,6 +712,8 @@ class Simulator:
             started = 0
             if self.plan_cfg is not None:
                 plan = self._plan(req, pre)
+                if self.limits is not None:
+                    plan = self._admit(plan, t)
                 started = self._start(plan, t)
             post = self._allocate(req) if started else pre
             settle(post)
@@ -783,6 +796,34 @@ class Simulator:
         finally:
             if collect:
                 gc.enable()
+
+    def _admit(self, plan: list[Action], t: float) -> list[Action]:
+        """The planned migrations the balancing limits let start now (the controller's `admit`):
+        slots per host (in and out) and for the pool counted over the migrations in flight, the
+        cool-down since a VM's last move, no return to the host it left within it. The
+        simulator's moves are overload relief and evacuations: none has to pay for itself."""
+        lim = self.limits
+        if not plan or lim is None:
+            return plan
+        vms = np.fromiter((m.workload for m in plan), dtype=np.int64, count=len(plan))
+        dst = np.fromiter((m.dst for m in plan), dtype=np.int64, count=len(plan))
+        src = self.host_of[vms].astype(np.int64)
+        fl = self.q_vm[self.q_head:]
+        busy = np.bincount(self.q_dst[self.q_head:], minlength=self.H) + np.bincount(
+            self.mig_src[fl][self.mig_src[fl] >= 0], minlength=self.H)
+        since = t - self.last_move[vms]
+        returns = (self.left_host[vms] == dst) & (since < lim.cooldown_s)
+        ok, why = admit(src, dst, since_moved=since, returns=returns, net_gain=np.zeros(vms.size),
+                        needs_gain=np.zeros(vms.size, dtype=bool), busy=busy, pool_busy=int(fl.size),
+                        limits=lim)
+        for w in why:
+            if w:
+                self.held[w] = self.held.get(w, 0) + 1
+        keep = np.flatnonzero(ok)
+        self.last_move[vms[keep]] = t
+        self.left_host[vms[keep]] = src[keep]
+        self.mig_src[vms[keep]] = src[keep]
+        return [plan[i] for i in keep.tolist()]
 
     def _start(self, plan: list[Action], t: float) -> int:
         """Start the planned migrations at t, in plan order (their completion order on ties)."""
@@ -869,6 +910,8 @@ class Simulator:
             "vms": self.V,
             "wall_s": _time.perf_counter() - t0,
         }
+        if self.limits is not None:
+            metrics["held_by_limits"] = sum(self.held.values())
         return SimResult(
             policy=self.spec.name,
             param=self.spec.param,

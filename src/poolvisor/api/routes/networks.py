@@ -346,7 +346,8 @@ def apply_dataplane(svc: SvcDep, _: Admin, body: ApplyRequest | None = None) -> 
     rec = svc.dataplane.apply_network(req.project or DEFAULT_PROJECT, req.prefix)
     return ApplyOut(project=rec.project, prefix=rec.prefix, created=rec.created, routes=rec.routes,
                     down_links=rec.down_links, recompute_s=rec.recompute_s, rounds=rec.rounds,
-                    namespaces=rec.detail.get("namespaces", {}), ports=rec.detail.get("ports", {}))
+                    namespaces=rec.detail.get("namespaces", {}), ports=rec.detail.get("ports", {}),
+                    bridges=rec.detail.get("bridges", {}))
 
 
 @router.post("/v1/dataplane/teardown", response_model=TeardownOut,
