@@ -74,11 +74,7 @@ class SharesService(ServiceBase):
     """Each pool's static allocation policy, and the sizing of declared creates."""
 
     def pool_policy(self, pool_id: int | None) -> str:
-        if pool_id is None:
-            return share_policy.DEFAULT_ALLOCATION_POLICY
-        got = self._read(lambda s: s.scalars(select(PoolRow.allocation_policy)
-                                             .where(PoolRow.id == pool_id)).first())
-        return str(got or share_policy.DEFAULT_ALLOCATION_POLICY)
+        return self._read(lambda s: pool_policy_in(s, pool_id))
 
     def set_allocation_policy(self, pool: str, policy: str) -> str:
         share_policy.check_policy(policy)
@@ -96,12 +92,20 @@ class SharesService(ServiceBase):
         return self._read(lambda s: str(self._pool(s, pool).allocation_policy))
 
 
-def sized(svc: ServiceBase, spec: Any, reservation: Mapping[str, float] | None,
+def pool_policy_in(s: Session, pool_id: int | None) -> str:
+    """A pool's static allocation policy (the default without a pool), read in the caller's session."""
+    if pool_id is None:
+        return share_policy.DEFAULT_ALLOCATION_POLICY
+    got = s.scalars(select(PoolRow.allocation_policy).where(PoolRow.id == pool_id)).first()
+    return str(got or share_policy.DEFAULT_ALLOCATION_POLICY)
+
+
+def sized(s: Session, spec: Any, reservation: Mapping[str, float] | None,
           limit: Mapping[str, float] | None, shares: Mapping[str, float] | None) -> Any:
     """The create's spec (services/workloads.py `_Spec`) with its demand set to what the pool's
-    policy sets aside for the declaration, and the declaration kept (unchanged when none)."""
+    policy sets aside for the declaration, and the declaration kept (unchanged when none); read in
+    the create's own resolve transaction."""
     rs = declared(spec.demand, reservation, limit, shares)
     if rs is None:
         return spec
-    policy = SharesService(svc.ctx).pool_policy(spec.pool_id)
-    return replace(spec, demand=size(policy, rs), resource_spec=rs)
+    return replace(spec, demand=size(pool_policy_in(s, spec.pool_id), rs), resource_spec=rs)

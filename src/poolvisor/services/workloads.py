@@ -189,13 +189,16 @@ class WorkloadService(ServiceBase):
 
         nets = validate_networks(self, project, networks)
 
-        def resolve() -> _Spec:
-            spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
-                                 forbidden, pool, create_project)
+        def resolve_in(s: Session) -> _Spec:
+            spec = self._resolve_in(s, project, name, kind, flavor, demand, priority, group, policy, required,
+                                    forbidden, pool, create_project)
             spec = replace(spec, networks=nets, priority_class=priority_class, host=host)
             if reservation is not None or limit is not None or shares is not None:
-                spec = sized(self, spec, reservation, limit, shares)  # the pool's allocation policy
+                spec = sized(s, spec, reservation, limit, shares)  # the pool's allocation policy
             return spec
+
+        def resolve() -> _Spec:
+            return self._read(resolve_in)
 
         if dry_run:
             spec = resolve()
@@ -213,10 +216,11 @@ class WorkloadService(ServiceBase):
 
         def step() -> tuple[_Spec, int, str, int | None, tuple[Victim, ...]]:
             """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
-            spec = resolve()
             new_group: list[int] = []
             evicted: list[Victim] = []
-            wid, host = self._place_and_claim(spec, new_group, explain, evicted)
+            with self.cache.lock:  # one read transaction: the request's references, then the view
+                spec, snap = self._read(lambda s: (resolve_in(s), self.cache.refresh(s)))
+                wid, host = self._place_and_claim(spec, new_group, explain, evicted, snap=snap)
             return spec, wid, host, new_group[0] if new_group else None, tuple(evicted)
 
         try:
@@ -240,59 +244,62 @@ class WorkloadService(ServiceBase):
         return self._confirm_create(spec, wid, host, created)
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
-    def _resolve(self, project: str, name: str, kind: str, flavor: str | None,
-                 demand: dict[str, float] | None, priority: int, group: str | None,
-                 policy: GroupPolicy | None, required: dict[str, str], forbidden: dict[str, str],
-                 pool: str | None, create_project: bool) -> _Spec:
+    def _resolve(self, *args: object) -> _Spec:
+        """_resolve_in in a read transaction of its own."""
+        return self._read(lambda s: self._resolve_in(s, *args))  # type: ignore[arg-type]
+
+    def _resolve_in(self, s: Session, project: str, name: str, kind: str, flavor: str | None,
+                    demand: dict[str, float] | None, priority: int, group: str | None,
+                    policy: GroupPolicy | None, required: dict[str, str], forbidden: dict[str, str],
+                    pool: str | None, create_project: bool) -> _Spec:
         """Check references and the demand, and settle the group's policy (fixed by its first
-        member; an empty group takes the next member's); read-only: the claim writes."""
-
-        def tx(s: Session) -> _Spec:
-            conn = s.connection()  # prepared Core statements: this read runs for every create
-            pid = conn.execute(_PROJECT_ID, {"p": project}).scalar()
-            if pid is None and not create_project:
-                raise NotFoundError(f"project {project!r} not found")
-            if pid is not None and conn.execute(_TAKEN, {"p": pid, "n": name}).first() is not None:
-                raise ConflictError(f"workload {name!r} already exists in project {project!r}")
-            if flavor is not None:
-                fd = conn.execute(_FLAVOR, {"f": flavor}).first()
-                if fd is None:
-                    raise NotFoundError(f"flavor {flavor!r} not found")
-                d = {str(k): float(v) for k, v in fd.demand.items()}
+        member; an empty group takes the next member's), in the caller's read transaction (a
+        create reads the placement view in the same one); read-only: the claim writes."""
+        conn = s.connection()  # prepared Core statements: this read runs for every create
+        pid = conn.execute(_PROJECT_ID, {"p": project}).scalar()
+        if pid is None and not create_project:
+            raise NotFoundError(f"project {project!r} not found")
+        if pid is not None and conn.execute(_TAKEN, {"p": pid, "n": name}).first() is not None:
+            raise ConflictError(f"workload {name!r} already exists in project {project!r}")
+        if flavor is not None:
+            fd = conn.execute(_FLAVOR, {"f": flavor}).first()
+            if fd is None:
+                raise NotFoundError(f"flavor {flavor!r} not found")
+            d = {str(k): float(v) for k, v in fd.demand.items()}
+        else:
+            d = check_demand(resource_names(s), demand)
+        check_gpu_demand(d)
+        pool_id = None
+        if pool is not None:
+            pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
+            if pool_id is None:
+                raise NotFoundError(f"pool {pool!r} not found")
+        quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
+        gid, gpol = None, policy
+        if group is not None:
+            g = None if pid is None else \
+                s.scalars(select(GroupRow).filter_by(project_id=pid, name=group)).first()
+            if g is None:  # the claim creates it
+                gpol = policy or GroupPolicy.SOFT_ANTI_AFFINITY
             else:
-                d = check_demand(resource_names(s), demand)
-            check_gpu_demand(d)
-            pool_id = None
-            if pool is not None:
-                pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
-                if pool_id is None:
-                    raise NotFoundError(f"pool {pool!r} not found")
-            quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
-            gid, gpol = None, policy
-            if group is not None:
-                g = None if pid is None else \
-                    s.scalars(select(GroupRow).filter_by(project_id=pid, name=group)).first()
-                if g is None:  # the claim creates it
-                    gpol = policy or GroupPolicy.SOFT_ANTI_AFFINITY
-                else:
-                    gid, gpol = g.id, GroupPolicy(g.policy)
-                    if policy is not None and policy.value != g.policy:
-                        if _has_members(s, g.id):
-                            raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
-                        gpol = policy  # an empty group takes the policy of its next member (claim)
-            return _Spec(project, pid, name, kind, flavor, d, priority, gid, group, gpol, required,
-                         forbidden, pool_id, pool)
+                gid, gpol = g.id, GroupPolicy(g.policy)
+                if policy is not None and policy.value != g.policy:
+                    if _has_members(s, g.id):
+                        raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
+                    gpol = policy  # an empty group takes the policy of its next member (claim)
+        return _Spec(project, pid, name, kind, flavor, d, priority, gid, group, gpol, required,
+                     forbidden, pool_id, pool)
 
-        return self._read(tx)
-
-    def _decide(self, spec: _Spec, explain: bool = False, *,
-                admit: bool = True) -> tuple[Decision, _Target | None]:
+    def _decide(self, spec: _Spec, explain: bool = False, *, admit: bool = True,
+                snap: PlacementView | None = None) -> tuple[Decision, _Target | None]:
         """Refresh the placement view and decide through its placement index (under the cache lock).
         Returns the decision and, when a host was chosen, the (host id, generation) the commit
         must find and the GPU devices the policy chose there (None: the ledger's rule).
-        `admit`: apply HA admission control (a restart by HA does not: it is what it reserves for)."""
+        `admit`: apply HA admission control (a restart by HA does not: it is what it reserves for).
+        `snap`: the view the caller refreshed under the cache lock it still holds."""
         with self.cache.lock:
-            snap = self._read(self.cache.refresh)
+            if snap is None:
+                snap = self._read(self.cache.refresh)
             st = snap.state
             req = self._request(spec, snap)
             if admit and self.admission is not None:
@@ -332,14 +339,15 @@ class WorkloadService(ServiceBase):
         return self.preemption.plan(snap, self._request(spec, snap), failed, spec.priority_class)
 
     def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
-                         explain: bool = False, evicted: list[Victim] | None = None) -> tuple[int, str]:
+                         explain: bool = False, evicted: list[Victim] | None = None,
+                         snap: PlacementView | None = None) -> tuple[int, str]:
         """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
         id of a group the claim created is appended to `new_group`; the workloads preempted to make
         room (services/preemption.py) to `evicted`."""
         with self.cache.lock:  # decision through claim: this process's creates never race each other
             plan = None
             with observe_placement() as outcome:  # poolvisor_placement_seconds
-                decision, target = self._decide(spec, explain)
+                decision, target = self._decide(spec, explain, snap=snap)
                 if decision.host_index is None:
                     plan = self._preempt(spec, decision)
                     if plan is None:
@@ -349,7 +357,7 @@ class WorkloadService(ServiceBase):
             require_host(decision)
             assert target is not None and decision.host is not None
             wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
-                                                       decision=decision, plan=plan))
+                                                       decision=decision, plan=plan), grouped=True)
             host_id, gen, _gpus = target
             group = group_key(spec.project, spec.group) if spec.group is not None else None
             if plan is None:
@@ -445,7 +453,8 @@ class WorkloadService(ServiceBase):
         dw = _driver_workload(spec)
         try:
             self.drivers.lifecycle(host).create(host, dw)
-            plug_nics(self.ctx, spec.project, spec.name, host, dw)  # its NICs on the host's networks
+            if spec.networks:  # its NICs on the host's networks (only the claim attaches NICs)
+                plug_nics(self.ctx, spec.project, spec.name, host, dw)
         except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
             why = e.message
             self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
@@ -480,7 +489,7 @@ class WorkloadService(ServiceBase):
                                   workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
                                   priority_class=spec.priority_class, resources=spec.resource_spec)
 
-        rec = self._write(tx)
+        rec = self.ctx.write(tx, grouped=True)  # may share its commit with other requests' (store/group.py)
         if rec is None:
             with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
                 self.drivers.lifecycle(host).delete(host, dw)
