@@ -165,6 +165,8 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
     ("PUT", "/v1/backup-schedules"): lambda w: {"project": w.project, "workload": w.workload, "every_s": 3600,
                                                 "keep": 2},
     ("PUT", "/v1/pools/{name}/queue-discipline"): lambda w: {"discipline": "fifo"},
+    ("PUT", "/v1/projects/{name}/weight"): lambda w: {"weight": 2},
+    ("PUT", "/v1/pools/{name}/allocation-policy"): lambda w: {"policy": "max"},
 }
 
 

@@ -23,7 +23,8 @@ def test_the_default_api_has_no_fault_injection(client: Any, admin: dict[str, st
 def test_the_extension_fails_revives_and_injects(sim_client: Any, admin: dict[str, str], svc: Services,
                                                  member: Any) -> None:
     doc = create_app(cast(Services, None), sim_admin=True).openapi()
-    assert {"/v1/sim/hosts/{name}/fail", "/v1/sim/hosts/{name}/revive", "/v1/sim/faults"} <= set(doc["paths"])
+    assert {"/v1/sim/hosts/{name}/fail", "/v1/sim/hosts/{name}/revive", "/v1/sim/faults",
+            "/v1/sim/hosts/{name}/partition", "/v1/sim/hosts/{name}/heal"} <= set(doc["paths"])
     c = sim_client
     assert c.post("/v1/sim/hosts/demo-000/fail", headers=member("team")).status_code == 403
     body = {"name": "v1", "flavor": "tiny", "project": "demo"}
@@ -43,6 +44,16 @@ def test_the_extension_fails_revives_and_injects(sim_client: Any, admin: dict[st
     r = c.post("/v1/sim/faults", json={"operation": "teleport"}, headers=admin)
     assert r.status_code == 422 and "unknown sim operation" in r.json()["message"]
     assert c.post("/v1/sim/hosts/nope/revive", headers=admin).status_code == 404
+    # a partition: the host stays up in the store and its guest keeps running; no heartbeat
+    body3 = {"name": "v3", "flavor": "tiny", "project": "demo"}
+    w3 = c.post("/v1/workloads", json=body3, headers=admin).json()
+    r = c.post(f"/v1/sim/hosts/{w3['host']}/partition", headers=admin)
+    assert r.status_code == 200 and r.json()["state"] == "up" and not svc.driver.heartbeat(w3["host"])
+    assert svc.workloads.get_workload("demo", "v3").state == "running"
+    assert c.post(f"/v1/sim/hosts/{w3['host']}/partition", headers=member("team")).status_code == 403
+    r = c.post(f"/v1/sim/hosts/{w3['host']}/heal", headers=admin)
+    assert r.status_code == 200 and svc.driver.heartbeat(w3["host"])
+    assert c.post("/v1/sim/hosts/nope/heal", headers=admin).status_code == 404
     assert svc.repair.check().ok
 
 

@@ -42,13 +42,16 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         "driver": "sim", "uri": "sim://strict", "fence": "driver"}),
     ("PUT", "/v1/hosts/{name}/state"): ("/v1/hosts/demo-000/state", {"state": "up"}),
     ("POST", "/v1/flavors"): ("/v1/flavors", {"name": "f-strict", "demand": {"vcpu": 1, "memory_mib": 512}}),
-    ("POST", "/v1/projects"): ("/v1/projects", {"name": "p-strict"}),
+    ("POST", "/v1/projects"): ("/v1/projects", {"name": "p-strict", "weight": 2.5}),
+    ("PUT", "/v1/projects/{name}/weight"): ("/v1/projects/demo/weight", {"weight": 2}),
+    ("PUT", "/v1/pools/{name}/allocation-policy"): ("/v1/pools/ghost/allocation-policy",
+                                                    {"policy": "balanced"}),
     ("POST", "/v1/tokens"): ("/v1/tokens", {"role": "member", "project": "demo", "expires_in": 3600}),
     ("POST", "/v1/workloads"): ("/v1/workloads?dry_run=true", {
         "name": "w-strict", "project": "demo", "demand": {"vcpu": 1}, "kind": "vm", "priority": 3,
         "group": "g", "group_policy": "anti-affinity", "required_labels": {"gpu": "true"},
         "forbidden_labels": {"ssd": "no"}, "pool": "demo", "priority_class": "high", "wait": True,
-        "duration_s": 60.5}),
+        "duration_s": 60.5, "reservation": {"vcpu": 0.5}, "limit": {"vcpu": 1}, "shares": {"vcpu": 2000}}),
     ("POST", "/v1/workloads/batch"): ("/v1/workloads/batch?dry_run=true", {
         "project": "demo", "pool": "demo", "all_or_nothing": False,
         "workloads": [{"name": "b1", "demand": {"vcpu": 1}, "kind": "container", "priority": -2,

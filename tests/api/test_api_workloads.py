@@ -153,6 +153,24 @@ def test_failed_host_loses_its_workloads(sim_client: Any, admin: dict[str, str],
     assert svc.repair.check().ok
 
 
+def test_a_workload_whose_explanation_has_no_placement_decision_is_listed(
+        client: Any, admin: dict[str, str], svc: Services) -> None:
+    """HA's "restart on h failed" (and any writer without a decision) stores a bare explanation:
+    GET /v1/workloads served 500 for the whole listing; it must render every such workload."""
+    from sqlalchemy import update
+
+    from poolvisor.store.rows import WorkloadRow
+
+    client.post("/v1/workloads", json={"name": "bare", "flavor": "small", "project": "demo"}, headers=admin)
+    svc.ctx.write(lambda s: s.execute(update(WorkloadRow).where(WorkloadRow.name == "bare").values(
+        explanation={"rule": "ha: waiting for restart: restart on h1 failed", "ha": {"pending": True}})))
+    r = client.get("/v1/workloads", params={"project": "demo"}, headers=admin)
+    assert r.status_code == 200, r.text
+    got = {w["name"]: w for w in r.json()}["bare"]["explanation"]
+    assert got["rule"].startswith("ha: waiting") and got["hosts_considered"] == 0 and got["filters"] == []
+    assert client.get("/v1/workloads/bare", params={"project": "demo"}, headers=admin).status_code == 200
+
+
 def test_explain_full_on_request_summary_by_default(client: Any, admin: dict[str, str],
                                                     svc: Services) -> None:
     body = {"name": "ex1", "flavor": "small", "project": "demo"}

@@ -317,3 +317,68 @@ def test_demo_guests_replay_their_recorded_day_also_after_a_restart(svc: Service
         assert len(d.fabric.profiles) == 6 and all(max(v) < 1.0 for v, _, _ in d.fabric.profiles.values())
     finally:
         again.close()
+
+
+def _soft_pool(svc: Services, policy: str, hosts: int = 3, **cfg: object) -> None:
+    """h0 busy (a of soft-anti-affinity group g, and three 4-vCPU VMs), b of g alone on h1 (the
+    least loaded host: where a planner that ignores g would send a), h2 half busy."""
+    _pool(svc, hosts)
+    svc.controller.config = ControllerConfig(power=False, policy=policy, **cfg)  # type: ignore[arg-type]
+    assert _vm(svc, "b", vcpu=1, mem=1024, group="g", group_policy="soft-anti-affinity", host="h1") == "h1"
+    assert _vm(svc, "a", vcpu=1, mem=1024, group="g", host="h0") == "h0"
+    _util(svc, "a", "h0", 1.0)
+    _util(svc, "b", "h1", 0.1)
+    for i in range(3):
+        assert _vm(svc, f"big{i}", vcpu=4, mem=4096, host="h0") == "h0"
+        _util(svc, f"big{i}", "h0", 1.0)
+    if hosts > 2:
+        assert _vm(svc, "c", vcpu=4, mem=4096, host="h2") == "h2"
+        _util(svc, "c", "h2", 1.0)
+
+
+def test_soft_anti_affinity_is_weighed_by_the_planner_and_explained(svc: Services) -> None:
+    _soft_pool(svc, "spread")
+    rep = svc.controller.reconcile(T0)
+    moved = {m["workload"]: m for m in rep.migrations}
+    assert "demo/a" in moved, rep
+    m = moved["demo/a"]
+    assert m["to"] == "h2"  # not h1, the least loaded: b is there
+    assert m["figures"]["soft_penalty"] == 0.0
+    assert any("h1" in alt and "soft penalty 1" in alt for alt in m["alternatives"]), m
+
+
+def test_the_controller_reroutes_a_move_that_breaks_a_soft_rule(svc: Services) -> None:
+    """A PABFD policy picks destinations by power, blind to groups: the controller's check sends
+    the move to a host that keeps the rule and says which it avoided."""
+    _soft_pool(svc, "thr-mmt-0.5")
+    rep = svc.controller.reconcile(T0)
+    m = {x["workload"]: x for x in rep.migrations}["demo/a"]
+    assert m["to"] == "h2" and m["rule"] == "thr"
+    assert m["figures"]["soft_penalty"] == 0.0 and m["figures"]["soft_penalty_planned"] == 1.0
+    assert m["alternatives"][0].startswith("h1 (planned; it bends soft-anti-affinity of group g")
+    _run_tasks(svc)
+    hosts = {w.name: w.host for w in svc.workloads.list_workloads("demo")}
+    assert hosts["a"] != hosts["b"]
+    moved = [e for e in svc.events.list_events(limit=50) if e.kind == "controller.migrate"
+             and e.subject == "workload/demo/a"]
+    assert moved and moved[0].data["figures"]["soft_penalty_planned"] == 1.0  # the event explains it
+
+
+def test_a_move_with_no_way_to_keep_a_soft_rule_is_bent_and_pays_for_it(svc: Services) -> None:
+    # two hosts: a can only go where b is; the imbalance move bends the rule, says so and pays
+    _soft_pool(svc, "adaptive", hosts=2)
+    rep = svc.controller.reconcile(T0)
+    m = {x["workload"]: x for x in rep.migrations}["demo/a"]
+    assert m["to"] == "h1" and m["figures"]["soft_penalty"] == 1.0
+    assert m["figures"]["soft_cost"] == pytest.approx(0.02)
+    assert m["alternatives"][0] == ("bends soft-anti-affinity of group g: 1 more member(s) together with "
+                                    "it: no powered-on host keeps the rule")
+
+
+def test_a_balancing_move_pays_the_soft_cost(svc: Services) -> None:
+    # ...and with a high soft cost the imbalance pass holds a rather than bend the rule
+    _soft_pool(svc, "adaptive", hosts=2, soft_cost=10.0)
+    rep = svc.controller.reconcile(T0)
+    assert "demo/a" not in {x["workload"] for x in rep.migrations}
+    assert rep.migrations  # the others still balance
+    assert any(h["workload"] == "demo/a" for h in rep.held)

@@ -78,8 +78,8 @@ def test_creations_and_deletions_survive_host_kills_and_partitions(lite):
                 if now - t > 1.5:
                     d.revive(h)
                     del down[h]
-            for h, t in list(cut.items()):
-                if now - t > rng.choice((0.15, 1.0)):  # short: heals while suspect; long: fenced
+            for h, t in list(cut.items()):  # short: heals while suspect; long: fenced
+                if now > t:  # (its length is drawn once, when it is cut)
                     d.partition(h, cut=False)
                     del cut[h]
             healthy = [h for h in names if h not in down and h not in cut]
@@ -94,7 +94,7 @@ def test_creations_and_deletions_survive_host_kills_and_partitions(lite):
                         d.inject("fence", h, times=2)  # the first fences fail: it must not restart
                         stats["fence_faults"] += 1
                     d.partition(h)
-                    cut[h] = now
+                    cut[h] = now + rng.choice((0.15, 1.0))  # when it heals
                     stats["partitioned"] += 1
             with d._lock:  # never two running copies, at any instant
                 seen: dict[str, int] = {}

@@ -88,11 +88,11 @@ def test_a_group_created_between_resolve_and_claim_is_resolved_again(lite: Servi
     decide = lite.workloads._decide
     rival: list[tuple[str, str]] = []  # (name, group) of the request that gets in between
 
-    def racing(spec: Any, *args: Any) -> Any:  # args: _decide's explain flag
+    def racing(spec: Any, *args: Any, **kwargs: Any) -> Any:  # _decide's explain flag, the view
         if rival:
             name, group = rival.pop()
             lite.workloads.create_workload("demo", name, flavor="unit", group=group, group_policy="affinity")
-        return decide(spec, *args)
+        return decide(spec, *args, **kwargs)
 
     monkeypatch.setattr(lite.workloads, "_decide", racing)
     rival.append(("first", "g"))

@@ -108,11 +108,16 @@ class RateLimiter:
         return len(self._buckets)
 
 
-def rate_limiter(request: Request) -> RateLimiter:
-    """The app's limiter, as a dependency: a route that takes it is rate limited, and the OpenAPI
-    document declares its 429 (api/openapi.py)."""
+def limiter_of(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
+
+
+async def rate_limiter(request: Request) -> RateLimiter:
+    """The app's limiter, as a dependency: a route that takes it is rate limited, and the OpenAPI
+    document declares its 429 (api/openapi.py). Async: a plain `def` dependency costs a thread-pool
+    hop per request, for a lookup (the route's own code calls `check`, in its thread)."""
+    return limiter_of(request)
 
 
 Limiter = Annotated[RateLimiter, Depends(rate_limiter)]

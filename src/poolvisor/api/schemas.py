@@ -38,6 +38,15 @@ from poolvisor.api.fields import (
     ResourceName,
     StrictModel,
 )
+from poolvisor.api.share_schemas import (
+    LIMIT_DOC,
+    RESERVATION_DOC,
+    SHARES_DOC,
+    Amounts,
+    ResourceSpecOut,
+    Shares,
+    Weight,
+)
 from poolvisor.domain.text import NAME_PATTERN
 
 __all__ = ["MAX_MAP_ENTRIES", "NAME_PATTERN", "RESOURCE_PATTERN", "Amount", "Name", "Ratio", "ResourceName"]
@@ -186,11 +195,13 @@ class FlavorOut(_Out):
 
 class ProjectCreate(_In):
     name: Name
+    weight: Weight | None = None  # fair-share weight in the queue (drf), 1 when absent
 
 
 class ProjectOut(_Out):
     name: str
     workloads: int
+    weight: float = 1.0
 
 
 MAX_TOKEN_EXPIRES_IN_S = 10 * 366 * 86400  # = services.auth.MAX_EXPIRES_IN_S
@@ -275,9 +286,11 @@ class ExplanationOut(BaseModel):
     """Why a host was chosen (or none): per-filter rejections, then the best candidates' scores."""
 
     model_config = ConfigDict(extra="allow")
-    hosts_considered: int
-    filters: list[FilterReportOut]
-    candidates: int
+    # defaults: an explanation written without a placement decision (HA's "restart on h failed",
+    # a repair) still renders; a listing never fails on one workload's explanation
+    hosts_considered: int = 0
+    filters: list[FilterReportOut] = []
+    candidates: int = 0
     top: list[CandidateOut] = []
     rule: str = ""
     summary: str = ""
@@ -316,6 +329,9 @@ class WorkloadCreate(_In):
                        "queue entry) and create it when capacity frees, in the pool's queue discipline")
     duration_s: Annotated[float, Field(gt=0, le=315_360_000)] | None = Field(
         default=None, description="declared run time in seconds (the sjf discipline serves short ones first)")
+    reservation: Amounts | None = Field(default=None, description=RESERVATION_DOC)
+    limit: Amounts | None = Field(default=None, description=LIMIT_DOC)
+    shares: Shares | None = Field(default=None, description=SHARES_DOC)
 
     @model_validator(mode="after")
     def _rules(self) -> WorkloadCreate:
@@ -342,6 +358,9 @@ class WorkloadOut(_Out):
     priority_class: str = "normal"
     state_reason: str | None = Field(default=None, description="why the system put it in its state "
                                      "(e.g. preempted by which workload)")
+    resources: dict[str, ResourceSpecOut] | None = Field(
+        default=None, description="declared reservation, limit and shares per resource (its demand is "
+        "what the pool's allocation policy set aside); null: none declared")
 
 
 class MigrateRequest(_In):

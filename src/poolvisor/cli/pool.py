@@ -106,6 +106,18 @@ def queue_discipline(name: PoolArg, discipline: Annotated[str, typer.Argument(
     say("pool {}: queue discipline {}", r["pool"], r["discipline"])
 
 
+@app.command("allocation-policy")
+def allocation_policy(name: PoolArg, policy: Annotated[str | None, typer.Argument(
+        help="min (the reservation), max (the limit) or balanced; omitted: show it",
+        show_default=False)] = None,
+        url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Show or set (admin) what placement sets aside for workloads declaring reservation/limit/shares."""
+    with Api(url, token) as api:
+        r = api.get(api_path("pools", name, "allocation-policy")) if policy is None else \
+            api.put(api_path("pools", name, "allocation-policy"), {"policy": policy})
+    say("pool {}: allocation policy {}", r["pool"], r["policy"])
+
+
 @app.command()
 def consolidate(
     name: PoolArg,

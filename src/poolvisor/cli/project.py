@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from poolvisor.cli.client import Api, JsonOpt, TokenOpt, UrlOpt, api_path, name_argument
+from poolvisor.cli.parse import number
 from poolvisor.cli.render import emit_json, printable, say, table
 
 app = typer.Typer(help="Projects own workloads (client of the REST API).", no_args_is_help=True)
@@ -21,18 +22,42 @@ def list_(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) 
     if as_json:
         emit_json(projects)
     else:
-        table("Projects", ("name", "workloads"), [(p["name"], p["workloads"]) for p in projects])
+        table("Projects", ("name", "workloads", "weight"),
+              [(p["name"], p["workloads"], f"{p.get('weight', 1.0):g}") for p in projects])
+
+
+WeightOpt = Annotated[float | None, typer.Option(
+    "--weight", help="Fair-share weight in the queue (drf): 2 is served twice the share of 1 [default: 1]",
+    parser=number, show_default=False)]
 
 
 @app.command()
-def create(name: ProjectArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def create(name: ProjectArg, weight: WeightOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+           as_json: JsonOpt = False) -> None:
     """Create a project (admin)."""
+    body: dict[str, Any] = {"name": name}
+    if weight is not None:
+        body["weight"] = weight
     with Api(url, token) as api:
-        p = api.post(api_path("projects"), {"name": name})
+        p = api.post(api_path("projects"), body)
     if as_json:
         emit_json(p)
     else:
         say("project {} created", p["name"])
+
+
+@app.command("set-weight")
+def set_weight(name: ProjectArg,
+               weight: Annotated[float, typer.Argument(help="Weight, > 0 (every project starts at 1)",
+                                                       parser=number, show_default=False)],
+               url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Set the project's weight in the fair share between projects of one class (admin)."""
+    with Api(url, token) as api:
+        p = api.put(api_path("projects", name, "weight"), {"weight": weight})
+    if as_json:
+        emit_json(p)
+    else:
+        say("project {}: fair-share weight {}", p["name"], f"{p['weight']:g}")
 
 
 @app.command()

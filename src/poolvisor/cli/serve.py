@@ -258,6 +258,8 @@ def serve(
         sock.close()
         raise
     try:
+        svc.store.start_checkpointer()  # SQLite: WAL checkpoints off the writers' path (store/engine.py)
+        svc.store.start_group_commit()  # SQLite: concurrent creates/deletes share commits (store/group.py)
         for line in svc.repair.run():  # what died with an earlier process; the sweep does the rest
             typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:

@@ -17,6 +17,7 @@ from rich.table import Table
 from poolvisor.cli.parse import number
 from poolvisor.cli.simulate_paper import run_paper
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.queueing import check_discipline
 from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
@@ -31,6 +32,9 @@ JsonOpt = typer.Option(False, "--json", help="Print one JSON object instead of a
 ReportOpt = typer.Option(None, "--report", help="Write a self-contained HTML report (table and plots)")
 SamplesOpt = typer.Option(300, "--samples", min=2, help="Metric samples over the run (time series points)")
 CheckOpt = typer.Option(False, "--check", help="Verify capacity invariants after every event (slow)")
+QueueOpt = typer.Option(None, "--queue", help="Arrivals that do not fit wait instead of being rejected, "
+                        "served in this discipline (fifo, priority, sjf, round-robin, drf, ps-n: the live "
+                        "queue's code); wait times per class and project are reported")
 
 
 def _default(name: str) -> Path:
@@ -38,13 +42,16 @@ def _default(name: str) -> Path:
 
 
 def _run(
-    scn: sc.Scenario, policy: str, as_json: bool, report: Path | None, samples: int, check: bool
+    scn: sc.Scenario, policy: str, as_json: bool, report: Path | None, samples: int, check: bool,
+    queue: str | None = None,
 ) -> None:
     names = policy_names(policy)
+    if queue is not None:
+        check_discipline(queue)
     results: list[OnlineResult] = []
     total = len(scn.workload) * len(names)
     if as_json:
-        results = sc.run(scn, names, samples=samples, check=check)
+        results = sc.run(scn, names, samples=samples, check=check, queue=queue)
     else:
         err = Console(stderr=True)
         cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -56,7 +63,7 @@ def _run(
 
             for name in names:
                 bar.update(task, description=f"{scn.name}: {name}")
-                results.extend(sc.run(scn, [name], samples=samples, check=check, progress=tick))
+                results.extend(sc.run(scn, [name], samples=samples, check=check, progress=tick, queue=queue))
     command = "poolvisor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if report is not None:
         title = f"Online packing: {scn.name}"
@@ -86,8 +93,26 @@ def _run(
         if r.reasons:
             why = ", ".join(f"{k} {v:,}" for k, v in sorted(r.reasons.items(), key=lambda kv: -kv[1]))
             con.print(f"  {r.policy} rejected: {why}")
+    for r in results:
+        if r.queue is not None:
+            con.print(_wait_table(r))
     if report is not None:
         con.print(f"report written to {report}")
+
+
+def _wait_table(r: OnlineResult) -> Table:
+    """Wait times of the jobs that waited, per priority class and per project."""
+    assert r.queue is not None
+    t = Table(title=f"{r.policy}: queue ({r.queue['discipline']}), waits in {r.time_unit}")
+    for c in ("class / project", "waited", "served", "mean wait", "p95 wait", "max wait", "waiting at end"):
+        t.add_column(c, justify="left" if c == "class / project" else "right")
+    groups = [("all", r.queue["all"])] + [(f"class {k}", v) for k, v in r.queue["by_class"].items()] + \
+        [(f"project {k}", v) for k, v in r.queue["by_project"].items()]
+    for label, v in groups:
+        t.add_row(label, _cell(v["waited"]), _cell(v["served"]),
+                  *[_cell(float("nan") if v[k] is None else round(v[k], 2))
+                    for k in ("mean_wait", "p95_wait", "max_wait")], _cell(v["waiting_at_end"]))
+    return t
 
 
 def _cell(v: Any) -> str:
@@ -129,13 +154,17 @@ def alibaba(
     report: Path | None = ReportOpt,
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
+    queue: str | None = QueueOpt,
 ) -> None:
-    """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its real nodes."""
+    """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its real nodes (classes from QoS:
+    Guaranteed high, LS normal, Burstable low, BE spot)."""
     if setup == "paper":
         opts = (("--mode", mode), ("--speedup", speedup), ("--limit", limit))
         given = [n for n, v in opts if v is not None]
         if check:
             given.append("--check")
+        if queue is not None:
+            given.append("--queue")
         if given:
             raise InvalidInputError(f"{', '.join(given)} do not apply to --setup paper")
         run_paper(directory, policy, seeds or "42-51", at or "100,130", load, as_json, report)
@@ -149,7 +178,7 @@ def alibaba(
         raise InvalidInputError(f"--mode {mode!r}: use replay or fill")
     scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup or 1.0,
                      load=load, seed=seed, limit=limit)
-    _run(scn, policy, as_json, report, samples, check)
+    _run(scn, policy, as_json, report, samples, check, queue)
 
 
 def azure(
@@ -166,6 +195,7 @@ def azure(
     report: Path | None = ReportOpt,
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
+    queue: str | None = QueueOpt,
 ) -> None:
     """Azure V1 VM flavour arrivals (with durations) on a fixed fleet."""
     if duration not in ("mid", "low", "high"):
@@ -175,7 +205,7 @@ def azure(
         how = "high"
     scn = sc.azure(directory, hosts=hosts, vcpu=host_vcpu, memory_gb=host_mem_gb, fleet=fleet,
                    limit_bins=limit_bins, duration=how)
-    _run(scn, policy, as_json, report, samples, check)
+    _run(scn, policy, as_json, report, samples, check, queue)
 
 
 def google(
@@ -186,9 +216,11 @@ def google(
     report: Path | None = ReportOpt,
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
+    queue: str | None = QueueOpt,
 ) -> None:
-    """Google 2011 task instances on the machines of its machine events (with removals)."""
-    _run(sc.google(directory, limit=limit), policy, as_json, report, samples, check)
+    """Google 2011 task instances on the machines of its machine events (with removals); projects
+    are the trace's users, classes its priority bands (0-1 spot, 2-8 normal, 9-10 high, 11 system)."""
+    _run(sc.google(directory, limit=limit), policy, as_json, report, samples, check, queue)
 
 
 def register(app: typer.Typer) -> None:

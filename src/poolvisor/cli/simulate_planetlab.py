@@ -11,8 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from poolvisor.cli.errors import fail
 from poolvisor.cli.parse import number
+from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.balancing.adaptive import DEFAULT_BALANCING_POLICY
+from poolvisor.policies.balancing.limits import Limits
 from poolvisor.sim.result import SimResult
 
 _ROWS = (
@@ -41,6 +44,38 @@ def _table(res: SimResult) -> Table:
     if res.rules:
         table.add_row("migrations by rule", ", ".join(f"{k}: {v:,}" for k, v in sorted(res.rules.items())))
     return table
+
+
+_LIMIT_KEYS = {"per_host": "per_host", "per_pool": "per_pool", "cooldown": "cooldown_s"}
+
+
+def parse_limits(text: str) -> Limits:
+    """`--limits`: 'controller' (Limits() as the controller has it) or per_host=N,per_pool=N,cooldown=S."""
+    t = text.strip().lower()
+    if t == "controller":
+        return Limits()
+    kw: dict[str, float | int] = {}
+    for part in (p.strip() for p in t.split(",") if p.strip()):
+        k, sep, v = part.partition("=")
+        if not sep or k.strip() not in _LIMIT_KEYS:
+            raise fail(f"--limits: expected 'controller' or per_host=N,per_pool=N,cooldown=S; got {text!r}")
+        try:
+            val = number(v.strip())
+        except ValueError as e:
+            raise fail(f"--limits: {k.strip()}: {e}") from None
+        name = _LIMIT_KEYS[k.strip()]
+        if name != "cooldown_s":
+            if val != int(val):
+                raise fail(f"--limits: {k.strip()} must be a whole number")
+            kw[name] = int(val)
+        else:
+            kw[name] = val
+    if not kw:
+        raise fail("--limits: give 'controller' or at least one of per_host, per_pool, cooldown")
+    try:
+        return Limits(**kw)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise fail(f"--limits: {e}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -77,15 +112,39 @@ def register(app: typer.Typer) -> None:
             min=0,
             help="Default mode: try at most this many underloaded hosts per step (default: all of them)",
         ),
+        limits: str | None = typer.Option(
+            None,
+            "--limits",
+            help="Default mode: the live controller's balancing limits on every migration: 'controller' "
+            "(its defaults) or per_host=N,per_pool=N,cooldown=S (the rest as the controller's)",
+        ),
+        contention: str = typer.Option(
+            "proportional",
+            "--contention",
+            help="How an overloaded host shares its CPU: proportional (CloudSim: every VM scaled alike) "
+            "or shares (default mode: reservations first, then shares by VM size; docs/scheduling.md)",
+        ),
+        reserve: float | None = typer.Option(
+            None,
+            "--reserve",
+            parser=number,
+            help="With --contention shares: the fraction of its MIPS each VM reserves, 0..1 [default: 0]",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
         report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report"),
     ) -> None:
         """Replay a PlanetLab day under a consolidation policy and print energy, SLA and migrations."""
         from poolvisor.sim.planetlab import simulate_planetlab
 
+        if contention not in ("proportional", "shares"):
+            raise InvalidInputError(f"--contention {contention!r}: use proportional or shares")
+        if reserve is not None and contention != "shares":
+            raise InvalidInputError("--reserve needs --contention shares")
+        shares_reserve = (reserve if reserve is not None else 0.0) if contention == "shares" else None
         simulate = partial(
             simulate_planetlab, directory, policy, param, compat, seed=seed, hosts=hosts, check_ram=check_ram,
-            underload_limit=underload_limit,
+            underload_limit=underload_limit, limits=None if limits is None else parse_limits(limits),
+            reserve=shares_reserve,
         )  # fmt: skip
         if as_json:
             res = simulate()

@@ -94,9 +94,16 @@ def create(
         "When nothing fits now, wait in the pool's queue (created when capacity frees)."))] = False,
     duration: Annotated[float | None, typer.Option(
         parser=number, help="Declared run time in seconds (for sjf).")] = None,
+    reservation: Annotated[str | None, typer.Option(help=(
+        "Guaranteed minimum per resource, e.g. 'vcpu=1' [default: the limit]"))] = None,
+    limit: Annotated[str | None, typer.Option(help=(
+        "Most it may use per resource, e.g. 'vcpu=4' [default: the demand]"))] = None,
+    shares: Annotated[str | None, typer.Option(help=(
+        "Weight under contention per resource, e.g. 'vcpu=2000' [default: 1000]"))] = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Place and create a workload; prints where it went and why."""
+    """Place and create a workload; prints where it went and why. With --reservation, --limit or
+    --shares, the pool's allocation policy (min, max, balanced) decides what is set aside."""
     if (flavor is None) == (demand is None):
         raise fail("give exactly one of --flavor or --demand")
     body: dict[str, Any] = {
@@ -107,6 +114,9 @@ def create(
         "required_labels": parse_map(require, "--require", str) if require else None,
         "forbidden_labels": parse_map(forbid, "--forbid", str) if forbid else None, "pool": pool,
         "networks": network or None, "wait": queue or None, "duration_s": duration,
+        "reservation": parse_map(reservation, "--reservation", float) if reservation else None,
+        "limit": parse_map(limit, "--limit", float) if limit else None,
+        "shares": parse_map(shares, "--shares", float) if shares else None,
     }
     with Api(url, token) as api:
         w = api.post(api_path("workloads"), {k: v for k, v in body.items() if v is not None},

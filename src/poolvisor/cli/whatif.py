@@ -48,7 +48,21 @@ def whatif(
         None, "--history", help=".npz: 'vms' (names), 'util' (VMs x steps, 0..1), optional 'interval_s' "
         "[default: the utilization recorded in the store]", show_default=False,
     ),
-    policies: str = typer.Option("lr-mmt", "--policies", help="Comma-separated, e.g. thr-mmt,lr-mmt"),
+    policies: str | None = typer.Option(
+        None, "--policies",
+        help="Comma-separated, e.g. thr-mmt,lr-mmt: the simulator's replay [default: lr-mmt]",
+        show_default=False),
+    policy: str | None = typer.Option(
+        None, "--policy", help="Digital twin: replay the window through the controller loop itself with "
+        "this policy (adaptive, thr-mmt, lr-mmt, pack, spread, ...) and compare with what happened",
+        show_default=False),
+    hours: float | None = typer.Option(None, "--hours", parser=number,
+        help="Digital twin: the window, the last H hours [default: 24]", show_default=False),
+    round_s: float | None = typer.Option(None, "--round", parser=number,
+        help="Digital twin: seconds between the controller's rounds [default: --interval]",
+        show_default=False),
+    boot_s: float = typer.Option(60.0, "--boot", parser=number,
+        help="Digital twin: seconds a standby host takes to boot"),
     param: float | None = typer.Option(None, "--param", help="Parameter for every policy (default: its own)",
         parser=number),
     pool: str | None = typer.Option(None, "--pool", help="Pool to replay (default: every host)"),
@@ -67,8 +81,20 @@ def whatif(
 ) -> None:
     """Compare the pool as it runs (no migrations) with consolidation policies on its own history.
 
-    VMs without any recorded utilization replay at their full vCPU reservation (listed after the table).
+    With --policy: the digital twin (the controller loop itself on a simulated clock over the last
+    --hours, against what the store recorded). VMs without any recorded utilization replay at their
+    full vCPU reservation (listed after the table).
     """
+    if policy is not None:
+        if history is not None or steps is not None or since is not None or fresh or report is not None \
+                or policies is not None:
+            raise fail("--policy (the digital twin) takes --hours, --param, --pool, --interval, --round, "
+                       "--boot, --json; not --policies, --history, --steps, --since, --fresh or --report")
+        _twin(db, pool, policy, param, 24.0 if hours is None else hours, interval, round_s, boot_s, json_out)
+        return
+    if hours is not None or round_s is not None:
+        raise fail("--hours and --round go with --policy (the digital twin)")
+    policies = policies or "lr-mmt"
     from poolvisor.services import open_services
     from poolvisor.sim.whatif import (
         NO_HISTORY_RULE,
@@ -127,3 +153,45 @@ def whatif(
                    f"replay at {NO_HISTORY_RULE}: {shown}")
     if written is not None:
         typer.echo(f"report: {written}")
+
+
+TWIN_SHOWN = ("energy_kwh", "slatah", "pdm", "slav", "esv", "migrations", "hosts_on_mean", "hosts_on_max")
+
+
+def _twin(db: str | None, pool: str | None, policy: str, param: float | None, hours: float, interval: float,
+          round_s: float | None, boot_s: float, json_out: bool) -> None:
+    """`whatif --policy`: run the digital twin (sim/twin.py) and print both sides."""
+    from poolvisor.services import open_services
+    from poolvisor.sim.twin import run_twin
+
+    svc = open_services(db)
+    try:
+        r = run_twin(svc, pool, policy, hours, param=param, interval_s=interval, round_s=round_s,
+                     boot_s=boot_s)
+    finally:
+        svc.close()
+    if json_out:
+        typer.echo(json.dumps(r.to_dict()))
+        return
+    start = datetime.fromtimestamp(r.start_s, UTC)
+    t = Table(title=f"digital twin: {r.vms} workloads on {r.hosts} hosts, {hours:g} h from "
+              f"{start:%Y-%m-%d %H:%M} UTC ({r.steps} steps of {r.interval_s:g} s, {r.rounds} controller "
+              f"rounds every {r.round_s:g} s)")
+    t.add_column("")
+    for k in TWIN_SHOWN:
+        t.add_column(k, justify="right")
+    t.add_row("actual (recorded)", *(_cell(r.actual[k]) for k in TWIN_SHOWN))
+    t.add_row(f"twin: {r.policy}", *(_cell(r.twin[k]) for k in TWIN_SHOWN))
+    t.add_row("change", *(_change(r.actual[k], r.twin[k]) for k in TWIN_SHOWN))
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    if r.without_history:
+        typer.echo(f"note: {len(r.without_history)} workload(s) have no recorded utilization and replay at "
+                   f"their whole vCPU reservation: {', '.join(r.without_history[:MAX_NAMED])}")
+    for n in r.notes:
+        typer.echo(f"note: {n}")
+
+
+def _change(a: Any, b: Any) -> str:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a:
+        return f"{100 * (b - a) / abs(a):+.1f} %"
+    return "" if a == b else f"{b - a:+.4g}"

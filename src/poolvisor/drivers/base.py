@@ -35,6 +35,9 @@ class DriverWorkload:
     kind: str
     demand: Mapping[str, float]  # vcpu, memory_mib, disk_gib... (what the guest is sized by)
     flavor: str | None = None
+    # per resource {"reservation", "limit", "shares"} when declared (services/shares.py); None:
+    # the demand is reservation and limit, shares normal
+    spec: Mapping[str, Mapping[str, float]] | None = None
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ class WorkloadSample:
     memory_used_mb: float
     memory_mb: float = 0.0           # configured / current balloon size
     cpu_time_s: float | None = None  # cumulative, when the hypervisor reports it
+    # what the host grants it per resource now (policies/shares.py: reservation, then shares up to
+    # its limit when the host is short); empty when the driver does not model contention
+    granted: dict[str, float] = field(default_factory=dict)
 
 
 class MigrationState(enum.StrEnum):

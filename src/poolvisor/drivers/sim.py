@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
+import numpy as np
+
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.drivers.balloon import SimBalloon
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
@@ -49,6 +51,7 @@ from poolvisor.drivers.protocols import (
     VolumeSpec,
     WorkloadSample,
 )
+from poolvisor.policies import shares as share_policy
 
 OPERATIONS = ("create", "start", "stop", "suspend", "resume", "delete", "migrate", "fence", "snapshot",
               "restore", "export", "import")
@@ -414,6 +417,9 @@ class SimDriver:
 
     # ---- WorkloadStats, Balloon, VolumeAttach, NicAttach ---------------------------------------
     def workload_stats(self, host: str) -> dict[str, WorkloadSample]:
+        """Per guest: its CPU use (the utilization it asks for) and what the host grants it
+        (`granted`): the shares core over the running guests' demands (util x its vCPU limit, its
+        limit of every other resource) against the host's capacity."""
         with self._lock:
             h = self._live(host)
             out = {}
@@ -423,7 +429,22 @@ class SimDriver:
                 run = g.state == "running"
                 util = self._util(k, g) if run else 0.0
                 out[k] = WorkloadSample(k, g.state, util, cur if g.state != "stopped" else 0.0, cur)
-            return out
+            granted = self._granted(h, {k: s.cpu_util for k, s in out.items()})
+            return {k: replace(s, granted=granted.get(k, {})) for k, s in out.items()}
+
+    def _granted(self, h: SimHost, util: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        running = [(k, g) for k, g in h.guests.items() if g.state == "running"]
+        cap = h.capacity or self.node_capacity
+        names = sorted({r for _, g in running for r in g.workload.demand} & set(cap))
+        if not running or not names:
+            return {}
+        res, lim, sh = share_policy.spec_columns(
+            [(g.workload.demand, g.workload.spec) for _, g in running], names)
+        want = lim.copy()
+        if "vcpu" in names:  # CPU is what a guest uses in part; the rest it holds whole
+            want[:, names.index("vcpu")] *= [util[k] for k, _ in running]
+        got = share_policy.grant(want, res, lim, sh, np.array([float(cap[r]) for r in names]))
+        return {k: dict(zip(names, map(float, got[i]), strict=True)) for i, (k, _) in enumerate(running)}
 
     def guest_memory(self, host: str, workload: DriverWorkload) -> GuestMemory:
         with self._lock:

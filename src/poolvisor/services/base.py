@@ -208,11 +208,12 @@ class ServiceBase:
                 demand={str(k): float(v) for k, v in w.demand.items()}, priority=w.priority,
                 group=groups.get(w.group_id) if w.group_id is not None else None,
                 created_at=as_utc(w.created_at), explanation=w.explanation, gpus=gpus.get(w.id, []),
-                priority_class=w.priority_class, state_reason=w.state_reason,
+                priority_class=w.priority_class, state_reason=w.state_reason, resources=w.resource_spec,
             )
             for w in rows
         ]
 
     @staticmethod
     def _driver_workload(project: str, w: WorkloadRow) -> DriverWorkload:
-        return DriverWorkload(f"{project}/{w.name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
+        return DriverWorkload(f"{project}/{w.name}", w.kind, {str(k): float(v) for k, v in w.demand.items()},
+                              spec=w.resource_spec)

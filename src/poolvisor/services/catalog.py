@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,16 @@ def check_demand(res: ResourceSet, demand: dict[str, float] | None, what: str = 
     if not np.any(vec > 0):
         raise InvalidInputError(f"{what} must request a positive amount of at least one resource")
     return {n: float(v) for n, v in zip(res.names, vec, strict=True) if v > 0}
+
+
+MAX_WEIGHT = 1e6
+
+
+def check_weight(weight: float) -> float:
+    """A fair-share weight: a finite number in (0, 1e6] (bool is not a number here)."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < float(weight) <= MAX_WEIGHT:
+        raise InvalidInputError(f"weight must be a number in (0, {MAX_WEIGHT:g}]")
+    return float(weight)
 
 
 def flush_unique(s: Session, message: str) -> None:
@@ -189,16 +199,30 @@ class CatalogService(ServiceBase):
         self._write(tx)
 
     # ---- projects ----------------------------------------------------------------------------
-    def create_project(self, name: str) -> ProjectRecord:
+    def create_project(self, name: str, weight: float | None = None) -> ProjectRecord:
         check_name("project", name)
+        w = 1.0 if weight is None else check_weight(weight)
 
         def tx(s: Session) -> ProjectRecord:
             if s.scalars(select(ProjectRow.id).filter_by(name=name)).first() is not None:
                 raise ConflictError(f"project {name!r} already exists")
-            s.add(ProjectRow(name=name))
+            s.add(ProjectRow(name=name, weight=w))
             flush_unique(s, f"project {name!r} already exists")
             self._event(s, "project.created", f"project/{name}", f"project {name} created", project=name)
-            return ProjectRecord(name, 0)
+            return ProjectRecord(name, 0, w)
+
+        return self._write(tx)
+
+    def set_project_weight(self, name: str, weight: float) -> ProjectRecord:
+        """The project's weight in the fair share of its class (the queue's drf discipline)."""
+        w = check_weight(weight)
+
+        def tx(s: Session) -> ProjectRecord:
+            p = self._project(s, name)
+            s.execute(update(ProjectRow).where(ProjectRow.id == p.id).values(weight=w))
+            self._event(s, "project.weight", f"project/{name}", f"project {name}: fair-share weight {w:g}",
+                        project=name, data={"weight": w})
+            return self._project_records(s, name)[0]
 
         return self._write(tx)
 
@@ -214,12 +238,12 @@ class CatalogService(ServiceBase):
 
     @staticmethod
     def _project_records(s: Session, name: str | None) -> list[ProjectRecord]:
-        q = (select(ProjectRow.name, func.count(WorkloadRow.id))
+        q = (select(ProjectRow.name, func.count(WorkloadRow.id), ProjectRow.weight)
              .outerjoin(WorkloadRow, WorkloadRow.project_id == ProjectRow.id)
-             .group_by(ProjectRow.id, ProjectRow.name).order_by(ProjectRow.name))
+             .group_by(ProjectRow.id, ProjectRow.name, ProjectRow.weight).order_by(ProjectRow.name))
         if name is not None:
             q = q.where(ProjectRow.name == name)
-        return [ProjectRecord(n, int(c)) for n, c in s.execute(q)]
+        return [ProjectRecord(n, int(c), float(w)) for n, c, w in s.execute(q)]
 
 
 def _floats(d: dict[str, Any]) -> dict[str, float]:

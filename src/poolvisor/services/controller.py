@@ -39,10 +39,11 @@ from sqlalchemy.orm import Session
 from poolvisor.domain.errors import InvalidInputError, PoolvisorError
 from poolvisor.domain.models import GroupPolicy, HostState
 from poolvisor.drivers.base import DriverError
-from poolvisor.drivers.protocols import POWER_BOOTING, POWER_ON, Capability, supports
+from poolvisor.drivers.protocols import POWER_BOOTING, Capability, supports
 from poolvisor.policies.balancing.actions import MIGRATE, Action, Explanation
 from poolvisor.policies.balancing.limits import Limits, admit, imbalance, move_gains
 from poolvisor.policies.balancing.planner import SpreadPolicy, plan_balancing
+from poolvisor.policies.balancing.soft import describe, rules_of, soft_penalty
 from poolvisor.policies.balancing.view import LIVE_CPU_SCALE, LIVE_POWER, BalancingView
 from poolvisor.policies.placement import Request
 from poolvisor.policies.placement.pipeline import run_filters
@@ -50,6 +51,7 @@ from poolvisor.services.base import ServiceBase
 from poolvisor.services.batch import BatchService, balancing_policy
 from poolvisor.services.catalog import CatalogService
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.host_power import HostPowerService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.placement_cache import group_key
 from poolvisor.services.records import RUNNING, TASK_QUEUED, TASK_RUNNING, TASK_SUCCEEDED
@@ -78,7 +80,9 @@ class ControllerConfig:
     switched off while the pool stays under ``band_high`` and on when it goes above;
     ``spread_gap``: the imbalance pass's trigger; ``power``: power management on;
     ``min_hosts``: hosts kept on per pool; ``spare_hosts``: empty hosts kept on (headroom for
-    new workloads while a standby host boots); ``bandwidth_mibps``: a migration's speed (its cost)."""
+    new workloads while a standby host boots); ``bandwidth_mibps``: a migration's speed (its cost);
+    ``soft_cost``: what a balancing move pays, in imbalance, per soft-affinity/anti-affinity pair it
+    breaks (policies/balancing/soft.py; the planner's spread policy weighs the same pairs)."""
 
     policy: str = "adaptive"
     limits: Limits = field(default_factory=Limits)
@@ -89,12 +93,15 @@ class ControllerConfig:
     min_hosts: int = 1
     spare_hosts: int = 1
     bandwidth_mibps: float = 1250.0
+    soft_cost: float = 0.02
 
     def __post_init__(self) -> None:
         if not 0 <= self.band_low < self.band_high <= 1:
             raise InvalidInputError("the controller's band must satisfy 0 <= low < high <= 1")
         if self.spare_hosts < 0:
             raise InvalidInputError("spare_hosts must be >= 0")
+        if not self.soft_cost >= 0:
+            raise InvalidInputError("soft_cost must be >= 0")
         if self.min_hosts < 1 or not self.bandwidth_mibps > 0 or not self.spread_gap > 0:
             raise InvalidInputError("min_hosts >= 1, bandwidth > 0 and spread gap > 0 are required")
         balancing_policy(self.policy, None)  # 422 for an unknown policy, now
@@ -148,11 +155,13 @@ class ControllerService(ServiceBase):
         tasks: TaskService,
         utilization: UtilizationService,
         batch: BatchService,
+        host_power: HostPowerService,
         config: ControllerConfig | None = None,
     ) -> None:
         super().__init__(ctx)
         self.catalog, self.hosts, self.workloads = catalog, hosts, workloads
         self.tasks, self.utilization, self.batch = tasks, utilization, batch
+        self.host_power = host_power  # standby hosts back up once booted (shared with the queue)
         self.config = config or ControllerConfig()
 
     # ---- status, pause, resume -----------------------------------------------------------------
@@ -248,18 +257,8 @@ class ControllerService(ServiceBase):
     # ---- power ---------------------------------------------------------------------------------
     def _power_sync(self, rep: RoundReport) -> None:
         """Standby hosts whose driver reports them on (booted after a power-on) are up again."""
-        for h in self.hosts.list_hosts():
-            if h.state != HostState.STANDBY.label or not supports(
-                self.drivers.driver_of(h.name), Capability.POWER
-            ):
-                continue
-            try:
-                on = self.drivers.power(h.name).power_state(h.name) == POWER_ON
-            except DriverError:
-                continue
-            if on:
-                self.hosts.mark_state(h.name, HostState.UP, "host.state", "booted: back in the pool")
-                rep.power.append({"host": h.name, "action": "up", "rule": "booted"})
+        for h in self.host_power.sync():
+            rep.power.append({"host": h, "action": "up", "rule": "booted"})
 
     # ---- one pool ------------------------------------------------------------------------------
     def _pool_round(self, pool: str, now: float, rep: RoundReport, latest: dict[str, float]) -> None:
@@ -279,6 +278,7 @@ class ControllerService(ServiceBase):
         active = up  # powered-on hosts (standby ones are out of the balance)
         rep.imbalance[pool] = round(imbalance(load, active), 4)
         works = self._works(keys)
+        view.soft = rules_of({r: _rule(works.get(k)) for r, k in enumerate(keys)}) or None
         hist = self._history(now)
         busy = np.zeros(st.n, dtype=np.int64)
         pool_busy = 0
@@ -353,10 +353,14 @@ class ControllerService(ServiceBase):
         after = used.copy()
         feasible: list[Action] = []
         blocked_src: set[int] = set()
+        soft_of: dict[int, float] = {}  # id(action) -> soft pairs it breaks (net)
         for a in moves:
             w = works.get(keys[a.workload])
             wl = wls[:, a.workload]
             why: str | None = None
+            if w is not None and _rule(w) is not None:
+                a = self._soft(a, w, full, st, after, wl, cap, active)
+                soft_of[id(a)] = float(a.explanation.figures.get("soft_penalty", 0.0))
             if a.rule in EVACUATION_RULES and not cfg.power:
                 why = "power management is off: no host is emptied"
             elif a.rule in EVACUATION_RULES and max(load[0, a.src], load[1, a.src]) >= cfg.band_low:
@@ -391,7 +395,9 @@ class ControllerService(ServiceBase):
         w_frac = np.stack([wl / np.maximum(cap[:, src], 1e-9), wl / np.maximum(cap[:, dst], 1e-9)])
         gain = move_gains(load, active, w_frac, src, dst)
         mem = np.array([works[keys[a.workload]].demand.get(MEMORY, 0.0) for a in kept])
-        cost = cfg.limits.cost_per_s * mem / cfg.bandwidth_mibps
+        mig_cost = cfg.limits.cost_per_s * mem / cfg.bandwidth_mibps
+        soft_c = cfg.soft_cost * np.maximum([soft_of.get(id(a), 0.0) for a in kept], 0.0)
+        cost = mig_cost + soft_c
         since = np.array([now - hist.last_move.get(keys[a.workload], -np.inf) for a in kept])
         returns = np.array([names[a.dst] in hist.left.get(keys[a.workload], ()) for a in kept], dtype=bool)
         needs = np.full(len(kept), needs_gain)
@@ -410,14 +416,46 @@ class ControllerService(ServiceBase):
         for k, a in enumerate(kept):
             figures = dict(a.explanation.figures)
             figures.update(
-                {"imbalance_gain": round(float(gain[k]), 5), "migration_cost": round(float(cost[k]), 5)}
+                {"imbalance_gain": round(float(gain[k]), 5), "migration_cost": round(float(mig_cost[k]), 5)}
             )
+            if soft_c[k] > 0:
+                figures["soft_cost"] = round(float(soft_c[k]), 5)
             a2 = a._replace(explanation=Explanation(a.rule, figures, a.explanation.alternatives))
             if ok[k]:
                 out.append(a2)
             else:
                 hold(a2, reasons[k])
         return out, held
+
+    def _soft(self, a: Action, w: _Work, full: ClusterState, st: ClusterState, after: np.ndarray,
+              wl: np.ndarray, cap: np.ndarray, active: np.ndarray) -> Action:
+        """`a` weighed for `w`'s soft group rule (soft.py) on the state the earlier moves leave:
+        when it would break the rule and another powered-on host keeps it (inside the band,
+        through the placement filters), the move goes there instead; else it stays as planned,
+        bent, with the penalty in its figures (a balancing move pays for it: `soft_cost`)."""
+        rule = _rule(w)
+        assert rule is not None
+        names = st.names
+        fidx = np.array([full.host_index(n) for n in names], dtype=np.int64)
+        pen = soft_penalty(full, rule, int(fidx[a.src]), fidx)
+        figures = dict(a.explanation.figures)
+        alts = list(a.explanation.alternatives)
+        planned = float(pen[a.dst])
+        if planned > 0:
+            fits = np.all((after + wl[:, None]) / np.maximum(cap, 1e-9) <= self.config.band_high, axis=0)
+            ok = active & fits & (pen < planned)
+            ok[a.src] = ok[a.dst] = False
+            for h in sorted(np.flatnonzero(ok).tolist(), key=lambda i: (pen[i], after[0, i] / cap[0, i])):
+                trial = full.copy()
+                if self._constraint(trial, w, names[a.src], names[h]) is None:
+                    figures.update({"soft_penalty": float(pen[h]), "soft_penalty_planned": planned})
+                    alts.insert(0, f"{names[a.dst]} (planned; it bends {describe(rule, planned)})")
+                    return a._replace(dst=h, explanation=Explanation(a.rule, figures, tuple(alts)))
+            bent = f"bends {describe(rule, planned)}"
+            alts = [x for x in alts if x != bent]  # the planner may have said it already
+            alts.insert(0, f"{bent}: no powered-on host keeps the rule")
+        figures["soft_penalty"] = planned
+        return a._replace(explanation=Explanation(a.rule, figures, tuple(alts)))
 
     def _constraint_state(self) -> ClusterState:
         with self.cache.lock:
@@ -601,6 +639,11 @@ class ControllerService(ServiceBase):
         return True
 
     # ---- store reads -----------------------------------------------------------------------------
+    def placement_terms(self, keys: list[str]) -> dict[str, _Work]:
+        """The demand and placement constraints (labels, group and its policy) the checks hold
+        each placed workload of `keys` to (a digital twin seeds its copy of the pool with them)."""
+        return self._works(keys)
+
     def _works(self, keys: list[str]) -> dict[str, _Work]:
         wanted = set(keys)
 
@@ -690,6 +733,15 @@ class ControllerService(ServiceBase):
             return h
 
         return self._read(tx)
+
+
+def _rule(w: _Work | None) -> tuple[str, str] | None:
+    """`w`'s soft group rule for soft.py: (its group's key in the state, the policy), else None."""
+    if w is None or w.group is None or w.group_policy not in (GroupPolicy.SOFT_AFFINITY,
+                                                              GroupPolicy.SOFT_ANTI_AFFINITY):
+        return None
+    assert w.group_policy is not None
+    return group_key(w.project, w.group), w.group_policy.value
 
 
 @dataclass

@@ -27,6 +27,7 @@ from poolvisor.services.controller import ControllerService
 from poolvisor.services.dataplane import DataplaneService
 from poolvisor.services.events import EventService
 from poolvisor.services.ha import HaService
+from poolvisor.services.host_power import HostPowerService
 from poolvisor.services.hosts import HostService
 from poolvisor.services.leases import DEFAULT_LEASE_S, Leases
 from poolvisor.services.maintenance import DRAIN, MaintenanceService
@@ -37,6 +38,7 @@ from poolvisor.services.queue import QueueService
 from poolvisor.services.quotas import QuotaService
 from poolvisor.services.repair import RepairService
 from poolvisor.services.routers import RouterService
+from poolvisor.services.shares import SharesService
 from poolvisor.services.sim_admin import SimAdminService
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
 from poolvisor.services.utilization import UtilizationService
@@ -68,6 +70,7 @@ class Services:
         self.events = EventService(ctx)
         self.quotas = QuotaService(ctx)
         self.queue = QueueService(ctx, self.workloads)  # creations waiting for capacity
+        self.shares = SharesService(ctx)  # pools' allocation policies (min / max / balanced)
         self.repair = RepairService(ctx, self.workloads, self.tasks)
         self.alerts = AlertService(ctx, self.catalog, self.hosts)
         self.alerts.quota_source = self.quotas.enforced_usage  # "quota nearly exhausted"
@@ -97,8 +100,12 @@ class Services:
         # heartbeats, fencing, restart (HaLoop); a restart re-plugs NICs and volume disks
         self.ha = HaService(ctx, self.hosts, self.workloads, self.volumes)
         self.workloads.admission = self.ha.check_admission  # HA admission control on creation
+        self.host_power = HostPowerService(ctx, self.hosts)  # standby hosts: booted, woken for a create
+        self.workloads.on_no_room = self.host_power.wake_for
+        self.queue.power_sync = self.host_power.sync
         self.controller = ControllerService(ctx, self.catalog, self.hosts, self.workloads, self.tasks,
-                                            self.utilization, self.batch)  # the reconcile round
+                                            self.utilization, self.batch,
+                                            self.host_power)  # the reconcile round
 
     # the context's parts, for tools and tests (and new services built on this instance)
     @property

@@ -479,7 +479,8 @@ class HaService(ServiceBase):
         w.state, w.updated_at = LOST, datetime.now(UTC)
         self.leases.clear(w)
         msg = f"restart on {host} failed: {why}"
-        w.explanation = {"rule": f"ha: waiting for restart: {msg}", HA_KEY: {"pending": True, "reason": msg},
+        w.explanation = {**(w.explanation or {}), "rule": f"ha: waiting for restart: {msg}",
+                         HA_KEY: {"pending": True, "reason": msg},
                          LOST_STATE: (w.explanation or {}).get(LOST_STATE, RUNNING)}
         self._event(s, "ha.restart_failed", f"workload/{project}/{name}", f"workload {name}: {msg}",
                     project=project, data={"host": host, "reason": why})

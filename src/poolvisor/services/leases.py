@@ -103,7 +103,7 @@ class Leases:
     def clear(w: WorkloadRow) -> None:
         w.lease_owner, w.lease_expires = None, None
 
-    def owns(self, w: WorkloadRow) -> bool:
+    def owns(self, w: Any) -> bool:  # a WorkloadRow or a Core row with its lease_owner
         return w.lease_owner == self.owner
 
     def take(self, s: Session, wid: int, state: str, now: datetime) -> bool:

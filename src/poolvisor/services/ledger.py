@@ -142,12 +142,19 @@ def claim_gpus(s: Session, host_id: int, workload_id: int, gpu: float,
 def release(s: Session, w: WorkloadRow) -> None:
     """Give back everything the workload holds (on whatever hosts the ledger says) and detach it.
     Each host's change is listed in `s.info[RELEASED]` (see PlacementCache.written)."""
+    release_ids(s, w.id, w.host_id, w.group_id)
+    w.host_id = None
+
+
+def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None) -> None:
+    """release() for a workload known by its ids (a caller that did not load its row); the
+    caller detaches or deletes the row."""
     s.flush()
     conn = s.connection()
     by_host: dict[int, dict[str, float]] = {}
-    for host_id, resource, amount in conn.execute(_HELD, {"w": w.id}):
-        by_host.setdefault(host_id, {})[resource] = amount
-    hosts = set(by_host) | ({w.host_id} if w.host_id is not None else set())
+    for h, resource, amount in conn.execute(_HELD, {"w": wid}):
+        by_host.setdefault(h, {})[resource] = amount
+    hosts = set(by_host) | ({host_id} if host_id is not None else set())
     done = s.info.setdefault(RELEASED, [])
     # Lock order: the host row first, then its resources, as claim() does; the other order made
     # a concurrent claim and release on one host deadlock on PostgreSQL (each waiting for the
@@ -155,16 +162,15 @@ def release(s: Session, w: WorkloadRow) -> None:
     for h in sorted(hosts):
         gen = conn.execute(_RELEASE_HOST, {"h": h}).scalar()
         if gen is not None:  # what the caller may write through to its placement view after commit
-            done.append((h, int(gen), by_host.get(h, {}), w.group_id))
-    for host_id in sorted(by_host):
-        names = tuple(sorted(by_host[host_id]))
-        conn.execute(_subtract(names), _params(host_id, names, by_host[host_id]))
-    conn.execute(_DELETE_ALLOCATIONS, {"w": w.id})
-    gpus = conn.execute(_GPU_HELD, {"w": w.id}).all()
+            done.append((h, int(gen), by_host.get(h, {}), group_id))
+    for h in sorted(by_host):
+        names = tuple(sorted(by_host[h]))
+        conn.execute(_subtract(names), _params(h, names, by_host[h]))
+    conn.execute(_DELETE_ALLOCATIONS, {"w": wid})
+    gpus = conn.execute(_GPU_HELD, {"w": wid}).all()
     if gpus:
         conn.execute(_GPU_GIVE_BACK, [{"h": h, "d": d, "m": m} for h, d, m in gpus])
-        conn.execute(_DELETE_GPU_ALLOCATIONS, {"w": w.id})
-    w.host_id = None
+        conn.execute(_DELETE_GPU_ALLOCATIONS, {"w": wid})
 
 
 def guard(s: Session, host_id: int, generation: int) -> None:

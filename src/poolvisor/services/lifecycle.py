@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
@@ -32,6 +32,7 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
+from poolvisor.services.networks import release_nics
 from poolvisor.services.placement_cache import group_key
 from poolvisor.services.records import (
     DELETING,
@@ -58,6 +59,9 @@ _W, _P, _H = (cast(Table, r.__table__) for r in (WorkloadRow, ProjectRow, HostRo
 _TO_DELETE = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.label("host"))
               .select_from(_W.join(_P, _P.c.id == _W.c.project_id).outerjoin(_H, _H.c.id == _W.c.host_id))
               .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
+_TO_FINISH = select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id).where(
+    _W.c.id == bindparam("w"))
+_DELETE_WORKLOAD = delete(_W).where(_W.c.id == bindparam("w"))
 _MARK_DELETING = (update(_W).where(_W.c.id == bindparam("w"), _W.c.state == bindparam("before"))
                   .values(state=DELETING, updated_at=bindparam("now"), lease_owner=bindparam("lease_owner"),
                           lease_expires=bindparam("lease_expires")))
@@ -93,7 +97,7 @@ class WorkloadLifecycle(ServiceBase):
             dw = DriverWorkload(f"{project}/{name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
             return w.id, w.host, dw, w.state
 
-        wid, host, dw, before = self._write(mark)
+        wid, host, dw, before = self.ctx.write(mark, grouped=True)  # may share a commit (store/group.py)
         with self.leases.hold([wid]):
             if host is not None:
                 try:
@@ -105,21 +109,26 @@ class WorkloadLifecycle(ServiceBase):
             released: list[tuple[int, int, dict[str, float], int | None]] = []
 
             def finish(s: Session) -> None:
+                before = len(s.info.get(ledger.RELEASED, ()))  # a group's session is shared: ours only
                 self.finish_delete(s, wid=wid, project=project, host=host)
-                released[:] = s.info.get(ledger.RELEASED, [])
+                released[:] = s.info.get(ledger.RELEASED, [])[before:]
 
-            self._write(finish)
+            self.ctx.write(finish, grouped=True)
             for host_id, gen, amounts, group_id in released:  # committed: the view follows
                 if group_id is None:  # (a group member's count is reloaded by the next refresh)
                     self.cache.written(host_id, gen, amounts, None, key=f"{project}/{name}", release=True)
 
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
-        w = s.get(WorkloadRow, wid)
+        # prepared Core statements, no ORM row: this runs for every delete, and loading the row
+        # decoded its JSON columns (the placement explanation) only to delete it
+        conn = s.connection()
+        w = conn.execute(_TO_FINISH, {"w": wid}).first()
         if w is None or not self.mine(w, DELETING):
             return False  # already removed (by a repair that took over): the delete is done
         name = w.name
-        ledger.release(s, w)
-        s.delete(w)
+        ledger.release_ids(s, wid, w.host_id, w.group_id)
+        release_nics(s, [wid])  # before the row goes (no cascade from workloads to NICs)
+        conn.execute(_DELETE_WORKLOAD, {"w": wid})
         self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
                     project=project, data={"host": host})
         return True
@@ -130,7 +139,7 @@ class WorkloadLifecycle(ServiceBase):
             w.state, w.updated_at = new, datetime.now(UTC)
             self.leases.clear(w)
 
-    def mine(self, w: WorkloadRow, state: str) -> bool:
+    def mine(self, w: Any, state: str) -> bool:  # a WorkloadRow, or a Core row with state, lease_owner, name
         """Is `w` still in the transient `state` under this process's lease? False when it has left
         that state; ConflictError when another process took the lease over (it resolves the row)."""
         if w.state != state:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import Table, bindparam, delete, event, func, select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.addresses import (
@@ -423,8 +423,14 @@ def attach_nics(s: Session, project_id: int, workload_id: int, owner: str, netwo
     s.flush()
 
 
+_ANY_NIC = (select(cast(Table, NicRow.__table__).c.id)  # built once: every workload delete asks it
+            .where(cast(Table, NicRow.__table__).c.workload_id.in_(bindparam("w", expanding=True))).limit(1))
+
+
 def release_nics(s: Session, workload_ids: Sequence[int]) -> None:
     """Give back the addresses and MACs of these workloads' NICs and remove the NICs."""
+    if s.connection().execute(_ANY_NIC, {"w": list(workload_ids)}).first() is None:
+        return  # most workloads have none: one prepared query instead of the join below
     nics = s.execute(select(NicRow.id, NicRow.address, NicRow.mac, IpPoolRow)
                      .join(NetworkRow, NetworkRow.id == NicRow.network_id)
                      .join(IpPoolRow, IpPoolRow.id == NetworkRow.pool_id)

@@ -36,8 +36,9 @@ from poolvisor.domain.errors import (
 )
 from poolvisor.domain.models import check_name
 from poolvisor.observability.instruments import QUEUE_DEPTH
+from poolvisor.policies import queueing
 from poolvisor.policies.preemption import DEFAULT_CLASS, PRIORITY_CLASSES, class_rank
-from poolvisor.policies.queueing import Pending, check_discipline, order
+from poolvisor.policies.queueing import Pending, check_discipline
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import HOLDING_STATES
@@ -85,6 +86,9 @@ class QueueService(ServiceBase):
         self.workloads = workloads
         self._drain_lock = threading.Lock()  # one drain at a time in this process
         self._published: dict[str, int] = dict.fromkeys(PRIORITY_CLASSES, 0)  # the gauge starts at 0
+        # standby hosts that finished booting join before a drain (services/host_power.py): a
+        # request that woke one is placed as soon as it is up
+        self.power_sync: Callable[[], object] | None = None
 
     # ---- enqueue and queries ----------------------------------------------------------------------
     def create_or_wait(self, project: str, name: str, *, duration_s: float | None = None,
@@ -201,6 +205,8 @@ class QueueService(ServiceBase):
             if not queues:  # the usual tick: one query
                 self.publish_depth(dict.fromkeys(PRIORITY_CLASSES, 0))
                 return DrainResult([], [], 0)
+            if self.power_sync is not None:
+                self.power_sync()
             for rows, discipline, pool_id in queues:
                 for i in self._ordered(rows, discipline, pool_id):
                     r = rows[i]
@@ -243,21 +249,28 @@ class QueueService(ServiceBase):
 
     def _ordered(self, rows: list[dict[str, Any]], discipline: str, pool_id: int | None) -> list[int]:
         """The discipline's order over these rows, with the pool's capacity and each project's
-        allocation and running workloads (what drf and ps-n weigh)."""
+        allocation, running workloads and weight (what drf and ps-n weigh)."""
         resources = sorted({k for r in rows for k in r["demand"]})
         projects = sorted({r["project_id"] for r in rows})
         code = {p: i for i, p in enumerate(projects)}
         capacity, usage, running = np.ones(len(resources)), np.zeros((len(projects), len(resources))), \
             np.zeros(len(projects))
+        weights = np.ones(len(projects))
         if discipline in ("drf", "ps-n"):
             capacity, usage, running = self._read(
                 lambda s: _pool_figures(s, pool_id, resources, projects))
+        if discipline == "drf":  # each project's fair-share weight (project set-weight)
+            got = dict(self._read(lambda s: s.execute(select(ProjectRow.id, ProjectRow.weight)
+                                                      .where(ProjectRow.id.in_(projects))).all()))
+            weights = np.array([float(got.get(p, 1.0)) for p in projects])
         p = Pending(np.array([r["id"] for r in rows]), np.array([code[r["project_id"]] for r in rows]),
                     np.array([class_rank(r["class"]) for r in rows]),
                     np.array([[float(r["demand"].get(k, 0.0)) for k in resources] for r in rows]
                              ).reshape(len(rows), len(resources)),
                     np.array([np.nan if r["duration"] is None else r["duration"] for r in rows], dtype=float))
-        return [int(i) for i in order(discipline, p, capacity=capacity, usage=usage, running=running)]
+        ranked = queueing.order(discipline, p, capacity=capacity, usage=usage, running=running,
+                                weights=weights)
+        return [int(i) for i in ranked]
 
     def _note_attempt(self, s: Session, pid: int, why: str) -> None:
         s.execute(update(PendingWorkloadRow).where(PendingWorkloadRow.id == pid)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import InvalidInputError, QuotaExceededError
@@ -73,6 +73,17 @@ def check_rate_limit(rate: RateLimit | None) -> RateLimit | None:
     return RateLimit(float(r), int(b))
 
 
+_QUOTAS = ProjectQuotaRow.__table__
+assert isinstance(_QUOTAS, Table)
+# built once and run on the session's connection: verify runs in every create's claim and preview
+# in every create's resolve (building an ORM statement and its cache key cost more than running it)
+_LOCK_LIMITS = (update(_QUOTAS)
+                .where(_QUOTAS.c.project_id == bindparam("p"), _QUOTAS.c.enforced.is_(True))
+                .values(generation=_QUOTAS.c.generation + 1)
+                .returning(_QUOTAS.c.limits))
+_LIMITS = select(_QUOTAS.c.enforced, _QUOTAS.c.limits).where(_QUOTAS.c.project_id == bindparam("p"))
+
+
 def project_usage(s: Session, project_id: int) -> dict[str, float]:
     """Sum of the project's allocations per resource (as this transaction sees them) and the
     number of its workloads holding capacity (`workloads`)."""
@@ -91,11 +102,8 @@ def verify(s: Session, project_id: int, requested: Mapping[str, float], workload
     """Inside the claiming transaction, after the claim's allocations and workload rows are
     written: lock the project's quota (when it has limits) and raise QuotaExceededError (rolling
     the claim back) if the project now holds more than a limit allows."""
-    limits = s.execute(update(ProjectQuotaRow)
-                       .where(ProjectQuotaRow.project_id == project_id, ProjectQuotaRow.enforced.is_(True))
-                       .values(generation=ProjectQuotaRow.generation + 1)
-                       .returning(ProjectQuotaRow.limits),
-                       execution_options={"synchronize_session": False}).scalar()
+    s.flush()
+    limits = s.connection().execute(_LOCK_LIMITS, {"p": project_id}).scalar()
     if not limits:
         return
     want = {str(k): float(v) for k, v in requested.items()}
@@ -112,7 +120,7 @@ def preview(s: Session, project_id: int | None, requested: Mapping[str, float], 
     concurrent creation may still take the room before the real request)."""
     if project_id is None:
         return  # a project the request would create has no quota yet
-    row = s.get(ProjectQuotaRow, project_id)
+    row = s.connection().execute(_LIMITS, {"p": project_id}).first()
     if row is None or not row.enforced or not row.limits:
         return
     want = {str(k): float(v) for k, v in requested.items() if float(v) > 0}

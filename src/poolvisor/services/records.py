@@ -138,6 +138,7 @@ class FlavorRecord:
 class ProjectRecord:
     name: str
     workloads: int
+    weight: float = 1.0  # its weight in the queue's weighted dominant-resource fair share
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class WorkloadRecord:
     gpus: list[GpuShareRecord] = field(default_factory=list)  # the GPU devices it holds
     priority_class: str = "normal"  # policies/preemption.py PRIORITY_CLASSES
     state_reason: str | None = None  # why the system put it in its state (e.g. preempted by whom)
+    resources: dict[str, dict[str, float]] | None = None  # declared reservation/limit/shares (0015)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,12 @@ class SimAdminService(ServiceBase):
         self._sim(name).revive(name)
         return self.hosts.mark_state(name, HostState.UP, "host.revived", "revived (sim fault injection)")
 
+    def partition(self, name: str, cut: bool = True) -> HostRecord:
+        """Cut (or heal) the sim host's management network: alive, its guests running, but no
+        heartbeat and no operation answers; HA must fence it before restarting its workloads."""
+        self._sim(name).partition(name, cut)
+        return self.hosts.get_host(name)
+
     def inject(self, op: str, host: str | None = None, times: int = 1) -> dict[str, Any]:
         """The next `times` sim operations `op` (on `host`, or on any host of the default sim) fail."""
         if op not in OPERATIONS:

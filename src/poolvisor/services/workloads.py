@@ -21,14 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
+from poolvisor.domain.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    NoValidHostError,
+    PoolvisorError,
+)
 from poolvisor.domain.models import GroupPolicy, WorkloadKind, check_name
 from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.observability.instruments import observe_placement
@@ -58,6 +64,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
+from poolvisor.services.shares import sized
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
@@ -119,6 +126,7 @@ class _Spec:
     networks: tuple[str, ...] = ()  # one NIC per network, attached in the claiming transaction
     priority_class: str = DEFAULT_CLASS  # policies/preemption.py: a higher class may evict lower ones
     host: str | None = None  # pinned to this host (a backup restore's --host); placement still checks it
+    resource_spec: dict[str, dict[str, float]] | None = None  # declared reservation/limit/shares (shares.py)
 
 
 class WorkloadService(ServiceBase):
@@ -129,6 +137,8 @@ class WorkloadService(ServiceBase):
         self.tasks = tasks  # a migration is journaled as a task
         # HA admission control (services/ha.py): (view, pool id, pool, demand vector) -> None or 409
         self.admission: Callable[[PlacementView, int | None, str | None, np.ndarray], None] | None = None
+        # no room for a creation: wake a standby host (services/host_power.py): (pool, demand, key)
+        self.on_no_room: Callable[[str | None, dict[str, float], str], Any] | None = None
         from poolvisor.services.lifecycle import WorkloadLifecycle  # it imports this module
 
         self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
@@ -141,7 +151,9 @@ class WorkloadService(ServiceBase):
                         forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
                         dry_run: bool = False, create_project: bool = False,
                         explain: bool = False, networks: list[str] | None = None,
-                        priority_class: str = DEFAULT_CLASS, host: str | None = None) -> WorkloadRecord:
+                        priority_class: str = DEFAULT_CLASS, host: str | None = None,
+                        reservation: dict[str, float] | None = None, limit: dict[str, float] | None = None,
+                        shares: dict[str, float] | None = None) -> WorkloadRecord:
         """Place and create a workload. `create_project`: a missing project is created by the same
         transaction that claims the workload (never by a dry run or a failed request). `explain`:
         the full per-filter counts in the explanation (else a summary; see served.py)."""
@@ -177,10 +189,16 @@ class WorkloadService(ServiceBase):
 
         nets = validate_networks(self, project, networks)
 
+        def resolve_in(s: Session) -> _Spec:
+            spec = self._resolve_in(s, project, name, kind, flavor, demand, priority, group, policy, required,
+                                    forbidden, pool, create_project)
+            spec = replace(spec, networks=nets, priority_class=priority_class, host=host)
+            if reservation is not None or limit is not None or shares is not None:
+                spec = sized(s, spec, reservation, limit, shares)  # the pool's allocation policy
+            return spec
+
         def resolve() -> _Spec:
-            spec = self._resolve(project, name, kind, flavor, demand, priority, group, policy, required,
-                                 forbidden, pool, create_project)
-            return replace(spec, networks=nets, priority_class=priority_class, host=host)
+            return self._read(resolve_in)
 
         if dry_run:
             spec = resolve()
@@ -193,77 +211,95 @@ class WorkloadService(ServiceBase):
                                       "was": v.state} for v in plan.victims]
             return WorkloadRecord(name, project, kind, DRY_RUN,
                                   plan.decision.host if plan is not None else decision.host, spec.demand,
-                                  priority, group, datetime.now(UTC), expl, priority_class=priority_class)
+                                  priority, group, datetime.now(UTC), expl, priority_class=priority_class,
+                                  resources=spec.resource_spec)
 
         def step() -> tuple[_Spec, int, str, int | None, tuple[Victim, ...]]:
             """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
-            spec = resolve()
             new_group: list[int] = []
             evicted: list[Victim] = []
-            wid, host = self._place_and_claim(spec, new_group, explain, evicted)
+            with self.cache.lock:  # one read transaction: the request's references, then the view
+                spec, snap = self._read(lambda s: (resolve_in(s), self.cache.refresh(s)))
+                wid, host = self._place_and_claim(spec, new_group, explain, evicted, snap=snap)
             return spec, wid, host, new_group[0] if new_group else None, tuple(evicted)
 
-        spec, wid, host, created, evicted = with_retry(
-            step, deadline_s=PLACE_DEADLINE_S,
-            conflict="too many concurrent placements; the workload was not created, retry")
+        try:
+            spec, wid, host, created, evicted = with_retry(
+                step, deadline_s=PLACE_DEADLINE_S,
+                conflict="too many concurrent placements; the workload was not created, retry")
+        except NoValidHostError as e:
+            if self.on_no_room is None or host is not None:
+                raise
+            got = resolve()
+            wake = self.on_no_room(pool, dict(got.demand), f"{project}/{name}")
+            if wake is None:
+                raise
+            if not wake.ready:
+                raise NoValidHostError(f"{e.message}; {wake.message}", e.detail) from None
+            spec, wid, host, created, evicted = with_retry(  # the woken host is up: place again
+                step, deadline_s=PLACE_DEADLINE_S,
+                conflict="too many concurrent placements; the workload was not created, retry")
         if evicted:  # the ledger gave their room away: the driver removes them before the create
             self.preemption.stop_evicted(host, evicted)
         return self._confirm_create(spec, wid, host, created)
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
-    def _resolve(self, project: str, name: str, kind: str, flavor: str | None,
-                 demand: dict[str, float] | None, priority: int, group: str | None,
-                 policy: GroupPolicy | None, required: dict[str, str], forbidden: dict[str, str],
-                 pool: str | None, create_project: bool) -> _Spec:
+    def _resolve(self, *args: object) -> _Spec:
+        """_resolve_in in a read transaction of its own."""
+        return self._read(lambda s: self._resolve_in(s, *args))  # type: ignore[arg-type]
+
+    def _resolve_in(self, s: Session, project: str, name: str, kind: str, flavor: str | None,
+                    demand: dict[str, float] | None, priority: int, group: str | None,
+                    policy: GroupPolicy | None, required: dict[str, str], forbidden: dict[str, str],
+                    pool: str | None, create_project: bool) -> _Spec:
         """Check references and the demand, and settle the group's policy (fixed by its first
-        member; an empty group takes the next member's); read-only: the claim writes."""
-
-        def tx(s: Session) -> _Spec:
-            conn = s.connection()  # prepared Core statements: this read runs for every create
-            pid = conn.execute(_PROJECT_ID, {"p": project}).scalar()
-            if pid is None and not create_project:
-                raise NotFoundError(f"project {project!r} not found")
-            if pid is not None and conn.execute(_TAKEN, {"p": pid, "n": name}).first() is not None:
-                raise ConflictError(f"workload {name!r} already exists in project {project!r}")
-            if flavor is not None:
-                fd = conn.execute(_FLAVOR, {"f": flavor}).first()
-                if fd is None:
-                    raise NotFoundError(f"flavor {flavor!r} not found")
-                d = {str(k): float(v) for k, v in fd.demand.items()}
+        member; an empty group takes the next member's), in the caller's read transaction (a
+        create reads the placement view in the same one); read-only: the claim writes."""
+        conn = s.connection()  # prepared Core statements: this read runs for every create
+        pid = conn.execute(_PROJECT_ID, {"p": project}).scalar()
+        if pid is None and not create_project:
+            raise NotFoundError(f"project {project!r} not found")
+        if pid is not None and conn.execute(_TAKEN, {"p": pid, "n": name}).first() is not None:
+            raise ConflictError(f"workload {name!r} already exists in project {project!r}")
+        if flavor is not None:
+            fd = conn.execute(_FLAVOR, {"f": flavor}).first()
+            if fd is None:
+                raise NotFoundError(f"flavor {flavor!r} not found")
+            d = {str(k): float(v) for k, v in fd.demand.items()}
+        else:
+            d = check_demand(resource_names(s), demand)
+        check_gpu_demand(d)
+        pool_id = None
+        if pool is not None:
+            pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
+            if pool_id is None:
+                raise NotFoundError(f"pool {pool!r} not found")
+        quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
+        gid, gpol = None, policy
+        if group is not None:
+            g = None if pid is None else \
+                s.scalars(select(GroupRow).filter_by(project_id=pid, name=group)).first()
+            if g is None:  # the claim creates it
+                gpol = policy or GroupPolicy.SOFT_ANTI_AFFINITY
             else:
-                d = check_demand(resource_names(s), demand)
-            check_gpu_demand(d)
-            pool_id = None
-            if pool is not None:
-                pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
-                if pool_id is None:
-                    raise NotFoundError(f"pool {pool!r} not found")
-            quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
-            gid, gpol = None, policy
-            if group is not None:
-                g = None if pid is None else \
-                    s.scalars(select(GroupRow).filter_by(project_id=pid, name=group)).first()
-                if g is None:  # the claim creates it
-                    gpol = policy or GroupPolicy.SOFT_ANTI_AFFINITY
-                else:
-                    gid, gpol = g.id, GroupPolicy(g.policy)
-                    if policy is not None and policy.value != g.policy:
-                        if _has_members(s, g.id):
-                            raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
-                        gpol = policy  # an empty group takes the policy of its next member (claim)
-            return _Spec(project, pid, name, kind, flavor, d, priority, gid, group, gpol, required,
-                         forbidden, pool_id, pool)
+                gid, gpol = g.id, GroupPolicy(g.policy)
+                if policy is not None and policy.value != g.policy:
+                    if _has_members(s, g.id):
+                        raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
+                    gpol = policy  # an empty group takes the policy of its next member (claim)
+        return _Spec(project, pid, name, kind, flavor, d, priority, gid, group, gpol, required,
+                     forbidden, pool_id, pool)
 
-        return self._read(tx)
-
-    def _decide(self, spec: _Spec, explain: bool = False, *,
-                admit: bool = True) -> tuple[Decision, _Target | None]:
+    def _decide(self, spec: _Spec, explain: bool = False, *, admit: bool = True,
+                snap: PlacementView | None = None) -> tuple[Decision, _Target | None]:
         """Refresh the placement view and decide through its placement index (under the cache lock).
         Returns the decision and, when a host was chosen, the (host id, generation) the commit
         must find and the GPU devices the policy chose there (None: the ledger's rule).
-        `admit`: apply HA admission control (a restart by HA does not: it is what it reserves for)."""
+        `admit`: apply HA admission control (a restart by HA does not: it is what it reserves for).
+        `snap`: the view the caller refreshed under the cache lock it still holds."""
         with self.cache.lock:
-            snap = self._read(self.cache.refresh)
+            if snap is None:
+                snap = self._read(self.cache.refresh)
             st = snap.state
             req = self._request(spec, snap)
             if admit and self.admission is not None:
@@ -303,14 +339,15 @@ class WorkloadService(ServiceBase):
         return self.preemption.plan(snap, self._request(spec, snap), failed, spec.priority_class)
 
     def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
-                         explain: bool = False, evicted: list[Victim] | None = None) -> tuple[int, str]:
+                         explain: bool = False, evicted: list[Victim] | None = None,
+                         snap: PlacementView | None = None) -> tuple[int, str]:
         """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
         id of a group the claim created is appended to `new_group`; the workloads preempted to make
         room (services/preemption.py) to `evicted`."""
         with self.cache.lock:  # decision through claim: this process's creates never race each other
             plan = None
             with observe_placement() as outcome:  # poolvisor_placement_seconds
-                decision, target = self._decide(spec, explain)
+                decision, target = self._decide(spec, explain, snap=snap)
                 if decision.host_index is None:
                     plan = self._preempt(spec, decision)
                     if plan is None:
@@ -320,7 +357,7 @@ class WorkloadService(ServiceBase):
             require_host(decision)
             assert target is not None and decision.host is not None
             wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
-                                                       decision=decision, plan=plan))
+                                                       decision=decision, plan=plan), grouped=True)
             host_id, gen, _gpus = target
             group = group_key(spec.project, spec.group) if spec.group is not None else None
             if plan is None:
@@ -361,6 +398,7 @@ class WorkloadService(ServiceBase):
                 "project_id": project_id, "name": spec.name, "kind": spec.kind, "state": PLACING,
                 "host_id": host_id, "group_id": gid, "flavor": spec.flavor, "demand": spec.demand,
                 "priority": spec.priority, "explanation": explanation, "priority_class": spec.priority_class,
+                "resource_spec": spec.resource_spec,
                 "constraints": {"pool": spec.pool, "required_labels": spec.required,
                                 "forbidden_labels": spec.forbidden},
                 "created_at": now, "updated_at": now, **self.leases.stamp_values()})
@@ -415,7 +453,8 @@ class WorkloadService(ServiceBase):
         dw = _driver_workload(spec)
         try:
             self.drivers.lifecycle(host).create(host, dw)
-            plug_nics(self.ctx, spec.project, spec.name, host, dw)  # its NICs on the host's networks
+            if spec.networks:  # its NICs on the host's networks (only the claim attaches NICs)
+                plug_nics(self.ctx, spec.project, spec.name, host, dw)
         except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
             why = e.message
             self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
@@ -432,7 +471,7 @@ class WorkloadService(ServiceBase):
                 return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                       spec.priority, spec.group, as_utc(row.created_at), row.explanation,
                                       workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
-                                      priority_class=spec.priority_class)
+                                      priority_class=spec.priority_class, resources=spec.resource_spec)
             w = s.get(WorkloadRow, wid)
             if w is None:  # only a repair removes a placing row: this use case outlived its lease
                 return None
@@ -448,9 +487,9 @@ class WorkloadService(ServiceBase):
             return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
                                   spec.priority, spec.group, as_utc(w.created_at), w.explanation,
                                   workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
-                                  priority_class=spec.priority_class)
+                                  priority_class=spec.priority_class, resources=spec.resource_spec)
 
-        rec = self._write(tx)
+        rec = self.ctx.write(tx, grouped=True)  # may share its commit with other requests' (store/group.py)
         if rec is None:
             with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
                 self.drivers.lifecycle(host).delete(host, dw)
@@ -532,4 +571,4 @@ def _drop_empty_group(s: Session, *, group_id: int | None) -> None:
 
 
 def _driver_workload(spec: _Spec) -> DriverWorkload:
-    return DriverWorkload(f"{spec.project}/{spec.name}", spec.kind, spec.demand)
+    return DriverWorkload(f"{spec.project}/{spec.name}", spec.kind, spec.demand, spec=spec.resource_spec)

@@ -27,9 +27,11 @@ from poolvisor.clock import SimClock
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.domain.models import HostSpec
 from poolvisor.jit import CompileOnce
+from poolvisor.policies import shares as share_policy
 from poolvisor.policies.balancing.actions import Action
 from poolvisor.policies.balancing.adaptive import ADAPTIVE, AdaptiveConfig
 from poolvisor.policies.balancing.consolidation import PlanConfig
+from poolvisor.policies.balancing.limits import Limits, admit
 from poolvisor.policies.balancing.planner import (
     DEFAULT_PARAMS,
     FALLBACK_THRESHOLD,
@@ -287,6 +289,25 @@ class Workspace:
         return self.i64[0], self.i64[1], self.i64[2], self.f64
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """The shares mode of an overloaded host (instead of CloudSim's proportional scaling): per VM
+    a reservation and shares in the policy core's sense (policies/shares.py); its limit is its
+    request capped at one PE. A copy migrating in reserves nothing."""
+
+    reservation: np.ndarray  # (V,) MIPS
+    shares: np.ndarray  # (V,)
+
+    @classmethod
+    def by_size(cls, vm_mips: np.ndarray, reserve: float) -> Sharing:
+        """Reservation `reserve` x the VM's MIPS, shares its MIPS (a bigger VM weighs more, as
+        shares proportional to configured vCPUs do)."""
+        if not 0.0 <= reserve <= 1.0:
+            raise InvalidInputError("the reserved fraction must be in [0, 1]")
+        mips = np.asarray(vm_mips, dtype=np.float64)
+        return cls(reserve * mips, mips.copy())
+
+
 def allocate(
     req: np.ndarray,
     host_of: np.ndarray,
@@ -298,6 +319,7 @@ def allocate(
     pe: np.ndarray,
     total: np.ndarray,
     work: Workspace | None = None,
+    sharing: Sharing | None = None,
 ) -> Allocation:
     """CPU sharing of VmSchedulerTimeSharedOverSubscription on every host at once.
 
@@ -306,9 +328,10 @@ def allocate(
     (10 % degradation) and its host still counts its full demand; a VM migrating in gets 10 %
     on its target and counts that much there. Sums run in host-list order, like CloudSim's.
     Two compiled passes when numba is available (:func:`_pack`, :func:`_share`), else numpy;
-    same results. ``work``: scratch reused between calls (one per thread).
+    same results. ``work``: scratch reused between calls (one per thread). ``sharing``: an
+    overloaded host is shared by the policy core instead (reservations, then shares; numpy).
     """
-    if _share_compiler.ready() and _pack_jit is not None and _share_jit is not None:
+    if sharing is None and _share_compiler.ready() and _pack_jit is not None and _share_jit is not None:
         i64, f64 = np.int64, np.float64
         host_of = host_of.astype(i64, copy=False)
         req = req.astype(f64, copy=False)
@@ -338,7 +361,7 @@ def allocate(
     alive = np.flatnonzero(host_of >= 0)
     idx = key_order(np.concatenate([key[alive], f_key]))  # list keys are unique (one counter)
     vm_req = np.where(host_of >= 0, req, 0.0)
-    return _allocate_numpy(req, host_of, in_mig, alive, f_vm, f_dst, idx, pe, total, vm_req)
+    return _allocate_numpy(req, host_of, in_mig, alive, f_vm, f_dst, idx, pe, total, vm_req, sharing)
 
 
 def _allocate_numpy(
@@ -352,6 +375,7 @@ def _allocate_numpy(
     pe: np.ndarray,
     total: np.ndarray,
     vm_req: np.ndarray,
+    sharing: Sharing | None = None,
 ) -> Allocation:
     """:func:`allocate` without numba: the entries (alive VMs, then flights) in list order ``idx``."""
     H = total.size
@@ -370,6 +394,10 @@ def _allocate_numpy(
     fit_alloc = np.where(is_out, cap * 0.9, np.where(is_in, cap * 0.1, cap))
     if fits.all():
         alloc = fit_alloc
+    elif sharing is not None:  # the policy core: reservations first, then shares, up to the need
+        got = share_policy.grant(need[:, None], np.where(is_in, 0.0, sharing.reservation[s_vm])[:, None],
+                                 need[:, None], sharing.shares[s_vm][:, None], total[:, None], s_host)[:, 0]
+        alloc = np.where(fits[s_host], fit_alloc, np.where(is_out, got * 0.9, got))
     else:
         with np.errstate(invalid="ignore"):
             scaled = np.floor(np.where(is_out, cap * sf * 0.9, np.where(is_in, cap * 0.1 * sf, cap * sf)))
@@ -434,10 +462,24 @@ class Simulator:
         record: bool = False,
         check_ram: bool = False,
         underload_limit: int | None = None,
+        limits: Limits | None = None,
+        sharing: Sharing | None = None,
     ) -> None:
         quirks = compat if isinstance(compat, Compat) else (CLOUDSIM if compat else PAPER)
+        if sharing is not None and quirks != PAPER:
+            raise InvalidInputError("the shares mode needs the default mode (CloudSim scales proportionally)")
+        self.sharing = sharing
         if underload_limit is not None and (quirks != PAPER or underload_limit < 0):
             raise InvalidInputError("the underload limit needs the default mode and a count >= 0")
+        if limits is not None and quirks != PAPER:
+            raise InvalidInputError("balancing limits need the default mode (CloudSim has none)")
+        # the live controller's balancing limits (policies/balancing/limits.py admit), when given:
+        # each epoch's planned migrations pass the same function before they start
+        self.limits = limits
+        self.last_move = np.full(sc.vms, -np.inf)  # when each VM last started a migration
+        self.left_host = np.full(sc.vms, -1, dtype=np.int64)  # the host it left then
+        self.mig_src = np.full(sc.vms, -1, dtype=np.int64)  # source of its migration in flight
+        self.held: dict[str, int] = {}  # planned migrations the limits held back, by reason
         self.sc = sc
         self.spec = spec
         self.quirks = quirks
@@ -577,7 +619,8 @@ class Simulator:
         h = self.q_head
         f_vm, f_dst, f_key = self.q_vm[h:], self.q_dst[h:], self.q_key[h:]
         return allocate(
-            req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total, self._work
+            req, self.host_of, self.key, self.in_mig, f_vm, f_dst, f_key, self.pe, self.total, self._work,
+            self.sharing,
         )
 
     def _col(self, i: int) -> np.ndarray:
@@ -701,6 +744,8 @@ class Simulator:
             started = 0
             if self.plan_cfg is not None:
                 plan = self._plan(req, pre)
+                if self.limits is not None:
+                    plan = self._admit(plan, t)
                 started = self._start(plan, t)
             post = self._allocate(req) if started else pre
             settle(post)
@@ -783,6 +828,34 @@ class Simulator:
         finally:
             if collect:
                 gc.enable()
+
+    def _admit(self, plan: list[Action], t: float) -> list[Action]:
+        """The planned migrations the balancing limits let start now (the controller's `admit`):
+        slots per host (in and out) and for the pool counted over the migrations in flight, the
+        cool-down since a VM's last move, no return to the host it left within it. The
+        simulator's moves are overload relief and evacuations: none has to pay for itself."""
+        lim = self.limits
+        if not plan or lim is None:
+            return plan
+        vms = np.fromiter((m.workload for m in plan), dtype=np.int64, count=len(plan))
+        dst = np.fromiter((m.dst for m in plan), dtype=np.int64, count=len(plan))
+        src = self.host_of[vms].astype(np.int64)
+        fl = self.q_vm[self.q_head:]
+        busy = np.bincount(self.q_dst[self.q_head:], minlength=self.H) + np.bincount(
+            self.mig_src[fl][self.mig_src[fl] >= 0], minlength=self.H)
+        since = t - self.last_move[vms]
+        returns = (self.left_host[vms] == dst) & (since < lim.cooldown_s)
+        ok, why = admit(src, dst, since_moved=since, returns=returns, net_gain=np.zeros(vms.size),
+                        needs_gain=np.zeros(vms.size, dtype=bool), busy=busy, pool_busy=int(fl.size),
+                        limits=lim)
+        for w in why:
+            if w:
+                self.held[w] = self.held.get(w, 0) + 1
+        keep = np.flatnonzero(ok)
+        self.last_move[vms[keep]] = t
+        self.left_host[vms[keep]] = src[keep]
+        self.mig_src[vms[keep]] = src[keep]
+        return [plan[i] for i in keep.tolist()]
 
     def _start(self, plan: list[Action], t: float) -> int:
         """Start the planned migrations at t, in plan order (their completion order on ties)."""
@@ -869,6 +942,8 @@ class Simulator:
             "vms": self.V,
             "wall_s": _time.perf_counter() - t0,
         }
+        if self.limits is not None:
+            metrics["held_by_limits"] = sum(self.held.values())
         return SimResult(
             policy=self.spec.name,
             param=self.spec.param,

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.sim.engine import PolicySpec, Simulator
+from poolvisor.policies.balancing.limits import Limits
+from poolvisor.sim.engine import PolicySpec, Sharing, Simulator
 from poolvisor.sim.result import SimResult
 from poolvisor.sim.scenario import cloudsim_planetlab
 from poolvisor.traces.planetlab import read_planetlab
@@ -27,6 +28,8 @@ def simulate_planetlab(
     record: bool = False,
     check_ram: bool = False,
     underload_limit: int | None = None,
+    limits: Limits | None = None,
+    reserve: float | None = None,
 ) -> SimResult:
     """Run the 800-host PlanetLab scenario; ``progress(step, total)`` is called once per epoch.
 
@@ -35,16 +38,21 @@ def simulate_planetlab(
     record in ``result.debug``: ``initial_hosts``, ``migrations`` as (t, vm, src, dst) and
     ``energy_frames`` as (t, Ws). ``check_ram=True`` (default mode only) also refuses placements
     whose RAM does not fit, which CloudSim never checks after t=0. ``underload_limit`` (default
-    mode only) tries at most that many underloaded hosts per step.
+    mode only) tries at most that many underloaded hosts per step. ``limits`` (default mode only):
+    the live controller's balancing limits on every epoch's migrations (the same ``admit``).
+    ``reserve`` (default mode only): an overloaded host is shared by the policy core
+    (policies/shares.py) instead of CloudSim's proportional scaling, each VM reserving that
+    fraction of its MIPS, shares by its size.
     """
     if compat not in (None, *COMPAT_MODES):
         raise InvalidInputError(f"unknown compat mode {compat!r} (use {', '.join(COMPAT_MODES)})")
     spec = PolicySpec.parse(policy, param)
     trace = read_planetlab(trace_dir)
     sc = cloudsim_planetlab(trace.util, hosts=hosts, name=Path(trace_dir).name)
+    sharing = Sharing.by_size(sc.vm_mips, reserve) if reserve is not None else None
     sim = Simulator(
         sc, spec, compat=compat == "cloudsim", seed=seed, record=record, check_ram=check_ram,
-        underload_limit=underload_limit,
+        underload_limit=underload_limit, limits=limits, sharing=sharing,
     )  # fmt: skip
     res = sim.run(progress)
     if record:

@@ -11,11 +11,13 @@ UnavailableError; integrity violations become ConflictError.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -26,11 +28,17 @@ from sqlalchemy.pool import StaticPool
 from poolvisor.domain.errors import ConflictError, UnavailableError
 from poolvisor.store.retry import Stale, with_retry
 
+if TYPE_CHECKING:
+    from poolvisor.store.group import GroupCommit
+
 T = TypeVar("T")
 ENV_URL = "POOLVISOR_DATABASE_URL"
 ENV_HOME = "POOLVISOR_HOME"
 SQLITE_BUSY_MS = 30_000
 TX_DEADLINE_S = 10.0  # keep re-running a transaction that loses races, up to this long
+CHECKPOINT_INTERVAL_S = 0.1
+WAL_LIMIT_BYTES = 32 << 20
+log = logging.getLogger("poolvisor.store")
 
 
 def default_url() -> str:
@@ -52,7 +60,7 @@ def normalize_url(url: str | None) -> str:
     return url
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, pragmas: list[str]) -> Engine:
     u = make_url(url)
     memory = u.database in (None, "", ":memory:")
     if not memory:
@@ -76,6 +84,8 @@ def _sqlite_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives process crashes
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
+        for p in pragmas:  # set by the Store after creation (e.g. the background checkpointer's)
+            cur.execute(p)
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -88,10 +98,10 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pragmas: list[str] | None = None) -> Engine:
     try:
         if url.startswith("sqlite"):
-            return _sqlite_engine(url)
+            return _sqlite_engine(url, pragmas if pragmas is not None else [])
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
                              connect_args={"connect_timeout": 5} if "psycopg" in url else {})
     except (ArgumentError, ImportError) as e:  # bad URL or missing driver package
@@ -124,7 +134,8 @@ class Store:
 
     def __init__(self, url: str | None = None):
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        self._pragmas: list[str] = []  # extra PRAGMAs of every new SQLite connection
+        self.engine = make_engine(self.url, self._pragmas)
         self.dialect = self.engine.dialect.name
         self._write_engine = self.engine.execution_options(poolvisor_write=True)
         # SQLite has one writer at a time: this process's writers queue here (woken at once when
@@ -134,22 +145,64 @@ class Store:
         # thread behaves as before (SQLite itself refuses it).
         self._writer: contextlib.AbstractContextManager[Any] = \
             threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        self._checkpointer: Checkpointer | None = None
+        self._group: GroupCommit | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    def start_checkpointer(self, interval_s: float = CHECKPOINT_INTERVAL_S) -> bool:
+        """SQLite file databases: checkpoint the WAL from a background thread instead of inside a
+        writer's commit. SQLite's automatic checkpoint runs in the commit that crosses 1,000 WAL
+        pages, and with synchronous=NORMAL it fsyncs: that commit took 10-30 ms here, holding the
+        write lock (and this process's writer queue) all along. A server starts this; short-lived
+        CLI processes keep the automatic checkpoint. False when it does not apply."""
+        if self.dialect != "sqlite" or self._checkpointer is not None:
+            return False
+        db = make_url(self.url).database
+        if db in (None, "", ":memory:"):
+            return False
+        self._pragmas.append("PRAGMA wal_autocheckpoint=0")
+        self.engine.dispose()  # pooled connections reopen with the pragma
+        self._checkpointer = Checkpointer(str(db), interval_s)
+        self._checkpointer.start()
+        return True
+
     def close(self) -> None:
+        if self._group is not None:
+            self._group.stop()
+            self._group = None
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.engine.dispose()
 
-    def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S) -> T:
-        """Run fn(session) in one transaction; commit on success, run it again on Stale."""
-        return with_retry(lambda: self.run_once(fn, write=write), deadline_s=deadline_s,
+    def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S,
+            grouped: bool = False) -> T:
+        """Run fn(session) in one transaction; commit on success, run it again on Stale.
+        `grouped`: a short write that may share its transaction with other requests' (group.py)."""
+        return with_retry(lambda: self.run_once(fn, write=write, grouped=grouped), deadline_s=deadline_s,
                           conflict="too many concurrent changes; the request was not applied, retry it",
                           first_s=0.002, cap_s=0.2)
 
-    def run_once(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+    def start_group_commit(self) -> bool:
+        """SQLite: hand grouped writes to one writer thread that commits them together (group.py).
+        On SQLite this process's writers are serialized anyway (`_writer`), so a group costs no
+        concurrency; on PostgreSQL a group would hold its rows' locks in no global order against
+        other replicas' groups (deadlocks), so grouped writes stay one transaction each there."""
+        if self.dialect != "sqlite" or self._group is not None:
+            return False
+        from poolvisor.store.group import GroupCommit
+
+        self._group = GroupCommit(self)
+        self._group.start()
+        return True
+
+    def run_once(self, fn: Callable[[Session], T], *, write: bool = True, grouped: bool = False) -> T:
         """One attempt of run(): a transient conflict, like an optimistic check in `fn`, raises Stale."""
+        if grouped and write and self._group is not None:
+            return self._group.run(fn)
         try:
             if not write:
                 with Session(self.engine, expire_on_commit=False) as s, s.begin():
@@ -168,6 +221,52 @@ class Store:
                 raise UnavailableError(f"database error: {_first_line(e.orig)}") from None
             raise UnavailableError(f"database unavailable ({redact(self.url)}): "
                                    f"{_first_line(e.orig)}") from None
+
+
+class Checkpointer:
+    """A thread that runs `PRAGMA wal_checkpoint(PASSIVE)` every `interval_s` on its own
+    connection: PASSIVE copies the WAL's committed pages into the database without blocking
+    writers or readers (it skips what a reader still needs; the next round takes it). Writers
+    start the WAL over once a checkpoint has caught up, so it stays small."""
+
+    def __init__(self, path: str, interval_s: float) -> None:
+        self.path, self.interval_s = path, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="poolvisor-wal-checkpoint", daemon=True)
+        self.rounds = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            while not self._stop.wait(self.interval_s):
+                try:
+                    # Under a steady stream of commits a PASSIVE checkpoint may never catch up with
+                    # the WAL's end, and writers only start the WAL over once one has: past
+                    # WAL_LIMIT_BYTES one TRUNCATE checkpoint (it waits for the writer of the moment,
+                    # then holds new ones while it finishes) brings the file back to empty.
+                    big = os.path.getsize(self.path + "-wal") > WAL_LIMIT_BYTES \
+                        if os.path.exists(self.path + "-wal") else False
+                    conn.execute(f"PRAGMA wal_checkpoint({'TRUNCATE' if big else 'PASSIVE'})").fetchall()
+                    self.rounds += 1
+                except sqlite3.Error as e:  # busy or I/O: the next round tries again
+                    log.warning("WAL checkpoint failed: %s", e)
+        except sqlite3.Error as e:
+            log.warning("WAL checkpointer stopped: %s", e)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # leave the WAL short at exit
+                conn.close()
 
 
 def _first_line(e: BaseException | None) -> str:

@@ -74,6 +74,9 @@ class PoolRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # 0013: the order its pending-creation queue is served in (policies/queueing.py)
     queue_discipline: Mapped[str] = mapped_column(String(16), default="priority", server_default="priority")
+    # 0015: what placement sets aside for a workload: min (reservation), max (limit) or balanced
+    # (policies/shares.py)
+    allocation_policy: Mapped[str] = mapped_column(String(16), default="max", server_default="max")
 
 
 class HostRow(Base):
@@ -117,6 +120,8 @@ class ProjectRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0015: the project's weight in the weighted dominant-resource fair share of the queue (drf)
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
 
 
 class GroupRow(Base):
@@ -160,6 +165,9 @@ class WorkloadRow(Base):
     # the workload is in its state when the system put it there (e.g. who preempted it)
     priority_class: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
     state_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # 0015: per resource {"reservation", "limit", "shares"} as declared (None: nothing declared;
+    # `demand` then is both); `demand` holds what the pool's allocation policy set aside
+    resource_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class AllocationRow(Base):

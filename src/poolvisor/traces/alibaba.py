@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.preemption import DEFAULT_CLASS, class_rank
 from poolvisor.traces.csvcols import read_columns
 from poolvisor.traces.workload import Workload
 
@@ -66,7 +67,19 @@ class AlibabaPods:
             demand=demand[order],
             gpu_count=self.num_gpu[order],
             gpu_milli=self.gpu_milli[order],
+            rank=qos_rank(self.qos)[order],
         )
+
+
+QOS_CLASS = {"Guaranteed": "high", "LS": "normal", "Burstable": "low", "BE": "spot"}
+
+
+def qos_rank(qos: np.ndarray) -> np.ndarray:
+    """A pod's QoS as a priority class rank (policies/preemption.py): Guaranteed high,
+    latency-sensitive (LS) normal, Burstable low, best-effort (BE) spot; blank or other: normal."""
+    ranks = {q: class_rank(c) for q, c in QOS_CLASS.items()}
+    normal = class_rank(DEFAULT_CLASS)
+    return np.array([ranks.get(str(q).strip(), normal) for q in qos], dtype=np.int64)
 
 
 def read_nodes(path: str | Path) -> AlibabaNodes:

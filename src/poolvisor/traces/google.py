@@ -11,7 +11,7 @@ KILL or LOST event of the same (job, task); its demand is the request carried by
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +134,7 @@ class TaskEvents:
     priority: np.ndarray  # (e,) int64 (-1 when blank)
     cpu_request: np.ndarray  # (e,) normalized, 0 when blank
     memory_request: np.ndarray  # (e,)
+    user: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # (e,) or empty
 
     def __len__(self) -> int:
         return int(self.time.size)
@@ -166,11 +167,23 @@ class TaskEvents:
         rows = order[sched]
         demand = np.stack([self.cpu_request[rows], self.memory_request[rows]], 1)
         by_time = np.argsort(start, kind="stable")
-        return Workload(name, RESOURCES, start[by_time], end[by_time], demand[by_time])
+        users = self.user[rows] if self.user.size == n else np.full(rows.size, "", dtype=object)
+        names, code = np.unique(users.astype(str), return_inverse=True)
+        return Workload(name, RESOURCES, start[by_time], end[by_time], demand[by_time],
+                        project=code.astype(np.int64)[by_time], project_names=tuple(names.tolist()),
+                        rank=priority_rank(self.priority[rows])[by_time])
+
+
+def priority_rank(priority: np.ndarray) -> np.ndarray:
+    """The trace's priority (0..11; -1 blank) as a priority class rank (policies/preemption.py):
+    the free band 0-1 is spot, 2-8 normal, production 9-10 high, monitoring 11 system."""
+    p = np.asarray(priority, dtype=np.int64)
+    return np.select([(p >= 0) & (p <= 1), p >= 11, p >= 9], [0, 4, 3], default=2).astype(np.int64)
 
 
 def read_task_events(paths: str | Path | Sequence[str | Path]) -> TaskEvents:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("t", "job", "task", "ev", "prio", "cpu", "mem")}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("t", "job", "task", "ev", "prio", "cpu", "mem",
+                                                         "user")}
     for c in _read(paths, TASK_EVENT_COLS, min_fields=11):
         cols["t"].append(_seconds(c, "time"))
         cols["job"].append(c.number("job_id", np.int64, minimum=0))
@@ -179,6 +192,7 @@ def read_task_events(paths: str | Path | Sequence[str | Path]) -> TaskEvents:
         cols["prio"].append(c.number("priority", np.int64, empty=-1))
         cols["cpu"].append(c.number("cpu_request", empty=0.0, minimum=0))
         cols["mem"].append(c.number("memory_request", empty=0.0, minimum=0))
+        cols["user"].append(c.text("user"))
     return TaskEvents(
         _cat(cols["t"]),
         _cat(cols["job"]).astype(np.int64),
@@ -187,6 +201,7 @@ def read_task_events(paths: str | Path | Sequence[str | Path]) -> TaskEvents:
         _cat(cols["prio"]).astype(np.int64),
         _cat(cols["cpu"]),
         _cat(cols["mem"]),
+        np.concatenate(cols["user"]) if cols["user"] else np.zeros(0, dtype=object),
     )
 
 

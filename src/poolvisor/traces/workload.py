@@ -4,6 +4,9 @@ One row per job (pod, VM, task): arrival and departure time in seconds (``inf`` 
 when the trace ends), a demand vector over named scalar resources, and an optional device part
 for accelerators that are allocated per device (``gpu_count`` devices with ``gpu_milli`` each, in
 thousandths of one device). No Python object per job: slicing returns views/copies of arrays.
+Optionally, who asked (``project`` codes into ``project_names``) and the priority class rank
+(policies/preemption.py, spot 0 .. system 4; normal when the trace has none), which the online
+simulator's queue serves by (policies/queueing.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
+from poolvisor.policies.preemption import DEFAULT_CLASS, class_rank
+
+NORMAL_RANK = class_rank(DEFAULT_CLASS)
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,18 @@ class Workload:
     gpu_milli: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,)
     kind: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) code
     kind_names: tuple[str, ...] = ()
+    project: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) code
+    project_names: tuple[str, ...] = ()
+    rank: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # (n,) class rank
 
     def __post_init__(self) -> None:
         n = self.arrival.size
+        if self.project.size == 0 and n:
+            object.__setattr__(self, "project", np.zeros(n, dtype=np.int64))
+        if not self.project_names:
+            object.__setattr__(self, "project_names", ("default",))
+        if self.rank.size == 0 and n:
+            object.__setattr__(self, "rank", np.full(n, NORMAL_RANK, dtype=np.int64))
         if self.gpu_count.size == 0 and n:
             object.__setattr__(self, "gpu_count", np.zeros(n, dtype=np.int64))
         if self.gpu_milli.size == 0 and n:
@@ -37,7 +52,7 @@ class Workload:
             object.__setattr__(self, "kind", np.zeros(n, dtype=np.int64))
         if self.demand.shape != (n, len(self.resources)):
             raise InvalidInputError(f"demand shape {self.demand.shape} != ({n}, {len(self.resources)})")
-        for a in (self.departure, self.gpu_count, self.gpu_milli, self.kind):
+        for a in (self.departure, self.gpu_count, self.gpu_milli, self.kind, self.project, self.rank):
             if a.shape != (n,):
                 raise InvalidInputError("workload columns must all have one entry per job")
         if n and np.any(np.diff(self.arrival) < 0):
@@ -62,6 +77,8 @@ class Workload:
             gpu_count=self.gpu_count[idx],
             gpu_milli=self.gpu_milli[idx],
             kind=self.kind[idx],
+            project=self.project[idx],
+            rank=self.rank[idx],
         )
 
     def head(self, n: int) -> Workload:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from poolvisor.api.auth import SvcDep
 from poolvisor.api.errors import _readable, _validation_message
-from poolvisor.api.ratelimit import rate_limiter
+from poolvisor.api.ratelimit import limiter_of
 from poolvisor.api.routes import workloads as workloads_api
 from poolvisor.api.schemas import WorkloadCreate
 from poolvisor.domain.errors import InvalidInputError, NoValidHostError, PoolvisorError
@@ -122,7 +122,7 @@ def _form_again(request: Request, svc: Services, who: Principal, fields: dict[st
 def create_workload(request: Request, svc: SvcDep, who: WriteWho, fields: Form) -> Response:
     try:
         body = workload_body(fields)
-        w = workloads_api.create_workload(body, Response(), svc, who, rate_limiter(request), dry_run=False,
+        w = workloads_api.create_workload(body, Response(), svc, who, limiter_of(request), dry_run=False,
                                           explain="summary")
     except NoValidHostError as e:  # show why no host fits, next to the form
         return _form_again(request, svc, who, fields, e.message, e.status_code, e.detail)

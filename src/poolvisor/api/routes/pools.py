@@ -10,6 +10,7 @@ from poolvisor.api.auth import Admin, SvcDep, Who
 from poolvisor.api.errors import errors
 from poolvisor.api.fields import NamePath
 from poolvisor.api.schemas import ConsolidationOut, ConsolidationRequest, PoolCreate, PoolOut, TaskOut
+from poolvisor.api.share_schemas import AllocationPolicyIn, AllocationPolicyOut
 
 router = APIRouter(prefix="/v1/pools", tags=["pools"])
 
@@ -51,3 +52,19 @@ def consolidation_plan(name: NamePath, svc: SvcDep, _: Admin,
                             headers={"Location": f"/v1/tasks/{task.id}"})
     plan = svc.batch.plan_consolidation(name, max_migrations=req.max_migrations, policy=req.policy)
     return ConsolidationOut.model_validate(plan)
+
+
+@router.get("/{name}/allocation-policy", response_model=AllocationPolicyOut,
+            responses=errors(401, 404, 422, 503))
+def get_allocation_policy(name: NamePath, svc: SvcDep, _: Who) -> AllocationPolicyOut:
+    return AllocationPolicyOut(pool=name, policy=svc.shares.get_allocation_policy(name))
+
+
+@router.put("/{name}/allocation-policy", response_model=AllocationPolicyOut,
+            responses=errors(401, 403, 404, 413, 422, 503))
+def set_allocation_policy(name: NamePath, body: AllocationPolicyIn, svc: SvcDep,
+                          _: Admin) -> AllocationPolicyOut:
+    """What placement sets aside for a workload that declares reservation/limit/shares: min (its
+    reservation), max (its limit, the default) or balanced (the reservation plus a share-proportional
+    part of the headroom). Applies to workloads created from now on."""
+    return AllocationPolicyOut(pool=name, policy=svc.shares.set_allocation_policy(name, body.policy))

@@ -47,6 +47,20 @@ def revive_host(name: NamePath, svc: SvcDep, _: Admin) -> HostOut:
     return HostOut.model_validate(svc.sim.revive_host(name))
 
 
+@router.post("/hosts/{name}/partition", response_model=HostOut,
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
+def partition_host(name: NamePath, svc: SvcDep, _: Admin) -> HostOut:
+    """Cut the sim host's management network: alive, guests running, no heartbeat (HA fences it)."""
+    return HostOut.model_validate(svc.sim.partition(name, True))
+
+
+@router.post("/hosts/{name}/heal", response_model=HostOut,
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
+def heal_host(name: NamePath, svc: SvcDep, _: Admin) -> HostOut:
+    """Heal the sim host's management network (a partition ends)."""
+    return HostOut.model_validate(svc.sim.partition(name, False))
+
+
 @router.post("/faults", status_code=201, response_model=FaultOut,
              responses=errors(401, 403, 404, 409, 413, 422, 503))
 def inject_fault(body: FaultIn, svc: SvcDep, _: Admin) -> Any:

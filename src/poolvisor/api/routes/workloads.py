@@ -87,6 +87,9 @@ def create_workload(
         "group": body.group, "group_policy": body.group_policy, "required_labels": body.required_labels,
         "forbidden_labels": body.forbidden_labels, "pool": body.pool, "networks": body.networks,
         "priority_class": body.priority_class}
+    for k in ("reservation", "limit", "shares"):  # only when declared (services/shares.py)
+        if getattr(body, k) is not None:
+            placement[k] = getattr(body, k)
     create_project = who.role == "admin" and body.project is None
     if body.wait and not dry_run:  # nothing fits now: 202 and the queue entry (services/queue.py)
         rec, pending = svc.queue.create_or_wait(project, body.name, duration_s=body.duration_s,

@@ -44,6 +44,7 @@ from poolvisor.policies.balancing.consolidation import PlanConfig, _Planner, pla
 from poolvisor.policies.balancing.detection import Detector
 from poolvisor.policies.balancing.power import PowerTable
 from poolvisor.policies.balancing.selection import SELECTORS, Selector
+from poolvisor.policies.balancing.soft import describe, soft_penalty
 from poolvisor.policies.balancing.view import BalancingView, pool_view
 from poolvisor.policies.packing.consolidate import fit_into, plan_consolidation
 
@@ -92,6 +93,9 @@ class SpreadPolicy:
     max_gap: float = 0.2
     max_migrations: int | None = None
     name: str = "spread"
+    #: utilization a destination is charged per soft group rule pair the move breaks (soft.py):
+    #: a host that keeps the rule wins unless it is this much busier per pair
+    soft_weight: float = 0.25
 
 
 Policy = PabfdPolicy | PackPolicy | SpreadPolicy
@@ -223,6 +227,7 @@ def _spread(view: BalancingView, policy: SpreadPolicy) -> Actions:
     acts = Actions()
     budget = np.inf if policy.max_migrations is None else policy.max_migrations
     host = t.host.copy()
+    groups = st.copy() if view.soft else st  # soft rules are weighed on the members as moved
     while len(acts) < budget:
         u = np.where(up, load / np.where(total > 0, total, 1.0), 0.0)
         mean = float(u[up].mean()) if up.any() else 0.0
@@ -237,16 +242,29 @@ def _spread(view: BalancingView, policy: SpreadPolicy) -> Actions:
             cand = np.flatnonzero(fits & (u + req[r] / np.where(total > 0, total, 1.0) < u[src]))
             if not cand.size:
                 continue
-            dst = int(cand[np.argmin(u[cand])])  # the first of the least utilized
+            rule = view.soft.get(r) if view.soft else None
+            pen = soft_penalty(groups, rule, src, cand)
+            score = u[cand] + policy.soft_weight * np.maximum(pen, 0.0)
+            best = int(np.argmin(score))  # the first of the least utilized, soft rules weighed
+            dst = int(cand[best])
             figures = {"src_util": float(u[src]), "dst_util": float(u[dst]), "mean_util": mean,
                        "max_gap": policy.max_gap}
-            alts = tuple(f"{st.names[h]} at {u[h]:.2f}" for h in cand[np.argsort(u[cand])][1:4].tolist())
+            order = np.argsort(score, kind="stable")
+            alts = tuple(f"{st.names[h]} at {u[h]:.2f}" + (f" (soft penalty {p:g})" if p > 0 else "")
+                         for h, p in zip(cand[order][1:4].tolist(), pen[order][1:4].tolist(), strict=True))
+            if rule is not None:
+                figures["soft_penalty"] = float(pen[best])
+                if pen[best] > 0:  # no host keeps the rule and narrows the gap: bent, and said so
+                    alts = (f"bends {describe(rule, float(pen[best]))}", *alts)
             acts.append(Action(MIGRATE, r, src, dst, Explanation("imbalance", figures, alts)))
             load[src] -= req[r]
             load[dst] += req[r]
             alloc[:, src] -= t.demand[:, r]
             alloc[:, dst] += t.demand[:, r]
             host[r] = dst
+            if rule is not None and rule[0] in groups.group_counts:
+                groups.group_counts[rule[0]][src] -= 1
+                groups.group_counts[rule[0]][dst] += 1
             done = True
             break
         if not done:

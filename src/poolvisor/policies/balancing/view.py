@@ -69,6 +69,9 @@ class BalancingView:
     slots: np.ndarray | None = None
     #: history type per host and the distinct CPU totals (a cache the simulator keeps per run)
     types: tuple[np.ndarray, np.ndarray] | None = None
+    #: workload row -> (group key, soft policy) for workloads of soft-affinity/anti-affinity
+    #: groups (soft.py: moves weigh them); None: no soft rule (the simulators)
+    soft: dict[int, tuple[str, str]] | None = None
 
     # ---- the model's columns in view units -------------------------------------------------------
     def total(self) -> np.ndarray:

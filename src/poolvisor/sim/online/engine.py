@@ -21,10 +21,12 @@ from poolvisor.clock import SimClock
 from poolvisor.sim.online.fleet import Fleet, Job
 from poolvisor.sim.online.fragmentation import FragModel
 from poolvisor.sim.online.policies import Context, OnlinePolicy
+from poolvisor.sim.online.queue import SimQueue
 from poolvisor.traces.workload import Workload
 
-#: same-instant priorities (lower first)
-DEPART, HOST_DOWN, HOST_UP, ARRIVE, SAMPLE = range(5)
+#: same-instant priorities (lower first): the queue (SERVE) is served once per instant, after the
+#: room of that instant's departures and host additions, before its new arrivals
+DEPART, HOST_DOWN, HOST_UP, SERVE, ARRIVE, SAMPLE = range(6)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class OnlineResult:
     frag_of_free: np.ndarray = field(default_factory=lambda: np.zeros(0))  # fraction of free primary
     primary: str = ""
     first_rejection: float = float("nan")  # time (or arrived load) of the first rejected arrival
+    queue: dict[str, Any] | None = None  # with a queue discipline: wait times (sim/online/queue.py)
 
     @property
     def acceptance(self) -> float:
@@ -113,11 +116,15 @@ class OnlineResult:
         out["frag_end"] = float(self.frag[-1]) if self.frag.size else float("nan")
         out["frag_of_free_mean"] = mean(self.frag_of_free[np.isfinite(self.frag_of_free)])
         out["wall_s"] = self.wall_s
+        if self.queue is not None:
+            out["queue"] = self.queue
         return out
 
     def to_dict(self, series: bool = False) -> dict[str, Any]:
         """JSON-safe: NaN (e.g. no rejection yet) becomes None."""
         d = {k: (None if isinstance(v, float) and v != v else v) for k, v in self.metrics().items()}
+        if self.queue is not None:
+            d["queue"] = self.queue
         if series:
             d["series"] = {
                 "time": self.time.tolist(),
@@ -143,6 +150,7 @@ def replay(
     check: bool = False,
     progress: Callable[[int], None] | None = None,
     clock: SimClock | None = None,
+    queue: str | None = None,
 ) -> OnlineResult:
     """Replay ``workload`` on ``fleet`` (mutated) with ``policy``; returns counts and time series.
 
@@ -150,6 +158,10 @@ def replay(
     ``progress(k)`` is called with the number of arrivals handled since the previous call.
     ``clock``: the simulated clock to run on (default: a fresh one; a tracing clock records the
     order of the events), not later than the first event.
+    ``queue``: a queue discipline (policies/queueing.py): an arrival that does not fit waits and is
+    served in that order when room frees (sim/online/queue.py) instead of being rejected; without
+    a ``horizon`` the replay then runs past the last arrival until nobody waits (or nothing is
+    left to depart).
     """
     t0 = time.perf_counter()
     n = len(workload)
@@ -172,6 +184,7 @@ def replay(
             first = min(first, float(host_events.time.min()))
         clock = SimClock(start=first)
     post = clock.post
+    q = SimQueue(queue, workload, fleet) if queue is not None else None
 
     s_active: list[int] = []
     s_up: list[int] = []
@@ -185,28 +198,59 @@ def replay(
     def job(i: int) -> Job:
         return Job(i, dem[i], int(cnt[i]), int(milli[i]))
 
-    def arrive(i: int) -> None:
-        nonlocal accepted, first_rejection, pending_progress
-        if i + 1 < n:
-            post(float(arr[i + 1]), ARRIVE, arrive, i + 1)
+    def place(i: int) -> int:
+        """Place job i by the policy if some host fits it now (its host, else -1); it leaves after
+        its run time."""
+        nonlocal accepted
         j = job(i)
         cand = fleet.feasible(j)
         if cand.size == 0:
-            if not reasons:
-                first_rejection = clock.now
-            r = fleet.rejection_reason(j)
-            reasons[r] = reasons.get(r, 0) + 1
-        else:
-            h, devs = policy.choose(ctx, j, cand)
-            used = fleet.allocate(h, j, devs)
-            tracker.touch(h)
-            job_host[i] = h
-            if used.size:
-                job_devs[i] = used
-            running[i] = True
-            accepted += 1
-            if np.isfinite(dep[i]):
-                post(float(dep[i]), DEPART, depart, i)
+            return -1
+        h, devs = policy.choose(ctx, j, cand)
+        used = fleet.allocate(h, j, devs)
+        tracker.touch(h)
+        job_host[i] = h
+        if used.size:
+            job_devs[i] = used
+        running[i] = True
+        accepted += 1
+        if q is not None:
+            q.started(i)
+        if np.isfinite(dep[i]):
+            late = clock.now - float(arr[i])  # > 0 when it waited in the queue
+            post(float(dep[i]) + late if late > 0 else float(dep[i]), DEPART, depart, i)
+        return int(h)
+
+    serve_at = [float("nan")]  # the instant a SERVE event is posted for (one per instant)
+
+    def touch(h: int) -> None:
+        assert q is not None
+        q.touch(h)
+        if serve_at[0] != clock.now:
+            serve_at[0] = clock.now
+            post(clock.now, SERVE, serve, 0)
+
+    def serve(_: int) -> None:
+        assert q is not None
+        q.serve(clock.now, place)
+        if clock.now > end and not q.pending:
+            clock.stop()  # past the last arrival with nobody waiting: the rest changes nothing
+        if check:
+            fleet.check_invariants()
+
+    def arrive(i: int) -> None:
+        nonlocal first_rejection, pending_progress
+        if i + 1 < n:
+            post(float(arr[i + 1]), ARRIVE, arrive, i + 1)
+        if place(i) < 0:
+            j = job(i)
+            if q is not None and not q.never_fits(j.demand, j.count, j.milli):
+                q.add(i, clock.now)  # waits for room (counted at the end if never served)
+            else:
+                if not reasons:
+                    first_rejection = clock.now
+                r = fleet.rejection_reason(j) if q is None else "larger than any host"
+                reasons[r] = reasons.get(r, 0) + 1
         pending_progress += 1
         if progress is not None and pending_progress >= 1024:
             progress(pending_progress)
@@ -220,6 +264,12 @@ def replay(
             fleet.release(h, job(i), job_devs.pop(i, np.zeros(0, dtype=np.int64)))
             tracker.touch(h)
             running[i] = False
+            if q is not None:
+                q.stopped(i)
+                if clock.now > end and not q.pending:
+                    clock.stop()  # past the last arrival with nobody waiting
+                    return
+                touch(h)
         if check:
             fleet.check_invariants()
 
@@ -231,8 +281,12 @@ def replay(
                 fleet.release(i, job(k), job_devs.pop(k, np.zeros(0, dtype=np.int64)))
                 running[k] = False
                 evicted += 1
+                if q is not None:
+                    q.stopped(k)
         fleet.set_up(i, up_now)
         tracker.touch(i)
+        if q is not None and up_now:
+            touch(i)
         if check:
             fleet.check_invariants()
 
@@ -265,10 +319,15 @@ def replay(
             clock.schedule(host_change, (h, bool(up)), at=t, priority=HOST_UP if up else HOST_DOWN)
     if n:
         clock.schedule(arrive, 0, at=float(arr[0]), priority=ARRIVE)
-    clock.run(until=end)  # nothing after the horizon
+    if q is not None and horizon is None:  # after the last arrival, until the queue is served
+        clock.run(until=None)
+    else:
+        clock.run(until=end)  # nothing after the horizon
     if progress is not None and pending_progress:
         progress(pending_progress)
     rejected = n - accepted
+    if q is not None and q.pending:
+        reasons["still queued at the end"] = len(q.pending)
     if sum(reasons.values()) != rejected:  # arrivals after the horizon were never offered
         reasons["not offered (after horizon)"] = rejected - sum(reasons.values())
     return OnlineResult(
@@ -290,6 +349,7 @@ def replay(
         frag_of_free=np.array(s_free),
         primary=_primary_name(fleet, model),
         first_rejection=first_rejection,
+        queue=q.report() if q is not None else None,
     )
 
 

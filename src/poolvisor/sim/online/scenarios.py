@@ -51,8 +51,10 @@ def run(
     samples: int = 300,
     check: bool = False,
     progress: Callable[[int], None] | None = None,
+    queue: str | None = None,
 ) -> list[OnlineResult]:
-    """Replay the scenario once per policy, each on a fresh fleet."""
+    """Replay the scenario once per policy, each on a fresh fleet (``queue``: arrivals that do
+    not fit wait, served in that discipline; engine.replay)."""
     out = []
     for name in policies:
         out.append(
@@ -67,6 +69,7 @@ def run(
                 time_unit=scn.time_unit,
                 check=check,
                 progress=progress,
+                queue=queue,
             )
         )
     return out
@@ -112,6 +115,9 @@ def inflate(wl: Workload, primary: np.ndarray, capacity: float, load: float, see
         gpu_milli=wl.gpu_milli[order],
         kind=wl.kind[order],
         kind_names=wl.kind_names,
+        project=wl.project[order],
+        project_names=wl.project_names,
+        rank=wl.rank[order],
     )
 
 
