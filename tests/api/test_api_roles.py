@@ -152,6 +152,7 @@ BODIES: dict[tuple[str, str], Callable[[World], Any]] = {
                                         "project": w.project},
     ("POST", "/v1/volumes/{name}/resize"): lambda w: {"size_mib": 128},
     ("POST", "/v1/volumes/{name}/snapshot"): lambda w: {"name": "vs-new"},
+    ("POST", "/v1/volumes/{name}/migrate"): lambda w: {"pool": "sp"},
     ("POST", "/v1/volumes/{name}/attach"): lambda w: {"workload": w.workload},
     ("PUT", "/v1/pools/{name}/memory-overcommit"): lambda w: {"ratio": 1.5},
     ("PUT", "/v1/ha/admission"): lambda w: {"tolerate_failures": 0},

@@ -125,3 +125,29 @@ def test_dir_devices_hold_bytes_and_scrub_repairs_them(client: Any, admin: dict[
     assert r.status_code == 200 and r.json()["repaired"] == 1 and r.json()["lost"] == 0, r.text
     assert ob.read(tmp_path / "d0", victim.parent.name, 0) is not None
     assert client.post("/v1/storage-pools/ghost/scrub", headers=admin).status_code == 404
+
+
+def test_volume_migrate_is_a_task_and_the_bytes_follow(client: Any, admin: dict[str, str], svc: Any,
+                                                       tmp_path: Any) -> None:
+    for pool in ("sp", "sp2"):
+        assert client.post("/v1/storage-pools", json={"name": pool, "replicas": 2, "segment_mib": 4},
+                           headers=admin).status_code == 201
+        for i in range(2):
+            r = client.post(f"/v1/storage-pools/{pool}/devices",
+                            json={"name": f"{pool}d{i}", "capacity_mib": 100, "domain": f"r{i}",
+                                  "path": str(tmp_path / f"{pool}d{i}")}, headers=admin)
+            assert r.status_code == 201, r.text
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    data = bytes(range(256)) * 9000
+    svc.volumes.write_data("demo", "v", 100, data)
+    r = client.post("/v1/volumes/v/migrate", json={"pool": "sp2"}, headers=admin)
+    task = wait_task(client, admin, r)
+    assert task["state"] == "succeeded", task
+    assert task["result"]["to_pool"] == "sp2" and task["result"]["segments"] == 1 and task["progress"] == 1.0
+    v = client.get("/v1/volumes/v", headers=admin).json()
+    assert v["pool"] == "sp2" and set(v["devices"]) == {"sp2d0", "sp2d1"}
+    assert svc.volumes.read_data("demo", "v", 100, len(data)) == data
+    assert client.post("/v1/volumes/v/migrate", json={"pool": "sp2"}, headers=admin).status_code == 409
+    assert client.post("/v1/volumes/v/migrate", json={"pool": "ghost"}, headers=admin).status_code == 404
+    assert client.post("/v1/volumes/ghost/migrate", json={"pool": "sp"}, headers=admin).status_code == 404
+    assert client.post("/v1/volumes/v/migrate", json={}, headers=admin).status_code == 422

@@ -101,6 +101,7 @@ VALID_BODIES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
                                               "project": "demo"}),
     ("POST", "/v1/volumes/{name}/resize"): ("/v1/volumes/ghost/resize", {"size_mib": 20}),
     ("POST", "/v1/volumes/{name}/snapshot"): ("/v1/volumes/ghost/snapshot", {"name": "s"}),
+    ("POST", "/v1/volumes/{name}/migrate"): ("/v1/volumes/ghost/migrate", {"pool": "sp"}),
     ("POST", "/v1/volumes/{name}/attach"): ("/v1/volumes/ghost/attach", {"workload": "w"}),
     ("PUT", "/v1/pools/{name}/memory-overcommit"): ("/v1/pools/ghost/memory-overcommit", {"ratio": 1.5}),
     ("POST", "/v1/pools/{name}/memory-reclaim"): ("/v1/pools/ghost/memory-reclaim",

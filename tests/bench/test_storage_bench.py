@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from poolvisor.bench.storage import device_kill, movement, service_rebalance
+from poolvisor.bench.storage import device_kill, movement, service_device_kill, service_rebalance
 from poolvisor.cli.bench import app
 
 
@@ -21,15 +21,24 @@ def test_device_kill_small(tmp_path: Path) -> None:
     assert r["acked_lost"] == 0 and r["under_replicated_after"] == 0 and r["acked_bytes"] > 0
 
 
+def test_service_device_kill_small(tmp_path: Path) -> None:
+    """Through VolumeService: a device renamed away mid-stream is found failed, no acknowledged
+    write is lost, and the rebalance restores every replica."""
+    r = service_device_kill(tmp_path, writes=40, io=64 * 1024, volume_mib=16)
+    assert r["acked_lost"] == 0 and r["acked_bytes"] > 0
+    assert r["devices_failed"] == 1 and r["rereplicated_copies"] > 0 and r["under_replicated_after"] == 0
+
+
 def test_cli_json(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["storage", "--json", "--size-mib", "1", "--rounds", "1",
                                    "--tmp", str(tmp_path), "--volume-gib", "4"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     for k in ("moved_over_ideal", "write_mb_s", "read_mb_s", "raw_write_mb_s", "acked_lost",
-              "service_join_moved_over_ideal", "service_lost", "service_write_mb_s", "service_read_mb_s"):
+              "write_over_raw_third", "io_mib", "service_join_moved_over_ideal", "service_lost",
+              "dirstore_write_mb_s", "dirstore_read_mb_s", "dirstore_acked_lost"):
         assert k in out
-    assert out["acked_lost"] == 0
+    assert out["acked_lost"] == 0 and out["dirstore_acked_lost"] == 0
     assert list(tmp_path.iterdir()) == []  # temporary devices removed
 
 

@@ -85,3 +85,18 @@ def test_dir_devices_and_scrub(run: Callable[..., Any], tmp_path: Any) -> None: 
     r = run("storage-pool", "scrub", "bytes")
     assert r.returncode == 0 and "0 chunks verified" in r.stdout, r.stderr
     one_error_line(run("storage-pool", "scrub", "ghost"), "not found")
+
+
+def test_volume_migrate(run: Callable[..., Any]) -> None:  # noqa: F811
+    for pool in ("mig-a", "mig-b"):
+        assert run("storage-pool", "create", pool, "--replicas", "2", "--segment", "1G").returncode == 0
+        for i in range(2):
+            r = run("storage-pool", "device", "add", pool, f"{pool}-{i}", "100G", "--domain", f"r{i}")
+            assert r.returncode == 0, r.stderr
+    assert run("volume", "create", "mv", "mig-a", "3G", "--thick", "--project", "demo").returncode == 0
+    r = run("volume", "migrate", "mv", "--pool", "mig-b", "--project", "demo")
+    assert r.returncode == 0 and "migrated mig-a -> mig-b: 3 segments" in r.stdout, r.stderr
+    v = json.loads(run("volume", "show", "mv", "--project", "demo", "--json").stdout)
+    assert v["pool"] == "mig-b" and set(v["devices"]) == {"mig-b-0", "mig-b-1"}
+    one_error_line(run("volume", "migrate", "mv", "--pool", "mig-b", "--project", "demo"), "already in")
+    one_error_line(run("volume", "migrate", "mv", "--pool", "ghost", "--project", "demo"), "not found")

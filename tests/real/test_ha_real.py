@@ -1,7 +1,8 @@
 """HA with real guests: a VM created through the API on lab host A, A's libvirtd and QEMU killed
 (by PID, only what the lab started), the server's HA loop (0.2 s) notices, fences A through the
 lab's fence agent and restarts the VM on lab host B: its boot marker on the serial console again,
-one running copy. Then A comes back, rejoins empty, and the VM is deleted: nothing left anywhere.
+one running copy, with its NIC and its attached volume's disk plugged on B (the disk seeded from
+the volume's replicas). Then A comes back, rejoins empty, and the VM is deleted: nothing left anywhere.
 
 Its own two-host lab (not the session's): killing a host would break the other tests' lab.
 """
@@ -20,7 +21,7 @@ from tests_real_helpers import TICK_MS, assert_host_empty
 
 from poolvisor.api.app import create_app
 from poolvisor.drivers.base import DriverWorkload
-from poolvisor.drivers.libvirt_xml import domain_name
+from poolvisor.drivers.libvirt_xml import disk_targets, domain_name, interface_by_mac
 from poolvisor.lab import GuestImage, Lab, markers, wait_marker
 from poolvisor.lab.console import wait_for
 from poolvisor.services import Services, open_services
@@ -72,15 +73,25 @@ def _state(c: TestClient, h: dict[str, str], host: str) -> str:
 
 def test_killed_host_is_fenced_and_its_vm_restarts_elsewhere(
         api: tuple[TestClient, dict[str, str], Services], ha_lab: Lab) -> None:
+    import libvirt
+
     c, h, svc = api
     fence = f"command:{sys.executable} -m poolvisor.lab.fence {ha_lab.root}"  # the lab's power switch
     for host in ha_lab:
         _ok(c.post("/v1/hosts", json={"name": host.name, "driver": "libvirt", "uri": host.uri,
                                        "fence": fence}, headers=h), 201)
+    _ok(c.post("/v1/networks", json={"name": "front", "cidr": "10.77.0.0/24", "project": PROJECT},
+               headers=h), 201)
     wl = _ok(c.post("/v1/workloads", json={
-        "name": "web1", "project": PROJECT, "demand": {"vcpu": 1, "memory_mib": 96, "disk_gib": 0.0625}},
-        headers=h), 201)
+        "name": "web1", "project": PROJECT, "demand": {"vcpu": 1, "memory_mib": 96, "disk_gib": 0.0625},
+        "networks": ["front"]}, headers=h), 201)
     assert wl["state"] == "running"
+    svc.volumes.create_pool("sp", replicas=1, segment_mib=4)
+    svc.volumes.add_device("sp", "d1", 64, path=str(ha_lab.root / "dev1"))
+    svc.volumes.create_volume(PROJECT, "data", "sp", 8)
+    svc.volumes.write_data(PROJECT, "data", 5 << 20, b"replicated bytes")
+    svc.volumes.attach(PROJECT, "data", "web1")
+    mac = svc.networks.list_nics(PROJECT, workload="web1")[0].mac
     a = next(x for x in ha_lab if x.name == wl["host"])
     b = next(x for x in ha_lab if x is not a)
     name = domain_name(f"{PROJECT}/web1")
@@ -108,6 +119,14 @@ def test_killed_host_is_fenced_and_its_vm_restarts_elsewhere(
     assert drv.state(b.name, dw) == "running"
     qemus = [p for p in b.processes() if "qemu-system" in Path(f"/proc/{p}/exe").resolve().name]
     assert len(qemus) == 1  # exactly one running copy, on B
+    dom = libvirt.open(b.uri)
+    try:
+        xml = dom.lookupByName(name).XMLDesc(0)
+    finally:
+        dom.close()
+    disks = disk_targets(xml)
+    assert "vdb" in disks and disks["vdb"].endswith("--ha+data.raw"), disks  # the volume, re-plugged
+    assert interface_by_mac(xml, mac) is not None  # and the NIC
     assert took <= GOAL_S, f"kill -> marker on {b.name} took {took:.1f}s (goal {GOAL_S:.0f}s)"
 
     # A powers on again: HA lets it rejoin, and it must really be empty (no stale guest or disk)
@@ -116,7 +135,9 @@ def test_killed_host_is_fenced_and_its_vm_restarts_elsewhere(
     assert_host_empty(a.uri)
     assert markers(console).count(name) == 2  # the stale copy on A was not started
 
+    _ok(c.post("/v1/workloads/web1/stop", params={"project": PROJECT}, headers=h))  # no hot-unplug under TCG
     assert c.delete("/v1/workloads/web1", params={"project": PROJECT}, headers=h).status_code == 204
+    assert svc.volumes.read_data(PROJECT, "data", 5 << 20, 16) == b"replicated bytes"  # copied back
     for host in ha_lab:
         assert_host_empty(host.uri)
         assert c.delete(f"/v1/hosts/{host.name}", headers=h).status_code == 204

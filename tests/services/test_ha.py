@@ -339,3 +339,35 @@ def test_a_restarted_control_plane_does_not_restart_its_workloads(tmp_path):
         assert again.repair.check().ok
     finally:
         again.close()
+
+
+def test_a_restarted_workload_gets_its_nics_and_volume_disks_on_the_new_host(lite, tmp_path):
+    """HA re-plugs what a create and an attach plugged: the NICs on the new host's networks and the
+    attached volumes as disks seeded from the volume's bytes (services/ha.py `_replug`)."""
+    from poolvisor.drivers.base import DriverWorkload
+
+    d = _pool(lite, hosts=2, vcpu=4)
+    lite.networks.create_network("demo", "front", "10.9.0.0/24")
+    lite.workloads.create_workload("demo", "db", demand={"vcpu": 2, "memory_mib": 1024}, networks=["front"])
+    lite.volumes.create_pool("sp", replicas=1, segment_mib=4)
+    lite.volumes.add_device("sp", "d1", 64, path=str(tmp_path / "d1"))
+    lite.volumes.create_volume("demo", "data", "sp", 8)
+    lite.volumes.write_data("demo", "data", 5 << 20, b"kept")
+    lite.volumes.attach("demo", "data", "db")
+    victim = _host_of(lite, "db")
+    dw = DriverWorkload("demo/db", "vm", {})
+    macs = [n.mac for n in lite.networks.list_nics("demo", workload="db")]
+    assert d.devices(victim, dw) == (["demo/data"], macs)
+    clock = SimClock()
+    HaLoop(lite.ha, clock=clock).start()
+    clock.run(until=2.5)
+    d.fail(victim)
+    clock.run(until=8.0)
+    w = lite.workloads.get_workload("demo", "db")
+    assert w.state == "running" and w.host not in (None, victim)
+    assert d.devices(w.host, dw) == (["demo/data"], macs)  # re-plugged on the new host
+    spec = d.hosts[w.host].guests["demo/db"].volumes["demo/data"]
+    assert spec.content is not None
+    assert [(off, b[1 << 20:(1 << 20) + 4]) for off, b in spec.content()] == [(4 << 20, b"kept")]
+    assert lite.volumes.get_volume("demo", "data").attached_to == "db"
+    assert lite.repair.check().ok

@@ -18,7 +18,7 @@ SERVICES = Path(poolvisor.services.__file__).parent
 STORE = SERVICES.parent / "store"
 DOMAINS = ("auth", "catalog", "hosts", "tasks", "workloads", "batch", "utilization", "networks",
            "routers", "dataplane", "events", "repair", "snapshots", "sim", "volumes", "memory", "backups",
-           "backup_schedules")
+           "backup_schedules", "volume_migration")
 
 
 def _modules() -> list[str]:
@@ -37,7 +37,8 @@ def test_every_domain_is_one_object_on_the_shared_context(svc: Services) -> None
     assert svc.snapshots.tasks is svc.tasks and svc.sim.hosts is svc.hosts
     # every task kind's handler is a domain service's method, registered on the one TaskService
     assert set(svc.tasks.handlers) == {"migrate", "consolidate", "snapshot", "restore", "storage-rebalance",
-                                       "backup", "backup_restore", "drain"}
+                                       "backup", "backup_restore", "drain", "volume-migrate"}
+    assert svc.volume_migration.volumes is svc.volumes and svc.ha.volumes is svc.volumes
     assert set(svc.tasks.on_cancel) == {"snapshot", "restore", "backup", "backup_restore", "drain"}
     assert svc.ctx.drivers is svc.drivers and svc.hosts.drivers is svc.ctx.drivers
 

@@ -61,7 +61,8 @@ def test_bytes_land_on_the_placed_replicas_and_read_back_verified(svc: Services,
     _pool(svc, tmp_path)
     svc.volumes.create_volume("demo", "v", "sp", 16)
     data = os.urandom(3 * MiB)
-    rec = svc.volumes.write_data("demo", "v", MiB + MiB // 2, data)  # 1.5 MiB .. 4.5 MiB: segments 0 and 1
+    assert svc.volumes.write_data("demo", "v", MiB + MiB // 2, data) == len(data)  # 1.5 .. 4.5 MiB: segs 0, 1
+    rec = svc.volumes.get_volume("demo", "v")
     assert rec.segments == 2 and rec.live_replicas == 3
     assert svc.volumes.read_data("demo", "v", MiB + MiB // 2, len(data)) == data
     assert svc.volumes.read_data("demo", "v", 0, MiB) == bytes(MiB)  # never written: zeros
@@ -238,3 +239,76 @@ def test_a_write_whose_segment_a_rebalance_moved_meanwhile_is_redone_on_the_new_
         for d in ("n0", "n1", "n2"):
             rep = ob.read(tmp_path / d, key, b)
             assert rep is not None and rep.data == data, (b, d)
+
+
+def test_a_read_on_a_placement_that_moved_meanwhile_reads_again(svc: Services, tmp_path: Path) -> None:
+    """A data call reuses the placement the last one read; a rebalance that moved the segments and
+    dropped their old copies since then must not make a read return zeros: the read checks the
+    pool's generation after reading and reads again on the new placement."""
+    _pool(svc, tmp_path, devices=3)
+    svc.volumes.create_volume("demo", "v", "sp", 8, thin=False)
+    data = os.urandom(8 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data  # the placement is now cached
+    for i in range(3):
+        svc.volumes.add_device("sp", f"n{i}", 1024, domain=f"rack{i}", path=str(tmp_path / f"n{i}"))
+        svc.volumes.set_device_state("sp", f"d{i}", "leaving")
+    assert svc.volumes.rebalance("sp").segments == 2
+    assert not [p for i in range(3) for p in (tmp_path / f"d{i}" / "objects" / _key(svc, "v")).glob("0*")]
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data
+    new = os.urandom(MiB)
+    svc.volumes.write_data("demo", "v", 3 * MiB, new)  # a write on the cached plan is redone too
+    assert svc.volumes.read_data("demo", "v", 3 * MiB, MiB) == new
+    assert _holders(tmp_path, _key(svc, "v"), 3) == {"n0", "n1", "n2"}
+
+
+def test_a_rebalance_copies_outside_its_transaction_and_keeps_writes_made_meanwhile(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rebalance pre-copies moved segments outside any transaction, so a write made during
+    the copy is neither blocked (it would wait for the batch's transaction) nor lost: the batch
+    copies again the chunks a source holds newer than the new replica (generation header)."""
+    _pool(svc, tmp_path, devices=3)
+    svc.volumes.create_volume("demo", "v", "sp", 16, thin=False)
+    old = os.urandom(16 * MiB)
+    svc.volumes.write_data("demo", "v", 0, old)
+    for i in range(3):
+        svc.volumes.add_device("sp", f"n{i}", 1024, domain=f"rack{i}", path=str(tmp_path / f"n{i}"))
+        svc.volumes.set_device_state("sp", f"d{i}", "leaving")
+    real = sio.copy
+    during: list[bytes] = []
+
+    def copy_while_writing(*a: object, **k: object) -> int:
+        n = real(*a, **k)  # type: ignore[arg-type]
+        if not during:  # the first copy: write the volume while the rebalance is copying
+            during.append(os.urandom(MiB))
+            svc.volumes.write_data("demo", "v", 5 * MiB, during[0])
+        return n
+
+    monkeypatch.setattr(sio, "copy", copy_while_writing)
+    r = svc.volumes.rebalance("sp")
+    assert r.segments == 4 and r.lost == 0 and during
+    want = old[:5 * MiB] + during[0] + old[6 * MiB:]
+    assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == want
+    key = _key(svc, "v")
+    assert _holders(tmp_path, key, 5) == {"n0", "n1", "n2"}
+    for d in ("n0", "n1", "n2"):
+        rep = ob.read(tmp_path / d, key, 5)
+        assert rep is not None and rep.data == during[0]
+
+
+def test_a_volume_with_many_segments_keeps_only_the_ranges_placement(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past PLAN_SEGMENTS a data call reads only its range's segments; a later call on another
+    range reads its own (never trusts a plan that did not read the segments it touches)."""
+    from poolvisor.services import volumes as vmod
+
+    monkeypatch.setattr(vmod, "PLAN_SEGMENTS", 2)
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 16, thin=False)  # 4 segments of 4 MiB
+    a, b = os.urandom(MiB), os.urandom(2 * MiB)
+    svc.volumes.write_data("demo", "v", 0, a)
+    assert svc.volumes._plans[("demo", "v")].covers == range(0, 1)
+    svc.volumes.write_data("demo", "v", 11 * MiB, b)  # segments 2 and 3
+    assert svc.volumes.read_data("demo", "v", 0, MiB) == a
+    assert svc.volumes.read_data("demo", "v", 11 * MiB, 2 * MiB) == b
+    assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == a + bytes(10 * MiB) + b + bytes(3 * MiB)

@@ -4,9 +4,12 @@ a driver that refuses the disk leaves no attachment behind (and a refused detach
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from svc_helpers import small_cluster
 
+from poolvisor.domain.errors import ConflictError
 from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.drivers.protocols import VolumeSpec
 from poolvisor.drivers.sim import SimDriver
@@ -80,3 +83,56 @@ def test_a_new_workloads_nics_are_plugged_on_its_host(lite: Services) -> None:
     assert sim.devices(host, DriverWorkload("demo/vm", "vm", {}))[1] == [n.mac for n in nics]
     spec = sim.hosts[host].guests["demo/vm"].nics[nics[0].mac]
     assert (spec.network, spec.address) == ("demo/front", f"{nics[0].address}/24")
+
+
+def test_the_guests_writes_come_back_into_the_volume_on_detach_and_on_delete(lite: Services,
+                                                                            tmp_path) -> None:
+    """services/volume_disks.py `unplug`: what the guest wrote to its disk is written back into the
+    volume when the volume is detached and when the workload is deleted; zeros over segments never
+    placed take no space."""
+    svc = lite
+    small_cluster(svc)
+    svc.workloads.create_workload("demo", "vm", flavor="unit")
+    host = svc.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    svc.volumes.create_pool("sp", replicas=1, segment_mib=4)
+    svc.volumes.add_device("sp", "d1", 64, path=str(tmp_path / "d1"))
+    svc.volumes.create_volume("demo", "data", "sp", 16)
+    svc.volumes.write_data("demo", "data", 10, b"before")
+    svc.volumes.attach("demo", "data", "vm")
+    sim, dw = _sim(svc, host), DriverWorkload("demo/vm", "vm", {})
+    sim.guest_write(host, dw, "demo/data", 10, b"AFTER!")  # over what the volume held
+    sim.guest_write(host, dw, "demo/data", (9 << 20) + 3, b"new segment")
+    sim.guest_write(host, dw, "demo/data", 13 << 20, bytes(1 << 20))  # zeros, unplaced segment
+    svc.volumes.detach("demo", "data")
+    assert svc.volumes.read_data("demo", "data", 10, 6) == b"AFTER!"
+    assert svc.volumes.read_data("demo", "data", (9 << 20) + 3, 11) == b"new segment"
+    assert svc.volumes.get_volume("demo", "data").segments == 2  # segment 3 stays unplaced
+
+    svc.volumes.attach("demo", "data", "vm")
+    sim.guest_write(host, dw, "demo/data", 0, b"last words")
+    svc.workloads.delete_workload("demo", "vm")  # the disk's bytes come back before the guest goes
+    assert svc.volumes.read_data("demo", "data", 0, 10) == b"last words"
+    assert svc.volumes.get_volume("demo", "data").attached_to is None
+
+
+def test_a_volume_that_cannot_take_its_bytes_back_keeps_the_attachment(lite: Services, tmp_path) -> None:
+    svc = lite
+    small_cluster(svc)
+    svc.workloads.create_workload("demo", "vm", flavor="unit")
+    host = svc.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    svc.volumes.create_pool("sp", replicas=1, segment_mib=4)
+    svc.volumes.add_device("sp", "d1", 64, path=str(tmp_path / "d1"))
+    svc.volumes.create_volume("demo", "data", "sp", 8, thin=False)
+    svc.volumes.attach("demo", "data", "vm")
+    sim, dw = _sim(svc, host), DriverWorkload("demo/vm", "vm", {})
+    sim.guest_write(host, dw, "demo/data", 0, b"precious")
+    shutil.rmtree(tmp_path / "d1")  # the only device is gone: the bytes have nowhere to go
+    with pytest.raises(ConflictError, match="no valid replica"):
+        svc.volumes.detach("demo", "data")
+    assert svc.volumes.get_volume("demo", "data").attached_to == "vm"
+    assert sim.devices(host, dw)[0] == ["demo/data"]  # the disk (and the guest's bytes) stay
+    with pytest.raises(ConflictError, match="no valid replica"):
+        svc.workloads.delete_workload("demo", "vm")
+    assert svc.workloads.get_workload("demo", "vm").state == "running"

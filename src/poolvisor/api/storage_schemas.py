@@ -135,6 +135,10 @@ class VolumeSnapshot(_In):
     name: Name = Field(description="the snapshot's name (a volume of the same project)")
 
 
+class VolumeMigrate(_In):
+    pool: Name = Field(description="the storage pool to move the volume's bytes and placement to")
+
+
 class VolumeAttach(_In):
     workload: Name = Field(description="a workload of the volume's project, on a host reaching the pool")
 

@@ -88,8 +88,8 @@ def throughput(root: Path, size: int, chunk: int, replicas: int = 3, devices: in
             raise RuntimeError("read-back mismatch in the throughput run")
     mb = size / 1e6
     write, raw = mb / best["write"], mb / best["raw"]
-    return {"write_mb_s": write, "read_mb_s": mb / best["read"], "raw_write_mb_s": raw,
-            "write_over_raw_third": write / (raw / replicas)}
+    return {"dirstore_write_mb_s": write, "dirstore_read_mb_s": mb / best["read"],
+            "dirstore_raw_write_mb_s": raw, "dirstore_write_over_raw_third": write / (raw / replicas)}
 
 
 def device_kill(root: Path, chunks: int = 256, writes: int = 600, chunk: int = 64 * 1024,
@@ -163,56 +163,114 @@ def service_rebalance(root: Path, devices: int = 16, domains: int = 8, volumes: 
             "service_under_replicated_after": under}
 
 
-def service_data(root: Path, size: int, chunk: int, rounds: int = 3, devices: int = 6) -> dict[str, float]:
-    """The same replicated write and verified read through VolumeService (bytes on `dir` devices
-    under the store's placement, replication 3, SQLite), best of `rounds`, against raw writes
-    interleaved the same way."""
+def _service_pool(svc: Any, base: Path, devices: int, capacity_mib: int, segment_mib: int = 64) -> None:
+    svc.catalog.create_project("bench")
+    svc.volumes.create_pool("bench", segment_mib=segment_mib)
+    for i in range(devices):
+        svc.volumes.add_device("bench", f"d{i}", capacity_mib, domain=f"h{i % 3}", path=str(base / f"dev{i}"))
+
+
+def service_data(root: Path, size: int, io: int, rounds: int = 3, devices: int = 6,
+                 raw_piece: int = 4 * MiB) -> dict[str, float]:
+    """Replicated writes and verified reads through VolumeService, the path the API, the guest
+    disks and migrations use (bytes on `dir` devices under the store's placement, replication 3,
+    SQLite, `io` bytes per call), best of `rounds`, against raw writes interleaved the same way."""
     from poolvisor.services import open_services
 
     best = {"raw": float("inf"), "write": float("inf"), "read": float("inf")}
-    data = os.urandom(size)
+    data = memoryview(os.urandom(size))
     mib = -(-size // MiB)
     for r in range(rounds):
-        best["raw"] = min(best["raw"], _raw_write(root / "raw.bin", size, chunk))
+        best["raw"] = min(best["raw"], _raw_write(root / "raw.bin", size, raw_piece))
         os.unlink(root / "raw.bin")
         base = root / f"svc{r}"
         base.mkdir()
         with open_services(f"sqlite:///{base / 'svc.db'}") as svc:
-            svc.catalog.create_project("bench")
-            svc.volumes.create_pool("bench", segment_mib=64)
-            for i in range(devices):
-                svc.volumes.add_device("bench", f"d{i}", 4 * mib + 1024, domain=f"h{i % 3}",
-                                       path=str(base / f"dev{i}"))
+            _service_pool(svc, base, devices, 4 * mib + 1024)
             svc.volumes.create_volume("bench", "v", "bench", mib, thin=False)
             t = time.perf_counter()
-            for off in range(0, size, chunk):
-                svc.volumes.write_data("bench", "v", off, data[off:off + chunk])
+            for off in range(0, size, io):
+                svc.volumes.write_data("bench", "v", off, data[off:off + io])
             best["write"] = min(best["write"], time.perf_counter() - t)
             t = time.perf_counter()
-            back = b"".join(svc.volumes.read_data("bench", "v", off, min(chunk, size - off))
-                            for off in range(0, size, chunk))
+            back = b"".join(svc.volumes.read_data("bench", "v", off, min(io, size - off))
+                            for off in range(0, size, io))
             best["read"] = min(best["read"], time.perf_counter() - t)
         shutil.rmtree(base)
         if back != data:
             raise RuntimeError("read-back mismatch in the service data run")
     mb = size / 1e6
     write, raw = mb / best["write"], mb / best["raw"]
-    return {"service_write_mb_s": write, "service_read_mb_s": mb / best["read"],
-            "service_write_over_raw_third": write / (raw / 3)}
+    return {"write_mb_s": write, "read_mb_s": mb / best["read"], "raw_write_mb_s": raw,
+            "write_over_raw_third": write / (raw / 3), "io_mib": io / MiB}
+
+
+def service_device_kill(root: Path, writes: int = 120, io: int = 256 * 1024, volume_mib: int = 64,
+                        devices: int = 6, seed: int = 1) -> dict[str, int]:
+    """The device-kill run through VolumeService: random writes while another thread renames a
+    device's directory away; every acknowledged write must read back identical, before and after
+    the rebalance that re-replicates the dead device's segments. Sixteen segments, so that every
+    device holds some."""
+    from poolvisor.domain.errors import ConflictError
+    from poolvisor.services import open_services
+
+    rnd = random.Random(seed)
+    base = root / "svckill"
+    base.mkdir()
+    acked: dict[int, bytes] = {}
+    failed = 0
+    go = threading.Event()
+    victim = base / "dev2"
+    def kill() -> None:
+        go.wait()
+        os.rename(victim, victim.with_suffix(".dead"))
+
+    killer = threading.Thread(target=kill)
+    with open_services(f"sqlite:///{base / 'svc.db'}") as svc:
+        _service_pool(svc, base, devices, 4 * volume_mib + 1024, segment_mib=max(1, volume_mib // 16))
+        svc.volumes.create_volume("bench", "k", "bench", volume_mib)
+        killer.start()
+        for k in range(writes):
+            if k == writes // 3:
+                go.set()
+            at = rnd.randrange(volume_mib * MiB // io) * io
+            buf = rnd.randbytes(io)
+            try:
+                svc.volumes.write_data("bench", "k", at, buf)
+            except ConflictError:
+                failed += 1
+                continue
+            for a in list(acked):  # an acknowledged write replaces what it overlaps
+                if a < at + io and at < a + io:
+                    del acked[a]
+            acked[at] = buf
+        killer.join()
+        lost = sum(io for a, buf in acked.items() if svc.volumes.read_data("bench", "k", a, io) != buf)
+        rep = svc.volumes.rebalance("bench")
+        lost += sum(io for a, buf in acked.items() if svc.volumes.read_data("bench", "k", a, io) != buf)
+        short = svc.volumes.get_pool("bench").under_replicated
+        dead = [d.name for d in svc.volumes.get_pool("bench").devices if d.state == "failed"]
+    shutil.rmtree(base)
+    return {"acked_lost": lost, "acked_bytes": len(acked) * io, "writes_failed": failed,
+            "rereplicated_copies": rep.copies, "under_replicated_after": short,
+            "devices_failed": len(dead)}
 
 
 def run(size_mib: int = 32, chunk_mib: int = 4, rounds: int = 3, tmp: str | None = None,
-        volume_gib: int = 100) -> dict[str, Any]:
-    """All figures in one dict (the temporary directory is removed)."""
+        volume_gib: int = 100, io_mib: int = 16) -> dict[str, Any]:
+    """All figures in one dict (the temporary directory is removed). `write_mb_s`, `read_mb_s`,
+    `acked_lost` are measured through VolumeService (the path users run); `dirstore_*` are the
+    standalone DirStore backend's."""
     root = Path(tempfile.mkdtemp(prefix="poolvisor-bench-storage-", dir=tmp))
     try:
         out: dict[str, Any] = {"replicas": 3, "size_mib": size_mib, "chunk_mib": chunk_mib,
                                "rounds": rounds}
         out.update(movement())
+        out.update(service_data(root, size_mib * MiB, min(io_mib, size_mib) * MiB, rounds=rounds))
+        out.update(service_device_kill(root))
         out.update(throughput(root, size_mib * MiB, chunk_mib * MiB, rounds=rounds))
-        out.update(device_kill(root))
+        out.update({f"dirstore_{k}": v for k, v in device_kill(root).items()})
         out.update(service_rebalance(root, volume_gib=volume_gib))
-        out.update(service_data(root, size_mib * MiB, chunk_mib * MiB, rounds=rounds))
         return out
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -304,20 +304,25 @@ def storage(
     tmp: str = typer.Option("", "--tmp", help="directory for the temporary devices (default: system temp)"),
     volume_gib: int = typer.Option(100, "--volume-gib", help="size of each of the 8 volumes of the service "
                                    "rebalance run (256 MiB segments)"),
+    io_mib: int = typer.Option(16, "--io-mib", help="MiB per write/read call through the volume service"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Rebalance movement vs the ideal (policy, and through the store's VolumeService); `dir`
-    backend write/read MB/s (replication 3) vs raw; device kill."""
+    """Rebalance movement vs the ideal (policy, and through the store's VolumeService); volume
+    write/read MB/s through VolumeService (replication 3, `dir` devices) vs raw, the standalone
+    DirStore's too; a device killed during writes (acknowledged bytes lost)."""
     import json
 
     from poolvisor.bench import storage as bst
     from poolvisor.cli.errors import fail
     from poolvisor.cli.render import table
 
-    if not 1 <= size_mib <= 4096 or not 1 <= rounds <= 20 or not 1 <= volume_gib <= 1000:
-        raise fail("--size-mib must be in 1..4096, --rounds in 1..20 and --volume-gib in 1..1000")
+    if not 1 <= size_mib <= 4096 or not 1 <= rounds <= 20 or not 1 <= volume_gib <= 1000 \
+            or not 1 <= io_mib <= 64:
+        raise fail("--size-mib must be in 1..4096, --rounds in 1..20, --volume-gib in 1..1000 "
+                   "and --io-mib in 1..64")
     try:
-        res = bst.run(size_mib=size_mib, rounds=rounds, tmp=tmp or None, volume_gib=volume_gib)
+        res = bst.run(size_mib=size_mib, rounds=rounds, tmp=tmp or None, volume_gib=volume_gib,
+                      io_mib=io_mib)
     except OSError as e:
         raise fail(f"storage bench: {e}") from None
     if as_json:
@@ -325,7 +330,7 @@ def storage(
     else:
         table("Storage benchmark", ("figure", "value"),
               [(k, f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in res.items()])
-    if res["acked_lost"]:
+    if res["acked_lost"] or res["dirstore_acked_lost"]:
         raise typer.Exit(1)
 
 

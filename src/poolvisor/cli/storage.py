@@ -18,8 +18,8 @@ pool_app = typer.Typer(help="Storage pools, their devices and rebalancing (clien
 device_app = typer.Typer(help="Devices of a storage pool: add, remove (drain), fail, delete.",
                          no_args_is_help=True)
 pool_app.add_typer(device_app, name="device")
-volume_app = typer.Typer(help="Volumes: create, list, show, resize, snapshot, attach, detach, delete (client "
-                         "of the REST API).", no_args_is_help=True)
+volume_app = typer.Typer(help="Volumes: create, list, show, resize, snapshot, migrate, attach, detach, "
+                         "delete (client of the REST API).", no_args_is_help=True)
 
 PoolArg = Annotated[str, typer.Argument(help="Storage pool name.", callback=name_argument)]
 DeviceArg = Annotated[str, typer.Argument(help="Device name.", callback=name_argument)]
@@ -313,6 +313,23 @@ def volume_snapshot(name: VolumeArg,
     else:
         say("snapshot {}/{} of {} taken ({} allocated)", v["project"], v["name"], v["snapshot_of"],
             _gib(v["allocated_mib"]))
+
+
+@volume_app.command("migrate")
+def volume_migrate(name: VolumeArg,
+                   pool: Annotated[str, typer.Option("--pool", help="Target storage pool.",
+                                                     callback=name_argument)],
+                   project: ProjectOpt = None, url: UrlOpt = None, token: TokenOpt = None,
+                   as_json: JsonOpt = False, no_wait: NoWaitOpt = False) -> None:
+    """Move a volume to another storage pool while it stays in use (a task: pre-copy, then a
+    short switch during which writes wait; the source copies are freed)."""
+    with Api(url, token) as api:
+        sent = api.post(api_path("volumes", name, "migrate"), {"pool": pool}, project=project)
+        follow(api, sent, as_json, no_wait, lambda r, t: say(
+            "volume {} migrated {} -> {}: {} segments, {} pre-copied, {} chunk(s) copied again at the "
+            "switch ({} s; task {})", name, r.get("from_pool"), r.get("to_pool"), r.get("segments"),
+            _gib(int(r.get("precopy_mib") or 0)), r.get("switch_chunks"),
+            f"{float(r.get('switch_s') or 0):.3f}", t["id"]))
 
 
 @volume_app.command("attach")

@@ -67,6 +67,7 @@ from poolvisor.drivers.libvirt_xml import (
 )
 from poolvisor.drivers.protocols import (
     Capability,
+    CopyBack,
     GuestMemory,
     HostBinding,
     HostInfo,
@@ -91,6 +92,7 @@ CPU_WINDOW_S = 0.25  # the first stats call of a guest measures its CPU over thi
 POLL_S = 0.1
 PROGRESS_EVERY_S = 0.5  # a migration's job info is read from QEMU at most this often
 DETACH_TIMEOUT_S = 10.0  # a running guest releases a hot-unplugged disk within this (ACPI eject)
+COPY_BACK_PIECE = 16 << 20  # a detached disk's bytes come back into its volume in pieces of this size
 UPLOAD_PIECE = 4 << 20  # an attached volume's bytes go to the host in pieces of this size
 ROUTE_CLASH = "already in use by interface"  # libvirt refusing a network whose subnet the host routes
 ACTIVE_CPU = 0.05  # a guest using more than this share of one CPU between two looks is active
@@ -501,10 +503,13 @@ class LibvirtDriver:
                 vol.delete(0)
             raise
 
-    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str) -> None:
+    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str,
+                      copy_back: CopyBack | None = None) -> None:
         """Unplug the volume's disk (a running guest must release it within DETACH_TIMEOUT_S, else
-        a DriverError and the disk stays), drop it from the definition, delete its file. The
-        guest's writes to it are not copied back into the volume. Idempotent."""
+        a DriverError and the disk stays), drop it from the definition, hand the file's bytes to
+        `copy_back` (downloaded through libvirt, so a remote host works too: what the guest wrote
+        goes back into the volume), delete the file. A copy_back that fails keeps the file: the
+        next detach copies again. Idempotent."""
         conn = self._conn(host)
         name = attached_volume_name(workload.key, volume_id)
         with self._errors("detach volume", host):
@@ -516,6 +521,10 @@ class LibvirtDriver:
             if dom is not None:
                 _detach_device(dom, lambda xml: disk_by_source(xml, path), host,
                                f"the disk of volume {volume_id}", workload.key)
+        if copy_back is not None:
+            with self._errors("read volume", host):
+                _download(conn, vol, copy_back)
+        with self._errors("detach volume", host):
             vol.delete(0)
 
     def volume_disks(self, host: str, workload: DriverWorkload) -> dict[str, str]:
@@ -924,6 +933,31 @@ def _upload(conn: Any, vol: Any, volume: VolumeSpec) -> None:
                 with contextlib.suppress(libvirt.libvirtError):
                     st.abort()
                 raise
+
+
+def _download(conn: Any, vol: Any, sink: CopyBack) -> None:
+    """The file's bytes to `sink` in COPY_BACK_PIECE pieces (zeros included: the guest may have
+    zeroed what the volume held)."""
+    size = int(vol.info()[1])
+    for offset in range(0, size, COPY_BACK_PIECE):
+        n = min(COPY_BACK_PIECE, size - offset)
+        st = conn.newStream(0)
+        buf = bytearray()
+        try:
+            vol.download(st, offset, n, 0)
+            while len(buf) < n:
+                got = st.recv(n - len(buf))
+                if not got or isinstance(got, int):  # -2: would block (never on a blocking stream)
+                    break
+                buf += got
+            st.finish()
+        except libvirt.libvirtError:
+            with contextlib.suppress(libvirt.libvirtError):
+                st.abort()
+            raise
+        if len(buf) != n:
+            raise libvirt.libvirtError(f"short download of {vol.name()}: {len(buf)} of {n} bytes at {offset}")
+        sink(offset, bytes(buf))
 
 
 def _has_balloon_driver(ms: dict[str, Any]) -> bool:

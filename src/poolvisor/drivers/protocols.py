@@ -156,6 +156,9 @@ class VolumeSpec:
     content: Callable[[], Iterable[tuple[int, bytes]]] | None = field(default=None, compare=False)
 
 
+CopyBack = Callable[[int, bytes], None]  # (offset, bytes) of a detached disk, into its volume
+
+
 @dataclass(frozen=True)
 class NicSpec:
     mac: str
@@ -278,9 +281,14 @@ class Balloon(Protocol):
 
 @runtime_checkable
 class VolumeAttach(Protocol):
+    """`detach_volume` hands what the guest's disk holds to `copy_back` as (offset, bytes) pieces
+    once the guest released it and before the disk goes (ranges the guest never wrote may be left
+    out); a copy_back that raises keeps the disk's file, and the error propagates."""
+
     def attach_volume(self, host: str, workload: DriverWorkload, volume: VolumeSpec) -> None: ...
 
-    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str) -> None: ...
+    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str,
+                      copy_back: CopyBack | None = None) -> None: ...
 
 
 @runtime_checkable

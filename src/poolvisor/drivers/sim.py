@@ -39,6 +39,7 @@ from poolvisor.drivers.balloon import SimBalloon
 from poolvisor.drivers.base import DriverError, DriverWorkload, HostStats
 from poolvisor.drivers.protocols import (
     Capability,
+    CopyBack,
     GuestMemory,
     HostBinding,
     HostInfo,
@@ -71,6 +72,7 @@ class SimGuest:
     memory_mb: float | None = None  # balloon target; None = its demand
     volumes: dict[str, VolumeSpec] = field(default_factory=dict)
     nics: dict[str, NicSpec] = field(default_factory=dict)
+    disk_writes: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)  # volume id -> guest writes
 
 
 @dataclass
@@ -462,9 +464,28 @@ class SimDriver:
         with self._lock:
             self._guest(self._live(host), workload).volumes[volume.id] = volume
 
-    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str) -> None:
+    def detach_volume(self, host: str, workload: DriverWorkload, volume_id: str,
+                      copy_back: CopyBack | None = None) -> None:
+        """The guest's writes to the disk (guest_write) go to `copy_back`, then the disk goes."""
         with self._lock:
-            self._guest(self._live(host), workload).volumes.pop(volume_id, None)
+            g = self._guest(self._live(host), workload)
+            writes = list(g.disk_writes.get(volume_id, [])) if volume_id in g.volumes else []
+        if copy_back is not None:
+            for offset, data in writes:
+                copy_back(offset, data)
+        with self._lock:
+            g = self._guest(self._live(host), workload)
+            g.volumes.pop(volume_id, None)
+            g.disk_writes.pop(volume_id, None)
+
+    def guest_write(self, host: str, workload: DriverWorkload, volume_id: str, offset: int,
+                    data: bytes) -> None:
+        """The guest writes to an attached disk (the model of what a real guest does; tests)."""
+        with self._lock:
+            g = self._guest(self._live(host), workload)
+            if volume_id not in g.volumes:
+                raise DriverError(f"sim host {host!r}: {workload.key} has no disk {volume_id}")
+            g.disk_writes.setdefault(volume_id, []).append((offset, bytes(data)))
 
     def attach_nic(self, host: str, workload: DriverWorkload, nic: NicSpec) -> None:
         with self._lock:

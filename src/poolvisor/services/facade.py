@@ -43,6 +43,7 @@ from poolvisor.services.sim_admin import SimAdminService
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
 from poolvisor.services.utilization import UtilizationService
 from poolvisor.services.vm_snapshots import RESTORE, SNAPSHOT, SnapshotService
+from poolvisor.services.volume_migrate import MIGRATE_VOLUME, VolumeMigration
 from poolvisor.services.volumes import REBALANCE, VolumeService
 from poolvisor.services.workloads import WorkloadService
 from poolvisor.store import Store, open_store
@@ -90,10 +91,14 @@ class Services:
         self.volumes = VolumeService(ctx, self.tasks)
         self.memory = MemoryService(ctx)
         self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
+        self.workloads.lifecycle.release_disks = self.volumes.release_disks  # guest writes copied back
+        self.volume_migration = VolumeMigration(ctx, self.volumes, self.tasks)
+        self.tasks.handlers[MIGRATE_VOLUME] = self.volume_migration.run_task
         self.maintenance = MaintenanceService(ctx, self.hosts, self.tasks, self.workloads)  # host drain
         self.tasks.handlers[DRAIN] = self.maintenance.run_drain
         self.tasks.on_cancel[DRAIN] = self.maintenance.cancelled_drain
-        self.ha = HaService(ctx, self.hosts, self.workloads)  # heartbeats, fencing, restart (HaLoop)
+        # heartbeats, fencing, restart (HaLoop); a restart re-plugs NICs and volume disks
+        self.ha = HaService(ctx, self.hosts, self.workloads, self.volumes)
         self.workloads.admission = self.ha.check_admission  # HA admission control on creation
         self.host_power = HostPowerService(ctx, self.hosts)  # standby hosts: booted, woken for a create
         self.workloads.on_no_room = self.host_power.wake_for

@@ -58,8 +58,10 @@ from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.hosts import HostService
+from poolvisor.services.nic_plug import plug_nics
 from poolvisor.services.placement_cache import PlacementView, group_key
 from poolvisor.services.records import LOST, PLACING, RUNNING, STOPPED, SUSPENDED
+from poolvisor.services.volumes import VolumeService
 from poolvisor.services.workloads import HARD_POLICIES, WorkloadService, _Spec
 from poolvisor.store.retry import Stale
 from poolvisor.store.rows import GroupRow, HostRow, MetaRow, PoolRow, ProjectRow, WorkloadRow
@@ -138,10 +140,12 @@ class StepReport:
 class HaService(ServiceBase):
     """Host failure detection, fencing, restart, admission control (module doc)."""
 
-    def __init__(self, ctx: ServiceContext, hosts: HostService, workloads: WorkloadService) -> None:
+    def __init__(self, ctx: ServiceContext, hosts: HostService, workloads: WorkloadService,
+                 volumes: VolumeService | None = None) -> None:
         super().__init__(ctx)
         self.hosts = hosts
         self.workloads = workloads
+        self.volumes = volumes  # a restarted workload's volume disks are plugged on its new host
         self.settings = HaSettings()
         self.is_leader: Callable[[], bool] = lambda: True  # leader election gates the step here
         self.watch: dict[str, HostWatch] = {}
@@ -419,12 +423,29 @@ class HaService(ServiceBase):
         with self.leases.hold([wid]):
             try:
                 self.drivers.lifecycle(host).create(host, dw)
-            except DriverError as e:
+                self._replug(wid, project, spec.name, host, dw)
+            except (DriverError, PoolvisorError) as e:
                 why = e.message
                 self._write(lambda s: self._back_to_lost(s, wid, project, spec.name, host, why))
                 return label, False
             state, note = self._as_it_was(host, dw, was)
             return label, self._write(lambda s: self._confirm(s, wid, project, spec.name, host, state, note))
+
+    def _replug(self, wid: int, project: str, name: str, host: str, dw: DriverWorkload) -> None:
+        """The restarted guest's NICs and volume disks on its new host, as a create plugs them; a
+        refusal deletes the new guest (it waits for the next step, lost, with the reason)."""
+        plug_nics(self.ctx, project, name, host, dw)  # deletes the guest itself when refused
+        if self.volumes is None:
+            return
+        try:
+            self.volumes.plug_workload_disks(wid)
+        except PoolvisorError:
+            try:
+                self.drivers.lifecycle(host).delete(host, dw)
+            except PoolvisorError as e:
+                log.warning("restart of %s: the guest on %s stays after a refused disk: %s", dw.key, host,
+                            e.message)
+            raise
 
     def _as_it_was(self, host: str, dw: DriverWorkload, was: str) -> tuple[str, str]:
         """A workload that was stopped or suspended when it was lost comes back so (created

@@ -13,6 +13,7 @@ on its source and the task ends cancelled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -73,6 +74,9 @@ class WorkloadLifecycle(ServiceBase):
         super().__init__(ctx)
         self.workloads = workloads
         self.tasks = tasks
+        # before the driver deletes a guest: its attached volumes' disks let go, what the guest
+        # wrote copied back into the volumes (facade.py: VolumeService.release_disks)
+        self.release_disks: Callable[[int, str], None] = lambda _wid, _state: None
 
     def delete_workload(self, project: str, name: str) -> None:
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
@@ -97,8 +101,9 @@ class WorkloadLifecycle(ServiceBase):
         with self.leases.hold([wid]):
             if host is not None:
                 try:
+                    self.release_disks(wid, before)
                     self.drivers.lifecycle(host).delete(host, dw)
-                except DriverError:
+                except PoolvisorError:  # the driver, or a volume that could not take its bytes back
                     self._write(lambda s: self.restore_state(s, wid, DELETING, before))
                     raise
             released: list[tuple[int, int, dict[str, float], int | None]] = []

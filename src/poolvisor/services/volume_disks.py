@@ -6,7 +6,9 @@ volume's bytes, hot-plugged into a running guest; sim: its model); a refused plu
 attachment again (the driver's 503/409 is the answer). `detach` unplugs first and forgets the
 attachment only when the driver let go. A driver without the capability keeps the store-only
 attachment (LXC: nothing to plug). The disk is seeded from the volume's placed segments when the
-pool keeps bytes (devices with a directory), else it starts empty.
+pool keeps bytes (devices with a directory), else it starts empty; on detach (and when the
+workload is deleted) what the disk holds then is written back into the volume, so the guest's
+writes are kept (a disk lost with its host is not: its bytes since the attach are gone).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from poolvisor.store.rows import (
 
 Reader = Callable[[str, str, int, int], bytes]  # (project, volume, offset, length) -> bytes
 READ_PIECE = 16 << 20  # bytes per read of the volume while seeding a disk
+WRITE_PIECE = 16 << 20  # bytes per write into the volume while copying a detached disk back
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class DiskTarget:
     size_mib: int
     segment_mib: int
     segments: tuple[int, ...]  # placed segments (their bytes seed the disk); () when no bytes kept
+    keeps_bytes: bool = False  # the pool's devices hold bytes: the guest's writes come back on detach
 
     @property
     def volume_id(self) -> str:
@@ -68,7 +72,8 @@ def disk_target(s: Session, v: VolumeRow) -> DiskTarget | None:
     segs = sorted(set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id)))) \
         if keeps_bytes else []
     dw = DriverWorkload(f"{proj.name}/{w.name}", w.kind, {str(k): float(x) for k, x in w.demand.items()})
-    return DiskTarget(host.name, dw, proj.name, v.name, v.size_mib, p.segment_mib, tuple(segs))
+    return DiskTarget(host.name, dw, proj.name, v.name, v.size_mib, p.segment_mib, tuple(segs),
+                      keeps_bytes and v.state == "available")
 
 
 def _content(t: DiskTarget, read: Reader) -> Callable[[], Iterator[tuple[int, bytes]]] | None:
@@ -97,6 +102,27 @@ def plug(drivers: DriverPool, t: DiskTarget, read: Reader) -> bool:
     return True
 
 
-def unplug(drivers: DriverPool, t: DiskTarget) -> None:
-    if supports(drivers.driver_of(t.host), Capability.VOLUME_ATTACH):
-        drivers.volume_attach(t.host).detach_volume(t.host, t.workload, t.volume_id)
+Writer = Callable[[str, str, int, bytes], object]  # (project, volume, offset, data): write_data
+
+
+def unplug(drivers: DriverPool, t: DiskTarget, write: Writer | None = None) -> None:
+    """The host lets go of the disk; with `write`, what the disk holds goes back into the volume
+    first (a pool keeping bytes only): every piece, except all-zero ones over segments never
+    placed (they read as zeros already, and writing them would take a thin volume's space)."""
+    if not supports(drivers.driver_of(t.host), Capability.VOLUME_ATTACH):
+        return
+    back = None
+    if write is not None and t.keeps_bytes:
+        placed = set(t.segments)
+        seg_bytes = t.segment_mib * sio.MiB
+
+        def back(offset: int, data: bytes) -> None:
+            at, end = offset, offset + len(data)
+            while at < end:  # piece by piece, never across a segment boundary
+                stop = min(end, at + WRITE_PIECE, (at // seg_bytes + 1) * seg_bytes)
+                piece = data[at - offset:stop - offset]
+                if at // seg_bytes in placed or piece.count(0) != len(piece):
+                    write(t.project, t.volume, at, piece)
+                at = stop
+
+    drivers.volume_attach(t.host).detach_volume(t.host, t.workload, t.volume_id, back)

@@ -21,6 +21,7 @@ one compute pool, or local to the hosts holding its devices).
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError, PoolvisorError
 from poolvisor.domain.text import check_name
+from poolvisor.drivers.protocols import Capability, supports
 from poolvisor.policies.storage.extents import ExtentMap, NoSpace
 from poolvisor.policies.storage.placement import Devices, key64, object_keys, place
 from poolvisor.policies.storage.provisioning import PoolSpace
@@ -80,6 +82,7 @@ BATCH = 512  # segments moved per transaction (each batch re-plans from the rows
 SHOWN_MOVES = 20
 MAX_PATH = 1024
 MAX_IO = 64 << 20  # bytes per read_data / write_data call (both are held in memory)
+PLAN_SEGMENTS = 4096  # a data call reads (and keeps) the whole volume's placement up to this many segments
 WRITE_DEADLINE_S = 10.0  # a write re-planned (device died, placement moved) this long, then 409
 
 
@@ -209,13 +212,32 @@ def _check_path(path: object) -> str:
 
 @dataclass(frozen=True)
 class _DataPlan:
-    """Where a byte range of a volume lives, read in one transaction: its replicas per segment."""
+    """Where a volume's bytes live, read in one transaction: the live replicas of every placed
+    segment, and the pool's placement generation it was read at (the write's commit point checks it)."""
 
-    key: str  # the volume's directory on a device (segment_io.volume_key)
+    volume_id: int
+    pool_id: int
     generation: int  # the pool's placement generation the plan was read at
     size: int  # the volume's size in bytes
     segment_mib: int
-    replicas: dict[int, list[sio.Replica]]  # allocated segment -> its live replicas
+    replicas: dict[int, list[sio.Replica]]  # placed segment -> its live replicas
+    writable: bool  # neither a snapshot nor failed
+    covers: range  # the segments the plan read (every one, unless the volume has very many)
+
+    @property
+    def key(self) -> str:
+        """The volume's directory on a device (segment_io.volume_key)."""
+        return sio.volume_key(self.volume_id)
+
+    def segments(self, offset: int, length: int) -> range:
+        seg = self.segment_mib * sio.MiB
+        return range(offset // seg, (offset + length - 1) // seg + 1)
+
+    def serves(self, offset: int, length: int) -> bool:
+        """Whether the range lies in the volume and in the segments this plan read."""
+        segs = self.segments(offset, length)
+        return offset + length <= self.size and \
+            self.covers.start <= segs.start and segs.stop <= self.covers.stop
 
 
 def _chunks(pool: StoragePoolRow, size_mib: int, seg: int) -> range:
@@ -224,7 +246,7 @@ def _chunks(pool: StoragePoolRow, size_mib: int, seg: int) -> range:
     return range(start, start + _segment_mib(pool, size_mib, seg))
 
 
-def _copy_or_409(key: str, chunks: range, sources: list[sio.Replica], target: sio.Replica,
+def _copy_or_409(key: str, chunks: Iterable[int], sources: list[sio.Replica], target: sio.Replica,
                  to_key: str | None = None) -> None:
     try:
         sio.copy(key, chunks, sources, target, to_key)
@@ -261,6 +283,9 @@ class VolumeService(ServiceBase):
     def __init__(self, ctx: ServiceContext, tasks: TaskService) -> None:
         super().__init__(ctx)
         self.tasks = tasks  # rebalances run as tasks (facade.py registers run_rebalance_task)
+        # (project, volume) -> the placement the last data call read: reused until a commit point
+        # finds the pool's generation moved (then dropped and read again); guarded, never trusted
+        self._plans: dict[tuple[str, str], _DataPlan] = {}
 
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, *, replicas: int = 3, oversubscription: float = 1.0,
@@ -449,6 +474,7 @@ class VolumeService(ServiceBase):
             self._lock_id(s, v.pool_id)
             if s.get(VolumeAttachmentRow, v.id) is not None:
                 raise ConflictError(f"volume {name!r} is attached; detach it first")
+            self._plans.pop((project, name), None)
             s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == v.id))
             delete_unused(s, v, "volume", name)
             ServiceBase._event(s, "volume.deleted", f"volume/{project}/{name}", f"volume {name} deleted",
@@ -549,50 +575,100 @@ class VolumeService(ServiceBase):
                 _copy_or_409(sio.volume_key(src.id), chunks, where[(src.id, seg)], t, sio.volume_key(dst.id))
 
     # ---- data path (devices with a directory) ------------------------------------------------
-    def write_data(self, project: str, name: str, offset: int, data: bytes) -> VolumeRecord:
+    def write_data(self, project: str, name: str, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Write bytes at byte `offset` to every live replica of the segments they fall in, as
-        checksummed 1 MiB objects on the devices' directories (storage/segment_io.py), two-phase.
-        Acknowledged (returns) only when every live replica committed and the placement did not
-        change meanwhile; a device that fails is marked failed and the write is redone on the
-        survivors (the next rebalance re-replicates); 409 if it cannot be acknowledged."""
-        size = self._check_range(offset, len(data) if isinstance(data, bytes | bytearray) else -1)
-        if not isinstance(data, bytes | bytearray):
-            raise InvalidInputError("data must be bytes")
+        checksummed 1 MiB objects on the devices' directories (storage/segment_io.py), two-phase;
+        returns the bytes acknowledged (all of them).
 
-        def step() -> VolumeRecord:
-            plan = self._write(lambda s: self._data_plan(s, project, name, offset, size, write=True))
-            chunks: dict[int, tuple[bytes, list[sio.Replica]]] = {}
-            end = offset + size
-            for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK)):
-                reps = plan.replicas[c * sio.CHUNK // (plan.segment_mib * sio.MiB)]
-                start = c * sio.CHUNK
-                stop = min(start + sio.CHUNK, plan.size)
-                a, b = max(offset, start), min(end, stop)
-                if a == start and b == stop:
-                    chunks[c] = (bytes(data[a - offset:b - offset]), reps)
-                    continue
-                old, bad = sio.read(plan.key, c, reps)  # partial chunk: read-modify-write
-                if old is None and len(bad) == len(reps):
-                    raise ConflictError(f"volume {name!r}: chunk {c} has no valid replica left")
-                buf = bytearray(old.data if old is not None else bytes(stop - start))
-                buf[a - start:b - start] = data[a - offset:b - offset]
-                chunks[c] = (bytes(buf), reps)
-            dead = sio.write(plan.key, chunks, sio.next_gen())
-            if dead:
-                self._write(lambda s: self._fail_devices(s, dead))
-                raise Stale()  # re-plan over the survivors and write again
-            return self.ctx.write_once(lambda s: self._acknowledge(s, project, name, plan))
+        The bytes move outside any transaction: the placement is read (or reused from the last
+        call) first, the replicas are prepared and committed, then one short transaction is the
+        commit point: it checks that the pool's placement generation is still the one the bytes
+        were written under (a rebalance, migration or device failure since then moved it) and
+        records the access. A moved generation or a device that failed an I/O (marked failed here;
+        the next rebalance re-replicates) redoes the write on the new placement; 409 if it cannot
+        be acknowledged within WRITE_DEADLINE_S."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInputError("data must be bytes")
+        view = memoryview(data).cast("B")
+        size = self._check_range(offset, len(view))
+
+        def step() -> int:
+            plan = self._write_plan(project, name, offset, size)
+            try:
+                dead = sio.write(plan.key, self._write_chunks(plan, name, offset, view), sio.next_gen())
+                if dead:
+                    self._write(lambda s: self._fail_devices(s, dead))
+                    raise Stale()  # re-plan over the survivors and write again
+                self.ctx.write_once(lambda s: self._acknowledge(s, plan))
+            except Stale:
+                self._plans.pop((project, name), None)
+                raise
+            return size
 
         return with_retry(step, deadline_s=WRITE_DEADLINE_S,
                           conflict=f"volume {name!r}: write not acknowledged (devices kept failing or the "
                           "placement kept moving); retry it")
 
+    def _write_plan(self, project: str, name: str, offset: int, size: int) -> _DataPlan:
+        """The cached plan when it covers the range; else read it (a write transaction only when
+        a thin volume's segment in the range is placed now)."""
+        plan = self._plans.get((project, name))
+        if plan is None or not plan.writable or not plan.serves(offset, size) or \
+                any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
+            plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=True))
+            if any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
+                plan = self._write(lambda s: self._data_plan(s, project, name, offset, size, write=True,
+                                                             allocate=True))
+            self._plans[(project, name)] = plan
+        return plan
+
+    def _write_chunks(self, plan: _DataPlan, name: str, offset: int, view: memoryview
+                      ) -> dict[int, tuple[bytes | memoryview, list[sio.Replica]]]:
+        """The 1 MiB objects a write replaces, with their replicas: whole chunks are slices of
+        the caller's buffer (no copy); a partial one is read, patched and written whole."""
+        chunks: dict[int, tuple[bytes | memoryview, list[sio.Replica]]] = {}
+        end = offset + len(view)
+        seg_bytes = plan.segment_mib * sio.MiB
+        for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK)):
+            reps = plan.replicas[c * sio.CHUNK // seg_bytes]
+            start = c * sio.CHUNK
+            stop = min(start + sio.CHUNK, plan.size)
+            a, b = max(offset, start), min(end, stop)
+            if a == start and b == stop:
+                chunks[c] = (view[a - offset:b - offset], reps)
+                continue
+            old, bad = sio.read(plan.key, c, reps)  # partial chunk: read-modify-write
+            if old is None and len(bad) == len(reps):
+                raise ConflictError(f"volume {name!r}: chunk {c} has no valid replica left")
+            buf = bytearray(old.data if old is not None else bytes(stop - start))
+            buf[a - start:b - start] = view[a - offset:b - offset]
+            chunks[c] = (bytes(buf), reps)
+        return chunks
+
     def read_data(self, project: str, name: str, offset: int, length: int) -> bytes:
         """Read bytes: each chunk from the newest replica whose checksum verifies (corrupt or
         unreadable replicas are skipped); never-written ranges read as zeros; 409 when every
-        replica of a chunk is corrupt or unreadable."""
+        replica of a chunk is corrupt or unreadable. The placement is checked again after the
+        bytes are read: one that moved meanwhile (its old copies may be gone) reads again."""
         size = self._check_range(offset, length)
-        plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=False))
+
+        def step() -> bytes:
+            plan = self._plans.get((project, name))
+            if plan is None or not plan.serves(offset, size):
+                plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=False))
+                self._plans[(project, name)] = plan
+            out = self._read_plan(plan, name, offset, size)
+            if self._read(lambda s: s.scalar(select(StoragePoolRow.generation)
+                                             .where(StoragePoolRow.id == plan.pool_id))) != plan.generation:
+                self._plans.pop((project, name), None)
+                raise Stale()
+            return out
+
+        return with_retry(step, deadline_s=WRITE_DEADLINE_S,
+                          conflict=f"volume {name!r}: read kept racing placement changes; retry it")
+
+    @staticmethod
+    def _read_plan(plan: _DataPlan, name: str, offset: int, size: int) -> bytes:
         out = bytearray()
         end = offset + size
         seg_bytes = plan.segment_mib * sio.MiB
@@ -672,7 +748,10 @@ class VolumeService(ServiceBase):
         return length
 
     def _data_plan(self, s: Session, project: str, name: str, offset: int, length: int, *,
-                   write: bool) -> _DataPlan:
+                   write: bool, allocate: bool = False) -> _DataPlan:
+        """The volume's placement (every placed segment's live replicas; only the range's when the
+        volume has more than PLAN_SEGMENTS segments) after checking the range; `allocate` places a
+        thin volume's unplaced segments in the range (the pool locked)."""
         v = self._volume(s, project, name)
         p = s.get(StoragePoolRow, v.pool_id)
         assert p is not None
@@ -682,15 +761,16 @@ class VolumeService(ServiceBase):
         first, last = offset // sio.MiB // p.segment_mib, (offset + length - 1) // sio.MiB // p.segment_mib
         if write:
             _writable(v)
-            have = set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id)))
-            if any(i not in have for i in range(first, last + 1)):  # thin: place the new segments
-                first_mib = first * p.segment_mib
-                self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
-            v.last_access = datetime.now(UTC)
+        if allocate:
+            first_mib = first * p.segment_mib
+            self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
+        covers = range(self._segments(p, v.size_mib))
+        if len(covers) > PLAN_SEGMENTS:
+            covers = range(first, last + 1)
         q = (select(VolumeSegmentRow.segment, StorageDeviceRow)
              .join(StorageDeviceRow, StorageDeviceRow.id == VolumeSegmentRow.device_id)
-             .where(VolumeSegmentRow.volume_id == v.id, VolumeSegmentRow.segment.between(first, last),
-                    StorageDeviceRow.state != "failed")
+             .where(VolumeSegmentRow.volume_id == v.id, StorageDeviceRow.state != "failed",
+                    VolumeSegmentRow.segment.between(covers.start, covers.stop - 1))
              .order_by(VolumeSegmentRow.segment, VolumeSegmentRow.replica))
         reps: dict[int, list[sio.Replica]] = defaultdict(list)
         for seg, d in s.execute(q).all():
@@ -698,11 +778,12 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"device {d.name!r} of storage pool {p.name!r} has no directory: "
                                     "the pool keeps placement only, not bytes")
             reps[seg].append(sio.Replica(d.id, d.name, Path(d.path)))
-        if write:
+        if allocate:
             lost = [i for i in range(first, last + 1) if not reps.get(i)]
             if lost:
                 raise ConflictError(f"volume {name!r}: segment {lost[0]} has no live replica (lost)")
-        return _DataPlan(sio.volume_key(v.id), p.generation, v.size_mib * sio.MiB, p.segment_mib, dict(reps))
+        return _DataPlan(v.id, p.id, p.generation, v.size_mib * sio.MiB, p.segment_mib, dict(reps),
+                         v.state not in ("snapshot", "failed"), covers)
 
     def _fail_devices(self, s: Session, dead: set[int]) -> None:
         """Devices whose directory failed an I/O: failed (the next rebalance re-replicates)."""
@@ -713,17 +794,19 @@ class VolumeService(ServiceBase):
                 ServiceBase._event(s, "storage-device.failed", f"storage-pool/{p.name}/{d.name}",
                                    f"device {d.name} of storage pool {p.name} failed an I/O: marked failed")
 
-    def _acknowledge(self, s: Session, project: str, name: str, plan: _DataPlan) -> VolumeRecord:
+    @staticmethod
+    def _acknowledge(s: Session, plan: _DataPlan) -> None:
         """The write's commit point: the placement it wrote to is still the pool's (a guarded
         update, which waits for a rebalance in progress and then sees its new generation), else
         Stale: the write is redone on the new placement."""
-        v = self._volume(s, project, name)
         done = s.execute(update(StoragePoolRow)
-                         .where(StoragePoolRow.id == v.pool_id, StoragePoolRow.generation == plan.generation)
+                         .where(StoragePoolRow.id == plan.pool_id,
+                                StoragePoolRow.generation == plan.generation)
                          .values(generation=StoragePoolRow.generation))
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise Stale()
-        return self._volume_records(s, [v])[0]
+        s.execute(update(VolumeRow).where(VolumeRow.id == plan.volume_id)
+                  .values(last_access=datetime.now(UTC)))
 
     def snapshot(self, project: str, name: str, snapshot: str) -> VolumeRecord:
         """A read-only full copy of the volume's written segments, as a volume of its own (state
@@ -802,6 +885,43 @@ class VolumeService(ServiceBase):
                 raise
         return rec
 
+    def release_disks(self, workload_id: int, state: str) -> None:
+        """Before a workload is deleted: its guest stops (gracefully, then hard: what it wrote is
+        on its disks, nothing in flight, and no hot-unplug is needed, which a guest still booting
+        would not answer), then each attached volume's disk lets go, its bytes back in the volume
+        (the attachment itself goes with the workload's row). A copy-back that fails starts the
+        guest again when it was running (`state`: the workload's before the delete; best effort)
+        and the error refuses the delete."""
+        targets = self._read(lambda s: self._disk_targets(s, workload_id))
+        if not any(t.keeps_bytes and supports(self.ctx.drivers.driver_of(t.host), Capability.VOLUME_ATTACH)
+                   for t in targets):
+            return
+        host, dw = targets[0].host, targets[0].workload
+        lc = self.ctx.drivers.lifecycle(host)
+        was_running = state == "running"
+        lc.stop(host, dw)
+        try:
+            for t in targets:
+                unplug(self.ctx.drivers, t, self.write_data)
+        except PoolvisorError:
+            if was_running:
+                with contextlib.suppress(PoolvisorError):
+                    lc.start(host, dw)
+            raise
+
+    @staticmethod
+    def _disk_targets(s: Session, workload_id: int) -> list[DiskTarget]:
+        vols = s.scalars(select(VolumeRow)
+                         .join(VolumeAttachmentRow, VolumeAttachmentRow.volume_id == VolumeRow.id)
+                         .where(VolumeAttachmentRow.workload_id == workload_id).order_by(VolumeRow.id))
+        return [t for t in (disk_target(s, v) for v in vols) if t is not None]
+
+    def plug_workload_disks(self, workload_id: int) -> int:
+        """Plug every volume attached to the workload as a disk on the host it is on now (HA
+        restarted it elsewhere); how many the host's driver plugged."""
+        targets = self._read(lambda s: self._disk_targets(s, workload_id))
+        return sum(plug(self.ctx.drivers, t, self.read_data) for t in targets)
+
     def _forget_attachment(self, s: Session, project: str, name: str, key: str) -> None:
         v = self._volume(s, project, name)
         att = s.get(VolumeAttachmentRow, v.id)
@@ -811,9 +931,11 @@ class VolumeService(ServiceBase):
                                f"volume {name} detached: {key}'s host refused the disk", project=project)
 
     def detach(self, project: str, name: str) -> VolumeRecord:
+        """The host lets go of the disk first and its bytes come back into the volume (the
+        guest's writes); a host or a volume that refuses (503, 409) keeps the attachment."""
         t = self._read(lambda s: disk_target(s, self._volume(s, project, name)))
         if t is not None:
-            unplug(self.ctx.drivers, t)  # the host lets go of the disk first (503: still attached)
+            unplug(self.ctx.drivers, t, self.write_data)
 
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
@@ -853,7 +975,13 @@ class VolumeService(ServiceBase):
         devices. `progress(done_so_far, remaining_segments)` after each batch."""
         check_name("storage pool", pool)
         total = RebalanceRecord(pool, 0, 0, 0, 0, 0)
-        planned = self.plan_rebalance(pool).segments
+        copies: list[tuple[str, range, list[sio.Replica], list[sio.Replica]]] = []
+        planned = self._read(lambda s: self._rebalance_in(s, self._spool(s, pool), apply=False, limit=None,
+                                                          collect=copies)).segments
+        for key, chunks, sources, targets in copies:  # the pre-copy: outside any transaction
+            for t in targets:
+                with contextlib.suppress(OSError):  # the batch copies again and says why
+                    sio.copy(key, chunks, sources, t)
         garbage: list[tuple[str, range, Path]] = []  # replicas moved off live devices: dropped after commit
 
         def batch(s: Session) -> RebalanceRecord:
@@ -898,7 +1026,11 @@ class VolumeService(ServiceBase):
                                  "removed": total.removed, "lost": total.lost})
 
     def _rebalance_in(self, s: Session, p: StoragePoolRow, *, apply: bool, limit: int | None,
-                      garbage: list[tuple[str, range, Path]] | None = None) -> RebalanceRecord:
+                      garbage: list[tuple[str, range, Path]] | None = None,
+                      collect: list[tuple[str, range, list[sio.Replica], list[sio.Replica]]] | None = None
+                      ) -> RebalanceRecord:
+        """The moves a rebalance makes (applied with `apply`); `collect` gets each byte-holding
+        move's (volume key, chunks, live sources, new targets) for the pre-copy."""
         st = _PoolState(s, p)
         vols = {v.id: v for v in s.scalars(select(VolumeRow).where(VolumeRow.pool_id == p.id))}
         rows: dict[tuple[int, int], list[VolumeSegmentRow]] = defaultdict(list)
@@ -947,6 +1079,12 @@ class VolumeService(ServiceBase):
                     moves.append({"volume": v.name, "segment": seg, "mib": mib,
                                   "from": sorted(st.devices[r.device_id].name for r in gone),
                                   "to": sorted(d.name for d in targets)})
+                if collect is not None:
+                    collect.append((sio.volume_key(v.id), _chunks(p, v.size_mib, seg),
+                                    [sio.Replica(d.id, d.name, Path(d.path)) for d in
+                                     (st.devices[r.device_id] for r in alive) if d.path is not None],
+                                    [sio.Replica(d.id, d.name, Path(d.path)) for d in targets
+                                     if d.path is not None]))
                 if apply:
                     self._move(s, st, v, seg, mib, have, gone, targets, lost_all=not alive,
                                garbage=garbage if garbage is not None else [])
@@ -957,15 +1095,18 @@ class VolumeService(ServiceBase):
               gone: list[VolumeSegmentRow], targets: list[StorageDeviceRow], *, lost_all: bool,
               garbage: list[tuple[str, range, Path]]) -> None:
         """Re-point the replicas leaving (or lost) to the new devices; new slots for the rest.
-        With byte-holding devices, the segment's bytes are copied to the new devices first (from
-        the newest valid live replica) and the old live copies are dropped after the commit."""
+        With byte-holding devices, the new devices get the segment's chunks that the pre-copy
+        (rebalance, outside the transaction) did not, or that were written since (a source with a
+        newer generation), from the newest valid live replica; the old live copies are dropped
+        after the commit."""
         key, chunks = sio.volume_key(v.id), _chunks(st.pool, v.size_mib, seg)
         sources = [sio.Replica(d.id, d.name, Path(d.path)) for d in (st.devices[r.device_id] for r in have)
                    if d.state != "failed" and d.path is not None]
         if sources:
             for d in targets:
                 if d.path is not None:
-                    _copy_or_409(key, chunks, sources, sio.Replica(d.id, d.name, Path(d.path)))
+                    t = sio.Replica(d.id, d.name, Path(d.path))
+                    _copy_or_409(key, [c for c in chunks if sio.behind(key, c, sources, t)], sources, t)
             for r in gone:
                 old = st.devices[r.device_id]
                 if old.state != "failed" and old.path is not None:

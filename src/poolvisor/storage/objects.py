@@ -115,3 +115,19 @@ def remove(device: Path, volume: str, chunk: int) -> None:
     except FileNotFoundError:
         if not (device / "objects").is_dir():
             raise  # the device itself is gone
+
+
+def read_gen(device: Path, volume: str, chunk: int) -> int | None:
+    """The generation in a replica's header, None when absent or not a replica (the payload is
+    not verified: for deciding what to copy, never for serving bytes); OSError if dead."""
+    try:
+        with open(object_path(device, volume, chunk), "rb") as f:
+            raw = f.read(HEADER.size)
+    except FileNotFoundError:
+        if not (device / "objects").is_dir():
+            raise  # the device itself is gone
+        return None
+    if len(raw) < HEADER.size:
+        return None
+    magic, version, gen, _length, _sha = HEADER.unpack_from(raw)
+    return int(gen) if magic == MAGIC and version == 1 else None

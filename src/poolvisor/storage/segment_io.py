@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,21 +62,28 @@ def next_gen() -> int:
 _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsyncs overlap across replicas
 
 
-def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes, sha: bytes) -> Path:
+def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
     ob.ensure_volume_dir(r.path, volume)
     return ob.prepare(r.path, volume, c, gen, data, sha)
 
 
-def write(volume: str, chunks: dict[int, tuple[bytes, list[Replica]]], gen: int) -> set[int]:
+Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
+
+
+def write(volume: str, chunks: Chunks, gen: int) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
-    Prepare everywhere first; if any device failed, abort every prepared file (nothing changed)
-    and return the dead. Else commit everywhere; a device dying during commit is returned too (the
-    replicas that did commit hold the new generation, the rest the old one)."""
-    jobs = []
-    for c, (data, reps) in chunks.items():
+    Prepare everywhere first (a chunk's replicas start as soon as its checksum is known, so
+    hashing overlaps the writes and fsyncs of the chunks before it); if any device failed, abort
+    every prepared file (nothing changed) and return the dead. Else commit everywhere; a device
+    dying during commit is returned too (the replicas that did commit hold the new generation,
+    the rest the old one)."""
+    def hash_then_submit(c: int) -> list[tuple[Replica, int, Future[Path]]]:
+        data, reps = chunks[c]
         sha = ob.digest(data)
-        jobs += [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
+        return [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
+
+    jobs = [job for hashed in [_io.submit(hash_then_submit, c) for c in chunks] for job in hashed.result()]
     dead: set[int] = set()
     prepared: list[tuple[Replica, int, Path]] = []
     for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
@@ -157,7 +164,7 @@ def read_many(volume: str, chunks: list[tuple[int, list[Replica]]]
     return list(_io.map(lambda cr: read(volume, cr[0], cr[1]), chunks))
 
 
-def copy(volume: str, chunks: range, sources: list[Replica], target: Replica,
+def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Replica,
          to_volume: str | None = None) -> int:
     """Copy the newest valid replica of each chunk in `chunks` that exists to `target` (same
     generation), as `to_volume`'s chunk (default: the same volume's); bytes copied. OSError when
@@ -175,6 +182,26 @@ def copy(volume: str, chunks: range, sources: list[Replica], target: Replica,
     if n:
         ob.fsync_dir(target.path / "objects" / dst)
     return n
+
+
+def behind(volume: str, chunk: int, sources: list[Replica], target: Replica) -> bool:
+    """Whether a source holds a newer generation of the chunk than `target` (header reads, not a
+    data compare): what a copy made before a switch must copy again at the switch."""
+    newest = None
+    for r in sources:
+        try:
+            g = ob.read_gen(r.path, volume, chunk)
+        except OSError:
+            continue  # a dead source: the others hold the chunk
+        if g is not None and (newest is None or g > newest):
+            newest = g
+    if newest is None:
+        return False
+    try:
+        have = ob.read_gen(target.path, volume, chunk)
+    except OSError:
+        return True  # the copy will find the target dead and say so
+    return have is None or have < newest
 
 
 def drop(volume: str, chunks: range, path: Path) -> None:

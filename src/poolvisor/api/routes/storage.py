@@ -28,6 +28,7 @@ from poolvisor.api.storage_schemas import (
     StoragePoolOut,
     VolumeAttach,
     VolumeCreate,
+    VolumeMigrate,
     VolumeOut,
     VolumeResize,
     VolumeSnapshot,
@@ -168,6 +169,17 @@ def snapshot_volume(name: NamePath, body: VolumeSnapshot, svc: SvcDep, who: Who,
     """A read-only full copy of the volume's written segments (its own space and placement)."""
     where = _volume_project(svc, who, name, project)
     return VolumeOut.model_validate(svc.volumes.snapshot(where, name, body.name))
+
+
+@router.post("/v1/volumes/{name}/migrate", status_code=202, response_model=TaskOut,
+             responses=errors(401, 404, 409, 413, 422, 503))
+def migrate_volume(name: NamePath, body: VolumeMigrate, svc: SvcDep, who: Who,
+                   project: ProjectQ = None) -> JSONResponse:
+    """Move the volume to another storage pool while it stays in use: a `volume-migrate` task
+    (also in `Location`) pre-copies every segment, then switches in one short step during which
+    writes wait (none is lost) and frees the source copies."""
+    where = _volume_project(svc, who, name, project)
+    return _task(svc.volume_migration.submit(where, name, body.pool))
 
 
 @router.post("/v1/volumes/{name}/attach", response_model=VolumeOut,
