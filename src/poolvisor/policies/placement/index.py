@@ -160,6 +160,8 @@ class PlacementIndex:
         # the primary scorer's weight: a ranking's total is weight * normalized primary score
         self._weight = next((w for s, w in policy._scorers if s.name == self.plan.primary), 1.0)
         self._layout = [(s.name, w, s.name == self.plan.primary) for s, w in policy._scorers]
+        self._constants = {scarce: self._constant_terms(scarce) for scarce in (False, True)}
+        self._one_primary = sum(p for _n, _w, p in self._layout) == 1
         # scarce resources of this state the policy protects: a leaf test per class (see above)
         self._scarce_rows = scarce_rows(state.resources, self.plan.scarce)
         self._check_scarce = bool(self._scarce_rows.size)
@@ -775,23 +777,54 @@ class PlacementIndex:
                 f.restore(sv)
         return [h for _t, h, _v in kept[:k]], [v for _t, _h, v in kept[:k]], lo, hi
 
+    def _constant_terms(self, scarce: bool) -> tuple[float, list[float], dict[str, float]]:
+        """For _normalized: the sum of the weighted constant scores before the primary scorer, the
+        weighted constants after it (added one by one, as the pipeline does), and the per-scorer
+        score dict with the primary's entry to fill in."""
+        before, after, template, seen = 0.0, [], {}, False
+        for name, w, primary in self._layout:
+            y = 1.0 if scarce and name == SCARCE_SCORER else 0.0
+            template[name] = y
+            if primary:
+                seen = True
+            elif seen:
+                after.append(w * y)
+            else:
+                before += w * y
+        return before, after, template
+
     def _normalized(self, values: list[float], lo: float, hi: float, scarce: bool = False
                     ) -> tuple[list[float], list[dict[str, float]]]:
         """Weighted totals and per-scorer scores exactly as `pipeline.place` computes them: min-max
         over the candidates (lo..hi) for the primary scorer; keep-scarce-free is 1 on these hosts
         when some candidate strands a scarce resource (`scarce`), else 0; every other scorer is
-        constant here (0)."""
+        constant here (0). The constant terms are summed once, in the pipeline's order around the
+        primary term, so each total is bit-equal to the pipeline's left-to-right sum."""
         flat = hi - lo <= 1e-12
+        span = hi - lo
         totals, scores = [], []
+        if not self._one_primary:  # the primary scorer absent or repeated: the pipeline's loop
+            for v in values:
+                x = 0.0 if flat else (v - lo) / span
+                total = 0.0
+                sc: dict[str, float] = {}
+                for name, w, primary in self._layout:
+                    y = x if primary else 1.0 if scarce and name == SCARCE_SCORER else 0.0
+                    total += w * y
+                    sc[name] = y
+                totals.append(total)
+                scores.append(sc)
+            return totals, scores
+        before, after, template = self._constants[scarce]
+        key, weight = self.plan.primary, self._weight
         for v in values:
-            x = 0.0 if flat else (v - lo) / (hi - lo)
-            total = 0.0
-            sc: dict[str, float] = {}
-            for name, w, primary in self._layout:
-                y = x if primary else 1.0 if scarce and name == SCARCE_SCORER else 0.0
-                total += w * y
-                sc[name] = y
+            x = 0.0 if flat else (v - lo) / span
+            total = before + weight * x
+            for c in after:
+                total += c
             totals.append(total)
+            sc = template.copy()
+            sc[key] = x
             scores.append(sc)
         return totals, scores
 
