@@ -62,6 +62,7 @@ TOP_SLACK = 61  # hosts ranked beyond k before a ranking goes to the exact row s
 # keep-scarce-free): growing the forests later copies and first-touches them inside a request
 ROW_BUDGET_BYTES = 64 << 20
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
+_Term = tuple[float, float | None]  # a scorer's weight and weighted constant (None: the primary)
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
 
@@ -161,7 +162,6 @@ class PlacementIndex:
         self._weight = next((w for s, w in policy._scorers if s.name == self.plan.primary), 1.0)
         self._layout = [(s.name, w, s.name == self.plan.primary) for s, w in policy._scorers]
         self._constants = {scarce: self._constant_terms(scarce) for scarce in (False, True)}
-        self._one_primary = sum(p for _n, _w, p in self._layout) == 1
         # scarce resources of this state the policy protects: a leaf test per class (see above)
         self._scarce_rows = scarce_rows(state.resources, self.plan.scarce)
         self._check_scarce = bool(self._scarce_rows.size)
@@ -777,54 +777,43 @@ class PlacementIndex:
                 f.restore(sv)
         return [h for _t, h, _v in kept[:k]], [v for _t, _h, v in kept[:k]], lo, hi
 
-    def _constant_terms(self, scarce: bool) -> tuple[float, list[float], dict[str, float]]:
-        """For _normalized: the sum of the weighted constant scores before the primary scorer, the
-        weighted constants after it (added one by one, as the pipeline does), and the per-scorer
-        score dict with the primary's entry to fill in."""
-        before, after, template, seen = 0.0, [], {}, False
+    def _constant_terms(self, scarce: bool) -> tuple[float, list[_Term], dict[str, float]]:
+        """For _normalized, the policy's scorers folded once: the sum of the weighted constant
+        scores before the first primary term, then every later term in order as (weight, its
+        weighted constant, or None for a primary term: weight * normalized score), and the
+        per-scorer score dict whose primary entries _normalized fills in. Constants are 0, or 1 for
+        keep-scarce-free when `scarce`."""
+        before, rest, template = 0.0, list[_Term](), {}
         for name, w, primary in self._layout:
             y = 1.0 if scarce and name == SCARCE_SCORER else 0.0
             template[name] = y
-            if primary:
-                seen = True
-            elif seen:
-                after.append(w * y)
+            if primary or rest:
+                rest.append((w, None if primary else w * y))
             else:
                 before += w * y
-        return before, after, template
+        return before, rest, template
 
     def _normalized(self, values: list[float], lo: float, hi: float, scarce: bool = False
                     ) -> tuple[list[float], list[dict[str, float]]]:
         """Weighted totals and per-scorer scores exactly as `pipeline.place` computes them: min-max
         over the candidates (lo..hi) for the primary scorer; keep-scarce-free is 1 on these hosts
         when some candidate strands a scarce resource (`scarce`), else 0; every other scorer is
-        constant here (0). The constant terms are summed once, in the pipeline's order around the
-        primary term, so each total is bit-equal to the pipeline's left-to-right sum."""
+        constant here (0). The terms are added in the pipeline's order (the constants before the
+        primary summed once), so each total is bit-equal to the pipeline's left-to-right sum."""
+        before, rest, template = self._constants[scarce]
         flat = hi - lo <= 1e-12
         span = hi - lo
+        primary = self.plan.primary
         totals, scores = [], []
-        if not self._one_primary:  # the primary scorer absent or repeated: the pipeline's loop
-            for v in values:
-                x = 0.0 if flat else (v - lo) / span
-                total = 0.0
-                sc: dict[str, float] = {}
-                for name, w, primary in self._layout:
-                    y = x if primary else 1.0 if scarce and name == SCARCE_SCORER else 0.0
-                    total += w * y
-                    sc[name] = y
-                totals.append(total)
-                scores.append(sc)
-            return totals, scores
-        before, after, template = self._constants[scarce]
-        key, weight = self.plan.primary, self._weight
         for v in values:
             x = 0.0 if flat else (v - lo) / span
-            total = before + weight * x
-            for c in after:
-                total += c
+            total = before
+            for w, c in rest:
+                total += w * x if c is None else c
             totals.append(total)
             sc = template.copy()
-            sc[key] = x
+            if primary in sc:
+                sc[primary] = x
             scores.append(sc)
         return totals, scores
 
