@@ -23,7 +23,7 @@ MiB = 1 << 20
 
 def _pool(s: Services, root: Path, devices: int = 6, domains: int = 3) -> None:
     s.catalog.create_project("demo")
-    s.volumes.create_pool("sp", segment_mib=4)
+    s.volumes.create_pool("sp", segment_mib=4, chunk_mib=1)  # 1 MiB objects: chunk i is MiB i
     for i in range(devices):
         s.volumes.add_device("sp", f"d{i}", 1024, domain=f"rack{i % domains}", path=str(root / f"d{i}"))
 
@@ -312,3 +312,29 @@ def test_a_volume_with_many_segments_keeps_only_the_ranges_placement(
     assert svc.volumes.read_data("demo", "v", 0, MiB) == a
     assert svc.volumes.read_data("demo", "v", 11 * MiB, 2 * MiB) == b
     assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == a + bytes(10 * MiB) + b + bytes(3 * MiB)
+
+
+def test_default_objects_are_4_mib_and_a_short_last_one_grows_with_the_volume(
+        svc: Services, tmp_path: Path) -> None:
+    """New pools store 4 MiB objects (a divisor of the segment); a volume whose size is not a
+    multiple keeps a short last object, which reads and patches as zeros past its end after the
+    volume grows; a chunk size that does not divide the segment is refused."""
+    svc.catalog.create_project("demo")
+    svc.volumes.create_pool("sp", segment_mib=8)
+    for i in range(3):
+        svc.volumes.add_device("sp", f"d{i}", 1024, domain=f"r{i}", path=str(tmp_path / f"d{i}"))
+    assert svc.volumes.get_pool("sp").chunk_mib == 4
+    svc.volumes.create_volume("demo", "v", "sp", 6)
+    data = os.urandom(6 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    key = _key(svc, "v")
+    sizes = sorted(len(ob.read(tmp_path / "d0", key, c).data) for c in (0, 1))  # type: ignore[union-attr]
+    assert sizes == [2 * MiB, 4 * MiB]
+    svc.volumes.resize_volume("demo", "v", 16)
+    assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == data + bytes(10 * MiB)
+    svc.volumes.write_data("demo", "v", 7 * MiB, b"x")  # patches the short object past its end
+    want = data[4 * MiB:] + bytes(MiB) + b"x" + bytes(MiB - 1)
+    assert svc.volumes.read_data("demo", "v", 4 * MiB, 4 * MiB) == want
+    with pytest.raises(InvalidInputError, match="divide"):
+        svc.volumes.create_pool("bad", segment_mib=6, chunk_mib=4)
+    assert svc.volumes.create_pool("six", segment_mib=6).chunk_mib == 3

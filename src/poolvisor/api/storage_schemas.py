@@ -31,6 +31,9 @@ class StoragePoolCreate(_In):
         default=1.0, description="provisioned sizes may reach capacity x this (thin volumes)")
     segment_mib: Annotated[int, Field(ge=1, le=1 << 20), INTEGRAL] = Field(
         default=1024, description="volumes are placed in segments of this size")
+    chunk_mib: Annotated[int, Field(ge=1, le=64), INTEGRAL] | None = Field(
+        default=None, description="object size of the bytes on `dir` devices; divides segment_mib "
+        "(default 4, or the largest divisor of segment_mib below 4)")
     access: Literal["network", "local"] = Field(
         default="network", description="network: every host reaches the pool; local: only hosts "
         "holding one of its devices")
@@ -83,6 +86,7 @@ class StoragePoolOut(_Out):
     replicas: int
     oversubscription: float
     segment_mib: int
+    chunk_mib: int = Field(description="object size of the bytes on `dir` devices")
     access: str
     compute_pool: str | None
     volumes: int

@@ -48,6 +48,7 @@ class StoragePoolRecord:
     space: SpaceRecord
     under_replicated: int  # segments with fewer live replicas than their volume wants
     created_at: datetime
+    chunk_mib: int = 4  # the object size of its bytes on `dir` devices
 
 
 @dataclass(frozen=True)

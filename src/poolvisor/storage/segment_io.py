@@ -1,8 +1,9 @@
 """Volume bytes on `dir` devices under the store's placement (services/volumes.py decides where).
 
 The same checksummed object format and two-phase write as the `dir` backend (objects.py): a
-volume's data is cut into CHUNK-sized objects, each replicated on the devices the store placed
-its segment on. A write prepares every chunk on every replica (write + fsync a temporary file),
+volume's data is cut into objects of its pool's chunk size (callers pass chunk indices and the
+bytes; a chunk never straddles a segment), each replicated on the devices the store placed its
+segment on. A write prepares every chunk on every replica (write + fsync a temporary file),
 then commits (rename + fsync the directory); a device that raises OSError is dead. Reads verify
 the checksum and take the newest valid replica. Nothing here touches the database: the callers
 hold the placement and decide what a dead device means.
@@ -21,7 +22,6 @@ from pathlib import Path
 from poolvisor.storage import objects as ob
 
 MiB = 1 << 20
-CHUNK = MiB  # a chunk never straddles segments: segments are whole MiB
 MARKER = ".poolvisor-device"
 
 
@@ -182,6 +182,58 @@ def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Rep
     if n:
         ob.fsync_dir(target.path / "objects" / dst)
     return n
+
+
+def newest_gen(volume: str, chunk: int, reps: list[Replica]) -> int | None:
+    """The newest generation any replica's header holds for the chunk (None: none holds it);
+    a dead replica is skipped (header reads: for deciding what to copy, never for serving bytes)."""
+    newest = None
+    for r in reps:
+        try:
+            g = ob.read_gen(r.path, volume, chunk)
+        except OSError:
+            continue
+        if g is not None and (newest is None or g > newest):
+            newest = g
+    return newest
+
+
+def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
+                   parts: list[tuple[int, list[Replica]]], targets: list[Replica]
+                   ) -> tuple[int, tuple[int | None, ...]]:
+    """Write chunk `chunk` (the volume's bytes [a, b)) to every target, assembled from the newest
+    valid replica of each source chunk in `parts` (objects of `src_chunk` bytes; one absent or
+    short reads as zeros), under the newest of their generations. Returns the bytes written per
+    target (0 and nothing written when no source chunk exists) and the source chunks'
+    generations (what a later catch-up compares). OSError when a target cannot be written."""
+    reads = [(k, read(volume, k, reps)[0]) for k, reps in parts]
+    gens = tuple(rep.gen if rep is not None else None for _, rep in reads)
+    present = [g for g in gens if g is not None]
+    if not present:
+        return 0, gens
+    only = reads[0][1] if len(reads) == 1 else None
+    if only is not None and reads[0][0] * src_chunk == a and len(only.data) == b - a:
+        data = only.data  # the same object layout: the bytes as they are
+    else:
+        buf = bytearray(b - a)
+        for k, rep in reads:
+            if rep is None:
+                continue
+            lo = k * src_chunk
+            x, y = max(a, lo), min(b, lo + src_chunk)
+            piece = rep.data[x - lo:y - lo]
+            buf[x - a:x - a + len(piece)] = piece
+        data = bytes(buf)
+    sha, gen = ob.digest(data), max(present)
+
+    def put(t: Replica) -> None:
+        ob.ensure_volume_dir(t.path, volume)
+        ob.commit(t.path, volume, chunk, ob.prepare(t.path, volume, chunk, gen, data, sha))
+        ob.fsync_dir(t.path / "objects" / volume)
+
+    for f in [_io.submit(put, t) for t in targets]:
+        f.result()
+    return len(data), gens
 
 
 def behind(volume: str, chunk: int, sources: list[Replica], target: Replica) -> bool:
