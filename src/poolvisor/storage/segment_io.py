@@ -95,22 +95,23 @@ def write(volume: str, chunks: Chunks, gen: int) -> set[int]:
         for _, _, tmp in prepared:
             ob.abort(tmp)
         return dead
-    dirs: dict[int, Replica] = {}
-    for r, c, tmp in prepared:
-        if r.device_id in dead:
-            continue
+    per_device: dict[int, list[tuple[Replica, int, Path]]] = {}
+    for job in prepared:
+        per_device.setdefault(job[0].device_id, []).append(job)
+    commits = [(dev, _io.submit(_commit_device, volume, group)) for dev, group in per_device.items()]
+    for dev, fut in commits:  # each device renames its files and fsyncs its directory once, in parallel
         try:
-            ob.commit(r.path, volume, c, tmp)
-            dirs[r.device_id] = r
+            fut.result()
         except OSError:
-            dead.add(r.device_id)
-    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume)) for r in dirs.values()]
-    for r, sync in syncs:
-        try:
-            sync.result()
-        except OSError:
-            dead.add(r.device_id)
+            dead.add(dev)
     return dead
+
+
+def _commit_device(volume: str, jobs: list[tuple[Replica, int, Path]]) -> None:
+    """Phase 2 on one device: rename every prepared file over its object, then one directory fsync."""
+    for r, c, tmp in jobs:
+        ob.commit(r.path, volume, c, tmp)
+    ob.fsync_dir(jobs[0][0].path / "objects" / volume)
 
 
 def read(volume: str, chunk: int, reps: list[Replica]) -> tuple[ob.Replica | None, list[Replica]]:
