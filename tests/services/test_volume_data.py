@@ -338,3 +338,37 @@ def test_default_objects_are_4_mib_and_a_short_last_one_grows_with_the_volume(
     with pytest.raises(InvalidInputError, match="divide"):
         svc.volumes.create_pool("bad", segment_mib=6, chunk_mib=4)
     assert svc.volumes.create_pool("six", segment_mib=6).chunk_mib == 3
+
+
+def test_the_collector_removes_only_unreferenced_object_files(svc: Services, tmp_path: Path) -> None:
+    """Real files: an object on a device its segment is not placed on, the directory of a volume
+    that does not exist and a prepared file an hour old go; placed objects, a fresh prepared file
+    (a write in flight) and other files stay, and the data reads back."""
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8, thin=False)
+    data = os.urandom(8 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    key = _key(svc, "v")
+    outsider = sorted({f"d{i}" for i in range(6)} - _placed(svc, "v", 0))[0]
+    stray = ob.object_path(tmp_path / outsider, key, 1)  # chunk 1 is segment 0's
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"x" * 100)
+    ghost = tmp_path / "d0" / "objects" / "v999"
+    ghost.mkdir()
+    (ghost / "0000000000").write_bytes(b"y" * 50)
+    placed = sorted(_placed(svc, "v", 1))[0]
+    old_tmp = ob.object_path(tmp_path / placed, key, 5).with_suffix(".1.tmp")
+    old_tmp.write_bytes(b"z" * 10)
+    os.utime(old_tmp, (1, 1))
+    fresh_tmp = ob.object_path(tmp_path / placed, key, 6).with_suffix(".2.tmp")
+    fresh_tmp.write_bytes(b"w")
+    other = tmp_path / "d0" / "objects" / "notes.txt"
+    other.write_text("not ours")
+    r = svc.volume_gc.collect("sp")
+    assert (r.files, r.bytes) == (3, 160)
+    assert not stray.exists() and not ghost.exists() and not old_tmp.exists()
+    assert fresh_tmp.exists() and other.exists()
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data
+    for c in range(8):
+        assert _holders(tmp_path, key, c) == _placed(svc, "v", c // 4)
+    assert svc.volume_gc.collect("sp").files == 0

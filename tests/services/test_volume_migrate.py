@@ -100,11 +100,15 @@ def test_a_write_racing_the_switch_waits_and_is_redone_on_the_target(
     real_write, real_catch_up = sio.write, vm.VolumeMigration._catch_up
     writes: list[str] = []
 
-    def write(key: str, chunks: sio.Chunks, gen: int) -> set[int]:
-        dead = real_write(key, chunks, gen)
+    def write(key: str, chunks: sio.Chunks, gen: int, during_sync=None) -> set[int]:  # type: ignore[no-untyped-def]
         writes.append(next(iter(chunks.values()))[1][0].device)
-        landed.set()
-        return dead
+
+        def landed_then_commit_point() -> None:  # the bytes are renamed into place on every replica
+            landed.set()
+            if during_sync is not None:
+                during_sync()
+
+        return real_write(key, chunks, gen, landed_then_commit_point)
 
     acked: list[int] = []
     writer = threading.Thread(
@@ -124,6 +128,7 @@ def test_a_write_racing_the_switch_waits_and_is_redone_on_the_target(
     assert writes[0].startswith("src") and writes[-1].startswith("dst")  # redone on the target
     assert svc.volumes.read_data("demo", "v", 2 * MiB, MiB) == racing
     key = _key(svc)
+    assert not _objects(tmp_path, "src", key)  # what the first attempt wrote there was collected
     reps = [ob.read(tmp_path / f"dst{i}", key, 0) for i in range(4)]  # MiB 2 is in the first 4 MiB object
     assert sum(r is not None and r.data[2 * MiB:3 * MiB] == racing for r in reps) == 3  # every replica
 
@@ -177,3 +182,40 @@ def test_migration_between_pools_cut_differently(svc: Services, tmp_path: Path) 
     svc.volume_migration.migrate("demo", "v", "old")
     assert svc.volumes.read_data("demo", "v", 0, 22 * MiB) == want
     assert not _objects(tmp_path, "new", key)
+
+
+def test_a_volume_deleted_during_the_pre_copy_leaves_no_objects_on_the_target(
+        svc: Services, tmp_path: Path) -> None:
+    _pools(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "src", 12, thin=False)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(12 * MiB))
+    key = _key(svc)
+
+    def delete_it(done: int, total: int) -> None:
+        if done == 2:
+            assert _objects(tmp_path, "dst", key)  # pre-copied so far
+            svc.volumes.delete_volume("demo", "v")
+
+    with pytest.raises(NotFoundError):
+        svc.volume_migration.migrate("demo", "v", "dst", delete_it)
+    assert not _objects(tmp_path, "dst", key) and not _objects(tmp_path, "src", key)
+    assert not any((tmp_path / f"dst{i}" / "objects" / key).exists() for i in range(4))
+
+
+def test_pre_copied_objects_collected_before_the_switch_are_copied_again(
+        svc: Services, tmp_path: Path) -> None:
+    """The collector may remove a pre-copy (no row points at it yet): the switch sees the copy
+    gone and copies it again, so no byte is lost."""
+    _pools(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "src", 8, thin=False)
+    data = os.urandom(8 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    removed: list[int] = []
+
+    def collect(done: int, total: int) -> None:
+        if done == total:
+            removed.append(svc.volume_gc.collect("dst").files)
+
+    r = svc.volume_migration.migrate("demo", "v", "dst", collect)
+    assert removed == [2 * 3] and r.switch_chunks == 2  # two 4 MiB objects, three replicas each
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data

@@ -29,18 +29,20 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, NotFoundError
+from poolvisor.domain.errors import ConflictError, NotFoundError, PoolvisorError
 from poolvisor.domain.text import check_name
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.tasks import TaskService
+from poolvisor.services.volume_gc import VolumeGarbage
 from poolvisor.services.volumes import (
     VolumeService,
     _chunks,
     _PoolState,
     _segment_mib,
 )
+from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import (
     HostRow,
@@ -121,10 +123,12 @@ def _replica(d: StorageDeviceRow) -> sio.Replica:
 class VolumeMigration(ServiceBase):
     """`migrate` a volume to another storage pool while it stays in use (module docstring)."""
 
-    def __init__(self, ctx: ServiceContext, volumes: VolumeService, tasks: TaskService) -> None:
+    def __init__(self, ctx: ServiceContext, volumes: VolumeService, tasks: TaskService,
+                 garbage: VolumeGarbage) -> None:
         super().__init__(ctx)
         self.volumes = volumes
         self.tasks = tasks
+        self.garbage = garbage  # collects the objects a failed or raced migration leaves behind
 
     def submit(self, project: str, name: str, pool: str) -> TaskRecord:
         """Queue the migration (404/409 at once when it cannot start)."""
@@ -178,10 +182,16 @@ class VolumeMigration(ServiceBase):
             return self._switch(s, project, name, pool, plan, garbage, done)
 
         t0 = time.perf_counter()
-        segments, again = self._write(switch)
+        try:
+            segments, again = self._write(switch)
+        except PoolvisorError:  # not switched (the volume was deleted, a device failed): the
+            self.garbage.collect(pool)  # target pool's pre-copied objects are nobody's
+            raise
         switch_s = time.perf_counter() - t0
         for chunks, path in garbage:
             sio.drop(key, chunks, path)
+        # a write redone on the target after the switch left what it first wrote on the source
+        self.garbage.collect(plan.source_pool)
         return VolumeMigrationRecord(name, project, plan.source_pool, pool, segments,
                                      -(-copied // sio.MiB), again, switch_s)
 
@@ -282,10 +292,13 @@ class VolumeMigration(ServiceBase):
     def _catch_up(plan: _Plan, key: str, c: int, targets: list[sio.Replica],
                   done: dict[tuple[int, int], tuple[int | None, ...]]) -> int:
         """Copy target chunk `c` again to the targets whose pre-copy is behind: one of its source
-        chunks changed since (a write acknowledged meanwhile) or it was never pre-copied there;
-        1 if it did."""
+        chunks changed since (a write acknowledged meanwhile), it was never pre-copied there, or
+        the copy is gone (the garbage collector removes objects no row points at yet); 1 if it did."""
         sig = plan.signature(key, c)
-        behind = [t for t in targets if done.get((c, t.device_id)) != sig]
+        present = [g for g in sig if g is not None]
+        want = max(present) if present else -1  # the generation a current copy carries (-1: none)
+        behind = [t for t in targets
+                  if done.get((c, t.device_id)) != sig or _header_gen(key, c, t) != want]
         if not behind:
             return 0
         try:
@@ -294,6 +307,15 @@ class VolumeMigration(ServiceBase):
             raise ConflictError(f"device {behind[0].device!r} cannot be written ({e.strerror or e}); "
                                 "set it failed and rebalance") from None
         return 1
+
+
+def _header_gen(key: str, c: int, t: sio.Replica) -> int:
+    """The generation of the target's copy of chunk `c` (-1: none, or the device is unreadable)."""
+    try:
+        g = ob.read_gen(t.path, key, c)
+    except OSError:
+        return -1
+    return -1 if g is None else g
 
 
 def _overlapping(src: StoragePoolRow, dst: StoragePoolRow, size_mib: int, seg: int) -> range:

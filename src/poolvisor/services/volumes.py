@@ -602,12 +602,14 @@ class VolumeService(ServiceBase):
         returns the bytes acknowledged (all of them).
 
         The bytes move outside any transaction: the placement is read (or reused from the last
-        call) first, the replicas are prepared and committed, then one short transaction is the
-        commit point: it checks that the pool's placement generation is still the one the bytes
-        were written under (a rebalance, migration or device failure since then moved it) and
-        records the access. A moved generation or a device that failed an I/O (marked failed here;
-        the next rebalance re-replicates) redoes the write on the new placement; 409 if it cannot
-        be acknowledged within WRITE_DEADLINE_S."""
+        call) first, the replicas are prepared and committed, and one short transaction is the
+        commit point (run once every replica is renamed into place, while their directories'
+        fsyncs are in flight; the write returns only when both are done): it checks that the pool's
+        placement generation is still the one the bytes were written under (a rebalance,
+        migration or device failure since then moved it) and records the access. A moved
+        generation or a device that failed an I/O (marked failed here; the next rebalance
+        re-replicates) redoes the write on the new placement; 409 if it cannot be acknowledged
+        within WRITE_DEADLINE_S."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInputError("data must be bytes")
         view = memoryview(data).cast("B")
@@ -616,11 +618,19 @@ class VolumeService(ServiceBase):
         def step() -> int:
             plan = self._write_plan(project, name, offset, size)
             try:
-                dead = sio.write(plan.key, self._write_chunks(plan, name, offset, view), sio.next_gen())
+                acked: list[bool] = []
+
+                def commit_point() -> None:  # while the replicas' directory fsyncs are in flight
+                    self.ctx.write_once(lambda s: self._acknowledge(s, plan))
+                    acked.append(True)
+
+                dead = sio.write(plan.key, self._write_chunks(plan, name, offset, view), sio.next_gen(),
+                                 commit_point)
                 if dead:
                     self._write(lambda s: self._fail_devices(s, dead))
                     raise Stale()  # re-plan over the survivors and write again
-                self.ctx.write_once(lambda s: self._acknowledge(s, plan))
+                if not acked:  # no device failed and the commit point has not run (nothing to sync)
+                    commit_point()
             except Stale:
                 self._plans.pop((project, name), None)
                 raise

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,14 +70,17 @@ def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview
 Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
 
 
-def write(volume: str, chunks: Chunks, gen: int) -> set[int]:
+def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None] | None = None) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
     Prepare everywhere first (a chunk's replicas start as soon as its checksum is known, so
-    hashing overlaps the writes and fsyncs of the chunks before it); if any device failed, abort
-    every prepared file (nothing changed) and return the dead. Else commit everywhere; a device
-    dying during commit is returned too (the replicas that did commit hold the new generation,
-    the rest the old one)."""
+    hashing overlaps the writes and fdatasyncs of the chunks before it); if any device failed,
+    abort every prepared file (nothing changed) and return the dead. Else commit everywhere: the
+    renames, then one directory fsync per device, in parallel; a device dying during commit is
+    returned too (the replicas that did commit hold the new generation, the rest the old one).
+    `during_sync` (the caller's commit point) runs once every rename is done, while the
+    directory fsyncs are in flight, and only when no device failed so far: the write returns
+    (is acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
     def hash_then_submit(c: int) -> list[tuple[Replica, int, Future[Path]]]:
         data, reps = chunks[c]
         sha = ob.digest(data)
@@ -95,23 +98,27 @@ def write(volume: str, chunks: Chunks, gen: int) -> set[int]:
         for _, _, tmp in prepared:
             ob.abort(tmp)
         return dead
-    per_device: dict[int, list[tuple[Replica, int, Path]]] = {}
-    for job in prepared:
-        per_device.setdefault(job[0].device_id, []).append(job)
-    commits = [(dev, _io.submit(_commit_device, volume, group)) for dev, group in per_device.items()]
-    for dev, fut in commits:  # each device renames its files and fsyncs its directory once, in parallel
+    dirs: dict[int, Replica] = {}
+    for r, c, tmp in prepared:
+        if r.device_id in dead:
+            continue
         try:
-            fut.result()
+            ob.commit(r.path, volume, c, tmp)
+            dirs[r.device_id] = r
         except OSError:
-            dead.add(dev)
+            dead.add(r.device_id)
+    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume))
+             for r in dirs.values() if r.device_id not in dead]
+    try:
+        if during_sync is not None and not dead:
+            during_sync()
+    finally:
+        for r, sync in syncs:  # every directory fsync is waited for, whatever the commit point said
+            try:
+                sync.result()
+            except OSError:
+                dead.add(r.device_id)
     return dead
-
-
-def _commit_device(volume: str, jobs: list[tuple[Replica, int, Path]]) -> None:
-    """Phase 2 on one device: rename every prepared file over its object, then one directory fsync."""
-    for r, c, tmp in jobs:
-        ob.commit(r.path, volume, c, tmp)
-    ob.fsync_dir(jobs[0][0].path / "objects" / volume)
 
 
 def read(volume: str, chunk: int, reps: list[Replica]) -> tuple[ob.Replica | None, list[Replica]]:
