@@ -372,3 +372,67 @@ def test_the_collector_removes_only_unreferenced_object_files(svc: Services, tmp
     for c in range(8):
         assert _holders(tmp_path, key, c) == _placed(svc, "v", c // 4)
     assert svc.volume_gc.collect("sp").files == 0
+
+
+def test_a_snapshot_copies_outside_its_transaction_and_is_the_source_as_of_its_finish(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the bytes are copied no transaction is held (the volume takes writes from the same
+    thread) and the snapshot is `creating` (not readable); the finishing transaction copies again
+    what was written meanwhile, so the snapshot holds every write acknowledged before it."""
+    from poolvisor.services import volume_copy
+
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(6 * MiB))
+    real = volume_copy.precopy
+    late = os.urandom(MiB // 2)
+
+    def precopy_then_write(cp: volume_copy.SnapshotCopy) -> volume_copy.Done:
+        done = real(cp)
+        assert svc.volumes.get_volume("demo", "snap").state == "creating"
+        with pytest.raises(ConflictError, match="still being copied"):
+            svc.volumes.read_data("demo", "snap", 0, 10)
+        svc.volumes.write_data("demo", "v", 5 * MiB, late)  # acknowledged after the pre-copy
+        return done
+
+    monkeypatch.setattr(volume_copy, "precopy", precopy_then_write)
+    rec = svc.volumes.snapshot("demo", "v", "snap")
+    assert rec.state == "snapshot"
+    assert svc.volumes.read_data("demo", "snap", 0, 8 * MiB) == svc.volumes.read_data("demo", "v", 0, 8 * MiB)
+    assert svc.volumes.read_data("demo", "snap", 5 * MiB, len(late)) == late
+    assert svc.repair.check().ok, svc.repair.check().violations
+
+
+def test_a_snapshot_whose_source_is_deleted_while_copying_is_dropped_with_its_bytes(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolvisor.services import volume_copy
+
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(3 * MiB))
+    real = volume_copy.precopy
+    keys: list[str] = []
+
+    def precopy_then_delete(cp: volume_copy.SnapshotCopy) -> volume_copy.Done:
+        done = real(cp)
+        keys.append(cp.dst_key)
+        assert list(tmp_path.glob(f"*/objects/{cp.dst_key}/0*"))  # copied so far
+        svc.volumes.delete_volume("demo", "v")
+        return done
+
+    monkeypatch.setattr(volume_copy, "precopy", precopy_then_delete)
+    with pytest.raises(ConflictError, match="deleted or migrated"):
+        svc.volumes.snapshot("demo", "v", "snap")
+    assert [v.name for v in svc.volumes.list_volumes("demo")] == []
+    assert not list(tmp_path.glob(f"*/objects/{keys[0]}/0*"))
+
+
+def test_scrub_also_removes_unreferenced_objects(svc: Services, tmp_path: Path) -> None:
+    _pool(svc, tmp_path, devices=3)
+    svc.volumes.create_volume("demo", "v", "sp", 4)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(MiB))
+    ghost = tmp_path / "d1" / "objects" / "v4242"
+    ghost.mkdir()
+    (ghost / "0000000003").write_bytes(b"q" * 70)
+    r = svc.volumes.scrub("sp")
+    assert (r.chunks, r.repaired, r.garbage_files, r.garbage_bytes) == (1, 0, 1, 70) and not ghost.exists()

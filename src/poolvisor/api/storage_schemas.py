@@ -98,13 +98,16 @@ class StoragePoolOut(_Out):
 
 class ScrubOut(_Out):
     """A scrub of the pool's bytes: chunks verified, replicas rewritten from the newest valid one
-    (corrupt, missing or stale) and their bytes, chunks with no valid replica left."""
+    (corrupt, missing or stale) and their bytes, chunks with no valid replica left, object files
+    no replica refers to removed (and their bytes)."""
 
     pool: str
     chunks: int
     repaired: int
     repaired_bytes: int
     lost: int
+    garbage_files: int = 0
+    garbage_bytes: int = 0
 
 
 class RebalanceOut(_Out):
@@ -155,8 +158,8 @@ class VolumeOut(_Out):
     thin: bool
     device_class: str | None = Field(validation_alias=_CLASS)
     replicas: int
-    state: str = Field(description="available, attached, failed (a segment lost every replica) or "
-                       "snapshot (read-only)")
+    state: str = Field(description="available, attached, failed (a segment lost every replica), "
+                       "snapshot (read-only) or creating (a snapshot whose bytes are being copied)")
     attached_to: str | None
     allocated_mib: int
     segments: int

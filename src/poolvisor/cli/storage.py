@@ -161,14 +161,16 @@ def pool_rebalance(name: PoolArg,
 
 @pool_app.command("scrub")
 def pool_scrub(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Verify every replica of the pool's bytes and repair the bad ones (admin)."""
+    """Verify every replica of the pool's bytes, repair the bad ones and remove unreferenced object
+    files (admin)."""
     with Api(url, token) as api:
         r = api.post(api_path("storage-pools", name, "scrub"))
     if as_json:
         emit_json(r)
     else:
-        say("{} scrubbed: {} chunks verified, {} replicas repaired ({} MiB), {} chunks lost", r["pool"],
-            r["chunks"], r["repaired"], r["repaired_bytes"] >> 20, r["lost"])
+        say("{} scrubbed: {} chunks verified, {} replicas repaired ({} MiB), {} chunks lost, {} unreferenced "
+            "object files removed ({} MiB)", r["pool"], r["chunks"], r["repaired"], r["repaired_bytes"] >> 20,
+            r["lost"], r["garbage_files"], r["garbage_bytes"] >> 20)
 
 
 # ---- devices -------------------------------------------------------------------------------------

@@ -208,6 +208,8 @@ class VolumeMigration(ServiceBase):
             raise ConflictError(f"volume {name!r} is already in storage pool {pool!r}")
         if v.state == "failed":
             raise ConflictError(f"volume {name!r} lost data (state failed): nothing to migrate")
+        if v.state == "creating":
+            raise ConflictError(f"volume {name!r} is a snapshot still being copied")
         st = _PoolState(s, dst)
         src_paths = {d.path is not None
                      for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=src.id))}

@@ -95,3 +95,5 @@ class ScrubRecord:
     repaired: int
     repaired_bytes: int
     lost: int
+    garbage_files: int = 0  # unreferenced object files removed
+    garbage_bytes: int = 0

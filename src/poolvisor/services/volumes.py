@@ -41,12 +41,14 @@ from poolvisor.policies.storage.placement import Devices, key64, object_keys, pl
 from poolvisor.policies.storage.provisioning import PoolSpace
 from poolvisor.policies.storage.rebalance import diff
 from poolvisor.policies.storage.tiering import demotions
+from poolvisor.services import volume_copy as vcopy
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
 from poolvisor.services.volume_disks import DiskTarget, disk_target, plug, unplug
+from poolvisor.services.volume_gc import collect_in
 from poolvisor.services.volume_records import (
     DeviceRecord,
     RebalanceRecord,
@@ -74,7 +76,7 @@ ACCESS = ("network", "local")
 DEVICE_STATES = ("up", "leaving", "failed")
 # stored volume states; "attached" is reported for an available volume with an attachment (the
 # attachment row goes with its workload, so a deleted workload leaves its volumes available)
-VOLUME_STATES = ("available", "failed", "snapshot")
+VOLUME_STATES = ("available", "failed", "snapshot", "creating")  # creating: a snapshot being copied
 MAX_REPLICAS = 8
 MAX_MIB = 1 << 40  # 1 EiB in MiB: far above any device, far below JSON's exact integers
 REBALANCE = "storage-rebalance"
@@ -273,6 +275,8 @@ def _copy_or_409(key: str, chunks: Iterable[int], sources: list[sio.Replica], ta
 
 def _writable(v: VolumeRow) -> None:
     """Snapshots are read-only; a failed volume lost data."""
+    if v.state == "creating":
+        raise ConflictError(f"volume {v.name!r} is a snapshot still being copied")
     if v.state == "snapshot":
         raise ConflictError(f"volume {v.name!r} is a snapshot (read-only)")
     if v.state == "failed":
@@ -576,24 +580,6 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
             self._place(s, st, v, new)
 
-    @staticmethod
-    def _copy_bytes(s: Session, p: StoragePoolRow, src: VolumeRow, dst: VolumeRow, segs: list[int]) -> None:
-        """A snapshot's bytes: each segment copied from the source's newest valid replicas to
-        every replica of the copy (pools whose devices hold bytes; inside the transaction)."""
-        live = {d.id: d for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id))
-                if d.state != "failed" and d.path is not None}
-        if not live:
-            return
-        where: dict[tuple[int, int], list[sio.Replica]] = defaultdict(list)
-        for r in s.scalars(select(VolumeSegmentRow).where(VolumeSegmentRow.volume_id.in_([src.id, dst.id]))):
-            d = live.get(r.device_id)
-            if d is not None and d.path is not None:
-                where[(r.volume_id, r.segment)].append(sio.Replica(d.id, d.name, Path(d.path)))
-        for seg in segs:
-            chunks = _chunks(p, src.size_mib, seg)
-            for t in where[(dst.id, seg)]:
-                _copy_or_409(sio.volume_key(src.id), chunks, where[(src.id, seg)], t, sio.volume_key(dst.id))
-
     # ---- data path (devices with a directory) ------------------------------------------------
     def write_data(self, project: str, name: str, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Write bytes at byte `offset` to every live replica of the segments they fall in, as
@@ -720,7 +706,8 @@ class VolumeService(ServiceBase):
 
     def scrub(self, pool: str) -> ScrubRecord:
         """Verify every replica of every written chunk of the pool's volumes (checksum and
-        generation) and rewrite the corrupt, missing or stale ones from the newest valid replica.
+        generation) and rewrite the corrupt, missing or stale ones from the newest valid replica;
+        then remove the object files no replica row refers to (services/volume_gc.py).
         One transaction per volume, holding the pool's placement lock: a write racing a repair
         sees the generation move and redoes itself, so a repair never lands over newer data."""
         check_name("storage pool", pool)
@@ -730,7 +717,9 @@ class VolumeService(ServiceBase):
         for vid in vids:
             got = self._write(lambda s, vid=vid: self._scrub_volume(s, pool, vid))  # type: ignore[misc]
             total = [a + b for a, b in zip(total, got, strict=True)]
-        return ScrubRecord(pool, *total)
+        files, nbytes = self._write(lambda s: collect_in(s, self._lock(s, pool)))  # unreferenced objects
+        checked, repaired, repaired_bytes, lost = total
+        return ScrubRecord(pool, checked, repaired, repaired_bytes, lost, files, nbytes)
 
     def _scrub_volume(self, s: Session, pool: str, vid: int) -> list[int]:
         p = self._lock(s, pool)
@@ -795,6 +784,8 @@ class VolumeService(ServiceBase):
         first, last = offset // sio.MiB // p.segment_mib, (offset + length - 1) // sio.MiB // p.segment_mib
         if write:
             _writable(v)
+        elif v.state == "creating":
+            raise ConflictError(f"volume {name!r} is a snapshot still being copied")
         if allocate:
             first_mib = first * p.segment_mib
             self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
@@ -845,17 +836,20 @@ class VolumeService(ServiceBase):
 
     def snapshot(self, project: str, name: str, snapshot: str) -> VolumeRecord:
         """A read-only full copy of the volume's written segments, as a volume of its own (state
-        `snapshot`) placed by straw2 like any volume, its space checked like a new volume's; the
-        data path copies the bytes (not copy-on-write: the copy takes its own space)."""
+        `snapshot`) placed by straw2 like any volume, its space checked like a new volume's (not
+        copy-on-write: the copy takes its own space). With byte-holding devices the bytes are
+        copied outside any transaction while the snapshot is `creating`, then one transaction
+        holding the pool's lock copies what changed since and makes it the source as of then
+        (services/volume_copy.py)."""
         check_name("snapshot", snapshot)
 
-        def tx(s: Session) -> VolumeRecord:
+        def tx(s: Session) -> tuple[VolumeRecord, int, int]:
             v = self._volume(s, project, name)
             p = self._lock_id(s, v.pool_id)
             if s.scalars(select(VolumeRow.id).filter_by(project_id=v.project_id, name=snapshot)).first():
                 raise ConflictError(f"volume {snapshot!r} already exists in project {project!r}")
-            if v.state == "failed":
-                raise ConflictError(f"volume {name!r} lost data (state failed)")
+            if v.state in ("failed", "creating"):
+                raise ConflictError(f"volume {name!r} is {v.state}: it cannot be snapshotted")
             segs = sorted(set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id))))
             st = _PoolState(s, p)
             st.check_domains(v.klass, v.replicas)
@@ -864,19 +858,71 @@ class VolumeService(ServiceBase):
             why = sp.check(v.size_mib * v.replicas, v.thin) or sp.check_write(written if v.thin else 0)
             if why:
                 raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
+            keeps = any(d.path is not None for d in st.devices.values())
             snap = VolumeRow(project_id=v.project_id, name=snapshot, pool_id=p.id, size_mib=v.size_mib,
-                             thin=v.thin, klass=v.klass, replicas=v.replicas, state="snapshot",
+                             thin=v.thin, klass=v.klass, replicas=v.replicas,
+                             state="creating" if keeps and segs else "snapshot",
                              last_access=datetime.now(UTC), snapshot_of=v.id)
             s.add(snap)
             s.flush()
             self._place(s, st, snap, segs)
-            self._copy_bytes(s, p, v, snap, segs)
-            ServiceBase._event(s, "volume.snapshot", f"volume/{project}/{snapshot}",
-                               f"snapshot {snapshot} of volume {name} ({len(segs)} segments)",
-                               project=project)
+            if snap.state == "snapshot":
+                self._snapshot_event(s, project, name, snapshot, len(segs))
+            return self._volume_records(s, [snap])[0], v.id, snap.id
+
+        rec, src_id, snap_id = self._write(tx)
+        if rec.state != "creating":
+            return rec
+        cp = self._read(lambda s: self._snapshot_copy(s, src_id, snap_id, snapshot))
+        done = vcopy.precopy(cp)  # outside any transaction
+
+        def finish(s: Session) -> VolumeRecord:
+            src, snap = self._snapshot_rows(s, src_id, snap_id, name, snapshot)
+            p = self._lock_id(s, snap.pool_id)
+            vcopy.catch_up(vcopy.plan(s, p, src, snap, _chunks), done)  # what changed meanwhile
+            snap.state = "snapshot"
+            self._snapshot_event(s, project, name, snapshot, len(cp.segments))
             return self._volume_records(s, [snap])[0]
 
-        return self._write(tx)
+        try:
+            return self._write(finish)
+        except PoolvisorError:
+            self._write(lambda s: self._drop_creating(s, snap_id))
+            raise
+
+    def _snapshot_copy(self, s: Session, src_id: int, snap_id: int, snapshot: str) -> vcopy.SnapshotCopy:
+        src, snap = self._snapshot_rows(s, src_id, snap_id, "?", snapshot)
+        p = s.get(StoragePoolRow, snap.pool_id)
+        assert p is not None
+        return vcopy.plan(s, p, src, snap, _chunks)
+
+    @staticmethod
+    def _snapshot_rows(s: Session, src_id: int, snap_id: int, name: str, snapshot: str
+                       ) -> tuple[VolumeRow, VolumeRow]:
+        """The source and the snapshot being created; 409 when either went or moved meanwhile."""
+        src, snap = s.get(VolumeRow, src_id), s.get(VolumeRow, snap_id)
+        if snap is None or snap.state != "creating":
+            raise ConflictError(f"snapshot {snapshot!r} was deleted while its bytes were being copied")
+        if src is None or src.pool_id != snap.pool_id:
+            raise ConflictError(f"volume {name!r} was deleted or migrated while snapshot {snapshot!r} was "
+                                "being copied; the snapshot was dropped")
+        return src, snap
+
+    def _drop_creating(self, s: Session, snap_id: int) -> None:
+        """A snapshot that could not be finished: its rows go, and the objects copied for it."""
+        snap = s.get(VolumeRow, snap_id)
+        if snap is None or snap.state != "creating":
+            return
+        p = self._lock_id(s, snap.pool_id)
+        s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == snap.id))
+        s.delete(snap)
+        s.flush()
+        collect_in(s, p)
+
+    @staticmethod
+    def _snapshot_event(s: Session, project: str, name: str, snapshot: str, segments: int) -> None:
+        ServiceBase._event(s, "volume.snapshot", f"volume/{project}/{snapshot}",
+                           f"snapshot {snapshot} of volume {name} ({segments} segments)", project=project)
 
     # ---- attachments -------------------------------------------------------------------------
     def attach(self, project: str, name: str, workload: str) -> VolumeRecord:

@@ -207,13 +207,14 @@ def newest_gen(volume: str, chunk: int, reps: list[Replica]) -> int | None:
 
 
 def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
-                   parts: list[tuple[int, list[Replica]]], targets: list[Replica]
-                   ) -> tuple[int, tuple[int | None, ...]]:
+                   parts: list[tuple[int, list[Replica]]], targets: list[Replica],
+                   to_volume: str | None = None) -> tuple[int, tuple[int | None, ...]]:
     """Write chunk `chunk` (the volume's bytes [a, b)) to every target, assembled from the newest
     valid replica of each source chunk in `parts` (objects of `src_chunk` bytes; one absent or
     short reads as zeros), under the newest of their generations. Returns the bytes written per
     target (0 and nothing written when no source chunk exists) and the source chunks'
-    generations (what a later catch-up compares). OSError when a target cannot be written."""
+    generations (what a later catch-up compares). The copy is `to_volume`'s chunk (default: the
+    same volume's). OSError when a target cannot be written."""
     reads = [(k, read(volume, k, reps)[0]) for k, reps in parts]
     gens = tuple(rep.gen if rep is not None else None for _, rep in reads)
     present = [g for g in gens if g is not None]
@@ -232,12 +233,12 @@ def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
             piece = rep.data[x - lo:y - lo]
             buf[x - a:x - a + len(piece)] = piece
         data = bytes(buf)
-    sha, gen = ob.digest(data), max(present)
+    sha, gen, dst = ob.digest(data), max(present), to_volume or volume
 
     def put(t: Replica) -> None:
-        ob.ensure_volume_dir(t.path, volume)
-        ob.commit(t.path, volume, chunk, ob.prepare(t.path, volume, chunk, gen, data, sha))
-        ob.fsync_dir(t.path / "objects" / volume)
+        ob.ensure_volume_dir(t.path, dst)
+        ob.commit(t.path, dst, chunk, ob.prepare(t.path, dst, chunk, gen, data, sha))
+        ob.fsync_dir(t.path / "objects" / dst)
 
     for f in [_io.submit(put, t) for t in targets]:
         f.result()
