@@ -81,7 +81,8 @@ def test_batch_items_declare_reservation_limit_shares(client: Any, admin: dict[s
                                                       member: Callable[[str], dict[str, str]]) -> None:
     """A gang (labels make it one) of items reserving 2 of 4 vCPU under pool policy min: four fit
     the 8-vCPU host and each claims its reservation; a bad declaration is a 422 naming the item."""
-    assert client.put("/v1/pools/p/allocation-policy", json={"policy": "min"}, headers=admin).status_code == 200
+    r = client.put("/v1/pools/p/allocation-policy", json={"policy": "min"}, headers=admin)
+    assert r.status_code == 200
     m = member("demo")
     item = {"demand": {"vcpu": 4, "memory_mib": 512}, "reservation": {"vcpu": 2}, "limit": {"vcpu": 4},
             "shares": {"vcpu": 1500}, "forbidden_labels": {"ssd": "no"}}
