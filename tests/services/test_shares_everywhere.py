@@ -5,6 +5,8 @@ the sim driver grants under contention read back by the controller."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from poolvisor.clock import SimClock
@@ -140,3 +142,32 @@ def test_the_controller_reports_what_contention_granted(lite: Services) -> None:
     assert last is not None and last["contended_count"] == 2
     rec = lite.shares.granted(lite.workloads.get_workload("a", "big"))
     assert rec.granted is not None and rec.granted["vcpu"] == pytest.approx(by["a/big"]["granted"]["vcpu"])
+
+
+def test_a_restored_backup_keeps_the_declaration(lite: Services, tmp_path: Path) -> None:
+    """The same class as HA: a restore re-creates the guest; it is sized by the create's rule again
+    and its host's driver gets the declaration (3:1 shares on a contended host)."""
+    _pool(lite, "p", 2, 4, "min")
+    (tmp_path / "b").mkdir()
+    lite.backups.add_target("t", str(tmp_path / "b"))
+    for name, sh in (("big", 3000), ("small", 1000)):
+        lite.workloads.create_workload("a", name, demand={"vcpu": 4, "memory_mib": 1024}, pool="p",
+                                       reservation={"vcpu": 1}, shares={"vcpu": sh}, create_project=True)
+    host = lite.workloads.get_workload("a", "big").host
+    assert host is not None
+    for name in ("big", "small"):
+        tid = lite.backups.submit_create("a", name, name=f"b-{name}").id
+        assert tid in lite.tasks.claim_tasks(10)
+        assert lite.tasks.run_task(tid).state == "succeeded"
+    for name in ("big", "small"):
+        tid = lite.backups.submit_restore("a", name, f"b-{name}", as_name=f"{name}2", host=host).id
+        assert tid in lite.tasks.claim_tasks(10)
+        t = lite.tasks.run_task(tid)
+        assert t.state == "succeeded", t.error
+        w = lite.workloads.get_workload("a", f"{name}2")
+        assert w.resources == lite.workloads.get_workload("a", name).resources and w.sized_by == "min"
+    lite.workloads.workload_action("a", "big", "stop")
+    lite.workloads.workload_action("a", "small", "stop")
+    got = lite.drivers.workload_stats(host).workload_stats(host)
+    assert got["a/big2"].granted["vcpu"] == pytest.approx(3.0)
+    assert got["a/small2"].granted["vcpu"] == pytest.approx(1.0)
