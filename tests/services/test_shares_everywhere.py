@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from poolvisor.clock import SimClock
-from poolvisor.domain.errors import InvalidInputError
+from poolvisor.domain.errors import InvalidInputError, NoValidHostError
 from poolvisor.drivers.sim import SimDriver
 from poolvisor.services import Services
 from poolvisor.services.ha import HaLoop, HaSettings
@@ -79,6 +79,25 @@ def test_a_create_naming_no_pool_is_sized_by_the_chosen_hosts_pool(lite: Service
     assert _allocated(lite, "p")["vcpu"] == vcpu
     got = lite.workloads.get_workload("a", "w")
     assert got.demand == w.demand and got.sized_by == policy
+    assert lite.repair.check().ok
+
+
+def test_when_the_limit_fits_nowhere_pools_that_set_aside_less_are_tried(lite: Services) -> None:
+    """Limit 4 fits no host; a balanced pool (2.5 of 3 free) is tried before a min one (1 of 2),
+    then the min pool once the balanced one is full; nothing fits: the max-sized refusal."""
+    _pool(lite, "bal", 1, 3, "balanced")
+    _pool(lite, "dense", 1, 2, "min")
+    dry = lite.workloads.create_workload("a", "w0", dry_run=True, create_project=True, **DECL)
+    assert (dry.host, dry.demand["vcpu"]) == ("bal-h0", 2.5)
+    w = lite.workloads.create_workload("a", "w0", create_project=True, **DECL)
+    assert (w.host, w.demand["vcpu"], w.sized_by) == ("bal-h0", 2.5, "balanced")
+    w = lite.workloads.create_workload("a", "w1", create_project=True, **DECL)
+    assert (w.host, w.demand["vcpu"], w.sized_by) == ("dense-h0", 1.0, "min")
+    lite.workloads.create_workload("a", "w2", create_project=True, **DECL)  # the second min slot
+    with pytest.raises(NoValidHostError, match="vcpu"):
+        lite.workloads.create_workload("a", "w3", create_project=True, **DECL)
+    assert lite.workloads.get_workload("a", "w1").resources is not None
+    assert _allocated(lite, "dense")["vcpu"] == 2.0 and _allocated(lite, "bal")["vcpu"] == 2.5
     assert lite.repair.check().ok
 
 

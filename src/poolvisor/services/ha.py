@@ -389,7 +389,7 @@ class HaService(ServiceBase):
         label = f"{project}/{spec.name}"
         was = str(old[LOST_STATE]) if old.get(LOST_STATE) in (STOPPED, SUSPENDED) else RUNNING
         with self.cache.lock:  # the chosen host's pool sizes a declaration that named none
-            decision, target = self.workloads._decide(spec, admit=False)
+            spec, decision, target = self.workloads._decide_sized(spec, admit=False)
             if self.cache.view is not None:
                 spec = on_host(spec, self.cache.view.pool_of, decision.host_index)
         if target is None:

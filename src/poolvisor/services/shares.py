@@ -194,3 +194,18 @@ def on_host(spec: Any, pool_of: Any, host_index: int | None) -> Any:
         return spec
     got = sz.on_pool(int(pool_of[host_index]))
     return spec if got is sz else replace(spec, demand=got.demand, sizing=got)
+
+
+def smaller(spec: Any) -> list[Any]:
+    """A declaration naming no pool that fits no host by what `max` sets aside: the same request
+    on each pool whose policy sets aside less, with that amount (balanced pools before min ones,
+    which guarantee less; then by pool id), for placement to try in turn. Each is settled: its
+    claim is that pool's amount."""
+    sz: Sizing | None = getattr(spec, "sizing", None)
+    if sz is None or not sz.per_pool:
+        return []
+    rank = {"balanced": 0, "min": 1}
+    out = []
+    for pid, (pol, amount) in sorted(sz.per_pool.items(), key=lambda kv: (rank.get(kv[1][0], 2), kv[0])):
+        out.append(replace(spec, pool_id=pid, demand=amount, sizing=Sizing(amount, sz.spec, pol)))
+    return out

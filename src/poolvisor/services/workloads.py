@@ -64,7 +64,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.shares import Sizing, on_host, sized
+from poolvisor.services.shares import Sizing, on_host, sized, smaller
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
@@ -204,7 +204,7 @@ class WorkloadService(ServiceBase):
         if dry_run:
             spec = resolve()
             with self.cache.lock:  # the preemption plan is made on the view the decision used
-                decision, _target = self._decide(spec, explain)
+                spec, decision, _target = self._decide_sized(spec, explain)
                 plan = self._preempt(spec, decision) if decision.host_index is None else None
                 if self.cache.view is not None:  # what a real create would claim there
                     spec = on_host(spec, self.cache.view.pool_of,
@@ -314,6 +314,21 @@ class WorkloadService(ServiceBase):
                 return decision, None
             return decision, (snap.ids[h], int(snap.gens[h]), chosen_devices(self.policy, st, req, h))
 
+    def _decide_sized(self, spec: _Spec, explain: bool = False, *, admit: bool = True,
+                      snap: PlacementView | None = None) -> tuple[_Spec, Decision, _Target | None]:
+        """_decide; when a declaration naming no pool fits nowhere by what `max` sets aside, the
+        same request on each pool whose policy sets aside less, with that amount (shares.py
+        `smaller`), until one fits: (the spec decided, its decision, its target)."""
+        with self.cache.lock:
+            decision, target = self._decide(spec, explain, admit=admit, snap=snap)
+            if target is not None or spec.sizing is None or spec.sizing.per_pool is None:
+                return spec, decision, target
+            for sub in smaller(spec):
+                d, t = self._decide(sub, explain, admit=admit, snap=snap or self.cache.view)
+                if t is not None:
+                    return sub, d, t
+            return spec, decision, target
+
     def _request(self, spec: _Spec, snap: PlacementView) -> Request:
         """The placement request of a spec on the view's state."""
         st = snap.state
@@ -352,7 +367,7 @@ class WorkloadService(ServiceBase):
         with self.cache.lock:  # decision through claim: this process's creates never race each other
             plan = None
             with observe_placement() as outcome:  # poolvisor_placement_seconds
-                decision, target = self._decide(spec, explain, snap=snap)
+                spec, decision, target = self._decide_sized(spec, explain, snap=snap)
                 if decision.host_index is None:
                     plan = self._preempt(spec, decision)
                     if plan is None:
