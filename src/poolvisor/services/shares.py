@@ -5,8 +5,11 @@ A create may declare, per resource of its demand, a reservation (its guaranteed 
 demand, the reservation the limit, shares 1000 (normal), so a workload that declares nothing is
 sized as before under every policy and costs no extra query. What the ledger claims is
 policies/shares.py's `set_aside` under the pool's policy (min, max or balanced; a request that
-names no pool is sized by the default, max); the workload's `demand` then holds that amount and
-`resource_spec` the declaration, which the sim driver uses to share an overloaded host.
+names no pool is placed by the default's, max, and claims what the chosen host's pool sets aside:
+`sizing`, `on_host`, `smaller`); the workload's `demand` then holds that amount and
+`resource_spec` the declaration, which the host's driver gets (the sim driver shares an
+overloaded host by it; `granted` reads back what it gives). One rule for single creates, batch
+items, HA restarts and backup restores.
 """
 
 from __future__ import annotations
