@@ -21,7 +21,8 @@ way (`WorkloadService` runs its usual decide + claim, with its retries and
 its 409s). If the transaction itself fails, every host the batch wrote through is reloaded and
 every create of the batch goes the lone way. Requests that need more than a plain claim go the
 lone way without being tried here: a group, networks, GPUs, a pinned host, a project to create,
-or no host fitting (preemption, waking a standby host).
+a declared reservation/limit/shares (sized by the chosen host's pool, shares.py), or no host
+fitting (preemption, waking a standby host).
 
 Used where writers are serialized anyway (SQLite with group commit: `Store.groups_writes`); on
 PostgreSQL one transaction holding several hosts' row locks, taken in decision order, could
@@ -193,7 +194,7 @@ class ClaimBatcher:
 def _plain(spec: _Spec) -> bool:
     """A create whose claim is the ledger's alone (what a batch may hold)."""
     return (spec.project_id is not None and spec.group is None and not spec.networks and spec.host is None
-            and spec.demand.get("gpu", 0.0) <= 0)
+            and spec.demand.get("gpu", 0.0) <= 0 and spec.sizing is None)  # sized by the chosen pool: alone
 
 
 def _forget(snap: Any, host_ids: list[int]) -> None:
