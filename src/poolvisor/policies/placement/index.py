@@ -138,9 +138,10 @@ class PlacementIndex:
         self.jit = jit and kernels.available()
         if self.jit:
             self._k_update, self._k_pick, self._k_top = kernels.update(), kernels.pick(), kernels.top()
-            self._k_spare, self._k_build = kernels.spare(), kernels.build_row()
+            self._k_spare, self._k_build, self._k_rank = kernels.spare(), kernels.build_row(), kernels.rank()
         self._top_hosts, self._top_values = np.zeros(0, dtype=np.int64), np.zeros(0)
         self._bounds, self._spare_out = np.zeros(2), np.zeros(2)
+        self._fout, self._iout = np.zeros(4), np.zeros(3, dtype=np.int64)  # kernels.served_rank's out
         self._no_hosts, self._rejected = np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
         self._requeries = np.zeros(1, dtype=np.int64)
         self._no_groups = np.zeros(1, dtype=np.int32)
@@ -365,8 +366,9 @@ class PlacementIndex:
             self.spare.set_row(t, spare[0])
         self._low[t] = low[0]
 
-    def sync(self) -> None:
-        """Bring every row up to date with the state (point updates, or a rebuild when needed)."""
+    def sync(self, defer: bool = False) -> None:
+        """Bring every row up to date with the state (point updates, or a rebuild when needed).
+        `defer` (rank, with the JIT): leave a single changed host to kernels.served_rank."""
         st = self.state
         if st.n != self._n or st.generation != self._gen:
             self._stats["rebuilds"] += 1
@@ -378,7 +380,7 @@ class PlacementIndex:
                 self._admit(k, reqs[k])
             return
         dirty = self._dirty
-        if not dirty:
+        if not dirty or (defer and self.jit and len(dirty) == 1 and self._rows):
             return
         rows = self._rows
         if rows:
@@ -629,7 +631,7 @@ class PlacementIndex:
         must decide. Hosts a request-level filter rejects are excluded from the row for the query
         (the group's member hosts come from `members.MemberHosts`)."""
         if self.plan.supported:
-            self.sync()
+            self.sync(defer=True)  # with the JIT, one changed host is updated by the ranking call
         route = self._route(req)
         if isinstance(route, str):
             self._stats["full_scan"] += 1
@@ -649,14 +651,21 @@ class PlacementIndex:
             taken = np.unique(domains[self._members.hosts(req.group, spread, n)])
             bad = self._members.in_domains(domains, taken)
             name, reason = "domain-spread", f"failure domain already holds group {req.group}"
-        s_lo, s_hi, s_passed, s_removed = self._spare_bounds(t, bad)
-        stranding = s_passed - s_removed  # candidates that strand a scarce resource (not in row t)
-        if stranding and not (s_lo == s_lo and s_hi == s_hi):
-            self._stats["full_scan"] += 1
-            return "a NaN score among the hosts with free scarce resources"
-        # with such candidates the keep-scarce-free scorer normalizes to 1 on every host of row t
-        post = self._scarce_weight * 1.0 if stranding else 0.0
-        top, removed = self._top_tree(t, k, bad, s_lo, s_hi, post)
+        if self.jit:
+            nan, top, removed, s_passed, s_removed = self._rank_compiled(t, k, bad)
+            stranding = s_passed - s_removed
+            if nan:
+                self._stats["full_scan"] += 1
+                return "a NaN score among the hosts with free scarce resources"
+        else:
+            s_lo, s_hi, s_passed, s_removed = self._spare_bounds(t, bad)
+            stranding = s_passed - s_removed  # candidates that strand a scarce resource (not in row t)
+            if stranding and not (s_lo == s_lo and s_hi == s_hi):
+                self._stats["full_scan"] += 1
+                return "a NaN score among the hosts with free scarce resources"
+            # with such candidates the keep-scarce-free scorer normalizes to 1 on every host of row t
+            post = self._scarce_weight * 1.0 if stranding else 0.0
+            top, removed = self._top_tree(t, k, bad, s_lo, s_hi, post)
         if stranding and (top is None or len(top[0]) < k):
             # the ranking reaches hosts with free scarce resources, or needs the normalization
             # over all candidates: the pipeline ranks
@@ -680,6 +689,38 @@ class PlacementIndex:
         rejected = {name: {reason: removed}} if removed else {}
         passed = int(forest.count[t]) + s_passed
         return Ranking(hosts, totals, scores, passed, rejected, passed - removed, path)
+
+    def _rank_compiled(self, t: int, k: int, bad: np.ndarray | None
+                       ) -> tuple[bool, tuple[list[int], list[float], float, float] | None, int, int, int]:
+        """_spare_bounds and _top_tree (and the deferred update of one changed host) in one
+        compiled call (kernels.served_rank): (a spare host has a NaN score, _top_tree's top, row
+        candidates in `bad`, spare-row hosts, spare-row hosts in `bad`)."""
+        dirty = self._dirty
+        h = dirty[0] if dirty else -1
+        if len(dirty) > 1:  # sync(defer=True) leaves at most one
+            self.sync()
+            h = -1
+        st, f, sp = self.state, self.forest, self.spare
+        limit = k + self.top_slack
+        if self._top_hosts.size < limit:
+            self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
+        fout, iout = self._fout, self._iout
+        m = self._k_rank(h, self._rows, st._allocated, st._state, st._max_count, st._count,
+                         self._check_state, self._check_count, self._pattern_of, self._valid, self._cap_t,
+                         self._safe_t, self._demand, self._tol, self._mask_t, self._low, self.plan.sign < 0,
+                         self._check_capacity, f.l0, f.l1, f.l1min, f.count, self._ptol, self._check_scarce,
+                         sp.l0, sp.l1, sp.l1min, sp.count, f.fanout, t, k, self._weight, limit,
+                         self._no_hosts if bad is None else bad, self._top_hosts, self._top_values, fout,
+                         iout, self._scarce_weight)
+        if h >= 0:
+            dirty.clear()
+        removed, s_passed, s_removed = int(iout[0]), int(iout[1]), int(iout[2])
+        if m < 0:
+            return m == -4, None, removed, s_passed, s_removed
+        if m == 0:
+            return False, ([], [], NEG, NEG), removed, s_passed, s_removed
+        return (False, (self._top_hosts[:m].tolist(), self._top_values[:m].tolist(), float(fout[0]),
+                        float(fout[1])), removed, s_passed, s_removed)
 
     def _spare_bounds(self, t: int, bad: np.ndarray | None) -> tuple[float, float, int, int]:
         """Lowest and highest score of class t's spare row (hosts passing the host-local filters

@@ -25,6 +25,7 @@ _build_row: Callable[..., None] | None = None
 _pick: Callable[..., int] | None = None
 _top: Callable[..., int] | None = None
 _spare: Callable[..., int] | None = None
+_rank: Callable[..., int] | None = None
 
 
 def block_max(l0: Any, blk: int, t: int) -> float:
@@ -439,17 +440,54 @@ def spare_bounds(t: int, fanout: int, excl: Any, l0: Any, l1: Any, l1min: Any, b
     return ngone
 
 
+def served_rank(h: int, rows: int, alloc: Any, state: Any, max_count: Any, count: Any, check_state: bool,
+                check_count: bool, pattern_of: Any, valid: Any, cap_t: Any, safe_t: Any, demand: Any,
+                tol: Any, mask_t: Any, low: Any, neg_sign: bool, check_cap: bool, l0: Any, l1: Any,
+                l1min: Any, leaves: Any, ptol: Any, check_scarce: bool, s_l0: Any, s_l1: Any,
+                s_l1min: Any, s_leaves: Any, fanout: int, t: int, k: int, weight: float, limit: int,
+                excl: Any, hosts: Any, values: Any, fout: Any, iout: Any, scarce_weight: float) -> int:
+    """One served ranking in one compiled call (each call's dispatch costs more than its work):
+    the pending leaf update of host h (none when h < 0; leaf_update's arguments), then class t's
+    spare-row bounds without `excl` (spare_bounds, when check_scarce and the spare row is not
+    empty) and its top k (tree_top, with the spare bounds widening the normalization and
+    keep-scarce-free's weight added to every total when some candidate strands a scarce resource).
+
+    Out: fout[0:2] the candidates' (lo, hi), fout[2:4] the spare bounds (+inf, -inf when none);
+    iout[0] excluded row candidates, iout[1] spare-row hosts, iout[2] excluded spare hosts.
+    Returns tree_top's result, or -4 when some spare host has a NaN score (the exact pipeline
+    ranks). PlacementIndex.rank without the JIT makes the same calls through numpy."""
+    if h >= 0:
+        leaf_update(h, rows, alloc, state, max_count, count, check_state, check_count, pattern_of, valid,
+                    cap_t, safe_t, demand, tol, mask_t, low, neg_sign, check_cap, l0, l1, l1min, leaves,
+                    ptol, check_scarce, s_l0, s_l1, s_l1min, s_leaves, fanout)
+    passed, removed = 0, 0
+    fout[2], fout[3] = np.inf, -np.inf
+    if check_scarce and s_leaves[t] > 0:
+        removed = spare_bounds(t, fanout, excl, s_l0, s_l1, s_l1min, fout[2:4])
+        passed = s_leaves[t]
+    iout[1], iout[2] = passed, removed
+    s_lo, s_hi = fout[2], fout[3]
+    stranding = passed - removed
+    if stranding and not (s_lo == s_lo and s_hi == s_hi):
+        return -4
+    post = scarce_weight * 1.0 if stranding else 0.0
+    return tree_top(t, k, l0, l1, l1min, fanout, weight, limit, excl, hosts, values, fout, iout, s_lo, s_hi,
+                    post)
+
+
 def _compile() -> None:
     """Replace the plain functions above by their compiled versions (module globals, so that
     numba resolves the calls between them at compile time and can cache them all on disk)."""
-    global _update, _pick, _top, _spare, _build_row
+    global _update, _pick, _top, _spare, _build_row, _rank
     from numba import njit
 
     jit = njit(cache=True, nogil=True)
     g = globals()
-    for name in ("block_max", "block_min", "set_leaf", "record", "ranked"):
+    for name in ("block_max", "block_min", "set_leaf", "record", "ranked", "leaf_update", "tree_top",
+                 "spare_bounds"):
         g[name] = jit(g[name])
-    _update, _pick, _top, _spare = jit(leaf_update), jit(tree_pick), jit(tree_top), jit(spare_bounds)
+    _update, _pick, _top, _spare = leaf_update, jit(tree_pick), tree_top, spare_bounds
+    _rank = jit(served_rank)
     _build_row = jit(row_build)
 
 
@@ -483,6 +521,9 @@ def _warm() -> None:
     _top(0, 3, l0, l1, l1min, 2, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64),
          np.zeros(8), np.zeros(2), np.zeros(1, dtype=np.int64), np.inf, -np.inf, 0.0)
     _spare(0, 2, np.zeros(1, dtype=np.int64), l0, l1, l1min, np.zeros(2))
+    assert _rank is not None
+    _rank(*args, 0, 3, 1.0, 8, np.zeros(1, dtype=np.int64), np.zeros(8, dtype=np.int64), np.zeros(8),
+          np.zeros(4), np.zeros(3, dtype=np.int64), 1.0)
 
 
 def update() -> Callable[..., None]:
@@ -507,6 +548,12 @@ def top() -> Callable[..., int]:
     """The compiled top-k query for explanations (call `available()` first)."""
     assert _top is not None
     return _top
+
+
+def rank() -> Callable[..., int]:
+    """The compiled served ranking: pending update, spare bounds and top k (`available()` first)."""
+    assert _rank is not None
+    return _rank
 
 
 def spare() -> Callable[..., int]:
