@@ -17,10 +17,14 @@ import numpy as np
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.domain.models import HostSpec, HostState, check_name
 from poolvisor.domain.resources import ResourceSet, check_quantity
+from poolvisor.state import kernels as _kernels
 from poolvisor.state.workloads import DEFAULT_WINDOW, WorkloadTable
 
 #: ClusterState.shift updates this many hosts or fewer column by column (else one scatter)
 SHIFT_ONE_BY_ONE = 8
+
+_F8 = np.dtype(np.float64)
+_INTS = (int, np.int64)  # host indices the compiled allocate takes (one compiled signature)
 
 
 @dataclass
@@ -216,10 +220,16 @@ class ClusterState:
     # ---- allocations (O(R) each) -------------------------------------------------------------
     def allocate(self, h: int, demand: np.ndarray, group: str | None = None, *, force: bool = False) -> None:
         """Add `demand` to host h; refuses to exceed capacity unless `force` (used to replay history)."""
-        if not force and (self._allocated[:, h] + demand > self._capacity[:, h] + 1e-9).any():
-            raise ConflictError(f"host {self.names[h]!r} lacks capacity")
-        self._allocated[:, h] += demand
-        self._count[h] += 1
+        add = _kernels.add()  # compiled: the same test and sums in one call (state/kernels.py)
+        if add is not None and type(h) in _INTS and 0 <= h < self._cap and type(demand) is np.ndarray \
+                and demand.dtype is _F8 and demand.ndim == 1 and demand.shape[0] == self._allocated.shape[0]:
+            if not add(self._allocated, self._capacity, self._count, h, demand, force):
+                raise ConflictError(f"host {self.names[h]!r} lacks capacity")
+        else:
+            if not force and (self._allocated[:, h] + demand > self._capacity[:, h] + 1e-9).any():
+                raise ConflictError(f"host {self.names[h]!r} lacks capacity")
+            self._allocated[:, h] += demand
+            self._count[h] += 1
         if group:
             c = self.group_counts.get(group)
             if c is None:

@@ -32,6 +32,7 @@ import bisect
 import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -254,6 +255,25 @@ class PlacementIndex:
         valid = self._demanded[None, : self.forest.rows] & self._patterns[:, None, :]
         self._valid = valid.astype(np.float64)
         self._scored = np.maximum(valid.sum(axis=2), 1).astype(np.float64)
+        self._leaf_args = self._kernel_args()
+
+    def _kernel_args(self) -> tuple[Any, ...]:
+        """The arguments kernels.leaf_update/row_build/served_rank take after (host or row, rows or
+        hosts), packed once: fetching ~30 attributes per call costs more than the update itself.
+        Renewed by _views (rows added, arrays grown) and by _leaf when the state's arrays moved."""
+        st, f, sp = self.state, self.forest, self.spare
+        return (st._allocated, st._state, st._max_count, st._count, self._check_state, self._check_count,
+                self._pattern_of, self._valid, self._cap_t, self._safe_t, self._demand, self._tol,
+                self._mask_t, self._low, self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.l1min,
+                f.count, self._ptol, self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+
+    def _leaf(self) -> tuple[Any, ...]:
+        """_leaf_args, renewed if the state replaced an array it holds (growth)."""
+        a, st = self._leaf_args, self.state
+        if a[0] is not st._allocated or a[1] is not st._state or a[2] is not st._max_count \
+                or a[3] is not st._count:
+            a = self._leaf_args = self._kernel_args()
+        return a
 
     def _grow_slots(self, need: int) -> None:
         cap = self.forest.rows
@@ -312,11 +332,7 @@ class PlacementIndex:
         """Refresh leaf h in every row: the hot path after each allocation."""
         st, rows, f, sp = self.state, self._rows, self.forest, self.spare
         if self.jit:  # one compiled call; the state's private arrays avoid view creation
-            self._k_update(h, rows, st._allocated, st._state, st._max_count, st._count, self._check_state,
-                           self._check_count, self._pattern_of, self._valid, self._cap_t,
-                           self._safe_t, self._demand, self._tol, self._mask_t, self._low,
-                           self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.l1min, f.count,
-                           self._ptol, self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+            self._k_update(h, rows, *self._leaf())
             return
         # numpy: about 13 calls on (rows, R) arrays
         if (self._check_state and st._state[h] != _UP) or (
@@ -353,12 +369,7 @@ class PlacementIndex:
     def _build_row(self, t: int) -> None:
         """Every leaf of row t (a class just admitted): one compiled pass, or numpy over (R, H)."""
         if self.jit:
-            st, f, sp = self.state, self.forest, self.spare
-            self._k_build(t, self._n, st._allocated, st._state, st._max_count, st._count, self._check_state,
-                          self._check_count, self._pattern_of, self._valid, self._cap_t, self._safe_t,
-                          self._demand, self._tol, self._mask_t, self._low, self.plan.sign < 0,
-                          self._check_capacity, f.l0, f.l1, f.l1min, f.count, self._ptol,
-                          self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+            self._k_build(t, self._n, *self._leaf())
             return
         vals, spare, low = self._leaves(np.array([t]), slice(0, self._n))
         self.forest.set_row(t, vals[0])
@@ -700,16 +711,11 @@ class PlacementIndex:
         if len(dirty) > 1:  # sync(defer=True) leaves at most one
             self.sync()
             h = -1
-        st, f, sp = self.state, self.forest, self.spare
         limit = k + self.top_slack
         if self._top_hosts.size < limit:
             self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
         fout, iout = self._fout, self._iout
-        m = self._k_rank(h, self._rows, st._allocated, st._state, st._max_count, st._count,
-                         self._check_state, self._check_count, self._pattern_of, self._valid, self._cap_t,
-                         self._safe_t, self._demand, self._tol, self._mask_t, self._low, self.plan.sign < 0,
-                         self._check_capacity, f.l0, f.l1, f.l1min, f.count, self._ptol, self._check_scarce,
-                         sp.l0, sp.l1, sp.l1min, sp.count, f.fanout, t, k, self._weight, limit,
+        m = self._k_rank(h, self._rows, *self._leaf(), t, k, self._weight, limit,
                          self._no_hosts if bad is None else bad, self._top_hosts, self._top_values, fout,
                          iout, self._scarce_weight)
         if h >= 0:
