@@ -274,6 +274,10 @@ def same_rows(fast: PlacementIndex, slow: PlacementIndex) -> None:
         np.testing.assert_array_equal(a.l1[:rows], b.l1[:rows])
         np.testing.assert_array_equal(a.l1min[:rows], b.l1min[:rows])
         np.testing.assert_array_equal(a.count[:rows], b.count[:rows])
+        np.testing.assert_array_equal(a.l2x[:, :rows], b.l2x[:, :rows])
+        # level 2 (groups of blocks) is exactly level 1 reduced, after every update and query
+        np.testing.assert_array_equal(a.l2[:rows], np.maximum.reduceat(a.l1[:rows], a._starts, axis=1))
+        np.testing.assert_array_equal(a.l2min[:rows], np.minimum.reduceat(a.l1min[:rows], a._starts, axis=1))
     np.testing.assert_array_equal(fast._low[:rows], slow._low[:rows])
 
 

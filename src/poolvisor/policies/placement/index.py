@@ -138,12 +138,11 @@ class PlacementIndex:
         self.point_updates = point_updates  # up to this many changed hosts: one at a time
         self.jit = jit and kernels.available()
         if self.jit:
-            self._k_update, self._k_pick, self._k_top = kernels.update(), kernels.pick(), kernels.top()
-            self._k_spare, self._k_build, self._k_rank = kernels.spare(), kernels.build_row(), kernels.rank()
+            self._k_update, self._k_pick = kernels.update(), kernels.pick()
+            self._k_build, self._k_rank = kernels.build_row(), kernels.rank()
         self._top_hosts, self._top_values = np.zeros(0, dtype=np.int64), np.zeros(0)
-        self._bounds, self._spare_out = np.zeros(2), np.zeros(2)
         self._fout, self._iout = np.zeros(4), np.zeros(3, dtype=np.int64)  # kernels.served_rank's out
-        self._no_hosts, self._rejected = np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+        self._no_hosts = np.zeros(0, dtype=np.int64)
         self._requeries = np.zeros(1, dtype=np.int64)
         self._no_groups = np.zeros(1, dtype=np.int32)
         self._no_domains = np.zeros(1, dtype=bool)
@@ -264,8 +263,9 @@ class PlacementIndex:
         st, f, sp = self.state, self.forest, self.spare
         return (st._allocated, st._state, st._max_count, st._count, self._check_state, self._check_count,
                 self._pattern_of, self._valid, self._cap_t, self._safe_t, self._demand, self._tol,
-                self._mask_t, self._low, self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.l1min,
-                f.count, self._ptol, self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+                self._mask_t, self._low, self.plan.sign < 0, self._check_capacity, f.l0, f.l1x, f.l2x,
+                f.count, self._ptol, self._check_scarce, sp.l0, sp.l1x, sp.l2x, sp.count, f.fanout,
+                f.fanout2)
 
     def _leaf(self) -> tuple[Any, ...]:
         """_leaf_args, renewed if the state replaced an array it holds (growth)."""
@@ -735,10 +735,6 @@ class PlacementIndex:
         if not self._check_scarce or self.spare.count[t] == 0:
             return POS, NEG, 0, 0
         sp = self.spare
-        if self.jit:
-            removed = self._k_spare(t, sp.fanout, self._no_hosts if bad is None else bad, sp.l0, sp.l1,
-                                    sp.l1min, self._spare_out)
-            return float(self._spare_out[0]), float(self._spare_out[1]), int(sp.count[t]), int(removed)
         gone, removed = None, 0
         if bad is not None and bad.size:
             blk, off = np.divmod(bad, sp.fanout)
@@ -756,24 +752,10 @@ class PlacementIndex:
                   post: float = 0.0) -> tuple[tuple[list[int], list[float], float, float] | None, int]:
         """Row t's k best candidates in the pipeline's order, their raw scores, and the lowest and
         highest candidate score, leaving out the hosts `excl`; None when the exact row scan must
-        answer (see kernels.top). Also returns how many of `excl` were candidates. `lo_ext`/
+        answer (see kernels.tree_top). Also returns how many of `excl` were candidates. `lo_ext`/
         `hi_ext` widen the normalization range (candidates outside the row), `post` is added to
         every total (a scorer constant over the row but not over all candidates)."""
         f = self.forest
-        if self.jit:
-            limit = k + self.top_slack
-            if self._top_hosts.size < limit:
-                self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
-            m = self._k_top(t, k, f.l0, f.l1, f.l1min, f.fanout, self._weight, limit,
-                            self._no_hosts if excl is None else excl, self._top_hosts, self._top_values,
-                            self._bounds, self._rejected, lo_ext, hi_ext, post)
-            removed = int(self._rejected[0])
-            if m < 0:
-                return None, removed
-            if m == 0:
-                return ([], [], NEG, NEG), removed
-            return (self._top_hosts[:m].tolist(), self._top_values[:m].tolist(), float(self._bounds[0]),
-                    float(self._bounds[1])), removed
         removed = 0
         excluded = None
         if excl is not None and excl.size:
