@@ -248,6 +248,27 @@ def test_member_hosts_follow_the_change_log(monkeypatch: pytest.MonkeyPatch) -> 
     assert np.sort(mh.in_domains(domains, taken)).tolist() == np.flatnonzero(np.isin(domains, taken)).tolist()
 
 
+def test_member_hosts_of_a_group_seen_before_its_first_member_need_no_full_pass() -> None:
+    """A group marked absent (no members yet) is listed from the change log alone; when the
+    state's group dict was replaced meanwhile (recount), one full pass answers instead."""
+    from poolvisor.policies.placement import members as m
+    n = 50
+    owner: dict[str, np.ndarray] = {}
+    mh = m.MemberHosts()
+    mh.absent("g", owner)
+    owner["g"] = counts = np.zeros(n, dtype=np.int32)
+    counts[[3, 17]] = 1
+    mh.changed([3, 17, 9])
+    assert np.sort(mh.hosts("g", counts, n, owner)).tolist() == [3, 17]
+    mh.absent("h", owner)
+    fresh = {"h": np.zeros(n, dtype=np.int32)}  # recount: a new dict, members set without a log
+    fresh["h"][[5, 40]] = 1
+    assert np.sort(mh.hosts("h", fresh["h"], n, fresh)).tolist() == [5, 40]
+    mh.absent("k", owner)  # a dict not given: never trusted
+    owner["k"] = np.ones(n, dtype=np.int32)
+    assert mh.hosts("k", owner["k"], n).size == n
+
+
 def gpu_grid(plain: int, gpu: int) -> ClusterState:
     s = ClusterState(("vcpu", "memory_mib", "gpu"))
     for i in range(plain):

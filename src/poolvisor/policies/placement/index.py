@@ -64,6 +64,7 @@ TOP_SLACK = 61  # hosts ranked beyond k before a ranking goes to the exact row s
 ROW_BUDGET_BYTES = 64 << 20
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
 _Term = tuple[float, float | None]  # a scorer's weight and weighted constant (None: the primary)
+_LISTED = (GroupPolicy.ANTI_AFFINITY, GroupPolicy.DOMAIN_SPREAD)  # policies whose member hosts rank lists
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
 
@@ -654,14 +655,17 @@ class PlacementIndex:
         anti, spread = route
         forest, n = self.forest, self._n
         bad, name, reason = None, "", ""
+        owner = self.state.group_counts
         if anti is not None and req.group:
-            bad = self._members.hosts(req.group, anti, n)
+            bad = self._members.hosts(req.group, anti, n, owner)
             name, reason = "affinity", f"anti-affinity group {req.group} already here"
         elif spread is not None and req.group:
             domains = self.state.domains
-            taken = np.unique(domains[self._members.hosts(req.group, spread, n)])
+            taken = np.unique(domains[self._members.hosts(req.group, spread, n, owner)])
             bad = self._members.in_domains(domains, taken)
             name, reason = "domain-spread", f"failure domain already holds group {req.group}"
+        elif req.group and req.group_policy in _LISTED and req.group not in owner:
+            self._members.absent(req.group, owner)  # its first member: the next look is incremental
         if self.jit:
             nan, top, removed, s_passed, s_removed = self._rank_compiled(t, k, bad)
             stranding = s_passed - s_removed
