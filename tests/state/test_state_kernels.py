@@ -59,3 +59,25 @@ def test_allocate_takes_any_demand_form_and_refuses_past_capacity(demand: object
     assert s.allocated[:, 0].tolist() == [6.0, 2000.0] and s.workload_count.tolist() == [2, 0]
     s.allocate(np.int64(1), demand, "g")  # type: ignore[arg-type]
     assert s.allocated[:, 1].tolist() == [3.0, 1000.0] and s.group_mask("g").tolist() == [False, True]
+
+
+def test_a_new_groups_counts_are_zero_writable_and_host_wide() -> None:
+    """zero_counts: np.zeros for small states, fresh anonymous pages for large ones; either way
+    all zero, int32, writable, copyable and pickled like any array."""
+    import pickle
+
+    from poolvisor.state.cluster import zero_counts
+    for n in (10, 100_000):
+        c = zero_counts(n)
+        assert c.dtype == np.int32 and c.shape == (n,) and c.flags.writeable and not c.any()
+        c[n - 1] += 2
+        assert c.sum() == 2 and pickle.loads(pickle.dumps(c))[n - 1] == 2 and c.copy()[n - 1] == 2
+    s = ClusterState(ResourceSet(("vcpu",)), capacity_hint=20_000)
+    for i in range(3):
+        s.add_host(HostSpec(f"h{i}", {"vcpu": 4}))
+    s.allocate(2, np.array([1.0]), "g")
+    s.allocate(2, np.array([1.0]), "g")
+    assert s.group_counts["g"].shape == (20_000,) and s.group_mask("g").tolist() == [False, False, True]
+    s.release(2, np.array([1.0]), "g")
+    s.release(2, np.array([1.0]), "g")
+    assert "g" not in s.group_counts  # the last member gone: the group's array goes
