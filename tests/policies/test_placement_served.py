@@ -312,3 +312,20 @@ def test_ordinary_requests_stay_on_the_tree_while_gpus_are_free(jit: bool) -> No
     gpu = Request("gpu", s.resources.vector({"vcpu": 1, "memory_mib": 1024, "gpu": 1}))
     got, want = decide(placer, gpu), place(s, gpu)  # uses the GPU: no spare row, the tree answers
     assert got.explanation.path == "index" and got.explanation.top == want.explanation.top
+
+
+def test_fast_explanation_constructors_build_the_same_frozen_objects() -> None:
+    """explain.candidate/filter_report/explanation/decision (the served path's constructors) give
+    instances equal to, and as frozen as, those the dataclasses' own __init__ gives."""
+    from dataclasses import FrozenInstanceError
+
+    from poolvisor.policies.placement import explain as ex
+    c, c0 = ex.candidate("h1", 0.5, {"best-fit": 0.25}), ex.Candidate("h1", 0.5, {"best-fit": 0.25})
+    f, f0 = ex.filter_report("affinity", 2, {"x": 2}, 7), ex.FilterReport("affinity", 2, {"x": 2}, 7)
+    e = ex.explanation(9, [f], 7, [c], "rule", "summary", "index")
+    e0 = ex.Explanation(9, [f0], 7, [c0], "rule", detail="summary", path="index")
+    d, d0 = ex.decision("w", "h1", 1, e), ex.Decision("w", "h1", 1, e0)
+    assert (c, f, e, d) == (c0, f0, e0, d0) and repr(d) == repr(d0) and d.to_dict() == d0.to_dict()
+    for obj, field in ((c, "score"), (f, "rejected"), (e, "candidates"), (d, "host")):
+        with pytest.raises(FrozenInstanceError):
+            setattr(obj, field, None)
