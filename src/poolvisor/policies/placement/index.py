@@ -724,13 +724,14 @@ class PlacementIndex:
                          iout, self._scarce_weight)
         if h >= 0:
             dirty.clear()
-        removed, s_passed, s_removed = int(iout[0]), int(iout[1]), int(iout[2])
+        removed, s_passed, s_removed = iout.tolist()  # one call for the three (Python ints)
         if m < 0:
             return m == -4, None, removed, s_passed, s_removed
         if m == 0:
             return False, ([], [], NEG, NEG), removed, s_passed, s_removed
-        return (False, (self._top_hosts[:m].tolist(), self._top_values[:m].tolist(), float(fout[0]),
-                        float(fout[1])), removed, s_passed, s_removed)
+        lo, hi, _s_lo, _s_hi = fout.tolist()
+        return (False, (self._top_hosts[:m].tolist(), self._top_values[:m].tolist(), lo, hi), removed,
+                s_passed, s_removed)
 
     def _spare_bounds(self, t: int, bad: np.ndarray | None) -> tuple[float, float, int, int]:
         """Lowest and highest score of class t's spare row (hosts passing the host-local filters
