@@ -359,7 +359,9 @@ def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, l2: Any, l2min: Any, fa
 
     The next maximum after each exclusion comes from a record of the k + 2 largest block
     maxima (one pass over the groups that can enter it), valid while its head stays above every
-    block it does not hold. The row's lowest candidate is the min over level 2."""
+    block it does not hold. The row's lowest candidate is the min over level 2. A group maximum
+    skips its blocks only when it is not above the record's last entry, so the walk's exclusions
+    may leave level 2 too high (an upper bound) without changing a result."""
     n1 = l1.shape[1]
     lo = np.inf
     for v in l2min[t]:  # a NaN leaf makes its block's and its group's max and min NaN
@@ -377,7 +379,7 @@ def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, l2: Any, l2min: Any, fa
     bounds[0], bounds[1] = lo, hi
     span = hi - lo
     flat = span <= 1e-12
-    saved = np.empty((limit, 5))
+    saved = np.empty((limit, 2))
     kept_h = np.empty(limit, dtype=np.int64)
     kept_v = np.empty(limit)
     kept_t = np.empty(limit)
@@ -419,7 +421,11 @@ def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, l2: Any, l2min: Any, fa
             i -= 1
         kept_h[i], kept_v[i], kept_t[i] = h, v, tot
         hosts[kept] = h  # exclusion order, for the restore below
-        exclude_leaf(l0, l1, l1min, l2, l2min, t, h, fanout, g2, saved, kept)
+        # the walk reads only leaves, block maxima and (through record) group maxima as upper
+        # bounds, which an exclusion can only lower: leave the minima and level 2 as they are
+        saved[kept, 0], saved[kept, 1] = v, l1[t, s]
+        l0[s, t, off] = -np.inf
+        l1[t, s] = block_max(l0, s, t)
         kept += 1
         if not flat:  # block s is the record's head: update it and let it sink into place
             rec_v[0] = l1[t, s]
@@ -430,7 +436,9 @@ def ranked(t: int, k: int, l0: Any, l1: Any, l1min: Any, l2: Any, l2min: Any, fa
                 rec_i[j], rec_i[j + 1] = rec_i[j + 1], rec_i[j]
                 j += 1
     for i in range(kept - 1, -1, -1):
-        restore_leaf(l0, l1, l1min, l2, l2min, t, hosts[i], fanout, g2, saved, i)
+        h = hosts[i]
+        s = h // fanout
+        l0[s, t, h % fanout], l1[t, s] = saved[i, 0], saved[i, 1]
     if result < 0:
         return result
     found = min(k, kept)
