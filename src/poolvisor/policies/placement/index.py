@@ -420,7 +420,7 @@ class PlacementIndex:
         if req.allowed_hosts is not None and "pool" in used:
             pool = self._pool_key(np.asarray(req.allowed_hosts))
         d = req.demand
-        return (d.dtype.str, d.tobytes(), labels, pool)
+        return (d.dtype, d.tobytes(), labels, pool)  # the dtype itself: hashing its .str costs more
 
     def _pool_key(self, a: np.ndarray) -> Hashable:
         """The bytes of an allowed-hosts array; remembered for read-only arrays (a cache's pool list,
