@@ -62,3 +62,20 @@ def test_allocation_policy_and_declared_resources(server: Server, run: Callable[
     assert w["resources"]["vcpu"] == {"reservation": 1, "limit": 4, "shares": 2000}
     one_error_line(run("vm", "create", "sh2", "--demand", "vcpu=2", "--reservation", "vcpu=3"), "exceeds")
     one_error_line(run("vm", "create", "sh3", "--demand", "vcpu=2", "--shares", "vcpu=x"), "--shares")
+
+
+def test_batch_declarations_and_vm_show(server: Server, run: Callable[..., Any]) -> None:
+    """create-batch --reservation/--limit/--shares sizes each by the pool's policy (min, set by the
+    test above or here); vm show prints the declaration, the policy that sized it, what it is granted."""
+    assert run("pool", "allocation-policy", "demo", "min").returncode == 0
+    r = run("vm", "create-batch", "--flavor", "small", "--count", "2", "--prefix", "bd", "--pool", "demo",
+            "--reservation", "vcpu=0.5", "--shares", "vcpu=3000", "--json")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["workloads"]
+    assert [w["demand"]["vcpu"] for w in got] == [0.5, 0.5] and {w["sized_by"] for w in got} == {"min"}
+    r = run("vm", "show", "bd-1")
+    assert r.returncode == 0, r.stderr
+    assert "0.5 / " in r.stdout and "/ 3000" in r.stdout and "allocation policy min" in r.stdout
+    assert "granted now" in r.stdout  # the demo's sim hosts report what shares give it
+    one_error_line(run("vm", "create-batch", "--flavor", "small", "--count", "1", "--prefix", "bx",
+                       "--reservation", "vcpu=99"), "batch item 0")

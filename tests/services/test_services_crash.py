@@ -29,7 +29,7 @@ def crash_after_claim(url: str, name: str, *, driver_created: bool, lease_s: flo
     s = open_services(url, lease_s=lease_s)
     try:
         spec = s.workloads._resolve("demo", name, "vm", "unit", None, 0, None, None, {}, {}, None, False)
-        wid, host = s.workloads._place_and_claim(spec)
+        wid, host, _spec = s.workloads._place_and_claim(spec)
         if driver_created:
             from poolvisor.services.workloads import _driver_workload
 
@@ -60,7 +60,7 @@ def test_placing_rows_are_rolled_back_on_start(db_url):
 def test_placing_rows_the_driver_knows_are_confirmed(lite):
     small_cluster(lite)
     spec = lite.workloads._resolve("demo", "half", "vm", "unit", None, 0, None, None, {}, {}, None, False)
-    _wid, host = lite.workloads._place_and_claim(spec)
+    _wid, host, _spec = lite.workloads._place_and_claim(spec)
     from poolvisor.services.workloads import _driver_workload
 
     lite.driver.create(host, _driver_workload(spec))

@@ -361,6 +361,12 @@ class WorkloadOut(_Out):
     resources: dict[str, ResourceSpecOut] | None = Field(
         default=None, description="declared reservation, limit and shares per resource (its demand is "
         "what the pool's allocation policy set aside); null: none declared")
+    sized_by: str | None = Field(
+        default=None, description="the allocation policy (min, max, balanced) that sized its claim: the "
+        "pool's, or for a request naming no pool the chosen host's pool's; null: nothing declared")
+    granted: dict[str, float] | None = Field(
+        default=None, description="what its host gives it now per resource (shares under contention; "
+        "GET /v1/workloads/{name} on a driver that shares a contended host); null: not reported")
 
 
 class MigrateRequest(_In):
@@ -389,6 +395,9 @@ class BatchItem(_In):
     forbidden_labels: Labels | None = None
     networks: Annotated[list[Name], Field(max_length=8, description="one NIC per network (no repeats)",
                                           json_schema_extra={"uniqueItems": True})] | None = None
+    reservation: Amounts | None = Field(default=None, description=RESERVATION_DOC)
+    limit: Amounts | None = Field(default=None, description=LIMIT_DOC)
+    shares: Shares | None = Field(default=None, description=SHARES_DOC)
 
     @model_validator(mode="after")
     def _rules(self) -> BatchItem:

@@ -51,6 +51,12 @@ def _show(c: dict[str, Any]) -> None:
             rows.append(("held back", str(last["held_count"])))
             for h in last.get("held", [])[:5]:
                 rows.append(("", f"{h['workload']} {h['from']} -> {h['to']} ({h['rule']}): {h['reason']}"))
+        if last.get("contended_count"):
+            rows.append(("contended", f"{last['contended_count']} workload(s) given less than they ask"))
+            for c in last.get("contended", [])[:5]:
+                got = ", ".join(f"{r} {a:g}/{c['wanted'].get(r, a):g}"
+                                for r, a in sorted(c["granted"].items()))
+                rows.append(("", f"{c['workload']} on {c['host']}: granted/wanted {got}"))
         for n in last.get("notes", []):
             rows.append(("note", n))
     else:

@@ -22,6 +22,7 @@ from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
 from poolvisor.sim.online.report import SHORT, online_report, rows
+from poolvisor.sim.online.weights import load_weights
 
 _HERE_SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 SHARED = Path(os.environ.get("POOLVISOR_SHARED_DATA", _HERE_SHARED))
@@ -35,6 +36,9 @@ CheckOpt = typer.Option(False, "--check", help="Verify capacity invariants after
 QueueOpt = typer.Option(None, "--queue", help="Arrivals that do not fit wait instead of being rejected, "
                         "served in this discipline (fifo, priority, sjf, round-robin, drf, ps-n: the live "
                         "queue's code); wait times per class and project are reported")
+WeightsOpt = typer.Option(None, "--project-weights", help="With --queue drf: the projects' fair-share "
+                          "weights (JSON object or 'project,weight' CSV; unnamed projects weigh 1, as live "
+                          "ones do)")
 
 
 def _default(name: str) -> Path:
@@ -44,14 +48,20 @@ def _default(name: str) -> Path:
 def _run(
     scn: sc.Scenario, policy: str, as_json: bool, report: Path | None, samples: int, check: bool,
     queue: str | None = None,
+    project_weights: Path | None = None,
 ) -> None:
     names = policy_names(policy)
     if queue is not None:
         check_discipline(queue)
+    weights = None
+    if project_weights is not None:
+        if queue != "drf":
+            raise InvalidInputError("--project-weights applies to --queue drf (the only weighted discipline)")
+        weights = load_weights(project_weights)
     results: list[OnlineResult] = []
     total = len(scn.workload) * len(names)
     if as_json:
-        results = sc.run(scn, names, samples=samples, check=check, queue=queue)
+        results = sc.run(scn, names, samples=samples, check=check, queue=queue, weights=weights)
     else:
         err = Console(stderr=True)
         cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -63,7 +73,8 @@ def _run(
 
             for name in names:
                 bar.update(task, description=f"{scn.name}: {name}")
-                results.extend(sc.run(scn, [name], samples=samples, check=check, progress=tick, queue=queue))
+                results.extend(sc.run(scn, [name], samples=samples, check=check, progress=tick, queue=queue,
+                                      weights=weights))
     command = "poolvisor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if report is not None:
         title = f"Online packing: {scn.name}"
@@ -96,6 +107,11 @@ def _run(
     for r in results:
         if r.queue is not None:
             con.print(_wait_table(r))
+            w = r.queue.get("weights")
+            if w:
+                missing = f" (not in it: {', '.join(w['not_in_trace'])})" if w["not_in_trace"] else ""
+                con.print(f"  drf weights from {w['file']}: {w['in_trace']} of {w['named']} named projects "
+                          f"in the trace{missing}")
     if report is not None:
         con.print(f"report written to {report}")
 
@@ -155,6 +171,7 @@ def alibaba(
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
     queue: str | None = QueueOpt,
+    project_weights: Path | None = WeightsOpt,
 ) -> None:
     """Alibaba GPU 2023 pods (CPU, memory, fractional GPU) on its real nodes (classes from QoS:
     Guaranteed high, LS normal, Burstable low, BE spot)."""
@@ -165,6 +182,8 @@ def alibaba(
             given.append("--check")
         if queue is not None:
             given.append("--queue")
+        if project_weights is not None:
+            given.append("--project-weights")
         if given:
             raise InvalidInputError(f"{', '.join(given)} do not apply to --setup paper")
         run_paper(directory, policy, seeds or "42-51", at or "100,130", load, as_json, report)
@@ -178,7 +197,7 @@ def alibaba(
         raise InvalidInputError(f"--mode {mode!r}: use replay or fill")
     scn = sc.alibaba(directory, mode="fill" if mode == "fill" else "replay", speedup=speedup or 1.0,
                      load=load, seed=seed, limit=limit)
-    _run(scn, policy, as_json, report, samples, check, queue)
+    _run(scn, policy, as_json, report, samples, check, queue, project_weights)
 
 
 def azure(
@@ -196,6 +215,7 @@ def azure(
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
     queue: str | None = QueueOpt,
+    project_weights: Path | None = WeightsOpt,
 ) -> None:
     """Azure V1 VM flavour arrivals (with durations) on a fixed fleet."""
     if duration not in ("mid", "low", "high"):
@@ -205,7 +225,7 @@ def azure(
         how = "high"
     scn = sc.azure(directory, hosts=hosts, vcpu=host_vcpu, memory_gb=host_mem_gb, fleet=fleet,
                    limit_bins=limit_bins, duration=how)
-    _run(scn, policy, as_json, report, samples, check, queue)
+    _run(scn, policy, as_json, report, samples, check, queue, project_weights)
 
 
 def google(
@@ -217,10 +237,11 @@ def google(
     samples: int = SamplesOpt,
     check: bool = CheckOpt,
     queue: str | None = QueueOpt,
+    project_weights: Path | None = WeightsOpt,
 ) -> None:
     """Google 2011 task instances on the machines of its machine events (with removals); projects
     are the trace's users, classes its priority bands (0-1 spot, 2-8 normal, 9-10 high, 11 system)."""
-    _run(sc.google(directory, limit=limit), policy, as_json, report, samples, check, queue)
+    _run(sc.google(directory, limit=limit), policy, as_json, report, samples, check, queue, project_weights)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,20 @@ def _show(w: dict[str, Any]) -> None:
         ("demand", amounts(w["demand"])), ("priority", str(w["priority"])),
         ("class", w.get("priority_class") or "normal"), ("group", w.get("group") or "–"),
         *([("reason", w["state_reason"])] if w.get("state_reason") else []),
-        ("created", w["created_at"]), *([("GPUs", shares_text(w["gpus"]))] if w.get("gpus") else [])])
+        ("created", w["created_at"]), *([("GPUs", shares_text(w["gpus"]))] if w.get("gpus") else []),
+        *_resources_rows(w)])
+
+
+def _resources_rows(w: dict[str, Any]) -> list[tuple[str, str]]:
+    """The declaration, the policy that sized the claim and what the host grants it now."""
+    rows = []
+    for r, d in sorted((w.get("resources") or {}).items()):
+        rows.append((f"{r} (res/limit/shares)", f"{d['reservation']:g} / {d['limit']:g} / {d['shares']:g}"))
+    if w.get("sized_by"):
+        rows.append(("sized by", f"allocation policy {w['sized_by']}"))
+    if w.get("granted"):
+        rows.append(("granted now", amounts(w["granted"])))
+    return rows
 
 
 @app.command("list")
@@ -155,10 +168,21 @@ def create_batch(
     = False,
     network: Annotated[list[str] | None, typer.Option(help="A NIC on this network for each (repeatable).")]
     = None,
+    reservation: Annotated[str | None, typer.Option(help=(
+        "Guaranteed minimum per resource of each, e.g. 'vcpu=1' [default: the limit]"))] = None,
+    limit: Annotated[str | None, typer.Option(help=(
+        "Most each may use per resource, e.g. 'vcpu=4' [default: the demand]"))] = None,
+    shares: Annotated[str | None, typer.Option(help=(
+        "Weight of each under contention per resource, e.g. 'vcpu=2000' [default: 1000]"))] = None,
     url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Place N workloads at once with the packing engine (fewest hosts), all-or-nothing."""
-    nets = {"networks": network} if network else {}
+    """Place N workloads at once with the packing engine (fewest hosts), all-or-nothing. With
+    --reservation, --limit or --shares each is sized by the pool's allocation policy, as vm create."""
+    nets: dict[str, Any] = {"networks": network} if network else {}
+    for key, raw, opt in (("reservation", reservation, "--reservation"), ("limit", limit, "--limit"),
+                          ("shares", shares, "--shares")):
+        if raw:
+            nets[key] = parse_map(raw, opt, float)
     body: dict[str, Any] = {"workloads": [{"name": f"{prefix}-{i}", "flavor": flavor, **nets}
                                           for i in range(1, count + 1)], "all_or_nothing": not partial}
     body.update({k: v for k, v in (("project", project), ("pool", pool)) if v is not None})

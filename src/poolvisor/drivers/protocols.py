@@ -47,6 +47,8 @@ class Capability(enum.StrEnum):
     FENCE = "fence"                  # fence/unfence: destroy every guest and refuse new ones
     POWER = "power"                  # power_on/power_off/power_state of an empty host (DPM)
     BACKUP_IMAGE = "backup_image"    # export_image/import_image: a guest's disk and memory as bytes
+    SHARES = "shares"                # a contended host is shared by policies/shares.grant; workload_stats
+    #                                  reports each guest's `granted` (the sim driver)
 
 
 _VERBS = {
@@ -56,6 +58,7 @@ _VERBS = {
     Capability.NIC_ATTACH: "attach NICs", Capability.HOST_INFO: "report host capacity",
     Capability.FENCE: "fence hosts", Capability.POWER: "power hosts on and off",
     Capability.BACKUP_IMAGE: "export or import backup images",
+    Capability.SHARES: "share a contended host by reservations, limits and shares",
 }
 
 
@@ -101,6 +104,8 @@ class WorkloadSample:
     # what the host grants it per resource now (policies/shares.py: reservation, then shares up to
     # its limit when the host is short); empty when the driver does not model contention
     granted: dict[str, float] = field(default_factory=dict)
+    # what it asks for per resource now (its demand capped by its limit): granted < wanted = contention
+    wanted: dict[str, float] = field(default_factory=dict)
 
 
 class MigrationState(enum.StrEnum):

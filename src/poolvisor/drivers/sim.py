@@ -429,10 +429,13 @@ class SimDriver:
                 run = g.state == "running"
                 util = self._util(k, g) if run else 0.0
                 out[k] = WorkloadSample(k, g.state, util, cur if g.state != "stopped" else 0.0, cur)
-            granted = self._granted(h, {k: s.cpu_util for k, s in out.items()})
-            return {k: replace(s, granted=granted.get(k, {})) for k, s in out.items()}
+            shared = self._granted(h, {k: s.cpu_util for k, s in out.items()})
+            return {k: replace(s, granted=shared[k][0], wanted=shared[k][1]) if k in shared else s
+                    for k, s in out.items()}
 
-    def _granted(self, h: SimHost, util: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    def _granted(self, h: SimHost,
+                 util: Mapping[str, float]) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+        """Per running guest: (granted, wanted) per resource."""
         running = [(k, g) for k, g in h.guests.items() if g.state == "running"]
         cap = h.capacity or self.node_capacity
         names = sorted({r for _, g in running for r in g.workload.demand} & set(cap))
@@ -444,7 +447,8 @@ class SimDriver:
         if "vcpu" in names:  # CPU is what a guest uses in part; the rest it holds whole
             want[:, names.index("vcpu")] *= [util[k] for k, _ in running]
         got = share_policy.grant(want, res, lim, sh, np.array([float(cap[r]) for r in names]))
-        return {k: dict(zip(names, map(float, got[i]), strict=True)) for i, (k, _) in enumerate(running)}
+        return {k: (dict(zip(names, map(float, got[i]), strict=True)),
+                    dict(zip(names, map(float, want[i]), strict=True))) for i, (k, _) in enumerate(running)}
 
     def guest_memory(self, host: str, workload: DriverWorkload) -> GuestMemory:
         with self._lock:

@@ -396,7 +396,7 @@ class BackupService(ServiceBase):
             raise
         host = str(created)
         dw = DriverWorkload(f"{project}/{new}", str(spec["kind"]),
-                            {k: float(v) for k, v in spec["demand"].items()})
+                            {k: float(v) for k, v in spec["demand"].items()}, spec=spec.get("resources"))
         try:
             self.tasks.task_note(task_id, f"import the image on {host}", progress=0.6)
             with file.open("rb") as src:
@@ -450,6 +450,9 @@ class BackupService(ServiceBase):
         """create_workload's arguments from a backup's spec: its flavor when it still exists with
         the same demand, else the recorded demand; its group, constraints and networks."""
         demand = {str(k): float(v) for k, v in spec["demand"].items()}
+        declared = spec.get("resources")  # reservation/limit/shares: sized again where it lands
+        if declared:
+            demand = {str(r): float(d["limit"]) for r, d in declared.items()}  # its undeclared demand
         flavor = spec.get("flavor")
         if flavor is not None:
             fd = self._read(lambda s: s.scalars(select(FlavorRow.demand).filter_by(name=flavor)).first())
@@ -461,7 +464,9 @@ class BackupService(ServiceBase):
                 "group_policy": spec.get("group_policy") if spec.get("group") else None,
                 "required_labels": c.get("required_labels") or None,
                 "forbidden_labels": c.get("forbidden_labels") or None, "pool": c.get("pool"),
-                "networks": list(spec.get("networks") or []) or None}
+                "networks": list(spec.get("networks") or []) or None,
+                **({k: {str(r): float(d[k]) for r, d in declared.items()}
+                    for k in ("reservation", "limit", "shares")} if declared else {})}
 
     # ---- what a cancel of a queued task undoes (registered on TaskService.on_cancel) -----------
     @staticmethod
@@ -539,7 +544,7 @@ def _spec(s: Session, w: WorkloadRow) -> dict[str, Any]:
             "priority": int(w.priority), "group": group, "group_policy": policy,
             "constraints": {"pool": c.get("pool"), "required_labels": dict(c.get("required_labels") or {}),
                             "forbidden_labels": dict(c.get("forbidden_labels") or {})},
-            "networks": list(nets)}
+            "networks": list(nets), "resources": w.resource_spec}
 
 
 def _auto_name(at: datetime, taken: set[str]) -> str:

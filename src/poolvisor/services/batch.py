@@ -68,6 +68,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
+from poolvisor.services.shares import Sizing, on_host, sizing
 from poolvisor.services.tasks import CONSOLIDATE, TaskService
 from poolvisor.services.utilization import UtilizationService
 from poolvisor.services.workloads import (
@@ -84,7 +85,7 @@ from poolvisor.store.rows import GroupRow, HostRow, NetworkRow, ProjectRow, Task
 log = logging.getLogger("poolvisor.services")
 MAX_BATCH = 1000
 SPEC_KEYS = {"name", "flavor", "demand", "kind", "priority", "required_labels", "forbidden_labels", "group",
-             "group_policy", "networks"}
+             "group_policy", "networks", "reservation", "limit", "shares"}
 MOVABLE = (RUNNING, STOPPED, SUSPENDED)
 
 
@@ -119,6 +120,11 @@ class _Item:
     group: str | None = None
     group_policy: GroupPolicy | None = None  # settled by resolve: the group's, else the requested one
     networks: tuple[str, ...] = ()  # one NIC per network, taken in the claim, plugged after the create
+    sizing: Sizing | None = None  # declared reservation/limit/shares, sized as a single create (shares.py)
+
+    @property
+    def spec(self) -> dict[str, dict[str, float]] | None:
+        return self.sizing.spec if self.sizing is not None else None
 
     @property
     def constrained(self) -> bool:
@@ -148,27 +154,28 @@ class BatchService(ServiceBase):
         items, project_id, pool_id = self._read(partial(
             self._resolve_batch, project=project, specs=specs, pool=pool, create_project=create_project))
 
-        def step() -> tuple[PlacementView, Plan, int, list[int], list[int] | None]:
+        def step() -> tuple[PlacementView, Plan, int, list[int], list[int] | None, list[_Item]]:
             """Plan and (unless a dry run) claim; Stale (a host changed since the plan) plans again."""
             snap, plan, considered = self._plan_batch(items, pool_id, project)
             placed = [i for i, h in enumerate(plan.assignment) if h >= 0]
+            sized = _on_hosts(items, plan, snap)  # declared, no pool named: the chosen hosts' pools
             if plan.unplaced and (all_or_nothing or not placed):
                 raise NoValidHostError(
                     f"batch: {len(plan.unplaced)} of {len(items)} workloads do not fit ({plan.summary});"
                     " nothing was created", detail=plan.to_dict())
             if self.workloads.admission is not None:  # HA admission control (services/ha.py), as one
                 self.workloads.admission(snap, pool_id, pool, snap.state.resources.vector(
-                    _total_demand(items, placed)))
+                    _total_demand(sized, placed)))
             if dry_run:
-                total = _total_demand(items, placed)
+                total = _total_demand(sized, placed)
                 self._read(lambda s: quotas.preview(s, project_id, total, len(placed), project=project))
-                return snap, plan, considered, placed, None
+                return snap, plan, considered, placed, None, sized
             ids = self.ctx.write_once(partial(self._claim_batch, project=project, project_id=project_id,
-                                              items=items, placed=placed, snap=snap, plan=plan,
+                                              items=sized, placed=placed, snap=snap, plan=plan,
                                               considered=considered))
-            return snap, plan, considered, placed, ids
+            return snap, plan, considered, placed, ids, sized
 
-        snap, plan, considered, placed, ids = with_retry(
+        snap, plan, considered, placed, ids, items = with_retry(
             step, deadline_s=PLACE_DEADLINE_S,
             conflict="too many concurrent placements; the batch was not created, retry")
         if ids is None:  # a dry run: the plan, nothing claimed
@@ -177,7 +184,8 @@ class BatchService(ServiceBase):
             recs = [WorkloadRecord(items[i].name, project, items[i].kind, DRY_RUN,
                                    snap.state.names[int(plan.assignment[i])], items[i].demand,
                                    items[i].priority, items[i].group, now,
-                                   _explain(reasons[items[i].name], plan, considered)) for i in placed]
+                                   _explain(reasons[items[i].name], plan, considered, items[i]),
+                                   resources=items[i].spec) for i in placed]
             return BatchResult(recs, plan.unplaced, plan.to_dict())
         return self._confirm_batch(project, items, placed, ids, snap, plan)
 
@@ -220,10 +228,15 @@ class BatchService(ServiceBase):
                 raise InvalidInputError(
                     f"batch item {k}: a fraction of a GPU needs the one-by-one placement (POST "
                     "/v1/workloads), which places it on a device")
-            items.append(_Item(name, kind, None if flavor is None else str(flavor), d, prio,
+            try:  # the single create's sizing rule (services/shares.py), per item
+                sz = sizing(s, pool_id, d, sp.get("reservation"), sp.get("limit"), sp.get("shares"))
+            except InvalidInputError as e:
+                raise InvalidInputError(f"batch item {k}: {e.message}") from None
+            items.append(_Item(name, kind, None if flavor is None else str(flavor),
+                               sz.demand if sz is not None else d, prio,
                                check_labels(f"batch item {k}: required_labels", sp.get("required_labels")),
                                check_labels(f"batch item {k}: forbidden_labels", sp.get("forbidden_labels")),
-                               *_group_of(k, sp), networks=_networks_of(s, pid, project, k, sp)))
+                               *_group_of(k, sp), networks=_networks_of(s, pid, project, k, sp), sizing=sz))
         items = _settle_groups(s, pid, items)
         names = [it.name for it in items]
         if len(set(names)) != len(names):
@@ -423,7 +436,8 @@ class BatchService(ServiceBase):
             w = WorkloadRow(project_id=project_id, name=it.name, kind=it.kind, state=PLACING, host_id=host_id,
                             group_id=groups.get(it.group) if it.group is not None else None,
                             flavor=it.flavor, demand=it.demand, priority=it.priority,
-                            explanation=_explain(reasons[it.name], plan, considered),
+                            explanation=_explain(reasons[it.name], plan, considered, it),
+                            resource_spec=it.spec,
                             constraints={"pool": None, "required_labels": it.required,
                                          "forbidden_labels": it.forbidden, "batch": True},
                             **self.leases.stamp_values())
@@ -459,7 +473,8 @@ class BatchService(ServiceBase):
         done: list[tuple[str, DriverWorkload]] = []
         for i in placed:
             host = snap.state.names[int(plan.assignment[i])]
-            dw = DriverWorkload(f"{project}/{items[i].name}", items[i].kind, items[i].demand)
+            dw = DriverWorkload(f"{project}/{items[i].name}", items[i].kind, items[i].demand,
+                                spec=items[i].spec)
             try:
                 self.drivers.lifecycle(host).create(host, dw)
                 plug_nics(self.ctx, project, items[i].name, host, dw)  # a refusal takes this guest back
@@ -734,11 +749,21 @@ def _plan_dict(st: ClusterState, acts: Actions, policy: str) -> dict[str, Any]:
             "actions": [a.to_dict(keys, names) for a in acts], "notes": list(acts.notes)}
 
 
-def _explain(reason: str, plan: Plan, considered: int) -> dict[str, Any]:
-    """Shaped like a placement Explanation (so records and API bodies stay uniform)."""
-    return {"hosts_considered": considered, "filters": [], "candidates": considered,
-            "top": [], "rule": f"batch placement: {reason}", "summary": plan.summary,
-            "lower_bound": plan.lower_bound}
+def _explain(reason: str, plan: Plan, considered: int, item: _Item) -> dict[str, Any]:
+    """Shaped like a placement Explanation (so records and API bodies stay uniform); with the
+    allocation policy that sized a declared item's claim, as a single create records it."""
+    out: dict[str, Any] = {"hosts_considered": considered, "filters": [], "candidates": considered,
+                           "top": [], "rule": f"batch placement: {reason}", "summary": plan.summary,
+                           "lower_bound": plan.lower_bound}
+    if item.sizing is not None:
+        out["sized_by"] = item.sizing.policy
+    return out
+
+
+def _on_hosts(items: list[_Item], plan: Plan, snap: PlacementView) -> list[_Item]:
+    """The items as claimed: a declared item of a batch naming no pool takes what its chosen
+    host's pool's policy sets aside (planned by the default's, never less: shares.py `sizing`)."""
+    return [on_host(it, snap.pool_of, int(plan.assignment[i])) for i, it in enumerate(items)]
 
 
 def _networks_of(s: Session, project_id: int | None, project: str, k: int,

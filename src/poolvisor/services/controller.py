@@ -70,6 +70,7 @@ CPU, MEMORY = "vcpu", "memory_mib"
 #: the rules the planner gives an evacuation (a host emptied to save power), not a balancing move
 EVACUATION_RULES = ("underload",)
 RECENT_MOVES = 2000  # the migrations the cool-down looks back over, at most
+MAX_CONTENDED = 50  # contended workloads kept in the stored round summary (the count is exact)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class RoundReport:
     power: list[dict[str, Any]] = field(default_factory=list)
     imbalance: dict[str, float] = field(default_factory=dict)  # pool -> std-dev of host load
     notes: list[str] = field(default_factory=list)
+    # workloads their host gives less than they ask (shares under contention, a driver with
+    # Capability.SHARES): {"workload", "host", "granted", "wanted"}, the largest shortfall first
+    contended: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ControllerService(ServiceBase):
@@ -209,7 +213,7 @@ class ControllerService(ServiceBase):
         """One round (module doc) at epoch time `now` (default: the wall clock)."""
         at = time.time() if now is None else float(now)
         rep = RoundReport(at)
-        latest = self.collect(at)
+        latest = self.collect(at, rep)
         rep.samples = len(latest)
         self._power_sync(rep)
         for pool in self.catalog.list_pools():
@@ -220,9 +224,10 @@ class ControllerService(ServiceBase):
         self._write(lambda s: _put(s, LAST_KEY, json.dumps(_summary(rep))))
         return rep
 
-    def collect(self, now: float) -> dict[str, float]:
+    def collect(self, now: float, rep: RoundReport | None = None) -> dict[str, float]:
         """Record each running workload's CPU utilization from its host's driver; returns them
-        ("project/name" -> fraction of its CPU)."""
+        ("project/name" -> fraction of its CPU). With `rep`, the workloads a contended host gives
+        less than they ask (what shares granted them) go into its `contended`."""
 
         def tx(s: Session) -> list[tuple[str, str]]:
             q = (
@@ -250,6 +255,10 @@ class ControllerService(ServiceBase):
                 for k, v in sorted(got.items())
                 if k in keys and v.state == RUNNING
             )
+            if rep is not None:
+                rep.contended.extend(_contended(host, keys, got))
+        if rep is not None:
+            rep.contended.sort(key=lambda c: (-c["short"], c["workload"]))
         if samples:
             self.utilization.record_utilization(samples)
         return {k: u for k, _, u in samples}
@@ -777,7 +786,24 @@ def _summary(rep: RoundReport) -> dict[str, Any]:
     d["at"] = _iso(rep.at)
     d["held"] = rep.held[:20]
     d["held_count"] = len(rep.held)
+    d["contended"] = rep.contended[:MAX_CONTENDED]
+    d["contended_count"] = len(rep.contended)
     return d
+
+
+def _contended(host: str, keys: set[str], got: dict[str, Any]) -> list[dict[str, Any]]:
+    """The running workloads of `keys` the host gives less than they ask, with both amounts and
+    the largest relative shortfall over their resources (`short`, 0..1)."""
+    out = []
+    for k, v in sorted(got.items()):
+        if k not in keys or v.state != RUNNING or not v.granted:
+            continue
+        short = max((1.0 - v.granted.get(r, w) / w for r, w in v.wanted.items() if w > 0), default=0.0)
+        if short > 1e-9:
+            out.append({"workload": k, "host": host, "short": round(short, 6),
+                        "granted": {r: round(a, 6) for r, a in v.granted.items()},
+                        "wanted": {r: round(a, 6) for r, a in v.wanted.items()}})
+    return out
 
 
 def _iso(t: float) -> str:

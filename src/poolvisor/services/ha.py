@@ -61,6 +61,7 @@ from poolvisor.services.hosts import HostService
 from poolvisor.services.nic_plug import plug_nics
 from poolvisor.services.placement_cache import PlacementView, group_key
 from poolvisor.services.records import LOST, PLACING, RUNNING, STOPPED, SUSPENDED
+from poolvisor.services.shares import on_host, sizing, spec_of
 from poolvisor.services.volumes import VolumeService
 from poolvisor.services.workloads import HARD_POLICIES, WorkloadService, _Spec
 from poolvisor.store.retry import Stale
@@ -365,6 +366,10 @@ class HaService(ServiceBase):
             g = s.get(GroupRow, w.group_id)
             if g is not None:
                 spec = replace(spec, group=g.name, group_policy=GroupPolicy(g.policy))
+        if w.resource_spec:  # its declaration, sized again by the create's rule (services/shares.py)
+            sz = sizing(s, pool_id, spec.demand, *spec_of(w.resource_spec))
+            if sz is not None:
+                spec = replace(spec, demand=sz.demand, resource_spec=sz.spec, sizing=sz)
         return spec, project
 
     def restart(self, wid: int) -> tuple[str, bool]:
@@ -383,7 +388,10 @@ class HaService(ServiceBase):
         spec, project, old = got
         label = f"{project}/{spec.name}"
         was = str(old[LOST_STATE]) if old.get(LOST_STATE) in (STOPPED, SUSPENDED) else RUNNING
-        decision, target = self.workloads._decide(spec, admit=False)
+        with self.cache.lock:  # the chosen host's pool sizes a declaration that named none
+            spec, decision, target = self.workloads._decide_sized(spec, admit=False)
+            if self.cache.view is not None:
+                spec = on_host(spec, self.cache.view.pool_of, decision.host_index)
         if target is None:
             self._pending(wid, project, spec.name, decision.explanation.to_dict(),
                           f"no host can take it: {decision.explanation.summary()}", old)
@@ -402,10 +410,12 @@ class HaService(ServiceBase):
                 self.workloads._check_group_unchanged(s, spec, host_id, spec.group_id)
             ledger.claim(s, host_id, gen, spec.demand, wid, gpus)
             w.host_id, w.state, w.updated_at = host_id, PLACING, datetime.now(UTC)
+            w.demand = dict(spec.demand)  # a declaration is sized again for its new host's pool
             w.explanation = {**decision.explanation.to_dict(),
                              "rule": f"ha restart: {decision.explanation.rule}",
                              HA_KEY: {"restart": True, "priority": spec.priority, "host": host},
-                             LOST_STATE: was}
+                             LOST_STATE: was,
+                             **({"sized_by": spec.sizing.policy} if spec.sizing is not None else {})}
             self.leases.stamp(w)
             self._event(s, "workload.restarting", f"workload/{label}",
                         f"workload {spec.name} restarting on {host} (priority {spec.priority}): "
@@ -419,7 +429,7 @@ class HaService(ServiceBase):
             self.cache.written(host_id, gen + 1, spec.demand,
                                group_key(project, spec.group) if spec.group is not None else None,
                                key=label, priority=spec.priority, kind=spec.kind)
-        dw = DriverWorkload(label, spec.kind, spec.demand)
+        dw = DriverWorkload(label, spec.kind, spec.demand, spec=spec.resource_spec)  # the same shares there
         with self.leases.hold([wid]):
             try:
                 self.drivers.lifecycle(host).create(host, dw)

@@ -159,6 +159,15 @@ class WorkloadRecord:
     priority_class: str = "normal"  # policies/preemption.py PRIORITY_CLASSES
     state_reason: str | None = None  # why the system put it in its state (e.g. preempted by whom)
     resources: dict[str, dict[str, float]] | None = None  # declared reservation/limit/shares (0015)
+    # what its host gives it now per resource (a driver that shares a contended host: policies/shares.py
+    # `grant`); filled by a single workload's read (services/shares.py `granted`), else None
+    granted: dict[str, float] | None = None
+
+    @property
+    def sized_by(self) -> str | None:
+        """The allocation policy that sized its claim (min, max, balanced); None: nothing declared."""
+        got = (self.explanation or {}).get("sized_by") if self.resources else None
+        return str(got) if got is not None else None
 
 
 @dataclass(frozen=True)

@@ -5,25 +5,32 @@ A create may declare, per resource of its demand, a reservation (its guaranteed 
 demand, the reservation the limit, shares 1000 (normal), so a workload that declares nothing is
 sized as before under every policy and costs no extra query. What the ledger claims is
 policies/shares.py's `set_aside` under the pool's policy (min, max or balanced; a request that
-names no pool is sized by the default, max); the workload's `demand` then holds that amount and
-`resource_spec` the declaration, which the sim driver uses to share an overloaded host.
+names no pool is placed by the default's, max, and claims what the chosen host's pool sets aside:
+`sizing`, `on_host`, `smaller`); the workload's `demand` then holds that amount and
+`resource_spec` the declaration, which the host's driver gets (the sim driver shares an
+overloaded host by it; `granted` reads back what it gives). One rule for single creates, batch
+items, HA restarts and backup restores.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import InvalidInputError
+from poolvisor.domain.errors import InvalidInputError, PoolvisorError
+from poolvisor.drivers.protocols import Capability, supports
 from poolvisor.policies import shares as share_policy
 from poolvisor.services.base import ServiceBase
+from poolvisor.services.records import WorkloadRecord
 from poolvisor.store.rows import PoolRow
 
+log = logging.getLogger("poolvisor.services")
 ResourceSpec = dict[str, dict[str, float]]  # resource -> {"reservation", "limit", "shares"}
 
 
@@ -91,6 +98,23 @@ class SharesService(ServiceBase):
     def get_allocation_policy(self, pool: str) -> str:
         return self._read(lambda s: str(self._pool(s, pool).allocation_policy))
 
+    def granted(self, rec: WorkloadRecord) -> WorkloadRecord:
+        """The record with what its host gives it now per resource (`granted`): read from a host
+        whose driver shares a contended host (Capability.SHARES) and is running it; unchanged
+        otherwise, and when the host does not answer (a read never fails on telemetry)."""
+        if rec.host is None or rec.state != "running":
+            return rec
+        try:
+            driver = self.drivers.driver_of(rec.host)
+            if not supports(driver, Capability.SHARES):
+                return rec
+            got = self.drivers.workload_stats(rec.host).workload_stats(rec.host)
+        except PoolvisorError as e:
+            log.info("granted of %s/%s not read from %s: %s", rec.project, rec.name, rec.host, e.message)
+            return rec
+        sample = got.get(f"{rec.project}/{rec.name}")
+        return replace(rec, granted=dict(sample.granted)) if sample is not None and sample.granted else rec
+
 
 def pool_policy_in(s: Session, pool_id: int | None) -> str:
     """A pool's static allocation policy (the default without a pool), read in the caller's session."""
@@ -100,12 +124,91 @@ def pool_policy_in(s: Session, pool_id: int | None) -> str:
     return str(got or share_policy.DEFAULT_ALLOCATION_POLICY)
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """A declaration sized for placement: `demand` is what the ledger claims under `policy`;
+    `per_pool` (only when no pool was named) maps each pool whose policy sets aside a different
+    amount to (its policy, that amount), for the claim once placement has chosen a host."""
+
+    demand: dict[str, float]
+    spec: ResourceSpec
+    policy: str
+    per_pool: Mapping[int, tuple[str, dict[str, float]]] | None = None
+
+    def on_pool(self, pool_id: int | None) -> Sizing:
+        """The sizing of the claim on a host of `pool_id` (None or < 0: no pool): self when its
+        pool sets aside what placement decided by."""
+        got = self.per_pool.get(pool_id) if self.per_pool and pool_id is not None else None
+        return self if got is None else Sizing(got[1], self.spec, got[0])
+
+
+def sizing(s: Session, pool_id: int | None, demand: Mapping[str, float],
+           reservation: Mapping[str, float] | None, limit: Mapping[str, float] | None,
+           shares: Mapping[str, float] | None) -> Sizing | None:
+    """The one sizing rule of a declared create (single, batch item, HA restart), read in the
+    caller's transaction; None when nothing is declared (no query then).
+
+    A named pool: its policy's set-aside. No pool named: placement decides by the default policy's
+    (max: the limit, the most any policy sets aside, since reservation <= limit), so every host it
+    may choose also fits what that host's pool's policy sets aside; `per_pool` then gives the
+    claim on each pool whose policy sets aside less (one small query, declared creates only)."""
+    rs = declared(demand, reservation, limit, shares)
+    if rs is None:
+        return None
+    if pool_id is not None:
+        pol = pool_policy_in(s, pool_id)
+        return Sizing(size(pol, rs), rs, pol)
+    default = size(share_policy.DEFAULT_ALLOCATION_POLICY, rs)
+    per: dict[int, tuple[str, dict[str, float]]] = {}
+    for pid, pol in s.execute(select(PoolRow.id, PoolRow.allocation_policy).where(
+            PoolRow.allocation_policy != share_policy.DEFAULT_ALLOCATION_POLICY)).all():
+        amount = size(str(pol), rs)
+        if amount != default:
+            per[int(pid)] = (str(pol), amount)
+    return Sizing(default, rs, share_policy.DEFAULT_ALLOCATION_POLICY, per or None)
+
+
+def spec_of(rs: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, float], dict[str, float],
+                                                            dict[str, float]]:
+    """(reservation, limit, shares) of a stored declaration, to size it again (an HA restart)."""
+    return ({r: float(v["reservation"]) for r, v in rs.items()},
+            {r: float(v["limit"]) for r, v in rs.items()},
+            {r: float(v["shares"]) for r, v in rs.items()})
+
+
 def sized(s: Session, spec: Any, reservation: Mapping[str, float] | None,
           limit: Mapping[str, float] | None, shares: Mapping[str, float] | None) -> Any:
     """The create's spec (services/workloads.py `_Spec`) with its demand set to what the pool's
     policy sets aside for the declaration, and the declaration kept (unchanged when none); read in
-    the create's own resolve transaction."""
-    rs = declared(spec.demand, reservation, limit, shares)
-    if rs is None:
+    the create's own resolve transaction. Without a pool, `sizing` keeps the per-pool amounts
+    for :func:`on_host` once placement has chosen."""
+    got = sizing(s, spec.pool_id, spec.demand, reservation, limit, shares)
+    if got is None:
         return spec
-    return replace(spec, demand=size(pool_policy_in(s, spec.pool_id), rs), resource_spec=rs)
+    return replace(spec, demand=got.demand, resource_spec=got.spec, sizing=got)
+
+
+def on_host(spec: Any, pool_of: Any, host_index: int | None) -> Any:
+    """The spec (workloads.py `_Spec`, batch.py `_Item`) whose claim follows the chosen host's
+    pool's policy (a declaration that named no pool; any other spec unchanged). `pool_of`: the
+    placement view's pool id per host (-1: none)."""
+    sz: Sizing | None = getattr(spec, "sizing", None)
+    if sz is None or sz.per_pool is None or host_index is None or host_index < 0:
+        return spec
+    got = sz.on_pool(int(pool_of[host_index]))
+    return spec if got is sz else replace(spec, demand=got.demand, sizing=got)
+
+
+def smaller(spec: Any) -> list[Any]:
+    """A declaration naming no pool that fits no host by what `max` sets aside: the same request
+    on each pool whose policy sets aside less, with that amount (balanced pools before min ones,
+    which guarantee less; then by pool id), for placement to try in turn. Each is settled: its
+    claim is that pool's amount."""
+    sz: Sizing | None = getattr(spec, "sizing", None)
+    if sz is None or not sz.per_pool:
+        return []
+    rank = {"balanced": 0, "min": 1}
+    out = []
+    for pid, (pol, amount) in sorted(sz.per_pool.items(), key=lambda kv: (rank.get(kv[1][0], 2), kv[0])):
+        out.append(replace(spec, pool_id=pid, demand=amount, sizing=Sizing(amount, sz.spec, pol)))
+    return out

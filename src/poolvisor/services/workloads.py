@@ -64,7 +64,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.shares import sized
+from poolvisor.services.shares import Sizing, on_host, sized, smaller
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
@@ -127,6 +127,7 @@ class _Spec:
     priority_class: str = DEFAULT_CLASS  # policies/preemption.py: a higher class may evict lower ones
     host: str | None = None  # pinned to this host (a backup restore's --host); placement still checks it
     resource_spec: dict[str, dict[str, float]] | None = None  # declared reservation/limit/shares (shares.py)
+    sizing: Sizing | None = None  # how the declaration is sized (shares.py); None: nothing declared
 
 
 class WorkloadService(ServiceBase):
@@ -203,8 +204,11 @@ class WorkloadService(ServiceBase):
         if dry_run:
             spec = resolve()
             with self.cache.lock:  # the preemption plan is made on the view the decision used
-                decision, _target = self._decide(spec, explain)
+                spec, decision, _target = self._decide_sized(spec, explain)
                 plan = self._preempt(spec, decision) if decision.host_index is None else None
+                if self.cache.view is not None:  # what a real create would claim there
+                    spec = on_host(spec, self.cache.view.pool_of,
+                                   (plan.decision if plan is not None else decision).host_index)
             expl = (plan.decision if plan is not None else decision).explanation.to_dict()
             if plan is not None:  # what a real create would evict (nothing is evicted here)
                 expl["preempted"] = [{"workload": f"{v.project}/{v.name}", "class": v.priority_class,
@@ -220,7 +224,7 @@ class WorkloadService(ServiceBase):
             evicted: list[Victim] = []
             with self.cache.lock:  # one read transaction: the request's references, then the view
                 spec, snap = self._read(lambda s: (resolve_in(s), self.cache.refresh(s)))
-                wid, host = self._place_and_claim(spec, new_group, explain, evicted, snap=snap)
+                wid, host, spec = self._place_and_claim(spec, new_group, explain, evicted, snap=snap)
             return spec, wid, host, new_group[0] if new_group else None, tuple(evicted)
 
         try:
@@ -310,6 +314,21 @@ class WorkloadService(ServiceBase):
                 return decision, None
             return decision, (snap.ids[h], int(snap.gens[h]), chosen_devices(self.policy, st, req, h))
 
+    def _decide_sized(self, spec: _Spec, explain: bool = False, *, admit: bool = True,
+                      snap: PlacementView | None = None) -> tuple[_Spec, Decision, _Target | None]:
+        """_decide; when a declaration naming no pool fits nowhere by what `max` sets aside, the
+        same request on each pool whose policy sets aside less, with that amount (shares.py
+        `smaller`), until one fits: (the spec decided, its decision, its target)."""
+        with self.cache.lock:
+            decision, target = self._decide(spec, explain, admit=admit, snap=snap)
+            if target is not None or spec.sizing is None or spec.sizing.per_pool is None:
+                return spec, decision, target
+            for sub in smaller(spec):
+                d, t = self._decide(sub, explain, admit=admit, snap=snap or self.cache.view)
+                if t is not None:
+                    return sub, d, t
+            return spec, decision, target
+
     def _request(self, spec: _Spec, snap: PlacementView) -> Request:
         """The placement request of a spec on the view's state."""
         st = snap.state
@@ -340,14 +359,15 @@ class WorkloadService(ServiceBase):
 
     def _place_and_claim(self, spec: _Spec, new_group: list[int] | None = None,
                          explain: bool = False, evicted: list[Victim] | None = None,
-                         snap: PlacementView | None = None) -> tuple[int, str]:
-        """Decide and claim, once: (workload id, host), or Stale when the commit lost a race. The
-        id of a group the claim created is appended to `new_group`; the workloads preempted to make
-        room (services/preemption.py) to `evicted`."""
+                         snap: PlacementView | None = None) -> tuple[int, str, _Spec]:
+        """Decide and claim, once: (workload id, host, the spec as claimed: a declaration that named
+        no pool is sized by the chosen host's pool, shares.py `on_host`), or Stale when the commit
+        lost a race. The id of a group the claim created is appended to `new_group`; the workloads
+        preempted to make room (services/preemption.py) to `evicted`."""
         with self.cache.lock:  # decision through claim: this process's creates never race each other
             plan = None
             with observe_placement() as outcome:  # poolvisor_placement_seconds
-                decision, target = self._decide(spec, explain, snap=snap)
+                spec, decision, target = self._decide_sized(spec, explain, snap=snap)
                 if decision.host_index is None:
                     plan = self._preempt(spec, decision)
                     if plan is None:
@@ -356,6 +376,8 @@ class WorkloadService(ServiceBase):
                         decision, target = plan.decision, (plan.host_id, plan.generation, None)
             require_host(decision)
             assert target is not None and decision.host is not None
+            if spec.sizing is not None and self.cache.view is not None:
+                spec = on_host(spec, self.cache.view.pool_of, decision.host_index)
             wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
                                                        decision=decision, plan=plan), grouped=True)
             host_id, gen, _gpus = target
@@ -367,7 +389,7 @@ class WorkloadService(ServiceBase):
                 evicted.extend(plan.victims)
         if created is not None and new_group is not None:
             new_group.append(created)
-        return wid, decision.host
+        return wid, decision.host, spec
 
     def _claim(self, s: Session, *, spec: _Spec, target: _Target,
                decision: Decision, plan: Plan | None = None) -> tuple[int, int | None]:
@@ -387,6 +409,8 @@ class WorkloadService(ServiceBase):
         now = datetime.now(UTC)
         s.flush()  # the group or project made above, before the Core INSERT that names them
         explanation = decision.explanation.to_dict()
+        if spec.sizing is not None:  # the allocation policy that sized the claim (shares.py)
+            explanation["sized_by"] = spec.sizing.policy
         claim_gen: int | None = gen
         if plan is not None:  # evict first, under the host guard; the claim below then needs no generation
             self.preemption.evict(s, plan, f"{spec.project}/{spec.name}", spec.priority_class)

@@ -133,8 +133,9 @@ def create_workloads_batch(
 
 @router.get("/{name}", response_model=WorkloadOut, responses=errors(401, 404, 409, 422, 503))
 def get_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> WorkloadOut:
-    return WorkloadOut.model_validate(svc.workloads.get_workload(locate_workload(svc, who, name, project),
-                                                                 name))
+    """One workload; `granted`: what its host gives it now (a host whose driver shares contention)."""
+    rec = svc.workloads.get_workload(locate_workload(svc, who, name, project), name)
+    return WorkloadOut.model_validate(svc.shares.granted(rec))
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))

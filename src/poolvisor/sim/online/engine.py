@@ -151,6 +151,7 @@ def replay(
     progress: Callable[[int], None] | None = None,
     clock: SimClock | None = None,
     queue: str | None = None,
+    weights: np.ndarray | None = None,
 ) -> OnlineResult:
     """Replay ``workload`` on ``fleet`` (mutated) with ``policy``; returns counts and time series.
 
@@ -161,7 +162,8 @@ def replay(
     ``queue``: a queue discipline (policies/queueing.py): an arrival that does not fit waits and is
     served in that order when room frees (sim/online/queue.py) instead of being rejected; without
     a ``horizon`` the replay then runs past the last arrival until nobody waits (or nothing is
-    left to depart).
+    left to depart). ``weights`` (P,): the projects' fair-share weights for ``drf`` (1 each by
+    default), as the live queue reads them from its projects.
     """
     t0 = time.perf_counter()
     n = len(workload)
@@ -184,7 +186,7 @@ def replay(
             first = min(first, float(host_events.time.min()))
         clock = SimClock(start=first)
     post = clock.post
-    q = SimQueue(queue, workload, fleet) if queue is not None else None
+    q = SimQueue(queue, workload, fleet, weights) if queue is not None else None
 
     s_active: list[int] = []
     s_up: list[int] = []

@@ -26,6 +26,7 @@ from poolvisor.sim.online.engine import HostEvents, OnlineResult, replay
 from poolvisor.sim.online.fleet import MILLI, Fleet
 from poolvisor.sim.online.fragmentation import FragModel, TaskTypes
 from poolvisor.sim.online.policies import make_policy
+from poolvisor.sim.online.weights import ProjectWeights
 from poolvisor.traces import alibaba as ali
 from poolvisor.traces import azure as az
 from poolvisor.traces import google as gg
@@ -52,9 +53,11 @@ def run(
     check: bool = False,
     progress: Callable[[int], None] | None = None,
     queue: str | None = None,
+    weights: ProjectWeights | None = None,
 ) -> list[OnlineResult]:
     """Replay the scenario once per policy, each on a fresh fleet (``queue``: arrivals that do
-    not fit wait, served in that discipline; engine.replay)."""
+    not fit wait, served in that discipline, ``weights`` the projects' drf weights; engine.replay)."""
+    vec = weights.vector(scn.workload.project_names) if weights is not None else None
     out = []
     for name in policies:
         out.append(
@@ -70,8 +73,11 @@ def run(
                 check=check,
                 progress=progress,
                 queue=queue,
+                weights=vec,
             )
         )
+        if weights is not None and out[-1].queue is not None:
+            out[-1].queue["weights"] = weights.report(scn.workload.project_names)
     return out
 
 
