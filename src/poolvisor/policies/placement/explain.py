@@ -125,5 +125,7 @@ def explanation(hosts_considered: int, filters: list[FilterReport], candidates: 
 def decision(request: str, host: str | None, host_index: int | None, expl: Explanation) -> Decision:
     """Decision(...), built faster (its fields straight into the instance dict)."""
     d = _new(Decision)
-    d.__dict__.update(request=request, host=host, host_index=host_index, explanation=expl)
+    fields = d.__dict__
+    fields["request"], fields["host"] = request, host
+    fields["host_index"], fields["explanation"] = host_index, expl
     return d
