@@ -8,7 +8,8 @@ height 2 with B ~ sqrt(H/16): at 100k hosts an update re-reduces one (rows, 80) 
 arithmetic, depth 2 is cheaper than a binary tree's 17 levels. Leaves are stored block-major,
 (block, row, offset), so refreshing host h in every row writes and re-reduces one contiguous
 (rows, B) tile whatever the number of rows. "First leaf >= thr" gives the lowest-index argmax
-that the placement pipeline's tie-break asks for.
+that the placement pipeline's tie-break asks for. Level 2 (max and min per group of ~sqrt(n1)
+blocks) lets the compiled served ranking find a row's extremes without a pass over every block.
 """
 
 from __future__ import annotations
