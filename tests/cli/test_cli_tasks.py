@@ -93,7 +93,10 @@ def test_the_cli_waits_for_tasks_and_follows_them(served: Served) -> None:
     assert took >= MIGRATE_S, took  # it waited for the (slow) sim migration
 
     tid = queued_id(served.cli("vm", "migrate", "a", "--project", "demo", "--no-wait"))
-    running = json.loads(served.cli("task", "list", "--json").stdout)
+    # read over HTTP: the 8 s migration must still run when `task wait --timeout` starts below,
+    # and each CLI process start costs seconds on a loaded machine (`task list` has its own test)
+    token = (served.home / ".config" / "poolvisor" / "token").read_text().strip()
+    running = httpx.get(f"{served.url}/v1/tasks", headers={"Authorization": f"Bearer {token}"}).json()
     assert [t["state"] for t in running if t["id"] == tid] in (["queued"], ["running"]), running
     one_error_line(served.cli("task", "wait", str(tid), "--timeout", "0.2"), "still", f"task show {tid}")
     r = served.cli("task", "wait", str(tid))
@@ -153,7 +156,11 @@ def test_kill_9_mid_tasks_then_restart_resumes_them(tmp_path: Path) -> None:
     os.kill(srv.proc.pid, signal.SIGKILL)
     srv.proc.wait(timeout=30)
     check = srv.cli("check", "--db", srv.db, "--json")  # right after the kill: the leases still run
-    assert check.returncode == 0, check.stdout
+    if check.returncode != 0:  # unless the CLI started after they expired (a loaded machine): then
+        # only the killed server's moves and tasks are reported, each as a lease awaiting repair
+        found = json.loads(check.stdout)["violations"]
+        assert found and all("lease" in v and "expired" in v and (
+            "is stuck migrating" in v or f"task {mig} " in v or f"task {con} " in v) for v in found), found
     srv2 = Served(tmp_path)  # the defaults: sim operations are instant again
     try:
         deadline = time.monotonic() + 60
