@@ -36,9 +36,11 @@ def test_cli_json(tmp_path: Path) -> None:
     out = json.loads(res.output)
     for k in ("moved_over_ideal", "write_mb_s", "read_mb_s", "raw_write_mb_s", "acked_lost",
               "write_over_raw_third", "io_mib", "service_join_moved_over_ideal", "service_lost",
+              "raw_object_write_mb_s", "write_over_raw_object_third", "object_mib",
               "dirstore_write_mb_s", "dirstore_read_mb_s", "dirstore_acked_lost"):
         assert k in out
     assert out["acked_lost"] == 0 and out["dirstore_acked_lost"] == 0
+    assert out["object_mib"] == 4  # a new pool's default object size
     assert list(tmp_path.iterdir()) == []  # temporary devices removed
 
 

@@ -81,7 +81,8 @@ def test_dir_devices_and_scrub(run: Callable[..., Any], tmp_path: Any) -> None: 
     one_error_line(run("storage-pool", "device", "add", "bytes", "nodir", "1G"), "give this one a path")
     r = run("storage-pool", "scrub", "bytes", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == {"pool": "bytes", "chunks": 0, "repaired": 0,
-                                                          "repaired_bytes": 0, "lost": 0}, r.stderr
+                                                          "repaired_bytes": 0, "lost": 0, "garbage_files": 0,
+                                                          "garbage_bytes": 0}, r.stderr
     r = run("storage-pool", "scrub", "bytes")
     assert r.returncode == 0 and "0 chunks verified" in r.stdout, r.stderr
     one_error_line(run("storage-pool", "scrub", "ghost"), "not found")

@@ -18,7 +18,7 @@ SERVICES = Path(poolvisor.services.__file__).parent
 STORE = SERVICES.parent / "store"
 DOMAINS = ("auth", "catalog", "hosts", "tasks", "workloads", "batch", "utilization", "networks",
            "routers", "dataplane", "events", "repair", "snapshots", "sim", "volumes", "memory", "backups",
-           "backup_schedules", "volume_migration")
+           "backup_schedules", "volume_migration", "volume_gc")
 
 
 def _modules() -> list[str]:

@@ -23,7 +23,7 @@ MiB = 1 << 20
 
 def _pool(s: Services, root: Path, devices: int = 6, domains: int = 3) -> None:
     s.catalog.create_project("demo")
-    s.volumes.create_pool("sp", segment_mib=4)
+    s.volumes.create_pool("sp", segment_mib=4, chunk_mib=1)  # 1 MiB objects: chunk i is MiB i
     for i in range(devices):
         s.volumes.add_device("sp", f"d{i}", 1024, domain=f"rack{i % domains}", path=str(root / f"d{i}"))
 
@@ -312,3 +312,127 @@ def test_a_volume_with_many_segments_keeps_only_the_ranges_placement(
     assert svc.volumes.read_data("demo", "v", 0, MiB) == a
     assert svc.volumes.read_data("demo", "v", 11 * MiB, 2 * MiB) == b
     assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == a + bytes(10 * MiB) + b + bytes(3 * MiB)
+
+
+def test_default_objects_are_4_mib_and_a_short_last_one_grows_with_the_volume(
+        svc: Services, tmp_path: Path) -> None:
+    """New pools store 4 MiB objects (a divisor of the segment); a volume whose size is not a
+    multiple keeps a short last object, which reads and patches as zeros past its end after the
+    volume grows; a chunk size that does not divide the segment is refused."""
+    svc.catalog.create_project("demo")
+    svc.volumes.create_pool("sp", segment_mib=8)
+    for i in range(3):
+        svc.volumes.add_device("sp", f"d{i}", 1024, domain=f"r{i}", path=str(tmp_path / f"d{i}"))
+    assert svc.volumes.get_pool("sp").chunk_mib == 4
+    svc.volumes.create_volume("demo", "v", "sp", 6)
+    data = os.urandom(6 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    key = _key(svc, "v")
+    sizes = sorted(len(ob.read(tmp_path / "d0", key, c).data) for c in (0, 1))  # type: ignore[union-attr]
+    assert sizes == [2 * MiB, 4 * MiB]
+    svc.volumes.resize_volume("demo", "v", 16)
+    assert svc.volumes.read_data("demo", "v", 0, 16 * MiB) == data + bytes(10 * MiB)
+    svc.volumes.write_data("demo", "v", 7 * MiB, b"x")  # patches the short object past its end
+    want = data[4 * MiB:] + bytes(MiB) + b"x" + bytes(MiB - 1)
+    assert svc.volumes.read_data("demo", "v", 4 * MiB, 4 * MiB) == want
+    with pytest.raises(InvalidInputError, match="divide"):
+        svc.volumes.create_pool("bad", segment_mib=6, chunk_mib=4)
+    assert svc.volumes.create_pool("six", segment_mib=6).chunk_mib == 3
+
+
+def test_the_collector_removes_only_unreferenced_object_files(svc: Services, tmp_path: Path) -> None:
+    """Real files: an object on a device its segment is not placed on, the directory of a volume
+    that does not exist and a prepared file an hour old go; placed objects, a fresh prepared file
+    (a write in flight) and other files stay, and the data reads back."""
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8, thin=False)
+    data = os.urandom(8 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    key = _key(svc, "v")
+    outsider = sorted({f"d{i}" for i in range(6)} - _placed(svc, "v", 0))[0]
+    stray = ob.object_path(tmp_path / outsider, key, 1)  # chunk 1 is segment 0's
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"x" * 100)
+    ghost = tmp_path / "d0" / "objects" / "v999"
+    ghost.mkdir()
+    (ghost / "0000000000").write_bytes(b"y" * 50)
+    placed = sorted(_placed(svc, "v", 1))[0]
+    old_tmp = ob.object_path(tmp_path / placed, key, 5).with_suffix(".1.tmp")
+    old_tmp.write_bytes(b"z" * 10)
+    os.utime(old_tmp, (1, 1))
+    fresh_tmp = ob.object_path(tmp_path / placed, key, 6).with_suffix(".2.tmp")
+    fresh_tmp.write_bytes(b"w")
+    other = tmp_path / "d0" / "objects" / "notes.txt"
+    other.write_text("not ours")
+    r = svc.volume_gc.collect("sp")
+    assert (r.files, r.bytes) == (3, 160)
+    assert not stray.exists() and not ghost.exists() and not old_tmp.exists()
+    assert fresh_tmp.exists() and other.exists()
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data
+    for c in range(8):
+        assert _holders(tmp_path, key, c) == _placed(svc, "v", c // 4)
+    assert svc.volume_gc.collect("sp").files == 0
+
+
+def test_a_snapshot_copies_outside_its_transaction_and_is_the_source_as_of_its_finish(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the bytes are copied no transaction is held (the volume takes writes from the same
+    thread) and the snapshot is `creating` (not readable); the finishing transaction copies again
+    what was written meanwhile, so the snapshot holds every write acknowledged before it."""
+    from poolvisor.services import volume_copy
+
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(6 * MiB))
+    real = volume_copy.precopy
+    late = os.urandom(MiB // 2)
+
+    def precopy_then_write(cp: volume_copy.SnapshotCopy) -> volume_copy.Done:
+        done = real(cp)
+        assert svc.volumes.get_volume("demo", "snap").state == "creating"
+        with pytest.raises(ConflictError, match="still being copied"):
+            svc.volumes.read_data("demo", "snap", 0, 10)
+        svc.volumes.write_data("demo", "v", 5 * MiB, late)  # acknowledged after the pre-copy
+        return done
+
+    monkeypatch.setattr(volume_copy, "precopy", precopy_then_write)
+    rec = svc.volumes.snapshot("demo", "v", "snap")
+    assert rec.state == "snapshot"
+    assert svc.volumes.read_data("demo", "snap", 0, 8 * MiB) == svc.volumes.read_data("demo", "v", 0, 8 * MiB)
+    assert svc.volumes.read_data("demo", "snap", 5 * MiB, len(late)) == late
+    assert svc.repair.check().ok, svc.repair.check().violations
+
+
+def test_a_snapshot_whose_source_is_deleted_while_copying_is_dropped_with_its_bytes(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolvisor.services import volume_copy
+
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(3 * MiB))
+    real = volume_copy.precopy
+    keys: list[str] = []
+
+    def precopy_then_delete(cp: volume_copy.SnapshotCopy) -> volume_copy.Done:
+        done = real(cp)
+        keys.append(cp.dst_key)
+        assert list(tmp_path.glob(f"*/objects/{cp.dst_key}/0*"))  # copied so far
+        svc.volumes.delete_volume("demo", "v")
+        return done
+
+    monkeypatch.setattr(volume_copy, "precopy", precopy_then_delete)
+    with pytest.raises(ConflictError, match="deleted or migrated"):
+        svc.volumes.snapshot("demo", "v", "snap")
+    assert [v.name for v in svc.volumes.list_volumes("demo")] == []
+    assert not list(tmp_path.glob(f"*/objects/{keys[0]}/0*"))
+
+
+def test_scrub_also_removes_unreferenced_objects(svc: Services, tmp_path: Path) -> None:
+    _pool(svc, tmp_path, devices=3)
+    svc.volumes.create_volume("demo", "v", "sp", 4)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(MiB))
+    ghost = tmp_path / "d1" / "objects" / "v4242"
+    ghost.mkdir()
+    (ghost / "0000000003").write_bytes(b"q" * 70)
+    r = svc.volumes.scrub("sp")
+    assert (r.chunks, r.repaired, r.garbage_files, r.garbage_bytes) == (1, 0, 1, 70) and not ghost.exists()

@@ -31,6 +31,9 @@ class StoragePoolCreate(_In):
         default=1.0, description="provisioned sizes may reach capacity x this (thin volumes)")
     segment_mib: Annotated[int, Field(ge=1, le=1 << 20), INTEGRAL] = Field(
         default=1024, description="volumes are placed in segments of this size")
+    chunk_mib: Annotated[int, Field(ge=1, le=64), INTEGRAL] | None = Field(
+        default=None, description="object size of the bytes on `dir` devices; divides segment_mib "
+        "(default 4, or the largest divisor of segment_mib below 4)")
     access: Literal["network", "local"] = Field(
         default="network", description="network: every host reaches the pool; local: only hosts "
         "holding one of its devices")
@@ -83,6 +86,7 @@ class StoragePoolOut(_Out):
     replicas: int
     oversubscription: float
     segment_mib: int
+    chunk_mib: int = Field(description="object size of the bytes on `dir` devices")
     access: str
     compute_pool: str | None
     volumes: int
@@ -94,13 +98,16 @@ class StoragePoolOut(_Out):
 
 class ScrubOut(_Out):
     """A scrub of the pool's bytes: chunks verified, replicas rewritten from the newest valid one
-    (corrupt, missing or stale) and their bytes, chunks with no valid replica left."""
+    (corrupt, missing or stale) and their bytes, chunks with no valid replica left, object files
+    no replica refers to removed (and their bytes)."""
 
     pool: str
     chunks: int
     repaired: int
     repaired_bytes: int
     lost: int
+    garbage_files: int = 0
+    garbage_bytes: int = 0
 
 
 class RebalanceOut(_Out):
@@ -151,8 +158,8 @@ class VolumeOut(_Out):
     thin: bool
     device_class: str | None = Field(validation_alias=_CLASS)
     replicas: int
-    state: str = Field(description="available, attached, failed (a segment lost every replica) or "
-                       "snapshot (read-only)")
+    state: str = Field(description="available, attached, failed (a segment lost every replica), "
+                       "snapshot (read-only) or creating (a snapshot whose bytes are being copied)")
     attached_to: str | None
     allocated_mib: int
     segments: int

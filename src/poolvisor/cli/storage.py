@@ -85,7 +85,8 @@ def pool_show(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None, as_json
     sp = p["space"]
     table(f"Storage pool {p['name']}", ("field", "value"), [
         ("replicas", str(p["replicas"])), ("access", p["access"]), ("compute pool", p["compute_pool"] or "–"),
-        ("segment", _gib(p["segment_mib"])), ("volumes", str(p["volumes"])),
+        ("segment", _gib(p["segment_mib"])), ("object size", _gib(p["chunk_mib"])),
+        ("volumes", str(p["volumes"])),
         ("raw capacity", _gib(sp["capacity_mib"])), ("raw used", _gib(sp["used_mib"])),
         ("raw free", _gib(sp["free_mib"])), ("usable capacity", _gib(sp["usable_capacity_mib"])),
         ("usable free", _gib(sp["usable_free_mib"])),
@@ -105,6 +106,9 @@ def pool_create(name: PoolArg,
                     parser=number, help="Provisioned sizes may reach capacity x this (thin volumes).")] = 1.0,
                 segment: Annotated[int, typer.Option(
                     parser=size_mib, help="Segment size (volumes are placed in segments).")] = 1024,
+                chunk: Annotated[int | None, typer.Option(
+                    parser=size_mib, help="Object size of the bytes on directory devices (divides the "
+                                          "segment; default 4M).")] = None,
                 access: Annotated[str, typer.Option(help="network (every host) or local (hosts holding a "
                                                          "device).")] = "network",
                 compute_pool: Annotated[str | None, typer.Option(
@@ -112,7 +116,7 @@ def pool_create(name: PoolArg,
                 url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Create a storage pool (admin)."""
     body = {"name": name, "replicas": replicas, "oversubscription": oversubscription, "segment_mib": segment,
-            "access": access, "compute_pool": compute_pool}
+            "chunk_mib": chunk, "access": access, "compute_pool": compute_pool}
     with Api(url, token) as api:
         p = api.post(api_path("storage-pools"), body)
     if as_json:
@@ -157,14 +161,16 @@ def pool_rebalance(name: PoolArg,
 
 @pool_app.command("scrub")
 def pool_scrub(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Verify every replica of the pool's bytes and repair the bad ones (admin)."""
+    """Verify every replica of the pool's bytes, repair the bad ones and remove unreferenced object
+    files (admin)."""
     with Api(url, token) as api:
         r = api.post(api_path("storage-pools", name, "scrub"))
     if as_json:
         emit_json(r)
     else:
-        say("{} scrubbed: {} chunks verified, {} replicas repaired ({} MiB), {} chunks lost", r["pool"],
-            r["chunks"], r["repaired"], r["repaired_bytes"] >> 20, r["lost"])
+        say("{} scrubbed: {} chunks verified, {} replicas repaired ({} MiB), {} chunks lost, {} unreferenced "
+            "object files removed ({} MiB)", r["pool"], r["chunks"], r["repaired"], r["repaired_bytes"] >> 20,
+            r["lost"], r["garbage_files"], r["garbage_bytes"] >> 20)
 
 
 # ---- devices -------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from poolvisor.services.sim_admin import SimAdminService
 from poolvisor.services.tasks import CONSOLIDATE, MIGRATE, TaskService
 from poolvisor.services.utilization import UtilizationService
 from poolvisor.services.vm_snapshots import RESTORE, SNAPSHOT, SnapshotService
+from poolvisor.services.volume_gc import VolumeGarbage
 from poolvisor.services.volume_migrate import MIGRATE_VOLUME, VolumeMigration
 from poolvisor.services.volumes import REBALANCE, VolumeService
 from poolvisor.services.workloads import WorkloadService
@@ -92,7 +93,8 @@ class Services:
         self.memory = MemoryService(ctx)
         self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
         self.workloads.lifecycle.release_disks = self.volumes.release_disks  # guest writes copied back
-        self.volume_migration = VolumeMigration(ctx, self.volumes, self.tasks)
+        self.volume_gc = VolumeGarbage(ctx)  # unreferenced object files (after migrations, scrubs)
+        self.volume_migration = VolumeMigration(ctx, self.volumes, self.tasks, self.volume_gc)
         self.tasks.handlers[MIGRATE_VOLUME] = self.volume_migration.run_task
         self.maintenance = MaintenanceService(ctx, self.hosts, self.tasks, self.workloads)  # host drain
         self.tasks.handlers[DRAIN] = self.maintenance.run_drain

@@ -8,6 +8,11 @@ again only the chunks whose newest source generation is newer than the target's 
 acknowledged during the pre-copy), re-points the segment rows to the target devices and the
 volume to the target pool, and the source copies are dropped after the commit.
 
+The two pools may cut volumes differently (segment and object size: pools created before
+revision 0016 keep 1 MiB objects, new ones 4 MiB): each target object is assembled from the
+source objects that overlap its bytes, and remembers their generations; the switch copies again
+exactly the target objects one of whose source objects changed since.
+
 Writes are blocked briefly at the switch, never lost: a write acknowledged before the switch
 began is on the source and the switch's delta copy carries it; one whose commit point comes after
 finds the source pool's generation moved and is redone on the target (services/volumes.py,
@@ -24,20 +29,20 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from poolvisor.domain.errors import ConflictError, NotFoundError
+from poolvisor.domain.errors import ConflictError, NotFoundError, PoolvisorError
 from poolvisor.domain.text import check_name
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.tasks import TaskService
+from poolvisor.services.volume_gc import VolumeGarbage
 from poolvisor.services.volumes import (
     VolumeService,
     _chunks,
-    _copy_or_409,
     _PoolState,
     _segment_mib,
-    _volume_allocations,
 )
+from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import (
     HostRow,
@@ -68,11 +73,46 @@ class VolumeMigrationRecord:
 
 
 @dataclass(frozen=True)
+class _Layout:
+    """How the volume's bytes are cut in a pool: segment and object (chunk) size, in bytes."""
+
+    segment: int
+    chunk: int
+
+    @staticmethod
+    def of(p: StoragePoolRow) -> _Layout:
+        return _Layout(p.segment_mib * sio.MiB, p.chunk_mib * sio.MiB)
+
+
+@dataclass(frozen=True)
 class _Plan:
     volume_id: int
     source_pool: str
-    segments: dict[int, tuple[range, list[sio.Replica], list[sio.Replica]]]  # seg -> chunks, from, to
-    devices: dict[int, list[int]]  # seg -> the target devices (ids) straw2 places it on
+    size: int  # bytes
+    src: _Layout
+    dst: _Layout
+    sources: dict[int, list[sio.Replica]]  # placed source segment -> its live replicas
+    segments: dict[int, tuple[range, list[sio.Replica]]]  # target segment -> its chunks, target replicas
+    devices: dict[int, list[int]]  # target segment -> the target devices (ids) straw2 places it on
+    source_chunks: dict[int, range]  # placed source segment -> its chunks (dropped after the switch)
+
+    def parts(self, c: int) -> list[tuple[int, list[sio.Replica]]]:
+        """The source chunks overlapping target chunk `c`, each with its source replicas (none:
+        a segment never placed, which reads as zeros)."""
+        a = c * self.dst.chunk
+        b = min(a + self.dst.chunk, self.size)
+        return [(k, self.sources.get(k * self.src.chunk // self.src.segment, []))
+                for k in range(a // self.src.chunk, -(-b // self.src.chunk))]
+
+    def copy(self, key: str, c: int, targets: list[sio.Replica]) -> tuple[int, tuple[int | None, ...]]:
+        """Assemble target chunk `c` and write it to `targets`; (bytes, its sources' generations)."""
+        a = c * self.dst.chunk
+        return sio.copy_assembled(key, c, a, min(a + self.dst.chunk, self.size), self.src.chunk,
+                                  self.parts(c), targets)
+
+    def signature(self, key: str, c: int) -> tuple[int | None, ...]:
+        """The newest generation of each source chunk of target chunk `c` now (header reads)."""
+        return tuple(sio.newest_gen(key, k, reps) for k, reps in self.parts(c))
 
 
 def _replica(d: StorageDeviceRow) -> sio.Replica:
@@ -83,10 +123,12 @@ def _replica(d: StorageDeviceRow) -> sio.Replica:
 class VolumeMigration(ServiceBase):
     """`migrate` a volume to another storage pool while it stays in use (module docstring)."""
 
-    def __init__(self, ctx: ServiceContext, volumes: VolumeService, tasks: TaskService) -> None:
+    def __init__(self, ctx: ServiceContext, volumes: VolumeService, tasks: TaskService,
+                 garbage: VolumeGarbage) -> None:
         super().__init__(ctx)
         self.volumes = volumes
         self.tasks = tasks
+        self.garbage = garbage  # collects the objects a failed or raced migration leaves behind
 
     def submit(self, project: str, name: str, pool: str) -> TaskRecord:
         """Queue the migration (404/409 at once when it cannot start)."""
@@ -120,27 +162,36 @@ class VolumeMigration(ServiceBase):
         plan = self._read(lambda s: self._plan(s, project, name, pool))
         key = sio.volume_key(plan.volume_id)
         copied = 0
-        for n, (chunks, sources, targets) in enumerate(plan.segments.values(), 1):
-            for t in targets:
+        done: dict[tuple[int, int], tuple[int | None, ...]] = {}  # (chunk, target device): sources' gens
+        for n, (chunks, targets) in enumerate(plan.segments.values(), 1):
+            for c in chunks:
                 try:
-                    copied += sio.copy(key, chunks, sources, t)
+                    nbytes, sig = plan.copy(key, c, targets)
                 except OSError as e:
-                    raise ConflictError(f"device {t.device!r} of storage pool {pool!r} cannot be written "
+                    raise ConflictError(f"a device of storage pool {pool!r} cannot be written "
                                         f"({e.strerror or e}); the volume stays in {plan.source_pool!r}"
                                         ) from None
+                copied += nbytes * len(targets)
+                done.update({(c, t.device_id): sig for t in targets})
             if progress is not None:
                 progress(n, len(plan.segments))
         garbage: list[tuple[range, Path]] = []
 
         def switch(s: Session) -> tuple[int, int]:
             garbage.clear()  # a retried transaction starts over
-            return self._switch(s, project, name, pool, plan, garbage)
+            return self._switch(s, project, name, pool, plan, garbage, done)
 
         t0 = time.perf_counter()
-        segments, again = self._write(switch)
+        try:
+            segments, again = self._write(switch)
+        except PoolvisorError:  # not switched (the volume was deleted, a device failed): the
+            self.garbage.collect(pool)  # target pool's pre-copied objects are nobody's
+            raise
         switch_s = time.perf_counter() - t0
         for chunks, path in garbage:
             sio.drop(key, chunks, path)
+        # a write redone on the target after the switch left what it first wrote on the source
+        self.garbage.collect(plan.source_pool)
         return VolumeMigrationRecord(name, project, plan.source_pool, pool, segments,
                                      -(-copied // sio.MiB), again, switch_s)
 
@@ -157,6 +208,8 @@ class VolumeMigration(ServiceBase):
             raise ConflictError(f"volume {name!r} is already in storage pool {pool!r}")
         if v.state == "failed":
             raise ConflictError(f"volume {name!r} lost data (state failed): nothing to migrate")
+        if v.state == "creating":
+            raise ConflictError(f"volume {name!r} is a snapshot still being copied")
         st = _PoolState(s, dst)
         src_paths = {d.path is not None
                      for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=src.id))}
@@ -173,13 +226,15 @@ class VolumeMigration(ServiceBase):
                 raise ConflictError(f"volume {name!r} is attached on host {host.name!r}, which cannot reach "
                                     f"storage pool {pool!r}: {why}")
         segs = sorted(set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id))))
-        allocated = sum(a for x, a in _volume_allocations(s, src.id) if x.id == v.id)
+        tsegs = sorted({t for i in segs for t in _overlapping(src, dst, v.size_mib, i)})
+        allocated = sum(_segment_mib(dst, v.size_mib, i) for i in tsegs)  # in the target's segments
         sp = st.space(s)
         why = sp.check(v.size_mib * v.replicas, v.thin) or \
             sp.check_write(allocated * v.replicas if v.thin else 0)
         if why:
             raise ConflictError(f"storage pool {pool!r}: {why} (every replica counted)")
-        rows = list(st.placement(v, segs, [_segment_mib(dst, v.size_mib, i) for i in segs])) if segs else []
+        sizes = [_segment_mib(dst, v.size_mib, i) for i in tsegs]
+        rows = list(st.placement(v, tsegs, sizes)) if tsegs else []
         sources: dict[int, list[sio.Replica]] = {i: [] for i in segs}
         for seg, d in s.execute(select(VolumeSegmentRow.segment, StorageDeviceRow)
                                 .join(StorageDeviceRow, StorageDeviceRow.id == VolumeSegmentRow.device_id)
@@ -188,15 +243,16 @@ class VolumeMigration(ServiceBase):
             if d.path is not None:
                 sources[seg].append(_replica(d))
         out, devices = {}, {}
-        for seg, row in zip(segs, rows, strict=True):
+        for seg, row in zip(tsegs, rows, strict=True):
             targets = [st.by_key[int(k)] for k in row]
             devices[seg] = [d.id for d in targets]
-            out[seg] = (_chunks(src, v.size_mib, seg), sources[seg],
-                        [_replica(d) for d in targets if d.path is not None])
-        return _Plan(v.id, src.name, out, devices)
+            out[seg] = (_chunks(dst, v.size_mib, seg), [_replica(d) for d in targets if d.path is not None])
+        return _Plan(v.id, src.name, v.size_mib * sio.MiB, _Layout.of(src), _Layout.of(dst), sources, out,
+                     devices, {i: _chunks(src, v.size_mib, i) for i in segs})
 
     def _switch(self, s: Session, project: str, name: str, pool: str, pre: _Plan,
-                garbage: list[tuple[range, Path]]) -> tuple[int, int]:
+                garbage: list[tuple[range, Path]], done: dict[tuple[int, int], tuple[int | None, ...]]
+                ) -> tuple[int, int]:
         """Both pools locked: copy what changed since the pre-copy, re-point the rows, switch."""
         v = VolumeService._volume(s, project, name)
         if v.id != pre.volume_id:
@@ -209,16 +265,15 @@ class VolumeMigration(ServiceBase):
         st = _PoolState(s, dst)
         key = sio.volume_key(v.id)
         again = 0
-        for seg, (chunks, sources, targets) in plan.segments.items():
-            for t in targets:
-                for c in chunks:
-                    again += self._catch_up(key, c, sources, t)
-            for r in sources:
-                garbage.append((chunks, r.path))
+        for seg, (chunks, targets) in plan.segments.items():
+            for c in chunks:
+                again += self._catch_up(plan, key, c, targets, done)
             old = pre.segments.get(seg)
             if old is not None:  # a target of the pre-copy that is not one now: drop what it got
                 now = {t.device_id for t in targets}
-                garbage += [(chunks, t.path) for t in old[2] if t.device_id not in now]
+                garbage += [(chunks, t.path) for t in old[1] if t.device_id not in now]
+        for seg, sources in plan.sources.items():
+            garbage += [(plan.source_chunks[seg], r.path) for r in sources]
         segs = sorted(plan.segments)
         s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == v.id))
         for seg, ids in plan.devices.items():
@@ -234,10 +289,39 @@ class VolumeMigration(ServiceBase):
                            project=project, data={"from": src.name, "to": pool, "segments": len(segs)})
         return len(segs), again
 
+
     @staticmethod
-    def _catch_up(key: str, c: int, sources: list[sio.Replica], target: sio.Replica) -> int:
-        """Copy chunk `c` again when a source holds a newer generation than the target; 1 if it did."""
-        if not sio.behind(key, c, sources, target):
+    def _catch_up(plan: _Plan, key: str, c: int, targets: list[sio.Replica],
+                  done: dict[tuple[int, int], tuple[int | None, ...]]) -> int:
+        """Copy target chunk `c` again to the targets whose pre-copy is behind: one of its source
+        chunks changed since (a write acknowledged meanwhile), it was never pre-copied there, or
+        the copy is gone (the garbage collector removes objects no row points at yet); 1 if it did."""
+        sig = plan.signature(key, c)
+        present = [g for g in sig if g is not None]
+        want = max(present) if present else -1  # the generation a current copy carries (-1: none)
+        behind = [t for t in targets
+                  if done.get((c, t.device_id)) != sig or _header_gen(key, c, t) != want]
+        if not behind:
             return 0
-        _copy_or_409(key, range(c, c + 1), sources, target)
+        try:
+            plan.copy(key, c, behind)
+        except OSError as e:
+            raise ConflictError(f"device {behind[0].device!r} cannot be written ({e.strerror or e}); "
+                                "set it failed and rebalance") from None
         return 1
+
+
+def _header_gen(key: str, c: int, t: sio.Replica) -> int:
+    """The generation of the target's copy of chunk `c` (-1: none, or the device is unreadable)."""
+    try:
+        g = ob.read_gen(t.path, key, c)
+    except OSError:
+        return -1
+    return -1 if g is None else g
+
+
+def _overlapping(src: StoragePoolRow, dst: StoragePoolRow, size_mib: int, seg: int) -> range:
+    """The target pool's segments that hold bytes of the source pool's segment `seg`."""
+    a = seg * src.segment_mib
+    b = a + _segment_mib(src, size_mib, seg)
+    return range(a // dst.segment_mib, (b - 1) // dst.segment_mib + 1)

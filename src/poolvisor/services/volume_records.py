@@ -48,6 +48,7 @@ class StoragePoolRecord:
     space: SpaceRecord
     under_replicated: int  # segments with fewer live replicas than their volume wants
     created_at: datetime
+    chunk_mib: int = 4  # the object size of its bytes on `dir` devices
 
 
 @dataclass(frozen=True)
@@ -94,3 +95,5 @@ class ScrubRecord:
     repaired: int
     repaired_bytes: int
     lost: int
+    garbage_files: int = 0  # unreferenced object files removed
+    garbage_bytes: int = 0

@@ -41,12 +41,14 @@ from poolvisor.policies.storage.placement import Devices, key64, object_keys, pl
 from poolvisor.policies.storage.provisioning import PoolSpace
 from poolvisor.policies.storage.rebalance import diff
 from poolvisor.policies.storage.tiering import demotions
+from poolvisor.services import volume_copy as vcopy
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.records import HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
 from poolvisor.services.volume_disks import DiskTarget, disk_target, plug, unplug
+from poolvisor.services.volume_gc import collect_in
 from poolvisor.services.volume_records import (
     DeviceRecord,
     RebalanceRecord,
@@ -74,7 +76,7 @@ ACCESS = ("network", "local")
 DEVICE_STATES = ("up", "leaving", "failed")
 # stored volume states; "attached" is reported for an available volume with an attachment (the
 # attachment row goes with its workload, so a deleted workload leaves its volumes available)
-VOLUME_STATES = ("available", "failed", "snapshot")
+VOLUME_STATES = ("available", "failed", "snapshot", "creating")  # creating: a snapshot being copied
 MAX_REPLICAS = 8
 MAX_MIB = 1 << 40  # 1 EiB in MiB: far above any device, far below JSON's exact integers
 REBALANCE = "storage-rebalance"
@@ -220,6 +222,7 @@ class _DataPlan:
     generation: int  # the pool's placement generation the plan was read at
     size: int  # the volume's size in bytes
     segment_mib: int
+    chunk: int  # the pool's object size in bytes (divides a segment)
     replicas: dict[int, list[sio.Replica]]  # placed segment -> its live replicas
     writable: bool  # neither a snapshot nor failed
     covers: range  # the segments the plan read (every one, unless the volume has very many)
@@ -241,9 +244,24 @@ class _DataPlan:
 
 
 def _chunks(pool: StoragePoolRow, size_mib: int, seg: int) -> range:
-    """The segment's chunks (segment_io.CHUNK = 1 MiB: a chunk per MiB of the segment)."""
+    """The segment's chunks: objects of the pool's `chunk_mib`, which divides `segment_mib` (the
+    volume's last chunk may be shorter)."""
     start = seg * pool.segment_mib
-    return range(start, start + _segment_mib(pool, size_mib, seg))
+    return range(start // pool.chunk_mib, -(-(start + _segment_mib(pool, size_mib, seg)) // pool.chunk_mib))
+
+
+DEFAULT_CHUNK_MIB = 4  # fewer files and fsyncs per MiB than 1 MiB objects (pools before 0016 keep 1)
+
+
+def _chunk_mib(segment_mib: int, chunk_mib: int | None) -> int:
+    """The pool's object size: the given one (it must divide the segment), else the largest
+    divisor of the segment up to DEFAULT_CHUNK_MIB."""
+    if chunk_mib is None:
+        return max(c for c in range(1, DEFAULT_CHUNK_MIB + 1) if segment_mib % c == 0)
+    _check_int("chunk_mib", chunk_mib, 1, 64)
+    if segment_mib % chunk_mib:
+        raise InvalidInputError(f"chunk_mib ({chunk_mib}) must divide segment_mib ({segment_mib})")
+    return chunk_mib
 
 
 def _copy_or_409(key: str, chunks: Iterable[int], sources: list[sio.Replica], target: sio.Replica,
@@ -257,6 +275,8 @@ def _copy_or_409(key: str, chunks: Iterable[int], sources: list[sio.Replica], ta
 
 def _writable(v: VolumeRow) -> None:
     """Snapshots are read-only; a failed volume lost data."""
+    if v.state == "creating":
+        raise ConflictError(f"volume {v.name!r} is a snapshot still being copied")
     if v.state == "snapshot":
         raise ConflictError(f"volume {v.name!r} is a snapshot (read-only)")
     if v.state == "failed":
@@ -290,10 +310,13 @@ class VolumeService(ServiceBase):
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, *, replicas: int = 3, oversubscription: float = 1.0,
                     segment_mib: int = 1024, access: str = "network",
-                    compute_pool: str | None = None) -> StoragePoolRecord:
+                    compute_pool: str | None = None, chunk_mib: int | None = None) -> StoragePoolRecord:
+        """A pool; `chunk_mib` is the object size its `dir` devices store bytes in (default 4 MiB,
+        or the largest divisor of `segment_mib` below that)."""
         check_name("storage pool", name)
         _check_int("replicas", replicas, 1, MAX_REPLICAS)
         _check_int("segment_mib", segment_mib, 1, 1 << 20)
+        chunk = _chunk_mib(segment_mib, chunk_mib)
         if isinstance(oversubscription, bool) or not isinstance(oversubscription, int | float) or \
                 not 1.0 <= float(oversubscription) <= 100.0:
             raise InvalidInputError("oversubscription must be a number 1..100")
@@ -307,7 +330,8 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"storage pool {name!r} already exists")
             cp = ServiceBase._one(s, PoolRow, "pool", compute_pool).id if compute_pool else None
             p = StoragePoolRow(name=name, replicas=replicas, oversubscription=float(oversubscription),
-                               segment_mib=segment_mib, access=access, compute_pool_id=cp, generation=0)
+                               segment_mib=segment_mib, chunk_mib=chunk, access=access, compute_pool_id=cp,
+                               generation=0)
             s.add(p)
             flush_referring(s, f"pool {compute_pool!r} was deleted meanwhile")
             ServiceBase._event(s, "storage-pool.created", f"storage-pool/{name}",
@@ -556,37 +580,22 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
             self._place(s, st, v, new)
 
-    @staticmethod
-    def _copy_bytes(s: Session, p: StoragePoolRow, src: VolumeRow, dst: VolumeRow, segs: list[int]) -> None:
-        """A snapshot's bytes: each segment copied from the source's newest valid replicas to
-        every replica of the copy (pools whose devices hold bytes; inside the transaction)."""
-        live = {d.id: d for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id))
-                if d.state != "failed" and d.path is not None}
-        if not live:
-            return
-        where: dict[tuple[int, int], list[sio.Replica]] = defaultdict(list)
-        for r in s.scalars(select(VolumeSegmentRow).where(VolumeSegmentRow.volume_id.in_([src.id, dst.id]))):
-            d = live.get(r.device_id)
-            if d is not None and d.path is not None:
-                where[(r.volume_id, r.segment)].append(sio.Replica(d.id, d.name, Path(d.path)))
-        for seg in segs:
-            chunks = _chunks(p, src.size_mib, seg)
-            for t in where[(dst.id, seg)]:
-                _copy_or_409(sio.volume_key(src.id), chunks, where[(src.id, seg)], t, sio.volume_key(dst.id))
-
     # ---- data path (devices with a directory) ------------------------------------------------
     def write_data(self, project: str, name: str, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Write bytes at byte `offset` to every live replica of the segments they fall in, as
-        checksummed 1 MiB objects on the devices' directories (storage/segment_io.py), two-phase;
+        checksummed objects of the pool's chunk size on the devices' directories
+        (storage/segment_io.py), two-phase;
         returns the bytes acknowledged (all of them).
 
         The bytes move outside any transaction: the placement is read (or reused from the last
-        call) first, the replicas are prepared and committed, then one short transaction is the
-        commit point: it checks that the pool's placement generation is still the one the bytes
-        were written under (a rebalance, migration or device failure since then moved it) and
-        records the access. A moved generation or a device that failed an I/O (marked failed here;
-        the next rebalance re-replicates) redoes the write on the new placement; 409 if it cannot
-        be acknowledged within WRITE_DEADLINE_S."""
+        call) first, the replicas are prepared and committed, and one short transaction is the
+        commit point (run once every replica is renamed into place, while their directories'
+        fsyncs are in flight; the write returns only when both are done): it checks that the pool's
+        placement generation is still the one the bytes were written under (a rebalance,
+        migration or device failure since then moved it) and records the access. A moved
+        generation or a device that failed an I/O (marked failed here; the next rebalance
+        re-replicates) redoes the write on the new placement; 409 if it cannot be acknowledged
+        within WRITE_DEADLINE_S."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInputError("data must be bytes")
         view = memoryview(data).cast("B")
@@ -595,11 +604,19 @@ class VolumeService(ServiceBase):
         def step() -> int:
             plan = self._write_plan(project, name, offset, size)
             try:
-                dead = sio.write(plan.key, self._write_chunks(plan, name, offset, view), sio.next_gen())
+                acked: list[bool] = []
+
+                def commit_point() -> None:  # while the replicas' directory fsyncs are in flight
+                    self.ctx.write_once(lambda s: self._acknowledge(s, plan))
+                    acked.append(True)
+
+                dead = sio.write(plan.key, self._write_chunks(plan, name, offset, view), sio.next_gen(),
+                                 commit_point)
                 if dead:
                     self._write(lambda s: self._fail_devices(s, dead))
                     raise Stale()  # re-plan over the survivors and write again
-                self.ctx.write_once(lambda s: self._acknowledge(s, plan))
+                if not acked:  # no device failed and the commit point has not run (nothing to sync)
+                    commit_point()
             except Stale:
                 self._plans.pop((project, name), None)
                 raise
@@ -624,15 +641,16 @@ class VolumeService(ServiceBase):
 
     def _write_chunks(self, plan: _DataPlan, name: str, offset: int, view: memoryview
                       ) -> dict[int, tuple[bytes | memoryview, list[sio.Replica]]]:
-        """The 1 MiB objects a write replaces, with their replicas: whole chunks are slices of
-        the caller's buffer (no copy); a partial one is read, patched and written whole."""
+        """The objects (chunks of the pool's size) a write replaces, with their replicas: whole
+        chunks are slices of the caller's buffer (no copy); a partial one is read, patched and
+        written whole (a stored chunk shorter than today's, the last before a resize, is padded)."""
         chunks: dict[int, tuple[bytes | memoryview, list[sio.Replica]]] = {}
         end = offset + len(view)
-        seg_bytes = plan.segment_mib * sio.MiB
-        for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK)):
-            reps = plan.replicas[c * sio.CHUNK // seg_bytes]
-            start = c * sio.CHUNK
-            stop = min(start + sio.CHUNK, plan.size)
+        seg_bytes, cs = plan.segment_mib * sio.MiB, plan.chunk
+        for c in range(offset // cs, -(-end // cs)):
+            reps = plan.replicas[c * cs // seg_bytes]
+            start = c * cs
+            stop = min(start + cs, plan.size)
             a, b = max(offset, start), min(end, stop)
             if a == start and b == stop:
                 chunks[c] = (view[a - offset:b - offset], reps)
@@ -640,7 +658,8 @@ class VolumeService(ServiceBase):
             old, bad = sio.read(plan.key, c, reps)  # partial chunk: read-modify-write
             if old is None and len(bad) == len(reps):
                 raise ConflictError(f"volume {name!r}: chunk {c} has no valid replica left")
-            buf = bytearray(old.data if old is not None else bytes(stop - start))
+            buf = bytearray(old.data[:stop - start] if old is not None else b"")
+            buf += bytes(stop - start - len(buf))
             buf[a - start:b - start] = view[a - offset:b - offset]
             chunks[c] = (bytes(buf), reps)
         return chunks
@@ -671,22 +690,24 @@ class VolumeService(ServiceBase):
     def _read_plan(plan: _DataPlan, name: str, offset: int, size: int) -> bytes:
         out = bytearray()
         end = offset + size
-        seg_bytes = plan.segment_mib * sio.MiB
-        wanted = [(c, plan.replicas.get(c * sio.CHUNK // seg_bytes, []))
-                  for c in range(offset // sio.CHUNK, -(-end // sio.CHUNK))]
+        seg_bytes, cs = plan.segment_mib * sio.MiB, plan.chunk
+        wanted = [(c, plan.replicas.get(c * cs // seg_bytes, []))
+                  for c in range(offset // cs, -(-end // cs))]
         for (c, reps), (rep, bad) in zip(wanted, sio.read_many(plan.key, wanted), strict=True):
-            start = c * sio.CHUNK
-            stop = min(start + sio.CHUNK, plan.size)
+            start = c * cs
+            stop = min(start + cs, plan.size)
             if rep is None and bad and len(bad) == len(reps):
                 raise ConflictError(f"volume {name!r}: chunk {c} has no valid replica left "
                                     f"({', '.join(r.device for r in bad)} corrupt or unreadable)")
-            chunk = rep.data if rep is not None else bytes(stop - start)
-            out += chunk[max(offset, start) - start:min(end, stop) - start]
+            chunk = rep.data if rep is not None else b""
+            piece = chunk[max(offset, start) - start:min(end, stop) - start]
+            out += piece + bytes(min(end, stop) - max(offset, start) - len(piece))  # short: zeros
         return bytes(out)
 
     def scrub(self, pool: str) -> ScrubRecord:
         """Verify every replica of every written chunk of the pool's volumes (checksum and
-        generation) and rewrite the corrupt, missing or stale ones from the newest valid replica.
+        generation) and rewrite the corrupt, missing or stale ones from the newest valid replica;
+        then remove the object files no replica row refers to (services/volume_gc.py).
         One transaction per volume, holding the pool's placement lock: a write racing a repair
         sees the generation move and redoes itself, so a repair never lands over newer data."""
         check_name("storage pool", pool)
@@ -696,7 +717,9 @@ class VolumeService(ServiceBase):
         for vid in vids:
             got = self._write(lambda s, vid=vid: self._scrub_volume(s, pool, vid))  # type: ignore[misc]
             total = [a + b for a, b in zip(total, got, strict=True)]
-        return ScrubRecord(pool, *total)
+        files, nbytes = self._write(lambda s: collect_in(s, self._lock(s, pool)))  # unreferenced objects
+        checked, repaired, repaired_bytes, lost = total
+        return ScrubRecord(pool, checked, repaired, repaired_bytes, lost, files, nbytes)
 
     def _scrub_volume(self, s: Session, pool: str, vid: int) -> list[int]:
         p = self._lock(s, pool)
@@ -761,6 +784,8 @@ class VolumeService(ServiceBase):
         first, last = offset // sio.MiB // p.segment_mib, (offset + length - 1) // sio.MiB // p.segment_mib
         if write:
             _writable(v)
+        elif v.state == "creating":
+            raise ConflictError(f"volume {name!r} is a snapshot still being copied")
         if allocate:
             first_mib = first * p.segment_mib
             self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
@@ -782,7 +807,8 @@ class VolumeService(ServiceBase):
             lost = [i for i in range(first, last + 1) if not reps.get(i)]
             if lost:
                 raise ConflictError(f"volume {name!r}: segment {lost[0]} has no live replica (lost)")
-        return _DataPlan(v.id, p.id, p.generation, v.size_mib * sio.MiB, p.segment_mib, dict(reps),
+        return _DataPlan(v.id, p.id, p.generation, v.size_mib * sio.MiB, p.segment_mib, p.chunk_mib * sio.MiB,
+                         dict(reps),
                          v.state not in ("snapshot", "failed"), covers)
 
     def _fail_devices(self, s: Session, dead: set[int]) -> None:
@@ -810,17 +836,20 @@ class VolumeService(ServiceBase):
 
     def snapshot(self, project: str, name: str, snapshot: str) -> VolumeRecord:
         """A read-only full copy of the volume's written segments, as a volume of its own (state
-        `snapshot`) placed by straw2 like any volume, its space checked like a new volume's; the
-        data path copies the bytes (not copy-on-write: the copy takes its own space)."""
+        `snapshot`) placed by straw2 like any volume, its space checked like a new volume's (not
+        copy-on-write: the copy takes its own space). With byte-holding devices the bytes are
+        copied outside any transaction while the snapshot is `creating`, then one transaction
+        holding the pool's lock copies what changed since and makes it the source as of then
+        (services/volume_copy.py)."""
         check_name("snapshot", snapshot)
 
-        def tx(s: Session) -> VolumeRecord:
+        def tx(s: Session) -> tuple[VolumeRecord, int, int]:
             v = self._volume(s, project, name)
             p = self._lock_id(s, v.pool_id)
             if s.scalars(select(VolumeRow.id).filter_by(project_id=v.project_id, name=snapshot)).first():
                 raise ConflictError(f"volume {snapshot!r} already exists in project {project!r}")
-            if v.state == "failed":
-                raise ConflictError(f"volume {name!r} lost data (state failed)")
+            if v.state in ("failed", "creating"):
+                raise ConflictError(f"volume {name!r} is {v.state}: it cannot be snapshotted")
             segs = sorted(set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=v.id))))
             st = _PoolState(s, p)
             st.check_domains(v.klass, v.replicas)
@@ -829,19 +858,71 @@ class VolumeService(ServiceBase):
             why = sp.check(v.size_mib * v.replicas, v.thin) or sp.check_write(written if v.thin else 0)
             if why:
                 raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted)")
+            keeps = any(d.path is not None for d in st.devices.values())
             snap = VolumeRow(project_id=v.project_id, name=snapshot, pool_id=p.id, size_mib=v.size_mib,
-                             thin=v.thin, klass=v.klass, replicas=v.replicas, state="snapshot",
+                             thin=v.thin, klass=v.klass, replicas=v.replicas,
+                             state="creating" if keeps and segs else "snapshot",
                              last_access=datetime.now(UTC), snapshot_of=v.id)
             s.add(snap)
             s.flush()
             self._place(s, st, snap, segs)
-            self._copy_bytes(s, p, v, snap, segs)
-            ServiceBase._event(s, "volume.snapshot", f"volume/{project}/{snapshot}",
-                               f"snapshot {snapshot} of volume {name} ({len(segs)} segments)",
-                               project=project)
+            if snap.state == "snapshot":
+                self._snapshot_event(s, project, name, snapshot, len(segs))
+            return self._volume_records(s, [snap])[0], v.id, snap.id
+
+        rec, src_id, snap_id = self._write(tx)
+        if rec.state != "creating":
+            return rec
+        cp = self._read(lambda s: self._snapshot_copy(s, src_id, snap_id, snapshot))
+        done = vcopy.precopy(cp)  # outside any transaction
+
+        def finish(s: Session) -> VolumeRecord:
+            src, snap = self._snapshot_rows(s, src_id, snap_id, name, snapshot)
+            p = self._lock_id(s, snap.pool_id)
+            vcopy.catch_up(vcopy.plan(s, p, src, snap, _chunks), done)  # what changed meanwhile
+            snap.state = "snapshot"
+            self._snapshot_event(s, project, name, snapshot, len(cp.segments))
             return self._volume_records(s, [snap])[0]
 
-        return self._write(tx)
+        try:
+            return self._write(finish)
+        except PoolvisorError:
+            self._write(lambda s: self._drop_creating(s, snap_id))
+            raise
+
+    def _snapshot_copy(self, s: Session, src_id: int, snap_id: int, snapshot: str) -> vcopy.SnapshotCopy:
+        src, snap = self._snapshot_rows(s, src_id, snap_id, "?", snapshot)
+        p = s.get(StoragePoolRow, snap.pool_id)
+        assert p is not None
+        return vcopy.plan(s, p, src, snap, _chunks)
+
+    @staticmethod
+    def _snapshot_rows(s: Session, src_id: int, snap_id: int, name: str, snapshot: str
+                       ) -> tuple[VolumeRow, VolumeRow]:
+        """The source and the snapshot being created; 409 when either went or moved meanwhile."""
+        src, snap = s.get(VolumeRow, src_id), s.get(VolumeRow, snap_id)
+        if snap is None or snap.state != "creating":
+            raise ConflictError(f"snapshot {snapshot!r} was deleted while its bytes were being copied")
+        if src is None or src.pool_id != snap.pool_id:
+            raise ConflictError(f"volume {name!r} was deleted or migrated while snapshot {snapshot!r} was "
+                                "being copied; the snapshot was dropped")
+        return src, snap
+
+    def _drop_creating(self, s: Session, snap_id: int) -> None:
+        """A snapshot that could not be finished: its rows go, and the objects copied for it."""
+        snap = s.get(VolumeRow, snap_id)
+        if snap is None or snap.state != "creating":
+            return
+        p = self._lock_id(s, snap.pool_id)
+        s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == snap.id))
+        s.delete(snap)
+        s.flush()
+        collect_in(s, p)
+
+    @staticmethod
+    def _snapshot_event(s: Session, project: str, name: str, snapshot: str, segments: int) -> None:
+        ServiceBase._event(s, "volume.snapshot", f"volume/{project}/{snapshot}",
+                           f"snapshot {snapshot} of volume {name} ({segments} segments)", project=project)
 
     # ---- attachments -------------------------------------------------------------------------
     def attach(self, project: str, name: str, workload: str) -> VolumeRecord:
@@ -1274,7 +1355,8 @@ class VolumeService(ServiceBase):
             oversubscription=p.oversubscription,
             provisioned_ratio=sp.provisioned / sp.capacity if sp.capacity else 0.0, fragmentation=frag)
         return StoragePoolRecord(p.name, p.replicas, p.oversubscription, p.segment_mib, p.access,
-                                 cp.name if cp else None, int(nvol), devs, space, under, as_utc(p.created_at))
+                                 cp.name if cp else None, int(nvol), devs, space, under, as_utc(p.created_at),
+                                 p.chunk_mib)
 
     @staticmethod
     def _device_records(s: Session, p: StoragePoolRow, devs: list[StorageDeviceRow],

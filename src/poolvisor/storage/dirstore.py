@@ -1,7 +1,7 @@
 """The `dir` storage backend: devices are directories, volumes are chunked into replicated objects.
 
 Each chunk of a volume is an object placed by straw2 (`policies.storage.placement`) on R devices
-of distinct failure domains. A write is two-phase on every replica (prepare: write + fsync a
+of distinct failure domains. A write is two-phase on every replica (prepare: write + fdatasync a
 temporary file; commit: rename + fsync the directory) and is acknowledged only when every live
 replica has committed. A device that fails during prepare is marked failed and the chunk is
 re-placed without it; reads verify the sha256 and fall back to another replica.

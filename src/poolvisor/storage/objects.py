@@ -1,8 +1,10 @@
 """One replica of one object on one device: a file with a header (generation, length, sha256).
 
-Writes are two-phase: `prepare` writes and fsyncs `<name>.<gen>.tmp`, `commit` renames it over
-the object and fsyncs the directory. Any OSError means the device is gone (its directory was
-removed or renamed, the disk failed): callers mark the device failed.
+Writes are two-phase: `prepare` writes and fdatasyncs `<name>.<gen>.tmp` (data and the size it
+needs to be read back: a new file has no other metadata worth a journal write), `commit` renames
+it over the object, and the caller fsyncs the directory once per write. Any OSError means the
+device is gone (its directory was removed or renamed, the disk failed): callers mark the device
+failed.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
-    """Phase 1: write and fsync the replica under a temporary name; returns that name."""
+    """Phase 1: write and fdatasync the replica under a temporary name; returns that name."""
     tmp = object_path(device, volume, chunk).with_suffix(f".{gen}.tmp")
     header = HEADER.pack(MAGIC, 1, gen, len(data), sha).ljust(HEADER_SIZE, b"\0")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -72,7 +74,7 @@ def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memor
         n = os.writev(fd, [header, view])
         while n < total:  # short write: finish it
             n += os.write(fd, header[n:]) if n < HEADER_SIZE else os.write(fd, view[n - HEADER_SIZE:])
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
     return tmp

@@ -1,8 +1,9 @@
 """Volume bytes on `dir` devices under the store's placement (services/volumes.py decides where).
 
 The same checksummed object format and two-phase write as the `dir` backend (objects.py): a
-volume's data is cut into CHUNK-sized objects, each replicated on the devices the store placed
-its segment on. A write prepares every chunk on every replica (write + fsync a temporary file),
+volume's data is cut into objects of its pool's chunk size (callers pass chunk indices and the
+bytes; a chunk never straddles a segment), each replicated on the devices the store placed its
+segment on. A write prepares every chunk on every replica (write + fsync a temporary file),
 then commits (rename + fsync the directory); a device that raises OSError is dead. Reads verify
 the checksum and take the newest valid replica. Nothing here touches the database: the callers
 hold the placement and decide what a dead device means.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,6 @@ from pathlib import Path
 from poolvisor.storage import objects as ob
 
 MiB = 1 << 20
-CHUNK = MiB  # a chunk never straddles segments: segments are whole MiB
 MARKER = ".poolvisor-device"
 
 
@@ -70,14 +70,17 @@ def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview
 Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
 
 
-def write(volume: str, chunks: Chunks, gen: int) -> set[int]:
+def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None] | None = None) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
     Prepare everywhere first (a chunk's replicas start as soon as its checksum is known, so
-    hashing overlaps the writes and fsyncs of the chunks before it); if any device failed, abort
-    every prepared file (nothing changed) and return the dead. Else commit everywhere; a device
-    dying during commit is returned too (the replicas that did commit hold the new generation,
-    the rest the old one)."""
+    hashing overlaps the writes and fdatasyncs of the chunks before it); if any device failed,
+    abort every prepared file (nothing changed) and return the dead. Else commit everywhere: the
+    renames, then one directory fsync per device, in parallel; a device dying during commit is
+    returned too (the replicas that did commit hold the new generation, the rest the old one).
+    `during_sync` (the caller's commit point) runs once every rename is done, while the
+    directory fsyncs are in flight, and only when no device failed so far: the write returns
+    (is acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
     def hash_then_submit(c: int) -> list[tuple[Replica, int, Future[Path]]]:
         data, reps = chunks[c]
         sha = ob.digest(data)
@@ -104,12 +107,17 @@ def write(volume: str, chunks: Chunks, gen: int) -> set[int]:
             dirs[r.device_id] = r
         except OSError:
             dead.add(r.device_id)
-    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume)) for r in dirs.values()]
-    for r, sync in syncs:
-        try:
-            sync.result()
-        except OSError:
-            dead.add(r.device_id)
+    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume))
+             for r in dirs.values() if r.device_id not in dead]
+    try:
+        if during_sync is not None and not dead:
+            during_sync()
+    finally:
+        for r, sync in syncs:  # every directory fsync is waited for, whatever the commit point said
+            try:
+                sync.result()
+            except OSError:
+                dead.add(r.device_id)
     return dead
 
 
@@ -182,6 +190,59 @@ def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Rep
     if n:
         ob.fsync_dir(target.path / "objects" / dst)
     return n
+
+
+def newest_gen(volume: str, chunk: int, reps: list[Replica]) -> int | None:
+    """The newest generation any replica's header holds for the chunk (None: none holds it);
+    a dead replica is skipped (header reads: for deciding what to copy, never for serving bytes)."""
+    newest = None
+    for r in reps:
+        try:
+            g = ob.read_gen(r.path, volume, chunk)
+        except OSError:
+            continue
+        if g is not None and (newest is None or g > newest):
+            newest = g
+    return newest
+
+
+def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
+                   parts: list[tuple[int, list[Replica]]], targets: list[Replica],
+                   to_volume: str | None = None) -> tuple[int, tuple[int | None, ...]]:
+    """Write chunk `chunk` (the volume's bytes [a, b)) to every target, assembled from the newest
+    valid replica of each source chunk in `parts` (objects of `src_chunk` bytes; one absent or
+    short reads as zeros), under the newest of their generations. Returns the bytes written per
+    target (0 and nothing written when no source chunk exists) and the source chunks'
+    generations (what a later catch-up compares). The copy is `to_volume`'s chunk (default: the
+    same volume's). OSError when a target cannot be written."""
+    reads = [(k, read(volume, k, reps)[0]) for k, reps in parts]
+    gens = tuple(rep.gen if rep is not None else None for _, rep in reads)
+    present = [g for g in gens if g is not None]
+    if not present:
+        return 0, gens
+    only = reads[0][1] if len(reads) == 1 else None
+    if only is not None and reads[0][0] * src_chunk == a and len(only.data) == b - a:
+        data = only.data  # the same object layout: the bytes as they are
+    else:
+        buf = bytearray(b - a)
+        for k, rep in reads:
+            if rep is None:
+                continue
+            lo = k * src_chunk
+            x, y = max(a, lo), min(b, lo + src_chunk)
+            piece = rep.data[x - lo:y - lo]
+            buf[x - a:x - a + len(piece)] = piece
+        data = bytes(buf)
+    sha, gen, dst = ob.digest(data), max(present), to_volume or volume
+
+    def put(t: Replica) -> None:
+        ob.ensure_volume_dir(t.path, dst)
+        ob.commit(t.path, dst, chunk, ob.prepare(t.path, dst, chunk, gen, data, sha))
+        ob.fsync_dir(t.path / "objects" / dst)
+
+    for f in [_io.submit(put, t) for t in targets]:
+        f.result()
+    return len(data), gens
 
 
 def behind(volume: str, chunk: int, sources: list[Replica], target: Replica) -> bool:

@@ -437,7 +437,10 @@ class StoragePoolRow(Base):
     `access` says which hosts reach it: "network" (every host) or "local" (only hosts holding a
     device of the pool), in both cases only hosts of compute pool `compute_pool_id` when set. Space is
     handed out in MiB units; a volume is cut into `segment_mib` segments, each placed on `replicas`
-    devices of distinct failure domains (straw2). `generation` is bumped by every placement change."""
+    devices of distinct failure domains (straw2). On byte-holding devices a segment's data is stored
+as objects of `chunk_mib` (a divisor of `segment_mib`): 4 MiB for new pools, 1 MiB for pools
+created before revision 0016 (their objects stay readable). `generation` is bumped by every
+placement change."""
 
     __tablename__ = "storage_pools"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -445,6 +448,7 @@ class StoragePoolRow(Base):
     replicas: Mapped[int] = mapped_column(Integer, default=3)
     oversubscription: Mapped[float] = mapped_column(Float, default=1.0)
     segment_mib: Mapped[int] = mapped_column(Integer, default=1024)
+    chunk_mib: Mapped[int] = mapped_column(Integer, default=4, server_default="1")
     access: Mapped[str] = mapped_column(String(16), default="network")
     compute_pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id"), nullable=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)

@@ -57,7 +57,8 @@ def list_storage_pools(svc: SvcDep, _: Who) -> list[StoragePoolOut]:
 def create_storage_pool(body: StoragePoolCreate, svc: SvcDep, _: Admin) -> StoragePoolOut:
     return StoragePoolOut.model_validate(svc.volumes.create_pool(
         body.name, replicas=body.replicas, oversubscription=body.oversubscription,
-        segment_mib=body.segment_mib, access=body.access, compute_pool=body.compute_pool))
+        segment_mib=body.segment_mib, access=body.access, compute_pool=body.compute_pool,
+        chunk_mib=body.chunk_mib))
 
 
 @router.get("/v1/storage-pools/{name}", response_model=StoragePoolOut, responses=errors(401, 404, 422, 503))
