@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= 20
 DEMO_VMS ?= 40
 
-.PHONY: install run test lint typecheck unit bench clean
+.PHONY: install run test test-all lint typecheck unit unit-all bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,17 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# the default run leaves out the tests marked slow (whole-day trace replays, 60 s load runs);
+# each has a bounded sibling that runs here. `make test-all` runs everything.
 unit: install
+	$(BIN)/pytest -q -m "not slow" --durations=25
+
+unit-all: install
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+test-all: lint typecheck unit-all
 
 bench: install
 	$(BIN)/poolvisor bench placement --hosts 100000 --requests 100000

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer.main
+import typer.testing
 
 from realenv import require_real  # noqa: F401  (its own module: sub-conftests import it too)
 
@@ -39,3 +41,22 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
 
 # PostgreSQL fixtures (pg_server, pg_url) shared by every area's tests.
 from pg import pg_server, pg_url  # noqa: E402, F401
+
+# In-process CLI runs (`app(argv)`, `run_app(app, argv)`, typer's CliRunner) rebuild Click's whole
+# command tree from the Typer app on every call (typer.main.get_command: signatures and type hints
+# of ~150 commands, ~0.3 s; some modules run the CLI hundreds of times). The installed `poolvisor`
+# builds it once per process; build it once per app here too. The tree is the same object the
+# call would have built (apps are complete before their first run; a new app gets its own tree).
+_BUILD_COMMAND = typer.main.get_command
+_COMMANDS: dict[int, tuple[object, object]] = {}
+
+
+def _command_once(app: typer.Typer) -> object:
+    hit = _COMMANDS.get(id(app))
+    if hit is None or hit[0] is not app:  # (the app is kept alive with its tree: ids are not reused)
+        hit = _COMMANDS[id(app)] = (app, _BUILD_COMMAND(app))
+    return hit[1]
+
+
+typer.main.get_command = _command_once  # type: ignore[assignment]
+typer.testing._get_command = _command_once  # type: ignore[attr-defined]

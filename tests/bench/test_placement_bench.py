@@ -48,6 +48,8 @@ def test_cli_json_run_is_consistent_and_exact(capsys: pytest.CaptureFixture[str]
     assert idx["tree"] > 1400  # the index, not a scan, decided nearly everything
     # the served path (create_workload's decision function) chose the same hosts, from the index
     assert res["served_mismatches"] == 0 and res["served_per_s"] > 0 and res["served_per_cpu_s"] > 0
+    cpu_us = 1e6 * res["served_cpu_seconds"] / 1500
+    assert res["us_cpu_per_served"] == pytest.approx(cpu_us, rel=0.02, abs=0.02)
     served = res["served_index"]
     assert served["tree"] + served["row_scan"] + served["full_scan"] == 1500 and served["tree"] > 1400
     assert res["served_full_explanations"] == res["unplaced"]

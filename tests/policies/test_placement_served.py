@@ -248,6 +248,27 @@ def test_member_hosts_follow_the_change_log(monkeypatch: pytest.MonkeyPatch) -> 
     assert np.sort(mh.in_domains(domains, taken)).tolist() == np.flatnonzero(np.isin(domains, taken)).tolist()
 
 
+def test_member_hosts_of_a_group_seen_before_its_first_member_need_no_full_pass() -> None:
+    """A group marked absent (no members yet) is listed from the change log alone; when the
+    state's group dict was replaced meanwhile (recount), one full pass answers instead."""
+    from poolvisor.policies.placement import members as m
+    n = 50
+    owner: dict[str, np.ndarray] = {}
+    mh = m.MemberHosts()
+    mh.absent("g", owner)
+    owner["g"] = counts = np.zeros(n, dtype=np.int32)
+    counts[[3, 17]] = 1
+    mh.changed([3, 17, 9])
+    assert np.sort(mh.hosts("g", counts, n, owner)).tolist() == [3, 17]
+    mh.absent("h", owner)
+    fresh = {"h": np.zeros(n, dtype=np.int32)}  # recount: a new dict, members set without a log
+    fresh["h"][[5, 40]] = 1
+    assert np.sort(mh.hosts("h", fresh["h"], n, fresh)).tolist() == [5, 40]
+    mh.absent("k", owner)  # a dict not given: never trusted
+    owner["k"] = np.ones(n, dtype=np.int32)
+    assert mh.hosts("k", owner["k"], n).size == n
+
+
 def gpu_grid(plain: int, gpu: int) -> ClusterState:
     s = ClusterState(("vcpu", "memory_mib", "gpu"))
     for i in range(plain):
@@ -291,3 +312,20 @@ def test_ordinary_requests_stay_on_the_tree_while_gpus_are_free(jit: bool) -> No
     gpu = Request("gpu", s.resources.vector({"vcpu": 1, "memory_mib": 1024, "gpu": 1}))
     got, want = decide(placer, gpu), place(s, gpu)  # uses the GPU: no spare row, the tree answers
     assert got.explanation.path == "index" and got.explanation.top == want.explanation.top
+
+
+def test_fast_explanation_constructors_build_the_same_frozen_objects() -> None:
+    """explain.candidate/filter_report/explanation/decision (the served path's constructors) give
+    instances equal to, and as frozen as, those the dataclasses' own __init__ gives."""
+    from dataclasses import FrozenInstanceError
+
+    from poolvisor.policies.placement import explain as ex
+    c, c0 = ex.candidate("h1", 0.5, {"best-fit": 0.25}), ex.Candidate("h1", 0.5, {"best-fit": 0.25})
+    f, f0 = ex.filter_report("affinity", 2, {"x": 2}, 7), ex.FilterReport("affinity", 2, {"x": 2}, 7)
+    e = ex.explanation(9, [f], 7, [c], "rule", "summary", "index")
+    e0 = ex.Explanation(9, [f0], 7, [c0], "rule", detail="summary", path="index")
+    d, d0 = ex.decision("w", "h1", 1, e), ex.Decision("w", "h1", 1, e0)
+    assert (c, f, e, d) == (c0, f0, e0, d0) and repr(d) == repr(d0) and d.to_dict() == d0.to_dict()
+    for obj, field in ((c, "score"), (f, "rejected"), (e, "candidates"), (d, "host")):
+        with pytest.raises(FrozenInstanceError):
+            setattr(obj, field, None)

@@ -13,7 +13,7 @@ from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.services import Services, volumes
-from poolvisor.store.rows import StorageDeviceRow, VolumeRow, VolumeSegmentRow
+from poolvisor.store.rows import StorageDeviceRow, VolumeRow, VolumeSegmentRow, WorkloadRow
 
 
 def _pool(s: Services, devices: int = 6, domains: int = 3, cap: int = 100_000, **kw: object) -> None:
@@ -212,6 +212,12 @@ def test_attach_checks_project_host_and_reach(svc: Services) -> None:
     with pytest.raises(NotFoundError, match="workload 'vm' not found in project 'elsewhere'"):
         svc.volumes.attach("elsewhere", "ev", "vm")
     assert svc.volumes.detach("demo", "lv").state == "available"
+    svc.ctx.write(lambda s: s.execute(update(WorkloadRow).where(WorkloadRow.name == "vm").values(
+        state="deleting")))  # a delete has marked it: a disk attached now would miss its copy-back
+    with pytest.raises(ConflictError, match="'vm' is being deleted"):
+        svc.volumes.attach("demo", "lv", "vm")
+    svc.ctx.write(lambda s: s.execute(update(WorkloadRow).where(WorkloadRow.name == "vm").values(
+        state="running")))
     svc.volumes.attach("demo", "lv", "vm")
     svc.memory.set_reservation("demo", "vm", 512)
     svc.workloads.delete_workload("demo", "vm")  # its volumes are detached with it, its reservation goes

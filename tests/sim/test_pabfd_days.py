@@ -1,11 +1,13 @@
 """The numpy PABFD definition and the compiled kernel give the same shipped PlanetLab days, bit for
 bit: same initial placement, same migrations (time, VM, source, target), same energy frames and
 metrics: every shipped day in the CloudSim-compatible mode, and the first day in the default mode
-(whose numpy IQR/MAD runs take ~15 s each). Marked slow (the numpy path replays whole days)."""
+(whose numpy IQR/MAD runs take ~15 s each). Marked slow (the numpy path replays whole days); the
+default run compares the first hour of 20110303 at full scale, every policy in both modes."""
 
 from __future__ import annotations
 
 import pytest
+from planetlab_slice import run_slice
 
 from conftest import require_shared_data
 from poolvisor.policies.balancing import kernels
@@ -33,3 +35,23 @@ def test_numpy_definition_and_compiled_kernel_replay_the_same_day(
     assert compiled.debug["energy_frames"] == numpy.debug["energy_frames"]
     compiled.metrics.pop("wall_s"), numpy.metrics.pop("wall_s")
     assert compiled.metrics == numpy.metrics
+
+
+@pytest.mark.parametrize("compat", ["cloudsim", None])
+@pytest.mark.parametrize("policy", POLICIES)
+def test_numpy_definition_and_compiled_kernel_replay_the_same_first_hour(
+    policy: str, compat: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bounded sibling (run by default): the first hour of 20110303 at full scale (800 hosts)."""
+    if not kernels.available():
+        pytest.skip("numba not installed (optional 'fast' extra): only the numpy definition exists")
+    name, _, par = policy.rpartition("-")
+    compiled, cres = run_slice(DAYS[0], 1.0, name, float(par), compat=compat == "cloudsim", record=True)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    numpy, nres = run_slice(DAYS[0], 1.0, name, float(par), compat=compat == "cloudsim", record=True)
+    assert len(compiled.trace_migrations) > 500
+    assert (compiled.initial_hosts == numpy.initial_hosts).all()
+    assert compiled.trace_migrations == numpy.trace_migrations
+    assert compiled.trace_frames == numpy.trace_frames
+    cres.metrics.pop("wall_s"), nres.metrics.pop("wall_s")
+    assert cres.metrics == nres.metrics

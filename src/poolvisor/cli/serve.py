@@ -260,6 +260,7 @@ def serve(
     try:
         svc.store.start_checkpointer()  # SQLite: WAL checkpoints off the writers' path (store/engine.py)
         svc.store.start_group_commit()  # SQLite: concurrent creates/deletes share commits (store/group.py)
+        svc.workloads.start_batching()  # and concurrent creates are decided and claimed together
         for line in svc.repair.run():  # what died with an earlier process; the sweep does the rest
             typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:

@@ -142,6 +142,8 @@ class Services:
         return self.ctx.task_wakeup
 
     def close(self) -> None:
+        if self.workloads.batcher is not None:
+            self.workloads.batcher.stop()
         self.ctx.leases.close()
         self.ctx.store.close()
 

@@ -52,7 +52,15 @@ from poolvisor.services.records import (
 from poolvisor.services.tasks import IMAGE_KINDS, MIGRATE, TaskService, migration_task
 from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
 from poolvisor.store.retry import Stale, with_retry
-from poolvisor.store.rows import GroupRow, HostRow, PoolRow, ProjectRow, TaskRow, WorkloadRow
+from poolvisor.store.rows import (
+    GroupRow,
+    HostRow,
+    PoolRow,
+    ProjectRow,
+    TaskRow,
+    VolumeAttachmentRow,
+    WorkloadRow,
+)
 
 POLL_S = 0.2  # how often a running migration's progress is written into its task
 _W, _P, _H = (cast(Table, r.__table__) for r in (WorkloadRow, ProjectRow, HostRow))
@@ -61,6 +69,8 @@ _TO_DELETE = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.labe
               .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
 _TO_FINISH = select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id).where(
     _W.c.id == bindparam("w"))
+_VA = cast(Table, VolumeAttachmentRow.__table__)
+_HAS_VOLUMES = select(_VA.c.volume_id).where(_VA.c.workload_id == bindparam("w")).limit(1)
 _DELETE_WORKLOAD = delete(_W).where(_W.c.id == bindparam("w"))
 _MARK_DELETING = (update(_W).where(_W.c.id == bindparam("w"), _W.c.state == bindparam("before"))
                   .values(state=DELETING, updated_at=bindparam("now"), lease_owner=bindparam("lease_owner"),
@@ -82,7 +92,7 @@ class WorkloadLifecycle(ServiceBase):
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
         A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py)."""
 
-        def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str]:
+        def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str, bool]:
             conn = s.connection()  # prepared Core statements: this runs for every delete
             w = conn.execute(_TO_DELETE, {"p": project, "n": name}).first()
             if w is None:
@@ -95,13 +105,17 @@ class WorkloadLifecycle(ServiceBase):
             if r.rowcount != 1:
                 raise Stale()  # changed since it was read (another replica): Store.run reads again
             dw = DriverWorkload(f"{project}/{name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
-            return w.id, w.host, dw, w.state
+            # whether it has volumes, read here: most workloads have none, and looking for their
+            # disks in a read transaction of its own cost every delete a BEGIN and a COMMIT
+            volumes = conn.execute(_HAS_VOLUMES, {"w": w.id}).first() is not None
+            return w.id, w.host, dw, w.state, volumes
 
-        wid, host, dw, before = self.ctx.write(mark, grouped=True)  # may share a commit (store/group.py)
+        wid, host, dw, before, volumes = self.ctx.write(mark, grouped=True)  # may share a commit (group.py)
         with self.leases.hold([wid]):
             if host is not None:
                 try:
-                    self.release_disks(wid, before)
+                    if volumes:
+                        self.release_disks(wid, before)
                     self.drivers.lifecycle(host).delete(host, dw)
                 except PoolvisorError:  # the driver, or a volume that could not take its bytes back
                     self._write(lambda s: self.restore_state(s, wid, DELETING, before))

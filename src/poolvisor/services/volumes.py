@@ -44,7 +44,7 @@ from poolvisor.policies.storage.tiering import demotions
 from poolvisor.services import volume_copy as vcopy
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
-from poolvisor.services.records import HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
+from poolvisor.services.records import DELETING, HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
 from poolvisor.services.volume_disks import DiskTarget, disk_target, plug, unplug
@@ -942,6 +942,8 @@ class VolumeService(ServiceBase):
             _writable(v)
             if w.host_id is None or w.state not in HOLDING_STATES:
                 raise ConflictError(f"workload {workload!r} is not on a host (state {w.state})")
+            if w.state == DELETING:  # its delete copies back only the disks attached when it began
+                raise ConflictError(f"workload {workload!r} is being deleted")
             host = s.get(HostRow, w.host_id)
             assert host is not None
             why = self._unreachable(s, p, host)

@@ -45,6 +45,7 @@ from poolvisor.policies.preemption import DEFAULT_CLASS, PRIORITY_CLASSES
 from poolvisor.services import ledger, quotas
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
+from poolvisor.services.claim_batch import ClaimBatcher
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.gpus import check_gpu_demand, workload_shares
@@ -144,6 +145,15 @@ class WorkloadService(ServiceBase):
 
         self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
         self.preemption = PreemptionService(ctx)
+        self.batcher: ClaimBatcher | None = None  # concurrent creates claimed together (claim_batch.py)
+
+    def start_batching(self) -> bool:
+        """Decide and claim concurrent creates in batches (services/claim_batch.py); only where
+        writes are serialized through group commit (SQLite in `serve`). False when it does not apply."""
+        if self.batcher is not None or not self.ctx.store.groups_writes:
+            return False
+        self.batcher = ClaimBatcher(self)
+        return True
 
     def create_workload(self, project: str, name: str, *, flavor: str | None = None,
                         demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
@@ -217,6 +227,11 @@ class WorkloadService(ServiceBase):
                                   plan.decision.host if plan is not None else decision.host, spec.demand,
                                   priority, group, datetime.now(UTC), expl, priority_class=priority_class,
                                   resources=spec.resource_spec)
+
+        if self.batcher is not None and group is None and not nets and host is None:
+            batched = self.batcher.place(resolve_in, explain=explain)  # None: not for a batch, alone below
+            if batched is not None:
+                return self._confirm_create(batched[0], batched[1], batched[2], None)
 
         def step() -> tuple[_Spec, int, str, int | None, tuple[Victim, ...]]:
             """Resolve, decide and claim; Stale (the host or group changed since) does it again."""

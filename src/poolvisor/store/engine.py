@@ -227,6 +227,11 @@ class Store:
                           conflict="too many concurrent changes; the request was not applied, retry it",
                           first_s=0.002, cap_s=0.2)
 
+    @property
+    def groups_writes(self) -> bool:
+        """Grouped writes share transactions (group commit started)."""
+        return self._group is not None
+
     def start_group_commit(self) -> bool:
         """SQLite: hand grouped writes to one writer thread that commits them together (group.py).
         On SQLite this process's writers are serialized anyway (`_writer`), so a group costs no

@@ -102,9 +102,10 @@ def create_workload(
         return WorkloadOut.model_validate(rec)
     rec = svc.workloads.create_workload(project, body.name, dry_run=dry_run, explain=explain == "full",
                                         create_project=create_project, **placement)
-    if dry_run:
-        response.status_code = 200
-    return WorkloadOut.model_validate(rec)
+    # validated once, into the declared model, and serialized as FastAPI would (by alias): a
+    # Response passes through as is, where a model would be validated and dumped a second time
+    return Response(WorkloadOut.model_validate(rec).model_dump_json(by_alias=True),  # type: ignore[return-value]
+                    status_code=200 if dry_run else 201, media_type="application/json")
 
 
 @router.post(

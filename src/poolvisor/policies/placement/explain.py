@@ -70,3 +70,62 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return {"request": self.request, "host": self.host, "explanation": self.explanation.to_dict()}
+
+
+# Served decisions build several of these per request; a frozen dataclass's __init__ sets each
+# field through object.__setattr__, about twice what the slot descriptors below cost. Same class,
+# same fields: equal to (and indistinguishable from) instances made by __init__.
+_new = object.__new__
+
+
+def _setters(cls: type, *names: str) -> tuple[Any, ...]:
+    return tuple(vars(cls)[n].__set__ for n in names)
+
+
+_c_host, _c_score, _c_scores = _setters(Candidate, "host", "score", "scores")
+_f_filter, _f_rejected, _f_reasons, _f_remaining = _setters(FilterReport, "filter", "rejected", "reasons",
+                                                            "remaining")
+_e_set = _setters(Explanation, "hosts_considered", "filters", "candidates", "top", "rule", "detail", "path")
+
+
+def candidate(host: str, score: float, scores: dict[str, float]) -> Candidate:
+    """Candidate(host, score, scores), built faster (see above)."""
+    c = _new(Candidate)
+    _c_host(c, host)
+    _c_score(c, score)
+    _c_scores(c, scores)
+    return c
+
+
+def filter_report(name: str, rejected: int, reasons: dict[str, int], remaining: int) -> FilterReport:
+    """FilterReport(name, rejected, reasons, remaining), built faster (see above)."""
+    f = _new(FilterReport)
+    _f_filter(f, name)
+    _f_rejected(f, rejected)
+    _f_reasons(f, reasons)
+    _f_remaining(f, remaining)
+    return f
+
+
+def explanation(hosts_considered: int, filters: list[FilterReport], candidates: int, top: list[Candidate],
+                rule: str, detail: str, path: str) -> Explanation:
+    """Explanation(...) with every field given, built faster (see above)."""
+    e = _new(Explanation)
+    s0, s1, s2, s3, s4, s5, s6 = _e_set
+    s0(e, hosts_considered)
+    s1(e, filters)
+    s2(e, candidates)
+    s3(e, top)
+    s4(e, rule)
+    s5(e, detail)
+    s6(e, path)
+    return e
+
+
+def decision(request: str, host: str | None, host_index: int | None, expl: Explanation) -> Decision:
+    """Decision(...), built faster (its fields straight into the instance dict)."""
+    d = _new(Decision)
+    fields = d.__dict__
+    fields["request"], fields["host"] = request, host
+    fields["host_index"], fields["explanation"] = host_index, expl
+    return d

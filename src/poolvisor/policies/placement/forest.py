@@ -8,7 +8,8 @@ height 2 with B ~ sqrt(H/16): at 100k hosts an update re-reduces one (rows, 80) 
 arithmetic, depth 2 is cheaper than a binary tree's 17 levels. Leaves are stored block-major,
 (block, row, offset), so refreshing host h in every row writes and re-reduces one contiguous
 (rows, B) tile whatever the number of rows. "First leaf >= thr" gives the lowest-index argmax
-that the placement pipeline's tie-break asks for.
+that the placement pipeline's tie-break asks for. Level 2 (max and min per group of ~sqrt(n1)
+blocks) lets the compiled served ranking find a row's extremes without a pass over every block.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def default_fanout(n_hosts: int) -> int:
 
 
 class MaxForest:
+    l0: np.ndarray
+    l1x: np.ndarray
+    l2x: np.ndarray
+    count: np.ndarray
+
     def __init__(self, n_hosts: int, rows: int, fanout: int | None = None):
         b = fanout or default_fanout(n_hosts)
         if b < 2:
@@ -42,25 +48,50 @@ class MaxForest:
         self.fanout = b
         self.n = n_hosts
         self.n1 = max(1, -(-n_hosts // b))
-        self.rows = rows
-        self.l0 = np.full((self.n1, rows, b), NEG)
-        self.l1 = np.full((rows, self.n1), NEG)
-        self.l1min = np.full((rows, self.n1), POS)
-        self.count = np.zeros(rows, dtype=np.int64)
+        # level 2 (for the compiled served ranking): the max and min of groups of fanout2 blocks,
+        # so a row's extremes are a pass over ~sqrt(n1) values instead of n1
+        self.fanout2 = max(2, math.isqrt(self.n1))
+        self.n2 = -(-self.n1 // self.fanout2)
+        self._starts = np.arange(0, self.n1, self.fanout2)
+        self.rows = 0
+        self._alloc(rows)
+
+    def _alloc(self, rows: int) -> None:
+        """Arrays for `rows` rows, the first self.rows copied from the current ones. Level 1 and 2
+        keep max and min in one array each (l1x = [l1, l1min], l2x = [l2, l2min]): the compiled
+        kernels then take half as many arguments."""
+        old = self.rows
+        l0 = np.full((self.n1, rows, self.fanout), NEG)
+        l1x = np.empty((2, rows, self.n1))
+        l1x[0], l1x[1] = NEG, POS
+        l2x = np.empty((2, rows, self.n2))
+        l2x[0], l2x[1] = NEG, POS
+        count = np.zeros(rows, dtype=np.int64)
+        if old:
+            l0[:, :old] = self.l0
+            l1x[:, :old] = self.l1x
+            l2x[:, :old] = self.l2x
+            count[:old] = self.count
+        self.l0, self.l1x, self.l2x, self.count, self.rows = l0, l1x, l2x, count, rows
+        self.l1, self.l1min = l1x[0], l1x[1]
+        self.l2, self.l2min = l2x[0], l2x[1]
 
     def grow_rows(self, rows: int) -> None:
         """More rows (classes); existing rows keep their values."""
-        if rows <= self.rows:
+        if rows > self.rows:
+            self._alloc(rows)
+
+    def _level2(self, rows: slice | int, blocks: np.ndarray | None = None) -> None:
+        """Level 2 of `rows` from level 1 (for the groups holding `blocks`; all when None).
+        Exclusions leave it as it was: they last one query and restore level 1 exactly."""
+        if blocks is None:
+            self.l2[rows] = np.maximum.reduceat(self.l1[rows], self._starts, axis=-1)
+            self.l2min[rows] = np.minimum.reduceat(self.l1min[rows], self._starts, axis=-1)
             return
-        l0 = np.full((self.n1, rows, self.fanout), NEG)
-        l0[:, : self.rows] = self.l0
-        l1 = np.full((rows, self.n1), NEG)
-        l1[: self.rows] = self.l1
-        l1min = np.full((rows, self.n1), POS)
-        l1min[: self.rows] = self.l1min
-        count = np.zeros(rows, dtype=np.int64)
-        count[: self.rows] = self.count
-        self.l0, self.l1, self.l1min, self.count, self.rows = l0, l1, l1min, count, rows
+        for j in np.unique(blocks // self.fanout2).tolist():
+            part = slice(j * self.fanout2, (j + 1) * self.fanout2)
+            self.l2[rows, j] = self.l1[rows, part].max(axis=-1)
+            self.l2min[rows, j] = self.l1min[rows, part].min(axis=-1)
 
     def row(self, t: int) -> np.ndarray:
         """Row t's leaves for hosts 0..n-1 (a copy)."""
@@ -78,6 +109,7 @@ class MaxForest:
         self.l1[t] = self.l0[:, t, :].max(axis=1)
         self.l1min[t] = candidate_min(self.l0[:, t, :], 1)
         self.count[t] = np.count_nonzero(full != NEG)
+        self._level2(t)
 
     def set_host(self, h: int, values: np.ndarray, rows: int) -> None:
         """Leaf h of rows [0, rows) := values (shape (rows,)); refreshes its block maximum."""
@@ -87,6 +119,7 @@ class MaxForest:
         tile[:, off] = values
         self.l1[:rows, blk] = tile.max(axis=1)
         self.l1min[:rows, blk] = candidate_min(tile, 1)
+        self._level2(slice(0, rows), np.array([blk]))
 
     def set_hosts(self, hosts: np.ndarray, values: np.ndarray, rows: int) -> None:
         """Leaves `hosts` (distinct) of rows [0, rows) := values (shape (rows, k))."""
@@ -98,6 +131,7 @@ class MaxForest:
         tiles = self.l0[blocks, :rows, :]
         self.l1[:rows, blocks] = tiles.max(axis=2).T
         self.l1min[:rows, blocks] = candidate_min(tiles, 2).T
+        self._level2(slice(0, rows), blocks)
 
     # ---- one-row queries and temporary exclusions --------------------------------------------
     def top(self, t: int) -> float:

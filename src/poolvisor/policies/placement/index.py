@@ -32,6 +32,7 @@ import bisect
 import weakref
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,7 @@ TOP_SLACK = 61  # hosts ranked beyond k before a ranking goes to the exact row s
 ROW_BUDGET_BYTES = 64 << 20
 JIT_REQUERIES = 16  # single exclusions tried by the compiled query before the bulk exclusion
 _Term = tuple[float, float | None]  # a scorer's weight and weighted constant (None: the primary)
+_LISTED = (GroupPolicy.ANTI_AFFINITY, GroupPolicy.DOMAIN_SPREAD)  # policies whose member hosts rank lists
 _UP = int(HostState.UP)  # comparing numpy ints with the IntEnum costs microseconds
 
 
@@ -137,11 +139,11 @@ class PlacementIndex:
         self.point_updates = point_updates  # up to this many changed hosts: one at a time
         self.jit = jit and kernels.available()
         if self.jit:
-            self._k_update, self._k_pick, self._k_top = kernels.update(), kernels.pick(), kernels.top()
-            self._k_spare, self._k_build = kernels.spare(), kernels.build_row()
+            self._k_update, self._k_pick = kernels.update(), kernels.pick()
+            self._k_build, self._k_rank = kernels.build_row(), kernels.rank()
         self._top_hosts, self._top_values = np.zeros(0, dtype=np.int64), np.zeros(0)
-        self._bounds, self._spare_out = np.zeros(2), np.zeros(2)
-        self._no_hosts, self._rejected = np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+        self._fout, self._iout = np.zeros(4), np.zeros(3, dtype=np.int64)  # kernels.served_rank's out
+        self._no_hosts = np.zeros(0, dtype=np.int64)
         self._requeries = np.zeros(1, dtype=np.int64)
         self._no_groups = np.zeros(1, dtype=np.int32)
         self._no_domains = np.zeros(1, dtype=bool)
@@ -253,6 +255,26 @@ class PlacementIndex:
         valid = self._demanded[None, : self.forest.rows] & self._patterns[:, None, :]
         self._valid = valid.astype(np.float64)
         self._scored = np.maximum(valid.sum(axis=2), 1).astype(np.float64)
+        self._leaf_args = self._kernel_args()
+
+    def _kernel_args(self) -> tuple[Any, ...]:
+        """The arguments kernels.leaf_update/row_build/served_rank take after (host or row, rows or
+        hosts), packed once: fetching ~30 attributes per call costs more than the update itself.
+        Renewed by _views (rows added, arrays grown) and by _leaf when the state's arrays moved."""
+        st, f, sp = self.state, self.forest, self.spare
+        return (st._allocated, st._state, st._max_count, st._count, self._check_state, self._check_count,
+                self._pattern_of, self._valid, self._cap_t, self._safe_t, self._demand, self._tol,
+                self._mask_t, self._low, self.plan.sign < 0, self._check_capacity, f.l0, f.l1x, f.l2x,
+                f.count, self._ptol, self._check_scarce, sp.l0, sp.l1x, sp.l2x, sp.count, f.fanout,
+                f.fanout2)
+
+    def _leaf(self) -> tuple[Any, ...]:
+        """_leaf_args, renewed if the state replaced an array it holds (growth)."""
+        a, st = self._leaf_args, self.state
+        if a[0] is not st._allocated or a[1] is not st._state or a[2] is not st._max_count \
+                or a[3] is not st._count:
+            a = self._leaf_args = self._kernel_args()
+        return a
 
     def _grow_slots(self, need: int) -> None:
         cap = self.forest.rows
@@ -311,11 +333,7 @@ class PlacementIndex:
         """Refresh leaf h in every row: the hot path after each allocation."""
         st, rows, f, sp = self.state, self._rows, self.forest, self.spare
         if self.jit:  # one compiled call; the state's private arrays avoid view creation
-            self._k_update(h, rows, st._allocated, st._state, st._max_count, st._count, self._check_state,
-                           self._check_count, self._pattern_of, self._valid, self._cap_t,
-                           self._safe_t, self._demand, self._tol, self._mask_t, self._low,
-                           self.plan.sign < 0, self._check_capacity, f.l0, f.l1, f.l1min, f.count,
-                           self._ptol, self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+            self._k_update(h, rows, *self._leaf())
             return
         # numpy: about 13 calls on (rows, R) arrays
         if (self._check_state and st._state[h] != _UP) or (
@@ -352,12 +370,7 @@ class PlacementIndex:
     def _build_row(self, t: int) -> None:
         """Every leaf of row t (a class just admitted): one compiled pass, or numpy over (R, H)."""
         if self.jit:
-            st, f, sp = self.state, self.forest, self.spare
-            self._k_build(t, self._n, st._allocated, st._state, st._max_count, st._count, self._check_state,
-                          self._check_count, self._pattern_of, self._valid, self._cap_t, self._safe_t,
-                          self._demand, self._tol, self._mask_t, self._low, self.plan.sign < 0,
-                          self._check_capacity, f.l0, f.l1, f.l1min, f.count, self._ptol,
-                          self._check_scarce, sp.l0, sp.l1, sp.l1min, sp.count, f.fanout)
+            self._k_build(t, self._n, *self._leaf())
             return
         vals, spare, low = self._leaves(np.array([t]), slice(0, self._n))
         self.forest.set_row(t, vals[0])
@@ -365,8 +378,9 @@ class PlacementIndex:
             self.spare.set_row(t, spare[0])
         self._low[t] = low[0]
 
-    def sync(self) -> None:
-        """Bring every row up to date with the state (point updates, or a rebuild when needed)."""
+    def sync(self, defer: bool = False) -> None:
+        """Bring every row up to date with the state (point updates, or a rebuild when needed).
+        `defer` (rank, with the JIT): leave a single changed host to kernels.served_rank."""
         st = self.state
         if st.n != self._n or st.generation != self._gen:
             self._stats["rebuilds"] += 1
@@ -378,7 +392,7 @@ class PlacementIndex:
                 self._admit(k, reqs[k])
             return
         dirty = self._dirty
-        if not dirty:
+        if not dirty or (defer and self.jit and len(dirty) == 1 and self._rows):
             return
         rows = self._rows
         if rows:
@@ -406,7 +420,7 @@ class PlacementIndex:
         if req.allowed_hosts is not None and "pool" in used:
             pool = self._pool_key(np.asarray(req.allowed_hosts))
         d = req.demand
-        return (d.dtype.str, d.tobytes(), labels, pool)
+        return (d.dtype, d.tobytes(), labels, pool)  # the dtype itself: hashing its .str costs more
 
     def _pool_key(self, a: np.ndarray) -> Hashable:
         """The bytes of an allowed-hosts array; remembered for read-only arrays (a cache's pool list,
@@ -629,7 +643,7 @@ class PlacementIndex:
         must decide. Hosts a request-level filter rejects are excluded from the row for the query
         (the group's member hosts come from `members.MemberHosts`)."""
         if self.plan.supported:
-            self.sync()
+            self.sync(defer=True)  # with the JIT, one changed host is updated by the ranking call
         route = self._route(req)
         if isinstance(route, str):
             self._stats["full_scan"] += 1
@@ -641,22 +655,32 @@ class PlacementIndex:
         anti, spread = route
         forest, n = self.forest, self._n
         bad, name, reason = None, "", ""
+        owner = self.state.group_counts
         if anti is not None and req.group:
-            bad = self._members.hosts(req.group, anti, n)
+            bad = self._members.hosts(req.group, anti, n, owner)
             name, reason = "affinity", f"anti-affinity group {req.group} already here"
         elif spread is not None and req.group:
             domains = self.state.domains
-            taken = np.unique(domains[self._members.hosts(req.group, spread, n)])
+            taken = np.unique(domains[self._members.hosts(req.group, spread, n, owner)])
             bad = self._members.in_domains(domains, taken)
             name, reason = "domain-spread", f"failure domain already holds group {req.group}"
-        s_lo, s_hi, s_passed, s_removed = self._spare_bounds(t, bad)
-        stranding = s_passed - s_removed  # candidates that strand a scarce resource (not in row t)
-        if stranding and not (s_lo == s_lo and s_hi == s_hi):
-            self._stats["full_scan"] += 1
-            return "a NaN score among the hosts with free scarce resources"
-        # with such candidates the keep-scarce-free scorer normalizes to 1 on every host of row t
-        post = self._scarce_weight * 1.0 if stranding else 0.0
-        top, removed = self._top_tree(t, k, bad, s_lo, s_hi, post)
+        elif req.group and req.group_policy in _LISTED and req.group not in owner:
+            self._members.absent(req.group, owner)  # its first member: the next look is incremental
+        if self.jit:
+            nan, top, removed, s_passed, s_removed = self._rank_compiled(t, k, bad)
+            stranding = s_passed - s_removed
+            if nan:
+                self._stats["full_scan"] += 1
+                return "a NaN score among the hosts with free scarce resources"
+        else:
+            s_lo, s_hi, s_passed, s_removed = self._spare_bounds(t, bad)
+            stranding = s_passed - s_removed  # candidates that strand a scarce resource (not in row t)
+            if stranding and not (s_lo == s_lo and s_hi == s_hi):
+                self._stats["full_scan"] += 1
+                return "a NaN score among the hosts with free scarce resources"
+            # with such candidates the keep-scarce-free scorer normalizes to 1 on every host of row t
+            post = self._scarce_weight * 1.0 if stranding else 0.0
+            top, removed = self._top_tree(t, k, bad, s_lo, s_hi, post)
         if stranding and (top is None or len(top[0]) < k):
             # the ranking reaches hosts with free scarce resources, or needs the normalization
             # over all candidates: the pipeline ranks
@@ -681,6 +705,34 @@ class PlacementIndex:
         passed = int(forest.count[t]) + s_passed
         return Ranking(hosts, totals, scores, passed, rejected, passed - removed, path)
 
+    def _rank_compiled(self, t: int, k: int, bad: np.ndarray | None
+                       ) -> tuple[bool, tuple[list[int], list[float], float, float] | None, int, int, int]:
+        """_spare_bounds and _top_tree (and the deferred update of one changed host) in one
+        compiled call (kernels.served_rank): (a spare host has a NaN score, _top_tree's top, row
+        candidates in `bad`, spare-row hosts, spare-row hosts in `bad`)."""
+        dirty = self._dirty
+        h = dirty[0] if dirty else -1
+        if len(dirty) > 1:  # sync(defer=True) leaves at most one
+            self.sync()
+            h = -1
+        limit = k + self.top_slack
+        if self._top_hosts.size < limit:
+            self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
+        fout, iout = self._fout, self._iout
+        m = self._k_rank(h, self._rows, *self._leaf(), t, k, self._weight, limit,
+                         self._no_hosts if bad is None else bad, self._top_hosts, self._top_values, fout,
+                         iout, self._scarce_weight)
+        if h >= 0:
+            dirty.clear()
+        removed, s_passed, s_removed = iout.tolist()  # one call for the three (Python ints)
+        if m < 0:
+            return m == -4, None, removed, s_passed, s_removed
+        if m == 0:
+            return False, ([], [], NEG, NEG), removed, s_passed, s_removed
+        lo, hi, _s_lo, _s_hi = fout.tolist()
+        return (False, (self._top_hosts[:m].tolist(), self._top_values[:m].tolist(), lo, hi), removed,
+                s_passed, s_removed)
+
     def _spare_bounds(self, t: int, bad: np.ndarray | None) -> tuple[float, float, int, int]:
         """Lowest and highest score of class t's spare row (hosts passing the host-local filters
         that strand a scarce resource) without the hosts `bad`, how many hosts it holds and how
@@ -688,10 +740,6 @@ class PlacementIndex:
         if not self._check_scarce or self.spare.count[t] == 0:
             return POS, NEG, 0, 0
         sp = self.spare
-        if self.jit:
-            removed = self._k_spare(t, sp.fanout, self._no_hosts if bad is None else bad, sp.l0, sp.l1,
-                                    sp.l1min, self._spare_out)
-            return float(self._spare_out[0]), float(self._spare_out[1]), int(sp.count[t]), int(removed)
         gone, removed = None, 0
         if bad is not None and bad.size:
             blk, off = np.divmod(bad, sp.fanout)
@@ -709,24 +757,10 @@ class PlacementIndex:
                   post: float = 0.0) -> tuple[tuple[list[int], list[float], float, float] | None, int]:
         """Row t's k best candidates in the pipeline's order, their raw scores, and the lowest and
         highest candidate score, leaving out the hosts `excl`; None when the exact row scan must
-        answer (see kernels.top). Also returns how many of `excl` were candidates. `lo_ext`/
+        answer (see kernels.tree_top). Also returns how many of `excl` were candidates. `lo_ext`/
         `hi_ext` widen the normalization range (candidates outside the row), `post` is added to
         every total (a scorer constant over the row but not over all candidates)."""
         f = self.forest
-        if self.jit:
-            limit = k + self.top_slack
-            if self._top_hosts.size < limit:
-                self._top_hosts, self._top_values = np.zeros(limit, dtype=np.int64), np.zeros(limit)
-            m = self._k_top(t, k, f.l0, f.l1, f.l1min, f.fanout, self._weight, limit,
-                            self._no_hosts if excl is None else excl, self._top_hosts, self._top_values,
-                            self._bounds, self._rejected, lo_ext, hi_ext, post)
-            removed = int(self._rejected[0])
-            if m < 0:
-                return None, removed
-            if m == 0:
-                return ([], [], NEG, NEG), removed
-            return (self._top_hosts[:m].tolist(), self._top_values[:m].tolist(), float(self._bounds[0]),
-                    float(self._bounds[1])), removed
         removed = 0
         excluded = None
         if excl is not None and excl.size:

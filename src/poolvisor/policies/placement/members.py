@@ -23,7 +23,9 @@ class MemberHosts:
     def __init__(self) -> None:
         self._log: list[int] = []
         self._base = 0  # position of _log[0] among all changes seen
-        self._groups: dict[str, tuple[np.ndarray, set[int], int]] = {}
+        # group -> (its count array, or None while it had none; member hosts; log position; the
+        # state's group_counts dict when the entry was made)
+        self._groups: dict[str, tuple[np.ndarray | None, set[int], int, object]] = {}
         self._by_domain: tuple[np.ndarray, np.ndarray] | None = None
 
     def reset(self) -> None:
@@ -37,12 +39,22 @@ class MemberHosts:
             del self._log[:drop]
             self._base += drop
 
-    def hosts(self, group: str, counts: np.ndarray, n: int) -> np.ndarray:
-        """Indices of the hosts with counts > 0 among the first n (in no particular order)."""
+    def absent(self, group: str, owner: object) -> None:
+        """`group` has no members now (it is not in the state's group_counts, `owner`): every host
+        that gets one is logged from here on, so the first look at its members needs no pass over
+        all hosts (unless `owner` was replaced meanwhile, as ClusterState.recount does)."""
+        if len(self._groups) >= MAX_GROUPS:
+            self._groups.clear()
+        self._groups[group] = (None, set(), self._base + len(self._log), owner)
+
+    def hosts(self, group: str, counts: np.ndarray, n: int, owner: object = None) -> np.ndarray:
+        """Indices of the hosts with counts > 0 among the first n (in no particular order);
+        `owner` is the dict holding `counts` (see absent)."""
         end = self._base + len(self._log)
         entry = self._groups.get(group)
-        if entry is not None and entry[0] is counts and 0 <= end - entry[2] <= RESCAN_AFTER \
-                and entry[2] >= self._base:
+        if entry is not None and (entry[0] is counts or (entry[0] is None and owner is not None
+                                                          and entry[3] is owner)) \
+                and 0 <= end - entry[2] <= RESCAN_AFTER and entry[2] >= self._base:
             members = entry[1]
             for h in self._log[entry[2] - self._base:]:
                 if counts[h] > 0:
@@ -53,7 +65,7 @@ class MemberHosts:
             if len(self._groups) >= MAX_GROUPS:
                 self._groups.clear()
             members = set(np.flatnonzero(counts[:n] > 0).tolist())
-        self._groups[group] = (counts, members, end)
+        self._groups[group] = (counts, members, end, owner)
         return np.fromiter(members, dtype=np.int64, count=len(members))
 
     def in_domains(self, domains: np.ndarray, taken: np.ndarray) -> np.ndarray:

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from poolvisor.policies.placement.explain import Candidate, Decision, Explanation, FilterReport
+from poolvisor.policies.placement.explain import (
+    Decision,
+    FilterReport,
+    candidate,
+    decision,
+    explanation,
+    filter_report,
+)
 from poolvisor.policies.placement.index import PlacementIndex, Ranking
 from poolvisor.policies.placement.indexed import IndexedPlacer
 from poolvisor.policies.placement.pipeline import place
@@ -40,28 +47,29 @@ def decide(placer: IndexedPlacer, req: Request, *, full: bool = False) -> Decisi
         return _exact(d, path)
     h = ranking.hosts[0]
     names = state.names
-    top = [Candidate(names[c], total, scores)
+    top = [candidate(names[c], total, scores)
            for c, total, scores in zip(ranking.hosts[: policy.top_k], ranking.totals, ranking.scores,
                                        strict=False)]
-    expl = Explanation(state.n, summary_filters(placer.index, state.n, ranking), ranking.candidates, top,
-                       placer.rule, detail="summary", path=path)
-    return Decision(req.name, names[h], h, expl)
+    expl = explanation(state.n, summary_filters(placer.index, state.n, ranking), ranking.candidates, top,
+                       placer.rule, "summary", path)
+    return decision(req.name, names[h], h, expl)
 
 
 def summary_filters(index: PlacementIndex, n: int, ranking: Ranking) -> list[FilterReport]:
     """One report for all host-local filters together (the index keeps only their joint verdict),
     then one per request-level filter of the policy."""
     passed = ranking.passed
-    out = [FilterReport(index.local_filters, n - passed, {}, passed)] if index.local_filters else []
+    out = [filter_report(index.local_filters, n - passed, {}, passed)] if index.local_filters else []
     remaining = passed
+    rejected = ranking.rejected
     for name in index.request_filters:
-        reasons = ranking.rejected.get(name)
+        reasons = rejected.get(name) if rejected else None
         if reasons is None:
-            out.append(FilterReport(name, 0, {}, remaining))
+            out.append(filter_report(name, 0, {}, remaining))
             continue
         removed = sum(reasons.values())
         remaining -= removed
-        out.append(FilterReport(name, removed, dict(reasons), remaining))
+        out.append(filter_report(name, removed, dict(reasons), remaining))
     return out
 
 

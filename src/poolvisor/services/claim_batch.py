@@ -1,0 +1,207 @@
+"""Batched placement: the creates waiting in a process decided and claimed together.
+
+Alone, each create resolves its request and refreshes the placement view in a read transaction
+of its own, then decides and claims in a write transaction of its own, holding the placement
+cache's lock from the decision through the claim's commit (so this process's creates never race
+each other). Under load they queue on that lock, one commit each, and a delete committed between
+a create's refresh and its claim fails the claim's generation guard (decide again). Here one
+thread takes every create waiting (up to MAX_BATCH) and, under the cache's lock, in **one**
+write transaction (SQLite's write lock held from the start, so nothing changes under it):
+
+1. resolves them all and refreshes the view;
+2. decides them one after the other on the index, each claim written through to the view at
+   once (`PlacementCache.written`), so the next decision sees the capacity it took, and claims
+   it right away: the ledger's guarded UPDATEs (generation and capacity, re-checked inside each
+   UPDATE) run in decision order, so claim i+1 on a host finds the generation claim i left;
+3. commits once, then answers each create (its driver call and confirmation follow as usual).
+
+Each claim runs in a savepoint: one that fails (a quota, a name taken meanwhile) is rolled back
+alone and taken back out of the view (`PlacementCache.unwritten`), and that create goes the lone
+way (`WorkloadService` runs its usual decide + claim, with its retries and
+its 409s). If the transaction itself fails, every host the batch wrote through is reloaded and
+every create of the batch goes the lone way. Requests that need more than a plain claim go the
+lone way without being tried here: a group, networks, GPUs, a pinned host, a project to create,
+a declared reservation/limit/shares (sized by the chosen host's pool, shares.py), or no host
+fitting (preemption, waking a standby host).
+
+Used where writers are serialized anyway (SQLite with group commit: `Store.groups_writes`); on
+PostgreSQL one transaction holding several hosts' row locks, taken in decision order, could
+deadlock against another replica's batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from poolvisor.observability.instruments import observe_placement
+
+if TYPE_CHECKING:
+    from poolvisor.services.workloads import WorkloadService, _Spec
+
+MAX_BATCH = 32
+log = logging.getLogger("poolvisor.services")
+
+
+class _Job:
+    __slots__ = ("resolve", "explain", "done", "result", "error")
+
+    def __init__(self, resolve: Callable[[Session], _Spec], explain: bool) -> None:
+        self.resolve = resolve
+        self.explain = explain
+        self.done = threading.Event()
+        self.result: tuple[_Spec, int, str] | None = None  # None when done: go the lone way
+        self.error: BaseException | None = None
+
+    def finish(self, result: tuple[_Spec, int, str] | None = None,
+               error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class ClaimBatcher:
+    """One thread per process that decides and claims the waiting creates together."""
+
+    def __init__(self, workloads: WorkloadService, max_batch: int = MAX_BATCH) -> None:
+        self.workloads = workloads
+        self.max_batch = max_batch
+        self._queue: deque[_Job] = deque()
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.batches = 0  # claim transactions committed for more than one create (observable in tests)
+        self.claimed = 0
+        self.fallbacks = 0  # creates whose batched claim failed: they went the lone way
+        self.taken = 0  # creates the thread took from the queue so far
+
+    def place(self, resolve: Callable[[Session], _Spec], *, explain: bool = False
+              ) -> tuple[_Spec, int, str] | None:
+        """(spec, workload id, host) once the claim committed; None: go the lone way (not for a
+        batch, or the batch's claim failed). Raises what resolving or deciding raised."""
+        job = _Job(resolve, explain)
+        with self._cv:
+            if self._stopping:
+                return None
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="poolvisor-claim-batch", daemon=True)
+                self._thread.start()
+            self._queue.append(job)
+            self._cv.notify()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the thread (later creates go the lone way)."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+            t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._stopping:
+                    self._cv.wait()
+                if not self._queue:
+                    return
+                n = min(len(self._queue), self.max_batch)
+                jobs = [self._queue.popleft() for _ in range(n)]
+                self.taken += n
+            try:
+                self._run(jobs)
+            except BaseException:  # never leave a caller waiting: they go the lone way
+                log.exception("batched placement failed")
+            for j in jobs:
+                if not j.done.is_set():
+                    j.finish()
+
+    def _run(self, jobs: list[_Job]) -> None:
+        svc = self.workloads
+        cache = svc.cache
+        wrote: list[int] = []  # hosts written through to the view before the commit
+        with cache.lock:
+            def tx(s: Session) -> list[tuple[_Job, Any, BaseException | None]]:
+                wrote.clear()  # (run again from the start should the store retry it)
+                specs: list[Any] = []
+                for j in jobs:
+                    try:
+                        specs.append(j.resolve(s))
+                    except Exception as e:  # noqa: BLE001 - this request's own 404/409/422
+                        specs.append(e)
+                snap = cache.refresh(s)
+                out: list[tuple[_Job, Any, BaseException | None]] = []
+                for j, spec in zip(jobs, specs, strict=True):
+                    if isinstance(spec, Exception):
+                        out.append((j, None, spec))
+                    elif _plain(spec):
+                        out.append((j, self._place(s, snap, j, spec, wrote), None))
+                    else:
+                        out.append((j, None, None))
+                return out
+
+            try:
+                outcomes = svc.ctx.write_once(tx)
+            except Exception:  # noqa: BLE001 - rolled back: each create alone, with its own outcome
+                _forget(cache.view, wrote)
+                self.fallbacks += len(jobs)
+                return
+        claimed = 0
+        for j, result, error in outcomes:
+            claimed += result is not None
+            j.finish(result, error)
+        self.claimed += claimed
+        self.batches += claimed > 1
+
+    def _place(self, s: Session, snap: Any, job: _Job, spec: _Spec, wrote: list[int]
+               ) -> tuple[_Spec, int, str] | None:
+        """Decide on the view, write the claim through to it, claim in a savepoint: (spec,
+        workload id, host), or None (the lone way: no room, or the claim failed)."""
+        svc = self.workloads
+        try:
+            with observe_placement() as outcome:  # poolvisor_placement_seconds
+                decision, target = svc._decide(spec, job.explain, snap=snap)
+                if target is None:
+                    outcome[0] = "no_valid_host"
+        except Exception:  # noqa: BLE001 - HA admission's 409, an unknown resource: alone, as it would
+            return None
+        if target is None:
+            return None  # no room: the lone way preempts or wakes a host, or answers 409
+        host_id, gen, _gpus = target
+        if not svc.cache.written(host_id, gen + 1, spec.demand, None, key=f"{spec.project}/{spec.name}",
+                                 priority=spec.priority, kind=spec.kind):
+            return None  # the view cannot follow this claim exactly
+        wrote.append(host_id)
+        try:
+            with s.begin_nested():  # a savepoint: a failed claim leaves the batch's others
+                wid, _group = svc._claim(s, spec=spec, target=target, decision=decision)
+        except Exception:  # noqa: BLE001 - a quota, a name taken: alone, with its own outcome
+            svc.cache.unwritten(host_id, gen, f"{spec.project}/{spec.name}")
+            self.fallbacks += 1
+            return None
+        assert decision.host is not None
+        return spec, wid, decision.host
+
+
+def _plain(spec: _Spec) -> bool:
+    """A create whose claim is the ledger's alone (what a batch may hold)."""
+    return (spec.project_id is not None and spec.group is None and not spec.networks and spec.host is None
+            and spec.demand.get("gpu", 0.0) <= 0 and spec.sizing is None)  # sized by the chosen pool: alone
+
+
+def _forget(snap: Any, host_ids: list[int]) -> None:
+    """Claims written through to these hosts did not commit: the next refresh reloads them."""
+    if snap is None:
+        return
+    for hid in host_ids:
+        h = snap.index_of.get(hid)
+        if h is not None:
+            snap.gens[h] = -1

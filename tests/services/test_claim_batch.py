@@ -1,0 +1,171 @@
+"""Batched placement (services/claim_batch.py), as `poolvisor serve` runs it on SQLite: concurrent
+creates decided and claimed in one transaction never over-allocate, a create that fails inside a
+batch (quota, a name taken) fails alone with its own error while the others of its batch are
+created, and the placement view written through before the commit still matches the store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import select
+from svc_helpers import small_cluster
+
+from poolvisor.domain.errors import ConflictError, NoValidHostError, PoolvisorError, QuotaExceededError
+from poolvisor.services import Services, open_services
+from poolvisor.store.rows import HostResourceRow
+
+
+@pytest.fixture
+def batched(sqlite_url: str) -> Iterator[Services]:
+    s = open_services(sqlite_url)
+    assert s.store.start_group_commit() and s.workloads.start_batching()
+    yield s
+    s.close()
+
+
+def view_matches_store(svc: Services) -> None:
+    """The write-through view equals a fresh load (allocations and the workload table)."""
+    view = svc.ctx.cache.view
+    assert view is not None
+    table = view.state.workloads
+    alloc, keys = view.state.allocated.copy(), {(k, int(table.host[table.row(k)])) for k in table.rows}
+    svc.ctx.cache.invalidate()
+    fresh = svc.store.run(svc.ctx.cache.refresh, write=False)
+    assert (abs(fresh.state.allocated - alloc) < 1e-9).all()
+    table = fresh.state.workloads
+    assert {(k, int(table.host[table.row(k)])) for k in table.rows} == keys
+
+
+def no_over_allocation(svc: Services) -> None:
+    rows = svc.store.run(lambda s: s.execute(select(HostResourceRow.allocated, HostResourceRow.capacity,
+                                                    HostResourceRow.overcommit)).all(), write=False)
+    assert all(a <= c * o + 1e-9 for a, c, o in rows)
+    assert svc.repair.check().ok
+
+
+def together(svc: Services, calls: list[Callable[[], object]]) -> list[object]:
+    """Run the calls on threads while the placement cache is held: the first one is taken by the
+    batch thread (which then waits for the cache), all the others queue and form the next batch.
+    Each call's result or exception, in order."""
+    out: list[object] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            out[i] = calls[i]()
+        except PoolvisorError as e:
+            out[i] = e
+
+    def until(cond: Callable[[], bool]) -> None:
+        for _ in range(6000):  # a minute at most (a loaded CI machine)
+            if cond():
+                return
+            threading.Event().wait(0.01)
+        raise AssertionError(f"the batch did not form: {batcher.taken} taken, {len(batcher._queue)} "
+                             f"queued, {out}")
+
+    batcher = svc.workloads.batcher
+    assert batcher is not None
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    base = batcher.taken  # (earlier creates of the test went through the batcher too)
+    with svc.ctx.cache.lock:
+        threads[0].start()
+        until(lambda: batcher.taken == base + 1)
+        for t in threads[1:]:
+            t.start()
+        until(lambda: len(batcher._queue) == len(calls) - 1)
+    for t in threads:
+        t.join(timeout=120)
+    return out
+
+
+def test_concurrent_batched_creates_and_deletes_never_over_allocate(batched: Services) -> None:
+    small_cluster(batched, hosts=3, vcpu=4, memory=4096)  # 12 units: the pool fills, placement refuses
+    created: list[str] = []
+    deleted: list[str] = []
+    refused: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        try:
+            for i in range(12):
+                name = f"c{k}-{i}"
+                try:
+                    batched.workloads.create_workload("demo", name, flavor="unit")
+                except NoValidHostError:
+                    with lock:
+                        refused.append(name)
+                    continue
+                with lock:
+                    created.append(name)
+                if i % 2:
+                    batched.workloads.delete_workload("demo", name)
+                    with lock:
+                        deleted.append(name)
+        except PoolvisorError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors
+    batcher = batched.workloads.batcher
+    assert batcher is not None and batcher.claimed > 0 and batcher.batches > 0
+    workloads = batched.workloads.list_workloads("demo")
+    assert {w.name for w in workloads} == set(created) - set(deleted)
+    assert all(w.state == "running" for w in workloads)
+    assert len(workloads) <= 12 and refused
+    no_over_allocation(batched)
+    view_matches_store(batched)
+
+
+def test_a_failing_create_fails_alone_inside_a_batch(batched: Services) -> None:
+    small_cluster(batched, hosts=3, vcpu=8, memory=8192)
+    batched.catalog.create_project("capped")
+    batched.quotas.set_quota("capped", {"workloads": 1})
+    batched.workloads.create_workload("demo", "taken", flavor="unit")
+    calls: list[Callable[[], object]] = [
+        lambda: batched.workloads.create_workload("demo", "first", flavor="unit"),  # a batch of its own
+        lambda: batched.workloads.create_workload("demo", "a1", flavor="unit"),
+        lambda: batched.workloads.create_workload("capped", "q1", flavor="unit"),
+        lambda: batched.workloads.create_workload("capped", "q2", flavor="unit"),
+        lambda: batched.workloads.create_workload("demo", "taken", flavor="unit"),
+        lambda: batched.workloads.create_workload("demo", "dup", flavor="unit"),
+        lambda: batched.workloads.create_workload("demo", "dup", flavor="unit"),
+        lambda: batched.workloads.create_workload("demo", "a2", flavor="unit"),
+    ]
+    out = together(batched, calls)
+    out = out[1:]
+    assert not isinstance(out[0], BaseException) and not isinstance(out[6], BaseException)
+    capped = [o for o in out[1:3] if isinstance(o, BaseException)]
+    assert len(capped) == 1 and isinstance(capped[0], QuotaExceededError)  # one fits the quota of 1
+    assert isinstance(out[3], ConflictError)  # the name existed before
+    dups = [o for o in out[4:6] if isinstance(o, BaseException)]
+    assert len(dups) == 1 and isinstance(dups[0], ConflictError)  # one of the two got the name
+    names = {(w.project, w.name) for w in batched.workloads.list_workloads()}
+    assert names == {("demo", "first"), ("demo", "taken"), ("demo", "a1"), ("demo", "a2"), ("demo", "dup"),
+                     ("capped", "q1") if not isinstance(out[1], BaseException) else ("capped", "q2")}
+    assert all(w.state == "running" for w in batched.workloads.list_workloads())
+    batcher = batched.workloads.batcher
+    # the quota's claim failed inside the batch, alone (a savepoint), and the batch's others
+    # committed; the second "dup" the view already held: it went the lone way, without a claim
+    assert batcher is not None and batcher.fallbacks == 1 and batcher.batches == 1
+    no_over_allocation(batched)
+    view_matches_store(batched)
+
+
+def test_a_batch_fills_the_pool_exactly(batched: Services) -> None:
+    small_cluster(batched, hosts=2, vcpu=2, memory=2048)  # room for 4 units
+    out = together(batched, [lambda i=i: batched.workloads.create_workload("demo", f"w{i}", flavor="unit")
+                             for i in range(8)])
+    placed = [o for o in out if not isinstance(o, BaseException)]
+    assert len(placed) == 4  # the batch's decisions saw each other's claims: none over, none wasted
+    batcher = batched.workloads.batcher
+    assert batcher is not None and batcher.batches == 1 and batcher.claimed == 4 and batcher.fallbacks == 0
+    assert all(isinstance(o, NoValidHostError) for o in out if isinstance(o, BaseException))
+    no_over_allocation(batched)
+    view_matches_store(batched)
