@@ -20,8 +20,9 @@ cache of the cache: the ledger's guarded UPDATEs stay the authority (services/le
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,11 +33,13 @@ from poolvisor.domain.models import HostSpec, HostState
 from poolvisor.domain.resources import DEFAULT_RESOURCES, ResourceSet
 from poolvisor.policies.placement import IndexedPlacer, PlacementPolicy
 from poolvisor.policies.placement.gpushare import GpuDevices
+from poolvisor.policies.placement.request import Request
 from poolvisor.services.gpu_cache import reload_devices
 from poolvisor.services.records import HOLDING_STATES
 from poolvisor.state.cluster import ClusterState
 from poolvisor.store.rows import GroupRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
+CONTENDED_S = 1.0  # how long a host this process lost a claim on is passed over (see `steer`)
 FULL_REBUILD_ABOVE = 2000  # changed hosts beyond which one full load is cheaper than IN (...) lists
 # Below this many hosts the index's numpy path decides in well under a millisecond, far below the
 # store's own cost per create, and the process need not import numba and load the kernels (~1 s).
@@ -128,10 +131,51 @@ class PlacementCache:
         self.lock = threading.RLock()
         self.view: PlacementView | None = None
         self.full_loads = 0  # observable in tests: incremental refresh must not rebuild every time
+        self._contended: dict[int, float] = {}  # host id -> monotonic time until it is passed over
+        self._steered: tuple[Any, np.ndarray] | None = None  # (key, read-only allowed hosts)
+        self.lost_races = 0  # claims this process lost (observable in tests and benchmarks)
 
     def invalidate(self) -> None:
         with self.lock:
             self.view = None
+
+    # ---- replicas: steering away from hosts another process is filling ---------------------------
+    def lost_race(self, host_id: int) -> None:
+        """A claim on the host lost its generation guard: someone else (another replica, mostly)
+        changed the host since this process read it. Replicas deciding on the same state choose
+        the same host (a packing policy fills the fullest first), so without steering they kept
+        colliding: ~60 % of two replicas' claims were Stale. Passed over for CONTENDED_S, the
+        hosts split between the replicas by themselves: the loser moves to the next-best host."""
+        with self.lock:
+            self.lost_races += 1
+            self._contended[host_id] = time.monotonic() + CONTENDED_S
+
+    def contended(self, host_id: int) -> bool:
+        until = self._contended.get(host_id)
+        return until is not None and until > time.monotonic()
+
+    def steer(self, snap: PlacementView, req: Request) -> Request | None:
+        """`req` without the hosts this process lost a claim on lately, or None when none is. A
+        preference only: the caller keeps the first decision when this one finds no host, and
+        the ledger's guarded UPDATE re-checks generation and capacity either way. The narrowed
+        host list is read-only and reused while the set is unchanged (the placement index keys
+        it by identity)."""
+        with self.lock:
+            now = time.monotonic()
+            for h in [h for h, until in self._contended.items() if until <= now]:
+                del self._contended[h]
+            avoid = sorted(i for i in (snap.index_of.get(h) for h in self._contended) if i is not None)
+            if not avoid:
+                return None
+            base = req.allowed_hosts
+            key = (id(snap), snap.state.n, tuple(avoid),
+                   id(base) if base is not None and not base.flags.writeable else None)
+            if self._steered is None or self._steered[0] != key:
+                hosts = np.arange(snap.state.n) if base is None else np.asarray(base)
+                allowed = np.setdiff1d(hosts, np.asarray(avoid, dtype=hosts.dtype))
+                allowed.flags.writeable = False
+                self._steered = (key, allowed)
+            return replace(req, allowed_hosts=self._steered[1])
 
     def written(self, host_id: int, gen_after: int, demand: Mapping[str, float], group: str | None,
                 *, key: str, priority: int = 0, kind: str = "vm", release: bool = False) -> bool:

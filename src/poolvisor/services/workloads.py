@@ -327,6 +327,10 @@ class WorkloadService(ServiceBase):
             h = decision.host_index
             if h is None:
                 return decision, None
+            if self.cache.contended(snap.ids[h]) and (other := self.cache.steer(snap, req)) is not None:
+                steered = decide(snap.placer(self.policy), other, full=explain)  # another replica fills h
+                if steered.host_index is not None:
+                    decision, h, req = steered, steered.host_index, other
             return decision, (snap.ids[h], int(snap.gens[h]), chosen_devices(self.policy, st, req, h))
 
     def _decide_sized(self, spec: _Spec, explain: bool = False, *, admit: bool = True,
@@ -393,9 +397,14 @@ class WorkloadService(ServiceBase):
             assert target is not None and decision.host is not None
             if spec.sizing is not None and self.cache.view is not None:
                 spec = on_host(spec, self.cache.view.pool_of, decision.host_index)
-            wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
-                                                       decision=decision, plan=plan), grouped=True)
             host_id, gen, _gpus = target
+            try:
+                wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
+                                                           decision=decision, plan=plan), grouped=True)
+            except Stale as e:
+                if not isinstance(e, _GroupChanged):  # the host moved: pass it over for a while (steer)
+                    self.cache.lost_race(host_id)
+                raise
             group = group_key(spec.project, spec.group) if spec.group is not None else None
             if plan is None:
                 self.cache.written(host_id, gen + 1, spec.demand, group, key=f"{spec.project}/{spec.name}",

@@ -15,13 +15,14 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -38,6 +39,8 @@ SQLITE_BUSY_MS = 30_000
 TX_DEADLINE_S = 10.0  # keep re-running a transaction that loses races, up to this long
 CHECKPOINT_INTERVAL_S = 0.1
 WAL_LIMIT_BYTES = 32 << 20
+PG_POOL_SIZE, PG_MAX_OVERFLOW = 10, 20
+PING_IDLE_S = 2.0  # PostgreSQL: a pooled connection idle longer than this is checked before use
 log = logging.getLogger("poolvisor.store")
 
 
@@ -102,10 +105,42 @@ def make_engine(url: str, pragmas: list[str] | None = None) -> Engine:
     try:
         if url.startswith("sqlite"):
             return _sqlite_engine(url, pragmas if pragmas is not None else [])
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                             connect_args={"connect_timeout": 5} if "psycopg" in url else {})
+        engine = create_engine(url, pool_size=PG_POOL_SIZE, max_overflow=PG_MAX_OVERFLOW,
+                               connect_args={"connect_timeout": 5} if "psycopg" in url else {})
+        _ping_when_idle(engine)
+        return engine
     except (ArgumentError, ImportError) as e:  # bad URL or missing driver package
         raise UnavailableError(f"cannot use database URL {redact(url)}: {e}") from None
+
+
+def _ping_when_idle(engine: Engine, idle_s: float = PING_IDLE_S) -> None:
+    """Check a pooled connection before use only when it sat idle longer than `idle_s`.
+
+    `pool_pre_ping` pinged on every checkout: one more round trip per transaction (three per
+    create), each a wait for the PostgreSQL backend to be scheduled on a busy machine. A
+    connection in steady use was just seen working; one idle for a while may have been closed
+    by the server (restart, idle timeout): it is pinged, and a dead one is replaced (the pool
+    retries the checkout on DisconnectionError), as pre-ping did."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, rec: Any) -> None:
+        rec.info["poolvisor_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, rec: Any, _proxy: Any) -> None:
+        since = rec.info.get("poolvisor_idle_since")
+        if since is None or time.monotonic() - since <= idle_s:
+            return
+        try:
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+            finally:
+                cur.close()
+            if not getattr(dbapi_conn, "autocommit", True):
+                dbapi_conn.rollback()  # end the implicit transaction the ping opened
+        except Exception as e:  # noqa: BLE001 - any failure: the pool opens a fresh connection
+            raise DisconnectionError(f"pooled connection is dead: {type(e).__name__}") from e
 
 
 def redact(url: str) -> str:
@@ -138,6 +173,12 @@ class Store:
         self.engine = make_engine(self.url, self._pragmas)
         self.dialect = self.engine.dialect.name
         self._write_engine = self.engine.execution_options(poolvisor_write=True)
+        # PostgreSQL reads run in autocommit: at READ COMMITTED (the default, kept for writers)
+        # every statement takes its own snapshot whether or not it is inside a transaction, so a
+        # read transaction only added a BEGIN and a COMMIT round trip. SQLite keeps its BEGIN
+        # (one WAL snapshot for the whole read).
+        self._read_engine = self.engine if self.dialect == "sqlite" else \
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
         # SQLite has one writer at a time: this process's writers queue here (woken at once when
         # the lock frees) instead of polling the file lock in SQLite's busy handler, which
         # sleeps 1, 2, 5 ... 100 ms between tries and left the write lock idle under load.
@@ -210,7 +251,7 @@ class Store:
             return self._group.run(fn)
         try:
             if not write:
-                with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                with Session(self._read_engine, expire_on_commit=False) as s, s.begin():
                     return fn(s)
             with self._writer, Session(self._write_engine, expire_on_commit=False) as s, s.begin():
                 return fn(s)

@@ -1,0 +1,49 @@
+"""Two replicas on one database: a create whose claim lost the host's generation guard to the other
+replica passes that host over for a while (placement_cache.py `steer`), so the replicas stop
+choosing the same host again and again; the ledger still re-checks every claim."""
+
+from __future__ import annotations
+
+from svc_helpers import small_cluster
+
+from poolvisor.services import open_services
+from poolvisor.services.invariants import check_invariants
+
+
+def test_a_lost_claim_steers_the_retry_to_another_host(svc, db_url):
+    small_cluster(svc, hosts=3, vcpu=8, memory=16384)
+    other = open_services(db_url)  # the second replica: its own placement cache
+    try:
+        svc.workloads.create_workload("demo", "seed", flavor="unit")
+        taken: list[str] = []
+        ctx = svc.workloads.ctx
+        claim = ctx.write_once
+
+        def racing_claim(fn, **kw):
+            if not taken:  # the other replica commits on the host this one just chose
+                host = fn.keywords["decision"].host
+                taken.append(other.workloads.create_workload("demo", "theirs", flavor="unit", host=host).host)
+            return claim(fn, **kw)
+
+        ctx.write_once = racing_claim  # type: ignore[method-assign]
+        try:
+            mine = svc.workloads.create_workload("demo", "mine", flavor="unit")
+        finally:
+            ctx.write_once = claim  # type: ignore[method-assign]
+        assert svc.cache.lost_races == 1
+        assert mine.host != taken[0]  # steered away from the host the other replica is filling
+        later = svc.workloads.create_workload("demo", "later", flavor="unit")
+        assert later.host != taken[0]  # still passed over within CONTENDED_S
+        assert svc.ctx.read(check_invariants).ok
+    finally:
+        other.close()
+
+
+def test_a_contended_host_is_still_used_when_nothing_else_fits(svc):
+    small_cluster(svc, hosts=1, vcpu=8, memory=16384)
+    first = svc.workloads.create_workload("demo", "a", flavor="unit")
+    view = svc.cache.view
+    assert view is not None
+    svc.cache.lost_race(view.ids[view.index_of[view.ids[0]]])
+    again = svc.workloads.create_workload("demo", "b", flavor="unit")
+    assert again.host == first.host
