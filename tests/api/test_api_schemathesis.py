@@ -44,6 +44,7 @@ UNSTATABLE_RULES = re.compile("|".join((
     r"overcommit names resource .* that the host does not declare",  # overcommit keys within capacity's
     r"workload names must be unique",  # batch items: no duplicate names
     r"give steps or since, not both",  # query parameters that exclude each other
+    r"must divide segment_mib",  # a storage pool's object size divides its segment size (two fields)
     r"since is after until",  # query parameters ordered
     r"no utilization recorded for VM",  # a history needs recorded samples (data-dependent)
     r"the history spans \d+ steps",  # since..until over at most 10,000 buckets (data-dependent)

@@ -22,7 +22,6 @@ from poolvisor.sim.online import scenarios as sc
 from poolvisor.sim.online.engine import OnlineResult
 from poolvisor.sim.online.policies import policy_names
 from poolvisor.sim.online.report import SHORT, online_report, rows
-from poolvisor.sim.online.weights import load_weights
 
 _HERE_SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
 SHARED = Path(os.environ.get("POOLVISOR_SHARED_DATA", _HERE_SHARED))
@@ -57,6 +56,8 @@ def _run(
     if project_weights is not None:
         if queue != "drf":
             raise InvalidInputError("--project-weights applies to --queue drf (the only weighted discipline)")
+        from poolvisor.sim.online.weights import load_weights  # the store's limits: not at CLI start
+
         weights = load_weights(project_weights)
     results: list[OnlineResult] = []
     total = len(scn.workload) * len(names)

@@ -27,6 +27,8 @@ import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
 
+MAX_WEIGHT = 1e6  # a project's drf weight is in (0, MAX_WEIGHT]: live projects and the simulator's
+
 DISCIPLINES: tuple[str, ...] = ("fifo", "priority", "sjf", "round-robin", "drf", "ps-n")
 DEFAULT_DISCIPLINE = "priority"
 

@@ -14,6 +14,7 @@ from poolvisor.domain.errors import ConflictError, InvalidInputError
 from poolvisor.domain.models import MAX_NAME_LEN, check_name
 from poolvisor.domain.resources import ResourceSet
 from poolvisor.domain.text import check_text
+from poolvisor.policies.queueing import MAX_WEIGHT
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.gpus import check_gpu_demand
 from poolvisor.services.placement_cache import resource_names
@@ -62,9 +63,6 @@ def check_demand(res: ResourceSet, demand: dict[str, float] | None, what: str = 
     if not np.any(vec > 0):
         raise InvalidInputError(f"{what} must request a positive amount of at least one resource")
     return {n: float(v) for n, v in zip(res.names, vec, strict=True) if v > 0}
-
-
-MAX_WEIGHT = 1e6
 
 
 def check_weight(weight: float) -> float:

@@ -122,8 +122,8 @@ def _form_again(request: Request, svc: Services, who: Principal, fields: dict[st
 def create_workload(request: Request, svc: SvcDep, who: WriteWho, fields: Form) -> Response:
     try:
         body = workload_body(fields)
-        w = workloads_api.create_workload(body, Response(), svc, who, limiter_of(request), dry_run=False,
-                                          explain="summary")
+        w = workloads_api.create_record(body, svc, who, limiter_of(request), dry_run=False, explain="summary")
+        assert not isinstance(w, Response)  # the form never asks to wait in the queue
     except NoValidHostError as e:  # show why no host fits, next to the form
         return _form_again(request, svc, who, fields, e.message, e.status_code, e.detail)
     except PoolvisorError as e:

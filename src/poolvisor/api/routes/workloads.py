@@ -30,6 +30,7 @@ from poolvisor.api.schemas import (
 )
 from poolvisor.domain.errors import ConflictError, NotFoundError
 from poolvisor.services import Principal, Services
+from poolvisor.services.records import WorkloadRecord
 
 router = APIRouter(prefix="/v1/workloads", tags=["workloads"])
 DEFAULT_PROJECT = "default"
@@ -77,6 +78,19 @@ def create_workload(
 
     A 409 `no_valid_host` error carries the full explanation in `detail`: which filters
     eliminated how many hosts, and why."""
+    got = create_record(body, svc, who, limiter, dry_run=dry_run, explain=explain)
+    if isinstance(got, Response):
+        return got  # type: ignore[return-value]
+    # validated once, into the declared model, and serialized as FastAPI would (by alias): a
+    # Response passes through as is, where a model would be validated and dumped a second time
+    return Response(WorkloadOut.model_validate(got).model_dump_json(by_alias=True),  # type: ignore[return-value]
+                    status_code=200 if dry_run else 201, media_type="application/json")
+
+
+def create_record(body: WorkloadCreate, svc: Services, who: Principal, limiter: Any, *, dry_run: bool,
+                  explain: str) -> WorkloadRecord | Response:
+    """The create use case behind the route (also the dashboard's form): the workload's record,
+    or the 202 response of a request that waits in the queue."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
     if body.priority_class == "system" and who.role != "admin":  # it may preempt every other class
@@ -96,16 +110,10 @@ def create_workload(
                                                 create_project=create_project,
                                                 explain=explain == "full", **placement)
         if pending is not None:
-            # a Response passes through as is (FastAPI): the 202 body is the queue entry
-            return JSONResponse(jsonable_encoder(PendingOut.model_validate(pending)),  # type: ignore[return-value]
-                                status_code=202)
-        return WorkloadOut.model_validate(rec)
-    rec = svc.workloads.create_workload(project, body.name, dry_run=dry_run, explain=explain == "full",
-                                        create_project=create_project, **placement)
-    # validated once, into the declared model, and serialized as FastAPI would (by alias): a
-    # Response passes through as is, where a model would be validated and dumped a second time
-    return Response(WorkloadOut.model_validate(rec).model_dump_json(by_alias=True),  # type: ignore[return-value]
-                    status_code=200 if dry_run else 201, media_type="application/json")
+            return JSONResponse(jsonable_encoder(PendingOut.model_validate(pending)), status_code=202)
+        return rec
+    return svc.workloads.create_workload(project, body.name, dry_run=dry_run, explain=explain == "full",
+                                         create_project=create_project, **placement)
 
 
 @router.post(

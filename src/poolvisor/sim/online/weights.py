@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.services.catalog import MAX_WEIGHT
+from poolvisor.policies.queueing import MAX_WEIGHT
 
 MAX_FILE = 64 * 1024 * 1024
 
