@@ -175,7 +175,7 @@ class VolumeMigration(ServiceBase):
                 done.update({(c, t.device_id): sig for t in targets})
             if progress is not None:
                 progress(n, len(plan.segments))
-        garbage: list[tuple[range, Path]] = []
+        garbage: list[tuple[range, Path, int]] = []
 
         def switch(s: Session) -> tuple[int, int]:
             garbage.clear()  # a retried transaction starts over
@@ -185,13 +185,16 @@ class VolumeMigration(ServiceBase):
         try:
             segments, again = self._write(switch)
         except PoolvisorError:  # not switched (the volume was deleted, a device failed): the
-            self.garbage.collect(pool)  # target pool's pre-copied objects are nobody's
+            # target pool's pre-copied objects of this volume are nobody's (only this volume's:
+            # other migrations into the pool keep their pre-copies)
+            self.garbage.collect_quietly(pool, [plan.volume_id], f"volume {name} not migrated")
             raise
         switch_s = time.perf_counter() - t0
-        for chunks, path in garbage:
-            sio.drop(key, chunks, path)
+        for chunks, path, device_id in garbage:
+            if sio.owns(path, device_id):  # never through a directory that is not that device's
+                sio.drop(key, chunks, path)
         # a write redone on the target after the switch left what it first wrote on the source
-        self.garbage.collect(plan.source_pool)
+        self.garbage.collect_quietly(plan.source_pool, [plan.volume_id], f"volume {name} migrated to {pool}")
         return VolumeMigrationRecord(name, project, plan.source_pool, pool, segments,
                                      -(-copied // sio.MiB), again, switch_s)
 
@@ -251,7 +254,7 @@ class VolumeMigration(ServiceBase):
                      devices, {i: _chunks(src, v.size_mib, i) for i in segs})
 
     def _switch(self, s: Session, project: str, name: str, pool: str, pre: _Plan,
-                garbage: list[tuple[range, Path]], done: dict[tuple[int, int], tuple[int | None, ...]]
+                garbage: list[tuple[range, Path, int]], done: dict[tuple[int, int], tuple[int | None, ...]]
                 ) -> tuple[int, int]:
         """Both pools locked: copy what changed since the pre-copy, re-point the rows, switch."""
         v = VolumeService._volume(s, project, name)
@@ -271,9 +274,9 @@ class VolumeMigration(ServiceBase):
             old = pre.segments.get(seg)
             if old is not None:  # a target of the pre-copy that is not one now: drop what it got
                 now = {t.device_id for t in targets}
-                garbage += [(chunks, t.path) for t in old[1] if t.device_id not in now]
+                garbage += [(chunks, t.path, t.device_id) for t in old[1] if t.device_id not in now]
         for seg, sources in plan.sources.items():
-            garbage += [(plan.source_chunks[seg], r.path) for r in sources]
+            garbage += [(plan.source_chunks[seg], r.path, r.device_id) for r in sources]
         segs = sorted(plan.segments)
         s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == v.id))
         for seg, ids in plan.devices.items():

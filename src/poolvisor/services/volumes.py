@@ -22,6 +22,7 @@ one compute pool, or local to the hosts holding its devices).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -209,7 +210,7 @@ def _check_path(path: object) -> str:
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path \
             or not 2 <= len(path) <= MAX_PATH:
         raise InvalidInputError(f"device path must be an absolute directory of at most {MAX_PATH} characters")
-    return str(Path(path))
+    return os.path.realpath(path)  # `..` and symlinks resolved: one directory, one spelling
 
 
 @dataclass(frozen=True)
@@ -392,6 +393,12 @@ class VolumeService(ServiceBase):
                                  klass=klass, domain=domain or host or name, state="up")
             s.add(d)
             flush_referring(s, f"host {host!r} was deleted meanwhile")
+            if path is not None:  # the marker names the device row (the collector checks it)
+                try:
+                    sio.init_device(Path(path), d.id)
+                except OSError as e:
+                    raise ConflictError(f"directory {path!r} cannot hold a device: "
+                                        f"{e.strerror or e}") from None
             ServiceBase._event(s, "storage-device.added", f"storage-pool/{pool}/{name}",
                                f"device {name} ({capacity_mib} MiB {klass}) added to storage pool {pool}")
             return self._device_records(s, p, [d])[0]
@@ -493,7 +500,7 @@ class VolumeService(ServiceBase):
 
     def delete_volume(self, project: str, name: str) -> None:
         """Delete an unattached volume; its bytes leave the devices' directories after the commit."""
-        def tx(s: Session) -> tuple[str, list[str]]:
+        def tx(s: Session) -> tuple[str, list[tuple[Path, int]]]:
             v = self._volume(s, project, name)
             self._lock_id(s, v.pool_id)
             if s.get(VolumeAttachmentRow, v.id) is not None:
@@ -503,12 +510,12 @@ class VolumeService(ServiceBase):
             delete_unused(s, v, "volume", name)
             ServiceBase._event(s, "volume.deleted", f"volume/{project}/{name}", f"volume {name} deleted",
                                project=project)
-            paths = s.scalars(select(StorageDeviceRow.path).filter_by(pool_id=v.pool_id)
-                              .where(StorageDeviceRow.path.is_not(None)))
-            return sio.volume_key(v.id), [x for x in paths if x is not None]
+            devs = s.execute(select(StorageDeviceRow.path, StorageDeviceRow.id).filter_by(pool_id=v.pool_id)
+                             .where(StorageDeviceRow.path.is_not(None))).all()
+            return sio.volume_key(v.id), [(Path(str(x)), i) for x, i in devs]
 
         key, paths = self._write(tx)
-        sio.drop_volume(key, [Path(x) for x in paths])
+        sio.drop_volume(key, [x for x, i in paths if sio.owns(x, i)])  # never through another's directory
 
     def resize_volume(self, project: str, name: str, size_mib: int) -> VolumeRecord:
         """Online extension: a larger size, existing data untouched; a thick volume's last segment
@@ -917,7 +924,7 @@ class VolumeService(ServiceBase):
         s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == snap.id))
         s.delete(snap)
         s.flush()
-        collect_in(s, p)
+        collect_in(s, p, volumes=[snap_id])
 
     @staticmethod
     def _snapshot_event(s: Session, project: str, name: str, snapshot: str, segments: int) -> None:
@@ -1065,7 +1072,7 @@ class VolumeService(ServiceBase):
             for t in targets:
                 with contextlib.suppress(OSError):  # the batch copies again and says why
                     sio.copy(key, chunks, sources, t)
-        garbage: list[tuple[str, range, Path]] = []  # replicas moved off live devices: dropped after commit
+        garbage: list[tuple[str, range, Path, int]] = []  # replicas moved off live devices: dropped later
 
         def batch(s: Session) -> RebalanceRecord:
             garbage.clear()  # a retried transaction starts over
@@ -1073,8 +1080,9 @@ class VolumeService(ServiceBase):
 
         while True:
             step = self._write(batch)
-            for key, chunks, path in garbage:
-                sio.drop(key, chunks, path)
+            for key, chunks, path, device_id in garbage:
+                if sio.owns(path, device_id):  # never through a directory that is not that device's
+                    sio.drop(key, chunks, path)
             total = RebalanceRecord(pool, total.segments + step.segments, total.copies + step.copies,
                                     total.copy_mib + step.copy_mib, total.removed + step.removed,
                                     total.lost + step.lost, (total.moves + step.moves)[:SHOWN_MOVES])
@@ -1109,7 +1117,7 @@ class VolumeService(ServiceBase):
                                  "removed": total.removed, "lost": total.lost})
 
     def _rebalance_in(self, s: Session, p: StoragePoolRow, *, apply: bool, limit: int | None,
-                      garbage: list[tuple[str, range, Path]] | None = None,
+                      garbage: list[tuple[str, range, Path, int]] | None = None,
                       collect: list[tuple[str, range, list[sio.Replica], list[sio.Replica]]] | None = None
                       ) -> RebalanceRecord:
         """The moves a rebalance makes (applied with `apply`); `collect` gets each byte-holding
@@ -1176,7 +1184,7 @@ class VolumeService(ServiceBase):
     def _move(self, s: Session, st: _PoolState, v: VolumeRow, seg: int, mib: int,
               have: list[VolumeSegmentRow],
               gone: list[VolumeSegmentRow], targets: list[StorageDeviceRow], *, lost_all: bool,
-              garbage: list[tuple[str, range, Path]]) -> None:
+              garbage: list[tuple[str, range, Path, int]]) -> None:
         """Re-point the replicas leaving (or lost) to the new devices; new slots for the rest.
         With byte-holding devices, the new devices get the segment's chunks that the pre-copy
         (rebalance, outside the transaction) did not, or that were written since (a source with a
@@ -1193,7 +1201,7 @@ class VolumeService(ServiceBase):
             for r in gone:
                 old = st.devices[r.device_id]
                 if old.state != "failed" and old.path is not None:
-                    garbage.append((key, chunks, Path(old.path)))
+                    garbage.append((key, chunks, Path(old.path), old.id))
         free_slots = iter(sorted(set(range(v.replicas + len(have))) - {r.replica for r in have}))
         for d in targets:
             ext = st.allocate(d, mib)
@@ -1302,7 +1310,12 @@ class VolumeService(ServiceBase):
 
     @staticmethod
     def _check_device_path(s: Session, p: StoragePoolRow, path: str | None) -> None:
-        """A pool's devices all hold bytes (a directory each, never shared) or none does."""
+        """A pool's devices all hold bytes (a directory each, never shared) or none does.
+
+        Never shared, in any pool: the collector deletes what no row of *its* device refers to,
+        so two devices on one directory would delete each other's data. The directory (its real
+        path) must not be another device's by inode (same st_dev/st_ino, however spelled) or by
+        its marker (one naming a device row that still exists)."""
         paths = list(s.scalars(select(StorageDeviceRow.path).filter_by(pool_id=p.id)))
         if paths and (paths[0] is None) != (path is None):
             raise ConflictError(f"the devices of storage pool {p.name!r} "
@@ -1310,13 +1323,17 @@ class VolumeService(ServiceBase):
                                    else "hold bytes in directories: give this one a path"))
         if path is None:
             return
-        other = s.scalars(select(StorageDeviceRow.name).filter_by(path=path)).first()
-        if other is not None:
-            raise ConflictError(f"directory {path!r} is already the device {other!r}")
+        for other in s.scalars(select(StorageDeviceRow).where(StorageDeviceRow.path.is_not(None))):
+            if other.path == path or sio.same_dir(Path(str(other.path)), Path(path)):
+                op = s.get(StoragePoolRow, other.pool_id)
+                raise ConflictError(f"directory {path!r} is already the device {other.name!r} of "
+                                    f"storage pool {op.name if op else '?'!r}")
         try:
-            sio.init_device(Path(path))
-        except OSError as e:
-            raise ConflictError(f"directory {path!r} cannot hold a device: {e.strerror or e}") from None
+            claimed = sio.device_marker(Path(path))
+        except (OSError, ValueError):
+            claimed = None  # no marker (a new directory), or not ours: init_device writes one
+        if claimed is not None and s.get(StorageDeviceRow, claimed) is not None:
+            raise ConflictError(f"directory {path!r} is marked as another device's (id {claimed})")
 
     @staticmethod
     def _volume(s: Session, project: str, name: str) -> VolumeRow:

@@ -11,6 +11,7 @@ hold the placement and decide what a dead device means.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -40,11 +41,42 @@ def volume_key(volume_id: int) -> str:
     return f"v{volume_id}"
 
 
-def init_device(path: Path) -> None:
-    """Make `path` a device directory (created if missing); OSError when it cannot be."""
+def init_device(path: Path, device_id: int) -> None:
+    """Make `path` the directory of device row `device_id` (created if missing): its marker names
+    the device, so whatever deletes files there first checks the directory is still that device's
+    (`owns`); OSError when it cannot be."""
     (path / "objects").mkdir(parents=True, exist_ok=True)
-    (path / MARKER).write_text("poolvisor device\n")
+    (path / MARKER).write_text(f"poolvisor device\nid {device_id}\n")
     ob.fsync_dir(path)
+
+
+def device_marker(path: Path) -> int | None:
+    """The device id `path`'s marker names; None for a marker written before markers held ids.
+    OSError: no marker (or unreadable); ValueError: not a poolvisor device marker."""
+    lines = (path / MARKER).read_text().splitlines()
+    if not lines or lines[0] != "poolvisor device":
+        raise ValueError(f"{path / MARKER} is not a poolvisor device marker")
+    ids = [int(x[3:]) for x in lines[1:] if x.startswith("id ") and x[3:].isdigit()]
+    return ids[0] if ids else None
+
+
+def owns(path: Path, device_id: int) -> bool:
+    """Whether `path` is device `device_id`'s directory by its marker (fail closed: a missing,
+    unreadable, foreign or id-less marker is not)."""
+    try:
+        return device_marker(path) == device_id
+    except (OSError, ValueError):
+        return False
+
+
+def same_dir(a: Path, b: Path) -> bool:
+    """Whether two paths are one directory (same device and inode; spelled differently, through
+    `..` or a symlink); paths that cannot be examined compare by their real path."""
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 _gen_lock = threading.Lock()
