@@ -102,3 +102,73 @@ def test_the_collector_skips_a_device_whose_marker_names_another_and_adopts_an_u
     (tmp_path / "d0" / sio.MARKER).write_text("poolvisor device\n")  # id-less, nobody else's: adopted
     assert svc.volume_gc.collect("a").files == 1 and not ghost.exists()
     assert sio.device_marker(tmp_path / "d0") == dev_id
+
+
+# ---- R9/R10: the collector against writers, its scope and its failures --------------------------
+def _pools(s: Services, root: Path) -> None:
+    s.catalog.create_project("demo")
+    for pool in ("src", "dst"):
+        s.volumes.create_pool(pool, segment_mib=4, chunk_mib=1)
+        for i in range(3):
+            s.volumes.add_device(pool, f"{pool}{i}", 1024, domain=f"rack{i}", path=str(root / f"{pool}{i}"))
+
+
+def test_a_write_whose_volume_directory_the_collector_removed_meanwhile_re_creates_it(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector's rmdir lands between a write's mkdir and its open: the write re-creates the
+    directory and succeeds; no healthy device is marked failed."""
+    from poolvisor.storage import objects as ob
+
+    _pools(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "src", 8)
+    real = ob.prepare
+    raced: list[Path] = []
+
+    def prepare(device: Path, volume: str, *a, **k):  # type: ignore[no-untyped-def]
+        d = device / "objects" / volume
+        if device not in raced:
+            raced.append(device)
+            os.rmdir(d)  # what the collector does to an empty directory of a volume not in the pool
+        return real(device, volume, *a, **k)
+
+    monkeypatch.setattr(ob, "prepare", prepare)
+    svc.volumes.write_data("demo", "v", 0, b"still here")
+    assert len(raced) == 3
+    assert all(d.state == "up" for d in svc.volumes.get_pool("src").devices)
+    monkeypatch.setattr(ob, "prepare", real)
+    assert svc.volumes.read_data("demo", "v", 0, 10) == b"still here"
+
+
+def test_a_migration_collects_only_its_volume_records_it_and_a_failed_collect_fails_nothing(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolvisor.domain.errors import NotFoundError
+    from poolvisor.services import volume_gc
+
+    _pools(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "src", 16)
+    svc.volumes.create_volume("demo", "w", "src", 8)
+    data = os.urandom(5 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    svc.volumes.write_data("demo", "w", 0, b"w")
+    other = tmp_path / "dst0" / "objects" / sio.volume_key(_vid(svc, "w"))  # another migration's
+    other.mkdir()                                                           # pre-copy into dst
+    (other / "0000000000").write_bytes(b"p" * 40)
+    mine = tmp_path / "src0" / "objects" / sio.volume_key(_vid(svc, "v")) / "0000000012"
+    mine.write_bytes(b"s" * 25)  # left on the source (an unplaced segment) by a write redone after the switch
+    r = svc.volume_migration.migrate("demo", "v", "dst")
+    assert r.to_pool == "dst" and (other / "0000000000").exists() and not mine.exists()
+    ev = [e for e in svc.events.list_events() if e.kind == "storage-pool.collected"]
+    assert ev and ev[0].subject == "storage-pool/src" and ev[0].data["volumes"] == [_vid(svc, "v")]
+
+    def boom(s, p, now=None, volumes=None):  # type: ignore[no-untyped-def]
+        raise NotFoundError("storage pool 'src' not found")  # deleted right after the volume left
+
+    monkeypatch.setattr(volume_gc, "collect_in", boom)
+    r = svc.volume_migration.migrate("demo", "v", "src")  # completed: the collect's error is logged
+    assert r.to_pool == "src" and svc.volumes.read_data("demo", "v", 0, len(data)) == data
+
+    def delete_it(done: int, total: int) -> None:
+        svc.volumes.delete_volume("demo", "w")
+
+    with pytest.raises(NotFoundError, match="volume 'w'"):  # the switch's error, not the collect's
+        svc.volume_migration.migrate("demo", "w", "dst", delete_it)

@@ -95,8 +95,18 @@ _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsy
 
 
 def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
-    ob.ensure_volume_dir(r.path, volume)
-    return ob.prepare(r.path, volume, c, gen, data, sha)
+    return _prepare_at(r.path, volume, c, gen, data, sha)
+
+
+def _prepare_at(path: Path, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
+    """Prepare in the volume's directory; once more when the collector removed the (empty)
+    directory between its creation and the open, before the device counts as dead."""
+    ob.ensure_volume_dir(path, volume)
+    try:
+        return ob.prepare(path, volume, c, gen, data, sha)
+    except FileNotFoundError:
+        ob.ensure_volume_dir(path, volume)
+        return ob.prepare(path, volume, c, gen, data, sha)
 
 
 Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
@@ -215,8 +225,7 @@ def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Rep
         rep, _ = read(volume, c, sources)
         if rep is None:
             continue
-        ob.ensure_volume_dir(target.path, dst)
-        tmp = ob.prepare(target.path, dst, c, rep.gen, rep.data, ob.digest(rep.data))
+        tmp = _prepare_at(target.path, dst, c, rep.gen, rep.data, ob.digest(rep.data))
         ob.commit(target.path, dst, c, tmp)
         n += len(rep.data)
     if n:
@@ -268,8 +277,7 @@ def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
     sha, gen, dst = ob.digest(data), max(present), to_volume or volume
 
     def put(t: Replica) -> None:
-        ob.ensure_volume_dir(t.path, dst)
-        ob.commit(t.path, dst, chunk, ob.prepare(t.path, dst, chunk, gen, data, sha))
+        ob.commit(t.path, dst, chunk, _prepare_at(t.path, dst, chunk, gen, data, sha))
         ob.fsync_dir(t.path / "objects" / dst)
 
     for f in [_io.submit(put, t) for t in targets]:
