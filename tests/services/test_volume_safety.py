@@ -172,3 +172,35 @@ def test_a_migration_collects_only_its_volume_records_it_and_a_failed_collect_fa
 
     with pytest.raises(NotFoundError, match="volume 'w'"):  # the switch's error, not the collect's
         svc.volume_migration.migrate("demo", "w", "dst", delete_it)
+
+
+# ---- C2: a new volume never reads a deleted one's leftovers -----------------------------------------
+def test_a_new_volume_never_reads_what_a_deleted_volume_left_on_any_device(
+        svc: Services, tmp_path: Path) -> None:
+    """The reviewer's reproduction: leftovers of a deleted volume (a write racing the delete, a
+    pre-copy left by a crash) stay on disk; the next volume, in another project, must read zeros.
+    Ids are never reused, and the new volume's directory is cleared on every device whatever its id
+    (the leftover is planted under the id the new volume will get: the case of an id deleted
+    before the 0017 upgrade)."""
+    svc.catalog.create_project("p1")
+    svc.catalog.create_project("p2")
+    for pool in ("sp", "other"):
+        svc.volumes.create_pool(pool, segment_mib=4, replicas=1, chunk_mib=1)
+        svc.volumes.add_device(pool, "d0", 1024, domain="r0", path=str(tmp_path / pool))
+    svc.volumes.create_volume("p1", "secret", "sp", 16)
+    svc.volumes.write_data("p1", "secret", 0, b"p1's secret".ljust(MiB, b"."))
+    old = _vid(svc, "secret")
+    src = tmp_path / "sp" / "objects" / sio.volume_key(old) / "0000000000"
+    blob = src.read_bytes()
+    svc.volumes.delete_volume("p1", "secret")
+    for pool in ("sp", "other"):  # what the deleted volume left, under its id and the next one
+        for vid in (old, old + 1):
+            d = tmp_path / pool / "objects" / sio.volume_key(vid)
+            d.mkdir(exist_ok=True)
+            (d / "0000000000").write_bytes(blob)
+    svc.volumes.create_volume("p2", "fresh", "sp", 16)
+    new = _vid(svc, "fresh")
+    assert new != old
+    svc.volumes.write_data("p2", "fresh", 2 * MiB, b"y")  # places segment 0 (thin)
+    assert svc.volumes.read_data("p2", "fresh", 0, 16) == bytes(16)
+    assert not (tmp_path / "other" / "objects" / sio.volume_key(new)).exists()

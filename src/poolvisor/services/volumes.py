@@ -284,6 +284,15 @@ def _writable(v: VolumeRow) -> None:
         raise ConflictError(f"volume {v.name!r} lost data (state failed)")
 
 
+def _clear_leftovers(s: Session, volume_id: int) -> None:
+    """A new volume's directory goes from every byte-holding device (any pool), under the pool's
+    lock before anything is placed: ids are never reused (0017), but one deleted before that
+    upgrade above the largest id could be taken once, and its leftovers must not be read."""
+    devs = s.scalars(select(StorageDeviceRow.path).where(StorageDeviceRow.path.is_not(None),
+                                                         StorageDeviceRow.state != "failed"))
+    sio.drop_volume(sio.volume_key(volume_id), [Path(str(x)) for x in devs])
+
+
 def _volume_allocations(s: Session, pool_id: int) -> list[tuple[VolumeRow, int]]:
     """Each volume of the pool with its logical MiB that have placed segments."""
     vols = list(s.scalars(select(VolumeRow).where(VolumeRow.pool_id == pool_id)))
@@ -476,6 +485,7 @@ class VolumeService(ServiceBase):
                           replicas=reps, state="available", last_access=datetime.now(UTC))
             s.add(v)
             s.flush()
+            _clear_leftovers(s, v.id)
             if not thin:
                 self._place(s, st, v, list(range(self._segments(p, size_mib))))
             ServiceBase._event(s, "volume.created", f"volume/{project}/{name}",
@@ -872,6 +882,7 @@ class VolumeService(ServiceBase):
                              last_access=datetime.now(UTC), snapshot_of=v.id)
             s.add(snap)
             s.flush()
+            _clear_leftovers(s, snap.id)
             self._place(s, st, snap, segs)
             if snap.state == "snapshot":
                 self._snapshot_event(s, project, name, snapshot, len(segs))
