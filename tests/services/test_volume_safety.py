@@ -204,3 +204,122 @@ def test_a_new_volume_never_reads_what_a_deleted_volume_left_on_any_device(
     svc.volumes.write_data("p2", "fresh", 2 * MiB, b"y")  # places segment 0 (thin)
     assert svc.volumes.read_data("p2", "fresh", 0, 16) == bytes(16)
     assert not (tmp_path / "other" / "objects" / sio.volume_key(new)).exists()
+
+
+# ---- C4: a snapshot is never left `creating` ------------------------------------------------------
+def _one_pool(s: Services, root: Path, devices: int = 3) -> None:
+    s.catalog.create_project("demo")
+    s.volumes.create_pool("sp", segment_mib=4, chunk_mib=1)
+    for i in range(devices):
+        s.volumes.add_device("sp", f"d{i}", 1024, domain=f"rack{i}", path=str(root / f"d{i}"))
+
+
+def test_a_snapshot_whose_plan_or_copy_fails_is_dropped_and_the_409_names_the_volume(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reviewer's reproduction: the source deleted between the snapshot's first transaction
+    and its copy plan left the snapshot `creating` forever, and the 409 named volume '?'."""
+    from poolvisor.services import volume_copy
+    from poolvisor.services.volumes import VolumeService
+
+    _one_pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(MiB))
+    real = VolumeService._snapshot_copy
+
+    def delete_first(self, s, *a):  # type: ignore[no-untyped-def]
+        svc.volumes.delete_volume("demo", "v")  # commits at once (SQLite: the read waits for nothing)
+        return real(self, s, *a)
+
+    monkeypatch.setattr(VolumeService, "_snapshot_copy", delete_first)
+    with pytest.raises(ConflictError, match="volume 'v' was deleted or migrated while snapshot 'snap'"):
+        svc.volumes.snapshot("demo", "v", "snap")
+    assert svc.volumes.list_volumes("demo") == []
+    monkeypatch.setattr(VolumeService, "_snapshot_copy", real)
+
+    svc.volumes.create_volume("demo", "w", "sp", 8)
+    svc.volumes.write_data("demo", "w", 0, os.urandom(MiB))
+
+    def broken(cp):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug, not a 409")
+
+    monkeypatch.setattr(volume_copy, "precopy", broken)
+    with pytest.raises(RuntimeError):
+        svc.volumes.snapshot("demo", "w", "snap2")
+    assert [v.name for v in svc.volumes.list_volumes("demo")] == ["w"]
+    assert any(e.kind == "volume.snapshot-dropped" for e in svc.events.list_events())
+
+
+def test_a_snapshot_left_creating_by_a_dead_copier_is_reported_and_dropped_by_the_repair_sweep(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from poolvisor.services import volume_copy
+    from poolvisor.services.volumes import CREATING_STALE_S
+
+    _one_pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    data = os.urandom(2 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    real = volume_copy.precopy
+    seen: list[str] = []
+
+    class Died(BaseException):  # the process stops here: nothing of it runs after
+        pass
+
+    def copy_then_die(cp):  # type: ignore[no-untyped-def]
+        real(cp)
+        seen.append(cp.dst_key)
+        # while this process copies, neither its own sweep nor a late one drops the snapshot
+        later = datetime.now(UTC) + timedelta(seconds=CREATING_STALE_S + 60)
+        assert svc.volumes.drop_stale_snapshots(later) == []
+        raise Died()
+
+    monkeypatch.setattr(volume_copy, "precopy", copy_then_die)
+    with pytest.raises(Died):
+        svc.volumes.snapshot("demo", "v", "snap")
+    assert svc.volumes.get_volume("demo", "snap").state == "creating"
+    assert list(tmp_path.glob(f"*/objects/{seen[0]}/0*"))
+    assert svc.repair.check().ok  # a copy may still be running: not before the bound
+    assert "creating" not in " ".join(svc.repair.run())
+    later = datetime.now(UTC) + timedelta(seconds=CREATING_STALE_S + 60)
+    report = svc.repair.check(later)
+    assert any("snapshot snap is creating but no copy has touched it" in v for v in report.violations)
+    done = svc.repair.run(later)
+    assert "snapshot snap: left creating by a copy that stopped; dropped" in done
+    assert [v.name for v in svc.volumes.list_volumes("demo")] == ["v"]
+    assert not list(tmp_path.glob(f"*/objects/{seen[0]}/0*"))  # its bytes went with it
+    monkeypatch.setattr(volume_copy, "precopy", real)
+    svc.volumes.snapshot("demo", "v", "snap")  # the name is free again
+    assert svc.volumes.read_data("demo", "snap", 0, len(data)) == data
+
+
+def test_a_long_pre_copy_keeps_its_snapshot_alive(svc: Services, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heartbeat: a copy that runs past HEARTBEAT_S touches the snapshot, so a sweep judging
+    staleness from then (another process's) does not drop it."""
+    from datetime import UTC, datetime, timedelta
+
+    from poolvisor.services import volume_copy
+    from poolvisor.services.volumes import CREATING_STALE_S
+
+    _one_pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8)
+    svc.volumes.write_data("demo", "v", 0, os.urandom(3 * MiB))
+    monkeypatch.setattr(volume_copy, "HEARTBEAT_S", -1.0)  # every chunk
+    real = volume_copy.precopy
+    touched: list[datetime] = []
+
+    def copy_then_look(cp):  # type: ignore[no-untyped-def]
+        t0 = datetime.now(UTC)
+        done = real(cp)
+        svc.volumes._copying.clear()  # as seen from another process: only the heartbeat counts
+        beat = svc.store.run(lambda s: s.scalars(select(VolumeRow.last_access).filter_by(name="snap")).one(),
+                             write=False)
+        beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
+        assert beat >= t0  # touched during the copy, after the snapshot's row was written
+        assert svc.volumes.drop_stale_snapshots(beat + timedelta(seconds=CREATING_STALE_S - 1)) == []
+        touched.append(t0)
+        return done
+
+    monkeypatch.setattr(volume_copy, "precopy", copy_then_look)
+    assert svc.volumes.snapshot("demo", "v", "snap").state == "snapshot" and touched

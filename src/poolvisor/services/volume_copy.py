@@ -11,6 +11,7 @@ before it is in; one in flight sees the generation move and is redone on the sou
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class SnapshotCopy:
     size: int  # bytes
     chunk: int  # bytes
     segments: list[tuple[range, list[sio.Replica], list[sio.Replica]]]
+    heartbeat: Callable[[], None] | None = None  # runs every HEARTBEAT_S of a pre-copy (copier alive)
 
     def copy(self, c: int, sources: list[sio.Replica], targets: list[sio.Replica]) -> tuple[int | None, ...]:
         """Copy chunk `c` to `targets`; the source generation it carries. OSError: a target died."""
@@ -63,7 +65,8 @@ def _gen(key: str, c: int, t: sio.Replica) -> int:
 
 
 def plan(s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow,
-         chunks_of: Callable[[StoragePoolRow, int, int], range]) -> SnapshotCopy:
+         chunks_of: Callable[[StoragePoolRow, int, int], range],
+         heartbeat: Callable[[], None] | None = None) -> SnapshotCopy:
     """Today's sources and targets of every segment the snapshot holds (both in pool `p`)."""
     live = {d.id: d for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id))
             if d.state != "failed" and d.path is not None}
@@ -77,14 +80,22 @@ def plan(s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow,
     return SnapshotCopy(sio.volume_key(src.id), sio.volume_key(snap.id), src.size_mib * sio.MiB,
                         p.chunk_mib * sio.MiB,
                         [(chunks_of(p, src.size_mib, seg), where[(src.id, seg)], where[(snap.id, seg)])
-                         for seg in segs])
+                         for seg in segs], heartbeat)
+
+
+HEARTBEAT_S = 10.0  # how often a long pre-copy says it is alive (volumes.CREATING_STALE_S)
 
 
 def precopy(cp: SnapshotCopy) -> Done:
-    """Every chunk to every snapshot replica, outside any transaction; what each copy carries."""
+    """Every chunk to every snapshot replica, outside any transaction; what each copy carries.
+    The plan's `heartbeat` runs every HEARTBEAT_S while it copies (the snapshot's copier is alive)."""
     done: Done = {}
+    beat = time.monotonic()
     for chunks, sources, targets in cp.segments:
         for c in chunks:
+            if cp.heartbeat is not None and time.monotonic() - beat > HEARTBEAT_S:
+                cp.heartbeat()
+                beat = time.monotonic()
             try:
                 gens = cp.copy(c, sources, targets)
             except OSError:

@@ -22,6 +22,7 @@ one compute pool, or local to the hosts holding its devices).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -73,6 +74,7 @@ from poolvisor.store.rows import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("poolvisor.volumes")
 ACCESS = ("network", "local")
 DEVICE_STATES = ("up", "leaving", "failed")
 # stored volume states; "attached" is reported for an available volume with an attachment (the
@@ -86,6 +88,7 @@ SHOWN_MOVES = 20
 MAX_PATH = 1024
 MAX_IO = 64 << 20  # bytes per read_data / write_data call (both are held in memory)
 PLAN_SEGMENTS = 4096  # a data call reads (and keeps) the whole volume's placement up to this many segments
+CREATING_STALE_S = 300.0  # a `creating` snapshot untouched this long has no copier (heartbeat every 10 s)
 WRITE_DEADLINE_S = 10.0  # a write re-planned (device died, placement moved) this long, then 409
 
 
@@ -284,6 +287,11 @@ def _writable(v: VolumeRow) -> None:
         raise ConflictError(f"volume {v.name!r} lost data (state failed)")
 
 
+def _stale(v: VolumeRow, now: datetime) -> bool:
+    """A `creating` snapshot no copier touched for CREATING_STALE_S (its heartbeat, `last_access`)."""
+    return (now - as_utc(v.last_access)).total_seconds() > CREATING_STALE_S
+
+
 def _clear_leftovers(s: Session, volume_id: int) -> None:
     """A new volume's directory goes from every byte-holding device (any pool), under the pool's
     lock before anything is placed: ids are never reused (0017), but one deleted before that
@@ -316,6 +324,7 @@ class VolumeService(ServiceBase):
         # (project, volume) -> the placement the last data call read: reused until a commit point
         # finds the pool's generation moved (then dropped and read again); guarded, never trusted
         self._plans: dict[tuple[str, str], _DataPlan] = {}
+        self._copying: set[int] = set()  # snapshots whose bytes this process is copying now
 
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, *, replicas: int = 3, oversubscription: float = 1.0,
@@ -891,8 +900,6 @@ class VolumeService(ServiceBase):
         rec, src_id, snap_id = self._write(tx)
         if rec.state != "creating":
             return rec
-        cp = self._read(lambda s: self._snapshot_copy(s, src_id, snap_id, snapshot))
-        done = vcopy.precopy(cp)  # outside any transaction
 
         def finish(s: Session) -> VolumeRecord:
             src, snap = self._snapshot_rows(s, src_id, snap_id, name, snapshot)
@@ -902,17 +909,49 @@ class VolumeService(ServiceBase):
             self._snapshot_event(s, project, name, snapshot, len(cp.segments))
             return self._volume_records(s, [snap])[0]
 
+        self._copying.add(snap_id)  # the repair sweep leaves it alone (other processes: the heartbeat)
         try:
+            cp = self._read(lambda s: self._snapshot_copy(s, src_id, snap_id, name, snapshot))
+            done = vcopy.precopy(cp)  # outside any transaction
             return self._write(finish)
-        except PoolvisorError:
-            self._write(lambda s: self._drop_creating(s, snap_id))
+        except Exception:  # any failure, a 409 or not: the snapshot goes, it is never left `creating`
+            try:
+                self._write(lambda s: self._drop_creating(s, snap_id))
+            except PoolvisorError as e:  # the database is away: the repair sweep drops it later
+                log.warning("snapshot %s/%s could not be dropped after its copy failed: %s", project,
+                            snapshot, e.message)
             raise
+        finally:
+            self._copying.discard(snap_id)
 
-    def _snapshot_copy(self, s: Session, src_id: int, snap_id: int, snapshot: str) -> vcopy.SnapshotCopy:
-        src, snap = self._snapshot_rows(s, src_id, snap_id, "?", snapshot)
+    def _heartbeat(self, snap_id: int) -> None:
+        """While a snapshot's bytes are copied: its `last_access` says a process is still at it
+        (the repair sweep drops a `creating` snapshot untouched for CREATING_STALE_S)."""
+        self._write(lambda s: s.execute(update(VolumeRow).where(VolumeRow.id == snap_id,
+                                                                VolumeRow.state == "creating")
+                                        .values(last_access=datetime.now(UTC))))
+
+    def drop_stale_snapshots(self, now: datetime | None = None) -> list[str]:
+        """The repair sweep's part: drop the snapshots left `creating` that no process is copying
+        (not this one's, and untouched for CREATING_STALE_S: their copier died or stalled)."""
+        now = now or datetime.now(UTC)
+
+        def find(s: Session) -> list[tuple[int, str]]:
+            return [(v.id, v.name) for v in s.scalars(select(VolumeRow).filter_by(state="creating"))
+                    if v.id not in self._copying and _stale(v, now)]
+
+        out = []
+        for vid, vname in self._read(find):
+            if self._write(lambda s, vid=vid: self._drop_creating(s, vid, now)):  # type: ignore[misc]
+                out.append(f"snapshot {vname}: left creating by a copy that stopped; dropped")
+        return out
+
+    def _snapshot_copy(self, s: Session, src_id: int, snap_id: int, name: str, snapshot: str
+                       ) -> vcopy.SnapshotCopy:
+        src, snap = self._snapshot_rows(s, src_id, snap_id, name, snapshot)
         p = s.get(StoragePoolRow, snap.pool_id)
         assert p is not None
-        return vcopy.plan(s, p, src, snap, _chunks)
+        return vcopy.plan(s, p, src, snap, _chunks, lambda: self._heartbeat(snap_id))
 
     @staticmethod
     def _snapshot_rows(s: Session, src_id: int, snap_id: int, name: str, snapshot: str
@@ -926,16 +965,25 @@ class VolumeService(ServiceBase):
                                 "being copied; the snapshot was dropped")
         return src, snap
 
-    def _drop_creating(self, s: Session, snap_id: int) -> None:
-        """A snapshot that could not be finished: its rows go, and the objects copied for it."""
+    def _drop_creating(self, s: Session, snap_id: int, stale_at: datetime | None = None) -> bool:
+        """A snapshot that could not be finished: its rows go, and the objects copied for it
+        (with `stale_at`: only while it is still untouched for CREATING_STALE_S then)."""
         snap = s.get(VolumeRow, snap_id)
         if snap is None or snap.state != "creating":
-            return
+            return False
         p = self._lock_id(s, snap.pool_id)
+        s.refresh(snap)  # as of the lock: a copier's heartbeat or finish may have come first
+        if snap.state != "creating" or (stale_at is not None and not _stale(snap, stale_at)):
+            return False
+        pr = s.get(ProjectRow, snap.project_id)
+        project = pr.name if pr is not None else None
+        ServiceBase._event(s, "volume.snapshot-dropped", f"volume/{project}/{snap.name}",
+                           f"snapshot {snap.name} dropped: its copy did not finish", project=project)
         s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == snap.id))
         s.delete(snap)
         s.flush()
         collect_in(s, p, volumes=[snap_id])
+        return True
 
     @staticmethod
     def _snapshot_event(s: Session, project: str, name: str, snapshot: str, segments: int) -> None:
@@ -1446,11 +1494,13 @@ class VolumeService(ServiceBase):
 
 
 
-def storage_violations(s: Session) -> list[str]:
+def storage_violations(s: Session, now: datetime | None = None) -> list[str]:
     """Invariants of the storage rows (for `poolvisor check`): a replica's extents add up to its
     segment and lie on its device; no two extents on a device overlap; a segment's replicas are
     on distinct devices and failure domains; a volume's stored state is known, a snapshot is never
-    attached, an attachment names a workload of the volume's project."""
+    attached, an attachment names a workload of the volume's project; no snapshot is left
+    `creating` without a copier (untouched for CREATING_STALE_S by `now`)."""
+    now = now or datetime.now(UTC)
     v: list[str] = []
     pools = {p.id: p for p in s.scalars(select(StoragePoolRow))}
     devs = {d.id: d for d in s.scalars(select(StorageDeviceRow))}
@@ -1488,6 +1538,9 @@ def storage_violations(s: Session) -> list[str]:
         att = atts.get(vid)
         if vol.state not in VOLUME_STATES:
             v.append(f"volume {vol.name} has unknown state {vol.state!r}")
+        if vol.state == "creating" and _stale(vol, now):
+            v.append(f"snapshot {vol.name} is creating but no copy has touched it for "
+                     f"{(now - as_utc(vol.last_access)).total_seconds():.0f} s (the repair sweep drops it)")
         if att is not None and vol.state == "snapshot":
             v.append(f"snapshot {vol.name} is attached")
         if att is not None:
