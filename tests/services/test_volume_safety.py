@@ -323,3 +323,54 @@ def test_a_long_pre_copy_keeps_its_snapshot_alive(svc: Services, tmp_path: Path,
 
     monkeypatch.setattr(volume_copy, "precopy", copy_then_look)
     assert svc.volumes.snapshot("demo", "v", "snap").state == "snapshot" and touched
+
+
+# ---- C3, R13: a snapshot is the source as of its finish, within its own size -------------------------
+def test_a_write_opening_a_new_segment_during_the_pre_copy_is_in_the_snapshot(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reviewer's reproduction: W1 into a segment the thin source never wrote, then W2 (which
+    depends on it, a journal commit) into segment 0, both acknowledged during the pre-copy: the
+    snapshot held W2 without W1 (torn)."""
+    from poolvisor.services import volume_copy
+
+    _one_pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 16)
+    svc.volumes.write_data("demo", "v", 0, b"old0")
+    real = volume_copy.precopy
+
+    def racing(cp):  # type: ignore[no-untyped-def]
+        done = real(cp)
+        svc.volumes.write_data("demo", "v", 8 * MiB, b"W1")
+        svc.volumes.write_data("demo", "v", 0, b"W2")
+        return done
+
+    monkeypatch.setattr(volume_copy, "precopy", racing)
+    snap = svc.volumes.snapshot("demo", "v", "snap")
+    assert snap.segments == 2 and snap.allocated_mib == 8
+    assert svc.volumes.read_data("demo", "snap", 0, 2) == b"W2"
+    assert svc.volumes.read_data("demo", "snap", 8 * MiB, 2) == b"W1"
+    assert svc.repair.check().ok, svc.repair.check().violations
+
+
+def test_a_source_resized_during_the_pre_copy_is_copied_up_to_the_snapshots_size(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolvisor.services import volume_copy
+
+    _one_pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 6)  # segment 1 holds chunks 4 and 5
+    data = os.urandom(6 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    real = volume_copy.precopy
+
+    def resize_and_write(cp):  # type: ignore[no-untyped-def]
+        done = real(cp)
+        svc.volumes.resize_volume("demo", "v", 8)  # segment 1 now reaches chunk 7
+        svc.volumes.write_data("demo", "v", 6 * MiB, b"beyond" * 1000)
+        return done
+
+    monkeypatch.setattr(volume_copy, "precopy", resize_and_write)
+    snap = svc.volumes.snapshot("demo", "v", "snap")
+    assert snap.size_mib == 6
+    key = sio.volume_key(_vid(svc, "snap"))
+    assert sorted({int(p.name) for p in tmp_path.glob(f"*/objects/{key}/0*")}) == list(range(6))
+    assert svc.volumes.read_data("demo", "snap", 0, 6 * MiB) == data

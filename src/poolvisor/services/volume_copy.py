@@ -3,10 +3,16 @@
 The snapshot row and its placement are created first (state `creating`: not readable,
 attachable or migratable yet); every written chunk of the source is then copied, outside any
 transaction, to the snapshot's replicas, remembering the source generation each copy carries.
-The finishing transaction holds the pool's placement lock: it copies again only the chunks whose
-source changed since (a write acknowledged meanwhile) or whose copy is gone, and marks the
-snapshot `snapshot`. The snapshot is the source as of that transaction: every write acknowledged
-before it is in; one in flight sees the generation move and is redone on the source.
+The finishing transaction holds the pool's placement lock: it places for the snapshot the
+segments a thin source opened since (a write into a segment never written before), copies
+again the chunks whose source changed since (a write acknowledged meanwhile), whose copy is gone
+or that were never copied (those new segments), and marks the snapshot `snapshot`. The snapshot
+is the source as of that transaction, up to the snapshot's own size (a source resized meanwhile
+is cut there): every write acknowledged before it is in; one in flight sees the generation move
+and is redone on the source. No room left for the new segments is a 409 (the snapshot is
+dropped; a retry takes a new one). Bytes the guest of an attached volume holds on its host's
+disk are not the volume's until the detach copies them back: a snapshot of an attached volume
+is the volume's bytes, not the guest's.
 """
 
 from __future__ import annotations
@@ -77,9 +83,10 @@ def plan(s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow,
         if d is not None:
             where[(r.volume_id, r.segment)].append(sio.Replica(d.id, d.name, Path(str(d.path))))
     segs = sorted({seg for vid, seg in where if vid == snap.id})
-    return SnapshotCopy(sio.volume_key(src.id), sio.volume_key(snap.id), src.size_mib * sio.MiB,
+    # the snapshot's own size: a source resized since is copied only up to what the snapshot holds
+    return SnapshotCopy(sio.volume_key(src.id), sio.volume_key(snap.id), snap.size_mib * sio.MiB,
                         p.chunk_mib * sio.MiB,
-                        [(chunks_of(p, src.size_mib, seg), where[(src.id, seg)], where[(snap.id, seg)])
+                        [(chunks_of(p, snap.size_mib, seg), where[(src.id, seg)], where[(snap.id, seg)])
                          for seg in segs], heartbeat)
 
 

@@ -865,8 +865,9 @@ class VolumeService(ServiceBase):
         `snapshot`) placed by straw2 like any volume, its space checked like a new volume's (not
         copy-on-write: the copy takes its own space). With byte-holding devices the bytes are
         copied outside any transaction while the snapshot is `creating`, then one transaction
-        holding the pool's lock copies what changed since and makes it the source as of then
-        (services/volume_copy.py)."""
+        holding the pool's lock places the segments the source opened meanwhile, copies what
+        changed since and makes it the source as of then (services/volume_copy.py). Any failure
+        drops the snapshot; a copier that died leaves it to the repair sweep."""
         check_name("snapshot", snapshot)
 
         def tx(s: Session) -> tuple[VolumeRecord, int, int]:
@@ -904,9 +905,11 @@ class VolumeService(ServiceBase):
         def finish(s: Session) -> VolumeRecord:
             src, snap = self._snapshot_rows(s, src_id, snap_id, name, snapshot)
             p = self._lock_id(s, snap.pool_id)
-            vcopy.catch_up(vcopy.plan(s, p, src, snap, _chunks), done)  # what changed meanwhile
+            self._place_new_segments(s, p, src, snap)  # segments a thin source placed meanwhile
+            final = vcopy.plan(s, p, src, snap, _chunks)
+            vcopy.catch_up(final, done)  # what changed meanwhile, and those new segments
             snap.state = "snapshot"
-            self._snapshot_event(s, project, name, snapshot, len(cp.segments))
+            self._snapshot_event(s, project, name, snapshot, len(final.segments))
             return self._volume_records(s, [snap])[0]
 
         self._copying.add(snap_id)  # the repair sweep leaves it alone (other processes: the heartbeat)
@@ -923,6 +926,25 @@ class VolumeService(ServiceBase):
             raise
         finally:
             self._copying.discard(snap_id)
+
+    def _place_new_segments(self, s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow) -> None:
+        """In the finishing transaction (the pool locked): place for the snapshot the segments the
+        thin source placed since its first transaction (a write during the pre-copy into a
+        segment never written before), within the snapshot's size, so `catch_up` copies them: a
+        write acknowledged before the finish is in the snapshot even when it opened a segment.
+        409 when the pool has no room left for them (the snapshot is dropped; retry it)."""
+        have = set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=snap.id)))
+        new = sorted(set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=src.id)
+                                   .where(VolumeSegmentRow.segment < self._segments(p, snap.size_mib))))
+                     - have)
+        if not new:
+            return
+        st = _PoolState(s, p)
+        why = st.space(s).check_write(sum(_segment_mib(p, snap.size_mib, i) for i in new) * snap.replicas)
+        if why:
+            raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted) for the segments "
+                                f"volume {src.name!r} opened while snapshot {snap.name!r} was being copied")
+        self._place(s, st, snap, new)
 
     def _heartbeat(self, snap_id: int) -> None:
         """While a snapshot's bytes are copied: its `last_access` says a process is still at it
