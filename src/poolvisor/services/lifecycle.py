@@ -7,9 +7,10 @@ finishing transaction acts only while it still owns the lease.
 Migration re-runs the full placement pipeline (the workload's pool and label constraints kept,
 the current host excluded, only hosts of the source's driver) and commits with the same
 generation guard as creation; a declared workload is sized again for the target host's pool by
-the create's rule (services/shares.py), and a move undone restores the source's claim. The driver's migration is an operation: its handle's progress goes
-into the task's progress, and a cancel of the task (tasks.py) aborts it; the workload then stays
-on its source and the task ends cancelled.
+the create's rule (services/shares.py), and a move undone restores the source's claim. The
+driver's migration is an operation: its handle's progress goes into the task's progress, and a
+cancel of the task (tasks.py) aborts it; the workload then stays on its source and the task ends
+cancelled.
 """
 
 from __future__ import annotations
