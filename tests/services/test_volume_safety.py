@@ -374,3 +374,76 @@ def test_a_source_resized_during_the_pre_copy_is_copied_up_to_the_snapshots_size
     key = sio.volume_key(_vid(svc, "snap"))
     assert sorted({int(p.name) for p in tmp_path.glob(f"*/objects/{key}/0*")}) == list(range(6))
     assert svc.volumes.read_data("demo", "snap", 0, 6 * MiB) == data
+
+
+# ---- R8: attachments against deletes and writes -------------------------------------------------------
+def _attached(s: Services, root: Path) -> tuple[str, object]:
+    from svc_helpers import small_cluster
+
+    from poolvisor.drivers.base import DriverWorkload
+
+    small_cluster(s)
+    s.workloads.create_workload("demo", "vm", flavor="unit")
+    host = s.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    s.volumes.create_pool("sp", replicas=1, segment_mib=4)
+    s.volumes.add_device("sp", "d1", 64, path=str(root / "d1"))
+    s.volumes.create_volume("demo", "data", "sp", 16)
+    return host, DriverWorkload("demo/vm", "vm", {})
+
+
+def test_a_volume_whose_bytes_are_on_a_host_disk_refuses_writes_until_detached(
+        svc: Services, tmp_path: Path) -> None:
+    """The detach copies the guest's disk back over the volume: a write in between would be
+    silently lost, so it is a 409, also through a plan cached (by a write or a read) before the
+    attach; the guest's bytes come back and writes work again after the detach."""
+    host, dw = _attached(svc, tmp_path)
+    svc.volumes.write_data("demo", "data", 0, b"before")  # caches a write plan
+    svc.volumes.attach("demo", "data", "vm")
+    with pytest.raises(ConflictError, match="is attached: its bytes are on its workload's disk"):
+        svc.volumes.write_data("demo", "data", 0, b"lost?!")
+    assert svc.volumes.read_data("demo", "data", 0, 6) == b"before"  # reads still served (and cached)
+    with pytest.raises(ConflictError, match="is attached"):
+        svc.volumes.write_data("demo", "data", 0, b"lost?!")
+    sim = svc.drivers.driver_of(host)
+    sim.guest_write(host, dw, "demo/data", 0, b"guest!")  # type: ignore[attr-defined]
+    svc.volumes.detach("demo", "data")
+    assert svc.volumes.read_data("demo", "data", 0, 6) == b"guest!"
+    svc.volumes.write_data("demo", "data", 0, b"after!")
+    assert svc.volumes.read_data("demo", "data", 0, 6) == b"after!"
+
+
+def test_an_attach_racing_a_deletes_mark_sees_it(svc: Services, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, two transactions: the delete marks the workload `deleting` (and finds no
+    attachment) after the attach read it `running`; the attach's guarded write then finds the
+    state moved, reads again and refuses. (SQLite serializes writers: no such interleaving.)"""
+    import threading
+
+    from sqlalchemy import update
+
+    from poolvisor.services.volumes import VolumeService
+    from poolvisor.store.rows import WorkloadRow
+
+    if svc.store.dialect == "sqlite":
+        pytest.skip("SQLite serializes write transactions")
+    _attached(svc, tmp_path)
+    real = VolumeService._claim_workload
+    marked: list[bool] = []
+
+    def mark_between(s, w):  # type: ignore[no-untyped-def]
+        if not marked:
+            marked.append(True)
+
+            def mark() -> None:
+                svc.store.run(lambda x: x.execute(update(WorkloadRow).where(WorkloadRow.id == w.id)
+                                                  .values(state="deleting")))
+            th = threading.Thread(target=mark)
+            th.start()
+            th.join()
+        real(s, w)
+
+    monkeypatch.setattr(VolumeService, "_claim_workload", staticmethod(mark_between))
+    with pytest.raises(ConflictError, match="is being deleted"):
+        svc.volumes.attach("demo", "data", "vm")
+    assert marked and svc.volumes.get_volume("demo", "data").attached_to is None

@@ -607,7 +607,8 @@ class VolumeService(ServiceBase):
             self._place(s, st, v, new)
 
     # ---- data path (devices with a directory) ------------------------------------------------
-    def write_data(self, project: str, name: str, offset: int, data: bytes | bytearray | memoryview) -> int:
+    def write_data(self, project: str, name: str, offset: int, data: bytes | bytearray | memoryview, *,
+                   copy_back: bool = False) -> int:
         """Write bytes at byte `offset` to every live replica of the segments they fall in, as
         checksummed objects of the pool's chunk size on the devices' directories
         (storage/segment_io.py), two-phase;
@@ -621,14 +622,16 @@ class VolumeService(ServiceBase):
         migration or device failure since then moved it) and records the access. A moved
         generation or a device that failed an I/O (marked failed here; the next rebalance
         re-replicates) redoes the write on the new placement; 409 if it cannot be acknowledged
-        within WRITE_DEADLINE_S."""
+        within WRITE_DEADLINE_S. A volume whose bytes live on a host's disk now (attached to a
+        guest, the pool keeping bytes) is refused with 409: the detach's copy-back (`copy_back`,
+        the only writer then) would overwrite the write."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInputError("data must be bytes")
         view = memoryview(data).cast("B")
         size = self._check_range(offset, len(view))
 
         def step() -> int:
-            plan = self._write_plan(project, name, offset, size)
+            plan = self._write_plan(project, name, offset, size, copy_back)
             try:
                 acked: list[bool] = []
 
@@ -652,17 +655,21 @@ class VolumeService(ServiceBase):
                           conflict=f"volume {name!r}: write not acknowledged (devices kept failing or the "
                           "placement kept moving); retry it")
 
-    def _write_plan(self, project: str, name: str, offset: int, size: int) -> _DataPlan:
+    def _write_plan(self, project: str, name: str, offset: int, size: int, copy_back: bool = False
+                    ) -> _DataPlan:
         """The cached plan when it covers the range; else read it (a write transaction only when
-        a thin volume's segment in the range is placed now)."""
-        plan = self._plans.get((project, name))
+        a thin volume's segment in the range is placed now). A copy-back's plan is never cached
+        (it may write a volume other writers may not)."""
+        plan = None if copy_back else self._plans.get((project, name))
         if plan is None or not plan.writable or not plan.serves(offset, size) or \
                 any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
-            plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=True))
+            plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=True,
+                                                         copy_back=copy_back))
             if any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
                 plan = self._write(lambda s: self._data_plan(s, project, name, offset, size, write=True,
-                                                             allocate=True))
-            self._plans[(project, name)] = plan
+                                                             allocate=True, copy_back=copy_back))
+            if not copy_back:
+                self._plans[(project, name)] = plan
         return plan
 
     def _write_chunks(self, plan: _DataPlan, name: str, offset: int, view: memoryview
@@ -797,7 +804,7 @@ class VolumeService(ServiceBase):
         return length
 
     def _data_plan(self, s: Session, project: str, name: str, offset: int, length: int, *,
-                   write: bool, allocate: bool = False) -> _DataPlan:
+                   write: bool, allocate: bool = False, copy_back: bool = False) -> _DataPlan:
         """The volume's placement (every placed segment's live replicas; only the range's when the
         volume has more than PLAN_SEGMENTS segments) after checking the range; `allocate` places a
         thin volume's unplaced segments in the range (the pool locked)."""
@@ -812,6 +819,10 @@ class VolumeService(ServiceBase):
             _writable(v)
         elif v.state == "creating":
             raise ConflictError(f"volume {name!r} is a snapshot still being copied")
+        on_disk = not copy_back and self._on_host_disk(s, v)
+        if write and on_disk:
+            raise ConflictError(f"volume {name!r} is attached: its bytes are on its workload's disk until "
+                                "it is detached (a write here would be overwritten); detach it first")
         if allocate:
             first_mib = first * p.segment_mib
             self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
@@ -835,7 +846,20 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"volume {name!r}: segment {lost[0]} has no live replica (lost)")
         return _DataPlan(v.id, p.id, p.generation, v.size_mib * sio.MiB, p.segment_mib, p.chunk_mib * sio.MiB,
                          dict(reps),
-                         v.state not in ("snapshot", "failed"), covers)
+                         v.state not in ("snapshot", "failed") and not on_disk, covers)
+
+    def _on_host_disk(self, s: Session, v: VolumeRow) -> bool:
+        """Whether the volume's bytes live on a host's disk now: attached, on a host whose driver
+        plugs disks, in a pool keeping bytes (the detach copies them back over the volume)."""
+        if s.get(VolumeAttachmentRow, v.id) is None:
+            return False
+        t = disk_target(s, v)
+        return t is not None and t.keeps_bytes and \
+            supports(self.ctx.drivers.driver_of(t.host), Capability.VOLUME_ATTACH)
+
+    def _copy_back(self, project: str, name: str, offset: int, data: bytes) -> int:
+        """The detach's writer: what the guest's disk holds, back into the volume."""
+        return self.write_data(project, name, offset, data, copy_back=True)
 
     def _fail_devices(self, s: Session, dead: set[int]) -> None:
         """Devices whose directory failed an I/O: failed (the next rebalance re-replicates)."""
@@ -1032,6 +1056,8 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"workload {workload!r} is not on a host (state {w.state})")
             if w.state == DELETING:  # its delete copies back only the disks attached when it began
                 raise ConflictError(f"workload {workload!r} is being deleted")
+            self._claim_workload(s, w)
+            self._plans.pop((project, name), None)  # writes read the plan again, and are refused
             host = s.get(HostRow, w.host_id)
             assert host is not None
             why = self._unreachable(s, p, host)
@@ -1056,6 +1082,18 @@ class VolumeService(ServiceBase):
                 raise
         return rec
 
+    @staticmethod
+    def _claim_workload(s: Session, w: WorkloadRow) -> None:
+        """A guarded write on the workload's row, in the state just checked: it conflicts with a
+        delete's mark (`UPDATE ... SET state = deleting WHERE state = before`), so on PostgreSQL
+        one of the two waits for the other and then sees its outcome (an attach after the mark
+        sees `deleting`; a mark after the attach sees the attachment and copies its disk back).
+        Stale (read again) when the state moved since it was read."""
+        done = s.execute(update(WorkloadRow).where(WorkloadRow.id == w.id, WorkloadRow.state == w.state)
+                         .values(state=WorkloadRow.state))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise Stale()
+
     def release_disks(self, workload_id: int, state: str) -> None:
         """Before a workload is deleted: its guest stops (gracefully, then hard: what it wrote is
         on its disks, nothing in flight, and no hot-unplug is needed, which a guest still booting
@@ -1073,7 +1111,7 @@ class VolumeService(ServiceBase):
         lc.stop(host, dw)
         try:
             for t in targets:
-                unplug(self.ctx.drivers, t, self.write_data)
+                unplug(self.ctx.drivers, t, self._copy_back)
         except PoolvisorError:
             if was_running:
                 with contextlib.suppress(PoolvisorError):
@@ -1106,7 +1144,7 @@ class VolumeService(ServiceBase):
         guest's writes); a host or a volume that refuses (503, 409) keeps the attachment."""
         t = self._read(lambda s: disk_target(s, self._volume(s, project, name)))
         if t is not None:
-            unplug(self.ctx.drivers, t, self.write_data)
+            unplug(self.ctx.drivers, t, self._copy_back)
 
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
