@@ -447,3 +447,58 @@ def test_an_attach_racing_a_deletes_mark_sees_it(svc: Services, tmp_path: Path,
     with pytest.raises(ConflictError, match="is being deleted"):
         svc.volumes.attach("demo", "data", "vm")
     assert marked and svc.volumes.get_volume("demo", "data").attached_to is None
+
+
+def test_a_detach_and_a_delete_of_its_workload_never_both_copy_the_disk_back(
+        svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either order: a delete that began first makes the detach a 409 (the delete copies the disk
+    back), a detach that began first makes the delete a 409 until it is done; the guest's bytes
+    come back once, and a detach mark left by a dead process is taken over."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from poolvisor.services import volumes as volumes_mod
+    from poolvisor.store.rows import VolumeAttachmentRow
+
+    host, dw = _attached(svc, tmp_path)
+    svc.volumes.attach("demo", "data", "vm")
+    sim = svc.drivers.driver_of(host)
+    sim.guest_write(host, dw, "demo/data", 0, b"first")  # type: ignore[attr-defined]
+    real_unplug = volumes_mod.unplug
+    refused: list[str] = []
+
+    def unplug_racing_a_delete(drivers, t, write=None):  # type: ignore[no-untyped-def]
+        with pytest.raises(ConflictError, match="is being detached; retry") as e:
+            svc.workloads.delete_workload("demo", "vm")
+        refused.append(str(e.value))
+        return real_unplug(drivers, t, write)
+
+    monkeypatch.setattr(volumes_mod, "unplug", unplug_racing_a_delete)
+    svc.volumes.detach("demo", "data")
+    monkeypatch.setattr(volumes_mod, "unplug", real_unplug)
+    assert refused and svc.workloads.get_workload("demo", "vm").state == "running"
+    assert svc.volumes.read_data("demo", "data", 0, 5) == b"first"
+
+    svc.volumes.attach("demo", "data", "vm")
+    sim.guest_write(host, dw, "demo/data", 0, b"secnd")  # type: ignore[attr-defined]
+    release = svc.workloads.lifecycle.release_disks
+
+    def release_racing_a_detach(wid: int, state: str) -> None:
+        with pytest.raises(ConflictError, match="is being deleted: its delete detaches"):
+            svc.volumes.detach("demo", "data")
+        refused.append("detach")
+        release(wid, state)
+
+    monkeypatch.setattr(svc.workloads.lifecycle, "release_disks", release_racing_a_detach)
+    svc.workloads.delete_workload("demo", "vm")
+    assert refused[-1] == "detach" and svc.volumes.read_data("demo", "data", 0, 5) == b"secnd"
+    assert svc.volumes.get_volume("demo", "data").attached_to is None
+
+    monkeypatch.setattr(svc.workloads.lifecycle, "release_disks", release)
+    svc.workloads.create_workload("demo", "vm2", flavor="unit")
+    svc.volumes.attach("demo", "data", "vm2")
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    svc.store.run(lambda s: s.execute(update(VolumeAttachmentRow).values(detaching_since=long_ago)))
+    svc.workloads.delete_workload("demo", "vm2")  # a dead detach's mark does not block forever
+    assert svc.volumes.get_volume("demo", "data").attached_to is None

@@ -46,6 +46,7 @@ from poolvisor.policies.storage.tiering import demotions
 from poolvisor.services import volume_copy as vcopy
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.lifecycle import DETACH_STALE_S
 from poolvisor.services.records import DELETING, HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
@@ -1141,10 +1142,39 @@ class VolumeService(ServiceBase):
 
     def detach(self, project: str, name: str) -> VolumeRecord:
         """The host lets go of the disk first and its bytes come back into the volume (the
-        guest's writes); a host or a volume that refuses (503, 409) keeps the attachment."""
-        t = self._read(lambda s: disk_target(s, self._volume(s, project, name)))
+        guest's writes); a host or a volume that refuses (503, 409) keeps the attachment.
+
+        The attachment is marked `detaching_since` first, in a transaction that conflicts with
+        the workload's delete (a guarded write on its row, like attach): a delete that began
+        first makes the detach a 409 (the delete copies the disk back itself), and a delete
+        after the mark is a 409 until the detach is done (lifecycle.py): never both copying back
+        and unplugging one disk. A mark older than DETACH_STALE_S (its process died) is taken over."""
+        def begin(s: Session) -> DiskTarget | None:
+            v = self._volume(s, project, name)
+            att = s.get(VolumeAttachmentRow, v.id)
+            if att is None:
+                raise ConflictError(f"volume {name!r} is not attached")
+            w = s.get(WorkloadRow, att.workload_id)
+            if w is not None:
+                if w.state == DELETING:
+                    raise ConflictError(f"workload {w.name!r} is being deleted: its delete detaches "
+                                        f"volume {name!r} and copies its disk back")
+                self._claim_workload(s, w)
+            now = datetime.now(UTC)
+            if att.detaching_since is not None and \
+                    (now - as_utc(att.detaching_since)).total_seconds() < DETACH_STALE_S:
+                raise ConflictError(f"volume {name!r} is being detached already; retry")
+            att.detaching_since = now
+            return disk_target(s, v)
+
+        t = self._write(begin)
         if t is not None:
-            unplug(self.ctx.drivers, t, self._copy_back)
+            try:
+                unplug(self.ctx.drivers, t, self._copy_back)
+            except Exception:
+                with contextlib.suppress(PoolvisorError):  # the attachment stays, usable again
+                    self._write(lambda s: self._undo_detaching(s, project, name))
+                raise
 
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
@@ -1158,6 +1188,11 @@ class VolumeService(ServiceBase):
             return self._volume_records(s, [v])[0]
 
         return self._write(tx)
+
+    def _undo_detaching(self, s: Session, project: str, name: str) -> None:
+        att = s.get(VolumeAttachmentRow, self._volume(s, project, name).id)
+        if att is not None:
+            att.detaching_since = None
 
     @staticmethod
     def _unreachable(s: Session, p: StoragePoolRow, host: HostRow) -> str | None:

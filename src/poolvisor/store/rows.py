@@ -520,6 +520,8 @@ class VolumeAttachmentRow(Base):
     volume_id: Mapped[int] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"), primary_key=True)
     workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a detach copying the disk back since then (0017): the workload's delete waits for it (409)
+    detaching_since: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class MemoryStateRow(Base):

@@ -1,4 +1,5 @@
-"""Volume and storage device ids are never reused (SQLite AUTOINCREMENT).
+"""Volume and storage device ids are never reused (SQLite AUTOINCREMENT); an attachment being
+detached says so (`volume_attachments.detaching_since`), so a delete of its workload waits.
 
 A volume's objects live in `v<id>` directories and a device's marker names its id. SQLite hands
 out max(id)+1 for a plain INTEGER PRIMARY KEY, so a new volume could take a deleted volume's id and
@@ -19,6 +20,7 @@ Create Date: 2026-12-03
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
@@ -27,6 +29,7 @@ branch_labels = None
 depends_on = None
 
 TABLES = ("storage_devices", "volumes")
+TS = sa.DateTime(timezone=True)
 
 
 _CHILDREN = ("volume_segments", "volume_attachments")
@@ -54,7 +57,10 @@ def _rebuild(autoincrement: bool) -> None:
 
 def upgrade() -> None:
     _rebuild(True)
+    op.add_column("volume_attachments", sa.Column("detaching_since", TS, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("volume_attachments") as b:
+        b.drop_column("detaching_since")
     _rebuild(False)
