@@ -27,7 +27,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError
-from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import StorageDeviceRow, StoragePoolRow, VolumeRow, VolumeSegmentRow
 
@@ -58,16 +57,8 @@ class SnapshotCopy:
         """The targets whose copy of chunk `c` is not the source's newest (changed since, never
         copied there, or gone)."""
         now = (sio.newest_gen(self.src_key, c, sources),)
-        want = -1 if now[0] is None else now[0]
-        return [t for t in targets if done.get((c, t.device_id)) != now or _gen(self.dst_key, c, t) != want]
-
-
-def _gen(key: str, c: int, t: sio.Replica) -> int:
-    try:
-        g = ob.read_gen(t.path, key, c)
-    except OSError:
-        return -1
-    return -1 if g is None else g
+        return [t for t in targets
+                if done.get((c, t.device_id)) != now or sio.header_gen(self.dst_key, c, t) != now[0]]
 
 
 def plan(s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow,

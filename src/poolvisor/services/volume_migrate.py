@@ -42,7 +42,6 @@ from poolvisor.services.volumes import (
     _PoolState,
     _segment_mib,
 )
-from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import (
     HostRow,
@@ -301,9 +300,9 @@ class VolumeMigration(ServiceBase):
         the copy is gone (the garbage collector removes objects no row points at yet); 1 if it did."""
         sig = plan.signature(key, c)
         present = [g for g in sig if g is not None]
-        want = max(present) if present else -1  # the generation a current copy carries (-1: none)
+        want = max(present) if present else None  # the generation a current copy carries
         behind = [t for t in targets
-                  if done.get((c, t.device_id)) != sig or _header_gen(key, c, t) != want]
+                  if done.get((c, t.device_id)) != sig or sio.header_gen(key, c, t) != want]
         if not behind:
             return 0
         try:
@@ -312,15 +311,6 @@ class VolumeMigration(ServiceBase):
             raise ConflictError(f"device {behind[0].device!r} cannot be written ({e.strerror or e}); "
                                 "set it failed and rebalance") from None
         return 1
-
-
-def _header_gen(key: str, c: int, t: sio.Replica) -> int:
-    """The generation of the target's copy of chunk `c` (-1: none, or the device is unreadable)."""
-    try:
-        g = ob.read_gen(t.path, key, c)
-    except OSError:
-        return -1
-    return -1 if g is None else g
 
 
 def _overlapping(src: StoragePoolRow, dst: StoragePoolRow, size_mib: int, seg: int) -> range:

@@ -36,8 +36,9 @@ class Replica:
 
 
 def volume_key(volume_id: int) -> str:
-    """A volume's directory on a device: by id, so a volume re-created under a reused name never
-    sees the bytes of the one deleted before it."""
+    """A volume's directory on a device: by id, which is never reused (migration 0017), so a new
+    volume never sees the bytes a deleted one left behind (create_volume also clears its
+    directory, for an id deleted before that upgrade)."""
     return f"v{volume_id}"
 
 
@@ -233,18 +234,19 @@ def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Rep
     return n
 
 
+def header_gen(volume: str, chunk: int, r: Replica) -> int | None:
+    """The generation the replica's header of the chunk holds (None: no such object, or the
+    device is unreadable); a header read, for deciding what to copy, never for serving bytes."""
+    try:
+        return ob.read_gen(r.path, volume, chunk)
+    except OSError:
+        return None
+
+
 def newest_gen(volume: str, chunk: int, reps: list[Replica]) -> int | None:
     """The newest generation any replica's header holds for the chunk (None: none holds it);
-    a dead replica is skipped (header reads: for deciding what to copy, never for serving bytes)."""
-    newest = None
-    for r in reps:
-        try:
-            g = ob.read_gen(r.path, volume, chunk)
-        except OSError:
-            continue
-        if g is not None and (newest is None or g > newest):
-            newest = g
-    return newest
+    a dead replica is skipped."""
+    return max((g for g in (header_gen(volume, chunk, r) for r in reps) if g is not None), default=None)
 
 
 def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
@@ -287,21 +289,12 @@ def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
 
 def behind(volume: str, chunk: int, sources: list[Replica], target: Replica) -> bool:
     """Whether a source holds a newer generation of the chunk than `target` (header reads, not a
-    data compare): what a copy made before a switch must copy again at the switch."""
-    newest = None
-    for r in sources:
-        try:
-            g = ob.read_gen(r.path, volume, chunk)
-        except OSError:
-            continue  # a dead source: the others hold the chunk
-        if g is not None and (newest is None or g > newest):
-            newest = g
+    data compare): what a copy made before a switch must copy again at the switch. An unreadable
+    target counts as behind (the copy will find it dead and say so)."""
+    newest = newest_gen(volume, chunk, sources)
     if newest is None:
         return False
-    try:
-        have = ob.read_gen(target.path, volume, chunk)
-    except OSError:
-        return True  # the copy will find the target dead and say so
+    have = header_gen(volume, chunk, target)
     return have is None or have < newest
 
 
