@@ -31,7 +31,7 @@ from poolvisor.drivers.protocols import MigrationHandle, MigrationProgress, Migr
 from poolvisor.policies.placement import Decision, Request, place
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
-from poolvisor.services.base import ServiceBase
+from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.networks import release_nics
@@ -73,7 +73,8 @@ _TO_DELETE = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.labe
 _TO_FINISH = select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id).where(
     _W.c.id == bindparam("w"))
 _VA = cast(Table, VolumeAttachmentRow.__table__)
-_HAS_VOLUMES = select(_VA.c.volume_id).where(_VA.c.workload_id == bindparam("w")).limit(1)
+_HAS_VOLUMES = select(_VA.c.volume_id, _VA.c.detaching_since).where(_VA.c.workload_id == bindparam("w"))
+DETACH_STALE_S = 600.0  # a detach's mark older than this was left by a dead process (volumes.py detach)
 _DELETE_WORKLOAD = delete(_W).where(_W.c.id == bindparam("w"))
 _MARK_DELETING = (update(_W).where(_W.c.id == bindparam("w"), _W.c.state == bindparam("before"))
                   .values(state=DELETING, updated_at=bindparam("now"), lease_owner=bindparam("lease_owner"),
@@ -110,7 +111,14 @@ class WorkloadLifecycle(ServiceBase):
             dw = DriverWorkload(f"{project}/{name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
             # whether it has volumes, read here: most workloads have none, and looking for their
             # disks in a read transaction of its own cost every delete a BEGIN and a COMMIT
-            volumes = conn.execute(_HAS_VOLUMES, {"w": w.id}).first() is not None
+            atts = conn.execute(_HAS_VOLUMES, {"w": w.id}).all()
+            now = datetime.now(UTC)
+            if any(a.detaching_since is not None and
+                   (now - as_utc(a.detaching_since)).total_seconds() < DETACH_STALE_S for a in atts):
+                # a detach is copying a disk back (volumes.py): both would unplug it; the mark's
+                # guarded UPDATE above and the detach's conflict on the row, so one sees the other
+                raise ConflictError(f"workload {name!r}: a volume of it is being detached; retry")
+            volumes = bool(atts)
             return w.id, w.host, dw, w.state, volumes
 
         wid, host, dw, before, volumes = self.ctx.write(mark, grouped=True)  # may share a commit (group.py)
