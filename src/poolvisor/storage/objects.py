@@ -10,9 +10,11 @@ failed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,15 +45,21 @@ def object_path(device: Path, volume: str, chunk: int) -> Path:
     return device / "objects" / volume / f"{chunk:010d}"
 
 
-def ensure_volume_dir(device: Path, volume: str) -> None:
-    """Create the volume's directory on a device (never the device itself: a missing one is dead)."""
+def ensure_volume_dir(device: Path, volume: str, *, sync: bool = True) -> bool:
+    """Create the volume's directory on a device (never the device itself: a missing one is dead);
+    whether this call created it. `sync=False` leaves the fsync of `objects/` that makes the new
+    entry durable to the caller (the write path does it with its commit's directory fsyncs, in the
+    same journal commit, instead of one more before its first byte)."""
     d = device / "objects" / volume
     if not d.is_dir():
         try:
             os.mkdir(d)
         except FileExistsError:
-            return
-        fsync_dir(d.parent)
+            return False
+        if sync:
+            fsync_dir(d.parent)
+        return True
+    return False
 
 
 def fsync_dir(path: Path) -> None:
@@ -63,17 +71,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
-    """Phase 1: write and fdatasync the replica under a temporary name; returns that name."""
+def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memoryview,
+            sha: bytes | Callable[[], bytes]) -> Path:
+    """Phase 1: write and fdatasync the replica under a temporary name; returns that name.
+
+    `sha` may be a function that waits for the checksum (another thread computing it): the
+    payload is written first and the header last, before the one fdatasync, so the hash of a
+    chunk overlaps the copy of its bytes into every replica's file."""
     tmp = object_path(device, volume, chunk).with_suffix(f".{gen}.tmp")
-    header = HEADER.pack(MAGIC, 1, gen, len(data), sha).ljust(HEADER_SIZE, b"\0")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(data)
-        total = HEADER_SIZE + len(view)
-        n = os.writev(fd, [header, view])
-        while n < total:  # short write: finish it
-            n += os.write(fd, header[n:]) if n < HEADER_SIZE else os.write(fd, view[n - HEADER_SIZE:])
+        done = 0
+        while done < len(view):  # a short write continues where it stopped
+            done += os.pwrite(fd, view[done:], HEADER_SIZE + done)
+        digest_ = sha if isinstance(sha, bytes) else sha()
+        header = HEADER.pack(MAGIC, 1, gen, len(view), digest_).ljust(HEADER_SIZE, b"\0")
+        if os.pwrite(fd, header, 0) != HEADER_SIZE:
+            raise OSError(errno.EIO, "short header write")
         os.fdatasync(fd)
     finally:
         os.close(fd)

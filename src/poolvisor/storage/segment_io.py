@@ -45,6 +45,8 @@ def init_device(path: Path) -> None:
     (path / "objects").mkdir(parents=True, exist_ok=True)
     (path / MARKER).write_text("poolvisor device\n")
     ob.fsync_dir(path)
+    for key in [k for k in _durable if k[0] == path]:  # a directory made again: nothing is durable yet
+        _durable.discard(key)
 
 
 _gen_lock = threading.Lock()
@@ -62,9 +64,28 @@ def next_gen() -> int:
 _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsyncs overlap across replicas
 
 
-def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
-    ob.ensure_volume_dir(r.path, volume)
-    return ob.prepare(r.path, volume, c, gen, data, sha)
+# (device directory, volume key) pairs whose entry in the device's `objects/` this process made
+# durable: the write path creates a volume's directory without an fsync of its own and fsyncs
+# `objects/` with its commit, once per pair and process (a directory left by an aborted write or
+# by a process that crashed is made durable by the next write that uses it)
+_durable: set[tuple[Path, str]] = set()
+
+
+def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: Future[bytes]) -> Path:
+    ob.ensure_volume_dir(r.path, volume, sync=False)
+    return ob.prepare(r.path, volume, c, gen, data, sha.result)
+
+
+def _sync_dirs(r: Replica, volume: str) -> None:
+    """The commit's durability on one device: its volume directory (the renames) and, the first
+    time this process writes the volume there, `objects/` (the directory's entry); the two fsyncs
+    share one journal commit."""
+    if (r.path, volume) not in _durable:
+        ob.fsync_dir(r.path / "objects")
+        ob.fsync_dir(r.path / "objects" / volume)
+        _durable.add((r.path, volume))
+    else:
+        ob.fsync_dir(r.path / "objects" / volume)
 
 
 Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
@@ -73,20 +94,20 @@ Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
 def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None] | None = None) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
-    Prepare everywhere first (a chunk's replicas start as soon as its checksum is known, so
-    hashing overlaps the writes and fdatasyncs of the chunks before it); if any device failed,
-    abort every prepared file (nothing changed) and return the dead. Else commit everywhere: the
-    renames, then one directory fsync per device, in parallel; a device dying during commit is
-    returned too (the replicas that did commit hold the new generation, the rest the old one).
-    `during_sync` (the caller's commit point) runs once every rename is done, while the
-    directory fsyncs are in flight, and only when no device failed so far: the write returns
-    (is acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
-    def hash_then_submit(c: int) -> list[tuple[Replica, int, Future[Path]]]:
-        data, reps = chunks[c]
-        sha = ob.digest(data)
-        return [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
-
-    jobs = [job for hashed in [_io.submit(hash_then_submit, c) for c in chunks] for job in hashed.result()]
+    Prepare everywhere first: every chunk's checksum is computed once (for all its replicas) while
+    its bytes are already being copied into every replica's file, whose header is written last,
+    before its one fdatasync. If any device failed, abort every prepared file (nothing changed)
+    and return the dead. Else commit everywhere: the renames, then one directory fsync per device
+    (and of `objects/` the first time, see _durable), in parallel; a device dying during
+    commit is returned too (the replicas that did commit hold the new generation, the rest the
+    old one). `during_sync` (the caller's commit point) runs once every rename is done, while the
+    directory fsyncs are in flight, and only when no device failed so far: the write returns (is
+    acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
+    # the hashes are queued before the prepares that wait for them (the pool is FIFO: a prepare
+    # never waits for a hash still behind it in the queue)
+    shas = {c: _io.submit(ob.digest, data) for c, (data, _) in chunks.items()}
+    jobs = [(r, c, _io.submit(_prepare, r, volume, c, gen, data, shas[c]))
+            for c, (data, reps) in chunks.items() for r in reps]
     dead: set[int] = set()
     prepared: list[tuple[Replica, int, Path]] = []
     for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
@@ -107,7 +128,7 @@ def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None]
             dirs[r.device_id] = r
         except OSError:
             dead.add(r.device_id)
-    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume))
+    syncs = [(r, _io.submit(_sync_dirs, r, volume))
              for r in dirs.values() if r.device_id not in dead]
     try:
         if during_sync is not None and not dead:
@@ -277,4 +298,5 @@ def drop(volume: str, chunks: range, path: Path) -> None:
 def drop_volume(volume: str, paths: Iterable[Path]) -> None:
     """Remove a deleted volume's directory from every device (best effort)."""
     for p in paths:
+        _durable.discard((p, volume))
         shutil.rmtree(p / "objects" / volume, ignore_errors=True)
