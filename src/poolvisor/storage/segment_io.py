@@ -15,7 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +71,17 @@ _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsy
 _durable: set[tuple[Path, str]] = set()
 
 
-def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: Future[bytes]) -> Path:
+def _stage(data: bytes | memoryview) -> ob.Staged:
+    try:
+        return ob.Staged(data)
+    except OSError as e:  # no memory to map: not the device's failure
+        raise MemoryError(f"cannot stage a chunk for writing: {e}") from e
+
+
+def _prepare(r: Replica, volume: str, c: int, gen: int, staged: Future[ob.Staged],
+             sha: Future[bytes]) -> Path:
     ob.ensure_volume_dir(r.path, volume, sync=False)
-    return ob.prepare(r.path, volume, c, gen, data, sha.result)
+    return ob.prepare(r.path, volume, c, gen, staged.result(), sha.result)
 
 
 def _sync_dirs(r: Replica, volume: str) -> None:
@@ -94,27 +102,37 @@ Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
 def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None] | None = None) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
-    Prepare everywhere first: every chunk's checksum is computed once (for all its replicas) while
-    its bytes are already being copied into every replica's file, whose header is written last,
-    before its one fdatasync. If any device failed, abort every prepared file (nothing changed)
+    Prepare everywhere first: every chunk is copied once into page-aligned memory and written from
+    there to every replica's file with O_DIRECT (objects.Staged: no copy into the page cache per
+    replica), its checksum computed once meanwhile and its header written last, before the one
+    fdatasync of each file. If any device failed, abort every prepared file (nothing changed)
     and return the dead. Else commit everywhere: the renames, then one directory fsync per device
     (and of `objects/` the first time, see _durable), in parallel; a device dying during
     commit is returned too (the replicas that did commit hold the new generation, the rest the
     old one). `during_sync` (the caller's commit point) runs once every rename is done, while the
     directory fsyncs are in flight, and only when no device failed so far: the write returns (is
     acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
-    # the hashes are queued before the prepares that wait for them (the pool is FIFO: a prepare
-    # never waits for a hash still behind it in the queue)
+    # each chunk is hashed and staged (copied once into aligned memory) in parallel, queued before
+    # the prepares that wait for them (the pool is FIFO: a prepare never waits for a job still
+    # behind it in the queue)
     shas = {c: _io.submit(ob.digest, data) for c, (data, _) in chunks.items()}
-    jobs = [(r, c, _io.submit(_prepare, r, volume, c, gen, data, shas[c]))
-            for c, (data, reps) in chunks.items() for r in reps]
+    staged = {c: _io.submit(_stage, data) for c, (data, _) in chunks.items()}
+    jobs = [(r, c, _io.submit(_prepare, r, volume, c, gen, staged[c], shas[c]))
+            for c, (_, reps) in chunks.items() for r in reps]
     dead: set[int] = set()
     prepared: list[tuple[Replica, int, Path]] = []
-    for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
-        try:
-            prepared.append((r, c, f.result()))
-        except OSError:
-            dead.add(r.device_id)
+    try:
+        for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
+            try:
+                prepared.append((r, c, f.result()))
+            except OSError:
+                dead.add(r.device_id)
+    finally:
+        wait([f for _, _, f in jobs])  # nothing reads the staged copies now
+        wait(shas.values())
+        for st in staged.values():
+            if st.exception() is None:
+                st.result().release()
     if dead:
         for _, _, tmp in prepared:
             ob.abort(tmp)
