@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,23 +329,29 @@ class DirStore:
 
     def _hash_and_prepare(self, volume: str, gen: int, chunks: dict[int, bytes | memoryview],
                           targets: list[tuple[int, Device]], shas: dict[int, bytes]) -> set[Device]:
-        """Prepare phase pipelined with hashing: a chunk's replicas start as soon as its sha is known."""
-        devs: dict[int, list[Device]] = {}
-        for c, d in targets:
-            devs.setdefault(c, []).append(d)
+        """Prepare phase: each chunk hashed and staged once (objects.Staged, aligned memory for
+        O_DIRECT) in parallel, its replicas written from the staged copy meanwhile, the header
+        last (the pool is FIFO: a prepare is queued after the jobs it waits for)."""
+        hashed = {c: self._pool.submit(ob.digest, chunks[c]) for c in chunks}
+        staged = {c: self._pool.submit(ob.Staged, chunks[c]) for c in chunks}
 
-        def hash_then_submit(c: int) -> list[tuple[Device, Future[None]]]:
-            shas[c] = ob.digest(chunks[c])
-            return [(d, self._pool.submit(self._prepare, d, volume, c, gen, chunks[c], shas[c]))
-                    for d in devs[c]]
+        def prepare(d: Device, c: int) -> None:
+            ob.ensure_volume_dir(d.path, volume)
+            ob.prepare(d.path, volume, c, gen, staged[c].result(), hashed[c].result)
 
+        jobs = [(d, self._pool.submit(prepare, d, c)) for c, d in targets]
         dead: set[Device] = set()
-        for hf in [self._pool.submit(hash_then_submit, c) for c in devs]:
-            for d, f in hf.result():
+        try:
+            for d, f in jobs:
                 try:
                     f.result()
                 except OSError:
                     dead.add(d)
+        finally:
+            wait([f for _, f in jobs])  # nothing reads the staged copies now
+            for c in chunks:
+                shas[c] = hashed[c].result()
+                staged[c].result().release()
         return dead
 
     @staticmethod

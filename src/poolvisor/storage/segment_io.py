@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,8 @@ def init_device(path: Path, device_id: int) -> None:
     (path / "objects").mkdir(parents=True, exist_ok=True)
     (path / MARKER).write_text(f"poolvisor device\nid {device_id}\n")
     ob.fsync_dir(path)
+    for key in [k for k in _durable if k[0] == path]:  # a directory made again: nothing is durable yet
+        _durable.discard(key)
 
 
 def device_marker(path: Path) -> int | None:
@@ -95,13 +97,37 @@ def next_gen() -> int:
 _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsyncs overlap across replicas
 
 
-def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
-    return _prepare_at(r.path, volume, c, gen, data, sha)
+# (device directory, volume key) pairs whose entry in the device's `objects/` this process made
+# durable: the write path creates a volume's directory without an fsync of its own and fsyncs
+# `objects/` with its commit, once per pair and process (a directory left by an aborted write or
+# by a process that crashed is made durable by the next write that uses it)
+_durable: set[tuple[Path, str]] = set()
+
+
+def _stage(data: bytes | memoryview) -> ob.Staged:
+    try:
+        return ob.Staged(data)
+    except OSError as e:  # no memory to map: not the device's failure
+        raise MemoryError(f"cannot stage a chunk for writing: {e}") from e
+
+
+def _prepare(r: Replica, volume: str, c: int, gen: int, staged: Future[ob.Staged],
+             sha: Future[bytes]) -> Path:
+    """Prepare in the volume's directory; once more when the collector removed the (empty)
+    directory between its creation and the open, before the device counts as dead (the
+    directory made again is not durable yet: the commit fsyncs its entry)."""
+    if ob.ensure_volume_dir(r.path, volume, sync=False):  # made (again, after the collector)
+        _durable.discard((r.path, volume))
+    try:
+        return ob.prepare(r.path, volume, c, gen, staged.result(), sha.result)
+    except FileNotFoundError:
+        _durable.discard((r.path, volume))
+        ob.ensure_volume_dir(r.path, volume, sync=False)
+        return ob.prepare(r.path, volume, c, gen, staged.result(), sha.result)
 
 
 def _prepare_at(path: Path, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
-    """Prepare in the volume's directory; once more when the collector removed the (empty)
-    directory between its creation and the open, before the device counts as dead."""
+    """A copy's prepare (rebalance, migration): as `_prepare`, the directory made durable at once."""
     ob.ensure_volume_dir(path, volume)
     try:
         return ob.prepare(path, volume, c, gen, data, sha)
@@ -110,33 +136,55 @@ def _prepare_at(path: Path, volume: str, c: int, gen: int, data: bytes | memoryv
         return ob.prepare(path, volume, c, gen, data, sha)
 
 
+def _sync_dirs(r: Replica, volume: str) -> None:
+    """The commit's durability on one device: its volume directory (the renames) and, the first
+    time this process writes the volume there, `objects/` (the directory's entry); the two fsyncs
+    share one journal commit."""
+    if (r.path, volume) not in _durable:
+        ob.fsync_dir(r.path / "objects")
+        ob.fsync_dir(r.path / "objects" / volume)
+        _durable.add((r.path, volume))
+    else:
+        ob.fsync_dir(r.path / "objects" / volume)
+
+
 Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
 
 
 def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None] | None = None) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
-    Prepare everywhere first (a chunk's replicas start as soon as its checksum is known, so
-    hashing overlaps the writes and fdatasyncs of the chunks before it); if any device failed,
-    abort every prepared file (nothing changed) and return the dead. Else commit everywhere: the
-    renames, then one directory fsync per device, in parallel; a device dying during commit is
-    returned too (the replicas that did commit hold the new generation, the rest the old one).
-    `during_sync` (the caller's commit point) runs once every rename is done, while the
-    directory fsyncs are in flight, and only when no device failed so far: the write returns
-    (is acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
-    def hash_then_submit(c: int) -> list[tuple[Replica, int, Future[Path]]]:
-        data, reps = chunks[c]
-        sha = ob.digest(data)
-        return [(r, c, _io.submit(_prepare, r, volume, c, gen, data, sha)) for r in reps]
-
-    jobs = [job for hashed in [_io.submit(hash_then_submit, c) for c in chunks] for job in hashed.result()]
+    Prepare everywhere first: every chunk is copied once into page-aligned memory and written from
+    there to every replica's file with O_DIRECT (objects.Staged: no copy into the page cache per
+    replica), its checksum computed once meanwhile and its header written last, before the one
+    fdatasync of each file. If any device failed, abort every prepared file (nothing changed)
+    and return the dead. Else commit everywhere: the renames, then one directory fsync per device
+    (and of `objects/` the first time, see _durable), in parallel; a device dying during
+    commit is returned too (the replicas that did commit hold the new generation, the rest the
+    old one). `during_sync` (the caller's commit point) runs once every rename is done, while the
+    directory fsyncs are in flight, and only when no device failed so far: the write returns (is
+    acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
+    # each chunk is hashed and staged (copied once into aligned memory) in parallel, queued before
+    # the prepares that wait for them (the pool is FIFO: a prepare never waits for a job still
+    # behind it in the queue)
+    shas = {c: _io.submit(ob.digest, data) for c, (data, _) in chunks.items()}
+    staged = {c: _io.submit(_stage, data) for c, (data, _) in chunks.items()}
+    jobs = [(r, c, _io.submit(_prepare, r, volume, c, gen, staged[c], shas[c]))
+            for c, (_, reps) in chunks.items() for r in reps]
     dead: set[int] = set()
     prepared: list[tuple[Replica, int, Path]] = []
-    for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
-        try:
-            prepared.append((r, c, f.result()))
-        except OSError:
-            dead.add(r.device_id)
+    try:
+        for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
+            try:
+                prepared.append((r, c, f.result()))
+            except OSError:
+                dead.add(r.device_id)
+    finally:
+        wait([f for _, _, f in jobs])  # nothing reads the staged copies now
+        wait(shas.values())
+        for st in staged.values():
+            if st.exception() is None:
+                st.result().release()
     if dead:
         for _, _, tmp in prepared:
             ob.abort(tmp)
@@ -150,7 +198,7 @@ def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None]
             dirs[r.device_id] = r
         except OSError:
             dead.add(r.device_id)
-    syncs = [(r, _io.submit(ob.fsync_dir, r.path / "objects" / volume))
+    syncs = [(r, _io.submit(_sync_dirs, r, volume))
              for r in dirs.values() if r.device_id not in dead]
     try:
         if during_sync is not None and not dead:
@@ -310,4 +358,5 @@ def drop(volume: str, chunks: range, path: Path) -> None:
 def drop_volume(volume: str, paths: Iterable[Path]) -> None:
     """Remove a deleted volume's directory from every device (best effort)."""
     for p in paths:
+        _durable.discard((p, volume))
         shutil.rmtree(p / "objects" / volume, ignore_errors=True)

@@ -1,0 +1,189 @@
+"""Object files: format 2 (payload at 4 KiB, written with O_DIRECT from a staged copy), format 1
+still read, the page-cache fallback, and the durability of a volume directory the write path
+creates without an fsync of its own."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from poolvisor.storage import objects as ob
+from poolvisor.storage import segment_io as sio
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Path:
+    sio.init_device(tmp_path / "d0", 0)
+    ob.ensure_volume_dir(tmp_path / "d0", "v")
+    return tmp_path / "d0"
+
+
+@pytest.mark.parametrize("size", [1, 4095, 4096, 4097, 3 * 4096 + 17, 1 << 20])
+def test_a_staged_payload_of_any_length_reads_back_verified(device: Path, size: int) -> None:
+    data = os.urandom(size)
+    staged = ob.Staged(data)
+    try:
+        tmp = ob.prepare(device, "v", 3, 7, staged, lambda: ob.digest(data))
+    finally:
+        staged.release()
+    ob.commit(device, "v", 3, tmp)
+    raw = ob.object_path(device, "v", 3).read_bytes()
+    assert len(raw) == ob.ALIGN + size  # the zeros padding the last page are cut off
+    assert raw[ob.ALIGN:] == data
+    rep = ob.read(device, "v", 3)
+    assert rep is not None and rep.data == data and rep.gen == 7
+    assert ob.read_gen(device, "v", 3) == 7
+
+
+def test_staging_buffers_are_reused_without_leaking_old_bytes(device: Path) -> None:
+    first, second = os.urandom(3 * 4096), os.urandom(2 * 4096 + 5)
+    for c, data in enumerate([first, second, first[:100]]):
+        staged = ob.Staged(data)
+        assert bytes(staged.payload) == data
+        assert not any(staged.padded[len(data):])  # the padding is zeros, whatever the buffer held
+        ob.commit(device, "v", c, ob.prepare(device, "v", c, 1, staged, ob.digest(data)))
+        staged.release()
+    assert [ob.read(device, "v", c).data for c in range(3)] == [first, second, first[:100]]  # type: ignore[union-attr]
+
+
+def test_a_flipped_byte_anywhere_is_corrupt_including_the_header_padding(device: Path) -> None:
+    data = os.urandom(10_000)
+    ob.commit(device, "v", 0, ob.prepare(device, "v", 0, 1, data, ob.digest(data)))
+    p = ob.object_path(device, "v", 0)
+    good = p.read_bytes()
+    for at in (0, 20, 100, ob.ALIGN - 1, ob.ALIGN, len(good) - 1):
+        bad = bytearray(good)
+        bad[at] ^= 1
+        p.write_bytes(bytes(bad))
+        with pytest.raises(ob.Corrupt):
+            ob.read(device, "v", 0)
+    p.write_bytes(good[:-1])  # short
+    with pytest.raises(ob.Corrupt):
+        ob.read(device, "v", 0)
+
+
+def test_format_1_objects_are_still_read(device: Path) -> None:
+    data = os.urandom(5000)
+    header = ob.HEADER.pack(ob.MAGIC, 1, 42, len(data), ob.digest(data)).ljust(ob.HEADER_SIZE, b"\0")
+    ob.object_path(device, "v", 9).write_bytes(header + data)
+    rep = ob.read(device, "v", 9)
+    assert rep is not None and rep.data == data and rep.gen == 42
+    assert ob.read_gen(device, "v", 9) == 42
+
+
+def test_a_directory_refusing_o_direct_is_written_through_the_page_cache(
+        device: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not ob._O_DIRECT:
+        pytest.skip("no O_DIRECT on this platform")
+    real_open = os.open
+    flags_seen: list[int] = []
+
+    def picky_open(path: object, flags: int, *a: object, **k: object) -> int:
+        flags_seen.append(flags)
+        if flags & ob._O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", picky_open)
+    monkeypatch.setattr(ob, "_no_direct", set())
+    data = os.urandom(3 * 4096 + 1)
+    for c in range(2):
+        staged = ob.Staged(data)
+        ob.commit(device, "v", c, ob.prepare(device, "v", c, 1, staged, ob.digest(data)))
+        staged.release()
+    assert device in ob._no_direct
+    assert sum(bool(f & ob._O_DIRECT) for f in flags_seen) == 1  # asked once, then remembered
+    monkeypatch.setattr(os, "open", real_open)
+    assert ob.read(device, "v", 0).data == ob.read(device, "v", 1).data == data  # type: ignore[union-attr]
+
+
+def test_a_device_error_other_than_einval_is_not_taken_for_a_refusal(device: Path) -> None:
+    os.rename(device, device.with_suffix(".dead"))
+    staged = ob.Staged(b"x" * 4096)
+    try:
+        with pytest.raises(FileNotFoundError):
+            ob.prepare(device, "v", 0, 1, staged, ob.digest(b"x" * 4096))
+    finally:
+        staged.release()
+    assert device not in ob._no_direct
+
+
+def _syncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    seen: list[Path] = []
+    real = ob.fsync_dir
+
+    def spy(path: Path) -> None:
+        seen.append(path)
+        real(path)
+
+    monkeypatch.setattr(ob, "fsync_dir", spy)
+    return seen
+
+
+def test_the_write_path_makes_a_new_volume_directory_durable_with_its_commit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reps = [sio.Replica(i, f"d{i}", tmp_path / f"d{i}") for i in range(3)]
+    for r in reps:
+        sio.init_device(r.path, r.device_id)
+    seen = _syncs(monkeypatch)
+    data = os.urandom(2 * 4096)
+    assert sio.write("vk", {0: (data, reps), 1: (data, reps)}, sio.next_gen()) == set()
+    dirs = [r.path / "objects" for r in reps]
+    assert sorted(seen) == sorted(dirs + [d / "vk" for d in dirs])
+    seen.clear()
+    assert sio.write("vk", {0: (data, reps)}, sio.next_gen()) == set()
+    assert sorted(seen) == sorted(r.path / "objects" / "vk" for r in reps)  # once per process
+    for r in reps:
+        assert ob.read(r.path, "vk", 1).data == data  # type: ignore[union-attr]
+
+
+def test_a_directory_left_by_an_aborted_write_is_made_durable_by_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reps = [sio.Replica(i, f"d{i}", tmp_path / f"d{i}") for i in range(3)]
+    for r in reps:
+        sio.init_device(r.path, r.device_id)
+    real = ob.prepare
+
+    def dies_on_d2(device: Path, *a: object, **k: object) -> Path:
+        if device == reps[2].path:
+            raise OSError(errno.EIO, "disk gone")
+        return real(device, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ob, "prepare", dies_on_d2)
+    data = os.urandom(4096)
+    assert sio.write("vk", {0: (data, reps)}, sio.next_gen()) == {2}
+    assert (reps[0].path / "objects" / "vk").is_dir()  # created, nothing committed in it
+    assert not any((reps[0].path / "objects" / "vk").iterdir())  # the prepared file was aborted
+    monkeypatch.setattr(ob, "prepare", real)
+    seen = _syncs(monkeypatch)
+    assert sio.write("vk", {0: (data, reps[:2])}, sio.next_gen()) == set()
+    assert set(seen) == {r.path / "objects" for r in reps[:2]} | {r.path / "objects" / "vk" for r in reps[:2]}
+
+
+def test_a_device_directory_made_again_forgets_what_was_durable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = sio.Replica(0, "d0", tmp_path / "d0")
+    sio.init_device(r.path, r.device_id)
+    assert sio.write("vk", {0: (b"a" * 10, [r])}, sio.next_gen()) == set()
+    os.rename(r.path, tmp_path / "gone")
+    sio.init_device(r.path, 1)  # a new device at the same path
+    seen = _syncs(monkeypatch)
+    assert sio.write("vk", {0: (b"b" * 10, [r])}, sio.next_gen()) == set()
+    assert r.path / "objects" in seen
+
+
+def test_a_volume_directory_the_collector_removed_is_made_durable_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The garbage collector removes a volume's empty directory (services/volume_gc.py): the
+    next write makes it again, and its entry in `objects/` must be fsynced with that commit."""
+    r = sio.Replica(0, "d0", tmp_path / "d0")
+    sio.init_device(r.path, r.device_id)
+    assert sio.write("vk", {0: (b"a" * 10, [r])}, sio.next_gen()) == set()
+    shutil.rmtree(r.path / "objects" / "vk")  # (the collector empties it first, then rmdir)
+    seen = _syncs(monkeypatch)
+    assert sio.write("vk", {0: (b"b" * 10, [r])}, sio.next_gen()) == set()
+    assert r.path / "objects" in seen
