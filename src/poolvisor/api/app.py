@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from poolvisor import __version__
+from poolvisor import __version__, jit
 from poolvisor.api import openapi
 from poolvisor.api.errors import install_error_handlers
 from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
@@ -109,6 +109,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if threads is not None:
             anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        if services is not None:
+            jit.warm()  # numba kernels built (or loaded) before the first request, not inside it
         sweeper = RepairSweeper(services.repair, repair_interval, report) if repair_interval else None
         # (no services: an app built only for its OpenAPI document runs no tasks)
         executor = TaskExecutor(services.tasks, task_workers) if services is not None else None
