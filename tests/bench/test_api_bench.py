@@ -52,6 +52,10 @@ def test_bench_api_cli_closed_loop_on_sqlite() -> None:
     assert res["mode"] == "closed" and res["clients"] == 16 and res["replicas"] == 1
     assert res["database"] == "sqlite" and res["deletes"] > 0  # more creates than --live: deletes ran
     assert res["healthz_per_s"] > 0 and res["client_cpu_ms_per_request"] > 0
+    # the HTTP stack's own cost: the authenticated read answered (a 401 would not count) and the
+    # servers' CPU per request of both probes read from /proc
+    assert res["whoami_per_s"] > 0 and res["whoami_client_cpu_ms_per_request"] > 0
+    assert res["healthz_server_cpu_ms_per_request"] > 0 and res["whoami_server_cpu_ms_per_request"] > 0
     assert res["server_cpu_ms_per_create"] > 0 and len(res["loadavg_1m"]) == 2
 
 

@@ -8,14 +8,12 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from poolvisor import __version__
+from poolvisor import __version__, jit
 from poolvisor.api import openapi
 from poolvisor.api.errors import install_error_handlers
-from poolvisor.api.limits import DEFAULT_MAX_BODY, BodyLimitMiddleware
+from poolvisor.api.limits import DEFAULT_MAX_BODY
 from poolvisor.api.metrics import AppMetrics
-from poolvisor.api.observe import ObserveMiddleware, RouteCapture
 from poolvisor.api.ratelimit import RateLimiter
-from poolvisor.api.rawpath import EncodedSlashMiddleware
 from poolvisor.api.routes import (
     alerts,
     backups,
@@ -40,6 +38,7 @@ from poolvisor.api.routes import controller as controller_routes
 from poolvisor.api.routes import leader as leader_routes
 from poolvisor.api.routes import queue as queue_routes
 from poolvisor.api.routes import sim_admin as sim_admin_routes
+from poolvisor.api.routing import PoolvisorAPI, include_flat
 from poolvisor.services import Services
 from poolvisor.services.alerts import AlertLoop
 from poolvisor.services.backup_schedules import DEFAULT_INTERVAL_S as BACKUP_INTERVAL_S
@@ -79,7 +78,7 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
                leader: LeaderElection | None = None, ha_interval: float | None = None,
                controller_interval: float | None = None,
                queue_interval: float | None = QUEUE_INTERVAL_S,
-               backup_interval: float | None = BACKUP_INTERVAL_S) -> FastAPI:
+               backup_interval: float | None = BACKUP_INTERVAL_S) -> PoolvisorAPI:
     """Build the app around an open Services instance (the caller owns and closes it). With
     `repair_interval`, a repair sweep runs every that many seconds for the app's lifespan.
 
@@ -109,6 +108,8 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if threads is not None:
             anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        if services is not None:
+            jit.warm()  # numba kernels built (or loaded) before the first request, not inside it
         sweeper = RepairSweeper(services.repair, repair_interval, report) if repair_interval else None
         # (no services: an app built only for its OpenAPI document runs no tasks)
         executor = TaskExecutor(services.tasks, task_workers) if services is not None else None
@@ -166,8 +167,13 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
             if leader is not None:
                 leader.stop()  # after the loops: hands the lease over at once
 
-    app = FastAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
-                  openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan)
+    # FastAPI's native OpenTelemetry off: it asked on every request whether a provider was
+    # configured; our metrics and logs are prometheus-client's and the edge's (api/observe.py)
+    app = PoolvisorAPI(title="poolvisor", version=__version__, description=DESCRIPTION,
+                       openapi_url="/openapi.json", redirect_slashes=False, lifespan=lifespan,
+                       telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.max_body = max_body
+    app.state.metrics = AppMetrics()  # this app's own registry (api/metrics.py), fed by the edge
     app.state.services = services
     app.state.leader = leader
     app.state.is_leader = leader.is_leader if leader is not None else (lambda: True)  # the loops' gate
@@ -178,14 +184,11 @@ def create_app(services: Services, *, max_body: int = DEFAULT_MAX_BODY,
     for module in (pools, hosts, flavors, projects, tokens, workloads, snapshots, backups, tasks, utilization,
                    events, system, networks, storage, memory, alerts, quotas, leader_routes, ha,
                    controller_routes, queue_routes):
-        app.include_router(module.router)
+        include_flat(app, module.router)  # flat: the route index finds them (api/routing.py)
     if sim_admin:
-        app.include_router(sim_admin_routes.router)
+        include_flat(app, sim_admin_routes.router)
     openapi.install(app)
     mount_ui(app)  # the web dashboard at /ui (not in the OpenAPI document)
-    app.add_middleware(RouteCapture)  # innermost: tells ObserveMiddleware the matched route
-    app.add_middleware(BodyLimitMiddleware, max_body=max_body)
-    app.add_middleware(EncodedSlashMiddleware)
-    app.state.metrics = AppMetrics()  # this app's own registry (api/metrics.py)
-    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)  # outermost: request id, latency
+    # no add_middleware: the edge (request ids, encoded slashes, body limits, latency, access
+    # log, errors) is the app's whole middleware stack (PoolvisorAPI.build_middleware_stack)
     return app

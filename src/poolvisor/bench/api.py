@@ -56,7 +56,7 @@ class ApiBenchConfig:
     flavor: str = "small"
     client_procs: int = 1
     kill_after: float | None = None
-    ceiling: bool = True  # first measure the client + HTTP stack on /healthz
+    ceiling: bool = True  # first measure the client + HTTP stack on /healthz and /v1/whoami
     serve_threads: int = 8  # `serve --threads`: fewer threads contend less for the GIL
     serve_args: tuple[str, ...] = ()
 
@@ -276,6 +276,22 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(v[min(len(v) - 1, max(0, math.ceil(q / 100 * len(v)) - 1))], 2)
 
 
+def _ceiling(cfg: ApiBenchConfig, spec: LoadSpec, reps: Replicas) -> dict[str, Any]:
+    """The HTTP stack's own cost, before the load: `/healthz` (no token, no database) and
+    `/v1/whoami` (token check, auth dependencies, routing, a small JSON body), each for CEILING_S
+    with the same number of connections; rates and the servers' CPU per answered request."""
+    out: dict[str, Any] = {}
+    probe = replace(spec, seconds=CEILING_S, clients=cfg.clients or 64, rate=0.0)
+    for what in ("healthz", "whoami"):
+        cpu0 = reps.cpu()
+        h = _load(cfg, probe, what)
+        cpu = reps.cpu() - cpu0
+        out |= {f"{what}_per_s": round(h.healthz / h.seconds, 1),
+                f"{what}_server_cpu_ms_per_request": round(1000 * cpu / h.healthz, 3) if h.healthz else None,
+                f"{what}_client_cpu_ms_per_request": round(1000 * h.cpu_s / max(1, h.healthz), 3)}
+    return out
+
+
 def run(cfg: ApiBenchConfig) -> dict[str, Any]:
     cfg.check()
     with tempfile.TemporaryDirectory(prefix="poolvisor-bench-api-") as tmp, \
@@ -287,12 +303,7 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
             reps.start(cfg.replicas)
             spec = LoadSpec(reps.urls, reps.token, cfg.seconds, clients=cfg.clients, rate=cfg.rate,
                             live=cfg.live, flavor=cfg.flavor, tag="b")
-            ceiling = None
-            if cfg.ceiling:
-                probe = replace(spec, seconds=CEILING_S, clients=cfg.clients or 64, rate=0.0)
-                h = _load(cfg, probe, "healthz")
-                ceiling = {"healthz_per_s": round(h.healthz / h.seconds, 1),
-                           "client_cpu_ms_per_request": round(1000 * h.cpu_s / max(1, h.healthz), 3)}
+            ceiling = _ceiling(cfg, spec, reps) if cfg.ceiling else None
             load_before = os.getloadavg()
             cpu0 = reps.cpu()
             killer = None

@@ -29,6 +29,7 @@ from poolvisor.bench.httpclient import Client, HttpError, Response
 RETRY_AFTER_CAP_S = 2.0
 CONNECT_PAUSE_S = 0.05
 REQUEST_TIMEOUT_S = 60.0
+WHOAMI_PATH = "/v1/whoami"
 MAX_OPEN_LOOP_CONNECTIONS = 512  # per replica; a request waiting for one counts in its latency
 
 
@@ -56,7 +57,7 @@ class LoadOutcome:
     unknown: list[str] = field(default_factory=list)  # outcome unknown (connection lost mid-request)
     seconds: float = 0.0
     cpu_s: float = 0.0
-    healthz: int = 0  # requests answered by a ceiling run
+    healthz: int = 0  # requests answered by a ceiling run (/healthz or the authenticated read)
 
     def merge(self, other: LoadOutcome) -> None:
         self.create_ms += other.create_ms
@@ -171,12 +172,12 @@ class _Load:
         if tasks:
             await asyncio.gather(*tasks)
 
-    async def healthz(self) -> None:
+    async def healthz(self, path: str = "/healthz") -> None:
         end = time.monotonic() + self.spec.seconds
 
         async def client(k: int) -> None:
             while time.monotonic() < end:
-                r = await self._send(k, "GET", "/healthz")
+                r = await self._send(k, "GET", path)
                 if r is not None and r.status_code == 200:
                     self.out.healthz += 1
 
@@ -189,7 +190,10 @@ async def _run(spec: LoadSpec, what: str) -> LoadOutcome:
     load = _Load(spec, clients)
     t0, c0 = time.monotonic(), time.process_time()
     try:
-        await {"closed": load.closed, "open": load.open, "healthz": load.healthz}[what]()
+        if what == "whoami":  # the cheapest authenticated read: token check, routing, a small body
+            await load.healthz(WHOAMI_PATH)
+        else:
+            await {"closed": load.closed, "open": load.open, "healthz": load.healthz}[what]()
     finally:
         for c in clients:
             await c.aclose()
@@ -200,7 +204,7 @@ async def _run(spec: LoadSpec, what: str) -> LoadOutcome:
 
 
 def run_process(spec: LoadSpec, what: str) -> LoadOutcome:
-    """Run the load in this process ("closed", "open" or "healthz"), on uvloop when installed."""
+    """Run the load in this process ("closed", "open", "healthz" or "whoami"), on uvloop when installed."""
     try:
         import uvloop
     except ImportError:

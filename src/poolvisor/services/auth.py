@@ -3,21 +3,24 @@ read-only viewer (of one project, or global: every read an admin has, no write).
 
 A token may expire (`expires_at`) and can be revoked (`revoked_at`). Validity is decided by one
 indexed lookup per request, never cached in the process, so a revocation or an expiry holds at
-once on every process sharing the database. A token never outlives the token that minted it.
+once on every process sharing the database; that lookup runs on a reused connection of its own
+(TokenReader), the cost of a SELECT and nothing around it. A token never outlives the token that minted it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Engine, Table, bindparam, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.services.base import ServiceBase, as_utc
@@ -61,8 +64,77 @@ _TOKEN_STATUS = (select(_T.id, _T.role, _T.revoked_at, _T.expires_at, _P.name.la
                  .where(_T.digest == bindparam("d")))
 
 
+class TokenReader:
+    """The token check's own connections: the one indexed SELECT of `_TOKEN_STATUS` run on a
+    reused DBAPI connection, without a Session, a transaction or a pool checkout per request.
+
+    Every call still asks the database (SQLite in autocommit: each SELECT reads the latest
+    committed WAL state; PostgreSQL in autocommit: a statement snapshot), so a revocation or an
+    expiry committed by any replica holds for the next request. The connections are detached from
+    the engine's pool (they count against nothing, are closed when the engine is disposed) and
+    shared by the threads that check tokens, one user at a time. None when it does not apply (an
+    in-memory SQLite database has one connection, the pool's); any error on a connection drops
+    that connection and answers None: the caller then runs the Session path (retries, errors)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        compiled = _TOKEN_STATUS.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        self.convert = [c.type.dialect_impl(engine.dialect).result_processor(engine.dialect, None)
+                        for c in _TOKEN_STATUS.selected_columns]
+        self._idle: list[Any] = []
+        self.autocommit = engine.dialect.name != "sqlite"  # SQLite's are in autocommit already
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    @staticmethod
+    def usable(engine: Engine) -> bool:
+        return not isinstance(engine.pool, StaticPool)
+
+    def _connect(self) -> Any:
+        fairy = self.engine.raw_connection()
+        fairy.detach()  # ours from now on: never handed back to the pool in autocommit mode
+        conn: Any = fairy.dbapi_connection
+        if self.autocommit:
+            conn.autocommit = True
+        return conn
+
+    def lookup(self, d: str) -> tuple[bool, tuple[Any, ...] | None]:
+        """(answered, the row or None); answered is False when the connection failed."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            try:
+                conn = self._connect()
+            except Exception:  # noqa: BLE001 - the Session path reports it
+                return False, None
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute(self.sql, (d,) if self.positional else {"d": d})
+                row = cur.fetchone()
+            finally:
+                cur.close()
+        except Exception:  # noqa: BLE001 - a broken connection: dropped, the Session path answers
+            with contextlib.suppress(Exception):
+                conn.close()
+            return False, None
+        self._idle.append(conn)
+        if row is None:
+            return True, None
+        return True, tuple(v if f is None or v is None else f(v)
+                           for f, v in zip(self.convert, row, strict=True))
+
+    def close(self) -> None:
+        while self._idle:
+            with contextlib.suppress(Exception):
+                self._idle.pop().close()
+
+
 class AuthService(ServiceBase):
     """Bearer tokens: bootstrap, adoption, minting, authentication, revocation."""
+
+    _reader: TokenReader | None | bool = False  # False: not made yet
 
     def bootstrap_admin_token(self) -> str | None:
         """The first admin token, exactly once per database (a unique meta key is the latch)."""
@@ -158,22 +230,27 @@ class AuthService(ServiceBase):
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LEN:
             return None, "unknown"
         d = digest(token)
+        reader = self._token_reader()
+        if reader is not None:
+            answered, found = reader.lookup(d)
+            if answered:
+                return _status(found)
 
         def tx(s: Session) -> tuple[Principal | None, Invalid | None]:
-            # one prepared Core statement (token and project name), no ORM objects: this runs
-            # on every request, and answers from the database each time (no cache)
+            # one prepared Core statement (token and project name), no ORM objects; answers from
+            # the database each time (no cache)
             row = s.connection().execute(_TOKEN_STATUS, {"d": d}).first()
-            if row is None or row.role not in ROLES:
-                return None, "unknown"
-            if row.revoked_at is not None:
-                return None, "revoked"
-            expires = as_utc(row.expires_at) if row.expires_at is not None else None
-            if expires is not None and expires <= datetime.now(UTC):
-                return None, "expired"
-            role: Role = "admin" if row.role == "admin" else "viewer" if row.role == "viewer" else "member"
-            return Principal(row.id, row.project, role, expires), None
+            return _status(tuple(row) if row is not None else None)
 
         return self._read(tx)
+
+    def _token_reader(self) -> TokenReader | None:
+        """This store's TokenReader (made on first use), None where it does not apply."""
+        reader = self._reader
+        if reader is False:
+            engine = self.ctx.store.engine
+            reader = self._reader = TokenReader(engine) if TokenReader.usable(engine) else None
+        return reader if isinstance(reader, TokenReader) else None
 
     def authenticate(self, token: str) -> Principal | None:
         return self.token_status(token)[0]
@@ -221,6 +298,20 @@ class AuthService(ServiceBase):
             return _record(row, pname, now)
 
         return self._write(tx)
+
+
+def _status(row: tuple[Any, ...] | None) -> tuple[Principal | None, Invalid | None]:
+    """Who a `_TOKEN_STATUS` row (id, role, revoked_at, expires_at, project) is, or why not valid."""
+    if row is None or row[1] not in ROLES:
+        return None, "unknown"
+    tid, role_s, revoked_at, expires_at, project = row
+    if revoked_at is not None:
+        return None, "revoked"
+    expires = as_utc(expires_at) if expires_at is not None else None
+    if expires is not None and expires <= datetime.now(UTC):
+        return None, "expired"
+    role: Role = "admin" if role_s == "admin" else "viewer" if role_s == "viewer" else "member"
+    return Principal(tid, project, role, expires), None
 
 
 def _valid(row: TokenRow, now: datetime) -> bool:
