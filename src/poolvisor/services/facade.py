@@ -92,6 +92,7 @@ class Services:
         self.volumes = VolumeService(ctx, self.tasks)
         self.memory = MemoryService(ctx)
         self.tasks.handlers[REBALANCE] = self.volumes.run_rebalance_task
+        self.repair.sweeps.append(self.volumes.drop_stale_snapshots)  # snapshots left creating
         self.workloads.lifecycle.release_disks = self.volumes.release_disks  # guest writes copied back
         self.volume_gc = VolumeGarbage(ctx)  # unreferenced object files (after migrations, scrubs)
         self.volume_migration = VolumeMigration(ctx, self.volumes, self.tasks, self.volume_gc)

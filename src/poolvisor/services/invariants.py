@@ -173,7 +173,7 @@ def check_invariants(s: Session, now: datetime | None = None) -> CheckReport:
 
     v += network_violations(s)  # 8. address pools, NICs and router interfaces (services/networks.py)
     v += snapshot_violations(s)  # 9.
-    v += storage_violations(s)  # 10. storage replicas, extents and attachments (services/volumes.py)
+    v += storage_violations(s, now)  # 10. storage replicas, extents and attachments (services/volumes.py)
     v += memory_violations(s)  # 11. memory reservations never overcommitted (services/memory.py)
     v += gpu_violations(s)  # 12. GPU devices and the shares workloads hold (services/gpus.py)
     v += backup_violations(s)  # 13. no backup left creating/restoring without its task (services/backups.py)

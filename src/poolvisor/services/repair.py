@@ -55,6 +55,8 @@ class RepairService(ServiceBase):
         super().__init__(ctx)
         self.lifecycle = workloads.lifecycle  # finishes or undoes what a dead process left
         self.tasks = tasks
+        # other domains' repairs of what a dead process left (facade.py: volume snapshots left creating)
+        self.sweeps: list[Callable[[datetime], list[str]]] = []
 
     def check(self, now: datetime | None = None) -> CheckReport:
         """The invariants (invariants.py); `now` is the time leases are judged against."""
@@ -86,6 +88,8 @@ class RepairService(ServiceBase):
                 continue
             if msg:
                 done.append(msg)
+        for sweep in self.sweeps:
+            done += sweep(now)
         return done + self.tasks.recover_tasks(now)
 
     def _repair_one(self, project: str, host: str | None, w: WorkloadRow) -> str | None:

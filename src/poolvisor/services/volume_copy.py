@@ -3,14 +3,21 @@
 The snapshot row and its placement are created first (state `creating`: not readable,
 attachable or migratable yet); every written chunk of the source is then copied, outside any
 transaction, to the snapshot's replicas, remembering the source generation each copy carries.
-The finishing transaction holds the pool's placement lock: it copies again only the chunks whose
-source changed since (a write acknowledged meanwhile) or whose copy is gone, and marks the
-snapshot `snapshot`. The snapshot is the source as of that transaction: every write acknowledged
-before it is in; one in flight sees the generation move and is redone on the source.
+The finishing transaction holds the pool's placement lock: it places for the snapshot the
+segments a thin source opened since (a write into a segment never written before), copies
+again the chunks whose source changed since (a write acknowledged meanwhile), whose copy is gone
+or that were never copied (those new segments), and marks the snapshot `snapshot`. The snapshot
+is the source as of that transaction, up to the snapshot's own size (a source resized meanwhile
+is cut there): every write acknowledged before it is in; one in flight sees the generation move
+and is redone on the source. No room left for the new segments is a 409 (the snapshot is
+dropped; a retry takes a new one). Bytes the guest of an attached volume holds on its host's
+disk are not the volume's until the detach copies them back: a snapshot of an attached volume
+is the volume's bytes, not the guest's.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +27,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError
-from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import StorageDeviceRow, StoragePoolRow, VolumeRow, VolumeSegmentRow
 
@@ -37,6 +43,7 @@ class SnapshotCopy:
     size: int  # bytes
     chunk: int  # bytes
     segments: list[tuple[range, list[sio.Replica], list[sio.Replica]]]
+    heartbeat: Callable[[], None] | None = None  # runs every HEARTBEAT_S of a pre-copy (copier alive)
 
     def copy(self, c: int, sources: list[sio.Replica], targets: list[sio.Replica]) -> tuple[int | None, ...]:
         """Copy chunk `c` to `targets`; the source generation it carries. OSError: a target died."""
@@ -50,20 +57,13 @@ class SnapshotCopy:
         """The targets whose copy of chunk `c` is not the source's newest (changed since, never
         copied there, or gone)."""
         now = (sio.newest_gen(self.src_key, c, sources),)
-        want = -1 if now[0] is None else now[0]
-        return [t for t in targets if done.get((c, t.device_id)) != now or _gen(self.dst_key, c, t) != want]
-
-
-def _gen(key: str, c: int, t: sio.Replica) -> int:
-    try:
-        g = ob.read_gen(t.path, key, c)
-    except OSError:
-        return -1
-    return -1 if g is None else g
+        return [t for t in targets
+                if done.get((c, t.device_id)) != now or sio.header_gen(self.dst_key, c, t) != now[0]]
 
 
 def plan(s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow,
-         chunks_of: Callable[[StoragePoolRow, int, int], range]) -> SnapshotCopy:
+         chunks_of: Callable[[StoragePoolRow, int, int], range],
+         heartbeat: Callable[[], None] | None = None) -> SnapshotCopy:
     """Today's sources and targets of every segment the snapshot holds (both in pool `p`)."""
     live = {d.id: d for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id))
             if d.state != "failed" and d.path is not None}
@@ -74,17 +74,26 @@ def plan(s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow,
         if d is not None:
             where[(r.volume_id, r.segment)].append(sio.Replica(d.id, d.name, Path(str(d.path))))
     segs = sorted({seg for vid, seg in where if vid == snap.id})
-    return SnapshotCopy(sio.volume_key(src.id), sio.volume_key(snap.id), src.size_mib * sio.MiB,
+    # the snapshot's own size: a source resized since is copied only up to what the snapshot holds
+    return SnapshotCopy(sio.volume_key(src.id), sio.volume_key(snap.id), snap.size_mib * sio.MiB,
                         p.chunk_mib * sio.MiB,
-                        [(chunks_of(p, src.size_mib, seg), where[(src.id, seg)], where[(snap.id, seg)])
-                         for seg in segs])
+                        [(chunks_of(p, snap.size_mib, seg), where[(src.id, seg)], where[(snap.id, seg)])
+                         for seg in segs], heartbeat)
+
+
+HEARTBEAT_S = 10.0  # how often a long pre-copy says it is alive (volumes.CREATING_STALE_S)
 
 
 def precopy(cp: SnapshotCopy) -> Done:
-    """Every chunk to every snapshot replica, outside any transaction; what each copy carries."""
+    """Every chunk to every snapshot replica, outside any transaction; what each copy carries.
+    The plan's `heartbeat` runs every HEARTBEAT_S while it copies (the snapshot's copier is alive)."""
     done: Done = {}
+    beat = time.monotonic()
     for chunks, sources, targets in cp.segments:
         for c in chunks:
+            if cp.heartbeat is not None and time.monotonic() - beat > HEARTBEAT_S:
+                cp.heartbeat()
+                beat = time.monotonic()
             try:
                 gens = cp.copy(c, sources, targets)
             except OSError:

@@ -4,33 +4,45 @@ Bytes can outlive their placement: a write redone after a migration switch leave
 wrote on the source devices; a volume deleted while it was being migrated leaves its pre-copied
 objects on the target pool; a crash between a copy and its transaction leaves a copy nobody
 points at. The collector removes, on every live byte-holding device of a pool, each object whose
-(volume, segment) has no replica row on that device, every directory of a volume that is not in
-the pool, and prepared (`.tmp`) files older than TMP_AGE_S (a write in flight is seconds old).
+(volume, segment) has no replica row on that device, every empty directory of a volume that is
+not in the pool, and prepared (`.tmp`) files older than TMP_AGE_S (a write in flight is seconds
+old). A migration collects only the migrated volume's directories (`volumes=`), a scrub all.
+
+Fail closed on identity: a device is collected only when its directory's marker names that very
+device row (`sio.owns`). A marker written before markers held ids is adopted (rewritten with the
+id) only when no other device's directory is the same directory (inode); otherwise, and for a
+missing or foreign marker, the device is skipped and logged. Volume keys are never reused
+(migration 0017), so a `v<id>` directory left by a deleted volume is never a live volume's.
 
 It runs in one transaction holding the pool's placement lock (its generation moves), like a
-rebalance batch or a migration switch: every operation that writes objects ahead of its rows
-(rebalance and migration pre-copies) checks in its own locked transaction that the copy is still
-there, so nothing the collector removes is relied upon; a write in flight sees the generation
-move and is redone.
+rebalance batch or a migration switch: the operations that write objects ahead of their rows
+(rebalance, migration and snapshot pre-copies) check again in their own locked transaction
+that each copy is still there and copy it again if not. A volume directory is removed with
+`rmdir`, which fails (and keeps it) when a writer created a file in it since the check; a
+write that lost its directory to the collector re-creates it (segment_io `_prepare`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from poolvisor.domain.errors import PoolvisorError
 from poolvisor.domain.text import check_name
 from poolvisor.services.base import ServiceBase
+from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import StorageDeviceRow, StoragePoolRow, VolumeRow, VolumeSegmentRow
 
 TMP_AGE_S = 3600.0
+log = logging.getLogger("poolvisor.volume_gc")
 
 
 @dataclass(frozen=True)
@@ -51,56 +63,118 @@ def _chunk(name: str) -> int | None:
     return int(name) if name.isdigit() else None
 
 
-def collect_in(s: Session, p: StoragePoolRow, now: float | None = None) -> tuple[int, int]:
-    """Remove the pool's unreferenced object files (the caller holds the pool's lock): (files, bytes)."""
+def owned(s: Session, d: StorageDeviceRow) -> bool:
+    """Whether device `d`'s directory is its own, by its marker (see the module docstring): an
+    id-less marker is adopted when no other device is that directory; False (logged) otherwise."""
+    path = Path(str(d.path))
+    try:
+        claimed = sio.device_marker(path)
+    except (OSError, ValueError) as e:
+        log.warning("device %s (id %d): no readable device marker in %s (%s): not collected", d.name, d.id,
+                    path, e)
+        return False
+    if claimed == d.id:
+        return True
+    if claimed is not None:
+        log.warning("device %s (id %d): the marker in %s names device id %d: not collected", d.name, d.id,
+                    path, claimed)
+        return False
+    others = s.scalars(select(StorageDeviceRow).where(StorageDeviceRow.id != d.id,
+                                                      StorageDeviceRow.path.is_not(None)))
+    shared = [o.name for o in others if o.path == d.path or sio.same_dir(Path(str(o.path)), path)]
+    if shared:
+        log.warning("device %s (id %d): its directory %s is also device(s) %s: not collected", d.name, d.id,
+                    path, ", ".join(shared))
+        return False
+    try:
+        sio.init_device(path, d.id)
+    except OSError as e:
+        log.warning("device %s (id %d): cannot rewrite the marker in %s (%s): not collected", d.name, d.id,
+                    path, e)
+        return False
+    log.info("device %s (id %d): adopted the id-less marker in %s", d.name, d.id, path)
+    return True
+
+
+def collect_in(s: Session, p: StoragePoolRow, now: float | None = None,
+               volumes: Iterable[int] | None = None) -> tuple[int, int]:
+    """Remove the pool's unreferenced object files (the caller holds the pool's lock), only in
+    the directories of `volumes` when given (a migration's volume): (files, bytes)."""
     now = time.time() if now is None else now
-    devices = [d for d in s.scalars(select(StorageDeviceRow).filter_by(pool_id=p.id))
-               if d.path is not None and d.state != "failed"]
+    q_dev = select(StorageDeviceRow).filter_by(pool_id=p.id).order_by(StorageDeviceRow.id)
+    devices = [d for d in s.scalars(q_dev) if d.path is not None and d.state != "failed"]
+    devices = [d for d in devices if owned(s, d)]
     if not devices:
         return 0, 0
-    volumes = set(s.scalars(select(VolumeRow.id).where(VolumeRow.pool_id == p.id)))
-    q = select(VolumeSegmentRow.device_id, VolumeSegmentRow.volume_id, VolumeSegmentRow.segment)
-    held = {(int(d), int(v), int(g)) for d, v, g in s.execute(
-        q.join(VolumeRow, VolumeRow.id == VolumeSegmentRow.volume_id).where(VolumeRow.pool_id == p.id))}
+    scope = None if volumes is None else set(volumes)
+    in_pool = set(s.scalars(select(VolumeRow.id).where(VolumeRow.pool_id == p.id)))
+    q = (select(VolumeSegmentRow.device_id, VolumeSegmentRow.volume_id, VolumeSegmentRow.segment)
+         .join(VolumeRow, VolumeRow.id == VolumeSegmentRow.volume_id).where(VolumeRow.pool_id == p.id))
+    if scope is not None:
+        q = q.where(VolumeSegmentRow.volume_id.in_(scope))
+    held = {(int(d), int(v), int(g)) for d, v, g in s.execute(q)}
     files = nbytes = 0
     for d in devices:
         objects = Path(str(d.path)) / "objects"
-        try:
-            entries = list(os.scandir(objects))
-        except OSError:
-            continue  # a device gone: the next I/O marks it failed
-        for vdir in entries:
-            vid = _volume_id(vdir.name)
-            if vid is None or not vdir.is_dir(follow_symlinks=False):
-                continue  # not ours
+        if scope is not None:
+            names = [sio.volume_key(v) for v in sorted(scope)]
+        else:
+            try:
+                names = [e.name for e in os.scandir(objects)]
+            except OSError:
+                continue  # a device gone: the next I/O marks it failed
+        for name in names:
+            vid = _volume_id(name)
+            vdir = objects / name
+            if vid is None or not vdir.is_dir() or vdir.is_symlink():
+                continue  # not ours (or absent)
             with contextlib.suppress(OSError):
-                for f in os.scandir(vdir.path):
+                for f in os.scandir(vdir):
                     c = _chunk(f.name)
                     if c is None:  # a prepared file: garbage once no write can still commit it
                         drop = f.name.endswith(".tmp") and now - f.stat().st_mtime > TMP_AGE_S
                     else:
-                        drop = vid not in volumes or \
+                        drop = vid not in in_pool or \
                             (d.id, vid, c * p.chunk_mib // p.segment_mib) not in held
                     if drop:
                         size = f.stat().st_size
                         os.unlink(f.path)
                         files, nbytes = files + 1, nbytes + size
-                if vid not in volumes and not any(os.scandir(vdir.path)):
-                    shutil.rmtree(vdir.path, ignore_errors=True)
+                if vid not in in_pool:
+                    os.rmdir(vdir)  # fails, keeping it, when a writer put a file there since
     return files, nbytes
 
 
 class VolumeGarbage(ServiceBase):
     """`collect(pool)`: remove a pool's unreferenced object files (see the module docstring)."""
 
-    def collect(self, pool: str) -> GarbageRecord:
+    def collect(self, pool: str, volumes: Iterable[int] | None = None,
+                why: str = "collected") -> GarbageRecord:
+        """Collect the pool (only `volumes`' directories when given); an event records what went."""
         check_name("storage pool", pool)
+        scope = None if volumes is None else sorted(volumes)
 
         def tx(s: Session) -> tuple[int, int]:
             p = ServiceBase._one(s, StoragePoolRow, "storage pool", pool)
             p.generation += 1  # the placement lock: no copy or switch runs meanwhile
             s.flush()
-            return collect_in(s, p)
+            files, nbytes = collect_in(s, p, volumes=scope)
+            if files:
+                ServiceBase._event(s, "storage-pool.collected", f"storage-pool/{pool}",
+                                   f"storage pool {pool}: {files} unreferenced object file(s) removed "
+                                   f"({nbytes} bytes; {why})",
+                                   data={"files": files, "bytes": nbytes, "volumes": scope, "why": why})
+            return files, nbytes
 
         files, nbytes = self._write(tx)
         return GarbageRecord(pool, files, nbytes)
+
+    def collect_quietly(self, pool: str, volumes: Iterable[int], why: str) -> GarbageRecord | None:
+        """`collect` as a clean-up after another outcome (a migration that switched or failed):
+        its own failure (the pool deleted meanwhile, a device gone) is logged, never raised, so it
+        neither replaces the original error nor fails what completed; a later scrub collects."""
+        try:
+            return self.collect(pool, volumes, why)
+        except (PoolvisorError, OSError) as e:
+            log.warning("collecting storage pool %s after %s failed: %s", pool, why, e)
+            return None

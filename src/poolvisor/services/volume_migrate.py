@@ -42,7 +42,6 @@ from poolvisor.services.volumes import (
     _PoolState,
     _segment_mib,
 )
-from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 from poolvisor.store.rows import (
     HostRow,
@@ -175,7 +174,7 @@ class VolumeMigration(ServiceBase):
                 done.update({(c, t.device_id): sig for t in targets})
             if progress is not None:
                 progress(n, len(plan.segments))
-        garbage: list[tuple[range, Path]] = []
+        garbage: list[tuple[range, Path, int]] = []
 
         def switch(s: Session) -> tuple[int, int]:
             garbage.clear()  # a retried transaction starts over
@@ -185,13 +184,16 @@ class VolumeMigration(ServiceBase):
         try:
             segments, again = self._write(switch)
         except PoolvisorError:  # not switched (the volume was deleted, a device failed): the
-            self.garbage.collect(pool)  # target pool's pre-copied objects are nobody's
+            # target pool's pre-copied objects of this volume are nobody's (only this volume's:
+            # other migrations into the pool keep their pre-copies)
+            self.garbage.collect_quietly(pool, [plan.volume_id], f"volume {name} not migrated")
             raise
         switch_s = time.perf_counter() - t0
-        for chunks, path in garbage:
-            sio.drop(key, chunks, path)
+        for chunks, path, device_id in garbage:
+            if sio.owns(path, device_id):  # never through a directory that is not that device's
+                sio.drop(key, chunks, path)
         # a write redone on the target after the switch left what it first wrote on the source
-        self.garbage.collect(plan.source_pool)
+        self.garbage.collect_quietly(plan.source_pool, [plan.volume_id], f"volume {name} migrated to {pool}")
         return VolumeMigrationRecord(name, project, plan.source_pool, pool, segments,
                                      -(-copied // sio.MiB), again, switch_s)
 
@@ -251,7 +253,7 @@ class VolumeMigration(ServiceBase):
                      devices, {i: _chunks(src, v.size_mib, i) for i in segs})
 
     def _switch(self, s: Session, project: str, name: str, pool: str, pre: _Plan,
-                garbage: list[tuple[range, Path]], done: dict[tuple[int, int], tuple[int | None, ...]]
+                garbage: list[tuple[range, Path, int]], done: dict[tuple[int, int], tuple[int | None, ...]]
                 ) -> tuple[int, int]:
         """Both pools locked: copy what changed since the pre-copy, re-point the rows, switch."""
         v = VolumeService._volume(s, project, name)
@@ -271,9 +273,9 @@ class VolumeMigration(ServiceBase):
             old = pre.segments.get(seg)
             if old is not None:  # a target of the pre-copy that is not one now: drop what it got
                 now = {t.device_id for t in targets}
-                garbage += [(chunks, t.path) for t in old[1] if t.device_id not in now]
+                garbage += [(chunks, t.path, t.device_id) for t in old[1] if t.device_id not in now]
         for seg, sources in plan.sources.items():
-            garbage += [(plan.source_chunks[seg], r.path) for r in sources]
+            garbage += [(plan.source_chunks[seg], r.path, r.device_id) for r in sources]
         segs = sorted(plan.segments)
         s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == v.id))
         for seg, ids in plan.devices.items():
@@ -298,9 +300,9 @@ class VolumeMigration(ServiceBase):
         the copy is gone (the garbage collector removes objects no row points at yet); 1 if it did."""
         sig = plan.signature(key, c)
         present = [g for g in sig if g is not None]
-        want = max(present) if present else -1  # the generation a current copy carries (-1: none)
+        want = max(present) if present else None  # the generation a current copy carries
         behind = [t for t in targets
-                  if done.get((c, t.device_id)) != sig or _header_gen(key, c, t) != want]
+                  if done.get((c, t.device_id)) != sig or sio.header_gen(key, c, t) != want]
         if not behind:
             return 0
         try:
@@ -309,15 +311,6 @@ class VolumeMigration(ServiceBase):
             raise ConflictError(f"device {behind[0].device!r} cannot be written ({e.strerror or e}); "
                                 "set it failed and rebalance") from None
         return 1
-
-
-def _header_gen(key: str, c: int, t: sio.Replica) -> int:
-    """The generation of the target's copy of chunk `c` (-1: none, or the device is unreadable)."""
-    try:
-        g = ob.read_gen(t.path, key, c)
-    except OSError:
-        return -1
-    return -1 if g is None else g
 
 
 def _overlapping(src: StoragePoolRow, dst: StoragePoolRow, size_mib: int, seg: int) -> range:

@@ -22,6 +22,8 @@ one compute pool, or local to the hosts holding its devices).
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from poolvisor.policies.storage.tiering import demotions
 from poolvisor.services import volume_copy as vcopy
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.lifecycle import DETACH_STALE_S
 from poolvisor.services.records import DELETING, HOLDING_STATES, TASK_SUCCEEDED, TaskRecord
 from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
@@ -72,6 +75,7 @@ from poolvisor.store.rows import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("poolvisor.volumes")
 ACCESS = ("network", "local")
 DEVICE_STATES = ("up", "leaving", "failed")
 # stored volume states; "attached" is reported for an available volume with an attachment (the
@@ -85,6 +89,7 @@ SHOWN_MOVES = 20
 MAX_PATH = 1024
 MAX_IO = 64 << 20  # bytes per read_data / write_data call (both are held in memory)
 PLAN_SEGMENTS = 4096  # a data call reads (and keeps) the whole volume's placement up to this many segments
+CREATING_STALE_S = 300.0  # a `creating` snapshot untouched this long has no copier (heartbeat every 10 s)
 WRITE_DEADLINE_S = 10.0  # a write re-planned (device died, placement moved) this long, then 409
 
 
@@ -209,7 +214,7 @@ def _check_path(path: object) -> str:
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path \
             or not 2 <= len(path) <= MAX_PATH:
         raise InvalidInputError(f"device path must be an absolute directory of at most {MAX_PATH} characters")
-    return str(Path(path))
+    return os.path.realpath(path)  # `..` and symlinks resolved: one directory, one spelling
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,20 @@ def _writable(v: VolumeRow) -> None:
         raise ConflictError(f"volume {v.name!r} lost data (state failed)")
 
 
+def _stale(v: VolumeRow, now: datetime) -> bool:
+    """A `creating` snapshot no copier touched for CREATING_STALE_S (its heartbeat, `last_access`)."""
+    return (now - as_utc(v.last_access)).total_seconds() > CREATING_STALE_S
+
+
+def _clear_leftovers(s: Session, volume_id: int) -> None:
+    """A new volume's directory goes from every byte-holding device (any pool), under the pool's
+    lock before anything is placed: ids are never reused (0017), but one deleted before that
+    upgrade above the largest id could be taken once, and its leftovers must not be read."""
+    devs = s.scalars(select(StorageDeviceRow.path).where(StorageDeviceRow.path.is_not(None),
+                                                         StorageDeviceRow.state != "failed"))
+    sio.drop_volume(sio.volume_key(volume_id), [Path(str(x)) for x in devs])
+
+
 def _volume_allocations(s: Session, pool_id: int) -> list[tuple[VolumeRow, int]]:
     """Each volume of the pool with its logical MiB that have placed segments."""
     vols = list(s.scalars(select(VolumeRow).where(VolumeRow.pool_id == pool_id)))
@@ -306,6 +325,7 @@ class VolumeService(ServiceBase):
         # (project, volume) -> the placement the last data call read: reused until a commit point
         # finds the pool's generation moved (then dropped and read again); guarded, never trusted
         self._plans: dict[tuple[str, str], _DataPlan] = {}
+        self._copying: set[int] = set()  # snapshots whose bytes this process is copying now
 
     # ---- pools -------------------------------------------------------------------------------
     def create_pool(self, name: str, *, replicas: int = 3, oversubscription: float = 1.0,
@@ -392,6 +412,12 @@ class VolumeService(ServiceBase):
                                  klass=klass, domain=domain or host or name, state="up")
             s.add(d)
             flush_referring(s, f"host {host!r} was deleted meanwhile")
+            if path is not None:  # the marker names the device row (the collector checks it)
+                try:
+                    sio.init_device(Path(path), d.id)
+                except OSError as e:
+                    raise ConflictError(f"directory {path!r} cannot hold a device: "
+                                        f"{e.strerror or e}") from None
             ServiceBase._event(s, "storage-device.added", f"storage-pool/{pool}/{name}",
                                f"device {name} ({capacity_mib} MiB {klass}) added to storage pool {pool}")
             return self._device_records(s, p, [d])[0]
@@ -469,6 +495,7 @@ class VolumeService(ServiceBase):
                           replicas=reps, state="available", last_access=datetime.now(UTC))
             s.add(v)
             s.flush()
+            _clear_leftovers(s, v.id)
             if not thin:
                 self._place(s, st, v, list(range(self._segments(p, size_mib))))
             ServiceBase._event(s, "volume.created", f"volume/{project}/{name}",
@@ -493,7 +520,7 @@ class VolumeService(ServiceBase):
 
     def delete_volume(self, project: str, name: str) -> None:
         """Delete an unattached volume; its bytes leave the devices' directories after the commit."""
-        def tx(s: Session) -> tuple[str, list[str]]:
+        def tx(s: Session) -> tuple[str, list[tuple[Path, int]]]:
             v = self._volume(s, project, name)
             self._lock_id(s, v.pool_id)
             if s.get(VolumeAttachmentRow, v.id) is not None:
@@ -503,12 +530,12 @@ class VolumeService(ServiceBase):
             delete_unused(s, v, "volume", name)
             ServiceBase._event(s, "volume.deleted", f"volume/{project}/{name}", f"volume {name} deleted",
                                project=project)
-            paths = s.scalars(select(StorageDeviceRow.path).filter_by(pool_id=v.pool_id)
-                              .where(StorageDeviceRow.path.is_not(None)))
-            return sio.volume_key(v.id), [x for x in paths if x is not None]
+            devs = s.execute(select(StorageDeviceRow.path, StorageDeviceRow.id).filter_by(pool_id=v.pool_id)
+                             .where(StorageDeviceRow.path.is_not(None))).all()
+            return sio.volume_key(v.id), [(Path(str(x)), i) for x, i in devs]
 
         key, paths = self._write(tx)
-        sio.drop_volume(key, [Path(x) for x in paths])
+        sio.drop_volume(key, [x for x, i in paths if sio.owns(x, i)])  # never through another's directory
 
     def resize_volume(self, project: str, name: str, size_mib: int) -> VolumeRecord:
         """Online extension: a larger size, existing data untouched; a thick volume's last segment
@@ -581,7 +608,8 @@ class VolumeService(ServiceBase):
             self._place(s, st, v, new)
 
     # ---- data path (devices with a directory) ------------------------------------------------
-    def write_data(self, project: str, name: str, offset: int, data: bytes | bytearray | memoryview) -> int:
+    def write_data(self, project: str, name: str, offset: int, data: bytes | bytearray | memoryview, *,
+                   copy_back: bool = False) -> int:
         """Write bytes at byte `offset` to every live replica of the segments they fall in, as
         checksummed objects of the pool's chunk size on the devices' directories
         (storage/segment_io.py), two-phase;
@@ -595,14 +623,16 @@ class VolumeService(ServiceBase):
         migration or device failure since then moved it) and records the access. A moved
         generation or a device that failed an I/O (marked failed here; the next rebalance
         re-replicates) redoes the write on the new placement; 409 if it cannot be acknowledged
-        within WRITE_DEADLINE_S."""
+        within WRITE_DEADLINE_S. A volume whose bytes live on a host's disk now (attached to a
+        guest, the pool keeping bytes) is refused with 409: the detach's copy-back (`copy_back`,
+        the only writer then) would overwrite the write."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInputError("data must be bytes")
         view = memoryview(data).cast("B")
         size = self._check_range(offset, len(view))
 
         def step() -> int:
-            plan = self._write_plan(project, name, offset, size)
+            plan = self._write_plan(project, name, offset, size, copy_back)
             try:
                 acked: list[bool] = []
 
@@ -626,17 +656,21 @@ class VolumeService(ServiceBase):
                           conflict=f"volume {name!r}: write not acknowledged (devices kept failing or the "
                           "placement kept moving); retry it")
 
-    def _write_plan(self, project: str, name: str, offset: int, size: int) -> _DataPlan:
+    def _write_plan(self, project: str, name: str, offset: int, size: int, copy_back: bool = False
+                    ) -> _DataPlan:
         """The cached plan when it covers the range; else read it (a write transaction only when
-        a thin volume's segment in the range is placed now)."""
-        plan = self._plans.get((project, name))
+        a thin volume's segment in the range is placed now). A copy-back's plan is never cached
+        (it may write a volume other writers may not)."""
+        plan = None if copy_back else self._plans.get((project, name))
         if plan is None or not plan.writable or not plan.serves(offset, size) or \
                 any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
-            plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=True))
+            plan = self._read(lambda s: self._data_plan(s, project, name, offset, size, write=True,
+                                                         copy_back=copy_back))
             if any(not plan.replicas.get(i) for i in plan.segments(offset, size)):
                 plan = self._write(lambda s: self._data_plan(s, project, name, offset, size, write=True,
-                                                             allocate=True))
-            self._plans[(project, name)] = plan
+                                                             allocate=True, copy_back=copy_back))
+            if not copy_back:
+                self._plans[(project, name)] = plan
         return plan
 
     def _write_chunks(self, plan: _DataPlan, name: str, offset: int, view: memoryview
@@ -771,7 +805,7 @@ class VolumeService(ServiceBase):
         return length
 
     def _data_plan(self, s: Session, project: str, name: str, offset: int, length: int, *,
-                   write: bool, allocate: bool = False) -> _DataPlan:
+                   write: bool, allocate: bool = False, copy_back: bool = False) -> _DataPlan:
         """The volume's placement (every placed segment's live replicas; only the range's when the
         volume has more than PLAN_SEGMENTS segments) after checking the range; `allocate` places a
         thin volume's unplaced segments in the range (the pool locked)."""
@@ -786,6 +820,10 @@ class VolumeService(ServiceBase):
             _writable(v)
         elif v.state == "creating":
             raise ConflictError(f"volume {name!r} is a snapshot still being copied")
+        on_disk = not copy_back and self._on_host_disk(s, v)
+        if write and on_disk:
+            raise ConflictError(f"volume {name!r} is attached: its bytes are on its workload's disk until "
+                                "it is detached (a write here would be overwritten); detach it first")
         if allocate:
             first_mib = first * p.segment_mib
             self._allocate_in(s, v, first_mib, min(v.size_mib, (last + 1) * p.segment_mib) - first_mib)
@@ -809,7 +847,20 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"volume {name!r}: segment {lost[0]} has no live replica (lost)")
         return _DataPlan(v.id, p.id, p.generation, v.size_mib * sio.MiB, p.segment_mib, p.chunk_mib * sio.MiB,
                          dict(reps),
-                         v.state not in ("snapshot", "failed"), covers)
+                         v.state not in ("snapshot", "failed") and not on_disk, covers)
+
+    def _on_host_disk(self, s: Session, v: VolumeRow) -> bool:
+        """Whether the volume's bytes live on a host's disk now: attached, on a host whose driver
+        plugs disks, in a pool keeping bytes (the detach copies them back over the volume)."""
+        if s.get(VolumeAttachmentRow, v.id) is None:
+            return False
+        t = disk_target(s, v)
+        return t is not None and t.keeps_bytes and \
+            supports(self.ctx.drivers.driver_of(t.host), Capability.VOLUME_ATTACH)
+
+    def _copy_back(self, project: str, name: str, offset: int, data: bytes) -> int:
+        """The detach's writer: what the guest's disk holds, back into the volume."""
+        return self.write_data(project, name, offset, data, copy_back=True)
 
     def _fail_devices(self, s: Session, dead: set[int]) -> None:
         """Devices whose directory failed an I/O: failed (the next rebalance re-replicates)."""
@@ -839,8 +890,9 @@ class VolumeService(ServiceBase):
         `snapshot`) placed by straw2 like any volume, its space checked like a new volume's (not
         copy-on-write: the copy takes its own space). With byte-holding devices the bytes are
         copied outside any transaction while the snapshot is `creating`, then one transaction
-        holding the pool's lock copies what changed since and makes it the source as of then
-        (services/volume_copy.py)."""
+        holding the pool's lock places the segments the source opened meanwhile, copies what
+        changed since and makes it the source as of then (services/volume_copy.py). Any failure
+        drops the snapshot; a copier that died leaves it to the repair sweep."""
         check_name("snapshot", snapshot)
 
         def tx(s: Session) -> tuple[VolumeRecord, int, int]:
@@ -865,6 +917,7 @@ class VolumeService(ServiceBase):
                              last_access=datetime.now(UTC), snapshot_of=v.id)
             s.add(snap)
             s.flush()
+            _clear_leftovers(s, snap.id)
             self._place(s, st, snap, segs)
             if snap.state == "snapshot":
                 self._snapshot_event(s, project, name, snapshot, len(segs))
@@ -873,28 +926,79 @@ class VolumeService(ServiceBase):
         rec, src_id, snap_id = self._write(tx)
         if rec.state != "creating":
             return rec
-        cp = self._read(lambda s: self._snapshot_copy(s, src_id, snap_id, snapshot))
-        done = vcopy.precopy(cp)  # outside any transaction
 
         def finish(s: Session) -> VolumeRecord:
             src, snap = self._snapshot_rows(s, src_id, snap_id, name, snapshot)
             p = self._lock_id(s, snap.pool_id)
-            vcopy.catch_up(vcopy.plan(s, p, src, snap, _chunks), done)  # what changed meanwhile
+            self._place_new_segments(s, p, src, snap)  # segments a thin source placed meanwhile
+            final = vcopy.plan(s, p, src, snap, _chunks)
+            vcopy.catch_up(final, done)  # what changed meanwhile, and those new segments
             snap.state = "snapshot"
-            self._snapshot_event(s, project, name, snapshot, len(cp.segments))
+            self._snapshot_event(s, project, name, snapshot, len(final.segments))
             return self._volume_records(s, [snap])[0]
 
+        self._copying.add(snap_id)  # the repair sweep leaves it alone (other processes: the heartbeat)
         try:
+            cp = self._read(lambda s: self._snapshot_copy(s, src_id, snap_id, name, snapshot))
+            done = vcopy.precopy(cp)  # outside any transaction
             return self._write(finish)
-        except PoolvisorError:
-            self._write(lambda s: self._drop_creating(s, snap_id))
+        except Exception:  # any failure, a 409 or not: the snapshot goes, it is never left `creating`
+            try:
+                self._write(lambda s: self._drop_creating(s, snap_id))
+            except PoolvisorError as e:  # the database is away: the repair sweep drops it later
+                log.warning("snapshot %s/%s could not be dropped after its copy failed: %s", project,
+                            snapshot, e.message)
             raise
+        finally:
+            self._copying.discard(snap_id)
 
-    def _snapshot_copy(self, s: Session, src_id: int, snap_id: int, snapshot: str) -> vcopy.SnapshotCopy:
-        src, snap = self._snapshot_rows(s, src_id, snap_id, "?", snapshot)
+    def _place_new_segments(self, s: Session, p: StoragePoolRow, src: VolumeRow, snap: VolumeRow) -> None:
+        """In the finishing transaction (the pool locked): place for the snapshot the segments the
+        thin source placed since its first transaction (a write during the pre-copy into a
+        segment never written before), within the snapshot's size, so `catch_up` copies them: a
+        write acknowledged before the finish is in the snapshot even when it opened a segment.
+        409 when the pool has no room left for them (the snapshot is dropped; retry it)."""
+        have = set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=snap.id)))
+        new = sorted(set(s.scalars(select(VolumeSegmentRow.segment).filter_by(volume_id=src.id)
+                                   .where(VolumeSegmentRow.segment < self._segments(p, snap.size_mib))))
+                     - have)
+        if not new:
+            return
+        st = _PoolState(s, p)
+        why = st.space(s).check_write(sum(_segment_mib(p, snap.size_mib, i) for i in new) * snap.replicas)
+        if why:
+            raise ConflictError(f"storage pool {p.name!r}: {why} (every replica counted) for the segments "
+                                f"volume {src.name!r} opened while snapshot {snap.name!r} was being copied")
+        self._place(s, st, snap, new)
+
+    def _heartbeat(self, snap_id: int) -> None:
+        """While a snapshot's bytes are copied: its `last_access` says a process is still at it
+        (the repair sweep drops a `creating` snapshot untouched for CREATING_STALE_S)."""
+        self._write(lambda s: s.execute(update(VolumeRow).where(VolumeRow.id == snap_id,
+                                                                VolumeRow.state == "creating")
+                                        .values(last_access=datetime.now(UTC))))
+
+    def drop_stale_snapshots(self, now: datetime | None = None) -> list[str]:
+        """The repair sweep's part: drop the snapshots left `creating` that no process is copying
+        (not this one's, and untouched for CREATING_STALE_S: their copier died or stalled)."""
+        now = now or datetime.now(UTC)
+
+        def find(s: Session) -> list[tuple[int, str]]:
+            return [(v.id, v.name) for v in s.scalars(select(VolumeRow).filter_by(state="creating"))
+                    if v.id not in self._copying and _stale(v, now)]
+
+        out = []
+        for vid, vname in self._read(find):
+            if self._write(lambda s, vid=vid: self._drop_creating(s, vid, now)):  # type: ignore[misc]
+                out.append(f"snapshot {vname}: left creating by a copy that stopped; dropped")
+        return out
+
+    def _snapshot_copy(self, s: Session, src_id: int, snap_id: int, name: str, snapshot: str
+                       ) -> vcopy.SnapshotCopy:
+        src, snap = self._snapshot_rows(s, src_id, snap_id, name, snapshot)
         p = s.get(StoragePoolRow, snap.pool_id)
         assert p is not None
-        return vcopy.plan(s, p, src, snap, _chunks)
+        return vcopy.plan(s, p, src, snap, _chunks, lambda: self._heartbeat(snap_id))
 
     @staticmethod
     def _snapshot_rows(s: Session, src_id: int, snap_id: int, name: str, snapshot: str
@@ -908,16 +1012,25 @@ class VolumeService(ServiceBase):
                                 "being copied; the snapshot was dropped")
         return src, snap
 
-    def _drop_creating(self, s: Session, snap_id: int) -> None:
-        """A snapshot that could not be finished: its rows go, and the objects copied for it."""
+    def _drop_creating(self, s: Session, snap_id: int, stale_at: datetime | None = None) -> bool:
+        """A snapshot that could not be finished: its rows go, and the objects copied for it
+        (with `stale_at`: only while it is still untouched for CREATING_STALE_S then)."""
         snap = s.get(VolumeRow, snap_id)
         if snap is None or snap.state != "creating":
-            return
+            return False
         p = self._lock_id(s, snap.pool_id)
+        s.refresh(snap)  # as of the lock: a copier's heartbeat or finish may have come first
+        if snap.state != "creating" or (stale_at is not None and not _stale(snap, stale_at)):
+            return False
+        pr = s.get(ProjectRow, snap.project_id)
+        project = pr.name if pr is not None else None
+        ServiceBase._event(s, "volume.snapshot-dropped", f"volume/{project}/{snap.name}",
+                           f"snapshot {snap.name} dropped: its copy did not finish", project=project)
         s.execute(delete(VolumeSegmentRow).where(VolumeSegmentRow.volume_id == snap.id))
         s.delete(snap)
         s.flush()
-        collect_in(s, p)
+        collect_in(s, p, volumes=[snap_id])
+        return True
 
     @staticmethod
     def _snapshot_event(s: Session, project: str, name: str, snapshot: str, segments: int) -> None:
@@ -944,6 +1057,8 @@ class VolumeService(ServiceBase):
                 raise ConflictError(f"workload {workload!r} is not on a host (state {w.state})")
             if w.state == DELETING:  # its delete copies back only the disks attached when it began
                 raise ConflictError(f"workload {workload!r} is being deleted")
+            self._claim_workload(s, w)
+            self._plans.pop((project, name), None)  # writes read the plan again, and are refused
             host = s.get(HostRow, w.host_id)
             assert host is not None
             why = self._unreachable(s, p, host)
@@ -968,6 +1083,18 @@ class VolumeService(ServiceBase):
                 raise
         return rec
 
+    @staticmethod
+    def _claim_workload(s: Session, w: WorkloadRow) -> None:
+        """A guarded write on the workload's row, in the state just checked: it conflicts with a
+        delete's mark (`UPDATE ... SET state = deleting WHERE state = before`), so on PostgreSQL
+        one of the two waits for the other and then sees its outcome (an attach after the mark
+        sees `deleting`; a mark after the attach sees the attachment and copies its disk back).
+        Stale (read again) when the state moved since it was read."""
+        done = s.execute(update(WorkloadRow).where(WorkloadRow.id == w.id, WorkloadRow.state == w.state)
+                         .values(state=WorkloadRow.state))
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise Stale()
+
     def release_disks(self, workload_id: int, state: str) -> None:
         """Before a workload is deleted: its guest stops (gracefully, then hard: what it wrote is
         on its disks, nothing in flight, and no hot-unplug is needed, which a guest still booting
@@ -985,7 +1112,7 @@ class VolumeService(ServiceBase):
         lc.stop(host, dw)
         try:
             for t in targets:
-                unplug(self.ctx.drivers, t, self.write_data)
+                unplug(self.ctx.drivers, t, self._copy_back)
         except PoolvisorError:
             if was_running:
                 with contextlib.suppress(PoolvisorError):
@@ -1015,10 +1142,39 @@ class VolumeService(ServiceBase):
 
     def detach(self, project: str, name: str) -> VolumeRecord:
         """The host lets go of the disk first and its bytes come back into the volume (the
-        guest's writes); a host or a volume that refuses (503, 409) keeps the attachment."""
-        t = self._read(lambda s: disk_target(s, self._volume(s, project, name)))
+        guest's writes); a host or a volume that refuses (503, 409) keeps the attachment.
+
+        The attachment is marked `detaching_since` first, in a transaction that conflicts with
+        the workload's delete (a guarded write on its row, like attach): a delete that began
+        first makes the detach a 409 (the delete copies the disk back itself), and a delete
+        after the mark is a 409 until the detach is done (lifecycle.py): never both copying back
+        and unplugging one disk. A mark older than DETACH_STALE_S (its process died) is taken over."""
+        def begin(s: Session) -> DiskTarget | None:
+            v = self._volume(s, project, name)
+            att = s.get(VolumeAttachmentRow, v.id)
+            if att is None:
+                raise ConflictError(f"volume {name!r} is not attached")
+            w = s.get(WorkloadRow, att.workload_id)
+            if w is not None:
+                if w.state == DELETING:
+                    raise ConflictError(f"workload {w.name!r} is being deleted: its delete detaches "
+                                        f"volume {name!r} and copies its disk back")
+                self._claim_workload(s, w)
+            now = datetime.now(UTC)
+            if att.detaching_since is not None and \
+                    (now - as_utc(att.detaching_since)).total_seconds() < DETACH_STALE_S:
+                raise ConflictError(f"volume {name!r} is being detached already; retry")
+            att.detaching_since = now
+            return disk_target(s, v)
+
+        t = self._write(begin)
         if t is not None:
-            unplug(self.ctx.drivers, t, self.write_data)
+            try:
+                unplug(self.ctx.drivers, t, self._copy_back)
+            except Exception:
+                with contextlib.suppress(PoolvisorError):  # the attachment stays, usable again
+                    self._write(lambda s: self._undo_detaching(s, project, name))
+                raise
 
         def tx(s: Session) -> VolumeRecord:
             v = self._volume(s, project, name)
@@ -1032,6 +1188,11 @@ class VolumeService(ServiceBase):
             return self._volume_records(s, [v])[0]
 
         return self._write(tx)
+
+    def _undo_detaching(self, s: Session, project: str, name: str) -> None:
+        att = s.get(VolumeAttachmentRow, self._volume(s, project, name).id)
+        if att is not None:
+            att.detaching_since = None
 
     @staticmethod
     def _unreachable(s: Session, p: StoragePoolRow, host: HostRow) -> str | None:
@@ -1065,7 +1226,7 @@ class VolumeService(ServiceBase):
             for t in targets:
                 with contextlib.suppress(OSError):  # the batch copies again and says why
                     sio.copy(key, chunks, sources, t)
-        garbage: list[tuple[str, range, Path]] = []  # replicas moved off live devices: dropped after commit
+        garbage: list[tuple[str, range, Path, int]] = []  # replicas moved off live devices: dropped later
 
         def batch(s: Session) -> RebalanceRecord:
             garbage.clear()  # a retried transaction starts over
@@ -1073,8 +1234,9 @@ class VolumeService(ServiceBase):
 
         while True:
             step = self._write(batch)
-            for key, chunks, path in garbage:
-                sio.drop(key, chunks, path)
+            for key, chunks, path, device_id in garbage:
+                if sio.owns(path, device_id):  # never through a directory that is not that device's
+                    sio.drop(key, chunks, path)
             total = RebalanceRecord(pool, total.segments + step.segments, total.copies + step.copies,
                                     total.copy_mib + step.copy_mib, total.removed + step.removed,
                                     total.lost + step.lost, (total.moves + step.moves)[:SHOWN_MOVES])
@@ -1109,7 +1271,7 @@ class VolumeService(ServiceBase):
                                  "removed": total.removed, "lost": total.lost})
 
     def _rebalance_in(self, s: Session, p: StoragePoolRow, *, apply: bool, limit: int | None,
-                      garbage: list[tuple[str, range, Path]] | None = None,
+                      garbage: list[tuple[str, range, Path, int]] | None = None,
                       collect: list[tuple[str, range, list[sio.Replica], list[sio.Replica]]] | None = None
                       ) -> RebalanceRecord:
         """The moves a rebalance makes (applied with `apply`); `collect` gets each byte-holding
@@ -1176,7 +1338,7 @@ class VolumeService(ServiceBase):
     def _move(self, s: Session, st: _PoolState, v: VolumeRow, seg: int, mib: int,
               have: list[VolumeSegmentRow],
               gone: list[VolumeSegmentRow], targets: list[StorageDeviceRow], *, lost_all: bool,
-              garbage: list[tuple[str, range, Path]]) -> None:
+              garbage: list[tuple[str, range, Path, int]]) -> None:
         """Re-point the replicas leaving (or lost) to the new devices; new slots for the rest.
         With byte-holding devices, the new devices get the segment's chunks that the pre-copy
         (rebalance, outside the transaction) did not, or that were written since (a source with a
@@ -1193,7 +1355,7 @@ class VolumeService(ServiceBase):
             for r in gone:
                 old = st.devices[r.device_id]
                 if old.state != "failed" and old.path is not None:
-                    garbage.append((key, chunks, Path(old.path)))
+                    garbage.append((key, chunks, Path(old.path), old.id))
         free_slots = iter(sorted(set(range(v.replicas + len(have))) - {r.replica for r in have}))
         for d in targets:
             ext = st.allocate(d, mib)
@@ -1302,7 +1464,12 @@ class VolumeService(ServiceBase):
 
     @staticmethod
     def _check_device_path(s: Session, p: StoragePoolRow, path: str | None) -> None:
-        """A pool's devices all hold bytes (a directory each, never shared) or none does."""
+        """A pool's devices all hold bytes (a directory each, never shared) or none does.
+
+        Never shared, in any pool: the collector deletes what no row of *its* device refers to,
+        so two devices on one directory would delete each other's data. The directory (its real
+        path) must not be another device's by inode (same st_dev/st_ino, however spelled) or by
+        its marker (one naming a device row that still exists)."""
         paths = list(s.scalars(select(StorageDeviceRow.path).filter_by(pool_id=p.id)))
         if paths and (paths[0] is None) != (path is None):
             raise ConflictError(f"the devices of storage pool {p.name!r} "
@@ -1310,13 +1477,17 @@ class VolumeService(ServiceBase):
                                    else "hold bytes in directories: give this one a path"))
         if path is None:
             return
-        other = s.scalars(select(StorageDeviceRow.name).filter_by(path=path)).first()
-        if other is not None:
-            raise ConflictError(f"directory {path!r} is already the device {other!r}")
+        for other in s.scalars(select(StorageDeviceRow).where(StorageDeviceRow.path.is_not(None))):
+            if other.path == path or sio.same_dir(Path(str(other.path)), Path(path)):
+                op = s.get(StoragePoolRow, other.pool_id)
+                raise ConflictError(f"directory {path!r} is already the device {other.name!r} of "
+                                    f"storage pool {op.name if op else '?'!r}")
         try:
-            sio.init_device(Path(path))
-        except OSError as e:
-            raise ConflictError(f"directory {path!r} cannot hold a device: {e.strerror or e}") from None
+            claimed = sio.device_marker(Path(path))
+        except (OSError, ValueError):
+            claimed = None  # no marker (a new directory), or not ours: init_device writes one
+        if claimed is not None and s.get(StorageDeviceRow, claimed) is not None:
+            raise ConflictError(f"directory {path!r} is marked as another device's (id {claimed})")
 
     @staticmethod
     def _volume(s: Session, project: str, name: str) -> VolumeRow:
@@ -1418,11 +1589,13 @@ class VolumeService(ServiceBase):
 
 
 
-def storage_violations(s: Session) -> list[str]:
+def storage_violations(s: Session, now: datetime | None = None) -> list[str]:
     """Invariants of the storage rows (for `poolvisor check`): a replica's extents add up to its
     segment and lie on its device; no two extents on a device overlap; a segment's replicas are
     on distinct devices and failure domains; a volume's stored state is known, a snapshot is never
-    attached, an attachment names a workload of the volume's project."""
+    attached, an attachment names a workload of the volume's project; no snapshot is left
+    `creating` without a copier (untouched for CREATING_STALE_S by `now`)."""
+    now = now or datetime.now(UTC)
     v: list[str] = []
     pools = {p.id: p for p in s.scalars(select(StoragePoolRow))}
     devs = {d.id: d for d in s.scalars(select(StorageDeviceRow))}
@@ -1460,6 +1633,9 @@ def storage_violations(s: Session) -> list[str]:
         att = atts.get(vid)
         if vol.state not in VOLUME_STATES:
             v.append(f"volume {vol.name} has unknown state {vol.state!r}")
+        if vol.state == "creating" and _stale(vol, now):
+            v.append(f"snapshot {vol.name} is creating but no copy has touched it for "
+                     f"{(now - as_utc(vol.last_access)).total_seconds():.0f} s (the repair sweep drops it)")
         if att is not None and vol.state == "snapshot":
             v.append(f"snapshot {vol.name} is attached")
         if att is not None:

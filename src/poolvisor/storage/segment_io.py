@@ -11,6 +11,7 @@ hold the placement and decide what a dead device means.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -35,16 +36,48 @@ class Replica:
 
 
 def volume_key(volume_id: int) -> str:
-    """A volume's directory on a device: by id, so a volume re-created under a reused name never
-    sees the bytes of the one deleted before it."""
+    """A volume's directory on a device: by id, which is never reused (migration 0017), so a new
+    volume never sees the bytes a deleted one left behind (create_volume also clears its
+    directory, for an id deleted before that upgrade)."""
     return f"v{volume_id}"
 
 
-def init_device(path: Path) -> None:
-    """Make `path` a device directory (created if missing); OSError when it cannot be."""
+def init_device(path: Path, device_id: int) -> None:
+    """Make `path` the directory of device row `device_id` (created if missing): its marker names
+    the device, so whatever deletes files there first checks the directory is still that device's
+    (`owns`); OSError when it cannot be."""
     (path / "objects").mkdir(parents=True, exist_ok=True)
-    (path / MARKER).write_text("poolvisor device\n")
+    (path / MARKER).write_text(f"poolvisor device\nid {device_id}\n")
     ob.fsync_dir(path)
+
+
+def device_marker(path: Path) -> int | None:
+    """The device id `path`'s marker names; None for a marker written before markers held ids.
+    OSError: no marker (or unreadable); ValueError: not a poolvisor device marker."""
+    lines = (path / MARKER).read_text().splitlines()
+    if not lines or lines[0] != "poolvisor device":
+        raise ValueError(f"{path / MARKER} is not a poolvisor device marker")
+    ids = [int(x[3:]) for x in lines[1:] if x.startswith("id ") and x[3:].isdigit()]
+    return ids[0] if ids else None
+
+
+def owns(path: Path, device_id: int) -> bool:
+    """Whether `path` is device `device_id`'s directory by its marker (fail closed: a missing,
+    unreadable, foreign or id-less marker is not)."""
+    try:
+        return device_marker(path) == device_id
+    except (OSError, ValueError):
+        return False
+
+
+def same_dir(a: Path, b: Path) -> bool:
+    """Whether two paths are one directory (same device and inode; spelled differently, through
+    `..` or a symlink); paths that cannot be examined compare by their real path."""
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 _gen_lock = threading.Lock()
@@ -63,8 +96,18 @@ _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsy
 
 
 def _prepare(r: Replica, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
-    ob.ensure_volume_dir(r.path, volume)
-    return ob.prepare(r.path, volume, c, gen, data, sha)
+    return _prepare_at(r.path, volume, c, gen, data, sha)
+
+
+def _prepare_at(path: Path, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
+    """Prepare in the volume's directory; once more when the collector removed the (empty)
+    directory between its creation and the open, before the device counts as dead."""
+    ob.ensure_volume_dir(path, volume)
+    try:
+        return ob.prepare(path, volume, c, gen, data, sha)
+    except FileNotFoundError:
+        ob.ensure_volume_dir(path, volume)
+        return ob.prepare(path, volume, c, gen, data, sha)
 
 
 Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
@@ -183,8 +226,7 @@ def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Rep
         rep, _ = read(volume, c, sources)
         if rep is None:
             continue
-        ob.ensure_volume_dir(target.path, dst)
-        tmp = ob.prepare(target.path, dst, c, rep.gen, rep.data, ob.digest(rep.data))
+        tmp = _prepare_at(target.path, dst, c, rep.gen, rep.data, ob.digest(rep.data))
         ob.commit(target.path, dst, c, tmp)
         n += len(rep.data)
     if n:
@@ -192,18 +234,19 @@ def copy(volume: str, chunks: Iterable[int], sources: list[Replica], target: Rep
     return n
 
 
+def header_gen(volume: str, chunk: int, r: Replica) -> int | None:
+    """The generation the replica's header of the chunk holds (None: no such object, or the
+    device is unreadable); a header read, for deciding what to copy, never for serving bytes."""
+    try:
+        return ob.read_gen(r.path, volume, chunk)
+    except OSError:
+        return None
+
+
 def newest_gen(volume: str, chunk: int, reps: list[Replica]) -> int | None:
     """The newest generation any replica's header holds for the chunk (None: none holds it);
-    a dead replica is skipped (header reads: for deciding what to copy, never for serving bytes)."""
-    newest = None
-    for r in reps:
-        try:
-            g = ob.read_gen(r.path, volume, chunk)
-        except OSError:
-            continue
-        if g is not None and (newest is None or g > newest):
-            newest = g
-    return newest
+    a dead replica is skipped."""
+    return max((g for g in (header_gen(volume, chunk, r) for r in reps) if g is not None), default=None)
 
 
 def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
@@ -236,8 +279,7 @@ def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
     sha, gen, dst = ob.digest(data), max(present), to_volume or volume
 
     def put(t: Replica) -> None:
-        ob.ensure_volume_dir(t.path, dst)
-        ob.commit(t.path, dst, chunk, ob.prepare(t.path, dst, chunk, gen, data, sha))
+        ob.commit(t.path, dst, chunk, _prepare_at(t.path, dst, chunk, gen, data, sha))
         ob.fsync_dir(t.path / "objects" / dst)
 
     for f in [_io.submit(put, t) for t in targets]:
@@ -247,21 +289,12 @@ def copy_assembled(volume: str, chunk: int, a: int, b: int, src_chunk: int,
 
 def behind(volume: str, chunk: int, sources: list[Replica], target: Replica) -> bool:
     """Whether a source holds a newer generation of the chunk than `target` (header reads, not a
-    data compare): what a copy made before a switch must copy again at the switch."""
-    newest = None
-    for r in sources:
-        try:
-            g = ob.read_gen(r.path, volume, chunk)
-        except OSError:
-            continue  # a dead source: the others hold the chunk
-        if g is not None and (newest is None or g > newest):
-            newest = g
+    data compare): what a copy made before a switch must copy again at the switch. An unreadable
+    target counts as behind (the copy will find it dead and say so)."""
+    newest = newest_gen(volume, chunk, sources)
     if newest is None:
         return False
-    try:
-        have = ob.read_gen(target.path, volume, chunk)
-    except OSError:
-        return True  # the copy will find the target dead and say so
+    have = header_gen(volume, chunk, target)
     return have is None or have < newest
 
 

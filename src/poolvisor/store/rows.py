@@ -460,7 +460,8 @@ class StorageDeviceRow(Base):
     state up, leaving (drained by the next rebalance) or failed (its replicas are lost)."""
 
     __tablename__ = "storage_devices"
-    __table_args__ = (UniqueConstraint("pool_id", "name"),)
+    # ids never reused (0017): a directory's marker names its device by id
+    __table_args__ = (UniqueConstraint("pool_id", "name"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pool_id: Mapped[int] = mapped_column(ForeignKey("storage_pools.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(63))
@@ -480,7 +481,8 @@ class VolumeRow(Base):
     attached, failed (a segment lost every replica) or snapshot (read-only)."""
 
     __tablename__ = "volumes"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    # ids never reused (0017): a volume's objects are named by its id (segment_io.volume_key)
+    __table_args__ = (UniqueConstraint("project_id", "name"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
     name: Mapped[str] = mapped_column(String(63))
@@ -518,6 +520,8 @@ class VolumeAttachmentRow(Base):
     volume_id: Mapped[int] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"), primary_key=True)
     workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a detach copying the disk back since then (0017): the workload's delete waits for it (409)
+    detaching_since: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class MemoryStateRow(Base):
