@@ -118,6 +118,29 @@ def test_run_retries_and_maps_errors(tmp_path):
     store.close()
 
 
+def test_a_writer_locked_out_past_the_busy_timeout_is_a_transient_conflict(tmp_path):
+    """BEGIN IMMEDIATE goes to the DBAPI connection directly (engine.py `_on_begin`): when another
+    process holds the write lock past busy_timeout, that is still Stale (run again), not a 500."""
+    import sqlite3
+
+    store = open_store(str(tmp_path / "b.db"))
+    other = sqlite3.connect(str(tmp_path / "b.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer, holding the lock
+    store._pragmas.append("PRAGMA busy_timeout=50")
+    store.engine.dispose()
+    try:
+        with pytest.raises(Stale):
+            store.run_once(lambda s: s.add(PoolRow(name="x", description="")))
+        with pytest.raises(ConflictError, match="concurrent"):
+            store.run(lambda s: s.add(PoolRow(name="x", description="")), deadline_s=0.2)
+        other.execute("ROLLBACK")
+        store.run(lambda s: s.add(PoolRow(name="x", description="")))  # the lock is free: it commits
+        assert store.run(lambda s: s.scalars(select(PoolRow.name)).all(), write=False) == ["x"]
+    finally:
+        other.close()
+        store.close()
+
+
 def test_unreachable_databases_are_unavailable(tmp_path):
     with pytest.raises(UnavailableError, match="database unavailable"):
         open_store("postgresql+psycopg://postgres@127.0.0.1:1/nothing")

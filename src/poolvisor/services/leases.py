@@ -41,6 +41,7 @@ from poolvisor.store.rows import TaskRow, WorkloadRow
 DEFAULT_LEASE_S = 5.0
 MIN_LEASE_S, MAX_LEASE_S = 0.05, 3600.0
 LEGACY_STALE_S = 30.0
+LATE_SHARE = 0.1  # restamp_if_late: a stamp older than this share of the lease is written again
 TRANSIENT = (PLACING, MIGRATING, DELETING)
 log = logging.getLogger("poolvisor.leases")
 
@@ -98,6 +99,13 @@ class Leases:
         began (it may have queued behind other writers for longer than the lease)."""
         s.flush()
         s.connection().execute(_RESTAMP, {"ids": ids, "owner": self.owner, "expires": self.expiry()})
+
+    def restamp_if_late(self, s: Session, ids: list[int], stamped: datetime) -> None:
+        """restamp(), only when the lease stamped as `stamped` (an expiry) has already run down by
+        more than LATE_SHARE of its duration since (the claim waited inside its transaction, e.g.
+        for a PostgreSQL row lock): the usual claim stamps its INSERT and needs no second UPDATE."""
+        if self.expiry() - stamped > timedelta(seconds=self.duration * LATE_SHARE):
+            self.restamp(s, ids)
 
     @staticmethod
     def clear(w: WorkloadRow) -> None:

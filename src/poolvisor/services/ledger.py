@@ -50,16 +50,17 @@ _CLAIM_BACK = (update(_HOSTS)
                       (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
                .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
 _INSERT_ALLOCATIONS = insert(_ALLOC)
-_HELD = select(_AL.host_id, _AL.resource, _AL.amount).where(_AL.workload_id == bindparam("w"))
-_DELETE_ALLOCATIONS = delete(_ALLOC).where(_AL.workload_id == bindparam("w"))
+# a release deletes the workload's allocation rows and learns from them what to give back, in one
+# statement (DELETE ... RETURNING: SQLite >= 3.35, PostgreSQL)
+_TAKE_HELD = delete(_ALLOC).where(_AL.workload_id == bindparam("w")).returning(_AL.host_id, _AL.resource,
+                                                                              _AL.amount)
 _RELEASE_HOST = (update(_HOSTS).where(_H.id == bindparam("h"))
                  .values(generation=_H.generation + 1, workloads=_H.workloads - 1).returning(_H.generation))
 RELEASED = "poolvisor.released"  # Session.info key: [(host id, generation after, amounts, group id)]
-_GPU_HELD = (select(_GPU_ALLOC.c.host_id, _GPU_ALLOC.c.device, _GPU_ALLOC.c.milli)
-             .where(_GPU_ALLOC.c.workload_id == bindparam("w")))
+_TAKE_GPUS = (delete(_GPU_ALLOC).where(_GPU_ALLOC.c.workload_id == bindparam("w"))
+              .returning(_GPU_ALLOC.c.host_id, _GPU_ALLOC.c.device, _GPU_ALLOC.c.milli))
 _GPU_GIVE_BACK = (update(_GPUS).where(_GPUS.c.host_id == bindparam("h"), _GPUS.c.device == bindparam("d"))
                   .values(allocated=_GPUS.c.allocated - bindparam("m")))
-_DELETE_GPU_ALLOCATIONS = delete(_GPU_ALLOC).where(_GPU_ALLOC.c.workload_id == bindparam("w"))
 _BUMP = update(_HOSTS).where(_H.id == bindparam("h")).values(generation=_H.generation + 1)
 _GUARD = _BUMP.where(_H.generation == bindparam("g"))
 
@@ -146,13 +147,15 @@ def release(s: Session, w: WorkloadRow) -> None:
     w.host_id = None
 
 
-def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None) -> None:
+def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None, *,
+                gpus: bool = True) -> None:
     """release() for a workload known by its ids (a caller that did not load its row); the
-    caller detaches or deletes the row."""
+    caller detaches or deletes the row. `gpus=False`: the caller read in this transaction that
+    the workload holds no GPU device (its device rows are then not looked for)."""
     s.flush()
     conn = s.connection()
     by_host: dict[int, dict[str, float]] = {}
-    for h, resource, amount in conn.execute(_HELD, {"w": wid}):
+    for h, resource, amount in conn.execute(_TAKE_HELD, {"w": wid}).all():
         by_host.setdefault(h, {})[resource] = amount
     hosts = set(by_host) | ({host_id} if host_id is not None else set())
     done = s.info.setdefault(RELEASED, [])
@@ -166,11 +169,9 @@ def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None)
     for h in sorted(by_host):
         names = tuple(sorted(by_host[h]))
         conn.execute(_subtract(names), _params(h, names, by_host[h]))
-    conn.execute(_DELETE_ALLOCATIONS, {"w": wid})
-    gpus = conn.execute(_GPU_HELD, {"w": wid}).all()
-    if gpus:
-        conn.execute(_GPU_GIVE_BACK, [{"h": h, "d": d, "m": m} for h, d, m in gpus])
-        conn.execute(_DELETE_GPU_ALLOCATIONS, {"w": wid})
+    devices = conn.execute(_TAKE_GPUS, {"w": wid}).all() if gpus else []
+    if devices:
+        conn.execute(_GPU_GIVE_BACK, [{"h": h, "d": d, "m": m} for h, d, m in devices])
 
 
 def guard(s: Session, host_id: int, generation: int) -> None:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
@@ -56,8 +56,10 @@ from poolvisor.services.tasks import IMAGE_KINDS, MIGRATE, TaskService, migratio
 from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import (
+    GpuAllocationRow,
     GroupRow,
     HostRow,
+    NicRow,
     PoolRow,
     ProjectRow,
     TaskRow,
@@ -67,12 +69,19 @@ from poolvisor.store.rows import (
 
 POLL_S = 0.2  # how often a running migration's progress is written into its task
 _W, _P, _H = (cast(Table, r.__table__) for r in (WorkloadRow, ProjectRow, HostRow))
-_TO_DELETE = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.label("host"))
+_VA, _NICS, _GPU_ALLOC = (cast(Table, r.__table__) for r in (VolumeAttachmentRow, NicRow, GpuAllocationRow))
+# the workload to delete and whether it has volumes (most have none: their disks are not looked for)
+_TO_DELETE = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.label("host"),
+                     exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
               .select_from(_W.join(_P, _P.c.id == _W.c.project_id).outerjoin(_H, _H.c.id == _W.c.host_id))
               .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
-_TO_FINISH = select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id).where(
+# the workload as the finishing transaction sees it, and whether it holds NICs or GPU devices (most
+# hold neither: the ledger and the NIC release then skip their lookups)
+_TO_FINISH = select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id,
+                    exists().where(_NICS.c.workload_id == _W.c.id).label("nics"),
+                    exists().where(_GPU_ALLOC.c.workload_id == _W.c.id).label("gpus")).where(
     _W.c.id == bindparam("w"))
-_VA = cast(Table, VolumeAttachmentRow.__table__)
+# its volumes' attachments, read only when the EXISTS above says it has some
 _HAS_VOLUMES = select(_VA.c.volume_id, _VA.c.detaching_since).where(_VA.c.workload_id == bindparam("w"))
 DETACH_STALE_S = 600.0  # a detach's mark older than this was left by a dead process (volumes.py detach)
 _DELETE_WORKLOAD = delete(_W).where(_W.c.id == bindparam("w"))
@@ -109,8 +118,11 @@ class WorkloadLifecycle(ServiceBase):
             if r.rowcount != 1:
                 raise Stale()  # changed since it was read (another replica): Store.run reads again
             dw = DriverWorkload(f"{project}/{name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
-            # whether it has volumes, read here: most workloads have none, and looking for their
-            # disks in a read transaction of its own cost every delete a BEGIN and a COMMIT
+            # whether it has volumes, read with the row: most workloads have none (their
+            # attachments are then not read), and looking for their disks in a read transaction
+            # of its own cost every delete a BEGIN and a COMMIT
+            if not w.volumes:
+                return w.id, w.host, dw, w.state, False
             atts = conn.execute(_HAS_VOLUMES, {"w": w.id}).all()
             now = datetime.now(UTC)
             if any(a.detaching_since is not None and
@@ -118,8 +130,7 @@ class WorkloadLifecycle(ServiceBase):
                 # a detach is copying a disk back (volumes.py): both would unplug it; the mark's
                 # guarded UPDATE above and the detach's conflict on the row, so one sees the other
                 raise ConflictError(f"workload {name!r}: a volume of it is being detached; retry")
-            volumes = bool(atts)
-            return w.id, w.host, dw, w.state, volumes
+            return w.id, w.host, dw, w.state, bool(atts)
 
         wid, host, dw, before, volumes = self.ctx.write(mark, grouped=True)  # may share a commit (group.py)
         with self.leases.hold([wid]):
@@ -151,8 +162,9 @@ class WorkloadLifecycle(ServiceBase):
         if w is None or not self.mine(w, DELETING):
             return False  # already removed (by a repair that took over): the delete is done
         name = w.name
-        ledger.release_ids(s, wid, w.host_id, w.group_id)
-        release_nics(s, [wid])  # before the row goes (no cascade from workloads to NICs)
+        ledger.release_ids(s, wid, w.host_id, w.group_id, gpus=bool(w.gpus))
+        if w.nics:
+            release_nics(s, [wid])  # before the row goes (no cascade from workloads to NICs)
         conn.execute(_DELETE_WORKLOAD, {"w": wid})
         self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
                     project=project, data={"host": host})

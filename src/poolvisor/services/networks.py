@@ -423,18 +423,22 @@ def attach_nics(s: Session, project_id: int, workload_id: int, owner: str, netwo
     s.flush()
 
 
-_ANY_NIC = (select(cast(Table, NicRow.__table__).c.id)  # built once: every workload delete asks it
-            .where(cast(Table, NicRow.__table__).c.workload_id.in_(bindparam("w", expanding=True))).limit(1))
+_NIC_W = cast(Table, NicRow.__table__).c.workload_id
+_ANY_NIC = (select(_NIC_W)  # built once: deletes ask it (a single id: `=`, no expanding IN to render)
+            .where(_NIC_W.in_(bindparam("w", expanding=True))).limit(1))
+_HAS_NIC = select(_NIC_W).where(_NIC_W == bindparam("w")).limit(1)  # noqa: SIM300
 
 
 def release_nics(s: Session, workload_ids: Sequence[int]) -> None:
     """Give back the addresses and MACs of these workloads' NICs and remove the NICs."""
-    if s.connection().execute(_ANY_NIC, {"w": list(workload_ids)}).first() is None:
+    ids = list(workload_ids)
+    one = len(ids) == 1
+    if s.connection().execute(_HAS_NIC if one else _ANY_NIC, {"w": ids[0] if one else ids}).first() is None:
         return  # most workloads have none: one prepared query instead of the join below
     nics = s.execute(select(NicRow.id, NicRow.address, NicRow.mac, IpPoolRow)
                      .join(NetworkRow, NetworkRow.id == NicRow.network_id)
                      .join(IpPoolRow, IpPoolRow.id == NetworkRow.pool_id)
-                     .where(NicRow.workload_id.in_(list(workload_ids))).order_by(IpPoolRow.id)).all()
+                     .where(NicRow.workload_id.in_(ids)).order_by(IpPoolRow.id)).all()
     if not nics:
         return
     macs = mac_pool(s)

@@ -123,11 +123,20 @@ def preview(s: Session, project_id: int | None, requested: Mapping[str, float], 
     row = s.connection().execute(_LIMITS, {"p": project_id}).first()
     if row is None or not row.enforced or not row.limits:
         return
+    preview_limits(s, project_id, row.limits, requested, workloads, project=project)
+
+
+def preview_limits(s: Session, project_id: int, limits: Mapping[str, float], requested: Mapping[str, float],
+                   workloads: int, *, project: str) -> None:
+    """preview() with the project's enforced limits already read (a create reads them with the rest
+    of its request in one statement: workloads.py `_REQUEST`)."""
+    if not limits:
+        return
     want = {str(k): float(v) for k, v in requested.items() if float(v) > 0}
     want[WORKLOADS] = float(workloads)
     used = project_usage(s, project_id)
     after = {k: used.get(k, 0.0) + want.get(k, 0.0) for k in set(used) | set(want)}
-    excess = check({str(k): float(v) for k, v in row.limits.items()}, after, want)
+    excess = check({str(k): float(v) for k, v in limits.items()}, after, want)
     if excess is not None:
         raise QuotaExceededError(excess.describe(project), excess.as_detail(project))
 

@@ -24,7 +24,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -68,7 +68,15 @@ from poolvisor.services.records import (
 from poolvisor.services.shares import Sizing, apply, first_fit, on_host, sizing
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
-from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
+from poolvisor.store.rows import (
+    FlavorRow,
+    GroupRow,
+    HostRow,
+    PoolRow,
+    ProjectQuotaRow,
+    ProjectRow,
+    WorkloadRow,
+)
 
 if TYPE_CHECKING:
     from poolvisor.services.lifecycle import WorkloadLifecycle
@@ -88,13 +96,33 @@ ACTIONS = {  # action -> (states it applies to, resulting state)
 _Target = tuple[int, int, list[int] | None]  # host id, its generation, the GPU devices chosen
 
 _PROJECTS, _FLAVORS, _POOLS = (cast(Table, r.__table__) for r in (ProjectRow, FlavorRow, PoolRow))
-_PROJECT_ID = select(_PROJECTS.c.id).where(_PROJECTS.c.name == bindparam("p"))
-_FLAVOR = select(_FLAVORS.c.demand).where(_FLAVORS.c.name == bindparam("f"))
+_QUOTAS = cast(Table, ProjectQuotaRow.__table__)
 _POOL_ID = select(_POOLS.c.id).where(_POOLS.c.name == bindparam("p"))
 _WORKLOADS = cast(Table, WorkloadRow.__table__)
-_TAKEN = select(_WORKLOADS.c.id).where(_WORKLOADS.c.project_id == bindparam("p"),
-                                       _WORKLOADS.c.name == bindparam("n"))
+_NAMED = _PROJECTS.c.name == bindparam("p")
+# What every create reads, in one statement (four before): the project's id, whether the name is
+# taken, the flavor's demand, and the project's quota limits when it enforces one (NULL otherwise).
+_REQUEST = select(
+    select(_PROJECTS.c.id).where(_NAMED).scalar_subquery().label("pid"),
+    select(_WORKLOADS.c.id).join(_PROJECTS, _PROJECTS.c.id == _WORKLOADS.c.project_id)
+    .where(_NAMED, _WORKLOADS.c.name == bindparam("n")).scalar_subquery().label("taken"),
+    select(_FLAVORS.c.demand).where(_FLAVORS.c.name == bindparam("f")).scalar_subquery().label("flavor"),
+    select(_QUOTAS.c.limits).join(_PROJECTS, _PROJECTS.c.id == _QUOTAS.c.project_id)
+    .where(_NAMED, _QUOTAS.c.enforced.is_(True)).scalar_subquery().label("limits"))
 _INSERT_WORKLOAD = insert(_WORKLOADS)
+_NEW_COLUMNS = ("project_id", "name", "kind", "state", "host_id", "group_id", "flavor", "demand", "priority",
+                "explanation", "priority_class", "resource_spec", "constraints", "created_at", "updated_at",
+                "lease_owner", "lease_expires")
+# The claim of a project the resolve saw without an enforced quota: the INSERT itself re-checks
+# that (no row when a quota was set since), so the claim needs no quota statement of its own;
+# with no row inserted, the claim takes the quota's lock and checks it (quotas.verify).
+_INSERT_UNLESS_QUOTA = (
+    insert(_WORKLOADS)
+    .from_select(list(_NEW_COLUMNS),
+                 select(*(bindparam(c, type_=_WORKLOADS.c[c].type) for c in _NEW_COLUMNS))
+                 .where(~exists().where(_QUOTAS.c.project_id == bindparam("project_id"),
+                                        _QUOTAS.c.enforced.is_(True))))
+    .returning(_WORKLOADS.c.id))
 _CONFIRM = (update(_WORKLOADS)
             .where(_WORKLOADS.c.id == bindparam("w"), _WORKLOADS.c.state == PLACING,
                    _WORKLOADS.c.lease_owner == bindparam("owner"))
@@ -129,6 +157,7 @@ class _Spec:
     host: str | None = None  # pinned to this host (a backup restore's --host); placement still checks it
     resource_spec: dict[str, dict[str, float]] | None = None  # declared reservation/limit/shares (shares.py)
     sizing: Sizing | None = None  # how the declaration is sized (shares.py); None: nothing declared
+    quota_free: bool = False  # the resolve read no enforced quota of the project (the claim re-checks)
 
 
 class WorkloadService(ServiceBase):
@@ -274,17 +303,17 @@ class WorkloadService(ServiceBase):
         """Check references and the demand, and settle the group's policy (fixed by its first
         member; an empty group takes the next member's), in the caller's read transaction (a
         create reads the placement view in the same one); read-only: the claim writes."""
-        conn = s.connection()  # prepared Core statements: this read runs for every create
-        pid = conn.execute(_PROJECT_ID, {"p": project}).scalar()
+        conn = s.connection()  # one prepared Core statement: this read runs for every create
+        req = conn.execute(_REQUEST, {"p": project, "n": name, "f": flavor}).one()
+        pid = req.pid
         if pid is None and not create_project:
             raise NotFoundError(f"project {project!r} not found")
-        if pid is not None and conn.execute(_TAKEN, {"p": pid, "n": name}).first() is not None:
+        if req.taken is not None:
             raise ConflictError(f"workload {name!r} already exists in project {project!r}")
         if flavor is not None:
-            fd = conn.execute(_FLAVOR, {"f": flavor}).first()
-            if fd is None:
+            if req.flavor is None:
                 raise NotFoundError(f"flavor {flavor!r} not found")
-            d = {str(k): float(v) for k, v in fd.demand.items()}
+            d = {str(k): float(v) for k, v in req.flavor.items()}
         else:
             d = check_demand(resource_names(s), demand)
         check_gpu_demand(d)
@@ -293,7 +322,8 @@ class WorkloadService(ServiceBase):
             pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
             if pool_id is None:
                 raise NotFoundError(f"pool {pool!r} not found")
-        quotas.preview(s, pid, d, 1, project=project)  # fail fast; the claim re-checks under lock
+        if req.limits:  # fail fast; the claim re-checks under the quota's lock
+            quotas.preview_limits(s, pid, req.limits, d, 1, project=project)
         gid, gpol = None, policy
         if group is not None:
             g = None if pid is None else \
@@ -307,7 +337,7 @@ class WorkloadService(ServiceBase):
                         raise ConflictError(f"group {group!r} has policy {g.policy}, not {policy.value}")
                     gpol = policy  # an empty group takes the policy of its next member (claim)
         return _Spec(project, pid, name, kind, flavor, d, priority, gid, group, gpol, required,
-                     forbidden, pool_id, pool)
+                     forbidden, pool_id, pool, quota_free=pid is not None and not req.limits)
 
     def _decide(self, spec: _Spec, explain: bool = False, *, admit: bool = True,
                 snap: PlacementView | None = None) -> tuple[Decision, _Target | None]:
@@ -440,23 +470,33 @@ class WorkloadService(ServiceBase):
             claim_gen = None
             explanation["preempted"] = [{"workload": f"{v.project}/{v.name}", "class": v.priority_class,
                                          "was": v.state} for v in plan.victims]
+        lease = self.leases.stamp_values()  # the lease starts here, inside the claim's transaction
+        values = {
+            "project_id": project_id, "name": spec.name, "kind": spec.kind, "state": PLACING,
+            "host_id": host_id, "group_id": gid, "flavor": spec.flavor, "demand": spec.demand,
+            "priority": spec.priority, "explanation": explanation, "priority_class": spec.priority_class,
+            "resource_spec": spec.resource_spec,
+            "constraints": {"pool": spec.pool, "required_labels": spec.required,
+                            "forbidden_labels": spec.forbidden},
+            "created_at": now, "updated_at": now, **lease}
+        conn = s.connection()
+        quota_project: int | None = project_id  # the ledger checks the project's quota under its lock
         try:  # a Core INSERT: the row is never read back as an ORM object in this transaction
-            r = s.connection().execute(_INSERT_WORKLOAD, {
-                "project_id": project_id, "name": spec.name, "kind": spec.kind, "state": PLACING,
-                "host_id": host_id, "group_id": gid, "flavor": spec.flavor, "demand": spec.demand,
-                "priority": spec.priority, "explanation": explanation, "priority_class": spec.priority_class,
-                "resource_spec": spec.resource_spec,
-                "constraints": {"pool": spec.pool, "required_labels": spec.required,
-                                "forbidden_labels": spec.forbidden},
-                "created_at": now, "updated_at": now, **self.leases.stamp_values()})
+            inserted = None
+            if spec.quota_free and spec.project_id is not None:  # no quota seen: the INSERT re-checks
+                inserted = conn.execute(_INSERT_UNLESS_QUOTA, values).scalar()
+                if inserted is not None:
+                    quota_project = None
+            if inserted is None:
+                pk = conn.execute(_INSERT_WORKLOAD, values).inserted_primary_key
+                assert pk is not None
+                inserted = pk[0]
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
-        pk = r.inserted_primary_key
-        assert pk is not None
-        wid = int(pk[0])
-        ledger.claim(s, host_id, claim_gen, spec.demand, wid, gpus, quota_project=project_id)
-        self.leases.restamp(s, [wid])
+        wid = int(inserted)
+        ledger.claim(s, host_id, claim_gen, spec.demand, wid, gpus, quota_project=quota_project)
+        self.leases.restamp_if_late(s, [wid], lease["lease_expires"])
         attach_nics(s, project_id, wid, f"workload {spec.project}/{spec.name}", spec.networks)
         self._event(s, "workload.placed", f"workload/{spec.project}/{spec.name}",
                     f"workload {spec.name} placed on {decision.host}: {decision.explanation.rule}",

@@ -95,8 +95,14 @@ def _sqlite_engine(url: str, pragmas: list[str]) -> Engine:
     def _on_begin(conn: Any) -> None:
         # Writers take the write lock up front, so two writers queue on busy_timeout instead of
         # failing when a deferred transaction tries to upgrade; readers use a WAL snapshot.
-        write = conn.get_execution_options().get("poolvisor_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        # Sent on the DBAPI connection itself: through exec_driver_sql this one statement cost as
+        # much as a query (an execution context, cursor events), and every transaction sends it.
+        # A failure (busy past busy_timeout, I/O) is wrapped as SQLAlchemy would (transient or not).
+        sql = "BEGIN IMMEDIATE" if conn.get_execution_options().get("poolvisor_write", False) else "BEGIN"
+        try:
+            conn.connection.dbapi_connection.execute(sql).close()
+        except sqlite3.Error as e:
+            raise DBAPIError.instance(sql, None, e, sqlite3.Error) from e
 
     return engine
 
