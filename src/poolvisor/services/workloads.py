@@ -537,6 +537,35 @@ class WorkloadService(ServiceBase):
     def _confirm_flow(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> Flow[WorkloadRecord]:
         """The driver creates the claimed workload, then it is marked running (its lease renewed
         while the driver works); a driver's refusal removes the claim again."""
+        def tx(s: Session) -> WorkloadRecord | None:
+            # the usual case in one statement: still placing under this process's lease
+            row = s.connection().execute(_CONFIRM, {"w": wid, "owner": self.leases.owner,
+                                                    "now": datetime.now(UTC)}).first()
+            if row is not None:
+                self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
+                            f"workload {spec.name} running on {host}", project=spec.project,
+                            data={"host": host})
+                return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
+                                      spec.priority, spec.group, as_utc(row.created_at), row.explanation,
+                                      workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
+                                      priority_class=spec.priority_class, resources=spec.resource_spec)
+            w = s.get(WorkloadRow, wid)
+            if w is None:  # only a repair removes a placing row: this use case outlived its lease
+                return None
+            if w.state != PLACING:  # e.g. its host failed meanwhile: report what it is now
+                return self._workload_records(s, [w])[0]
+            if not self.leases.owns(w):  # stalled past the lease: repair took it over and decides
+                raise ConflictError(f"workload {spec.name!r}: its creation outlived its lease and is "
+                                    "being repaired; check its state and retry if it is gone")
+            w.state, w.updated_at = RUNNING, datetime.now(UTC)
+            self.leases.clear(w)
+            self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
+                        f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
+            return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
+                                  spec.priority, spec.group, as_utc(w.created_at), w.explanation,
+                                  workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
+                                  priority_class=spec.priority_class, resources=spec.resource_spec)
+
         with self.leases.hold([wid]):
             dw = _driver_workload(spec)
             try:
@@ -546,7 +575,7 @@ class WorkloadService(ServiceBase):
                 why = e.message
                 yield Tx(lambda s: self._undo_create(s, spec, wid, host, why, new_group), grouped=False)
                 raise type(e)(f"workload {spec.name!r} not created: {e.message}", e.detail) from None
-            rec = yield Tx(partial(self._confirm_in, spec, wid, host))  # may share a commit (group.py)
+            rec = yield Tx(tx)  # may share its commit with other requests' (store/group.py)
             if rec is None:
                 with contextlib.suppress(PoolvisorError):  # the database says it is gone: so should it be
                     yield Call(partial(self.drivers.lifecycle(host).delete, host, dw), host, "delete")
@@ -558,35 +587,6 @@ class WorkloadService(ServiceBase):
         self.drivers.lifecycle(host).create(host, dw)
         if spec.networks:  # its NICs on the host's networks (only the claim attaches NICs)
             plug_nics(self.ctx, spec.project, spec.name, host, dw)
-
-    def _confirm_in(self, spec: _Spec, wid: int, host: str, s: Session) -> WorkloadRecord | None:
-        # the usual case in one statement: still placing under this process's lease
-        row = s.connection().execute(_CONFIRM, {"w": wid, "owner": self.leases.owner,
-                                                "now": datetime.now(UTC)}).first()
-        if row is not None:
-            self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
-                        f"workload {spec.name} running on {host}", project=spec.project,
-                        data={"host": host})
-            return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
-                                  spec.priority, spec.group, as_utc(row.created_at), row.explanation,
-                                  workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
-                                  priority_class=spec.priority_class, resources=spec.resource_spec)
-        w = s.get(WorkloadRow, wid)
-        if w is None:  # only a repair removes a placing row: this use case outlived its lease
-            return None
-        if w.state != PLACING:  # e.g. its host failed meanwhile: report what it is now
-            return self._workload_records(s, [w])[0]
-        if not self.leases.owns(w):  # stalled past the lease: repair took it over and decides
-            raise ConflictError(f"workload {spec.name!r}: its creation outlived its lease and is "
-                                "being repaired; check its state and retry if it is gone")
-        w.state, w.updated_at = RUNNING, datetime.now(UTC)
-        self.leases.clear(w)
-        self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
-                    f"workload {spec.name} running on {host}", project=spec.project, data={"host": host})
-        return WorkloadRecord(spec.name, spec.project, spec.kind, RUNNING, host, dict(spec.demand),
-                              spec.priority, spec.group, as_utc(w.created_at), w.explanation,
-                              workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
-                              priority_class=spec.priority_class, resources=spec.resource_spec)
 
     def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str,
                      new_group: int | None = None) -> None:
