@@ -115,3 +115,28 @@ def test_simulate_google_with_project_weights(tmp_path: Path, capsys: pytest.Cap
     assert run_cli(["simulate", "google", str(d), "--queue", "drf", "--project-weights", str(f)]) != 0
     err = capsys.readouterr().err.strip()
     assert f"{f}:2:" in err and "\n" not in err
+
+
+def test_weights_files_by_the_live_rule(tmp_path: Path) -> None:
+    """The file's weights follow the live projects' check (one rule, policies/queueing.py), its
+    numbers are decimals as written (not what Python's float() also reads), names collide as
+    stripped, and a CSV line number is the physical line even after a quoted multi-line field."""
+    from poolvisor.policies.queueing import check_weight
+    from poolvisor.services.catalog import check_weight as live
+
+    assert live is check_weight
+    bad = {
+        "under.csv": ("a,1_000\n", "under.csv:1:", "not a number"),
+        "inf.csv": ("a,inf\n", "inf.csv:1:", "not a number"),
+        "arabic.csv": ("a,\u0663\n", "arabic.csv:1:", "not a number"),
+        "quoted.csv": ('"x\ny",2\n"b",-1\n', "quoted.csv:3:", "(0, 1e+06]"),
+        "strip.json": ('{"a": 1,\n " a": 2}', "strip.json:2:", "named twice"),
+    }
+    for name, (text, where, why) in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InvalidInputError) as e:
+            load_weights(tmp_path / name)
+        assert where in e.value.message and why in e.value.message, (name, e.value.message)
+    ok = tmp_path / "ok.csv"
+    ok.write_text('"multi\nline",2\nb,+.5e1\n')
+    assert load_weights(ok).weights == {"multi\nline": 2.0, "b": 5.0}
