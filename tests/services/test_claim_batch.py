@@ -62,7 +62,7 @@ def together(svc: Services, calls: list[Callable[[], object]]) -> list[object]:
             if cond():
                 return
             threading.Event().wait(0.01)
-        raise AssertionError(f"the batch did not form: {batcher.taken} taken, {len(batcher._queue)} "
+        raise AssertionError(f"the batch did not form: {batcher.taken} taken, {batcher.queued} "
                              f"queued, {out}")
 
     batcher = svc.workloads.batcher
@@ -74,7 +74,7 @@ def together(svc: Services, calls: list[Callable[[], object]]) -> list[object]:
         until(lambda: batcher.taken == base + 1)
         for t in threads[1:]:
             t.start()
-        until(lambda: len(batcher._queue) == len(calls) - 1)
+        until(lambda: batcher.queued == len(calls) - 1)
     for t in threads:
         t.join(timeout=120)
     return out

@@ -67,7 +67,7 @@ def _grouped(store: Store, fns: list[Callable[[Session], Any]]) -> list[tuple[st
         rest = [threading.Thread(target=call, args=(i, fn)) for i, fn in enumerate(fns) if i > 0]
         for t in rest:
             t.start()
-        _until(lambda: len(group._queue) == len(rest))
+        _until(lambda: group.queued == len(rest))
     for t in [first, *rest]:
         t.join(timeout=30)
     return outcomes
@@ -172,7 +172,7 @@ CRASH = textwrap.dedent("""
             time.sleep(0.001)
         for i in range(6):
             threading.Thread(target=client, args=(f"g{i}", i == 3)).start()
-        while len(group._queue) < 6:
+        while group.queued < 6:
             time.sleep(0.001)
     time.sleep(30)
 """)

@@ -109,6 +109,16 @@ class DriverPool:
         b = self.binding(host)
         return self.instance(b.driver, b.uri)
 
+    def quick(self, host: str, op: str) -> bool:
+        """May `op` on `host` run on a thread that must not wait (the writer: services/flow.py)?
+        Only when the host is bound already and its driver says the call is in-process and quick
+        (the sim driver without injected delays); libvirt, LXC and the lab wait on the host."""
+        with self._lock:
+            b = self._bindings.get(host)
+            d = self._instances.get((b.driver, b.uri)) if b is not None else None
+        quick = getattr(d, "quick", None)
+        return bool(quick is not None and quick(op))
+
     # ---- capabilities of a host's driver (409 unsupported_by_driver when not declared) ---------
     def lifecycle(self, host: str) -> Lifecycle:
         return as_lifecycle(self.driver_of(host), host=host)

@@ -524,6 +524,10 @@ class SimDriver:
             h.guests.clear()
             h.remembers = True
 
+    def quick(self, op: str) -> bool:
+        """In-process, no delay injected for `op`: callers may run it where nothing may wait."""
+        return self.durations.get(op, 1.0) <= 0
+
     # ---- internals -----------------------------------------------------------------------------
     def _sleep(self, op: str) -> None:
         d = self.durations[op]

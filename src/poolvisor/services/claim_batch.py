@@ -4,9 +4,10 @@ Alone, each create resolves its request and refreshes the placement view in a re
 of its own, then decides and claims in a write transaction of its own, holding the placement
 cache's lock from the decision through the claim's commit (so this process's creates never race
 each other). Under load they queue on that lock, one commit each, and a delete committed between
-a create's refresh and its claim fails the claim's generation guard (decide again). Here one
-thread takes every create waiting (up to MAX_BATCH) and, under the cache's lock, in **one**
-write transaction (SQLite's write lock held from the start, so nothing changes under it):
+a create's refresh and its claim fails the claim's generation guard (decide again). Here the
+writer thread (store/group.py: one thread for group commit and this lane) takes every create
+waiting (up to MAX_BATCH) and, under the cache's lock, in **one** write transaction (SQLite's
+write lock held from the start, so nothing changes under it):
 
 1. resolves them all and refreshes the view;
 2. decides them one after the other on the index, each claim written through to the view at
@@ -33,96 +34,110 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from poolvisor.observability.instruments import observe_placement
+from poolvisor.store.worker import QueueWorker
 
 if TYPE_CHECKING:
     from poolvisor.services.workloads import WorkloadService, _Spec
 
 MAX_BATCH = 32
+LANE = "claim"
 log = logging.getLogger("poolvisor.services")
+Placed = tuple["_Spec", int, str] | None
+Done = Callable[[Placed, BaseException | None], None]
 
 
 class _Job:
-    __slots__ = ("resolve", "explain", "done", "result", "error")
+    __slots__ = ("resolve", "explain", "done")
 
-    def __init__(self, resolve: Callable[[Session], _Spec], explain: bool) -> None:
+    def __init__(self, resolve: Callable[[Session], _Spec], explain: bool, done: Done) -> None:
         self.resolve = resolve
         self.explain = explain
-        self.done = threading.Event()
-        self.result: tuple[_Spec, int, str] | None = None  # None when done: go the lone way
-        self.error: BaseException | None = None
+        self.done: Done | None = done  # None once answered
 
-    def finish(self, result: tuple[_Spec, int, str] | None = None,
-               error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
+    def finish(self, result: Placed = None, error: BaseException | None = None) -> None:
+        """Answer once: (spec, workload id, host) after the commit, None (the lone way) or an error."""
+        done, self.done = self.done, None
+        if done is None:
+            return
+        try:
+            done(result, error)
+        except Exception:  # noqa: BLE001 - the continuation's own bug: logged, the batch goes on
+            log.exception("a batched placement continuation failed")
 
 
 class ClaimBatcher:
-    """One thread per process that decides and claims the waiting creates together."""
+    """The lane of the writer thread (store/group.py's QueueWorker) that decides and claims the
+    waiting creates together."""
 
-    def __init__(self, workloads: WorkloadService, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, workloads: WorkloadService, worker: QueueWorker, max_batch: int = MAX_BATCH) -> None:
         self.workloads = workloads
+        self.worker = worker
+        worker.add_lane(LANE, self._handle, self._failed)
         self.max_batch = max_batch
-        self._queue: deque[_Job] = deque()
-        self._cv = threading.Condition()
-        self._thread: threading.Thread | None = None
         self._stopping = False
         self.batches = 0  # claim transactions committed for more than one create (observable in tests)
         self.claimed = 0
         self.fallbacks = 0  # creates whose batched claim failed: they went the lone way
-        self.taken = 0  # creates the thread took from the queue so far
 
-    def place(self, resolve: Callable[[Session], _Spec], *, explain: bool = False
-              ) -> tuple[_Spec, int, str] | None:
+    @property
+    def taken(self) -> int:
+        """Creates the writer took from the queue so far."""
+        return self.worker.taken[LANE]
+
+    @property
+    def queued(self) -> int:
+        return self.worker.queued(LANE)
+
+    def submit(self, resolve: Callable[[Session], _Spec], done: Done, *, explain: bool = False) -> None:
+        """Queue a create; `done(placed, error)` on the writer thread: (spec, workload id, host)
+        once the claim committed, None to go the lone way, or what resolving or deciding raised."""
+        if self._stopping or self.worker.stopping:
+            done(None, None)
+            return
+        self.worker.put(LANE, _Job(resolve, explain, done))
+
+    def place(self, resolve: Callable[[Session], _Spec], *, explain: bool = False) -> Placed:
         """(spec, workload id, host) once the claim committed; None: go the lone way (not for a
         batch, or the batch's claim failed). Raises what resolving or deciding raised."""
-        job = _Job(resolve, explain)
-        with self._cv:
-            if self._stopping:
-                return None
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="poolvisor-claim-batch", daemon=True)
-                self._thread.start()
-            self._queue.append(job)
-            self._cv.notify()
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.result
+        if self.worker.on_thread:
+            return None  # (a create run by the writer itself: it cannot wait on its own queue)
+        event = threading.Event()
+        out: list[Any] = [None, None]
+
+        def done(result: Placed, error: BaseException | None) -> None:
+            out[0], out[1] = result, error
+            event.set()
+
+        self.submit(resolve, done, explain=explain)
+        event.wait()
+        if out[1] is not None:
+            raise out[1]
+        return out[0]
 
     def stop(self) -> None:
-        """Finish what is queued, then end the thread (later creates go the lone way)."""
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-            t = self._thread
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout=30)
+        """Later creates go the lone way (the writer finishes what is queued: store/group.py)."""
+        self._stopping = True
 
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue and not self._stopping:
-                    self._cv.wait()
-                if not self._queue:
-                    return
-                n = min(len(self._queue), self.max_batch)
-                jobs = [self._queue.popleft() for _ in range(n)]
-                self.taken += n
+    def _handle(self, jobs: list[_Job]) -> None:
+        for i in range(0, len(jobs), self.max_batch):
+            part = jobs[i:i + self.max_batch]
             try:
-                self._run(jobs)
-            except BaseException:  # never leave a caller waiting: they go the lone way
+                self._run(part)
+            except Exception:  # noqa: BLE001 - never leave a caller waiting: they go the lone way
                 log.exception("batched placement failed")
-            for j in jobs:
-                if not j.done.is_set():
-                    j.finish()
+            for j in part:
+                j.finish()
+
+    @staticmethod
+    def _failed(jobs: list[_Job], _e: BaseException) -> None:
+        for j in jobs:
+            j.finish()
 
     def _run(self, jobs: list[_Job]) -> None:
         svc = self.workloads

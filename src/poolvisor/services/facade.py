@@ -143,8 +143,7 @@ class Services:
         return self.ctx.task_wakeup
 
     def close(self) -> None:
-        if self.workloads.batcher is not None:
-            self.workloads.batcher.stop()
+        self.workloads.stop_batching()
         self.ctx.leases.close()
         self.ctx.store.close()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import numpy as np
@@ -33,6 +34,7 @@ from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.flow import Call, Flow, Tx, run_sync
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.networks import release_nics
 from poolvisor.services.placement_cache import group_key
@@ -102,8 +104,12 @@ class WorkloadLifecycle(ServiceBase):
         self.release_disks: Callable[[int, str], None] = lambda _wid, _state: None
 
     def delete_workload(self, project: str, name: str) -> None:
+        run_sync(self.ctx, self.workloads.batcher, self.delete_flow(project, name))
+
+    def delete_flow(self, project: str, name: str) -> Flow[None]:
         """Mark 'deleting' (allocation kept), delete through the driver, then release and remove.
-        A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py)."""
+        A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py).
+        A flow (services/flow.py): run on the caller's thread, or by the server's writer."""
 
         def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str, bool]:
             conn = s.connection()  # prepared Core statements: this runs for every delete
@@ -132,15 +138,15 @@ class WorkloadLifecycle(ServiceBase):
                 raise ConflictError(f"workload {name!r}: a volume of it is being detached; retry")
             return w.id, w.host, dw, w.state, bool(atts)
 
-        wid, host, dw, before, volumes = self.ctx.write(mark, grouped=True)  # may share a commit (group.py)
+        wid, host, dw, before, volumes = yield Tx(mark)  # may share a commit (store/group.py)
         with self.leases.hold([wid]):
             if host is not None:
                 try:
-                    if volumes:
-                        self.release_disks(wid, before)
-                    self.drivers.lifecycle(host).delete(host, dw)
+                    if volumes:  # (a volume's disks: never on the writer thread)
+                        yield Call(partial(self.release_disks, wid, before))
+                    yield Call(partial(self._driver_delete, host, dw), host, "delete")
                 except PoolvisorError:  # the driver, or a volume that could not take its bytes back
-                    self._write(lambda s: self.restore_state(s, wid, DELETING, before))
+                    yield Tx(lambda s: self.restore_state(s, wid, DELETING, before), grouped=False)
                     raise
             released: list[tuple[int, int, dict[str, float], int | None]] = []
 
@@ -149,10 +155,13 @@ class WorkloadLifecycle(ServiceBase):
                 self.finish_delete(s, wid=wid, project=project, host=host)
                 released[:] = s.info.get(ledger.RELEASED, [])[before:]
 
-            self.ctx.write(finish, grouped=True)
+            yield Tx(finish)
             for host_id, gen, amounts, group_id in released:  # committed: the view follows
                 if group_id is None:  # (a group member's count is reloaded by the next refresh)
                     self.cache.written(host_id, gen, amounts, None, key=f"{project}/{name}", release=True)
+
+    def _driver_delete(self, host: str, dw: DriverWorkload) -> None:
+        self.drivers.lifecycle(host).delete(host, dw)
 
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         # prepared Core statements, no ORM row: this runs for every delete, and loading the row

@@ -47,6 +47,7 @@ from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.catalog import check_demand, check_labels
 from poolvisor.services.claim_batch import ClaimBatcher
 from poolvisor.services.context import ServiceContext
+from poolvisor.services.flow import Call, Claim, Flow, FlowRunner, Lone, Tx, run_sync
 from poolvisor.services.gpu_cache import chosen_devices, fit_devices
 from poolvisor.services.gpus import check_gpu_demand, workload_shares
 from poolvisor.services.networks import attach_nics, validate_networks
@@ -175,14 +176,24 @@ class WorkloadService(ServiceBase):
         self.lifecycle: WorkloadLifecycle = WorkloadLifecycle(ctx, self, tasks)
         self.preemption = PreemptionService(ctx)
         self.batcher: ClaimBatcher | None = None  # concurrent creates claimed together (claim_batch.py)
+        self.flows: FlowRunner | None = None  # creates and deletes run by the writer (flow.py)
 
     def start_batching(self) -> bool:
         """Decide and claim concurrent creates in batches (services/claim_batch.py); only where
         writes are serialized through group commit (SQLite in `serve`). False when it does not apply."""
-        if self.batcher is not None or not self.ctx.store.groups_writes:
+        group = self.ctx.store.group
+        if self.batcher is not None or group is None:
             return False
-        self.batcher = ClaimBatcher(self)
+        self.batcher = ClaimBatcher(self, group.worker)
+        self.flows = FlowRunner(group, self.batcher, self.drivers)
         return True
+
+    def stop_batching(self) -> None:
+        """Later creates go the lone way; slow driver calls under way finish."""
+        if self.batcher is not None:
+            self.batcher.stop()
+        if self.flows is not None:
+            self.flows.close()
 
     def create_workload(self, project: str, name: str, *, flavor: str | None = None,
                         demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
@@ -197,6 +208,24 @@ class WorkloadService(ServiceBase):
         """Place and create a workload. `create_project`: a missing project is created by the same
         transaction that claims the workload (never by a dry run or a failed request). `explain`:
         the full per-filter counts in the explanation (else a summary; see served.py)."""
+        return run_sync(self.ctx, self.batcher, self.create_flow(
+            project, name, flavor=flavor, demand=demand, kind=kind, priority=priority, group=group,
+            group_policy=group_policy, required_labels=required_labels, forbidden_labels=forbidden_labels,
+            pool=pool, dry_run=dry_run, create_project=create_project, explain=explain, networks=networks,
+            priority_class=priority_class, host=host, reservation=reservation, limit=limit, shares=shares))
+
+    def create_flow(self, project: str, name: str, *, flavor: str | None = None,
+                    demand: dict[str, float] | None = None, kind: str = "vm", priority: int = 0,
+                    group: str | None = None, group_policy: str | None = None,
+                    required_labels: dict[str, str] | None = None,
+                    forbidden_labels: dict[str, str] | None = None, pool: str | None = None,
+                    dry_run: bool = False, create_project: bool = False,
+                    explain: bool = False, networks: list[str] | None = None,
+                    priority_class: str = DEFAULT_CLASS, host: str | None = None,
+                    reservation: dict[str, float] | None = None, limit: dict[str, float] | None = None,
+                    shares: dict[str, float] | None = None) -> Flow[WorkloadRecord]:
+        """create_workload as a flow (services/flow.py): the request is checked now (raising its
+        422 at once), then the returned generator claims, calls the driver and confirms."""
         check_name("workload", name)
         check_name("project", project)
         try:
@@ -252,15 +281,10 @@ class WorkloadService(ServiceBase):
             if plan is not None:  # what a real create would evict (nothing is evicted here)
                 expl["preempted"] = [{"workload": f"{v.project}/{v.name}", "class": v.priority_class,
                                       "was": v.state} for v in plan.victims]
-            return WorkloadRecord(name, project, kind, DRY_RUN,
-                                  plan.decision.host if plan is not None else decision.host, spec.demand,
-                                  priority, group, datetime.now(UTC), expl, priority_class=priority_class,
-                                  resources=spec.resource_spec)
-
-        if self.batcher is not None and group is None and not nets and host is None:
-            batched = self.batcher.place(resolve_in, explain=explain)  # None: not for a batch, alone below
-            if batched is not None:
-                return self._confirm_create(batched[0], batched[1], batched[2], None)
+            return _finished(WorkloadRecord(
+                name, project, kind, DRY_RUN, plan.decision.host if plan is not None else decision.host,
+                spec.demand, priority, group, datetime.now(UTC), expl, priority_class=priority_class,
+                resources=spec.resource_spec))
 
         def step() -> tuple[_Spec, int, str, int | None, tuple[Victim, ...]]:
             """Resolve, decide and claim; Stale (the host or group changed since) does it again."""
@@ -271,25 +295,40 @@ class WorkloadService(ServiceBase):
                 wid, host, spec = self._place_and_claim(spec, new_group, explain, evicted, snap=snap)
             return spec, wid, host, new_group[0] if new_group else None, tuple(evicted)
 
-        try:
-            spec, wid, host, created, evicted = with_retry(
-                step, deadline_s=PLACE_DEADLINE_S,
-                conflict="too many concurrent placements; the workload was not created, retry")
-        except NoValidHostError as e:
-            if self.on_no_room is None or host is not None:
-                raise
-            got = resolve()
-            wake = self.on_no_room(pool, dict(got.demand), f"{project}/{name}")
-            if wake is None:
-                raise
-            if not wake.ready:
-                raise NoValidHostError(f"{e.message}; {wake.message}", e.detail) from None
-            spec, wid, host, created, evicted = with_retry(  # the woken host is up: place again
-                step, deadline_s=PLACE_DEADLINE_S,
-                conflict="too many concurrent placements; the workload was not created, retry")
-        if evicted:  # the ledger gave their room away: the driver removes them before the create
-            self.preemption.stop_evicted(host, evicted)
-        return self._confirm_create(spec, wid, host, created)
+        def alone() -> tuple[_Spec, int, str, int | None]:
+            """The usual path: decide + claim with retries, preemption, waking a standby host."""
+            try:
+                spec, wid, on, created, evicted = with_retry(
+                    step, deadline_s=PLACE_DEADLINE_S,
+                    conflict="too many concurrent placements; the workload was not created, retry")
+            except NoValidHostError as e:
+                if self.on_no_room is None or host is not None:
+                    raise
+                got = resolve()
+                wake = self.on_no_room(pool, dict(got.demand), f"{project}/{name}")
+                if wake is None:
+                    raise
+                if not wake.ready:
+                    raise NoValidHostError(f"{e.message}; {wake.message}", e.detail) from None
+                spec, wid, on, created, evicted = with_retry(  # the woken host is up: place again
+                    step, deadline_s=PLACE_DEADLINE_S,
+                    conflict="too many concurrent placements; the workload was not created, retry")
+            if evicted:  # the ledger gave their room away: the driver removes them before the create
+                self.preemption.stop_evicted(on, evicted)
+            return spec, wid, on, created
+
+        plain = group is None and not nets and host is None
+        return self._create_steps(resolve_in, alone, explain, batch=plain)
+
+    def _create_steps(self, resolve_in: Callable[[Session], _Spec], alone: Callable[[], tuple[_Spec, int, str,
+                      int | None]], explain: bool, *, batch: bool) -> Flow[WorkloadRecord]:
+        """Claim (in the next batch when plain, else alone), then the driver call and confirmation."""
+        if batch and self.batcher is not None:
+            batched = yield Claim(resolve_in, explain)  # None: not for a batch, alone below
+            if batched is not None:
+                return (yield from self._confirm_flow(batched[0], batched[1], batched[2], None))
+        spec, wid, host, created = yield Lone(alone)
+        return (yield from self._confirm_flow(spec, wid, host, created))
 
     # ---- create: resolve, decide, claim, confirm -------------------------------------------------
     def _resolve(self, *args: object) -> _Spec:
@@ -429,7 +468,9 @@ class WorkloadService(ServiceBase):
             host_id, gen, _gpus = target
             try:
                 wid, created = self.ctx.write_once(partial(self._claim, spec=spec, target=target,
-                                                           decision=decision, plan=plan), grouped=True)
+                                                           decision=decision, plan=plan))
+                # (not grouped: the cache lock is held, and the writer thread may be waiting on it to
+                # claim a batch; the lock serializes these claims anyway, a group would hold one)
             except Stale as e:
                 if not isinstance(e, _GroupChanged):  # the host moved: pass it over for a while (steer)
                     self.cache.lost_race(host_id)
@@ -532,21 +573,9 @@ class WorkloadService(ServiceBase):
         assert spec.group_policy is not None
         check_group_members(s, spec.group_policy, host_id, group_id)
 
-    def _confirm_create(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> WorkloadRecord:
-        with self.leases.hold([wid]):  # the lease is renewed while the driver works
-            return self._confirm_create_held(spec, wid, host, new_group)
-
-    def _confirm_create_held(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> WorkloadRecord:
-        dw = _driver_workload(spec)
-        try:
-            self.drivers.lifecycle(host).create(host, dw)
-            if spec.networks:  # its NICs on the host's networks (only the claim attaches NICs)
-                plug_nics(self.ctx, spec.project, spec.name, host, dw)
-        except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
-            why = e.message
-            self._write(lambda s: self._undo_create(s, spec, wid, host, why, new_group))
-            raise type(e)(f"workload {spec.name!r} not created: {e.message}", e.detail) from None
-
+    def _confirm_flow(self, spec: _Spec, wid: int, host: str, new_group: int | None) -> Flow[WorkloadRecord]:
+        """The driver creates the claimed workload, then it is marked running (its lease renewed
+        while the driver works); a driver's refusal removes the claim again."""
         def tx(s: Session) -> WorkloadRecord | None:
             # the usual case in one statement: still placing under this process's lease
             row = s.connection().execute(_CONFIRM, {"w": wid, "owner": self.leases.owner,
@@ -576,13 +605,27 @@ class WorkloadService(ServiceBase):
                                   workload_shares(s, [wid]).get(wid, []) if "gpu" in spec.demand else [],
                                   priority_class=spec.priority_class, resources=spec.resource_spec)
 
-        rec = self.ctx.write(tx, grouped=True)  # may share its commit with other requests' (store/group.py)
-        if rec is None:
-            with contextlib.suppress(PoolvisorError):  # the database says it does not exist: nor should it
-                self.drivers.lifecycle(host).delete(host, dw)
-            raise ConflictError(f"workload {spec.name!r} was not created: its creation outlived its lease "
-                                "and repair rolled it back; retry")
-        return rec
+        with self.leases.hold([wid]):
+            dw = _driver_workload(spec)
+            try:
+                op = "create" if not spec.networks else ""  # (plugging NICs is not quick)
+                yield Call(partial(self._driver_create, spec, host, dw), host, op)
+            except (DriverError, DriverRefusal) as e:  # 503, or 409 when the driver refuses the workload
+                why = e.message
+                yield Tx(lambda s: self._undo_create(s, spec, wid, host, why, new_group), grouped=False)
+                raise type(e)(f"workload {spec.name!r} not created: {e.message}", e.detail) from None
+            rec = yield Tx(tx)  # may share its commit with other requests' (store/group.py)
+            if rec is None:
+                with contextlib.suppress(PoolvisorError):  # the database says it is gone: so should it be
+                    yield Call(partial(self.drivers.lifecycle(host).delete, host, dw), host, "delete")
+                raise ConflictError(f"workload {spec.name!r} was not created: its creation outlived its "
+                                    "lease and repair rolled it back; retry")
+            return rec
+
+    def _driver_create(self, spec: _Spec, host: str, dw: DriverWorkload) -> None:
+        self.drivers.lifecycle(host).create(host, dw)
+        if spec.networks:  # its NICs on the host's networks (only the claim attaches NICs)
+            plug_nics(self.ctx, spec.project, spec.name, host, dw)
 
     def _undo_create(self, s: Session, spec: _Spec, wid: int, host: str, why: str,
                      new_group: int | None = None) -> None:
@@ -655,6 +698,12 @@ def _has_members(s: Session, group_id: int) -> bool:
 def _drop_empty_group(s: Session, *, group_id: int | None) -> None:
     if group_id is not None and not _has_members(s, group_id):
         s.execute(delete(GroupRow).where(GroupRow.id == group_id))
+
+
+def _finished(value: WorkloadRecord) -> Flow[WorkloadRecord]:
+    """A flow with nothing left to do (a dry run)."""
+    return value
+    yield  # (never reached: it makes this function a generator)
 
 
 def _driver_workload(spec: _Spec) -> DriverWorkload:

@@ -234,6 +234,11 @@ class Store:
                           first_s=0.002, cap_s=0.2)
 
     @property
+    def group(self) -> GroupCommit | None:
+        """The writer thread's group commit (None: grouped writes run alone)."""
+        return self._group
+
+    @property
     def groups_writes(self) -> bool:
         """Grouped writes share transactions (group commit started)."""
         return self._group is not None

@@ -17,6 +17,11 @@ transaction, then commits once and wakes them all. So:
   its own transaction, and gets its own outcome: a failed item never fails the others. (Every
   transaction function may already be run again: Store.run does so on Stale.)
 
+The writer is a `QueueWorker` (store/worker.py): batched placement (services/claim_batch.py)
+is another lane of the same thread, and a caller may hand a function over without waiting
+(`submit`, with a continuation run on the writer thread once the commit is done: the served create
+and delete flows, services/flow.py).
+
 A function must only touch the database through its session (no driver calls, no waiting on
 other threads): it runs on the writer thread while the others of its group wait. A function that
 keeps per-transaction notes in `Session.info` must keep only its own (the session is shared).
@@ -26,92 +31,88 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import UnavailableError
+from poolvisor.store.worker import QueueWorker
 
 if TYPE_CHECKING:
     from poolvisor.store.engine import Store
 
 T = TypeVar("T")
 MAX_ITEMS = 64
+LANE = "tx"
 log = logging.getLogger("poolvisor.store")
+Done = Callable[[Any, BaseException | None], None]
 
 
 class _Item:
-    __slots__ = ("fn", "done", "result", "error")
+    __slots__ = ("fn", "done")
 
-    def __init__(self, fn: Callable[[Session], Any]) -> None:
+    def __init__(self, fn: Callable[[Session], Any], done: Done) -> None:
         self.fn = fn
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
+        self.done = done  # called once, on the writer thread, with (result, None) or (None, error)
 
 
 class GroupCommit:
-    """The writer thread of one Store and its queue."""
+    """The writer thread of one Store (a QueueWorker other batched writers share: claim_batch.py)
+    and its lane of transaction functions."""
 
     def __init__(self, store: Store, max_items: int = MAX_ITEMS) -> None:
         self.store = store
-        self.max_items = max_items
-        self._queue: deque[_Item] = deque()
-        self._cv = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="poolvisor-group-commit", daemon=True)
+        self.worker = QueueWorker("poolvisor-writer", max_items)
+        self.worker.add_lane(LANE, self.commit, self._failed)
         self.groups = 0  # transactions committed for more than one function (observable in tests)
         self.items = 0
         self.fallbacks = 0  # groups rolled back and run again one function at a time
-        self.taken = 0  # functions the writer took from the queue so far
+
+    @property
+    def taken(self) -> int:
+        """Functions the writer took from the queue so far."""
+        return self.worker.taken[LANE]
+
+    @property
+    def queued(self) -> int:
+        return self.worker.queued(LANE)
 
     def start(self) -> None:
-        self._thread.start()
+        """(The thread starts with the first item.)"""
+
+    def submit(self, fn: Callable[[Session], Any], done: Done) -> None:
+        """fn(session) in the next group's transaction; `done(result, error)` on the writer thread
+        once that committed (or with what fn raised when run alone). Never waits."""
+        self.worker.put(LANE, _Item(fn, done))
 
     def run(self, fn: Callable[[Session], T]) -> T:
         """fn(session) in the next group's transaction; returns once that committed (or raises
         what fn raised when run alone: Stale, ConflictError, UnavailableError, ...)."""
-        if threading.current_thread() is self._thread:
+        if self.worker.on_thread:
             return self.store.run_once(fn, write=True, grouped=False)  # nested: no waiting on itself
-        item = _Item(fn)
-        with self._cv:
-            if self._stopping:
-                raise UnavailableError("the server is stopping; retry")
-            self._queue.append(item)
-            self._cv.notify()
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        return item.result
+        event = threading.Event()
+        out: list[Any] = [None, None]
+
+        def done(result: Any, error: BaseException | None) -> None:
+            out[0], out[1] = result, error
+            event.set()
+
+        self.submit(fn, done)
+        event.wait()
+        if out[1] is not None:
+            raise out[1]
+        return out[0]
 
     def stop(self) -> None:
         """Run what is queued, then end the thread."""
-        with self._cv:
-            self._stopping = True
-            self._cv.notify()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30)
+        self.worker.stop()
 
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                while not self._queue and not self._stopping:
-                    self._cv.wait()
-                if not self._queue:
-                    return  # stopping and drained
-                n = min(len(self._queue), self.max_items)
-                batch = [self._queue.popleft() for _ in range(n)]
-                self.taken += n
-            try:
-                self.commit(batch)
-            except BaseException as e:  # never leave a caller waiting, never let the thread die
-                log.exception("group commit failed")
-                for it in batch:
-                    if not it.done.is_set():
-                        it.error = UnavailableError(f"group commit failed: {type(e).__name__}")
-                        it.done.set()
+    @staticmethod
+    def _failed(batch: list[_Item], e: BaseException) -> None:
+        for it in batch:  # (commit answers each item once: only those it had not reached are left)
+            if it.fn is not None:
+                _answer(it, None, UnavailableError(f"group commit failed: {type(e).__name__}"))
 
     def commit(self, batch: list[_Item]) -> None:
         """One transaction for the batch; on any failure, each item alone."""
@@ -125,13 +126,21 @@ class GroupCommit:
                 self.groups += 1
                 self.items += len(batch)
                 for it, r in zip(batch, results, strict=True):
-                    it.result = r
-                    it.done.set()
+                    _answer(it, r, None)
                 return
         for it in batch:
             try:
-                it.result = self.store.run_once(it.fn, write=True, grouped=False)
+                r, err = self.store.run_once(it.fn, write=True, grouped=False), None
             except Exception as e:  # noqa: BLE001 - handed to the waiting caller, who raises it
-                it.error = e
+                r, err = None, e
             self.items += 1
-            it.done.set()
+            _answer(it, r, err)
+
+
+def _answer(it: _Item, result: Any, error: BaseException | None) -> None:
+    """Call the item's `done` once; a continuation that raises must not fail the others."""
+    done, it.fn = it.done, None  # type: ignore[assignment]
+    try:
+        done(result, error)
+    except Exception:  # noqa: BLE001 - the continuation's own bug: logged, the writer goes on
+        log.exception("a group commit continuation failed")

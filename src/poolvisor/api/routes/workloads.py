@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from poolvisor.api.auth import SvcDep, Who, scope_project
+from poolvisor.api.awaiting import run_flow
 from poolvisor.api.errors import ForbiddenError, errors
 from poolvisor.api.fields import Name, NamePath, QueryBool
 from poolvisor.api.queue_schemas import PendingOut
@@ -66,7 +68,7 @@ def list_workloads(svc: SvcDep, who: Who, project: ProjectQ = None) -> list[Work
                202: {"model": PendingOut, "description": "`wait: true` and nothing fits now: queued"},
                **errors(401, 404, 409, 413, 422, 503)},
 )
-def create_workload(
+async def create_workload(
     body: WorkloadCreate, response: Response, svc: SvcDep, who: Who, limiter: Limiter,
     dry_run: Annotated[QueryBool, Query(description="only place and explain; allocate nothing")] = False,
     explain: Annotated[Literal["summary", "full"], Query(
@@ -78,7 +80,14 @@ def create_workload(
 
     A 409 `no_valid_host` error carries the full explanation in `detail`: which filters
     eliminated how many hosts, and why."""
-    got = create_record(body, svc, who, limiter, dry_run=dry_run, explain=explain)
+    flows = svc.workloads.flows
+    if flows is None or dry_run or body.wait or body.networks:  # reads or waits of their own: a thread
+        got = await run_in_threadpool(create_record, body, svc, who, limiter, dry_run=dry_run,
+                                      explain=explain)
+    else:  # the server's writer runs it (services/flow.py): no thread waits for the claim or the commit
+        project, placement, create_project = _create_request(body, who, limiter)
+        got = await run_flow(flows, svc.workloads.create_flow(
+            project, body.name, explain=explain == "full", create_project=create_project, **placement))
     if isinstance(got, Response):
         return got  # type: ignore[return-value]
     # validated once, into the declared model, and serialized as FastAPI would (by alias): a
@@ -87,10 +96,9 @@ def create_workload(
                     status_code=200 if dry_run else 201, media_type="application/json")
 
 
-def create_record(body: WorkloadCreate, svc: Services, who: Principal, limiter: Any, *, dry_run: bool,
-                  explain: str) -> WorkloadRecord | Response:
-    """The create use case behind the route (also the dashboard's form): the workload's record,
-    or the 202 response of a request that waits in the queue."""
+def _create_request(body: WorkloadCreate, who: Principal, limiter: Any) -> tuple[str, dict[str, Any], bool]:
+    """(project, placement arguments, create the project) of a create request, once its caller
+    may make it and its project's rate limit allows (429)."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
     if body.priority_class == "system" and who.role != "admin":  # it may preempt every other class
@@ -104,7 +112,14 @@ def create_record(body: WorkloadCreate, svc: Services, who: Principal, limiter: 
     for k in ("reservation", "limit", "shares"):  # only when declared (services/shares.py)
         if getattr(body, k) is not None:
             placement[k] = getattr(body, k)
-    create_project = who.role == "admin" and body.project is None
+    return project, placement, who.role == "admin" and body.project is None
+
+
+def create_record(body: WorkloadCreate, svc: Services, who: Principal, limiter: Any, *, dry_run: bool,
+                  explain: str) -> WorkloadRecord | Response:
+    """The create use case behind the route (also the dashboard's form): the workload's record,
+    or the 202 response of a request that waits in the queue."""
+    project, placement, create_project = _create_request(body, who, limiter)
     if body.wait and not dry_run:  # nothing fits now: 202 and the queue entry (services/queue.py)
         rec, pending = svc.queue.create_or_wait(project, body.name, duration_s=body.duration_s,
                                                 create_project=create_project,
@@ -148,7 +163,16 @@ def get_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None
 
 
 @router.delete("/{name}", status_code=204, responses=errors(401, 404, 409, 422, 503))
-def delete_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
+async def delete_workload(name: NamePath, svc: SvcDep, who: Who, project: ProjectQ = None) -> None:
+    flows = svc.workloads.flows
+    where = scope_project(who, project)
+    if flows is None or where is None:  # (an admin naming no project: a read to find it, in a thread)
+        await run_in_threadpool(_delete, svc, who, name, project)
+        return
+    await run_flow(flows, svc.workloads.lifecycle.delete_flow(where, name))  # by the writer (flow.py)
+
+
+def _delete(svc: Services, who: Principal, name: str, project: str | None) -> None:
     svc.workloads.delete_workload(locate_workload(svc, who, name, project), name)
 
 
