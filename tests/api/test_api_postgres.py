@@ -53,3 +53,37 @@ def test_api_on_postgres(pg_services: Services) -> None:
         assert [w["name"] for w in c.get("/v1/workloads", headers=admin).json()] == ["w"]
         assert c.delete("/v1/workloads/w", headers=member).status_code == 204
     assert pg_services.repair.check().ok
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_the_token_check_waits_on_postgresql_off_the_event_loop(
+        db: str, pg_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL round trip can wait (a busy or unreachable server): the per-request token
+    check runs in a worker thread there, so it never stalls the event loop; on SQLite (a WAL read
+    that never waits on writers) it stays on the loop."""
+    import asyncio
+
+    from poolvisor.api import auth
+
+    s = open_services(pg_url if db == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        token = s.auth.bootstrap_admin_token()
+        assert token is not None
+        on_loop: list[bool] = []
+        real = auth.authenticate
+
+        def spy(svc: Services, tok: str | None) -> Any:
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(True)
+            except RuntimeError:
+                on_loop.append(False)
+            return real(svc, tok)
+
+        monkeypatch.setattr(auth, "authenticate", spy)
+        with TestClient(create_app(s)) as c:
+            assert c.get("/v1/hosts", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert on_loop == [db == "sqlite"]
+    finally:
+        s.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -57,10 +58,16 @@ async def principal(
     svc: Annotated[Services, Depends(get_services)],
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    # async, the token read runs on the event loop: one indexed SELECT on the token reader's own
-    # connection (services/auth.py TokenReader: ~12 us on SQLite, never waiting on writers; one
-    # round trip on PostgreSQL), cheaper than the two thread hops a plain `def` dependency costs
-    who = authenticate(svc, creds.credentials if creds is not None else None)
+    # async. On SQLite the token read runs on the event loop: one indexed SELECT on the token
+    # reader's own connection (services/auth.py TokenReader: ~12 us, a WAL read never waits on
+    # writers), cheaper than the two thread hops a plain `def` dependency costs. On PostgreSQL it
+    # is a round trip that can wait (a busy or unreachable server, a reconnect): in a thread, so
+    # that a slow database never stalls every request the event loop serves
+    token = creds.credentials if creds is not None else None
+    if svc.ctx.store.dialect == "sqlite":
+        who = authenticate(svc, token)
+    else:
+        who = await anyio.to_thread.run_sync(authenticate, svc, token)
     return refuse_viewer_writes(who) if request.method in WRITE_METHODS else who
 
 
