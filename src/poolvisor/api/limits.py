@@ -3,10 +3,12 @@
 Only methods that carry a body here (POST, PUT, PATCH) are limited; other requests pass untouched
 (no route reads their body). The body is buffered up to the limit and replayed to the app, so
 chunked uploads without Content-Length are bounded as well. The limit is 64 KiB, more than any
-valid single-object request; the bulk endpoints get 4 MiB, enough for their largest valid body
-(10,000 utilization samples or 1,000 batch items), so a list over its schema's maxItems is a 422,
-as the schema says, and only a body no schema allows is a 413. The edge layer (api/observe.py)
-applies it to every request.
+valid single-object request; the bulk endpoints get 4 MiB: room for 10,000 utilization samples or
+1,000 plain batch items, though not for 1,000 items each carrying full label and amount maps (a
+body the schema allows can then reach tens of MiB, more than a server should buffer for one
+request). So the bulk routes state the byte limit in their OpenAPI description next to their
+declared 413, and a client splits a larger batch. The edge layer (api/observe.py) applies it to
+every request.
 """
 
 from __future__ import annotations

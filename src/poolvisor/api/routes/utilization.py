@@ -24,7 +24,9 @@ router = APIRouter(tags=["utilization"])
 @router.post("/v1/utilization", status_code=201, response_model=UtilizationRecorded,
              responses=errors(401, 404, 413, 422, 503))
 def record_utilization(body: UtilizationIn, svc: SvcDep, who: Who) -> UtilizationRecorded:
-    """Store CPU samples (fraction of each workload's vCPU demand in use); all or none."""
+    """Store CPU samples (fraction of each workload's vCPU demand in use); all or none.
+
+    The body is limited to 4 MiB (413 above it)."""
     samples = []
     for x in body.samples:
         project = scope_project(who, x.project, default=DEFAULT_PROJECT)

@@ -142,7 +142,8 @@ def create_workloads_batch(
 ) -> WorkloadBatchOut:
     """Place many workloads at once with the packing engine (fewest hosts), in one transaction.
 
-    All-or-nothing by default: a 409 `no_valid_host` error carries the plan in `detail`."""
+    All-or-nothing by default: a 409 `no_valid_host` error carries the plan in `detail`. The body
+    is limited to 4 MiB (413 above it): a batch whose items carry large label maps is sent in parts."""
     project = scope_project(who, body.project, default=DEFAULT_PROJECT)
     assert project is not None
     limiter.check(project)
