@@ -47,3 +47,19 @@ def test_a_contended_host_is_still_used_when_nothing_else_fits(svc):
     svc.cache.lost_race(view.ids[view.index_of[view.ids[0]]])
     again = svc.workloads.create_workload("demo", "b", flavor="unit")
     assert again.host == first.host
+
+
+def test_steering_keeps_a_pinned_hosts_request_on_its_host(svc):
+    """A request pinned to a host (a list made for it, writable) is narrowed for itself, never
+    given the list cached for an unrestricted request (it once was: the pin was dropped)."""
+    small_cluster(svc, hosts=3, vcpu=8, memory=16384)
+    pinned = svc.workloads.create_workload("demo", "seed", flavor="unit").host
+    assert pinned is not None
+    view = svc.cache.view
+    assert view is not None
+    svc.cache.lost_race(view.ids[view.state.names.index(pinned)])  # lost a claim there lately
+    free = svc.workloads.create_workload("demo", "free", flavor="unit")  # packing chose it: steered,
+    assert free.host != pinned  # which cached "every host but that one"
+    got = svc.workloads.create_workload("demo", "pinned", flavor="unit", host=pinned)
+    assert got.host == pinned  # the contended host is still the only one the pin allows
+    assert svc.ctx.read(check_invariants).ok

@@ -5,6 +5,7 @@ a driver that refuses the disk leaves no attachment behind (and a refused detach
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 
 import pytest
 from svc_helpers import small_cluster
@@ -14,6 +15,7 @@ from poolvisor.drivers.base import DriverError, DriverWorkload
 from poolvisor.drivers.protocols import VolumeSpec
 from poolvisor.drivers.sim import SimDriver
 from poolvisor.services import Services
+from poolvisor.services.leases import utcnow
 
 
 def _sim(svc: Services, host: str) -> SimDriver:
@@ -136,3 +138,43 @@ def test_a_volume_that_cannot_take_its_bytes_back_keeps_the_attachment(lite: Ser
     with pytest.raises(ConflictError, match="no valid replica"):
         svc.workloads.delete_workload("demo", "vm")
     assert svc.workloads.get_workload("demo", "vm").state == "running"
+
+
+class _Crash(BaseException):
+    """Stands for the process dying in the middle of the delete (nothing catches it)."""
+
+
+@pytest.mark.parametrize("dies_in", ["stop", "delete"])
+def test_an_interrupted_delete_still_copies_the_guests_writes_back(lite: Services, tmp_path,
+                                                                    dies_in: str) -> None:
+    """The process dies in the middle of a delete: before the copy-back began (in the guest's
+    stop), or after the driver deleted the guest (its bytes were copied back before). The repair
+    sweep that finishes the delete copies back what is still on the host, and does not trip on a
+    guest that is gone."""
+    svc = lite
+    small_cluster(svc)
+    svc.workloads.create_workload("demo", "vm", flavor="unit")
+    host = svc.workloads.get_workload("demo", "vm").host
+    assert host is not None
+    svc.volumes.create_pool("sp", replicas=1, segment_mib=4)
+    svc.volumes.add_device("sp", "d1", 64, path=str(tmp_path / "d1"))
+    svc.volumes.create_volume("demo", "data", "sp", 8)
+    svc.volumes.attach("demo", "data", "vm")
+    sim, dw = _sim(svc, host), DriverWorkload("demo/vm", "vm", {})
+    sim.guest_write(host, dw, "demo/data", 0, b"last words")
+    real = getattr(sim, dies_in)
+
+    def dying(*args, **kwargs):
+        if dies_in == "delete":
+            real(*args, **kwargs)
+        raise _Crash()
+
+    setattr(sim, dies_in, dying)
+    with pytest.raises(_Crash):
+        svc.workloads.delete_workload("demo", "vm")
+    delattr(sim, dies_in)  # the restarted process has a working driver again
+    assert svc.workloads.get_workload("demo", "vm").state == "deleting"
+    assert svc.repair.run(now=utcnow() + timedelta(hours=1)) == ["workload vm: interrupted delete finished"]
+    assert svc.volumes.read_data("demo", "data", 0, 10) == b"last words"
+    assert svc.volumes.get_volume("demo", "data").attached_to is None
+    assert not sim.exists(host, dw) and svc.repair.check().ok

@@ -8,24 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from cli_run import run_cli
 from conftest import require_shared_data
-from poolvisor.cli.errors import run_guarded
-from poolvisor.cli.main import app
-
-
-def _cli(argv: list[str]) -> int:
-    try:
-        run_guarded(lambda: app(argv, standalone_mode=True))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_alibaba_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = require_shared_data("alibaba-gpu-2023")
     out = tmp_path / "r.html"
-    code = _cli(["simulate", "alibaba", str(d), "--mode", "fill", "--load", "0.05", "--policy",
-                 "first-fit,fgd", "--json", "--report", str(out), "--samples", "20"])
+    code = run_cli(["simulate", "alibaba", str(d), "--mode", "fill", "--load", "0.05", "--policy",
+                    "first-fit,fgd", "--json", "--report", str(out), "--samples", "20"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["trace"] == "alibaba" and [r["policy"] for r in doc["results"]] == ["first-fit", "fgd"]
@@ -38,15 +29,15 @@ def test_alibaba_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_azure_table(capsys: pytest.CaptureFixture[str]) -> None:
     d = require_shared_data("azure-v1-flavour-arrivals")
-    assert _cli(["simulate", "azure", str(d), "--hosts", "30", "--limit-bins", "3", "-p", "best-fit"]) == 0
+    assert run_cli(["simulate", "azure", str(d), "--hosts", "30", "--limit-bins", "3", "-p", "best-fit"]) == 0
     out = capsys.readouterr().out
     assert "best-fit" in out and "30 hosts" in out and "alloc" in out
 
 
 def test_azure_mixed_fleet_json(capsys: pytest.CaptureFixture[str]) -> None:
     d = require_shared_data("azure-v1-flavour-arrivals")
-    code = _cli(["simulate", "azure", str(d), "--fleet", "64x512:10,32x128:10", "--limit-bins", "2", "-p",
-                 "worst-fit", "--json"])
+    code = run_cli(["simulate", "azure", str(d), "--fleet", "64x512:10,32x128:10", "--limit-bins", "2", "-p",
+                    "worst-fit", "--json"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert "20 hosts" in doc["scenario"] and doc["results"][0]["hosts_up_mean"] == 20
@@ -54,7 +45,7 @@ def test_azure_mixed_fleet_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_google_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     require_shared_data("google-2011-samples")
-    assert _cli(["simulate", "google", "--json", "-p", "all"]) == 0
+    assert run_cli(["simulate", "google", "--json", "-p", "all"]) == 0
     out = capsys.readouterr().out
     assert "NaN" not in out  # strict JSON: "never rejected" is null
     doc = json.loads(out)
@@ -70,10 +61,10 @@ def test_bad_input_is_one_line_with_file_and_line(tmp_path: Path, capsys: pytest
     lines = pods.read_text().splitlines()
     lines[2] = lines[2].replace(",1,", ",x,", 1)
     pods.write_text("\n".join(lines) + "\n")
-    assert _cli(["simulate", "alibaba", str(tmp_path), "--json"]) == 1
+    assert run_cli(["simulate", "alibaba", str(tmp_path), "--json"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("poolvisor: error: ") and f"{pods}:3:" in err and "\n" not in err
-    assert _cli(["simulate", "azure", str(tmp_path / "nope")]) == 1
+    assert run_cli(["simulate", "azure", str(tmp_path / "nope")]) == 1
     assert "not found" in capsys.readouterr().err
-    assert _cli(["simulate", "google", "--policy", "nope"]) == 1
+    assert run_cli(["simulate", "google", "--policy", "nope"]) == 1
     assert "unknown online policy" in capsys.readouterr().err

@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from cli_run import run_cli
 from conftest import require_shared_data
-from poolvisor.cli.errors import run_guarded
-from poolvisor.cli.main import app
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies import queueing
 from poolvisor.sim.online.engine import replay
@@ -96,31 +95,48 @@ def test_weights_files(tmp_path: Path) -> None:
         load_weights(tmp_path / "bin.csv")
 
 
-def _cli(argv: list[str]) -> int:
-    try:
-        run_guarded(lambda: app(argv, standalone_mode=True))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
 def test_simulate_google_with_project_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = require_shared_data("google-2011-samples")
     f = tmp_path / "w.csv"
     f.write_text("project,weight\nnobody-in-the-trace,2\n")
-    assert _cli(["simulate", "google", str(d), "-p", "first-fit", "--queue", "drf", "--project-weights",
-                 str(f), "--json"]) == 0
+    assert run_cli(["simulate", "google", str(d), "-p", "first-fit", "--queue", "drf", "--project-weights",
+                    str(f), "--json"]) == 0
     q = json.loads(capsys.readouterr().out)["results"][0]["queue"]
     assert q["weights"] == {"file": str(f), "named": 1, "in_trace": 0,
                             "not_in_trace": ["nobody-in-the-trace"]}
-    assert _cli(["simulate", "google", str(d), "-p", "first-fit", "--queue", "drf", "--project-weights",
-                 str(f)]) == 0
+    assert run_cli(["simulate", "google", str(d), "-p", "first-fit", "--queue", "drf", "--project-weights",
+                    str(f)]) == 0
     assert "drf weights from" in capsys.readouterr().out
     for extra, why in ((["--queue", "fifo"], "--queue drf"), ([], "--queue drf")):
-        assert _cli(["simulate", "google", str(d), "--project-weights", str(f), *extra]) != 0
+        assert run_cli(["simulate", "google", str(d), "--project-weights", str(f), *extra]) != 0
         err = capsys.readouterr().err.strip()
         assert why in err and "\n" not in err and "Traceback" not in err
     f.write_text("a,1\nb,heavy\n")
-    assert _cli(["simulate", "google", str(d), "--queue", "drf", "--project-weights", str(f)]) != 0
+    assert run_cli(["simulate", "google", str(d), "--queue", "drf", "--project-weights", str(f)]) != 0
     err = capsys.readouterr().err.strip()
     assert f"{f}:2:" in err and "\n" not in err
+
+
+def test_weights_files_by_the_live_rule(tmp_path: Path) -> None:
+    """The file's weights follow the live projects' check (one rule, policies/queueing.py), its
+    numbers are decimals as written (not what Python's float() also reads), names collide as
+    stripped, and a CSV line number is the physical line even after a quoted multi-line field."""
+    from poolvisor.policies.queueing import check_weight
+    from poolvisor.services.catalog import check_weight as live
+
+    assert live is check_weight
+    bad = {
+        "under.csv": ("a,1_000\n", "under.csv:1:", "not a number"),
+        "inf.csv": ("a,inf\n", "inf.csv:1:", "not a number"),
+        "arabic.csv": ("a,\u0663\n", "arabic.csv:1:", "not a number"),
+        "quoted.csv": ('"x\ny",2\n"b",-1\n', "quoted.csv:3:", "(0, 1e+06]"),
+        "strip.json": ('{"a": 1,\n " a": 2}', "strip.json:2:", "named twice"),
+    }
+    for name, (text, where, why) in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InvalidInputError) as e:
+            load_weights(tmp_path / name)
+        assert where in e.value.message and why in e.value.message, (name, e.value.message)
+    ok = tmp_path / "ok.csv"
+    ok.write_text('"multi\nline",2\nb,+.5e1\n')
+    assert load_weights(ok).weights == {"multi\nline": 2.0, "b": 5.0}

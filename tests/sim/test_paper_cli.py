@@ -7,24 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from cli_run import run_cli
 from conftest import require_shared_data
-from poolvisor.cli.errors import run_guarded
-from poolvisor.cli.main import app
-
-
-def _cli(argv: list[str]) -> int:
-    try:
-        run_guarded(lambda: app(argv, standalone_mode=True))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def test_paper_setup_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = require_shared_data("alibaba-gpu-2023")
     out = tmp_path / "fig9a.html"
-    code = _cli(["simulate", "alibaba", str(d), "--setup", "paper", "--seeds", "42", "--at", "100,130",
-                 "--policy", "best-fit,random", "--json", "--report", str(out)])
+    code = run_cli(["simulate", "alibaba", str(d), "--setup", "paper", "--seeds", "42", "--at", "100,130",
+                    "--policy", "best-fit,random", "--json", "--report", str(out)])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["setup"] == "paper" and doc["seeds"] == [42] and doc["report"] == str(out)
@@ -42,7 +33,7 @@ def test_paper_setup_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_paper_setup_table(capsys: pytest.CaptureFixture[str]) -> None:
     require_shared_data("alibaba-gpu-2023")
     argv = ["simulate", "alibaba", "--setup", "paper", "--seeds", "43", "--at", "100", "-p", "dotprod"]
-    assert _cli(argv) == 0
+    assert run_cli(argv) == 0
     out = capsys.readouterr().out
     assert "dotprod" in out and "100% paper" in out and "9.44" in out and "1,213 GPU nodes" in out
 
@@ -59,7 +50,7 @@ def test_paper_setup_table(capsys: pytest.CaptureFixture[str]) -> None:
 def test_paper_setup_bad_input_is_one_line(argv: list[str], message: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     require_shared_data("alibaba-gpu-2023")
-    assert _cli(["simulate", "alibaba", *argv]) != 0
+    assert run_cli(["simulate", "alibaba", *argv]) != 0
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err
     assert err.startswith("poolvisor: error: ") and len(err.splitlines()) == 1

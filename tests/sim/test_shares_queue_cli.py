@@ -8,17 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_run import run_cli
 from conftest import require_shared_data
-from poolvisor.cli.errors import run_guarded
-from poolvisor.cli.main import app
-
-
-def _cli(argv: list[str]) -> int:
-    try:
-        run_guarded(lambda: app(argv, standalone_mode=True))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
 
 
 def _day(tmp_path: Path, n: int = 40) -> Path:
@@ -35,36 +26,37 @@ def test_planetlab_shares_contention(tmp_path: Path, capsys: pytest.CaptureFixtu
     d = _day(tmp_path)
     runs = {}
     for extra in ([], ["--contention", "shares", "--reserve", "0.5"]):
-        code = _cli(["simulate", "planetlab", str(d), "--hosts", "20", "-p", "thr-mmt", "--param", "1.0",
-                     "--json", *extra])
+        code = run_cli(["simulate", "planetlab", str(d), "--hosts", "20", "-p", "thr-mmt", "--param", "1.0",
+                        "--json", *extra])
         assert code == 0
         runs[bool(extra)] = json.loads(capsys.readouterr().out)
     assert runs[False]["sla_overall"] > 0 and runs[True]["sla_overall"] != runs[False]["sla_overall"]
     bads = (["--reserve", "0.5"], ["--contention", "lottery"], ["--contention", "shares", "--reserve", "2"],
             ["--contention", "shares", "--compat", "cloudsim"])
     for bad in bads:
-        assert _cli(["simulate", "planetlab", str(d), "--hosts", "20", *bad]) != 0
+        assert run_cli(["simulate", "planetlab", str(d), "--hosts", "20", *bad]) != 0
         err = capsys.readouterr().err.strip()
         assert err and "\n" not in err and "Traceback" not in err
 
 
 def test_azure_queue_reports_waits(capsys: pytest.CaptureFixture[str]) -> None:
     d = require_shared_data("azure-v1-flavour-arrivals")
-    code = _cli(["simulate", "azure", str(d), "--hosts", "2", "--limit-bins", "4", "-p", "best-fit", "--json",
-                 "--queue", "fifo"])
+    code = run_cli(["simulate", "azure", str(d), "--hosts", "2", "--limit-bins", "4", "-p", "best-fit",
+                    "--json", "--queue", "fifo"])
     assert code == 0
     r = json.loads(capsys.readouterr().out)["results"][0]
     q = r["queue"]
     assert q["discipline"] == "fifo" and q["all"]["waited"] > 0 and q["all"]["served"] > 0
     assert q["by_class"]["normal"]["waited"] == q["all"]["waited"]
     assert r["accepted"] + r["rejected"] == r["jobs"]
-    assert _cli(["simulate", "azure", str(d), "--hosts", "2", "--limit-bins", "1", "--queue", "lottery"]) != 0
+    assert run_cli(["simulate", "azure", str(d), "--hosts", "2", "--limit-bins", "1", "--queue",
+                    "lottery"]) != 0
     assert "lottery" in capsys.readouterr().err
 
 
 def test_google_queue_table_has_classes(capsys: pytest.CaptureFixture[str]) -> None:
     require_shared_data("google-2011-samples")
-    assert _cli(["simulate", "google", "-p", "first-fit", "--queue", "drf"]) == 0
+    assert run_cli(["simulate", "google", "-p", "first-fit", "--queue", "drf"]) == 0
     out = capsys.readouterr().out
     assert "queue (drf)" in out and "class high" in out  # the sample's tasks are all priority 9
 

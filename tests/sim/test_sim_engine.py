@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poolvisor.cli.errors import run_guarded
-from poolvisor.cli.main import app
+from cli_run import run_cli
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.sim.engine import PolicySpec, Simulator, allocate, utilization_at
 from poolvisor.sim.planetlab import simulate_planetlab
@@ -143,18 +142,10 @@ def test_vm_that_fits_nowhere(tmp_path: Path) -> None:
     assert d.exists()
 
 
-def _cli(argv: list[str]) -> int:
-    try:
-        run_guarded(lambda: app(argv, standalone_mode=True))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
 def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = _trace(tmp_path)
     assert (
-        _cli(
+        run_cli(
             [
                 "simulate",
                 "planetlab",
@@ -178,7 +169,7 @@ def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert doc["hosts"] == 20 and doc["vms"] == 24 and doc["compat"] == "cloudsim"
     report = tmp_path / "r.html"
     assert (
-        _cli(
+        run_cli(
             ["simulate", "planetlab", str(d), "--policy", "lr-mmt", "--hosts", "20", "--report", str(report)]
         )
         == 0
@@ -186,21 +177,21 @@ def test_cli_json_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "SLATAH" in capsys.readouterr().out
     html = report.read_text()
     assert html.count("data:image/png;base64") >= 3  # active hosts, power, SLA over time
-    assert _cli(["simulate", "planetlab", str(d), "--policy", "nope"]) == 1
+    assert run_cli(["simulate", "planetlab", str(d), "--policy", "nope"]) == 1
     assert "unknown policy" in capsys.readouterr().err
     # the table and the JSON paths take the same options: an underload limit of 0 tries no host
     base = ["simulate", "planetlab", str(d), "--policy", "thr-mmt", "--hosts", "20"]
-    assert _cli([*base, "--json"]) == 0
+    assert run_cli([*base, "--json"]) == 0
     free = json.loads(capsys.readouterr().out)
-    assert _cli([*base, "--underload-limit", "0", "--json"]) == 0
+    assert run_cli([*base, "--underload-limit", "0", "--json"]) == 0
     capped = json.loads(capsys.readouterr().out)
     assert free["rules"].get("underload", 0) > 0 and "underload" not in capped["rules"]
-    assert _cli([*base, "--underload-limit", "0", "--check-ram"]) == 0
+    assert run_cli([*base, "--underload-limit", "0", "--check-ram"]) == 0
     assert "underload" not in capsys.readouterr().out.split("migrations by rule")[-1]
-    assert _cli([*base, "--underload-limit", "0", "--compat", "cloudsim"]) == 1
+    assert run_cli([*base, "--underload-limit", "0", "--compat", "cloudsim"]) == 1
     assert "underload limit" in capsys.readouterr().err
     (d / "vm 003").write_text("1\n2\nthree\n")
-    assert _cli(["simulate", "planetlab", str(d), "--policy", "dvfs"]) == 1
+    assert run_cli(["simulate", "planetlab", str(d), "--policy", "dvfs"]) == 1
     assert "vm 003:3:" in capsys.readouterr().err
 
 
@@ -235,10 +226,10 @@ def test_cloudsim_removes_vms_that_request_nothing() -> None:
 
 def test_default_policy_is_adaptive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = _trace(tmp_path)
-    assert _cli(["simulate", "planetlab", str(d), "--hosts", "20", "--json"]) == 0
+    assert run_cli(["simulate", "planetlab", str(d), "--hosts", "20", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["policy"] == "adaptive" and doc["param"] == 1.2 and doc["compat"] is None
     named = simulate_planetlab(d, "adaptive", 1.2, None, hosts=20).metrics
     assert doc["migrations"] == named["migrations"] and doc["energy_kwh"] == named["energy_kwh"]
-    assert _cli(["simulate", "planetlab", str(d), "--policy", "adaptive", "--param", "0.9"]) == 1
+    assert run_cli(["simulate", "planetlab", str(d), "--policy", "adaptive", "--param", "0.9"]) == 1
     assert "safety parameter must be >= 1" in capsys.readouterr().err

@@ -40,3 +40,22 @@ def test_a_dead_idle_connection_is_replaced_before_use(pg_url):
     finally:
         store.close()
 
+
+
+@pytest.mark.real
+def test_a_read_on_a_connection_closed_while_in_steady_use_is_run_again(pg_url):
+    """A connection used within the idle window is not pinged: when the server closed it
+    (restart, failover) the read fails once, the pool replaces it, and the read runs again
+    instead of answering 503; a write is not run again (it may have reached COMMIT)."""
+    store = open_store(pg_url)
+    try:
+        pid = store.run(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar(), write=False)
+        admin = open_store(pg_url)
+        try:
+            admin.run(lambda s: s.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}))
+        finally:
+            admin.close()
+        again = store.run(lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar(), write=False)
+        assert again != pid
+    finally:
+        store.close()

@@ -165,6 +165,21 @@ def test_create_through_the_form_uses_the_api_use_case(client: TestClient, svc: 
     assert {w.name for w in svc.workloads.list_workloads("team-b")} == {"b1", "b2"}
 
 
+def test_a_queued_create_is_shown_next_to_the_form(client: TestClient, svc: Services,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's use case may answer a request that waits in the queue with its own 202 response;
+    the form shows that (an explicit branch, not an assert that `python -O` strips)."""
+    from fastapi.responses import JSONResponse
+
+    from poolvisor.api.routes import workloads as workloads_api
+
+    monkeypatch.setattr(workloads_api, "create_record",
+                        lambda *a, **k: JSONResponse({"pending": True}, status_code=202))
+    csrf = login(client, svc.auth.create_token("member", "team-b"))
+    r = client.post("/ui/workloads", content=f"csrf={csrf}&name=q1&flavor=tiny", headers=FORM)
+    assert r.status_code == 202 and "waits in the" in r.text, r.text[-800:]
+
+
 def test_a_viewer_reads_the_dashboard_and_changes_nothing(client: TestClient, svc: Services) -> None:
     """The API's viewer role holds in the dashboard too: log in and read, but every form that
     changes something is refused (403), and logging out still works."""

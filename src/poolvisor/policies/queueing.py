@@ -21,6 +21,7 @@ declared).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,16 @@ import numpy as np
 from poolvisor.domain.errors import InvalidInputError
 
 MAX_WEIGHT = 1e6  # a project's drf weight is in (0, MAX_WEIGHT]: live projects and the simulator's
+
+
+def check_weight(weight: object, what: str = "weight") -> float:
+    """A fair-share weight: a finite number in (0, MAX_WEIGHT] (bool is not a number here). The one
+    rule for a live project's weight (services/catalog.py) and a simulator weights file
+    (sim/online/weights.py); `what` names the value in the error (a file and line there)."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) \
+            or not math.isfinite(weight) or not 0 < float(weight) <= MAX_WEIGHT:
+        raise InvalidInputError(f"{what} must be a number in (0, {MAX_WEIGHT:g}], not {weight!r}")
+    return float(weight)
 
 DISCIPLINES: tuple[str, ...] = ("fifo", "priority", "sjf", "round-robin", "drf", "ps-n")
 DEFAULT_DISCIPLINE = "priority"

@@ -59,6 +59,29 @@ def set_aside(policy: str, reservation: np.ndarray, limit: np.ndarray, shares: n
     return r + (lim - r) * frac
 
 
+def amount(policy: str, spec: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """What the ledger claims for one declaration (resource -> reservation, limit, shares) under
+    `policy`, per declared resource: :func:`set_aside` of one workload."""
+    names = list(spec)
+    res, lim, sh = spec_columns([({}, spec)], names)
+    got = set_aside(policy, res, lim, sh)[0]
+    return {n: float(a) for n, a in zip(names, got, strict=True)}
+
+
+_FALLBACK_RANK = {"balanced": 0, "min": 1}  # balanced guarantees more of the limit than min
+
+
+def fallback_order(policies: Mapping[int, str]) -> list[int]:
+    """The pools (id -> policy) a declaration naming no pool tries, in order, when what the default
+    policy sets aside (max: its limit, the most of any policy) fits no host: every pool whose
+    policy may set aside less, balanced before min (it keeps more of the limit guaranteed), then
+    by pool id (stable, so replicas and retries agree)."""
+    for pol in policies.values():
+        check_policy(pol)
+    return sorted((p for p, pol in policies.items() if pol != DEFAULT_ALLOCATION_POLICY),
+                  key=lambda p: (_FALLBACK_RANK[policies[p]], p))
+
+
 def grant(demand: np.ndarray, reservation: np.ndarray, limit: np.ndarray, shares: np.ndarray,
           capacity: np.ndarray, host: np.ndarray | None = None) -> np.ndarray:
     """What each workload gets, (n, R): demand, reservation, limit and shares per workload and

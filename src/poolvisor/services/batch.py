@@ -68,7 +68,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.shares import Sizing, on_host, sizing
+from poolvisor.services.shares import Sizing, apply, first_fit, on_host, sizing
 from poolvisor.services.tasks import CONSOLIDATE, TaskService
 from poolvisor.services.utilization import UtilizationService
 from poolvisor.services.workloads import (
@@ -120,11 +120,8 @@ class _Item:
     group: str | None = None
     group_policy: GroupPolicy | None = None  # settled by resolve: the group's, else the requested one
     networks: tuple[str, ...] = ()  # one NIC per network, taken in the claim, plugged after the create
-    sizing: Sizing | None = None  # declared reservation/limit/shares, sized as a single create (shares.py)
-
-    @property
-    def spec(self) -> dict[str, dict[str, float]] | None:
-        return self.sizing.spec if self.sizing is not None else None
+    resource_spec: dict[str, dict[str, float]] | None = None  # declared reservation/limit/shares...
+    sizing: Sizing | None = None  # ...sized as a single create (shares.py `apply`)
 
     @property
     def constrained(self) -> bool:
@@ -185,7 +182,7 @@ class BatchService(ServiceBase):
                                    snap.state.names[int(plan.assignment[i])], items[i].demand,
                                    items[i].priority, items[i].group, now,
                                    _explain(reasons[items[i].name], plan, considered, items[i]),
-                                   resources=items[i].spec) for i in placed]
+                                   resources=items[i].resource_spec) for i in placed]
             return BatchResult(recs, plan.unplaced, plan.to_dict())
         return self._confirm_batch(project, items, placed, ids, snap, plan)
 
@@ -232,11 +229,11 @@ class BatchService(ServiceBase):
                 sz = sizing(s, pool_id, d, sp.get("reservation"), sp.get("limit"), sp.get("shares"))
             except InvalidInputError as e:
                 raise InvalidInputError(f"batch item {k}: {e.message}") from None
-            items.append(_Item(name, kind, None if flavor is None else str(flavor),
-                               sz.demand if sz is not None else d, prio,
-                               check_labels(f"batch item {k}: required_labels", sp.get("required_labels")),
-                               check_labels(f"batch item {k}: forbidden_labels", sp.get("forbidden_labels")),
-                               *_group_of(k, sp), networks=_networks_of(s, pid, project, k, sp), sizing=sz))
+            items.append(apply(_Item(
+                name, kind, None if flavor is None else str(flavor), d, prio,
+                check_labels(f"batch item {k}: required_labels", sp.get("required_labels")),
+                check_labels(f"batch item {k}: forbidden_labels", sp.get("forbidden_labels")),
+                *_group_of(k, sp), networks=_networks_of(s, pid, project, k, sp)), sz))
         items = _settle_groups(s, pid, items)
         names = [it.name for it in items]
         if len(set(names)) != len(names):
@@ -270,6 +267,7 @@ class BatchService(ServiceBase):
                 plan = self._no_worse_than_pipeline(st, items, demands, allowed,
                                                     self._packed(st, items, demands, allowed,
                                                                  self.policy.protected_scarce))
+            plan = self._fall_back(st, snap.pool_of, items, demands, allowed, plan, project)
             # the plan refers to this view's arrays: keep what the commit needs
             snap_copy = PlacementView(st.copy(), list(snap.ids), dict(snap.index_of), snap.gens.copy(),
                                  snap.pool_of.copy())
@@ -391,6 +389,57 @@ class BatchService(ServiceBase):
         return Plan("batch-placement", assignment, moves, before, after, lb, summary, notes,
                     [it.name for it in items], list(st.names))
 
+    def _fall_back(self, st: ClusterState, pool_of: np.ndarray, items: list[_Item], demands: np.ndarray,
+                   allowed: np.ndarray, plan: Plan, project: str) -> Plan:
+        """The single create's fallback for a batch (shares.py `first_fit`, one loop): an item
+        declared with no pool named that the plan could not place by what `max` sets aside is
+        tried on each pool whose policy sets aside less, with that amount, by the placement
+        pipeline on the state as the plan leaves it, one item after the other in batch order
+        (its claim is then that pool's amount: `_on_hosts`). A hard-affinity group is planned as
+        one unit by `max` and is not split over fallback pools."""
+        todo = [i for i, h in enumerate(plan.assignment)
+                if h < 0 and items[i].group_policy != GroupPolicy.AFFINITY
+                and (sz := items[i].sizing) is not None and sz.fallbacks()]
+        if not todo:
+            return plan
+        sim = st.copy()
+        keys = [group_key(project, it.group) if it.group is not None else None for it in items]
+        for i, h in enumerate(plan.assignment):
+            if h >= 0:
+                sim.allocate(int(h), demands[i], keys[i], force=True)
+        active = sim.workload_count[: st.n] > 0
+        assignment, moves, placed = plan.assignment.copy(), list(plan.moves), []
+        for i in todo:
+            it = items[i]
+
+            def attempt(sub: _Item, pool_id: int | None, i: int = i) -> int:
+                hosts = np.flatnonzero(allowed & (pool_of[: st.n] == pool_id))
+                if hosts.size == 0:
+                    return -1
+                hosts.flags.writeable = False
+                req = Request(name=sub.name, demand=sim.resources.vector(sub.demand),
+                              required_labels=sub.required, forbidden_labels=sub.forbidden, group=keys[i],
+                              group_policy=sub.group_policy, priority=sub.priority, allowed_hosts=hosts)
+                got = place(sim, req, self.policy).host_index
+                return -1 if got is None else int(got)
+
+            sub, h = first_fit(it, attempt, lambda h: h >= 0, first=-1)
+            if h < 0 or sub.sizing is None:
+                continue
+            sim.allocate(h, sim.resources.vector(sub.demand), keys[i], force=True)
+            assignment[i] = h
+            why = (f"placed on a host of a {sub.sizing.policy} pool, which sets aside less: the limit "
+                   "fits no host")
+            moves = [move(PLACE, i, -1, h, why) if m.workload == i else m for m in moves]
+            placed.append(it.name)
+        if not placed:
+            return plan
+        opened = int(np.count_nonzero((sim.workload_count[: st.n] > 0) & ~active))
+        return replace(plan, assignment=assignment, moves=moves, hosts_after=plan.hosts_after + opened,
+                       summary=f"{plan.summary}; {len(placed)} on pools whose policy sets aside less",
+                       notes=[*plan.notes, f"{', '.join(placed)}: the limit fits no host; placed on pools "
+                              "whose allocation policy sets aside less (the single create's fallback)"])
+
     def _claim_groups(self, s: Session, project_id: int, items: list[_Item], placed: list[int],
                       plan: Plan, snap: PlacementView) -> dict[str, int]:
         """The batch's groups (created, or an empty one given the requested policy) and, for hard
@@ -437,7 +486,7 @@ class BatchService(ServiceBase):
                             group_id=groups.get(it.group) if it.group is not None else None,
                             flavor=it.flavor, demand=it.demand, priority=it.priority,
                             explanation=_explain(reasons[it.name], plan, considered, it),
-                            resource_spec=it.spec,
+                            resource_spec=it.resource_spec,
                             constraints={"pool": None, "required_labels": it.required,
                                          "forbidden_labels": it.forbidden, "batch": True},
                             **self.leases.stamp_values())
@@ -474,7 +523,7 @@ class BatchService(ServiceBase):
         for i in placed:
             host = snap.state.names[int(plan.assignment[i])]
             dw = DriverWorkload(f"{project}/{items[i].name}", items[i].kind, items[i].demand,
-                                spec=items[i].spec)
+                                spec=items[i].resource_spec)
             try:
                 self.drivers.lifecycle(host).create(host, dw)
                 plug_nics(self.ctx, project, items[i].name, host, dw)  # a refusal takes this guest back

@@ -14,7 +14,7 @@ from poolvisor.domain.errors import ConflictError, InvalidInputError
 from poolvisor.domain.models import MAX_NAME_LEN, check_name
 from poolvisor.domain.resources import ResourceSet
 from poolvisor.domain.text import check_text
-from poolvisor.policies.queueing import MAX_WEIGHT
+from poolvisor.policies.queueing import check_weight
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.gpus import check_gpu_demand
 from poolvisor.services.placement_cache import resource_names
@@ -63,13 +63,6 @@ def check_demand(res: ResourceSet, demand: dict[str, float] | None, what: str = 
     if not np.any(vec > 0):
         raise InvalidInputError(f"{what} must request a positive amount of at least one resource")
     return {n: float(v) for n, v in zip(res.names, vec, strict=True) if v > 0}
-
-
-def check_weight(weight: float) -> float:
-    """A fair-share weight: a finite number in (0, 1e6] (bool is not a number here)."""
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < float(weight) <= MAX_WEIGHT:
-        raise InvalidInputError(f"weight must be a number in (0, {MAX_WEIGHT:g}]")
-    return float(weight)
 
 
 def flush_unique(s: Session, message: str) -> None:

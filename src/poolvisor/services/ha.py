@@ -61,7 +61,7 @@ from poolvisor.services.hosts import HostService
 from poolvisor.services.nic_plug import plug_nics
 from poolvisor.services.placement_cache import PlacementView, group_key
 from poolvisor.services.records import LOST, PLACING, RUNNING, STOPPED, SUSPENDED
-from poolvisor.services.shares import on_host, sizing, spec_of
+from poolvisor.services.shares import apply, on_host, sizing, spec_of
 from poolvisor.services.volumes import VolumeService
 from poolvisor.services.workloads import HARD_POLICIES, WorkloadService, _Spec
 from poolvisor.store.retry import Stale
@@ -367,9 +367,7 @@ class HaService(ServiceBase):
             if g is not None:
                 spec = replace(spec, group=g.name, group_policy=GroupPolicy(g.policy))
         if w.resource_spec:  # its declaration, sized again by the create's rule (services/shares.py)
-            sz = sizing(s, pool_id, spec.demand, *spec_of(w.resource_spec))
-            if sz is not None:
-                spec = replace(spec, demand=sz.demand, resource_spec=sz.spec, sizing=sz)
+            spec = apply(spec, sizing(s, spec.pool_id, spec.demand, *spec_of(w.resource_spec)))
         return spec, project
 
     def restart(self, wid: int) -> tuple[str, bool]:

@@ -6,9 +6,11 @@ state in between ('deleting', 'migrating'), leased to this process while the dri
 finishing transaction acts only while it still owns the lease.
 Migration re-runs the full placement pipeline (the workload's pool and label constraints kept,
 the current host excluded, only hosts of the source's driver) and commits with the same
-generation guard as creation. The driver's migration is an operation: its handle's progress goes
-into the task's progress, and a cancel of the task (tasks.py) aborts it; the workload then stays
-on its source and the task ends cancelled.
+generation guard as creation; a declared workload is sized again for the target host's pool by
+the create's rule (services/shares.py), and a move undone restores the source's claim. The
+driver's migration is an operation: its handle's progress goes into the task's progress, and a
+cancel of the task (tasks.py) aborts it; the workload then stays on its source and the task ends
+cancelled.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorE
 from poolvisor.domain.models import GroupPolicy, check_name
 from poolvisor.drivers.base import DriverError, DriverRefusal, DriverWorkload
 from poolvisor.drivers.protocols import MigrationHandle, MigrationProgress, MigrationState
-from poolvisor.policies.placement import Request, place
+from poolvisor.policies.placement import Decision, Request, place
 from poolvisor.policies.placement.pipeline import require_host
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
@@ -49,6 +51,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
+from poolvisor.services.shares import Sizing, apply, first_fit, on_host, sizing, spec_of
 from poolvisor.services.tasks import IMAGE_KINDS, MIGRATE, TaskService, migration_task
 from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
 from poolvisor.store.retry import Stale, with_retry
@@ -262,10 +265,13 @@ class WorkloadLifecycle(ServiceBase):
         return w, src.name, pool_id, pool
 
     def _migrate_once(self, project: str, name: str, target: str | None, task_id: int) -> WorkloadRecord:
-        def look(s: Session) -> tuple[WorkloadRow, str, int | None, str | None]:
-            return self.migration_source(s, project, name, target)
+        def look(s: Session) -> tuple[WorkloadRow, str, int | None, str | None, Sizing | None]:
+            w, src, pool_id, pool = self.migration_source(s, project, name, target)
+            # a declaration is sized again for its new host's pool, by the create's rule (shares.py)
+            sz = sizing(s, pool_id, dict(w.demand), *spec_of(w.resource_spec)) if w.resource_spec else None
+            return w, src, pool_id, pool, sz
 
-        w, src, pool_id, pool = self._read(look)
+        w, src, pool_id, pool, sz = self._read(look)
         src_b = self.drivers.binding(src)
         # 409 when the source's driver cannot migrate (or not this workload as it is): nothing moved yet
         self.drivers.migration(src).check_migration(self._driver_workload(project, w), src_b)
@@ -280,10 +286,11 @@ class WorkloadLifecycle(ServiceBase):
             g = self._read(lambda s: s.get(GroupRow, w.group_id))
             if g is not None:
                 spec = replace(spec, group=g.name, group_policy=GroupPolicy(g.policy))
+        spec = apply(spec, sz)
         with self.cache.lock:
             snap = self._read(self.cache.refresh)
             st = snap.state
-            mask = np.ones(st.n, dtype=bool) if spec.pool_id is None else snap.pool_of == spec.pool_id
+            mask = np.ones(st.n, dtype=bool) if spec.pool_id is None else snap.pool_of[: st.n] == spec.pool_id
             mask[st.host_index(src)] = False
             for o in others:
                 mask[st.host_index(o)] = False
@@ -291,13 +298,21 @@ class WorkloadLifecycle(ServiceBase):
                 only = np.zeros(st.n, dtype=bool)
                 only[st.host_index(target)] = True
                 mask &= only
-            req = Request(name=f"{project}/{name}", demand=st.resources.vector(spec.demand),
-                          required_labels=spec.required, forbidden_labels=spec.forbidden,
-                          group=group_key(project, spec.group) if spec.group is not None else None,
-                          group_policy=spec.group_policy, allowed_hosts=np.flatnonzero(mask))
-            req = fit_devices(self.policy, st, req)
-            decision = place(st, req, self.policy)
+
+            def attempt(sub: _Spec, fallback_pool: int | None) -> tuple[Request, Decision]:
+                on = mask if fallback_pool is None else mask & (snap.pool_of[: st.n] == fallback_pool)
+                req = Request(name=f"{project}/{name}", demand=st.resources.vector(sub.demand),
+                              required_labels=sub.required, forbidden_labels=sub.forbidden,
+                              group=group_key(project, sub.group) if sub.group is not None else None,
+                              group_policy=sub.group_policy, allowed_hosts=np.flatnonzero(on))
+                req = fit_devices(self.policy, st, req)
+                return req, place(st, req, self.policy)
+
+            # the create's fallback loop: a declaration naming no pool whose limit fits no host
+            # moves to a pool whose policy sets aside less; the claim is the target pool's amount
+            spec, (req, decision) = first_fit(spec, attempt, lambda a: a[1].host_index is not None)
             h = require_host(decision)
+            spec = on_host(spec, snap.pool_of, h)
             dst_id, dst_gen = snap.ids[h], int(snap.gens[h])
             gpus = chosen_devices(self.policy, st, req, h)
         dst = decision.host
@@ -314,11 +329,18 @@ class WorkloadLifecycle(ServiceBase):
             if t is None:
                 raise ConflictError(f"task {task_id} is no longer run by this process")
             cur.host_id, cur.state, cur.updated_at = dst_id, MIGRATING, datetime.now(UTC)
-            # the journal (the way back) goes into the task, in the transaction that moves the allocation
+            # the journal (the way back: host, state, the claim and its sizing) goes into the task,
+            # in the transaction that moves the allocation
             t.workload_id = cur.id
-            self.tasks.note_in(t, f"moving {name}: {src} -> {dst}", progress=0.05,
-                               journal={"from": src, "to": dst, "state": w.state})
-            cur.explanation = decision.explanation.to_dict()
+            back: dict[str, Any] = {"from": src, "to": dst, "state": w.state,
+                                    "demand": {str(k): float(v) for k, v in cur.demand.items()}}
+            was = dict(cur.explanation or {})
+            if "sized_by" in was:
+                back["sized_by"] = was["sized_by"]
+            self.tasks.note_in(t, f"moving {name}: {src} -> {dst}", progress=0.05, journal=back)
+            cur.demand = dict(spec.demand)  # a declaration claims what the target's pool sets aside
+            cur.explanation = {**decision.explanation.to_dict(),
+                               **({"sized_by": spec.sizing.policy} if spec.sizing is not None else {})}
             self.leases.stamp(cur)
 
         self.ctx.write_once(claim)  # Stale: migrate_workload decides again
@@ -391,13 +413,17 @@ class WorkloadLifecycle(ServiceBase):
         src_row = s.scalars(select(HostRow).filter_by(name=src)).first()
         ledger.release(s, w)
         w.updated_at = datetime.now(UTC)
+        # what it claimed on the source (journaled by the move; a journal without it: unchanged)
+        old = {str(k): float(v) for k, v in (info.get("demand") or w.demand).items()}
         try:
             if src_row is None:
                 raise Stale()
             with s.begin_nested():
-                ledger.claim(s, src_row.id, None, {str(k): float(v) for k, v in w.demand.items()}, w.id,
-                             back=True)
+                ledger.claim(s, src_row.id, None, old, w.id, back=True)
             w.host_id, w.state = src_row.id, info["state"]
+            w.demand = old
+            if "sized_by" in info:  # the explanation of that claim again
+                w.explanation = {**(w.explanation or {}), "sized_by": info["sized_by"]}
             verb = "cancelled" if end == TASK_CANCELLED else "failed"
             msg = f"migration {src} -> {dst} {verb}, back on {src}: {why}"
         except Stale:

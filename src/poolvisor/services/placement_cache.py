@@ -132,7 +132,7 @@ class PlacementCache:
         self.view: PlacementView | None = None
         self.full_loads = 0  # observable in tests: incremental refresh must not rebuild every time
         self._contended: dict[int, float] = {}  # host id -> monotonic time until it is passed over
-        self._steered: tuple[Any, np.ndarray] | None = None  # (key, read-only allowed hosts)
+        self._steered: tuple[Any, np.ndarray, Any] | None = None  # (key, read-only allowed hosts, base)
         self.lost_races = 0  # claims this process lost (observable in tests and benchmarks)
 
     def invalidate(self) -> None:
@@ -168,13 +168,19 @@ class PlacementCache:
             if not avoid:
                 return None
             base = req.allowed_hosts
-            key = (id(snap), snap.state.n, tuple(avoid),
-                   id(base) if base is not None and not base.flags.writeable else None)
+            if base is not None and base.flags.writeable:  # a list made for this request (a pin,
+                # a pool and labels intersected): nothing identifies it for reuse, so narrow it now
+                allowed = np.setdiff1d(base, np.asarray(avoid, dtype=base.dtype))
+                allowed.flags.writeable = False
+                return replace(req, allowed_hosts=allowed)
+            # no list, or a read-only one the view keeps (a pool's hosts): keyed by identity, the
+            # entry holding `base` so that its id cannot be reused by another array meanwhile
+            key = (id(snap), snap.state.n, tuple(avoid), None if base is None else id(base))
             if self._steered is None or self._steered[0] != key:
                 hosts = np.arange(snap.state.n) if base is None else np.asarray(base)
                 allowed = np.setdiff1d(hosts, np.asarray(avoid, dtype=hosts.dtype))
                 allowed.flags.writeable = False
-                self._steered = (key, allowed)
+                self._steered = (key, allowed, base)
             return replace(req, allowed_hosts=self._steered[1])
 
     def written(self, host_id: int, gen_after: int, demand: Mapping[str, float], group: str | None,

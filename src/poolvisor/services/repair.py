@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import PoolvisorError
-from poolvisor.drivers.base import DriverError, DriverWorkload
+from poolvisor.drivers.base import DriverWorkload
 from poolvisor.services import ledger
 from poolvisor.services.base import ServiceBase
 from poolvisor.services.context import ServiceContext
@@ -95,9 +95,16 @@ class RepairService(ServiceBase):
         if w.state == DELETING:
             try:
                 if host is not None:
-                    self.drivers.lifecycle(host).delete(host, dw)
-            except DriverError:
-                return None  # the host does not answer: our lease lapses and a later sweep retries
+                    lc = self.drivers.lifecycle(host)
+                    # as the delete would have: what the guest wrote to its volumes' disks goes
+                    # back into the volumes first (a guest already gone had them copied back
+                    # before its driver delete); a copy-back that fails keeps the delete pending
+                    if lc.exists(host, dw):
+                        self.lifecycle.release_disks(w.id, DELETING)
+                    lc.delete(host, dw)
+            except PoolvisorError as e:  # the host does not answer, or a volume cannot take its bytes
+                log.warning("interrupted delete of %s/%s not finished yet: %s", project, w.name, e.message)
+                return None  # our lease lapses and a later sweep retries
             msg = f"workload {w.name}: interrupted delete finished"
             act = partial(self.lifecycle.finish_delete, wid=w.id, project=project, host=host)
             return self._write(partial(self._then_event, act=act, project=project, name=w.name, msg=msg))

@@ -4,21 +4,24 @@ A create may declare, per resource of its demand, a reservation (its guaranteed 
 (the most it may use) and shares (its weight under contention). Undeclared: the limit is the
 demand, the reservation the limit, shares 1000 (normal), so a workload that declares nothing is
 sized as before under every policy and costs no extra query. What the ledger claims is
-policies/shares.py's `set_aside` under the pool's policy (min, max or balanced; a request that
-names no pool is placed by the default's, max, and claims what the chosen host's pool sets aside:
-`sizing`, `on_host`, `smaller`); the workload's `demand` then holds that amount and
-`resource_spec` the declaration, which the host's driver gets (the sim driver shares an
-overloaded host by it; `granted` reads back what it gives). One rule for single creates, batch
-items, HA restarts and backup restores.
+policies/shares.py's `amount` under the pool's policy (min, max or balanced; a request that
+names no pool is placed by the default's, max, and claims what the chosen host's pool sets aside;
+when max fits nowhere, the pools that set aside less are tried in policies/shares.py's
+`fallback_order`). One object carries it (`Sizing`: `for_pool`, `fallbacks`), one adapter puts
+it on a request (`apply`), one loop falls back (`first_fit`). The workload's `demand` then holds
+that amount and `resource_spec` the declaration, which the host's driver gets (the sim driver
+shares an overloaded host by it; `granted` reads back what it gives). One rule for single
+creates, batch items, HA restarts, live migrations (consolidation, evacuation, drain) and
+backup restores.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -67,14 +70,6 @@ def _amounts(what: str, m: Mapping[str, float] | None, demand: Mapping[str, floa
             raise InvalidInputError(f"{what} of {k} must be a finite number >= 0")
         out[str(k)] = float(v)
     return out
-
-
-def size(policy: str, spec: ResourceSpec) -> dict[str, float]:
-    """What the ledger claims for this declaration under `policy` (every declared resource)."""
-    names = list(spec)
-    res, lim, sh = share_policy.spec_columns([({}, spec)], names)
-    amount = share_policy.set_aside(policy, res, lim, sh)[0]
-    return {n: float(a) for n, a in zip(names, amount, strict=True)}
 
 
 class SharesService(ServiceBase):
@@ -126,89 +121,110 @@ def pool_policy_in(s: Session, pool_id: int | None) -> str:
 
 @dataclass(frozen=True)
 class Sizing:
-    """A declaration sized for placement: `demand` is what the ledger claims under `policy`;
-    `per_pool` (only when no pool was named) maps each pool whose policy sets aside a different
-    amount to (its policy, that amount), for the claim once placement has chosen a host."""
+    """A declaration sized for placement, the one object of the sizing rule: `demand` is what the
+    ledger claims under `policy`; `per_pool` (only when no pool was named) maps each pool of
+    another policy to (its policy, the amount it sets aside), for the claim once placement has
+    chosen a host (:meth:`for_pool`) and for the pools to fall back to (:meth:`fallbacks`)."""
 
     demand: dict[str, float]
     spec: ResourceSpec
     policy: str
     per_pool: Mapping[int, tuple[str, dict[str, float]]] | None = None
 
-    def on_pool(self, pool_id: int | None) -> Sizing:
-        """The sizing of the claim on a host of `pool_id` (None or < 0: no pool): self when its
-        pool sets aside what placement decided by."""
-        got = self.per_pool.get(pool_id) if self.per_pool and pool_id is not None else None
-        return self if got is None else Sizing(got[1], self.spec, got[0])
+    def for_pool(self, pool_id: int | None) -> Sizing:
+        """The sizing of the claim on a host of `pool_id` (None or < 0: a host in no pool, sized by
+        the default policy), settled (no per-pool table); self when it already is."""
+        if self.per_pool is None:
+            return self
+        got = self.per_pool.get(pool_id) if pool_id is not None else None
+        pol, amount = got if got is not None else (self.policy, self.demand)
+        return Sizing(amount, self.spec, pol)
+
+    def fallbacks(self) -> list[tuple[int, Sizing]]:
+        """(pool id, its settled sizing) of each pool whose policy sets aside less than `demand`, in
+        the order placement tries them when `demand` fits no host (policies/shares.py
+        `fallback_order`: balanced before min, then pool id)."""
+        if not self.per_pool:
+            return []
+        less = {p: pol for p, (pol, a) in self.per_pool.items() if a != self.demand}
+        return [(p, self.for_pool(p)) for p in share_policy.fallback_order(less)]
+
+
+class _Sized(Protocol):
+    """What the sizing rule is applied to (workloads.py `_Spec`, batch.py `_Item`)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def sizing(self) -> Sizing | None: ...
+
+
+S = TypeVar("S", bound=_Sized)
+R = TypeVar("R")
 
 
 def sizing(s: Session, pool_id: int | None, demand: Mapping[str, float],
            reservation: Mapping[str, float] | None, limit: Mapping[str, float] | None,
            shares: Mapping[str, float] | None) -> Sizing | None:
-    """The one sizing rule of a declared create (single, batch item, HA restart), read in the
-    caller's transaction; None when nothing is declared (no query then).
+    """The one sizing rule of a declared workload (single create, batch item, HA restart, live
+    migration), read in the caller's transaction; None when nothing is declared (no query then).
 
     A named pool: its policy's set-aside. No pool named: placement decides by the default policy's
     (max: the limit, the most any policy sets aside, since reservation <= limit), so every host it
     may choose also fits what that host's pool's policy sets aside; `per_pool` then gives the
-    claim on each pool whose policy sets aside less (one small query, declared creates only)."""
+    claim on each pool of another policy (one small query, declared workloads only)."""
     rs = declared(demand, reservation, limit, shares)
     if rs is None:
         return None
     if pool_id is not None:
         pol = pool_policy_in(s, pool_id)
-        return Sizing(size(pol, rs), rs, pol)
-    default = size(share_policy.DEFAULT_ALLOCATION_POLICY, rs)
+        return Sizing(share_policy.amount(pol, rs), rs, pol)
     per: dict[int, tuple[str, dict[str, float]]] = {}
     for pid, pol in s.execute(select(PoolRow.id, PoolRow.allocation_policy).where(
             PoolRow.allocation_policy != share_policy.DEFAULT_ALLOCATION_POLICY)).all():
-        amount = size(str(pol), rs)
-        if amount != default:
-            per[int(pid)] = (str(pol), amount)
-    return Sizing(default, rs, share_policy.DEFAULT_ALLOCATION_POLICY, per or None)
+        per[int(pid)] = (str(pol), share_policy.amount(str(pol), rs))
+    return Sizing(share_policy.amount(share_policy.DEFAULT_ALLOCATION_POLICY, rs), rs,
+                  share_policy.DEFAULT_ALLOCATION_POLICY, per or None)
 
 
 def spec_of(rs: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, float], dict[str, float],
                                                             dict[str, float]]:
-    """(reservation, limit, shares) of a stored declaration, to size it again (an HA restart)."""
+    """(reservation, limit, shares) of a stored declaration, to size it again (an HA restart, a
+    migration)."""
     return ({r: float(v["reservation"]) for r, v in rs.items()},
             {r: float(v["limit"]) for r, v in rs.items()},
             {r: float(v["shares"]) for r, v in rs.items()})
 
 
-def sized(s: Session, spec: Any, reservation: Mapping[str, float] | None,
-          limit: Mapping[str, float] | None, shares: Mapping[str, float] | None) -> Any:
-    """The create's spec (services/workloads.py `_Spec`) with its demand set to what the pool's
-    policy sets aside for the declaration, and the declaration kept (unchanged when none); read in
-    the create's own resolve transaction. Without a pool, `sizing` keeps the per-pool amounts
-    for :func:`on_host` once placement has chosen."""
-    got = sizing(s, spec.pool_id, spec.demand, reservation, limit, shares)
-    if got is None:
+def apply(spec: S, sz: Sizing | None) -> S:
+    """The one adapter: `spec` claiming what `sz` sets aside, with the declaration kept
+    (`resource_spec`, for the host's driver) and the sizing (`sized_by`); unchanged without one."""
+    if sz is None or spec.sizing is sz:
         return spec
-    return replace(spec, demand=got.demand, resource_spec=got.spec, sizing=got)
+    return replace(spec, demand=dict(sz.demand), resource_spec=sz.spec, sizing=sz)
 
 
-def on_host(spec: Any, pool_of: Any, host_index: int | None) -> Any:
-    """The spec (workloads.py `_Spec`, batch.py `_Item`) whose claim follows the chosen host's
-    pool's policy (a declaration that named no pool; any other spec unchanged). `pool_of`: the
-    placement view's pool id per host (-1: none)."""
-    sz: Sizing | None = getattr(spec, "sizing", None)
-    if sz is None or sz.per_pool is None or host_index is None or host_index < 0:
+def on_host(spec: S, pool_of: Any, host_index: int | None) -> S:
+    """`spec` as claimed on the chosen host (`pool_of`: the placement view's pool id per host, -1
+    none): its pool's amount for a declaration that named no pool; unchanged otherwise."""
+    if spec.sizing is None or host_index is None or host_index < 0:
         return spec
-    got = sz.on_pool(int(pool_of[host_index]))
-    return spec if got is sz else replace(spec, demand=got.demand, sizing=got)
+    return apply(spec, spec.sizing.for_pool(int(pool_of[host_index])))
 
 
-def smaller(spec: Any) -> list[Any]:
-    """A declaration naming no pool that fits no host by what `max` sets aside: the same request
-    on each pool whose policy sets aside less, with that amount (balanced pools before min ones,
-    which guarantee less; then by pool id), for placement to try in turn. Each is settled: its
-    claim is that pool's amount."""
-    sz: Sizing | None = getattr(spec, "sizing", None)
-    if sz is None or not sz.per_pool:
-        return []
-    rank = {"balanced": 0, "min": 1}
-    out = []
-    for pid, (pol, amount) in sorted(sz.per_pool.items(), key=lambda kv: (rank.get(kv[1][0], 2), kv[0])):
-        out.append(replace(spec, pool_id=pid, demand=amount, sizing=Sizing(amount, sz.spec, pol)))
-    return out
+def first_fit(spec: S, attempt: Callable[[S, int | None], R], fits: Callable[[R], bool], *,
+              first: R | None = None) -> tuple[S, R]:
+    """The one fallback loop of every path that places a declared workload (single create and HA
+    restart through workloads.py `_decide_sized`, batch items, live migrations): `attempt(spec,
+    None)` as sized (`first`: its answer when the caller already has it); when that fits nowhere,
+    `attempt(sub, pool)` for each of :meth:`Sizing.fallbacks` (that pool's amount, its hosts
+    only) until one `fits`. Returns the spec and answer that fit, else the first ones."""
+    got = attempt(spec, None) if first is None else first
+    if fits(got) or spec.sizing is None:
+        return spec, got
+    for pool_id, sz in spec.sizing.fallbacks():
+        sub = apply(spec, sz)
+        answer = attempt(sub, pool_id)
+        if fits(answer):
+            return sub, answer
+    return spec, got

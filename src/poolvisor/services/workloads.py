@@ -65,7 +65,7 @@ from poolvisor.services.records import (
     TaskRecord,
     WorkloadRecord,
 )
-from poolvisor.services.shares import Sizing, on_host, sized, smaller
+from poolvisor.services.shares import Sizing, apply, first_fit, on_host, sizing
 from poolvisor.services.tasks import TaskService
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import FlavorRow, GroupRow, HostRow, PoolRow, ProjectRow, WorkloadRow
@@ -205,7 +205,7 @@ class WorkloadService(ServiceBase):
                                     forbidden, pool, create_project)
             spec = replace(spec, networks=nets, priority_class=priority_class, host=host)
             if reservation is not None or limit is not None or shares is not None:
-                spec = sized(s, spec, reservation, limit, shares)  # the pool's allocation policy
+                spec = apply(spec, sizing(s, spec.pool_id, spec.demand, reservation, limit, shares))
             return spec
 
         def resolve() -> _Spec:
@@ -335,18 +335,17 @@ class WorkloadService(ServiceBase):
 
     def _decide_sized(self, spec: _Spec, explain: bool = False, *, admit: bool = True,
                       snap: PlacementView | None = None) -> tuple[_Spec, Decision, _Target | None]:
-        """_decide; when a declaration naming no pool fits nowhere by what `max` sets aside, the
-        same request on each pool whose policy sets aside less, with that amount (shares.py
-        `smaller`), until one fits: (the spec decided, its decision, its target)."""
+        """_decide through the one fallback loop (shares.py `first_fit`): a declaration naming no
+        pool that fits nowhere by what `max` sets aside is tried on each pool whose policy sets
+        aside less, with that amount: (the spec decided, its decision, its target)."""
         with self.cache.lock:
-            decision, target = self._decide(spec, explain, admit=admit, snap=snap)
-            if target is not None or spec.sizing is None or spec.sizing.per_pool is None:
-                return spec, decision, target
-            for sub in smaller(spec):
-                d, t = self._decide(sub, explain, admit=admit, snap=snap or self.cache.view)
-                if t is not None:
-                    return sub, d, t
-            return spec, decision, target
+            def attempt(sub: _Spec, pool_id: int | None) -> tuple[Decision, _Target | None]:
+                on = sub if pool_id is None else replace(sub, pool_id=pool_id)
+                return self._decide(on, explain, admit=admit, snap=snap or self.cache.view)
+
+            first = self._decide(spec, explain, admit=admit, snap=snap)
+            got, (decision, target) = first_fit(spec, attempt, lambda a: a[1] is not None, first=first)
+            return got, decision, target  # its pool stays the request's: a fallback is not a constraint
 
     def _request(self, spec: _Spec, snap: PlacementView) -> Request:
         """The placement request of a spec on the view's state."""

@@ -263,6 +263,10 @@ class Store:
         except DBAPIError as e:
             if is_transient(e):
                 raise Stale() from None
+            if not write and e.connection_invalidated:  # a pooled connection the server closed
+                # (restart, failover) that was in use too lately to be pinged: the pool replaced
+                # it, and a read is safe to run again (a write may have reached COMMIT: not retried)
+                raise Stale() from None
             if not isinstance(e, OperationalError):
                 raise UnavailableError(f"database error: {_first_line(e.orig)}") from None
             raise UnavailableError(f"database unavailable ({redact(self.url)}): "

@@ -123,12 +123,14 @@ def create_workload(request: Request, svc: SvcDep, who: WriteWho, fields: Form) 
     try:
         body = workload_body(fields)
         w = workloads_api.create_record(body, svc, who, limiter_of(request), dry_run=False, explain="summary")
-        assert not isinstance(w, Response)  # the form never asks to wait in the queue
     except NoValidHostError as e:  # show why no host fits, next to the form
         return _form_again(request, svc, who, fields, e.message, e.status_code, e.detail)
     except PoolvisorError as e:
         status = e.status_code if e.status_code < 500 else 503
         return _form_again(request, svc, who, fields, e.message, status)
+    if isinstance(w, Response):  # the request waits in the queue (the form does not ask to today)
+        return _form_again(request, svc, who, fields, "no host has room now: the workload waits in the "
+                           "queue and appears in the list once placed", w.status_code)
     return RedirectResponse(f"/ui/workloads/{quote(w.project, safe='')}/{quote(w.name, safe='')}",
                             status_code=303, headers=SECURITY_HEADERS)
 

@@ -3,8 +3,9 @@
 The live queue reads each project's weight from the store (`projects.weight`); a trace has none,
 so they come from a file: JSON (an object ``{"name": weight}``) or CSV (``name,weight`` per line,
 an optional ``project,weight`` header, ``#`` comments and blank lines skipped). Weights follow the
-live rule (services/catalog.py `check_weight`: a number in (0, 1e6]); a project the file does not
-name keeps weight 1, as a live project does. Every error names the file and, for CSV, the line.
+live rule (policies/queueing.py `check_weight`, which services/catalog.py applies too: a number in
+(0, 1e6]; CSV numbers are decimals as written); a project the file does not name keeps weight 1,
+as a live project does. Every error names the file and the line (CSV: the row's first line).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from poolvisor.domain.errors import InvalidInputError
-from poolvisor.policies.queueing import MAX_WEIGHT
+from poolvisor.policies.queueing import check_weight
 
 MAX_FILE = 64 * 1024 * 1024
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
 
 
 @dataclass(frozen=True)
@@ -45,16 +47,13 @@ class ProjectWeights:
 
 
 def _weight(raw: object, where: str, *, text: bool = False) -> float:
-    """A weight: a JSON number, or (`text`, CSV) a number written out."""
-    if isinstance(raw, bool) or (isinstance(raw, str) and not text):
-        raise InvalidInputError(f"{where}: the weight must be a number, not {raw!r}")
-    try:
-        w = float(raw) if isinstance(raw, int | float | str) else math.nan
-    except ValueError:
-        raise InvalidInputError(f"{where}: the weight {raw!r} is not a number") from None
-    if not math.isfinite(w) or not 0 < w <= MAX_WEIGHT:
-        raise InvalidInputError(f"{where}: the weight {raw!r} must be a number in (0, {MAX_WEIGHT:g}]")
-    return w
+    """A weight by the live rule (policies/queueing.py `check_weight`): a JSON number, or (`text`,
+    CSV) a decimal number written out (no `1_000`, `inf` or `nan`, which Python's float() reads)."""
+    if text:
+        if not isinstance(raw, str) or _DECIMAL.fullmatch(raw) is None:
+            raise InvalidInputError(f"{where}: the weight {raw!r} is not a number")
+        raw = float(raw)
+    return check_weight(raw, f"{where}: the weight")
 
 
 def _name(raw: object, where: str) -> str:
@@ -81,9 +80,11 @@ def load_weights(path: Path) -> ProjectWeights:
 def _json(path: Path, text: str) -> dict[str, float]:
     def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
         seen: dict[str, object] = {}
+        names: set[str] = set()  # as the project is named (stripped): " a" and "a" are one project
         for k, v in items:
-            if k in seen:
-                raise InvalidInputError(f"{path}:{_line_of(text, k)}: project {k!r} is named twice")
+            if k.strip() in names:
+                raise InvalidInputError(f"{path}:{_line_of(text, k)}: project {k.strip()!r} is named twice")
+            names.add(k.strip())
             seen[k] = v
         return seen
 
@@ -108,15 +109,19 @@ def _line_of(text: str, key: str) -> int:
 
 def _csv(path: Path, text: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    reader = csv.reader(io.StringIO(text, newline=""))
+    first, after = True, 0  # the header may only be the first row; `after`: the last line read
+    for row in reader:
+        lineno, after = after + 1, reader.line_num  # a quoted field may span lines: its first one
         cells = [c.strip() for c in row]
         if not cells or not any(cells) or cells[0].startswith("#"):
             continue
         where = f"{path}:{lineno}"
         if len(cells) != 2:
             raise InvalidInputError(f"{where}: expected 'project,weight', got {len(cells)} field(s)")
-        if not out and lineno == _first_line(text) and cells[1].lower() == "weight":
-            continue  # the header
+        header, first = first and cells[1].lower() == "weight", False
+        if header:
+            continue
         name = _name(cells[0], where)
         if name in out:
             raise InvalidInputError(f"{where}: project {name!r} is named twice")
@@ -124,12 +129,3 @@ def _csv(path: Path, text: str) -> dict[str, float]:
     if not out:
         raise InvalidInputError(f"{path}: no 'project,weight' lines")
     return out
-
-
-def _first_line(text: str) -> int:
-    """The number of the first line that is neither blank nor a comment (the header's place)."""
-    for i, line in enumerate(text.splitlines(), start=1):
-        s = line.strip()
-        if s and not s.startswith("#"):
-            return i
-    return 0
