@@ -26,13 +26,27 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# the default run leaves out the tests marked slow (whole-day trace replays, 60 s load runs);
+# Two runs: everything but the serial tests on $(JOBS) pytest-xdist workers (one file per worker at a
+# time: module fixtures start once), then the serial ones (tests/serial.txt: load runs, kill -9 under
+# load, the real-host lab) alone, one at a time. Both always run; the target fails if either does.
+# Bytecode caching on: the tests start hundreds of `poolvisor` processes, each would recompile src/.
+# The default run leaves out the tests marked slow (whole-day trace replays, 60 s load runs);
 # each has a bounded sibling that runs here. `make test-all` runs everything.
+JOBS   ?= 2
+SERIAL_PATHS = $(shell sed -e '/^\#/d' -e 's/::.*//' tests/serial.txt | sort -u)
+
+define two_runs
+	unset PYTHONDONTWRITEBYTECODE; rc=0; \
+	$(BIN)/pytest -q -m "$(1)not serial" -n $(JOBS) --dist loadfile --durations=25 || rc=$$?; \
+	$(BIN)/pytest -q -m "$(1)serial" --durations=25 $(SERIAL_PATHS) || rc=$$?; \
+	exit $$rc
+endef
+
 unit: install
-	$(BIN)/pytest -q -m "not slow" --durations=25
+	$(call two_runs,not slow and )
 
 unit-all: install
-	$(BIN)/pytest -q
+	$(call two_runs,)
 
 test: lint typecheck unit
 

@@ -39,6 +39,19 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
         sys.modules["conftest"] = _ROOT_CONFTEST
 
 
+# `make test` runs the tests on parallel workers, except those listed in tests/serial.txt (load
+# runs, kill -9 under load, the real-host lab): marked `serial` here, run afterwards one at a time.
+SERIAL = tuple(line.strip() for line in (Path(__file__).with_name("serial.txt")).read_text().splitlines()
+               if line.strip() and not line.startswith("#"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not serial" deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SERIAL):
+            item.add_marker(pytest.mark.serial)
+
+
 # PostgreSQL fixtures (pg_server, pg_url) shared by every area's tests.
 from pg import pg_server, pg_url  # noqa: E402, F401
 
