@@ -90,6 +90,7 @@ def test_a_directory_refusing_o_direct_is_written_through_the_page_cache(
 
     monkeypatch.setattr(os, "open", picky_open)
     monkeypatch.setattr(ob, "_no_direct", set())
+    monkeypatch.setattr(ob, "DIRECT_WRITES", True)  # (POOLVISOR_DIRECT_IO=1)
     data = os.urandom(3 * 4096 + 1)
     for c in range(2):
         staged = ob.Staged(data)
@@ -101,7 +102,9 @@ def test_a_directory_refusing_o_direct_is_written_through_the_page_cache(
     assert ob.read(device, "v", 0).data == ob.read(device, "v", 1).data == data  # type: ignore[union-attr]
 
 
-def test_a_device_error_other_than_einval_is_not_taken_for_a_refusal(device: Path) -> None:
+def test_a_device_error_other_than_einval_is_not_taken_for_a_refusal(
+        device: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ob, "DIRECT_WRITES", True)
     os.rename(device, device.with_suffix(".dead"))
     staged = ob.Staged(b"x" * 4096)
     try:

@@ -7,11 +7,11 @@ device is gone (its directory was removed or renamed, the disk failed): callers 
 failed.
 
 Format 2 (written now) puts the payload at 4 KiB, after the header and zeros, so that a payload
-staged once in page-aligned memory (`Staged`) goes to every replica's file with O_DIRECT: no copy
-into the page cache per replica, which is what a replicated write spent most of its CPU on (three
-kernel copies into freshly allocated pages per byte). A directory that refuses O_DIRECT (tmpfs,
-some FUSE) is written through the page cache instead, same format. Format 1 (payload at 64 bytes)
-is still read.
+staged once in page-aligned memory (`Staged`) can go to every replica's file with O_DIRECT (with
+POOLVISOR_DIRECT_IO=1: no copy into the page cache per replica, which saves CPU on a loaded
+machine, but on an idle one the page cache wrote faster and left what was written cached for the
+reads that follow; see DIRECT_WRITES). A directory that refuses O_DIRECT (tmpfs, some FUSE) is
+written through the page cache instead, same format. Format 1 (payload at 64 bytes) is still read.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ ALIGN = 4096  # format 2: the payload's offset, and the alignment of direct I/O 
 VERSION = 2
 _PAD = bytes(ALIGN - HEADER.size)  # what format 2 holds between its header and its payload
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+#: write staged payloads with O_DIRECT (POOLVISOR_DIRECT_IO=1). Off by default: measured on this
+#: machine idle (`poolvisor bench storage`, three runs each), writes through the page cache did
+#: 211-250 MB/s against 136-209 with O_DIRECT, and reads of what was just written 157-170 MB/s
+#: against 78-122 (O_DIRECT leaves nothing cached); O_DIRECT only won under heavy CPU load
+DIRECT_WRITES = os.environ.get("POOLVISOR_DIRECT_IO") == "1"
 
 
 class Corrupt(Exception):
@@ -155,7 +160,7 @@ def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memor
     first and the header last, before the one fdatasync, so the hash of a chunk overlaps the
     writes of its bytes."""
     tmp = object_path(device, volume, chunk).with_suffix(f".{gen}.tmp")
-    if isinstance(data, Staged) and _O_DIRECT and device not in _no_direct:
+    if isinstance(data, Staged) and DIRECT_WRITES and _O_DIRECT and device not in _no_direct:
         try:
             _prepare_direct(tmp, gen, data, sha)
             return tmp

@@ -155,8 +155,8 @@ def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None]
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
     Prepare everywhere first: every chunk is copied once into page-aligned memory and written from
-    there to every replica's file with O_DIRECT (objects.Staged: no copy into the page cache per
-    replica), its checksum computed once meanwhile and its header written last, before the one
+    there to every replica's file (objects.Staged; with O_DIRECT when objects.DIRECT_WRITES), its
+    checksum computed once meanwhile and its header written last, before the one
     fdatasync of each file. If any device failed, abort every prepared file (nothing changed)
     and return the dead. Else commit everywhere: the renames, then one directory fsync per device
     (and of `objects/` the first time, see _durable), in parallel; a device dying during
