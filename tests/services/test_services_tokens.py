@@ -103,3 +103,38 @@ def test_write_token_is_atomic_and_private(tmp_path):
     write_token(path, "pv_two")
     assert path.read_text() == "pv_two\n" and path.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["token"]
+
+
+def test_replicas_adopting_the_same_chosen_token_at_once_both_start(svc, db_url):
+    """Two replicas starting together on one database adopt the same POOLVISOR_TOKEN: the one
+    whose INSERT loses to the other's reads the row again and accepts it (it exited on the
+    unique-key violation: seen in CI with two PostgreSQL replicas of `bench api`)."""
+    from sqlalchemy.orm import Session
+
+    chosen = "pv_shared_admin_token_for_replicas_0123"
+    other = open_services(db_url)
+    try:
+        real = Session.scalars
+        missed: list[bool] = []
+
+        def late_read(self, stmt, *a, **k):  # this replica's lookup ran just before the other's commit
+            if not missed and "tokens" in str(stmt):
+                missed.append(True)
+                other.auth.adopt_admin_token(chosen)
+
+                class _Nothing:
+                    def first(self):
+                        return None
+
+                return _Nothing()
+            return real(self, stmt, *a, **k)
+
+        Session.scalars = late_read  # type: ignore[method-assign]
+        try:
+            svc.auth.adopt_admin_token(chosen)  # must not raise the unique-key conflict
+        finally:
+            Session.scalars = real  # type: ignore[method-assign]
+        assert missed
+        assert svc.auth.token_status(chosen)[0] is not None
+    finally:
+        other.close()

@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 from poolvisor.domain.errors import ConflictError, InvalidInputError, NotFoundError
 from poolvisor.services.base import ServiceBase, as_utc
 from poolvisor.services.records import Principal, Role, TokenRecord
+from poolvisor.store.retry import Stale
 from poolvisor.store.rows import MetaRow, ProjectRow, TokenRow
 
 BOOTSTRAP_KEY = "admin-bootstrapped"
@@ -168,8 +169,12 @@ class AuthService(ServiceBase):
         def tx(s: Session) -> None:
             row = s.scalars(select(TokenRow).filter_by(digest=d)).first()
             if row is None:
-                s.add(TokenRow(digest=d, role="admin", project_id=None, label="POOLVISOR_TOKEN",
-                               hint=hint(token)))
+                try:
+                    with s.begin_nested():  # a savepoint: another replica may adopt it at once
+                        s.add(TokenRow(digest=d, role="admin", project_id=None, label="POOLVISOR_TOKEN",
+                                       hint=hint(token)))
+                except IntegrityError:
+                    raise Stale() from None  # it did (replicas starting together): read it again
             elif row.role != "admin":
                 raise InvalidInputError("POOLVISOR_TOKEN is already a member token; choose another")
             elif not _valid(row, datetime.now(UTC)):
