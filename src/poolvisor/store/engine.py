@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from poolvisor.domain.errors import ConflictError, UnavailableError
 from poolvisor.store.retry import Stale, with_retry
+from poolvisor.store.writelock import WriteLock
 
 if TYPE_CHECKING:
     from poolvisor.store.group import GroupCommit
@@ -185,13 +186,11 @@ class Store:
         # (one WAL snapshot for the whole read).
         self._read_engine = self.engine if self.dialect == "sqlite" else \
             self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # SQLite has one writer at a time: this process's writers queue here (woken at once when
-        # the lock frees) instead of polling the file lock in SQLite's busy handler, which
-        # sleeps 1, 2, 5 ... 100 ms between tries and left the write lock idle under load.
-        # Other processes still wait on busy_timeout. Reentrant: a nested write on the same
-        # thread behaves as before (SQLite itself refuses it).
+        # SQLite has one writer at a time: writers queue on a thread lock, then (file databases)
+        # on a file lock shared with other processes on the same file, woken at once when it
+        # frees, instead of polling in SQLite's busy handler (writelock.py).
         self._writer: contextlib.AbstractContextManager[Any] = \
-            threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+            WriteLock(_lock_path(self.url)) if self.dialect == "sqlite" else contextlib.nullcontext()
         self._checkpointer: Checkpointer | None = None
         self._group: GroupCommit | None = None
 
@@ -224,6 +223,8 @@ class Store:
             self._checkpointer.stop()
             self._checkpointer = None
         self.engine.dispose()
+        if isinstance(self._writer, WriteLock):
+            self._writer.close()
 
     def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S,
             grouped: bool = False) -> T:
@@ -328,6 +329,12 @@ class Checkpointer:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # leave the WAL short at exit
                 conn.close()
+
+
+def _lock_path(url: str) -> str | None:
+    """The write-lock file beside an SQLite database file (None for an in-memory database)."""
+    db = make_url(url).database
+    return None if db in (None, "", ":memory:") else f"{db}-writer.lock"
 
 
 def _first_line(e: BaseException | None) -> str:
