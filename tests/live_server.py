@@ -91,7 +91,8 @@ def live_server(tmp: Path, *extra_args: str, env: dict[str, str] | None = None, 
             yield Live(url, token, {"Authorization": f"Bearer {token}"}, log_path, proc,
                        {**env, "POOLVISOR_URL": url}, home)
         finally:
-            os.kill(proc.pid, signal.SIGTERM)  # stopped by its PID, never by name
+            if proc.poll() is None:  # a test may have stopped it already
+                os.kill(proc.pid, signal.SIGTERM)  # stopped by its PID, never by name
             try:
                 proc.wait(timeout=stop_timeout)
             except subprocess.TimeoutExpired:

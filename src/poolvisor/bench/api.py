@@ -58,6 +58,7 @@ class ApiBenchConfig:
     kill_after: float | None = None
     ceiling: bool = True  # first measure the client + HTTP stack on /healthz and /v1/whoami
     serve_threads: int = 8  # `serve --threads`: fewer threads contend less for the GIL
+    workers: int = 1  # `serve --workers` of each replica
     serve_args: tuple[str, ...] = ()
 
     def check(self) -> None:
@@ -73,6 +74,8 @@ class ApiBenchConfig:
             raise InvalidInputError("--hosts must be 1..10000 and --live 1..100000")
         if not 1 <= self.serve_threads <= 1000:
             raise InvalidInputError("--serve-threads must be 1..1000")
+        if not 1 <= self.workers <= 64:
+            raise InvalidInputError("--workers must be 1..64")
         if not 1 <= self.client_procs <= 16 or (self.clients and self.client_procs > self.clients):
             raise InvalidInputError("--client-procs must be 1..16 and at most --clients")
         if self.kill_after is not None and not 0 < self.kill_after < self.seconds:
@@ -86,12 +89,25 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc (0 when gone or not Linux)."""
+    """CPU time of a process and its descendants from /proc (0 when gone or not Linux): its own
+    utime + stime, its reaped children's (cutime + cstime), and its live children's, so a
+    `serve --workers N` supervisor counts its workers."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(c) for c in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid` (Linux /proc; [] elsewhere or when gone)."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
 @dataclass
@@ -151,9 +167,13 @@ class Replicas:
         return self.cpu_done + sum(cpu_seconds(p.pid) for p in self.procs if p.poll() is None)
 
     def kill_and_restart(self, i: int) -> None:
-        """kill -9 replica i, then start it again at once on the same port."""
+        """kill -9 replica i (with its worker processes), then start it again at once on the same port."""
         self.cpu_done += cpu_seconds(self.procs[i].pid)
+        workers = children(self.procs[i].pid)
         self.procs[i].send_signal(signal.SIGKILL)
+        for w in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w, signal.SIGKILL)
         self.procs[i].wait(timeout=30)
         self.procs[i] = self._spawn(i)
         self._wait(i)
@@ -298,7 +318,7 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
             _database(cfg.db, Path(tmp)) as url:
         _seed(url, cfg.hosts)
         reps = Replicas(url, "pv_" + secrets.token_urlsafe(32), Path(tmp),
-                        ("--threads", str(cfg.serve_threads), *cfg.serve_args))
+                        ("--threads", str(cfg.serve_threads), "--workers", str(cfg.workers), *cfg.serve_args))
         try:
             reps.start(cfg.replicas)
             spec = LoadSpec(reps.urls, reps.token, cfg.seconds, clients=cfg.clients, rate=cfg.rate,
@@ -329,6 +349,7 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
         "mode": "closed" if cfg.clients else "open", "clients": cfg.clients or None,
         "offered_per_s": cfg.rate or None, "seconds": round(out.seconds, 2), "hosts": cfg.hosts,
         "live": cfg.live, "client_procs": cfg.client_procs, "serve_threads": cfg.serve_threads,
+        "workers": cfg.workers,
         "creates": creates, "deletes": deletes,
         "creates_per_s": round(creates / out.seconds, 1) if out.seconds else None,
         "deletes_per_s": round(deletes / out.seconds, 1) if out.seconds else None,

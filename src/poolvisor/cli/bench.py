@@ -348,6 +348,8 @@ def api(
                              help="workloads the load holds at once (then deletes the oldest)"),
     client_procs: int = typer.Option(1, "--client-procs", help="client processes (asyncio)"),
     serve_threads: int = typer.Option(8, "--serve-threads", help="`serve --threads` of each replica"),
+    workers: int = typer.Option(1, "--workers", help="`serve --workers` of each replica (processes "
+                                "on one port)"),
     kill_after: float = typer.Option(0.0, "--kill-after", parser=number,
                                      help="kill -9 one replica S seconds in and restart it at once"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -367,7 +369,8 @@ def api(
         clients = 200
     cfg = bapi.ApiBenchConfig(db=db or None, replicas=replicas, clients=clients, rate=rate, seconds=seconds,
                               hosts=hosts, live=live, client_procs=client_procs,
-                              kill_after=kill_after or None, serve_threads=serve_threads)
+                              kill_after=kill_after or None, serve_threads=serve_threads,
+                              workers=workers)
     try:
         res = bapi.run(cfg)
     except PoolvisorError as e:

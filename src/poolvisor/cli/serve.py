@@ -181,6 +181,11 @@ def serve(
     rate_burst: Annotated[int | None, typer.Option(
         "--rate-burst", min=1, max=1_000_000, help="With --rate-limit: the bucket size, requests "
         "that may arrive at once [default: one second's worth]", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64,
+        help="Server processes answering on this port, each with its own database writer (one process "
+        "uses about one core). They share the database as replicas do: one leader runs the pool-wide "
+        "loops; rate limits and /metrics' process series are per worker. A worker that dies is "
+        "started again.")] = 1,
     leader_lease: Annotated[float, typer.Option(parser=number,
         help="Servers sharing one database elect a leader, which alone runs the pool-wide loops "
         "(alerts, memory reclaim, controller); another takes over within this many seconds after it "
@@ -250,17 +255,47 @@ def serve(
     policy = PlacementPolicy(scarce=names) if placement is None else PlacementPolicy.named(placement, names)
     scrape_token = load_scrape_token(metrics_token_file) if metrics_token_file is not None else None
     sock = _listen(host, port)
-    try:
-        svc = open_services(db, lease_s=lease, repair=False, policy=policy, driver_options={
+
+    def open_svc() -> Services:
+        return open_services(db, lease_s=lease, repair=False, policy=policy, driver_options={
             "durations": durations, "migration_bandwidth_mibps": bandwidth or None,
             "boot_s": DEMO_BOOT_S if demo is not None else 0.0})
+
+    try:
+        svc = open_svc()
     except BaseException:
         sock.close()
         raise
-    try:
+    shown = f"[{host}]" if ":" in host else host
+    with_sim_admin = sim_admin if sim_admin is not None else demo is not None
+
+    def run_server(svc: Services, supervisor: int | None = None) -> None:
+        """Serve on `sock` until told to stop (in this process, or in a worker of `supervisor`)."""
         svc.store.start_checkpointer()  # SQLite: WAL checkpoints off the writers' path (store/engine.py)
         svc.store.start_group_commit()  # SQLite: concurrent creates/deletes share commits (store/group.py)
         svc.workloads.start_batching()  # and concurrent creates are decided and claimed together
+        svc.alerts.thresholds = thresholds
+        election = LeaderElection(svc.store, f"{svc.leases.owner}@{shown}:{port}", leader_lease)
+        app = create_app(svc, repair_interval=repair_interval or None,
+                         report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
+                         metrics_token=scrape_token, sim_admin=with_sim_admin,
+                         alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
+                         leader=election, ha_interval=ha_interval or None,
+                         controller_interval=controller_interval or None)
+        from poolvisor.observability.logs import configure
+
+        configure(log_format, log_level)  # uvicorn's loggers too: it gets no logging config of its own
+        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", log_config=None,
+                                               access_log=False,  # ours carries the request id
+                                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
+        app.state.stopping = lambda: server.should_exit  # event streams end when the server stops
+        if supervisor is not None:
+            from poolvisor.cli.workers import exit_with_supervisor
+
+            exit_with_supervisor(supervisor, lambda: setattr(server, "should_exit", True))
+        server.run(sockets=[sock])
+
+    try:
         for line in svc.repair.run():  # what died with an earlier process; the sweep does the rest
             typer.echo(f"poolvisor: repaired: {line}", err=True)
         if demo is not None:
@@ -277,26 +312,28 @@ def serve(
         elif demo_vms:
             raise fail("--demo-vms needs --demo N")
         note = ensure_admin_token(svc)
-        with_sim_admin = sim_admin if sim_admin is not None else demo is not None
-        svc.alerts.thresholds = thresholds
-        shown = f"[{host}]" if ":" in host else host
-        election = LeaderElection(svc.store, f"{svc.leases.owner}@{shown}:{port}", leader_lease)
-        app = create_app(svc, repair_interval=repair_interval or None,
-                         report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
-                         metrics_token=scrape_token, sim_admin=with_sim_admin,
-                         alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
-                         leader=election, ha_interval=ha_interval or None,
-                         controller_interval=controller_interval or None)
+        workers_note = f", {workers} worker processes" if workers > 1 else ""
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, "
-                   f"dashboard /ui); {note}", err=True)
-        from poolvisor.observability.logs import configure
+                   f"dashboard /ui{workers_note}); {note}", err=True)
+        if workers == 1:
+            run_server(svc)
+            return
+        svc.close()  # before forking: each worker opens its own (threads and connections do not fork)
+        from poolvisor.cli.workers import run_workers
 
-        configure(log_format, log_level)  # uvicorn's loggers too: it gets no logging config of its own
-        server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on", log_config=None,
-                                               access_log=False,  # ours carries the request id
-                                               timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
-        app.state.stopping = lambda: server.should_exit  # event streams end when the server stops
-        server.run(sockets=[sock])
+        supervisor = os.getpid()
+
+        def work(_i: int) -> int:
+            mine = open_svc()
+            try:
+                run_server(mine, supervisor)
+            finally:
+                mine.close()
+            return 0
+
+        status = run_workers(workers, work, report=lambda line: typer.echo(f"poolvisor: {line}", err=True))
+        if status:
+            raise typer.Exit(status)
     finally:
         sock.close()
         svc.close()
