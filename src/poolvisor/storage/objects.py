@@ -10,8 +10,13 @@ Format 2 (written now) puts the payload at 4 KiB, after the header and zeros, so
 staged once in page-aligned memory (`Staged`) can go to every replica's file with O_DIRECT (with
 POOLVISOR_DIRECT_IO=1: no copy into the page cache per replica, which saves CPU on a loaded
 machine, but on an idle one the page cache wrote faster and left what was written cached for the
-reads that follow; see DIRECT_WRITES). A directory that refuses O_DIRECT (tmpfs, some FUSE) is
+reads that follow; see DIRECT_WRITES). Through the page cache (the default) nothing is staged: the
+caller's buffer is written as it is. A directory that refuses O_DIRECT (tmpfs, some FUSE) is
 written through the page cache instead, same format. Format 1 (payload at 64 bytes) is still read.
+
+`prepare_replicas` is phase 1 of a replicated write for both writers (the `dir` backend,
+dirstore.py, and the volume service's segment_io.py): one implementation of the hashing, staging
+and parallel prepares.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import mmap
 import os
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 MAGIC = b"PVOB"
 HEADER = struct.Struct("<4sHxxQQ32s")
@@ -132,6 +139,9 @@ class Staged:
             self._buf.close()
 
 
+Payload = bytes | memoryview | Staged  # what a prepare writes: the caller's bytes, or a staged copy
+T = TypeVar("T")
+
 _no_direct: set[Path] = set()  # device directories whose filesystem refused O_DIRECT
 _header_block = threading.local()
 
@@ -151,7 +161,7 @@ def _pwrite_all(fd: int, data: memoryview, at: int) -> None:
         done += os.pwrite(fd, data[done:], at + done)
 
 
-def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memoryview | Staged,
+def prepare(device: Path, volume: str, chunk: int, gen: int, data: Payload,
             sha: bytes | Callable[[], bytes]) -> Path:
     """Phase 1: write and fdatasync the replica under a temporary name; returns that name.
 
@@ -199,6 +209,58 @@ def _prepare_direct(tmp: Path, gen: int, data: Staged, sha: bytes | Callable[[],
 def commit(device: Path, volume: str, chunk: int, tmp: Path) -> None:
     """Phase 2: atomically replace the replica with the prepared file."""
     os.rename(tmp, object_path(device, volume, chunk))
+
+
+def staging() -> bool:
+    """Whether writes stage their payloads (a copy into aligned memory): only for O_DIRECT, which
+    needs aligned buffers; through the page cache the copy would only cost a memcpy per chunk."""
+    return DIRECT_WRITES and bool(_O_DIRECT)
+
+
+def _stage(data: bytes | memoryview) -> Staged:
+    try:
+        return Staged(data)
+    except OSError as e:  # no memory to map: not the device's failure
+        raise MemoryError(f"cannot stage a chunk for writing: {e}") from e
+
+
+def prepare_replicas(pool: Executor, chunks: Mapping[int, bytes | memoryview],
+                     targets: Sequence[tuple[int, T]],
+                     prepare_one: Callable[[T, int, Payload, Callable[[], bytes]], Path]
+                     ) -> tuple[list[tuple[T, int, Path]], list[T], dict[int, bytes]]:
+    """Phase 1 of a replicated write: every (chunk, target) prepared in `pool` in parallel by
+    `prepare_one(target, chunk, payload, sha)`; returns the prepared files, the targets that raised
+    OSError (dead devices: the caller aborts the rest) and each chunk's checksum.
+
+    Each chunk is hashed once, in the pool (hashlib releases the GIL, so chunks hash in parallel
+    and overlap the writes of their bytes: `sha` waits for it, and `prepare` writes the header
+    last). The payload is the caller's buffer itself, or with O_DIRECT (`staging()`) one staged
+    copy per chunk shared by its replicas and released when every prepare returned. The pool is
+    FIFO and the hashes and copies are queued before the prepares that wait for them, so a
+    prepare never waits for a job behind it."""
+    shas = {c: pool.submit(digest, data) for c, data in chunks.items()}
+    staged: dict[int, Future[Staged]] = \
+        {c: pool.submit(_stage, data) for c, data in chunks.items()} if staging() else {}
+
+    def one(t: T, c: int) -> Path:
+        return prepare_one(t, c, staged[c].result() if staged else chunks[c], shas[c].result)
+
+    jobs = [(t, c, pool.submit(one, t, c)) for c, t in targets]
+    prepared: list[tuple[T, int, Path]] = []
+    failed: list[T] = []
+    try:
+        for t, c, f in jobs:
+            try:
+                prepared.append((t, c, f.result()))
+            except OSError:
+                failed.append(t)
+    finally:
+        wait([f for _, _, f in jobs])  # nothing reads the staged copies now
+        wait(shas.values())
+        for st in staged.values():
+            if st.exception() is None:
+                st.result().release()
+    return prepared, failed, {c: f.result() for c, f in shas.items()}
 
 
 def abort(tmp: Path) -> None:
