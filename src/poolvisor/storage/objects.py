@@ -22,11 +22,13 @@ and parallel prepares.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import mmap
 import os
 import struct
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, wait
@@ -161,6 +163,44 @@ def _pwrite_all(fd: int, data: memoryview, at: int) -> None:
         done += os.pwrite(fd, data[done:], at + done)
 
 
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # start writing the range's dirty pages out; wait for nothing
+
+
+def start_writeback(fd: int, at: int, length: int) -> None:
+    """Ask the kernel to start writing a range out now (Linux sync_file_range, a hint: nothing is
+    durable until the fdatasync that follows, and an error shows there), so that the disk works
+    on a replica's payload while its checksum is finished and the next files are copied, instead
+    of all at once at the fdatasyncs."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, at, length, _SYNC_FILE_RANGE_WRITE)
+
+
+#: the CPU-bound steps of a write (hashing a chunk, copying a payload into the page cache) run at
+#: most this many at once, in the order they were queued: with every replica copying at once on
+#: few cores, all would finish together and the disk would wait for the last; this way the first
+#: files are written out (start_writeback) while the next are copied
+CPU_SLOTS = max(1, os.cpu_count() or 1)
+_cpu = threading.BoundedSemaphore(CPU_SLOTS)
+
+
+def _hash(data: bytes | memoryview) -> bytes:
+    with _cpu:
+        return digest(data)
+
+
 def prepare(device: Path, volume: str, chunk: int, gen: int, data: Payload,
             sha: bytes | Callable[[], bytes]) -> Path:
     """Phase 1: write and fdatasync the replica under a temporary name; returns that name.
@@ -181,7 +221,9 @@ def prepare(device: Path, volume: str, chunk: int, gen: int, data: Payload,
     payload = data.payload if isinstance(data, Staged) else memoryview(data).cast("B")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        _pwrite_all(fd, payload, ALIGN)
+        with _cpu:
+            _pwrite_all(fd, payload, ALIGN)
+        start_writeback(fd, ALIGN, len(payload))
         digest_ = sha if isinstance(sha, bytes) else sha()
         _pwrite_all(fd, memoryview(HEADER.pack(MAGIC, VERSION, gen, len(payload), digest_) + _PAD), 0)
         os.fdatasync(fd)
@@ -235,17 +277,23 @@ def prepare_replicas(pool: Executor, chunks: Mapping[int, bytes | memoryview],
     Each chunk is hashed once, in the pool (hashlib releases the GIL, so chunks hash in parallel
     and overlap the writes of their bytes: `sha` waits for it, and `prepare` writes the header
     last). The payload is the caller's buffer itself, or with O_DIRECT (`staging()`) one staged
-    copy per chunk shared by its replicas and released when every prepare returned. The pool is
-    FIFO and the hashes and copies are queued before the prepares that wait for them, so a
-    prepare never waits for a job behind it."""
-    shas = {c: pool.submit(digest, data) for c, data in chunks.items()}
-    staged: dict[int, Future[Staged]] = \
-        {c: pool.submit(_stage, data) for c, data in chunks.items()} if staging() else {}
+    copy per chunk shared by its replicas and released when every prepare returned. Jobs are
+    queued chunk by chunk (its hash, then its replicas), and the pool is FIFO: a prepare never
+    waits for a job behind it, and the CPU slots (CPU_SLOTS) go to the first chunks first, whose
+    files are then written out while the next are copied."""
+    shas: dict[int, Future[bytes]] = {}
+    staged: dict[int, Future[Staged]] = {}
 
     def one(t: T, c: int) -> Path:
         return prepare_one(t, c, staged[c].result() if staged else chunks[c], shas[c].result)
 
-    jobs = [(t, c, pool.submit(one, t, c)) for c, t in targets]
+    jobs: list[tuple[T, int, Future[Path]]] = []
+    for c, t in targets:  # chunk by chunk: its hash (and copy), then its replicas
+        if c not in shas:
+            shas[c] = pool.submit(_hash, chunks[c])
+            if staging():
+                staged[c] = pool.submit(_stage, chunks[c])
+        jobs.append((t, c, pool.submit(one, t, c)))
     prepared: list[tuple[T, int, Path]] = []
     failed: list[T] = []
     try:
