@@ -16,7 +16,9 @@ written through the page cache instead, same format. Format 1 (payload at 64 byt
 
 `prepare_replicas` is phase 1 of a replicated write for both writers (the `dir` backend,
 dirstore.py, and the volume service's segment_io.py): one implementation of the hashing, staging
-and parallel prepares.
+and parallel prepares. Its CPU-bound steps (hashes, copies into the page cache) take CPU_SLOTS in
+queue order and each payload's writeback starts as soon as it is copied, so the disk writes the
+first replicas out while the next are copied; nothing is acknowledged before the fdatasync.
 """
 
 from __future__ import annotations
