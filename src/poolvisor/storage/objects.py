@@ -182,10 +182,11 @@ _SYNC_FILE_RANGE_WRITE = 2  # start writing the range's dirty pages out; wait fo
 
 
 def start_writeback(fd: int, at: int, length: int) -> None:
-    """Ask the kernel to start writing a range out now (Linux sync_file_range, a hint: nothing is
-    durable until the fdatasync that follows, and an error shows there), so that the disk works
-    on a replica's payload while its checksum is finished and the next files are copied, instead
-    of all at once at the fdatasyncs."""
+    """Ask the kernel to start writing a range out now (Linux sync_file_range with WRITE only: it
+    waits for nothing and consumes no writeback error, so nothing is durable and no error is lost
+    before the fdatasync that follows), so that the disk works on a replica's payload while its
+    checksum is finished and the next files are copied, instead of all at once at the
+    fdatasyncs."""
     if _sync_file_range is not None:
         _sync_file_range(fd, at, length, _SYNC_FILE_RANGE_WRITE)
 
