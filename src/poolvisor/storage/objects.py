@@ -32,7 +32,7 @@ import os
 import struct
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,11 +196,24 @@ def start_writeback(fd: int, at: int, length: int) -> None:
 #: few cores, all would finish together and the disk would wait for the last; this way the first
 #: files are written out (start_writeback) while the next are copied
 CPU_SLOTS = max(1, os.cpu_count() or 1)
+#: a slot is an ordering aid, never a lock anything waits on for long: a copy that has waited this
+#: long (a holder stuck in a write to a hung filesystem) goes ahead without one
+CPU_SLOT_WAIT_S = 1.0
 _cpu = threading.BoundedSemaphore(CPU_SLOTS)
 
 
+@contextlib.contextmanager
+def _cpu_slot() -> Iterator[None]:
+    got = _cpu.acquire(timeout=CPU_SLOT_WAIT_S)
+    try:
+        yield
+    finally:
+        if got:
+            _cpu.release()
+
+
 def _hash(data: bytes | memoryview) -> bytes:
-    with _cpu:
+    with _cpu_slot():
         return digest(data)
 
 
@@ -224,7 +237,7 @@ def prepare(device: Path, volume: str, chunk: int, gen: int, data: Payload,
     payload = data.payload if isinstance(data, Staged) else memoryview(data).cast("B")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with _cpu:
+        with _cpu_slot():
             _pwrite_all(fd, payload, ALIGN)
         start_writeback(fd, ALIGN, len(payload))
         digest_ = sha if isinstance(sha, bytes) else sha()
