@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,132 @@ def test_a_volume_directory_the_collector_removed_is_made_durable_again(
     seen = _syncs(monkeypatch)
     assert sio.write("vk", {0: (b"b" * 10, [r])}, sio.next_gen()) == set()
     assert r.path / "objects" in seen
+
+
+class _Recorder:
+    """A one-thread executor that records what runs: a prepare that waited for a job queued
+    behind it would deadlock here."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.ran: list[str] = []
+
+    def submit(self, fn: object, *a: object) -> object:
+        name = getattr(fn, "__name__", "?")
+        return self.pool.submit(lambda: (self.ran.append(name), fn(*a))[1])  # type: ignore[operator]
+
+
+def _prepare_all(devices: list[Path], chunks: dict[int, bytes], pool: object
+                 ) -> tuple[list[tuple[Path, int, Path]], list[Path], dict[int, bytes]]:
+    return ob.prepare_replicas(pool, chunks, [(c, d) for c in chunks for d in devices],  # type: ignore[arg-type]
+                               lambda d, c, data, sha: ob.prepare(d, "v", c, 5, data, sha))
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_replicas_are_written_from_the_callers_buffer_unless_direct_and_read_back_identical(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool) -> None:
+    """Without O_DIRECT nothing is staged (the prepare gets the caller's bytes); with it, one
+    aligned copy per chunk. Either way the files are format 2, byte for byte the same."""
+    monkeypatch.setattr(ob, "DIRECT_WRITES", direct)
+    devices = []
+    for i in range(3):
+        sio.init_device(tmp_path / f"d{i}", i)
+        ob.ensure_volume_dir(tmp_path / f"d{i}", "v")
+        devices.append(tmp_path / f"d{i}")
+    chunks = {0: os.urandom(1 << 20), 1: os.urandom(3 * 4096 + 5), 2: os.urandom(1)}
+    seen: list[type] = []
+    real = ob.prepare
+
+    def spy(device: Path, volume: str, c: int, gen: int, data: ob.Payload, sha: object) -> Path:
+        seen.append(type(data))
+        if not direct:
+            assert data is chunks[c]  # the caller's object itself: no copy
+        return real(device, volume, c, gen, data, sha)  # type: ignore[arg-type]
+
+    prepared, failed, shas = ob.prepare_replicas(
+        _Recorder().pool, chunks, [(c, d) for c in chunks for d in devices],
+        lambda d, c, data, sha: spy(d, "v", c, 5, data, sha))
+    assert failed == [] and len(prepared) == 9
+    assert set(seen) == ({ob.Staged} if direct and ob._O_DIRECT else {bytes})
+    assert shas == {c: ob.digest(b) for c, b in chunks.items()}
+    for d, c, tmp in prepared:
+        ob.commit(d, "v", c, tmp)
+    for c, data in chunks.items():
+        expect = ob.HEADER.pack(ob.MAGIC, 2, 5, len(data), ob.digest(data)) + ob._PAD + data
+        for d in devices:
+            assert ob.object_path(d, "v", c).read_bytes() == expect
+            rep = ob.read(d, "v", c)
+            assert rep is not None and rep.data == data and rep.gen == 5
+
+
+def test_each_chunks_hash_is_queued_before_its_replicas_so_one_thread_suffices(device: Path) -> None:
+    rec = _Recorder()
+    chunks = {c: os.urandom(5000 + c) for c in range(3)}
+    prepared, failed, _ = _prepare_all([device], chunks, rec)
+    assert failed == [] and len(prepared) == 3
+    assert rec.ran == ["_hash", "one"] * 3  # chunk by chunk: its hash, then its replica
+
+
+def test_a_dead_device_is_reported_and_the_others_still_prepared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    devices = [tmp_path / f"d{i}" for i in range(3)]
+    for i, d in enumerate(devices):
+        sio.init_device(d, i)
+        ob.ensure_volume_dir(d, "v")
+    os.rename(devices[1], tmp_path / "gone")
+    prepared, failed, shas = _prepare_all(devices, {0: b"a" * 9000, 1: b"b" * 10}, _Recorder())
+    assert failed == [devices[1], devices[1]]
+    assert sorted((d.name, c) for d, c, _ in prepared) == [("d0", 0), ("d0", 1), ("d2", 0), ("d2", 1)]
+    assert shas[1] == ob.digest(b"b" * 10)
+
+
+def test_failed_copies_give_their_cpu_slot_back(device: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.pwrite
+
+    def broken(fd: int, data: object, at: int) -> int:
+        raise OSError(errno.EIO, "disk gone")
+
+    monkeypatch.setattr(os, "pwrite", broken)
+    for c in range(ob.CPU_SLOTS + 2):
+        with pytest.raises(OSError):
+            ob.prepare(device, "v", c, 1, b"x" * 100, ob.digest(b"x" * 100))
+    monkeypatch.setattr(os, "pwrite", real)
+    assert ob._cpu.acquire(timeout=5)  # a slot is free (not leaked by the failures)
+    ob._cpu.release()
+    ob.commit(device, "v", 0, ob.prepare(device, "v", 0, 1, b"x" * 100, ob.digest(b"x" * 100)))
+    assert ob.read(device, "v", 0).data == b"x" * 100  # type: ignore[union-attr]
+
+
+def test_writeback_is_started_on_the_payload_and_is_only_a_hint(
+        device: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(ob, "_sync_file_range", lambda fd, at, n, flags: calls.append((at, n, flags)) or 0)
+    data = os.urandom(3 * 4096 + 3)
+    ob.commit(device, "v", 0, ob.prepare(device, "v", 0, 1, data, ob.digest(data)))
+    assert calls == [(ob.ALIGN, len(data), ob._SYNC_FILE_RANGE_WRITE)]
+    monkeypatch.setattr(ob, "_sync_file_range", None)  # not Linux: the fdatasync alone
+    ob.commit(device, "v", 1, ob.prepare(device, "v", 1, 1, data, ob.digest(data)))
+    assert ob.read(device, "v", 0).data == ob.read(device, "v", 1).data == data  # type: ignore[union-attr]
+
+
+def test_sync_file_range_is_found_on_linux() -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Linux only")
+    assert ob._sync_file_range is not None
+
+
+def test_a_copy_goes_ahead_without_a_slot_when_every_slot_is_stuck(
+        device: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A holder stuck in a write to a hung filesystem delays the others by CPU_SLOT_WAIT_S, no more."""
+    monkeypatch.setattr(ob, "_cpu", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(ob, "CPU_SLOT_WAIT_S", 0.05)
+    assert ob._cpu.acquire()  # held "forever" by someone else
+    data = os.urandom(5000)
+    ob.commit(device, "v", 0, ob.prepare(device, "v", 0, 1, data, ob.digest(data)))
+    assert ob.read(device, "v", 0).data == data  # type: ignore[union-attr]
+    ob._cpu.release()  # (a slot-less copy releasing one would have raised: the semaphore is bounded)
+    assert ob._cpu.acquire(timeout=1)
+    assert not ob._cpu.acquire(timeout=0)  # still one slot
+    ob._cpu.release()

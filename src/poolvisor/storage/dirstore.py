@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,30 +329,16 @@ class DirStore:
 
     def _hash_and_prepare(self, volume: str, gen: int, chunks: dict[int, bytes | memoryview],
                           targets: list[tuple[int, Device]], shas: dict[int, bytes]) -> set[Device]:
-        """Prepare phase: each chunk hashed and staged once (objects.Staged, aligned memory for
-        O_DIRECT) in parallel, its replicas written from the staged copy meanwhile, the header
-        last (the pool is FIFO: a prepare is queued after the jobs it waits for)."""
-        hashed = {c: self._pool.submit(ob.digest, chunks[c]) for c in chunks}
-        staged = {c: self._pool.submit(ob.Staged, chunks[c]) for c in chunks}
-
-        def prepare(d: Device, c: int) -> None:
+        """Prepare phase (objects.prepare_replicas, the volume service's too): each chunk hashed
+        once while its replicas are written in parallel, the header last; fills `shas` for a
+        retry."""
+        def prepare(d: Device, c: int, data: ob.Payload, sha: Callable[[], bytes]) -> Path:
             ob.ensure_volume_dir(d.path, volume)
-            ob.prepare(d.path, volume, c, gen, staged[c].result(), hashed[c].result)
+            return ob.prepare(d.path, volume, c, gen, data, sha)
 
-        jobs = [(d, self._pool.submit(prepare, d, c)) for c, d in targets]
-        dead: set[Device] = set()
-        try:
-            for d, f in jobs:
-                try:
-                    f.result()
-                except OSError:
-                    dead.add(d)
-        finally:
-            wait([f for _, f in jobs])  # nothing reads the staged copies now
-            for c in chunks:
-                shas[c] = hashed[c].result()
-                staged[c].result().release()
-        return dead
+        _, failed, hashed = ob.prepare_replicas(self._pool, chunks, targets, prepare)
+        shas.update(hashed)
+        return set(failed)
 
     @staticmethod
     def _tmp(d: Device, volume: str, c: int, gen: int) -> Path:

@@ -10,22 +10,33 @@ Format 2 (written now) puts the payload at 4 KiB, after the header and zeros, so
 staged once in page-aligned memory (`Staged`) can go to every replica's file with O_DIRECT (with
 POOLVISOR_DIRECT_IO=1: no copy into the page cache per replica, which saves CPU on a loaded
 machine, but on an idle one the page cache wrote faster and left what was written cached for the
-reads that follow; see DIRECT_WRITES). A directory that refuses O_DIRECT (tmpfs, some FUSE) is
+reads that follow; see DIRECT_WRITES). Through the page cache (the default) nothing is staged: the
+caller's buffer is written as it is. A directory that refuses O_DIRECT (tmpfs, some FUSE) is
 written through the page cache instead, same format. Format 1 (payload at 64 bytes) is still read.
+
+`prepare_replicas` is phase 1 of a replicated write for both writers (the `dir` backend,
+dirstore.py, and the volume service's segment_io.py): one implementation of the hashing, staging
+and parallel prepares. Its CPU-bound steps (hashes, copies into the page cache) take CPU_SLOTS in
+queue order and each payload's writeback starts as soon as it is copied, so the disk writes the
+first replicas out while the next are copied; nothing is acknowledged before the fdatasync.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import mmap
 import os
 import struct
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 MAGIC = b"PVOB"
 HEADER = struct.Struct("<4sHxxQQ32s")
@@ -132,6 +143,9 @@ class Staged:
             self._buf.close()
 
 
+Payload = bytes | memoryview | Staged  # what a prepare writes: the caller's bytes, or a staged copy
+T = TypeVar("T")
+
 _no_direct: set[Path] = set()  # device directories whose filesystem refused O_DIRECT
 _header_block = threading.local()
 
@@ -151,7 +165,59 @@ def _pwrite_all(fd: int, data: memoryview, at: int) -> None:
         done += os.pwrite(fd, data[done:], at + done)
 
 
-def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memoryview | Staged,
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # start writing the range's dirty pages out; wait for nothing
+
+
+def start_writeback(fd: int, at: int, length: int) -> None:
+    """Ask the kernel to start writing a range out now (Linux sync_file_range with WRITE only: it
+    waits for nothing and consumes no writeback error, so nothing is durable and no error is lost
+    before the fdatasync that follows), so that the disk works on a replica's payload while its
+    checksum is finished and the next files are copied, instead of all at once at the
+    fdatasyncs."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, at, length, _SYNC_FILE_RANGE_WRITE)
+
+
+#: the CPU-bound steps of a write (hashing a chunk, copying a payload into the page cache) run at
+#: most this many at once, in the order they were queued: with every replica copying at once on
+#: few cores, all would finish together and the disk would wait for the last; this way the first
+#: files are written out (start_writeback) while the next are copied
+CPU_SLOTS = max(1, os.cpu_count() or 1)
+#: a slot is an ordering aid, never a lock anything waits on for long: a copy that has waited this
+#: long (a holder stuck in a write to a hung filesystem) goes ahead without one
+CPU_SLOT_WAIT_S = 1.0
+_cpu = threading.BoundedSemaphore(CPU_SLOTS)
+
+
+@contextlib.contextmanager
+def _cpu_slot() -> Iterator[None]:
+    got = _cpu.acquire(timeout=CPU_SLOT_WAIT_S)
+    try:
+        yield
+    finally:
+        if got:
+            _cpu.release()
+
+
+def _hash(data: bytes | memoryview) -> bytes:
+    with _cpu_slot():
+        return digest(data)
+
+
+def prepare(device: Path, volume: str, chunk: int, gen: int, data: Payload,
             sha: bytes | Callable[[], bytes]) -> Path:
     """Phase 1: write and fdatasync the replica under a temporary name; returns that name.
 
@@ -171,7 +237,9 @@ def prepare(device: Path, volume: str, chunk: int, gen: int, data: bytes | memor
     payload = data.payload if isinstance(data, Staged) else memoryview(data).cast("B")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        _pwrite_all(fd, payload, ALIGN)
+        with _cpu_slot():
+            _pwrite_all(fd, payload, ALIGN)
+        start_writeback(fd, ALIGN, len(payload))
         digest_ = sha if isinstance(sha, bytes) else sha()
         _pwrite_all(fd, memoryview(HEADER.pack(MAGIC, VERSION, gen, len(payload), digest_) + _PAD), 0)
         os.fdatasync(fd)
@@ -199,6 +267,64 @@ def _prepare_direct(tmp: Path, gen: int, data: Staged, sha: bytes | Callable[[],
 def commit(device: Path, volume: str, chunk: int, tmp: Path) -> None:
     """Phase 2: atomically replace the replica with the prepared file."""
     os.rename(tmp, object_path(device, volume, chunk))
+
+
+def staging() -> bool:
+    """Whether writes stage their payloads (a copy into aligned memory): only for O_DIRECT, which
+    needs aligned buffers; through the page cache the copy would only cost a memcpy per chunk."""
+    return DIRECT_WRITES and bool(_O_DIRECT)
+
+
+def _stage(data: bytes | memoryview) -> Staged:
+    try:
+        return Staged(data)
+    except OSError as e:  # no memory to map: not the device's failure
+        raise MemoryError(f"cannot stage a chunk for writing: {e}") from e
+
+
+def prepare_replicas(pool: Executor, chunks: Mapping[int, bytes | memoryview],
+                     targets: Sequence[tuple[int, T]],
+                     prepare_one: Callable[[T, int, Payload, Callable[[], bytes]], Path]
+                     ) -> tuple[list[tuple[T, int, Path]], list[T], dict[int, bytes]]:
+    """Phase 1 of a replicated write: every (chunk, target) prepared in `pool` in parallel by
+    `prepare_one(target, chunk, payload, sha)`; returns the prepared files, the targets that raised
+    OSError (dead devices: the caller aborts the rest) and each chunk's checksum.
+
+    Each chunk is hashed once, in the pool (hashlib releases the GIL, so chunks hash in parallel
+    and overlap the writes of their bytes: `sha` waits for it, and `prepare` writes the header
+    last). The payload is the caller's buffer itself, or with O_DIRECT (`staging()`) one staged
+    copy per chunk shared by its replicas and released when every prepare returned. Jobs are
+    queued chunk by chunk (its hash, then its replicas), and the pool is FIFO: a prepare never
+    waits for a job behind it, and the CPU slots (CPU_SLOTS) go to the first chunks first, whose
+    files are then written out while the next are copied."""
+    shas: dict[int, Future[bytes]] = {}
+    staged: dict[int, Future[Staged]] = {}
+
+    def one(t: T, c: int) -> Path:
+        return prepare_one(t, c, staged[c].result() if staged else chunks[c], shas[c].result)
+
+    jobs: list[tuple[T, int, Future[Path]]] = []
+    for c, t in targets:  # chunk by chunk: its hash (and copy), then its replicas
+        if c not in shas:
+            shas[c] = pool.submit(_hash, chunks[c])
+            if staging():
+                staged[c] = pool.submit(_stage, chunks[c])
+        jobs.append((t, c, pool.submit(one, t, c)))
+    prepared: list[tuple[T, int, Path]] = []
+    failed: list[T] = []
+    try:
+        for t, c, f in jobs:
+            try:
+                prepared.append((t, c, f.result()))
+            except OSError:
+                failed.append(t)
+    finally:
+        wait([f for _, _, f in jobs])  # nothing reads the staged copies now
+        wait(shas.values())
+        for st in staged.values():
+            if st.exception() is None:
+                st.result().release()
+    return prepared, failed, {c: f.result() for c, f in shas.items()}
 
 
 def abort(tmp: Path) -> None:

@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +94,9 @@ def next_gen() -> int:
         return _last_gen
 
 
-_io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsyncs overlap across replicas
+# fsyncs overlap across replicas; enough threads for a 16 MiB write of 4 MiB objects on 3 replicas
+# (4 hashes and 12 prepares) and a second writer, the prepares waiting mostly on the disk
+_io = ThreadPoolExecutor(max_workers=32, thread_name_prefix="segment-io")
 
 
 # (device directory, volume key) pairs whose entry in the device's `objects/` this process made
@@ -104,26 +106,19 @@ _io = ThreadPoolExecutor(max_workers=12, thread_name_prefix="segment-io")  # fsy
 _durable: set[tuple[Path, str]] = set()
 
 
-def _stage(data: bytes | memoryview) -> ob.Staged:
-    try:
-        return ob.Staged(data)
-    except OSError as e:  # no memory to map: not the device's failure
-        raise MemoryError(f"cannot stage a chunk for writing: {e}") from e
-
-
-def _prepare(r: Replica, volume: str, c: int, gen: int, staged: Future[ob.Staged],
-             sha: Future[bytes]) -> Path:
+def _prepare(r: Replica, volume: str, c: int, gen: int, data: ob.Payload,
+             sha: Callable[[], bytes]) -> Path:
     """Prepare in the volume's directory; once more when the collector removed the (empty)
     directory between its creation and the open, before the device counts as dead (the
     directory made again is not durable yet: the commit fsyncs its entry)."""
     if ob.ensure_volume_dir(r.path, volume, sync=False):  # made (again, after the collector)
         _durable.discard((r.path, volume))
     try:
-        return ob.prepare(r.path, volume, c, gen, staged.result(), sha.result)
+        return ob.prepare(r.path, volume, c, gen, data, sha)
     except FileNotFoundError:
         _durable.discard((r.path, volume))
         ob.ensure_volume_dir(r.path, volume, sync=False)
-        return ob.prepare(r.path, volume, c, gen, staged.result(), sha.result)
+        return ob.prepare(r.path, volume, c, gen, data, sha)
 
 
 def _prepare_at(path: Path, volume: str, c: int, gen: int, data: bytes | memoryview, sha: bytes) -> Path:
@@ -154,37 +149,21 @@ Chunks = dict[int, tuple[bytes | memoryview, list[Replica]]]
 def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None] | None = None) -> set[int]:
     """Two-phase write of every chunk to every replica listed; the ids of the devices that failed.
 
-    Prepare everywhere first: every chunk is copied once into page-aligned memory and written from
-    there to every replica's file (objects.Staged; with O_DIRECT when objects.DIRECT_WRITES), its
-    checksum computed once meanwhile and its header written last, before the one
-    fdatasync of each file. If any device failed, abort every prepared file (nothing changed)
-    and return the dead. Else commit everywhere: the renames, then one directory fsync per device
-    (and of `objects/` the first time, see _durable), in parallel; a device dying during
-    commit is returned too (the replicas that did commit hold the new generation, the rest the
-    old one). `during_sync` (the caller's commit point) runs once every rename is done, while the
-    directory fsyncs are in flight, and only when no device failed so far: the write returns (is
-    acknowledged) only after both, so one disk round trip is saved, not a guarantee."""
-    # each chunk is hashed and staged (copied once into aligned memory) in parallel, queued before
-    # the prepares that wait for them (the pool is FIFO: a prepare never waits for a job still
-    # behind it in the queue)
-    shas = {c: _io.submit(ob.digest, data) for c, (data, _) in chunks.items()}
-    staged = {c: _io.submit(_stage, data) for c, (data, _) in chunks.items()}
-    jobs = [(r, c, _io.submit(_prepare, r, volume, c, gen, staged[c], shas[c]))
-            for c, (_, reps) in chunks.items() for r in reps]
-    dead: set[int] = set()
-    prepared: list[tuple[Replica, int, Path]] = []
-    try:
-        for r, c, f in jobs:  # every replica's file is written and fsynced in parallel
-            try:
-                prepared.append((r, c, f.result()))
-            except OSError:
-                dead.add(r.device_id)
-    finally:
-        wait([f for _, _, f in jobs])  # nothing reads the staged copies now
-        wait(shas.values())
-        for st in staged.values():
-            if st.exception() is None:
-                st.result().release()
+    Prepare everywhere first (objects.prepare_replicas: each chunk hashed once while its bytes go
+    to every replica's file in parallel, the header last, one fdatasync per file; the caller's
+    buffer is written as it is, or one aligned copy of it with O_DIRECT). If any device failed,
+    abort every prepared file (nothing changed) and return the dead. Else commit everywhere: the
+    renames, then one directory fsync per device (and of `objects/` the first time, see
+    _durable), in parallel; a device dying during commit is returned too (the replicas that did
+    commit hold the new generation, the rest the old one). `during_sync` (the caller's commit
+    point) runs once every rename is done, while the directory fsyncs are in flight, and only
+    when no device failed so far: the write returns (is acknowledged) only after both, so one
+    disk round trip is saved, not a guarantee."""
+    prepared, failed, _ = ob.prepare_replicas(
+        _io, {c: data for c, (data, _) in chunks.items()},
+        [(c, r) for c, (_, reps) in chunks.items() for r in reps],
+        lambda r, c, data, sha: _prepare(r, volume, c, gen, data, sha))
+    dead = {r.device_id for r in failed}
     if dead:
         for _, _, tmp in prepared:
             ob.abort(tmp)
