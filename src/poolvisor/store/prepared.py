@@ -21,7 +21,8 @@ does not keep ORM copies of, or after a flush): nothing here synchronizes the Se
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
 _CONN = "poolvisor.prepared.conn"  # Session.info: (the session's transaction, its Connection)
+_SAVEPOINTS = "poolvisor.prepared.savepoints"  # Session.info: savepoints taken (their names)
 
 
 class _Compiled:
@@ -95,7 +97,8 @@ class _Compiled:
                 t._cached_result_processor(self.dialect, d[1])
                 for t, d in zip(self.types, cur.description, strict=True))
         make = self.row
-        return [make(*(p(v) if p is not None else v for p, v in zip(procs, raw, strict=True))) for raw in raws]
+        return [make(*(p(v) if p is not None else v for p, v in zip(procs, raw, strict=True)))
+                for raw in raws]
 
 
 class Prepared:
@@ -120,22 +123,7 @@ class Prepared:
         conn = connection(s)
         c = self._compiled(conn.dialect)
         bound: Any = [c.bind(p) for p in params] if many else c.bind(params)  # type: ignore[arg-type]
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        cur = dbapi.cursor()
-        sql = c.sql
-        try:
-            if conn.dispatch.before_cursor_execute:
-                for fn in conn.dispatch.before_cursor_execute:
-                    fn(conn, cur, sql, bound, None, many)
-            if many:
-                cur.executemany(sql, bound)
-            else:
-                cur.execute(sql, bound)
-        except Exception as e:
-            cur.close()
-            conn._handle_dbapi_exception(e, sql, bound, cur, None)
-        return c, cur
+        return c, _execute(conn, c.sql, bound, many)
 
     def rowcount(self, s: Session | Connection, params: Mapping[str, Any]) -> int:
         """Run it; the rows it changed."""
@@ -170,6 +158,52 @@ class Prepared:
         """The first column of its first row, or None."""
         r = self.first(s, params)
         return None if r is None else r[0]
+
+
+def _execute(conn: Connection, sql: str, bound: Any, many: bool = False) -> Any:
+    """`sql` on a new DBAPI cursor of the connection (returned, to be read and closed)."""
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    cur = dbapi.cursor()
+    try:
+        if conn.dispatch.before_cursor_execute:
+            for fn in conn.dispatch.before_cursor_execute:
+                fn(conn, cur, sql, bound, None, many)
+        if many:
+            cur.executemany(sql, bound)
+        else:
+            cur.execute(sql, bound)
+    except Exception as e:
+        cur.close()
+        conn._handle_dbapi_exception(e, sql, bound, cur, None)
+    return cur
+
+
+@contextmanager
+def savepoint(s: Session) -> Iterator[None]:
+    """A SAVEPOINT around the block, rolled back (alone) when it raises: Session.begin_nested's
+    effect on the database without its cost (two compiled statements and the ORM's nested
+    transaction bookkeeping, ~100 µs a claim). Taken raw only while the session holds no ORM
+    object: whatever the block loads or adds is then the block's own, and a rolled-back block's
+    objects are expunged (as begin_nested would expire or expunge them); otherwise begin_nested."""
+    if len(s.identity_map) or s.new or s.deleted:
+        with s.begin_nested():
+            yield
+        return
+    conn = connection(s)
+    n = s.info[_SAVEPOINTS] = s.info.get(_SAVEPOINTS, 0) + 1
+    name = f"pv_savepoint_{n}"
+    _execute(conn, f"SAVEPOINT {name}", ()).close()
+    try:
+        yield
+        s.flush()  # (what the block left pending belongs inside the savepoint, as begin_nested does)
+    except BaseException:
+        _execute(conn, f"ROLLBACK TO SAVEPOINT {name}", ()).close()
+        _execute(conn, f"RELEASE SAVEPOINT {name}", ()).close()
+        if len(s.identity_map) or s.new or s.deleted:
+            s.expunge_all()
+        raise
+    _execute(conn, f"RELEASE SAVEPOINT {name}", ()).close()
 
 
 def connection(s: Session | Connection) -> Connection:
