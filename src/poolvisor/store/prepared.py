@@ -160,8 +160,9 @@ class Prepared:
         return None if r is None else r[0]
 
 
-def _execute(conn: Connection, sql: str, bound: Any, many: bool = False) -> Any:
-    """`sql` on a new DBAPI cursor of the connection (returned, to be read and closed)."""
+def _execute(conn: Connection, sql: str, bound: Any = None, many: bool = False) -> Any:
+    """`sql` on a new DBAPI cursor of the connection (returned, to be read and closed); `bound`
+    None: a statement without parameters."""
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
     cur = dbapi.cursor()
@@ -171,6 +172,8 @@ def _execute(conn: Connection, sql: str, bound: Any, many: bool = False) -> Any:
                 fn(conn, cur, sql, bound, None, many)
         if many:
             cur.executemany(sql, bound)
+        elif bound is None:
+            cur.execute(sql)
         else:
             cur.execute(sql, bound)
     except Exception as e:
@@ -193,17 +196,17 @@ def savepoint(s: Session) -> Iterator[None]:
     conn = connection(s)
     n = s.info[_SAVEPOINTS] = s.info.get(_SAVEPOINTS, 0) + 1
     name = f"pv_savepoint_{n}"
-    _execute(conn, f"SAVEPOINT {name}", ()).close()
+    _execute(conn, f"SAVEPOINT {name}").close()
     try:
         yield
         s.flush()  # (what the block left pending belongs inside the savepoint, as begin_nested does)
     except BaseException:
-        _execute(conn, f"ROLLBACK TO SAVEPOINT {name}", ()).close()
-        _execute(conn, f"RELEASE SAVEPOINT {name}", ()).close()
+        _execute(conn, f"ROLLBACK TO SAVEPOINT {name}").close()
+        _execute(conn, f"RELEASE SAVEPOINT {name}").close()
         if len(s.identity_map) or s.new or s.deleted:
             s.expunge_all()
         raise
-    _execute(conn, f"RELEASE SAVEPOINT {name}", ()).close()
+    _execute(conn, f"RELEASE SAVEPOINT {name}").close()
 
 
 def connection(s: Session | Connection) -> Connection:
