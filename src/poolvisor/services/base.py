@@ -216,6 +216,6 @@ class ServiceBase:
         ]
 
     @staticmethod
-    def _driver_workload(project: str, w: WorkloadRow) -> DriverWorkload:
+    def _driver_workload(project: str, w: Any) -> DriverWorkload:  # a WorkloadRow, or a row of its columns
         return DriverWorkload(f"{project}/{w.name}", w.kind, {str(k): float(v) for k, v in w.demand.items()},
                               spec=w.resource_spec)
