@@ -36,6 +36,11 @@ class CompileOnce:
                 self._done = True
         return self._ok
 
+    @property
+    def built(self) -> bool:
+        """Compiled already in this process (asking builds nothing)."""
+        return self._done and self._ok
+
     def _attempt(self) -> bool:
         if os.environ.get("POOLVISOR_NO_JIT") == "1":
             return False

@@ -173,6 +173,7 @@ def test_small_pools_skip_the_compiled_kernels_and_growing_ones_get_them(
     from poolvisor.services import placement_cache
 
     monkeypatch.setattr(placement_cache, "JIT_MIN_HOSTS", 5)
+    monkeypatch.setattr(kernels, "loaded", lambda: False)  # a process that has not built them (a CLI)
     small_cluster(lite, hosts=4)
     lite.workloads.create_workload("demo", "a", flavor="unit")
     assert lite.cache.view is not None and not lite.cache.view.placer(lite.policy).index.jit
@@ -180,4 +181,20 @@ def test_small_pools_skip_the_compiled_kernels_and_growing_ones_get_them(
     w = lite.workloads.create_workload("demo", "b", flavor="unit")
     placer = lite.cache.view.placer(lite.policy)
     assert placer.index.jit == kernels.available() and w.explanation["path"] == "index"
+    assert lite.repair.check().ok
+
+
+def test_a_process_with_the_kernels_loaded_uses_them_on_a_small_pool(lite: Services) -> None:
+    """A server builds the kernels at start (jit.warm): its small pools decide with them, as the
+    numpy path would."""
+    from poolvisor.policies.placement import kernels
+
+    small_cluster(lite, hosts=4)
+    lite.workloads.create_workload("demo", "a", flavor="unit")
+    assert lite.cache.view is not None
+    if not kernels.available():  # (builds them; numba missing or disabled: nothing to show)
+        pytest.skip("numba kernels unavailable")
+    assert kernels.loaded()
+    w = lite.workloads.create_workload("demo", "b", flavor="unit")
+    assert lite.cache.view.placer(lite.policy).index.jit and w.explanation["path"] == "index"
     assert lite.repair.check().ok

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from poolvisor.observability.instruments import observe_placement
+from poolvisor.store.prepared import savepoint
 from poolvisor.store.worker import QueueWorker
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class ClaimBatcher:
             return None  # the view cannot follow this claim exactly
         wrote.append(host_id)
         try:
-            with s.begin_nested():  # a savepoint: a failed claim leaves the batch's others
+            with savepoint(s):  # a failed claim leaves the batch's others
                 wid, _group = svc._claim(s, spec=spec, target=target, decision=decision)
         except Exception:  # noqa: BLE001 - a quota, a name taken: alone, with its own outcome
             svc.cache.unwritten(host_id, gen, f"{spec.project}/{spec.name}")

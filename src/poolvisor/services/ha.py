@@ -64,6 +64,7 @@ from poolvisor.services.records import LOST, PLACING, RUNNING, STOPPED, SUSPENDE
 from poolvisor.services.shares import apply, on_host, sizing, spec_of
 from poolvisor.services.volumes import VolumeService
 from poolvisor.services.workloads import HARD_POLICIES, WorkloadService, _Spec
+from poolvisor.store.prepared import Prepared
 from poolvisor.store.retry import Stale
 from poolvisor.store.rows import GroupRow, HostRow, MetaRow, PoolRow, ProjectRow, WorkloadRow
 
@@ -138,6 +139,15 @@ class StepReport:
     skipped: bool = False  # not the leader
 
 
+# every HA step (once a second) reads these: a prepared statement (store/prepared.py)
+_PLACED = Prepared(
+    select(HostRow.name, WorkloadRow.id, WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name,
+           WorkloadRow.kind, WorkloadRow.demand)
+    .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
+    .join(HostRow, HostRow.id == WorkloadRow.host_id)
+    .where(WorkloadRow.state.in_((RUNNING, STOPPED, SUSPENDED))))
+
+
 class HaService(ServiceBase):
     """Host failure detection, fencing, restart, admission control (module doc)."""
 
@@ -162,12 +172,13 @@ class HaService(ServiceBase):
         with self._lock:
             self.steps += 1
             rep = StepReport()
-            placed = self._placed()  # read before any host's inventory (_check_guests)
-            for name, state in self._read(lambda s: s.execute(
-                    select(HostRow.name, HostRow.state).order_by(HostRow.name)).all()):
+            # the hosts and their settled workloads in one read, before any host's inventory
+            # (_check_guests); a host deleted meanwhile loses its watch at the next step
+            hosts, placed = self._read(lambda s: (s.execute(
+                select(HostRow.name, HostRow.state).order_by(HostRow.name)).all(), self._placed_in(s)))
+            for name, state in hosts:
                 self._watch_host(name, state, now, rep, placed.get(name, []))
-            for gone in set(self.watch) - {n for n, _ in self._read(
-                    lambda s: s.execute(select(HostRow.name, HostRow.id)).all())}:
+            for gone in set(self.watch) - {n for n, _ in hosts}:
                 del self.watch[gone]
             self._restart_lost(now, rep)
             return rep
@@ -178,14 +189,10 @@ class HaService(ServiceBase):
         except Exception:  # an unreachable node raises: that is a missed heartbeat  # noqa: BLE001
             return False
 
-    def _placed(self) -> dict[str, list[Any]]:
+    @staticmethod
+    def _placed_in(s: Session) -> dict[str, list[Any]]:
         """The settled workloads (running, stopped, suspended) per host name, in one query."""
-        rows = self._read(lambda s: s.execute(
-            select(HostRow.name, WorkloadRow.id, WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name,
-                   WorkloadRow.kind, WorkloadRow.demand)
-            .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
-            .join(HostRow, HostRow.id == WorkloadRow.host_id)
-            .where(WorkloadRow.state.in_((RUNNING, STOPPED, SUSPENDED)))).all())
+        rows = _PLACED.all(s, {})
         out: dict[str, list[Any]] = {}
         for host, *rest in rows:
             out.setdefault(host, []).append(rest)

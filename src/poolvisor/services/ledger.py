@@ -4,10 +4,10 @@ Every change to a host's allocations goes through here so that `host_resources.a
 `allocations` rows, `hosts.workloads` and `hosts.generation` move together; and, for GPUs, the
 devices: `host_gpus.allocated` and the `gpu_allocations` rows (which GPU, how many milli).
 
-The statements are built once (per set of resource names) and run on the session's connection
-(Core, bound parameters): building a statement and its cache key cost more than running it, and
-claim and release run for every create and delete. Pending ORM changes are flushed first, so
-the statements see everything the transaction did before.
+The statements are built and compiled once (per set of resource names) and run on the
+session's DBAPI cursor (store/prepared.py): SQLAlchemy's per-execution work cost several times
+the statement itself, and claim and release run for every create and delete. Pending ORM changes
+are flushed first, so the statements see everything the transaction did before.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from functools import lru_cache
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Float, Table, Update, bindparam, case, delete, insert, select, update
+from sqlalchemy import Float, Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.policies.placement import gpufrag, gpushare
 from poolvisor.services import quotas
+from poolvisor.store.prepared import Prepared
 from poolvisor.store.retry import Stale
 from poolvisor.store.rows import (
     AllocationRow,
@@ -38,31 +39,35 @@ _NO_SYNC: dict[str, Any] = {"execution_options": {"synchronize_session": False}}
 _HOSTS, _RES, _ALLOC = (cast(Table, r.__table__) for r in (HostRow, HostResourceRow, AllocationRow))
 _GPUS, _GPU_ALLOC = (cast(Table, r.__table__) for r in (HostGpuRow, GpuAllocationRow))
 _H, _HR, _AL = _HOSTS.c, _RES.c, _ALLOC.c
-_CLAIM_HOST = (update(_HOSTS)
-               .where(_H.id == bindparam("h"), _H.state == "up",
-                      (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
-               .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
-_CLAIM_HOST_AT = _CLAIM_HOST.where(_H.generation == bindparam("g"))
+_CLAIM_HOST_Q = (update(_HOSTS)
+                 .where(_H.id == bindparam("h"), _H.state == "up",
+                        (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
+                 .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
+_CLAIM_HOST = Prepared(_CLAIM_HOST_Q)
+_CLAIM_HOST_AT = Prepared(_CLAIM_HOST_Q.where(_H.generation == bindparam("g")))
 # a workload going back to the host it was on (a failed or cancelled migration): a host in
 # maintenance or being drained takes back its own workload too (else it would be lost)
-_CLAIM_BACK = (update(_HOSTS)
-               .where(_H.id == bindparam("h"), _H.state.in_(("up", "maintenance", "draining")),
-                      (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
-               .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
-_INSERT_ALLOCATIONS = insert(_ALLOC)
+_CLAIM_BACK = Prepared(update(_HOSTS)
+                       .where(_H.id == bindparam("h"), _H.state.in_(("up", "maintenance", "draining")),
+                              (_H.max_workloads == 0) | (_H.workloads < _H.max_workloads))
+                       .values(generation=_H.generation + 1, workloads=_H.workloads + 1))
+_INSERT_ALLOCATIONS = Prepared(insert(_ALLOC), keys=("workload_id", "host_id", "resource", "amount"))
 # a release deletes the workload's allocation rows and learns from them what to give back, in one
 # statement (DELETE ... RETURNING: SQLite >= 3.35, PostgreSQL)
-_TAKE_HELD = delete(_ALLOC).where(_AL.workload_id == bindparam("w")).returning(_AL.host_id, _AL.resource,
-                                                                              _AL.amount)
-_RELEASE_HOST = (update(_HOSTS).where(_H.id == bindparam("h"))
-                 .values(generation=_H.generation + 1, workloads=_H.workloads - 1).returning(_H.generation))
+_TAKE_HELD = Prepared(delete(_ALLOC).where(_AL.workload_id == bindparam("w"))
+                      .returning(_AL.host_id, _AL.resource, _AL.amount))
+_RELEASE_HOST = Prepared(update(_HOSTS).where(_H.id == bindparam("h"))
+                         .values(generation=_H.generation + 1, workloads=_H.workloads - 1)
+                         .returning(_H.generation))
 RELEASED = "poolvisor.released"  # Session.info key: [(host id, generation after, amounts, group id)]
-_TAKE_GPUS = (delete(_GPU_ALLOC).where(_GPU_ALLOC.c.workload_id == bindparam("w"))
-              .returning(_GPU_ALLOC.c.host_id, _GPU_ALLOC.c.device, _GPU_ALLOC.c.milli))
-_GPU_GIVE_BACK = (update(_GPUS).where(_GPUS.c.host_id == bindparam("h"), _GPUS.c.device == bindparam("d"))
-                  .values(allocated=_GPUS.c.allocated - bindparam("m")))
-_BUMP = update(_HOSTS).where(_H.id == bindparam("h")).values(generation=_H.generation + 1)
-_GUARD = _BUMP.where(_H.generation == bindparam("g"))
+_TAKE_GPUS = Prepared(delete(_GPU_ALLOC).where(_GPU_ALLOC.c.workload_id == bindparam("w"))
+                      .returning(_GPU_ALLOC.c.host_id, _GPU_ALLOC.c.device, _GPU_ALLOC.c.milli))
+_GPU_GIVE_BACK = Prepared(update(_GPUS).where(_GPUS.c.host_id == bindparam("h"),
+                                              _GPUS.c.device == bindparam("d"))
+                          .values(allocated=_GPUS.c.allocated - bindparam("m")))
+_BUMP_Q = update(_HOSTS).where(_H.id == bindparam("h")).values(generation=_H.generation + 1)
+_BUMP = Prepared(_BUMP_Q)
+_GUARD = Prepared(_BUMP_Q.where(_H.generation == bindparam("g")))
 
 
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
@@ -80,24 +85,22 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     `back`: the workload returns to its migration's source, which may be in maintenance or draining.
     """
     s.flush()
-    conn = s.connection()
     if back:
-        r = conn.execute(_CLAIM_BACK, {"h": host_id})
+        n = _CLAIM_BACK.rowcount(s, {"h": host_id})
     elif generation is None:
-        r = conn.execute(_CLAIM_HOST, {"h": host_id})
+        n = _CLAIM_HOST.rowcount(s, {"h": host_id})
     else:
-        r = conn.execute(_CLAIM_HOST_AT, {"h": host_id, "g": generation})
-    if r.rowcount != 1:
+        n = _CLAIM_HOST_AT.rowcount(s, {"h": host_id, "g": generation})
+    if n != 1:
         raise Stale()
     amounts = {res: float(a) for res, a in demand.items() if a > 0}
     taken: list[int] = []
     if amounts:
         names = tuple(sorted(amounts))
-        r = conn.execute(_add_within_capacity(names), _params(host_id, names, amounts))
-        if r.rowcount != len(amounts):
+        if _add_within_capacity(names).rowcount(s, _params(host_id, names, amounts)) != len(amounts):
             raise Stale()  # a resource the host lacks, or not enough of it
-        conn.execute(_INSERT_ALLOCATIONS, [{"workload_id": workload_id, "host_id": host_id, "resource": res,
-                                            "amount": a} for res, a in amounts.items()])
+        _INSERT_ALLOCATIONS.many(s, [{"workload_id": workload_id, "host_id": host_id, "resource": res,
+                                      "amount": a} for res, a in amounts.items()])
         taken = claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus)
     if quota_project is not None:
         quotas.verify(s, quota_project, amounts, 1)
@@ -153,9 +156,8 @@ def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None,
     caller detaches or deletes the row. `gpus=False`: the caller read in this transaction that
     the workload holds no GPU device (its device rows are then not looked for)."""
     s.flush()
-    conn = s.connection()
     by_host: dict[int, dict[str, float]] = {}
-    for h, resource, amount in conn.execute(_TAKE_HELD, {"w": wid}).all():
+    for h, resource, amount in _TAKE_HELD.all(s, {"w": wid}):
         by_host.setdefault(h, {})[resource] = amount
     hosts = set(by_host) | ({host_id} if host_id is not None else set())
     done = s.info.setdefault(RELEASED, [])
@@ -163,15 +165,15 @@ def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None,
     # a concurrent claim and release on one host deadlock on PostgreSQL (each waiting for the
     # other's row until deadlock_timeout, 1 s, aborted one of them).
     for h in sorted(hosts):
-        gen = conn.execute(_RELEASE_HOST, {"h": h}).scalar()
+        gen = _RELEASE_HOST.scalar(s, {"h": h})
         if gen is not None:  # what the caller may write through to its placement view after commit
             done.append((h, int(gen), by_host.get(h, {}), group_id))
     for h in sorted(by_host):
         names = tuple(sorted(by_host[h]))
-        conn.execute(_subtract(names), _params(h, names, by_host[h]))
-    devices = conn.execute(_TAKE_GPUS, {"w": wid}).all() if gpus else []
+        _subtract(names).rowcount(s, _params(h, names, by_host[h]))
+    devices = _TAKE_GPUS.all(s, {"w": wid}) if gpus else []
     if devices:
-        conn.execute(_GPU_GIVE_BACK, [{"h": h, "d": d, "m": m} for h, d, m in devices])
+        _GPU_GIVE_BACK.many(s, [{"h": h, "d": d, "m": m} for h, d, m in devices])
 
 
 def guard(s: Session, host_id: int, generation: int) -> None:
@@ -179,13 +181,13 @@ def guard(s: Session, host_id: int, generation: int) -> None:
     spans several ledger operations on one host (preemption: releases, then a claim) starts here,
     which also takes the host row's lock before them, in claim's lock order."""
     s.flush()
-    if s.connection().execute(_GUARD, {"h": host_id, "g": generation}).rowcount != 1:
+    if _GUARD.rowcount(s, {"h": host_id, "g": generation}) != 1:
         raise Stale()
 
 
 def bump(s: Session, host_id: int) -> None:
     s.flush()
-    s.connection().execute(_BUMP, {"h": host_id})
+    _BUMP.rowcount(s, {"h": host_id})
 
 
 def _delta(resources: tuple[str, ...]) -> Any:
@@ -195,18 +197,18 @@ def _delta(resources: tuple[str, ...]) -> Any:
 
 
 @lru_cache(maxsize=256)
-def _add_within_capacity(resources: tuple[str, ...]) -> Update:
+def _add_within_capacity(resources: tuple[str, ...]) -> Prepared:
     delta = _delta(resources)
-    return (update(_RES)
-            .where(_HR.host_id == bindparam("h"), _HR.resource.in_(resources),
-                   _HR.allocated + delta <= _HR.capacity * _HR.overcommit + EPS)
-            .values(allocated=_HR.allocated + delta))
+    return Prepared(update(_RES)
+                    .where(_HR.host_id == bindparam("h"), _HR.resource.in_(resources),
+                           _HR.allocated + delta <= _HR.capacity * _HR.overcommit + EPS)
+                    .values(allocated=_HR.allocated + delta))
 
 
 @lru_cache(maxsize=256)
-def _subtract(resources: tuple[str, ...]) -> Update:
-    return (update(_RES).where(_HR.host_id == bindparam("h"), _HR.resource.in_(resources))
-            .values(allocated=_HR.allocated - _delta(resources)))
+def _subtract(resources: tuple[str, ...]) -> Prepared:
+    return Prepared(update(_RES).where(_HR.host_id == bindparam("h"), _HR.resource.in_(resources))
+                    .values(allocated=_HR.allocated - _delta(resources)))
 
 
 def _params(host_id: int, names: tuple[str, ...], amounts: Mapping[str, float]) -> dict[str, Any]:

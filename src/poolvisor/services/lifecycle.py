@@ -56,6 +56,7 @@ from poolvisor.services.records import (
 from poolvisor.services.shares import Sizing, apply, first_fit, on_host, sizing, spec_of
 from poolvisor.services.tasks import IMAGE_KINDS, MIGRATE, TaskService, migration_task
 from poolvisor.services.workloads import ACTIONS, PLACE_DEADLINE_S, TRANSIENT, WorkloadService, _Spec
+from poolvisor.store.prepared import Prepared
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import (
     GpuAllocationRow,
@@ -73,23 +74,26 @@ POLL_S = 0.2  # how often a running migration's progress is written into its tas
 _W, _P, _H = (cast(Table, r.__table__) for r in (WorkloadRow, ProjectRow, HostRow))
 _VA, _NICS, _GPU_ALLOC = (cast(Table, r.__table__) for r in (VolumeAttachmentRow, NicRow, GpuAllocationRow))
 # the workload to delete and whether it has volumes (most have none: their disks are not looked for)
-_TO_DELETE = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.label("host"),
-                     exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
-              .select_from(_W.join(_P, _P.c.id == _W.c.project_id).outerjoin(_H, _H.c.id == _W.c.host_id))
-              .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
+_TO_DELETE = Prepared(select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.label("host"),
+                             exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
+                      .select_from(_W.join(_P, _P.c.id == _W.c.project_id)
+                                   .outerjoin(_H, _H.c.id == _W.c.host_id))
+                      .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
 # the workload as the finishing transaction sees it, and whether it holds NICs or GPU devices (most
 # hold neither: the ledger and the NIC release then skip their lookups)
-_TO_FINISH = select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id,
-                    exists().where(_NICS.c.workload_id == _W.c.id).label("nics"),
-                    exists().where(_GPU_ALLOC.c.workload_id == _W.c.id).label("gpus")).where(
-    _W.c.id == bindparam("w"))
+_TO_FINISH = Prepared(select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id,
+                             exists().where(_NICS.c.workload_id == _W.c.id).label("nics"),
+                             exists().where(_GPU_ALLOC.c.workload_id == _W.c.id).label("gpus")).where(
+    _W.c.id == bindparam("w")))
 # its volumes' attachments, read only when the EXISTS above says it has some
-_HAS_VOLUMES = select(_VA.c.volume_id, _VA.c.detaching_since).where(_VA.c.workload_id == bindparam("w"))
+_HAS_VOLUMES = Prepared(select(_VA.c.volume_id, _VA.c.detaching_since)
+                        .where(_VA.c.workload_id == bindparam("w")))
 DETACH_STALE_S = 600.0  # a detach's mark older than this was left by a dead process (volumes.py detach)
-_DELETE_WORKLOAD = delete(_W).where(_W.c.id == bindparam("w"))
-_MARK_DELETING = (update(_W).where(_W.c.id == bindparam("w"), _W.c.state == bindparam("before"))
-                  .values(state=DELETING, updated_at=bindparam("now"), lease_owner=bindparam("lease_owner"),
-                          lease_expires=bindparam("lease_expires")))
+_DELETE_WORKLOAD = Prepared(delete(_W).where(_W.c.id == bindparam("w")))
+_MARK_DELETING = Prepared(update(_W).where(_W.c.id == bindparam("w"), _W.c.state == bindparam("before"))
+                          .values(state=DELETING, updated_at=bindparam("now"),
+                                  lease_owner=bindparam("lease_owner"),
+                                  lease_expires=bindparam("lease_expires")))
 
 
 class WorkloadLifecycle(ServiceBase):
@@ -112,16 +116,15 @@ class WorkloadLifecycle(ServiceBase):
         A flow (services/flow.py): run on the caller's thread, or by the server's writer."""
 
         def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str, bool]:
-            conn = s.connection()  # prepared Core statements: this runs for every delete
-            w = conn.execute(_TO_DELETE, {"p": project, "n": name}).first()
+            # prepared statements (store/prepared.py): this runs for every delete
+            w = _TO_DELETE.first(s, {"p": project, "n": name})
             if w is None:
                 self._workload(s, project, name)  # raises the NotFoundError (project or workload)
             assert w is not None
             if w.state in TRANSIENT:
                 raise ConflictError(f"workload {name!r} is {w.state}; retry")
-            r = conn.execute(_MARK_DELETING, {"w": w.id, "before": w.state, "now": datetime.now(UTC),
-                                              **self.leases.stamp_values()})
-            if r.rowcount != 1:
+            if _MARK_DELETING.rowcount(s, {"w": w.id, "before": w.state, "now": datetime.now(UTC),
+                                           **self.leases.stamp_values()}) != 1:
                 raise Stale()  # changed since it was read (another replica): Store.run reads again
             dw = DriverWorkload(f"{project}/{name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
             # whether it has volumes, read with the row: most workloads have none (their
@@ -129,7 +132,7 @@ class WorkloadLifecycle(ServiceBase):
             # of its own cost every delete a BEGIN and a COMMIT
             if not w.volumes:
                 return w.id, w.host, dw, w.state, False
-            atts = conn.execute(_HAS_VOLUMES, {"w": w.id}).all()
+            atts = _HAS_VOLUMES.all(s, {"w": w.id})
             now = datetime.now(UTC)
             if any(a.detaching_since is not None and
                    (now - as_utc(a.detaching_since)).total_seconds() < DETACH_STALE_S for a in atts):
@@ -164,17 +167,16 @@ class WorkloadLifecycle(ServiceBase):
         self.drivers.lifecycle(host).delete(host, dw)
 
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
-        # prepared Core statements, no ORM row: this runs for every delete, and loading the row
+        # prepared statements, no ORM row: this runs for every delete, and loading the row
         # decoded its JSON columns (the placement explanation) only to delete it
-        conn = s.connection()
-        w = conn.execute(_TO_FINISH, {"w": wid}).first()
+        w = _TO_FINISH.first(s, {"w": wid})
         if w is None or not self.mine(w, DELETING):
             return False  # already removed (by a repair that took over): the delete is done
         name = w.name
         ledger.release_ids(s, wid, w.host_id, w.group_id, gpus=bool(w.gpus))
         if w.nics:
             release_nics(s, [wid])  # before the row goes (no cascade from workloads to NICs)
-        conn.execute(_DELETE_WORKLOAD, {"w": wid})
+        _DELETE_WORKLOAD.rowcount(s, {"w": wid})
         self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
                     project=project, data={"host": host})
         return True

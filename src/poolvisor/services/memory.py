@@ -258,7 +258,7 @@ class MemoryService(ServiceBase):
         self, s: Session, pool: str | None
     ) -> list[tuple[str, float, list[tuple[int, DriverWorkload, float]]]]:
         q = (
-            select(HostRow, HostResourceRow.capacity)
+            select(HostRow.id, HostRow.name, HostResourceRow.capacity)
             .join(HostResourceRow, HostResourceRow.host_id == HostRow.id)
             .where(HostRow.state == "up", HostResourceRow.resource == MEMORY)
             .order_by(HostRow.name)
@@ -270,18 +270,21 @@ class MemoryService(ServiceBase):
             return []
         by_host: dict[int, list[tuple[int, DriverWorkload, float]]] = defaultdict(list)
         projects = dict(s.execute(select(ProjectRow.id, ProjectRow.name)).all())
-        wq = (
-            select(WorkloadRow, MemoryStateRow.reserved_mib)
+        wq = (  # the columns a DriverWorkload needs, not ORM rows (every round reads every guest)
+            select(WorkloadRow.id, WorkloadRow.host_id, WorkloadRow.project_id, WorkloadRow.name,
+                   WorkloadRow.kind, WorkloadRow.demand, WorkloadRow.resource_spec,
+                   MemoryStateRow.reserved_mib)
             .outerjoin(MemoryStateRow, MemoryStateRow.workload_id == WorkloadRow.id)
-            .where(WorkloadRow.host_id.in_([h.id for h, _ in hosts]), WorkloadRow.state == RUNNING)
+            .where(WorkloadRow.host_id.in_([h.id for h in hosts]), WorkloadRow.state == RUNNING)
             .order_by(WorkloadRow.id)
         )
-        for w, reserved in s.execute(wq).all():
+        for w in s.execute(wq).all():
+            reserved = w.reserved_mib
             if w.host_id is not None and float(w.demand.get(MEMORY, 0.0)) > 0:
                 by_host[w.host_id].append(
                     (w.id, ServiceBase._driver_workload(projects[w.project_id], w), float(reserved or 0.0))
                 )
-        return [(h.name, float(cap), by_host[h.id]) for h, cap in hosts]
+        return [(h.name, float(h.capacity), by_host[h.id]) for h in hosts]
 
     @staticmethod
     def _record(s: Session, rec: HostReclaim, changes: list[tuple[int, GuestChange, float]]) -> None:

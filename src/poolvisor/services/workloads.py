@@ -68,6 +68,7 @@ from poolvisor.services.records import (
 )
 from poolvisor.services.shares import Sizing, apply, first_fit, on_host, sizing
 from poolvisor.services.tasks import TaskService
+from poolvisor.store.prepared import Prepared
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.rows import (
     FlavorRow,
@@ -98,37 +99,37 @@ _Target = tuple[int, int, list[int] | None]  # host id, its generation, the GPU 
 
 _PROJECTS, _FLAVORS, _POOLS = (cast(Table, r.__table__) for r in (ProjectRow, FlavorRow, PoolRow))
 _QUOTAS = cast(Table, ProjectQuotaRow.__table__)
-_POOL_ID = select(_POOLS.c.id).where(_POOLS.c.name == bindparam("p"))
+_POOL_ID = Prepared(select(_POOLS.c.id).where(_POOLS.c.name == bindparam("p")))
 _WORKLOADS = cast(Table, WorkloadRow.__table__)
 _NAMED = _PROJECTS.c.name == bindparam("p")
 # What every create reads, in one statement (four before): the project's id, whether the name is
 # taken, the flavor's demand, and the project's quota limits when it enforces one (NULL otherwise).
-_REQUEST = select(
+_REQUEST = Prepared(select(
     select(_PROJECTS.c.id).where(_NAMED).scalar_subquery().label("pid"),
     select(_WORKLOADS.c.id).join(_PROJECTS, _PROJECTS.c.id == _WORKLOADS.c.project_id)
     .where(_NAMED, _WORKLOADS.c.name == bindparam("n")).scalar_subquery().label("taken"),
     select(_FLAVORS.c.demand).where(_FLAVORS.c.name == bindparam("f")).scalar_subquery().label("flavor"),
     select(_QUOTAS.c.limits).join(_PROJECTS, _PROJECTS.c.id == _QUOTAS.c.project_id)
-    .where(_NAMED, _QUOTAS.c.enforced.is_(True)).scalar_subquery().label("limits"))
-_INSERT_WORKLOAD = insert(_WORKLOADS)
+    .where(_NAMED, _QUOTAS.c.enforced.is_(True)).scalar_subquery().label("limits")))
 _NEW_COLUMNS = ("project_id", "name", "kind", "state", "host_id", "group_id", "flavor", "demand", "priority",
                 "explanation", "priority_class", "resource_spec", "constraints", "created_at", "updated_at",
                 "lease_owner", "lease_expires")
 # The claim of a project the resolve saw without an enforced quota: the INSERT itself re-checks
 # that (no row when a quota was set since), so the claim needs no quota statement of its own;
 # with no row inserted, the claim takes the quota's lock and checks it (quotas.verify).
-_INSERT_UNLESS_QUOTA = (
+_INSERT_WORKLOAD = Prepared(insert(_WORKLOADS).returning(_WORKLOADS.c.id), keys=_NEW_COLUMNS)
+_INSERT_UNLESS_QUOTA = Prepared(
     insert(_WORKLOADS)
     .from_select(list(_NEW_COLUMNS),
                  select(*(bindparam(c, type_=_WORKLOADS.c[c].type) for c in _NEW_COLUMNS))
                  .where(~exists().where(_QUOTAS.c.project_id == bindparam("project_id"),
                                         _QUOTAS.c.enforced.is_(True))))
     .returning(_WORKLOADS.c.id))
-_CONFIRM = (update(_WORKLOADS)
-            .where(_WORKLOADS.c.id == bindparam("w"), _WORKLOADS.c.state == PLACING,
-                   _WORKLOADS.c.lease_owner == bindparam("owner"))
-            .values(state=RUNNING, updated_at=bindparam("now"), lease_owner=None, lease_expires=None)
-            .returning(_WORKLOADS.c.created_at, _WORKLOADS.c.explanation))
+_CONFIRM = Prepared(update(_WORKLOADS)
+                    .where(_WORKLOADS.c.id == bindparam("w"), _WORKLOADS.c.state == PLACING,
+                           _WORKLOADS.c.lease_owner == bindparam("owner"))
+                    .values(state=RUNNING, updated_at=bindparam("now"), lease_owner=None, lease_expires=None)
+                    .returning(_WORKLOADS.c.created_at, _WORKLOADS.c.explanation))
 
 
 class _GroupChanged(Stale):
@@ -342,8 +343,8 @@ class WorkloadService(ServiceBase):
         """Check references and the demand, and settle the group's policy (fixed by its first
         member; an empty group takes the next member's), in the caller's read transaction (a
         create reads the placement view in the same one); read-only: the claim writes."""
-        conn = s.connection()  # one prepared Core statement: this read runs for every create
-        req = conn.execute(_REQUEST, {"p": project, "n": name, "f": flavor}).one()
+        # one prepared statement (store/prepared.py): this read runs for every create
+        req = _REQUEST.first(s, {"p": project, "n": name, "f": flavor})
         pid = req.pid
         if pid is None and not create_project:
             raise NotFoundError(f"project {project!r} not found")
@@ -358,7 +359,7 @@ class WorkloadService(ServiceBase):
         check_gpu_demand(d)
         pool_id = None
         if pool is not None:
-            pool_id = conn.execute(_POOL_ID, {"p": pool}).scalar()
+            pool_id = _POOL_ID.scalar(s, {"p": pool})
             if pool_id is None:
                 raise NotFoundError(f"pool {pool!r} not found")
         if req.limits:  # fail fast; the claim re-checks under the quota's lock
@@ -520,18 +521,16 @@ class WorkloadService(ServiceBase):
             "constraints": {"pool": spec.pool, "required_labels": spec.required,
                             "forbidden_labels": spec.forbidden},
             "created_at": now, "updated_at": now, **lease}
-        conn = s.connection()
         quota_project: int | None = project_id  # the ledger checks the project's quota under its lock
-        try:  # a Core INSERT: the row is never read back as an ORM object in this transaction
+        try:  # a prepared INSERT: the row is never read back as an ORM object in this transaction
             inserted = None
             if spec.quota_free and spec.project_id is not None:  # no quota seen: the INSERT re-checks
-                inserted = conn.execute(_INSERT_UNLESS_QUOTA, values).scalar()
+                inserted = _INSERT_UNLESS_QUOTA.scalar(s, values)
                 if inserted is not None:
                     quota_project = None
             if inserted is None:
-                pk = conn.execute(_INSERT_WORKLOAD, values).inserted_primary_key
-                assert pk is not None
-                inserted = pk[0]
+                inserted = _INSERT_WORKLOAD.scalar(s, values)
+                assert inserted is not None
         except IntegrityError:
             raise ConflictError(
                 f"workload {spec.name!r} already exists in project {spec.project!r}") from None
@@ -578,8 +577,7 @@ class WorkloadService(ServiceBase):
         while the driver works); a driver's refusal removes the claim again."""
         def tx(s: Session) -> WorkloadRecord | None:
             # the usual case in one statement: still placing under this process's lease
-            row = s.connection().execute(_CONFIRM, {"w": wid, "owner": self.leases.owner,
-                                                    "now": datetime.now(UTC)}).first()
+            row = _CONFIRM.first(s, {"w": wid, "owner": self.leases.owner, "now": datetime.now(UTC)})
             if row is not None:
                 self._event(s, "workload.created", f"workload/{spec.project}/{spec.name}",
                             f"workload {spec.name} running on {host}", project=spec.project,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -52,11 +52,17 @@ class Explanation:
         return f"{self.hosts_considered} hosts considered: {body}; {self.candidates} candidates left"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["summary"] = self.summary()
-        for f, rep in zip(d["filters"], self.filters, strict=True):
-            f["dominant_reason"] = rep.dominant_reason
-        return d
+        """dataclasses.asdict's dict (fields in order, containers copied), plus the summary and
+        each filter's dominant reason; written out: asdict's generic recursion cost ~30 µs for
+        every create, whose claim stores its explanation."""
+        return {
+            "hosts_considered": self.hosts_considered,
+            "filters": [{"filter": f.filter, "rejected": f.rejected, "reasons": dict(f.reasons),
+                         "remaining": f.remaining, "dominant_reason": f.dominant_reason}
+                        for f in self.filters],
+            "candidates": self.candidates,
+            "top": [{"host": c.host, "score": c.score, "scores": dict(c.scores)} for c in self.top],
+            "rule": self.rule, "detail": self.detail, "path": self.path, "summary": self.summary()}
 
 
 @dataclass(frozen=True)

@@ -586,6 +586,12 @@ def available() -> bool:
     return _compiler.ready() and _update is not None
 
 
+def loaded() -> bool:
+    """The kernels are compiled in this process already (a server builds them at start, jit.warm):
+    True without compiling or importing numba."""
+    return _compiler.built and _update is not None
+
+
 def _warm() -> None:
     """Trigger compilation with the argument types the index uses."""
     assert _update is not None and _pick is not None and _rank is not None and _build_row is not None
