@@ -25,6 +25,7 @@ from starlette.convertors import PathConvertor
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from poolvisor.api.handler import install
 from poolvisor.api.limits import BULK_MAX_BODY, DEFAULT_MAX_BODY
 from poolvisor.api.metrics import AppMetrics
 from poolvisor.api.observe import Edge
@@ -62,6 +63,7 @@ class RouteIndex:
         groups: dict[Key, list[tuple[int, Any]]] = {}
         wild: list[tuple[int, Any]] = []
         for i, route in enumerate(self.router.routes):
+            install(route)  # its planned request handler (api/handler.py)
             if isinstance(route, Route) and _indexable(route):
                 groups.setdefault(path_key(route.path), []).append((i, route))
             else:
