@@ -286,7 +286,7 @@ def serve(
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
                          alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
                          leader=election, ha_interval=ha_interval or None,
-                         controller_interval=controller_interval or None)
+                         controller_interval=controller_interval or None, freeze_gc=True)
         typer.echo(f"poolvisor: serving http://{shown}:{port}  (API /v1, OpenAPI /openapi.json, "
                    f"dashboard /ui); {note}", err=True)
         from poolvisor.observability.logs import configure
