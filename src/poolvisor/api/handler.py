@@ -16,13 +16,14 @@ with each node's call, kind and cache key decided) and a handler that follows it
   model fields), the same JSON body rules (`strict_content_type`);
 - a sync route's handler, its response validation and its serialization in one thread hop;
 - the response as FastAPI builds it: the declared model validated (an instance of it passes as
-  is) and dumped to JSON by pydantic, status and headers from the `Response` parameter.
+  is) and dumped to JSON by pydantic, status and headers from the `Response` parameter;
+- no per-request exit stacks (FastAPI opens two, for generator dependencies).
 
 Routes that use what the plan does not cover (generator dependencies, background tasks, security
 scopes, forms, streams, a custom response class, a body size limit) keep FastAPI's handler, and so
-does any request while the app has `dependency_overrides` (tests): `compile_handler` returns None
-or the handler defers to FastAPI's. If FastAPI's internals it uses are missing (another version),
-nothing is compiled.
+does any request while the app has `dependency_overrides` (tests): `compile_handler` returns None,
+or the route's app defers to FastAPI's. If FastAPI's internals it uses are missing (another
+version), nothing is compiled.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, ImmutableMultiDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 try:
     from fastapi import params
@@ -232,9 +235,8 @@ def _endpoint_ctx(route: APIRoute, request: Request) -> Any:
     return ctx
 
 
-def compile_handler(route: APIRoute, fallback: Handler) -> Handler | None:
-    """The planned handler of `route` (FastAPI's own, `fallback`, answers while the app has
-    dependency overrides), or None when the route uses something the plan does not cover."""
+def compile_handler(route: APIRoute) -> Handler | None:
+    """The planned handler of `route`, or None when it uses something the plan does not cover."""
     if not AVAILABLE or type(route) is not APIRoute:
         return None
     dependant = route.dependant
@@ -257,7 +259,6 @@ def compile_handler(route: APIRoute, fallback: Handler) -> Handler | None:
         "by_alias": route.response_model_by_alias, "exclude_unset": route.response_model_exclude_unset,
         "exclude_defaults": route.response_model_exclude_defaults,
         "exclude_none": route.response_model_exclude_none}
-    overrides = route.dependency_overrides_provider
 
     def serialize(raw: Any, request: Request) -> Any:
         """The handler's return value as FastAPI answers it: a Response as is, else the response
@@ -292,8 +293,6 @@ def compile_handler(route: APIRoute, fallback: Handler) -> Handler | None:
             raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
 
     async def handler(request: Request) -> Response:
-        if overrides is not None and getattr(overrides, "dependency_overrides", None):
-            return await fallback(request)
         body = await read_body(request) if body_field is not None else Undefined
         sub_response = _sub_response()
         values, errors = await _solve(plan, request, body, sub_response, {}, embed)
@@ -320,13 +319,35 @@ def compile_handler(route: APIRoute, fallback: Handler) -> Handler | None:
     return handler
 
 
+def _asgi(handler: Handler, fastapi_app: ASGIApp, overrides: Any) -> ASGIApp:
+    """FastAPI's `request_response` around a planned handler, without the two exit stacks it
+    opens per request for generator dependencies (a planned route has none). FastAPI's own app
+    answers while the app has dependency overrides (tests)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if overrides is not None and getattr(overrides, "dependency_overrides", None):
+            await fastapi_app(scope, receive, send)
+            return
+        request = Request(scope, receive, send)
+
+        async def respond(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await handler(request)
+            await response(scope, receive, send)
+
+        await wrap_app_handling_exceptions(respond, request)(scope, receive, send)
+
+    return app
+
+
 def install(route: Any) -> bool:
     """Give an API route the planned handler (once); False when it keeps FastAPI's."""
     done = getattr(route, "_poolvisor_planned", None)
     if not AVAILABLE or not isinstance(route, APIRoute) or done is not None:
         return bool(done)
-    handler = compile_handler(route, route.get_route_handler())
+    handler = compile_handler(route)
     route._poolvisor_planned = handler is not None  # type: ignore[attr-defined]
     if handler is not None:
-        route.app = request_response(handler)
+        # (FastAPI's app of the route as it is now: its overrides provider may have been set since)
+        route.app = _asgi(handler, request_response(route.get_route_handler()),
+                          route.dependency_overrides_provider)
     return handler is not None
