@@ -13,7 +13,7 @@ from starlette.routing import Match, Route
 
 from poolvisor.api.app import create_app
 from poolvisor.api.observe import Edge
-from poolvisor.api.routing import PoolvisorAPI, RouteIndex, include_flat, path_key
+from poolvisor.api.routing import PoolvisorAPI, RouteIndex, include_flat
 from poolvisor.services import Services
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -30,8 +30,7 @@ def _linear(app: Any, scope: dict[str, Any]) -> Any:
 
 def _indexed(index: RouteIndex, scope: dict[str, Any]) -> Any:
     """The route the index dispatches to (None: it hands the request to the router)."""
-    index._build()
-    for route in index._groups.get(path_key(scope["path"]), index._wild):
+    for route in index.candidates(scope):
         if not isinstance(route, Route):
             return None
         match, _ = route.matches(dict(scope))

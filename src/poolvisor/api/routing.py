@@ -5,10 +5,10 @@ router is a nested scan that matches twice (once to choose, once to handle); `/h
 about 150 API routes, cost more in routing than in everything else. The routes are added flat
 (`include_flat`) and `RouteIndex` groups them by what a path shows at a glance, its number of
 segments and its first two segments when those are literal: a request tries only the routes of
-its group (plus the few that could match any path: mounts, `{x:path}` parameters, parameters in
-the first two segments), in the router's order, so the first full match is the one the router
-would choose. Anything else (no full match: a 404, a 405, a slash redirect; a mount, a nested
-router) goes to FastAPI's router, which decides as it always did.
+its group that take its method (plus the few that could match any path: mounts, `{x:path}`
+parameters, parameters in the first two segments), in the router's order, so the first full match
+is the one the router would choose. Anything else (no full match: a 404, a 405, a slash redirect;
+a mount, a nested router) goes to FastAPI's router, which decides as it always did.
 
 `build_middleware_stack` replaces FastAPI's seven layers (ServerErrorMiddleware, its exception
 telemetry and body-limit layers, ExceptionMiddleware, AsyncExitStackMiddleware, and our four)
@@ -25,11 +25,13 @@ from starlette.convertors import PathConvertor
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from poolvisor.api.handler import install
 from poolvisor.api.limits import BULK_MAX_BODY, DEFAULT_MAX_BODY
 from poolvisor.api.metrics import AppMetrics
 from poolvisor.api.observe import Edge
 
 Key = tuple[int, str, str]
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def path_key(path: str) -> Key:
@@ -56,25 +58,38 @@ class RouteIndex:
         self.router = router
         self._built_for = -1
         self._groups: dict[Key, list[Any]] = {}
+        self._by_method: dict[tuple[Key, str], list[Any]] = {}
         self._wild: list[Any] = []
 
     def _build(self) -> None:
         groups: dict[Key, list[tuple[int, Any]]] = {}
         wild: list[tuple[int, Any]] = []
         for i, route in enumerate(self.router.routes):
+            install(route)  # its planned request handler (api/handler.py)
             if isinstance(route, Route) and _indexable(route):
                 groups.setdefault(path_key(route.path), []).append((i, route))
             else:
                 wild.append((i, route))
         self._groups = {k: [r for _, r in sorted(v + wild, key=lambda ir: ir[0])] for k, v in groups.items()}
+        # and by method: a route that does not take the request's method can only match partly
+        # (405), never fully, so leaving it out changes no first full match
+        self._by_method = {(k, m): [r for r in rs if not isinstance(r, Route) or r.methods is None
+                                    or m in r.methods]
+                           for k, rs in self._groups.items() for m in METHODS}
         self._wild = [r for _, r in wild]
         self._built_for = len(self.router.routes)
 
+    def candidates(self, scope: Scope) -> list[Any]:
+        """The routes that may match this request, in the router's order."""
+        if self._built_for != len(self.router.routes):  # routes added since: index them too
+            self._build()
+        key = path_key(scope["path"])
+        found = self._by_method.get((key, scope["method"]))
+        return found if found is not None else self._groups.get(key, self._wild)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
-            if self._built_for != len(self.router.routes):  # routes added since: index them too
-                self._build()
-            for route in self._groups.get(path_key(scope["path"]), self._wild):
+            for route in self.candidates(scope):
                 if not isinstance(route, Route):
                     break  # a mount or nested router comes first: the router decides
                 match, child = route.matches(scope)

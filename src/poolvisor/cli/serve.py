@@ -281,7 +281,7 @@ def serve(
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
                          alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
                          leader=election, ha_interval=ha_interval or None,
-                         controller_interval=controller_interval or None)
+                         controller_interval=controller_interval or None, freeze_gc=True)
         from poolvisor.observability.logs import configure
 
         configure(log_format, log_level)  # uvicorn's loggers too: it gets no logging config of its own

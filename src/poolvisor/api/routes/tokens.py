@@ -50,5 +50,6 @@ def revoke_token(token_id: TokenId, svc: SvcDep, who: Who) -> None:
 
 
 @router.get("/whoami", response_model=WhoAmI, responses=errors(401, 503))
-def whoami(who: Who) -> WhoAmI:
+async def whoami(who: Who) -> WhoAmI:
+    # async: the token check is the (async) dependency's; this only builds the body, no thread hop
     return WhoAmI(role=who.role, project=who.project, token_id=who.token_id, expires_at=who.expires_at)
