@@ -17,6 +17,16 @@ transaction, then commits once and wakes them all. So:
   its own transaction, and gets its own outcome: a failed item never fails the others. (Every
   transaction function may already be run again: Store.run does so on Stale.)
 
+On PostgreSQL a group's transaction holds the row locks of all its functions until its commit,
+and another replica's group holds others: taken in each function's own order, two groups could
+each wait for the other (a deadlock, one aborted after `deadlock_timeout`). So a function declares
+the hosts whose rows it will lock (`hosts`: a delete's release), and a group of several takes all
+those rows first, in host-id order (`lock_hosts`): the one global order every multi-host
+transaction follows (the claim batch too, services/claim_batch.py), so groups of different
+processes queue on each other instead of deadlocking. A deadlock or serialization failure that
+still happens (a function touching a host it did not declare) is one more failure of the group:
+each function runs again alone, as above. On SQLite (one writer at a time) nothing is locked first.
+
 The writer is a `QueueWorker` (store/worker.py): batched placement (services/claim_batch.py)
 is another lane of the same thread, and a caller may hand a function over without waiting
 (`submit`, with a continuation run on the writer thread once the commit is done: the served create
@@ -31,12 +41,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import UnavailableError
+from poolvisor.store.rows import HostRow
 from poolvisor.store.worker import QueueWorker
 
 if TYPE_CHECKING:
@@ -47,14 +59,28 @@ MAX_ITEMS = 64
 LANE = "tx"
 log = logging.getLogger("poolvisor.store")
 Done = Callable[[Any, BaseException | None], None]
+# ORDER BY under FOR UPDATE: PostgreSQL locks the rows as the sort returns them, in id order
+_LOCK_HOSTS = (select(HostRow.id, HostRow.generation).where(HostRow.id.in_(bindparam("ids", expanding=True)))
+               .order_by(HostRow.id).with_for_update())
+
+
+def lock_hosts(s: Session, host_ids: Iterable[int]) -> dict[int, int]:
+    """PostgreSQL: lock these hosts' rows in id order (the global order of a transaction that holds
+    several hosts: see the module docstring) and return their generations as locked, {id: gen}
+    (a host deleted meanwhile is missing). Until the commit nobody else changes them."""
+    ids = sorted(set(host_ids))
+    if not ids:
+        return {}
+    return {int(h): int(g) for h, g in s.connection().execute(_LOCK_HOSTS, {"ids": ids})}
 
 
 class _Item:
-    __slots__ = ("fn", "done")
+    __slots__ = ("fn", "done", "hosts")
 
-    def __init__(self, fn: Callable[[Session], Any], done: Done) -> None:
+    def __init__(self, fn: Callable[[Session], Any], done: Done, hosts: tuple[int, ...] = ()) -> None:
         self.fn = fn
         self.done = done  # called once, on the writer thread, with (result, None) or (None, error)
+        self.hosts = hosts  # the hosts whose rows fn locks (PostgreSQL: taken first, in id order)
 
 
 class GroupCommit:
@@ -81,12 +107,13 @@ class GroupCommit:
     def start(self) -> None:
         """(The thread starts with the first item.)"""
 
-    def submit(self, fn: Callable[[Session], Any], done: Done) -> None:
+    def submit(self, fn: Callable[[Session], Any], done: Done, hosts: tuple[int, ...] = ()) -> None:
         """fn(session) in the next group's transaction; `done(result, error)` on the writer thread
-        once that committed (or with what fn raised when run alone). Never waits."""
-        self.worker.put(LANE, _Item(fn, done))
+        once that committed (or with what fn raised when run alone). Never waits. `hosts`: the
+        hosts whose rows fn locks (see the module docstring)."""
+        self.worker.put(LANE, _Item(fn, done, hosts))
 
-    def run(self, fn: Callable[[Session], T]) -> T:
+    def run(self, fn: Callable[[Session], T], hosts: tuple[int, ...] = ()) -> T:
         """fn(session) in the next group's transaction; returns once that committed (or raises
         what fn raised when run alone: Stale, ConflictError, UnavailableError, ...)."""
         if self.worker.on_thread:
@@ -98,7 +125,7 @@ class GroupCommit:
             out[0], out[1] = result, error
             event.set()
 
-        self.submit(fn, done)
+        self.submit(fn, done, hosts)
         event.wait()
         if out[1] is not None:
             raise out[1]
@@ -115,11 +142,17 @@ class GroupCommit:
                 _answer(it, None, UnavailableError(f"group commit failed: {type(e).__name__}"))
 
     def commit(self, batch: list[_Item]) -> None:
-        """One transaction for the batch; on any failure, each item alone."""
+        """One transaction for the batch (PostgreSQL: the declared hosts locked first, in id
+        order); on any failure, each item alone."""
         if len(batch) > 1:
+            hosts = set() if self.store.is_sqlite else {h for it in batch for h in it.hosts}
+
+            def tx(s: Session) -> list[Any]:
+                lock_hosts(s, hosts)
+                return [it.fn(s) for it in batch]
+
             try:
-                results = self.store.run_once(lambda s: [it.fn(s) for it in batch], write=True,
-                                              grouped=False)
+                results = self.store.run_once(tx, write=True, grouped=False)
             except Exception:  # noqa: BLE001 - an item's error or the commit's: run them alone
                 self.fallbacks += 1
             else:
