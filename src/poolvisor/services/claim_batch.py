@@ -14,9 +14,10 @@ waiting (up to MAX_BATCH) and, under the cache's lock, in **one** write transact
 3. PostgreSQL: locks the rows of every host the batch chose, in host-id order (store/group.py
    `lock_hosts`, the global order of every transaction holding several hosts), so two replicas'
    batches (and groups) queue on each other instead of deadlocking. A host another replica
-   changed since the refresh (its generation moved) loses its claims here: their creates go the
-   lone way and this process passes the host over for a while (`PlacementCache.lost_race`). The
-   others are now exact: nobody else changes a locked host before the commit. Then the enforced
+   changed since the refresh (its generation moved) is reloaded under its lock and each claim
+   planned on it decided again on it alone (kept if it still fits, else that create goes the
+   lone way); this process then passes it over for a while (`PlacementCache.lost_race`). Every
+   claim is now exact: nobody else changes a locked host before the commit. Then the enforced
    quotas of its projects, in project-id order (quotas.py `lock_in_order`). (SQLite: the write
    lock is held from the transaction's start, nothing changes under it.)
 4. claims them in decision order through the ledger (its guarded UPDATEs re-check generation and
@@ -41,6 +42,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -174,19 +176,21 @@ class ClaimBatcher:
                 at: dict[int, int] = {}  # host id -> the generation its next claim must find
                 for _i, _spec, _d, (host_id, gen, _g) in plans:
                     at.setdefault(host_id, gen)  # (the first decision on a host saw it as refreshed)
-                if pg and plans:  # lock them in id order; a host moved since the refresh: lone way
+                if pg and plans:  # lock them in id order; a host moved since the refresh: decided again
                     locked = lock_hosts(s, at)
-                    for host_id in [h for h, g in at.items() if locked.get(h) != g]:
-                        del at[host_id]
-                        cache.lost_race(host_id)
-                        _forget(cache.view, [host_id])
+                    moved = {h for h, g in at.items() if locked.get(h) != g}
+                    if moved:
+                        plans = self._moved(s, snap, plans, moved, locked, wrote)
+                        for h in moved:
+                            del at[h]
+                            if h in locked:
+                                at[h] = locked[h]
                     # then the enforced quotas its claims will check, in project-id order
                     quotas.lock_in_order(s, (sp.project_id for _i, sp, _d, _t in plans
                                              if sp.project_id is not None and not sp.quota_free))
                 for i, spec, decision, target in plans:
                     host_id, gen, gpus = target
-                    if host_id not in at:  # moved: the lone way
-                        self.fallbacks += 1
+                    if host_id not in at:  # (deleted meanwhile): the lone way
                         continue
                     placed = self._claim(s, spec, decision, (host_id, at[host_id], gpus), gen)
                     if placed is not None:
@@ -226,6 +230,40 @@ class ClaimBatcher:
             return None  # the view cannot follow this claim exactly
         wrote.append(host_id)
         return decision, target
+
+    def _moved(self, s: Session, snap: Any, plans: list[tuple[int, _Spec, Any, _Target]], moved: set[int],
+               locked: dict[int, int], wrote: list[int]) -> list[tuple[int, _Spec, Any, _Target]]:
+        """PostgreSQL: the hosts `moved` changed (another replica) between the refresh and their
+        locks. Locked now, they are reloaded into the view exactly, and each claim planned on one is
+        decided again on that host alone (all filters, on what it holds now, in decision order):
+        kept at the host's present generation when it still fits, else its create goes the lone
+        way. The host is passed over for a while (`PlacementCache.lost_race`: replicas deciding
+        on one state choose the same host)."""
+        svc = self.workloads
+        cache = svc.cache
+        for h in moved:
+            cache.lost_race(h)
+        _forget(cache.view, [h for h in moved if h not in locked])  # deleted: the next refresh rebuilds
+        cache.reload(s, {h: locked[h] for h in moved if h in locked})  # (drops the batch's claims there)
+        kept: list[tuple[int, _Spec, Any, _Target]] = []
+        for i, spec, decision, target in plans:
+            host_id = target[0]
+            if host_id not in moved:
+                kept.append((i, spec, decision, target))
+                continue
+            if host_id in locked:
+                try:
+                    _again, now = svc._decide(replace(spec, host=decision.host), snap=snap)
+                except Exception:  # noqa: BLE001 - as a first decision that raises: the lone way
+                    now = None
+                if now is not None and now[0] == host_id and svc.cache.written(
+                        host_id, now[1] + 1, spec.demand, None, key=f"{spec.project}/{spec.name}",
+                        priority=spec.priority, kind=spec.kind):
+                    wrote.append(host_id)
+                    kept.append((i, spec, decision, now))
+                    continue
+            self.fallbacks += 1
+        return kept
 
     def _claim(self, s: Session, spec: _Spec, decision: Any, target: _Target, decided_at: int
                ) -> tuple[_Spec, int, str] | None:

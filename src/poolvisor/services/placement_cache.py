@@ -237,6 +237,19 @@ class PlacementCache:
             else:
                 snap.gens[h] = -1  # no generation matches: reloaded
 
+    def reload(self, s: Session, gens: Mapping[int, int]) -> None:
+        """Reload these hosts at these generations, {host id: generation}: the caller holds their
+        rows' locks (claim_batch.py), so what it reads is exactly the host at that generation.
+        What was written through to them is replaced by what the store holds."""
+        with self.lock:
+            snap = self.view
+            ids = [h for h in gens if snap is not None and h in snap.index_of]
+            if snap is None or not ids:
+                return
+            self._reload(s, snap, ids)
+            for h in ids:
+                snap.gens[snap.index_of[h]] = gens[h]
+
     def refresh(self, s: Session) -> PlacementView:
         ids, gens = host_generations(s)
         snap = self.view
