@@ -42,14 +42,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from poolvisor.observability.instruments import observe_placement
 from poolvisor.services import quotas
-from poolvisor.store.group import lock_hosts
+from poolvisor.store.group import lock_host, lock_hosts
 from poolvisor.store.worker import QueueWorker
 
 if TYPE_CHECKING:
@@ -180,11 +179,8 @@ class ClaimBatcher:
                     locked = lock_hosts(s, at)
                     moved = {h for h, g in at.items() if locked.get(h) != g}
                     if moved:
-                        plans = self._moved(s, snap, plans, moved, locked, wrote)
-                        for h in moved:
-                            del at[h]
-                            if h in locked:
-                                at[h] = locked[h]
+                        plans = self._moved(s, snap, jobs, plans, moved, locked, wrote)
+                        at = {t[0]: locked[t[0]] for _i, _sp, _d, t in plans}
                     # then the enforced quotas its claims will check, in project-id order
                     quotas.lock_in_order(s, (sp.project_id for _i, sp, _d, _t in plans
                                              if sp.project_id is not None and not sp.quota_free))
@@ -211,19 +207,28 @@ class ClaimBatcher:
         self.claimed += claimed
         self.batches += claimed > 1
 
-    def _decide(self, snap: Any, job: _Job, spec: _Spec, wrote: list[int]) -> tuple[Any, _Target] | None:
-        """Decide on the view and write the claim through to it: (decision, target), or None (the
-        lone way: no room, or the view cannot follow the claim)."""
-        svc = self.workloads
+    def _choose(self, snap: Any, spec: _Spec, explain: bool) -> tuple[Any, _Target] | None:
+        """Decide on the view: (decision, target), or None (the lone way: no room, or the
+        decision raised)."""
         try:
             with observe_placement() as outcome:  # poolvisor_placement_seconds
-                decision, target = svc._decide(spec, job.explain, snap=snap)
+                decision, target = self.workloads._decide(spec, explain, snap=snap)
                 if target is None:
                     outcome[0] = "no_valid_host"
         except Exception:  # noqa: BLE001 - HA admission's 409, an unknown resource: alone, as it would
             return None
         if target is None:
             return None  # no room: the lone way preempts or wakes a host, or answers 409
+        return decision, target
+
+    def _decide(self, snap: Any, job: _Job, spec: _Spec, wrote: list[int]) -> tuple[Any, _Target] | None:
+        """Decide on the view and write the claim through to it: (decision, target), or None (the
+        lone way: no room, or the view cannot follow the claim)."""
+        svc = self.workloads
+        got = self._choose(snap, spec, job.explain)
+        if got is None:
+            return None
+        decision, target = got
         host_id, gen, _gpus = target
         if not svc.cache.written(host_id, gen + 1, spec.demand, None, key=f"{spec.project}/{spec.name}",
                                  priority=spec.priority, kind=spec.kind):
@@ -231,39 +236,58 @@ class ClaimBatcher:
         wrote.append(host_id)
         return decision, target
 
-    def _moved(self, s: Session, snap: Any, plans: list[tuple[int, _Spec, Any, _Target]], moved: set[int],
-               locked: dict[int, int], wrote: list[int]) -> list[tuple[int, _Spec, Any, _Target]]:
+    def _moved(self, s: Session, snap: Any, jobs: list[_Job], plans: list[tuple[int, _Spec, Any, _Target]],
+               moved: set[int], locked: dict[int, int], wrote: list[int]
+               ) -> list[tuple[int, _Spec, Any, _Target]]:
         """PostgreSQL: the hosts `moved` changed (another replica) between the refresh and their
-        locks. Locked now, they are reloaded into the view exactly, and each claim planned on one is
-        decided again on that host alone (all filters, on what it holds now, in decision order):
-        kept at the host's present generation when it still fits, else its create goes the lone
-        way. The host is passed over for a while (`PlacementCache.lost_race`: replicas deciding
-        on one state choose the same host)."""
+        locks. Locked now, they are reloaded into the view exactly, and each claim planned on one
+        is decided again (`_again`), in decision order; one that finds no host goes the lone way.
+        The hosts are then passed over for a while (`PlacementCache.lost_race`: replicas deciding
+        on one state choose the same host). `locked` gains the hosts locked meanwhile."""
         svc = self.workloads
         cache = svc.cache
-        for h in moved:
-            cache.lost_race(h)
         _forget(cache.view, [h for h in moved if h not in locked])  # deleted: the next refresh rebuilds
         cache.reload(s, {h: locked[h] for h in moved if h in locked})  # (drops the batch's claims there)
         kept: list[tuple[int, _Spec, Any, _Target]] = []
         for i, spec, decision, target in plans:
-            host_id = target[0]
-            if host_id not in moved:
+            if target[0] not in moved:
                 kept.append((i, spec, decision, target))
-                continue
-            if host_id in locked:
-                try:
-                    _again, now = svc._decide(replace(spec, host=decision.host), snap=snap)
-                except Exception:  # noqa: BLE001 - as a first decision that raises: the lone way
-                    now = None
-                if now is not None and now[0] == host_id and svc.cache.written(
-                        host_id, now[1] + 1, spec.demand, None, key=f"{spec.project}/{spec.name}",
-                        priority=spec.priority, kind=spec.kind):
-                    wrote.append(host_id)
-                    kept.append((i, spec, decision, now))
-                    continue
-            self.fallbacks += 1
+            elif (again := self._again(s, snap, spec, jobs[i].explain, locked, wrote)) is not None:
+                kept.append((i, spec, *again))
+            else:
+                self.fallbacks += 1
+        for h in moved:
+            cache.lost_race(h)
         return kept
+
+    def _again(self, s: Session, snap: Any, spec: _Spec, explain: bool, locked: dict[int, int],
+               wrote: list[int]) -> tuple[Any, _Target] | None:
+        """Decide a claim again on the view, whose locked hosts are exact: on a locked host it is
+        kept as decided; another host is locked first (waiting only above every id held, else
+        NOWAIT: store/group.py `lock_host`), and when it moved too, reloaded and decided once more.
+        (decision, target) written through to the view, or None: the lone way."""
+        cache = self.workloads.cache
+        for _ in range(2):
+            got = self._choose(snap, spec, explain)
+            if got is None:
+                return None
+            decision, target = got
+            h = target[0]
+            if h not in locked:
+                g = lock_host(s, h, wait=h > max(locked, default=0))
+                if g is None:  # another transaction holds it (or it is gone)
+                    cache.lost_race(h)
+                    return None
+                locked[h] = g
+                if g != target[1]:
+                    cache.reload(s, {h: g})  # exact now (locked): decide again
+                    continue
+            if not cache.written(h, target[1] + 1, spec.demand, None, key=f"{spec.project}/{spec.name}",
+                                 priority=spec.priority, kind=spec.kind):
+                return None
+            wrote.append(h)
+            return decision, target
+        return None
 
     def _claim(self, s: Session, spec: _Spec, decision: Any, target: _Target, decided_at: int
                ) -> tuple[_Spec, int, str] | None:

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import UnavailableError
@@ -72,6 +73,27 @@ def lock_hosts(s: Session, host_ids: Iterable[int]) -> dict[int, int]:
     if not ids:
         return {}
     return {int(h): int(g) for h, g in s.connection().execute(_LOCK_HOSTS, {"ids": ids})}
+
+
+_LOCK_HOST = select(HostRow.generation).where(HostRow.id == bindparam("h"))
+
+
+def lock_host(s: Session, host_id: int, *, wait: bool) -> int | None:
+    """PostgreSQL: lock one more host's row in a transaction holding others, and return its
+    generation. `wait` only when its id is above every host the transaction holds (the global
+    order); otherwise NOWAIT, in a savepoint: None when another transaction holds it (or it was
+    deleted), and nothing waits out of order."""
+    if wait:
+        g = s.connection().execute(_LOCK_HOST.with_for_update(), {"h": host_id}).scalar()
+    else:
+        try:
+            with s.begin_nested():
+                g = s.connection().execute(_LOCK_HOST.with_for_update(nowait=True), {"h": host_id}).scalar()
+        except DBAPIError as e:
+            if getattr(e.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            return None
+    return None if g is None else int(g)
 
 
 class _Item:
