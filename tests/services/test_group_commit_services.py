@@ -17,8 +17,8 @@ from poolvisor.store.rows import HostResourceRow
 
 
 @pytest.fixture
-def grouped(sqlite_url: str) -> Iterator[Services]:
-    s = open_services(sqlite_url)
+def grouped(db_url: str) -> Iterator[Services]:
+    s = open_services(db_url)
     assert s.store.start_group_commit()
     yield s
     s.close()

@@ -93,6 +93,7 @@ class ClaimBatcher:
         self.batches = 0  # claim transactions committed for more than one create (observable in tests)
         self.claimed = 0
         self.fallbacks = 0  # creates whose batched claim failed: they went the lone way
+        self.rolled_back = 0  # batch transactions that failed as a whole (e.g. a PostgreSQL deadlock)
 
     @property
     def taken(self) -> int:
@@ -185,10 +186,10 @@ class ClaimBatcher:
                     quotas.lock_in_order(s, (sp.project_id for _i, sp, _d, _t in plans
                                              if sp.project_id is not None and not sp.quota_free))
                 for i, spec, decision, target in plans:
-                    host_id, gen, gpus = target
+                    host_id, _gen, gpus = target
                     if host_id not in at:  # (deleted meanwhile): the lone way
                         continue
-                    placed = self._claim(s, spec, decision, (host_id, at[host_id], gpus), gen)
+                    placed = self._claim(s, spec, decision, (host_id, at[host_id], gpus))
                     if placed is not None:
                         at[host_id] += 1
                         out[i] = (jobs[i], placed, None)
@@ -198,6 +199,7 @@ class ClaimBatcher:
                 outcomes = svc.ctx.write_once(tx)
             except Exception:  # noqa: BLE001 - rolled back: each create alone, with its own outcome
                 _forget(cache.view, wrote)
+                self.rolled_back += 1
                 self.fallbacks += len(jobs)
                 return
         claimed = 0
@@ -289,7 +291,7 @@ class ClaimBatcher:
             return decision, target
         return None
 
-    def _claim(self, s: Session, spec: _Spec, decision: Any, target: _Target, decided_at: int
+    def _claim(self, s: Session, spec: _Spec, decision: Any, target: _Target
                ) -> tuple[_Spec, int, str] | None:
         """Claim in a savepoint at the target's generation: (spec, workload id, host), or None (the
         claim failed: taken back out of the view, the create goes the lone way)."""
@@ -299,7 +301,7 @@ class ClaimBatcher:
             with s.begin_nested():  # a savepoint: a failed claim leaves the batch's others
                 wid, _group = svc._claim(s, spec=spec, target=target, decision=decision)
         except Exception:  # noqa: BLE001 - a quota, a name taken: alone, with its own outcome
-            svc.cache.unwritten(host_id, decided_at, f"{spec.project}/{spec.name}")
+            svc.cache.unwritten(host_id, f"{spec.project}/{spec.name}")
             self.fallbacks += 1
             return None
         assert decision.host is not None

@@ -217,20 +217,20 @@ class PlacementCache:
             snap.gens[h] = gen_after
             return True
 
-    def unwritten(self, host_id: int, gen: int, key: str) -> None:
-        """Take back a claim of `key` written through (`written`, from generation `gen`) whose
-        savepoint was rolled back: its demand leaves the host and the host's generation in the
-        view goes one back. Claims written through after it on the same host stay (a batch's later
-        claims on a host it holds: claim_batch.py), so the view is again the host as the store
-        will have it once they commit. When the view cannot say so exactly, the next refresh
-        reloads the host."""
+    def unwritten(self, host_id: int, key: str) -> None:
+        """Take back a claim of `key` written through (`written`) whose savepoint was rolled back:
+        its demand leaves the host and the host's generation in the view goes one back. Claims
+        written through on the same host before or after it stay (a batch's other claims on a host
+        nobody else changes meanwhile: claim_batch.py), so the view is again the host as the store
+        will have it once they commit. When the view no longer holds the claim (the host was
+        reloaded), the next refresh reloads it."""
         with self.lock:
             snap = self.view
             h = snap.index_of.get(host_id) if snap is not None else None
             if snap is None or h is None:
                 return
             table = snap.state.workloads
-            if int(snap.gens[h]) > gen and key in table and int(table.host[table.row(key)]) == h:
+            if int(snap.gens[h]) > 0 and key in table and int(table.host[table.row(key)]) == h:
                 table.remove(key)  # its demand leaves the host's totals
                 snap.on_host.get(h, set()).discard(key)
                 snap.gens[h] -= 1
