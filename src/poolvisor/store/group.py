@@ -2,7 +2,8 @@
 
 A server's hot use cases (a create's claim and confirmation, a delete's mark and finish) are each
 a write transaction of a few statements; on SQLite every one of them queued for the one write
-lock, and paid a session, a BEGIN IMMEDIATE and a COMMIT of its own. With group commit, a
+lock, and paid a session, a BEGIN IMMEDIATE and a COMMIT of its own (on PostgreSQL: a pooled
+connection, a thread and a COMMIT round trip each). With group commit, a
 request thread hands its transaction function to one writer thread and waits; the writer takes
 every function waiting (up to `max_items`) and runs them one after the other in **one**
 transaction, then commits once and wakes them all. So:
