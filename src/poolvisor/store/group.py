@@ -61,9 +61,11 @@ MAX_ITEMS = 64
 LANE = "tx"
 log = logging.getLogger("poolvisor.store")
 Done = Callable[[Any, BaseException | None], None]
-# ORDER BY under FOR UPDATE: PostgreSQL locks the rows as the sort returns them, in id order
+# ORDER BY under FOR UPDATE: PostgreSQL locks the rows as the sort returns them, in id order. FOR NO
+# KEY UPDATE (key_share) is the lock the ledger's UPDATEs of a host take anyway; unlike FOR UPDATE it
+# lets other transactions' foreign-key checks (a workload or allocation row naming the host) pass.
 _LOCK_HOSTS = (select(HostRow.id, HostRow.generation).where(HostRow.id.in_(bindparam("ids", expanding=True)))
-               .order_by(HostRow.id).with_for_update())
+               .order_by(HostRow.id).with_for_update(key_share=True))
 
 
 def lock_hosts(s: Session, host_ids: Iterable[int]) -> dict[int, int]:
@@ -85,11 +87,12 @@ def lock_host(s: Session, host_id: int, *, wait: bool) -> int | None:
     order); otherwise NOWAIT, in a savepoint: None when another transaction holds it (or it was
     deleted), and nothing waits out of order."""
     if wait:
-        g = s.connection().execute(_LOCK_HOST.with_for_update(), {"h": host_id}).scalar()
+        g = s.connection().execute(_LOCK_HOST.with_for_update(key_share=True), {"h": host_id}).scalar()
     else:
         try:
             with s.begin_nested():
-                g = s.connection().execute(_LOCK_HOST.with_for_update(nowait=True), {"h": host_id}).scalar()
+                g = s.connection().execute(_LOCK_HOST.with_for_update(nowait=True, key_share=True),
+                                           {"h": host_id}).scalar()
         except DBAPIError as e:
             if getattr(e.orig, "sqlstate", None) != "55P03":  # lock_not_available
                 raise
