@@ -1,5 +1,5 @@
-"""Batched placement (services/claim_batch.py), as `poolvisor serve` runs it on SQLite: concurrent
-creates decided and claimed in one transaction never over-allocate, a create that fails inside a
+"""Batched placement (services/claim_batch.py), as `poolvisor serve` runs it (SQLite, PostgreSQL):
+concurrent creates decided and claimed in one transaction never over-allocate, a create that fails inside a
 batch (quota, a name taken) fails alone with its own error while the others of its batch are
 created, and the placement view written through before the commit still matches the store."""
 
@@ -18,8 +18,8 @@ from poolvisor.store.rows import HostResourceRow
 
 
 @pytest.fixture
-def batched(sqlite_url: str) -> Iterator[Services]:
-    s = open_services(sqlite_url)
+def batched(db_url: str) -> Iterator[Services]:
+    s = open_services(db_url)
     assert s.store.start_group_commit() and s.workloads.start_batching()
     yield s
     s.close()

@@ -22,8 +22,8 @@ from poolvisor.services.flow import Flow, FlowRunner
 
 
 @pytest.fixture
-def served(sqlite_url: str) -> Iterator[Services]:
-    s = open_services(sqlite_url)
+def served(db_url: str) -> Iterator[Services]:
+    s = open_services(db_url)
     assert s.store.start_group_commit() and s.workloads.start_batching()
     yield s
     s.close()

@@ -17,8 +17,8 @@ from poolvisor.store.rows import HostResourceRow
 
 
 @pytest.fixture
-def grouped(sqlite_url: str) -> Iterator[Services]:
-    s = open_services(sqlite_url)
+def grouped(db_url: str) -> Iterator[Services]:
+    s = open_services(db_url)
     assert s.store.start_group_commit()
     yield s
     s.close()
@@ -58,7 +58,10 @@ def test_concurrent_creates_and_deletes_share_commits_without_over_allocation(gr
         t.join(timeout=300)
     assert not errors
     group = grouped.store._group
-    assert group is not None and group.groups > 0  # some writes did share a transaction
+    assert group is not None and group.items > 0
+    # some writes did share a transaction (SQLite: they queue behind the lone claims' write lock;
+    # PostgreSQL has no such lock, so whether two ever wait together there is up to timing)
+    assert group.groups > 0 or not grouped.store.is_sqlite
     alive = {w.name for w in grouped.workloads.list_workloads("demo")}
     assert alive == set(created) - set(deleted)
     assert all(w.state == "running" for w in grouped.workloads.list_workloads("demo"))

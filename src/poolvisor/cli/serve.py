@@ -272,7 +272,7 @@ def serve(
     def run_server(svc: Services, supervisor: int | None = None) -> None:
         """Serve on `sock` until told to stop (in this process, or in a worker of `supervisor`)."""
         svc.store.start_checkpointer()  # SQLite: WAL checkpoints off the writers' path (store/engine.py)
-        svc.store.start_group_commit()  # SQLite: concurrent creates/deletes share commits (store/group.py)
+        svc.store.start_group_commit()  # concurrent creates/deletes share commits (store/group.py)
         svc.workloads.start_batching()  # and concurrent creates are decided and claimed together
         svc.alerts.thresholds = thresholds
         election = LeaderElection(svc.store, f"{svc.leases.owner}@{shown}:{port}", leader_lease)

@@ -6,28 +6,35 @@ cache's lock from the decision through the claim's commit (so this process's cre
 each other). Under load they queue on that lock, one commit each, and a delete committed between
 a create's refresh and its claim fails the claim's generation guard (decide again). Here the
 writer thread (store/group.py: one thread for group commit and this lane) takes every create
-waiting (up to MAX_BATCH) and, under the cache's lock, in **one** write transaction (SQLite's
-write lock held from the start, so nothing changes under it):
+waiting (up to MAX_BATCH) and, under the cache's lock, in **one** write transaction:
 
 1. resolves them all and refreshes the view;
 2. decides them one after the other on the index, each claim written through to the view at
-   once (`PlacementCache.written`), so the next decision sees the capacity it took, and claims
-   it right away: the ledger's guarded UPDATEs (generation and capacity, re-checked inside each
-   UPDATE) run in decision order, so claim i+1 on a host finds the generation claim i left;
-3. commits once, then answers each create (its driver call and confirmation follow as usual).
+   once (`PlacementCache.written`), so the next decision sees the capacity it took;
+3. PostgreSQL: locks the rows of every host the batch chose, in host-id order (store/group.py
+   `lock_hosts`, the global order of every transaction holding several hosts), so two replicas'
+   batches (and groups) queue on each other instead of deadlocking. A host another replica
+   changed since the refresh (its generation moved) is reloaded under its lock and each claim
+   planned on it decided again on it alone (kept if it still fits, else that create goes the
+   lone way); this process then passes it over for a while (`PlacementCache.lost_race`). Every
+   claim is now exact: nobody else changes a locked host before the commit. Then the enforced
+   quotas of its projects, in project-id order (quotas.py `lock_in_order`). (SQLite: the write
+   lock is held from the transaction's start, nothing changes under it.)
+4. claims them in decision order through the ledger (its guarded UPDATEs re-check generation and
+   capacity inside each UPDATE), each at the generation the claims before it on that host left;
+5. commits once, then answers each create (its driver call and confirmation follow as usual).
 
 Each claim runs in a savepoint: one that fails (a quota, a name taken meanwhile) is rolled back
 alone and taken back out of the view (`PlacementCache.unwritten`), and that create goes the lone
-way (`WorkloadService` runs its usual decide + claim, with its retries and
-its 409s). If the transaction itself fails, every host the batch wrote through is reloaded and
-every create of the batch goes the lone way. Requests that need more than a plain claim go the
-lone way without being tried here: a group, networks, GPUs, a pinned host, a project to create,
-a declared reservation/limit/shares (sized by the chosen host's pool, shares.py), or no host
-fitting (preemption, waking a standby host).
+way (`WorkloadService` runs its usual decide + claim, with its retries and its 409s). If the
+transaction itself fails (PostgreSQL: a deadlock or serialization failure that still happens, e.g.
+with a lone claim holding a quota's row), every host the batch wrote through is reloaded and every
+create of the batch goes the lone way: nothing is claimed twice, nothing lost. Requests that need
+more than a plain claim go the lone way without being tried here: a group, networks, GPUs, a
+pinned host, a project to create, a declared reservation/limit/shares (sized by the chosen host's
+pool, shares.py), or no host fitting (preemption, waking a standby host).
 
-Used where writers are serialized anyway (SQLite with group commit: `Store.groups_writes`); on
-PostgreSQL one transaction holding several hosts' row locks, taken in decision order, could
-deadlock against another replica's batch.
+Runs where group commit runs (`serve`, on either database: `Store.groups_writes`).
 """
 
 from __future__ import annotations
@@ -40,11 +47,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from poolvisor.observability.instruments import observe_placement
+from poolvisor.services import quotas
+from poolvisor.store.group import lock_host, lock_hosts
 from poolvisor.store.prepared import savepoint
 from poolvisor.store.worker import QueueWorker
 
 if TYPE_CHECKING:
-    from poolvisor.services.workloads import WorkloadService, _Spec
+    from poolvisor.services.workloads import WorkloadService, _Spec, _Target
 
 MAX_BATCH = 32
 LANE = "claim"
@@ -85,6 +94,7 @@ class ClaimBatcher:
         self.batches = 0  # claim transactions committed for more than one create (observable in tests)
         self.claimed = 0
         self.fallbacks = 0  # creates whose batched claim failed: they went the lone way
+        self.rolled_back = 0  # batch transactions that failed as a whole (e.g. a PostgreSQL deadlock)
 
     @property
     def taken(self) -> int:
@@ -143,6 +153,7 @@ class ClaimBatcher:
     def _run(self, jobs: list[_Job]) -> None:
         svc = self.workloads
         cache = svc.cache
+        pg = not svc.ctx.store.is_sqlite
         wrote: list[int] = []  # hosts written through to the view before the commit
         with cache.lock:
             def tx(s: Session) -> list[tuple[_Job, Any, BaseException | None]]:
@@ -155,19 +166,41 @@ class ClaimBatcher:
                         specs.append(e)
                 snap = cache.refresh(s)
                 out: list[tuple[_Job, Any, BaseException | None]] = []
+                plans: list[tuple[int, _Spec, Any, _Target]] = []  # (index in out, spec, decision, target)
                 for j, spec in zip(jobs, specs, strict=True):
                     if isinstance(spec, Exception):
                         out.append((j, None, spec))
-                    elif _plain(spec):
-                        out.append((j, self._place(s, snap, j, spec, wrote), None))
-                    else:
-                        out.append((j, None, None))
+                        continue
+                    out.append((j, None, None))  # None: the lone way, unless claimed below
+                    if _plain(spec) and (got := self._decide(snap, j, spec, wrote)) is not None:
+                        plans.append((len(out) - 1, spec, *got))
+                at: dict[int, int] = {}  # host id -> the generation its next claim must find
+                for _i, _spec, _d, (host_id, gen, _g) in plans:
+                    at.setdefault(host_id, gen)  # (the first decision on a host saw it as refreshed)
+                if pg and plans:  # lock them in id order; a host moved since the refresh: decided again
+                    locked = lock_hosts(s, at)
+                    moved = {h for h, g in at.items() if locked.get(h) != g}
+                    if moved:
+                        plans = self._moved(s, snap, jobs, plans, moved, locked, wrote)
+                        at = {t[0]: locked[t[0]] for _i, _sp, _d, t in plans}
+                    # then the enforced quotas its claims will check, in project-id order
+                    quotas.lock_in_order(s, (sp.project_id for _i, sp, _d, _t in plans
+                                             if sp.project_id is not None and not sp.quota_free))
+                for i, spec, decision, target in plans:
+                    host_id, _gen, gpus = target
+                    if host_id not in at:  # (deleted meanwhile): the lone way
+                        continue
+                    placed = self._claim(s, spec, decision, (host_id, at[host_id], gpus))
+                    if placed is not None:
+                        at[host_id] += 1
+                        out[i] = (jobs[i], placed, None)
                 return out
 
             try:
                 outcomes = svc.ctx.write_once(tx)
             except Exception:  # noqa: BLE001 - rolled back: each create alone, with its own outcome
                 _forget(cache.view, wrote)
+                self.rolled_back += 1
                 self.fallbacks += len(jobs)
                 return
         claimed = 0
@@ -177,30 +210,99 @@ class ClaimBatcher:
         self.claimed += claimed
         self.batches += claimed > 1
 
-    def _place(self, s: Session, snap: Any, job: _Job, spec: _Spec, wrote: list[int]
-               ) -> tuple[_Spec, int, str] | None:
-        """Decide on the view, write the claim through to it, claim in a savepoint: (spec,
-        workload id, host), or None (the lone way: no room, or the claim failed)."""
-        svc = self.workloads
+    def _choose(self, snap: Any, spec: _Spec, explain: bool) -> tuple[Any, _Target] | None:
+        """Decide on the view: (decision, target), or None (the lone way: no room, or the
+        decision raised)."""
         try:
             with observe_placement() as outcome:  # poolvisor_placement_seconds
-                decision, target = svc._decide(spec, job.explain, snap=snap)
+                decision, target = self.workloads._decide(spec, explain, snap=snap)
                 if target is None:
                     outcome[0] = "no_valid_host"
         except Exception:  # noqa: BLE001 - HA admission's 409, an unknown resource: alone, as it would
             return None
         if target is None:
             return None  # no room: the lone way preempts or wakes a host, or answers 409
+        return decision, target
+
+    def _decide(self, snap: Any, job: _Job, spec: _Spec, wrote: list[int]) -> tuple[Any, _Target] | None:
+        """Decide on the view and write the claim through to it: (decision, target), or None (the
+        lone way: no room, or the view cannot follow the claim)."""
+        svc = self.workloads
+        got = self._choose(snap, spec, job.explain)
+        if got is None:
+            return None
+        decision, target = got
         host_id, gen, _gpus = target
         if not svc.cache.written(host_id, gen + 1, spec.demand, None, key=f"{spec.project}/{spec.name}",
                                  priority=spec.priority, kind=spec.kind):
             return None  # the view cannot follow this claim exactly
         wrote.append(host_id)
+        return decision, target
+
+    def _moved(self, s: Session, snap: Any, jobs: list[_Job], plans: list[tuple[int, _Spec, Any, _Target]],
+               moved: set[int], locked: dict[int, int], wrote: list[int]
+               ) -> list[tuple[int, _Spec, Any, _Target]]:
+        """PostgreSQL: the hosts `moved` changed (another replica) between the refresh and their
+        locks. Locked now, they are reloaded into the view exactly, and each claim planned on one
+        is decided again (`_again`), in decision order; one that finds no host goes the lone way.
+        The hosts are then passed over for a while (`PlacementCache.lost_race`: replicas deciding
+        on one state choose the same host). `locked` gains the hosts locked meanwhile."""
+        svc = self.workloads
+        cache = svc.cache
+        _forget(cache.view, [h for h in moved if h not in locked])  # deleted: the next refresh rebuilds
+        cache.reload(s, {h: locked[h] for h in moved if h in locked})  # (drops the batch's claims there)
+        kept: list[tuple[int, _Spec, Any, _Target]] = []
+        for i, spec, decision, target in plans:
+            if target[0] not in moved:
+                kept.append((i, spec, decision, target))
+            elif (again := self._again(s, snap, spec, jobs[i].explain, locked, wrote)) is not None:
+                kept.append((i, spec, *again))
+            else:
+                self.fallbacks += 1
+        for h in moved:
+            cache.lost_race(h)
+        return kept
+
+    def _again(self, s: Session, snap: Any, spec: _Spec, explain: bool, locked: dict[int, int],
+               wrote: list[int]) -> tuple[Any, _Target] | None:
+        """Decide a claim again on the view, whose locked hosts are exact: on a locked host it is
+        kept as decided; another host is locked first (waiting only above every id held, else
+        NOWAIT: store/group.py `lock_host`), and when it moved too, reloaded and decided once more.
+        (decision, target) written through to the view, or None: the lone way."""
+        cache = self.workloads.cache
+        for _ in range(2):
+            got = self._choose(snap, spec, explain)
+            if got is None:
+                return None
+            decision, target = got
+            h = target[0]
+            if h not in locked:
+                g = lock_host(s, h, wait=h > max(locked, default=0))
+                if g is None:  # another transaction holds it (or it is gone)
+                    cache.lost_race(h)
+                    return None
+                locked[h] = g
+                if g != target[1]:
+                    cache.reload(s, {h: g})  # exact now (locked): decide again
+                    continue
+            if not cache.written(h, target[1] + 1, spec.demand, None, key=f"{spec.project}/{spec.name}",
+                                 priority=spec.priority, kind=spec.kind):
+                return None
+            wrote.append(h)
+            return decision, target
+        return None
+
+    def _claim(self, s: Session, spec: _Spec, decision: Any, target: _Target
+               ) -> tuple[_Spec, int, str] | None:
+        """Claim in a savepoint at the target's generation: (spec, workload id, host), or None (the
+        claim failed: taken back out of the view, the create goes the lone way)."""
+        svc = self.workloads
+        host_id = target[0]
         try:
             with savepoint(s):  # a failed claim leaves the batch's others
                 wid, _group = svc._claim(s, spec=spec, target=target, decision=decision)
         except Exception:  # noqa: BLE001 - a quota, a name taken: alone, with its own outcome
-            svc.cache.unwritten(host_id, gen, f"{spec.project}/{spec.name}")
+            svc.cache.unwritten(host_id, f"{spec.project}/{spec.name}")
             self.fallbacks += 1
             return None
         assert decision.host is not None

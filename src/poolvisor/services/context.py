@@ -39,11 +39,11 @@ class ServiceContext:
         """Run `fn` in one read-only transaction (run again on a transient conflict)."""
         return self.store.run(fn, write=False)
 
-    def write(self, fn: Callable[[Session], T], *, grouped: bool = False) -> T:
+    def write(self, fn: Callable[[Session], T], *, grouped: bool = False, hosts: tuple[int, ...] = ()) -> T:
         """Run `fn` in one write transaction, run again while it raises Stale (store/retry.py).
         `grouped`: a short database-only write that may share a transaction with other requests'
-        (store/group.py; the hot create and delete steps)."""
-        return self.store.run(fn, write=True, grouped=grouped)
+        (store/group.py; the hot create and delete steps); `hosts`: the hosts whose rows it locks."""
+        return self.store.run(fn, write=True, grouped=grouped, hosts=hosts)
 
     def write_once(self, fn: Callable[[Session], T], *, grouped: bool = False) -> T:
         """One attempt: Stale reaches the caller (its decision, taken before, must be retaken)."""

@@ -56,6 +56,7 @@ class Tx:
 
     fn: Callable[[Session], Any]
     grouped: bool = True
+    hosts: tuple[int, ...] = ()  # the hosts whose rows fn locks (PostgreSQL: a group takes them first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ def run_sync(ctx: ServiceContext, batcher: ClaimBatcher | None, flow: Flow[T]) -
 
 def _sync(ctx: ServiceContext, batcher: ClaimBatcher | None, step: Step) -> Any:
     if isinstance(step, Tx):
-        return ctx.write(step.fn, grouped=step.grouped)
+        return ctx.write(step.fn, grouped=step.grouped, hosts=step.hosts)
     if isinstance(step, Claim):
         return batcher.place(step.resolve, explain=step.explain) if batcher is not None else None
     return step.fn()
@@ -192,14 +193,14 @@ class _Run:
             if isinstance(error, Stale):  # as Store.run: again, until the deadline
                 if time.monotonic() < self.deadline:
                     try:
-                        self.runner.group.submit(step.fn, answered)
+                        self.runner.group.submit(step.fn, answered, step.hosts)
                     except BaseException as e:  # noqa: BLE001 - the writer is stopping
                         self.step(None, e)
                     return
                 error = ConflictError("too many concurrent changes; the request was not applied, retry it")
             self.step(value, error)
 
-        self.runner.group.submit(step.fn, answered)
+        self.runner.group.submit(step.fn, answered, step.hosts)
 
     def _end(self, value: Any, error: BaseException | None) -> None:
         done, self.done = self.done, _ignore

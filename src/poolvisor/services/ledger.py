@@ -163,7 +163,8 @@ def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None,
     done = s.info.setdefault(RELEASED, [])
     # Lock order: the host row first, then its resources, as claim() does; the other order made
     # a concurrent claim and release on one host deadlock on PostgreSQL (each waiting for the
-    # other's row until deadlock_timeout, 1 s, aborted one of them).
+    # other's row until deadlock_timeout, 1 s, aborted one of them). Host rows in id order: a
+    # transaction holding several hosts takes them so (store/group.py lock_hosts).
     for h in sorted(hosts):
         gen = _RELEASE_HOST.scalar(s, {"h": h})
         if gen is not None:  # what the caller may write through to its placement view after commit

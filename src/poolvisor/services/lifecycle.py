@@ -74,7 +74,8 @@ POLL_S = 0.2  # how often a running migration's progress is written into its tas
 _W, _P, _H = (cast(Table, r.__table__) for r in (WorkloadRow, ProjectRow, HostRow))
 _VA, _NICS, _GPU_ALLOC = (cast(Table, r.__table__) for r in (VolumeAttachmentRow, NicRow, GpuAllocationRow))
 # the workload to delete and whether it has volumes (most have none: their disks are not looked for)
-_TO_DELETE = Prepared(select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _H.c.name.label("host"),
+_TO_DELETE = Prepared(select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _W.c.host_id,
+                             _H.c.name.label("host"),
                              exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
                       .select_from(_W.join(_P, _P.c.id == _W.c.project_id)
                                    .outerjoin(_H, _H.c.id == _W.c.host_id))
@@ -115,7 +116,7 @@ class WorkloadLifecycle(ServiceBase):
         A crash in between leaves a 'deleting' row that the repair sweep finishes (repair.py).
         A flow (services/flow.py): run on the caller's thread, or by the server's writer."""
 
-        def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str, bool]:
+        def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str, bool, int | None]:
             # prepared statements (store/prepared.py): this runs for every delete
             w = _TO_DELETE.first(s, {"p": project, "n": name})
             if w is None:
@@ -131,7 +132,7 @@ class WorkloadLifecycle(ServiceBase):
             # attachments are then not read), and looking for their disks in a read transaction
             # of its own cost every delete a BEGIN and a COMMIT
             if not w.volumes:
-                return w.id, w.host, dw, w.state, False
+                return w.id, w.host, dw, w.state, False, w.host_id
             atts = _HAS_VOLUMES.all(s, {"w": w.id})
             now = datetime.now(UTC)
             if any(a.detaching_since is not None and
@@ -139,9 +140,9 @@ class WorkloadLifecycle(ServiceBase):
                 # a detach is copying a disk back (volumes.py): both would unplug it; the mark's
                 # guarded UPDATE above and the detach's conflict on the row, so one sees the other
                 raise ConflictError(f"workload {name!r}: a volume of it is being detached; retry")
-            return w.id, w.host, dw, w.state, bool(atts)
+            return w.id, w.host, dw, w.state, bool(atts), w.host_id
 
-        wid, host, dw, before, volumes = yield Tx(mark)  # may share a commit (store/group.py)
+        wid, host, dw, before, volumes, host_id = yield Tx(mark)  # may share a commit (store/group.py)
         with self.leases.hold([wid]):
             if host is not None:
                 try:
@@ -158,10 +159,11 @@ class WorkloadLifecycle(ServiceBase):
                 self.finish_delete(s, wid=wid, project=project, host=host)
                 released[:] = s.info.get(ledger.RELEASED, [])[before:]
 
-            yield Tx(finish)
-            for host_id, gen, amounts, group_id in released:  # committed: the view follows
+            # its host's row, which the release locks, declared: a group takes it in id order
+            yield Tx(finish, hosts=(host_id,) if host_id is not None else ())
+            for h_id, gen, amounts, group_id in released:  # committed: the view follows
                 if group_id is None:  # (a group member's count is reloaded by the next refresh)
-                    self.cache.written(host_id, gen, amounts, None, key=f"{project}/{name}", release=True)
+                    self.cache.written(h_id, gen, amounts, None, key=f"{project}/{name}", release=True)
 
     def _driver_delete(self, host: str, dw: DriverWorkload) -> None:
         self.drivers.lifecycle(host).delete(host, dw)

@@ -220,22 +220,38 @@ class PlacementCache:
             snap.gens[h] = gen_after
             return True
 
-    def unwritten(self, host_id: int, gen: int, key: str) -> None:
+    def unwritten(self, host_id: int, key: str) -> None:
         """Take back a claim of `key` written through (`written`) whose savepoint was rolled back:
-        the host is again as the store has it, at generation `gen`. When the view cannot say so
-        exactly, the next refresh reloads the host."""
+        its demand leaves the host and the host's generation in the view goes one back. Claims
+        written through on the same host before or after it stay (a batch's other claims on a host
+        nobody else changes meanwhile: claim_batch.py), so the view is again the host as the store
+        will have it once they commit. When the view no longer holds the claim (the host was
+        reloaded), the next refresh reloads it."""
         with self.lock:
             snap = self.view
             h = snap.index_of.get(host_id) if snap is not None else None
             if snap is None or h is None:
                 return
             table = snap.state.workloads
-            if int(snap.gens[h]) == gen + 1 and key in table and int(table.host[table.row(key)]) == h:
+            if int(snap.gens[h]) > 0 and key in table and int(table.host[table.row(key)]) == h:
                 table.remove(key)  # its demand leaves the host's totals
                 snap.on_host.get(h, set()).discard(key)
-                snap.gens[h] = gen
+                snap.gens[h] -= 1
             else:
                 snap.gens[h] = -1  # no generation matches: reloaded
+
+    def reload(self, s: Session, gens: Mapping[int, int]) -> None:
+        """Reload these hosts at these generations, {host id: generation}: the caller holds their
+        rows' locks (claim_batch.py), so what it reads is exactly the host at that generation.
+        What was written through to them is replaced by what the store holds."""
+        with self.lock:
+            snap = self.view
+            ids = [h for h in gens if snap is not None and h in snap.index_of]
+            if snap is None or not ids:
+                return
+            self._reload(s, snap, ids)
+            for h in ids:
+                snap.gens[snap.index_of[h]] = gens[h]
 
     def refresh(self, s: Session) -> PlacementView:
         ids, gens = host_generations(s)

@@ -14,7 +14,7 @@ The rate limits are only stored here; api/ratelimit.py enforces them per process
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -81,6 +81,12 @@ _LOCK_LIMITS = (update(_QUOTAS)
                 .where(_QUOTAS.c.project_id == bindparam("p"), _QUOTAS.c.enforced.is_(True))
                 .values(generation=_QUOTAS.c.generation + 1)
                 .returning(_QUOTAS.c.limits))
+# a batch of claims (claim_batch.py) locks its projects' quotas first, in project-id order, as its
+# hosts' rows: verify() then finds them locked, and two replicas' batches cannot deadlock on them
+_LOCK_ORDERED = (select(_QUOTAS.c.project_id)
+                 .where(_QUOTAS.c.project_id.in_(bindparam("ps", expanding=True)),
+                        _QUOTAS.c.enforced.is_(True))
+                 .order_by(_QUOTAS.c.project_id).with_for_update())
 _LIMITS = select(_QUOTAS.c.enforced, _QUOTAS.c.limits).where(_QUOTAS.c.project_id == bindparam("p"))
 
 
@@ -112,6 +118,14 @@ def verify(s: Session, project_id: int, requested: Mapping[str, float], workload
     if excess is not None:
         name = project or s.scalar(select(ProjectRow.name).where(ProjectRow.id == project_id)) or "?"
         raise QuotaExceededError(excess.describe(name), excess.as_detail(name))
+
+
+def lock_in_order(s: Session, project_ids: Iterable[int]) -> None:
+    """PostgreSQL: lock the enforced quotas of these projects in project-id order (a transaction
+    that claims for several projects takes them before its claims' `verify`)."""
+    ids = sorted(set(project_ids))
+    if ids:
+        s.connection().execute(_LOCK_ORDERED, {"ps": ids}).all()
 
 
 def preview(s: Session, project_id: int | None, requested: Mapping[str, float], workloads: int, *,

@@ -180,8 +180,8 @@ class WorkloadService(ServiceBase):
         self.flows: FlowRunner | None = None  # creates and deletes run by the writer (flow.py)
 
     def start_batching(self) -> bool:
-        """Decide and claim concurrent creates in batches (services/claim_batch.py); only where
-        writes are serialized through group commit (SQLite in `serve`). False when it does not apply."""
+        """Decide and claim concurrent creates in batches (services/claim_batch.py) on the writer
+        thread of group commit (`serve`, either database). False when it does not apply."""
         group = self.ctx.store.group
         if self.batcher is not None or group is None:
             return False

@@ -227,10 +227,12 @@ class Store:
             self._writer.close()
 
     def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S,
-            grouped: bool = False) -> T:
+            grouped: bool = False, hosts: tuple[int, ...] = ()) -> T:
         """Run fn(session) in one transaction; commit on success, run it again on Stale.
-        `grouped`: a short write that may share its transaction with other requests' (group.py)."""
-        return with_retry(lambda: self.run_once(fn, write=write, grouped=grouped), deadline_s=deadline_s,
+        `grouped`: a short write that may share its transaction with other requests' (group.py);
+        `hosts`: the hosts whose rows it locks (a group takes them first, in id order)."""
+        return with_retry(lambda: self.run_once(fn, write=write, grouped=grouped, hosts=hosts),
+                          deadline_s=deadline_s,
                           conflict="too many concurrent changes; the request was not applied, retry it",
                           first_s=0.002, cap_s=0.2)
 
@@ -245,11 +247,13 @@ class Store:
         return self._group is not None
 
     def start_group_commit(self) -> bool:
-        """SQLite: hand grouped writes to one writer thread that commits them together (group.py).
-        On SQLite this process's writers are serialized anyway (`_writer`), so a group costs no
-        concurrency; on PostgreSQL a group would hold its rows' locks in no global order against
-        other replicas' groups (deadlocks), so grouped writes stay one transaction each there."""
-        if self.dialect != "sqlite" or self._group is not None:
+        """Hand grouped writes to one writer thread that commits them together (group.py). On
+        SQLite this process's writers are serialized anyway (`_writer`), so a group costs no
+        concurrency. On PostgreSQL a group holds several requests' row locks until its commit:
+        it takes the hosts' rows first, in id order (group.lock_hosts), so groups of different
+        replicas queue instead of deadlocking; one that still fails runs each request alone.
+        False when already started."""
+        if self._group is not None:
             return False
         from poolvisor.store.group import GroupCommit
 
@@ -257,10 +261,11 @@ class Store:
         self._group.start()
         return True
 
-    def run_once(self, fn: Callable[[Session], T], *, write: bool = True, grouped: bool = False) -> T:
+    def run_once(self, fn: Callable[[Session], T], *, write: bool = True, grouped: bool = False,
+                 hosts: tuple[int, ...] = ()) -> T:
         """One attempt of run(): a transient conflict, like an optimistic check in `fn`, raises Stale."""
         if grouped and write and self._group is not None:
-            return self._group.run(fn)
+            return self._group.run(fn, hosts)
         try:
             if not write:
                 with Session(self._read_engine, expire_on_commit=False) as s, s.begin():

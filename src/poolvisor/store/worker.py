@@ -6,7 +6,8 @@ pattern once: a `QueueWorker` has lanes (one per kind of work, each with its han
 takes up to `max_items` waiting items, in arrival order, and hands each lane its share, lanes in
 the order they were added (group commit's lane first: a delete's release commits before the
 creates of the same round decide). One thread for every lane: a server's writes are serialized on
-SQLite anyway, and every extra thread trading the GIL costs CPU.
+SQLite anyway, on PostgreSQL one batch's round trips beat many threads' transactions, and every
+extra thread trading the GIL costs CPU.
 
 A handler must answer every item it is given (it owns their completion); should it raise, the
 lane's `fail(items, error)` answers those it left. Items put from the worker thread itself (a
