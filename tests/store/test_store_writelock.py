@@ -165,3 +165,37 @@ def test_writers_of_four_processes_all_commit(tmp_path):
         assert len(store.run(lambda s: s.scalar(select(PoolRow.description)), write=False)) == 600
     finally:
         store.close()
+
+
+def test_stores_of_one_process_share_its_lock(tmp_path):
+    """A flock is held per open file: two stores of one process with a descriptor each would wait
+    for each other, forever when one thread nests a write of one inside the other's (a replica
+    simulated in one process, as the token-adoption race test does)."""
+    db = str(tmp_path / "s.db")
+    a, b = open_store(db), open_store(db)
+    try:
+        assert a._writer is b._writer
+        def outer(s):
+            b.run(lambda t: t.add(PoolRow(name="inner", description="")))  # nested, same thread
+            s.add(PoolRow(name="outer", description=""))
+
+        a.run(outer)
+        names = a.run(lambda s: s.scalars(select(PoolRow.name)).all(), write=False)
+        assert sorted(names) == ["inner", "outer"]
+    finally:
+        a.close()
+        a.close()  # twice: releases its use once
+        assert writelock_users(db) == 1
+        b.close()
+    assert writelock_users(db) == 0
+    c = open_store(db)  # a later store opens the file again
+    try:
+        c.run(lambda s: s.add(PoolRow(name="later", description="")))
+    finally:
+        c.close()
+
+
+def writelock_users(db: str) -> int:
+    from poolvisor.store import writelock
+
+    return writelock._shared.get(os.path.realpath(f"{db}-writer.lock"), (None, 0))[1]

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from poolvisor.domain.errors import ConflictError, UnavailableError
+from poolvisor.store import writelock
 from poolvisor.store.retry import Stale, with_retry
 from poolvisor.store.writelock import WriteLock
 
@@ -190,7 +191,8 @@ class Store:
         # on a file lock shared with other processes on the same file, woken at once when it
         # frees, instead of polling in SQLite's busy handler (writelock.py).
         self._writer: contextlib.AbstractContextManager[Any] = \
-            WriteLock(_lock_path(self.url)) if self.dialect == "sqlite" else contextlib.nullcontext()
+            writelock.shared(_lock_path(self.url)) if self.dialect == "sqlite" else contextlib.nullcontext()
+        self._lock_released = False
         self._checkpointer: Checkpointer | None = None
         self._group: GroupCommit | None = None
 
@@ -223,8 +225,9 @@ class Store:
             self._checkpointer.stop()
             self._checkpointer = None
         self.engine.dispose()
-        if isinstance(self._writer, WriteLock):
-            self._writer.close()
+        if isinstance(self._writer, WriteLock) and not self._lock_released:
+            self._lock_released = True  # a second close must not release another store's use
+            writelock.release(self._writer)
 
     def run(self, fn: Callable[[Session], T], *, write: bool = True, deadline_s: float = TX_DEADLINE_S,
             grouped: bool = False, hosts: tuple[int, ...] = ()) -> T:

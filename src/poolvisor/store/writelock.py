@@ -8,6 +8,10 @@ same way on an advisory `flock` of a file beside the database: the kernel wakes 
 the moment the holder releases, so the lock passes between processes without sleeps. SQLite's own
 lock is still taken inside (`BEGIN IMMEDIATE`); this only decides who asks next, so a process
 that does not take it (an older poolvisor, the sqlite3 shell) still works, through busy_timeout.
+
+A process has one lock per database file (`shared`), whatever number of stores it opens on it: a
+`flock` is held per open file, so two stores of one process each with its own descriptor would
+wait for each other, and forever when one thread nests a write of one inside the other's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,38 @@ import fcntl
 import os
 import threading
 from types import TracebackType
+
+_registry = threading.Lock()
+_shared: dict[str, tuple[WriteLock, int]] = {}  # real path -> (the lock, stores using it)
+
+
+def shared(path: str | None) -> WriteLock:
+    """This process's write lock of the database whose lock file is `path` (None: in memory, a
+    lock of its own); give it back with `release`."""
+    if path is None:
+        return WriteLock(None)
+    key = os.path.realpath(path)
+    with _registry:
+        lock, users = _shared.get(key, (None, 0))
+        if lock is None:
+            lock = WriteLock(key)
+        _shared[key] = (lock, users + 1)
+        return lock
+
+
+def release(lock: WriteLock) -> None:
+    """A store is done with `lock`: the last one closes its file."""
+    if lock.path is None:
+        return
+    with _registry:
+        held, users = _shared.get(lock.path, (None, 0))
+        if held is not lock:
+            return
+        if users > 1:
+            _shared[lock.path] = (lock, users - 1)
+            return
+        del _shared[lock.path]
+    lock.close()
 
 
 class WriteLock:
