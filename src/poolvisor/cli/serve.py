@@ -269,6 +269,9 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     with_sim_admin = sim_admin if sim_admin is not None else demo is not None
 
+    def say(line: str) -> None:
+        typer.echo(f"poolvisor: {line}", err=True)
+
     def run_server(svc: Services, supervisor: int | None = None) -> None:
         """Serve on `sock` until told to stop (in this process, or in a worker of `supervisor`)."""
         svc.store.start_checkpointer()  # SQLite: WAL checkpoints off the writers' path (store/engine.py)
@@ -277,7 +280,7 @@ def serve(
         svc.alerts.thresholds = thresholds
         election = LeaderElection(svc.store, f"{svc.leases.owner}@{shown}:{port}", leader_lease)
         app = create_app(svc, repair_interval=repair_interval or None,
-                         report=lambda line: typer.echo(f"poolvisor: {line}", err=True),
+                         report=say,
                          metrics_token=scrape_token, sim_admin=with_sim_admin,
                          alert_interval=alert_interval or None, rate_limit=limit, threads=threads,
                          leader=election, ha_interval=ha_interval or None,
@@ -331,7 +334,7 @@ def serve(
                 mine.close()
             return 0
 
-        status = run_workers(workers, work, report=lambda line: typer.echo(f"poolvisor: {line}", err=True))
+        status = run_workers(workers, work, report=say)
         if status:
             raise typer.Exit(status)
     finally:
