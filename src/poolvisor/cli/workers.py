@@ -72,8 +72,6 @@ def run_workers(n: int, work: Callable[[int], int], report: Callable[[str], None
                 pid, raw = os.wait()
             except ChildProcessError:
                 break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-                continue
             if pid not in pids:
                 continue
             i, since = pids.pop(pid)
