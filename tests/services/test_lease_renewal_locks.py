@@ -27,7 +27,8 @@ def test_renewal_waits_for_a_locked_row_without_holding_others(db_url):
         old = utcnow() + timedelta(seconds=5)
 
         def placing(s):  # both in flight under this process's lease, which runs out in 5 s
-            s.execute(update(WorkloadRow).values(state=PLACING, lease_owner=svc.leases.owner, lease_expires=old))
+            s.execute(update(WorkloadRow).values(state=PLACING, lease_owner=svc.leases.owner,
+                                                 lease_expires=old))
             return sorted(s.scalars(select(WorkloadRow.id)))
 
         ids = svc.store.run(placing)
