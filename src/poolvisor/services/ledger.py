@@ -8,6 +8,13 @@ The statements are built and compiled once (per set of resource names) and run o
 session's DBAPI cursor (store/prepared.py): SQLAlchemy's per-execution work cost several times
 the statement itself, and claim and release run for every create and delete. Pending ORM changes
 are flushed first, so the statements see everything the transaction did before.
+
+On PostgreSQL a claim is one statement (`_CLAIM_PG`: the host's guarded UPDATE, then its
+resources' guarded UPDATE, then the allocation rows, as data-modifying CTEs) instead of three
+round trips and an executemany: the same guards in the same lock order (the resources' UPDATE
+reads the host UPDATE's result, so the host row is locked first), and a claim that finds the host
+or a resource short raises Stale as before, its caller's transaction or savepoint rolling back
+whatever the statement wrote.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Float, Table, bindparam, case, delete, insert, select, update
+from sqlalchemy import Float, Integer, Table, bindparam, case, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from poolvisor.policies.placement import gpufrag, gpushare
@@ -70,6 +77,31 @@ _BUMP = Prepared(_BUMP_Q)
 _GUARD = Prepared(_BUMP_Q.where(_H.generation == bindparam("g")))
 
 
+def _claim_pg(host_where: str) -> Prepared:
+    """The PostgreSQL claim in one statement: (hosts claimed 0/1, resources claimed)."""
+    pairs = "unnest(CAST(:res AS VARCHAR[]), CAST(:amt AS FLOAT8[])) AS x(resource, amount)"
+    return Prepared(text(f"""
+        WITH h AS (UPDATE hosts SET generation = generation + 1, workloads = workloads + 1
+                   WHERE id = :h AND {host_where}
+                     AND (max_workloads = 0 OR workloads < max_workloads)
+                   RETURNING id),
+        r AS (UPDATE host_resources AS hr SET allocated = hr.allocated + x.amount FROM {pairs}
+              WHERE hr.host_id = :h AND hr.resource = x.resource
+                AND hr.allocated + x.amount <= hr.capacity * hr.overcommit + {EPS!r}
+                AND EXISTS (SELECT 1 FROM h)
+              RETURNING hr.resource),
+        a AS (INSERT INTO allocations (workload_id, host_id, resource, amount)
+              SELECT :w, :h, x.resource, x.amount FROM {pairs}
+              WHERE (SELECT count(*) FROM r) = :n)
+        SELECT (SELECT count(*) FROM h) AS hosts, (SELECT count(*) FROM r) AS resources
+        """).columns(hosts=Integer, resources=Integer))
+
+
+_CLAIM_PG = _claim_pg("state = 'up'")
+_CLAIM_PG_AT = _claim_pg("state = 'up' AND generation = :g")
+_CLAIM_PG_BACK = _claim_pg("state IN ('up', 'maintenance', 'draining')")
+
+
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
           workload_id: int, gpus: Sequence[int] | None = None, *,
           quota_project: int | None = None, back: bool = False) -> list[int]:
@@ -85,6 +117,15 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     `back`: the workload returns to its migration's source, which may be in maintenance or draining.
     """
     s.flush()
+    amounts = {res: float(a) for res, a in demand.items() if a > 0}
+    if amounts and s.get_bind().dialect.name == "postgresql":
+        stmt = _CLAIM_PG_BACK if back else _CLAIM_PG if generation is None else _CLAIM_PG_AT
+        order = sorted(amounts)
+        got = stmt.first(s, {"h": host_id, "g": generation, "w": workload_id, "n": len(order), "res": order,
+                             "amt": [amounts[r] for r in order]})
+        if got is None or got.hosts != 1 or got.resources != len(order):
+            raise Stale()  # (what it wrote is rolled back with the caller's transaction or savepoint)
+        return _after_claim(s, host_id, workload_id, amounts, gpus, quota_project)
     if back:
         n = _CLAIM_BACK.rowcount(s, {"h": host_id})
     elif generation is None:
@@ -93,15 +134,20 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
         n = _CLAIM_HOST_AT.rowcount(s, {"h": host_id, "g": generation})
     if n != 1:
         raise Stale()
-    amounts = {res: float(a) for res, a in demand.items() if a > 0}
-    taken: list[int] = []
     if amounts:
         names = tuple(sorted(amounts))
         if _add_within_capacity(names).rowcount(s, _params(host_id, names, amounts)) != len(amounts):
             raise Stale()  # a resource the host lacks, or not enough of it
         _INSERT_ALLOCATIONS.many(s, [{"workload_id": workload_id, "host_id": host_id, "resource": res,
                                       "amount": a} for res, a in amounts.items()])
-        taken = claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus)
+    return _after_claim(s, host_id, workload_id, amounts, gpus, quota_project)
+
+
+def _after_claim(s: Session, host_id: int, workload_id: int, amounts: Mapping[str, float],
+                 gpus: Sequence[int] | None, quota_project: int | None) -> list[int]:
+    """The devices of a `gpu` demand, then the project's quota, once the host and its resources
+    are claimed."""
+    taken = claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus) if amounts else []
     if quota_project is not None:
         quotas.verify(s, quota_project, amounts, 1)
     return taken
