@@ -77,3 +77,31 @@ def test_a_host_not_up_takes_only_its_own_workload_back(svc: Services) -> None:
     svc.store.run_once(lambda s: ledger.claim(s, hid, None, {"vcpu": 1.0}, wid, back=True), write=True)
     (_gen, count), res, n = _state(svc)
     assert count == 2 and res == {"vcpu": 2.0, "memory_mib": 1024.0} and n == 3
+
+
+def test_a_release_gives_back_what_the_ledger_holds_on_every_host(svc: Services) -> None:
+    """One host (PostgreSQL: one statement), and a workload holding allocations on two hosts
+    (the rows deleted in that statement, the hosts then released one by one)."""
+    small_cluster(svc, hosts=2)
+    hid, wid = _with_a_bare_workload(svc)
+    (gen, count), res, n = _state(svc)
+
+    def release(s: Session) -> list:
+        ledger.release_ids(s, wid, hid, None)
+        return list(s.info[ledger.RELEASED])
+
+    svc.store.run(lambda s: ledger.claim(s, hid, None, {"vcpu": 2.0, "memory_mib": 512.0}, wid))
+    assert svc.store.run(release) == [(hid, gen + 2, {"vcpu": 2.0, "memory_mib": 512.0}, None)]
+    assert _state(svc) == ((gen + 2, count), res, n)
+    other = svc.store.run(lambda s: s.scalar(select(HostRow.id).where(HostRow.id != hid)), write=False)
+    svc.store.run(lambda s: ledger.claim(s, hid, None, {"vcpu": 1.0}, wid))
+    svc.store.run(lambda s: ledger.claim(s, other, None, {"memory_mib": 256.0}, wid))
+    g_other = svc.store.run(lambda s: s.scalar(select(HostRow.generation).where(HostRow.id == other)),
+                            write=False)
+    got = svc.store.run(release)
+    want = [(hid, gen + 4, {"vcpu": 1.0}, None), (other, g_other + 1, {"memory_mib": 256.0}, None)]
+    assert sorted(got, key=lambda r: r[0]) == sorted(want, key=lambda r: r[0])
+    assert _state(svc) == ((gen + 4, count), res, n)
+    assert svc.store.run(lambda s: s.scalars(select(HostResourceRow.allocated).where(
+        HostResourceRow.host_id == other)).all(), write=False) == pytest.approx([0.0] * 5)
+    assert svc.store.run(release) == [(hid, gen + 5, {}, None)]  # nothing held: the host's count only
