@@ -182,3 +182,39 @@ def test_serve_threads_sizes_the_request_thread_pool(tmp_path: Path) -> None:
     r = subprocess.run([*CLI, "serve", "--db", str(tmp_path / "x.db"), "--threads", "0"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode != 0 and r.stderr.startswith("poolvisor: error: ") and r.stderr.count("\n") == 1
+
+
+def test_a_throwaway_postgres_reports_its_cpu_and_statements_per_create() -> None:
+    """`--db postgres`: the bench started the cluster, so it reads the whole cluster's CPU during
+    the load (its backends, reaped or not) and, with --db-statements, what each create cost the
+    database statement by statement (pg_stat_statements)."""
+    from pg import pg_available
+    from realenv import require_real
+
+    require_real(*pg_available())
+    r = subprocess.run([*CLI, "bench", "api", "--db", "postgres", "--replicas", "2", "--clients", "16",
+                        "--seconds", "3", "--hosts", "8", "--live", "10", "--db-statements", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    sane(res)
+    assert res["database"] == "postgresql" and res["deletes"] > 0
+    assert res["db_cpu_ms_per_create"] > 0 and res["server_cpu_ms_per_create"] > 0
+    by_query = {st["query"]: st for st in res["db_statements"]}
+    # each create inserts its workload row once (its claim), each delete removes one
+    inserts = [st for q, st in by_query.items() if q.startswith("INSERT INTO workloads ")]
+    assert inserts and sum(st["calls_per_create"] for st in inserts) == pytest.approx(1.0, abs=0.05)
+    deletes = [st for q, st in by_query.items() if q.startswith("DELETE FROM workloads ")]
+    per_create = res["deletes"] / res["creates"]
+    assert deletes and deletes[0]["calls_per_create"] == pytest.approx(per_create, abs=0.05)
+    assert res["db_statements_per_create"] >= 10 and res["db_exec_ms_per_create"] > 0
+
+
+def test_db_statements_needs_a_throwaway_cluster(tmp_path: Path) -> None:
+    from poolvisor.domain.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="--db postgres"):
+        bapi.ApiBenchConfig(clients=5, db_statements=True).check()
+    res = bapi.run(bapi.ApiBenchConfig(db=str(tmp_path / "b.db"), clients=4, seconds=1, hosts=2, live=4,
+                                       ceiling=False))
+    assert res["db_cpu_ms_per_create"] is None and "db_statements" not in res  # not our cluster: unknown

@@ -116,3 +116,48 @@ def test_a_failed_savepoint_is_rolled_back_alone(svc: Services) -> None:
 
     svc.store.run(with_orm)
     assert gens()["h0"] == g1["h0"] + 10
+
+
+def _ev(kind: str) -> dict[str, Any]:
+    return {"kind": kind, "subject": "x/1", "message": "m", "project": None, "data": {}, "severity": "info"}
+
+
+def test_deferred_rows_are_sent_together_before_the_commit_and_dropped_with_their_savepoint(
+        svc: Services) -> None:
+    from poolvisor.store.prepared import defer, flush_deferred
+
+    ins = Prepared(insert(_EV), keys=("kind", "subject", "message", "project", "data", "severity"))
+    many: list[int] = []
+
+    def note(_conn, _cur, stmt, params, _ctx, executemany) -> None:  # type: ignore[no-untyped-def]
+        if stmt.startswith("INSERT INTO events"):
+            many.append(len(params) if executemany else -1)
+
+    def count(s: Session) -> int:
+        return len(s.execute(select(EventRow.id).where(EventRow.kind.like("later.%"))).all())
+
+    def tx(s: Session) -> tuple[int, int]:
+        ins.later(s, _ev("later.now"))  # not deferring: sent at once
+        defer(s)
+        ins.later(s, _ev("later.a"))
+        try:
+            with savepoint(s):
+                ins.later(s, _ev("later.dropped"))
+                raise RuntimeError("rolled back alone")
+        except RuntimeError:
+            pass
+        with savepoint(s):
+            ins.later(s, _ev("later.b"))
+        held = count(s)
+        flush_deferred(s)
+        return held, count(s)
+
+    event.listen(svc.store.engine, "before_cursor_execute", note)
+    try:
+        assert svc.store.run(tx) == (1, 3)  # queued ones only after the flush
+    finally:
+        event.remove(svc.store.engine, "before_cursor_execute", note)
+    assert many == [-1, 2]  # one at once, then the two kept in one executemany
+    kinds = svc.store.run(lambda s: list(s.scalars(select(EventRow.kind).where(EventRow.kind.like("later.%"))
+                                                   .order_by(EventRow.id))), write=False)
+    assert kinds == ["later.now", "later.a", "later.b"]

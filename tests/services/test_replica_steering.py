@@ -63,3 +63,33 @@ def test_steering_keeps_a_pinned_hosts_request_on_its_host(svc):
     got = svc.workloads.create_workload("demo", "pinned", flavor="unit", host=pinned)
     assert got.host == pinned  # the contended host is still the only one the pin allows
     assert svc.ctx.read(check_invariants).ok
+
+
+def test_a_host_the_other_replica_places_on_is_passed_over_before_a_claim_is_lost(svc, db_url):
+    """PostgreSQL: a refresh that finds a host with more workloads than this process put there
+    (another replica is filling it) passes it over like a lost race: the replicas keep to different
+    hosts instead of queueing on each other's host locks. A host that only lost workloads is not.
+    (SQLite decides under the write lock: nothing to steer.)"""
+    small_cluster(svc, hosts=3, vcpu=8, memory=16384)
+    if svc.store.is_sqlite:
+        seed = svc.workloads.create_workload("demo", "seed", flavor="unit").host
+        with open_services(db_url) as other:
+            other.workloads.create_workload("demo", "theirs", flavor="unit", host=seed)
+        assert svc.workloads.create_workload("demo", "mine", flavor="unit").host == seed  # best fit
+        assert svc.cache.claimed_elsewhere == 0
+        return
+    other = open_services(db_url)
+    try:
+        seed = svc.workloads.create_workload("demo", "seed", flavor="unit").host  # packing: its host next
+        theirs = other.workloads.create_workload("demo", "theirs", flavor="unit", host=seed)
+        assert theirs.host == seed and svc.cache.claimed_elsewhere == 0
+        mine = svc.workloads.create_workload("demo", "mine", flavor="unit")  # its refresh sees `theirs`
+        assert svc.cache.claimed_elsewhere == 1 and svc.cache.lost_races == 0
+        assert mine.host != seed  # steered away before any claim was lost
+        svc.workloads.create_workload("demo", "solo", flavor="unit", host=seed)
+        other.workloads.delete_workload("demo", "theirs")  # the other replica only releases there
+        svc.workloads.create_workload("demo", "after", flavor="unit")
+        assert svc.cache.claimed_elsewhere == 1  # a release is no sign of the other filling it
+        assert svc.ctx.read(check_invariants).ok
+    finally:
+        other.close()

@@ -10,7 +10,12 @@ not deleted is present and running. `kill_after` kills -9 one replica that many 
 restarts it at once (the crash drill of issue 15).
 
 The servers' CPU time is read from /proc, so `server_cpu_ms_per_create` compares two runs fairly
-on a machine shared with other work; wall-clock figures depend on that load (`loadavg`).
+on a machine shared with other work; wall-clock figures depend on that load (`loadavg`). When the
+bench started the PostgreSQL cluster itself, the whole cluster's CPU during the load is read too
+(`db_cpu_ms_per_create`: its backends, live or reaped, and its background processes): on one
+machine the servers and the database share the cores, so a create costs both. `db_statements`
+(a throwaway cluster only) loads pg_stat_statements and reports what each create cost the database
+statement by statement: calls and server time per create.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class ApiBenchConfig:
     serve_threads: int = 8  # `serve --threads`: fewer threads contend less for the GIL
     workers: int = 1  # `serve --workers` of each replica
     serve_args: tuple[str, ...] = ()
+    db_statements: bool = False  # a throwaway cluster: statements per create (pg_stat_statements)
 
     def check(self) -> None:
         if not 1 <= self.replicas <= 16:
@@ -80,6 +86,8 @@ class ApiBenchConfig:
             raise InvalidInputError("--client-procs must be 1..16 and at most --clients")
         if self.kill_after is not None and not 0 < self.kill_after < self.seconds:
             raise InvalidInputError("--kill-after must be within the run (0 < S < --seconds)")
+        if self.db_statements and self.db not in ("postgres", "postgresql"):
+            raise InvalidInputError("--db-statements needs --db postgres (a throwaway cluster)")
 
 
 def free_port() -> int:
@@ -192,18 +200,47 @@ class Replicas:
 
 
 @contextlib.contextmanager
-def _database(db: str | None, workdir: Path) -> Iterator[str]:
+def _database(db: str | None, workdir: Path, statements: bool = False) -> Iterator[tuple[str, int | None]]:
+    """(URL, the PostgreSQL postmaster's PID when the bench started the cluster itself, else None)."""
     if db is None or db == "sqlite":
-        yield f"sqlite:///{workdir / 'bench.db'}"
+        yield f"sqlite:///{workdir / 'bench.db'}", None
     elif db in ("postgres", "postgresql"):
         from poolvisor.bench.pgcluster import throwaway_cluster
 
-        with throwaway_cluster() as url:
-            yield url
+        opts = ("shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all") \
+            if statements else ()
+        with throwaway_cluster(options=opts) as cluster:
+            yield cluster.url, cluster.pid
     else:
         from poolvisor.store import normalize_url
 
-        yield normalize_url(db)
+        yield normalize_url(db), None
+
+
+def _statements(url: str, reset: bool) -> list[tuple[str, int, float]]:
+    """pg_stat_statements of the bench's cluster: reset it (and []), or its rows as
+    (query, calls, total server ms), most time first."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            conn.execute("SELECT pg_stat_statements_reset()")
+            return []
+        rows = conn.execute("SELECT query, calls, total_exec_time FROM pg_stat_statements "
+                            "WHERE query NOT LIKE '%pg_stat_statements%' "
+                            "ORDER BY total_exec_time DESC").fetchall()
+    return [(str(q), int(c), float(ms)) for q, c, ms in rows]
+
+
+def _per_create(rows: list[tuple[str, int, float]], creates: int) -> dict[str, Any]:
+    """Statements per create (the load's deletes included: about one each), the 25 costliest."""
+    n = max(1, creates)
+    return {"db_statements_per_create": round(sum(c for _q, c, _ms in rows) / n, 2),
+            "db_exec_ms_per_create": round(sum(ms for _q, _c, ms in rows) / n, 3),
+            "db_statements": [{"query": " ".join(q.split())[:160], "calls_per_create": round(c / n, 3),
+                               "exec_ms_per_create": round(ms / n, 4)} for q, c, ms in rows[:25]]}
 
 
 def _seed(url: str, hosts: int) -> None:
@@ -315,7 +352,7 @@ def _ceiling(cfg: ApiBenchConfig, spec: LoadSpec, reps: Replicas) -> dict[str, A
 def run(cfg: ApiBenchConfig) -> dict[str, Any]:
     cfg.check()
     with tempfile.TemporaryDirectory(prefix="poolvisor-bench-api-") as tmp, \
-            _database(cfg.db, Path(tmp)) as url:
+            _database(cfg.db, Path(tmp), cfg.db_statements) as (url, db_pid):
         _seed(url, cfg.hosts)
         reps = Replicas(url, "pv_" + secrets.token_urlsafe(32), Path(tmp),
                         ("--threads", str(cfg.serve_threads), "--workers", str(cfg.workers), *cfg.serve_args))
@@ -324,8 +361,11 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
             spec = LoadSpec(reps.urls, reps.token, cfg.seconds, clients=cfg.clients, rate=cfg.rate,
                             live=cfg.live, flavor=cfg.flavor, tag="b")
             ceiling = _ceiling(cfg, spec, reps) if cfg.ceiling else None
+            if cfg.db_statements:
+                _statements(url, reset=True)
             load_before = os.getloadavg()
             cpu0 = reps.cpu()
+            db_cpu0 = cpu_seconds(db_pid) if db_pid else 0.0
             killer = None
             if cfg.kill_after is not None:
                 killer = threading.Timer(cfg.kill_after, reps.kill_and_restart, args=(0,))
@@ -334,7 +374,9 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
             if killer is not None:
                 killer.join()
             server_cpu = reps.cpu() - cpu0
+            db_cpu = cpu_seconds(db_pid) - db_cpu0 if db_pid else None
             load_after = os.getloadavg()
+            stmts = _statements(url, reset=False) if cfg.db_statements else None
             deadline = time.monotonic() + SETTLE_S
             while (left := _transient(url)) and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -367,12 +409,15 @@ def run(cfg: ApiBenchConfig) -> dict[str, Any]:
         "invariant_violations": verdict["invariant_violations"], "acked_missing": verdict["acked_missing"],
         "status": dict(sorted(out.status.items())),
         "server_cpu_ms_per_create": round(1000 * server_cpu / creates, 3) if creates else None,
+        "db_cpu_ms_per_create": round(1000 * db_cpu / creates, 3) if creates and db_cpu is not None else None,
         "client_cpu_ms_per_request": round(1000 * out.cpu_s / requests, 3) if requests else None,
         "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)], "cpus": os.cpu_count(),
         "killed_and_restarted": cfg.kill_after is not None,
     }
     if ceiling is not None:
         res |= ceiling
+    if stmts is not None:
+        res |= _per_create(stmts, creates)
     return res
 
 

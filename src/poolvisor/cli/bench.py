@@ -352,6 +352,9 @@ def api(
                                 "on one port)"),
     kill_after: float = typer.Option(0.0, "--kill-after", parser=number,
                                      help="kill -9 one replica S seconds in and restart it at once"),
+    db_statements: bool = typer.Option(False, "--db-statements",
+                                       help="with --db postgres: statements per create and their server "
+                                       "time (pg_stat_statements)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Create/delete load over HTTP against real servers on loopback: rate, latency, correctness.
@@ -370,7 +373,7 @@ def api(
     cfg = bapi.ApiBenchConfig(db=db or None, replicas=replicas, clients=clients, rate=rate, seconds=seconds,
                               hosts=hosts, live=live, client_procs=client_procs,
                               kill_after=kill_after or None, serve_threads=serve_threads,
-                              workers=workers)
+                              workers=workers, db_statements=db_statements)
     try:
         res = bapi.run(cfg)
     except PoolvisorError as e:
@@ -379,7 +382,11 @@ def api(
         typer.echo(json.dumps(res))
     else:
         table("poolvisor bench api", ("figure", "value"),
-              [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in res.items()])
+              [(k, f"{v:,.4g}" if isinstance(v, float) else str(v)) for k, v in res.items()
+               if k != "db_statements"])
+        for st in res.get("db_statements", []):
+            typer.echo(f"{st['calls_per_create']:7.3f} calls {st['exec_ms_per_create']:8.4f} ms  "
+                       f"{st['query']}")
     if not bapi.passed(res):
         raise typer.Exit(1)
 

@@ -150,8 +150,9 @@ class ServiceBase:
     def _event(s: Session, kind: str, subject: str, message: str, project: str | None = None,
                data: dict[str, Any] | None = None, severity: str | None = None) -> None:
         """Record an event in the use case's transaction (severity: from the kind by default)."""
-        # a prepared INSERT (store/prepared.py), not an ORM object for the flush: every create writes two
-        _INSERT_EVENT.rowcount(s, {
+        # a prepared INSERT (store/prepared.py), not an ORM object for the flush: every create writes
+        # two; sent with the transaction's other events when it defers them (the writer's groups)
+        _INSERT_EVENT.later(s, {
             "kind": kind, "subject": subject, "message": message, "project": project, "data": data or {},
             "severity": check_severity(severity) if severity is not None else severity_of(kind)})
         note_event(s, kind)  # counted for /metrics when the transaction commits

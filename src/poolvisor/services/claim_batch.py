@@ -22,7 +22,8 @@ waiting (up to MAX_BATCH) and, under the cache's lock, in **one** write transact
    lock is held from the transaction's start, nothing changes under it.)
 4. claims them in decision order through the ledger (its guarded UPDATEs re-check generation and
    capacity inside each UPDATE), each at the generation the claims before it on that host left;
-5. commits once, then answers each create (its driver call and confirmation follow as usual).
+5. sends the claims' event rows in one statement and commits once, then answers each create
+   (its driver call and confirmation follow as usual).
 
 Each claim runs in a savepoint: one that fails (a quota, a name taken meanwhile) is rolled back
 alone and taken back out of the view (`PlacementCache.unwritten`), and that create goes the lone
@@ -49,7 +50,7 @@ from sqlalchemy.orm import Session
 from poolvisor.observability.instruments import observe_placement
 from poolvisor.services import quotas
 from poolvisor.store.group import lock_host, lock_hosts
-from poolvisor.store.prepared import savepoint
+from poolvisor.store.prepared import defer, flush_deferred, savepoint
 from poolvisor.store.worker import QueueWorker
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class ClaimBatcher:
         with cache.lock:
             def tx(s: Session) -> list[tuple[_Job, Any, BaseException | None]]:
                 wrote.clear()  # (run again from the start should the store retry it)
+                defer(s)  # the claims' event rows, sent together before the commit
                 specs: list[Any] = []
                 for j in jobs:
                     try:
@@ -194,6 +196,7 @@ class ClaimBatcher:
                     if placed is not None:
                         at[host_id] += 1
                         out[i] = (jobs[i], placed, None)
+                flush_deferred(s)
                 return out
 
             try:

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import InvalidInputError, PoolvisorError
@@ -43,6 +43,7 @@ MIN_LEASE_S, MAX_LEASE_S = 0.05, 3600.0
 LEGACY_STALE_S = 30.0
 LATE_SHARE = 0.1  # restamp_if_late: a stamp older than this share of the lease is written again
 TRANSIENT = (PLACING, MIGRATING, DELETING)
+TASK_LIVE = ("queued", "running")  # task states whose leases are renewed
 log = logging.getLogger("poolvisor.leases")
 
 
@@ -161,30 +162,56 @@ class Leases:
             return set(self._held_tasks)
 
     def renew(self) -> int:
-        """Push the expiry of every held row this process still owns; returns how many."""
+        """Push the expiry of every held row this process still owns; returns how many.
+
+        PostgreSQL: one multi-row UPDATE locks its rows one after the other, so while it waited
+        for a row another transaction holds (this process's writer confirming or deleting a
+        workload in a group of several) it held the rows it had already renewed, which that
+        group could need next: a deadlock, one of the two aborted after `deadlock_timeout` (1 s,
+        the writer stalled all along). So the rows are renewed `SKIP LOCKED` first (it never
+        waits), then each row that was held by someone else alone, in a transaction of its own
+        (waiting for one row while holding none cannot close a cycle)."""
         ids, tasks = sorted(self.held()), sorted(self.held_tasks())
         if not ids and not tasks:
             return 0
+        if self.store.is_sqlite:  # one writer at a time: nothing to wait for under the write lock
+            return self.store.run(lambda s: len(self._renew(s, WorkloadRow, ids, TRANSIENT))
+                                  + len(self._renew(s, TaskRow, tasks, TASK_LIVE)), write=True)
 
-        def tx(s: Session) -> int:
-            n = 0
-            if ids:
-                r = s.execute(update(WorkloadRow)
-                              .where(WorkloadRow.id.in_(ids), WorkloadRow.lease_owner == self.owner,
-                                     WorkloadRow.state.in_(TRANSIENT))
-                              .values(lease_expires=self.expiry())
-                              .execution_options(synchronize_session=False))
-                n += int(r.rowcount)  # type: ignore[attr-defined]
-            if tasks:
-                r = s.execute(update(TaskRow)
-                              .where(TaskRow.id.in_(tasks), TaskRow.lease_owner == self.owner,
-                                     TaskRow.state.in_(("queued", "running")))
-                              .values(lease_expires=self.expiry())
-                              .execution_options(synchronize_session=False))
-                n += int(r.rowcount)  # type: ignore[attr-defined]
-            return n
+        def tx(s: Session) -> tuple[int, list[tuple[Any, int]]]:
+            n, busy = 0, []
+            for row, got, states in ((WorkloadRow, ids, TRANSIENT), (TaskRow, tasks, TASK_LIVE)):
+                done = self._renew(s, row, got, states, skip_locked=True)
+                n += len(done)
+                if rest := [i for i in got if i not in done]:  # locked by others, or not ours any more
+                    still = s.scalars(select(row.id).where(*self._mine(row, rest, states)))
+                    busy += [(row, int(i)) for i in still]
+            return n, busy
 
-        return self.store.run(tx, write=True)
+        n, busy = self.store.run(tx, write=True)
+        for row, i in busy:  # one row a transaction: may wait, holding nothing else
+            n += self._renew_alone(row, i)
+        return n
+
+    def _renew_alone(self, row: Any, i: int) -> int:
+        return self.store.run(lambda s: len(self._renew(s, row, [i], _states(row))), write=True)
+
+    def _mine(self, row: Any, ids: list[int], states: tuple[str, ...]) -> tuple[ColumnElement[bool], ...]:
+        return row.id.in_(ids), row.lease_owner == self.owner, row.state.in_(states)
+
+    def _renew(self, s: Session, row: Any, ids: list[int], states: tuple[str, ...], *,
+               skip_locked: bool = False) -> set[int]:
+        """Renew the leases of these rows that this process still owns; the ids renewed.
+        `skip_locked` (PostgreSQL): rows another transaction holds are left out, never waited for."""
+        if not ids:
+            return set()
+        mine = self._mine(row, ids, states)
+        if skip_locked:
+            free = select(row.id).where(*mine).with_for_update(skip_locked=True, key_share=True)
+            mine = (row.id.in_(free),)
+        r = s.execute(update(row).where(*mine).values(lease_expires=self.expiry()).returning(row.id)
+                      .execution_options(synchronize_session=False))
+        return {int(i) for i in r.scalars()}
 
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._stop.is_set():
@@ -206,3 +233,7 @@ class Leases:
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout=10)
+
+
+def _states(row: Any) -> tuple[str, ...]:
+    return TRANSIENT if row is WorkloadRow else TASK_LIVE

@@ -8,6 +8,14 @@ The statements are built and compiled once (per set of resource names) and run o
 session's DBAPI cursor (store/prepared.py): SQLAlchemy's per-execution work cost several times
 the statement itself, and claim and release run for every create and delete. Pending ORM changes
 are flushed first, so the statements see everything the transaction did before.
+
+On PostgreSQL a claim is one statement (`_CLAIM_PG`: the host's guarded UPDATE, then its
+resources' guarded UPDATE, then the allocation rows, as data-modifying CTEs) instead of three
+round trips and an executemany: the same guards in the same lock order (the resources' UPDATE
+reads the host UPDATE's result, so the host row is locked first), and a claim that finds the host
+or a resource short raises Stale as before, its caller's transaction or savepoint rolling back
+whatever the statement wrote. A release of a workload whose allocations are all on its host is
+one statement there too (`_RELEASE_PG`), the host row again locked before its resources.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Float, Table, bindparam, case, delete, insert, select, update
+from sqlalchemy import Float, Integer, String, Table, bindparam, case, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from poolvisor.policies.placement import gpufrag, gpushare
@@ -70,6 +78,50 @@ _BUMP = Prepared(_BUMP_Q)
 _GUARD = Prepared(_BUMP_Q.where(_H.generation == bindparam("g")))
 
 
+def _claim_pg(host_where: str) -> Prepared:
+    """The PostgreSQL claim in one statement: (hosts claimed 0/1, resources claimed)."""
+    pairs = "unnest(CAST(:res AS VARCHAR[]), CAST(:amt AS FLOAT8[])) AS x(resource, amount)"
+    return Prepared(text(f"""
+        WITH h AS (UPDATE hosts SET generation = generation + 1, workloads = workloads + 1
+                   WHERE id = :h AND {host_where}
+                     AND (max_workloads = 0 OR workloads < max_workloads)
+                   RETURNING id),
+        r AS (UPDATE host_resources AS hr SET allocated = hr.allocated + x.amount FROM {pairs}
+              WHERE hr.host_id = :h AND hr.resource = x.resource
+                AND hr.allocated + x.amount <= hr.capacity * hr.overcommit + {EPS!r}
+                AND EXISTS (SELECT 1 FROM h)
+              RETURNING hr.resource),
+        a AS (INSERT INTO allocations (workload_id, host_id, resource, amount)
+              SELECT :w, :h, x.resource, x.amount FROM {pairs}
+              WHERE (SELECT count(*) FROM r) = :n)
+        SELECT (SELECT count(*) FROM h) AS hosts, (SELECT count(*) FROM r) AS resources
+        """).columns(hosts=Integer, resources=Integer))
+
+
+_CLAIM_PG = _claim_pg("state = 'up'")
+_CLAIM_PG_AT = _claim_pg("state = 'up' AND generation = :g")
+_CLAIM_PG_BACK = _claim_pg("state IN ('up', 'maintenance', 'draining')")
+
+
+# the workload's allocation rows deleted; when they are all on host :h (or there are none), that
+# host's count and generation, then its resources (reading the host's result: locked after it);
+# the rows deleted, each with the host's new generation (NULL: not released here), or one row of
+# NULLs and that generation when there were none (`r`, never read, runs all the same: PostgreSQL
+# runs every data-modifying CTE to completion)
+_RELEASE_PG = Prepared(text("""
+    WITH d AS (DELETE FROM allocations WHERE workload_id = :w RETURNING host_id, resource, amount),
+    h AS (UPDATE hosts SET generation = generation + 1, workloads = workloads - 1
+          WHERE id = :h AND NOT EXISTS (SELECT 1 FROM d WHERE d.host_id <> :h)
+          RETURNING generation),
+    r AS (UPDATE host_resources AS hr SET allocated = hr.allocated - d.amount FROM d
+          WHERE hr.host_id = d.host_id AND hr.resource = d.resource AND EXISTS (SELECT 1 FROM h)
+          RETURNING hr.resource)
+    SELECT d.host_id, d.resource, d.amount, (SELECT generation FROM h) AS gen FROM d
+    UNION ALL
+    SELECT NULL, NULL, NULL, (SELECT generation FROM h) WHERE NOT EXISTS (SELECT 1 FROM d)
+    """).columns(host_id=Integer, resource=String, amount=Float, gen=Integer))
+
+
 def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str, float],
           workload_id: int, gpus: Sequence[int] | None = None, *,
           quota_project: int | None = None, back: bool = False) -> list[int]:
@@ -85,6 +137,15 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
     `back`: the workload returns to its migration's source, which may be in maintenance or draining.
     """
     s.flush()
+    amounts = {res: float(a) for res, a in demand.items() if a > 0}
+    if amounts and s.get_bind().dialect.name == "postgresql":
+        stmt = _CLAIM_PG_BACK if back else _CLAIM_PG if generation is None else _CLAIM_PG_AT
+        order = sorted(amounts)
+        got = stmt.first(s, {"h": host_id, "g": generation, "w": workload_id, "n": len(order), "res": order,
+                             "amt": [amounts[r] for r in order]})
+        if got is None or got.hosts != 1 or got.resources != len(order):
+            raise Stale()  # (what it wrote is rolled back with the caller's transaction or savepoint)
+        return _after_claim(s, host_id, workload_id, amounts, gpus, quota_project)
     if back:
         n = _CLAIM_BACK.rowcount(s, {"h": host_id})
     elif generation is None:
@@ -93,15 +154,20 @@ def claim(s: Session, host_id: int, generation: int | None, demand: Mapping[str,
         n = _CLAIM_HOST_AT.rowcount(s, {"h": host_id, "g": generation})
     if n != 1:
         raise Stale()
-    amounts = {res: float(a) for res, a in demand.items() if a > 0}
-    taken: list[int] = []
     if amounts:
         names = tuple(sorted(amounts))
         if _add_within_capacity(names).rowcount(s, _params(host_id, names, amounts)) != len(amounts):
             raise Stale()  # a resource the host lacks, or not enough of it
         _INSERT_ALLOCATIONS.many(s, [{"workload_id": workload_id, "host_id": host_id, "resource": res,
                                       "amount": a} for res, a in amounts.items()])
-        taken = claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus)
+    return _after_claim(s, host_id, workload_id, amounts, gpus, quota_project)
+
+
+def _after_claim(s: Session, host_id: int, workload_id: int, amounts: Mapping[str, float],
+                 gpus: Sequence[int] | None, quota_project: int | None) -> list[int]:
+    """The devices of a `gpu` demand, then the project's quota, once the host and its resources
+    are claimed."""
+    taken = claim_gpus(s, host_id, workload_id, amounts.get(gpushare.GPU, 0.0), gpus) if amounts else []
     if quota_project is not None:
         quotas.verify(s, quota_project, amounts, 1)
     return taken
@@ -157,10 +223,23 @@ def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None,
     the workload holds no GPU device (its device rows are then not looked for)."""
     s.flush()
     by_host: dict[int, dict[str, float]] = {}
-    for h, resource, amount in _TAKE_HELD.all(s, {"w": wid}):
-        by_host.setdefault(h, {})[resource] = amount
-    hosts = set(by_host) | ({host_id} if host_id is not None else set())
     done = s.info.setdefault(RELEASED, [])
+    if host_id is not None and s.get_bind().dialect.name == "postgresql":
+        gen = None
+        for row in _RELEASE_PG.all(s, {"w": wid, "h": host_id}):
+            gen = row.gen
+            if row.host_id is not None:
+                by_host.setdefault(row.host_id, {})[row.resource] = row.amount
+        if gen is not None:  # released on its host in that one statement
+            done.append((host_id, int(gen), by_host.get(host_id, {}), group_id))
+            _release_gpus(s, wid, gpus)
+            return
+        # allocations on other hosts too (or the host is gone): their rows are deleted, the hosts
+        # are released below one by one, in id order
+    else:
+        for h, resource, amount in _TAKE_HELD.all(s, {"w": wid}):
+            by_host.setdefault(h, {})[resource] = amount
+    hosts = set(by_host) | ({host_id} if host_id is not None else set())
     # Lock order: the host row first, then its resources, as claim() does; the other order made
     # a concurrent claim and release on one host deadlock on PostgreSQL (each waiting for the
     # other's row until deadlock_timeout, 1 s, aborted one of them). Host rows in id order: a
@@ -172,6 +251,10 @@ def release_ids(s: Session, wid: int, host_id: int | None, group_id: int | None,
     for h in sorted(by_host):
         names = tuple(sorted(by_host[h]))
         _subtract(names).rowcount(s, _params(h, names, by_host[h]))
+    _release_gpus(s, wid, gpus)
+
+
+def _release_gpus(s: Session, wid: int, gpus: bool) -> None:
     devices = _TAKE_GPUS.all(s, {"w": wid}) if gpus else []
     if devices:
         _GPU_GIVE_BACK.many(s, [{"h": h, "d": d, "m": m} for h, d, m in devices])

@@ -13,6 +13,8 @@ transaction, then commits once and wakes them all. So:
 - the functions of a group run in order, each seeing the writes of those before it, exactly as if
   they had been committed one after the other; the ledger's guarded UPDATEs re-check capacity and
   generations inside the transaction as before;
+- the functions' event rows (`Prepared.later`, store/prepared.py) are sent together, one
+  statement for the group, before its commit;
 - if one function of a group raises (Stale, a 409, a database error) or the group's commit fails,
   the whole transaction is rolled back and each function of the group is run again **alone**, in
   its own transaction, and gets its own outcome: a failed item never fails the others. (Every
@@ -50,6 +52,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import UnavailableError
+from poolvisor.store.prepared import defer, flush_deferred
 from poolvisor.store.rows import HostRow
 from poolvisor.store.worker import QueueWorker
 
@@ -174,8 +177,11 @@ class GroupCommit:
             hosts = set() if self.store.is_sqlite else {h for it in batch for h in it.hosts}
 
             def tx(s: Session) -> list[Any]:
+                defer(s)  # the functions' event rows: sent together before the commit
                 lock_hosts(s, hosts)
-                return [it.fn(s) for it in batch]
+                out = [it.fn(s) for it in batch]
+                flush_deferred(s)
+                return out
 
             try:
                 results = self.store.run_once(tx, write=True, grouped=False)
@@ -189,11 +195,22 @@ class GroupCommit:
                 return
         for it in batch:
             try:
-                r, err = self.store.run_once(it.fn, write=True, grouped=False), None
+                r, err = self.store.run_once(_deferring(it.fn), write=True, grouped=False), None
             except Exception as e:  # noqa: BLE001 - handed to the waiting caller, who raises it
                 r, err = None, e
             self.items += 1
             _answer(it, r, err)
+
+
+def _deferring(fn: Callable[[Session], T]) -> Callable[[Session], T]:
+    """fn in a transaction that sends its event rows together before the commit (prepared.defer)."""
+    def tx(s: Session) -> T:
+        defer(s)
+        out = fn(s)
+        flush_deferred(s)
+        return out
+
+    return tx
 
 
 def _answer(it: _Item, result: Any, error: BaseException | None) -> None:

@@ -16,6 +16,12 @@ cursor of the session's connection, inside the session's transaction, as SQLAlch
 
 Only for statements whose rows the ORM does not hold (Core statements on tables the transaction
 does not keep ORM copies of, or after a flush): nothing here synchronizes the Session.
+
+A statement whose result nobody reads (an event row) may be sent `later`: in a transaction that
+defers (`defer`: the writer thread's group and batch transactions, store/group.py), its rows are
+bound at once and sent together by `flush_deferred` before the commit, one executemany per
+statement (on PostgreSQL one round trip instead of one per row); a savepoint rolled back drops the
+rows queued inside it. Elsewhere `later` runs it at once.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from sqlalchemy.sql import ClauseElement
 
 _CONN = "poolvisor.prepared.conn"  # Session.info: (the session's transaction, its Connection)
 _SAVEPOINTS = "poolvisor.prepared.savepoints"  # Session.info: savepoints taken (their names)
+_LATER = "poolvisor.prepared.later"  # Session.info: [(compiled, bound parameters)] while deferring
 
 
 class _Compiled:
@@ -159,6 +166,38 @@ class Prepared:
         r = self.first(s, params)
         return None if r is None else r[0]
 
+    def later(self, s: Session, params: Mapping[str, Any]) -> None:
+        """Run it before the commit (its values bound now, defaults included), with the other rows
+        deferred in this transaction (`defer`); at once when the transaction does not defer."""
+        queue = s.info.get(_LATER)
+        if queue is None:
+            self.rowcount(s, params)
+            return
+        c = self._compiled(connection(s).dialect)
+        queue.append((c, c.bind(params)))
+
+
+def defer(s: Session) -> None:
+    """From now on this transaction's `Prepared.later` statements wait for `flush_deferred`."""
+    s.info.setdefault(_LATER, [])
+
+
+def flush_deferred(s: Session) -> None:
+    """Send the statements deferred so far: one executemany per run of the same statement, in the
+    order they were queued. The transaction keeps deferring."""
+    queue = s.info.get(_LATER)
+    if not queue:
+        return
+    s.info[_LATER] = []
+    conn = connection(s)
+    i = 0
+    while i < len(queue):
+        c, j = queue[i][0], i
+        while j < len(queue) and queue[j][0] is c:
+            j += 1
+        _execute(conn, c.sql, [b for _c, b in queue[i:j]], True).close()
+        i = j
+
 
 def _execute(conn: Connection, sql: str, bound: Any = None, many: bool = False) -> Any:
     """`sql` on a new DBAPI cursor of the connection (returned, to be read and closed); `bound`
@@ -188,10 +227,17 @@ def savepoint(s: Session) -> Iterator[None]:
     effect on the database without its cost (two compiled statements and the ORM's nested
     transaction bookkeeping, ~100 µs a claim). Taken raw only while the session holds no ORM
     object: whatever the block loads or adds is then the block's own, and a rolled-back block's
-    objects are expunged (as begin_nested would expire or expunge them); otherwise begin_nested."""
+    objects are expunged (as begin_nested would expire or expunge them); otherwise begin_nested.
+    Rows deferred inside a block that raises (`Prepared.later`) are dropped with it."""
+    queued = s.info.get(_LATER)
+    mark = len(queued) if queued is not None else 0
     if len(s.identity_map) or s.new or s.deleted:
-        with s.begin_nested():
-            yield
+        try:
+            with s.begin_nested():
+                yield
+        except BaseException:
+            _drop_later(s, mark)
+            raise
         return
     conn = connection(s)
     n = s.info[_SAVEPOINTS] = s.info.get(_SAVEPOINTS, 0) + 1
@@ -203,10 +249,23 @@ def savepoint(s: Session) -> Iterator[None]:
     except BaseException:
         _execute(conn, f"ROLLBACK TO SAVEPOINT {name}").close()
         _execute(conn, f"RELEASE SAVEPOINT {name}").close()
+        _drop_later(s, mark)
         if len(s.identity_map) or s.new or s.deleted:
             s.expunge_all()
         raise
-    _execute(conn, f"RELEASE SAVEPOINT {name}").close()
+    if conn.dialect.name != "postgresql":
+        _execute(conn, f"RELEASE SAVEPOINT {name}").close()
+    # PostgreSQL: left open, one round trip less. The statements after it run in its
+    # subtransaction, and a later savepoint nests in it (a rollback to that one rolls back only
+    # what follows it); COMMIT commits them all, as RELEASE then COMMIT would. (The savepoints of a
+    # transaction are few: a claim batch takes at most MAX_BATCH.)
+
+
+def _drop_later(s: Session, mark: int) -> None:
+    """The rows deferred since `mark` belonged to a savepoint rolled back: dropped with it."""
+    queued = s.info.get(_LATER)
+    if queued is not None:
+        del queued[mark:]
 
 
 def connection(s: Session | Connection) -> Connection:
