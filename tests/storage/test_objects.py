@@ -321,3 +321,52 @@ def test_a_copy_goes_ahead_without_a_slot_when_every_slot_is_stuck(
     assert ob._cpu.acquire(timeout=1)
     assert not ob._cpu.acquire(timeout=0)  # still one slot
     ob._cpu.release()
+
+
+def _replicas(tmp_path: Path, n: int = 3) -> list[sio.Replica]:
+    reps = []
+    for i in range(n):
+        d = tmp_path / f"r{i}"
+        sio.init_device(d, 100 + i)
+        ob.ensure_volume_dir(d, "v")
+        reps.append(sio.Replica(100 + i, f"r{i}", d))
+    return reps
+
+
+def _put(r: sio.Replica, gen: int, data: bytes) -> None:
+    ob.commit(r.path, "v", 0, ob.prepare(r.path, "v", 0, gen, data, ob.digest(data)))
+
+
+def test_a_read_verifies_only_the_replica_whose_header_is_newest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reps = _replicas(tmp_path)
+    for r, gen in zip(reps, (4, 9, 9), strict=True):
+        _put(r, gen, f"gen {gen}".encode() * 100)
+    verified: list[Path] = []
+    real = ob.read
+    monkeypatch.setattr(ob, "read", lambda d, v, c: verified.append(d) or real(d, v, c))
+    rep, bad = sio.read("v", 0, reps)
+    assert rep is not None and rep.gen == 9 and rep.data == b"gen 9" * 100 and bad == []
+    assert verified == [reps[1].path]  # one payload read and checksummed, not three
+
+
+def test_a_read_falls_back_newest_first_and_reports_every_bad_replica_when_none_verifies(
+        tmp_path: Path) -> None:
+    reps = _replicas(tmp_path)
+    for r, gen in zip(reps, (4, 9, 7), strict=True):
+        _put(r, gen, f"gen {gen}".encode() * 100)
+    newest = ob.object_path(reps[1].path, "v", 0)
+    raw = bytearray(newest.read_bytes())
+    raw[-1] ^= 1  # the newest payload no longer matches its checksum
+    newest.write_bytes(bytes(raw))
+    rep, bad = sio.read("v", 0, reps)
+    assert rep is not None and rep.gen == 7 and bad == [reps[1]]  # the next newest, not the oldest
+    ob.object_path(reps[2].path, "v", 0).write_bytes(b"garbage, no header")
+    ob.object_path(reps[0].path, "v", 0).write_bytes(b"")
+    rep, bad = sio.read("v", 0, reps)
+    assert rep is None and sorted(r.device for r in bad) == ["r0", "r1", "r2"]  # lost, not unwritten
+    for r in reps:
+        ob.object_path(r.path, "v", 0).unlink()
+    assert sio.read("v", 0, reps) == (None, [])  # never written
+    shutil.rmtree(reps[0].path)
+    assert sio.read("v", 0, reps) == (None, [reps[0]])  # a dead device is unreadable

@@ -334,25 +334,54 @@ def abort(tmp: Path) -> None:
 
 
 def read(device: Path, volume: str, chunk: int) -> Replica | None:
-    """The verified replica, None if absent; raises Corrupt if it does not verify, OSError if dead."""
+    """The verified replica, None if absent; raises Corrupt if it does not verify, OSError if dead.
+
+    The header and the payload are read apart (positioned reads), so the payload arrives as one
+    bytes object read straight from the file: no copy of the whole file to slice it from."""
     try:
-        raw = object_path(device, volume, chunk).read_bytes()
+        fd = os.open(object_path(device, volume, chunk), os.O_RDONLY)
     except FileNotFoundError:
         if not (device / "objects").is_dir():
             raise  # the device itself is gone
         return None
-    if len(raw) < HEADER_SIZE:
-        raise Corrupt("short header")
-    magic, version, gen, length, sha = HEADER.unpack_from(raw)
-    if magic != MAGIC or version not in (1, 2):
-        raise Corrupt("bad header")
-    at = HEADER_SIZE if version == 1 else ALIGN
-    payload = memoryview(raw)[at:]
-    if len(payload) != length or (version == 2 and raw[HEADER.size:ALIGN] != _PAD):
-        raise Corrupt("bad length or header padding")
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE:
+            raise Corrupt("short header")
+        magic, version, gen, length, sha = HEADER.unpack_from(head)
+        if magic != MAGIC or version not in (1, 2):
+            raise Corrupt("bad header")
+        at = HEADER_SIZE if version == 1 else ALIGN
+        if size - at != length or (version == 2 and os.pread(fd, ALIGN - HEADER.size, HEADER.size) != _PAD):
+            raise Corrupt("bad length or header padding")
+        payload = os.pread(fd, length, at) if length else b""
+    finally:
+        os.close(fd)
+    if len(payload) != length:
+        raise Corrupt("bad length or header padding")  # shortened while it was read
     if digest(payload) != sha:
         raise Corrupt("checksum mismatch")
-    return Replica(gen, bytes(payload))
+    return Replica(gen, payload)
+
+
+def header_gen(device: Path, volume: str, chunk: int) -> int | None:
+    """The generation a replica's header claims (payload not verified), None when absent; raises
+    Corrupt when the file holds no replica header, OSError if dead. What a read uses to try the
+    replica that should be newest first (`read` then verifies it)."""
+    try:
+        with open(object_path(device, volume, chunk), "rb") as f:
+            raw = f.read(HEADER.size)
+    except FileNotFoundError:
+        if not (device / "objects").is_dir():
+            raise  # the device itself is gone
+        return None
+    if len(raw) < HEADER.size:
+        raise Corrupt("short header")
+    magic, version, gen, _length, _sha = HEADER.unpack_from(raw)
+    if magic != MAGIC or version not in (1, 2):
+        raise Corrupt("bad header")
+    return int(gen)
 
 
 def remove(device: Path, volume: str, chunk: int) -> None:
@@ -368,13 +397,6 @@ def read_gen(device: Path, volume: str, chunk: int) -> int | None:
     """The generation in a replica's header, None when absent or not a replica (the payload is
     not verified: for deciding what to copy, never for serving bytes); OSError if dead."""
     try:
-        with open(object_path(device, volume, chunk), "rb") as f:
-            raw = f.read(HEADER.size)
-    except FileNotFoundError:
-        if not (device / "objects").is_dir():
-            raise  # the device itself is gone
+        return header_gen(device, volume, chunk)
+    except Corrupt:
         return None
-    if len(raw) < HEADER.size:
-        return None
-    magic, version, gen, _length, _sha = HEADER.unpack_from(raw)
-    return int(gen) if magic == MAGIC and version in (1, 2) else None
