@@ -205,7 +205,8 @@ class _Recorder:
         self.ran: list[str] = []
 
     def submit(self, fn: object, *a: object) -> object:
-        name = getattr(fn, "__name__", "?")
+        inner = a[1] if fn is ob._ticketed else fn  # (ticket, partial(job, ...))
+        name = getattr(getattr(inner, "func", inner), "__name__", "?")
         return self.pool.submit(lambda: (self.ran.append(name), fn(*a))[1])  # type: ignore[operator]
 
 
@@ -321,3 +322,111 @@ def test_a_copy_goes_ahead_without_a_slot_when_every_slot_is_stuck(
     assert ob._cpu.acquire(timeout=1)
     assert not ob._cpu.acquire(timeout=0)  # still one slot
     ob._cpu.release()
+
+
+def _replicas(tmp_path: Path, n: int = 3) -> list[sio.Replica]:
+    reps = []
+    for i in range(n):
+        d = tmp_path / f"r{i}"
+        sio.init_device(d, 100 + i)
+        ob.ensure_volume_dir(d, "v")
+        reps.append(sio.Replica(100 + i, f"r{i}", d))
+    return reps
+
+
+def _put(r: sio.Replica, gen: int, data: bytes) -> None:
+    ob.commit(r.path, "v", 0, ob.prepare(r.path, "v", 0, gen, data, ob.digest(data)))
+
+
+def test_a_read_verifies_only_the_replica_whose_header_is_newest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reps = _replicas(tmp_path)
+    for r, gen in zip(reps, (4, 9, 9), strict=True):
+        _put(r, gen, f"gen {gen}".encode() * 100)
+    verified: list[Path] = []
+    real = ob.read
+    monkeypatch.setattr(ob, "read", lambda d, v, c: verified.append(d) or real(d, v, c))
+    rep, bad = sio.read("v", 0, reps)
+    assert rep is not None and rep.gen == 9 and rep.data == b"gen 9" * 100 and bad == []
+    assert verified == [reps[1].path]  # one payload read and checksummed, not three
+
+
+def test_a_read_falls_back_newest_first_and_reports_every_bad_replica_when_none_verifies(
+        tmp_path: Path) -> None:
+    reps = _replicas(tmp_path)
+    for r, gen in zip(reps, (4, 9, 7), strict=True):
+        _put(r, gen, f"gen {gen}".encode() * 100)
+    newest = ob.object_path(reps[1].path, "v", 0)
+    raw = bytearray(newest.read_bytes())
+    raw[-1] ^= 1  # the newest payload no longer matches its checksum
+    newest.write_bytes(bytes(raw))
+    rep, bad = sio.read("v", 0, reps)
+    assert rep is not None and rep.gen == 7 and bad == [reps[1]]  # the next newest, not the oldest
+    ob.object_path(reps[2].path, "v", 0).write_bytes(b"garbage, no header")
+    ob.object_path(reps[0].path, "v", 0).write_bytes(b"")
+    rep, bad = sio.read("v", 0, reps)
+    assert rep is None and sorted(r.device for r in bad) == ["r0", "r1", "r2"]  # lost, not unwritten
+    for r in reps:
+        ob.object_path(r.path, "v", 0).unlink()
+    assert sio.read("v", 0, reps) == (None, [])  # never written
+    shutil.rmtree(reps[0].path)
+    assert sio.read("v", 0, reps) == (None, [reps[0]])  # a dead device is unreadable
+
+
+def test_cpu_slots_go_by_ticket_not_by_arrival_and_a_timed_out_waiter_leaves_the_queue() -> None:
+    slots = ob._Slots(1)
+    assert slots.acquire(timeout=1)  # held: everyone below queues
+    order: list[int] = []
+    arrived = threading.Semaphore(0)
+
+    def job(ticket: int, timeout: float) -> None:
+        ob._job.ticket = ticket
+        arrived.release()
+        if slots.acquire(timeout=timeout):
+            order.append(ticket)
+            slots.release()
+
+    threads = []
+    for ticket, timeout in ((7, 10.0), (3, 0.05), (5, 10.0), (4, 10.0)):  # arrival order
+        th = threading.Thread(target=job, args=(ticket, timeout))
+        th.start()
+        threads.append(th)
+        assert arrived.acquire(timeout=5)
+    threads[1].join()  # ticket 3 gave up waiting
+    slots.release()
+    for th in threads:
+        th.join()
+    assert order == [4, 5, 7]  # the lowest waiting ticket first; the one that timed out never
+    assert slots.acquire(timeout=0) and not slots.acquire(timeout=0)  # one slot, not leaked
+    slots.release()
+
+
+def test_each_chunk_takes_the_cpu_slots_after_the_one_before_and_its_copies_before_its_hash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    devices = [tmp_path / f"d{i}" for i in range(3)]
+    for i, d in enumerate(devices):
+        sio.init_device(d, i)
+        ob.ensure_volume_dir(d, "v")
+    seen: list[tuple[str, int, int]] = []
+    lock = threading.Lock()
+    real_hash = ob._hash
+
+    def hash_(data: bytes | memoryview) -> bytes:
+        with lock:
+            seen.append(("hash", bytes(data[:1])[0], ob._job.ticket))
+        return real_hash(data)
+
+    def prep(d: Path, c: int, data: ob.Payload, sha: object) -> Path:
+        with lock:
+            seen.append(("copy", c, ob._job.ticket))
+        return ob.prepare(d, "v", c, 5, data, sha)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ob, "_hash", hash_)
+    chunks = {c: bytes([c]) * 5000 for c in range(3)}
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        targets = [(c, d) for c in chunks for d in devices]
+        prepared, failed, _ = ob.prepare_replicas(pool, chunks, targets, prep)
+    assert failed == [] and len(prepared) == 9
+    by_ticket = [(what, c) for what, c, _ in sorted(seen, key=lambda x: x[2])]
+    assert by_ticket == [step for c in range(3) for step in [("copy", c)] * 3 + [("hash", c)]]

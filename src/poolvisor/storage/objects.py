@@ -27,14 +27,18 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import heapq
+import itertools
 import mmap
 import os
 import struct
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -192,14 +196,56 @@ def start_writeback(fd: int, at: int, length: int) -> None:
 
 
 #: the CPU-bound steps of a write (hashing a chunk, copying a payload into the page cache) run at
-#: most this many at once, in the order they were queued: with every replica copying at once on
-#: few cores, all would finish together and the disk would wait for the last; this way the first
-#: files are written out (start_writeback) while the next are copied
+#: most this many at once, in the order of their tickets (see _Slots): with every replica copying
+#: at once on few cores, all would finish together and the disk would wait for the last; this way
+#: the first files are written out (start_writeback) while the next are copied
 CPU_SLOTS = max(1, os.cpu_count() or 1)
 #: a slot is an ordering aid, never a lock anything waits on for long: a copy that has waited this
 #: long (a holder stuck in a write to a hung filesystem) goes ahead without one
 CPU_SLOT_WAIT_S = 1.0
-_cpu = threading.BoundedSemaphore(CPU_SLOTS)
+_tickets = itertools.count()
+_job = threading.local()  # the ticket of the job this thread runs (prepare_replicas sets it)
+
+
+class _Slots:
+    """CPU slots handed over in ticket order (prepare_replicas gives each step its ticket as it
+    queues it), not in the order threads arrive: the segment pool starts every job of a write at
+    once, and which thread reaches the slots first is the scheduler's choice, so a later chunk's
+    copy could go before an earlier chunk's hash and the write end on work that the disk then
+    still waits for. A released slot goes straight to the lowest waiting ticket (a free slot means
+    nobody waits); a thread without a ticket queues behind every ticket issued so far."""
+
+    def __init__(self, n: int) -> None:
+        self._lock = threading.Lock()
+        self._free = n
+        self._waiting: list[tuple[int, threading.Event]] = []  # a heap by ticket
+
+    def acquire(self, timeout: float) -> bool:
+        ticket = getattr(_job, "ticket", None)
+        with self._lock:
+            if self._free > 0:  # (a free slot means nobody waits)
+                self._free -= 1
+                return True
+            ready = threading.Event()
+            heapq.heappush(self._waiting, (next(_tickets) if ticket is None else ticket, ready))
+        if ready.wait(timeout):
+            return True
+        with self._lock:
+            if ready.is_set():  # handed over while timing out: it is ours
+                return True
+            self._waiting = [w for w in self._waiting if w[1] is not ready]
+            heapq.heapify(self._waiting)
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                heapq.heappop(self._waiting)[1].set()  # handed over, never free in between
+            else:
+                self._free += 1
+
+
+_cpu: _Slots | threading.BoundedSemaphore = _Slots(CPU_SLOTS)
 
 
 @contextlib.contextmanager
@@ -215,6 +261,15 @@ def _cpu_slot() -> Iterator[None]:
 def _hash(data: bytes | memoryview) -> bytes:
     with _cpu_slot():
         return digest(data)
+
+
+def _ticketed(ticket: int, fn: Callable[[], T]) -> T:
+    """Run fn with `ticket` as this thread's place in the CPU slots' queue."""
+    _job.ticket = ticket
+    try:
+        return fn()
+    finally:
+        _job.ticket = None
 
 
 def prepare(device: Path, volume: str, chunk: int, gen: int, data: Payload,
@@ -295,21 +350,31 @@ def prepare_replicas(pool: Executor, chunks: Mapping[int, bytes | memoryview],
     last). The payload is the caller's buffer itself, or with O_DIRECT (`staging()`) one staged
     copy per chunk shared by its replicas and released when every prepare returned. Jobs are
     queued chunk by chunk (its hash, then its replicas), and the pool is FIFO: a prepare never
-    waits for a job behind it, and the CPU slots (CPU_SLOTS) go to the first chunks first, whose
-    files are then written out while the next are copied."""
+    waits for a job behind it. The CPU slots (CPU_SLOTS) are handed over by ticket (_Slots): chunk
+    by chunk, so the first chunks' files are written out while the next are copied, and within a
+    chunk its copies before its hash, so a chunk's hash runs while its copies' bytes go to the
+    disk and a write ends on a hash, not on a copy whose 4 MiB the disk still has to take (a 16
+    MiB write through the volume service: median 87-96 -> 83-84 ms per 32 MiB against slots in
+    arrival order, same process, rounds alternated, load 3.4-3.8)."""
     shas: dict[int, Future[bytes]] = {}
     staged: dict[int, Future[Staged]] = {}
 
     def one(t: T, c: int) -> Path:
         return prepare_one(t, c, staged[c].result() if staged else chunks[c], shas[c].result)
 
+    copies = Counter(c for c, _ in targets)
     jobs: list[tuple[T, int, Future[Path]]] = []
     for c, t in targets:  # chunk by chunk: its hash (and copy), then its replicas
         if c not in shas:
-            shas[c] = pool.submit(_hash, chunks[c])
+            first = next(_tickets)  # the CPU slots' order: the chunk's copies, then its hash
+            for _ in range(copies[c]):
+                next(_tickets)
+            shas[c] = pool.submit(_ticketed, next(_tickets), partial(_hash, chunks[c]))
             if staging():
                 staged[c] = pool.submit(_stage, chunks[c])
-        jobs.append((t, c, pool.submit(one, t, c)))
+            copies[c] = first
+        jobs.append((t, c, pool.submit(_ticketed, copies[c], partial(one, t, c))))
+        copies[c] += 1
     prepared: list[tuple[T, int, Path]] = []
     failed: list[T] = []
     try:
@@ -334,25 +399,54 @@ def abort(tmp: Path) -> None:
 
 
 def read(device: Path, volume: str, chunk: int) -> Replica | None:
-    """The verified replica, None if absent; raises Corrupt if it does not verify, OSError if dead."""
+    """The verified replica, None if absent; raises Corrupt if it does not verify, OSError if dead.
+
+    The header and the payload are read apart (positioned reads), so the payload arrives as one
+    bytes object read straight from the file: no copy of the whole file to slice it from."""
     try:
-        raw = object_path(device, volume, chunk).read_bytes()
+        fd = os.open(object_path(device, volume, chunk), os.O_RDONLY)
     except FileNotFoundError:
         if not (device / "objects").is_dir():
             raise  # the device itself is gone
         return None
-    if len(raw) < HEADER_SIZE:
-        raise Corrupt("short header")
-    magic, version, gen, length, sha = HEADER.unpack_from(raw)
-    if magic != MAGIC or version not in (1, 2):
-        raise Corrupt("bad header")
-    at = HEADER_SIZE if version == 1 else ALIGN
-    payload = memoryview(raw)[at:]
-    if len(payload) != length or (version == 2 and raw[HEADER.size:ALIGN] != _PAD):
-        raise Corrupt("bad length or header padding")
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, HEADER_SIZE, 0)
+        if len(head) < HEADER_SIZE:
+            raise Corrupt("short header")
+        magic, version, gen, length, sha = HEADER.unpack_from(head)
+        if magic != MAGIC or version not in (1, 2):
+            raise Corrupt("bad header")
+        at = HEADER_SIZE if version == 1 else ALIGN
+        if size - at != length or (version == 2 and os.pread(fd, ALIGN - HEADER.size, HEADER.size) != _PAD):
+            raise Corrupt("bad length or header padding")
+        payload = os.pread(fd, length, at) if length else b""
+    finally:
+        os.close(fd)
+    if len(payload) != length:
+        raise Corrupt("bad length or header padding")  # shortened while it was read
     if digest(payload) != sha:
         raise Corrupt("checksum mismatch")
-    return Replica(gen, bytes(payload))
+    return Replica(gen, payload)
+
+
+def header_gen(device: Path, volume: str, chunk: int) -> int | None:
+    """The generation a replica's header claims (payload not verified), None when absent; raises
+    Corrupt when the file holds no replica header, OSError if dead. What a read uses to try the
+    replica that should be newest first (`read` then verifies it)."""
+    try:
+        with open(object_path(device, volume, chunk), "rb") as f:
+            raw = f.read(HEADER.size)
+    except FileNotFoundError:
+        if not (device / "objects").is_dir():
+            raise  # the device itself is gone
+        return None
+    if len(raw) < HEADER.size:
+        raise Corrupt("short header")
+    magic, version, gen, _length, _sha = HEADER.unpack_from(raw)
+    if magic != MAGIC or version not in (1, 2):
+        raise Corrupt("bad header")
+    return int(gen)
 
 
 def remove(device: Path, volume: str, chunk: int) -> None:
@@ -368,13 +462,6 @@ def read_gen(device: Path, volume: str, chunk: int) -> int | None:
     """The generation in a replica's header, None when absent or not a replica (the payload is
     not verified: for deciding what to copy, never for serving bytes); OSError if dead."""
     try:
-        with open(object_path(device, volume, chunk), "rb") as f:
-            raw = f.read(HEADER.size)
-    except FileNotFoundError:
-        if not (device / "objects").is_dir():
-            raise  # the device itself is gone
+        return header_gen(device, volume, chunk)
+    except Corrupt:
         return None
-    if len(raw) < HEADER.size:
-        return None
-    magic, version, gen, _length, _sha = HEADER.unpack_from(raw)
-    return int(gen) if magic == MAGIC and version in (1, 2) else None

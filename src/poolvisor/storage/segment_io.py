@@ -192,19 +192,32 @@ def write(volume: str, chunks: Chunks, gen: int, during_sync: Callable[[], None]
 
 
 def read(volume: str, chunk: int, reps: list[Replica]) -> tuple[ob.Replica | None, list[Replica]]:
-    """The newest verified replica of a chunk (None if no replica holds it) and the replicas that
-    are corrupt or unreadable (so the caller can tell 'never written' from 'lost')."""
-    best: ob.Replica | None = None
+    """The newest verified replica of a chunk (None if no replica holds it) and the replicas found
+    corrupt or unreadable (so the caller can tell 'never written' from 'lost': when none
+    verifies, every replica was tried and the list is complete).
+
+    The headers are read first (a small read each) and the replicas verified newest claimed
+    generation first: the first that verifies is the newest valid one, so one payload is read
+    and checksummed, not one per replica; an older one is read only when a newer one fails."""
     bad: list[Replica] = []
-    for r in reps:
+    claims: list[tuple[int, int, Replica]] = []
+    for i, r in enumerate(reps):
+        try:
+            gen = ob.header_gen(r.path, volume, chunk)
+        except (ob.Corrupt, OSError):
+            bad.append(r)
+            continue
+        if gen is not None:
+            claims.append((-gen, i, r))
+    for _, _, r in sorted(claims):
         try:
             rep = ob.read(r.path, volume, chunk)
         except (ob.Corrupt, OSError):
             bad.append(r)
             continue
-        if rep is not None and (best is None or rep.gen > best.gen):
-            best = rep
-    return best, bad
+        if rep is not None:
+            return rep, bad
+    return None, bad
 
 
 @dataclass(frozen=True)
