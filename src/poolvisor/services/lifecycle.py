@@ -108,7 +108,8 @@ _OLD = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _W.c.host_id, _H.c.n
         .subquery("old"))
 _MARK_BY_NAME = Prepared(update(_W).where(_W.c.id == _OLD.c.id, _W.c.state == _OLD.c.state)
                          .values(state=DELETING, updated_at=bindparam("now"),
-                                 lease_owner=bindparam("lease_owner"), lease_expires=bindparam("lease_expires"))
+                                 lease_owner=bindparam("lease_owner"),
+                                 lease_expires=bindparam("lease_expires"))
                          .returning(_OLD.c.id, _OLD.c.state, _OLD.c.kind, _OLD.c.demand, _OLD.c.host_id,
                                     _OLD.c.host, _OLD.c.volumes))
 
