@@ -209,3 +209,30 @@ def test_a_create_and_delete_pair_stays_within_its_statement_budget(sqlite_url: 
         assert len(body) <= 5 * 16, "\n".join(body)
     finally:
         svc.close()
+
+
+def test_the_delete_reads_and_marks_in_one_statement_on_postgres(svc: Services) -> None:
+    """PostgreSQL: the delete's mark is one UPDATE ... FROM its read, RETURNING it (no SELECT of
+    the row first); a workload that is missing, of a missing project, or transient gets the same
+    answer as the two statements give (on SQLite they still run: its writes are serialized)."""
+    small_cluster(svc)
+    svc.workloads.create_workload("demo", "a", flavor="unit")
+    with statements(svc) as seen:
+        svc.workloads.delete_workload("demo", "a")
+    reads = [q for q in seen if q.startswith("SELECT workloads.id, workloads.state, workloads.kind")]
+    marks = [q for q in seen if q.startswith("UPDATE workloads SET state") and " FROM " in q]
+    if svc.store.is_sqlite:
+        assert len(reads) == 1 and marks == []
+    else:
+        assert reads == [] and len(marks) == 1
+    assert "a" not in _names(svc)
+    with pytest.raises(NotFoundError):
+        svc.workloads.delete_workload("demo", "a")
+    with pytest.raises(NotFoundError):
+        svc.workloads.delete_workload("nope", "a")
+    svc.workloads.create_workload("demo", "b", flavor="unit")
+    wid = svc.ctx.read(lambda s: s.scalar(select(WorkloadRow.id).where(WorkloadRow.name == "b")))
+    svc.ctx.write(lambda s: setattr(s.get(WorkloadRow, wid), "state", "migrating"))
+    with pytest.raises(ConflictError, match="migrating"):
+        svc.workloads.delete_workload("demo", "b")
+    assert svc.ctx.read(lambda s: s.get(WorkloadRow, wid).state) == "migrating"

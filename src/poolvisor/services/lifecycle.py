@@ -96,6 +96,23 @@ _MARK_DELETING = Prepared(update(_W).where(_W.c.id == bindparam("w"), _W.c.state
                                   lease_owner=bindparam("lease_owner"),
                                   lease_expires=bindparam("lease_expires")))
 
+# PostgreSQL: the read and the mark in one statement (a round trip fewer for every delete). The
+# UPDATE re-checks the row's state against what the subquery read (PostgreSQL re-evaluates it on
+# the row's latest version after waiting for its lock), so a row that changed meanwhile is not
+# marked: no row comes back, and the two statements above run (and raise what they raise).
+_OLD = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _W.c.host_id, _H.c.name.label("host"),
+               exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
+        .select_from(_W.join(_P, _P.c.id == _W.c.project_id).outerjoin(_H, _H.c.id == _W.c.host_id))
+        .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n"),
+               _W.c.state.not_in(sorted(TRANSIENT)))
+        .subquery("old"))
+_MARK_BY_NAME = Prepared(update(_W).where(_W.c.id == _OLD.c.id, _W.c.state == _OLD.c.state)
+                         .values(state=DELETING, updated_at=bindparam("now"),
+                                 lease_owner=bindparam("lease_owner"),
+                                 lease_expires=bindparam("lease_expires"))
+                         .returning(_OLD.c.id, _OLD.c.state, _OLD.c.kind, _OLD.c.demand, _OLD.c.host_id,
+                                    _OLD.c.host, _OLD.c.volumes))
+
 
 class WorkloadLifecycle(ServiceBase):
     """The workload use cases past creation; WorkloadService (workloads.py) exposes them."""
@@ -118,15 +135,20 @@ class WorkloadLifecycle(ServiceBase):
 
         def mark(s: Session) -> tuple[int, str | None, DriverWorkload, str, bool, int | None]:
             # prepared statements (store/prepared.py): this runs for every delete
-            w = _TO_DELETE.first(s, {"p": project, "n": name})
+            w = None
+            if s.get_bind().dialect.name == "postgresql":
+                w = _MARK_BY_NAME.first(s, {"p": project, "n": name, "now": datetime.now(UTC),
+                                            **self.leases.stamp_values()})
             if w is None:
-                self._workload(s, project, name)  # raises the NotFoundError (project or workload)
-            assert w is not None
-            if w.state in TRANSIENT:
-                raise ConflictError(f"workload {name!r} is {w.state}; retry")
-            if _MARK_DELETING.rowcount(s, {"w": w.id, "before": w.state, "now": datetime.now(UTC),
-                                           **self.leases.stamp_values()}) != 1:
-                raise Stale()  # changed since it was read (another replica): Store.run reads again
+                w = _TO_DELETE.first(s, {"p": project, "n": name})
+                if w is None:
+                    self._workload(s, project, name)  # raises the NotFoundError (project or workload)
+                assert w is not None
+                if w.state in TRANSIENT:
+                    raise ConflictError(f"workload {name!r} is {w.state}; retry")
+                if _MARK_DELETING.rowcount(s, {"w": w.id, "before": w.state, "now": datetime.now(UTC),
+                                               **self.leases.stamp_values()}) != 1:
+                    raise Stale()  # changed since it was read (another replica): Store.run reads again
             dw = DriverWorkload(f"{project}/{name}", w.kind, {str(k): float(v) for k, v in w.demand.items()})
             # whether it has volumes, read with the row: most workloads have none (their
             # attachments are then not read), and looking for their disks in a read transaction

@@ -356,18 +356,19 @@ class PlacementCache:
         st = snap.state
         idx = np.array([snap.index_of[i] for i in ids], dtype=np.int64)
         where_ids = (lambda col: col.in_(ids)) if not all_hosts else (lambda col: col.isnot(None))
-        for hid, state, count in s.execute(
-            select(HostRow.id, HostRow.state, HostRow.workloads).where(where_ids(HostRow.id))
+        st.allocated[:, idx] = 0.0
+        # the hosts' rows and their resources' allocated amounts in one query (a round trip fewer
+        # for every refresh that finds hosts changed: on two replicas, nearly every claim batch)
+        for hid, state, count, resource, amount in s.execute(
+            select(HostRow.id, HostRow.state, HostRow.workloads, HostResourceRow.resource,
+                   HostResourceRow.allocated)
+            .outerjoin(HostResourceRow, HostResourceRow.host_id == HostRow.id).where(where_ids(HostRow.id))
         ):
             h = snap.index_of[hid]
             st.state[h] = int(HostState.parse(state))
             st.workload_count[h] = count
-        st.allocated[:, idx] = 0.0
-        for hid, resource, amount in s.execute(
-            select(HostResourceRow.host_id, HostResourceRow.resource, HostResourceRow.allocated)
-            .where(where_ids(HostResourceRow.host_id))
-        ):
-            st.allocated[st.resources.index(resource), snap.index_of[hid]] = amount
+            if resource is not None:
+                st.allocated[st.resources.index(resource), h] = amount
         for counts in st.group_counts.values():
             counts[idx] = 0
         _reload_workloads(s, snap, idx.tolist(), where_ids)
