@@ -42,7 +42,8 @@ _LATER = "poolvisor.prepared.later"  # Session.info: [(compiled, bound parameter
 
 
 class _Compiled:
-    __slots__ = ("sql", "positional", "slots", "row", "result_procs", "names", "types", "dialect")
+    __slots__ = ("sql", "positional", "slots", "bind_names", "row", "result_procs", "names", "types",
+                 "dialect")
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect, keys: Sequence[str] | None) -> None:
         c: Any = stmt.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
@@ -66,6 +67,7 @@ class _Compiled:
                 default = (lambda d=d: d.arg(None)) if d.is_callable else (lambda d=d: d.arg)
             slots.append((name, key, ex.parameters.get(name), procs.get(name), default))
         self.slots = tuple(slots)
+        self.bind_names = tuple(name for name, *_ in slots)
         cols = list(getattr(c, "_result_columns", None) or ())
         self.names = tuple(rc.keyname for rc in cols)
         self.row = namedtuple("Row", self.names, rename=True) if cols else None
@@ -74,27 +76,11 @@ class _Compiled:
         self.result_procs: tuple[Any, ...] | None = None  # by the DBAPI's column types: first rows read
 
     def bind(self, params: Mapping[str, Any]) -> Any:
-        if self.positional:
-            out: list[Any] = []
-            for _name, key, fixed, proc, default in self.slots:
-                if key in params:
-                    v = params[key]
-                elif default is not None:
-                    v = default()
-                else:
-                    v = fixed
-                out.append(proc(v) if proc is not None else v)
-            return tuple(out)
-        named: dict[str, Any] = {}
-        for name, key, fixed, proc, default in self.slots:
-            if key in params:
-                v = params[key]
-            elif default is not None:
-                v = default()
-            else:
-                v = fixed
-            named[name] = proc(v) if proc is not None else v
-        return named
+        values: list[Any] = []
+        for _name, key, fixed, proc, default in self.slots:
+            v = params[key] if key in params else default() if default is not None else fixed
+            values.append(proc(v) if proc is not None else v)
+        return tuple(values) if self.positional else dict(zip(self.bind_names, values, strict=True))
 
     def rows(self, cur: Any, raws: Sequence[Sequence[Any]]) -> list[Any]:
         assert self.row is not None
