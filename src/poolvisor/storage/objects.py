@@ -414,9 +414,7 @@ def read(device: Path, volume: str, chunk: int) -> Replica | None:
         head = os.pread(fd, HEADER_SIZE, 0)
         if len(head) < HEADER_SIZE:
             raise Corrupt("short header")
-        magic, version, gen, length, sha = HEADER.unpack_from(head)
-        if magic != MAGIC or version not in (1, 2):
-            raise Corrupt("bad header")
+        version, gen, length, sha = _header_fields(head)
         at = HEADER_SIZE if version == 1 else ALIGN
         if size - at != length or (version == 2 and os.pread(fd, ALIGN - HEADER.size, HEADER.size) != _PAD):
             raise Corrupt("bad length or header padding")
@@ -441,12 +439,18 @@ def header_gen(device: Path, volume: str, chunk: int) -> int | None:
         if not (device / "objects").is_dir():
             raise  # the device itself is gone
         return None
+    return int(_header_fields(raw)[1])
+
+
+def _header_fields(raw: bytes) -> tuple[int, int, int, bytes]:
+    """(version, generation, payload length, checksum) of a replica's header; Corrupt when `raw`
+    is not one."""
     if len(raw) < HEADER.size:
         raise Corrupt("short header")
-    magic, version, gen, _length, _sha = HEADER.unpack_from(raw)
+    magic, version, gen, length, sha = HEADER.unpack_from(raw)
     if magic != MAGIC or version not in (1, 2):
         raise Corrupt("bad header")
-    return int(gen)
+    return version, gen, length, sha
 
 
 def remove(device: Path, volume: str, chunk: int) -> None:
