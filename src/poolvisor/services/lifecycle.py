@@ -74,12 +74,11 @@ POLL_S = 0.2  # how often a running migration's progress is written into its tas
 _W, _P, _H = (cast(Table, r.__table__) for r in (WorkloadRow, ProjectRow, HostRow))
 _VA, _NICS, _GPU_ALLOC = (cast(Table, r.__table__) for r in (VolumeAttachmentRow, NicRow, GpuAllocationRow))
 # the workload to delete and whether it has volumes (most have none: their disks are not looked for)
-_TO_DELETE = Prepared(select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _W.c.host_id,
-                             _H.c.name.label("host"),
-                             exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
-                      .select_from(_W.join(_P, _P.c.id == _W.c.project_id)
-                                   .outerjoin(_H, _H.c.id == _W.c.host_id))
-                      .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
+_DELETE_ROW = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _W.c.host_id, _H.c.name.label("host"),
+                      exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
+               .select_from(_W.join(_P, _P.c.id == _W.c.project_id).outerjoin(_H, _H.c.id == _W.c.host_id))
+               .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n")))
+_TO_DELETE = Prepared(_DELETE_ROW)
 # the workload as the finishing transaction sees it, and whether it holds NICs or GPU devices (most
 # hold neither: the ledger and the NIC release then skip their lookups)
 _TO_FINISH = Prepared(select(_W.c.name, _W.c.state, _W.c.lease_owner, _W.c.host_id, _W.c.group_id,
@@ -100,12 +99,7 @@ _MARK_DELETING = Prepared(update(_W).where(_W.c.id == bindparam("w"), _W.c.state
 # UPDATE re-checks the row's state against what the subquery read (PostgreSQL re-evaluates it on
 # the row's latest version after waiting for its lock), so a row that changed meanwhile is not
 # marked: no row comes back, and the two statements above run (and raise what they raise).
-_OLD = (select(_W.c.id, _W.c.state, _W.c.kind, _W.c.demand, _W.c.host_id, _H.c.name.label("host"),
-               exists().where(_VA.c.workload_id == _W.c.id).label("volumes"))
-        .select_from(_W.join(_P, _P.c.id == _W.c.project_id).outerjoin(_H, _H.c.id == _W.c.host_id))
-        .where(_P.c.name == bindparam("p"), _W.c.name == bindparam("n"),
-               _W.c.state.not_in(sorted(TRANSIENT)))
-        .subquery("old"))
+_OLD = _DELETE_ROW.where(_W.c.state.not_in(sorted(TRANSIENT))).subquery("old")
 _MARK_BY_NAME = Prepared(update(_W).where(_W.c.id == _OLD.c.id, _W.c.state == _OLD.c.state)
                          .values(state=DELETING, updated_at=bindparam("now"),
                                  lease_owner=bindparam("lease_owner"),
