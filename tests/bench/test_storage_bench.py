@@ -37,7 +37,8 @@ def test_cli_json(tmp_path: Path) -> None:
     for k in ("moved_over_ideal", "write_mb_s", "read_mb_s", "raw_write_mb_s", "acked_lost",
               "write_over_raw_third", "io_mib", "service_join_moved_over_ideal", "service_lost",
               "raw_object_write_mb_s", "write_over_raw_object_third", "object_mib",
-              "dirstore_write_mb_s", "dirstore_read_mb_s", "dirstore_acked_lost"):
+              "dirstore_write_mb_s", "dirstore_read_mb_s", "dirstore_acked_lost", "split_write_mb_s",
+              "split_read_mb_s", "split_write_over_raw_third"):
         assert k in out
     assert out["acked_lost"] == 0 and out["dirstore_acked_lost"] == 0
     assert out["object_mib"] == 4  # a new pool's default object size

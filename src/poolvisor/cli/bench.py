@@ -300,11 +300,12 @@ def network(
 @app.command("storage")
 def storage(
     size_mib: int = typer.Option(32, "--size-mib", help="MiB written per throughput round (x3 replicas)"),
-    rounds: int = typer.Option(3, "--rounds", help="raw/replicated write rounds; the best of each is kept"),
+    rounds: int = typer.Option(5, "--rounds", help="raw/replicated write rounds; the best of each is kept"),
     tmp: str = typer.Option("", "--tmp", help="directory for the temporary devices (default: system temp)"),
     volume_gib: int = typer.Option(100, "--volume-gib", help="size of each of the 8 volumes of the service "
                                    "rebalance run (256 MiB segments)"),
-    io_mib: int = typer.Option(16, "--io-mib", help="MiB per write/read call through the volume service"),
+    io_mib: int = typer.Option(16, "--io-mib", help="MiB per call of the split_* write/read through the "
+                              "volume service (write_mb_s writes the whole size in one call)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Rebalance movement vs the ideal (policy, and through the store's VolumeService); volume
