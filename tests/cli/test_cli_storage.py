@@ -101,3 +101,22 @@ def test_volume_migrate(run: Callable[..., Any]) -> None:  # noqa: F811
     assert v["pool"] == "mig-b" and set(v["devices"]) == {"mig-b-0", "mig-b-1"}
     one_error_line(run("volume", "migrate", "mv", "--pool", "mig-b", "--project", "demo"), "already in")
     one_error_line(run("volume", "migrate", "mv", "--pool", "ghost", "--project", "demo"), "not found")
+
+
+def test_storage_group_spelling(run: Callable[..., Any]) -> None:  # noqa: F811
+    """The issue's spelling, `storage pool|device|rebalance`, runs the same commands as
+    `storage-pool`: a failed device's replicas are planned, then re-replicated by the task."""
+    assert run("storage", "pool", "create", "alt", "--replicas", "2", "--segment", "1G").returncode == 0
+    for i in range(3):
+        assert run("storage", "device", "add", "alt", f"a{i}", "100G", "--domain", f"r{i}").returncode == 0
+    assert run("volume", "create", "blob", "alt", "10G", "--thick", "--project", "demo").returncode == 0
+    assert run("storage", "device", "fail", "alt", "a0").returncode == 0
+    plan = json.loads(run("storage", "rebalance", "alt", "--dry-run", "--json").stdout)
+    assert plan["copies"] > 0 and plan["lost"] == 0
+    t = json.loads(run("storage", "rebalance", "alt", "--json").stdout)
+    assert t["state"] == "succeeded" and t["result"]["copies"] == plan["copies"]
+    pools = json.loads(run("storage", "pool", "list", "--json").stdout)
+    assert "alt" in [p["name"] for p in pools]
+    r = run("storage", "device", "add", "alt", "a9", "lots")
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "lots" in r.stderr
+    assert run("volume", "delete", "blob", "--project", "demo").returncode == 0

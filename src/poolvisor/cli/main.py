@@ -42,8 +42,8 @@ PANEL_MAINTENANCE = "Maintenance"
 ORDER = (
     "serve",
     "host", "vm", "pool", "task", "flavor", "project", "token", "network", "ip", "router", "route",
-    "storage-pool", "volume", "backup-target", "backup", "events", "alert", "controller", "ha", "leader",
-    "sim",
+    "storage", "storage-pool", "volume", "backup-target", "backup", "events", "alert", "controller", "ha",
+    "leader", "sim",
     "simulate", "sweep", "whatif", "pack", "bench",
     "check", "version",
 )
@@ -91,6 +91,7 @@ app.add_typer(network_cli.app, name="network", rich_help_panel=PANEL_POOL)
 app.add_typer(ip_cli.app, name="ip", rich_help_panel=PANEL_POOL)
 app.add_typer(routing_cli.router_app, name="router", rich_help_panel=PANEL_POOL)
 app.add_typer(routing_cli.route_app, name="route", rich_help_panel=PANEL_POOL)
+app.add_typer(storage_cli.storage_app, name="storage", rich_help_panel=PANEL_POOL)
 app.add_typer(storage_cli.pool_app, name="storage-pool", rich_help_panel=PANEL_POOL)
 app.add_typer(storage_cli.volume_app, name="volume", rich_help_panel=PANEL_POOL)
 

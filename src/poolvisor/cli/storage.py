@@ -18,6 +18,10 @@ pool_app = typer.Typer(help="Storage pools, their devices and rebalancing (clien
 device_app = typer.Typer(help="Devices of a storage pool: add, remove (drain), fail, delete.",
                          no_args_is_help=True)
 pool_app.add_typer(device_app, name="device")
+storage_app = typer.Typer(help="Storage pools, devices and rebalancing as `storage pool|device|rebalance` "
+                          "(the same commands as `storage-pool`).", no_args_is_help=True)
+storage_app.add_typer(pool_app, name="pool")
+storage_app.add_typer(device_app, name="device")
 volume_app = typer.Typer(help="Volumes: create, list, show, resize, snapshot, migrate, attach, detach, "
                          "delete (client of the REST API).", no_args_is_help=True)
 
@@ -133,6 +137,7 @@ def pool_delete(name: PoolArg, url: UrlOpt = None, token: TokenOpt = None) -> No
     say("storage pool {} deleted", name)
 
 
+@storage_app.command("rebalance")
 @pool_app.command("rebalance")
 def pool_rebalance(name: PoolArg,
                    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show the plan.")] = False,
