@@ -48,6 +48,8 @@ START_TIMEOUT_S = 90.0
 CEILING_S = 2.0
 TOL = 1e-6
 
+THROWAWAY_PG = ("postgres", "postgresql")  # --db values that start a throwaway cluster
+
 
 @dataclass
 class ApiBenchConfig:
@@ -86,7 +88,7 @@ class ApiBenchConfig:
             raise InvalidInputError("--client-procs must be 1..16 and at most --clients")
         if self.kill_after is not None and not 0 < self.kill_after < self.seconds:
             raise InvalidInputError("--kill-after must be within the run (0 < S < --seconds)")
-        if self.db_statements and self.db not in ("postgres", "postgresql"):
+        if self.db_statements and self.db not in THROWAWAY_PG:
             raise InvalidInputError("--db-statements needs --db postgres (a throwaway cluster)")
 
 
@@ -204,7 +206,7 @@ def _database(db: str | None, workdir: Path, statements: bool = False) -> Iterat
     """(URL, the PostgreSQL postmaster's PID when the bench started the cluster itself, else None)."""
     if db is None or db == "sqlite":
         yield f"sqlite:///{workdir / 'bench.db'}", None
-    elif db in ("postgres", "postgresql"):
+    elif db in THROWAWAY_PG:
         from poolvisor.bench.pgcluster import throwaway_cluster
 
         opts = ("shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all") \
