@@ -374,6 +374,42 @@ def test_the_collector_removes_only_unreferenced_object_files(svc: Services, tmp
     assert svc.volume_gc.collect("sp").files == 0
 
 
+def test_a_whole_pool_collection_scans_unlocked_and_checks_each_candidate_again_under_the_lock(
+        svc: Services, tmp_path: Path) -> None:
+    """`survey` reads without taking the pool's lock (its generation stays); the locked pass
+    removes a candidate only if it is still garbage: an object placed since the scan (here: a
+    placed object passed as a candidate) stays, a file created since the scan is not touched."""
+    from poolvisor.services.volume_gc import collect_in, survey
+    from poolvisor.store.rows import StoragePoolRow
+
+    _pool(svc, tmp_path)
+    svc.volumes.create_volume("demo", "v", "sp", 8, thin=False)
+    data = os.urandom(8 * MiB)
+    svc.volumes.write_data("demo", "v", 0, data)
+    key = _key(svc, "v")
+    outsider = sorted({f"d{i}" for i in range(6)} - _placed(svc, "v", 0))[0]
+    stray = ob.object_path(tmp_path / outsider, key, 1)
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"x" * 100)
+
+    def pool(s):  # type: ignore[no-untyped-def]
+        return s.scalars(select(StoragePoolRow).filter_by(name="sp")).one()
+
+    gen = svc.store.run(lambda s: pool(s).generation)
+    found = svc.store.run(lambda s: survey(s, pool(s)))
+    assert svc.store.run(lambda s: pool(s).generation) == gen  # no lock taken
+    dev = {d.name: d.id for d in svc.store.run(lambda s: list(s.scalars(select(StorageDeviceRow))))}
+    assert found == [(dev[outsider], key, stray.name)]
+    placed = sorted(_placed(svc, "v", 0))[0]
+    kept = ob.object_path(tmp_path / placed, key, 0)  # as if its row had committed after the scan
+    later = ob.object_path(tmp_path / outsider, key, 2)  # a stray made after the scan
+    later.write_bytes(b"y" * 10)
+    r = svc.store.run(lambda s: collect_in(s, pool(s), candidates=[*found, (dev[placed], key, kept.name)]))
+    assert r == (1, 100) and not stray.exists() and kept.exists() and later.exists()
+    assert svc.volumes.read_data("demo", "v", 0, 8 * MiB) == data
+    assert svc.volumes.scrub("sp").garbage_files == 1 and not later.exists()
+
+
 def test_a_snapshot_copies_outside_its_transaction_and_is_the_source_as_of_its_finish(
         svc: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While the bytes are copied no transaction is held (the volume takes writes from the same

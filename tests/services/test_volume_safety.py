@@ -160,7 +160,7 @@ def test_a_migration_collects_only_its_volume_records_it_and_a_failed_collect_fa
     ev = [e for e in svc.events.list_events() if e.kind == "storage-pool.collected"]
     assert ev and ev[0].subject == "storage-pool/src" and ev[0].data["volumes"] == [_vid(svc, "v")]
 
-    def boom(s, p, now=None, volumes=None):  # type: ignore[no-untyped-def]
+    def boom(s, p, now=None, volumes=None, candidates=None):  # type: ignore[no-untyped-def]
         raise NotFoundError("storage pool 'src' not found")  # deleted right after the volume left
 
     monkeypatch.setattr(volume_gc, "collect_in", boom)

@@ -14,10 +14,13 @@ id) only when no other device's directory is the same directory (inode); otherwi
 missing or foreign marker, the device is skipped and logged. Volume keys are never reused
 (migration 0017), so a `v<id>` directory left by a deleted volume is never a live volume's.
 
-It runs in one transaction holding the pool's placement lock (its generation moves), like a
-rebalance batch or a migration switch: the operations that write objects ahead of their rows
-(rebalance, migration and snapshot pre-copies) check again in their own locked transaction
-that each copy is still there and copy it again if not. A volume directory is removed with
+A whole-pool collection (a scrub's, `VolumeGarbage.collect`) first scans every directory without
+the lock (`survey`), then removes in one transaction holding the pool's placement lock (its
+generation moves), like a rebalance batch or a migration switch, only the files the scan found,
+each checked again under the lock; a scoped collection scans its directories under the lock.
+The operations that write objects ahead of their rows (rebalance, migration and snapshot
+pre-copies) check again in their own locked transaction that each copy is still there and copy
+it again if not. A volume directory is removed with
 `rmdir`, which fails (and keeps it) when a writer created a file in it since the check; a
 write that lost its directory to the collector re-creates it (segment_io `_prepare`).
 """
@@ -28,7 +31,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,51 +99,110 @@ def owned(s: Session, d: StorageDeviceRow) -> bool:
     return True
 
 
-def collect_in(s: Session, p: StoragePoolRow, now: float | None = None,
-               volumes: Iterable[int] | None = None) -> tuple[int, int]:
-    """Remove the pool's unreferenced object files (the caller holds the pool's lock), only in
-    the directories of `volumes` when given (a migration's volume): (files, bytes)."""
-    now = time.time() if now is None else now
+Candidate = tuple[int, str, str]  # (device id, volume directory name, file name)
+
+
+def _is_garbage(file: str, vid: int, device_id: int, p: StoragePoolRow, in_pool: set[int],
+                held: set[tuple[int, int, int]], mtime: float, now: float) -> bool:
+    """The collector's one rule for a file in volume directory `v<vid>` of device `device_id`."""
+    c = _chunk(file)
+    if c is None:  # a prepared file: garbage once no write can still commit it
+        return file.endswith(".tmp") and now - mtime > TMP_AGE_S
+    return vid not in in_pool or (device_id, vid, c * p.chunk_mib // p.segment_mib) not in held
+
+
+def _pool_state(s: Session, p: StoragePoolRow, scope: set[int] | None
+                ) -> tuple[list[StorageDeviceRow], set[int], set[tuple[int, int, int]]]:
+    """The pool's collectable devices (live, with a directory, their own by marker), its volume
+    ids, and the (device, volume, segment) replicas placed (only `scope`'s when given)."""
     q_dev = select(StorageDeviceRow).filter_by(pool_id=p.id).order_by(StorageDeviceRow.id)
     devices = [d for d in s.scalars(q_dev) if d.path is not None and d.state != "failed"]
     devices = [d for d in devices if owned(s, d)]
-    if not devices:
-        return 0, 0
-    scope = None if volumes is None else set(volumes)
     in_pool = set(s.scalars(select(VolumeRow.id).where(VolumeRow.pool_id == p.id)))
     q = (select(VolumeSegmentRow.device_id, VolumeSegmentRow.volume_id, VolumeSegmentRow.segment)
          .join(VolumeRow, VolumeRow.id == VolumeSegmentRow.volume_id).where(VolumeRow.pool_id == p.id))
     if scope is not None:
         q = q.where(VolumeSegmentRow.volume_id.in_(scope))
     held = {(int(d), int(v), int(g)) for d, v, g in s.execute(q)}
+    return devices, in_pool, held
+
+
+def _volume_dirs(d: StorageDeviceRow, names: Iterable[str] | None) -> Iterator[tuple[str, int, Path]]:
+    """Device `d`'s volume directories (only `names` when given) as (name, volume id, path); a
+    device that cannot be listed yields none (a device gone: its next I/O marks it failed)."""
+    objects = Path(str(d.path)) / "objects"
+    if names is None:
+        try:
+            names = [e.name for e in os.scandir(objects)]
+        except OSError:
+            return
+    for name in names:
+        vid = _volume_id(name)
+        vdir = objects / name
+        if vid is not None and vdir.is_dir() and not vdir.is_symlink():  # else not ours (or absent)
+            yield name, vid, vdir
+
+
+def _files(vdir: Path) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(vdir))
+    except OSError:
+        return []
+
+
+def survey(s: Session, p: StoragePoolRow, now: float | None = None) -> list[Candidate]:
+    """The whole-pool scan, without the pool's lock: the files garbage as of this read, and the
+    directories of volumes not in the pool (file name ""). `collect_in(candidates=...)` checks
+    each again under the lock, so a file placed meanwhile stays, and a file created meanwhile is
+    not a candidate (the next collection sees it)."""
+    now = time.time() if now is None else now
+    devices, in_pool, held = _pool_state(s, p, None)
+    out: list[Candidate] = []
+    for d in devices:
+        for name, vid, vdir in _volume_dirs(d, None):
+            for f in _files(vdir):
+                with contextlib.suppress(OSError):
+                    if _is_garbage(f.name, vid, d.id, p, in_pool, held, f.stat().st_mtime, now):
+                        out.append((d.id, name, f.name))
+            if vid not in in_pool:
+                out.append((d.id, name, ""))
+    return out
+
+
+def collect_in(s: Session, p: StoragePoolRow, now: float | None = None,
+               volumes: Iterable[int] | None = None,
+               candidates: Iterable[Candidate] | None = None) -> tuple[int, int]:
+    """Remove the pool's unreferenced object files (the caller holds the pool's lock): all, or
+    only in the directories of `volumes` (a migration's volume), or only the `candidates` of a
+    `survey`, each checked again here. Returns (files, bytes)."""
+    now = time.time() if now is None else now
+    scope = None if volumes is None else set(volumes)
+    wanted: dict[int, dict[str, set[str]]] | None = None
+    if candidates is not None:
+        wanted = {}
+        for dev, name, file in candidates:
+            wanted.setdefault(dev, {}).setdefault(name, set()).add(file)
+        if not wanted:
+            return 0, 0
+        scope = {v for dirs in wanted.values() for n in dirs if (v := _volume_id(n)) is not None}
+    devices, in_pool, held = _pool_state(s, p, scope)
     files = nbytes = 0
     for d in devices:
-        objects = Path(str(d.path)) / "objects"
-        if scope is not None:
-            names = [sio.volume_key(v) for v in sorted(scope)]
-        else:
-            try:
-                names = [e.name for e in os.scandir(objects)]
-            except OSError:
-                continue  # a device gone: the next I/O marks it failed
-        for name in names:
-            vid = _volume_id(name)
-            vdir = objects / name
-            if vid is None or not vdir.is_dir() or vdir.is_symlink():
-                continue  # not ours (or absent)
-            with contextlib.suppress(OSError):
-                for f in os.scandir(vdir):
-                    c = _chunk(f.name)
-                    if c is None:  # a prepared file: garbage once no write can still commit it
-                        drop = f.name.endswith(".tmp") and now - f.stat().st_mtime > TMP_AGE_S
-                    else:
-                        drop = vid not in in_pool or \
-                            (d.id, vid, c * p.chunk_mib // p.segment_mib) not in held
-                    if drop:
-                        size = f.stat().st_size
+        names: Iterable[str] | None = None if scope is None else [sio.volume_key(v) for v in sorted(scope)]
+        if wanted is not None:
+            names = sorted(wanted.get(d.id, {}))
+        for name, vid, vdir in _volume_dirs(d, names):
+            only = None if wanted is None else wanted[d.id][name]
+            for f in _files(vdir):
+                if only is not None and f.name not in only:
+                    continue
+                with contextlib.suppress(OSError):
+                    st = f.stat()
+                    if _is_garbage(f.name, vid, d.id, p, in_pool, held, st.st_mtime, now):
                         os.unlink(f.path)
-                        files, nbytes = files + 1, nbytes + size
-                if vid not in in_pool:
+                        files, nbytes = files + 1, nbytes + st.st_size
+            if vid not in in_pool:
+                with contextlib.suppress(OSError):
                     os.rmdir(vdir)  # fails, keeping it, when a writer put a file there since
     return files, nbytes
 
@@ -153,12 +215,14 @@ class VolumeGarbage(ServiceBase):
         """Collect the pool (only `volumes`' directories when given); an event records what went."""
         check_name("storage pool", pool)
         scope = None if volumes is None else sorted(volumes)
+        found = None if scope is not None else \
+            self._read(lambda s: survey(s, ServiceBase._one(s, StoragePoolRow, "storage pool", pool)))
 
         def tx(s: Session) -> tuple[int, int]:
             p = ServiceBase._one(s, StoragePoolRow, "storage pool", pool)
             p.generation += 1  # the placement lock: no copy or switch runs meanwhile
             s.flush()
-            files, nbytes = collect_in(s, p, volumes=scope)
+            files, nbytes = collect_in(s, p, volumes=scope, candidates=found)
             if files:
                 ServiceBase._event(s, "storage-pool.collected", f"storage-pool/{pool}",
                                    f"storage pool {pool}: {files} unreferenced object file(s) removed "

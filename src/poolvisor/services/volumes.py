@@ -51,7 +51,7 @@ from poolvisor.services.records import DELETING, HOLDING_STATES, TASK_SUCCEEDED,
 from poolvisor.services.references import delete_unused, flush_referring
 from poolvisor.services.tasks import TaskService
 from poolvisor.services.volume_disks import DiskTarget, disk_target, plug, unplug
-from poolvisor.services.volume_gc import collect_in
+from poolvisor.services.volume_gc import collect_in, survey
 from poolvisor.services.volume_records import (
     DeviceRecord,
     RebalanceRecord,
@@ -772,7 +772,8 @@ class VolumeService(ServiceBase):
         for vid in vids:
             got = self._write(lambda s, vid=vid: self._scrub_volume(s, pool, vid))  # type: ignore[misc]
             total = [a + b for a, b in zip(total, got, strict=True)]
-        files, nbytes = self._write(lambda s: collect_in(s, self._lock(s, pool)))  # unreferenced objects
+        found = self._read(lambda s: survey(s, self._spool(s, pool)))  # unreferenced objects, unlocked
+        files, nbytes = self._write(lambda s: collect_in(s, self._lock(s, pool), candidates=found))
         checked, repaired, repaired_bytes, lost = total
         return ScrubRecord(pool, checked, repaired, repaired_bytes, lost, files, nbytes)
 
