@@ -340,10 +340,9 @@ def test_default_objects_are_4_mib_and_a_short_last_one_grows_with_the_volume(
     assert svc.volumes.create_pool("six", segment_mib=6).chunk_mib == 3
 
 
-def test_the_collector_removes_only_unreferenced_object_files(svc: Services, tmp_path: Path) -> None:
-    """Real files: an object on a device its segment is not placed on, the directory of a volume
-    that does not exist and a prepared file an hour old go; placed objects, a fresh prepared file
-    (a write in flight) and other files stay, and the data reads back."""
+def _written_with_a_stray(svc: Services, tmp_path: Path) -> tuple[bytes, str, str, Path]:
+    """Volume v written (8 MiB), and a 100-byte object of segment 0 on a device it is not placed
+    on: (data, volume key, that device, the stray file)."""
     _pool(svc, tmp_path)
     svc.volumes.create_volume("demo", "v", "sp", 8, thin=False)
     data = os.urandom(8 * MiB)
@@ -353,6 +352,14 @@ def test_the_collector_removes_only_unreferenced_object_files(svc: Services, tmp
     stray = ob.object_path(tmp_path / outsider, key, 1)  # chunk 1 is segment 0's
     stray.parent.mkdir(exist_ok=True)
     stray.write_bytes(b"x" * 100)
+    return data, key, outsider, stray
+
+
+def test_the_collector_removes_only_unreferenced_object_files(svc: Services, tmp_path: Path) -> None:
+    """Real files: an object on a device its segment is not placed on, the directory of a volume
+    that does not exist and a prepared file an hour old go; placed objects, a fresh prepared file
+    (a write in flight) and other files stay, and the data reads back."""
+    data, key, outsider, stray = _written_with_a_stray(svc, tmp_path)
     ghost = tmp_path / "d0" / "objects" / "v999"
     ghost.mkdir()
     (ghost / "0000000000").write_bytes(b"y" * 50)
@@ -382,15 +389,7 @@ def test_a_whole_pool_collection_scans_unlocked_and_checks_each_candidate_again_
     from poolvisor.services.volume_gc import collect_in, survey
     from poolvisor.store.rows import StoragePoolRow
 
-    _pool(svc, tmp_path)
-    svc.volumes.create_volume("demo", "v", "sp", 8, thin=False)
-    data = os.urandom(8 * MiB)
-    svc.volumes.write_data("demo", "v", 0, data)
-    key = _key(svc, "v")
-    outsider = sorted({f"d{i}" for i in range(6)} - _placed(svc, "v", 0))[0]
-    stray = ob.object_path(tmp_path / outsider, key, 1)
-    stray.parent.mkdir(exist_ok=True)
-    stray.write_bytes(b"x" * 100)
+    data, key, outsider, stray = _written_with_a_stray(svc, tmp_path)
 
     def pool(s):  # type: ignore[no-untyped-def]
         return s.scalars(select(StoragePoolRow).filter_by(name="sp")).one()
