@@ -99,7 +99,8 @@ def test_the_token_check_waits_on_postgresql_off_the_event_loop(
 
 
 @pytest.mark.real
-def test_the_asyncio_token_read_lets_the_loop_serve_while_it_waits(pg_url: str) -> None:
+def test_the_asyncio_token_read_lets_the_loop_serve_while_it_waits(pg_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL: a token check waiting for the database (here: the tokens table locked by
     another transaction) leaves the event loop free (/healthz answers meanwhile), and is
     answered once the database is (the lock released)."""
@@ -132,5 +133,16 @@ def test_the_asyncio_token_read_lets_the_loop_serve_while_it_waits(pg_url: str) 
 
         health, answered, still_waiting = asyncio.run(scenario())
         assert (health, answered, still_waiting) == (200, 200, True)
+        # a read that outlasts TIMEOUT_S gives its connection up and goes the thread path
+        from poolvisor.api import auth
+        from poolvisor.services.auth import AsyncTokenReader
+
+        in_thread: list[bool] = []
+        real = auth.authenticate
+        monkeypatch.setattr(auth, "authenticate",
+                            lambda svc, tok: (in_thread.append(True), real(svc, tok))[1])
+        monkeypatch.setattr(AsyncTokenReader, "TIMEOUT_S", 0.1)
+        health, answered, still_waiting = asyncio.run(scenario())
+        assert (health, answered, in_thread) == (200, 200, [True])
     finally:
         s.close()

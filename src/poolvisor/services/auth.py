@@ -337,6 +337,7 @@ class AsyncTokenReader:
     belong to the event loop that opened them (a `serve` worker's own)."""
 
     MAX_CONNECTIONS = 4  # per event loop: a read takes ~0.1 ms, so four serve thousands a second
+    TIMEOUT_S = 5.0  # a read (or its wait for a connection) longer than this goes the thread path
 
     def __init__(self, reader: TokenReader) -> None:
         self.reader = reader
@@ -364,8 +365,12 @@ class AsyncTokenReader:
         if loop is not self._loop:  # (connections of another loop are not this one's)
             self.close()
             self._loop, self._slots = loop, asyncio.Semaphore(self.MAX_CONNECTIONS)
-        async with self._slots:  # at most MAX_CONNECTIONS reads at once; the others queue here
-            return await self._lookup(d)
+        try:
+            async with asyncio.timeout(self.TIMEOUT_S):  # (a database that stopped answering)
+                async with self._slots:  # at most MAX_CONNECTIONS reads at once; the others queue
+                    return await self._lookup(d)
+        except TimeoutError:  # the thread path then waits (or fails) as before, without a slot
+            return False, None
 
     async def _lookup(self, d: str) -> tuple[bool, tuple[Any, ...] | None]:
         import psycopg
