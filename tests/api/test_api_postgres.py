@@ -57,14 +57,17 @@ def test_api_on_postgres(pg_services: Services) -> None:
 
 @pytest.mark.real
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("async_reader", [True, False])
 def test_the_token_check_waits_on_postgresql_off_the_event_loop(
-        db: str, pg_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        db: str, async_reader: bool, pg_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A PostgreSQL round trip can wait (a busy or unreachable server): the per-request token
-    check runs in a worker thread there, so it never stalls the event loop; on SQLite (a WAL read
-    that never waits on writers) it stays on the loop."""
+    check is an asyncio read there (services/auth.py AsyncTokenReader), or, when that cannot
+    answer, the blocking check in a worker thread; either way it never stalls the event loop. On
+    SQLite (a WAL read that never waits on writers) it stays on the loop."""
     import asyncio
 
     from poolvisor.api import auth
+    from poolvisor.services.auth import AsyncTokenReader
 
     s = open_services(pg_url if db == "postgresql" else f"sqlite:///{tmp_path / 'a.db'}")
     try:
@@ -81,9 +84,65 @@ def test_the_token_check_waits_on_postgresql_off_the_event_loop(
                 on_loop.append(False)
             return real(svc, tok)
 
+        async def cannot_answer(_self: Any, _d: str) -> tuple[bool, None]:
+            return False, None
+
         monkeypatch.setattr(auth, "authenticate", spy)
+        if not async_reader:
+            monkeypatch.setattr(AsyncTokenReader, "lookup", cannot_answer)
         with TestClient(create_app(s)) as c:
             assert c.get("/v1/hosts", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-        assert on_loop == [db == "sqlite"]
+            assert c.get("/v1/hosts", headers={"Authorization": "Bearer pv_nope"}).status_code == 401
+        assert on_loop == ([True, True] if db == "sqlite" else [] if async_reader else [False, False])
+    finally:
+        s.close()
+
+
+@pytest.mark.real
+def test_the_asyncio_token_read_lets_the_loop_serve_while_it_waits(pg_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a token check waiting for the database (here: the tokens table locked by
+    another transaction) leaves the event loop free (/healthz answers meanwhile), and is
+    answered once the database is (the lock released)."""
+    import asyncio
+
+    import httpx
+    import psycopg
+
+    s = open_services(pg_url)
+    try:
+        token = s.auth.bootstrap_admin_token()
+        assert token is not None
+        app = create_app(s)
+        dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+
+        async def scenario() -> tuple[int, int, bool]:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                auth_h = {"Authorization": f"Bearer {token}"}
+                assert (await c.get("/v1/whoami", headers=auth_h)).status_code == 200  # connected
+                with psycopg.connect(dsn) as locker:
+                    locker.execute("LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE")
+                    waiting = asyncio.ensure_future(c.get("/v1/whoami", headers=auth_h))
+                    await asyncio.sleep(0.3)
+                    health = (await asyncio.wait_for(c.get("/healthz"), 5)).status_code
+                    still_waiting = not waiting.done()
+                    locker.rollback()
+                answered = (await asyncio.wait_for(waiting, 10)).status_code
+            return health, answered, still_waiting
+
+        health, answered, still_waiting = asyncio.run(scenario())
+        assert (health, answered, still_waiting) == (200, 200, True)
+        # a read that outlasts TIMEOUT_S gives its connection up and goes the thread path
+        from poolvisor.api import auth
+        from poolvisor.services.auth import AsyncTokenReader
+
+        in_thread: list[bool] = []
+        real = auth.authenticate
+        monkeypatch.setattr(auth, "authenticate",
+                            lambda svc, tok: (in_thread.append(True), real(svc, tok))[1])
+        monkeypatch.setattr(AsyncTokenReader, "TIMEOUT_S", 0.1)
+        health, answered, still_waiting = asyncio.run(scenario())
+        assert (health, answered, in_thread) == (200, 200, [True])
     finally:
         s.close()

@@ -16,13 +16,14 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import ConflictError, NotFoundError, QuotaExceededError
 from poolvisor.services import Services, open_services
 from poolvisor.services.base import as_utc
 from poolvisor.services.leases import utcnow
-from poolvisor.store.rows import WorkloadRow
+from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow, WorkloadRow
 
 
 @contextmanager
@@ -236,3 +237,47 @@ def test_the_delete_reads_and_marks_in_one_statement_on_postgres(svc: Services) 
     with pytest.raises(ConflictError, match="migrating"):
         svc.workloads.delete_workload("demo", "b")
     assert svc.ctx.read(lambda s: s.get(WorkloadRow, wid).state) == "migrating"
+
+
+def test_the_delete_finishes_in_one_statement_on_postgres(svc: Services) -> None:
+    """PostgreSQL: a plain delete's finish (row, allocations, host count and generation, host
+    resources) is one statement, with the same effect on the ledger as the read, release and
+    DELETE it replaces (which still run on SQLite, and on PostgreSQL for a row that is not plainly
+    this process's to finish: those keep their answers)."""
+    small_cluster(svc)
+    svc.workloads.create_workload("demo", "a", flavor="unit")
+    wid, hid = svc.ctx.read(lambda s: s.execute(select(WorkloadRow.id, WorkloadRow.host_id)
+                                                .where(WorkloadRow.name == "a")).one())
+    gen = svc.ctx.read(lambda s: s.get(HostRow, hid).generation)
+    with statements(svc) as seen:
+        svc.workloads.delete_workload("demo", "a")
+    finishes = [q for q in seen if q.startswith("WITH w AS (DELETE FROM workloads")]
+    separate = [q for q in seen
+                if q.startswith(("DELETE FROM workloads", "SELECT workloads.name, workloads.state"))]
+    if svc.store.is_sqlite:
+        assert finishes == [] and len(separate) == 2
+    else:
+        assert len(finishes) == 1 and separate == []
+    assert "a" not in _names(svc)
+    host = svc.ctx.read(lambda s: s.get(HostRow, hid))
+    assert (host.workloads, host.generation) == (0, gen + 1)
+    assert all(abs(a) < 1e-9 for a in svc.ctx.read(lambda s: s.scalars(
+        select(HostResourceRow.allocated).where(HostResourceRow.host_id == hid)).all()))
+    assert svc.ctx.read(lambda s: s.scalars(select(AllocationRow.id)
+                                            .where(AllocationRow.workload_id == wid)).all()) == []
+    assert svc.repair.check().ok
+    # a row another process took over: the same 409, nothing removed; a row no longer deleting: done
+    svc.workloads.create_workload("demo", "b", flavor="unit")
+    wid = svc.ctx.read(lambda s: s.scalar(select(WorkloadRow.id).where(WorkloadRow.name == "b")))
+
+    def take_over(s: Session) -> None:
+        w = s.get(WorkloadRow, wid)
+        w.state, w.lease_owner = "deleting", "another-process"
+
+    svc.ctx.write(take_over)
+    finish = svc.workloads.lifecycle.finish_delete
+    with pytest.raises(ConflictError, match="outlived its lease"):
+        svc.ctx.write(lambda s: finish(s, wid=wid, project="demo", host=None))
+    svc.ctx.write(lambda s: setattr(s.get(WorkloadRow, wid), "state", "running"))
+    assert svc.ctx.write(lambda s: finish(s, wid=wid, project="demo", host=None)) is False
+    assert "b" in _names(svc)

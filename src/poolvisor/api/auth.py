@@ -39,7 +39,11 @@ def authenticate(svc: Services, token: str | None) -> Principal:
         raise UnauthorizedError("missing bearer token (Authorization: Bearer TOKEN)")
     if len(token) > MAX_TOKEN_LEN:
         raise UnauthorizedError("invalid bearer token")
-    who, invalid = svc.auth.token_status(token)  # one indexed read per request, no cache
+    return _principal(svc.auth.token_status(token))  # one indexed read per request, no cache
+
+
+def _principal(got: tuple[Principal | None, str | None]) -> Principal:
+    who, invalid = got
     if who is None:
         raise UnauthorizedError("bearer token revoked" if invalid == "revoked" else
                                 "bearer token expired" if invalid == "expired" else "invalid bearer token")
@@ -67,7 +71,9 @@ async def principal(
     if svc.ctx.store.dialect == "sqlite":
         who = authenticate(svc, token)
     else:
-        who = await anyio.to_thread.run_sync(authenticate, svc, token)
+        # an asyncio read (services/auth.py AsyncTokenReader): the task waits, nothing else does
+        got = await svc.auth.token_status_async(token) if token and len(token) <= MAX_TOKEN_LEN else None
+        who = _principal(got) if got is not None else await anyio.to_thread.run_sync(authenticate, svc, token)
     return refuse_viewer_writes(who) if request.method in WRITE_METHODS else who
 
 

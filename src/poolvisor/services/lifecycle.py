@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, delete, exists, select, update
+from sqlalchemy import Float, Integer, String, Table, bindparam, delete, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import ConflictError, InvalidInputError, PoolvisorError
@@ -90,6 +90,32 @@ _HAS_VOLUMES = Prepared(select(_VA.c.volume_id, _VA.c.detaching_since)
                         .where(_VA.c.workload_id == bindparam("w")))
 DETACH_STALE_S = 600.0  # a detach's mark older than this was left by a dead process (volumes.py detach)
 _DELETE_WORKLOAD = Prepared(delete(_W).where(_W.c.id == bindparam("w")))
+# PostgreSQL: the whole finish of a plain delete in one statement (two round trips fewer for every
+# delete than the read above, the ledger's release and the DELETE): the row removed only while it
+# is still 'deleting' under this process's lease, holds no NIC and no GPU device, and has all its
+# allocations on its host; then its allocation rows, its host's count and generation, then the
+# host's resources (reading the host's result: locked after it, the ledger's order). The rows given
+# back, each with the row's name and group and the host's new generation, or one row without a
+# resource when it held none. No row: the statements above run (and decide what to answer).
+_FINISH_PG = Prepared(text("""
+    WITH w AS (DELETE FROM workloads
+               WHERE id = :w AND state = :state AND lease_owner = :owner AND host_id IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM nics WHERE nics.workload_id = :w)
+                 AND NOT EXISTS (SELECT 1 FROM gpu_allocations g WHERE g.workload_id = :w)
+                 AND NOT EXISTS (SELECT 1 FROM allocations a
+                                 WHERE a.workload_id = :w AND a.host_id <> workloads.host_id)
+               RETURNING name, host_id, group_id),
+    d AS (DELETE FROM allocations WHERE workload_id = :w AND EXISTS (SELECT 1 FROM w)
+          RETURNING resource, amount),
+    h AS (UPDATE hosts SET generation = generation + 1, workloads = workloads - 1
+          WHERE id = (SELECT host_id FROM w)
+          RETURNING generation),
+    r AS (UPDATE host_resources AS hr SET allocated = hr.allocated - d.amount FROM d
+          WHERE hr.host_id = (SELECT host_id FROM w) AND hr.resource = d.resource AND EXISTS (SELECT 1 FROM h)
+          RETURNING hr.resource)
+    SELECT w.name, w.host_id, w.group_id, (SELECT generation FROM h) AS gen, d.resource, d.amount
+    FROM w LEFT JOIN d ON true
+    """).columns(name=String, host_id=Integer, group_id=Integer, gen=Integer, resource=String, amount=Float))
 _MARK_DELETING = Prepared(update(_W).where(_W.c.id == bindparam("w"), _W.c.state == bindparam("before"))
                           .values(state=DELETING, updated_at=bindparam("now"),
                                   lease_owner=bindparam("lease_owner"),
@@ -187,6 +213,8 @@ class WorkloadLifecycle(ServiceBase):
     def finish_delete(self, s: Session, *, wid: int, project: str, host: str | None) -> bool:
         # prepared statements, no ORM row: this runs for every delete, and loading the row
         # decoded its JSON columns (the placement explanation) only to delete it
+        if s.get_bind().dialect.name == "postgresql" and self._finish_pg(s, wid, project, host):
+            return True
         w = _TO_FINISH.first(s, {"w": wid})
         if w is None or not self.mine(w, DELETING):
             return False  # already removed (by a repair that took over): the delete is done
@@ -197,6 +225,21 @@ class WorkloadLifecycle(ServiceBase):
         _DELETE_WORKLOAD.rowcount(s, {"w": wid})
         self._event(s, "workload.deleted", f"workload/{project}/{name}", f"workload {name} deleted",
                     project=project, data={"host": host})
+        return True
+
+    def _finish_pg(self, s: Session, wid: int, project: str, host: str | None) -> bool:
+        """finish_delete in one statement (`_FINISH_PG`); False: it did not apply, nothing changed."""
+        s.flush()
+        rows = _FINISH_PG.all(s, {"w": wid, "state": DELETING, "owner": self.leases.owner})
+        if not rows:
+            return False
+        first = rows[0]
+        if first.gen is not None:  # (its host row is there: the foreign key keeps it while the row was)
+            amounts = {r.resource: r.amount for r in rows if r.resource is not None}
+            s.info.setdefault(ledger.RELEASED, []).append((first.host_id, int(first.gen), amounts,
+                                                           first.group_id))
+        self._event(s, "workload.deleted", f"workload/{project}/{first.name}",
+                    f"workload {first.name} deleted", project=project, data={"host": host})
         return True
 
     def restore_state(self, s: Session, wid: int, expected: str, new: str) -> None:
