@@ -212,7 +212,8 @@ def test_a_batchs_only_claim_failing_rolls_the_batch_back_and_goes_the_lone_way(
         svc._claim = claim  # type: ignore[method-assign]
     assert failed and got.state == "running" and got.host is not None
     batcher = svc.batcher
-    assert batcher is not None and batcher.fallbacks == 1 and batcher.rolled_back == 0 and batcher.claimed == 1
+    assert batcher is not None and batcher.fallbacks == 1 and batcher.rolled_back == 0
+    assert batcher.claimed == 1  # ("calm"; "boom" went the lone way)
     assert [(w.name, w.host) for w in svc.list_workloads()] == [("boom", got.host)]
     no_over_allocation(batched)
     view_matches_store(batched)
