@@ -169,7 +169,7 @@ class ClaimBatcher:
                         specs.append(j.resolve(s))
                     except Exception as e:  # noqa: BLE001 - this request's own 404/409/422
                         specs.append(e)
-                snap = cache.refresh(s)
+                snap = cache.refresh(s, defer=pg)  # (a deferred host that is chosen moved: decided again)
                 out: list[tuple[_Job, Any, BaseException | None]] = []
                 plans: list[tuple[int, _Spec, Any, _Target]] = []  # (index in out, spec, decision, target)
                 for j, spec in zip(jobs, specs, strict=True):
