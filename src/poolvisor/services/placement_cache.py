@@ -2,8 +2,11 @@
 incrementally before each placement. (Not a VM snapshot: that name is kept for those.)
 
 Each host row carries a generation bumped by every change to its allocations or state. A refresh
-reads (id, generation) for all hosts first, then reloads only the hosts whose generation moved;
-new hosts are appended, and a deleted host or a new resource name triggers a full rebuild.
+reads (id, generation) for all hosts first, then reloads only the hosts whose generation moved
+(keeping the workload rows the view already holds as the store has them); new hosts are appended,
+and a deleted host or a new resource name triggers a full rebuild. A PostgreSQL claim batch may
+put off reloading a host another replica is filling (`refresh(defer=True)`): it locks and
+re-checks the hosts it chooses anyway (claim_batch.py).
 Reading generations before the data makes any race conservative: the data can only be newer
 than the generation the commit will compare against, so a stale decision fails its commit.
 
