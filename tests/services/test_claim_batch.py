@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import ConflictError, NoValidHostError, PoolvisorError, QuotaExceededError
@@ -172,5 +172,48 @@ def test_a_batch_fills_the_pool_exactly(batched: Services) -> None:
     batcher = batched.workloads.batcher
     assert batcher is not None and batcher.batches == 1 and batcher.claimed == 4 and batcher.fallbacks == 0
     assert all(isinstance(o, NoValidHostError) for o in out if isinstance(o, BaseException))
+    no_over_allocation(batched)
+    view_matches_store(batched)
+
+
+def test_a_batchs_only_claim_failing_rolls_the_batch_back_and_goes_the_lone_way(batched: Services) -> None:
+    """A batch holding one claim takes no savepoint: when that claim fails after writing (here: a
+    fault raised once right after the ledger's statements ran), the whole transaction rolls back,
+    nothing of it stays, and the create succeeds the lone way."""
+    small_cluster(batched, hosts=2, vcpu=4, memory=4096)
+    svc = batched.workloads
+    sent: list[str] = []
+
+    def note(_conn, _cur, stmt, *_a) -> None:  # type: ignore[no-untyped-def]
+        sent.append(stmt)
+
+    event.listen(batched.store.engine, "before_cursor_execute", note)
+    try:
+        svc.create_workload("demo", "calm", flavor="unit")  # a batch of one: claimed without a savepoint
+    finally:
+        event.remove(batched.store.engine, "before_cursor_execute", note)
+    assert svc.batcher is not None and svc.batcher.claimed == 1
+    assert not [q for q in sent if q.startswith("SAVEPOINT")]
+    svc.delete_workload("demo", "calm")
+    claim = svc._claim
+    failed: list[str] = []
+
+    def once(s, **kw):  # type: ignore[no-untyped-def]
+        out = claim(s, **kw)
+        if kw["spec"].name == "boom" and not failed:
+            failed.append("boom")
+            raise ConflictError("injected after the claim's writes")
+        return out
+
+    svc._claim = once  # type: ignore[method-assign]
+    try:
+        got = svc.create_workload("demo", "boom", flavor="unit")
+    finally:
+        svc._claim = claim  # type: ignore[method-assign]
+    assert failed and got.state == "running" and got.host is not None
+    batcher = svc.batcher
+    assert batcher is not None and batcher.fallbacks == 1 and batcher.rolled_back == 0
+    assert batcher.claimed == 1  # ("calm"; "boom" went the lone way)
+    assert [(w.name, w.host) for w in svc.list_workloads()] == [("boom", got.host)]
     no_over_allocation(batched)
     view_matches_store(batched)

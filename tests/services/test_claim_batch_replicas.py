@@ -19,7 +19,7 @@ from svc_helpers import small_cluster
 from test_claim_batch import together
 
 from poolvisor.domain.errors import NoValidHostError, PoolvisorError
-from poolvisor.services import Services, claim_batch, open_services
+from poolvisor.services import Services, claim_batch, open_services, placement_cache
 from poolvisor.store.rows import AllocationRow, HostResourceRow, HostRow
 
 pytestmark = pytest.mark.real
@@ -206,3 +206,39 @@ def test_two_replicas_groups_touching_hosts_in_opposite_orders_do_not_deadlock(
     for svc in replicas:
         group = svc.store.group
         assert group is not None and group.fallbacks == 0 and group.groups == 1
+
+
+def test_a_host_the_other_replica_fills_is_reloaded_later_and_exactly_when_chosen(
+        replicas: list[Services], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's refresh puts off reloading a host the other replica is filling (passed over
+    anyway: placement_cache.py `refresh(defer=True)`), so a's view of it is older than the store;
+    when nothing else fits and a's batch chooses it all the same, its lock finds it moved: reloaded
+    there and decided again on what is really free, never over the capacity."""
+    monkeypatch.setattr(placement_cache, "CONTENDED_S", 600.0)  # (the steps below take any time)
+    monkeypatch.setattr(placement_cache, "DEFER_S", 600.0)
+    a, b = replicas
+    small_cluster(a, hosts=2, vcpu=4, memory=4096)  # 4 units per host
+    mine = a.workloads.create_workload("demo", "a0", flavor="unit").host
+    theirs = next(h.name for h in a.hosts.list_hosts() if h.name != mine)
+    b.workloads.create_workload("demo", "b0", flavor="unit", host=theirs)
+    assert a.workloads.create_workload("demo", "a1", flavor="unit").host == mine  # b's host: passed over
+    cache = a.ctx.cache
+    assert cache.contended(_host_id(a, theirs))
+    for i in (1, 2):
+        b.workloads.create_workload("demo", f"b{i}", flavor="unit", host=theirs)  # 3 of its 4 units
+    assert a.workloads.create_workload("demo", "a2", flavor="unit").host == mine
+    assert cache.deferred >= 1  # that refresh did not reload b's host: a's view holds it with b0 only
+    view = cache.view
+    assert view is not None and view.state.workload_count[view.index_of[_host_id(a, theirs)]] == 1
+    assert a.workloads.create_workload("demo", "a3", flavor="unit").host == mine  # a's host is full now
+    assert a.workloads.create_workload("demo", "a4", flavor="unit").host == theirs  # its last unit
+    with pytest.raises(NoValidHostError):
+        a.workloads.create_workload("demo", "a5", flavor="unit")
+    batcher = a.workloads.batcher
+    assert batcher is not None and batcher.rolled_back == 0
+    judge(a)
+    view_follows_store(a)
+
+
+def _host_id(svc: Services, name: str) -> int:
+    return int(svc.store.run(lambda s: s.scalar(select(HostRow.id).where(HostRow.name == name)), write=False))

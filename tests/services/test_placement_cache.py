@@ -8,6 +8,7 @@ import numpy as np
 from svc_helpers import small_cluster
 
 from poolvisor.domain.errors import PoolvisorError
+from poolvisor.services import open_services
 from poolvisor.services.placement_cache import PlacementCache
 
 
@@ -75,3 +76,43 @@ def test_random_operations_keep_the_snapshot_exact(lite):
             same_as_fresh(lite)
     same_as_fresh(lite)
     assert lite.repair.check().ok
+
+
+def test_a_view_stays_exact_while_another_process_changes_its_hosts(svc, db_url):
+    """The hosts another process (a replica) changes are reloaded; the workloads the view already
+    holds as the store has them are kept as they are, the others replaced: the view equals a fresh
+    load, GPU devices included, through creates, deletes, migrations and group members on both
+    sides and claims written through here."""
+    svc.catalog.create_pool("p")
+    for i in range(4):
+        svc.hosts.create_host(f"h{i}", {"vcpu": 8, "memory_mib": 8192, "gpu": 2 if i % 2 else 0}, pool="p")
+    svc.catalog.create_project("demo")
+    rng = random.Random(11)
+    names: list[str] = []
+    with open_services(db_url) as other:
+        for step in range(90):
+            who = rng.choice([svc, other])
+            op = rng.choice(["create", "create", "delete", "migrate"])
+            try:
+                if op == "create":
+                    name = f"w{step}"
+                    group = rng.choice([None, None, "g"])
+                    demand = {"vcpu": rng.choice([1, 2]), "memory_mib": 512} | (
+                        {"gpu": rng.choice([0.5, 1])} if rng.random() < 0.3 else {})
+                    who.workloads.create_workload("demo", name, demand=demand, group=group,
+                                                  group_policy="soft-affinity" if group else None)
+                    names.append(name)
+                elif op == "delete" and names:
+                    who.workloads.delete_workload("demo", names.pop(rng.randrange(len(names))))
+                elif op == "migrate" and names:
+                    who.workloads.migrate_workload("demo", rng.choice(names))
+            except PoolvisorError:
+                pass
+            if step % 3 == 2:
+                same_as_fresh(svc)
+                view = svc.cache.view
+                fresh = svc.ctx.read(PlacementCache().refresh)
+                assert view is not None and view.gpus is not None and fresh.gpus is not None
+                order = [view.index_of[i] for i in fresh.ids]
+                assert view.gpus.free[order].tolist() == fresh.gpus.free.tolist()
+    assert svc.repair.check().ok

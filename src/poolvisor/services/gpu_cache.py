@@ -14,13 +14,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import InvalidInputError
 from poolvisor.policies.placement import PlacementPolicy, Request, gpufrag, gpushare
 from poolvisor.services.records import HOLDING_STATES
 from poolvisor.state.cluster import ClusterState
+from poolvisor.store.prepared import Prepared, PreparedIn
 from poolvisor.store.rows import HostGpuRow, WorkloadRow
 
 if TYPE_CHECKING:  # placement_cache.py imports this module
@@ -28,13 +29,18 @@ if TYPE_CHECKING:  # placement_cache.py imports this module
 
 
 def reload_devices(s: Session, snap: PlacementView, ids: list[int], *, all_hosts: bool) -> None:
-    """Refresh the free milli of hosts `ids` (of a PlacementView) from `host_gpus`."""
+    """Refresh the free milli of hosts `ids` (of a PlacementView) from `host_gpus`. A host has as
+    many device rows as its `gpu` capacity (services/gpus.py), so only hosts with GPUs are read:
+    a refresh that reloads none (a CPU host another process changed) sends only the learn query."""
     st: ClusterState = snap.state
-    q = select(HostGpuRow.host_id, HostGpuRow.device, HostGpuRow.allocated)
-    if not all_hosts:
-        q = q.where(HostGpuRow.host_id.in_(ids))
-    rows = s.execute(q).all()
     dev: gpushare.GpuDevices | None = snap.gpus
+    if all_hosts:
+        rows = _DEVICES.all(s, {})
+        read = ids
+    else:
+        gpu = st.resources.index(gpushare.GPU) if gpushare.GPU in st.resources else None
+        read = [] if gpu is None else [i for i in ids if st.capacity[gpu, snap.index_of[i]] > 0]
+        rows = _DEVICES_OF.all(s, read)
     if dev is None and not rows:
         return  # no GPU devices in the store (yet)
     g = max([dev.free.shape[1] if dev is not None else 1] + [d + 1 for _h, d, _a in rows])
@@ -42,8 +48,7 @@ def reload_devices(s: Session, snap: PlacementView, ids: list[int], *, all_hosts
     if dev is not None:
         old = dev.free
         free[: min(old.shape[0], st.n), : old.shape[1]] = old[: st.n]
-    idx = np.array([snap.index_of[i] for i in ids], dtype=np.int64)
-    free[idx] = 0
+    free[[snap.index_of[i] for i in read]] = 0
     for host_id, d, allocated in rows:
         free[snap.index_of[host_id], d] = gpufrag.MILLI - allocated
     if dev is None:
@@ -57,21 +62,26 @@ def reload_devices(s: Session, snap: PlacementView, ids: list[int], *, all_hosts
 
 def _learn(s: Session, snap: PlacementView, dev: gpushare.GpuDevices, *, full: bool) -> None:
     """Feed the requests created since the last look into the learned target workload."""
-    q = select(WorkloadRow.id, WorkloadRow.demand)
-    if full:
-        q = q.where(WorkloadRow.state.in_(HOLDING_STATES)).order_by(WorkloadRow.id.desc()) \
-            .limit(gpushare.HISTORY)
-    else:
-        q = q.where(WorkloadRow.id > snap.gpu_seen).order_by(WorkloadRow.id)
-    rows = sorted(s.execute(q).all())
+    rows = sorted(_LEARN_FULL.all(s, {})) if full else _LEARN_SINCE.all(s, {"seen": snap.gpu_seen})
     for _wid, demand in rows:
         try:
             dev.remember(gpushare.pod_of(float(demand.get(gpushare.CPU, 0.0)),
                                          float(demand.get(gpushare.GPU, 0.0))))
         except (InvalidInputError, AttributeError, TypeError, ValueError):
             continue  # a demand no GPU rule applies to (written before the rule): not learned
-    top = s.scalar(select(func.max(WorkloadRow.id))) if full else (rows[-1][0] if rows else None)
+    top = _TOP.scalar(s, {}) if full else (rows[-1][0] if rows else None)
     snap.gpu_seen = max(snap.gpu_seen, int(top or 0))
+
+
+# built once (a refresh runs them before most placements)
+_DEVICES_Q = select(HostGpuRow.host_id, HostGpuRow.device, HostGpuRow.allocated)
+_DEVICES = Prepared(_DEVICES_Q)
+_DEVICES_OF = PreparedIn(_DEVICES_Q.where(HostGpuRow.host_id.in_(bindparam("ids", expanding=True))))
+_LEARN_FULL = Prepared(select(WorkloadRow.id, WorkloadRow.demand).where(WorkloadRow.state.in_(HOLDING_STATES))
+                       .order_by(WorkloadRow.id.desc()).limit(gpushare.HISTORY))
+_LEARN_SINCE = Prepared(select(WorkloadRow.id, WorkloadRow.demand).where(WorkloadRow.id > bindparam("seen"))
+                        .order_by(WorkloadRow.id))
+_TOP = Prepared(select(func.max(WorkloadRow.id)))
 
 
 # ---- decisions ---------------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 incrementally before each placement. (Not a VM snapshot: that name is kept for those.)
 
 Each host row carries a generation bumped by every change to its allocations or state. A refresh
-reads (id, generation) for all hosts first, then reloads only the hosts whose generation moved;
-new hosts are appended, and a deleted host or a new resource name triggers a full rebuild.
+reads (id, generation) for all hosts first, then reloads only the hosts whose generation moved
+(keeping the workload rows the view already holds as the store has them); new hosts are appended,
+and a deleted host or a new resource name triggers a full rebuild. A PostgreSQL claim batch may
+put off reloading a host another replica is filling (`refresh(defer=True)`): it locks and
+re-checks the hosts it chooses anyway (claim_batch.py).
 Reading generations before the data makes any race conservative: the data can only be newer
 than the generation the commit will compare against, so a stale decision fails its commit.
 
@@ -19,6 +22,7 @@ cache of the cache: the ledger's guarded UPDATEs stay the authority (services/le
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.models import HostSpec, HostState
@@ -37,9 +41,13 @@ from poolvisor.policies.placement.request import Request
 from poolvisor.services.gpu_cache import reload_devices
 from poolvisor.services.records import HOLDING_STATES
 from poolvisor.state.cluster import ClusterState
+from poolvisor.store.prepared import Prepared, PreparedIn
 from poolvisor.store.rows import GroupRow, HostResourceRow, HostRow, ProjectRow, WorkloadRow
 
 CONTENDED_S = 1.0  # how long a host this process lost a claim on is passed over (see `steer`)
+# a contended host's reload may wait this long (`refresh(defer=True)`): under CONTENDED_S, so a host
+# the other replica keeps filling is seen gaining workloads, and passed over again, before it expires
+DEFER_S = CONTENDED_S / 2
 FULL_REBUILD_ABOVE = 2000  # changed hosts beyond which one full load is cheaper than IN (...) lists
 # Below this many hosts a process that has not loaded the compiled kernels (a CLI command) decides
 # on the index's numpy path, in well under a millisecond, rather than import numba and load them
@@ -89,6 +97,9 @@ class PlacementView:
     _sorted_ids: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     # keys ("project/name") of the workloads loaded on each host index (what a reload replaces)
     on_host: dict[int, set[str]] = field(default_factory=dict, repr=False)
+    # each of those workloads as the view holds it, (demand's JSON text or None, demand, priority,
+    # group key, kind): a reload keeps a row the store still has so (`_reload_workloads`, `_same`)
+    loaded: dict[str, tuple[Any, ...]] = field(default_factory=dict, repr=False)
 
     def positions(self, host_ids: np.ndarray) -> np.ndarray:
         """State index of each host id, -1 for ids the view does not hold (index_of, vectorized)."""
@@ -138,6 +149,8 @@ class PlacementCache:
         self._steered: tuple[Any, np.ndarray, Any] | None = None  # (key, read-only allowed hosts, base)
         self.lost_races = 0  # claims this process lost (observable in tests and benchmarks)
         self.claimed_elsewhere = 0  # hosts seen gaining workloads through another process
+        self._reloaded: dict[int, float] = {}  # host id -> monotonic time of its last reload by refresh
+        self.deferred = 0  # reloads a refresh put off (`refresh(defer=True)`; observable in tests)
 
     def invalidate(self) -> None:
         with self.lock:
@@ -230,11 +243,13 @@ class PlacementCache:
                     return False  # the view does not hold it as the ledger did: reload
                 table.remove(key)  # its demand leaves the host's totals
                 snap.on_host.get(h, set()).discard(key)
+                snap.loaded.pop(key, None)
             else:
                 if key in table:
                     return False
                 table.add(key, h, vec, priority=priority, group=group, kind=kind, force=True)
                 snap.on_host.setdefault(h, set()).add(key)
+                snap.loaded[key] = (None, dict(demand), priority, group, kind)
             snap.gens[h] = gen_after
             return True
 
@@ -254,6 +269,7 @@ class PlacementCache:
             if int(snap.gens[h]) > 0 and key in table and int(table.host[table.row(key)]) == h:
                 table.remove(key)  # its demand leaves the host's totals
                 snap.on_host.get(h, set()).discard(key)
+                snap.loaded.pop(key, None)
                 snap.gens[h] -= 1
             else:
                 snap.gens[h] = -1  # no generation matches: reloaded
@@ -268,10 +284,18 @@ class PlacementCache:
             if snap is None or not ids:
                 return
             self._reload(s, snap, ids)
+            now = time.monotonic()
             for h in ids:
                 snap.gens[snap.index_of[h]] = gens[h]
+                self._reloaded[h] = now
 
-    def refresh(self, s: Session) -> PlacementView:
+    def refresh(self, s: Session, *, defer: bool = False) -> PlacementView:
+        """The view, its hosts whose generation moved reloaded. `defer` (a PostgreSQL claim batch,
+        which locks the hosts it chose and reloads and decides again on one that moved:
+        claim_batch.py): a host passed over (`contended`: another replica is filling it) is reloaded
+        at most every DEFER_S, not at every refresh; until then the view keeps its older data and
+        generation. On two replicas most hosts a refresh found changed were the other replica's:
+        ~93 % of the reloads at 250 creates/s, for hosts a decision then steers away from."""
         ids, gens = host_generations(s)
         snap = self.view
         if snap is None:
@@ -282,6 +306,8 @@ class PlacementCache:
             return self._full(s, ids, gens)
         moved = np.zeros(ids.size, dtype=bool)
         moved[known] = snap.gens[at[known]] != gens[known]
+        if defer and self._contended and moved.any():
+            self._defer(ids, moved)
         new, changed = ids[~known].tolist(), ids[moved].tolist()
         if len(new) + len(changed) > FULL_REBUILD_ABOVE:
             return self._full(s, ids, gens)
@@ -300,7 +326,19 @@ class PlacementCache:
                                          np.flatnonzero(snap.state.workload_count[idx] > before).tolist()])
             seen = ~known | moved
             snap.gens[snap.positions(ids[seen])] = gens[seen]
+            now = time.monotonic()
+            for h in changed:
+                self._reloaded[h] = now
         return snap
+
+    def _defer(self, ids: np.ndarray, moved: np.ndarray) -> None:
+        """Clear `moved` for the contended hosts reloaded less than DEFER_S ago (`refresh`)."""
+        now = time.monotonic()
+        for k in np.flatnonzero(moved).tolist():
+            h = int(ids[k])
+            if self.contended(h) and now - self._reloaded.get(h, 0.0) < DEFER_S:
+                moved[k] = False
+                self.deferred += 1
 
     # ---- loading -----------------------------------------------------------------------------
     def _full(self, s: Session, host_ids: np.ndarray, gens: np.ndarray) -> PlacementView:
@@ -355,63 +393,102 @@ class PlacementCache:
         """Reload state, allocated amounts, workload counts, group members and workloads of hosts `ids`."""
         st = snap.state
         idx = np.array([snap.index_of[i] for i in ids], dtype=np.int64)
-        where_ids = (lambda col: col.in_(ids)) if not all_hosts else (lambda col: col.isnot(None))
         st.allocated[:, idx] = 0.0
         # the hosts' rows and their resources' allocated amounts in one query (a round trip fewer
         # for every refresh that finds hosts changed: on two replicas, nearly every claim batch)
-        for hid, state, count, resource, amount in s.execute(
-            select(HostRow.id, HostRow.state, HostRow.workloads, HostResourceRow.resource,
-                   HostResourceRow.allocated)
-            .outerjoin(HostResourceRow, HostResourceRow.host_id == HostRow.id).where(where_ids(HostRow.id))
-        ):
+        for hid, state, count, resource, amount in _on_hosts(s, _HOSTS_OF, ids, all_hosts):
             h = snap.index_of[hid]
             st.state[h] = int(HostState.parse(state))
             st.workload_count[h] = count
             if resource is not None:
                 st.allocated[st.resources.index(resource), h] = amount
-        for counts in st.group_counts.values():
-            counts[idx] = 0
-        _reload_workloads(s, snap, idx.tolist(), where_ids)
-        for key in [k for k, a in st.group_counts.items() if not a.any()]:
-            del st.group_counts[key]
+        _reload_workloads(s, snap, idx.tolist(), ids, all_hosts)
         reload_devices(s, snap, ids, all_hosts=all_hosts)  # per-GPU state of the same hosts
         st.touch(idx.tolist())  # the placement index refreshes these hosts' leaves (only these)
 
 
-def _reload_workloads(s: Session, snap: PlacementView, hosts: list[int], where_ids: Any) -> None:
-    """Replace the workload rows (and group member counts) of host indices `hosts` by the store's
-    holding workloads on them (one query)."""
+def _on_hosts(s: Session, stmts: tuple[PreparedIn, Prepared], ids: list[int], all_hosts: bool) -> list[Any]:
+    """The rows of `stmts` (restricted to the hosts `ids`, for every host) on the DBAPI cursor."""
+    return stmts[1].all(s, {}) if all_hosts else stmts[0].all(s, ids)
+
+
+def _reload_workloads(s: Session, snap: PlacementView, hosts: list[int], ids: list[int],
+                      all_hosts: bool) -> None:
+    """Make the workload rows (and group member counts) of host indices `hosts` (db ids `ids`) the
+    store's holding workloads on them (one query). A workload the view already holds on that host
+    exactly as read (`PlacementView.loaded`: demand, priority, group, kind) is kept as it is: a
+    host another process changed has lost or gained one or two of its ~tens of workloads, and
+    removing and adding back every row was most of a refresh's work."""
     st = snap.state
     table = st.workloads
-    for h in hosts:
-        for key in snap.on_host.pop(h, ()):
-            if key in table and int(table.host[table.row(key)]) == h:
-                table.remove(key, account=False)
+    loaded = snap.loaded
+    gone = {h: snap.on_host.pop(h, set()) for h in hosts}  # loaded there before; what stays is removed
+    for counts in st.group_counts.values():
+        counts[hosts] = 0
     res = st.resources
-    q = (select(WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name, GroupRow.name, WorkloadRow.demand,
-                WorkloadRow.priority, WorkloadRow.kind)
-         .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
-         .outerjoin(GroupRow, GroupRow.id == WorkloadRow.group_id)
-         .where(where_ids(WorkloadRow.host_id), WorkloadRow.state.in_(HOLDING_STATES))
-         .order_by(WorkloadRow.id))
-    for host_id, project, name, group, demand, priority, kind in s.execute(q):
-        at = snap.index_of.get(host_id) if host_id is not None else None
-        if at is None:
+    for host_id, project, name, group, text, priority, kind in _on_hosts(s, _WORKLOADS_ON, ids, all_hosts):
+        h = snap.index_of.get(host_id) if host_id is not None else None
+        if h is None:
             continue
-        h = at
         key = f"{project}/{name}"
-        if key in table:  # it moved here from a host this refresh did not reload (a race): follow it
-            snap.on_host.get(int(table.host[table.row(key)]), set()).discard(key)
-            table.remove(key, account=False)
-        vec = np.zeros(len(res))
-        for r, v in demand.items():
-            if r in res:
-                vec[res.index(r)] = float(v)
         gkey = group_key(project, group) if group is not None else None
-        table.add(key, h, vec, priority=int(priority), group=gkey, kind=str(kind), account=False)
+        row = table.rows.get(key)
+        held = loaded.get(key)
+        if row is not None and int(table.host[row]) == h and _same(held, text, priority, gkey, kind):
+            gone[h].discard(key)  # as the view holds it: kept
+            if held is not None and held[0] is None:  # (compared by value once: by its text from now on)
+                loaded[key] = (text, *held[1:])
+        else:
+            if row is not None:  # changed, or it moved here from a host this refresh did not reload
+                was = int(table.host[row])  # (a race): follow it
+                snap.on_host.get(was, set()).discard(key)
+                gone.get(was, set()).discard(key)
+                table.remove(key, account=False)
+            demand = json.loads(text)
+            vec = np.zeros(len(res))
+            for r, v in demand.items():
+                if r in res:
+                    vec[res.index(r)] = float(v)
+            table.add(key, h, vec, priority=int(priority), group=gkey, kind=str(kind), account=False)
+            loaded[key] = (text, demand, priority, gkey, kind)
         snap.on_host.setdefault(h, set()).add(key)
         if gkey is not None:
             arr = st.group_counts.get(gkey)
             if arr is None:
                 arr = st.group_counts[gkey] = np.zeros(st._cap, dtype=np.int32)
             arr[h] += 1
+    for h, keys in gone.items():  # no longer holding there
+        for key in keys:
+            row = table.rows.get(key)
+            if row is not None and int(table.host[row]) == h:
+                table.remove(key, account=False)
+                loaded.pop(key, None)
+    for key in [k for k, a in st.group_counts.items() if not a.any()]:
+        del st.group_counts[key]
+
+
+def _same(was: tuple[Any, ...] | None, text: str, priority: int, gkey: str | None, kind: str) -> bool:
+    """Does the view hold a workload as the store has it? `was` is what the view loaded or wrote
+    through, (demand's JSON text or None when written through, demand, priority, group key, kind):
+    the same JSON text needs no decoding; a claim written through is compared once by value."""
+    if was is None or was[2] != priority or was[3] != gkey or was[4] != kind:
+        return False
+    if was[0] == text:
+        return True
+    return was[0] is None and json.loads(text) == was[1]
+
+
+# The reload's statements, built once: (restricted to the hosts in :ids, every host).
+_HOSTS_Q = (select(HostRow.id, HostRow.state, HostRow.workloads, HostResourceRow.resource,
+                   HostResourceRow.allocated)
+            .outerjoin(HostResourceRow, HostResourceRow.host_id == HostRow.id))
+_HOSTS_OF = (PreparedIn(_HOSTS_Q.where(HostRow.id.in_(bindparam("ids", expanding=True)))), Prepared(_HOSTS_Q))
+_WORKLOADS_Q = (select(WorkloadRow.host_id, ProjectRow.name, WorkloadRow.name, GroupRow.name,
+                       cast(WorkloadRow.demand, Text),  # decoded only when the view does not hold it so
+                       WorkloadRow.priority, WorkloadRow.kind)
+                .join(ProjectRow, ProjectRow.id == WorkloadRow.project_id)
+                .outerjoin(GroupRow, GroupRow.id == WorkloadRow.group_id)
+                .where(WorkloadRow.state.in_(HOLDING_STATES))
+                .order_by(WorkloadRow.id))
+_WORKLOADS_ON = (PreparedIn(_WORKLOADS_Q.where(WorkloadRow.host_id.in_(bindparam("ids", expanding=True)))),
+                 Prepared(_WORKLOADS_Q.where(WorkloadRow.host_id.isnot(None))))

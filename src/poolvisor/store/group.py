@@ -52,7 +52,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from poolvisor.domain.errors import UnavailableError
-from poolvisor.store.prepared import defer, flush_deferred
+from poolvisor.store.prepared import PreparedIn, defer, flush_deferred
 from poolvisor.store.rows import HostRow
 from poolvisor.store.worker import QueueWorker
 
@@ -67,8 +67,9 @@ Done = Callable[[Any, BaseException | None], None]
 # ORDER BY under FOR UPDATE: PostgreSQL locks the rows as the sort returns them, in id order. FOR NO
 # KEY UPDATE (key_share) is the lock the ledger's UPDATEs of a host take anyway; unlike FOR UPDATE it
 # lets other transactions' foreign-key checks (a workload or allocation row naming the host) pass.
-_LOCK_HOSTS = (select(HostRow.id, HostRow.generation).where(HostRow.id.in_(bindparam("ids", expanding=True)))
-               .order_by(HostRow.id).with_for_update(key_share=True))
+_LOCK_HOSTS = PreparedIn(select(HostRow.id, HostRow.generation)
+                         .where(HostRow.id.in_(bindparam("ids", expanding=True)))
+                         .order_by(HostRow.id).with_for_update(key_share=True))
 
 
 def lock_hosts(s: Session, host_ids: Iterable[int]) -> dict[int, int]:
@@ -78,7 +79,7 @@ def lock_hosts(s: Session, host_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(host_ids))
     if not ids:
         return {}
-    return {int(h): int(g) for h, g in s.connection().execute(_LOCK_HOSTS, {"ids": ids})}
+    return {int(h): int(g) for h, g in _LOCK_HOSTS.all(s, ids)}  # (on the DBAPI cursor: every batch)
 
 
 _LOCK_HOST = select(HostRow.generation).where(HostRow.id == bindparam("h"))

@@ -163,6 +163,32 @@ class Prepared:
         queue.append((c, c.bind(params)))
 
 
+class PreparedIn:
+    """A `Prepared` statement with one expanding IN list, bound as `ids`, of any length (a refresh's
+    changed hosts): compiled once per power-of-two length, the list padded with its last id (an id
+    repeated in an IN list changes nothing), so a few compiled forms serve every length."""
+
+    __slots__ = ("stmt", "_by_size")
+
+    def __init__(self, stmt: Any) -> None:
+        self.stmt = stmt  # (a Select with `bindparam("ids", expanding=True)`)
+        self._by_size: dict[int, Prepared] = {}
+
+    def all(self, s: Session | Connection, ids: Sequence[int], params: Mapping[str, Any] | None = None
+            ) -> list[Any]:
+        """Its rows for these ids (none for no ids), as `Prepared.all`."""
+        if not ids:
+            return []
+        n = 1 << (len(ids) - 1).bit_length()
+        p = self._by_size.get(n)
+        if p is None:
+            p = self._by_size[n] = Prepared(self.stmt.params(ids=[0] * n))
+        bound = dict(params or {})
+        for i in range(n):
+            bound[f"ids_{i + 1}"] = ids[min(i, len(ids) - 1)]
+        return p.all(s, bound)
+
+
 def defer(s: Session) -> None:
     """From now on this transaction's `Prepared.later` statements wait for `flush_deferred`."""
     s.info.setdefault(_LATER, [])
