@@ -122,10 +122,13 @@ class TokenReader:
                 conn.close()
             return False, None
         self._idle.append(conn)
+        return True, self.converted(row)
+
+    def converted(self, row: Any) -> tuple[Any, ...] | None:
+        """A raw row of the statement as the Session path would give it (None: no such token)."""
         if row is None:
-            return True, None
-        return True, tuple(v if f is None or v is None else f(v)
-                           for f, v in zip(self.convert, row, strict=True))
+            return None
+        return tuple(v if f is None or v is None else f(v) for f, v in zip(self.convert, row, strict=True))
 
     def close(self) -> None:
         while self._idle:
@@ -324,7 +327,6 @@ class AuthService(ServiceBase):
         return self._write(tx)
 
 
-
 class AsyncTokenReader:
     """PostgreSQL: TokenReader's statement on asyncio connections (psycopg's AsyncConnection, in
     autocommit: a statement snapshot, so a revocation committed by any replica holds for the next
@@ -393,10 +395,7 @@ class AsyncTokenReader:
                 raise
             return False, None
         self._idle.append(conn)
-        if row is None:
-            return True, None
-        return True, tuple(v if f is None or v is None else f(v)
-                           for f, v in zip(r.convert, row, strict=True))
+        return True, r.converted(row)
 
 
 def _status(row: tuple[Any, ...] | None) -> tuple[Principal | None, Invalid | None]:
