@@ -17,11 +17,18 @@ from poolvisor.storage import objects as ob
 from poolvisor.storage import segment_io as sio
 
 
+def _devices(tmp_path: Path, n: int) -> list[Path]:
+    """Devices d0..d(n-1) under tmp_path, each with volume v's directory."""
+    devices = [tmp_path / f"d{i}" for i in range(n)]
+    for i, d in enumerate(devices):
+        sio.init_device(d, i)
+        ob.ensure_volume_dir(d, "v")
+    return devices
+
+
 @pytest.fixture
 def device(tmp_path: Path) -> Path:
-    sio.init_device(tmp_path / "d0", 0)
-    ob.ensure_volume_dir(tmp_path / "d0", "v")
-    return tmp_path / "d0"
+    return _devices(tmp_path, 1)[0]
 
 
 @pytest.mark.parametrize("size", [1, 4095, 4096, 4097, 3 * 4096 + 17, 1 << 20])
@@ -263,10 +270,7 @@ def test_each_chunks_hash_is_queued_before_its_replicas_so_one_thread_suffices(d
 
 def test_a_dead_device_is_reported_and_the_others_still_prepared(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    devices = [tmp_path / f"d{i}" for i in range(3)]
-    for i, d in enumerate(devices):
-        sio.init_device(d, i)
-        ob.ensure_volume_dir(d, "v")
+    devices = _devices(tmp_path, 3)
     os.rename(devices[1], tmp_path / "gone")
     prepared, failed, shas = _prepare_all(devices, {0: b"a" * 9000, 1: b"b" * 10}, _Recorder())
     assert failed == [devices[1], devices[1]]
@@ -403,10 +407,7 @@ def test_cpu_slots_go_by_ticket_not_by_arrival_and_a_timed_out_waiter_leaves_the
 
 def test_each_chunk_takes_the_cpu_slots_after_the_one_before_and_its_copies_before_its_hash(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    devices = [tmp_path / f"d{i}" for i in range(3)]
-    for i, d in enumerate(devices):
-        sio.init_device(d, i)
-        ob.ensure_volume_dir(d, "v")
+    devices = _devices(tmp_path, 3)
     seen: list[tuple[str, int, int]] = []
     lock = threading.Lock()
     real_hash = ob._hash
