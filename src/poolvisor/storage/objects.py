@@ -403,11 +403,8 @@ def read(device: Path, volume: str, chunk: int) -> Replica | None:
 
     The header and the payload are read apart (positioned reads), so the payload arrives as one
     bytes object read straight from the file: no copy of the whole file to slice it from."""
-    try:
-        fd = os.open(object_path(device, volume, chunk), os.O_RDONLY)
-    except FileNotFoundError:
-        if not (device / "objects").is_dir():
-            raise  # the device itself is gone
+    fd = _open(device, volume, chunk)
+    if fd is None:
         return None
     try:
         size = os.fstat(fd).st_size
@@ -432,14 +429,24 @@ def header_gen(device: Path, volume: str, chunk: int) -> int | None:
     """The generation a replica's header claims (payload not verified), None when absent; raises
     Corrupt when the file holds no replica header, OSError if dead. What a read uses to try the
     replica that should be newest first (`read` then verifies it)."""
+    fd = _open(device, volume, chunk)
+    if fd is None:
+        return None
     try:
-        with open(object_path(device, volume, chunk), "rb") as f:
-            raw = f.read(HEADER.size)
+        raw = os.pread(fd, HEADER.size, 0)
+    finally:
+        os.close(fd)
+    return int(_header_fields(raw)[1])
+
+
+def _open(device: Path, volume: str, chunk: int) -> int | None:
+    """A replica's file opened for reading, None when absent; OSError when the device is gone."""
+    try:
+        return os.open(object_path(device, volume, chunk), os.O_RDONLY)
     except FileNotFoundError:
         if not (device / "objects").is_dir():
             raise  # the device itself is gone
         return None
-    return int(_header_fields(raw)[1])
 
 
 def _header_fields(raw: bytes) -> tuple[int, int, int, bytes]:
