@@ -188,9 +188,11 @@ def collect_in(s: Session, p: StoragePoolRow, now: float | None = None,
     devices, in_pool, held = _pool_state(s, p, scope)
     files = nbytes = 0
     for d in devices:
-        names: Iterable[str] | None = None if scope is None else [sio.volume_key(v) for v in sorted(scope)]
+        names: Iterable[str] | None = None  # every directory
         if wanted is not None:
             names = sorted(wanted.get(d.id, {}))
+        elif scope is not None:
+            names = [sio.volume_key(v) for v in sorted(scope)]
         for name, vid, vdir in _volume_dirs(d, names):
             only = None if wanted is None else wanted[d.id][name]
             for f in _files(vdir):
